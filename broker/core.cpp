@@ -1,0 +1,588 @@
+#include "broker/core.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include <msgpack.hpp>
+
+#include "protocol/payload.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo::broker {
+namespace {
+
+constexpr std::size_t kMaxFunctions = 4096;
+constexpr std::size_t kMaxNameBytes = 256;
+
+std::string seconds(Duration d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", std::chrono::duration<double>(d).count());
+  return text;
+}
+
+}  // namespace
+
+std::string printable_id(const PeerId& id) {
+  const bool text = !id.empty() && std::all_of(id.begin(), id.end(), [](char c) {
+    return c >= 0x21 && c <= 0x7e;
+  });
+  if (text) return id;
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : id) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+Core::Core(Config config, std::uint64_t instance, LogSink log)
+    : config_(config), instance_(instance), log_(std::move(log)) {}
+
+void Core::log(LogLevel level, const std::string& text) const {
+  if (log_) log_(level, text);
+}
+
+wire::Alive Core::alive() const {
+  return wire::Alive{instance_, static_cast<std::uint32_t>(config_.heartbeat.count()),
+                     config_.liveness};
+}
+
+void Core::send(const PeerId& to, const wire::Message& message) {
+  outbox_.push_back(Outgoing{to, wire::encode(message), zmq::message_t(), false});
+}
+
+void Core::send(const PeerId& to, const wire::Message& message, zmq::message_t&& payload) {
+  outbox_.push_back(Outgoing{to, wire::encode(message), std::move(payload), true});
+}
+
+void Core::on_malformed(const PeerId& from, const std::string& why) {
+  log(LogLevel::Warning, "dropped a malformed message from " + printable_id(from) + ": " + why);
+  send(from, wire::Error{"bad_message", why});
+}
+
+void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
+                      zmq::message_t* payload, TimePoint now) {
+  wire::Message message;
+  try {
+    message = wire::decode(header, header_size);
+  } catch (const Error& e) {
+    on_malformed(from, e.what());
+    return;
+  }
+  const wire::Type type = wire::type_of(message);
+  if (wire::has_payload(type) != (payload != nullptr) && type != wire::Type::Status) {
+    on_malformed(from, std::string(wire::type_name(type)) +
+                           (payload ? " must not carry a payload frame"
+                                    : " must carry a payload frame"));
+    return;
+  }
+  handle(from, std::move(message), payload, now);
+}
+
+void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* payload,
+                  TimePoint now) {
+  switch (wire::type_of(message)) {
+    case wire::Type::Ready:
+      on_ready(from, std::get<wire::Ready>(std::move(message)), now);
+      break;
+    case wire::Type::Result:
+      on_result(from, std::get<wire::Result>(message), payload, now);
+      break;
+    case wire::Type::Submit:
+      on_submit(from, std::get<wire::Submit>(std::move(message)), payload, now);
+      break;
+    case wire::Type::Heartbeat:
+      on_heartbeat(from, std::get<wire::Heartbeat>(message), now);
+      break;
+    case wire::Type::Done:
+      if (auto c = clients_.find(from); c != clients_.end()) c->second.last_heard = now;
+      on_done(from, std::get<wire::Done>(message).job_id, now);
+      break;
+    case wire::Type::Bye:
+      if (workers_.count(from)) {
+        remove_worker(from, false, "left: " + std::get<wire::Bye>(message).reason, now);
+      } else if (clients_.count(from)) {
+        remove_client(from, "left");
+      }
+      break;
+    case wire::Type::StatusRequest: {
+      const std::string map = status_payload(now);
+      send(from, wire::Status{}, zmq::message_t(map.data(), map.size()));
+      break;
+    }
+    default:
+      on_malformed(from, std::string(wire::type_name(wire::type_of(message))) +
+                             " is not a message the broker accepts");
+  }
+}
+
+void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
+  if (shutting_down_) {
+    send(from, wire::Bye{"broker shutting down"});
+    return;
+  }
+  if (m.functions.empty() || m.functions.size() > kMaxFunctions ||
+      m.name.size() > kMaxNameBytes || m.host.size() > kMaxNameBytes ||
+      std::any_of(m.functions.begin(), m.functions.end(), [](const std::string& f) {
+        return f.empty() || f.size() > kMaxNameBytes;
+      })) {
+    on_malformed(from, "READY: needs 1 to 4096 functions with names of 1 to 256 bytes");
+    return;
+  }
+  // A READY from a known worker means it lost track of us: its tasks are not coming back.
+  if (workers_.count(from)) remove_worker(from, false, "announced itself again", now);
+  Worker& w = workers_[from];
+  w.name = m.name.empty() ? printable_id(from) : std::move(m.name);
+  w.host = std::move(m.host);
+  w.pid = m.pid;
+  w.capacity = std::clamp<std::uint32_t>(m.capacity, 1, config_.max_capacity);
+  std::sort(m.functions.begin(), m.functions.end());
+  m.functions.erase(std::unique(m.functions.begin(), m.functions.end()), m.functions.end());
+  w.functions = std::move(m.functions);
+  w.last_heard = now;
+  w.joined = now;
+  for (const std::string& f : w.functions) services_[f].providers.push_back(from);
+  log(LogLevel::Info, "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
+                          " functions, capacity " + std::to_string(w.capacity));
+  send(from, alive());
+  for (const std::string& f : w.functions) dispatch(f);
+}
+
+void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* payload,
+                     TimePoint now) {
+  auto w = workers_.find(from);
+  if (w == workers_.end()) {
+    send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
+    return;
+  }
+  w->second.last_heard = now;
+  w->second.inflight.erase(m.task_id);
+  auto t = tasks_.find(m.task_id);
+  if (t == tasks_.end()) {
+    // A duplicate (the task was re-run and delivered already) or a job that is gone: drop it.
+    log(LogLevel::Debug, "dropped a result for task " + std::to_string(m.task_id) +
+                             " that is no longer outstanding");
+  } else {
+    Task& task = t->second;
+    ++w->second.tasks_done;
+    auto j = jobs_.find(task.job);
+    if (j != jobs_.end()) {
+      send(task.job.client,
+           wire::Deliver{task.job.id, task.first, task.count, w->second.name, m.elapsed_us},
+           std::move(*payload));
+      chunk_finished(j->second, task);
+    }
+    release(task);
+    tasks_.erase(t);
+  }
+  const std::vector<std::string> functions = w->second.functions;
+  for (const std::string& f : functions) dispatch(f);
+}
+
+void Core::chunk_finished(Job& job, const Task& task) {
+  job.items_delivered += task.count;
+  auto c = job.chunks.find(task.chunk_first);
+  if (c == job.chunks.end()) return;
+  c->second -= std::min(c->second, task.count);
+  if (c->second == 0) job.chunks.erase(c);
+}
+
+void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* payload,
+                     TimePoint now) {
+  if (shutting_down_) {
+    send(from, wire::Bye{"broker shutting down"});
+    return;
+  }
+  if (workers_.count(from)) {
+    on_malformed(from, "SUBMIT from a peer registered as a worker");
+    return;
+  }
+  auto fail = [&](const std::string& code, const std::string& message) {
+    send(from, wire::Failed{m.job_id, m.first, m.count, code, message});
+  };
+  if (m.count == 0 || m.count > config_.max_chunk_items || m.function.empty() ||
+      m.function.size() > kMaxNameBytes) {
+    fail("bad_request", "SUBMIT needs 1 to " + std::to_string(config_.max_chunk_items) +
+                            " items and a function name of 1 to 256 bytes");
+    return;
+  }
+  Client& client = clients_[from];
+  client.last_heard = now;
+  const JobKey key{from, m.job_id};
+  auto j = jobs_.find(key);
+  if (j == jobs_.end()) {
+    j = jobs_.emplace(key, Job{}).first;
+    j->second.function = m.function;
+    j->second.wait_ms = m.wait_ms;
+    j->second.started = now;
+    client.jobs.push_back(m.job_id);
+    Service& s = services_[m.function];
+    if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
+    log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + printable_id(from) +
+                            " started: " + m.function);
+  }
+  Job& job = j->second;
+  if (job.function != m.function) {
+    fail("bad_request", "job " + std::to_string(m.job_id) + " is for " + job.function +
+                            ", not " + m.function);
+    return;
+  }
+  if (job.chunks.count(m.first)) return;  // a resubmission of a chunk we hold: nothing to do
+  if (client.queued_bytes + payload->size() > config_.max_client_bytes) {
+    fail("over_limit", "client has " + std::to_string(client.queued_bytes) +
+                           " bytes queued; the broker's limit is " +
+                           std::to_string(config_.max_client_bytes));
+    return;
+  }
+  job.chunks.emplace(m.first, m.count);
+  ++job.accepted_chunks;
+  const std::uint64_t id = next_task_id_++;
+  Task& task = tasks_[id];
+  task.job = key;
+  task.chunk_first = m.first;
+  task.first = m.first;
+  task.count = m.count;
+  task.payload = std::move(*payload);
+  charge(task, task.payload.size());
+  enqueue(id, task, job, false);
+  dispatch(job.function);
+}
+
+void Core::enqueue(std::uint64_t task_id, Task& task, Job& job, bool front) {
+  task.holder.clear();
+  const bool was_idle = job.queue.empty();
+  if (front) {
+    job.queue.push_front(task_id);
+  } else {
+    job.queue.push_back(task_id);
+  }
+  if (was_idle) services_[job.function].ready.push_back(task.job);
+}
+
+void Core::dispatch(const std::string& function) {
+  auto s = services_.find(function);
+  if (s == services_.end()) return;
+  Service& service = s->second;
+  while (!service.ready.empty()) {
+    // The provider with the most free credit: idle workers first, so slow items spread out.
+    Worker* best = nullptr;
+    const PeerId* best_id = nullptr;
+    std::uint32_t best_free = 0;
+    for (const PeerId& id : service.providers) {
+      Worker& w = workers_.at(id);
+      const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
+      const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
+      if (free > best_free) {
+        best = &w;
+        best_id = &id;
+        best_free = free;
+      }
+    }
+    if (best == nullptr) return;
+    const JobKey key = service.ready.front();
+    service.ready.pop_front();
+    auto j = jobs_.find(key);
+    if (j == jobs_.end() || j->second.queue.empty()) continue;
+    Job& job = j->second;
+    const std::uint64_t task_id = job.queue.front();
+    job.queue.pop_front();
+    if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
+    Task& task = tasks_.at(task_id);
+    task.holder = *best_id;
+    best->inflight.insert(task_id);
+    zmq::message_t copy;
+    copy.copy(task.payload);  // shares the buffer: kept for a re-run if the worker dies
+    send(*best_id, wire::Task{task_id, function, task.count}, std::move(copy));
+  }
+}
+
+void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now) {
+  if (auto w = workers_.find(from); w != workers_.end()) {
+    w->second.last_heard = now;
+    send(from, alive());
+    return;
+  }
+  if (m.job_id == 0) {
+    send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
+    return;
+  }
+  Client& client = clients_[from];
+  client.last_heard = now;
+  auto j = jobs_.find(JobKey{from, m.job_id});
+  if (j == jobs_.end() || j->second.accepted_chunks < m.submitted || j->second.needs_resync) {
+    if (j != jobs_.end()) j->second.needs_resync = false;
+    send(from, wire::Resync{m.job_id});
+    return;
+  }
+  send(from, alive());
+}
+
+void Core::on_done(const PeerId& from, std::uint64_t job_id, TimePoint now) {
+  const JobKey key{from, job_id};
+  auto j = jobs_.find(key);
+  if (j == jobs_.end()) return;
+  const Job& job = j->second;
+  const bool complete = job.chunks.empty();
+  remove_job(key, complete ? "finished: " + std::to_string(job.items_delivered) + " items in " +
+                                 seconds(now - job.started)
+                           : "cancelled by its client");
+  auto c = clients_.find(from);
+  if (c != clients_.end() && c->second.jobs.empty()) clients_.erase(c);
+}
+
+void Core::charge(Task& task, std::uint64_t bytes) {
+  task.charged = bytes;
+  auto c = clients_.find(task.job.client);
+  if (c != clients_.end()) c->second.queued_bytes += bytes;
+}
+
+void Core::release(Task& task) {
+  auto c = clients_.find(task.job.client);
+  if (c != clients_.end()) {
+    c->second.queued_bytes -= std::min<std::uint64_t>(c->second.queued_bytes, task.charged);
+  }
+  task.charged = 0;
+}
+
+void Core::remove_job(const JobKey& key, const std::string& why) {
+  auto j = jobs_.find(key);
+  if (j == jobs_.end()) return;
+  Job& job = j->second;
+  // Queued and running tasks go; workers running one still get credit back when they answer.
+  for (auto t = tasks_.begin(); t != tasks_.end();) {
+    if (t->second.job == key) {
+      release(t->second);
+      t = tasks_.erase(t);
+    } else {
+      ++t;
+    }
+  }
+  log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + printable_id(key.client) +
+                          " (" + job.function + ") " + why);
+  jobs_.erase(j);
+  if (auto c = clients_.find(key.client); c != clients_.end()) {
+    auto& ids = c->second.jobs;
+    ids.erase(std::remove(ids.begin(), ids.end(), key.id), ids.end());
+  }
+}
+
+void Core::remove_client(const PeerId& id, const std::string& why) {
+  auto c = clients_.find(id);
+  if (c == clients_.end()) return;
+  const std::vector<std::uint64_t> jobs = c->second.jobs;
+  for (std::uint64_t job : jobs) remove_job(JobKey{id, job}, "dropped: client " + why);
+  clients_.erase(id);
+}
+
+void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string& why,
+                         TimePoint now) {
+  auto w = workers_.find(id);
+  if (w == workers_.end()) return;
+  Worker worker = std::move(w->second);
+  workers_.erase(w);
+  for (const std::string& f : worker.functions) {
+    Service& s = services_[f];
+    s.providers.erase(std::remove(s.providers.begin(), s.providers.end(), id), s.providers.end());
+    if (s.providers.empty()) s.no_provider_since = now;
+  }
+  std::size_t requeued = 0;
+  for (std::uint64_t task_id : worker.inflight) {
+    auto t = tasks_.find(task_id);
+    if (t != tasks_.end() && t->second.holder == id) {
+      requeue(task_id, count_attempt);
+      ++requeued;
+    }
+  }
+  log(count_attempt ? LogLevel::Warning : LogLevel::Info,
+      "worker " + worker.name + " " + why +
+          (requeued ? "; " + std::to_string(requeued) + " tasks requeued" : std::string()));
+  for (const std::string& f : worker.functions) dispatch(f);
+}
+
+void Core::requeue(std::uint64_t task_id, bool count_attempt) {
+  Task& task = tasks_.at(task_id);
+  task.holder.clear();
+  if (count_attempt) ++task.attempts;
+  auto j = jobs_.find(task.job);
+  if (j == jobs_.end()) {
+    tasks_.erase(task_id);
+    return;
+  }
+  Job& job = j->second;
+  if (task.attempts >= config_.max_attempts) {
+    fail_task(task_id, "worker_lost",
+              "worker lost while running " + job.function + " on item " +
+                  std::to_string(task.first) + ", " + std::to_string(task.attempts) + " attempts");
+    return;
+  }
+  if (count_attempt && task.count > 1) {
+    // A chunk that killed its worker may hold one poison item: re-run its items one by one so
+    // only that item uses up its attempts and is reported lost.
+    std::vector<wire::Span> spans;
+    try {
+      spans = wire::item_spans(task.payload.data<char>(), task.payload.size(), task.count);
+    } catch (const Error& e) {
+      fail_task(task_id, "bad_request", std::string("chunk cannot be split: ") + e.what());
+      return;
+    }
+    const char* base = task.payload.data<char>();
+    for (std::size_t i = spans.size(); i-- > 0;) {
+      const std::uint64_t id = next_task_id_++;
+      Task& single = tasks_[id];
+      single.job = task.job;
+      single.chunk_first = task.chunk_first;
+      single.first = task.first + i;
+      single.count = 1;
+      const std::string bytes = wire::single_item_array(base + spans[i].offset, spans[i].size);
+      single.payload = zmq::message_t(bytes.data(), bytes.size());
+      single.attempts = task.attempts;
+      charge(single, single.payload.size());
+      enqueue(id, single, job, true);
+    }
+    release(task);
+    tasks_.erase(task_id);
+    return;
+  }
+  enqueue(task_id, task, job, true);
+}
+
+void Core::fail_task(std::uint64_t task_id, const std::string& code, const std::string& message) {
+  auto t = tasks_.find(task_id);
+  if (t == tasks_.end()) return;
+  Task& task = t->second;
+  auto j = jobs_.find(task.job);
+  if (j != jobs_.end()) {
+    log(LogLevel::Warning, message);
+    send(task.job.client, wire::Failed{task.job.id, task.first, task.count, code, message});
+    chunk_finished(j->second, task);
+  }
+  release(task);
+  tasks_.erase(t);
+}
+
+void Core::on_send_failed(const PeerId& peer, TimePoint now) {
+  if (workers_.count(peer)) {
+    remove_worker(peer, true, "unreachable", now);
+    return;
+  }
+  auto c = clients_.find(peer);
+  if (c == clients_.end()) return;
+  // Whatever we could not deliver is recomputed when the client resubmits on RESYNC.
+  for (std::uint64_t job : c->second.jobs) {
+    auto j = jobs_.find(JobKey{peer, job});
+    if (j != jobs_.end()) j->second.needs_resync = true;
+  }
+}
+
+void Core::on_tick(TimePoint now) {
+  std::vector<PeerId> silent;
+  for (const auto& [id, w] : workers_) {
+    if (now - w.last_heard > expiry()) silent.push_back(id);
+  }
+  for (const PeerId& id : silent) {
+    remove_worker(id, true, "lost: no heartbeat for " + seconds(expiry()), now);
+  }
+  silent.clear();
+  for (const auto& [id, c] : clients_) {
+    if (now - c.last_heard > expiry()) silent.push_back(id);
+  }
+  for (const PeerId& id : silent) remove_client(id, "vanished: no heartbeat for " + seconds(expiry()));
+
+  std::vector<JobKey> unserved;
+  for (const auto& [key, job] : jobs_) {
+    if (job.queue.empty()) continue;
+    const Service& s = services_[job.function];
+    if (!s.providers.empty()) continue;
+    const TimePoint since = std::max(job.started, s.no_provider_since);
+    if (now - since >= std::chrono::milliseconds(job.wait_ms)) unserved.push_back(key);
+  }
+  for (const JobKey& key : unserved) {
+    const Job& job = jobs_.at(key);
+    std::string known;
+    for (const auto& [name, s] : services_) {
+      if (s.providers.empty()) continue;
+      known += (known.empty() ? "" : ", ") + name;
+    }
+    const std::string message =
+        "no worker provides " + job.function + " (waited " +
+        seconds(std::chrono::milliseconds(job.wait_ms)) + "); available: " +
+        (known.empty() ? std::string("none") : known);
+    send(key.client, wire::Failed{key.id, 0, 0, "unknown_function", message});
+    remove_job(key, "failed: " + message);
+  }
+}
+
+TimePoint Core::next_deadline(TimePoint now) const {
+  // Coarse but cheap: expiry needs no finer resolution than a fraction of a heartbeat.
+  return now + std::max<Duration>(config_.heartbeat / 4, std::chrono::milliseconds(5));
+}
+
+void Core::shutdown() {
+  shutting_down_ = true;
+  for (const auto& [id, w] : workers_) send(id, wire::Bye{"broker shutting down"});
+  for (const auto& [id, c] : clients_) {
+    if (!c.jobs.empty()) send(id, wire::Bye{"broker shutting down"});
+  }
+  log(LogLevel::Info, "shutting down: told " + std::to_string(workers_.size()) + " workers and " +
+                          std::to_string(clients_.size()) + " clients");
+}
+
+std::size_t Core::queued_count() const {
+  std::size_t n = 0;
+  for (const auto& [key, job] : jobs_) n += job.queue.size();
+  return n;
+}
+
+std::size_t Core::inflight_count(const PeerId& worker) const {
+  auto w = workers_.find(worker);
+  return w == workers_.end() ? 0 : w->second.inflight.size();
+}
+
+std::string Core::status_payload(TimePoint now) const {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  auto ms_since = [&](TimePoint t) {
+    return static_cast<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count());
+  };
+  p.pack_map(5);
+  p.pack("protocol").pack(wire::kVersion);
+  p.pack("instance").pack(instance_);
+  p.pack("workers").pack_array(static_cast<std::uint32_t>(workers_.size()));
+  for (const auto& [id, w] : workers_) {
+    p.pack_map(8);
+    p.pack("name").pack(w.name);
+    p.pack("host").pack(w.host);
+    p.pack("pid").pack(w.pid);
+    p.pack("functions").pack(w.functions);
+    p.pack("capacity").pack(w.capacity);
+    p.pack("busy").pack(static_cast<std::uint32_t>(w.inflight.size()));
+    p.pack("tasks_done").pack(w.tasks_done);
+    p.pack("last_heard_ms").pack(ms_since(w.last_heard));
+  }
+  p.pack("functions").pack_map(static_cast<std::uint32_t>(services_.size()));
+  for (const auto& [name, s] : services_) {
+    std::size_t queued = 0;
+    for (const auto& [key, job] : jobs_) {
+      if (job.function == name) queued += job.queue.size();
+    }
+    p.pack(name).pack_map(2);
+    p.pack("workers").pack(static_cast<std::uint32_t>(s.providers.size()));
+    p.pack("queued").pack(static_cast<std::uint64_t>(queued));
+  }
+  p.pack("jobs").pack_array(static_cast<std::uint32_t>(jobs_.size()));
+  for (const auto& [key, job] : jobs_) {
+    p.pack_map(6);
+    p.pack("client").pack(printable_id(key.client));
+    p.pack("job").pack(key.id);
+    p.pack("function").pack(job.function);
+    p.pack("queued").pack(static_cast<std::uint64_t>(job.queue.size()));
+    p.pack("chunks_open").pack(static_cast<std::uint64_t>(job.chunks.size()));
+    p.pack("items_done").pack(job.items_delivered);
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
+}  // namespace seppo::broker

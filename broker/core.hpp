@@ -1,0 +1,179 @@
+// The broker's whole scheduling logic, with no sockets and no clock of its own: feed it messages
+// and times, drain its outbox. That makes every rule (dispatch, credits, heartbeats, retries,
+// expiry, duplicates) testable deterministically with a fake clock; broker/server.cpp is the
+// thin socket loop around it.
+//
+// State at a glance (compare mdbroker.c's services, workers, waiting):
+//   workers_   routing id -> Worker: functions, capacity, tasks it holds, last heard
+//   services_  function   -> Service: providers, jobs with queued tasks (round robin)
+//   jobs_      (client, job id) -> Job: its queue, its chunks not yet delivered
+//   tasks_     task id    -> Task: payload, attempts, and which worker holds it, so a lost worker's
+//              tasks are never forgotten
+//   clients_   routing id -> Client: its jobs and when it was last heard
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "protocol/wire.hpp"
+
+namespace seppo::broker {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = Clock::duration;
+using PeerId = std::string;  // ZeroMQ routing id, as bytes
+
+struct Config {
+  std::chrono::milliseconds heartbeat{1000};
+  std::uint32_t liveness = 3;      // heartbeats missed before a peer is presumed dead
+  std::uint32_t max_attempts = 3;  // runs of a task whose worker died before it is reported lost
+  std::uint32_t max_capacity = 64;           // cap on a worker's announced capacity
+  std::uint32_t max_chunk_items = 1u << 20;  // items one SUBMIT may carry
+  std::uint64_t max_client_bytes = 512ull << 20;  // payload bytes one client may have queued
+};
+
+enum class LogLevel { Debug, Info, Warning, Error };
+
+struct Outgoing {
+  PeerId peer;
+  std::string header;
+  zmq::message_t payload;
+  bool has_payload = false;
+};
+
+class Core {
+ public:
+  using LogSink = std::function<void(LogLevel, const std::string&)>;
+
+  Core(Config config, std::uint64_t instance, LogSink log = {});
+
+  // One message from a peer: its header frame and, for types that carry one, its payload.
+  // Malformed input is answered with ERROR (or dropped) and logged; it never throws.
+  void on_message(const PeerId& from, const void* header, std::size_t header_size,
+                  zmq::message_t* payload, TimePoint now);
+  // A frame count the protocol does not allow (the socket loop sees the frames, not the core).
+  void on_malformed(const PeerId& from, const std::string& why);
+  // Expires silent workers and clients, fails jobs nobody can run. Call by next_deadline().
+  void on_tick(TimePoint now);
+  // The socket loop could not send to this peer (ROUTER_MANDATORY: gone, or at its HWM).
+  void on_send_failed(const PeerId& peer, TimePoint now);
+  // Says BYE to every worker and client; the caller then flushes the outbox and exits.
+  void shutdown();
+
+  TimePoint next_deadline(TimePoint now) const;
+  std::vector<Outgoing>& outbox() { return outbox_; }
+
+  // Introspection, for status replies and tests.
+  std::size_t worker_count() const { return workers_.size(); }
+  std::size_t job_count() const { return jobs_.size(); }
+  std::size_t task_count() const { return tasks_.size(); }
+  std::size_t queued_count() const;
+  std::size_t inflight_count(const PeerId& worker) const;
+  std::string status_payload(TimePoint now) const;  // msgpack map, see docs/protocol.md
+  std::uint64_t instance() const { return instance_; }
+
+ private:
+  struct JobKey {
+    PeerId client;
+    std::uint64_t id;
+    bool operator==(const JobKey& o) const { return id == o.id && client == o.client; }
+  };
+  struct JobKeyHash {
+    std::size_t operator()(const JobKey& k) const {
+      return std::hash<std::string>()(k.client) ^ (k.id * 0x9e3779b97f4a7c15ull);
+    }
+  };
+  struct Worker {
+    std::string name, host;
+    std::int64_t pid = 0;
+    std::uint32_t capacity = 1;
+    std::vector<std::string> functions;
+    std::unordered_set<std::uint64_t> inflight;  // task ids sent and not yet answered
+    TimePoint last_heard{};
+    TimePoint joined{};
+    std::uint64_t tasks_done = 0;
+  };
+  struct Task {
+    JobKey job;
+    std::uint64_t chunk_first = 0;  // the SUBMIT this task came from (tasks split on requeue)
+    std::uint64_t first = 0;
+    std::uint32_t count = 0;
+    zmq::message_t payload;
+    std::uint32_t attempts = 0;  // runs started whose worker was then lost
+    PeerId holder;               // the worker running it; empty while queued
+    std::uint64_t charged = 0;   // bytes counted against the client's limit
+  };
+  struct Job {
+    std::string function;
+    std::uint32_t wait_ms = 0;
+    std::deque<std::uint64_t> queue;                     // task ids, next to run first
+    std::unordered_map<std::uint64_t, std::uint32_t> chunks;  // chunk first -> items not delivered
+    std::uint64_t accepted_chunks = 0;
+    std::uint64_t items_delivered = 0;
+    bool needs_resync = false;
+    TimePoint started{};
+  };
+  struct Service {
+    std::vector<PeerId> providers;
+    std::deque<JobKey> ready;  // jobs with queued tasks, served round robin
+    TimePoint no_provider_since{};
+  };
+  struct Client {
+    TimePoint last_heard{};
+    std::vector<std::uint64_t> jobs;
+    std::uint64_t queued_bytes = 0;
+  };
+
+  void handle(const PeerId& from, wire::Message&& message, zmq::message_t* payload, TimePoint now);
+  void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);
+  void on_result(const PeerId& from, const wire::Result& m, zmq::message_t* payload, TimePoint now);
+  void on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* payload, TimePoint now);
+  void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
+  void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
+
+  void dispatch(const std::string& function);
+  void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
+  void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now);
+  void requeue(std::uint64_t task_id, bool count_attempt);
+  void fail_task(std::uint64_t task_id, const std::string& code, const std::string& message);
+  void remove_job(const JobKey& key, const std::string& why);
+  void remove_client(const PeerId& id, const std::string& why);
+  void chunk_finished(Job& job, const Task& task);
+  void charge(Task& task, std::uint64_t bytes);
+  void release(Task& task);
+
+  void send(const PeerId& to, const wire::Message& message);
+  void send(const PeerId& to, const wire::Message& message, zmq::message_t&& payload);
+  void log(LogLevel level, const std::string& text) const;
+  Duration expiry() const { return config_.heartbeat * config_.liveness; }
+  wire::Alive alive() const;
+
+  Config config_;
+  std::uint64_t instance_;
+  LogSink log_;
+  std::uint64_t next_task_id_ = 1;
+  std::unordered_map<PeerId, Worker> workers_;
+  std::map<std::string, Service> services_;
+  std::unordered_map<JobKey, Job, JobKeyHash> jobs_;
+  std::unordered_map<std::uint64_t, Task> tasks_;
+  std::unordered_map<PeerId, Client> clients_;
+  std::vector<Outgoing> outbox_;
+  bool shutting_down_ = false;
+};
+
+// Renders a routing id for logs: printable ids as text, others as hex.
+std::string printable_id(const PeerId& id);
+
+}  // namespace seppo::broker

@@ -1,0 +1,18 @@
+// Where the broker is: one default and one environment variable for every program.
+#pragma once
+
+#include <string>
+
+namespace seppo {
+
+inline constexpr const char* kDefaultEndpoint = "tcp://127.0.0.1:5555";
+inline constexpr const char* kBrokerVariable = "SEPPO_BROKER";
+
+// SEPPO_BROKER when set and not empty, otherwise tcp://127.0.0.1:5555.
+std::string default_broker_endpoint();
+
+// True for endpoints that only this machine can reach: ipc://, inproc://, and tcp:// on
+// loopback addresses (127.0.0.0/8, ::1, localhost).
+bool is_local_endpoint(const std::string& endpoint);
+
+}  // namespace seppo

@@ -1,0 +1,179 @@
+// The client library: map a named function over inputs on a seppo cluster.
+//
+//   seppo::Client client{"tcp://127.0.0.1:5555"};
+//   std::vector<std::string> out =
+//       client.map_parallel<std::string>("example_module.hello_world", std::vector<double>{1, 2, 3});
+//
+// Results come back in input order whichever worker finished first.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <msgpack.hpp>
+
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo {
+class ClientJob;
+
+// SEPPO_BROKER when set, otherwise tcp://127.0.0.1:5555.
+std::string default_endpoint();
+
+struct ClientOptions {
+  // A call fails with ConnectionError when the broker has been silent this long.
+  std::chrono::milliseconds timeout{30000};
+  // How long the broker waits for a worker providing the function before failing the call
+  // with UnknownFunctionError.
+  std::chrono::milliseconds worker_wait{10000};
+  // Items per chunk; 0 adapts it to the function's measured cost (see docs/design.md).
+  std::size_t chunk_size = 0;
+  // Chunks in flight at once; bounds the memory of client and broker whatever the input size.
+  std::size_t window = 256;
+  // Bytes of submitted chunks not yet answered; the other bound on memory.
+  std::size_t max_inflight_bytes = 8u << 20;
+  // Chunks are aimed at this much compute each when chunk_size is 0.
+  std::chrono::microseconds target_chunk_time{10000};
+  // Until the broker announces its own.
+  std::chrono::milliseconds heartbeat{1000};
+};
+
+// One item's outcome: its value, or the error its function raised.
+template <class R>
+class Result {
+ public:
+  Result(R value) : state_(std::move(value)) {}                // NOLINT: implicit on purpose
+  Result(RemoteError error) : state_(std::move(error)) {}      // NOLINT
+  bool ok() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+  // The value; throws the item's RemoteError if it failed.
+  const R& value() const& {
+    if (!ok()) throw std::get<1>(state_);
+    return std::get<0>(state_);
+  }
+  R&& value() && {
+    if (!ok()) throw std::get<1>(state_);
+    return std::get<0>(std::move(state_));
+  }
+  const RemoteError& error() const { return std::get<1>(state_); }
+
+ private:
+  std::variant<R, RemoteError> state_;
+};
+
+class Client {
+ public:
+  explicit Client(std::string endpoint = default_endpoint(), ClientOptions options = {});
+  ~Client();
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+
+  const std::string& endpoint() const;
+  const ClientOptions& options() const;
+
+  // Calls `function` on every input and returns the results in input order. Throws
+  // RemoteError for the first item that fails (the job is then cancelled), UnknownFunctionError,
+  // ConnectionError, or TypeError when a result is not convertible to R.
+  template <class R, class Range>
+  std::vector<R> map_parallel(std::string_view function, const Range& inputs) {
+    std::vector<std::optional<R>> slots = collect<R>(function, inputs, true);
+    std::vector<R> out;
+    out.reserve(slots.size());
+    for (auto& slot : slots) out.push_back(std::move(*slot));
+    return out;
+  }
+
+  // Like map_parallel, but a failed item does not stop the others: every item's value or error.
+  template <class R, class Range>
+  std::vector<Result<R>> map_results(std::string_view function, const Range& inputs) {
+    std::vector<std::optional<Result<R>>> slots;
+    auto it = std::begin(inputs);
+    const auto end = std::end(inputs);
+    const std::string name(function);
+    run(name, encoder(it, end), [&](const Item& item) {
+      if (slots.size() <= item.index) slots.resize(item.index + 1);
+      if (item.error != nullptr) {
+        slots[item.index].emplace(RemoteError(name, item.index, *item.error, *item.worker));
+      } else {
+        slots[item.index].emplace(convert_result<R>(name, item));
+      }
+      return true;
+    });
+    std::vector<Result<R>> out;
+    out.reserve(slots.size());
+    for (auto& slot : slots) out.push_back(std::move(*slot));
+    return out;
+  }
+
+  // The type-erased engine under the templates. `next` packs the next input and returns true,
+  // or returns false at the end. `sink` receives each item's outcome once, in completion order;
+  // returning false cancels the job.
+  using Packer = msgpack::packer<msgpack::sbuffer>;
+  struct Item {
+    std::uint64_t index = 0;
+    const msgpack::object* value = nullptr;  // set on success
+    const std::string* error = nullptr;      // set on failure
+    const std::string* worker = nullptr;     // "host, process PID", or empty
+  };
+  void run(const std::string& function, const std::function<bool(Packer&)>& next,
+           const std::function<bool(const Item&)>& sink);
+
+ private:
+  template <class It, class End>
+  static std::function<bool(Packer&)> encoder(It& it, const End& end) {
+    return [&it, &end](Packer& packer) {
+      if (it == end) return false;
+      packer.pack(*it);
+      ++it;
+      return true;
+    };
+  }
+
+  template <class R>
+  static R convert_result(const std::string& function, const Item& item) {
+    return convert<R>(*item.value, function + ": result of item " + std::to_string(item.index));
+  }
+
+  template <class R, class Range>
+  std::vector<std::optional<R>> collect(std::string_view function, const Range& inputs,
+                                        bool fail_fast) {
+    std::vector<std::optional<R>> slots;
+    if constexpr (requires { std::size(inputs); }) slots.reserve(std::size(inputs));
+    auto it = std::begin(inputs);
+    const auto end = std::end(inputs);
+    const std::string name(function);
+    run(name, encoder(it, end), [&](const Item& item) {
+      if (item.error != nullptr) {
+        if (fail_fast) throw RemoteError(name, item.index, *item.error, *item.worker);
+        return true;
+      }
+      if (slots.size() <= item.index) slots.resize(item.index + 1);
+      slots[item.index].emplace(convert_result<R>(name, item));
+      return true;
+    });
+    return slots;
+  }
+
+  struct Impl;
+  friend class ClientJob;
+  std::unique_ptr<Impl> impl_;
+};
+
+// map_parallel on the broker named by SEPPO_BROKER (or tcp://127.0.0.1:5555).
+template <class R, class Range>
+std::vector<R> map_parallel(std::string_view function, const Range& inputs) {
+  Client client;
+  return client.map_parallel<R>(function, inputs);
+}
+
+}  // namespace seppo

@@ -1,0 +1,78 @@
+// The seppo::Error family: every failure a caller can meet, with the context needed to act on it.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace seppo {
+
+// Base of everything seppo throws; catch this to handle any seppo failure.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The broker could not be reached, or went away and did not come back within the timeout.
+class ConnectionError : public Error {
+ public:
+  using Error::Error;
+};
+
+// No worker announced the function within the wait the caller allowed.
+class UnknownFunctionError : public Error {
+ public:
+  UnknownFunctionError(std::string function, const std::string& message)
+      : Error(message), function_(std::move(function)) {}
+  const std::string& function() const noexcept { return function_; }
+
+ private:
+  std::string function_;
+};
+
+// A value could not be converted to or from the type the code asked for.
+class TypeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Bytes that do not follow the wire protocol, or msgpack that cannot be decoded safely.
+class ProtocolError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The function failed for one input: it threw, rejected its argument, or its worker kept dying.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string function, std::uint64_t index, std::string remote_message,
+              std::string worker)
+      : Error(describe(function, index, remote_message, worker)),
+        function_(std::move(function)),
+        index_(index),
+        remote_message_(std::move(remote_message)),
+        worker_(std::move(worker)) {}
+
+  const std::string& function() const noexcept { return function_; }
+  // Position of the failing input in the caller's input sequence, counting from 0.
+  std::uint64_t index() const noexcept { return index_; }
+  // What the function (or the broker, for lost workers) said, without seppo's context.
+  const std::string& remote_message() const noexcept { return remote_message_; }
+  // "host, process PID" of the worker that reported the failure; empty when no worker did.
+  const std::string& worker() const noexcept { return worker_; }
+
+ private:
+  static std::string describe(const std::string& function, std::uint64_t index,
+                              const std::string& message, const std::string& worker) {
+    std::string text = function + " failed on item " + std::to_string(index) + ": " + message;
+    if (!worker.empty()) text += " (on " + worker + ")";
+    return text;
+  }
+
+  std::string function_;
+  std::uint64_t index_;
+  std::string remote_message_;
+  std::string worker_;
+};
+
+}  // namespace seppo

@@ -1,0 +1,110 @@
+// Writing a seppo module: ordinary typed C++ functions become remotely callable.
+//
+//   #include <seppo/module.hpp>
+//   std::int64_t square(std::int64_t x) { return x * x; }
+//   std::string greet(const std::string& name) { return "hello " + name; }
+//   SEPPO_MODULE(SEPPO_FUNCTION(square), SEPPO_FUNCTION(greet))
+//
+// Build it as a shared object named lib<module>.so; seppo-worker --module path/to/lib<module>.so
+// announces its functions as <module>.square and <module>.greet. Each function takes one argument
+// and returns one value, both of any msgpack-convertible type (use a struct or std::tuple for
+// several). Arguments are converted by the library: a mismatch is an error for that item
+// ("argument: expected integer, got string"), and an exception thrown by the function is an
+// error for that item carrying the exception's message. Neither stops the worker.
+#pragma once
+
+#include <exception>
+#include <string>
+#include <type_traits>
+
+#include <msgpack.hpp>
+
+#include "seppo/convert.hpp"
+#include "seppo/module_abi.h"
+
+namespace seppo::detail {
+
+template <class F> struct function_traits;
+template <class R, class A>
+struct function_traits<R (*)(A)> {
+  using result = R;
+  using argument = std::remove_cv_t<std::remove_reference_t<A>>;
+};
+template <class R, class A>
+struct function_traits<R (*)(A) noexcept> : function_traits<R (*)(A)> {};
+
+template <class T>
+const char* signature_part() {
+  if constexpr (std::is_same_v<T, msgpack::object>) return "any";
+  else return expected_name<T>();
+}
+
+// Packs per-item entries [0, result] / [1, message] into a buffer, then hands it to the sink.
+template <auto Function>
+int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
+  using traits = function_traits<decltype(Function)>;
+  try {
+    msgpack::object_handle handle = unpack_untrusted(input, size);
+    const msgpack::object& items = handle.get();
+    if (items.type != msgpack::type::ARRAY) {
+      throw ProtocolError(std::string("chunk is not an array but ") + type_name(items.type));
+    }
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_array(items.via.array.size);
+    for (uint32_t i = 0; i < items.via.array.size; ++i) {
+      // Each item fails alone: the exception becomes that item's error entry.
+      try {
+        auto argument = convert<typename traits::argument>(items.via.array.ptr[i], "argument");
+        if constexpr (std::is_void_v<typename traits::result>) {
+          Function(std::move(argument));
+          packer.pack_array(2).pack(0).pack_nil();
+        } else {
+          auto result = Function(std::move(argument));
+          msgpack::sbuffer one;  // packed apart so a throwing pack cannot leave half an entry
+          msgpack::pack(one, result);
+          packer.pack_array(2).pack(0);
+          buffer.write(one.data(), one.size());
+        }
+      } catch (const std::exception& e) {
+        packer.pack_array(2).pack(1).pack(std::string(e.what()));
+      } catch (...) {
+        packer.pack_array(2).pack(1).pack(std::string("unknown exception"));
+      }
+    }
+    output->write(output->context, buffer.data(), buffer.size());
+    return 0;
+  } catch (const std::exception& e) {
+    const std::string message = e.what();
+    output->write(output->context, message.data(), message.size());
+  } catch (...) {
+    static const char message[] = "unknown exception while decoding the chunk";
+    output->write(output->context, message, sizeof message - 1);
+  }
+  return 1;
+}
+
+template <auto Function>
+seppo_function_v1 make_function(const char* name) {
+  using traits = function_traits<decltype(Function)>;
+  static const std::string signature = std::string("(") +
+                                       signature_part<typename traits::argument>() + ") -> " +
+                                       (std::is_void_v<typename traits::result>
+                                            ? "nil"
+                                            : signature_part<typename traits::result>());
+  return seppo_function_v1{name, signature.c_str(), &call_chunk<Function>};
+}
+
+}  // namespace seppo::detail
+
+// One exported function: SEPPO_FUNCTION(square) exports square under its own name.
+#define SEPPO_FUNCTION(function) ::seppo::detail::make_function<&function>(#function)
+
+// The module's table; use exactly once per shared object.
+#define SEPPO_MODULE(...)                                                                  \
+  extern "C" __attribute__((visibility("default"))) const seppo_module_v1* seppo_module_v1_entry() { \
+    static const seppo_function_v1 functions[] = {__VA_ARGS__};                            \
+    static const seppo_module_v1 module = {SEPPO_MODULE_ABI_VERSION,                     \
+                                             sizeof functions / sizeof functions[0], functions}; \
+    return &module;                                                                        \
+  }

@@ -1,0 +1,310 @@
+#include "seppo/client.hpp"
+
+#include <cstdio>
+#include <map>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/endpoint.hpp"
+#include "common/host.hpp"
+#include "libclient/chunk_sizer.hpp"
+#include "protocol/payload.hpp"
+#include "protocol/wire.hpp"
+
+namespace seppo {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A chunk sent and not yet fully answered; its bytes are kept to resubmit after a broker restart.
+struct Chunk {
+  std::uint32_t count = 0;
+  std::uint32_t remaining = 0;
+  std::vector<bool> received;
+  std::string payload;
+};
+
+std::string seconds(std::chrono::milliseconds d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(d.count()) / 1000.0);
+  return text;
+}
+
+}  // namespace
+
+std::string default_endpoint() { return default_broker_endpoint(); }
+
+struct Client::Impl {
+  std::string endpoint;
+  ClientOptions options;
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  std::uint64_t next_job = random_u64() & 0xffffffffffffull;
+
+  Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(o) {
+    const std::string id = random_routing_id('C');
+    socket.set(zmq::sockopt::routing_id, zmq::buffer(id));
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::sndhwm, 0);
+    socket.set(zmq::sockopt::rcvhwm, 0);
+    try {
+      socket.connect(endpoint);
+    } catch (const zmq::error_t& e) {
+      throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
+    }
+  }
+
+  void send(const wire::Message& message, const std::string* payload = nullptr) {
+    const std::string header = wire::encode(message);
+    if (payload == nullptr) {
+      socket.send(zmq::buffer(header), zmq::send_flags::dontwait);
+    } else {
+      socket.send(zmq::buffer(header), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      socket.send(zmq::buffer(*payload), zmq::send_flags::dontwait);
+    }
+  }
+};
+
+// One map call: submission window, result bookkeeping, heartbeats and recovery.
+class ClientJob {
+ public:
+  ClientJob(Client::Impl& client, const std::string& function,
+      const std::function<bool(Client::Packer&)>& next,
+      const std::function<bool(const Client::Item&)>& sink)
+      : c_(client),
+        function_(function),
+        next_(next),
+        sink_(sink),
+        id_(++client.next_job),
+        sizer_(client.options.chunk_size, client.options.target_chunk_time) {}
+
+  ~ClientJob() {
+    // Finished, failed or abandoned by an exception: the broker forgets the job either way.
+    try {
+      c_.send(wire::Done{id_});
+    } catch (...) {
+    }
+  }
+
+  void run() {
+    last_heard_ = Clock::now();
+    heartbeat_ = c_.options.heartbeat;
+    while (true) {
+      fill();
+      if (input_done_ && pending_.empty()) return;
+      std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, heartbeat_ / 2 + std::chrono::milliseconds(1));
+      if (!receive()) return;
+      const auto now = Clock::now();
+      if (now - last_sent_ >= heartbeat_) {
+        c_.send(wire::Heartbeat{id_, submitted_});
+        last_sent_ = now;
+      }
+      if (now - last_heard_ > c_.options.timeout) {
+        throw ConnectionError("no reply from the broker at " + c_.endpoint + " for " +
+                              seconds(c_.options.timeout) +
+                              " (is seppo-broker running there?); " +
+                              std::to_string(pending_.size()) + " chunks of " + function_ +
+                              " unanswered");
+      }
+    }
+  }
+
+ private:
+  void fill() {
+    while (!input_done_ && pending_.size() < c_.options.window &&
+           inflight_bytes_ < c_.options.max_inflight_bytes) {
+      const std::uint32_t want = sizer_.next_size();
+      msgpack::sbuffer buffer(4096);
+      char header[wire::kArray32HeaderSize] = {};
+      buffer.write(header, sizeof header);
+      Client::Packer packer(buffer);
+      std::uint32_t count = 0;
+      while (count < want && buffer.size() < kMaxChunkBytes && next_(packer)) ++count;
+      if (count < want && buffer.size() < kMaxChunkBytes) input_done_ = true;
+      if (count == 0) break;
+      wire::write_array32_header(buffer.data(), count);
+      Chunk& chunk = pending_[next_index_];
+      chunk.count = chunk.remaining = count;
+      chunk.received.assign(count, false);
+      chunk.payload.assign(buffer.data(), buffer.size());
+      inflight_bytes_ += chunk.payload.size();
+      submit(next_index_, chunk);
+      ++submitted_;
+      next_index_ += count;
+    }
+  }
+
+  void submit(std::uint64_t first, const Chunk& chunk) {
+    c_.send(wire::Submit{id_, function_, first, chunk.count,
+                         static_cast<std::uint32_t>(c_.options.worker_wait.count())},
+            &chunk.payload);
+    last_sent_ = Clock::now();
+  }
+
+  void resubmit_all() {
+    for (const auto& [first, chunk] : pending_) submit(first, chunk);
+  }
+
+  // Returns false when the sink asked to stop.
+  bool receive() {
+    std::vector<zmq::message_t> frames;
+    while (true) {
+      frames.clear();
+      if (!zmq::recv_multipart(c_.socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        return true;
+      }
+      last_heard_ = Clock::now();
+      wire::Message message;
+      try {
+        message = wire::decode(frames[0].data(), frames[0].size());
+      } catch (const ProtocolError&) {
+        continue;  // not from a broker we understand: ignore rather than fail the job
+      }
+      if (!handle(message, frames)) return false;
+    }
+  }
+
+  bool handle(const wire::Message& message, std::vector<zmq::message_t>& frames) {
+    if (const auto* d = std::get_if<wire::Deliver>(&message)) {
+      if (d->job_id != id_ || frames.size() != 2) return true;  // a late answer for an old job
+      return deliver(*d, frames[1]);
+    }
+    if (const auto* f = std::get_if<wire::Failed>(&message)) {
+      if (f->job_id != id_) return true;
+      if (f->code == "unknown_function") throw UnknownFunctionError(function_, f->message);
+      const std::string text = f->message.empty() ? f->code : f->message;
+      return fail_range(f->first, f->count, text, "");
+    }
+    if (const auto* r = std::get_if<wire::Resync>(&message)) {
+      if (r->job_id == id_) resubmit_all();
+      return true;
+    }
+    if (const auto* a = std::get_if<wire::Alive>(&message)) {
+      if (instance_ != 0 && a->instance != instance_) resubmit_all();
+      instance_ = a->instance;
+      if (a->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
+      return true;
+    }
+    if (const auto* e = std::get_if<wire::Error>(&message)) {
+      throw ProtocolError("broker refused a message: " + e->code + ": " + e->message);
+    }
+    return true;  // BYE: the broker is restarting; heartbeats will find it again
+  }
+
+  // Finds the pending chunk that holds [first, first+count): split re-runs deliver parts.
+  std::map<std::uint64_t, Chunk>::iterator chunk_of(std::uint64_t first, std::uint32_t count) {
+    auto it = pending_.upper_bound(first);
+    if (it == pending_.begin()) return pending_.end();
+    --it;
+    if (first + count > it->first + it->second.count) return pending_.end();
+    return it;
+  }
+
+  bool deliver(const wire::Deliver& d, const zmq::message_t& payload) {
+    auto it = chunk_of(d.first, d.count);
+    if (it == pending_.end()) return true;  // a duplicate of something already received
+    msgpack::object_handle handle;
+    try {
+      handle = unpack_untrusted(payload.data<char>(), payload.size());
+    } catch (const ProtocolError& e) {
+      return fail_range(d.first, d.count, std::string("unreadable result: ") + e.what(), d.worker);
+    }
+    const msgpack::object& array = handle.get();
+    if (array.type != msgpack::type::ARRAY || array.via.array.size != d.count) {
+      return fail_range(d.first, d.count, "result does not hold " + std::to_string(d.count) +
+                                               " entries", d.worker);
+    }
+    if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
+    for (std::uint32_t i = 0; i < d.count; ++i) {
+      const msgpack::object& entry = array.via.array.ptr[i];
+      Client::Item item;
+      item.index = d.first + i;
+      item.worker = &d.worker;
+      std::string error;
+      if (entry.type != msgpack::type::ARRAY || entry.via.array.size != 2 ||
+          entry.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
+        error = "malformed result entry";
+        item.error = &error;
+      } else if (entry.via.array.ptr[0].via.u64 == 0) {
+        item.value = &entry.via.array.ptr[1];
+      } else {
+        const msgpack::object& m = entry.via.array.ptr[1];
+        error = m.type == msgpack::type::STR ? std::string(m.via.str.ptr, m.via.str.size)
+                                             : std::string("error without a message");
+        item.error = &error;
+      }
+      if (!accept(it, item)) return false;
+    }
+    forget_if_complete(it);
+    return true;
+  }
+
+  bool fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
+                  const std::string& worker) {
+    auto it = chunk_of(first, count);
+    if (it == pending_.end()) return true;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      Client::Item item;
+      item.index = first + i;
+      item.error = &message;
+      item.worker = &worker;
+      if (!accept(it, item)) return false;
+    }
+    forget_if_complete(it);
+    return true;
+  }
+
+  void forget_if_complete(std::map<std::uint64_t, Chunk>::iterator it) {
+    if (it->second.remaining == 0) {
+      inflight_bytes_ -= it->second.payload.size();
+      pending_.erase(it);
+    }
+  }
+
+  // Exactly once to the caller: an item already received (a re-run's duplicate) is dropped.
+  bool accept(std::map<std::uint64_t, Chunk>::iterator it, const Client::Item& item) {
+    Chunk& chunk = it->second;
+    const std::uint64_t offset = item.index - it->first;
+    if (chunk.received[offset]) return true;
+    chunk.received[offset] = true;
+    --chunk.remaining;
+    return sink_(item);
+  }
+
+  static constexpr std::size_t kMaxChunkBytes = 1 << 20;
+
+  Client::Impl& c_;
+  const std::string& function_;
+  const std::function<bool(Client::Packer&)>& next_;
+  const std::function<bool(const Client::Item&)>& sink_;
+  const std::uint64_t id_;
+  ChunkSizer sizer_;
+  std::map<std::uint64_t, Chunk> pending_;
+  std::uint64_t next_index_ = 0;
+  std::uint64_t submitted_ = 0;
+  std::size_t inflight_bytes_ = 0;
+  bool input_done_ = false;
+  std::uint64_t instance_ = 0;
+  std::chrono::milliseconds heartbeat_{1000};
+  Clock::time_point last_sent_{};
+  Clock::time_point last_heard_{};
+};
+
+Client::Client(std::string endpoint, ClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(endpoint), options)) {}
+Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+
+const std::string& Client::endpoint() const { return impl_->endpoint; }
+const ClientOptions& Client::options() const { return impl_->options; }
+
+void Client::run(const std::string& function, const std::function<bool(Packer&)>& next,
+                 const std::function<bool(const Item&)>& sink) {
+  ClientJob job(*impl_, function, next, sink);
+  job.run();
+}
+
+}  // namespace seppo

@@ -1,0 +1,244 @@
+#include "protocol/wire.hpp"
+
+#include <msgpack.hpp>
+
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo::wire {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+// Reads header fields by position, with errors that name the message and field.
+class Fields {
+ public:
+  Fields(const msgpack::object_array& array, Type type) : array_(array), type_(type) {}
+
+  void need(std::uint32_t count) const {
+    if (array_.size < count) {
+      throw ProtocolError(std::string(type_name(type_)) + ": expected " + std::to_string(count) +
+                          " header fields, got " + std::to_string(array_.size));
+    }
+  }
+  std::uint64_t u64(std::uint32_t index, const char* name) const {
+    const msgpack::object& o = at(index);
+    if (o.type != msgpack::type::POSITIVE_INTEGER) fail(index, name, "unsigned integer", o);
+    return o.via.u64;
+  }
+  std::uint32_t u32(std::uint32_t index, const char* name) const {
+    const std::uint64_t value = u64(index, name);
+    if (value > UINT32_MAX) {
+      throw ProtocolError(std::string(type_name(type_)) + ": field " + name + " out of range");
+    }
+    return static_cast<std::uint32_t>(value);
+  }
+  std::int64_t i64(std::uint32_t index, const char* name) const {
+    const msgpack::object& o = at(index);
+    if (o.type == msgpack::type::NEGATIVE_INTEGER) return o.via.i64;
+    if (o.type != msgpack::type::POSITIVE_INTEGER || o.via.u64 > INT64_MAX) {
+      fail(index, name, "integer", o);
+    }
+    return static_cast<std::int64_t>(o.via.u64);
+  }
+  std::string str(std::uint32_t index, const char* name) const {
+    const msgpack::object& o = at(index);
+    if (o.type != msgpack::type::STR) fail(index, name, "string", o);
+    return std::string(o.via.str.ptr, o.via.str.size);
+  }
+  std::vector<std::string> strings(std::uint32_t index, const char* name) const {
+    const msgpack::object& o = at(index);
+    if (o.type != msgpack::type::ARRAY) fail(index, name, "array of strings", o);
+    std::vector<std::string> out;
+    out.reserve(o.via.array.size);
+    for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+      const msgpack::object& s = o.via.array.ptr[i];
+      if (s.type != msgpack::type::STR) fail(index, name, "array of strings", s);
+      out.emplace_back(s.via.str.ptr, s.via.str.size);
+    }
+    return out;
+  }
+
+ private:
+  const msgpack::object& at(std::uint32_t index) const { return array_.ptr[index]; }
+  [[noreturn]] void fail(std::uint32_t, const char* name, const char* expected,
+                         const msgpack::object& got) const {
+    throw ProtocolError(std::string(type_name(type_)) + ": field " + name + ": expected " +
+                        expected + ", got " + seppo::type_name(got.type));
+  }
+
+  const msgpack::object_array& array_;
+  Type type_;
+};
+
+void start(Packer& p, Type type, std::uint32_t fields) {
+  p.pack_array(2 + fields);
+  p.pack(kVersion);
+  p.pack(static_cast<std::uint8_t>(type));
+}
+
+struct Encoder {
+  Packer& p;
+  void operator()(const Ready& m) {
+    start(p, Type::Ready, 5);
+    p.pack(m.name).pack(m.host).pack(m.pid).pack(m.capacity).pack(m.functions);
+  }
+  void operator()(const Task& m) {
+    start(p, Type::Task, 3);
+    p.pack(m.task_id).pack(m.function).pack(m.count);
+  }
+  void operator()(const Result& m) {
+    start(p, Type::Result, 2);
+    p.pack(m.task_id).pack(m.elapsed_us);
+  }
+  void operator()(const Submit& m) {
+    start(p, Type::Submit, 5);
+    p.pack(m.job_id).pack(m.function).pack(m.first).pack(m.count).pack(m.wait_ms);
+  }
+  void operator()(const Deliver& m) {
+    start(p, Type::Deliver, 5);
+    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.worker).pack(m.elapsed_us);
+  }
+  void operator()(const Failed& m) {
+    start(p, Type::Failed, 5);
+    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.code).pack(m.message);
+  }
+  void operator()(const Done& m) {
+    start(p, Type::Done, 1);
+    p.pack(m.job_id);
+  }
+  void operator()(const Heartbeat& m) {
+    start(p, Type::Heartbeat, 2);
+    p.pack(m.job_id).pack(m.submitted);
+  }
+  void operator()(const Alive& m) {
+    start(p, Type::Alive, 3);
+    p.pack(m.instance).pack(m.heartbeat_ms).pack(m.liveness);
+  }
+  void operator()(const Resync& m) {
+    start(p, Type::Resync, 1);
+    p.pack(m.job_id);
+  }
+  void operator()(const Bye& m) {
+    start(p, Type::Bye, 1);
+    p.pack(m.reason);
+  }
+  void operator()(const Error& m) {
+    start(p, Type::Error, 2);
+    p.pack(m.code).pack(m.message);
+  }
+  void operator()(const StatusRequest&) { start(p, Type::StatusRequest, 0); }
+  void operator()(const Status&) { start(p, Type::Status, 0); }
+};
+
+Message decode_fields(Type type, const Fields& f) {
+  switch (type) {
+    case Type::Ready:
+      f.need(7);
+      return Ready{f.str(2, "name"), f.str(3, "host"), f.i64(4, "pid"), f.u32(5, "capacity"),
+                   f.strings(6, "functions")};
+    case Type::Task:
+      f.need(5);
+      return Task{f.u64(2, "task_id"), f.str(3, "function"), f.u32(4, "count")};
+    case Type::Result:
+      f.need(4);
+      return Result{f.u64(2, "task_id"), f.u64(3, "elapsed_us")};
+    case Type::Submit:
+      f.need(7);
+      return Submit{f.u64(2, "job_id"), f.str(3, "function"), f.u64(4, "first"),
+                    f.u32(5, "count"), f.u32(6, "wait_ms")};
+    case Type::Deliver:
+      f.need(7);
+      return Deliver{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"),
+                     f.str(5, "worker"), f.u64(6, "elapsed_us")};
+    case Type::Failed:
+      f.need(7);
+      return Failed{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"), f.str(5, "code"),
+                    f.str(6, "message")};
+    case Type::Done:
+      f.need(3);
+      return Done{f.u64(2, "job_id")};
+    case Type::Heartbeat:
+      f.need(4);
+      return Heartbeat{f.u64(2, "job_id"), f.u64(3, "submitted")};
+    case Type::Alive:
+      f.need(5);
+      return Alive{f.u64(2, "instance"), f.u32(3, "heartbeat_ms"), f.u32(4, "liveness")};
+    case Type::Resync:
+      f.need(3);
+      return Resync{f.u64(2, "job_id")};
+    case Type::Bye:
+      f.need(3);
+      return Bye{f.str(2, "reason")};
+    case Type::Error:
+      f.need(4);
+      return Error{f.str(2, "code"), f.str(3, "message")};
+    case Type::StatusRequest: return StatusRequest{};
+    case Type::Status: return Status{};
+  }
+  throw ProtocolError("unknown message type " + std::to_string(static_cast<int>(type)));
+}
+
+}  // namespace
+
+bool has_payload(Type type) {
+  return type == Type::Task || type == Type::Result || type == Type::Submit ||
+         type == Type::Deliver || type == Type::Status;
+}
+
+Type type_of(const Message& message) {
+  return static_cast<Type>(message.index() + 1);
+}
+
+const char* type_name(Type type) {
+  switch (type) {
+    case Type::Ready: return "READY";
+    case Type::Task: return "TASK";
+    case Type::Result: return "RESULT";
+    case Type::Submit: return "SUBMIT";
+    case Type::Deliver: return "DELIVER";
+    case Type::Failed: return "FAILED";
+    case Type::Done: return "DONE";
+    case Type::Heartbeat: return "HEARTBEAT";
+    case Type::Alive: return "ALIVE";
+    case Type::Resync: return "RESYNC";
+    case Type::Bye: return "BYE";
+    case Type::Error: return "ERROR";
+    case Type::StatusRequest: return "STATUS_REQUEST";
+    case Type::Status: return "STATUS";
+  }
+  return "UNKNOWN";
+}
+
+std::string encode(const Message& message) {
+  msgpack::sbuffer buffer(64);
+  Packer packer(buffer);
+  std::visit(Encoder{packer}, message);
+  return std::string(buffer.data(), buffer.size());
+}
+
+Message decode(const void* data, std::size_t size) {
+  if (size > kMaxHeaderBytes) {
+    throw ProtocolError("header of " + std::to_string(size) + " bytes exceeds the limit of " +
+                        std::to_string(kMaxHeaderBytes));
+  }
+  const msgpack::object_handle handle = unpack_untrusted(static_cast<const char*>(data), size);
+  const msgpack::object& root = handle.get();
+  if (root.type != msgpack::type::ARRAY || root.via.array.size < 2) {
+    throw ProtocolError("header is not an array [version, type, ...]");
+  }
+  const msgpack::object& version = root.via.array.ptr[0];
+  if (version.type != msgpack::type::POSITIVE_INTEGER || version.via.u64 != kVersion) {
+    throw ProtocolError("unsupported protocol version (this program speaks version " +
+                        std::to_string(kVersion) + ")");
+  }
+  const msgpack::object& type = root.via.array.ptr[1];
+  if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 ||
+      type.via.u64 > static_cast<std::uint64_t>(Type::Status)) {
+    throw ProtocolError("unknown message type");
+  }
+  const Type t = static_cast<Type>(type.via.u64);
+  return decode_fields(t, Fields(root.via.array, t));
+}
+
+}  // namespace seppo::wire

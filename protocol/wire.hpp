@@ -1,0 +1,115 @@
+// The seppo wire protocol, version 1: the one place where frames are encoded and decoded.
+// docs/protocol.md is the specification; this file must match it field for field.
+//
+// Every message is one or two ZeroMQ frames (after the routing id the ROUTER adds):
+//   frame 1: header, a msgpack array [version, type, fields...]
+//   frame 2: payload, opaque msgpack bytes, only for TASK, RESULT, SUBMIT, DELIVER and STATUS.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace seppo::wire {
+
+inline constexpr std::uint32_t kVersion = 1;
+// Headers are small; anything larger is refused before decoding.
+inline constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+
+enum class Type : std::uint8_t {
+  Ready = 1,     // worker -> broker: announce functions and capacity
+  Task = 2,      // broker -> worker: run a chunk (payload: array of arguments)
+  Result = 3,    // worker -> broker: a chunk's outcome (payload: array of [status, value])
+  Submit = 4,    // client -> broker: a chunk of a job (payload: array of arguments)
+  Deliver = 5,   // broker -> client: a chunk's outcome, as the worker sent it
+  Failed = 6,    // broker -> client: a chunk (or whole job) that will not run, and why
+  Done = 7,      // client -> broker: the job is finished or cancelled; forget it
+  Heartbeat = 8, // worker/client -> broker: I am alive (and, for a client, my job's state)
+  Alive = 9,     // broker -> worker/client: answer to READY and HEARTBEAT
+  Resync = 10,   // broker -> client: resubmit every chunk of the job not yet delivered
+  Bye = 11,      // any direction: the sender is leaving
+  Error = 12,    // broker -> any: the last message was refused, and why
+  StatusRequest = 13,  // anyone -> broker: describe yourself
+  Status = 14,   // broker -> requester: payload is a msgpack map (see docs/protocol.md)
+};
+
+struct Ready {
+  std::string name;  // "host, process PID": how errors and status name this worker
+  std::string host;
+  std::int64_t pid = 0;
+  std::uint32_t capacity = 1;  // tasks the broker may have outstanding at this worker
+  std::vector<std::string> functions;
+};
+struct Task {
+  std::uint64_t task_id = 0;
+  std::string function;
+  std::uint32_t count = 0;
+};
+struct Result {
+  std::uint64_t task_id = 0;
+  std::uint64_t elapsed_us = 0;  // time the worker spent running the chunk
+};
+struct Submit {
+  std::uint64_t job_id = 0;
+  std::string function;
+  std::uint64_t first = 0;  // index of the chunk's first item within the job
+  std::uint32_t count = 0;
+  std::uint32_t wait_ms = 0;  // how long to wait for a worker providing the function
+};
+struct Deliver {
+  std::uint64_t job_id = 0;
+  std::uint64_t first = 0;
+  std::uint32_t count = 0;
+  std::string worker;
+  std::uint64_t elapsed_us = 0;
+};
+struct Failed {
+  std::uint64_t job_id = 0;
+  std::uint64_t first = 0;
+  std::uint32_t count = 0;
+  std::string code;  // machine-readable: see docs/protocol.md, "Failure codes"
+  std::string message;
+};
+struct Done {
+  std::uint64_t job_id = 0;
+};
+struct Heartbeat {
+  std::uint64_t job_id = 0;     // a client's running job, 0 for none and for workers
+  std::uint64_t submitted = 0;  // distinct chunks of that job the client has submitted
+};
+struct Alive {
+  std::uint64_t instance = 0;  // random per broker start: a change means the broker restarted
+  std::uint32_t heartbeat_ms = 0;
+  std::uint32_t liveness = 0;
+};
+struct Resync {
+  std::uint64_t job_id = 0;
+};
+struct Bye {
+  std::string reason;
+};
+struct Error {
+  std::string code;
+  std::string message;
+};
+struct StatusRequest {};
+struct Status {};
+
+using Message = std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive,
+                             Resync, Bye, Error, StatusRequest, Status>;
+
+// True for the types that carry a payload frame.
+bool has_payload(Type type);
+Type type_of(const Message& message);
+const char* type_name(Type type);
+
+// Encodes the header frame of a message.
+std::string encode(const Message& message);
+
+// Decodes a header frame. Throws seppo::ProtocolError naming what is wrong: wrong version,
+// unknown type, missing or mistyped field. Never trusts declared lengths.
+Message decode(const void* data, std::size_t size);
+
+}  // namespace seppo::wire

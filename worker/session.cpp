@@ -1,0 +1,229 @@
+#include "worker/session.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <deque>
+#include <optional>
+#include <unordered_map>
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/host.hpp"
+#include "common/log.hpp"
+#include "common/signals.hpp"
+#include "protocol/wire.hpp"
+#include "seppo/error.hpp"
+#include "worker/executor.hpp"
+
+namespace seppo::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct PendingTask {
+  std::uint64_t id = 0;
+  std::uint32_t function = 0;
+  std::uint32_t count = 0;
+  zmq::message_t payload;
+};
+
+// A results array in which every item carries the same error.
+zmq::message_t all_failed(std::uint32_t count, const std::string& message) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(1).pack(message);
+  return zmq::message_t(buffer.data(), buffer.size());
+}
+
+class Session {
+ public:
+  Session(const SessionOptions& options, const std::vector<Function>& functions)
+      : options_(options),
+        functions_(functions),
+        heartbeat_(options.heartbeat),
+        liveness_(options.liveness),
+        executor_(context_, functions) {
+    for (std::uint32_t i = 0; i < functions.size(); ++i) index_[functions[i].name] = i;
+    ready_.host = fqdn();
+    ready_.pid = ::getpid();
+    ready_.name = ready_.host + ", process " + std::to_string(ready_.pid);
+    ready_.capacity = options.capacity;
+    for (const Function& f : functions) ready_.functions.push_back(f.name);
+    identity_ = random_routing_id('W');
+  }
+
+  int run() {
+    SignalPipe signals({SIGINT, SIGTERM});
+    connect();
+    bool leaving = false;
+    while (true) {
+      std::vector<zmq::pollitem_t> items = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
+                                            {executor_.pipe().handle(), 0, ZMQ_POLLIN, 0},
+                                            {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+      zmq::poll(items, heartbeat_ / 4 + std::chrono::milliseconds(1));
+      const auto now = Clock::now();
+      if (items[2].revents & ZMQ_POLLIN) {
+        signals.take();
+        if (!leaving) log::info("stopping: finishing the running chunk, returning the rest");
+        leaving = true;
+        queue_.clear();
+      }
+      if (items[1].revents & ZMQ_POLLIN) finish_chunk();
+      if (items[0].revents & ZMQ_POLLIN) receive(now, leaving);
+      if (leaving && !running_) {
+        send(wire::Bye{"worker stopping"});
+        break;
+      }
+      if (!running_ && !queue_.empty()) start_next();
+      if (now - last_sent_ >= heartbeat_) send(wire::Heartbeat{});
+      if (now - last_heard_ > heartbeat_ * liveness_) reconnect(now);
+    }
+    socket_->set(zmq::sockopt::linger, 1000);  // let BYE reach the broker, but never hang
+    socket_.reset();
+    return 0;
+  }
+
+ private:
+  void connect() {
+    socket_.emplace(context_, zmq::socket_type::dealer);
+    socket_->set(zmq::sockopt::routing_id, zmq::buffer(identity_));
+    socket_->set(zmq::sockopt::linger, 0);
+    socket_->set(zmq::sockopt::rcvhwm, 0);
+    socket_->set(zmq::sockopt::sndhwm, 0);
+    socket_->connect(options_.endpoint);
+    last_heard_ = Clock::now();
+    send(ready_);
+  }
+
+  // The broker went silent: start over on a fresh socket so nothing stale is queued, with a
+  // growing delay so a dead broker is not hammered.
+  void reconnect(Clock::time_point now) {
+    if (now < next_reconnect_) return;
+    log::warning("no word from broker " + options_.endpoint + " for " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    now - last_heard_)
+                                    .count()) +
+                 " ms; reconnecting");
+    queue_.clear();
+    connect();
+    reconnect_delay_ = std::min(std::max(reconnect_delay_ * 2, heartbeat_),
+                                options_.max_reconnect_delay);
+    next_reconnect_ = now + reconnect_delay_;
+    last_heard_ = now - heartbeat_ * liveness_ + reconnect_delay_;
+  }
+
+  void send(const wire::Message& message) {
+    const std::string header = wire::encode(message);
+    socket_->send(zmq::buffer(header), zmq::send_flags::none);
+    last_sent_ = Clock::now();
+  }
+
+  void send(const wire::Message& message, zmq::message_t&& payload) {
+    const std::string header = wire::encode(message);
+    socket_->send(zmq::buffer(header), zmq::send_flags::sndmore);
+    socket_->send(payload, zmq::send_flags::none);
+    last_sent_ = Clock::now();
+  }
+
+  void receive(Clock::time_point now, bool leaving) {
+    std::vector<zmq::message_t> frames;
+    while (true) {
+      frames.clear();
+      if (!zmq::recv_multipart(*socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        return;
+      }
+      last_heard_ = now;
+      reconnect_delay_ = std::chrono::milliseconds(0);
+      try {
+        handle(wire::decode(frames[0].data(), frames[0].size()), frames, leaving);
+      } catch (const Error& e) {
+        log::warning(std::string("dropped a malformed message from the broker: ") + e.what());
+      }
+    }
+  }
+
+  void handle(wire::Message&& message, std::vector<zmq::message_t>& frames, bool leaving) {
+    if (auto* task = std::get_if<wire::Task>(&message)) {
+      if (frames.size() != 2) throw ProtocolError("TASK without its payload frame");
+      auto f = index_.find(task->function);
+      if (f == index_.end()) {
+        send(wire::Result{task->task_id, 0},
+             all_failed(task->count, "this worker does not provide " + task->function));
+      } else if (!leaving) {
+        queue_.push_back(PendingTask{task->task_id, f->second, task->count, std::move(frames[1])});
+      }
+    } else if (auto* alive = std::get_if<wire::Alive>(&message)) {
+      if (instance_ != 0 && alive->instance != instance_) {
+        log::info("broker restarted; announced again");
+      }
+      instance_ = alive->instance;
+      if (alive->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(alive->heartbeat_ms);
+      if (alive->liveness > 0) liveness_ = alive->liveness;
+    } else if (auto* error = std::get_if<wire::Error>(&message)) {
+      if (error->code == "not_ready") {
+        // The broker does not know us (it restarted, or presumed us dead): tasks we hold were
+        // re-queued there already, so drop ours and announce again.
+        queue_.clear();
+        send(ready_);
+      } else {
+        log::warning("broker refused a message: " + error->code + ": " + error->message);
+      }
+    } else if (std::holds_alternative<wire::Bye>(message)) {
+      log::info("broker is shutting down; waiting for it to come back");
+      queue_.clear();
+      last_heard_ = Clock::now() - heartbeat_ * liveness_;  // reconnect with backoff from now
+    } else {
+      log::warning(std::string("ignored unexpected ") + wire::type_name(wire::type_of(message)));
+    }
+  }
+
+  void start_next() {
+    PendingTask& task = queue_.front();
+    current_ = PendingTask{task.id, task.function, task.count, zmq::message_t()};
+    executor_.start(task.function, std::move(task.payload));
+    queue_.pop_front();
+    running_ = true;
+  }
+
+  void finish_chunk() {
+    Executor::Outcome outcome = executor_.finish();
+    running_ = false;
+    zmq::message_t payload =
+        outcome.ok ? std::move(outcome.output)
+                   : all_failed(current_.count,
+                                std::string(outcome.output.data<char>(), outcome.output.size()));
+    send(wire::Result{current_.id, outcome.elapsed_us}, std::move(payload));
+  }
+
+  const SessionOptions& options_;
+  const std::vector<Function>& functions_;
+  std::unordered_map<std::string, std::uint32_t> index_;
+  wire::Ready ready_;
+  std::string identity_;
+  std::chrono::milliseconds heartbeat_;
+  std::uint32_t liveness_;
+  zmq::context_t context_{1};
+  Executor executor_;
+  std::optional<zmq::socket_t> socket_;
+  std::deque<PendingTask> queue_;
+  PendingTask current_;
+  bool running_ = false;
+  std::uint64_t instance_ = 0;
+  Clock::time_point last_sent_{};
+  Clock::time_point last_heard_{};
+  Clock::time_point next_reconnect_{};
+  std::chrono::milliseconds reconnect_delay_{0};
+};
+
+}  // namespace
+
+int run_session(const SessionOptions& options, const std::vector<Function>& functions) {
+  Session session(options, functions);
+  return session.run();
+}
+
+}  // namespace seppo::worker

@@ -1,0 +1,25 @@
+// One worker process's life: announce functions, pull tasks, run them, return results, keep the
+// broker informed with heartbeats, and find the broker again when it restarts.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "worker/module_loader.hpp"
+
+namespace seppo::worker {
+
+struct SessionOptions {
+  std::string endpoint;
+  std::uint32_t capacity = 2;  // tasks held at once: one running, the rest prefetched
+  std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
+  std::uint32_t liveness = 3;
+  std::chrono::milliseconds max_reconnect_delay{4000};
+};
+
+// Runs until SIGINT or SIGTERM, after which it finishes the running chunk, returns its result
+// and says BYE so the broker re-queues what was prefetched. Returns the exit status.
+int run_session(const SessionOptions& options, const std::vector<Function>& functions);
+
+}  // namespace seppo::worker

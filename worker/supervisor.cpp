@@ -1,0 +1,114 @@
+#include "worker/supervisor.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/signals.hpp"
+
+namespace seppo::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
+  }
+  return "stopped";
+}
+
+}  // namespace
+
+int supervise(const SupervisorOptions& options, const std::function<int()>& child) {
+  SignalPipe signals({SIGINT, SIGTERM, SIGCHLD});
+  std::map<pid_t, Clock::time_point> children;  // pid -> started
+  std::vector<Clock::time_point> recent_deaths;
+  const pid_t parent = ::getpid();
+
+  auto spawn = [&]() -> bool {
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      log::error(std::string("fork failed: ") + std::strerror(errno));
+      return false;
+    }
+    if (pid == 0) {
+      // The child must not outlive its supervisor, even when the supervisor is SIGKILLed.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(0);
+      struct sigaction reset {};
+      reset.sa_handler = SIG_DFL;
+      for (int s : {SIGINT, SIGTERM, SIGCHLD}) ::sigaction(s, &reset, nullptr);
+      ::_exit(child());
+    }
+    children[pid] = Clock::now();
+    return true;
+  };
+
+  for (unsigned i = 0; i < options.processes; ++i) {
+    if (!spawn()) return 1;
+  }
+  log::info("started " + std::to_string(options.processes) + " worker processes");
+
+  bool stopping = false;
+  Clock::time_point kill_at{};
+  Clock::time_point respawn_at{};
+  unsigned owed = 0;  // children to restart once the crash-loop delay has passed
+  while (!children.empty() || (!stopping && owed > 0)) {
+    int timeout = 1000;
+    if (stopping) timeout = 100;
+    if (owed > 0) timeout = 50;
+    pollfd fd{signals.fd(), POLLIN, 0};
+    ::poll(&fd, 1, timeout);
+    while (const int s = signals.take()) {
+      if ((s == SIGINT || s == SIGTERM) && !stopping) {
+        stopping = true;
+        kill_at = Clock::now() + options.stop_grace;
+        log::info("stopping " + std::to_string(children.size()) + " worker processes");
+        for (const auto& [pid, started] : children) ::kill(pid, SIGTERM);
+      }
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      children.erase(pid);
+      if (stopping) continue;
+      log::warning("worker process " + std::to_string(pid) + " " + describe(status) +
+                   "; restarting it");
+      const auto now = Clock::now();
+      recent_deaths.push_back(now);
+      std::erase_if(recent_deaths, [&](auto t) { return now - t > options.restart_window; });
+      // Crash loops back off: a module that dies on load must not fork thousands of times.
+      const auto delay = std::chrono::milliseconds(
+          recent_deaths.size() <= options.processes * 3u
+              ? 0
+              : std::min<long>(5000, 100L * static_cast<long>(recent_deaths.size())));
+      respawn_at = std::max(respawn_at, now + delay);
+      ++owed;
+    }
+    if (stopping && Clock::now() >= kill_at && !children.empty()) {
+      log::warning("worker processes did not stop in time; killing them");
+      for (const auto& [child_pid, started] : children) ::kill(child_pid, SIGKILL);
+      kill_at = Clock::now() + std::chrono::hours(1);
+    }
+    while (!stopping && owed > 0 && Clock::now() >= respawn_at) {
+      if (!spawn()) break;
+      --owed;
+    }
+  }
+  log::info("all worker processes stopped");
+  return 0;
+}
+
+}  // namespace seppo::worker

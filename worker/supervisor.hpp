@@ -1,0 +1,22 @@
+// seppo-worker -j N: N worker processes from one command, each announced separately, restarted
+// when they die so a host keeps serving (a poison item may kill a worker; the host stays up).
+#pragma once
+
+#include <chrono>
+#include <functional>
+
+namespace seppo::worker {
+
+struct SupervisorOptions {
+  unsigned processes = 1;
+  // Restarts within this window count towards the crash-loop backoff.
+  std::chrono::milliseconds restart_window{10000};
+  std::chrono::milliseconds stop_grace{30000};  // after SIGTERM, before children are killed
+};
+
+// Forks the children (each runs `child` and exits with its status), restarts the ones that die,
+// forwards SIGINT/SIGTERM and waits for them. Call before any ZeroMQ context exists: contexts
+// must not cross fork(). Returns the exit status.
+int supervise(const SupervisorOptions& options, const std::function<int()>& child);
+
+}  // namespace seppo::worker
