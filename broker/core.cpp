@@ -388,7 +388,10 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
     if (s.providers.empty()) s.no_provider_since = now;
   }
   std::size_t requeued = 0;
-  for (std::uint64_t task_id : worker.inflight) {
+  // Requeued at the front, latest first, so the job's earliest items run first again.
+  std::vector<std::uint64_t> held(worker.inflight.begin(), worker.inflight.end());
+  std::sort(held.rbegin(), held.rend());
+  for (std::uint64_t task_id : held) {
     auto t = tasks_.find(task_id);
     if (t != tasks_.end() && t->second.holder == id) {
       requeue(task_id, count_attempt);
@@ -497,6 +500,14 @@ void Core::on_tick(TimePoint now) {
     if (!s.providers.empty()) continue;
     const TimePoint since = std::max(job.started, s.no_provider_since);
     if (now - since >= std::chrono::milliseconds(job.wait_ms)) unserved.push_back(key);
+  }
+  // Names nobody provides and no job waits for are forgotten: clients cannot grow this map.
+  for (auto s = services_.begin(); s != services_.end();) {
+    if (s->second.providers.empty() && s->second.ready.empty()) {
+      s = services_.erase(s);
+    } else {
+      ++s;
+    }
   }
   for (const JobKey& key : unserved) {
     const Job& job = jobs_.at(key);

@@ -5,6 +5,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/poll.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
 
@@ -63,7 +64,8 @@ int serve(const ServerOptions& options, Core& core) {
       log::error("cannot bind " + endpoint + ": " + e.what());
       return 1;
     }
-    log::info("listening on " + endpoint);
+    // With a wildcard port (tcp://127.0.0.1:*) this says which port the system chose.
+    log::info("listening on " + router.get(zmq::sockopt::last_endpoint));
   }
 
   SignalPipe signals({SIGINT, SIGTERM});
@@ -79,7 +81,7 @@ int serve(const ServerOptions& options, Core& core) {
       flush(router, core, now);
     }
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
-    zmq::poll(items, std::max(wait, std::chrono::milliseconds(0)));
+    seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
     if (items[1].revents & ZMQ_POLLIN) {
       const int number = signals.take();
       log::info(std::string("received ") + (number == SIGINT ? "SIGINT" : "SIGTERM"));

@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/poll.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "libclient/chunk_sizer.hpp"
@@ -94,7 +95,7 @@ class ClientJob {
       fill();
       if (input_done_ && pending_.empty()) return;
       std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, heartbeat_ / 2 + std::chrono::milliseconds(1));
+      seppo::poll(items, heartbeat_ / 2 + std::chrono::milliseconds(1));
       if (!receive()) return;
       const auto now = Clock::now();
       if (now - last_sent_ >= heartbeat_) {
@@ -300,6 +301,32 @@ Client& Client::operator=(Client&&) noexcept = default;
 
 const std::string& Client::endpoint() const { return impl_->endpoint; }
 const ClientOptions& Client::options() const { return impl_->options; }
+
+msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
+  impl_->send(wire::StatusRequest{});
+  const auto deadline = Clock::now() + timeout;
+  std::vector<zmq::message_t> frames;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      throw ConnectionError("no reply from the broker at " + impl_->endpoint + " within " +
+                            seconds(timeout) + " (is seppo-broker running there?)");
+    }
+    std::vector<zmq::pollitem_t> items = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0}};
+    seppo::poll(items, left);
+    frames.clear();
+    if (!zmq::recv_multipart(impl_->socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      continue;
+    }
+    try {
+      if (std::holds_alternative<wire::Status>(wire::decode(frames[0].data(), frames[0].size())) &&
+          frames.size() == 2) {
+        return unpack_untrusted(frames[1].data<char>(), frames[1].size());
+      }
+    } catch (const ProtocolError&) {
+    }
+  }
+}
 
 void Client::run(const std::string& function, const std::function<bool(Packer&)>& next,
                  const std::function<bool(const Item&)>& sink) {

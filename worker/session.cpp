@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/poll.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
@@ -64,7 +65,7 @@ class Session {
       std::vector<zmq::pollitem_t> items = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
                                             {executor_.pipe().handle(), 0, ZMQ_POLLIN, 0},
                                             {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
-      zmq::poll(items, heartbeat_ / 4 + std::chrono::milliseconds(1));
+      seppo::poll(items, heartbeat_ / 4 + std::chrono::milliseconds(1));
       const auto now = Clock::now();
       if (items[2].revents & ZMQ_POLLIN) {
         signals.take();

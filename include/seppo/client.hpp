@@ -81,6 +81,10 @@ class Client {
   const std::string& endpoint() const;
   const ClientOptions& options() const;
 
+  // The broker's view of the cluster (workers, functions, jobs) as a msgpack map; the fields
+  // are listed in docs/protocol.md under STATUS. Throws ConnectionError after `timeout`.
+  msgpack::object_handle status(std::chrono::milliseconds timeout);
+
   // Calls `function` on every input and returns the results in input order. Throws
   // RemoteError for the first item that fails (the job is then cancelled), UnknownFunctionError,
   // ConnectionError, or TypeError when a result is not convertible to R.

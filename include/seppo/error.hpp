@@ -62,11 +62,12 @@ class RemoteError : public Error {
   const std::string& worker() const noexcept { return worker_; }
 
  private:
+  // "example_module.square: argument: expected integer, got string (item 3, on host, process 42)"
   static std::string describe(const std::string& function, std::uint64_t index,
                               const std::string& message, const std::string& worker) {
-    std::string text = function + " failed on item " + std::to_string(index) + ": " + message;
-    if (!worker.empty()) text += " (on " + worker + ")";
-    return text;
+    std::string text = function + ": " + message + " (item " + std::to_string(index);
+    if (!worker.empty()) text += ", on " + worker;
+    return text + ")";
   }
 
   std::string function_;

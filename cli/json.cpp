@@ -1,0 +1,76 @@
+#include "cli/json.hpp"
+
+namespace seppo::cli {
+
+nlohmann::json to_json(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL: return nullptr;
+    case msgpack::type::BOOLEAN: return o.via.boolean;
+    case msgpack::type::POSITIVE_INTEGER: return o.via.u64;
+    case msgpack::type::NEGATIVE_INTEGER: return o.via.i64;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return o.via.f64;
+    case msgpack::type::STR: return std::string(o.via.str.ptr, o.via.str.size);
+    case msgpack::type::BIN: {
+      nlohmann::json bytes = nlohmann::json::array();
+      for (std::uint32_t i = 0; i < o.via.bin.size; ++i) {
+        bytes.push_back(static_cast<unsigned char>(o.via.bin.ptr[i]));
+      }
+      return bytes;
+    }
+    case msgpack::type::ARRAY: {
+      nlohmann::json array = nlohmann::json::array();
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i) array.push_back(to_json(o.via.array.ptr[i]));
+      return array;
+    }
+    case msgpack::type::MAP: {
+      nlohmann::json map = nlohmann::json::object();
+      for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+        const msgpack::object_kv& kv = o.via.map.ptr[i];
+        const std::string key = kv.key.type == msgpack::type::STR
+                                    ? std::string(kv.key.via.str.ptr, kv.key.via.str.size)
+                                    : to_json(kv.key).dump();
+        map[key] = to_json(kv.val);
+      }
+      return map;
+    }
+    case msgpack::type::EXT: return nullptr;
+  }
+  return nullptr;
+}
+
+void pack_json(msgpack::packer<msgpack::sbuffer>& p, const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::null: p.pack_nil(); break;
+    case nlohmann::json::value_t::boolean: p.pack(v.get<bool>()); break;
+    case nlohmann::json::value_t::number_integer: p.pack(v.get<std::int64_t>()); break;
+    case nlohmann::json::value_t::number_unsigned: p.pack(v.get<std::uint64_t>()); break;
+    case nlohmann::json::value_t::number_float: p.pack(v.get<double>()); break;
+    case nlohmann::json::value_t::string: p.pack(v.get_ref<const std::string&>()); break;
+    case nlohmann::json::value_t::array:
+      p.pack_array(static_cast<std::uint32_t>(v.size()));
+      for (const auto& e : v) pack_json(p, e);
+      break;
+    case nlohmann::json::value_t::object:
+      p.pack_map(static_cast<std::uint32_t>(v.size()));
+      for (const auto& [key, value] : v.items()) {
+        p.pack(key);
+        pack_json(p, value);
+      }
+      break;
+    default: p.pack_nil(); break;
+  }
+}
+
+nlohmann::json parse_line(const std::string& line) {
+  nlohmann::json value = nlohmann::json::parse(line, nullptr, false);
+  if (value.is_discarded()) return line;
+  return value;
+}
+
+std::string format_result(const msgpack::object& value) {
+  if (value.type == msgpack::type::STR) return std::string(value.via.str.ptr, value.via.str.size);
+  return to_json(value).dump();
+}
+
+}  // namespace seppo::cli

@@ -1,0 +1,450 @@
+// Fuzzes the sans-I/O broker (broker/core.hpp): one seppo::broker::Core is driven through a
+// sequence of operations carved from the input, with a fake clock, as broker/server.cpp would
+// drive it from a ROUTER socket. Half of the operations build *valid* headers with
+// seppo::wire::encode from input-chosen fields (READY, SUBMIT with a payload, RESULT for task ids
+// the broker really dispatched, HEARTBEAT, DONE, BYE...), so the fuzzer reaches deep states:
+// workers holding tasks, workers dying, chunks being split, jobs expiring. The others are raw
+// bytes, wrong payload frames, and calls of on_tick / on_send_failed / on_malformed / shutdown.
+//
+// Input layout (all reads past the end give zeros):
+//   4 bytes  configuration: heartbeat, liveness and max_attempts, max_capacity, client limits
+//   then operations until the input ends, each one byte `op` followed by its own fields:
+//     op & 7   the peer it comes from (3 worker-like, 3 client-like ids, 2 binary ZeroMQ-style ids)
+//     op >> 3  the operation, through kOps below
+//
+// Checked after every operation, through the public interface only:
+//   - nothing throws out of on_message (documented never to throw), on_tick, on_send_failed,
+//     on_malformed, shutdown or status_payload: server.cpp does not catch, so a throw kills the
+//     broker;
+//   - every message in outbox() has a header that seppo::wire::decode accepts (peers enforce the
+//     same kMaxHeaderBytes limit) and a payload frame exactly when its type carries one;
+//   - TASK messages go to a peer that announced capacity and carry at least one item;
+//   - task_count() never exceeds the items of all SUBMITs sent (tasks are split at most to single
+//     items), job_count() the SUBMITs sent, queued_count() task_count(), worker_count() the peers,
+//     and no worker holds more tasks than the largest capacity it ever announced (after the
+//     broker's clamp to max_capacity);
+//   - the STATUS payload is a msgpack map that unpack_untrusted accepts.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+
+#include "broker/core.hpp"
+#include "protocol/wire.hpp"
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+namespace {
+
+namespace wire = seppo::wire;
+namespace broker = seppo::broker;
+using std::chrono::milliseconds;
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "fuzz_broker: %s\n", what.c_str());
+  std::abort();
+}
+
+class Reader {
+ public:
+  Reader(const std::uint8_t* data, std::size_t size) : p_(data), n_(size) {}
+  bool empty() const { return n_ == 0; }
+  std::uint8_t u8() {
+    if (n_ == 0) return 0;
+    --n_;
+    return *p_++;
+  }
+  std::uint16_t u16() { return static_cast<std::uint16_t>(u8() << 8 | u8()); }
+  std::uint32_t u32() { return std::uint32_t(u16()) << 16 | u16(); }
+  std::uint64_t u64() { return std::uint64_t(u32()) << 32 | u32(); }
+  std::string bytes(std::size_t count) {
+    count = std::min(count, n_);
+    std::string out(reinterpret_cast<const char*>(p_), count);
+    p_ += count;
+    n_ -= count;
+    return out;
+  }
+
+ private:
+  const std::uint8_t* p_;
+  std::size_t n_;
+};
+
+const std::array<broker::PeerId, 8> kPeers = {
+    "worker-a", "worker-b", "worker-c", "client-a", "client-b", "client-c",
+    std::string("\0\x8b\x45\x67\x01", 5),  // what a ROUTER assigns to peers without an id
+    std::string("\0\x8b\x45\x67\x02", 5),
+};
+
+// Function names: valid ones shared between workers and clients, and the invalid edge cases.
+const std::array<std::string, 6> kFunctions = {
+    "f", "g", "example_module.square", std::string(256, 'x'), "", std::string(257, 'y'),
+};
+
+enum class Op {
+  Raw, Ready, ReadyMany, Submit, Result, Heartbeat, Done, Bye, StatusRequest, Tick,
+  SendFailed, OtherType, Malformed, Shutdown,
+};
+// op >> 3 indexes this table: the weights favour the messages that build state.
+constexpr std::array<Op, 32> kOps = {
+    Op::Raw,       Op::Raw,        Op::Raw,           Op::Ready,     Op::Ready,
+    Op::Ready,     Op::ReadyMany,  Op::Submit,        Op::Submit,    Op::Submit,
+    Op::Submit,    Op::Submit,     Op::Result,        Op::Result,    Op::Result,
+    Op::Result,    Op::Result,     Op::Heartbeat,     Op::Heartbeat, Op::Heartbeat,
+    Op::Done,      Op::Done,       Op::Bye,           Op::Bye,       Op::StatusRequest,
+    Op::Tick,      Op::Tick,       Op::Tick,          Op::SendFailed, Op::OtherType,
+    Op::Malformed, Op::Shutdown,
+};
+
+// A msgpack array of `count` items (ints, strings, nested arrays, floats), as a client packs it.
+std::string items_payload(std::uint32_t count, std::uint8_t style) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    switch ((style + i) % 4) {
+      case 0: p.pack(static_cast<std::int64_t>(i) - 3); break;
+      case 1: p.pack(std::string(i % 40, 's')); break;
+      case 2: p.pack_array(2).pack(i).pack_nil(); break;
+      default: p.pack(1.5 * i); break;
+    }
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
+// A worker's RESULT payload: one [0, value] entry per item.
+std::string results_payload(std::uint32_t count) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(0).pack(i);
+  return std::string(buffer.data(), buffer.size());
+}
+
+class Driver {
+ public:
+  explicit Driver(Reader& in) : in_(in), core_(make_config(in), 0x5e990, {}) {}
+
+  void run() {
+    while (!in_.empty()) {
+      step();
+      drain();
+      check();
+    }
+  }
+
+ private:
+  // Runs in core_'s initializer: config_ is declared, hence constructed, before core_.
+  broker::Config make_config(Reader& in) {
+    broker::Config c;
+    const std::uint8_t a = in.u8(), b = in.u8(), cap = in.u8(), limits = in.u8();
+    c.heartbeat = milliseconds(10 * (1 + a % 100));
+    c.liveness = 1 + b % 4;
+    c.max_attempts = 1 + (b >> 2) % 4;
+    c.max_capacity = 1 + cap % 64;
+    if (limits & 1) c.max_chunk_items = 1 + (limits >> 1) % 16;
+    if (limits & 2) c.max_client_bytes = 64 * (1 + (limits >> 2));
+    config_ = c;
+    return c;
+  }
+
+  // What the broker receives: a header frame and maybe a payload frame.
+  void deliver(const broker::PeerId& from, const std::string& header,
+               const std::optional<std::string>& payload) {
+    account(from, header, payload.has_value());
+    try {
+      if (payload) {
+        zmq::message_t frame(payload->data(), payload->size());
+        core_.on_message(from, header.data(), header.size(), &frame, now_);
+      } else {
+        core_.on_message(from, header.data(), header.size(), nullptr, now_);
+      }
+    } catch (const std::exception& e) {
+      fail(std::string("on_message threw: ") + e.what());
+    }
+  }
+
+  // Learns from what is sent (whether built or raw) the bounds the checks use.
+  void account(const broker::PeerId& from, const std::string& header, bool has_payload) {
+    wire::Message m;
+    try {
+      m = wire::decode(header.data(), header.size());
+    } catch (const seppo::Error&) {
+      return;
+    }
+    if (auto* s = std::get_if<wire::Submit>(&m); s && has_payload) {
+      ++submits_;
+      submitted_items_ += s->count;
+    } else if (auto* r = std::get_if<wire::Ready>(&m)) {
+      const std::uint32_t cap = std::clamp<std::uint32_t>(r->capacity, 1, config_.max_capacity);
+      max_capacity_[from] = std::max(max_capacity_[from], cap);
+    }
+  }
+
+  void step() {
+    const std::uint8_t op = in_.u8();
+    const broker::PeerId& peer = kPeers[op & 7];
+    switch (kOps[op >> 3]) {
+      case Op::Raw: {
+        const std::string header = in_.bytes(in_.u16() % 4096);
+        const std::uint8_t flag = in_.u8();
+        std::optional<std::string> payload;
+        if (flag & 1) payload = in_.bytes(in_.u16() % 4096);
+        deliver(peer, header, payload);
+        break;
+      }
+      case Op::Ready: {
+        wire::Ready m;
+        const std::uint8_t capacity = in_.u8(), mask = in_.u8(), style = in_.u8();
+        m.capacity = capacity == 255 ? in_.u32() : capacity;
+        for (std::size_t i = 0; i < kFunctions.size(); ++i) {
+          if (mask & (1u << i)) m.functions.push_back(kFunctions[i]);
+        }
+        if ((mask & 0x40) && !m.functions.empty()) m.functions.push_back(m.functions.front());
+        m.name = style % 3 == 0 ? "" : style % 3 == 1 ? "host, process 7" : std::string(300, 'n');
+        m.host = (style & 4) ? std::string(257, 'h') : "host";
+        m.pid = (style & 8) ? INT64_MIN : (style & 16) ? -1 : 7;
+        deliver(peer, wire::encode(m), (style & 32) ? std::optional<std::string>("") : std::nullopt);
+        break;
+      }
+      case Op::ReadyMany: {
+        // Many and long function names from a few bytes: reaches the 4096-function limit and
+        // messages whose size grows with the number of known functions.
+        wire::Ready m;
+        m.name = "many";
+        m.capacity = in_.u8();
+        const std::uint32_t count = in_.u16() % 4200;
+        const std::size_t length = 1 + in_.u8();
+        const std::uint8_t prefix = in_.u8();
+        for (std::uint32_t i = 0; i < count; ++i) {
+          std::string name = std::to_string(prefix) + "." + std::to_string(i) + ".";
+          name.resize(std::max(length, name.size()), 'z');
+          m.functions.push_back(std::move(name));
+        }
+        deliver(peer, wire::encode(m), std::nullopt);
+        break;
+      }
+      case Op::Submit: {
+        wire::Submit m;
+        const std::uint8_t job = in_.u8();
+        m.job_id = job < 250 ? job % 4 : in_.u64();
+        m.function = kFunctions[in_.u8() % kFunctions.size()];
+        m.first = in_.u8();
+        const std::uint8_t count = in_.u8();
+        m.count = count == 255 ? in_.u32() : count;
+        m.wait_ms = 10 * in_.u8();
+        const std::uint8_t mode = in_.u8();
+        std::optional<std::string> payload;
+        const std::uint32_t items = std::min<std::uint32_t>(m.count, 4096);
+        switch (mode % 6) {
+          case 0:
+          case 1: payload = items_payload(items, mode); break;
+          case 2: payload = in_.bytes(in_.u8()); break;      // arbitrary bytes
+          case 3: break;                                      // the payload frame is missing
+          case 4: payload = items_payload(items + 1, mode); break;  // wrong item count
+          default: {                                          // truncated
+            std::string bytes = items_payload(items, mode);
+            bytes.resize(bytes.size() / 2);
+            payload = bytes;
+          }
+        }
+        deliver(peer, wire::encode(m), payload);
+        break;
+      }
+      case Op::Result: {
+        wire::Result m;
+        const std::uint8_t pick = in_.u8();
+        auto& tasks = dispatched_[peer];
+        std::uint32_t count = 1;
+        if (pick < 192 && !tasks.empty()) {
+          // A task this peer was really sent; usually the oldest, as a worker would answer.
+          const std::size_t index = pick < 128 ? 0 : pick % tasks.size();
+          m.task_id = tasks[index].first;
+          count = tasks[index].second;
+          tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(index));
+        } else if (pick < 250) {
+          m.task_id = pick % 16;  // any task id: other workers', finished, queued, or unused
+        } else {
+          m.task_id = in_.u64();
+        }
+        m.elapsed_us = in_.u16();
+        const std::uint8_t mode = in_.u8();
+        std::optional<std::string> payload;
+        if (mode % 4 == 0) {
+          payload = results_payload(std::min<std::uint32_t>(count, 4096));
+        } else if (mode % 4 == 1) {
+          payload = in_.bytes(in_.u8());
+        } else if (mode % 4 == 2) {
+          payload = results_payload(1);
+        }  // 3: no payload frame
+        deliver(peer, wire::encode(m), payload);
+        break;
+      }
+      case Op::Heartbeat: {
+        wire::Heartbeat m;
+        const std::uint8_t job = in_.u8();
+        m.job_id = job < 200 ? job % 5 : in_.u64();  // 0 is "no job"
+        m.submitted = in_.u8() % 8;
+        deliver(peer, wire::encode(m), std::nullopt);
+        break;
+      }
+      case Op::Done: {
+        const std::uint8_t job = in_.u8();
+        deliver(peer, wire::encode(wire::Done{job % 5}),
+                (job & 0x80) ? std::optional<std::string>("x") : std::nullopt);
+        break;
+      }
+      case Op::Bye:
+        deliver(peer, wire::encode(wire::Bye{in_.bytes(in_.u8() % 32)}), std::nullopt);
+        break;
+      case Op::StatusRequest: {
+        const std::uint8_t flag = in_.u8();
+        deliver(peer, wire::encode(wire::StatusRequest{}),
+                (flag & 1) ? std::optional<std::string>("") : std::nullopt);
+        check_status();
+        break;
+      }
+      case Op::Tick: {
+        const std::uint16_t amount = in_.u16();
+        // Mostly small steps (heartbeats, waits); sometimes long silences.
+        now_ += (amount & 0x8000) ? milliseconds(std::int64_t(amount & 0x7fff) * 100)
+                                  : milliseconds(amount & 0x7fff);
+        break;  // on_tick runs after every operation
+      }
+      case Op::SendFailed:
+        try {
+          core_.on_send_failed(peer, now_);
+        } catch (const std::exception& e) {
+          fail(std::string("on_send_failed threw: ") + e.what());
+        }
+        break;
+      case Op::OtherType: {
+        // Broker-to-peer types, and types with the payload frame missing or extra.
+        const std::uint8_t which = in_.u8();
+        wire::Message m;
+        switch (which % 8) {
+          case 0: m = wire::Task{in_.u8(), "f", 1}; break;
+          case 1: m = wire::Deliver{1, 0, 1, "w", 0}; break;
+          case 2: m = wire::Failed{1, 0, 1, "code", "message"}; break;
+          case 3: m = wire::Alive{1, 1000, 3}; break;
+          case 4: m = wire::Resync{1}; break;
+          case 5: m = wire::Error{"code", "message"}; break;
+          case 6: m = wire::Status{}; break;
+          default: m = wire::Heartbeat{1, 1}; break;
+        }
+        deliver(peer, wire::encode(m),
+                (which & 8) ? std::optional<std::string>(results_payload(1)) : std::nullopt);
+        break;
+      }
+      case Op::Malformed:
+        try {
+          core_.on_malformed(peer, "frame count " + std::to_string(in_.u8()));
+        } catch (const std::exception& e) {
+          fail(std::string("on_malformed threw: ") + e.what());
+        }
+        break;
+      case Op::Shutdown:
+        if (in_.u8() != 0x5d) break;  // rare: everything after it is refused
+        try {
+          core_.shutdown();
+        } catch (const std::exception& e) {
+          fail(std::string("shutdown threw: ") + e.what());
+        }
+        break;
+    }
+    try {
+      core_.on_tick(now_);
+    } catch (const std::exception& e) {
+      fail(std::string("on_tick threw: ") + e.what());
+    }
+  }
+
+  // Takes everything out of the outbox, as the socket loop would send it, checking each message.
+  void drain() {
+    auto& outbox = core_.outbox();
+    for (broker::Outgoing& out : outbox) {
+      wire::Message m;
+      try {
+        m = wire::decode(out.header.data(), out.header.size());
+      } catch (const seppo::Error& e) {
+        fail("the broker sent a header its peers cannot decode (" +
+             std::to_string(out.header.size()) + " bytes): " + e.what());
+      }
+      const wire::Type type = wire::type_of(m);
+      if (wire::has_payload(type) != out.has_payload) {
+        fail(std::string("the broker sent ") + wire::type_name(type) +
+             (out.has_payload ? " with" : " without") + " a payload frame");
+      }
+      if (const auto* task = std::get_if<wire::Task>(&m)) {
+        if (task->count == 0) fail("the broker sent a TASK of 0 items");
+        if (!max_capacity_.count(out.peer)) fail("the broker sent a TASK to a peer that never sent READY");
+        auto& held = dispatched_[out.peer];
+        held.emplace_back(task->task_id, task->count);
+        if (held.size() > 256) held.erase(held.begin());
+      }
+    }
+    outbox.clear();
+  }
+
+  void check() {
+    if (core_.task_count() > submitted_items_) {
+      fail("task_count() " + std::to_string(core_.task_count()) + " exceeds the " +
+           std::to_string(submitted_items_) + " items ever submitted");
+    }
+    if (core_.job_count() > submits_) fail("job_count() exceeds the SUBMITs ever sent");
+    if (core_.queued_count() > core_.task_count()) fail("queued_count() exceeds task_count()");
+    if (core_.worker_count() > kPeers.size()) fail("worker_count() exceeds the peers");
+    for (const broker::PeerId& peer : kPeers) {
+      const std::size_t inflight = core_.inflight_count(peer);
+      if (inflight == 0) continue;
+      auto cap = max_capacity_.find(peer);
+      if (cap == max_capacity_.end() || inflight > cap->second) {
+        fail("a worker holds " + std::to_string(inflight) + " tasks, more than its capacity");
+      }
+    }
+  }
+
+  void check_status() {
+    std::string status;
+    try {
+      status = core_.status_payload(now_);
+    } catch (const std::exception& e) {
+      fail(std::string("status_payload threw: ") + e.what());
+    }
+    try {
+      const msgpack::object_handle handle = seppo::unpack_untrusted(status.data(), status.size());
+      if (handle.get().type != msgpack::type::MAP) fail("the STATUS payload is not a map");
+    } catch (const seppo::Error& e) {
+      fail(std::string("the STATUS payload does not decode: ") + e.what());
+    }
+  }
+
+  Reader& in_;
+  broker::Config config_;
+  broker::Core core_;
+  broker::TimePoint now_{std::chrono::hours(1)};  // any time but the clock's epoch
+  std::uint64_t submits_ = 0;
+  std::uint64_t submitted_items_ = 0;
+  std::map<broker::PeerId, std::uint32_t> max_capacity_;
+  std::map<broker::PeerId, std::vector<std::pair<std::uint64_t, std::uint32_t>>> dispatched_;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Reader in(data, size);
+  Driver driver(in);
+  driver.run();
+  return 0;
+}

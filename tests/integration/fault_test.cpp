@@ -1,0 +1,251 @@
+// Nothing lost: every input yields exactly one result or one clear error, whatever dies.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "tests/support/cluster.hpp"
+
+using namespace seppo;
+using namespace seppo::test;
+
+namespace {
+
+// Worker process ids as the broker reports them.
+std::vector<pid_t> worker_pids(Cluster& cluster) {
+  Client probe(cluster.endpoint(), cluster.client_options());
+  const auto status = probe.status(2s);
+  std::vector<pid_t> pids;
+  const msgpack::object& map = status.get();
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.as<std::string>() != "workers") continue;
+    for (std::uint32_t w = 0; w < kv.val.via.array.size; ++w) {
+      const auto& worker = kv.val.via.array.ptr[w];
+      for (std::uint32_t f = 0; f < worker.via.map.size; ++f) {
+        if (worker.via.map.ptr[f].key.as<std::string>() == "pid") {
+          pids.push_back(worker.via.map.ptr[f].val.as<pid_t>());
+        }
+      }
+    }
+  }
+  return pids;
+}
+
+// Runs a map on its own thread (a Client per thread), counting results as they arrive.
+struct BackgroundMap {
+  std::atomic<std::size_t> received{0};
+  std::future<std::vector<std::int64_t>> result;
+
+  BackgroundMap(const std::string& endpoint, ClientOptions options, const std::string& function,
+                std::vector<std::int64_t> inputs) {
+    result = std::async(std::launch::async, [this, endpoint, options, function, inputs] {
+      Client client(endpoint, options);
+      std::vector<std::int64_t> out(inputs.size());
+      auto it = inputs.begin();
+      client.run(
+          function,
+          [&](Client::Packer& p) {
+            if (it == inputs.end()) return false;
+            p.pack(*it++);
+            return true;
+          },
+          [&](const Client::Item& item) {
+            if (item.error) throw RemoteError(function, item.index, *item.error, *item.worker);
+            out[item.index] = item.value->as<std::int64_t>();
+            ++received;
+            return true;
+          });
+      return out;
+    });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a killed worker's tasks are re-run elsewhere: 200 sleep_ms items all come back in order") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(2));
+  const auto pids = worker_pids(cluster);
+  REQUIRE(pids.size() == 2);
+  std::vector<std::int64_t> inputs;
+  for (int i = 0; i < 200; ++i) inputs.push_back(5 + i % 3);
+  BackgroundMap map(cluster.endpoint(), cluster.client_options(), "example_module.sleep_ms", inputs);
+  REQUIRE(eventually([&] { return map.received >= 20; }));
+  ::kill(pids[0], SIGKILL);
+  const auto out = map.result.get();
+  CHECK(out == inputs);
+  // The supervisor restarted the killed process, so the host keeps serving.
+  CHECK(cluster.wait_for_workers(2));
+}
+
+TEST_CASE("an item that kills its worker every time is one clear error; the rest complete") {
+  Cluster cluster;
+  cluster.add_worker(2, {"--module", SEPPO_TEST_MODULE});
+  REQUIRE(cluster.wait_for_workers(2));
+  std::vector<std::int64_t> inputs;
+  for (int i = 0; i < 50; ++i) inputs.push_back(i == 7 ? -1 : i);
+  Client client = cluster.client();
+  const auto results = client.map_results<std::int64_t>("test_module.poison", inputs);
+  REQUIRE(results.size() == 50);
+  for (int i = 0; i < 50; ++i) {
+    if (i == 7) {
+      REQUIRE_FALSE(results[i].ok());
+      CHECK(results[i].error().remote_message() ==
+            "worker lost while running test_module.poison on item 7, 3 attempts");
+    } else {
+      CHECK(results[i].value() == i * i);
+    }
+  }
+  CHECK(cluster.wait_for_workers(2));  // respawned
+}
+
+TEST_CASE("example_module.crash is reported lost after three attempts") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  Client client = cluster.client();
+  REQUIRE_THROWS_WITH_AS(client.map_parallel<int>("example_module.crash", std::vector<int>{1}),
+                         doctest::Contains("worker lost while running example_module.crash on item 0, 3 attempts"),
+                         RemoteError);
+}
+
+TEST_CASE("a broker killed mid-job and restarted on the same endpoint: the job completes") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  std::vector<std::int64_t> inputs;
+  for (int i = 0; i < 300; ++i) inputs.push_back(3);
+  ClientOptions options = cluster.client_options();
+  options.chunk_size = 1;
+  BackgroundMap map(cluster.endpoint(), options, "example_module.sleep_ms", inputs);
+  REQUIRE(eventually([&] { return map.received >= 30; }));
+  cluster.broker().kill(SIGKILL);
+  REQUIRE(cluster.broker().wait(5s) == 128 + SIGKILL);
+  cluster.restart_broker();
+  const auto out = map.result.get();
+  CHECK(out == inputs);
+}
+
+TEST_CASE("a client that does not come back within its timeout gets a ConnectionError") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  ClientOptions options = cluster.client_options();
+  options.timeout = 1s;
+  options.chunk_size = 1;
+  BackgroundMap map(cluster.endpoint(), options, "example_module.sleep_ms",
+                    std::vector<std::int64_t>(200, 20));
+  REQUIRE(eventually([&] { return map.received >= 5; }));
+  cluster.broker().kill(SIGKILL);
+  CHECK_THROWS_AS(map.result.get(), ConnectionError);
+}
+
+TEST_CASE("a killed client's job is dropped: the queue empties and workers go idle") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  std::string input;
+  for (int i = 0; i < 500; ++i) input += "50\n";
+  const auto input_file = cluster.dir().path() / "input";
+  {
+    std::ofstream f(input_file);
+    f << input;
+  }
+  Process client({Paths::cli(), "--broker", cluster.endpoint(), "map", "--chunk-size", "1",
+                  "example_module.sleep_ms"},
+                 cluster.dir().path() / "client.log", {}, input_file.string());
+  REQUIRE(eventually([&] { return cluster.queued_count().value_or(0) > 10; }));
+  client.kill(SIGKILL);
+  CHECK(eventually([&] { return cluster.queued_count() == 0u && cluster.busy_count() == 0u; }));
+}
+
+TEST_CASE("garbage from raw sockets does not disturb the broker; a normal job then succeeds") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  {
+    zmq::context_t context;
+    zmq::socket_t raw(context, zmq::socket_type::dealer);
+    raw.set(zmq::sockopt::linger, 1000);
+    raw.connect(cluster.endpoint());
+    const std::vector<std::string> hostile = {
+        std::string("\xdd\xff\x00\x00\x00", 5),                   // four-billion-element array
+        std::string(100000, '\x91'),                              // deep nesting
+        std::string("\x93\x02\x08\x00", 4),                       // protocol version 2
+        std::string("\x94\x01\x03\x05", 4),                       // truncated RESULT
+        std::string("\x92\x01\x63", 3),                           // unknown type
+        std::string("\x94\x01\x03\xcd\x01\x00\x00", 7),           // RESULT with bad field
+        std::string(),                                            // empty frame
+    };
+    for (const auto& bytes : hostile) raw.send(zmq::buffer(bytes), zmq::send_flags::none);
+    // A well-formed RESULT for a task never given, and a three-frame message.
+    const std::string result("\x94\x01\x03\xcd\x03\xe7\x00", 7);
+    raw.send(zmq::buffer(result), zmq::send_flags::sndmore);
+    raw.send(zmq::buffer(std::string("\x91\x92\x00\x01", 4)), zmq::send_flags::none);
+    raw.send(zmq::buffer(result), zmq::send_flags::sndmore);
+    raw.send(zmq::buffer(result), zmq::send_flags::sndmore);
+    raw.send(zmq::buffer(result), zmq::send_flags::none);
+    // And bytes that are not even ZMTP, on a plain TCP connection.
+    const auto colon = cluster.endpoint().rfind(':');
+    const int port = std::stoi(cluster.endpoint().substr(colon + 1));
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+      const std::string junk(4096, '\xff');
+      [[maybe_unused]] auto n = ::write(fd, junk.data(), junk.size());
+    }
+    ::close(fd);
+  }
+  Client client = cluster.client();
+  CHECK(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{1, 2, 3}) ==
+        std::vector<std::int64_t>{1, 4, 9});
+  CHECK(cluster.broker().running());
+  CHECK(cluster.broker().output().find("dropped a malformed message") != std::string::npos);
+}
+
+TEST_CASE("a worker stopped with SIGTERM mid-job hands its work back: nothing is lost") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(2));
+  ClientOptions options = cluster.client_options();
+  options.chunk_size = 1;
+  BackgroundMap map(cluster.endpoint(), options, "example_module.sleep_ms",
+                    std::vector<std::int64_t>(100, 10));
+  REQUIRE(eventually([&] { return map.received >= 10; }));
+  cluster.worker(0).kill(SIGTERM);
+  CHECK(cluster.worker(0).wait(10s) == 0);
+  CHECK(map.result.get() == std::vector<std::int64_t>(100, 10));
+}
+
+TEST_CASE("a broker stopped with SIGTERM tells its workers, which wait for it to return") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  cluster.broker().kill(SIGTERM);
+  CHECK(cluster.broker().wait(5s) == 0);
+  CHECK(eventually([&] {
+    return cluster.worker(0).output().find("broker is shutting down") != std::string::npos;
+  }));
+  cluster.restart_broker();
+  CHECK(cluster.wait_for_workers(1));
+  Client client = cluster.client();
+  CHECK(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{5}) ==
+        std::vector<std::int64_t>{25});
+}

@@ -1,0 +1,129 @@
+#include "tests/support/cluster.hpp"
+
+#include <regex>
+#include <stdexcept>
+
+namespace seppo::test {
+
+std::string Paths::broker() { return SEPPO_TEST_BROKER; }
+std::string Paths::worker() { return SEPPO_TEST_WORKER; }
+std::string Paths::cli() { return SEPPO_TEST_CLI; }
+std::string Paths::example_module() { return SEPPO_TEST_EXAMPLE_MODULE; }
+std::string Paths::hello_world() { return SEPPO_TEST_HELLO_WORLD; }
+
+Cluster::Cluster(std::vector<std::string> broker_args) : broker_args_(std::move(broker_args)) {
+  start_broker("tcp://127.0.0.1:*");
+}
+
+Cluster::~Cluster() {
+  workers_.clear();  // workers first, so they do not spend their last moments reconnecting
+  broker_.reset();
+}
+
+void Cluster::start_broker(const std::string& bind) {
+  const auto log = dir_.path() / ("broker-" + std::to_string(++broker_starts_) + ".log");
+  std::vector<std::string> argv = {Paths::broker(), "--bind", bind, "--log-level", "debug"};
+  argv.insert(argv.end(), broker_args_.begin(), broker_args_.end());
+  broker_ = std::make_unique<Process>(argv, log);
+  // The broker logs the port the system chose: "listening on tcp://127.0.0.1:NNNNN".
+  const std::regex listening("listening on (tcp://[0-9.]+:[0-9]+)");
+  std::smatch match;
+  std::string text;
+  const bool up = eventually([&] {
+    text = read_file(log);
+    return std::regex_search(text, match, listening) || !broker_->running();
+  });
+  if (!up || match.empty()) throw std::runtime_error("broker did not start:\n" + text);
+  endpoint_ = match[1];
+}
+
+void Cluster::restart_broker() { start_broker(endpoint_); }
+
+Process& Cluster::add_worker(unsigned processes, std::vector<std::string> extra) {
+  const auto log = dir_.path() / ("worker-" + std::to_string(workers_.size()) + ".log");
+  std::vector<std::string> argv = {Paths::worker(), "--broker", endpoint_, "--module",
+                                   Paths::example_module(), "-j", std::to_string(processes),
+                                   "--heartbeat-ms", "100"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  workers_.push_back(std::make_unique<Process>(argv, log));
+  return *workers_.back();
+}
+
+ClientOptions Cluster::client_options() const {
+  ClientOptions options;
+  options.timeout = 20s;
+  options.worker_wait = 5s;
+  options.heartbeat = 100ms;
+  return options;
+}
+
+msgpack::object_handle Cluster::status() {
+  Client probe(endpoint_, client_options());
+  return probe.status(2s);
+}
+
+namespace {
+
+const msgpack::object* field(const msgpack::object& map, const std::string& name) {
+  if (map.type != msgpack::type::MAP) return nullptr;
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.type == msgpack::type::STR &&
+        std::string(kv.key.via.str.ptr, kv.key.via.str.size) == name) {
+      return &kv.val;
+    }
+  }
+  return nullptr;
+}
+
+std::size_t sum_of(const msgpack::object& list, const std::string& name) {
+  std::size_t total = 0;
+  if (list.type == msgpack::type::ARRAY) {
+    for (std::uint32_t i = 0; i < list.via.array.size; ++i) {
+      if (const auto* v = field(list.via.array.ptr[i], name)) total += v->as<std::size_t>();
+    }
+  } else if (list.type == msgpack::type::MAP) {
+    for (std::uint32_t i = 0; i < list.via.map.size; ++i) {
+      if (const auto* v = field(list.via.map.ptr[i].val, name)) total += v->as<std::size_t>();
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
+std::optional<std::size_t> Cluster::worker_count() {
+  try {
+    auto s = status();
+    const auto* workers = field(s.get(), "workers");
+    return workers ? std::optional<std::size_t>(workers->via.array.size) : std::nullopt;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::size_t> Cluster::queued_count() {
+  try {
+    auto s = status();
+    const auto* functions = field(s.get(), "functions");
+    return functions ? std::optional<std::size_t>(sum_of(*functions, "queued")) : std::nullopt;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::size_t> Cluster::busy_count() {
+  try {
+    auto s = status();
+    const auto* workers = field(s.get(), "workers");
+    return workers ? std::optional<std::size_t>(sum_of(*workers, "busy")) : std::nullopt;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+bool Cluster::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  return eventually([&] { return worker_count() == n; }, timeout);
+}
+
+}  // namespace seppo::test

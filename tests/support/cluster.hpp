@@ -1,0 +1,63 @@
+// A real seppo cluster for a test: a seppo-broker process on an ephemeral loopback port and
+// seppo-worker processes serving the example module, all stopped by PID when the test ends.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <seppo/client.hpp>
+
+#include "tests/support/process.hpp"
+
+namespace seppo::test {
+
+struct Paths {
+  static std::string broker();
+  static std::string worker();
+  static std::string cli();
+  static std::string example_module();
+  static std::string hello_world();
+};
+
+// Heartbeats fast enough that failures are noticed within a test's patience.
+inline const std::vector<std::string> kFastHeartbeat = {"--heartbeat-ms", "100", "--liveness", "3"};
+
+class Cluster {
+ public:
+  explicit Cluster(std::vector<std::string> broker_args = kFastHeartbeat);
+  ~Cluster();
+
+  const std::string& endpoint() const { return endpoint_; }
+  const TempDir& dir() const { return dir_; }
+
+  Process& broker() { return *broker_; }
+  // Starts the broker again on the same endpoint (after it was killed).
+  void restart_broker();
+  Process& add_worker(unsigned processes = 1, std::vector<std::string> extra = {});
+  Process& worker(std::size_t i) { return *workers_.at(i); }
+
+  // Waits until the broker reports `n` connected worker processes; false on timeout.
+  bool wait_for_workers(std::size_t n, std::chrono::milliseconds timeout = 20s);
+  // Fields of `seppo status`, or nullopt when the broker did not answer.
+  std::optional<std::size_t> worker_count();
+  std::optional<std::size_t> queued_count();
+  std::optional<std::size_t> busy_count();
+
+  ClientOptions client_options() const;
+  Client client() const { return Client(endpoint_, client_options()); }
+
+ private:
+  void start_broker(const std::string& bind);
+  msgpack::object_handle status();
+
+  TempDir dir_;
+  std::vector<std::string> broker_args_;
+  std::string endpoint_;
+  std::unique_ptr<Process> broker_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  int broker_starts_ = 0;
+};
+
+}  // namespace seppo::test

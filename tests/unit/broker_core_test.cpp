@@ -1,0 +1,418 @@
+// The broker's rules, driven message by message with a fake clock: no sockets, no sleeps.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+
+#include "broker/core.hpp"
+#include "protocol/wire.hpp"
+
+using namespace seppo;
+using namespace std::chrono_literals;
+using broker::TimePoint;
+
+namespace {
+
+struct Sent {
+  std::string peer;
+  wire::Message message;
+  std::string payload;
+};
+
+template <class... Items>
+std::string items(const Items&... values) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(sizeof...(values));
+  (p.pack(values), ...);
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::string ok_results(std::uint32_t count) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(0).pack(i);
+  return std::string(buffer.data(), buffer.size());
+}
+
+struct Harness {
+  broker::Config config;
+  TimePoint now{std::chrono::seconds(1000)};
+  broker::Core core;
+
+  explicit Harness(broker::Config c = {}) : config(c), core(c, 42) {}
+
+  void deliver(const std::string& from, const wire::Message& m, const std::string* payload = nullptr) {
+    const std::string header = wire::encode(m);
+    if (payload) {
+      zmq::message_t frame(payload->data(), payload->size());
+      core.on_message(from, header.data(), header.size(), &frame, now);
+    } else {
+      core.on_message(from, header.data(), header.size(), nullptr, now);
+    }
+  }
+  void ready(const std::string& worker, std::vector<std::string> functions, std::uint32_t capacity = 1) {
+    deliver(worker, wire::Ready{worker, "host", 1, capacity, std::move(functions)});
+  }
+  void submit(const std::string& client, std::uint64_t job, const std::string& function,
+              std::uint64_t first, const std::string& payload, std::uint32_t count,
+              std::uint32_t wait_ms = 1000) {
+    deliver(client, wire::Submit{job, function, first, count, wait_ms}, &payload);
+  }
+  void result(const std::string& worker, std::uint64_t task, std::uint32_t count) {
+    const std::string payload = ok_results(count);
+    deliver(worker, wire::Result{task, 5}, &payload);
+  }
+  void advance(std::chrono::milliseconds d) {
+    now += d;
+    core.on_tick(now);
+  }
+  std::vector<Sent> drain() {
+    std::vector<Sent> out;
+    for (auto& o : core.outbox()) {
+      out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size()),
+                         o.has_payload ? std::string(o.payload.data<char>(), o.payload.size())
+                                       : std::string()});
+    }
+    core.outbox().clear();
+    return out;
+  }
+  // Messages of type T sent to `peer`, in order.
+  template <class T>
+  std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
+    std::vector<T> out;
+    for (const auto& s : all) {
+      if (s.peer == peer && std::holds_alternative<T>(s.message)) out.push_back(std::get<T>(s.message));
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a task goes to a worker that announced its function, and its result to the client") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 7, "m.f", 0, items(1, 2), 2);
+  auto out = h.drain();
+  auto tasks = h.sent_to<wire::Task>(out, "W1");
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0].function == "m.f");
+  CHECK(tasks[0].count == 2);
+  h.result("W1", tasks[0].task_id, 2);
+  out = h.drain();
+  auto delivered = h.sent_to<wire::Deliver>(out, "C1");
+  REQUIRE(delivered.size() == 1);
+  CHECK(delivered[0].job_id == 7);
+  CHECK(delivered[0].first == 0);
+  CHECK(delivered[0].count == 2);
+  CHECK(delivered[0].worker == "W1");
+}
+
+TEST_CASE("five slow items on two idle workers run on both") {
+  Harness h;
+  h.ready("W1", {"m.slow"}, 2);
+  h.ready("W2", {"m.slow"}, 2);
+  h.drain();
+  for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.slow", i, items(i), 1);
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Task>(out, "W1").size() == 2);
+  CHECK(h.sent_to<wire::Task>(out, "W2").size() == 2);
+  CHECK(h.core.queued_count() == 1);  // credit is exhausted: the fifth waits for a free slot
+}
+
+TEST_CASE("a worker never holds more tasks than its capacity") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 3);
+  for (std::uint64_t i = 0; i < 10; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  CHECK(tasks.size() == 3);
+  CHECK(h.core.inflight_count("W1") == 3);
+  h.result("W1", tasks[0].task_id, 1);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+  CHECK(h.core.inflight_count("W1") == 3);
+}
+
+TEST_CASE("jobs of two clients share a worker in turn") {
+  Harness h;
+  for (std::uint64_t i = 0; i < 4; ++i) h.submit("BIG", 1, "m.f", i, items(i), 1);
+  h.submit("SMALL", 1, "m.f", 0, items(0), 1);
+  h.ready("W1", {"m.f"}, 1);
+  auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(first.size() == 1);
+  h.result("W1", first[0].task_id, 1);
+  auto second = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(second.size() == 1);
+  h.result("W1", second[0].task_id, 1);
+  auto out = h.drain();
+  // The small job's only task ran second, not after the big job's four.
+  CHECK(h.sent_to<wire::Deliver>(out, "SMALL").size() == 1);
+}
+
+TEST_CASE("a silent worker is presumed dead after heartbeat times liveness and its task runs elsewhere") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  h.drain();
+  h.ready("W2", {"m.f"});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W2").empty());
+  // W2 keeps talking; W1 falls silent.
+  for (int i = 0; i < 4; ++i) {
+    h.advance(1000ms);
+    h.deliver("W2", wire::Heartbeat{});
+    h.deliver("C1", wire::Heartbeat{1, 1});
+  }
+  CHECK(h.core.worker_count() == 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(tasks.size() == 1);
+  h.result("W2", tasks[0].task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a result that arrives twice reaches the client once") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  h.result("W1", tasks[0].task_id, 1);
+  h.result("W1", tasks[0].task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a slow worker's late result after a re-run is dropped") {
+  Harness h;
+  h.ready("SLOW", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  const auto first = h.sent_to<wire::Task>(h.drain(), "SLOW").at(0);
+  h.ready("FAST", {"m.f"});
+  for (int i = 0; i < 4; ++i) {
+    h.advance(1000ms);
+    h.deliver("FAST", wire::Heartbeat{});
+    h.deliver("C1", wire::Heartbeat{1, 1});
+  }
+  const auto rerun = h.sent_to<wire::Task>(h.drain(), "FAST").at(0);
+  h.result("FAST", rerun.task_id, 1);
+  // The slow one comes back to life, re-announces, and answers the old task.
+  h.ready("SLOW", {"m.f"});
+  h.result("SLOW", first.task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a chunk whose worker dies is split, and items that keep killing workers fail after max attempts") {
+  broker::Config config;
+  config.max_attempts = 3;
+  Harness h(config);
+  h.submit("C1", 1, "m.f", 10, items(1, 2, 3), 3);
+  std::vector<wire::Failed> failed;
+  std::vector<std::uint32_t> task_sizes;
+  for (int round = 0; round < 10 && failed.size() < 3; ++round) {
+    const std::string w = "W" + std::to_string(round);
+    h.ready(w, {"m.f"}, 4);
+    for (const auto& t : h.sent_to<wire::Task>(h.drain(), w)) task_sizes.push_back(t.count);
+    for (int i = 0; i < 4; ++i) {  // every worker dies holding all it was given
+      h.advance(1000ms);
+      h.deliver("C1", wire::Heartbeat{1, 1});
+    }
+    for (auto& f : h.sent_to<wire::Failed>(h.drain(), "C1")) failed.push_back(f);
+  }
+  CHECK(task_sizes == std::vector<std::uint32_t>{3, 1, 1, 1, 1, 1, 1});
+  REQUIRE(failed.size() == 3);
+  for (const auto& f : failed) {
+    CHECK(f.code == "worker_lost");
+    CHECK(f.count == 1);
+    CHECK(f.message.find("3 attempts") != std::string::npos);
+  }
+  CHECK(failed[0].message == "worker lost while running m.f on item 10, 3 attempts");
+  CHECK(h.core.task_count() == 0);
+}
+
+TEST_CASE("a poison item is reported lost while its chunk's other items complete") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1, 2, 3), 3);
+  std::size_t ok_items = 0;
+  std::vector<wire::Failed> failed;
+  for (int round = 0; round < 12 && failed.empty(); ++round) {
+    const std::string w = "W" + std::to_string(round);
+    h.ready(w, {"m.f"}, 1);
+    // Answer tasks until the poison item (first == 1) arrives, then die holding it.
+    while (true) {
+      auto out = h.drain();
+      for (auto& f : h.sent_to<wire::Failed>(out, "C1")) failed.push_back(f);
+      for (auto& d : h.sent_to<wire::Deliver>(out, "C1")) ok_items += d.count;
+      auto tasks = h.sent_to<wire::Task>(out, w);
+      if (tasks.empty()) break;
+      const auto& t = tasks[0];
+      if (t.count == 1) {
+        // Single items: a poison one kills the worker; find out which by asking the core.
+        // Item 1 is the poison: its task is the one whose payload holds 2.
+        bool poison = false;
+        for (const auto& s : out) {
+          if (s.peer == w && std::holds_alternative<wire::Task>(s.message)) {
+            poison = s.payload == items(2);
+          }
+        }
+        if (poison) break;
+        h.result(w, t.task_id, 1);
+      } else {
+        break;  // the whole chunk: the worker dies running it
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      h.advance(1000ms);
+      h.deliver("C1", wire::Heartbeat{1, 1});
+    }
+  }
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].first == 1);
+  CHECK(failed[0].code == "worker_lost");
+  CHECK(ok_items == 2);
+}
+
+TEST_CASE("no worker for a function: the client is told by name after its wait") {
+  Harness h;
+  h.ready("W1", {"m.other"});
+  h.submit("C1", 1, "m.missing", 0, items(1), 1, 500);
+  h.drain();
+  h.advance(400ms);
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
+  h.advance(200ms);
+  auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == "unknown_function");
+  CHECK(failed[0].message.find("m.missing") != std::string::npos);
+  CHECK(failed[0].message.find("m.other") != std::string::npos);
+  CHECK(h.core.job_count() == 0);
+}
+
+TEST_CASE("a worker arriving within the wait serves the job") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 5000);
+  h.advance(1000ms);
+  h.deliver("C1", wire::Heartbeat{1, 1});
+  h.ready("W1", {"m.f"});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+}
+
+TEST_CASE("a vanished client's queued tasks are dropped and its late results discarded") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
+  auto task = h.sent_to<wire::Task>(h.drain(), "W1").at(0);
+  for (int i = 0; i < 4; ++i) {
+    h.advance(1000ms);
+    h.deliver("W1", wire::Heartbeat{});
+  }
+  CHECK(h.core.job_count() == 0);
+  CHECK(h.core.queued_count() == 0);
+  h.result("W1", task.task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").empty());
+  CHECK(h.core.inflight_count("W1") == 0);
+  CHECK(h.core.task_count() == 0);
+}
+
+TEST_CASE("DONE forgets the job and its queued tasks") {
+  Harness h;
+  for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
+  CHECK(h.core.queued_count() == 5);
+  h.deliver("C1", wire::Done{1});
+  CHECK(h.core.job_count() == 0);
+  CHECK(h.core.task_count() == 0);
+}
+
+TEST_CASE("a resubmitted chunk the broker already holds is not queued twice") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  CHECK(h.core.queued_count() == 1);
+}
+
+TEST_CASE("a client heartbeat for a job the broker does not know asks for a resync") {
+  Harness h;
+  h.deliver("C1", wire::Heartbeat{9, 3});
+  auto resync = h.sent_to<wire::Resync>(h.drain(), "C1");
+  REQUIRE(resync.size() == 1);
+  CHECK(resync[0].job_id == 9);
+}
+
+TEST_CASE("a client that submitted more chunks than the broker received is asked to resync") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.drain();
+  h.deliver("C1", wire::Heartbeat{1, 1});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").empty());
+  h.deliver("C1", wire::Heartbeat{1, 2});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("an undeliverable result makes the client resync on its next heartbeat") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.core.on_send_failed("C1", h.now);
+  h.deliver("C1", wire::Heartbeat{1, 1});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a worker that leaves with BYE hands its tasks back without using an attempt") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1, 2), 2);
+  h.drain();
+  h.deliver("W1", wire::Bye{"stopping"});
+  CHECK(h.core.worker_count() == 0);
+  CHECK(h.core.queued_count() == 1);
+  h.ready("W2", {"m.f"});
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0].count == 2);  // not split: nothing suggests a poison item
+}
+
+TEST_CASE("a message the broker cannot read is answered with ERROR naming the problem") {
+  Harness h;
+  const std::string garbage = "\xdd\xff\x00\x00\x00";
+  h.core.on_message("X", garbage.data(), garbage.size(), nullptr, h.now);
+  auto errors = h.sent_to<wire::Error>(h.drain(), "X");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].code == "bad_message");
+}
+
+TEST_CASE("a SUBMIT without its payload frame is refused") {
+  Harness h;
+  h.deliver("C1", wire::Submit{1, "m.f", 0, 1, 0});
+  auto errors = h.sent_to<wire::Error>(h.drain(), "C1");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].message.find("payload") != std::string::npos);
+  CHECK(h.core.job_count() == 0);
+}
+
+TEST_CASE("a result from an unknown worker asks it to announce itself") {
+  Harness h;
+  h.result("STRANGER", 99, 1);
+  auto errors = h.sent_to<wire::Error>(h.drain(), "STRANGER");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].code == "not_ready");
+}
+
+TEST_CASE("a client over its queued-bytes limit gets over_limit for that chunk") {
+  broker::Config config;
+  config.max_client_bytes = 64;
+  Harness h(config);
+  const std::string big(100, 'x');
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer>(buffer).pack_array(1).pack(big);
+  const std::string payload(buffer.data(), buffer.size());
+  h.submit("C1", 1, "m.f", 0, payload, 1);
+  auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == "over_limit");
+}
+
+TEST_CASE("shutdown says BYE to workers and to clients with jobs") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.drain();
+  h.core.shutdown();
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Bye>(out, "W1").size() == 1);
+  CHECK(h.sent_to<wire::Bye>(out, "C1").size() == 1);
+}

@@ -1,0 +1,117 @@
+// The wire protocol's encoder and decoder: every message round-trips, hostile bytes are refused
+// with a message, never a crash or a huge allocation.
+#include <doctest/doctest.h>
+
+#include "protocol/payload.hpp"
+#include "protocol/wire.hpp"
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+using namespace seppo;
+
+namespace {
+
+template <class T>
+T round_trip(const T& message) {
+  const std::string bytes = wire::encode(message);
+  wire::Message decoded = wire::decode(bytes.data(), bytes.size());
+  REQUIRE(std::holds_alternative<T>(decoded));
+  return std::get<T>(decoded);
+}
+
+wire::Message decode(const std::string& bytes) { return wire::decode(bytes.data(), bytes.size()); }
+
+}  // namespace
+
+TEST_CASE("every message type survives encoding and decoding") {
+  const auto ready = round_trip(wire::Ready{"h, process 1", "h", 1, 2, {"m.a", "m.b"}});
+  CHECK(ready.functions == std::vector<std::string>{"m.a", "m.b"});
+  CHECK(ready.capacity == 2);
+  CHECK(round_trip(wire::Task{5, "m.a", 3}).count == 3);
+  CHECK(round_trip(wire::Result{5, 77}).elapsed_us == 77);
+  const auto submit = round_trip(wire::Submit{1ull << 40, "m.a", 1ull << 33, 9, 500});
+  CHECK(submit.job_id == 1ull << 40);
+  CHECK(submit.first == 1ull << 33);
+  CHECK(submit.wait_ms == 500);
+  CHECK(round_trip(wire::Deliver{1, 2, 3, "w", 4}).worker == "w");
+  CHECK(round_trip(wire::Failed{1, 2, 3, "worker_lost", "why"}).message == "why");
+  CHECK(round_trip(wire::Done{8}).job_id == 8);
+  CHECK(round_trip(wire::Heartbeat{8, 9}).submitted == 9);
+  CHECK(round_trip(wire::Alive{42, 1000, 3}).instance == 42);
+  CHECK(round_trip(wire::Resync{8}).job_id == 8);
+  CHECK(round_trip(wire::Bye{"bye"}).reason == "bye");
+  CHECK(round_trip(wire::Error{"bad_message", "x"}).code == "bad_message");
+  round_trip(wire::StatusRequest{});
+  round_trip(wire::Status{});
+}
+
+TEST_CASE("a header of another protocol version is refused by name") {
+  std::string bytes = wire::encode(wire::Done{1});
+  bytes[1] = 2;  // [version=2, ...]
+  REQUIRE_THROWS_WITH_AS(decode(bytes), doctest::Contains("unsupported protocol version"),
+                         ProtocolError);
+}
+
+TEST_CASE("an unknown message type is refused") {
+  const std::string bytes = "\x92\x01\x63";  // [1, 99]
+  REQUIRE_THROWS_WITH_AS(decode(bytes), "unknown message type", ProtocolError);
+}
+
+TEST_CASE("a header with a missing field names the message") {
+  const std::string bytes = "\x93\x01\x07";  // DONE without job id... and one byte short
+  CHECK_THROWS_AS(decode(bytes), ProtocolError);
+  const std::string short_done = "\x92\x01\x07";  // [1, 7]
+  REQUIRE_THROWS_WITH_AS(decode(short_done), "DONE: expected 3 header fields, got 2", ProtocolError);
+}
+
+TEST_CASE("a field of the wrong type is named") {
+  const std::string bytes = "\x93\x01\x07\xa1x";  // [1, 7, "x"]
+  REQUIRE_THROWS_WITH_AS(decode(bytes), "DONE: field job_id: expected unsigned integer, got string",
+                         ProtocolError);
+}
+
+TEST_CASE("a declared four-billion-element array is refused without allocating it") {
+  CHECK_THROWS_AS(decode(std::string("\xdd\xff\x00\x00\x00", 5)), ProtocolError);
+  CHECK_THROWS_AS(unpack_untrusted("\xdd\xff\xff\xff\xff", 5), ProtocolError);
+  CHECK_THROWS_AS(unpack_untrusted("\xdf\xff\xff\xff\xff", 5), ProtocolError);
+  CHECK_THROWS_AS(unpack_untrusted("\xdb\xff\xff\xff\xff", 5), ProtocolError);
+}
+
+TEST_CASE("deep nesting is refused") {
+  const std::string deep(100000, '\x91');
+  CHECK_THROWS_AS(unpack_untrusted(deep.data(), deep.size()), ProtocolError);
+}
+
+TEST_CASE("truncated msgpack and trailing bytes are refused") {
+  const std::string bytes = wire::encode(wire::Ready{"n", "h", 1, 1, {"m.f"}});
+  CHECK_THROWS_AS(decode(bytes.substr(0, bytes.size() - 1)), ProtocolError);
+  CHECK_THROWS_AS(decode(bytes + "x"), ProtocolError);
+  CHECK_THROWS_AS(decode(""), ProtocolError);
+}
+
+TEST_CASE("an oversized header is refused before decoding") {
+  const std::string big(wire::kMaxHeaderBytes + 1, '\xc0');
+  REQUIRE_THROWS_WITH_AS(decode(big), doctest::Contains("exceeds the limit"), ProtocolError);
+}
+
+TEST_CASE("a payload's item boundaries are found without decoding into objects") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(3).pack(1).pack(std::string("two")).pack(std::vector<int>{3, 3, 3});
+  const auto spans = wire::item_spans(buffer.data(), buffer.size(), 3);
+  REQUIRE(spans.size() == 3);
+  const std::string single =
+      wire::single_item_array(buffer.data() + spans[1].offset, spans[1].size);
+  const auto handle = unpack_untrusted(single.data(), single.size());
+  CHECK(handle.get().via.array.ptr[0].as<std::string>() == "two");
+  CHECK_THROWS_AS(wire::item_spans(buffer.data(), buffer.size(), 4), ProtocolError);
+  CHECK_THROWS_AS(wire::item_spans("\xdd\xff\x00\x00\x00", 5, 0xff000000u), ProtocolError);
+}
+
+TEST_CASE("an array32 header written afterwards decodes as the count") {
+  char header[wire::kArray32HeaderSize];
+  wire::write_array32_header(header, 70000);
+  std::string bytes(header, sizeof header);
+  for (int i = 0; i < 70000; ++i) bytes.push_back('\x01');
+  CHECK(unpack_untrusted(bytes.data(), bytes.size()).get().via.array.size == 70000);
+}
