@@ -301,7 +301,7 @@ class Driver {
       }
       case Op::Done: {
         const std::uint8_t job = in_.u8();
-        deliver(peer, wire::encode(wire::Done{job % 5}),
+        deliver(peer, wire::encode(wire::Done{job % 5u}),
                 (job & 0x80) ? std::optional<std::string>("x") : std::nullopt);
         break;
       }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages seppo needs to build and test, and nothing when all are present.
+# Runs apt-get as root, through sudo when not root. Usage: scripts/install-deps.sh [--fuzz]
+set -euo pipefail
+
+packages=(g++ meson ninja-build pkg-config cmake libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+          doctest-dev libcli11-dev nlohmann-json3-dev)
+if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=()
+[[ $(id -u) -ne 0 ]] && sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
