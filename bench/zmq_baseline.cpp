@@ -102,8 +102,9 @@ void tune(zmq::socket_t& s) {
   s.set(zmq::sockopt::linger, kLingerMs);
 }
 
-// Reads the rest of a multipart message after `first`; returns the number of frames (at most
-// `max`, extra frames are read and dropped so the socket stays in step).
+// Reads the rest of a multipart message after `first` into rest[0..max_rest); returns how many
+// frames the message had. Frames beyond max_rest are read and dropped, so the socket stays in
+// step whatever arrives.
 int recv_rest(zmq::socket_t& s, zmq::message_t& first, zmq::message_t* rest, int max_rest) {
   int n = 1;
   bool more = first.more();
@@ -177,7 +178,12 @@ int run_relay(const Options& o, int endpoint_fd, Clock::time_point deadline) {
           // [worker]["R<credit>"]: a new worker.
           const std::string credit_text(view(rest[0]).substr(1));
           const auto credit = static_cast<std::uint32_t>(std::stoul(credit_text));
-          workers.push_back({std::string(view(id)), credit});
+          const std::string_view wid = view(id);
+          if (std::any_of(workers.begin(), workers.end(),
+                          [&](const RelayWorker& x) { return x.id == wid; })) {
+            continue;  // announced twice: keep the first
+          }
+          workers.push_back({std::string(wid), credit});
           total_free += credit;
           if (all_in()) {
             for (zmq::message_t& c : waiting_pings) answer(c, kPong);
@@ -225,7 +231,12 @@ int run_relay(const Options& o, int endpoint_fd, Clock::time_point deadline) {
           }
         } else if (frames == 3 && view(rest[0]) == kControl && view(rest[1]) == kStop) {
           for (RelayWorker& w : workers) {
-            back.send(message(w.id), zmq::send_flags::sndmore);
+            try {
+              back.send(message(w.id), zmq::send_flags::sndmore);
+            } catch (const zmq::error_t& e) {
+              if (e.num() != EHOSTUNREACH) throw;
+              continue;  // that worker has gone already (router_mandatory: nothing was sent)
+            }
             back.send(message(kWorkerStop), zmq::send_flags::none);
           }
           answer(client, kBye);
@@ -314,10 +325,43 @@ struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The forked processes, and how those that ended ended.
+struct Children {
+  pid_t relay = -1;
+  std::vector<pid_t> running;
+  std::vector<std::pair<pid_t, int>> ended;  // pid, wait status
+
+  bool relay_ended() const {
+    return std::any_of(ended.begin(), ended.end(), [&](const auto& e) { return e.first == relay; });
+  }
+
+  // Collects any child that has exited, without waiting; true if one has.
+  bool any_ended() {
+    bool found = false;
+    for (auto it = running.begin(); it != running.end();) {
+      int status = 0;
+      const pid_t r = ::waitpid(*it, &status, WNOHANG);
+      if (r == *it || (r < 0 && errno == ECHILD)) {
+        ended.emplace_back(*it, r == *it ? status : 0);
+        it = running.erase(it);
+        found = true;
+      } else {
+        ++it;
+      }
+    }
+    return found;
+  }
+};
+
 class Client {
  public:
-  Client(const Options& o, const std::string& endpoint, Clock::time_point deadline)
-      : o_(o), deadline_(deadline), context_(1), s_(context_, zmq::socket_type::dealer) {
+  Client(const Options& o, const std::string& endpoint, Clock::time_point deadline,
+         Children& children)
+      : o_(o),
+        deadline_(deadline),
+        children_(children),
+        context_(1),
+        s_(context_, zmq::socket_type::dealer) {
     tune(s_);
     s_.set(zmq::sockopt::rcvtimeo, static_cast<int>(kPollTick.count()));
     s_.connect(endpoint);
@@ -332,7 +376,8 @@ class Client {
   // Asks the relay to stop itself and the workers; false if it did not answer in time.
   bool stop(Clock::duration patience) {
     try {
-      deadline_ = std::min(deadline_, Clock::now() + patience);
+      deadline_ = Clock::now() + patience;  // even when the run itself ran out of time
+      watch_children_ = false;  // the workers may end as soon as the relay has told them to
       control(kStop);
       expect_control(kBye);
       return true;
@@ -356,6 +401,7 @@ class Client {
     const Clock::time_point start = Clock::now();
     for (std::uint64_t i = 0; i < samples; ++i) {
       const Clock::time_point t0 = Clock::now();
+      check(t0);
       s_.send(message(payload), zmq::send_flags::none);
       if (recv(reply) != 1 || view(reply) != payload) throw Failure("latency: bad echo");
       ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
@@ -391,6 +437,7 @@ class Client {
     zmq::message_t reply;
     const Clock::time_point start = Clock::now();
     while (answered < requests) {
+      check(Clock::now());
       while (sent < requests && sent - answered < o_.window) {
         out.clear();
         if (single) {
@@ -444,11 +491,27 @@ class Client {
     s_.send(message(what), zmq::send_flags::none);
   }
 
+  // Between messages: out of time, or a process gone (which would leave requests unanswered
+  // or, worse, leave a figure that is not what it claims)? Looks at the children every tick.
+  void check(Clock::time_point now) {
+    if (now >= deadline_) throw Failure("out of time");
+    if (now >= next_check_) {
+      next_check_ = now + kPollTick;
+      if (watch_children_ && children_.any_ended()) {
+        throw Failure("a relay or worker process ended");
+      }
+    }
+  }
+
+  // Waits for a control reply, dropping replies to requests of a run that was cut short.
   void expect_control(std::string_view what) {
     zmq::message_t first;
-    if (recv(first) != 2 || view(first) != kControl || view(second_) != what) {
-      throw Failure("expected control reply '" + std::string(what) + "'");
+    for (std::uint64_t dropped = 0; dropped < (std::uint64_t{1} << 32); ++dropped) {
+      if (recv(first) == 1) continue;
+      if (view(first) != kControl || view(second_) != what) break;
+      return;
     }
+    throw Failure("expected control reply '" + std::string(what) + "'");
   }
 
   // Blocks for one message, up to the deadline; returns its frame count (the second frame, if
@@ -457,6 +520,8 @@ class Client {
     while (true) {
       if (s_.recv(first, zmq::recv_flags::none)) break;  // rcvtimeo: at most kPollTick
       if (Clock::now() >= deadline_) throw Failure("timed out waiting for a reply");
+      if (watch_children_ && children_.any_ended()) throw Failure("a relay or worker process ended");
+      next_check_ = Clock::now() + kPollTick;
     }
     zmq::message_t* rest = &second_;
     return recv_rest(s_, first, rest, 1);
@@ -464,6 +529,9 @@ class Client {
 
   const Options& o_;
   Clock::time_point deadline_;
+  Children& children_;
+  bool watch_children_ = true;
+  Clock::time_point next_check_ = Clock::now();
   zmq::context_t context_;
   zmq::socket_t s_;
   zmq::message_t second_;
@@ -506,8 +574,9 @@ void print(const Options& o, const std::string& run, const Client::Result& r) {
   std::fflush(stdout);
 }
 
-int run_client(const Options& o, const std::string& endpoint, Clock::time_point deadline) {
-  Client client(o, endpoint, deadline);
+int run_client(const Options& o, const std::string& endpoint, Clock::time_point deadline,
+               Children& children) {
+  Client client(o, endpoint, deadline, children);
   int rc = 0;
   try {
     client.handshake();
@@ -544,7 +613,8 @@ int run_client(const Options& o, const std::string& endpoint, Clock::time_point 
     std::fprintf(stderr, "zmq-baseline: %s\n", e.what());
     rc = 1;
   }
-  if (!client.stop(kReapGrace)) rc = 1;
+  // Without the relay nobody can tell the workers to stop: the parent kills them by pid.
+  if (children.relay_ended() || !client.stop(kReapGrace)) rc = 1;
   return rc;
 }
 
@@ -600,10 +670,23 @@ std::optional<std::pair<std::string, std::string>> read_endpoints(int fd,
 
 // Waits for every child until the deadline, then kills the rest by pid. False if any child
 // failed or had to be killed.
-bool reap(std::vector<pid_t> children, Clock::time_point deadline) {
+bool reap(Children& children, Clock::time_point deadline) {
+  for (int i = 0; i < 1000000 && !children.running.empty() && Clock::now() < deadline; ++i) {
+    if (!children.any_ended()) ::usleep(10000);
+  }
   bool ok = true;
-  auto note = [&](pid_t pid, int status) {
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  for (pid_t pid : children.running) {
+    std::fprintf(stderr, "zmq-baseline: child %d did not exit in time, killing it\n",
+                 static_cast<int>(pid));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    ok = false;
+  }
+  children.running.clear();
+  for (const auto& [pid, status] : children.ended) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
     ok = false;
     if (WIFEXITED(status)) {
       std::fprintf(stderr, "zmq-baseline: child %d exited with %d\n", static_cast<int>(pid),
@@ -612,28 +695,6 @@ bool reap(std::vector<pid_t> children, Clock::time_point deadline) {
       std::fprintf(stderr, "zmq-baseline: child %d killed by signal %d\n", static_cast<int>(pid),
                    WTERMSIG(status));
     }
-  };
-  while (!children.empty() && Clock::now() < deadline) {
-    for (auto it = children.begin(); it != children.end();) {
-      int status = 0;
-      const pid_t r = ::waitpid(*it, &status, WNOHANG);
-      if (r == *it || (r < 0 && errno == ECHILD)) {
-        if (r == *it) note(*it, status);
-        it = children.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (!children.empty()) ::usleep(10000);
-  }
-  for (pid_t pid : children) {
-    std::fprintf(stderr, "zmq-baseline: child %d did not exit in time, killing it\n",
-                 static_cast<int>(pid));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    ok = false;
   }
   return ok;
 }
@@ -693,7 +754,7 @@ int main(int argc, char** argv) {
   const Clock::time_point deadline = start + timeout;
   const Clock::time_point child_deadline = deadline + kChildGrace;
   const pid_t self = ::getpid();
-  std::vector<pid_t> children;
+  Children children;
 
   // No ZeroMQ context exists in this process until every child is forked.
   int fds[2];
@@ -710,7 +771,8 @@ int main(int argc, char** argv) {
     ::close(fds[0]);
     return 1;
   }
-  children.push_back(relay);
+  children.relay = relay;
+  children.running.push_back(relay);
   const auto endpoints = read_endpoints(fds[0], std::min(deadline, Clock::now() + 10s));
   ::close(fds[0]);
   if (!endpoints) {
@@ -726,15 +788,16 @@ int main(int argc, char** argv) {
       reap(children, Clock::now());
       return 1;
     }
-    children.push_back(w);
+    children.running.push_back(w);
   }
 
   int rc = 1;
   try {
-    rc = run_client(o, front, deadline);
+    rc = run_client(o, front, deadline, children);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zmq-baseline: %s\n", e.what());
   }
-  if (!reap(children, Clock::now() + kReapGrace)) rc = 1;
+  const auto grace = children.relay_ended() ? Clock::duration::zero() : kReapGrace;
+  if (!reap(children, Clock::now() + grace)) rc = 1;
   return rc;
 }

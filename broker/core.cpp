@@ -38,7 +38,12 @@ std::string printable_id(const PeerId& id) {
 }
 
 Core::Core(Config config, std::uint64_t instance, LogSink log)
-    : config_(config), instance_(instance), log_(std::move(log)) {}
+    : config_(config),
+      instance_(instance),
+      log_(std::move(log)),
+      // Ids differ between broker runs, so a result for a task of an earlier run never
+      // matches a task of this one.
+      next_task_id_(((instance >> 24) << 20) | 1) {}
 
 void Core::log(LogLevel level, const std::string& text) const {
   if (log_) log_(level, text);
@@ -160,19 +165,22 @@ void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* 
   w->second.last_heard = now;
   w->second.inflight.erase(m.task_id);
   auto t = tasks_.find(m.task_id);
-  if (t == tasks_.end()) {
-    // A duplicate (the task was re-run and delivered already) or a job that is gone: drop it.
+  if (t == tasks_.end() || t->second.holder != from) {
+    // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
+    // taken back from this worker and queued or running elsewhere: that run will answer.
     log(LogLevel::Debug, "dropped a result for task " + std::to_string(m.task_id) +
-                             " that is no longer outstanding");
+                             " that is no longer outstanding at " + w->second.name);
   } else {
     Task& task = t->second;
     ++w->second.tasks_done;
     auto j = jobs_.find(task.job);
     if (j != jobs_.end()) {
+      Job& job = j->second;
+      const std::uint64_t seq = job.next_seq++;
       send(task.job.client,
-           wire::Deliver{task.job.id, task.first, task.count, w->second.name, m.elapsed_us},
+           wire::Deliver{task.job.id, task.first, task.count, w->second.name, m.elapsed_us, seq},
            std::move(*payload));
-      chunk_finished(j->second, task);
+      chunk_finished(job, task, seq);
     }
     release(task);
     tasks_.erase(t);
@@ -181,12 +189,16 @@ void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* 
   for (const std::string& f : functions) dispatch(f);
 }
 
-void Core::chunk_finished(Job& job, const Task& task) {
+void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
   job.items_delivered += task.count;
   auto c = job.chunks.find(task.chunk_first);
   if (c == job.chunks.end()) return;
   c->second -= std::min(c->second, task.count);
-  if (c->second == 0) job.chunks.erase(c);
+  if (c->second == 0) {
+    job.chunks.erase(c);
+    job.unseen.emplace_back(seq, task.chunk_first);
+    job.unseen_firsts.insert(task.chunk_first);
+  }
 }
 
 void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* payload,
@@ -200,7 +212,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
     return;
   }
   auto fail = [&](const std::string& code, const std::string& message) {
-    send(from, wire::Failed{m.job_id, m.first, m.count, code, message});
+    send(from, wire::Failed{m.job_id, m.first, m.count, code, message, 0});
   };
   if (m.count == 0 || m.count > config_.max_chunk_items || m.function.empty() ||
       m.function.size() > kMaxNameBytes) {
@@ -219,6 +231,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
     j->second.started = now;
     client.jobs.push_back(m.job_id);
     Service& s = services_[m.function];
+    ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
     log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + printable_id(from) +
                             " started: " + m.function);
@@ -237,7 +250,6 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
     return;
   }
   job.chunks.emplace(m.first, m.count);
-  ++job.accepted_chunks;
   const std::uint64_t id = next_task_id_++;
   Task& task = tasks_[id];
   task.job = key;
@@ -311,8 +323,21 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   Client& client = clients_[from];
   client.last_heard = now;
   auto j = jobs_.find(JobKey{from, m.job_id});
-  if (j == jobs_.end() || j->second.accepted_chunks < m.submitted || j->second.needs_resync) {
-    if (j != jobs_.end()) j->second.needs_resync = false;
+  if (j == jobs_.end()) {
+    send(from, wire::Resync{m.job_id});  // we restarted, or gave the client up for dead
+    return;
+  }
+  Job& job = j->second;
+  while (!job.unseen.empty() && job.unseen.front().first <= m.seen) {
+    job.unseen_firsts.erase(job.unseen_firsts.find(job.unseen.front().second));
+    job.unseen.pop_front();
+  }
+  // A chunk the client still awaits that we neither hold nor just answered was lost on the way.
+  const bool lost = std::any_of(m.open.begin(), m.open.end(), [&](std::uint64_t first) {
+    return !job.chunks.count(first) && !job.unseen_firsts.count(first);
+  });
+  if (lost || job.needs_resync) {
+    job.needs_resync = false;
     send(from, wire::Resync{m.job_id});
     return;
   }
@@ -361,6 +386,9 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
   }
   log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + printable_id(key.client) +
                           " (" + job.function + ") " + why);
+  if (auto s = services_.find(job.function); s != services_.end() && s->second.jobs > 0) {
+    --s->second.jobs;
+  }
   jobs_.erase(j);
   if (auto c = clients_.find(key.client); c != clients_.end()) {
     auto& ids = c->second.jobs;
@@ -458,8 +486,9 @@ void Core::fail_task(std::uint64_t task_id, const std::string& code, const std::
   auto j = jobs_.find(task.job);
   if (j != jobs_.end()) {
     log(LogLevel::Warning, message);
-    send(task.job.client, wire::Failed{task.job.id, task.first, task.count, code, message});
-    chunk_finished(j->second, task);
+    const std::uint64_t seq = j->second.next_seq++;
+    send(task.job.client, wire::Failed{task.job.id, task.first, task.count, code, message, seq});
+    chunk_finished(j->second, task, seq);
   }
   release(task);
   tasks_.erase(t);
@@ -501,9 +530,9 @@ void Core::on_tick(TimePoint now) {
     const TimePoint since = std::max(job.started, s.no_provider_since);
     if (now - since >= std::chrono::milliseconds(job.wait_ms)) unserved.push_back(key);
   }
-  // Names nobody provides and no job waits for are forgotten: clients cannot grow this map.
+  // Names nobody provides and no job uses are forgotten: clients cannot grow this map.
   for (auto s = services_.begin(); s != services_.end();) {
-    if (s->second.providers.empty() && s->second.ready.empty()) {
+    if (s->second.providers.empty() && s->second.jobs == 0) {
       s = services_.erase(s);
     } else {
       ++s;
@@ -520,7 +549,7 @@ void Core::on_tick(TimePoint now) {
         "no worker provides " + job.function + " (waited " +
         seconds(std::chrono::milliseconds(job.wait_ms)) + "); available: " +
         (known.empty() ? std::string("none") : known);
-    send(key.client, wire::Failed{key.id, 0, 0, "unknown_function", message});
+    send(key.client, wire::Failed{key.id, 0, 0, "unknown_function", message, 0});
     remove_job(key, "failed: " + message);
   }
 }

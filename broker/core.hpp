@@ -120,7 +120,11 @@ class Core {
     std::uint32_t wait_ms = 0;
     std::deque<std::uint64_t> queue;                     // task ids, next to run first
     std::unordered_map<std::uint64_t, std::uint32_t> chunks;  // chunk first -> items not delivered
-    std::uint64_t accepted_chunks = 0;
+    // Chunks completed by a DELIVER or FAILED the client may not have read yet, by seq: a
+    // heartbeat listing one of these as open is not a loss, just a message in flight.
+    std::uint64_t next_seq = 1;
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> unseen;  // (seq, chunk first)
+    std::unordered_multiset<std::uint64_t> unseen_firsts;
     std::uint64_t items_delivered = 0;
     bool needs_resync = false;
     TimePoint started{};
@@ -128,6 +132,7 @@ class Core {
   struct Service {
     std::vector<PeerId> providers;
     std::deque<JobKey> ready;  // jobs with queued tasks, served round robin
+    std::size_t jobs = 0;      // jobs for this function, queued or not
     TimePoint no_provider_since{};
   };
   struct Client {
@@ -150,7 +155,7 @@ class Core {
   void fail_task(std::uint64_t task_id, const std::string& code, const std::string& message);
   void remove_job(const JobKey& key, const std::string& why);
   void remove_client(const PeerId& id, const std::string& why);
-  void chunk_finished(Job& job, const Task& task);
+  void chunk_finished(Job& job, const Task& task, std::uint64_t seq);
   void charge(Task& task, std::uint64_t bytes);
   void release(Task& task);
 

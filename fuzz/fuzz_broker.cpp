@@ -224,7 +224,10 @@ class Driver {
         wire::Ready m;
         m.name = "many";
         m.capacity = in_.u8();
-        const std::uint32_t count = in_.u16() % 4200;
+        // Usually a few dozen (each name costs the broker a service); rarely about 4096, around
+        // the limit: enough for messages that list every function to outgrow a header.
+        const std::uint8_t many = in_.u8();
+        const std::uint32_t count = many < 240 ? many % 64 : 4080 + (many - 240) * 2u;
         const std::size_t length = 1 + in_.u8();
         const std::uint8_t prefix = in_.u8();
         for (std::uint32_t i = 0; i < count; ++i) {
@@ -292,10 +295,14 @@ class Driver {
         break;
       }
       case Op::Heartbeat: {
+        // A worker's (job 0) or a client's: `seen` is usually the last seq the broker sent this
+        // peer for the job, as an honest client reports it; `open` lists chunk firsts.
         wire::Heartbeat m;
         const std::uint8_t job = in_.u8();
         m.job_id = job < 200 ? job % 5 : in_.u64();  // 0 is "no job"
-        m.submitted = in_.u8() % 8;
+        const std::uint8_t seen = in_.u8();
+        m.seen = seen < 128 ? last_seq_[{peer, m.job_id}] : seen % 16;
+        for (std::uint8_t i = 0, n = in_.u8() % 6; i < n; ++i) m.open.push_back(in_.u8());
         deliver(peer, wire::encode(m), std::nullopt);
         break;
       }
@@ -334,14 +341,34 @@ class Driver {
         const std::uint8_t which = in_.u8();
         wire::Message m;
         switch (which % 8) {
-          case 0: m = wire::Task{in_.u8(), "f", 1}; break;
-          case 1: m = wire::Deliver{1, 0, 1, "w", 0}; break;
-          case 2: m = wire::Failed{1, 0, 1, "code", "message"}; break;
-          case 3: m = wire::Alive{1, 1000, 3}; break;
-          case 4: m = wire::Resync{1}; break;
-          case 5: m = wire::Error{"code", "message"}; break;
+          case 0: {
+            wire::Task t;
+            t.task_id = in_.u8();
+            t.function = "f";
+            t.count = 1;
+            m = t;
+            break;
+          }
+          case 1: {
+            wire::Deliver d;
+            d.job_id = 1;
+            d.count = 1;
+            m = d;
+            break;
+          }
+          case 2: {
+            wire::Failed f;
+            f.job_id = 1;
+            f.count = 1;
+            f.code = "code";
+            m = f;
+            break;
+          }
+          case 3: m = wire::Alive{}; break;
+          case 4: m = wire::Resync{}; break;
+          case 5: m = wire::Error{}; break;
           case 6: m = wire::Status{}; break;
-          default: m = wire::Heartbeat{1, 1}; break;
+          default: m = wire::Heartbeat{}; break;  // with a payload frame it must not carry
         }
         deliver(peer, wire::encode(m),
                 (which & 8) ? std::optional<std::string>(results_payload(1)) : std::nullopt);
@@ -385,6 +412,12 @@ class Driver {
       if (wire::has_payload(type) != out.has_payload) {
         fail(std::string("the broker sent ") + wire::type_name(type) +
              (out.has_payload ? " with" : " without") + " a payload frame");
+      }
+      if (const auto* d = std::get_if<wire::Deliver>(&m)) {
+        if (d->seq == 0) fail("the broker sent a DELIVER without a seq");
+        last_seq_[{out.peer, d->job_id}] = d->seq;
+      } else if (const auto* f = std::get_if<wire::Failed>(&m); f && f->seq != 0) {
+        last_seq_[{out.peer, f->job_id}] = f->seq;
       }
       if (const auto* task = std::get_if<wire::Task>(&m)) {
         if (task->count == 0) fail("the broker sent a TASK of 0 items");
@@ -438,6 +471,7 @@ class Driver {
   std::uint64_t submitted_items_ = 0;
   std::map<broker::PeerId, std::uint32_t> max_capacity_;
   std::map<broker::PeerId, std::vector<std::pair<std::uint64_t, std::uint32_t>>> dispatched_;
+  std::map<std::pair<broker::PeerId, std::uint64_t>, std::uint64_t> last_seq_;  // (client, job)
 };
 
 }  // namespace

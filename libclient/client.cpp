@@ -99,7 +99,7 @@ class ClientJob {
       if (!receive()) return;
       const auto now = Clock::now();
       if (now - last_sent_ >= heartbeat_) {
-        c_.send(wire::Heartbeat{id_, submitted_});
+        heartbeat();
         last_sent_ = now;
       }
       if (now - last_heard_ > c_.options.timeout) {
@@ -132,7 +132,6 @@ class ClientJob {
       chunk.payload.assign(buffer.data(), buffer.size());
       inflight_bytes_ += chunk.payload.size();
       submit(next_index_, chunk);
-      ++submitted_;
       next_index_ += count;
     }
   }
@@ -142,6 +141,14 @@ class ClientJob {
                          static_cast<std::uint32_t>(c_.options.worker_wait.count())},
             &chunk.payload);
     last_sent_ = Clock::now();
+  }
+
+  // Tells the broker which chunks we still await, so it can spot one lost on the way.
+  void heartbeat() {
+    wire::Heartbeat beat{id_, seen_, {}};
+    beat.open.reserve(pending_.size());
+    for (const auto& entry : pending_) beat.open.push_back(entry.first);
+    c_.send(beat);
   }
 
   void resubmit_all() {
@@ -156,13 +163,13 @@ class ClientJob {
       if (!zmq::recv_multipart(c_.socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
         return true;
       }
-      last_heard_ = Clock::now();
       wire::Message message;
       try {
         message = wire::decode(frames[0].data(), frames[0].size());
       } catch (const ProtocolError&) {
-        continue;  // not from a broker we understand: ignore rather than fail the job
+        continue;  // not from a broker we understand: ignore, and it does not count as one
       }
+      last_heard_ = Clock::now();
       if (!handle(message, frames)) return false;
     }
   }
@@ -170,10 +177,12 @@ class ClientJob {
   bool handle(const wire::Message& message, std::vector<zmq::message_t>& frames) {
     if (const auto* d = std::get_if<wire::Deliver>(&message)) {
       if (d->job_id != id_ || frames.size() != 2) return true;  // a late answer for an old job
+      seen_ = d->seq;
       return deliver(*d, frames[1]);
     }
     if (const auto* f = std::get_if<wire::Failed>(&message)) {
       if (f->job_id != id_) return true;
+      if (f->seq != 0) seen_ = f->seq;
       if (f->code == "unknown_function") throw UnknownFunctionError(function_, f->message);
       const std::string text = f->message.empty() ? f->code : f->message;
       return fail_range(f->first, f->count, text, "");
@@ -284,7 +293,7 @@ class ClientJob {
   ChunkSizer sizer_;
   std::map<std::uint64_t, Chunk> pending_;
   std::uint64_t next_index_ = 0;
-  std::uint64_t submitted_ = 0;
+  std::uint64_t seen_ = 0;  // seq of the last DELIVER or FAILED received
   std::size_t inflight_bytes_ = 0;
   bool input_done_ = false;
   std::uint64_t instance_ = 0;

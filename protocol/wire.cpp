@@ -46,6 +46,18 @@ class Fields {
     if (o.type != msgpack::type::STR) fail(index, name, "string", o);
     return std::string(o.via.str.ptr, o.via.str.size);
   }
+  std::vector<std::uint64_t> u64s(std::uint32_t index, const char* name) const {
+    const msgpack::object& o = at(index);
+    if (o.type != msgpack::type::ARRAY) fail(index, name, "array of unsigned integers", o);
+    std::vector<std::uint64_t> out;
+    out.reserve(o.via.array.size);
+    for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+      const msgpack::object& v = o.via.array.ptr[i];
+      if (v.type != msgpack::type::POSITIVE_INTEGER) fail(index, name, "array of unsigned integers", v);
+      out.push_back(v.via.u64);
+    }
+    return out;
+  }
   std::vector<std::string> strings(std::uint32_t index, const char* name) const {
     const msgpack::object& o = at(index);
     if (o.type != msgpack::type::ARRAY) fail(index, name, "array of strings", o);
@@ -96,20 +108,20 @@ struct Encoder {
     p.pack(m.job_id).pack(m.function).pack(m.first).pack(m.count).pack(m.wait_ms);
   }
   void operator()(const Deliver& m) {
-    start(p, Type::Deliver, 5);
-    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.worker).pack(m.elapsed_us);
+    start(p, Type::Deliver, 6);
+    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.worker).pack(m.elapsed_us).pack(m.seq);
   }
   void operator()(const Failed& m) {
-    start(p, Type::Failed, 5);
-    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.code).pack(m.message);
+    start(p, Type::Failed, 6);
+    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.code).pack(m.message).pack(m.seq);
   }
   void operator()(const Done& m) {
     start(p, Type::Done, 1);
     p.pack(m.job_id);
   }
   void operator()(const Heartbeat& m) {
-    start(p, Type::Heartbeat, 2);
-    p.pack(m.job_id).pack(m.submitted);
+    start(p, Type::Heartbeat, 3);
+    p.pack(m.job_id).pack(m.seen).pack(m.open);
   }
   void operator()(const Alive& m) {
     start(p, Type::Alive, 3);
@@ -148,19 +160,19 @@ Message decode_fields(Type type, const Fields& f) {
       return Submit{f.u64(2, "job_id"), f.str(3, "function"), f.u64(4, "first"),
                     f.u32(5, "count"), f.u32(6, "wait_ms")};
     case Type::Deliver:
-      f.need(7);
+      f.need(8);
       return Deliver{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"),
-                     f.str(5, "worker"), f.u64(6, "elapsed_us")};
+                     f.str(5, "worker"), f.u64(6, "elapsed_us"), f.u64(7, "seq")};
     case Type::Failed:
-      f.need(7);
+      f.need(8);
       return Failed{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"), f.str(5, "code"),
-                    f.str(6, "message")};
+                    f.str(6, "message"), f.u64(7, "seq")};
     case Type::Done:
       f.need(3);
       return Done{f.u64(2, "job_id")};
     case Type::Heartbeat:
-      f.need(4);
-      return Heartbeat{f.u64(2, "job_id"), f.u64(3, "submitted")};
+      f.need(5);
+      return Heartbeat{f.u64(2, "job_id"), f.u64(3, "seen"), f.u64s(4, "open")};
     case Type::Alive:
       f.need(5);
       return Alive{f.u64(2, "instance"), f.u32(3, "heartbeat_ms"), f.u32(4, "liveness")};

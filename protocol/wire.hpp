@@ -64,6 +64,7 @@ struct Deliver {
   std::uint32_t count = 0;
   std::string worker;
   std::uint64_t elapsed_us = 0;
+  std::uint64_t seq = 0;  // per job, increasing: lets a heartbeat say what has arrived
 };
 struct Failed {
   std::uint64_t job_id = 0;
@@ -71,13 +72,15 @@ struct Failed {
   std::uint32_t count = 0;
   std::string code;  // machine-readable: see docs/protocol.md, "Failure codes"
   std::string message;
+  std::uint64_t seq = 0;
 };
 struct Done {
   std::uint64_t job_id = 0;
 };
 struct Heartbeat {
-  std::uint64_t job_id = 0;     // a client's running job, 0 for none and for workers
-  std::uint64_t submitted = 0;  // distinct chunks of that job the client has submitted
+  std::uint64_t job_id = 0;  // a client's running job, 0 for none and for workers
+  std::uint64_t seen = 0;    // seq of the last DELIVER or FAILED of that job received
+  std::vector<std::uint64_t> open;  // firsts of the chunks still awaited
 };
 struct Alive {
   std::uint64_t instance = 0;  // random per broker start: a change means the broker restarted

@@ -80,7 +80,7 @@ class Session {
         break;
       }
       if (!running_ && !queue_.empty()) start_next();
-      if (now - last_sent_ >= heartbeat_) send(wire::Heartbeat{});
+      if (now - last_sent_ >= heartbeat_) send(wire::Heartbeat{0, 0, {}});
       if (now - last_heard_ > heartbeat_ * liveness_) reconnect(now);
     }
     socket_->set(zmq::sockopt::linger, 1000);  // let BYE reach the broker, but never hang
@@ -137,10 +137,11 @@ class Session {
       if (!zmq::recv_multipart(*socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
         return;
       }
-      last_heard_ = now;
-      reconnect_delay_ = std::chrono::milliseconds(0);
       try {
-        handle(wire::decode(frames[0].data(), frames[0].size()), frames, leaving);
+        wire::Message message = wire::decode(frames[0].data(), frames[0].size());
+        last_heard_ = now;  // only a message we understand shows the broker is there
+        reconnect_delay_ = std::chrono::milliseconds(0);
+        handle(std::move(message), frames, leaving);
       } catch (const Error& e) {
         log::warning(std::string("dropped a malformed message from the broker: ") + e.what());
       }
@@ -159,7 +160,7 @@ class Session {
       }
     } else if (auto* alive = std::get_if<wire::Alive>(&message)) {
       if (instance_ != 0 && alive->instance != instance_) {
-        log::info("broker restarted; announced again");
+        log::info("broker restarted (new instance); serving it");
       }
       instance_ = alive->instance;
       if (alive->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(alive->heartbeat_ms);

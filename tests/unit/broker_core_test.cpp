@@ -159,8 +159,8 @@ TEST_CASE("a silent worker is presumed dead after heartbeat times liveness and i
   // W2 keeps talking; W1 falls silent.
   for (int i = 0; i < 4; ++i) {
     h.advance(1000ms);
-    h.deliver("W2", wire::Heartbeat{});
-    h.deliver("C1", wire::Heartbeat{1, 1});
+    h.deliver("W2", wire::Heartbeat{0, 0, {}});
+    h.deliver("C1", wire::Heartbeat{1, 0, {}});
   }
   CHECK(h.core.worker_count() == 1);
   auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
@@ -187,8 +187,8 @@ TEST_CASE("a slow worker's late result after a re-run is dropped") {
   h.ready("FAST", {"m.f"});
   for (int i = 0; i < 4; ++i) {
     h.advance(1000ms);
-    h.deliver("FAST", wire::Heartbeat{});
-    h.deliver("C1", wire::Heartbeat{1, 1});
+    h.deliver("FAST", wire::Heartbeat{0, 0, {}});
+    h.deliver("C1", wire::Heartbeat{1, 0, {}});
   }
   const auto rerun = h.sent_to<wire::Task>(h.drain(), "FAST").at(0);
   h.result("FAST", rerun.task_id, 1);
@@ -211,7 +211,7 @@ TEST_CASE("a chunk whose worker dies is split, and items that keep killing worke
     for (const auto& t : h.sent_to<wire::Task>(h.drain(), w)) task_sizes.push_back(t.count);
     for (int i = 0; i < 4; ++i) {  // every worker dies holding all it was given
       h.advance(1000ms);
-      h.deliver("C1", wire::Heartbeat{1, 1});
+      h.deliver("C1", wire::Heartbeat{1, 0, {}});
     }
     for (auto& f : h.sent_to<wire::Failed>(h.drain(), "C1")) failed.push_back(f);
   }
@@ -259,7 +259,7 @@ TEST_CASE("a poison item is reported lost while its chunk's other items complete
     }
     for (int i = 0; i < 4; ++i) {
       h.advance(1000ms);
-      h.deliver("C1", wire::Heartbeat{1, 1});
+      h.deliver("C1", wire::Heartbeat{1, 0, {}});
     }
   }
   REQUIRE(failed.size() == 1);
@@ -288,7 +288,7 @@ TEST_CASE("a worker arriving within the wait serves the job") {
   Harness h;
   h.submit("C1", 1, "m.f", 0, items(1), 1, 5000);
   h.advance(1000ms);
-  h.deliver("C1", wire::Heartbeat{1, 1});
+  h.deliver("C1", wire::Heartbeat{1, 0, {}});
   h.ready("W1", {"m.f"});
   CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
 }
@@ -300,7 +300,7 @@ TEST_CASE("a vanished client's queued tasks are dropped and its late results dis
   auto task = h.sent_to<wire::Task>(h.drain(), "W1").at(0);
   for (int i = 0; i < 4; ++i) {
     h.advance(1000ms);
-    h.deliver("W1", wire::Heartbeat{});
+    h.deliver("W1", wire::Heartbeat{0, 0, {}});
   }
   CHECK(h.core.job_count() == 0);
   CHECK(h.core.queued_count() == 0);
@@ -328,19 +328,35 @@ TEST_CASE("a resubmitted chunk the broker already holds is not queued twice") {
 
 TEST_CASE("a client heartbeat for a job the broker does not know asks for a resync") {
   Harness h;
-  h.deliver("C1", wire::Heartbeat{9, 3});
+  h.deliver("C1", wire::Heartbeat{9, 0, {0}});
   auto resync = h.sent_to<wire::Resync>(h.drain(), "C1");
   REQUIRE(resync.size() == 1);
   CHECK(resync[0].job_id == 9);
 }
 
-TEST_CASE("a client that submitted more chunks than the broker received is asked to resync") {
+TEST_CASE("a chunk the client awaits that the broker never received is asked for again") {
   Harness h;
   h.submit("C1", 1, "m.f", 0, items(1), 1);
   h.drain();
-  h.deliver("C1", wire::Heartbeat{1, 1});
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
   CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").empty());
-  h.deliver("C1", wire::Heartbeat{1, 2});
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a chunk answered but not yet read by the client is not a loss; unread for good, it is") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 1, items(2), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  h.result("W1", tasks[0].task_id, 1);
+  const auto delivered = h.sent_to<wire::Deliver>(h.drain(), "C1").at(0);
+  // The DELIVER is on its way: the client still lists chunk 0 as open.
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").empty());
+  // The client says it read up to that DELIVER, yet still awaits chunk 0: it was lost.
+  h.deliver("C1", wire::Heartbeat{1, delivered.seq, {0, 1}});
   CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
 }
 
@@ -348,8 +364,34 @@ TEST_CASE("an undeliverable result makes the client resync on its next heartbeat
   Harness h;
   h.submit("C1", 1, "m.f", 0, items(1), 1);
   h.core.on_send_failed("C1", h.now);
-  h.deliver("C1", wire::Heartbeat{1, 1});
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
   CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a late result from a worker that no longer holds the task is dropped") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  const auto task = h.sent_to<wire::Task>(h.drain(), "W1").at(0);
+  h.ready("W1", {"m.f"});  // re-announced: its task went back to the queue, then to it again
+  const auto again = h.sent_to<wire::Task>(h.drain(), "W1").at(0);
+  CHECK(again.task_id == task.task_id);
+  h.deliver("W1", wire::Bye{"gone"});  // now queued, held by nobody
+  h.result("W1", task.task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").empty());
+  CHECK(h.core.queued_count() == 1);
+  h.ready("W2", {"m.f"});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W2").size() == 1);
+}
+
+TEST_CASE("a job submitted again after its function's last worker left still gets its wait") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.deliver("W1", wire::Bye{"gone"});
+  h.advance(10000ms);
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 5000);
+  h.advance(1000ms);
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
 }
 
 TEST_CASE("a worker that leaves with BYE hands its tasks back without using an attempt") {

@@ -33,10 +33,10 @@ TEST_CASE("every message type survives encoding and decoding") {
   CHECK(submit.job_id == 1ull << 40);
   CHECK(submit.first == 1ull << 33);
   CHECK(submit.wait_ms == 500);
-  CHECK(round_trip(wire::Deliver{1, 2, 3, "w", 4}).worker == "w");
-  CHECK(round_trip(wire::Failed{1, 2, 3, "worker_lost", "why"}).message == "why");
+  CHECK(round_trip(wire::Deliver{1, 2, 3, "w", 4, 5}).seq == 5);
+  CHECK(round_trip(wire::Failed{1, 2, 3, "worker_lost", "why", 6}).message == "why");
   CHECK(round_trip(wire::Done{8}).job_id == 8);
-  CHECK(round_trip(wire::Heartbeat{8, 9}).submitted == 9);
+  CHECK(round_trip(wire::Heartbeat{8, 9, {1, 2}}).open == std::vector<std::uint64_t>{1, 2});
   CHECK(round_trip(wire::Alive{42, 1000, 3}).instance == 42);
   CHECK(round_trip(wire::Resync{8}).job_id == 8);
   CHECK(round_trip(wire::Bye{"bye"}).reason == "bye");
