@@ -77,7 +77,7 @@ void Core::on_message(const PeerId& from, const void* header, std::size_t header
     return;
   }
   const wire::Type type = wire::type_of(message);
-  if (wire::has_payload(type) != (payload != nullptr) && type != wire::Type::Status) {
+  if (wire::has_payload(type) != (payload != nullptr)) {
     on_malformed(from, std::string(wire::type_name(type)) +
                            (payload ? " must not carry a payload frame"
                                     : " must carry a payload frame"));
@@ -110,6 +110,17 @@ void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* p
         remove_worker(from, false, "left: " + std::get<wire::Bye>(message).reason, now);
       } else if (clients_.count(from)) {
         remove_client(from, "left");
+      }
+      break;
+    case wire::Type::Credit:
+      if (auto w = workers_.find(from); w != workers_.end()) {
+        w->second.last_heard = now;
+        w->second.capacity =
+            std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1, config_.max_capacity);
+        const std::vector<std::string> functions = w->second.functions;
+        for (const std::string& f : functions) dispatch(f);
+      } else {
+        send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
       }
       break;
     case wire::Type::StatusRequest: {
@@ -163,7 +174,8 @@ void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* 
     return;
   }
   w->second.last_heard = now;
-  w->second.inflight.erase(m.task_id);
+  auto& held = w->second.inflight;
+  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) held.erase(h);
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
@@ -303,7 +315,7 @@ void Core::dispatch(const std::string& function) {
     if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
     Task& task = tasks_.at(task_id);
     task.holder = *best_id;
-    best->inflight.insert(task_id);
+    best->inflight.push_back(task_id);
     zmq::message_t copy;
     copy.copy(task.payload);  // shares the buffer: kept for a re-run if the worker dies
     send(*best_id, wire::Task{task_id, function, task.count}, std::move(copy));
@@ -416,13 +428,14 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
     if (s.providers.empty()) s.no_provider_since = now;
   }
   std::size_t requeued = 0;
-  // Requeued at the front, latest first, so the job's earliest items run first again.
-  std::vector<std::uint64_t> held(worker.inflight.begin(), worker.inflight.end());
-  std::sort(held.rbegin(), held.rend());
-  for (std::uint64_t task_id : held) {
-    auto t = tasks_.find(task_id);
+  // Requeued at the front, last sent first, so they run again in their original order. Only
+  // the task that was running (the first sent) is charged an attempt: those waiting behind it
+  // cannot have killed the worker.
+  const std::uint64_t running = worker.inflight.empty() ? 0 : worker.inflight.front();
+  for (auto it = worker.inflight.rbegin(); it != worker.inflight.rend(); ++it) {
+    auto t = tasks_.find(*it);
     if (t != tasks_.end() && t->second.holder == id) {
-      requeue(task_id, count_attempt);
+      requeue(*it, count_attempt && *it == running);
       ++requeued;
     }
   }

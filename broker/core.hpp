@@ -39,7 +39,7 @@ struct Config {
   std::chrono::milliseconds heartbeat{1000};
   std::uint32_t liveness = 3;      // heartbeats missed before a peer is presumed dead
   std::uint32_t max_attempts = 3;  // runs of a task whose worker died before it is reported lost
-  std::uint32_t max_capacity = 64;           // cap on a worker's announced capacity
+  std::uint32_t max_capacity = 1024;         // cap on a worker's announced capacity
   std::uint32_t max_chunk_items = 1u << 20;  // items one SUBMIT may carry
   std::uint64_t max_client_bytes = 512ull << 20;  // payload bytes one client may have queued
 };
@@ -100,7 +100,9 @@ class Core {
     std::int64_t pid = 0;
     std::uint32_t capacity = 1;
     std::vector<std::string> functions;
-    std::unordered_set<std::uint64_t> inflight;  // task ids sent and not yet answered
+    // Task ids sent and not yet answered, in the order sent. Workers run tasks in that order,
+    // so the first is the one running: only it can have killed the worker.
+    std::deque<std::uint64_t> inflight;
     TimePoint last_heard{};
     TimePoint joined{};
     std::uint64_t tasks_done = 0;

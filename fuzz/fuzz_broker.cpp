@@ -34,6 +34,7 @@
 #include <exception>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,9 @@ namespace {
 namespace wire = seppo::wire;
 namespace broker = seppo::broker;
 using std::chrono::milliseconds;
+
+// SEPPO_FUZZ_TRACE=1 prints every message in and out, and the broker's log: for reproducing.
+bool trace = false;
 
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "fuzz_broker: %s\n", what.c_str());
@@ -134,7 +138,8 @@ std::string results_payload(std::uint32_t count) {
 
 class Driver {
  public:
-  explicit Driver(Reader& in) : in_(in), core_(make_config(in), 0x5e990, {}) {}
+  explicit Driver(Reader& in)
+      : in_(in), core_(make_config(in), 0x5e990, trace ? broker::Core::LogSink(log) : nullptr) {}
 
   void run() {
     while (!in_.empty()) {
@@ -159,10 +164,35 @@ class Driver {
     return c;
   }
 
-  // What the broker receives: a header frame and maybe a payload frame.
-  void deliver(const broker::PeerId& from, const std::string& header,
+  static void log(broker::LogLevel, const std::string& text) {
+    std::fprintf(stderr, "  log: %s\n", text.c_str());
+  }
+
+  // What the broker receives: a header frame and maybe a payload frame. Built messages are
+  // accounted from their fields, raw ones if they happen to decode.
+  void deliver(const broker::PeerId& from, const wire::Message& m,
                const std::optional<std::string>& payload) {
-    account(from, header, payload.has_value());
+    inject(from, wire::encode(m), &m, payload);
+  }
+  void deliver_raw(const broker::PeerId& from, const std::string& header,
+                   const std::optional<std::string>& payload) {
+    std::optional<wire::Message> m;
+    try {
+      m = wire::decode(header.data(), header.size());
+    } catch (const seppo::Error&) {
+    }
+    inject(from, header, m ? &*m : nullptr, payload);
+  }
+
+  void inject(const broker::PeerId& from, const std::string& header, const wire::Message* m,
+              const std::optional<std::string>& payload) {
+    if (trace) {
+      std::fprintf(stderr, "%s -> broker: %s%s\n", broker::printable_id(from).c_str(),
+                   m ? wire::type_name(wire::type_of(*m))
+                     : ("undecodable header of " + std::to_string(header.size()) + " bytes").c_str(),
+                   payload ? (" + payload of " + std::to_string(payload->size())).c_str() : "");
+    }
+    const std::size_t before = core_.outbox().size();
     try {
       if (payload) {
         zmq::message_t frame(payload->data(), payload->size());
@@ -173,22 +203,29 @@ class Driver {
     } catch (const std::exception& e) {
       fail(std::string("on_message threw: ") + e.what());
     }
+    if (m) account(from, *m, payload.has_value(), before);
   }
 
-  // Learns from what is sent (whether built or raw) the bounds the checks use.
-  void account(const broker::PeerId& from, const std::string& header, bool has_payload) {
-    wire::Message m;
-    try {
-      m = wire::decode(header.data(), header.size());
-    } catch (const seppo::Error&) {
-      return;
-    }
+  // Learns from what was sent the bounds the checks use: items submitted, and each worker's
+  // capacity and functions as of its last READY the broker accepted (answered with ALIVE).
+  void account(const broker::PeerId& from, const wire::Message& m, bool has_payload,
+               std::size_t outbox_before) {
     if (auto* s = std::get_if<wire::Submit>(&m); s && has_payload) {
       ++submits_;
       submitted_items_ += s->count;
-    } else if (auto* r = std::get_if<wire::Ready>(&m)) {
-      const std::uint32_t cap = std::clamp<std::uint32_t>(r->capacity, 1, config_.max_capacity);
-      max_capacity_[from] = std::max(max_capacity_[from], cap);
+    } else if (auto* r = std::get_if<wire::Ready>(&m); r && !has_payload) {
+      const auto& outbox = core_.outbox();
+      const bool accepted =
+          std::any_of(outbox.begin() + static_cast<std::ptrdiff_t>(outbox_before), outbox.end(),
+                      [&](const broker::Outgoing& o) {
+                        return o.peer == from &&
+                               std::holds_alternative<wire::Alive>(
+                                   wire::decode(o.header.data(), o.header.size()));
+                      });
+      if (accepted) {
+        capacity_[from] = std::clamp<std::uint32_t>(r->capacity, 1, config_.max_capacity);
+        functions_[from] = std::set<std::string>(r->functions.begin(), r->functions.end());
+      }
     }
   }
 
@@ -201,7 +238,7 @@ class Driver {
         const std::uint8_t flag = in_.u8();
         std::optional<std::string> payload;
         if (flag & 1) payload = in_.bytes(in_.u16() % 4096);
-        deliver(peer, header, payload);
+        deliver_raw(peer, header, payload);
         break;
       }
       case Op::Ready: {
@@ -215,7 +252,7 @@ class Driver {
         m.name = style % 3 == 0 ? "" : style % 3 == 1 ? "host, process 7" : std::string(300, 'n');
         m.host = (style & 4) ? std::string(257, 'h') : "host";
         m.pid = (style & 8) ? INT64_MIN : (style & 16) ? -1 : 7;
-        deliver(peer, wire::encode(m), (style & 32) ? std::optional<std::string>("") : std::nullopt);
+        deliver(peer, m, (style & 32) ? std::optional<std::string>("") : std::nullopt);
         break;
       }
       case Op::ReadyMany: {
@@ -235,7 +272,7 @@ class Driver {
           name.resize(std::max(length, name.size()), 'z');
           m.functions.push_back(std::move(name));
         }
-        deliver(peer, wire::encode(m), std::nullopt);
+        deliver(peer, m, std::nullopt);
         break;
       }
       case Op::Submit: {
@@ -262,7 +299,7 @@ class Driver {
             payload = bytes;
           }
         }
-        deliver(peer, wire::encode(m), payload);
+        deliver(peer, m, payload);
         break;
       }
       case Op::Result: {
@@ -291,7 +328,7 @@ class Driver {
         } else if (mode % 4 == 2) {
           payload = results_payload(1);
         }  // 3: no payload frame
-        deliver(peer, wire::encode(m), payload);
+        deliver(peer, m, payload);
         break;
       }
       case Op::Heartbeat: {
@@ -303,21 +340,21 @@ class Driver {
         const std::uint8_t seen = in_.u8();
         m.seen = seen < 128 ? last_seq_[{peer, m.job_id}] : seen % 16;
         for (std::uint8_t i = 0, n = in_.u8() % 6; i < n; ++i) m.open.push_back(in_.u8());
-        deliver(peer, wire::encode(m), std::nullopt);
+        deliver(peer, m, std::nullopt);
         break;
       }
       case Op::Done: {
         const std::uint8_t job = in_.u8();
-        deliver(peer, wire::encode(wire::Done{job % 5u}),
+        deliver(peer, wire::Done{job % 5u},
                 (job & 0x80) ? std::optional<std::string>("x") : std::nullopt);
         break;
       }
       case Op::Bye:
-        deliver(peer, wire::encode(wire::Bye{in_.bytes(in_.u8() % 32)}), std::nullopt);
+        deliver(peer, wire::Bye{in_.bytes(in_.u8() % 32)}, std::nullopt);
         break;
       case Op::StatusRequest: {
         const std::uint8_t flag = in_.u8();
-        deliver(peer, wire::encode(wire::StatusRequest{}),
+        deliver(peer, wire::StatusRequest{},
                 (flag & 1) ? std::optional<std::string>("") : std::nullopt);
         check_status();
         break;
@@ -325,6 +362,7 @@ class Driver {
       case Op::Tick: {
         const std::uint16_t amount = in_.u16();
         // Mostly small steps (heartbeats, waits); sometimes long silences.
+        if (trace) std::fprintf(stderr, "clock +%u%s ms\n", amount & 0x7fff, (amount & 0x8000) ? "00" : "");
         now_ += (amount & 0x8000) ? milliseconds(std::int64_t(amount & 0x7fff) * 100)
                                   : milliseconds(amount & 0x7fff);
         break;  // on_tick runs after every operation
@@ -370,7 +408,7 @@ class Driver {
           case 6: m = wire::Status{}; break;
           default: m = wire::Heartbeat{}; break;  // with a payload frame it must not carry
         }
-        deliver(peer, wire::encode(m),
+        deliver(peer, m,
                 (which & 8) ? std::optional<std::string>(results_payload(1)) : std::nullopt);
         break;
       }
@@ -409,6 +447,10 @@ class Driver {
              std::to_string(out.header.size()) + " bytes): " + e.what());
       }
       const wire::Type type = wire::type_of(m);
+      if (trace) {
+        std::fprintf(stderr, "broker -> %s: %s%s\n", broker::printable_id(out.peer).c_str(),
+                     wire::type_name(type), out.has_payload ? " + payload" : "");
+      }
       if (wire::has_payload(type) != out.has_payload) {
         fail(std::string("the broker sent ") + wire::type_name(type) +
              (out.has_payload ? " with" : " without") + " a payload frame");
@@ -421,7 +463,11 @@ class Driver {
       }
       if (const auto* task = std::get_if<wire::Task>(&m)) {
         if (task->count == 0) fail("the broker sent a TASK of 0 items");
-        if (!max_capacity_.count(out.peer)) fail("the broker sent a TASK to a peer that never sent READY");
+        auto functions = functions_.find(out.peer);
+        if (functions == functions_.end()) fail("the broker sent a TASK to a peer that never sent READY");
+        if (!functions->second.count(task->function)) {
+          fail("the broker sent a TASK for " + task->function + " to a worker that does not provide it");
+        }
         auto& held = dispatched_[out.peer];
         held.emplace_back(task->task_id, task->count);
         if (held.size() > 256) held.erase(held.begin());
@@ -441,8 +487,8 @@ class Driver {
     for (const broker::PeerId& peer : kPeers) {
       const std::size_t inflight = core_.inflight_count(peer);
       if (inflight == 0) continue;
-      auto cap = max_capacity_.find(peer);
-      if (cap == max_capacity_.end() || inflight > cap->second) {
+      auto cap = capacity_.find(peer);
+      if (cap == capacity_.end() || inflight > cap->second) {
         fail("a worker holds " + std::to_string(inflight) + " tasks, more than its capacity");
       }
     }
@@ -469,12 +515,19 @@ class Driver {
   broker::TimePoint now_{std::chrono::hours(1)};  // any time but the clock's epoch
   std::uint64_t submits_ = 0;
   std::uint64_t submitted_items_ = 0;
-  std::map<broker::PeerId, std::uint32_t> max_capacity_;
+  std::map<broker::PeerId, std::uint32_t> capacity_;  // as of the last accepted READY
+  std::map<broker::PeerId, std::set<std::string>> functions_;
   std::map<broker::PeerId, std::vector<std::pair<std::uint64_t, std::uint32_t>>> dispatched_;
   std::map<std::pair<broker::PeerId, std::uint64_t>, std::uint64_t> last_seq_;  // (client, job)
 };
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  const char* env = std::getenv("SEPPO_FUZZ_TRACE");
+  trace = env != nullptr && *env != '\0' && *env != '0';
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Reader in(data, size);

@@ -23,7 +23,7 @@ struct Chunk {
   std::uint32_t count = 0;
   std::uint32_t remaining = 0;
   std::vector<bool> received;
-  std::string payload;
+  zmq::message_t payload;  // shared, not copied, by each (re)submission
 };
 
 std::string seconds(std::chrono::milliseconds d) {
@@ -56,13 +56,15 @@ struct Client::Impl {
     }
   }
 
-  void send(const wire::Message& message, const std::string* payload = nullptr) {
+  void send(const wire::Message& message, const zmq::message_t* payload = nullptr) {
     const std::string header = wire::encode(message);
     if (payload == nullptr) {
       socket.send(zmq::buffer(header), zmq::send_flags::dontwait);
     } else {
+      zmq::message_t shared;
+      shared.copy(*const_cast<zmq::message_t*>(payload));
       socket.send(zmq::buffer(header), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      socket.send(zmq::buffer(*payload), zmq::send_flags::dontwait);
+      socket.send(shared, zmq::send_flags::dontwait);
     }
   }
 };
@@ -117,9 +119,11 @@ class ClientJob {
     while (!input_done_ && pending_.size() < c_.options.window &&
            inflight_bytes_ < c_.options.max_inflight_bytes) {
       const std::uint32_t want = sizer_.next_size();
-      msgpack::sbuffer buffer(4096);
+      // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
+      buffer_.clear();
       char header[wire::kArray32HeaderSize] = {};
-      buffer.write(header, sizeof header);
+      buffer_.write(header, sizeof header);
+      msgpack::sbuffer& buffer = buffer_;
       Client::Packer packer(buffer);
       std::uint32_t count = 0;
       while (count < want && buffer.size() < kMaxChunkBytes && next_(packer)) ++count;
@@ -129,7 +133,7 @@ class ClientJob {
       Chunk& chunk = pending_[next_index_];
       chunk.count = chunk.remaining = count;
       chunk.received.assign(count, false);
-      chunk.payload.assign(buffer.data(), buffer.size());
+      chunk.payload.rebuild(buffer.data(), buffer.size());
       inflight_bytes_ += chunk.payload.size();
       submit(next_index_, chunk);
       next_index_ += count;
@@ -283,7 +287,10 @@ class ClientJob {
     return sink_(item);
   }
 
-  static constexpr std::size_t kMaxChunkBytes = 1 << 20;
+  // Big enough that per-chunk costs vanish, small enough to stay under malloc's mmap threshold
+  // (results are about twice their arguments' size): mmap'd buffers fault in every page anew.
+  static constexpr std::size_t kMaxChunkBytes = 48 << 10;
+  msgpack::sbuffer buffer_{kMaxChunkBytes + 4096};
 
   Client::Impl& c_;
   const std::string& function_;

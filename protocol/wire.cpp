@@ -141,6 +141,10 @@ struct Encoder {
   }
   void operator()(const StatusRequest&) { start(p, Type::StatusRequest, 0); }
   void operator()(const Status&) { start(p, Type::Status, 0); }
+  void operator()(const Credit& m) {
+    start(p, Type::Credit, 1);
+    p.pack(m.capacity);
+  }
 };
 
 Message decode_fields(Type type, const Fields& f) {
@@ -187,6 +191,9 @@ Message decode_fields(Type type, const Fields& f) {
       return Error{f.str(2, "code"), f.str(3, "message")};
     case Type::StatusRequest: return StatusRequest{};
     case Type::Status: return Status{};
+    case Type::Credit:
+      f.need(3);
+      return Credit{f.u32(2, "capacity")};
   }
   throw ProtocolError("unknown message type " + std::to_string(static_cast<int>(type)));
 }
@@ -218,6 +225,7 @@ const char* type_name(Type type) {
     case Type::Error: return "ERROR";
     case Type::StatusRequest: return "STATUS_REQUEST";
     case Type::Status: return "STATUS";
+    case Type::Credit: return "CREDIT";
   }
   return "UNKNOWN";
 }
@@ -246,7 +254,7 @@ Message decode(const void* data, std::size_t size) {
   }
   const msgpack::object& type = root.via.array.ptr[1];
   if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 ||
-      type.via.u64 > static_cast<std::uint64_t>(Type::Status)) {
+      type.via.u64 > static_cast<std::uint64_t>(Type::Credit)) {
     throw ProtocolError("unknown message type");
   }
   const Type t = static_cast<Type>(type.via.u64);

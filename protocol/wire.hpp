@@ -33,6 +33,7 @@ enum class Type : std::uint8_t {
   Error = 12,    // broker -> any: the last message was refused, and why
   StatusRequest = 13,  // anyone -> broker: describe yourself
   Status = 14,   // broker -> requester: payload is a msgpack map (see docs/protocol.md)
+  Credit = 15,   // worker -> broker: from now on, hold this many of my tasks outstanding
 };
 
 struct Ready {
@@ -99,9 +100,12 @@ struct Error {
 };
 struct StatusRequest {};
 struct Status {};
+struct Credit {
+  std::uint32_t capacity = 1;
+};
 
 using Message = std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive,
-                             Resync, Bye, Error, StatusRequest, Status>;
+                             Resync, Bye, Error, StatusRequest, Status, Credit>;
 
 // True for the types that carry a payload frame.
 bool has_payload(Type type);

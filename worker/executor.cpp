@@ -40,21 +40,37 @@ Executor::~Executor() {
   thread_.join();
 }
 
-void Executor::start(std::uint32_t function_index, zmq::message_t&& payload) {
-  zmq::message_t index(&function_index, sizeof function_index);
-  pipe_.send(index, zmq::send_flags::sndmore);
+namespace {
+
+// Frames between the threads carry small fixed headers, in host byte order.
+struct TaskHeader {
+  std::uint64_t sequence;
+  std::uint32_t function_index;
+};
+struct OutcomeHeader {
+  std::uint64_t sequence;
+  std::uint64_t elapsed_us;
+  Executor::Status status;
+};
+
+}  // namespace
+
+void Executor::submit(std::uint64_t sequence, std::uint32_t function_index,
+                      zmq::message_t&& payload) {
+  const TaskHeader header{sequence, function_index};
+  zmq::message_t head(&header, sizeof header);
+  pipe_.send(head, zmq::send_flags::sndmore);
   pipe_.send(payload, zmq::send_flags::none);
 }
 
-Executor::Outcome Executor::finish() {
+std::optional<Executor::Outcome> Executor::try_finish() {
   std::vector<zmq::message_t> frames;
-  (void)zmq::recv_multipart(pipe_, std::back_inserter(frames));
-  Outcome outcome;
-  const auto* meta = frames[0].data<unsigned char>();
-  outcome.ok = meta[0] == 0;
-  std::memcpy(&outcome.elapsed_us, meta + 1, sizeof outcome.elapsed_us);
-  outcome.output = std::move(frames[1]);
-  return outcome;
+  if (!zmq::recv_multipart(pipe_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+    return std::nullopt;
+  }
+  OutcomeHeader header;
+  std::memcpy(&header, frames[0].data(), sizeof header);
+  return Outcome{header.sequence, header.status, header.elapsed_us, std::move(frames[1])};
 }
 
 void Executor::run(zmq::context_t& context, std::string endpoint) {
@@ -67,20 +83,22 @@ void Executor::run(zmq::context_t& context, std::string endpoint) {
   while (true) {
     frames.clear();
     if (!zmq::recv_multipart(pipe, std::back_inserter(frames)) || frames.size() != 2) break;
-    std::uint32_t index = 0;
-    std::memcpy(&index, frames[0].data(), sizeof index);
+    TaskHeader task;
+    std::memcpy(&task, frames[0].data(), sizeof task);
+    OutcomeHeader outcome{task.sequence, 0, Status::Skipped};
     std::string output;
-    seppo_sink sink{&output, append};
-    const auto started = std::chrono::steady_clock::now();
-    const int status = functions_.at(index).call_chunk(frames[1].data<char>(), frames[1].size(), &sink);
-    const std::uint64_t elapsed = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                              started)
-            .count());
-    unsigned char meta[9];
-    meta[0] = status == 0 ? 0 : 1;
-    std::memcpy(meta + 1, &elapsed, sizeof elapsed);
-    zmq::message_t head(meta, sizeof meta);
+    if (task.sequence > skip_through_.load()) {
+      seppo_sink sink{&output, append};
+      const auto started = std::chrono::steady_clock::now();
+      const int status = functions_.at(task.function_index)
+                             .call_chunk(frames[1].data<char>(), frames[1].size(), &sink);
+      outcome.elapsed_us = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::steady_clock::now() - started)
+              .count());
+      outcome.status = status == 0 ? Status::Ok : Status::Failed;
+    }
+    zmq::message_t head(&outcome, sizeof outcome);
     pipe.send(head, zmq::send_flags::sndmore);
     pipe.send(adopt(std::move(output)), zmq::send_flags::none);
   }

@@ -3,7 +3,9 @@
 // started and stopped synchronously.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,22 +26,30 @@ class Executor {
   // The pipe to poll for finished chunks.
   zmq::socket_t& pipe() { return pipe_; }
 
-  // Starts a chunk; the thread runs one at a time.
-  void start(std::uint32_t function_index, zmq::message_t&& payload);
+  // Queues a chunk; the thread runs them one after another in submission order, so a stream of
+  // tiny tasks needs no round trip between threads per task.
+  void submit(std::uint64_t sequence, std::uint32_t function_index, zmq::message_t&& payload);
 
+  // Chunks with a sequence number up to this one that have not started are skipped, not run:
+  // how a stopping worker hands back its queue, and a reset one forgets it.
+  void skip_through(std::uint64_t sequence) { skip_through_.store(sequence); }
+
+  enum class Status : unsigned char { Ok = 0, Failed = 1, Skipped = 2 };
   struct Outcome {
-    bool ok = false;  // false: output is a message for the whole chunk, not a results array
+    std::uint64_t sequence = 0;
+    Status status = Status::Failed;  // Failed: output is a message for the whole chunk
     std::uint64_t elapsed_us = 0;
     zmq::message_t output;
   };
-  // Reads a finished chunk from the pipe (call when the pipe is readable).
-  Outcome finish();
+  // The next finished chunk, if one is waiting in the pipe.
+  std::optional<Outcome> try_finish();
 
  private:
   void run(zmq::context_t& context, std::string endpoint);
 
   const std::vector<Function>& functions_;
   zmq::socket_t pipe_;
+  std::atomic<std::uint64_t> skip_through_{0};
   std::thread thread_;
 };
 

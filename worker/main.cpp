@@ -38,10 +38,10 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("-j,--jobs", processes, "worker processes to run (default: one per core)")
       ->check(CLI::Range(1u, 4096u));
-  app.add_option("--prefetch", session.capacity,
-                 "tasks each process holds at once, one running and the rest waiting")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 64u));
+  app.add_option("--prefetch", session.prefetch,
+                 "tasks each process holds at once, one running and the rest waiting "
+                 "(default: adapted to how long tasks take)")
+      ->check(CLI::Range(1u, 1024u));
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "heartbeat interval until the broker announces its own")
       ->capture_default_str()

@@ -17,6 +17,7 @@
 #include "common/signals.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/error.hpp"
+#include "worker/credit.hpp"
 #include "worker/executor.hpp"
 
 namespace seppo::worker {
@@ -24,11 +25,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct PendingTask {
-  std::uint64_t id = 0;
-  std::uint32_t function = 0;
+// A task handed to the executor, awaiting its outcome; outcomes return in submission order.
+struct Submitted {
+  std::uint64_t sequence = 0;
+  std::uint64_t task_id = 0;
   std::uint32_t count = 0;
-  zmq::message_t payload;
+  std::uint64_t epoch = 0;  // broker epoch it came from: results of an earlier one are dropped
 };
 
 // A results array in which every item carries the same error.
@@ -44,15 +46,15 @@ class Session {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
       : options_(options),
-        functions_(functions),
         heartbeat_(options.heartbeat),
         liveness_(options.liveness),
+        credit_(options.prefetch),
         executor_(context_, functions) {
     for (std::uint32_t i = 0; i < functions.size(); ++i) index_[functions[i].name] = i;
     ready_.host = fqdn();
     ready_.pid = ::getpid();
     ready_.name = ready_.host + ", process " + std::to_string(ready_.pid);
-    ready_.capacity = options.capacity;
+    ready_.capacity = credit_.initial();
     for (const Function& f : functions) ready_.functions.push_back(f.name);
     identity_ = random_routing_id('W');
   }
@@ -71,15 +73,14 @@ class Session {
         signals.take();
         if (!leaving) log::info("stopping: finishing the running chunk, returning the rest");
         leaving = true;
-        queue_.clear();
+        executor_.skip_through(sequence_);
       }
-      if (items[1].revents & ZMQ_POLLIN) finish_chunk();
+      if (items[1].revents & ZMQ_POLLIN) finish_chunks();
       if (items[0].revents & ZMQ_POLLIN) receive(now, leaving);
-      if (leaving && !running_) {
-        send(wire::Bye{"worker stopping"});
+      if (leaving && submitted_.empty()) {
+        send(wire::Bye{"worker stopping"});  // the broker re-queues what we did not answer
         break;
       }
-      if (!running_ && !queue_.empty()) start_next();
       if (now - last_sent_ >= heartbeat_) send(wire::Heartbeat{0, 0, {}});
       if (now - last_heard_ > heartbeat_ * liveness_) reconnect(now);
     }
@@ -97,7 +98,20 @@ class Session {
     socket_->set(zmq::sockopt::sndhwm, 0);
     socket_->connect(options_.endpoint);
     last_heard_ = Clock::now();
+    announce();
+  }
+
+  void announce() {
+    ready_.capacity = credit_.wanted();
+    announced_credit_ = ready_.capacity;
     send(ready_);
+  }
+
+  // Whatever the executor holds belongs to a broker that no longer knows us: skip what has not
+  // started and drop the results of what has.
+  void forget_tasks() {
+    ++epoch_;
+    executor_.skip_through(sequence_);
   }
 
   // The broker went silent: start over on a fresh socket so nothing stale is queued, with a
@@ -109,7 +123,7 @@ class Session {
                                     now - last_heard_)
                                     .count()) +
                  " ms; reconnecting");
-    queue_.clear();
+    forget_tasks();
     connect();
     reconnect_delay_ = std::min(std::max(reconnect_delay_ * 2, heartbeat_),
                                 options_.max_reconnect_delay);
@@ -156,7 +170,9 @@ class Session {
         send(wire::Result{task->task_id, 0},
              all_failed(task->count, "this worker does not provide " + task->function));
       } else if (!leaving) {
-        queue_.push_back(PendingTask{task->task_id, f->second, task->count, std::move(frames[1])});
+        // Straight to the executor's queue: tiny tasks then run back to back.
+        submitted_.push_back(Submitted{++sequence_, task->task_id, task->count, epoch_});
+        executor_.submit(sequence_, f->second, std::move(frames[1]));
       }
     } else if (auto* alive = std::get_if<wire::Alive>(&message)) {
       if (instance_ != 0 && alive->instance != instance_) {
@@ -167,53 +183,57 @@ class Session {
       if (alive->liveness > 0) liveness_ = alive->liveness;
     } else if (auto* error = std::get_if<wire::Error>(&message)) {
       if (error->code == "not_ready") {
-        // The broker does not know us (it restarted, or presumed us dead): tasks we hold were
-        // re-queued there already, so drop ours and announce again.
-        queue_.clear();
-        send(ready_);
+        // The broker does not know us (it restarted, or presumed us dead): the tasks we hold
+        // were re-queued there already, so forget ours and announce again.
+        forget_tasks();
+        announce();
       } else {
         log::warning("broker refused a message: " + error->code + ": " + error->message);
       }
     } else if (std::holds_alternative<wire::Bye>(message)) {
       log::info("broker is shutting down; waiting for it to come back");
-      queue_.clear();
+      forget_tasks();
       last_heard_ = Clock::now() - heartbeat_ * liveness_;  // reconnect with backoff from now
     } else {
       log::warning(std::string("ignored unexpected ") + wire::type_name(wire::type_of(message)));
     }
   }
 
-  void start_next() {
-    PendingTask& task = queue_.front();
-    current_ = PendingTask{task.id, task.function, task.count, zmq::message_t()};
-    executor_.start(task.function, std::move(task.payload));
-    queue_.pop_front();
-    running_ = true;
-  }
-
-  void finish_chunk() {
-    Executor::Outcome outcome = executor_.finish();
-    running_ = false;
-    zmq::message_t payload =
-        outcome.ok ? std::move(outcome.output)
-                   : all_failed(current_.count,
-                                std::string(outcome.output.data<char>(), outcome.output.size()));
-    send(wire::Result{current_.id, outcome.elapsed_us}, std::move(payload));
+  void finish_chunks() {
+    while (std::optional<Executor::Outcome> finished = executor_.try_finish()) {
+      Executor::Outcome& outcome = *finished;
+      const Submitted task = submitted_.front();
+      submitted_.pop_front();
+      if (outcome.status == Executor::Status::Skipped || task.epoch != epoch_) continue;
+      zmq::message_t payload =
+          outcome.status == Executor::Status::Ok
+              ? std::move(outcome.output)
+              : all_failed(task.count,
+                           std::string(outcome.output.data<char>(), outcome.output.size()));
+      send(wire::Result{task.task_id, outcome.elapsed_us}, std::move(payload));
+      credit_.observe(outcome.elapsed_us);
+    }
+    const std::uint32_t wanted = credit_.wanted();
+    if (CreditPolicy::worth_announcing(announced_credit_, wanted)) {
+      announced_credit_ = wanted;
+      send(wire::Credit{wanted});
+    }
   }
 
   const SessionOptions& options_;
-  const std::vector<Function>& functions_;
   std::unordered_map<std::string, std::uint32_t> index_;
   wire::Ready ready_;
   std::string identity_;
   std::chrono::milliseconds heartbeat_;
   std::uint32_t liveness_;
+  CreditPolicy credit_;
+  std::uint32_t announced_credit_ = 0;
   zmq::context_t context_{1};
   Executor executor_;
   std::optional<zmq::socket_t> socket_;
-  std::deque<PendingTask> queue_;
-  PendingTask current_;
-  bool running_ = false;
+  std::deque<Submitted> submitted_;
+  std::uint64_t sequence_ = 0;
+  std::uint64_t epoch_ = 0;
   std::uint64_t instance_ = 0;
   Clock::time_point last_sent_{};
   Clock::time_point last_heard_{};

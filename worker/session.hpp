@@ -12,7 +12,7 @@ namespace seppo::worker {
 
 struct SessionOptions {
   std::string endpoint;
-  std::uint32_t capacity = 2;  // tasks held at once: one running, the rest prefetched
+  std::uint32_t prefetch = 0;  // tasks held at once; 0 adapts it to the tasks' duration
   std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
   std::uint32_t liveness = 3;
   std::chrono::milliseconds max_reconnect_delay{4000};

@@ -145,14 +145,16 @@ class Client {
 
   template <class R>
   static R convert_result(const std::string& function, const Item& item) {
-    return convert<R>(*item.value, function + ": result of item " + std::to_string(item.index));
+    return convert<R>(*item.value, [&] {
+      return function + ": result of item " + std::to_string(item.index);
+    });
   }
 
   template <class R, class Range>
   std::vector<std::optional<R>> collect(std::string_view function, const Range& inputs,
                                         bool fail_fast) {
     std::vector<std::optional<R>> slots;
-    if constexpr (requires { std::size(inputs); }) slots.reserve(std::size(inputs));
+    if constexpr (requires { std::size(inputs); }) slots.resize(std::size(inputs));
     auto it = std::begin(inputs);
     const auto end = std::end(inputs);
     const std::string name(function);

@@ -82,9 +82,11 @@ const char* expected_name() {
   else return "a value of the declared type";
 }
 
-// Converts a decoded value to T; on a mismatch throws TypeError "<what>: expected X, got Y".
-template <class T>
-T convert(const msgpack::object& object, std::string_view what) {
+// Converts a decoded value to T; on a mismatch throws TypeError "<what>: expected X, got Y",
+// where `what` is a string or a callable making one (called only on failure: hot loops pay
+// nothing for the message).
+template <class T, class What>
+T convert(const msgpack::object& object, const What& what) {
   try {
     if constexpr (std::is_same_v<T, msgpack::object>) {
       return object;
@@ -94,7 +96,13 @@ T convert(const msgpack::object& object, std::string_view what) {
   } catch (const msgpack::type_error&) {
   } catch (const std::bad_cast&) {
   }
-  throw TypeError(std::string(what) + ": expected " + expected_name<T>() + ", got " +
+  std::string context;
+  if constexpr (std::is_invocable_v<const What&>) {
+    context = what();
+  } else {
+    context = std::string(what);
+  }
+  throw TypeError(context + ": expected " + expected_name<T>() + ", got " +
                   type_name(object.type));
 }
 
