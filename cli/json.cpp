@@ -1,5 +1,7 @@
 #include "cli/json.hpp"
 
+#include <charconv>
+
 namespace seppo::cli {
 
 nlohmann::json to_json(const msgpack::object& o) {
@@ -62,6 +64,18 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& p, const nlohmann::json& v) {
   }
 }
 
+void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& line) {
+  // Most shell inputs are plain integers: they skip the JSON parser.
+  std::int64_t number = 0;
+  const char* end = line.data() + line.size();
+  const auto [ptr, ec] = std::from_chars(line.data(), end, number);
+  if (ec == std::errc() && ptr == end && !line.empty()) {
+    packer.pack(number);
+    return;
+  }
+  pack_json(packer, parse_line(line));
+}
+
 nlohmann::json parse_line(const std::string& line) {
   nlohmann::json value = nlohmann::json::parse(line, nullptr, false);
   if (value.is_discarded()) return line;
@@ -69,8 +83,12 @@ nlohmann::json parse_line(const std::string& line) {
 }
 
 std::string format_result(const msgpack::object& value) {
-  if (value.type == msgpack::type::STR) return std::string(value.via.str.ptr, value.via.str.size);
-  return to_json(value).dump();
+  switch (value.type) {
+    case msgpack::type::STR: return std::string(value.via.str.ptr, value.via.str.size);
+    case msgpack::type::POSITIVE_INTEGER: return std::to_string(value.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER: return std::to_string(value.via.i64);
+    default: return to_json(value).dump();
+  }
 }
 
 }  // namespace seppo::cli

@@ -16,6 +16,8 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& packer, const nlohmann::json& 
 
 // How an input line becomes a value: JSON when the line parses as JSON, a string otherwise.
 nlohmann::json parse_line(const std::string& line);
+// The same, packed straight into a chunk (with a fast path for integers).
+void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& line);
 
 // How a result becomes an output line: strings raw, anything else as compact JSON.
 std::string format_result(const msgpack::object& value);

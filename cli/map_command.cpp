@@ -1,7 +1,7 @@
 #include "cli/map_command.hpp"
 
 #include <iostream>
-#include <map>
+#include <deque>
 #include <optional>
 
 #include "cli/json.hpp"
@@ -15,29 +15,30 @@ class OrderedPrinter {
  public:
   explicit OrderedPrinter(std::FILE* out) : out_(out) {}
 
-  void put(std::uint64_t index, std::string line) { put_optional(index, std::move(line)); }
-  void skip(std::uint64_t index) { put_optional(index, std::nullopt); }
+  void put(std::uint64_t index, std::optional<std::string> line) {
+    const std::uint64_t slot = index - next_;
+    if (slot >= waiting_.size()) waiting_.resize(slot + 1);
+    waiting_[slot] = Slot{true, std::move(line)};
+    while (!waiting_.empty() && waiting_.front().arrived) {
+      if (waiting_.front().line) {
+        std::fwrite(waiting_.front().line->data(), 1, waiting_.front().line->size(), out_);
+        std::fputc('\n', out_);
+      }
+      waiting_.pop_front();
+      ++next_;
+    }
+  }
+  // Once per message from the broker, not per line: `seppo map | head` sees lines promptly
+  // without a syscall for each.
+  void flush() { std::fflush(out_); }
 
  private:
-  void put_optional(std::uint64_t index, std::optional<std::string> line) {
-    waiting_.emplace(index, std::move(line));
-    put_pending();
-  }
-  void put_pending() {
-    bool wrote = false;
-    for (auto it = waiting_.begin(); it != waiting_.end() && it->first == next_;
-         it = waiting_.erase(it), ++next_) {
-      if (it->second.has_value()) {
-        std::fwrite(it->second->data(), 1, it->second->size(), out_);
-        std::fputc('\n', out_);
-        wrote = true;
-      }
-    }
-    if (wrote) std::fflush(out_);
-  }
-
+  struct Slot {
+    bool arrived = false;
+    std::optional<std::string> line;  // nullopt: a failed item, reported on stderr instead
+  };
   std::FILE* out_;
-  std::map<std::uint64_t, std::optional<std::string>> waiting_;
+  std::deque<Slot> waiting_;
   std::uint64_t next_ = 0;
 };
 
@@ -51,7 +52,7 @@ int run_map(Client& client, const MapOptions& options, std::istream& in, std::FI
       options.function,
       [&](Client::Packer& packer) {
         if (!std::getline(in, line)) return false;
-        pack_json(packer, parse_line(line));
+        pack_line(packer, line);
         return true;
       },
       [&](const Client::Item& item) {
@@ -61,10 +62,12 @@ int run_map(Client& client, const MapOptions& options, std::istream& in, std::FI
                     << *item.error;
           if (!item.worker->empty()) std::cerr << " (on " << *item.worker << ")";
           std::cerr << "\n";
-          printer.skip(item.index);
+          printer.put(item.index, std::nullopt);
+          if (item.last_in_message) printer.flush();
           return !options.fail_fast;
         }
         printer.put(item.index, format_result(*item.value));
+        if (item.last_in_message) printer.flush();
         return true;
       });
   return failed > 100 ? 101 : static_cast<int>(failed);

@@ -236,6 +236,7 @@ class ClientJob {
       Client::Item item;
       item.index = d.first + i;
       item.worker = &d.worker;
+      item.last_in_message = i + 1 == d.count;
       std::string error;
       if (entry.type != msgpack::type::ARRAY || entry.via.array.size != 2 ||
           entry.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
@@ -264,6 +265,7 @@ class ClientJob {
       item.index = first + i;
       item.error = &message;
       item.worker = &worker;
+      item.last_in_message = i + 1 == count;
       if (!accept(it, item)) return false;
     }
     forget_if_complete(it);

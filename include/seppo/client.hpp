@@ -128,6 +128,8 @@ class Client {
     const msgpack::object* value = nullptr;  // set on success
     const std::string* error = nullptr;      // set on failure
     const std::string* worker = nullptr;     // "host, process PID", or empty
+    // The last item of a message from the broker: a good moment to flush streamed output.
+    bool last_in_message = false;
   };
   void run(const std::string& function, const std::function<bool(Packer&)>& next,
            const std::function<bool(const Item&)>& sink);

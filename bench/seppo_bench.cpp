@@ -1,0 +1,255 @@
+// seppo-bench: seppo's figures next to the raw-ZeroMQ baseline's, measured in the same run.
+//
+// Each scenario starts its own broker and two worker processes (tests/support/cluster), runs,
+// and stops them. The baseline program (zmq-baseline) runs right before the scenario it is
+// compared with, so both see the same load on a shared machine. Prints a Markdown table.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <regex>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <seppo/seppo.hpp>
+
+#include "tests/support/cluster.hpp"
+
+using namespace seppo;
+using namespace seppo::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Row {
+  std::string scenario, seppo, baseline, ratio, note;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string fmt(const char* format, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+std::string rate(double per_second) {
+  if (per_second >= 1e6) return fmt("%.2f M/s", per_second / 1e6);
+  if (per_second >= 1e3) return fmt("%.1f k/s", per_second / 1e3);
+  return fmt("%.0f /s", per_second);
+}
+
+// Runs zmq-baseline and returns its key=value figures (from the median line when --runs > 1).
+std::map<std::string, double> baseline(std::vector<std::string> args) {
+  args.insert(args.begin(), SEPPO_BENCH_BASELINE);
+  const Completed r = run(args, "", std::chrono::minutes(5));
+  std::map<std::string, double> out;
+  std::istringstream lines(r.out);
+  std::string line;
+  const std::regex pair(R"((\w+)=([0-9.]+))");
+  while (std::getline(lines, line)) {
+    for (std::sregex_iterator m(line.begin(), line.end(), pair), end; m != end; ++m) {
+      out[(*m)[1]] = std::stod((*m)[2]);
+    }
+  }
+  if (out.count("rate") == 0) throw std::runtime_error("zmq-baseline failed: " + r.err);
+  return out;
+}
+
+ClientOptions options(std::size_t chunk_size = 0) {
+  ClientOptions o;
+  o.timeout = std::chrono::seconds(60);
+  o.chunk_size = chunk_size;
+  return o;
+}
+
+// Maps square over 0..n-1 without storing inputs or results: the streaming path.
+double stream_squares(Client& client, std::uint64_t n, std::uint64_t* sum_out = nullptr) {
+  std::uint64_t next = 0;
+  std::uint64_t sum = 0;
+  const auto start = Clock::now();
+  client.run(
+      "example_module.square",
+      [&](Client::Packer& p) {
+        if (next == n) return false;
+        p.pack(next++);
+        return true;
+      },
+      [&](const Client::Item& item) {
+        if (item.error) throw std::runtime_error(*item.error);
+        sum += item.value->as<std::uint64_t>();
+        return true;
+      });
+  const double s = seconds_since(start);
+  if (sum_out) *sum_out = sum;
+  return s;
+}
+
+std::uint64_t vm_hwm_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+Row throughput(std::uint64_t items) {
+  auto base = baseline({"--mode", "batched", "--items", std::to_string(items), "--runs", "3"});
+  Cluster cluster(std::vector<std::string>{});
+  cluster.add_worker(2);
+  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+  Client client(cluster.endpoint(), options());
+  stream_squares(client, items / 10);  // warm-up: connections, chunk sizing
+  std::vector<double> rates;
+  for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
+  std::sort(rates.begin(), rates.end());
+  const double seppo = rates[1];
+  return {"(a) " + std::to_string(items) + " squares, 2 workers, adaptive chunks", rate(seppo),
+          rate(base["rate"]) + " (batches of 1000)", fmt("%.0f%%", 100 * seppo / base["rate"]),
+          "items/s, median of 3"};
+}
+
+Row unbatched(std::uint64_t items) {
+  auto base = baseline({"--mode", "window", "--window", "1000", "--items",
+                              std::to_string(items), "--runs", "3"});
+  Cluster cluster(std::vector<std::string>{});
+  cluster.add_worker(2);
+  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+  Client client(cluster.endpoint(), options(1));
+  stream_squares(client, items / 10);
+  std::vector<double> rates;
+  for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
+  std::sort(rates.begin(), rates.end());
+  return {"(b) " + std::to_string(items) + " squares, chunk size 1", rate(rates[1]),
+          rate(base["rate"]) + " (window 1000)", fmt("%.0f%%", 100 * rates[1] / base["rate"]),
+          "tasks/s, median of 3"};
+}
+
+Row latency(int samples) {
+  auto base = baseline({"--mode", "latency", "--samples", std::to_string(samples)});
+  Cluster cluster(std::vector<std::string>{});
+  cluster.add_worker(2);
+  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+  Client client(cluster.endpoint(), options());
+  const std::vector<std::int64_t> one{7};
+  std::vector<double> us;
+  for (int i = 0; i < samples + 100; ++i) {
+    const auto start = Clock::now();
+    client.map_parallel<std::int64_t>("example_module.square", one);
+    if (i >= 100) us.push_back(seconds_since(start) * 1e6);
+  }
+  std::sort(us.begin(), us.end());
+  const double p50 = us[us.size() / 2];
+  const double p99 = us[us.size() * 99 / 100];
+  return {"(c) one-item map_parallel round trip", fmt("p50 %.0f µs", p50) + fmt(", p99 %.0f µs", p99),
+          fmt("p50 %.0f µs", base["p50_us"]) + fmt(", p99 %.0f µs", base["p99_us"]),
+          fmt("%.2f×", p50 / base["p50_us"]), "p50 ratio (lower is better)"};
+}
+
+Row efficiency(int items, int ms) {
+  Cluster cluster(std::vector<std::string>{});
+  cluster.add_worker(2);
+  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+  Client client(cluster.endpoint(), options());
+  std::vector<std::int64_t> inputs(items, ms);
+  const auto start = Clock::now();
+  client.map_parallel<std::int64_t>("example_module.sleep_ms", inputs);
+  const double wall = seconds_since(start);
+  const double ideal = items * ms / 1000.0 / 2;
+  return {"(d) " + std::to_string(items) + " items of " + std::to_string(ms) + " ms, 2 workers",
+          fmt("%.2f s", wall), fmt("ideal %.2f s", ideal), fmt("%.1f%%", 100 * ideal / wall),
+          "efficiency = ideal / wall"};
+}
+
+// The client runs in a child process of its own so that its peak RSS is its own.
+Row memory(std::uint64_t items) {
+  Cluster cluster(std::vector<std::string>{});
+  cluster.add_worker(2);
+  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+  const auto start = Clock::now();
+  const Completed child = run({"/proc/self/exe", "--stream-child", std::to_string(items),
+                               "--endpoint", cluster.endpoint()},
+                              "", std::chrono::minutes(5));
+  const double wall = seconds_since(start);
+  if (child.status != 0) throw std::runtime_error("streaming child failed: " + child.err);
+  const std::uint64_t client_kib = std::stoull(child.out);
+  const std::uint64_t broker_kib = vm_hwm_kib(cluster.broker().pid());
+  return {"(e) " + std::to_string(items) + " items streamed (Client::run)",
+          fmt("client %.1f MB", client_kib / 1024.0) + fmt(", broker %.1f MB", broker_kib / 1024.0),
+          "-", "-", fmt("peak RSS; %.2f M items/s", items / wall / 1e6)};
+}
+
+int stream_child(std::uint64_t items, const std::string& endpoint) {
+  Client client(endpoint, options());
+  std::uint64_t sum = 0;
+  stream_squares(client, items, &sum);
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  std::printf("%ld\n", usage.ru_maxrss);
+  return 0;
+}
+
+Row shell(std::uint64_t lines) {
+  auto base = baseline({"--mode", "batched", "--items", std::to_string(lines)});
+  Cluster cluster(std::vector<std::string>{});
+  cluster.add_worker(2);
+  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+  const std::string command = "seq 1 " + std::to_string(lines) + " | " + Paths::cli() +
+                              " --broker " + cluster.endpoint() +
+                              " map example_module.square | tail -n 1";
+  const auto start = Clock::now();
+  const Completed r = run({"/bin/sh", "-c", command}, "", std::chrono::minutes(5));
+  const double wall = seconds_since(start);
+  if (r.status != 0) throw std::runtime_error("seppo map failed: " + r.err);
+  return {"(f) seq 1 " + std::to_string(lines) + " | seppo map example_module.square",
+          rate(lines / wall), rate(base["rate"]) + " (batches of 1000)",
+          fmt("%.0f%%", 100 * lines / wall / base["rate"]), "lines/s"};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"seppo-bench: seppo's throughput, latency, efficiency and memory next to raw ZeroMQ"};
+  std::vector<std::string> only;
+  bool quick = false;
+  std::uint64_t child_items = 0;
+  std::string endpoint;
+  app.add_option("--only", only, "scenarios to run: a b c d e f (default all)");
+  app.add_flag("--quick", quick, "smaller sizes, for a smoke test");
+  app.add_option("--stream-child", child_items)->group("");
+  app.add_option("--endpoint", endpoint)->group("");
+  CLI11_PARSE(app, argc, argv);
+  if (child_items > 0) return stream_child(child_items, endpoint);
+
+  const auto want = [&](const std::string& s) {
+    return only.empty() || std::find(only.begin(), only.end(), s) != only.end();
+  };
+  const std::uint64_t scale = quick ? 10 : 1;
+  std::vector<Row> rows;
+  try {
+    if (want("a")) rows.push_back(throughput(1000000 / scale));
+    if (want("b")) rows.push_back(unbatched(200000 / scale));
+    if (want("c")) rows.push_back(latency(quick ? 200 : 2000));
+    if (want("d")) rows.push_back(efficiency(quick ? 200 : 2000, 1));
+    if (want("e")) rows.push_back(memory(10000000 / scale));
+    if (want("f")) rows.push_back(shell(1000000 / scale));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "seppo-bench: %s\n", e.what());
+    return 1;
+  }
+  std::printf("| scenario | seppo | raw ZeroMQ baseline | ratio | figure |\n|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    std::printf("| %s | %s | %s | %s | %s |\n", r.scenario.c_str(), r.seppo.c_str(),
+                r.baseline.c_str(), r.ratio.c_str(), r.note.c_str());
+  }
+  return 0;
+}
