@@ -57,6 +57,8 @@ int serve(const ServerOptions& options, Core& core) {
   // Credits bound what is queued per peer; the high-water marks are only a backstop.
   router.set(zmq::sockopt::sndhwm, 100000);
   router.set(zmq::sockopt::rcvhwm, 100000);
+  // Before binding: once we listen (and say so), a SIGTERM must find its handler in place.
+  SignalPipe signals({SIGINT, SIGTERM});
   for (const std::string& endpoint : options.endpoints) {
     try {
       router.bind(endpoint);
@@ -68,7 +70,6 @@ int serve(const ServerOptions& options, Core& core) {
     log::info("listening on " + router.get(zmq::sockopt::last_endpoint));
   }
 
-  SignalPipe signals({SIGINT, SIGTERM});
   std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0},
                                         {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
   std::vector<zmq::message_t> frames;
