@@ -37,6 +37,23 @@ std::string printable_id(const PeerId& id) {
   return out;
 }
 
+std::string client_label(const PeerId& id) {
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a: stable across runs and platforms
+  for (unsigned char c : id) h = (h ^ c) * 0x100000001b3ull;
+  char text[17];
+  std::snprintf(text, sizeof text, "%08llx", static_cast<unsigned long long>(h >> 32));
+  return text;
+}
+
+const char* role_name(Role role) {
+  switch (role) {
+    case Role::Any: return "any";
+    case Role::Worker: return "worker";
+    case Role::Client: return "client";
+  }
+  return "?";
+}
+
 Core::Core(Config config, std::uint64_t instance, LogSink log)
     : config_(config),
       instance_(instance),
@@ -68,7 +85,7 @@ void Core::on_malformed(const PeerId& from, const std::string& why) {
 }
 
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
-                      zmq::message_t* payload, TimePoint now) {
+                      zmq::message_t* payload, TimePoint now, Role role, std::string_view key) {
   wire::Message message;
   try {
     message = wire::decode(header, header_size);
@@ -83,7 +100,42 @@ void Core::on_message(const PeerId& from, const void* header, std::size_t header
                                     : " must carry a payload frame"));
     return;
   }
+  if (role != Role::Any && !permitted(from, message, role, key)) return;
   handle(from, std::move(message), payload, now);
+}
+
+// Workers serve and clients submit: a key authorised for one cannot do the other's part, so a
+// stolen client key cannot receive other clients' chunks, nor a worker key run jobs.
+bool Core::permitted(const PeerId& from, const wire::Message& message, Role role,
+                     std::string_view key) {
+  const wire::Type type = wire::type_of(message);
+  Role needed = Role::Any;
+  switch (type) {
+    case wire::Type::Ready:
+    case wire::Type::Result:
+    case wire::Type::Credit:
+      needed = Role::Worker;
+      break;
+    case wire::Type::Submit:
+    case wire::Type::Done:
+      needed = Role::Client;
+      break;
+    case wire::Type::Heartbeat:
+      needed = std::get<wire::Heartbeat>(message).job_id == 0 ? Role::Worker : Role::Client;
+      break;
+    default:
+      return true;  // BYE and STATUS_REQUEST are for everyone; others are refused as usual
+  }
+  if (role == needed) return true;
+  std::string what = wire::type_name(type);
+  if (type == wire::Type::Heartbeat) what += needed == Role::Worker ? " without a job" : " for a job";
+  log(LogLevel::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
+                             std::string(key) + ": the key is authorised as a " +
+                             role_name(role) + ", not a " + role_name(needed));
+  send(from, wire::Error{"forbidden", what + " needs a " + role_name(needed) +
+                                          " key; this peer's key is authorised as a " +
+                                          role_name(role)});
+  return false;
 }
 
 void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* payload,
@@ -245,7 +297,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
     Service& s = services_[m.function];
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
-    log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + printable_id(from) +
+    log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
                             " started: " + m.function);
   }
   Job& job = j->second;
@@ -396,7 +448,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
       ++t;
     }
   }
-  log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + printable_id(key.client) +
+  log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + client_label(key.client) +
                           " (" + job.function + ") " + why);
   if (auto s = services_.find(job.function); s != services_.end() && s->second.jobs > 0) {
     --s->second.jobs;
@@ -628,7 +680,7 @@ std::string Core::status_payload(TimePoint now) const {
   p.pack("jobs").pack_array(static_cast<std::uint32_t>(jobs_.size()));
   for (const auto& [key, job] : jobs_) {
     p.pack_map(6);
-    p.pack("client").pack(printable_id(key.client));
+    p.pack("client").pack(client_label(key.client));
     p.pack("job").pack(key.id);
     p.pack("function").pack(job.function);
     p.pack("queued").pack(static_cast<std::uint64_t>(job.queue.size()));

@@ -20,6 +20,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -46,6 +47,11 @@ struct Config {
 
 enum class LogLevel { Debug, Info, Warning, Error };
 
+// What a peer's key allows it to send (docs/protocol.md §14). The socket loop learns it from
+// the CurveZMQ handshake; without CURVE every peer is Any and may send everything.
+enum class Role { Any, Worker, Client };
+const char* role_name(Role role);
+
 struct Outgoing {
   PeerId peer;
   std::string header;
@@ -61,8 +67,11 @@ class Core {
 
   // One message from a peer: its header frame and, for types that carry one, its payload.
   // Malformed input is answered with ERROR (or dropped) and logged; it never throws.
+  // `role` is what the sender's key allows, `key` names that key in logs: a message its role
+  // may not send is answered with ERROR forbidden and changes nothing.
   void on_message(const PeerId& from, const void* header, std::size_t header_size,
-                  zmq::message_t* payload, TimePoint now);
+                  zmq::message_t* payload, TimePoint now, Role role = Role::Any,
+                  std::string_view key = {});
   // A frame count the protocol does not allow (the socket loop sees the frames, not the core).
   void on_malformed(const PeerId& from, const std::string& why);
   // Expires silent workers and clients, fails jobs nobody can run. Call by next_deadline().
@@ -144,6 +153,7 @@ class Core {
   };
 
   void handle(const PeerId& from, wire::Message&& message, zmq::message_t* payload, TimePoint now);
+  bool permitted(const PeerId& from, const wire::Message& message, Role role, std::string_view key);
   void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);
   void on_result(const PeerId& from, const wire::Result& m, zmq::message_t* payload, TimePoint now);
   void on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* payload, TimePoint now);
@@ -182,5 +192,8 @@ class Core {
 
 // Renders a routing id for logs: printable ids as text, others as hex.
 std::string printable_id(const PeerId& id);
+// What STATUS shows for a client: 8 hex digits of a hash of its routing id. Never the id itself:
+// with ROUTER_HANDOVER, knowing a client's id is enough to take over its results.
+std::string client_label(const PeerId& id);
 
 }  // namespace seppo::broker

@@ -45,12 +45,17 @@ struct Harness {
   explicit Harness(broker::Config c = {}) : config(c), core(c, 42) {}
 
   void deliver(const std::string& from, const wire::Message& m, const std::string* payload = nullptr) {
+    deliver_as(broker::Role::Any, from, m, payload);
+  }
+  // As the socket loop does with CURVE on: the sender's role comes with every message.
+  void deliver_as(broker::Role role, const std::string& from, const wire::Message& m,
+                  const std::string* payload = nullptr) {
     const std::string header = wire::encode(m);
     if (payload) {
       zmq::message_t frame(payload->data(), payload->size());
-      core.on_message(from, header.data(), header.size(), &frame, now);
+      core.on_message(from, header.data(), header.size(), &frame, now, role, "KeyPrint");
     } else {
-      core.on_message(from, header.data(), header.size(), nullptr, now);
+      core.on_message(from, header.data(), header.size(), nullptr, now, role, "KeyPrint");
     }
   }
   void ready(const std::string& worker, std::vector<std::string> functions, std::uint32_t capacity = 1) {
@@ -487,4 +492,83 @@ TEST_CASE("shutdown says BYE to workers and to clients with jobs") {
   auto out = h.drain();
   CHECK(h.sent_to<wire::Bye>(out, "W1").size() == 1);
   CHECK(h.sent_to<wire::Bye>(out, "C1").size() == 1);
+}
+
+TEST_CASE("a client key can neither announce a worker, nor return results, nor change credit") {
+  using broker::Role;
+  Harness h;
+  h.deliver_as(Role::Worker, "W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}});
+  const std::string payload = items(1);
+  h.deliver_as(Role::Client, "C1", wire::Submit{1, "m.f", 0, 1, 1000}, &payload);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+
+  const std::string results = ok_results(1);
+  h.deliver_as(Role::Client, "THIEF", wire::Ready{"THIEF", "host", 2, 1, {"m.f"}});
+  h.deliver_as(Role::Client, "THIEF", wire::Result{tasks[0].task_id, 5}, &results);
+  h.deliver_as(Role::Client, "THIEF", wire::Credit{8});
+  h.deliver_as(Role::Client, "THIEF", wire::Heartbeat{0, 0, {}});
+  auto out = h.drain();
+  auto errors = h.sent_to<wire::Error>(out, "THIEF");
+  REQUIRE(errors.size() == 4);
+  for (const auto& e : errors) CHECK(e.code == "forbidden");
+  CHECK(errors[0].message == "READY needs a worker key; this peer's key is authorised as a client");
+  CHECK(h.core.worker_count() == 1);
+  CHECK(h.sent_to<wire::Deliver>(out, "C1").empty());
+  CHECK(h.core.inflight_count("W1") == 1);  // the real worker still holds its task
+
+  h.deliver_as(Role::Worker, "W1", wire::Result{tasks[0].task_id, 5}, &results);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a worker key can neither submit, nor finish, nor follow a job") {
+  using broker::Role;
+  Harness h;
+  h.deliver_as(Role::Worker, "W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}});
+  h.drain();
+  const std::string payload = items(1);
+  h.deliver_as(Role::Worker, "W2", wire::Submit{1, "m.f", 0, 1, 1000}, &payload);
+  h.deliver_as(Role::Worker, "W2", wire::Heartbeat{1, 0, {0}});
+  h.deliver_as(Role::Worker, "W2", wire::Done{1});
+  auto out = h.drain();
+  auto errors = h.sent_to<wire::Error>(out, "W2");
+  REQUIRE(errors.size() == 3);
+  for (const auto& e : errors) CHECK(e.code == "forbidden");
+  CHECK(errors[0].message == "SUBMIT needs a client key; this peer's key is authorised as a worker");
+  CHECK(h.core.job_count() == 0);
+  CHECK(h.sent_to<wire::Task>(out, "W1").empty());
+  CHECK(h.sent_to<wire::Resync>(out, "W2").empty());
+}
+
+TEST_CASE("both roles may ask for status and say BYE; role Any may send everything") {
+  using broker::Role;
+  Harness h;
+  h.deliver_as(Role::Worker, "W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}});
+  h.deliver_as(Role::Worker, "W1", wire::Heartbeat{0, 0, {}});
+  h.deliver_as(Role::Worker, "W1", wire::StatusRequest{});
+  h.deliver_as(Role::Client, "C1", wire::StatusRequest{});
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Error>(out, "W1").empty());
+  CHECK(h.sent_to<wire::Status>(out, "W1").size() == 1);
+  CHECK(h.sent_to<wire::Status>(out, "C1").size() == 1);
+  h.deliver_as(Role::Worker, "W1", wire::Bye{"worker stopping"});
+  CHECK(h.core.worker_count() == 0);
+  // Without CURVE (Role::Any) every peer may take either part, as before.
+  h.ready("W2", {"m.f"});
+  h.submit("C2", 1, "m.f", 0, items(1), 1);
+  out = h.drain();
+  CHECK(h.sent_to<wire::Error>(out, "W2").empty());
+  CHECK(h.sent_to<wire::Error>(out, "C2").empty());
+  CHECK(h.sent_to<wire::Task>(out, "W2").size() == 1);
+}
+
+TEST_CASE("STATUS names a client by a label, never by its routing id") {
+  Harness h;
+  const std::string id = "C-secret-routing-id";
+  h.submit(id, 1, "m.f", 0, items(1), 1);
+  const std::string status = h.core.status_payload(h.now);
+  CHECK(status.find(id) == std::string::npos);
+  CHECK(status.find(broker::client_label(id)) != std::string::npos);
+  CHECK(broker::client_label(id).size() == 8);
+  CHECK(broker::client_label(id) != broker::client_label("C-another-id"));
 }
