@@ -11,8 +11,9 @@ inline constexpr const char* kBrokerVariable = "SEPPO_BROKER";
 // SEPPO_BROKER when set and not empty, otherwise tcp://127.0.0.1:5555.
 std::string default_broker_endpoint();
 
-// True for endpoints that only this machine can reach: ipc://, inproc://, and tcp:// on
-// loopback addresses (127.0.0.0/8, ::1, localhost).
+// True for endpoints that only this machine can reach: ipc://, inproc://, and tcp:// to a
+// loopback address written as such (127.0.0.0/8, [::1], localhost). Anything else, including
+// host names, interface names, wildcards and other transports, counts as the network.
 bool is_local_endpoint(const std::string& endpoint);
 
 }  // namespace seppo
