@@ -6,6 +6,7 @@
 
 #include "broker/core.hpp"
 #include "broker/server.hpp"
+#include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
@@ -34,9 +35,15 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  seppo-broker                               # listen on tcp://127.0.0.1:5555\n"
       "  seppo-broker --bind ipc:///run/seppo/broker\n"
-      "  SEPPO_BROKER=tcp://127.0.0.1:6000 seppo-broker --heartbeat-ms 500\n\n"
-      "Exit status: 0 after SIGINT/SIGTERM, 1 if an endpoint cannot be bound, 2 on bad usage.\n"
-      "Environment: SEPPO_BROKER is the default for --bind.");
+      "  SEPPO_BROKER=tcp://127.0.0.1:6000 seppo-broker --heartbeat-ms 500\n"
+      "  seppo-broker --bind tcp://*:5555 --curve-secret-key /etc/seppo/broker.key_secret \\\n"
+      "      --authorized-workers /etc/seppo/workers --authorized-clients /etc/seppo/clients\n\n"
+      "Without --curve-secret-key the broker listens only on loopback or ipc:// endpoints,\n"
+      "unless --insecure. SIGHUP reloads the authorised key lists.\n"
+      "Exit status: 0 after SIGINT/SIGTERM; 1 if an endpoint cannot be bound or a key file\n"
+      "cannot be read; 2 on bad usage, including a network endpoint without keys.\n"
+      "Environment: SEPPO_BROKER is the default for --bind, SEPPO_CURVE_SECRET_KEY for\n"
+      "--curve-secret-key.");
   app.set_version_flag("--version", std::string("seppo-broker ") + SEPPO_VERSION);
 
   std::vector<std::string> endpoints;
@@ -65,6 +72,21 @@ int main(int argc, char** argv) {
   app.add_option("--max-client-bytes", config.max_client_bytes,
                  "payload bytes one client may have queued before its chunks are refused")
       ->capture_default_str();
+  std::string secret_key_file;
+  broker::AuthConfig authorized;
+  bool insecure = false;
+  app.add_option("--curve-secret-key", secret_key_file,
+                 "the broker's secret key file (from seppo keygen): turns on CurveZMQ "
+                 "encryption and authentication")
+      ->envname(curve::kSecretKeyVariable);
+  app.add_option("--authorized-workers", authorized.workers,
+                 "public keys that may serve as workers: a file of keys, one per line, or a "
+                 "folder of NAME.key files");
+  app.add_option("--authorized-clients", authorized.clients,
+                 "public keys that may submit jobs and read status: a file or a folder");
+  app.add_flag("--insecure", insecure,
+               "allow network endpoints without CurveZMQ: anyone who can reach them can run "
+               "code on every worker");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -77,6 +99,43 @@ int main(int argc, char** argv) {
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   if (endpoints.empty()) endpoints.push_back(default_broker_endpoint());
   server.endpoints = endpoints;
+
+  auto fail = [](int status, const std::string& text) {
+    std::cerr << "seppo-broker: " << text << "\n";
+    return status;
+  };
+  if (secret_key_file.empty()) {
+    if (!authorized.workers.empty() || !authorized.clients.empty()) {
+      return fail(2, "--authorized-workers and --authorized-clients need --curve-secret-key");
+    }
+    // Secure by default: without keys, only this machine may talk to the broker.
+    for (const std::string& endpoint : endpoints) {
+      if (is_local_endpoint(endpoint)) continue;
+      if (!insecure) {
+        return fail(2, "refusing to listen on " + endpoint +
+                           " without CurveZMQ keys: anyone who can reach it could run code on "
+                           "every worker. Give --curve-secret-key (see seppo keygen), bind to "
+                           "127.0.0.1 or ipc://, or accept the risk with --insecure");
+      }
+      log::warning("listening on " + endpoint +
+                   " without authentication or encryption (--insecure): anyone who can reach "
+                   "it can submit work to every worker and read every job");
+    }
+  } else {
+    if (authorized.workers.empty() || authorized.clients.empty()) {
+      return fail(2, "--curve-secret-key needs --authorized-workers and --authorized-clients "
+                     "(a file of public keys or a folder of NAME.key files each)");
+    }
+    if (!curve::available()) return fail(1, "this libzmq was built without CurveZMQ support");
+    try {
+      server.curve = curve::read_secret_key_file(secret_key_file);
+      server.authorized = authorized;
+      server.lists = broker::KeyLists::load(authorized);
+    } catch (const std::exception& e) {
+      return fail(1, e.what());
+    }
+    for (const std::string& w : server.lists->warnings()) log::warning(w);
+  }
 
   broker::Core core(config, random_u64(), [](broker::LogLevel l, const std::string& text) {
     log::write(convert(l), text);

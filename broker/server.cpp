@@ -5,6 +5,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <set>
+
 #include "common/poll.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
@@ -45,11 +47,83 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now) {
   if (!core.outbox().empty()) flush(router, core, now);
 }
 
+log::Level level_of(LogLevel level) {
+  switch (level) {
+    case LogLevel::Debug: return log::Level::Debug;
+    case LogLevel::Info: return log::Level::Info;
+    case LogLevel::Warning: return log::Level::Warning;
+    case LogLevel::Error: return log::Level::Error;
+  }
+  return log::Level::Info;
+}
+
+// Who sent a message, under CURVE: the role and key its connection was admitted with (the
+// User-Id the ZAP handler answered), narrowed to what the current lists still allow.
+class Gate {
+ public:
+  explicit Gate(std::shared_ptr<const KeyLists> lists) : lists_(std::move(lists)) {}
+
+  void reloaded(std::shared_ptr<const KeyLists> lists) {
+    lists_ = std::move(lists);
+    warned_.clear();
+  }
+
+  // The sender's role and key, or nothing when its key is no longer authorised: its message
+  // is dropped unanswered, as a refused connection would be.
+  std::optional<std::pair<Role, std::string_view>> admit(zmq::message_t& frame) {
+    const char* user = nullptr;
+    try {
+      user = frame.gets("User-Id");
+    } catch (const zmq::error_t&) {
+    }
+    const std::optional<Admitted> admitted =
+        user ? parse_user_id(user) : std::optional<Admitted>();
+    if (!admitted) {
+      warn("?", "dropped a message that carries no authenticated key");
+      return std::nullopt;
+    }
+    const std::optional<Role> role =
+        still_permitted(admitted->role, lists_->role_of(admitted->key));
+    if (!role) {
+      warn(std::string(admitted->key),
+           "dropped messages from key " + curve::fingerprint(admitted->key) + ", admitted as " +
+               role_name(admitted->role) +
+               " but no longer authorised so since the lists were reloaded");
+      return std::nullopt;
+    }
+    return std::pair{*role, admitted->key.substr(0, 8)};
+  }
+
+ private:
+  void warn(const std::string& key, const std::string& text) {
+    if (warned_.insert(key).second) log::warning(text);
+  }
+
+  std::shared_ptr<const KeyLists> lists_;
+  std::set<std::string> warned_;  // once per key and reload: a dropped peer keeps sending
+};
+
 }  // namespace
 
 int serve(const ServerOptions& options, Core& core) {
   zmq::context_t context(1);
+  // The ZAP handler comes first and goes last: with no handler bound, libzmq would admit any
+  // CURVE client that knows the broker's public key.
+  std::unique_ptr<Authenticator> auth;
+  std::optional<Gate> gate;
+  if (options.curve) {
+    auth = std::make_unique<Authenticator>(
+        context, options.authorized, options.lists,
+        [](LogLevel level, const std::string& text) { log::write(level_of(level), text); });
+    gate.emplace(options.lists);
+  }
   zmq::socket_t router(context, zmq::socket_type::router);
+  if (options.curve) {
+    router.set(zmq::sockopt::curve_server, 1);
+    router.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(options.curve->secret_key)));
+    router.set(zmq::sockopt::curve_publickey, zmq::buffer(curve::decode(options.curve->public_key)));
+    router.set(zmq::sockopt::zap_domain, curve::kZapDomain);
+  }
   router.set(zmq::sockopt::router_mandatory, 1);
   router.set(zmq::sockopt::router_handover, 1);
   router.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
@@ -57,8 +131,12 @@ int serve(const ServerOptions& options, Core& core) {
   // Credits bound what is queued per peer; the high-water marks are only a backstop.
   router.set(zmq::sockopt::sndhwm, 100000);
   router.set(zmq::sockopt::rcvhwm, 100000);
+  if (options.curve) {
+    log::info("CurveZMQ on: public key " + options.curve->public_key + "; authorised: " +
+              options.lists->summary());
+  }
   // Before binding: once we listen (and say so), a SIGTERM must find its handler in place.
-  SignalPipe signals({SIGINT, SIGTERM});
+  SignalPipe signals({SIGINT, SIGTERM, SIGHUP});
   for (const std::string& endpoint : options.endpoints) {
     try {
       router.bind(endpoint);
@@ -84,11 +162,30 @@ int serve(const ServerOptions& options, Core& core) {
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
     if (items[1].revents & ZMQ_POLLIN) {
-      const int number = signals.take();
-      log::info(std::string("received ") + (number == SIGINT ? "SIGINT" : "SIGTERM"));
-      core.shutdown();
-      flush(router, core, Clock::now());
-      break;
+      bool stop = false;
+      while (const int number = signals.take()) {
+        if (number != SIGHUP) {
+          log::info(std::string("received ") + (number == SIGINT ? "SIGINT" : "SIGTERM"));
+          stop = true;
+        } else if (!auth) {
+          log::info("received SIGHUP: nothing to reload (CurveZMQ is off)");
+        } else {
+          // New connections are judged by the new lists at once; connections already open
+          // keep only what the new lists still grant their key.
+          const Authenticator::Reload result = auth->reload();
+          if (result.ok) {
+            gate->reloaded(auth->lists());
+            log::info("received SIGHUP: reloaded the key lists; authorised: " + result.message);
+          } else {
+            log::error("received SIGHUP: kept the previous key lists: " + result.message);
+          }
+        }
+      }
+      if (stop) {
+        core.shutdown();
+        flush(router, core, Clock::now());
+        break;
+      }
     }
     for (int i = 0; i < kBatch; ++i) {
       frames.clear();
@@ -97,10 +194,17 @@ int serve(const ServerOptions& options, Core& core) {
       }
       const TimePoint at = Clock::now();
       const PeerId peer(frames[0].data<char>(), frames[0].size());
+      Role role = Role::Any;
+      std::string_view key;
+      if (gate && frames.size() >= 2) {
+        const auto sender = gate->admit(frames[1]);
+        if (!sender) continue;
+        std::tie(role, key) = *sender;
+      }
       if (frames.size() == 2) {
-        core.on_message(peer, frames[1].data(), frames[1].size(), nullptr, at);
+        core.on_message(peer, frames[1].data(), frames[1].size(), nullptr, at, role, key);
       } else if (frames.size() == 3) {
-        core.on_message(peer, frames[1].data(), frames[1].size(), &frames[2], at);
+        core.on_message(peer, frames[1].data(), frames[1].size(), &frames[2], at, role, key);
       } else {
         core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames.size() - 1));
       }
@@ -110,6 +214,7 @@ int serve(const ServerOptions& options, Core& core) {
     flush(router, core, Clock::now());
   }
   router.close();  // linger bounds how long the goodbyes may take
+  auth.reset();
   context.close();
   log::info("stopped");
   return 0;
