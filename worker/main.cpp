@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "worker/module_loader.hpp"
@@ -21,9 +22,15 @@ int main(int argc, char** argv) {
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
-      "  seppo-worker -j 8 --broker tcp://head-node:5555 --module ~/lib/libphysics.so\n\n"
-      "Exit status: 0 after SIGINT/SIGTERM, 1 if a module cannot be loaded, 2 on bad usage.\n"
-      "Environment: SEPPO_BROKER is the default for --broker.");
+      "  seppo-worker -j 8 --broker tcp://head-node:5555 --module ~/lib/libphysics.so \\\n"
+      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key ~/.seppo/broker.key\n\n"
+      "Without CurveZMQ keys the worker connects only to a broker on this machine (loopback or\n"
+      "ipc://), unless --insecure.\n"
+      "Exit status: 0 after SIGINT/SIGTERM; 1 if a module or key file cannot be loaded, or the\n"
+      "broker accepts the key but not as a worker's; 2 on bad usage, including a remote broker\n"
+      "without keys.\n"
+      "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
+      "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
   app.set_version_flag("--version", std::string("seppo-worker ") + SEPPO_VERSION);
 
   std::string endpoint = default_broker_endpoint();
@@ -46,6 +53,17 @@ int main(int argc, char** argv) {
                  "heartbeat interval until the broker announces its own")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
+  std::string secret_key_file, server_key_file;
+  bool insecure = false;
+  app.add_option("--curve-secret-key", secret_key_file,
+                 "this worker's secret key file (from seppo keygen): talk to the broker over "
+                 "CurveZMQ")
+      ->envname(curve::kSecretKeyVariable);
+  app.add_option("--curve-server-key", server_key_file, "the broker's public key file")
+      ->envname(curve::kServerKeyVariable);
+  app.add_flag("--insecure", insecure,
+               "allow a broker on another host without CurveZMQ keys: plaintext, and anyone "
+               "posing as the broker could send this worker tasks");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -57,6 +75,34 @@ int main(int argc, char** argv) {
   log::set_level(log::parse_level(level));
   session.endpoint = endpoint;
   session.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+
+  if (secret_key_file.empty() && server_key_file.empty()) {
+    if (!is_local_endpoint(endpoint)) {
+      if (!insecure) {
+        std::cerr << "seppo-worker: refusing to connect to " << endpoint
+                  << " without CurveZMQ keys: the traffic would be plaintext and anyone posing "
+                     "as the broker could send this worker tasks. Give --curve-secret-key and "
+                     "--curve-server-key (see seppo keygen), or accept the risk with --insecure\n";
+        return 2;
+      }
+      log::warning("connecting to " + endpoint +
+                   " without authentication or encryption (--insecure)");
+    }
+  } else if (secret_key_file.empty() || server_key_file.empty()) {
+    std::cerr << "seppo-worker: CurveZMQ needs both --curve-secret-key and --curve-server-key\n";
+    return 2;
+  } else {
+    try {
+      if (!curve::available()) throw std::runtime_error("this libzmq was built without CurveZMQ");
+      const curve::KeyPair keys = curve::read_secret_key_file(secret_key_file);
+      session.curve_public_key = keys.public_key;
+      session.curve_secret_key = keys.secret_key;
+      session.curve_server_key = curve::read_public_key_file(server_key_file);
+    } catch (const std::exception& e) {
+      std::cerr << "seppo-worker: " << e.what() << "\n";
+      return 1;
+    }
+  }
 
   // Modules are loaded once, before forking, so a bad one fails the command at once.
   std::vector<worker::Function> functions;
@@ -80,5 +126,6 @@ int main(int argc, char** argv) {
 
   worker::SupervisorOptions supervisor;
   supervisor.processes = processes;
+  supervisor.no_restart_status = worker::kExitForbidden;
   return worker::supervise(supervisor, [&] { return worker::run_session(session, functions); });
 }

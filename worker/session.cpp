@@ -12,8 +12,10 @@
 #include <zmq_addon.hpp>
 
 #include "common/poll.hpp"
+#include "common/curve.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
+#include "common/monitor.hpp"
 #include "common/signals.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/error.hpp"
@@ -66,9 +68,11 @@ class Session {
     while (true) {
       std::vector<zmq::pollitem_t> items = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
                                             {executor_.pipe().handle(), 0, ZMQ_POLLIN, 0},
-                                            {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+                                            {nullptr, signals.fd(), ZMQ_POLLIN, 0},
+                                            monitor_->pollitem()};
       seppo::poll(items, heartbeat_ / 4 + std::chrono::milliseconds(1));
       const auto now = Clock::now();
+      if (items[3].revents & ZMQ_POLLIN) check_handshake();
       if (items[2].revents & ZMQ_POLLIN) {
         signals.take();
         if (!leaving) log::info("stopping: finishing the running chunk, returning the rest");
@@ -77,6 +81,7 @@ class Session {
       }
       if (items[1].revents & ZMQ_POLLIN) finish_chunks();
       if (items[0].revents & ZMQ_POLLIN) receive(now, leaving);
+      if (forbidden_) break;
       if (leaving && submitted_.empty()) {
         send(wire::Bye{"worker stopping"});  // the broker re-queues what we did not answer
         break;
@@ -84,21 +89,67 @@ class Session {
       if (now - last_sent_ >= heartbeat_) send(wire::Heartbeat{0, 0, {}});
       if (now - last_heard_ > heartbeat_ * liveness_) reconnect(now);
     }
-    socket_->set(zmq::sockopt::linger, 1000);  // let BYE reach the broker, but never hang
+    socket_->set(zmq::sockopt::linger, forbidden_ ? 0 : 1000);  // let BYE through, never hang
+    monitor_.reset();
     socket_.reset();
-    return 0;
+    return forbidden_ ? kExitForbidden : 0;
   }
 
  private:
   void connect() {
+    monitor_.reset();  // it watches the old socket
     socket_.emplace(context_, zmq::socket_type::dealer);
     socket_->set(zmq::sockopt::routing_id, zmq::buffer(identity_));
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::rcvhwm, 0);
     socket_->set(zmq::sockopt::sndhwm, 0);
+    if (!options_.curve_secret_key.empty()) {
+      socket_->set(zmq::sockopt::curve_serverkey,
+                   zmq::buffer(curve::decode(options_.curve_server_key)));
+      socket_->set(zmq::sockopt::curve_publickey,
+                   zmq::buffer(curve::decode(options_.curve_public_key)));
+      socket_->set(zmq::sockopt::curve_secretkey,
+                   zmq::buffer(curve::decode(options_.curve_secret_key)));
+    }
+    monitor_.emplace(context_, *socket_);
     socket_->connect(options_.endpoint);
     last_heard_ = Clock::now();
     announce();
+  }
+
+  // ZeroMQ retries a refused handshake every 100 ms without a word: say why, once, and keep
+  // trying, so the worker joins as soon as the broker's operator authorises its key.
+  void check_handshake() {
+    const bool curve = !options_.curve_secret_key.empty();
+    while (std::optional<HandshakeMonitor::Event> event = monitor_->take()) {
+      std::string trouble;
+      switch (event->outcome) {
+        case HandshakeMonitor::Outcome::Succeeded:
+          if (!handshake_trouble_.empty()) log::info("the broker accepted the handshake now");
+          handshake_trouble_.clear();
+          continue;
+        case HandshakeMonitor::Outcome::Refused:
+          trouble = "the broker at " + options_.endpoint + " refused this worker's key " +
+                    curve::fingerprint(options_.curve_public_key) +
+                    ": its operator must list the public key in --authorized-workers (and "
+                    "send the broker SIGHUP); retrying";
+          break;
+        case HandshakeMonitor::Outcome::MechanismMismatch:
+          trouble = curve ? "the broker at " + options_.endpoint +
+                                " does not use CurveZMQ, but this worker has keys; retrying"
+                          : "the broker at " + options_.endpoint +
+                                " requires CurveZMQ: give --curve-secret-key and "
+                                "--curve-server-key; retrying";
+          break;
+        case HandshakeMonitor::Outcome::Failed:
+          if (!curve) continue;  // a broker going away mid-handshake: nothing to report
+          trouble = "the CurveZMQ handshake with " + options_.endpoint + " failed (" +
+                    event->detail + "): is --curve-server-key the broker's public key? retrying";
+          break;
+      }
+      if (trouble != handshake_trouble_) log::error(trouble);
+      handshake_trouble_ = trouble;
+    }
   }
 
   void announce() {
@@ -182,7 +233,12 @@ class Session {
       if (alive->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(alive->heartbeat_ms);
       if (alive->liveness > 0) liveness_ = alive->liveness;
     } else if (auto* error = std::get_if<wire::Error>(&message)) {
-      if (error->code == "not_ready") {
+      if (error->code == "forbidden") {
+        log::error("the broker at " + options_.endpoint + " accepts this key, but not as a " +
+                   "worker's (" + error->message + "): list it in --authorized-workers " +
+                   "instead; stopping");
+        forbidden_ = true;
+      } else if (error->code == "not_ready") {
         // The broker does not know us (it restarted, or presumed us dead): the tasks we hold
         // were re-queued there already, so forget ours and announce again.
         forget_tasks();
@@ -231,6 +287,9 @@ class Session {
   zmq::context_t context_{1};
   Executor executor_;
   std::optional<zmq::socket_t> socket_;
+  std::optional<HandshakeMonitor> monitor_;  // of socket_, replaced with it
+  std::string handshake_trouble_;            // the last handshake failure reported
+  bool forbidden_ = false;
   std::deque<Submitted> submitted_;
   std::uint64_t sequence_ = 0;
   std::uint64_t epoch_ = 0;

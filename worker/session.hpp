@@ -16,10 +16,17 @@ struct SessionOptions {
   std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
   std::uint32_t liveness = 3;
   std::chrono::milliseconds max_reconnect_delay{4000};
+  // CurveZMQ, when all three are set (Z85): this worker's key pair and the broker's public key.
+  std::string curve_public_key, curve_secret_key, curve_server_key;
 };
 
+// The exit status of a worker process whose key the broker accepts, but not as a worker's: it
+// will never be given work, so the supervisor does not restart it.
+inline constexpr int kExitForbidden = 78;  // EX_CONFIG
+
 // Runs until SIGINT or SIGTERM, after which it finishes the running chunk, returns its result
-// and says BYE so the broker re-queues what was prefetched. Returns the exit status.
+// and says BYE so the broker re-queues what was prefetched. Returns the exit status: 0, or
+// kExitForbidden.
 int run_session(const SessionOptions& options, const std::vector<Function>& functions);
 
 }  // namespace seppo::worker

@@ -62,6 +62,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
   log::info("started " + std::to_string(options.processes) + " worker processes");
 
   bool stopping = false;
+  bool given_up = false;  // a child exited with options.no_restart_status
   Clock::time_point kill_at{};
   Clock::time_point respawn_at{};
   unsigned owed = 0;  // children to restart once the crash-loop delay has passed
@@ -84,6 +85,12 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
       children.erase(pid);
       if (stopping) continue;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == options.no_restart_status) {
+        log::error("worker process " + std::to_string(pid) + " cannot serve this broker; not "
+                   "restarting it");
+        given_up = true;
+        continue;
+      }
       log::warning("worker process " + std::to_string(pid) + " " + describe(status) +
                    "; restarting it");
       const auto now = Clock::now();
@@ -108,7 +115,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     }
   }
   log::info("all worker processes stopped");
-  return 0;
+  return given_up ? 1 : 0;
 }
 
 }  // namespace seppo::worker

@@ -12,6 +12,9 @@ struct SupervisorOptions {
   // Restarts within this window count towards the crash-loop backoff.
   std::chrono::milliseconds restart_window{10000};
   std::chrono::milliseconds stop_grace{30000};  // after SIGTERM, before children are killed
+  // A child exiting with this status can never serve (the broker refuses its key as a
+  // worker's): it is not restarted, and the supervisor then exits with status 1.
+  int no_restart_status = -1;
 };
 
 // Forks the children (each runs `child` and exits with its status), restarts the ones that die,
