@@ -7,8 +7,10 @@
 #include <zmq_addon.hpp>
 
 #include "common/poll.hpp"
+#include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
+#include "common/monitor.hpp"
 #include "libclient/chunk_sizer.hpp"
 #include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
@@ -24,6 +26,7 @@ struct Chunk {
   std::uint32_t remaining = 0;
   std::vector<bool> received;
   zmq::message_t payload;  // shared, not copied, by each (re)submission
+  bool refused = false;    // over the broker's per-client limit: waits to be sent again
 };
 
 std::string seconds(std::chrono::milliseconds d) {
@@ -41,19 +44,88 @@ struct Client::Impl {
   ClientOptions options;
   zmq::context_t context{1};
   zmq::socket_t socket{context, zmq::socket_type::dealer};
+  std::optional<HandshakeMonitor> monitor;  // declared after the socket: goes first
   std::uint64_t next_job = random_u64() & 0xffffffffffffull;
+  std::string public_key;         // ours, when CurveZMQ is on
+  std::string handshake_failure;  // the last failed handshake, for the timeout's message
 
-  Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(o) {
+  Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(std::move(o)) {
     const std::string id = random_routing_id('C');
     socket.set(zmq::sockopt::routing_id, zmq::buffer(id));
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::sndhwm, 0);
     socket.set(zmq::sockopt::rcvhwm, 0);
+    secure();
+    monitor.emplace(context, socket);
     try {
       socket.connect(endpoint);
     } catch (const zmq::error_t& e) {
       throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
     }
+  }
+
+  // CurveZMQ when both key files are given; without keys, only a broker on this machine.
+  void secure() {
+    const bool has_secret = !options.curve_secret_key_file.empty();
+    const bool has_server = !options.curve_server_key_file.empty();
+    if (!has_secret && !has_server) {
+      if (!options.insecure && !is_local_endpoint(endpoint)) {
+        throw Error("refusing to connect to " + endpoint +
+                    " without CurveZMQ keys: set SEPPO_CURVE_SECRET_KEY and "
+                    "SEPPO_CURVE_SERVER_KEY (or the ClientOptions curve_*_file fields), or "
+                    "allow plaintext with ClientOptions::insecure (seppo --insecure)");
+      }
+      return;
+    }
+    if (has_secret != has_server) {
+      throw Error(std::string("CurveZMQ needs both this client's secret key and the broker's "
+                              "public key; only the ") +
+                  (has_secret ? "secret" : "broker's public") + " key is set");
+    }
+    if (!curve::available()) throw Error("this libzmq was built without CurveZMQ support");
+    try {
+      const curve::KeyPair keys = curve::read_secret_key_file(options.curve_secret_key_file);
+      const std::string server = curve::read_public_key_file(options.curve_server_key_file);
+      socket.set(zmq::sockopt::curve_serverkey, zmq::buffer(curve::decode(server)));
+      socket.set(zmq::sockopt::curve_publickey, zmq::buffer(curve::decode(keys.public_key)));
+      socket.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(keys.secret_key)));
+      public_key = keys.public_key;
+    } catch (const std::runtime_error& e) {
+      throw Error(e.what());
+    }
+  }
+
+  // Throws when the broker refused our handshake: ZeroMQ would retry it forever in silence.
+  void check_handshake() {
+    while (std::optional<HandshakeMonitor::Event> event = monitor->take()) {
+      switch (event->outcome) {
+        case HandshakeMonitor::Outcome::Succeeded:
+          handshake_failure.clear();
+          break;
+        case HandshakeMonitor::Outcome::Refused:
+          throw ConnectionError("the broker at " + endpoint + " refused this client's key " +
+                                curve::fingerprint(public_key) +
+                                ": its operator must list the public key in "
+                                "--authorized-clients (and send the broker SIGHUP)");
+        case HandshakeMonitor::Outcome::MechanismMismatch:
+          throw ConnectionError(
+              public_key.empty()
+                  ? "the broker at " + endpoint +
+                        " requires CurveZMQ: set SEPPO_CURVE_SECRET_KEY and "
+                        "SEPPO_CURVE_SERVER_KEY (seppo --curve-secret-key, --curve-server-key)"
+                  : "the broker at " + endpoint + " does not use CurveZMQ, but this client has keys");
+        case HandshakeMonitor::Outcome::Failed:
+          handshake_failure = event->detail;
+          break;
+      }
+    }
+  }
+
+  // Appended to "no reply" messages: why the connection may not have come up.
+  std::string handshake_hint() const {
+    if (handshake_failure.empty()) return "";
+    return "; the last handshake failed: " + handshake_failure +
+           (public_key.empty() ? "" : " (is the server key the broker's public key?)");
   }
 
   void send(const wire::Message& message, const zmq::message_t* payload = nullptr) {
@@ -96,8 +168,10 @@ class ClientJob {
     while (true) {
       fill();
       if (input_done_ && pending_.empty()) return;
-      std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0}};
+      std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0},
+                                            c_.monitor->pollitem()};
       seppo::poll(items, heartbeat_ / 2 + std::chrono::milliseconds(1));
+      c_.check_handshake();
       if (!receive()) return;
       const auto now = Clock::now();
       if (now - last_sent_ >= heartbeat_) {
@@ -109,15 +183,15 @@ class ClientJob {
                               seconds(c_.options.timeout) +
                               " (is seppo-broker running there?); " +
                               std::to_string(pending_.size()) + " chunks of " + function_ +
-                              " unanswered");
+                              " unanswered" + c_.handshake_hint());
       }
     }
   }
 
  private:
   void fill() {
-    while (!input_done_ && pending_.size() < c_.options.window &&
-           inflight_bytes_ < c_.options.max_inflight_bytes) {
+    while (!input_done_ && refused_ == 0 && pending_.size() < c_.options.window &&
+           inflight_bytes_ < byte_window_) {
       const std::uint32_t want = sizer_.next_size();
       // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
       buffer_.clear();
@@ -151,12 +225,47 @@ class ClientJob {
   void heartbeat() {
     wire::Heartbeat beat{id_, seen_, {}};
     beat.open.reserve(pending_.size());
-    for (const auto& entry : pending_) beat.open.push_back(entry.first);
+    for (const auto& [first, chunk] : pending_) {
+      if (!chunk.refused) beat.open.push_back(first);  // the broker never took a refused one
+    }
     c_.send(beat);
   }
 
   void resubmit_all() {
-    for (const auto& [first, chunk] : pending_) submit(first, chunk);
+    for (const auto& [first, chunk] : pending_) {
+      if (!chunk.refused) submit(first, chunk);
+    }
+  }
+
+  // FAILED over_limit: the broker holds as many of our bytes as its operator allows
+  // (--max-client-bytes), so it did not take this chunk. Keep it, send it again when an answer
+  // frees room, and hold fewer bytes from now on. A chunk refused while the broker holds
+  // nothing else of ours can never fit: that is the caller's error.
+  void over_limit(const wire::Failed& f) {
+    auto it = pending_.find(f.first);
+    if (it == pending_.end() || it->second.refused) return;
+    std::size_t held = 0;
+    for (const auto& [first, chunk] : pending_) {
+      if (!chunk.refused && first != f.first) held += chunk.payload.size();
+    }
+    if (held == 0) {
+      throw RefusedError("over_limit", "the broker at " + c_.endpoint + " refused a chunk of " +
+                                           std::to_string(it->second.payload.size()) +
+                                           " bytes of " + function_ + ": " + f.message);
+    }
+    it->second.refused = true;
+    ++refused_;
+    byte_window_ = std::min(byte_window_, held);
+  }
+
+  void resend_refused() {
+    for (auto& [first, chunk] : pending_) {
+      if (!chunk.refused) continue;
+      chunk.refused = false;
+      --refused_;
+      submit(first, chunk);
+      return;  // one per answer: what an answer frees is room for about one chunk
+    }
   }
 
   // Returns false when the sink asked to stop.
@@ -188,6 +297,10 @@ class ClientJob {
       if (f->job_id != id_) return true;
       if (f->seq != 0) seen_ = f->seq;
       if (f->code == "unknown_function") throw UnknownFunctionError(function_, f->message);
+      if (f->code == "over_limit") {
+        over_limit(*f);
+        return true;
+      }
       const std::string text = f->message.empty() ? f->code : f->message;
       return fail_range(f->first, f->count, text, "");
     }
@@ -202,6 +315,10 @@ class ClientJob {
       return true;
     }
     if (const auto* e = std::get_if<wire::Error>(&message)) {
+      if (e->code == "forbidden") {
+        throw RefusedError(e->code, "the broker at " + c_.endpoint + " refused this client: " +
+                                        e->message);
+      }
       throw ProtocolError("broker refused a message: " + e->code + ": " + e->message);
     }
     return true;  // BYE: the broker is restarting; heartbeats will find it again
@@ -276,6 +393,7 @@ class ClientJob {
     if (it->second.remaining == 0) {
       inflight_bytes_ -= it->second.payload.size();
       pending_.erase(it);
+      if (refused_ > 0) resend_refused();
     }
   }
 
@@ -304,6 +422,8 @@ class ClientJob {
   std::uint64_t next_index_ = 0;
   std::uint64_t seen_ = 0;  // seq of the last DELIVER or FAILED received
   std::size_t inflight_bytes_ = 0;
+  std::size_t byte_window_ = c_.options.max_inflight_bytes;  // lowered by over_limit
+  std::size_t refused_ = 0;                                  // chunks waiting to be sent again
   bool input_done_ = false;
   std::uint64_t instance_ = 0;
   std::chrono::milliseconds heartbeat_{1000};
@@ -328,10 +448,13 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       throw ConnectionError("no reply from the broker at " + impl_->endpoint + " within " +
-                            seconds(timeout) + " (is seppo-broker running there?)");
+                            seconds(timeout) + " (is seppo-broker running there?)" +
+                            impl_->handshake_hint());
     }
-    std::vector<zmq::pollitem_t> items = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0},
+                                          impl_->monitor->pollitem()};
     seppo::poll(items, left);
+    impl_->check_handshake();
     frames.clear();
     if (!zmq::recv_multipart(impl_->socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
       continue;

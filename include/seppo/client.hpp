@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -30,6 +31,13 @@ class ClientJob;
 // SEPPO_BROKER when set, otherwise tcp://127.0.0.1:5555.
 std::string default_endpoint();
 
+namespace detail {
+inline std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::string(value) : std::string();
+}
+}  // namespace detail
+
 struct ClientOptions {
   // A call fails with ConnectionError when the broker has been silent this long.
   std::chrono::milliseconds timeout{30000};
@@ -46,6 +54,14 @@ struct ClientOptions {
   std::chrono::microseconds target_chunk_time{10000};
   // Until the broker announces its own.
   std::chrono::milliseconds heartbeat{1000};
+  // CurveZMQ (README.md, "Running on a network"): paths of this client's secret key file and
+  // of the broker's public key file, as `seppo keygen` writes them. Both or neither; with them
+  // all traffic is encrypted and the broker admits the client by its key.
+  std::string curve_secret_key_file = detail::environment("SEPPO_CURVE_SECRET_KEY");
+  std::string curve_server_key_file = detail::environment("SEPPO_CURVE_SERVER_KEY");
+  // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
+  // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
+  bool insecure = false;
 };
 
 // One item's outcome: its value, or the error its function raised.

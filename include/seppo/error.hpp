@@ -13,10 +13,24 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The broker could not be reached, or went away and did not come back within the timeout.
+// The broker could not be reached, went away and did not come back within the timeout, or
+// refused the connection: it did not accept this client's CurveZMQ key, or one side uses
+// CurveZMQ and the other does not.
 class ConnectionError : public Error {
  public:
   using Error::Error;
+};
+
+// The broker answers but refuses the work: this client's key may not submit jobs (code
+// "forbidden"), or a chunk alone exceeds the broker's per-client limit ("over_limit").
+class RefusedError : public Error {
+ public:
+  RefusedError(std::string code, const std::string& message)
+      : Error(message), code_(std::move(code)) {}
+  const std::string& code() const noexcept { return code_; }
+
+ private:
+  std::string code_;
 };
 
 // No worker announced the function within the wait the caller allowed.
