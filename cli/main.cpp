@@ -10,6 +10,7 @@
 #include "cli/json.hpp"
 #include "cli/map_command.hpp"
 #include "cli/status_command.hpp"
+#include "common/curve.hpp"
 #include "common/endpoint.hpp"
 
 namespace {
@@ -27,8 +28,10 @@ int main(int argc, char** argv) {
       "  seq 1 5 | seppo map example_module.hello_world\n"
       "  seppo map example_module.square < numbers.txt > squares.txt\n"
       "  seppo status --json | jq '.workers | length'\n"
-      "  seppo ping || systemctl start seppo-broker\n\n"
-      "Environment: SEPPO_BROKER is the default for --broker.");
+      "  seppo ping || systemctl start seppo-broker\n"
+      "  seppo keygen alice        # alice.key_secret (keep it) and alice.key (give it away)\n\n"
+      "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
+      "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
   app.set_version_flag("--version", std::string("seppo ") + seppo::version);
   app.require_subcommand(1);
 
@@ -40,6 +43,14 @@ int main(int argc, char** argv) {
                  "seconds of broker silence after which the command fails")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  seppo::ClientOptions options;  // the key files default to $SEPPO_CURVE_*
+  app.add_option("--curve-secret-key", options.curve_secret_key_file,
+                 "this user's secret key file: talk to the broker over CurveZMQ "
+                 "(default $SEPPO_CURVE_SECRET_KEY)");
+  app.add_option("--curve-server-key", options.curve_server_key_file,
+                 "the broker's public key file (default $SEPPO_CURVE_SERVER_KEY)");
+  app.add_flag("--insecure", options.insecure,
+               "allow a broker on another host without CurveZMQ keys (plaintext)");
 
   seppo::cli::MapOptions map;
   double wait_s = 10;
@@ -68,6 +79,19 @@ int main(int argc, char** argv) {
   CLI::App* ping_cmd = app.add_subcommand(
       "ping", "check that the broker answers (exit status 0 if it does, 1 if not)");
 
+  std::string key_name;
+  bool force = false;
+  CLI::App* keygen_cmd = app.add_subcommand(
+      "keygen", "make a CurveZMQ key pair: NAME.key_secret (mode 0600) and NAME.key");
+  keygen_cmd->footer(
+      "NAME.key_secret stays with its owner (a broker, a worker host, a user); NAME.key is the\n"
+      "public half: workers' and clients' go into the broker's --authorized-workers and\n"
+      "--authorized-clients lists, the broker's goes to every worker and client as\n"
+      "--curve-server-key. Existing files are kept unless --force.");
+  keygen_cmd->add_option("name", key_name, "path and name of the pair, e.g. keys/alice")
+      ->required();
+  keygen_cmd->add_flag("--force", force, "replace existing files");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -75,7 +99,21 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitError;
   }
 
-  seppo::ClientOptions options;
+  if (*keygen_cmd) {
+    try {
+      const seppo::curve::KeyPair keys = seppo::curve::generate();
+      const auto paths = seppo::curve::write_key_files(key_name, keys, force);
+      std::printf("wrote %s (secret: keep it private) and %s (public: share it)\n",
+                  paths[0].c_str(), paths[1].c_str());
+      std::printf("public key %s, fingerprint %s\n", keys.public_key.c_str(),
+                  seppo::curve::fingerprint(keys.public_key).c_str());
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "seppo: " << e.what() << "\n";
+      return kExitError;
+    }
+  }
+
   options.timeout = std::chrono::milliseconds(static_cast<long>(timeout_s * 1000));
   options.worker_wait = std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
   options.chunk_size = chunk_size;
