@@ -11,26 +11,30 @@ quick=false
 
 scripts/install-deps.sh $($quick || echo --fuzz)
 
+stage() { echo "== $* (at ${SECONDS}s)"; }
+
 configure() {  # configure DIR OPTIONS...: set up once, reconfigure after that
   local dir=$1; shift
   if [[ -d "$dir" ]]; then meson setup --reconfigure "$dir" "$@" >/dev/null
   else meson setup "$dir" "$@" >/dev/null; fi
 }
 
-echo "== build (warnings are errors) and test"
+stage "build (warnings are errors) and test"
 configure build-test --werror -Dbuildtype=debugoptimized
 meson compile -C build-test
 meson test -C build-test --print-errorlogs
 
 $quick && exit 0
 
-echo "== address and undefined-behaviour sanitizers"
-configure build-sanitize --werror -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+stage "address and undefined-behaviour sanitizers"
+configure build-sanitize --werror -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dbench=false
 meson compile -C build-sanitize
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-sanitize --print-errorlogs --timeout-multiplier 3
 
 if [[ -x fuzz/run.sh ]]; then
-  echo "== fuzzing (bounded)"
-  fuzz/run.sh "${SEPPO_FUZZ_SECONDS:-30}"
+  stage "fuzzing (bounded)"
+  fuzz/run.sh "${SEPPO_FUZZ_SECONDS:-20}"
 fi
+stage "done"
