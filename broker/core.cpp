@@ -308,6 +308,9 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
   }
   if (job.chunks.count(m.first)) return;  // a resubmission of a chunk we hold: nothing to do
   if (client.queued_bytes + payload->size() > config_.max_client_bytes) {
+    log(LogLevel::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
+                             client_label(from) + ": over its limit of " +
+                             std::to_string(config_.max_client_bytes) + " queued bytes");
     fail("over_limit", "client has " + std::to_string(client.queued_bytes) +
                            " bytes queued; the broker's limit is " +
                            std::to_string(config_.max_client_bytes));

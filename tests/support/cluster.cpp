@@ -15,6 +15,14 @@ Cluster::Cluster(std::vector<std::string> broker_args) : broker_args_(std::move(
   start_broker("tcp://127.0.0.1:*");
 }
 
+Cluster::Cluster(std::vector<std::string> broker_args, ClientOptions client,
+                 std::vector<std::string> worker_args)
+    : broker_args_(std::move(broker_args)),
+      client_(std::move(client)),
+      worker_args_(std::move(worker_args)) {
+  start_broker("tcp://127.0.0.1:*");
+}
+
 Cluster::~Cluster() {
   workers_.clear();  // workers first, so they do not spend their last moments reconnecting
   broker_.reset();
@@ -40,17 +48,23 @@ void Cluster::start_broker(const std::string& bind) {
 void Cluster::restart_broker() { start_broker(endpoint_); }
 
 Process& Cluster::add_worker(unsigned processes, std::vector<std::string> extra) {
+  std::vector<std::string> args = {"-j", std::to_string(processes), "--heartbeat-ms", "100"};
+  args.insert(args.end(), worker_args_.begin(), worker_args_.end());
+  args.insert(args.end(), extra.begin(), extra.end());
+  return add_worker_at(endpoint_, args);
+}
+
+Process& Cluster::add_worker_at(const std::string& endpoint, std::vector<std::string> args) {
   const auto log = dir_.path() / ("worker-" + std::to_string(workers_.size()) + ".log");
-  std::vector<std::string> argv = {Paths::worker(), "--broker", endpoint_, "--module",
-                                   Paths::example_module(), "-j", std::to_string(processes),
-                                   "--heartbeat-ms", "100"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
+  std::vector<std::string> argv = {Paths::worker(), "--broker", endpoint, "--module",
+                                   Paths::example_module()};
+  argv.insert(argv.end(), args.begin(), args.end());
   workers_.push_back(std::make_unique<Process>(argv, log));
   return *workers_.back();
 }
 
 ClientOptions Cluster::client_options() const {
-  ClientOptions options;
+  ClientOptions options = client_;
   options.timeout = 20s;
   options.worker_wait = 5s;
   options.heartbeat = 100ms;

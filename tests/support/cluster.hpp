@@ -27,6 +27,10 @@ inline const std::vector<std::string> kFastHeartbeat = {"--heartbeat-ms", "100",
 class Cluster {
  public:
   explicit Cluster(std::vector<std::string> broker_args = kFastHeartbeat);
+  // With options for every client (client() and the status probes; the timeouts are the
+  // test's own) and arguments for every worker: CurveZMQ keys, for instance.
+  Cluster(std::vector<std::string> broker_args, ClientOptions client,
+          std::vector<std::string> worker_args = {});
   ~Cluster();
 
   const std::string& endpoint() const { return endpoint_; }
@@ -36,6 +40,9 @@ class Cluster {
   // Starts the broker again on the same endpoint (after it was killed).
   void restart_broker();
   Process& add_worker(unsigned processes = 1, std::vector<std::string> extra = {});
+  // A worker connecting to `endpoint` instead of the broker's (a relay, say) with `args` alone
+  // after the module: no worker arguments of the cluster.
+  Process& add_worker_at(const std::string& endpoint, std::vector<std::string> args);
   Process& worker(std::size_t i) { return *workers_.at(i); }
 
   // Waits until the broker reports `n` connected worker processes; false on timeout.
@@ -54,6 +61,8 @@ class Cluster {
 
   TempDir dir_;
   std::vector<std::string> broker_args_;
+  ClientOptions client_;
+  std::vector<std::string> worker_args_;
   std::string endpoint_;
   std::unique_ptr<Process> broker_;
   std::vector<std::unique_ptr<Process>> workers_;
