@@ -780,7 +780,9 @@ int main(int argc, char** argv) {
     reap(children, Clock::now());
     return 1;
   }
-  const auto& [front, back] = *endpoints;
+  // Plain references: clang before 16 cannot capture structured bindings in lambdas.
+  const std::string& front = endpoints->first;
+  const std::string& back = endpoints->second;
 
   for (unsigned i = 0; i < o.workers; ++i) {
     const pid_t w = spawn(self, [&] { return run_worker(o, back, child_deadline); });

@@ -608,11 +608,16 @@ void Core::on_tick(TimePoint now) {
   }
   for (const JobKey& key : unserved) {
     const Job& job = jobs_.at(key);
+    // Named up to a point: a FAILED header must stay far below the 64 KiB limit however many
+    // functions the workers announced.
+    constexpr std::size_t kListed = 20;
     std::string known;
+    std::size_t available = 0;
     for (const auto& [name, s] : services_) {
       if (s.providers.empty()) continue;
-      known += (known.empty() ? "" : ", ") + name;
+      if (++available <= kListed) known += (known.empty() ? "" : ", ") + name;
     }
+    if (available > kListed) known += " and " + std::to_string(available - kListed) + " more";
     const std::string message =
         "no worker provides " + job.function + " (waited " +
         seconds(std::chrono::milliseconds(job.wait_ms)) + "); available: " +

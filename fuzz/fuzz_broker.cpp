@@ -1,29 +1,33 @@
 // Fuzzes the sans-I/O broker (broker/core.hpp): one seppo::broker::Core is driven through a
 // sequence of operations carved from the input, with a fake clock, as broker/server.cpp would
-// drive it from a ROUTER socket. Half of the operations build *valid* headers with
-// seppo::wire::encode from input-chosen fields (READY, SUBMIT with a payload, RESULT for task ids
-// the broker really dispatched, HEARTBEAT, DONE, BYE...), so the fuzzer reaches deep states:
+// drive it from a ROUTER socket. Most operations build *valid* headers with seppo::wire::encode
+// from input-chosen fields (READY, CREDIT, SUBMIT with a payload, RESULT for task ids the broker
+// really dispatched, HEARTBEAT with seen/open, DONE, BYE...), so the fuzzer reaches deep states:
 // workers holding tasks, workers dying, chunks being split, jobs expiring. The others are raw
 // bytes, wrong payload frames, and calls of on_tick / on_send_failed / on_malformed / shutdown.
 //
 // Input layout (all reads past the end give zeros):
-//   4 bytes  configuration: heartbeat, liveness and max_attempts, max_capacity, client limits
+//   4 bytes  configuration: heartbeat, liveness and max_attempts, max_capacity and whether
+//            peers have CURVE roles (kRoles) or are all Role::Any, client limits
 //   then operations until the input ends, each one byte `op` followed by its own fields:
 //     op & 7   the peer it comes from (3 worker-like, 3 client-like ids, 2 binary ZeroMQ-style ids)
 //     op >> 3  the operation, through kOps below
 //
 // Checked after every operation, through the public interface only:
 //   - nothing throws out of on_message (documented never to throw), on_tick, on_send_failed,
-//     on_malformed, shutdown or status_payload: server.cpp does not catch, so a throw kills the
-//     broker;
+//     on_malformed or shutdown: server.cpp does not catch, so a throw kills the broker;
 //   - every message in outbox() has a header that seppo::wire::decode accepts (peers enforce the
 //     same kMaxHeaderBytes limit) and a payload frame exactly when its type carries one;
-//   - TASK messages go to a peer that announced capacity and carry at least one item;
+//   - a TASK goes to a peer whose READY the broker accepted, for a function that READY announced,
+//     with at least one item, and never to a client's key; DELIVER, RESYNC and per-chunk FAILED
+//     never go to a worker's key; a DELIVER carries a non-zero seq;
+//   - a worker's inflight_count() never grows past its capacity (READY, then CREDIT, clamped to
+//     Config::max_capacity);
 //   - task_count() never exceeds the items of all SUBMITs sent (tasks are split at most to single
-//     items), job_count() the SUBMITs sent, queued_count() task_count(), worker_count() the peers,
-//     and no worker holds more tasks than the largest capacity it ever announced (after the
-//     broker's clamp to max_capacity);
+//     items), job_count() the SUBMITs sent, queued_count() task_count(), worker_count() the peers;
 //   - the STATUS payload is a msgpack map that unpack_untrusted accepts.
+//
+// SEPPO_FUZZ_TRACE=1 prints the messages in and out and the broker's log (see fuzz/README.md).
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -85,6 +89,13 @@ class Reader {
   std::size_t n_;
 };
 
+// With CURVE the socket loop tells the core what each peer's key allows (broker::Role); the
+// configuration chooses whether the run uses roles (as below) or makes every peer Role::Any.
+const std::array<broker::Role, 8> kRoles = {
+    broker::Role::Worker, broker::Role::Worker, broker::Role::Worker, broker::Role::Client,
+    broker::Role::Client, broker::Role::Client, broker::Role::Any,    broker::Role::Client,
+};
+
 const std::array<broker::PeerId, 8> kPeers = {
     "worker-a", "worker-b", "worker-c", "client-a", "client-b", "client-c",
     std::string("\0\x8b\x45\x67\x01", 5),  // what a ROUTER assigns to peers without an id
@@ -97,12 +108,12 @@ const std::array<std::string, 6> kFunctions = {
 };
 
 enum class Op {
-  Raw, Ready, ReadyMany, Submit, Result, Heartbeat, Done, Bye, StatusRequest, Tick,
+  Raw, Ready, ReadyMany, Credit, Submit, Result, Heartbeat, Done, Bye, StatusRequest, Tick,
   SendFailed, OtherType, Malformed, Shutdown,
 };
 // op >> 3 indexes this table: the weights favour the messages that build state.
 constexpr std::array<Op, 32> kOps = {
-    Op::Raw,       Op::Raw,        Op::Raw,           Op::Ready,     Op::Ready,
+    Op::Raw,       Op::Raw,        Op::Credit,        Op::Ready,     Op::Ready,
     Op::Ready,     Op::ReadyMany,  Op::Submit,        Op::Submit,    Op::Submit,
     Op::Submit,    Op::Submit,     Op::Result,        Op::Result,    Op::Result,
     Op::Result,    Op::Result,     Op::Heartbeat,     Op::Heartbeat, Op::Heartbeat,
@@ -158,6 +169,7 @@ class Driver {
     c.liveness = 1 + b % 4;
     c.max_attempts = 1 + (b >> 2) % 4;
     c.max_capacity = 1 + cap % 64;
+    roles_ = (cap & 0x40) != 0;
     if (limits & 1) c.max_chunk_items = 1 + (limits >> 1) % 16;
     if (limits & 2) c.max_client_bytes = 64 * (1 + (limits >> 2));
     config_ = c;
@@ -166,6 +178,14 @@ class Driver {
 
   static void log(broker::LogLevel, const std::string& text) {
     std::fprintf(stderr, "  log: %s\n", text.c_str());
+  }
+
+  broker::Role role_of(const broker::PeerId& peer) const {
+    if (!roles_) return broker::Role::Any;
+    for (std::size_t i = 0; i < kPeers.size(); ++i) {
+      if (kPeers[i] == peer) return kRoles[i];
+    }
+    return broker::Role::Any;
   }
 
   // What the broker receives: a header frame and maybe a payload frame. Built messages are
@@ -193,12 +213,14 @@ class Driver {
                    payload ? (" + payload of " + std::to_string(payload->size())).c_str() : "");
     }
     const std::size_t before = core_.outbox().size();
+    const broker::Role role = role_of(from);
+    const std::string key = "key of " + broker::printable_id(from);
     try {
       if (payload) {
         zmq::message_t frame(payload->data(), payload->size());
-        core_.on_message(from, header.data(), header.size(), &frame, now_);
+        core_.on_message(from, header.data(), header.size(), &frame, now_, role, key);
       } else {
-        core_.on_message(from, header.data(), header.size(), nullptr, now_);
+        core_.on_message(from, header.data(), header.size(), nullptr, now_, role, key);
       }
     } catch (const std::exception& e) {
       fail(std::string("on_message threw: ") + e.what());
@@ -207,24 +229,34 @@ class Driver {
   }
 
   // Learns from what was sent the bounds the checks use: items submitted, and each worker's
-  // capacity and functions as of its last READY the broker accepted (answered with ALIVE).
+  // functions and capacity as of its last READY the broker accepted (answered with ALIVE) or
+  // CREDIT it accepted (not answered with ERROR).
   void account(const broker::PeerId& from, const wire::Message& m, bool has_payload,
                std::size_t outbox_before) {
+    const auto& outbox = core_.outbox();
+    auto answered = [&](wire::Type type) {
+      return std::any_of(outbox.begin() + static_cast<std::ptrdiff_t>(outbox_before),
+                         outbox.end(), [&](const broker::Outgoing& o) {
+                           if (o.peer != from) return false;
+                           try {
+                             return wire::type_of(wire::decode(o.header.data(),
+                                                               o.header.size())) == type;
+                           } catch (const seppo::Error&) {
+                             return false;  // drain() reports it
+                           }
+                         });
+    };
     if (auto* s = std::get_if<wire::Submit>(&m); s && has_payload) {
       ++submits_;
       submitted_items_ += s->count;
     } else if (auto* r = std::get_if<wire::Ready>(&m); r && !has_payload) {
-      const auto& outbox = core_.outbox();
-      const bool accepted =
-          std::any_of(outbox.begin() + static_cast<std::ptrdiff_t>(outbox_before), outbox.end(),
-                      [&](const broker::Outgoing& o) {
-                        return o.peer == from &&
-                               std::holds_alternative<wire::Alive>(
-                                   wire::decode(o.header.data(), o.header.size()));
-                      });
-      if (accepted) {
+      if (answered(wire::Type::Alive)) {
         capacity_[from] = std::clamp<std::uint32_t>(r->capacity, 1, config_.max_capacity);
         functions_[from] = std::set<std::string>(r->functions.begin(), r->functions.end());
+      }
+    } else if (auto* c = std::get_if<wire::Credit>(&m); c && !has_payload) {
+      if (capacity_.count(from) && !answered(wire::Type::Error)) {
+        capacity_[from] = std::clamp<std::uint32_t>(c->capacity, 1, config_.max_capacity);
       }
     }
   }
@@ -273,6 +305,11 @@ class Driver {
           m.functions.push_back(std::move(name));
         }
         deliver(peer, m, std::nullopt);
+        break;
+      }
+      case Op::Credit: {
+        const std::uint8_t credit = in_.u8();
+        deliver(peer, wire::Credit{credit == 255 ? in_.u32() : credit}, std::nullopt);
         break;
       }
       case Op::Submit: {
@@ -356,7 +393,6 @@ class Driver {
         const std::uint8_t flag = in_.u8();
         deliver(peer, wire::StatusRequest{},
                 (flag & 1) ? std::optional<std::string>("") : std::nullopt);
-        check_status();
         break;
       }
       case Op::Tick: {
@@ -428,6 +464,7 @@ class Driver {
         }
         break;
     }
+    // on_tick after every operation: the socket loop may call it between any two messages.
     try {
       core_.on_tick(now_);
     } catch (const std::exception& e) {
@@ -455,6 +492,27 @@ class Driver {
         fail(std::string("the broker sent ") + wire::type_name(type) +
              (out.has_payload ? " with" : " without") + " a payload frame");
       }
+      if (type == wire::Type::Status && out.has_payload) {
+        try {
+          const msgpack::object_handle status =
+              seppo::unpack_untrusted(out.payload.data<char>(), out.payload.size());
+          if (status.get().type != msgpack::type::MAP) fail("the STATUS payload is not a map");
+        } catch (const seppo::Error& e) {
+          fail(std::string("the STATUS payload does not decode: ") + e.what());
+        }
+      }
+      // A key authorised as a client never gets work, one authorised as a worker never gets
+      // another client's results.
+      const broker::Role role = role_of(out.peer);
+      if (role == broker::Role::Client && type == wire::Type::Task) {
+        fail("the broker sent a TASK to a peer whose key is a client's");
+      }
+      if (role == broker::Role::Worker &&
+          (type == wire::Type::Deliver || type == wire::Type::Resync ||
+           (type == wire::Type::Failed && std::get<wire::Failed>(m).seq != 0))) {
+        fail(std::string("the broker sent ") + wire::type_name(type) +
+             " to a peer whose key is a worker's");
+      }
       if (const auto* d = std::get_if<wire::Deliver>(&m)) {
         if (d->seq == 0) fail("the broker sent a DELIVER without a seq");
         last_seq_[{out.peer, d->job_id}] = d->seq;
@@ -477,6 +535,21 @@ class Driver {
   }
 
   void check() {
+    // A worker's tasks never grow past its capacity (they may exceed a capacity just lowered by
+    // CREDIT, until enough results come back).
+    for (const broker::PeerId& peer : kPeers) {
+      const std::size_t inflight = core_.inflight_count(peer);
+      std::size_t& before = inflight_[peer];
+      if (inflight > before) {
+        auto cap = capacity_.find(peer);
+        if (cap == capacity_.end() || inflight > cap->second) {
+          fail("a worker holds " + std::to_string(inflight) + " tasks, more than its capacity " +
+               (cap == capacity_.end() ? std::string("(never announced)")
+                                       : std::to_string(cap->second)));
+        }
+      }
+      before = inflight;
+    }
     if (core_.task_count() > submitted_items_) {
       fail("task_count() " + std::to_string(core_.task_count()) + " exceeds the " +
            std::to_string(submitted_items_) + " items ever submitted");
@@ -484,38 +557,17 @@ class Driver {
     if (core_.job_count() > submits_) fail("job_count() exceeds the SUBMITs ever sent");
     if (core_.queued_count() > core_.task_count()) fail("queued_count() exceeds task_count()");
     if (core_.worker_count() > kPeers.size()) fail("worker_count() exceeds the peers");
-    for (const broker::PeerId& peer : kPeers) {
-      const std::size_t inflight = core_.inflight_count(peer);
-      if (inflight == 0) continue;
-      auto cap = capacity_.find(peer);
-      if (cap == capacity_.end() || inflight > cap->second) {
-        fail("a worker holds " + std::to_string(inflight) + " tasks, more than its capacity");
-      }
-    }
-  }
-
-  void check_status() {
-    std::string status;
-    try {
-      status = core_.status_payload(now_);
-    } catch (const std::exception& e) {
-      fail(std::string("status_payload threw: ") + e.what());
-    }
-    try {
-      const msgpack::object_handle handle = seppo::unpack_untrusted(status.data(), status.size());
-      if (handle.get().type != msgpack::type::MAP) fail("the STATUS payload is not a map");
-    } catch (const seppo::Error& e) {
-      fail(std::string("the STATUS payload does not decode: ") + e.what());
-    }
   }
 
   Reader& in_;
   broker::Config config_;
+  bool roles_ = false;  // set by make_config, before core_ exists
   broker::Core core_;
   broker::TimePoint now_{std::chrono::hours(1)};  // any time but the clock's epoch
   std::uint64_t submits_ = 0;
   std::uint64_t submitted_items_ = 0;
-  std::map<broker::PeerId, std::uint32_t> capacity_;  // as of the last accepted READY
+  std::map<broker::PeerId, std::uint32_t> capacity_;  // as of the last accepted READY/CREDIT
+  std::map<broker::PeerId, std::size_t> inflight_;   // inflight_count() after the last step
   std::map<broker::PeerId, std::set<std::string>> functions_;
   std::map<broker::PeerId, std::vector<std::pair<std::uint64_t, std::uint32_t>>> dispatched_;
   std::map<std::pair<broker::PeerId, std::uint64_t>, std::uint64_t> last_seq_;  // (client, job)

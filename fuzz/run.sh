@@ -7,7 +7,10 @@
 # Safe for CI: reads no stdin, never prompts, leaves fuzz/corpus/ untouched (new inputs go to
 # $FUZZ_BUILD_DIR/fuzz-corpus/<target>/), writes crash reproducers to
 # $FUZZ_BUILD_DIR/fuzz-artifacts/<target>/ and full logs to $FUZZ_BUILD_DIR/fuzz-logs/.
-# Environment: CXX (default clang++-14, else clang++), FUZZ_BUILD_DIR, FUZZ_RSS_LIMIT_MB (2048).
+# Environment: CXX (default clang++-14, else clang++), FUZZ_BUILD_DIR, FUZZ_RSS_LIMIT_MB (2048),
+# FUZZ_CLEAN=1 to rebuild the fuzz targets from scratch (after sources changed with an mtime older
+# than the last build, e.g. written from a machine whose clock is behind: a stale object next to
+# a newer header gives link errors or false sanitizer reports).
 set -euo pipefail
 exec </dev/null
 
@@ -31,7 +34,7 @@ max_len() {
   case "$1" in
     fuzz_wire_decode) echo 4096 ;;
     fuzz_payload) echo 8192 ;;
-    fuzz_broker) echo 16384 ;;
+    fuzz_broker) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }
@@ -48,6 +51,10 @@ elif ! meson introspect --buildoptions "$build" | python3 -c \
     'import json, sys; sys.exit(0 if any(o["name"] == "fuzz" and o["value"] for o in json.load(sys.stdin)) else 1)'; then
   echo "== enabling -Dfuzz=true in $build"
   meson configure "$build" -Dfuzz=true
+fi
+if [[ "${FUZZ_CLEAN:-0}" == 1 ]]; then
+  echo "== cleaning the fuzz targets in $build"
+  ninja -C "$build" -t clean fuzz >/dev/null
 fi
 echo "== building ${targets[*]}"
 meson compile -C "$build" "${targets[@]}"
@@ -82,7 +89,7 @@ for target in "${targets[@]}"; do
     -print_final_stats=1 "$work" "$seeds" >"$log" 2>&1 || status=$?
   execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')"
   rate="$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}')"
-  cov="$(grep -E '^#[0-9]+ +(DONE|NEW|REDUCE|pulse|INITED)' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+' || true)"
+  cov="$(grep -E '^#[0-9]+[[:space:]]+(DONE|NEW|REDUCE|pulse|INITED)' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+' || true)"
   echo "   ${execs:-?} runs, ${rate:-?} exec/s, ${cov:-cov: ?}, exit status $status"
   if [[ $status -ne 0 ]]; then
     echo "!! $target failed (exit status $status); log: $log" >&2

@@ -47,7 +47,13 @@ std::string hello_world(double value) {
   return text;
 }
 
-std::int64_t square(std::int64_t value) { return value * value; }
+std::int64_t square(std::int64_t value) {
+  std::int64_t result = 0;
+  if (__builtin_mul_overflow(value, value, &result)) {
+    throw std::overflow_error("square of " + std::to_string(value) + " overflows int64");
+  }
+  return result;
+}
 
 std::int64_t sleep_ms(std::int64_t milliseconds) {
   std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds));
