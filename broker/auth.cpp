@@ -43,14 +43,14 @@ std::shared_ptr<const KeyLists> KeyLists::load(const AuthConfig& config) {
 }
 
 std::optional<Role> KeyLists::role_of(std::string_view key) const {
-  auto it = keys_.find(std::string(key));
+  auto it = keys_.find(key);
   if (it == keys_.end()) return std::nullopt;
   return it->second.role;
 }
 
 const std::string& KeyLists::label_of(std::string_view key) const {
   static const std::string none;
-  auto it = keys_.find(std::string(key));
+  auto it = keys_.find(key);
   return it == keys_.end() ? none : it->second.label;
 }
 
