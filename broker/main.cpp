@@ -123,8 +123,9 @@ int main(int argc, char** argv) {
     }
   } else {
     if (authorized.workers.empty() || authorized.clients.empty()) {
-      return fail(2, "--curve-secret-key needs --authorized-workers and --authorized-clients "
-                     "(a file of public keys or a folder of NAME.key files each)");
+      return fail(2, "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
+                     "and --authorized-clients (a file of public keys or a folder of NAME.key "
+                     "files each)");
     }
     if (!curve::available()) return fail(1, "this libzmq was built without CurveZMQ support");
     try {

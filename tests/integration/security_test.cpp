@@ -145,6 +145,7 @@ class Relay {
         fds.push_back({a, POLLIN, 0});
         fds.push_back({b, POLLIN, 0});
       }
+      const std::size_t polled = pairs.size();  // a pair accepted below waits for the next poll
       if (::poll(fds.data(), fds.size(), -1) < 0) continue;
       if (fds[0].revents) break;
       if (fds[1].revents & POLLIN) {
@@ -159,7 +160,7 @@ class Relay {
         }
       }
       std::vector<std::pair<int, int>> closed;
-      for (std::size_t i = 0; i < pairs.size(); ++i) {
+      for (std::size_t i = 0; i < polled; ++i) {
         for (int side = 0; side < 2; ++side) {
           if (!(fds[2 + 2 * i + side].revents & (POLLIN | POLLHUP | POLLERR))) continue;
           const int from = side == 0 ? pairs[i].first : pairs[i].second;
@@ -319,8 +320,8 @@ TEST_CASE("without keys the broker listens only on this machine, unless --insecu
 
   const Completed no_lists = run({Paths::broker(), "--curve-secret-key", "/nonexistent"});
   CHECK(no_lists.status == 2);
-  CHECK(no_lists.err.find("--curve-secret-key needs --authorized-workers and "
-                          "--authorized-clients") != std::string::npos);
+  CHECK(no_lists.err.find("--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs "
+                          "--authorized-workers and --authorized-clients") != std::string::npos);
 }
 
 TEST_CASE("without keys a worker and the seppo command refuse a broker on another host") {
