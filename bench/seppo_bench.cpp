@@ -160,14 +160,32 @@ Row efficiency(int items, int ms) {
   cluster.add_worker(2);
   if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
   Client client(cluster.endpoint(), options());
-  std::vector<std::int64_t> inputs(items, ms);
+  int next = 0;
+  std::uint64_t busy_us = 0;  // what the workers spent running chunks, by their own clocks
   const auto start = Clock::now();
-  client.map_parallel<std::int64_t>("example_module.sleep_ms", inputs);
+  client.run(
+      "example_module.sleep_ms",
+      [&](Client::Packer& p) {
+        if (next == items) return false;
+        p.pack(ms);
+        ++next;
+        return true;
+      },
+      [&](const Client::Item& item) {
+        if (item.error) throw std::runtime_error(*item.error);
+        if (item.last_in_message) busy_us += item.chunk_elapsed_us;
+        return true;
+      });
   const double wall = seconds_since(start);
   const double ideal = items * ms / 1000.0 / 2;
+  // A sleep of 1 ms takes longer than 1 ms (timer slack, virtualisation): measured against
+  // what the sleeps really took, the rest of the shortfall is seppo's.
+  const double achievable = busy_us / 1e6 / 2;
   return {"(d) " + std::to_string(items) + " items of " + std::to_string(ms) + " ms, 2 workers",
           fmt("%.2f s", wall), fmt("ideal %.2f s", ideal), fmt("%.1f%%", 100 * ideal / wall),
-          "efficiency = ideal / wall"};
+          "efficiency = ideal / wall; " +
+              fmt("the sleeps took %.3f ms each, ", busy_us / 1000.0 / items) +
+              fmt("so %.1f%% of what they allow", 100 * achievable / wall)};
 }
 
 // The client runs in a child process of its own so that its peak RSS is its own.
@@ -210,7 +228,7 @@ Row shell(std::uint64_t lines) {
   const Completed r = run({"/bin/sh", "-c", command}, "", std::chrono::minutes(5));
   const double wall = seconds_since(start);
   if (r.status != 0) throw std::runtime_error("seppo map failed: " + r.err);
-  return {"(f) seq 1 " + std::to_string(lines) + " | seppo map example_module.square",
+  return {"(f) seq 1 " + std::to_string(lines) + " \\| seppo map example_module.square",
           rate(lines / wall), rate(base["rate"]) + " (batches of 1000)",
           fmt("%.0f%%", 100 * lines / wall / base["rate"]), "lines/s"};
 }

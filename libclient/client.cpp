@@ -354,6 +354,7 @@ class ClientJob {
       item.index = d.first + i;
       item.worker = &d.worker;
       item.last_in_message = i + 1 == d.count;
+      item.chunk_elapsed_us = d.elapsed_us;
       std::string error;
       if (entry.type != msgpack::type::ARRAY || entry.via.array.size != 2 ||
           entry.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {

@@ -13,6 +13,7 @@ class CreditPolicy {
   static constexpr std::uint32_t kMax = 256;
   // Work held beyond the running task covers this much time: several round trips.
   static constexpr double kPrefetchUs = 5000;
+  static constexpr double kSlowUs = 50000;
 
   // fixed > 0 turns adaptation off.
   explicit CreditPolicy(std::uint32_t fixed) : fixed_(fixed) {}
@@ -27,7 +28,11 @@ class CreditPolicy {
   std::uint32_t wanted() const {
     if (fixed_ > 0) return fixed_;
     if (mean_us_ <= 0) return initial();
-    return static_cast<std::uint32_t>(std::clamp(1.0 + kPrefetchUs / mean_us_, 1.0, double(kMax)));
+    // Slow tasks: hold only the running one, so the tail is never one task waiting behind
+    // another while a neighbour idles. Otherwise at least one waits, so the worker never idles
+    // for a round trip between tasks.
+    if (mean_us_ >= kSlowUs) return 1;
+    return static_cast<std::uint32_t>(std::clamp(1.0 + kPrefetchUs / mean_us_, 2.0, double(kMax)));
   }
 
   // Announcing every small change would cost a message per task; halving or doubling is news.

@@ -146,6 +146,8 @@ class Client {
     const std::string* worker = nullptr;     // "host, process PID", or empty
     // The last item of a message from the broker: a good moment to flush streamed output.
     bool last_in_message = false;
+    // Microseconds the worker spent on the chunk this item came in (0 for failures).
+    std::uint64_t chunk_elapsed_us = 0;
   };
   void run(const std::string& function, const std::function<bool(Packer&)>& next,
            const std::function<bool(const Item&)>& sink);
