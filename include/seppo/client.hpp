@@ -98,12 +98,14 @@ class Client {
   const ClientOptions& options() const;
 
   // The broker's view of the cluster (workers, functions, jobs) as a msgpack map; the fields
-  // are listed in docs/protocol.md under STATUS. Throws ConnectionError after `timeout`.
+  // are listed in docs/protocol.md under STATUS. Throws ConnectionError after `timeout`, or
+  // at once when the broker refuses this client's key.
   msgpack::object_handle status(std::chrono::milliseconds timeout);
 
   // Calls `function` on every input and returns the results in input order. Throws
   // RemoteError for the first item that fails (the job is then cancelled), UnknownFunctionError,
-  // ConnectionError, or TypeError when a result is not convertible to R.
+  // ConnectionError, RefusedError (a worker's key, or an item over the broker's per-client
+  // limit), or TypeError when a result is not convertible to R.
   template <class R, class Range>
   std::vector<R> map_parallel(std::string_view function, const Range& inputs) {
     std::vector<std::optional<R>> slots = collect<R>(function, inputs, true);
