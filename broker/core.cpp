@@ -228,6 +228,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* 
   w->second.last_heard = now;
   auto& held = w->second.inflight;
   if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) held.erase(h);
+  if (held.empty()) w->second.isolating = 0;
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
@@ -344,19 +345,27 @@ void Core::dispatch(const std::string& function) {
   auto s = services_.find(function);
   if (s == services_.end()) return;
   Service& service = s->second;
-  while (!service.ready.empty()) {
+  std::size_t blocked = 0;  // jobs in a row whose next task waits for an idle worker
+  while (!service.ready.empty() && blocked < service.ready.size()) {
     // The provider with the most free credit: idle workers first, so slow items spread out.
     Worker* best = nullptr;
     const PeerId* best_id = nullptr;
     std::uint32_t best_free = 0;
+    Worker* idle = nullptr;
+    const PeerId* idle_id = nullptr;
     for (const PeerId& id : service.providers) {
       Worker& w = workers_.at(id);
+      if (w.isolating != 0) continue;
       const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
       const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
       if (free > best_free) {
         best = &w;
         best_id = &id;
         best_free = free;
+      }
+      if (used == 0 && idle == nullptr) {
+        idle = &w;
+        idle_id = &id;
       }
     }
     if (best == nullptr) return;
@@ -366,9 +375,21 @@ void Core::dispatch(const std::string& function) {
     if (j == jobs_.end() || j->second.queue.empty()) continue;
     Job& job = j->second;
     const std::uint64_t task_id = job.queue.front();
+    Task& task = tasks_.at(task_id);
+    const bool suspect = task.attempts > 0;
+    if (suspect) {
+      if (idle == nullptr) {  // wait for a worker with nothing else to run
+        service.ready.push_back(key);
+        ++blocked;
+        continue;
+      }
+      best = idle;
+      best_id = idle_id;
+      best->isolating = task_id;
+    }
+    blocked = 0;
     job.queue.pop_front();
     if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
-    Task& task = tasks_.at(task_id);
     task.holder = *best_id;
     best->inflight.push_back(task_id);
     zmq::message_t copy;

@@ -112,6 +112,9 @@ class Core {
     // Task ids sent and not yet answered, in the order sent. Workers run tasks in that order,
     // so the first is the one running: only it can have killed the worker.
     std::deque<std::uint64_t> inflight;
+    // A suspect task (one that was running when a worker died) runs alone, so that if this
+    // worker dies too the blame is certain; nothing else is sent here until it answers.
+    std::uint64_t isolating = 0;
     TimePoint last_heard{};
     TimePoint joined{};
     std::uint64_t tasks_done = 0;

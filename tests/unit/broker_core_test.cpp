@@ -249,7 +249,7 @@ TEST_CASE("only the task a lost worker was running is charged an attempt, not th
   }
   h.ready("W2", {"m.f"}, 3);
   const auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
-  REQUIRE(tasks.size() == 3);  // same order as before: item 0 first
+  REQUIRE(tasks.size() == 1);  // item 0, now a suspect, runs alone
   for (int i = 0; i < 4; ++i) {
     h.advance(1000ms);
     h.deliver("C1", wire::Heartbeat{1, 0, {}});
@@ -259,6 +259,27 @@ TEST_CASE("only the task a lost worker was running is charged an attempt, not th
   REQUIRE(failed.size() == 1);
   CHECK(failed[0].first == 0);
   CHECK(h.core.queued_count() == 2);
+}
+
+TEST_CASE("a task that was running when its worker died runs alone, so an innocent one is blamed once at most") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(0), 1);
+  h.submit("C1", 1, "m.f", 1, items(1), 1);
+  h.ready("W1", {"m.f"}, 2);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 2);
+  for (int i = 0; i < 4; ++i) {  // W1 dies: item 0 (running) is charged, item 1 is not
+    h.advance(1000ms);
+    h.deliver("C1", wire::Heartbeat{1, 0, {}});
+  }
+  h.ready("W2", {"m.f"}, 4);
+  const auto first = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(first.size() == 1);  // item 0 alone: item 1 waits though W2 has credit
+  h.result("W2", first[0].task_id, 1);
+  const auto second = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(second.size() == 1);  // now item 1
+  h.result("W2", second[0].task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+  CHECK(h.core.task_count() == 0);
 }
 
 TEST_CASE("a poison item is reported lost while its chunk's other items complete") {
