@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include <msgpack.hpp>
 
@@ -592,4 +594,40 @@ TEST_CASE("STATUS names a client by a label, never by its routing id") {
   CHECK(status.find(broker::client_label(id)) != std::string::npos);
   CHECK(broker::client_label(id).size() == 8);
   CHECK(broker::client_label(id) != broker::client_label("C-another-id"));
+}
+
+TEST_CASE("200 workers and 20 clients: every item is delivered once, and every job starts at once") {
+  Harness h;
+  for (int w = 0; w < 200; ++w) h.ready("W" + std::to_string(w), {"m.f"}, 2);
+  h.drain();
+  constexpr int kClients = 20;
+  constexpr int kChunks = 100;
+  for (int c = 0; c < kClients; ++c) {
+    for (int i = 0; i < kChunks; ++i) {
+      h.submit("C" + std::to_string(c), 1, "m.f", i, items(i), 1);
+    }
+  }
+  std::map<std::string, std::set<std::uint64_t>> delivered;
+  // Clients served within the first two waves: the first four jobs take the 400 free credits
+  // as they arrive; the sixteen queued behind them must then share the freed credit in turn,
+  // not wait for one another.
+  std::set<std::string> started;
+  std::size_t duplicates = 0;
+  for (int round = 0; round < 100; ++round) {
+    auto out = h.drain();
+    if (out.empty()) break;
+    for (const auto& sent : out) {
+      if (const auto* task = std::get_if<wire::Task>(&sent.message)) {
+        h.result(sent.peer, task->task_id, task->count);
+      } else if (const auto* d = std::get_if<wire::Deliver>(&sent.message)) {
+        if (!delivered[sent.peer].insert(d->first).second) ++duplicates;
+        if (round <= 2) started.insert(sent.peer);
+      }
+    }
+  }
+  CHECK(duplicates == 0);
+  CHECK(started.size() == kClients);
+  REQUIRE(delivered.size() == kClients);
+  for (const auto& [client, firsts] : delivered) CHECK(firsts.size() == kChunks);
+  CHECK(h.core.queued_count() == 0);
 }
