@@ -106,35 +106,20 @@ std::size_t sum_of(const msgpack::object& list, const std::string& name) {
 
 }  // namespace
 
-std::optional<std::size_t> Cluster::worker_count() {
+std::optional<std::size_t> Cluster::status_figure(const char* list, const char* summed) {
   try {
     auto s = status();
-    const auto* workers = field(s.get(), "workers");
-    return workers ? std::optional<std::size_t>(workers->via.array.size) : std::nullopt;
+    const auto* entries = field(s.get(), list);
+    if (entries == nullptr) return std::nullopt;
+    return summed == nullptr ? std::size_t{entries->via.array.size} : sum_of(*entries, summed);
   } catch (const Error&) {
-    return std::nullopt;
+    return std::nullopt;  // not up yet, or refused: the callers poll
   }
 }
 
-std::optional<std::size_t> Cluster::queued_count() {
-  try {
-    auto s = status();
-    const auto* functions = field(s.get(), "functions");
-    return functions ? std::optional<std::size_t>(sum_of(*functions, "queued")) : std::nullopt;
-  } catch (const Error&) {
-    return std::nullopt;
-  }
-}
-
-std::optional<std::size_t> Cluster::busy_count() {
-  try {
-    auto s = status();
-    const auto* workers = field(s.get(), "workers");
-    return workers ? std::optional<std::size_t>(sum_of(*workers, "busy")) : std::nullopt;
-  } catch (const Error&) {
-    return std::nullopt;
-  }
-}
+std::optional<std::size_t> Cluster::worker_count() { return status_figure("workers", nullptr); }
+std::optional<std::size_t> Cluster::queued_count() { return status_figure("functions", "queued"); }
+std::optional<std::size_t> Cluster::busy_count() { return status_figure("workers", "busy"); }
 
 bool Cluster::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
   return eventually([&] { return worker_count() == n; }, timeout);

@@ -58,6 +58,8 @@ class Cluster {
  private:
   void start_broker(const std::string& bind);
   msgpack::object_handle status();
+  // The size of STATUS field `list`, or the sum of `summed` over its entries.
+  std::optional<std::size_t> status_figure(const char* list, const char* summed);
 
   TempDir dir_;
   std::vector<std::string> broker_args_;
