@@ -169,8 +169,7 @@ void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* p
         w->second.last_heard = now;
         w->second.capacity =
             std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1, config_.max_capacity);
-        const std::vector<std::string> functions = w->second.functions;
-        for (const std::string& f : functions) dispatch(f);
+        for (const std::string& f : w->second.functions) dispatch(f);
       } else {
         send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
       }
@@ -250,8 +249,8 @@ void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* 
     release(task);
     tasks_.erase(t);
   }
-  const std::vector<std::string> functions = w->second.functions;
-  for (const std::string& f : functions) dispatch(f);
+  // dispatch() only queues messages; it never adds or removes workers, so `w` stays valid.
+  for (const std::string& f : w->second.functions) dispatch(f);
 }
 
 void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {

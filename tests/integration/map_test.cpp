@@ -7,21 +7,11 @@
 
 #include <seppo/seppo.hpp>
 
+#include "tests/modules/point.hpp"
 #include "tests/support/cluster.hpp"
 
 using namespace seppo;
 using namespace seppo::test;
-
-namespace {
-
-struct Point {
-  double x = 0;
-  double y = 0;
-  std::string label;
-  MSGPACK_DEFINE_MAP(x, y, label);
-};
-
-}  // namespace
 
 TEST_CASE("hello_world prints five lines in input order, from at least two worker processes") {
   Cluster cluster;

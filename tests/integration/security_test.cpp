@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/modules/point.hpp"
 #include "tests/support/cluster.hpp"
 
 using namespace seppo;
@@ -23,13 +24,6 @@ using namespace seppo::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Point {
-  double x = 0;
-  double y = 0;
-  std::string label;
-  MSGPACK_DEFINE_MAP(x, y, label);
-};
 
 int lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));

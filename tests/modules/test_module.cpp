@@ -7,12 +7,8 @@
 
 #include <seppo/module.hpp>
 
-struct Point {
-  double x = 0;
-  double y = 0;
-  std::string label;
-  MSGPACK_DEFINE_MAP(x, y, label);
-};
+#include "tests/modules/point.hpp"
+
 
 Point mirror(Point p) { return Point{p.y, p.x, p.label + "'"}; }
 
