@@ -72,6 +72,16 @@ struct Harness {
     const std::string payload = ok_results(count);
     deliver(worker, wire::Result{task, 5}, &payload);
   }
+  // Lets four heartbeats pass (past the default expiry of three) while the named workers and
+  // clients (the latter for their job 1) keep beating: every other peer is presumed dead.
+  void expire_silent(const std::vector<std::string>& workers,
+                     const std::vector<std::string>& clients) {
+    for (int i = 0; i < 4; ++i) {
+      advance(1000ms);
+      for (const auto& w : workers) deliver(w, wire::Heartbeat{0, 0, {}});
+      for (const auto& c : clients) deliver(c, wire::Heartbeat{1, 0, {}});
+    }
+  }
   void advance(std::chrono::milliseconds d) {
     now += d;
     core.on_tick(now);
@@ -166,11 +176,7 @@ TEST_CASE("a silent worker is presumed dead after heartbeat times liveness and i
   h.ready("W2", {"m.f"});
   CHECK(h.sent_to<wire::Task>(h.drain(), "W2").empty());
   // W2 keeps talking; W1 falls silent.
-  for (int i = 0; i < 4; ++i) {
-    h.advance(1000ms);
-    h.deliver("W2", wire::Heartbeat{0, 0, {}});
-    h.deliver("C1", wire::Heartbeat{1, 0, {}});
-  }
+  h.expire_silent({"W2"}, {"C1"});
   CHECK(h.core.worker_count() == 1);
   auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
   REQUIRE(tasks.size() == 1);
@@ -194,11 +200,7 @@ TEST_CASE("a slow worker's late result after a re-run is dropped") {
   h.submit("C1", 1, "m.f", 0, items(5), 1);
   const auto first = h.sent_to<wire::Task>(h.drain(), "SLOW").at(0);
   h.ready("FAST", {"m.f"});
-  for (int i = 0; i < 4; ++i) {
-    h.advance(1000ms);
-    h.deliver("FAST", wire::Heartbeat{0, 0, {}});
-    h.deliver("C1", wire::Heartbeat{1, 0, {}});
-  }
+  h.expire_silent({"FAST"}, {"C1"});
   const auto rerun = h.sent_to<wire::Task>(h.drain(), "FAST").at(0);
   h.result("FAST", rerun.task_id, 1);
   // The slow one comes back to life, re-announces, and answers the old task.
@@ -218,10 +220,7 @@ TEST_CASE("a chunk whose worker dies is split, and items that keep killing worke
     const std::string w = "W" + std::to_string(round);
     h.ready(w, {"m.f"}, 4);
     for (const auto& t : h.sent_to<wire::Task>(h.drain(), w)) task_sizes.push_back(t.count);
-    for (int i = 0; i < 4; ++i) {  // every worker dies holding all it was given
-      h.advance(1000ms);
-      h.deliver("C1", wire::Heartbeat{1, 0, {}});
-    }
+    h.expire_silent({}, {"C1"});  // every worker dies holding all it was given
     for (auto& f : h.sent_to<wire::Failed>(h.drain(), "C1")) failed.push_back(f);
   }
   REQUIRE(!task_sizes.empty());
@@ -245,17 +244,11 @@ TEST_CASE("only the task a lost worker was running is charged an attempt, not th
   h.ready("W1", {"m.f"}, 3);
   CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 3);
   h.deliver("W1", wire::Heartbeat{0, 0, {}});
-  for (int i = 0; i < 4; ++i) {
-    h.advance(1000ms);
-    h.deliver("C1", wire::Heartbeat{1, 0, {}});
-  }
+  h.expire_silent({}, {"C1"});
   h.ready("W2", {"m.f"}, 3);
   const auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
   REQUIRE(tasks.size() == 1);  // item 0, now a suspect, runs alone
-  for (int i = 0; i < 4; ++i) {
-    h.advance(1000ms);
-    h.deliver("C1", wire::Heartbeat{1, 0, {}});
-  }
+  h.expire_silent({}, {"C1"});
   // Item 0 was running both times: it is lost. Items 1 and 2 were never charged.
   const auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
   REQUIRE(failed.size() == 1);
@@ -269,10 +262,7 @@ TEST_CASE("a task that was running when its worker died runs alone, so an innoce
   h.submit("C1", 1, "m.f", 1, items(1), 1);
   h.ready("W1", {"m.f"}, 2);
   CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 2);
-  for (int i = 0; i < 4; ++i) {  // W1 dies: item 0 (running) is charged, item 1 is not
-    h.advance(1000ms);
-    h.deliver("C1", wire::Heartbeat{1, 0, {}});
-  }
+  h.expire_silent({}, {"C1"});  // W1 dies: item 0 (running) is charged, item 1 is not
   h.ready("W2", {"m.f"}, 4);
   const auto first = h.sent_to<wire::Task>(h.drain(), "W2");
   REQUIRE(first.size() == 1);  // item 0 alone: item 1 waits though W2 has credit
@@ -315,10 +305,7 @@ TEST_CASE("a poison item is reported lost while its chunk's other items complete
         break;  // the whole chunk: the worker dies running it
       }
     }
-    for (int i = 0; i < 4; ++i) {
-      h.advance(1000ms);
-      h.deliver("C1", wire::Heartbeat{1, 0, {}});
-    }
+    h.expire_silent({}, {"C1"});
   }
   REQUIRE(failed.size() == 1);
   CHECK(failed[0].first == 1);
@@ -356,10 +343,7 @@ TEST_CASE("a vanished client's queued tasks are dropped and its late results dis
   h.ready("W1", {"m.f"});
   for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
   auto task = h.sent_to<wire::Task>(h.drain(), "W1").at(0);
-  for (int i = 0; i < 4; ++i) {
-    h.advance(1000ms);
-    h.deliver("W1", wire::Heartbeat{0, 0, {}});
-  }
+  h.expire_silent({"W1"}, {});
   CHECK(h.core.job_count() == 0);
   CHECK(h.core.queued_count() == 0);
   h.result("W1", task.task_id, 1);
