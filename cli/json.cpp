@@ -6,13 +6,19 @@ namespace seppo::cli {
 
 nlohmann::json to_json(const msgpack::object& o) {
   switch (o.type) {
-    case msgpack::type::NIL: return nullptr;
-    case msgpack::type::BOOLEAN: return o.via.boolean;
-    case msgpack::type::POSITIVE_INTEGER: return o.via.u64;
-    case msgpack::type::NEGATIVE_INTEGER: return o.via.i64;
+    case msgpack::type::NIL:
+      return nullptr;
+    case msgpack::type::BOOLEAN:
+      return o.via.boolean;
+    case msgpack::type::POSITIVE_INTEGER:
+      return o.via.u64;
+    case msgpack::type::NEGATIVE_INTEGER:
+      return o.via.i64;
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return o.via.f64;
-    case msgpack::type::STR: return std::string(o.via.str.ptr, o.via.str.size);
+    case msgpack::type::FLOAT64:
+      return o.via.f64;
+    case msgpack::type::STR:
+      return std::string(o.via.str.ptr, o.via.str.size);
     case msgpack::type::BIN: {
       nlohmann::json bytes = nlohmann::json::array();
       for (std::uint32_t i = 0; i < o.via.bin.size; ++i) {
@@ -22,7 +28,8 @@ nlohmann::json to_json(const msgpack::object& o) {
     }
     case msgpack::type::ARRAY: {
       nlohmann::json array = nlohmann::json::array();
-      for (std::uint32_t i = 0; i < o.via.array.size; ++i) array.push_back(to_json(o.via.array.ptr[i]));
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i)
+        array.push_back(to_json(o.via.array.ptr[i]));
       return array;
     }
     case msgpack::type::MAP: {
@@ -36,19 +43,32 @@ nlohmann::json to_json(const msgpack::object& o) {
       }
       return map;
     }
-    case msgpack::type::EXT: return nullptr;
+    case msgpack::type::EXT:
+      return nullptr;
   }
   return nullptr;
 }
 
 void pack_json(msgpack::packer<msgpack::sbuffer>& p, const nlohmann::json& v) {
   switch (v.type()) {
-    case nlohmann::json::value_t::null: p.pack_nil(); break;
-    case nlohmann::json::value_t::boolean: p.pack(v.get<bool>()); break;
-    case nlohmann::json::value_t::number_integer: p.pack(v.get<std::int64_t>()); break;
-    case nlohmann::json::value_t::number_unsigned: p.pack(v.get<std::uint64_t>()); break;
-    case nlohmann::json::value_t::number_float: p.pack(v.get<double>()); break;
-    case nlohmann::json::value_t::string: p.pack(v.get_ref<const std::string&>()); break;
+    case nlohmann::json::value_t::null:
+      p.pack_nil();
+      break;
+    case nlohmann::json::value_t::boolean:
+      p.pack(v.get<bool>());
+      break;
+    case nlohmann::json::value_t::number_integer:
+      p.pack(v.get<std::int64_t>());
+      break;
+    case nlohmann::json::value_t::number_unsigned:
+      p.pack(v.get<std::uint64_t>());
+      break;
+    case nlohmann::json::value_t::number_float:
+      p.pack(v.get<double>());
+      break;
+    case nlohmann::json::value_t::string:
+      p.pack(v.get_ref<const std::string&>());
+      break;
     case nlohmann::json::value_t::array:
       p.pack_array(static_cast<std::uint32_t>(v.size()));
       for (const auto& e : v) pack_json(p, e);
@@ -60,7 +80,9 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& p, const nlohmann::json& v) {
         pack_json(p, value);
       }
       break;
-    default: p.pack_nil(); break;
+    default:
+      p.pack_nil();
+      break;
   }
 }
 
@@ -84,10 +106,14 @@ nlohmann::json parse_line(const std::string& line) {
 
 std::string format_result(const msgpack::object& value) {
   switch (value.type) {
-    case msgpack::type::STR: return std::string(value.via.str.ptr, value.via.str.size);
-    case msgpack::type::POSITIVE_INTEGER: return std::to_string(value.via.u64);
-    case msgpack::type::NEGATIVE_INTEGER: return std::to_string(value.via.i64);
-    default: return to_json(value).dump();
+    case msgpack::type::STR:
+      return std::string(value.via.str.ptr, value.via.str.size);
+    case msgpack::type::POSITIVE_INTEGER:
+      return std::to_string(value.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER:
+      return std::to_string(value.via.i64);
+    default:
+      return to_json(value).dump();
   }
 }
 

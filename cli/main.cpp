@@ -1,8 +1,10 @@
 // seppo: the command line of seppo. Submit from shell scripts, ask the broker how it is.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <seppo/seppo.hpp>
@@ -21,8 +23,9 @@ constexpr int kExitError = 255;
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"seppo: simple embarrassingly parallel. Map a function over inputs on a cluster\n"
-               "of seppo workers, or ask the broker about its workers and jobs."};
+  CLI::App app{
+      "seppo: simple embarrassingly parallel. Map a function over inputs on a cluster\n"
+      "of seppo workers, or ask the broker about its workers and jobs."};
   app.footer(
       "Examples:\n"
       "  seq 1 5 | seppo map example_module.hello_world\n"
@@ -37,10 +40,10 @@ int main(int argc, char** argv) {
 
   std::string endpoint = seppo::default_endpoint();
   double timeout_s = 30;
-  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
-                                              std::string(seppo::kDefaultEndpoint) + ")");
-  app.add_option("--timeout", timeout_s,
-                 "seconds of broker silence after which the command fails")
+  app.add_option(
+      "-b,--broker", endpoint,
+      "broker endpoint (default $SEPPO_BROKER or " + std::string(seppo::kDefaultEndpoint) + ")");
+  app.add_option("--timeout", timeout_s, "seconds of broker silence after which the command fails")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   seppo::ClientOptions options;  // the key files default to $SEPPO_CURVE_*
@@ -55,26 +58,57 @@ int main(int argc, char** argv) {
   seppo::cli::MapOptions map;
   double wait_s = 10;
   std::size_t chunk_size = 0;
+  bool unordered = false;
   CLI::App* map_cmd = app.add_subcommand(
-      "map", "read one input per line from stdin, print one result per line in input order");
+      "map", "call FUNCTION on every input line; print one result per line in input order");
   map_cmd->footer(
-      "A line that is valid JSON is that value (42, 2.5, \"text\", [1,2], {\"a\":1}); any other\n"
-      "line is a string. Results print raw when they are strings, as JSON otherwise. A failed\n"
-      "item is reported on stderr with its line number; the other items still run.\n"
+      "Inputs: one per line from stdin or --input. By default a line that is valid JSON is that\n"
+      "value (42, 2.5, \"text\", [1,2], {\"a\":1}, true, null) and any other line is a string;\n"
+      "--raw makes every line a string (file names that look like numbers stay names), --json\n"
+      "reads JSON Lines (a line that is not JSON fails as an item). Results print raw when they\n"
+      "are strings, as compact JSON otherwise; with --json every result is JSON.\n"
+      "Output streams: a line appears as soon as it and all earlier lines are ready, so\n"
+      "`seppo map ... | head` and endless inputs work in bounded memory. A failed item is "
+      "reported\n"
+      "on stderr (\"seppo: line N: FUNCTION: message (on host, process PID)\"); the other items\n"
+      "still run unless --fail-fast.\n"
       "Exit status: 0 all succeeded; 1-100 that many items failed; 101 more than 100 failed;\n"
-      "255 the command could not run (broker unreachable, unknown function, bad usage).");
-  map_cmd->add_option("function", map.function, "MODULE.FUNCTION to call on every line")
+      "255 the command could not run (broker unreachable, unknown function, bad usage);\n"
+      "killed by SIGPIPE (141 in the shell) when the reader of stdout went away.\n\n"
+      "Examples:\n"
+      "  seq 1 1000 | seppo map example_module.square > squares.txt\n"
+      "  seppo map --input points.jsonl --json --unordered --index physics.simulate\n"
+      "  ls *.jpg | seppo map --raw thumbnail      # a command named by the workers' operator");
+  map_cmd->add_option("function", map.function, "MODULE.FUNCTION (or a worker's named command)")
       ->required();
+  map_cmd->add_option("-a,--input", map.input, "read inputs from FILE instead of stdin")
+      ->check(CLI::ExistingFile | CLI::IsMember({"-"}))
+      ->type_name("FILE");
+  bool raw = false, json_lines = false;
+  auto* raw_flag = map_cmd->add_flag("--raw", raw, "every input line is a string, never JSON");
+  map_cmd->add_flag("--json", json_lines, "JSON Lines: every input line and every result is JSON")
+      ->excludes(raw_flag);
+  map_cmd->add_flag("--unordered", unordered, "print results as they complete, not in input order");
+  map_cmd->add_flag("--index", map.output.index,
+                    "prefix each result with its input line number and a tab (with --json: "
+                    "print {\"line\": N, \"result\": R})");
   map_cmd->add_flag("--fail-fast", map.fail_fast, "stop at the first failed item");
-  map_cmd->add_option("--worker-wait", wait_s,
-                      "seconds to wait for a worker providing the function")
+  bool progress = false, no_progress = false;
+  auto* progress_flag =
+      map_cmd->add_flag("--progress", progress,
+                        "show a progress line on stderr (default: when stderr is a terminal)");
+  map_cmd->add_flag("--no-progress", no_progress, "never show the progress line")
+      ->excludes(progress_flag);
+  map_cmd
+      ->add_option("--worker-wait", wait_s, "seconds to wait for a worker providing the function")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   map_cmd->add_option("--chunk-size", chunk_size, "items per task (default: adaptive)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{65536}));
 
   bool json = false;
-  CLI::App* status_cmd = app.add_subcommand("status", "show the broker's workers, functions and jobs");
+  CLI::App* status_cmd =
+      app.add_subcommand("status", "show the broker's workers, functions and jobs");
   status_cmd->add_flag("--json", json, "print the status as one JSON object");
   CLI::App* ping_cmd = app.add_subcommand(
       "ping", "check that the broker answers (exit status 0 if it does, 1 if not)");
@@ -121,7 +155,14 @@ int main(int argc, char** argv) {
     seppo::Client client(endpoint, options);
     if (*map_cmd) {
       std::ios::sync_with_stdio(false);
-      return seppo::cli::run_map(client, map, std::cin, stdout);
+      map.input_format = json_lines ? seppo::cli::InputFormat::Json
+                         : raw      ? seppo::cli::InputFormat::Raw
+                                    : seppo::cli::InputFormat::Auto;
+      map.output.json = json_lines;
+      map.output.ordered = !unordered;
+      if (progress) map.progress = seppo::cli::ProgressMode::On;
+      if (no_progress) map.progress = seppo::cli::ProgressMode::Off;
+      return seppo::cli::run_map(client, map, stdout);
     }
     if (*status_cmd) return seppo::cli::run_status(client, options.timeout, json, stdout);
     if (*ping_cmd) {
@@ -136,6 +177,11 @@ int main(int argc, char** argv) {
   } catch (const seppo::Error& e) {
     std::cerr << "seppo: " << e.what() << "\n";
     return kExitError;
+  } catch (const seppo::cli::OutputClosed&) {
+    // The client is gone, its goodbye sent: now die of SIGPIPE like any filter whose reader left.
+    std::signal(SIGPIPE, SIG_DFL);
+    std::raise(SIGPIPE);
+    return 128 + SIGPIPE;
   }
   return 0;
 }

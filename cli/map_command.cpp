@@ -1,75 +1,94 @@
 #include "cli/map_command.hpp"
 
-#include <iostream>
-#include <deque>
-#include <optional>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 
 #include "cli/json.hpp"
+#include "cli/progress.hpp"
 
 namespace seppo::cli {
 namespace {
 
-// Holds results that arrived early until every earlier line is printed: the output streams in
-// input order with memory bounded by the client's window, not by the input's length.
-class OrderedPrinter {
- public:
-  explicit OrderedPrinter(std::FILE* out) : out_(out) {}
-
-  void put(std::uint64_t index, std::optional<std::string> line) {
-    const std::uint64_t slot = index - next_;
-    if (slot >= waiting_.size()) waiting_.resize(slot + 1);
-    waiting_[slot] = Slot{true, std::move(line)};
-    while (!waiting_.empty() && waiting_.front().arrived) {
-      if (waiting_.front().line) {
-        std::fwrite(waiting_.front().line->data(), 1, waiting_.front().line->size(), out_);
-        std::fputc('\n', out_);
-      }
-      waiting_.pop_front();
-      ++next_;
-    }
+// How many workers serve `function`, from a second connection so the job's is not disturbed.
+std::optional<std::size_t> workers_serving(const Client& client, const std::string& function) {
+  try {
+    Client probe(client.endpoint(), client.options());
+    const msgpack::object_handle status = probe.status(std::chrono::milliseconds(1000));
+    const nlohmann::json s = to_json(status.get());
+    const auto functions = s.value("functions", nlohmann::json::object());
+    if (!functions.contains(function)) return 0;
+    return functions[function].value("workers", std::size_t{0});
+  } catch (const std::exception&) {
+    return std::nullopt;
   }
-  // Once per message from the broker, not per line: `seppo map | head` sees lines promptly
-  // without a syscall for each.
-  void flush() { std::fflush(out_); }
+}
 
- private:
-  struct Slot {
-    bool arrived = false;
-    std::optional<std::string> line;  // nullopt: a failed item, reported on stderr instead
-  };
-  std::FILE* out_;
-  std::deque<Slot> waiting_;
-  std::uint64_t next_ = 0;
-};
+bool progress_wanted(ProgressMode mode) {
+  if (mode == ProgressMode::Auto) return ::isatty(STDERR_FILENO) == 1;
+  return mode == ProgressMode::On;
+}
 
 }  // namespace
 
-int run_map(Client& client, const MapOptions& options, std::istream& in, std::FILE* out) {
-  OrderedPrinter printer(out);
-  std::string line;
+int run_map(Client& client, const MapOptions& options, std::FILE* out) {
+  LineInput input(options.input, options.input_format);
+  ResultPrinter printer(out, options.output);
+  Progress::Options meter;
+  meter.enabled = progress_wanted(options.progress);
+  meter.label = options.function;
+  meter.count_fd = input.regular_file_fd();
+  meter.workers = [&client, &options] { return workers_serving(client, options.function); };
+  Progress progress(stderr, meter);
+
   std::uint64_t failed = 0;
+  const auto report = [&](std::uint64_t line, const std::string& what) {
+    progress.message("seppo: line " + std::to_string(line) + ": " + what);
+  };
+  // Lines refused before submission (not JSON under --json) count as failed items.
+  const auto report_rejected = [&] {
+    for (const LineInput::Rejected& r : input.take_rejected()) {
+      ++failed;
+      progress.done_one(true);
+      report(r.line, r.why);
+    }
+    return !(options.fail_fast && failed > 0);
+  };
+  // Written to a closed pipe, a write fails with EPIPE instead of killing us mid-job: the job
+  // is cancelled at the broker first, and SIGPIPE is raised after.
+  std::signal(SIGPIPE, SIG_IGN);
+  bool stop_reading = false;
   client.run(
       options.function,
       [&](Client::Packer& packer) {
-        if (!std::getline(in, line)) return false;
-        pack_line(packer, line);
-        return true;
+        if (stop_reading) return false;
+        const bool more = input.next(packer);
+        if (!report_rejected()) stop_reading = true;  // --fail-fast: what is packed still goes
+        return more;
       },
       [&](const Client::Item& item) {
-        if (item.error != nullptr) {
+        const std::uint64_t line = input.line_of(item.index);
+        const bool ok = item.error == nullptr;
+        progress.done_one(!ok);
+        if (!ok) {
           ++failed;
-          std::cerr << "seppo: line " << item.index + 1 << ": " << options.function << ": "
-                    << *item.error;
-          if (!item.worker->empty()) std::cerr << " (on " << *item.worker << ")";
-          std::cerr << "\n";
-          printer.put(item.index, std::nullopt);
-          if (item.last_in_message) printer.flush();
-          return !options.fail_fast;
+          std::string what = options.function + ": " + *item.error;
+          if (!item.worker->empty()) what += " (on " + *item.worker + ")";
+          report(line, what);
         }
-        printer.put(item.index, format_result(*item.value));
-        if (item.last_in_message) printer.flush();
-        return true;
+        printer.put(item.index, line, ok ? item.value : nullptr);
+        if (item.last_in_message && !printer.flush()) return false;
+        return !(options.fail_fast && failed > 0);
       });
+  report_rejected();
+  printer.flush();
+  std::signal(SIGPIPE, SIG_DFL);
+  if (printer.write_error() == EPIPE) throw OutputClosed{};
+  if (printer.write_error() != 0) {
+    throw Error(std::string("cannot write results: ") + std::strerror(printer.write_error()));
+  }
   return failed > 100 ? 101 : static_cast<int>(failed);
 }
 

@@ -18,11 +18,17 @@ int run_status(Client& client, std::chrono::milliseconds timeout, bool json, std
   const auto& workers = s.value("workers", nlohmann::json::array());
   std::fprintf(out, "\nworkers: %zu\n", workers.size());
   for (const auto& w : workers) {
-    std::fprintf(out, "  %-40s busy %s/%s  done %s  heard %s ms ago\n",
-                 w.value("name", std::string()).c_str(), w.value("busy", nlohmann::json()).dump().c_str(),
-                 w.value("capacity", nlohmann::json()).dump().c_str(),
+    const auto busy = w.value("busy", std::uint64_t{0});
+    const std::string state = busy == 0 ? "idle" : "busy " + std::to_string(busy);
+    std::string names;
+    for (const auto& f : w.value("functions", nlohmann::json::array())) {
+      names += (names.empty() ? "" : ", ") + f.get<std::string>();
+    }
+    if (names.size() > 60) names = names.substr(0, 57) + "...";
+    std::fprintf(out, "  %-32s %-8s done %-8s heard %5s ms ago  %s\n",
+                 w.value("name", std::string()).c_str(), state.c_str(),
                  w.value("tasks_done", nlohmann::json()).dump().c_str(),
-                 w.value("last_heard_ms", nlohmann::json()).dump().c_str());
+                 w.value("last_heard_ms", nlohmann::json()).dump().c_str(), names.c_str());
   }
   const auto& functions = s.value("functions", nlohmann::json::object());
   std::fprintf(out, "\nfunctions: %zu\n", functions.size());

@@ -1,7 +1,15 @@
 // The programs as a user runs them: flags, exit codes, one-line errors, `seppo map`.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
 
 #include "tests/support/cluster.hpp"
 
@@ -9,7 +17,9 @@ using namespace seppo::test;
 
 namespace {
 
-int lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
+int lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
 
 }  // namespace
 
@@ -17,9 +27,9 @@ TEST_CASE("seq 1 5 | seppo map example_module.hello_world prints five results in
   Cluster cluster;
   cluster.add_worker(2);
   REQUIRE(cluster.wait_for_workers(2));
-  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map",
-                           "example_module.hello_world"},
-                          "1\n2\n3\n4\n5\n");
+  const Completed r =
+      run({Paths::cli(), "--broker", cluster.endpoint(), "map", "example_module.hello_world"},
+          "1\n2\n3\n4\n5\n");
   REQUIRE(r.status == 0);
   CHECK(lines(r.out) == 5);
   CHECK(r.out.find("(input=1.000000, value*value=1.000000)\n") < r.out.find("(input=5.000000"));
@@ -29,9 +39,9 @@ TEST_CASE("seppo map reads JSON lines as values and other lines as strings, and 
   Cluster cluster;
   cluster.add_worker(1, {"--module", SEPPO_TEST_MODULE});
   REQUIRE(cluster.wait_for_workers(1));
-  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map",
-                           "test_module.mirror"},
-                          "{\"x\": 1.5, \"y\": 2.5, \"label\": \"p\"}\n");
+  const Completed r =
+      run({Paths::cli(), "--broker", cluster.endpoint(), "map", "test_module.mirror"},
+          "{\"x\": 1.5, \"y\": 2.5, \"label\": \"p\"}\n");
   REQUIRE(r.status == 0);
   CHECK(r.out == "{\"label\":\"p'\",\"x\":2.5,\"y\":1.5}\n");
 }
@@ -40,9 +50,9 @@ TEST_CASE("seppo map reports failed items on stderr and counts them in its exit 
   Cluster cluster;
   cluster.add_worker(1);
   REQUIRE(cluster.wait_for_workers(1));
-  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map",
-                           "example_module.square"},
-                          "1\nx\n3\ny\n");
+  const Completed r =
+      run({Paths::cli(), "--broker", cluster.endpoint(), "map", "example_module.square"},
+          "1\nx\n3\ny\n");
   CHECK(r.status == 2);
   CHECK(r.out == "1\n9\n");
   CHECK(r.err.find("line 2: example_module.square: argument: expected integer, got string") !=
@@ -51,9 +61,9 @@ TEST_CASE("seppo map reports failed items on stderr and counts them in its exit 
 
 TEST_CASE("seppo map with an unknown function fails with one line and status 255") {
   Cluster cluster;
-  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--worker-wait",
-                           "0.2", "nope.nothing"},
-                          "1\n");
+  const Completed r = run(
+      {Paths::cli(), "--broker", cluster.endpoint(), "map", "--worker-wait", "0.2", "nope.nothing"},
+      "1\n");
   CHECK(r.status == 255);
   CHECK(lines(r.err) == 1);
   CHECK(r.err.find("no worker provides nope.nothing") != std::string::npos);
@@ -62,7 +72,8 @@ TEST_CASE("seppo map with an unknown function fails with one line and status 255
 TEST_CASE("seppo ping tells whether a broker answers") {
   Cluster cluster;
   CHECK(run({Paths::cli(), "--broker", cluster.endpoint(), "ping"}).status == 0);
-  const Completed dead = run({Paths::cli(), "--broker", "tcp://127.0.0.1:1", "--timeout", "0.3", "ping"});
+  const Completed dead =
+      run({Paths::cli(), "--broker", "tcp://127.0.0.1:1", "--timeout", "0.3", "ping"});
   CHECK(dead.status == 1);
   CHECK(dead.err.find("no reply from the broker") != std::string::npos);
 }
@@ -128,4 +139,171 @@ TEST_CASE("a broker that cannot bind its endpoint exits with one line") {
   const Completed r = run({Paths::broker(), "--bind", cluster.endpoint()});
   CHECK(r.status == 1);
   CHECK(r.err.find("cannot bind " + cluster.endpoint()) != std::string::npos);
+}
+
+namespace {
+
+// Runs a command with stdin from `input_file`, stdout to /dev/null and stderr on a fresh
+// pseudo-terminal, as a user at a terminal would see it; returns what the terminal showed.
+std::string run_with_terminal_stderr(const std::vector<std::string>& argv,
+                                     const std::string& input_file,
+                                     std::chrono::milliseconds timeout = 30s) {
+  int master = -1, slave = -1;
+  REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int in = ::open(input_file.c_str(), O_RDONLY);
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(in, 0);
+    ::dup2(null, 1);
+    ::dup2(slave, 2);
+    ::close(master);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(slave);
+  std::string shown;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buffer[4096];
+    const ssize_t n = ::read(master, buffer, sizeof buffer);
+    if (n <= 0) break;  // EIO: the last holder of the terminal exited
+    shown.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::kill(pid, SIGKILL);  // a no-op when it has exited; bounded either way
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(master);
+  return shown;
+}
+
+std::string numbers(int from, int to) {
+  std::string text;
+  for (int i = from; i <= to; ++i) text += std::to_string(i) + "\n";
+  return text;
+}
+
+std::vector<std::string> sorted_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (std::size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    out.push_back(text.substr(start, end - start));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("seppo map --unordered prints every result once, as they complete") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const Completed ordered =
+      run({Paths::cli(), "--broker", cluster.endpoint(), "map", "example_module.square"},
+          numbers(1, 2000));
+  const Completed unordered = run(
+      {Paths::cli(), "--broker", cluster.endpoint(), "map", "--unordered", "example_module.square"},
+      numbers(1, 2000));
+  REQUIRE(ordered.status == 0);
+  REQUIRE(unordered.status == 0);
+  CHECK(lines(unordered.out) == 2000);
+  CHECK(sorted_lines(unordered.out) == sorted_lines(ordered.out));
+}
+
+TEST_CASE("seppo map --index prefixes each result with its line number") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--index",
+                           "--unordered", "example_module.square"},
+                          "3\nx\n5\n");
+  CHECK(r.status == 1);
+  CHECK(sorted_lines(r.out) == std::vector<std::string>{"1\t9", "3\t25"});
+  CHECK(r.err.find("seppo: line 2: example_module.square:") != std::string::npos);
+}
+
+TEST_CASE("seppo map --json reads and writes JSON Lines, and a line that is not JSON fails") {
+  Cluster cluster;
+  cluster.add_worker(1, {"--module", SEPPO_TEST_MODULE});
+  REQUIRE(cluster.wait_for_workers(1));
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--json", "--index",
+                           "test_module.mirror"},
+                          "{\"x\": 1, \"y\": 2, \"label\": \"a\"}\nnot json\n"
+                          "{\"x\": 3, \"y\": 4, \"label\": \"b\"}\n");
+  CHECK(r.status == 1);
+  CHECK(r.out ==
+        "{\"line\":1,\"result\":{\"label\":\"a'\",\"x\":2.0,\"y\":1.0}}\n"
+        "{\"line\":3,\"result\":{\"label\":\"b'\",\"x\":4.0,\"y\":3.0}}\n");
+  CHECK(r.err == "seppo: line 2: not a JSON value (--json): not json\n");
+}
+
+TEST_CASE("seppo map --raw keeps lines that look like JSON as strings; the default reads them") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const Completed typed =
+      run({Paths::cli(), "--broker", cluster.endpoint(), "map", "example_module.square"}, "7\n");
+  CHECK(typed.out == "49\n");
+  const Completed raw =
+      run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--raw", "example_module.square"},
+          "7\n");
+  CHECK(raw.status == 1);
+  CHECK(raw.err.find("line 1: example_module.square: argument: expected integer, got string") !=
+        std::string::npos);
+}
+
+TEST_CASE("seppo map --input reads a file, and a missing one is a usage error") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const auto file = cluster.dir().path() / "inputs.txt";
+  std::ofstream(file) << "2\n3\n";
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--input",
+                           file.string(), "example_module.square"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "4\n9\n");
+  const Completed missing = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--input",
+                                 "/nonexistent/inputs.txt", "example_module.square"});
+  CHECK(missing.status == 255);
+  CHECK(missing.err.find("/nonexistent/inputs.txt") != std::string::npos);
+}
+
+TEST_CASE("seppo map | head -n 3 on a long input exits promptly and frees the broker's queue") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const std::string pipeline = "seq 1 10000000 | '" + Paths::cli() + "' --broker " +
+                               cluster.endpoint() + " map example_module.square | head -n 3";
+  const auto start = std::chrono::steady_clock::now();
+  const Completed r = run({"/bin/sh", "-c", pipeline}, "", 60s);
+  CHECK(r.status == 0);
+  CHECK(r.out == "1\n4\n9\n");
+  CHECK(r.err == "");  // dying of SIGPIPE is silent, as for any filter
+  CHECK(std::chrono::steady_clock::now() - start < 30s);
+  CHECK(eventually([&] { return cluster.queued_count() == std::optional<std::size_t>(0); }));
+}
+
+TEST_CASE("seppo map shows a progress line when stderr is a terminal, and not with --no-progress") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const auto file = cluster.dir().path() / "inputs.txt";
+  std::ofstream(file) << numbers(1, 40);
+  const std::vector<std::string> command = {Paths::cli(), "--broker", cluster.endpoint(), "map",
+                                            "example_module.sleep_ms"};
+  const std::string shown = run_with_terminal_stderr(command, file.string());
+  // The final line: every item done of the 40 counted in the file, redrawn in place.
+  CHECK(shown.find("\r\x1b[K40/40 100% | ") != std::string::npos);
+  CHECK(shown.find("| 0 failed | 2 workers | example_module.sleep_ms") != std::string::npos);
+
+  std::vector<std::string> quiet = command;
+  quiet.insert(quiet.begin() + 4, "--no-progress");
+  CHECK(run_with_terminal_stderr(quiet, file.string()) == "");
 }

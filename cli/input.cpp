@@ -1,0 +1,115 @@
+#include "cli/input.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include <seppo/error.hpp>
+
+#include "cli/json.hpp"
+
+namespace seppo::cli {
+namespace {
+
+bool is_regular(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+LineInput::LineInput(const std::string& path, InputFormat format) : format_(format) {
+  if (path.empty() || path == "-") {
+    in_ = &std::cin;
+    if (is_regular(STDIN_FILENO)) regular_fd_ = STDIN_FILENO;
+    return;
+  }
+  auto file = std::make_unique<std::ifstream>(path, std::ios::binary);
+  if (!*file) throw Error("cannot read " + path + ": " + std::strerror(errno));
+  // A second descriptor for counting: std::ifstream does not expose its own.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && is_regular(fd)) {
+    regular_fd_ = fd;
+  } else if (fd >= 0) {
+    ::close(fd);
+  }
+  owned_ = std::move(file);
+  in_ = owned_.get();
+}
+
+LineInput::~LineInput() {
+  if (owned_ && regular_fd_ >= 0) ::close(regular_fd_);
+}
+
+bool LineInput::next(msgpack::packer<msgpack::sbuffer>& packer) {
+  while (std::getline(*in_, line_)) {
+    ++line_number_;
+    switch (format_) {
+      case InputFormat::Auto:
+        pack_line(packer, line_);
+        return true;
+      case InputFormat::Raw:
+        packer.pack(line_);
+        return true;
+      case InputFormat::Json: {
+        const nlohmann::json value = nlohmann::json::parse(line_, nullptr, false);
+        if (!value.is_discarded()) {
+          pack_json(packer, value);
+          return true;
+        }
+        skipped_.push_back(line_number_);
+        rejected_.push_back(
+            {line_number_, "not a JSON value (--json): " +
+                               (line_.size() > 60 ? line_.substr(0, 60) + "..." : line_)});
+        break;
+      }
+    }
+  }
+  return false;
+}
+
+std::uint64_t LineInput::line_of(std::uint64_t index) const {
+  // Item `index` is line index + 1 + k, where k counts the skipped lines before it; skipped_[i]
+  // - i grows with i, so k is found by binary search.
+  std::uint64_t lo = 0, hi = skipped_.size();
+  while (lo < hi) {
+    const std::uint64_t mid = (lo + hi) / 2;
+    if (skipped_[mid] - mid <= index + 1) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return index + 1 + lo;
+}
+
+std::vector<LineInput::Rejected> LineInput::take_rejected() {
+  std::vector<Rejected> out;
+  out.swap(rejected_);
+  return out;
+}
+
+std::optional<std::uint64_t> count_lines(int fd) {
+  std::vector<char> buffer(1 << 20);
+  std::uint64_t lines = 0;
+  off_t offset = 0;
+  char last = '\n';
+  while (true) {
+    const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    lines += static_cast<std::uint64_t>(std::count(buffer.data(), buffer.data() + n, '\n'));
+    last = buffer[static_cast<std::size_t>(n) - 1];
+    offset += n;
+  }
+  return lines + (last != '\n' ? 1 : 0);
+}
+
+}  // namespace seppo::cli

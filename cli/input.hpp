@@ -1,0 +1,62 @@
+// The input side of `seppo map`: lines from stdin or a file, each packed as an argument.
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <msgpack.hpp>
+
+namespace seppo::cli {
+
+enum class InputFormat {
+  Auto,  // a line that parses as JSON is that value, any other line is a string
+  Raw,   // every line is a string, as is
+  Json,  // every line must be JSON (JSON Lines); one that is not fails as an item
+};
+
+class LineInput {
+ public:
+  // `path` empty or "-": standard input.
+  LineInput(const std::string& path, InputFormat format);
+  ~LineInput();
+  LineInput(const LineInput&) = delete;
+  LineInput& operator=(const LineInput&) = delete;
+
+  // Reads the next usable line and packs it; returns false at the end of the input. A line that
+  // cannot be packed (--json and not JSON) is skipped: it gets no index, and rejected() says why.
+  bool next(msgpack::packer<msgpack::sbuffer>& packer);
+
+  // The 1-based line number of the item with this 0-based index.
+  std::uint64_t line_of(std::uint64_t index) const;
+
+  struct Rejected {
+    std::uint64_t line;
+    std::string why;
+  };
+  // Lines skipped since the last call, to be reported and counted as failures.
+  std::vector<Rejected> take_rejected();
+
+  // The file descriptor when the input is a regular file, so its lines can be counted for a
+  // progress total without disturbing the reader; -1 otherwise.
+  int regular_file_fd() const { return regular_fd_; }
+
+ private:
+  std::unique_ptr<std::istream> owned_;
+  std::istream* in_;
+  InputFormat format_;
+  std::string line_;
+  std::uint64_t line_number_ = 0;
+  // Line numbers of rejected lines, ascending: they map item indexes back to line numbers.
+  std::vector<std::uint64_t> skipped_;
+  std::vector<Rejected> rejected_;
+  int regular_fd_ = -1;
+};
+
+// Counts the lines of a regular file with pread, leaving its offset alone: the progress total.
+std::optional<std::uint64_t> count_lines(int fd);
+
+}  // namespace seppo::cli

@@ -1,0 +1,46 @@
+// The output side of `seppo map`: one line per result, in input order or as they complete.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include <msgpack.hpp>
+
+namespace seppo::cli {
+
+struct OutputFormat {
+  bool ordered = true;
+  bool json = false;   // every result as JSON (strings quoted), one per line: JSON Lines
+  bool index = false;  // prefix each result with its input's line number
+};
+
+class ResultPrinter {
+ public:
+  ResultPrinter(std::FILE* out, OutputFormat format) : out_(out), format_(format) {}
+
+  // Item `index` (0-based, in submission order) from input line `line`; `value` is null for a
+  // failed item, which prints nothing but lets later lines through.
+  void put(std::uint64_t index, std::uint64_t line, const msgpack::object* value);
+  // Once per message from the broker, not per line: `seppo map | head` sees lines promptly
+  // without a syscall for each. Returns false once the output cannot be written.
+  bool flush();
+  // The errno of the first failed write (EPIPE when the reader went away), or 0.
+  int write_error() const { return write_error_; }
+
+ private:
+  std::string format(std::uint64_t line, const msgpack::object& value) const;
+  void write(const std::string& text);
+
+  std::FILE* out_;
+  OutputFormat format_;
+  // Ordered output holds results that arrived early until every earlier line is printed: memory
+  // is bounded by the client's window, not by the input's length.
+  std::deque<std::optional<std::optional<std::string>>> waiting_;
+  std::uint64_t next_ = 0;
+  int write_error_ = 0;
+};
+
+}  // namespace seppo::cli
