@@ -48,6 +48,9 @@ struct Client::Impl {
   std::uint64_t next_job = random_u64() & 0xffffffffffffull;
   std::string public_key;         // ours, when CurveZMQ is on
   std::string handshake_failure;  // the last failed handshake, for the timeout's message
+  // A job (or stream) is running: the socket carries one at a time, since a job's receive
+  // loop drops messages for other job ids.
+  bool busy = false;
 
   Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(std::move(o)) {
     const std::string id = random_routing_id('C');
@@ -61,6 +64,24 @@ struct Client::Impl {
       socket.connect(endpoint);
     } catch (const zmq::error_t& e) {
       throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
+    }
+  }
+
+  ~Impl() {
+    // Long enough for a last DONE to leave (a cancelled job's queue is then dropped at once,
+    // not after the broker's client expiry), short enough not to hang on a dead broker.
+    try {
+      socket.set(zmq::sockopt::linger, 250);
+    } catch (...) {
+    }
+  }
+
+  // Throws unless the socket is free for a job or a status request.
+  void claim(const char* what) {
+    if (busy) {
+      throw Error(std::string("this seppo::Client is running a job already, so it cannot ") +
+                  what +
+                  ": finish or destroy the stream first, or use another Client or submit()");
     }
   }
 
@@ -142,19 +163,35 @@ struct Client::Impl {
 };
 
 // One map call: submission window, result bookkeeping, heartbeats and recovery.
+//
+// The caller drives it: step() until it returns false. Between steps nothing happens, so a
+// consumer that pauses longer than the broker's client expiry (heartbeat × liveness) has its
+// job dropped there; its next step heartbeats, the broker answers RESYNC and the unanswered
+// chunks are sent again. The pause itself never counts as the broker's silence.
 class ClientJob {
  public:
-  ClientJob(Client::Impl& client, const std::string& function,
-      const std::function<bool(Client::Packer&)>& next,
-      const std::function<bool(const Client::Item&)>& sink)
+  using Next = std::function<bool(Client::Packer&)>;
+  using Sink = std::function<bool(const Client::Item&)>;
+
+  // With `hold`, a chunk counts against the window until consumed() was called for all its
+  // items, not only until its results arrived: results waiting for the consumer are bounded.
+  ClientJob(Client::Impl& client, std::string function, Next next, Sink sink, bool hold = false)
       : c_(client),
-        function_(function),
-        next_(next),
-        sink_(sink),
+        function_(std::move(function)),
+        next_(std::move(next)),
+        sink_(std::move(sink)),
+        hold_(hold),
         id_(++client.next_job),
-        sizer_(client.options.chunk_size, client.options.target_chunk_time) {}
+        sizer_(client.options.chunk_size, client.options.target_chunk_time) {
+    c_.claim("start another");
+    c_.busy = true;
+    last_heard_ = Clock::now();
+    heartbeat_ = c_.options.heartbeat;
+  }
 
   ~ClientJob() {
+    c_.busy = false;
+    if (next_index_ == 0) return;  // nothing was ever submitted: nothing to forget
     // Finished, failed or abandoned by an exception: the broker forgets the job either way.
     try {
       c_.send(wire::Done{id_});
@@ -162,36 +199,92 @@ class ClientJob {
     }
   }
 
-  void run() {
-    last_heard_ = Clock::now();
-    heartbeat_ = c_.options.heartbeat;
-    while (true) {
-      fill();
-      if (input_done_ && pending_.empty()) return;
-      std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0},
-                                            c_.monitor->pollitem()};
-      seppo::poll(items, heartbeat_ / 2 + std::chrono::milliseconds(1));
-      c_.check_handshake();
-      if (!receive()) return;
-      const auto now = Clock::now();
-      if (now - last_sent_ >= heartbeat_) {
-        heartbeat();
-        last_sent_ = now;
-      }
-      if (now - last_heard_ > c_.options.timeout) {
-        throw ConnectionError("no reply from the broker at " + c_.endpoint + " for " +
-                              seconds(c_.options.timeout) +
-                              " (is seppo-broker running there?); " +
-                              std::to_string(pending_.size()) + " chunks of " + function_ +
-                              " unanswered" + c_.handshake_hint());
-      }
+  ClientJob(const ClientJob&) = delete;
+  ClientJob& operator=(const ClientJob&) = delete;
+
+  // Returns false once every item was handed to the sink, or the sink asked to stop.
+  bool step(std::chrono::milliseconds max_wait, int wake_fd = -1) {
+    if (finished_) return false;
+    const auto entered = Clock::now();
+    if (last_step_ != Clock::time_point{}) last_heard_ += entered - last_step_;
+    fill();
+    if (input_done_ && pending_.empty()) {
+      finished_ = true;
+      return false;
+    }
+    std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0},
+                                          c_.monitor->pollitem()};
+    if (wake_fd >= 0) items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    seppo::poll(items, std::min(max_wait, heartbeat_ / 2 + std::chrono::milliseconds(1)));
+    c_.check_handshake();
+    if (!receive()) {
+      finished_ = true;
+      return false;
+    }
+    const auto now = Clock::now();
+    if (now - last_sent_ >= heartbeat_) {
+      heartbeat();
+      last_sent_ = now;
+    }
+    if (now - last_heard_ > c_.options.timeout) {
+      throw ConnectionError("no reply from the broker at " + c_.endpoint + " for " +
+                            seconds(c_.options.timeout) +
+                            " (is seppo-broker running there?); " +
+                            std::to_string(pending_.size()) + " chunks of " + function_ +
+                            " unanswered" + c_.handshake_hint());
+    }
+    last_step_ = Clock::now();
+    return true;
+  }
+
+  // With hold: the consumer took item `index`. Every few milliseconds of consumption, also a
+  // step that does not wait: heartbeats go on and the freed room is filled.
+  void consumed(std::uint64_t index) {
+    if (hold_) release(index);
+    if (!finished_ && Clock::now() - last_step_ >= kTendInterval) {
+      step(std::chrono::milliseconds(0));
     }
   }
 
  private:
+  static constexpr std::chrono::milliseconds kTendInterval{10};
+
+  struct Held {
+    std::uint32_t count = 0;
+    std::uint32_t unconsumed = 0;
+    std::size_t bytes = 0;
+  };
+
+  void release(std::uint64_t index) {
+    auto& it = release_hint_;  // items are mostly taken chunk by chunk
+    if (it == outstanding_.end() || index < it->first || index >= it->first + it->second.count) {
+      it = outstanding_.upper_bound(index);
+      if (it == outstanding_.begin()) {
+        it = outstanding_.end();
+        return;
+      }
+      --it;
+      if (index >= it->first + it->second.count) {
+        it = outstanding_.end();
+        return;
+      }
+    }
+    if (--it->second.unconsumed == 0) {
+      outstanding_bytes_ -= it->second.bytes;
+      outstanding_.erase(it);
+      it = outstanding_.end();
+    }
+  }
+
+  bool room() const {
+    if (hold_) {
+      return outstanding_.size() < c_.options.window && outstanding_bytes_ < byte_window_;
+    }
+    return pending_.size() < c_.options.window && inflight_bytes_ < byte_window_;
+  }
+
   void fill() {
-    while (!input_done_ && refused_ == 0 && pending_.size() < c_.options.window &&
-           inflight_bytes_ < byte_window_) {
+    while (!input_done_ && refused_ == 0 && room()) {
       const std::uint32_t want = sizer_.next_size();
       // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
       buffer_.clear();
@@ -209,6 +302,10 @@ class ClientJob {
       chunk.received.assign(count, false);
       chunk.payload.rebuild(buffer.data(), buffer.size());
       inflight_bytes_ += chunk.payload.size();
+      if (hold_) {
+        outstanding_.emplace(next_index_, Held{count, count, chunk.payload.size()});
+        outstanding_bytes_ += chunk.payload.size();
+      }
       submit(next_index_, chunk);
       next_index_ += count;
     }
@@ -414,9 +511,10 @@ class ClientJob {
   msgpack::sbuffer buffer_{kMaxChunkBytes + 4096};
 
   Client::Impl& c_;
-  const std::string& function_;
-  const std::function<bool(Client::Packer&)>& next_;
-  const std::function<bool(const Client::Item&)>& sink_;
+  const std::string function_;
+  const Next next_;
+  const Sink sink_;
+  const bool hold_;
   const std::uint64_t id_;
   ChunkSizer sizer_;
   std::map<std::uint64_t, Chunk> pending_;
@@ -426,10 +524,16 @@ class ClientJob {
   std::size_t byte_window_ = c_.options.max_inflight_bytes;  // lowered by over_limit
   std::size_t refused_ = 0;                                  // chunks waiting to be sent again
   bool input_done_ = false;
+  bool finished_ = false;
+  // With hold: chunks submitted and not yet entirely consumed, by first index.
+  std::map<std::uint64_t, Held> outstanding_;
+  std::map<std::uint64_t, Held>::iterator release_hint_ = outstanding_.end();
+  std::size_t outstanding_bytes_ = 0;
   std::uint64_t instance_ = 0;
   std::chrono::milliseconds heartbeat_{1000};
   Clock::time_point last_sent_{};
   Clock::time_point last_heard_{};
+  Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
 
 Client::Client(std::string endpoint, ClientOptions options)
@@ -442,6 +546,7 @@ const std::string& Client::endpoint() const { return impl_->endpoint; }
 const ClientOptions& Client::options() const { return impl_->options; }
 
 msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
+  impl_->claim("ask for the broker's status");
   impl_->send(wire::StatusRequest{});
   const auto deadline = Clock::now() + timeout;
   std::vector<zmq::message_t> frames;
@@ -473,7 +578,20 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
 void Client::run(const std::string& function, const std::function<bool(Packer&)>& next,
                  const std::function<bool(const Item&)>& sink) {
   ClientJob job(*impl_, function, next, sink);
-  job.run();
+  while (job.step(std::chrono::milliseconds::max())) {
+  }
 }
+
+namespace detail {
+
+Engine::Engine(Client& client, std::string function, Next next, Sink sink, bool hold)
+    : job_(std::make_unique<ClientJob>(*client.impl_, std::move(function), std::move(next),
+                                       std::move(sink), hold)) {}
+Engine::~Engine() = default;
+
+bool Engine::step(int wake_fd) { return job_->step(std::chrono::milliseconds::max(), wake_fd); }
+void Engine::consumed(std::uint64_t index) { job_->consumed(index); }
+
+}  // namespace detail
 
 }  // namespace seppo

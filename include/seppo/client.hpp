@@ -27,6 +27,15 @@
 
 namespace seppo {
 class ClientJob;
+template <class T>
+class Stream;
+template <class T>
+class UnorderedStream;
+template <class R>
+class Job;
+namespace detail {
+class Engine;
+}
 
 // SEPPO_BROKER when set, otherwise tcp://127.0.0.1:5555.
 std::string default_endpoint();
@@ -137,6 +146,40 @@ class Client {
     return out;
   }
 
+  // Lazily, one result at a time in input order, as an input range (include/seppo/stream.hpp):
+  //   for (R y : client.imap<R>(function, inputs)) ...
+  // Inputs are read as results are consumed, so any input range works, endless ones too; the
+  // range is moved in from an rvalue and referred to (it must outlive the stream) from an
+  // lvalue. Memory stays bounded: ClientOptions::window and max_inflight_bytes count a chunk
+  // until the consumer has taken all its results. A failed item throws its RemoteError at its
+  // position; leaving the loop early cancels the job. One stream or call at a time per Client.
+  template <class R, class Range>
+  Stream<R> imap(std::string_view function, Range&& inputs) {
+    return Stream<R>(*this, function, std::forward<Range>(inputs));
+  }
+  // Like imap, but each item's value or error: a failed item does not end the loop.
+  template <class R, class Range>
+  Stream<Result<R>> imap_results(std::string_view function, Range&& inputs) {
+    return Stream<Result<R>>(*this, function, std::forward<Range>(inputs));
+  }
+  // Like imap, in the order results complete, each as Indexed<R>{index, value}.
+  template <class R, class Range>
+  UnorderedStream<R> imap_unordered(std::string_view function, Range&& inputs) {
+    return UnorderedStream<R>(*this, function, std::forward<Range>(inputs));
+  }
+  template <class R, class Range>
+  UnorderedStream<Result<R>> imap_unordered_results(std::string_view function, Range&& inputs) {
+    return UnorderedStream<Result<R>>(*this, function, std::forward<Range>(inputs));
+  }
+
+  // Starts the map on a thread and connection of its own and returns at once
+  // (include/seppo/job.hpp): job.get(), job.results(), job.wait_for(d), job.cancel(). The job
+  // owns its inputs (an lvalue range is copied). This Client stays free for other calls.
+  template <class R, class Range>
+  Job<R> submit(std::string_view function, Range&& inputs) {
+    return Job<R>(Client(endpoint(), options()), function, std::forward<Range>(inputs));
+  }
+
   // The type-erased engine under the templates. `next` packs the next input and returns true,
   // or returns false at the end. `sink` receives each item's outcome once, in completion order;
   // returning false cancels the job.
@@ -194,6 +237,7 @@ class Client {
 
   struct Impl;
   friend class ClientJob;
+  friend class detail::Engine;
   std::unique_ptr<Impl> impl_;
 };
 
@@ -205,3 +249,7 @@ std::vector<R> map_parallel(std::string_view function, const Range& inputs) {
 }
 
 }  // namespace seppo
+
+// The types the streaming and background calls return; they need Client complete.
+#include "seppo/job.hpp"
+#include "seppo/stream.hpp"

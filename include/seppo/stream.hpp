@@ -1,0 +1,401 @@
+// Lazy, pull-driven maps: Client::imap (results in input order) and Client::imap_unordered
+// (results as they complete), over any input range, with bounded memory. See docs/client.md.
+//
+//   std::int64_t sum = 0;
+//   for (std::int64_t y : client.imap<std::int64_t>("example_module.square",
+//                                                   std::views::iota(0, 10'000'000)))
+//     sum += y;
+//
+// The stream runs on the caller's thread: inputs are read, chunks sent and results received
+// only while the caller is in begin() or ++it. Leaving the loop early (break, an exception)
+// destroys the stream, which cancels the job at the broker.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "seppo/client.hpp"
+
+namespace seppo {
+
+// One result of an unordered stream: the input's position (from 0) and its outcome.
+template <class T>
+struct Indexed {
+  std::uint64_t index = 0;
+  T value;
+};
+
+namespace detail {
+
+template <class T>
+struct is_result : std::false_type {};
+template <class R>
+struct is_result<Result<R>> : std::true_type {};
+
+// What a stream of T converts each result to: T itself, or R for T = Result<R>.
+template <class T>
+struct value_of {
+  using type = T;
+};
+template <class R>
+struct value_of<Result<R>> {
+  using type = R;
+};
+
+// The caller's inputs, packed one at a time on demand.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual bool next(Client::Packer& packer) = 0;
+};
+
+// Range is a reference type for an lvalue argument (the range must outlive the stream) and a
+// value type for an rvalue, which is then moved in. Heap-allocated and never moved, so the
+// iterators into an owned range stay valid.
+template <class Range>
+class RangeSource final : public Source {
+ public:
+  explicit RangeSource(Range&& range)
+      : range_(std::forward<Range>(range)), it_(std::begin(range_)), end_(std::end(range_)) {}
+  RangeSource(const RangeSource&) = delete;
+  RangeSource& operator=(const RangeSource&) = delete;
+
+  bool next(Client::Packer& packer) override {
+    if (it_ == end_) return false;
+    packer.pack(*it_);
+    ++it_;
+    return true;
+  }
+
+ private:
+  using Stored = std::conditional_t<std::is_lvalue_reference_v<Range>, Range, std::decay_t<Range>>;
+  Stored range_;
+  decltype(std::begin(std::declval<Stored&>())) it_;
+  decltype(std::end(std::declval<Stored&>())) end_;
+};
+
+template <class Range>
+std::unique_ptr<Source> make_source(Range&& range) {
+  return std::make_unique<RangeSource<Range>>(std::forward<Range>(range));
+}
+
+// An item's value as R, or the exception to raise at its position (RemoteError, TypeError).
+inline std::exception_ptr failure_of(const std::string& function, const Client::Item& item) {
+  return std::make_exception_ptr(RemoteError(function, item.index, *item.error, *item.worker));
+}
+template <class R>
+R value_from(const std::string& function, const Client::Item& item) {
+  return convert<R>(*item.value,
+                    [&] { return function + ": result of item " + std::to_string(item.index); });
+}
+
+// What the consumer receives for a failed item: the Result, or the exception thrown.
+template <class T>
+T failed_outcome(const std::exception_ptr& failure) {
+  if constexpr (is_result<T>::value) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const RemoteError& e) {
+      return T(e);
+    }
+  } else {
+    std::rethrow_exception(failure);
+  }
+}
+
+// One job on a Client, stepped by its consumer (libclient/client.cpp).
+class Engine {
+ public:
+  using Next = std::function<bool(Client::Packer&)>;
+  using Sink = std::function<bool(const Client::Item&)>;
+
+  // With `hold`, a chunk keeps its place in the client's window (ClientOptions::window and
+  // max_inflight_bytes) until consumed() was called for each of its items, so results waiting
+  // for a slow consumer bound what is submitted. Throws seppo::Error when the client already
+  // runs a job.
+  Engine(Client& client, std::string function, Next next, Sink sink, bool hold);
+  // Sends DONE: the broker forgets the job, finished or not, and drops its queued tasks.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Submits what the window allows, waits for the broker for about half a heartbeat at most
+  // (less when `wake_fd` becomes readable), and hands what arrived to the sink. False once
+  // every item was handed over (or the sink returned false); then call it no more. Throws
+  // ConnectionError, UnknownFunctionError, RefusedError, and what the input range throws.
+  bool step(int wake_fd = -1);
+
+  // The consumer took item `index`. Also keeps heartbeats and submissions going while the
+  // consumer works through results already here, so it may call the sink.
+  void consumed(std::uint64_t index);
+
+ private:
+  std::unique_ptr<ClientJob> job_;
+};
+
+}  // namespace detail
+
+// The results of Client::imap (T = R) or imap_results (T = Result<R>), in input order. An
+// input range (begin() once, then ++ until end()); moving it is cheap, copying impossible.
+template <class T>
+class Stream {
+  using R = typename detail::value_of<T>::type;
+
+  struct State {
+    std::string function;
+    std::unique_ptr<detail::Source> source;
+    std::uint64_t base = 0;                                // index of the next item to yield
+    std::deque<std::optional<R>> slots;                    // results of items base, base+1, ...
+    std::map<std::uint64_t, std::exception_ptr> failures;  // by index, all >= base
+    std::optional<T> current;
+    bool started = false;
+    bool finished = false;  // the engine has handed over every item
+    bool at_end = false;
+    // Last: destroyed first, so the sink never sees freed buffers.
+    std::optional<detail::Engine> engine;
+
+    State(Client& client, std::string name, std::unique_ptr<detail::Source> inputs)
+        : function(std::move(name)), source(std::move(inputs)) {
+      engine.emplace(
+          client, function, [this](Client::Packer& p) { return source->next(p); },
+          [this](const Client::Item& item) {
+            accept(item);
+            return true;
+          },
+          true);
+    }
+
+    void accept(const Client::Item& item) {
+      const std::uint64_t offset = item.index - base;
+      if (slots.size() <= offset) slots.resize(offset + 1);
+      if (item.error != nullptr) {
+        failures.emplace(item.index, detail::failure_of(function, item));
+        return;
+      }
+      try {
+        slots[offset].emplace(detail::value_from<R>(function, item));
+      } catch (const Error&) {
+        failures.emplace(item.index, std::current_exception());
+      }
+    }
+
+    void pop() {
+      if (!slots.empty()) slots.pop_front();
+      ++base;
+      engine->consumed(base - 1);  // after: it may deliver more, placed relative to base
+    }
+
+    // Makes `current` the next item, or sets at_end; throws a failed item's exception at its
+    // position (the item is then passed: incrementing again goes on with the next one).
+    void advance() {
+      current.reset();
+      while (!at_end) {
+        if (!failures.empty() && failures.begin()->first == base) {
+          const std::exception_ptr failure = failures.begin()->second;
+          failures.erase(failures.begin());
+          pop();
+          current.emplace(detail::failed_outcome<T>(failure));
+          return;
+        }
+        if (!slots.empty() && slots.front().has_value()) {
+          current.emplace(std::move(*slots.front()));
+          pop();
+          return;
+        }
+        if (finished) {
+          at_end = true;
+          engine.reset();
+          return;
+        }
+        try {
+          finished = !engine->step();
+        } catch (...) {
+          at_end = true;  // the job cannot go on: what is left is lost with it
+          engine.reset();
+          throw;
+        }
+      }
+    }
+  };
+
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using iterator_category = std::input_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using reference = T&;
+    using pointer = T*;
+
+    iterator() = default;
+    T& operator*() const { return *state_->current; }
+    T* operator->() const { return &*state_->current; }
+    iterator& operator++() {
+      state_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return it.state_ == nullptr || it.state_->at_end;
+    }
+
+   private:
+    friend class Stream;
+    explicit iterator(State* state) : state_(state) {}
+    State* state_ = nullptr;
+  };
+
+  template <class Range>
+  Stream(Client& client, std::string_view function, Range&& inputs)
+      : state_(std::make_unique<State>(client, std::string(function),
+                                       detail::make_source(std::forward<Range>(inputs)))) {}
+
+  // The first call starts consuming results (and may throw the first item's error); later
+  // calls return an iterator at the current position.
+  iterator begin() {
+    if (!state_->started) {
+      state_->started = true;
+      state_->advance();
+    }
+    return iterator(state_.get());
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// The results of Client::imap_unordered (T = R) or imap_unordered_results (T = Result<R>),
+// each with its input's index, in the order they complete.
+template <class T>
+class UnorderedStream {
+  using R = typename detail::value_of<T>::type;
+
+  struct Ready {
+    std::uint64_t index;
+    std::optional<R> value;
+    std::exception_ptr failure;
+  };
+
+  struct State {
+    std::string function;
+    std::unique_ptr<detail::Source> source;
+    std::deque<Ready> ready;
+    std::optional<Indexed<T>> current;
+    bool started = false;
+    bool finished = false;
+    bool at_end = false;
+    std::optional<detail::Engine> engine;
+
+    State(Client& client, std::string name, std::unique_ptr<detail::Source> inputs)
+        : function(std::move(name)), source(std::move(inputs)) {
+      engine.emplace(
+          client, function, [this](Client::Packer& p) { return source->next(p); },
+          [this](const Client::Item& item) {
+            accept(item);
+            return true;
+          },
+          true);
+    }
+
+    void accept(const Client::Item& item) {
+      if (item.error != nullptr) {
+        ready.push_back(Ready{item.index, std::nullopt, detail::failure_of(function, item)});
+        return;
+      }
+      try {
+        ready.push_back(Ready{item.index, detail::value_from<R>(function, item), nullptr});
+      } catch (const Error&) {
+        ready.push_back(Ready{item.index, std::nullopt, std::current_exception()});
+      }
+    }
+
+    void advance() {
+      current.reset();
+      while (!at_end) {
+        if (!ready.empty()) {
+          Ready next = std::move(ready.front());
+          ready.pop_front();
+          engine->consumed(next.index);
+          if (next.failure) {
+            current.emplace(Indexed<T>{next.index, detail::failed_outcome<T>(next.failure)});
+          } else {
+            current.emplace(Indexed<T>{next.index, T(std::move(*next.value))});
+          }
+          return;
+        }
+        if (finished) {
+          at_end = true;
+          engine.reset();
+          return;
+        }
+        try {
+          finished = !engine->step();
+        } catch (...) {
+          at_end = true;
+          engine.reset();
+          throw;
+        }
+      }
+    }
+  };
+
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Indexed<T>;
+    using difference_type = std::ptrdiff_t;
+    using reference = Indexed<T>&;
+    using pointer = Indexed<T>*;
+
+    iterator() = default;
+    Indexed<T>& operator*() const { return *state_->current; }
+    Indexed<T>* operator->() const { return &*state_->current; }
+    iterator& operator++() {
+      state_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return it.state_ == nullptr || it.state_->at_end;
+    }
+
+   private:
+    friend class UnorderedStream;
+    explicit iterator(State* state) : state_(state) {}
+    State* state_ = nullptr;
+  };
+
+  template <class Range>
+  UnorderedStream(Client& client, std::string_view function, Range&& inputs)
+      : state_(std::make_unique<State>(client, std::string(function),
+                                       detail::make_source(std::forward<Range>(inputs)))) {}
+
+  iterator begin() {
+    if (!state_->started) {
+      state_->started = true;
+      state_->advance();
+    }
+    return iterator(state_.get());
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace seppo
