@@ -235,12 +235,12 @@ TEST_CASE("seppo map --json reads and writes JSON Lines, and a line that is not 
   REQUIRE(cluster.wait_for_workers(1));
   const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--json", "--index",
                            "test_module.mirror"},
-                          "{\"x\": 1, \"y\": 2, \"label\": \"a\"}\nnot json\n"
-                          "{\"x\": 3, \"y\": 4, \"label\": \"b\"}\n");
+                          "{\"x\": 1, \"y\": 2.5, \"label\": \"a\"}\nnot json\n"
+                          "{\"x\": 3, \"y\": 4.5, \"label\": \"b\"}\n");
   CHECK(r.status == 1);
   CHECK(r.out ==
-        "{\"line\":1,\"result\":{\"label\":\"a'\",\"x\":2.0,\"y\":1.0}}\n"
-        "{\"line\":3,\"result\":{\"label\":\"b'\",\"x\":4.0,\"y\":3.0}}\n");
+        "{\"line\":1,\"result\":{\"label\":\"a'\",\"x\":2.5,\"y\":1}}\n"
+        "{\"line\":3,\"result\":{\"label\":\"b'\",\"x\":4.5,\"y\":3}}\n");
   CHECK(r.err == "seppo: line 2: not a JSON value (--json): not json\n");
 }
 
