@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <ranges>
 #include <regex>
 #include <sstream>
 
@@ -188,28 +189,52 @@ Row efficiency(int items, int ms) {
               fmt("so %.1f%% of what they allow", 100 * achievable / wall)};
 }
 
-// The client runs in a child process of its own so that its peak RSS is its own.
-Row memory(std::uint64_t items) {
+// The client runs in a child process of its own so that its peak RSS is its own. `mode` is
+// run (Client::run), imap or unordered (imap_unordered).
+Row memory(std::uint64_t items, const std::string& mode) {
   Cluster cluster(std::vector<std::string>{});
   cluster.add_worker(2);
   if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
   const auto start = Clock::now();
   const Completed child = run({"/proc/self/exe", "--stream-child", std::to_string(items),
-                               "--endpoint", cluster.endpoint()},
+                               "--stream-mode", mode, "--endpoint", cluster.endpoint()},
                               "", std::chrono::minutes(5));
   const double wall = seconds_since(start);
   if (child.status != 0) throw std::runtime_error("streaming child failed: " + child.err);
   const std::uint64_t client_kib = std::stoull(child.out);
   const std::uint64_t broker_kib = vm_hwm_kib(cluster.broker().pid());
-  return {"(e) " + std::to_string(items) + " items streamed (Client::run)",
+  const std::string what = mode == "run"       ? "(e) " + std::to_string(items) +
+                                                     " items streamed (Client::run)"
+                           : mode == "imap"    ? "(g) " + std::to_string(items) +
+                                                     " items through imap, summed in order"
+                                               : "(h) " + std::to_string(items) +
+                                                     " items through imap_unordered, summed";
+  return {what,
           fmt("client %.1f MB", client_kib / 1024.0) + fmt(", broker %.1f MB", broker_kib / 1024.0),
           "-", "-", fmt("peak RSS; %.2f M items/s", items / wall / 1e6)};
 }
 
-int stream_child(std::uint64_t items, const std::string& endpoint) {
+int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint) {
   Client client(endpoint, options());
   std::uint64_t sum = 0;
-  stream_squares(client, items, &sum);
+  // The inputs are generated as they are read: nothing of size `items` exists anywhere.
+  const auto inputs = std::views::iota(std::uint64_t{0}, items);
+  if (mode == "imap") {
+    for (std::uint64_t y : client.imap<std::uint64_t>("example_module.square", inputs)) sum += y;
+  } else if (mode == "unordered") {
+    for (const auto& y : client.imap_unordered<std::uint64_t>("example_module.square", inputs)) {
+      sum += y.value;
+    }
+  } else {
+    stream_squares(client, items, &sum);
+  }
+  std::uint64_t expected = 0;  // wraps around like the sum
+  for (std::uint64_t x = 0; x < items; ++x) expected += x * x;
+  if (sum != expected) {
+    std::fprintf(stderr, "wrong sum of squares: %llu, not %llu\n",
+                 static_cast<unsigned long long>(sum), static_cast<unsigned long long>(expected));
+    return 1;
+  }
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
   std::printf("%ld\n", usage.ru_maxrss);
@@ -240,13 +265,15 @@ int main(int argc, char** argv) {
   std::vector<std::string> only;
   bool quick = false;
   std::uint64_t child_items = 0;
+  std::string child_mode = "run";
   std::string endpoint;
-  app.add_option("--only", only, "scenarios to run: a b c d e f (default all)");
+  app.add_option("--only", only, "scenarios to run: a b c d e f g h (default all)");
   app.add_flag("--quick", quick, "smaller sizes, for a smoke test");
   app.add_option("--stream-child", child_items)->group("");
+  app.add_option("--stream-mode", child_mode)->group("");
   app.add_option("--endpoint", endpoint)->group("");
   CLI11_PARSE(app, argc, argv);
-  if (child_items > 0) return stream_child(child_items, endpoint);
+  if (child_items > 0) return stream_child(child_items, child_mode, endpoint);
 
   const auto want = [&](const std::string& s) {
     return only.empty() || std::find(only.begin(), only.end(), s) != only.end();
@@ -258,8 +285,10 @@ int main(int argc, char** argv) {
     if (want("b")) rows.push_back(unbatched(200000 / scale));
     if (want("c")) rows.push_back(latency(quick ? 200 : 2000));
     if (want("d")) rows.push_back(efficiency(quick ? 200 : 2000, 1));
-    if (want("e")) rows.push_back(memory(10000000 / scale));
+    if (want("e")) rows.push_back(memory(10000000 / scale, "run"));
     if (want("f")) rows.push_back(shell(1000000 / scale));
+    if (want("g")) rows.push_back(memory(10000000 / scale, "imap"));
+    if (want("h")) rows.push_back(memory(10000000 / scale, "unordered"));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "seppo-bench: %s\n", e.what());
     return 1;

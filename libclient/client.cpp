@@ -368,7 +368,11 @@ class ClientJob {
   // Returns false when the sink asked to stop.
   bool receive() {
     std::vector<zmq::message_t> frames;
+    const std::uint64_t delivered_before = delivered_;
     while (true) {
+      // A held job's consumer takes results one by one: the rest wait in ZeroMQ's queue as
+      // compact msgpack rather than decoded in the consumer's buffer.
+      if (hold_ && delivered_ != delivered_before) return true;
       frames.clear();
       if (!zmq::recv_multipart(c_.socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
         return true;
@@ -502,6 +506,7 @@ class ClientJob {
     if (chunk.received[offset]) return true;
     chunk.received[offset] = true;
     --chunk.remaining;
+    ++delivered_;
     return sink_(item);
   }
 
@@ -525,6 +530,7 @@ class ClientJob {
   std::size_t refused_ = 0;                                  // chunks waiting to be sent again
   bool input_done_ = false;
   bool finished_ = false;
+  std::uint64_t delivered_ = 0;  // items handed to the sink
   // With hold: chunks submitted and not yet entirely consumed, by first index.
   std::map<std::uint64_t, Held> outstanding_;
   std::map<std::uint64_t, Held>::iterator release_hint_ = outstanding_.end();

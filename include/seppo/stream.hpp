@@ -283,16 +283,16 @@ template <class T>
 class UnorderedStream {
   using R = typename detail::value_of<T>::type;
 
-  struct Ready {
+  struct Failed {
     std::uint64_t index;
-    std::optional<R> value;
     std::exception_ptr failure;
   };
 
   struct State {
     std::string function;
     std::unique_ptr<detail::Source> source;
-    std::deque<Ready> ready;
+    std::deque<Indexed<R>> ready;  // apart from failures: no per-item room for the rare error
+    std::deque<Failed> failed;
     std::optional<Indexed<T>> current;
     bool started = false;
     bool finished = false;
@@ -312,28 +312,31 @@ class UnorderedStream {
 
     void accept(const Client::Item& item) {
       if (item.error != nullptr) {
-        ready.push_back(Ready{item.index, std::nullopt, detail::failure_of(function, item)});
+        failed.push_back(Failed{item.index, detail::failure_of(function, item)});
         return;
       }
       try {
-        ready.push_back(Ready{item.index, detail::value_from<R>(function, item), nullptr});
+        ready.push_back(Indexed<R>{item.index, detail::value_from<R>(function, item)});
       } catch (const Error&) {
-        ready.push_back(Ready{item.index, std::nullopt, std::current_exception()});
+        failed.push_back(Failed{item.index, std::current_exception()});
       }
     }
 
     void advance() {
       current.reset();
       while (!at_end) {
-        if (!ready.empty()) {
-          Ready next = std::move(ready.front());
-          ready.pop_front();
+        if (!failed.empty()) {
+          const Failed next = std::move(failed.front());
+          failed.pop_front();
           engine->consumed(next.index);
-          if (next.failure) {
-            current.emplace(Indexed<T>{next.index, detail::failed_outcome<T>(next.failure)});
-          } else {
-            current.emplace(Indexed<T>{next.index, T(std::move(*next.value))});
-          }
+          current.emplace(Indexed<T>{next.index, detail::failed_outcome<T>(next.failure)});
+          return;
+        }
+        if (!ready.empty()) {
+          const std::uint64_t index = ready.front().index;
+          current.emplace(Indexed<T>{index, T(std::move(ready.front().value))});
+          ready.pop_front();
+          engine->consumed(index);
           return;
         }
         if (finished) {
