@@ -91,7 +91,7 @@ void Executor::run(zmq::context_t& context, std::string endpoint) {
       seppo_sink sink{&output, append};
       const auto started = std::chrono::steady_clock::now();
       const int status = functions_.at(task.function_index)
-                             .call_chunk(frames[1].data<char>(), frames[1].size(), &sink);
+                             .invoke(frames[1].data<char>(), frames[1].size(), &sink);
       outcome.elapsed_us = static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::microseconds>(
               std::chrono::steady_clock::now() - started)

@@ -1,6 +1,8 @@
 // Loading modules: shared objects whose functions a worker's operator chose to expose.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -9,9 +11,16 @@
 namespace seppo::worker {
 
 struct Function {
-  std::string name;  // "<module>.<function>"
+  std::string name;  // "<module>.<function>", or a --command's name as the operator gave it
   std::string signature;
   seppo_call_chunk call_chunk = nullptr;
+  // Set instead of call_chunk by functions that are not a module's and carry state (a worker's
+  // --command); same contract as seppo_call_chunk.
+  std::function<int(const char*, std::size_t, seppo_sink*)> call = {};
+
+  int invoke(const char* input, std::size_t size, seppo_sink* output) const {
+    return call ? call(input, size, output) : call_chunk(input, size, output);
+  }
 };
 
 // "path/to/libexample_module.so" -> "example_module".

@@ -1,0 +1,272 @@
+// Named shell commands: templates, quoting, and real runs of /bin/sh with hostile inputs.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "worker/shell_command.hpp"
+
+using namespace seppo::worker;
+
+namespace {
+
+// File names a user really has, and ones an attacker would send.
+const std::vector<std::string> kNastyNames = {"plain.jpg",
+                                              "with space.jpg",
+                                              "it's.jpg",
+                                              "say \"hi\".jpg",
+                                              "$HOME",
+                                              "`id`",
+                                              "$(id)",
+                                              "line\nbreak",
+                                              "-n",
+                                              "--",
+                                              "*",
+                                              "a;b|c&d>e",
+                                              "",
+                                              "back\\slash",
+                                              "'",
+                                              "''\"\"''",
+                                              "tab\there",
+                                              "trailing\n",
+                                              "\xc3\xa9t\xc3\xa9.png"};
+
+std::string chunk_of(const std::vector<msgpack::object>& items) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(static_cast<std::uint32_t>(items.size()));
+  for (const auto& item : items) p.pack(item);
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::string call(const ShellCommand& command, const std::string& input, int* status) {
+  std::string output;
+  seppo_sink sink{&output, [](void* c, const char* d, size_t n) {
+                    static_cast<std::string*>(c)->append(d, n);
+                  }};
+  *status = command.call_chunk(input.data(), input.size(), &sink);
+  return output;
+}
+
+std::string error_of(const ShellCommand& command, const std::string& input) {
+  try {
+    command.run_text(input);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+bool gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  // A zombie nobody reaps (PID 1 of a container may not) is dead too.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto paren = text.rfind(')');
+  return paren == std::string::npos || text.substr(paren + 2, 1) == "Z";
+}
+
+}  // namespace
+
+TEST_CASE("shell_quote makes one single-quoted word, quotes included") {
+  CHECK(shell_quote("a b") == "'a b'");
+  CHECK(shell_quote("") == "''");
+  CHECK(shell_quote("it's") == "'it'\\''s'");
+  CHECK(shell_quote("$HOME") == "'$HOME'");
+}
+
+TEST_CASE("replacement strings select parts of the input as GNU parallel does") {
+  CHECK(without_extension("dir/sub/a.b.jpg") == "dir/sub/a.b");
+  CHECK(without_extension("sub.dir/bar") == "sub.dir/bar");
+  CHECK(without_extension("noext") == "noext");
+  CHECK(without_extension(".bashrc") == "");
+  CHECK(base_name("dir/sub/a.jpg") == "a.jpg");
+  CHECK(base_name("a.jpg") == "a.jpg");
+  CHECK(base_name("dir/") == "");
+  CHECK(dir_name("dir/sub/a.jpg") == "dir/sub");
+  CHECK(dir_name("a.jpg") == ".");
+  CHECK(dir_name("/a.jpg") == "/");
+  CHECK(dir_name("a/b/") == "a");
+  CHECK(dir_name("a//b") == "a");
+  CHECK(dir_name("") == ".");
+  CHECK(dir_name("///") == "/");
+
+  const CommandTemplate t("x {} {.} {/} {//} {/.}.png");
+  CHECK(t.expand("my dir/a b.jpg") ==
+        "x 'my dir/a b.jpg' 'my dir/a b' 'a b.jpg' 'my dir' 'a b'.png");
+}
+
+TEST_CASE("a template without a replacement string gets the input appended") {
+  CHECK(CommandTemplate("wc -c").expand("a b") == "wc -c 'a b'");
+  // Braces that are not replacement strings are the command's own.
+  CHECK(CommandTemplate("awk '{print $1}'").expand("f") == "awk '{print $1}' 'f'");
+  CHECK(CommandTemplate("echo {}{}").expand("x") == "echo 'x''x'");
+}
+
+TEST_CASE("replacement strings a worker cannot fill are refused at start-up") {
+  CHECK_THROWS_WITH_AS(CommandTemplate("echo {#} {}"), doctest::Contains("{#} is not supported"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(CommandTemplate("echo {%}"), std::invalid_argument);
+  CHECK_THROWS_AS(CommandTemplate("echo {= s/a/b/ =}"), std::invalid_argument);
+}
+
+TEST_CASE("--command NAME=TEMPLATE is checked: name characters, length, an actual command") {
+  const CommandSpec spec = parse_command_option("thumbnail=convert {} {.}.png");
+  CHECK(spec.name == "thumbnail");
+  CHECK(spec.command_template == "convert {} {.}.png");
+  CHECK(parse_command_option("img.v2_thumb-nail=a=b").command_template == "a=b");
+  CHECK_THROWS_WITH_AS(parse_command_option("convert {}"),
+                       doctest::Contains("expected NAME=TEMPLATE"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_command_option("=echo"), doctest::Contains("the name must be"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(parse_command_option("two words=echo"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_command_option("a/b=echo"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_command_option(std::string(257, 'a') + "=echo"), std::invalid_argument);
+  CHECK(parse_command_option(std::string(256, 'a') + "=echo").name.size() == 256);
+  CHECK_THROWS_WITH_AS(parse_command_option("empty= "), doctest::Contains("empty"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_command_option("n=echo {#}"),
+                       doctest::Contains("--command n: {#} is not supported"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("nasty file names reach the command as one argument, byte for byte") {
+  for (const std::string& name : kNastyNames) {
+    CAPTURE(name);
+    const CommandRun run = run_shell(CommandTemplate("printf %s {}").expand(name));
+    CHECK(run.wait_status == 0);
+    CHECK(run.out == name);
+    // And each replacement string stays one word too.
+    const CommandRun parts =
+        run_shell(CommandTemplate("printf '<%s>' {} {.} {/} {//} {/.}").expand(name));
+    CHECK(parts.out == "<" + name + "><" + without_extension(name) + "><" + base_name(name) + "><" +
+                           dir_name(name) + "><" + without_extension(base_name(name)) + ">");
+  }
+}
+
+TEST_CASE("a command's result is its stdout less one trailing newline") {
+  CHECK(ShellCommand("t", "printf 'a\\n\\n' {}").run_text("x") == "a\n");
+  CHECK(ShellCommand("t", "echo {}").run_text("two words") == "two words");
+  CHECK(ShellCommand("t", "printf %s {}").run_text("no newline") == "no newline");
+  CHECK(ShellCommand("t", "true {}").run_text("x") == "");
+}
+
+TEST_CASE("a command's non-zero exit is an error naming the status and the end of stderr") {
+  const ShellCommand t("check", "echo first line >&2; echo no {} >&2; exit 3");
+  CHECK(error_of(t, "x y") == "command check exited with status 3: first line | no x y");
+  CHECK(error_of(ShellCommand("quiet", "exit 1; : {}"), "x") ==
+        "command quiet exited with status 1");
+  CHECK(error_of(ShellCommand("nope", "/nonexistent/program {}"), "x")
+            .starts_with("command nope exited with status 127: "));
+}
+
+TEST_CASE("a command killed by a signal is an error naming the signal") {
+  const ShellCommand t("die", "echo dying {} >&2; kill -9 $$");
+  CHECK(error_of(t, "now") == "command die killed by signal 9 (SIGKILL): dying now");
+}
+
+TEST_CASE("a chatty stderr cannot stall a command, and only its tail is kept") {
+  // 1 MB on stderr and 1 MB on stdout, interleaved: far beyond both pipes' buffers.
+  const ShellCommand t(
+      "chatty",
+      "i=0; while [ $i -lt 100 ]; do head -c 10000 /dev/zero | tr '\\0' e >&2; "
+      "head -c 10000 /dev/zero | tr '\\0' o; i=$((i+1)); done; echo {} the end >&2; exit 2");
+  const std::string message = error_of(t, "at");
+  CHECK(message.starts_with("command chatty exited with status 2: ...eeee"));
+  CHECK(message.ends_with("eeeat the end"));
+  CHECK(message.size() < 2200);
+
+  const CommandRun run =
+      run_shell(CommandTemplate("head -c 1000000 /dev/zero >&2; echo ok").expand(""));
+  CHECK(run.out == "ok \n");
+}
+
+TEST_CASE("a command writing more than the stdout limit is stopped and fails") {
+  CommandLimits limits;
+  limits.max_stdout = 100000;
+  const auto started = std::chrono::steady_clock::now();
+  const std::string message = error_of(ShellCommand("yes", "yes {}", limits), "y");
+  CHECK(message == "command yes wrote more than 100000 bytes to stdout and was stopped");
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
+}
+
+TEST_CASE("a command's input is a string or number; other types fail that item only") {
+  const ShellCommand echo("echo", "echo {}");
+  msgpack::zone zone;
+  const std::vector<msgpack::object> items = {msgpack::object(std::string("a b"), zone),
+                                              msgpack::object(42, zone),
+                                              msgpack::object(-7, zone),
+                                              msgpack::object(2.5, zone),
+                                              msgpack::object(true, zone),
+                                              msgpack::object(std::vector<int>{1}, zone),
+                                              msgpack::object()};
+  int status = -1;
+  const std::string out = call(echo, chunk_of(items), &status);
+  REQUIRE(status == 0);
+  msgpack::object_handle h = msgpack::unpack(out.data(), out.size());
+  const auto results = h.get().as<std::vector<std::pair<int, std::string>>>();
+  REQUIRE(results.size() == 7);
+  CHECK(results[0] == std::make_pair(0, std::string("a b")));
+  CHECK(results[1].second == "42");
+  CHECK(results[2].second == "-7");
+  CHECK(results[3].second == "2.5");
+  CHECK(results[4].second == "true");
+  CHECK(results[5] ==
+        std::make_pair(1, std::string("command echo: argument: expected string or number, "
+                                      "got array")));
+  CHECK(results[6].second == "command echo: argument: expected string or number, got nil");
+
+  // A chunk that is not an array fails as a whole, with a message.
+  const std::string not_array = "\x01";
+  CHECK(call(echo, not_array, &status).find("not an array") != std::string::npos);
+  CHECK(status != 0);
+
+  CHECK(error_of(echo, std::string("nul\0byte", 8)).find("NUL byte") != std::string::npos);
+}
+
+TEST_CASE("a command's process tree dies with the process that runs it") {
+  const std::filesystem::path pids =
+      std::filesystem::temp_directory_path() / ("seppo-pids-" + std::to_string(::getpid()));
+  std::filesystem::remove(pids);
+  // A shell that started a background job: both are the command's, neither may be orphaned.
+  const std::string file = shell_quote(pids.string());
+  const std::string line =
+      "sleep 60 & echo $$ $! > " + file + ".new && mv " + file + ".new " + file + "; wait";
+  const pid_t runner = ::fork();
+  REQUIRE(runner >= 0);
+  if (runner == 0) {
+    run_shell(line);
+    ::_exit(0);
+  }
+  pid_t shell = 0, sleeper = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(pids);
+    if (in >> shell >> sleeper) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(runner, SIGKILL);
+  int status = 0;
+  ::waitpid(runner, &status, 0);
+  REQUIRE(shell > 0);
+  REQUIRE(sleeper > 0);
+  bool both_gone = false;
+  const auto patience = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!(both_gone = gone(shell) && gone(sleeper)) &&
+         std::chrono::steady_clock::now() < patience) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(both_gone);
+  if (!both_gone) {
+    ::kill(sleeper, SIGKILL);
+    ::kill(shell, SIGKILL);
+  }
+  std::filesystem::remove(pids);
+}

@@ -1,0 +1,207 @@
+// Running one command line: fork, a guard process, pipes read with poll.
+//
+// Process tree:  worker thread -> guard (new process group) -> /bin/sh -c LINE -> ...
+// The guard exists so that a worker killed with SIGKILL leaves nothing behind: the kernel sends
+// the guard SIGTERM when the worker's thread dies (PR_SET_PDEATHSIG), and the guard then kills
+// its whole process group, which holds the shell and everything the shell started. The guard
+// reports the shell's exact wait status through a pipe of its own.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "worker/shell_command.hpp"
+
+namespace seppo::worker {
+namespace {
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct Pipe {
+  Fd read, write;
+};
+
+Pipe make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+// In the guard and the shell only async-signal-safe calls: the worker has other threads, whose
+// locks a forked child may have inherited held.
+void write_text(int fd, const char* text) {
+  [[maybe_unused]] ssize_t n = ::write(fd, text, std::strlen(text));
+}
+
+void kill_own_group(int) {
+  ::kill(0, SIGKILL);
+}
+
+[[noreturn]] void guard(const char* const argv[], int fds[4], pid_t worker) {
+  struct sigaction action {};
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  // The worker's handlers write to its signal pipe: none of that here.
+  for (int s = 1; s < NSIG; ++s) ::sigaction(s, &action, nullptr);
+  ::setpgid(0, 0);
+  struct sigaction on_worker_death = action;
+  on_worker_death.sa_handler = kill_own_group;
+  ::sigaction(SIGTERM, &on_worker_death, nullptr);
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::getppid() != worker) kill_own_group(0);  // it died before prctl took effect
+
+  // stdin, stdout, stderr and the status pipe become 0..3; everything else the worker had open
+  // (its sockets) is closed. Moved above 3 first, so no dup2 overwrites a source still needed.
+  int high[4];
+  for (int i = 0; i < 4; ++i) {
+    high[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
+    if (high[i] < 0) ::_exit(127);
+  }
+  for (int i = 0; i < 4; ++i) {
+    if (::dup2(high[i], i) < 0) ::_exit(127);
+  }
+  ::close_range(4, ~0U, 0);
+
+  const pid_t shell = ::fork();
+  if (shell == 0) {
+    ::sigaction(SIGTERM, &action, nullptr);
+    ::close(3);
+    ::execv("/bin/sh", const_cast<char* const*>(argv));
+    write_text(2, "seppo-worker: cannot run /bin/sh: ");
+    const char* why = ::strerrordesc_np(errno);  // untranslated: no locale, no locks
+    write_text(2, why ? why : "unknown error");
+    write_text(2, "\n");
+    ::_exit(127);
+  }
+  int status = 127 << 8;
+  if (shell < 0) write_text(2, "seppo-worker: cannot start /bin/sh: fork failed\n");
+  // Only the shell's tree holds stdout and stderr now, so the worker sees them close with it.
+  ::close(1);
+  ::close(2);
+  while (shell > 0 && ::waitpid(shell, &status, 0) < 0 && errno == EINTR) {
+  }
+  [[maybe_unused]] ssize_t n = ::write(3, &status, sizeof status);
+  ::_exit(0);
+}
+
+void wait_for(pid_t pid, int* status) {
+  while (::waitpid(pid, status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
+  Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
+  Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (devnull.get() < 0)
+    throw std::runtime_error(std::string("/dev/null: ") + std::strerror(errno));
+  const char* argv[] = {"/bin/sh", "-c", line.c_str(), nullptr};
+  int child_fds[4] = {devnull.get(), out.write.get(), err.write.get(), status.write.get()};
+  const pid_t worker = ::getpid();
+
+  // No signal handler may run in the child before it resets them.
+  sigset_t all, previous;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+  const pid_t guard_pid = ::fork();
+  if (guard_pid == 0) guard(argv, child_fds, worker);
+  const int fork_error = errno;
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (guard_pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(fork_error));
+  // Also here, so killing the group cannot race the guard's own setpgid.
+  ::setpgid(guard_pid, guard_pid);
+  devnull.reset();
+  out.write.reset();
+  err.write.reset();
+  status.write.reset();
+
+  CommandRun run;
+  std::string err_all;
+  pollfd fds[2] = {{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}};
+  char buffer[65536];
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      ::kill(-guard_pid, SIGKILL);
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        fds[i].fd = -1;
+        continue;
+      }
+      if (i == 0) {
+        run.out.append(buffer, static_cast<std::size_t>(n));
+        if (run.out.size() > limits.max_stdout) {
+          run.out_over_limit = true;
+          ::kill(-guard_pid, SIGKILL);
+          fds[0].fd = fds[1].fd = -1;  // a process that left the group could hold them open
+        }
+      } else {
+        err_all.append(buffer, static_cast<std::size_t>(n));
+        if (err_all.size() > 2 * limits.stderr_tail + sizeof buffer) {
+          err_all.erase(0, err_all.size() - limits.stderr_tail);
+        }
+      }
+    }
+  }
+  int shell_status = 0;
+  const bool reported =
+      !run.out_over_limit && ::read(status.read.get(), &shell_status, sizeof shell_status) ==
+                                 static_cast<ssize_t>(sizeof shell_status);
+  int guard_status = 0;
+  wait_for(guard_pid, &guard_status);
+  // Without a report the guard itself was killed (someone signalled the group): that is how the
+  // command ended.
+  run.wait_status = reported ? shell_status : guard_status;
+  run.err_tail = err_all.size() > limits.stderr_tail
+                     ? err_all.substr(err_all.size() - limits.stderr_tail)
+                     : std::move(err_all);
+  return run;
+}
+
+std::string describe_wait_status(int wait_status) {
+  if (WIFEXITED(wait_status)) {
+    return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
+  }
+  if (WIFSIGNALED(wait_status)) {
+    const int signal = WTERMSIG(wait_status);
+    const char* abbreviation = ::sigabbrev_np(signal);
+    return "killed by signal " + std::to_string(signal) +
+           (abbreviation ? std::string(" (SIG") + abbreviation + ")" : std::string());
+  }
+  return "ended with wait status " + std::to_string(wait_status);
+}
+
+}  // namespace seppo::worker

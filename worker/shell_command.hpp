@@ -1,0 +1,109 @@
+// Named shell commands: an operator's `seppo-worker --command thumbnail='convert {} {.}.png'`
+// served like a module function. Clients send only inputs; the command line is the operator's,
+// with each input substituted through GNU parallel's replacement strings, shell-quoted.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <msgpack.hpp>
+
+#include "seppo/module_abi.h"
+#include "worker/module_loader.hpp"
+
+namespace seppo::worker {
+
+inline constexpr std::size_t kMaxCommandName = 256;
+
+// What one run may produce. Output beyond max_stdout stops the command (a runaway `yes` must not
+// take the worker's memory); of stderr only the tail is kept, for the error message.
+struct CommandLimits {
+  std::size_t max_stdout = std::size_t{64} << 20;
+  std::size_t stderr_tail = 2048;
+};
+
+// `NAME=TEMPLATE` as given to --command. Throws std::invalid_argument with a one-line message
+// when NAME is not 1..256 letters, digits, `_`, `-`, `.`, or the template is empty or uses a
+// replacement string a worker cannot fill.
+struct CommandSpec {
+  std::string name;
+  std::string command_template;
+};
+CommandSpec parse_command_option(std::string_view option);
+bool valid_command_name(std::string_view name);
+
+// One single-quoted shell word, whatever bytes `value` holds ('\'' for embedded quotes).
+std::string shell_quote(std::string_view value);
+
+// GNU parallel's replacement strings, applied to the input text.
+std::string without_extension(std::string_view path);  // {.}: "dir/a.jpg" -> "dir/a"
+std::string base_name(std::string_view path);          // {/}: "dir/a.jpg" -> "a.jpg"
+std::string dir_name(std::string_view path);           // {//}: as dirname(1), "a.jpg" -> "."
+
+// A command template split into literal text and replacement strings: {} {.} {/} {//} {/.}.
+// Other braces are literal (awk '{print $1}' stays as written); {#}, {%} and {= =} are refused
+// because a worker knows neither an item's position nor a job slot, and runs no Perl. A template
+// without any replacement string gets " {}" appended, as GNU parallel does.
+class CommandTemplate {
+ public:
+  explicit CommandTemplate(std::string text);
+  const std::string& text() const { return text_; }
+  // The command line for /bin/sh -c, each substituted value one quoted word. Throws
+  // std::invalid_argument for an input with a NUL byte, which no command line can carry.
+  std::string expand(std::string_view input) const;
+
+ private:
+  enum class Kind : unsigned char { Literal, Input, NoExtension, Base, Dir, BaseNoExtension };
+  struct Piece {
+    Kind kind;
+    std::string literal;
+  };
+  std::string text_;
+  std::vector<Piece> pieces_;
+};
+
+// How one run of /bin/sh -c LINE ended.
+struct CommandRun {
+  std::string out;
+  std::string err_tail;         // the last CommandLimits::stderr_tail bytes of stderr
+  int wait_status = 0;          // as waitpid reports it
+  bool out_over_limit = false;  // stopped for writing more than CommandLimits::max_stdout
+};
+
+// Runs LINE with /bin/sh -c, stdin from /dev/null, stdout and stderr captured through poll so
+// neither can fill up and stall the other. The command's whole process tree runs in a process
+// group of its own under a small guard process that kills the group when this process dies, by
+// any signal, so no command outlives its worker. Throws std::runtime_error when it cannot start.
+CommandRun run_shell(const std::string& line, const CommandLimits& limits = {});
+
+// "exited with status 3", "killed by signal 9 (SIGKILL)".
+std::string describe_wait_status(int wait_status);
+
+class ShellCommand {
+ public:
+  ShellCommand(std::string name, std::string command_template, CommandLimits limits = {});
+  const std::string& name() const { return name_; }
+  const std::string& command_template() const { return template_.text(); }
+
+  // One item: its stdout, less one trailing newline. Throws std::runtime_error with the item's
+  // message: a non-zero exit or a signal (with the stderr tail), a bad argument type, too much
+  // output, or a failure to start.
+  std::string run(const msgpack::object& input) const;
+  std::string run_text(std::string_view input) const;
+
+  // The module ABI's contract (seppo_call_chunk): each item runs in turn, failing alone.
+  int call_chunk(const char* input, std::size_t size, seppo_sink* output) const noexcept;
+
+ private:
+  std::string name_;
+  CommandTemplate template_;
+  CommandLimits limits_;
+};
+
+// A worker function that runs `spec`: announced as spec.name exactly.
+Function command_function(const CommandSpec& spec, CommandLimits limits = {});
+
+}  // namespace seppo::worker
