@@ -12,37 +12,49 @@
 #include "common/log.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/session.hpp"
+#include "worker/shell_command.hpp"
 #include "worker/supervisor.hpp"
 
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
-  CLI::App app{"seppo-worker: runs functions from modules (shared objects) for a seppo broker.\n"
-               "Each function of path/to/libNAME.so is announced as NAME.FUNCTION."};
+  CLI::App app{"seppo-worker: runs functions from modules (shared objects), and shell commands\n"
+               "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
+               "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
+      "  seppo-worker --command thumbnail='convert {} {.}.png'\n"
+      "      (then: ls *.jpg | seppo map thumbnail)\n"
       "  seppo-worker -j 8 --broker tcp://head-node:5555 --module ~/lib/libphysics.so \\\n"
       "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key ~/.seppo/broker.key\n\n"
       "Without CurveZMQ keys the worker connects only to a broker on this machine (loopback or\n"
       "ipc://), unless --insecure.\n"
+      "Commands: {} is the input, {.} without its extension, {/} its basename, {//} its\n"
+      "directory, {/.} its basename without extension; each is substituted as one shell-quoted\n"
+      "word, and ' {}' is appended when the template has none. The command runs with /bin/sh -c;\n"
+      "its stdout, less one trailing newline, is the result; a non-zero exit status or a signal\n"
+      "is an error for that item, with the end of its stderr.\n"
       "Exit status: 0 after SIGINT/SIGTERM; 1 if a module or key file cannot be loaded, or the\n"
       "broker accepts the key but not as a worker's; 2 on bad usage, including a remote broker\n"
-      "without keys.\n"
+      "without keys, a malformed --command or one named like a module's function.\n"
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
   app.set_version_flag("--version", std::string("seppo-worker ") + SEPPO_VERSION);
 
   std::string endpoint = default_broker_endpoint();
   std::vector<std::string> modules;
+  std::vector<std::string> commands;
   unsigned processes = std::max(1u, std::thread::hardware_concurrency());
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
   app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
                                               std::string(kDefaultEndpoint) + ")");
-  app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)")
-      ->required();
+  app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
+  app.add_option("--command", commands,
+                 "a shell command to serve as NAME: NAME=TEMPLATE, e.g. "
+                 "thumbnail='convert {} {.}.png' (repeatable)");
   app.add_option("-j,--jobs", processes, "worker processes to run (default: one per core)")
       ->check(CLI::Range(1u, 4096u));
   app.add_option("--prefetch", session.prefetch,
@@ -73,6 +85,20 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // bad usage
   }
   log::set_level(log::parse_level(level));
+  if (modules.empty() && commands.empty()) {
+    std::cerr << "seppo-worker: nothing to serve: give at least one --module or --command\n";
+    return 2;
+  }
+  // Parsed before anything connects, so a typo fails the command at once.
+  std::vector<worker::CommandSpec> command_specs;
+  try {
+    for (const std::string& option : commands) {
+      command_specs.push_back(worker::parse_command_option(option));
+    }
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "seppo-worker: " << e.what() << "\n";
+    return 2;
+  }
   session.endpoint = endpoint;
   session.heartbeat = std::chrono::milliseconds(heartbeat_ms);
 
@@ -119,6 +145,15 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";
     return 1;
+  }
+  for (const worker::CommandSpec& spec : command_specs) {
+    if (!names.insert(spec.name).second) {
+      std::cerr << "seppo-worker: --command " << spec.name
+                << ": that name is already served (by a module or another --command)\n";
+      return 2;
+    }
+    log::info("command " + spec.name + ": " + spec.command_template);
+    functions.push_back(worker::command_function(spec));
   }
   std::string list;
   for (const auto& f : functions) list += (list.empty() ? "" : ", ") + f.name;
