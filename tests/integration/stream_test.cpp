@@ -308,3 +308,30 @@ TEST_CASE("a Job for a function no worker provides fails with UnknownFunctionErr
   auto job = client.submit<int>("no_such_module.f", std::vector<int>{1});
   CHECK_THROWS_AS(job.get(), UnknownFunctionError);
 }
+
+TEST_CASE("an exception from the input range reaches the caller of imap and of Job::get") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  ClientOptions options = cluster.client_options();
+  options.chunk_size = 10;
+  options.window = 2;
+  Client client(cluster.endpoint(), options);
+  const auto inputs = std::views::iota(0, 1000) | std::views::transform([](int x) {
+                        if (x == 500) throw std::runtime_error("input 500 is unreadable");
+                        return x;
+                      });
+  std::int64_t taken = 0;
+  CHECK_THROWS_WITH_AS(
+      [&] {
+        for (std::int64_t y : client.imap<std::int64_t>("example_module.square", inputs)) {
+          CHECK(y == taken * taken);
+          ++taken;
+        }
+      }(),
+      "input 500 is unreadable", std::runtime_error);
+  CHECK(taken < 500);
+  auto job = client.submit<std::int64_t>("example_module.square", inputs);
+  CHECK_THROWS_WITH_AS(job.get(), "input 500 is unreadable", std::runtime_error);
+  CHECK(cluster_goes_idle(cluster));
+}
