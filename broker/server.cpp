@@ -136,20 +136,35 @@ int serve(const ServerOptions& options, Core& core) {
               options.lists->summary());
   }
   // Before binding: once we listen (and say so), a SIGTERM must find its handler in place.
-  SignalPipe signals({SIGINT, SIGTERM, SIGHUP});
+  std::optional<SignalPipe> signals;
+  if (options.handle_signals) signals.emplace(std::initializer_list<int>{SIGINT, SIGTERM, SIGHUP});
+  std::vector<std::string> bound;
   for (const std::string& endpoint : options.endpoints) {
     try {
       router.bind(endpoint);
     } catch (const zmq::error_t& e) {
-      log::error("cannot bind " + endpoint + ": " + e.what());
+      const std::string error = "cannot bind " + endpoint + ": " + e.what();
+      log::error(error);
+      if (options.on_ready) options.on_ready(bound, error);
       return 1;
     }
     // With a wildcard port (tcp://127.0.0.1:*) this says which port the system chose.
-    log::info("listening on " + router.get(zmq::sockopt::last_endpoint));
+    bound.push_back(router.get(zmq::sockopt::last_endpoint));
+    log::info("listening on " + bound.back());
   }
+  if (options.on_ready) options.on_ready(bound, "");
 
-  std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0},
-                                        {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+  // The signal pipe and the stop fd, when there are any, stand in the same poll set as the router.
+  std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+  std::size_t signal_item = 0, stop_item = 0;  // 0: none
+  if (signals) {
+    signal_item = items.size();
+    items.push_back({nullptr, signals->fd(), ZMQ_POLLIN, 0});
+  }
+  if (options.stop_fd >= 0) {
+    stop_item = items.size();
+    items.push_back({nullptr, options.stop_fd, ZMQ_POLLIN, 0});
+  }
   std::vector<zmq::message_t> frames;
   TimePoint next_tick = Clock::now();
   while (true) {
@@ -161,9 +176,13 @@ int serve(const ServerOptions& options, Core& core) {
     }
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
-    if (items[1].revents & ZMQ_POLLIN) {
-      bool stop = false;
-      while (const int number = signals.take()) {
+    bool stop = false;
+    if (stop_item != 0 && (items[stop_item].revents & ZMQ_POLLIN)) {
+      log::info("asked to stop");
+      stop = true;
+    }
+    if (signal_item != 0 && (items[signal_item].revents & ZMQ_POLLIN)) {
+      while (const int number = signals->take()) {
         if (number != SIGHUP) {
           log::info(std::string("received ") + (number == SIGINT ? "SIGINT" : "SIGTERM"));
           stop = true;
@@ -181,11 +200,11 @@ int serve(const ServerOptions& options, Core& core) {
           }
         }
       }
-      if (stop) {
-        core.shutdown();
-        flush(router, core, Clock::now());
-        break;
-      }
+    }
+    if (stop) {
+      core.shutdown();
+      flush(router, core, Clock::now());
+      break;
     }
     for (int i = 0; i < kBatch; ++i) {
       frames.clear();

@@ -1,6 +1,7 @@
 // The socket loop around broker::Core: receive, feed the core, send what it produced.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,9 +20,18 @@ struct ServerOptions {
   std::optional<curve::KeyPair> curve;
   AuthConfig authorized;
   std::shared_ptr<const KeyLists> lists;
+  // Embedded in another program (libseppo's LocalCluster), the broker must leave the process'
+  // signal handlers alone: it then stops when `stop_fd` becomes readable instead.
+  bool handle_signals = true;
+  int stop_fd = -1;
+  // Called once from serve()'s thread: with the endpoints as bound (a wildcard port resolved)
+  // and an empty error, or with why binding failed, before serve() returns 1. Lets a caller
+  // running serve() on a thread start synchronously.
+  std::function<void(const std::vector<std::string>& bound, const std::string& error)> on_ready;
 };
 
-// Runs until SIGINT or SIGTERM (SIGHUP reloads the key lists); returns the exit status.
+// Runs until SIGINT or SIGTERM (SIGHUP reloads the key lists), or until `stop_fd` is readable;
+// returns the exit status.
 int serve(const ServerOptions& options, Core& core);
 
 }  // namespace seppo::broker
