@@ -183,6 +183,7 @@ class ClientJob {
         hold_(hold),
         id_(++client.next_job),
         sizer_(client.options.chunk_size, client.options.target_chunk_time) {
+    if (c_.options.before_submit) c_.options.before_submit(function_);  // before we are busy
     c_.claim("start another");
     c_.busy = true;
     last_heard_ = Clock::now();

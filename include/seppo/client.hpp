@@ -71,6 +71,9 @@ struct ClientOptions {
   // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
   // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
   bool insecure = false;
+  // Called with the function's name before each job (map, stream or submit) starts; may
+  // throw to fail the call. LocalCluster::client() sets it to start workers for the module.
+  std::function<void(const std::string& function)> before_submit;
 };
 
 // One item's outcome: its value, or the error its function raised.
@@ -241,10 +244,15 @@ class Client {
   std::unique_ptr<Impl> impl_;
 };
 
-// map_parallel on the broker named by SEPPO_BROKER (or tcp://127.0.0.1:5555).
+// A client of the broker named by SEPPO_BROKER; when it is unset, of this process' local
+// cluster (seppo/local_cluster.hpp), started on first use, stopped at exit, announced once on
+// stderr.
+Client default_client();
+
+// map_parallel on default_client(): SEPPO_BROKER's broker, or worker processes on this machine.
 template <class R, class Range>
 std::vector<R> map_parallel(std::string_view function, const Range& inputs) {
-  Client client;
+  Client client = default_client();
   return client.map_parallel<R>(function, inputs);
 }
 

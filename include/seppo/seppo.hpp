@@ -4,4 +4,5 @@
 #include "seppo/client.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
+#include "seppo/local_cluster.hpp"
 #include "seppo/version.hpp"

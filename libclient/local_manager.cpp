@@ -1,0 +1,436 @@
+#include "libclient/local_manager.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "common/log.hpp"
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo::local {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+constexpr std::size_t kMaxMessage = 1 << 16;
+constexpr int kControlFd = 3;  // where the manager keeps its end of the socket pair
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
+  }
+  return "stopped";
+}
+
+bool send_message(int fd, const msgpack::sbuffer& buffer) {
+  return ::send(fd, buffer.data(), buffer.size(), MSG_NOSIGNAL) ==
+         static_cast<ssize_t>(buffer.size());
+}
+
+// The manager's side: everything below runs in the forked process and ends in _exit, so none
+// of the program's atexit handlers or static destructors run twice.
+class Keeper {
+ public:
+  Keeper(const ManagerOptions& options, pid_t parent)
+      : options_(options), functions_(options.functions), parent_(parent), self_(::getpid()) {}
+
+  [[noreturn]] void run() {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    ::sigprocmask(SIG_SETMASK, &chld, nullptr);
+    signal_fd_ = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd_ < 0) ::_exit(1);
+    while (true) {
+      pollfd fds[2] = {{kControlFd, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+      ::poll(fds, 2, timeout_ms());
+      if (fds[1].revents & POLLIN) reap();
+      // The parent is gone: the socket closed, or (when the program forked children that
+      // still hold its end) this process was handed to another parent.
+      if (::getppid() != parent_) finish(false);
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) command();
+      kill_overdue();
+      respawn();
+    }
+  }
+
+ private:
+  struct Child {
+    std::uint64_t generation = 0;
+    bool leaving = false;
+    Clock::time_point kill_at{};
+  };
+
+  int timeout_ms() const {
+    auto next = Clock::now() + std::chrono::seconds(1);
+    for (const auto& [pid, child] : children_) {
+      if (child.leaving) next = std::min(next, child.kill_at);
+    }
+    if (owed_ > 0) next = std::min(next, respawn_at_);
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count();
+    return static_cast<int>(std::clamp<long>(wait + 1, 0, 1000));
+  }
+
+  void command() {
+    char buffer[kMaxMessage];
+    const ssize_t n = ::recv(kControlFd, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n == 0) finish(false);  // the parent closed its end: stop at once
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      finish(false);
+    }
+    std::string name, argument;
+    std::uint64_t number = 0;
+    try {
+      msgpack::object_handle handle = unpack_untrusted(buffer, static_cast<std::size_t>(n));
+      const auto message = handle.get().as<std::tuple<std::string, std::string, std::uint64_t>>();
+      std::tie(name, argument, number) = message;
+    } catch (const std::exception&) {
+      finish(false);  // only our parent writes here: garbage means it is not our parent
+    }
+    msgpack::sbuffer reply;
+    Packer packer(reply);
+    if (name == "load") {
+      load(argument, packer);
+    } else if (name == "start") {
+      start(static_cast<unsigned>(number));
+      pack_pids(packer);
+    } else if (name == "pids") {
+      pack_pids(packer);
+    } else if (name == "stop") {
+      finish(true);
+    } else {
+      packer.pack_array(2).pack("error").pack("unknown request " + name);
+    }
+    if (!send_message(kControlFd, reply)) finish(false);
+  }
+
+  void load(const std::string& path, Packer& packer) {
+    try {
+      std::vector<worker::Function> loaded = worker::load_module(path);
+      std::vector<std::string> names;
+      for (const worker::Function& f : loaded) {
+        for (const worker::Function& old : functions_) {
+          if (old.name == f.name) {
+            throw std::runtime_error("function " + f.name + " is already provided");
+          }
+        }
+        names.push_back(f.name);
+      }
+      functions_.insert(functions_.end(), loaded.begin(), loaded.end());
+      packer.pack_array(2).pack("ok").pack(names);
+    } catch (const std::exception& e) {
+      packer.pack_array(2).pack("error").pack(std::string(e.what()));
+    }
+  }
+
+  void pack_pids(Packer& packer) {
+    std::vector<std::int64_t> pids;
+    for (const auto& [pid, child] : children_) {
+      if (!child.leaving) pids.push_back(pid);
+    }
+    packer.pack_array(2).pack("ok").pack(pids);
+  }
+
+  // A new generation: its workers serve everything loaded; the previous ones leave.
+  void start(unsigned processes) {
+    ++generation_;
+    wanted_ = processes;
+    owed_ = 0;
+    const auto kill_at = Clock::now() + options_.stop_grace;
+    for (auto& [pid, child] : children_) {
+      if (child.leaving) continue;
+      child.leaving = true;
+      child.kill_at = kill_at;
+      ::kill(pid, SIGTERM);
+    }
+    for (unsigned i = 0; i < processes; ++i) {
+      if (!spawn()) ++owed_;
+    }
+  }
+
+  bool spawn() {
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      log::error(std::string("cannot start a worker process: ") + std::strerror(errno));
+      respawn_at_ = Clock::now() + std::chrono::seconds(1);
+      return false;
+    }
+    if (pid == 0) work();
+    children_[pid] = Child{generation_, false, {}};
+    return true;
+  }
+
+  [[noreturn]] void work() {
+    // This process is single-threaded, so the death signal follows the manager itself.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != self_) ::_exit(1);
+    ::close(kControlFd);
+    ::close(signal_fd_);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    if (options_.stdout_to_stderr) ::dup2(STDERR_FILENO, STDOUT_FILENO);
+    log::set_program("seppo-worker");
+    int status = 1;
+    // On a thread of its own: per-thread state copied from the manager would be shared by all
+    // its workers otherwise, such as the random engine that makes their routing ids (two
+    // workers with one id would take each other's connection at the broker).
+    std::thread session([&] {
+      try {
+        status = worker::run_session(options_.session, functions_);
+      } catch (const std::exception& e) {
+        log::error(e.what());
+      }
+    });
+    session.join();
+    std::fflush(nullptr);  // what a function printed
+    ::_exit(status);
+  }
+
+  void reap() {
+    signalfd_siginfo info;
+    while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      const auto it = children_.find(pid);
+      if (it == children_.end()) continue;
+      const Child child = it->second;
+      children_.erase(it);
+      if (child.leaving || child.generation != generation_) continue;
+      log::warning("worker process " + std::to_string(pid) + " " + describe(status) +
+                   "; restarting it");
+      const auto now = Clock::now();
+      deaths_.push_back(now);
+      std::erase_if(deaths_, [&](auto t) { return now - t > std::chrono::seconds(10); });
+      // A module that kills every worker at once must not make this loop fork without pause.
+      const std::size_t recent = deaths_.size();
+      const auto delay = std::chrono::milliseconds(
+          recent <= 3u * wanted_ ? 0 : std::min<long>(5000, 100L * static_cast<long>(recent)));
+      respawn_at_ = std::max(respawn_at_, now + delay);
+      ++owed_;
+    }
+  }
+
+  void respawn() {
+    while (owed_ > 0 && Clock::now() >= respawn_at_) {
+      if (!spawn()) return;
+      --owed_;
+    }
+  }
+
+  void kill_overdue() {
+    const auto now = Clock::now();
+    for (auto& [pid, child] : children_) {
+      if (child.leaving && now >= child.kill_at) {
+        ::kill(pid, SIGKILL);
+        child.kill_at = now + std::chrono::hours(24);
+      }
+    }
+  }
+
+  // Stops every worker and exits: politely (SIGTERM, then SIGKILL after the grace) when asked,
+  // at once when the parent is gone, since nobody waits for the results any more.
+  [[noreturn]] void finish(bool polite) {
+    const auto kill_at = Clock::now() + (polite ? options_.stop_grace : Clock::duration::zero());
+    for (const auto& [pid, child] : children_) ::kill(pid, polite ? SIGTERM : SIGKILL);
+    bool killed = !polite;
+    while (!children_.empty()) {
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid > 0) {
+        children_.erase(pid);
+        continue;
+      }
+      if (pid < 0 && errno == ECHILD) break;
+      if (!killed && Clock::now() >= kill_at) {
+        for (const auto& [child, info] : children_) ::kill(child, SIGKILL);
+        killed = true;
+      }
+      pollfd fd{signal_fd_, POLLIN, 0};
+      ::poll(&fd, 1, 20);
+      signalfd_siginfo info;
+      while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
+      }
+    }
+    if (polite) {
+      msgpack::sbuffer reply;
+      Packer(reply).pack_array(1).pack("ok");
+      send_message(kControlFd, reply);
+    }
+    ::_exit(0);
+  }
+
+  const ManagerOptions& options_;
+  std::vector<worker::Function> functions_;
+  const pid_t parent_;
+  const pid_t self_;
+  int signal_fd_ = -1;
+  std::map<pid_t, Child> children_;
+  std::uint64_t generation_ = 0;
+  unsigned wanted_ = 0;
+  unsigned owed_ = 0;
+  Clock::time_point respawn_at_{};
+  std::vector<Clock::time_point> deaths_;
+};
+
+// The fresh manager process: drop what it inherited from the program that it must not use.
+[[noreturn]] void become_manager(int fd, const ManagerOptions& options, pid_t parent) {
+  try {
+    // Its own process group: a terminal's Ctrl-C reaches the program, which then decides;
+    // the manager follows when the program exits.
+    ::setpgid(0, 0);
+    if (fd != kControlFd) {
+      if (::dup2(fd, kControlFd) < 0) ::_exit(1);
+    }
+    // The program's other descriptors (its sockets, its ZeroMQ contexts' pipes) stay its own.
+    if (::close_range(kControlFd + 1, ~0u, 0) != 0) {
+      const long max = std::min(::sysconf(_SC_OPEN_MAX), 65536L);
+      for (long i = kControlFd + 1; i < max; ++i) ::close(static_cast<int>(i));
+    }
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null >= 0) {
+      ::dup2(null, STDIN_FILENO);  // workers must not read the program's input
+      ::close(null);
+    }
+    // The program's handlers are meaningless here.
+    struct sigaction reset {};
+    reset.sa_handler = SIG_DFL;
+    sigemptyset(&reset.sa_mask);
+    for (int s = 1; s < NSIG; ++s) {
+      if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &reset, nullptr);
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    log::set_program("seppo-local");
+    Keeper keeper(options, parent);
+    keeper.run();
+  } catch (...) {
+  }
+  ::_exit(1);
+}
+
+}  // namespace
+
+Manager::Manager(const ManagerOptions& options)
+    : owner_(::getpid()), stop_grace_(options.stop_grace) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+    throw Error(std::string("cannot start a local cluster: socketpair: ") + std::strerror(errno));
+  }
+  // What the program wrote but did not flush would otherwise be written again by a worker.
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int error = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error(std::string("cannot start a local cluster: fork: ") + std::strerror(error));
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    become_manager(fds[1], options, owner_);
+  }
+  ::close(fds[1]);
+  pid_ = pid;
+  fd_ = fds[0];
+}
+
+Manager::~Manager() {
+  stop();
+}
+
+msgpack::object_handle Manager::request(const std::string& command, const std::string& argument,
+                                        std::uint64_t number, std::chrono::milliseconds timeout) {
+  const std::string gone =
+      "the local cluster's worker manager (process " + std::to_string(pid_) + ") ";
+  if (fd_ < 0) throw ConnectionError(gone + "was stopped");
+  msgpack::sbuffer buffer;
+  Packer(buffer).pack(std::make_tuple(command, argument, number));
+  if (!send_message(fd_, buffer)) {
+    throw ConnectionError(gone + "is gone: " + std::strerror(errno));
+  }
+  pollfd fd{fd_, POLLIN, 0};
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) throw ConnectionError(gone + "did not answer '" + command + "'");
+    if (::poll(&fd, 1, static_cast<int>(left)) > 0) break;
+  }
+  std::vector<char> reply(kMaxMessage);
+  const ssize_t n = ::recv(fd_, reply.data(), reply.size(), 0);
+  if (n <= 0) throw ConnectionError(gone + "is gone");
+  return unpack_untrusted(reply.data(), static_cast<std::size_t>(n));
+}
+
+std::vector<std::string> Manager::load(const std::string& path) {
+  // dlopen runs the module's static initialisers: give them time.
+  msgpack::object_handle reply = request("load", path, 0, std::chrono::seconds(60));
+  const msgpack::object& o = reply.get();
+  if (o.via.array.ptr[0].as<std::string>() != "ok") {
+    throw Error(o.via.array.ptr[1].as<std::string>());
+  }
+  return o.via.array.ptr[1].as<std::vector<std::string>>();
+}
+
+std::vector<pid_t> Manager::start(unsigned processes) {
+  msgpack::object_handle reply = request("start", "", processes, std::chrono::seconds(30));
+  const auto pids = reply.get().via.array.ptr[1].as<std::vector<std::int64_t>>();
+  return std::vector<pid_t>(pids.begin(), pids.end());
+}
+
+std::vector<pid_t> Manager::pids() {
+  msgpack::object_handle reply = request("pids", "", 0, std::chrono::seconds(10));
+  const auto pids = reply.get().via.array.ptr[1].as<std::vector<std::int64_t>>();
+  return std::vector<pid_t>(pids.begin(), pids.end());
+}
+
+void Manager::stop() noexcept {
+  if (fd_ < 0) return;
+  if (::getpid() != owner_) {  // a fork of the program: the cluster is not its to stop
+    ::close(fd_);
+    fd_ = -1;
+    return;
+  }
+  try {
+    request("stop", "", 0, stop_grace_ + std::chrono::seconds(5));
+  } catch (...) {
+    // It does not answer: the process group below ends it and its workers alike.
+  }
+  ::close(fd_);
+  fd_ = -1;
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  while (true) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+    if (done == pid_ || (done < 0 && errno != EINTR)) return;  // ECHILD: reaped by a handler
+    if (Clock::now() >= deadline) break;
+    ::usleep(5000);
+  }
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace seppo::local

@@ -1,0 +1,40 @@
+// A program using libseppo with no broker, for tests that must watch it from outside:
+//   local-cluster-program hold MODULE_FILE   starts a LocalCluster, maps once, prints
+//                                            "pids MANAGER WORKER...", then waits to be killed
+//   local-cluster-program default            maps twice with the free seppo::map_parallel
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include <seppo/seppo.hpp>
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "hold") == 0) {
+    seppo::LocalClusterOptions options;
+    options.modules = {argv[2]};
+    seppo::LocalCluster cluster{2, options};
+    const auto out =
+        cluster.map_parallel<std::int64_t>("example_module.square", std::vector<int>{1, 2, 3});
+    if (out != std::vector<std::int64_t>{1, 4, 9}) return 1;
+    std::cout << "pids " << cluster.manager_pid();
+    for (pid_t pid : cluster.worker_pids()) std::cout << " " << pid;
+    std::cout << std::endl;
+    // Not waiting for anything: the test kills this process.
+    std::this_thread::sleep_for(std::chrono::seconds(60));
+    return 2;
+  }
+  if (argc == 2 && std::strcmp(argv[1], "default") == 0) {
+    for (int i = 0; i < 2; ++i) {
+      const auto out =
+          seppo::map_parallel<std::int64_t>("example_module.square", std::vector<int>{1, 2, 3});
+      for (std::int64_t y : out) std::cout << y << " ";
+      std::cout << "\n";
+    }
+    return 0;
+  }
+  std::cerr << "usage: local-cluster-program hold MODULE_FILE | default\n";
+  return 2;
+}
