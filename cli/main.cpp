@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  seq 1 1000 | seppo map example_module.square > squares.txt\n"
       "  seppo map --input points.jsonl --json --unordered --index physics.simulate\n"
+      "  seq 1 1000 | SEPPO_MODULE_PATH=build/examples seppo map --local example_module.square\n"
       "  ls *.jpg | seppo map --raw thumbnail      # a command named by the workers' operator");
   map_cmd->add_option("function", map.function, "MODULE.FUNCTION (or a worker's named command)")
       ->required();
@@ -99,6 +100,17 @@ int main(int argc, char** argv) {
                         "show a progress line on stderr (default: when stderr is a terminal)");
   map_cmd->add_flag("--no-progress", no_progress, "never show the progress line")
       ->excludes(progress_flag);
+  unsigned local_workers = 0;
+  CLI::Option* local_opt =
+      map_cmd
+          ->add_option("--local", local_workers,
+                       "run on N worker processes of this machine instead of a broker, started "
+                       "and stopped by this command (default N: one per core); modules are found "
+                       "in $SEPPO_MODULE_PATH, then the installed module folder")
+          ->expected(0, 1)
+          ->default_str("0")
+          ->type_name("N")
+          ->check(CLI::Range(0u, 4096u));
   map_cmd
       ->add_option("--worker-wait", wait_s, "seconds to wait for a worker providing the function")
       ->capture_default_str()
@@ -152,7 +164,14 @@ int main(int argc, char** argv) {
   options.worker_wait = std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
   options.chunk_size = chunk_size;
   try {
-    seppo::Client client(endpoint, options);
+    // A local cluster lives as long as its client: declared first, it goes last.
+    std::optional<seppo::LocalCluster> local;
+    if (*map_cmd && local_opt->count() > 0) {
+      seppo::LocalClusterOptions cluster;
+      cluster.worker_stdout_to_stderr = true;  // stdout carries results only
+      local.emplace(local_workers, cluster);
+    }
+    seppo::Client client = local ? local->client(options) : seppo::Client(endpoint, options);
     if (*map_cmd) {
       std::ios::sync_with_stdio(false);
       map.input_format = json_lines ? seppo::cli::InputFormat::Json

@@ -307,3 +307,18 @@ TEST_CASE("seppo map shows a progress line when stderr is a terminal, and not wi
   quiet.insert(quiet.begin() + 4, "--no-progress");
   CHECK(run_with_terminal_stderr(quiet, file.string()) == "");
 }
+
+TEST_CASE(
+    "seppo map --local runs on worker processes of its own, with modules from SEPPO_MODULE_PATH") {
+  const std::string folder = std::filesystem::path(Paths::example_module()).parent_path().string();
+  const std::vector<std::string> env = {"SEPPO_MODULE_PATH=" + folder, "SEPPO_BROKER="};
+  const Completed r =
+      run({Paths::cli(), "map", "--local=2", "example_module.square"}, numbers(1, 1000), 60s, env);
+  CHECK(r.status == 0);
+  CHECK(lines(r.out) == 1000);
+  CHECK(r.out.substr(0, 9) == "1\n4\n9\n16\n");
+  const Completed unknown = run({Paths::cli(), "map", "--local", "nomodule.fn"}, "1\n", 60s, env);
+  CHECK(unknown.status == 255);
+  CHECK(unknown.err.find("no folder holds libnomodule.so") != std::string::npos);
+  CHECK(unknown.err.find(folder) != std::string::npos);
+}
