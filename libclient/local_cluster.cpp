@@ -214,6 +214,8 @@ Client LocalCluster::client(ClientOptions options) const {
   // The endpoint is a private ipc:// socket: keys meant for a remote broker do not apply.
   options.curve_secret_key_file.clear();
   options.curve_server_key_file.clear();
+  // Until the broker announces its heartbeat, a slower client would look vanished to it.
+  options.heartbeat = std::min(options.heartbeat, state_->options.heartbeat);
   std::weak_ptr<State> weak = state_;
   auto theirs = std::move(options.before_submit);
   options.before_submit = [weak, theirs](const std::string& function) {
