@@ -32,4 +32,4 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-build/examples/hello_world "$endpoint"
+SEPPO_BROKER="$endpoint" build/examples/hello_world

@@ -1,6 +1,7 @@
 // map_parallel end to end: a real broker, real worker processes, loopback TCP.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <numeric>
 #include <regex>
 #include <set>
@@ -13,15 +14,13 @@
 using namespace seppo;
 using namespace seppo::test;
 
-TEST_CASE("hello_world prints five lines in input order, from at least two worker processes") {
-  Cluster cluster;
-  cluster.add_worker(2);
-  REQUIRE(cluster.wait_for_workers(2));
-  const Completed run = test::run({Paths::hello_world(), cluster.endpoint()});
-  REQUIRE(run.status == 0);
+namespace {
+
+// Checks hello_world's five lines and returns the worker processes that wrote them.
+std::set<std::string> check_hello_world_lines(const std::string& out) {
   const std::regex line(
       R"(hello world from (\S+), process (\d+) \(input=(\d)\.000000, value\*value=(\d+)\.000000\))");
-  std::istringstream lines(run.out);
+  std::istringstream lines(out);
   std::string text;
   std::set<std::string> pids;
   int expected = 1;
@@ -34,7 +33,29 @@ TEST_CASE("hello_world prints five lines in input order, from at least two worke
     ++expected;
   }
   CHECK(expected == 6);
-  CHECK(pids.size() >= 2);
+  return pids;
+}
+
+}  // namespace
+
+TEST_CASE("hello_world prints five lines in input order, from at least two worker processes") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const Completed run =
+      test::run({Paths::hello_world()}, "", 60s, {"SEPPO_BROKER=" + cluster.endpoint()});
+  REQUIRE(run.status == 0);
+  CHECK(check_hello_world_lines(run.out).size() >= 2);
+}
+
+TEST_CASE("hello_world with no broker configured runs on local workers and says so once") {
+  const std::string folder = std::filesystem::path(Paths::example_module()).parent_path().string();
+  const Completed run =
+      test::run({Paths::hello_world()}, "", 60s, {"SEPPO_BROKER=", "SEPPO_MODULE_PATH=" + folder});
+  REQUIRE(run.status == 0);
+  check_hello_world_lines(run.out);
+  CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
+  CHECK(run.err.find("no broker configured") != std::string::npos);
 }
 
 TEST_CASE("map_parallel over 100,000 inputs returns exactly the squares, in order") {
