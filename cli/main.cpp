@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
   app.set_version_flag("--version", std::string("seppo ") + seppo::version);
   app.require_subcommand(1);
+  app.fallthrough();  // seppo map --broker X works as well as seppo --broker X map
 
   std::string endpoint = seppo::default_endpoint();
   double timeout_s = 30;

@@ -221,7 +221,8 @@ TEST_CASE("seppo map --index prefixes each result with its line number") {
   Cluster cluster;
   cluster.add_worker(1);
   REQUIRE(cluster.wait_for_workers(1));
-  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--index",
+  // The broker option may also follow the subcommand.
+  const Completed r = run({Paths::cli(), "map", "--index", "--broker", cluster.endpoint(),
                            "--unordered", "example_module.square"},
                           "3\nx\n5\n");
   CHECK(r.status == 1);
