@@ -183,6 +183,7 @@ LocalCluster::LocalCluster(unsigned workers, LocalClusterOptions options)
   manager.session.heartbeat = s.options.heartbeat;
   manager.stop_grace = s.options.stop_grace;
   manager.stdout_to_stderr = s.options.worker_stdout_to_stderr;
+  manager.folder = s.folder;
   for (local::RegisteredModule& m : local::registered_modules()) {
     std::vector<std::string> names;
     for (const worker::Function& f : m.functions) names.push_back(f.name);

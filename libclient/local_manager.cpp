@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -277,6 +278,9 @@ class Keeper {
       msgpack::sbuffer reply;
       Packer(reply).pack_array(1).pack("ok");
       send_message(kControlFd, reply);
+    } else if (!options_.folder.empty()) {
+      std::error_code ignored;  // the program is gone: nobody else will remove its socket
+      std::filesystem::remove_all(options_.folder, ignored);
     }
     ::_exit(0);
   }

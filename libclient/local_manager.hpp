@@ -29,6 +29,8 @@ struct ManagerOptions {
   std::vector<worker::Function> functions;  // served from the start
   std::chrono::milliseconds stop_grace{2000};
   bool stdout_to_stderr = false;
+  // The cluster's private folder, removed by the manager when the program died without.
+  std::string folder;
 };
 
 class Manager {

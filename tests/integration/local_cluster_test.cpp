@@ -245,9 +245,15 @@ TEST_CASE("killing the program leaves no worker process behind") {
       30s));
   REQUIRE(pids.size() == 3);  // the manager and two workers
   for (pid_t pid : pids) REQUIRE_FALSE(gone(pid));
+  const std::string folder = read_file(dir.path() / "program.log");
   program.kill(SIGKILL);
   program.wait();
   CHECK(eventually([&] { return all_gone(pids); }, 10s));
+  // Its private folder went with them.
+  const std::size_t at = folder.find("ipc://");
+  REQUIRE(at != std::string::npos);
+  const fs::path socket = folder.substr(at + 6, folder.find('\n', at) - at - 6);
+  CHECK(eventually([&] { return !fs::exists(socket.parent_path()); }, 10s));
 }
 
 TEST_CASE("without SEPPO_BROKER the free map_parallel runs on a local cluster and says so once") {

@@ -1,6 +1,7 @@
 // A program using libseppo with no broker, for tests that must watch it from outside:
-//   local-cluster-program hold MODULE_FILE   starts a LocalCluster, maps once, prints
-//                                            "pids MANAGER WORKER...", then waits to be killed
+//   local-cluster-program hold MODULE_FILE   starts a LocalCluster, maps once, prints its
+//                                            endpoint and "pids MANAGER WORKER...", then
+//                                            waits to be killed
 //   local-cluster-program default            maps twice with the free seppo::map_parallel
 #include <unistd.h>
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
     const auto out =
         cluster.map_parallel<std::int64_t>("example_module.square", std::vector<int>{1, 2, 3});
     if (out != std::vector<std::int64_t>{1, 4, 9}) return 1;
+    std::cout << cluster.endpoint() << "\n";
     std::cout << "pids " << cluster.manager_pid();
     for (pid_t pid : cluster.worker_pids()) std::cout << " " << pid;
     std::cout << std::endl;
