@@ -1,7 +1,9 @@
 #include <netdb.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -28,9 +30,24 @@ std::string fqdn() {
 }
 
 std::uint64_t random_u64() {
-  static thread_local std::mt19937_64 engine{std::random_device{}() ^
-                                             (static_cast<std::uint64_t>(::getpid()) << 32)};
-  return engine();
+  // From the kernel on every call: a forked process must not repeat its parent's ids (two
+  // workers with one routing id take over each other's connection), and routing ids are
+  // secrets (protocol.md §14.6). Few calls per process, so the syscall costs nothing that shows.
+  std::uint64_t value = 0;
+  auto* bytes = reinterpret_cast<unsigned char*>(&value);
+  std::size_t filled = 0;
+  while (filled < sizeof value) {
+    const ssize_t n = ::getrandom(bytes + filled, sizeof value - filled, 0);
+    if (n > 0) {
+      filled += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno != EINTR) {
+      // No kernel entropy interface (pre-3.17 kernels): fall back on random_device.
+      std::random_device device;
+      return (static_cast<std::uint64_t>(device()) << 32) ^ device() ^
+             (static_cast<std::uint64_t>(::getpid()) << 16);
+    }
+  }
+  return value;
 }
 
 std::string random_routing_id(char role) {
