@@ -38,6 +38,19 @@ struct Indexed {
 
 namespace detail {
 
+// Runs one of the engine's calls for a stream: an error there ends the job, so the stream ends
+// too (what is left is lost with the job) and the error goes to the consumer.
+template <class State, class Call>
+auto ending_on_error(State& state, Call call) {
+  try {
+    return call();
+  } catch (...) {
+    state.at_end = true;
+    state.engine.reset();
+    throw;
+  }
+}
+
 template <class T>
 struct is_result : std::false_type {};
 template <class R>
@@ -193,7 +206,8 @@ class Stream {
     void pop() {
       if (!slots.empty()) slots.pop_front();
       ++base;
-      engine->consumed(base - 1);  // after: it may deliver more, placed relative to base
+      // After: it may deliver more, placed relative to base.
+      detail::ending_on_error(*this, [&] { engine->consumed(base - 1); });
     }
 
     // Makes `current` the next item, or sets at_end; throws a failed item's exception at its
@@ -218,13 +232,7 @@ class Stream {
           engine.reset();
           return;
         }
-        try {
-          finished = !engine->step();
-        } catch (...) {
-          at_end = true;  // the job cannot go on: what is left is lost with it
-          engine.reset();
-          throw;
-        }
+        finished = !detail::ending_on_error(*this, [&] { return engine->step(); });
       }
     }
   };
@@ -328,7 +336,7 @@ class UnorderedStream {
         if (!failed.empty()) {
           const Failed next = std::move(failed.front());
           failed.pop_front();
-          engine->consumed(next.index);
+          detail::ending_on_error(*this, [&] { engine->consumed(next.index); });
           current.emplace(Indexed<T>{next.index, detail::failed_outcome<T>(next.failure)});
           return;
         }
@@ -336,7 +344,7 @@ class UnorderedStream {
           const std::uint64_t index = ready.front().index;
           current.emplace(Indexed<T>{index, T(std::move(ready.front().value))});
           ready.pop_front();
-          engine->consumed(index);
+          detail::ending_on_error(*this, [&] { engine->consumed(index); });
           return;
         }
         if (finished) {
@@ -344,13 +352,7 @@ class UnorderedStream {
           engine.reset();
           return;
         }
-        try {
-          finished = !engine->step();
-        } catch (...) {
-          at_end = true;
-          engine.reset();
-          throw;
-        }
+        finished = !detail::ending_on_error(*this, [&] { return engine->step(); });
       }
     }
   };
