@@ -51,6 +51,12 @@ class TypeError : public Error {
 };
 
 // Bytes that do not follow the wire protocol, or msgpack that cannot be decoded safely.
+// Job::get() and results() after the job was cancelled before it finished.
+class CancelledError : public Error {
+ public:
+  using Error::Error;
+};
+
 class ProtocolError : public Error {
  public:
   using Error::Error;

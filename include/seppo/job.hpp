@@ -25,12 +25,6 @@
 
 namespace seppo {
 
-// Job::get() and results() after the job was cancelled before it finished.
-class CancelledError : public Error {
- public:
-  using Error::Error;
-};
-
 namespace detail {
 
 // The thread running one job on a Client of its own (libclient/job.cpp).
