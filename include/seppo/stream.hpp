@@ -159,97 +159,173 @@ class Engine {
 
 }  // namespace detail
 
-// The results of Client::imap (T = R) or imap_results (T = Result<R>), in input order. An
-// input range (begin() once, then ++ until end()); moving it is cheap, copying impossible.
+namespace detail {
+
 template <class T>
-class Stream {
-  using R = typename detail::value_of<T>::type;
+struct OrderedState {
+  using R = typename value_of<T>::type;
+  using value_type = T;
 
-  struct State {
-    std::string function;
-    std::unique_ptr<detail::Source> source;
-    std::uint64_t base = 0;                                // index of the next item to yield
-    std::deque<std::optional<R>> slots;                    // results of items base, base+1, ...
-    std::map<std::uint64_t, std::exception_ptr> failures;  // by index, all >= base
-    std::optional<T> current;
-    bool started = false;
-    bool finished = false;  // the engine has handed over every item
-    bool at_end = false;
-    // Last: destroyed first, so the sink never sees freed buffers.
-    std::optional<detail::Engine> engine;
+  std::string function;
+  std::unique_ptr<Source> source;
+  std::uint64_t base = 0;                                // index of the next item to yield
+  std::deque<std::optional<R>> slots;                    // results of items base, base+1, ...
+  std::map<std::uint64_t, std::exception_ptr> failures;  // by index, all >= base
+  std::optional<T> current;
+  bool started = false;
+  bool finished = false;  // the engine has handed over every item
+  bool at_end = false;
+  // Last: destroyed first, so the sink never sees freed buffers.
+  std::optional<Engine> engine;
 
-    State(Client& client, std::string name, std::unique_ptr<detail::Source> inputs)
-        : function(std::move(name)), source(std::move(inputs)) {
-      engine.emplace(
-          client, function, [this](Client::Packer& p) { return source->next(p); },
-          [this](const Client::Item& item) {
-            accept(item);
-            return true;
-          },
-          true);
+  OrderedState(Client& client, std::string name, std::unique_ptr<Source> inputs)
+      : function(std::move(name)), source(std::move(inputs)) {
+    engine.emplace(
+        client, function, [this](Client::Packer& p) { return source->next(p); },
+        [this](const Client::Item& item) {
+          accept(item);
+          return true;
+        },
+        true);
+  }
+
+  void accept(const Client::Item& item) {
+    const std::uint64_t offset = item.index - base;
+    if (slots.size() <= offset) slots.resize(offset + 1);
+    if (item.error != nullptr) {
+      failures.emplace(item.index, failure_of(function, item));
+      return;
     }
+    try {
+      slots[offset].emplace(value_from<R>(function, item));
+    } catch (const Error&) {
+      failures.emplace(item.index, std::current_exception());
+    }
+  }
 
-    void accept(const Client::Item& item) {
-      const std::uint64_t offset = item.index - base;
-      if (slots.size() <= offset) slots.resize(offset + 1);
-      if (item.error != nullptr) {
-        failures.emplace(item.index, detail::failure_of(function, item));
+  void pop() {
+    if (!slots.empty()) slots.pop_front();
+    ++base;
+    // After: it may deliver more, placed relative to base.
+    ending_on_error(*this, [&] { engine->consumed(base - 1); });
+  }
+
+  // Makes `current` the next item, or sets at_end; throws a failed item's exception at its
+  // position (the item is then passed: incrementing again goes on with the next one).
+  void advance() {
+    current.reset();
+    while (!at_end) {
+      if (!failures.empty() && failures.begin()->first == base) {
+        const std::exception_ptr failure = failures.begin()->second;
+        failures.erase(failures.begin());
+        pop();
+        current.emplace(failed_outcome<T>(failure));
         return;
       }
-      try {
-        slots[offset].emplace(detail::value_from<R>(function, item));
-      } catch (const Error&) {
-        failures.emplace(item.index, std::current_exception());
+      if (!slots.empty() && slots.front().has_value()) {
+        current.emplace(std::move(*slots.front()));
+        pop();
+        return;
       }
-    }
-
-    void pop() {
-      if (!slots.empty()) slots.pop_front();
-      ++base;
-      // After: it may deliver more, placed relative to base.
-      detail::ending_on_error(*this, [&] { engine->consumed(base - 1); });
-    }
-
-    // Makes `current` the next item, or sets at_end; throws a failed item's exception at its
-    // position (the item is then passed: incrementing again goes on with the next one).
-    void advance() {
-      current.reset();
-      while (!at_end) {
-        if (!failures.empty() && failures.begin()->first == base) {
-          const std::exception_ptr failure = failures.begin()->second;
-          failures.erase(failures.begin());
-          pop();
-          current.emplace(detail::failed_outcome<T>(failure));
-          return;
-        }
-        if (!slots.empty() && slots.front().has_value()) {
-          current.emplace(std::move(*slots.front()));
-          pop();
-          return;
-        }
-        if (finished) {
-          at_end = true;
-          engine.reset();
-          return;
-        }
-        finished = !detail::ending_on_error(*this, [&] { return engine->step(); });
+      if (finished) {
+        at_end = true;
+        engine.reset();
+        return;
       }
+      finished = !ending_on_error(*this, [&] { return engine->step(); });
     }
+  }
+};
+
+template <class T>
+struct UnorderedState {
+  using R = typename value_of<T>::type;
+  using value_type = Indexed<T>;
+
+  struct Failed {
+    std::uint64_t index;
+    std::exception_ptr failure;
   };
+
+  std::string function;
+  std::unique_ptr<Source> source;
+  std::deque<Indexed<R>> ready;  // apart from failures: no per-item room for the rare error
+  std::deque<Failed> failed;
+  std::optional<Indexed<T>> current;
+  bool started = false;
+  bool finished = false;
+  bool at_end = false;
+  std::optional<Engine> engine;
+
+  UnorderedState(Client& client, std::string name, std::unique_ptr<Source> inputs)
+      : function(std::move(name)), source(std::move(inputs)) {
+    engine.emplace(
+        client, function, [this](Client::Packer& p) { return source->next(p); },
+        [this](const Client::Item& item) {
+          accept(item);
+          return true;
+        },
+        true);
+  }
+
+  void accept(const Client::Item& item) {
+    if (item.error != nullptr) {
+      failed.push_back(Failed{item.index, failure_of(function, item)});
+      return;
+    }
+    try {
+      ready.push_back(Indexed<R>{item.index, value_from<R>(function, item)});
+    } catch (const Error&) {
+      failed.push_back(Failed{item.index, std::current_exception()});
+    }
+  }
+
+  void advance() {
+    current.reset();
+    while (!at_end) {
+      if (!failed.empty()) {
+        const Failed next = std::move(failed.front());
+        failed.pop_front();
+        ending_on_error(*this, [&] { engine->consumed(next.index); });
+        current.emplace(Indexed<T>{next.index, failed_outcome<T>(next.failure)});
+        return;
+      }
+      if (!ready.empty()) {
+        const std::uint64_t index = ready.front().index;
+        current.emplace(Indexed<T>{index, T(std::move(ready.front().value))});
+        ready.pop_front();
+        ending_on_error(*this, [&] { engine->consumed(index); });
+        return;
+      }
+      if (finished) {
+        at_end = true;
+        engine.reset();
+        return;
+      }
+      finished = !ending_on_error(*this, [&] { return engine->step(); });
+    }
+  }
+};
+
+// A stream's shape, whatever its order: an input range over the values State::advance() makes
+// current, begun once; moving it is cheap, copying impossible.
+template <class State>
+class PullRange {
+  using V = typename State::value_type;
 
  public:
   class iterator {
    public:
     using iterator_concept = std::input_iterator_tag;
     using iterator_category = std::input_iterator_tag;
-    using value_type = T;
+    using value_type = V;
     using difference_type = std::ptrdiff_t;
-    using reference = T&;
-    using pointer = T*;
+    using reference = V&;
+    using pointer = V*;
 
     iterator() = default;
-    T& operator*() const { return *state_->current; }
-    T* operator->() const { return &*state_->current; }
+    V& operator*() const { return *state_->current; }
+    V* operator->() const { return &*state_->current; }
     iterator& operator++() {
       state_->advance();
       return *this;
@@ -260,15 +336,15 @@ class Stream {
     }
 
    private:
-    friend class Stream;
+    friend class PullRange;
     explicit iterator(State* state) : state_(state) {}
     State* state_ = nullptr;
   };
 
   template <class Range>
-  Stream(Client& client, std::string_view function, Range&& inputs)
+  PullRange(Client& client, std::string_view function, Range&& inputs)
       : state_(std::make_unique<State>(client, std::string(function),
-                                       detail::make_source(std::forward<Range>(inputs)))) {}
+                                       make_source(std::forward<Range>(inputs)))) {}
 
   // The first call starts consuming results (and may throw the first item's error); later
   // calls return an iterator at the current position.
@@ -285,122 +361,21 @@ class Stream {
   std::unique_ptr<State> state_;
 };
 
+}  // namespace detail
+
+// The results of Client::imap (T = R) or imap_results (T = Result<R>), in input order.
+template <class T>
+class Stream : public detail::PullRange<detail::OrderedState<T>> {
+ public:
+  using detail::PullRange<detail::OrderedState<T>>::PullRange;
+};
+
 // The results of Client::imap_unordered (T = R) or imap_unordered_results (T = Result<R>),
 // each with its input's index, in the order they complete.
 template <class T>
-class UnorderedStream {
-  using R = typename detail::value_of<T>::type;
-
-  struct Failed {
-    std::uint64_t index;
-    std::exception_ptr failure;
-  };
-
-  struct State {
-    std::string function;
-    std::unique_ptr<detail::Source> source;
-    std::deque<Indexed<R>> ready;  // apart from failures: no per-item room for the rare error
-    std::deque<Failed> failed;
-    std::optional<Indexed<T>> current;
-    bool started = false;
-    bool finished = false;
-    bool at_end = false;
-    std::optional<detail::Engine> engine;
-
-    State(Client& client, std::string name, std::unique_ptr<detail::Source> inputs)
-        : function(std::move(name)), source(std::move(inputs)) {
-      engine.emplace(
-          client, function, [this](Client::Packer& p) { return source->next(p); },
-          [this](const Client::Item& item) {
-            accept(item);
-            return true;
-          },
-          true);
-    }
-
-    void accept(const Client::Item& item) {
-      if (item.error != nullptr) {
-        failed.push_back(Failed{item.index, detail::failure_of(function, item)});
-        return;
-      }
-      try {
-        ready.push_back(Indexed<R>{item.index, detail::value_from<R>(function, item)});
-      } catch (const Error&) {
-        failed.push_back(Failed{item.index, std::current_exception()});
-      }
-    }
-
-    void advance() {
-      current.reset();
-      while (!at_end) {
-        if (!failed.empty()) {
-          const Failed next = std::move(failed.front());
-          failed.pop_front();
-          detail::ending_on_error(*this, [&] { engine->consumed(next.index); });
-          current.emplace(Indexed<T>{next.index, detail::failed_outcome<T>(next.failure)});
-          return;
-        }
-        if (!ready.empty()) {
-          const std::uint64_t index = ready.front().index;
-          current.emplace(Indexed<T>{index, T(std::move(ready.front().value))});
-          ready.pop_front();
-          detail::ending_on_error(*this, [&] { engine->consumed(index); });
-          return;
-        }
-        if (finished) {
-          at_end = true;
-          engine.reset();
-          return;
-        }
-        finished = !detail::ending_on_error(*this, [&] { return engine->step(); });
-      }
-    }
-  };
-
+class UnorderedStream : public detail::PullRange<detail::UnorderedState<T>> {
  public:
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using iterator_category = std::input_iterator_tag;
-    using value_type = Indexed<T>;
-    using difference_type = std::ptrdiff_t;
-    using reference = Indexed<T>&;
-    using pointer = Indexed<T>*;
-
-    iterator() = default;
-    Indexed<T>& operator*() const { return *state_->current; }
-    Indexed<T>* operator->() const { return &*state_->current; }
-    iterator& operator++() {
-      state_->advance();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) {
-      return it.state_ == nullptr || it.state_->at_end;
-    }
-
-   private:
-    friend class UnorderedStream;
-    explicit iterator(State* state) : state_(state) {}
-    State* state_ = nullptr;
-  };
-
-  template <class Range>
-  UnorderedStream(Client& client, std::string_view function, Range&& inputs)
-      : state_(std::make_unique<State>(client, std::string(function),
-                                       detail::make_source(std::forward<Range>(inputs)))) {}
-
-  iterator begin() {
-    if (!state_->started) {
-      state_->started = true;
-      state_->advance();
-    }
-    return iterator(state_.get());
-  }
-  std::default_sentinel_t end() const noexcept { return {}; }
-
- private:
-  std::unique_ptr<State> state_;
+  using detail::PullRange<detail::UnorderedState<T>>::PullRange;
 };
 
 }  // namespace seppo
