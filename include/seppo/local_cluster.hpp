@@ -93,17 +93,14 @@ class LocalCluster {
 void run_serial(const std::string& function, const std::function<bool(Client::Packer&)>& next,
                 const std::function<bool(const Client::Item&)>& sink);
 
-// map_parallel in the calling process, one item after the other, for debugging: a debugger
-// or sanitizer sees the function run. Same results and errors as Client::map_parallel.
-template <class R, class Range>
-std::vector<R> map_parallel_serial(std::string_view function, const Range& inputs) {
-  std::vector<R> out;
-  if constexpr (requires { std::size(inputs); }) out.reserve(std::size(inputs));
+namespace detail {
+// Runs `on_item` on each item's outcome of `function` over `inputs`, in this process.
+template <class Range, class OnItem>
+void serial_each(const std::string& function, const Range& inputs, OnItem on_item) {
   auto it = std::begin(inputs);
   const auto end = std::end(inputs);
-  const std::string name(function);
   run_serial(
-      name,
+      function,
       [&](Client::Packer& packer) {
         if (it == end) return false;
         packer.pack(*it);
@@ -111,11 +108,23 @@ std::vector<R> map_parallel_serial(std::string_view function, const Range& input
         return true;
       },
       [&](const Client::Item& item) {
-        if (item.error != nullptr) throw RemoteError(name, item.index, *item.error, *item.worker);
-        out.push_back(convert<R>(
-            *item.value, [&] { return name + ": result of item " + std::to_string(item.index); }));
+        on_item(item);
         return true;
       });
+}
+}  // namespace detail
+
+// map_parallel in the calling process, one item after the other, for debugging: a debugger
+// or sanitizer sees the function run. Same results and errors as Client::map_parallel.
+template <class R, class Range>
+std::vector<R> map_parallel_serial(std::string_view function, const Range& inputs) {
+  std::vector<R> out;
+  if constexpr (requires { std::size(inputs); }) out.reserve(std::size(inputs));
+  const std::string name(function);
+  detail::serial_each(name, inputs, [&](const Client::Item& item) {
+    if (item.error != nullptr) throw RemoteError(name, item.index, *item.error, *item.worker);
+    out.push_back(detail::value_from<R>(name, item));
+  });
   return out;
 }
 
@@ -123,27 +132,14 @@ std::vector<R> map_parallel_serial(std::string_view function, const Range& input
 template <class R, class Range>
 std::vector<Result<R>> map_results_serial(std::string_view function, const Range& inputs) {
   std::vector<Result<R>> out;
-  auto it = std::begin(inputs);
-  const auto end = std::end(inputs);
   const std::string name(function);
-  run_serial(
-      name,
-      [&](Client::Packer& packer) {
-        if (it == end) return false;
-        packer.pack(*it);
-        ++it;
-        return true;
-      },
-      [&](const Client::Item& item) {
-        if (item.error != nullptr) {
-          out.emplace_back(RemoteError(name, item.index, *item.error, *item.worker));
-        } else {
-          out.emplace_back(convert<R>(*item.value, [&] {
-            return name + ": result of item " + std::to_string(item.index);
-          }));
-        }
-        return true;
-      });
+  detail::serial_each(name, inputs, [&](const Client::Item& item) {
+    if (item.error != nullptr) {
+      out.emplace_back(RemoteError(name, item.index, *item.error, *item.worker));
+    } else {
+      out.emplace_back(detail::value_from<R>(name, item));
+    }
+  });
   return out;
 }
 
