@@ -17,6 +17,7 @@
 #include <map>
 #include <thread>
 
+#include "common/exit_status.hpp"
 #include "common/log.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
@@ -30,14 +31,6 @@ using Packer = msgpack::packer<msgpack::sbuffer>;
 constexpr std::size_t kMaxMessage = 1 << 16;
 constexpr int kControlFd = 3;  // where the manager keeps its end of the socket pair
 
-std::string describe(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-           strsignal(WTERMSIG(status)) + ")";
-  }
-  return "stopped";
-}
 
 bool send_message(int fd, const msgpack::sbuffer& buffer) {
   return ::send(fd, buffer.data(), buffer.size(), MSG_NOSIGNAL) ==
@@ -219,7 +212,7 @@ class Keeper {
       const Child child = it->second;
       children_.erase(it);
       if (child.leaving || child.generation != generation_) continue;
-      log::warning("worker process " + std::to_string(pid) + " " + describe(status) +
+      log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
                    "; restarting it");
       const auto now = Clock::now();
       deaths_.push_back(now);

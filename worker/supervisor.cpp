@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "common/exit_status.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
 
@@ -20,14 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string describe(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-           strsignal(WTERMSIG(status)) + ")";
-  }
-  return "stopped";
-}
 
 }  // namespace
 
@@ -91,7 +84,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
         given_up = true;
         continue;
       }
-      log::warning("worker process " + std::to_string(pid) + " " + describe(status) +
+      log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
                    "; restarting it");
       const auto now = Clock::now();
       recent_deaths.push_back(now);
