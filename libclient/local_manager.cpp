@@ -31,7 +31,6 @@ using Packer = msgpack::packer<msgpack::sbuffer>;
 constexpr std::size_t kMaxMessage = 1 << 16;
 constexpr int kControlFd = 3;  // where the manager keeps its end of the socket pair
 
-
 bool send_message(int fd, const msgpack::sbuffer& buffer) {
   return ::send(fd, buffer.data(), buffer.size(), MSG_NOSIGNAL) ==
          static_cast<ssize_t>(buffer.size());

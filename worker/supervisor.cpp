@@ -21,7 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-
 }  // namespace
 
 int supervise(const SupervisorOptions& options, const std::function<int()>& child) {
@@ -79,7 +78,8 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
       children.erase(pid);
       if (stopping) continue;
       if (WIFEXITED(status) && WEXITSTATUS(status) == options.no_restart_status) {
-        log::error("worker process " + std::to_string(pid) + " cannot serve this broker; not "
+        log::error("worker process " + std::to_string(pid) +
+                   " cannot serve this broker; not "
                    "restarting it");
         given_up = true;
         continue;
