@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <numeric>
 #include <ranges>
 #include <regex>
@@ -214,12 +216,43 @@ Row memory(std::uint64_t items, const std::string& mode) {
           "-", "-", fmt("peak RSS; %.2f M items/s", items / wall / 1e6)};
 }
 
+// As memory(), with no cluster of its own: the child starts a LocalCluster.
+Row local_memory(std::uint64_t items) {
+  const auto start = Clock::now();
+  const Completed child = run({"/proc/self/exe", "--stream-child", std::to_string(items),
+                               "--stream-mode", "local"},
+                              "", std::chrono::minutes(5));
+  const double wall = seconds_since(start);
+  if (child.status != 0) throw std::runtime_error("local cluster child failed: " + child.err);
+  return {"(i) LocalCluster of 2: 100000 items by map_parallel, then " + std::to_string(items) +
+              " generated through imap, summed",
+          fmt("program %.1f MB (broker thread included)", std::stoull(child.out) / 1024.0), "-",
+          "-", fmt("peak RSS; %.1f s in all", wall)};
+}
+
 int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint) {
-  Client client(endpoint, options());
+  std::optional<seppo::LocalCluster> local;
+  if (mode == "local") {
+    // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
+    // maps a vector of 100,000, then a generator of `items` through imap.
+    seppo::LocalClusterOptions cluster;
+    cluster.module_path = std::filesystem::path(Paths::example_module()).parent_path().string();
+    local.emplace(2, cluster);
+    std::vector<std::uint64_t> small(100000);
+    std::iota(small.begin(), small.end(), std::uint64_t{0});
+    const auto squares = local->map_parallel<std::uint64_t>("example_module.square", small);
+    for (std::uint64_t x = 0; x < small.size(); ++x) {
+      if (squares[x] != x * x) {
+        std::fprintf(stderr, "wrong square of %llu\n", static_cast<unsigned long long>(x));
+        return 1;
+      }
+    }
+  }
+  Client client = local ? local->client(options()) : Client(endpoint, options());
   std::uint64_t sum = 0;
   // The inputs are generated as they are read: nothing of size `items` exists anywhere.
   const auto inputs = std::views::iota(std::uint64_t{0}, items);
-  if (mode == "imap") {
+  if (mode == "imap" || mode == "local") {
     for (std::uint64_t y : client.imap<std::uint64_t>("example_module.square", inputs)) sum += y;
   } else if (mode == "unordered") {
     for (const auto& y : client.imap_unordered<std::uint64_t>("example_module.square", inputs)) {
@@ -267,7 +300,7 @@ int main(int argc, char** argv) {
   std::uint64_t child_items = 0;
   std::string child_mode = "run";
   std::string endpoint;
-  app.add_option("--only", only, "scenarios to run: a b c d e f g h (default all)");
+  app.add_option("--only", only, "scenarios to run: a b c d e f g h i (default all)");
   app.add_flag("--quick", quick, "smaller sizes, for a smoke test");
   app.add_option("--stream-child", child_items)->group("");
   app.add_option("--stream-mode", child_mode)->group("");
@@ -289,6 +322,7 @@ int main(int argc, char** argv) {
     if (want("f")) rows.push_back(shell(1000000 / scale));
     if (want("g")) rows.push_back(memory(10000000 / scale, "imap"));
     if (want("h")) rows.push_back(memory(10000000 / scale, "unordered"));
+    if (want("i")) rows.push_back(local_memory(10000000 / scale));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "seppo-bench: %s\n", e.what());
     return 1;
