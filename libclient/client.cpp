@@ -6,11 +6,11 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "common/poll.hpp"
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/monitor.hpp"
+#include "common/poll.hpp"
 #include "libclient/chunk_sizer.hpp"
 #include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
@@ -37,7 +37,9 @@ std::string seconds(std::chrono::milliseconds d) {
 
 }  // namespace
 
-std::string default_endpoint() { return default_broker_endpoint(); }
+std::string default_endpoint() {
+  return default_broker_endpoint();
+}
 
 struct Client::Impl {
   std::string endpoint;
@@ -51,6 +53,8 @@ struct Client::Impl {
   // A job (or stream) is running: the socket carries one at a time, since a job's receive
   // loop drops messages for other job ids.
   bool busy = false;
+  // The broker's heartbeat, from its last ALIVE; zero until one came.
+  std::chrono::milliseconds broker_heartbeat{0};
 
   Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(std::move(o)) {
     const std::string id = random_routing_id('C');
@@ -79,8 +83,7 @@ struct Client::Impl {
   // Throws unless the socket is free for a job or a status request.
   void claim(const char* what) {
     if (busy) {
-      throw Error(std::string("this seppo::Client is running a job already, so it cannot ") +
-                  what +
+      throw Error(std::string("this seppo::Client is running a job already, so it cannot ") + what +
                   ": finish or destroy the stream first, or use another Client or submit()");
     }
   }
@@ -134,7 +137,8 @@ struct Client::Impl {
                   ? "the broker at " + endpoint +
                         " requires CurveZMQ: set SEPPO_CURVE_SECRET_KEY and "
                         "SEPPO_CURVE_SERVER_KEY (seppo --curve-secret-key, --curve-server-key)"
-                  : "the broker at " + endpoint + " does not use CurveZMQ, but this client has keys");
+                  : "the broker at " + endpoint +
+                        " does not use CurveZMQ, but this client has keys");
         case HandshakeMonitor::Outcome::Failed:
           handshake_failure = event->detail;
           break;
@@ -187,7 +191,7 @@ class ClientJob {
     c_.claim("start another");
     c_.busy = true;
     last_heard_ = Clock::now();
-    heartbeat_ = c_.options.heartbeat;
+    heartbeat_ = c_.broker_heartbeat.count() > 0 ? c_.broker_heartbeat : c_.options.heartbeat;
   }
 
   ~ClientJob() {
@@ -213,6 +217,12 @@ class ClientJob {
       finished_ = true;
       return false;
     }
+    if (c_.broker_heartbeat.count() == 0 && !asked_heartbeat_) {
+      // A broker with a faster heartbeat than ours would take us for dead before our first
+      // heartbeat: ask at once, its ALIVE says how often it wants to hear from us.
+      heartbeat();
+      asked_heartbeat_ = true;
+    }
     std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0},
                                           c_.monitor->pollitem()};
     if (wake_fd >= 0) items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
@@ -229,8 +239,7 @@ class ClientJob {
     }
     if (now - last_heard_ > c_.options.timeout) {
       throw ConnectionError("no reply from the broker at " + c_.endpoint + " for " +
-                            seconds(c_.options.timeout) +
-                            " (is seppo-broker running there?); " +
+                            seconds(c_.options.timeout) + " (is seppo-broker running there?); " +
                             std::to_string(pending_.size()) + " chunks of " + function_ +
                             " unanswered" + c_.handshake_hint());
     }
@@ -413,13 +422,14 @@ class ClientJob {
     if (const auto* a = std::get_if<wire::Alive>(&message)) {
       if (instance_ != 0 && a->instance != instance_) resubmit_all();
       instance_ = a->instance;
-      if (a->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
+      if (a->heartbeat_ms > 0)
+        c_.broker_heartbeat = heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
       return true;
     }
     if (const auto* e = std::get_if<wire::Error>(&message)) {
       if (e->code == "forbidden") {
-        throw RefusedError(e->code, "the broker at " + c_.endpoint + " refused this client: " +
-                                        e->message);
+        throw RefusedError(e->code,
+                           "the broker at " + c_.endpoint + " refused this client: " + e->message);
       }
       throw ProtocolError("broker refused a message: " + e->code + ": " + e->message);
     }
@@ -446,8 +456,8 @@ class ClientJob {
     }
     const msgpack::object& array = handle.get();
     if (array.type != msgpack::type::ARRAY || array.via.array.size != d.count) {
-      return fail_range(d.first, d.count, "result does not hold " + std::to_string(d.count) +
-                                               " entries", d.worker);
+      return fail_range(d.first, d.count,
+                        "result does not hold " + std::to_string(d.count) + " entries", d.worker);
     }
     if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
     for (std::uint32_t i = 0; i < d.count; ++i) {
@@ -539,6 +549,7 @@ class ClientJob {
   std::uint64_t instance_ = 0;
   std::chrono::milliseconds heartbeat_{1000};
   Clock::time_point last_sent_{};
+  bool asked_heartbeat_ = false;
   Clock::time_point last_heard_{};
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
@@ -549,8 +560,12 @@ Client::~Client() = default;
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 
-const std::string& Client::endpoint() const { return impl_->endpoint; }
-const ClientOptions& Client::options() const { return impl_->options; }
+const std::string& Client::endpoint() const {
+  return impl_->endpoint;
+}
+const ClientOptions& Client::options() const {
+  return impl_->options;
+}
 
 msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
   impl_->claim("ask for the broker's status");
@@ -558,7 +573,8 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::vector<zmq::message_t> frames;
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       throw ConnectionError("no reply from the broker at " + impl_->endpoint + " within " +
                             seconds(timeout) + " (is seppo-broker running there?)" +
@@ -569,7 +585,8 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
     seppo::poll(items, left);
     impl_->check_handshake();
     frames.clear();
-    if (!zmq::recv_multipart(impl_->socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+    if (!zmq::recv_multipart(impl_->socket, std::back_inserter(frames),
+                             zmq::recv_flags::dontwait)) {
       continue;
     }
     try {
@@ -596,8 +613,12 @@ Engine::Engine(Client& client, std::string function, Next next, Sink sink, bool 
                                        std::move(sink), hold)) {}
 Engine::~Engine() = default;
 
-bool Engine::step(int wake_fd) { return job_->step(std::chrono::milliseconds::max(), wake_fd); }
-void Engine::consumed(std::uint64_t index) { job_->consumed(index); }
+bool Engine::step(int wake_fd) {
+  return job_->step(std::chrono::milliseconds::max(), wake_fd);
+}
+void Engine::consumed(std::uint64_t index) {
+  job_->consumed(index);
+}
 
 }  // namespace detail
 

@@ -191,3 +191,14 @@ TEST_CASE("one client runs several jobs one after another") {
     CHECK(out == std::vector<std::int64_t>(1000, round * round));
   }
 }
+
+TEST_CASE("a client with the default heartbeat keeps its job on a broker with a faster one") {
+  Cluster cluster;  // heartbeat 100 ms: a client silent for 300 ms is presumed dead
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  Client client(cluster.endpoint());  // 1000 ms until the broker says otherwise
+  const auto out = client.map_parallel<std::int64_t>("example_module.sleep_ms",
+                                                      std::vector<std::int64_t>{800});
+  CHECK(out == std::vector<std::int64_t>{800});
+  CHECK(cluster.broker().output().find("client vanished") == std::string::npos);
+}
