@@ -161,6 +161,18 @@ class Engine {
 
 namespace detail {
 
+// Starts a stream's job: inputs from its source, every item to its accept().
+template <class State>
+void start_engine(State& state, Client& client) {
+  state.engine.emplace(
+      client, state.function, [&state](Client::Packer& p) { return state.source->next(p); },
+      [&state](const Client::Item& item) {
+        state.accept(item);
+        return true;
+      },
+      true);
+}
+
 template <class T>
 struct OrderedState {
   using R = typename value_of<T>::type;
@@ -180,13 +192,7 @@ struct OrderedState {
 
   OrderedState(Client& client, std::string name, std::unique_ptr<Source> inputs)
       : function(std::move(name)), source(std::move(inputs)) {
-    engine.emplace(
-        client, function, [this](Client::Packer& p) { return source->next(p); },
-        [this](const Client::Item& item) {
-          accept(item);
-          return true;
-        },
-        true);
+    start_engine(*this, client);
   }
 
   void accept(const Client::Item& item) {
@@ -259,13 +265,7 @@ struct UnorderedState {
 
   UnorderedState(Client& client, std::string name, std::unique_ptr<Source> inputs)
       : function(std::move(name)), source(std::move(inputs)) {
-    engine.emplace(
-        client, function, [this](Client::Packer& p) { return source->next(p); },
-        [this](const Client::Item& item) {
-          accept(item);
-          return true;
-        },
-        true);
+    start_engine(*this, client);
   }
 
   void accept(const Client::Item& item) {
