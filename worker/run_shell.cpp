@@ -108,6 +108,10 @@ void kill_own_group(int) {
   while (shell > 0 && ::waitpid(shell, &status, 0) < 0 && errno == EINTR) {
   }
   [[maybe_unused]] ssize_t n = ::write(3, &status, sizeof status);
+  // The item ends with its shell: what the command left running in the background would hold
+  // stdout open (the worker would wait for it forever) and outlive the item. The status is
+  // written, so the group's end, the guard's included, is no one's error.
+  ::kill(0, SIGKILL);
   ::_exit(0);
 }
 

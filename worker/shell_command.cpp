@@ -94,8 +94,13 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   const std::string_view all = text_;
   std::string literal;
   bool replaced = false;
+  // The shell's quoting state: a value is one single-quoted word only where the shell reads a
+  // new word. Inside the operator's own quotes, or after a $, an input's quote characters would
+  // end the quoting and run as code; after a backslash the brace is the command's own.
+  char quote = 0;        // ' or " while inside such quotes
+  bool escaped = false;  // the previous character was a backslash outside single quotes
   for (std::size_t i = 0; i < all.size();) {
-    if (all[i] == '{') {
+    if (all[i] == '{' && !escaped) {
       const std::string_view rest = all.substr(i);
       if (rest.starts_with("{#}") || rest.starts_with("{%}") || rest.starts_with("{=")) {
         throw std::invalid_argument(
@@ -111,6 +116,12 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
         }
       }
       if (found != nullptr) {
+        if (quote != 0 || (i > 0 && all[i - 1] == '$')) {
+          throw std::invalid_argument(
+              std::string(found->text) +
+              " inside quotes or after $ would let an input end the quoting and run as shell "
+              "code: write it bare, each value is passed as one quoted word already");
+        }
         if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
         literal.clear();
         pieces_.push_back(Piece{found->kind, {}});
@@ -119,7 +130,23 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
         continue;
       }
     }
+    const char c = all[i];
+    if (escaped) {
+      escaped = false;
+    } else if (quote == '\'') {
+      if (c == '\'') quote = 0;
+    } else if (c == '\\') {
+      escaped = true;
+    } else if (quote == '"') {
+      if (c == '"') quote = 0;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+    }
     literal += all[i++];
+  }
+  if (quote != 0) {
+    throw std::invalid_argument(std::string("the command has an unterminated ") + quote +
+                                " quote");
   }
   if (!replaced) {
     literal += " ";

@@ -117,6 +117,30 @@ TEST_CASE("replacement strings a worker cannot fill are refused at start-up") {
   CHECK_THROWS_AS(CommandTemplate("echo {= s/a/b/ =}"), std::invalid_argument);
 }
 
+TEST_CASE("a replacement string inside the operator's quotes or after $ is refused at start-up") {
+  // Each would let an input's own quote characters end the quoting: "$(id)" inside "...",
+  // a quote inside '...'.
+  for (const char* text : {"echo \"{}\"", "echo '{}'", "echo \"x {/.} y\"", "echo ${}",
+                           "echo $'{}'"}) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH_AS(CommandTemplate{text}, doctest::Contains("write it bare"),
+                         std::invalid_argument);
+  }
+  CHECK_THROWS_WITH_AS(CommandTemplate("echo 'open"), doctest::Contains("unterminated ' quote"),
+                       std::invalid_argument);
+  // Braces that are the command's own, quoted or escaped, stay as they are.
+  CHECK(ShellCommand("t", "echo {} | awk '{print $2}'").run_text("a b") == "b");
+  CHECK(ShellCommand("t", "echo \\{} {}").run_text("$(id)") == "{} $(id)");
+  CHECK(ShellCommand("t", "echo \"it's\" {}").run_text("'") == "it's '");
+}
+
+TEST_CASE("what a command leaves running in the background ends with its item") {
+  // The background sleep holds stdout: without the group's end the item would wait for it.
+  const CommandRun run = run_shell("sleep 600 & echo started");
+  CHECK(run.wait_status == 0);
+  CHECK(run.out == "started\n");
+}
+
 TEST_CASE("--command NAME=TEMPLATE is checked: name characters, length, an actual command") {
   const CommandSpec spec = parse_command_option("thumbnail=convert {} {.}.png");
   CHECK(spec.name == "thumbnail");
