@@ -35,7 +35,9 @@ bool progress_wanted(ProgressMode mode) {
 
 int run_map(Client& client, const MapOptions& options, std::FILE* out) {
   LineInput input(options.input, options.input_format);
-  ResultPrinter printer(out, options.output);
+  std::vector<std::uint64_t> released;  // printed or dropped, not yet told to the client
+  ResultPrinter printer(out, options.output,
+                        [&released](std::uint64_t index) { released.push_back(index); });
   Progress::Options meter;
   meter.enabled = progress_wanted(options.progress);
   meter.label = options.function;
@@ -60,8 +62,10 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
   // is cancelled at the broker first, and SIGPIPE is raised after.
   std::signal(SIGPIPE, SIG_IGN);
   bool stop_reading = false;
-  client.run(
-      options.function,
+  // A held engine: a chunk keeps its place in the client's window until its lines are printed,
+  // so an item that takes long cannot make the results behind it pile up without bound.
+  detail::Engine engine(
+      client, options.function,
       [&](Client::Packer& packer) {
         if (stop_reading) return false;
         const bool more = input.next(packer);
@@ -81,7 +85,17 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
         printer.put(item.index, line, ok ? item.value : nullptr);
         if (item.last_in_message && !printer.flush()) return false;
         return !(options.fail_fast && failed > 0);
-      });
+      },
+      true);
+  while (true) {
+    // Outside the sink: consumed() may step the engine, which calls the sink again.
+    while (!released.empty()) {
+      std::vector<std::uint64_t> batch;
+      batch.swap(released);
+      for (const std::uint64_t index : batch) engine.consumed(index);
+    }
+    if (!engine.step()) break;
+  }
   report_rejected();
   printer.flush();
   std::signal(SIGPIPE, SIG_DFL);

@@ -26,6 +26,7 @@ void ResultPrinter::write(const std::string& text) {
 void ResultPrinter::put(std::uint64_t index, std::uint64_t line, const msgpack::object* value) {
   if (!format_.ordered) {
     if (value != nullptr) write(format(line, *value));
+    released_(index);
     return;
   }
   const std::uint64_t slot = index - next_;
@@ -36,7 +37,7 @@ void ResultPrinter::put(std::uint64_t index, std::uint64_t line, const msgpack::
   while (!waiting_.empty() && waiting_.front().has_value()) {
     if (*waiting_.front()) write(**waiting_.front());
     waiting_.pop_front();
-    ++next_;
+    released_(next_++);
   }
 }
 

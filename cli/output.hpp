@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -19,7 +20,11 @@ struct OutputFormat {
 
 class ResultPrinter {
  public:
-  ResultPrinter(std::FILE* out, OutputFormat format) : out_(out), format_(format) {}
+  // `released` hears of each item once it is written (or dropped, failed): only then may the
+  // client submit more in its place, so results held back for order are bounded too.
+  ResultPrinter(std::FILE* out, OutputFormat format,
+                std::function<void(std::uint64_t index)> released)
+      : out_(out), format_(format), released_(std::move(released)) {}
 
   // Item `index` (0-based, in submission order) from input line `line`; `value` is null for a
   // failed item, which prints nothing but lets later lines through.
@@ -36,6 +41,7 @@ class ResultPrinter {
 
   std::FILE* out_;
   OutputFormat format_;
+  std::function<void(std::uint64_t)> released_;
   // Ordered output holds results that arrived early until every earlier line is printed: memory
   // is bounded by the client's window, not by the input's length.
   std::deque<std::optional<std::optional<std::string>>> waiting_;
