@@ -157,23 +157,34 @@ class Client {
   // until the consumer has taken all its results. A failed item throws its RemoteError at its
   // position; leaving the loop early cancels the job. One stream or call at a time per Client.
   template <class R, class Range>
-  Stream<R> imap(std::string_view function, Range&& inputs) {
+  Stream<R> imap(std::string_view function, Range&& inputs) & {
     return Stream<R>(*this, function, std::forward<Range>(inputs));
   }
   // Like imap, but each item's value or error: a failed item does not end the loop.
   template <class R, class Range>
-  Stream<Result<R>> imap_results(std::string_view function, Range&& inputs) {
+  Stream<Result<R>> imap_results(std::string_view function, Range&& inputs) & {
     return Stream<Result<R>>(*this, function, std::forward<Range>(inputs));
   }
   // Like imap, in the order results complete, each as Indexed<R>{index, value}.
   template <class R, class Range>
-  UnorderedStream<R> imap_unordered(std::string_view function, Range&& inputs) {
+  UnorderedStream<R> imap_unordered(std::string_view function, Range&& inputs) & {
     return UnorderedStream<R>(*this, function, std::forward<Range>(inputs));
   }
   template <class R, class Range>
-  UnorderedStream<Result<R>> imap_unordered_results(std::string_view function, Range&& inputs) {
+  UnorderedStream<Result<R>> imap_unordered_results(std::string_view function, Range&& inputs) & {
     return UnorderedStream<Result<R>>(*this, function, std::forward<Range>(inputs));
   }
+
+  // A stream refers to its Client: on a temporary one (client().imap(...) in a range-for) it
+  // would outlive it. Name the Client first.
+  template <class R, class Range>
+  void imap(std::string_view, Range&&) && = delete;
+  template <class R, class Range>
+  void imap_results(std::string_view, Range&&) && = delete;
+  template <class R, class Range>
+  void imap_unordered(std::string_view, Range&&) && = delete;
+  template <class R, class Range>
+  void imap_unordered_results(std::string_view, Range&&) && = delete;
 
   // Starts the map on a thread and connection of its own and returns at once
   // (include/seppo/job.hpp): job.get(), job.results(), job.wait_for(d), job.cancel(). The job
