@@ -95,12 +95,12 @@ std::vector<LineInput::Rejected> LineInput::take_rejected() {
   return out;
 }
 
-std::optional<std::uint64_t> count_lines(int fd) {
+std::optional<std::uint64_t> count_lines(int fd, const std::atomic<bool>& stop) {
   std::vector<char> buffer(1 << 20);
   std::uint64_t lines = 0;
   off_t offset = 0;
   char last = '\n';
-  while (true) {
+  while (!stop) {
     const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), offset);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return std::nullopt;
@@ -109,6 +109,7 @@ std::optional<std::uint64_t> count_lines(int fd) {
     last = buffer[static_cast<std::size_t>(n) - 1];
     offset += n;
   }
+  if (stop) return std::nullopt;
   return lines + (last != '\n' ? 1 : 0);
 }
 

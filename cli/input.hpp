@@ -1,6 +1,7 @@
 // The input side of `seppo map`: lines from stdin or a file, each packed as an argument.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <istream>
 #include <memory>
@@ -57,6 +58,7 @@ class LineInput {
 };
 
 // Counts the lines of a regular file with pread, leaving its offset alone: the progress total.
-std::optional<std::uint64_t> count_lines(int fd);
+// Gives up (nullopt) once `stop` is set: a huge file must not hold up the end of the command.
+std::optional<std::uint64_t> count_lines(int fd, const std::atomic<bool>& stop);
 
 }  // namespace seppo::cli

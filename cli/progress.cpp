@@ -119,7 +119,7 @@ void Progress::draw(bool final) {
 void Progress::loop() {
   // Counting a big file takes a moment: the line shows done/rate meanwhile.
   if (options_.count_fd >= 0) {
-    if (const auto lines = count_lines(options_.count_fd)) {
+    if (const auto lines = count_lines(options_.count_fd, stop_)) {
       total_ = *lines;
       counted_ = true;
     }
@@ -136,7 +136,7 @@ void Progress::loop() {
       if (stop_) break;
     }
     draw(false);
-    wake_.wait_for(lock, options_.redraw, [this] { return stop_; });
+    wake_.wait_for(lock, options_.redraw, [this] { return stop_.load(); });
   }
 }
 

@@ -56,7 +56,7 @@ class Progress {
   std::atomic<std::int64_t> workers_{-1};
   std::mutex mutex_;  // stderr, and the stop flag
   std::condition_variable wake_;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
   bool drawn_ = false;  // a progress line is on the screen, to be cleared before a message
   std::thread thread_;
 };
