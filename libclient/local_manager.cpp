@@ -147,11 +147,14 @@ class Keeper {
     ++generation_;
     wanted_ = processes;
     owed_ = 0;
-    const auto kill_at = Clock::now() + options_.stop_grace;
+    // No deadline: SIGTERM lets each finish its running task however long it takes, and hand the
+    // prefetched ones back. Killing one would charge its task an attempt, and a long task of
+    // another job could be reported lost because a module was loaded. The cluster's own stop
+    // still kills after the grace.
     for (auto& [pid, child] : children_) {
       if (child.leaving) continue;
       child.leaving = true;
-      child.kill_at = kill_at;
+      child.kill_at = Clock::time_point::max();
       ::kill(pid, SIGTERM);
     }
     for (unsigned i = 0; i < processes; ++i) {
