@@ -358,6 +358,19 @@ Manager::~Manager() {
   stop();
 }
 
+namespace {
+
+template <class T>
+T reply_value(const msgpack::object_handle& reply) {
+  try {
+    return reply.get().via.array.ptr[1].as<T>();
+  } catch (const msgpack::type_error&) {
+    throw ProtocolError("the local cluster's worker manager answered a value of another type");
+  }
+}
+
+}  // namespace
+
 msgpack::object_handle Manager::request(const std::string& command, const std::string& argument,
                                         std::uint64_t number, std::chrono::milliseconds timeout) {
   const std::string gone =
@@ -373,34 +386,47 @@ msgpack::object_handle Manager::request(const std::string& command, const std::s
   while (true) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) throw ConnectionError(gone + "did not answer '" + command + "'");
+    if (left <= 0) {
+      // Its late answer would be taken for the next request's: this manager is done. Closing
+      // our end also makes it stop its workers.
+      ::close(fd_);
+      fd_ = -1;
+      throw ConnectionError(gone + "did not answer '" + command + "'");
+    }
     if (::poll(&fd, 1, static_cast<int>(left)) > 0) break;
   }
   std::vector<char> reply(kMaxMessage);
   const ssize_t n = ::recv(fd_, reply.data(), reply.size(), 0);
   if (n <= 0) throw ConnectionError(gone + "is gone");
-  return unpack_untrusted(reply.data(), static_cast<std::size_t>(n));
+  msgpack::object_handle handle = unpack_untrusted(reply.data(), static_cast<std::size_t>(n));
+  // Every answer is ["ok", value] or ["error", message].
+  const msgpack::object& o = handle.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 ||
+      o.via.array.ptr[0].type != msgpack::type::STR) {
+    throw ProtocolError(gone + "answered '" + command + "' with something else than a reply");
+  }
+  if (o.via.array.ptr[0].as<std::string>() != "ok") {
+    const msgpack::object& why = o.via.array.ptr[1];
+    throw Error(why.type == msgpack::type::STR ? why.as<std::string>() : command + " failed");
+  }
+  return handle;
 }
 
 std::vector<std::string> Manager::load(const std::string& path) {
   // dlopen runs the module's static initialisers: give them time.
   msgpack::object_handle reply = request("load", path, 0, std::chrono::seconds(60));
-  const msgpack::object& o = reply.get();
-  if (o.via.array.ptr[0].as<std::string>() != "ok") {
-    throw Error(o.via.array.ptr[1].as<std::string>());
-  }
-  return o.via.array.ptr[1].as<std::vector<std::string>>();
+  return reply_value<std::vector<std::string>>(reply);
 }
 
 std::vector<pid_t> Manager::start(unsigned processes) {
   msgpack::object_handle reply = request("start", "", processes, std::chrono::seconds(30));
-  const auto pids = reply.get().via.array.ptr[1].as<std::vector<std::int64_t>>();
+  const auto pids = reply_value<std::vector<std::int64_t>>(reply);
   return std::vector<pid_t>(pids.begin(), pids.end());
 }
 
 std::vector<pid_t> Manager::pids() {
   msgpack::object_handle reply = request("pids", "", 0, std::chrono::seconds(10));
-  const auto pids = reply.get().via.array.ptr[1].as<std::vector<std::int64_t>>();
+  const auto pids = reply_value<std::vector<std::int64_t>>(reply);
   return std::vector<pid_t>(pids.begin(), pids.end());
 }
 
