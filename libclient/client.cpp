@@ -223,10 +223,10 @@ class ClientJob {
       heartbeat();
       asked_heartbeat_ = true;
     }
-    std::vector<zmq::pollitem_t> items = {{c_.socket.handle(), 0, ZMQ_POLLIN, 0},
-                                          c_.monitor->pollitem()};
-    if (wake_fd >= 0) items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    seppo::poll(items, std::min(max_wait, heartbeat_ / 2 + std::chrono::milliseconds(1)));
+    // Kept between steps: a stream steps for every few results, and this is its hot path.
+    poll_items_.assign({{c_.socket.handle(), 0, ZMQ_POLLIN, 0}, c_.monitor->pollitem()});
+    if (wake_fd >= 0) poll_items_.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    seppo::poll(poll_items_, std::min(max_wait, heartbeat_ / 2 + std::chrono::milliseconds(1)));
     c_.check_handshake();
     if (!receive()) {
       finished_ = true;
@@ -550,6 +550,7 @@ class ClientJob {
   std::chrono::milliseconds heartbeat_{1000};
   Clock::time_point last_sent_{};
   bool asked_heartbeat_ = false;
+  std::vector<zmq::pollitem_t> poll_items_;
   Clock::time_point last_heard_{};
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
