@@ -86,6 +86,12 @@ TEST_CASE("seppo status --json lists the workers and their functions") {
   REQUIRE(r.status == 0);
   CHECK(r.out.find("\"example_module.square\"") != std::string::npos);
   CHECK(r.out.find("\"workers\":[{") != std::string::npos);
+  // What an operator's script reads of each worker, and of each function and job.
+  for (const char* field : {"\"host\":", "\"pid\":", "\"functions\":[", "\"busy\":",
+                            "\"tasks_done\":", "\"last_heard_ms\":", "\"queued\":",
+                            "\"jobs\":[", "\"protocol\":1"}) {
+    CHECK_MESSAGE(r.out.find(field) != std::string::npos, field);
+  }
 }
 
 TEST_CASE("unknown flags give a one-line error and a non-zero exit") {
