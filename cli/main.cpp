@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
       "  seppo ping || systemctl start seppo-broker\n"
       "  seppo keygen alice        # alice.key_secret (keep it) and alice.key (give it away)\n\n"
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
-      "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
+      "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key; SEPPO_MODULE_PATH\n"
+      "lists the folders where seppo map --local finds modules.");
   app.set_version_flag("--version", std::string("seppo ") + seppo::version);
   app.require_subcommand(1);
   app.fallthrough();  // seppo map --broker X works as well as seppo --broker X map
