@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -22,6 +23,15 @@ struct State {
 
 State& state() {
   static State s;
+  // A process forked while another thread logs (a local cluster's manager, forked beside a
+  // running broker thread) would inherit the mutex held and block on its first line: fork
+  // waits for the line to finish instead.
+  static const bool fork_safe = [] {
+    ::pthread_atfork([] { s.mutex.lock(); }, [] { s.mutex.unlock(); },
+                     [] { s.mutex.unlock(); });
+    return true;
+  }();
+  (void)fork_safe;
   return s;
 }
 
