@@ -145,8 +145,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     literal += all[i++];
   }
   if (quote != 0) {
-    throw std::invalid_argument(std::string("the command has an unterminated ") + quote +
-                                " quote");
+    throw std::invalid_argument(std::string("the command has an unterminated ") + quote + " quote");
   }
   if (!replaced) {
     literal += " ";
@@ -298,6 +297,17 @@ int ShellCommand::call_chunk(const char* input, std::size_t size,
     for (std::uint32_t i = 0; i < items.via.array.size; ++i) {
       std::string result, error;
       bool ok = false;
+      // The results travel as one message: bounded like one command's output, so a chunk of
+      // many chatty commands can neither exhaust the worker nor exceed the broker's limit.
+      if (buffer.size() > limits_.max_stdout) {
+        packer.pack_array(2).pack(1).pack("command " + name_ +
+                                          " not run: its chunk's results already hold " +
+                                          std::to_string(buffer.size()) + " bytes, over the " +
+                                          std::to_string(limits_.max_stdout) +
+                                          "-byte limit; send fewer items a chunk "
+                                          "(seppo map --chunk-size)");
+        continue;
+      }
       try {
         result = run(items.via.array.ptr[i]);
         ok = true;

@@ -120,8 +120,8 @@ TEST_CASE("replacement strings a worker cannot fill are refused at start-up") {
 TEST_CASE("a replacement string inside the operator's quotes or after $ is refused at start-up") {
   // Each would let an input's own quote characters end the quoting: "$(id)" inside "...",
   // a quote inside '...'.
-  for (const char* text : {"echo \"{}\"", "echo '{}'", "echo \"x {/.} y\"", "echo ${}",
-                           "echo $'{}'"}) {
+  for (const char* text :
+       {"echo \"{}\"", "echo '{}'", "echo \"x {/.} y\"", "echo ${}", "echo $'{}'"}) {
     CAPTURE(text);
     CHECK_THROWS_WITH_AS(CommandTemplate{text}, doctest::Contains("write it bare"),
                          std::invalid_argument);
@@ -139,6 +139,27 @@ TEST_CASE("what a command leaves running in the background ends with its item") 
   const CommandRun run = run_shell("sleep 600 & echo started");
   CHECK(run.wait_status == 0);
   CHECK(run.out == "started\n");
+}
+
+TEST_CASE("a chunk's results are bounded like one command's output") {
+  CommandLimits limits;
+  limits.max_stdout = 100;
+  const ShellCommand command("big", "printf %080d {}", limits);
+  msgpack::zone zone;
+  const std::vector<msgpack::object> items = {msgpack::object(1, zone), msgpack::object(2, zone),
+                                              msgpack::object(3, zone)};
+  int status = -1;
+  const std::string out = call(command, chunk_of(items), &status);
+  REQUIRE(status == 0);
+  msgpack::object_handle h = msgpack::unpack(out.data(), out.size());
+  const auto results = h.get().as<std::vector<std::pair<int, std::string>>>();
+  REQUIRE(results.size() == 3);
+  CHECK(results[0].first == 0);  // 80 bytes: under the limit
+  CHECK(results[1].first == 0);  // run while the results held 80
+  CHECK(results[2].first == 1);
+  CHECK(results[2].second.find("command big not run: its chunk's results already hold") == 0);
+  CHECK(results[2].second.find("over the 100-byte limit; send fewer items a chunk") !=
+        std::string::npos);
 }
 
 TEST_CASE("--command NAME=TEMPLATE is checked: name characters, length, an actual command") {
