@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "seppo/convert.hpp"
+#include "seppo/module.hpp"
 
 namespace seppo::worker {
 
@@ -285,50 +286,23 @@ std::string ShellCommand::run_text(std::string_view input) const {
 
 int ShellCommand::call_chunk(const char* input, std::size_t size,
                              seppo_sink* output) const noexcept {
-  try {
-    msgpack::object_handle handle = unpack_untrusted(input, size);
-    const msgpack::object& items = handle.get();
-    if (items.type != msgpack::type::ARRAY) {
-      throw ProtocolError(std::string("chunk is not an array but ") + type_name(items.type));
-    }
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
-    packer.pack_array(items.via.array.size);
-    for (std::uint32_t i = 0; i < items.via.array.size; ++i) {
-      std::string result, error;
-      bool ok = false;
-      // The results travel as one message: bounded like one command's output, so a chunk of
-      // many chatty commands can neither exhaust the worker nor exceed the broker's limit.
-      if (buffer.size() > limits_.max_stdout) {
-        packer.pack_array(2).pack(1).pack("command " + name_ +
-                                          " not run: its chunk's results already hold " +
-                                          std::to_string(buffer.size()) + " bytes, over the " +
-                                          std::to_string(limits_.max_stdout) +
-                                          "-byte limit; send fewer items a chunk "
-                                          "(seppo map --chunk-size)");
-        continue;
-      }
-      try {
-        result = run(items.via.array.ptr[i]);
-        ok = true;
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      if (ok)
+  return detail::call_each_item(
+      input, size, output,
+      [this](msgpack::packer<msgpack::sbuffer>& packer, msgpack::sbuffer& buffer,
+             const msgpack::object& item) {
+        // The results travel as one message: bounded like one command's output, so a chunk of
+        // many chatty commands can neither exhaust the worker nor exceed the broker's limit.
+        if (buffer.size() > limits_.max_stdout) {
+          throw std::runtime_error("command " + name_ +
+                                   " not run: its chunk's results already hold " +
+                                   std::to_string(buffer.size()) + " bytes, over the " +
+                                   std::to_string(limits_.max_stdout) +
+                                   "-byte limit; send fewer items a chunk "
+                                   "(seppo map --chunk-size)");
+        }
+        const std::string result = run(item);
         packer.pack_array(2).pack(0).pack(result);
-      else
-        packer.pack_array(2).pack(1).pack(error);
-    }
-    output->write(output->context, buffer.data(), buffer.size());
-    return 0;
-  } catch (const std::exception& e) {
-    const std::string message = e.what();
-    output->write(output->context, message.data(), message.size());
-  } catch (...) {
-    static const char message[] = "unknown exception while running a command";
-    output->write(output->context, message, sizeof message - 1);
-  }
-  return 1;
+      });
 }
 
 Function command_function(const CommandSpec& spec, CommandLimits limits) {

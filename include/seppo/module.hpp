@@ -39,10 +39,12 @@ const char* signature_part() {
   else return expected_name<T>();
 }
 
-// Packs per-item entries [0, result] / [1, message] into a buffer, then hands it to the sink.
-template <auto Function>
-int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
-  using traits = function_traits<decltype(Function)>;
+// The frame of every seppo_call_chunk: decodes the chunk, packs one entry per item into a buffer,
+// then hands it to the sink. `pack_item(packer, buffer, argument)` packs [0, result] for one
+// item, or throws: the exception becomes that item's [1, message], and the others go on.
+template <class PackItem>
+int call_each_item(const char* input, size_t size, seppo_sink* output,
+                   const PackItem& pack_item) noexcept {
   try {
     msgpack::object_handle handle = unpack_untrusted(input, size);
     const msgpack::object& items = handle.get();
@@ -53,19 +55,8 @@ int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
     msgpack::packer<msgpack::sbuffer> packer(buffer);
     packer.pack_array(items.via.array.size);
     for (uint32_t i = 0; i < items.via.array.size; ++i) {
-      // Each item fails alone: the exception becomes that item's error entry.
       try {
-        auto argument = convert<typename traits::argument>(items.via.array.ptr[i], "argument");
-        if constexpr (std::is_void_v<typename traits::result>) {
-          Function(std::move(argument));
-          packer.pack_array(2).pack(0).pack_nil();
-        } else {
-          auto result = Function(std::move(argument));
-          msgpack::sbuffer one;  // packed apart so a throwing pack cannot leave half an entry
-          msgpack::pack(one, result);
-          packer.pack_array(2).pack(0);
-          buffer.write(one.data(), one.size());
-        }
+        pack_item(packer, buffer, items.via.array.ptr[i]);
       } catch (const std::exception& e) {
         packer.pack_array(2).pack(1).pack(std::string(e.what()));
       } catch (...) {
@@ -82,6 +73,27 @@ int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
     output->write(output->context, message, sizeof message - 1);
   }
   return 1;
+}
+
+template <auto Function>
+int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
+  using traits = function_traits<decltype(Function)>;
+  return call_each_item(
+      input, size, output,
+      [](msgpack::packer<msgpack::sbuffer>& packer, msgpack::sbuffer& buffer,
+         const msgpack::object& item) {
+        auto argument = convert<typename traits::argument>(item, "argument");
+        if constexpr (std::is_void_v<typename traits::result>) {
+          Function(std::move(argument));
+          packer.pack_array(2).pack(0).pack_nil();
+        } else {
+          auto result = Function(std::move(argument));
+          msgpack::sbuffer one;  // packed apart so a throwing pack cannot leave half an entry
+          msgpack::pack(one, result);
+          packer.pack_array(2).pack(0);
+          buffer.write(one.data(), one.size());
+        }
+      });
 }
 
 template <auto Function>
