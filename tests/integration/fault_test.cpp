@@ -249,3 +249,21 @@ TEST_CASE("a broker stopped with SIGTERM tells its workers, which wait for it to
   CHECK(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{5}) ==
         std::vector<std::int64_t>{25});
 }
+
+// The heartbeat gap (issue 11): a worker working through a backlog sends a RESULT more often
+// than every heartbeat, so it never sent a HEARTBEAT, and the broker (which answers only
+// HEARTBEAT and READY) said nothing while no new TASK was left to send. After heartbeat ×
+// liveness (300 ms) the worker presumed the broker gone, reconnected and dropped its queue.
+// Here 24 items of 50 ms arrive at once (prefetch 24) and take 1.2 s, four times the liveness.
+TEST_CASE("a worker busy with a backlog longer than the liveness keeps its connection") {
+  Cluster cluster;
+  Process& worker = cluster.add_worker(1, {"--prefetch", "24"});
+  REQUIRE(cluster.wait_for_workers(1));
+  ClientOptions options = cluster.client_options();
+  options.chunk_size = 1;
+  Client client(cluster.endpoint(), options);
+  const std::vector<std::int64_t> inputs(24, 50);
+  CHECK(client.map_parallel<std::int64_t>("example_module.sleep_ms", inputs) == inputs);
+  const std::string log = worker.output();
+  CHECK_MESSAGE(log.find("reconnecting") == std::string::npos, log);
+}

@@ -1,0 +1,426 @@
+// The worker's rules (docs/protocol.md §9, rows W1..W18), driven with a fake clock: no socket,
+// no executor thread, no sleeps. Each test is named after the row it checks.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+
+#include "worker/session_core.hpp"
+
+using namespace seppo;
+using namespace seppo::worker;
+using namespace std::chrono_literals;
+using TimePoint = SessionCore::TimePoint;
+using Outcome = SessionCore::Outcome;
+
+namespace {
+
+const TimePoint t0 = TimePoint{} + 1h;
+
+struct Harness {
+  std::vector<std::string> logs;
+  SessionCore core;
+
+  explicit Harness(SessionCoreOptions options = {}, TimePoint now = t0)
+      : core(options, wire::Ready{"w", "host", 42, 0, {}}, {"m.square", "m.sleep"}, now,
+             [this](log::Level, const std::string& line) { logs.push_back(line); }) {}
+
+  std::vector<SessionCore::Outgoing> take() { return std::exchange(core.outbox(), {}); }
+  std::vector<SessionCore::Start> starts() { return std::exchange(core.starts(), {}); }
+
+  void task(std::uint64_t id, TimePoint now, const std::string& function = "m.square",
+            std::uint32_t count = 1) {
+    core.on_message(wire::Task{id, function, count}, Bytes(std::string("\x91\x05", 2)), now);
+  }
+  void alive(TimePoint now, std::uint32_t heartbeat_ms = 100, std::uint32_t liveness = 3,
+             std::uint64_t instance = 7) {
+    core.on_message(wire::Alive{instance, heartbeat_ms, liveness}, std::nullopt, now);
+  }
+  bool logged(const std::string& text) const {
+    for (const auto& line : logs) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+template <class T>
+std::size_t count_of(const std::vector<SessionCore::Outgoing>& out) {
+  return static_cast<std::size_t>(std::count_if(
+      out.begin(), out.end(), [](const auto& o) { return std::holds_alternative<T>(o.message); }));
+}
+
+// Each entry of a result payload as (status, text).
+std::vector<std::pair<int, std::string>> entries(const Bytes& payload) {
+  msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
+  std::vector<std::pair<int, std::string>> out;
+  for (const auto& entry : handle.get().as<std::vector<msgpack::object>>()) {
+    const auto pair = entry.as<std::vector<msgpack::object>>();
+    out.emplace_back(pair.at(0).as<int>(), pair.at(1).type == msgpack::type::STR
+                                               ? pair.at(1).as<std::string>()
+                                               : std::string());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("W1 start: READY with the functions and the initial capacity, on the loop's socket") {
+  Harness h;
+  auto out = h.take();
+  REQUIRE(out.size() == 1);
+  const auto& ready = std::get<wire::Ready>(out[0].message);
+  CHECK(ready.functions == std::vector<std::string>{"m.square", "m.sleep"});
+  CHECK(ready.capacity == 2);
+  CHECK(ready.name == "w");
+  CHECK_FALSE(h.core.take_reconnect());  // the first connection is the socket loop's own
+
+  SessionCoreOptions fixed;
+  fixed.prefetch = 24;
+  Harness p(fixed);
+  CHECK(std::get<wire::Ready>(p.take().at(0).message).capacity == 24);
+}
+
+TEST_CASE("W2 serving, TASK for a provided function: held and started in the order received") {
+  Harness h;
+  h.take();
+  h.task(5, t0);
+  h.task(6, t0, "m.sleep");
+  const auto starts = h.starts();
+  REQUIRE(starts.size() == 2);
+  CHECK(starts[0].sequence < starts[1].sequence);
+  CHECK(starts[0].function_index == 0);
+  CHECK(starts[1].function_index == 1);
+  CHECK(starts[0].payload.view() == std::string("\x91\x05", 2));
+  CHECK(h.core.held() == 2);
+  CHECK(h.take().empty());
+}
+
+TEST_CASE("W3 TASK for another function: RESULT at once, every entry an error naming it") {
+  Harness h;
+  h.take();
+  h.task(9, t0, "m.other", 3);
+  CHECK(h.starts().empty());
+  auto out = h.take();
+  REQUIRE(out.size() == 1);
+  CHECK(std::get<wire::Result>(out[0].message).task_id == 9);
+  REQUIRE(out[0].payload);
+  const auto e = entries(*out[0].payload);
+  REQUIRE(e.size() == 3);
+  for (const auto& [status, text] : e) {
+    CHECK(status == 1);
+    CHECK(text == "this worker does not provide m.other");
+  }
+}
+
+TEST_CASE("W4 leaving, TASK for a provided function: ignored, the BYE hands it back") {
+  Harness h;
+  h.take();
+  h.task(1, t0);
+  h.starts();
+  h.core.on_stop(t0);
+  h.task(2, t0 + 1ms);
+  CHECK(h.starts().empty());
+  CHECK(h.take().empty());
+  CHECK(h.core.held() == 1);
+}
+
+TEST_CASE(
+    "W5 a held task finishes: RESULT with its entries, or count errors for a rejected chunk") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;  // no CREDIT in between
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0, "m.square", 2);
+  h.task(3, t0);
+  const auto starts = h.starts();
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 120,
+                     Bytes(std::string("\x91\x92\x00\x19", 4)), t0 + 1ms);
+  h.core.on_finished(starts[1].sequence, Outcome::Failed, 80, Bytes(std::string("bad chunk")),
+                     t0 + 2ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 2);
+  CHECK(std::get<wire::Result>(out[0].message).task_id == 1);
+  CHECK(std::get<wire::Result>(out[0].message).elapsed_us == 120);
+  CHECK(out[0].payload->view() == std::string("\x91\x92\x00\x19", 4));
+  const auto& failed = out[1];
+  CHECK(std::get<wire::Result>(failed.message).task_id == 2);
+  CHECK(entries(*failed.payload) ==
+        std::vector<std::pair<int, std::string>>{{1, "bad chunk"}, {1, "bad chunk"}});
+  // A skipped task (dropped, W10/W15) sends nothing.
+  h.core.on_finished(starts[2].sequence, Outcome::Skipped, 0, Bytes(), t0 + 3ms);
+  CHECK(count_of<wire::Result>(h.take()) == 0);
+  CHECK(h.core.held() == 0);
+}
+
+TEST_CASE("W6 adaptive capacity: CREDIT when tiny tasks double it, none with a fixed prefetch") {
+  Harness h;
+  h.take();
+  h.task(1, t0);
+  h.core.on_finished(h.starts().at(0).sequence, Outcome::Ok, 100, Bytes(std::string("\x90")),
+                     t0 + 1ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Credit>(out) == 1);
+  CHECK(std::get<wire::Credit>(out.back().message).capacity == 51);  // 1 + 5000 µs / 100 µs
+
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  Harness f(fixed);
+  f.take();
+  f.task(1, t0);
+  f.core.on_finished(f.starts().at(0).sequence, Outcome::Ok, 100, Bytes(std::string("\x90")),
+                     t0 + 1ms);
+  CHECK(count_of<wire::Credit>(f.take()) == 0);
+}
+
+TEST_CASE("W7 an idle worker sends HEARTBEAT every heartbeat_ms, and its deadline says when") {
+  Harness h;
+  h.alive(t0);
+  h.take();
+  CHECK(h.core.next_deadline() == t0 + 100ms);
+  h.core.on_tick(t0 + 99ms);
+  CHECK(h.take().empty());
+  h.core.on_tick(t0 + 100ms);
+  auto out = h.take();
+  REQUIRE(out.size() == 1);
+  const auto& beat = std::get<wire::Heartbeat>(out[0].message);
+  CHECK(beat.job_id == 0);
+  CHECK(beat.seen == 0);
+  CHECK(beat.open.empty());
+  CHECK(h.core.next_deadline() == t0 + 200ms);
+}
+
+TEST_CASE(
+    "W7 results sent more often than heartbeat_ms do not postpone the HEARTBEAT: the "
+    "broker's ALIVE answers keep a busy worker connected (the heartbeat gap)") {
+  Harness h;
+  h.alive(t0);  // 100 ms, liveness 3: silence of 300 ms means the broker is gone
+  h.take();
+  for (std::uint64_t id = 1; id <= 40; ++id) h.task(id, t0);
+  auto starts = h.starts();
+  std::size_t heartbeats = 0;
+  // 40 tasks of 50 ms: 2 s of RESULTs, no new TASK. The broker answers each HEARTBEAT.
+  for (std::size_t i = 0; i < starts.size(); ++i) {
+    const TimePoint now = t0 + 50ms * static_cast<int>(i + 1);
+    h.core.on_tick(now);
+    h.core.on_finished(starts[i].sequence, Outcome::Ok, 50000, Bytes(std::string("\x90")), now);
+    for (const auto& o : h.take()) {
+      if (std::holds_alternative<wire::Heartbeat>(o.message)) {
+        ++heartbeats;
+        h.alive(now + 1ms);
+      }
+    }
+    CHECK_FALSE(h.core.take_reconnect());
+  }
+  CHECK(heartbeats >= 19);
+  CHECK_FALSE(h.logged("reconnecting"));
+  CHECK(h.core.held() == 0);
+}
+
+TEST_CASE("W8 any message from the broker counts as hearing it and resets the backoff") {
+  Harness h;
+  h.alive(t0);
+  h.take();
+  h.core.on_tick(t0 + 301ms);  // silent: first reconnection
+  CHECK(h.core.take_reconnect());
+  h.core.on_tick(t0 + 402ms);  // silent again, after the 100 ms delay: second, delay now 200 ms
+  CHECK(h.core.take_reconnect());
+  h.task(1, t0 + 450ms);  // heard: delay back to 0
+  h.take();
+  h.core.on_tick(t0 + 450ms + 300ms);
+  CHECK_FALSE(h.core.take_reconnect());
+  h.core.on_tick(t0 + 450ms + 301ms);
+  CHECK(h.core.take_reconnect());
+}
+
+TEST_CASE("W9 ALIVE: heartbeat and liveness adopted, zeros ignored, a new instance logged") {
+  Harness h;
+  CHECK(h.core.heartbeat() == 1000ms);
+  h.alive(t0, 250, 5, 11);
+  CHECK(h.core.heartbeat() == 250ms);
+  CHECK(h.core.liveness() == 5);
+  CHECK(h.core.instance() == 11);
+  h.alive(t0, 0, 0, 11);
+  CHECK(h.core.heartbeat() == 250ms);
+  CHECK(h.core.liveness() == 5);
+  CHECK_FALSE(h.logged("broker restarted"));
+  h.alive(t0, 250, 5, 12);
+  CHECK(h.logged("broker restarted"));
+  CHECK(h.core.instance() == 12);
+}
+
+TEST_CASE("W10 ERROR not_ready: held tasks dropped (the running one's RESULT too), READY again") {
+  Harness h;
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  const auto starts = h.starts();
+  h.core.on_message(wire::Error{"not_ready", "unknown worker"}, std::nullopt, t0 + 1ms);
+  CHECK(h.core.skip_through() >= starts[1].sequence);  // not started: never run
+  auto out = h.take();
+  REQUIRE(out.size() == 1);
+  CHECK(std::holds_alternative<wire::Ready>(out[0].message));
+  CHECK_FALSE(h.core.take_reconnect());  // same connection
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2ms);
+  h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 2ms);
+  CHECK(count_of<wire::Result>(h.take()) == 0);
+  // Tasks sent after the READY are answered.
+  h.task(3, t0 + 3ms);
+  h.core.on_finished(h.starts().at(0).sequence, Outcome::Ok, 10, Bytes(std::string("\x90")),
+                     t0 + 4ms);
+  CHECK(count_of<wire::Result>(h.take()) == 1);
+}
+
+TEST_CASE("W11 ERROR forbidden: the worker stops for good") {
+  Harness h;
+  h.take();
+  h.core.on_message(wire::Error{"forbidden", "READY needs a worker key"}, std::nullopt, t0);
+  CHECK(h.core.ending() == SessionCore::Ending::Forbidden);
+  CHECK(h.logged("not as a worker's"));
+  h.core.on_tick(t0 + 10s);
+  CHECK(h.take().empty());
+}
+
+TEST_CASE("W12 another ERROR is logged and changes nothing") {
+  Harness h;
+  h.take();
+  h.task(1, t0);
+  h.core.on_message(wire::Error{"bad_message", "what"}, std::nullopt, t0);
+  CHECK(h.logged("bad_message: what"));
+  CHECK(h.take().empty());
+  CHECK(h.core.held() == 1);
+  CHECK(h.core.ending() == SessionCore::Ending::Running);
+}
+
+TEST_CASE("W13 BYE from the broker: held tasks dropped, reconnection at once, then backoff") {
+  Harness h;
+  h.alive(t0);
+  h.take();
+  h.task(1, t0);
+  const auto start = h.starts().at(0);
+  h.core.on_message(wire::Bye{"broker shutting down"}, std::nullopt, t0 + 10ms);
+  CHECK(h.logged("waiting for it to come back"));
+  CHECK(h.core.skip_through() >= start.sequence);
+  h.core.on_tick(t0 + 10ms + 1us);
+  CHECK(h.core.take_reconnect());
+  CHECK(count_of<wire::Ready>(h.take()) == 1);
+  CHECK(h.core.ending() == SessionCore::Ending::Running);
+}
+
+TEST_CASE(
+    "W14 silence over heartbeat × liveness: drop held tasks, new socket, READY; delays "
+    "double from the heartbeat up to the cap") {
+  SessionCoreOptions options;
+  options.max_reconnect_delay = 400ms;
+  Harness h(options);
+  h.alive(t0);
+  h.take();
+  h.task(1, t0 + 100ms);
+  const auto start = h.starts().at(0);
+  h.take();
+  h.core.on_tick(t0 + 400ms);  // exactly the expiry: not more
+  CHECK_FALSE(h.core.take_reconnect());
+  CHECK(h.core.next_deadline() <= t0 + 400ms + 1us);
+  h.core.on_tick(t0 + 400ms + 1us);
+  CHECK(h.core.take_reconnect());
+  CHECK(h.logged("reconnecting"));
+  CHECK(h.core.skip_through() >= start.sequence);
+  auto out = h.take();
+  REQUIRE_FALSE(out.empty());
+  CHECK(std::holds_alternative<wire::Ready>(out[0].message));
+  // The running task's result belongs to the abandoned connection.
+  h.core.on_finished(start.sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 410ms);
+  CHECK(count_of<wire::Result>(h.take()) == 0);
+  // Still silent: attempts after 100, 200, 400, 400 ms.
+  std::vector<std::chrono::milliseconds> gaps;
+  TimePoint last = t0 + 400ms + 1us;
+  for (TimePoint now = last; now < t0 + 3s; now += 1ms) {
+    h.core.on_tick(now);
+    if (h.core.take_reconnect()) {
+      gaps.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(now - last));
+      last = now;
+    }
+  }
+  REQUIRE(gaps.size() >= 4);
+  // "More than" the delay: the first 1 ms tick after it.
+  const std::vector<std::chrono::milliseconds> expected = {100ms, 200ms, 400ms, 400ms};
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    CHECK(gaps[i] >= expected[i]);
+    CHECK(gaps[i] <= expected[i] + 1ms);
+  }
+}
+
+TEST_CASE(
+    "W15 SIGTERM: tasks not started are skipped, new ones ignored, the running one answered") {
+  Harness h;
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  const auto starts = h.starts();
+  h.core.on_stop(t0 + 1ms);
+  CHECK(h.core.leaving());
+  CHECK(h.core.skip_through() >= starts[1].sequence);
+  CHECK(h.take().empty());  // no BYE while a task is held
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2ms);
+  auto out = h.take();
+  CHECK(count_of<wire::Result>(out) == 1);
+  CHECK(count_of<wire::Bye>(out) == 0);
+  CHECK(h.core.ending() == SessionCore::Ending::Running);
+}
+
+TEST_CASE("W16 leaving with nothing held: BYE \"worker stopping\", then stopped") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;  // no CREDIT in between
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  const auto start = h.starts().at(0);
+  h.core.on_stop(t0 + 1ms);
+  h.core.on_finished(start.sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2ms);
+  auto out = h.take();
+  REQUIRE(out.size() == 2);
+  CHECK(std::holds_alternative<wire::Result>(out[0].message));
+  CHECK(std::get<wire::Bye>(out[1].message).reason == "worker stopping");
+  CHECK(h.core.ending() == SessionCore::Ending::Stopped);
+
+  Harness idle;  // stopped while holding nothing: BYE at once
+  idle.take();
+  idle.core.on_stop(t0);
+  CHECK(count_of<wire::Bye>(idle.take()) == 1);
+  CHECK(idle.core.ending() == SessionCore::Ending::Stopped);
+}
+
+TEST_CASE("W17 exit_when_idle: BYE \"worker idle\" after holding nothing for D, not before") {
+  SessionCoreOptions options;
+  options.exit_when_idle = 500ms;
+  Harness h(options);  // heartbeat 1 s, liveness 3: no reconnection in this test
+  h.take();
+  h.task(1, t0 + 100ms);
+  h.core.on_tick(t0 + 700ms);  // busy: not idle
+  CHECK(h.core.ending() == SessionCore::Ending::Running);
+  h.core.on_finished(h.starts().at(0).sequence, Outcome::Ok, 10, Bytes(std::string("\x90")),
+                     t0 + 800ms);
+  h.take();
+  CHECK(h.core.next_deadline() <= t0 + 1300ms);
+  h.core.on_tick(t0 + 1299ms);
+  CHECK(h.core.ending() == SessionCore::Ending::Running);
+  h.core.on_tick(t0 + 1300ms);
+  CHECK(h.core.ending() == SessionCore::Ending::Stopped);
+  auto out = h.take();
+  REQUIRE_FALSE(out.empty());
+  CHECK(std::get<wire::Bye>(out.back().message).reason == "worker idle");
+}
+
+TEST_CASE("W18 exit_on_broker_bye: BYE from the broker stops the worker, held tasks dropped") {
+  SessionCoreOptions options;
+  options.exit_on_broker_bye = true;
+  Harness h(options);
+  h.take();
+  h.task(1, t0);
+  const auto start = h.starts().at(0);
+  h.core.on_message(wire::Bye{"broker shutting down"}, std::nullopt, t0 + 1ms);
+  CHECK(h.core.ending() == SessionCore::Ending::Stopped);
+  CHECK(h.core.skip_through() >= start.sequence);
+  CHECK(h.take().empty());  // nothing to say to a broker that is leaving
+  CHECK_FALSE(h.core.take_reconnect());
+}

@@ -1,0 +1,223 @@
+#include "worker/session_core.hpp"
+
+#include <algorithm>
+
+#include <msgpack.hpp>
+
+namespace seppo::worker {
+namespace {
+
+// A results array in which every item carries the same error.
+Bytes all_failed(std::uint32_t count, const std::string& message) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(1).pack(message);
+  return Bytes::copy(buffer.data(), buffer.size());
+}
+
+std::string milliseconds(std::chrono::steady_clock::duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+
+}  // namespace
+
+SessionCore::SessionCore(SessionCoreOptions options, wire::Ready ready,
+                         std::vector<std::string> functions, TimePoint now, LogSink log)
+    : options_(options),
+      ready_(std::move(ready)),
+      log_(std::move(log)),
+      heartbeat_(options.heartbeat),
+      liveness_(options.liveness),
+      credit_(options.prefetch) {
+  for (std::uint32_t i = 0; i < functions.size(); ++i) index_.emplace(functions[i], i);
+  ready_.functions = std::move(functions);
+  idle_since_ = now;
+  connect(now);
+  reconnect_ = false;  // the first connection is the socket loop's own
+}
+
+void SessionCore::connect(TimePoint now) {
+  outbox_.clear();  // whatever was not sent belongs to the connection being dropped
+  reconnect_ = true;
+  last_heard_ = now;
+  announce(now);
+}
+
+void SessionCore::announce(TimePoint now) {
+  ready_.capacity = credit_.wanted();
+  announced_credit_ = ready_.capacity;
+  send(ready_, now);
+}
+
+// Whatever the executor holds belongs to a broker that no longer knows us: skip what has not
+// started and drop the results of what has.
+void SessionCore::forget_tasks() {
+  ++epoch_;
+  skip_through_ = sequence_;
+}
+
+void SessionCore::send(wire::Message message, TimePoint now, std::optional<Bytes> payload) {
+  // The broker answers only READY and HEARTBEAT (with ALIVE), so only they prove to us later
+  // that it is there: a RESULT or CREDIT does not postpone the next HEARTBEAT.
+  if (std::holds_alternative<wire::Heartbeat>(message) ||
+      std::holds_alternative<wire::Ready>(message)) {
+    last_beat_ = now;
+  }
+  outbox_.push_back(Outgoing{std::move(message), std::move(payload)});
+}
+
+void SessionCore::finish(Ending ending) {
+  if (ending_ == Ending::Running) ending_ = ending;
+}
+
+void SessionCore::on_message(const wire::Message& message, std::optional<Bytes> payload,
+                             TimePoint now) {
+  if (ending_ != Ending::Running) return;
+  last_heard_ = now;  // only a message we understand shows the broker is there
+  reconnect_delay_ = std::chrono::milliseconds(0);
+  if (auto* task = std::get_if<wire::Task>(&message)) {
+    on_task(*task, std::move(payload));
+  } else if (auto* alive = std::get_if<wire::Alive>(&message)) {
+    if (instance_ != 0 && alive->instance != instance_) {
+      log_(log::Level::Info, "broker restarted (new instance); serving it");
+    }
+    instance_ = alive->instance;
+    if (alive->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(alive->heartbeat_ms);
+    if (alive->liveness > 0) liveness_ = alive->liveness;
+  } else if (auto* error = std::get_if<wire::Error>(&message)) {
+    on_error(*error, now);
+  } else if (std::holds_alternative<wire::Bye>(message)) {
+    forget_tasks();
+    if (options_.exit_on_broker_bye) {
+      log_(log::Level::Info, "broker is shutting down; stopping");
+      finish(Ending::Stopped);
+      return;
+    }
+    log_(log::Level::Info, "broker is shutting down; waiting for it to come back");
+    last_heard_ = now - expiry();  // reconnect with backoff from now
+  } else {
+    log_(log::Level::Warning,
+         std::string("ignored unexpected ") + wire::type_name(wire::type_of(message)));
+  }
+  step(now);
+}
+
+void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) {
+  if (!payload) {
+    log_(log::Level::Warning,
+         "dropped a malformed message from the broker: TASK without its "
+         "payload frame");
+    return;
+  }
+  auto f = index_.find(task.function);
+  if (f == index_.end()) {
+    outbox_.push_back(
+        Outgoing{wire::Result{task.task_id, 0},
+                 all_failed(task.count, "this worker does not provide " + task.function)});
+  } else if (!leaving_) {
+    // Straight to the executor's queue: tiny tasks then run back to back.
+    submitted_.push_back(Submitted{++sequence_, task.task_id, task.count, epoch_});
+    starts_.push_back(Start{sequence_, f->second, std::move(*payload)});
+  }
+  // A leaving worker ignores new tasks: its BYE hands them back.
+}
+
+void SessionCore::on_error(const wire::Error& error, TimePoint now) {
+  if (error.code == "forbidden") {
+    log_(log::Level::Error, "the broker at " + options_.endpoint +
+                                " accepts this key, but not as a worker's (" + error.message +
+                                "): list it in --authorized-workers instead; "
+                                "stopping");
+    finish(Ending::Forbidden);
+  } else if (error.code == "not_ready") {
+    // The broker does not know us (it restarted, or presumed us dead): the tasks we hold were
+    // re-queued there already, so forget ours and announce again.
+    forget_tasks();
+    announce(now);
+  } else {
+    log_(log::Level::Warning, "broker refused a message: " + error.code + ": " + error.message);
+  }
+}
+
+void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint64_t elapsed_us,
+                              Bytes output, TimePoint now) {
+  if (submitted_.empty() || submitted_.front().sequence != sequence) {
+    log_(log::Level::Error,
+         "the executor finished task " + std::to_string(sequence) + " out of order; ignored");
+    return;
+  }
+  const Submitted task = submitted_.front();
+  submitted_.pop_front();
+  if (submitted_.empty()) idle_since_ = now;
+  if (ending_ != Ending::Running) return;
+  if (outcome != Outcome::Skipped && task.epoch == epoch_) {
+    Bytes payload =
+        outcome == Outcome::Ok ? std::move(output) : all_failed(task.count, output.str());
+    send(wire::Result{task.task_id, elapsed_us}, now, std::move(payload));
+    credit_.observe(elapsed_us);
+    const std::uint32_t wanted = credit_.wanted();
+    if (CreditPolicy::worth_announcing(announced_credit_, wanted)) {
+      announced_credit_ = wanted;
+      send(wire::Credit{wanted}, now);
+    }
+  }
+  step(now);
+}
+
+void SessionCore::on_stop(TimePoint now) {
+  if (ending_ != Ending::Running) return;
+  if (!leaving_)
+    log_(log::Level::Info, "stopping: finishing the running chunk, returning the rest");
+  leaving_ = true;
+  skip_through_ = sequence_;
+  step(now);
+}
+
+void SessionCore::on_tick(TimePoint now) {
+  if (ending_ != Ending::Running) return;
+  step(now);
+}
+
+void SessionCore::step(TimePoint now) {
+  if (ending_ != Ending::Running) return;
+  if (leaving_ && submitted_.empty()) {
+    send(wire::Bye{"worker stopping"}, now);  // the broker re-queues what we did not answer
+    finish(Ending::Stopped);
+    return;
+  }
+  if (options_.exit_when_idle.count() > 0 && submitted_.empty() &&
+      now - idle_since_ >= options_.exit_when_idle) {
+    log_(log::Level::Info, "idle for " + milliseconds(now - idle_since_) + " ms; leaving");
+    send(wire::Bye{"worker idle"}, now);
+    finish(Ending::Stopped);
+    return;
+  }
+  if (now - last_beat_ >= heartbeat_) send(wire::Heartbeat{0, 0, {}}, now);
+  if (now - last_heard_ > expiry() && now >= next_reconnect_) {
+    // The broker went silent: start over on a fresh socket so nothing stale is queued, with a
+    // growing delay so a dead broker is not hammered.
+    log_(log::Level::Warning, "no word from broker " + options_.endpoint + " for " +
+                                  milliseconds(now - last_heard_) + " ms; reconnecting");
+    forget_tasks();
+    connect(now);
+    reconnect_delay_ =
+        std::min(std::max(reconnect_delay_ * 2, heartbeat_), options_.max_reconnect_delay);
+    next_reconnect_ = now + reconnect_delay_;
+    last_heard_ = now - expiry() + reconnect_delay_;
+  }
+}
+
+SessionCore::TimePoint SessionCore::next_deadline() const {
+  if (ending_ != Ending::Running) return TimePoint::min();
+  TimePoint deadline = last_beat_ + heartbeat_;
+  // "More than the expiry": the first instant after it.
+  deadline =
+      std::min(deadline, std::max(last_heard_ + expiry() + Clock::duration(1), next_reconnect_));
+  if (options_.exit_when_idle.count() > 0 && submitted_.empty()) {
+    deadline = std::min(deadline, idle_since_ + options_.exit_when_idle);
+  }
+  return deadline;
+}
+
+}  // namespace seppo::worker
