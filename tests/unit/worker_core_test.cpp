@@ -4,6 +4,7 @@
 
 #include <msgpack.hpp>
 
+#include "protocol/bytes_zmq.hpp"
 #include "worker/session_core.hpp"
 
 using namespace seppo;
@@ -423,4 +424,19 @@ TEST_CASE("W18 exit_on_broker_bye: BYE from the broker stops the worker, held ta
   CHECK(h.core.skip_through() >= start.sequence);
   CHECK(h.take().empty());  // nothing to say to a broker that is leaving
   CHECK_FALSE(h.core.take_reconnect());
+}
+
+TEST_CASE("Bytes shared with a zmq::message_t and back point at the same bytes, never copied") {
+  const Bytes original(std::string("payload bytes"));
+  {
+    zmq::message_t frame = to_zmq(original);
+    CHECK(frame.data<char>() == original.data());
+    CHECK(original.owner().use_count() == 2);  // the frame holds the owner, not a copy
+    const Bytes back = from_zmq(std::move(frame));
+    CHECK(back.view() == "payload bytes");
+    CHECK(back.data() == original.data());
+  }
+  CHECK(original.owner().use_count() == 1);  // released with the last frame
+  CHECK(to_zmq(Bytes()).size() == 0);
+  CHECK(Bytes().view().empty());
 }
