@@ -13,10 +13,12 @@ namespace {
 // Deeper than any real data, shallow enough that a self-containing list fails cleanly.
 constexpr int kMaxDepth = 64;
 
+using Item = std::function<std::string()>;
+
 std::string type_of(py::handle value) { return Py_TYPE(value.ptr())->tp_name; }
 
-[[noreturn]] void unconvertible(py::handle value, const std::string& item, const char* why) {
-  throw TypeError(item + ": cannot send a value of type '" + type_of(value) + "'" + why);
+[[noreturn]] void unconvertible(py::handle value, const Item& item, const char* why) {
+  throw TypeError(item() + ": cannot send a value of type '" + type_of(value) + "'" + why);
 }
 
 const char* copy_into(msgpack::zone& zone, const char* data, std::size_t size) {
@@ -25,7 +27,7 @@ const char* copy_into(msgpack::zone& zone, const char* data, std::size_t size) {
   return out;
 }
 
-msgpack::object convert(py::handle value, msgpack::zone& zone, const std::string& item,
+msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
                         std::size_t& bytes, int depth) {
   if (depth > kMaxDepth) unconvertible(value, item, " (nested too deep, or containing itself)");
   msgpack::object out;
@@ -41,7 +43,7 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const std::string
     if (overflow != 0) {
       // Only 64-bit integers cross the wire; silently truncating would change results.
       PyErr_Clear();
-      throw TypeError(item + ": int " + py::repr(value).cast<std::string>() +
+      throw TypeError(item() + ": int " + py::repr(value).cast<std::string>() +
                       " does not fit in 64 bits (seppo carries int64 only)");
     }
     if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
@@ -156,7 +158,7 @@ py::object decode(const msgpack::object& o, bool as_key) {
 
 }  // namespace
 
-msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const std::string& item,
+msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& item,
                            std::size_t& bytes) {
   return convert(value, zone, item, bytes, 0);
 }

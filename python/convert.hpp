@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include <msgpack.hpp>
@@ -18,9 +19,10 @@
 namespace seppo::python {
 
 // Builds a msgpack object in `zone` from `value`; `item` names the value in errors (for
-// example "item 3"). `bytes` grows by the size of its strings, so callers can bound batches.
+// example "item 3"), and is called only on failure: the hot path makes no string. `bytes` grows by the size of its strings, so callers can bound batches.
 // Throws seppo::TypeError. Needs the GIL.
-msgpack::object to_msgpack(pybind11::handle value, msgpack::zone& zone, const std::string& item,
+msgpack::object to_msgpack(pybind11::handle value, msgpack::zone& zone,
+                           const std::function<std::string()>& item,
                            std::size_t& bytes);
 
 // The Python value of a decoded msgpack object: list for arrays, dict for maps, bytes for bin

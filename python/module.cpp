@@ -117,7 +117,8 @@ class Inputs {
           break;
         }
         const py::object value = py::reinterpret_steal<py::object>(next);
-        items_.push_back(to_msgpack(value, *zones_.back(), item_name(read_), bytes));
+        items_.push_back(
+            to_msgpack(value, *zones_.back(), [this] { return item_name(read_); }, bytes));
         ++read_;
         ++count;
       }
@@ -273,9 +274,12 @@ class PyClient {
   py::list map(const std::string& function, py::object iterable, bool fail_fast) {
     std::vector<py::object> slots;
     if (py::hasattr(iterable, "__len__")) slots.reserve(py::len(iterable));
-    Run run(client_, function, std::move(iterable), false);
+    // Held windows, released item by item as results are converted: submissions keep going
+    // while this thread turns results into Python objects, so workers are not left idle.
+    Run run(client_, function, std::move(iterable), true);
     while (!run.finished()) {
       for (Arrived& a : run.step()) {
+        run.consumed(a.index);
         if (a.error && fail_fast) {
           run.end();
           PyErr_SetObject(error_class("RemoteError").ptr(),

@@ -185,13 +185,15 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   } catch (py::error_already_set& e) {
     return fail(python_error_text(e));
   }
+  // One zone for the chunk's converted results: they are packed into `buffer` anyway, and a
+  // zone per item would cost an allocation per item.
+  msgpack::zone zone;
   for (std::uint32_t i = 0; i < items.size; ++i) {
-    // Each item's own zone: a large chunk never holds every converted result at once.
-    msgpack::zone zone;
     std::size_t bytes = 0;
     try {
       const py::object result = function(python::from_msgpack(items.ptr[i]));
-      const msgpack::object packed = python::to_msgpack(result, zone, "result", bytes);
+      const msgpack::object packed = python::to_msgpack(
+          result, zone, [] { return std::string("result"); }, bytes);
       packer.pack_array(2);
       packer.pack(0);
       packer.pack(packed);
