@@ -15,7 +15,9 @@ constexpr int kMaxDepth = 64;
 
 using Item = std::function<std::string()>;
 
-std::string type_of(py::handle value) { return Py_TYPE(value.ptr())->tp_name; }
+std::string type_of(py::handle value) {
+  return Py_TYPE(value.ptr())->tp_name;
+}
 
 [[noreturn]] void unconvertible(py::handle value, const Item& item, const char* why) {
   throw TypeError(item() + ": cannot send a value of type '" + type_of(value) + "'" + why);
@@ -27,8 +29,8 @@ const char* copy_into(msgpack::zone& zone, const char* data, std::size_t size) {
   return out;
 }
 
-msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
-                        std::size_t& bytes, int depth) {
+msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item, std::size_t& bytes,
+                        int depth) {
   if (depth > kMaxDepth) unconvertible(value, item, " (nested too deep, or containing itself)");
   msgpack::object out;
   PyObject* p = value.ptr();
@@ -103,8 +105,9 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
     out.via.map.size = static_cast<std::uint32_t>(i);
     bytes += n * sizeof(msgpack::object_kv);
   } else {
-    unconvertible(value, item, "; seppo carries None, bool, int, float, str, bytes, list, "
-                               "tuple and dict");
+    unconvertible(value, item,
+                  "; seppo carries None, bool, int, float, str, bytes, list, "
+                  "tuple and dict");
   }
   return out;
 }
@@ -136,7 +139,8 @@ py::object decode(const msgpack::object& o, bool as_key) {
       // A map key must be hashable: an array there becomes a tuple.
       if (as_key) {
         py::tuple t(o.via.array.size);
-        for (std::uint32_t i = 0; i < o.via.array.size; ++i) t[i] = decode(o.via.array.ptr[i], true);
+        for (std::uint32_t i = 0; i < o.via.array.size; ++i)
+          t[i] = decode(o.via.array.ptr[i], true);
         return t;
       }
       py::list l(o.via.array.size);
@@ -163,6 +167,8 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
   return convert(value, zone, item, bytes, 0);
 }
 
-py::object from_msgpack(const msgpack::object& object) { return decode(object, false); }
+py::object from_msgpack(const msgpack::object& object) {
+  return decode(object, false);
+}
 
 }  // namespace seppo::python

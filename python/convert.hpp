@@ -19,11 +19,10 @@
 namespace seppo::python {
 
 // Builds a msgpack object in `zone` from `value`; `item` names the value in errors (for
-// example "item 3"), and is called only on failure: the hot path makes no string. `bytes` grows by the size of its strings, so callers can bound batches.
-// Throws seppo::TypeError. Needs the GIL.
+// example "item 3"), and is called only on failure: the hot path makes no string. `bytes` grows by
+// the size of its strings, so callers can bound batches. Throws seppo::TypeError. Needs the GIL.
 msgpack::object to_msgpack(pybind11::handle value, msgpack::zone& zone,
-                           const std::function<std::string()>& item,
-                           std::size_t& bytes);
+                           const std::function<std::string()>& item, std::size_t& bytes);
 
 // The Python value of a decoded msgpack object: list for arrays, dict for maps, bytes for bin
 // and ext. Throws pybind11::error_already_set (a map key that is not hashable). Needs the GIL.

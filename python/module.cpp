@@ -29,7 +29,9 @@ namespace {
 constexpr std::size_t kBatchItems = 1024;
 constexpr std::size_t kBatchBytes = 1u << 20;
 
-std::string item_name(std::uint64_t index) { return "item " + std::to_string(index); }
+std::string item_name(std::uint64_t index) {
+  return "item " + std::to_string(index);
+}
 
 // The Python exception classes live in seppo/_errors.py, where users can read them.
 py::object error_class(const char* name) {
@@ -117,8 +119,8 @@ class Inputs {
           break;
         }
         const py::object value = py::reinterpret_steal<py::object>(next);
-        items_.push_back(
-            to_msgpack(value, *zones_.back(), [this] { return item_name(read_); }, bytes));
+        items_.push_back(to_msgpack(
+            value, *zones_.back(), [this] { return item_name(read_); }, bytes));
         ++read_;
         ++count;
       }
@@ -316,10 +318,9 @@ class PyClient {
 // imap / imap_unordered: a Python iterator over a Run with held windows.
 class PyStream {
  public:
-  PyStream(PyClient& client, std::string function, py::object iterable, bool ordered,
-           bool results)
-      : run_(std::make_unique<Run>(client.client(), std::move(function), std::move(iterable),
-                                   true)),
+  PyStream(PyClient& client, std::string function, py::object iterable, bool ordered, bool results)
+      : run_(
+            std::make_unique<Run>(client.client(), std::move(function), std::move(iterable), true)),
         ordered_(ordered),
         results_(results) {}
 
@@ -387,7 +388,8 @@ class PyStream {
 class PyJob {
  public:
   PyJob(PyClient& client, std::string function, py::object iterable)
-      : function_(std::move(function)), inputs_(std::make_unique<Inputs>(std::move(iterable))),
+      : function_(std::move(function)),
+        inputs_(std::make_unique<Inputs>(std::move(iterable))),
         outcomes_(std::make_unique<Outcomes>()) {
     try {
       inputs_->read_all();
@@ -518,9 +520,9 @@ PYBIND11_MODULE(_seppo, m) {
                        std::optional<double> timeout, std::optional<double> worker_wait) {
              const bool defaults = !secret && !server && !insecure && !timeout && !worker_wait;
              if (!endpoint && defaults) return PyClient(seppo::default_client());
-             return PyClient(seppo::Client(endpoint ? *endpoint : seppo::default_endpoint(),
-                                           make_options(secret, server, insecure, timeout,
-                                                        worker_wait)));
+             return PyClient(
+                 seppo::Client(endpoint ? *endpoint : seppo::default_endpoint(),
+                               make_options(secret, server, insecure, timeout, worker_wait)));
            }),
            py::arg("endpoint") = py::none(), py::arg("curve_secret_key_file") = py::none(),
            py::arg("curve_server_key_file") = py::none(), py::arg("insecure") = false,
@@ -528,11 +530,13 @@ PYBIND11_MODULE(_seppo, m) {
       .def("map", &PyClient::map)
       .def("status", &PyClient::status, py::arg("timeout") = 5.0)
       .def_property_readonly("endpoint", &PyClient::endpoint)
-      .def("stream", [](PyClient& c, const std::string& function, py::object iterable, bool ordered,
-                        bool results) {
-             return std::make_unique<PyStream>(c, function, std::move(iterable), ordered, results);
-           },
-           py::keep_alive<0, 1>())
+      .def(
+          "stream",
+          [](PyClient& c, const std::string& function, py::object iterable, bool ordered,
+             bool results) {
+            return std::make_unique<PyStream>(c, function, std::move(iterable), ordered, results);
+          },
+          py::keep_alive<0, 1>())
       .def("submit", [](PyClient& c, const std::string& function, py::object iterable) {
         return std::make_unique<PyJob>(c, function, std::move(iterable));
       });
@@ -560,8 +564,9 @@ PYBIND11_MODULE(_seppo, m) {
            }),
            py::arg("workers") = 0, py::arg("modules") = std::vector<std::string>{},
            py::arg("module_path") = py::none())
-      .def("client", [](const seppo::LocalCluster& c) { return PyClient(c.client()); },
-           py::keep_alive<0, 1>())
+      .def(
+          "client", [](const seppo::LocalCluster& c) { return PyClient(c.client()); },
+          py::keep_alive<0, 1>())
       .def_property_readonly("endpoint", &seppo::LocalCluster::endpoint)
       .def_property_readonly("workers", &seppo::LocalCluster::workers)
       .def("worker_pids", &seppo::LocalCluster::worker_pids);
