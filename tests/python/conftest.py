@@ -45,6 +45,7 @@ class Cluster:
         self.tmp = tmp
         self.endpoint = f"ipc://{tmp}/broker.ipc"
         self.processes = []
+        self.worker_program = WORKER
         self.env = dict(os.environ, SEPPO_BROKER=self.endpoint,
                         SEPPO_MODULE_PATH=f"{HERE}:{EXAMPLES}")
         self.broker = self.start([BROKER, "-b", self.endpoint, "--heartbeat-ms", "200",

@@ -160,3 +160,25 @@ def test_the_seeds_example_runs_on_python_workers(tmp_path):
         assert all(int(m.group(1)) != worker.pid for m in matches)  # a forked worker process
     finally:
         c.stop()
+
+
+def test_an_exception_of_the_input_iterable_comes_through_unchanged(client):
+    def inputs():
+        yield 1
+        yield 2
+        raise ValueError("the input ran dry")
+
+    with pytest.raises(ValueError, match="the input ran dry"):
+        list(client.imap("example_module.square", inputs()))
+    with pytest.raises(ValueError, match="the input ran dry"):
+        client.map_parallel("example_module.square", inputs())
+    assert client.map_parallel("example_module.square", [4]) == [16]
+
+
+def test_a_python_worker_reports_a_module_it_cannot_import(cluster):
+    out = subprocess.run([cluster.worker_program, "-b", cluster.endpoint, "--python",
+                          "no_such_python_module"], env=cluster.env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1
+    assert "cannot import Python module no_such_python_module" in out.stderr
+    assert "ModuleNotFoundError" in out.stderr
