@@ -67,7 +67,11 @@ std::string python_error_text(py::error_already_set& e) {
     std::string text;
     for (auto line : format(e.type(), e.value(), e.trace())) text += line.cast<std::string>();
     while (!text.empty() && text.back() == '\n') text.pop_back();
-    return text;
+    // The exception's own line first: one-line displays (seppo map's error lines, logs) show
+    // what went wrong before where.
+    const auto last = text.rfind('\n');
+    if (last == std::string::npos) return text;
+    return text.substr(last + 1) + "\n" + text;
   } catch (const std::exception&) {
     return e.what();
   }
