@@ -7,6 +7,8 @@ A thin layer over seppo's C++ client (the _seppo extension): the same broker, wi
 windows and heartbeats as C++ programs and `seppo map`. See docs/python.md.
 """
 
+import threading
+
 from seppo._errors import (CancelledError, ConnectionError, Error, RefusedError, RemoteError,
                            TypeError, UnknownFunctionError)
 from seppo import _seppo
@@ -148,15 +150,16 @@ class LocalCluster:
         self.close()
 
 
-_default = None
+_default = threading.local()
 
 
 def _default_client():
-    # One per process, as in C++: SEPPO_BROKER's broker, or the local cluster.
-    global _default
-    if _default is None:
-        _default = Client()
-    return _default
+    # SEPPO_BROKER's broker, or the local cluster, as in C++; one Client per thread, since a
+    # Client runs one call at a time.
+    client = getattr(_default, "client", None)
+    if client is None:
+        client = _default.client = Client()
+    return client
 
 
 def map_parallel(function, inputs):
