@@ -11,6 +11,9 @@
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "worker/module_loader.hpp"
+#ifdef SEPPO_WITH_PYTHON
+#include "worker/python_functions.hpp"
+#endif
 #include "worker/session.hpp"
 #include "worker/shell_command.hpp"
 #include "worker/supervisor.hpp"
@@ -45,6 +48,7 @@ int main(int argc, char** argv) {
   std::string endpoint = default_broker_endpoint();
   std::vector<std::string> modules;
   std::vector<std::string> commands;
+  std::vector<std::string> python_modules;
   unsigned processes = std::max(1u, std::thread::hardware_concurrency());
   std::string level = "info";
   worker::SessionOptions session;
@@ -52,6 +56,11 @@ int main(int argc, char** argv) {
   app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
                                               std::string(kDefaultEndpoint) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
+#ifdef SEPPO_WITH_PYTHON
+  app.add_option("--python", python_modules,
+                 "Python module to serve, imported by name from SEPPO_MODULE_PATH, PYTHONPATH "
+                 "or sys.path; its public functions become MODULE.fn (repeatable)");
+#endif
   app.add_option("--command", commands,
                  "a shell command to serve as NAME: NAME=TEMPLATE, e.g. "
                  "thumbnail='convert {} {.}.png' (repeatable)");
@@ -85,7 +94,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // bad usage
   }
   log::set_level(log::parse_level(level));
-  if (modules.empty() && commands.empty()) {
+  if (modules.empty() && commands.empty() && python_modules.empty()) {
     std::cerr << "seppo-worker: nothing to serve: give at least one --module or --command\n";
     return 2;
   }
@@ -142,6 +151,16 @@ int main(int argc, char** argv) {
         functions.push_back(std::move(f));
       }
     }
+#ifdef SEPPO_WITH_PYTHON
+    for (const std::string& module : python_modules) {
+      for (worker::Function& f : worker::python_functions(module)) {
+        if (!names.insert(f.name).second) {
+          throw std::runtime_error("function " + f.name + " is provided by two modules");
+        }
+        functions.push_back(std::move(f));
+      }
+    }
+#endif
   } catch (const std::exception& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";
     return 1;

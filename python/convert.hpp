@@ -1,0 +1,31 @@
+// Python values <-> msgpack: the one conversion shared by the `seppo` extension (client) and
+// seppo-worker's Python functions, so both directions accept and produce the same types.
+//
+//   None <-> nil, bool <-> bool, int (64-bit) <-> integer, float <-> float, str <-> str,
+//   bytes/bytearray -> bin -> bytes, list/tuple -> array -> list, dict <-> map.
+//
+// Anything else (a set, an object, an int over 64 bits, a cycle) is a seppo::TypeError that
+// names the type and the item, never a crash.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include <msgpack.hpp>
+
+namespace seppo::python {
+
+// Builds a msgpack object in `zone` from `value`; `item` names the value in errors (for
+// example "item 3"), and is called only on failure: the hot path makes no string. `bytes` grows by
+// the size of its strings, so callers can bound batches. Throws seppo::TypeError. Needs the GIL.
+msgpack::object to_msgpack(pybind11::handle value, msgpack::zone& zone,
+                           const std::function<std::string()>& item, std::size_t& bytes);
+
+// The Python value of a decoded msgpack object: list for arrays, dict for maps, bytes for bin
+// and ext. Throws pybind11::error_already_set (a map key that is not hashable). Needs the GIL.
+pybind11::object from_msgpack(const msgpack::object& object);
+
+}  // namespace seppo::python

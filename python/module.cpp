@@ -1,0 +1,573 @@
+// seppo._seppo: the C++ client under the `seppo` Python package (python/seppo/__init__.py).
+// Windows, chunking, resync and heartbeats stay in libseppo; this file only moves values
+// between Python and msgpack and keeps Python responsive while waiting:
+//   - the GIL is released while the engine waits for the broker, and taken back only to read
+//     a batch of inputs or to turn arrived results into Python objects;
+//   - signals are checked after every engine step (at most half a heartbeat), so Ctrl-C ends
+//     the job: the engine's destructor tells the broker, which drops the job's queued tasks.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "python/convert.hpp"
+#include "seppo/seppo.hpp"
+
+namespace py = pybind11;
+
+namespace seppo::python {
+namespace {
+
+// Inputs are read this many at a time (or up to kBatchBytes) under one taking of the GIL.
+constexpr std::size_t kBatchItems = 1024;
+constexpr std::size_t kBatchBytes = 1u << 20;
+
+std::string item_name(std::uint64_t index) {
+  return "item " + std::to_string(index);
+}
+
+// The Python exception classes live in seppo/_errors.py, where users can read them.
+py::object error_class(const char* name) {
+  return py::module_::import("seppo._errors").attr(name);
+}
+
+// "host, process 42" -> ("host", 42); anything else -> (text, None).
+std::pair<py::object, py::object> host_and_pid(const std::string& worker) {
+  const std::string marker = ", process ";
+  const auto at = worker.rfind(marker);
+  if (worker.empty()) return {py::none(), py::none()};
+  if (at == std::string::npos) return {py::str(worker), py::none()};
+  try {
+    return {py::str(worker.substr(0, at)), py::int_(std::stol(worker.substr(at + marker.size())))};
+  } catch (const std::exception&) {
+    return {py::str(worker), py::none()};
+  }
+}
+
+py::object remote_error(const std::string& function, std::uint64_t index,
+                        const std::string& message, const std::string& worker) {
+  const RemoteError cpp(function, index, message, worker);
+  auto [host, pid] = host_and_pid(worker);
+  return error_class("RemoteError")(cpp.what(), function, index, message, host, pid);
+}
+
+// A Python exception raised by the caller's iterable while the engine pulled inputs: kept
+// here and raised again once the engine has unwound, with the GIL held.
+struct InputFailed : std::exception {};
+
+// One item's outcome, copied out of the engine's buffers without the GIL.
+struct Arrived {
+  std::uint64_t index = 0;
+  msgpack::object value;
+  std::shared_ptr<msgpack::zone> zone;  // owns value's memory
+  std::optional<std::string> error;
+  std::string worker;
+};
+
+// The inputs: a Python iterator read in batches, converted to msgpack with the GIL held.
+class Inputs {
+ public:
+  explicit Inputs(py::object iterable) : iterator_(py::iter(iterable)) {}
+  // Pre-converted inputs (submit): no Python is touched afterwards.
+  Inputs() = default;
+
+  // Reads everything now (submit's job runs on a thread of its own).
+  void read_all() {
+    while (refill(SIZE_MAX, SIZE_MAX)) {
+    }
+    iterator_ = py::object();
+  }
+
+  // The engine's Next: packs one input. Called with or without the GIL.
+  bool next(Client::Packer& packer) {
+    if (pos_ == items_.size()) {
+      if (done_) return false;
+      py::gil_scoped_acquire gil;
+      if (!refill(kBatchItems, kBatchBytes)) return false;
+    }
+    packer.pack(items_[pos_++]);
+    return true;
+  }
+
+  std::optional<py::error_already_set> failure;
+
+ private:
+  // Replaces the consumed batch by the next one; false at the end. Needs the GIL.
+  bool refill(std::size_t max_items, std::size_t max_bytes) {
+    if (done_ || !iterator_) return false;
+    if (max_items != SIZE_MAX) {  // streaming: the previous batch was packed, drop it
+      items_.clear();
+      pos_ = 0;
+      zones_.clear();
+    }
+    zones_.push_back(std::make_unique<msgpack::zone>());
+    std::size_t bytes = 0;
+    std::size_t count = 0;
+    try {
+      while (count < max_items && bytes < max_bytes) {
+        PyObject* next = PyIter_Next(iterator_.ptr());
+        if (next == nullptr) {
+          if (PyErr_Occurred()) throw py::error_already_set();
+          done_ = true;
+          break;
+        }
+        const py::object value = py::reinterpret_steal<py::object>(next);
+        items_.push_back(to_msgpack(
+            value, *zones_.back(), [this] { return item_name(read_); }, bytes));
+        ++read_;
+        ++count;
+      }
+    } catch (py::error_already_set& e) {
+      done_ = true;
+      failure.emplace(std::move(e));
+      throw InputFailed();
+    }
+    return count > 0;
+  }
+
+  py::object iterator_;
+  std::vector<msgpack::object> items_;
+  std::vector<std::unique_ptr<msgpack::zone>> zones_;
+  std::size_t pos_ = 0;
+  std::uint64_t read_ = 0;
+  bool done_ = false;
+};
+
+// Results as the engine hands them over; filled without the GIL, drained with it.
+class Outcomes {
+ public:
+  bool accept(const Client::Item& item) {
+    std::lock_guard lock(mutex_);
+    Arrived a;
+    a.index = item.index;
+    if (item.error != nullptr) {
+      a.error = *item.error;
+      if (item.worker != nullptr) a.worker = *item.worker;
+    } else {
+      if (!zone_) zone_ = std::make_shared<msgpack::zone>();
+      a.value = msgpack::object(*item.value, *zone_);
+      a.zone = zone_;
+    }
+    arrived_.push_back(std::move(a));
+    ++count_;
+    return true;
+  }
+  // Everything that arrived since the last call; later results get a zone of their own.
+  std::deque<Arrived> take() {
+    std::lock_guard lock(mutex_);
+    zone_.reset();
+    return std::exchange(arrived_, {});
+  }
+  std::uint64_t count() {
+    std::lock_guard lock(mutex_);
+    return count_;
+  }
+
+ private:
+  std::mutex mutex_;  // only contended by submit's thread
+  std::shared_ptr<msgpack::zone> zone_;
+  std::deque<Arrived> arrived_;
+  std::uint64_t count_ = 0;
+};
+
+// A Python item's value, or the RemoteError instance that stands for it.
+struct Outcome {
+  py::object value;
+  bool failed = false;
+};
+
+Outcome to_outcome(const std::string& function, const Arrived& a) {
+  if (a.error) return {remote_error(function, a.index, *a.error, a.worker), true};
+  return {from_msgpack(a.value), false};
+}
+
+// One job on a Client, stepped from Python.
+class Run {
+ public:
+  Run(Client& client, std::string function, py::object iterable, bool hold)
+      : function_(std::move(function)), inputs_(std::move(iterable)) {
+    engine_.emplace(
+        client, function_, [this](Client::Packer& p) { return inputs_.next(p); },
+        [this](const Client::Item& item) { return outcomes_.accept(item); }, hold);
+  }
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+
+  const std::string& function() const { return function_; }
+  bool finished() const { return finished_; }
+
+  // One engine step without the GIL, then a check for Ctrl-C. Returns what arrived. Raises
+  // (and ends the job) on the engine's errors, the iterable's, and KeyboardInterrupt.
+  std::deque<Arrived> step() {
+    if (!finished_) {
+      try {
+        bool more = false;
+        {
+          py::gil_scoped_release release;
+          more = engine_->step();
+        }
+        finished_ = !more;
+      } catch (const InputFailed&) {
+        end();
+        throw std::move(*inputs_.failure);
+      } catch (...) {
+        end();
+        throw;
+      }
+      if (PyErr_CheckSignals() != 0) {
+        end();  // the engine's destructor sends DONE: the broker drops the job
+        throw py::error_already_set();
+      }
+    }
+    return outcomes_.take();
+  }
+
+  // The consumer took item `index` (streams hold their window until then).
+  void consumed(std::uint64_t index) {
+    if (!engine_) return;
+    try {
+      engine_->consumed(index);
+    } catch (const InputFailed&) {
+      end();
+      throw std::move(*inputs_.failure);
+    } catch (...) {
+      end();
+      throw;
+    }
+  }
+
+  void end() {
+    finished_ = true;
+    if (engine_) {
+      py::gil_scoped_release release;  // DONE may wait briefly for the socket
+      engine_.reset();
+    }
+  }
+
+  ~Run() {
+    if (engine_) {
+      py::gil_scoped_release release;
+      engine_.reset();
+    }
+  }
+
+ private:
+  std::string function_;
+  Inputs inputs_;
+  Outcomes outcomes_;
+  bool finished_ = false;
+  std::optional<detail::Engine> engine_;  // last: goes first
+};
+
+// Python-facing client: seppo.Client in python/seppo/__init__.py wraps it.
+class PyClient {
+ public:
+  explicit PyClient(Client client) : client_(std::move(client)) {}
+
+  // Every result in input order; fail_fast raises the first failed item's RemoteError,
+  // otherwise failed items are RemoteError instances in the list.
+  py::list map(const std::string& function, py::object iterable, bool fail_fast) {
+    std::vector<py::object> slots;
+    if (py::hasattr(iterable, "__len__")) slots.reserve(py::len(iterable));
+    // Held windows, released item by item as results are converted: submissions keep going
+    // while this thread turns results into Python objects, so workers are not left idle.
+    Run run(client_, function, std::move(iterable), true);
+    while (!run.finished()) {
+      for (Arrived& a : run.step()) {
+        run.consumed(a.index);
+        if (a.error && fail_fast) {
+          run.end();
+          PyErr_SetObject(error_class("RemoteError").ptr(),
+                          remote_error(function, a.index, *a.error, a.worker).ptr());
+          throw py::error_already_set();
+        }
+        if (slots.size() <= a.index) slots.resize(a.index + 1);
+        slots[a.index] = to_outcome(function, a).value;
+      }
+    }
+    py::list out(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      PyList_SET_ITEM(out.ptr(), i, slots[i].release().ptr());
+    }
+    return out;
+  }
+
+  py::dict status(double timeout_s) {
+    msgpack::object_handle h;
+    {
+      py::gil_scoped_release release;
+      h = client_.status(std::chrono::milliseconds(static_cast<long>(timeout_s * 1000)));
+    }
+    return from_msgpack(h.get());
+  }
+
+  Client& client() { return client_; }
+  std::string endpoint() const { return client_.endpoint(); }
+
+ private:
+  Client client_;
+};
+
+// imap / imap_unordered: a Python iterator over a Run with held windows.
+class PyStream {
+ public:
+  PyStream(PyClient& client, std::string function, py::object iterable, bool ordered, bool results)
+      : run_(
+            std::make_unique<Run>(client.client(), std::move(function), std::move(iterable), true)),
+        ordered_(ordered),
+        results_(results) {}
+
+  // The next result; raises StopIteration at the end, RemoteError for a failed item (which
+  // ends the stream, unless results were asked for).
+  py::object next() {
+    if (!run_) throw py::stop_iteration();
+    while (true) {
+      if (auto out = take_ready()) return *out;
+      if (run_->finished()) {
+        run_.reset();
+        throw py::stop_iteration();
+      }
+      for (Arrived& a : run_->step()) {
+        Outcome o = to_outcome(run_->function(), a);
+        if (ordered_) {
+          const std::uint64_t offset = a.index - base_;
+          if (slots_.size() <= offset) slots_.resize(offset + 1);
+          slots_[offset] = std::move(o);
+        } else {
+          ready_.push_back({a.index, std::move(o)});
+        }
+      }
+    }
+  }
+
+  void close() {
+    if (run_) run_.reset();
+  }
+
+ private:
+  std::optional<py::object> take_ready() {
+    std::uint64_t index = 0;
+    Outcome o;
+    if (ordered_) {
+      if (slots_.empty() || !slots_.front().value) return std::nullopt;
+      o = std::move(slots_.front());
+      slots_.pop_front();
+      index = base_++;
+    } else {
+      if (ready_.empty()) return std::nullopt;
+      index = ready_.front().first;
+      o = std::move(ready_.front().second);
+      ready_.pop_front();
+    }
+    run_->consumed(index);
+    if (o.failed && !results_) {
+      run_.reset();  // a failed item ends the map, as in C++
+      PyErr_SetObject(o.value.get_type().ptr(), o.value.ptr());
+      throw py::error_already_set();
+    }
+    if (!ordered_ && results_) return py::make_tuple(index, o.value);
+    return o.value;
+  }
+
+  std::unique_ptr<Run> run_;
+  bool ordered_;
+  bool results_;
+  std::uint64_t base_ = 0;
+  std::deque<Outcome> slots_;
+  std::deque<std::pair<std::uint64_t, Outcome>> ready_;
+};
+
+// submit: the map runs on a thread of its own (libseppo's JobThread) over inputs read now.
+class PyJob {
+ public:
+  PyJob(PyClient& client, std::string function, py::object iterable)
+      : function_(std::move(function)),
+        inputs_(std::make_unique<Inputs>(std::move(iterable))),
+        outcomes_(std::make_unique<Outcomes>()) {
+    try {
+      inputs_->read_all();
+    } catch (const InputFailed&) {
+      throw std::move(*inputs_->failure);
+    }
+    Inputs* in = inputs_.get();
+    Outcomes* out = outcomes_.get();
+    Client copy(client.client().endpoint(), client.client().options());
+    thread_ = std::make_unique<detail::JobThread>(
+        std::move(copy), function_, [in](Client::Packer& p) { return in->next(p); },
+        [out](const Client::Item& item) { return out->accept(item); });
+  }
+  ~PyJob() {
+    py::gil_scoped_release release;
+    thread_.reset();
+  }
+
+  bool done(double timeout_s) {
+    py::gil_scoped_release release;
+    return thread_->wait_for(std::chrono::milliseconds(static_cast<long>(timeout_s * 1000)));
+  }
+
+  void cancel() {
+    py::gil_scoped_release release;
+    thread_->cancel();
+  }
+
+  std::uint64_t completed() { return outcomes_->count(); }
+
+  // Waits (Ctrl-C cancels the job), then every result in order; fail_fast raises the
+  // lowest-indexed failure.
+  py::list result(bool fail_fast, double timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(static_cast<long>(timeout_s * 1000));
+    while (true) {
+      bool ended = false;
+      {
+        py::gil_scoped_release release;
+        ended = thread_->wait_for(std::chrono::milliseconds(100));
+      }
+      if (ended) break;
+      if (PyErr_CheckSignals() != 0) {
+        cancel();
+        throw py::error_already_set();
+      }
+      if (timeout_s >= 0 && std::chrono::steady_clock::now() >= deadline) {
+        PyErr_SetString(PyExc_TimeoutError, "the seppo job has not finished yet");
+        throw py::error_already_set();
+      }
+    }
+    thread_->rethrow_failure();
+    for (Arrived& a : outcomes_->take()) {
+      if (slots_.size() <= a.index) slots_.resize(a.index + 1);
+      slots_[a.index] = to_outcome(function_, a);
+    }
+    if (fail_fast) {
+      for (const Outcome& o : slots_) {
+        if (o.failed) {
+          PyErr_SetObject(o.value.get_type().ptr(), o.value.ptr());
+          throw py::error_already_set();
+        }
+      }
+    }
+    py::list out(slots_.size());
+    for (std::size_t i = 0; i < slots_.size(); ++i) out[i] = slots_[i].value;
+    return out;
+  }
+
+ private:
+  std::string function_;
+  std::unique_ptr<Inputs> inputs_;
+  std::unique_ptr<Outcomes> outcomes_;
+  std::vector<Outcome> slots_;
+  std::unique_ptr<detail::JobThread> thread_;  // last: stops first
+};
+
+ClientOptions make_options(const std::optional<std::string>& secret,
+                           const std::optional<std::string>& server, bool insecure,
+                           std::optional<double> timeout_s, std::optional<double> worker_wait_s) {
+  ClientOptions options;
+  if (secret) options.curve_secret_key_file = *secret;
+  if (server) options.curve_server_key_file = *server;
+  options.insecure = insecure;
+  if (timeout_s) options.timeout = std::chrono::milliseconds(static_cast<long>(*timeout_s * 1000));
+  if (worker_wait_s) {
+    options.worker_wait = std::chrono::milliseconds(static_cast<long>(*worker_wait_s * 1000));
+  }
+  return options;
+}
+
+void raise_as(const char* name, const std::string& message) {
+  PyErr_SetObject(error_class(name).ptr(), py::str(message).ptr());
+}
+
+}  // namespace
+}  // namespace seppo::python
+
+PYBIND11_MODULE(_seppo, m) {
+  using namespace seppo::python;
+  m.doc() = "seppo's C++ client, bound for the seppo package; use `import seppo`.";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const seppo::RemoteError& e) {
+      PyErr_SetObject(error_class("RemoteError").ptr(),
+                      remote_error(e.function(), e.index(), e.remote_message(), e.worker()).ptr());
+    } catch (const seppo::UnknownFunctionError& e) {
+      PyErr_SetObject(error_class("UnknownFunctionError").ptr(),
+                      py::make_tuple(e.what(), e.function()).ptr());
+    } catch (const seppo::RefusedError& e) {
+      PyErr_SetObject(error_class("RefusedError").ptr(), py::make_tuple(e.what(), e.code()).ptr());
+    } catch (const seppo::ConnectionError& e) {
+      raise_as("ConnectionError", e.what());
+    } catch (const seppo::TypeError& e) {
+      raise_as("TypeError", e.what());
+    } catch (const seppo::CancelledError& e) {
+      raise_as("CancelledError", e.what());
+    } catch (const seppo::Error& e) {
+      raise_as("Error", e.what());
+    }
+  });
+
+  py::class_<PyClient>(m, "Client")
+      .def(py::init([](std::optional<std::string> endpoint, std::optional<std::string> secret,
+                       std::optional<std::string> server, bool insecure,
+                       std::optional<double> timeout, std::optional<double> worker_wait) {
+             const bool defaults = !secret && !server && !insecure && !timeout && !worker_wait;
+             if (!endpoint && defaults) return PyClient(seppo::default_client());
+             return PyClient(
+                 seppo::Client(endpoint ? *endpoint : seppo::default_endpoint(),
+                               make_options(secret, server, insecure, timeout, worker_wait)));
+           }),
+           py::arg("endpoint") = py::none(), py::arg("curve_secret_key_file") = py::none(),
+           py::arg("curve_server_key_file") = py::none(), py::arg("insecure") = false,
+           py::arg("timeout") = py::none(), py::arg("worker_wait") = py::none())
+      .def("map", &PyClient::map)
+      .def("status", &PyClient::status, py::arg("timeout") = 5.0)
+      .def_property_readonly("endpoint", &PyClient::endpoint)
+      .def(
+          "stream",
+          [](PyClient& c, const std::string& function, py::object iterable, bool ordered,
+             bool results) {
+            return std::make_unique<PyStream>(c, function, std::move(iterable), ordered, results);
+          },
+          py::keep_alive<0, 1>())
+      .def("submit", [](PyClient& c, const std::string& function, py::object iterable) {
+        return std::make_unique<PyJob>(c, function, std::move(iterable));
+      });
+
+  py::class_<PyStream>(m, "Stream")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &PyStream::next)
+      .def("close", &PyStream::close);
+
+  py::class_<PyJob>(m, "Job")
+      .def("result", &PyJob::result, py::arg("fail_fast") = true, py::arg("timeout") = -1.0)
+      .def("done", [](PyJob& j) { return j.done(0); })
+      .def("wait", &PyJob::done, py::arg("timeout"))
+      .def("cancel", &PyJob::cancel)
+      .def_property_readonly("completed", &PyJob::completed);
+
+  py::class_<seppo::LocalCluster>(m, "LocalCluster")
+      .def(py::init([](unsigned workers, std::vector<std::string> modules,
+                       std::optional<std::string> module_path) {
+             seppo::LocalClusterOptions options;
+             options.modules = std::move(modules);
+             if (module_path) options.module_path = *module_path;
+             py::gil_scoped_release release;
+             return std::make_unique<seppo::LocalCluster>(workers, options);
+           }),
+           py::arg("workers") = 0, py::arg("modules") = std::vector<std::string>{},
+           py::arg("module_path") = py::none())
+      .def(
+          "client", [](const seppo::LocalCluster& c) { return PyClient(c.client()); },
+          py::keep_alive<0, 1>())
+      .def_property_readonly("endpoint", &seppo::LocalCluster::endpoint)
+      .def_property_readonly("workers", &seppo::LocalCluster::workers)
+      .def("worker_pids", &seppo::LocalCluster::worker_pids);
+}

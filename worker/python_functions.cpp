@@ -1,0 +1,234 @@
+#include "worker/python_functions.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <pybind11/embed.h>
+
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+#include <msgpack.hpp>
+
+#include "python/convert.hpp"
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+namespace py = pybind11;
+
+namespace seppo::worker {
+namespace {
+
+// Imports `module` with SEPPO_MODULE_PATH's folders first and the current folder last
+// (as `python3 -m` would find it). Needs the GIL.
+py::module_ import_module(const std::string& module) {
+  py::list path = py::module_::import("sys").attr("path");
+  const char* extra = std::getenv("SEPPO_MODULE_PATH");
+  if (extra != nullptr) {
+    std::stringstream folders(extra);
+    std::string folder;
+    int at = 0;
+    while (std::getline(folders, folder, ':')) {
+      if (!folder.empty()) path.attr("insert")(at++, folder);
+    }
+  }
+  path.append(".");
+  return py::module_::import(module.c_str());
+}
+
+// Public functions defined in the module itself (not ones it imported), in source order.
+std::vector<std::string> public_functions(const py::module_& module) {
+  const py::object inspect = py::module_::import("inspect");
+  const std::string name = module.attr("__name__").cast<std::string>();
+  std::vector<std::string> out;
+  for (auto item : module.attr("__dict__").cast<py::dict>()) {
+    const std::string fn = item.first.cast<std::string>();
+    if (fn.empty() || fn[0] == '_') continue;
+    const py::handle value = item.second;
+    if (!inspect.attr("isfunction")(value).cast<bool>() &&
+        !inspect.attr("isbuiltin")(value).cast<bool>()) {
+      continue;
+    }
+    if (!py::hasattr(value, "__module__") || !py::isinstance<py::str>(value.attr("__module__")) ||
+        value.attr("__module__").cast<std::string>() != name) {
+      continue;
+    }
+    out.push_back(fn);
+  }
+  return out;
+}
+
+std::string python_error_text(py::error_already_set& e) {
+  // The whole traceback: the caller sees where in their Python the item failed.
+  try {
+    const py::object format = py::module_::import("traceback").attr("format_exception");
+    std::string text;
+    for (auto line : format(e.type(), e.value(), e.trace())) text += line.cast<std::string>();
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    // The exception's own line first: one-line displays (seppo map's error lines, logs) show
+    // what went wrong before where.
+    const auto last = text.rfind('\n');
+    if (last == std::string::npos) return text;
+    return text.substr(last + 1) + "\n" + text;
+  } catch (const std::exception&) {
+    return e.what();
+  }
+}
+
+// Reads the function names in a child process: "name\n" lines, or "!message" on failure.
+std::vector<std::string> discover(const std::string& module) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("--python " + module + ": no pipe");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("--python " + module + ": cannot fork");
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string out;
+    int status = 0;
+    {
+      py::scoped_interpreter interpreter(false);
+      try {
+        for (const std::string& fn : public_functions(import_module(module))) out += fn + "\n";
+      } catch (py::error_already_set& e) {
+        out = "!cannot import Python module " + module + ":\n" + python_error_text(e);
+        status = 1;
+      }
+    }
+    const char* p = out.data();
+    std::size_t left = out.size();
+    while (left > 0) {
+      const ssize_t n = ::write(fds[1], p, left);
+      if (n <= 0) break;
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    ::_exit(status);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buffer[4096];
+  while (true) {
+    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
+    if (n > 0) {
+      text.append(buffer, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!text.empty() && text[0] == '!') throw std::runtime_error(text.substr(1));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw std::runtime_error("--python " + module + ": the Python interpreter failed");
+  }
+  std::vector<std::string> names;
+  std::stringstream lines(text);
+  for (std::string line; std::getline(lines, line);) names.push_back(line);
+  if (names.empty()) {
+    throw std::runtime_error("Python module " + module + " has no public functions to serve");
+  }
+  return names;
+}
+
+// This worker process' interpreter: started on the first call (after the fork), then kept.
+// The GIL is released between chunks, so any thread may call.
+struct Runtime {
+  std::unique_ptr<py::scoped_interpreter> interpreter;
+  std::unique_ptr<py::module_> module;
+  PyThreadState* saved = nullptr;
+  std::string failure;
+};
+
+Runtime& runtime(const std::string& module) {
+  // Leaked on purpose: a destructor at exit would finalise Python without the GIL.
+  static Runtime& r = *new Runtime;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    // No Python signal handlers: SIGINT and SIGTERM stay the worker's.
+    r.interpreter = std::make_unique<py::scoped_interpreter>(false);
+    try {
+      r.module = std::make_unique<py::module_>(import_module(module));
+    } catch (py::error_already_set& e) {
+      r.failure = "cannot import Python module " + module + ":\n" + python_error_text(e);
+    }
+    r.saved = PyEval_SaveThread();
+    // Never finalised: the process exits, and finalising from an atexit handler while another
+    // thread may hold the GIL would hang.
+  });
+  return r;
+}
+
+int call_chunk(const std::string& module, const std::string& fn, const char* input,
+               std::size_t size, seppo_sink* output) {
+  Runtime& r = runtime(module);
+  auto fail = [&](const std::string& message) {
+    output->write(output->context, message.data(), message.size());
+    return 1;
+  };
+  if (!r.failure.empty()) return fail(r.failure);
+  msgpack::object_handle args;
+  try {
+    args = unpack_untrusted(input, size);
+  } catch (const std::exception& e) {
+    return fail(std::string("input is not valid msgpack: ") + e.what());
+  }
+  if (args.get().type != msgpack::type::ARRAY) return fail("input is not an array of arguments");
+  const msgpack::object_array& items = args.get().via.array;
+
+  py::gil_scoped_acquire gil;
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(items.size);
+  py::object function;
+  try {
+    function = r.module->attr(fn.c_str());
+  } catch (py::error_already_set& e) {
+    return fail(python_error_text(e));
+  }
+  // One zone for the chunk's converted results: they are packed into `buffer` anyway, and a
+  // zone per item would cost an allocation per item.
+  msgpack::zone zone;
+  for (std::uint32_t i = 0; i < items.size; ++i) {
+    std::size_t bytes = 0;
+    try {
+      const py::object result = function(python::from_msgpack(items.ptr[i]));
+      const msgpack::object packed = python::to_msgpack(
+          result, zone, [] { return std::string("result"); }, bytes);
+      packer.pack_array(2);
+      packer.pack(0);
+      packer.pack(packed);
+    } catch (py::error_already_set& e) {
+      packer.pack_array(2);
+      packer.pack(1);
+      packer.pack(python_error_text(e));
+    } catch (const std::exception& e) {
+      packer.pack_array(2);
+      packer.pack(1);
+      packer.pack(std::string(e.what()));
+    }
+  }
+  output->write(output->context, buffer.data(), buffer.size());
+  return 0;
+}
+
+}  // namespace
+
+std::vector<Function> python_functions(const std::string& module) {
+  std::vector<Function> out;
+  for (const std::string& fn : discover(module)) {
+    Function f;
+    f.name = module + "." + fn;
+    f.signature = "(Python)";
+    f.call = [module, fn](const char* input, std::size_t size, seppo_sink* output) {
+      return call_chunk(module, fn, input, size, output);
+    };
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace seppo::worker
