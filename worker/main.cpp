@@ -18,16 +18,18 @@
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
-  CLI::App app{"seppo-worker: runs functions from modules (shared objects), and shell commands\n"
-               "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
-               "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
+  CLI::App app{
+      "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
+      "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
+      "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
       "  seppo-worker --command thumbnail='convert {} {.}.png'\n"
       "      (then: ls *.jpg | seppo map thumbnail)\n"
       "  seppo-worker -j 8 --broker tcp://head-node:5555 --module ~/lib/libphysics.so \\\n"
-      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key ~/.seppo/broker.key\n\n"
+      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key "
+      "~/.seppo/broker.key\n\n"
       "Without CurveZMQ keys the worker connects only to a broker on this machine (loopback or\n"
       "ipc://), unless --insecure.\n"
       "Commands: {} is the input, {.} without its extension, {/} its basename, {//} its\n"
@@ -49,12 +51,17 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
-                                              std::string(kDefaultEndpoint) + ")");
+  app.add_option(
+      "-b,--broker", endpoint,
+      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpoint) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
   app.add_option("--command", commands,
                  "a shell command to serve as NAME: NAME=TEMPLATE, e.g. "
                  "thumbnail='convert {} {.}.png' (repeatable)");
+  bool allow_any_command = false;
+  app.add_flag("--allow-any-command", allow_any_command,
+               "serve --command templates that run their input as code (sh -c {}, eval {}, {} as "
+               "the program): any client may then run anything as this worker's user");
   app.add_option("-j,--jobs", processes, "worker processes to run (default: one per core)")
       ->check(CLI::Range(1u, 4096u));
   app.add_option("--prefetch", session.prefetch,
@@ -93,7 +100,7 @@ int main(int argc, char** argv) {
   std::vector<worker::CommandSpec> command_specs;
   try {
     for (const std::string& option : commands) {
-      command_specs.push_back(worker::parse_command_option(option));
+      command_specs.push_back(worker::parse_command_option(option, allow_any_command));
     }
   } catch (const std::invalid_argument& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";
