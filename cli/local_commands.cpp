@@ -300,7 +300,8 @@ int run_local_command(JobSource& source, const std::string& name,
   }
   lock.unlock();
   for (std::thread& t : threads) t.join();
-  // What was held for order behind a job that never ran (halted) is printed still.
+  // What was held for order behind a job that was killed or never started (halted) is
+  // printed still: the failure that halted the run shows.
   for (auto& [seq, text] : waiting) {
     if (text) write(*text);
   }
