@@ -69,11 +69,20 @@ int main(int argc, char** argv) {
   CLI::App* map_cmd = app.add_subcommand(
       "map", "call FUNCTION on every input line; print one result per line in input order");
   map_cmd->footer(
-      "Inputs: one per line from stdin or --input. By default a line that is valid JSON is that\n"
+      "Inputs: one per line from stdin or --input, or as GNU parallel's sources after the\n"
+      "options: ::: a b c (values), :::: FILE; several sources give every combination (or the\n"
+      "i-th of each with --link), -0 splits at NUL bytes, --colsep REGEX splits each input into\n"
+      "{1} {2}... (an array for a function). For MODULE.FUNCTION a line that is valid JSON is "
+      "that\n"
       "value (42, 2.5, \"text\", [1,2], {\"a\":1}, true, null) and any other line is a string;\n"
-      "--raw makes every line a string (file names that look like numbers stay names), --json\n"
-      "reads JSON Lines (a line that is not JSON fails as an item). Results print raw when they\n"
-      "are strings, as compact JSON otherwise; with --json every result is JSON.\n"
+      "a named command (a name without a dot) gets every input as text (007 stays 007).\n"
+      "--raw makes every line a string, --json reads JSON Lines (a line that is not JSON fails\n"
+      "as an item). Results print raw when they are strings, as compact JSON otherwise; with\n"
+      "--json every result is JSON. A command without output prints nothing.\n"
+      "Local commands: --local --command NAME=TEMPLATE NAME runs the template here, -j N at a\n"
+      "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot;\n"
+      "--timeout, --halt now, --joblog, --results and --dry-run work there (through a broker\n"
+      "not yet). GNU parallel's options side by side: docs/parallel.md.\n"
       "Output streams: a line appears as soon as it and all earlier lines are ready, so\n"
       "`seppo map ... | head` and endless inputs work in bounded memory. A failed item is "
       "reported\n"
@@ -86,7 +95,10 @@ int main(int argc, char** argv) {
       "  seq 1 1000 | seppo map example_module.square > squares.txt\n"
       "  seppo map --input points.jsonl --json --unordered --index physics.simulate\n"
       "  seq 1 1000 | SEPPO_MODULE_PATH=build/examples seppo map --local example_module.square\n"
-      "  ls *.jpg | seppo map --raw thumbnail      # a command named by the workers' operator");
+      "  ls *.jpg | seppo map thumbnail            # a command named by the workers' operator\n"
+      "  seppo map --local --command gz='gzip {}' -j 4 --joblog log gz ::: *.txt\n"
+      "  seppo map --local --command t='convert {1} -resize {2} {1.}-{2}.png' t ::: *.jpg ::: 50% "
+      "25%");
   map_cmd->add_option("function", map.function, "MODULE.FUNCTION (or a worker's named command)")
       ->required();
   std::vector<std::string> input_files;
