@@ -165,13 +165,19 @@ int run_local_command(JobSource& source, const std::string& name,
   meter.total = source.total();
   Progress progress(stderr, meter);
 
+  std::uint64_t read = 0;  // jobs taken from the source, under `mutex`
   const auto work = [&](unsigned slot) {
     while (true) {
       std::optional<Job> job;
       {
         std::lock_guard lock(mutex);
         if (!stop_starting) job = source.next();
-        if (job) progress.seen(job->seq, false);
+        if (job) {
+          read = job->seq;
+          progress.seen(read, false);
+        } else if (!stop_starting) {
+          progress.seen(read, true);  // the input ended: what was read is the total
+        }
       }
       if (!job) break;
       Outcome outcome;
@@ -285,18 +291,29 @@ int run_local_command(JobSource& source, const std::string& name,
     return false;
   };
   std::unique_lock lock(mutex);
-  while (true) {
-    changed.wait(lock, [&] { return !finished.empty() || running_threads == 0; });
-    if (finished.empty() && running_threads == 0) break;
-    Outcome outcome = std::move(finished.front());
-    finished.pop_front();
-    lock.unlock();
-    handle(outcome);
-    lock.lock();
-    if (control.halt.when != Halt::When::Never && !stop_starting && halting()) {
-      stop_starting = true;
-      if (control.halt.when == Halt::When::Now) cancel = true;
+  try {
+    while (true) {
+      changed.wait(lock, [&] { return !finished.empty() || running_threads == 0; });
+      if (finished.empty() && running_threads == 0) break;
+      Outcome outcome = std::move(finished.front());
+      finished.pop_front();
+      lock.unlock();
+      handle(outcome);
+      lock.lock();
+      if (control.halt.when != Halt::When::Never && !stop_starting && halting()) {
+        stop_starting = true;
+        if (control.halt.when == Halt::When::Now) cancel = true;
+      }
     }
+  } catch (...) {
+    // --results cannot be written: nothing more starts, what runs is killed, then the error.
+    if (!lock.owns_lock()) lock.lock();
+    stop_starting = true;
+    cancel = true;
+    lock.unlock();
+    for (std::thread& t : threads) t.join();
+    if (joblog != nullptr) std::fclose(joblog);
+    throw;
   }
   lock.unlock();
   for (std::thread& t : threads) t.join();
