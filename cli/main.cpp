@@ -275,17 +275,23 @@ int main(int argc, char** argv) {
                             : !map.control.results.empty() ? "--results"
                             : dry_run                      ? "--dry-run"
                                                            : nullptr;
-        if (!timeout_text.empty() && local_opt->count() == 0) {
+        if (!timeout_text.empty()) {
           throw seppo::Error(
-              "per-item timeouts through a broker are not supported yet: run the command with "
-              "seppo map --local --command NAME=TEMPLATE, or bound it in the worker's template "
-              "(timeout 10 cmd {})");
+              std::string(local_opt->count() == 0
+                              ? "per-item timeouts through a broker are not supported yet"
+                              : "per-item timeouts for module functions are not supported yet") +
+              ": run a command with seppo map --local --command NAME=TEMPLATE, or bound it in "
+              "the worker's template (timeout 10 cmd {})");
+        }
+        if (dry_run) {
+          throw seppo::Error(
+              "--dry-run shows commands this seppo runs itself (seppo map --local --command "
+              "NAME=TEMPLATE NAME): a broker's status does not carry its workers' templates");
         }
         if (needs != nullptr) {
           throw seppo::Error(std::string(needs) +
-                             " works for commands this seppo runs itself for now: seppo map "
-                             "--local --command NAME=TEMPLATE NAME (a broker's STATUS does not "
-                             "carry its workers' templates)");
+                             " is not supported through a broker yet: it works for commands this "
+                             "seppo runs itself (seppo map --local --command NAME=TEMPLATE NAME)");
         }
         if (map.control.halt.when == seppo::cli::Halt::When::Now) {
           throw seppo::Error(
