@@ -1,10 +1,10 @@
 // Named shell commands end to end: seppo-worker --command, a real broker, `seppo map` and the C++
 // client, with file names a shell would misread.
 #include <doctest/doctest.h>
-#include <algorithm>
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
