@@ -279,6 +279,7 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
   // is cancelled at the broker first, and SIGPIPE is raised after.
   std::signal(SIGPIPE, SIG_IGN);
   bool stop_reading = false;
+  std::uint64_t packed = 0;
   // A held engine: a chunk keeps its place in the client's window until its lines are printed,
   // so an item that takes long cannot make the results behind it pile up without bound.
   detail::Engine engine(
@@ -286,6 +287,9 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
       [&](Client::Packer& packer) {
         if (stop_reading) return false;
         const bool more = input.next(packer);
+        // A pipe's total is counted as it is read (items, rejected lines aside).
+        if (more) progress.seen(++packed, false);
+        if (!more) progress.seen(packed, true);
         if (!report_rejected()) stop_reading = true;  // --fail-fast: what is packed still goes
         return more;
       },
