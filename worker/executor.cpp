@@ -18,8 +18,8 @@ void append(void* context, const char* data, size_t size) {
 zmq::message_t adopt(std::string&& text) {
   auto* owned = new std::string(std::move(text));
   return zmq::message_t(
-      owned->data(), owned->size(),
-      [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<std::string*>(hint); },
+      owned);
 }
 
 }  // namespace
@@ -92,10 +92,10 @@ void Executor::run(zmq::context_t& context, std::string endpoint) {
       const auto started = std::chrono::steady_clock::now();
       const int status = functions_.at(task.function_index)
                              .invoke(frames[1].data<char>(), frames[1].size(), &sink);
-      outcome.elapsed_us =
-          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                         std::chrono::steady_clock::now() - started)
-                                         .count());
+      outcome.elapsed_us = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::steady_clock::now() - started)
+              .count());
       outcome.status = status == 0 ? Status::Ok : Status::Failed;
     }
     zmq::message_t head(&outcome, sizeof outcome);

@@ -18,18 +18,16 @@
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
-  CLI::App app{
-      "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
-      "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
-      "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
+  CLI::App app{"seppo-worker: runs functions from modules (shared objects), and shell commands\n"
+               "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
+               "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
       "  seppo-worker --command thumbnail='convert {} {.}.png'\n"
       "      (then: ls *.jpg | seppo map thumbnail)\n"
       "  seppo-worker -j 8 --broker tcp://head-node:5555 --module ~/lib/libphysics.so \\\n"
-      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key "
-      "~/.seppo/broker.key\n\n"
+      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key ~/.seppo/broker.key\n\n"
       "Without CurveZMQ keys the worker connects only to a broker on this machine (loopback or\n"
       "ipc://), unless --insecure.\n"
       "Commands: {} is the input, {.} without its extension, {/} its basename, {//} its\n"
@@ -51,9 +49,8 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option(
-      "-b,--broker", endpoint,
-      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpoint) + ")");
+  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
+                                              std::string(kDefaultEndpoint) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
   app.add_option("--command", commands,
                  "a shell command to serve as NAME: NAME=TEMPLATE, e.g. "

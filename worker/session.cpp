@@ -11,11 +11,11 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/poll.hpp"
 #include "common/curve.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "common/monitor.hpp"
-#include "common/poll.hpp"
 #include "common/signals.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/error.hpp"
@@ -169,15 +169,15 @@ class Session {
   // growing delay so a dead broker is not hammered.
   void reconnect(Clock::time_point now) {
     if (now < next_reconnect_) return;
-    log::warning(
-        "no word from broker " + options_.endpoint + " for " +
-        std::to_string(
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()) +
-        " ms; reconnecting");
+    log::warning("no word from broker " + options_.endpoint + " for " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    now - last_heard_)
+                                    .count()) +
+                 " ms; reconnecting");
     forget_tasks();
     connect();
-    reconnect_delay_ =
-        std::min(std::max(reconnect_delay_ * 2, heartbeat_), options_.max_reconnect_delay);
+    reconnect_delay_ = std::min(std::max(reconnect_delay_ * 2, heartbeat_),
+                                options_.max_reconnect_delay);
     next_reconnect_ = now + reconnect_delay_;
     last_heard_ = now - heartbeat_ * liveness_ + reconnect_delay_;
   }
@@ -261,10 +261,11 @@ class Session {
       const Submitted task = submitted_.front();
       submitted_.pop_front();
       if (outcome.status == Executor::Status::Skipped || task.epoch != epoch_) continue;
-      zmq::message_t payload = outcome.status == Executor::Status::Ok
-                                   ? std::move(outcome.output)
-                                   : all_failed(task.count, std::string(outcome.output.data<char>(),
-                                                                        outcome.output.size()));
+      zmq::message_t payload =
+          outcome.status == Executor::Status::Ok
+              ? std::move(outcome.output)
+              : all_failed(task.count,
+                           std::string(outcome.output.data<char>(), outcome.output.size()));
       send(wire::Result{task.task_id, outcome.elapsed_us}, std::move(payload));
       credit_.observe(outcome.elapsed_us);
     }
