@@ -5,12 +5,15 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <seppo/seppo.hpp>
 
 #include "cli/json.hpp"
+#include "cli/local_commands.hpp"
 #include "cli/map_command.hpp"
+#include "cli/sources.hpp"
 #include "cli/status_command.hpp"
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
@@ -45,7 +48,9 @@ int main(int argc, char** argv) {
   app.add_option(
       "-b,--broker", endpoint,
       "broker endpoint (default $SEPPO_BROKER or " + std::string(seppo::kDefaultEndpoint) + ")");
-  app.add_option("--timeout", timeout_s, "seconds of broker silence after which the command fails")
+  app.add_option("--broker-timeout", timeout_s,
+                 "seconds of broker silence after which the command fails (for a per-item "
+                 "limit see seppo map --timeout)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   seppo::ClientOptions options;  // the key files default to $SEPPO_CURVE_*
@@ -64,11 +69,20 @@ int main(int argc, char** argv) {
   CLI::App* map_cmd = app.add_subcommand(
       "map", "call FUNCTION on every input line; print one result per line in input order");
   map_cmd->footer(
-      "Inputs: one per line from stdin or --input. By default a line that is valid JSON is that\n"
+      "Inputs: one per line from stdin or --input, or as GNU parallel's sources after the\n"
+      "options: ::: a b c (values), :::: FILE; several sources give every combination (or the\n"
+      "i-th of each with --link), -0 splits at NUL bytes, --colsep REGEX splits each input into\n"
+      "{1} {2}... (an array for a function). For MODULE.FUNCTION a line that is valid JSON is "
+      "that\n"
       "value (42, 2.5, \"text\", [1,2], {\"a\":1}, true, null) and any other line is a string;\n"
-      "--raw makes every line a string (file names that look like numbers stay names), --json\n"
-      "reads JSON Lines (a line that is not JSON fails as an item). Results print raw when they\n"
-      "are strings, as compact JSON otherwise; with --json every result is JSON.\n"
+      "a named command (a name without a dot) gets every input as text (007 stays 007).\n"
+      "--raw makes every line a string, --json reads JSON Lines (a line that is not JSON fails\n"
+      "as an item). Results print raw when they are strings, as compact JSON otherwise; with\n"
+      "--json every result is JSON. A command without output prints nothing.\n"
+      "Local commands: --local --command NAME=TEMPLATE NAME runs the template here, -j N at a\n"
+      "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot;\n"
+      "--timeout, --halt now, --joblog, --results and --dry-run work there (through a broker\n"
+      "not yet). GNU parallel's options side by side: docs/parallel.md.\n"
       "Output streams: a line appears as soon as it and all earlier lines are ready, so\n"
       "`seppo map ... | head` and endless inputs work in bounded memory. A failed item is "
       "reported\n"
@@ -81,12 +95,67 @@ int main(int argc, char** argv) {
       "  seq 1 1000 | seppo map example_module.square > squares.txt\n"
       "  seppo map --input points.jsonl --json --unordered --index physics.simulate\n"
       "  seq 1 1000 | SEPPO_MODULE_PATH=build/examples seppo map --local example_module.square\n"
-      "  ls *.jpg | seppo map --raw thumbnail      # a command named by the workers' operator");
+      "  ls *.jpg | seppo map thumbnail            # a command named by the workers' operator\n"
+      "  seppo map --local --command gz='gzip {}' -j 4 --joblog log gz ::: *.txt\n"
+      "  seppo map --local --command t='convert {1} -resize {2} {1.}-{2}.png' t ::: *.jpg ::: 50% "
+      "25%");
   map_cmd->add_option("function", map.function, "MODULE.FUNCTION (or a worker's named command)")
       ->required();
-  map_cmd->add_option("-a,--input", map.input, "read inputs from FILE instead of stdin")
+  std::vector<std::string> input_files;
+  map_cmd
+      ->add_option("-a,--input", input_files,
+                   "read inputs from FILE instead of stdin (repeatable: every combination, as "
+                   "with ::::)")
       ->check(CLI::ExistingFile | CLI::IsMember({"-"}))
       ->type_name("FILE");
+  bool null_separated = false, link = false, dry_run = false, keep_order = false;
+  std::string colsep, halt_text, timeout_text;
+  std::vector<std::string> local_commands;
+  unsigned jobs = 0;
+  map_cmd->add_flag("-0,--null", null_separated, "inputs end with a NUL byte, not a newline");
+  map_cmd
+      ->add_option("--colsep", colsep,
+                   "split each input at REGEX into {1} {2}... (a function gets an array)")
+      ->type_name("REGEX");
+  map_cmd->add_flag("--link", link,
+                    "with several sources: the i-th of each together, not "
+                    "every combination");
+  map_cmd->add_flag("--tag", map.tag, "prefix each output line with its input and a tab");
+  map_cmd->add_flag("-k,--keep-order", keep_order, "accepted for parallel: order is the default");
+  map_cmd
+      ->add_option("--retries", map.retries,
+                   "run a failed item up to N more times (also through a broker: resubmitted)")
+      ->type_name("N");
+  map_cmd
+      ->add_option("--timeout", timeout_text,
+                   "kill an item's command after DURATION (seconds, or with s/m/h); --local "
+                   "commands only for now")
+      ->type_name("DURATION");
+  map_cmd
+      ->add_option("--halt", halt_text,
+                   "now|soon,fail=N|success=N|done=N: stop after N such items; now also kills "
+                   "running --local commands")
+      ->type_name("WHEN,WHAT=N");
+  map_cmd
+      ->add_option("--joblog", map.control.joblog,
+                   "write parallel's job log (Seq Host Starttime JobRuntime Send Receive "
+                   "Exitval Signal Command) to FILE; --local commands")
+      ->type_name("FILE");
+  map_cmd
+      ->add_option("--results", map.control.results,
+                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., as parallel; "
+                   "--local commands")
+      ->type_name("DIR");
+  map_cmd->add_flag("--dry-run", dry_run,
+                    "print the command lines instead of running them; "
+                    "--local commands");
+  map_cmd
+      ->add_option("--command", local_commands,
+                   "with --local: NAME=TEMPLATE, a shell command this command runs itself, in "
+                   "this folder (e.g. gz='gzip {}')")
+      ->type_name("NAME=TEMPLATE");
+  map_cmd->add_option("-j,--jobs", jobs, "--local commands: N at once (default: one per core)")
+      ->check(CLI::Range(1u, 4096u));
   bool raw = false, json_lines = false;
   auto* raw_flag = map_cmd->add_flag("--raw", raw, "every input line is a string, never JSON");
   map_cmd->add_flag("--json", json_lines, "JSON Lines: every input line and every result is JSON")
@@ -98,7 +167,7 @@ int main(int argc, char** argv) {
   map_cmd->add_flag("--fail-fast", map.fail_fast, "stop at the first failed item");
   bool progress = false, no_progress = false;
   auto* progress_flag =
-      map_cmd->add_flag("--progress", progress,
+      map_cmd->add_flag("--progress,--bar", progress,
                         "show a progress line on stderr (default: when stderr is a terminal)");
   map_cmd->add_flag("--no-progress", no_progress, "never show the progress line")
       ->excludes(progress_flag);
@@ -140,8 +209,13 @@ int main(int argc, char** argv) {
       ->required();
   keygen_cmd->add_flag("--force", force, "replace existing files");
 
+  std::vector<seppo::cli::Source> sources;
   try {
-    app.parse(argc, argv);
+    std::vector<char*> head = seppo::cli::split_sources(argc, argv, sources);
+    app.parse(static_cast<int>(head.size()), head.data());
+  } catch (const seppo::Error& e) {
+    std::cerr << "seppo: " << e.what() << "\n";
+    return kExitError;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitError;
@@ -162,12 +236,93 @@ int main(int argc, char** argv) {
     }
   }
 
+  std::optional<seppo::cli::SourcesOptions> job_sources;
+  if (*map_cmd) {
+    try {
+      seppo::cli::SourcesOptions so;
+      for (const std::string& file : input_files) {
+        so.sources.push_back(seppo::cli::Source{seppo::cli::Source::Kind::File, {}, file});
+      }
+      for (auto& source : sources) so.sources.push_back(std::move(source));
+      so.link = link;
+      if (null_separated) so.separator = '\0';
+      if (!colsep.empty()) so.colsep.emplace(colsep, std::regex::extended);
+      map.control.timeout = seppo::cli::parse_duration(timeout_text);
+      if (!halt_text.empty()) map.control.halt = seppo::cli::parse_halt(halt_text);
+      map.control.dry_run = dry_run;
+      map.control.jobs = jobs > 0            ? jobs
+                         : local_workers > 0 ? local_workers
+                                             : std::max(1u, std::thread::hardware_concurrency());
+      for (const std::string& option : local_commands) {
+        const auto equals = option.find('=');
+        if (equals == std::string::npos) {
+          throw seppo::Error("--command " + option + ": expected NAME=TEMPLATE");
+        }
+        if (option.substr(0, equals) == map.function) map.command = option.substr(equals + 1);
+      }
+      if (!local_commands.empty() && local_opt->count() == 0) {
+        throw seppo::Error(
+            "seppo map --command needs --local: a broker's workers run only the commands their "
+            "operator gave them");
+      }
+      if (!local_commands.empty() && !map.command) {
+        throw seppo::Error(map.function + " is none of the --command names given");
+      }
+      const bool local_command = map.command.has_value();
+      if (!local_command) {
+        const char* needs = !timeout_text.empty()          ? "--timeout"
+                            : !map.control.joblog.empty()  ? "--joblog"
+                            : !map.control.results.empty() ? "--results"
+                            : dry_run                      ? "--dry-run"
+                                                           : nullptr;
+        if (!timeout_text.empty()) {
+          throw seppo::Error(
+              std::string(local_opt->count() == 0
+                              ? "per-item timeouts through a broker are not supported yet"
+                              : "per-item timeouts for module functions are not supported yet") +
+              ": run a command with seppo map --local --command NAME=TEMPLATE, or bound it in "
+              "the worker's template (timeout 10 cmd {})");
+        }
+        if (dry_run) {
+          throw seppo::Error(
+              "--dry-run shows commands this seppo runs itself (seppo map --local --command "
+              "NAME=TEMPLATE NAME): a broker's status does not carry its workers' templates");
+        }
+        if (needs != nullptr) {
+          throw seppo::Error(std::string(needs) +
+                             " is not supported through a broker yet: it works for commands this "
+                             "seppo runs itself (seppo map --local --command NAME=TEMPLATE NAME)");
+        }
+        if (map.control.halt.when == seppo::cli::Halt::When::Now) {
+          throw seppo::Error(
+              "--halt now through a broker is not supported yet (running items cannot be "
+              "killed on remote workers): use --halt soon, or --local commands");
+        }
+      }
+      job_sources = std::move(so);
+    } catch (const std::exception& e) {
+      std::cerr << "seppo: " << e.what() << "\n";
+      return kExitError;
+    }
+  }
+
   options.timeout = std::chrono::milliseconds(static_cast<long>(timeout_s * 1000));
   options.worker_wait = std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
   options.chunk_size = chunk_size;
   try {
     // A local cluster lives as long as its client: declared first, it goes last.
     std::optional<seppo::LocalCluster> local;
+    if (*map_cmd && map.command) {
+      // No cluster, no broker: this process runs the commands, in this folder.
+      seppo::cli::JobSource source(std::move(*job_sources));
+      map.control.tag = map.tag;
+      map.control.ordered = !unordered;
+      map.control.retries = map.retries;
+      map.control.progress = progress || (!no_progress && !dry_run && ::isatty(STDERR_FILENO) == 1);
+      if (map.fail_fast) map.control.halt = seppo::cli::Halt{seppo::cli::Halt::When::Now};
+      std::ios::sync_with_stdio(false);
+      return seppo::cli::run_local_command(source, map.function, *map.command, map.control, stdout);
+    }
     if (*map_cmd && local_opt->count() > 0) {
       seppo::LocalClusterOptions cluster;
       cluster.worker_stdout_to_stderr = true;  // stdout carries results only
@@ -176,9 +331,15 @@ int main(int argc, char** argv) {
     seppo::Client client = local ? local->client(options) : seppo::Client(endpoint, options);
     if (*map_cmd) {
       std::ios::sync_with_stdio(false);
-      map.input_format = json_lines ? seppo::cli::InputFormat::Json
-                         : raw      ? seppo::cli::InputFormat::Raw
-                                    : seppo::cli::InputFormat::Auto;
+      // A module function is MODULE.FUNCTION; a name without a dot is a worker's named command,
+      // whose inputs are text: 007 stays 007.
+      const bool command_name = map.function.find('.') == std::string::npos;
+      map.input_format = json_lines            ? seppo::cli::InputFormat::Json
+                         : raw || command_name ? seppo::cli::InputFormat::Raw
+                                               : seppo::cli::InputFormat::Auto;
+      map.output.skip_empty = command_name && !json_lines;
+      map.sources = std::move(job_sources);
+      if (map.control.halt.when != seppo::cli::Halt::When::Never) map.halt = map.control.halt;
       map.output.json = json_lines;
       map.output.ordered = !unordered;
       if (progress) map.progress = seppo::cli::ProgressMode::On;

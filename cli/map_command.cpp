@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <map>
 
 #include "cli/json.hpp"
 #include "cli/progress.hpp"
@@ -33,8 +34,224 @@ bool progress_wanted(ProgressMode mode) {
 
 }  // namespace
 
+std::chrono::milliseconds parse_duration(const std::string& text) {
+  if (text.empty()) return std::chrono::milliseconds(0);
+  double unit = 1;
+  std::string number = text;
+  switch (text.back()) {
+    case 's':
+      number.pop_back();
+      break;
+    case 'm':
+      unit = 60;
+      number.pop_back();
+      break;
+    case 'h':
+      unit = 3600;
+      number.pop_back();
+      break;
+    default:
+      break;
+  }
+  char* end = nullptr;
+  const double value = std::strtod(number.c_str(), &end);
+  if (number.empty() || end != number.c_str() + number.size() || !(value > 0) ||
+      value * unit > 1e9) {
+    throw Error("--timeout " + text + ": expected a positive duration: 2, 1.5, 30s, 2m, 1h");
+  }
+  return std::chrono::milliseconds(static_cast<long long>(value * unit * 1000 + 0.5));
+}
+
+namespace {
+
+// Sources a LineInput reads as well, with its line numbers and --json rejections: one file or
+// stdin, lines, no columns.
+bool plain_lines(const MapOptions& o) {
+  if (o.tag || o.retries > 0 || o.halt) return false;
+  if (!o.sources) return true;
+  const SourcesOptions& s = *o.sources;
+  return s.separator == '\n' && !s.colsep && s.sources.size() <= 1 &&
+         (s.sources.empty() || s.sources[0].kind == Source::Kind::File);
+}
+
+void pack_arg(Client::Packer& packer, const std::string& arg, InputFormat format) {
+  switch (format) {
+    case InputFormat::Auto:
+      pack_line(packer, arg);
+      return;
+    case InputFormat::Raw:
+      packer.pack(arg);
+      return;
+    case InputFormat::Json: {
+      const nlohmann::json value = nlohmann::json::parse(arg, nullptr, false);
+      if (value.is_discarded()) {
+        packer.pack(arg);
+      } else {
+        pack_json(packer, value);
+      }
+      return;
+    }
+  }
+}
+
+std::string tag_lines(const std::string& text, const std::string& tag) {
+  std::string tagged;
+  std::size_t start = 0;
+  do {
+    const auto end = text.find('\n', start);
+    tagged += tag + "\t" + text.substr(start, end == std::string::npos ? end : end - start + 1);
+    start = end == std::string::npos ? text.size() : end + 1;
+  } while (start < text.size());
+  return tagged;
+}
+
+// Through a broker, for parallel's sources, --tag, --retries and --halt soon. A failed item with
+// attempts left is resubmitted in a later pass over the failures (a job's input ends once), so
+// in ordered output the results after it wait in memory until it is settled.
+int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
+  JobSource source(options.sources.value_or(SourcesOptions{}));
+  Progress::Options meter;
+  meter.enabled = progress_wanted(options.progress);
+  meter.label = options.function;
+  meter.count_fd = source.regular_file_fd();
+  meter.total = source.total();
+  meter.workers = [&client, &options] { return workers_serving(client, options.function); };
+  Progress progress(stderr, meter);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  struct Pending {
+    Job job;
+    unsigned attempts = 0;
+  };
+  std::uint64_t failed = 0, succeeded = 0, next_print = 1;
+  std::map<std::uint64_t, std::optional<std::string>> waiting;
+  int write_error = 0;
+  const auto write = [&](const std::optional<std::string>& text) {
+    if (!text || write_error != 0) return;
+    if (text->empty() && options.output.skip_empty) return;
+    if (std::fwrite(text->data(), 1, text->size(), out) != text->size() ||
+        std::fputc('\n', out) == EOF) {
+      write_error = errno != 0 ? errno : EIO;
+    }
+  };
+  const auto settle = [&](std::uint64_t seq, std::optional<std::string> text) {
+    if (!options.output.ordered) {
+      write(text);
+      return;
+    }
+    waiting[seq] = std::move(text);
+    for (auto it = waiting.begin(); it != waiting.end() && it->first == next_print;
+         it = waiting.erase(it), ++next_print) {
+      write(it->second);
+    }
+  };
+  const auto halting = [&] {
+    if (options.fail_fast && failed > 0) return true;
+    if (!options.halt || options.halt->when == Halt::When::Never) return false;
+    switch (options.halt->what) {
+      case Halt::What::Fail:
+        return failed >= options.halt->count;
+      case Halt::What::Success:
+        return succeeded >= options.halt->count;
+      case Halt::What::Done:
+        return failed + succeeded >= options.halt->count;
+    }
+    return false;
+  };
+  std::vector<Pending> retry_now, retry_next;
+  bool first_pass = true, stop = false;
+  while (first_pass || (!retry_now.empty() && !stop)) {
+    std::map<std::uint64_t, Pending> sent;  // item index in this pass -> its job
+    std::uint64_t index = 0;
+    std::size_t retry_at = 0;
+    detail::Engine engine(
+        client, options.function,
+        [&](Client::Packer& packer) {
+          if (stop) return false;
+          Pending p;
+          if (first_pass) {
+            auto job = source.next();
+            if (!job) {
+              progress.seen(index, true);
+              return false;
+            }
+            p.job = std::move(*job);
+            progress.seen(p.job.seq, false);
+          } else {
+            if (retry_at == retry_now.size()) return false;
+            p = std::move(retry_now[retry_at++]);
+          }
+          if (p.job.args.size() == 1) {
+            pack_arg(packer, p.job.args[0], options.input_format);
+          } else {
+            packer.pack_array(static_cast<std::uint32_t>(p.job.args.size()));
+            for (const std::string& arg : p.job.args) pack_arg(packer, arg, options.input_format);
+          }
+          sent.emplace(index++, std::move(p));
+          return true;
+        },
+        [&](const Client::Item& item) {
+          auto found = sent.find(item.index);
+          Pending p = std::move(found->second);
+          sent.erase(found);
+          if (item.error != nullptr) {
+            if (p.attempts < options.retries) {
+              ++p.attempts;
+              retry_next.push_back(std::move(p));
+              return true;
+            }
+            ++failed;
+            progress.done_one(true);
+            std::string what = "seppo: job " + std::to_string(p.job.seq) + ": " + options.function +
+                               ": " + *item.error;
+            if (!item.worker->empty()) what += " (on " + *item.worker + ")";
+            progress.message(what);
+            settle(p.job.seq, std::nullopt);
+          } else {
+            ++succeeded;
+            progress.done_one(false);
+            std::string text =
+                options.output.json ? to_json(*item.value).dump() : format_result(*item.value);
+            if (options.tag && !(text.empty() && options.output.skip_empty)) {
+              std::string tag;
+              for (std::size_t a = 0; a < p.job.args.size(); ++a) {
+                tag += (a > 0 ? " " : "") + p.job.args[a];
+              }
+              text = tag_lines(text, tag);
+            }
+            settle(p.job.seq, std::move(text));
+          }
+          if (item.last_in_message && write_error == 0 && std::fflush(out) != 0) {
+            write_error = errno != 0 ? errno : EIO;
+          }
+          if (halting()) stop = true;  // soon: what was submitted finishes
+          return write_error == 0;
+        },
+        false);
+    while (engine.step()) {
+    }
+    if (write_error != 0) break;
+    first_pass = false;
+    retry_now.swap(retry_next);
+    retry_next.clear();
+  }
+  // Halted: what waits behind an item that never ran prints still.
+  for (auto& [seq, text] : waiting) write(text);
+  std::fflush(out);
+  std::signal(SIGPIPE, SIG_DFL);
+  if (write_error == EPIPE) throw OutputClosed{};
+  if (write_error != 0)
+    throw Error(std::string("cannot write results: ") + std::strerror(write_error));
+  return failed > 100 ? 101 : static_cast<int>(failed);
+}
+
+}  // namespace
+
 int run_map(Client& client, const MapOptions& options, std::FILE* out) {
-  LineInput input(options.input, options.input_format);
+  if (!plain_lines(options)) return run_map_jobs(client, options, out);
+  std::string path = options.input;
+  if (options.sources && !options.sources->sources.empty()) path = options.sources->sources[0].path;
+  LineInput input(path, options.input_format);
   std::vector<std::uint64_t> released;  // printed or dropped, not yet told to the client
   ResultPrinter printer(out, options.output,
                         [&released](std::uint64_t index) { released.push_back(index); });
@@ -62,6 +279,7 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
   // is cancelled at the broker first, and SIGPIPE is raised after.
   std::signal(SIGPIPE, SIG_IGN);
   bool stop_reading = false;
+  std::uint64_t packed = 0;
   // A held engine: a chunk keeps its place in the client's window until its lines are printed,
   // so an item that takes long cannot make the results behind it pile up without bound.
   detail::Engine engine(
@@ -69,6 +287,9 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
       [&](Client::Packer& packer) {
         if (stop_reading) return false;
         const bool more = input.next(packer);
+        // A pipe's total is counted as it is read (items, rejected lines aside).
+        if (more) progress.seen(++packed, false);
+        if (!more) progress.seen(packed, true);
         if (!report_rejected()) stop_reading = true;  // --fail-fast: what is packed still goes
         return more;
       },

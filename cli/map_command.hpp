@@ -1,13 +1,17 @@
 // `seppo map FUNCTION`: one input per line in, one result per line out.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include <seppo/client.hpp>
 
 #include "cli/input.hpp"
+#include "cli/local_commands.hpp"
 #include "cli/output.hpp"
+#include "cli/sources.hpp"
 
 namespace seppo::cli {
 
@@ -20,7 +24,17 @@ struct MapOptions {
   OutputFormat output;
   bool fail_fast = false;
   ProgressMode progress = ProgressMode::Auto;
+  // GNU parallel's sources (`:::`, `::::`, -a, -0, --colsep, --link); unset: lines of `input`.
+  std::optional<SourcesOptions> sources;
+  bool tag = false;                    // prefix each output line with the item's arguments
+  unsigned retries = 0;                // resubmit a failed item up to this many times
+  std::optional<Halt> halt;            // --halt soon (through a broker: `now` is refused)
+  std::optional<std::string> command;  // --local --command: the template of `function`
+  JobControl control;                  // for --local commands
 };
+
+// "2", "1.5", "30s", "2m", "1h" as milliseconds; empty is 0 (none). Throws seppo::Error.
+std::chrono::milliseconds parse_duration(const std::string& text);
 
 // Thrown when stdout's reader went away: the caller closes the connection, then dies of SIGPIPE
 // as other filters in a pipeline do.

@@ -17,6 +17,7 @@ std::string ResultPrinter::format(std::uint64_t line, const msgpack::object& val
 
 void ResultPrinter::write(const std::string& text) {
   if (write_error_ != 0) return;
+  if (text.empty() && format_.skip_empty) return;
   if (std::fwrite(text.data(), 1, text.size(), out_) != text.size() ||
       std::fputc('\n', out_) == EOF) {
     write_error_ = errno != 0 ? errno : EIO;

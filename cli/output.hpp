@@ -14,8 +14,9 @@ namespace seppo::cli {
 
 struct OutputFormat {
   bool ordered = true;
-  bool json = false;   // every result as JSON (strings quoted), one per line: JSON Lines
-  bool index = false;  // prefix each result with its input's line number
+  bool json = false;        // every result as JSON (strings quoted), one per line: JSON Lines
+  bool index = false;       // prefix each result with its input's line number
+  bool skip_empty = false;  // an empty string prints nothing (a named command with no output)
 };
 
 class ResultPrinter {

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "cli/input.hpp"
 
@@ -51,13 +53,13 @@ std::size_t terminal_columns(int fd) {
 
 std::string Progress::render(std::uint64_t done, std::optional<std::uint64_t> total,
                              std::uint64_t failed, std::optional<std::size_t> workers,
-                             double elapsed_s, const std::string& label) {
+                             double elapsed_s, const std::string& label, bool more) {
   const double rate = elapsed_s > 0 ? static_cast<double>(done) / elapsed_s : 0;
   // Figures first and the name last: a narrow terminal cuts the name, not the figures.
   std::string line = with_commas(done);
   if (total) {
-    line += "/" + with_commas(*total);
-    if (*total > 0) {
+    line += "/" + with_commas(*total) + (more ? "+" : "");
+    if (*total > 0 && !more) {
       line += " " + std::to_string(std::min<std::uint64_t>(100, done * 100 / *total)) + "%";
     }
   }
@@ -73,7 +75,20 @@ std::string Progress::render(std::uint64_t done, std::optional<std::uint64_t> to
   return line;
 }
 
+bool Progress::escapes_allowed() {
+  const char* term = std::getenv("TERM");
+  const char* no_color = std::getenv("NO_COLOR");
+  return !(term != nullptr && std::string_view(term) == "dumb") &&
+         !(no_color != nullptr && *no_color != 0);
+}
+
 Progress::Progress(std::FILE* err, Options options) : err_(err), options_(std::move(options)) {
+  tty_ = ::isatty(::fileno(err_)) == 1;
+  escapes_ = tty_ && escapes_allowed();
+  if (options_.total) {
+    total_ = *options_.total;
+    counted_ = true;
+  }
   if (options_.enabled) thread_ = std::thread([this] { loop(); });
 }
 
@@ -91,26 +106,45 @@ Progress::~Progress() {
 
 void Progress::message(const std::string& line) {
   std::lock_guard lock(mutex_);
-  if (drawn_) std::fputs("\r\033[K", err_);
+  if (drawn_) clear();
   drawn_ = false;
   std::fputs(line.c_str(), err_);
   std::fputc('\n', err_);
   std::fflush(err_);
 }
 
+void Progress::clear() {
+  if (escapes_) {
+    std::fputs("\r\033[K", err_);
+  } else if (tty_) {  // TERM=dumb, NO_COLOR: blanks over the old line instead of an escape
+    std::fputc('\r', err_);
+    std::fputs(std::string(drawn_width_, ' ').c_str(), err_);
+    std::fputc('\r', err_);
+  }
+}
+
 void Progress::draw(bool final) {
+  // Not a terminal (a log file): only the final figures, no carriage returns.
+  if (!tty_ && !final) return;
   std::optional<std::uint64_t> total;
-  if (counted_) total = total_.load();
+  bool more = false;
+  if (counted_) {
+    total = total_.load();
+  } else if (const std::uint64_t seen = seen_.load(); seen > 0) {
+    total = seen;  // counted as we go
+    more = !seen_ended_;
+  }
   std::optional<std::size_t> workers;
   if (const auto w = workers_.load(); w >= 0) workers = static_cast<std::size_t>(w);
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  std::string line = render(done_, total, failed_, workers, elapsed, options_.label);
+  std::string line = render(done_, total, failed_, workers, elapsed, options_.label, more);
   // Never wider than the terminal: a wrapped line cannot be redrawn in place.
   const std::size_t columns = terminal_columns(::fileno(err_));
-  if (line.size() >= columns) line.resize(columns - 1);
-  std::fputs("\r\033[K", err_);
+  if (tty_ && line.size() >= columns) line.resize(columns - 1);
+  if (drawn_) clear();
   std::fputs(line.c_str(), err_);
+  drawn_width_ = line.size();
   if (final) std::fputc('\n', err_);
   std::fflush(err_);
   drawn_ = !final;

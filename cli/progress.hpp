@@ -19,8 +19,9 @@ class Progress {
  public:
   struct Options {
     bool enabled = false;
-    std::string label;  // the function's name
-    int count_fd = -1;  // a regular file to count the total from, or -1
+    std::string label;                   // the function's name
+    int count_fd = -1;                   // a regular file to count the total from, or -1
+    std::optional<std::uint64_t> total;  // known in advance (`::: a b c`)
     // Workers serving the function, asked of the broker now and then; nullopt if unknown.
     std::function<std::optional<std::size_t>()> workers;
     std::chrono::milliseconds redraw{250};
@@ -35,17 +36,27 @@ class Progress {
     done_.fetch_add(1, std::memory_order_relaxed);
     if (failed) failed_.fetch_add(1, std::memory_order_relaxed);
   }
+  // Inputs read so far, for a total counted as we go when the input is a pipe: shown as
+  // "done/read+" with an ETA against what was read, until `ended` makes it the total.
+  void seen(std::uint64_t read, bool ended) {
+    seen_.store(read, std::memory_order_relaxed);
+    if (ended) seen_ended_ = true;
+  }
   // A line for stderr (an item's error) that must not be torn by the progress line.
   void message(const std::string& line);
 
   // The line as drawn, for tests of its format.
   static std::string render(std::uint64_t done, std::optional<std::uint64_t> total,
                             std::uint64_t failed, std::optional<std::size_t> workers,
-                            double elapsed_s, const std::string& label);
+                            double elapsed_s, const std::string& label, bool more = false);
+
+  // Escape codes only for a terminal that understands them: not with TERM=dumb or NO_COLOR.
+  static bool escapes_allowed();
 
  private:
   void loop();
   void draw(bool final);
+  void clear();
 
   std::FILE* err_;
   Options options_;
@@ -53,6 +64,10 @@ class Progress {
   std::atomic<std::uint64_t> done_{0}, failed_{0};
   std::atomic<bool> counted_{false};
   std::atomic<std::uint64_t> total_{0};
+  std::atomic<std::uint64_t> seen_{0};
+  std::atomic<bool> seen_ended_{false};
+  bool tty_ = false, escapes_ = false;
+  std::size_t drawn_width_ = 0;
   std::atomic<std::int64_t> workers_{-1};
   std::mutex mutex_;  // stderr, and the stop flag
   std::condition_variable wake_;

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(g++ meson ninja-build pkg-config cmake libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
           doctest-dev libcli11-dev nlohmann-json3-dev)
 packages+=(python3-dev pybind11-dev python3-pytest)  # issue 13: the seppo Python package, its tests
+packages+=(parallel)  # issue 15: tests compare seppo map with GNU parallel
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()

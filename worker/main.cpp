@@ -64,6 +64,10 @@ int main(int argc, char** argv) {
   app.add_option("--command", commands,
                  "a shell command to serve as NAME: NAME=TEMPLATE, e.g. "
                  "thumbnail='convert {} {.}.png' (repeatable)");
+  bool allow_any_command = false;
+  app.add_flag("--allow-any-command", allow_any_command,
+               "serve --command templates that run their input as code (sh -c {}, eval {}, {} as "
+               "the program): any client may then run anything as this worker's user");
   app.add_option("-j,--jobs", processes, "worker processes to run (default: one per core)")
       ->check(CLI::Range(1u, 4096u));
   app.add_option("--prefetch", session.prefetch,
@@ -102,7 +106,7 @@ int main(int argc, char** argv) {
   std::vector<worker::CommandSpec> command_specs;
   try {
     for (const std::string& option : commands) {
-      command_specs.push_back(worker::parse_command_option(option));
+      command_specs.push_back(worker::parse_command_option(option, allow_any_command));
     }
   } catch (const std::invalid_argument& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";

@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -151,8 +153,33 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
   std::string err_all;
   pollfd fds[2] = {{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}};
   char buffer[65536];
+  const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
+  const auto stop = [&](bool& why) {
+    why = true;
+    ::kill(-guard_pid, SIGKILL);
+    fds[0].fd = fds[1].fd = -1;  // a process that left the group could hold them open
+  };
   while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-    if (::poll(fds, 2, -1) < 0) {
+    // Woken at least every 50 ms when someone may cancel, at the deadline when there is one.
+    int wait_ms = limits.cancel != nullptr ? 50 : -1;
+    if (limits.timeout.count() > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) {
+        stop(run.timed_out);
+        break;
+      }
+      wait_ms = wait_ms < 0 ? static_cast<int>(std::min<long long>(left, 1 << 30))
+                            : static_cast<int>(std::min<long long>(left, wait_ms));
+    }
+    if (limits.cancel != nullptr && limits.cancel->load()) {
+      stop(run.cancelled);
+      break;
+    }
+    const int ready = ::poll(fds, 2, wait_ms);
+    if (ready == 0) continue;
+    if (ready < 0) {
       if (errno == EINTR) continue;
       ::kill(-guard_pid, SIGKILL);
       break;
@@ -181,9 +208,9 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
     }
   }
   int shell_status = 0;
-  const bool reported =
-      !run.out_over_limit && ::read(status.read.get(), &shell_status, sizeof shell_status) ==
-                                 static_cast<ssize_t>(sizeof shell_status);
+  const bool reported = !run.out_over_limit && !run.timed_out && !run.cancelled &&
+                        ::read(status.read.get(), &shell_status, sizeof shell_status) ==
+                            static_cast<ssize_t>(sizeof shell_status);
   int guard_status = 0;
   wait_for(guard_pid, &guard_status);
   // Without a report the guard itself was killed (someone signalled the group): that is how the

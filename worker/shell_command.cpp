@@ -19,7 +19,7 @@ bool valid_command_name(std::string_view name) {
   return true;
 }
 
-CommandSpec parse_command_option(std::string_view option) {
+CommandSpec parse_command_option(std::string_view option, bool allow_any_command) {
   const auto equals = option.find('=');
   if (equals == std::string_view::npos) {
     throw std::invalid_argument("--command " + std::string(option) +
@@ -34,10 +34,16 @@ CommandSpec parse_command_option(std::string_view option) {
   if (spec.command_template.find_first_not_of(" \t") == std::string::npos) {
     throw std::invalid_argument("--command " + spec.name + ": the command is empty");
   }
+  std::string code;
   try {
-    CommandTemplate check(spec.command_template);
+    code = CommandTemplate(spec.command_template).runs_input_as_code();
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument("--command " + spec.name + ": " + e.what());
+  }
+  if (!code.empty() && !allow_any_command) {
+    throw std::invalid_argument("--command " + spec.name + ": refused: " + code +
+                                ", so any client could run anything as this worker's user "
+                                "(start the worker with --allow-any-command to allow it)");
   }
   return spec;
 }
@@ -81,17 +87,44 @@ std::string dir_name(std::string_view path) {
   return std::string(path.substr(0, end + 1));
 }
 
-CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
-  struct Token {
-    std::string_view text;
-    Kind kind;
+namespace {
+
+// A replacement string at the start of `rest`: its kind, argument position and length.
+struct Found {
+  int kind = -1;  // a CommandTemplate Kind, or -1 for none
+  unsigned position = 0;
+  std::size_t length = 0;
+};
+
+}  // namespace
+
+CommandTemplate::CommandTemplate(std::string text, Numbering numbering) : text_(std::move(text)) {
+  // {N} before the suffixes, longest suffix first: "{//}" before "{/}".
+  const auto find_token = [](std::string_view rest) {
+    Found found;
+    if (rest.starts_with("{#}")) return Found{static_cast<int>(Kind::Seq), 0, 3};
+    if (rest.starts_with("{%}")) return Found{static_cast<int>(Kind::Slot), 0, 3};
+    std::size_t i = 1;
+    unsigned position = 0;
+    while (i < rest.size() && i < 6 && rest[i] >= '0' && rest[i] <= '9') {
+      position = position * 10 + static_cast<unsigned>(rest[i] - '0');
+      ++i;
+    }
+    if (i > 1 && position == 0) return found;  // {0} is the command's own text
+    static constexpr std::array<std::pair<std::string_view, Kind>, 5> suffixes = {{
+        {"//}", Kind::Dir},
+        {"/.}", Kind::BaseNoExtension},
+        {"/}", Kind::Base},
+        {".}", Kind::NoExtension},
+        {"}", Kind::Input},
+    }};
+    for (const auto& [suffix, kind] : suffixes) {
+      if (rest.substr(i).starts_with(suffix)) {
+        return Found{static_cast<int>(kind), position, i + suffix.size()};
+      }
+    }
+    return found;
   };
-  // Longest first: "{//}" before "{/}".
-  static constexpr std::array<Token, 5> tokens = {{{"{//}", Kind::Dir},
-                                                   {"{/.}", Kind::BaseNoExtension},
-                                                   {"{/}", Kind::Base},
-                                                   {"{.}", Kind::NoExtension},
-                                                   {"{}", Kind::Input}}};
   const std::string_view all = text_;
   std::string literal;
   bool replaced = false;
@@ -103,31 +136,28 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   for (std::size_t i = 0; i < all.size();) {
     if (all[i] == '{' && !escaped) {
       const std::string_view rest = all.substr(i);
-      if (rest.starts_with("{#}") || rest.starts_with("{%}") || rest.starts_with("{=")) {
+      const Found found = find_token(rest);
+      const bool numbering_token =
+          found.kind == static_cast<int>(Kind::Seq) || found.kind == static_cast<int>(Kind::Slot);
+      if (rest.starts_with("{=") || (numbering_token && numbering == Numbering::Refused)) {
         throw std::invalid_argument(
             std::string(rest.substr(0, 3)) +
             " is not supported: a worker knows neither an item's position nor a job slot; "
-            "use {} {.} {/} {//} {/.}");
+            "use {} {.} {/} {//} {/.} {N}, or run the command with seppo map --local");
       }
-      const Token* found = nullptr;
-      for (const Token& t : tokens) {
-        if (rest.starts_with(t.text)) {
-          found = &t;
-          break;
-        }
-      }
-      if (found != nullptr) {
+      if (found.kind >= 0) {
+        const std::string_view token = rest.substr(0, found.length);
         if (quote != 0 || (i > 0 && all[i - 1] == '$')) {
           throw std::invalid_argument(
-              std::string(found->text) +
+              std::string(token) +
               " inside quotes or after $ would let an input end the quoting and run as shell "
               "code: write it bare, each value is passed as one quoted word already");
         }
         if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
         literal.clear();
-        pieces_.push_back(Piece{found->kind, {}});
-        replaced = true;
-        i += found->text.size();
+        pieces_.push_back(Piece{static_cast<Kind>(found.kind), {}, found.position});
+        if (!numbering_token) replaced = true;
+        i += found.length;
         continue;
       }
     }
@@ -148,43 +178,166 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   if (quote != 0) {
     throw std::invalid_argument(std::string("the command has an unterminated ") + quote + " quote");
   }
+  if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
   if (!replaced) {
-    literal += " ";
-    pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
+    pieces_.push_back(Piece{Kind::Literal, " "});
     pieces_.push_back(Piece{Kind::Input, {}});
-  } else if (!literal.empty()) {
-    pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
   }
 }
 
 std::string CommandTemplate::expand(std::string_view input) const {
-  if (input.find('\0') != std::string_view::npos) {
-    throw std::invalid_argument("argument contains a NUL byte, which no command line can carry");
+  return expand(std::vector<std::string>{std::string(input)});
+}
+
+std::string display_quote(std::string_view value) {
+  const bool plain = !value.empty() && value.find_first_not_of(
+                                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789_-./:=+,@%") == std::string_view::npos;
+  return plain ? std::string(value) : shell_quote(value);
+}
+
+std::string CommandTemplate::expand(const std::vector<std::string>& args, std::uint64_t seq,
+                                    unsigned slot, bool for_display) const {
+  for (const std::string& arg : args) {
+    if (arg.find('\0') != std::string::npos) {
+      throw std::invalid_argument("argument contains a NUL byte, which no command line can carry");
+    }
   }
+  const auto quote = [for_display](std::string_view v) {
+    return for_display ? display_quote(v) : shell_quote(v);
+  };
+  const auto transform = [](Kind kind, const std::string& input) -> std::string {
+    switch (kind) {
+      case Kind::NoExtension:
+        return without_extension(input);
+      case Kind::Base:
+        return base_name(input);
+      case Kind::Dir:
+        return dir_name(input);
+      case Kind::BaseNoExtension:
+        return without_extension(base_name(input));
+      default:
+        return input;
+    }
+  };
   std::string line;
   for (const Piece& piece : pieces_) {
     switch (piece.kind) {
       case Kind::Literal:
         line += piece.literal;
         break;
-      case Kind::Input:
-        line += shell_quote(input);
+      case Kind::Seq:
+        line += std::to_string(seq);
         break;
-      case Kind::NoExtension:
-        line += shell_quote(without_extension(input));
+      case Kind::Slot:
+        line += std::to_string(slot);
         break;
-      case Kind::Base:
-        line += shell_quote(base_name(input));
-        break;
-      case Kind::Dir:
-        line += shell_quote(dir_name(input));
-        break;
-      case Kind::BaseNoExtension:
-        line += shell_quote(without_extension(base_name(input)));
-        break;
+      default:
+        if (piece.position > 0) {
+          line +=
+              quote(piece.position <= args.size() ? transform(piece.kind, args[piece.position - 1])
+                                                  : std::string());
+        } else {
+          for (std::size_t a = 0; a < args.size(); ++a) {
+            if (a > 0) line += ' ';
+            line += quote(transform(piece.kind, args[a]));
+          }
+        }
     }
   }
   return line;
+}
+
+namespace {
+
+// Programs that run their argument after -c or -e as code.
+bool is_interpreter(std::string_view program) {
+  static constexpr std::array<std::string_view, 16> names = {
+      "sh",  "bash", "dash", "zsh",  "ksh",     "mksh",   "ash",  "fish",
+      "csh", "tcsh", "perl", "ruby", "python3", "python", "node", "busybox"};
+  for (const std::string_view name : names) {
+    if (program == name) return true;
+  }
+  return false;
+}
+
+// The words of `text` as the shell would split them, roughly: quotes removed, enough to name a
+// program and its options.
+std::vector<std::string> rough_words(std::string_view text) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  char quote = 0;
+  for (const char c : text) {
+    if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
+      } else {
+        word += c;
+      }
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      in_word = true;
+    } else if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+}  // namespace
+
+std::string CommandTemplate::runs_input_as_code() const {
+  // The literal text of the current simple command: what follows the last ; | & ( or newline.
+  std::string command;
+  for (const Piece& piece : pieces_) {
+    if (piece.kind == Kind::Literal) {
+      for (const char c : piece.literal) {
+        if (c == ';' || c == '|' || c == '&' || c == '(' || c == '\n' || c == '`') {
+          command.clear();
+        } else {
+          command += c;
+        }
+      }
+      continue;
+    }
+    if (piece.kind == Kind::Seq || piece.kind == Kind::Slot) {
+      command += '0';
+      continue;
+    }
+    std::vector<std::string> words = rough_words(command);
+    // `env X=1 sh -c {}`, `nice sh -c {}`, `exec {}`: look past what only starts a program.
+    std::size_t first = 0;
+    while (first < words.size() &&
+           (words[first] == "env" || words[first] == "exec" || words[first] == "nice" ||
+            words[first] == "nohup" || words[first] == "command" || words[first] == "time" ||
+            words[first].find('=') != std::string::npos)) {
+      ++first;
+    }
+    if (first == words.size()) {
+      return "a replacement string is the command word: the input would name the program to run";
+    }
+    const std::string program = base_name(words[first]);
+    if (program == "eval" || program == "source" || program == ".") {
+      return program + " runs the input as shell code";
+    }
+    // The value right after -c (or -e, -ec...) is the script itself; `sh -c 'cmd "$1"' sh {}`
+    // passes it as data and stays allowed.
+    const std::string& before = words.back();
+    if (is_interpreter(program) && words.size() > first + 1 && before.size() >= 2 &&
+        before.size() <= 4 && before[0] == '-' && before[1] != '-' &&
+        (before.back() == 'c' || before.back() == 'e')) {
+      return program + " " + before + " {} runs the input as code";
+    }
+    command += "x";  // the value: one word
+  }
+  return {};
 }
 
 namespace {
@@ -246,19 +399,30 @@ ShellCommand::ShellCommand(std::string name, std::string command_template, Comma
     : name_(std::move(name)), template_(std::move(command_template)), limits_(limits) {}
 
 std::string ShellCommand::run(const msgpack::object& input) const {
-  std::string text;
+  std::vector<std::string> args;
   try {
-    text = argument_text(input);
+    // An array is an item of several arguments ({1} {2}, `seppo map ... ::: a b ::: 1 2`).
+    if (input.type == msgpack::type::ARRAY) {
+      for (std::uint32_t i = 0; i < input.via.array.size; ++i) {
+        args.push_back(argument_text(input.via.array.ptr[i]));
+      }
+    } else {
+      args.push_back(argument_text(input));
+    }
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("command " + name_ + ": " + e.what());
   }
-  return run_text(text);
+  return run_args(args);
 }
 
 std::string ShellCommand::run_text(std::string_view input) const {
+  return run_args({std::string(input)});
+}
+
+std::string ShellCommand::run_args(const std::vector<std::string>& args) const {
   std::string line;
   try {
-    line = template_.expand(input);
+    line = template_.expand(args);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("command " + name_ + ": " + e.what());
   }

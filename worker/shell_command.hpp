@@ -3,7 +3,10 @@
 // with each input substituted through GNU parallel's replacement strings, shell-quoted.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +26,10 @@ inline constexpr std::size_t kMaxCommandName = 256;
 struct CommandLimits {
   std::size_t max_stdout = std::size_t{64} << 20;
   std::size_t stderr_tail = 2048;
+  // Per run (`seppo map --local --timeout`): the process group is killed after this long. 0: none.
+  std::chrono::milliseconds timeout{0};
+  // Set by another thread to kill the run now (`seppo map --local --halt now`); null: never.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // `NAME=TEMPLATE` as given to --command. Throws std::invalid_argument with a one-line message
@@ -32,7 +39,9 @@ struct CommandSpec {
   std::string name;
   std::string command_template;
 };
-CommandSpec parse_command_option(std::string_view option);
+// A template that runs its input as code (CommandTemplate::runs_input_as_code) is refused too,
+// unless `allow_any_command`.
+CommandSpec parse_command_option(std::string_view option, bool allow_any_command = false);
 bool valid_command_name(std::string_view name);
 
 // One single-quoted shell word, whatever bytes `value` holds ('\'' for embedded quotes).
@@ -43,27 +52,55 @@ std::string without_extension(std::string_view path);  // {.}: "dir/a.jpg" -> "d
 std::string base_name(std::string_view path);          // {/}: "dir/a.jpg" -> "a.jpg"
 std::string dir_name(std::string_view path);           // {//}: as dirname(1), "a.jpg" -> "."
 
-// A command template split into literal text and replacement strings: {} {.} {/} {//} {/.}.
-// Other braces are literal (awk '{print $1}' stays as written); {#}, {%} and {= =} are refused
-// because a worker knows neither an item's position nor a job slot, and runs no Perl. A template
+// A command template split into literal text and replacement strings: {} {.} {/} {//} {/.},
+// and the positional {N} {N.} {N/} {N//} {N/.} for the N-th argument of an item with several
+// (`seppo map ... ::: a b ::: 1 2`, --colsep). Other braces are literal (awk '{print $1}' stays
+// as written). {#} (job number) and {%} (job slot) only where the runner knows them: `seppo map
+// --local`, which runs the template itself (Numbering::Allowed); a worker refuses them, because
+// it knows neither an item's position nor a job slot. {= =} is refused: no Perl runs. A template
 // without any replacement string gets " {}" appended, as GNU parallel does.
 class CommandTemplate {
  public:
-  explicit CommandTemplate(std::string text);
+  enum class Numbering : unsigned char { Refused, Allowed };
+  explicit CommandTemplate(std::string text, Numbering numbering = Numbering::Refused);
   const std::string& text() const { return text_; }
   // The command line for /bin/sh -c, each substituted value one quoted word. Throws
   // std::invalid_argument for an input with a NUL byte, which no command line can carry.
   std::string expand(std::string_view input) const;
+  // Several arguments: {} and {.} etc. stand for all of them, each one word, space-separated
+  // (GNU parallel's meaning); {N} for the N-th (empty beyond the last). `seq` fills {#}, `slot`
+  // {%}. `for_display` quotes only words that need it, as `parallel --dry-run` prints them; the
+  // line runs the same either way.
+  std::string expand(const std::vector<std::string>& args, std::uint64_t seq = 0, unsigned slot = 0,
+                     bool for_display = false) const;
+
+  // Why this template hands an input to a shell or interpreter as code (`sh -c {}`, `eval {}`,
+  // `{}` as the command word), or empty when it does not. A worker refuses such templates unless
+  // started with --allow-any-command: any client could run anything as the worker's user.
+  std::string runs_input_as_code() const;
 
  private:
-  enum class Kind : unsigned char { Literal, Input, NoExtension, Base, Dir, BaseNoExtension };
+  enum class Kind : unsigned char {
+    Literal,
+    Input,
+    NoExtension,
+    Base,
+    Dir,
+    BaseNoExtension,
+    Seq,
+    Slot
+  };
   struct Piece {
     Kind kind;
     std::string literal;
+    unsigned position = 0;  // 0: every argument; N: the N-th
   };
   std::string text_;
   std::vector<Piece> pieces_;
 };
+
+// One word for a command line shown to a person: bare when the shell would read it unchanged.
+std::string display_quote(std::string_view value);
 
 // How one run of /bin/sh -c LINE ended.
 struct CommandRun {
@@ -71,6 +108,8 @@ struct CommandRun {
   std::string err_tail;         // the last CommandLimits::stderr_tail bytes of stderr
   int wait_status = 0;          // as waitpid reports it
   bool out_over_limit = false;  // stopped for writing more than CommandLimits::max_stdout
+  bool timed_out = false;       // killed after CommandLimits::timeout
+  bool cancelled = false;       // killed because CommandLimits::cancel was set
 };
 
 // Runs LINE with /bin/sh -c, stdin from /dev/null, stdout and stderr captured through poll so
@@ -93,6 +132,7 @@ class ShellCommand {
   // output, or a failure to start.
   std::string run(const msgpack::object& input) const;
   std::string run_text(std::string_view input) const;
+  std::string run_args(const std::vector<std::string>& args) const;
 
   // The module ABI's contract (seppo_call_chunk): each item runs in turn, failing alone.
   int call_chunk(const char* input, std::size_t size, seppo_sink* output) const noexcept;

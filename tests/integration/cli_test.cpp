@@ -73,7 +73,7 @@ TEST_CASE("seppo ping tells whether a broker answers") {
   Cluster cluster;
   CHECK(run({Paths::cli(), "--broker", cluster.endpoint(), "ping"}).status == 0);
   const Completed dead =
-      run({Paths::cli(), "--broker", "tcp://127.0.0.1:1", "--timeout", "0.3", "ping"});
+      run({Paths::cli(), "--broker", "tcp://127.0.0.1:1", "--broker-timeout", "0.3", "ping"});
   CHECK(dead.status == 1);
   CHECK(dead.err.find("no reply from the broker") != std::string::npos);
 }

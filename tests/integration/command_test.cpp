@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -157,6 +158,12 @@ TEST_CASE("a worker serves modules and commands together; bad --command options 
   const Completed position = refused({"--command", "n=echo {#}"});
   CHECK(position.status == 2);
   CHECK(position.err.find("{#} is not supported") != std::string::npos);
+  // Issue 15: a template that runs its input as code is refused with one line saying why.
+  const Completed shell = refused({"--command", "run=sh -c {}"});
+  CHECK(shell.status == 2);
+  CHECK(shell.err.find("sh -c {} runs the input as code") != std::string::npos);
+  CHECK(shell.err.find("--allow-any-command") != std::string::npos);
+  CHECK(std::count(shell.err.begin(), shell.err.end(), '\n') == 1);
   const Completed nothing = refused({});
   CHECK(nothing.status == 2);
   CHECK(nothing.err.find("give at least one --module or --command") != std::string::npos);

@@ -332,7 +332,7 @@ TEST_CASE("without keys a worker and the seppo command refuse a broker on anothe
   CHECK(ping.err.find("refusing to connect to " + remote + " without CurveZMQ keys") !=
         std::string::npos);
   const Completed insecure =
-      run({Paths::cli(), "--broker", remote, "--insecure", "--timeout", "0.3", "ping"});
+      run({Paths::cli(), "--broker", remote, "--insecure", "--broker-timeout", "0.3", "ping"});
   CHECK(insecure.status == 1);
   CHECK(insecure.err.find("no reply from the broker") != std::string::npos);
 

@@ -166,7 +166,7 @@ TEST_CASE("--command NAME=TEMPLATE is checked: name characters, length, an actua
   const CommandSpec spec = parse_command_option("thumbnail=convert {} {.}.png");
   CHECK(spec.name == "thumbnail");
   CHECK(spec.command_template == "convert {} {.}.png");
-  CHECK(parse_command_option("img.v2_thumb-nail=a=b").command_template == "a=b");
+  CHECK(parse_command_option("img.v2_thumb-nail=echo a=b").command_template == "echo a=b");
   CHECK_THROWS_WITH_AS(parse_command_option("convert {}"),
                        doctest::Contains("expected NAME=TEMPLATE"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(parse_command_option("=echo"), doctest::Contains("the name must be"),
@@ -242,7 +242,7 @@ TEST_CASE("a command writing more than the stdout limit is stopped and fails") {
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
 }
 
-TEST_CASE("a command's input is a string or number; other types fail that item only") {
+TEST_CASE("a command's input is a string, a number or an array of them; others fail alone") {
   const ShellCommand echo("echo", "echo {}");
   msgpack::zone zone;
   const std::vector<msgpack::object> items = {msgpack::object(std::string("a b"), zone),
@@ -250,7 +250,7 @@ TEST_CASE("a command's input is a string or number; other types fail that item o
                                               msgpack::object(-7, zone),
                                               msgpack::object(2.5, zone),
                                               msgpack::object(true, zone),
-                                              msgpack::object(std::vector<int>{1}, zone),
+                                              msgpack::object(std::vector<int>{1, 2}, zone),
                                               msgpack::object()};
   int status = -1;
   const std::string out = call(echo, chunk_of(items), &status);
@@ -263,9 +263,7 @@ TEST_CASE("a command's input is a string or number; other types fail that item o
   CHECK(results[2].second == "-7");
   CHECK(results[3].second == "2.5");
   CHECK(results[4].second == "true");
-  CHECK(results[5] ==
-        std::make_pair(1, std::string("command echo: argument: expected string or number, "
-                                      "got array")));
+  CHECK(results[5] == std::make_pair(0, std::string("1 2")));  // {} is every argument
   CHECK(results[6].second == "command echo: argument: expected string or number, got nil");
 
   // A chunk that is not an array fails as a whole, with a message.
@@ -314,4 +312,32 @@ TEST_CASE("a command's process tree dies with the process that runs it") {
     ::kill(shell, SIGKILL);
   }
   std::filesystem::remove(pids);
+}
+
+TEST_CASE("templates that run their input as code are refused unless allowed, with the reason") {
+  for (const char* bad :
+       {"run=sh -c {}", "run=bash -c {}", "run=eval {}", "run={}", "run={} --version",
+        "run=env A=1 bash -lc {}", "run=cd /tmp; {}", "run=python3 -c {}", "run=. {}"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(parse_command_option(bad), doctest::Contains("--allow-any-command"),
+                         std::invalid_argument);
+    CHECK(parse_command_option(bad, true).name == "run");
+  }
+  CHECK_THROWS_WITH_AS(parse_command_option("run=sh -c {}"),
+                       doctest::Contains("sh -c {} runs the input as code"), std::invalid_argument);
+  // The input as data of a script, not the script: allowed.
+  for (const char* good : {"ok=sh -c 'wc -c \"$1\"' sh {}", "ok=gzip {}", "ok=echo eval {}",
+                           "ok=bash script.sh {}", "ok=convert {} {.}.png"}) {
+    CAPTURE(good);
+    CHECK(parse_command_option(good).name == "ok");
+  }
+}
+
+TEST_CASE("positional, job-number and slot replacement strings where the runner knows them") {
+  const CommandTemplate t("echo {2} {1.} {#} {%} {}", CommandTemplate::Numbering::Allowed);
+  CHECK(t.expand({"a.txt", "b c"}, 7, 2) == "echo 'b c' 'a' 7 2 'a.txt' 'b c'");
+  CHECK(t.expand({"a.txt", "b c"}, 7, 2, true) == "echo 'b c' a 7 2 a.txt 'b c'");
+  CHECK_THROWS_WITH_AS(CommandTemplate("echo {#}"), doctest::Contains("seppo map --local"),
+                       std::invalid_argument);
+  CHECK(CommandTemplate("echo {3}").expand(std::vector<std::string>{"a"}) == "echo ''");
 }

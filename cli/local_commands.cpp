@@ -1,0 +1,333 @@
+#include "cli/local_commands.hpp"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <seppo/error.hpp>
+
+#include "cli/progress.hpp"
+#include "worker/shell_command.hpp"
+
+namespace seppo::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Outcome {
+  Job job;
+  unsigned slot = 0;
+  std::string display;  // the command line as parallel prints it
+  worker::CommandRun run;
+  std::string error;  // could not run at all (a NUL in an argument, fork failed)
+  double start_epoch = 0, runtime_s = 0;
+  bool ok() const {
+    return error.empty() && run.wait_status == 0 && !run.timed_out && !run.cancelled &&
+           !run.out_over_limit;
+  }
+};
+
+std::string tag_lines(const std::string& out, const std::string& tag) {
+  std::string tagged;
+  std::size_t start = 0;
+  while (start < out.size()) {
+    const auto end = out.find('\n', start);
+    const std::size_t stop = end == std::string::npos ? out.size() : end + 1;
+    tagged += tag;
+    tagged += '\t';
+    tagged.append(out, start, stop - start);
+    start = stop;
+  }
+  return tagged;
+}
+
+std::string join(const std::vector<std::string>& args, char separator) {
+  std::string text;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (i > 0) text += separator;
+    text += args[i];
+  }
+  return text;
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << text;
+  if (!file) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+Halt parse_halt(const std::string& text) {
+  Halt halt;
+  if (text == "never" || text == "0") {
+    halt.when = Halt::When::Never;
+    return halt;
+  }
+  const auto comma = text.find(',');
+  const std::string when = text.substr(0, comma);
+  if (when == "now") {
+    halt.when = Halt::When::Now;
+  } else if (when == "soon") {
+    halt.when = Halt::When::Soon;
+  } else {
+    throw Error("--halt " + text + ": expected now|soon,fail=N|success=N|done=N or never");
+  }
+  if (comma == std::string::npos) return halt;
+  const std::string rule = text.substr(comma + 1);
+  const auto equals = rule.find('=');
+  const std::string what = rule.substr(0, equals);
+  if (what == "fail") {
+    halt.what = Halt::What::Fail;
+  } else if (what == "success") {
+    halt.what = Halt::What::Success;
+  } else if (what == "done") {
+    halt.what = Halt::What::Done;
+  } else {
+    throw Error("--halt " + text + ": expected fail=N, success=N or done=N after the comma");
+  }
+  if (equals == std::string::npos) return halt;
+  const std::string number = rule.substr(equals + 1);
+  if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos ||
+      number.size() > 18 || std::stoull(number) == 0) {
+    throw Error("--halt " + text + ": N must be a whole number from 1 (percentages: not yet)");
+  }
+  halt.count = std::stoull(number);
+  return halt;
+}
+
+std::string results_folder(const std::string& dir, const std::vector<std::string>& args) {
+  std::filesystem::path path = dir;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string name;
+    for (const char c : args[i]) {
+      if (c == '\\') {
+        name += "\\\\";
+      } else if (c == '/') {
+        name += "\\_";
+      } else {
+        name += c;
+      }
+    }
+    path /= std::to_string(i + 1);
+    path /= name.empty() ? std::string("\\_") : name;
+  }
+  return path.string();
+}
+
+int run_local_command(JobSource& source, const std::string& name,
+                      const std::string& command_template, const JobControl& control,
+                      std::FILE* out) {
+  const worker::CommandTemplate tmpl(command_template, worker::CommandTemplate::Numbering::Allowed);
+  if (control.dry_run) {
+    while (const auto job = source.next()) {
+      const std::string line = tmpl.expand(job->args, job->seq, 1, true);
+      std::fprintf(out, "%s\n", line.c_str());
+    }
+    return std::fflush(out) == 0 ? 0 : 255;
+  }
+  std::FILE* joblog = nullptr;
+  if (!control.joblog.empty()) {
+    joblog = std::fopen(control.joblog.c_str(), "w");
+    if (joblog == nullptr) {
+      throw Error("cannot write " + control.joblog + ": " + std::strerror(errno));
+    }
+    std::fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+               joblog);
+    std::fflush(joblog);
+  }
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<Outcome> finished;
+  bool stop_starting = false;
+  unsigned running_threads = control.jobs;
+  std::atomic<bool> cancel{false};
+  worker::CommandLimits limits;
+  limits.stderr_tail = limits.max_stdout;  // all of it: passed on, and kept by --results
+  limits.timeout = control.timeout;
+  limits.cancel = &cancel;
+
+  Progress::Options meter;
+  meter.enabled = control.progress;
+  meter.label = name;
+  meter.count_fd = source.regular_file_fd();
+  meter.total = source.total();
+  Progress progress(stderr, meter);
+
+  std::uint64_t read = 0;  // jobs taken from the source, under `mutex`
+  const auto work = [&](unsigned slot) {
+    while (true) {
+      std::optional<Job> job;
+      {
+        std::lock_guard lock(mutex);
+        if (!stop_starting) job = source.next();
+        if (job) {
+          read = job->seq;
+          progress.seen(read, false);
+        } else if (!stop_starting) {
+          progress.seen(read, true);  // the input ended: what was read is the total
+        }
+      }
+      if (!job) break;
+      Outcome outcome;
+      outcome.slot = slot;
+      outcome.job = std::move(*job);
+      std::string line;
+      try {
+        line = tmpl.expand(outcome.job.args, outcome.job.seq, slot);
+        outcome.display = tmpl.expand(outcome.job.args, outcome.job.seq, slot, true);
+      } catch (const std::exception& e) {
+        outcome.error = e.what();
+      }
+      for (unsigned attempt = 0; outcome.error.empty() && attempt <= control.retries; ++attempt) {
+        outcome.start_epoch =
+            std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        const auto start = Clock::now();
+        try {
+          outcome.run = worker::run_shell(line, limits);
+        } catch (const std::exception& e) {
+          outcome.error = std::string("could not start: ") + e.what();
+        }
+        outcome.runtime_s = std::chrono::duration<double>(Clock::now() - start).count();
+        if (outcome.ok() || outcome.run.cancelled) break;
+      }
+      std::lock_guard lock(mutex);
+      finished.push_back(std::move(outcome));
+      changed.notify_all();
+    }
+    std::lock_guard lock(mutex);
+    --running_threads;
+    changed.notify_all();
+  };
+  std::vector<std::thread> threads;
+  for (unsigned slot = 1; slot <= control.jobs; ++slot) threads.emplace_back(work, slot);
+
+  std::uint64_t failed = 0, succeeded = 0, next_print = 1;
+  std::map<std::uint64_t, std::optional<std::string>> waiting;  // ordered output held back
+  int write_error = 0;
+  const auto write = [&](const std::string& text) {
+    if (write_error == 0 && !text.empty() &&
+        std::fwrite(text.data(), 1, text.size(), out) != text.size()) {
+      write_error = errno != 0 ? errno : EIO;
+    }
+  };
+  const auto handle = [&](Outcome& o) {
+    const bool ok = o.ok();
+    if (!o.run.cancelled) {
+      progress.done_one(!ok);
+      ok ? ++succeeded : ++failed;
+    }
+    std::string text = control.tag ? tag_lines(o.run.out, join(o.job.args, ' ')) : o.run.out;
+    if (!o.run.err_tail.empty()) {
+      progress.message(o.run.err_tail.back() == '\n'
+                           ? o.run.err_tail.substr(0, o.run.err_tail.size() - 1)
+                           : o.run.err_tail);
+    }
+    const std::string where = "seppo: job " + std::to_string(o.job.seq) + ": ";
+    if (!o.error.empty()) {
+      progress.message(where + name + ": " + o.error);
+    } else if (o.run.timed_out) {
+      progress.message(where + "killed after the --timeout of " +
+                       std::to_string(control.timeout.count() / 1000.0).substr(0, 5) +
+                       " s: " + o.display);
+    } else if (o.run.out_over_limit) {
+      progress.message(where + "stopped: more than 64 MiB on stdout: " + o.display);
+    } else if (!ok && !o.run.cancelled) {
+      progress.message(where + o.display + " " + worker::describe_wait_status(o.run.wait_status));
+    }
+    if (joblog != nullptr && !o.run.cancelled) {
+      const int status = o.run.wait_status;
+      const int exitval = !o.error.empty() ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      const int signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      std::fprintf(joblog, "%llu\t:\t%.3f\t%10.3f\t0\t%zu\t%d\t%d\t%s\n",
+                   static_cast<unsigned long long>(o.job.seq), o.start_epoch, o.runtime_s,
+                   o.run.out.size(), exitval, signal, o.display.c_str());
+      std::fflush(joblog);
+    }
+    if (!control.results.empty() && !o.run.cancelled) {
+      const std::filesystem::path folder = results_folder(control.results, o.job.args);
+      std::error_code error;
+      std::filesystem::create_directories(folder, error);
+      if (error) throw Error("cannot create " + folder.string() + ": " + error.message());
+      write_file(folder / "seq", std::to_string(o.job.seq));
+      write_file(folder / "stdout", o.run.out);
+      write_file(folder / "stderr", o.run.err_tail);
+    }
+    std::optional<std::string> shown;
+    if (!o.run.cancelled) shown = std::move(text);
+    if (!control.ordered) {
+      if (shown) write(*shown);
+      std::fflush(out);
+      return;
+    }
+    waiting[o.job.seq] = std::move(shown);
+    for (auto it = waiting.begin(); it != waiting.end() && it->first == next_print;
+         it = waiting.erase(it), ++next_print) {
+      if (it->second) write(*it->second);
+    }
+    std::fflush(out);
+  };
+  const auto halting = [&] {
+    switch (control.halt.what) {
+      case Halt::What::Fail:
+        return failed >= control.halt.count;
+      case Halt::What::Success:
+        return succeeded >= control.halt.count;
+      case Halt::What::Done:
+        return failed + succeeded >= control.halt.count;
+    }
+    return false;
+  };
+  std::unique_lock lock(mutex);
+  try {
+    while (true) {
+      changed.wait(lock, [&] { return !finished.empty() || running_threads == 0; });
+      if (finished.empty() && running_threads == 0) break;
+      Outcome outcome = std::move(finished.front());
+      finished.pop_front();
+      lock.unlock();
+      handle(outcome);
+      lock.lock();
+      if (control.halt.when != Halt::When::Never && !stop_starting && halting()) {
+        stop_starting = true;
+        if (control.halt.when == Halt::When::Now) cancel = true;
+      }
+    }
+  } catch (...) {
+    // --results cannot be written: nothing more starts, what runs is killed, then the error.
+    if (!lock.owns_lock()) lock.lock();
+    stop_starting = true;
+    cancel = true;
+    lock.unlock();
+    for (std::thread& t : threads) t.join();
+    if (joblog != nullptr) std::fclose(joblog);
+    throw;
+  }
+  lock.unlock();
+  for (std::thread& t : threads) t.join();
+  // What was held for order behind a job that was killed or never started (halted) is
+  // printed still: the failure that halted the run shows.
+  for (auto& [seq, text] : waiting) {
+    if (text) write(*text);
+  }
+  std::fflush(out);
+  if (joblog != nullptr) std::fclose(joblog);
+  if (write_error != 0) {
+    throw Error(std::string("cannot write results: ") + std::strerror(write_error));
+  }
+  return failed > 100 ? 101 : static_cast<int>(failed);
+}
+
+}  // namespace seppo::cli
