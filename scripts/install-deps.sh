@@ -5,6 +5,8 @@ set -euo pipefail
 
 packages=(g++ meson ninja-build pkg-config cmake libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
           doctest-dev libcli11-dev nlohmann-json3-dev)
+packages+=(slurmd slurmctld slurm-client munge)  # issue 14: the single-node Slurm test
+packages+=(iproute2)  # issue 14: tests across hosts in network namespaces
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()

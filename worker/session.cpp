@@ -82,6 +82,15 @@ class Session {
       if (items[1].revents & ZMQ_POLLIN) finish_chunks();
       if (items[0].revents & ZMQ_POLLIN) receive(now, leaving);
       if (forbidden_) break;
+      if (options_.exit_when_idle) {  // --exit-when-idle: leave when done or told BYE
+        if (!submitted_.empty()) last_busy_ = now;
+        if (broker_left_ || (submitted_.empty() && now - last_busy_ >= *options_.exit_when_idle)) {
+          if (!leaving) {
+            log::info(broker_left_ ? "the broker is shutting down; leaving too" : "idle; leaving");
+          }
+          leaving = true;
+        }
+      }
       if (leaving && submitted_.empty()) {
         send(wire::Bye{"worker stopping"});  // the broker re-queues what we did not answer
         break;
@@ -247,7 +256,10 @@ class Session {
         log::warning("broker refused a message: " + error->code + ": " + error->message);
       }
     } else if (std::holds_alternative<wire::Bye>(message)) {
-      log::info("broker is shutting down; waiting for it to come back");
+      broker_left_ = true;  // with exit_when_idle, the loop leaves too
+      if (!options_.exit_when_idle) {
+        log::info("broker is shutting down; waiting for it to come back");
+      }
       forget_tasks();
       last_heard_ = Clock::now() - heartbeat_ * liveness_;  // reconnect with backoff from now
     } else {
@@ -290,6 +302,8 @@ class Session {
   std::optional<HandshakeMonitor> monitor_;  // of socket_, replaced with it
   std::string handshake_trouble_;            // the last handshake failure reported
   bool forbidden_ = false;
+  bool broker_left_ = false;  // it said BYE (only acted on with exit_when_idle)
+  Clock::time_point last_busy_ = Clock::now();
   std::deque<Submitted> submitted_;
   std::uint64_t sequence_ = 0;
   std::uint64_t epoch_ = 0;

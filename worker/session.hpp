@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,15 @@ struct SessionOptions {
   std::chrono::milliseconds max_reconnect_delay{4000};
   // CurveZMQ, when all three are set (Z85): this worker's key pair and the broker's public key.
   std::string curve_public_key, curve_secret_key, curve_server_key;
+  // When set: a process that held no task for this long says BYE and returns kExitIdle, and one
+  // told BYE by the broker (it is shutting down) returns kExitIdle at once instead of waiting
+  // for it to come back. For batch jobs (Slurm): the workers leave when the work is done.
+  std::optional<std::chrono::milliseconds> exit_when_idle;
 };
+
+// The exit status of a worker process that left under exit_when_idle: it is done, not crashed,
+// so the supervisor does not restart it.
+inline constexpr int kExitIdle = 0;
 
 // The exit status of a worker process whose key the broker accepts, but not as a worker's: it
 // will never be given work, so the supervisor does not restart it.
