@@ -173,6 +173,11 @@ int main(int argc, char** argv) {
   });
   bool wrote_endpoint_file = false;
   if (!endpoint_file.empty()) {
+    // Checked before binding: a script polling for the file should hear at once that it won't come.
+    const std::string probe = endpoint_file + ".tmp." + std::to_string(::getpid());
+    if (!std::ofstream(probe)) return fail(1, "cannot write the endpoint file " + endpoint_file);
+    std::error_code ignored;
+    std::filesystem::remove(probe, ignored);
     server.on_ready = [&](const std::vector<std::string>& bound, const std::string& error) {
       if (!error.empty()) return;
       wrote_endpoint_file = write_endpoint_file(endpoint_file, bound);

@@ -63,6 +63,7 @@ in_ns b "$build/broker/seppo-broker" --bind "$broker" --insecure --heartbeat-ms 
 pids+=($!)
 for h in h1 h2 h3; do
   # Each worker host has its own host name, which the command below prints with its result.
+  # shellcheck disable=SC2016  # $(hostname) is for the worker's shell, per item
   in_ns "$h" unshare --uts sh -c "hostname $h && exec \"\$0\" \"\$@\"" \
     "$build/worker/seppo-worker" --broker "$broker" --insecure -j 2 --heartbeat-ms 200 \
     --command 'where=sleep 0.1; echo "$(hostname)"' >"$tmp/worker-$h.log" 2>&1 &
