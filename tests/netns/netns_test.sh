@@ -26,13 +26,15 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    kill -9 "$pid" 2>/dev/null && echo "netns: killed $pid, which did not stop in 5 s" >&2
   done
+  echo "netns: stopped (at ${SECONDS} s)" >&2
   for ns in "${made[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
   if [[ $status -ne 0 ]]; then
     for f in "$tmp"/*.log; do [[ -f $f ]] && { echo "---- $f" >&2; tail -n 20 "$f" >&2; }; done
   fi
   rm -rf "$tmp"
+  echo "netns: cleaned up (at ${SECONDS} s)" >&2
   exit "$status"
 }
 trap cleanup EXIT
@@ -96,7 +98,7 @@ seq 1 60 | seppo map --timeout 60 where >"$tmp/spread.out"
 check "$tmp/spread.out" 60
 used=$(awk '{ print $1 }' "$tmp/spread.out" | sort -u | paste -sd,)
 [[ $used == h1,h2,h3 ]] || { echo "the job ran on $used, not on h1,h2,h3" >&2; exit 1; }
-echo "netns: 60 items spread over $used" >&2
+echo "netns: 60 items spread over $used (at ${SECONDS} s)" >&2
 
 # 2. Host h1 is cut off mid-job for longer than the liveness, then comes back.
 seq 1 150 | seppo map --timeout 60 where >"$tmp/cut.out" 2>"$tmp/cut.err" &
@@ -111,7 +113,7 @@ grep -q "worker h1, process [0-9]* lost: no heartbeat.*requeued" "$tmp/broker.lo
   { echo "the broker did not requeue tasks of h1's workers" >&2; exit 1; }
 grep "worker h1, process [0-9]* lost" "$tmp/broker.log" | sed 's/^/netns: broker: /' >&2
 wait_for 20 all_joined || { echo "h1's workers did not rejoin" >&2; seppo status >&2 || true; exit 1; }
-echo "netns: h1 cut off for 2.5 s mid-job: 150 items complete, in order, once each; h1 rejoined" >&2
+echo "netns: h1 cut off for 2.5 s mid-job: 150 items complete, in order, once each; h1 rejoined (at ${SECONDS} s)" >&2
 
 # 3. The broker host's link goes down and up mid-job: the job completes.
 seq 1 150 | seppo map --timeout 60 where >"$tmp/broker-cut.out" 2>"$tmp/broker-cut.err" &
@@ -125,4 +127,4 @@ check "$tmp/broker-cut.out" 150
 [[ $(awk '$1 == "h1" || $1 == "h2" || $1 == "h3"' "$tmp/broker-cut.out" | wc -l) -eq 150 ]] ||
   { echo "results from unknown hosts" >&2; exit 1; }
 wait_for 20 all_joined || { echo "the workers did not come back to the broker" >&2; exit 1; }
-echo "netns: broker host cut off for 2.5 s mid-job: 150 items complete; all workers back" >&2
+echo "netns: broker host cut off for 2.5 s mid-job: 150 items complete; all workers back (at ${SECONDS} s)" >&2
