@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint-file", endpoint_file,
                  "once listening, write the endpoints as clients and workers connect to them, "
                  "one per line (a wildcard address replaced by this host's name, a port 0 or * "
-                 "by the port chosen) to FILE; removed again when the broker stops");
+                 "by the port chosen) to FILE; removed again when the broker stops")
+      ->type_name("FILE");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));

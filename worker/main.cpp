@@ -94,10 +94,10 @@ int main(int argc, char** argv) {
       "SIGHUP reloads the modules: the files are read again, what changed is logged, and the\n"
       "processes are replaced one at a time (each finishes its running task first); a module\n"
       "that no longer loads is reported and the running processes are kept.\n"
-      "Exit status: 0 after SIGINT/SIGTERM, or when every process left under --exit-when-idle; 1 "
-      "if a module or key file cannot be loaded, or the\n"
-      "broker accepts the key but not as a worker's; 2 on bad usage, including a remote broker\n"
-      "without keys, a malformed --command or one named like a module's function.\n"
+      "Exit status: 0 after SIGINT/SIGTERM, or when every process left under --exit-when-idle;\n"
+      "1 if a module or key file cannot be loaded, or the broker accepts the key but not as a\n"
+      "worker's; 2 on bad usage, including a remote broker without keys, a malformed --command\n"
+      "or one named like a module's function.\n"
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
   app.set_version_flag("--version", std::string("seppo-worker ") + SEPPO_VERSION);
