@@ -19,7 +19,8 @@ TEST_CASE("seppo-broker --endpoint-file holds the port it chose, and is removed 
   const std::string endpoint = read_file(file);
   CHECK(endpoint.rfind("tcp://127.0.0.1:", 0) == 0);
   CHECK(endpoint.find("tcp://127.0.0.1:0\n") == std::string::npos);
-  CHECK(run({Paths::cli(), "--broker", endpoint.substr(0, endpoint.find('\n')), "ping"}).status == 0);
+  CHECK(run({Paths::cli(), "--broker", endpoint.substr(0, endpoint.find('\n')), "ping"}).status ==
+        0);
   broker.kill(SIGTERM);
   CHECK(broker.wait() == 0);
   CHECK(!std::filesystem::exists(file));
@@ -54,8 +55,8 @@ TEST_CASE("workers with --exit-when-idle leave when the broker says BYE") {
 }
 
 TEST_CASE("seppo-worker --exit-when-idle refuses what is not a duration") {
-  const Completed r = run({Paths::worker(), "--module", Paths::example_module(),
-                           "--exit-when-idle", "soon"});
+  const Completed r =
+      run({Paths::worker(), "--module", Paths::example_module(), "--exit-when-idle", "soon"});
   CHECK(r.status == 2);
   CHECK(r.err.find("not a duration") != std::string::npos);
 }

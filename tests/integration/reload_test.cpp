@@ -67,7 +67,8 @@ TEST_CASE("SIGHUP with a module that no longer loads keeps the running worker pr
   REQUIRE(cluster.wait_for_workers(1));
   std::filesystem::remove(module);
   worker.kill(SIGHUP);
-  CHECK(eventually([&] { return worker.output().find("keeping the running") != std::string::npos; }));
+  CHECK(
+      eventually([&] { return worker.output().find("keeping the running") != std::string::npos; }));
   CHECK(worker.running());
   CHECK(status_json(cluster).find("swap.square") != std::string::npos);
 }
