@@ -60,13 +60,15 @@ in_ns() { local h=$1; shift; ip netns exec "$tag-$h" "$@"; }
 seppo() { in_ns b "$build/cli/seppo" --broker "$broker" --insecure "$@"; }
 
 # Heartbeats every 200 ms, presumed dead after 5 missed: a cut longer than 1 s counts.
-in_ns b "$build/broker/seppo-broker" --bind "$broker" --insecure --heartbeat-ms 200 \
+# Started with exec-ing commands only (no shell function, no subshell), so $! is the program's
+# own pid and the cleanup's kill reaches it.
+ip netns exec "$tag-b" "$build/broker/seppo-broker" --bind "$broker" --insecure --heartbeat-ms 200 \
   --liveness 5 >"$tmp/broker.log" 2>&1 &
 pids+=($!)
 for h in h1 h2 h3; do
   # Each worker host has its own host name, which the command below prints with its result.
   # shellcheck disable=SC2016  # $(hostname) is for the worker's shell, per item
-  in_ns "$h" unshare --uts sh -c "hostname $h && exec \"\$0\" \"\$@\"" \
+  ip netns exec "$tag-$h" unshare --uts sh -c "hostname $h && exec \"\$0\" \"\$@\"" \
     "$build/worker/seppo-worker" --broker "$broker" --insecure -j 2 --heartbeat-ms 200 \
     --command 'where=sleep 0.1; echo "$(hostname)"' >"$tmp/worker-$h.log" 2>&1 &
   pids+=($!)
