@@ -126,6 +126,8 @@ expected=$(seq 1 100 | awk '{ s += $1 * $1 } END { print s }')
 [[ $(head -n 3 "$tmp/job/output" | paste -sd,) == 1,4,9 ]] || { echo "results out of order" >&2; exit 1; }
 # The workers left on their own (the broker's BYE, or idle), and so the job step ended cleanly.
 grep -q "results in" "$tmp/job/seppo-$job.out" || { echo "the batch script did not finish" >&2; exit 1; }
+grep -q "started $cpus worker processes" "$tmp/job/seppo-$job/workers.log" ||
+  { echo "seppo-worker did not start one process per allocated CPU ($cpus)" >&2; exit 1; }
 grep -q "shutting down; leaving too" "$tmp/job/seppo-$job/workers.log" ||
   { echo "the workers did not leave on the broker's BYE" >&2; exit 1; }
 [[ ! -e $tmp/job/seppo-$job/endpoint ]] || { echo "the broker left its endpoint file" >&2; exit 1; }
