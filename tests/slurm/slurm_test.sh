@@ -105,7 +105,7 @@ export SEPPO_MODULES=$build/examples/libexample_module.so
 export SEPPO_IDLE=3s
 seq 1 100 >"$tmp/job/input"
 cd "$tmp/job"
-job=$(sbatch --parsable --nodes=1 --chdir="$tmp/job" \
+job=$(sbatch --parsable --nodes=1 --exclusive --chdir="$tmp/job" \
   "$source/examples/slurm/seppo-job.sbatch" example_module.square "$tmp/job/input" \
   "$tmp/job/output")
 echo "submitted job $job" >&2
