@@ -1,5 +1,9 @@
 // seppo-broker: the name service and task queue that clients and workers connect to.
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +27,26 @@ seppo::log::Level convert(seppo::broker::LogLevel level) {
   return seppo::log::Level::Info;
 }
 
+// Writes the endpoints, one per line, to `path` through a temporary file and a rename, so a
+// reader polling for the file never sees half of it.
+bool write_endpoint_file(const std::string& path, const std::vector<std::string>& bound) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    for (const std::string& endpoint : bound) {
+      out << seppo::connectable_endpoint(endpoint, host) << "\n";
+    }
+    out.flush();
+    if (!out) return false;
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) std::filesystem::remove(temporary, error);
+  return !error;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,6 +59,7 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  seppo-broker                               # listen on tcp://127.0.0.1:5555\n"
       "  seppo-broker --bind ipc:///run/seppo/broker\n"
+      "  seppo-broker --bind tcp://*:0 --insecure --endpoint-file $SLURM_SUBMIT_DIR/broker\n"
       "  SEPPO_BROKER=tcp://127.0.0.1:6000 seppo-broker --heartbeat-ms 500\n"
       "  seppo-broker --bind tcp://*:5555 --curve-secret-key /etc/seppo/broker.key_secret \\\n"
       "      --authorized-workers /etc/seppo/workers --authorized-clients /etc/seppo/clients\n\n"
@@ -87,6 +112,12 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "allow network endpoints without CurveZMQ: anyone who can reach them can run "
                "code on every worker");
+  std::string endpoint_file;
+  app.add_option("--endpoint-file", endpoint_file,
+                 "once listening, write the endpoints as clients and workers connect to them, "
+                 "one per line (a wildcard address replaced by this host's name, a port 0 or * "
+                 "by the port chosen) to FILE; removed again when the broker stops")
+      ->type_name("FILE");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -141,5 +172,23 @@ int main(int argc, char** argv) {
   broker::Core core(config, random_u64(), [](broker::LogLevel l, const std::string& text) {
     log::write(convert(l), text);
   });
-  return broker::serve(server, core);
+  bool wrote_endpoint_file = false;
+  if (!endpoint_file.empty()) {
+    // Checked before binding: a script polling for the file should hear at once that it won't come.
+    const std::string probe = endpoint_file + ".tmp." + std::to_string(::getpid());
+    if (!std::ofstream(probe)) return fail(1, "cannot write the endpoint file " + endpoint_file);
+    std::error_code ignored;
+    std::filesystem::remove(probe, ignored);
+    server.on_ready = [&](const std::vector<std::string>& bound, const std::string& error) {
+      if (!error.empty()) return;
+      wrote_endpoint_file = write_endpoint_file(endpoint_file, bound);
+      if (!wrote_endpoint_file) log::error("cannot write the endpoint file " + endpoint_file);
+    };
+  }
+  const int status = broker::serve(server, core);
+  if (wrote_endpoint_file) {
+    std::error_code ignored;
+    std::filesystem::remove(endpoint_file, ignored);
+  }
+  return status;
 }

@@ -38,4 +38,12 @@ bool is_local_endpoint(const std::string& endpoint) {
   return (ntohl(a4.s_addr) >> 24) == 127;
 }
 
+std::string connectable_endpoint(const std::string& bound, const std::string& host) {
+  for (const char* wildcard : {"tcp://0.0.0.0:", "tcp://[::]:", "tcp://*:"}) {
+    const std::string prefix(wildcard);
+    if (bound.rfind(prefix, 0) == 0) return "tcp://" + host + ":" + bound.substr(prefix.size());
+  }
+  return bound;
+}
+
 }  // namespace seppo

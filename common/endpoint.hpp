@@ -16,4 +16,9 @@ std::string default_broker_endpoint();
 // host names, interface names, wildcards and other transports, counts as the network.
 bool is_local_endpoint(const std::string& endpoint);
 
+// A bound endpoint as others can connect to it: a wildcard address (tcp://0.0.0.0:PORT or
+// tcp://[::]:PORT, what ZMQ_LAST_ENDPOINT says after binding tcp://*:0) is replaced by `host`;
+// anything else is returned unchanged.
+std::string connectable_endpoint(const std::string& bound, const std::string& host);
+
 }  // namespace seppo

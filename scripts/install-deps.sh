@@ -7,6 +7,8 @@ packages=(g++ meson ninja-build pkg-config cmake libzmq3-dev cppzmq-dev libmsgpa
           doctest-dev libcli11-dev nlohmann-json3-dev)
 packages+=(python3-dev pybind11-dev python3-pytest)  # issue 13: the seppo Python package, its tests
 packages+=(parallel)  # issue 15: tests compare seppo map with GNU parallel
+packages+=(slurmd slurmctld slurm-client munge)  # issue 14: the single-node Slurm test
+packages+=(iproute2)  # issue 14: tests across hosts in network namespaces
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()

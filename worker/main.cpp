@@ -1,7 +1,11 @@
 // seppo-worker: serves the functions of the modules its operator names to a broker.
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -11,12 +15,62 @@
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "worker/module_loader.hpp"
+#include "worker/module_probe.hpp"
 #ifdef SEPPO_WITH_PYTHON
 #include "worker/python_functions.hpp"
 #endif
 #include "worker/session.hpp"
 #include "worker/shell_command.hpp"
 #include "worker/supervisor.hpp"
+
+namespace {
+
+// One process per CPU this process may run on (taskset, cgroups' cpusets), and no more than a
+// batch system allocated on this node.
+unsigned default_processes() {
+  unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    cpus = std::max(1, CPU_COUNT(&set));
+  }
+  if (const char* slurm = std::getenv("SLURM_CPUS_ON_NODE")) {
+    char* end = nullptr;
+    const long allocated = std::strtol(slurm, &end, 10);
+    if (end != slurm && allocated > 0 && static_cast<unsigned long>(allocated) < cpus) {
+      cpus = static_cast<unsigned>(allocated);
+    }
+  }
+  return cpus;
+}
+
+// "30s", "500ms", "2m", "1h"; a bare number is seconds. Nothing for anything else.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(used);
+  double ms = 0;
+  if (unit.empty() || unit == "s") {
+    ms = value * 1000;
+  } else if (unit == "ms") {
+    ms = value;
+  } else if (unit == "m" || unit == "min") {
+    ms = value * 60000;
+  } else if (unit == "h") {
+    ms = value * 3600000;
+  } else {
+    return std::nullopt;
+  }
+  if (!(ms >= 0) || ms > 1e12) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace seppo;
@@ -30,7 +84,9 @@ int main(int argc, char** argv) {
       "  seppo-worker --command thumbnail='convert {} {.}.png'\n"
       "      (then: ls *.jpg | seppo map thumbnail)\n"
       "  seppo-worker -j 8 --broker tcp://head-node:5555 --module ~/lib/libphysics.so \\\n"
-      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key ~/.seppo/broker.key\n\n"
+      "      --curve-secret-key ~/.seppo/node7.key_secret --curve-server-key ~/.seppo/broker.key\n"
+      "  srun --ntasks-per-node=1 seppo-worker --broker \"$(head -1 broker-endpoint)\" \\\n"
+      "      --insecure --exit-when-idle 60s --module libphysics.so    # in a Slurm job\n\n"
       "Without CurveZMQ keys the worker connects only to a broker on this machine (loopback or\n"
       "ipc://), unless --insecure.\n"
       "Commands: {} is the input, {.} without its extension, {/} its basename, {//} its\n"
@@ -38,9 +94,13 @@ int main(int argc, char** argv) {
       "word, and ' {}' is appended when the template has none. The command runs with /bin/sh -c;\n"
       "its stdout, less one trailing newline, is the result; a non-zero exit status or a signal\n"
       "is an error for that item, with the end of its stderr.\n"
-      "Exit status: 0 after SIGINT/SIGTERM; 1 if a module or key file cannot be loaded, or the\n"
-      "broker accepts the key but not as a worker's; 2 on bad usage, including a remote broker\n"
-      "without keys, a malformed --command or one named like a module's function.\n"
+      "SIGHUP reloads the modules: the files are read again, what changed is logged, and the\n"
+      "processes are replaced one at a time (each finishes its running task first); a module\n"
+      "that no longer loads is reported and the running processes are kept.\n"
+      "Exit status: 0 after SIGINT/SIGTERM, or when every process left under --exit-when-idle;\n"
+      "1 if a module or key file cannot be loaded, or the broker accepts the key but not as a\n"
+      "worker's; 2 on bad usage, including a remote broker without keys, a malformed --command\n"
+      "or one named like a module's function.\n"
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
   app.set_version_flag("--version", std::string("seppo-worker ") + SEPPO_VERSION);
@@ -49,7 +109,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> modules;
   std::vector<std::string> commands;
   std::vector<std::string> python_modules;
-  unsigned processes = std::max(1u, std::thread::hardware_concurrency());
+  unsigned processes = default_processes();
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
@@ -68,7 +128,9 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-any-command", allow_any_command,
                "serve --command templates that run their input as code (sh -c {}, eval {}, {} as "
                "the program): any client may then run anything as this worker's user");
-  app.add_option("-j,--jobs", processes, "worker processes to run (default: one per core)")
+  app.add_option("-j,--jobs", processes,
+                 "worker processes to run (default: one per CPU in this process' affinity "
+                 "mask, at most $SLURM_CPUS_ON_NODE)")
       ->check(CLI::Range(1u, 4096u));
   app.add_option("--prefetch", session.prefetch,
                  "tasks each process holds at once, one running and the rest waiting "
@@ -78,6 +140,14 @@ int main(int argc, char** argv) {
                  "heartbeat interval until the broker announces its own")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
+  std::string idle_text;
+  app.add_option("--exit-when-idle", idle_text,
+                 "a process that held no task for DURATION (30s, 500ms, 5m; a bare number is "
+                 "seconds) says goodbye and exits, and every process leaves at once when the "
+                 "broker says it is shutting down; seppo-worker exits 0 when all have left. "
+                 "For batch jobs. Without it, workers serve until stopped and wait for a "
+                 "broker that went away")
+      ->type_name("DURATION");
   std::string secret_key_file, server_key_file;
   bool insecure = false;
   app.add_option("--curve-secret-key", secret_key_file,
@@ -99,7 +169,7 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   if (modules.empty() && commands.empty() && python_modules.empty()) {
-    std::cerr << "seppo-worker: nothing to serve: give at least one --module or --command\n";
+    std::cerr << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
     return 2;
   }
   // Parsed before anything connects, so a typo fails the command at once.
@@ -111,6 +181,17 @@ int main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";
     return 2;
+  }
+  if (!idle_text.empty()) {
+    const std::optional<std::chrono::milliseconds> idle = parse_duration(idle_text);
+    if (!idle) {
+      std::cerr << "seppo-worker: --exit-when-idle " << idle_text
+                << ": not a duration (say 30s, 500ms or 5m)\n";
+      return 2;
+    }
+    // For batch jobs (Slurm): leave when the work is done, or at once when the broker leaves.
+    session.exit_when_idle = *idle;
+    session.exit_on_broker_bye = true;
   }
   session.endpoint = endpoint;
   session.heartbeat = std::chrono::milliseconds(heartbeat_ms);
@@ -143,19 +224,19 @@ int main(int argc, char** argv) {
     }
   }
 
-  // Modules are loaded once, before forking, so a bad one fails the command at once.
+  // Each process loads the modules itself, so SIGHUP can have new processes load changed files;
+  // a probe first makes a bad module fail the command at once.
+  worker::ProbeResult probe = worker::probe_modules(modules);
+  if (!probe.error.empty()) {
+    std::cerr << "seppo-worker: " << probe.error << "\n";
+    return 1;
+  }
   std::vector<worker::Function> functions;
-  std::set<std::string> names;
-  try {
-    for (const std::string& path : modules) {
-      for (worker::Function& f : worker::load_module(path)) {
-        if (!names.insert(f.name).second) {
-          throw std::runtime_error("function " + f.name + " is provided by two modules");
-        }
-        functions.push_back(std::move(f));
-      }
-    }
+  std::set<std::string> names(probe.functions.begin(), probe.functions.end());
 #ifdef SEPPO_WITH_PYTHON
+  // Python functions start their interpreter in each process on first use, so listing them
+  // once here is enough; SIGHUP does not reload them.
+  try {
     for (const std::string& module : python_modules) {
       for (worker::Function& f : worker::python_functions(module)) {
         if (!names.insert(f.name).second) {
@@ -164,11 +245,11 @@ int main(int argc, char** argv) {
         functions.push_back(std::move(f));
       }
     }
-#endif
   } catch (const std::exception& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";
     return 1;
   }
+#endif
   for (const worker::CommandSpec& spec : command_specs) {
     if (!names.insert(spec.name).second) {
       std::cerr << "seppo-worker: --command " << spec.name
@@ -179,11 +260,42 @@ int main(int argc, char** argv) {
     functions.push_back(worker::command_function(spec));
   }
   std::string list;
+  for (const auto& name : probe.functions) list += (list.empty() ? "" : ", ") + name;
   for (const auto& f : functions) list += (list.empty() ? "" : ", ") + f.name;
   log::info("serving " + list + " for " + endpoint);
 
   worker::SupervisorOptions supervisor;
   supervisor.processes = processes;
   supervisor.no_restart_status = worker::kExitForbidden;
-  return worker::supervise(supervisor, [&] { return worker::run_session(session, functions); });
+  if (!idle_text.empty()) supervisor.done_status = worker::kExitIdle;
+  std::vector<std::string> served = probe.functions;
+  supervisor.reload = [&] {
+    worker::ProbeResult now = worker::probe_modules(modules);
+    if (!now.error.empty()) {
+      log::error("received SIGHUP: keeping the running processes: " + now.error);
+      return false;
+    }
+    const std::string change = worker::describe_change(served, now.functions);
+    log::info("received SIGHUP: modules reloaded: " +
+              (change.empty() ? std::string("no function added or removed") : change));
+    served = now.functions;
+    return true;
+  };
+  return worker::supervise(supervisor, [&] {
+    std::vector<worker::Function> all;
+    try {
+      for (const std::string& path : modules) {
+        for (worker::Function& f : worker::load_module(path)) all.push_back(std::move(f));
+      }
+    } catch (const std::exception& e) {
+      log::error(e.what());
+      return 1;
+    }
+    for (const worker::Function& f : functions) {
+      if (std::none_of(all.begin(), all.end(), [&](const auto& g) { return g.name == f.name; })) {
+        all.push_back(f);
+      }
+    }
+    return worker::run_session(session, all);
+  });
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,10 @@ struct SessionOptions {
   // CurveZMQ, when all three are set (Z85): this worker's key pair and the broker's public key.
   std::string curve_public_key, curve_secret_key, curve_server_key;
 };
+
+// The exit status of a worker process that left under exit_when_idle: it is done, not crashed,
+// so the supervisor does not restart it.
+inline constexpr int kExitIdle = 0;
 
 // The exit status of a worker process whose key the broker accepts, but not as a worker's: it
 // will never be given work, so the supervisor does not restart it.

@@ -21,13 +21,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+struct Child {
+  Clock::time_point started;
+  unsigned generation = 0;  // of the configuration it started with; SIGHUP makes a new one
+};
+
 }  // namespace
 
 int supervise(const SupervisorOptions& options, const std::function<int()>& child) {
-  SignalPipe signals({SIGINT, SIGTERM, SIGCHLD});
-  std::map<pid_t, Clock::time_point> children;  // pid -> started
+  SignalPipe signals({SIGINT, SIGTERM, SIGCHLD, SIGHUP});
+  std::map<pid_t, Child> children;
   std::vector<Clock::time_point> recent_deaths;
   const pid_t parent = ::getpid();
+  unsigned generation = 0;
+  pid_t retiring = 0;  // the child being replaced after a SIGHUP, one at a time
 
   auto spawn = [&]() -> bool {
     const pid_t pid = ::fork();
@@ -42,9 +49,12 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
       struct sigaction reset {};
       reset.sa_handler = SIG_DFL;
       for (int s : {SIGINT, SIGTERM, SIGCHLD}) ::sigaction(s, &reset, nullptr);
+      // Reloading is the supervisor's job; a SIGHUP sent to the whole group must not kill us.
+      reset.sa_handler = SIG_IGN;
+      ::sigaction(SIGHUP, &reset, nullptr);
       ::_exit(child());
     }
-    children[pid] = Clock::now();
+    children[pid] = Child{Clock::now(), generation};
     return true;
   };
 
@@ -70,6 +80,13 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
         kill_at = Clock::now() + options.stop_grace;
         log::info("stopping " + std::to_string(children.size()) + " worker processes");
         for (const auto& [pid, started] : children) ::kill(pid, SIGTERM);
+      } else if (s == SIGHUP && !stopping) {
+        if (!options.reload) {
+          log::info("received SIGHUP: nothing to reload");
+        } else if (options.reload()) {
+          ++generation;  // every child older than this is replaced below
+          log::info("received SIGHUP: replacing the worker processes one at a time");
+        }
       }
     }
     int status = 0;
@@ -77,11 +94,20 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
       children.erase(pid);
       if (stopping) continue;
+      if (pid == retiring) {
+        retiring = 0;
+        if (!spawn()) ++owed;
+        continue;
+      }
       if (WIFEXITED(status) && WEXITSTATUS(status) == options.no_restart_status) {
         log::error("worker process " + std::to_string(pid) +
                    " cannot serve this broker; not "
                    "restarting it");
         given_up = true;
+        continue;
+      }
+      if (WIFEXITED(status) && WEXITSTATUS(status) == options.done_status) {
+        log::info("worker process " + std::to_string(pid) + " is done");
         continue;
       }
       log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
@@ -105,6 +131,16 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     while (!stopping && owed > 0 && Clock::now() >= respawn_at) {
       if (!spawn()) break;
       --owed;
+    }
+    // One at a time, so the host keeps serving while its processes take up the new modules.
+    if (!stopping && retiring == 0) {
+      for (const auto& [child_pid, c] : children) {
+        if (c.generation == generation) continue;
+        retiring = child_pid;
+        log::info("replacing worker process " + std::to_string(child_pid));
+        ::kill(child_pid, SIGTERM);
+        break;
+      }
     }
   }
   log::info("all worker processes stopped");

@@ -15,11 +15,19 @@ struct SupervisorOptions {
   // A child exiting with this status can never serve (the broker refuses its key as a
   // worker's): it is not restarted, and the supervisor then exits with status 1.
   int no_restart_status = -1;
+  // A child exiting with this status is done (seppo-worker --exit-when-idle): it is not
+  // restarted, and the supervisor exits 0 once all children are done. -1: restart every child.
+  int done_status = -1;
+  // SIGHUP: called to check the new configuration (say, module files replaced) and log what
+  // changed; when it returns true, the children are replaced one at a time: each is sent SIGTERM
+  // (it finishes its running task and returns the rest) and a new one started once it exited.
+  // Without it, SIGHUP is logged and ignored.
+  std::function<bool()> reload;
 };
 
 // Forks the children (each runs `child` and exits with its status), restarts the ones that die,
-// forwards SIGINT/SIGTERM and waits for them. Call before any ZeroMQ context exists: contexts
-// must not cross fork(). Returns the exit status.
+// forwards SIGINT/SIGTERM and waits for them, replaces them on SIGHUP (see `reload`). Call before
+// any ZeroMQ context exists: contexts must not cross fork(). Returns the exit status.
 int supervise(const SupervisorOptions& options, const std::function<int()>& child);
 
 }  // namespace seppo::worker

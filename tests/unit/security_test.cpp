@@ -72,6 +72,13 @@ TEST_CASE("only loopback, ipc and inproc endpoints count as local") {
   }
 }
 
+TEST_CASE("a wildcard bound endpoint is written with a host others can connect to") {
+  CHECK(connectable_endpoint("tcp://0.0.0.0:41234", "node7") == "tcp://node7:41234");
+  CHECK(connectable_endpoint("tcp://[::]:41234", "node7") == "tcp://node7:41234");
+  CHECK(connectable_endpoint("tcp://10.1.2.3:5555", "node7") == "tcp://10.1.2.3:5555");
+  CHECK(connectable_endpoint("ipc:///run/seppo/broker", "node7") == "ipc:///run/seppo/broker");
+}
+
 TEST_CASE("keygen writes a secret file only its owner may read, and a public one that reads back") {
   TempDir dir;
   const curve::KeyPair keys = curve::generate();

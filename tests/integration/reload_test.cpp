@@ -1,0 +1,74 @@
+// seppo-worker reloads its modules on SIGHUP: new functions are announced, nothing running is lost.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <filesystem>
+#include <future>
+#include <sstream>
+
+#include "tests/support/cluster.hpp"
+
+using namespace seppo::test;
+
+namespace {
+
+std::string status_json(Cluster& cluster) {
+  return run({Paths::cli(), "--broker", cluster.endpoint(), "status", "--json"}, "", 10s).out;
+}
+
+}  // namespace
+
+TEST_CASE("SIGHUP makes seppo-worker serve a replaced module while a running job completes") {
+  Cluster cluster;
+  const auto module = cluster.dir().path() / "libswap.so";
+  std::filesystem::copy_file(Paths::example_module(), module);
+  Process& worker = cluster.add_worker(2, {"--module", module.string()});
+  REQUIRE(cluster.wait_for_workers(2));
+  REQUIRE(status_json(cluster).find("swap.square") != std::string::npos);
+
+  // A job on the module that stays, long enough to be running while the processes are replaced.
+  std::ostringstream input;
+  for (int i = 1; i <= 60; ++i) input << 20 + i % 3 << "\n";
+  auto job = std::async(std::launch::async, [&] {
+    return run({Paths::cli(), "--broker", cluster.endpoint(), "map", "example_module.sleep_ms"},
+               input.str(), 60s);
+  });
+  REQUIRE(eventually([&] { return cluster.busy_count().value_or(0) > 0; }));
+
+  // Swapped as a package manager would: a new file renamed over the old one.
+  const auto fresh = cluster.dir().path() / "libswap.so.new";
+  std::filesystem::copy_file(SEPPO_TEST_MODULE, fresh);
+  std::filesystem::rename(fresh, module);
+  worker.kill(SIGHUP);
+
+  CHECK(eventually(
+      [&] {
+        const std::string json = status_json(cluster);
+        return json.find("swap.mirror") != std::string::npos &&
+               json.find("swap.square") == std::string::npos;
+      },
+      30s));
+  const Completed done = job.get();
+  CHECK(done.status == 0);
+  CHECK(done.out == input.str());  // sleep_ms returns its input: all 60, in order, once each
+  CHECK(worker.running());         // SIGHUP no longer kills it (exit 129)
+  CHECK(cluster.wait_for_workers(2));
+  const std::string log = worker.output();
+  CHECK(log.find("modules reloaded: added swap.histogram, swap.mirror") != std::string::npos);
+  CHECK(log.find("removed ") != std::string::npos);
+}
+
+TEST_CASE("SIGHUP with a module that no longer loads keeps the running worker processes") {
+  Cluster cluster;
+  const auto module = cluster.dir().path() / "libswap.so";
+  std::filesystem::copy_file(Paths::example_module(), module);
+  Process& worker = cluster.add_worker(1, {"--module", module.string()});
+  REQUIRE(cluster.wait_for_workers(1));
+  std::filesystem::remove(module);
+  worker.kill(SIGHUP);
+  CHECK(
+      eventually([&] { return worker.output().find("keeping the running") != std::string::npos; }));
+  CHECK(worker.running());
+  CHECK(status_json(cluster).find("swap.square") != std::string::npos);
+}
