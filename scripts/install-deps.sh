@@ -19,3 +19,5 @@ sudo=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+packages+=(scdoc)  # issue 14: man pages from man/*.scd
+packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
