@@ -10,6 +10,7 @@
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
+#include "common/notify.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/session.hpp"
 #include "worker/shell_command.hpp"
@@ -162,5 +163,14 @@ int main(int argc, char** argv) {
   worker::SupervisorOptions supervisor;
   supervisor.processes = processes;
   supervisor.no_restart_status = worker::kExitForbidden;
-  return worker::supervise(supervisor, [&] { return worker::run_session(session, functions); });
+  // systemd (Type=notify, NotifyAccess=all): ready once a worker process runs, so the
+  // supervisor's signal handlers are in place; a restarted process repeats it, harmlessly.
+  // Whether the processes registered is the broker's to say (seppo status).
+  const std::string ready = "READY=1\nSTATUS=serving " + list + " for " + endpoint;
+  const int status = worker::supervise(supervisor, [&] {
+    notify::send(ready);
+    return worker::run_session(session, functions);
+  });
+  notify::send("STOPPING=1");
+  return status;
 }
