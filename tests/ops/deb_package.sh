@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages: dpkg-buildpackage -us -uc -b builds seppo, libseppo0 and libseppo-dev
 # from a copy of the sources, lintian finds no errors, dpkg -i installs them, the installed
-# seppo maps with its example module, and dpkg -r leaves the machine as it was.
+# seppo maps with its example module, and dpkg -P (purge) leaves the machine as it was.
 # Root only and slow (a full build), so it runs when SEPPO_TEST_DEB=1 (scripts/test.sh sets
 # it in CI). Usage: deb_package.sh SOURCE_DIR
 set -uo pipefail
@@ -19,7 +19,7 @@ done
 dir=$(mktemp -d)
 installed=()
 cleanup() {
-  [[ ${#installed[@]} -gt 0 ]] && dpkg -r "${installed[@]}" >/dev/null 2>&1
+  [[ ${#installed[@]} -gt 0 ]] && dpkg -P "${installed[@]}" >/dev/null 2>&1
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -55,7 +55,7 @@ result=$(cd / && seq 1 5 | env -u SEPPO_MODULE_PATH /usr/bin/seppo map --local 2
 man -w seppo-broker >/dev/null 2>&1 || [[ -f /usr/share/man/man8/seppo-broker.8.gz ]] ||
   fail "seppo-broker(8) is not installed"
 pkg-config --exists seppo || fail "seppo.pc is not found by pkg-config"
-dpkg -r "${installed[@]}" >"$dir/dpkg.log" 2>&1 || fail "dpkg -r: $(cat "$dir/dpkg.log")"
+dpkg -P "${installed[@]}" >"$dir/dpkg.log" 2>&1 || fail "dpkg -P: $(cat "$dir/dpkg.log")"
 installed=()
-[[ ! -e /usr/bin/seppo ]] || fail "/usr/bin/seppo is still there after dpkg -r"
+[[ ! -e /usr/bin/seppo && ! -e /etc/default/seppo ]] || fail "files are left after dpkg -P"
 echo "packages built, installed, used and removed in ${SECONDS}s"
