@@ -44,6 +44,12 @@ awk -v b="$broker" -v w="$worker" 'BEGIN { exit !(b <= 4.0 && w <= 5.0) }' ||
 # The programs behind Type=notify: READY=1 when serving, STOPPING=1 on SIGTERM.
 here=$(dirname "$0")
 "$here/sd_notify_check.py" "$build/broker/seppo-broker" --bind "ipc://$dir/broker" || exit 1
+# The unit's way: no --bind; SEPPO_BROKER_BIND wins over SEPPO_BROKER (here a wildcard the
+# broker would refuse without keys, as workers' connect endpoint it would be a hostname).
+out=$(SEPPO_BROKER_BIND="ipc://$dir/bind" SEPPO_BROKER='tcp://*:5555' \
+      "$here/sd_notify_check.py" "$build/broker/seppo-broker") || exit 1
+echo "$out"
+[[ "$out" == *"listening on ipc://$dir/bind"* ]] || fail "the broker did not listen on \$SEPPO_BROKER_BIND"
 "$build/broker/seppo-broker" --bind "ipc://$dir/broker" 2>/dev/null &
 broker_pid=$!
 "$here/sd_notify_check.py" "$build/worker/seppo-worker" -j 1 --broker "ipc://$dir/broker" \
