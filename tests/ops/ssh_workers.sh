@@ -9,9 +9,16 @@ if [[ ! -x "$sshd" ]] || ! command -v ssh >/dev/null; then
   echo "SKIP: sshd or ssh not installed (apt-get install openssh-server openssh-client)"; exit 77
 fi
 dir=$(mktemp -d)
-sshd_pid="" broker_pid=""
+sshd_pid="" broker_pid="" common=()
 cleanup() {
   "$tool" "${common[@]}" stop "$dir/hosts" >/dev/null 2>&1
+  # Should stop have failed (a failing test), the workers this test started name its broker
+  # endpoint, a path under its own temp dir: stop those processes by pid.
+  for cmdline in /proc/[0-9]*/cmdline; do
+    if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qF -- "--broker ipc://$dir/broker"; then
+      p=${cmdline#/proc/}; kill "${p%/cmdline}" 2>/dev/null
+    fi
+  done
   [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
   [[ -n "$sshd_pid" ]] && kill "$sshd_pid" 2>/dev/null && wait "$sshd_pid" 2>/dev/null
   rm -rf "$dir"
