@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
+#include "common/notify.hpp"
 
 namespace {
 
@@ -67,8 +69,9 @@ int main(int argc, char** argv) {
       "unless --insecure. SIGHUP reloads the authorised key lists.\n"
       "Exit status: 0 after SIGINT/SIGTERM; 1 if an endpoint cannot be bound or a key file\n"
       "cannot be read; 2 on bad usage, including a network endpoint without keys.\n"
-      "Environment: SEPPO_BROKER is the default for --bind, SEPPO_CURVE_SECRET_KEY for\n"
-      "--curve-secret-key.");
+      "Environment: SEPPO_BROKER_BIND is the default for --bind, else SEPPO_BROKER (the\n"
+      "endpoint workers and clients connect to, when the broker can bind it as it is);\n"
+      "SEPPO_CURVE_SECRET_KEY for --curve-secret-key.");
   app.set_version_flag("--version", std::string("seppo-broker ") + SEPPO_VERSION);
 
   std::vector<std::string> endpoints;
@@ -77,7 +80,7 @@ int main(int argc, char** argv) {
   broker::ServerOptions server;
   std::int64_t heartbeat_ms = config.heartbeat.count();
   app.add_option("-b,--bind", endpoints,
-                 "endpoint to listen on (repeatable; default $SEPPO_BROKER or " +
+                 "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
                      std::string(kDefaultEndpoint) + ")");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval announced to peers")
       ->capture_default_str()
@@ -128,7 +131,13 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
-  if (endpoints.empty()) endpoints.push_back(default_broker_endpoint());
+  if (endpoints.empty()) {
+    // SEPPO_BROKER_BIND says where to listen (tcp://*:5555); SEPPO_BROKER, where others connect
+    // (tcp://head:5555), is a fallback for the common case where one value serves both.
+    const char* bind = std::getenv("SEPPO_BROKER_BIND");
+    endpoints.push_back(bind != nullptr && *bind != '\0' ? std::string(bind)
+                                                          : default_broker_endpoint());
+  }
   server.endpoints = endpoints;
 
   auto fail = [](int status, const std::string& text) {
@@ -185,7 +194,17 @@ int main(int argc, char** argv) {
       if (!wrote_endpoint_file) log::error("cannot write the endpoint file " + endpoint_file);
     };
   }
+  // systemd (Type=notify): ready once every endpoint is bound.
+  server.on_ready = [previous = server.on_ready](const std::vector<std::string>& bound,
+                                                 const std::string& error) {
+    if (previous) previous(bound, error);
+    if (!error.empty()) return;
+    std::string list;
+    for (const std::string& e : bound) list += (list.empty() ? "" : " ") + e;
+    notify::send("READY=1\nSTATUS=listening on " + list);
+  };
   const int status = broker::serve(server, core);
+  notify::send("STOPPING=1");
   if (wrote_endpoint_file) {
     std::error_code ignored;
     std::filesystem::remove(endpoint_file, ignored);

@@ -23,3 +23,7 @@ sudo=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+packages+=(scdoc)  # issue 14: man pages from man/*.scd
+packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
+packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for the unit test
+packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/

@@ -14,6 +14,7 @@
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
+#include "common/notify.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/module_probe.hpp"
 #ifdef SEPPO_WITH_PYTHON
@@ -281,7 +282,12 @@ int main(int argc, char** argv) {
     served = now.functions;
     return true;
   };
-  return worker::supervise(supervisor, [&] {
+  // systemd (Type=notify, NotifyAccess=all): ready once a worker process runs, so the
+  // supervisor's signal handlers are in place; a restarted process repeats it, harmlessly.
+  // Whether the processes registered is the broker's to say (seppo status).
+  const std::string ready = "READY=1\nSTATUS=serving " + list + " for " + endpoint;
+  const int status = worker::supervise(supervisor, [&] {
+    notify::send(ready);
     std::vector<worker::Function> all;
     try {
       for (const std::string& path : modules) {
@@ -298,4 +304,6 @@ int main(int argc, char** argv) {
     }
     return worker::run_session(session, all);
   });
+  notify::send("STOPPING=1");
+  return status;
 }

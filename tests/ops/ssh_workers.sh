@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# seppo-ssh-workers against a real sshd on 127.0.0.1, started here on a free port with its own
+# host key and an authorised key made in a temp dir, killed by PID after. A broker on ipc://.
+# Usage: ssh_workers.sh SSH_WORKERS SEPPO SEPPO_BROKER SEPPO_WORKER MODULE
+set -uo pipefail
+tool=$1 seppo=$2 broker_program=$3 worker_program=$4 module=$5
+sshd=$(command -v sshd || echo /usr/sbin/sshd)
+if [[ ! -x "$sshd" ]] || ! command -v ssh >/dev/null; then
+  echo "SKIP: sshd or ssh not installed (apt-get install openssh-server openssh-client)"; exit 77
+fi
+dir=$(mktemp -d)
+sshd_pid="" broker_pid="" common=()
+cleanup() {
+  "$tool" "${common[@]}" stop "$dir/hosts" >/dev/null 2>&1
+  # Should stop have failed (a failing test), the workers this test started name its broker
+  # endpoint, a path under its own temp dir: stop those processes by pid.
+  for cmdline in /proc/[0-9]*/cmdline; do
+    if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qF -- "--broker ipc://$dir/broker"; then
+      p=${cmdline#/proc/}; kill "${p%/cmdline}" 2>/dev/null
+    fi
+  done
+  [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+  [[ -n "$sshd_pid" ]] && kill "$sshd_pid" 2>/dev/null && wait "$sshd_pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL (after ${SECONDS}s): $*"; exit 1; }
+deadline_poll() {  # deadline_poll SECONDS COMMAND...: until COMMAND succeeds, or fail
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do [[ $SECONDS -lt $end ]] || return 1; sleep 0.2; done
+}
+
+ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key" || fail "ssh-keygen"
+ssh-keygen -q -t ed25519 -N '' -f "$dir/user_key" || fail "ssh-keygen"
+cp "$dir/user_key.pub" "$dir/authorized_keys"
+[[ $(id -u) -eq 0 ]] && mkdir -p /run/sshd  # privilege separation directory
+user=$(id -un)
+
+# A free port: try random ones until sshd says it listens (bounded).
+for attempt in $(seq 1 20); do
+  port=$((20000 + RANDOM % 20000))
+  cat >"$dir/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $dir/host_key
+AuthorizedKeysFile $dir/authorized_keys
+PidFile $dir/sshd.pid
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AcceptEnv none
+CONF
+  "$sshd" -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
+  sshd_pid=$!
+  if deadline_poll 5 grep -q "Server listening" "$dir/sshd.log"; then break; fi
+  kill "$sshd_pid" 2>/dev/null; wait "$sshd_pid" 2>/dev/null; sshd_pid=""
+done
+[[ -n "$sshd_pid" ]] || fail "sshd did not start: $(cat "$dir/sshd.log")"
+
+cat >"$dir/ssh_config" <<CONF
+Host 127.0.0.1
+  Port $port
+Host deadhost
+  HostName 127.0.0.1
+  Port 1
+Host *
+  User $user
+  IdentityFile $dir/user_key
+  IdentitiesOnly yes
+  UserKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  LogLevel ERROR
+CONF
+endpoint="ipc://$dir/broker"
+common=(--broker "$endpoint" -F "$dir/ssh_config" --state "$dir/state" --timeout 20
+        --worker-program "$worker_program" --seppo-program "$seppo")
+ssh -F "$dir/ssh_config" 127.0.0.1 true </dev/null || fail "ssh to the test sshd does not work"
+
+"$tool" --help >/dev/null || fail "--help exits $?"
+"$tool" --version | grep -q '^seppo-ssh-workers [0-9]' || fail "--version"
+"$tool" bogus "$dir/x" 2>/dev/null; [[ $? -eq 2 ]] || fail "bad usage should exit 2"
+
+"$broker_program" --bind "$endpoint" 2>"$dir/broker.log" &
+broker_pid=$!
+deadline_poll 10 "$seppo" --broker "$endpoint" ping >/dev/null 2>&1 || fail "broker did not start"
+
+workers() { "$seppo" --broker "$endpoint" status --json | jq '.workers | length'; }
+# Two lines for the same host: two workers, each its own entry.
+printf '# test hosts\n2/127.0.0.1\n\n1/127.0.0.1\n' >"$dir/hosts"
+"$tool" "${common[@]}" start "$dir/hosts" -- --module "$module" >"$dir/out" 2>&1 ||
+  fail "start: $(cat "$dir/out")"
+[[ $(workers) -eq 3 ]] || fail "expected 3 registered worker processes, got $(workers)"
+grep -q 'line 2' "$dir/out" && grep -q 'line 4' "$dir/out" || fail "lines not named: $(cat "$dir/out")"
+
+"$tool" "${common[@]}" start "$dir/hosts" -- --module "$module" >"$dir/out" 2>&1 ||
+  fail "second start: $(cat "$dir/out")"
+grep -q 'already running' "$dir/out" || fail "second start did not see the workers: $(cat "$dir/out")"
+[[ $(workers) -eq 3 ]] || fail "a second start duplicated workers: $(workers)"
+
+"$tool" "${common[@]}" status "$dir/hosts" >"$dir/out" 2>&1 || fail "status: $(cat "$dir/out")"
+grep -q '2 of 2 processes registered' "$dir/out" || fail "status: $(cat "$dir/out")"
+
+result=$(seq 1 5 | "$seppo" --broker "$endpoint" map example_module.square | tr '\n' ' ')
+[[ "$result" == "1 4 9 16 25 " ]] || fail "map gave '$result'"
+
+"$tool" "${common[@]}" restart "$dir/hosts" -- --module "$module" >"$dir/out" 2>&1 ||
+  fail "restart: $(cat "$dir/out")"
+[[ $(workers) -eq 3 ]] || fail "after restart: $(workers) workers"
+
+"$tool" "${common[@]}" stop "$dir/hosts" >"$dir/out" 2>&1 || fail "stop: $(cat "$dir/out")"
+deadline_poll 10 test "$(workers)" -eq 0 || fail "workers still registered after stop"
+"$tool" "${common[@]}" status "$dir/hosts" >"$dir/out" 2>&1 && fail "status after stop should fail"
+
+# A worker that dies at once, and a host that cannot be reached: start fails and says where.
+printf '1/127.0.0.1\ndeadhost\n' >"$dir/bad-hosts"
+"$tool" "${common[@]}" start "$dir/bad-hosts" -- --module /nonexistent/libnothing.so \
+  >"$dir/out" 2>&1 && fail "start of a dying worker succeeded: $(cat "$dir/out")"
+grep -q '127.0.0.1 (line 1): FAILED.*not running' "$dir/out" || fail "no reason for line 1: $(cat "$dir/out")"
+grep -q 'nothing' "$dir/out" || fail "the worker's log is not shown: $(cat "$dir/out")"
+grep -q 'deadhost (line 2): FAILED: ssh failed' "$dir/out" || fail "no reason for line 2: $(cat "$dir/out")"
+"$tool" "${common[@]}" stop "$dir/bad-hosts" >/dev/null 2>&1
+echo "seppo-ssh-workers: start, idempotent start, status, map, restart, stop, failures: ok"
