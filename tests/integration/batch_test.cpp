@@ -33,7 +33,7 @@ TEST_CASE("seppo-worker under taskset -c 0 starts one process, which leaves when
                  cluster.dir().path() / "idle-worker.log");
   CHECK(worker.wait(20s) == 0);
   CHECK(worker.output().find("started 1 worker processes") != std::string::npos);
-  CHECK(worker.output().find("idle; leaving") != std::string::npos);
+  CHECK(worker.output().find("ms; leaving") != std::string::npos);
 }
 
 TEST_CASE("seppo-worker takes no more processes than SLURM_CPUS_ON_NODE allows") {
@@ -51,7 +51,7 @@ TEST_CASE("workers with --exit-when-idle leave when the broker says BYE") {
   REQUIRE(cluster.wait_for_workers(2));
   cluster.broker().kill(SIGTERM);
   CHECK(worker.wait(20s) == 0);
-  CHECK(worker.output().find("shutting down; leaving too") != std::string::npos);
+  CHECK(worker.output().find("broker is shutting down; stopping") != std::string::npos);
 }
 
 TEST_CASE("seppo-worker --exit-when-idle refuses what is not a duration") {

@@ -166,7 +166,7 @@ TEST_CASE("a worker serves modules and commands together; bad --command options 
   CHECK(std::count(shell.err.begin(), shell.err.end(), '\n') == 1);
   const Completed nothing = refused({});
   CHECK(nothing.status == 2);
-  CHECK(nothing.err.find("give at least one --module or --command") != std::string::npos);
+  CHECK(nothing.err.find("give at least one --module, --python or --command") != std::string::npos);
 }
 
 TEST_CASE("a worker stopped with SIGTERM finishes its running command and returns the result") {

@@ -96,14 +96,14 @@ check() {  # check FILE N
 }
 
 # 1. A job spreads over the three hosts.
-seq 1 60 | seppo map --timeout 60 where >"$tmp/spread.out"
+seq 1 60 | seppo map --broker-timeout 60 where >"$tmp/spread.out"
 check "$tmp/spread.out" 60
 used=$(awk '{ print $1 }' "$tmp/spread.out" | sort -u | paste -sd,)
 [[ $used == h1,h2,h3 ]] || { echo "the job ran on $used, not on h1,h2,h3" >&2; exit 1; }
 echo "netns: 60 items spread over $used (at ${SECONDS} s)" >&2
 
 # 2. Host h1 is cut off mid-job for longer than the liveness, then comes back.
-seq 1 150 | seppo map --timeout 60 where >"$tmp/cut.out" 2>"$tmp/cut.err" &
+seq 1 150 | seppo map --broker-timeout 60 where >"$tmp/cut.out" 2>"$tmp/cut.err" &
 job=$!
 wait_for 20 at_least "$tmp/cut.out" 10 || { echo "the job did not start" >&2; exit 1; }
 ip -n "$tag-h1" link set eth0 down
@@ -118,7 +118,7 @@ wait_for 20 all_joined || { echo "h1's workers did not rejoin" >&2; seppo status
 echo "netns: h1 cut off for 2.5 s mid-job: 150 items complete, in order, once each; h1 rejoined (at ${SECONDS} s)" >&2
 
 # 3. The broker host's link goes down and up mid-job: the job completes.
-seq 1 150 | seppo map --timeout 60 where >"$tmp/broker-cut.out" 2>"$tmp/broker-cut.err" &
+seq 1 150 | seppo map --broker-timeout 60 where >"$tmp/broker-cut.out" 2>"$tmp/broker-cut.err" &
 job=$!
 wait_for 20 at_least "$tmp/broker-cut.out" 10 || { echo "the job did not start" >&2; exit 1; }
 ip -n "$tag-b" link set eth0 down

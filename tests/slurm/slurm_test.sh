@@ -128,7 +128,7 @@ expected=$(seq 1 100 | awk '{ s += $1 * $1 } END { print s }')
 grep -q "results in" "$tmp/job/seppo-$job.out" || { echo "the batch script did not finish" >&2; exit 1; }
 grep -q "started $cpus worker processes" "$tmp/job/seppo-$job/workers.log" ||
   { echo "seppo-worker did not start one process per allocated CPU ($cpus)" >&2; exit 1; }
-grep -q "shutting down; leaving too" "$tmp/job/seppo-$job/workers.log" ||
+grep -q "broker is shutting down; stopping" "$tmp/job/seppo-$job/workers.log" ||
   { echo "the workers did not leave on the broker's BYE" >&2; exit 1; }
 [[ ! -e $tmp/job/seppo-$job/endpoint ]] || { echo "the broker left its endpoint file" >&2; exit 1; }
 echo "slurm test: job $job mapped 100 items through Slurm, squares sum to $sum" >&2
