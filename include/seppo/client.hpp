@@ -38,7 +38,7 @@ class Engine;
 }
 
 // SEPPO_BROKER when set, otherwise tcp://127.0.0.1:5555.
-std::string default_endpoint();
+SEPPO_API std::string default_endpoint();
 
 namespace detail {
 inline std::string environment(const char* name) {
@@ -99,7 +99,7 @@ class Result {
   std::variant<R, RemoteError> state_;
 };
 
-class Client {
+class SEPPO_API Client {
  public:
   explicit Client(std::string endpoint = default_endpoint(), ClientOptions options = {});
   ~Client();
@@ -249,7 +249,7 @@ class Client {
     return slots;
   }
 
-  struct Impl;
+  struct SEPPO_HIDDEN Impl;  // libclient/client.cpp; not part of the API
   friend class ClientJob;
   friend class detail::Engine;
   std::unique_ptr<Impl> impl_;
@@ -258,7 +258,7 @@ class Client {
 // A client of the broker named by SEPPO_BROKER; when it is unset, of this process' local
 // cluster (seppo/local_cluster.hpp), started on first use, stopped at exit, announced once on
 // stderr.
-Client default_client();
+SEPPO_API Client default_client();
 
 // map_parallel on default_client(): SEPPO_BROKER's broker, or worker processes on this machine.
 template <class R, class Range>

@@ -16,9 +16,9 @@
 #include "broker/server.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
-#include "libclient/local_manager.hpp"
-#include "libclient/local_registry.hpp"
-#include "libclient/module_path.hpp"
+#include "localcluster/local_manager.hpp"
+#include "localcluster/local_registry.hpp"
+#include "localcluster/module_path.hpp"
 
 namespace seppo {
 namespace {

@@ -5,8 +5,8 @@
 #include <mutex>
 
 #include "common/host.hpp"
-#include "libclient/local_registry.hpp"
-#include "libclient/module_path.hpp"
+#include "localcluster/local_registry.hpp"
+#include "localcluster/module_path.hpp"
 #include "seppo/local_cluster.hpp"
 #include "seppo/result_entry.hpp"
 
