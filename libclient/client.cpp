@@ -55,6 +55,8 @@ struct Client::Impl {
   // A job (or stream) is running: the socket carries one at a time, since a job's receive
   // loop drops messages for other job ids.
   bool busy = false;
+  // Set by the local cluster: starts workers for the function before a job (detail::).
+  std::function<void(const std::string&)> before_submit;
   // The broker's heartbeat, from its last ALIVE; zero until one came.
   std::chrono::milliseconds broker_heartbeat{0};
 
@@ -189,7 +191,7 @@ class ClientJob {
         hold_(hold),
         id_(++client.next_job),
         sizer_(client.options.chunk_size, client.options.target_chunk_time) {
-    if (c_.options.before_submit) c_.options.before_submit(function_);  // before we are busy
+    if (c_.before_submit) c_.before_submit(function_);  // before we are busy
     c_.claim("start another");
     c_.busy = true;
     last_heard_ = Clock::now();
@@ -559,6 +561,16 @@ const std::string& Client::endpoint() const {
 }
 const ClientOptions& Client::options() const {
   return impl_->options;
+}
+
+Client Client::sibling() const {
+  Client copy(impl_->endpoint, impl_->options);
+  copy.impl_->before_submit = impl_->before_submit;
+  return copy;
+}
+
+void detail::set_before_submit(Client& client, std::function<void(const std::string&)> hook) {
+  client.impl_->before_submit = std::move(hook);
 }
 
 msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
