@@ -6,6 +6,7 @@
 
 #include <msgpack.hpp>
 
+#include "protocol/codes.hpp"
 #include "protocol/payload.hpp"
 #include "seppo/error.hpp"
 
@@ -14,6 +15,10 @@ namespace {
 
 constexpr std::size_t kMaxFunctions = 4096;
 constexpr std::size_t kMaxNameBytes = 256;
+
+std::string code(wire::Code c) {
+  return std::string(wire::to_wire(c));
+}
 
 std::string seconds(Duration d) {
   char text[32];
@@ -81,7 +86,7 @@ void Core::send(const PeerId& to, const wire::Message& message, zmq::message_t&&
 
 void Core::on_malformed(const PeerId& from, const std::string& why) {
   log(LogLevel::Warning, "dropped a malformed message from " + printable_id(from) + ": " + why);
-  send(from, wire::Error{"bad_message", why});
+  send(from, wire::Error{code(wire::Code::BadMessage), why});
 }
 
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
@@ -132,9 +137,9 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
   log(LogLevel::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
                              std::string(key) + ": the key is authorised as a " +
                              role_name(role) + ", not a " + role_name(needed));
-  send(from, wire::Error{"forbidden", what + " needs a " + role_name(needed) +
-                                          " key; this peer's key is authorised as a " +
-                                          role_name(role)});
+  send(from, wire::Error{code(wire::Code::Forbidden),
+                         what + " needs a " + role_name(needed) +
+                             " key; this peer's key is authorised as a " + role_name(role)});
   return false;
 }
 
@@ -171,7 +176,7 @@ void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* p
             std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1, config_.max_capacity);
         for (const std::string& f : w->second.functions) dispatch(f);
       } else {
-        send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
+        send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
       }
       break;
     case wire::Type::StatusRequest: {
@@ -221,7 +226,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* 
                      TimePoint now) {
   auto w = workers_.find(from);
   if (w == workers_.end()) {
-    send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
+    send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
     return;
   }
   w->second.last_heard = now;
@@ -275,13 +280,13 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
     on_malformed(from, "SUBMIT from a peer registered as a worker");
     return;
   }
-  auto fail = [&](const std::string& code, const std::string& message) {
-    send(from, wire::Failed{m.job_id, m.first, m.count, code, message, 0});
+  auto fail = [&](wire::Code why, const std::string& message) {
+    send(from, wire::Failed{m.job_id, m.first, m.count, code(why), message, 0});
   };
   if (m.count == 0 || m.count > config_.max_chunk_items || m.function.empty() ||
       m.function.size() > kMaxNameBytes) {
-    fail("bad_request", "SUBMIT needs 1 to " + std::to_string(config_.max_chunk_items) +
-                            " items and a function name of 1 to 256 bytes");
+    fail(wire::Code::BadRequest, "SUBMIT needs 1 to " + std::to_string(config_.max_chunk_items) +
+                                     " items and a function name of 1 to 256 bytes");
     return;
   }
   Client& client = clients_[from];
@@ -302,8 +307,8 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
   }
   Job& job = j->second;
   if (job.function != m.function) {
-    fail("bad_request", "job " + std::to_string(m.job_id) + " is for " + job.function +
-                            ", not " + m.function);
+    fail(wire::Code::BadRequest,
+         "job " + std::to_string(m.job_id) + " is for " + job.function + ", not " + m.function);
     return;
   }
   if (job.chunks.count(m.first)) return;  // a resubmission of a chunk we hold: nothing to do
@@ -311,9 +316,9 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* paylo
     log(LogLevel::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
                              client_label(from) + ": over its limit of " +
                              std::to_string(config_.max_client_bytes) + " queued bytes");
-    fail("over_limit", "client has " + std::to_string(client.queued_bytes) +
-                           " bytes queued; the broker's limit is " +
-                           std::to_string(config_.max_client_bytes));
+    fail(wire::Code::OverLimit, "client has " + std::to_string(client.queued_bytes) +
+                                    " bytes queued; the broker's limit is " +
+                                    std::to_string(config_.max_client_bytes));
     return;
   }
   job.chunks.emplace(m.first, m.count);
@@ -404,7 +409,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
     return;
   }
   if (m.job_id == 0) {
-    send(from, wire::Error{"not_ready", "unknown worker: send READY first"});
+    send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
     return;
   }
   Client& client = clients_[from];
@@ -531,7 +536,7 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
   }
   Job& job = j->second;
   if (task.attempts >= config_.max_attempts) {
-    fail_task(task_id, "worker_lost",
+    fail_task(task_id, wire::Code::WorkerLost,
               "worker lost while running " + job.function + " on item " +
                   std::to_string(task.first) + ", " + std::to_string(task.attempts) + " attempts");
     return;
@@ -543,7 +548,7 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
     try {
       spans = wire::item_spans(task.payload.data<char>(), task.payload.size(), task.count);
     } catch (const Error& e) {
-      fail_task(task_id, "bad_request", std::string("chunk cannot be split: ") + e.what());
+      fail_task(task_id, wire::Code::BadRequest, std::string("chunk cannot be split: ") + e.what());
       return;
     }
     const char* base = task.payload.data<char>();
@@ -567,7 +572,7 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
   enqueue(task_id, task, job, true);
 }
 
-void Core::fail_task(std::uint64_t task_id, const std::string& code, const std::string& message) {
+void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& message) {
   auto t = tasks_.find(task_id);
   if (t == tasks_.end()) return;
   Task& task = t->second;
@@ -575,7 +580,8 @@ void Core::fail_task(std::uint64_t task_id, const std::string& code, const std::
   if (j != jobs_.end()) {
     log(LogLevel::Warning, message);
     const std::uint64_t seq = j->second.next_seq++;
-    send(task.job.client, wire::Failed{task.job.id, task.first, task.count, code, message, seq});
+    send(task.job.client,
+         wire::Failed{task.job.id, task.first, task.count, code(why), message, seq});
     chunk_finished(j->second, task, seq);
   }
   release(task);
@@ -642,7 +648,7 @@ void Core::on_tick(TimePoint now) {
         "no worker provides " + job.function + " (waited " +
         seconds(std::chrono::milliseconds(job.wait_ms)) + "); available: " +
         (known.empty() ? std::string("none") : known);
-    send(key.client, wire::Failed{key.id, 0, 0, "unknown_function", message, 0});
+    send(key.client, wire::Failed{key.id, 0, 0, code(wire::Code::UnknownFunction), message, 0});
     remove_job(key, "failed: " + message);
   }
 }

@@ -27,6 +27,7 @@
 
 #include <zmq.hpp>
 
+#include "protocol/codes.hpp"
 #include "protocol/wire.hpp"
 
 namespace seppo::broker {
@@ -167,7 +168,7 @@ class Core {
   void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
   void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now);
   void requeue(std::uint64_t task_id, bool count_attempt);
-  void fail_task(std::uint64_t task_id, const std::string& code, const std::string& message);
+  void fail_task(std::uint64_t task_id, wire::Code why, const std::string& message);
   void remove_job(const JobKey& key, const std::string& why);
   void remove_client(const PeerId& id, const std::string& why);
   void chunk_finished(Job& job, const Task& task, std::uint64_t seq);

@@ -12,7 +12,9 @@
 #include "common/monitor.hpp"
 #include "common/poll.hpp"
 #include "libclient/chunk_sizer.hpp"
+#include "protocol/codes.hpp"
 #include "protocol/payload.hpp"
+#include "protocol/result_entry.hpp"
 #include "protocol/wire.hpp"
 
 namespace seppo {
@@ -53,6 +55,8 @@ struct Client::Impl {
   // A job (or stream) is running: the socket carries one at a time, since a job's receive
   // loop drops messages for other job ids.
   bool busy = false;
+  // Set by the local cluster: starts workers for the function before a job (detail::).
+  std::function<void(const std::string&)> before_submit;
   // The broker's heartbeat, from its last ALIVE; zero until one came.
   std::chrono::milliseconds broker_heartbeat{0};
 
@@ -187,7 +191,7 @@ class ClientJob {
         hold_(hold),
         id_(++client.next_job),
         sizer_(client.options.chunk_size, client.options.target_chunk_time) {
-    if (c_.options.before_submit) c_.options.before_submit(function_);  // before we are busy
+    if (c_.before_submit) c_.before_submit(function_);  // before we are busy
     c_.claim("start another");
     c_.busy = true;
     last_heard_ = Clock::now();
@@ -356,9 +360,10 @@ class ClientJob {
       if (!chunk.refused && first != f.first) held += chunk.payload.size();
     }
     if (held == 0) {
-      throw RefusedError("over_limit", "the broker at " + c_.endpoint + " refused a chunk of " +
-                                           std::to_string(it->second.payload.size()) +
-                                           " bytes of " + function_ + ": " + f.message);
+      throw RefusedError(std::string(wire::to_wire(wire::Code::OverLimit)),
+                         "the broker at " + c_.endpoint + " refused a chunk of " +
+                             std::to_string(it->second.payload.size()) + " bytes of " + function_ +
+                             ": " + f.message);
     }
     it->second.refused = true;
     ++refused_;
@@ -407,8 +412,9 @@ class ClientJob {
     if (const auto* f = std::get_if<wire::Failed>(&message)) {
       if (f->job_id != id_) return true;
       if (f->seq != 0) seen_ = f->seq;
-      if (f->code == "unknown_function") throw UnknownFunctionError(function_, f->message);
-      if (f->code == "over_limit") {
+      if (wire::is(f->code, wire::Code::UnknownFunction))
+        throw UnknownFunctionError(function_, f->message);
+      if (wire::is(f->code, wire::Code::OverLimit)) {
         over_limit(*f);
         return true;
       }
@@ -427,7 +433,7 @@ class ClientJob {
       return true;
     }
     if (const auto* e = std::get_if<wire::Error>(&message)) {
-      if (e->code == "forbidden") {
+      if (wire::is(e->code, wire::Code::Forbidden)) {
         throw RefusedError(e->code,
                            "the broker at " + c_.endpoint + " refused this client: " + e->message);
       }
@@ -461,25 +467,14 @@ class ClientJob {
     }
     if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
     for (std::uint32_t i = 0; i < d.count; ++i) {
-      const msgpack::object& entry = array.via.array.ptr[i];
       Client::Item item;
       item.index = d.first + i;
       item.worker = &d.worker;
       item.last_in_message = i + 1 == d.count;
       item.chunk_elapsed_us = d.elapsed_us;
-      std::string error;
-      if (entry.type != msgpack::type::ARRAY || entry.via.array.size != 2 ||
-          entry.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
-        error = "malformed result entry";
-        item.error = &error;
-      } else if (entry.via.array.ptr[0].via.u64 == 0) {
-        item.value = &entry.via.array.ptr[1];
-      } else {
-        const msgpack::object& m = entry.via.array.ptr[1];
-        error = m.type == msgpack::type::STR ? std::string(m.via.str.ptr, m.via.str.size)
-                                             : std::string("error without a message");
-        item.error = &error;
-      }
+      const entry::Decoded decoded = entry::decode(array.via.array.ptr[i]);
+      item.value = decoded.value;
+      if (item.value == nullptr) item.error = &decoded.error;
       if (!accept(it, item)) return false;
     }
     forget_if_complete(it);
@@ -566,6 +561,16 @@ const std::string& Client::endpoint() const {
 }
 const ClientOptions& Client::options() const {
   return impl_->options;
+}
+
+Client Client::sibling() const {
+  Client copy(impl_->endpoint, impl_->options);
+  copy.impl_->before_submit = impl_->before_submit;
+  return copy;
+}
+
+void detail::set_before_submit(Client& client, std::function<void(const std::string&)> hook) {
+  client.impl_->before_submit = std::move(hook);
 }
 
 msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {

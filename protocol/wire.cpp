@@ -206,7 +206,7 @@ bool has_payload(Type type) {
 }
 
 Type type_of(const Message& message) {
-  return static_cast<Type>(message.index() + 1);
+  return std::visit([](const auto& m) { return std::decay_t<decltype(m)>::kType; }, message);
 }
 
 const char* type_name(Type type) {
@@ -254,7 +254,7 @@ Message decode(const void* data, std::size_t size) {
   }
   const msgpack::object& type = root.via.array.ptr[1];
   if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 ||
-      type.via.u64 > static_cast<std::uint64_t>(Type::Credit)) {
+      type.via.u64 > static_cast<std::uint64_t>(kLastType)) {
     throw ProtocolError("unknown message type");
   }
   const Type t = static_cast<Type>(type.via.u64);

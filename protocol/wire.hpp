@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -37,6 +38,7 @@ enum class Type : std::uint8_t {
 };
 
 struct Ready {
+  static constexpr Type kType = Type::Ready;
   std::string name;  // "host, process PID": how errors and status name this worker
   std::string host;
   std::int64_t pid = 0;
@@ -44,15 +46,18 @@ struct Ready {
   std::vector<std::string> functions;
 };
 struct Task {
+  static constexpr Type kType = Type::Task;
   std::uint64_t task_id = 0;
   std::string function;
   std::uint32_t count = 0;
 };
 struct Result {
+  static constexpr Type kType = Type::Result;
   std::uint64_t task_id = 0;
   std::uint64_t elapsed_us = 0;  // time the worker spent running the chunk
 };
 struct Submit {
+  static constexpr Type kType = Type::Submit;
   std::uint64_t job_id = 0;
   std::string function;
   std::uint64_t first = 0;  // index of the chunk's first item within the job
@@ -60,6 +65,7 @@ struct Submit {
   std::uint32_t wait_ms = 0;  // how long to wait for a worker providing the function
 };
 struct Deliver {
+  static constexpr Type kType = Type::Deliver;
   std::uint64_t job_id = 0;
   std::uint64_t first = 0;
   std::uint32_t count = 0;
@@ -68,44 +74,69 @@ struct Deliver {
   std::uint64_t seq = 0;  // per job, increasing: lets a heartbeat say what has arrived
 };
 struct Failed {
+  static constexpr Type kType = Type::Failed;
   std::uint64_t job_id = 0;
   std::uint64_t first = 0;
   std::uint32_t count = 0;
-  std::string code;  // machine-readable: see docs/protocol.md, "Failure codes"
+  std::string code;  // to_wire(Code) (protocol/codes.hpp); a later peer may send others
   std::string message;
   std::uint64_t seq = 0;
 };
 struct Done {
+  static constexpr Type kType = Type::Done;
   std::uint64_t job_id = 0;
 };
 struct Heartbeat {
+  static constexpr Type kType = Type::Heartbeat;
   std::uint64_t job_id = 0;  // a client's running job, 0 for none and for workers
   std::uint64_t seen = 0;    // seq of the last DELIVER or FAILED of that job received
   std::vector<std::uint64_t> open;  // firsts of the chunks still awaited
 };
 struct Alive {
+  static constexpr Type kType = Type::Alive;
   std::uint64_t instance = 0;  // random per broker start: a change means the broker restarted
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t liveness = 0;
 };
 struct Resync {
+  static constexpr Type kType = Type::Resync;
   std::uint64_t job_id = 0;
 };
 struct Bye {
+  static constexpr Type kType = Type::Bye;
   std::string reason;
 };
 struct Error {
-  std::string code;
+  static constexpr Type kType = Type::Error;
+  std::string code;  // to_wire(Code) (protocol/codes.hpp)
   std::string message;
 };
-struct StatusRequest {};
-struct Status {};
+struct StatusRequest {
+  static constexpr Type kType = Type::StatusRequest;
+};
+struct Status {
+  static constexpr Type kType = Type::Status;
+};
 struct Credit {
+  static constexpr Type kType = Type::Credit;
   std::uint32_t capacity = 1;
 };
 
 using Message = std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive,
                              Resync, Bye, Error, StatusRequest, Status, Credit>;
+
+// Each alternative sits at index kType - 1, and the last is the highest type: so type_of, the
+// decoder's switch and the variant cannot drift apart without this failing to compile.
+namespace detail {
+template <std::size_t... I>
+constexpr bool types_in_order(std::index_sequence<I...>) {
+  return ((std::variant_alternative_t<I, Message>::kType == static_cast<Type>(I + 1)) && ...);
+}
+}  // namespace detail
+static_assert(detail::types_in_order(std::make_index_sequence<std::variant_size_v<Message>>()));
+// The highest type number: the decoder refuses any above it.
+inline constexpr Type kLastType =
+    std::variant_alternative_t<std::variant_size_v<Message> - 1, Message>::kType;
 
 // True for the types that carry a payload frame.
 bool has_payload(Type type);

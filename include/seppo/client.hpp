@@ -26,6 +26,7 @@
 #include "seppo/error.hpp"
 
 namespace seppo {
+class Client;
 class ClientJob;
 template <class T>
 class Stream;
@@ -35,10 +36,13 @@ template <class R>
 class Job;
 namespace detail {
 class Engine;
+// For the local cluster only (localcluster/local_cluster.cpp), not exported: called with the
+// function's name before each job of this Client starts; may throw to fail the call.
+void set_before_submit(Client& client, std::function<void(const std::string&)> hook);
 }
 
 // SEPPO_BROKER when set, otherwise tcp://127.0.0.1:5555.
-std::string default_endpoint();
+SEPPO_API std::string default_endpoint();
 
 namespace detail {
 inline std::string environment(const char* name) {
@@ -71,9 +75,6 @@ struct ClientOptions {
   // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
   // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
   bool insecure = false;
-  // Called with the function's name before each job (map, stream or submit) starts; may
-  // throw to fail the call. LocalCluster::client() sets it to start workers for the module.
-  std::function<void(const std::string& function)> before_submit;
 };
 
 // One item's outcome: its value, or the error its function raised.
@@ -99,7 +100,7 @@ class Result {
   std::variant<R, RemoteError> state_;
 };
 
-class Client {
+class SEPPO_API Client {
  public:
   explicit Client(std::string endpoint = default_endpoint(), ClientOptions options = {});
   ~Client();
@@ -191,7 +192,7 @@ class Client {
   // owns its inputs (an lvalue range is copied). This Client stays free for other calls.
   template <class R, class Range>
   Job<R> submit(std::string_view function, Range&& inputs) {
-    return Job<R>(Client(endpoint(), options()), function, std::forward<Range>(inputs));
+    return Job<R>(sibling(), function, std::forward<Range>(inputs));
   }
 
   // The type-erased engine under the templates. `next` packs the next input and returns true,
@@ -249,8 +250,12 @@ class Client {
     return slots;
   }
 
-  struct Impl;
+  // A new Client (connection) like this one, for a job on a thread of its own.
+  Client sibling() const;
+
+  struct SEPPO_HIDDEN Impl;  // libclient/client.cpp; not part of the API
   friend class ClientJob;
+  friend void detail::set_before_submit(Client&, std::function<void(const std::string&)>);
   friend class detail::Engine;
   std::unique_ptr<Impl> impl_;
 };
@@ -258,7 +263,7 @@ class Client {
 // A client of the broker named by SEPPO_BROKER; when it is unset, of this process' local
 // cluster (seppo/local_cluster.hpp), started on first use, stopped at exit, announced once on
 // stderr.
-Client default_client();
+SEPPO_API Client default_client();
 
 // map_parallel on default_client(): SEPPO_BROKER's broker, or worker processes on this machine.
 template <class R, class Range>

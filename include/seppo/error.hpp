@@ -5,10 +5,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "seppo/export.hpp"
+
 namespace seppo {
 
 // Base of everything seppo throws; catch this to handle any seppo failure.
-class Error : public std::runtime_error {
+class SEPPO_API Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -16,14 +18,14 @@ class Error : public std::runtime_error {
 // The broker could not be reached, went away and did not come back within the timeout, or
 // refused the connection: it did not accept this client's CurveZMQ key, or one side uses
 // CurveZMQ and the other does not.
-class ConnectionError : public Error {
+class SEPPO_API ConnectionError : public Error {
  public:
   using Error::Error;
 };
 
 // The broker answers but refuses the work: this client's key may not submit jobs (code
 // "forbidden"), or a chunk alone exceeds the broker's per-client limit ("over_limit").
-class RefusedError : public Error {
+class SEPPO_API RefusedError : public Error {
  public:
   RefusedError(std::string code, const std::string& message)
       : Error(message), code_(std::move(code)) {}
@@ -34,7 +36,7 @@ class RefusedError : public Error {
 };
 
 // No worker announced the function within the wait the caller allowed.
-class UnknownFunctionError : public Error {
+class SEPPO_API UnknownFunctionError : public Error {
  public:
   UnknownFunctionError(std::string function, const std::string& message)
       : Error(message), function_(std::move(function)) {}
@@ -45,25 +47,25 @@ class UnknownFunctionError : public Error {
 };
 
 // A value could not be converted to or from the type the code asked for.
-class TypeError : public Error {
+class SEPPO_API TypeError : public Error {
  public:
   using Error::Error;
 };
 
 // Bytes that do not follow the wire protocol, or msgpack that cannot be decoded safely.
 // Job::get() and results() after the job was cancelled before it finished.
-class CancelledError : public Error {
+class SEPPO_API CancelledError : public Error {
  public:
   using Error::Error;
 };
 
-class ProtocolError : public Error {
+class SEPPO_API ProtocolError : public Error {
  public:
   using Error::Error;
 };
 
 // The function failed for one input: it threw, rejected its argument, or its worker kept dying.
-class RemoteError : public Error {
+class SEPPO_API RemoteError : public Error {
  public:
   RemoteError(std::string function, std::uint64_t index, std::string remote_message,
               std::string worker)

@@ -28,7 +28,7 @@ namespace seppo {
 namespace detail {
 
 // The thread running one job on a Client of its own (libclient/job.cpp).
-class JobThread {
+class SEPPO_API JobThread {
  public:
   // Starts the thread; `next` and `sink` are called on it, and nowhere else.
   JobThread(Client client, std::string function, Engine::Next next, Engine::Sink sink);
@@ -46,7 +46,7 @@ class JobThread {
   void rethrow_failure() const;
 
  private:
-  struct Impl;
+  struct SEPPO_HIDDEN Impl;
   std::unique_ptr<Impl> impl_;
 };
 

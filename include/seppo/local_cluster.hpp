@@ -45,7 +45,7 @@ struct LocalClusterOptions {
   std::chrono::milliseconds heartbeat{1000};
 };
 
-class LocalCluster {
+class SEPPO_API LocalCluster {
  public:
   // Starts a broker on a private ipc:// endpoint in this process and `workers` worker
   // processes (0: one per core) serving the registered modules and `options.modules`; more
@@ -90,8 +90,9 @@ class LocalCluster {
 
 // The type-erased engine of map_parallel_serial, with Client::run's contract: resolves the
 // function as a local cluster does and runs it in this process, one item at a time.
-void run_serial(const std::string& function, const std::function<bool(Client::Packer&)>& next,
-                const std::function<bool(const Client::Item&)>& sink);
+SEPPO_API void run_serial(const std::string& function,
+                          const std::function<bool(Client::Packer&)>& next,
+                          const std::function<bool(const Client::Item&)>& sink);
 
 namespace detail {
 // Runs `on_item` on each item's outcome of `function` over `inputs`, in this process.
@@ -145,8 +146,8 @@ std::vector<Result<R>> map_results_serial(std::string_view function, const Range
 
 namespace detail {
 // Records a module whose functions are compiled into this program; see SEPPO_LOCAL_MODULE.
-bool register_local_module(const char* module, const seppo_function_v1* functions,
-                           std::size_t count) noexcept;
+SEPPO_API bool register_local_module(const char* module, const seppo_function_v1* functions,
+                                     std::size_t count) noexcept;
 }  // namespace detail
 
 }  // namespace seppo

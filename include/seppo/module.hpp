@@ -21,6 +21,7 @@
 
 #include "seppo/convert.hpp"
 #include "seppo/module_abi.h"
+#include "seppo/result_entry.hpp"
 
 namespace seppo::detail {
 
@@ -58,9 +59,9 @@ int call_each_item(const char* input, size_t size, seppo_sink* output,
       try {
         pack_item(packer, buffer, items.via.array.ptr[i]);
       } catch (const std::exception& e) {
-        packer.pack_array(2).pack(1).pack(std::string(e.what()));
+        entry::pack_error(packer, e.what());
       } catch (...) {
-        packer.pack_array(2).pack(1).pack(std::string("unknown exception"));
+        entry::pack_error(packer, "unknown exception");
       }
     }
     output->write(output->context, buffer.data(), buffer.size());
@@ -85,12 +86,12 @@ int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
         auto argument = convert<typename traits::argument>(item, "argument");
         if constexpr (std::is_void_v<typename traits::result>) {
           Function(std::move(argument));
-          packer.pack_array(2).pack(0).pack_nil();
+          entry::pack_nil(packer);
         } else {
           auto result = Function(std::move(argument));
           msgpack::sbuffer one;  // packed apart so a throwing pack cannot leave half an entry
           msgpack::pack(one, result);
-          packer.pack_array(2).pack(0);
+          entry::begin_value(packer);
           buffer.write(one.data(), one.size());
         }
       });

@@ -67,7 +67,7 @@ struct value_of<Result<R>> {
 };
 
 // The caller's inputs, packed one at a time on demand.
-class Source {
+class SEPPO_API Source {
  public:
   virtual ~Source() = default;
   virtual bool next(Client::Packer& packer) = 0;
@@ -128,7 +128,7 @@ T failed_outcome(const std::exception_ptr& failure) {
 }
 
 // One job on a Client, stepped by its consumer (libclient/client.cpp).
-class Engine {
+class SEPPO_API Engine {
  public:
   using Next = std::function<bool(Client::Packer&)>;
   using Sink = std::function<bool(const Client::Item&)>;

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "libclient/module_path.hpp"
+#include "localcluster/module_path.hpp"
 
 namespace fs = std::filesystem;
 using namespace seppo;

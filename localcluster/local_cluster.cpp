@@ -16,9 +16,9 @@
 #include "broker/server.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
-#include "libclient/local_manager.hpp"
-#include "libclient/local_registry.hpp"
-#include "libclient/module_path.hpp"
+#include "localcluster/local_manager.hpp"
+#include "localcluster/local_registry.hpp"
+#include "localcluster/module_path.hpp"
 
 namespace seppo {
 namespace {
@@ -218,14 +218,13 @@ Client LocalCluster::client(ClientOptions options) const {
   // Until the broker announces its heartbeat, a slower client would look vanished to it.
   options.heartbeat = std::min(options.heartbeat, state_->options.heartbeat);
   std::weak_ptr<State> weak = state_;
-  auto theirs = std::move(options.before_submit);
-  options.before_submit = [weak, theirs](const std::string& function) {
+  Client client(state_->endpoint, std::move(options));
+  detail::set_before_submit(client, [weak](const std::string& function) {
     const std::shared_ptr<State> state = weak.lock();
     if (!state) throw ConnectionError("the local cluster of this client was stopped");
     state->require(function);
-    if (theirs) theirs(function);
-  };
-  return Client(state_->endpoint, std::move(options));
+  });
+  return client;
 }
 
 void LocalCluster::require(std::string_view function) {

@@ -1,4 +1,4 @@
-#include "libclient/module_path.hpp"
+#include "localcluster/module_path.hpp"
 
 #include <filesystem>
 #include <system_error>

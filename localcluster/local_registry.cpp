@@ -1,9 +1,9 @@
-#include "libclient/local_registry.hpp"
+#include "localcluster/local_registry.hpp"
 
 #include <algorithm>
 #include <mutex>
 
-#include "libclient/module_path.hpp"
+#include "localcluster/module_path.hpp"
 #include "seppo/local_cluster.hpp"
 
 namespace seppo {

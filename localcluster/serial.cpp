@@ -5,9 +5,10 @@
 #include <mutex>
 
 #include "common/host.hpp"
-#include "libclient/local_registry.hpp"
-#include "libclient/module_path.hpp"
+#include "localcluster/local_registry.hpp"
+#include "localcluster/module_path.hpp"
 #include "seppo/local_cluster.hpp"
+#include "seppo/result_entry.hpp"
 
 namespace seppo {
 namespace {
@@ -80,15 +81,12 @@ void run_serial(const std::string& function, const std::function<bool(Client::Pa
             results.type == msgpack::type::ARRAY && results.via.array.size == 1
                 ? &results.via.array.ptr[0]
                 : nullptr;
-        if (entry == nullptr || entry->type != msgpack::type::ARRAY || entry->via.array.size != 2 ||
-            entry->via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
+        if (entry == nullptr) {
           error = "malformed result entry";
-        } else if (entry->via.array.ptr[0].via.u64 == 0) {
-          item.value = &entry->via.array.ptr[1];
         } else {
-          const msgpack::object& m = entry->via.array.ptr[1];
-          error = m.type == msgpack::type::STR ? std::string(m.via.str.ptr, m.via.str.size)
-                                               : std::string("error without a message");
+          entry::Decoded decoded = entry::decode(*entry);
+          item.value = decoded.value;
+          error = std::move(decoded.error);
         }
       } catch (const ProtocolError& e) {
         error = std::string("unreadable result: ") + e.what();

@@ -1,4 +1,4 @@
-#include "libclient/local_manager.hpp"
+#include "localcluster/local_manager.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,0 +1,57 @@
+// The protocol's codes and result entries have one owner (protocol/, seppo/result_entry.hpp):
+// every code round-trips through its wire name, and entries decode as docs/protocol.md §5.2 says.
+#include <doctest/doctest.h>
+
+#include "protocol/codes.hpp"
+#include "protocol/result_entry.hpp"
+#include "protocol/wire.hpp"
+#include "seppo/convert.hpp"
+
+using namespace seppo;
+
+TEST_CASE("every code round-trips through its wire name, and unknown names match none") {
+  for (const auto& [code, name] : wire::kCodeNames) {
+    CHECK(wire::to_wire(code) == name);
+    CHECK(wire::code_from_wire(name) == code);
+  }
+  CHECK(wire::to_wire(wire::Code::OverLimit) == "over_limit");
+  CHECK(wire::to_wire(wire::Code::NotReady) == "not_ready");
+  CHECK_FALSE(wire::code_from_wire("no_such_code"));
+  CHECK_FALSE(wire::is("forbidden ", wire::Code::Forbidden));
+}
+
+TEST_CASE("type_of names the type each message is encoded with") {
+  const std::string bytes = wire::encode(wire::Credit{4});
+  CHECK(wire::type_of(wire::decode(bytes.data(), bytes.size())) == wire::Type::Credit);
+  CHECK(wire::type_of(wire::Ready{}) == wire::Type::Ready);
+  CHECK(wire::kLastType == wire::Type::Credit);
+}
+
+TEST_CASE("result entries decode to a value, an item error, or a malformed entry") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(4);
+  entry::begin_value(packer);
+  packer.pack(42);
+  entry::pack_error(packer, "boom");
+  packer.pack_array(2).pack(1).pack(7);  // an error without a message
+  packer.pack(3);                        // not an entry at all
+  const msgpack::object_handle handle = unpack_untrusted(buffer.data(), buffer.size());
+  const msgpack::object* e = handle.get().via.array.ptr;
+  const entry::Decoded value = entry::decode(e[0]);
+  REQUIRE(value.value != nullptr);
+  CHECK(value.value->as<int>() == 42);
+  CHECK(entry::decode(e[1]).error == "boom");
+  CHECK(entry::decode(e[1]).value == nullptr);
+  CHECK(entry::decode(e[2]).error == "error without a message");
+  CHECK(entry::decode(e[3]).error == "malformed result entry");
+}
+
+TEST_CASE("a payload of all-failed entries holds one error entry per item") {
+  const std::string payload = wire::all_failed(3, "cannot run");
+  const msgpack::object_handle handle = unpack_untrusted(payload.data(), payload.size());
+  REQUIRE(handle.get().via.array.size == 3);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    CHECK(entry::decode(handle.get().via.array.ptr[i]).error == "cannot run");
+  }
+}
