@@ -104,7 +104,7 @@ echo "netns: 60 items spread over $used (at ${SECONDS} s)" >&2
 
 # 2. Host h1 is cut off mid-job for longer than the liveness, then comes back.
 seq 1 150 | seppo map --broker-timeout 60 where >"$tmp/cut.out" 2>"$tmp/cut.err" &
-job=$!
+job=$!; pids+=("$job")
 wait_for 20 at_least "$tmp/cut.out" 10 || { echo "the job did not start" >&2; exit 1; }
 ip -n "$tag-h1" link set eth0 down
 sleep 2.5  # the outage: longer than the 1 s liveness
@@ -119,7 +119,7 @@ echo "netns: h1 cut off for 2.5 s mid-job: 150 items complete, in order, once ea
 
 # 3. The broker host's link goes down and up mid-job: the job completes.
 seq 1 150 | seppo map --broker-timeout 60 where >"$tmp/broker-cut.out" 2>"$tmp/broker-cut.err" &
-job=$!
+job=$!; pids+=("$job")
 wait_for 20 at_least "$tmp/broker-cut.out" 10 || { echo "the job did not start" >&2; exit 1; }
 ip -n "$tag-b" link set eth0 down
 sleep 2.5

@@ -23,14 +23,14 @@ check() {  # check PAGE DESCRIPTION < options
   fi
 }
 
-"$seppo" --help | options_of | check seppo.1 seppo
+check seppo.1 seppo < <("$seppo" --help | options_of)
 for sub in map status ping keygen; do
   grep -qE -- "^## $sub\$" "$src/seppo.1.scd" || { echo "FAIL: seppo.1.scd has no '## $sub'"; failed=1; }
-  "$seppo" "$sub" --help | options_of | check seppo.1 "seppo $sub"
+  check seppo.1 "seppo $sub" < <("$seppo" "$sub" --help | options_of)
 done
-"$broker" --help | options_of | check seppo-broker.8 seppo-broker
-"$worker" --help | options_of | check seppo-worker.8 seppo-worker
-"$ssh_workers" --help | options_of | check seppo-ssh-workers.1 seppo-ssh-workers
+check seppo-broker.8 seppo-broker < <("$broker" --help | options_of)
+check seppo-worker.8 seppo-worker < <("$worker" --help | options_of)
+check seppo-ssh-workers.1 seppo-ssh-workers < <("$ssh_workers" --help | options_of)
 [[ -r "$src/seppo-module.7.scd" ]] || { echo "FAIL: seppo-module.7.scd is missing"; failed=1; }
 
 [[ $failed -eq 0 ]] && echo "every --help option is in its man page"
