@@ -5,6 +5,7 @@
 
 #include <pybind11/embed.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -134,27 +135,23 @@ std::vector<std::string> discover(const std::string& module) {
   return names;
 }
 
-// This worker process' interpreter: started on the first call (after the fork), then kept.
-// The GIL is released between chunks, so any thread may call.
+// This worker process' interpreter: started on the first call (after the fork), then kept, with
+// every module this process serves imported on its own first call. The GIL is released between
+// chunks, so any thread may call.
 struct Runtime {
   std::unique_ptr<py::scoped_interpreter> interpreter;
-  std::unique_ptr<py::module_> module;
   PyThreadState* saved = nullptr;
-  std::string failure;
+  std::map<std::string, py::object> modules;    // guarded by the GIL
+  std::map<std::string, std::string> failures;  // import errors, guarded by the GIL
 };
 
-Runtime& runtime(const std::string& module) {
+Runtime& runtime() {
   // Leaked on purpose: a destructor at exit would finalise Python without the GIL.
   static Runtime& r = *new Runtime;
   static std::once_flag once;
   std::call_once(once, [&] {
     // No Python signal handlers: SIGINT and SIGTERM stay the worker's.
     r.interpreter = std::make_unique<py::scoped_interpreter>(false);
-    try {
-      r.module = std::make_unique<py::module_>(import_module(module));
-    } catch (py::error_already_set& e) {
-      r.failure = "cannot import Python module " + module + ":\n" + python_error_text(e);
-    }
     r.saved = PyEval_SaveThread();
     // Never finalised: the process exits, and finalising from an atexit handler while another
     // thread may hold the GIL would hang.
@@ -162,14 +159,29 @@ Runtime& runtime(const std::string& module) {
   return r;
 }
 
+// The imported module, or nullptr with `failure` set. Call with the GIL held.
+const py::object* imported(Runtime& r, const std::string& module, std::string& failure) {
+  if (auto m = r.modules.find(module); m != r.modules.end()) return &m->second;
+  if (auto f = r.failures.find(module); f != r.failures.end()) {
+    failure = f->second;
+    return nullptr;
+  }
+  try {
+    return &r.modules.emplace(module, import_module(module)).first->second;
+  } catch (py::error_already_set& e) {
+    failure = r.failures[module] =
+        "cannot import Python module " + module + ":\n" + python_error_text(e);
+    return nullptr;
+  }
+}
+
 int call_chunk(const std::string& module, const std::string& fn, const char* input,
                std::size_t size, seppo_sink* output) {
-  Runtime& r = runtime(module);
+  Runtime& r = runtime();
   auto fail = [&](const std::string& message) {
     output->write(output->context, message.data(), message.size());
     return 1;
   };
-  if (!r.failure.empty()) return fail(r.failure);
   msgpack::object_handle args;
   try {
     args = unpack_untrusted(input, size);
@@ -180,12 +192,15 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   const msgpack::object_array& items = args.get().via.array;
 
   py::gil_scoped_acquire gil;
+  std::string failure;
+  const py::object* python_module = imported(r, module, failure);
+  if (!python_module) return fail(failure);
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);
   packer.pack_array(items.size);
   py::object function;
   try {
-    function = r.module->attr(fn.c_str());
+    function = python_module->attr(fn.c_str());
   } catch (py::error_already_set& e) {
     return fail(python_error_text(e));
   }

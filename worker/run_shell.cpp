@@ -151,15 +151,20 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
 
   CommandRun run;
   std::string err_all;
-  pollfd fds[2] = {{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}};
+  // The status pipe is polled with the output: a command that closes its stdout and stderr
+  // early must still be subject to the deadline and to cancelling while it runs on.
+  pollfd fds[3] = {
+      {out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}, {status.read.get(), POLLIN, 0}};
+  int shell_status = 0;
+  bool reported = false;
   char buffer[65536];
   const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
   const auto stop = [&](bool& why) {
     why = true;
     ::kill(-guard_pid, SIGKILL);
-    fds[0].fd = fds[1].fd = -1;  // a process that left the group could hold them open
+    fds[0].fd = fds[1].fd = fds[2].fd = -1;  // a process that left the group could hold them
   };
-  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+  while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) {
     // Woken at least every 50 ms when someone may cancel, at the deadline when there is one.
     int wait_ms = limits.cancel != nullptr ? 50 : -1;
     if (limits.timeout.count() > 0) {
@@ -177,12 +182,19 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
       stop(run.cancelled);
       break;
     }
-    const int ready = ::poll(fds, 2, wait_ms);
+    const int ready = ::poll(fds, 3, wait_ms);
     if (ready == 0) continue;
     if (ready < 0) {
       if (errno == EINTR) continue;
       ::kill(-guard_pid, SIGKILL);
       break;
+    }
+    if (fds[2].fd >= 0 && fds[2].revents != 0) {
+      const ssize_t n = ::read(fds[2].fd, &shell_status, sizeof shell_status);
+      if (!(n < 0 && errno == EINTR)) {
+        reported = n == static_cast<ssize_t>(sizeof shell_status);
+        fds[2].fd = -1;
+      }
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
@@ -207,10 +219,7 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
       }
     }
   }
-  int shell_status = 0;
-  const bool reported = !run.out_over_limit && !run.timed_out && !run.cancelled &&
-                        ::read(status.read.get(), &shell_status, sizeof shell_status) ==
-                            static_cast<ssize_t>(sizeof shell_status);
+  reported = reported && !run.out_over_limit && !run.timed_out && !run.cancelled;
   int guard_status = 0;
   wait_for(guard_pid, &guard_status);
   // Without a report the guard itself was killed (someone signalled the group): that is how the
