@@ -9,6 +9,10 @@ packages+=(python3-dev pybind11-dev python3-pytest)  # issue 13: the seppo Pytho
 packages+=(parallel)  # issue 15: tests compare seppo map with GNU parallel
 packages+=(slurmd slurmctld slurm-client munge)  # issue 14: the single-node Slurm test
 packages+=(iproute2)  # issue 14: tests across hosts in network namespaces
+packages+=(scdoc)  # issue 14: man pages from man/*.scd
+packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
+packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for the unit test
+packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()
@@ -23,7 +27,3 @@ sudo=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-packages+=(scdoc)  # issue 14: man pages from man/*.scd
-packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
-packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for the unit test
-packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
