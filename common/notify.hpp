@@ -1,5 +1,5 @@
 // Tells systemd how a Type=notify service is doing (READY=1, STOPPING=1, STATUS=...). Does
-// nothing outside systemd ($NOTIFY_SOCKET unset) or when built without libsystemd.
+// nothing outside systemd ($NOTIFY_SOCKET unset).
 #pragma once
 
 #include <string>
