@@ -276,6 +276,16 @@ int main(int argc, char** argv) {
       log::error("received SIGHUP: keeping the running processes: " + now.error);
       return false;
     }
+    // The same rule as at start: a module may not take the name of a command or a Python
+    // function, which each process would otherwise silently replace by the module's.
+    for (const std::string& name : now.functions) {
+      if (std::any_of(functions.begin(), functions.end(),
+                      [&](const worker::Function& f) { return f.name == name; })) {
+        log::error("received SIGHUP: keeping the running processes: " + name +
+                   " is also served by a --command or --python module");
+        return false;
+      }
+    }
     const std::string change = worker::describe_change(served, now.functions);
     log::info("received SIGHUP: modules reloaded: " +
               (change.empty() ? std::string("no function added or removed") : change));
