@@ -1,7 +1,10 @@
 #include "worker/shell_command.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
+#include <initializer_list>
 #include <stdexcept>
 
 #include "seppo/convert.hpp"
@@ -250,15 +253,40 @@ std::string CommandTemplate::expand(const std::vector<std::string>& args, std::u
 
 namespace {
 
-// Programs that run their argument after -c or -e as code.
-bool is_interpreter(std::string_view program) {
-  static constexpr std::array<std::string_view, 16> names = {
-      "sh",  "bash", "dash", "zsh",  "ksh",     "mksh",   "ash",  "fish",
-      "csh", "tcsh", "perl", "ruby", "python3", "python", "node", "busybox"};
+bool one_of(std::string_view word, std::initializer_list<std::string_view> names) {
   for (const std::string_view name : names) {
-    if (program == name) return true;
+    if (word == name) return true;
   }
   return false;
+}
+
+// Programs that run their argument after -c or -e (or --eval) as code.
+bool is_interpreter(std::string_view program) {
+  return one_of(program,
+                {"sh",      "bash", "dash", "zsh",     "ksh",     "mksh",     "ash",  "fish",
+                 "csh",     "tcsh", "perl", "ruby",    "python3", "python",   "node", "nodejs",
+                 "busybox", "php",  "lua",  "Rscript", "tclsh",   "osascript"});
+}
+
+// Programs whose first operand is their script.
+bool takes_script_first(std::string_view program) {
+  return one_of(program, {"awk", "gawk", "mawk", "nawk", "sed", "jq"});
+}
+
+// Programs that only start another one (with their own options and arguments): `timeout 10
+// sh -c {}` is `sh -c {}`.
+bool is_wrapper(std::string_view program) {
+  return one_of(program,
+                {"env",     "exec",   "nice",   "nohup",    "command", "time",    "builtin",
+                 "timeout", "stdbuf", "setsid", "ionice",   "chrt",    "taskset", "flock",
+                 "sudo",    "doas",   "xargs",  "unbuffer", "chroot",  "runuser"});
+}
+
+// -c, -e, -lc, -ec, -E, --eval, --command, -p (node): the next operand is code.
+bool is_code_option(std::string_view word) {
+  if (one_of(word, {"--eval", "--command", "--print", "-p"})) return true;
+  if (word.size() < 2 || word.size() > 5 || word[0] != '-' || word[1] == '-') return false;
+  return word.find_first_of("ceE") != std::string_view::npos;
 }
 
 // The words of `text` as the shell would split them, roughly: quotes removed, enough to name a
@@ -311,14 +339,25 @@ std::string CommandTemplate::runs_input_as_code() const {
       command += '0';
       continue;
     }
-    std::vector<std::string> words = rough_words(command);
-    // `env X=1 sh -c {}`, `nice sh -c {}`, `exec {}`: look past what only starts a program.
+    const std::vector<std::string> words = rough_words(command);
+    // `env X=1 sh -c {}`, `timeout 10 nice -n 5 sh -c {}`, `exec {}`: look past what only
+    // starts a program, with its options and their values (words that are options, numbers or
+    // assignments).
     std::size_t first = 0;
-    while (first < words.size() &&
-           (words[first] == "env" || words[first] == "exec" || words[first] == "nice" ||
-            words[first] == "nohup" || words[first] == "command" || words[first] == "time" ||
-            words[first].find('=') != std::string::npos)) {
-      ++first;
+    while (first < words.size()) {
+      const std::string& word = words[first];
+      if (word.find('=') != std::string::npos && word[0] != '-') {
+        ++first;
+      } else if (is_wrapper(base_name(word))) {
+        ++first;
+        while (
+            first < words.size() &&
+            (words[first][0] == '-' || std::isdigit(static_cast<unsigned char>(words[first][0])))) {
+          ++first;
+        }
+      } else {
+        break;
+      }
     }
     if (first == words.size()) {
       return "a replacement string is the command word: the input would name the program to run";
@@ -327,13 +366,28 @@ std::string CommandTemplate::runs_input_as_code() const {
     if (program == "eval" || program == "source" || program == ".") {
       return program + " runs the input as shell code";
     }
-    // The value right after -c (or -e, -ec...) is the script itself; `sh -c 'cmd "$1"' sh {}`
-    // passes it as data and stays allowed.
-    const std::string& before = words.back();
-    if (is_interpreter(program) && words.size() > first + 1 && before.size() >= 2 &&
-        before.size() <= 4 && before[0] == '-' && before[1] != '-' &&
-        (before.back() == 'c' || before.back() == 'e')) {
-      return program + " " + before + " {} runs the input as code";
+    if (program == "ssh" || program == "su") {
+      return program + " hands its arguments to a shell, which would run the input as code";
+    }
+    // Only options between the program (or its code option) and the value: the value is the
+    // script. `sh -c 'cmd "$1"' sh {}` passes it as data and stays allowed.
+    std::size_t operands_after_code = words.size();  // none seen: no code option yet
+    bool code_option = false;
+    for (std::size_t i = first + 1; i < words.size(); ++i) {
+      if (is_code_option(words[i])) {
+        code_option = true;
+        operands_after_code = 0;
+      } else if (words[i][0] != '-') {
+        ++operands_after_code;
+      }
+    }
+    if (is_interpreter(program) && code_option && operands_after_code == 0) {
+      return program + " " + words.back() + " {} runs the input as code";
+    }
+    if (takes_script_first(program) &&
+        std::all_of(words.begin() + static_cast<std::ptrdiff_t>(first) + 1, words.end(),
+                    [](const std::string& w) { return w[0] == '-'; })) {
+      return program + " {} runs the input as its script";
     }
     command += "x";  // the value: one word
   }

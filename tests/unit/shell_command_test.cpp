@@ -315,9 +315,27 @@ TEST_CASE("a command's process tree dies with the process that runs it") {
 }
 
 TEST_CASE("templates that run their input as code are refused unless allowed, with the reason") {
-  for (const char* bad :
-       {"run=sh -c {}", "run=bash -c {}", "run=eval {}", "run={}", "run={} --version",
-        "run=env A=1 bash -lc {}", "run=cd /tmp; {}", "run=python3 -c {}", "run=. {}"}) {
+  for (const char* bad : {"run=sh -c {}",
+                          "run=bash -c {}",
+                          "run=eval {}",
+                          "run={}",
+                          "run={} --version",
+                          "run=env A=1 bash -lc {}",
+                          "run=cd /tmp; {}",
+                          "run=python3 -c {}",
+                          "run=. {}",
+                          "run=timeout 10 sh -c {}",
+                          "run=env -i sh -c {}",
+                          "run=nice -n 5 sh -c {}",
+                          "run=sh -c -- {}",
+                          "run=sh -c -x {}",
+                          "run=perl -E {}",
+                          "run=node --eval {}",
+                          "run=node -p {}",
+                          "run=awk {}",
+                          "run=ssh host cat {}",
+                          "run=sed -n {} file",
+                          "run=xargs -0 sh -c {}"}) {
     CAPTURE(bad);
     CHECK_THROWS_WITH_AS(parse_command_option(bad), doctest::Contains("--allow-any-command"),
                          std::invalid_argument);
@@ -326,8 +344,10 @@ TEST_CASE("templates that run their input as code are refused unless allowed, wi
   CHECK_THROWS_WITH_AS(parse_command_option("run=sh -c {}"),
                        doctest::Contains("sh -c {} runs the input as code"), std::invalid_argument);
   // The input as data of a script, not the script: allowed.
-  for (const char* good : {"ok=sh -c 'wc -c \"$1\"' sh {}", "ok=gzip {}", "ok=echo eval {}",
-                           "ok=bash script.sh {}", "ok=convert {} {.}.png"}) {
+  for (const char* good :
+       {"ok=sh -c 'wc -c \"$1\"' sh {}", "ok=gzip {}", "ok=echo eval {}", "ok=bash script.sh {}",
+        "ok=convert {} {.}.png", "ok=timeout 10 gzip {}", "ok=awk '{print}' {}", "ok=sed -n 1p {}",
+        "ok=python3 -c 'import sys' {}"}) {
     CAPTURE(good);
     CHECK(parse_command_option(good).name == "ok");
   }
