@@ -27,8 +27,9 @@ struct Chunk {
   std::uint32_t count = 0;
   std::uint32_t remaining = 0;
   std::vector<bool> received;
-  zmq::message_t payload;  // shared, not copied, by each (re)submission
-  bool refused = false;    // over the broker's per-client limit: waits to be sent again
+  zmq::message_t payload;             // shared, not copied, by each (re)submission
+  bool refused = false;               // over the broker's per-client limit: waits to be sent again
+  std::uint64_t answers_at_send = 0;  // the job's answer count when this chunk was last sent
 };
 
 std::string seconds(std::chrono::milliseconds d) {
@@ -325,7 +326,8 @@ class ClientJob {
     }
   }
 
-  void submit(std::uint64_t first, const Chunk& chunk) {
+  void submit(std::uint64_t first, Chunk& chunk) {
+    chunk.answers_at_send = answers_;
     c_.send(wire::Submit{id_, function_, first, chunk.count,
                          static_cast<std::uint32_t>(c_.options.worker_wait.count())},
             &chunk.payload);
@@ -343,7 +345,7 @@ class ClientJob {
   }
 
   void resubmit_all() {
-    for (const auto& [first, chunk] : pending_) {
+    for (auto& [first, chunk] : pending_) {
       if (!chunk.refused) submit(first, chunk);
     }
   }
@@ -359,6 +361,12 @@ class ClientJob {
     for (const auto& [first, chunk] : pending_) {
       if (!chunk.refused && first != f.first) held += chunk.payload.size();
     }
+    if (held == 0 && chunk_answered_since(it->second)) {
+      // The broker still held chunks whose answers crossed this refusal on the wire: there
+      // is room now, so send it again at once (nothing else would wake a resend).
+      submit(it->first, it->second);
+      return;
+    }
     if (held == 0) {
       throw RefusedError(std::string(wire::to_wire(wire::Code::OverLimit)),
                          "the broker at " + c_.endpoint + " refused a chunk of " +
@@ -369,6 +377,8 @@ class ClientJob {
     ++refused_;
     byte_window_ = std::min(byte_window_, held);
   }
+
+  bool chunk_answered_since(const Chunk& chunk) const { return answers_ != chunk.answers_at_send; }
 
   void resend_refused() {
     for (auto& [first, chunk] : pending_) {
@@ -407,11 +417,13 @@ class ClientJob {
     if (const auto* d = std::get_if<wire::Deliver>(&message)) {
       if (d->job_id != id_ || frames.size() != 2) return true;  // a late answer for an old job
       seen_ = d->seq;
+      ++answers_;
       return deliver(*d, frames[1]);
     }
     if (const auto* f = std::get_if<wire::Failed>(&message)) {
       if (f->job_id != id_) return true;
       if (f->seq != 0) seen_ = f->seq;
+      if (!wire::is(f->code, wire::Code::OverLimit)) ++answers_;
       if (wire::is(f->code, wire::Code::UnknownFunction))
         throw UnknownFunctionError(function_, f->message);
       if (wire::is(f->code, wire::Code::OverLimit)) {
@@ -533,7 +545,8 @@ class ClientJob {
   std::uint64_t seen_ = 0;  // seq of the last DELIVER or FAILED received
   std::size_t inflight_bytes_ = 0;
   std::size_t byte_window_ = c_.options.max_inflight_bytes;  // lowered by over_limit
-  std::size_t refused_ = 0;                                  // chunks waiting to be sent again
+  std::uint64_t answers_ = 0;  // DELIVERs and FAILEDs (but over_limit) received for this job
+  std::size_t refused_ = 0;    // chunks waiting to be sent again
   bool input_done_ = false;
   bool finished_ = false;
   std::uint64_t delivered_ = 0;  // items handed to the sink
