@@ -24,23 +24,33 @@ bool is_regular(int fd) {
 
 }  // namespace
 
-LineInput::LineInput(const std::string& path, InputFormat format) : format_(format) {
+OpenedInput open_input(const std::string& path, bool want_regular_fd) {
+  OpenedInput opened;
   if (path.empty() || path == "-") {
-    in_ = &std::cin;
-    if (is_regular(STDIN_FILENO)) regular_fd_ = STDIN_FILENO;
-    return;
+    opened.in = &std::cin;
+    if (want_regular_fd && is_regular(STDIN_FILENO)) opened.regular_fd = STDIN_FILENO;
+    return opened;
   }
   auto file = std::make_unique<std::ifstream>(path, std::ios::binary);
   if (!*file) throw Error("cannot read " + path + ": " + std::strerror(errno));
-  // A second descriptor for counting: std::ifstream does not expose its own.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0 && is_regular(fd)) {
-    regular_fd_ = fd;
-  } else if (fd >= 0) {
-    ::close(fd);
+  if (want_regular_fd) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && is_regular(fd)) {
+      opened.regular_fd = fd;
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
   }
-  owned_ = std::move(file);
-  in_ = owned_.get();
+  opened.in = file.get();
+  opened.owned = std::move(file);
+  return opened;
+}
+
+LineInput::LineInput(const std::string& path, InputFormat format) : format_(format) {
+  OpenedInput opened = open_input(path);
+  owned_ = std::move(opened.owned);
+  in_ = opened.in;
+  regular_fd_ = opened.regular_fd;
 }
 
 LineInput::~LineInput() {

@@ -19,6 +19,17 @@ enum class InputFormat {
   Json,  // every line must be JSON (JSON Lines); one that is not fails as an item
 };
 
+// An input file (or standard input for "" and "-") opened for reading, with a second descriptor
+// when it is a regular file, so its lines can be counted for a progress total without
+// disturbing the reader (std::ifstream does not expose its own).
+struct OpenedInput {
+  std::unique_ptr<std::istream> owned;  // null for standard input
+  std::istream* in = nullptr;
+  int regular_fd = -1;  // the caller closes it when it is not STDIN_FILENO
+};
+// Throws seppo::Error naming the file when it cannot be read.
+OpenedInput open_input(const std::string& path, bool want_regular_fd = true);
+
 class LineInput {
  public:
   // `path` empty or "-": standard input.

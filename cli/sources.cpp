@@ -11,16 +11,9 @@
 
 #include <seppo/error.hpp>
 
+#include "cli/input.hpp"
+
 namespace seppo::cli {
-namespace {
-
-bool is_regular(int fd) {
-  struct stat st {};
-  return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-}  // namespace
-
 std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sources) {
   std::vector<char*> head;
   int i = 0;
@@ -52,22 +45,10 @@ std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sou
 JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
   if (options_.sources.empty()) options_.sources.push_back(Source{Source::Kind::File, {}, "-"});
   const auto open = [this](const std::string& path, bool keep_fd) -> std::istream* {
-    if (path == "-") {
-      if (keep_fd && is_regular(STDIN_FILENO)) regular_fd_ = STDIN_FILENO;
-      return &std::cin;
-    }
-    auto file = std::make_unique<std::ifstream>(path, std::ios::binary);
-    if (!*file) throw Error("cannot read " + path + ": " + std::strerror(errno));
-    if (keep_fd) {
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0 && is_regular(fd)) {
-        regular_fd_ = fd;
-      } else if (fd >= 0) {
-        ::close(fd);
-      }
-    }
-    owned_ = std::move(file);
-    return owned_.get();
+    OpenedInput opened = open_input(path, keep_fd);
+    if (opened.regular_fd >= 0) regular_fd_ = opened.regular_fd;
+    if (opened.owned) owned_ = std::move(opened.owned);
+    return opened.in;
   };
   if (options_.sources.size() == 1 && options_.sources[0].kind == Source::Kind::File) {
     stream_ = open(options_.sources[0].path, options_.separator == '\n');
