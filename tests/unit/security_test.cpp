@@ -15,6 +15,7 @@
 #include "broker/auth.hpp"
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
+#include "common/log.hpp"
 #include "common/monitor.hpp"
 
 using namespace seppo;
@@ -63,11 +64,11 @@ TEST_CASE("only loopback, ipc and inproc endpoints count as local") {
                             "ipc://@abstract", "inproc://x", "tcp://10.0.0.1;127.0.0.1:5555"}) {
     CHECK_MESSAGE(is_local_endpoint(local), local);
   }
-  for (const char* remote : {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.1:5555",
-                             "tcp://head.example.org:5555", "tcp://127.example.org:5555",
-                             "tcp://127.0.0.1.nip.io:5555", "tcp://eth0:5555", "tcp://[::]:5555",
-                             "tcp://127.0.0.1;10.0.0.1:5555", "tcp://127.0.0.1", "udp://127.0.0.1:5",
-                             "pgm://127.0.0.1;239.192.1.1:5555", "ws://127.0.0.1:5555"}) {
+  for (const char* remote :
+       {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.1:5555", "tcp://head.example.org:5555",
+        "tcp://127.example.org:5555", "tcp://127.0.0.1.nip.io:5555", "tcp://eth0:5555",
+        "tcp://[::]:5555", "tcp://127.0.0.1;10.0.0.1:5555", "tcp://127.0.0.1", "udp://127.0.0.1:5",
+        "pgm://127.0.0.1;239.192.1.1:5555", "ws://127.0.0.1:5555"}) {
     CHECK_MESSAGE(!is_local_endpoint(remote), remote);
   }
 }
@@ -115,14 +116,15 @@ TEST_CASE("keygen writes a secret file only its owner may read, and a public one
   }
 }
 
-TEST_CASE("an authorized list has keys with labels, comments and blank lines; errors name the line") {
+TEST_CASE(
+    "an authorized list has keys with labels, comments and blank lines; errors name the line") {
   TempDir dir;
   const curve::KeyPair a = curve::generate(), b = curve::generate();
   // '#' is a Z85 digit, but too large to start a 5-character group: no key starts with it.
   CHECK(!curve::is_key("#" + a.public_key.substr(1)));
   write(dir / "list", "# workers of the physics group\n\n" + a.public_key + " node1\n  " +
-                          b.public_key + "\t node2 (spare)  \n" +
-                          "#" + b.public_key + " disabled\n");
+                          b.public_key + "\t node2 (spare)  \n" + "#" + b.public_key +
+                          " disabled\n");
   const auto keys = curve::read_authorized(dir / "list");
   REQUIRE(keys.size() == 2);
   CHECK(keys[0].key == a.public_key);
@@ -134,8 +136,9 @@ TEST_CASE("an authorized list has keys with labels, comments and blank lines; er
   write(dir / "bad", a.public_key + "\nssh-ed25519 AAAA alice@host\n");
   CHECK(error_of([&] { curve::read_authorized(dir / "bad"); }) ==
         dir / "bad" + ":2: expected a 40-character Z85 key or a # comment");
-  CHECK(error_of([&] { curve::read_authorized(dir / "missing"); })
-            .rfind("cannot read key file " + dir / "missing", 0) == 0);
+  CHECK(error_of([&] {
+          curve::read_authorized(dir / "missing");
+        }).rfind("cannot read key file " + dir / "missing", 0) == 0);
 }
 
 TEST_CASE("an authorized folder is the *.key files in it, labelled by name") {
@@ -207,12 +210,12 @@ struct ZapRig {
     write(dir / "workers", worker.public_key + " w\n");
     write(dir / "clients", client.public_key + " c\n");
     const broker::AuthConfig config{dir / "workers", dir / "clients"};
-    auth = std::make_unique<broker::Authenticator>(
-        context, config, broker::KeyLists::load(config),
-        [this](broker::LogLevel, const std::string& text) {
-          std::lock_guard<std::mutex> lock(log_mutex);
-          logged.push_back(text);
-        });
+    auth =
+        std::make_unique<broker::Authenticator>(context, config, broker::KeyLists::load(config),
+                                                [this](broker::LogLevel, const std::string& text) {
+                                                  std::lock_guard<std::mutex> lock(log_mutex);
+                                                  logged.push_back(text);
+                                                });
     router.set(zmq::sockopt::curve_server, 1);
     router.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(server.secret_key)));
     router.set(zmq::sockopt::zap_domain, curve::kZapDomain);
@@ -276,7 +279,8 @@ TEST_CASE("the ZAP handler admits listed keys with their role and refuses others
                               curve::fingerprint(stranger.public_key) + " is not authorised"));
 }
 
-TEST_CASE("reloading the lists refuses a removed key's new connections; a bad list changes nothing") {
+TEST_CASE(
+    "reloading the lists refuses a removed key's new connections; a bad list changes nothing") {
   ZapRig rig;
   CHECK(rig.knock(rig.client) == "client:" + rig.client.public_key);
   write(rig.dir / "clients", "# nobody\n");
@@ -288,7 +292,135 @@ TEST_CASE("reloading the lists refuses a removed key's new connections; a bad li
   write(rig.dir / "clients", rig.client.public_key + "\nnot a key\n");
   reload = rig.auth->reload();
   CHECK(!reload.ok);
-  CHECK(reload.message == rig.dir / "clients" + ":2: expected a 40-character Z85 key or a # comment");
+  CHECK(reload.message ==
+        rig.dir / "clients" + ":2: expected a 40-character Z85 key or a # comment");
   CHECK(rig.auth->lists()->summary() == "1 worker key, 0 client keys");
   CHECK(rig.knock(rig.client) == "refused");
+}
+
+TEST_CASE("log lines escape what a peer could use to forge a line or its priority") {
+  // A function name sent as "\n<3>forged": one line, no newline, the prefix harmless mid-line.
+  CHECK(log::escape("job for f\n<3>forged") == "job for f\\n<3>forged");
+  CHECK(log::escape("a\r\tb") == "a\\r\\tb");
+  CHECK(log::escape(std::string("nul\0x", 5)) == "nul\\x00x");
+  CHECK(log::escape("esc\x1b[31mred\x7f") == "esc\\x1b[31mred\\x7f");
+  CHECK(log::escape("back\\slash") == "back\\\\slash");
+  // C1 controls (NEL) and the Unicode line separators end lines for some readers.
+  CHECK(log::escape("a\xc2\x85"
+                    "b") == "a\\u{0085}b");
+  CHECK(log::escape("a\xe2\x80\xa8"
+                    "b\xe2\x80\xa9") == "a\\u{2028}b\\u{2029}");
+  // Bytes that are not UTF-8 (journald would store the line as a blob), overlong forms included.
+  CHECK(log::escape("bad\xff\xc0\x8a") == "bad\\xff\\xc0\\x8a");
+  CHECK(log::escape("cut\xe2\x82") == "cut\\xe2\\x82");
+  // Valid text passes as it is.
+  CHECK(log::escape("Jyväskylä 東京 🙂 <6> ok") == "Jyväskylä 東京 🙂 <6> ok");
+  CHECK(log::escape("") == "");
+}
+
+TEST_CASE("key files and authorised lists that others could change are refused, naming the fix") {
+  TempDir dir;
+  const curve::KeyPair a = curve::generate();
+  write(dir / "list", a.public_key + " alice\n");
+  fs::permissions(dir / "list", fs::perms(0664));
+  CHECK(error_of([&] { curve::read_authorized(dir / "list"); }) ==
+        "authorised key list " + dir / "list" + " has mode 0664: others could change it; run " +
+            "chmod go-w " + dir / "list");
+  fs::permissions(dir / "list", fs::perms(0644));
+  CHECK(curve::read_authorized(dir / "list").size() == 1);
+
+  // A folder of keys: the folder, and each file in it.
+  fs::create_directory(dir / "workers");
+  curve::write_key_files(dir / "workers/node1", a, false);
+  fs::permissions(dir / "workers/node1.key", fs::perms(0646));
+  CHECK(error_of([&] {
+          curve::read_authorized(dir / "workers");
+        }).find("authorised key file " + dir / "workers/node1.key" + " has mode 0646") == 0);
+  fs::permissions(dir / "workers/node1.key", fs::perms(0644));
+  fs::permissions(dir / "workers", fs::perms(0777));
+  CHECK(error_of([&] {
+          curve::read_authorized(dir / "workers");
+        }).find("has mode 0777: others could change it; run chmod go-w " + dir / "workers") !=
+        std::string::npos);
+  fs::permissions(dir / "workers", fs::perms(0755));
+  CHECK(curve::read_authorized(dir / "workers").size() == 1);
+
+  // The broker's public key, as a client reads it: whoever swaps it sits in the middle. The
+  // folder counts too: others could replace the file in it.
+  curve::write_key_files(dir / "broker", a, false);
+  fs::permissions(dir.path, fs::perms(0777));
+  CHECK(error_of([&] { curve::read_public_key_file(dir / "broker.key"); }) ==
+        "the folder " + dir.path.string() + " of public key file " + dir / "broker.key" +
+            " has mode 0777: others could replace the file; run chmod go-w " + dir.path.string());
+  fs::permissions(dir.path, fs::perms(01777));  // sticky, as /tmp: others cannot replace it
+  CHECK(curve::read_public_key_file(dir / "broker.key") == a.public_key);
+  fs::permissions(dir.path, fs::perms(0700));
+
+  if (::geteuid() != 0) {
+    MESSAGE("skipping the owner checks: they need root to give a file to another user");
+    return;
+  }
+  // Owned by another user (daemon, uid 1): that user could change it.
+  REQUIRE(::chown((dir / "broker.key_secret").c_str(), 1, 1) == 0);
+  CHECK(error_of([&] { curve::read_secret_key_file(dir / "broker.key_secret"); }) ==
+        "secret key file " + dir / "broker.key_secret" + " belongs to uid 1, so that user could " +
+            "change it; only you or root may own it: run chown 0 " + dir / "broker.key_secret");
+}
+
+TEST_CASE("an ipc peer's uid is read from its ZAP address; a TCP peer has none") {
+  CHECK(broker::peer_uid("localhost:1000:100:4242") == 1000u);
+  CHECK(broker::peer_uid("localhost:0:0:1") == 0u);
+  CHECK_FALSE(broker::peer_uid("127.0.0.1"));
+  CHECK_FALSE(broker::peer_uid("::1"));
+  CHECK_FALSE(broker::peer_uid("2001:db8::1000:1000:5"));  // an IPv6 address is no uid
+  CHECK_FALSE(broker::peer_uid("localhost:1000:100"));
+  CHECK_FALSE(broker::peer_uid("localhost:1000:100:5:6"));
+  CHECK_FALSE(broker::peer_uid("localhost:x:100:5"));
+  CHECK_FALSE(broker::peer_uid("localhost:99999999999:0:5"));
+  CHECK(broker::in_group(0, 0, 0));
+  CHECK_FALSE(broker::in_group(65534, 65534, 0));
+}
+
+TEST_CASE("a routing id belongs to the user that first used it, until it is forgotten") {
+  using namespace std::chrono_literals;
+  const auto t0 = std::chrono::steady_clock::now();
+  broker::RoutingBindings ids(10s);
+  CHECK(ids.may_send("W1"));  // never heard: nobody's yet
+  CHECK(ids.on_message("W1", "worker:AAAA", 7, t0));
+  CHECK(ids.owner("W1") == "worker:AAAA");
+  CHECK(ids.may_send("W1"));
+
+  SUBCASE(
+      "another user presenting the id is refused, and the id gets nothing until its owner "
+      "speaks again") {
+    CHECK_FALSE(ids.on_message("W1", "client:BBBB", 9, t0 + 1s));
+    CHECK_FALSE(ids.may_send("W1"));
+    CHECK(ids.owner("W1") == "worker:AAAA");
+    CHECK(ids.on_message("W1", "worker:AAAA", 11, t0 + 2s));
+    CHECK(ids.may_send("W1"));
+  }
+  SUBCASE("once the owner's connection closes, nothing goes to the id until the owner is back") {
+    ids.on_closed(7);
+    CHECK_FALSE(ids.may_send("W1"));
+    ids.on_closed(7);  // twice, or a descriptor never seen: nothing happens
+    ids.on_closed(99);
+    CHECK(ids.on_message("W1", "worker:AAAA", 12, t0 + 1s));
+    CHECK(ids.may_send("W1"));
+    // The old descriptor, reused by another peer's connection, does not speak for W1.
+    CHECK(ids.on_message("C2", "client:BBBB", 7, t0 + 1s));
+    ids.on_closed(7);
+    CHECK(ids.may_send("W1"));
+    CHECK_FALSE(ids.may_send("C2"));
+  }
+  SUBCASE("an id not heard from for the whole period is forgotten: memory follows the peers") {
+    CHECK(ids.on_message("C2", "client:BBBB", 8, t0 + 5s));
+    ids.expire(t0 + 11s);
+    CHECK(ids.size() == 1);
+    CHECK(ids.owner("W1").empty());
+    CHECK(ids.owner("C2") == "client:BBBB");
+    // Free again: the next user to present it owns it.
+    CHECK(ids.on_message("W1", "client:BBBB", 9, t0 + 12s));
+    ids.expire(t0 + 30s);
+    CHECK(ids.size() == 0);
+  }
 }
