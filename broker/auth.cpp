@@ -1,5 +1,10 @@
 #include "broker/auth.hpp"
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/types.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -22,16 +27,16 @@ std::string describe(const std::string& fingerprint, const std::string& label) {
 
 std::shared_ptr<const KeyLists> KeyLists::load(const AuthConfig& config) {
   auto lists = std::make_shared<KeyLists>();
-  for (const auto& [path, role] : {std::pair{config.workers, Role::Worker},
-                                   std::pair{config.clients, Role::Client}}) {
+  for (const auto& [path, role] :
+       {std::pair{config.workers, Role::Worker}, std::pair{config.clients, Role::Client}}) {
     if (path.empty()) continue;
     for (curve::AuthorizedKey& k : curve::read_authorized(path)) {
       auto [entry, added] = lists->keys_.try_emplace(k.key, Entry{role, k.label});
       if (!added && entry->second.role != role && entry->second.role != Role::Any) {
         entry->second.role = Role::Any;
         lists->warnings_.push_back("key " + describe(curve::fingerprint(k.key), k.label) +
-                                   " is authorised both as a worker and as a client (" +
-                                   k.origin + "): it may do both");
+                                   " is authorised both as a worker and as a client (" + k.origin +
+                                   "): it may do both");
       }
     }
   }
@@ -82,12 +87,128 @@ std::optional<Role> still_permitted(Role admitted, std::optional<Role> current) 
   return std::nullopt;
 }
 
+std::optional<unsigned> peer_uid(std::string_view address) {
+  // libzmq 4.3 on Linux gives an ipc peer as "localhost:UID:GID:PID", a TCP peer as its
+  // numeric address: "localhost" keeps an IPv6 address ending in three decimal groups out.
+  constexpr std::string_view kHead = "localhost:";
+  if (address.substr(0, kHead.size()) != kHead) return std::nullopt;
+  std::string_view rest = address.substr(kHead.size());
+  unsigned long fields[3] = {0, 0, 0};
+  for (unsigned long& field : fields) {
+    const auto colon = rest.find(':');
+    const std::string_view digits = rest.substr(0, colon);
+    if (digits.empty() || digits.size() > 10 ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      return std::nullopt;
+    }
+    field = std::stoul(std::string(digits));
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    if (&field != &fields[2] && colon == std::string_view::npos) return std::nullopt;
+  }
+  if (!rest.empty() || fields[0] > 0xffffffffu) return std::nullopt;
+  return static_cast<unsigned>(fields[0]);
+}
+
+bool in_group(unsigned uid, unsigned gid, unsigned group) {
+  if (gid == group) return true;
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr) {
+    return false;
+  }
+  std::vector<gid_t> groups(64);
+  int count = static_cast<int>(groups.size());
+  if (::getgrouplist(entry.pw_name, gid, groups.data(), &count) < 0) {
+    groups.resize(static_cast<std::size_t>(count));
+    if (::getgrouplist(entry.pw_name, gid, groups.data(), &count) < 0) return false;
+  }
+  groups.resize(static_cast<std::size_t>(count));
+  return std::find(groups.begin(), groups.end(), static_cast<gid_t>(group)) != groups.end();
+}
+
+bool RoutingBindings::on_message(std::string_view peer, std::string_view user, int fd,
+                                 std::chrono::steady_clock::time_point now) {
+  auto [it, added] = by_peer_.try_emplace(std::string(peer));
+  Binding& b = it->second;
+  if (added) b.user = std::string(user);
+  if (b.user != user) {
+    b.refused = true;
+    return false;
+  }
+  if (b.fd != fd) {
+    if (b.fd >= 0) {
+      if (auto old = by_fd_.find(b.fd); old != by_fd_.end() && old->second == peer)
+        by_fd_.erase(old);
+    }
+    // A descriptor serves one connection, hence one id: a stale entry is an id whose close
+    // came after the next connection reused the number (not seen, but harmless to drop).
+    if (fd >= 0) {
+      auto [entry, fresh] = by_fd_.try_emplace(fd, std::string(peer));
+      if (!fresh && entry->second != peer) {
+        if (auto other = by_peer_.find(entry->second); other != by_peer_.end())
+          other->second.fd = -1;
+        entry->second = std::string(peer);
+      }
+    }
+    b.fd = fd;
+  }
+  b.refused = false;
+  b.heard = now;
+  return true;
+}
+
+void RoutingBindings::on_closed(int fd) {
+  auto it = by_fd_.find(fd);
+  if (it == by_fd_.end()) return;
+  if (auto b = by_peer_.find(it->second); b != by_peer_.end()) b->second.fd = -1;
+  by_fd_.erase(it);
+}
+
+bool RoutingBindings::may_send(std::string_view peer) const {
+  auto it = by_peer_.find(std::string(peer));
+  // An id never heard under authentication (the broker's own sends before any message) is
+  // not anyone's yet.
+  if (it == by_peer_.end()) return true;
+  return it->second.fd >= 0 && !it->second.refused;
+}
+
+std::string RoutingBindings::owner(std::string_view peer) const {
+  auto it = by_peer_.find(std::string(peer));
+  return it == by_peer_.end() ? std::string() : it->second.user;
+}
+
+void RoutingBindings::expire(std::chrono::steady_clock::time_point now) {
+  for (auto it = by_peer_.begin(); it != by_peer_.end();) {
+    if (now - it->second.heard > forget_after_) {
+      if (auto f = by_fd_.find(it->second.fd); f != by_fd_.end() && f->second == it->first) {
+        by_fd_.erase(f);
+      }
+      it = by_peer_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 Authenticator::Authenticator(zmq::context_t& context, AuthConfig config,
                              std::shared_ptr<const KeyLists> lists, LogSink log)
     : config_(std::move(config)),
       log_(std::move(log)),
       lists_(std::move(lists)),
       pipe_(context, zmq::socket_type::pair) {
+  start(context);
+}
+
+Authenticator::Authenticator(zmq::context_t& context, LocalPolicy policy, LogSink log)
+    : policy_(std::move(policy)),
+      log_(std::move(log)),
+      lists_(std::make_shared<KeyLists>()),
+      pipe_(context, zmq::socket_type::pair) {
+  start(context);
+}
+
+void Authenticator::start(zmq::context_t& context) {
   static std::atomic<unsigned> instances{0};
   const std::string pipe_endpoint = "inproc://seppo-zap-pipe-" + std::to_string(++instances);
   pipe_.bind(pipe_endpoint);
@@ -104,7 +225,7 @@ Authenticator::Authenticator(zmq::context_t& context, AuthConfig config,
     } catch (const std::exception& e) {
       // Without a handler libzmq would admit every key: never carry on without one.
       this->log(LogLevel::Error, std::string("authentication handler failed: ") + e.what() +
-                               "; stopping the broker");
+                                     "; stopping the broker");
       std::_Exit(1);
     }
   });
@@ -162,6 +283,60 @@ std::shared_ptr<const KeyLists> Authenticator::lists() const {
   return lists_;
 }
 
+bool Authenticator::should_log_refusal(const std::string& who, unsigned& since) {
+  const auto now = std::chrono::steady_clock::now();
+  if (refused_.size() > kMaxRefusalsRemembered) refused_.clear();
+  auto [entry, first] = refused_.try_emplace(who, now, 0u);
+  if (first || now - entry->second.first >= kRefusalLogInterval) {
+    since = entry->second.second;
+    entry->second = {now, 0u};
+    return true;
+  }
+  ++entry->second.second;
+  return false;
+}
+
+void Authenticator::judge_local(const std::string& address, std::string& status, std::string& text,
+                                std::string& user) {
+  const std::optional<unsigned> uid = peer_uid(address);
+  if (!uid) {  // tcp://: no credentials to judge by
+    status = "200";
+    text = "OK";
+    return;
+  }
+  unsigned gid = 0;
+  {
+    const auto tail = address.rfind(':');
+    const auto mid = address.rfind(':', tail - 1);
+    gid = static_cast<unsigned>(std::stoul(address.substr(mid + 1, tail - mid - 1)));
+  }
+  if (*uid == policy_->uid || (policy_->group && in_group(*uid, gid, *policy_->group))) {
+    status = "200";
+    text = "OK";
+    user = "uid:" + std::to_string(*uid);
+    return;
+  }
+  text = "user not admitted";
+  std::string name = "uid " + std::to_string(*uid);
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(*uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+    name += " (" + std::string(entry.pw_name) + ")";
+  }
+  unsigned since = 0;
+  if (should_log_refusal("uid:" + std::to_string(*uid), since)) {
+    const std::string pid = address.substr(address.rfind(':') + 1);
+    log(LogLevel::Warning,
+        "refused a connection from " + name + ", process " + pid + ": without keys only uid " +
+            std::to_string(policy_->uid) +
+            (policy_->group ? " and group " + policy_->group_name : std::string()) +
+            " may connect (give users keys, or --allow-group)" +
+            (since ? " (and " + std::to_string(since) + " more attempts in the last minute)"
+                   : std::string()));
+  }
+}
+
 void Authenticator::log(LogLevel level, const std::string& text) const {
   if (log_) log_(level, text);
 }
@@ -183,8 +358,13 @@ void Authenticator::answer(zmq::socket_t& zap) {
     text = "malformed ZAP request";
   } else if (frame(2) != curve::kZapDomain) {
     text = "unknown ZAP domain";
-  } else if (frame(5) != "CURVE" || request.size() != 7 ||
-             request[6].size() != curve::kKeyBytes) {
+  } else if (policy_) {
+    if (frame(5) == "NULL") {
+      judge_local(address, status, text, user);
+    } else {
+      text = "this broker has no keys";
+    }
+  } else if (frame(5) != "CURVE" || request.size() != 7 || request[6].size() != curve::kKeyBytes) {
     text = "CurveZMQ required";
   } else {
     const std::string key = curve::encode(request[6].to_string_view());
@@ -195,23 +375,16 @@ void Authenticator::answer(zmq::socket_t& zap) {
       status = "200";
       text = "OK";
       user = user_id(*role, key);
-      log(LogLevel::Info, std::string("admitted ") + role_name(*role) + " key " + who + " from " +
-                              address);
+      log(LogLevel::Info,
+          std::string("admitted ") + role_name(*role) + " key " + who + " from " + address);
     } else {
       text = "key not authorised";
-      const auto now = std::chrono::steady_clock::now();
-      if (refused_.size() > kMaxRefusalsRemembered) refused_.clear();
-      auto [entry, first] = refused_.try_emplace(key, now, 0u);
-      if (first || now - entry->second.first >= kRefusalLogInterval) {
-        const unsigned since = entry->second.second;
+      unsigned since = 0;
+      if (should_log_refusal(key, since)) {
         log(LogLevel::Warning,
-            "refused a connection from " + address + ": key " + who +
-                " is not authorised" +
+            "refused a connection from " + address + ": key " + who + " is not authorised" +
                 (since ? " (and " + std::to_string(since) + " more attempts in the last minute)"
                        : std::string()));
-        entry->second = {now, 0u};
-      } else {
-        ++entry->second.second;
       }
     }
   }

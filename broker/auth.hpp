@@ -33,6 +33,22 @@ struct AuthConfig {
   std::string clients;  // --authorized-clients
 };
 
+// Who may connect without keys (docs/protocol.md §14.5). On ipc:// the kernel tells the
+// handler the peer's uid (SO_PEERCRED, which libzmq appends to the ZAP address as
+// ":UID:GID:PID"): this user and the members of `group` are admitted, as User-Id "uid:UID";
+// anyone else is refused and logged. A tcp:// peer carries no uid: it is admitted, as the
+// broker warned when it bound a TCP endpoint without keys.
+struct LocalPolicy {
+  unsigned uid = 0;               // the broker's own user
+  std::optional<unsigned> group;  // --allow-group
+  std::string group_name;         // for messages
+};
+
+// The uid in a ZAP address of an ipc:// peer ("...:UID:GID:PID"); nothing for other peers.
+std::optional<unsigned> peer_uid(std::string_view zap_address);
+// Whether user `uid` (primary group `gid`) belongs to `group`, as the user database says.
+bool in_group(unsigned uid, unsigned gid, unsigned group);
+
 // The keys admitted, with their roles. Immutable once loaded, shared by the handler's thread
 // and the socket loop.
 class KeyLists {
@@ -73,6 +89,47 @@ std::optional<Admitted> parse_user_id(std::string_view user_id);
 // the rights it had and the lists still grant; nothing when they share none.
 std::optional<Role> still_permitted(Role admitted, std::optional<Role> current);
 
+// Routing ids bound to the user that first used them (docs/protocol.md §14.6): ZeroMQ routes by
+// an id the peer chooses, so without this any admitted peer could present another's id and
+// be sent its results or tasks. Sans-I/O: the socket loop feeds it what it sees.
+//
+// The socket loop turns ROUTER_HANDOVER off when users are told apart, so a second connection
+// presenting a live peer's id is ignored by ZeroMQ; this covers what that leaves: an id taken
+// once its owner's connection closed, before the owner comes back or is forgotten.
+class RoutingBindings {
+ public:
+  explicit RoutingBindings(std::chrono::milliseconds forget_after) : forget_after_(forget_after) {}
+
+  // A message from routing id `peer`, whose connection was admitted as `user` (the ZAP
+  // User-Id) and arrived on descriptor `fd` (ZMQ_SRCFD). Accepted when the id is free or
+  // `user`'s; refused when another user holds it: then nothing goes to the id until its
+  // owner speaks again, since the connection behind it is not the owner's.
+  bool on_message(std::string_view peer, std::string_view user, int fd,
+                  std::chrono::steady_clock::time_point now);
+  // The connection on `fd` closed: what goes to its id now could reach whoever takes the id
+  // next, so nothing does until its owner speaks again.
+  void on_closed(int fd);
+  // Whether messages for `peer` may go out.
+  bool may_send(std::string_view peer) const;
+  // The user `peer` is bound to, or empty.
+  std::string owner(std::string_view peer) const;
+  // Forgets ids not heard from for `forget_after` (longer than the broker keeps any peer it
+  // has not heard from), so memory follows the peers alive.
+  void expire(std::chrono::steady_clock::time_point now);
+  std::size_t size() const { return by_peer_.size(); }
+
+ private:
+  struct Binding {
+    std::string user;
+    int fd = -1;           // the owner's connection, -1 when it closed
+    bool refused = false;  // another user's connection holds the id now
+    std::chrono::steady_clock::time_point heard;
+  };
+  std::chrono::milliseconds forget_after_;
+  std::unordered_map<std::string, Binding> by_peer_;
+  std::unordered_map<int, std::string> by_fd_;
+};
+
 class Authenticator {
  public:
   using LogSink = Core::LogSink;
@@ -80,6 +137,8 @@ class Authenticator {
   // Starts the handler with `lists` (from KeyLists::load(config)) and returns once it answers.
   Authenticator(zmq::context_t& context, AuthConfig config, std::shared_ptr<const KeyLists> lists,
                 LogSink log);
+  // Starts the handler for a broker without keys: peers are judged by `policy`.
+  Authenticator(zmq::context_t& context, LocalPolicy policy, LogSink log);
   ~Authenticator();  // stops the handler and waits for its thread
   Authenticator(const Authenticator&) = delete;
   Authenticator& operator=(const Authenticator&) = delete;
@@ -94,11 +153,18 @@ class Authenticator {
   std::shared_ptr<const KeyLists> lists() const;
 
  private:
+  void start(zmq::context_t& context);
   void run(zmq::socket_t& pipe, zmq::socket_t& zap);
   void answer(zmq::socket_t& zap);
+  // The status, text and User-Id for a peer without keys (policy_ set).
+  void judge_local(const std::string& address, std::string& status, std::string& text,
+                   std::string& user);
   void log(LogLevel level, const std::string& text) const;
+  // Once a minute per refused key or uid: a refused peer's ZeroMQ retries ten times a second.
+  bool should_log_refusal(const std::string& who, unsigned& since);
 
   const AuthConfig config_;
+  const std::optional<LocalPolicy> policy_;
   LogSink log_;
   mutable std::mutex mutex_;
   std::shared_ptr<const KeyLists> lists_;  // guarded by mutex_

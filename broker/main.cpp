@@ -1,10 +1,14 @@
 // seppo-broker: the name service and task queue that clients and workers connect to.
+#include <grp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -21,10 +25,14 @@ namespace {
 
 seppo::log::Level convert(seppo::broker::LogLevel level) {
   switch (level) {
-    case seppo::broker::LogLevel::Debug: return seppo::log::Level::Debug;
-    case seppo::broker::LogLevel::Info: return seppo::log::Level::Info;
-    case seppo::broker::LogLevel::Warning: return seppo::log::Level::Warning;
-    case seppo::broker::LogLevel::Error: return seppo::log::Level::Error;
+    case seppo::broker::LogLevel::Debug:
+      return seppo::log::Level::Debug;
+    case seppo::broker::LogLevel::Info:
+      return seppo::log::Level::Info;
+    case seppo::broker::LogLevel::Warning:
+      return seppo::log::Level::Warning;
+    case seppo::broker::LogLevel::Error:
+      return seppo::log::Level::Error;
   }
   return seppo::log::Level::Info;
 }
@@ -54,24 +62,28 @@ bool write_endpoint_file(const std::string& path, const std::vector<std::string>
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-broker");
-  CLI::App app{"seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
-               "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
-               "workers and routes results back."};
+  CLI::App app{
+      "seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
+      "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
+      "workers and routes results back."};
   app.footer(
       "Examples:\n"
-      "  seppo-broker                               # listen on tcp://127.0.0.1:5555\n"
+      "  seppo-broker                               # listen on ipc:///tmp/seppo-$UID/broker\n"
       "  seppo-broker --bind ipc:///run/seppo/broker\n"
       "  seppo-broker --bind tcp://*:0 --insecure --endpoint-file $SLURM_SUBMIT_DIR/broker\n"
       "  SEPPO_BROKER=tcp://127.0.0.1:6000 seppo-broker --heartbeat-ms 500\n"
       "  seppo-broker --bind tcp://*:5555 --curve-secret-key /etc/seppo/broker.key_secret \\\n"
       "      --authorized-workers /etc/seppo/workers --authorized-clients /etc/seppo/clients\n\n"
       "Without --curve-secret-key the broker listens only on loopback or ipc:// endpoints,\n"
-      "unless --insecure. SIGHUP reloads the authorised key lists.\n"
+      "unless --insecure; by default on ipc:///tmp/seppo-$UID/broker, in a folder of this\n"
+      "user's alone, admitting no other user (but --allow-group). SIGHUP reloads the\n"
+      "authorised key lists.\n"
       "Exit status: 0 after SIGINT/SIGTERM; 1 if an endpoint cannot be bound or a key file\n"
       "cannot be read; 2 on bad usage, including a network endpoint without keys.\n"
       "Environment: SEPPO_BROKER_BIND is the default for --bind, else SEPPO_BROKER (the\n"
       "endpoint workers and clients connect to, when the broker can bind it as it is);\n"
-      "SEPPO_CURVE_SECRET_KEY for --curve-secret-key.");
+      "SEPPO_CURVE_SECRET_KEY for --curve-secret-key; SEPPO_RUNTIME_DIR for the folder of the\n"
+      "default endpoint (/tmp/seppo-$UID).");
   app.set_version_flag("--version", std::string("seppo-broker ") + SEPPO_VERSION);
 
   std::vector<std::string> endpoints;
@@ -79,9 +91,10 @@ int main(int argc, char** argv) {
   broker::Config config;
   broker::ServerOptions server;
   std::int64_t heartbeat_ms = config.heartbeat.count();
-  app.add_option("-b,--bind", endpoints,
-                 "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
-                     std::string(kDefaultEndpoint) + ")");
+  app.add_option(
+      "-b,--bind", endpoints,
+      "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
+          std::string(kDefaultEndpointHelp) + ")");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval announced to peers")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
@@ -112,6 +125,11 @@ int main(int argc, char** argv) {
                  "folder of NAME.key files");
   app.add_option("--authorized-clients", authorized.clients,
                  "public keys that may submit jobs and read status: a file or a folder");
+  std::string allow_group;
+  app.add_option("--allow-group", allow_group,
+                 "without keys, also admit the members of GROUP over ipc:// (by their uid, "
+                 "which the kernel vouches for); the socket and its folder become the group's")
+      ->type_name("GROUP");
   app.add_flag("--insecure", insecure,
                "allow network endpoints without CurveZMQ: anyone who can reach them can run "
                "code on every worker");
@@ -136,7 +154,7 @@ int main(int argc, char** argv) {
     // (tcp://head:5555), is a fallback for the common case where one value serves both.
     const char* bind = std::getenv("SEPPO_BROKER_BIND");
     endpoints.push_back(bind != nullptr && *bind != '\0' ? std::string(bind)
-                                                          : default_broker_endpoint());
+                                                         : default_broker_endpoint());
   }
   server.endpoints = endpoints;
 
@@ -148,9 +166,32 @@ int main(int argc, char** argv) {
     if (!authorized.workers.empty() || !authorized.clients.empty()) {
       return fail(2, "--authorized-workers and --authorized-clients need --curve-secret-key");
     }
-    // Secure by default: without keys, only this machine may talk to the broker.
+    // Secure by default: without keys, only this user (and --allow-group) may talk to the
+    // broker over ipc://; TCP is open to every user of this machine, and said so.
+    broker::LocalPolicy local;
+    local.uid = ::geteuid();
+    if (!allow_group.empty()) {
+      const group* g = ::getgrnam(allow_group.c_str());
+      if (g == nullptr) return fail(2, "--allow-group: no group named " + allow_group);
+      local.group = g->gr_gid;
+      local.group_name = allow_group;
+    }
+    server.local = local;
     for (const std::string& endpoint : endpoints) {
-      if (is_local_endpoint(endpoint)) continue;
+      try {
+        check_private_endpoint(endpoint, true);
+      } catch (const std::exception& e) {
+        return fail(1, e.what());
+      }
+      if (is_local_endpoint(endpoint)) {
+        if (endpoint.rfind("tcp://", 0) == 0) {
+          log::warning("listening on " + endpoint +
+                       " without keys: every user of this machine can connect to it, submit "
+                       "work and serve as a worker; the default endpoint (" +
+                       private_endpoint() + ") admits only this user");
+        }
+        continue;
+      }
       if (!insecure) {
         return fail(2, "refusing to listen on " + endpoint +
                            " without CurveZMQ keys: anyone who can reach it could run code on "
@@ -162,10 +203,16 @@ int main(int argc, char** argv) {
                    "it can submit work to every worker and read every job");
     }
   } else {
+    if (!allow_group.empty()) {
+      return fail(2,
+                  "--allow-group is for a broker without keys; with keys, list the group's "
+                  "users' public keys in --authorized-clients");
+    }
     if (authorized.workers.empty() || authorized.clients.empty()) {
-      return fail(2, "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
-                     "and --authorized-clients (a file of public keys or a folder of NAME.key "
-                     "files each)");
+      return fail(2,
+                  "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
+                  "and --authorized-clients (a file of public keys or a folder of NAME.key "
+                  "files each)");
     }
     if (!curve::available()) return fail(1, "this libzmq was built without CurveZMQ support");
     try {
@@ -192,6 +239,33 @@ int main(int argc, char** argv) {
       if (!error.empty()) return;
       wrote_endpoint_file = write_endpoint_file(endpoint_file, bound);
       if (!wrote_endpoint_file) log::error("cannot write the endpoint file " + endpoint_file);
+    };
+  }
+  if (server.local && server.local->group) {
+    // The group reaches the sockets through their folders: both become the group's, the
+    // folder without write (no one else may replace the socket) and without anything for others.
+    const unsigned gid = *server.local->group;
+    server.on_ready = [previous = server.on_ready, gid](const std::vector<std::string>& bound,
+                                                        const std::string& error) {
+      for (const std::string& endpoint : bound) {
+        if (!error.empty() || endpoint.rfind("ipc://", 0) != 0 || endpoint.size() < 7 ||
+            endpoint[6] == '@') {
+          continue;
+        }
+        const std::string path = endpoint.substr(6);
+        const std::string folder = std::filesystem::path(path).parent_path().string();
+        bool ok = ::chown(path.c_str(), static_cast<uid_t>(-1), gid) == 0 &&
+                  ::chmod(path.c_str(), 0660) == 0;
+        if (ok && endpoint == private_endpoint()) {
+          ok = ::chown(folder.c_str(), static_cast<uid_t>(-1), gid) == 0 &&
+               ::chmod(folder.c_str(), 0710) == 0;
+        }
+        if (!ok) {
+          log::error("--allow-group: cannot give " + path +
+                     " to the group: " + std::strerror(errno));
+        }
+      }
+      if (previous) previous(bound, error);
     };
   }
   // systemd (Type=notify): ready once every endpoint is bound.

@@ -20,6 +20,9 @@ struct ServerOptions {
   std::optional<curve::KeyPair> curve;
   AuthConfig authorized;
   std::shared_ptr<const KeyLists> lists;
+  // Without keys: who may connect over ipc:// (a ZAP handler checks the peer's uid). Set by
+  // seppo-broker; a local cluster's broker, in a private folder, needs none.
+  std::optional<LocalPolicy> local;
   // Embedded in another program (libseppo's LocalCluster), the broker must leave the process'
   // signal handlers alone: it then stops when `stop_fd` becomes readable instead.
   bool handle_signals = true;

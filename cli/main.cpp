@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   double timeout_s = 30;
   app.add_option(
       "-b,--broker", endpoint,
-      "broker endpoint (default $SEPPO_BROKER or " + std::string(seppo::kDefaultEndpoint) + ")");
+      "broker endpoint (default $SEPPO_BROKER or " + std::string(seppo::kDefaultEndpointHelp) + ")");
   app.add_option("--broker-timeout", timeout_s,
                  "seconds of broker silence after which the command fails (for a per-item "
                  "limit see seppo map --timeout)")

@@ -45,6 +45,63 @@ LineKind parse_line(std::string_view raw, std::string& key, std::string& label) 
   return LineKind::Bad;
 }
 
+std::string octal(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// Files owned by real root show as the overflow uid (nobody) inside a user namespace that
+// does not map root, as under systemd's PrivateUsers=yes: they are root's, and trusted.
+bool is_unmapped_root(uid_t owner) {
+  std::ifstream overflow("/proc/sys/kernel/overflowuid");
+  uid_t overflow_uid = 65534;
+  overflow >> overflow_uid;
+  if (owner != overflow_uid) return false;
+  std::ifstream map("/proc/self/uid_map");
+  unsigned long inside = 0, outside = 0, count = 0;
+  while (map >> inside >> outside >> count) {
+    if (outside == 0 && count > 0) return false;
+  }
+  return true;
+}
+
+bool trusted_owner(uid_t owner) {
+  return owner == ::geteuid() || owner == 0 || is_unmapped_root(owner);
+}
+
+// Refuses a file (or folder) that someone other than this user and root could change: a key
+// or list swapped by another user would let them in, or put their broker in the middle. The
+// folder holding it counts too, unless sticky (as /tmp), where others cannot replace it.
+void check_not_writable_by_others(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw std::runtime_error("cannot read key file " + path + ": " + std::strerror(errno));
+  }
+  if (!trusted_owner(st.st_uid)) {
+    throw std::runtime_error(what + " " + path + " belongs to uid " + std::to_string(st.st_uid) +
+                             ", so that user could change it; only you or root may own it: run "
+                             "chown " +
+                             std::to_string(::geteuid()) + " " + path);
+  }
+  if ((st.st_mode & 022) != 0) {
+    throw std::runtime_error(what + " " + path + " has mode " + octal(st.st_mode) +
+                             ": others could change it; run chmod go-w " + path);
+  }
+  const std::string folder = fs::absolute(fs::path(path)).parent_path().string();
+  struct stat dir {};
+  if (::stat(folder.c_str(), &dir) != 0) return;
+  const bool sticky = (dir.st_mode & S_ISVTX) != 0;
+  if ((!trusted_owner(dir.st_uid) || (dir.st_mode & 022) != 0) && !sticky) {
+    throw std::runtime_error("the folder " + folder + " of " + what + " " + path + " " +
+                             (trusted_owner(dir.st_uid)
+                                  ? "has mode " + octal(dir.st_mode)
+                                  : "belongs to uid " + std::to_string(dir.st_uid)) +
+                             ": others could replace the file; run chmod go-w " + folder +
+                             (trusted_owner(dir.st_uid) ? "" : " and chown it to you or root"));
+  }
+}
+
 std::string read_whole(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -71,8 +128,11 @@ std::vector<Found> key_lines(const std::string& path, const std::string& text) {
     Found f;
     f.line = number;
     switch (parse_line(std::string_view(text).substr(start, end - start), f.key, f.label)) {
-      case LineKind::Key: out.push_back(std::move(f)); break;
-      case LineKind::Nothing: break;
+      case LineKind::Key:
+        out.push_back(std::move(f));
+        break;
+      case LineKind::Nothing:
+        break;
       case LineKind::Bad:
         throw std::runtime_error(path + ":" + std::to_string(number) +
                                  ": expected a 40-character Z85 key or a # comment");
@@ -104,8 +164,9 @@ void write_file(const std::string& path, const std::string& text, mode_t mode, b
   const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (force ? 0 : O_EXCL);
   const int fd = ::open(path.c_str(), flags, mode);
   if (fd < 0) {
-    throw std::runtime_error(errno == EEXIST ? path + " exists (use --force to replace it)"
-                                             : "cannot write " + path + ": " + std::strerror(errno));
+    throw std::runtime_error(errno == EEXIST
+                                 ? path + " exists (use --force to replace it)"
+                                 : "cannot write " + path + ": " + std::strerror(errno));
   }
   // An existing file keeps its mode through O_TRUNC: set it, so a secret is never left open.
   bool ok = ::fchmod(fd, mode) == 0;
@@ -123,7 +184,9 @@ void write_file(const std::string& path, const std::string& text, mode_t mode, b
 
 }  // namespace
 
-bool available() { return zmq_has("curve") != 0; }
+bool available() {
+  return zmq_has("curve") != 0;
+}
 
 KeyPair generate() {
   if (!available()) throw std::runtime_error("this libzmq was built without CURVE support");
@@ -174,7 +237,9 @@ std::string public_of(const std::string& secret_key) {
   return public_key;
 }
 
-std::string fingerprint(std::string_view z85) { return std::string(z85.substr(0, 8)); }
+std::string fingerprint(std::string_view z85) {
+  return std::string(z85.substr(0, 8));
+}
 
 KeyPair read_secret_key_file(const std::string& path) {
   struct stat st {};
@@ -182,18 +247,21 @@ KeyPair read_secret_key_file(const std::string& path) {
     throw std::runtime_error("cannot read secret key file " + path + ": " + std::strerror(errno));
   }
   if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    throw std::runtime_error("secret key file " + path + " has mode " + mode +
+    throw std::runtime_error("secret key file " + path + " has mode " + octal(st.st_mode) +
                              ": others could read it; run chmod 600 " + path);
   }
+  check_not_writable_by_others(path, "secret key file");
   KeyPair keys;
   keys.secret_key = only_key(path, "secret key");
   keys.public_key = public_of(keys.secret_key);
   return keys;
 }
 
-std::string read_public_key_file(const std::string& path) { return only_key(path, "public key"); }
+std::string read_public_key_file(const std::string& path) {
+  // The broker's public key, for a client or worker: whoever swaps it can sit in the middle.
+  check_not_writable_by_others(path, "public key file");
+  return only_key(path, "public key");
+}
 
 std::vector<std::string> write_key_files(const std::string& base, const KeyPair& keys, bool force) {
   const std::string secret_path = base + ".key_secret";
@@ -208,23 +276,31 @@ std::vector<std::string> write_key_files(const std::string& base, const KeyPair&
   }
   const std::string made = "made by seppo keygen on " + today();
   write_file(secret_path,
-             "# seppo CurveZMQ SECRET key of " + name + ", " + made + ".\n"
-             "# Keep it private (mode 0600): whoever holds it is " + name + " to the broker.\n"
-             "# Its public key, in " + name + ".key: " + keys.public_key + "\n" +
-                 keys.secret_key + "\n",
+             "# seppo CurveZMQ SECRET key of " + name + ", " + made +
+                 ".\n"
+                 "# Keep it private (mode 0600): whoever holds it is " +
+                 name +
+                 " to the broker.\n"
+                 "# Its public key, in " +
+                 name + ".key: " + keys.public_key + "\n" + keys.secret_key + "\n",
              0600, force);
-  write_file(public_path,
-             "# seppo CurveZMQ public key of " + name + ", " + made + ".\n"
-             "# Safe to share: the broker's operator lists it in --authorized-workers or\n"
-             "# --authorized-clients; a broker's public key goes to its workers and clients.\n" +
-                 keys.public_key + " " + name + "\n",
-             0644, force);
+  write_file(
+      public_path,
+      "# seppo CurveZMQ public key of " + name + ", " + made +
+          ".\n"
+          "# Safe to share: the broker's operator lists it in --authorized-workers or\n"
+          "# --authorized-clients; a broker's public key goes to its workers and clients.\n" +
+          keys.public_key + " " + name + "\n",
+      0644, force);
   return {secret_path, public_path};
 }
 
 std::vector<AuthorizedKey> read_authorized(const std::string& file_or_folder) {
   std::vector<std::string> files;
   std::error_code error;
+  // Whoever can add a line or a file here is let in: the list, its folder and every key file
+  // must be changeable by this user or root alone.
+  check_not_writable_by_others(file_or_folder, "authorised key list");
   if (fs::is_directory(file_or_folder, error)) {
     for (const fs::directory_entry& entry : fs::directory_iterator(file_or_folder, error)) {
       if (entry.path().extension() == ".key" && entry.is_regular_file(error)) {
@@ -241,6 +317,7 @@ std::vector<AuthorizedKey> read_authorized(const std::string& file_or_folder) {
   const bool folder = files.empty() || files.front() != file_or_folder;
   std::vector<AuthorizedKey> out;
   for (const std::string& path : files) {
+    if (folder) check_not_writable_by_others(path, "authorised key file");
     for (Found& f : key_lines(path, read_whole(path))) {
       AuthorizedKey k;
       k.key = std::move(f.key);

@@ -51,7 +51,9 @@ std::string fingerprint(std::string_view z85);
 // std::runtime_error naming the file when it is missing, unreadable, malformed, or readable
 // by group or others.
 KeyPair read_secret_key_file(const std::string& path);
-// Reads NAME.key: the public key. Throws std::runtime_error as above.
+// Reads NAME.key: the public key. Throws std::runtime_error as above, and when someone other
+// than this user or root could change the file or its folder (group- or world-writable, or
+// another owner): the same holds for secret keys and authorised lists.
 std::string read_public_key_file(const std::string& path);
 
 // Writes NAME.key_secret (mode 0600) and NAME.key for `base` = "dir/NAME". Refuses (throws)

@@ -10,8 +10,11 @@ namespace seppo {
 namespace {
 
 constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                        ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED;
+
+// A ROUTER whose peers never close would otherwise keep every closed descriptor until asked.
+constexpr std::size_t kMaxClosedKept = 65536;
 
 std::string address() {
   static std::atomic<unsigned> counter{0};
@@ -45,10 +48,21 @@ std::optional<HandshakeMonitor::Event> HandshakeMonitor::take() {
     std::memcpy(&event, frames[0].data(), sizeof event);
     std::memcpy(&value, frames[0].data<char>() + sizeof event, sizeof value);
     switch (event) {
+      case ZMQ_EVENT_CONNECTED:
+        ever_connected_ = true;
+        failing_since_.reset();
+        continue;
+      case ZMQ_EVENT_CONNECT_RETRIED:
+        if (!ever_connected_ && !failing_since_) failing_since_ = std::chrono::steady_clock::now();
+        continue;
+      case ZMQ_EVENT_DISCONNECTED:
+        if (closed_.size() < kMaxClosedKept) closed_.push_back(static_cast<int>(value));
+        continue;
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         return Event{Outcome::Succeeded, "handshake succeeded"};
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-        return Event{Outcome::Refused, "authentication refused (status " + std::to_string(value) + ")"};
+        return Event{Outcome::Refused,
+                     "authentication refused (status " + std::to_string(value) + ")"};
       case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
           return Event{Outcome::MechanismMismatch, "security mechanism mismatch"};
@@ -61,6 +75,12 @@ std::optional<HandshakeMonitor::Event> HandshakeMonitor::take() {
         continue;
     }
   }
+}
+
+std::vector<int> HandshakeMonitor::take_closed() {
+  std::vector<int> out;
+  out.swap(closed_);
+  return out;
 }
 
 }  // namespace seppo

@@ -1,10 +1,14 @@
 // Why a socket's connections fail their handshake. ZeroMQ retries a refused or mismatched
 // CurveZMQ handshake silently forever; this reads the socket's monitor events so a program can
-// say "the broker refused this key" instead of timing out without a word.
+// say "the broker refused this key" instead of timing out without a word. It also follows the
+// connections themselves: whether one ever came up, since when connecting has been failing
+// (nothing listens there), and which connections closed.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -31,12 +35,27 @@ class HandshakeMonitor {
 
   // For a poll set: readable when an event is waiting.
   zmq::pollitem_t pollitem() { return {pipe_.handle(), 0, ZMQ_POLLIN, 0}; }
-  // The next event, without waiting.
+  // The next handshake event, without waiting. Connection events met on the way update the
+  // state below.
   std::optional<Event> take();
+
+  // Whether a connection (for a connecting socket) ever came up, handshake or not.
+  bool ever_connected() const { return ever_connected_; }
+  // For a connecting socket that never connected: when its first attempt failed (refused, no
+  // such socket file, no permission), as ZeroMQ retries silently.
+  std::optional<std::chrono::steady_clock::time_point> failing_since() const {
+    return failing_since_;
+  }
+  // The file descriptors of connections that closed since the last call, oldest first: a
+  // ROUTER learns which peer's connection went (messages carry their ZMQ_SRCFD).
+  std::vector<int> take_closed();
 
  private:
   zmq::socket_t& socket_;
   zmq::socket_t pipe_;
+  bool ever_connected_ = false;
+  std::optional<std::chrono::steady_clock::time_point> failing_since_;
+  std::vector<int> closed_;
 };
 
 }  // namespace seppo

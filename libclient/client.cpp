@@ -1,6 +1,10 @@
 #include "seppo/client.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 #include <zmq.hpp>
@@ -53,6 +57,11 @@ struct Client::Impl {
   std::uint64_t next_job = random_u64() & 0xffffffffffffull;
   std::string public_key;         // ours, when CurveZMQ is on
   std::string handshake_failure;  // the last failed handshake, for the timeout's message
+  int handshake_failures = 0;     // in a row
+  static constexpr int kHandshakeFailures = 3;
+  // Connecting has failed this long since the client started, never having connected: nothing
+  // listens there. A broker restarting later in a job is waited for as before.
+  static constexpr std::chrono::milliseconds kUnreachable{1000};
   // A job (or stream) is running: the socket carries one at a time, since a job's receive
   // loop drops messages for other job ids.
   bool busy = false;
@@ -68,6 +77,11 @@ struct Client::Impl {
     socket.set(zmq::sockopt::sndhwm, 0);
     socket.set(zmq::sockopt::rcvhwm, 0);
     secure();
+    try {
+      check_private_endpoint(endpoint, false);
+    } catch (const std::runtime_error& e) {
+      throw ConnectionError(std::string("will not connect to ") + endpoint + ": " + e.what());
+    }
     monitor.emplace(context, socket);
     try {
       socket.connect(endpoint);
@@ -124,14 +138,23 @@ struct Client::Impl {
     }
   }
 
-  // Throws when the broker refused our handshake: ZeroMQ would retry it forever in silence.
+  // Throws when the broker refused our handshake, when the handshake keeps failing (the wrong
+  // server key), or when nothing has listened at the endpoint for a second since we started:
+  // ZeroMQ would retry each forever in silence.
   void check_handshake() {
     while (std::optional<HandshakeMonitor::Event> event = monitor->take()) {
       switch (event->outcome) {
         case HandshakeMonitor::Outcome::Succeeded:
           handshake_failure.clear();
+          handshake_failures = 0;
           break;
         case HandshakeMonitor::Outcome::Refused:
+          if (public_key.empty()) {
+            throw ConnectionError("the broker at " + endpoint + " refused this user (uid " +
+                                  std::to_string(::geteuid()) +
+                                  "): without keys a broker admits only the user running it "
+                                  "(and its --allow-group)");
+          }
           throw ConnectionError("the broker at " + endpoint + " refused this client's key " +
                                 curve::fingerprint(public_key) +
                                 ": its operator must list the public key in "
@@ -146,8 +169,29 @@ struct Client::Impl {
                         " does not use CurveZMQ, but this client has keys");
         case HandshakeMonitor::Outcome::Failed:
           handshake_failure = event->detail;
+          // One failure may be a broker going away mid-handshake; the same failure on every
+          // retry (100 ms apart) is a server key that is not this broker's.
+          if (!public_key.empty() && ++handshake_failures >= kHandshakeFailures) {
+            throw ConnectionError(
+                "the CurveZMQ handshake with the broker at " + endpoint + " failed " +
+                std::to_string(handshake_failures) + " times in a row (" + event->detail +
+                "): the broker's public key given (" + options.curve_server_key_file +
+                ") is not the key of the broker listening there");
+          }
           break;
       }
+    }
+    const auto failing = monitor->failing_since();
+    if (failing && std::chrono::steady_clock::now() - *failing >= kUnreachable) {
+      std::string reason = unreachable_reason(endpoint);
+      if (reason.empty()) reason = "connection refused";
+      throw ConnectionError("cannot reach the broker at " + endpoint + ": " + reason +
+                            (reason == std::strerror(EACCES)
+                                 ? " (the socket is another user's: without keys a broker "
+                                   "admits only the user running it)"
+                             : endpoint == private_endpoint()
+                                 ? " (start seppo-broker: it listens there by default)"
+                                 : " (is seppo-broker running there?)"));
     }
   }
 

@@ -41,7 +41,7 @@ class Engine;
 void set_before_submit(Client& client, std::function<void(const std::string&)> hook);
 }
 
-// SEPPO_BROKER when set, otherwise tcp://127.0.0.1:5555.
+// SEPPO_BROKER when set, otherwise ipc:///tmp/seppo-UID/broker (this user's alone).
 SEPPO_API std::string default_endpoint();
 
 namespace detail {

@@ -8,14 +8,22 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <regex>
+#include <sstream>
 #include <thread>
 
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "protocol/wire.hpp"
 #include "tests/modules/point.hpp"
 #include "tests/support/cluster.hpp"
 
@@ -29,7 +37,9 @@ int lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
 
-void write(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+void write(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
 // Key pairs made with `seppo keygen`: the broker's, a worker host's, three users' (admin is
 // what the cluster's own status probes use), and a stranger's. node1 is authorised as a
@@ -62,9 +72,9 @@ struct Keys {
 
   std::vector<std::string> broker_args() const {
     std::vector<std::string> args = kFastHeartbeat;
-    args.insert(args.end(), {"--curve-secret-key", secret("broker").string(),
-                             "--authorized-workers", workers().string(),
-                             "--authorized-clients", clients().string()});
+    args.insert(args.end(),
+                {"--curve-secret-key", secret("broker").string(), "--authorized-workers",
+                 workers().string(), "--authorized-clients", clients().string()});
     return args;
   }
   std::vector<std::string> worker_args(const std::string& name) const {
@@ -200,9 +210,13 @@ class Relay {
   std::string bytes_;
 };
 
-int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
+int port_of(const std::string& endpoint) {
+  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+}
 
-std::string broker_log(Cluster& cluster) { return cluster.broker().output(); }
+std::string broker_log(Cluster& cluster) {
+  return cluster.broker().output();
+}
 
 }  // namespace
 
@@ -226,9 +240,10 @@ TEST_CASE("with CurveZMQ an authorised client and worker complete a job; others 
     INFO("a client with an unknown key is told at once, not after its timeout");
     Client eve(endpoint, as(*cluster, keys.client("eve")));
     const auto start = std::chrono::steady_clock::now();
-    CHECK_THROWS_WITH_AS(eve.map_parallel<std::int64_t>("example_module.square", std::vector<int>{1}),
-                         doctest::Contains(("refused this client's key " + keys.fingerprint("eve")).c_str()),
-                         ConnectionError);
+    CHECK_THROWS_WITH_AS(
+        eve.map_parallel<std::int64_t>("example_module.square", std::vector<int>{1}),
+        doctest::Contains(("refused this client's key " + keys.fingerprint("eve")).c_str()),
+        ConnectionError);
     CHECK(std::chrono::steady_clock::now() - start < 10s);
   }
   {
@@ -250,9 +265,10 @@ TEST_CASE("with CurveZMQ an authorised client and worker complete a job; others 
   }
   {
     INFO("a client's key cannot serve as a worker: the worker stops and is not restarted");
-    Process& impostor = cluster->add_worker_at(
-        endpoint, {"-j", "2", "--heartbeat-ms", "100", "--curve-secret-key", keys.secret("alice").string(),
-                   "--curve-server-key", keys.key("broker").string()});
+    Process& impostor =
+        cluster->add_worker_at(endpoint, {"-j", "2", "--heartbeat-ms", "100", "--curve-secret-key",
+                                          keys.secret("alice").string(), "--curve-server-key",
+                                          keys.key("broker").string()});
     CHECK(impostor.wait(20s) == 1);
     CHECK(impostor.output().find("accepts this key, but not as a worker's") != std::string::npos);
     CHECK(cluster->worker_count() == 1u);
@@ -278,8 +294,8 @@ TEST_CASE("on the wire, CurveZMQ traffic holds no plaintext of the inputs; plain
     cluster->add_worker(1, {"--module", SEPPO_TEST_MODULE});
     REQUIRE(cluster->wait_for_workers(1));
     Relay relay(port_of(cluster->endpoint()));
-    Client client(relay.endpoint(), curve ? as(*cluster, keys.client("alice"))
-                                          : cluster->client_options());
+    Client client(relay.endpoint(),
+                  curve ? as(*cluster, keys.client("alice")) : cluster->client_options());
     const auto out = client.map_parallel<Point>("test_module.mirror", inputs);
     REQUIRE(out.size() == inputs.size());
     CHECK(out[7].label == canary + "'");
@@ -305,8 +321,9 @@ TEST_CASE("without keys the broker listens only on this machine, unless --insecu
   TempDir dir;
   Process insecure({Paths::broker(), "--bind", "tcp://0.0.0.0:*", "--insecure"},
                    dir.path() / "broker.log");
-  CHECK(eventually([&] { return insecure.output().find("info: listening on tcp://0.0.0.0:") !=
-                                std::string::npos; }));
+  CHECK(eventually([&] {
+    return insecure.output().find("info: listening on tcp://0.0.0.0:") != std::string::npos;
+  }));
   CHECK(insecure.output().find("warning: listening on tcp://0.0.0.0:* without authentication or "
                                "encryption (--insecure)") != std::string::npos);
   insecure.kill(SIGTERM);
@@ -320,8 +337,8 @@ TEST_CASE("without keys the broker listens only on this machine, unless --insecu
 
 TEST_CASE("without keys a worker and the seppo command refuse a broker on another host") {
   const std::string remote = "tcp://192.0.2.1:5555";  // TEST-NET-1: never answers
-  const Completed worker = run({Paths::worker(), "--broker", remote, "--module",
-                                Paths::example_module()});
+  const Completed worker =
+      run({Paths::worker(), "--broker", remote, "--module", Paths::example_module()});
   CHECK(worker.status == 2);
   CHECK(lines(worker.err) == 1);
   CHECK(worker.err.find("refusing to connect to " + remote + " without CurveZMQ keys") !=
@@ -355,14 +372,16 @@ TEST_CASE("SIGHUP reloads the lists: a removed key can no longer connect, nor ke
   fs::remove(keys.workers() / "node1.key");
   cluster->broker().kill(SIGHUP);
   REQUIRE(eventually([&] {
-    return broker_log(*cluster).find("reloaded the key lists; authorised: 0 worker keys, 2 client "
-                                     "keys") != std::string::npos;
+    return broker_log(*cluster).find(
+               "reloaded the key lists; authorised: 0 worker keys, 2 client "
+               "keys") != std::string::npos;
   }));
 
   Client fresh(endpoint, quick);
-  CHECK_THROWS_WITH_AS(fresh.status(10s),
-                       doctest::Contains(("refused this client's key " + keys.fingerprint("alice")).c_str()),
-                       ConnectionError);
+  CHECK_THROWS_WITH_AS(
+      fresh.status(10s),
+      doctest::Contains(("refused this client's key " + keys.fingerprint("alice")).c_str()),
+      ConnectionError);
   // The connection alice opened before the reload is not answered any more.
   CHECK_THROWS_WITH_AS(connected.status(1s), doctest::Contains("no reply"), ConnectionError);
   Client bob(endpoint, as(*cluster, keys.client("bob")));
@@ -388,7 +407,8 @@ TEST_CASE("SIGHUP reloads the lists: a removed key can no longer connect, nor ke
   CHECK_NOTHROW(bob.status(10s));
 }
 
-TEST_CASE("a client over the broker's per-client limit backs off; a chunk that can never fit fails") {
+TEST_CASE(
+    "a client over the broker's per-client limit backs off; a chunk that can never fit fails") {
   Cluster cluster({"--heartbeat-ms", "100", "--liveness", "3", "--max-client-bytes", "200000"});
   cluster.add_worker(2, {"--module", SEPPO_TEST_MODULE});
   REQUIRE(cluster.wait_for_workers(2));
@@ -408,5 +428,354 @@ TEST_CASE("a client over the broker's per-client limit backs off; a chunk that c
     CHECK(e.code() == "over_limit");
     CHECK(std::string(e.what()).find("refused a chunk of") != std::string::npos);
     CHECK(std::string(e.what()).find("the broker's limit is 200000") != std::string::npos);
+  }
+}
+
+TEST_CASE("a function name cannot forge broker log lines or their journald priority") {
+  TempDir dir;
+  // JOURNAL_STREAM set: the broker writes journald's "<N>" priority prefixes, as under systemd.
+  Process broker({Paths::broker(), "--bind", "tcp://127.0.0.1:*", "--log-level", "debug"},
+                 dir.path() / "broker.log", {"JOURNAL_STREAM=8:1234"});
+  std::smatch match;
+  const std::regex listening("listening on (tcp://[0-9.]+:[0-9]+)");
+  std::string text;
+  REQUIRE(eventually([&] {
+    text = broker.output();
+    return std::regex_search(text, match, listening);
+  }));
+  ClientOptions options;
+  options.worker_wait = 100ms;
+  options.timeout = 10s;
+  Client client(match[1], options);
+  const std::string forged = "nope\n<3>forged line\r\x1b[2K";
+  CHECK_THROWS_AS(client.map_parallel<int>(forged, std::vector<int>{1}), UnknownFunctionError);
+  REQUIRE(eventually([&] { return broker.output().find("forged line") != std::string::npos; }));
+  text = broker.output();
+  CHECK(text.find("started: nope\\n<3>forged line\\r\\x1b[2K") != std::string::npos);
+  // Every line is one of the broker's, with its own priority.
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    CHECK_MESSAGE(std::regex_match(line, std::regex("<[3467]>[^\\r\\x1b]*")), line);
+  }
+}
+
+namespace {
+
+// The environment of a user who set nothing: the default endpoint, in `runtime` (standing in
+// for /tmp/seppo-UID, which other tests and users on this machine may be using).
+std::vector<std::string> defaults_in(const fs::path& runtime) {
+  return {"SEPPO_BROKER=", "SEPPO_BROKER_BIND=", "SEPPO_RUNTIME_DIR=" + runtime.string()};
+}
+
+mode_t mode_of(const fs::path& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+// argv run as user nobody (group nogroup, no others), or nothing when we cannot switch user.
+std::optional<std::vector<std::string>> as_nobody(std::vector<std::string> argv) {
+  if (::geteuid() != 0) return std::nullopt;
+  std::vector<std::string> out = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                                  "--clear-groups", "--"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("with no options, broker, worker and seppo map meet on a socket of this user's alone") {
+  TempDir dir;
+  const fs::path runtime = dir.path() / "run";
+  Process broker({Paths::broker(), "--heartbeat-ms", "100"}, dir.path() / "broker.log",
+                 defaults_in(runtime));
+  const std::string endpoint = "ipc://" + (runtime / "broker").string();
+  REQUIRE(eventually([&] {
+    return broker.output().find("listening on " + endpoint) != std::string::npos ||
+           !broker.running();
+  }));
+  CHECK(mode_of(runtime) == 0700);  // made by the broker, for its user alone
+  Process worker({Paths::worker(), "--module", Paths::example_module(), "--heartbeat-ms", "100"},
+                 dir.path() / "worker.log", defaults_in(runtime));
+  const Completed map =
+      run({Paths::cli(), "map", "example_module.square"}, "1\n2\n3\n", 60s, defaults_in(runtime));
+  CHECK_MESSAGE(map.status == 0, map.err);
+  CHECK(map.out == "1\n4\n9\n");
+  CHECK(broker.output().find("warning") == std::string::npos);
+
+  // A TCP endpoint without keys is open to every user of the machine: the broker says so.
+  Process tcp({Paths::broker(), "--bind", "tcp://127.0.0.1:*"}, dir.path() / "tcp.log");
+  CHECK(eventually([&] {
+    return tcp.output().find("without keys: every user of this machine can connect") !=
+           std::string::npos;
+  }));
+}
+
+TEST_CASE("the default endpoint's folder is refused when another user could have made it") {
+  TempDir dir;
+  const fs::path runtime = dir.path() / "run";
+  fs::create_directory(runtime);
+  fs::permissions(runtime, fs::perms(0755));
+  const Completed broker = run({Paths::broker()}, "", 10s, defaults_in(runtime));
+  CHECK(broker.status == 1);
+  CHECK(broker.err.find(runtime.string() +
+                        " has mode 0755: others could reach or replace the "
+                        "broker's socket in it; run chmod 700 " +
+                        runtime.string()) != std::string::npos);
+  const Completed ping = run({Paths::cli(), "ping"}, "", 10s, defaults_in(runtime));
+  CHECK(ping.status != 0);
+  CHECK(ping.err.find("will not connect to ipc://" + runtime.string() + "/broker") !=
+        std::string::npos);
+  const Completed worker =
+      run({Paths::worker(), "--module", Paths::example_module()}, "", 10s, defaults_in(runtime));
+  CHECK(worker.status == 1);
+  CHECK(worker.err.find("has mode 0755") != std::string::npos);
+
+  if (::geteuid() != 0) {
+    MESSAGE("skipping the other-owner case: it needs root to give a folder to another user");
+    return;
+  }
+  fs::permissions(runtime, fs::perms(0700));
+  REQUIRE(::chown(runtime.c_str(), 65534, 65534) == 0);
+  const Completed owned = run({Paths::broker()}, "", 10s, defaults_in(runtime));
+  CHECK(owned.status == 1);
+  CHECK(owned.err.find(runtime.string() + " belongs to uid 65534, not 0: another user could have "
+                                          "made it to take your jobs") != std::string::npos);
+}
+
+TEST_CASE(
+    "without keys another user is refused by the broker, with a log line, unless in "
+    "--allow-group") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipping: switching to user nobody needs root");
+    return;
+  }
+  TempDir dir;
+  fs::permissions(dir.path(), fs::perms(0755));  // nobody may reach the sockets we open up
+  const fs::path socket = dir.path() / "open";
+  Process broker({Paths::broker(), "--bind", "ipc://" + socket.string()},
+                 dir.path() / "broker.log");
+  REQUIRE(eventually([&] { return fs::exists(socket); }));
+  // A socket anyone may open, as an operator's chmod or umask could leave it: the broker
+  // itself now tells users apart, by the uid the kernel gives for the peer.
+  fs::permissions(socket, fs::perms(0777));
+  const Completed refused =
+      run(*as_nobody({Paths::cli(), "--broker", "ipc://" + socket.string(), "ping"}));
+  CHECK(refused.status != 0);
+  CHECK(refused.err.find("refused this user (uid 65534)") != std::string::npos);
+  CHECK(eventually([&] {
+    return broker.output().find(
+               "warning: refused a connection from uid 65534 (nobody), process ") !=
+           std::string::npos;
+  }));
+  CHECK(broker.output().find("without keys only uid 0 may connect") != std::string::npos);
+
+  // The default: the socket's folder is closed to others, who are told so at once.
+  const fs::path runtime = dir.path() / "run";
+  Process own({Paths::broker()}, dir.path() / "own.log", defaults_in(runtime));
+  REQUIRE(eventually([&] { return fs::exists(runtime / "broker"); }));
+  const Completed closed =
+      run(*as_nobody({Paths::cli(), "--broker", "ipc://" + (runtime / "broker").string(), "ping"}));
+  CHECK(closed.status != 0);
+  CHECK(closed.err.find("cannot reach the broker at ipc://" + (runtime / "broker").string() +
+                        ": Permission denied (the socket is another user's") != std::string::npos);
+
+  // --allow-group: its members are admitted.
+  const fs::path shared = dir.path() / "shared";
+  Process group({Paths::broker(), "--allow-group", "nogroup"}, dir.path() / "group.log",
+                defaults_in(shared));
+  REQUIRE(eventually([&] { return group.output().find("listening on") != std::string::npos; }));
+  CHECK(mode_of(shared) == 0710);
+  const Completed member =
+      run(*as_nobody({Paths::cli(), "--broker", "ipc://" + (shared / "broker").string(), "ping"}));
+  CHECK_MESSAGE(member.status == 0, member.err);
+}
+
+TEST_CASE("a client is told at once when nothing listens at the broker's endpoint") {
+  TempDir dir;
+  // A loopback port nobody listens on: bound, read, closed.
+  const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  socklen_t size = sizeof address;
+  ::getsockname(probe, reinterpret_cast<sockaddr*>(&address), &size);
+  ::close(probe);
+  const std::string closed = "tcp://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  const Completed tcp = run({Paths::cli(), "--broker", closed, "--broker-timeout", "30", "ping"});
+  CHECK(tcp.status == 1);
+  CHECK(tcp.err.find("cannot reach the broker at " + closed + ": Connection refused") !=
+        std::string::npos);
+
+  const fs::path runtime = dir.path() / "run";
+  const Completed ipc = run({Paths::cli(), "ping"}, "", 60s, defaults_in(runtime));
+  CHECK(ipc.status == 1);
+  CHECK(ipc.err.find("cannot reach the broker at ipc://" + runtime.string() +
+                     "/broker: No such file or directory (start seppo-broker: it listens there "
+                     "by default)") != std::string::npos);
+}
+
+TEST_CASE("a client or worker with the wrong broker key is told at once what failed") {
+  Keys keys;
+  auto cluster = keys.cluster();
+  ClientOptions wrong = as(*cluster, keys.client("alice"));
+  wrong.curve_server_key_file = keys.key("eve").string();  // not the broker's
+  wrong.timeout = 20s;
+  Client client(cluster->endpoint(), wrong);
+  const std::string expected = "the CurveZMQ handshake with the broker at " + cluster->endpoint() +
+                               " failed 3 times in a row";
+  CHECK_THROWS_WITH_AS(client.status(20s), doctest::Contains(expected.c_str()), ConnectionError);
+  cluster->add_worker_at(cluster->endpoint(), {"--curve-secret-key", keys.secret("node1").string(),
+                                               "--curve-server-key", keys.key("eve").string()});
+  CHECK(eventually([&] {
+    return cluster->worker(0).output().find("is --curve-server-key the broker's public key?") !=
+           std::string::npos;
+  }));
+}
+
+namespace {
+
+// A peer speaking the wire protocol by hand, with the routing id it chooses: what an
+// authorised but hostile user could run.
+class RawPeer {
+ public:
+  RawPeer(const Keys& keys, const std::string& name, const std::string& routing_id,
+          const std::string& endpoint)
+      : socket_(context_, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::routing_id, routing_id);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::curve_serverkey, keys.public_key("broker"));
+    socket_.set(zmq::sockopt::curve_publickey, keys.public_key(name));
+    socket_.set(zmq::sockopt::curve_secretkey, secret_of(keys.secret(name)));
+    socket_.connect(endpoint);
+  }
+  void send(const wire::Message& message, const std::string& payload = "") {
+    const std::string header = wire::encode(message);
+    if (payload.empty()) {
+      socket_.send(zmq::buffer(header), zmq::send_flags::none);
+    } else {
+      socket_.send(zmq::buffer(header), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(payload), zmq::send_flags::none);
+    }
+  }
+  // The types of the messages received within `wait`.
+  std::vector<wire::Type> receive(std::chrono::milliseconds wait) {
+    std::vector<wire::Type> types;
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::vector<zmq::pollitem_t> items = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, std::chrono::milliseconds(50));
+      std::vector<zmq::message_t> frames;
+      while (zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        types.push_back(wire::type_of(wire::decode(frames[0].data(), frames[0].size())));
+        frames.clear();
+      }
+    }
+    return types;
+  }
+  bool got(std::chrono::milliseconds wait, wire::Type type) {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (wire::Type t : receive(50ms)) {
+        if (t == type) return true;
+      }
+    }
+    return false;
+  }
+  void close() { socket_.close(); }
+
+ private:
+  static std::string secret_of(const fs::path& file) {
+    std::istringstream in(read_file(file));
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line[0] != '#') return line.substr(0, 40);
+    }
+    return "";
+  }
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+};
+
+// One item for example_module.sleep_ms: a msgpack array holding `ms`.
+std::string sleep_item(int ms) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, std::vector<int>{ms});
+  return std::string(buffer.data(), buffer.size());
+}
+
+bool contains(const std::vector<wire::Type>& types, wire::Type type) {
+  return std::find(types.begin(), types.end(), type) != types.end();
+}
+
+}  // namespace
+
+TEST_CASE("with CurveZMQ a routing id belongs to the key that first used it") {
+  Keys keys;
+  // Slow heartbeats: the broker still holds a vanished peer's work when the impostor comes,
+  // as it would for seconds on a real cluster.
+  Cluster cluster({"--heartbeat-ms", "1000", "--liveness", "5", "--curve-secret-key",
+                   keys.secret("broker").string(), "--authorized-workers", keys.workers().string(),
+                   "--authorized-clients", keys.clients().string()},
+                  keys.client("admin"), keys.worker_args("node1"));
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const std::string endpoint = cluster.endpoint();
+  const std::string id = "Cvictim-id";
+  wire::Submit submit;
+  submit.job_id = 1;
+  submit.function = "example_module.sleep_ms";
+  submit.count = 1;
+  submit.wait_ms = 5000;
+
+  SUBCASE("a second key presenting a connected client's id gets nothing of its results") {
+    RawPeer alice(keys, "alice", id, endpoint);
+    alice.send(submit, sleep_item(1000));
+    alice.receive(300ms);  // connected, and the chunk is running
+    RawPeer bob(keys, "bob", id, endpoint);
+    bob.send(wire::Heartbeat{1, 0, {0}});
+    auto bob_got = std::async(std::launch::async, [&] { return bob.receive(3s); });
+    CHECK(alice.got(5s, wire::Type::Deliver));
+    CHECK_FALSE(contains(bob_got.get(), wire::Type::Deliver));
+  }
+
+  SUBCASE("once the client is gone, a second key taking its id is sent nothing, and refused") {
+    {
+      RawPeer alice(keys, "alice", id, endpoint);
+      alice.send(submit, sleep_item(1500));
+      REQUIRE(alice.receive(300ms).empty());  // the chunk is running
+      alice.close();
+    }
+    RawPeer bob(keys, "bob", id, endpoint);
+    // Silent first: a passive impostor is sent nothing either.
+    CHECK_FALSE(contains(bob.receive(2500ms), wire::Type::Deliver));
+    bob.send(wire::Heartbeat{1, 0, {0}});
+    CHECK_FALSE(contains(bob.receive(500ms), wire::Type::Deliver));
+    CHECK(eventually([&] {
+      return broker_log(cluster).find("refused a message with routing id " + id + " from key " +
+                                      keys.fingerprint("bob") + ": the id belongs to key " +
+                                      keys.fingerprint("alice")) != std::string::npos;
+    }));
+  }
+
+  SUBCASE("a client key presenting a worker's id gets no tasks") {
+    const std::string worker_id = "Wvictim-id";
+    {
+      RawPeer node1(keys, "node1", worker_id, endpoint);
+      wire::Ready ready;
+      ready.name = "victim";
+      ready.host = "victim-host";
+      ready.pid = 1;
+      ready.capacity = 4;
+      ready.functions = {"victim.only"};
+      node1.send(ready);
+      REQUIRE(node1.got(5s, wire::Type::Alive));
+      node1.close();
+    }
+    RawPeer alice(keys, "alice", worker_id, endpoint);
+    RawPeer admin(keys, "admin", "Cadmin-id", endpoint);
+    submit.function = "victim.only";
+    admin.send(submit, sleep_item(1));
+    CHECK_FALSE(contains(alice.receive(2500ms), wire::Type::Task));
   }
 }
