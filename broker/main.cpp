@@ -5,10 +5,10 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -25,14 +25,10 @@ namespace {
 
 seppo::log::Level convert(seppo::broker::LogLevel level) {
   switch (level) {
-    case seppo::broker::LogLevel::Debug:
-      return seppo::log::Level::Debug;
-    case seppo::broker::LogLevel::Info:
-      return seppo::log::Level::Info;
-    case seppo::broker::LogLevel::Warning:
-      return seppo::log::Level::Warning;
-    case seppo::broker::LogLevel::Error:
-      return seppo::log::Level::Error;
+    case seppo::broker::LogLevel::Debug: return seppo::log::Level::Debug;
+    case seppo::broker::LogLevel::Info: return seppo::log::Level::Info;
+    case seppo::broker::LogLevel::Warning: return seppo::log::Level::Warning;
+    case seppo::broker::LogLevel::Error: return seppo::log::Level::Error;
   }
   return seppo::log::Level::Info;
 }
@@ -62,10 +58,9 @@ bool write_endpoint_file(const std::string& path, const std::vector<std::string>
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-broker");
-  CLI::App app{
-      "seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
-      "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
-      "workers and routes results back."};
+  CLI::App app{"seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
+               "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
+               "workers and routes results back."};
   app.footer(
       "Examples:\n"
       "  seppo-broker                               # listen on ipc:///tmp/seppo-$UID/broker\n"
@@ -91,10 +86,9 @@ int main(int argc, char** argv) {
   broker::Config config;
   broker::ServerOptions server;
   std::int64_t heartbeat_ms = config.heartbeat.count();
-  app.add_option(
-      "-b,--bind", endpoints,
-      "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
-          std::string(kDefaultEndpointHelp) + ")");
+  app.add_option("-b,--bind", endpoints,
+                 "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
+                     std::string(kDefaultEndpointHelp) + ")");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval announced to peers")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
@@ -154,9 +148,11 @@ int main(int argc, char** argv) {
     // (tcp://head:5555), is a fallback for the common case where one value serves both.
     const char* bind = std::getenv("SEPPO_BROKER_BIND");
     endpoints.push_back(bind != nullptr && *bind != '\0' ? std::string(bind)
-                                                         : default_broker_endpoint());
+                                                          : default_broker_endpoint());
   }
   server.endpoints = endpoints;
+  server.heartbeat = config.heartbeat;
+  server.liveness = config.liveness;
 
   auto fail = [](int status, const std::string& text) {
     std::cerr << "seppo-broker: " << text << "\n";
@@ -204,15 +200,13 @@ int main(int argc, char** argv) {
     }
   } else {
     if (!allow_group.empty()) {
-      return fail(2,
-                  "--allow-group is for a broker without keys; with keys, list the group's "
-                  "users' public keys in --authorized-clients");
+      return fail(2, "--allow-group is for a broker without keys; with keys, list the group's "
+                     "users' public keys in --authorized-clients");
     }
     if (authorized.workers.empty() || authorized.clients.empty()) {
-      return fail(2,
-                  "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
-                  "and --authorized-clients (a file of public keys or a folder of NAME.key "
-                  "files each)");
+      return fail(2, "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
+                     "and --authorized-clients (a file of public keys or a folder of NAME.key "
+                     "files each)");
     }
     if (!curve::available()) return fail(1, "this libzmq was built without CurveZMQ support");
     try {
@@ -243,7 +237,8 @@ int main(int argc, char** argv) {
   }
   if (server.local && server.local->group) {
     // The group reaches the sockets through their folders: both become the group's, the
-    // folder without write (no one else may replace the socket) and without anything for others.
+    // folder without write (no one else may replace the socket) and without anything for
+    // others.
     const unsigned gid = *server.local->group;
     server.on_ready = [previous = server.on_ready, gid](const std::vector<std::string>& bound,
                                                         const std::string& error) {
@@ -261,8 +256,8 @@ int main(int argc, char** argv) {
                ::chmod(folder.c_str(), 0710) == 0;
         }
         if (!ok) {
-          log::error("--allow-group: cannot give " + path +
-                     " to the group: " + std::strerror(errno));
+          log::error("--allow-group: cannot give " + path + " to the group: " +
+                     std::strerror(errno));
         }
       }
       if (previous) previous(bound, error);

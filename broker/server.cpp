@@ -5,9 +5,13 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
+#include <functional>
+#include <map>
 #include <set>
 
 #include "common/log.hpp"
+#include "common/monitor.hpp"
 #include "common/poll.hpp"
 #include "common/signals.hpp"
 #include "protocol/bytes_zmq.hpp"
@@ -21,11 +25,17 @@ constexpr int kBatch = 512;
 
 // Sends everything the core produced. A peer that is gone or full is reported back to the core,
 // which decides what that means (ROUTER_MANDATORY turns ZeroMQ's silent drops into these errors).
-void flush(zmq::socket_t& router, Core& core, TimePoint now) {
+// `may_send`, when given, vetoes a routing id (§14.6): such a send counts as failed.
+void flush(zmq::socket_t& router, Core& core, TimePoint now,
+           const std::function<bool(const PeerId&)>& may_send = {}) {
   std::vector<Outgoing> out;
   out.swap(core.outbox());
   std::vector<PeerId> failed;
   for (Outgoing& m : out) {
+    if (may_send && !may_send(m.peer)) {
+      failed.push_back(m.peer);
+      continue;
+    }
     try {
       zmq::message_t id(m.peer.data(), m.peer.size());
       if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
@@ -45,7 +55,7 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now) {
     }
   }
   for (const PeerId& peer : failed) core.on_send_failed(peer, now);
-  if (!core.outbox().empty()) flush(router, core, now);
+  if (!core.outbox().empty()) flush(router, core, now, may_send);
 }
 
 log::Level level_of(LogLevel level) {
@@ -71,11 +81,15 @@ class Gate {
   void reloaded(std::shared_ptr<const KeyLists> lists) {
     lists_ = std::move(lists);
     warned_.clear();
+    answered_.clear();
   }
 
   // The sender's role and key, or nothing when its key is no longer authorised: its message
-  // is dropped unanswered, as a refused connection would be.
-  std::optional<std::pair<Role, std::string_view>> admit(zmq::message_t& frame) {
+  // is dropped. A client's is answered once per connection and reload, in `refusal`, so it
+  // fails at once rather than after its timeout (§14.5); a worker stops for good on ERROR
+  // forbidden, and its key may be authorised again, so it is left to reconnect and be refused.
+  std::optional<std::pair<Role, std::string_view>> admit(zmq::message_t& frame, const PeerId& peer,
+                                                         std::string& refusal) {
     const char* user = nullptr;
     try {
       user = frame.gets("User-Id");
@@ -93,6 +107,11 @@ class Gate {
            "dropped messages from key " + curve::fingerprint(admitted->key) + ", admitted as " +
                role_name(admitted->role) +
                " but no longer authorised so since the lists were reloaded");
+      if (admitted->role != Role::Worker && answered_.size() < kMaxAnswered &&
+          answered_.insert(peer).second) {
+        refusal = "this client's key " + curve::fingerprint(admitted->key) +
+                  " is no longer authorised (the broker's lists were reloaded)";
+      }
       return std::nullopt;
     }
     return std::pair{*role, admitted->key.substr(0, 8)};
@@ -103,9 +122,31 @@ class Gate {
     if (warned_.insert(key).second) log::warning(text);
   }
 
+  static constexpr std::size_t kMaxAnswered = 65536;
   std::shared_ptr<const KeyLists> lists_;
   std::set<std::string> warned_;  // once per key and reload: a dropped peer keeps sending
+  std::set<PeerId> answered_;     // routing ids told ERROR forbidden since the reload
 };
+
+// How a log line names the user behind a User-Id: "key FINGERPRINT" or "uid N".
+std::string describe_user(std::string_view user) {
+  if (const auto admitted = parse_user_id(user)) return "key " + curve::fingerprint(admitted->key);
+  if (user.rfind("uid:", 0) == 0) return "uid " + std::string(user.substr(4));
+  return user.empty() ? std::string("no user") : std::string(user);
+}
+
+std::string printable(const PeerId& id) {
+  const bool text = !id.empty() && std::all_of(id.begin(), id.end(),
+                                               [](char c) { return c >= 0x21 && c <= 0x7e; });
+  if (text) return std::string(id.data(), id.size());
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : id) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -120,6 +161,11 @@ int serve(const ServerOptions& options, Core& core) {
         context, options.authorized, options.lists,
         [](LogLevel level, const std::string& text) { log::write(level_of(level), text); });
     gate.emplace(options.lists);
+  } else if (options.local) {
+    // Without keys too: the handler admits this user's ipc:// peers by uid (§14.9).
+    auth = std::make_unique<Authenticator>(
+        context, *options.local,
+        [](LogLevel level, const std::string& text) { log::write(level_of(level), text); });
   }
   zmq::socket_t router(context, zmq::socket_type::router);
   if (options.curve) {
@@ -130,8 +176,39 @@ int serve(const ServerOptions& options, Core& core) {
                zmq::buffer(curve::decode(options.curve->public_key)));
     router.set(zmq::sockopt::zap_domain, curve::kZapDomain);
   }
+  if (!options.curve && options.local) router.set(zmq::sockopt::zap_domain, curve::kZapDomain);
   router.set(zmq::sockopt::router_mandatory, 1);
-  router.set(zmq::sockopt::router_handover, 1);
+  // Where users are told apart, a routing id is its first user's (§14.6): no handover, and
+  // ZMTP heartbeats close a dead connection in the broker's expiry, so its owner's next
+  // connection is not ignored for long.
+  const bool tell_apart = options.curve || (options.local && options.local->group);
+  router.set(zmq::sockopt::router_handover, tell_apart ? 0 : 1);
+  std::optional<RoutingBindings> bindings;
+  std::optional<HandshakeMonitor> monitor;  // of the router: which connections closed
+  if (tell_apart) {
+    const auto expiry = options.heartbeat * options.liveness;
+    router.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(options.heartbeat.count()));
+    router.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(expiry.count()));
+    bindings.emplace(expiry * 4);
+    monitor.emplace(context, router);
+  }
+  // A close is taken in before any later message or send: the descriptor of a closed
+  // connection may serve the next one, and the id of a closed one may be taken by another.
+  const auto watch_closed = [&] {
+    if (!monitor) return;
+    while (monitor->take()) {
+    }
+    for (int fd : monitor->take_closed()) bindings->on_closed(fd);
+  };
+  const std::function<bool(const PeerId&)> may_send =
+      tell_apart ? std::function<bool(const PeerId&)>(
+                       [&](const PeerId& peer) { return bindings->may_send(peer); })
+                 : std::function<bool(const PeerId&)>();
+  const auto send_all = [&](TimePoint now) {
+    watch_closed();
+    flush(router, core, now, may_send);
+  };
+  std::map<PeerId, TimePoint> refusals_logged;  // once a minute per routing id
   router.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
   router.set(zmq::sockopt::linger, static_cast<int>(options.shutdown_grace.count()));
   // Credits bound what is queued per peer; the high-water marks are only a backstop.
@@ -178,7 +255,8 @@ int serve(const ServerOptions& options, Core& core) {
     if (now >= next_tick) {
       core.on_tick(now);
       next_tick = core.next_deadline(now);
-      flush(router, core, now);
+      if (bindings) bindings->expire(now);
+      send_all(now);
     }
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
@@ -192,7 +270,7 @@ int serve(const ServerOptions& options, Core& core) {
         if (number != SIGHUP) {
           log::info(std::string("received ") + (number == SIGINT ? "SIGINT" : "SIGTERM"));
           stop = true;
-        } else if (!auth) {
+        } else if (!options.curve) {
           log::info("received SIGHUP: nothing to reload (CurveZMQ is off)");
         } else {
           // New connections are judged by the new lists at once; connections already open
@@ -209,7 +287,7 @@ int serve(const ServerOptions& options, Core& core) {
     }
     if (stop) {
       core.shutdown();
-      flush(router, core, Clock::now());
+      send_all(Clock::now());
       break;
     }
     for (int i = 0; i < kBatch; ++i) {
@@ -222,9 +300,43 @@ int serve(const ServerOptions& options, Core& core) {
       Role role = Role::Any;
       std::string_view key;
       if (gate && frames.size() >= 2) {
-        const auto sender = gate->admit(frames[1]);
-        if (!sender) continue;
+        std::string refusal;
+        const auto sender = gate->admit(frames[1], peer, refusal);
+        if (!sender) {
+          if (!refusal.empty() && (!bindings || bindings->may_send(peer))) {
+            const std::string header = wire::encode(
+                wire::Error{std::string(wire::to_wire(wire::Code::Forbidden)), refusal});
+            try {
+              router.send(zmq::buffer(peer.data(), peer.size()),
+                          zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+              router.send(zmq::buffer(header), zmq::send_flags::dontwait);
+            } catch (const zmq::error_t&) {
+            }
+          }
+          continue;
+        }
         std::tie(role, key) = *sender;
+      }
+      if (bindings && frames.size() >= 2) {
+        watch_closed();
+        const char* user = nullptr;
+        try {
+          user = frames[1].gets("User-Id");
+        } catch (const zmq::error_t&) {
+        }
+        const int fd = zmq_msg_get(frames[1].handle(), ZMQ_SRCFD);
+        if (!bindings->on_message(peer, user ? user : "", fd, at)) {
+          if (refusals_logged.size() > 4096) refusals_logged.clear();
+          auto [logged, first] = refusals_logged.try_emplace(peer, at);
+          if (first || at - logged->second >= std::chrono::minutes(1)) {
+            logged->second = at;
+            log::warning("refused a message with routing id " + printable(peer) + " from " +
+                         describe_user(user ? user : "") + ": the id belongs to " +
+                         describe_user(bindings->owner(peer)) +
+                         " (nothing goes to the id until its owner speaks again)");
+          }
+          continue;
+        }
       }
       if (frames.size() == 2) {
         core.on_message(peer, frames[1].data(), frames[1].size(), nullptr, at, role, key);
@@ -237,9 +349,10 @@ int serve(const ServerOptions& options, Core& core) {
     }
     // Sending the replies to a whole batch at once lets ZeroMQ wake its I/O thread once and
     // coalesce the writes, instead of a wake-up and a syscall per message.
-    flush(router, core, Clock::now());
+    send_all(Clock::now());
   }
-  router.close();  // linger bounds how long the goodbyes may take
+  monitor.reset();  // it watches the router
+  router.close();   // linger bounds how long the goodbyes may take
   auth.reset();
   context.close();
   log::info("stopped");

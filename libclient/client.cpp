@@ -653,9 +653,15 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
       continue;
     }
     try {
-      if (std::holds_alternative<wire::Status>(wire::decode(frames[0].data(), frames[0].size())) &&
-          frames.size() == 2) {
+      const wire::Message message = wire::decode(frames[0].data(), frames[0].size());
+      if (std::holds_alternative<wire::Status>(message) && frames.size() == 2) {
         return unpack_untrusted(frames[1].data<char>(), frames[1].size());
+      }
+      // A key removed from the broker's lists is told so (docs/protocol.md §14.5).
+      if (const auto* e = std::get_if<wire::Error>(&message);
+          e && wire::is(e->code, wire::Code::Forbidden)) {
+        throw RefusedError(e->code,
+                           "the broker at " + impl_->endpoint + " refused this client: " + e->message);
       }
     } catch (const ProtocolError&) {
     }

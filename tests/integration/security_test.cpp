@@ -382,8 +382,12 @@ TEST_CASE("SIGHUP reloads the lists: a removed key can no longer connect, nor ke
       fresh.status(10s),
       doctest::Contains(("refused this client's key " + keys.fingerprint("alice")).c_str()),
       ConnectionError);
-  // The connection alice opened before the reload is not answered any more.
-  CHECK_THROWS_WITH_AS(connected.status(1s), doctest::Contains("no reply"), ConnectionError);
+  // The connection alice opened before the reload is told at once that its key went.
+  CHECK_THROWS_WITH_AS(
+      connected.status(10s),
+      doctest::Contains(
+          ("this client's key " + keys.fingerprint("alice") + " is no longer authorised").c_str()),
+      RefusedError);
   Client bob(endpoint, as(*cluster, keys.client("bob")));
   CHECK_NOTHROW(bob.status(10s));
 
@@ -778,4 +782,29 @@ TEST_CASE("with CurveZMQ a routing id belongs to the key that first used it") {
     admin.send(submit, sleep_item(1));
     CHECK_FALSE(contains(alice.receive(2500ms), wire::Type::Task));
   }
+}
+
+TEST_CASE("a client whose key is removed mid-job is told at once, not after its timeout") {
+  Keys keys;
+  auto cluster = keys.cluster();
+  cluster->add_worker(1);
+  REQUIRE(cluster->wait_for_workers(1));
+  ClientOptions options = as(*cluster, keys.client("alice"));
+  options.timeout = 60s;  // before, the job failed only after this: "no reply ..."
+  Client alice(cluster->endpoint(), options);
+  auto job = std::async(std::launch::async, [&] {
+    return alice.map_parallel<std::int64_t>("example_module.sleep_ms",
+                                            std::vector<std::int64_t>(50, 200));
+  });
+  REQUIRE(eventually([&] {
+    return broker_log(*cluster).find("started: example_module.sleep_ms") != std::string::npos;
+  }));
+  keys.authorize_clients({"bob", "admin"});
+  cluster->broker().kill(SIGHUP);
+  CHECK_THROWS_WITH_AS(job.get(),
+                       doctest::Contains(("the broker at " + cluster->endpoint() +
+                                          " refused this client: this client's key " +
+                                          keys.fingerprint("alice") + " is no longer authorised")
+                                             .c_str()),
+                       RefusedError);
 }
