@@ -11,7 +11,6 @@
 
 #include "broker/core.hpp"
 #include "protocol/bytes.hpp"
-#include "protocol/bytes_zmq.hpp"
 
 namespace seppo::sim {
 
@@ -32,7 +31,7 @@ inline std::unique_ptr<broker::Core> make_broker(const broker::Config& config,
 inline void feed_broker(broker::Core& core, const std::string& from, const std::string& header,
                         const std::optional<Bytes>& payload, broker::TimePoint now) {
   if (payload) {
-    zmq::message_t frame = to_zmq(*payload);
+    Bytes frame = *payload;
     core.on_message(from, header.data(), header.size(), &frame, now);
   } else {
     core.on_message(from, header.data(), header.size(), nullptr, now);
@@ -43,7 +42,7 @@ inline std::vector<BrokerOut> take_broker_outbox(broker::Core& core) {
   std::vector<BrokerOut> out;
   for (broker::Outgoing& o : std::exchange(core.outbox(), {})) {
     BrokerOut b{std::move(o.peer), std::move(o.header), std::nullopt};
-    if (o.has_payload) b.payload = from_zmq(std::move(o.payload));
+    if (o.has_payload) b.payload = std::move(o.payload);
     out.push_back(std::move(b));
   }
   return out;
