@@ -1,4 +1,4 @@
-// The client's side of one job (docs/protocol.md §9, client rows C1..C17), with no socket,
+// The client's side of one job (docs/protocol.md §9, client rows C1..C20), with no socket,
 // thread or clock of its own. libclient/client.cpp is the thin socket loop around it;
 // tests/unit/client_core_test.cpp and the simulator drive it with a fake clock.
 //
@@ -47,7 +47,7 @@ struct JobCoreOptions {
   // The heartbeat of the last ALIVE this client (connection) saw, 0 if none yet: then a
   // HEARTBEAT follows the first SUBMITs, so the broker's ALIVE says how often to beat (C3).
   std::chrono::milliseconds broker_heartbeat{0};
-  std::chrono::milliseconds timeout{30000};      // the broker's silence that fails the job (C15)
+  std::chrono::milliseconds timeout{30000};      // the broker's silence that fails the job (C18)
   std::chrono::milliseconds worker_wait{10000};  // SUBMIT's wait_ms
   // A chunk keeps its window place until consumed() was called for all its items, not only
   // until they arrived: results waiting for a slow consumer are bounded too.
@@ -84,10 +84,10 @@ class JobCore {
   // Why the job failed as a whole; the driver turns it into the matching seppo:: exception.
   struct Failure {
     enum class Kind {
-      UnknownFunction,  // FAILED unknown_function (C8): UnknownFunctionError(function, message)
+      UnknownFunction,  // FAILED unknown_function (C9): UnknownFunctionError(function, message)
       Refused,   // ERROR forbidden, or a chunk that can never fit: RefusedError(code, message)
       Protocol,  // any other ERROR: ProtocolError(message)
-      Timeout,   // the broker's silence (C15): ConnectionError(message)
+      Timeout,   // the broker's silence (C18): ConnectionError(message)
     };
     Kind kind = Kind::Protocol;
     std::string code;     // the wire code's name, for RefusedError
@@ -111,14 +111,14 @@ class JobCore {
   // --- events ---
   // A message from the broker, decoded; `payload` is its second frame, if it had one.
   void feed(const wire::Message& message, std::optional<Bytes> payload, TimePoint now);
-  // Time passed: heartbeats (C14) and the broker's silence (C15). Call by next_deadline().
+  // Time passed: heartbeats (C17) and the broker's silence (C18). Call by next_deadline().
   void tick(TimePoint now);
   // With hold: the caller took item `index`; its chunk's window place frees with its last item.
   void consumed(std::uint64_t index, TimePoint now);
   // The caller stops reading for a while and comes back: that time is not the broker's silence.
   void pause(TimePoint now);
   void resume(TimePoint now);
-  // Finished, failed or cancelled: queues DONE (C16) if anything was submitted. Idempotent.
+  // Finished, failed or cancelled: queues DONE (C19) if anything was submitted. Idempotent.
   void close(TimePoint now);
 
   // --- drained by the driver ---
@@ -127,7 +127,7 @@ class JobCore {
   TimePoint next_deadline() const;  // TimePoint::max() once the job is over
 
   // --- state ---
-  bool done() const;  // input ended and every item was handed over (or the job was closed)
+  bool done() const;  // the input ended and every item of it was handed over
   bool failed() const { return failure_.has_value(); }
   const std::optional<Failure>& failure() const { return failure_; }
   bool closed() const { return closed_; }
@@ -168,7 +168,7 @@ class JobCore {
   void resubmit_all(TimePoint now);
   void over_limit(const wire::Failed& f, TimePoint now);
   void resend_refused(TimePoint now);
-  void on_deliver(const wire::Deliver& d, const std::optional<Bytes>& payload, TimePoint now);
+  void on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now);
   void fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
                   const std::string& worker, TimePoint now);
   Open::iterator chunk_of(std::uint64_t first, std::uint32_t count);
