@@ -764,7 +764,17 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       Peer& p = peers_[i];
       if (!p.alive) return;
       ++report_.faults_injected;
-      kill_worker(i, arg == 1 ? "ran a poison item" : "crashed");
+      if (arg == 1) {
+        // Poison is the item's doing, not a fault that stops: the run's calm does not wait for
+        // it. Its supervisor forks a new process, which picks a new routing id.
+        kill_worker(i, "ran a poison item");
+        Event e = make_event(Ev::Fault, i, 0);
+        e.fault = FaultKind::WorkerRestart;
+        e.arg = 1;
+        schedule(now_ + rng_.between(20 * kMs, 2 * kSecond), std::move(e));
+        break;
+      }
+      kill_worker(i, "crashed");
       later(rng_.between(20 * kMs, 2 * kSecond), FaultKind::WorkerRestart, i, rng_.below(2));
       break;
     }
