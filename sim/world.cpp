@@ -164,7 +164,11 @@ struct Peer {
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
   Us running_since = 0;
-  Us last_task_at = 0;
+  // The heartbeat gap: since when the worker has heard nothing but ALIVE while sending RESULTs
+  // less than a heartbeat apart. A worker that let RESULTs stand in for HEARTBEAT (the bug)
+  // would have heard nothing at all for that long.
+  Us busy_since = 0;
+  Us last_result_at = 0;
   bool gap_counted = false;
 
   // A client: its jobs, one at a time.
@@ -388,8 +392,8 @@ void World::deliver_to_peer(int i, Event& e) {
     tracef("B -> " + p.name + " " + describe(message) + items);
   }
   if (p.kind == Peer::Kind::Worker) {
-    if (std::holds_alternative<wire::Task>(message)) {
-      p.last_task_at = now_;
+    if (!std::holds_alternative<wire::Alive>(message)) {
+      p.busy_since = now_;
       p.gap_counted = false;
     }
     p.core->on_message(message, e.frame.payload, local_tp(p));
@@ -417,7 +421,7 @@ void World::start_worker(int i, bool new_id) {
   p.frozen = false;
   p.exec.clear();
   p.running = false;
-  p.last_task_at = now_;
+  p.busy_since = now_;
   p.disturbed_at = now_;
   worker::SessionCoreOptions o;
   o.endpoint = "sim";
@@ -481,15 +485,17 @@ void World::worker_pump(int i) {
     }
     for (auto& out : std::exchange(core.outbox(), {})) {
       if (trace_) tracef(p.name + " sends " + describe(out.message));
-      if (std::holds_alternative<wire::Result>(out.message) && core.held() > 0 &&
-          now_ - p.last_task_at > kExpiry && !p.gap_counted &&
-          now_ - p.disturbed_at > kCalmWindow) {
-        ++report_.heartbeat_gaps;  // answering a backlog while no TASK came for a liveness
-        p.gap_counted = true;
-        if (trace_)
-          tracef(p.name + " is in the heartbeat gap: results from a backlog of " +
-                 std::to_string(core.held()) + ", no TASK for " +
-                 std::to_string((now_ - p.last_task_at) / kMs) + " ms");
+      if (std::holds_alternative<wire::Result>(out.message)) {
+        if (now_ - p.last_result_at >= kHeartbeat.count() * kMs) p.busy_since = now_;
+        p.last_result_at = now_;
+        if (now_ - p.busy_since > kExpiry && !p.gap_counted && p.link.up) {
+          ++report_.heartbeat_gaps;
+          p.gap_counted = true;
+          if (trace_)
+            tracef(p.name + " is in the heartbeat gap: RESULTs for " +
+                   std::to_string((now_ - p.busy_since) / kMs) +
+                   " ms and nothing but ALIVE from the broker");
+        }
       }
       peer_send(i, Frame{wire::encode(out.message), std::move(out.payload)});
     }
