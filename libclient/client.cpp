@@ -1,7 +1,6 @@
 #include "seppo/client.hpp"
 
 #include <cstdio>
-#include <map>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -13,7 +12,6 @@
 #include "common/poll.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/bytes_zmq.hpp"
-#include "protocol/codes.hpp"
 #include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
 
