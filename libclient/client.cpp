@@ -1,7 +1,6 @@
 #include "seppo/client.hpp"
 
 #include <cstdio>
-#include <map>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -13,7 +12,6 @@
 #include "common/poll.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/bytes_zmq.hpp"
-#include "protocol/codes.hpp"
 #include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
 
@@ -330,9 +328,9 @@ class ClientJob {
       std::optional<Bytes> payload;
       if (frames_.size() == 2) payload = from_zmq(std::move(frames_[1]));
       core_.feed(message, std::move(payload), Clock::now());
-      bool handed = false;
-      for (const client::JobCore::ItemResult& r : core_.take_results()) {
-        handed = true;
+      core_.take_results(results_);
+      const bool handed = !results_.empty();
+      for (const client::JobCore::ItemResult& r : results_) {
         Client::Item item;
         item.index = r.index;
         item.value = r.value;
@@ -342,6 +340,7 @@ class ClientJob {
         item.chunk_elapsed_us = r.value != nullptr ? r.answer->elapsed_us : 0;
         if (!sink_(item)) return false;
       }
+      results_.clear();  // frees the message's payload; keeps the capacity
       check();
       flush();
       // A held job's consumer takes results one by one: the rest wait in ZeroMQ's queue as
@@ -361,6 +360,7 @@ class ClientJob {
   bool finished_ = false;
   std::vector<zmq::pollitem_t> poll_items_;
   std::vector<zmq::message_t> frames_;
+  std::vector<client::JobCore::ItemResult> results_;
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
 

@@ -159,6 +159,11 @@ std::vector<JobCore::ItemResult> JobCore::take_results() {
   return std::exchange(results_, {});
 }
 
+void JobCore::take_results(std::vector<ItemResult>& out) {
+  out.clear();
+  std::swap(out, results_);
+}
+
 JobCore::TimePoint JobCore::next_deadline() const {
   if (over() || done() || paused_at_) return TimePoint::max();
   return std::min(last_sent_ + heartbeat_, last_heard_ + options_.timeout);

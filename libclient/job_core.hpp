@@ -124,6 +124,9 @@ class JobCore {
   // --- drained by the driver ---
   std::vector<Outgoing> take_outbox();
   std::vector<ItemResult> take_results();
+  // The same into `out`, cleared first, whose capacity is reused: a chunk may answer thousands
+  // of items, and a fresh vector per message would be allocated (and paged in) anew each time.
+  void take_results(std::vector<ItemResult>& out);
   TimePoint next_deadline() const;  // TimePoint::max() once the job is over
 
   // --- state ---

@@ -502,3 +502,40 @@ TEST_CASE("C20 messages for other jobs are ignored") {
   CHECK(h.core.seen() == 0);
   CHECK(h.core.open_chunks() == 1);
 }
+
+TEST_CASE("§10 a chunk split after a worker loss arrives item by item and closes with the last") {
+  JobCoreOptions o = options();
+  o.chunk_size = 3;
+  o.window = 1;
+  Harness h(o);
+  h.fill(t0);
+  h.take();
+  h.deliver(2, 1, 1, t0 + 1ms);
+  h.deliver(0, 1, 2, t0 + 2ms);
+  CHECK(h.core.open_chunks() == 1);
+  CHECK(h.core.wanted() == 0);
+  h.deliver(1, 1, 3, t0 + 3ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{2, 0, 1});
+  CHECK(h.core.open_chunks() == 0);
+  CHECK(h.core.wanted() == 3);
+}
+
+TEST_CASE("§10 a poison item's worker_lost fails that item alone; its chunk's others arrive") {
+  JobCoreOptions o = options();
+  o.chunk_size = 3;
+  Harness h(o);
+  h.fill(t0, 1);
+  h.take();
+  h.deliver(0, 1, 1, t0 + 1ms);
+  h.failed(1, 1, wire::Code::WorkerLost, 2, t0 + 2ms, "worker lost 3 times running item 1");
+  h.deliver(2, 1, 3, t0 + 3ms);
+  const auto results = h.results();
+  REQUIRE(results.size() == 3);
+  CHECK(results[0].value != nullptr);
+  CHECK(results[1].value == nullptr);
+  CHECK(results[1].error == "worker lost 3 times running item 1");
+  CHECK(results[2].value != nullptr);
+  h.core.end_input(t0 + 4ms);
+  CHECK(h.core.done());
+  CHECK_FALSE(h.core.failed());
+}
