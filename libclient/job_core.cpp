@@ -99,7 +99,13 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
                  f->message.empty() ? std::string(wire::code_name(f->code)) : f->message, "", now);
     }
   } else if (const auto* r = std::get_if<wire::Resync>(&message)) {
-    if (r->job_id == id_) resubmit_all(now);
+    if (r->job_id == id_) {
+      resubmit_all(now);
+      // C13: until an ALIVE came, ask again. The broker that answered RESYNC may have dropped
+      // us for dead because our default interval is longer than its expiry (its ALIVE got
+      // lost): without its heartbeat_ms we would be dropped again and again.
+      if (broker_heartbeat_.count() == 0) send_heartbeat(now);
+    }
   } else if (const auto* a = std::get_if<wire::Alive>(&message)) {
     // The first ALIVE of a job only sets the instance: a change means the broker restarted.
     if (instance_ != 0 && a->instance != instance_) resubmit_all(now);
@@ -294,6 +300,8 @@ JobCore::Open::iterator JobCore::chunk_of(std::uint64_t first, std::uint32_t cou
 
 void JobCore::forget_if_complete(Open::iterator it, TimePoint now) {
   if (it->second.remaining != 0) return;
+  // C10: refused, yet answered: the broker held an earlier copy. It waits no longer.
+  if (it->second.refused) --refused_;
   inflight_bytes_ -= it->second.payload.size();
   pending_.erase(it);
   if (refused_ > 0) resend_refused(now);

@@ -539,3 +539,34 @@ TEST_CASE("§10 a poison item's worker_lost fails that item alone; its chunk's o
   CHECK(h.core.done());
   CHECK_FALSE(h.core.failed());
 }
+
+TEST_CASE("C10 a refused chunk answered anyway closes and no longer blocks the input") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  // A resubmission of chunk 2 was refused, but the broker held its first copy.
+  h.failed(2, 2, wire::Code::OverLimit, 0, t0 + 1ms);
+  CHECK(h.core.wanted() == 0);
+  h.deliver(2, 2, 1, t0 + 2ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{2, 3});
+  h.deliver(0, 2, 2, t0 + 3ms);
+  CHECK(h.take().empty());  // nothing refused is left to resend
+  CHECK(h.core.wanted() == 2);
+}
+
+TEST_CASE(
+    "C13 a client that never heard ALIVE follows the resubmissions of RESYNC with HEARTBEAT") {
+  JobCoreOptions o = options();
+  o.broker_heartbeat = 0ms;
+  Harness h(o);
+  h.fill(t0, 2);
+  h.take();
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 1ms);
+  auto out = h.take();
+  REQUIRE(out.size() == 3);
+  CHECK(firsts(out) == std::vector<std::uint64_t>{0, 2});
+  CHECK(std::holds_alternative<wire::Heartbeat>(out[2].message));
+  h.core.feed(wire::Alive{3, 100, 3}, std::nullopt, t0 + 2ms);
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 3ms);
+  CHECK(sent<wire::Heartbeat>(h.take()).empty());  // now it knows the interval
+}
