@@ -102,7 +102,7 @@ def shorten(name, width=110):
 
 def files(folder, role):
     """The callgrind file of `role` in a kept pass folder."""
-    if role in ("broker", "worker", "client") and folder.name.startswith("seppo-"):
+    if role in ("broker", "worker", "client") and not folder.name.startswith("baseline-"):
         found = sorted(folder.glob(f"{role}.[0-9]*"))
         if role == "worker":
             # Not the supervisor's; the module probe's is the same in both passes and cancels.
@@ -121,6 +121,8 @@ def main():
     ap.add_argument("role", choices=["broker", "relay", "worker", "client"])
     ap.add_argument("--baseline", action="store_true", help="the baseline's worker or client")
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--prefix", help="the passes' folder prefix: scale-200- for (j)'s broker "
+                    "with 200 workers (default seppo- or baseline-)")
     ap.add_argument("--exclusive", action="store_true", help="self cost instead of inclusive")
     ap.add_argument("--calls", action="store_true",
                     help="calls per task to the ZeroMQ API and to libc's syscall wrappers")
@@ -131,8 +133,9 @@ def main():
                     help="exclusive costs summed by kind (allocation, codec, maps, ...)")
     args = ap.parse_args()
 
-    prefix = "baseline-" if args.role == "relay" or args.baseline else "seppo-"
-    passes = sorted((p for p in args.keep.glob(prefix + "*") if p.is_dir()),
+    prefix = args.prefix or ("baseline-" if args.role == "relay" or args.baseline else "seppo-")
+    passes = sorted((p for p in args.keep.glob(prefix + "*")
+                     if p.is_dir() and re.fullmatch(re.escape(prefix) + r"\d+", p.name)),
                     key=lambda p: int(p.name.rsplit("-", 1)[1]))
     if len(passes) != 2:
         sys.exit(f"profile.py: expected two {prefix}N folders in {args.keep}")
