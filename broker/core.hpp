@@ -89,6 +89,12 @@ class Core {
   std::size_t task_count() const { return tasks_.size(); }
   std::size_t queued_count() const;
   std::size_t inflight_count(const PeerId& worker) const;
+  std::size_t client_count() const { return clients_.size(); }
+  // Payload bytes of this client's tasks the broker holds (limited by max_client_bytes).
+  std::uint64_t queued_bytes(const PeerId& client) const {
+    auto c = clients_.find(client);
+    return c == clients_.end() ? 0 : c->second.queued_bytes;
+  }
   std::string status_payload(TimePoint now) const;  // msgpack map, see docs/protocol.md
   std::uint64_t instance() const { return instance_; }
 

@@ -304,8 +304,7 @@ int serve(const ServerOptions& options, Core& core) {
         const auto sender = gate->admit(frames[1], peer, refusal);
         if (!sender) {
           if (!refusal.empty() && (!bindings || bindings->may_send(peer))) {
-            const std::string header = wire::encode(
-                wire::Error{std::string(wire::to_wire(wire::Code::Forbidden)), refusal});
+            const std::string header = wire::encode(wire::Error{wire::Code::Forbidden, refusal});
             try {
               router.send(zmq::buffer(peer.data(), peer.size()),
                           zmq::send_flags::sndmore | zmq::send_flags::dontwait);

@@ -1,0 +1,205 @@
+// The faults: planned from the seed at the start, carried out as events.
+#include "sim/world_impl.hpp"
+
+#include <sstream>
+
+namespace seppo::sim::detail {
+
+// --- faults -----------------------------------------------------------------------------------
+
+void World::plan_faults() {
+  const Us window = rng_.between(2 * kSecond, 12 * kSecond);
+  auto at = [&] { return rng_.between(0, window); };
+  auto add = [&](Us t, FaultKind kind, int peer, std::uint64_t arg = 0) {
+    Event e = make_event(Ev::Fault, peer, 0);
+    e.fault = kind;
+    e.arg = arg;
+    schedule(t, std::move(e));
+    calm_at_ = std::max(calm_at_, t);
+  };
+  const std::uint32_t f = options_.faults;
+  if (f & kWorkerCrash) {
+    for (int n = static_cast<int>(rng_.below(4)); n-- > 0;) {
+      add(at(), FaultKind::WorkerCrash, workers_[rng_.below(workers_.size())]);
+    }
+  }
+  if (f & kBrokerCrash) {
+    for (int n = static_cast<int>(rng_.below(3)); n-- > 0;) add(at(), FaultKind::BrokerCrash, -1);
+  }
+  if ((f & kClientVanish) && rng_.chance(300)) {
+    add(at(), FaultKind::ClientVanish, clients_[rng_.below(clients_.size())]);
+  }
+  if (f & kPartition) {
+    for (int n = static_cast<int>(rng_.below(4)); n-- > 0;) {
+      const int peer = static_cast<int>(rng_.below(peers_.size()));
+      add(at(), FaultKind::PartitionStart, peer,
+          static_cast<std::uint64_t>(rng_.between(50 * kMs, 3 * kSecond)));
+    }
+  }
+  if (f & kFreeze) {
+    for (int n = static_cast<int>(rng_.below(3)); n-- > 0;) {
+      add(at(), FaultKind::Freeze, workers_[rng_.below(workers_.size())],
+          static_cast<std::uint64_t>(rng_.between(kExpiry / 2, 4 * kSecond)));
+    }
+  }
+}
+
+void World::fault(FaultKind kind, int i, std::uint64_t arg) {
+  auto later = [&](Us delay, FaultKind k, int peer, std::uint64_t a = 0) {
+    Event e = make_event(Ev::Fault, peer, 0);
+    e.fault = k;
+    e.arg = a;
+    schedule(now_ + delay, std::move(e));
+    calm_at_ = std::max(calm_at_, now_ + delay);
+  };
+  switch (kind) {
+    case FaultKind::WorkerCrash: {
+      Peer& p = peers_[i];
+      if (!p.alive) return;
+      ++report_.faults_injected;
+      if (arg == 1) {
+        // Poison is the item's doing, not a fault that stops: the run's calm does not wait for
+        // it. Its supervisor forks a new process, which picks a new routing id.
+        kill_worker(i, "ran a poison item");
+        Event e = make_event(Ev::Fault, i, 0);
+        e.fault = FaultKind::WorkerRestart;
+        e.arg = 1;
+        schedule(now_ + rng_.between(20 * kMs, 2 * kSecond), std::move(e));
+        break;
+      }
+      kill_worker(i, "crashed");
+      later(rng_.between(20 * kMs, 2 * kSecond), FaultKind::WorkerRestart, i, rng_.below(2));
+      break;
+    }
+    case FaultKind::WorkerRestart:
+      if (!peers_[i].alive) start_worker(i, arg == 1);
+      break;
+    case FaultKind::BrokerCrash: {
+      if (!broker_) return;
+      ++report_.faults_injected;
+      if (trace_) tracef("B crashes");
+      broker_.reset();
+      broker_disturbed_at_ = now_;
+      for (std::size_t k = 0; k < peers_.size(); ++k) {
+        break_link(static_cast<int>(k), 0);
+        peers_[k].link.router_knows = false;
+      }
+      later(rng_.between(100 * kMs, 4 * kSecond), FaultKind::BrokerRestart, -1);
+      break;
+    }
+    case FaultKind::BrokerRestart: {
+      const std::uint64_t instance = rng_.next() | 1;
+      broker_ = make_broker(config_, instance,
+                            trace_ ? [this](const std::string& line) { tracef("B log: " + line); }
+                                   : std::function<void(const std::string&)>());
+      broker_disturbed_at_ = now_;
+      if (trace_) tracef("B restarts empty, instance " + std::to_string(instance));
+      for (std::size_t k = 0; k < peers_.size(); ++k) {
+        try_connect(static_cast<int>(k), rng_.between(kMs, 200 * kMs));
+      }
+      broker_tick_schedule();
+      break;
+    }
+    case FaultKind::ClientVanish: {
+      Peer& p = peers_[i];
+      if (!p.alive) return;
+      ++report_.faults_injected;
+      if (trace_) tracef(p.name + " vanishes");
+      p.alive = false;
+      if (p.job) end_job(i, JobRecord::State::Vanished);
+      p.link.wanted = false;
+      p.link.queued.clear();
+      break_link(i, 0);
+      break;
+    }
+    case FaultKind::PartitionStart: {
+      Peer& p = peers_[i];
+      if (!p.alive) return;
+      ++report_.faults_injected;
+      if (trace_) tracef(p.name + " is cut off for " + std::to_string(arg / kMs) + " ms");
+      p.link.partitioned_until =
+          std::max<Us>(p.link.partitioned_until, now_ + static_cast<Us>(arg));
+      // No FIN crosses a partition: the ROUTER notices only later (ZMTP heartbeats, TCP).
+      break_link(i, rng_.between(0, static_cast<Us>(arg)));
+      later(static_cast<Us>(arg), FaultKind::PartitionEnd, i);
+      break;
+    }
+    case FaultKind::PartitionEnd:
+      peers_[i].disturbed_at = now_;
+      if (trace_) tracef(peers_[i].name + " is reachable again");
+      try_connect(i, rng_.between(kMs, 100 * kMs));
+      break;
+    case FaultKind::Freeze: {
+      Peer& p = peers_[i];
+      if (!p.alive || p.frozen) return;
+      ++report_.faults_injected;
+      if (trace_) tracef(p.name + " is stopped (SIGSTOP) for " + std::to_string(arg / kMs) + " ms");
+      p.frozen = true;
+      p.disturbed_at = now_;
+      later(static_cast<Us>(arg), FaultKind::Thaw, i, p.incarnation);
+      break;
+    }
+    case FaultKind::Thaw: {
+      Peer& p = peers_[i];
+      if (!p.alive || !p.frozen || p.incarnation != arg) return;
+      p.frozen = false;
+      p.disturbed_at = now_;
+      if (trace_) tracef(p.name + " resumes (SIGCONT)");
+      // What arrived meanwhile waited in the socket; the running item resumes where it stopped.
+      for (Event& d : std::exchange(p.deferred, {})) schedule(now_, std::move(d));
+      break;
+    }
+    case FaultKind::Cancel: {
+      Peer& p = peers_[i];
+      if (!p.alive || !p.job || p.job->job_id() != arg) return;
+      if (trace_) tracef(p.name + " cancels job " + std::to_string(arg));
+      end_job(i, JobRecord::State::Cancelled);
+      break;
+    }
+  }
+}
+
+}  // namespace seppo::sim::detail
+
+namespace seppo::sim {
+
+std::optional<std::uint32_t> parse_faults(const std::string& text) {
+  static const std::pair<const char*, Fault> names[] = {{"worker-crash", kWorkerCrash},
+                                                        {"broker-crash", kBrokerCrash},
+                                                        {"client-vanish", kClientVanish},
+                                                        {"partition", kPartition},
+                                                        {"freeze", kFreeze},
+                                                        {"raise", kRaise},
+                                                        {"poison", kPoison},
+                                                        {"drift", kDrift}};
+  if (text == "all") return kAllFaults;
+  if (text == "none" || text.empty()) return 0u;
+  std::uint32_t faults = 0;
+  std::stringstream list(text);
+  std::string name;
+  while (std::getline(list, name, ',')) {
+    bool known = false;
+    for (const auto& [n, f] : names) {
+      if (name == n) {
+        faults |= f;
+        known = true;
+      }
+    }
+    if (!known) return std::nullopt;
+  }
+  return faults;
+}
+
+std::string fault_names(std::uint32_t faults) {
+  if (faults == kAllFaults) return "all";
+  if (faults == 0) return "none";
+  static const char* names[] = {"worker-crash", "broker-crash", "client-vanish", "partition",
+                                "freeze",       "raise",        "poison",        "drift"};
+  std::string out;
+  for (int k = 0; k < 8; ++k) {
+    if (faults & (1u << k)) out += (out.empty() ? "" : ",") + std::string(names[k]);
+  }
+  return out;
+}
+
+}  // namespace seppo::sim

@@ -1,0 +1,146 @@
+// The world's clock and its ZeroMQ-like pipes: ordered per connection, lost when it breaks.
+#include "sim/world_impl.hpp"
+
+namespace seppo::sim::detail {
+
+std::optional<Us> World::global_of(const Peer& p, TimePoint deadline) const {
+  if (deadline == TimePoint::max() || deadline == TimePoint::min()) return std::nullopt;
+  const Us target = std::chrono::ceil<std::chrono::microseconds>(deadline - kOrigin).count();
+  // local = g + g*ppm/1e6 + offset, solved for g, then nudged past rounding.
+  __int128 g = (static_cast<__int128>(target - p.offset) * 1'000'000) / (1'000'000 + p.ppm);
+  Us at = static_cast<Us>(std::max<__int128>(g - 2, 0));
+  while (at + (at * p.ppm) / 1'000'000 + p.offset < target) ++at;
+  return std::max(at, now_);
+}
+
+void World::schedule(Us at, Event event) {
+  events_.emplace(std::make_pair(at, next_seq_++), std::move(event));
+}
+
+void World::tracef(const std::string& line) {
+  if (!trace_) return;
+  char stamp[48];
+  std::snprintf(stamp, sizeof stamp, "%10.6f #%-7llu ", static_cast<double>(now_) / kSecond,
+                static_cast<unsigned long long>(steps_));
+  *trace_ << stamp << line << '\n';
+}
+
+// --- the network ------------------------------------------------------------------------------
+
+// ZeroMQ connects (and reconnects, every reconnect_ivl) by itself while the socket exists.
+void World::try_connect(int i, Us delay) {
+  Peer& p = peers_[i];
+  if (!p.link.wanted || p.link.up || !broker_ || now_ < p.link.partitioned_until || !p.alive) {
+    return;
+  }
+  schedule(now_ + delay, make_event(Ev::Connected, i, p.link.epoch));
+}
+
+void World::break_link(int i, Us router_notices_after) {
+  Peer& p = peers_[i];
+  const bool was_up = p.link.up;
+  p.link.up = false;
+  ++p.link.epoch;
+  p.disturbed_at = now_;
+  if (was_up && p.link.router_knows) {
+    schedule(now_ + router_notices_after, make_event(Ev::RouterDrop, i, p.link.router_epoch));
+  }
+}
+
+void World::peer_send(int i, Frame frame) {
+  Peer& p = peers_[i];
+  if (!p.link.wanted) return;
+  if (!p.link.up) {
+    p.link.queued.push_back(std::move(frame));
+    return;
+  }
+  // Mostly fast, sometimes slow; never overtaking an earlier frame on the same connection.
+  const Us delay = rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
+  const Us at = std::max(now_ + delay, p.link.last_to_broker);
+  p.link.last_to_broker = at;
+  Event e = make_event(Ev::ToBroker, i, p.link.epoch);
+  e.frame = std::move(frame);
+  schedule(at, std::move(e));
+}
+
+void World::broker_flush() {
+  if (!broker_) return;
+  // on_send_failed may queue more (none today): drain until empty, bounded.
+  for (int round = 0; round < 8; ++round) {
+    std::vector<BrokerOut> out = take_broker_outbox(*broker_);
+    if (out.empty()) break;
+    for (BrokerOut& o : out) {
+      auto it = by_id_.find(o.peer);
+      Peer* p = it == by_id_.end() ? nullptr : &peers_[it->second];
+      if (p == nullptr || !p->link.router_knows) {
+        if (trace_)
+          tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
+                 ": send failed (peer gone)");
+        broker_->on_send_failed(o.peer, broker_tp());
+        continue;
+      }
+      const Us delay =
+          rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
+      const Us at = std::max(now_ + delay, p->link.last_to_peer);
+      p->link.last_to_peer = at;
+      Event e = make_event(Ev::ToPeer, it->second, p->link.router_epoch);
+      e.frame = Frame{std::move(o.header), std::move(o.payload)};
+      schedule(at, std::move(e));
+    }
+  }
+  broker_tick_schedule();
+}
+
+void World::broker_tick_schedule() {
+  if (!broker_) return;
+  const TimePoint next = broker_->next_deadline(broker_tp());
+  schedule(
+      std::max(now_, static_cast<Us>(
+                         std::chrono::ceil<std::chrono::microseconds>(next - kOrigin).count())),
+      make_event(Ev::BrokerTick, -1, ++broker_tick_gen_));
+}
+
+void World::deliver_to_broker(int i, Event& e) {
+  Peer& p = peers_[i];
+  if (!broker_ || !p.link.up || e.tag != p.link.epoch) {
+    if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header) + ": lost in flight");
+    return;
+  }
+  if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));
+  feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp());
+  broker_flush();
+}
+
+void World::deliver_to_peer(int i, Event& e) {
+  Peer& p = peers_[i];
+  if (!p.alive || !p.link.up || e.tag != p.link.epoch) {
+    if (trace_)
+      tracef("B -> " + p.name + " " + describe_header(e.frame.header) + ": lost in flight");
+    return;
+  }
+  wire::Message message = wire::decode(e.frame.header.data(), e.frame.header.size());
+  if (trace_) {
+    std::string items;
+    if (std::holds_alternative<wire::Task>(message) && e.frame.payload) {
+      // The inputs name the job and the index: x = job * 1000 + index (+900 if poison).
+      items = " items=" + inputs_of(*e.frame.payload);
+    }
+    tracef("B -> " + p.name + " " + describe(message) + items);
+  }
+  if (p.kind == Peer::Kind::Worker) {
+    if (!std::holds_alternative<wire::Alive>(message)) {
+      p.busy_since = now_;
+      p.gap_counted = false;
+    }
+    p.core->on_message(message, e.frame.payload, local_tp(p));
+    worker_pump(i);
+  } else {
+    if (p.job) p.job->feed(message, e.frame.payload, local_tp(p));
+    if (const auto* f = std::get_if<wire::Failed>(&message); f && is_over_limit(*f)) {
+      ++report_.over_limit;
+    }
+    client_pump(i);
+  }
+}
+
+}  // namespace seppo::sim::detail

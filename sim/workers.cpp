@@ -1,0 +1,168 @@
+// Simulated worker processes: a SessionCore and an executor that runs items in virtual time.
+#include "sim/world_impl.hpp"
+
+namespace seppo::sim::detail {
+
+// --- workers ----------------------------------------------------------------------------------
+
+void World::start_worker(int i, bool new_id) {
+  Peer& p = peers_[i];
+  if (new_id || p.link.id.empty()) {
+    if (!p.link.id.empty()) by_id_.erase(p.link.id);
+    p.link.id = p.name + (p.restarts > 0 ? "." + std::to_string(p.restarts) : "");
+    by_id_[p.link.id] = i;
+  }
+  ++p.incarnation;
+  p.alive = true;
+  p.frozen = false;
+  p.exec.clear();
+  p.running = false;
+  p.busy_since = now_;
+  p.disturbed_at = now_;
+  worker::SessionCoreOptions o;
+  o.endpoint = "sim";
+  o.prefetch = p.prefetch;
+  o.heartbeat = kHeartbeat;
+  o.liveness = kLiveness;
+  o.max_reconnect_delay = kMaxReconnectDelay;
+  const std::string pid = std::to_string(1000 + i * 100 + p.restarts);
+  wire::Ready ready{p.name + ", process " + pid, "simhost", std::stoll(pid), 0, {}};
+  auto log = [this, name = p.name](log::Level, const std::string& line) {
+    if (trace_) tracef(name + " log: " + line);
+  };
+  p.core = std::make_unique<worker::SessionCore>(o, ready, std::vector<std::string>{"m.square"},
+                                                 local_tp(p), log);
+  p.link.wanted = true;
+  p.link.queued.clear();
+  if (trace_)
+    tracef(p.name + " starts as " + p.link.id + " (prefetch " + std::to_string(p.prefetch) + ")");
+  try_connect(i, rng_.between(100, 5 * kMs));
+  worker_pump(i);
+}
+
+void World::kill_worker(int i, const std::string& why) {
+  Peer& p = peers_[i];
+  if (!p.alive) return;
+  if (trace_) tracef(p.name + " dies: " + why);
+  p.alive = false;
+  p.frozen = false;
+  p.deferred.clear();
+  p.core.reset();
+  p.exec.clear();
+  p.running = false;
+  p.link.wanted = false;
+  p.link.queued.clear();
+  break_link(i, 0);  // the kernel closes the socket: the ROUTER sees it at once
+  ++p.restarts;
+}
+
+void World::worker_pump(int i) {
+  Peer& p = peers_[i];
+  if (!p.alive || p.frozen) return;
+  worker::SessionCore& core = *p.core;
+  // Skipped tasks answer at once and may queue more: until nothing moves (bounded).
+  for (int round = 0;
+       round < 64 && (!core.outbox().empty() || !core.starts().empty() || round == 0); ++round) {
+    // What the core queued after deciding to start over belongs to the new socket.
+    if (core.take_reconnect()) {
+      ++report_.worker_reconnects;
+      const Us calm_since = std::max({p.disturbed_at, broker_disturbed_at_});
+      if (trace_) tracef(p.name + " reconnects (a fresh socket, same id)");
+      if (now_ - calm_since > kCalmWindow) {
+        violate(p.name +
+                " reconnected although neither its connection nor the broker was "
+                "disturbed for " +
+                std::to_string((now_ - calm_since) / kMs) +
+                " ms: it heard nothing from a broker that was there (the heartbeat gap)");
+      }
+      break_link(i, 0);
+      p.link.queued.clear();
+      try_connect(i, rng_.between(100, 3 * kMs));
+    }
+    for (auto& out : std::exchange(core.outbox(), {})) {
+      if (trace_) tracef(p.name + " sends " + describe(out.message));
+      if (std::holds_alternative<wire::Result>(out.message)) {
+        if (now_ - p.last_result_at >= kHeartbeat.count() * kMs) p.busy_since = now_;
+        p.last_result_at = now_;
+        if (now_ - p.busy_since > kExpiry && !p.gap_counted && p.link.up) {
+          ++report_.heartbeat_gaps;
+          p.gap_counted = true;
+          if (trace_)
+            tracef(p.name + " is in the heartbeat gap: RESULTs for " +
+                   std::to_string((now_ - p.busy_since) / kMs) +
+                   " ms and nothing but ALIVE from the broker");
+        }
+      }
+      peer_send(i, Frame{wire::encode(out.message), std::move(out.payload)});
+    }
+    for (auto& start : std::exchange(core.starts(), {})) p.exec.push_back(std::move(start));
+    exec_next(i);
+  }
+  if (!p.alive) return;  // a poison item killed it
+  if (core.ending() != worker::SessionCore::Ending::Running) {
+    kill_worker(i, "its core stopped");
+    return;
+  }
+  if (auto at = global_of(p, core.next_deadline()))
+    schedule(*at, make_event(Ev::Tick, i, ++p.tick_gen));
+}
+
+void World::exec_next(int i) {
+  Peer& p = peers_[i];
+  while (p.alive && !p.running && !p.exec.empty()) {
+    worker::SessionCore::Start start = std::move(p.exec.front());
+    p.exec.pop_front();
+    if (start.sequence <= p.core->skip_through()) {
+      p.core->on_finished(start.sequence, worker::SessionCore::Outcome::Skipped, 0, Bytes(),
+                          local_tp(p));
+      continue;  // the caller's pump sends what this queued
+    }
+    msgpack::object_handle h = msgpack::unpack(start.payload.data(), start.payload.size());
+    p.running_inputs = h.get().as<std::vector<std::int64_t>>();
+    p.running = true;
+    p.running_sequence = start.sequence;
+    p.running_since = now_;
+    Us duration = 0;
+    bool poison = false;
+    for (std::int64_t x : p.running_inputs) {
+      const std::uint64_t kind = rng_.below(100);
+      duration += is_slow(x)  ? rng_.between(30 * kMs, 150 * kMs)
+                  : kind < 70 ? rng_.between(50, 2 * kMs)
+                  : kind < 95 ? rng_.between(5 * kMs, 50 * kMs)
+                              : rng_.between(100 * kMs, 400 * kMs);
+      if ((options_.faults & kPoison) && is_poison(x)) poison = true;
+    }
+    if (poison) {
+      Event e = make_event(Ev::Fault, i, 0);
+      e.fault = FaultKind::WorkerCrash;
+      e.arg = 1;  // poisoned: comes back like any crashed worker
+      schedule(now_ + duration / 2, std::move(e));
+    } else {
+      schedule(now_ + duration, make_event(Ev::ExecDone, i, p.incarnation));
+    }
+  }
+}
+
+void World::exec_done(int i) {
+  Peer& p = peers_[i];
+  p.running = false;
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(static_cast<std::uint32_t>(p.running_inputs.size()));
+  for (std::int64_t x : p.running_inputs) {
+    if ((options_.faults & kRaise) && raises(x)) {
+      entry::pack_error(packer, raise_message(x));
+    } else {
+      entry::begin_value(packer);
+      packer.pack(x * x);
+    }
+  }
+  // Elapsed as the worker's own clock measured it.
+  const Us elapsed = (now_ - p.running_since) + ((now_ - p.running_since) * p.ppm) / 1'000'000;
+  p.core->on_finished(p.running_sequence, worker::SessionCore::Outcome::Ok,
+                      static_cast<std::uint64_t>(std::max<Us>(elapsed, 1)),
+                      Bytes::copy(buffer.data(), buffer.size()), local_tp(p));
+  worker_pump(i);
+}
+
+}  // namespace seppo::sim::detail

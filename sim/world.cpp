@@ -1,0 +1,248 @@
+// The event loop, the invariants checked after every step and at the end, and run().
+#include "sim/world_impl.hpp"
+
+namespace seppo::sim::detail {
+
+// --- the loop ---------------------------------------------------------------------------------
+
+void World::step(Event& e) {
+  switch (e.kind) {
+    case Ev::ToBroker:
+      deliver_to_broker(e.peer, e);
+      break;
+    case Ev::ToPeer:
+      deliver_to_peer(e.peer, e);
+      break;
+    case Ev::Connected: {
+      Peer& p = peers_[e.peer];
+      if (e.tag != p.link.epoch || p.link.up || !p.link.wanted || !broker_ || !p.alive ||
+          now_ < p.link.partitioned_until) {
+        break;
+      }
+      p.link.up = true;
+      // The ROUTER takes the new pipe for this id (the old one, if any, is gone or handed over).
+      p.link.router_knows = true;
+      p.link.router_epoch = p.link.epoch;
+      p.disturbed_at = now_;
+      if (trace_) tracef(p.name + " connected as " + p.link.id);
+      for (Frame& f : std::exchange(p.link.queued, {})) peer_send(e.peer, std::move(f));
+      break;
+    }
+    case Ev::RouterDrop: {
+      Peer& p = peers_[e.peer];
+      if (p.link.router_knows && p.link.router_epoch == e.tag) p.link.router_knows = false;
+      break;
+    }
+    case Ev::Tick: {
+      Peer& p = peers_[e.peer];
+      if (!p.alive || e.tag != p.tick_gen) break;
+      if (p.kind == Peer::Kind::Worker) {
+        p.core->on_tick(local_tp(p));
+        worker_pump(e.peer);
+      } else if (p.job) {
+        p.job->tick(local_tp(p));
+        client_pump(e.peer);
+      }
+      break;
+    }
+    case Ev::BrokerTick:
+      if (broker_ && e.tag == broker_tick_gen_) {
+        broker_->on_tick(broker_tp());
+        broker_flush();
+      }
+      break;
+    case Ev::ExecDone:
+      if (peers_[e.peer].alive && e.tag == peers_[e.peer].incarnation) exec_done(e.peer);
+      break;
+    case Ev::Fault:
+      fault(e.fault, e.peer, e.arg);
+      break;
+    case Ev::JobStart:
+      start_job(e.peer);
+      break;
+  }
+}
+
+// A stopped process does nothing: its events wait, in order, until it resumes.
+bool World::defer(Peer& p, Event& event) {
+  if (!p.frozen) return false;
+  const bool its_own =
+      event.kind == Ev::ToPeer || event.kind == Ev::Tick || event.kind == Ev::ExecDone ||
+      (event.kind == Ev::Fault && event.fault == FaultKind::WorkerCrash && event.arg == 1);
+  if (!its_own) return false;
+  if (trace_ && event.kind == Ev::ToPeer) {
+    tracef("B -> " + p.name + " " + describe_header(event.frame.header) + ": waits, " + p.name +
+           " is stopped");
+  }
+  p.deferred.push_back(std::move(event));
+  return true;
+}
+
+bool World::all_jobs_ended() const {
+  for (int i : clients_) {
+    const Peer& p = peers_[i];
+    if (p.job || (p.alive && p.jobs.size() < p.jobs_planned)) return false;
+  }
+  return true;
+}
+
+void World::check_step() {
+  for (int i : clients_) {
+    const Peer& p = peers_[i];
+    if (!p.job) continue;
+    const JobRecord& job = p.jobs.back();
+    const Us deadline = std::max(job.started, calm_at_) + kJobBound;
+    if (now_ > deadline) {
+      violate(p.name + " job " + std::to_string(job.id) + " has not completed " +
+              std::to_string((now_ - std::max(job.started, calm_at_)) / kMs) +
+              " ms after its faults stopped (" + std::to_string(job.emitted) + " of " +
+              std::to_string(job.items.size()) + " items)");
+    }
+  }
+  if (!broker_) return;
+  for (int i : workers_) {
+    const Peer& p = peers_[i];
+    if (broker_->inflight_count(p.link.id) > config_.max_capacity) {
+      violate("the broker holds " + std::to_string(broker_->inflight_count(p.link.id)) +
+              " tasks at " + p.name + ", over the capacity cap");
+    }
+  }
+  for (int i : clients_) {
+    const Peer& p = peers_[i];
+    const std::uint64_t held = broker_queued_bytes(*broker_, p.link.id);
+    if (held > config_.max_client_bytes) {
+      violate("the broker holds " + std::to_string(held) + " bytes of " + p.name +
+              ", over its limit of " + std::to_string(config_.max_client_bytes));
+    }
+  }
+}
+
+void World::check_end() {
+  for (int i : clients_) {
+    for (const JobRecord& job : peers_[i].jobs) {
+      if (job.state != JobRecord::State::Completed) continue;
+      for (std::size_t k = 0; k < job.items.size(); ++k) {
+        if (!job.items[k].received) {
+          violate(peers_[i].name + " job " + std::to_string(job.id) + " completed without item " +
+                  std::to_string(k));
+        }
+      }
+    }
+  }
+  if (!broker_) return;
+  if (broker_->task_count() || broker_->job_count() || broker_client_count(*broker_)) {
+    violate("after every job ended the broker still holds " +
+            std::to_string(broker_->task_count()) + " tasks, " +
+            std::to_string(broker_->job_count()) + " jobs and " +
+            std::to_string(broker_client_count(*broker_)) + " clients");
+  }
+}
+
+RunReport World::run() {
+  // The world's shape, drawn first so that it does not depend on what happens later.
+  config_.heartbeat = kHeartbeat;
+  config_.liveness = kLiveness;
+  config_.max_capacity = kMaxCapacity;
+  // Sometimes small enough for FAILED over_limit; then chunks are small, since a chunk larger
+  // than the limit can never run and fails its job (as it should).
+  const bool tight = rng_.chance(300);
+  config_.max_client_bytes =
+      tight ? static_cast<std::uint64_t>(rng_.between(60, 200)) : 512ull << 20;
+  const int worker_count = static_cast<int>(rng_.between(1, 4));
+  const int client_count = static_cast<int>(rng_.between(1, 3));
+  for (int k = 0; k < worker_count + client_count; ++k) {
+    Peer p;
+    p.kind = k < worker_count ? Peer::Kind::Worker : Peer::Kind::Client;
+    p.name = (k < worker_count ? "W" : "C") +
+             std::to_string(k < worker_count ? k + 1 : k - worker_count + 1);
+    if (options_.faults & kDrift) {
+      p.ppm = rng_.between(-20000, 20000);
+      p.offset = rng_.between(0, 1000 * kSecond);
+    }
+    if (p.kind == Peer::Kind::Worker) {
+      // Adaptive credit, or a fixed prefetch: a large one builds the backlogs of the heartbeat gap.
+      p.prefetch = rng_.chance(500) ? 0 : static_cast<std::uint32_t>(rng_.between(1, 16));
+      workers_.push_back(k);
+    } else {
+      p.link.id = p.name;
+      p.jobs_planned = static_cast<std::size_t>(rng_.between(1, 3));
+      p.job_options.endpoint = "sim";
+      p.job_options.window = static_cast<std::size_t>(rng_.between(1, 8));
+      p.job_options.max_inflight_bytes =
+          rng_.chance(300) ? static_cast<std::size_t>(rng_.between(60, 400)) : 8u << 20;
+      p.job_options.chunk_size =
+          !tight && rng_.chance(500) ? 0 : static_cast<std::size_t>(rng_.between(1, 6));
+      p.job_options.timeout = kClientTimeout;
+      p.job_options.worker_wait = kWorkerWait;
+      clients_.push_back(k);
+    }
+    peers_.push_back(std::move(p));
+  }
+  for (int i : clients_) by_id_[peers_[i].link.id] = i;
+  const std::uint64_t instance = rng_.next() | 1;
+  broker_ = make_broker(config_, instance,
+                        trace_ ? [this](const std::string& line) { tracef("B log: " + line); }
+                               : std::function<void(const std::string&)>());
+  if (trace_) {
+    tracef("seed " + std::to_string(options_.seed) + ": " + std::to_string(worker_count) +
+           " workers, " + std::to_string(client_count) + " clients, faults " +
+           fault_names(options_.faults) + ", broker max_client_bytes " +
+           std::to_string(config_.max_client_bytes));
+  }
+  plan_faults();
+  broker_tick_schedule();
+  for (int i : workers_) start_worker(i, false);
+  for (int i : clients_) {
+    Peer& p = peers_[i];
+    p.alive = true;
+    p.link.wanted = true;
+    try_connect(i, rng_.between(100, 5 * kMs));
+    p.job_pending = true;
+    schedule(rng_.between(0, 2 * kSecond), make_event(Ev::JobStart, i, 0));
+  }
+
+  const std::uint64_t step_limit = options_.max_steps ? options_.max_steps : kDefaultStepLimit;
+  try {
+    while (!events_.empty()) {
+      if (steps_ >= step_limit) {
+        if (!options_.max_steps)
+          violate("the run did not end within " + std::to_string(step_limit) + " steps");
+        break;
+      }
+      auto node = events_.extract(events_.begin());
+      Event& e = node.mapped();
+      now_ = node.key().first;
+      if (e.peer >= 0 && defer(peers_[e.peer], e)) continue;
+      ++steps_;
+      step(e);
+      check_step();
+      if (all_ended_at_ < 0 && all_jobs_ended()) all_ended_at_ = now_;
+      if (all_ended_at_ >= 0 && now_ >= std::max(all_ended_at_, calm_at_) + kSettle) {
+        check_end();
+        report_.finished = true;
+        break;
+      }
+    }
+    if (!report_.finished && !options_.max_steps) violate("the world ran out of events");
+  } catch (const Violation& v) {
+    report_.ok = false;
+    report_.failure = v.what;
+    report_.failed_step = steps_;
+    report_.failed_us = now_;
+    if (trace_) tracef("INVARIANT FAILED: " + v.what);
+  }
+  report_.steps = steps_;
+  report_.end_us = now_;
+  return report_;
+}
+
+}  // namespace seppo::sim::detail
+
+namespace seppo::sim {
+
+RunReport run(const RunOptions& options) {
+  detail::World world(options);
+  return world.run();
+}
+
+}  // namespace seppo::sim

@@ -1,0 +1,58 @@
+// The whole system in one process, deterministic (issue 11): one broker::Core, several
+// worker::SessionCore and client::JobCore instances wired through in-memory pipes that behave as
+// ZeroMQ does, under a virtual clock, with every choice (delays, durations, scheduling, faults)
+// drawn from one seeded random source. docs/simulation.md describes the model.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+namespace seppo::sim {
+
+// Each fault can be switched on alone (seppo-sim --faults worker-crash,partition).
+enum Fault : std::uint32_t {
+  kWorkerCrash = 1u << 0,   // a worker process dies; comes back under the same or a new id
+  kBrokerCrash = 1u << 1,   // the broker dies and restarts empty (a new instance)
+  kClientVanish = 1u << 2,  // a client process dies in the middle of a job
+  kPartition = 1u << 3,     // a peer's connection breaks, then reconnects (partition and heal)
+  kFreeze = 1u << 4,        // a worker is stopped (SIGSTOP) past the liveness, then resumed
+  kRaise = 1u << 5,         // the function raises on some items: error results
+  kPoison = 1u << 6,        // an item that kills every worker that runs it
+  kDrift = 1u << 7,         // peers' clocks run up to 2% fast or slow
+  kAllFaults = (1u << 8) - 1,
+};
+
+// "all", "none", or a comma list of names (worker-crash, broker-crash, client-vanish,
+// partition, freeze, raise, poison, drift); empty on an unknown name.
+std::optional<std::uint32_t> parse_faults(const std::string& text);
+std::string fault_names(std::uint32_t faults);
+
+struct RunOptions {
+  std::uint64_t seed = 1;
+  std::uint64_t max_steps = 0;  // stop after this many steps (0: run to the end)
+  std::uint32_t faults = kAllFaults;
+  std::ostream* trace = nullptr;  // a readable line per step, when set
+};
+
+struct RunReport {
+  bool ok = true;
+  bool finished = false;  // ran to the end (not stopped by max_steps)
+  std::uint64_t steps = 0;
+  std::int64_t end_us = 0;  // virtual time at the end
+  std::string failure;      // the invariant that failed, and how
+  std::uint64_t failed_step = 0;
+  std::int64_t failed_us = 0;
+  // What the run exercised.
+  std::uint64_t jobs_completed = 0, jobs_cancelled = 0, jobs_vanished = 0, items = 0;
+  std::uint64_t error_items = 0, faults_injected = 0, worker_reconnects = 0;
+  std::uint64_t heartbeat_gaps =
+      0;                         // a worker answering a backlog while no TASK came for a liveness
+  std::uint64_t over_limit = 0;  // FAILED over_limit the clients saw
+  std::int64_t max_job_lag_us = 0;  // longest a job took past the end of its faults
+};
+
+RunReport run(const RunOptions& options);
+
+}  // namespace seppo::sim

@@ -1,0 +1,274 @@
+// The simulated world's insides, shared by its parts (sim/network.cpp, workers.cpp,
+// clients.cpp, faults.cpp, world.cpp): the settings, the event, link and peer records, and the
+// World class that owns them. Not for use outside sim/.
+#pragma once
+
+#include "sim/world.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <sstream>
+#include <vector>
+
+#include <msgpack.hpp>
+
+#include "broker/core.hpp"
+#include "libclient/job_core.hpp"
+#include "protocol/wire.hpp"
+#include "seppo/result_entry.hpp"
+#include "sim/broker_adapter.hpp"
+#include "sim/describe.hpp"
+#include "sim/random.hpp"
+#include "worker/session_core.hpp"
+
+namespace seppo::sim::detail {
+
+using namespace std::chrono_literals;
+using Us = std::int64_t;  // virtual microseconds since the run started
+using TimePoint = std::chrono::steady_clock::time_point;
+
+constexpr Us kMs = 1000;
+constexpr Us kSecond = 1000 * kMs;
+// The cores' clocks start here, so that no time point of a run is TimePoint{} or below it.
+const TimePoint kOrigin = TimePoint{} + 1h;
+
+// --- the world's fixed settings -------------------------------------------------------------
+constexpr std::chrono::milliseconds kHeartbeat{250};
+constexpr std::uint32_t kLiveness = 3;
+constexpr Us kExpiry = kHeartbeat.count() * kMs * kLiveness;
+constexpr std::uint32_t kMaxCapacity = 64;
+constexpr std::chrono::milliseconds kMaxReconnectDelay{1000};
+constexpr std::chrono::milliseconds kClientTimeout{20000};
+constexpr std::chrono::milliseconds kWorkerWait{10000};
+// A job whose faults stopped must complete within this much virtual time.
+constexpr Us kJobBound = 60 * kSecond;
+// After every job ended the broker has this long to forget them (a DONE may have been lost:
+// then only the client's expiry removes its state).
+constexpr Us kSettle = kExpiry + 2 * kSecond;
+// A worker reconnecting this long after anything disturbed its link or the broker did so
+// needlessly: it heard nothing although the broker was there (the heartbeat gap).
+constexpr Us kCalmWindow = kExpiry + kMaxReconnectDelay.count() * kMs + kExpiry;
+constexpr std::uint64_t kDefaultStepLimit = 3'000'000;
+
+// Items are integers; what a worker does with one is a function of the integer alone, so the
+// checker knows every right answer. x % 1000 >= 900 is a poison item, x % 7 == 3 raises.
+inline bool is_poison(std::int64_t x) {
+  return x % 1000 >= 900;
+}
+// Items of one job in five are all slow: a worker with a large prefetch then answers a backlog
+// for longer than the liveness while no new TASK comes (the heartbeat gap's situation).
+inline bool is_slow(std::int64_t x) {
+  return (x / 1000) % 5 == 0;
+}
+inline bool raises(std::int64_t x) {
+  return !is_poison(x) && x % 7 == 3;
+}
+inline std::string raise_message(std::int64_t x) {
+  return "ValueError: " + std::to_string(x) + " is odd";
+}
+
+inline std::string inputs_of(const Bytes& payload) {
+  msgpack::object_handle h = msgpack::unpack(payload.data(), payload.size());
+  std::string out;
+  for (std::int64_t x : h.get().as<std::vector<std::int64_t>>()) {
+    out += (out.empty() ? "" : ",") + std::to_string(x);
+  }
+  return "[" + out + "]";
+}
+
+struct Frame {
+  std::string header;
+  std::optional<Bytes> payload;
+};
+
+enum class Ev {
+  ToBroker,
+  ToPeer,
+  Connected,
+  RouterDrop,
+  Tick,
+  BrokerTick,
+  ExecDone,
+  Fault,
+  JobStart
+};
+enum class FaultKind {
+  WorkerCrash,
+  WorkerRestart,
+  BrokerCrash,
+  BrokerRestart,
+  ClientVanish,
+  PartitionStart,
+  PartitionEnd,
+  Freeze,
+  Thaw,
+  Cancel
+};
+
+struct Event {
+  Ev kind = Ev::Tick;
+  int peer = -1;
+  std::uint64_t tag = 0;  // epoch, tick generation, incarnation or sequence
+  Frame frame;
+  FaultKind fault = FaultKind::WorkerCrash;
+  std::uint64_t arg = 0;
+};
+
+// A DEALER's connection to the broker's ROUTER.
+struct Link {
+  std::string id;             // routing id
+  bool wanted = false;        // the process has a socket that keeps connecting
+  bool up = false;            // connected now
+  std::uint64_t epoch = 1;    // bumped by every break: frames of an older one are lost
+  bool router_knows = false;  // the ROUTER still has a pipe to this id (it notices a break late)
+  std::uint64_t router_epoch = 0;
+  Us partitioned_until = 0;
+  std::vector<Frame> queued;  // sent while not connected: ZeroMQ keeps them for the connection
+  Us last_to_broker = 0, last_to_peer = 0;  // arrival times, to keep each direction in order
+};
+
+struct ItemCheck {
+  std::int64_t input = 0;
+  bool received = false;
+};
+
+struct JobRecord {
+  std::uint64_t id = 0;
+  std::vector<ItemCheck> items;
+  std::uint64_t next_input = 0;  // items packed so far
+  std::uint64_t emitted = 0;     // items handed on in order (the reorder buffer's front)
+  Us started = 0;
+  Us cancel_at = -1;
+  enum class State { Running, Completed, Cancelled, Vanished, Failed } state = State::Running;
+};
+
+struct Peer {
+  enum class Kind { Worker, Client } kind;
+  std::string name;  // "W1", "C2": the slot; the routing id may change across restarts
+  Link link;
+  std::int64_t ppm = 0;  // clock drift
+  Us offset = 0;
+  bool alive = false;
+  bool frozen = false;
+  std::vector<Event> deferred;  // what happened to it while stopped, in order
+  std::uint64_t tick_gen = 0;
+  Us disturbed_at = 0;  // last event that could make the broker look silent to it
+  std::uint64_t incarnation = 0;
+  int restarts = 0;
+
+  // A worker: its core and the executor's queue.
+  std::unique_ptr<worker::SessionCore> core;
+  std::uint32_t prefetch = 0;
+  std::deque<worker::SessionCore::Start> exec;
+  bool running = false;
+  std::uint64_t running_sequence = 0;
+  std::vector<std::int64_t> running_inputs;
+  Us running_since = 0;
+  // The heartbeat gap: since when the worker has heard nothing but ALIVE while sending RESULTs
+  // less than a heartbeat apart. A worker that let RESULTs stand in for HEARTBEAT (the bug)
+  // would have heard nothing at all for that long.
+  Us busy_since = 0;
+  Us last_result_at = 0;
+  bool gap_counted = false;
+
+  // A client: its jobs, one at a time.
+  std::unique_ptr<client::JobCore> job;
+  client::JobCoreOptions job_options;
+  std::vector<JobRecord> jobs;
+  std::size_t jobs_planned = 0;
+  std::size_t max_chunk_bytes = 0;
+  std::chrono::milliseconds broker_heartbeat{0};
+  bool job_pending = false;  // a JobStart event is scheduled
+};
+
+inline Event make_event(Ev kind, int peer, std::uint64_t tag) {
+  Event e;
+  e.kind = kind;
+  e.peer = peer;
+  e.tag = tag;
+  return e;
+}
+
+struct Violation {
+  std::string what;
+};
+
+class World {
+ public:
+  explicit World(const RunOptions& options)
+      : options_(options), rng_(options.seed), trace_(options.trace) {}
+
+  RunReport run();
+
+ private:
+  // --- time ---
+  Us local(const Peer& p) const { return now_ + (now_ * p.ppm) / 1'000'000 + p.offset; }
+  TimePoint local_tp(const Peer& p) const { return kOrigin + std::chrono::microseconds(local(p)); }
+  TimePoint broker_tp() const { return kOrigin + std::chrono::microseconds(now_); }
+  // The first global instant at which p's clock shows at least `deadline`.
+  std::optional<Us> global_of(const Peer& p, TimePoint deadline) const;
+
+  // --- events ---
+  void schedule(Us at, Event event);
+  void step(Event& event);
+  bool defer(Peer& p, Event& event);
+
+  // --- the network ---
+  void try_connect(int i, Us delay);
+  void break_link(int i, Us router_notices_after);
+  void peer_send(int i, Frame frame);
+  void deliver_to_broker(int i, Event& e);
+  void deliver_to_peer(int i, Event& e);
+  void broker_flush();
+  void broker_tick_schedule();
+
+  // --- workers ---
+  void start_worker(int i, bool new_id);
+  void kill_worker(int i, const std::string& why);
+  void worker_pump(int i);
+  void exec_next(int i);
+  void exec_done(int i);
+
+  // --- clients ---
+  void start_job(int i);
+  void client_pump(int i);
+  void end_job(int i, JobRecord::State state);
+  void check_result(int i, const client::JobCore::ItemResult& r);
+
+  // --- faults ---
+  void plan_faults();
+  void fault(FaultKind kind, int i, std::uint64_t arg);
+
+  // --- invariants ---
+  void check_step();
+  void check_end();
+  [[noreturn]] void violate(const std::string& what) { throw Violation{what}; }
+  void tracef(const std::string& line);
+  bool all_jobs_ended() const;
+
+  RunOptions options_;
+  Random rng_;
+  std::ostream* trace_;
+  Us now_ = 0;
+  std::uint64_t steps_ = 0;
+  std::uint64_t next_seq_ = 0;
+  std::map<std::pair<Us, std::uint64_t>, Event> events_;
+
+  broker::Config config_;
+  std::unique_ptr<broker::Core> broker_;
+  std::uint64_t broker_tick_gen_ = 0;
+  Us broker_disturbed_at_ = 0;
+  std::vector<Peer> peers_;
+  std::map<std::string, int> by_id_;  // routing id -> peer
+  std::vector<int> workers_, clients_;
+  Us calm_at_ = 0;  // when the last fault's effect ends
+  Us all_ended_at_ = -1;
+  RunReport report_;
+  std::uint64_t next_job_id_ = 1;
+};
+
+}  // namespace seppo::sim::detail
