@@ -467,6 +467,26 @@ class PyJob {
   std::unique_ptr<detail::JobThread> thread_;  // last: stops first
 };
 
+// seppo.LocalCluster: the C++ cluster, which close() stops before Python lets go of it (its
+// clients then throw ConnectionError: they hold it weakly).
+class PyLocalCluster {
+ public:
+  PyLocalCluster(unsigned workers, LocalClusterOptions options) {
+    cluster_.emplace(workers, std::move(options));
+  }
+  LocalCluster& get() {
+    if (!cluster_) throw ConnectionError("this seppo.LocalCluster was closed");
+    return *cluster_;
+  }
+  void close() {
+    py::gil_scoped_release release;  // its workers get stop_grace to finish their tasks
+    cluster_.reset();
+  }
+
+ private:
+  std::optional<LocalCluster> cluster_;
+};
+
 ClientOptions make_options(const std::optional<std::string>& secret,
                            const std::optional<std::string>& server, bool insecure,
                            std::optional<double> timeout_s, std::optional<double> worker_wait_s) {
@@ -553,21 +573,23 @@ PYBIND11_MODULE(_seppo, m) {
       .def("cancel", &PyJob::cancel)
       .def_property_readonly("completed", &PyJob::completed);
 
-  py::class_<seppo::LocalCluster>(m, "LocalCluster")
+  py::class_<PyLocalCluster>(m, "LocalCluster")
       .def(py::init([](unsigned workers, std::vector<std::string> modules,
                        std::optional<std::string> module_path) {
              seppo::LocalClusterOptions options;
              options.modules = std::move(modules);
              if (module_path) options.module_path = *module_path;
              py::gil_scoped_release release;
-             return std::make_unique<seppo::LocalCluster>(workers, options);
+             return std::make_unique<PyLocalCluster>(workers, std::move(options));
            }),
            py::arg("workers") = 0, py::arg("modules") = std::vector<std::string>{},
            py::arg("module_path") = py::none())
       .def(
-          "client", [](const seppo::LocalCluster& c) { return PyClient(c.client()); },
+          "client", [](PyLocalCluster& c) { return PyClient(c.get().client()); },
           py::keep_alive<0, 1>())
-      .def_property_readonly("endpoint", &seppo::LocalCluster::endpoint)
-      .def_property_readonly("workers", &seppo::LocalCluster::workers)
-      .def("worker_pids", &seppo::LocalCluster::worker_pids);
+      .def("close", &PyLocalCluster::close)
+      .def_property_readonly("endpoint",
+                             [](PyLocalCluster& c) { return c.get().endpoint(); })
+      .def_property_readonly("workers", [](PyLocalCluster& c) { return c.get().workers(); })
+      .def("worker_pids", [](PyLocalCluster& c) { return c.get().worker_pids(); });
 }
