@@ -148,14 +148,14 @@ class Keeper {
   // names are what its workers will announce, and an import error is reported at once.
   void load_python(const std::string& argument, Packer& packer) {
     const std::size_t nul = argument.find('\0');
-    PythonModule m{argument.substr(0, nul), nul == std::string::npos ? "" : argument.substr(nul + 1)};
+    PythonModule m{argument.substr(0, nul),
+                   nul == std::string::npos ? "" : argument.substr(nul + 1)};
     try {
       const std::vector<std::string> names = list_python(m);
       for (const std::string& name : names) {
-        const bool taken =
-            std::any_of(functions_.begin(), functions_.end(),
-                        [&](const worker::Function& f) { return f.name == name; }) ||
-            python_names_.count(name) != 0;
+        const bool taken = std::any_of(functions_.begin(), functions_.end(),
+                                       [&](const worker::Function& f) { return f.name == name; }) ||
+                           python_names_.count(name) != 0;
         if (taken) throw std::runtime_error("function " + name + " is already provided");
       }
       python_.push_back(m);
@@ -176,8 +176,13 @@ class Keeper {
   }
 
   std::vector<std::string> worker_args() const {
-    return {worker_program_, "--broker", options_.session.endpoint, "--heartbeat-ms",
-            std::to_string(options_.session.heartbeat.count()), "--log-level", options_.log_level};
+    return {worker_program_,
+            "--broker",
+            options_.session.endpoint,
+            "--heartbeat-ms",
+            std::to_string(options_.session.heartbeat.count()),
+            "--log-level",
+            options_.log_level};
   }
 
   // Runs seppo-worker in a child of this process; `out` and `err` replace its stdout and stderr
@@ -203,8 +208,9 @@ class Keeper {
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
-    const std::string why = "seppo: cannot run " + args[0] + " to serve Python functions: " +
-                            std::strerror(errno) + " (set SEPPO_WORKER to seppo-worker's path)\n";
+    const std::string why = "seppo: cannot run " + args[0] +
+                            " to serve Python functions: " + std::strerror(errno) +
+                            " (set SEPPO_WORKER to seppo-worker's path)\n";
     [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, why.data(), why.size());
     ::_exit(127);
   }
@@ -579,7 +585,7 @@ std::vector<std::string> Manager::load(const std::string& path) {
 }
 
 std::vector<std::string> Manager::load_python(const std::string& module,
-                                             const std::string& folder) {
+                                              const std::string& folder) {
   // The module is imported by seppo-worker to list its functions: give the import time.
   msgpack::object_handle reply =
       request("python", module + std::string(1, '\0') + folder, 0, std::chrono::seconds(60));
