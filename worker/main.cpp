@@ -76,10 +76,9 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& text)
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
-  CLI::App app{
-      "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
-      "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
-      "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
+  CLI::App app{"seppo-worker: runs functions from modules (shared objects), and shell commands\n"
+               "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
+               "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
@@ -115,9 +114,8 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option(
-      "-b,--broker", endpoint,
-      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpoint) + ")");
+  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
+                                              std::string(kDefaultEndpoint) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
 #ifdef SEPPO_WITH_PYTHON
   app.add_option("--python", python_modules,
@@ -176,8 +174,7 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   if (modules.empty() && commands.empty() && python_modules.empty()) {
-    std::cerr
-        << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
+    std::cerr << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
     return 2;
   }
   // Parsed before anything connects, so a typo fails the command at once.
