@@ -160,6 +160,10 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "allow a broker on another host without CurveZMQ keys: plaintext, and anyone "
                "posing as the broker could send this worker tasks");
+  bool list_functions = false;
+  app.add_flag("--list-functions", list_functions,
+               "print the functions the modules provide, one per line, and exit (local clusters "
+               "use it to learn a Python module's functions)");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -259,6 +263,11 @@ int main(int argc, char** argv) {
     }
     log::info("command " + spec.name + ": " + spec.command_template);
     functions.push_back(worker::command_function(spec));
+  }
+  if (list_functions) {
+    for (const auto& name : probe.functions) std::cout << name << "\n";
+    for (const auto& f : functions) std::cout << f.name << "\n";
+    return std::cout.flush() ? 0 : 1;
   }
   std::string list;
   for (const auto& name : probe.functions) list += (list.empty() ? "" : ", ") + name;
