@@ -13,6 +13,7 @@
 #include <seppo/error.hpp>
 
 #include "cli/json.hpp"
+#include "protocol/command_record.hpp"
 
 namespace seppo::cli {
 namespace {
@@ -66,6 +67,9 @@ bool LineInput::next(msgpack::packer<msgpack::sbuffer>& packer) {
         return true;
       case InputFormat::Raw:
         packer.pack(line_);
+        return true;
+      case InputFormat::CommandRequest:
+        wire::pack_command_request(packer, {line_}, line_number_);
         return true;
       case InputFormat::Json: {
         const nlohmann::json value = nlohmann::json::parse(line_, nullptr, false);

@@ -17,6 +17,9 @@ enum class InputFormat {
   Auto,  // a line that parses as JSON is that value, any other line is a string
   Raw,   // every line is a string, as is
   Json,  // every line must be JSON (JSON Lines); one that is not fails as an item
+  // A worker's named command: every line is text, sent as a request item with its job number
+  // for {#} ({"args": [line], "seq": N}, docs/protocol.md §5.2).
+  CommandRequest,
 };
 
 // An input file (or standard input for "" and "-") opened for reading, with a second descriptor

@@ -80,6 +80,7 @@ void pack_arg(Client::Packer& packer, const std::string& arg, InputFormat format
       pack_line(packer, arg);
       return;
     case InputFormat::Raw:
+    case InputFormat::CommandRequest:
       packer.pack(arg);
       return;
     case InputFormat::Json: {
