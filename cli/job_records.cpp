@@ -68,4 +68,27 @@ void write_results(const std::string& dir, const std::vector<std::string>& args,
   write_file(folder / "stderr", err);
 }
 
+std::string tag_lines(const std::string& out, const std::string& tag) {
+  std::string tagged;
+  std::size_t start = 0;
+  while (start < out.size()) {
+    const auto end = out.find('\n', start);
+    const std::size_t stop = end == std::string::npos ? out.size() : end + 1;
+    tagged += tag;
+    tagged += '\t';
+    tagged.append(out, start, stop - start);
+    start = stop;
+  }
+  return tagged;
+}
+
+std::string joined(const std::vector<std::string>& args) {
+  std::string text;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (i > 0) text += ' ';
+    text += args[i];
+  }
+  return text;
+}
+
 }  // namespace seppo::cli

@@ -42,4 +42,10 @@ std::string results_folder(const std::string& dir, const std::vector<std::string
 void write_results(const std::string& dir, const std::vector<std::string>& args, std::uint64_t seq,
                    const std::string& out, const std::string& err);
 
+// --tag: every line of `out` (the last one may lack its newline) prefixed with `tag` and a tab.
+std::string tag_lines(const std::string& out, const std::string& tag);
+
+// A job's arguments as --tag shows them: space-separated.
+std::string joined(const std::vector<std::string>& args);
+
 }  // namespace seppo::cli

@@ -38,29 +38,6 @@ struct Outcome {
   }
 };
 
-std::string tag_lines(const std::string& out, const std::string& tag) {
-  std::string tagged;
-  std::size_t start = 0;
-  while (start < out.size()) {
-    const auto end = out.find('\n', start);
-    const std::size_t stop = end == std::string::npos ? out.size() : end + 1;
-    tagged += tag;
-    tagged += '\t';
-    tagged.append(out, start, stop - start);
-    start = stop;
-  }
-  return tagged;
-}
-
-std::string join(const std::vector<std::string>& args, char separator) {
-  std::string text;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (i > 0) text += separator;
-    text += args[i];
-  }
-  return text;
-}
-
 }  // namespace
 
 Halt parse_halt(const std::string& given) {
@@ -232,7 +209,7 @@ int run_local_command(JobSource& source, const std::string& name,
       progress.done_one(!ok);
       ok ? ++succeeded : ++failed;
     }
-    std::string text = control.tag ? tag_lines(o.run.out, join(o.job.args, ' ')) : o.run.out;
+    std::string text = control.tag ? tag_lines(o.run.out, joined(o.job.args)) : o.run.out;
     if (!o.run.err_tail.empty()) {
       progress.message(o.run.err_tail.back() == '\n'
                            ? o.run.err_tail.substr(0, o.run.err_tail.size() - 1)

@@ -270,8 +270,10 @@ int main(int argc, char** argv) {
       }
       const bool local_command = map.command.has_value();
       if (!local_command) {
-        const char* needs = !timeout_text.empty()          ? "--timeout"
-                            : !map.control.joblog.empty()  ? "--joblog"
+        // A worker's named command (no dot) can be asked for its run's record or its command
+        // line; a module function has neither.
+        const bool command_name = map.function.find('.') == std::string::npos;
+        const char* needs = !map.control.joblog.empty()    ? "--joblog"
                             : !map.control.results.empty() ? "--results"
                             : dry_run                      ? "--dry-run"
                                                            : nullptr;
@@ -283,15 +285,10 @@ int main(int argc, char** argv) {
               ": run a command with seppo map --local --command NAME=TEMPLATE, or bound it in "
               "the worker's template (timeout 10 cmd {})");
         }
-        if (dry_run) {
-          throw seppo::Error(
-              "--dry-run shows commands this seppo runs itself (seppo map --local --command "
-              "NAME=TEMPLATE NAME): a broker's status does not carry its workers' templates");
-        }
-        if (needs != nullptr) {
+        if (needs != nullptr && (!command_name || local_opt->count() > 0)) {
           throw seppo::Error(std::string(needs) +
-                             " is not supported through a broker yet: it works for commands this "
-                             "seppo runs itself (seppo map --local --command NAME=TEMPLATE NAME)");
+                             " is for commands: a worker's named command (a name without a dot) "
+                             "through a broker, or seppo map --local --command NAME=TEMPLATE NAME");
         }
         if (map.control.halt.when == seppo::cli::Halt::When::Now) {
           throw seppo::Error(
@@ -299,6 +296,7 @@ int main(int argc, char** argv) {
               "killed on remote workers): use --halt soon, or --local commands");
         }
       }
+      if (map.control.halt.percent > 0) so.read_whole = true;  // the total comes first
       job_sources = std::move(so);
     } catch (const std::exception& e) {
       std::cerr << "seppo: " << e.what() << "\n";
@@ -334,9 +332,11 @@ int main(int argc, char** argv) {
       // A module function is MODULE.FUNCTION; a name without a dot is a worker's named command,
       // whose inputs are text: 007 stays 007.
       const bool command_name = map.function.find('.') == std::string::npos;
-      map.input_format = json_lines            ? seppo::cli::InputFormat::Json
-                         : raw || command_name ? seppo::cli::InputFormat::Raw
-                                               : seppo::cli::InputFormat::Auto;
+      map.input_format = json_lines     ? seppo::cli::InputFormat::Json
+                         : command_name ? seppo::cli::InputFormat::CommandRequest
+                         : raw          ? seppo::cli::InputFormat::Raw
+                                        : seppo::cli::InputFormat::Auto;
+      map.command_requests = command_name && !json_lines;
       map.output.skip_empty = command_name && !json_lines;
       map.sources = std::move(job_sources);
       if (map.control.halt.when != seppo::cli::Halt::When::Never) map.halt = map.control.halt;

@@ -66,7 +66,7 @@ std::optional<CommandRequest> decode_command_request(const msgpack::object& item
 }
 
 void pack_command_record(msgpack::packer<msgpack::sbuffer>& packer, const CommandRecord& record) {
-  packer.pack_map(record.message.empty() ? 7 : 8);
+  packer.pack_map(record.message.empty() ? 8 : 9);
   packer.pack("stdout").pack(record.out);
   packer.pack("stderr").pack(record.err);
   packer.pack("exit").pack(record.exit);
@@ -74,6 +74,7 @@ void pack_command_record(msgpack::packer<msgpack::sbuffer>& packer, const Comman
   packer.pack("start_us").pack(record.start_us);
   packer.pack("runtime_us").pack(record.runtime_us);
   packer.pack("host").pack(record.host);
+  packer.pack("command").pack(record.command);
   if (!record.message.empty()) packer.pack("message").pack(record.message);
 }
 
@@ -101,6 +102,8 @@ std::optional<CommandRecord> decode_command_record(const msgpack::object& value)
       record.runtime_us = static_cast<std::uint64_t>(*number);
     } else if (key == "host") {
       record.host = text_of(v);
+    } else if (key == "command") {
+      record.command = text_of(v);
     } else if (key == "message") {
       record.message = text_of(v);
     }

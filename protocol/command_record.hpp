@@ -39,6 +39,7 @@ struct CommandRecord {
   std::uint64_t start_us = 0;    // when it started, microseconds since the Unix epoch
   std::uint64_t runtime_us = 0;  // how long it ran
   std::string host;              // the worker's host name
+  std::string command;           // the command line, as --dry-run prints it (for --joblog)
   std::string message;           // why the run failed, as a plain item's error; empty: success
   bool failed() const { return exit != 0 || signal != 0 || !message.empty(); }
 };

@@ -591,6 +591,7 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   record.exit = WIFEXITED(outcome.wait_status) ? WEXITSTATUS(outcome.wait_status) : -1;
   record.signal = WIFSIGNALED(outcome.wait_status) ? WTERMSIG(outcome.wait_status) : 0;
   record.host = host_name();
+  record.command = line_for(args, seq, true);
   wire::pack_command_record(packer, record);
 }
 

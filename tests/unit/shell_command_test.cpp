@@ -428,6 +428,7 @@ TEST_CASE("a record request answers exit status, signal, both outputs and times,
     CHECK(record->failed() == failed);
     CHECK(record->start_us > 1'600'000'000'000'000ULL);
     CHECK_FALSE(record->host.empty());
+    CHECK(record->command == std::string("echo out ") + code + "; echo err >&2; exit " + code);
     if (failed) CHECK(record->message == "command t exited with status 3: err");
   }
   int status = -1;
