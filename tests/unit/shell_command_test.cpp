@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -439,4 +440,29 @@ TEST_CASE("a record request answers exit status, signal, both outputs and times,
   REQUIRE(record.has_value());
   CHECK(record->exit == -1);
   CHECK(record->signal == 9);
+}
+
+TEST_CASE("a request item's bytes are those of protocol.md's example, and decode back") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  seppo::wire::pack_command_request(p, {"a.txt"}, 3, true);
+  const std::string expected =
+      "\x83\xa4"
+      "args\x91\xa5"
+      "a.txt\xa3"
+      "seq\x03\xa6"
+      "record\xc3";
+  CHECK(std::string(buffer.data(), buffer.size()) == expected);
+  const msgpack::object_handle h = msgpack::unpack(buffer.data(), buffer.size());
+  const auto request = seppo::wire::decode_command_request(h.get());
+  REQUIRE(request.has_value());
+  CHECK(request->seq == 3u);
+  CHECK(request->record);
+  CHECK_FALSE(request->dry_run);
+  // A plain item is no request; a map without args, or with a mistyped key, is refused.
+  msgpack::zone zone;
+  CHECK_FALSE(seppo::wire::decode_command_request(msgpack::object("x", zone)).has_value());
+  std::map<std::string, int> no_args{{"seq", 1}};
+  CHECK_THROWS_AS(seppo::wire::decode_command_request(msgpack::object(no_args, zone)),
+                  std::invalid_argument);
 }
