@@ -75,14 +75,17 @@ int main(int argc, char** argv) {
       "{1} {2}... (an array for a function). For MODULE.FUNCTION a line that is valid JSON is "
       "that\n"
       "value (42, 2.5, \"text\", [1,2], {\"a\":1}, true, null) and any other line is a string;\n"
-      "a named command (a name without a dot) gets every input as text (007 stays 007).\n"
+      "a named command (a name without a dot) gets every input as text (007 stays 007) and\n"
+      "its job number for {#} ({%} is the worker process's slot).\n"
       "--raw makes every line a string, --json reads JSON Lines (a line that is not JSON fails\n"
       "as an item). Results print raw when they are strings, as compact JSON otherwise; with\n"
-      "--json every result is JSON. A command without output prints nothing.\n"
+      "--json every result is JSON. A command without output prints nothing; with parallel's\n"
+      "options (sources, --tag, --joblog...) its stdout prints as written, its stderr on stderr.\n"
       "Local commands: --local --command NAME=TEMPLATE NAME runs the template here, -j N at a\n"
-      "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot;\n"
-      "--timeout, --halt now, --joblog, --results and --dry-run work there (through a broker\n"
-      "not yet). GNU parallel's options side by side: docs/parallel.md.\n"
+      "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot.\n"
+      "--joblog, --results and --dry-run work for --local commands and workers' named\n"
+      "commands; --timeout and --halt now for --local commands only (through a broker not yet).\n"
+      "GNU parallel's options side by side: docs/parallel.md.\n"
       "Output streams: a line appears as soon as it and all earlier lines are ready, so\n"
       "`seppo map ... | head` and endless inputs work in bounded memory. A failed item is "
       "reported\n"
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
       "  seq 1 1000 | SEPPO_MODULE_PATH=build/examples seppo map --local example_module.square\n"
       "  ls *.jpg | seppo map thumbnail            # a command named by the workers' operator\n"
       "  seppo map --local --command gz='gzip {}' -j 4 --joblog log gz ::: *.txt\n"
+      "  seppo map --joblog log --results out thumbnail ::: /data/*.jpg  # through a broker\n"
       "  seppo map --local --command t='convert {1} -resize {2} {1.}-{2}.png' t ::: *.jpg ::: 50% "
       "25%");
   map_cmd->add_option("function", map.function, "MODULE.FUNCTION (or a worker's named command)")
@@ -133,22 +137,22 @@ int main(int argc, char** argv) {
       ->type_name("DURATION");
   map_cmd
       ->add_option("--halt", halt_text,
-                   "now|soon,fail=N|success=N|done=N: stop after N such items; now also kills "
-                   "running --local commands")
+                   "now|soon,fail=N|success=N|done=N (N or N%): stop after N such items; now "
+                   "also kills running --local commands (through a broker: soon only)")
       ->type_name("WHEN,WHAT=N");
   map_cmd
       ->add_option("--joblog", map.control.joblog,
                    "write parallel's job log (Seq Host Starttime JobRuntime Send Receive "
-                   "Exitval Signal Command) to FILE; --local commands")
+                   "Exitval Signal Command) to FILE: --local commands and workers' named commands")
       ->type_name("FILE");
   map_cmd
       ->add_option("--results", map.control.results,
-                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., as parallel; "
-                   "--local commands")
+                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., as parallel: "
+                   "--local commands and workers' named commands")
       ->type_name("DIR");
   map_cmd->add_flag("--dry-run", dry_run,
-                    "print the command lines instead of running them; "
-                    "--local commands");
+                    "print the command lines instead of running them: --local commands and "
+                    "workers' named commands (the worker expands its template)");
   map_cmd
       ->add_option("--command", local_commands,
                    "with --local: NAME=TEMPLATE, a shell command this command runs itself, in "
