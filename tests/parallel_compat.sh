@@ -76,6 +76,7 @@ mkdir -p state-broker state-parallel state-local
 "$worker_bin" --broker "$endpoint" -j 2 --log-level error \
   --command e='echo {}' --command swap='echo {2} {1}' --command nothing='true {}' \
   --command num='echo {#} {}' --command x='exit {}' --command gz='gzip {}' \
+  --command slot='echo {%} {}' \
   --command flaky="sh $work/flaky.sh {}" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -98,6 +99,14 @@ both "{#} {%}" "par -j1 echo {#} {%} {} ::: x y z" "L -j1 --command e='echo {#} 
 both "{#} through a broker" "par echo {#} {} ::: x y z" "B num ::: x y z"
 both "{#} through a broker, lines on stdin" "printf 'x\ny\n' | par echo {#} {}" \
   "printf 'x\ny\n' | B num"
+# {%} through a broker: the worker process's slot, 1 or 2 for `-j 2`
+B slot ::: a b c d e f | cut -d' ' -f1 | sort -u | tr '\n' ' ' >actual
+checks=$((checks + 1))
+if [[ $(cat actual) == "1 " || $(cat actual) == "1 2 " || $(cat actual) == "2 " ]]; then
+  echo "ok   {%} through a broker is a worker slot: $(cat actual)"
+else
+  echo "FAIL {%} through a broker: slots $(cat actual)"; failures=$((failures + 1))
+fi
 # 5. --tag
 both "--tag" "par --tag echo ::: a b ::: 1 2" "L --tag --command e=echo e ::: a b ::: 1 2"
 both "--tag through a broker" "par --tag echo ::: a b ::: 1 2" "B --tag e ::: a b ::: 1 2"
