@@ -29,9 +29,8 @@ std::string seconds(Duration d) {
 }  // namespace
 
 std::string printable_id(const PeerId& id) {
-  const bool text = !id.empty() && std::all_of(id.begin(), id.end(), [](char c) {
-    return c >= 0x21 && c <= 0x7e;
-  });
+  const bool text = !id.empty() && std::all_of(id.begin(), id.end(),
+                                               [](char c) { return c >= 0x21 && c <= 0x7e; });
   if (text) return id;
   static const char digits[] = "0123456789abcdef";
   std::string out;
@@ -52,9 +51,12 @@ std::string client_label(const PeerId& id) {
 
 const char* role_name(Role role) {
   switch (role) {
-    case Role::Any: return "any";
-    case Role::Worker: return "worker";
-    case Role::Client: return "client";
+    case Role::Any:
+      return "any";
+    case Role::Worker:
+      return "worker";
+    case Role::Client:
+      return "client";
   }
   return "?";
 }
@@ -77,10 +79,10 @@ wire::Alive Core::alive() const {
 }
 
 void Core::send(const PeerId& to, const wire::Message& message) {
-  outbox_.push_back(Outgoing{to, wire::encode(message), zmq::message_t(), false});
+  outbox_.push_back(Outgoing{to, wire::encode(message), Bytes(), false});
 }
 
-void Core::send(const PeerId& to, const wire::Message& message, zmq::message_t&& payload) {
+void Core::send(const PeerId& to, const wire::Message& message, Bytes payload) {
   outbox_.push_back(Outgoing{to, wire::encode(message), std::move(payload), true});
 }
 
@@ -90,7 +92,7 @@ void Core::on_malformed(const PeerId& from, const std::string& why) {
 }
 
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
-                      zmq::message_t* payload, TimePoint now, Role role, std::string_view key) {
+                      Bytes* payload, TimePoint now, Role role, std::string_view key) {
   wire::Message message;
   try {
     message = wire::decode(header, header_size);
@@ -100,9 +102,9 @@ void Core::on_message(const PeerId& from, const void* header, std::size_t header
   }
   const wire::Type type = wire::type_of(message);
   if (wire::has_payload(type) != (payload != nullptr)) {
-    on_malformed(from, std::string(wire::type_name(type)) +
-                           (payload ? " must not carry a payload frame"
-                                    : " must carry a payload frame"));
+    on_malformed(from,
+                 std::string(wire::type_name(type)) +
+                     (payload ? " must not carry a payload frame" : " must carry a payload frame"));
     return;
   }
   if (role != Role::Any && !permitted(from, message, role, key)) return;
@@ -133,18 +135,18 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
   }
   if (role == needed) return true;
   std::string what = wire::type_name(type);
-  if (type == wire::Type::Heartbeat) what += needed == Role::Worker ? " without a job" : " for a job";
+  if (type == wire::Type::Heartbeat)
+    what += needed == Role::Worker ? " without a job" : " for a job";
   log(LogLevel::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
-                             std::string(key) + ": the key is authorised as a " +
-                             role_name(role) + ", not a " + role_name(needed));
+                             std::string(key) + ": the key is authorised as a " + role_name(role) +
+                             ", not a " + role_name(needed));
   send(from, wire::Error{code(wire::Code::Forbidden),
                          what + " needs a " + role_name(needed) +
                              " key; this peer's key is authorised as a " + role_name(role)});
   return false;
 }
 
-void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* payload,
-                  TimePoint now) {
+void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, TimePoint now) {
   switch (wire::type_of(message)) {
     case wire::Type::Ready:
       on_ready(from, std::get<wire::Ready>(std::move(message)), now);
@@ -172,16 +174,15 @@ void Core::handle(const PeerId& from, wire::Message&& message, zmq::message_t* p
     case wire::Type::Credit:
       if (auto w = workers_.find(from); w != workers_.end()) {
         w->second.last_heard = now;
-        w->second.capacity =
-            std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1, config_.max_capacity);
+        w->second.capacity = std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1,
+                                                       config_.max_capacity);
         for (const std::string& f : w->second.functions) dispatch(f);
       } else {
         send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
       }
       break;
     case wire::Type::StatusRequest: {
-      const std::string map = status_payload(now);
-      send(from, wire::Status{}, zmq::message_t(map.data(), map.size()));
+      send(from, wire::Status{}, Bytes(status_payload(now)));
       break;
     }
     default:
@@ -195,11 +196,10 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     send(from, wire::Bye{"broker shutting down"});
     return;
   }
-  if (m.functions.empty() || m.functions.size() > kMaxFunctions ||
-      m.name.size() > kMaxNameBytes || m.host.size() > kMaxNameBytes ||
-      std::any_of(m.functions.begin(), m.functions.end(), [](const std::string& f) {
-        return f.empty() || f.size() > kMaxNameBytes;
-      })) {
+  if (m.functions.empty() || m.functions.size() > kMaxFunctions || m.name.size() > kMaxNameBytes ||
+      m.host.size() > kMaxNameBytes ||
+      std::any_of(m.functions.begin(), m.functions.end(),
+                  [](const std::string& f) { return f.empty() || f.size() > kMaxNameBytes; })) {
     on_malformed(from, "READY: needs 1 to 4096 functions with names of 1 to 256 bytes");
     return;
   }
@@ -222,8 +222,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   for (const std::string& f : w.functions) dispatch(f);
 }
 
-void Core::on_result(const PeerId& from, const wire::Result& m, zmq::message_t* payload,
-                     TimePoint now) {
+void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, TimePoint now) {
   auto w = workers_.find(from);
   if (w == workers_.end()) {
     send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
@@ -270,8 +269,7 @@ void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
   }
 }
 
-void Core::on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* payload,
-                     TimePoint now) {
+void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now) {
   if (shutting_down_) {
     send(from, wire::Bye{"broker shutting down"});
     return;
@@ -396,9 +394,8 @@ void Core::dispatch(const std::string& function) {
     if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
     task.holder = *best_id;
     best->inflight.push_back(task_id);
-    zmq::message_t copy;
-    copy.copy(task.payload);  // shares the buffer: kept for a re-run if the worker dies
-    send(*best_id, wire::Task{task_id, function, task.count}, std::move(copy));
+    // Shares the buffer: the task keeps it for a re-run if the worker dies.
+    send(*best_id, wire::Task{task_id, function, task.count}, task.payload);
   }
 }
 
@@ -546,12 +543,12 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
     // only that item uses up its attempts and is reported lost.
     std::vector<wire::Span> spans;
     try {
-      spans = wire::item_spans(task.payload.data<char>(), task.payload.size(), task.count);
+      spans = wire::item_spans(task.payload.data(), task.payload.size(), task.count);
     } catch (const Error& e) {
       fail_task(task_id, wire::Code::BadRequest, std::string("chunk cannot be split: ") + e.what());
       return;
     }
-    const char* base = task.payload.data<char>();
+    const char* base = task.payload.data();
     for (std::size_t i = spans.size(); i-- > 0;) {
       const std::uint64_t id = next_task_id_++;
       Task& single = tasks_[id];
@@ -559,8 +556,7 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
       single.chunk_first = task.chunk_first;
       single.first = task.first + i;
       single.count = 1;
-      const std::string bytes = wire::single_item_array(base + spans[i].offset, spans[i].size);
-      single.payload = zmq::message_t(bytes.data(), bytes.size());
+      single.payload = Bytes(wire::single_item_array(base + spans[i].offset, spans[i].size));
       single.attempts = task.attempts;
       charge(single, single.payload.size());
       enqueue(id, single, job, true);
@@ -614,7 +610,8 @@ void Core::on_tick(TimePoint now) {
   for (const auto& [id, c] : clients_) {
     if (now - c.last_heard > expiry()) silent.push_back(id);
   }
-  for (const PeerId& id : silent) remove_client(id, "vanished: no heartbeat for " + seconds(expiry()));
+  for (const PeerId& id : silent)
+    remove_client(id, "vanished: no heartbeat for " + seconds(expiry()));
 
   std::vector<JobKey> unserved;
   for (const auto& [key, job] : jobs_) {
@@ -644,10 +641,9 @@ void Core::on_tick(TimePoint now) {
       if (++available <= kListed) known += (known.empty() ? "" : ", ") + name;
     }
     if (available > kListed) known += " and " + std::to_string(available - kListed) + " more";
-    const std::string message =
-        "no worker provides " + job.function + " (waited " +
-        seconds(std::chrono::milliseconds(job.wait_ms)) + "); available: " +
-        (known.empty() ? std::string("none") : known);
+    const std::string message = "no worker provides " + job.function + " (waited " +
+                                seconds(std::chrono::milliseconds(job.wait_ms)) +
+                                "); available: " + (known.empty() ? std::string("none") : known);
     send(key.client, wire::Failed{key.id, 0, 0, code(wire::Code::UnknownFunction), message, 0});
     remove_job(key, "failed: " + message);
   }

@@ -25,8 +25,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include <zmq.hpp>
-
+#include "protocol/bytes.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/wire.hpp"
 
@@ -39,10 +38,10 @@ using PeerId = std::string;  // ZeroMQ routing id, as bytes
 
 struct Config {
   std::chrono::milliseconds heartbeat{1000};
-  std::uint32_t liveness = 3;      // heartbeats missed before a peer is presumed dead
-  std::uint32_t max_attempts = 3;  // runs of a task whose worker died before it is reported lost
-  std::uint32_t max_capacity = 1024;         // cap on a worker's announced capacity
-  std::uint32_t max_chunk_items = 1u << 20;  // items one SUBMIT may carry
+  std::uint32_t liveness = 3;         // heartbeats missed before a peer is presumed dead
+  std::uint32_t max_attempts = 3;     // runs of a task whose worker died before it is reported lost
+  std::uint32_t max_capacity = 1024;  // cap on a worker's announced capacity
+  std::uint32_t max_chunk_items = 1u << 20;       // items one SUBMIT may carry
   std::uint64_t max_client_bytes = 512ull << 20;  // payload bytes one client may have queued
 };
 
@@ -56,7 +55,7 @@ const char* role_name(Role role);
 struct Outgoing {
   PeerId peer;
   std::string header;
-  zmq::message_t payload;
+  Bytes payload;
   bool has_payload = false;
 };
 
@@ -70,9 +69,8 @@ class Core {
   // Malformed input is answered with ERROR (or dropped) and logged; it never throws.
   // `role` is what the sender's key allows, `key` names that key in logs: a message its role
   // may not send is answered with ERROR forbidden and changes nothing.
-  void on_message(const PeerId& from, const void* header, std::size_t header_size,
-                  zmq::message_t* payload, TimePoint now, Role role = Role::Any,
-                  std::string_view key = {});
+  void on_message(const PeerId& from, const void* header, std::size_t header_size, Bytes* payload,
+                  TimePoint now, Role role = Role::Any, std::string_view key = {});
   // A frame count the protocol does not allow (the socket loop sees the frames, not the core).
   void on_malformed(const PeerId& from, const std::string& why);
   // Expires silent workers and clients, fails jobs nobody can run. Call by next_deadline().
@@ -125,7 +123,7 @@ class Core {
     std::uint64_t chunk_first = 0;  // the SUBMIT this task came from (tasks split on requeue)
     std::uint64_t first = 0;
     std::uint32_t count = 0;
-    zmq::message_t payload;
+    Bytes payload;
     std::uint32_t attempts = 0;  // runs started whose worker was then lost
     PeerId holder;               // the worker running it; empty while queued
     std::uint64_t charged = 0;   // bytes counted against the client's limit
@@ -133,7 +131,7 @@ class Core {
   struct Job {
     std::string function;
     std::uint32_t wait_ms = 0;
-    std::deque<std::uint64_t> queue;                     // task ids, next to run first
+    std::deque<std::uint64_t> queue;                          // task ids, next to run first
     std::unordered_map<std::uint64_t, std::uint32_t> chunks;  // chunk first -> items not delivered
     // Chunks completed by a DELIVER or FAILED the client may not have read yet, by seq: a
     // heartbeat listing one of these as open is not a loss, just a message in flight.
@@ -156,11 +154,11 @@ class Core {
     std::uint64_t queued_bytes = 0;
   };
 
-  void handle(const PeerId& from, wire::Message&& message, zmq::message_t* payload, TimePoint now);
+  void handle(const PeerId& from, wire::Message&& message, Bytes* payload, TimePoint now);
   bool permitted(const PeerId& from, const wire::Message& message, Role role, std::string_view key);
   void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);
-  void on_result(const PeerId& from, const wire::Result& m, zmq::message_t* payload, TimePoint now);
-  void on_submit(const PeerId& from, wire::Submit&& m, zmq::message_t* payload, TimePoint now);
+  void on_result(const PeerId& from, const wire::Result& m, Bytes* payload, TimePoint now);
+  void on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now);
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
@@ -176,7 +174,7 @@ class Core {
   void release(Task& task);
 
   void send(const PeerId& to, const wire::Message& message);
-  void send(const PeerId& to, const wire::Message& message, zmq::message_t&& payload);
+  void send(const PeerId& to, const wire::Message& message, Bytes payload);
   void log(LogLevel level, const std::string& text) const;
   Duration expiry() const { return config_.heartbeat * config_.liveness; }
   wire::Alive alive() const;

@@ -7,9 +7,10 @@
 
 #include <set>
 
-#include "common/poll.hpp"
 #include "common/log.hpp"
+#include "common/poll.hpp"
 #include "common/signals.hpp"
+#include "protocol/bytes_zmq.hpp"
 
 namespace seppo::broker {
 namespace {
@@ -34,7 +35,7 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now) {
       zmq::message_t header(m.header.data(), m.header.size());
       if (m.has_payload) {
         router.send(header, zmq::send_flags::sndmore);
-        router.send(m.payload, zmq::send_flags::none);
+        router.send(to_zmq(m.payload), zmq::send_flags::none);
       } else {
         router.send(header, zmq::send_flags::none);
       }
@@ -49,10 +50,14 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now) {
 
 log::Level level_of(LogLevel level) {
   switch (level) {
-    case LogLevel::Debug: return log::Level::Debug;
-    case LogLevel::Info: return log::Level::Info;
-    case LogLevel::Warning: return log::Level::Warning;
-    case LogLevel::Error: return log::Level::Error;
+    case LogLevel::Debug:
+      return log::Level::Debug;
+    case LogLevel::Info:
+      return log::Level::Info;
+    case LogLevel::Warning:
+      return log::Level::Warning;
+    case LogLevel::Error:
+      return log::Level::Error;
   }
   return log::Level::Info;
 }
@@ -76,8 +81,7 @@ class Gate {
       user = frame.gets("User-Id");
     } catch (const zmq::error_t&) {
     }
-    const std::optional<Admitted> admitted =
-        user ? parse_user_id(user) : std::optional<Admitted>();
+    const std::optional<Admitted> admitted = user ? parse_user_id(user) : std::optional<Admitted>();
     if (!admitted) {
       warn("?", "dropped a message that carries no authenticated key");
       return std::nullopt;
@@ -120,8 +124,10 @@ int serve(const ServerOptions& options, Core& core) {
   zmq::socket_t router(context, zmq::socket_type::router);
   if (options.curve) {
     router.set(zmq::sockopt::curve_server, 1);
-    router.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(options.curve->secret_key)));
-    router.set(zmq::sockopt::curve_publickey, zmq::buffer(curve::decode(options.curve->public_key)));
+    router.set(zmq::sockopt::curve_secretkey,
+               zmq::buffer(curve::decode(options.curve->secret_key)));
+    router.set(zmq::sockopt::curve_publickey,
+               zmq::buffer(curve::decode(options.curve->public_key)));
     router.set(zmq::sockopt::zap_domain, curve::kZapDomain);
   }
   router.set(zmq::sockopt::router_mandatory, 1);
@@ -132,8 +138,8 @@ int serve(const ServerOptions& options, Core& core) {
   router.set(zmq::sockopt::sndhwm, 100000);
   router.set(zmq::sockopt::rcvhwm, 100000);
   if (options.curve) {
-    log::info("CurveZMQ on: public key " + options.curve->public_key + "; authorised: " +
-              options.lists->summary());
+    log::info("CurveZMQ on: public key " + options.curve->public_key +
+              "; authorised: " + options.lists->summary());
   }
   // Before binding: once we listen (and say so), a SIGTERM must find its handler in place.
   std::optional<SignalPipe> signals;
@@ -223,7 +229,8 @@ int serve(const ServerOptions& options, Core& core) {
       if (frames.size() == 2) {
         core.on_message(peer, frames[1].data(), frames[1].size(), nullptr, at, role, key);
       } else if (frames.size() == 3) {
-        core.on_message(peer, frames[1].data(), frames[1].size(), &frames[2], at, role, key);
+        Bytes payload = from_zmq(std::move(frames[2]));
+        core.on_message(peer, frames[1].data(), frames[1].size(), &payload, at, role, key);
       } else {
         core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames.size() - 1));
       }

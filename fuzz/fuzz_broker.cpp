@@ -43,7 +43,6 @@
 #include <vector>
 
 #include <msgpack.hpp>
-#include <zmq.hpp>
 
 #include "broker/core.hpp"
 #include "protocol/wire.hpp"
@@ -217,7 +216,7 @@ class Driver {
     const std::string key = "key of " + broker::printable_id(from);
     try {
       if (payload) {
-        zmq::message_t frame(payload->data(), payload->size());
+        seppo::Bytes frame(*payload);
         core_.on_message(from, header.data(), header.size(), &frame, now_, role, key);
       } else {
         core_.on_message(from, header.data(), header.size(), nullptr, now_, role, key);
@@ -495,7 +494,7 @@ class Driver {
       if (type == wire::Type::Status && out.has_payload) {
         try {
           const msgpack::object_handle status =
-              seppo::unpack_untrusted(out.payload.data<char>(), out.payload.size());
+              seppo::unpack_untrusted(out.payload.data(), out.payload.size());
           if (status.get().type != msgpack::type::MAP) fail("the STATUS payload is not a map");
         } catch (const seppo::Error& e) {
           fail(std::string("the STATUS payload does not decode: ") + e.what());

@@ -54,7 +54,7 @@ struct Harness {
                   const std::string* payload = nullptr) {
     const std::string header = wire::encode(m);
     if (payload) {
-      zmq::message_t frame(payload->data(), payload->size());
+      Bytes frame(*payload);
       core.on_message(from, header.data(), header.size(), &frame, now, role, "KeyPrint");
     } else {
       core.on_message(from, header.data(), header.size(), nullptr, now, role, "KeyPrint");
@@ -90,7 +90,7 @@ struct Harness {
     std::vector<Sent> out;
     for (auto& o : core.outbox()) {
       out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size()),
-                         o.has_payload ? std::string(o.payload.data<char>(), o.payload.size())
+                         o.has_payload ? o.payload.str()
                                        : std::string()});
     }
     core.outbox().clear();
