@@ -106,8 +106,9 @@ bool Halt::reached(std::uint64_t failed, std::uint64_t succeeded, std::uint64_t 
   return n >= count;
 }
 
-int Halt::exit_status(std::uint64_t failed, std::uint64_t total) const {
+int Halt::exit_status(std::uint64_t failed, std::uint64_t total, int trigger) const {
   if (what == What::Success) return 0;  // parallel: halting on success is a success
+  if (percent == 0 && count == 1 && trigger >= 0) return trigger;
   if (percent > 0 && what != What::Success && total > 0) {
     return static_cast<int>((failed * 100 + total - 1) / total);
   }
@@ -257,6 +258,7 @@ int run_local_command(JobSource& source, const std::string& name,
     std::fflush(out);
   };
   bool halted = false;
+  int trigger = -1;  // the exit status of the job that halted the run
   const auto halting = [&] {
     halted = control.halt.reached(failed, succeeded, source.total().value_or(0));
     return halted;
@@ -272,6 +274,11 @@ int run_local_command(JobSource& source, const std::string& name,
       handle(outcome);
       lock.lock();
       if (control.halt.when != Halt::When::Never && !stop_starting && halting()) {
+        const int status = outcome.run.wait_status;
+        trigger = !outcome.error.empty() ? 255
+                  : WIFSIGNALED(status)  ? 128 + WTERMSIG(status)
+                  : WIFEXITED(status)    ? WEXITSTATUS(status)
+                                         : -1;
         stop_starting = true;
         if (control.halt.when == Halt::When::Now) cancel = true;
       }
@@ -296,7 +303,7 @@ int run_local_command(JobSource& source, const std::string& name,
   if (write_error != 0) {
     throw Error(std::string("cannot write results: ") + std::strerror(write_error));
   }
-  if (halted) return control.halt.exit_status(failed, source.total().value_or(0));
+  if (halted) return control.halt.exit_status(failed, source.total().value_or(0), trigger);
   return failed > 100 ? 101 : static_cast<int>(failed);
 }
 

@@ -24,8 +24,9 @@ struct Halt {
   bool reached(std::uint64_t failed, std::uint64_t succeeded, std::uint64_t total) const;
   // The exit status of a halted run, as parallel's: for a percentage of failed or done jobs the
   // percentage of jobs that failed (rounded up), else the failed jobs, 101 for more than 100;
-  // 0 when it halted on success.
-  int exit_status(std::uint64_t failed, std::uint64_t total) const;
+  // 0 when it halted on success. For fail=1 and done=1, `trigger` (the exit status of the job
+  // that halted the run, 128 + N for signal N) when known (>= 0), as parallel emulates bash.
+  int exit_status(std::uint64_t failed, std::uint64_t total, int trigger = -1) const;
 };
 // "now,fail=1", "soon,success=3", "soon,fail=30%", "never", and parallel's old forms (0, 1, 2,
 // -1, -2, 30%). Throws seppo::Error with a one-line reason.

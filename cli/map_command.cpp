@@ -166,6 +166,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
     }
   };
   bool halted = false;
+  int trigger = -1;  // the exit status of the command that halted the run, when known
   const auto halting = [&] {
     if (options.fail_fast && failed > 0) return true;
     if (!options.halt) return false;
@@ -267,7 +268,10 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           if (item.last_in_message && write_error == 0 && std::fflush(out) != 0) {
             write_error = errno != 0 ? errno : EIO;
           }
-          if (halting()) stop = true;  // soon: what was submitted finishes
+          if (!stop && halting()) {
+            stop = true;  // soon: what was submitted finishes
+            if (record) trigger = record->signal != 0 ? 128 + record->signal : record->exit;
+          }
           return write_error == 0;
         },
         false);
@@ -285,7 +289,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   if (write_error == EPIPE) throw OutputClosed{};
   if (write_error != 0)
     throw Error(std::string("cannot write results: ") + std::strerror(write_error));
-  if (halted) return options.halt->exit_status(failed, source.total().value_or(0));
+  if (halted) return options.halt->exit_status(failed, source.total().value_or(0), trigger);
   return failed > 100 ? 101 : static_cast<int>(failed);
 }
 

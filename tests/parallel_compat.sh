@@ -67,8 +67,9 @@ f="$STATE/$1"; n=$(cat "$f" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" >"$f
 [ "$n" -ge 3 ] && echo "ok $1 after $n" || exit 1
 SH
 cat >halt.sh <<'SH'
-# "fail" fails at once; anything else would run for a minute unless killed.
-if [ "$1" = fail ]; then echo failing; exit 1; fi
+# "fail" fails at once (status 3: parallel exits with it); anything else would run for a
+# minute unless killed.
+if [ "$1" = fail ]; then echo failing; exit 3; fi
 sleep 60; echo "not killed $1"
 SH
 export STATE=$work/state-broker
