@@ -128,6 +128,7 @@ std::string ran_how(const std::string& name, const wire::CommandRecord& r) {
 int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   const bool command = options.command_requests;
   const bool dry_run = options.control.dry_run;
+  const std::string cwd = command ? current_folder() : std::string();
   SourcesOptions sources = options.sources.value_or(SourcesOptions{});
   if (options.halt && options.halt->percent > 0) sources.read_whole = true;  // the total
   JobSource source(std::move(sources));
@@ -197,7 +198,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
             p = std::move(retry_now[retry_at++]);
           }
           if (command) {
-            wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run);
+            wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run, cwd);
           } else if (p.job.args.size() == 1) {
             pack_arg(packer, p.job.args[0], options.input_format);
           } else {

@@ -29,14 +29,15 @@ std::optional<std::int64_t> integer_of(const msgpack::object& value) {
 
 void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
                           const std::vector<std::string>& args, std::uint64_t seq, bool record,
-                          bool dry_run) {
-  packer.pack_map(2 + (record ? 1 : 0) + (dry_run ? 1 : 0));
+                          bool dry_run, const std::string& cwd) {
+  packer.pack_map(2 + (record ? 1 : 0) + (dry_run ? 1 : 0) + (cwd.empty() ? 0 : 1));
   packer.pack("args");
   packer.pack_array(static_cast<std::uint32_t>(args.size()));
   for (const std::string& arg : args) packer.pack(arg);
   packer.pack("seq").pack(seq);
   if (record) packer.pack("record").pack(true);
   if (dry_run) packer.pack("dry_run").pack(true);
+  if (!cwd.empty()) packer.pack("cwd").pack(cwd);
 }
 
 std::optional<CommandRequest> decode_command_request(const msgpack::object& item) {
@@ -57,6 +58,11 @@ std::optional<CommandRequest> decode_command_request(const msgpack::object& item
         throw std::invalid_argument("request: \"" + std::string(key) + "\" must be true or false");
       }
       (key == "record" ? request.record : request.dry_run) = value.via.boolean;
+    } else if (key == "cwd") {
+      if (value.type != msgpack::type::STR) {
+        throw std::invalid_argument("request: \"cwd\" must be a string");
+      }
+      request.cwd.assign(value.via.str.ptr, value.via.str.size);
     }
   }
   if (request.args == nullptr) {

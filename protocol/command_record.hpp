@@ -13,17 +13,19 @@
 
 namespace seppo::wire {
 
-// {"args": [str...], "seq": uint, "record": bool, "dry_run": bool}; only `args` is required.
+// {"args": [str...], "seq": uint, "record": bool, "dry_run": bool, "cwd": str}; only `args` is
+// required.
 struct CommandRequest {
   const msgpack::object* args = nullptr;  // an array of arguments, or one argument
   std::optional<std::uint64_t> seq;       // fills {#}
   bool record = false;                    // answer with a CommandRecord, even for a failed run
   bool dry_run = false;                   // answer with the command line, run nothing
+  std::string cwd;  // the client's folder (absolute), for workers that run commands there
 };
 
 void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
                           const std::vector<std::string>& args, std::uint64_t seq,
-                          bool record = false, bool dry_run = false);
+                          bool record = false, bool dry_run = false, const std::string& cwd = {});
 
 // Null when `item` is not a map (a plain item: a string, a number, an array of them). Throws
 // std::invalid_argument with a one-line reason for a map without `args` or with a key of the

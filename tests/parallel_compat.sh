@@ -74,10 +74,10 @@ sleep 60; echo "not killed $1"
 SH
 export STATE=$work/state-broker
 mkdir -p state-broker state-parallel state-local
-"$worker_bin" --broker "$endpoint" -j 2 --log-level error \
+"$worker_bin" --broker "$endpoint" -j 2 --log-level error --client-folders \
   --command e='echo {}' --command swap='echo {2} {1}' --command nothing='true {}' \
   --command num='echo {#} {}' --command x='exit {}' --command gz='gzip {}' \
-  --command slot='echo {%} {}' \
+  --command slot='echo {%} {}' --command wc='wc -c' \
   --command flaky="sh $work/flaky.sh {}" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -165,6 +165,10 @@ both "--halt soon,fail=50%" "par -j1 --halt soon,fail=50% exit ::: 1 0 1 0" \
 mkdir -p data/sub other; printf 'x\n' >data/one.txt; printf 'yy\n' >data/sub/two.txt
 both "relative paths" "(cd data && find . -name '*.txt' | sort | par wc -c)" \
   "(cd data && find . -name '*.txt' | sort | L --command wc='wc -c' wc)"
+both "relative paths through a broker (worker --client-folders)" \
+  "(cd data && find . -name '*.txt' | sort | par wc -c)" "(cd data && find . -name '*.txt' | sort | B wc)"
+both "relative paths through a broker, with :::" "(cd data && par wc -c ::: one.txt sub/two.txt)" \
+  "(cd data && B wc ::: one.txt sub/two.txt)"
 # 16. a command with no output prints no blank line
 both "no output, no blank line" "par true ::: a b" "L --command t=true t ::: a b"
 both "no output through a broker" "par true ::: a b" "B nothing ::: a b"

@@ -130,6 +130,11 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-any-command", allow_any_command,
                "serve --command templates that run their input as code (sh -c {}, eval {}, {} as "
                "the program): any client may then run anything as this worker's user");
+  worker::CommandLimits command_limits;
+  app.add_flag("--client-folders", command_limits.client_folders,
+               "run each --command item in the client's folder (seppo map sends it), so relative "
+               "file names work on a shared file system; clients then choose the folder, and so "
+               "what ./tool or a Makefile there runs");
   app.add_option("-j,--jobs", processes,
                  "worker processes to run (default: one per CPU in this process' affinity "
                  "mask, at most $SLURM_CPUS_ON_NODE)")
@@ -259,7 +264,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     log::info("command " + spec.name + ": " + spec.command_template);
-    functions.push_back(worker::command_function(spec));
+    functions.push_back(worker::command_function(spec, command_limits));
   }
   std::string list;
   for (const auto& name : probe.functions) list += (list.empty() ? "" : ", ") + name;

@@ -537,8 +537,11 @@ std::string ShellCommand::run_text(std::string_view input) const {
   return run_args({std::string(input)});
 }
 
-std::string ShellCommand::run_args(const std::vector<std::string>& args, std::uint64_t seq) const {
-  CommandRun outcome = start_run(name_, line_for(args, seq), limits_);
+std::string ShellCommand::run_args(const std::vector<std::string>& args, std::uint64_t seq,
+                                   const std::string& cwd) const {
+  CommandLimits limits = limits_;
+  if (limits.client_folders && !cwd.empty()) limits.cwd = cwd;
+  CommandRun outcome = start_run(name_, line_for(args, seq), limits);
   const std::string why = failure(name_, outcome, limits_);
   if (!why.empty()) throw std::runtime_error(why);
   // One line per result in `seppo map`: the line's own newline is not part of the value.
@@ -565,7 +568,7 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
     return;
   }
   if (!request->record) {
-    packer.pack(run_args(args, seq));
+    packer.pack(run_args(args, seq, request->cwd));
     return;
   }
   // A record keeps stderr too (for --results), and a failed run is a record as well: the
@@ -573,6 +576,7 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   const std::string line = line_for(args, seq);
   CommandLimits limits = limits_;
   limits.stderr_tail = std::max<std::size_t>(limits.stderr_tail, std::size_t{1} << 20);
+  if (limits.client_folders && !request->cwd.empty()) limits.cwd = request->cwd;
   wire::CommandRecord record;
   record.start_us =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(

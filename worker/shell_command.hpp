@@ -30,6 +30,13 @@ struct CommandLimits {
   std::chrono::milliseconds timeout{0};
   // Set by another thread to kill the run now (`seppo map --local --halt now`); null: never.
   const std::atomic<bool>* cancel = nullptr;
+  // The folder the command runs in; empty: this process's own.
+  std::string cwd;
+  // seppo-worker --client-folders: a request item's "cwd" (the client's folder) is where its
+  // command runs, so relative file names mean what they mean to the client (shared file
+  // systems). Off by default: a client choosing the folder chooses what `./tool` or a
+  // Makefile there runs.
+  bool client_folders = false;
 };
 
 // `NAME=TEMPLATE` as given to --command. Throws std::invalid_argument with a one-line message
@@ -132,7 +139,8 @@ class ShellCommand {
   // output, or a failure to start.
   std::string run(const msgpack::object& input) const;
   std::string run_text(std::string_view input) const;
-  std::string run_args(const std::vector<std::string>& args, std::uint64_t seq = 0) const;
+  std::string run_args(const std::vector<std::string>& args, std::uint64_t seq = 0,
+                       const std::string& cwd = {}) const;
   // One item as a result entry's value: `input` is a plain item (as run) or a request map
   // (docs/protocol.md §5.2), which may ask for the command line only (dry_run) or for a
   // wire::CommandRecord, packed even when the command fails. Throws std::runtime_error as run.

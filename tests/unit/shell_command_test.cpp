@@ -7,8 +7,8 @@
 
 #include <chrono>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -399,6 +399,32 @@ TEST_CASE("a request item fills {#} with its job number and {%} with the worker'
   CHECK(worker_slot() == 1);
   // A plain item has no job number: the item fails, saying what to send.
   CHECK(error_of(t, "x").find("{#}, the job number") != std::string::npos);
+}
+
+TEST_CASE("a request's folder is where the command runs only when the worker allows it") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  seppo::wire::pack_command_request(p, {"x"}, 1, false, false, "/tmp");
+  const std::string chunk(buffer.data(), buffer.size());
+  CommandLimits allowed;
+  allowed.client_folders = true;
+  int status = -1;
+  msgpack::object_handle h =
+      only_entry(call(ShellCommand("t", "pwd; : {}", allowed), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "/tmp");
+  h = only_entry(call(ShellCommand("t", "pwd; : {}"), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() ==
+        std::filesystem::current_path().string());
+  msgpack::sbuffer missing;
+  msgpack::packer<msgpack::sbuffer> q(missing);
+  q.pack_array(1);
+  seppo::wire::pack_command_request(q, {"x"}, 1, false, false, "/nonexistent/folder");
+  h = only_entry(call(ShellCommand("t", "pwd; : {}", allowed),
+                      std::string(missing.data(), missing.size()), &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0])
+            .error.find("cannot enter the client's folder /nonexistent/folder") !=
+        std::string::npos);
 }
 
 TEST_CASE("a dry-run request answers the command line and runs nothing") {
