@@ -13,8 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <numeric>
+#include <optional>
 #include <ranges>
 #include <regex>
 #include <sstream>
@@ -22,33 +22,16 @@
 #include <CLI/CLI.hpp>
 #include <seppo/seppo.hpp>
 
+#include "bench/callgrind.hpp"
+#include "bench/common.hpp"
+#include "bench/scheduling.hpp"
 #include "tests/support/cluster.hpp"
 
 using namespace seppo;
 using namespace seppo::test;
-using Clock = std::chrono::steady_clock;
+using namespace seppo::bench;
 
 namespace {
-
-struct Row {
-  std::string scenario, seppo, baseline, ratio, note;
-};
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string fmt(const char* format, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, format, value);
-  return text;
-}
-
-std::string rate(double per_second) {
-  if (per_second >= 1e6) return fmt("%.2f M/s", per_second / 1e6);
-  if (per_second >= 1e3) return fmt("%.1f k/s", per_second / 1e3);
-  return fmt("%.0f /s", per_second);
-}
 
 // Runs zmq-baseline and returns its key=value figures (from the median line when --runs > 1).
 std::map<std::string, double> baseline(std::vector<std::string> args) {
@@ -122,8 +105,8 @@ Row throughput(std::uint64_t items) {
 }
 
 Row unbatched(std::uint64_t items) {
-  auto base = baseline({"--mode", "window", "--window", "1000", "--items",
-                              std::to_string(items), "--runs", "3"});
+  auto base = baseline(
+      {"--mode", "window", "--window", "1000", "--items", std::to_string(items), "--runs", "3"});
   Cluster cluster(std::vector<std::string>{});
   cluster.add_worker(2);
   if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
@@ -153,7 +136,8 @@ Row latency(int samples) {
   std::sort(us.begin(), us.end());
   const double p50 = us[us.size() / 2];
   const double p99 = us[us.size() * 99 / 100];
-  return {"(c) one-item map_parallel round trip", fmt("p50 %.0f µs", p50) + fmt(", p99 %.0f µs", p99),
+  return {"(c) one-item map_parallel round trip",
+          fmt("p50 %.0f µs", p50) + fmt(", p99 %.0f µs", p99),
           fmt("p50 %.0f µs", base["p50_us"]) + fmt(", p99 %.0f µs", base["p99_us"]),
           fmt("%.2f×", p50 / base["p50_us"]), "p50 ratio (lower is better)"};
 }
@@ -205,12 +189,10 @@ Row memory(std::uint64_t items, const std::string& mode) {
   if (child.status != 0) throw std::runtime_error("streaming child failed: " + child.err);
   const std::uint64_t client_kib = std::stoull(child.out);
   const std::uint64_t broker_kib = vm_hwm_kib(cluster.broker().pid());
-  const std::string what = mode == "run"       ? "(e) " + std::to_string(items) +
-                                                     " items streamed (Client::run)"
-                           : mode == "imap"    ? "(g) " + std::to_string(items) +
-                                                     " items through imap, summed in order"
-                                               : "(h) " + std::to_string(items) +
-                                                     " items through imap_unordered, summed";
+  const std::string what =
+      mode == "run"    ? "(e) " + std::to_string(items) + " items streamed (Client::run)"
+      : mode == "imap" ? "(g) " + std::to_string(items) + " items through imap, summed in order"
+                       : "(h) " + std::to_string(items) + " items through imap_unordered, summed";
   return {what,
           fmt("client %.1f MB", client_kib / 1024.0) + fmt(", broker %.1f MB", broker_kib / 1024.0),
           "-", "-", fmt("peak RSS; %.2f M items/s", items / wall / 1e6)};
@@ -219,9 +201,9 @@ Row memory(std::uint64_t items, const std::string& mode) {
 // As memory(), with no cluster of its own: the child starts a LocalCluster.
 Row local_memory(std::uint64_t items) {
   const auto start = Clock::now();
-  const Completed child = run({"/proc/self/exe", "--stream-child", std::to_string(items),
-                               "--stream-mode", "local"},
-                              "", std::chrono::minutes(5));
+  const Completed child =
+      run({"/proc/self/exe", "--stream-child", std::to_string(items), "--stream-mode", "local"}, "",
+          std::chrono::minutes(5));
   const double wall = seconds_since(start);
   if (child.status != 0) throw std::runtime_error("local cluster child failed: " + child.err);
   return {"(i) LocalCluster of 2: 100000 items by map_parallel, then " + std::to_string(items) +
@@ -230,7 +212,8 @@ Row local_memory(std::uint64_t items) {
           "-", fmt("peak RSS; %.1f s in all", wall)};
 }
 
-int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint) {
+int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint,
+                 std::size_t chunk_size) {
   std::optional<seppo::LocalCluster> local;
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
@@ -248,7 +231,8 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
       }
     }
   }
-  Client client = local ? local->client(options()) : Client(endpoint, options());
+  Client client =
+      local ? local->client(options(chunk_size)) : Client(endpoint, options(chunk_size));
   std::uint64_t sum = 0;
   // The inputs are generated as they are read: nothing of size `items` exists anywhere.
   const auto inputs = std::views::iota(std::uint64_t{0}, items);
@@ -294,19 +278,37 @@ Row shell(std::uint64_t lines) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"seppo-bench: seppo's throughput, latency, efficiency and memory next to raw ZeroMQ"};
+  CLI::App app{
+      "seppo-bench: seppo's throughput, latency, efficiency and memory next to raw ZeroMQ"};
   std::vector<std::string> only;
   bool quick = false;
   std::uint64_t child_items = 0;
   std::string child_mode = "run";
   std::string endpoint;
-  app.add_option("--only", only, "scenarios to run: a b c d e f g h i (default all)");
+  std::size_t child_chunk_size = 0;
+  CallgrindOptions callgrind;
+  std::uint64_t scale_callgrind_tasks = 1000;
+  app.add_option("--only", only,
+                 "scenarios to run: a b c d e f g h i j k l m, or j2 j20 j200 (default all)");
   app.add_flag("--quick", quick, "smaller sizes, for a smoke test");
+  app.add_option("--callgrind-tasks", callgrind.tasks,
+                 "(m): N, the passes run N and 2N single-item tasks under callgrind")
+      ->capture_default_str();
+  app.add_option("--scale-callgrind-tasks", scale_callgrind_tasks,
+                 "(j): N for the broker's instructions per task at each size (0: skip)")
+      ->capture_default_str();
+  std::size_t window = 0;
+  app.add_option("--window", window,
+                 "(j), (k), (l): the client's window in chunks (default: ClientOptions' 256)");
+  app.add_option("--keep-callgrind", callgrind.keep,
+                 "copy every callgrind file of (j) and (m) to this folder (for bench/profile.sh)");
   app.add_option("--stream-child", child_items)->group("");
   app.add_option("--stream-mode", child_mode)->group("");
+  app.add_option("--chunk-size", child_chunk_size)->group("");
   app.add_option("--endpoint", endpoint)->group("");
   CLI11_PARSE(app, argc, argv);
-  if (child_items > 0) return stream_child(child_items, child_mode, endpoint);
+  if (child_items > 0) return stream_child(child_items, child_mode, endpoint, child_chunk_size);
+  set_client_window(window);
 
   const auto want = [&](const std::string& s) {
     return only.empty() || std::find(only.begin(), only.end(), s) != only.end();
@@ -323,11 +325,30 @@ int main(int argc, char** argv) {
     if (want("g")) rows.push_back(memory(10000000 / scale, "imap"));
     if (want("h")) rows.push_back(memory(10000000 / scale, "unordered"));
     if (want("i")) rows.push_back(local_memory(10000000 / scale));
+    // (j): 20,000 items of 10 ms; 2 workers get a tenth of them, or they would take 100 s.
+    // --only j2, j20 or j200 runs one size.
+    const std::uint64_t cg = quick ? 0 : scale_callgrind_tasks;
+    if (want("j") || want("j2")) {
+      rows.push_back(seppo::bench::scale(2, quick ? 40 : 2000, 10, cg, callgrind.keep));
+    }
+    if (want("j") || want("j20")) {
+      rows.push_back(seppo::bench::scale(20, quick ? 400 : 20000, 10, cg, callgrind.keep));
+    }
+    if ((want("j") && !quick) || want("j200")) {
+      rows.push_back(seppo::bench::scale(200, quick ? 4000 : 20000, 10, cg, callgrind.keep));
+    }
+    if (want("k")) rows.push_back(tiny_then_slow(8, quick ? 2000 : 20000, quick ? 20 : 100, 50));
+    if (want("l")) rows.push_back(heavy_tail(8, quick ? 500 : 5000));
+    if (want("m")) {
+      if (quick) callgrind.tasks = std::min<std::uint64_t>(callgrind.tasks, 200);
+      for (Row& r : callgrind_rows(callgrind)) rows.push_back(std::move(r));
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "seppo-bench: %s\n", e.what());
     return 1;
   }
-  std::printf("| scenario | seppo | raw ZeroMQ baseline | ratio | figure |\n|---|---|---|---|---|\n");
+  std::printf(
+      "| scenario | seppo | raw ZeroMQ baseline | ratio | figure |\n|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     std::printf("| %s | %s | %s | %s | %s |\n", r.scenario.c_str(), r.seppo.c_str(),
                 r.baseline.c_str(), r.ratio.c_str(), r.note.c_str());

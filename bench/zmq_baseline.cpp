@@ -60,38 +60,41 @@ struct Options {
   Mode mode = Mode::latency;
   std::string mode_name = "latency";
   unsigned workers = 2;
-  std::uint64_t items = 1000000;   // window, batched: items per measurement
-  std::uint64_t samples = 10000;   // latency: round trips per measurement
-  std::uint64_t warmup = 0;        // untimed round trips (latency) or items before the first run
-  std::uint32_t window = 0;        // requests in flight (0: 1000 for window, 100 for batched)
-  std::uint32_t batch = 1000;      // batched: items per request
-  std::uint32_t credit = 1000;     // requests each worker may hold at once
-  std::uint32_t payload = 64;      // latency: request size in bytes
+  std::uint64_t items = 1000000;  // window, batched: items per measurement
+  std::uint64_t samples = 10000;  // latency: round trips per measurement
+  std::uint64_t warmup = 0;       // untimed round trips (latency) or items before the first run
+  std::uint32_t window = 0;       // requests in flight (0: 1000 for window, 100 for batched)
+  std::uint32_t batch = 1000;     // batched: items per request
+  std::uint32_t credit = 1000;    // requests each worker may hold at once
+  std::uint32_t payload = 64;     // latency: request size in bytes
   unsigned runs = 1;
-  double timeout_s = 300;          // the whole program; children get a little more
+  double timeout_s = 300;  // the whole program; children get a little more
+  bool pids = false;       // print which process is which (for callgrind's files)
 };
 
 // Control frames. Data messages are one frame from the client's side ([payload]); control
 // messages are two ([kControl][command]), so the relay tells them apart by the frame count.
 constexpr std::string_view kControl = "C";
-constexpr std::string_view kPing = "ping";   // client -> relay: answer once all workers are in
+constexpr std::string_view kPing = "ping";  // client -> relay: answer once all workers are in
 constexpr std::string_view kPong = "pong";
-constexpr std::string_view kStop = "stop";   // client -> relay: stop the workers, then yourself
+constexpr std::string_view kStop = "stop";  // client -> relay: stop the workers, then yourself
 constexpr std::string_view kBye = "bye";
-constexpr char kReady = 'R';                 // worker -> relay: "R<credit>"
+constexpr char kReady = 'R';                   // worker -> relay: "R<credit>"
 constexpr std::string_view kWorkerStop = "S";  // relay -> worker
 
-constexpr int kBurst = 256;           // messages read per socket before polling again
-constexpr auto kPollTick = 100ms;     // every wait is at most this long between deadline checks
+constexpr int kBurst = 256;        // messages read per socket before polling again
+constexpr auto kPollTick = 100ms;  // every wait is at most this long between deadline checks
 constexpr int kLingerMs = 1000;
-constexpr auto kChildGrace = 10s;     // children outlive the parent's own timeout by this much
-constexpr auto kReapGrace = 5s;       // after the client is done, children get this long to exit
+constexpr auto kChildGrace = 10s;  // children outlive the parent's own timeout by this much
+constexpr auto kReapGrace = 5s;    // after the client is done, children get this long to exit
 
 std::string_view view(const zmq::message_t& m) {
   return {static_cast<const char*>(m.data()), m.size()};
 }
 
-zmq::message_t message(std::string_view s) { return zmq::message_t(s.data(), s.size()); }
+zmq::message_t message(std::string_view s) {
+  return zmq::message_t(s.data(), s.size());
+}
 
 void tune(zmq::socket_t& s) {
   // In-flight requests are bounded by the client's window and the workers' credit, so the
@@ -139,8 +142,8 @@ int run_relay(const Options& o, int endpoint_fd, Clock::time_point deadline) {
     s->set(zmq::sockopt::router_mandatory, 1);  // an unknown peer is an error, not a drop
     s->bind("tcp://127.0.0.1:*");
   }
-  const std::string line = front.get(zmq::sockopt::last_endpoint) + " " +
-                           back.get(zmq::sockopt::last_endpoint) + "\n";
+  const std::string line =
+      front.get(zmq::sockopt::last_endpoint) + " " + back.get(zmq::sockopt::last_endpoint) + "\n";
   if (::write(endpoint_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
     std::perror("zmq-baseline relay: write endpoints");
     return 1;
@@ -161,8 +164,7 @@ int run_relay(const Options& o, int endpoint_fd, Clock::time_point deadline) {
 
   // The back end comes first so that with no free credit only it is polled: requests then wait
   // in the front end's queue rather than in the relay.
-  zmq::pollitem_t items[] = {{back.handle(), 0, ZMQ_POLLIN, 0},
-                             {front.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[] = {{back.handle(), 0, ZMQ_POLLIN, 0}, {front.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping && Clock::now() < deadline) {
     const int n = total_free > 0 ? 2 : 1;
     items[1].revents = 0;
@@ -389,7 +391,7 @@ class Client {
 
   struct Result {
     double seconds = 0;
-    double rate = 0;           // round trips/s (latency, window) or items/s (batched)
+    double rate = 0;  // round trips/s (latency, window) or items/s (batched)
     double p50_us = 0, p99_us = 0, mean_us = 0, max_us = 0;  // latency only
   };
 
@@ -520,7 +522,8 @@ class Client {
     while (true) {
       if (s_.recv(first, zmq::recv_flags::none)) break;  // rcvtimeo: at most kPollTick
       if (Clock::now() >= deadline_) throw Failure("timed out waiting for a reply");
-      if (watch_children_ && children_.any_ended()) throw Failure("a relay or worker process ended");
+      if (watch_children_ && children_.any_ended())
+        throw Failure("a relay or worker process ended");
       next_check_ = Clock::now() + kPollTick;
     }
     zmq::message_t* rest = &second_;
@@ -552,8 +555,9 @@ std::string describe(const Options& o) {
     std::snprintf(buf, sizeof buf, "baseline mode=latency workers=%u payload=%u samples=%" PRIu64,
                   o.workers, o.payload, o.samples);
   } else if (o.mode == Mode::window) {
-    std::snprintf(buf, sizeof buf, "baseline mode=window workers=%u window=%u credit=%u items=%" PRIu64,
-                  o.workers, o.window, o.credit, o.items);
+    std::snprintf(buf, sizeof buf,
+                  "baseline mode=window workers=%u window=%u credit=%u items=%" PRIu64, o.workers,
+                  o.window, o.credit, o.items);
   } else {
     std::snprintf(buf, sizeof buf,
                   "baseline mode=batched workers=%u batch=%u window=%u credit=%u items=%" PRIu64,
@@ -564,9 +568,10 @@ std::string describe(const Options& o) {
 
 void print(const Options& o, const std::string& run, const Client::Result& r) {
   if (o.mode == Mode::latency) {
-    std::printf("%s run=%s p50_us=%.1f p99_us=%.1f mean_us=%.1f max_us=%.1f seconds=%.3f rate=%.0f\n",
-                describe(o).c_str(), run.c_str(), r.p50_us, r.p99_us, r.mean_us, r.max_us,
-                r.seconds, r.rate);
+    std::printf(
+        "%s run=%s p50_us=%.1f p99_us=%.1f mean_us=%.1f max_us=%.1f seconds=%.3f rate=%.0f\n",
+        describe(o).c_str(), run.c_str(), r.p50_us, r.p99_us, r.mean_us, r.max_us, r.seconds,
+        r.rate);
   } else {
     std::printf("%s run=%s seconds=%.3f rate=%.0f\n", describe(o).c_str(), run.c_str(), r.seconds,
                 r.rate);
@@ -737,20 +742,23 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s, "seconds before everything is stopped")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 86400.0));
+  app.add_flag("--pids", o.pids,
+               "print \"pids client=P relay=P workers=P,P\" once all are forked (under "
+               "valgrind, callgrind writes one file per process, named by pid)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  o.mode = o.mode_name == "latency" ? Mode::latency
+  o.mode = o.mode_name == "latency"  ? Mode::latency
            : o.mode_name == "window" ? Mode::window
                                      : Mode::batched;
   if (app.count("--window") == 0) o.window = o.mode == Mode::batched ? 100 : 1000;
   if (app.count("--warmup") == 0) o.warmup = o.mode == Mode::latency ? 1000 : 100000;
 
   const Clock::time_point start = Clock::now();
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(o.timeout_s));
+  const auto timeout =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.timeout_s));
   const Clock::time_point deadline = start + timeout;
   const Clock::time_point child_deadline = deadline + kChildGrace;
   const pid_t self = ::getpid();
@@ -791,6 +799,16 @@ int main(int argc, char** argv) {
       return 1;
     }
     children.running.push_back(w);
+  }
+
+  if (o.pids) {
+    std::string workers;
+    for (std::size_t i = 1; i < children.running.size(); ++i) {
+      workers += (i > 1 ? "," : "") + std::to_string(children.running[i]);
+    }
+    std::printf("pids client=%d relay=%d workers=%s\n", static_cast<int>(self),
+                static_cast<int>(relay), workers.c_str());
+    std::fflush(stdout);
   }
 
   int rc = 1;

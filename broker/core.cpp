@@ -16,8 +16,9 @@ namespace {
 constexpr std::size_t kMaxFunctions = 4096;
 constexpr std::size_t kMaxNameBytes = 256;
 
-std::string code(wire::Code c) {
-  return std::string(wire::to_wire(c));
+// Decoded messages carry the code itself; kept so the senders below read as before.
+wire::Code code(wire::Code c) {
+  return c;
 }
 
 std::string seconds(Duration d) {

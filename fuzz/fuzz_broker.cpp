@@ -433,7 +433,7 @@ class Driver {
             wire::Failed f;
             f.job_id = 1;
             f.count = 1;
-            f.code = "code";
+            f.code = std::nullopt;  // a name this program does not know
             m = f;
             break;
           }

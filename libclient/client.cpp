@@ -1,7 +1,6 @@
 #include "seppo/client.hpp"
 
 #include <cstdio>
-#include <map>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -11,26 +10,15 @@
 #include "common/host.hpp"
 #include "common/monitor.hpp"
 #include "common/poll.hpp"
-#include "libclient/chunk_sizer.hpp"
-#include "protocol/codes.hpp"
+#include "libclient/job_core.hpp"
+#include "protocol/bytes_zmq.hpp"
 #include "protocol/payload.hpp"
-#include "protocol/result_entry.hpp"
 #include "protocol/wire.hpp"
 
 namespace seppo {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A chunk sent and not yet fully answered; its bytes are kept to resubmit after a broker restart.
-struct Chunk {
-  std::uint32_t count = 0;
-  std::uint32_t remaining = 0;
-  std::vector<bool> received;
-  zmq::message_t payload;             // shared, not copied, by each (re)submission
-  bool refused = false;               // over the broker's per-client limit: waits to be sent again
-  std::uint64_t answers_at_send = 0;  // the job's answer count when this chunk was last sent
-};
 
 std::string seconds(std::chrono::milliseconds d) {
   char text[32];
@@ -158,20 +146,20 @@ struct Client::Impl {
            (public_key.empty() ? "" : " (is the server key the broker's public key?)");
   }
 
-  void send(const wire::Message& message, const zmq::message_t* payload = nullptr) {
+  void send(const wire::Message& message) {
     const std::string header = wire::encode(message);
-    if (payload == nullptr) {
-      socket.send(zmq::buffer(header), zmq::send_flags::dontwait);
-    } else {
-      zmq::message_t shared;
-      shared.copy(*const_cast<zmq::message_t*>(payload));
-      socket.send(zmq::buffer(header), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      socket.send(shared, zmq::send_flags::dontwait);
-    }
+    socket.send(zmq::buffer(header), zmq::send_flags::dontwait);
+  }
+  void send(const wire::Message& message, zmq::message_t&& payload) {
+    const std::string header = wire::encode(message);
+    socket.send(zmq::buffer(header), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    socket.send(payload, zmq::send_flags::dontwait);
   }
 };
 
-// One map call: submission window, result bookkeeping, heartbeats and recovery.
+// One map call: the socket loop around the job's rules (libclient/job_core.hpp). It packs the
+// caller's input into chunks when the core has room, sends what the core queues, feeds it what
+// the broker sends and the time, and hands the core's results to the sink.
 //
 // The caller drives it: step() until it returns false. Between steps nothing happens, so a
 // consumer that pauses longer than the broker's client expiry (heartbeat × liveness) has its
@@ -186,25 +174,22 @@ class ClientJob {
   // items, not only until its results arrived: results waiting for the consumer are bounded.
   ClientJob(Client::Impl& client, std::string function, Next next, Sink sink, bool hold = false)
       : c_(client),
-        function_(std::move(function)),
         next_(std::move(next)),
         sink_(std::move(sink)),
         hold_(hold),
-        id_(++client.next_job),
-        sizer_(client.options.chunk_size, client.options.target_chunk_time) {
-    if (c_.before_submit) c_.before_submit(function_);  // before we are busy
+        core_(++client.next_job, std::move(function), core_options(client, hold), Clock::now()) {
+    if (c_.before_submit) c_.before_submit(core_.function());  // before we are busy
     c_.claim("start another");
     c_.busy = true;
-    last_heard_ = Clock::now();
-    heartbeat_ = c_.broker_heartbeat.count() > 0 ? c_.broker_heartbeat : c_.options.heartbeat;
   }
 
   ~ClientJob() {
     c_.busy = false;
-    if (next_index_ == 0) return;  // nothing was ever submitted: nothing to forget
+    if (core_.broker_heartbeat().count() > 0) c_.broker_heartbeat = core_.broker_heartbeat();
     // Finished, failed or abandoned by an exception: the broker forgets the job either way.
+    core_.close(Clock::now());
     try {
-      c_.send(wire::Done{id_});
+      flush();
     } catch (...) {
     }
   }
@@ -215,351 +200,167 @@ class ClientJob {
   // Returns false once every item was handed to the sink, or the sink asked to stop.
   bool step(std::chrono::milliseconds max_wait, int wake_fd = -1) {
     if (finished_) return false;
-    const auto entered = Clock::now();
-    if (last_step_ != Clock::time_point{}) last_heard_ += entered - last_step_;
-    fill();
-    if (input_done_ && pending_.empty()) {
+    auto now = Clock::now();
+    core_.resume(now);
+    fill(now);
+    if (core_.done()) {
       finished_ = true;
       return false;
     }
-    if (c_.broker_heartbeat.count() == 0 && !asked_heartbeat_) {
-      // A broker with a faster heartbeat than ours would take us for dead before our first
-      // heartbeat: ask at once, its ALIVE says how often it wants to hear from us.
-      heartbeat();
-      asked_heartbeat_ = true;
-    }
+    flush();
     // Kept between steps: a stream steps for every few results, and this is its hot path.
     poll_items_.assign({{c_.socket.handle(), 0, ZMQ_POLLIN, 0}, c_.monitor->pollitem()});
     if (wake_fd >= 0) poll_items_.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    seppo::poll(poll_items_, std::min(max_wait, heartbeat_ / 2 + std::chrono::milliseconds(1)));
+    seppo::poll(poll_items_, wait_for(max_wait, now));
     c_.check_handshake();
     if (!receive()) {
       finished_ = true;
       return false;
     }
-    const auto now = Clock::now();
-    if (now - last_sent_ >= heartbeat_) {
-      heartbeat();
-      last_sent_ = now;
-    }
-    if (now - last_heard_ > c_.options.timeout) {
-      throw ConnectionError("no reply from the broker at " + c_.endpoint + " for " +
-                            seconds(c_.options.timeout) + " (is seppo-broker running there?); " +
-                            std::to_string(pending_.size()) + " chunks of " + function_ +
-                            " unanswered" + c_.handshake_hint());
-    }
+    core_.tick(Clock::now());
+    check();
+    flush();
     last_step_ = Clock::now();
+    core_.pause(last_step_);
     return true;
   }
 
   // With hold: the consumer took item `index`. Every few milliseconds of consumption, also a
   // step that does not wait: heartbeats go on and the freed room is filled.
   void consumed(std::uint64_t index) {
-    if (hold_) release(index);
-    if (!finished_ && Clock::now() - last_step_ >= kTendInterval) {
-      step(std::chrono::milliseconds(0));
-    }
+    const auto now = Clock::now();
+    if (hold_) core_.consumed(index, now);
+    if (!finished_ && now - last_step_ >= kTendInterval) step(std::chrono::milliseconds(0));
   }
 
  private:
   static constexpr std::chrono::milliseconds kTendInterval{10};
 
-  struct Held {
-    std::uint32_t count = 0;
-    std::uint32_t unconsumed = 0;
-    std::size_t bytes = 0;
-  };
-
-  void release(std::uint64_t index) {
-    auto& it = release_hint_;  // items are mostly taken chunk by chunk
-    if (it == outstanding_.end() || index < it->first || index >= it->first + it->second.count) {
-      it = outstanding_.upper_bound(index);
-      if (it == outstanding_.begin()) {
-        it = outstanding_.end();
-        return;
-      }
-      --it;
-      if (index >= it->first + it->second.count) {
-        it = outstanding_.end();
-        return;
-      }
-    }
-    if (--it->second.unconsumed == 0) {
-      outstanding_bytes_ -= it->second.bytes;
-      outstanding_.erase(it);
-      it = outstanding_.end();
-    }
+  static client::JobCoreOptions core_options(const Client::Impl& c, bool hold) {
+    client::JobCoreOptions o;
+    o.endpoint = c.endpoint;
+    o.window = c.options.window;
+    o.max_inflight_bytes = c.options.max_inflight_bytes;
+    o.chunk_size = c.options.chunk_size;
+    o.target_chunk_time = c.options.target_chunk_time;
+    o.heartbeat = c.options.heartbeat;
+    o.broker_heartbeat = c.broker_heartbeat;
+    o.timeout = c.options.timeout;
+    o.worker_wait = c.options.worker_wait;
+    o.hold = hold;
+    return o;
   }
 
-  bool room() const {
-    if (hold_) {
-      return outstanding_.size() < c_.options.window && outstanding_bytes_ < byte_window_;
+  // Until the core's next deadline, rounded up so that the tick after it finds it passed.
+  std::chrono::milliseconds wait_for(std::chrono::milliseconds max_wait, Clock::time_point now) {
+    std::chrono::milliseconds wait = std::min(max_wait, kMaxWait);
+    const auto deadline = core_.next_deadline();
+    if (deadline != Clock::time_point::max()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+      wait = std::min(wait, std::max(left, std::chrono::milliseconds(0)));
     }
-    return pending_.size() < c_.options.window && inflight_bytes_ < byte_window_;
+    return wait;
   }
+  static constexpr std::chrono::milliseconds kMaxWait{60000};
 
-  void fill() {
-    while (!input_done_ && refused_ == 0 && room()) {
-      const std::uint32_t want = sizer_.next_size();
+  void fill(Clock::time_point now) {
+    while (const std::uint32_t want = core_.wanted()) {
       // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
       buffer_.clear();
       char header[wire::kArray32HeaderSize] = {};
       buffer_.write(header, sizeof header);
-      msgpack::sbuffer& buffer = buffer_;
-      Client::Packer packer(buffer);
+      Client::Packer packer(buffer_);
       std::uint32_t count = 0;
-      while (count < want && buffer.size() < kMaxChunkBytes && next_(packer)) ++count;
-      if (count < want && buffer.size() < kMaxChunkBytes) input_done_ = true;
-      if (count == 0) break;
-      wire::write_array32_header(buffer.data(), count);
-      Chunk& chunk = pending_[next_index_];
-      chunk.count = chunk.remaining = count;
-      chunk.received.assign(count, false);
-      chunk.payload.rebuild(buffer.data(), buffer.size());
-      inflight_bytes_ += chunk.payload.size();
-      if (hold_) {
-        outstanding_.emplace(next_index_, Held{count, count, chunk.payload.size()});
-        outstanding_bytes_ += chunk.payload.size();
+      while (count < want && buffer_.size() < kMaxChunk && next_(packer)) ++count;
+      const bool ended = count < want && buffer_.size() < kMaxChunk;
+      if (count > 0) {
+        wire::write_array32_header(buffer_.data(), count);
+        core_.add_chunk(Bytes::copy(buffer_.data(), buffer_.size()), count, now);
       }
-      submit(next_index_, chunk);
-      next_index_ += count;
+      if (ended || count == 0) {
+        core_.end_input(now);
+        break;
+      }
     }
   }
 
-  void submit(std::uint64_t first, Chunk& chunk) {
-    chunk.answers_at_send = answers_;
-    c_.send(wire::Submit{id_, function_, first, chunk.count,
-                         static_cast<std::uint32_t>(c_.options.worker_wait.count())},
-            &chunk.payload);
-    last_sent_ = Clock::now();
-  }
-
-  // Tells the broker which chunks we still await, so it can spot one lost on the way.
-  void heartbeat() {
-    wire::Heartbeat beat{id_, seen_, {}};
-    beat.open.reserve(pending_.size());
-    for (const auto& [first, chunk] : pending_) {
-      if (!chunk.refused) beat.open.push_back(first);  // the broker never took a refused one
-    }
-    c_.send(beat);
-  }
-
-  void resubmit_all() {
-    for (auto& [first, chunk] : pending_) {
-      if (!chunk.refused) submit(first, chunk);
+  void flush() {
+    for (client::JobCore::Outgoing& out : core_.take_outbox()) {
+      if (out.payload) {
+        c_.send(out.message, to_zmq(*out.payload));
+      } else {
+        c_.send(out.message);
+      }
     }
   }
 
-  // FAILED over_limit: the broker holds as many of our bytes as its operator allows
-  // (--max-client-bytes), so it did not take this chunk. Keep it, send it again when an answer
-  // frees room, and hold fewer bytes from now on. A chunk refused while the broker holds
-  // nothing else of ours can never fit: that is the caller's error.
-  void over_limit(const wire::Failed& f) {
-    auto it = pending_.find(f.first);
-    if (it == pending_.end() || it->second.refused) return;
-    std::size_t held = 0;
-    for (const auto& [first, chunk] : pending_) {
-      if (!chunk.refused && first != f.first) held += chunk.payload.size();
+  // Throws what the core's failure means to the caller.
+  void check() {
+    const auto& failure = core_.failure();
+    if (!failure) return;
+    using Kind = client::JobCore::Failure::Kind;
+    switch (failure->kind) {
+      case Kind::UnknownFunction:
+        throw UnknownFunctionError(core_.function(), failure->message);
+      case Kind::Refused:
+        throw RefusedError(failure->code, failure->message);
+      case Kind::Timeout:
+        throw ConnectionError(failure->message + c_.handshake_hint());
+      case Kind::Protocol:
+        break;
     }
-    if (held == 0 && chunk_answered_since(it->second)) {
-      // The broker still held chunks whose answers crossed this refusal on the wire: there
-      // is room now, so send it again at once (nothing else would wake a resend).
-      submit(it->first, it->second);
-      return;
-    }
-    if (held == 0) {
-      throw RefusedError(std::string(wire::to_wire(wire::Code::OverLimit)),
-                         "the broker at " + c_.endpoint + " refused a chunk of " +
-                             std::to_string(it->second.payload.size()) + " bytes of " + function_ +
-                             ": " + f.message);
-    }
-    it->second.refused = true;
-    ++refused_;
-    byte_window_ = std::min(byte_window_, held);
-  }
-
-  bool chunk_answered_since(const Chunk& chunk) const { return answers_ != chunk.answers_at_send; }
-
-  void resend_refused() {
-    for (auto& [first, chunk] : pending_) {
-      if (!chunk.refused) continue;
-      chunk.refused = false;
-      --refused_;
-      submit(first, chunk);
-      return;  // one per answer: what an answer frees is room for about one chunk
-    }
+    throw ProtocolError(failure->message);
   }
 
   // Returns false when the sink asked to stop.
   bool receive() {
-    std::vector<zmq::message_t> frames;
-    const std::uint64_t delivered_before = delivered_;
     while (true) {
-      // A held job's consumer takes results one by one: the rest wait in ZeroMQ's queue as
-      // compact msgpack rather than decoded in the consumer's buffer.
-      if (hold_ && delivered_ != delivered_before) return true;
-      frames.clear();
-      if (!zmq::recv_multipart(c_.socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      frames_.clear();
+      if (!zmq::recv_multipart(c_.socket, std::back_inserter(frames_), zmq::recv_flags::dontwait)) {
         return true;
       }
       wire::Message message;
       try {
-        message = wire::decode(frames[0].data(), frames[0].size());
+        message = wire::decode(frames_[0].data(), frames_[0].size());
       } catch (const ProtocolError&) {
         continue;  // not from a broker we understand: ignore, and it does not count as one
       }
-      last_heard_ = Clock::now();
-      if (!handle(message, frames)) return false;
-    }
-  }
-
-  bool handle(const wire::Message& message, std::vector<zmq::message_t>& frames) {
-    if (const auto* d = std::get_if<wire::Deliver>(&message)) {
-      if (d->job_id != id_ || frames.size() != 2) return true;  // a late answer for an old job
-      seen_ = d->seq;
-      ++answers_;
-      return deliver(*d, frames[1]);
-    }
-    if (const auto* f = std::get_if<wire::Failed>(&message)) {
-      if (f->job_id != id_) return true;
-      if (f->seq != 0) seen_ = f->seq;
-      if (!wire::is(f->code, wire::Code::OverLimit)) ++answers_;
-      if (wire::is(f->code, wire::Code::UnknownFunction))
-        throw UnknownFunctionError(function_, f->message);
-      if (wire::is(f->code, wire::Code::OverLimit)) {
-        over_limit(*f);
-        return true;
+      std::optional<Bytes> payload;
+      if (frames_.size() == 2) payload = from_zmq(std::move(frames_[1]));
+      core_.feed(message, std::move(payload), Clock::now());
+      core_.take_results(results_);
+      const bool handed = !results_.empty();
+      for (const client::JobCore::ItemResult& r : results_) {
+        Client::Item item;
+        item.index = r.index;
+        item.value = r.value;
+        if (r.value == nullptr) item.error = &r.error;
+        item.worker = &r.answer->worker;
+        item.last_in_message = r.last_in_message;
+        item.chunk_elapsed_us = r.value != nullptr ? r.answer->elapsed_us : 0;
+        if (!sink_(item)) return false;
       }
-      const std::string text = f->message.empty() ? f->code : f->message;
-      return fail_range(f->first, f->count, text, "");
-    }
-    if (const auto* r = std::get_if<wire::Resync>(&message)) {
-      if (r->job_id == id_) resubmit_all();
-      return true;
-    }
-    if (const auto* a = std::get_if<wire::Alive>(&message)) {
-      if (instance_ != 0 && a->instance != instance_) resubmit_all();
-      instance_ = a->instance;
-      if (a->heartbeat_ms > 0)
-        c_.broker_heartbeat = heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
-      return true;
-    }
-    if (const auto* e = std::get_if<wire::Error>(&message)) {
-      if (wire::is(e->code, wire::Code::Forbidden)) {
-        throw RefusedError(e->code,
-                           "the broker at " + c_.endpoint + " refused this client: " + e->message);
-      }
-      throw ProtocolError("broker refused a message: " + e->code + ": " + e->message);
-    }
-    return true;  // BYE: the broker is restarting; heartbeats will find it again
-  }
-
-  // Finds the pending chunk that holds [first, first+count): split re-runs deliver parts.
-  std::map<std::uint64_t, Chunk>::iterator chunk_of(std::uint64_t first, std::uint32_t count) {
-    auto it = pending_.upper_bound(first);
-    if (it == pending_.begin()) return pending_.end();
-    --it;
-    if (first + count > it->first + it->second.count) return pending_.end();
-    return it;
-  }
-
-  bool deliver(const wire::Deliver& d, const zmq::message_t& payload) {
-    auto it = chunk_of(d.first, d.count);
-    if (it == pending_.end()) return true;  // a duplicate of something already received
-    msgpack::object_handle handle;
-    try {
-      handle = unpack_untrusted(payload.data<char>(), payload.size());
-    } catch (const ProtocolError& e) {
-      return fail_range(d.first, d.count, std::string("unreadable result: ") + e.what(), d.worker);
-    }
-    const msgpack::object& array = handle.get();
-    if (array.type != msgpack::type::ARRAY || array.via.array.size != d.count) {
-      return fail_range(d.first, d.count,
-                        "result does not hold " + std::to_string(d.count) + " entries", d.worker);
-    }
-    if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
-    for (std::uint32_t i = 0; i < d.count; ++i) {
-      Client::Item item;
-      item.index = d.first + i;
-      item.worker = &d.worker;
-      item.last_in_message = i + 1 == d.count;
-      item.chunk_elapsed_us = d.elapsed_us;
-      const entry::Decoded decoded = entry::decode(array.via.array.ptr[i]);
-      item.value = decoded.value;
-      if (item.value == nullptr) item.error = &decoded.error;
-      if (!accept(it, item)) return false;
-    }
-    forget_if_complete(it);
-    return true;
-  }
-
-  bool fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
-                  const std::string& worker) {
-    auto it = chunk_of(first, count);
-    if (it == pending_.end()) return true;
-    for (std::uint32_t i = 0; i < count; ++i) {
-      Client::Item item;
-      item.index = first + i;
-      item.error = &message;
-      item.worker = &worker;
-      item.last_in_message = i + 1 == count;
-      if (!accept(it, item)) return false;
-    }
-    forget_if_complete(it);
-    return true;
-  }
-
-  void forget_if_complete(std::map<std::uint64_t, Chunk>::iterator it) {
-    if (it->second.remaining == 0) {
-      inflight_bytes_ -= it->second.payload.size();
-      pending_.erase(it);
-      if (refused_ > 0) resend_refused();
+      results_.clear();  // frees the message's payload; keeps the capacity
+      check();
+      flush();
+      // A held job's consumer takes results one by one: the rest wait in ZeroMQ's queue as
+      // compact msgpack rather than decoded in the consumer's buffer.
+      if (hold_ && handed) return true;
     }
   }
 
-  // Exactly once to the caller: an item already received (a re-run's duplicate) is dropped.
-  bool accept(std::map<std::uint64_t, Chunk>::iterator it, const Client::Item& item) {
-    Chunk& chunk = it->second;
-    const std::uint64_t offset = item.index - it->first;
-    if (chunk.received[offset]) return true;
-    chunk.received[offset] = true;
-    --chunk.remaining;
-    ++delivered_;
-    return sink_(item);
-  }
-
-  // Big enough that per-chunk costs vanish, small enough to stay under malloc's mmap threshold
-  // (results are about twice their arguments' size): mmap'd buffers fault in every page anew.
-  static constexpr std::size_t kMaxChunkBytes = 48 << 10;
-  msgpack::sbuffer buffer_{kMaxChunkBytes + 4096};
+  static constexpr std::size_t kMaxChunk = client::JobCore::kMaxChunkBytes;
+  msgpack::sbuffer buffer_{kMaxChunk + 4096};
 
   Client::Impl& c_;
-  const std::string function_;
   const Next next_;
   const Sink sink_;
   const bool hold_;
-  const std::uint64_t id_;
-  ChunkSizer sizer_;
-  std::map<std::uint64_t, Chunk> pending_;
-  std::uint64_t next_index_ = 0;
-  std::uint64_t seen_ = 0;  // seq of the last DELIVER or FAILED received
-  std::size_t inflight_bytes_ = 0;
-  std::size_t byte_window_ = c_.options.max_inflight_bytes;  // lowered by over_limit
-  std::uint64_t answers_ = 0;  // DELIVERs and FAILEDs (but over_limit) received for this job
-  std::size_t refused_ = 0;    // chunks waiting to be sent again
-  bool input_done_ = false;
+  client::JobCore core_;
   bool finished_ = false;
-  std::uint64_t delivered_ = 0;  // items handed to the sink
-  // With hold: chunks submitted and not yet entirely consumed, by first index.
-  std::map<std::uint64_t, Held> outstanding_;
-  std::map<std::uint64_t, Held>::iterator release_hint_ = outstanding_.end();
-  std::size_t outstanding_bytes_ = 0;
-  std::uint64_t instance_ = 0;
-  std::chrono::milliseconds heartbeat_{1000};
-  Clock::time_point last_sent_{};
-  bool asked_heartbeat_ = false;
   std::vector<zmq::pollitem_t> poll_items_;
-  Clock::time_point last_heard_{};
+  std::vector<zmq::message_t> frames_;
+  std::vector<client::JobCore::ItemResult> results_;
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
 

@@ -113,7 +113,8 @@ struct Encoder {
   }
   void operator()(const Failed& m) {
     start(p, Type::Failed, 6);
-    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.code).pack(m.message).pack(m.seq);
+    p.pack(m.job_id).pack(m.first).pack(m.count).pack(code_name(m.code)).pack(m.message);
+    p.pack(m.seq);
   }
   void operator()(const Done& m) {
     start(p, Type::Done, 1);
@@ -137,7 +138,7 @@ struct Encoder {
   }
   void operator()(const Error& m) {
     start(p, Type::Error, 2);
-    p.pack(m.code).pack(m.message);
+    p.pack(code_name(m.code)).pack(m.message);
   }
   void operator()(const StatusRequest&) { start(p, Type::StatusRequest, 0); }
   void operator()(const Status&) { start(p, Type::Status, 0); }
@@ -169,8 +170,8 @@ Message decode_fields(Type type, const Fields& f) {
                      f.str(5, "worker"), f.u64(6, "elapsed_us"), f.u64(7, "seq")};
     case Type::Failed:
       f.need(8);
-      return Failed{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"), f.str(5, "code"),
-                    f.str(6, "message"), f.u64(7, "seq")};
+      return Failed{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"),
+                    code_from_wire(f.str(5, "code")), f.str(6, "message"), f.u64(7, "seq")};
     case Type::Done:
       f.need(3);
       return Done{f.u64(2, "job_id")};
@@ -188,7 +189,7 @@ Message decode_fields(Type type, const Fields& f) {
       return Bye{f.str(2, "reason")};
     case Type::Error:
       f.need(4);
-      return Error{f.str(2, "code"), f.str(3, "message")};
+      return Error{code_from_wire(f.str(2, "code")), f.str(3, "message")};
     case Type::StatusRequest: return StatusRequest{};
     case Type::Status: return Status{};
     case Type::Credit:

@@ -7,11 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include "protocol/codes.hpp"
 
 namespace seppo::wire {
 
@@ -78,7 +81,9 @@ struct Failed {
   std::uint64_t job_id = 0;
   std::uint64_t first = 0;
   std::uint32_t count = 0;
-  std::string code;  // to_wire(Code) (protocol/codes.hpp); a later peer may send others
+  // Empty for a name this program does not know (a later peer may send others): a failure of
+  // unspecified kind. On the wire: to_wire(Code), "unknown" when empty.
+  std::optional<Code> code;
   std::string message;
   std::uint64_t seq = 0;
 };
@@ -108,7 +113,7 @@ struct Bye {
 };
 struct Error {
   static constexpr Type kType = Type::Error;
-  std::string code;  // to_wire(Code) (protocol/codes.hpp)
+  std::optional<Code> code;  // as in Failed
   std::string message;
 };
 struct StatusRequest {
@@ -137,6 +142,11 @@ static_assert(detail::types_in_order(std::make_index_sequence<std::variant_size_
 // The highest type number: the decoder refuses any above it.
 inline constexpr Type kLastType =
     std::variant_alternative_t<std::variant_size_v<Message> - 1, Message>::kType;
+
+// The wire name of a decoded code: "unknown" for one this program does not know.
+constexpr std::string_view code_name(const std::optional<Code>& code) {
+  return code ? to_wire(*code) : std::string_view("unknown");
+}
 
 // True for the types that carry a payload frame.
 bool has_payload(Type type);

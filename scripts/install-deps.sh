@@ -13,6 +13,7 @@ packages+=(scdoc)  # issue 14: man pages from man/*.scd
 packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
 packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for the unit test
 packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
+packages+=(valgrind)  # issue 16: bench/ counts instructions per task under callgrind
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()

@@ -2,18 +2,14 @@
 
 #include <algorithm>
 
-#include <msgpack.hpp>
+#include "protocol/result_entry.hpp"
 
 namespace seppo::worker {
 namespace {
 
-// A results array in which every item carries the same error.
+// A results array in which every item carries the same error (protocol/result_entry.hpp).
 Bytes all_failed(std::uint32_t count, const std::string& message) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> p(buffer);
-  p.pack_array(count);
-  for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(1).pack(message);
-  return Bytes::copy(buffer.data(), buffer.size());
+  return Bytes(wire::all_failed(count, message));
 }
 
 std::string milliseconds(std::chrono::steady_clock::duration d) {
@@ -124,19 +120,20 @@ void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) 
 }
 
 void SessionCore::on_error(const wire::Error& error, TimePoint now) {
-  if (error.code == "forbidden") {
+  if (error.code == wire::Code::Forbidden) {
     log_(log::Level::Error, "the broker at " + options_.endpoint +
                                 " accepts this key, but not as a worker's (" + error.message +
                                 "): list it in --authorized-workers instead; "
                                 "stopping");
     finish(Ending::Forbidden);
-  } else if (error.code == "not_ready") {
+  } else if (error.code == wire::Code::NotReady) {
     // The broker does not know us (it restarted, or presumed us dead): the tasks we hold were
     // re-queued there already, so forget ours and announce again.
     forget_tasks();
     announce(now);
   } else {
-    log_(log::Level::Warning, "broker refused a message: " + error.code + ": " + error.message);
+    log_(log::Level::Warning, "broker refused a message: " +
+                                  std::string(wire::code_name(error.code)) + ": " + error.message);
   }
 }
 

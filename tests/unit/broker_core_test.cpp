@@ -228,7 +228,7 @@ TEST_CASE("a chunk whose worker dies is split, and items that keep killing worke
   CHECK(std::all_of(task_sizes.begin() + 1, task_sizes.end(), [](auto n) { return n == 1; }));
   REQUIRE(failed.size() == 3);
   for (const auto& f : failed) {
-    CHECK(f.code == "worker_lost");
+    CHECK(f.code == wire::Code::WorkerLost);
     CHECK(f.count == 1);
     CHECK(f.message.find("3 attempts") != std::string::npos);
   }
@@ -309,7 +309,7 @@ TEST_CASE("a poison item is reported lost while its chunk's other items complete
   }
   REQUIRE(failed.size() == 1);
   CHECK(failed[0].first == 1);
-  CHECK(failed[0].code == "worker_lost");
+  CHECK(failed[0].code == wire::Code::WorkerLost);
   CHECK(ok_items == 2);
 }
 
@@ -323,7 +323,7 @@ TEST_CASE("no worker for a function: the client is told by name after its wait")
   h.advance(200ms);
   auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
   REQUIRE(failed.size() == 1);
-  CHECK(failed[0].code == "unknown_function");
+  CHECK(failed[0].code == wire::Code::UnknownFunction);
   CHECK(failed[0].message.find("m.missing") != std::string::npos);
   CHECK(failed[0].message.find("m.other") != std::string::npos);
   CHECK(h.core.job_count() == 0);
@@ -456,7 +456,7 @@ TEST_CASE("a message the broker cannot read is answered with ERROR naming the pr
   h.core.on_message("X", garbage.data(), garbage.size(), nullptr, h.now);
   auto errors = h.sent_to<wire::Error>(h.drain(), "X");
   REQUIRE(errors.size() == 1);
-  CHECK(errors[0].code == "bad_message");
+  CHECK(errors[0].code == wire::Code::BadMessage);
 }
 
 TEST_CASE("a SUBMIT without its payload frame is refused") {
@@ -473,7 +473,7 @@ TEST_CASE("a result from an unknown worker asks it to announce itself") {
   h.result("STRANGER", 99, 1);
   auto errors = h.sent_to<wire::Error>(h.drain(), "STRANGER");
   REQUIRE(errors.size() == 1);
-  CHECK(errors[0].code == "not_ready");
+  CHECK(errors[0].code == wire::Code::NotReady);
 }
 
 TEST_CASE("a client over its queued-bytes limit gets over_limit for that chunk") {
@@ -487,7 +487,7 @@ TEST_CASE("a client over its queued-bytes limit gets over_limit for that chunk")
   h.submit("C1", 1, "m.f", 0, payload, 1);
   auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
   REQUIRE(failed.size() == 1);
-  CHECK(failed[0].code == "over_limit");
+  CHECK(failed[0].code == wire::Code::OverLimit);
 }
 
 TEST_CASE("shutdown says BYE to workers and to clients with jobs") {
@@ -518,7 +518,7 @@ TEST_CASE("a client key can neither announce a worker, nor return results, nor c
   auto out = h.drain();
   auto errors = h.sent_to<wire::Error>(out, "THIEF");
   REQUIRE(errors.size() == 4);
-  for (const auto& e : errors) CHECK(e.code == "forbidden");
+  for (const auto& e : errors) CHECK(e.code == wire::Code::Forbidden);
   CHECK(errors[0].message == "READY needs a worker key; this peer's key is authorised as a client");
   CHECK(h.core.worker_count() == 1);
   CHECK(h.sent_to<wire::Deliver>(out, "C1").empty());
@@ -540,7 +540,7 @@ TEST_CASE("a worker key can neither submit, nor finish, nor follow a job") {
   auto out = h.drain();
   auto errors = h.sent_to<wire::Error>(out, "W2");
   REQUIRE(errors.size() == 3);
-  for (const auto& e : errors) CHECK(e.code == "forbidden");
+  for (const auto& e : errors) CHECK(e.code == wire::Code::Forbidden);
   CHECK(errors[0].message == "SUBMIT needs a client key; this peer's key is authorised as a worker");
   CHECK(h.core.job_count() == 0);
   CHECK(h.sent_to<wire::Task>(out, "W1").empty());

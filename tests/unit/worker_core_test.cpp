@@ -256,7 +256,7 @@ TEST_CASE("W10 ERROR not_ready: held tasks dropped (the running one's RESULT too
   h.task(1, t0);
   h.task(2, t0);
   const auto starts = h.starts();
-  h.core.on_message(wire::Error{"not_ready", "unknown worker"}, std::nullopt, t0 + 1ms);
+  h.core.on_message(wire::Error{wire::Code::NotReady, "unknown worker"}, std::nullopt, t0 + 1ms);
   CHECK(h.core.skip_through() >= starts[1].sequence);  // not started: never run
   auto out = h.take();
   REQUIRE(out.size() == 1);
@@ -275,7 +275,8 @@ TEST_CASE("W10 ERROR not_ready: held tasks dropped (the running one's RESULT too
 TEST_CASE("W11 ERROR forbidden: the worker stops for good") {
   Harness h;
   h.take();
-  h.core.on_message(wire::Error{"forbidden", "READY needs a worker key"}, std::nullopt, t0);
+  h.core.on_message(wire::Error{wire::Code::Forbidden, "READY needs a worker key"}, std::nullopt,
+                    t0);
   CHECK(h.core.ending() == SessionCore::Ending::Forbidden);
   CHECK(h.logged("not as a worker's"));
   h.core.on_tick(t0 + 10s);
@@ -286,7 +287,7 @@ TEST_CASE("W12 another ERROR is logged and changes nothing") {
   Harness h;
   h.take();
   h.task(1, t0);
-  h.core.on_message(wire::Error{"bad_message", "what"}, std::nullopt, t0);
+  h.core.on_message(wire::Error{wire::Code::BadMessage, "what"}, std::nullopt, t0);
   CHECK(h.logged("bad_message: what"));
   CHECK(h.take().empty());
   CHECK(h.core.held() == 1);

@@ -1,0 +1,29 @@
+// Instructions per task under valgrind's callgrind: a figure that, unlike a timing, does not
+// move with the load of a shared machine. Each figure is the difference between two passes of
+// N and 2N tasks, divided by N, so that start-up, connection and shutdown cancel out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/common.hpp"
+
+namespace seppo::bench {
+
+struct CallgrindOptions {
+  std::uint64_t tasks = 5000;  // N (well above the client's window of 256): N and 2N tasks
+  std::string keep;            // a folder to copy every callgrind file to, for profiles
+};
+
+// (m): broker against the zmq-baseline relay, seppo's worker processes against the baseline's,
+// seppo's client against the baseline's client; single-item `square` tasks, 2 workers, every
+// process under callgrind.
+std::vector<Row> callgrind_rows(const CallgrindOptions& options);
+
+// The broker's instructions per single-item `sleep_ms(ms)` task with `workers` worker
+// connections, the broker alone under callgrind.
+double broker_instructions_per_task(unsigned workers, std::uint64_t tasks, int ms,
+                                    const std::string& keep = "");
+
+}  // namespace seppo::bench

@@ -1,0 +1,348 @@
+#include "libclient/job_core.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "protocol/payload.hpp"
+#include "protocol/result_entry.hpp"
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo::client {
+namespace {
+
+std::string seconds(std::chrono::milliseconds d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(d.count()) / 1000.0);
+  return text;
+}
+
+}  // namespace
+
+JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions options, TimePoint now)
+    : id_(job_id),
+      function_(std::move(function)),
+      options_(std::move(options)),
+      sizer_(options_.chunk_size, options_.target_chunk_time),
+      byte_window_(options_.max_inflight_bytes),
+      heartbeat_(options_.broker_heartbeat.count() > 0 ? options_.broker_heartbeat
+                                                       : options_.heartbeat),
+      broker_heartbeat_(options_.broker_heartbeat),
+      last_sent_(now),
+      last_heard_(now) {
+  // A broker with a faster heartbeat than ours would take us for dead before our first
+  // heartbeat: ask at once (C3), its ALIVE says how often it wants to hear from us.
+  first_beat_pending_ = broker_heartbeat_.count() == 0;
+}
+
+// --- input ---
+
+std::uint32_t JobCore::wanted() const {
+  if (over() || input_done_ || refused_ > 0) return 0;
+  const bool room = options_.hold
+                        ? outstanding_.size() < options_.window && outstanding_bytes_ < byte_window_
+                        : pending_.size() < options_.window && inflight_bytes_ < byte_window_;
+  return room ? sizer_.next_size() : 0;
+}
+
+void JobCore::add_chunk(Bytes payload, std::uint32_t count, TimePoint now) {
+  if (over() || input_done_ || count == 0) return;
+  Chunk& chunk = pending_[next_index_];
+  chunk.count = chunk.remaining = count;
+  chunk.received.assign(count, false);
+  chunk.payload = std::move(payload);
+  inflight_bytes_ += chunk.payload.size();
+  if (options_.hold) {
+    outstanding_.emplace(next_index_, Held{count, count, chunk.payload.size()});
+    outstanding_bytes_ += chunk.payload.size();
+  }
+  submit(next_index_, chunk, now);
+  next_index_ += count;
+  if (first_beat_pending_) {
+    first_beat_pending_ = false;
+    send_heartbeat(now);
+  }
+}
+
+void JobCore::end_input(TimePoint) {
+  input_done_ = true;
+}
+
+Bytes JobCore::pack_chunk(const std::vector<Bytes>& items) {
+  std::string out(wire::kArray32HeaderSize, '\0');
+  wire::write_array32_header(out.data(), static_cast<std::uint32_t>(items.size()));
+  for (const Bytes& item : items) out.append(item.view());
+  return Bytes(std::move(out));
+}
+
+// --- events ---
+
+void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, TimePoint now) {
+  if (over()) return;
+  last_heard_ = now;  // C4: anything that decodes is a sign of the broker's life
+  if (const auto* d = std::get_if<wire::Deliver>(&message)) {
+    if (d->job_id != id_ || !payload) return;  // C20: a late answer for an old job
+    seen_ = d->seq;
+    ++answers_;
+    on_deliver(*d, *payload, now);
+  } else if (const auto* f = std::get_if<wire::Failed>(&message)) {
+    if (f->job_id != id_) return;
+    if (f->seq != 0) seen_ = f->seq;
+    if (f->code != wire::Code::OverLimit) ++answers_;
+    if (f->code == wire::Code::UnknownFunction) {
+      fail(Failure::Kind::UnknownFunction, std::string(wire::to_wire(wire::Code::UnknownFunction)),
+           f->message);
+    } else if (f->code == wire::Code::OverLimit) {
+      over_limit(*f, now);
+    } else {
+      fail_range(f->first, f->count,
+                 f->message.empty() ? std::string(wire::code_name(f->code)) : f->message, "", now);
+    }
+  } else if (const auto* r = std::get_if<wire::Resync>(&message)) {
+    if (r->job_id == id_) {
+      resubmit_all(now);
+      // C13: until an ALIVE came, ask again. The broker that answered RESYNC may have dropped
+      // us for dead because our default interval is longer than its expiry (its ALIVE got
+      // lost): without its heartbeat_ms we would be dropped again and again.
+      if (broker_heartbeat_.count() == 0) send_heartbeat(now);
+    }
+  } else if (const auto* a = std::get_if<wire::Alive>(&message)) {
+    // The first ALIVE of a job only sets the instance: a change means the broker restarted.
+    if (instance_ != 0 && a->instance != instance_) resubmit_all(now);
+    instance_ = a->instance;
+    if (a->heartbeat_ms > 0)
+      heartbeat_ = broker_heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
+  } else if (const auto* e = std::get_if<wire::Error>(&message)) {
+    const std::string code(wire::code_name(e->code));
+    if (e->code == wire::Code::Forbidden) {
+      fail(Failure::Kind::Refused, code,
+           "the broker at " + options_.endpoint + " refused this client: " + e->message);
+    } else {
+      fail(Failure::Kind::Protocol, code, "broker refused a message: " + code + ": " + e->message);
+    }
+  }
+  // BYE (C16): the broker is restarting; heartbeats will find it again. Others: not for us.
+}
+
+void JobCore::tick(TimePoint now) {
+  if (over() || paused_at_) return;
+  if (now - last_sent_ >= heartbeat_) send_heartbeat(now);
+  if (now - last_heard_ >= options_.timeout) {
+    fail(Failure::Kind::Timeout, "",
+         "no reply from the broker at " + options_.endpoint + " for " + seconds(options_.timeout) +
+             " (is seppo-broker running there?); " + std::to_string(pending_.size()) +
+             " chunks of " + function_ + " unanswered");
+  }
+}
+
+void JobCore::consumed(std::uint64_t index, TimePoint) {
+  if (options_.hold) release(index);
+}
+
+void JobCore::pause(TimePoint now) {
+  if (!paused_at_) paused_at_ = now;
+}
+
+void JobCore::resume(TimePoint now) {
+  if (!paused_at_) return;
+  last_heard_ += now - *paused_at_;
+  paused_at_.reset();
+}
+
+void JobCore::close(TimePoint now) {
+  if (closed_) return;
+  closed_ = true;
+  if (next_index_ > 0) send(wire::Done{id_}, now);  // nothing submitted: nothing to forget
+}
+
+// --- drained ---
+
+std::vector<JobCore::Outgoing> JobCore::take_outbox() {
+  return std::exchange(outbox_, {});
+}
+
+std::vector<JobCore::ItemResult> JobCore::take_results() {
+  return std::exchange(results_, {});
+}
+
+void JobCore::take_results(std::vector<ItemResult>& out) {
+  out.clear();
+  std::swap(out, results_);
+}
+
+JobCore::TimePoint JobCore::next_deadline() const {
+  if (over() || done() || paused_at_) return TimePoint::max();
+  return std::min(last_sent_ + heartbeat_, last_heard_ + options_.timeout);
+}
+
+bool JobCore::done() const {
+  return input_done_ && pending_.empty() && !failure_;
+}
+
+// --- rules ---
+
+void JobCore::send(wire::Message message, TimePoint now, std::optional<Bytes> payload) {
+  outbox_.push_back(Outgoing{std::move(message), std::move(payload)});
+  last_sent_ = now;  // C17: any message counts, HEARTBEAT goes when nothing else did
+}
+
+void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
+  chunk.answers_at_send = answers_;
+  send(wire::Submit{id_, function_, first, chunk.count,
+                    static_cast<std::uint32_t>(options_.worker_wait.count())},
+       now, chunk.payload);
+}
+
+// Tells the broker which chunks we still await, so it can spot one lost on the way.
+void JobCore::send_heartbeat(TimePoint now) {
+  wire::Heartbeat beat{id_, seen_, {}};
+  beat.open.reserve(pending_.size());
+  for (const auto& [first, chunk] : pending_) {
+    if (!chunk.refused) beat.open.push_back(first);  // the broker never took a refused one
+  }
+  send(std::move(beat), now);
+}
+
+void JobCore::resubmit_all(TimePoint now) {
+  for (auto& [first, chunk] : pending_) {
+    if (!chunk.refused) submit(first, chunk, now);
+  }
+}
+
+// FAILED over_limit (C10, C11, C12): the broker holds as many of our bytes as its operator allows
+// (--max-client-bytes), so it did not take this chunk. Keep it, send it again when an answer
+// frees room, and hold fewer bytes from now on. A chunk refused while the broker holds nothing
+// else of ours can never fit: that is the caller's error.
+void JobCore::over_limit(const wire::Failed& f, TimePoint now) {
+  auto it = pending_.find(f.first);
+  if (it == pending_.end() || it->second.refused) return;
+  std::size_t held = 0;
+  for (const auto& [first, chunk] : pending_) {
+    if (!chunk.refused && first != f.first) held += chunk.payload.size();
+  }
+  if (held == 0 && answers_ != it->second.answers_at_send) {
+    // The broker still held chunks whose answers crossed this refusal on the wire: there is
+    // room now, so send it again at once (nothing else would wake a resend).
+    submit(it->first, it->second, now);
+    return;
+  }
+  if (held == 0) {
+    fail(Failure::Kind::Refused, std::string(wire::to_wire(wire::Code::OverLimit)),
+         "the broker at " + options_.endpoint + " refused a chunk of " +
+             std::to_string(it->second.payload.size()) + " bytes of " + function_ + ": " +
+             f.message);
+    return;
+  }
+  it->second.refused = true;
+  ++refused_;
+  byte_window_ = std::min(byte_window_, held);
+}
+
+void JobCore::resend_refused(TimePoint now) {
+  for (auto& [first, chunk] : pending_) {
+    if (!chunk.refused) continue;
+    chunk.refused = false;
+    --refused_;
+    submit(first, chunk, now);
+    return;  // one per answer: what an answer frees is room for about one chunk
+  }
+}
+
+void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now) {
+  auto it = chunk_of(d.first, d.count);
+  if (it == pending_.end()) return;  // C6: a duplicate of something already received
+  auto answer = std::make_shared<Answer>();
+  answer->worker = d.worker;
+  answer->elapsed_us = d.elapsed_us;
+  try {
+    answer->entries = unpack_untrusted(payload.data(), payload.size());
+  } catch (const ProtocolError& e) {
+    fail_range(d.first, d.count, std::string("unreadable result: ") + e.what(), d.worker, now);
+    return;
+  }
+  const msgpack::object& array = answer->entries.get();
+  if (array.type != msgpack::type::ARRAY || array.via.array.size != d.count) {
+    fail_range(d.first, d.count, "result does not hold " + std::to_string(d.count) + " entries",
+               d.worker, now);
+    return;
+  }
+  if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
+  std::shared_ptr<const Answer> shared = std::move(answer);
+  for (std::uint32_t i = 0; i < d.count; ++i) {
+    entry::Decoded decoded = entry::decode(array.via.array.ptr[i]);
+    accept(it, ItemResult{d.first + i, decoded.value, std::move(decoded.error), shared,
+                          i + 1 == d.count});
+  }
+  forget_if_complete(it, now);
+}
+
+void JobCore::fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
+                         const std::string& worker, TimePoint now) {
+  auto it = chunk_of(first, count);
+  if (it == pending_.end()) return;
+  auto answer = std::make_shared<Answer>();
+  answer->worker = worker;
+  std::shared_ptr<const Answer> shared = std::move(answer);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    accept(it, ItemResult{first + i, nullptr, message, shared, i + 1 == count});
+  }
+  forget_if_complete(it, now);
+}
+
+// Finds the open chunk that holds [first, first+count): split re-runs deliver parts.
+JobCore::Open::iterator JobCore::chunk_of(std::uint64_t first, std::uint32_t count) {
+  auto it = pending_.upper_bound(first);
+  if (it == pending_.begin()) return pending_.end();
+  --it;
+  if (first + count > it->first + it->second.count) return pending_.end();
+  return it;
+}
+
+void JobCore::forget_if_complete(Open::iterator it, TimePoint now) {
+  if (it->second.remaining != 0) return;
+  // C10: refused, yet answered: the broker held an earlier copy. It waits no longer.
+  if (it->second.refused) --refused_;
+  inflight_bytes_ -= it->second.payload.size();
+  pending_.erase(it);
+  if (refused_ > 0) resend_refused(now);
+}
+
+// Exactly once to the caller (C6): an item already received (a re-run's duplicate) is dropped.
+bool JobCore::accept(Open::iterator it, ItemResult&& item) {
+  Chunk& chunk = it->second;
+  const std::uint64_t offset = item.index - it->first;
+  if (chunk.received[offset]) return false;
+  chunk.received[offset] = true;
+  --chunk.remaining;
+  ++delivered_;
+  results_.push_back(std::move(item));
+  return true;
+}
+
+void JobCore::release(std::uint64_t index) {
+  auto& it = release_hint_;  // items are mostly taken chunk by chunk
+  if (it == outstanding_.end() || index < it->first || index >= it->first + it->second.count) {
+    it = outstanding_.upper_bound(index);
+    if (it == outstanding_.begin()) {
+      it = outstanding_.end();
+      return;
+    }
+    --it;
+    if (index >= it->first + it->second.count) {
+      it = outstanding_.end();
+      return;
+    }
+  }
+  if (--it->second.unconsumed == 0) {
+    outstanding_bytes_ -= it->second.bytes;
+    outstanding_.erase(it);
+    it = outstanding_.end();
+  }
+}
+
+void JobCore::fail(Failure::Kind kind, std::string code, std::string message) {
+  if (failure_) return;
+  failure_ = Failure{kind, std::move(code), std::move(message)};
+}
+
+}  // namespace seppo::client

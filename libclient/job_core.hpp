@@ -1,0 +1,213 @@
+// The client's side of one job (docs/protocol.md §9, client rows C1..C20), with no socket,
+// thread or clock of its own. libclient/client.cpp is the thin socket loop around it;
+// tests/unit/client_core_test.cpp and the simulator drive it with a fake clock.
+//
+// How a driver uses it:
+//   JobCore core(job_id, "m.square", options, now);
+//   loop:
+//     while (std::uint32_t n = core.wanted()) {     // room in the window for a chunk of n items
+//       pack up to n arguments (and at most kMaxChunkBytes) into a msgpack array;
+//       if (some) core.add_chunk(payload, count, now);
+//       if (the input ran out) { core.end_input(now); break; }
+//     }
+//     send every core.take_outbox() entry (header frame, plus the payload frame if any);
+//     wait for a message from the broker, but not past core.next_deadline();
+//     on a message: core.feed(decoded, payload, now);  on the deadline: core.tick(now);
+//     hand every core.take_results() entry to the caller (exactly once each, already deduped);
+//     stop when core.done() (every item answered) or core.failed() (see failure());
+//   finally: core.close(now) and send the outbox: it holds DONE when anything was submitted.
+// A caller that stops reading for a while (a slow consumer) brackets the pause with
+// pause(now) / resume(now): the broker's silence meanwhile is not held against it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <msgpack.hpp>
+
+#include "libclient/chunk_sizer.hpp"
+#include "protocol/bytes.hpp"
+#include "protocol/codes.hpp"
+#include "protocol/wire.hpp"
+
+namespace seppo::client {
+
+struct JobCoreOptions {
+  std::string endpoint;                       // the broker's, for error messages only
+  std::size_t window = 256;                   // chunks open at once
+  std::size_t max_inflight_bytes = 8u << 20;  // payload bytes of open chunks
+  std::size_t chunk_size = 0;                 // items per chunk; 0 adapts (chunk_sizer.hpp)
+  std::chrono::microseconds target_chunk_time{10000};
+  std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
+  // The heartbeat of the last ALIVE this client (connection) saw, 0 if none yet: then a
+  // HEARTBEAT follows the first SUBMITs, so the broker's ALIVE says how often to beat (C3).
+  std::chrono::milliseconds broker_heartbeat{0};
+  std::chrono::milliseconds timeout{30000};      // the broker's silence that fails the job (C18)
+  std::chrono::milliseconds worker_wait{10000};  // SUBMIT's wait_ms
+  // A chunk keeps its window place until consumed() was called for all its items, not only
+  // until they arrived: results waiting for a slow consumer are bounded too.
+  bool hold = false;
+};
+
+class JobCore {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TimePoint = Clock::time_point;
+
+  // Big enough that per-chunk costs vanish, small enough to stay under malloc's mmap threshold
+  // (results are about twice their arguments' size): a driver closes a chunk at this size.
+  static constexpr std::size_t kMaxChunkBytes = 48 << 10;
+
+  struct Outgoing {
+    wire::Message message;
+    std::optional<Bytes> payload;  // SUBMIT only
+  };
+  // What one DELIVER or FAILED carried; shared by the items it answered, kept alive by them.
+  struct Answer {
+    std::string worker;              // "host, process PID", or empty
+    std::uint64_t elapsed_us = 0;    // the chunk's compute time (0 for failures)
+    msgpack::object_handle entries;  // the decoded DELIVER payload, empty for failures
+  };
+  // One item's outcome, handed over exactly once.
+  struct ItemResult {
+    std::uint64_t index = 0;
+    const msgpack::object* value = nullptr;  // into answer->entries; null on failure
+    std::string error;                       // why it failed, when value is null
+    std::shared_ptr<const Answer> answer;
+    bool last_in_message = false;  // the last item of its message: a moment to flush output
+  };
+  // Why the job failed as a whole; the driver turns it into the matching seppo:: exception.
+  struct Failure {
+    enum class Kind {
+      UnknownFunction,  // FAILED unknown_function (C9): UnknownFunctionError(function, message)
+      Refused,   // ERROR forbidden, or a chunk that can never fit: RefusedError(code, message)
+      Protocol,  // any other ERROR: ProtocolError(message)
+      Timeout,   // the broker's silence (C18): ConnectionError(message)
+    };
+    Kind kind = Kind::Protocol;
+    std::string code;     // the wire code's name, for RefusedError
+    std::string message;  // complete, for the exception (ConnectionError: add the hint)
+  };
+
+  JobCore(std::uint64_t job_id, std::string function, JobCoreOptions options, TimePoint now);
+
+  // --- input ---
+  // Items the next chunk should hold; 0 when no chunk may be added now (the window or its bytes
+  // are full, a chunk refused over_limit waits to be sent again, the input ended, the job is
+  // over).
+  std::uint32_t wanted() const;
+  // The next chunk: `payload` is a msgpack array of `count` (≥ 1) arguments. Queues its SUBMIT.
+  void add_chunk(Bytes payload, std::uint32_t count, TimePoint now);
+  // No more input: the job is done once every open chunk is answered.
+  void end_input(TimePoint now);
+  // A payload of the given packed arguments (array32 header, then each item's bytes).
+  static Bytes pack_chunk(const std::vector<Bytes>& items);
+
+  // --- events ---
+  // A message from the broker, decoded; `payload` is its second frame, if it had one.
+  void feed(const wire::Message& message, std::optional<Bytes> payload, TimePoint now);
+  // Time passed: heartbeats (C17) and the broker's silence (C18). Call by next_deadline().
+  void tick(TimePoint now);
+  // With hold: the caller took item `index`; its chunk's window place frees with its last item.
+  void consumed(std::uint64_t index, TimePoint now);
+  // The caller stops reading for a while and comes back: that time is not the broker's silence.
+  void pause(TimePoint now);
+  void resume(TimePoint now);
+  // Finished, failed or cancelled: queues DONE (C19) if anything was submitted. Idempotent.
+  void close(TimePoint now);
+
+  // --- drained by the driver ---
+  std::vector<Outgoing> take_outbox();
+  std::vector<ItemResult> take_results();
+  // The same into `out`, cleared first, whose capacity is reused: a chunk may answer thousands
+  // of items, and a fresh vector per message would be allocated (and paged in) anew each time.
+  void take_results(std::vector<ItemResult>& out);
+  TimePoint next_deadline() const;  // TimePoint::max() once the job is over
+
+  // --- state ---
+  bool done() const;  // the input ended and every item of it was handed over
+  bool failed() const { return failure_.has_value(); }
+  const std::optional<Failure>& failure() const { return failure_; }
+  bool closed() const { return closed_; }
+
+  // Introspection, for the driver and tests.
+  std::uint64_t job_id() const { return id_; }
+  const std::string& function() const { return function_; }
+  std::size_t open_chunks() const { return pending_.size(); }
+  std::size_t inflight_bytes() const { return inflight_bytes_; }
+  std::uint64_t seen() const { return seen_; }
+  std::uint64_t instance() const { return instance_; }
+  std::chrono::milliseconds heartbeat() const { return heartbeat_; }
+  // From the last ALIVE (0 until one came): the driver keeps it for the client's next job.
+  std::chrono::milliseconds broker_heartbeat() const { return broker_heartbeat_; }
+  std::uint64_t submitted_items() const { return next_index_; }
+  std::uint64_t delivered_items() const { return delivered_; }
+
+ private:
+  // A chunk sent and not yet fully answered; its bytes are kept to send it again.
+  struct Chunk {
+    std::uint32_t count = 0;
+    std::uint32_t remaining = 0;
+    std::vector<bool> received;
+    Bytes payload;
+    bool refused = false;               // over the broker's per-client limit: waits to be resent
+    std::uint64_t answers_at_send = 0;  // the job's answer count when this chunk was last sent
+  };
+  struct Held {
+    std::uint32_t count = 0;
+    std::uint32_t unconsumed = 0;
+    std::size_t bytes = 0;
+  };
+  using Open = std::map<std::uint64_t, Chunk>;
+
+  void send(wire::Message message, TimePoint now, std::optional<Bytes> payload = std::nullopt);
+  void submit(std::uint64_t first, Chunk& chunk, TimePoint now);
+  void send_heartbeat(TimePoint now);
+  void resubmit_all(TimePoint now);
+  void over_limit(const wire::Failed& f, TimePoint now);
+  void resend_refused(TimePoint now);
+  void on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now);
+  void fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
+                  const std::string& worker, TimePoint now);
+  Open::iterator chunk_of(std::uint64_t first, std::uint32_t count);
+  void forget_if_complete(Open::iterator it, TimePoint now);
+  bool accept(Open::iterator it, ItemResult&& item);
+  void release(std::uint64_t index);
+  void fail(Failure::Kind kind, std::string code, std::string message);
+  bool over() const { return closed_ || failure_.has_value(); }
+
+  const std::uint64_t id_;
+  const std::string function_;
+  const JobCoreOptions options_;
+  ChunkSizer sizer_;
+  Open pending_;
+  std::uint64_t next_index_ = 0;
+  std::uint64_t seen_ = 0;  // seq of the last DELIVER or FAILED received
+  std::size_t inflight_bytes_ = 0;
+  std::size_t byte_window_;    // lowered by over_limit
+  std::uint64_t answers_ = 0;  // DELIVERs and FAILEDs (but over_limit) received for this job
+  std::size_t refused_ = 0;    // chunks waiting to be sent again
+  bool input_done_ = false;
+  bool closed_ = false;
+  std::uint64_t delivered_ = 0;                // items handed over
+  std::map<std::uint64_t, Held> outstanding_;  // with hold: chunks not yet entirely consumed
+  std::map<std::uint64_t, Held>::iterator release_hint_ = outstanding_.end();
+  std::size_t outstanding_bytes_ = 0;
+  std::uint64_t instance_ = 0;
+  std::chrono::milliseconds heartbeat_;
+  std::chrono::milliseconds broker_heartbeat_;
+  bool first_beat_pending_ = false;  // C3: a HEARTBEAT goes after the first SUBMITs
+  TimePoint last_sent_{};
+  TimePoint last_heard_{};
+  std::optional<TimePoint> paused_at_;
+  std::optional<Failure> failure_;
+  std::vector<Outgoing> outbox_;
+  std::vector<ItemResult> results_;
+};
+
+}  // namespace seppo::client

@@ -1,0 +1,572 @@
+// The client's job rules (docs/protocol.md §9, rows C1..C20), driven with a fake clock: no
+// socket, no broker, no sleeps. Each test is named after the row it checks.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+
+#include "libclient/job_core.hpp"
+#include "seppo/result_entry.hpp"
+
+using namespace seppo;
+using namespace seppo::client;
+using namespace std::chrono_literals;
+using TimePoint = JobCore::TimePoint;
+
+namespace {
+
+const TimePoint t0 = TimePoint{} + 1h;
+constexpr std::uint64_t kJob = 77;
+
+JobCoreOptions options() {
+  JobCoreOptions o;
+  o.endpoint = "tcp://127.0.0.1:5555";
+  o.chunk_size = 2;
+  o.broker_heartbeat = 1000ms;  // as if an earlier job heard ALIVE: no extra HEARTBEAT (C3)
+  return o;
+}
+
+Bytes packed(std::int64_t value) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, value);
+  return Bytes::copy(buffer.data(), buffer.size());
+}
+
+// A DELIVER payload whose entries are values first*10, (first+1)*10, ...
+Bytes values(std::uint64_t first, std::uint32_t count) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    entry::begin_value(p);
+    p.pack(static_cast<std::int64_t>((first + i) * 10));
+  }
+  return Bytes::copy(buffer.data(), buffer.size());
+}
+
+struct Harness {
+  JobCore core;
+
+  explicit Harness(JobCoreOptions o = options(), TimePoint now = t0)
+      : core(kJob, "m.square", std::move(o), now) {}
+
+  std::vector<JobCore::Outgoing> take() { return core.take_outbox(); }
+  std::vector<JobCore::ItemResult> results() { return core.take_results(); }
+
+  // Adds chunks while the core wants them, up to `chunks`, each of the items it asks for.
+  std::size_t fill(TimePoint now, std::size_t chunks = 1000) {
+    std::size_t added = 0;
+    while (added < chunks) {
+      const std::uint32_t want = core.wanted();
+      if (want == 0) break;
+      std::vector<Bytes> items;
+      for (std::uint32_t i = 0; i < want; ++i) {
+        items.push_back(packed(static_cast<std::int64_t>(core.submitted_items() + i)));
+      }
+      core.add_chunk(JobCore::pack_chunk(items), want, now);
+      ++added;
+    }
+    return added;
+  }
+  void deliver(std::uint64_t first, std::uint32_t count, std::uint64_t seq, TimePoint now,
+               std::uint64_t job = kJob) {
+    core.feed(wire::Deliver{job, first, count, "w1", 500, seq}, values(first, count), now);
+  }
+  void failed(std::uint64_t first, std::uint32_t count, std::optional<wire::Code> code,
+              std::uint64_t seq, TimePoint now, std::string message = "why") {
+    core.feed(wire::Failed{kJob, first, count, code, std::move(message), seq}, std::nullopt, now);
+  }
+};
+
+template <class T>
+std::vector<T> sent(const std::vector<JobCore::Outgoing>& out) {
+  std::vector<T> found;
+  for (const auto& o : out) {
+    if (const auto* m = std::get_if<T>(&o.message)) found.push_back(*m);
+  }
+  return found;
+}
+
+std::vector<std::uint64_t> firsts(const std::vector<JobCore::Outgoing>& out) {
+  std::vector<std::uint64_t> found;
+  for (const auto& s : sent<wire::Submit>(out)) found.push_back(s.first);
+  return found;
+}
+
+std::vector<std::uint64_t> indexes(const std::vector<JobCore::ItemResult>& results) {
+  std::vector<std::uint64_t> found;
+  for (const auto& r : results) found.push_back(r.index);
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("C1 start: chunks are submitted while the window has room, and no more") {
+  JobCoreOptions o = options();
+  o.window = 3;
+  Harness h(o);
+  CHECK(h.core.wanted() == 2);
+  CHECK(h.fill(t0) == 3);
+  CHECK(h.core.wanted() == 0);
+  CHECK(h.core.open_chunks() == 3);
+  h.deliver(0, 2, 1, t0 + 1ms);
+  CHECK(h.core.wanted() == 2);  // a closed chunk frees its slot
+
+  // The window's bytes bound it too: one chunk of a few bytes fills a 1-byte window.
+  JobCoreOptions small = options();
+  small.max_inflight_bytes = 1;
+  Harness b(small);
+  CHECK(b.fill(t0) == 1);
+  CHECK(b.core.inflight_bytes() > 0);
+}
+
+TEST_CASE("C1 with hold, a chunk keeps its window slot until the caller took all its items") {
+  JobCoreOptions o = options();
+  o.window = 1;
+  o.hold = true;
+  Harness h(o);
+  CHECK(h.fill(t0) == 1);
+  h.deliver(0, 2, 1, t0 + 1ms);
+  CHECK(h.results().size() == 2);
+  CHECK(h.core.wanted() == 0);  // answered, but not consumed
+  h.core.consumed(0, t0 + 2ms);
+  CHECK(h.core.wanted() == 0);
+  h.core.consumed(1, t0 + 2ms);
+  CHECK(h.core.wanted() == 2);
+}
+
+TEST_CASE("C2 a chunk built is one SUBMIT with the next first, the function and the wait") {
+  Harness h;
+  CHECK(h.fill(t0, 2) == 2);
+  auto out = h.take();
+  REQUIRE(out.size() == 2);
+  const auto submits = sent<wire::Submit>(out);
+  CHECK(submits[0].job_id == kJob);
+  CHECK(submits[0].function == "m.square");
+  CHECK(submits[0].first == 0);
+  CHECK(submits[1].first == 2);
+  CHECK(submits[1].count == 2);
+  CHECK(submits[1].wait_ms == 10000);
+  REQUIRE(out[1].payload);
+  const msgpack::object_handle args =
+      msgpack::unpack(out[1].payload->data(), out[1].payload->size());
+  CHECK(args.get().as<std::vector<int>>() == std::vector<int>{2, 3});
+}
+
+TEST_CASE("C3 the first SUBMIT of a client that never heard ALIVE is followed by a HEARTBEAT") {
+  JobCoreOptions o = options();
+  o.broker_heartbeat = 0ms;
+  Harness h(o);
+  h.fill(t0, 2);
+  auto out = h.take();
+  REQUIRE(out.size() == 3);
+  CHECK(std::holds_alternative<wire::Submit>(out[0].message));
+  const auto& beat = std::get<wire::Heartbeat>(out[1].message);
+  CHECK(beat.job_id == kJob);
+  CHECK(beat.open == std::vector<std::uint64_t>{0});
+  CHECK(std::holds_alternative<wire::Submit>(out[2].message));
+  CHECK(h.core.broker_heartbeat() == 0ms);
+  h.core.feed(wire::Alive{9, 100, 3}, std::nullopt, t0 + 1ms);
+  CHECK(h.core.broker_heartbeat() == 100ms);  // the driver keeps it for the next job
+
+  Harness known;  // a client that heard ALIVE before: no extra HEARTBEAT
+  known.fill(t0, 2);
+  CHECK(sent<wire::Heartbeat>(known.take()).empty());
+}
+
+TEST_CASE("C4 any message from the broker that decodes restarts the silence clock") {
+  Harness h;
+  h.fill(t0, 1);
+  h.core.feed(wire::Bye{"broker shutting down"}, std::nullopt, t0 + 20s);
+  h.core.tick(t0 + 35s);
+  CHECK_FALSE(h.core.failed());
+  h.core.feed(wire::Deliver{kJob + 1, 0, 1, "w", 1, 1}, values(0, 1), t0 + 40s);  // other job
+  h.core.tick(t0 + 60s);
+  CHECK_FALSE(h.core.failed());
+  h.core.tick(t0 + 70s);
+  CHECK(h.core.failed());
+}
+
+TEST_CASE("C5 a DELIVER hands each entry over as its item and closes a complete chunk") {
+  Harness h;
+  h.fill(t0, 2);
+  h.deliver(2, 2, 1, t0 + 1ms);
+  auto results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].index == 2);
+  REQUIRE(results[0].value != nullptr);
+  CHECK(results[0].value->as<int>() == 20);
+  CHECK(results[1].value->as<int>() == 30);
+  CHECK(results[0].answer->worker == "w1");
+  CHECK(results[0].answer->elapsed_us == 500);
+  CHECK_FALSE(results[0].last_in_message);
+  CHECK(results[1].last_in_message);
+  CHECK(h.core.seen() == 1);
+  CHECK(h.core.open_chunks() == 1);
+  CHECK(h.core.delivered_items() == 2);
+
+  // An entry [1, message] is that item's error.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(2);
+  entry::pack_error(p, "boom");
+  entry::pack_nil(p);
+  h.core.feed(wire::Deliver{kJob, 0, 2, "w2", 7, 2}, Bytes::copy(buffer.data(), buffer.size()),
+              t0 + 2ms);
+  results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].value == nullptr);
+  CHECK(results[0].error == "boom");
+  CHECK(results[1].value != nullptr);
+  CHECK(h.core.open_chunks() == 0);
+
+  h.core.end_input(t0 + 3ms);
+  CHECK(h.core.done());
+}
+
+TEST_CASE("C6 a late RESULT for an item already delivered is dropped") {
+  Harness h;
+  h.fill(t0, 2);
+  // A split re-run delivers part of chunk 0, then the whole chunk arrives again.
+  h.deliver(1, 1, 1, t0 + 1ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{1});
+  h.deliver(0, 2, 2, t0 + 2ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{0});
+  h.deliver(0, 2, 3, t0 + 3ms);  // the chunk is closed: nothing
+  CHECK(h.results().empty());
+  h.failed(0, 2, wire::Code::WorkerLost, 4, t0 + 4ms);  // neither as a failure
+  CHECK(h.results().empty());
+  CHECK(h.core.delivered_items() == 2);
+  CHECK(h.core.seen() == 4);
+
+  h.failed(2, 1, wire::Code::WorkerLost, 5, t0 + 5ms);  // the first answer wins
+  h.deliver(2, 2, 6, t0 + 6ms);
+  const auto results = h.results();
+  CHECK(indexes(results) == std::vector<std::uint64_t>{2, 3});
+  CHECK(results[0].value == nullptr);
+  CHECK(results[1].value != nullptr);
+}
+
+TEST_CASE("C7 a DELIVER whose payload is not an array of count entries fails every item") {
+  Harness h;
+  h.fill(t0, 2);
+  h.core.feed(wire::Deliver{kJob, 0, 2, "w1", 1, 1}, values(0, 1), t0 + 1ms);
+  auto results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].value == nullptr);
+  CHECK(results[0].error == "result does not hold 2 entries");
+  CHECK(results[0].answer->worker == "w1");
+  h.core.feed(wire::Deliver{kJob, 2, 2, "w1", 1, 2}, Bytes(std::string("\xc1")), t0 + 2ms);
+  results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[1].error.rfind("unreadable result", 0) == 0);
+}
+
+TEST_CASE("C8 a FAILED fails the items of its range with its message, or its code's name") {
+  Harness h;
+  h.fill(t0, 2);
+  h.failed(0, 2, wire::Code::WorkerLost, 3, t0 + 1ms, "lost 3 times");
+  auto results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].value == nullptr);
+  CHECK(results[0].error == "lost 3 times");
+  CHECK(results[1].answer->worker.empty());
+  CHECK(h.core.seen() == 3);
+  h.failed(2, 2, std::nullopt, 0, t0 + 2ms, "");  // a code from a later peer, no message
+  results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].error == "unknown");
+  CHECK(h.core.seen() == 3);  // seq 0 leaves seen alone
+  CHECK_FALSE(h.core.failed());
+}
+
+TEST_CASE("C9 FAILED unknown_function fails the job") {
+  Harness h;
+  h.fill(t0, 1);
+  h.failed(0, 0, wire::Code::UnknownFunction, 0, t0 + 1ms, "no worker provides m.square");
+  REQUIRE(h.core.failed());
+  CHECK(h.core.failure()->kind == JobCore::Failure::Kind::UnknownFunction);
+  CHECK(h.core.failure()->message == "no worker provides m.square");
+  CHECK(h.core.wanted() == 0);
+  CHECK(h.core.next_deadline() == TimePoint::max());
+}
+
+TEST_CASE("C10 an over_limit chunk waits: out of HEARTBEAT's open, not resent by RESYNC") {
+  Harness h;
+  h.fill(t0, 3);
+  const std::size_t held = h.core.inflight_bytes() * 2 / 3;
+  h.take();
+  h.failed(4, 2, wire::Code::OverLimit, 0, t0 + 1ms, "over 1 MiB");
+  CHECK_FALSE(h.core.failed());
+  CHECK(h.results().empty());
+  CHECK(h.core.wanted() == 0);  // no new chunk while one waits
+  h.core.tick(t0 + 1s);
+  auto out = h.take();
+  const auto beats = sent<wire::Heartbeat>(out);
+  REQUIRE(beats.size() == 1);
+  CHECK(beats[0].open == std::vector<std::uint64_t>{0, 2});
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 1s);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{0, 2});
+  // The window's bytes drop to what the broker held: after the refused chunk is resent and
+  // two chunks close, only as many bytes as it held go out again.
+  h.deliver(0, 2, 1, t0 + 2s);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{4});
+  h.deliver(2, 2, 2, t0 + 2s);
+  CHECK(h.core.inflight_bytes() < held);
+  CHECK(h.fill(t0 + 2s) == 1);  // not the window's 255: its bytes are down to `held`
+}
+
+TEST_CASE("C11 an over_limit chunk is resent at once when answers crossed the refusal") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  h.deliver(0, 2, 1, t0 + 1ms);  // chunk 0 answered after chunk 2 was sent
+  h.failed(2, 2, wire::Code::OverLimit, 0, t0 + 2ms);
+  CHECK_FALSE(h.core.failed());
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{2});
+}
+
+TEST_CASE("C11 a chunk refused while the broker holds nothing else fails the job") {
+  Harness h;
+  h.fill(t0, 1);
+  h.failed(0, 2, wire::Code::OverLimit, 0, t0 + 1ms, "more than 10 bytes");
+  REQUIRE(h.core.failed());
+  CHECK(h.core.failure()->kind == JobCore::Failure::Kind::Refused);
+  CHECK(h.core.failure()->code == "over_limit");
+  CHECK(h.core.failure()->message.find("refused a chunk of") != std::string::npos);
+  CHECK(h.core.failure()->message.find("more than 10 bytes") != std::string::npos);
+}
+
+TEST_CASE("C12 an over_limit chunk is resent after answers arrive, one per closed chunk") {
+  Harness h;
+  h.fill(t0, 4);
+  h.take();
+  h.failed(4, 2, wire::Code::OverLimit, 0, t0 + 1ms);
+  h.failed(6, 2, wire::Code::OverLimit, 0, t0 + 1ms);
+  h.deliver(0, 1, 1, t0 + 2ms);  // part of a chunk: nothing freed yet
+  CHECK(h.take().empty());
+  h.deliver(1, 1, 2, t0 + 3ms);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{4});
+  h.deliver(2, 2, 3, t0 + 4ms);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{6});
+}
+
+TEST_CASE("C13 RESYNC resends every chunk not fully answered, unchanged") {
+  Harness h;
+  h.fill(t0, 3);
+  const auto original = h.take();
+  h.deliver(0, 2, 1, t0 + 1ms);
+  h.deliver(2, 1, 2, t0 + 1ms);                                 // chunk 2 half answered: still open
+  h.core.feed(wire::Resync{kJob + 1}, std::nullopt, t0 + 2ms);  // another job's
+  CHECK(h.take().empty());
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 2ms);
+  const auto out = h.take();
+  CHECK(firsts(out) == std::vector<std::uint64_t>{2, 4});
+  CHECK(out[1].payload->view() == original[2].payload->view());
+  CHECK(sent<wire::Submit>(out)[1].count == 2);
+}
+
+TEST_CASE("C14 a broker instance change resubmits; the first ALIVE only sets it") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  h.core.feed(wire::Alive{5, 250, 3}, std::nullopt, t0 + 1ms);
+  CHECK(h.take().empty());
+  CHECK(h.core.heartbeat() == 250ms);
+  CHECK(h.core.instance() == 5);
+  h.core.feed(wire::Alive{5, 0, 0}, std::nullopt, t0 + 2ms);  // 0 is ignored
+  CHECK(h.core.heartbeat() == 250ms);
+  CHECK(h.take().empty());
+  h.core.feed(wire::Alive{6, 250, 3}, std::nullopt, t0 + 3ms);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{0, 2});
+}
+
+TEST_CASE("C15 ERROR forbidden fails the job as refused, any other as a protocol error") {
+  Harness h;
+  h.fill(t0, 1);
+  h.core.feed(wire::Error{wire::Code::Forbidden, "key not listed"}, std::nullopt, t0 + 1ms);
+  REQUIRE(h.core.failed());
+  CHECK(h.core.failure()->kind == JobCore::Failure::Kind::Refused);
+  CHECK(h.core.failure()->code == "forbidden");
+  CHECK(h.core.failure()->message ==
+        "the broker at tcp://127.0.0.1:5555 refused this client: key not listed");
+
+  Harness other;
+  other.fill(t0, 1);
+  other.core.feed(wire::Error{wire::Code::BadMessage, "what"}, std::nullopt, t0 + 1ms);
+  REQUIRE(other.core.failed());
+  CHECK(other.core.failure()->kind == JobCore::Failure::Kind::Protocol);
+  CHECK(other.core.failure()->message == "broker refused a message: bad_message: what");
+}
+
+TEST_CASE("C16 BYE from the broker changes nothing: the job goes on") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  h.core.feed(wire::Bye{"broker shutting down"}, std::nullopt, t0 + 1ms);
+  CHECK(h.take().empty());
+  CHECK_FALSE(h.core.failed());
+  CHECK(h.core.open_chunks() == 2);
+}
+
+TEST_CASE("C17 a HEARTBEAT goes when nothing was sent for an interval, with seen and open") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  CHECK(h.core.next_deadline() == t0 + 1000ms);
+  h.core.tick(t0 + 999ms);
+  CHECK(h.take().empty());
+  h.deliver(0, 2, 4, t0 + 500ms);
+  h.core.tick(t0 + 1000ms);
+  const auto beats = sent<wire::Heartbeat>(h.take());
+  REQUIRE(beats.size() == 1);
+  CHECK(beats[0].job_id == kJob);
+  CHECK(beats[0].seen == 4);
+  CHECK(beats[0].open == std::vector<std::uint64_t>{2});
+  CHECK(h.core.next_deadline() == t0 + 2000ms);
+  // A SUBMIT counts as something sent.
+  h.fill(t0 + 1500ms);
+  h.take();
+  h.core.tick(t0 + 2000ms);
+  CHECK(sent<wire::Heartbeat>(h.take()).empty());
+}
+
+TEST_CASE("C18 the broker-silence timeout fails the job with a clear error") {
+  JobCoreOptions o = options();
+  o.timeout = 5s;
+  Harness h(o);
+  h.fill(t0, 3);
+  h.core.tick(t0 + 4999ms);
+  CHECK_FALSE(h.core.failed());
+  h.core.tick(t0 + 5s);
+  REQUIRE(h.core.failed());
+  CHECK(h.core.failure()->kind == JobCore::Failure::Kind::Timeout);
+  CHECK(h.core.failure()->message ==
+        "no reply from the broker at tcp://127.0.0.1:5555 for 5.0 s (is seppo-broker running "
+        "there?); 3 chunks of m.square unanswered");
+}
+
+TEST_CASE("C18 time in which the caller does not read is not the broker's silence") {
+  JobCoreOptions o = options();
+  o.timeout = 5s;
+  Harness h(o);
+  h.fill(t0, 1);
+  h.core.pause(t0 + 1s);
+  CHECK(h.core.next_deadline() == TimePoint::max());
+  h.core.tick(t0 + 60s);
+  CHECK_FALSE(h.core.failed());
+  h.core.resume(t0 + 61s);
+  h.core.tick(t0 + 64s);
+  CHECK_FALSE(h.core.failed());
+  h.core.tick(t0 + 65s);
+  CHECK(h.core.failed());
+}
+
+TEST_CASE("C19 DONE goes once when the job closes, and only if something was submitted") {
+  Harness h;
+  h.fill(t0, 1);
+  h.take();
+  h.core.close(t0 + 1ms);
+  h.core.close(t0 + 2ms);
+  const auto out = h.take();
+  REQUIRE(out.size() == 1);
+  CHECK(std::get<wire::Done>(out[0].message).job_id == kJob);
+  CHECK(h.core.closed());
+  h.deliver(0, 2, 1, t0 + 3ms);  // after closing, nothing more reaches the caller
+  CHECK(h.results().empty());
+
+  Harness empty;
+  empty.core.end_input(t0);
+  CHECK(empty.core.done());
+  empty.core.close(t0);
+  CHECK(empty.take().empty());
+
+  Harness failed;  // a failed job is forgotten by the broker too
+  failed.fill(t0, 1);
+  failed.take();
+  failed.core.feed(wire::Error{wire::Code::BadMessage, "x"}, std::nullopt, t0);
+  failed.core.close(t0);
+  CHECK(sent<wire::Done>(failed.take()).size() == 1);
+}
+
+TEST_CASE("C20 messages for other jobs are ignored") {
+  Harness h;
+  h.fill(t0, 1);
+  h.take();
+  h.deliver(0, 2, 1, t0 + 1ms, kJob + 1);
+  h.core.feed(wire::Failed{kJob + 1, 0, 0, wire::Code::UnknownFunction, "x", 0}, std::nullopt,
+              t0 + 1ms);
+  h.core.feed(wire::Task{1, "m.square", 1}, Bytes(std::string("\x91\x01", 2)), t0 + 1ms);
+  CHECK(h.results().empty());
+  CHECK(h.take().empty());
+  CHECK_FALSE(h.core.failed());
+  CHECK(h.core.seen() == 0);
+  CHECK(h.core.open_chunks() == 1);
+}
+
+TEST_CASE("§10 a chunk split after a worker loss arrives item by item and closes with the last") {
+  JobCoreOptions o = options();
+  o.chunk_size = 3;
+  o.window = 1;
+  Harness h(o);
+  h.fill(t0);
+  h.take();
+  h.deliver(2, 1, 1, t0 + 1ms);
+  h.deliver(0, 1, 2, t0 + 2ms);
+  CHECK(h.core.open_chunks() == 1);
+  CHECK(h.core.wanted() == 0);
+  h.deliver(1, 1, 3, t0 + 3ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{2, 0, 1});
+  CHECK(h.core.open_chunks() == 0);
+  CHECK(h.core.wanted() == 3);
+}
+
+TEST_CASE("§10 a poison item's worker_lost fails that item alone; its chunk's others arrive") {
+  JobCoreOptions o = options();
+  o.chunk_size = 3;
+  Harness h(o);
+  h.fill(t0, 1);
+  h.take();
+  h.deliver(0, 1, 1, t0 + 1ms);
+  h.failed(1, 1, wire::Code::WorkerLost, 2, t0 + 2ms, "worker lost 3 times running item 1");
+  h.deliver(2, 1, 3, t0 + 3ms);
+  const auto results = h.results();
+  REQUIRE(results.size() == 3);
+  CHECK(results[0].value != nullptr);
+  CHECK(results[1].value == nullptr);
+  CHECK(results[1].error == "worker lost 3 times running item 1");
+  CHECK(results[2].value != nullptr);
+  h.core.end_input(t0 + 4ms);
+  CHECK(h.core.done());
+  CHECK_FALSE(h.core.failed());
+}
+
+TEST_CASE("C10 a refused chunk answered anyway closes and no longer blocks the input") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  // A resubmission of chunk 2 was refused, but the broker held its first copy.
+  h.failed(2, 2, wire::Code::OverLimit, 0, t0 + 1ms);
+  CHECK(h.core.wanted() == 0);
+  h.deliver(2, 2, 1, t0 + 2ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{2, 3});
+  h.deliver(0, 2, 2, t0 + 3ms);
+  CHECK(h.take().empty());  // nothing refused is left to resend
+  CHECK(h.core.wanted() == 2);
+}
+
+TEST_CASE(
+    "C13 a client that never heard ALIVE follows the resubmissions of RESYNC with HEARTBEAT") {
+  JobCoreOptions o = options();
+  o.broker_heartbeat = 0ms;
+  Harness h(o);
+  h.fill(t0, 2);
+  h.take();
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 1ms);
+  auto out = h.take();
+  REQUIRE(out.size() == 3);
+  CHECK(firsts(out) == std::vector<std::uint64_t>{0, 2});
+  CHECK(std::holds_alternative<wire::Heartbeat>(out[2].message));
+  h.core.feed(wire::Alive{3, 100, 3}, std::nullopt, t0 + 2ms);
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 3ms);
+  CHECK(sent<wire::Heartbeat>(h.take()).empty());  // now it knows the interval
+}
