@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include <seppo/error.hpp>
 
 #include "cli/json.hpp"
+#include "protocol/command_record.hpp"
 
 namespace seppo::cli {
 namespace {
@@ -46,11 +48,18 @@ OpenedInput open_input(const std::string& path, bool want_regular_fd) {
   return opened;
 }
 
+std::string current_folder() {
+  std::error_code error;
+  const std::filesystem::path here = std::filesystem::current_path(error);
+  return error ? std::string() : here.string();
+}
+
 LineInput::LineInput(const std::string& path, InputFormat format) : format_(format) {
   OpenedInput opened = open_input(path);
   owned_ = std::move(opened.owned);
   in_ = opened.in;
   regular_fd_ = opened.regular_fd;
+  if (format_ == InputFormat::CommandRequest) cwd_ = current_folder();
 }
 
 LineInput::~LineInput() {
@@ -66,6 +75,9 @@ bool LineInput::next(msgpack::packer<msgpack::sbuffer>& packer) {
         return true;
       case InputFormat::Raw:
         packer.pack(line_);
+        return true;
+      case InputFormat::CommandRequest:
+        wire::pack_command_request(packer, {line_}, line_number_, false, false, cwd_);
         return true;
       case InputFormat::Json: {
         const nlohmann::json value = nlohmann::json::parse(line_, nullptr, false);

@@ -17,6 +17,9 @@ enum class InputFormat {
   Auto,  // a line that parses as JSON is that value, any other line is a string
   Raw,   // every line is a string, as is
   Json,  // every line must be JSON (JSON Lines); one that is not fails as an item
+  // A worker's named command: every line is text, sent as a request item with its job number
+  // for {#} and this folder ({"args": [line], "seq": N, "cwd": ...}, docs/protocol.md §5.2).
+  CommandRequest,
 };
 
 // An input file (or standard input for "" and "-") opened for reading, with a second descriptor
@@ -61,12 +64,17 @@ class LineInput {
   std::istream* in_;
   InputFormat format_;
   std::string line_;
+  std::string cwd_;  // for CommandRequest
   std::uint64_t line_number_ = 0;
   // Line numbers of rejected lines, ascending: they map item indexes back to line numbers.
   std::vector<std::uint64_t> skipped_;
   std::vector<Rejected> rejected_;
   int regular_fd_ = -1;
 };
+
+// The absolute current folder, sent with a named command's items (seppo-worker
+// --client-folders runs them there); empty when it cannot be known.
+std::string current_folder();
 
 // Counts the lines of a regular file with pread, leaving its offset alone: the progress total.
 // Gives up (nullopt) once `stop` is set: a huge file must not hold up the end of the command.

@@ -16,6 +16,7 @@
 
 #include <seppo/error.hpp>
 
+#include "cli/job_records.hpp"
 #include "cli/progress.hpp"
 #include "worker/shell_command.hpp"
 
@@ -37,38 +38,19 @@ struct Outcome {
   }
 };
 
-std::string tag_lines(const std::string& out, const std::string& tag) {
-  std::string tagged;
-  std::size_t start = 0;
-  while (start < out.size()) {
-    const auto end = out.find('\n', start);
-    const std::size_t stop = end == std::string::npos ? out.size() : end + 1;
-    tagged += tag;
-    tagged += '\t';
-    tagged.append(out, start, stop - start);
-    start = stop;
-  }
-  return tagged;
-}
-
-std::string join(const std::vector<std::string>& args, char separator) {
-  std::string text;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (i > 0) text += separator;
-    text += args[i];
-  }
-  return text;
-}
-
-void write_file(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << text;
-  if (!file) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
-}
-
 }  // namespace
 
-Halt parse_halt(const std::string& text) {
+Halt parse_halt(const std::string& given) {
+  // parallel's old forms: 0 never, 1 soon,fail=1, 2 now,fail=1, -1 soon,success=1, -2
+  // now,success=1, N% soon,fail=N%.
+  std::string text = given;
+  if (text == "1") text = "soon,fail=1";
+  if (text == "2") text = "now,fail=1";
+  if (text == "-1") text = "soon,success=1";
+  if (text == "-2") text = "now,success=1";
+  if (!text.empty() && text.back() == '%' && text.find(',') == std::string::npos) {
+    text = "soon,fail=" + text;
+  }
   Halt halt;
   if (text == "never" || text == "0") {
     halt.when = Halt::When::Never;
@@ -81,7 +63,8 @@ Halt parse_halt(const std::string& text) {
   } else if (when == "soon") {
     halt.when = Halt::When::Soon;
   } else {
-    throw Error("--halt " + text + ": expected now|soon,fail=N|success=N|done=N or never");
+    throw Error("--halt " + given +
+                ": expected now|soon,fail=N|success=N|done=N (N or N%) or never");
   }
   if (comma == std::string::npos) return halt;
   const std::string rule = text.substr(comma + 1);
@@ -94,41 +77,48 @@ Halt parse_halt(const std::string& text) {
   } else if (what == "done") {
     halt.what = Halt::What::Done;
   } else {
-    throw Error("--halt " + text + ": expected fail=N, success=N or done=N after the comma");
+    throw Error("--halt " + given + ": expected fail=N, success=N or done=N after the comma");
   }
   if (equals == std::string::npos) return halt;
-  const std::string number = rule.substr(equals + 1);
+  std::string number = rule.substr(equals + 1);
+  const bool percent = !number.empty() && number.back() == '%';
+  if (percent) number.pop_back();
   if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos ||
-      number.size() > 18 || std::stoull(number) == 0) {
-    throw Error("--halt " + text + ": N must be a whole number from 1 (percentages: not yet)");
+      number.size() > 18 || std::stoull(number) == 0 || (percent && std::stoull(number) > 100)) {
+    throw Error("--halt " + given +
+                ": N must be a whole number from 1, or a percentage (1% to 100%)");
   }
-  halt.count = std::stoull(number);
+  if (percent) {
+    halt.percent = static_cast<unsigned>(std::stoul(number));
+  } else {
+    halt.count = std::stoull(number);
+  }
   return halt;
 }
 
-std::string results_folder(const std::string& dir, const std::vector<std::string>& args) {
-  std::filesystem::path path = dir;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string name;
-    for (const char c : args[i]) {
-      if (c == '\\') {
-        name += "\\\\";
-      } else if (c == '/') {
-        name += "\\_";
-      } else {
-        name += c;
-      }
-    }
-    path /= std::to_string(i + 1);
-    path /= name.empty() ? std::string("\\_") : name;
+bool Halt::reached(std::uint64_t failed, std::uint64_t succeeded, std::uint64_t total) const {
+  if (when == When::Never) return false;
+  const std::uint64_t n = what == What::Fail      ? failed
+                          : what == What::Success ? succeeded
+                                                  : failed + succeeded;
+  // parallel: halt once n >= total * percent / 100 (and not before a first such job).
+  if (percent > 0) return n > 0 && n * 100 >= total * percent;
+  return n >= count;
+}
+
+int Halt::exit_status(std::uint64_t failed, std::uint64_t total, int trigger) const {
+  if (what == What::Success) return 0;  // parallel: halting on success is a success
+  if (percent == 0 && count == 1 && trigger >= 0) return trigger;
+  if (percent > 0 && what != What::Success && total > 0) {
+    return static_cast<int>((failed * 100 + total - 1) / total);
   }
-  return path.string();
+  return failed > 100 ? 101 : static_cast<int>(failed);
 }
 
 int run_local_command(JobSource& source, const std::string& name,
                       const std::string& command_template, const JobControl& control,
                       std::FILE* out) {
-  const worker::CommandTemplate tmpl(command_template, worker::CommandTemplate::Numbering::Allowed);
+  const worker::CommandTemplate tmpl(command_template);
   if (control.dry_run) {
     while (const auto job = source.next()) {
       const std::string line = tmpl.expand(job->args, job->seq, 1, true);
@@ -136,16 +126,7 @@ int run_local_command(JobSource& source, const std::string& name,
     }
     return std::fflush(out) == 0 ? 0 : 255;
   }
-  std::FILE* joblog = nullptr;
-  if (!control.joblog.empty()) {
-    joblog = std::fopen(control.joblog.c_str(), "w");
-    if (joblog == nullptr) {
-      throw Error("cannot write " + control.joblog + ": " + std::strerror(errno));
-    }
-    std::fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
-               joblog);
-    std::fflush(joblog);
-  }
+  JobLog joblog(control.joblog);
 
   std::mutex mutex;
   std::condition_variable changed;
@@ -229,7 +210,7 @@ int run_local_command(JobSource& source, const std::string& name,
       progress.done_one(!ok);
       ok ? ++succeeded : ++failed;
     }
-    std::string text = control.tag ? tag_lines(o.run.out, join(o.job.args, ' ')) : o.run.out;
+    std::string text = control.tag ? tag_lines(o.run.out, joined(o.job.args)) : o.run.out;
     if (!o.run.err_tail.empty()) {
       progress.message(o.run.err_tail.back() == '\n'
                            ? o.run.err_tail.substr(0, o.run.err_tail.size() - 1)
@@ -247,23 +228,20 @@ int run_local_command(JobSource& source, const std::string& name,
     } else if (!ok && !o.run.cancelled) {
       progress.message(where + o.display + " " + worker::describe_wait_status(o.run.wait_status));
     }
-    if (joblog != nullptr && !o.run.cancelled) {
+    if (!o.run.cancelled) {
       const int status = o.run.wait_status;
-      const int exitval = !o.error.empty() ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      const int signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      std::fprintf(joblog, "%llu\t:\t%.3f\t%10.3f\t0\t%zu\t%d\t%d\t%s\n",
-                   static_cast<unsigned long long>(o.job.seq), o.start_epoch, o.runtime_s,
-                   o.run.out.size(), exitval, signal, o.display.c_str());
-      std::fflush(joblog);
+      JobLogLine line;
+      line.seq = o.job.seq;
+      line.start_epoch = o.start_epoch;
+      line.runtime_s = o.runtime_s;
+      line.received = o.run.out.size();
+      line.exitval = !o.error.empty() ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      line.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      line.command = o.display;
+      joblog.write(line);
     }
     if (!control.results.empty() && !o.run.cancelled) {
-      const std::filesystem::path folder = results_folder(control.results, o.job.args);
-      std::error_code error;
-      std::filesystem::create_directories(folder, error);
-      if (error) throw Error("cannot create " + folder.string() + ": " + error.message());
-      write_file(folder / "seq", std::to_string(o.job.seq));
-      write_file(folder / "stdout", o.run.out);
-      write_file(folder / "stderr", o.run.err_tail);
+      write_results(control.results, o.job.args, o.job.seq, o.run.out, o.run.err_tail);
     }
     std::optional<std::string> shown;
     if (!o.run.cancelled) shown = std::move(text);
@@ -279,16 +257,11 @@ int run_local_command(JobSource& source, const std::string& name,
     }
     std::fflush(out);
   };
+  bool halted = false;
+  int trigger = -1;  // the exit status of the job that halted the run
   const auto halting = [&] {
-    switch (control.halt.what) {
-      case Halt::What::Fail:
-        return failed >= control.halt.count;
-      case Halt::What::Success:
-        return succeeded >= control.halt.count;
-      case Halt::What::Done:
-        return failed + succeeded >= control.halt.count;
-    }
-    return false;
+    halted = control.halt.reached(failed, succeeded, source.total().value_or(0));
+    return halted;
   };
   std::unique_lock lock(mutex);
   try {
@@ -301,6 +274,11 @@ int run_local_command(JobSource& source, const std::string& name,
       handle(outcome);
       lock.lock();
       if (control.halt.when != Halt::When::Never && !stop_starting && halting()) {
+        const int status = outcome.run.wait_status;
+        trigger = !outcome.error.empty() ? 255
+                  : WIFSIGNALED(status)  ? 128 + WTERMSIG(status)
+                  : WIFEXITED(status)    ? WEXITSTATUS(status)
+                                         : -1;
         stop_starting = true;
         if (control.halt.when == Halt::When::Now) cancel = true;
       }
@@ -312,7 +290,6 @@ int run_local_command(JobSource& source, const std::string& name,
     cancel = true;
     lock.unlock();
     for (std::thread& t : threads) t.join();
-    if (joblog != nullptr) std::fclose(joblog);
     throw;
   }
   lock.unlock();
@@ -323,10 +300,10 @@ int run_local_command(JobSource& source, const std::string& name,
     if (text) write(*text);
   }
   std::fflush(out);
-  if (joblog != nullptr) std::fclose(joblog);
   if (write_error != 0) {
     throw Error(std::string("cannot write results: ") + std::strerror(write_error));
   }
+  if (halted) return control.halt.exit_status(failed, source.total().value_or(0), trigger);
   return failed > 100 ? 101 : static_cast<int>(failed);
 }
 

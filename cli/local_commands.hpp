@@ -14,13 +14,22 @@
 namespace seppo::cli {
 
 // --halt WHEN,WHAT=N: stop starting jobs (soon) or also kill the running ones (now) once N jobs
-// failed, succeeded or are done.
+// (or N% of all jobs) failed, succeeded or are done.
 struct Halt {
   enum class When { Never, Soon, Now } when = When::Never;
   enum class What { Fail, Success, Done } what = What::Fail;
   std::uint64_t count = 1;
+  unsigned percent = 0;  // WHAT=N%: of all jobs, as parallel (which reads the input whole first)
+  // Whether these counts halt the run; `total` (all jobs) matters for a percentage only.
+  bool reached(std::uint64_t failed, std::uint64_t succeeded, std::uint64_t total) const;
+  // The exit status of a halted run, as parallel's: for a percentage of failed or done jobs the
+  // percentage of jobs that failed (rounded up), else the failed jobs, 101 for more than 100;
+  // 0 when it halted on success. For fail=1 and done=1, `trigger` (the exit status of the job
+  // that halted the run, 128 + N for signal N) when known (>= 0), as parallel emulates bash.
+  int exit_status(std::uint64_t failed, std::uint64_t total, int trigger = -1) const;
 };
-// "now,fail=1", "soon,success=3", "never". Throws seppo::Error with a one-line reason.
+// "now,fail=1", "soon,success=3", "soon,fail=30%", "never", and parallel's old forms (0, 1, 2,
+// -1, -2, 30%). Throws seppo::Error with a one-line reason.
 Halt parse_halt(const std::string& text);
 
 struct JobControl {
@@ -40,8 +49,5 @@ struct JobControl {
 int run_local_command(JobSource& source, const std::string& name,
                       const std::string& command_template, const JobControl& control,
                       std::FILE* out);
-
-// The --results path of a job: DIR/1/ARG1/2/ARG2..., each argument with \ as \\ and / as \_.
-std::string results_folder(const std::string& dir, const std::vector<std::string>& args);
 
 }  // namespace seppo::cli

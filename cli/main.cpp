@@ -75,14 +75,17 @@ int main(int argc, char** argv) {
       "{1} {2}... (an array for a function). For MODULE.FUNCTION a line that is valid JSON is "
       "that\n"
       "value (42, 2.5, \"text\", [1,2], {\"a\":1}, true, null) and any other line is a string;\n"
-      "a named command (a name without a dot) gets every input as text (007 stays 007).\n"
+      "a named command (a name without a dot) gets every input as text (007 stays 007) and\n"
+      "its job number for {#} ({%} is the worker process's slot).\n"
       "--raw makes every line a string, --json reads JSON Lines (a line that is not JSON fails\n"
       "as an item). Results print raw when they are strings, as compact JSON otherwise; with\n"
-      "--json every result is JSON. A command without output prints nothing.\n"
+      "--json every result is JSON. A command without output prints nothing; with parallel's\n"
+      "options (sources, --tag, --joblog...) its stdout prints as written, its stderr on stderr.\n"
       "Local commands: --local --command NAME=TEMPLATE NAME runs the template here, -j N at a\n"
-      "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot;\n"
-      "--timeout, --halt now, --joblog, --results and --dry-run work there (through a broker\n"
-      "not yet). GNU parallel's options side by side: docs/parallel.md.\n"
+      "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot.\n"
+      "--joblog, --results and --dry-run work for --local commands and workers' named\n"
+      "commands; --timeout and --halt now for --local commands only (through a broker not yet).\n"
+      "GNU parallel's options side by side: docs/parallel.md.\n"
       "Output streams: a line appears as soon as it and all earlier lines are ready, so\n"
       "`seppo map ... | head` and endless inputs work in bounded memory. A failed item is "
       "reported\n"
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
       "  seq 1 1000 | SEPPO_MODULE_PATH=build/examples seppo map --local example_module.square\n"
       "  ls *.jpg | seppo map thumbnail            # a command named by the workers' operator\n"
       "  seppo map --local --command gz='gzip {}' -j 4 --joblog log gz ::: *.txt\n"
+      "  seppo map --joblog log --results out thumbnail ::: /data/*.jpg  # through a broker\n"
       "  seppo map --local --command t='convert {1} -resize {2} {1.}-{2}.png' t ::: *.jpg ::: 50% "
       "25%");
   map_cmd->add_option("function", map.function, "MODULE.FUNCTION (or a worker's named command)")
@@ -133,22 +137,22 @@ int main(int argc, char** argv) {
       ->type_name("DURATION");
   map_cmd
       ->add_option("--halt", halt_text,
-                   "now|soon,fail=N|success=N|done=N: stop after N such items; now also kills "
-                   "running --local commands")
+                   "now|soon,fail=N|success=N|done=N (N or N%): stop after N such items; now "
+                   "also kills running --local commands (through a broker: soon only)")
       ->type_name("WHEN,WHAT=N");
   map_cmd
       ->add_option("--joblog", map.control.joblog,
                    "write parallel's job log (Seq Host Starttime JobRuntime Send Receive "
-                   "Exitval Signal Command) to FILE; --local commands")
+                   "Exitval Signal Command) to FILE: --local commands and workers' named commands")
       ->type_name("FILE");
   map_cmd
       ->add_option("--results", map.control.results,
-                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., as parallel; "
-                   "--local commands")
+                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., as parallel: "
+                   "--local commands and workers' named commands")
       ->type_name("DIR");
   map_cmd->add_flag("--dry-run", dry_run,
-                    "print the command lines instead of running them; "
-                    "--local commands");
+                    "print the command lines instead of running them: --local commands and "
+                    "workers' named commands (the worker expands its template)");
   map_cmd
       ->add_option("--command", local_commands,
                    "with --local: NAME=TEMPLATE, a shell command this command runs itself, in "
@@ -270,8 +274,10 @@ int main(int argc, char** argv) {
       }
       const bool local_command = map.command.has_value();
       if (!local_command) {
-        const char* needs = !timeout_text.empty()          ? "--timeout"
-                            : !map.control.joblog.empty()  ? "--joblog"
+        // A worker's named command (no dot) can be asked for its run's record or its command
+        // line; a module function has neither.
+        const bool command_name = map.function.find('.') == std::string::npos;
+        const char* needs = !map.control.joblog.empty()    ? "--joblog"
                             : !map.control.results.empty() ? "--results"
                             : dry_run                      ? "--dry-run"
                                                            : nullptr;
@@ -283,15 +289,10 @@ int main(int argc, char** argv) {
               ": run a command with seppo map --local --command NAME=TEMPLATE, or bound it in "
               "the worker's template (timeout 10 cmd {})");
         }
-        if (dry_run) {
-          throw seppo::Error(
-              "--dry-run shows commands this seppo runs itself (seppo map --local --command "
-              "NAME=TEMPLATE NAME): a broker's status does not carry its workers' templates");
-        }
-        if (needs != nullptr) {
+        if (needs != nullptr && (!command_name || local_opt->count() > 0)) {
           throw seppo::Error(std::string(needs) +
-                             " is not supported through a broker yet: it works for commands this "
-                             "seppo runs itself (seppo map --local --command NAME=TEMPLATE NAME)");
+                             " is for commands: a worker's named command (a name without a dot) "
+                             "through a broker, or seppo map --local --command NAME=TEMPLATE NAME");
         }
         if (map.control.halt.when == seppo::cli::Halt::When::Now) {
           throw seppo::Error(
@@ -299,6 +300,7 @@ int main(int argc, char** argv) {
               "killed on remote workers): use --halt soon, or --local commands");
         }
       }
+      if (map.control.halt.percent > 0) so.read_whole = true;  // the total comes first
       job_sources = std::move(so);
     } catch (const std::exception& e) {
       std::cerr << "seppo: " << e.what() << "\n";
@@ -334,9 +336,11 @@ int main(int argc, char** argv) {
       // A module function is MODULE.FUNCTION; a name without a dot is a worker's named command,
       // whose inputs are text: 007 stays 007.
       const bool command_name = map.function.find('.') == std::string::npos;
-      map.input_format = json_lines            ? seppo::cli::InputFormat::Json
-                         : raw || command_name ? seppo::cli::InputFormat::Raw
-                                               : seppo::cli::InputFormat::Auto;
+      map.input_format = json_lines     ? seppo::cli::InputFormat::Json
+                         : command_name ? seppo::cli::InputFormat::CommandRequest
+                         : raw          ? seppo::cli::InputFormat::Raw
+                                        : seppo::cli::InputFormat::Auto;
+      map.command_requests = command_name && !json_lines;
       map.output.skip_empty = command_name && !json_lines;
       map.sources = std::move(job_sources);
       if (map.control.halt.when != seppo::cli::Halt::When::Never) map.halt = map.control.halt;

@@ -7,8 +7,10 @@
 #include <cstring>
 #include <map>
 
+#include "cli/job_records.hpp"
 #include "cli/json.hpp"
 #include "cli/progress.hpp"
+#include "protocol/command_record.hpp"
 
 namespace seppo::cli {
 namespace {
@@ -67,7 +69,10 @@ namespace {
 // Sources a LineInput reads as well, with its line numbers and --json rejections: one file or
 // stdin, lines, no columns.
 bool plain_lines(const MapOptions& o) {
-  if (o.tag || o.retries > 0 || o.halt) return false;
+  if (o.tag || o.retries > 0 || o.halt || !o.control.joblog.empty() || !o.control.results.empty() ||
+      o.control.dry_run) {
+    return false;
+  }
   if (!o.sources) return true;
   const SourcesOptions& s = *o.sources;
   return s.separator == '\n' && !s.colsep && s.sources.size() <= 1 &&
@@ -80,6 +85,7 @@ void pack_arg(Client::Packer& packer, const std::string& arg, InputFormat format
       pack_line(packer, arg);
       return;
     case InputFormat::Raw:
+    case InputFormat::CommandRequest:
       packer.pack(arg);
       return;
     case InputFormat::Json: {
@@ -94,22 +100,39 @@ void pack_arg(Client::Packer& packer, const std::string& arg, InputFormat format
   }
 }
 
-std::string tag_lines(const std::string& text, const std::string& tag) {
-  std::string tagged;
-  std::size_t start = 0;
-  do {
-    const auto end = text.find('\n', start);
-    tagged += tag + "\t" + text.substr(start, end == std::string::npos ? end : end - start + 1);
-    start = end == std::string::npos ? text.size() : end + 1;
-  } while (start < text.size());
-  return tagged;
+// An old worker's answer to a request item, said so that its operator knows what to do.
+std::string explain(const std::string& error, bool command_requests) {
+  if (command_requests && error.find("got map") != std::string::npos) {
+    return error +
+           " (this worker predates request items, docs/protocol.md §5.2: upgrade seppo-worker)";
+  }
+  return error;
 }
 
-// Through a broker, for parallel's sources, --tag, --retries and --halt soon. A failed item with
-// attempts left is resubmitted in a later pass over the failures (a job's input ends once), so
-// in ordered output the results after it wait in memory until it is settled.
+// "node1, process 42" -> "node1": the joblog's Host.
+std::string host_of(const std::string& worker) {
+  return worker.substr(0, worker.find(", process "));
+}
+
+std::string ran_how(const std::string& name, const wire::CommandRecord& r) {
+  if (r.signal != 0) return "command " + name + " killed by signal " + std::to_string(r.signal);
+  if (r.exit != 0) return "command " + name + " exited with status " + std::to_string(r.exit);
+  return r.message;
+}
+
+// Through a broker, for parallel's sources, --tag, --retries, --halt soon, --joblog, --results
+// and --dry-run. A failed item with attempts left is resubmitted in a later pass over the
+// failures (a job's input ends once), so in ordered output the results after it wait in memory
+// until it is settled. A named command answers each item with its run's record: stdout is
+// printed as the command wrote it, stderr goes to stderr, as parallel does.
 int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
-  JobSource source(options.sources.value_or(SourcesOptions{}));
+  const bool command = options.command_requests;
+  const bool dry_run = options.control.dry_run;
+  const std::string cwd = command ? current_folder() : std::string();
+  SourcesOptions sources = options.sources.value_or(SourcesOptions{});
+  if (options.halt && options.halt->percent > 0) sources.read_whole = true;  // the total
+  JobSource source(std::move(sources));
+  JobLog joblog(options.control.joblog);
   Progress::Options meter;
   meter.enabled = progress_wanted(options.progress);
   meter.label = options.function;
@@ -127,10 +150,8 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   std::map<std::uint64_t, std::optional<std::string>> waiting;
   int write_error = 0;
   const auto write = [&](const std::optional<std::string>& text) {
-    if (!text || write_error != 0) return;
-    if (text->empty() && options.output.skip_empty) return;
-    if (std::fwrite(text->data(), 1, text->size(), out) != text->size() ||
-        std::fputc('\n', out) == EOF) {
+    if (!text || text->empty() || write_error != 0) return;
+    if (std::fwrite(text->data(), 1, text->size(), out) != text->size()) {
       write_error = errno != 0 ? errno : EIO;
     }
   };
@@ -145,18 +166,13 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
       write(it->second);
     }
   };
+  bool halted = false;
+  int trigger = -1;  // the exit status of the command that halted the run, when known
   const auto halting = [&] {
     if (options.fail_fast && failed > 0) return true;
-    if (!options.halt || options.halt->when == Halt::When::Never) return false;
-    switch (options.halt->what) {
-      case Halt::What::Fail:
-        return failed >= options.halt->count;
-      case Halt::What::Success:
-        return succeeded >= options.halt->count;
-      case Halt::What::Done:
-        return failed + succeeded >= options.halt->count;
-    }
-    return false;
+    if (!options.halt) return false;
+    halted = options.halt->reached(failed, succeeded, source.total().value_or(0));
+    return halted;
   };
   std::vector<Pending> retry_now, retry_next;
   bool first_pass = true, stop = false;
@@ -181,7 +197,9 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
             if (retry_at == retry_now.size()) return false;
             p = std::move(retry_now[retry_at++]);
           }
-          if (p.job.args.size() == 1) {
+          if (command) {
+            wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run, cwd);
+          } else if (p.job.args.size() == 1) {
             pack_arg(packer, p.job.args[0], options.input_format);
           } else {
             packer.pack_array(static_cast<std::uint32_t>(p.job.args.size()));
@@ -194,37 +212,67 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           auto found = sent.find(item.index);
           Pending p = std::move(found->second);
           sent.erase(found);
-          if (item.error != nullptr) {
-            if (p.attempts < options.retries) {
-              ++p.attempts;
-              retry_next.push_back(std::move(p));
-              return true;
-            }
-            ++failed;
-            progress.done_one(true);
-            std::string what = "seppo: job " + std::to_string(p.job.seq) + ": " + options.function +
-                               ": " + *item.error;
-            if (!item.worker->empty()) what += " (on " + *item.worker + ")";
-            progress.message(what);
-            settle(p.job.seq, std::nullopt);
-          } else {
-            ++succeeded;
-            progress.done_one(false);
-            std::string text =
-                options.output.json ? to_json(*item.value).dump() : format_result(*item.value);
-            if (options.tag && !(text.empty() && options.output.skip_empty)) {
-              std::string tag;
-              for (std::size_t a = 0; a < p.job.args.size(); ++a) {
-                tag += (a > 0 ? " " : "") + p.job.args[a];
-              }
-              text = tag_lines(text, tag);
-            }
-            settle(p.job.seq, std::move(text));
+          std::optional<wire::CommandRecord> record;
+          std::string error = item.error ? explain(*item.error, command) : std::string();
+          if (command && !dry_run && error.empty()) {
+            record = wire::decode_command_record(*item.value);
+            if (!record)
+              error = "the worker answered without a command record (docs/protocol.md §5.2)";
           }
+          const bool ok = error.empty() && !(record && record->failed());
+          if (!ok && p.attempts < options.retries) {
+            ++p.attempts;
+            retry_next.push_back(std::move(p));
+            return true;
+          }
+          ok ? ++succeeded : ++failed;
+          progress.done_one(!ok);
+          const std::string where = "seppo: job " + std::to_string(p.job.seq) + ": ";
+          const std::string on = item.worker->empty() ? "" : " (on " + *item.worker + ")";
+          std::optional<std::string> text;
+          if (record) {
+            if (!record->err.empty()) {
+              progress.message(record->err.back() == '\n'
+                                   ? record->err.substr(0, record->err.size() - 1)
+                                   : record->err);
+            }
+            if (!ok) progress.message(where + ran_how(options.function, *record) + on);
+            text = std::move(record->out);
+          } else if (!error.empty()) {
+            progress.message(where + options.function + ": " + error + on);
+          } else {
+            text = options.output.json ? to_json(*item.value).dump() : format_result(*item.value);
+            if (dry_run || !(text->empty() && options.output.skip_empty)) *text += '\n';
+          }
+          if (command) {
+            JobLogLine line;
+            line.seq = p.job.seq;
+            line.host = record ? record->host : host_of(*item.worker);
+            if (record) {
+              line.start_epoch = static_cast<double>(record->start_us) / 1e6;
+              line.runtime_s = static_cast<double>(record->runtime_us) / 1e6;
+              line.received = text ? text->size() : 0;
+              line.exitval = record->exit;
+              line.signal = record->signal;
+              line.command = record->command;
+            } else {
+              line.exitval = 255;
+            }
+            if (!dry_run) joblog.write(line);
+            if (!options.control.results.empty() && !dry_run) {
+              write_results(options.control.results, p.job.args, p.job.seq, text.value_or(""),
+                            record ? record->err : error + "\n");
+            }
+          }
+          if (text && options.tag) text = tag_lines(*text, joined(p.job.args));
+          settle(p.job.seq, std::move(text));
           if (item.last_in_message && write_error == 0 && std::fflush(out) != 0) {
             write_error = errno != 0 ? errno : EIO;
           }
-          if (halting()) stop = true;  // soon: what was submitted finishes
+          if (!stop && halting()) {
+            stop = true;  // soon: what was submitted finishes
+            if (record) trigger = record->signal != 0 ? 128 + record->signal : record->exit;
+          }
           return write_error == 0;
         },
         false);
@@ -242,6 +290,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   if (write_error == EPIPE) throw OutputClosed{};
   if (write_error != 0)
     throw Error(std::string("cannot write results: ") + std::strerror(write_error));
+  if (halted) return options.halt->exit_status(failed, source.total().value_or(0), trigger);
   return failed > 100 ? 101 : static_cast<int>(failed);
 }
 
@@ -299,7 +348,8 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
         progress.done_one(!ok);
         if (!ok) {
           ++failed;
-          std::string what = options.function + ": " + *item.error;
+          std::string what =
+              options.function + ": " + explain(*item.error, options.command_requests);
           if (!item.worker->empty()) what += " (on " + *item.worker + ")";
           report(line, what);
         }

@@ -30,7 +30,10 @@ struct MapOptions {
   unsigned retries = 0;                // resubmit a failed item up to this many times
   std::optional<Halt> halt;            // --halt soon (through a broker: `now` is refused)
   std::optional<std::string> command;  // --local --command: the template of `function`
-  JobControl control;                  // for --local commands
+  // `function` is a worker's named command: items go as request items (docs/protocol.md §5.2)
+  // carrying the job number, and with parallel's options each answers with its run's record.
+  bool command_requests = false;
+  JobControl control;  // --local commands; joblog, results and dry_run also through a broker
 };
 
 // "2", "1.5", "30s", "2m", "1h" as milliseconds; empty is 0 (none). Throws seppo::Error.

@@ -50,7 +50,8 @@ JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
     if (opened.owned) owned_ = std::move(opened.owned);
     return opened.in;
   };
-  if (options_.sources.size() == 1 && options_.sources[0].kind == Source::Kind::File) {
+  if (options_.sources.size() == 1 && options_.sources[0].kind == Source::Kind::File &&
+      !options_.read_whole) {
     stream_ = open(options_.sources[0].path, options_.separator == '\n');
     return;
   }

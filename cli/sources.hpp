@@ -24,6 +24,7 @@ struct SourcesOptions {
   bool link = false;            // --link: the i-th of each source together, shorter ones wrap
   char separator = '\n';        // -0: '\0'
   std::optional<std::regex> colsep;
+  bool read_whole = false;  // read a single stream whole first, so total() is known (--halt 30%)
 };
 
 // One job: its 1-based number ({#}) and its arguments ({1} {2}...; {} is all of them).

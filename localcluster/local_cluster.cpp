@@ -108,7 +108,8 @@ struct __attribute__((visibility("hidden"))) LocalCluster::State {
   void add(const local::ModuleSource& source) {
     std::vector<std::string> names;
     try {
-      names = manager->load(source.file);
+      names = source.python ? manager->load_python(source.module, source.folder)
+                            : manager->load(source.file);
     } catch (const ConnectionError&) {
       throw;
     } catch (const Error& e) {
@@ -184,11 +185,12 @@ LocalCluster::LocalCluster(unsigned workers, LocalClusterOptions options)
   manager.stop_grace = s.options.stop_grace;
   manager.stdout_to_stderr = s.options.worker_stdout_to_stderr;
   manager.folder = s.folder;
+  manager.log_level = s.options.log_level;
   for (local::RegisteredModule& m : local::registered_modules()) {
     std::vector<std::string> names;
     for (const worker::Function& f : m.functions) names.push_back(f.name);
     s.modules[m.name] = names;
-    s.sources[m.name] = local::ModuleSource{"", m.name, true, ""};
+    s.sources[m.name] = local::ModuleSource{"", m.name, true, "", false, ""};
     manager.functions.insert(manager.functions.end(), m.functions.begin(), m.functions.end());
   }
   // Forked before the broker's thread exists: the manager must be a single-threaded process.
@@ -198,7 +200,7 @@ LocalCluster::LocalCluster(unsigned workers, LocalClusterOptions options)
   for (const std::string& wanted : s.options.modules) {
     local::ModuleSource source;
     if (wanted.find('/') != std::string::npos) {
-      source = local::ModuleSource{wanted, worker::module_name(wanted), false, wanted};
+      source = local::ModuleSource{wanted, worker::module_name(wanted), false, wanted, false, ""};
     } else {
       source = local::locate_module(wanted, wanted, s.options.module_path);
     }

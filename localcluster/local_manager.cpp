@@ -15,10 +15,12 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "common/exit_status.hpp"
 #include "common/log.hpp"
+#include "localcluster/module_path.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 
@@ -68,6 +70,12 @@ class Keeper {
     std::uint64_t generation = 0;
     bool leaving = false;
     Clock::time_point kill_at{};
+    bool python = false;  // a seppo-worker --python supervisor, not a fork of the program
+  };
+
+  struct PythonModule {
+    std::string module;
+    std::string folder;
   };
 
   int timeout_ms() const {
@@ -75,7 +83,7 @@ class Keeper {
     for (const auto& [pid, child] : children_) {
       if (child.leaving) next = std::min(next, child.kill_at);
     }
-    if (owed_ > 0) next = std::min(next, respawn_at_);
+    if (owed_ > 0 || python_owed_) next = std::min(next, respawn_at_);
     const auto wait =
         std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count();
     return static_cast<int>(std::clamp<long>(wait + 1, 0, 1000));
@@ -102,6 +110,8 @@ class Keeper {
     Packer packer(reply);
     if (name == "load") {
       load(argument, packer);
+    } else if (name == "python") {
+      load_python(argument, packer);
     } else if (name == "start") {
       start(static_cast<unsigned>(number));
       pack_pids(packer);
@@ -134,6 +144,148 @@ class Keeper {
     }
   }
 
+  // argument: module NUL folder. Lists the module's functions with seppo-worker itself, so the
+  // names are what its workers will announce, and an import error is reported at once.
+  void load_python(const std::string& argument, Packer& packer) {
+    const std::size_t nul = argument.find('\0');
+    PythonModule m{argument.substr(0, nul),
+                   nul == std::string::npos ? "" : argument.substr(nul + 1)};
+    try {
+      const std::vector<std::string> names = list_python(m);
+      for (const std::string& name : names) {
+        const bool taken = std::any_of(functions_.begin(), functions_.end(),
+                                       [&](const worker::Function& f) { return f.name == name; }) ||
+                           python_names_.count(name) != 0;
+        if (taken) throw std::runtime_error("function " + name + " is already provided");
+      }
+      python_.push_back(m);
+      python_names_.insert(names.begin(), names.end());
+      packer.pack_array(2).pack("ok").pack(names);
+    } catch (const std::exception& e) {
+      packer.pack_array(2).pack("error").pack(std::string(e.what()));
+    }
+  }
+
+  // SEPPO_MODULE_PATH for Python workers: the loaded modules' folders first.
+  std::string python_module_path(const std::string& extra) const {
+    std::string path = extra;
+    for (const PythonModule& m : python_) path += (path.empty() ? "" : ":") + m.folder;
+    const char* old = std::getenv("SEPPO_MODULE_PATH");
+    if (old != nullptr && *old != '\0') path += (path.empty() ? "" : ":") + std::string(old);
+    return path;
+  }
+
+  std::vector<std::string> worker_args() const {
+    return {worker_program_,
+            "--broker",
+            options_.session.endpoint,
+            "--heartbeat-ms",
+            std::to_string(options_.session.heartbeat.count()),
+            "--log-level",
+            options_.log_level};
+  }
+
+  // Runs seppo-worker in a child of this process; `out` and `err` replace its stdout and stderr
+  // when not -1. Returns its pid, or -1.
+  pid_t exec_worker(const std::vector<std::string>& args, const std::string& module_path, int out,
+                    int err) {
+    const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    // This process is single-threaded: allocating after the fork is safe.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != self_) ::_exit(1);
+    ::close(kControlFd);
+    ::close(signal_fd_);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // a blocked SIGCHLD would survive exec
+    ::signal(SIGPIPE, SIG_DFL);
+    if (out >= 0) ::dup2(out, STDOUT_FILENO);
+    if (err >= 0) ::dup2(err, STDERR_FILENO);
+    if (out < 0 && options_.stdout_to_stderr) ::dup2(STDERR_FILENO, STDOUT_FILENO);
+    ::setenv("SEPPO_MODULE_PATH", module_path.c_str(), 1);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    const std::string why = "seppo: cannot run " + args[0] +
+                            " to serve Python functions: " + std::strerror(errno) +
+                            " (set SEPPO_WORKER to seppo-worker's path)\n";
+    [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, why.data(), why.size());
+    ::_exit(127);
+  }
+
+  std::vector<std::string> list_python(const PythonModule& m) {
+    if (worker_program_.empty()) worker_program_ = worker_program();
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("no pipe");
+    if (::pipe2(err, O_CLOEXEC) != 0) {
+      ::close(out[0]);
+      ::close(out[1]);
+      throw std::runtime_error("no pipe");
+    }
+    std::vector<std::string> args = worker_args();
+    args.insert(args.end(), {"--list-functions", "--python", m.module});
+    const pid_t pid = exec_worker(args, python_module_path(m.folder), out[1], err[1]);
+    ::close(out[1]);
+    ::close(err[1]);
+    std::string text[2];
+    const auto deadline = Clock::now() + std::chrono::seconds(50);  // an import may be slow
+    pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+    while (pid > 0 && (fds[0].fd >= 0 || fds[1].fd >= 0) && Clock::now() < deadline) {
+      if (::poll(fds, 2, 100) <= 0) continue;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+        char buffer[4096];
+        const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+        if (n > 0) {
+          text[i].append(buffer, static_cast<std::size_t>(n));
+        } else if (n == 0 || errno != EINTR) {
+          fds[i].fd = -1;
+        }
+      }
+    }
+    ::close(out[0]);
+    ::close(err[0]);
+    int status = 0;
+    if (pid > 0) {
+      if (fds[0].fd >= 0 || fds[1].fd >= 0) ::kill(pid, SIGKILL);  // past the deadline
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    std::string& why = text[1];
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      if (why.empty()) why = worker_program_ + " " + describe_exit(status);
+      throw std::runtime_error("Python module " + m.module + " (from " + m.folder +
+                               ") cannot be served: " + why);
+    }
+    std::vector<std::string> names;
+    std::size_t at = 0;
+    while (at < text[0].size()) {
+      const std::size_t end = text[0].find('\n', at);
+      const std::string line = text[0].substr(at, end - at);
+      if (line.rfind(m.module + ".", 0) == 0) names.push_back(line);
+      if (end == std::string::npos) break;
+      at = end + 1;
+    }
+    return names;
+  }
+
+  bool spawn_python() {
+    std::vector<std::string> args = worker_args();
+    args.insert(args.end(), {"-j", std::to_string(std::max(1u, wanted_))});
+    for (const PythonModule& m : python_) args.insert(args.end(), {"--python", m.module});
+    const pid_t pid = exec_worker(args, python_module_path(""), -1, -1);
+    if (pid < 0) {
+      log::error(std::string("cannot start a Python worker: ") + std::strerror(errno));
+      respawn_at_ = Clock::now() + std::chrono::seconds(1);
+      return false;
+    }
+    children_[pid] = Child{generation_, false, {}, true};
+    return true;
+  }
+
   void pack_pids(Packer& packer) {
     std::vector<std::int64_t> pids;
     for (const auto& [pid, child] : children_) {
@@ -147,6 +299,7 @@ class Keeper {
     ++generation_;
     wanted_ = processes;
     owed_ = 0;
+    python_owed_ = false;
     // No deadline: SIGTERM lets each finish its running task however long it takes, and hand the
     // prefetched ones back. Killing one would charge its task an attempt, and a long task of
     // another job could be reported lost because a module was loaded. The cluster's own stop
@@ -157,9 +310,13 @@ class Keeper {
       child.kill_at = Clock::time_point::max();
       ::kill(pid, SIGTERM);
     }
-    for (unsigned i = 0; i < processes; ++i) {
-      if (!spawn()) ++owed_;
+    // Forks serve the compiled modules; a seppo-worker --python serves the Python ones.
+    if (!functions_.empty() || python_.empty()) {
+      for (unsigned i = 0; i < processes; ++i) {
+        if (!spawn()) ++owed_;
+      }
     }
+    if (!python_.empty() && !spawn_python()) python_owed_ = true;
   }
 
   bool spawn() {
@@ -170,7 +327,7 @@ class Keeper {
       return false;
     }
     if (pid == 0) work();
-    children_[pid] = Child{generation_, false, {}};
+    children_[pid] = Child{generation_, false, {}, false};
     return true;
   }
 
@@ -224,7 +381,11 @@ class Keeper {
       const auto delay = std::chrono::milliseconds(
           recent <= 3u * wanted_ ? 0 : std::min<long>(5000, 100L * static_cast<long>(recent)));
       respawn_at_ = std::max(respawn_at_, now + delay);
-      ++owed_;
+      if (child.python) {
+        python_owed_ = true;
+      } else {
+        ++owed_;
+      }
     }
   }
 
@@ -233,6 +394,7 @@ class Keeper {
       if (!spawn()) return;
       --owed_;
     }
+    if (python_owed_ && Clock::now() >= respawn_at_ && spawn_python()) python_owed_ = false;
   }
 
   void kill_overdue() {
@@ -282,6 +444,10 @@ class Keeper {
 
   const ManagerOptions& options_;
   std::vector<worker::Function> functions_;
+  std::vector<PythonModule> python_;
+  std::set<std::string> python_names_;
+  std::string worker_program_;
+  bool python_owed_ = false;
   const pid_t parent_;
   const pid_t self_;
   int signal_fd_ = -1;
@@ -415,6 +581,14 @@ msgpack::object_handle Manager::request(const std::string& command, const std::s
 std::vector<std::string> Manager::load(const std::string& path) {
   // dlopen runs the module's static initialisers: give them time.
   msgpack::object_handle reply = request("load", path, 0, std::chrono::seconds(60));
+  return reply_value<std::vector<std::string>>(reply);
+}
+
+std::vector<std::string> Manager::load_python(const std::string& module,
+                                              const std::string& folder) {
+  // The module is imported by seppo-worker to list its functions: give the import time.
+  msgpack::object_handle reply =
+      request("python", module + std::string(1, '\0') + folder, 0, std::chrono::seconds(60));
   return reply_value<std::vector<std::string>>(reply);
 }
 

@@ -31,6 +31,8 @@ struct ManagerOptions {
   bool stdout_to_stderr = false;
   // The cluster's private folder, removed by the manager when the program died without.
   std::string folder;
+  // What Python workers (seppo-worker --python, started for load_python) log.
+  std::string log_level = "warning";
 };
 
 class Manager {
@@ -44,6 +46,10 @@ class Manager {
   // Loads a module file in the manager; later workers serve it. Returns its functions'
   // names; throws seppo::Error with the loader's message.
   std::vector<std::string> load(const std::string& path);
+  // Has later workers serve Python module `module`, imported from `folder`: the manager runs
+  // seppo-worker --python (worker_program()) in addition to its own forked workers. Returns
+  // the module's functions' names; throws seppo::Error with the worker's message.
+  std::vector<std::string> load_python(const std::string& module, const std::string& folder);
   // Starts `processes` workers serving everything loaded so far; the workers running until
   // now are asked to stop (SIGTERM: each finishes its running task and hands the rest back).
   std::vector<pid_t> start(unsigned processes);

@@ -35,7 +35,7 @@ ModuleSource locate(std::string_view function, const std::string& module_path) {
 
 ModuleSource locate_module(const std::string& module, const std::string& function,
                            const std::string& module_path) {
-  ModuleSource source{function, module, false, ""};
+  ModuleSource source{function, module, false, "", false, ""};
   for (const RegisteredModule& m : registered_modules()) {
     if (m.name == module) {
       source.registered = true;
@@ -44,7 +44,15 @@ ModuleSource locate_module(const std::string& module, const std::string& functio
   }
   const std::vector<std::string> folders = module_folders(module_path, installed_module_folder());
   std::optional<std::string> file = find_module(module, folders);
-  if (!file) throw module_not_found(function, module, folders);
+  if (!file) {
+    // A compiled module wins over a Python one of the same name, as a C++ worker's would.
+    std::optional<PythonModule> python = find_python_module(module, folders);
+    if (!python) throw module_not_found(function, module, folders);
+    source.python = true;
+    source.file = std::move(python->file);
+    source.folder = std::move(python->folder);
+    return source;
+  }
   source.file = std::move(*file);
   return source;
 }
@@ -53,8 +61,9 @@ void check_provides(const ModuleSource& source, const std::vector<std::string>& 
   if (std::find(names.begin(), names.end(), source.function) != names.end()) return;
   std::string list;
   for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
-  const std::string where =
-      source.registered ? "registered in this program" : "from " + source.file;
+  const std::string where = source.registered ? "registered in this program"
+                            : source.python   ? "Python, " + source.file
+                                              : "from " + source.file;
   throw UnknownFunctionError(source.function, source.function + ": module " + source.module + " (" +
                                                   where + ") has no such function; it has " + list);
 }

@@ -27,10 +27,14 @@ struct ModuleSource {
   std::string module;    // "mod"
   bool registered = false;
   std::string file;  // the module's file when not registered
+  // A Python module (file is its .py), served by seppo-worker --python importing from folder.
+  bool python = false;
+  std::string folder;
 };
 
 // Resolves `function`'s module: registered in this program, else found in the folders of
-// `module_path` (a SEPPO_MODULE_PATH value), then the installed module folder. Throws
+// `module_path` (a SEPPO_MODULE_PATH value), then the installed module folder; failing those,
+// a Python module (<mod>.py) in the same folders. Throws
 // UnknownFunctionError naming the folders searched.
 ModuleSource locate(std::string_view function, const std::string& module_path);
 // The same for a module named without a function; `function` is only for messages.

@@ -1,5 +1,8 @@
 #include "localcluster/module_path.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 
@@ -51,6 +54,47 @@ std::optional<std::string> find_module(const std::string& module,
   return std::nullopt;
 }
 
+std::optional<PythonModule> find_python_module(const std::string& module,
+                                               const std::vector<std::string>& folders) {
+  namespace fs = std::filesystem;
+  fs::path relative;
+  std::string_view rest = module;
+  while (true) {  // "a.b" -> a/b: a package's module, as Python imports it
+    const std::size_t dot = rest.find('.');
+    relative /= std::string(rest.substr(0, dot));
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  for (const std::string& folder : folders) {
+    const fs::path base = fs::path(folder) / relative;
+    for (const fs::path& candidate : {fs::path(base.string() + ".py"), base / "__init__.py"}) {
+      std::error_code error;
+      if (!fs::is_regular_file(candidate, error)) continue;
+      const fs::path absolute = fs::absolute(candidate, error).lexically_normal();
+      const fs::path root = fs::absolute(folder, error).lexically_normal();
+      return PythonModule{absolute.string(), root.string()};
+    }
+  }
+  return std::nullopt;
+}
+
+std::string worker_program() {
+  namespace fs = std::filesystem;
+  const char* chosen = std::getenv("SEPPO_WORKER");
+  if (chosen != nullptr && *chosen != '\0') return chosen;
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  const fs::path folder = error ? fs::path() : self.parent_path();
+  // A program of a build tree (build/cli/seppo) uses that tree's worker, an installed one the
+  // installed worker; a copy elsewhere, the worker beside it.
+  const fs::path build_tree = folder.parent_path() / "worker" / "seppo-worker";
+  if (!folder.empty() && ::access(build_tree.c_str(), X_OK) == 0) return build_tree.string();
+  if (::access(SEPPO_INSTALLED_WORKER, X_OK) == 0) return SEPPO_INSTALLED_WORKER;
+  const fs::path beside = folder / "seppo-worker";
+  if (!folder.empty() && ::access(beside.c_str(), X_OK) == 0) return beside.string();
+  return "seppo-worker";
+}
+
 UnknownFunctionError module_not_found(const std::string& function, const std::string& module,
                                       const std::vector<std::string>& folders) {
   std::string searched;
@@ -61,7 +105,7 @@ UnknownFunctionError module_not_found(const std::string& function, const std::st
   return UnknownFunctionError(
       function, context + "no module " + module + ": it is not registered in this program " +
                     "(SEPPO_LOCAL_MODULE), and no folder holds lib" + module + ".so or " + module +
-                    "/lib" + module + ".so; searched " + searched +
+                    "/lib" + module + ".so, nor a Python " + module + ".py; searched " + searched +
                     " (SEPPO_MODULE_PATH adds folders)");
 }
 

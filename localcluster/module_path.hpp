@@ -32,6 +32,21 @@ std::vector<std::string> module_folders(std::string_view module_path, const std:
 std::optional<std::string> find_module(const std::string& module,
                                        const std::vector<std::string>& folders);
 
+// A Python module served by `seppo-worker --python`: the first DIR/<module>.py or
+// DIR/<module>/__init__.py ("a.b" is DIR/a/b.py) for each DIR of `folders`; returns that file
+// and DIR (the folder the worker must import from), both absolute.
+struct PythonModule {
+  std::string file;
+  std::string folder;
+};
+std::optional<PythonModule> find_python_module(const std::string& module,
+                                               const std::vector<std::string>& folders);
+
+// The seppo-worker program that serves Python modules: $SEPPO_WORKER, else the build tree's
+// when this program is in one (build/cli/seppo: build/worker/seppo-worker), else the installed
+// one (PREFIX/BINDIR), else the one beside this program, else "seppo-worker" from PATH.
+std::string worker_program();
+
 // The error for a module found nowhere: names what was looked for and every folder searched.
 UnknownFunctionError module_not_found(const std::string& function, const std::string& module,
                                       const std::vector<std::string>& folders);

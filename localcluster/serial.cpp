@@ -21,6 +21,11 @@ std::vector<worker::Function> functions_of(const local::ModuleSource& source) {
     }
     return {};
   }
+  if (source.python) {
+    throw UnknownFunctionError(source.function, source.function + ": " + source.module +
+                                                    " is a Python module (" + source.file +
+                                                    "); serial mapping runs only C++ modules");
+  }
   static std::mutex mutex;
   static std::map<std::string, std::vector<worker::Function>> loaded;
   std::lock_guard lock(mutex);

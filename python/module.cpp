@@ -62,13 +62,69 @@ py::object remote_error(const std::string& function, std::uint64_t index,
 // here and raised again once the engine has unwound, with the GIL held.
 struct InputFailed : std::exception {};
 
-// One item's outcome, copied out of the engine's buffers without the GIL.
+// One item's outcome: a view into the Batch that holds it.
 struct Arrived {
   std::uint64_t index = 0;
-  msgpack::object value;
-  std::shared_ptr<msgpack::zone> zone;  // owns value's memory
-  std::optional<std::string> error;
-  std::string worker;
+  const msgpack::object* value = nullptr;  // set on success
+  const std::string* error = nullptr;      // set on failure
+  const std::string* worker = nullptr;     // set on failure
+};
+
+// Outcomes copied out of the engine's buffers without the GIL, for conversion with it. Compact
+// on purpose: tens of thousands arrive per step, and this copy is per-item work of every map.
+class Batch {
+ public:
+  std::size_t size() const { return entries_.size(); }
+  Arrived operator[](std::size_t i) const {
+    const Entry& e = entries_[i];
+    if (e.failure == kNone) return {e.index, &e.value, nullptr, nullptr};
+    const Failure& f = failures_[e.failure];
+    return {e.index, nullptr, &f.error, &f.worker};
+  }
+
+  // Emptied, keeping its vectors' room: batches are swapped back and forth, not reallocated.
+  void clear() {
+    entries_.clear();
+    failures_.clear();
+    zone_.reset();
+  }
+
+  void add(const Client::Item& item) {
+    if (item.error != nullptr) {
+      failures_.push_back({*item.error, item.worker != nullptr ? *item.worker : std::string()});
+      entries_.push_back({item.index, {}, static_cast<std::uint32_t>(failures_.size() - 1)});
+      return;
+    }
+    const msgpack::object& v = *item.value;
+    switch (v.type) {
+      case msgpack::type::STR:
+      case msgpack::type::BIN:
+      case msgpack::type::EXT:
+      case msgpack::type::ARRAY:
+      case msgpack::type::MAP:
+        // Points into the engine's buffer: a deep copy. Scalars hold no pointer (most results).
+        if (!zone_) zone_ = std::make_unique<msgpack::zone>();
+        entries_.push_back({item.index, msgpack::object(v, *zone_), kNone});
+        break;
+      default:
+        entries_.push_back({item.index, v, kNone});
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t kNone = UINT32_MAX;
+  struct Entry {
+    std::uint64_t index;
+    msgpack::object value;
+    std::uint32_t failure;  // into failures_, or kNone
+  };
+  struct Failure {
+    std::string error;
+    std::string worker;
+  };
+  std::vector<Entry> entries_;
+  std::vector<Failure> failures_;
+  std::unique_ptr<msgpack::zone> zone_;  // owns the values' strings, arrays and maps
 };
 
 // The inputs: a Python iterator read in batches, converted to msgpack with the GIL held.
@@ -145,25 +201,15 @@ class Outcomes {
  public:
   bool accept(const Client::Item& item) {
     std::lock_guard lock(mutex_);
-    Arrived a;
-    a.index = item.index;
-    if (item.error != nullptr) {
-      a.error = *item.error;
-      if (item.worker != nullptr) a.worker = *item.worker;
-    } else {
-      if (!zone_) zone_ = std::make_shared<msgpack::zone>();
-      a.value = msgpack::object(*item.value, *zone_);
-      a.zone = zone_;
-    }
-    arrived_.push_back(std::move(a));
+    arrived_.add(item);
     ++count_;
     return true;
   }
-  // Everything that arrived since the last call; later results get a zone of their own.
-  std::deque<Arrived> take() {
+  // Everything that arrived since the last call, into `into` (whose room is reused).
+  void take(Batch& into) {
     std::lock_guard lock(mutex_);
-    zone_.reset();
-    return std::exchange(arrived_, {});
+    into.clear();
+    std::swap(into, arrived_);
   }
   std::uint64_t count() {
     std::lock_guard lock(mutex_);
@@ -172,8 +218,7 @@ class Outcomes {
 
  private:
   std::mutex mutex_;  // only contended by submit's thread
-  std::shared_ptr<msgpack::zone> zone_;
-  std::deque<Arrived> arrived_;
+  Batch arrived_;
   std::uint64_t count_ = 0;
 };
 
@@ -184,8 +229,8 @@ struct Outcome {
 };
 
 Outcome to_outcome(const std::string& function, const Arrived& a) {
-  if (a.error) return {remote_error(function, a.index, *a.error, a.worker), true};
-  return {from_msgpack(a.value), false};
+  if (a.error) return {remote_error(function, a.index, *a.error, *a.worker), true};
+  return {from_msgpack(*a.value), false};
 }
 
 // One job on a Client, stepped from Python.
@@ -205,7 +250,7 @@ class Run {
 
   // One engine step without the GIL, then a check for Ctrl-C. Returns what arrived. Raises
   // (and ends the job) on the engine's errors, the iterable's, and KeyboardInterrupt.
-  std::deque<Arrived> step() {
+  const Batch& step() {
     if (!finished_) {
       try {
         bool more = false;
@@ -226,7 +271,8 @@ class Run {
         throw py::error_already_set();
       }
     }
-    return outcomes_.take();
+    outcomes_.take(batch_);
+    return batch_;
   }
 
   // The consumer took item `index` (streams hold their window until then).
@@ -262,6 +308,7 @@ class Run {
   std::string function_;
   Inputs inputs_;
   Outcomes outcomes_;
+  Batch batch_;  // what the last step() returned
   bool finished_ = false;
   std::optional<detail::Engine> engine_;  // last: goes first
 };
@@ -280,12 +327,14 @@ class PyClient {
     // while this thread turns results into Python objects, so workers are not left idle.
     Run run(client_, function, std::move(iterable), true);
     while (!run.finished()) {
-      for (Arrived& a : run.step()) {
+      const Batch& batch = run.step();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const Arrived a = batch[i];
         run.consumed(a.index);
         if (a.error && fail_fast) {
           run.end();
           PyErr_SetObject(error_class("RemoteError").ptr(),
-                          remote_error(function, a.index, *a.error, a.worker).ptr());
+                          remote_error(function, a.index, *a.error, *a.worker).ptr());
           throw py::error_already_set();
         }
         if (slots.size() <= a.index) slots.resize(a.index + 1);
@@ -334,7 +383,9 @@ class PyStream {
         run_.reset();
         throw py::stop_iteration();
       }
-      for (Arrived& a : run_->step()) {
+      const Batch& batch = run_->step();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const Arrived a = batch[i];
         Outcome o = to_outcome(run_->function(), a);
         if (ordered_) {
           const std::uint64_t offset = a.index - base_;
@@ -442,7 +493,10 @@ class PyJob {
       }
     }
     thread_->rethrow_failure();
-    for (Arrived& a : outcomes_->take()) {
+    Batch batch;
+    outcomes_->take(batch);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const Arrived a = batch[i];
       if (slots_.size() <= a.index) slots_.resize(a.index + 1);
       slots_[a.index] = to_outcome(function_, a);
     }
@@ -465,6 +519,26 @@ class PyJob {
   std::unique_ptr<Outcomes> outcomes_;
   std::vector<Outcome> slots_;
   std::unique_ptr<detail::JobThread> thread_;  // last: stops first
+};
+
+// seppo.LocalCluster: the C++ cluster, which close() stops before Python lets go of it (its
+// clients then throw ConnectionError: they hold it weakly).
+class PyLocalCluster {
+ public:
+  PyLocalCluster(unsigned workers, LocalClusterOptions options) {
+    cluster_.emplace(workers, std::move(options));
+  }
+  LocalCluster& get() {
+    if (!cluster_) throw ConnectionError("this seppo.LocalCluster was closed");
+    return *cluster_;
+  }
+  void close() {
+    py::gil_scoped_release release;  // its workers get stop_grace to finish their tasks
+    cluster_.reset();
+  }
+
+ private:
+  std::optional<LocalCluster> cluster_;
 };
 
 ClientOptions make_options(const std::optional<std::string>& secret,
@@ -553,21 +627,22 @@ PYBIND11_MODULE(_seppo, m) {
       .def("cancel", &PyJob::cancel)
       .def_property_readonly("completed", &PyJob::completed);
 
-  py::class_<seppo::LocalCluster>(m, "LocalCluster")
+  py::class_<PyLocalCluster>(m, "LocalCluster")
       .def(py::init([](unsigned workers, std::vector<std::string> modules,
                        std::optional<std::string> module_path) {
              seppo::LocalClusterOptions options;
              options.modules = std::move(modules);
              if (module_path) options.module_path = *module_path;
              py::gil_scoped_release release;
-             return std::make_unique<seppo::LocalCluster>(workers, options);
+             return std::make_unique<PyLocalCluster>(workers, std::move(options));
            }),
            py::arg("workers") = 0, py::arg("modules") = std::vector<std::string>{},
            py::arg("module_path") = py::none())
       .def(
-          "client", [](const seppo::LocalCluster& c) { return PyClient(c.client()); },
+          "client", [](PyLocalCluster& c) { return PyClient(c.get().client()); },
           py::keep_alive<0, 1>())
-      .def_property_readonly("endpoint", &seppo::LocalCluster::endpoint)
-      .def_property_readonly("workers", &seppo::LocalCluster::workers)
-      .def("worker_pids", &seppo::LocalCluster::worker_pids);
+      .def("close", &PyLocalCluster::close)
+      .def_property_readonly("endpoint", [](PyLocalCluster& c) { return c.get().endpoint(); })
+      .def_property_readonly("workers", [](PyLocalCluster& c) { return c.get().workers(); })
+      .def("worker_pids", [](PyLocalCluster& c) { return c.get().worker_pids(); });
 }

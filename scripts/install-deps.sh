@@ -14,6 +14,7 @@ packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and 
 packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for the unit test
 packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
 packages+=(valgrind)  # issue 16: bench/ counts instructions per task under callgrind
+packages+=(dh-python)  # issue 13: the python3-seppo Debian package (dh_python3)
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()

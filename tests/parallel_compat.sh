@@ -31,14 +31,23 @@ same() {
     failures=$((failures + 1))
   fi
 }
-# both NAME 'parallel args' 'seppo args' : runs both through eval, compares stdout and status
+# both NAME 'parallel args' 'seppo args' : runs both through eval, compares stdout and status.
+# parallel's side runs once per distinct command line (its start-up is most of this test's time):
+# the --local and the broker variant of an idiom compare with the same run.
+declare -A expected_file=() expected_status=()
+runs=0
 both() {
   local name=$1
-  eval "$2" >expected 2>/dev/null
-  local e=$?
+  if [[ -z ${expected_status[$2]+set} ]]; then
+    runs=$((runs + 1))
+    expected_file[$2]=expected.$runs
+    eval "$2" >"${expected_file[$2]}" 2>/dev/null
+    expected_status[$2]=$?
+  fi
+  local e=${expected_status[$2]}
   eval "$3" >actual 2>actual.err
   local a=$?
-  same "$name" expected actual
+  same "$name" "${expected_file[$2]}" actual
   if [[ $e -ne $a ]]; then
     echo "FAIL $name: exit status parallel $e, seppo $a"; cat actual.err
     failures=$((failures + 1))
@@ -58,14 +67,17 @@ f="$STATE/$1"; n=$(cat "$f" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" >"$f
 [ "$n" -ge 3 ] && echo "ok $1 after $n" || exit 1
 SH
 cat >halt.sh <<'SH'
-# "fail" fails at once; anything else would run for a minute unless killed.
-if [ "$1" = fail ]; then echo failing; exit 1; fi
+# "fail" fails at once (status 3: parallel exits with it); anything else would run for a
+# minute unless killed.
+if [ "$1" = fail ]; then echo failing; exit 3; fi
 sleep 60; echo "not killed $1"
 SH
 export STATE=$work/state-broker
 mkdir -p state-broker state-parallel state-local
-"$worker_bin" --broker "$endpoint" -j 2 --log-level error \
+"$worker_bin" --broker "$endpoint" -j 2 --log-level error --client-folders \
   --command e='echo {}' --command swap='echo {2} {1}' --command nothing='true {}' \
+  --command num='echo {#} {}' --command x='exit {}' --command gz='gzip {}' \
+  --command slot='echo {%} {}' --command wc='wc -c' \
   --command flaky="sh $work/flaky.sh {}" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -74,7 +86,7 @@ for _ in $(seq 1 100); do
 done
 
 # 1. ::: values
-both ":::" "par echo ::: a 'b c' 007" "L --command e='echo {}' e ::: a 'b c' 007"
+both ":::" "par echo ::: a 'b c' 007 1.50" "L --command e='echo {}' e ::: a 'b c' 007 1.50"
 both "::: through a broker (raw text: 007 stays 007)" "par echo ::: a 'b c' 007 1.50" \
   "B e ::: a 'b c' 007 1.50"
 # 2. every combination of several sources, last one fastest
@@ -82,15 +94,29 @@ both "::: ::: combinations" "par echo ::: a b ::: 1 2 3" "L --command e=echo e :
 both "::: ::: combinations through a broker" "par echo ::: a b ::: 1 2 3" "B e ::: a b ::: 1 2 3"
 # 3. --link, the shorter source wrapping
 both "--link" "par --link echo ::: a b c ::: 1 2" "L --link --command e=echo e ::: a b c ::: 1 2"
-# 4. {#} job number and {%} slot with one slot
+both "--link through a broker" "par --link echo ::: a b c ::: 1 2" "B --link e ::: a b c ::: 1 2"
+# 4. {#} job number (and {%} slot with one slot)
 both "{#} {%}" "par -j1 echo {#} {%} {} ::: x y z" "L -j1 --command e='echo {#} {%} {}' e ::: x y z"
+both "{#} through a broker" "par echo {#} {} ::: x y z" "B num ::: x y z"
+both "{#} through a broker, lines on stdin" "printf 'x\ny\n' | par echo {#} {}" \
+  "printf 'x\ny\n' | B num"
+# {%} through a broker: the worker process's slot, 1 or 2 for `-j 2`
+B slot ::: a b c d e f | cut -d' ' -f1 | sort -u | tr '\n' ' ' >actual
+checks=$((checks + 1))
+if [[ $(cat actual) == "1 " || $(cat actual) == "1 2 " || $(cat actual) == "2 " ]]; then
+  echo "ok   {%} through a broker is a worker slot: $(cat actual)"
+else
+  echo "FAIL {%} through a broker: slots $(cat actual)"; failures=$((failures + 1))
+fi
 # 5. --tag
 both "--tag" "par --tag echo ::: a b ::: 1 2" "L --tag --command e=echo e ::: a b ::: 1 2"
-both "--tag through a broker" "par --tag echo ::: a b" "B --tag e ::: a b"
+both "--tag through a broker" "par --tag echo ::: a b ::: 1 2" "B --tag e ::: a b ::: 1 2"
 # 6. :::: files and -a repeated
 printf 'a\nb\n' >f1; printf '1\n2\n' >f2
 both ":::: files" "par echo :::: f1 f2" "L --command e=echo e :::: f1 f2"
+both ":::: files through a broker" "par echo :::: f1 f2" "B e :::: f1 f2"
 both "-a repeated" "par -a f1 -a f2 echo" "L -a f1 -a f2 --command e=echo e"
+both "-a repeated through a broker" "par -a f1 -a f2 echo" "B -a f1 -a f2 e"
 # 7. -0: NUL-separated input, newlines inside an input
 printf 'a b\0c\nd\0' >nul
 both "-0" "par -0 echo <nul" "L -0 --command e=echo e <nul"
@@ -100,24 +126,30 @@ both "--colsep" "par --colsep , echo {2} {1} ::: a,b c,d" \
   "L --colsep , --command e='echo {2} {1}' e ::: a,b c,d"
 both "--colsep through a broker" "par --colsep , echo {2} {1} ::: a,b c,d" \
   "B --colsep , swap ::: a,b c,d"
-# 9. --joblog: parallel's header, and its deterministic columns (Seq Host Send Receive Exitval
-# Signal Command)
+# 9. --joblog: parallel's header, and its deterministic columns (Seq, Send, Receive, Exitval,
+# Signal, Command; Host is ':' here and the worker's host through a broker)
 both "--joblog run" "par --joblog jl.par echo ::: a 'b c'; par --joblog jl.par exit ::: 0 3" \
   "L --joblog jl.seppo --command e=echo e ::: a 'b c'; L --joblog jl.seppo --command x=exit x ::: 0 3"
+both "--joblog run through a broker" "par --joblog jl.par echo ::: a 'b c'; par --joblog jl.par exit ::: 0 3" \
+  "B --joblog jl.broker e ::: a 'b c'; B --joblog jl.broker x ::: 0 3"
 # Lines are in completion order: sorted by Seq under the header.
-joblog_columns() { cut -f1,2,5-9 "$1" | { IFS= read -r header; echo "$header"; sort -n; }; }
-joblog_columns jl.par >expected; joblog_columns jl.seppo >actual
+joblog_columns() { cut -f"$2" "$1" | { IFS= read -r header; echo "$header"; sort -n; }; }
+joblog_columns jl.par 1,2,5-9 >expected; joblog_columns jl.seppo 1,2,5-9 >actual
 same "--joblog columns" expected actual
+joblog_columns jl.par 1,5-9 >expected; joblog_columns jl.broker 1,5-9 >actual
+same "--joblog columns through a broker" expected actual
 # 10. --results tree: the same files with the same contents
+tree_of() { (cd "$1" && find . -type f | sort | while read -r f; do echo "$f"; cat "$f"; echo; done); }
 par --results res.par echo ::: a 'b/c' ::: 1 2 >/dev/null
 L --results res.seppo --command e=echo e ::: a 'b/c' ::: 1 2 >/dev/null
-(cd res.par && find . -type f | sort | while read -r f; do echo "$f"; cat "$f"; echo; done) >expected
-(cd res.seppo && find . -type f | sort | while read -r f; do echo "$f"; cat "$f"; echo; done) >actual
+B --results res.broker e ::: a 'b/c' ::: 1 2 >/dev/null
+tree_of res.par >expected; tree_of res.seppo >actual
 same "--results tree" expected actual
+tree_of res.broker >actual
+same "--results tree through a broker" expected actual
 # 11. --retries: a command failing twice, then succeeding
 both "--retries 2" "STATE=$work/state-parallel par --retries 3 sh flaky.sh ::: p q" \
   "STATE=$work/state-local L --retries 2 --command f='sh flaky.sh' f ::: p q"
-rm -f state-parallel/*
 both "--retries 2 through a broker" "STATE=$work/state-parallel par --retries 3 sh flaky.sh ::: p q" \
   "B --retries 2 flaky ::: p q"
 # 12. --timeout kills a `sleep 60` (its process group), the others run on
@@ -126,16 +158,24 @@ both "--timeout" "par --timeout 1 'echo {}; sleep {}' ::: 0 60 0" \
 # 13. --halt now,fail=1 kills what runs (the sleep 60 would print "not killed")
 both "--halt now,fail=1" "par -j2 --halt now,fail=1 sh halt.sh ::: fail slow" \
   "L -j2 --halt now,fail=1 --command h='sh halt.sh' h ::: fail slow"
-# 14. relative paths from another folder: commands run in the caller's folder
+# 14. --halt with a percentage: one job at a time, 2 of 4 failed is 50%
+both "--halt soon,fail=50%" "par -j1 --halt soon,fail=50% exit ::: 1 0 1 0" \
+  "L -j1 --halt soon,fail=50% --command x=exit x ::: 1 0 1 0"
+# 15. relative paths from another folder: commands run in the caller's folder
 mkdir -p data/sub other; printf 'x\n' >data/one.txt; printf 'yy\n' >data/sub/two.txt
 both "relative paths" "(cd data && find . -name '*.txt' | sort | par wc -c)" \
   "(cd data && find . -name '*.txt' | sort | L --command wc='wc -c' wc)"
-# 15. a command with no output prints no blank line
+both "relative paths through a broker (worker --client-folders)" \
+  "(cd data && find . -name '*.txt' | sort | par wc -c)" "(cd data && find . -name '*.txt' | sort | B wc)"
+both "relative paths through a broker, with :::" "(cd data && par wc -c ::: one.txt sub/two.txt)" \
+  "(cd data && B wc ::: one.txt sub/two.txt)"
+# 16. a command with no output prints no blank line
 both "no output, no blank line" "par true ::: a b" "L --command t=true t ::: a b"
 both "no output through a broker" "par true ::: a b" "B nothing ::: a b"
-# 16. --dry-run prints the command lines
+# 17. --dry-run prints the command lines; through a broker the worker expands its template
 both "--dry-run" "par --dry-run gzip {} ::: a 'b c'" "L --dry-run --command gz='gzip {}' gz ::: a 'b c'"
-# 17. --timeout through a broker is a clear error for now
+both "--dry-run through a broker" "par --dry-run gzip {} ::: a 'b c'" "B --dry-run gz ::: a 'b c'"
+# 18. --timeout through a broker is a clear error for now
 "$seppo" --broker "$endpoint" map --timeout 1 e ::: a >/dev/null 2>err
 checks=$((checks + 1))
 if grep -q "per-item timeouts through a broker are not supported yet" err; then

@@ -92,7 +92,8 @@ int main(int argc, char** argv) {
       "ipc://), unless --insecure.\n"
       "Commands: {} is the input, {.} without its extension, {/} its basename, {//} its\n"
       "directory, {/.} its basename without extension; each is substituted as one shell-quoted\n"
-      "word, and ' {}' is appended when the template has none. The command runs with /bin/sh -c;\n"
+      "word, and ' {}' is appended when the template has none; {#} is the item's job number\n"
+      "(sent by seppo map), {%} this process's slot (1 to -j). The command runs with /bin/sh -c;\n"
       "its stdout, less one trailing newline, is the result; a non-zero exit status or a signal\n"
       "is an error for that item, with the end of its stderr.\n"
       "SIGHUP reloads the modules: the files are read again, what changed is logged, and the\n"
@@ -129,6 +130,11 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-any-command", allow_any_command,
                "serve --command templates that run their input as code (sh -c {}, eval {}, {} as "
                "the program): any client may then run anything as this worker's user");
+  worker::CommandLimits command_limits;
+  app.add_flag("--client-folders", command_limits.client_folders,
+               "run each --command item in the client's folder (seppo map sends it), so relative "
+               "file names work on a shared file system; clients then choose the folder, and so "
+               "what ./tool or a Makefile there runs");
   app.add_option("-j,--jobs", processes,
                  "worker processes to run (default: one per CPU in this process' affinity "
                  "mask, at most $SLURM_CPUS_ON_NODE)")
@@ -160,6 +166,10 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "allow a broker on another host without CurveZMQ keys: plaintext, and anyone "
                "posing as the broker could send this worker tasks");
+  bool list_functions = false;
+  app.add_flag("--list-functions", list_functions,
+               "print the functions the modules provide, one per line, and exit (local clusters "
+               "use it to learn a Python module's functions)");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -265,7 +275,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     log::info("command " + spec.name + ": " + spec.command_template);
-    functions.push_back(worker::command_function(spec));
+    functions.push_back(worker::command_function(spec, command_limits));
+  }
+  if (list_functions) {
+    for (const auto& name : probe.functions) std::cout << name << "\n";
+    for (const auto& f : functions) std::cout << f.name << "\n";
+    return std::cout.flush() ? 0 : 1;
   }
   std::string list;
   for (const auto& name : probe.functions) list += (list.empty() ? "" : ", ") + name;

@@ -63,7 +63,7 @@ void kill_own_group(int) {
   ::kill(0, SIGKILL);
 }
 
-[[noreturn]] void guard(const char* const argv[], int fds[4], pid_t worker) {
+[[noreturn]] void guard(const char* const argv[], int fds[4], pid_t worker, const char* cwd) {
   struct sigaction action {};
   action.sa_handler = SIG_DFL;
   sigemptyset(&action.sa_mask);
@@ -95,6 +95,15 @@ void kill_own_group(int) {
   if (shell == 0) {
     ::sigaction(SIGTERM, &action, nullptr);
     ::close(3);
+    if (cwd[0] != '\0' && ::chdir(cwd) != 0) {  // seppo-worker --client-folders
+      write_text(2, "seppo-worker: cannot enter the client's folder ");
+      write_text(2, cwd);
+      write_text(2, ": ");
+      const char* why = ::strerrordesc_np(errno);
+      write_text(2, why ? why : "unknown error");
+      write_text(2, "\n");
+      ::_exit(127);
+    }
     ::execv("/bin/sh", const_cast<char* const*>(argv));
     write_text(2, "seppo-worker: cannot run /bin/sh: ");
     const char* why = ::strerrordesc_np(errno);  // untranslated: no locale, no locks
@@ -138,7 +147,7 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &previous);
   const pid_t guard_pid = ::fork();
-  if (guard_pid == 0) guard(argv, child_fds, worker);
+  if (guard_pid == 0) guard(argv, child_fds, worker, limits.cwd.c_str());
   const int fork_error = errno;
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (guard_pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(fork_error));

@@ -4,9 +4,16 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <chrono>
+#include <cstdlib>
 #include <initializer_list>
+#include <optional>
 #include <stdexcept>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "protocol/command_record.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/module.hpp"
 
@@ -101,7 +108,7 @@ struct Found {
 
 }  // namespace
 
-CommandTemplate::CommandTemplate(std::string text, Numbering numbering) : text_(std::move(text)) {
+CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   // {N} before the suffixes, longest suffix first: "{//}" before "{/}".
   const auto find_token = [](std::string_view rest) {
     Found found;
@@ -142,11 +149,9 @@ CommandTemplate::CommandTemplate(std::string text, Numbering numbering) : text_(
       const Found found = find_token(rest);
       const bool numbering_token =
           found.kind == static_cast<int>(Kind::Seq) || found.kind == static_cast<int>(Kind::Slot);
-      if (rest.starts_with("{=") || (numbering_token && numbering == Numbering::Refused)) {
+      if (rest.starts_with("{=")) {
         throw std::invalid_argument(
-            std::string(rest.substr(0, 3)) +
-            " is not supported: a worker knows neither an item's position nor a job slot; "
-            "use {} {.} {/} {//} {/.} {N}, or run the command with seppo map --local");
+            "{= =} is not supported: no Perl runs; use {} {.} {/} {//} {/.} {N} {#} {%}");
       }
       if (found.kind >= 0) {
         const std::string_view token = rest.substr(0, found.length);
@@ -186,6 +191,11 @@ CommandTemplate::CommandTemplate(std::string text, Numbering numbering) : text_(
     pieces_.push_back(Piece{Kind::Literal, " "});
     pieces_.push_back(Piece{Kind::Input, {}});
   }
+}
+
+bool CommandTemplate::uses_seq() const {
+  return std::any_of(pieces_.begin(), pieces_.end(),
+                     [](const Piece& piece) { return piece.kind == Kind::Seq; });
 }
 
 std::string CommandTemplate::expand(std::string_view input) const {
@@ -452,7 +462,7 @@ std::string one_line(std::string_view tail, bool cut) {
 ShellCommand::ShellCommand(std::string name, std::string command_template, CommandLimits limits)
     : name_(std::move(name)), template_(std::move(command_template)), limits_(limits) {}
 
-std::string ShellCommand::run(const msgpack::object& input) const {
+std::vector<std::string> ShellCommand::arguments(const msgpack::object& input) const {
   std::vector<std::string> args;
   try {
     // An array is an item of several arguments ({1} {2}, `seppo map ... ::: a b ::: 1 2`).
@@ -466,40 +476,127 @@ std::string ShellCommand::run(const msgpack::object& input) const {
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("command " + name_ + ": " + e.what());
   }
-  return run_args(args);
+  return args;
+}
+
+std::string ShellCommand::line_for(const std::vector<std::string>& args, std::uint64_t seq,
+                                   bool for_display) const {
+  // Job numbers start at 1: 0 is an item that came without one (a plain item).
+  if (seq == 0 && template_.uses_seq()) {
+    throw std::runtime_error("command " + name_ +
+                             ": its template uses {#}, the job number, which this item does not "
+                             "carry (send {\"args\": [...], \"seq\": N} as seppo map does)");
+  }
+  try {
+    return template_.expand(args, seq, worker_slot(), for_display);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("command " + name_ + ": " + e.what());
+  }
+}
+
+namespace {
+
+CommandRun start_run(const std::string& name, const std::string& line,
+                     const CommandLimits& limits) {
+  try {
+    return run_shell(line, limits);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("command " + name + " could not start: " + e.what());
+  }
+}
+
+// Why a run failed, as the item's error message; empty when it succeeded.
+std::string failure(const std::string& name, const CommandRun& outcome,
+                    const CommandLimits& limits) {
+  if (outcome.out_over_limit) {
+    return "command " + name + " wrote more than " + std::to_string(limits.max_stdout) +
+           " bytes to stdout and was stopped";
+  }
+  if (outcome.wait_status == 0) return {};
+  const bool cut = outcome.err_tail.size() >= limits.stderr_tail;
+  const std::string err = one_line(outcome.err_tail, cut);
+  return "command " + name + " " + describe_wait_status(outcome.wait_status) +
+         (err.empty() ? "" : ": " + err);
+}
+
+const std::string& host_name() {
+  static const std::string name = [] {
+    char buffer[256] = {};
+    return ::gethostname(buffer, sizeof buffer - 1) == 0 ? std::string(buffer) : std::string();
+  }();
+  return name;
+}
+
+}  // namespace
+
+std::string ShellCommand::run(const msgpack::object& input) const {
+  return run_args(arguments(input));
 }
 
 std::string ShellCommand::run_text(std::string_view input) const {
   return run_args({std::string(input)});
 }
 
-std::string ShellCommand::run_args(const std::vector<std::string>& args) const {
-  std::string line;
-  try {
-    line = template_.expand(args);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error("command " + name_ + ": " + e.what());
-  }
-  CommandRun outcome;
-  try {
-    outcome = run_shell(line, limits_);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("command " + name_ + " could not start: " + e.what());
-  }
-  if (outcome.out_over_limit) {
-    throw std::runtime_error("command " + name_ + " wrote more than " +
-                             std::to_string(limits_.max_stdout) +
-                             " bytes to stdout and was stopped");
-  }
-  if (outcome.wait_status != 0) {
-    const bool cut = outcome.err_tail.size() >= limits_.stderr_tail;
-    const std::string err = one_line(outcome.err_tail, cut);
-    throw std::runtime_error("command " + name_ + " " + describe_wait_status(outcome.wait_status) +
-                             (err.empty() ? "" : ": " + err));
-  }
+std::string ShellCommand::run_args(const std::vector<std::string>& args, std::uint64_t seq,
+                                   const std::string& cwd) const {
+  CommandLimits limits = limits_;
+  if (limits.client_folders && !cwd.empty()) limits.cwd = cwd;
+  CommandRun outcome = start_run(name_, line_for(args, seq), limits);
+  const std::string why = failure(name_, outcome, limits_);
+  if (!why.empty()) throw std::runtime_error(why);
   // One line per result in `seppo map`: the line's own newline is not part of the value.
   if (!outcome.out.empty() && outcome.out.back() == '\n') outcome.out.pop_back();
   return std::move(outcome.out);
+}
+
+void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
+                            const msgpack::object& input) const {
+  std::optional<wire::CommandRequest> request;
+  try {
+    request = wire::decode_command_request(input);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("command " + name_ + ": " + e.what());
+  }
+  if (!request) {
+    packer.pack(run(input));
+    return;
+  }
+  const std::vector<std::string> args = arguments(*request->args);
+  const std::uint64_t seq = request->seq.value_or(0);
+  if (request->dry_run) {
+    packer.pack(line_for(args, seq, true));
+    return;
+  }
+  if (!request->record) {
+    packer.pack(run_args(args, seq, request->cwd));
+    return;
+  }
+  // A record keeps stderr too (for --results), and a failed run is a record as well: the
+  // client wants its exit status and output, as parallel's --joblog and --results show them.
+  const std::string line = line_for(args, seq);
+  CommandLimits limits = limits_;
+  limits.stderr_tail = std::max<std::size_t>(limits.stderr_tail, std::size_t{1} << 20);
+  if (limits.client_folders && !request->cwd.empty()) limits.cwd = request->cwd;
+  wire::CommandRecord record;
+  record.start_us =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  const auto started = std::chrono::steady_clock::now();
+  CommandRun outcome = start_run(name_, line, limits);
+  record.runtime_us =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count());
+  record.message = failure(name_, outcome, limits_);
+  if (outcome.out.size() > limits_.max_stdout) outcome.out.resize(limits_.max_stdout);
+  record.out = std::move(outcome.out);
+  record.err = std::move(outcome.err_tail);
+  record.exit = WIFEXITED(outcome.wait_status) ? WEXITSTATUS(outcome.wait_status) : -1;
+  record.signal = WIFSIGNALED(outcome.wait_status) ? WTERMSIG(outcome.wait_status) : 0;
+  record.host = host_name();
+  record.command = line_for(args, seq, true);
+  wire::pack_command_record(packer, record);
 }
 
 int ShellCommand::call_chunk(const char* input, std::size_t size,
@@ -518,9 +615,22 @@ int ShellCommand::call_chunk(const char* input, std::size_t size,
                                    "-byte limit; send fewer items a chunk "
                                    "(seppo map --chunk-size)");
         }
-        const std::string result = run(item);
-        packer.pack_array(2).pack(0).pack(result);
+        // Packed apart, so an item that throws cannot leave half an entry.
+        msgpack::sbuffer one;
+        msgpack::packer<msgpack::sbuffer> value(one);
+        run_item(value, item);
+        entry::begin_value(packer);
+        buffer.write(one.data(), one.size());
       });
+}
+
+unsigned worker_slot() {
+  const char* text = std::getenv("SEPPO_WORKER_SLOT");
+  if (text == nullptr) return 1;
+  char* end = nullptr;
+  const unsigned long slot = std::strtoul(text, &end, 10);
+  return end != text && *end == '\0' && slot >= 1 && slot <= 1u << 20 ? static_cast<unsigned>(slot)
+                                                                      : 1;
 }
 
 Function command_function(const CommandSpec& spec, CommandLimits limits) {

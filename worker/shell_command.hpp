@@ -30,6 +30,13 @@ struct CommandLimits {
   std::chrono::milliseconds timeout{0};
   // Set by another thread to kill the run now (`seppo map --local --halt now`); null: never.
   const std::atomic<bool>* cancel = nullptr;
+  // The folder the command runs in; empty: this process's own.
+  std::string cwd;
+  // seppo-worker --client-folders: a request item's "cwd" (the client's folder) is where its
+  // command runs, so relative file names mean what they mean to the client (shared file
+  // systems). Off by default: a client choosing the folder chooses what `./tool` or a
+  // Makefile there runs.
+  bool client_folders = false;
 };
 
 // `NAME=TEMPLATE` as given to --command. Throws std::invalid_argument with a one-line message
@@ -55,14 +62,12 @@ std::string dir_name(std::string_view path);           // {//}: as dirname(1), "
 // A command template split into literal text and replacement strings: {} {.} {/} {//} {/.},
 // and the positional {N} {N.} {N/} {N//} {N/.} for the N-th argument of an item with several
 // (`seppo map ... ::: a b ::: 1 2`, --colsep). Other braces are literal (awk '{print $1}' stays
-// as written). {#} (job number) and {%} (job slot) only where the runner knows them: `seppo map
-// --local`, which runs the template itself (Numbering::Allowed); a worker refuses them, because
-// it knows neither an item's position nor a job slot. {= =} is refused: no Perl runs. A template
-// without any replacement string gets " {}" appended, as GNU parallel does.
+// as written). {#} is the job number (seppo map sends it with each item, §5.2 of
+// docs/protocol.md), {%} the job slot (a worker process's number, 1..-j). {= =} is refused: no
+// Perl runs. A template without any replacement string gets " {}" appended, as GNU parallel does.
 class CommandTemplate {
  public:
-  enum class Numbering : unsigned char { Refused, Allowed };
-  explicit CommandTemplate(std::string text, Numbering numbering = Numbering::Refused);
+  explicit CommandTemplate(std::string text);
   const std::string& text() const { return text_; }
   // The command line for /bin/sh -c, each substituted value one quoted word. Throws
   // std::invalid_argument for an input with a NUL byte, which no command line can carry.
@@ -78,6 +83,8 @@ class CommandTemplate {
   // `{}` as the command word), or empty when it does not. A worker refuses such templates unless
   // started with --allow-any-command: any client could run anything as the worker's user.
   std::string runs_input_as_code() const;
+  // Whether {#} appears: such a template needs each item's job number.
+  bool uses_seq() const;
 
  private:
   enum class Kind : unsigned char {
@@ -132,16 +139,30 @@ class ShellCommand {
   // output, or a failure to start.
   std::string run(const msgpack::object& input) const;
   std::string run_text(std::string_view input) const;
-  std::string run_args(const std::vector<std::string>& args) const;
+  std::string run_args(const std::vector<std::string>& args, std::uint64_t seq = 0,
+                       const std::string& cwd = {}) const;
+  // One item as a result entry's value: `input` is a plain item (as run) or a request map
+  // (docs/protocol.md §5.2), which may ask for the command line only (dry_run) or for a
+  // wire::CommandRecord, packed even when the command fails. Throws std::runtime_error as run.
+  void run_item(msgpack::packer<msgpack::sbuffer>& packer, const msgpack::object& input) const;
 
   // The module ABI's contract (seppo_call_chunk): each item runs in turn, failing alone.
   int call_chunk(const char* input, std::size_t size, seppo_sink* output) const noexcept;
 
  private:
+  std::vector<std::string> arguments(const msgpack::object& input) const;
+  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq,
+                       bool for_display = false) const;
+
   std::string name_;
   CommandTemplate template_;
   CommandLimits limits_;
 };
+
+// This process's job slot, {%}: SEPPO_WORKER_SLOT as seppo-worker's supervisor sets it for each
+// of its -j processes (1..N, a restarted process takes the slot of the one it replaces); 1 when
+// unset.
+unsigned worker_slot();
 
 // A worker function that runs `spec`: announced as spec.name exactly.
 Function command_function(const CommandSpec& spec, CommandLimits limits = {});

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -24,6 +25,7 @@ using Clock = std::chrono::steady_clock;
 struct Child {
   Clock::time_point started;
   unsigned generation = 0;  // of the configuration it started with; SIGHUP makes a new one
+  unsigned slot = 1;        // {%} of named commands: 1..processes, reused by its replacement
 };
 
 }  // namespace
@@ -37,6 +39,11 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
   pid_t retiring = 0;  // the child being replaced after a SIGHUP, one at a time
 
   auto spawn = [&]() -> bool {
+    unsigned slot = 1;  // the lowest no running child holds
+    while (std::any_of(children.begin(), children.end(),
+                       [slot](const auto& c) { return c.second.slot == slot; })) {
+      ++slot;
+    }
     const pid_t pid = ::fork();
     if (pid < 0) {
       log::error(std::string("fork failed: ") + std::strerror(errno));
@@ -52,9 +59,10 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
       // Reloading is the supervisor's job; a SIGHUP sent to the whole group must not kill us.
       reset.sa_handler = SIG_IGN;
       ::sigaction(SIGHUP, &reset, nullptr);
+      ::setenv("SEPPO_WORKER_SLOT", std::to_string(slot).c_str(), 1);
       ::_exit(child());
     }
-    children[pid] = Child{Clock::now(), generation};
+    children[pid] = Child{Clock::now(), generation, slot};
     return true;
   };
 

@@ -7,13 +7,23 @@ A thin layer over seppo's C++ client (the _seppo extension): the same broker, wi
 windows and heartbeats as C++ programs and `seppo map`. See docs/python.md.
 """
 
+import atexit
+import os
+import sys
 import threading
 
 from seppo._errors import (CancelledError, ConnectionError, Error, RefusedError, RemoteError,
                            TypeError, UnknownFunctionError)
 from seppo import _seppo
 
-__all__ = ["map_parallel", "map_results", "imap", "imap_unordered", "submit", "Client",
+try:  # a build tree's package: its own seppo-worker serves Python functions in local clusters
+    from seppo import _build
+    if os.access(_build.WORKER, os.X_OK):
+        os.environ.setdefault("SEPPO_WORKER", _build.WORKER)
+except ImportError:
+    pass
+
+__all__ = ["module_path", "map_parallel", "map_results", "imap", "imap_unordered", "submit", "Client",
            "LocalCluster", "Job", "Error", "RemoteError", "ConnectionError",
            "UnknownFunctionError", "RefusedError", "TypeError", "CancelledError"]
 
@@ -117,11 +127,27 @@ class Client:
         return self._client.status(timeout)
 
 
+def module_path():
+    """Where a local cluster made from Python looks for modules: SEPPO_MODULE_PATH's folders,
+    then sys.path's (the script's folder first), so a Python module this program can import is
+    served by local Python workers too."""
+    folders = [f for f in os.environ.get("SEPPO_MODULE_PATH", "").split(":") if f]
+    for entry in sys.path:
+        folder = os.path.abspath(entry or os.curdir)
+        if ":" not in folder and folder not in folders and os.path.isdir(folder):
+            folders.append(folder)
+    return ":".join(folders)
+
+
 class LocalCluster:
-    """Worker processes on this machine serving C++ modules (lib<mod>.so found in
-    SEPPO_MODULE_PATH), with a private broker; stopped by close() or at exit."""
+    """A private broker and worker processes on this machine, as C++'s seppo::LocalCluster:
+    workers serve C++ modules (lib<mod>.so) and Python modules (<mod>.py, through
+    seppo-worker --python) found in `module_path` (default: seppo.module_path()), each started
+    on first use. Stopped by close(), `with`, or at exit."""
 
     def __init__(self, workers=0, modules=(), module_path=None):
+        if module_path is None:
+            module_path = globals()["module_path"]()
         self._cluster = _seppo.LocalCluster(workers, list(modules), module_path)
 
     def client(self):
@@ -137,11 +163,18 @@ class LocalCluster:
     def endpoint(self):
         return self._cluster.endpoint
 
+    @property
+    def workers(self):
+        """Worker processes per module kind (one per core by default)."""
+        return self._cluster.workers
+
     def worker_pids(self):
         return self._cluster.worker_pids()
 
     def close(self):
-        self._cluster = None
+        """Stops the workers (each finishes its running task) and the broker; clients of this
+        cluster then raise ConnectionError."""
+        self._cluster.close()
 
     def __enter__(self):
         return self
@@ -151,14 +184,30 @@ class LocalCluster:
 
 
 _default = threading.local()
+_default_lock = threading.Lock()
+_default_cluster = None
+
+
+def _new_default_client():
+    # SEPPO_BROKER's broker, or else one local cluster for the process, started on first use
+    # and stopped at exit, as C++'s seppo::default_client().
+    global _default_cluster
+    if os.environ.get("SEPPO_BROKER"):
+        return Client()
+    with _default_lock:
+        if _default_cluster is None:
+            _default_cluster = LocalCluster()
+            atexit.register(_default_cluster.close)
+            print("seppo: no broker configured (SEPPO_BROKER is unset): running on a local "
+                  f"cluster of {_default_cluster.workers} worker processes", file=sys.stderr)
+    return _default_cluster.client()
 
 
 def _default_client():
-    # SEPPO_BROKER's broker, or the local cluster, as in C++; one Client per thread, since a
-    # Client runs one call at a time.
+    # One Client per thread, since a Client runs one call at a time.
     client = getattr(_default, "client", None)
     if client is None:
-        client = _default.client = Client()
+        client = _default.client = _new_default_client()
     return client
 
 
@@ -173,11 +222,11 @@ def map_results(function, inputs):
 
 def imap(function, inputs):
     # A stream holds its Client until it ends: a Client of its own leaves the default free.
-    return Client().imap(function, inputs)
+    return _new_default_client().imap(function, inputs)
 
 
 def imap_unordered(function, inputs):
-    return Client().imap_unordered(function, inputs)
+    return _new_default_client().imap_unordered(function, inputs)
 
 
 def submit(function, inputs):

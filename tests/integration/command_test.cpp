@@ -155,9 +155,9 @@ TEST_CASE("a worker serves modules and commands together; bad --command options 
   const Completed bad_name = refused({"--command", "two words=echo"});
   CHECK(bad_name.status == 2);
   CHECK(bad_name.err.find("the name must be") != std::string::npos);
-  const Completed position = refused({"--command", "n=echo {#}"});
-  CHECK(position.status == 2);
-  CHECK(position.err.find("{#} is not supported") != std::string::npos);
+  const Completed perl = refused({"--command", "n=echo {= 1 =}"});
+  CHECK(perl.status == 2);
+  CHECK(perl.err.find("{= =} is not supported") != std::string::npos);
   // Issue 15: a template that runs its input as code is refused with one line saying why.
   const Completed shell = refused({"--command", "run=sh -c {}"});
   CHECK(shell.status == 2);

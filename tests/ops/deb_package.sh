@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Debian packages: dpkg-buildpackage -us -uc -b builds seppo, libseppo0 and libseppo-dev
-# from a copy of the sources, lintian finds no errors, dpkg -i installs them, the installed
-# seppo maps with its example module, and dpkg -P (purge) leaves the machine as it was.
+# The Debian packages: dpkg-buildpackage -us -uc -b builds seppo, libseppo0, libseppo-dev and
+# python3-seppo from a copy of the sources, lintian finds no errors, dpkg -i installs them, the
+# installed seppo maps with its example module, Debian's python3 imports seppo and maps C++ and
+# Python functions on a local cluster, and dpkg -P (purge) leaves the machine as it was.
 # Root only and slow (a full build), so it runs when SEPPO_TEST_DEB=1 (scripts/test.sh sets
 # it in CI). Usage: deb_package.sh SOURCE_DIR
 set -uo pipefail
@@ -11,7 +12,7 @@ src=$1
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: installing .debs needs root"; exit 77; }
 command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null ||
   { echo "SKIP: dpkg-dev and debhelper are not installed"; exit 77; }
-for p in seppo libseppo0 libseppo-dev; do
+for p in seppo libseppo0 libseppo-dev python3-seppo; do
   if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
     echo "SKIP: $p is already installed here; this test would remove it"; exit 77
   fi
@@ -45,13 +46,27 @@ if command -v lintian >/dev/null; then
 else
   echo "lintian not installed: not run"
 fi
-installed=(libseppo-dev seppo libseppo0)
-dpkg -i "$dir"/seppo_*.deb "$dir"/libseppo0_*.deb "$dir"/libseppo-dev_*.deb >"$dir/dpkg.log" 2>&1 ||
+installed=(python3-seppo libseppo-dev seppo libseppo0)
+dpkg -i "$dir"/seppo_*.deb "$dir"/libseppo0_*.deb "$dir"/libseppo-dev_*.deb \
+  "$dir"/python3-seppo_*.deb >"$dir/dpkg.log" 2>&1 ||
   fail "dpkg -i: $(cat "$dir/dpkg.log")"
 [[ -f /etc/default/seppo ]] || fail "no /etc/default/seppo"
 result=$(cd / && seq 1 5 | env -u SEPPO_MODULE_PATH /usr/bin/seppo map --local 2 example_module.square |
          tr '\n' ' ')
 [[ "$result" == "1 4 9 16 25 " ]] || fail "installed seppo map --local gave '$result'"
+# Debian's python3, no PYTHONPATH: the seed's Python example and a C++ module's function on a
+# local cluster (no SEPPO_BROKER), its Python workers run by the installed seppo-worker.
+result=$(cd / && env -u SEPPO_BROKER -u SEPPO_MODULE_PATH -u PYTHONPATH -u SEPPO_WORKER \
+  PYTHONPATH=/usr/share/seppo/examples/python /usr/bin/python3 -c '
+import seppo, example_module_py
+print(seppo.map_parallel(example_module_py.square, [1, 2, 3]),
+      seppo.map_parallel("example_module.square", [4, 5]),
+      seppo.map_parallel(example_module_py.hello_world, [1])[0].startswith("hello world from"))
+' 2>"$dir/python.log")
+[[ "$result" == "[1, 4, 9] [16, 25] True" ]] ||
+  fail "installed python3-seppo gave '$result': $(cat "$dir/python.log")"
+[[ $(cd / && env -u PYTHONPATH /usr/bin/python3 -c 'import seppo; print(seppo.__file__)') == /usr/lib/python3/dist-packages/seppo/* ]] ||
+  fail "python3 imports seppo from elsewhere than /usr/lib/python3/dist-packages"
 man -w seppo-broker >/dev/null 2>&1 || [[ -f /usr/share/man/man8/seppo-broker.8.gz ]] ||
   fail "seppo-broker(8) is not installed"
 pkg-config --exists seppo || fail "seppo.pc is not found by pkg-config"

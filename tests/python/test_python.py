@@ -158,9 +158,9 @@ def test_memory_stays_bounded_over_ten_million_inputs_from_a_generator(cluster):
 def test_the_seeds_example_runs_on_python_workers(tmp_path):
     c = Cluster(tmp_path)
     try:
-        worker = c.worker("--python", "example_module", jobs=1,
-                          wait_for="example_module.hello_world")
-        lines = seppo.Client(c.endpoint).map_parallel("example_module.hello_world", [1, 2.5])
+        worker = c.worker("--python", "example_module_py", jobs=1,
+                          wait_for="example_module_py.hello_world")
+        lines = seppo.Client(c.endpoint).map_parallel("example_module_py.hello_world", [1, 2.5])
         matches = [HELLO.fullmatch(line) for line in lines]
         assert [m.group(2) for m in matches] == ["1.000000", "2.500000"]
         assert [m.group(3) for m in matches] == ["1.000000", "6.250000"]

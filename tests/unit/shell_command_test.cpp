@@ -8,9 +8,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
+#include "protocol/command_record.hpp"
+#include "seppo/result_entry.hpp"
 #include "worker/shell_command.hpp"
 
 using namespace seppo::worker;
@@ -110,11 +113,9 @@ TEST_CASE("a template without a replacement string gets the input appended") {
   CHECK(CommandTemplate("echo {}{}").expand("x") == "echo 'x''x'");
 }
 
-TEST_CASE("replacement strings a worker cannot fill are refused at start-up") {
-  CHECK_THROWS_WITH_AS(CommandTemplate("echo {#} {}"), doctest::Contains("{#} is not supported"),
+TEST_CASE("Perl replacement strings are refused at start-up") {
+  CHECK_THROWS_WITH_AS(CommandTemplate("echo {= s/a/b/ =}"), doctest::Contains("no Perl runs"),
                        std::invalid_argument);
-  CHECK_THROWS_AS(CommandTemplate("echo {%}"), std::invalid_argument);
-  CHECK_THROWS_AS(CommandTemplate("echo {= s/a/b/ =}"), std::invalid_argument);
 }
 
 TEST_CASE("a replacement string inside the operator's quotes or after $ is refused at start-up") {
@@ -177,9 +178,10 @@ TEST_CASE("--command NAME=TEMPLATE is checked: name characters, length, an actua
   CHECK(parse_command_option(std::string(256, 'a') + "=echo").name.size() == 256);
   CHECK_THROWS_WITH_AS(parse_command_option("empty= "), doctest::Contains("empty"),
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse_command_option("n=echo {#}"),
-                       doctest::Contains("--command n: {#} is not supported"),
+  CHECK_THROWS_WITH_AS(parse_command_option("n=echo {= 1 =}"),
+                       doctest::Contains("--command n: {= =} is not supported"),
                        std::invalid_argument);
+  CHECK(parse_command_option("n=echo {#} {%} {}").name == "n");
 }
 
 TEST_CASE("nasty file names reach the command as one argument, byte for byte") {
@@ -353,11 +355,140 @@ TEST_CASE("templates that run their input as code are refused unless allowed, wi
   }
 }
 
-TEST_CASE("positional, job-number and slot replacement strings where the runner knows them") {
-  const CommandTemplate t("echo {2} {1.} {#} {%} {}", CommandTemplate::Numbering::Allowed);
+TEST_CASE("positional, job-number and slot replacement strings") {
+  const CommandTemplate t("echo {2} {1.} {#} {%} {}");
   CHECK(t.expand({"a.txt", "b c"}, 7, 2) == "echo 'b c' 'a' 7 2 'a.txt' 'b c'");
   CHECK(t.expand({"a.txt", "b c"}, 7, 2, true) == "echo 'b c' a 7 2 a.txt 'b c'");
-  CHECK_THROWS_WITH_AS(CommandTemplate("echo {#}"), doctest::Contains("seppo map --local"),
-                       std::invalid_argument);
+  CHECK(t.uses_seq());
+  CHECK_FALSE(CommandTemplate("echo {%} {}").uses_seq());
   CHECK(CommandTemplate("echo {3}").expand(std::vector<std::string>{"a"}) == "echo ''");
+}
+
+namespace {
+
+std::string request_chunk(const std::vector<std::string>& args, std::uint64_t seq, bool record,
+                          bool dry_run) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  seppo::wire::pack_command_request(p, args, seq, record, dry_run);
+  return std::string(buffer.data(), buffer.size());
+}
+
+// The one entry of a one-item RESULT payload: [status, value].
+msgpack::object_handle only_entry(const std::string& payload) {
+  msgpack::object_handle h = msgpack::unpack(payload.data(), payload.size());
+  REQUIRE(h.get().type == msgpack::type::ARRAY);
+  REQUIRE(h.get().via.array.size == 1);
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("a request item fills {#} with its job number and {%} with the worker's slot") {
+  ::setenv("SEPPO_WORKER_SLOT", "3", 1);
+  const ShellCommand t("t", "echo {#} {%} {}");
+  int status = -1;
+  const msgpack::object_handle h =
+      only_entry(call(t, request_chunk({"a b"}, 42, false, false), &status));
+  CHECK(status == 0);
+  const seppo::entry::Decoded d = seppo::entry::decode(h.get().via.array.ptr[0]);
+  REQUIRE(d.value != nullptr);
+  CHECK(d.value->as<std::string>() == "42 3 a b");
+  ::unsetenv("SEPPO_WORKER_SLOT");
+  CHECK(worker_slot() == 1);
+  // A plain item has no job number: the item fails, saying what to send.
+  CHECK(error_of(t, "x").find("{#}, the job number") != std::string::npos);
+}
+
+TEST_CASE("a request's folder is where the command runs only when the worker allows it") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  seppo::wire::pack_command_request(p, {"x"}, 1, false, false, "/tmp");
+  const std::string chunk(buffer.data(), buffer.size());
+  CommandLimits allowed;
+  allowed.client_folders = true;
+  int status = -1;
+  msgpack::object_handle h =
+      only_entry(call(ShellCommand("t", "pwd; : {}", allowed), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "/tmp");
+  h = only_entry(call(ShellCommand("t", "pwd; : {}"), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() ==
+        std::filesystem::current_path().string());
+  msgpack::sbuffer missing;
+  msgpack::packer<msgpack::sbuffer> q(missing);
+  q.pack_array(1);
+  seppo::wire::pack_command_request(q, {"x"}, 1, false, false, "/nonexistent/folder");
+  h = only_entry(call(ShellCommand("t", "pwd; : {}", allowed),
+                      std::string(missing.data(), missing.size()), &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0])
+            .error.find("cannot enter the client's folder /nonexistent/folder") !=
+        std::string::npos);
+}
+
+TEST_CASE("a dry-run request answers the command line and runs nothing") {
+  const ShellCommand t("t", "touch {}; echo {#}");
+  int status = -1;
+  const msgpack::object_handle h =
+      only_entry(call(t, request_chunk({"never made", "x"}, 5, false, true), &status));
+  const seppo::entry::Decoded d = seppo::entry::decode(h.get().via.array.ptr[0]);
+  REQUIRE(d.value != nullptr);
+  CHECK(d.value->as<std::string>() == "touch 'never made' x; echo 5");
+  CHECK_FALSE(std::filesystem::exists("never made"));
+}
+
+TEST_CASE("a record request answers exit status, signal, both outputs and times, failed or not") {
+  const ShellCommand t("t", "echo out {}; echo err >&2; exit {1}");
+  for (const auto& [code, failed] : {std::pair{"0", false}, std::pair{"3", true}}) {
+    int status = -1;
+    const msgpack::object_handle h =
+        only_entry(call(t, request_chunk({code}, 1, true, false), &status));
+    const seppo::entry::Decoded d = seppo::entry::decode(h.get().via.array.ptr[0]);
+    REQUIRE(d.value != nullptr);
+    const auto record = seppo::wire::decode_command_record(*d.value);
+    REQUIRE(record.has_value());
+    CHECK(record->out == std::string("out ") + code + "\n");
+    CHECK(record->err == "err\n");
+    CHECK(record->exit == std::stoi(code));
+    CHECK(record->signal == 0);
+    CHECK(record->failed() == failed);
+    CHECK(record->start_us > 1'600'000'000'000'000ULL);
+    CHECK_FALSE(record->host.empty());
+    CHECK(record->command == std::string("echo out ") + code + "; echo err >&2; exit " + code);
+    if (failed) CHECK(record->message == "command t exited with status 3: err");
+  }
+  int status = -1;
+  const msgpack::object_handle h = only_entry(
+      call(ShellCommand("k", "kill -9 $$; : {}"), request_chunk({"x"}, 1, true, false), &status));
+  const auto record =
+      seppo::wire::decode_command_record(*seppo::entry::decode(h.get().via.array.ptr[0]).value);
+  REQUIRE(record.has_value());
+  CHECK(record->exit == -1);
+  CHECK(record->signal == 9);
+}
+
+TEST_CASE("a request item's bytes are those of protocol.md's example, and decode back") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  seppo::wire::pack_command_request(p, {"a.txt"}, 3, true);
+  const std::string expected =
+      "\x83\xa4"
+      "args\x91\xa5"
+      "a.txt\xa3"
+      "seq\x03\xa6"
+      "record\xc3";
+  CHECK(std::string(buffer.data(), buffer.size()) == expected);
+  const msgpack::object_handle h = msgpack::unpack(buffer.data(), buffer.size());
+  const auto request = seppo::wire::decode_command_request(h.get());
+  REQUIRE(request.has_value());
+  CHECK(request->seq == 3u);
+  CHECK(request->record);
+  CHECK_FALSE(request->dry_run);
+  // A plain item is no request; a map without args, or with a mistyped key, is refused.
+  msgpack::zone zone;
+  CHECK_FALSE(seppo::wire::decode_command_request(msgpack::object("x", zone)).has_value());
+  std::map<std::string, int> no_args{{"seq", 1}};
+  CHECK_THROWS_AS(seppo::wire::decode_command_request(msgpack::object(no_args, zone)),
+                  std::invalid_argument);
 }
