@@ -27,8 +27,10 @@ struct Chunk {
   std::uint32_t count = 0;
   std::uint32_t remaining = 0;
   std::vector<bool> received;
-  zmq::message_t payload;             // shared, not copied, by each (re)submission
-  bool refused = false;               // over the broker's per-client limit: waits to be sent again
+  zmq::message_t payload;  // shared, not copied, by each (re)submission
+  bool refused = false;    // over the broker's per-client limit: waits to be sent again
+  bool deferred = false;   // larger than any limit is sure to allow: waits for the broker's ALIVE
+  bool oversized = false;  // over the broker's message limit: fails, never sent
   std::uint64_t answers_at_send = 0;  // the job's answer count when this chunk was last sent
 };
 
@@ -60,6 +62,10 @@ struct Client::Impl {
   std::function<void(const std::string&)> before_submit;
   // The broker's heartbeat, from its last ALIVE; zero until one came.
   std::chrono::milliseconds broker_heartbeat{0};
+  // The largest message the broker accepts, from its ALIVE (0: not announced). A larger
+  // SUBMIT would make ZeroMQ drop the connection, and the resubmission loop never end.
+  std::uint64_t broker_max_message = 0;
+  bool heard_alive = false;
 
   Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(std::move(o)) {
     const std::string id = random_routing_id('C');
@@ -233,7 +239,7 @@ class ClientJob {
     if (wake_fd >= 0) poll_items_.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
     seppo::poll(poll_items_, std::min(max_wait, heartbeat_ / 2 + std::chrono::milliseconds(1)));
     c_.check_handshake();
-    if (!receive()) {
+    if (!receive() || !fail_oversized()) {
       finished_ = true;
       return false;
     }
@@ -263,6 +269,9 @@ class ClientJob {
 
  private:
   static constexpr std::chrono::milliseconds kTendInterval{10};
+  // No broker accepts less than this per message (--max-message-bytes is at least 1024).
+  static constexpr std::size_t kSafeUnannounced = 1024;
+  static constexpr std::chrono::milliseconds kRestartWait{60000};
 
   struct Held {
     std::uint32_t count = 0;
@@ -327,11 +336,62 @@ class ClientJob {
   }
 
   void submit(std::uint64_t first, Chunk& chunk) {
+    if (c_.broker_max_message != 0 && chunk.payload.size() > c_.broker_max_message) {
+      // Refused here, clearly: sent, it would only get the connection dropped (§12).
+      chunk.oversized = true;
+      if (!chunk.refused) ++refused_;
+      chunk.refused = true;
+      return;
+    }
+    if (!c_.heard_alive && chunk.payload.size() > kSafeUnannounced) {
+      chunk.deferred = true;  // until the ALIVE that says how large a message may be
+      if (!chunk.refused) ++refused_;
+      chunk.refused = true;
+      return;
+    }
     chunk.answers_at_send = answers_;
-    c_.send(wire::Submit{id_, function_, first, chunk.count,
-                         static_cast<std::uint32_t>(c_.options.worker_wait.count())},
-            &chunk.payload);
+    // A resubmission after a broker restart: the function had workers, which need a moment
+    // to announce themselves to the new broker. Only a job's first SUBMIT sets the wait.
+    const auto wait =
+        resubmitting_ ? std::max(c_.options.worker_wait, kRestartWait) : c_.options.worker_wait;
+    c_.send(
+        wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count())},
+        &chunk.payload);
     last_sent_ = Clock::now();
+  }
+
+  // Chunks too large for the broker fail item by item, naming the limit. False when the sink
+  // asked to stop.
+  bool fail_oversized() {
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (!it->second.oversized) {
+        ++it;
+        continue;
+      }
+      const std::uint64_t first = it->first;
+      Chunk& chunk = it->second;
+      chunk.oversized = false;
+      chunk.refused = false;
+      --refused_;
+      const std::string message =
+          "item too large: a chunk of " + std::to_string(chunk.payload.size()) + " bytes (" +
+          std::to_string(chunk.count) + " items) exceeds the broker's --max-message-bytes of " +
+          std::to_string(c_.broker_max_message);
+      if (!fail_range(first, chunk.count, message, "")) return false;
+      it = pending_.upper_bound(first);
+    }
+    return true;
+  }
+
+  // Once the broker said how large a message may be: the chunks held back go.
+  void send_deferred() {
+    for (auto& [first, chunk] : pending_) {
+      if (!chunk.deferred) continue;
+      chunk.deferred = false;
+      chunk.refused = false;
+      --refused_;
+      submit(first, chunk);
+    }
   }
 
   // Tells the broker which chunks we still await, so it can spot one lost on the way.
@@ -345,6 +405,7 @@ class ClientJob {
   }
 
   void resubmit_all() {
+    resubmitting_ = true;
     for (auto& [first, chunk] : pending_) {
       if (!chunk.refused) submit(first, chunk);
     }
@@ -434,7 +495,16 @@ class ClientJob {
       return fail_range(f->first, f->count, text, "");
     }
     if (const auto* r = std::get_if<wire::Resync>(&message)) {
-      if (r->job_id == id_) resubmit_all();
+      if (r->job_id != id_) return true;
+      if (!c_.heard_alive) {
+        // A broker that answers our first heartbeat with RESYNC although we hold our chunks
+        // back does not announce its limits (an older one): stop waiting for them.
+        c_.heard_alive = true;
+        resubmit_all();
+        send_deferred();
+        return true;
+      }
+      resubmit_all();
       return true;
     }
     if (const auto* a = std::get_if<wire::Alive>(&message)) {
@@ -442,6 +512,9 @@ class ClientJob {
       instance_ = a->instance;
       if (a->heartbeat_ms > 0)
         c_.broker_heartbeat = heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
+      c_.broker_max_message = a->max_message_bytes;
+      c_.heard_alive = true;
+      send_deferred();
       return true;
     }
     if (const auto* e = std::get_if<wire::Error>(&message)) {
@@ -558,6 +631,7 @@ class ClientJob {
   std::chrono::milliseconds heartbeat_{1000};
   Clock::time_point last_sent_{};
   bool asked_heartbeat_ = false;
+  bool resubmitting_ = false;  // chunks were sent again after a RESYNC or a broker restart
   std::vector<zmq::pollitem_t> poll_items_;
   Clock::time_point last_heard_{};
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
