@@ -56,8 +56,8 @@ TEST_CASE("a 3-item job of another client completes while a long job of sleep_ms
   Background long_job(cluster.endpoint(), options, "example_module.sleep_ms", 2000);
   REQUIRE(eventually([&] { return long_job.received >= 20; }, 10s));
   Client short_client(cluster.endpoint(), options);
-  const std::vector<std::int64_t> squares =
-      short_client.map<std::int64_t>("example_module.square", std::vector<std::int64_t>{1, 2, 3});
+  const std::vector<std::int64_t> squares = short_client.map_parallel<std::int64_t>(
+      "example_module.square", std::vector<std::int64_t>{1, 2, 3});
   CHECK(squares == std::vector<std::int64_t>{1, 4, 9});
   CHECK(long_job.received < 2000);  // the short job did not wait for the long one
   cluster.broker().kill(SIGKILL);   // the long job's client then gives up; its result is moot
@@ -91,8 +91,9 @@ TEST_CASE("a function no worker ever served fails at once by default") {
   options.worker_wait = ClientOptions().worker_wait;  // the default
   Client client(cluster.endpoint(), options);
   const auto started = std::chrono::steady_clock::now();
-  CHECK_THROWS_AS(client.map<std::int64_t>("example_module.nobody", std::vector<std::int64_t>{1}),
-                  UnknownFunctionError);
+  CHECK_THROWS_AS(
+      client.map_parallel<std::int64_t>("example_module.nobody", std::vector<std::int64_t>{1}),
+      UnknownFunctionError);
   // Not a timing assertion: "at once" is any time well below the old default of 10 s.
   CHECK(std::chrono::steady_clock::now() - started < 8s);
 }
@@ -131,7 +132,7 @@ TEST_CASE("an item over the broker's message limit fails at once naming the limi
   Client client = cluster.client();
   std::vector<std::string> inputs = {std::string(100000, 'x')};
   try {
-    client.map<std::string>("example_module.hello_world", inputs);
+    client.map_parallel<std::string>("example_module.hello_world", inputs);
     FAIL("expected an error for the oversized item");
   } catch (const RemoteError& e) {
     CHECK(std::string(e.what()).find("--max-message-bytes of 65536") != std::string::npos);
@@ -142,7 +143,7 @@ TEST_CASE("a result over the broker's message limit fails its items and frees th
   Cluster cluster({"--heartbeat-ms", "100", "--liveness", "3", "--max-message-bytes", "65536"});
   Process worker(
       {Paths::worker(), "--broker", cluster.endpoint(), "-j", "1", "--heartbeat-ms", "100",
-       "--command", "big=head -c 100000 /dev/zero | tr '\\0' x", "--command", "small=printf ok"},
+       "--command", "big=test -n {} && head -c 100000 /dev/zero | tr '\\0' x", "--command", "small=test -n {} && printf ok"},
       cluster.dir().path() / "big-worker.log");
   REQUIRE(cluster.wait_for_workers(1));
   Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "big"}, "a\n", 30s);

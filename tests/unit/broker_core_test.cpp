@@ -694,7 +694,8 @@ TEST_CASE("after the grace period a job whose workers did not come back fails") 
   CHECK(failed[0].code == "unknown_function");
 }
 
-TEST_CASE("a function no worker ever served fails at the first tick when the client does not wait") {
+TEST_CASE(
+    "a function no worker ever served fails at the first tick when the client does not wait") {
   Harness h;
   h.submit("C1", 1, "m.nobody", 0, items(1), 1, 0);
   h.advance(300ms);
@@ -735,7 +736,8 @@ TEST_CASE("a worker that received its task and became unreachable is still charg
   CHECK(failed[0].code == "worker_lost");
 }
 
-TEST_CASE("each chunk costs its client an overhead, so a million tiny chunks cannot grow the broker") {
+TEST_CASE(
+    "each chunk costs its client an overhead, so a million tiny chunks cannot grow the broker") {
   broker::Config config;
   config.max_client_bytes = 16 << 10;
   Harness h(config);
@@ -796,8 +798,7 @@ TEST_CASE("STATUS and failing 20,000 jobs of unserved functions take work linear
   Harness h;
   constexpr std::uint64_t kJobs = 20000;
   for (std::uint64_t i = 0; i < kJobs; ++i) {
-    h.submit("C" + std::to_string(i % 50), i + 1, "m.f" + std::to_string(i), 0, items(1), 1,
-             60000);
+    h.submit("C" + std::to_string(i % 50), i + 1, "m.f" + std::to_string(i), 0, items(1), 1, 60000);
   }
   h.drain();
   h.deliver("W1", wire::StatusRequest{});
