@@ -35,13 +35,13 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
       heartbeat_(options_.broker_heartbeat.count() > 0 ? options_.broker_heartbeat
                                                        : options_.heartbeat),
       broker_heartbeat_(options_.broker_heartbeat),
-      heard_alive_(options_.heard_alive),
-      broker_max_message_(options_.broker_max_message),
       last_sent_(now),
       last_heard_(now) {
   // A broker with a faster heartbeat than ours would take us for dead before our first
   // heartbeat: ask at once (C3), its ALIVE says how often it wants to hear from us.
   first_beat_pending_ = broker_heartbeat_.count() == 0;
+  heard_alive_ = options_.heard_alive;
+  broker_max_message_ = options_.broker_max_message;
 }
 
 // --- input ---
