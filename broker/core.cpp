@@ -76,7 +76,7 @@ void Core::log(LogLevel level, const std::string& text) const {
 
 wire::Alive Core::alive() const {
   return wire::Alive{instance_, static_cast<std::uint32_t>(config_.heartbeat.count()),
-                     config_.liveness};
+                     config_.liveness, config_.max_message_bytes};
 }
 
 void Core::send(const PeerId& to, const wire::Message& message) {
@@ -177,7 +177,7 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
         w->second.last_heard = now;
         w->second.capacity = std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1,
                                                        config_.max_capacity);
-        for (const std::string& f : w->second.functions) dispatch(f);
+        dispatch_worker(from);
       } else {
         send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
       }
@@ -216,11 +216,14 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   w.functions = std::move(m.functions);
   w.last_heard = now;
   w.joined = now;
-  for (const std::string& f : w.functions) services_[f].providers.push_back(from);
+  for (const std::string& f : w.functions) {
+    services_[f].providers.push_back(from);
+    unserved_since_.erase(f);
+  }
   log(LogLevel::Info, "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
                           " functions, capacity " + std::to_string(w.capacity));
   send(from, alive());
-  for (const std::string& f : w.functions) dispatch(f);
+  dispatch_worker(from);
 }
 
 void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, TimePoint now) {
@@ -246,16 +249,22 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     if (j != jobs_.end()) {
       Job& job = j->second;
       const std::uint64_t seq = job.next_seq++;
+      // Counted until the client says it read it: a client that never reads its results
+      // stops getting its tasks run (dispatch_worker) instead of filling the send queue.
+      const std::uint64_t bytes = payload->size() + kChunkOverhead;
+      job.unread.emplace_back(seq, bytes);
+      if (auto c = clients_.find(task.job.client); c != clients_.end()) {
+        c->second.unread_bytes += bytes;
+      }
       send(task.job.client,
            wire::Deliver{task.job.id, task.first, task.count, w->second.name, m.elapsed_us, seq},
            std::move(*payload));
       chunk_finished(job, task, seq);
     }
     release(task);
-    tasks_.erase(t);
+    erase_task(m.task_id);
   }
-  // dispatch() only queues messages; it never adds or removes workers, so `w` stays valid.
-  for (const std::string& f : w->second.functions) dispatch(f);
+  dispatch_worker(from);
 }
 
 void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
@@ -292,26 +301,27 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   client.last_heard = now;
   const JobKey key{from, m.job_id};
   auto j = jobs_.find(key);
-  if (j == jobs_.end()) {
-    j = jobs_.emplace(key, Job{}).first;
-    j->second.function = m.function;
-    j->second.wait_ms = m.wait_ms;
-    j->second.started = now;
-    client.jobs.push_back(m.job_id);
-    Service& s = services_[m.function];
-    ++s.jobs;
-    if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
-    log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
-                            " started: " + m.function);
-  }
-  Job& job = j->second;
-  if (job.function != m.function) {
-    fail(wire::Code::BadRequest,
-         "job " + std::to_string(m.job_id) + " is for " + job.function + ", not " + m.function);
+  if (j != jobs_.end() && j->second.function != m.function) {
+    fail(wire::Code::BadRequest, "job " + std::to_string(m.job_id) + " is for " +
+                                     j->second.function + ", not " + m.function);
     return;
   }
-  if (job.chunks.count(m.first)) return;  // a resubmission of a chunk we hold: nothing to do
-  if (client.queued_bytes + payload->size() > config_.max_client_bytes) {
+  if (j != jobs_.end() && j->second.chunks.count(m.first)) return;  // a resubmission we hold
+  // A new job costs its overhead too: the limit holds however many jobs a client opens.
+  const std::uint64_t cost = payload->size() + kChunkOverhead;
+  const std::uint64_t job_cost = j == jobs_.end() ? kJobOverhead : 0;
+  if (cost + kJobOverhead > config_.max_client_bytes) {
+    // Could never be accepted, however long the client waits: say so, once, on both sides.
+    const std::string message = "item too large: a chunk of " + std::to_string(payload->size()) +
+                                " bytes (" + std::to_string(m.count) +
+                                " items) exceeds the broker's --max-client-bytes of " +
+                                std::to_string(config_.max_client_bytes);
+    log(LogLevel::Warning, "refused " + message + ", job " + std::to_string(m.job_id) +
+                               " of client " + client_label(from));
+    fail(wire::Code::TooLarge, message);
+    return;
+  }
+  if (client.queued_bytes + cost + job_cost > config_.max_client_bytes) {
     log(LogLevel::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
                              client_label(from) + ": over its limit of " +
                              std::to_string(config_.max_client_bytes) + " queued bytes");
@@ -320,15 +330,29 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
                                     std::to_string(config_.max_client_bytes));
     return;
   }
+  if (j == jobs_.end()) {
+    j = jobs_.emplace(key, Job{}).first;
+    j->second.function = m.function;
+    j->second.wait_ms = m.wait_ms;
+    j->second.started = now;
+    client.jobs.push_back(m.job_id);
+    client.queued_bytes += kJobOverhead;
+    Service& s = services_[m.function];
+    ++s.jobs;
+    if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
+    log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
+                            " started: " + m.function);
+  }
+  Job& job = j->second;
   job.chunks.emplace(m.first, m.count);
-  const std::uint64_t id = next_task_id_++;
+  const std::uint64_t id = new_task(job);
   Task& task = tasks_[id];
   task.job = key;
   task.chunk_first = m.first;
   task.first = m.first;
   task.count = m.count;
   task.payload = std::move(*payload);
-  charge(task, task.payload.size());
+  charge(task, cost);
   enqueue(id, task, job, false);
   dispatch(job.function);
 }
@@ -379,6 +403,11 @@ void Core::dispatch(const std::string& function) {
     Job& job = j->second;
     const std::uint64_t task_id = job.queue.front();
     Task& task = tasks_.at(task_id);
+    if (delivery_backlogged(key.client)) {  // acknowledge() dispatches again
+      service.ready.push_back(key);
+      ++blocked;
+      continue;
+    }
     const bool suspect = task.attempts > 0;
     if (suspect) {
       if (idle == nullptr) {  // wait for a worker with nothing else to run
@@ -393,10 +422,102 @@ void Core::dispatch(const std::string& function) {
     blocked = 0;
     job.queue.pop_front();
     if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
-    task.holder = *best_id;
-    best->inflight.push_back(task_id);
-    // Shares the buffer: the task keeps it for a re-run if the worker dies.
-    send(*best_id, wire::Task{task_id, function, task.count}, task.payload);
+    send_task(*best_id, *best, task_id, task, function);
+  }
+}
+
+void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
+                     const std::string& function) {
+  task.holder = worker_id;
+  worker.inflight.push_back(task_id);
+  if (auto c = clients_.find(task.job.client); c != clients_.end()) fair_.charge(c->second.share);
+  // Shares the buffer: the task keeps it for a re-run if the worker dies.
+  send(worker_id, wire::Task{task_id, function, task.count}, task.payload);
+  outbox_.back().task_id = task_id;
+}
+
+// Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of
+// each function it serves is a candidate, and the client served least goes first. Called when
+// this worker's credit frees, which is when jobs compete for it; dispatch() places new work.
+void Core::dispatch_worker(const PeerId& id) {
+  auto w = workers_.find(id);
+  if (w == workers_.end()) return;
+  Worker& worker = w->second;
+  while (worker.isolating == 0 && worker.inflight.size() < worker.capacity) {
+    Service* best = nullptr;
+    const std::string* best_function = nullptr;
+    const Client* best_client = nullptr;
+    for (const std::string& f : worker.functions) {
+      auto s = services_.find(f);
+      if (s == services_.end()) continue;
+      Service& service = s->second;
+      // Forget finished jobs at the front; skip those whose turn cannot come here now.
+      while (!service.ready.empty()) {
+        auto j = jobs_.find(service.ready.front());
+        if (j != jobs_.end() && !j->second.queue.empty()) break;
+        service.ready.pop_front();
+      }
+      for (std::size_t i = 0; i < service.ready.size(); ++i) {
+        const JobKey& key = service.ready[i];
+        auto j = jobs_.find(key);
+        if (j == jobs_.end() || j->second.queue.empty()) continue;
+        const Task& task = tasks_.at(j->second.queue.front());
+        if (task.attempts > 0 && !worker.inflight.empty()) continue;  // a suspect runs alone
+        if (delivery_backlogged(key.client)) continue;
+        auto c = clients_.find(key.client);
+        static const Client kNobody{};
+        const Client& client = c == clients_.end() ? kNobody : c->second;
+        if (best == nullptr || fair_.before(client.share, best_client->share)) {
+          best = &service;
+          best_function = &f;
+          best_client = &client;
+          // Rotate so the chosen job is at the front: within a function, round robin.
+          if (i != 0) {
+            const JobKey chosen = service.ready[i];
+            service.ready.erase(service.ready.begin() + static_cast<std::ptrdiff_t>(i));
+            service.ready.push_front(chosen);
+          }
+        }
+        break;  // the first eligible job of a function is its candidate
+      }
+    }
+    if (best == nullptr) return;
+    const JobKey key = best->ready.front();
+    best->ready.pop_front();
+    Job& job = jobs_.at(key);
+    const std::uint64_t task_id = job.queue.front();
+    Task& task = tasks_.at(task_id);
+    job.queue.pop_front();
+    if (!job.queue.empty()) best->ready.push_back(key);
+    if (task.attempts > 0) worker.isolating = task_id;
+    send_task(id, worker, task_id, task, *best_function);
+  }
+}
+
+// A client whose results wait unread in the broker's send queue beyond its byte limit gets
+// no more tasks run until it reads them (its HEARTBEAT's `seen` acknowledges them).
+bool Core::delivery_backlogged(const PeerId& client) const {
+  auto c = clients_.find(client);
+  return c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes;
+}
+
+void Core::acknowledge(const JobKey& key, Job& job, std::uint64_t seen) {
+  std::uint64_t freed = 0;
+  while (!job.unread.empty() && job.unread.front().first <= seen) {
+    freed += job.unread.front().second;
+    job.unread.pop_front();
+  }
+  if (freed == 0) return;
+  auto c = clients_.find(key.client);
+  if (c == clients_.end()) return;
+  const bool was_backlogged = delivery_backlogged(key.client);
+  c->second.unread_bytes -= std::min(c->second.unread_bytes, freed);
+  if (was_backlogged && !delivery_backlogged(key.client)) {
+    for (std::uint64_t id : c->second.jobs) {
+      if (auto other = jobs_.find(JobKey{key.client, id}); other != jobs_.end()) {
+        dispatch(other->second.function);
+      }
+    }
   }
 }
 
@@ -414,6 +535,12 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   client.last_heard = now;
   auto j = jobs_.find(JobKey{from, m.job_id});
   if (j == jobs_.end()) {
+    // A client that awaits nothing (it holds its first chunks back until it knows our
+    // message limit, §9) has nothing to resubmit: it wants the ALIVE.
+    if (m.open.empty()) {
+      send(from, alive());
+      return;
+    }
     send(from, wire::Resync{m.job_id});  // we restarted, or gave the client up for dead
     return;
   }
@@ -422,6 +549,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
     job.unseen_firsts.erase(job.unseen_firsts.find(job.unseen.front().second));
     job.unseen.pop_front();
   }
+  acknowledge(j->first, job, m.seen);
   // A chunk the client still awaits that we neither hold nor just answered was lost on the way.
   const bool lost = std::any_of(m.open.begin(), m.open.end(), [&](std::uint64_t first) {
     return !job.chunks.count(first) && !job.unseen_firsts.count(first);
@@ -466,13 +594,18 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
   if (j == jobs_.end()) return;
   Job& job = j->second;
   // Queued and running tasks go; workers running one still get credit back when they answer.
-  for (auto t = tasks_.begin(); t != tasks_.end();) {
-    if (t->second.job == key) {
+  // Only this job's tasks are visited: a broker with many jobs removes each in its own time.
+  for (std::uint64_t id : job.tasks) {
+    if (auto t = tasks_.find(id); t != tasks_.end()) {
       release(t->second);
-      t = tasks_.erase(t);
-    } else {
-      ++t;
+      tasks_.erase(t);
     }
+  }
+  if (auto c = clients_.find(key.client); c != clients_.end()) {
+    std::uint64_t unread = kJobOverhead;
+    for (const auto& [seq, bytes] : job.unread) unread += bytes;
+    c->second.queued_bytes -= std::min(c->second.queued_bytes, std::uint64_t{kJobOverhead});
+    c->second.unread_bytes -= std::min(c->second.unread_bytes, unread - kJobOverhead);
   }
   log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + client_label(key.client) +
                           " (" + job.function + ") " + why);
@@ -503,7 +636,10 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   for (const std::string& f : worker.functions) {
     Service& s = services_[f];
     s.providers.erase(std::remove(s.providers.begin(), s.providers.end(), id), s.providers.end());
-    if (s.providers.empty()) s.no_provider_since = now;
+    if (s.providers.empty()) {
+      s.no_provider_since = now;
+      unserved_since_[f] = now;
+    }
   }
   std::size_t requeued = 0;
   // Requeued at the front, last sent first, so they run again in their original order. Only
@@ -529,6 +665,7 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
   if (count_attempt) ++task.attempts;
   auto j = jobs_.find(task.job);
   if (j == jobs_.end()) {
+    release(task);
     tasks_.erase(task_id);
     return;
   }
@@ -550,8 +687,12 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
       return;
     }
     const char* base = task.payload.data();
+    // The items were admitted as one chunk: their parts share its charge, so splitting never
+    // takes a client over its limit (each part pays for its own bytes first).
+    std::uint64_t budget = task.charged;
+    task.charged = 0;
     for (std::size_t i = spans.size(); i-- > 0;) {
-      const std::uint64_t id = next_task_id_++;
+      const std::uint64_t id = new_task(job);
       Task& single = tasks_[id];
       single.job = task.job;
       single.chunk_first = task.chunk_first;
@@ -559,11 +700,14 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
       single.count = 1;
       single.payload = Bytes(wire::single_item_array(base + spans[i].offset, spans[i].size));
       single.attempts = task.attempts;
-      charge(single, single.payload.size());
+      const std::uint64_t share =
+          i == 0 ? budget : std::min(budget, single.payload.size() + kChunkOverhead);
+      budget -= share;
+      single.charged = share;  // already counted in the client's queued bytes
       enqueue(id, single, job, true);
     }
     release(task);
-    tasks_.erase(task_id);
+    erase_task(task_id);
     return;
   }
   enqueue(task_id, task, job, true);
@@ -582,12 +726,37 @@ void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& m
     chunk_finished(j->second, task, seq);
   }
   release(task);
+  erase_task(task_id);
+}
+
+std::uint64_t Core::new_task(Job& job) {
+  const std::uint64_t id = next_task_id_++;
+  job.tasks.insert(id);
+  return id;
+}
+
+void Core::erase_task(std::uint64_t task_id) {
+  auto t = tasks_.find(task_id);
+  if (t == tasks_.end()) return;
+  if (auto j = jobs_.find(t->second.job); j != jobs_.end()) j->second.tasks.erase(task_id);
   tasks_.erase(t);
 }
 
-void Core::on_send_failed(const PeerId& peer, TimePoint now) {
-  if (workers_.count(peer)) {
-    remove_worker(peer, true, "unreachable", now);
+bool Core::in_grace(const std::string& function, TimePoint now) const {
+  auto u = unserved_since_.find(function);
+  return u != unserved_since_.end() && now - u->second < config_.worker_grace;
+}
+
+void Core::on_send_failed(const PeerId& peer, TimePoint now,
+                          const std::vector<std::uint64_t>& unsent_tasks) {
+  if (auto w = workers_.find(peer); w != workers_.end()) {
+    // The task it was running is to blame only if the worker received it: a TASK that could
+    // not even be sent never ran (a worker that said READY and vanished must not use up the
+    // attempts of the innocent items sent to it).
+    const auto& held = w->second.inflight;
+    const bool ran = !held.empty() && std::find(unsent_tasks.begin(), unsent_tasks.end(),
+                                                held.front()) == unsent_tasks.end();
+    remove_worker(peer, ran, "unreachable", now);
     return;
   }
   auto c = clients_.find(peer);
@@ -619,8 +788,18 @@ void Core::on_tick(TimePoint now) {
     if (job.queue.empty()) continue;
     const Service& s = services_[job.function];
     if (!s.providers.empty()) continue;
+    // Workers that served the function may be back soon (a partition, a reboot, a rolling
+    // upgrade): their jobs wait for them through the grace period (§8).
+    if (in_grace(job.function, now)) continue;
     const TimePoint since = std::max(job.started, s.no_provider_since);
     if (now - since >= std::chrono::milliseconds(job.wait_ms)) unserved.push_back(key);
+  }
+  for (auto u = unserved_since_.begin(); u != unserved_since_.end();) {
+    if (now - u->second >= config_.worker_grace) {
+      u = unserved_since_.erase(u);
+    } else {
+      ++u;
+    }
   }
   // Names nobody provides and no job uses are forgotten: clients cannot grow this map.
   for (auto s = services_.begin(); s != services_.end();) {
@@ -630,18 +809,20 @@ void Core::on_tick(TimePoint now) {
       ++s;
     }
   }
-  for (const JobKey& key : unserved) {
-    const Job& job = jobs_.at(key);
-    // Named up to a point: a FAILED header must stay far below the 64 KiB limit however many
-    // functions the workers announced.
+  // Named up to a point: a FAILED header must stay far below the 64 KiB limit however many
+  // functions the workers announced. Built once per tick, not once per failing job.
+  std::string known;
+  if (!unserved.empty()) {
     constexpr std::size_t kListed = 20;
-    std::string known;
     std::size_t available = 0;
     for (const auto& [name, s] : services_) {
       if (s.providers.empty()) continue;
       if (++available <= kListed) known += (known.empty() ? "" : ", ") + name;
     }
     if (available > kListed) known += " and " + std::to_string(available - kListed) + " more";
+  }
+  for (const JobKey& key : unserved) {
+    const Job& job = jobs_.at(key);
     const std::string message = "no worker provides " + job.function + " (waited " +
                                 seconds(std::chrono::milliseconds(job.wait_ms)) +
                                 "); available: " + (known.empty() ? std::string("none") : known);
@@ -698,12 +879,13 @@ std::string Core::status_payload(TimePoint now) const {
     p.pack("tasks_done").pack(w.tasks_done);
     p.pack("last_heard_ms").pack(ms_since(w.last_heard));
   }
+  // One pass over the jobs, not one per function: linear in the broker's state (§4.13).
+  std::unordered_map<std::string_view, std::size_t> queued_by_function;
+  for (const auto& [key, job] : jobs_) queued_by_function[job.function] += job.queue.size();
   p.pack("functions").pack_map(static_cast<std::uint32_t>(services_.size()));
   for (const auto& [name, s] : services_) {
-    std::size_t queued = 0;
-    for (const auto& [key, job] : jobs_) {
-      if (job.function == name) queued += job.queue.size();
-    }
+    auto q = queued_by_function.find(name);
+    const std::size_t queued = q == queued_by_function.end() ? 0 : q->second;
     p.pack(name).pack_map(2);
     p.pack("workers").pack(static_cast<std::uint32_t>(s.providers.size()));
     p.pack("queued").pack(static_cast<std::uint64_t>(queued));

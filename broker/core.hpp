@@ -25,6 +25,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "broker/fair_share.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/wire.hpp"
@@ -43,7 +44,19 @@ struct Config {
   std::uint32_t max_capacity = 1024;  // cap on a worker's announced capacity
   std::uint32_t max_chunk_items = 1u << 20;       // items one SUBMIT may carry
   std::uint64_t max_client_bytes = 512ull << 20;  // payload bytes one client may have queued
+  // A function whose last worker left less than this ago is still waited for (an outage, a
+  // rolling upgrade); only a function no worker served within it fails after the job's wait.
+  Duration worker_grace = std::chrono::seconds(60);
+  // The socket's ZMQ_MAXMSGSIZE, announced in ALIVE so that peers refuse larger messages
+  // themselves (ZeroMQ would drop the connection); 0: not announced.
+  std::uint64_t max_message_bytes = 0;
 };
+
+// What a client's chunk and job cost the broker beyond their payload bytes (records, map
+// nodes, the task header): counted against --max-client-bytes so that a million tiny chunks
+// cannot grow the broker unbounded.
+inline constexpr std::uint64_t kChunkOverhead = 256;
+inline constexpr std::uint64_t kJobOverhead = 1024;
 
 enum class LogLevel { Debug, Info, Warning, Error };
 
@@ -57,6 +70,7 @@ struct Outgoing {
   std::string header;
   Bytes payload;
   bool has_payload = false;
+  std::uint64_t task_id = 0;  // for a TASK: reported back by on_send_failed if it fails
 };
 
 class Core {
@@ -76,7 +90,10 @@ class Core {
   // Expires silent workers and clients, fails jobs nobody can run. Call by next_deadline().
   void on_tick(TimePoint now);
   // The socket loop could not send to this peer (ROUTER_MANDATORY: gone, or at its HWM).
-  void on_send_failed(const PeerId& peer, TimePoint now);
+  // `unsent_tasks` are the TASKs to it that failed: a worker never received them, so the task
+  // it was running is charged an attempt only if its TASK was not among them (§10).
+  void on_send_failed(const PeerId& peer, TimePoint now,
+                      const std::vector<std::uint64_t>& unsent_tasks = {});
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 
@@ -145,6 +162,10 @@ class Core {
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unseen;  // (seq, chunk first)
     std::unordered_multiset<std::uint64_t> unseen_firsts;
     std::uint64_t items_delivered = 0;
+    // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
+    // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> unread;
+    std::unordered_set<std::uint64_t> tasks;  // every task of the job, queued or running
     bool needs_resync = false;
     TimePoint started{};
   };
@@ -158,6 +179,8 @@ class Core {
     TimePoint last_heard{};
     std::vector<std::uint64_t> jobs;
     std::uint64_t queued_bytes = 0;
+    std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
+    ShareTag share;
   };
 
   void handle(const PeerId& from, wire::Message&& message, Bytes* payload, TimePoint now);
@@ -169,6 +192,14 @@ class Core {
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
   void dispatch(const std::string& function);
+  void dispatch_worker(const PeerId& id);
+  bool delivery_backlogged(const PeerId& client) const;
+  void send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
+                 const std::string& function);
+  void acknowledge(const JobKey& key, Job& job, std::uint64_t seen);
+  bool in_grace(const std::string& function, TimePoint now) const;
+  std::uint64_t new_task(Job& job);
+  void erase_task(std::uint64_t task_id);
   void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
   void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now);
   void requeue(std::uint64_t task_id, bool count_attempt);
@@ -196,6 +227,9 @@ class Core {
   std::unordered_map<PeerId, Client> clients_;
   std::vector<Outgoing> outbox_;
   bool shutting_down_ = false;
+  FairShare fair_;
+  // Functions whose last provider left, and when: waited for during config_.worker_grace.
+  std::unordered_map<std::string, TimePoint> unserved_since_;
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

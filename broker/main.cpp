@@ -10,6 +10,7 @@
 #include <fstream>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -51,6 +52,32 @@ bool write_endpoint_file(const std::string& path, const std::vector<std::string>
   std::filesystem::rename(temporary, path, error);
   if (error) std::filesystem::remove(temporary, error);
   return !error;
+}
+
+// --worker-grace: "60s", "500ms", "5m", "1h"; a bare number is seconds. Nothing otherwise.
+std::optional<std::chrono::milliseconds> grace_duration(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(used);
+  double ms = 0;
+  if (unit.empty() || unit == "s") {
+    ms = value * 1000;
+  } else if (unit == "ms") {
+    ms = value;
+  } else if (unit == "m" || unit == "min") {
+    ms = value * 60000;
+  } else if (unit == "h") {
+    ms = value * 3600000;
+  } else {
+    return std::nullopt;
+  }
+  if (!(ms >= 0) || ms > 1e12) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
 }  // namespace
@@ -105,7 +132,13 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1024}, std::int64_t{1} << 40));
   app.add_option("--max-client-bytes", config.max_client_bytes,
-                 "payload bytes one client may have queued before its chunks are refused")
+                 "payload bytes one client may have queued before its chunks are refused; "
+                 "also bounds its results awaiting delivery")
+      ->capture_default_str();
+  std::string worker_grace = "60s";
+  app.add_option("--worker-grace", worker_grace,
+                 "how long jobs wait for workers of their function to come back after the last "
+                 "one left (an outage, a reboot), e.g. 60s, 5m, 0")
       ->capture_default_str();
   std::string secret_key_file;
   broker::AuthConfig authorized;
@@ -143,6 +176,14 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  config.max_message_bytes = static_cast<std::uint64_t>(server.max_message_bytes);
+  if (const auto grace = grace_duration(worker_grace)) {
+    config.worker_grace = *grace;
+  } else {
+    std::cerr << "seppo-broker: --worker-grace: expected a duration such as 60s, 5m or 0, got "
+              << worker_grace << "\n";
+    return 2;
+  }
   if (endpoints.empty()) {
     // SEPPO_BROKER_BIND says where to listen (tcp://*:5555); SEPPO_BROKER, where others connect
     // (tcp://head:5555), is a fallback for the common case where one value serves both.

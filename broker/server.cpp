@@ -30,16 +30,24 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now,
            const std::function<bool(const PeerId&)>& may_send = {}) {
   std::vector<Outgoing> out;
   out.swap(core.outbox());
-  std::vector<PeerId> failed;
+  // Per peer that could not be reached, the TASKs that did not leave: the core charges no
+  // attempt for a task its worker never received.
+  std::vector<std::pair<PeerId, std::vector<std::uint64_t>>> failed;
+  auto fail = [&](const Outgoing& m) {
+    auto f = std::find_if(failed.begin(), failed.end(),
+                          [&](const auto& p) { return p.first == m.peer; });
+    if (f == failed.end()) f = failed.insert(failed.end(), {m.peer, {}});
+    if (m.task_id != 0) f->second.push_back(m.task_id);
+  };
   for (Outgoing& m : out) {
     if (may_send && !may_send(m.peer)) {
-      failed.push_back(m.peer);
+      fail(m);
       continue;
     }
     try {
       zmq::message_t id(m.peer.data(), m.peer.size());
       if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        failed.push_back(m.peer);
+        fail(m);
         continue;
       }
       zmq::message_t header(m.header.data(), m.header.size());
@@ -51,10 +59,10 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now,
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EHOSTUNREACH) log::warning(std::string("send failed: ") + e.what());
-      failed.push_back(m.peer);
+      fail(m);
     }
   }
-  for (const PeerId& peer : failed) core.on_send_failed(peer, now);
+  for (const auto& [peer, tasks] : failed) core.on_send_failed(peer, now, tasks);
   if (!core.outbox().empty()) flush(router, core, now, may_send);
 }
 

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
                "allow a broker on another host without CurveZMQ keys (plaintext)");
 
   seppo::cli::MapOptions map;
-  double wait_s = 10;
+  double wait_s = 0;
   std::size_t chunk_size = 0;
   bool unordered = false;
   CLI::App* map_cmd = app.add_subcommand(

@@ -57,6 +57,9 @@ struct Client::Impl {
   std::function<void(const std::string&)> before_submit;
   // The broker's heartbeat, from its last ALIVE; zero until one came.
   std::chrono::milliseconds broker_heartbeat{0};
+  // From its last ALIVE: whether one came, and the largest message it accepts (0: unknown).
+  bool heard_alive = false;
+  std::uint64_t broker_max_message = 0;
 
   Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(std::move(o)) {
     const std::string id = random_routing_id('C');
@@ -230,6 +233,8 @@ class ClientJob {
   ~ClientJob() {
     c_.busy = false;
     if (core_.broker_heartbeat().count() > 0) c_.broker_heartbeat = core_.broker_heartbeat();
+    c_.heard_alive = core_.heard_alive();
+    c_.broker_max_message = core_.broker_max_message();
     // Finished, failed or abandoned by an exception: the broker forgets the job either way.
     core_.close(Clock::now());
     try {
@@ -291,6 +296,8 @@ class ClientJob {
     o.broker_heartbeat = c.broker_heartbeat;
     o.timeout = c.options.timeout;
     o.worker_wait = c.options.worker_wait;
+    o.heard_alive = c.heard_alive;
+    o.broker_max_message = c.broker_max_message;
     o.hold = hold;
     return o;
   }

@@ -11,6 +11,13 @@
 namespace seppo::client {
 namespace {
 
+// No broker accepts less than this per message (--max-message-bytes is at least 1024), so a
+// chunk this small may go before the broker has said how large one may be.
+constexpr std::size_t kSafeUnannounced = 1024;
+// A resubmission after a broker restart: the function had workers, which need a moment to
+// announce themselves to the new broker.
+constexpr std::chrono::milliseconds kRestartWait{60000};
+
 std::string seconds(std::chrono::milliseconds d) {
   char text[32];
   std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(d.count()) / 1000.0);
@@ -33,12 +40,14 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
   // A broker with a faster heartbeat than ours would take us for dead before our first
   // heartbeat: ask at once (C3), its ALIVE says how often it wants to hear from us.
   first_beat_pending_ = broker_heartbeat_.count() == 0;
+  heard_alive_ = options_.heard_alive;
+  broker_max_message_ = options_.broker_max_message;
 }
 
 // --- input ---
 
 std::uint32_t JobCore::wanted() const {
-  if (over() || input_done_ || refused_ > 0) return 0;
+  if (over() || input_done_ || refused_ > 0 || deferred_ > 0) return 0;
   const bool room = options_.hold
                         ? outstanding_.size() < options_.window && outstanding_bytes_ < byte_window_
                         : pending_.size() < options_.window && inflight_bytes_ < byte_window_;
@@ -62,6 +71,7 @@ void JobCore::add_chunk(Bytes payload, std::uint32_t count, TimePoint now) {
     first_beat_pending_ = false;
     send_heartbeat(now);
   }
+  fail_oversized(now);
 }
 
 void JobCore::end_input(TimePoint) {
@@ -101,6 +111,12 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
   } else if (const auto* r = std::get_if<wire::Resync>(&message)) {
     if (r->job_id == id_) {
       resubmit_all(now);
+      if (!heard_alive_) {
+        // C21: a broker that answers RESYNC while we hold our chunks back does not announce
+        // its limits (an older one): stop waiting for them.
+        heard_alive_ = true;
+        send_deferred(now);
+      }
       // C13: until an ALIVE came, ask again. The broker that answered RESYNC may have dropped
       // us for dead because our default interval is longer than its expiry (its ALIVE got
       // lost): without its heartbeat_ms we would be dropped again and again.
@@ -112,6 +128,9 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
     instance_ = a->instance;
     if (a->heartbeat_ms > 0)
       heartbeat_ = broker_heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
+    broker_max_message_ = a->max_message_bytes;
+    heard_alive_ = true;
+    send_deferred(now);
   } else if (const auto* e = std::get_if<wire::Error>(&message)) {
     const std::string code(wire::code_name(e->code));
     if (e->code == wire::Code::Forbidden) {
@@ -122,6 +141,7 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
     }
   }
   // BYE (C16): the broker is restarting; heartbeats will find it again. Others: not for us.
+  fail_oversized(now);
 }
 
 void JobCore::tick(TimePoint now) {
@@ -187,10 +207,49 @@ void JobCore::send(wire::Message message, TimePoint now, std::optional<Bytes> pa
 }
 
 void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
+  if (broker_max_message_ != 0 && chunk.payload.size() > broker_max_message_) {
+    // C22: sent, it would only get the connection dropped and resubmitted forever (§12).
+    oversized_.push_back(first);
+    return;
+  }
+  if (!heard_alive_ && chunk.payload.size() > kSafeUnannounced) {
+    if (!chunk.deferred) ++deferred_;
+    chunk.deferred = true;
+    return;
+  }
   chunk.answers_at_send = answers_;
-  send(wire::Submit{id_, function_, first, chunk.count,
-                    static_cast<std::uint32_t>(options_.worker_wait.count())},
+  // Only a job's first SUBMIT sets the wait for workers; after a restart they need a moment.
+  const auto wait =
+      resubmitting_ ? std::max(options_.worker_wait, kRestartWait) : options_.worker_wait;
+  send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count())},
        now, chunk.payload);
+}
+
+void JobCore::send_deferred(TimePoint now) {
+  for (auto& [first, chunk] : pending_) {
+    if (!chunk.deferred) continue;
+    chunk.deferred = false;
+    --deferred_;
+    submit(first, chunk, now);
+  }
+}
+
+// Chunks too large for the broker fail item by item, naming the limit (C22).
+void JobCore::fail_oversized(TimePoint now) {
+  while (!oversized_.empty() && !over()) {
+    const std::uint64_t first = oversized_.back();
+    oversized_.pop_back();
+    auto it = pending_.find(first);
+    if (it == pending_.end()) continue;
+    Chunk& chunk = it->second;
+    if (chunk.refused) --refused_;
+    chunk.refused = false;
+    const std::string message =
+        "item too large: a chunk of " + std::to_string(chunk.payload.size()) + " bytes (" +
+        std::to_string(chunk.count) + " items) exceeds the broker's --max-message-bytes of " +
+        std::to_string(broker_max_message_);
+    fail_range(first, chunk.count, message, "", now);
+  }
 }
 
 // Tells the broker which chunks we still await, so it can spot one lost on the way.
@@ -198,12 +257,14 @@ void JobCore::send_heartbeat(TimePoint now) {
   wire::Heartbeat beat{id_, seen_, {}};
   beat.open.reserve(pending_.size());
   for (const auto& [first, chunk] : pending_) {
-    if (!chunk.refused) beat.open.push_back(first);  // the broker never took a refused one
+    // The broker never took a refused or deferred one.
+    if (!chunk.refused && !chunk.deferred) beat.open.push_back(first);
   }
   send(std::move(beat), now);
 }
 
 void JobCore::resubmit_all(TimePoint now) {
+  resubmitting_ = true;
   for (auto& [first, chunk] : pending_) {
     if (!chunk.refused) submit(first, chunk, now);
   }

@@ -49,6 +49,10 @@ struct JobCoreOptions {
   std::chrono::milliseconds broker_heartbeat{0};
   std::chrono::milliseconds timeout{30000};      // the broker's silence that fails the job (C18)
   std::chrono::milliseconds worker_wait{10000};  // SUBMIT's wait_ms
+  // What this client (connection) learnt from an earlier ALIVE: whether one came, and the
+  // largest message the broker accepts (0: not announced).
+  bool heard_alive = false;
+  std::uint64_t broker_max_message = 0;
   // A chunk keeps its window place until consumed() was called for all its items, not only
   // until they arrived: results waiting for a slow consumer are bounded too.
   bool hold = false;
@@ -145,6 +149,8 @@ class JobCore {
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
   // From the last ALIVE (0 until one came): the driver keeps it for the client's next job.
   std::chrono::milliseconds broker_heartbeat() const { return broker_heartbeat_; }
+  bool heard_alive() const { return heard_alive_; }
+  std::uint64_t broker_max_message() const { return broker_max_message_; }
   std::uint64_t submitted_items() const { return next_index_; }
   std::uint64_t delivered_items() const { return delivered_; }
 
@@ -155,7 +161,8 @@ class JobCore {
     std::uint32_t remaining = 0;
     std::vector<bool> received;
     Bytes payload;
-    bool refused = false;               // over the broker's per-client limit: waits to be resent
+    bool refused = false;   // over the broker's per-client limit: waits to be resent
+    bool deferred = false;  // larger than any broker surely accepts: waits for its ALIVE (C21)
     std::uint64_t answers_at_send = 0;  // the job's answer count when this chunk was last sent
   };
   struct Held {
@@ -171,6 +178,8 @@ class JobCore {
   void resubmit_all(TimePoint now);
   void over_limit(const wire::Failed& f, TimePoint now);
   void resend_refused(TimePoint now);
+  void send_deferred(TimePoint now);
+  void fail_oversized(TimePoint now);
   void on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now);
   void fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
                   const std::string& worker, TimePoint now);
@@ -192,6 +201,11 @@ class JobCore {
   std::size_t byte_window_;    // lowered by over_limit
   std::uint64_t answers_ = 0;  // DELIVERs and FAILEDs (but over_limit) received for this job
   std::size_t refused_ = 0;    // chunks waiting to be sent again
+  std::size_t deferred_ = 0;   // chunks waiting for the ALIVE that says how large one may be
+  std::vector<std::uint64_t> oversized_;  // chunks over the broker's message limit, to fail
+  bool heard_alive_ = false;
+  std::uint64_t broker_max_message_ = 0;
+  bool resubmitting_ = false;  // chunks were sent again after a RESYNC or a broker restart
   bool input_done_ = false;
   bool closed_ = false;
   std::uint64_t delivered_ = 0;                // items handed over

@@ -219,6 +219,8 @@ Client LocalCluster::client(ClientOptions options) const {
   options.curve_server_key_file.clear();
   // Until the broker announces its heartbeat, a slower client would look vanished to it.
   options.heartbeat = std::min(options.heartbeat, state_->options.heartbeat);
+  // Its workers are being started for the function: wait for them to announce it.
+  if (options.worker_wait.count() == 0) options.worker_wait = std::chrono::seconds(10);
   std::weak_ptr<State> weak = state_;
   Client client(state_->endpoint, std::move(options));
   detail::set_before_submit(client, [weak](const std::string& function) {

@@ -21,6 +21,7 @@ class Fields {
                           " header fields, got " + std::to_string(array_.size));
     }
   }
+  bool has(std::uint32_t index) const { return index < array_.size; }
   std::uint64_t u64(std::uint32_t index, const char* name) const {
     const msgpack::object& o = at(index);
     if (o.type != msgpack::type::POSITIVE_INTEGER) fail(index, name, "unsigned integer", o);
@@ -125,8 +126,9 @@ struct Encoder {
     p.pack(m.job_id).pack(m.seen).pack(m.open);
   }
   void operator()(const Alive& m) {
-    start(p, Type::Alive, 3);
+    start(p, Type::Alive, m.max_message_bytes != 0 ? 4 : 3);
     p.pack(m.instance).pack(m.heartbeat_ms).pack(m.liveness);
+    if (m.max_message_bytes != 0) p.pack(m.max_message_bytes);
   }
   void operator()(const Resync& m) {
     start(p, Type::Resync, 1);
@@ -180,7 +182,8 @@ Message decode_fields(Type type, const Fields& f) {
       return Heartbeat{f.u64(2, "job_id"), f.u64(3, "seen"), f.u64s(4, "open")};
     case Type::Alive:
       f.need(5);
-      return Alive{f.u64(2, "instance"), f.u32(3, "heartbeat_ms"), f.u32(4, "liveness")};
+      return Alive{f.u64(2, "instance"), f.u32(3, "heartbeat_ms"), f.u32(4, "liveness"),
+                   f.has(5) ? f.u64(5, "max_message_bytes") : 0};
     case Type::Resync:
       f.need(3);
       return Resync{f.u64(2, "job_id")};

@@ -102,6 +102,9 @@ struct Alive {
   std::uint64_t instance = 0;  // random per broker start: a change means the broker restarted
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t liveness = 0;
+  // Optional trailing field (§4.9): the largest message the broker accepts; 0 when not sent
+  // (an older broker). Peers refuse to send anything larger instead of being disconnected.
+  std::uint64_t max_message_bytes = 0;
 };
 struct Resync {
   static constexpr Type kType = Type::Resync;

@@ -147,7 +147,7 @@ RunReport World::run() {
   // than the limit can never run and fails its job (as it should).
   const bool tight = rng_.chance(300);
   config_.max_client_bytes =
-      tight ? static_cast<std::uint64_t>(rng_.between(60, 200)) : 512ull << 20;
+      tight ? static_cast<std::uint64_t>(rng_.between(3000, 4500)) : 512ull << 20;
   const int worker_count = static_cast<int>(rng_.between(1, 4));
   const int client_count = static_cast<int>(rng_.between(1, 3));
   for (int k = 0; k < worker_count + client_count; ++k) {

@@ -81,6 +81,7 @@ void SessionCore::on_message(const wire::Message& message, std::optional<Bytes> 
     instance_ = alive->instance;
     if (alive->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(alive->heartbeat_ms);
     if (alive->liveness > 0) liveness_ = alive->liveness;
+    max_message_bytes_ = alive->max_message_bytes;
   } else if (auto* error = std::get_if<wire::Error>(&message)) {
     on_error(*error, now);
   } else if (std::holds_alternative<wire::Bye>(message)) {
@@ -151,6 +152,15 @@ void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint
   if (outcome != Outcome::Skipped && task.epoch == epoch_) {
     Bytes payload =
         outcome == Outcome::Ok ? std::move(output) : all_failed(task.count, output.str());
+    if (max_message_bytes_ != 0 && payload.size() > max_message_bytes_) {
+      // The broker would drop the connection, and the task would run again and again: each
+      // item fails instead, the task is answered and this worker freed.
+      const std::string message = "result too large (" + std::to_string(payload.size()) +
+                                  " bytes > limit " + std::to_string(max_message_bytes_) +
+                                  ", the broker's --max-message-bytes)";
+      log_(log::Level::Warning, "task " + std::to_string(task.task_id) + ": " + message);
+      payload = all_failed(task.count, message);
+    }
     send(wire::Result{task.task_id, elapsed_us}, now, std::move(payload));
     credit_.observe(elapsed_us);
     const std::uint32_t wanted = credit_.wanted();

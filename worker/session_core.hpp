@@ -108,6 +108,7 @@ class SessionCore {
   LogSink log_;
   std::chrono::milliseconds heartbeat_;
   std::uint32_t liveness_;
+  std::uint64_t max_message_bytes_ = 0;  // from ALIVE; 0: not announced
   CreditPolicy credit_;
   std::uint32_t announced_credit_ = 0;
 

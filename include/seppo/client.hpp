@@ -55,8 +55,9 @@ struct ClientOptions {
   // A call fails with ConnectionError when the broker has been silent this long.
   std::chrono::milliseconds timeout{30000};
   // How long the broker waits for a worker providing the function before failing the call
-  // with UnknownFunctionError.
-  std::chrono::milliseconds worker_wait{10000};
+  // with UnknownFunctionError. 0: fail at once if no worker serves it, unless workers that
+  // did are only briefly away (the broker's --worker-grace).
+  std::chrono::milliseconds worker_wait{0};
   // Items per chunk; 0 adapts it to the function's measured cost (see docs/design.md).
   std::size_t chunk_size = 0;
   // Chunks in flight at once; bounds the memory of client and broker whatever the input size.

@@ -426,12 +426,12 @@ TEST_CASE("a late result from a worker that no longer holds the task is dropped"
   CHECK(h.sent_to<wire::Task>(h.drain(), "W2").size() == 1);
 }
 
-TEST_CASE("a job submitted again after its function's last worker left still gets its wait") {
+TEST_CASE("a job submitted after its function's last worker left waits through the grace period") {
   Harness h;
   h.ready("W1", {"m.f"});
   h.deliver("W1", wire::Bye{"gone"});
   h.advance(10000ms);
-  h.submit("C1", 1, "m.f", 0, items(1), 1, 5000);
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 0);
   h.advance(1000ms);
   CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
 }
@@ -478,16 +478,18 @@ TEST_CASE("a result from an unknown worker asks it to announce itself") {
 
 TEST_CASE("a client over its queued-bytes limit gets over_limit for that chunk") {
   broker::Config config;
-  config.max_client_bytes = 64;
+  config.max_client_bytes = 2000;  // room for one chunk of 700 bytes and its overheads
   Harness h(config);
-  const std::string big(100, 'x');
+  const std::string big(690, 'x');
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer>(buffer).pack_array(1).pack(big);
   const std::string payload(buffer.data(), buffer.size());
   h.submit("C1", 1, "m.f", 0, payload, 1);
+  h.submit("C1", 1, "m.f", 1, payload, 1);
   auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
   REQUIRE(failed.size() == 1);
   CHECK(failed[0].code == wire::Code::OverLimit);
+  CHECK(failed[0].first == 1);
 }
 
 TEST_CASE("shutdown says BYE to workers and to clients with jobs") {
@@ -614,4 +616,197 @@ TEST_CASE("200 workers and 20 clients: every item is delivered once, and every j
   REQUIRE(delivered.size() == kClients);
   for (const auto& [client, firsts] : delivered) CHECK(firsts.size() == kChunks);
   CHECK(h.core.queued_count() == 0);
+}
+
+// ---- Fairness, grace, attempts, limits and STATUS cost (issue 12, cases 3-8 and 11) ----
+
+namespace {
+
+std::string result_of_bytes(std::size_t bytes) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1).pack_array(2).pack(0).pack(std::string(bytes, 'r'));
+  return std::string(buffer.data(), buffer.size());
+}
+
+}  // namespace
+
+TEST_CASE("a short job of another client runs next to a long one, whatever the function names") {
+  Harness h;
+  // "a.long" sorts first: freed credit used to go to it until the long job was done.
+  h.ready("W1", {"a.long", "b.short"}, 1);
+  for (std::uint64_t i = 0; i < 50; ++i) h.submit("LONG", 1, "a.long", i, items(i), 1, 0);
+  for (int i = 0; i < 5; ++i) {
+    auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+    REQUIRE(tasks.size() == 1);
+    h.result("W1", tasks[0].task_id, 1);
+    h.deliver("LONG", wire::Heartbeat{1, 1000, {}});
+  }
+  for (std::uint64_t i = 0; i < 3; ++i) h.submit("SHORT", 1, "b.short", i, items(i), 1, 0);
+  std::size_t long_tasks = 0, short_delivered = 0;
+  for (int i = 0; i < 45 && short_delivered < 3; ++i) {
+    auto out = h.drain();
+    short_delivered += h.sent_to<wire::Deliver>(out, "SHORT").size();
+    auto tasks = h.sent_to<wire::Task>(out, "W1");
+    REQUIRE(tasks.size() == 1);
+    if (tasks[0].function == "a.long") ++long_tasks;
+    h.result("W1", tasks[0].task_id, 1);
+  }
+  short_delivered += h.sent_to<wire::Deliver>(h.drain(), "SHORT").size();
+  CHECK(short_delivered == 3);
+  CHECK(long_tasks <= 4);  // the two jobs alternate: the short one does not wait for the long
+}
+
+TEST_CASE("a job whose function's workers vanish for less than the grace period waits for them") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 10000);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+  // An outage of 15 s: W1 is presumed dead after 3 s, its task is queued again.
+  for (int i = 0; i < 15; ++i) {
+    h.advance(1000ms);
+    h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  }
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
+  h.ready("W1", {"m.f"});
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.result("W1", tasks[0].task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("after the grace period a job whose workers did not come back fails") {
+  broker::Config config;
+  config.worker_grace = 5s;
+  Harness h(config);
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 0);
+  h.deliver("W1", wire::Bye{"gone"});
+  h.drain();
+  for (int i = 0; i < 4; ++i) {
+    h.advance(1000ms);
+    h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  }
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
+  h.advance(1100ms);
+  auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == wire::Code::UnknownFunction);
+}
+
+TEST_CASE(
+    "a function no worker ever served fails at the first tick when the client does not wait") {
+  Harness h;
+  h.submit("C1", 1, "m.nobody", 0, items(1), 1, 0);
+  h.advance(300ms);
+  auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == wire::Code::UnknownFunction);
+}
+
+TEST_CASE("a TASK that could not be sent to its worker costs its item no attempt") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(7), 1, 10000);
+  // Ten workers in a row say READY and are gone before their TASK leaves.
+  for (int i = 0; i < 10; ++i) {
+    const std::string w = "GHOST" + std::to_string(i);
+    h.ready(w, {"m.f"});
+    auto tasks = h.sent_to<wire::Task>(h.drain(), w);
+    REQUIRE(tasks.size() == 1);
+    h.core.on_send_failed(w, h.now, {tasks[0].task_id});
+  }
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
+  h.ready("W1", {"m.f"}, 2);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.result("W1", tasks[0].task_id, 1);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("a worker that received its task and became unreachable is still charged an attempt") {
+  broker::Config config;
+  config.max_attempts = 1;
+  Harness h(config);
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(7), 1);
+  REQUIRE(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+  h.core.on_send_failed("W1", h.now);  // a later ALIVE, say: the TASK itself had left
+  auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == wire::Code::WorkerLost);
+}
+
+TEST_CASE(
+    "each chunk costs its client an overhead, so a million tiny chunks cannot grow the broker") {
+  broker::Config config;
+  config.max_client_bytes = 16 << 10;
+  Harness h(config);
+  for (std::uint64_t i = 0; i < 1000; ++i) h.submit("C1", 1, "m.f", i, items(1), 1, 60000);
+  const auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  // 16 KiB hold about 60 chunks of 2 bytes and their records, not 8,000.
+  CHECK(h.core.task_count() < 70);
+  CHECK(failed.size() > 930);
+}
+
+TEST_CASE("a chunk larger than the client limit fails at once as too_large, naming the limit") {
+  broker::Config config;
+  config.max_client_bytes = 4096;
+  Harness h(config);
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer>(buffer).pack_array(1).pack(std::string(5000, 'x'));
+  h.submit("C1", 1, "m.f", 0, std::string(buffer.data(), buffer.size()), 1);
+  auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == wire::Code::TooLarge);
+  CHECK(failed[0].count == 1);
+  CHECK(failed[0].message.find("--max-client-bytes of 4096") != std::string::npos);
+}
+
+TEST_CASE("a client that does not read its results gets no more tasks run until it does") {
+  broker::Config config;
+  config.max_client_bytes = 64 << 10;
+  Harness h(config);
+  h.ready("W1", {"m.f"}, 1);
+  for (std::uint64_t i = 0; i < 40; ++i) h.submit("C1", 1, "m.f", i, items(i), 1, 60000);
+  std::size_t ran = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+    if (tasks.empty()) break;
+    ++ran;
+    const std::string payload = result_of_bytes(10000);
+    h.deliver("W1", wire::Result{tasks[0].task_id, 5}, &payload);
+  }
+  CHECK(ran == 7);  // 7 results of 10 kB reach the 64 KiB limit: the rest wait
+  h.deliver("C1", wire::Heartbeat{1, 7, {}});  // it read them
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+}
+
+TEST_CASE("ALIVE tells peers the largest message the broker accepts") {
+  broker::Config config;
+  config.max_message_bytes = 1 << 20;
+  Harness h(config);
+  h.ready("W1", {"m.f"});
+  auto alive = h.sent_to<wire::Alive>(h.drain(), "W1");
+  REQUIRE(alive.size() == 1);
+  CHECK(alive[0].max_message_bytes == (1u << 20));
+}
+
+// Before: one STATUS scanned functions x jobs, and each job removed scanned every task (about
+// 8e8 steps here, seconds of CPU); now each is linear. Timings belong in bench/: this test
+// shows the case completes and stays correct.
+TEST_CASE("STATUS and failing 20,000 jobs of unserved functions take work linear in the jobs") {
+  Harness h;
+  constexpr std::uint64_t kJobs = 20000;
+  for (std::uint64_t i = 0; i < kJobs; ++i) {
+    h.submit("C" + std::to_string(i % 50), i + 1, "m.f" + std::to_string(i), 0, items(1), 1, 60000);
+  }
+  h.drain();
+  h.deliver("W1", wire::StatusRequest{});
+  auto out = h.drain();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].payload.size() > kJobs * 20);
+  h.now += 61s;
+  h.core.on_tick(h.now);
+  CHECK(h.core.job_count() == 0);
+  CHECK(h.core.task_count() == 0);
 }

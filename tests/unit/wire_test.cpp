@@ -115,3 +115,13 @@ TEST_CASE("an array32 header written afterwards decodes as the count") {
   for (int i = 0; i < 70000; ++i) bytes.push_back('\x01');
   CHECK(unpack_untrusted(bytes.data(), bytes.size()).get().via.array.size == 70000);
 }
+
+TEST_CASE("ALIVE's optional max_message_bytes travels when set and is 0 from an older broker") {
+  const std::string with = wire::encode(wire::Alive{7, 1000, 3, 268435456});
+  CHECK(static_cast<unsigned char>(with[0]) == 0x96);  // array(6): the trailing field is there
+  const auto alive = std::get<wire::Alive>(decode(with));
+  CHECK(alive.max_message_bytes == 268435456u);
+  const std::string without = wire::encode(wire::Alive{7, 1000, 3});
+  CHECK(static_cast<unsigned char>(without[0]) == 0x95);  // unchanged for older peers
+  CHECK(std::get<wire::Alive>(decode(without)).max_message_bytes == 0);
+}

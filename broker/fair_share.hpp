@@ -1,0 +1,41 @@
+// Fair sharing of workers between clients (docs/protocol.md §7.1): start-time fair queuing with
+// one unit of work per task. Each client carries a tag, the virtual time at which its next task
+// would finish; a worker with free credit takes the next task of the client with the smallest
+// tag among those it can serve, whatever the function names. A client that was idle starts at
+// the current virtual time, so it neither inherits a debt nor saves up credit while away.
+#pragma once
+
+#include <cstdint>
+
+namespace seppo::broker {
+
+struct ShareTag {
+  std::uint64_t finish = 0;  // virtual time after this client's tasks sent so far
+  std::uint64_t last = 0;    // order of its last task sent: ties go to the longest waiting
+};
+
+class FairShare {
+ public:
+  // True when a client tagged `a` should be served before one tagged `b`.
+  bool before(const ShareTag& a, const ShareTag& b) const {
+    const std::uint64_t ka = start(a), kb = start(b);
+    return ka != kb ? ka < kb : a.last < b.last;
+  }
+  // A task of this client was sent: its tag moves on by one unit of work.
+  void charge(ShareTag& tag) {
+    const std::uint64_t s = start(tag);
+    virtual_ = s;
+    tag.finish = s + 1;
+    tag.last = ++sent_;
+  }
+
+ private:
+  std::uint64_t start(const ShareTag& tag) const {
+    return tag.finish > virtual_ ? tag.finish : virtual_;
+  }
+
+  std::uint64_t virtual_ = 0;  // start tag of the task sent last
+  std::uint64_t sent_ = 0;
+};
+
+}  // namespace seppo::broker

@@ -1,0 +1,175 @@
+// Nothing starved, nothing failed by bad luck, nothing too large left looping (issue 12):
+// real broker and worker processes, each case bounded to a few seconds.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "tests/support/cluster.hpp"
+
+using namespace seppo;
+using namespace seppo::test;
+
+namespace {
+
+// Maps `function` over `inputs` on its own thread with its own Client, counting results.
+struct Background {
+  std::atomic<std::size_t> received{0};
+  std::atomic<bool> stop{false};  // the sink then ends the job early
+  std::future<std::size_t> errors;
+
+  Background(const std::string& endpoint, ClientOptions options, const std::string& function,
+             std::size_t count) {
+    errors = std::async(std::launch::async, [this, endpoint, options, function, count] {
+      Client client(endpoint, options);
+      std::size_t next = 0, failed = 0;
+      client.run(
+          function,
+          [&](Client::Packer& p) {
+            if (next == count) return false;
+            p.pack(static_cast<std::int64_t>(next++ % 7));
+            return true;
+          },
+          [&](const Client::Item& item) {
+            if (item.error) ++failed;
+            ++received;
+            return !stop;
+          });
+      return failed;
+    });
+  }
+};
+
+// The pid of the one worker process the broker knows (the supervisor's child, which does the
+// heartbeats), or 0.
+pid_t worker_process(Cluster& cluster) {
+  Client probe(cluster.endpoint(), cluster.client_options());
+  const auto status = probe.status(2s);
+  const msgpack::object& map = status.get();
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.as<std::string>() != "workers" || kv.val.via.array.size != 1) continue;
+    const auto& worker = kv.val.via.array.ptr[0];
+    for (std::uint32_t f = 0; f < worker.via.map.size; ++f) {
+      if (worker.via.map.ptr[f].key.as<std::string>() == "pid") {
+        return worker.via.map.ptr[f].val.as<pid_t>();
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("a 3-item job of another client completes while a long job of sleep_ms still runs") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  ClientOptions options = cluster.client_options();
+  options.worker_wait = 10s;
+  // 2,000 items of 5 ms: about 10 s on the one worker, unless it is cut short below.
+  Background long_job(cluster.endpoint(), options, "example_module.sleep_ms", 2000);
+  REQUIRE(eventually([&] { return long_job.received >= 20; }, 10s));
+  Client short_client(cluster.endpoint(), options);
+  const std::vector<std::int64_t> squares = short_client.map_parallel<std::int64_t>(
+      "example_module.square", std::vector<std::int64_t>{1, 2, 3});
+  CHECK(squares == std::vector<std::int64_t>{1, 4, 9});
+  CHECK(long_job.received < 2000);  // the short job did not wait for the long one
+  long_job.stop = true;
+  CHECK(long_job.errors.get() == 0);
+}
+
+TEST_CASE(
+    "a worker unreachable for longer than its expiry but within the grace does not fail the job") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const pid_t worker = worker_process(cluster);
+  REQUIRE(worker > 0);
+  ClientOptions options = cluster.client_options();
+  options.worker_wait = 0ms;  // fail at once for a function nobody ever served
+  Background job(cluster.endpoint(), options, "example_module.sleep_ms", 60);
+  REQUIRE(eventually([&] { return job.received >= 5; }, 10s));
+  // Silent for 1 s: three times the broker's expiry of 300 ms (kFastHeartbeat).
+  ::kill(worker, SIGSTOP);
+  std::this_thread::sleep_for(1s);  // the outage itself, not a wait for readiness
+  ::kill(worker, SIGCONT);
+  REQUIRE(job.errors.wait_for(30s) == std::future_status::ready);
+  CHECK(job.errors.get() == 0);
+  CHECK(job.received == 60);
+}
+
+TEST_CASE("a function no worker ever served fails at once by default") {
+  Cluster cluster;
+  ClientOptions options = cluster.client_options();
+  options.worker_wait = ClientOptions().worker_wait;  // the default
+  Client client(cluster.endpoint(), options);
+  const auto started = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(
+      client.map_parallel<std::int64_t>("example_module.nobody", std::vector<std::int64_t>{1}),
+      UnknownFunctionError);
+  // Not a timing assertion: "at once" is any time well below the old default of 10 s.
+  CHECK(std::chrono::steady_clock::now() - started < 8s);
+}
+
+TEST_CASE("peers that say READY and vanish do not use up the attempts of innocent items") {
+  Cluster cluster;
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  ClientOptions options = cluster.client_options();
+  Background job(cluster.endpoint(), options, "example_module.sleep_ms", 300);
+  REQUIRE(eventually([&] { return job.received >= 1; }, 10s));
+  zmq::context_t context(1);
+  // READY (docs/protocol.md §4.1): [1, 1, name, host, pid, capacity, functions].
+  msgpack::sbuffer header;
+  msgpack::packer<msgpack::sbuffer> p(header);
+  p.pack_array(7).pack(1).pack(1).pack("ghost").pack("host").pack(1).pack(4);
+  p.pack_array(1).pack("example_module.sleep_ms");
+  const std::string ready(header.data(), header.size());
+  for (int i = 0; i < 400 && job.errors.wait_for(0s) != std::future_status::ready; ++i) {
+    zmq::socket_t ghost(context, zmq::socket_type::dealer);
+    ghost.set(zmq::sockopt::linger, 200);
+    ghost.set(zmq::sockopt::routing_id, "ghost-" + std::to_string(i));
+    ghost.connect(cluster.endpoint());
+    ghost.send(zmq::buffer(ready), zmq::send_flags::none);
+    ghost.close();  // gone before the broker's ALIVE and TASK arrive
+  }
+  REQUIRE(job.errors.wait_for(60s) == std::future_status::ready);
+  CHECK(job.errors.get() == 0);
+  CHECK(job.received == 300);
+}
+
+TEST_CASE("an item over the broker's message limit fails at once naming the limit, not looping") {
+  Cluster cluster({"--heartbeat-ms", "100", "--liveness", "3", "--max-message-bytes", "65536"});
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  Client client = cluster.client();
+  std::vector<std::string> inputs = {std::string(100000, 'x')};
+  try {
+    client.map_parallel<std::string>("example_module.hello_world", inputs);
+    FAIL("expected an error for the oversized item");
+  } catch (const RemoteError& e) {
+    CHECK(std::string(e.what()).find("--max-message-bytes of 65536") != std::string::npos);
+  }
+}
+
+TEST_CASE("a result over the broker's message limit fails its items and frees the worker") {
+  Cluster cluster({"--heartbeat-ms", "100", "--liveness", "3", "--max-message-bytes", "65536"});
+  Process worker({Paths::worker(), "--broker", cluster.endpoint(), "-j", "1", "--heartbeat-ms",
+                  "100", "--command", "big=test -n {} && head -c 100000 /dev/zero | tr '\\0' x",
+                  "--command", "small=test -n {} && printf ok"},
+                 cluster.dir().path() / "big-worker.log");
+  REQUIRE(cluster.wait_for_workers(1));
+  Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "big"}, "a\n", 30s);
+  CHECK(r.status != 0);
+  CHECK_MESSAGE(r.err.find("result too large") != std::string::npos, r.err);
+  // The worker is free again: a later job runs.
+  r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "small"}, "a\n", 30s);
+  CHECK_MESSAGE(r.status == 0, r.err);
+  CHECK(r.out == "ok\n");
+}
