@@ -500,6 +500,11 @@ TEST_CASE("with no options, broker, worker and seppo map meet on a socket of thi
   CHECK(mode_of(runtime) == 0700);  // made by the broker, for its user alone
   Process worker({Paths::worker(), "--module", Paths::example_module(), "--heartbeat-ms", "100"},
                  dir.path() / "worker.log", defaults_in(runtime));
+  // A function nobody serves fails at once: wait until the worker has registered.
+  REQUIRE(eventually([&] {
+    return run({Paths::cli(), "status", "--json"}, "", 10s, defaults_in(runtime))
+               .out.find("\"example_module.square\"") != std::string::npos;
+  }));
   const Completed map =
       run({Paths::cli(), "map", "example_module.square"}, "1\n2\n3\n", 60s, defaults_in(runtime));
   CHECK_MESSAGE(map.status == 0, map.err);
