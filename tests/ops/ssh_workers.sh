@@ -81,6 +81,12 @@ ssh -F "$dir/ssh_config" 127.0.0.1 true </dev/null || fail "ssh to the test sshd
 "$tool" --help >/dev/null || fail "--help exits $?"
 "$tool" --version | grep -q '^seppo-ssh-workers [0-9]' || fail "--version"
 "$tool" bogus "$dir/x" 2>/dev/null; [[ $? -eq 2 ]] || fail "bad usage should exit 2"
+# No default broker: seppo-broker's default socket is this host's alone (the worker hosts'
+# /tmp is another), so start without --broker or SEPPO_BROKER is a usage error naming both.
+echo 127.0.0.1 >"$dir/one_host"
+out=$(env -u SEPPO_BROKER "$tool" start "$dir/one_host" 2>&1); status=$?
+[[ $status -eq 2 && "$out" == *"--broker ENDPOINT or set SEPPO_BROKER"* ]] ||
+  fail "start without a broker should exit 2 naming --broker (got $status: $out)"
 
 "$broker_program" --bind "$endpoint" 2>"$dir/broker.log" &
 broker_pid=$!
