@@ -93,6 +93,7 @@ void Core::on_malformed(const PeerId& from, const std::string& why) {
 
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
                       Bytes* payload, TimePoint now, Role role, std::string_view key) {
+  now_ = now;
   wire::Message message;
   try {
     message = wire::decode(header, header_size);
@@ -121,6 +122,7 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
     case wire::Type::Ready:
     case wire::Type::Result:
     case wire::Type::Credit:
+    case wire::Type::Return:
       needed = Role::Worker;
       break;
     case wire::Type::Submit:
@@ -181,6 +183,9 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
         send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
       }
       break;
+    case wire::Type::Return:
+      on_return(from, std::get<wire::Return>(message), now);
+      break;
     case wire::Type::StatusRequest: {
       send(from, wire::Status{}, Bytes(status_payload(now)));
       break;
@@ -230,7 +235,10 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
   }
   w->second.last_heard = now;
   auto& held = w->second.inflight;
-  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) held.erase(h);
+  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) {
+    if (h == held.begin()) w->second.head_since = now;  // the next one starts now
+    held.erase(h);
+  }
   if (held.empty()) w->second.isolating = 0;
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
@@ -296,6 +304,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.function = m.function;
     j->second.wait_ms = m.wait_ms;
     j->second.started = now;
+    j->second.item_timeout_ms = m.item_timeout_ms;
     client.jobs.push_back(m.job_id);
     Service& s = services_[m.function];
     ++s.jobs;
@@ -393,6 +402,7 @@ void Core::dispatch(const std::string& function) {
     job.queue.pop_front();
     if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
     task.holder = *best_id;
+    if (best->inflight.empty()) best->head_since = now_;
     best->inflight.push_back(task_id);
     // Shares the buffer: the task keeps it for a re-run if the worker dies.
     send(*best_id, wire::Task{task_id, function, task.count}, task.payload);
@@ -464,6 +474,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
   auto j = jobs_.find(key);
   if (j == jobs_.end()) return;
   Job& job = j->second;
+  cancel_held(key);
   // Queued and running tasks go; workers running one still get credit back when they answer.
   for (auto t = tasks_.begin(); t != tasks_.end();) {
     if (t->second.job == key) {
@@ -538,31 +549,10 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
                   std::to_string(task.first) + ", " + std::to_string(task.attempts) + " attempts");
     return;
   }
+  // A chunk that killed its worker may hold one poison item: re-run its items one by one so
+  // only that item uses up its attempts and is reported lost.
   if (count_attempt && task.count > 1) {
-    // A chunk that killed its worker may hold one poison item: re-run its items one by one so
-    // only that item uses up its attempts and is reported lost.
-    std::vector<wire::Span> spans;
-    try {
-      spans = wire::item_spans(task.payload.data(), task.payload.size(), task.count);
-    } catch (const Error& e) {
-      fail_task(task_id, wire::Code::BadRequest, std::string("chunk cannot be split: ") + e.what());
-      return;
-    }
-    const char* base = task.payload.data();
-    for (std::size_t i = spans.size(); i-- > 0;) {
-      const std::uint64_t id = next_task_id_++;
-      Task& single = tasks_[id];
-      single.job = task.job;
-      single.chunk_first = task.chunk_first;
-      single.first = task.first + i;
-      single.count = 1;
-      single.payload = Bytes(wire::single_item_array(base + spans[i].offset, spans[i].size));
-      single.attempts = task.attempts;
-      charge(single, single.payload.size());
-      enqueue(id, single, job, true);
-    }
-    release(task);
-    tasks_.erase(task_id);
+    split(task_id, job);
     return;
   }
   enqueue(task_id, task, job, true);
@@ -585,6 +575,7 @@ void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& m
 }
 
 void Core::on_send_failed(const PeerId& peer, TimePoint now) {
+  now_ = now;
   if (workers_.count(peer)) {
     remove_worker(peer, true, "unreachable", now);
     return;
@@ -599,6 +590,8 @@ void Core::on_send_failed(const PeerId& peer, TimePoint now) {
 }
 
 void Core::on_tick(TimePoint now) {
+  now_ = now;
+  check_timeouts(now);
   std::vector<PeerId> silent;
   for (const auto& [id, w] : workers_) {
     if (now - w.last_heard > expiry()) silent.push_back(id);

@@ -43,6 +43,9 @@ struct Config {
   std::uint32_t max_capacity = 1024;  // cap on a worker's announced capacity
   std::uint32_t max_chunk_items = 1u << 20;       // items one SUBMIT may carry
   std::uint64_t max_client_bytes = 512ull << 20;  // payload bytes one client may have queued
+  // Time limit per item: the default for jobs that set none, and a cap for those that do.
+  // 0: none (docs/protocol.md §10.1).
+  std::chrono::milliseconds task_timeout{0};
 };
 
 enum class LogLevel { Debug, Info, Warning, Error };
@@ -77,6 +80,9 @@ class Core {
   void on_tick(TimePoint now);
   // The socket loop could not send to this peer (ROUTER_MANDATORY: gone, or at its HWM).
   void on_send_failed(const PeerId& peer, TimePoint now);
+  // The socket loop saw this peer's connection close (a worker process that died): a worker is
+  // presumed lost at once instead of after heartbeat x liveness (docs/protocol.md §8).
+  void on_disconnected(const PeerId& peer, TimePoint now);
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 
@@ -116,6 +122,8 @@ class Core {
     std::uint64_t isolating = 0;
     TimePoint last_heard{};
     TimePoint joined{};
+    // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
+    TimePoint head_since{};
     std::uint64_t tasks_done = 0;
   };
   struct Task {
@@ -141,6 +149,7 @@ class Core {
     std::uint64_t items_delivered = 0;
     bool needs_resync = false;
     TimePoint started{};
+    std::uint32_t item_timeout_ms = 0;  // the client's limit per item (SUBMIT), 0 for none
   };
   struct Service {
     std::vector<PeerId> providers;
@@ -173,6 +182,16 @@ class Core {
   void charge(Task& task, std::uint64_t bytes);
   void release(Task& task);
 
+  // Time limits, cancel and returned tasks (task_timer.cpp, docs/protocol.md §10.1).
+  void on_return(const PeerId& from, const wire::Return& m, TimePoint now);
+  void check_timeouts(TimePoint now);
+  void time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_id);
+  void cancel_held(const JobKey& key);
+  Duration time_limit(const Job& job) const;
+  // Replaces a task by single-item tasks at the front of its job's queue (same attempts);
+  // fails it with bad_request if its payload is not an array of `count` items.
+  void split(std::uint64_t task_id, Job& job);
+
   void send(const PeerId& to, const wire::Message& message);
   void send(const PeerId& to, const wire::Message& message, Bytes payload);
   void log(LogLevel level, const std::string& text) const;
@@ -190,6 +209,7 @@ class Core {
   std::unordered_map<PeerId, Client> clients_;
   std::vector<Outgoing> outbox_;
   bool shutting_down_ = false;
+  TimePoint now_{};  // of the event being handled: for code paths that take no time argument
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

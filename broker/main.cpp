@@ -12,6 +12,7 @@
 #include "broker/core.hpp"
 #include "broker/server.hpp"
 #include "common/curve.hpp"
+#include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
@@ -100,6 +101,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-client-bytes", config.max_client_bytes,
                  "payload bytes one client may have queued before its chunks are refused")
       ->capture_default_str();
+  std::string task_timeout_text;
+  app.add_option("--task-timeout", task_timeout_text,
+                 "time limit per item (30s, 500ms, 5m; a bare number is seconds): an item "
+                 "running longer fails with `timeout` and its worker process is replaced. The "
+                 "default for jobs that set none, and a cap for those that do (default: none)")
+      ->type_name("DURATION");
   std::string secret_key_file;
   broker::AuthConfig authorized;
   bool insecure = false;
@@ -131,6 +138,15 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  if (!task_timeout_text.empty()) {
+    const std::optional<std::chrono::milliseconds> limit = parse_duration(task_timeout_text);
+    if (!limit || limit->count() == 0) {
+      std::cerr << "seppo-broker: --task-timeout " << task_timeout_text
+                << ": not a positive duration (say 30s, 500ms or 5m)\n";
+      return 2;
+    }
+    config.task_timeout = *limit;
+  }
   if (endpoints.empty()) {
     // SEPPO_BROKER_BIND says where to listen (tcp://*:5555); SEPPO_BROKER, where others connect
     // (tcp://head:5555), is a fallback for the common case where one value serves both.

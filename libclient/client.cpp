@@ -38,6 +38,13 @@ std::string seconds(std::chrono::milliseconds d) {
   return text;
 }
 
+// SUBMIT's optional item_timeout_ms (docs/protocol.md §4.4), clamped to what the field holds.
+std::uint32_t item_timeout_ms(const ClientOptions& options) {
+  const auto ms = options.item_timeout.count();
+  if (ms <= 0) return 0;
+  return static_cast<std::uint32_t>(std::min<long long>(ms, UINT32_MAX));
+}
+
 }  // namespace
 
 std::string default_endpoint() {
@@ -329,7 +336,8 @@ class ClientJob {
   void submit(std::uint64_t first, Chunk& chunk) {
     chunk.answers_at_send = answers_;
     c_.send(wire::Submit{id_, function_, first, chunk.count,
-                         static_cast<std::uint32_t>(c_.options.worker_wait.count())},
+                         static_cast<std::uint32_t>(c_.options.worker_wait.count()),
+                         item_timeout_ms(c_.options)},
             &chunk.payload);
     last_sent_ = Clock::now();
   }

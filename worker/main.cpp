@@ -15,6 +15,7 @@
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "worker/executor.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/module_probe.hpp"
 #ifdef SEPPO_WITH_PYTHON
@@ -258,7 +259,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     log::info("command " + spec.name + ": " + spec.command_template);
-    functions.push_back(worker::command_function(spec));
+    // The broker's CANCEL (a time limit, a cancelled job) kills the running command's group.
+    worker::CommandLimits limits;
+    limits.cancel = &worker::Executor::abandon_flag();
+    functions.push_back(worker::command_function(spec, limits));
   }
   std::string list;
   for (const auto& name : probe.functions) list += (list.empty() ? "" : ", ") + name;
@@ -268,6 +272,7 @@ int main(int argc, char** argv) {
   worker::SupervisorOptions supervisor;
   supervisor.processes = processes;
   supervisor.no_restart_status = worker::kExitForbidden;
+  supervisor.replace_status = worker::kExitAbandoned;
   if (!idle_text.empty()) supervisor.done_status = worker::kExitIdle;
   std::vector<std::string> served = probe.functions;
   supervisor.reload = [&] {
