@@ -43,7 +43,7 @@ class Connections {
   std::uint64_t next_connection_ = 1;
   std::unordered_map<int, std::uint64_t> by_fd_;  // open descriptor -> its connection
   std::unordered_map<std::uint64_t, std::unordered_set<std::string>> peers_;  // connection ->
-  std::unordered_map<std::string, std::pair<int, std::uint64_t>> where_;     // peer -> fd, conn
+  std::unordered_map<std::string, std::pair<int, std::uint64_t>> where_;      // peer -> fd, conn
   std::vector<std::string> lost_;
 };
 

@@ -247,7 +247,7 @@ int serve(const ServerOptions& options, Core& core) {
     flush(router, core, Clock::now());
   }
   connections.reset();  // it monitors the router
-  router.close();  // linger bounds how long the goodbyes may take
+  router.close();       // linger bounds how long the goodbyes may take
   auth.reset();
   context.close();
   log::info("stopped");

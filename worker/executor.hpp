@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,7 +61,7 @@ class Executor {
   const std::vector<Function>& functions_;
   zmq::socket_t pipe_;
   std::atomic<std::uint64_t> skip_through_{0};
-  std::mutex mutex_;  // guards what cancel() and the thread share:
+  std::mutex mutex_;                   // guards what cancel() and the thread share:
   std::set<std::uint64_t> cancelled_;  // not started yet, to skip
   std::uint64_t last_started_ = 0;     // sequences up to this have started (or been skipped)
   std::uint64_t running_ = 0;          // 0: nothing runs

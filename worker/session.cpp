@@ -125,8 +125,9 @@ class Session {
   // a fresh one. The broker sees the connection close and hands back what this worker held
   // (docs/protocol.md §4.15, W20).
   [[noreturn]] void abandon_process() {
-    log::warning("the broker cancelled the running task, which cannot be interrupted: "
-                 "replacing this worker process");
+    log::warning(
+        "the broker cancelled the running task, which cannot be interrupted: "
+        "replacing this worker process");
     std::fflush(nullptr);
     // Not exit(): the executor's thread is still inside the function.
     ::_exit(kExitAbandoned);

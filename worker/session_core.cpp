@@ -165,10 +165,9 @@ void SessionCore::on_cancel(const wire::Cancel& cancel) {
 
 // Tasks of the current connection waiting behind the first one, still ours to run.
 bool SessionCore::waiting_behind() const {
-  return std::any_of(submitted_.begin() + (submitted_.empty() ? 0 : 1), submitted_.end(),
-                     [&](const Submitted& t) {
-                       return t.epoch == epoch_ && !t.cancelled && !t.offered;
-                     });
+  return std::any_of(
+      submitted_.begin() + (submitted_.empty() ? 0 : 1), submitted_.end(),
+      [&](const Submitted& t) { return t.epoch == epoch_ && !t.cancelled && !t.offered; });
 }
 
 // The first task runs long: what waits behind it could run at an idle worker meanwhile. Less

@@ -132,9 +132,9 @@ class SessionCore {
   bool leaving_ = false;
   Ending ending_ = Ending::Running;
 
-  TimePoint last_beat_{};   // last HEARTBEAT or READY: the messages the broker answers
-  TimePoint last_heard_{};  // last message from the broker we understood
-  TimePoint idle_since_{};  // when the worker last held nothing
+  TimePoint last_beat_{};    // last HEARTBEAT or READY: the messages the broker answers
+  TimePoint last_heard_{};   // last message from the broker we understood
+  TimePoint idle_since_{};   // when the worker last held nothing
   TimePoint front_since_{};  // when the first held task became first: it has run since
   TimePoint next_reconnect_{};
   std::chrono::milliseconds reconnect_delay_{0};

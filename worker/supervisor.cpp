@@ -107,7 +107,8 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
         continue;
       }
       if (WIFEXITED(status) && WEXITSTATUS(status) == options.replace_status) {
-        log::info("worker process " + std::to_string(pid) + " abandoned a cancelled task; replacing it");
+        log::info("worker process " + std::to_string(pid) +
+                  " abandoned a cancelled task; replacing it");
         if (!spawn()) ++owed;
         continue;
       }

@@ -22,7 +22,8 @@ ClientOptions with_item_timeout(const Cluster& cluster, std::chrono::millisecond
 
 }  // namespace
 
-TEST_CASE("an item over its time limit fails with timeout, the others complete, the worker is replaced") {
+TEST_CASE(
+    "an item over its time limit fails with timeout, the others complete, the worker is replaced") {
   Cluster cluster;
   cluster.add_worker(2);
   REQUIRE(cluster.wait_for_workers(2));
@@ -73,7 +74,8 @@ TEST_CASE("items waiting behind a hung item at one worker are taken back and run
                                              options = cluster.client_options(), inputs] {
     Client client(endpoint, options);
     std::size_t short_ones = 0;
-    for (const auto& item : client.imap_unordered<std::int64_t>("example_module.sleep_ms", inputs)) {
+    for (const auto& item :
+         client.imap_unordered<std::int64_t>("example_module.sleep_ms", inputs)) {
       if (item.index != 0 && item.value == 100 && ++short_ones == 20) break;
     }
     return short_ones;
@@ -88,7 +90,8 @@ TEST_CASE("a worker that crashes is noticed when its connection closes, not at h
   cluster.add_worker(2);
   REQUIRE(cluster.wait_for_workers(2));
   Client client = cluster.client();
-  auto job = client.submit<std::int64_t>("example_module.crash", std::vector<std::int64_t>{1, 2, 3});
+  auto job =
+      client.submit<std::int64_t>("example_module.crash", std::vector<std::int64_t>{1, 2, 3});
   REQUIRE(job.wait_for(30s));
   const auto results = job.results();
   REQUIRE(results.size() == 3);
@@ -105,7 +108,8 @@ TEST_CASE("a cancelled job's running item is abandoned: its worker is free again
   cluster.add_worker(1);
   REQUIRE(cluster.wait_for_workers(1));
   Client client = cluster.client();
-  auto job = client.submit<std::int64_t>("example_module.sleep_ms", std::vector<std::int64_t>{kForever});
+  auto job =
+      client.submit<std::int64_t>("example_module.sleep_ms", std::vector<std::int64_t>{kForever});
   REQUIRE(eventually([&] { return cluster.busy_count() == 1u; }));
   job.cancel();
   REQUIRE(job.wait_for(5s));

@@ -33,7 +33,8 @@ struct Harness {
 
   explicit Harness(broker::Config config = {}) : core(config, 42) {}
 
-  void deliver(const std::string& from, const wire::Message& m, const std::string* payload = nullptr) {
+  void deliver(const std::string& from, const wire::Message& m,
+               const std::string* payload = nullptr) {
     const std::string header = wire::encode(m);
     if (payload) {
       Bytes frame(*payload);

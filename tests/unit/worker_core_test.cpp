@@ -466,7 +466,9 @@ TEST_CASE("W20 CANCEL for the running task: abandoned, its answer says \"cancell
   CHECK(count_of<wire::Credit>(out) == 0);  // an abandoned run says nothing about task times
 }
 
-TEST_CASE("W21, W22 tasks waiting behind one running for return_after: CREDIT 1, RETURN, kept until CANCEL") {
+TEST_CASE(
+    "W21, W22 tasks waiting behind one running for return_after: CREDIT 1, RETURN, kept until "
+    "CANCEL") {
   SessionCoreOptions fixed;
   fixed.prefetch = 4;
   fixed.return_after = 100ms;
@@ -486,13 +488,13 @@ TEST_CASE("W21, W22 tasks waiting behind one running for return_after: CREDIT 1,
   CHECK(std::get<wire::Return>(out[1].message).task_ids == std::vector<std::uint64_t>{2, 3});
   CHECK(h.core.skips().empty());  // an offer: a broker that predates RETURN refuses it
   h.core.on_tick(t0 + 200ms);
-  CHECK(count_of<wire::Return>(h.take()) == 0);  // offered once
+  CHECK(count_of<wire::Return>(h.take()) == 0);                       // offered once
   h.core.on_message(wire::Cancel{{2, 3}}, std::nullopt, t0 + 201ms);  // the broker took them
   CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[1].sequence, starts[2].sequence});
   CHECK(h.core.abandons().empty());
   // The running one still answers; the returned ones never do, whatever the executor says.
-  h.core.on_finished(starts[0].sequence, Outcome::Ok, 300000, Bytes(std::string("\x91\x92\x00\x19", 4)),
-                     t0 + 300ms);
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 300000,
+                     Bytes(std::string("\x91\x92\x00\x19", 4)), t0 + 300ms);
   h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 300ms);
   h.core.on_finished(starts[2].sequence, Outcome::Ok, 5, Bytes(std::string("\x91\x92\x00\x19", 4)),
                      t0 + 300ms);
