@@ -94,6 +94,7 @@ void Core::on_malformed(const PeerId& from, const std::string& why) {
 
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
                       Bytes* payload, TimePoint now, Role role, std::string_view key) {
+  now_ = now;
   wire::Message message;
   try {
     message = wire::decode(header, header_size);
@@ -122,6 +123,7 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
     case wire::Type::Ready:
     case wire::Type::Result:
     case wire::Type::Credit:
+    case wire::Type::Return:
       needed = Role::Worker;
       break;
     case wire::Type::Submit:
@@ -182,6 +184,9 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
         send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
       }
       break;
+    case wire::Type::Return:
+      on_return(from, std::get<wire::Return>(message), now);
+      break;
     case wire::Type::StatusRequest: {
       send(from, wire::Status{}, Bytes(status_payload(now)));
       break;
@@ -234,7 +239,10 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
   }
   w->second.last_heard = now;
   auto& held = w->second.inflight;
-  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) held.erase(h);
+  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) {
+    if (h == held.begin()) w->second.head_since = now;  // the next one starts now
+    held.erase(h);
+  }
   if (held.empty()) w->second.isolating = 0;
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
@@ -335,6 +343,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.function = m.function;
     j->second.wait_ms = m.wait_ms;
     j->second.started = now;
+    j->second.item_timeout_ms = m.item_timeout_ms;
     client.jobs.push_back(m.job_id);
     client.queued_bytes += kJobOverhead;
     Service& s = services_[m.function];
@@ -429,6 +438,7 @@ void Core::dispatch(const std::string& function) {
 void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
                      const std::string& function) {
   task.holder = worker_id;
+  if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
   worker.inflight.push_back(task_id);
   if (auto c = clients_.find(task.job.client); c != clients_.end()) fair_.charge(c->second.share);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
@@ -593,6 +603,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
   auto j = jobs_.find(key);
   if (j == jobs_.end()) return;
   Job& job = j->second;
+  cancel_held(key);
   // Queued and running tasks go; workers running one still get credit back when they answer.
   // Only this job's tasks are visited: a broker with many jobs removes each in its own time.
   for (std::uint64_t id : job.tasks) {
@@ -676,38 +687,10 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
                   std::to_string(task.first) + ", " + std::to_string(task.attempts) + " attempts");
     return;
   }
+  // A chunk that killed its worker may hold one poison item: re-run its items one by one so
+  // only that item uses up its attempts and is reported lost.
   if (count_attempt && task.count > 1) {
-    // A chunk that killed its worker may hold one poison item: re-run its items one by one so
-    // only that item uses up its attempts and is reported lost.
-    std::vector<wire::Span> spans;
-    try {
-      spans = wire::item_spans(task.payload.data(), task.payload.size(), task.count);
-    } catch (const Error& e) {
-      fail_task(task_id, wire::Code::BadRequest, std::string("chunk cannot be split: ") + e.what());
-      return;
-    }
-    const char* base = task.payload.data();
-    // The items were admitted as one chunk: their parts share its charge, so splitting never
-    // takes a client over its limit (each part pays for its own bytes first).
-    std::uint64_t budget = task.charged;
-    task.charged = 0;
-    for (std::size_t i = spans.size(); i-- > 0;) {
-      const std::uint64_t id = new_task(job);
-      Task& single = tasks_[id];
-      single.job = task.job;
-      single.chunk_first = task.chunk_first;
-      single.first = task.first + i;
-      single.count = 1;
-      single.payload = Bytes(wire::single_item_array(base + spans[i].offset, spans[i].size));
-      single.attempts = task.attempts;
-      const std::uint64_t share =
-          i == 0 ? budget : std::min(budget, single.payload.size() + kChunkOverhead);
-      budget -= share;
-      single.charged = share;  // already counted in the client's queued bytes
-      enqueue(id, single, job, true);
-    }
-    release(task);
-    erase_task(task_id);
+    split(task_id, job);
     return;
   }
   enqueue(task_id, task, job, true);
@@ -749,6 +732,7 @@ bool Core::in_grace(const std::string& function, TimePoint now) const {
 
 void Core::on_send_failed(const PeerId& peer, TimePoint now,
                           const std::vector<std::uint64_t>& unsent_tasks) {
+  now_ = now;
   if (auto w = workers_.find(peer); w != workers_.end()) {
     // The task it was running is to blame only if the worker received it: a TASK that could
     // not even be sent never ran (a worker that said READY and vanished must not use up the
@@ -769,6 +753,8 @@ void Core::on_send_failed(const PeerId& peer, TimePoint now,
 }
 
 void Core::on_tick(TimePoint now) {
+  now_ = now;
+  check_timeouts(now);
   std::vector<PeerId> silent;
   for (const auto& [id, w] : workers_) {
     if (now - w.last_heard > expiry()) silent.push_back(id);

@@ -50,6 +50,9 @@ struct Config {
   // The socket's ZMQ_MAXMSGSIZE, announced in ALIVE so that peers refuse larger messages
   // themselves (ZeroMQ would drop the connection); 0: not announced.
   std::uint64_t max_message_bytes = 0;
+  // Time limit per item: the default for jobs that set none, and a cap for those that do.
+  // 0: none (docs/protocol.md §10.1).
+  std::chrono::milliseconds task_timeout{0};
 };
 
 // What a client's chunk and job cost the broker beyond their payload bytes (records, map
@@ -94,6 +97,9 @@ class Core {
   // it was running is charged an attempt only if its TASK was not among them (§10).
   void on_send_failed(const PeerId& peer, TimePoint now,
                       const std::vector<std::uint64_t>& unsent_tasks = {});
+  // The socket loop saw this peer's connection close (a worker process that died): a worker is
+  // presumed lost at once instead of after heartbeat x liveness (docs/protocol.md §8).
+  void on_disconnected(const PeerId& peer, TimePoint now);
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 
@@ -139,6 +145,8 @@ class Core {
     std::uint64_t isolating = 0;
     TimePoint last_heard{};
     TimePoint joined{};
+    // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
+    TimePoint head_since{};
     std::uint64_t tasks_done = 0;
   };
   struct Task {
@@ -168,6 +176,7 @@ class Core {
     std::unordered_set<std::uint64_t> tasks;  // every task of the job, queued or running
     bool needs_resync = false;
     TimePoint started{};
+    std::uint32_t item_timeout_ms = 0;  // the client's limit per item (SUBMIT), 0 for none
   };
   struct Service {
     std::vector<PeerId> providers;
@@ -210,6 +219,16 @@ class Core {
   void charge(Task& task, std::uint64_t bytes);
   void release(Task& task);
 
+  // Time limits, cancel and returned tasks (task_timer.cpp, docs/protocol.md §10.1).
+  void on_return(const PeerId& from, const wire::Return& m, TimePoint now);
+  void check_timeouts(TimePoint now);
+  void time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_id);
+  void cancel_held(const JobKey& key);
+  Duration time_limit(const Job& job) const;
+  // Replaces a task by single-item tasks at the front of its job's queue (same attempts);
+  // fails it with bad_request if its payload is not an array of `count` items.
+  void split(std::uint64_t task_id, Job& job);
+
   void send(const PeerId& to, const wire::Message& message);
   void send(const PeerId& to, const wire::Message& message, Bytes payload);
   void log(LogLevel level, const std::string& text) const;
@@ -230,6 +249,7 @@ class Core {
   FairShare fair_;
   // Functions whose last provider left, and when: waited for during config_.worker_grace.
   std::unordered_map<std::string, TimePoint> unserved_since_;
+  TimePoint now_{};  // of the event being handled: for code paths that take no time argument
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

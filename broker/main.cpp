@@ -2,9 +2,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <cstdlib>
 #include <iostream>
 #include <optional>
 
@@ -13,6 +13,7 @@
 #include "broker/core.hpp"
 #include "broker/server.hpp"
 #include "common/curve.hpp"
+#include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
@@ -22,10 +23,14 @@ namespace {
 
 seppo::log::Level convert(seppo::broker::LogLevel level) {
   switch (level) {
-    case seppo::broker::LogLevel::Debug: return seppo::log::Level::Debug;
-    case seppo::broker::LogLevel::Info: return seppo::log::Level::Info;
-    case seppo::broker::LogLevel::Warning: return seppo::log::Level::Warning;
-    case seppo::broker::LogLevel::Error: return seppo::log::Level::Error;
+    case seppo::broker::LogLevel::Debug:
+      return seppo::log::Level::Debug;
+    case seppo::broker::LogLevel::Info:
+      return seppo::log::Level::Info;
+    case seppo::broker::LogLevel::Warning:
+      return seppo::log::Level::Warning;
+    case seppo::broker::LogLevel::Error:
+      return seppo::log::Level::Error;
   }
   return seppo::log::Level::Info;
 }
@@ -81,9 +86,10 @@ std::optional<std::chrono::milliseconds> grace_duration(const std::string& text)
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-broker");
-  CLI::App app{"seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
-               "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
-               "workers and routes results back."};
+  CLI::App app{
+      "seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
+      "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
+      "workers and routes results back."};
   app.footer(
       "Examples:\n"
       "  seppo-broker                               # listen on tcp://127.0.0.1:5555\n"
@@ -106,9 +112,10 @@ int main(int argc, char** argv) {
   broker::Config config;
   broker::ServerOptions server;
   std::int64_t heartbeat_ms = config.heartbeat.count();
-  app.add_option("-b,--bind", endpoints,
-                 "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
-                     std::string(kDefaultEndpoint) + ")");
+  app.add_option(
+      "-b,--bind", endpoints,
+      "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
+          std::string(kDefaultEndpoint) + ")");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval announced to peers")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
@@ -133,6 +140,12 @@ int main(int argc, char** argv) {
                  "how long jobs wait for workers of their function to come back after the last "
                  "one left (an outage, a reboot), e.g. 60s, 5m, 0")
       ->capture_default_str();
+  std::string task_timeout_text;
+  app.add_option("--task-timeout", task_timeout_text,
+                 "time limit per item (30s, 500ms, 5m; a bare number is seconds): an item "
+                 "running longer fails with `timeout` and its worker process is replaced. The "
+                 "default for jobs that set none, and a cap for those that do (default: none)")
+      ->type_name("DURATION");
   std::string secret_key_file;
   broker::AuthConfig authorized;
   bool insecure = false;
@@ -172,12 +185,21 @@ int main(int argc, char** argv) {
               << worker_grace << "\n";
     return 2;
   }
+  if (!task_timeout_text.empty()) {
+    const std::optional<std::chrono::milliseconds> limit = parse_duration(task_timeout_text);
+    if (!limit || limit->count() == 0) {
+      std::cerr << "seppo-broker: --task-timeout " << task_timeout_text
+                << ": not a positive duration (say 30s, 500ms or 5m)\n";
+      return 2;
+    }
+    config.task_timeout = *limit;
+  }
   if (endpoints.empty()) {
     // SEPPO_BROKER_BIND says where to listen (tcp://*:5555); SEPPO_BROKER, where others connect
     // (tcp://head:5555), is a fallback for the common case where one value serves both.
     const char* bind = std::getenv("SEPPO_BROKER_BIND");
     endpoints.push_back(bind != nullptr && *bind != '\0' ? std::string(bind)
-                                                          : default_broker_endpoint());
+                                                         : default_broker_endpoint());
   }
   server.endpoints = endpoints;
 
@@ -204,9 +226,10 @@ int main(int argc, char** argv) {
     }
   } else {
     if (authorized.workers.empty() || authorized.clients.empty()) {
-      return fail(2, "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
-                     "and --authorized-clients (a file of public keys or a folder of NAME.key "
-                     "files each)");
+      return fail(2,
+                  "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
+                  "and --authorized-clients (a file of public keys or a folder of NAME.key "
+                  "files each)");
     }
     if (!curve::available()) return fail(1, "this libzmq was built without CurveZMQ support");
     try {

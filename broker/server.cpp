@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <set>
 
+#include "broker/connections.hpp"
 #include "common/log.hpp"
 #include "common/poll.hpp"
 #include "common/signals.hpp"
@@ -150,6 +151,9 @@ int serve(const ServerOptions& options, Core& core) {
     log::info("CurveZMQ on: public key " + options.curve->public_key +
               "; authorised: " + options.lists->summary());
   }
+  // Before binding, so that no connection goes unseen.
+  std::optional<Connections> connections;
+  connections.emplace(context, router);
   // Before binding: once we listen (and say so), a SIGTERM must find its handler in place.
   std::optional<SignalPipe> signals;
   if (options.handle_signals) signals.emplace(std::initializer_list<int>{SIGINT, SIGTERM, SIGHUP});
@@ -180,6 +184,7 @@ int serve(const ServerOptions& options, Core& core) {
     stop_item = items.size();
     items.push_back({nullptr, options.stop_fd, ZMQ_POLLIN, 0});
   }
+  items.push_back(connections->pollitem());
   std::vector<zmq::message_t> frames;
   TimePoint next_tick = Clock::now();
   while (true) {
@@ -228,6 +233,7 @@ int serve(const ServerOptions& options, Core& core) {
       }
       const TimePoint at = Clock::now();
       const PeerId peer(frames[0].data<char>(), frames[0].size());
+      if (frames.size() >= 2) connections->heard(peer, frames[1]);
       Role role = Role::Any;
       std::string_view key;
       if (gate && frames.size() >= 2) {
@@ -244,11 +250,13 @@ int serve(const ServerOptions& options, Core& core) {
         core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames.size() - 1));
       }
     }
+    for (const PeerId& peer : connections->take_lost()) core.on_disconnected(peer, Clock::now());
     // Sending the replies to a whole batch at once lets ZeroMQ wake its I/O thread once and
     // coalesce the writes, instead of a wake-up and a syscall per message.
     flush(router, core, Clock::now());
   }
-  router.close();  // linger bounds how long the goodbyes may take
+  connections.reset();  // it monitors the router
+  router.close();       // linger bounds how long the goodbyes may take
   auth.reset();
   context.close();
   log::info("stopped");

@@ -35,13 +35,13 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
       heartbeat_(options_.broker_heartbeat.count() > 0 ? options_.broker_heartbeat
                                                        : options_.heartbeat),
       broker_heartbeat_(options_.broker_heartbeat),
-      heard_alive_(options_.heard_alive),
-      broker_max_message_(options_.broker_max_message),
       last_sent_(now),
       last_heard_(now) {
   // A broker with a faster heartbeat than ours would take us for dead before our first
   // heartbeat: ask at once (C3), its ALIVE says how often it wants to hear from us.
   first_beat_pending_ = broker_heartbeat_.count() == 0;
+  heard_alive_ = options_.heard_alive;
+  broker_max_message_ = options_.broker_max_message;
 }
 
 // --- input ---
@@ -221,7 +221,8 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
   // Only a job's first SUBMIT sets the wait for workers; after a restart they need a moment.
   const auto wait =
       resubmitting_ ? std::max(options_.worker_wait, kRestartWait) : options_.worker_wait;
-  send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count())},
+  send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count()),
+                    options_.item_timeout_ms},
        now, chunk.payload);
 }
 

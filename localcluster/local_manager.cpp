@@ -371,6 +371,10 @@ class Keeper {
       const Child child = it->second;
       children_.erase(it);
       if (child.leaving || child.generation != generation_) continue;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAbandoned) {
+        ++owed_;  // it abandoned a cancelled task: replaced at once, not a crash
+        continue;
+      }
       log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
                    "; restarting it");
       const auto now = Clock::now();

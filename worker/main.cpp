@@ -15,6 +15,7 @@
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "worker/executor.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/module_probe.hpp"
 #ifdef SEPPO_WITH_PYTHON
@@ -76,9 +77,10 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& text)
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
-  CLI::App app{"seppo-worker: runs functions from modules (shared objects), and shell commands\n"
-               "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
-               "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
+  CLI::App app{
+      "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
+      "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
+      "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
@@ -115,8 +117,9 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
-                                              std::string(kDefaultEndpoint) + ")");
+  app.add_option(
+      "-b,--broker", endpoint,
+      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpoint) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
 #ifdef SEPPO_WITH_PYTHON
   app.add_option("--python", python_modules,
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   if (modules.empty() && commands.empty() && python_modules.empty()) {
-    std::cerr << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
+    std::cerr
+        << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
     return 2;
   }
   // Parsed before anything connects, so a typo fails the command at once.
@@ -268,7 +272,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     log::info("command " + spec.name + ": " + spec.command_template);
-    functions.push_back(worker::command_function(spec, command_limits));
+    // The broker's CANCEL (a time limit, a cancelled job) kills the running command's group.
+    worker::CommandLimits limits = command_limits;
+    limits.cancel = &worker::Executor::abandon_flag();
+    functions.push_back(worker::command_function(spec, limits));
   }
   if (list_functions) {
     for (const auto& name : probe.functions) std::cout << name << "\n";
@@ -283,6 +290,7 @@ int main(int argc, char** argv) {
   worker::SupervisorOptions supervisor;
   supervisor.processes = processes;
   supervisor.no_restart_status = worker::kExitForbidden;
+  supervisor.replace_status = worker::kExitAbandoned;
   if (!idle_text.empty()) supervisor.done_status = worker::kExitIdle;
   std::vector<std::string> served = probe.functions;
   supervisor.reload = [&] {
