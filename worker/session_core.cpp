@@ -142,20 +142,29 @@ void SessionCore::on_error(const wire::Error& error, TimePoint now) {
 }
 
 void SessionCore::on_cancel(const wire::Cancel& cancel) {
-  for (Submitted& task : submitted_) {
-    if (task.epoch != epoch_ || task.cancelled || task.returned) continue;
-    if (std::find(cancel.task_ids.begin(), cancel.task_ids.end(), task.task_id) ==
-        cancel.task_ids.end()) {
-      continue;
-    }
-    if (task.offered) {
-      // The broker took back what we offered: skip it if it has not started; if it has, it
-      // runs on, and runs elsewhere too (at least once, §11). No answer either way.
-      task.returned = true;
-      skips_.push_back(task.sequence);
-    } else {
-      task.cancelled = true;
-      abandons_.push_back(task.sequence);
+  for (std::uint64_t id : cancel.task_ids) {
+    auto live = [&](const Submitted& t) {
+      return t.task_id == id && t.epoch == epoch_ && !t.cancelled && !t.returned;
+    };
+    // The same id may be held twice: the broker re-sends the tasks a READY re-queued, and
+    // sends a task it took back to the worker that offered it when that one has credit. A
+    // CANCEL for an id we offered is the broker taking back that copy only (W22): cancelling
+    // the other copy too would abandon a run the broker may be waiting for, and its answer
+    // "cancelled by the broker" would reach the client once the broker sends the id here again.
+    const bool taken_back = std::any_of(submitted_.begin(), submitted_.end(),
+                                        [&](const Submitted& t) { return live(t) && t.offered; });
+    for (Submitted& task : submitted_) {
+      if (!live(task)) continue;
+      if (taken_back) {
+        if (!task.offered) continue;
+        // Skip it if it has not started; if it has, it runs on, and runs elsewhere too (at
+        // least once, §11). No answer either way.
+        task.returned = true;
+        skips_.push_back(task.sequence);
+      } else {
+        task.cancelled = true;
+        abandons_.push_back(task.sequence);
+      }
     }
   }
   // Ids we do not hold (answered already, or of an earlier connection) need nothing.

@@ -505,6 +505,32 @@ TEST_CASE(
   CHECK(std::get<wire::Credit>(out.back().message).capacity == 4);  // its own credit again
 }
 
+TEST_CASE(
+    "W22 CANCEL taking back an offered copy of a task held twice: the other copy runs on and "
+    "answers") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  fixed.return_after = 100ms;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(1, t0);  // sent again after a READY re-queued it
+  const auto starts = h.starts();
+  h.core.on_tick(t0 + 100ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Return>(out) == 1);
+  CHECK(std::get<wire::Return>(out.back().message).task_ids == std::vector<std::uint64_t>{1});
+  h.core.on_message(wire::Cancel{{1}}, std::nullopt, t0 + 101ms);  // the broker took it back
+  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[1].sequence});
+  CHECK(h.core.abandons().empty());  // the running copy is not abandoned
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 300000,
+                     Bytes(std::string("\x91\x92\x00\x19", 4)), t0 + 300ms);
+  h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 300ms);
+  out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 1);
+  CHECK(entries(*out[0].payload).at(0) == std::pair<int, std::string>{0, ""});
+}
+
 TEST_CASE("W23 CANCEL for a task not held: ignored") {
   Harness h;
   h.take();
