@@ -284,6 +284,7 @@ void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
     job.chunks.erase(c);
     job.unseen.emplace_back(seq, task.chunk_first);
     job.unseen_firsts.insert(task.chunk_first);
+    job.answered_at[task.chunk_first] = now_;
   }
 }
 
@@ -439,6 +440,7 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
                      const std::string& function) {
   task.holder = worker_id;
   if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
+  task.sent = now_;
   worker.inflight.push_back(task_id);
   if (auto c = clients_.find(task.job.client); c != clients_.end()) fair_.charge(c->second.share);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
@@ -534,6 +536,28 @@ void Core::acknowledge(const JobKey& key, Job& job, std::uint64_t seen) {
 void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now) {
   if (auto w = workers_.find(from); w != workers_.end()) {
     w->second.last_heard = now;
+    if (m.seen == 1) {
+      // The worker lists the tasks it holds (§8; seppo-sim seed 414). One we sent it long enough
+      // ago that it neither holds nor answered was lost on a connection that broke and came back.
+      std::unordered_set<std::uint64_t> held(m.open.begin(), m.open.end());
+      std::vector<std::uint64_t> lost;
+      for (std::uint64_t id : w->second.inflight) {
+        if (held.count(id)) continue;
+        auto t = tasks_.find(id);
+        if (t == tasks_.end() || now - t->second.sent > expiry()) lost.push_back(id);
+      }
+      auto& inflight = w->second.inflight;
+      for (auto it = lost.rbegin(); it != lost.rend(); ++it) {
+        inflight.erase(std::find(inflight.begin(), inflight.end(), *it));
+        if (w->second.isolating == *it) w->second.isolating = 0;
+        auto t = tasks_.find(*it);
+        if (t != tasks_.end() && t->second.holder == from) requeue(*it, false);
+      }
+      if (!lost.empty()) {
+        const std::vector<std::string> functions = w->second.functions;
+        for (const std::string& f : functions) dispatch(f);
+      }
+    }
     send(from, alive());
     return;
   }
@@ -556,13 +580,20 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   }
   Job& job = j->second;
   while (!job.unseen.empty() && job.unseen.front().first <= m.seen) {
-    job.unseen_firsts.erase(job.unseen_firsts.find(job.unseen.front().second));
+    const std::uint64_t first = job.unseen.front().second;
+    job.unseen_firsts.erase(job.unseen_firsts.find(first));
+    if (!job.unseen_firsts.count(first)) job.answered_at.erase(first);
     job.unseen.pop_front();
   }
   acknowledge(j->first, job, m.seen);
   // A chunk the client still awaits that we neither hold nor just answered was lost on the way.
   const bool lost = std::any_of(m.open.begin(), m.open.end(), [&](std::uint64_t first) {
-    return !job.chunks.count(first) && !job.unseen_firsts.count(first);
+    if (job.chunks.count(first)) return false;
+    // An answer is on its way for a liveness, not forever: one sent on a connection that then
+    // broke (the ROUTER had not noticed) never arrives (seppo-sim seed 1190).
+    auto a = job.answered_at.find(first);
+    return !job.unseen_firsts.count(first) || a == job.answered_at.end() ||
+           now - a->second > expiry();
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;

@@ -156,8 +156,9 @@ class Core {
     std::uint32_t count = 0;
     Bytes payload;
     std::uint32_t attempts = 0;  // runs started whose worker was then lost
-    PeerId holder;               // the worker running it; empty while queued
-    std::uint64_t charged = 0;   // bytes counted against the client's limit
+    TimePoint sent{};  // when its TASK last left: a worker not holding it after expiry lost it
+    PeerId holder;     // the worker running it; empty while queued
+    std::uint64_t charged = 0;  // bytes counted against the client's limit
   };
   struct Job {
     std::string function;
@@ -169,6 +170,9 @@ class Core {
     std::uint64_t next_seq = 1;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unseen;  // (seq, chunk first)
     std::unordered_multiset<std::uint64_t> unseen_firsts;
+    // When each unseen chunk was answered: an answer is "on its way" only for a liveness, since
+    // one sent on a connection that then broke (unnoticed by the ROUTER) never arrives.
+    std::unordered_map<std::uint64_t, TimePoint> answered_at;
     std::uint64_t items_delivered = 0;
     // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
     // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.

@@ -269,7 +269,15 @@ void SessionCore::step(TimePoint now) {
   if (!leaving_ && waiting_behind() && now - front_since_ >= options_.return_after) {
     return_waiting(now);
   }
-  if (now - last_beat_ >= heartbeat_) send(wire::Heartbeat{0, 0, {}}, now);
+  if (now - last_beat_ >= heartbeat_) {
+    // The tasks we hold (seen = 1 says `open` lists them), so the broker can tell those it
+    // sent that never arrived: a connection that broke and came back lost them (§8).
+    std::vector<std::uint64_t> held;
+    for (const Submitted& t : submitted_) {
+      if (t.epoch == epoch_) held.push_back(t.task_id);
+    }
+    send(wire::Heartbeat{0, 1, std::move(held)}, now);
+  }
   if (now - last_heard_ > expiry() && now >= next_reconnect_) {
     // The broker went silent: start over on a fresh socket so nothing stale is queued, with a
     // growing delay so a dead broker is not hammered.
