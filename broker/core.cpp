@@ -580,6 +580,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   }
   Job& job = j->second;
   while (!job.unseen.empty() && job.unseen.front().first <= m.seen) {
+    job.read_at = now;
     const std::uint64_t first = job.unseen.front().second;
     job.unseen_firsts.erase(job.unseen_firsts.find(first));
     if (!job.unseen_firsts.count(first)) job.answered_at.erase(first);
@@ -593,7 +594,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
     // broke (the ROUTER had not noticed) never arrives (seppo-sim seed 1190).
     auto a = job.answered_at.find(first);
     return !job.unseen_firsts.count(first) || a == job.answered_at.end() ||
-           now - a->second > expiry();
+           now - std::max(a->second, job.read_at) > expiry();
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;

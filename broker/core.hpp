@@ -173,6 +173,9 @@ class Core {
     // When each unseen chunk was answered: an answer is "on its way" only for a liveness, since
     // one sent on a connection that then broke (unnoticed by the ROUTER) never arrives.
     std::unordered_map<std::uint64_t, TimePoint> answered_at;
+    // When the client last acknowledged an answer: one reading a long backlog slowly is not
+    // losing answers, so the liveness counts from here too.
+    TimePoint read_at{};
     std::uint64_t items_delivered = 0;
     // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
     // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.

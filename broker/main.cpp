@@ -16,6 +16,7 @@
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
+#include "common/duration.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
 
@@ -53,32 +54,6 @@ bool write_endpoint_file(const std::string& path, const std::vector<std::string>
   std::filesystem::rename(temporary, path, error);
   if (error) std::filesystem::remove(temporary, error);
   return !error;
-}
-
-// --worker-grace: "60s", "500ms", "5m", "1h"; a bare number is seconds. Nothing otherwise.
-std::optional<std::chrono::milliseconds> grace_duration(const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  const std::string unit = text.substr(used);
-  double ms = 0;
-  if (unit.empty() || unit == "s") {
-    ms = value * 1000;
-  } else if (unit == "ms") {
-    ms = value;
-  } else if (unit == "m" || unit == "min") {
-    ms = value * 60000;
-  } else if (unit == "h") {
-    ms = value * 3600000;
-  } else {
-    return std::nullopt;
-  }
-  if (!(ms >= 0) || ms > 1e12) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
 }  // namespace
@@ -178,7 +153,7 @@ int main(int argc, char** argv) {
   log::set_level(log::parse_level(level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.max_message_bytes = static_cast<std::uint64_t>(server.max_message_bytes);
-  if (const auto grace = grace_duration(worker_grace)) {
+  if (const auto grace = parse_duration(worker_grace)) {
     config.worker_grace = *grace;
   } else {
     std::cerr << "seppo-broker: --worker-grace: expected a duration such as 60s, 5m or 0, got "

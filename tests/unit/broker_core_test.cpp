@@ -870,3 +870,20 @@ TEST_CASE("an answer lost on the way to a client is sent again once a liveness h
   h.deliver("C1", wire::Heartbeat{1, 0, {0}});
   CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
 }
+
+TEST_CASE("answers a client is still reading through are not presumed lost") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  h.submit("C1", 1, "m.f", 1, items(6), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 2);
+  h.result("W1", tasks[0].task_id, 1);
+  h.result("W1", tasks[1].task_id, 1);
+  REQUIRE(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 2);
+  // A slow link: the client reads the first answer long after both were sent, and the
+  // second is still on its way.
+  h.now += 3500ms;
+  h.deliver("C1", wire::Heartbeat{1, 1, {1}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").empty());
+}
