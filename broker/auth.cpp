@@ -22,16 +22,16 @@ std::string describe(const std::string& fingerprint, const std::string& label) {
 
 std::shared_ptr<const KeyLists> KeyLists::load(const AuthConfig& config) {
   auto lists = std::make_shared<KeyLists>();
-  for (const auto& [path, role] : {std::pair{config.workers, Role::Worker},
-                                   std::pair{config.clients, Role::Client}}) {
+  for (const auto& [path, role] :
+       {std::pair{config.workers, Role::Worker}, std::pair{config.clients, Role::Client}}) {
     if (path.empty()) continue;
     for (curve::AuthorizedKey& k : curve::read_authorized(path)) {
       auto [entry, added] = lists->keys_.try_emplace(k.key, Entry{role, k.label});
       if (!added && entry->second.role != role && entry->second.role != Role::Any) {
         entry->second.role = Role::Any;
         lists->warnings_.push_back("key " + describe(curve::fingerprint(k.key), k.label) +
-                                   " is authorised both as a worker and as a client (" +
-                                   k.origin + "): it may do both");
+                                   " is authorised both as a worker and as a client (" + k.origin +
+                                   "): it may do both");
       }
     }
   }
@@ -104,7 +104,7 @@ Authenticator::Authenticator(zmq::context_t& context, AuthConfig config,
     } catch (const std::exception& e) {
       // Without a handler libzmq would admit every key: never carry on without one.
       this->log(LogLevel::Error, std::string("authentication handler failed: ") + e.what() +
-                               "; stopping the broker");
+                                     "; stopping the broker");
       std::_Exit(1);
     }
   });
@@ -183,8 +183,7 @@ void Authenticator::answer(zmq::socket_t& zap) {
     text = "malformed ZAP request";
   } else if (frame(2) != curve::kZapDomain) {
     text = "unknown ZAP domain";
-  } else if (frame(5) != "CURVE" || request.size() != 7 ||
-             request[6].size() != curve::kKeyBytes) {
+  } else if (frame(5) != "CURVE" || request.size() != 7 || request[6].size() != curve::kKeyBytes) {
     text = "CurveZMQ required";
   } else {
     const std::string key = curve::encode(request[6].to_string_view());
@@ -195,8 +194,8 @@ void Authenticator::answer(zmq::socket_t& zap) {
       status = "200";
       text = "OK";
       user = user_id(*role, key);
-      log(LogLevel::Info, std::string("admitted ") + role_name(*role) + " key " + who + " from " +
-                              address);
+      log(LogLevel::Info,
+          std::string("admitted ") + role_name(*role) + " key " + who + " from " + address);
     } else {
       text = "key not authorised";
       const auto now = std::chrono::steady_clock::now();
@@ -205,8 +204,7 @@ void Authenticator::answer(zmq::socket_t& zap) {
       if (first || now - entry->second.first >= kRefusalLogInterval) {
         const unsigned since = entry->second.second;
         log(LogLevel::Warning,
-            "refused a connection from " + address + ": key " + who +
-                " is not authorised" +
+            "refused a connection from " + address + ": key " + who + " is not authorised" +
                 (since ? " (and " + std::to_string(since) + " more attempts in the last minute)"
                        : std::string()));
         entry->second = {now, 0u};

@@ -176,7 +176,7 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
       break;
     case wire::Type::Credit:
       if (auto w = workers_.find(from); w != workers_.end()) {
-        w->second.last_heard = now;
+        w->second.heard(now);
         w->second.capacity = std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1,
                                                        config_.max_capacity);
         dispatch_worker(from);
@@ -237,7 +237,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
     return;
   }
-  w->second.last_heard = now;
+  w->second.heard(now);
   auto& held = w->second.inflight;
   if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) {
     if (h == held.begin()) w->second.head_since = now;  // the next one starts now
@@ -400,7 +400,7 @@ void Core::dispatch(const std::string& function) {
         best_id = &id;
         best_free = free;
       }
-      if (used == 0 && idle == nullptr) {
+      if (used == 0 && w.spoken && idle == nullptr) {
         idle = &w;
         idle_id = &id;
       }
@@ -418,8 +418,7 @@ void Core::dispatch(const std::string& function) {
       ++blocked;
       continue;
     }
-    const bool suspect = task.attempts > 0;
-    if (suspect) {
+    if (task.suspect()) {
       if (idle == nullptr) {  // wait for a worker with nothing else to run
         service.ready.push_back(key);
         ++blocked;
@@ -474,7 +473,8 @@ void Core::dispatch_worker(const PeerId& id) {
         auto j = jobs_.find(key);
         if (j == jobs_.end() || j->second.queue.empty()) continue;
         const Task& task = tasks_.at(j->second.queue.front());
-        if (task.attempts > 0 && !worker.inflight.empty()) continue;  // a suspect runs alone
+        // A suspect runs alone, on a worker known to receive what it is sent.
+        if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) continue;
         if (delivery_backlogged(key.client)) continue;
         auto c = clients_.find(key.client);
         static const Client kNobody{};
@@ -501,7 +501,7 @@ void Core::dispatch_worker(const PeerId& id) {
     Task& task = tasks_.at(task_id);
     job.queue.pop_front();
     if (!job.queue.empty()) best->ready.push_back(key);
-    if (task.attempts > 0) worker.isolating = task_id;
+    if (task.suspect()) worker.isolating = task_id;
     send_task(id, worker, task_id, task, *best_function);
   }
 }
@@ -535,7 +535,8 @@ void Core::acknowledge(const JobKey& key, Job& job, std::uint64_t seen) {
 
 void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now) {
   if (auto w = workers_.find(from); w != workers_.end()) {
-    w->second.last_heard = now;
+    const bool first_words = !w->second.spoken;
+    w->second.heard(now);
     if (m.seen == 1) {
       // The worker lists the tasks it holds (§8; seppo-sim seed 414). One we sent it long enough
       // ago that it neither holds nor answered was lost on a connection that broke and came back.
@@ -559,6 +560,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       }
     }
     send(from, alive());
+    if (first_words) dispatch_worker(from);  // suspect tasks may wait for a worker like it
     return;
   }
   if (m.job_id == 0) {
@@ -687,12 +689,16 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   std::size_t requeued = 0;
   // Requeued at the front, last sent first, so they run again in their original order. Only
   // the task that was running (the first sent) is charged an attempt: those waiting behind it
-  // cannot have killed the worker.
+  // cannot have killed the worker. Nor is it charged when the worker never spoke after its
+  // READY: nothing shows it received the task (a peer that announces itself and vanishes, §10),
+  // so the task is only suspect, and runs next alone on a worker that has spoken.
   const std::uint64_t running = worker.inflight.empty() ? 0 : worker.inflight.front();
   for (auto it = worker.inflight.rbegin(); it != worker.inflight.rend(); ++it) {
     auto t = tasks_.find(*it);
     if (t != tasks_.end() && t->second.holder == id) {
-      requeue(*it, count_attempt && *it == running);
+      const bool blamed = count_attempt && *it == running;
+      if (blamed && !worker.spoken) t->second.unproven_loss = true;
+      requeue(*it, blamed && worker.spoken);
       ++requeued;
     }
   }
@@ -762,17 +768,19 @@ bool Core::in_grace(const std::string& function, TimePoint now) const {
   return u != unserved_since_.end() && now - u->second < config_.worker_grace;
 }
 
+bool Core::received_running(const Worker& worker, const std::vector<std::uint64_t>& unsent) {
+  // The task it was running is to blame only if the worker received it: a TASK that could
+  // not even be sent never ran (a worker that said READY and vanished must not use up the
+  // attempts of the innocent items sent to it).
+  const auto& held = worker.inflight;
+  return !held.empty() && std::find(unsent.begin(), unsent.end(), held.front()) == unsent.end();
+}
+
 void Core::on_send_failed(const PeerId& peer, TimePoint now,
                           const std::vector<std::uint64_t>& unsent_tasks) {
   now_ = now;
   if (auto w = workers_.find(peer); w != workers_.end()) {
-    // The task it was running is to blame only if the worker received it: a TASK that could
-    // not even be sent never ran (a worker that said READY and vanished must not use up the
-    // attempts of the innocent items sent to it).
-    const auto& held = w->second.inflight;
-    const bool ran = !held.empty() && std::find(unsent_tasks.begin(), unsent_tasks.end(),
-                                                held.front()) == unsent_tasks.end();
-    remove_worker(peer, ran, "unreachable", now);
+    remove_worker(peer, received_running(w->second, unsent_tasks), "unreachable", now);
     return;
   }
   auto c = clients_.find(peer);

@@ -99,7 +99,10 @@ class Core {
                       const std::vector<std::uint64_t>& unsent_tasks = {});
   // The socket loop saw this peer's connection close (a worker process that died): a worker is
   // presumed lost at once instead of after heartbeat x liveness (docs/protocol.md §8).
-  void on_disconnected(const PeerId& peer, TimePoint now);
+  // `unsent_tasks` are TASKs to it the loop held back because the close was already known: as
+  // with on_send_failed, the worker never received them.
+  void on_disconnected(const PeerId& peer, TimePoint now,
+                       const std::vector<std::uint64_t>& unsent_tasks = {});
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 
@@ -145,6 +148,12 @@ class Core {
     std::uint64_t isolating = 0;
     TimePoint last_heard{};
     TimePoint joined{};
+    // It sent something after its READY, so it is receiving: its death can be blamed on a task.
+    bool spoken = false;
+    void heard(TimePoint now) {
+      last_heard = now;
+      spoken = true;
+    }
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;
@@ -156,6 +165,10 @@ class Core {
     std::uint32_t count = 0;
     Bytes payload;
     std::uint32_t attempts = 0;  // runs started whose worker was then lost
+    // Its worker was lost before it spoke after READY: maybe never received, so no attempt.
+    bool unproven_loss = false;
+    // Runs alone next, so that a worker dying under it is certainly its doing.
+    bool suspect() const { return attempts > 0 || unproven_loss; }
     TimePoint sent{};  // when its TASK last left: a worker not holding it after expiry lost it
     PeerId holder;     // the worker running it; empty while queued
     std::uint64_t charged = 0;  // bytes counted against the client's limit
@@ -218,6 +231,8 @@ class Core {
   void erase_task(std::uint64_t task_id);
   void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
   void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now);
+  // Whether the task `worker` was running reached it: its TASK is not among `unsent`.
+  static bool received_running(const Worker& worker, const std::vector<std::uint64_t>& unsent);
   void requeue(std::uint64_t task_id, bool count_attempt);
   void fail_task(std::uint64_t task_id, wire::Code why, const std::string& message);
   void remove_job(const JobKey& key, const std::string& why);

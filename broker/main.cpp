@@ -16,7 +16,6 @@
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
-#include "common/duration.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
 

@@ -23,23 +23,37 @@ constexpr int kBatch = 512;
 
 // Sends everything the core produced. A peer that is gone or full is reported back to the core,
 // which decides what that means (ROUTER_MANDATORY turns ZeroMQ's silent drops into these errors).
-void flush(zmq::socket_t& router, Core& core, TimePoint now) {
+// Sends the core's outbox. `connections` (may be null) says whose connection has closed:
+// nothing is sent to those peers, and their TASKs count as never received, since the close was
+// known before the send. (A send into a closing connection can still succeed and be lost; the
+// order of the monitor's event and our send is all that tells "never received" apart.)
+void flush(zmq::socket_t& router, Core& core, TimePoint now, Connections* connections) {
+  // Has the socket act on its pending commands first (ZMQ_EVENTS does), so that connections
+  // already closed have their pipes gone and a send to them fails instead of vanishing.
+  (void)router.get(zmq::sockopt::events);
+  std::vector<PeerId> lost;
+  if (connections) lost = connections->take_lost();
   std::vector<Outgoing> out;
   out.swap(core.outbox());
   // Per peer that could not be reached, the TASKs that did not leave: the core charges no
   // attempt for a task its worker never received.
-  std::vector<std::pair<PeerId, std::vector<std::uint64_t>>> failed;
-  auto fail = [&](const Outgoing& m) {
-    auto f = std::find_if(failed.begin(), failed.end(),
-                          [&](const auto& p) { return p.first == m.peer; });
-    if (f == failed.end()) f = failed.insert(failed.end(), {m.peer, {}});
+  std::vector<std::pair<PeerId, std::vector<std::uint64_t>>> failed, held_back;
+  auto note = [](auto& list, const Outgoing& m) {
+    auto f =
+        std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == m.peer; });
+    if (f == list.end()) f = list.insert(list.end(), {m.peer, {}});
     if (m.task_id != 0) f->second.push_back(m.task_id);
   };
+  for (const PeerId& peer : lost) held_back.push_back({peer, {}});
   for (Outgoing& m : out) {
+    if (!lost.empty() && std::find(lost.begin(), lost.end(), m.peer) != lost.end()) {
+      note(held_back, m);
+      continue;
+    }
     try {
       zmq::message_t id(m.peer.data(), m.peer.size());
       if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        fail(m);
+        note(failed, m);
         continue;
       }
       zmq::message_t header(m.header.data(), m.header.size());
@@ -51,11 +65,12 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now) {
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EHOSTUNREACH) log::warning(std::string("send failed: ") + e.what());
-      fail(m);
+      note(failed, m);
     }
   }
+  for (const auto& [peer, tasks] : held_back) core.on_disconnected(peer, now, tasks);
   for (const auto& [peer, tasks] : failed) core.on_send_failed(peer, now, tasks);
-  if (!core.outbox().empty()) flush(router, core, now);
+  if (!core.outbox().empty()) flush(router, core, now, connections);
 }
 
 log::Level level_of(LogLevel level) {
@@ -192,7 +207,7 @@ int serve(const ServerOptions& options, Core& core) {
     if (now >= next_tick) {
       core.on_tick(now);
       next_tick = core.next_deadline(now);
-      flush(router, core, now);
+      flush(router, core, now, &*connections);
     }
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
@@ -223,7 +238,7 @@ int serve(const ServerOptions& options, Core& core) {
     }
     if (stop) {
       core.shutdown();
-      flush(router, core, Clock::now());
+      flush(router, core, Clock::now(), &*connections);
       break;
     }
     for (int i = 0; i < kBatch; ++i) {
@@ -250,10 +265,9 @@ int serve(const ServerOptions& options, Core& core) {
         core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames.size() - 1));
       }
     }
-    for (const PeerId& peer : connections->take_lost()) core.on_disconnected(peer, Clock::now());
     // Sending the replies to a whole batch at once lets ZeroMQ wake its I/O thread once and
     // coalesce the writes, instead of a wake-up and a syscall per message.
-    flush(router, core, Clock::now());
+    flush(router, core, Clock::now(), &*connections);
   }
   connections.reset();  // it monitors the router
   router.close();       // linger bounds how long the goodbyes may take

@@ -125,7 +125,7 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
     return;
   }
   Worker& worker = w->second;
-  worker.last_heard = now;
+  worker.heard(now);
   const std::uint64_t head = worker.inflight.empty() ? 0 : worker.inflight.front();
   std::deque<std::uint64_t> kept, back;
   for (std::uint64_t id : worker.inflight) {
@@ -157,9 +157,13 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   for (const std::string& f : worker.functions) dispatch(f);
 }
 
-void Core::on_disconnected(const PeerId& peer, TimePoint now) {
+void Core::on_disconnected(const PeerId& peer, TimePoint now,
+                           const std::vector<std::uint64_t>& unsent_tasks) {
   now_ = now;
-  if (workers_.count(peer)) remove_worker(peer, true, "lost: its connection closed", now);
+  if (auto w = workers_.find(peer); w != workers_.end()) {
+    remove_worker(peer, received_running(w->second, unsent_tasks), "lost: its connection closed",
+                  now);
+  }
 }
 
 }  // namespace seppo::broker

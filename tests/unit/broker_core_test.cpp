@@ -64,6 +64,8 @@ struct Harness {
   void ready(const std::string& worker, std::vector<std::string> functions,
              std::uint32_t capacity = 1) {
     deliver(worker, wire::Ready{worker, "host", 1, capacity, std::move(functions)});
+    // It has spoken since READY, so the broker can blame its death on a task (§10).
+    deliver(worker, wire::Heartbeat{0, 0, {}});
   }
   void submit(const std::string& client, std::uint64_t job, const std::string& function,
               std::uint64_t first, const std::string& payload, std::uint32_t count,
@@ -797,7 +799,7 @@ TEST_CASE("ALIVE tells peers the largest message the broker accepts") {
   Harness h(config);
   h.ready("W1", {"m.f"});
   auto alive = h.sent_to<wire::Alive>(h.drain(), "W1");
-  REQUIRE(alive.size() == 1);
+  REQUIRE(alive.size() == 2);  // to its READY and its HEARTBEAT
   CHECK(alive[0].max_message_bytes == (1u << 20));
 }
 

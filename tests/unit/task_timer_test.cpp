@@ -45,6 +45,7 @@ struct Harness {
   }
   void ready(const std::string& worker, std::uint32_t capacity = 1) {
     deliver(worker, wire::Ready{worker, "host", 1, capacity, {"m.f"}});
+    deliver(worker, wire::Heartbeat{0, 0, {}});  // spoken since READY: its death is evidence
   }
   void submit(std::uint64_t first, std::uint32_t count, std::uint32_t item_timeout_ms) {
     const std::string payload = numbers(count);
@@ -246,6 +247,39 @@ TEST_CASE("a worker whose connection closed is lost at once and its tasks run el
   // A client's connection closing changes nothing: ZeroMQ reconnects it.
   h.core.on_disconnected("C1", h.now);
   CHECK(h.core.job_count() == 1);
+}
+
+TEST_CASE(
+    "a peer that says READY and vanishes is not blamed: its task runs next on a worker that has "
+    "spoken") {
+  broker::Config config;
+  config.max_attempts = 1;  // any charge would fail the item at once
+  Harness h(config);
+  h.deliver("GHOST", wire::Ready{"GHOST", "host", 1, 1, {"m.f"}});  // and nothing after
+  h.submit(0, 1, 0);
+  REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "GHOST").size() == 1);
+  h.core.on_disconnected("GHOST", h.now);
+  CHECK(Harness::sent_to<wire::Failed>(h.drain(), "C1").empty());
+  // Suspect now: another newcomer that has not spoken does not get it...
+  h.deliver("NEW", wire::Ready{"NEW", "host", 1, 1, {"m.f"}});
+  CHECK(Harness::sent_to<wire::Task>(h.drain(), "NEW").empty());
+  // ...until it speaks, and proves it receives what it is sent.
+  h.deliver("NEW", wire::Heartbeat{0, 0, {}});
+  CHECK(Harness::sent_to<wire::Task>(h.drain(), "NEW").size() == 1);
+}
+
+TEST_CASE("a TASK held back because its worker's connection had closed is not charged") {
+  broker::Config config;
+  config.max_attempts = 1;
+  Harness h(config);
+  h.ready("W1");
+  h.submit(0, 1, 0);
+  const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.core.on_disconnected("W1", h.now, {tasks[0].task_id});  // the loop never sent it
+  CHECK(Harness::sent_to<wire::Failed>(h.drain(), "C1").empty());
+  h.ready("W2");
+  CHECK(Harness::sent_to<wire::Task>(h.drain(), "W2").size() == 1);
 }
 
 TEST_CASE("a worker lost while abandoning a timed-out task charges no task behind it") {
