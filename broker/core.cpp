@@ -94,6 +94,7 @@ void Core::on_malformed(const PeerId& from, const std::string& why) {
 
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
                       Bytes* payload, TimePoint now, Role role, std::string_view key) {
+  now_ = now;
   wire::Message message;
   try {
     message = wire::decode(header, header_size);
@@ -122,6 +123,7 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
     case wire::Type::Ready:
     case wire::Type::Result:
     case wire::Type::Credit:
+    case wire::Type::Return:
       needed = Role::Worker;
       break;
     case wire::Type::Submit:
@@ -174,13 +176,16 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
       break;
     case wire::Type::Credit:
       if (auto w = workers_.find(from); w != workers_.end()) {
-        w->second.last_heard = now;
+        w->second.heard(now);
         w->second.capacity = std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1,
                                                        config_.max_capacity);
         dispatch_worker(from);
       } else {
         send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
       }
+      break;
+    case wire::Type::Return:
+      on_return(from, std::get<wire::Return>(message), now);
       break;
     case wire::Type::StatusRequest: {
       send(from, wire::Status{}, Bytes(status_payload(now)));
@@ -232,9 +237,12 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
     return;
   }
-  w->second.last_heard = now;
+  w->second.heard(now);
   auto& held = w->second.inflight;
-  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) held.erase(h);
+  if (auto h = std::find(held.begin(), held.end(), m.task_id); h != held.end()) {
+    if (h == held.begin()) w->second.head_since = now;  // the next one starts now
+    held.erase(h);
+  }
   if (held.empty()) w->second.isolating = 0;
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
@@ -276,6 +284,7 @@ void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
     job.chunks.erase(c);
     job.unseen.emplace_back(seq, task.chunk_first);
     job.unseen_firsts.insert(task.chunk_first);
+    job.answered_at[task.chunk_first] = now_;
   }
 }
 
@@ -335,6 +344,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.function = m.function;
     j->second.wait_ms = m.wait_ms;
     j->second.started = now;
+    j->second.item_timeout_ms = m.item_timeout_ms;
     client.jobs.push_back(m.job_id);
     client.queued_bytes += kJobOverhead;
     Service& s = services_[m.function];
@@ -390,7 +400,7 @@ void Core::dispatch(const std::string& function) {
         best_id = &id;
         best_free = free;
       }
-      if (used == 0 && idle == nullptr) {
+      if (used == 0 && w.spoken && idle == nullptr) {
         idle = &w;
         idle_id = &id;
       }
@@ -408,8 +418,7 @@ void Core::dispatch(const std::string& function) {
       ++blocked;
       continue;
     }
-    const bool suspect = task.attempts > 0;
-    if (suspect) {
+    if (task.suspect()) {
       if (idle == nullptr) {  // wait for a worker with nothing else to run
         service.ready.push_back(key);
         ++blocked;
@@ -429,6 +438,8 @@ void Core::dispatch(const std::string& function) {
 void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
                      const std::string& function) {
   task.holder = worker_id;
+  if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
+  task.sent = now_;
   worker.inflight.push_back(task_id);
   if (auto c = clients_.find(task.job.client); c != clients_.end()) fair_.charge(c->second.share);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
@@ -462,7 +473,8 @@ void Core::dispatch_worker(const PeerId& id) {
         auto j = jobs_.find(key);
         if (j == jobs_.end() || j->second.queue.empty()) continue;
         const Task& task = tasks_.at(j->second.queue.front());
-        if (task.attempts > 0 && !worker.inflight.empty()) continue;  // a suspect runs alone
+        // A suspect runs alone, on a worker known to receive what it is sent.
+        if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) continue;
         if (delivery_backlogged(key.client)) continue;
         auto c = clients_.find(key.client);
         static const Client kNobody{};
@@ -489,7 +501,7 @@ void Core::dispatch_worker(const PeerId& id) {
     Task& task = tasks_.at(task_id);
     job.queue.pop_front();
     if (!job.queue.empty()) best->ready.push_back(key);
-    if (task.attempts > 0) worker.isolating = task_id;
+    if (task.suspect()) worker.isolating = task_id;
     send_task(id, worker, task_id, task, *best_function);
   }
 }
@@ -523,8 +535,32 @@ void Core::acknowledge(const JobKey& key, Job& job, std::uint64_t seen) {
 
 void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now) {
   if (auto w = workers_.find(from); w != workers_.end()) {
-    w->second.last_heard = now;
+    const bool first_words = !w->second.spoken;
+    w->second.heard(now);
+    if (m.seen == 1) {
+      // The worker lists the tasks it holds (§8; seppo-sim seed 414). One we sent it long enough
+      // ago that it neither holds nor answered was lost on a connection that broke and came back.
+      std::unordered_set<std::uint64_t> held(m.open.begin(), m.open.end());
+      std::vector<std::uint64_t> lost;
+      for (std::uint64_t id : w->second.inflight) {
+        if (held.count(id)) continue;
+        auto t = tasks_.find(id);
+        if (t == tasks_.end() || now - t->second.sent > expiry()) lost.push_back(id);
+      }
+      auto& inflight = w->second.inflight;
+      for (auto it = lost.rbegin(); it != lost.rend(); ++it) {
+        inflight.erase(std::find(inflight.begin(), inflight.end(), *it));
+        if (w->second.isolating == *it) w->second.isolating = 0;
+        auto t = tasks_.find(*it);
+        if (t != tasks_.end() && t->second.holder == from) requeue(*it, false);
+      }
+      if (!lost.empty()) {
+        const std::vector<std::string> functions = w->second.functions;
+        for (const std::string& f : functions) dispatch(f);
+      }
+    }
     send(from, alive());
+    if (first_words) dispatch_worker(from);  // suspect tasks may wait for a worker like it
     return;
   }
   if (m.job_id == 0) {
@@ -546,13 +582,21 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   }
   Job& job = j->second;
   while (!job.unseen.empty() && job.unseen.front().first <= m.seen) {
-    job.unseen_firsts.erase(job.unseen_firsts.find(job.unseen.front().second));
+    job.read_at = now;
+    const std::uint64_t first = job.unseen.front().second;
+    job.unseen_firsts.erase(job.unseen_firsts.find(first));
+    if (!job.unseen_firsts.count(first)) job.answered_at.erase(first);
     job.unseen.pop_front();
   }
   acknowledge(j->first, job, m.seen);
   // A chunk the client still awaits that we neither hold nor just answered was lost on the way.
   const bool lost = std::any_of(m.open.begin(), m.open.end(), [&](std::uint64_t first) {
-    return !job.chunks.count(first) && !job.unseen_firsts.count(first);
+    if (job.chunks.count(first)) return false;
+    // An answer is on its way for a liveness, not forever: one sent on a connection that then
+    // broke (the ROUTER had not noticed) never arrives (seppo-sim seed 1190).
+    auto a = job.answered_at.find(first);
+    return !job.unseen_firsts.count(first) || a == job.answered_at.end() ||
+           now - std::max(a->second, job.read_at) > expiry();
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;
@@ -593,6 +637,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
   auto j = jobs_.find(key);
   if (j == jobs_.end()) return;
   Job& job = j->second;
+  cancel_held(key);
   // Queued and running tasks go; workers running one still get credit back when they answer.
   // Only this job's tasks are visited: a broker with many jobs removes each in its own time.
   for (std::uint64_t id : job.tasks) {
@@ -644,12 +689,16 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   std::size_t requeued = 0;
   // Requeued at the front, last sent first, so they run again in their original order. Only
   // the task that was running (the first sent) is charged an attempt: those waiting behind it
-  // cannot have killed the worker.
+  // cannot have killed the worker. Nor is it charged when the worker never spoke after its
+  // READY: nothing shows it received the task (a peer that announces itself and vanishes, §10),
+  // so the task is only suspect, and runs next alone on a worker that has spoken.
   const std::uint64_t running = worker.inflight.empty() ? 0 : worker.inflight.front();
   for (auto it = worker.inflight.rbegin(); it != worker.inflight.rend(); ++it) {
     auto t = tasks_.find(*it);
     if (t != tasks_.end() && t->second.holder == id) {
-      requeue(*it, count_attempt && *it == running);
+      const bool blamed = count_attempt && *it == running;
+      if (blamed && !worker.spoken) t->second.unproven_loss = true;
+      requeue(*it, blamed && worker.spoken);
       ++requeued;
     }
   }
@@ -676,38 +725,10 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
                   std::to_string(task.first) + ", " + std::to_string(task.attempts) + " attempts");
     return;
   }
+  // A chunk that killed its worker may hold one poison item: re-run its items one by one so
+  // only that item uses up its attempts and is reported lost.
   if (count_attempt && task.count > 1) {
-    // A chunk that killed its worker may hold one poison item: re-run its items one by one so
-    // only that item uses up its attempts and is reported lost.
-    std::vector<wire::Span> spans;
-    try {
-      spans = wire::item_spans(task.payload.data(), task.payload.size(), task.count);
-    } catch (const Error& e) {
-      fail_task(task_id, wire::Code::BadRequest, std::string("chunk cannot be split: ") + e.what());
-      return;
-    }
-    const char* base = task.payload.data();
-    // The items were admitted as one chunk: their parts share its charge, so splitting never
-    // takes a client over its limit (each part pays for its own bytes first).
-    std::uint64_t budget = task.charged;
-    task.charged = 0;
-    for (std::size_t i = spans.size(); i-- > 0;) {
-      const std::uint64_t id = new_task(job);
-      Task& single = tasks_[id];
-      single.job = task.job;
-      single.chunk_first = task.chunk_first;
-      single.first = task.first + i;
-      single.count = 1;
-      single.payload = Bytes(wire::single_item_array(base + spans[i].offset, spans[i].size));
-      single.attempts = task.attempts;
-      const std::uint64_t share =
-          i == 0 ? budget : std::min(budget, single.payload.size() + kChunkOverhead);
-      budget -= share;
-      single.charged = share;  // already counted in the client's queued bytes
-      enqueue(id, single, job, true);
-    }
-    release(task);
-    erase_task(task_id);
+    split(task_id, job);
     return;
   }
   enqueue(task_id, task, job, true);
@@ -747,16 +768,19 @@ bool Core::in_grace(const std::string& function, TimePoint now) const {
   return u != unserved_since_.end() && now - u->second < config_.worker_grace;
 }
 
+bool Core::received_running(const Worker& worker, const std::vector<std::uint64_t>& unsent) {
+  // The task it was running is to blame only if the worker received it: a TASK that could
+  // not even be sent never ran (a worker that said READY and vanished must not use up the
+  // attempts of the innocent items sent to it).
+  const auto& held = worker.inflight;
+  return !held.empty() && std::find(unsent.begin(), unsent.end(), held.front()) == unsent.end();
+}
+
 void Core::on_send_failed(const PeerId& peer, TimePoint now,
                           const std::vector<std::uint64_t>& unsent_tasks) {
+  now_ = now;
   if (auto w = workers_.find(peer); w != workers_.end()) {
-    // The task it was running is to blame only if the worker received it: a TASK that could
-    // not even be sent never ran (a worker that said READY and vanished must not use up the
-    // attempts of the innocent items sent to it).
-    const auto& held = w->second.inflight;
-    const bool ran = !held.empty() && std::find(unsent_tasks.begin(), unsent_tasks.end(),
-                                                held.front()) == unsent_tasks.end();
-    remove_worker(peer, ran, "unreachable", now);
+    remove_worker(peer, received_running(w->second, unsent_tasks), "unreachable", now);
     return;
   }
   auto c = clients_.find(peer);
@@ -769,6 +793,8 @@ void Core::on_send_failed(const PeerId& peer, TimePoint now,
 }
 
 void Core::on_tick(TimePoint now) {
+  now_ = now;
+  check_timeouts(now);
   std::vector<PeerId> silent;
   for (const auto& [id, w] : workers_) {
     if (now - w.last_heard > expiry()) silent.push_back(id);

@@ -50,6 +50,9 @@ struct Config {
   // The socket's ZMQ_MAXMSGSIZE, announced in ALIVE so that peers refuse larger messages
   // themselves (ZeroMQ would drop the connection); 0: not announced.
   std::uint64_t max_message_bytes = 0;
+  // Time limit per item: the default for jobs that set none, and a cap for those that do.
+  // 0: none (docs/protocol.md §10.1).
+  std::chrono::milliseconds task_timeout{0};
 };
 
 // What a client's chunk and job cost the broker beyond their payload bytes (records, map
@@ -94,6 +97,12 @@ class Core {
   // it was running is charged an attempt only if its TASK was not among them (§10).
   void on_send_failed(const PeerId& peer, TimePoint now,
                       const std::vector<std::uint64_t>& unsent_tasks = {});
+  // The socket loop saw this peer's connection close (a worker process that died): a worker is
+  // presumed lost at once instead of after heartbeat x liveness (docs/protocol.md §8).
+  // `unsent_tasks` are TASKs to it the loop held back because the close was already known: as
+  // with on_send_failed, the worker never received them.
+  void on_disconnected(const PeerId& peer, TimePoint now,
+                       const std::vector<std::uint64_t>& unsent_tasks = {});
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 
@@ -139,6 +148,14 @@ class Core {
     std::uint64_t isolating = 0;
     TimePoint last_heard{};
     TimePoint joined{};
+    // It sent something after its READY, so it is receiving: its death can be blamed on a task.
+    bool spoken = false;
+    void heard(TimePoint now) {
+      last_heard = now;
+      spoken = true;
+    }
+    // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
+    TimePoint head_since{};
     std::uint64_t tasks_done = 0;
   };
   struct Task {
@@ -148,8 +165,13 @@ class Core {
     std::uint32_t count = 0;
     Bytes payload;
     std::uint32_t attempts = 0;  // runs started whose worker was then lost
-    PeerId holder;               // the worker running it; empty while queued
-    std::uint64_t charged = 0;   // bytes counted against the client's limit
+    // Its worker was lost before it spoke after READY: maybe never received, so no attempt.
+    bool unproven_loss = false;
+    // Runs alone next, so that a worker dying under it is certainly its doing.
+    bool suspect() const { return attempts > 0 || unproven_loss; }
+    TimePoint sent{};  // when its TASK last left: a worker not holding it after expiry lost it
+    PeerId holder;     // the worker running it; empty while queued
+    std::uint64_t charged = 0;  // bytes counted against the client's limit
   };
   struct Job {
     std::string function;
@@ -161,6 +183,12 @@ class Core {
     std::uint64_t next_seq = 1;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unseen;  // (seq, chunk first)
     std::unordered_multiset<std::uint64_t> unseen_firsts;
+    // When each unseen chunk was answered: an answer is "on its way" only for a liveness, since
+    // one sent on a connection that then broke (unnoticed by the ROUTER) never arrives.
+    std::unordered_map<std::uint64_t, TimePoint> answered_at;
+    // When the client last acknowledged an answer: one reading a long backlog slowly is not
+    // losing answers, so the liveness counts from here too.
+    TimePoint read_at{};
     std::uint64_t items_delivered = 0;
     // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
     // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.
@@ -168,6 +196,7 @@ class Core {
     std::unordered_set<std::uint64_t> tasks;  // every task of the job, queued or running
     bool needs_resync = false;
     TimePoint started{};
+    std::uint32_t item_timeout_ms = 0;  // the client's limit per item (SUBMIT), 0 for none
   };
   struct Service {
     std::vector<PeerId> providers;
@@ -202,6 +231,8 @@ class Core {
   void erase_task(std::uint64_t task_id);
   void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
   void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now);
+  // Whether the task `worker` was running reached it: its TASK is not among `unsent`.
+  static bool received_running(const Worker& worker, const std::vector<std::uint64_t>& unsent);
   void requeue(std::uint64_t task_id, bool count_attempt);
   void fail_task(std::uint64_t task_id, wire::Code why, const std::string& message);
   void remove_job(const JobKey& key, const std::string& why);
@@ -209,6 +240,16 @@ class Core {
   void chunk_finished(Job& job, const Task& task, std::uint64_t seq);
   void charge(Task& task, std::uint64_t bytes);
   void release(Task& task);
+
+  // Time limits, cancel and returned tasks (task_timer.cpp, docs/protocol.md §10.1).
+  void on_return(const PeerId& from, const wire::Return& m, TimePoint now);
+  void check_timeouts(TimePoint now);
+  void time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_id);
+  void cancel_held(const JobKey& key);
+  Duration time_limit(const Job& job) const;
+  // Replaces a task by single-item tasks at the front of its job's queue (same attempts);
+  // fails it with bad_request if its payload is not an array of `count` items.
+  void split(std::uint64_t task_id, Job& job);
 
   void send(const PeerId& to, const wire::Message& message);
   void send(const PeerId& to, const wire::Message& message, Bytes payload);
@@ -230,6 +271,7 @@ class Core {
   FairShare fair_;
   // Functions whose last provider left, and when: waited for during config_.worker_grace.
   std::unordered_map<std::string, TimePoint> unserved_since_;
+  TimePoint now_{};  // of the event being handled: for code paths that take no time argument
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

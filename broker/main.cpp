@@ -5,10 +5,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstdlib>
 #include <iostream>
 #include <optional>
 
@@ -17,6 +17,7 @@
 #include "broker/core.hpp"
 #include "broker/server.hpp"
 #include "common/curve.hpp"
+#include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
@@ -26,10 +27,14 @@ namespace {
 
 seppo::log::Level convert(seppo::broker::LogLevel level) {
   switch (level) {
-    case seppo::broker::LogLevel::Debug: return seppo::log::Level::Debug;
-    case seppo::broker::LogLevel::Info: return seppo::log::Level::Info;
-    case seppo::broker::LogLevel::Warning: return seppo::log::Level::Warning;
-    case seppo::broker::LogLevel::Error: return seppo::log::Level::Error;
+    case seppo::broker::LogLevel::Debug:
+      return seppo::log::Level::Debug;
+    case seppo::broker::LogLevel::Info:
+      return seppo::log::Level::Info;
+    case seppo::broker::LogLevel::Warning:
+      return seppo::log::Level::Warning;
+    case seppo::broker::LogLevel::Error:
+      return seppo::log::Level::Error;
   }
   return seppo::log::Level::Info;
 }
@@ -54,40 +59,15 @@ bool write_endpoint_file(const std::string& path, const std::vector<std::string>
   return !error;
 }
 
-// --worker-grace: "60s", "500ms", "5m", "1h"; a bare number is seconds. Nothing otherwise.
-std::optional<std::chrono::milliseconds> grace_duration(const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  const std::string unit = text.substr(used);
-  double ms = 0;
-  if (unit.empty() || unit == "s") {
-    ms = value * 1000;
-  } else if (unit == "ms") {
-    ms = value;
-  } else if (unit == "m" || unit == "min") {
-    ms = value * 60000;
-  } else if (unit == "h") {
-    ms = value * 3600000;
-  } else {
-    return std::nullopt;
-  }
-  if (!(ms >= 0) || ms > 1e12) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-broker");
-  CLI::App app{"seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
-               "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
-               "workers and routes results back."};
+  CLI::App app{
+      "seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
+      "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
+      "workers and routes results back."};
   app.footer(
       "Examples:\n"
       "  seppo-broker                               # listen on ipc:///tmp/seppo-$UID/broker\n"
@@ -113,9 +93,10 @@ int main(int argc, char** argv) {
   broker::Config config;
   broker::ServerOptions server;
   std::int64_t heartbeat_ms = config.heartbeat.count();
-  app.add_option("-b,--bind", endpoints,
-                 "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
-                     std::string(kDefaultEndpointHelp) + ")");
+  app.add_option(
+      "-b,--bind", endpoints,
+      "endpoint to listen on (repeatable; default $SEPPO_BROKER_BIND, $SEPPO_BROKER or " +
+          std::string(kDefaultEndpointHelp) + ")");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval announced to peers")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
@@ -140,6 +121,12 @@ int main(int argc, char** argv) {
                  "how long jobs wait for workers of their function to come back after the last "
                  "one left (an outage, a reboot), e.g. 60s, 5m, 0")
       ->capture_default_str();
+  std::string task_timeout_text;
+  app.add_option("--task-timeout", task_timeout_text,
+                 "time limit per item (30s, 500ms, 5m; a bare number is seconds): an item "
+                 "running longer fails with `timeout` and its worker process is replaced. The "
+                 "default for jobs that set none, and a cap for those that do (default: none)")
+      ->type_name("DURATION");
   std::string secret_key_file;
   broker::AuthConfig authorized;
   bool insecure = false;
@@ -177,19 +164,28 @@ int main(int argc, char** argv) {
   log::set_level(log::parse_level(level));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.max_message_bytes = static_cast<std::uint64_t>(server.max_message_bytes);
-  if (const auto grace = grace_duration(worker_grace)) {
+  if (const auto grace = parse_duration(worker_grace)) {
     config.worker_grace = *grace;
   } else {
     std::cerr << "seppo-broker: --worker-grace: expected a duration such as 60s, 5m or 0, got "
               << worker_grace << "\n";
     return 2;
   }
+  if (!task_timeout_text.empty()) {
+    const std::optional<std::chrono::milliseconds> limit = parse_duration(task_timeout_text);
+    if (!limit || limit->count() == 0) {
+      std::cerr << "seppo-broker: --task-timeout " << task_timeout_text
+                << ": not a positive duration (say 30s, 500ms or 5m)\n";
+      return 2;
+    }
+    config.task_timeout = *limit;
+  }
   if (endpoints.empty()) {
     // SEPPO_BROKER_BIND says where to listen (tcp://*:5555); SEPPO_BROKER, where others connect
     // (tcp://head:5555), is a fallback for the common case where one value serves both.
     const char* bind = std::getenv("SEPPO_BROKER_BIND");
     endpoints.push_back(bind != nullptr && *bind != '\0' ? std::string(bind)
-                                                          : default_broker_endpoint());
+                                                         : default_broker_endpoint());
   }
   server.endpoints = endpoints;
   server.heartbeat = config.heartbeat;
@@ -241,13 +237,15 @@ int main(int argc, char** argv) {
     }
   } else {
     if (!allow_group.empty()) {
-      return fail(2, "--allow-group is for a broker without keys; with keys, list the group's "
-                     "users' public keys in --authorized-clients");
+      return fail(2,
+                  "--allow-group is for a broker without keys; with keys, list the group's "
+                  "users' public keys in --authorized-clients");
     }
     if (authorized.workers.empty() || authorized.clients.empty()) {
-      return fail(2, "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
-                     "and --authorized-clients (a file of public keys or a folder of NAME.key "
-                     "files each)");
+      return fail(2,
+                  "--curve-secret-key (or $SEPPO_CURVE_SECRET_KEY) needs --authorized-workers "
+                  "and --authorized-clients (a file of public keys or a folder of NAME.key "
+                  "files each)");
     }
     if (!curve::available()) return fail(1, "this libzmq was built without CurveZMQ support");
     try {
@@ -297,8 +295,8 @@ int main(int argc, char** argv) {
                ::chmod(folder.c_str(), 0710) == 0;
         }
         if (!ok) {
-          log::error("--allow-group: cannot give " + path + " to the group: " +
-                     std::strerror(errno));
+          log::error("--allow-group: cannot give " + path +
+                     " to the group: " + std::strerror(errno));
         }
       }
       if (previous) previous(bound, error);

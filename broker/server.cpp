@@ -10,8 +10,8 @@
 #include <map>
 #include <set>
 
+#include "broker/connections.hpp"
 #include "common/log.hpp"
-#include "common/monitor.hpp"
 #include "common/poll.hpp"
 #include "common/signals.hpp"
 #include "protocol/bytes_zmq.hpp"
@@ -23,31 +23,43 @@ namespace {
 // under a flood without a syscall per message.
 constexpr int kBatch = 512;
 
-// Sends everything the core produced. A peer that is gone or full is reported back to the core,
-// which decides what that means (ROUTER_MANDATORY turns ZeroMQ's silent drops into these errors).
+// Sends the core's outbox. `connections` (may be null) says whose connection has closed:
+// nothing is sent to those peers, and their TASKs count as never received, since the close was
+// known before the send. (A send into a closing connection can still succeed and be lost; the
+// order of the monitor's event and our send is all that tells "never received" apart.)
 // `may_send`, when given, vetoes a routing id (§14.6): such a send counts as failed.
-void flush(zmq::socket_t& router, Core& core, TimePoint now,
+void flush(zmq::socket_t& router, Core& core, TimePoint now, Connections* connections,
            const std::function<bool(const PeerId&)>& may_send = {}) {
+  // Has the socket act on its pending commands first (ZMQ_EVENTS does), so that connections
+  // already closed have their pipes gone and a send to them fails instead of vanishing.
+  (void)router.get(zmq::sockopt::events);
+  std::vector<PeerId> lost;
+  if (connections) lost = connections->take_lost();
   std::vector<Outgoing> out;
   out.swap(core.outbox());
   // Per peer that could not be reached, the TASKs that did not leave: the core charges no
   // attempt for a task its worker never received.
-  std::vector<std::pair<PeerId, std::vector<std::uint64_t>>> failed;
-  auto fail = [&](const Outgoing& m) {
-    auto f = std::find_if(failed.begin(), failed.end(),
-                          [&](const auto& p) { return p.first == m.peer; });
-    if (f == failed.end()) f = failed.insert(failed.end(), {m.peer, {}});
+  std::vector<std::pair<PeerId, std::vector<std::uint64_t>>> failed, held_back;
+  auto note = [](auto& list, const Outgoing& m) {
+    auto f =
+        std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == m.peer; });
+    if (f == list.end()) f = list.insert(list.end(), {m.peer, {}});
     if (m.task_id != 0) f->second.push_back(m.task_id);
   };
+  for (const PeerId& peer : lost) held_back.push_back({peer, {}});
   for (Outgoing& m : out) {
+    if (!lost.empty() && std::find(lost.begin(), lost.end(), m.peer) != lost.end()) {
+      note(held_back, m);
+      continue;
+    }
     if (may_send && !may_send(m.peer)) {
-      fail(m);
+      note(failed, m);
       continue;
     }
     try {
       zmq::message_t id(m.peer.data(), m.peer.size());
       if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        fail(m);
+        note(failed, m);
         continue;
       }
       zmq::message_t header(m.header.data(), m.header.size());
@@ -59,11 +71,12 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now,
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EHOSTUNREACH) log::warning(std::string("send failed: ") + e.what());
-      fail(m);
+      note(failed, m);
     }
   }
+  for (const auto& [peer, tasks] : held_back) core.on_disconnected(peer, now, tasks);
   for (const auto& [peer, tasks] : failed) core.on_send_failed(peer, now, tasks);
-  if (!core.outbox().empty()) flush(router, core, now, may_send);
+  if (!core.outbox().empty()) flush(router, core, now, connections, may_send);
 }
 
 log::Level level_of(LogLevel level) {
@@ -192,21 +205,22 @@ int serve(const ServerOptions& options, Core& core) {
   const bool tell_apart = options.curve || (options.local && options.local->group);
   router.set(zmq::sockopt::router_handover, tell_apart ? 0 : 1);
   std::optional<RoutingBindings> bindings;
-  std::optional<HandshakeMonitor> monitor;  // of the router: which connections closed
   if (tell_apart) {
     const auto expiry = options.heartbeat * options.liveness;
     router.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(options.heartbeat.count()));
     router.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(expiry.count()));
     bindings.emplace(expiry * 4);
-    monitor.emplace(context, router);
   }
+  // Which connection each peer is on, and which closed (a ROUTER allows one monitor). Before
+  // binding, so that no connection goes unseen.
+  std::optional<Connections> connections;
+  connections.emplace(context, router);
   // A close is taken in before any later message or send: the descriptor of a closed
   // connection may serve the next one, and the id of a closed one may be taken by another.
   const auto watch_closed = [&] {
-    if (!monitor) return;
-    while (monitor->take()) {
+    for (int fd : connections->take_closed_fds()) {
+      if (bindings) bindings->on_closed(fd);
     }
-    for (int fd : monitor->take_closed()) bindings->on_closed(fd);
   };
   const std::function<bool(const PeerId&)> may_send =
       tell_apart ? std::function<bool(const PeerId&)>(
@@ -214,7 +228,7 @@ int serve(const ServerOptions& options, Core& core) {
                  : std::function<bool(const PeerId&)>();
   const auto send_all = [&](TimePoint now) {
     watch_closed();
-    flush(router, core, now, may_send);
+    flush(router, core, now, &*connections, may_send);
   };
   std::map<PeerId, TimePoint> refusals_logged;  // once a minute per routing id
   router.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
@@ -256,6 +270,7 @@ int serve(const ServerOptions& options, Core& core) {
     stop_item = items.size();
     items.push_back({nullptr, options.stop_fd, ZMQ_POLLIN, 0});
   }
+  items.push_back(connections->pollitem());
   std::vector<zmq::message_t> frames;
   TimePoint next_tick = Clock::now();
   while (true) {
@@ -345,6 +360,8 @@ int serve(const ServerOptions& options, Core& core) {
           continue;
         }
       }
+      // Only an admitted message says which connection a peer is on.
+      if (frames.size() >= 2) connections->heard(peer, frames[1]);
       if (frames.size() == 2) {
         core.on_message(peer, frames[1].data(), frames[1].size(), nullptr, at, role, key);
       } else if (frames.size() == 3) {
@@ -358,8 +375,8 @@ int serve(const ServerOptions& options, Core& core) {
     // coalesce the writes, instead of a wake-up and a syscall per message.
     send_all(Clock::now());
   }
-  monitor.reset();  // it watches the router
-  router.close();   // linger bounds how long the goodbyes may take
+  connections.reset();  // it monitors the router
+  router.close();       // linger bounds how long the goodbyes may take
   auth.reset();
   context.close();
   log::info("stopped");

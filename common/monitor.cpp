@@ -11,10 +11,7 @@ namespace {
 
 constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED;
-
-// A ROUTER whose peers never close would otherwise keep every closed descriptor until asked.
-constexpr std::size_t kMaxClosedKept = 65536;
+                        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED;
 
 std::string address() {
   static std::atomic<unsigned> counter{0};
@@ -55,9 +52,6 @@ std::optional<HandshakeMonitor::Event> HandshakeMonitor::take() {
       case ZMQ_EVENT_CONNECT_RETRIED:
         if (!ever_connected_ && !failing_since_) failing_since_ = std::chrono::steady_clock::now();
         continue;
-      case ZMQ_EVENT_DISCONNECTED:
-        if (closed_.size() < kMaxClosedKept) closed_.push_back(static_cast<int>(value));
-        continue;
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         return Event{Outcome::Succeeded, "handshake succeeded"};
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
@@ -75,12 +69,6 @@ std::optional<HandshakeMonitor::Event> HandshakeMonitor::take() {
         continue;
     }
   }
-}
-
-std::vector<int> HandshakeMonitor::take_closed() {
-  std::vector<int> out;
-  out.swap(closed_);
-  return out;
 }
 
 }  // namespace seppo

@@ -2,7 +2,7 @@
 // CurveZMQ handshake silently forever; this reads the socket's monitor events so a program can
 // say "the broker refused this key" instead of timing out without a word. It also follows the
 // connections themselves: whether one ever came up, since when connecting has been failing
-// (nothing listens there), and which connections closed.
+// (nothing listens there).
 #pragma once
 
 #include <chrono>
@@ -46,16 +46,12 @@ class HandshakeMonitor {
   std::optional<std::chrono::steady_clock::time_point> failing_since() const {
     return failing_since_;
   }
-  // The file descriptors of connections that closed since the last call, oldest first: a
-  // ROUTER learns which peer's connection went (messages carry their ZMQ_SRCFD).
-  std::vector<int> take_closed();
 
  private:
   zmq::socket_t& socket_;
   zmq::socket_t pipe_;
   bool ever_connected_ = false;
   std::optional<std::chrono::steady_clock::time_point> failing_since_;
-  std::vector<int> closed_;
 };
 
 }  // namespace seppo

@@ -30,6 +30,13 @@ std::string seconds(std::chrono::milliseconds d) {
   return text;
 }
 
+// SUBMIT's optional item_timeout_ms (docs/protocol.md §4.4), clamped to what the field holds.
+std::uint32_t item_timeout_ms(const ClientOptions& options) {
+  const auto ms = options.item_timeout.count();
+  if (ms <= 0) return 0;
+  return static_cast<std::uint32_t>(std::min<long long>(ms, UINT32_MAX));
+}
+
 }  // namespace
 
 std::string default_endpoint() {
@@ -296,6 +303,7 @@ class ClientJob {
     o.broker_heartbeat = c.broker_heartbeat;
     o.timeout = c.options.timeout;
     o.worker_wait = c.options.worker_wait;
+    o.item_timeout_ms = item_timeout_ms(c.options);
     o.heard_alive = c.heard_alive;
     o.broker_max_message = c.broker_max_message;
     o.hold = hold;

@@ -123,13 +123,14 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
       if (broker_heartbeat_.count() == 0) send_heartbeat(now);
     }
   } else if (const auto* a = std::get_if<wire::Alive>(&message)) {
+    // A restarted broker's limit applies to what is resubmitted to it.
+    broker_max_message_ = a->max_message_bytes;
+    heard_alive_ = true;
     // The first ALIVE of a job only sets the instance: a change means the broker restarted.
     if (instance_ != 0 && a->instance != instance_) resubmit_all(now);
     instance_ = a->instance;
     if (a->heartbeat_ms > 0)
       heartbeat_ = broker_heartbeat_ = std::chrono::milliseconds(a->heartbeat_ms);
-    broker_max_message_ = a->max_message_bytes;
-    heard_alive_ = true;
     send_deferred(now);
   } else if (const auto* e = std::get_if<wire::Error>(&message)) {
     const std::string code(wire::code_name(e->code));
@@ -221,7 +222,8 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
   // Only a job's first SUBMIT sets the wait for workers; after a restart they need a moment.
   const auto wait =
       resubmitting_ ? std::max(options_.worker_wait, kRestartWait) : options_.worker_wait;
-  send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count())},
+  send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count()),
+                    options_.item_timeout_ms},
        now, chunk.payload);
 }
 
@@ -279,7 +281,8 @@ void JobCore::over_limit(const wire::Failed& f, TimePoint now) {
   if (it == pending_.end() || it->second.refused) return;
   std::size_t held = 0;
   for (const auto& [first, chunk] : pending_) {
-    if (!chunk.refused && first != f.first) held += chunk.payload.size();
+    // Deferred chunks (C21) never reached the broker: it holds none of their bytes.
+    if (!chunk.refused && !chunk.deferred && first != f.first) held += chunk.payload.size();
   }
   if (held == 0 && answers_ != it->second.answers_at_send) {
     // The broker still held chunks whose answers crossed this refusal on the wire: there is

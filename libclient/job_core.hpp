@@ -49,6 +49,7 @@ struct JobCoreOptions {
   std::chrono::milliseconds broker_heartbeat{0};
   std::chrono::milliseconds timeout{30000};      // the broker's silence that fails the job (C18)
   std::chrono::milliseconds worker_wait{10000};  // SUBMIT's wait_ms
+  std::uint32_t item_timeout_ms = 0;             // SUBMIT's item_timeout_ms (0: none)
   // What this client (connection) learnt from an earlier ALIVE: whether one came, and the
   // largest message the broker accepts (0: not announced).
   bool heard_alive = false;

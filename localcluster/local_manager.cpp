@@ -192,14 +192,7 @@ class Keeper {
     const pid_t pid = ::fork();
     if (pid != 0) return pid;
     // This process is single-threaded: allocating after the fork is safe.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != self_) ::_exit(1);
-    ::close(kControlFd);
-    ::close(signal_fd_);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // a blocked SIGCHLD would survive exec
-    ::signal(SIGPIPE, SIG_DFL);
+    become_child();
     if (out >= 0) ::dup2(out, STDOUT_FILENO);
     if (err >= 0) ::dup2(err, STDERR_FILENO);
     if (out < 0 && options_.stdout_to_stderr) ::dup2(STDERR_FILENO, STDOUT_FILENO);
@@ -331,8 +324,10 @@ class Keeper {
     return true;
   }
 
-  [[noreturn]] void work() {
-    // This process is single-threaded, so the death signal follows the manager itself.
+  // In a child just forked: it dies with the manager (single-threaded, so the death signal
+  // follows the manager itself), drops the manager's descriptors, and gets default signal
+  // handling back (a blocked SIGCHLD would survive exec).
+  void become_child() {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != self_) ::_exit(1);
     ::close(kControlFd);
@@ -341,6 +336,10 @@ class Keeper {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
+  }
+
+  [[noreturn]] void work() {
+    become_child();
     if (options_.stdout_to_stderr) ::dup2(STDERR_FILENO, STDOUT_FILENO);
     log::set_program("seppo-worker");
     int status = 1;
@@ -371,6 +370,10 @@ class Keeper {
       const Child child = it->second;
       children_.erase(it);
       if (child.leaving || child.generation != generation_) continue;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAbandoned) {
+        ++owed_;  // it abandoned a cancelled task: replaced at once, not a crash
+        continue;
+      }
       log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
                    "; restarting it");
       const auto now = Clock::now();

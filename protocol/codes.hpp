@@ -16,18 +16,20 @@ enum class Code : unsigned char {
   BadRequest,       // a SUBMIT (or a task to split) the broker cannot take
   OverLimit,        // the client's queued payload bytes would exceed the broker's limit
   TooLarge,         // an item larger than any limit lets through: it can never run
+  Timeout,          // an item ran longer than its time limit (item_timeout / --task-timeout)
   // ERROR (§6.2): the last message was refused.
   BadMessage,  // undecodable, misframed or not acceptable: it had no effect
   NotReady,    // from a peer that is not a registered worker: send READY
   Forbidden,   // with CurveZMQ: the sender's key is not authorised for that message
 };
 
-inline constexpr std::array<std::pair<Code, std::string_view>, 8> kCodeNames = {{
+inline constexpr std::array<std::pair<Code, std::string_view>, 9> kCodeNames = {{
     {Code::UnknownFunction, "unknown_function"},
     {Code::WorkerLost, "worker_lost"},
     {Code::BadRequest, "bad_request"},
     {Code::OverLimit, "over_limit"},
     {Code::TooLarge, "too_large"},
+    {Code::Timeout, "timeout"},
     {Code::BadMessage, "bad_message"},
     {Code::NotReady, "not_ready"},
     {Code::Forbidden, "forbidden"},

@@ -21,7 +21,7 @@ class Fields {
                           " header fields, got " + std::to_string(array_.size));
     }
   }
-  bool has(std::uint32_t index) const { return index < array_.size; }
+  bool has(std::uint32_t index) const { return array_.size > index; }  // optional trailing field
   std::uint64_t u64(std::uint32_t index, const char* name) const {
     const msgpack::object& o = at(index);
     if (o.type != msgpack::type::POSITIVE_INTEGER) fail(index, name, "unsigned integer", o);
@@ -105,8 +105,11 @@ struct Encoder {
     p.pack(m.task_id).pack(m.elapsed_us);
   }
   void operator()(const Submit& m) {
-    start(p, Type::Submit, 5);
+    // The time limit is appended only when set, so a SUBMIT without one is byte for byte
+    // what peers that predate it send.
+    start(p, Type::Submit, m.item_timeout_ms ? 6 : 5);
     p.pack(m.job_id).pack(m.function).pack(m.first).pack(m.count).pack(m.wait_ms);
+    if (m.item_timeout_ms) p.pack(m.item_timeout_ms);
   }
   void operator()(const Deliver& m) {
     start(p, Type::Deliver, 6);
@@ -148,6 +151,14 @@ struct Encoder {
     start(p, Type::Credit, 1);
     p.pack(m.capacity);
   }
+  void operator()(const Cancel& m) {
+    start(p, Type::Cancel, 1);
+    p.pack(m.task_ids);
+  }
+  void operator()(const Return& m) {
+    start(p, Type::Return, 1);
+    p.pack(m.task_ids);
+  }
 };
 
 Message decode_fields(Type type, const Fields& f) {
@@ -165,7 +176,8 @@ Message decode_fields(Type type, const Fields& f) {
     case Type::Submit:
       f.need(7);
       return Submit{f.u64(2, "job_id"), f.str(3, "function"), f.u64(4, "first"),
-                    f.u32(5, "count"), f.u32(6, "wait_ms")};
+                    f.u32(5, "count"), f.u32(6, "wait_ms"),
+                    f.has(7) ? f.u32(7, "item_timeout_ms") : 0};
     case Type::Deliver:
       f.need(8);
       return Deliver{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"),
@@ -198,6 +210,12 @@ Message decode_fields(Type type, const Fields& f) {
     case Type::Credit:
       f.need(3);
       return Credit{f.u32(2, "capacity")};
+    case Type::Cancel:
+      f.need(3);
+      return Cancel{f.u64s(2, "task_ids")};
+    case Type::Return:
+      f.need(3);
+      return Return{f.u64s(2, "task_ids")};
   }
   throw ProtocolError("unknown message type " + std::to_string(static_cast<int>(type)));
 }
@@ -230,6 +248,8 @@ const char* type_name(Type type) {
     case Type::StatusRequest: return "STATUS_REQUEST";
     case Type::Status: return "STATUS";
     case Type::Credit: return "CREDIT";
+    case Type::Cancel: return "CANCEL";
+    case Type::Return: return "RETURN";
   }
   return "UNKNOWN";
 }

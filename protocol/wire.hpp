@@ -38,6 +38,8 @@ enum class Type : std::uint8_t {
   StatusRequest = 13,  // anyone -> broker: describe yourself
   Status = 14,   // broker -> requester: payload is a msgpack map (see docs/protocol.md)
   Credit = 15,   // worker -> broker: from now on, hold this many of my tasks outstanding
+  Cancel = 16,   // broker -> worker: these tasks are no longer wanted; abandon a running one
+  Return = 17,   // worker -> broker: these tasks were not started; run them elsewhere
 };
 
 struct Ready {
@@ -66,6 +68,8 @@ struct Submit {
   std::uint64_t first = 0;  // index of the chunk's first item within the job
   std::uint32_t count = 0;
   std::uint32_t wait_ms = 0;  // how long to wait for a worker providing the function
+  // Optional trailing field (absent when 0): the caller's time limit per item, 0 for none.
+  std::uint32_t item_timeout_ms = 0;
 };
 struct Deliver {
   static constexpr Type kType = Type::Deliver;
@@ -129,9 +133,17 @@ struct Credit {
   static constexpr Type kType = Type::Credit;
   std::uint32_t capacity = 1;
 };
+struct Cancel {
+  static constexpr Type kType = Type::Cancel;
+  std::vector<std::uint64_t> task_ids;
+};
+struct Return {
+  static constexpr Type kType = Type::Return;
+  std::vector<std::uint64_t> task_ids;
+};
 
 using Message = std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive,
-                             Resync, Bye, Error, StatusRequest, Status, Credit>;
+                             Resync, Bye, Error, StatusRequest, Status, Credit, Cancel, Return>;
 
 // Each alternative sits at index kType - 1, and the last is the highest type: so type_of, the
 // decoder's switch and the variant cannot drift apart without this failing to compile.

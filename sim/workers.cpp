@@ -16,6 +16,7 @@ void World::start_worker(int i, bool new_id) {
   p.alive = true;
   p.frozen = false;
   p.exec.clear();
+  p.skipped.clear();
   p.running = false;
   p.busy_since = now_;
   p.disturbed_at = now_;
@@ -49,6 +50,7 @@ void World::kill_worker(int i, const std::string& why) {
   p.deferred.clear();
   p.core.reset();
   p.exec.clear();
+  p.skipped.clear();
   p.running = false;
   p.link.wanted = false;
   p.link.queued.clear();
@@ -79,6 +81,9 @@ void World::worker_pump(int i) {
       p.link.queued.clear();
       try_connect(i, rng_.between(100, 3 * kMs));
     }
+    // As worker/session.cpp's carry_out, before anything is sent: the process may end here.
+    for (auto& start : std::exchange(core.starts(), {})) p.exec.push_back(std::move(start));
+    if (skip_or_abandon(i)) return;
     for (auto& out : std::exchange(core.outbox(), {})) {
       if (trace_) tracef(p.name + " sends " + describe(out.message));
       if (std::holds_alternative<wire::Result>(out.message)) {
@@ -95,7 +100,6 @@ void World::worker_pump(int i) {
       }
       peer_send(i, Frame{wire::encode(out.message), std::move(out.payload)});
     }
-    for (auto& start : std::exchange(core.starts(), {})) p.exec.push_back(std::move(start));
     exec_next(i);
   }
   if (!p.alive) return;  // a poison item killed it
@@ -107,12 +111,45 @@ void World::worker_pump(int i) {
     schedule(*at, make_event(Ev::Tick, i, ++p.tick_gen));
 }
 
+// The tasks the broker cancelled or took back (docs/protocol.md W19 to W22), as the real
+// executor treats them: one not started is skipped in its turn; one taken back that started
+// runs on; a cancelled one running is a module function (m.square), which cannot be stopped
+// inside the process: the process exits (status 75) and its supervisor forks a new one at once,
+// with a new routing id (worker/session.cpp abandon_process, worker/supervisor.cpp). Returns
+// true when the process ended.
+bool World::skip_or_abandon(int i) {
+  Peer& p = peers_[i];
+  worker::SessionCore& core = *p.core;
+  auto queued = [&](std::uint64_t sequence) {
+    return std::any_of(p.exec.begin(), p.exec.end(),
+                       [&](const worker::SessionCore::Start& s) { return s.sequence == sequence; });
+  };
+  for (std::uint64_t sequence : std::exchange(core.skips(), {})) {
+    if (queued(sequence)) p.skipped.insert(sequence);
+  }
+  bool abandon = false;
+  for (std::uint64_t sequence : std::exchange(core.abandons(), {})) {
+    if (queued(sequence)) {
+      p.skipped.insert(sequence);
+    } else if (p.running && sequence == p.running_sequence) {
+      abandon = true;
+    }
+  }
+  if (!abandon) return false;
+  kill_worker(i, "abandoned the cancelled task it was running (exit status 75)");
+  Event e = make_event(Ev::Fault, i, 0);
+  e.fault = FaultKind::WorkerRestart;
+  e.arg = 1;  // a new process: a new routing id
+  schedule(now_ + rng_.between(1 * kMs, 20 * kMs), std::move(e));
+  return true;
+}
+
 void World::exec_next(int i) {
   Peer& p = peers_[i];
   while (p.alive && !p.running && !p.exec.empty()) {
     worker::SessionCore::Start start = std::move(p.exec.front());
     p.exec.pop_front();
-    if (start.sequence <= p.core->skip_through()) {
+    if (start.sequence <= p.core->skip_through() || p.skipped.erase(start.sequence) > 0) {
       p.core->on_finished(start.sequence, worker::SessionCore::Outcome::Skipped, 0, Bytes(),
                           local_tp(p));
       continue;  // the caller's pump sends what this queued

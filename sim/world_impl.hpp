@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -164,6 +165,9 @@ struct Peer {
   std::unique_ptr<worker::SessionCore> core;
   std::uint32_t prefetch = 0;
   std::deque<worker::SessionCore::Start> exec;
+  // Queued sequences the core told it to skip (tasks the broker cancelled or took back), as
+  // worker/executor.cpp's cancelled_: they never start, and are reported Skipped in their turn.
+  std::set<std::uint64_t> skipped;
   bool running = false;
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
@@ -230,6 +234,7 @@ class World {
   void start_worker(int i, bool new_id);
   void kill_worker(int i, const std::string& why);
   void worker_pump(int i);
+  bool skip_or_abandon(int i);
   void exec_next(int i);
   void exec_done(int i);
 

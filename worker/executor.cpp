@@ -63,6 +63,23 @@ void Executor::submit(std::uint64_t sequence, std::uint32_t function_index,
   pipe_.send(payload, zmq::send_flags::none);
 }
 
+std::atomic<bool>& Executor::abandon_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+bool Executor::cancel(std::uint64_t sequence, bool abandon) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (sequence > last_started_) {
+    cancelled_.insert(sequence);
+    return false;
+  }
+  if (!abandon || sequence != running_) return false;  // finished already
+  if (!functions_.at(running_function_).interruptible) return true;
+  abandon_flag().store(true);
+  return false;
+}
+
 std::optional<Executor::Outcome> Executor::try_finish() {
   std::vector<zmq::message_t> frames;
   if (!zmq::recv_multipart(pipe_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
@@ -87,7 +104,19 @@ void Executor::run(zmq::context_t& context, std::string endpoint) {
     std::memcpy(&task, frames[0].data(), sizeof task);
     OutcomeHeader outcome{task.sequence, 0, Status::Skipped};
     std::string output;
-    if (task.sequence > skip_through_.load()) {
+    bool skip = task.sequence <= skip_through_.load();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_started_ = task.sequence;
+      skip = cancelled_.erase(task.sequence) > 0 || skip;
+      cancelled_.erase(cancelled_.begin(), cancelled_.lower_bound(task.sequence));
+      if (!skip) {
+        running_ = task.sequence;
+        running_function_ = task.function_index;
+        abandon_flag().store(false);
+      }
+    }
+    if (!skip) {
       seppo_sink sink{&output, append};
       const auto started = std::chrono::steady_clock::now();
       const int status = functions_.at(task.function_index)
@@ -97,6 +126,8 @@ void Executor::run(zmq::context_t& context, std::string endpoint) {
               std::chrono::steady_clock::now() - started)
               .count());
       outcome.status = status == 0 ? Status::Ok : Status::Failed;
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_ = 0;
     }
     zmq::message_t head(&outcome, sizeof outcome);
     pipe.send(head, zmq::send_flags::sndmore);

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +36,15 @@ class Executor {
   // how a stopping worker hands back its queue, and a reset one forgets it.
   void skip_through(std::uint64_t sequence) { skip_through_.store(sequence); }
 
+  // The broker no longer wants this task: one not started is skipped (reported Skipped). With
+  // `abandon`, a running one is stopped if its function is interruptible; returns true when it
+  // is running and cannot be stopped in this process, which must then be replaced.
+  bool cancel(std::uint64_t sequence, bool abandon);
+
+  // Set to stop the running function, for functions that watch it (Function::interruptible);
+  // cleared before each task starts. One per process, like the executor thread.
+  static std::atomic<bool>& abandon_flag();
+
   enum class Status : unsigned char { Ok = 0, Failed = 1, Skipped = 2 };
   struct Outcome {
     std::uint64_t sequence = 0;
@@ -50,6 +61,11 @@ class Executor {
   const std::vector<Function>& functions_;
   zmq::socket_t pipe_;
   std::atomic<std::uint64_t> skip_through_{0};
+  std::mutex mutex_;                   // guards what cancel() and the thread share:
+  std::set<std::uint64_t> cancelled_;  // not started yet, to skip
+  std::uint64_t last_started_ = 0;     // sequences up to this have started (or been skipped)
+  std::uint64_t running_ = 0;          // 0: nothing runs
+  std::uint32_t running_function_ = 0;
   std::thread thread_;
 };
 

@@ -13,8 +13,10 @@
 
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
+#include "common/duration.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "worker/executor.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/module_probe.hpp"
 #ifdef SEPPO_WITH_PYTHON
@@ -45,40 +47,15 @@ unsigned default_processes() {
   return cpus;
 }
 
-// "30s", "500ms", "2m", "1h"; a bare number is seconds. Nothing for anything else.
-std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  const std::string unit = text.substr(used);
-  double ms = 0;
-  if (unit.empty() || unit == "s") {
-    ms = value * 1000;
-  } else if (unit == "ms") {
-    ms = value;
-  } else if (unit == "m" || unit == "min") {
-    ms = value * 60000;
-  } else if (unit == "h") {
-    ms = value * 3600000;
-  } else {
-    return std::nullopt;
-  }
-  if (!(ms >= 0) || ms > 1e12) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
-  CLI::App app{"seppo-worker: runs functions from modules (shared objects), and shell commands\n"
-               "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
-               "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
+  CLI::App app{
+      "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
+      "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
+      "announced as NAME.FUNCTION, each --command NAME=TEMPLATE as NAME."};
   app.footer(
       "Examples:\n"
       "  seppo-worker --module build/examples/example_module/libexample_module.so\n"
@@ -180,7 +157,8 @@ int main(int argc, char** argv) {
   }
   log::set_level(log::parse_level(level));
   if (modules.empty() && commands.empty() && python_modules.empty()) {
-    std::cerr << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
+    std::cerr
+        << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
     return 2;
   }
   // Parsed before anything connects, so a typo fails the command at once.
@@ -275,7 +253,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     log::info("command " + spec.name + ": " + spec.command_template);
-    functions.push_back(worker::command_function(spec, command_limits));
+    // The broker's CANCEL (a time limit, a cancelled job) kills the running command's group.
+    worker::CommandLimits limits = command_limits;
+    limits.cancel = &worker::Executor::abandon_flag();
+    functions.push_back(worker::command_function(spec, limits));
   }
   if (list_functions) {
     for (const auto& name : probe.functions) std::cout << name << "\n";
@@ -290,6 +271,7 @@ int main(int argc, char** argv) {
   worker::SupervisorOptions supervisor;
   supervisor.processes = processes;
   supervisor.no_restart_status = worker::kExitForbidden;
+  supervisor.replace_status = worker::kExitAbandoned;
   if (!idle_text.empty()) supervisor.done_status = worker::kExitIdle;
   std::vector<std::string> served = probe.functions;
   supervisor.reload = [&] {

@@ -17,6 +17,9 @@ struct Function {
   // Set instead of call_chunk by functions that are not a module's and carry state (a worker's
   // --command); same contract as seppo_call_chunk.
   std::function<int(const char*, std::size_t, seppo_sink*)> call = {};
+  // True when the function stops soon after Executor::abandon_flag() is set (a --command: its
+  // process group is killed); a module function cannot be stopped inside its process.
+  bool interruptible = false;
 
   int invoke(const char* input, std::size_t size, seppo_sink* output) const {
     return call ? call(input, size, output) : call_chunk(input, size, output);

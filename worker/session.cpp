@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 
 #include <zmq.hpp>
@@ -101,6 +102,12 @@ class Session {
       executor_.submit(start.sequence, start.function_index, to_zmq(start.payload));
     }
     core_.starts().clear();
+    for (std::uint64_t sequence : core_.skips()) executor_.cancel(sequence, false);
+    core_.skips().clear();
+    for (std::uint64_t sequence : core_.abandons()) {
+      if (executor_.cancel(sequence, true)) abandon_process();
+    }
+    core_.abandons().clear();
     for (const SessionCore::Outgoing& out : core_.outbox()) {
       const std::string header = wire::encode(out.message);
       if (out.payload) {
@@ -111,6 +118,19 @@ class Session {
       }
     }
     core_.outbox().clear();
+  }
+
+  // The broker cancelled the running task (its time limit, or its job is gone), and a module
+  // function cannot be stopped inside this process: the process goes, and its supervisor starts
+  // a fresh one. The broker sees the connection close and hands back what this worker held
+  // (docs/protocol.md §4.15, W20).
+  [[noreturn]] void abandon_process() {
+    log::warning(
+        "the broker cancelled the running task, which cannot be interrupted: "
+        "replacing this worker process");
+    std::fflush(nullptr);
+    // Not exit(): the executor's thread is still inside the function.
+    ::_exit(kExitAbandoned);
   }
 
   void connect() {

@@ -33,6 +33,11 @@ inline constexpr int kExitIdle = 0;
 // will never be given work, so the supervisor does not restart it.
 inline constexpr int kExitForbidden = 78;  // EX_CONFIG
 
+// The exit status of a worker process that left because the broker cancelled a task it could
+// not stop otherwise (a module function past its time limit): the supervisor restarts it at
+// once, and does not count it as a crash.
+inline constexpr int kExitAbandoned = 75;  // EX_TEMPFAIL
+
 // Runs until SIGINT or SIGTERM, after which it finishes the running chunk, returns its result
 // and says BYE so the broker re-queues what was prefetched. Returns the exit status: 0, or
 // kExitForbidden.

@@ -84,6 +84,8 @@ void SessionCore::on_message(const wire::Message& message, std::optional<Bytes> 
     max_message_bytes_ = alive->max_message_bytes;
   } else if (auto* error = std::get_if<wire::Error>(&message)) {
     on_error(*error, now);
+  } else if (auto* cancel = std::get_if<wire::Cancel>(&message)) {
+    on_cancel(*cancel);
   } else if (std::holds_alternative<wire::Bye>(message)) {
     forget_tasks();
     if (options_.exit_on_broker_bye) {
@@ -114,6 +116,7 @@ void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) 
                  all_failed(task.count, "this worker does not provide " + task.function)});
   } else if (!leaving_) {
     // Straight to the executor's queue: tiny tasks then run back to back.
+    if (submitted_.empty()) front_since_ = last_heard_;
     submitted_.push_back(Submitted{++sequence_, task.task_id, task.count, epoch_});
     starts_.push_back(Start{sequence_, f->second, std::move(*payload)});
   }
@@ -138,6 +141,63 @@ void SessionCore::on_error(const wire::Error& error, TimePoint now) {
   }
 }
 
+void SessionCore::on_cancel(const wire::Cancel& cancel) {
+  for (std::uint64_t id : cancel.task_ids) {
+    auto live = [&](const Submitted& t) {
+      return t.task_id == id && t.epoch == epoch_ && !t.cancelled && !t.returned;
+    };
+    // The same id may be held twice: the broker re-sends the tasks a READY re-queued, and
+    // sends a task it took back to the worker that offered it when that one has credit. A
+    // CANCEL for an id we offered is the broker taking back that copy only (W22): cancelling
+    // the other copy too would abandon a run the broker may be waiting for, and its answer
+    // "cancelled by the broker" would reach the client once the broker sends the id here again.
+    const bool taken_back = std::any_of(submitted_.begin(), submitted_.end(),
+                                        [&](const Submitted& t) { return live(t) && t.offered; });
+    for (Submitted& task : submitted_) {
+      if (!live(task)) continue;
+      if (taken_back) {
+        if (!task.offered) continue;
+        // Skip it if it has not started; if it has, it runs on, and runs elsewhere too (at
+        // least once, §11). No answer either way.
+        task.returned = true;
+        skips_.push_back(task.sequence);
+      } else {
+        task.cancelled = true;
+        abandons_.push_back(task.sequence);
+      }
+    }
+  }
+  // Ids we do not hold (answered already, or of an earlier connection) need nothing.
+}
+
+// Tasks of the current connection waiting behind the first one, still ours to run.
+bool SessionCore::waiting_behind() const {
+  return std::any_of(
+      submitted_.begin() + (submitted_.empty() ? 0 : 1), submitted_.end(),
+      [&](const Submitted& t) { return t.epoch == epoch_ && !t.cancelled && !t.offered; });
+}
+
+// The first task runs long: what waits behind it could run at an idle worker meanwhile. Less
+// credit first, so that the broker does not send the tasks straight back. They stay ours until
+// the broker's CANCEL says it took them: a broker that predates RETURN refuses it, and they
+// then run here as before.
+void SessionCore::return_waiting(TimePoint now) {
+  wire::Return back;
+  for (auto t = submitted_.begin() + 1; t != submitted_.end(); ++t) {
+    if (t->epoch != epoch_ || t->cancelled || t->offered) continue;
+    t->offered = true;
+    back.task_ids.push_back(t->task_id);
+  }
+  log_(log::Level::Debug, "task " + std::to_string(submitted_.front().task_id) + " has run " +
+                              milliseconds(now - front_since_) + " ms; returning " +
+                              std::to_string(back.task_ids.size()) + " waiting tasks");
+  if (announced_credit_ != 1) {
+    announced_credit_ = 1;
+    send(wire::Credit{1}, now);
+  }
+  send(std::move(back), now);
+}
+
 void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint64_t elapsed_us,
                               Bytes output, TimePoint now) {
   if (submitted_.empty() || submitted_.front().sequence != sequence) {
@@ -148,8 +208,14 @@ void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint
   const Submitted task = submitted_.front();
   submitted_.pop_front();
   if (submitted_.empty()) idle_since_ = now;
+  front_since_ = now;  // the executor starts the next one at once
   if (ending_ != Ending::Running) return;
-  if (outcome != Outcome::Skipped && task.epoch == epoch_) {
+  if (task.returned || task.epoch != epoch_) {
+    // The broker runs it elsewhere, or no longer knows it.
+  } else if (task.cancelled) {
+    // The broker forgot it already; the answer only gives it back the credit (W19, W20).
+    send(wire::Result{task.task_id, 0}, now, all_failed(task.count, "cancelled by the broker"));
+  } else if (outcome != Outcome::Skipped) {
     Bytes payload =
         outcome == Outcome::Ok ? std::move(output) : all_failed(task.count, output.str());
     if (max_message_bytes_ != 0 && payload.size() > max_message_bytes_) {
@@ -200,7 +266,18 @@ void SessionCore::step(TimePoint now) {
     finish(Ending::Stopped);
     return;
   }
-  if (now - last_beat_ >= heartbeat_) send(wire::Heartbeat{0, 0, {}}, now);
+  if (!leaving_ && waiting_behind() && now - front_since_ >= options_.return_after) {
+    return_waiting(now);
+  }
+  if (now - last_beat_ >= heartbeat_) {
+    // The tasks we hold (seen = 1 says `open` lists them), so the broker can tell those it
+    // sent that never arrived: a connection that broke and came back lost them (§8).
+    std::vector<std::uint64_t> held;
+    for (const Submitted& t : submitted_) {
+      if (t.epoch == epoch_) held.push_back(t.task_id);
+    }
+    send(wire::Heartbeat{0, 1, std::move(held)}, now);
+  }
   if (now - last_heard_ > expiry() && now >= next_reconnect_) {
     // The broker went silent: start over on a fresh socket so nothing stale is queued, with a
     // growing delay so a dead broker is not hammered.
@@ -223,6 +300,9 @@ SessionCore::TimePoint SessionCore::next_deadline() const {
       std::min(deadline, std::max(last_heard_ + expiry() + Clock::duration(1), next_reconnect_));
   if (options_.exit_when_idle.count() > 0 && submitted_.empty()) {
     deadline = std::min(deadline, idle_since_ + options_.exit_when_idle);
+  }
+  if (!leaving_ && waiting_behind()) {
+    deadline = std::min(deadline, front_since_ + options_.return_after);
   }
   return deadline;
 }

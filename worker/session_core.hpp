@@ -30,6 +30,9 @@ struct SessionCoreOptions {
   std::chrono::milliseconds exit_when_idle{0};
   // Stop when the broker says BYE instead of waiting for it to come back.
   bool exit_on_broker_bye = false;
+  // Tasks waiting behind one that has run this long go back to the broker (RETURN), so an
+  // idle worker can take them (docs/protocol.md §4.16, W21).
+  std::chrono::milliseconds return_after{100};
 };
 
 class SessionCore {
@@ -72,6 +75,10 @@ class SessionCore {
   bool take_reconnect() { return std::exchange(reconnect_, false); }
   std::vector<Outgoing>& outbox() { return outbox_; }
   std::vector<Start>& starts() { return starts_; }
+  // Sequences the executor must not start (tasks the broker took back): skip, never abort.
+  std::vector<std::uint64_t>& skips() { return skips_; }
+  // Sequences the broker cancelled: skip them, and abandon the one running (W19, W20).
+  std::vector<std::uint64_t>& abandons() { return abandons_; }
   // The executor skips tasks with a sequence up to this that have not started.
   std::uint64_t skip_through() const { return skip_through_; }
   TimePoint next_deadline() const;
@@ -90,6 +97,9 @@ class SessionCore {
     std::uint64_t task_id = 0;
     std::uint32_t count = 0;
     std::uint64_t epoch = 0;  // connection it came on: results of an earlier one are dropped
+    bool cancelled = false;   // by the broker: answered "cancelled", whatever the outcome
+    bool offered = false;     // offered back with RETURN, which the broker may not understand
+    bool returned = false;    // the broker took it back (its CANCEL after our RETURN): no answer
   };
 
   void connect(TimePoint now);
@@ -97,6 +107,9 @@ class SessionCore {
   void forget_tasks();
   void on_task(const wire::Task& task, std::optional<Bytes> payload);
   void on_error(const wire::Error& error, TimePoint now);
+  void on_cancel(const wire::Cancel& cancel);
+  void return_waiting(TimePoint now);
+  bool waiting_behind() const;
   void step(TimePoint now);
   void send(wire::Message message, TimePoint now, std::optional<Bytes> payload = std::nullopt);
   void finish(Ending ending);
@@ -120,15 +133,18 @@ class SessionCore {
   bool leaving_ = false;
   Ending ending_ = Ending::Running;
 
-  TimePoint last_beat_{};   // last HEARTBEAT or READY: the messages the broker answers
-  TimePoint last_heard_{};  // last message from the broker we understood
-  TimePoint idle_since_{};  // when the worker last held nothing
+  TimePoint last_beat_{};    // last HEARTBEAT or READY: the messages the broker answers
+  TimePoint last_heard_{};   // last message from the broker we understood
+  TimePoint idle_since_{};   // when the worker last held nothing
+  TimePoint front_since_{};  // when the first held task became first: it has run since
   TimePoint next_reconnect_{};
   std::chrono::milliseconds reconnect_delay_{0};
 
   bool reconnect_ = false;
   std::vector<Outgoing> outbox_;
   std::vector<Start> starts_;
+  std::vector<std::uint64_t> skips_;
+  std::vector<std::uint64_t> abandons_;
 };
 
 }  // namespace seppo::worker

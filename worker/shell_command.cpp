@@ -638,6 +638,7 @@ Function command_function(const CommandSpec& spec, CommandLimits limits) {
   Function function;
   function.name = spec.name;
   function.signature = "(string) -> string";
+  function.interruptible = limits.cancel != nullptr;
   function.call = [command](const char* input, std::size_t size, seppo_sink* output) {
     return command->call_chunk(input, size, output);
   };

@@ -114,6 +114,12 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
         given_up = true;
         continue;
       }
+      if (WIFEXITED(status) && WEXITSTATUS(status) == options.replace_status) {
+        log::info("worker process " + std::to_string(pid) +
+                  " abandoned a cancelled task; replacing it");
+        if (!spawn()) ++owed;
+        continue;
+      }
       if (WIFEXITED(status) && WEXITSTATUS(status) == options.done_status) {
         log::info("worker process " + std::to_string(pid) + " is done");
         continue;

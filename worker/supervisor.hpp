@@ -18,6 +18,9 @@ struct SupervisorOptions {
   // A child exiting with this status is done (seppo-worker --exit-when-idle): it is not
   // restarted, and the supervisor exits 0 once all children are done. -1: restart every child.
   int done_status = -1;
+  // A child exiting with this status asked to be replaced (it abandoned a task the broker
+  // cancelled): restarted at once, without counting towards the crash-loop backoff.
+  int replace_status = -1;
   // SIGHUP: called to check the new configuration (say, module files replaced) and log what
   // changed; when it returns true, the children are replaced one at a time: each is sent SIGTERM
   // (it finishes its running task and returns the rest) and a new one started once it exited.

@@ -76,6 +76,10 @@ struct ClientOptions {
   // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
   // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
   bool insecure = false;
+  // Time limit per item; 0: none (the broker's --task-timeout, if any, applies, and caps this).
+  // An item running longer ends as an item error with code "timeout", and the worker process
+  // running it is replaced (docs/protocol.md §10.1).
+  std::chrono::milliseconds item_timeout{0};
 };
 
 // One item's outcome: its value, or the error its function raised.

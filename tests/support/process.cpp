@@ -33,6 +33,7 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  if (std::getenv("SEPPO_KEEP_TMP")) return;  // to read the logs of a failing test
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
 }

@@ -46,7 +46,8 @@ struct Harness {
 
   explicit Harness(broker::Config c = {}) : config(c), core(c, 42) {}
 
-  void deliver(const std::string& from, const wire::Message& m, const std::string* payload = nullptr) {
+  void deliver(const std::string& from, const wire::Message& m,
+               const std::string* payload = nullptr) {
     deliver_as(broker::Role::Any, from, m, payload);
   }
   // As the socket loop does with CURVE on: the sender's role comes with every message.
@@ -60,8 +61,11 @@ struct Harness {
       core.on_message(from, header.data(), header.size(), nullptr, now, role, "KeyPrint");
     }
   }
-  void ready(const std::string& worker, std::vector<std::string> functions, std::uint32_t capacity = 1) {
+  void ready(const std::string& worker, std::vector<std::string> functions,
+             std::uint32_t capacity = 1) {
     deliver(worker, wire::Ready{worker, "host", 1, capacity, std::move(functions)});
+    // It has spoken since READY, so the broker can blame its death on a task (§10).
+    deliver(worker, wire::Heartbeat{0, 0, {}});
   }
   void submit(const std::string& client, std::uint64_t job, const std::string& function,
               std::uint64_t first, const std::string& payload, std::uint32_t count,
@@ -90,8 +94,7 @@ struct Harness {
     std::vector<Sent> out;
     for (auto& o : core.outbox()) {
       out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size()),
-                         o.has_payload ? o.payload.str()
-                                       : std::string()});
+                         o.has_payload ? o.payload.str() : std::string()});
     }
     core.outbox().clear();
     return out;
@@ -101,7 +104,8 @@ struct Harness {
   std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
     std::vector<T> out;
     for (const auto& s : all) {
-      if (s.peer == peer && std::holds_alternative<T>(s.message)) out.push_back(std::get<T>(s.message));
+      if (s.peer == peer && std::holds_alternative<T>(s.message))
+        out.push_back(std::get<T>(s.message));
     }
     return out;
   }
@@ -168,7 +172,8 @@ TEST_CASE("jobs of two clients share a worker in turn") {
   CHECK(h.sent_to<wire::Deliver>(out, "SMALL").size() == 1);
 }
 
-TEST_CASE("a silent worker is presumed dead after heartbeat times liveness and its task runs elsewhere") {
+TEST_CASE(
+    "a silent worker is presumed dead after heartbeat times liveness and its task runs elsewhere") {
   Harness h;
   h.ready("W1", {"m.f"});
   h.submit("C1", 1, "m.f", 0, items(5), 1);
@@ -209,7 +214,9 @@ TEST_CASE("a slow worker's late result after a re-run is dropped") {
   CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
 }
 
-TEST_CASE("a chunk whose worker dies is split, and items that keep killing workers fail after max attempts") {
+TEST_CASE(
+    "a chunk whose worker dies is split, and items that keep killing workers fail after max "
+    "attempts") {
   broker::Config config;
   config.max_attempts = 3;
   Harness h(config);
@@ -236,7 +243,8 @@ TEST_CASE("a chunk whose worker dies is split, and items that keep killing worke
   CHECK(h.core.task_count() == 0);
 }
 
-TEST_CASE("only the task a lost worker was running is charged an attempt, not those queued behind it") {
+TEST_CASE(
+    "only the task a lost worker was running is charged an attempt, not those queued behind it") {
   broker::Config config;
   config.max_attempts = 2;
   Harness h(config);
@@ -256,7 +264,9 @@ TEST_CASE("only the task a lost worker was running is charged an attempt, not th
   CHECK(h.core.queued_count() == 2);
 }
 
-TEST_CASE("a task that was running when its worker died runs alone, so an innocent one is blamed once at most") {
+TEST_CASE(
+    "a task that was running when its worker died runs alone, so an innocent one is blamed once at "
+    "most") {
   Harness h;
   h.submit("C1", 1, "m.f", 0, items(0), 1);
   h.submit("C1", 1, "m.f", 1, items(1), 1);
@@ -543,7 +553,8 @@ TEST_CASE("a worker key can neither submit, nor finish, nor follow a job") {
   auto errors = h.sent_to<wire::Error>(out, "W2");
   REQUIRE(errors.size() == 3);
   for (const auto& e : errors) CHECK(e.code == wire::Code::Forbidden);
-  CHECK(errors[0].message == "SUBMIT needs a client key; this peer's key is authorised as a worker");
+  CHECK(errors[0].message ==
+        "SUBMIT needs a client key; this peer's key is authorised as a worker");
   CHECK(h.core.job_count() == 0);
   CHECK(h.sent_to<wire::Task>(out, "W1").empty());
   CHECK(h.sent_to<wire::Resync>(out, "W2").empty());
@@ -582,7 +593,8 @@ TEST_CASE("STATUS names a client by a label, never by its routing id") {
   CHECK(broker::client_label(id) != broker::client_label("C-another-id"));
 }
 
-TEST_CASE("200 workers and 20 clients: every item is delivered once, and every job starts at once") {
+TEST_CASE(
+    "200 workers and 20 clients: every item is delivered once, and every job starts at once") {
   Harness h;
   for (int w = 0; w < 200; ++w) h.ready("W" + std::to_string(w), {"m.f"}, 2);
   h.drain();
@@ -787,7 +799,7 @@ TEST_CASE("ALIVE tells peers the largest message the broker accepts") {
   Harness h(config);
   h.ready("W1", {"m.f"});
   auto alive = h.sent_to<wire::Alive>(h.drain(), "W1");
-  REQUIRE(alive.size() == 1);
+  REQUIRE(alive.size() == 2);  // to its READY and its HEARTBEAT
   CHECK(alive[0].max_message_bytes == (1u << 20));
 }
 
@@ -809,4 +821,71 @@ TEST_CASE("STATUS and failing 20,000 jobs of unserved functions take work linear
   h.core.on_tick(h.now);
   CHECK(h.core.job_count() == 0);
   CHECK(h.core.task_count() == 0);
+}
+
+TEST_CASE(
+    "a TASK lost on a worker's brief disconnection is queued again when its heartbeat does not "
+    "list it") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  // The TASK was in flight when the connection broke; ZeroMQ reconnected under the same id.
+  // Within a liveness the broker still presumes it travelling.
+  h.now += 500ms;
+  h.deliver("W1", wire::Heartbeat{0, 1, {}});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());
+  h.now += 3000ms;
+  h.deliver("W1", wire::Heartbeat{0, 1, {}});
+  auto again = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].task_id == tasks[0].task_id);  // the same task, sent again
+}
+
+TEST_CASE("a task its worker lists in its heartbeat stays with it, however long it runs") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  for (int i = 0; i < 10; ++i) {
+    h.now += 1000ms;
+    h.deliver("W1", wire::Heartbeat{0, 1, {tasks[0].task_id}});
+  }
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());
+}
+
+TEST_CASE("an answer lost on the way to a client is sent again once a liveness has passed") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.result("W1", tasks[0].task_id, 1);
+  REQUIRE(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+  // The DELIVER was lost when the client's connection broke: it still awaits chunk 0.
+  h.now += 100ms;
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").empty());  // it may still be on its way
+  h.now += 3500ms;
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("answers a client is still reading through are not presumed lost") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  h.submit("C1", 1, "m.f", 1, items(6), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 2);
+  h.result("W1", tasks[0].task_id, 1);
+  h.result("W1", tasks[1].task_id, 1);
+  REQUIRE(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 2);
+  // A slow link: the client reads the first answer long after both were sent, and the
+  // second is still on its way.
+  h.now += 3500ms;
+  h.deliver("C1", wire::Heartbeat{1, 1, {1}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").empty());
 }

@@ -1,4 +1,4 @@
-// The worker's rules (docs/protocol.md §9, rows W1..W18), driven with a fake clock: no socket,
+// The worker's rules (docs/protocol.md §9, rows W1..W23), driven with a fake clock: no socket,
 // no executor thread, no sleeps. Each test is named after the row it checks.
 #include <doctest/doctest.h>
 
@@ -186,7 +186,7 @@ TEST_CASE("W7 an idle worker sends HEARTBEAT every heartbeat_ms, and its deadlin
   REQUIRE(out.size() == 1);
   const auto& beat = std::get<wire::Heartbeat>(out[0].message);
   CHECK(beat.job_id == 0);
-  CHECK(beat.seen == 0);
+  CHECK(beat.seen == 1);  // `open` lists the tasks held: none
   CHECK(beat.open.empty());
   CHECK(h.core.next_deadline() == t0 + 200ms);
 }
@@ -425,6 +425,118 @@ TEST_CASE("W18 exit_on_broker_bye: BYE from the broker stops the worker, held ta
   CHECK(h.core.skip_through() >= start.sequence);
   CHECK(h.take().empty());  // nothing to say to a broker that is leaving
   CHECK_FALSE(h.core.take_reconnect());
+}
+
+TEST_CASE("W19 CANCEL for a held task not started: skipped, answered \"cancelled\"") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  const auto starts = h.starts();
+  h.core.on_message(wire::Cancel{{2}}, std::nullopt, t0 + 1ms);
+  CHECK(h.core.abandons() == std::vector<std::uint64_t>{starts[1].sequence});
+  h.core.abandons().clear();
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x91\x92\x00\x19", 4)),
+                     t0 + 2ms);
+  h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 2ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 2);
+  CHECK(std::get<wire::Result>(out[0].message).task_id == 1);
+  CHECK(std::get<wire::Result>(out[1].message).task_id == 2);
+  const auto e = entries(*out[1].payload);
+  REQUIRE(e.size() == 1);
+  CHECK(e[0] == std::pair<int, std::string>{1, "cancelled by the broker"});
+  CHECK(h.core.held() == 0);
+}
+
+TEST_CASE("W20 CANCEL for the running task: abandoned, its answer says \"cancelled\"") {
+  Harness h;
+  h.take();
+  h.task(1, t0);
+  const auto start = h.starts().at(0);
+  h.core.on_message(wire::Cancel{{1}}, std::nullopt, t0 + 1ms);
+  // The socket loop stops it: a command's process group is killed, a module function's process
+  // replaced (then no answer is sent at all).
+  CHECK(h.core.abandons() == std::vector<std::uint64_t>{start.sequence});
+  h.core.on_finished(start.sequence, Outcome::Failed, 30, Bytes(std::string("killed")), t0 + 50ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 1);
+  CHECK(entries(*out[0].payload).at(0).second == "cancelled by the broker");
+  CHECK(count_of<wire::Credit>(out) == 0);  // an abandoned run says nothing about task times
+}
+
+TEST_CASE(
+    "W21, W22 tasks waiting behind one running for return_after: CREDIT 1, RETURN, kept until "
+    "CANCEL") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  fixed.return_after = 100ms;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  h.task(3, t0);
+  const auto starts = h.starts();
+  CHECK(h.core.next_deadline() <= t0 + 100ms);
+  h.core.on_tick(t0 + 99ms);
+  CHECK(count_of<wire::Return>(h.take()) == 0);
+  h.core.on_tick(t0 + 100ms);
+  auto out = h.take();
+  REQUIRE(out.size() == 2);
+  CHECK(std::get<wire::Credit>(out[0].message).capacity == 1);
+  CHECK(std::get<wire::Return>(out[1].message).task_ids == std::vector<std::uint64_t>{2, 3});
+  CHECK(h.core.skips().empty());  // an offer: a broker that predates RETURN refuses it
+  h.core.on_tick(t0 + 200ms);
+  CHECK(count_of<wire::Return>(h.take()) == 0);                       // offered once
+  h.core.on_message(wire::Cancel{{2, 3}}, std::nullopt, t0 + 201ms);  // the broker took them
+  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[1].sequence, starts[2].sequence});
+  CHECK(h.core.abandons().empty());
+  // The running one still answers; the returned ones never do, whatever the executor says.
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 300000,
+                     Bytes(std::string("\x91\x92\x00\x19", 4)), t0 + 300ms);
+  h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 300ms);
+  h.core.on_finished(starts[2].sequence, Outcome::Ok, 5, Bytes(std::string("\x91\x92\x00\x19", 4)),
+                     t0 + 300ms);
+  out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 1);
+  CHECK(std::get<wire::Result>(out[0].message).task_id == 1);
+  CHECK(std::get<wire::Credit>(out.back().message).capacity == 4);  // its own credit again
+}
+
+TEST_CASE(
+    "W22 CANCEL taking back an offered copy of a task held twice: the other copy runs on and "
+    "answers") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  fixed.return_after = 100ms;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(1, t0);  // sent again after a READY re-queued it
+  const auto starts = h.starts();
+  h.core.on_tick(t0 + 100ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Return>(out) == 1);
+  CHECK(std::get<wire::Return>(out.back().message).task_ids == std::vector<std::uint64_t>{1});
+  h.core.on_message(wire::Cancel{{1}}, std::nullopt, t0 + 101ms);  // the broker took it back
+  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[1].sequence});
+  CHECK(h.core.abandons().empty());  // the running copy is not abandoned
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 300000,
+                     Bytes(std::string("\x91\x92\x00\x19", 4)), t0 + 300ms);
+  h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 300ms);
+  out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 1);
+  CHECK(entries(*out[0].payload).at(0) == std::pair<int, std::string>{0, ""});
+}
+
+TEST_CASE("W23 CANCEL for a task not held: ignored") {
+  Harness h;
+  h.take();
+  h.core.on_message(wire::Cancel{{99}}, std::nullopt, t0);
+  CHECK(h.core.abandons().empty());
+  CHECK(h.take().empty());
 }
 
 TEST_CASE("Bytes shared with a zmq::message_t and back point at the same bytes, never copied") {

@@ -1,0 +1,169 @@
+// The broker's rules for work that must not be held: time limits on running tasks, CANCEL for
+// tasks nobody wants any more, and tasks a worker hands back with RETURN (docs/protocol.md
+// §4.15, §4.16, §10.1). Kept apart from core.cpp, which holds dispatch and delivery.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "broker/core.hpp"
+#include "protocol/payload.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo::broker {
+namespace {
+
+std::string limit_text(Duration d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g s", std::chrono::duration<double>(d).count());
+  return text;
+}
+
+}  // namespace
+
+Duration Core::time_limit(const Job& job) const {
+  const std::chrono::milliseconds asked(job.item_timeout_ms);
+  const std::chrono::milliseconds cap = config_.task_timeout;
+  if (asked.count() == 0) return cap;
+  if (cap.count() == 0) return asked;
+  return std::min(asked, cap);
+}
+
+void Core::check_timeouts(TimePoint now) {
+  std::vector<std::pair<PeerId, std::uint64_t>> late;
+  for (const auto& [id, w] : workers_) {
+    if (w.inflight.empty()) continue;
+    auto t = tasks_.find(w.inflight.front());
+    // Not ours any more (cancelled, its job gone): the worker is abandoning it already.
+    if (t == tasks_.end() || t->second.holder != id) continue;
+    auto j = jobs_.find(t->second.job);
+    if (j == jobs_.end()) continue;
+    const Duration limit = time_limit(j->second);
+    if (limit.count() == 0) continue;
+    // A chunk gets the limit once per item: the client sized it, not the item's author.
+    if (now - w.head_since >= limit * t->second.count) late.emplace_back(id, w.inflight.front());
+  }
+  for (const auto& [id, task_id] : late) time_out(id, workers_.at(id), task_id);
+}
+
+void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_id) {
+  Task& task = tasks_.at(task_id);
+  Job& job = jobs_.at(task.job);
+  const Duration limit = time_limit(job);
+  // The worker abandons the task (a module function: its process is replaced). Its id stays
+  // first in `inflight` until the worker answers or leaves, and nothing else is sent there
+  // meanwhile: the worker's loss then charges no innocent task behind it.
+  send(worker_id, wire::Cancel{{task_id}});
+  worker.isolating = task_id;
+  task.holder.clear();
+  if (task.count > 1) {
+    // Which item overran is unknown: each runs again alone, with its own limit.
+    log(LogLevel::Info, "task of " + std::to_string(task.count) + " items of " + job.function +
+                            " at worker " + worker.name + " over its time limit of " +
+                            limit_text(limit * task.count) + "; running its items one by one");
+    split(task_id, job);
+    dispatch(job.function);
+    return;
+  }
+  // Not retried: a function that overran its limit once would most likely do so again.
+  fail_task(task_id, wire::Code::Timeout,
+            job.function + " on item " + std::to_string(task.first) + " ran longer than " +
+                limit_text(limit) + " at worker " + worker.name + "; abandoned");
+}
+
+void Core::split(std::uint64_t task_id, Job& job) {
+  Task& task = tasks_.at(task_id);
+  std::vector<wire::Span> spans;
+  try {
+    spans = wire::item_spans(task.payload.data(), task.payload.size(), task.count);
+  } catch (const Error& e) {
+    fail_task(task_id, wire::Code::BadRequest, std::string("chunk cannot be split: ") + e.what());
+    return;
+  }
+  const char* base = task.payload.data();
+  // The items were admitted as one chunk: their parts share its charge, so splitting never
+  // takes a client over its limit (each part pays for its own bytes first).
+  std::uint64_t budget = task.charged;
+  task.charged = 0;
+  for (std::size_t i = spans.size(); i-- > 0;) {
+    const std::uint64_t id = new_task(job);
+    Task& single = tasks_[id];
+    single.job = task.job;
+    single.chunk_first = task.chunk_first;
+    single.first = task.first + i;
+    single.count = 1;
+    single.payload = Bytes(wire::single_item_array(base + spans[i].offset, spans[i].size));
+    single.attempts = task.attempts;
+    const std::uint64_t share =
+        i == 0 ? budget : std::min(budget, single.payload.size() + kChunkOverhead);
+    budget -= share;
+    single.charged = share;  // already counted in the client's queued bytes
+    enqueue(id, single, job, true);
+  }
+  release(task);  // references into an unordered_map survive insertions
+  erase_task(task_id);
+}
+
+void Core::cancel_held(const JobKey& key) {
+  // A job nobody waits for any more: its running tasks stop now, not when they finish.
+  auto j = jobs_.find(key);
+  if (j == jobs_.end()) return;
+  std::map<PeerId, std::vector<std::uint64_t>> held;
+  for (std::uint64_t id : j->second.tasks) {
+    auto t = tasks_.find(id);
+    if (t != tasks_.end() && !t->second.holder.empty()) held[t->second.holder].push_back(id);
+  }
+  for (auto& [worker, ids] : held) {
+    std::sort(ids.begin(), ids.end());
+    send(worker, wire::Cancel{std::move(ids)});
+  }
+}
+
+void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
+  auto w = workers_.find(from);
+  if (w == workers_.end()) {
+    send(from, wire::Error{wire::Code::NotReady, "unknown worker: send READY first"});
+    return;
+  }
+  Worker& worker = w->second;
+  worker.heard(now);
+  const std::uint64_t head = worker.inflight.empty() ? 0 : worker.inflight.front();
+  std::deque<std::uint64_t> kept, back;
+  for (std::uint64_t id : worker.inflight) {
+    const bool listed = std::find(m.task_ids.begin(), m.task_ids.end(), id) != m.task_ids.end();
+    (listed ? back : kept).push_back(id);
+  }
+  worker.inflight = std::move(kept);
+  // Back to the front of their queues, last sent first, so they keep their order; no attempt:
+  // they never started.
+  std::vector<std::uint64_t> taken;
+  for (auto it = back.rbegin(); it != back.rend(); ++it) {
+    auto t = tasks_.find(*it);
+    if (t == tasks_.end() || t->second.holder != from) continue;
+    auto j = jobs_.find(t->second.job);
+    if (j == jobs_.end()) continue;
+    enqueue(*it, t->second, j->second, true);
+    taken.push_back(*it);
+  }
+  const std::size_t returned = taken.size();
+  // Tells the worker which it may drop: until then it keeps them, and runs them if it must.
+  std::reverse(taken.begin(), taken.end());
+  if (!taken.empty()) send(from, wire::Cancel{std::move(taken)});
+  if (worker.inflight.empty()) worker.isolating = 0;
+  if (!worker.inflight.empty() && worker.inflight.front() != head) worker.head_since = now;
+  if (returned > 0) {
+    log(LogLevel::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +
+                             " tasks it had not started");
+  }
+  for (const std::string& f : worker.functions) dispatch(f);
+}
+
+void Core::on_disconnected(const PeerId& peer, TimePoint now,
+                           const std::vector<std::uint64_t>& unsent_tasks) {
+  now_ = now;
+  if (auto w = workers_.find(peer); w != workers_.end()) {
+    remove_worker(peer, received_running(w->second, unsent_tasks), "lost: its connection closed",
+                  now);
+  }
+}
+
+}  // namespace seppo::broker
