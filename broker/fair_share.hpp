@@ -39,7 +39,7 @@ class FairShare {
   std::uint64_t virtual_time() const { return virtual_; }
 
  private:
-  std::uint64_t virtual_ = 0;  // start tag of the task sent last
+  std::uint64_t virtual_ = 0;  // start tag of the task sent last, unless clients waiting hold it
   std::uint64_t sent_ = 0;
 };
 

@@ -695,6 +695,18 @@ TEST_CASE(
   auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
   REQUIRE(failed.size() == 1);
   CHECK(failed[0].code == wire::Code::WorkerLost);
+  // Only a later TASK failed to leave: the running one had left, so it is still the one charged,
+  // and the unsent one goes back uncharged.
+  h.ready("W2", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 1, items(8), 1);
+  h.submit("C1", 1, "m.f", 2, items(9), 1);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(tasks.size() == 2);
+  h.core.on_send_failed("W2", h.now, {tasks[1].task_id});
+  failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].first == 1);
+  CHECK(h.core.queued_count() == 1);
 }
 
 TEST_CASE(

@@ -158,10 +158,12 @@ TEST_CASE(
   const auto cancels = h.sent_to<wire::Cancel>(out, "W1");
   REQUIRE(cancels.size() == 1);
   CHECK(cancels[0].task_ids == std::vector<std::uint64_t>{tasks[1].task_id});
-  // Its credit is still 2: without a CREDIT 1 first, the task comes straight back (§4.16).
+  // Its credit is still 2: without a CREDIT 1 first, the task comes straight back (§4.16), under
+  // a new id, so that the CANCEL just sent cannot be taken for it.
   const auto back = h.sent_to<wire::Task>(out, "W1");
   REQUIRE(back.size() == 1);
-  CHECK(back[0].task_id == tasks[1].task_id);
+  CHECK(back[0].task_id != tasks[1].task_id);
+  CHECK(h.core.inflight_count("W1") == 2);
   h.now += 2000ms;  // 4.5 s after its last HEARTBEAT, 2 s after its RETURN
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
   h.core.on_tick(h.now);
