@@ -243,7 +243,9 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     if (h == held.begin()) w->second.head_since = now;  // the next one starts now
     held.erase(h);
   }
-  if (held.empty()) w->second.isolating = 0;
+  // The task it ran alone (a suspect) or was abandoning (a time limit, §10.1) is answered: it
+  // may take work again, though tasks sent before the time limit passed still wait there.
+  if (held.empty() || w->second.isolating == m.task_id) w->second.isolating = 0;
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
@@ -306,8 +308,11 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
                                      " items and a function name of 1 to 256 bytes");
     return;
   }
-  Client& client = clients_[from];
-  client.last_heard = now;
+  // Only an accepted SUBMIT creates the client's record (§7.4): a refused one (too_large,
+  // over_limit) leaves nothing behind; it refreshes a record that exists.
+  auto known = clients_.find(from);
+  if (known != clients_.end()) known->second.last_heard = now;
+  const std::uint64_t queued_bytes = known == clients_.end() ? 0 : known->second.queued_bytes;
   const JobKey key{from, m.job_id};
   auto j = jobs_.find(key);
   if (j != jobs_.end() && j->second.function != m.function) {
@@ -330,15 +335,17 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     fail(wire::Code::TooLarge, message);
     return;
   }
-  if (client.queued_bytes + cost + job_cost > config_.max_client_bytes) {
+  if (queued_bytes + cost + job_cost > config_.max_client_bytes) {
     log(LogLevel::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
                              client_label(from) + ": over its limit of " +
                              std::to_string(config_.max_client_bytes) + " queued bytes");
-    fail(wire::Code::OverLimit, "client has " + std::to_string(client.queued_bytes) +
+    fail(wire::Code::OverLimit, "client has " + std::to_string(queued_bytes) +
                                     " bytes queued; the broker's limit is " +
                                     std::to_string(config_.max_client_bytes));
     return;
   }
+  Client& client = clients_[from];
+  client.last_heard = now;
   if (j == jobs_.end()) {
     j = jobs_.emplace(key, Job{}).first;
     j->second.function = m.function;
@@ -370,6 +377,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
 void Core::enqueue(std::uint64_t task_id, Task& task, Job& job, bool front) {
   task.holder.clear();
   const bool was_idle = job.queue.empty();
+  if (auto c = clients_.find(task.job.client); c != clients_.end()) ++c->second.queued_tasks;
   if (front) {
     job.queue.push_front(task_id);
   } else {
@@ -430,6 +438,7 @@ void Core::dispatch(const std::string& function) {
     }
     blocked = 0;
     job.queue.pop_front();
+    dequeued(key.client, 1);
     if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
     send_task(*best_id, *best, task_id, task, function);
   }
@@ -441,7 +450,7 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
   task.sent = now_;
   worker.inflight.push_back(task_id);
-  if (auto c = clients_.find(task.job.client); c != clients_.end()) fair_.charge(c->second.share);
+  charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
   send(worker_id, wire::Task{task_id, function, task.count}, task.payload);
   outbox_.back().task_id = task_id;
@@ -500,6 +509,7 @@ void Core::dispatch_worker(const PeerId& id) {
     const std::uint64_t task_id = job.queue.front();
     Task& task = tasks_.at(task_id);
     job.queue.pop_front();
+    dequeued(key.client, 1);
     if (!job.queue.empty()) best->ready.push_back(key);
     if (task.suspect()) worker.isolating = task_id;
     send_task(id, worker, task_id, task, *best_function);
@@ -540,13 +550,22 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
     if (m.seen == 1) {
       // The worker lists the tasks it holds (§8; seppo-sim seed 414). One we sent it long enough
       // ago that it neither holds nor answered was lost on a connection that broke and came back.
+      // Two heartbeats in a row must leave it out, both past a liveness since it was sent: a
+      // TASK still on its way on a slow link would otherwise be sent again at every liveness.
       std::unordered_set<std::uint64_t> held(m.open.begin(), m.open.end());
       std::vector<std::uint64_t> lost;
+      std::unordered_set<std::uint64_t> unlisted;
       for (std::uint64_t id : w->second.inflight) {
         if (held.count(id)) continue;
         auto t = tasks_.find(id);
-        if (t == tasks_.end() || now - t->second.sent > expiry()) lost.push_back(id);
+        if (t != tasks_.end() && now - t->second.sent <= expiry()) continue;
+        if (w->second.unlisted.count(id)) {
+          lost.push_back(id);
+        } else {
+          unlisted.insert(id);
+        }
       }
+      w->second.unlisted = std::move(unlisted);
       auto& inflight = w->second.inflight;
       for (auto it = lost.rbegin(); it != lost.rend(); ++it) {
         inflight.erase(std::find(inflight.begin(), inflight.end(), *it));
@@ -619,6 +638,36 @@ void Core::on_done(const PeerId& from, std::uint64_t job_id, TimePoint now) {
   if (c != clients_.end() && c->second.jobs.empty()) clients_.erase(c);
 }
 
+void Core::dequeued(const PeerId& client_id, std::uint64_t tasks) {
+  auto c = clients_.find(client_id);
+  if (c != clients_.end()) c->second.queued_tasks -= std::min(c->second.queued_tasks, tasks);
+}
+
+// A task of this client was sent. Whether chosen by fair share or placed as new work, the
+// client's tag moves on; the virtual time moves only as far as the clients still waiting allow
+// (fair_share.hpp), so a heavy client's debt persists however its tasks were sent.
+void Core::charge_share(const PeerId& client_id) {
+  auto c = clients_.find(client_id);
+  if (c == clients_.end()) return;
+  std::uint64_t floor = ~std::uint64_t{0};
+  // Only a task starting ahead of the virtual time can move it past someone: look then only.
+  if (fair_.start(c->second.share) > fair_.virtual_time()) {
+    for (const auto& [id, other] : clients_) {
+      if (id == client_id || other.queued_tasks == 0 || delivery_backlogged(id)) continue;
+      // One waiting for a function nobody serves now cannot hold the virtual time back: a
+      // client arriving later would otherwise start far behind those served meanwhile.
+      const bool servable = std::any_of(other.jobs.begin(), other.jobs.end(), [&](auto job_id) {
+        auto j = jobs_.find(JobKey{id, job_id});
+        if (j == jobs_.end() || j->second.queue.empty()) return false;
+        auto s = services_.find(j->second.function);
+        return s != services_.end() && !s->second.providers.empty();
+      });
+      if (servable) floor = std::min(floor, fair_.start(other.share));
+    }
+  }
+  fair_.charge(c->second.share, floor);
+}
+
 void Core::charge(Task& task, std::uint64_t bytes) {
   task.charged = bytes;
   auto c = clients_.find(task.job.client);
@@ -652,6 +701,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     c->second.queued_bytes -= std::min(c->second.queued_bytes, std::uint64_t{kJobOverhead});
     c->second.unread_bytes -= std::min(c->second.unread_bytes, unread - kJobOverhead);
   }
+  dequeued(key.client, job.queue.size());
   log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + client_label(key.client) +
                           " (" + job.function + ") " + why);
   if (auto s = services_.find(job.function); s != services_.end() && s->second.jobs > 0) {

@@ -154,6 +154,9 @@ class Core {
       last_heard = now;
       spoken = true;
     }
+    // Held tasks its last listing HEARTBEAT left out, a liveness after they were sent: a second
+    // such HEARTBEAT shows them lost (§4.8).
+    std::unordered_set<std::uint64_t> unlisted;
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;
@@ -209,6 +212,7 @@ class Core {
     std::vector<std::uint64_t> jobs;
     std::uint64_t queued_bytes = 0;
     std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
+    std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
     ShareTag share;
   };
 
@@ -239,6 +243,8 @@ class Core {
   void remove_client(const PeerId& id, const std::string& why);
   void chunk_finished(Job& job, const Task& task, std::uint64_t seq);
   void charge(Task& task, std::uint64_t bytes);
+  void charge_share(const PeerId& client_id);
+  void dequeued(const PeerId& client_id, std::uint64_t tasks);
   void release(Task& task);
 
   // Time limits, cancel and returned tasks (task_timer.cpp, docs/protocol.md §10.1).

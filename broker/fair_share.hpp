@@ -21,20 +21,25 @@ class FairShare {
     const std::uint64_t ka = start(a), kb = start(b);
     return ka != kb ? ka < kb : a.last < b.last;
   }
-  // A task of this client was sent: its tag moves on by one unit of work.
-  void charge(ShareTag& tag) {
+  // A task of this client was sent: its tag moves on by one unit of work. `floor` is the least
+  // start tag of the other clients with tasks queued: the virtual time never passes it, so a
+  // task sent out of fair order (new work placed at once, a worker that serves one client's
+  // function only) wipes neither the debt of the client served nor the credit of those waiting.
+  void charge(ShareTag& tag, std::uint64_t floor = ~std::uint64_t{0}) {
     const std::uint64_t s = start(tag);
-    virtual_ = s;
+    const std::uint64_t v = s < floor ? s : floor;
+    if (v > virtual_) virtual_ = v;
     tag.finish = s + 1;
     tag.last = ++sent_;
   }
-
- private:
+  // Where this client's next task would start in virtual time.
   std::uint64_t start(const ShareTag& tag) const {
     return tag.finish > virtual_ ? tag.finish : virtual_;
   }
+  std::uint64_t virtual_time() const { return virtual_; }
 
-  std::uint64_t virtual_ = 0;  // start tag of the task sent last
+ private:
+  std::uint64_t virtual_ = 0;  // start tag of the task sent last, unless clients waiting hold it
   std::uint64_t sent_ = 0;
 };
 

@@ -134,14 +134,20 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   }
   worker.inflight = std::move(kept);
   // Back to the front of their queues, last sent first, so they keep their order; no attempt:
-  // they never started.
+  // they never started. Each under a new id: the CANCEL below accepts the offered copy, and a
+  // copy sent again before it arrives (maybe to this same worker, which still looks idle if what
+  // it runs is a task of an earlier broker run) must not be taken for it (seppo-sim seed 7165).
   std::vector<std::uint64_t> taken;
   for (auto it = back.rbegin(); it != back.rend(); ++it) {
     auto t = tasks_.find(*it);
     if (t == tasks_.end() || t->second.holder != from) continue;
     auto j = jobs_.find(t->second.job);
     if (j == jobs_.end()) continue;
-    enqueue(*it, t->second, j->second, true);
+    Task moved = std::move(t->second);
+    erase_task(*it);
+    const std::uint64_t fresh = new_task(j->second);
+    Task& task = tasks_[fresh] = std::move(moved);
+    enqueue(fresh, task, j->second, true);
     taken.push_back(*it);
   }
   const std::size_t returned = taken.size();

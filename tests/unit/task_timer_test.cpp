@@ -85,7 +85,8 @@ struct Harness {
 
 }  // namespace
 
-TEST_CASE("an item over the client's time limit fails with timeout and its worker must cancel it") {
+TEST_CASE(
+    "B49: an item over the client's time limit fails with timeout and its worker must cancel it") {
   Harness h;
   h.ready("W1");
   h.submit(0, 1, 500);
@@ -109,7 +110,7 @@ TEST_CASE("an item over the client's time limit fails with timeout and its worke
   CHECK(h.core.inflight_count("W1") == 0);
 }
 
-TEST_CASE("a chunk over its time limit runs again item by item, each with its own limit") {
+TEST_CASE("B48: a chunk over its time limit runs again item by item, each with its own limit") {
   Harness h;
   h.ready("W1");
   h.submit(0, 2, 500);
@@ -133,7 +134,7 @@ TEST_CASE("a chunk over its time limit runs again item by item, each with its ow
   CHECK(failed[0].first == 0);
 }
 
-TEST_CASE("the broker's task timeout applies to jobs without a limit and caps longer ones") {
+TEST_CASE("B46: the broker's task timeout applies to jobs without a limit and caps longer ones") {
   broker::Config config;
   config.task_timeout = 300ms;
   for (std::uint32_t asked : {0u, 1000u}) {
@@ -163,7 +164,7 @@ TEST_CASE("without a limit from the client or the broker, a task may run for eve
   CHECK(Harness::sent_to<wire::Cancel>(out, "W1").empty());
 }
 
-TEST_CASE("a task's time limit counts from when it is the first its worker holds") {
+TEST_CASE("B47: a task's time limit counts from when it is the first its worker holds") {
   Harness h;
   h.ready("W1", 2);
   h.submit(0, 1, 500);
@@ -180,7 +181,7 @@ TEST_CASE("a task's time limit counts from when it is the first its worker holds
   CHECK(failed[0].first == 1);
 }
 
-TEST_CASE("a job cancelled by its client has its running tasks cancelled at their workers") {
+TEST_CASE("B23: a job cancelled by its client has its running tasks cancelled at their workers") {
   Harness h;
   h.ready("W1");
   h.ready("W2");
@@ -202,7 +203,9 @@ TEST_CASE("a job cancelled by its client has its running tasks cancelled at thei
   CHECK(c2[0].task_ids == std::vector<std::uint64_t>{t2[0].task_id});
 }
 
-TEST_CASE("RETURN puts tasks a worker has not started back in the queue for an idle worker") {
+TEST_CASE(
+    "B22: RETURN puts tasks a worker has not started back in the queue, under new ids, for an idle "
+    "worker") {
   Harness h;
   h.ready("W1", 3);
   h.submit(0, 1, 0);
@@ -222,14 +225,18 @@ TEST_CASE("RETURN puts tasks a worker has not started back in the queue for an i
   CHECK(taken[0].task_ids == std::vector<std::uint64_t>{tasks[1].task_id, tasks[2].task_id});
   const auto moved = Harness::sent_to<wire::Task>(out, "W2");
   REQUIRE(moved.size() == 1);
-  CHECK(moved[0].task_id == tasks[1].task_id);  // the earlier first
+  // A new id: the CANCEL of the offered copy cannot be taken for this one.
+  CHECK(moved[0].task_id != tasks[1].task_id);
+  CHECK(moved[0].task_id != tasks[2].task_id);
   CHECK(h.core.inflight_count("W1") == 1);
   CHECK(h.core.queued_count() == 1);
   // A result from W1 for a task it handed back is not delivered: W2 answers it.
   h.result("W1", tasks[1].task_id, 1);
   CHECK(Harness::sent_to<wire::Deliver>(h.drain(), "C1").empty());
-  h.result("W2", tasks[1].task_id, 1);
-  CHECK(Harness::sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+  h.result("W2", moved[0].task_id, 1);
+  const auto delivered = Harness::sent_to<wire::Deliver>(h.drain(), "C1");
+  REQUIRE(delivered.size() == 1);
+  CHECK(delivered[0].first == 1);  // the earlier first
 }
 
 TEST_CASE("a worker whose connection closed is lost at once and its tasks run elsewhere") {
@@ -250,8 +257,8 @@ TEST_CASE("a worker whose connection closed is lost at once and its tasks run el
 }
 
 TEST_CASE(
-    "a peer that says READY and vanishes is not blamed: its task runs next on a worker that has "
-    "spoken") {
+    "B38: a peer that says READY and vanishes is not blamed: its task runs next on a worker that "
+    "has spoken") {
   broker::Config config;
   config.max_attempts = 1;  // any charge would fail the item at once
   Harness h(config);
@@ -282,7 +289,7 @@ TEST_CASE("a TASK held back because its worker's connection had closed is not ch
   CHECK(Harness::sent_to<wire::Task>(h.drain(), "W2").size() == 1);
 }
 
-TEST_CASE("a worker lost while abandoning a timed-out task charges no task behind it") {
+TEST_CASE("B45: a worker lost while abandoning a timed-out task charges no task behind it") {
   broker::Config config;
   config.max_attempts = 1;  // any charge would fail the item at once
   Harness h(config);

@@ -1,0 +1,117 @@
+// The broker's core driven message by message with a fake clock: no sockets, no sleeps. Shared
+// by the broker's unit tests (broker_core_test.cpp, broker_rows_test.cpp).
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <msgpack.hpp>
+
+#include "broker/core.hpp"
+#include "protocol/wire.hpp"
+
+namespace seppo::broker_test {
+
+using namespace std::chrono_literals;
+using broker::TimePoint;
+
+struct Sent {
+  std::string peer;
+  wire::Message message;
+  std::string payload;
+};
+
+template <class... Items>
+std::string items(const Items&... values) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(sizeof...(values));
+  (p.pack(values), ...);
+  return std::string(buffer.data(), buffer.size());
+}
+
+inline std::string ok_results(std::uint32_t count) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(0).pack(i);
+  return std::string(buffer.data(), buffer.size());
+}
+
+struct Harness {
+  broker::Config config;
+  TimePoint now{std::chrono::seconds(1000)};
+  broker::Core core;
+
+  explicit Harness(broker::Config c = {}) : config(c), core(c, 42) {}
+
+  void deliver(const std::string& from, const wire::Message& m,
+               const std::string* payload = nullptr) {
+    deliver_as(broker::Role::Any, from, m, payload);
+  }
+  // As the socket loop does with CURVE on: the sender's role comes with every message.
+  void deliver_as(broker::Role role, const std::string& from, const wire::Message& m,
+                  const std::string* payload = nullptr) {
+    const std::string header = wire::encode(m);
+    if (payload) {
+      Bytes frame(*payload);
+      core.on_message(from, header.data(), header.size(), &frame, now, role, "KeyPrint");
+    } else {
+      core.on_message(from, header.data(), header.size(), nullptr, now, role, "KeyPrint");
+    }
+  }
+  void ready(const std::string& worker, std::vector<std::string> functions,
+             std::uint32_t capacity = 1) {
+    deliver(worker, wire::Ready{worker, "host", 1, capacity, std::move(functions)});
+    // It has spoken since READY, so the broker can blame its death on a task (§10).
+    deliver(worker, wire::Heartbeat{0, 0, {}});
+  }
+  void submit(const std::string& client, std::uint64_t job, const std::string& function,
+              std::uint64_t first, const std::string& payload, std::uint32_t count,
+              std::uint32_t wait_ms = 1000) {
+    deliver(client, wire::Submit{job, function, first, count, wait_ms}, &payload);
+  }
+  void result(const std::string& worker, std::uint64_t task, std::uint32_t count) {
+    const std::string payload = ok_results(count);
+    deliver(worker, wire::Result{task, 5}, &payload);
+  }
+  // Lets four heartbeats pass (past the default expiry of three) while the named workers and
+  // clients (the latter for their job 1) keep beating: every other peer is presumed dead.
+  void expire_silent(const std::vector<std::string>& workers,
+                     const std::vector<std::string>& clients) {
+    for (int i = 0; i < 4; ++i) {
+      advance(1000ms);
+      for (const auto& w : workers) deliver(w, wire::Heartbeat{0, 0, {}});
+      for (const auto& c : clients) deliver(c, wire::Heartbeat{1, 0, {}});
+    }
+  }
+  void advance(std::chrono::milliseconds d) {
+    now += d;
+    core.on_tick(now);
+  }
+  std::vector<Sent> drain() {
+    std::vector<Sent> out;
+    for (auto& o : core.outbox()) {
+      out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size()),
+                         o.has_payload ? o.payload.str() : std::string()});
+    }
+    core.outbox().clear();
+    return out;
+  }
+  // Messages of type T sent to `peer`, in order.
+  template <class T>
+  std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
+    std::vector<T> out;
+    for (const auto& s : all) {
+      if (s.peer == peer && std::holds_alternative<T>(s.message))
+        out.push_back(std::get<T>(s.message));
+    }
+    return out;
+  }
+};
+
+}  // namespace seppo::broker_test

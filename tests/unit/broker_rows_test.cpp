@@ -1,0 +1,415 @@
+// The broker's rows (docs/protocol.md §7.2-§7.4, §10, §10.1), one test case per row, named by
+// its number. Rows an older test already covered exactly carry their number there instead
+// (broker_core_test.cpp, task_timer_test.cpp): `unit-tests -tc='B*'` runs them all.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "broker/core.hpp"
+#include "broker_harness.hpp"
+#include "protocol/wire.hpp"
+
+using namespace seppo;
+using namespace seppo::broker_test;
+
+namespace {
+
+// A chunk with a time limit per item (SUBMIT's optional item_timeout_ms).
+void submit_timed(Harness& h, std::uint64_t first, std::uint32_t item_timeout_ms,
+                  std::uint32_t wait_ms = 60000) {
+  const std::string payload = items(static_cast<int>(first));
+  h.deliver("C1", wire::Submit{1, "m.f", first, 1, wait_ms, item_timeout_ms}, &payload);
+}
+
+}  // namespace
+
+TEST_CASE("B1: a valid READY registers the worker, is answered ALIVE, and gets queued work") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 60000);
+  h.drain();
+  h.deliver("W1", wire::Ready{"W1", "host", 1, 2, {"m.f", "m.f"}});  // duplicates ignored
+  const auto out = h.drain();
+  CHECK(h.core.worker_count() == 1);
+  const auto alive = h.sent_to<wire::Alive>(out, "W1");
+  REQUIRE(alive.size() == 1);
+  CHECK(alive[0].instance == 42);
+  CHECK(alive[0].heartbeat_ms == 1000);
+  CHECK(alive[0].liveness == 3);
+  CHECK(h.sent_to<wire::Task>(out, "W1").size() == 1);
+}
+
+TEST_CASE("B3: a BYE from an unknown peer is ignored") {
+  Harness h;
+  h.deliver("X", wire::Bye{"leaving"});
+  CHECK(h.drain().empty());
+  CHECK(h.core.worker_count() == 0);
+  CHECK(h.core.client_count() == 0);
+}
+
+TEST_CASE("B4: an invalid READY is refused with bad_message and changes nothing") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  REQUIRE(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+  h.deliver("W1", wire::Ready{"W1", "host", 1, 1, {}});  // no function
+  h.deliver("W2", wire::Ready{"W2", "host", 1, 1, {std::string(257, 'f')}});
+  const auto out = h.drain();
+  for (const char* peer : {"W1", "W2"}) {
+    const auto errors = h.sent_to<wire::Error>(out, peer);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].code == wire::Code::BadMessage);
+  }
+  CHECK(h.core.worker_count() == 1);
+  CHECK(h.core.inflight_count("W1") == 1);  // still holds its task
+  CHECK(h.core.queued_count() == 0);
+}
+
+TEST_CASE("B6: a RESULT refreshes its worker, returns its credit and dispatches the next task") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 1);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 1, items(2), 1);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.now += 2000ms;
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+  h.result("W1", tasks[0].task_id, 1);
+  const auto out = h.drain();
+  CHECK(h.sent_to<wire::Deliver>(out, "C1").size() == 1);
+  CHECK(h.sent_to<wire::Task>(out, "W1").size() == 1);
+  h.now += 2000ms;  // 4 s after its HEARTBEAT, 2 s after its RESULT
+  h.deliver("C1", wire::Heartbeat{1, 1, {1}});
+  h.core.on_tick(h.now);
+  CHECK(h.core.worker_count() == 1);
+}
+
+TEST_CASE("B7: CREDIT changes a worker's capacity at once, and a lower one takes back nothing") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 1);
+  for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.deliver("W1", wire::Credit{3});
+  const auto more = h.sent_to<wire::Task>(h.drain(), "W1");
+  CHECK(more.size() == 2);
+  tasks.insert(tasks.end(), more.begin(), more.end());
+  h.deliver("W1", wire::Credit{0});  // clamped to 1
+  CHECK(h.drain().empty());
+  CHECK(h.core.inflight_count("W1") == 3);  // the tasks sent stay with it
+  h.result("W1", tasks[0].task_id, 1);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());  // 2 held, capacity 1
+  h.result("W1", tasks[1].task_id, 1);
+  h.result("W1", tasks[2].task_id, 1);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+  CHECK(h.core.inflight_count("W1") == 1);
+}
+
+TEST_CASE(
+    "B8: a READY from a registered worker hands its tasks back without an attempt and registers "
+    "it anew") {
+  broker::Config config;
+  config.max_attempts = 1;  // any charge would fail the item at once
+  Harness h(config);
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 1, items(2), 1);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 2);
+  h.deliver("W1", wire::Ready{"W1", "host", 2, 2, {"m.g"}});  // a new process, other functions
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Alive>(out, "W1").size() == 1);
+  CHECK(h.sent_to<wire::Failed>(out, "C1").empty());
+  CHECK(h.core.worker_count() == 1);
+  CHECK(h.core.inflight_count("W1") == 0);
+  CHECK(h.core.queued_count() == 2);
+  h.ready("W2", {"m.f"}, 2);
+  const auto again = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(again.size() == 2);
+  CHECK(again[0].task_id == tasks[0].task_id);  // in their order
+  CHECK(again[1].task_id == tasks[1].task_id);
+}
+
+TEST_CASE("B9: a SUBMIT from a registered worker is refused with bad_message") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.drain();
+  h.submit("W1", 1, "m.f", 0, items(1), 1);
+  const auto errors = h.sent_to<wire::Error>(h.drain(), "W1");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].code == wire::Code::BadMessage);
+  CHECK(h.core.job_count() == 0);
+  CHECK(h.core.worker_count() == 1);
+}
+
+TEST_CASE(
+    "B11: RETURN refreshes the worker and re-queues the listed tasks it holds, without an "
+    "attempt, CANCELing them") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 1, items(2), 1);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 2);
+  h.now += 2500ms;
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+  h.deliver("W1", wire::Return{{tasks[1].task_id, 999}});  // 999: not held, ignored
+  const auto out = h.drain();
+  const auto cancels = h.sent_to<wire::Cancel>(out, "W1");
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].task_ids == std::vector<std::uint64_t>{tasks[1].task_id});
+  // Its credit is still 2: without a CREDIT 1 first, the task comes straight back (§4.16), under
+  // a new id, so that the CANCEL just sent cannot be taken for it.
+  const auto back = h.sent_to<wire::Task>(out, "W1");
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].task_id != tasks[1].task_id);
+  CHECK(h.core.inflight_count("W1") == 2);
+  h.now += 2000ms;  // 4.5 s after its last HEARTBEAT, 2 s after its RETURN
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+  h.core.on_tick(h.now);
+  CHECK(h.core.worker_count() == 1);
+}
+
+TEST_CASE(
+    "B12: a worker whose first task passes its time limit stays registered and gets nothing more "
+    "until it answers that task") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  for (std::uint64_t i = 0; i < 3; ++i) submit_timed(h, i, 500);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 2);
+  h.deliver("W1", wire::Heartbeat{0, 0, {}});
+  h.advance(600ms);
+  auto out = h.drain();
+  REQUIRE(h.sent_to<wire::Cancel>(out, "W1").size() == 1);
+  CHECK(h.sent_to<wire::Failed>(out, "C1").size() == 1);
+  CHECK(h.core.worker_count() == 1);
+  h.deliver("W1", wire::Credit{3});  // more credit: still nothing while it abandons the task
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());
+  h.result("W1", tasks[0].task_id, 1);  // "cancelled by the broker": dropped
+  out = h.drain();
+  CHECK(h.sent_to<wire::Deliver>(out, "C1").empty());
+  CHECK(h.sent_to<wire::Task>(out, "W1").size() == 1);  // its second task still runs there
+}
+
+TEST_CASE(
+    "B13: a worker silent past the liveness, unreachable, or whose connection closed is forgotten "
+    "and its tasks queued again") {
+  for (int way = 0; way < 3; ++way) {
+    CAPTURE(way);
+    Harness h;
+    h.ready("W1", {"m.f"});
+    h.submit("C1", 1, "m.f", 0, items(1), 1, 60000);
+    REQUIRE(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+    if (way == 0) h.expire_silent({}, {"C1"});
+    if (way == 1) h.core.on_send_failed("W1", h.now);
+    if (way == 2) h.core.on_disconnected("W1", h.now);
+    CHECK(h.core.worker_count() == 0);
+    CHECK(h.core.queued_count() == 1);
+    h.drain();
+    h.deliver("W1", wire::Heartbeat{0, 1, {}});  // unknown now: it must announce itself
+    const auto errors = h.sent_to<wire::Error>(h.drain(), "W1");
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].code == wire::Code::NotReady);
+  }
+}
+
+TEST_CASE("B15: an accepted SUBMIT queues its chunk as one task at the back of its job's queue") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1, 2, 3), 3, 60000);
+  h.submit("C1", 1, "m.f", 3, items(4, 5), 2, 60000);
+  CHECK(h.core.queued_count() == 2);
+  h.ready("W1", {"m.f"}, 2);
+  const auto out = h.drain();
+  std::vector<std::string> payloads;
+  for (const auto& s : out) {
+    if (s.peer == "W1" && std::holds_alternative<wire::Task>(s.message)) {
+      payloads.push_back(s.payload);
+    }
+  }
+  CHECK(payloads == std::vector<std::string>{items(1, 2, 3), items(4, 5)});  // unchanged, in order
+}
+
+TEST_CASE(
+    "B21: a task whose holder announces itself again goes back to the front of its queue, attempts "
+    "unchanged") {
+  broker::Config config;
+  config.max_attempts = 2;
+  Harness h(config);
+  h.ready("W1", {"m.f"}, 1);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 1, items(2), 1);
+  const auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(first.size() == 1);
+  h.deliver("W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}});
+  const auto again = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].task_id == first[0].task_id);  // the front, not the next chunk
+  // Had the READY counted an attempt, this loss would be the second and final one.
+  h.deliver("W1", wire::Heartbeat{0, 0, {}});
+  h.core.on_disconnected("W1", h.now);
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
+  CHECK(h.core.queued_count() == 2);
+}
+
+TEST_CASE(
+    "B24: a SUBMIT with no items or a bad function name fails bad_request and creates nothing") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(), 0);
+  h.submit("C1", 1, "", 0, items(1), 1);
+  h.submit("C1", 1, std::string(257, 'f'), 5, items(1), 1);
+  const auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 3);
+  for (const auto& f : failed) {
+    CHECK(f.code == wire::Code::BadRequest);
+    CHECK(f.seq == 0);
+  }
+  CHECK(failed[0].count == 0);  // echoes the SUBMIT: covers no item
+  CHECK(failed[2].first == 5);
+  CHECK(h.core.job_count() == 0);
+  CHECK(h.core.client_count() == 0);
+}
+
+TEST_CASE("B25: a SUBMIT naming another function than its job's fails bad_request") {
+  Harness h;
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.g", 1, items(2), 1);
+  const auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == wire::Code::BadRequest);
+  CHECK(failed[0].first == 1);
+  CHECK(h.core.queued_count() == 1);
+}
+
+TEST_CASE(
+    "B29: the first accepted SUBMIT creates the job and its client; its time limit is the job's") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 1);
+  submit_timed(h, 0, 500);
+  submit_timed(h, 1, 0);  // a later chunk's limit does not change the job's
+  CHECK(h.core.job_count() == 1);
+  CHECK(h.core.client_count() == 1);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.result("W1", tasks[0].task_id, 1);
+  REQUIRE(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);  // chunk 1
+  h.advance(600ms);
+  const auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].code == wire::Code::Timeout);
+  CHECK(failed[0].first == 1);
+}
+
+TEST_CASE(
+    "B30: a client HEARTBEAT refreshes it, forgets the answers it read, and is answered ALIVE") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.result("W1", h.sent_to<wire::Task>(h.drain(), "W1").at(0).task_id, 1);
+  REQUIRE(h.sent_to<wire::Deliver>(h.drain(), "C1").size() == 1);
+  h.now += 2500ms;
+  h.deliver("W1", wire::Heartbeat{0, 0, {}});
+  h.deliver("C1", wire::Heartbeat{1, 1, {}});
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Alive>(out, "C1").size() == 1);
+  h.now += 1500ms;  // 4 s after its SUBMIT, 1.5 s after its HEARTBEAT
+  h.core.on_tick(h.now);
+  CHECK(h.core.client_count() == 1);
+  // It read chunk 0's answer (seq 1): the broker forgot it, so awaiting it again is a loss.
+  h.deliver("C1", wire::Heartbeat{1, 1, {0}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE(
+    "B41: a chunk charged for its lost worker is split into single items keeping its attempts; "
+    "one that cannot be split fails bad_request") {
+  {
+    Harness h;
+    h.ready("W1", {"m.f"}, 4);
+    h.submit("C1", 1, "m.f", 10, items(1, 2, 3), 3);
+    REQUIRE(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+    h.core.on_disconnected("W1", h.now);
+    CHECK(h.core.queued_count() == 3);
+    h.ready("W2", {"m.f"}, 4);
+    const auto out = h.drain();
+    const auto tasks = h.sent_to<wire::Task>(out, "W2");
+    REQUIRE(tasks.size() == 1);  // a suspect (attempts 1): alone
+    CHECK(tasks[0].count == 1);
+    CHECK(out.back().payload == items(1));
+  }
+  {
+    Harness h;
+    h.ready("W1", {"m.f"});
+    h.submit("C1", 1, "m.f", 0, items(1), 2);  // says 2 items, holds 1
+    REQUIRE(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+    h.core.on_disconnected("W1", h.now);
+    const auto failed = h.sent_to<wire::Failed>(h.drain(), "C1");
+    REQUIRE(failed.size() == 1);
+    CHECK(failed[0].code == wire::Code::BadRequest);
+    CHECK(failed[0].count == 2);
+    CHECK(h.core.task_count() == 0);
+  }
+}
+
+TEST_CASE("B42: a single item charged for its lost worker goes back to the front of its queue") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 1);
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  h.submit("C1", 1, "m.f", 1, items(2), 1);
+  const auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(first.size() == 1);
+  h.core.on_disconnected("W1", h.now);
+  CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
+  h.ready("W2", {"m.f"}, 2);
+  const auto again = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(again.size() == 1);  // alone: it is a suspect now
+  CHECK(again[0].task_id == first[0].task_id);
+}
+
+// ---- Review findings (not rows) ----
+
+TEST_CASE("a TASK slower than a liveness on its way is not sent again once its worker lists it") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(5), 1);
+  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  // A large payload on a slow link: the worker's heartbeats arrive before the TASK does.
+  h.now += 3500ms;
+  h.deliver("W1", wire::Heartbeat{0, 1, {}});
+  h.now += 500ms;
+  h.deliver("W1", wire::Heartbeat{0, 1, {tasks[0].task_id}});  // it arrived
+  h.now += 1000ms;
+  h.deliver("W1", wire::Heartbeat{0, 1, {tasks[0].task_id}});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());
+  CHECK(h.core.inflight_count("W1") == 1);
+}
+
+TEST_CASE("a heavy client's fair-share debt persists when its tasks are placed as new work") {
+  Harness h;
+  // Fair share decides between functions (within one, jobs take turns): the two clients use
+  // two functions of one worker.
+  h.ready("W1", {"m.f", "m.h"}, 1);
+  // Items 100.. are LIGHT's, 200.. HEAVY's: a TASK's payload tells whose it is.
+  for (int i = 0; i < 20; ++i) h.submit("LIGHT", 1, "m.f", i, items(100 + i), 1, 60000);
+  for (int i = 0; i < 20; ++i) h.submit("HEAVY", 1, "m.h", i, items(200 + i), 1, 60000);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  // HEAVY is also served ten tasks on a worker of its own, each placed at once on SUBMIT.
+  h.ready("W2", {"m.g"}, 20);
+  for (int i = 0; i < 10; ++i) h.submit("HEAVY", 2, "m.g", i, items(i), 1, 60000);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W2").size() == 10);
+  // On the shared worker LIGHT now goes first until it has caught up; before, each task placed
+  // for HEAVY moved the virtual time up to HEAVY's tag and the two alternated at once.
+  std::string order;
+  for (int i = 0; i < 8; ++i) {
+    h.result("W1", tasks.at(0).task_id, 1);
+    for (const auto& s : h.drain()) {
+      if (s.peer != "W1" || !std::holds_alternative<wire::Task>(s.message)) continue;
+      tasks = {std::get<wire::Task>(s.message)};
+      // A one-item array: 0x91, then the positive fixint 100..127 or uint8 0xcc 200..
+      order += s.payload.size() == 2 ? 'L' : 'H';
+    }
+  }
+  CHECK(order == "LLLLLLLL");
+}
