@@ -330,6 +330,21 @@ int main(int argc, char** argv) {
       local.emplace(local_workers, cluster);
     }
     seppo::Client client = local ? local->client(options) : seppo::Client(endpoint, options);
+    if (*map_cmd && map.control.halt.when == seppo::cli::Halt::When::Soon) {
+      // --halt soon lets what runs finish and starts nothing more, but every chunk submitted
+      // runs: so only as many are in flight as there are worker processes to run them (those
+      // serving the function now; later ones are not used).
+      const std::optional<std::size_t> slots =
+          local
+              ? std::optional<std::size_t>(local_workers > 0
+                                               ? local_workers
+                                               : std::max(1u, std::thread::hardware_concurrency()))
+              : seppo::cli::workers_serving(client, map.function);
+      if (slots && *slots > 0) {
+        options.window = *slots;
+        client = local ? local->client(options) : seppo::Client(endpoint, options);
+      }
+    }
     if (*map_cmd) {
       std::ios::sync_with_stdio(false);
       // A module function is MODULE.FUNCTION; a name without a dot is a worker's named command,

@@ -13,9 +13,7 @@
 #include "protocol/command_record.hpp"
 
 namespace seppo::cli {
-namespace {
 
-// How many workers serve `function`, from a second connection so the job's is not disturbed.
 std::optional<std::size_t> workers_serving(const Client& client, const std::string& function) {
   try {
     Client probe(client.endpoint(), client.options());
@@ -28,6 +26,8 @@ std::optional<std::size_t> workers_serving(const Client& client, const std::stri
     return std::nullopt;
   }
 }
+
+namespace {
 
 bool progress_wanted(ProgressMode mode) {
   if (mode == ProgressMode::Auto) return ::isatty(STDERR_FILENO) == 1;

@@ -76,6 +76,10 @@ cat >sleepy.sh <<'SH'
 # Sleeps for $1 seconds, then says so: killed by a --timeout, it prints nothing.
 sleep "$1"; echo "slept $1"
 SH
+cat >soon.sh <<'SH'
+# "fail" fails at once, "slow" takes a second, anything else is quick.
+case $1 in fail) exit 3 ;; slow) sleep 1; echo slow ;; *) echo "$1" ;; esac
+SH
 export STATE=$work/state-broker
 mkdir -p state-broker state-parallel state-local
 "$worker_bin" --broker "$endpoint" -j 2 --log-level error --client-folders \
@@ -83,7 +87,7 @@ mkdir -p state-broker state-parallel state-local
   --command num='echo {#} {}' --command x='exit {}' --command gz='gzip {}' \
   --command slot='echo {%} {}' --command wc='wc -c' \
   --command flaky="sh $work/flaky.sh {}" --command halt="sh $work/halt.sh {}" \
-  --command sleepy="sh $work/sleepy.sh {}" &
+  --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" &
 pids+=($!)
 for _ in $(seq 1 100); do
   "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
@@ -194,6 +198,11 @@ else
   echo "FAIL --halt now through a broker: still running:"; pgrep -af "$work/halt.sh slow"
   failures=$((failures + 1))
 fi
+# --halt soon,fail=1: "slow", running, finishes; x and y never start. Through a broker only as
+# many items are in flight as there are worker processes (two, as parallel's -j2). "slow" comes
+# first: parallel starts jobs one by one, and "fail" could end before "slow" started.
+both "--halt soon,fail=1 through a broker" "par -j2 --halt soon,fail=1 sh soon.sh ::: slow fail x y" \
+  "B --halt soon,fail=1 soon ::: slow fail x y"
 # 14. --halt with a percentage: one job at a time, 2 of 4 failed is 50%
 both "--halt soon,fail=50%" "par -j1 --halt soon,fail=50% exit ::: 1 0 1 0" \
   "L -j1 --halt soon,fail=50% --command x=exit x ::: 1 0 1 0"
