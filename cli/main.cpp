@@ -170,7 +170,8 @@ int main(int argc, char** argv) {
   map_cmd->add_flag("--index", map.output.index,
                     "prefix each result with its input line number and a tab (with --json: "
                     "print {\"line\": N, \"result\": R})");
-  map_cmd->add_flag("--fail-fast", map.fail_fast, "stop at the first failed item");
+  map_cmd->add_flag("--fail-fast", map.fail_fast,
+                    "stop at the first failed item and cancel the running ones");
   bool progress = false, no_progress = false;
   auto* progress_flag =
       map_cmd->add_flag("--progress,--bar", progress,
