@@ -328,6 +328,12 @@ int main(int argc, char** argv) {
     if (*map_cmd && local_opt->count() > 0) {
       seppo::LocalClusterOptions cluster;
       cluster.worker_stdout_to_stderr = true;  // stdout carries results only
+      // A timed-out or cancelled module function's worker process is replaced on purpose and
+      // seppo map reports each such item: the broker's and worker's warnings would repeat it.
+      if (options.item_timeout.count() > 0 ||
+          map.control.halt.when == seppo::cli::Halt::When::Now || map.fail_fast) {
+        cluster.log_level = "error";
+      }
       local.emplace(local_workers, cluster);
     }
     seppo::Client client = local ? local->client(options) : seppo::Client(endpoint, options);
