@@ -275,10 +275,11 @@ int run_local_command(JobSource& source, const std::string& name,
       lock.lock();
       if (control.halt.when != Halt::When::Never && !stop_starting && halting()) {
         const int status = outcome.run.wait_status;
-        trigger = !outcome.error.empty() ? 255
-                  : WIFSIGNALED(status)  ? 128 + WTERMSIG(status)
-                  : WIFEXITED(status)    ? WEXITSTATUS(status)
-                                         : -1;
+        // A timed-out job's exit value is parallel's -1: 255.
+        trigger = !outcome.error.empty() || outcome.run.timed_out ? 255
+                  : WIFSIGNALED(status)                           ? 128 + WTERMSIG(status)
+                  : WIFEXITED(status)                             ? WEXITSTATUS(status)
+                                                                  : -1;
         stop_starting = true;
         if (control.halt.when == Halt::When::Now) cancel = true;
       }

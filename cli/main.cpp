@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
       "Local commands: --local --command NAME=TEMPLATE NAME runs the template here, -j N at a\n"
       "time, in this folder, quoted as workers quote it; {#} is the job number, {%} the slot.\n"
       "--joblog, --results and --dry-run work for --local commands and workers' named\n"
-      "commands; --timeout and --halt now for --local commands only (through a broker not yet).\n"
+      "commands. --timeout limits each item (a command is killed, a module function's worker\n"
+      "process restarted); --halt now cancels the running items the same way.\n"
       "GNU parallel's options side by side: docs/parallel.md.\n"
       "Output streams: a line appears as soon as it and all earlier lines are ready, so\n"
       "`seppo map ... | head` and endless inputs work in bounded memory. A failed item is "
@@ -132,13 +133,14 @@ int main(int argc, char** argv) {
       ->type_name("N");
   map_cmd
       ->add_option("--timeout", timeout_text,
-                   "kill an item's command after DURATION (seconds, or with s/m/h); --local "
-                   "commands only for now")
+                   "per item: kill an item's command (or restart its module function's "
+                   "worker process) after DURATION (seconds, or with s/m/h); for the broker's "
+                   "silence see --broker-timeout")
       ->type_name("DURATION");
   map_cmd
       ->add_option("--halt", halt_text,
                    "now|soon,fail=N|success=N|done=N (N or N%): stop after N such items; now "
-                   "also kills running --local commands (through a broker: soon only)")
+                   "also cancels the running ones (commands killed, also on a broker's workers)")
       ->type_name("WHEN,WHAT=N");
   map_cmd
       ->add_option("--joblog", map.control.joblog,
@@ -168,7 +170,8 @@ int main(int argc, char** argv) {
   map_cmd->add_flag("--index", map.output.index,
                     "prefix each result with its input line number and a tab (with --json: "
                     "print {\"line\": N, \"result\": R})");
-  map_cmd->add_flag("--fail-fast", map.fail_fast, "stop at the first failed item");
+  map_cmd->add_flag("--fail-fast", map.fail_fast,
+                    "stop at the first failed item and cancel the running ones");
   bool progress = false, no_progress = false;
   auto* progress_flag =
       map_cmd->add_flag("--progress,--bar", progress,
@@ -281,23 +284,10 @@ int main(int argc, char** argv) {
                             : !map.control.results.empty() ? "--results"
                             : dry_run                      ? "--dry-run"
                                                            : nullptr;
-        if (!timeout_text.empty()) {
-          throw seppo::Error(
-              std::string(local_opt->count() == 0
-                              ? "per-item timeouts through a broker are not supported yet"
-                              : "per-item timeouts for module functions are not supported yet") +
-              ": run a command with seppo map --local --command NAME=TEMPLATE, or bound it in "
-              "the worker's template (timeout 10 cmd {})");
-        }
         if (needs != nullptr && (!command_name || local_opt->count() > 0)) {
           throw seppo::Error(std::string(needs) +
                              " is for commands: a worker's named command (a name without a dot) "
                              "through a broker, or seppo map --local --command NAME=TEMPLATE NAME");
-        }
-        if (map.control.halt.when == seppo::cli::Halt::When::Now) {
-          throw seppo::Error(
-              "--halt now through a broker is not supported yet (running items cannot be "
-              "killed on remote workers): use --halt soon, or --local commands");
         }
       }
       if (map.control.halt.percent > 0) so.read_whole = true;  // the total comes first
@@ -311,6 +301,16 @@ int main(int argc, char** argv) {
   options.timeout = std::chrono::milliseconds(static_cast<long>(timeout_s * 1000));
   options.worker_wait = std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
   options.chunk_size = chunk_size;
+  if (*map_cmd) {
+    // SUBMIT's item_timeout_ms: the broker cancels an item at its worker past the limit.
+    options.item_timeout = map.control.timeout;
+    // A chunk over its limit is split and its items run again one by one (docs/protocol.md
+    // §10.1): a command must run once and be killed at its own limit, as with parallel.
+    if (options.item_timeout.count() > 0 && chunk_size == 0 &&
+        map.function.find('.') == std::string::npos) {
+      options.chunk_size = 1;
+    }
+  }
   try {
     // A local cluster lives as long as its client: declared first, it goes last.
     std::optional<seppo::LocalCluster> local;
@@ -328,9 +328,30 @@ int main(int argc, char** argv) {
     if (*map_cmd && local_opt->count() > 0) {
       seppo::LocalClusterOptions cluster;
       cluster.worker_stdout_to_stderr = true;  // stdout carries results only
+      // A timed-out or cancelled module function's worker process is replaced on purpose and
+      // seppo map reports each such item: the broker's and worker's warnings would repeat it.
+      if (options.item_timeout.count() > 0 ||
+          map.control.halt.when == seppo::cli::Halt::When::Now || map.fail_fast) {
+        cluster.log_level = "error";
+      }
       local.emplace(local_workers, cluster);
     }
     seppo::Client client = local ? local->client(options) : seppo::Client(endpoint, options);
+    if (*map_cmd && map.control.halt.when == seppo::cli::Halt::When::Soon) {
+      // --halt soon lets what runs finish and starts nothing more, but every chunk submitted
+      // runs: so only as many are in flight as there are worker processes to run them (those
+      // serving the function now; later ones are not used).
+      const std::optional<std::size_t> slots =
+          local
+              ? std::optional<std::size_t>(local_workers > 0
+                                               ? local_workers
+                                               : std::max(1u, std::thread::hardware_concurrency()))
+              : seppo::cli::workers_serving(client, map.function);
+      if (slots && *slots > 0) {
+        options.window = *slots;
+        client = local ? local->client(options) : seppo::Client(endpoint, options);
+      }
+    }
     if (*map_cmd) {
       std::ios::sync_with_stdio(false);
       // A module function is MODULE.FUNCTION; a name without a dot is a worker's named command,

@@ -13,9 +13,7 @@
 #include "protocol/command_record.hpp"
 
 namespace seppo::cli {
-namespace {
 
-// How many workers serve `function`, from a second connection so the job's is not disturbed.
 std::optional<std::size_t> workers_serving(const Client& client, const std::string& function) {
   try {
     Client probe(client.endpoint(), client.options());
@@ -28,6 +26,8 @@ std::optional<std::size_t> workers_serving(const Client& client, const std::stri
     return std::nullopt;
   }
 }
+
+namespace {
 
 bool progress_wanted(ProgressMode mode) {
   if (mode == ProgressMode::Auto) return ::isatty(STDERR_FILENO) == 1;
@@ -114,17 +114,48 @@ std::string host_of(const std::string& worker) {
   return worker.substr(0, worker.find(", process "));
 }
 
+// An item the broker abandoned past ClientOptions::item_timeout: its FAILED says so
+// (docs/client.md: "... ran longer than 2 s at worker HOST, process PID; abandoned"); the
+// client is not told the code.
+bool timed_out(const std::string& error, const MapOptions& o) {
+  return o.control.timeout.count() > 0 && error.find(" ran longer than ") != std::string::npos;
+}
+
+// "... at worker node1, process 42; abandoned" -> "node1, process 42", or empty.
+std::string worker_in(const std::string& error) {
+  const std::string at = " at worker ";
+  const auto from = error.rfind(at);
+  if (from == std::string::npos) return "";
+  const auto begin = from + at.size();
+  return error.substr(begin, error.find(';', begin) - begin);
+}
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  std::string text = std::to_string(static_cast<double>(d.count()) / 1000.0);
+  text.erase(text.find_last_not_of('0') + 1);
+  if (text.back() == '.') text.pop_back();
+  return text;
+}
+
+// "FUNCTION killed after the --timeout of 2 s (on node1, process 42)".
+std::string killed_after_timeout(const std::string& error, const MapOptions& o) {
+  const std::string at = worker_in(error);
+  return o.function + " killed after the --timeout of " + seconds_text(o.control.timeout) + " s" +
+         (at.empty() ? "" : " (on " + at + ")");
+}
+
 std::string ran_how(const std::string& name, const wire::CommandRecord& r) {
   if (r.signal != 0) return "command " + name + " killed by signal " + std::to_string(r.signal);
   if (r.exit != 0) return "command " + name + " exited with status " + std::to_string(r.exit);
   return r.message;
 }
 
-// Through a broker, for parallel's sources, --tag, --retries, --halt soon, --joblog, --results
+// Through a broker, for parallel's sources, --tag, --retries, --halt, --joblog, --results
 // and --dry-run. A failed item with attempts left is resubmitted in a later pass over the
 // failures (a job's input ends once), so in ordered output the results after it wait in memory
 // until it is settled. A named command answers each item with its run's record: stdout is
-// printed as the command wrote it, stderr goes to stderr, as parallel does.
+// printed as the command wrote it, stderr goes to stderr, as parallel does. --halt now ends the
+// job at once: the broker cancels its running tasks at their workers (docs/protocol.md §4.15).
 int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   const bool command = options.command_requests;
   const bool dry_run = options.control.dry_run;
@@ -166,10 +197,10 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
       write(it->second);
     }
   };
-  bool halted = false;
+  bool halted = false, cancel = false;
   int trigger = -1;  // the exit status of the command that halted the run, when known
   const auto halting = [&] {
-    if (options.fail_fast && failed > 0) return true;
+    if (options.fail_fast && failed > 0) return cancel = true;
     if (!options.halt) return false;
     halted = options.halt->reached(failed, succeeded, source.total().value_or(0));
     return halted;
@@ -214,6 +245,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           sent.erase(found);
           std::optional<wire::CommandRecord> record;
           std::string error = item.error ? explain(*item.error, command) : std::string();
+          const bool killed = !error.empty() && timed_out(error, options);
           if (command && !dry_run && error.empty()) {
             record = wire::decode_command_record(*item.value);
             if (!record)
@@ -238,6 +270,8 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
             }
             if (!ok) progress.message(where + ran_how(options.function, *record) + on);
             text = std::move(record->out);
+          } else if (killed) {
+            progress.message(where + killed_after_timeout(error, options));
           } else if (!error.empty()) {
             progress.message(where + options.function + ": " + error + on);
           } else {
@@ -255,6 +289,17 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
               line.exitval = record->exit;
               line.signal = record->signal;
               line.command = record->command;
+            } else if (killed) {
+              // As parallel's line for a job it killed: Exitval -1 and the signal (seppo's
+              // is SIGKILL); the worker's record of the run does not come back.
+              line.host = host_of(worker_in(error));
+              line.runtime_s = static_cast<double>(options.control.timeout.count()) / 1000.0;
+              line.start_epoch =
+                  std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                      .count() -
+                  line.runtime_s;
+              line.exitval = -1;
+              line.signal = SIGKILL;
             } else {
               line.exitval = 255;
             }
@@ -272,8 +317,11 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           if (!stop && halting()) {
             stop = true;  // soon: what was submitted finishes
             if (record) trigger = record->signal != 0 ? 128 + record->signal : record->exit;
+            if (killed) trigger = 255;  // parallel: a timed-out job's exit value -1
+            // now: the sink's false ends the job; the broker cancels what runs.
+            if (halted && options.halt->when == Halt::When::Now) cancel = true;
           }
-          return write_error == 0;
+          return write_error == 0 && !cancel;
         },
         false);
     while (engine.step()) {
@@ -348,10 +396,11 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
         progress.done_one(!ok);
         if (!ok) {
           ++failed;
-          std::string what =
-              options.function + ": " + explain(*item.error, options.command_requests);
-          if (!item.worker->empty()) what += " (on " + *item.worker + ")";
-          report(line, what);
+          report(line, timed_out(*item.error, options)
+                           ? killed_after_timeout(*item.error, options)
+                           : options.function + ": " +
+                                 explain(*item.error, options.command_requests) +
+                                 (item.worker->empty() ? "" : " (on " + *item.worker + ")"));
         }
         printer.put(item.index, line, ok ? item.value : nullptr);
         if (item.last_in_message && !printer.flush()) return false;

@@ -36,6 +36,10 @@ struct MapOptions {
   JobControl control;  // --local commands; joblog, results and dry_run also through a broker
 };
 
+// How many worker processes serve `function` (the broker's STATUS, asked on a second connection
+// so that a job's is not disturbed); nullopt when the broker does not answer within a second.
+std::optional<std::size_t> workers_serving(const Client& client, const std::string& function);
+
 // "2", "1.5", "30s", "2m", "1h" as milliseconds; empty is 0 (none). Throws seppo::Error.
 std::chrono::milliseconds parse_duration(const std::string& text);
 

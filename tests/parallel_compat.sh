@@ -72,16 +72,25 @@ cat >halt.sh <<'SH'
 if [ "$1" = fail ]; then echo failing; exit 3; fi
 sleep 60; echo "not killed $1"
 SH
+cat >sleepy.sh <<'SH'
+# Sleeps for $1 seconds, then says so: killed by a --timeout, it prints nothing.
+sleep "$1"; echo "slept $1"
+SH
+cat >soon.sh <<'SH'
+# "fail" fails at once, "slow" takes a second, anything else is quick.
+case $1 in fail) exit 3 ;; slow) sleep 1; echo slow ;; *) echo "$1" ;; esac
+SH
 export STATE=$work/state-broker
 mkdir -p state-broker state-parallel state-local
 "$worker_bin" --broker "$endpoint" -j 2 --log-level error --client-folders \
   --command e='echo {}' --command swap='echo {2} {1}' --command nothing='true {}' \
   --command num='echo {#} {}' --command x='exit {}' --command gz='gzip {}' \
   --command slot='echo {%} {}' --command wc='wc -c' \
-  --command flaky="sh $work/flaky.sh {}" &
+  --command flaky="sh $work/flaky.sh {}" --command halt="sh $work/halt.sh {}" \
+  --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" &
 pids+=($!)
 for _ in $(seq 1 100); do
-  "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"flaky"' && break
+  "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
   sleep 0.1
 done
 
@@ -155,9 +164,45 @@ both "--retries 2 through a broker" "STATE=$work/state-parallel par --retries 3 
 # 12. --timeout kills a `sleep 60` (its process group), the others run on
 both "--timeout" "par --timeout 1 'echo {}; sleep {}' ::: 0 60 0" \
   "L --timeout 1 --command t='echo {}; sleep {}' t ::: 0 60 0"
+# gone PATTERN: no process's command line matches PATTERN within 5 s.
+gone() {
+  for _ in $(seq 1 50); do
+    pgrep -f "$1" >/dev/null || return 0
+    sleep 0.1
+  done
+  return 1
+}
+# ... and through a broker: the broker cancels the item at the worker, which kills the command
+# (parallel's joblog says Exitval -1, Signal 15; seppo's Signal is 9, its kill is SIGKILL)
+both "--timeout 2 through a broker" "par --timeout 2 --joblog jl.t.par sh sleepy.sh ::: 0 60 0" \
+  "B --timeout 2 --joblog jl.t.broker sleepy ::: 0 60 0"
+joblog_columns jl.t.par 1,5-7 >expected; joblog_columns jl.t.broker 1,5-7 >actual
+same "--timeout 2 through a broker: joblog columns" expected actual
+checks=$((checks + 1))
+if [[ $(awk -F'\t' '$1 == 2 { print $7 " " $8 }' jl.t.broker) == "-1 9" ]] &&
+  gone "$work/sleepy.sh 60"; then
+  echo "ok   --timeout 2 through a broker: Exitval -1, Signal 9, the sleep is gone"
+else
+  echo "FAIL --timeout through a broker: joblog or process"; cat jl.t.broker
+  pgrep -af "$work/sleepy.sh 60"; failures=$((failures + 1))
+fi
 # 13. --halt now,fail=1 kills what runs (the sleep 60 would print "not killed")
 both "--halt now,fail=1" "par -j2 --halt now,fail=1 sh halt.sh ::: fail slow" \
   "L -j2 --halt now,fail=1 --command h='sh halt.sh' h ::: fail slow"
+both "--halt now,fail=1 through a broker" "par -j2 --halt now,fail=1 sh halt.sh ::: fail slow" \
+  "B --halt now,fail=1 halt ::: fail slow"
+checks=$((checks + 1))
+if gone "$work/halt.sh slow"; then
+  echo "ok   --halt now,fail=1 through a broker: the running command was killed"
+else
+  echo "FAIL --halt now through a broker: still running:"; pgrep -af "$work/halt.sh slow"
+  failures=$((failures + 1))
+fi
+# --halt soon,fail=1: "slow", running, finishes; x and y never start. Through a broker only as
+# many items are in flight as there are worker processes (two, as parallel's -j2). "slow" comes
+# first: parallel starts jobs one by one, and "fail" could end before "slow" started.
+both "--halt soon,fail=1 through a broker" "par -j2 --halt soon,fail=1 sh soon.sh ::: slow fail x y" \
+  "B --halt soon,fail=1 soon ::: slow fail x y"
 # 14. --halt with a percentage: one job at a time, 2 of 4 failed is 50%
 both "--halt soon,fail=50%" "par -j1 --halt soon,fail=50% exit ::: 1 0 1 0" \
   "L -j1 --halt soon,fail=50% --command x=exit x ::: 1 0 1 0"
@@ -175,13 +220,5 @@ both "no output through a broker" "par true ::: a b" "B nothing ::: a b"
 # 17. --dry-run prints the command lines; through a broker the worker expands its template
 both "--dry-run" "par --dry-run gzip {} ::: a 'b c'" "L --dry-run --command gz='gzip {}' gz ::: a 'b c'"
 both "--dry-run through a broker" "par --dry-run gzip {} ::: a 'b c'" "B --dry-run gz ::: a 'b c'"
-# 18. --timeout through a broker is a clear error for now
-"$seppo" --broker "$endpoint" map --timeout 1 e ::: a >/dev/null 2>err
-checks=$((checks + 1))
-if grep -q "per-item timeouts through a broker are not supported yet" err; then
-  echo "ok   --timeout through a broker is refused"
-else
-  echo "FAIL --timeout through a broker"; cat err; failures=$((failures + 1))
-fi
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

@@ -329,3 +329,32 @@ TEST_CASE(
   CHECK(unknown.err.find("no folder holds libnomodule.so") != std::string::npos);
   CHECK(unknown.err.find(folder) != std::string::npos);
 }
+
+TEST_CASE(
+    "seppo map --timeout through a broker fails the item that runs too long, not the others") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--timeout", "0.5",
+                           "example_module.sleep_ms"},
+                          "5\n600000\n7\n", 30s);
+  CHECK(r.status == 1);
+  CHECK(r.out == "5\n7\n");
+  CHECK(r.err.find("seppo: line 2: example_module.sleep_ms killed after the --timeout of 0.5 s") !=
+        std::string::npos);
+  // The worker process that could not be interrupted was replaced: both serve again.
+  CHECK(cluster.wait_for_workers(2));
+}
+
+TEST_CASE("seppo map --halt now,fail=1 through a broker cancels the item still running") {
+  Cluster cluster;
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  // Without the cancel the second item would run for ten minutes: run() gives up after 30 s.
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "--halt",
+                           "now,fail=1", "example_module.sleep_ms", ":::", "600000", "x"},
+                          "", 30s);
+  CHECK(r.status == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("seppo: job 2: example_module.sleep_ms: argument") != std::string::npos);
+}
