@@ -173,3 +173,118 @@ TEST_CASE("a result over the broker's message limit fails its items and frees th
   CHECK_MESSAGE(r.status == 0, r.err);
   CHECK(r.out == "ok\n");
 }
+
+namespace {
+
+// The broker's resident memory, from /proc (bytes), or 0.
+std::size_t resident_bytes(pid_t pid) {
+  const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+  const auto at = status.find("VmRSS:");
+  return at == std::string::npos ? 0 : std::stoull(status.substr(at + 6)) * 1024;
+}
+
+// A client that speaks the wire protocol by hand (docs/protocol.md §4.4), so that it can do
+// what seppo::Client never does: flood tiny chunks, or never read its results.
+struct RawClient {
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  explicit RawClient(const std::string& endpoint, int sndhwm = 1000) {
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::sndhwm, sndhwm);
+    socket.set(zmq::sockopt::rcvhwm, 16);
+    socket.connect(endpoint);
+  }
+  // SUBMIT of job 1: `count` items `value`; false if ZeroMQ would block (with `dontwait`).
+  bool submit(const std::string& function, std::uint64_t first, std::uint32_t count,
+              std::int64_t value, bool dontwait = false) {
+    msgpack::sbuffer header, payload;
+    msgpack::packer<msgpack::sbuffer> h(header), p(payload);
+    h.pack_array(7).pack(1).pack(4).pack(1).pack(function).pack(first).pack(count).pack(60000);
+    p.pack_array(count);
+    for (std::uint32_t i = 0; i < count; ++i) p.pack(value);
+    const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
+    if (!socket.send(zmq::buffer(header.data(), header.size()), flags | zmq::send_flags::sndmore)) {
+      return false;
+    }
+    socket.send(zmq::buffer(payload.data(), payload.size()), zmq::send_flags::none);
+    return true;
+  }
+  // Reads and drops whatever has arrived, without waiting.
+  void drain() {
+    zmq::message_t frame;
+    while (socket.recv(frame, zmq::recv_flags::dontwait)) {
+    }
+  }
+  // Sends STATUS_REQUEST and reads until its answer: the broker has then read all sent before.
+  bool sync(std::chrono::milliseconds within) {
+    const unsigned char request[] = {0x92, 0x01, 0x0d};
+    socket.send(zmq::buffer(request, sizeof request), zmq::send_flags::none);
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    socket.set(zmq::sockopt::rcvtimeo, 200);
+    while (std::chrono::steady_clock::now() < deadline) {
+      zmq::message_t header;
+      if (!socket.recv(header)) continue;
+      const bool status = header.size() == 3 && header.data<unsigned char>()[2] == 0x0e;
+      while (socket.get(zmq::sockopt::rcvmore)) {
+        zmq::message_t more;
+        (void)socket.recv(more);
+      }
+      if (status) return true;
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a flood of one-item chunks is held to the client's byte limit, overheads included") {
+  // Before: 1,000,000 two-byte chunks under --max-client-bytes 16 MiB took the broker to
+  // 271 MiB, since a chunk's ~270 bytes of bookkeeping were not counted.
+  Cluster cluster({"--heartbeat-ms", "100", "--liveness", "3", "--max-client-bytes", "4194304"});
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const pid_t worker = worker_process(cluster);
+  REQUIRE(worker > 0);
+  ::kill(worker, SIGSTOP);  // within the grace: the chunks queue for it
+  const pid_t broker = cluster.broker().pid();
+  RawClient client(cluster.endpoint());
+  REQUIRE(client.sync(10s));
+  const std::size_t before = resident_bytes(broker);
+  constexpr std::uint32_t kChunks = 200000;  // 200,000 x ~270 B uncounted would be ~54 MB
+  std::uint32_t sent = 0;
+  for (std::uint32_t i = 0; i < kChunks; ++i) {
+    sent += client.submit("example_module.sleep_ms", i, 1, 1);
+    if (i % 1000 == 0) client.drain();  // the over_limit answers: reads them as a client does
+  }
+  CHECK(sent == kChunks);
+  REQUIRE(client.sync(60s));
+  const std::size_t grown = resident_bytes(broker) - std::min(before, resident_bytes(broker));
+  MESSAGE("broker grew by " << grown / 1024 << " KiB for " << kChunks << " one-item chunks");
+  CHECK(grown < std::size_t{24} << 20);  // 4 MiB of limit, with room for the allocator
+  ::kill(worker, SIGCONT);
+}
+
+TEST_CASE("a client that never reads its results does not grow the broker past its limit") {
+  // Before: results awaiting delivery were not counted, and such a client took the broker to
+  // 794 MiB in 8 s.
+  Cluster cluster({"--heartbeat-ms", "100", "--liveness", "3", "--max-client-bytes", "8388608"});
+  cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const pid_t broker = cluster.broker().pid();
+  RawClient client(cluster.endpoint(), 4);
+  REQUIRE(client.sync(10s));
+  const std::size_t before = resident_bytes(broker);
+  std::size_t peak = before, sent = 0;
+  constexpr std::uint32_t kItems = 50000;  // ~150 KB of arguments, ~450 KB of results a chunk
+  const auto deadline = std::chrono::steady_clock::now() + 4s;
+  for (std::uint64_t first = 0; std::chrono::steady_clock::now() < deadline && sent < 4000;
+       first += kItems) {
+    // Never reads: the FAILED over_limit answers and the results stay unread.
+    if (client.submit("example_module.square", first, kItems, 3000000000LL, true)) ++sent;
+    peak = std::max(peak, resident_bytes(broker));
+  }
+  const std::size_t grown = peak - before;
+  MESSAGE("broker peaked " << grown / 1024 << " KiB above its start; " << sent << " chunks sent");
+  CHECK(sent > 20);  // it did try to push far past the limit (20 chunks ~ 9 MB of results)
+  CHECK(grown < std::size_t{96} << 20);
+}
