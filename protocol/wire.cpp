@@ -12,12 +12,27 @@
 namespace seppo::wire {
 namespace {
 
-// Packs straight into the header string: no intermediate buffer to allocate and copy from.
-struct StringStream {
-  std::string& out;
-  void write(const char* data, std::size_t size) { out.append(data, size); }
+// Packs into a buffer on the stack, then the header string is made in one piece: the packer
+// writes a byte or a few at a time. Headers longer than the buffer continue in `spill`.
+class HeaderStream {
+ public:
+  void write(const char* data, std::size_t size) {
+    if (spill_.empty() && size <= sizeof buffer_ - used_) {
+      std::memcpy(buffer_ + used_, data, size);
+      used_ += size;
+      return;
+    }
+    if (spill_.empty()) spill_.assign(buffer_, used_);
+    spill_.append(data, size);
+  }
+  std::string take() { return spill_.empty() ? std::string(buffer_, used_) : std::move(spill_); }
+
+ private:
+  char buffer_[128];
+  std::size_t used_ = 0;
+  std::string spill_;
 };
-using Packer = msgpack::packer<StringStream>;
+using Packer = msgpack::packer<HeaderStream>;
 
 // Reads header fields by position, with errors that name the message and field.
 class Fields {
@@ -419,31 +434,25 @@ const char* type_name(Type type) {
 }
 
 std::string encode(const Message& message) {
-  std::string header;
-  header.reserve(64);  // most headers fit: one allocation
-  StringStream stream{header};
+  HeaderStream stream;
   Packer packer(stream);
   std::visit(Encoder{packer}, message);
-  return header;
+  return stream.take();
 }
 
 std::string encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count) {
-  std::string header;
-  header.reserve(64);
-  StringStream stream{header};
+  HeaderStream stream;
   Packer packer(stream);
   pack_task(packer, task_id, function, count);
-  return header;
+  return stream.take();
 }
 
 std::string encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                            std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
-  std::string header;
-  header.reserve(64);
-  StringStream stream{header};
+  HeaderStream stream;
   Packer packer(stream);
   pack_deliver(packer, job_id, first, count, worker, elapsed_us, seq);
-  return header;
+  return stream.take();
 }
 
 Message decode(const void* data, std::size_t size) {
