@@ -467,6 +467,7 @@ void Core::dispatch_worker(const PeerId& id) {
     Service* best = nullptr;
     const std::string* best_function = nullptr;
     const Client* best_client = nullptr;
+    Job* best_job = nullptr;  // what was looked up for the candidate, not looked up again
     for (std::size_t n = 0; n < worker.functions.size(); ++n) {
       const std::string& f = worker.functions[n];
       Service& service = *worker.services[n];
@@ -483,14 +484,16 @@ void Core::dispatch_worker(const PeerId& id) {
         const Task& task = tasks_.at(j->second.queue.front());
         // A suspect runs alone, on a worker known to receive what it is sent.
         if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) continue;
-        if (delivery_backlogged(key.client)) continue;
         auto c = clients_.find(key.client);
+        // delivery_backlogged(), with the lookup done once
+        if (c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes) continue;
         static const Client kNobody{};
         const Client& client = c == clients_.end() ? kNobody : c->second;
         if (best == nullptr || fair_.before(client.share, best_client->share)) {
           best = &service;
           best_function = &f;
           best_client = &client;
+          best_job = &j->second;
           // Rotate so the chosen job is at the front: within a function, round robin.
           if (i != 0) {
             const JobKey chosen = service.ready[i];
@@ -504,7 +507,7 @@ void Core::dispatch_worker(const PeerId& id) {
     if (best == nullptr) return;
     const JobKey key = best->ready.front();
     best->ready.pop_front();
-    Job& job = jobs_.at(key);
+    Job& job = *best_job;
     const std::uint64_t task_id = job.queue.front();
     Task& task = tasks_.at(task_id);
     job.queue.pop_front();
