@@ -221,8 +221,12 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   w.functions = std::move(m.functions);
   w.last_heard = now;
   w.joined = now;
+  w.services.clear();
   for (const std::string& f : w.functions) {
-    services_[f].providers.push_back(from);
+    Service& s = services_[f];
+    s.providers.push_back(from);
+    s.provider_records.push_back(&w);
+    w.services.push_back(&s);
     unserved_since_.erase(f);
   }
   log(LogLevel::Info, "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
@@ -266,9 +270,10 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
       if (auto c = clients_.find(task.job.client); c != clients_.end()) {
         c->second.unread_bytes += bytes;
       }
-      send(task.job.client,
-           wire::Deliver{task.job.id, task.first, task.count, w->second.name, m.elapsed_us, seq},
-           std::move(*payload));
+      outbox_.push_back(Outgoing{task.job.client,
+                                 wire::encode_deliver(task.job.id, task.first, task.count,
+                                                      w->second.name, m.elapsed_us, seq),
+                                 std::move(*payload), true});
       chunk_finished(job, task, seq);
     }
     release(task);
@@ -355,6 +360,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     client.jobs.push_back(m.job_id);
     client.queued_bytes += kJobOverhead;
     Service& s = services_[m.function];
+    j->second.service = &s;
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
     log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
@@ -371,7 +377,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   task.payload = std::move(*payload);
   charge(task, cost);
   enqueue(id, task, job, false);
-  dispatch(job.function);
+  dispatch(*job.service, job.function);
 }
 
 void Core::enqueue(std::uint64_t task_id, Task& task, Job& job, bool front) {
@@ -383,13 +389,15 @@ void Core::enqueue(std::uint64_t task_id, Task& task, Job& job, bool front) {
   } else {
     job.queue.push_back(task_id);
   }
-  if (was_idle) services_[job.function].ready.push_back(task.job);
+  if (was_idle) job.service->ready.push_back(task.job);
 }
 
 void Core::dispatch(const std::string& function) {
   auto s = services_.find(function);
-  if (s == services_.end()) return;
-  Service& service = s->second;
+  if (s != services_.end()) dispatch(s->second, s->first);
+}
+
+void Core::dispatch(Service& service, const std::string& function) {
   std::size_t blocked = 0;  // jobs in a row whose next task waits for an idle worker
   while (!service.ready.empty() && blocked < service.ready.size()) {
     // The provider with the most free credit: idle workers first, so slow items spread out.
@@ -398,8 +406,9 @@ void Core::dispatch(const std::string& function) {
     std::uint32_t best_free = 0;
     Worker* idle = nullptr;
     const PeerId* idle_id = nullptr;
-    for (const PeerId& id : service.providers) {
-      Worker& w = workers_.at(id);
+    for (std::size_t i = 0; i < service.providers.size(); ++i) {
+      const PeerId& id = service.providers[i];
+      Worker& w = *service.provider_records[i];
       if (w.isolating != 0) continue;
       const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
       const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
@@ -452,8 +461,8 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   worker.inflight.push_back(task_id);
   charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
-  send(worker_id, wire::Task{task_id, function, task.count}, task.payload);
-  outbox_.back().task_id = task_id;
+  outbox_.push_back(Outgoing{worker_id, wire::encode_task(task_id, function, task.count),
+                             task.payload, true, task_id});
 }
 
 // Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of
@@ -467,10 +476,10 @@ void Core::dispatch_worker(const PeerId& id) {
     Service* best = nullptr;
     const std::string* best_function = nullptr;
     const Client* best_client = nullptr;
-    for (const std::string& f : worker.functions) {
-      auto s = services_.find(f);
-      if (s == services_.end()) continue;
-      Service& service = s->second;
+    Job* best_job = nullptr;  // what was looked up for the candidate, not looked up again
+    for (std::size_t n = 0; n < worker.functions.size(); ++n) {
+      const std::string& f = worker.functions[n];
+      Service& service = *worker.services[n];
       // Forget finished jobs at the front; skip those whose turn cannot come here now.
       while (!service.ready.empty()) {
         auto j = jobs_.find(service.ready.front());
@@ -484,14 +493,16 @@ void Core::dispatch_worker(const PeerId& id) {
         const Task& task = tasks_.at(j->second.queue.front());
         // A suspect runs alone, on a worker known to receive what it is sent.
         if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) continue;
-        if (delivery_backlogged(key.client)) continue;
         auto c = clients_.find(key.client);
+        // delivery_backlogged(), with the lookup done once
+        if (c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes) continue;
         static const Client kNobody{};
         const Client& client = c == clients_.end() ? kNobody : c->second;
         if (best == nullptr || fair_.before(client.share, best_client->share)) {
           best = &service;
           best_function = &f;
           best_client = &client;
+          best_job = &j->second;
           // Rotate so the chosen job is at the front: within a function, round robin.
           if (i != 0) {
             const JobKey chosen = service.ready[i];
@@ -505,7 +516,7 @@ void Core::dispatch_worker(const PeerId& id) {
     if (best == nullptr) return;
     const JobKey key = best->ready.front();
     best->ready.pop_front();
-    Job& job = jobs_.at(key);
+    Job& job = *best_job;
     const std::uint64_t task_id = job.queue.front();
     Task& task = tasks_.at(task_id);
     job.queue.pop_front();
@@ -730,7 +741,11 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   workers_.erase(w);
   for (const std::string& f : worker.functions) {
     Service& s = services_[f];
-    s.providers.erase(std::remove(s.providers.begin(), s.providers.end(), id), s.providers.end());
+    for (std::size_t i = s.providers.size(); i-- > 0;) {
+      if (s.providers[i] != id) continue;
+      s.providers.erase(s.providers.begin() + static_cast<std::ptrdiff_t>(i));
+      s.provider_records.erase(s.provider_records.begin() + static_cast<std::ptrdiff_t>(i));
+    }
     if (s.providers.empty()) {
       s.no_provider_since = now;
       unserved_since_[f] = now;

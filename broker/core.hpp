@@ -135,11 +135,14 @@ class Core {
       return std::hash<std::string>()(k.client) ^ (k.id * 0x9e3779b97f4a7c15ull);
     }
   };
+  struct Service;
   struct Worker {
     std::string name, host;
     std::int64_t pid = 0;
     std::uint32_t capacity = 1;
     std::vector<std::string> functions;
+    // services_ entries of `functions`, same order: they live while this worker provides them.
+    std::vector<Service*> services;
     // Task ids sent and not yet answered, in the order sent. Workers run tasks in that order,
     // so the first is the one running: only it can have killed the worker.
     std::deque<std::uint64_t> inflight;
@@ -178,6 +181,9 @@ class Core {
   };
   struct Job {
     std::string function;
+    // Its services_ entry, which lives while a job counts in its `jobs`: no lookup by name per
+    // task.
+    Service* service = nullptr;
     std::uint32_t wait_ms = 0;
     std::deque<std::uint64_t> queue;                          // task ids, next to run first
     std::unordered_map<std::uint64_t, std::uint32_t> chunks;  // chunk first -> items not delivered
@@ -203,8 +209,9 @@ class Core {
   };
   struct Service {
     std::vector<PeerId> providers;
-    std::deque<JobKey> ready;  // jobs with queued tasks, served round robin
-    std::size_t jobs = 0;      // jobs for this function, queued or not
+    std::vector<Worker*> provider_records;  // providers' workers_ entries, in the same order
+    std::deque<JobKey> ready;               // jobs with queued tasks, served round robin
+    std::size_t jobs = 0;                   // jobs for this function, queued or not
     TimePoint no_provider_since{};
   };
   struct Client {
@@ -225,6 +232,7 @@ class Core {
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
   void dispatch(const std::string& function);
+  void dispatch(Service& service, const std::string& function);
   void dispatch_worker(const PeerId& id);
   bool delivery_backlogged(const PeerId& client) const;
   void send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,

@@ -76,7 +76,14 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now, Connections* connec
   }
   for (const auto& [peer, tasks] : held_back) core.on_disconnected(peer, now, tasks);
   for (const auto& [peer, tasks] : failed) core.on_send_failed(peer, now, tasks);
-  if (!core.outbox().empty()) flush(router, core, now, connections, may_send);
+  if (core.outbox().empty()) {
+    // The emptied vector goes back with its capacity: the next batch's outbox grows without
+    // reallocating (large reallocations also made malloc consolidate its free lists).
+    out.clear();
+    core.outbox().swap(out);
+    return;
+  }
+  flush(router, core, now, connections, may_send);
 }
 
 log::Level level_of(LogLevel level) {

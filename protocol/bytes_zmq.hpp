@@ -2,6 +2,7 @@
 // loops include this; the cores see Bytes alone.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <utility>
 
@@ -19,10 +20,17 @@ inline Bytes from_zmq(zmq::message_t&& message) {
   return Bytes(std::shared_ptr<const void>(std::move(owned)), data, size);
 }
 
+// Payloads up to this size are copied into their frame: sharing costs two allocations (the
+// owner's copy below and ZeroMQ's record of it) and atomic counts, more than copying a few
+// hundred bytes (issue 16: single-item tasks are a few bytes each).
+inline constexpr std::size_t kCopyBelow = 512;
+
 // A frame that shares the bytes: ZeroMQ holds a heap copy of the owner (not of the bytes) and
 // releases it once the frame is sent, possibly on its I/O thread (shared_ptr counts atomically).
+// Small payloads are copied instead (kCopyBelow).
 inline zmq::message_t to_zmq(const Bytes& bytes) {
   if (bytes.empty()) return zmq::message_t();
+  if (bytes.size() <= kCopyBelow) return zmq::message_t(bytes.data(), bytes.size());
   auto* hold = new std::shared_ptr<const void>(bytes.owner());
   return zmq::message_t(
       const_cast<char*>(bytes.data()), bytes.size(),

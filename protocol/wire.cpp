@@ -1,5 +1,9 @@
 #include "protocol/wire.hpp"
 
+#include <bit>
+#include <cstring>
+#include <new>
+
 #include <msgpack.hpp>
 
 #include "seppo/convert.hpp"
@@ -8,7 +12,27 @@
 namespace seppo::wire {
 namespace {
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
+// Packs into a buffer on the stack, then the header string is made in one piece: the packer
+// writes a byte or a few at a time. Headers longer than the buffer continue in `spill`.
+class HeaderStream {
+ public:
+  void write(const char* data, std::size_t size) {
+    if (spill_.empty() && size <= sizeof buffer_ - used_) {
+      std::memcpy(buffer_ + used_, data, size);
+      used_ += size;
+      return;
+    }
+    if (spill_.empty()) spill_.assign(buffer_, used_);
+    spill_.append(data, size);
+  }
+  std::string take() { return spill_.empty() ? std::string(buffer_, used_) : std::move(spill_); }
+
+ private:
+  char buffer_[128];
+  std::size_t used_ = 0;
+  std::string spill_;
+};
+using Packer = msgpack::packer<HeaderStream>;
 
 // Reads header fields by position, with errors that name the message and field.
 class Fields {
@@ -84,10 +108,169 @@ class Fields {
   Type type_;
 };
 
+template <typename T>
+T big_endian(T v) {
+  if constexpr (std::endian::native == std::endian::little) {
+    if constexpr (sizeof(T) == 2) return __builtin_bswap16(v);
+    if constexpr (sizeof(T) == 4) return __builtin_bswap32(v);
+    if constexpr (sizeof(T) == 8) return __builtin_bswap64(v);
+  }
+  return v;
+}
+
+// Reads a header of the usual shape (integers, strings, arrays of them; at most kSlots values)
+// without msgpack-c's parser, which allocates its two stacks and a zone on every call (issue 16):
+// strings point into the input and the values live here. Anything else, malformed input
+// included, makes read() return false and decode() falls back to unpack_untrusted, so that what
+// is accepted, and the errors peers see, stay msgpack-c's.
+class QuickReader {
+ public:
+  QuickReader(const void* data, std::size_t size)
+      : p_(static_cast<const unsigned char*>(data)), end_(p_ + size) {}
+  QuickReader(const QuickReader&) = delete;
+  QuickReader& operator=(const QuickReader&) = delete;
+
+  bool read(msgpack::object& root) { return value(root, 0) && p_ == end_; }
+
+ private:
+  static constexpr std::size_t kSlots = 64;
+
+  // A big-endian unsigned integer of 1, 2, 4 or 8 bytes.
+  bool take(std::size_t bytes, std::uint64_t& out) {
+    if (static_cast<std::size_t>(end_ - p_) < bytes) return false;
+    switch (bytes) {
+      case 1:
+        out = p_[0];
+        break;
+      case 2: {
+        std::uint16_t v;
+        std::memcpy(&v, p_, 2);
+        out = big_endian(v);
+        break;
+      }
+      case 4: {
+        std::uint32_t v;
+        std::memcpy(&v, p_, 4);
+        out = big_endian(v);
+        break;
+      }
+      default: {
+        std::uint64_t v;
+        std::memcpy(&v, p_, 8);
+        out = big_endian(v);
+      }
+    }
+    p_ += bytes;
+    return true;
+  }
+  // As msgpack-c does: a signed encoding of a value >= 0 is a positive integer.
+  static void integer(msgpack::object& o, std::int64_t v) {
+    if (v >= 0) {
+      o.type = msgpack::type::POSITIVE_INTEGER;
+      o.via.u64 = static_cast<std::uint64_t>(v);
+    } else {
+      o.type = msgpack::type::NEGATIVE_INTEGER;
+      o.via.i64 = v;
+    }
+  }
+  bool value(msgpack::object& o, int depth) {
+    if (p_ == end_) return false;
+    const unsigned b = *p_++;
+    std::uint64_t n = 0;
+    if (b <= 0x7f) {
+      o.type = msgpack::type::POSITIVE_INTEGER;
+      o.via.u64 = b;
+      return true;
+    }
+    if (b >= 0xe0) {
+      integer(o, static_cast<std::int8_t>(b));
+      return true;
+    }
+    if ((b & 0xf0) == 0x90) return array(o, b & 0x0f, depth);
+    if ((b & 0xe0) == 0xa0) return str(o, b & 0x1f);
+    switch (b) {
+      case 0xcc:
+      case 0xcd:
+      case 0xce:
+      case 0xcf:
+        if (!take(std::size_t{1} << (b - 0xcc), n)) return false;
+        o.type = msgpack::type::POSITIVE_INTEGER;
+        o.via.u64 = n;
+        return true;
+      case 0xd0:
+      case 0xd1:
+      case 0xd2:
+      case 0xd3: {
+        const std::size_t bytes = std::size_t{1} << (b - 0xd0);
+        if (!take(bytes, n)) return false;
+        const unsigned shift = static_cast<unsigned>(64 - 8 * bytes);
+        integer(o, static_cast<std::int64_t>(n << shift) >> shift);
+        return true;
+      }
+      case 0xd9:
+      case 0xda:
+      case 0xdb:
+        return take(std::size_t{1} << (b - 0xd9), n) && str(o, n);
+      case 0xdc:
+        return take(2, n) && array(o, n, depth);
+      case 0xdd:
+        return take(4, n) && array(o, n, depth);
+      default:
+        return false;
+    }
+  }
+  bool str(msgpack::object& o, std::uint64_t size) {
+    if (size > static_cast<std::uint64_t>(end_ - p_)) return false;
+    o.type = msgpack::type::STR;
+    o.via.str.ptr = reinterpret_cast<const char*>(p_);
+    o.via.str.size = static_cast<std::uint32_t>(size);
+    p_ += size;
+    return true;
+  }
+  bool array(msgpack::object& o, std::uint64_t size, int depth) {
+    if (depth >= 2 || size > kSlots - used_) return false;
+    msgpack::object* items = reinterpret_cast<msgpack::object*>(slots_) + used_;
+    used_ += size;
+    o.type = msgpack::type::ARRAY;
+    o.via.array.size = static_cast<std::uint32_t>(size);
+    o.via.array.ptr = size == 0 ? nullptr : items;
+    for (std::uint64_t i = 0; i < size; ++i) {
+      if (!value(*new (&items[i]) msgpack::object(), depth + 1)) return false;
+    }
+    return true;
+  }
+
+  const unsigned char* p_;
+  const unsigned char* end_;
+  std::size_t used_ = 0;
+  // Not value-initialised: only the slots used are constructed.
+  alignas(msgpack::object) unsigned char slots_[kSlots * sizeof(msgpack::object)];
+};
+
 void start(Packer& p, Type type, std::uint32_t fields) {
   p.pack_array(2 + fields);
   p.pack(kVersion);
   p.pack(static_cast<std::uint8_t>(type));
+}
+
+void pack_str(Packer& p, std::string_view text) {
+  p.pack_str(static_cast<std::uint32_t>(text.size()));
+  p.pack_str_body(text.data(), static_cast<std::uint32_t>(text.size()));
+}
+
+void pack_task(Packer& p, std::uint64_t task_id, std::string_view function, std::uint32_t count) {
+  start(p, Type::Task, 3);
+  p.pack(task_id);
+  pack_str(p, function);
+  p.pack(count);
+}
+
+void pack_deliver(Packer& p, std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
+                  std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
+  start(p, Type::Deliver, 6);
+  p.pack(job_id).pack(first).pack(count);
+  pack_str(p, worker);
+  p.pack(elapsed_us).pack(seq);
 }
 
 struct Encoder {
@@ -96,10 +279,7 @@ struct Encoder {
     start(p, Type::Ready, 5);
     p.pack(m.name).pack(m.host).pack(m.pid).pack(m.capacity).pack(m.functions);
   }
-  void operator()(const Task& m) {
-    start(p, Type::Task, 3);
-    p.pack(m.task_id).pack(m.function).pack(m.count);
-  }
+  void operator()(const Task& m) { pack_task(p, m.task_id, m.function, m.count); }
   void operator()(const Result& m) {
     start(p, Type::Result, 2);
     p.pack(m.task_id).pack(m.elapsed_us);
@@ -112,8 +292,7 @@ struct Encoder {
     if (m.item_timeout_ms) p.pack(m.item_timeout_ms);
   }
   void operator()(const Deliver& m) {
-    start(p, Type::Deliver, 6);
-    p.pack(m.job_id).pack(m.first).pack(m.count).pack(m.worker).pack(m.elapsed_us).pack(m.seq);
+    pack_deliver(p, m.job_id, m.first, m.count, m.worker, m.elapsed_us, m.seq);
   }
   void operator()(const Failed& m) {
     start(p, Type::Failed, 6);
@@ -255,10 +434,25 @@ const char* type_name(Type type) {
 }
 
 std::string encode(const Message& message) {
-  msgpack::sbuffer buffer(64);
-  Packer packer(buffer);
+  HeaderStream stream;
+  Packer packer(stream);
   std::visit(Encoder{packer}, message);
-  return std::string(buffer.data(), buffer.size());
+  return stream.take();
+}
+
+std::string encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count) {
+  HeaderStream stream;
+  Packer packer(stream);
+  pack_task(packer, task_id, function, count);
+  return stream.take();
+}
+
+std::string encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
+                           std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
+  HeaderStream stream;
+  Packer packer(stream);
+  pack_deliver(packer, job_id, first, count, worker, elapsed_us, seq);
+  return stream.take();
 }
 
 Message decode(const void* data, std::size_t size) {
@@ -266,8 +460,12 @@ Message decode(const void* data, std::size_t size) {
     throw ProtocolError("header of " + std::to_string(size) + " bytes exceeds the limit of " +
                         std::to_string(kMaxHeaderBytes));
   }
-  const msgpack::object_handle handle = unpack_untrusted(static_cast<const char*>(data), size);
-  const msgpack::object& root = handle.get();
+  QuickReader reader(data, size);
+  msgpack::object quick;
+  msgpack::object_handle handle;
+  const bool read = reader.read(quick);
+  if (!read) handle = unpack_untrusted(static_cast<const char*>(data), size);
+  const msgpack::object& root = read ? quick : handle.get();
   if (root.type != msgpack::type::ARRAY || root.via.array.size < 2) {
     throw ProtocolError("header is not an array [version, type, ...]");
   }

@@ -171,6 +171,12 @@ const char* type_name(Type type);
 // Encodes the header frame of a message.
 std::string encode(const Message& message);
 
+// The broker's hot path: the same bytes as encode(Task{...}) and encode(Deliver{...}), from
+// views, so that no string is copied into a message just to be encoded (issue 16).
+std::string encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count);
+std::string encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
+                           std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq);
+
 // Decodes a header frame. Throws seppo::ProtocolError naming what is wrong: wrong version,
 // unknown type, missing or mistyped field. Never trusts declared lengths.
 Message decode(const void* data, std::size_t size);

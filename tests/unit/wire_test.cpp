@@ -19,7 +19,9 @@ T round_trip(const T& message) {
   return std::get<T>(decoded);
 }
 
-wire::Message decode(const std::string& bytes) { return wire::decode(bytes.data(), bytes.size()); }
+wire::Message decode(const std::string& bytes) {
+  return wire::decode(bytes.data(), bytes.size());
+}
 
 }  // namespace
 
@@ -61,7 +63,8 @@ TEST_CASE("a header with a missing field names the message") {
   const std::string bytes = "\x93\x01\x07";  // DONE without job id... and one byte short
   CHECK_THROWS_AS(decode(bytes), ProtocolError);
   const std::string short_done = "\x92\x01\x07";  // [1, 7]
-  REQUIRE_THROWS_WITH_AS(decode(short_done), "DONE: expected 3 header fields, got 2", ProtocolError);
+  REQUIRE_THROWS_WITH_AS(decode(short_done), "DONE: expected 3 header fields, got 2",
+                         ProtocolError);
 }
 
 TEST_CASE("a field of the wrong type is named") {
@@ -124,4 +127,42 @@ TEST_CASE("ALIVE's optional max_message_bytes travels when set and is 0 from an 
   const std::string without = wire::encode(wire::Alive{7, 1000, 3});
   CHECK(static_cast<unsigned char>(without[0]) == 0x95);  // unchanged for older peers
   CHECK(std::get<wire::Alive>(decode(without)).max_message_bytes == 0);
+}
+
+TEST_CASE("TASK and DELIVER encoded from views are the bytes of the messages encoded") {
+  CHECK(wire::encode_task(1ull << 40, "example_module.square", 3) ==
+        wire::encode(wire::Task{1ull << 40, "example_module.square", 3}));
+  CHECK(wire::encode_deliver(1, 1ull << 33, 9, "host, process 12", 77, 5) ==
+        wire::encode(wire::Deliver{1, 1ull << 33, 9, "host, process 12", 77, 5}));
+  const std::string name(300, 'n');  // str16
+  CHECK(wire::encode_task(5, name, 1) == wire::encode(wire::Task{5, name, 1}));
+}
+
+TEST_CASE("headers in every integer and string width decode as msgpack-c reads them") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  // SUBMIT with fields in wider encodings than needed, signed ones >= 0 and a str8 name.
+  p.pack_array(8).pack_uint8(1).pack_int16(4).pack_uint64(7).pack_str(3);
+  p.pack_str_body("m.f", 3);
+  p.pack_int64(1ull << 40).pack_uint32(2).pack_int8(0).pack_uint16(65535);
+  const auto submit = std::get<wire::Submit>(decode(std::string(buffer.data(), buffer.size())));
+  CHECK(submit.job_id == 7);
+  CHECK(submit.function == "m.f");
+  CHECK(submit.first == 1ull << 40);
+  CHECK(submit.count == 2);
+  CHECK(submit.wait_ms == 0);
+  CHECK(submit.item_timeout_ms == 65535);
+  // Negative integers are refused where unsigned ones belong, in every width.
+  for (const std::string& bytes :
+       {std::string("\x93\x01\x07\xff"), std::string("\x93\x01\x07\xd0\x80"),
+        std::string("\x93\x01\x07\xd3\xff\xff\xff\xff\xff\xff\xff\xff")}) {
+    REQUIRE_THROWS_WITH_AS(
+        decode(bytes), "DONE: field job_id: expected unsigned integer, got integer", ProtocolError);
+  }
+  // More values than the quick reader holds, and a map: msgpack-c's parser decides.
+  std::vector<std::uint64_t> open(500);
+  for (std::size_t i = 0; i < open.size(); ++i) open[i] = i * 1000;
+  CHECK(round_trip(wire::Heartbeat{8, 9, open}).open == open);
+  REQUIRE_THROWS_WITH_AS(decode("\x93\x01\x07\x80"),
+                         "DONE: field job_id: expected unsigned integer, got map", ProtocolError);
 }

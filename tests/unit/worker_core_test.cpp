@@ -540,16 +540,25 @@ TEST_CASE("W23 CANCEL for a task not held: ignored") {
 }
 
 TEST_CASE("Bytes shared with a zmq::message_t and back point at the same bytes, never copied") {
-  const Bytes original(std::string("payload bytes"));
+  const std::string text(kCopyBelow + 1, 'x');
+  const Bytes original(text);
   {
     zmq::message_t frame = to_zmq(original);
     CHECK(frame.data<char>() == original.data());
     CHECK(original.owner().use_count() == 2);  // the frame holds the owner, not a copy
     const Bytes back = from_zmq(std::move(frame));
-    CHECK(back.view() == "payload bytes");
+    CHECK(back.view() == text);
     CHECK(back.data() == original.data());
   }
   CHECK(original.owner().use_count() == 1);  // released with the last frame
   CHECK(to_zmq(Bytes()).size() == 0);
   CHECK(Bytes().view().empty());
+}
+
+TEST_CASE("Small Bytes are copied into their zmq::message_t, cheaper than sharing") {
+  const Bytes original(std::string("payload bytes"));
+  zmq::message_t frame = to_zmq(original);
+  CHECK(frame.to_string_view() == "payload bytes");
+  CHECK(frame.data<char>() != original.data());
+  CHECK(original.owner().use_count() == 1);
 }
