@@ -1,5 +1,6 @@
 #include "broker/connections.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -78,6 +79,8 @@ void Connections::heard(const std::string& peer, zmq::message_t& header) {
   }
   where_[peer] = {fd, c->second};
   peers_[c->second].insert(peer);
+  // Its old connection may have closed in the events just read: it is not lost, it moved.
+  lost_.erase(std::remove(lost_.begin(), lost_.end(), peer), lost_.end());
 }
 
 std::vector<std::string> Connections::take_lost() {

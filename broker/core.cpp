@@ -579,7 +579,10 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       w->second.unlisted = std::move(unlisted);
       auto& inflight = w->second.inflight;
       for (auto it = lost.rbegin(); it != lost.rend(); ++it) {
-        inflight.erase(std::find(inflight.begin(), inflight.end(), *it));
+        const auto at = std::find(inflight.begin(), inflight.end(), *it);
+        // The next task's time limit counts from now, not from when the lost one was sent.
+        if (at == inflight.begin()) w->second.head_since = now;
+        inflight.erase(at);
         if (w->second.isolating == *it) w->second.isolating = 0;
         auto t = tasks_.find(*it);
         if (t != tasks_.end() && t->second.holder == from) requeue(*it, false);

@@ -30,9 +30,6 @@ constexpr int kBatch = 512;
 // `may_send`, when given, vetoes a routing id (§14.6): such a send counts as failed.
 void flush(zmq::socket_t& router, Core& core, TimePoint now, Connections* connections,
            const std::function<bool(const PeerId&)>& may_send = {}) {
-  // Has the socket act on its pending commands first (ZMQ_EVENTS does), so that connections
-  // already closed have their pipes gone and a send to them fails instead of vanishing.
-  (void)router.get(zmq::sockopt::events);
   std::vector<PeerId> lost;
   if (connections) lost = connections->take_lost();
   std::vector<Outgoing> out;
@@ -74,7 +71,14 @@ void flush(zmq::socket_t& router, Core& core, TimePoint now, Connections* connec
       note(failed, m);
     }
   }
-  for (const auto& [peer, tasks] : held_back) core.on_disconnected(peer, now, tasks);
+  for (const auto& [peer, tasks] : held_back) {
+    core.on_disconnected(peer, now, tasks);
+    // A client's closed connection changes nothing, but what it was not sent must be resent
+    // (RESYNC), as for a send that failed; for a worker just removed this does nothing.
+    if (std::any_of(out.begin(), out.end(), [&](const Outgoing& m) { return m.peer == peer; })) {
+      core.on_send_failed(peer, now, tasks);
+    }
+  }
   for (const auto& [peer, tasks] : failed) core.on_send_failed(peer, now, tasks);
   if (core.outbox().empty()) {
     // The emptied vector goes back with its capacity: the next batch's outbox grows without

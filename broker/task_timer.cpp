@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <unordered_set>
 
 #include "broker/core.hpp"
 #include "protocol/payload.hpp"
@@ -16,6 +17,13 @@ std::string limit_text(Duration d) {
   char text[32];
   std::snprintf(text, sizeof text, "%.3g s", std::chrono::duration<double>(d).count());
   return text;
+}
+
+// A chunk gets the limit once per item: the client sized it, not the item's author. Saturates,
+// since a limit of weeks times a large chunk overflows the nanosecond count.
+Duration chunk_limit(Duration limit, std::uint32_t count) {
+  if (count > 1 && limit.count() > Duration::max().count() / count) return Duration::max();
+  return limit * count;
 }
 
 }  // namespace
@@ -39,8 +47,9 @@ void Core::check_timeouts(TimePoint now) {
     if (j == jobs_.end()) continue;
     const Duration limit = time_limit(j->second);
     if (limit.count() == 0) continue;
-    // A chunk gets the limit once per item: the client sized it, not the item's author.
-    if (now - w.head_since >= limit * t->second.count) late.emplace_back(id, w.inflight.front());
+    if (now - w.head_since >= chunk_limit(limit, t->second.count)) {
+      late.emplace_back(id, w.inflight.front());
+    }
   }
   for (const auto& [id, task_id] : late) time_out(id, workers_.at(id), task_id);
 }
@@ -59,7 +68,8 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
     // Which item overran is unknown: each runs again alone, with its own limit.
     log(LogLevel::Info, "task of " + std::to_string(task.count) + " items of " + job.function +
                             " at worker " + worker.name + " over its time limit of " +
-                            limit_text(limit * task.count) + "; running its items one by one");
+                            limit_text(chunk_limit(limit, task.count)) +
+                            "; running its items one by one");
     split(task_id, job);
     dispatch(job.function);
     return;
@@ -128,10 +138,9 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   worker.heard(now);
   const std::uint64_t head = worker.inflight.empty() ? 0 : worker.inflight.front();
   std::deque<std::uint64_t> kept, back;
-  for (std::uint64_t id : worker.inflight) {
-    const bool listed = std::find(m.task_ids.begin(), m.task_ids.end(), id) != m.task_ids.end();
-    (listed ? back : kept).push_back(id);
-  }
+  // A set: a RETURN's list is as long as the peer likes, and is checked against every held id.
+  const std::unordered_set<std::uint64_t> listed(m.task_ids.begin(), m.task_ids.end());
+  for (std::uint64_t id : worker.inflight) (listed.count(id) ? back : kept).push_back(id);
   worker.inflight = std::move(kept);
   // Back to the front of their queues, last sent first, so they keep their order; no attempt:
   // they never started. Each under a new id: the CANCEL below accepts the offered copy, and a

@@ -260,7 +260,9 @@ TEST_CASE("a flood of one-item chunks is held to the client's byte limit, overhe
   REQUIRE(client.sync(60s));
   const std::size_t grown = resident_bytes(broker) - std::min(before, resident_bytes(broker));
   MESSAGE("broker grew by " << grown / 1024 << " KiB for " << kChunks << " one-item chunks");
-  CHECK(grown < std::size_t{24} << 20);  // 4 MiB of limit, with room for the allocator
+  // 4 MiB of limit, plus ZeroMQ's buffers for the flood and the refusals (up to its high-water
+  // marks); uncounted, the chunks alone would add ~54 MB.
+  CHECK(grown < std::size_t{48} << 20);
   ::kill(worker, SIGCONT);
 }
 

@@ -319,3 +319,46 @@ TEST_CASE("SUBMIT's item_timeout_ms is optional: absent, it decodes as 0 and enc
   const std::string back = wire::encode(wire::Return{{19}});
   CHECK(wire::type_of(wire::decode(back.data(), back.size())) == wire::Type::Return);
 }
+
+TEST_CASE("a time limit of weeks on a large chunk does not overflow into an instant timeout") {
+  broker::Config config;
+  config.task_timeout = std::chrono::milliseconds(1'000'000'000'000LL);  // --task-timeout's top
+  Harness h(config);
+  h.ready("W1");
+  h.submit(0, 10, 0);
+  h.submit(10, 2200, 0xffffffffu);  // the client's largest limit, on a large chunk
+  h.drain();
+  h.advance(10ms);
+  const auto out = h.drain();
+  CHECK(Harness::sent_to<wire::Cancel>(out, "W1").empty());
+  CHECK(Harness::sent_to<wire::Failed>(out, "C1").empty());
+}
+
+TEST_CASE("a task dropped by the held-task check does not leave its clock to the next one") {
+  broker::Config config;
+  config.task_timeout = 5000ms;
+  Harness h(config);
+  h.ready("W1", 2);
+  h.submit(0, 1, 0);  // T1: lost on the way, the worker never lists it
+  REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+  std::uint64_t t2 = 0;
+  std::vector<Sent> all;
+  for (int step = 1; step <= 10; ++step) {  // 0.5 s each
+    h.advance(500ms);
+    if (step == 5) {  // 2.5 s: T2 is sent, and the worker starts it at once
+      h.submit(1, 1, 0);
+      const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
+      REQUIRE(tasks.size() == 1);
+      t2 = tasks[0].task_id;
+    }
+    std::vector<std::uint64_t> open;
+    if (t2 != 0) open.push_back(t2);
+    h.deliver("W1", wire::Heartbeat{0, 1, open});
+    h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+    const auto out = h.drain();
+    all.insert(all.end(), out.begin(), out.end());
+  }
+  // At 5 s T2 has run 2.5 s of its 5: neither failed nor cancelled.
+  CHECK(Harness::sent_to<wire::Failed>(all, "C1").empty());
+  CHECK(Harness::sent_to<wire::Cancel>(all, "W1").empty());
+}
