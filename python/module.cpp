@@ -82,7 +82,7 @@ class Batch {
   std::size_t size() const { return entries_.size(); }
   Arrived operator[](std::size_t i) const {
     const Entry& e = entries_[i];
-    if (e.failure == kNone) return {e.index, &e.value, nullptr, nullptr};
+    if (e.failure == kNone) return {e.index, &e.value, nullptr, nullptr, {}};
     const Failure& f = failures_[e.failure];
     return {e.index, nullptr, &f.error, &f.worker, f.code};
   }
