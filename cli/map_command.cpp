@@ -10,6 +10,7 @@
 #include "cli/job_records.hpp"
 #include "cli/json.hpp"
 #include "cli/progress.hpp"
+#include "protocol/codes.hpp"
 #include "protocol/command_record.hpp"
 
 namespace seppo::cli {
@@ -114,11 +115,11 @@ std::string host_of(const std::string& worker) {
   return worker.substr(0, worker.find(", process "));
 }
 
-// An item the broker abandoned past ClientOptions::item_timeout: its FAILED says so
-// (docs/client.md: "... ran longer than 2 s at worker HOST, process PID; abandoned"); the
-// client is not told the code.
-bool timed_out(const std::string& error, const MapOptions& o) {
-  return o.control.timeout.count() > 0 && error.find(" ran longer than ") != std::string::npos;
+// An item the broker abandoned past ClientOptions::item_timeout (--timeout): its code says so,
+// whatever the wording of its message.
+bool timed_out(const Client::Item& item, const MapOptions& o) {
+  return o.control.timeout.count() > 0 && item.error != nullptr &&
+         item.code == wire::to_wire(wire::Code::Timeout);
 }
 
 // "... at worker node1, process 42; abandoned" -> "node1, process 42", or empty.
@@ -245,7 +246,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           sent.erase(found);
           std::optional<wire::CommandRecord> record;
           std::string error = item.error ? explain(*item.error, command) : std::string();
-          const bool killed = !error.empty() && timed_out(error, options);
+          const bool killed = timed_out(item, options);
           if (command && !dry_run && error.empty()) {
             record = wire::decode_command_record(*item.value);
             if (!record)
@@ -396,7 +397,7 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
         progress.done_one(!ok);
         if (!ok) {
           ++failed;
-          report(line, timed_out(*item.error, options)
+          report(line, timed_out(item, options)
                            ? killed_after_timeout(*item.error, options)
                            : options.function + ": " +
                                  explain(*item.error, options.command_requests) +

@@ -393,7 +393,10 @@ class ClientJob {
         Client::Item item;
         item.index = r.index;
         item.value = r.value;
-        if (r.value == nullptr) item.error = &r.error;
+        if (r.value == nullptr) {
+          item.error = &r.error;
+          item.code = r.answer->code;
+        }
         item.worker = &r.answer->worker;
         item.last_in_message = r.last_in_message;
         item.chunk_elapsed_us = r.value != nullptr ? r.answer->elapsed_us : 0;

@@ -105,8 +105,11 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
     } else if (f->code == wire::Code::OverLimit) {
       over_limit(*f, now);
     } else {
-      fail_range(f->first, f->count,
-                 f->message.empty() ? std::string(wire::code_name(f->code)) : f->message, "", now);
+      // The code goes to the caller as it is on the wire (RemoteError::code()): "unknown" for
+      // one this client does not know.
+      const std::string_view code = wire::code_name(f->code);
+      fail_range(f->first, f->count, code, f->message.empty() ? std::string(code) : f->message, "",
+                 now);
     }
   } else if (const auto* r = std::get_if<wire::Resync>(&message)) {
     if (r->job_id == id_) {
@@ -250,7 +253,7 @@ void JobCore::fail_oversized(TimePoint now) {
         "item too large: a chunk of " + std::to_string(chunk.payload.size()) + " bytes (" +
         std::to_string(chunk.count) + " items) exceeds the broker's --max-message-bytes of " +
         std::to_string(broker_max_message_);
-    fail_range(first, chunk.count, message, "", now);
+    fail_range(first, chunk.count, wire::to_wire(wire::Code::TooLarge), message, "", now);
   }
 }
 
@@ -321,12 +324,12 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
   try {
     answer->entries = unpack_untrusted(payload.data(), payload.size());
   } catch (const ProtocolError& e) {
-    fail_range(d.first, d.count, std::string("unreadable result: ") + e.what(), d.worker, now);
+    fail_range(d.first, d.count, "", std::string("unreadable result: ") + e.what(), d.worker, now);
     return;
   }
   const msgpack::object& array = answer->entries.get();
   if (array.type != msgpack::type::ARRAY || array.via.array.size != d.count) {
-    fail_range(d.first, d.count, "result does not hold " + std::to_string(d.count) + " entries",
+    fail_range(d.first, d.count, "", "result does not hold " + std::to_string(d.count) + " entries",
                d.worker, now);
     return;
   }
@@ -340,12 +343,13 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
   forget_if_complete(it, now);
 }
 
-void JobCore::fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
-                         const std::string& worker, TimePoint now) {
+void JobCore::fail_range(std::uint64_t first, std::uint32_t count, std::string_view code,
+                         const std::string& message, const std::string& worker, TimePoint now) {
   auto it = chunk_of(first, count);
   if (it == pending_.end()) return;
   auto answer = std::make_shared<Answer>();
   answer->worker = worker;
+  answer->code = code;
   std::shared_ptr<const Answer> shared = std::move(answer);
   for (std::uint32_t i = 0; i < count; ++i) {
     accept(it, ItemResult{first + i, nullptr, message, shared, i + 1 == count});

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <msgpack.hpp>
@@ -77,6 +78,9 @@ class JobCore {
     std::string worker;              // "host, process PID", or empty
     std::uint64_t elapsed_us = 0;    // the chunk's compute time (0 for failures)
     msgpack::object_handle entries;  // the decoded DELIVER payload, empty for failures
+    // A FAILED's code, or the client's own for items it fails (C22: "too_large"); empty for a
+    // DELIVER, whose failed items are the function's own errors. Client::Item::code.
+    std::string code;
   };
   // One item's outcome, handed over exactly once.
   struct ItemResult {
@@ -182,8 +186,8 @@ class JobCore {
   void send_deferred(TimePoint now);
   void fail_oversized(TimePoint now);
   void on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now);
-  void fail_range(std::uint64_t first, std::uint32_t count, const std::string& message,
-                  const std::string& worker, TimePoint now);
+  void fail_range(std::uint64_t first, std::uint32_t count, std::string_view code,
+                  const std::string& message, const std::string& worker, TimePoint now);
   Open::iterator chunk_of(std::uint64_t first, std::uint32_t count);
   void forget_if_complete(Open::iterator it, TimePoint now);
   bool accept(Open::iterator it, ItemResult&& item);

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -51,11 +52,14 @@ std::pair<py::object, py::object> host_and_pid(const std::string& worker) {
   }
 }
 
+// `code`: RemoteError::code(), None in Python when empty (the function raised the error).
 py::object remote_error(const std::string& function, std::uint64_t index,
-                        const std::string& message, const std::string& worker) {
+                        const std::string& message, const std::string& worker,
+                        std::string_view code) {
   const RemoteError cpp(function, index, message, worker);
   auto [host, pid] = host_and_pid(worker);
-  return error_class("RemoteError")(cpp.what(), function, index, message, host, pid);
+  py::object py_code = code.empty() ? py::object(py::none()) : py::object(py::str(code));
+  return error_class("RemoteError")(cpp.what(), function, index, message, host, pid, py_code);
 }
 
 // A Python exception raised by the caller's iterable while the engine pulled inputs: kept
@@ -68,6 +72,7 @@ struct Arrived {
   const msgpack::object* value = nullptr;  // set on success
   const std::string* error = nullptr;      // set on failure
   const std::string* worker = nullptr;     // set on failure
+  std::string_view code;                   // on failure: Client::Item::code
 };
 
 // Outcomes copied out of the engine's buffers without the GIL, for conversion with it. Compact
@@ -77,9 +82,9 @@ class Batch {
   std::size_t size() const { return entries_.size(); }
   Arrived operator[](std::size_t i) const {
     const Entry& e = entries_[i];
-    if (e.failure == kNone) return {e.index, &e.value, nullptr, nullptr};
+    if (e.failure == kNone) return {e.index, &e.value, nullptr, nullptr, {}};
     const Failure& f = failures_[e.failure];
-    return {e.index, nullptr, &f.error, &f.worker};
+    return {e.index, nullptr, &f.error, &f.worker, f.code};
   }
 
   // Emptied, keeping its vectors' room: batches are swapped back and forth, not reallocated.
@@ -91,7 +96,8 @@ class Batch {
 
   void add(const Client::Item& item) {
     if (item.error != nullptr) {
-      failures_.push_back({*item.error, item.worker != nullptr ? *item.worker : std::string()});
+      failures_.push_back({*item.error, item.worker != nullptr ? *item.worker : std::string(),
+                           std::string(item.code)});
       entries_.push_back({item.index, {}, static_cast<std::uint32_t>(failures_.size() - 1)});
       return;
     }
@@ -121,6 +127,7 @@ class Batch {
   struct Failure {
     std::string error;
     std::string worker;
+    std::string code;
   };
   std::vector<Entry> entries_;
   std::vector<Failure> failures_;
@@ -229,7 +236,7 @@ struct Outcome {
 };
 
 Outcome to_outcome(const std::string& function, const Arrived& a) {
-  if (a.error) return {remote_error(function, a.index, *a.error, *a.worker), true};
+  if (a.error) return {remote_error(function, a.index, *a.error, *a.worker, a.code), true};
   return {from_msgpack(*a.value), false};
 }
 
@@ -334,7 +341,7 @@ class PyClient {
         if (a.error && fail_fast) {
           run.end();
           PyErr_SetObject(error_class("RemoteError").ptr(),
-                          remote_error(function, a.index, *a.error, *a.worker).ptr());
+                          remote_error(function, a.index, *a.error, *a.worker, a.code).ptr());
           throw py::error_already_set();
         }
         if (slots.size() <= a.index) slots.resize(a.index + 1);
@@ -570,8 +577,9 @@ PYBIND11_MODULE(_seppo, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const seppo::RemoteError& e) {
-      PyErr_SetObject(error_class("RemoteError").ptr(),
-                      remote_error(e.function(), e.index(), e.remote_message(), e.worker()).ptr());
+      PyErr_SetObject(
+          error_class("RemoteError").ptr(),
+          remote_error(e.function(), e.index(), e.remote_message(), e.worker(), e.code()).ptr());
     } catch (const seppo::UnknownFunctionError& e) {
       PyErr_SetObject(error_class("UnknownFunctionError").ptr(),
                       py::make_tuple(e.what(), e.function()).ptr());

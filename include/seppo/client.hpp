@@ -143,7 +143,8 @@ class SEPPO_API Client {
     run(name, encoder(it, end), [&](const Item& item) {
       if (slots.size() <= item.index) slots.resize(item.index + 1);
       if (item.error != nullptr) {
-        slots[item.index].emplace(RemoteError(name, item.index, *item.error, *item.worker));
+        slots[item.index].emplace(
+            RemoteError(name, item.index, *item.error, *item.worker, std::string(item.code)));
       } else {
         slots[item.index].emplace(convert_result<R>(name, item));
       }
@@ -209,6 +210,9 @@ class SEPPO_API Client {
     const msgpack::object* value = nullptr;  // set on success
     const std::string* error = nullptr;      // set on failure
     const std::string* worker = nullptr;     // "host, process PID", or empty
+    // On failure: empty when the function raised the error, else why seppo failed the item,
+    // a code of docs/protocol.md §6.1 ("timeout", "worker_lost", ...): RemoteError::code().
+    std::string_view code;
     // The last item of a message from the broker: a good moment to flush streamed output.
     bool last_in_message = false;
     // Microseconds the worker spent on the chunk this item came in (0 for failures).
@@ -245,7 +249,8 @@ class SEPPO_API Client {
     const std::string name(function);
     run(name, encoder(it, end), [&](const Item& item) {
       if (item.error != nullptr) {
-        if (fail_fast) throw RemoteError(name, item.index, *item.error, *item.worker);
+        if (fail_fast)
+          throw RemoteError(name, item.index, *item.error, *item.worker, std::string(item.code));
         return true;
       }
       if (slots.size() <= item.index) slots.resize(item.index + 1);

@@ -64,16 +64,18 @@ class SEPPO_API ProtocolError : public Error {
   using Error::Error;
 };
 
-// The function failed for one input: it threw, rejected its argument, or its worker kept dying.
+// The function failed for one input: it threw or rejected its argument, or seppo failed the
+// item for it (code() says why: its worker kept dying, it ran past its time limit, ...).
 class SEPPO_API RemoteError : public Error {
  public:
   RemoteError(std::string function, std::uint64_t index, std::string remote_message,
-              std::string worker)
+              std::string worker, std::string code = {})
       : Error(describe(function, index, remote_message, worker)),
         function_(std::move(function)),
         index_(index),
         remote_message_(std::move(remote_message)),
-        worker_(std::move(worker)) {}
+        worker_(std::move(worker)),
+        code_(std::move(code)) {}
 
   const std::string& function() const noexcept { return function_; }
   // Position of the failing input in the caller's input sequence, counting from 0.
@@ -82,6 +84,12 @@ class SEPPO_API RemoteError : public Error {
   const std::string& remote_message() const noexcept { return remote_message_; }
   // "host, process PID" of the worker that reported the failure; empty when no worker did.
   const std::string& worker() const noexcept { return worker_; }
+  // Empty when the function itself raised the error. Otherwise seppo failed the item, and this
+  // is the failure code of docs/protocol.md §6.1 saying why, to compare instead of the
+  // message's wording: "timeout" (ran past ClientOptions::item_timeout or the broker's
+  // --task-timeout), "worker_lost" (its worker died max_attempts times), "too_large" (it can
+  // never fit a message), "bad_request"; "unknown" for a code this library does not know.
+  const std::string& code() const noexcept { return code_; }
 
  private:
   // "example_module.square: argument: expected integer, got string (item 3, on host, process 42)"
@@ -96,6 +104,7 @@ class SEPPO_API RemoteError : public Error {
   std::uint64_t index_;
   std::string remote_message_;
   std::string worker_;
+  std::string code_;
 };
 
 }  // namespace seppo

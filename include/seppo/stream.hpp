@@ -105,7 +105,8 @@ std::unique_ptr<Source> make_source(Range&& range) {
 
 // An item's value as R, or the exception to raise at its position (RemoteError, TypeError).
 inline std::exception_ptr failure_of(const std::string& function, const Client::Item& item) {
-  return std::make_exception_ptr(RemoteError(function, item.index, *item.error, *item.worker));
+  return std::make_exception_ptr(
+      RemoteError(function, item.index, *item.error, *item.worker, std::string(item.code)));
 }
 template <class R>
 R value_from(const std::string& function, const Client::Item& item) {

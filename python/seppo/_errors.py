@@ -47,16 +47,19 @@ class RemoteError(Error):
     .index      position of the failing input, from 0
     .message    what the function said; for a Python function, its traceback's text
     .host, .pid the worker that reported it (None when no worker did, e.g. it kept dying)
+    .code       None when the function raised the error; otherwise why seppo failed the item,
+                a failure code of docs/protocol.md §6.1: "timeout", "worker_lost", ...
     """
 
-    def __init__(self, text, function="", index=0, message="", host=None, pid=None):
+    def __init__(self, text, function="", index=0, message="", host=None, pid=None, code=None):
         super().__init__(text)
         self.function = function
         self.index = index
         self.message = message
         self.host = host
         self.pid = pid
+        self.code = code
 
     def __reduce__(self):
         return (RemoteError, (str(self), self.function, self.index, self.message, self.host,
-                              self.pid))
+                              self.pid, self.code))

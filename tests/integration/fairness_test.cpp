@@ -155,6 +155,7 @@ TEST_CASE("an item over the broker's message limit fails at once naming the limi
     FAIL("expected an error for the oversized item");
   } catch (const RemoteError& e) {
     CHECK(std::string(e.what()).find("--max-message-bytes of 65536") != std::string::npos);
+    CHECK(e.code() == "too_large");
   }
 }
 

@@ -112,6 +112,7 @@ TEST_CASE("a function's exception reaches the caller as RemoteError with its con
     CHECK(e.function() == "example_module.fail");
     CHECK(e.index() == 0);
     CHECK(e.remote_message().find("41") != std::string::npos);
+    CHECK(e.code().empty());  // the function's own error: seppo did not fail the item
     CHECK(std::regex_search(e.worker(), std::regex(R"(^\S+, process \d+$)")));
     CHECK(std::string(e.what()).find("example_module.fail: fail was called with 41") == 0);
   }

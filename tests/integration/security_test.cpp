@@ -431,6 +431,7 @@ TEST_CASE(
   } catch (const RemoteError& e) {  // FAILED too_large: its item fails, naming the limit
     CHECK(std::string(e.what()).find("item too large") != std::string::npos);
     CHECK(std::string(e.what()).find("--max-client-bytes of 200000") != std::string::npos);
+    CHECK(e.code() == "too_large");
   }
 }
 

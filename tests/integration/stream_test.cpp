@@ -171,6 +171,7 @@ TEST_CASE("a failed item makes imap throw its RemoteError at its position; imap_
   } catch (const RemoteError& e) {
     CHECK(e.index() == 37);
     CHECK(e.remote_message().find("overflows") != std::string::npos);
+    CHECK(e.code().empty());
   }
   CHECK(before == 37);
 

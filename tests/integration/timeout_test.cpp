@@ -36,6 +36,7 @@ TEST_CASE(
   CHECK(results[0].value() == 10);
   REQUIRE_FALSE(results[1].ok());
   CHECK(results[1].error().remote_message().find("ran longer than 0.5 s") != std::string::npos);
+  CHECK(results[1].error().code() == "timeout");
   CHECK(results[2].value() == 20);
   CHECK(results[3].value() == 30);
   // The process that ran it was replaced; the next job is served by both.
@@ -58,6 +59,7 @@ TEST_CASE("a command over the broker's --task-timeout is killed, and its worker 
   REQUIRE(results.size() == 2);
   REQUIRE_FALSE(results[0].ok());
   CHECK(results[0].error().remote_message().find("ran longer than 0.5 s") != std::string::npos);
+  CHECK(results[0].error().code() == "timeout");
   CHECK(results[1].value() == "");
   CHECK(cluster.worker_count() == 1u);
 }
@@ -100,6 +102,7 @@ TEST_CASE("a worker that crashes is noticed when its connection closes, not at h
     CHECK(results[i].error().remote_message() ==
           "worker lost while running example_module.crash on item " + std::to_string(i) +
               ", 3 attempts");
+    CHECK(results[i].error().code() == "worker_lost");
   }
 }
 

@@ -1,6 +1,7 @@
 """The seppo Python package against real broker and worker processes (conftest.py)."""
 
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 import seppo
 import pyfuncs
-from conftest import CLI, Cluster, wait_until
+from conftest import CLI, CPP_MODULE, Cluster, wait_until
 
 HELLO = re.compile(r"hello world from \S+, process (\d+) \(input=(\S+), value\*value=(\S+)\)")
 
@@ -59,6 +60,24 @@ def test_remote_python_error_carries_fields_and_traceback(client, cluster):
     assert "Traceback (most recent call last)" in e.message and "pyfuncs.py" in e.message
     assert isinstance(e.pid, int) and e.host
     assert isinstance(e, seppo.Error)
+    assert e.code is None  # the function's own error: seppo did not fail the item
+
+
+def test_an_item_seppo_failed_carries_its_code_raised_or_returned_and_pickled(tmp_path):
+    # A cluster of its own: the item kills its worker process three times.
+    c = Cluster(tmp_path)
+    try:
+        c.worker("--module", CPP_MODULE, wait_for="example_module.crash")
+        client = seppo.Client(c.endpoint)
+        out = client.map_results("example_module.crash", [1])
+        assert isinstance(out[0], seppo.RemoteError) and out[0].code == "worker_lost"
+        assert "worker lost" in out[0].message
+        assert pickle.loads(pickle.dumps(out[0])).code == "worker_lost"
+        with pytest.raises(seppo.RemoteError) as caught:
+            client.map_parallel("example_module.crash", [2])
+        assert caught.value.code == "worker_lost"
+    finally:
+        c.stop()
 
 
 def test_map_results_keeps_going_past_failed_items(client):

@@ -279,6 +279,42 @@ TEST_CASE("C8 a FAILED fails the items of its range with its message, or its cod
   CHECK_FALSE(h.core.failed());
 }
 
+TEST_CASE("C8 a failed item carries its FAILED's code; a function's own error carries none") {
+  JobCoreOptions o = options();
+  o.chunk_size = 1;
+  Harness h(o);
+  h.fill(t0, 3);
+  h.failed(0, 1, wire::Code::Timeout, 1, t0 + 1ms, "ran longer than 2 s");
+  h.failed(1, 1, wire::Code::WorkerLost, 2, t0 + 2ms, "worker lost 3 times");
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  entry::pack_error(p, "boom");
+  h.core.feed(wire::Deliver{kJob, 2, 1, "w1", 500, 3}, Bytes::copy(buffer.data(), buffer.size()),
+              t0 + 3ms);
+  const auto results = h.results();
+  REQUIRE(results.size() == 3);
+  CHECK(results[0].answer->code == "timeout");
+  CHECK(results[1].answer->code == "worker_lost");
+  CHECK(results[2].value == nullptr);
+  CHECK(results[2].error == "boom");
+  CHECK(results[2].answer->code.empty());
+}
+
+TEST_CASE("C22 items of a chunk over the broker's message limit fail with code too_large") {
+  JobCoreOptions o = options();
+  o.heard_alive = true;
+  o.broker_max_message = 4;  // less than any chunk: the array header alone takes 5 bytes
+  Harness h(o);
+  h.fill(t0, 1);
+  const auto results = h.results();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].error.find("exceeds the broker's --max-message-bytes") != std::string::npos);
+  CHECK(results[0].answer->code == "too_large");
+  CHECK(results[1].answer->code == "too_large");
+  CHECK(sent<wire::Submit>(h.take()).empty());
+}
+
 TEST_CASE("C9 FAILED unknown_function fails the job") {
   Harness h;
   h.fill(t0, 1);
