@@ -113,7 +113,15 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
     }
   } else if (const auto* r = std::get_if<wire::Resync>(&message)) {
     if (r->job_id == id_) {
-      resubmit_all(now);
+      // Heartbeats queued while a connection was down arrive together, and the broker answers
+      // each with RESYNC: resending for every one would run chunks answered meanwhile again
+      // and fill the client's byte limit (seppo-sim seed 21918). Within a heartbeat of the
+      // last resend, a RESYNC answers a heartbeat sent before it; a real need shows again at
+      // the next heartbeat.
+      if (!resynced_at_ || now - *resynced_at_ >= heartbeat_) {
+        resynced_at_ = now;
+        resubmit_all(now);
+      }
       if (!heard_alive_) {
         // C21: a broker that answers RESYNC while we hold our chunks back does not announce
         // its limits (an older one): stop waiting for them.

@@ -211,6 +211,8 @@ class JobCore {
   bool heard_alive_ = false;
   std::uint64_t broker_max_message_ = 0;
   bool resubmitting_ = false;  // chunks were sent again after a RESYNC or a broker restart
+  // When a RESYNC last made us resend (C13): RESYNCs soon after answer heartbeats sent before.
+  std::optional<TimePoint> resynced_at_;
   bool input_done_ = false;
   bool closed_ = false;
   std::uint64_t delivered_ = 0;                // items handed over

@@ -401,6 +401,19 @@ TEST_CASE("C13 RESYNC resends every chunk not fully answered, unchanged") {
   CHECK(sent<wire::Submit>(out)[1].count == 2);
 }
 
+TEST_CASE("C13 a burst of RESYNCs answering queued heartbeats resends once, a later one again") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 1ms);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{0, 2});
+  for (int i = 0; i < 15; ++i) h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 2ms);
+  CHECK(sent<wire::Submit>(h.take()).empty());
+  // A heartbeat later the broker still lacks them (the resend was lost): resend again.
+  h.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 1ms + h.core.heartbeat());
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{0, 2});
+}
+
 TEST_CASE("C14 a broker instance change resubmits; the first ALIVE only sets it") {
   Harness h;
   h.fill(t0, 2);
