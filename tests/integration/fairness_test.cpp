@@ -177,6 +177,14 @@ TEST_CASE("a result over the broker's message limit fails its items and frees th
 
 namespace {
 
+// Under AddressSanitizer the broker's memory is mostly the sanitizer's (quarantine, redzones):
+// its resident size says nothing about the broker's own bounds.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMemoryMeasurable = false;
+#else
+constexpr bool kMemoryMeasurable = true;
+#endif
+
 // The broker's resident memory, from /proc (bytes), or 0.
 std::size_t resident_bytes(pid_t pid) {
   const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
@@ -263,7 +271,7 @@ TEST_CASE("a flood of one-item chunks is held to the client's byte limit, overhe
   MESSAGE("broker grew by " << grown / 1024 << " KiB for " << kChunks << " one-item chunks");
   // 4 MiB of limit, plus ZeroMQ's buffers for the flood and the refusals (up to its high-water
   // marks); uncounted, the chunks alone would add ~54 MB.
-  CHECK(grown < std::size_t{48} << 20);
+  if (kMemoryMeasurable) CHECK(grown < std::size_t{48} << 20);
   ::kill(worker, SIGCONT);
 }
 
@@ -289,5 +297,5 @@ TEST_CASE("a client that never reads its results does not grow the broker past i
   const std::size_t grown = peak - before;
   MESSAGE("broker peaked " << grown / 1024 << " KiB above its start; " << sent << " chunks sent");
   CHECK(sent > 20);  // it did try to push far past the limit (20 chunks ~ 9 MB of results)
-  CHECK(grown < std::size_t{96} << 20);
+  if (kMemoryMeasurable) CHECK(grown < std::size_t{96} << 20);
 }
