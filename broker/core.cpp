@@ -400,10 +400,12 @@ void Core::dispatch(const std::string& function) {
 void Core::dispatch(Service& service, const std::string& function) {
   std::size_t blocked = 0;  // jobs in a row whose next task waits for an idle worker
   while (!service.ready.empty() && blocked < service.ready.size()) {
-    // The provider with the most free credit: idle workers first, so slow items spread out.
+    // Join the shortest queue: the provider holding the fewest tasks (idle ones first), the most
+    // free credit on a tie. By free credit alone, a job of slow items went mostly to the one
+    // worker whose credit a job of fast items had raised (bench (k)).
     Worker* best = nullptr;
     const PeerId* best_id = nullptr;
-    std::uint32_t best_free = 0;
+    std::uint32_t best_free = 0, best_used = 0;
     Worker* idle = nullptr;
     const PeerId* idle_id = nullptr;
     for (std::size_t i = 0; i < service.providers.size(); ++i) {
@@ -412,10 +414,12 @@ void Core::dispatch(Service& service, const std::string& function) {
       if (w.isolating != 0) continue;
       const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
       const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
-      if (free > best_free) {
+      if (free > 0 &&
+          (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
         best = &w;
         best_id = &id;
         best_free = free;
+        best_used = used;
       }
       if (used == 0 && w.spoken && idle == nullptr) {
         idle = &w;
