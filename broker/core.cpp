@@ -670,7 +670,9 @@ void Core::charge_share(const PeerId& client_id) {
   std::uint64_t floor = ~std::uint64_t{0};
   // Only a task starting ahead of the virtual time can move it past someone: look then only.
   if (fair_.start(c->second.share) > fair_.virtual_time()) {
-    for (const auto& [id, other] : clients_) {
+    for (const auto& entry : clients_) {
+      const PeerId& id = entry.first;  // not a structured binding: clang 14 cannot capture one
+      const Client& other = entry.second;
       if (id == client_id || other.queued_tasks == 0 || delivery_backlogged(id)) continue;
       // One waiting for a function nobody serves now cannot hold the virtual time back: a
       // client arriving later would otherwise start far behind those served meanwhile.
