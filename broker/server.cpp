@@ -167,19 +167,6 @@ std::string describe_user(std::string_view user) {
   return user.empty() ? std::string("no user") : std::string(user);
 }
 
-std::string printable(const PeerId& id) {
-  const bool text = !id.empty() && std::all_of(id.begin(), id.end(),
-                                               [](char c) { return c >= 0x21 && c <= 0x7e; });
-  if (text) return std::string(id.data(), id.size());
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : id) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
-
 }  // namespace
 
 int serve(const ServerOptions& options, Core& core) {
@@ -363,7 +350,7 @@ int serve(const ServerOptions& options, Core& core) {
           auto [logged, first] = refusals_logged.try_emplace(peer, at);
           if (first || at - logged->second >= std::chrono::minutes(1)) {
             logged->second = at;
-            log::warning("refused a message with routing id " + printable(peer) + " from " +
+            log::warning("refused a message with routing id " + printable_id(peer) + " from " +
                          describe_user(user ? user : "") + ": the id belongs to " +
                          describe_user(bindings->owner(peer)) +
                          " (nothing goes to the id until its owner speaks again)");
