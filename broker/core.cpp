@@ -595,6 +595,12 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
         const std::vector<std::string> functions = w->second.functions;
         for (const std::string& f : functions) dispatch(f);
       }
+      // It holds nothing, nor we anything there: what it ran that we did not count is over
+      // (§4.16, W24), and it may take work again.
+      if (m.open.empty() && w->second.inflight.empty() && w->second.isolating != 0) {
+        w->second.isolating = 0;
+        dispatch_worker(from);
+      }
     }
     send(from, alive());
     if (first_words) dispatch_worker(from);  // suspect tasks may wait for a worker like it

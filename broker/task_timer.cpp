@@ -40,6 +40,10 @@ void Core::check_timeouts(TimePoint now) {
   std::vector<std::pair<PeerId, std::uint64_t>> late;
   for (const auto& [id, w] : workers_) {
     if (w.inflight.empty()) continue;
+    // A worker that missed a heartbeat (a partition, a stopped or vanished process, a peer that
+    // never spoke after READY) may not be running the task at all: its expiry decides, not the
+    // limit, which would fail an item whose result was merely lost on the way.
+    if (now - w.last_heard > config_.heartbeat * 3 / 2) continue;
     auto t = tasks_.find(w.inflight.front());
     // Not ours any more (cancelled, its job gone): the worker is abandoning it already.
     if (t == tasks_.end() || t->second.holder != id) continue;
@@ -163,7 +167,13 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   // Tells the worker which it may drop: until then it keeps them, and runs them if it must.
   std::reverse(taken.begin(), taken.end());
   if (!taken.empty()) send(from, wire::Cancel{std::move(taken)});
-  if (worker.inflight.empty()) worker.isolating = 0;
+  // A worker offers back only tasks waiting behind the one it runs: offering the first one we
+  // held there, it runs something we do not count (a task taken back after it started, or one
+  // of an earlier broker run), with no time limit. More sent there would only come back, round
+  // and round: nothing more goes there until it holds nothing (its HEARTBEAT lists no task),
+  // or abandons what it runs and goes (W24).
+  const bool runs_uncounted = head != 0 && listed.count(head) > 0;
+  if (worker.inflight.empty()) worker.isolating = runs_uncounted ? head : 0;
   if (!worker.inflight.empty() && worker.inflight.front() != head) worker.head_since = now;
   if (returned > 0) {
     log(LogLevel::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +

@@ -18,6 +18,7 @@ struct BrokerOut {
   std::string peer;
   std::string header;
   std::optional<Bytes> payload;
+  std::uint64_t task_id = 0;  // a TASK's: what on_send_failed and on_disconnected are told
 };
 
 inline std::unique_ptr<broker::Core> make_broker(const broker::Config& config,
@@ -41,7 +42,7 @@ inline void feed_broker(broker::Core& core, const std::string& from, const std::
 inline std::vector<BrokerOut> take_broker_outbox(broker::Core& core) {
   std::vector<BrokerOut> out;
   for (broker::Outgoing& o : std::exchange(core.outbox(), {})) {
-    BrokerOut b{std::move(o.peer), std::move(o.header), std::nullopt};
+    BrokerOut b{std::move(o.peer), std::move(o.header), std::nullopt, o.task_id};
     if (o.has_payload) b.payload = std::move(o.payload);
     out.push_back(std::move(b));
   }

@@ -16,9 +16,24 @@ void World::start_job(int i) {
   const std::int64_t base = static_cast<std::int64_t>(job.id & 0xffffff) * 1000;
   const std::size_t poison_at =
       (options_.faults & kPoison) && rng_.chance(300) ? rng_.below(count) : count;
+  // Issue 12 case 1: in some jobs an item never returns; such a job always has a time limit
+  // (its own, or the broker's), other jobs sometimes.
+  std::size_t hang_at = count;
+  std::uint32_t item_timeout_ms = 0;
+  if (options_.faults & kHang) {
+    if (rng12_.chance(300)) hang_at = rng12_.below(count);
+    if (hang_at == poison_at) hang_at = count;
+    if (rng12_.chance(500)) item_timeout_ms = static_cast<std::uint32_t>(rng12_.between(500, 2500));
+    if (hang_at < count && item_timeout_ms == 0 && config_.task_timeout.count() == 0)
+      item_timeout_ms = static_cast<std::uint32_t>(rng12_.between(500, 2500));
+  }
+  const std::int64_t cap = config_.task_timeout.count();
+  job.limit = kMs * (item_timeout_ms == 0 ? cap
+                     : cap == 0           ? item_timeout_ms
+                                          : std::min<std::int64_t>(cap, item_timeout_ms));
   for (std::size_t k = 0; k < count; ++k) {
-    job.items.push_back(
-        ItemCheck{base + static_cast<std::int64_t>(k) + (k == poison_at ? 900 : 0)});
+    job.items.push_back(ItemCheck{base + static_cast<std::int64_t>(k) +
+                                  (k == poison_at ? 900 : k == hang_at ? 800 : 0)});
   }
   if (rng_.chance(150)) job.cancel_at = now_ + rng_.between(0, 3 * kSecond);
   if (job.cancel_at >= 0) {
@@ -29,10 +44,13 @@ void World::start_job(int i) {
   }
   client::JobCoreOptions o = p.job_options;
   o.broker_heartbeat = p.broker_heartbeat;
+  o.item_timeout_ms = item_timeout_ms;
   p.job = std::make_unique<client::JobCore>(job.id, "m.square", o, local_tp(p));
   if (trace_)
     tracef(p.name + " starts job " + std::to_string(job.id) + " of " + std::to_string(count) +
-           " items" + (poison_at < count ? ", item " + std::to_string(poison_at) + " poison" : ""));
+           " items" + (poison_at < count ? ", item " + std::to_string(poison_at) + " poison" : "") +
+           (hang_at < count ? ", item " + std::to_string(hang_at) + " hangs" : "") +
+           (job.limit ? ", time limit " + std::to_string(job.limit / kMs) + " ms per item" : ""));
   client_pump(i);
 }
 
@@ -61,12 +79,42 @@ void World::check_result(int i, const client::JobCore::ItemResult& r) {
       violate(where + ": value " + std::to_string(v) + ", expected " + std::to_string(x * x));
   } else {
     ++report_.error_items;
-    // Lost workers may use up an item's attempts before it ever raises: worker_lost is right then.
-    if ((options_.faults & kRaise) && raises(x) && r.error.rfind("worker lost", 0) != 0) {
+    const std::string code = r.answer ? r.answer->code : std::string();
+    const bool lost = r.error.rfind("worker lost", 0) == 0;
+    const bool hangs = (options_.faults & kHang) && is_hang(x);
+    if (code == "timeout") {
+      ++report_.timeouts;
+      if (job.limit == 0) violate(where + ": timed out in a job with no time limit");
+      // An item that returns was charged only if it ran (or waited at its worker) about as long
+      // as its limit, or the broker could not see it was not running (lost, stopped, dead).
+      if (!hangs) {
+        const ItemRun& run = runs_[x];
+        Us longest = run.longest;
+        for (int w : workers_) {
+          const Peer& q = peers_[w];
+          if (q.alive && q.running &&
+              std::find(q.running_inputs.begin(), q.running_inputs.end(), x) !=
+                  q.running_inputs.end())
+            longest = std::max(longest, now_ - q.running_since);
+        }
+        if (!run.excused && longest < job.limit - 50 * kMs) {
+          violate(where + ": timed out (\"" + r.error + "\") although it ran or waited at most " +
+                  std::to_string(longest / kMs) + " ms of its " + std::to_string(job.limit / kMs) +
+                  " ms limit");
+        }
+      }
+    } else if (hangs && !lost) {
+      violate(where + ": an item that never returns ended \"" + r.error + "\" (code \"" + code +
+              "\"), expected timeout");
+    } else if ((options_.faults & kRaise) && raises(x) && !lost) {
+      // Lost workers may use up an item's attempts before it ever raises: worker_lost then.
       if (r.error != raise_message(x))
         violate(where + ": error \"" + r.error + "\", expected the raise");
-    } else if (r.error.rfind("worker lost", 0) != 0) {
+    } else if (!lost) {
       violate(where + ": unexpected error \"" + r.error + "\"");
+    } else if ((options_.faults & kChurn) && !is_poison(x) && runs_[x].starts == 0) {
+      // Issue 12 case 5: charged for peers that never ran it (READY, then closed).
+      violate(where + ": \"" + r.error + "\" although no worker ever started it");
     }
   }
   // The caller reads in order: a reorder buffer hands on the run of items now complete.

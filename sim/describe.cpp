@@ -59,6 +59,8 @@ std::string describe(const wire::Message& message) {
           o << " \"" << m.reason << "\"";
         } else if constexpr (std::is_same_v<T, wire::Error>) {
           o << " " << code_text(m.code) << " \"" << m.message << "\"";
+        } else if constexpr (std::is_same_v<T, wire::Cancel> || std::is_same_v<T, wire::Return>) {
+          o << " tasks=" << list(m.task_ids);
         } else if constexpr (std::is_same_v<T, wire::Credit>) {
           o << " capacity=" << m.capacity;
         }

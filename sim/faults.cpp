@@ -42,6 +42,28 @@ void World::plan_faults() {
           static_cast<std::uint64_t>(rng_.between(kExpiry / 2, 4 * kSecond)));
     }
   }
+  plan_churn(window);
+}
+
+// Issue 12 case 5: a burst of peers that send READY and close before anything else (a port
+// scan, a crash loop). The broker may send them TASKs before it knows they are gone; those
+// items never ran and must not be charged.
+void World::plan_churn(Us window) {
+  if (!(options_.faults & kChurn) || !rng12_.chance(500)) return;
+  const Us burst = rng12_.between(0, window);
+  for (int n = static_cast<int>(rng12_.between(5, 40)); n-- > 0;) {
+    Peer p;
+    p.kind = Peer::Kind::Ghost;
+    p.name = "G" + std::to_string(peers_.size() + 1);
+    p.link.id = p.name;
+    by_id_[p.link.id] = static_cast<int>(peers_.size());
+    peers_.push_back(std::move(p));
+    Event e = make_event(Ev::Fault, static_cast<int>(peers_.size()) - 1, 0);
+    e.fault = FaultKind::GhostStart;
+    const Us t = burst + rng12_.between(0, 500 * kMs);
+    schedule(t, std::move(e));
+    calm_at_ = std::max(calm_at_, t);
+  }
 }
 
 void World::fault(FaultKind kind, int i, std::uint64_t arg) {
@@ -67,7 +89,9 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
         schedule(now_ + rng_.between(20 * kMs, 2 * kSecond), std::move(e));
         break;
       }
-      kill_worker(i, "crashed");
+      // Mostly the process dies and its kernel closes the connection; sometimes the host
+      // vanishes and nothing tells the broker (no FIN, no RST): only the expiry does.
+      kill_worker(i, "crashed", (options_.faults & kCloseNotice) && rng12_.chance(150));
       later(rng_.between(20 * kMs, 2 * kSecond), FaultKind::WorkerRestart, i, rng_.below(2));
       break;
     }
@@ -79,6 +103,8 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       ++report_.faults_injected;
       if (trace_) tracef("B crashes");
       broker_.reset();
+      where_.clear();  // the new instance's monitor knows no connection
+      lost_.clear();
       broker_disturbed_at_ = now_;
       for (std::size_t k = 0; k < peers_.size(); ++k) {
         break_link(static_cast<int>(k), 0);
@@ -149,6 +175,31 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       for (Event& d : std::exchange(p.deferred, {})) schedule(now_, std::move(d));
       break;
     }
+    case FaultKind::GhostStart: {
+      Peer& p = peers_[i];
+      ++report_.ghosts;
+      p.alive = true;
+      p.link.wanted = true;
+      if (trace_) tracef(p.name + " connects, sends READY and will close");
+      const wire::Ready ready{p.name + ", a peer that closes at once", "ghosthost",
+                              static_cast<std::int64_t>(9000 + i),
+                              static_cast<std::uint32_t>(rng12_.between(1, 16)),
+                              {"m.square"}};
+      peer_send(i, Frame{wire::encode(ready), std::nullopt});
+      try_connect(i, rng12_.between(100, 3 * kMs));
+      later(rng12_.between(1 * kMs, 15 * kMs), FaultKind::GhostClose, i);
+      break;
+    }
+    case FaultKind::GhostClose: {
+      Peer& p = peers_[i];
+      if (!p.alive) return;
+      if (trace_) tracef(p.name + " closes");
+      p.alive = false;
+      p.link.wanted = false;
+      p.link.queued.clear();
+      break_link(i, (options_.faults & kCloseNotice) && rng12_.chance(100) ? -1 : 0);
+      break;
+    }
     case FaultKind::Cancel: {
       Peer& p = peers_[i];
       if (!p.alive || !p.job || p.job->job_id() != arg) return;
@@ -164,7 +215,10 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
 namespace seppo::sim {
 
 std::optional<std::uint32_t> parse_faults(const std::string& text) {
-  static const std::pair<const char*, Fault> names[] = {{"worker-crash", kWorkerCrash},
+  static const std::pair<const char*, Fault> names[] = {{"hang", kHang},
+                                                        {"close-notice", kCloseNotice},
+                                                        {"churn", kChurn},
+                                                        {"worker-crash", kWorkerCrash},
                                                         {"broker-crash", kBrokerCrash},
                                                         {"client-vanish", kClientVanish},
                                                         {"partition", kPartition},
@@ -173,6 +227,7 @@ std::optional<std::uint32_t> parse_faults(const std::string& text) {
                                                         {"poison", kPoison},
                                                         {"drift", kDrift}};
   if (text == "all") return kAllFaults;
+  if (text == "issue11") return kIssue11Faults;
   if (text == "none" || text.empty()) return 0u;
   std::uint32_t faults = 0;
   std::stringstream list(text);
@@ -192,11 +247,13 @@ std::optional<std::uint32_t> parse_faults(const std::string& text) {
 
 std::string fault_names(std::uint32_t faults) {
   if (faults == kAllFaults) return "all";
+  if (faults == kIssue11Faults) return "issue11";
   if (faults == 0) return "none";
   static const char* names[] = {"worker-crash", "broker-crash", "client-vanish", "partition",
-                                "freeze",       "raise",        "poison",        "drift"};
+                                "freeze",       "raise",        "poison",        "drift",
+                                "hang",         "close-notice", "churn"};
   std::string out;
-  for (int k = 0; k < 8; ++k) {
+  for (int k = 0; k < 11; ++k) {
     if (faults & (1u << k)) out += (out.empty() ? "" : ",") + std::string(names[k]);
   }
   return out;

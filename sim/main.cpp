@@ -24,7 +24,8 @@ int usage(const std::string& why) {
             << "usage: seppo-sim --seed N [--steps M] [--faults all|none|LIST] [--trace]\n"
             << "       seppo-sim --seeds A..B [--faults all|none|LIST] [--jobs J]\n"
             << "LIST: comma-separated worker-crash, broker-crash, client-vanish, partition,\n"
-            << "      freeze, raise, poison, drift\n";
+            << "      freeze, raise, poison, drift, hang, close-notice, churn\n"
+            << "      (issue11: the first eight, as seeds quoted before issue 12 ran)\n";
   return 2;
 }
 
@@ -102,7 +103,8 @@ int main(int argc, char** argv) {
     std::printf(
         "seed %llu: %s after %llu steps, %.3f s of virtual time; %llu jobs completed, "
         "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
-        "%llu worker reconnects, %llu heartbeat gaps, %llu over_limit\n",
+        "%llu worker reconnects, %llu heartbeat gaps, %llu over_limit; %llu timeouts, "
+        "%llu abandons, %llu returns, %llu close notices, %llu ghosts\n",
         static_cast<unsigned long long>(seed), r.finished ? "ok" : "stopped",
         static_cast<unsigned long long>(r.steps), r.end_us / 1e6,
         static_cast<unsigned long long>(r.jobs_completed),
@@ -112,7 +114,9 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.faults_injected),
         static_cast<unsigned long long>(r.worker_reconnects),
         static_cast<unsigned long long>(r.heartbeat_gaps),
-        static_cast<unsigned long long>(r.over_limit));
+        static_cast<unsigned long long>(r.over_limit), static_cast<unsigned long long>(r.timeouts),
+        static_cast<unsigned long long>(r.abandons), static_cast<unsigned long long>(r.returns),
+        static_cast<unsigned long long>(r.notices), static_cast<unsigned long long>(r.ghosts));
     return 0;
   }
 
@@ -145,6 +149,11 @@ int main(int argc, char** argv) {
       total.worker_reconnects += r.worker_reconnects;
       total.heartbeat_gaps += r.heartbeat_gaps;
       total.over_limit += r.over_limit;
+      total.timeouts += r.timeouts;
+      total.abandons += r.abandons;
+      total.returns += r.returns;
+      total.notices += r.notices;
+      total.ghosts += r.ghosts;
       if (r.heartbeat_gaps) ++gap_seeds;
       total.max_job_lag_us = std::max(total.max_job_lag_us, r.max_job_lag_us);
     }
@@ -158,7 +167,8 @@ int main(int argc, char** argv) {
   std::printf(
       "%llu seeds (%llu..%llu, faults %s): %llu failed; %llu steps, %llu jobs completed, "
       "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
-      "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; "
+      "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; %llu timeouts, "
+      "%llu abandons, %llu returns, %llu close notices, %llu ghosts; "
       "slowest job %.1f s past its faults; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(last), seppo::sim::fault_names(faults).c_str(),
@@ -171,6 +181,10 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.faults_injected),
       static_cast<unsigned long long>(total.worker_reconnects),
       static_cast<unsigned long long>(gap_seeds), static_cast<unsigned long long>(total.over_limit),
-      total.max_job_lag_us / 1e6, seconds);
+      static_cast<unsigned long long>(total.timeouts),
+      static_cast<unsigned long long>(total.abandons),
+      static_cast<unsigned long long>(total.returns),
+      static_cast<unsigned long long>(total.notices),
+      static_cast<unsigned long long>(total.ghosts), total.max_job_lag_us / 1e6, seconds);
   return failures ? 1 : 0;
 }

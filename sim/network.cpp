@@ -36,15 +36,45 @@ void World::try_connect(int i, Us delay) {
   schedule(now_ + delay, make_event(Ev::Connected, i, p.link.epoch));
 }
 
+// `router_notices_after` < 0: never (the peer's host vanished: no FIN, no RST). When the ROUTER
+// drops the pipe its monitor reports the connection closed, as broker/connections.cpp reads it.
 void World::break_link(int i, Us router_notices_after) {
   Peer& p = peers_[i];
   const bool was_up = p.link.up;
   p.link.up = false;
   ++p.link.epoch;
   p.disturbed_at = now_;
-  if (was_up && p.link.router_knows) {
+  if (was_up && p.link.router_knows && router_notices_after >= 0) {
     schedule(now_ + router_notices_after, make_event(Ev::RouterDrop, i, p.link.router_epoch));
+    schedule_close(i, router_notices_after);
   }
+}
+
+void World::schedule_close(int i, Us after) {
+  if (!(options_.faults & kCloseNotice)) return;
+  Event e = make_event(Ev::Closed, i, peers_[i].link.router_epoch);
+  e.id = peers_[i].link.id;
+  // The monitor's event reaches the broker's poll loop a little after the close.
+  schedule(now_ + after + rng12_.between(10, 2 * kMs), std::move(e));
+}
+
+// Connections::heard: the connection a peer was last heard on; heard on a new one, it moved.
+void World::heard(const std::string& id, std::uint64_t connection) {
+  auto w = where_.find(id);
+  if (w != where_.end() && w->second == connection) return;
+  where_[id] = connection;
+  lost_.erase(std::remove(lost_.begin(), lost_.end(), id), lost_.end());
+}
+
+// Connections::read_events on DISCONNECTED: a peer last heard on that connection is lost. The
+// poll loop wakes for the event and flushes, which tells the core (server.cpp's flush).
+void World::router_closed(const std::string& id, std::uint64_t connection) {
+  if (!broker_) return;
+  auto w = where_.find(id);
+  if (w == where_.end() || w->second != connection) return;
+  where_.erase(w);
+  lost_.push_back(id);
+  broker_flush();
 }
 
 void World::peer_send(int i, Frame frame) {
@@ -63,20 +93,41 @@ void World::peer_send(int i, Frame frame) {
   schedule(at, std::move(e));
 }
 
+// As broker/server.cpp's flush(): the peers whose connection closed since the last flush are
+// reported to the core (on_disconnected) with the TASKs to them held back, unsent; sends the
+// ROUTER cannot make fail, reported per peer with their TASKs (on_send_failed).
 void World::broker_flush() {
   if (!broker_) return;
-  // on_send_failed may queue more (none today): drain until empty, bounded.
-  for (int round = 0; round < 8; ++round) {
+  using PerPeer = std::vector<std::pair<std::string, std::vector<std::uint64_t>>>;
+  auto note = [](PerPeer& list, const BrokerOut& m) {
+    auto f =
+        std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == m.peer; });
+    if (f == list.end()) f = list.insert(list.end(), {m.peer, {}});
+    if (m.task_id != 0) f->second.push_back(m.task_id);
+  };
+  // What the core queues in answer may queue more: until empty, bounded.
+  for (int round = 0; round < 16; ++round) {
+    std::vector<std::string> lost;
+    if (options_.faults & kCloseNotice) lost.swap(lost_);
     std::vector<BrokerOut> out = take_broker_outbox(*broker_);
-    if (out.empty()) break;
+    if (out.empty() && lost.empty()) break;
+    PerPeer failed, held_back;
+    for (const std::string& id : lost) held_back.push_back({id, {}});
     for (BrokerOut& o : out) {
+      if (std::find(lost.begin(), lost.end(), o.peer) != lost.end()) {
+        if (trace_)
+          tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
+                 ": held back (its connection closed)");
+        note(held_back, o);
+        continue;
+      }
       auto it = by_id_.find(o.peer);
       Peer* p = it == by_id_.end() ? nullptr : &peers_[it->second];
       if (p == nullptr || !p->link.router_knows) {
         if (trace_)
           tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
                  ": send failed (peer gone)");
-        broker_->on_send_failed(o.peer, broker_tp());
+        note(failed, o);
         continue;
       }
       const Us delay =
@@ -87,6 +138,16 @@ void World::broker_flush() {
       e.frame = Frame{std::move(o.header), std::move(o.payload)};
       schedule(at, std::move(e));
     }
+    for (const auto& [peer, tasks] : held_back) {
+      ++report_.notices;
+      if (trace_)
+        tracef("B is told " + printable(peer) + "'s connection closed (" +
+               std::to_string(tasks.size()) + " TASKs held back)");
+      broker_->on_disconnected(peer, broker_tp(), tasks);
+      if (std::any_of(out.begin(), out.end(), [&](const BrokerOut& m) { return m.peer == peer; }))
+        broker_->on_send_failed(peer, broker_tp(), tasks);
+    }
+    for (const auto& [peer, tasks] : failed) broker_->on_send_failed(peer, broker_tp(), tasks);
   }
   broker_tick_schedule();
 }
@@ -107,6 +168,7 @@ void World::deliver_to_broker(int i, Event& e) {
     return;
   }
   if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));
+  heard(p.link.id, e.tag);
   feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp());
   broker_flush();
 }
@@ -116,6 +178,11 @@ void World::deliver_to_peer(int i, Event& e) {
   if (!p.alive || !p.link.up || e.tag != p.link.epoch) {
     if (trace_)
       tracef("B -> " + p.name + " " + describe_header(e.frame.header) + ": lost in flight");
+    excuse_task(e.frame);
+    return;
+  }
+  if (p.kind == Peer::Kind::Ghost) {
+    if (trace_) tracef("B -> " + p.name + " " + describe_header(e.frame.header) + ": ignored");
     return;
   }
   wire::Message message = wire::decode(e.frame.header.data(), e.frame.header.size());

@@ -16,8 +16,10 @@ void World::start_worker(int i, bool new_id) {
   p.alive = true;
   p.frozen = false;
   p.exec.clear();
+  p.exec_at.clear();
   p.skipped.clear();
   p.running = false;
+  p.running_hangs = false;
   p.busy_since = now_;
   p.disturbed_at = now_;
   worker::SessionCoreOptions o;
@@ -41,21 +43,53 @@ void World::start_worker(int i, bool new_id) {
   worker_pump(i);
 }
 
-void World::kill_worker(int i, const std::string& why) {
+void World::kill_worker(int i, const std::string& why, bool host_vanished) {
   Peer& p = peers_[i];
   if (!p.alive) return;
-  if (trace_) tracef(p.name + " dies: " + why);
+  if (trace_) tracef(p.name + " dies: " + why + (host_vanished ? " (its host vanished)" : ""));
+  ended_running(i);
+  // What it held never finishes: the broker's clock on it runs on until it learns of the loss.
+  for (const Event& d : p.deferred) excuse_task(d.frame);
+  for (const auto& start : p.exec) excuse_task(Frame{wire::encode(wire::Task{}), start.payload});
+  for (std::int64_t x : p.running_inputs) runs_[x].excused = true;
   p.alive = false;
   p.frozen = false;
   p.deferred.clear();
   p.core.reset();
   p.exec.clear();
+  p.exec_at.clear();
   p.skipped.clear();
   p.running = false;
+  p.running_hangs = false;
   p.link.wanted = false;
   p.link.queued.clear();
-  break_link(i, 0);  // the kernel closes the socket: the ROUTER sees it at once
+  // The kernel closes the socket: the ROUTER sees it at once; unless the host vanished.
+  break_link(i, host_vanished ? -1 : 0);
   ++p.restarts;
+}
+
+// A TASK that will never run where it was sent (lost in flight, held by a worker that died or
+// was stopped): the broker's time limit may expire on it without its having run that long.
+void World::excuse_task(const Frame& frame) {
+  if (!frame.payload) return;
+  try {
+    if (!std::holds_alternative<wire::Task>(wire::decode(frame.header.data(), frame.header.size())))
+      return;
+    msgpack::object_handle h = msgpack::unpack(frame.payload->data(), frame.payload->size());
+    for (std::int64_t x : h.get().as<std::vector<std::int64_t>>()) runs_[x].excused = true;
+  } catch (const std::exception&) {
+  }
+}
+
+void World::ran(std::int64_t x, Us how_long) {
+  ItemRun& r = runs_[x];
+  r.longest = std::max(r.longest, how_long);
+}
+
+void World::ended_running(int i) {
+  Peer& p = peers_[i];
+  if (!p.running) return;
+  for (std::int64_t x : p.running_inputs) ran(x, now_ - p.running_since);
 }
 
 void World::worker_pump(int i) {
@@ -70,6 +104,9 @@ void World::worker_pump(int i) {
       ++report_.worker_reconnects;
       const Us calm_since = std::max({p.disturbed_at, broker_disturbed_at_});
       if (trace_) tracef(p.name + " reconnects (a fresh socket, same id)");
+      // What it queued is forgotten (skipped); the broker times it until it learns so.
+      for (const auto& start : p.exec)
+        excuse_task(Frame{wire::encode(wire::Task{}), start.payload});
       if (now_ - calm_since > kCalmWindow) {
         violate(p.name +
                 " reconnected although neither its connection nor the broker was "
@@ -82,10 +119,14 @@ void World::worker_pump(int i) {
       try_connect(i, rng_.between(100, 3 * kMs));
     }
     // As worker/session.cpp's carry_out, before anything is sent: the process may end here.
-    for (auto& start : std::exchange(core.starts(), {})) p.exec.push_back(std::move(start));
+    for (auto& start : std::exchange(core.starts(), {})) {
+      p.exec.push_back(std::move(start));
+      p.exec_at.push_back(now_);
+    }
     if (skip_or_abandon(i)) return;
     for (auto& out : std::exchange(core.outbox(), {})) {
       if (trace_) tracef(p.name + " sends " + describe(out.message));
+      if (std::holds_alternative<wire::Return>(out.message)) ++report_.returns;
       if (std::holds_alternative<wire::Result>(out.message)) {
         if (now_ - p.last_result_at >= kHeartbeat.count() * kMs) p.busy_since = now_;
         p.last_result_at = now_;
@@ -136,6 +177,7 @@ bool World::skip_or_abandon(int i) {
     }
   }
   if (!abandon) return false;
+  ++report_.abandons;
   kill_worker(i, "abandoned the cancelled task it was running (exit status 75)");
   Event e = make_event(Ev::Fault, i, 0);
   e.fault = FaultKind::WorkerRestart;
@@ -149,6 +191,8 @@ void World::exec_next(int i) {
   while (p.alive && !p.running && !p.exec.empty()) {
     worker::SessionCore::Start start = std::move(p.exec.front());
     p.exec.pop_front();
+    const Us arrived = p.exec_at.front();
+    p.exec_at.pop_front();
     if (start.sequence <= p.core->skip_through() || p.skipped.erase(start.sequence) > 0) {
       p.core->on_finished(start.sequence, worker::SessionCore::Outcome::Skipped, 0, Bytes(),
                           local_tp(p));
@@ -156,6 +200,12 @@ void World::exec_next(int i) {
     }
     msgpack::object_handle h = msgpack::unpack(start.payload.data(), start.payload.size());
     p.running_inputs = h.get().as<std::vector<std::int64_t>>();
+    p.running_hangs = false;
+    for (std::int64_t x : p.running_inputs) {
+      ran(x, now_ - arrived);  // its wait in this worker's queue
+      ++runs_[x].starts;
+      if ((options_.faults & kHang) && is_hang(x)) p.running_hangs = true;
+    }
     p.running = true;
     p.running_sequence = start.sequence;
     p.running_since = now_;
@@ -174,6 +224,9 @@ void World::exec_next(int i) {
       e.fault = FaultKind::WorkerCrash;
       e.arg = 1;  // poisoned: comes back like any crashed worker
       schedule(now_ + duration / 2, std::move(e));
+    } else if (p.running_hangs) {
+      // Never returns: only a CANCEL (its process replaced) or a crash ends it.
+      if (trace_) tracef(p.name + " runs an item that never returns");
     } else {
       schedule(now_ + duration, make_event(Ev::ExecDone, i, p.incarnation));
     }
@@ -182,6 +235,7 @@ void World::exec_next(int i) {
 
 void World::exec_done(int i) {
   Peer& p = peers_[i];
+  ended_running(i);
   p.running = false;
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);

@@ -60,6 +60,9 @@ void World::step(Event& e) {
     case Ev::JobStart:
       start_job(e.peer);
       break;
+    case Ev::Closed:
+      router_closed(e.id, e.tag);
+      break;
   }
 }
 
@@ -70,9 +73,11 @@ bool World::defer(Peer& p, Event& event) {
       event.kind == Ev::ToPeer || event.kind == Ev::Tick || event.kind == Ev::ExecDone ||
       (event.kind == Ev::Fault && event.fault == FaultKind::WorkerCrash && event.arg == 1);
   if (!its_own) return false;
-  if (trace_ && event.kind == Ev::ToPeer) {
-    tracef("B -> " + p.name + " " + describe_header(event.frame.header) + ": waits, " + p.name +
-           " is stopped");
+  if (event.kind == Ev::ToPeer) {
+    if (trace_)
+      tracef("B -> " + p.name + " " + describe_header(event.frame.header) + ": waits, " + p.name +
+             " is stopped");
+    excuse_task(event.frame);  // its clock runs at the broker while it waits
   }
   p.deferred.push_back(std::move(event));
   return true;
@@ -148,6 +153,10 @@ RunReport World::run() {
   const bool tight = rng_.chance(300);
   config_.max_client_bytes =
       tight ? static_cast<std::uint64_t>(rng_.between(3000, 4500)) : 512ull << 20;
+  // A broker-wide time limit per item in some runs with hung items (--task-timeout).
+  if ((options_.faults & kHang) && rng12_.chance(400)) {
+    config_.task_timeout = std::chrono::milliseconds(rng12_.between(500, 3000));
+  }
   const int worker_count = static_cast<int>(rng_.between(1, 4));
   const int client_count = static_cast<int>(rng_.between(1, 3));
   for (int k = 0; k < worker_count + client_count; ++k) {
@@ -187,7 +196,8 @@ RunReport World::run() {
     tracef("seed " + std::to_string(options_.seed) + ": " + std::to_string(worker_count) +
            " workers, " + std::to_string(client_count) + " clients, faults " +
            fault_names(options_.faults) + ", broker max_client_bytes " +
-           std::to_string(config_.max_client_bytes));
+           std::to_string(config_.max_client_bytes) + ", task_timeout " +
+           std::to_string(config_.task_timeout.count()) + " ms");
   }
   plan_faults();
   broker_tick_schedule();

@@ -21,11 +21,18 @@ enum Fault : std::uint32_t {
   kRaise = 1u << 5,         // the function raises on some items: error results
   kPoison = 1u << 6,        // an item that kills every worker that runs it
   kDrift = 1u << 7,         // peers' clocks run up to 2% fast or slow
-  kAllFaults = (1u << 8) - 1,
+  // Issue 12's mechanisms (their choices come from a second random stream, so that a run
+  // without them is the run issue 11's seeds describe):
+  kHang = 1u << 8,          // items that never return, under per-item and broker time limits
+  kCloseNotice = 1u << 9,   // the ROUTER's monitor reports closed connections (on_disconnected)
+  kChurn = 1u << 10,        // peers that send READY and close before saying anything else
+  kIssue11Faults = (1u << 8) - 1,
+  kAllFaults = (1u << 11) - 1,
 };
 
-// "all", "none", or a comma list of names (worker-crash, broker-crash, client-vanish,
-// partition, freeze, raise, poison, drift); empty on an unknown name.
+// "all", "none", "issue11" (the first eight), or a comma list of names (worker-crash,
+// broker-crash, client-vanish, partition, freeze, raise, poison, drift, hang, close-notice,
+// churn); empty on an unknown name.
 std::optional<std::uint32_t> parse_faults(const std::string& text);
 std::string fault_names(std::uint32_t faults);
 
@@ -51,6 +58,12 @@ struct RunReport {
       0;                         // a worker answering a backlog while no TASK came for a liveness
   std::uint64_t over_limit = 0;  // FAILED over_limit the clients saw
   std::int64_t max_job_lag_us = 0;  // longest a job took past the end of its faults
+  // Issue 12's mechanisms at work.
+  std::uint64_t timeouts = 0;     // items that ended FAILED timeout
+  std::uint64_t abandons = 0;     // worker processes replaced to abandon a cancelled task
+  std::uint64_t returns = 0;      // RETURNs the workers sent
+  std::uint64_t notices = 0;      // on_disconnected calls (closed connections noticed)
+  std::uint64_t ghosts = 0;       // peers that sent READY and closed
 };
 
 RunReport run(const RunOptions& options);

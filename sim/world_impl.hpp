@@ -56,9 +56,13 @@ constexpr Us kCalmWindow = kExpiry + kMaxReconnectDelay.count() * kMs + kExpiry;
 constexpr std::uint64_t kDefaultStepLimit = 3'000'000;
 
 // Items are integers; what a worker does with one is a function of the integer alone, so the
-// checker knows every right answer. x % 1000 >= 900 is a poison item, x % 7 == 3 raises.
+// checker knows every right answer. x % 1000 >= 900 is a poison item, 800 to 899 an item that
+// hangs (never returns: `hang`), x % 7 == 3 raises.
 inline bool is_poison(std::int64_t x) {
   return x % 1000 >= 900;
+}
+inline bool is_hang(std::int64_t x) {
+  return x % 1000 >= 800 && x % 1000 < 900;
 }
 // Items of one job in five are all slow: a worker with a large prefetch then answers a backlog
 // for longer than the liveness while no new TASK comes (the heartbeat gap's situation).
@@ -66,7 +70,7 @@ inline bool is_slow(std::int64_t x) {
   return (x / 1000) % 5 == 0;
 }
 inline bool raises(std::int64_t x) {
-  return !is_poison(x) && x % 7 == 3;
+  return !is_poison(x) && !is_hang(x) && x % 7 == 3;
 }
 inline std::string raise_message(std::int64_t x) {
   return "ValueError: " + std::to_string(x) + " is odd";
@@ -95,7 +99,8 @@ enum class Ev {
   BrokerTick,
   ExecDone,
   Fault,
-  JobStart
+  JobStart,
+  Closed  // the ROUTER's monitor reports a connection closed (ZMQ_EVENT_DISCONNECTED)
 };
 enum class FaultKind {
   WorkerCrash,
@@ -107,7 +112,9 @@ enum class FaultKind {
   PartitionEnd,
   Freeze,
   Thaw,
-  Cancel
+  Cancel,
+  GhostStart,  // a peer connects and sends READY (churn)
+  GhostClose   // and closes before saying anything else
 };
 
 struct Event {
@@ -117,6 +124,7 @@ struct Event {
   Frame frame;
   FaultKind fault = FaultKind::WorkerCrash;
   std::uint64_t arg = 0;
+  std::string id;  // Closed: the routing id whose connection closed
 };
 
 // A DEALER's connection to the broker's ROUTER.
@@ -144,11 +152,12 @@ struct JobRecord {
   std::uint64_t emitted = 0;     // items handed on in order (the reorder buffer's front)
   Us started = 0;
   Us cancel_at = -1;
+  Us limit = 0;  // the time limit per item the broker applies to it (0: none)
   enum class State { Running, Completed, Cancelled, Vanished, Failed } state = State::Running;
 };
 
 struct Peer {
-  enum class Kind { Worker, Client } kind;
+  enum class Kind { Worker, Client, Ghost } kind;
   std::string name;  // "W1", "C2": the slot; the routing id may change across restarts
   Link link;
   std::int64_t ppm = 0;  // clock drift
@@ -165,6 +174,7 @@ struct Peer {
   std::unique_ptr<worker::SessionCore> core;
   std::uint32_t prefetch = 0;
   std::deque<worker::SessionCore::Start> exec;
+  std::deque<Us> exec_at;  // when each of `exec` arrived
   // Queued sequences the core told it to skip (tasks the broker cancelled or took back), as
   // worker/executor.cpp's cancelled_: they never start, and are reported Skipped in their turn.
   std::set<std::uint64_t> skipped;
@@ -172,6 +182,7 @@ struct Peer {
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
   Us running_since = 0;
+  bool running_hangs = false;  // the running task holds an item that never returns
   // The heartbeat gap: since when the worker has heard nothing but ALIVE while sending RESULTs
   // less than a heartbeat apart. A worker that let RESULTs stand in for HEARTBEAT (the bug)
   // would have heard nothing at all for that long.
@@ -197,6 +208,13 @@ inline Event make_event(Ev kind, int peer, std::uint64_t tag) {
   return e;
 }
 
+// What the executors did with an item, to tell a time limit kept from an innocent item charged.
+struct ItemRun {
+  Us longest = 0;        // its longest run, or wait in a worker's queue, in global time
+  bool excused = false;  // a TASK holding it was lost, or waited while its worker was stopped
+  std::uint32_t starts = 0;
+};
+
 struct Violation {
   std::string what;
 };
@@ -204,7 +222,10 @@ struct Violation {
 class World {
  public:
   explicit World(const RunOptions& options)
-      : options_(options), rng_(options.seed), trace_(options.trace) {}
+      : options_(options),
+        rng_(options.seed),
+        rng12_(options.seed ^ 0x5eb0'12'12'5eb0'1212ull),
+        trace_(options.trace) {}
 
   RunReport run();
 
@@ -228,15 +249,21 @@ class World {
   void deliver_to_broker(int i, Event& e);
   void deliver_to_peer(int i, Event& e);
   void broker_flush();
+  void heard(const std::string& id, std::uint64_t connection);
+  void router_closed(const std::string& id, std::uint64_t connection);
+  void excuse_task(const Frame& frame);
+  void schedule_close(int i, Us after);
   void broker_tick_schedule();
 
   // --- workers ---
   void start_worker(int i, bool new_id);
-  void kill_worker(int i, const std::string& why);
+  void kill_worker(int i, const std::string& why, bool host_vanished = false);
   void worker_pump(int i);
   bool skip_or_abandon(int i);
   void exec_next(int i);
   void exec_done(int i);
+  void ran(std::int64_t x, Us how_long);
+  void ended_running(int i);
 
   // --- clients ---
   void start_job(int i);
@@ -247,6 +274,7 @@ class World {
   // --- faults ---
   void plan_faults();
   void fault(FaultKind kind, int i, std::uint64_t arg);
+  void plan_churn(Us window);
 
   // --- invariants ---
   void check_step();
@@ -257,6 +285,7 @@ class World {
 
   RunOptions options_;
   Random rng_;
+  Random rng12_;  // issue 12's choices: without those faults, rng_ draws as before
   std::ostream* trace_;
   Us now_ = 0;
   std::uint64_t steps_ = 0;
@@ -274,6 +303,11 @@ class World {
   Us all_ended_at_ = -1;
   RunReport report_;
   std::uint64_t next_job_id_ = 1;
+  // broker/connections.cpp's view: the connection each routing id was last heard on, and the
+  // ids whose connection closed since the last flush (server.cpp hands them to the core).
+  std::map<std::string, std::uint64_t> where_;
+  std::vector<std::string> lost_;
+  std::map<std::int64_t, ItemRun> runs_;  // by item (x), for the time-limit check
 };
 
 }  // namespace seppo::sim::detail

@@ -1,6 +1,7 @@
 #include "worker/session_core.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "protocol/result_entry.hpp"
 
@@ -85,7 +86,7 @@ void SessionCore::on_message(const wire::Message& message, std::optional<Bytes> 
   } else if (auto* error = std::get_if<wire::Error>(&message)) {
     on_error(*error, now);
   } else if (auto* cancel = std::get_if<wire::Cancel>(&message)) {
-    on_cancel(*cancel);
+    on_cancel(*cancel, now);
   } else if (std::holds_alternative<wire::Bye>(message)) {
     forget_tasks();
     if (options_.exit_on_broker_bye) {
@@ -141,7 +142,8 @@ void SessionCore::on_error(const wire::Error& error, TimePoint now) {
   }
 }
 
-void SessionCore::on_cancel(const wire::Cancel& cancel) {
+void SessionCore::on_cancel(const wire::Cancel& cancel, TimePoint now) {
+  std::unordered_set<std::uint64_t> taken;  // ids the broker took back: it forgot them
   for (std::uint64_t id : cancel.task_ids) {
     auto live = [&](const Submitted& t) {
       return t.task_id == id && t.epoch == epoch_ && !t.cancelled && !t.returned;
@@ -161,6 +163,7 @@ void SessionCore::on_cancel(const wire::Cancel& cancel) {
         // least once, §11). No answer either way.
         task.returned = true;
         skips_.push_back(task.sequence);
+        taken.insert(id);
       } else {
         task.cancelled = true;
         abandons_.push_back(task.sequence);
@@ -168,6 +171,25 @@ void SessionCore::on_cancel(const wire::Cancel& cancel) {
     }
   }
   // Ids we do not hold (answered already, or of an earlier connection) need nothing.
+  if (taken.empty() || submitted_.empty()) return;
+  // W24: the broker took back what waited behind the task we run, and that task is one no
+  // broker waits for (taken back after it started, or another copy of an id taken back, or
+  // held from before the session started over): its answer would be dropped, and the broker
+  // sends nothing more here while we run it (§4.16), so one that never returns would hold this
+  // worker for ever. It is abandoned as a cancelled one is (W20). One that started less than
+  // `return_after` ago is spared: it may have started just before this CANCEL came, while the
+  // broker still sends us work.
+  Submitted& front = submitted_.front();
+  const bool orphan = !front.cancelled && (front.returned || front.epoch != epoch_ ||
+                                           taken.count(front.task_id) > 0);
+  if (orphan && now - front_since_ >= options_.return_after) {
+    log_(log::Level::Warning, "task " + std::to_string(front.task_id) + " has run " +
+                                  milliseconds(now - front_since_) +
+                                  " ms although no broker waits for it; abandoning it");
+    front.cancelled = true;
+    front.returned = true;  // no answer: the broker forgot it
+    abandons_.push_back(front.sequence);
+  }
 }
 
 // Tasks of the current connection waiting behind the first one, still ours to run.

@@ -107,7 +107,7 @@ class SessionCore {
   void forget_tasks();
   void on_task(const wire::Task& task, std::optional<Bytes> payload);
   void on_error(const wire::Error& error, TimePoint now);
-  void on_cancel(const wire::Cancel& cancel);
+  void on_cancel(const wire::Cancel& cancel, TimePoint now);
   void return_waiting(TimePoint now);
   bool waiting_behind() const;
   void step(TimePoint now);
