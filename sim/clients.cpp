@@ -31,9 +31,12 @@ void World::start_job(int i) {
   job.limit = kMs * (item_timeout_ms == 0 ? cap
                      : cap == 0           ? item_timeout_ms
                                           : std::min<std::int64_t>(cap, item_timeout_ms));
+  if (hang_at < count) job.hang_allowance = static_cast<Us>(count + 1) * job.limit;
   for (std::size_t k = 0; k < count; ++k) {
     job.items.push_back(ItemCheck{base + static_cast<std::int64_t>(k) +
-                                  (k == poison_at ? 900 : k == hang_at ? 800 : 0)});
+                                  (k == poison_at ? 900
+                                   : k == hang_at ? 800
+                                                  : 0)});
   }
   if (rng_.chance(150)) job.cancel_at = now_ + rng_.between(0, 3 * kSecond);
   if (job.cancel_at >= 0) {

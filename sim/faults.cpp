@@ -181,7 +181,8 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       p.alive = true;
       p.link.wanted = true;
       if (trace_) tracef(p.name + " connects, sends READY and will close");
-      const wire::Ready ready{p.name + ", a peer that closes at once", "ghosthost",
+      const wire::Ready ready{p.name + ", a peer that closes at once",
+                              "ghosthost",
                               static_cast<std::int64_t>(9000 + i),
                               static_cast<std::uint32_t>(rng12_.between(1, 16)),
                               {"m.square"}};

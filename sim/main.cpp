@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.timeouts),
       static_cast<unsigned long long>(total.abandons),
       static_cast<unsigned long long>(total.returns),
-      static_cast<unsigned long long>(total.notices),
-      static_cast<unsigned long long>(total.ghosts), total.max_job_lag_us / 1e6, seconds);
+      static_cast<unsigned long long>(total.notices), static_cast<unsigned long long>(total.ghosts),
+      total.max_job_lag_us / 1e6, seconds);
   return failures ? 1 : 0;
 }

@@ -75,6 +75,15 @@ void World::router_closed(const std::string& id, std::uint64_t connection) {
   where_.erase(w);
   lost_.push_back(id);
   broker_flush();
+  // A worker process that is gone, noticed by its connection closing, holds nothing at the
+  // broker any more: its tasks run elsewhere now, not after heartbeat x liveness (issue 12).
+  auto it = by_id_.find(id);
+  const bool gone = it == by_id_.end() || !peers_[it->second].alive ||
+                    peers_[it->second].link.id != id || !peers_[it->second].link.wanted;
+  if (gone && broker_ && broker_->inflight_count(id) > 0) {
+    violate("the broker still holds " + std::to_string(broker_->inflight_count(id)) + " tasks at " +
+            printable(id) + " after it was told its connection closed");
+  }
 }
 
 void World::peer_send(int i, Frame frame) {

@@ -23,9 +23,9 @@ enum Fault : std::uint32_t {
   kDrift = 1u << 7,         // peers' clocks run up to 2% fast or slow
   // Issue 12's mechanisms (their choices come from a second random stream, so that a run
   // without them is the run issue 11's seeds describe):
-  kHang = 1u << 8,          // items that never return, under per-item and broker time limits
-  kCloseNotice = 1u << 9,   // the ROUTER's monitor reports closed connections (on_disconnected)
-  kChurn = 1u << 10,        // peers that send READY and close before saying anything else
+  kHang = 1u << 8,         // items that never return, under per-item and broker time limits
+  kCloseNotice = 1u << 9,  // the ROUTER's monitor reports closed connections (on_disconnected)
+  kChurn = 1u << 10,       // peers that send READY and close before saying anything else
   kIssue11Faults = (1u << 8) - 1,
   kAllFaults = (1u << 11) - 1,
 };
@@ -59,11 +59,11 @@ struct RunReport {
   std::uint64_t over_limit = 0;  // FAILED over_limit the clients saw
   std::int64_t max_job_lag_us = 0;  // longest a job took past the end of its faults
   // Issue 12's mechanisms at work.
-  std::uint64_t timeouts = 0;     // items that ended FAILED timeout
-  std::uint64_t abandons = 0;     // worker processes replaced to abandon a cancelled task
-  std::uint64_t returns = 0;      // RETURNs the workers sent
-  std::uint64_t notices = 0;      // on_disconnected calls (closed connections noticed)
-  std::uint64_t ghosts = 0;       // peers that sent READY and closed
+  std::uint64_t timeouts = 0;  // items that ended FAILED timeout
+  std::uint64_t abandons = 0;  // worker processes replaced to abandon a cancelled task
+  std::uint64_t returns = 0;   // RETURNs the workers sent
+  std::uint64_t notices = 0;   // on_disconnected calls (closed connections noticed)
+  std::uint64_t ghosts = 0;    // peers that sent READY and closed
 };
 
 RunReport run(const RunOptions& options);

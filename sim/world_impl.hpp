@@ -153,6 +153,9 @@ struct JobRecord {
   Us started = 0;
   Us cancel_at = -1;
   Us limit = 0;  // the time limit per item the broker applies to it (0: none)
+  // Added to kJobBound for a job with an item that hangs: a chunk of n items may run n times
+  // the limit before it is split and its items run alone (docs/protocol.md §10.1).
+  Us hang_allowance = 0;
   enum class State { Running, Completed, Cancelled, Vanished, Failed } state = State::Running;
 };
 

@@ -180,8 +180,8 @@ void SessionCore::on_cancel(const wire::Cancel& cancel, TimePoint now) {
   // `return_after` ago is spared: it may have started just before this CANCEL came, while the
   // broker still sends us work.
   Submitted& front = submitted_.front();
-  const bool orphan = !front.cancelled && (front.returned || front.epoch != epoch_ ||
-                                           taken.count(front.task_id) > 0);
+  const bool orphan = !front.cancelled &&
+                      (front.returned || front.epoch != epoch_ || taken.count(front.task_id) > 0);
   if (orphan && now - front_since_ >= options_.return_after) {
     log_(log::Level::Warning, "task " + std::to_string(front.task_id) + " has run " +
                                   milliseconds(now - front_since_) +
