@@ -186,7 +186,7 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
                               static_cast<std::int64_t>(9000 + i),
                               static_cast<std::uint32_t>(rng12_.between(1, 16)),
                               {"m.square"}};
-      peer_send(i, Frame{wire::encode(ready), std::nullopt});
+      peer_send(i, Frame{wire::encode(ready), std::nullopt, {}});
       try_connect(i, rng12_.between(100, 3 * kMs));
       later(rng12_.between(1 * kMs, 15 * kMs), FaultKind::GhostClose, i);
       break;

@@ -137,7 +137,7 @@ void World::broker_flush() {
       const Us at = std::max(now_ + delay, p->link.last_to_peer);
       p->link.last_to_peer = at;
       Event e = make_event(Ev::ToPeer, it->second, p->link.router_epoch);
-      e.frame = Frame{std::move(o.header), std::move(o.payload)};
+      e.frame = Frame{std::move(o.header), std::move(o.payload), {}};
       schedule(at, std::move(e));
     }
     for (const auto& [peer, tasks] : held_back) {
@@ -178,6 +178,7 @@ void World::deliver_to_broker(int i, Event& e) {
   Peer& p = peers_[i];
   if (!broker_ || !p.link.up || e.tag != p.link.epoch) {
     if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header) + ": lost in flight");
+    excuse_inputs(e.frame);
     return;
   }
   if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));

@@ -50,8 +50,10 @@ void World::kill_worker(int i, const std::string& why, bool host_vanished) {
   ended_running(i);
   // What it held never finishes: the broker's clock on it runs on until it learns of the loss.
   for (const Event& d : p.deferred) excuse_task(d.frame);
-  for (const auto& start : p.exec) excuse_task(Frame{wire::encode(wire::Task{}), start.payload});
+  for (const auto& start : p.exec)
+    excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
   for (std::int64_t x : p.running_inputs) runs_[x].excused = true;
+  for (const Frame& f : p.link.queued) excuse_inputs(f);
   p.alive = false;
   p.frozen = false;
   p.deferred.clear();
@@ -81,6 +83,12 @@ void World::excuse_task(const Frame& frame) {
   }
 }
 
+// A RESULT lost on the way: until the worker misses a heartbeat, the broker cannot tell it from
+// a task still running.
+void World::excuse_inputs(const Frame& frame) {
+  for (std::int64_t x : frame.inputs) runs_[x].excused = true;
+}
+
 void World::ran(std::int64_t x, Us how_long) {
   ItemRun& r = runs_[x];
   r.longest = std::max(r.longest, how_long);
@@ -106,7 +114,7 @@ void World::worker_pump(int i) {
       if (trace_) tracef(p.name + " reconnects (a fresh socket, same id)");
       // What it queued is forgotten (skipped); the broker times it until it learns so.
       for (const auto& start : p.exec)
-        excuse_task(Frame{wire::encode(wire::Task{}), start.payload});
+        excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
       if (now_ - calm_since > kCalmWindow) {
         violate(p.name +
                 " reconnected although neither its connection nor the broker was "
@@ -115,6 +123,7 @@ void World::worker_pump(int i) {
                 " ms: it heard nothing from a broker that was there (the heartbeat gap)");
       }
       break_link(i, 0);
+      for (const Frame& f : p.link.queued) excuse_inputs(f);
       p.link.queued.clear();
       try_connect(i, rng_.between(100, 3 * kMs));
     }
@@ -139,7 +148,10 @@ void World::worker_pump(int i) {
                    " ms and nothing but ALIVE from the broker");
         }
       }
-      peer_send(i, Frame{wire::encode(out.message), std::move(out.payload)});
+      Frame frame{wire::encode(out.message), std::move(out.payload), {}};
+      if (std::holds_alternative<wire::Result>(out.message))
+        frame.inputs = std::exchange(p.finished_inputs, {});
+      peer_send(i, std::move(frame));
     }
     exec_next(i);
   }
@@ -250,6 +262,7 @@ void World::exec_done(int i) {
   }
   // Elapsed as the worker's own clock measured it.
   const Us elapsed = (now_ - p.running_since) + ((now_ - p.running_since) * p.ppm) / 1'000'000;
+  p.finished_inputs = p.running_inputs;
   p.core->on_finished(p.running_sequence, worker::SessionCore::Outcome::Ok,
                       static_cast<std::uint64_t>(std::max<Us>(elapsed, 1)),
                       Bytes::copy(buffer.data(), buffer.size()), local_tp(p));

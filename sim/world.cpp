@@ -96,7 +96,7 @@ void World::check_step() {
     const Peer& p = peers_[i];
     if (!p.job) continue;
     const JobRecord& job = p.jobs.back();
-    const Us deadline = std::max(job.started, calm_at_) + kJobBound + job.hang_allowance;
+    const Us deadline = std::max(job.started, calm_at_) + kJobBound + hang_allowance_;
     if (now_ > deadline) {
       violate(p.name + " job " + std::to_string(job.id) + " has not completed " +
               std::to_string((now_ - std::max(job.started, calm_at_)) / kMs) +

@@ -88,6 +88,7 @@ inline std::string inputs_of(const Bytes& payload) {
 struct Frame {
   std::string header;
   std::optional<Bytes> payload;
+  std::vector<std::int64_t> inputs;  // a RESULT's items, known to the simulated worker only
 };
 
 enum class Ev {
@@ -153,9 +154,6 @@ struct JobRecord {
   Us started = 0;
   Us cancel_at = -1;
   Us limit = 0;  // the time limit per item the broker applies to it (0: none)
-  // Added to kJobBound for a job with an item that hangs: a chunk of n items may run n times
-  // the limit before it is split and its items run alone (docs/protocol.md §10.1).
-  Us hang_allowance = 0;
   enum class State { Running, Completed, Cancelled, Vanished, Failed } state = State::Running;
 };
 
@@ -185,7 +183,8 @@ struct Peer {
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
   Us running_since = 0;
-  bool running_hangs = false;  // the running task holds an item that never returns
+  bool running_hangs = false;                 // the running task holds an item that never returns
+  std::vector<std::int64_t> finished_inputs;  // the task just finished, for its RESULT frame
   // The heartbeat gap: since when the worker has heard nothing but ALIVE while sending RESULTs
   // less than a heartbeat apart. A worker that let RESULTs stand in for HEARTBEAT (the bug)
   // would have heard nothing at all for that long.
@@ -255,6 +254,7 @@ class World {
   void heard(const std::string& id, std::uint64_t connection);
   void router_closed(const std::string& id, std::uint64_t connection);
   void excuse_task(const Frame& frame);
+  void excuse_inputs(const Frame& frame);
   void schedule_close(int i, Us after);
   void broker_tick_schedule();
 
@@ -311,6 +311,10 @@ class World {
   std::map<std::string, std::uint64_t> where_;
   std::vector<std::string> lost_;
   std::map<std::int64_t, ItemRun> runs_;  // by item (x), for the time-limit check
+  // Added to kJobBound: a hung item holds a worker for its chunk's limit (a chunk of n items
+  // runs n times the limit before it is split, docs/protocol.md §10.1), and with few workers
+  // every job waits for that. The sum of (items + 1) x limit over the jobs with one.
+  Us hang_allowance_ = 0;
 };
 
 }  // namespace seppo::sim::detail
