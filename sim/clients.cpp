@@ -120,8 +120,11 @@ void World::check_result(int i, const client::JobCore::ItemResult& r) {
         violate(where + ": error \"" + r.error + "\", expected the raise");
     } else if (!lost) {
       violate(where + ": unexpected error \"" + r.error + "\"");
-    } else if ((options_.faults & kChurn) && !is_poison(x) && runs_[x].starts == 0) {
-      // Issue 12 case 5: charged for peers that never ran it (READY, then closed).
+    } else if ((options_.faults & kChurn) && !is_poison(x) && runs_[x].starts == 0 &&
+               !runs_[x].excused) {
+      // Issue 12 case 5: charged for peers that never ran it (READY, then closed). A TASK lost
+      // on a worker's broken connection, or held by a stopped or dying one, looks to the broker
+      // like a crash while it ran: that may be charged.
       violate(where + ": \"" + r.error + "\" although no worker ever started it");
     }
   }

@@ -192,7 +192,9 @@ void World::deliver_to_peer(int i, Event& e) {
   if (!p.alive || !p.link.up || e.tag != p.link.epoch) {
     if (trace_)
       tracef("B -> " + p.name + " " + describe_header(e.frame.header) + ": lost in flight");
-    excuse_task(e.frame);
+    // Lost on a worker's broken connection, the broker cannot tell it from a crash while it ran;
+    // a peer that said READY and closed must never be charged (invariant 9).
+    if (p.kind != Peer::Kind::Ghost) excuse_task(e.frame);
     return;
   }
   if (p.kind == Peer::Kind::Ghost) {

@@ -1,7 +1,6 @@
 #include "worker/session_core.hpp"
 
 #include <algorithm>
-#include <unordered_set>
 
 #include "protocol/result_entry.hpp"
 
@@ -86,7 +85,7 @@ void SessionCore::on_message(const wire::Message& message, std::optional<Bytes> 
   } else if (auto* error = std::get_if<wire::Error>(&message)) {
     on_error(*error, now);
   } else if (auto* cancel = std::get_if<wire::Cancel>(&message)) {
-    on_cancel(*cancel, now);
+    on_cancel(*cancel);
   } else if (std::holds_alternative<wire::Bye>(message)) {
     forget_tasks();
     if (options_.exit_on_broker_bye) {
@@ -142,28 +141,26 @@ void SessionCore::on_error(const wire::Error& error, TimePoint now) {
   }
 }
 
-void SessionCore::on_cancel(const wire::Cancel& cancel, TimePoint now) {
-  std::unordered_set<std::uint64_t> taken;  // ids the broker took back: it forgot them
+void SessionCore::on_cancel(const wire::Cancel& cancel) {
   for (std::uint64_t id : cancel.task_ids) {
     auto live = [&](const Submitted& t) {
       return t.task_id == id && t.epoch == epoch_ && !t.cancelled && !t.returned;
     };
     // The same id may be held twice: the broker re-sends the tasks a READY re-queued, and
     // sends a task it took back to the worker that offered it when that one has credit. A
-    // CANCEL for an id we offered is the broker taking back that copy only (W22): cancelling
-    // the other copy too would abandon a run the broker may be waiting for, and its answer
-    // "cancelled by the broker" would reach the client once the broker sends the id here again.
+    // CANCEL for an id we offered is the broker taking back that copy (W22), not cancelling the
+    // other: that one would be abandoned, and its answer "cancelled by the broker" would reach
+    // the client once the broker sent the id here again. But the broker puts what it takes back
+    // under a new id and forgets this one: no copy of it is wanted any more, and none answers.
     const bool taken_back = std::any_of(submitted_.begin(), submitted_.end(),
                                         [&](const Submitted& t) { return live(t) && t.offered; });
     for (Submitted& task : submitted_) {
       if (!live(task)) continue;
       if (taken_back) {
-        if (!task.offered) continue;
-        // Skip it if it has not started; if it has, it runs on, and runs elsewhere too (at
-        // least once, §11). No answer either way.
+        // Skip it if it has not started; if it has, it runs on (W24 may abandon it), and runs
+        // elsewhere too (at least once, §11). No answer either way.
         task.returned = true;
         skips_.push_back(task.sequence);
-        taken.insert(id);
       } else {
         task.cancelled = true;
         abandons_.push_back(task.sequence);
@@ -171,25 +168,27 @@ void SessionCore::on_cancel(const wire::Cancel& cancel, TimePoint now) {
     }
   }
   // Ids we do not hold (answered already, or of an earlier connection) need nothing.
-  if (taken.empty() || submitted_.empty()) return;
-  // W24: the broker took back what waited behind the task we run, and that task is one no
-  // broker waits for (taken back after it started, or another copy of an id taken back, or
-  // held from before the session started over): its answer would be dropped, and the broker
-  // sends nothing more here while we run it (§4.16), so one that never returns would hold this
-  // worker for ever. It is abandoned as a cancelled one is (W20). One that started less than
-  // `return_after` ago is spared: it may have started just before this CANCEL came, while the
-  // broker still sends us work.
-  Submitted& front = submitted_.front();
-  const bool orphan = !front.cancelled &&
-                      (front.returned || front.epoch != epoch_ || taken.count(front.task_id) > 0);
-  if (orphan && now - front_since_ >= options_.return_after) {
-    log_(log::Level::Warning, "task " + std::to_string(front.task_id) + " has run " +
-                                  milliseconds(now - front_since_) +
-                                  " ms although no broker waits for it; abandoning it");
-    front.cancelled = true;
-    front.returned = true;  // no answer: the broker forgot it
-    abandons_.push_back(front.sequence);
-  }
+}
+
+// W24: the running task is one no broker waits for (taken back after it started, or held from
+// before the session started over): its answer would be dropped. Once it has run for
+// `return_after` with nothing the broker wants waiting behind it (what waited was offered back
+// and taken), it is abandoned as a cancelled one is (W20): the broker sends nothing more here
+// while it runs (§4.16), so one that never returns would hold this worker for ever. While work
+// the broker wants waits behind it, W21 offers that back first, so that no task sent here is
+// lost with the process; one that started only just now is spared, since the broker may still
+// be sending work here.
+bool SessionCore::orphan_running(TimePoint now) const {
+  return orphan_front() && now - front_since_ >= options_.return_after;
+}
+
+bool SessionCore::orphan_front() const {
+  if (submitted_.empty()) return false;
+  const Submitted& front = submitted_.front();
+  if (front.cancelled || (!front.returned && front.epoch == epoch_)) return false;
+  return std::none_of(submitted_.begin() + 1, submitted_.end(), [&](const Submitted& t) {
+    return t.epoch == epoch_ && !t.cancelled && !t.returned;
+  });
 }
 
 // Tasks of the current connection waiting behind the first one, still ours to run.
@@ -291,6 +290,15 @@ void SessionCore::step(TimePoint now) {
   if (!leaving_ && waiting_behind() && now - front_since_ >= options_.return_after) {
     return_waiting(now);
   }
+  if (orphan_running(now)) {
+    Submitted& front = submitted_.front();
+    log_(log::Level::Warning, "task " + std::to_string(front.task_id) + " has run " +
+                                  milliseconds(now - front_since_) +
+                                  " ms although no broker waits for it; abandoning it");
+    front.cancelled = true;
+    front.returned = true;  // no answer: no broker knows it
+    abandons_.push_back(front.sequence);
+  }
   if (now - last_beat_ >= heartbeat_) {
     // The tasks we hold (seen = 1 says `open` lists them), so the broker can tell those it
     // sent that never arrived: a connection that broke and came back lost them (§8).
@@ -326,6 +334,7 @@ SessionCore::TimePoint SessionCore::next_deadline() const {
   if (!leaving_ && waiting_behind()) {
     deadline = std::min(deadline, front_since_ + options_.return_after);
   }
+  if (orphan_front()) deadline = std::min(deadline, front_since_ + options_.return_after);
   return deadline;
 }
 

@@ -107,7 +107,9 @@ class SessionCore {
   void forget_tasks();
   void on_task(const wire::Task& task, std::optional<Bytes> payload);
   void on_error(const wire::Error& error, TimePoint now);
-  void on_cancel(const wire::Cancel& cancel, TimePoint now);
+  void on_cancel(const wire::Cancel& cancel);
+  bool orphan_front() const;
+  bool orphan_running(TimePoint now) const;
   void return_waiting(TimePoint now);
   bool waiting_behind() const;
   void step(TimePoint now);

@@ -521,7 +521,8 @@ TEST_CASE(
   REQUIRE(count_of<wire::Return>(out) == 1);
   CHECK(std::get<wire::Return>(out.back().message).task_ids == std::vector<std::uint64_t>{1});
   h.core.on_message(wire::Cancel{{1}}, std::nullopt, t0 + 101ms);  // the broker took it back
-  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[1].sequence});
+  // Neither copy is wanted: the executor skips the one not started.
+  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[0].sequence, starts[1].sequence});
   // The broker re-queued the task under a new id and sends nothing more here meanwhile: the
   // running copy would hold this worker, for ever if it never returns (seppo-sim seed 700).
   CHECK(h.core.abandons() == std::vector<std::uint64_t>{starts[0].sequence});
@@ -533,8 +534,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "W24 a task taken back after it started runs on while nothing waits behind it, and is "
-    "abandoned when the broker takes back the work that then waits behind it") {
+    "W24 a task taken back just after it started is spared at first; once work sent after it "
+    "is offered back and taken, it is abandoned") {
   SessionCoreOptions fixed;
   fixed.prefetch = 4;
   fixed.return_after = 100ms;
@@ -565,6 +566,34 @@ TEST_CASE(
   REQUIRE(h.core.abandons().size() == 1);
   CHECK(h.core.abandons()[0] == starts[0].sequence - 1);  // task 2's
   CHECK(h.logged("although no broker waits for it"));
+}
+
+TEST_CASE(
+    "W24 a task taken back after it started, with nothing waiting behind it, is abandoned once "
+    "it has run return_after (the broker sends nothing more here meanwhile: seppo-sim 41988)") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  fixed.return_after = 100ms;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  const auto starts = h.starts();
+  h.core.on_tick(t0 + 100ms);
+  REQUIRE(count_of<wire::Return>(h.take()) == 1);
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x91\x92\x00\x19", 4)),
+                     t0 + 101ms);
+  h.take();                                                        // 1's RESULT
+  h.core.on_message(wire::Cancel{{2}}, std::nullopt, t0 + 103ms);  // 2 started at 101 ms
+  CHECK(h.core.abandons().empty());
+  CHECK(h.core.next_deadline() <= t0 + 201ms);
+  h.core.on_tick(t0 + 200ms);
+  CHECK(h.core.abandons().empty());
+  h.core.on_tick(t0 + 201ms);
+  CHECK(h.core.abandons() == std::vector<std::uint64_t>{starts[1].sequence});
+  h.core.on_finished(starts[1].sequence, Outcome::Failed, 0, Bytes(std::string("killed")),
+                     t0 + 202ms);
+  CHECK(count_of<wire::Result>(h.take()) == 0);
 }
 
 TEST_CASE(
