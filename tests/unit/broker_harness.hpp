@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <deque>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -104,13 +106,35 @@ struct Harness {
   }
   // Messages of type T sent to `peer`, in order.
   template <class T>
-  std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
+  static std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
     std::vector<T> out;
     for (const auto& s : all) {
       if (s.peer == peer && std::holds_alternative<T>(s.message))
         out.push_back(std::get<T>(s.message));
     }
     return out;
+  }
+};
+
+// What each worker holds, as the broker's TASKs tell it: for tests that answer tasks in the
+// order sent, as workers run them.
+struct Held {
+  std::map<std::string, std::deque<std::uint64_t>> tasks;
+  // Records the TASKs in `out`, and returns them.
+  std::vector<Sent> track(std::vector<Sent> out) {
+    for (const auto& s : out) {
+      if (const auto* t = std::get_if<wire::Task>(&s.message)) tasks[s.peer].push_back(t->task_id);
+    }
+    return out;
+  }
+  // Answers the task `worker` runs (its oldest), and records what the broker sends then.
+  std::vector<Sent> answer(Harness& h, const std::string& worker) {
+    auto& queue = tasks[worker];
+    REQUIRE_FALSE(queue.empty());
+    const std::uint64_t id = queue.front();
+    queue.pop_front();
+    h.result(worker, id, 1);
+    return track(h.drain());
   }
 };
 

@@ -366,6 +366,91 @@ TEST_CASE("B42: a single item charged for its lost worker goes back to the front
   CHECK(again[0].task_id == first[0].task_id);
 }
 
+namespace {
+
+// Three workers of capacity 2 kept busy by two clients' jobs of 20 single items each; W3 is then
+// lost, so the task it was running is a suspect (B39, B43) and its other task is queued again.
+// Returns the suspect's id.
+std::uint64_t busy_with_a_suspect(Harness& h, Held& held) {
+  for (const char* w : {"W1", "W2", "W3"}) h.ready(w, {"m.f"}, 2);
+  for (int i = 0; i < 20; ++i) {
+    h.submit("A", 1, "m.f", i, items(i), 1, 60000);
+    h.submit("B", 1, "m.f", i, items(100 + i), 1, 60000);
+  }
+  held.track(h.drain());
+  for (const char* w : {"W1", "W2", "W3"}) REQUIRE(held.tasks[w].size() == 2);
+  const std::uint64_t suspect = held.tasks["W3"].front();
+  h.core.on_disconnected("W3", h.now);
+  held.tasks.erase("W3");
+  REQUIRE(held.track(h.drain()).empty());  // nobody has credit: both wait
+  return suspect;
+}
+
+bool sent(const std::vector<Sent>& out, const std::string& worker, std::uint64_t task) {
+  for (const auto& t : Harness::sent_to<wire::Task>(out, worker)) {
+    if (t.task_id == task) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "B50: a suspect waiting while other jobs keep every worker busy gets a worker that drains for "
+    "it, not all their work") {
+  Harness h;
+  Held held;
+  const std::uint64_t suspect = busy_with_a_suspect(h, held);
+  // W1 answers first: it holds the fewest tasks then, so it stops getting work and drains.
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());
+  const auto w2 = held.answer(h, "W2");
+  CHECK(h.sent_to<wire::Task>(w2, "W2").size() == 1);  // the others' work goes on at W2
+  CHECK_FALSE(sent(w2, "W2", suspect));
+  const auto w1 = held.answer(h, "W1");  // W1 holds nothing now: the suspect, alone
+  REQUIRE(h.sent_to<wire::Task>(w1, "W1").size() == 1);
+  CHECK(sent(w1, "W1", suspect));
+  CHECK(h.core.inflight_count("W1") == 1);
+  // Answered, the suspect frees W1 for everyone's work again.
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);
+}
+
+TEST_CASE("B50: the reservation ends when the suspect is taken elsewhere, cancelled, or lost") {
+  SUBCASE("taken by another worker once it holds nothing and has spoken") {
+    Harness h;
+    Held held;
+    const std::uint64_t suspect = busy_with_a_suspect(h, held);
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
+    h.ready("W4", {"m.f"}, 1);  // before it speaks, the other job's task
+    CHECK_FALSE(sent(held.track(h.drain()), "W4", suspect));
+    CHECK(sent(held.answer(h, "W4"), "W4", suspect));
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);  // works again
+  }
+  SUBCASE("its job cancelled by its client") {
+    Harness h;
+    Held held;
+    const std::uint64_t suspect = busy_with_a_suspect(h, held);
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
+    // Task ids are given in SUBMIT order: A's chunks got the odd ones.
+    h.deliver(suspect % 2 == 1 ? "A" : "B", wire::Done{1});
+    held.track(h.drain());
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);  // works again
+  }
+  SUBCASE("the reserved worker lost: another drains for it") {
+    Harness h;
+    Held held;
+    const std::uint64_t suspect = busy_with_a_suspect(h, held);
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
+    h.deliver("W1", wire::Bye{"leaving"});  // its task goes back, uncharged
+    held.tasks.erase("W1");
+    held.track(h.drain());
+    // W2 may first run the task W1 handed back, if it went before the suspect in its job.
+    bool got = false;
+    for (int i = 0; i < 3 && !got; ++i) got = sent(held.answer(h, "W2"), "W2", suspect);
+    CHECK(got);
+    CHECK(h.core.inflight_count("W2") == 1);  // alone
+  }
+}
+
 // ---- Review findings (not rows) ----
 
 TEST_CASE("a TASK slower than a liveness on its way is not sent again once its worker lists it") {
