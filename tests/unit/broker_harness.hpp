@@ -1,5 +1,5 @@
 // The broker's core driven message by message with a fake clock: no sockets, no sleeps. Shared
-// by the broker's unit tests (broker_core_test.cpp, broker_rows_test.cpp).
+// by the broker's unit tests (broker_core_test.cpp, broker_rows_test.cpp, task_timer_test.cpp).
 #pragma once
 
 #include <doctest/doctest.h>
@@ -33,6 +33,15 @@ std::string items(const Items&... values) {
   msgpack::packer<msgpack::sbuffer> p(buffer);
   p.pack_array(sizeof...(values));
   (p.pack(values), ...);
+  return std::string(buffer.data(), buffer.size());
+}
+
+// An array of `count` items 0, 1, ...: a chunk's payload where the items do not matter.
+inline std::string numbers(std::uint32_t count) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack(i);
   return std::string(buffer.data(), buffer.size());
 }
 
@@ -76,6 +85,13 @@ struct Harness {
               std::uint64_t first, const std::string& payload, std::uint32_t count,
               std::uint32_t wait_ms = 1000) {
     deliver(client, wire::Submit{job, function, first, count, wait_ms}, &payload);
+  }
+  // A chunk of `count` items for job 1 of client C1 (function m.f) with SUBMIT's optional time
+  // limit per item (0: none).
+  void submit_timed(std::uint64_t first, std::uint32_t count, std::uint32_t item_timeout_ms,
+                    std::uint32_t wait_ms = 60000) {
+    const std::string payload = numbers(count);
+    deliver("C1", wire::Submit{1, "m.f", first, count, wait_ms, item_timeout_ms}, &payload);
   }
   void result(const std::string& worker, std::uint64_t task, std::uint32_t count) {
     const std::string payload = ok_results(count);

@@ -13,17 +13,6 @@
 using namespace seppo;
 using namespace seppo::broker_test;
 
-namespace {
-
-// A chunk with a time limit per item (SUBMIT's optional item_timeout_ms).
-void submit_timed(Harness& h, std::uint64_t first, std::uint32_t item_timeout_ms,
-                  std::uint32_t wait_ms = 60000) {
-  const std::string payload = items(static_cast<int>(first));
-  h.deliver("C1", wire::Submit{1, "m.f", first, 1, wait_ms, item_timeout_ms}, &payload);
-}
-
-}  // namespace
-
 TEST_CASE("B1: a valid READY registers the worker, is answered ALIVE, and gets queued work") {
   Harness h;
   h.submit("C1", 1, "m.f", 0, items(1), 1, 60000);
@@ -175,7 +164,7 @@ TEST_CASE(
     "until it answers that task") {
   Harness h;
   h.ready("W1", {"m.f"}, 2);
-  for (std::uint64_t i = 0; i < 3; ++i) submit_timed(h, i, 500);
+  for (std::uint64_t i = 0; i < 3; ++i) h.submit_timed(i, 1, 500);
   const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 2);
   h.deliver("W1", wire::Heartbeat{0, 0, {}});
@@ -285,8 +274,8 @@ TEST_CASE(
     "B29: the first accepted SUBMIT creates the job and its client; its time limit is the job's") {
   Harness h;
   h.ready("W1", {"m.f"}, 1);
-  submit_timed(h, 0, 500);
-  submit_timed(h, 1, 0);  // a later chunk's limit does not change the job's
+  h.submit_timed(0, 1, 500);
+  h.submit_timed(1, 1, 0);  // a later chunk's limit does not change the job's
   CHECK(h.core.job_count() == 1);
   CHECK(h.core.client_count() == 1);
   const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
@@ -415,31 +404,23 @@ TEST_CASE(
 }
 
 TEST_CASE("B50: the reservation ends when the suspect is taken elsewhere, cancelled, or lost") {
+  Harness h;
+  Held held;
+  const std::uint64_t suspect = busy_with_a_suspect(h, held);
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
   SUBCASE("taken by another worker once it holds nothing and has spoken") {
-    Harness h;
-    Held held;
-    const std::uint64_t suspect = busy_with_a_suspect(h, held);
-    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
     h.ready("W4", {"m.f"}, 1);  // before it speaks, the other job's task
     CHECK_FALSE(sent(held.track(h.drain()), "W4", suspect));
     CHECK(sent(held.answer(h, "W4"), "W4", suspect));
     CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);  // works again
   }
   SUBCASE("its job cancelled by its client") {
-    Harness h;
-    Held held;
-    const std::uint64_t suspect = busy_with_a_suspect(h, held);
-    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
     // Task ids are given in SUBMIT order: A's chunks got the odd ones.
     h.deliver(suspect % 2 == 1 ? "A" : "B", wire::Done{1});
     held.track(h.drain());
     CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);  // works again
   }
   SUBCASE("the reserved worker lost: another drains for it") {
-    Harness h;
-    Held held;
-    const std::uint64_t suspect = busy_with_a_suspect(h, held);
-    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
     h.deliver("W1", wire::Bye{"leaving"});  // its task goes back, uncharged
     held.tasks.erase("W1");
     held.track(h.drain());
