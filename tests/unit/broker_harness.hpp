@@ -86,6 +86,14 @@ struct Harness {
               std::uint32_t wait_ms = 1000) {
     deliver(client, wire::Submit{job, function, first, count, wait_ms}, &payload);
   }
+  // Worker `worker` of m.f with `capacity`, and `chunks` one-item chunks 0, 1, ... of job 1 of
+  // client C1 (items 1, 2, ...): returns the TASKs the worker got (other messages are drained).
+  std::vector<wire::Task> serve(const std::string& worker, std::uint32_t capacity,
+                                std::uint32_t chunks) {
+    ready(worker, {"m.f"}, capacity);
+    for (std::uint32_t i = 0; i < chunks; ++i) submit("C1", 1, "m.f", i, items(i + 1), 1);
+    return sent_to<wire::Task>(drain(), worker);
+  }
   // A chunk of `count` items for job 1 of client C1 (function m.f) with SUBMIT's optional time
   // limit per item (0: none).
   void submit_timed(std::uint64_t first, std::uint32_t count, std::uint32_t item_timeout_ms,

@@ -56,10 +56,7 @@ TEST_CASE("B4: an invalid READY is refused with bad_message and changes nothing"
 
 TEST_CASE("B6: a RESULT refreshes its worker, returns its credit and dispatches the next task") {
   Harness h;
-  h.ready("W1", {"m.f"}, 1);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto tasks = h.serve("W1", 1, 2);
   REQUIRE(tasks.size() == 1);
   h.now += 2000ms;
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
@@ -75,9 +72,7 @@ TEST_CASE("B6: a RESULT refreshes its worker, returns its credit and dispatches 
 
 TEST_CASE("B7: CREDIT changes a worker's capacity at once, and a lower one takes back nothing") {
   Harness h;
-  h.ready("W1", {"m.f"}, 1);
-  for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
-  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  auto tasks = h.serve("W1", 1, 5);
   REQUIRE(tasks.size() == 1);
   h.deliver("W1", wire::Credit{3});
   const auto more = h.sent_to<wire::Task>(h.drain(), "W1");
@@ -100,10 +95,7 @@ TEST_CASE(
   broker::Config config;
   config.max_attempts = 1;  // any charge would fail the item at once
   Harness h(config);
-  h.ready("W1", {"m.f"}, 2);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto tasks = h.serve("W1", 2, 2);
   REQUIRE(tasks.size() == 2);
   h.deliver("W1", wire::Ready{"W1", "host", 2, 2, {"m.g"}});  // a new process, other functions
   auto out = h.drain();
@@ -135,10 +127,7 @@ TEST_CASE(
     "B11: RETURN refreshes the worker and re-queues the listed tasks it holds, without an "
     "attempt, CANCELing them") {
   Harness h;
-  h.ready("W1", {"m.f"}, 2);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto tasks = h.serve("W1", 2, 2);
   REQUIRE(tasks.size() == 2);
   h.now += 2500ms;
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
@@ -225,10 +214,7 @@ TEST_CASE(
   broker::Config config;
   config.max_attempts = 2;
   Harness h(config);
-  h.ready("W1", {"m.f"}, 1);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto first = h.serve("W1", 1, 2);
   REQUIRE(first.size() == 1);
   h.deliver("W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}});
   const auto again = h.sent_to<wire::Task>(h.drain(), "W1");
@@ -342,10 +328,7 @@ TEST_CASE(
 
 TEST_CASE("B42: a single item charged for its lost worker goes back to the front of its queue") {
   Harness h;
-  h.ready("W1", {"m.f"}, 1);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto first = h.serve("W1", 1, 2);
   REQUIRE(first.size() == 1);
   h.core.on_disconnected("W1", h.now);
   CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
