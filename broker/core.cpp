@@ -834,10 +834,11 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
                          TimePoint now) {
   auto w = workers_.find(id);
   if (w == workers_.end()) return;
+  // Its suspect waits again; the next dispatch of the function reserves another worker (B50).
+  // Before the move: the service points at this record.
+  if (w->second.drained_for != nullptr) unreserve(*w->second.drained_for);
   Worker worker = std::move(w->second);
   workers_.erase(w);
-  // Its suspect waits again; the next dispatch of the function reserves another worker (B50).
-  if (worker.drained_for != nullptr) unreserve(*worker.drained_for);
   for (const std::string& f : worker.functions) {
     Service& s = services_[f];
     for (std::size_t i = s.providers.size(); i-- > 0;) {
