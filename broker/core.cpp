@@ -417,7 +417,12 @@ void Core::dispatch(Service& service, const std::string& function) {
         idle = &w;
         idle_id = &id;
       }
-      if (w.drained_for != nullptr) continue;  // kept for a suspect (B50)
+      if (w.drained_for != nullptr) {  // kept for a suspect (B50)
+        if (used != 0 || reservation_waits(*w.drained_for)) continue;
+        // It holds nothing (tasks handed back, or found lost) and its suspect cannot go now:
+        // no RESULT will come from it to end the reservation, so it ends here.
+        unreserve(*w.drained_for);
+      }
       const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
       if (free > 0 &&
           (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
@@ -602,6 +607,15 @@ void Core::unreserve(Service& service) {
 bool Core::reservation_live(const Service& service) const {
   auto t = tasks_.find(service.drain_for);
   return t != tasks_.end() && t->second.holder.empty();
+}
+
+bool Core::reservation_waits(const Service& service) const {
+  auto t = tasks_.find(service.drain_for);
+  if (t == tasks_.end() || !t->second.holder.empty()) return false;
+  auto j = jobs_.find(t->second.job);
+  return j != jobs_.end() && !j->second.queue.empty() &&
+         j->second.queue.front() == service.drain_for &&
+         !delivery_backlogged(t->second.job.client);
 }
 
 // A client whose results wait unread in the broker's send queue beyond its byte limit gets

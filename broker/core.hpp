@@ -247,6 +247,8 @@ class Core {
   void unreserve(Service& service);
   // The reserved-for suspect is still queued: it exists and nobody holds it.
   bool reservation_live(const Service& service) const;
+  // And it could be sent now: first in its job's queue, its client not backlogged.
+  bool reservation_waits(const Service& service) const;
   // A suspect of `service` was sent: the reservation made for it, if any, is over.
   void took_suspect(Service& service, std::uint64_t task_id) {
     if (service.drain != nullptr && service.drain_for == task_id) unreserve(service);

@@ -415,6 +415,20 @@ TEST_CASE("B50: the reservation ends when the suspect is taken elsewhere, cancel
   }
 }
 
+TEST_CASE(
+    "B50: a reserved worker that hands back all it holds, putting a task before the suspect, works "
+    "again") {
+  Harness h;
+  Held held;
+  busy_with_a_suspect(h, held);
+  // New work was placed A0 W1, B0 W2, A1 W3, B1 W1, A2 W2, B2 W3: W3 ran A1, now the suspect.
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W2"), "W2").empty());  // W2 drains, holds A2
+  h.deliver("W2", wire::Return{{held.tasks["W2"].front()}});         // A2 goes before A1 again
+  held.tasks["W2"].clear();
+  // No RESULT will come from W2 now: the reservation ends here, not never.
+  CHECK(h.sent_to<wire::Task>(held.track(h.drain()), "W2").size() == 2);
+}
+
 // ---- Review findings (not rows) ----
 
 TEST_CASE("a TASK slower than a liveness on its way is not sent again once its worker lists it") {
