@@ -1,5 +1,6 @@
 #include "worker/session.hpp"
 
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,7 +15,6 @@
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "common/monitor.hpp"
-#include "common/poll.hpp"
 #include "common/signals.hpp"
 #include "protocol/bytes_zmq.hpp"
 #include "protocol/wire.hpp"
@@ -53,13 +53,13 @@ std::vector<std::string> names(const std::vector<Function>& functions) {
   return list;
 }
 
-// The socket loop around SessionCore: poll the broker's socket, the executor's pipe, the
+// The socket loop around SessionCore: poll the broker's socket, the executor's eventfd, the
 // signals and the handshake monitor; feed what arrives to the core; carry out what it asks.
 class Session {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
       : options_(options),
-        executor_(context_, functions),
+        executor_(functions),
         core_(core_options(options), identity(), names(functions), Clock::now()) {
     identity_ = random_routing_id('W');
   }
@@ -69,21 +69,31 @@ class Session {
     connect();
     while (true) {
       carry_out();
+      // The sockets' ZMQ_FDs only say "something changed": they are polled raw below (a
+      // zmq_poll costs a dozen syscalls for three sockets), and only once the last operation
+      // on the broker's socket was a receive that found nothing, after which a new message
+      // makes its fd readable again. A send may take that signal: read until nothing is left.
+      if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
       if (core_.ending() != SessionCore::Ending::Running) break;
-      std::vector<zmq::pollitem_t> items = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
-                                            {executor_.pipe().handle(), 0, ZMQ_POLLIN, 0},
-                                            {nullptr, signals.fd(), ZMQ_POLLIN, 0},
-                                            monitor_->pollitem()};
+      if (monitor_pending_) check_handshake();  // a new monitor: its fd may have fired
+      pollfd fds[4] = {{socket_fd_, POLLIN, 0},
+                       {executor_.fd(), POLLIN, 0},
+                       {signals.fd(), POLLIN, 0},
+                       {monitor_fd_, POLLIN, 0}};
       const auto wait =
           std::chrono::ceil<std::chrono::milliseconds>(core_.next_deadline() - Clock::now());
-      seppo::poll(items, std::clamp(wait, std::chrono::milliseconds(0), core_.heartbeat()));
-      if (items[3].revents & ZMQ_POLLIN) check_handshake();
-      if (items[2].revents & ZMQ_POLLIN) {
+      const int timeout = static_cast<int>(
+          std::clamp(wait, std::chrono::milliseconds(0), core_.heartbeat()).count());
+      if (::poll(fds, 4, timeout) < 0) {
+        for (pollfd& fd : fds) fd.revents = 0;  // EINTR: a signal, seen through its pipe
+      }
+      if (fds[3].revents & POLLIN) check_handshake();
+      if (fds[2].revents & POLLIN) {
         signals.take();
         core_.on_stop(Clock::now());
       }
-      if (items[1].revents & ZMQ_POLLIN) finish_tasks();
-      if (items[0].revents & ZMQ_POLLIN) receive();
+      if (fds[1].revents & POLLIN) finish_tasks();
+      if (fds[0].revents & POLLIN) receive();
       core_.on_tick(Clock::now());
     }
     const bool forbidden = core_.ending() == SessionCore::Ending::Forbidden;
@@ -99,7 +109,7 @@ class Session {
     if (core_.take_reconnect()) connect();
     executor_.skip_through(core_.skip_through());
     for (SessionCore::Start& start : core_.starts()) {
-      executor_.submit(start.sequence, start.function_index, to_zmq(start.payload));
+      executor_.submit(start.sequence, start.function_index, std::move(start.payload));
     }
     core_.starts().clear();
     for (std::uint64_t sequence : core_.skips()) executor_.cancel(sequence, false);
@@ -108,6 +118,7 @@ class Session {
       if (executor_.cancel(sequence, true)) abandon_process();
     }
     core_.abandons().clear();
+    if (!core_.outbox().empty()) drained_ = false;  // see run()
     for (const SessionCore::Outgoing& out : core_.outbox()) {
       const std::string header = wire::encode(out.message);
       if (out.payload) {
@@ -150,11 +161,17 @@ class Session {
     }
     monitor_.emplace(context_, *socket_);
     socket_->connect(options_.endpoint);
+    socket_fd_ = socket_->get(zmq::sockopt::fd);
+    monitor_fd_ =
+        zmq::socket_ref(zmq::from_handle, monitor_->pollitem().socket).get(zmq::sockopt::fd);
+    drained_ = false;
+    monitor_pending_ = true;
   }
 
   // ZeroMQ retries a refused handshake every 100 ms without a word: say why, once, and keep
   // trying, so the worker joins as soon as the broker's operator authorises its key.
   void check_handshake() {
+    monitor_pending_ = false;  // take() below reads until nothing is left
     const bool curve = !options_.curve_secret_key.empty();
     while (std::optional<HandshakeMonitor::Event> event = monitor_->take()) {
       std::string trouble;
@@ -192,6 +209,7 @@ class Session {
     while (core_.ending() == SessionCore::Ending::Running) {
       frames.clear();
       if (!zmq::recv_multipart(*socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        drained_ = true;  // until the next send: the fd now signals the next message
         return;
       }
       wire::Message message;
@@ -209,13 +227,13 @@ class Session {
   }
 
   void finish_tasks() {
-    while (std::optional<Executor::Outcome> finished = executor_.try_finish()) {
-      const auto outcome = finished->status == Executor::Status::Ok ? SessionCore::Outcome::Ok
-                           : finished->status == Executor::Status::Failed
+    for (Executor::Outcome& finished : executor_.take_finished()) {
+      const auto outcome = finished.status == Executor::Status::Ok ? SessionCore::Outcome::Ok
+                           : finished.status == Executor::Status::Failed
                                ? SessionCore::Outcome::Failed
                                : SessionCore::Outcome::Skipped;
-      core_.on_finished(finished->sequence, outcome, finished->elapsed_us,
-                        from_zmq(std::move(finished->output)), Clock::now());
+      core_.on_finished(finished.sequence, outcome, finished.elapsed_us, std::move(finished.output),
+                        Clock::now());
     }
   }
 
@@ -227,6 +245,9 @@ class Session {
   std::optional<zmq::socket_t> socket_;
   std::optional<HandshakeMonitor> monitor_;  // of socket_, replaced with it
   std::string handshake_trouble_;            // the last handshake failure reported
+  int socket_fd_ = -1, monitor_fd_ = -1;     // their ZMQ_FDs
+  bool drained_ = false;          // the last operation on socket_ was a receive that found none
+  bool monitor_pending_ = false;  // events may wait that its fd will not announce again
 };
 
 }  // namespace
