@@ -1,12 +1,8 @@
 #include "worker/executor.hpp"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <string>
-#include <system_error>
+#include <utility>
 
 namespace seppo::worker {
 namespace {
@@ -17,9 +13,8 @@ void append(void* context, const char* data, size_t size) {
 
 }  // namespace
 
-Executor::Executor(const std::vector<Function>& functions) : functions_(functions) {
-  event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (event_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+Executor::Executor(const std::vector<Function>& functions, Finished finished)
+    : functions_(functions), finished_(std::move(finished)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -30,7 +25,6 @@ Executor::~Executor() {
   }
   wake_.notify_one();
   thread_.join();
-  ::close(event_fd_);
 }
 
 void Executor::submit(std::uint64_t sequence, std::uint32_t function_index, Bytes payload) {
@@ -59,26 +53,6 @@ bool Executor::cancel(std::uint64_t sequence, bool abandon) {
   if (!functions_.at(running_function_).interruptible) return true;
   abandon_flag().store(true);
   return false;
-}
-
-std::vector<Executor::Outcome> Executor::take_finished() {
-  // Read before taking: a chunk finished after the read writes the eventfd again.
-  std::uint64_t count;
-  (void)!::read(event_fd_, &count, sizeof count);
-  std::vector<Outcome> taken;
-  std::lock_guard<std::mutex> lock(mutex_);
-  taken.swap(finished_);
-  return taken;
-}
-
-// Called with mutex_ held.
-void Executor::finished(Outcome&& outcome) {
-  // Only the first waiting outcome signals: the socket loop takes them all at once.
-  if (finished_.empty()) {
-    const std::uint64_t one = 1;
-    (void)!::write(event_fd_, &one, sizeof one);
-  }
-  finished_.push_back(std::move(outcome));
 }
 
 void Executor::run() {
@@ -113,7 +87,9 @@ void Executor::run() {
       lock.lock();
       running_ = 0;
     }
-    finished(std::move(outcome));
+    lock.unlock();
+    finished_(std::move(outcome));
+    lock.lock();
   }
 }
 

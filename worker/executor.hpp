@@ -1,17 +1,19 @@
 // Runs chunks on a thread of its own, so the worker's socket loop keeps heartbeating while a
 // function computes for minutes. Tasks go in through a queue under a mutex (a condition
-// variable wakes the thread only when it waits); finished ones come back through another,
-// announced on an eventfd that the socket loop polls next to its socket. No inproc socket in
-// between: each ZeroMQ message between threads cost several syscalls on both sides (its
-// signaler's getpid, poll and read), and a zmq_poll of three sockets a dozen more, which made
-// the syscalls, not the work, most of a 10 ms task's cost on a loaded machine (issue 16,
-// bench/PROFILE.md).
+// variable wakes the thread only when it waits for one); each finished chunk is handed to a
+// callback on the executor's own thread, which answers the broker itself (worker/session.cpp)
+// and takes the next task without waking the socket loop. There used to be an inproc PAIR
+// socket between the two threads: each message over it cost several syscalls on both sides
+// (its signaler's getpid, poll and read), a zmq_poll of three sockets a dozen more, and two
+// thread wake-ups per task, which made the syscalls, not the work, most of a 10 ms task's
+// cost on a loaded machine (issue 16, bench/PROFILE.md).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -24,13 +26,21 @@ namespace seppo::worker {
 
 class Executor {
  public:
-  explicit Executor(const std::vector<Function>& functions);
+  enum class Status : unsigned char { Ok = 0, Failed = 1, Skipped = 2 };
+  struct Outcome {
+    std::uint64_t sequence = 0;
+    Status status = Status::Failed;  // Failed: output is a message for the whole chunk
+    std::uint64_t elapsed_us = 0;
+    Bytes output;
+  };
+  // Called on the executor's thread for each chunk finished (or skipped), in submission order,
+  // with none of the executor's locks held: it may call submit() and cancel().
+  using Finished = std::function<void(Outcome&&)>;
+
+  Executor(const std::vector<Function>& functions, Finished finished);
   ~Executor();  // asks the thread to stop after its current chunk and joins it
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
-
-  // Readable (poll POLLIN) when finished chunks wait for take_finished().
-  int fd() const { return event_fd_; }
 
   // Queues a chunk; the thread runs them one after another in submission order, so a stream of
   // tiny tasks needs no round trip between threads per task.
@@ -49,16 +59,6 @@ class Executor {
   // cleared before each task starts. One per process, like the executor thread.
   static std::atomic<bool>& abandon_flag();
 
-  enum class Status : unsigned char { Ok = 0, Failed = 1, Skipped = 2 };
-  struct Outcome {
-    std::uint64_t sequence = 0;
-    Status status = Status::Failed;  // Failed: output is a message for the whole chunk
-    std::uint64_t elapsed_us = 0;
-    Bytes output;
-  };
-  // The chunks finished since the last call, in order; clears fd()'s readiness.
-  std::vector<Outcome> take_finished();
-
  private:
   struct Queued {
     std::uint64_t sequence;
@@ -67,15 +67,13 @@ class Executor {
   };
 
   void run();
-  void finished(Outcome&& outcome);
 
   const std::vector<Function>& functions_;
-  int event_fd_ = -1;
+  Finished finished_;
   std::atomic<std::uint64_t> skip_through_{0};
   std::mutex mutex_;  // guards everything below that the thread and the socket loop share:
   std::condition_variable wake_;       // the thread waits on it for queued_ or stop_
   std::deque<Queued> queued_;          // submitted, not started
-  std::vector<Outcome> finished_;      // not taken yet; fd() is readable while non-empty
   bool stop_ = false;                  // the destructor's request
   std::set<std::uint64_t> cancelled_;  // not started yet, to skip
   std::uint64_t last_started_ = 0;     // sequences up to this have started (or been skipped)

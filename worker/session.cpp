@@ -2,11 +2,16 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <mutex>
 #include <optional>
+#include <system_error>
+#include <utility>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -53,19 +58,35 @@ std::vector<std::string> names(const std::vector<Function>& functions) {
   return list;
 }
 
-// The socket loop around SessionCore: poll the broker's socket, the executor's eventfd, the
-// signals and the handshake monitor; feed what arrives to the core; carry out what it asks.
+// The socket loop around SessionCore: poll the broker's socket, the signals and the handshake
+// monitor; feed what arrives to the core; carry out what it asks. The executor's thread feeds
+// it the finished tasks itself, under the same lock, and sends their results: the loop holds
+// the lock except while it waits, and the socket is then used by one thread at a time
+// (ZeroMQ allows a socket to change threads across a full memory barrier, which the lock is).
 class Session {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
       : options_(options),
-        executor_(functions),
-        core_(core_options(options), identity(), names(functions), Clock::now()) {
+        core_(core_options(options), identity(), names(functions), Clock::now()),
+        executor_(functions,
+                  [this](Executor::Outcome&& outcome) { finished(std::move(outcome)); }) {
     identity_ = random_routing_id('W');
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  }
+
+  ~Session() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;  // the executor's thread, finishing a chunk, leaves the socket alone
+    }
+    ::close(wake_fd_);
+    // executor_, declared last, is destroyed first: its thread ends before what it uses.
   }
 
   int run() {
     SignalPipe signals({SIGINT, SIGTERM});
+    std::unique_lock<std::mutex> lock(mutex_);
     connect();
     while (true) {
       carry_out();
@@ -77,22 +98,31 @@ class Session {
       if (core_.ending() != SessionCore::Ending::Running) break;
       if (monitor_pending_) check_handshake();  // a new monitor: its fd may have fired
       pollfd fds[4] = {{socket_fd_, POLLIN, 0},
-                       {executor_.fd(), POLLIN, 0},
+                       {wake_fd_, POLLIN, 0},
                        {signals.fd(), POLLIN, 0},
                        {monitor_fd_, POLLIN, 0}};
-      const auto wait =
-          std::chrono::ceil<std::chrono::milliseconds>(core_.next_deadline() - Clock::now());
-      const int timeout = static_cast<int>(
-          std::clamp(wait, std::chrono::milliseconds(0), core_.heartbeat()).count());
-      if (::poll(fds, 4, timeout) < 0) {
+      const auto now = Clock::now();
+      const auto deadline = std::min(core_.next_deadline(), now + core_.heartbeat());
+      const auto wait = std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - now),
+                                 std::chrono::milliseconds(0));
+      polled_ = Polled{deadline, connections_};
+      lock.unlock();
+      const int ready = ::poll(fds, 4, static_cast<int>(wait.count()));
+      lock.lock();
+      const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
+      if (ready < 0) {
         for (pollfd& fd : fds) fd.revents = 0;  // EINTR: a signal, seen through its pipe
       }
+      if (fds[1].revents & POLLIN) {
+        std::uint64_t count;
+        (void)!::read(wake_fd_, &count, sizeof count);
+      }
+      if (connections_ != polled->connections) continue;  // the executor's thread reconnected
       if (fds[3].revents & POLLIN) check_handshake();
       if (fds[2].revents & POLLIN) {
         signals.take();
         core_.on_stop(Clock::now());
       }
-      if (fds[1].revents & POLLIN) finish_tasks();
       if (fds[0].revents & POLLIN) receive();
       core_.on_tick(Clock::now());
     }
@@ -100,6 +130,7 @@ class Session {
     socket_->set(zmq::sockopt::linger, forbidden ? 0 : 1000);  // let BYE through, never hang
     monitor_.reset();
     socket_.reset();
+    closed_ = true;
     return forbidden ? kExitForbidden : 0;
   }
 
@@ -166,6 +197,7 @@ class Session {
         zmq::socket_ref(zmq::from_handle, monitor_->pollitem().socket).get(zmq::sockopt::fd);
     drained_ = false;
     monitor_pending_ = true;
+    ++connections_;
   }
 
   // ZeroMQ retries a refused handshake every 100 ms without a word: say why, once, and keep
@@ -226,21 +258,38 @@ class Session {
     }
   }
 
-  void finish_tasks() {
-    for (Executor::Outcome& finished : executor_.take_finished()) {
-      const auto outcome = finished.status == Executor::Status::Ok ? SessionCore::Outcome::Ok
-                           : finished.status == Executor::Status::Failed
-                               ? SessionCore::Outcome::Failed
-                               : SessionCore::Outcome::Skipped;
-      core_.on_finished(finished.sequence, outcome, finished.elapsed_us, std::move(finished.output),
-                        Clock::now());
+  // On the executor's thread: a chunk finished. Its result goes out from here, and what
+  // arrived meanwhile is read (the next task is then queued before this thread looks for it);
+  // the socket loop is woken only if what it waits for changed.
+  void finished(Executor::Outcome&& finished) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return;
+    const auto outcome = finished.status == Executor::Status::Ok ? SessionCore::Outcome::Ok
+                         : finished.status == Executor::Status::Failed
+                             ? SessionCore::Outcome::Failed
+                             : SessionCore::Outcome::Skipped;
+    core_.on_finished(finished.sequence, outcome, finished.elapsed_us, std::move(finished.output),
+                      Clock::now());
+    carry_out();
+    if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
+    if (polled_ &&
+        (core_.ending() != SessionCore::Ending::Running || !drained_ ||
+         connections_ != polled_->connections || core_.next_deadline() < polled_->until)) {
+      const std::uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof one);
     }
   }
+
+  // What the socket loop waits for, while it does.
+  struct Polled {
+    Clock::time_point until;
+    std::uint64_t connections;  // connect() calls so far: a new socket, new fds
+  };
 
   const SessionOptions& options_;
   std::string identity_;
   zmq::context_t context_{1};
-  Executor executor_;
+  std::mutex mutex_;  // everything below, between the socket loop and the executor's thread
   SessionCore core_;
   std::optional<zmq::socket_t> socket_;
   std::optional<HandshakeMonitor> monitor_;  // of socket_, replaced with it
@@ -248,6 +297,11 @@ class Session {
   int socket_fd_ = -1, monitor_fd_ = -1;     // their ZMQ_FDs
   bool drained_ = false;          // the last operation on socket_ was a receive that found none
   bool monitor_pending_ = false;  // events may wait that its fd will not announce again
+  std::uint64_t connections_ = 0;
+  int wake_fd_ = -1;              // eventfd: the executor's thread changed what the loop awaits
+  std::optional<Polled> polled_;  // set while the loop waits in poll, without the lock
+  bool closed_ = false;           // the loop ended: the socket is gone or going
+  Executor executor_;             // last: destroyed first, its thread joined before the rest
 };
 
 }  // namespace
