@@ -87,6 +87,7 @@ void Executor::run() {
       lock.lock();
       running_ = 0;
     }
+    outcome.more_queued = !queued_.empty();
     lock.unlock();
     finished_(std::move(outcome));
     lock.lock();

@@ -32,6 +32,7 @@ class Executor {
     Status status = Status::Failed;  // Failed: output is a message for the whole chunk
     std::uint64_t elapsed_us = 0;
     Bytes output;
+    bool more_queued = false;  // another chunk waits to run right after this one
   };
   // Called on the executor's thread for each chunk finished (or skipped), in submission order,
   // with none of the executor's locks held: it may call submit() and cancel().
