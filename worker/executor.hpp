@@ -1,12 +1,12 @@
 // Runs chunks on a thread of its own, so the worker's socket loop keeps heartbeating while a
 // function computes for minutes. Tasks go in through a queue under a mutex (a condition
-// variable wakes the thread only when it waits for one); each finished chunk is handed to a
-// callback on the executor's own thread, which answers the broker itself (worker/session.cpp)
-// and takes the next task without waking the socket loop. There used to be an inproc PAIR
-// socket between the two threads: each message over it cost several syscalls on both sides
-// (its signaler's getpid, poll and read), a zmq_poll of three sockets a dozen more, and two
-// thread wake-ups per task, which made the syscalls, not the work, most of a 10 ms task's
-// cost on a loaded machine (issue 16, bench/PROFILE.md).
+// variable wakes the thread only when it waits for one); each finished chunk goes to a
+// callback on the executor's own thread, which may answer the broker itself
+// (worker/session.cpp). There used to be an inproc PAIR socket between the two threads: each
+// message over it cost several syscalls on both sides (its signaler's getpid, poll and read),
+// a zmq_poll of three sockets a dozen more, and two wake-ups of the socket loop per task,
+// which made the syscalls, not the work, most of a 10 ms task's cost on a loaded machine
+// (issue 16, bench/PROFILE.md).
 #pragma once
 
 #include <atomic>

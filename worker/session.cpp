@@ -59,10 +59,10 @@ std::vector<std::string> names(const std::vector<Function>& functions) {
 }
 
 // The socket loop around SessionCore: poll the broker's socket, the signals and the handshake
-// monitor; feed what arrives to the core; carry out what it asks. The executor's thread feeds
-// it the finished tasks itself, under the same lock, and sends their results: the loop holds
-// the lock except while it waits, and the socket is then used by one thread at a time
-// (ZeroMQ allows a socket to change threads across a full memory barrier, which the lock is).
+// monitor; feed what arrives to the core; carry out what it asks. The executor's thread may
+// feed it a finished task itself, under the same lock, and send its result: the loop holds
+// the lock except while it waits, so the socket is used by one thread at a time (ZeroMQ
+// allows a socket to change threads across a full memory barrier, which the lock is).
 class Session {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
