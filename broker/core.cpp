@@ -413,6 +413,16 @@ void Core::dispatch(Service& service, const std::string& function) {
       Worker& w = *service.provider_records[i];
       if (w.isolating != 0) continue;
       const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
+      if (used == 0 && w.spoken && idle == nullptr) {
+        idle = &w;
+        idle_id = &id;
+      }
+      if (w.drained_for != nullptr) {  // kept for a suspect (B50)
+        if (used != 0 || reservation_waits(*w.drained_for)) continue;
+        // It holds nothing (tasks handed back, or found lost) and its suspect cannot go now:
+        // no RESULT will come from it to end the reservation, so it ends here.
+        unreserve(*w.drained_for);
+      }
       const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
       if (free > 0 &&
           (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
@@ -421,12 +431,8 @@ void Core::dispatch(Service& service, const std::string& function) {
         best_free = free;
         best_used = used;
       }
-      if (used == 0 && w.spoken && idle == nullptr) {
-        idle = &w;
-        idle_id = &id;
-      }
     }
-    if (best == nullptr) return;
+    if (best == nullptr && idle == nullptr) return;
     const JobKey key = service.ready.front();
     service.ready.pop_front();
     auto j = jobs_.find(key);
@@ -440,7 +446,8 @@ void Core::dispatch(Service& service, const std::string& function) {
       continue;
     }
     if (task.suspect()) {
-      if (idle == nullptr) {  // wait for a worker with nothing else to run
+      if (idle == nullptr) {  // wait for a worker with nothing else to run, one drains for it
+        reserve(service, task_id);
         service.ready.push_back(key);
         ++blocked;
         continue;
@@ -448,6 +455,11 @@ void Core::dispatch(Service& service, const std::string& function) {
       best = idle;
       best_id = idle_id;
       best->isolating = task_id;
+      took_suspect(service, task_id);
+    } else if (best == nullptr) {  // only a worker kept for a suspect has credit
+      service.ready.push_back(key);
+      ++blocked;
+      continue;
     }
     blocked = 0;
     job.queue.pop_front();
@@ -476,6 +488,18 @@ void Core::dispatch_worker(const PeerId& id) {
   auto w = workers_.find(id);
   if (w == workers_.end()) return;
   Worker& worker = w->second;
+  // Reserved for a suspect (B50): nothing new while it drains; once it holds nothing, only a
+  // suspect, unless none is there to take (then the reservation is over).
+  bool only_suspects = false;
+  if (worker.drained_for != nullptr) {
+    if (!reservation_live(*worker.drained_for)) {
+      unreserve(*worker.drained_for);
+    } else if (!worker.inflight.empty()) {
+      return;
+    } else {
+      only_suspects = true;
+    }
+  }
   while (worker.isolating == 0 && worker.inflight.size() < worker.capacity) {
     Service* best = nullptr;
     const std::string* best_function = nullptr;
@@ -495,11 +519,16 @@ void Core::dispatch_worker(const PeerId& id) {
         auto j = jobs_.find(key);
         if (j == jobs_.end() || j->second.queue.empty()) continue;
         const Task& task = tasks_.at(j->second.queue.front());
-        // A suspect runs alone, on a worker known to receive what it is sent.
-        if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) continue;
+        if (only_suspects && !task.suspect()) continue;
         auto c = clients_.find(key.client);
         // delivery_backlogged(), with the lookup done once
         if (c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes) continue;
+        // A suspect runs alone, on a worker known to receive what it is sent.
+        if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) {
+          reserve(service, j->second.queue.front());
+          if (worker.drained_for != nullptr) return;  // this one drains for it
+          continue;
+        }
         static const Client kNobody{};
         const Client& client = c == clients_.end() ? kNobody : c->second;
         if (best == nullptr || fair_.before(client.share, best_client->share)) {
@@ -517,7 +546,14 @@ void Core::dispatch_worker(const PeerId& id) {
         break;  // the first eligible job of a function is its candidate
       }
     }
-    if (best == nullptr) return;
+    if (best == nullptr) {
+      if (!only_suspects) return;
+      // Its suspect is not first in its job's queue (tasks handed back went before it): the
+      // worker works meanwhile, and is reserved again when the suspect is first and waits.
+      unreserve(*worker.drained_for);
+      only_suspects = false;
+      continue;
+    }
     const JobKey key = best->ready.front();
     best->ready.pop_front();
     Job& job = *best_job;
@@ -526,9 +562,60 @@ void Core::dispatch_worker(const PeerId& id) {
     job.queue.pop_front();
     dequeued(key.client, 1);
     if (!job.queue.empty()) best->ready.push_back(key);
-    if (task.suspect()) worker.isolating = task_id;
+    if (task.suspect()) {
+      worker.isolating = task_id;
+      took_suspect(*best, task_id);
+    }
     send_task(id, worker, task_id, task, *best_function);
   }
+}
+
+// A suspect runs only on a worker holding nothing, and workers that keep their credit filled
+// never hold nothing while other jobs have work: without a reservation it would wait for all
+// other work of its function to drain (B50). One provider therefore stops getting new tasks and
+// runs the suspect when it has finished those it holds: a wait bounded by one worker's queue.
+void Core::reserve(Service& service, std::uint64_t suspect) {
+  if (service.drain != nullptr) {
+    if (reservation_live(service)) return;
+    unreserve(service);
+  }
+  Worker* pick = nullptr;
+  for (Worker* w : service.provider_records) {
+    if (!w->spoken || w->drained_for != nullptr) continue;
+    // The fewest tasks held drains first; on a tie, one not abandoning or isolating a task.
+    if (pick == nullptr || w->inflight.size() < pick->inflight.size() ||
+        (w->inflight.size() == pick->inflight.size() && pick->isolating != 0 &&
+         w->isolating == 0)) {
+      pick = w;
+    }
+  }
+  if (pick == nullptr) return;  // every provider is kept for another function's suspect
+  service.drain = pick;
+  service.drain_for = suspect;
+  pick->drained_for = &service;
+  log(LogLevel::Debug, "worker " + pick->name + " drains its " +
+                           std::to_string(pick->inflight.size()) + " tasks to run suspect task " +
+                           std::to_string(suspect) + " alone");
+}
+
+void Core::unreserve(Service& service) {
+  if (service.drain != nullptr) service.drain->drained_for = nullptr;
+  service.drain = nullptr;
+  service.drain_for = 0;
+}
+
+bool Core::reservation_live(const Service& service) const {
+  auto t = tasks_.find(service.drain_for);
+  return t != tasks_.end() && t->second.holder.empty();
+}
+
+bool Core::reservation_waits(const Service& service) const {
+  auto t = tasks_.find(service.drain_for);
+  if (t == tasks_.end() || !t->second.holder.empty()) return false;
+  auto j = jobs_.find(t->second.job);
+  return j != jobs_.end() && !j->second.queue.empty() &&
+         j->second.queue.front() == service.drain_for &&
+         !delivery_backlogged(t->second.job.client);
 }
 
 // A client whose results wait unread in the broker's send queue beyond its byte limit gets
@@ -733,10 +820,25 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
   if (auto s = services_.find(job.function); s != services_.end() && s->second.jobs > 0) {
     --s->second.jobs;
   }
+  Service* service = job.service;
   jobs_.erase(j);
   if (auto c = clients_.find(key.client); c != clients_.end()) {
     auto& ids = c->second.jobs;
     ids.erase(std::remove(ids.begin(), ids.end(), key.id), ids.end());
+  }
+  // A worker kept for a suspect of this job works again (B50); one that drained already holds
+  // nothing and waits for nothing, so it is given work here.
+  if (service != nullptr && service->drain != nullptr && !reservation_live(*service)) {
+    Worker* kept = service->drain;
+    unreserve(*service);
+    if (kept->inflight.empty()) {
+      for (std::size_t i = 0; i < service->provider_records.size(); ++i) {
+        if (service->provider_records[i] != kept) continue;
+        const PeerId id = service->providers[i];
+        dispatch_worker(id);
+        break;
+      }
+    }
   }
 }
 
@@ -752,6 +854,9 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
                          TimePoint now) {
   auto w = workers_.find(id);
   if (w == workers_.end()) return;
+  // Its suspect waits again; the next dispatch of the function reserves another worker (B50).
+  // Before the move: the service points at this record.
+  if (w->second.drained_for != nullptr) unreserve(*w->second.drained_for);
   Worker worker = std::move(w->second);
   workers_.erase(w);
   for (const std::string& f : worker.functions) {

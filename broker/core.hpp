@@ -149,6 +149,9 @@ class Core {
     // A suspect task (one that was running when a worker died) runs alone, so that if this
     // worker dies too the blame is certain; nothing else is sent here until it answers.
     std::uint64_t isolating = 0;
+    // A suspect of this service waits for this worker (B50): it gets no other task until it holds
+    // nothing, then the suspect. Set and cleared with Service::drain, by reserve()/unreserve().
+    Service* drained_for = nullptr;
     TimePoint last_heard{};
     TimePoint joined{};
     // It sent something after its READY, so it is receiving: its death can be blamed on a task.
@@ -213,6 +216,10 @@ class Core {
     std::deque<JobKey> ready;               // jobs with queued tasks, served round robin
     std::size_t jobs = 0;                   // jobs for this function, queued or not
     TimePoint no_provider_since{};
+    // The provider reserved for the queued suspect `drain_for` (B50): while every provider keeps
+    // its credit filled none ever holds nothing, so one stops getting work and drains for it.
+    Worker* drain = nullptr;
+    std::uint64_t drain_for = 0;
   };
   struct Client {
     TimePoint last_heard{};
@@ -234,6 +241,18 @@ class Core {
   void dispatch(const std::string& function);
   void dispatch(Service& service, const std::string& function);
   void dispatch_worker(const PeerId& id);
+  // A suspect of `service` is queued and no provider holds nothing (B50): unless a live
+  // reservation exists, reserve the spoken provider holding the fewest tasks.
+  void reserve(Service& service, std::uint64_t suspect);
+  void unreserve(Service& service);
+  // The reserved-for suspect is still queued: it exists and nobody holds it.
+  bool reservation_live(const Service& service) const;
+  // And it could be sent now: first in its job's queue, its client not backlogged.
+  bool reservation_waits(const Service& service) const;
+  // A suspect of `service` was sent: the reservation made for it, if any, is over.
+  void took_suspect(Service& service, std::uint64_t task_id) {
+    if (service.drain != nullptr && service.drain_for == task_id) unreserve(service);
+  }
   bool delivery_backlogged(const PeerId& client) const;
   void send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
                  const std::string& function);

@@ -1,36 +1,51 @@
 // Runs chunks on a thread of its own, so the worker's socket loop keeps heartbeating while a
-// function computes for minutes. Shaped like czmq's zactor: a thread plus an inproc PAIR pipe,
-// started and stopped synchronously.
+// function computes for minutes. Tasks go in through a queue under a mutex (a condition
+// variable wakes the thread only when it waits for one); each finished chunk goes to a
+// callback on the executor's own thread, which may answer the broker itself
+// (worker/session.cpp). There used to be an inproc PAIR socket between the two threads: each
+// message over it cost several syscalls on both sides (its signaler's getpid, poll and read),
+// a zmq_poll of three sockets a dozen more, and two wake-ups of the socket loop per task,
+// which made the syscalls, not the work, most of a 10 ms task's cost on a loaded machine
+// (issue 16, bench/PROFILE.md).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <mutex>
-#include <optional>
 #include <set>
-#include <string>
 #include <thread>
 #include <vector>
 
-#include <zmq.hpp>
-
+#include "protocol/bytes.hpp"
 #include "worker/module_loader.hpp"
 
 namespace seppo::worker {
 
 class Executor {
  public:
-  Executor(zmq::context_t& context, const std::vector<Function>& functions);
+  enum class Status : unsigned char { Ok = 0, Failed = 1, Skipped = 2 };
+  struct Outcome {
+    std::uint64_t sequence = 0;
+    Status status = Status::Failed;  // Failed: output is a message for the whole chunk
+    std::uint64_t elapsed_us = 0;
+    Bytes output;
+    bool more_queued = false;  // another chunk waits to run right after this one
+  };
+  // Called on the executor's thread for each chunk finished (or skipped), in submission order,
+  // with none of the executor's locks held: it may call submit() and cancel().
+  using Finished = std::function<void(Outcome&&)>;
+
+  Executor(const std::vector<Function>& functions, Finished finished);
   ~Executor();  // asks the thread to stop after its current chunk and joins it
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // The pipe to poll for finished chunks.
-  zmq::socket_t& pipe() { return pipe_; }
-
   // Queues a chunk; the thread runs them one after another in submission order, so a stream of
   // tiny tasks needs no round trip between threads per task.
-  void submit(std::uint64_t sequence, std::uint32_t function_index, zmq::message_t&& payload);
+  void submit(std::uint64_t sequence, std::uint32_t function_index, Bytes payload);
 
   // Chunks with a sequence number up to this one that have not started are skipped, not run:
   // how a stopping worker hands back its queue, and a reset one forgets it.
@@ -45,23 +60,22 @@ class Executor {
   // cleared before each task starts. One per process, like the executor thread.
   static std::atomic<bool>& abandon_flag();
 
-  enum class Status : unsigned char { Ok = 0, Failed = 1, Skipped = 2 };
-  struct Outcome {
-    std::uint64_t sequence = 0;
-    Status status = Status::Failed;  // Failed: output is a message for the whole chunk
-    std::uint64_t elapsed_us = 0;
-    zmq::message_t output;
-  };
-  // The next finished chunk, if one is waiting in the pipe.
-  std::optional<Outcome> try_finish();
-
  private:
-  void run(zmq::context_t& context, std::string endpoint);
+  struct Queued {
+    std::uint64_t sequence;
+    std::uint32_t function_index;
+    Bytes payload;
+  };
+
+  void run();
 
   const std::vector<Function>& functions_;
-  zmq::socket_t pipe_;
+  Finished finished_;
   std::atomic<std::uint64_t> skip_through_{0};
-  std::mutex mutex_;                   // guards what cancel() and the thread share:
+  std::mutex mutex_;  // guards everything below that the thread and the socket loop share:
+  std::condition_variable wake_;       // the thread waits on it for queued_ or stop_
+  std::deque<Queued> queued_;          // submitted, not started
+  bool stop_ = false;                  // the destructor's request
   std::set<std::uint64_t> cancelled_;  // not started yet, to skip
   std::uint64_t last_started_ = 0;     // sequences up to this have started (or been skipped)
   std::uint64_t running_ = 0;          // 0: nothing runs

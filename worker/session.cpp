@@ -1,11 +1,17 @@
 #include "worker/session.hpp"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <mutex>
 #include <optional>
+#include <system_error>
+#include <utility>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -14,7 +20,6 @@
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "common/monitor.hpp"
-#include "common/poll.hpp"
 #include "common/signals.hpp"
 #include "protocol/bytes_zmq.hpp"
 #include "protocol/wire.hpp"
@@ -53,43 +58,92 @@ std::vector<std::string> names(const std::vector<Function>& functions) {
   return list;
 }
 
-// The socket loop around SessionCore: poll the broker's socket, the executor's pipe, the
-// signals and the handshake monitor; feed what arrives to the core; carry out what it asks.
+// The socket loop around SessionCore: poll the broker's socket, the signals and the handshake
+// monitor; feed what arrives to the core; carry out what it asks. The executor's thread may
+// feed it a finished task itself, under the same lock, and send its result: the loop holds
+// the lock except while it waits, so the socket is used by one thread at a time (ZeroMQ
+// allows a socket to change threads across a full memory barrier, which the lock is).
 class Session {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
       : options_(options),
-        executor_(context_, functions),
-        core_(core_options(options), identity(), names(functions), Clock::now()) {
+        core_(core_options(options), identity(), names(functions), Clock::now()),
+        executor_(functions,
+                  [this](Executor::Outcome&& outcome) { finished(std::move(outcome)); }) {
     identity_ = random_routing_id('W');
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  }
+
+  ~Session() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;  // the executor's thread, finishing a chunk, leaves the socket alone
+    }
+    ::close(wake_fd_);
+    // executor_, declared last, is destroyed first: its thread ends before what it uses.
   }
 
   int run() {
     SignalPipe signals({SIGINT, SIGTERM});
+    std::unique_lock<std::mutex> lock(mutex_);
     connect();
     while (true) {
+      take_handed();
       carry_out();
+      // The sockets' ZMQ_FDs only say "something changed": they are polled raw below (a
+      // zmq_poll costs a dozen syscalls for three sockets), and only once the last operation
+      // on the broker's socket was a receive that found nothing, after which a new message
+      // makes its fd readable again. A send may take that signal: read until nothing is left.
+      if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
       if (core_.ending() != SessionCore::Ending::Running) break;
-      std::vector<zmq::pollitem_t> items = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
-                                            {executor_.pipe().handle(), 0, ZMQ_POLLIN, 0},
-                                            {nullptr, signals.fd(), ZMQ_POLLIN, 0},
-                                            monitor_->pollitem()};
-      const auto wait =
-          std::chrono::ceil<std::chrono::milliseconds>(core_.next_deadline() - Clock::now());
-      seppo::poll(items, std::clamp(wait, std::chrono::milliseconds(0), core_.heartbeat()));
-      if (items[3].revents & ZMQ_POLLIN) check_handshake();
-      if (items[2].revents & ZMQ_POLLIN) {
+      if (monitor_pending_) check_handshake();  // a new monitor: its fd may have fired
+      pollfd fds[4] = {{socket_fd_, POLLIN, 0},
+                       {wake_fd_, POLLIN, 0},
+                       {signals.fd(), POLLIN, 0},
+                       {monitor_fd_, POLLIN, 0}};
+      const auto now = Clock::now();
+      const auto deadline = std::min(core_.next_deadline(), now + core_.heartbeat());
+      const auto wait = std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - now),
+                                 std::chrono::milliseconds(0));
+      {
+        std::lock_guard<std::mutex> handoff(handoff_mutex_);
+        if (!handed_.empty()) continue;  // handed over since take_handed() above
+        waiting_ = true;
+      }
+      polled_ = Polled{deadline, connections_};
+      lock.unlock();
+      const int ready = ::poll(fds, 4, static_cast<int>(wait.count()));
+      lock.lock();
+      const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
+      {
+        std::lock_guard<std::mutex> handoff(handoff_mutex_);
+        waiting_ = false;
+      }
+      if (ready < 0) {
+        for (pollfd& fd : fds) fd.revents = 0;  // EINTR: a signal, seen through its pipe
+      }
+      if (fds[1].revents & POLLIN) {
+        std::uint64_t count;
+        (void)!::read(wake_fd_, &count, sizeof count);
+      }
+      // Before the timers: a task that finished is not one that runs long (its waiting ones
+      // are not returned).
+      take_handed();
+      if (connections_ != polled->connections) continue;  // the executor's thread reconnected
+      if (fds[3].revents & POLLIN) check_handshake();
+      if (fds[2].revents & POLLIN) {
         signals.take();
         core_.on_stop(Clock::now());
       }
-      if (items[1].revents & ZMQ_POLLIN) finish_tasks();
-      if (items[0].revents & ZMQ_POLLIN) receive();
+      if (fds[0].revents & POLLIN) receive();
       core_.on_tick(Clock::now());
     }
     const bool forbidden = core_.ending() == SessionCore::Ending::Forbidden;
     socket_->set(zmq::sockopt::linger, forbidden ? 0 : 1000);  // let BYE through, never hang
     monitor_.reset();
     socket_.reset();
+    closed_ = true;
     return forbidden ? kExitForbidden : 0;
   }
 
@@ -99,7 +153,7 @@ class Session {
     if (core_.take_reconnect()) connect();
     executor_.skip_through(core_.skip_through());
     for (SessionCore::Start& start : core_.starts()) {
-      executor_.submit(start.sequence, start.function_index, to_zmq(start.payload));
+      executor_.submit(start.sequence, start.function_index, std::move(start.payload));
     }
     core_.starts().clear();
     for (std::uint64_t sequence : core_.skips()) executor_.cancel(sequence, false);
@@ -108,6 +162,7 @@ class Session {
       if (executor_.cancel(sequence, true)) abandon_process();
     }
     core_.abandons().clear();
+    if (!core_.outbox().empty()) drained_ = false;  // see run()
     for (const SessionCore::Outgoing& out : core_.outbox()) {
       const std::string header = wire::encode(out.message);
       if (out.payload) {
@@ -150,11 +205,18 @@ class Session {
     }
     monitor_.emplace(context_, *socket_);
     socket_->connect(options_.endpoint);
+    socket_fd_ = socket_->get(zmq::sockopt::fd);
+    monitor_fd_ =
+        zmq::socket_ref(zmq::from_handle, monitor_->pollitem().socket).get(zmq::sockopt::fd);
+    drained_ = false;
+    monitor_pending_ = true;
+    ++connections_;
   }
 
   // ZeroMQ retries a refused handshake every 100 ms without a word: say why, once, and keep
   // trying, so the worker joins as soon as the broker's operator authorises its key.
   void check_handshake() {
+    monitor_pending_ = false;  // take() below reads until nothing is left
     const bool curve = !options_.curve_secret_key.empty();
     while (std::optional<HandshakeMonitor::Event> event = monitor_->take()) {
       std::string trouble;
@@ -192,6 +254,7 @@ class Session {
     while (core_.ending() == SessionCore::Ending::Running) {
       frames.clear();
       if (!zmq::recv_multipart(*socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        drained_ = true;  // until the next send: the fd now signals the next message
         return;
       }
       wire::Message message;
@@ -208,25 +271,86 @@ class Session {
     }
   }
 
-  void finish_tasks() {
-    while (std::optional<Executor::Outcome> finished = executor_.try_finish()) {
-      const auto outcome = finished->status == Executor::Status::Ok ? SessionCore::Outcome::Ok
-                           : finished->status == Executor::Status::Failed
-                               ? SessionCore::Outcome::Failed
-                               : SessionCore::Outcome::Skipped;
-      core_.on_finished(finished->sequence, outcome, finished->elapsed_us,
-                        from_zmq(std::move(finished->output)), Clock::now());
+  // On the executor's thread: a chunk finished. When it is the last one queued and the socket
+  // loop is not busy, its result goes out from here and what arrived meanwhile is read (the
+  // next task is then queued before this thread looks for one), and the loop is woken only if
+  // what it waits for changed: a 10 ms task then costs one wake-up of the loop, not two.
+  // Otherwise it is handed to the loop, which sends a burst of them at once: tiny tasks then
+  // neither wait for the lock one by one nor cost a send and a receive each here.
+  void finished(Executor::Outcome&& outcome) {
+    if (!outcome.more_queued) {
+      std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+      if (lock.owns_lock()) {
+        if (closed_) return;
+        take_handed();  // earlier ones first: the core expects them in order
+        on_finished(std::move(outcome));
+        carry_out();
+        if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
+        if (polled_ &&
+            (core_.ending() != SessionCore::Ending::Running || !drained_ ||
+             connections_ != polled_->connections || core_.next_deadline() < polled_->until)) {
+          wake();
+        }
+        return;
+      }
+    }
+    std::lock_guard<std::mutex> handoff(handoff_mutex_);
+    handed_.push_back(std::move(outcome));
+    if (waiting_) {
+      waiting_ = false;  // one wake-up for the whole burst
+      wake();
     }
   }
+
+  // With mutex_ held: the outcomes the executor's thread handed over, to the core.
+  void take_handed() {
+    std::vector<Executor::Outcome> taken;
+    {
+      std::lock_guard<std::mutex> handoff(handoff_mutex_);
+      taken.swap(handed_);
+    }
+    for (Executor::Outcome& outcome : taken) on_finished(std::move(outcome));
+  }
+
+  void on_finished(Executor::Outcome&& finished) {
+    const auto outcome = finished.status == Executor::Status::Ok ? SessionCore::Outcome::Ok
+                         : finished.status == Executor::Status::Failed
+                             ? SessionCore::Outcome::Failed
+                             : SessionCore::Outcome::Skipped;
+    core_.on_finished(finished.sequence, outcome, finished.elapsed_us, std::move(finished.output),
+                      Clock::now());
+  }
+
+  void wake() {
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+
+  // What the socket loop waits for, while it does.
+  struct Polled {
+    Clock::time_point until;
+    std::uint64_t connections;  // connect() calls so far: a new socket, new fds
+  };
 
   const SessionOptions& options_;
   std::string identity_;
   zmq::context_t context_{1};
-  Executor executor_;
+  std::mutex mutex_;  // everything below, between the socket loop and the executor's thread
   SessionCore core_;
   std::optional<zmq::socket_t> socket_;
   std::optional<HandshakeMonitor> monitor_;  // of socket_, replaced with it
   std::string handshake_trouble_;            // the last handshake failure reported
+  int socket_fd_ = -1, monitor_fd_ = -1;     // their ZMQ_FDs
+  bool drained_ = false;          // the last operation on socket_ was a receive that found none
+  bool monitor_pending_ = false;  // events may wait that its fd will not announce again
+  std::uint64_t connections_ = 0;
+  int wake_fd_ = -1;              // eventfd: the executor's thread changed what the loop awaits
+  std::optional<Polled> polled_;  // set while the loop waits in poll, without the lock
+  std::mutex handoff_mutex_;      // guards the two below, and is never held for long:
+  std::vector<Executor::Outcome> handed_;  // finished, for the loop to take
+  bool waiting_ = false;                   // the loop waits in poll: wake it for handed_
+  bool closed_ = false;                    // the loop ended: the socket is gone or going
+  Executor executor_;  // last: destroyed first, its thread joined before the rest
 };
 
 }  // namespace

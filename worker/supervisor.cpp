@@ -44,7 +44,16 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
                        [slot](const auto& c) { return c.second.slot == slot; })) {
       ++slot;
     }
+    // Until the child has its own handlers, a signal sent to it would run the supervisor's,
+    // which writes to the supervisor's pipe: a SIGTERM forwarded to a child forked a moment
+    // before would be lost. Blocked across the fork, it waits for the child's own disposition.
+    sigset_t blocked;
+    sigset_t previous;
+    sigemptyset(&blocked);
+    for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP}) sigaddset(&blocked, s);
+    ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
     const pid_t pid = ::fork();
+    if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     if (pid < 0) {
       log::error(std::string("fork failed: ") + std::strerror(errno));
       return false;
@@ -59,6 +68,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
       // Reloading is the supervisor's job; a SIGHUP sent to the whole group must not kill us.
       reset.sa_handler = SIG_IGN;
       ::sigaction(SIGHUP, &reset, nullptr);
+      ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
       ::setenv("SEPPO_WORKER_SLOT", std::to_string(slot).c_str(), 1);
       ::_exit(child());
     }

@@ -23,16 +23,18 @@ struct Background {
   std::atomic<bool> stop{false};  // the sink then ends the job early
   std::future<std::size_t> errors;
 
+  // Items are next % 7, or `item` for every one when given.
   Background(const std::string& endpoint, ClientOptions options, const std::string& function,
-             std::size_t count) {
-    errors = std::async(std::launch::async, [this, endpoint, options, function, count] {
+             std::size_t count, std::int64_t item = -1) {
+    errors = std::async(std::launch::async, [this, endpoint, options, function, count, item] {
       Client client(endpoint, options);
       std::size_t next = 0, failed = 0;
       client.run(
           function,
           [&](Client::Packer& p) {
             if (next == count) return false;
-            p.pack(static_cast<std::int64_t>(next++ % 7));
+            const auto value = static_cast<std::int64_t>(next++ % 7);
+            p.pack(item >= 0 ? item : value);
             return true;
           },
           [&](const Client::Item& item) {
@@ -82,6 +84,45 @@ TEST_CASE("a 3-item job of another client completes while a long job of sleep_ms
   CHECK(long_job.received < 2000);  // the short job did not wait for the long one
   long_job.stop = true;
   CHECK(long_job.errors.get() == 0);
+}
+
+TEST_CASE(
+    "a task whose worker died runs again alone while two long jobs keep every worker busy, not "
+    "after them") {
+  Cluster cluster;
+  cluster.add_worker(2);  // restarted when they die
+  REQUIRE(cluster.wait_for_workers(2));
+  ClientOptions options = cluster.client_options();
+  // About 6 s of 20 ms items on the two workers, always some in prefetch at both: they never
+  // hold nothing until both jobs have drained.
+  constexpr std::size_t kItems = 300;
+  Background first(cluster.endpoint(), options, "example_module.sleep_ms", kItems, 20);
+  Background second(cluster.endpoint(), options, "example_module.sleep_ms", kItems, 20);
+  REQUIRE(eventually([&] { return first.received >= 20 && second.received >= 20; }, 10s));
+  // Each run kills its worker: after the first, the item is a suspect and runs only alone on a
+  // worker holding nothing (B43), which busy workers never do by themselves (B50).
+  auto crashed = std::async(std::launch::async, [&] {
+    Client client(cluster.endpoint(), options);
+    try {
+      client.map_parallel<int>("example_module.crash", std::vector<int>{1});
+    } catch (const RemoteError& e) {
+      return e.code();
+    }
+    return std::string("no error");
+  });
+  const bool ended = crashed.wait_for(30s) == std::future_status::ready;
+  CHECK_MESSAGE(ended, "the suspect waited for the other jobs");
+  CHECK(first.received < kItems);  // the long jobs were still running
+  CHECK(second.received < kItems);
+  first.stop = true;
+  second.stop = true;
+  CHECK(crashed.get() == "worker_lost");  // 3 attempts, each on a worker alone
+  CHECK(first.errors.get() == 0);
+  CHECK(second.errors.get() == 0);
+  // The jobs' running tasks were cancelled, so their worker processes are being replaced: let
+  // the new ones start before the cluster stops them (one forked while its supervisor stops
+  // misses the SIGTERM, and the test would wait 10 s for the SIGKILL).
+  CHECK(eventually([&] { return cluster.busy_count() == 0u && cluster.worker_count() == 2u; }));
 }
 
 TEST_CASE(

@@ -1,16 +1,19 @@
 // Functions the integration tests need beyond the example module: structured values, and an
 // item that kills its worker while its neighbours succeed.
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <seppo/module.hpp>
 
 #include "tests/modules/point.hpp"
 
-
-Point mirror(Point p) { return Point{p.y, p.x, p.label + "'"}; }
+Point mirror(Point p) {
+  return Point{p.y, p.x, p.label + "'"};
+}
 
 std::map<std::string, std::int64_t> histogram(std::vector<std::string> words) {
   std::map<std::string, std::int64_t> counts;
@@ -24,4 +27,12 @@ std::int64_t poison(std::int64_t x) {
   return x * x;
 }
 
-SEPPO_MODULE(SEPPO_FUNCTION(mirror), SEPPO_FUNCTION(histogram), SEPPO_FUNCTION(poison))
+// Squares its input after a millisecond: items long enough for a kill to land mid-task, with
+// results that tell one item from another.
+std::int64_t slow_square(std::int64_t x) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return x * x;
+}
+
+SEPPO_MODULE(SEPPO_FUNCTION(mirror), SEPPO_FUNCTION(histogram), SEPPO_FUNCTION(poison),
+             SEPPO_FUNCTION(slow_square))

@@ -1,10 +1,12 @@
 // The broker's core driven message by message with a fake clock: no sockets, no sleeps. Shared
-// by the broker's unit tests (broker_core_test.cpp, broker_rows_test.cpp).
+// by the broker's unit tests (broker_core_test.cpp, broker_rows_test.cpp, task_timer_test.cpp).
 #pragma once
 
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <deque>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -31,6 +33,15 @@ std::string items(const Items&... values) {
   msgpack::packer<msgpack::sbuffer> p(buffer);
   p.pack_array(sizeof...(values));
   (p.pack(values), ...);
+  return std::string(buffer.data(), buffer.size());
+}
+
+// An array of `count` items 0, 1, ...: a chunk's payload where the items do not matter.
+inline std::string numbers(std::uint32_t count) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(count);
+  for (std::uint32_t i = 0; i < count; ++i) p.pack(i);
   return std::string(buffer.data(), buffer.size());
 }
 
@@ -75,6 +86,21 @@ struct Harness {
               std::uint32_t wait_ms = 1000) {
     deliver(client, wire::Submit{job, function, first, count, wait_ms}, &payload);
   }
+  // Worker `worker` of m.f with `capacity`, and `chunks` one-item chunks 0, 1, ... of job 1 of
+  // client C1 (items 1, 2, ...): returns the TASKs the worker got (other messages are drained).
+  std::vector<wire::Task> serve(const std::string& worker, std::uint32_t capacity,
+                                std::uint32_t chunks) {
+    ready(worker, {"m.f"}, capacity);
+    for (std::uint32_t i = 0; i < chunks; ++i) submit("C1", 1, "m.f", i, items(i + 1), 1);
+    return sent_to<wire::Task>(drain(), worker);
+  }
+  // A chunk of `count` items for job 1 of client C1 (function m.f) with SUBMIT's optional time
+  // limit per item (0: none).
+  void submit_timed(std::uint64_t first, std::uint32_t count, std::uint32_t item_timeout_ms,
+                    std::uint32_t wait_ms = 60000) {
+    const std::string payload = numbers(count);
+    deliver("C1", wire::Submit{1, "m.f", first, count, wait_ms, item_timeout_ms}, &payload);
+  }
   void result(const std::string& worker, std::uint64_t task, std::uint32_t count) {
     const std::string payload = ok_results(count);
     deliver(worker, wire::Result{task, 5}, &payload);
@@ -104,13 +130,35 @@ struct Harness {
   }
   // Messages of type T sent to `peer`, in order.
   template <class T>
-  std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
+  static std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
     std::vector<T> out;
     for (const auto& s : all) {
       if (s.peer == peer && std::holds_alternative<T>(s.message))
         out.push_back(std::get<T>(s.message));
     }
     return out;
+  }
+};
+
+// What each worker holds, as the broker's TASKs tell it: for tests that answer tasks in the
+// order sent, as workers run them.
+struct Held {
+  std::map<std::string, std::deque<std::uint64_t>> tasks;
+  // Records the TASKs in `out`, and returns them.
+  std::vector<Sent> track(std::vector<Sent> out) {
+    for (const auto& s : out) {
+      if (const auto* t = std::get_if<wire::Task>(&s.message)) tasks[s.peer].push_back(t->task_id);
+    }
+    return out;
+  }
+  // Answers the task `worker` runs (its oldest), and records what the broker sends then.
+  std::vector<Sent> answer(Harness& h, const std::string& worker) {
+    auto& queue = tasks[worker];
+    REQUIRE_FALSE(queue.empty());
+    const std::uint64_t id = queue.front();
+    queue.pop_front();
+    h.result(worker, id, 1);
+    return track(h.drain());
   }
 };
 

@@ -13,17 +13,6 @@
 using namespace seppo;
 using namespace seppo::broker_test;
 
-namespace {
-
-// A chunk with a time limit per item (SUBMIT's optional item_timeout_ms).
-void submit_timed(Harness& h, std::uint64_t first, std::uint32_t item_timeout_ms,
-                  std::uint32_t wait_ms = 60000) {
-  const std::string payload = items(static_cast<int>(first));
-  h.deliver("C1", wire::Submit{1, "m.f", first, 1, wait_ms, item_timeout_ms}, &payload);
-}
-
-}  // namespace
-
 TEST_CASE("B1: a valid READY registers the worker, is answered ALIVE, and gets queued work") {
   Harness h;
   h.submit("C1", 1, "m.f", 0, items(1), 1, 60000);
@@ -67,10 +56,7 @@ TEST_CASE("B4: an invalid READY is refused with bad_message and changes nothing"
 
 TEST_CASE("B6: a RESULT refreshes its worker, returns its credit and dispatches the next task") {
   Harness h;
-  h.ready("W1", {"m.f"}, 1);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto tasks = h.serve("W1", 1, 2);
   REQUIRE(tasks.size() == 1);
   h.now += 2000ms;
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
@@ -86,9 +72,7 @@ TEST_CASE("B6: a RESULT refreshes its worker, returns its credit and dispatches 
 
 TEST_CASE("B7: CREDIT changes a worker's capacity at once, and a lower one takes back nothing") {
   Harness h;
-  h.ready("W1", {"m.f"}, 1);
-  for (std::uint64_t i = 0; i < 5; ++i) h.submit("C1", 1, "m.f", i, items(i), 1);
-  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  auto tasks = h.serve("W1", 1, 5);
   REQUIRE(tasks.size() == 1);
   h.deliver("W1", wire::Credit{3});
   const auto more = h.sent_to<wire::Task>(h.drain(), "W1");
@@ -111,10 +95,7 @@ TEST_CASE(
   broker::Config config;
   config.max_attempts = 1;  // any charge would fail the item at once
   Harness h(config);
-  h.ready("W1", {"m.f"}, 2);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto tasks = h.serve("W1", 2, 2);
   REQUIRE(tasks.size() == 2);
   h.deliver("W1", wire::Ready{"W1", "host", 2, 2, {"m.g"}});  // a new process, other functions
   auto out = h.drain();
@@ -146,10 +127,7 @@ TEST_CASE(
     "B11: RETURN refreshes the worker and re-queues the listed tasks it holds, without an "
     "attempt, CANCELing them") {
   Harness h;
-  h.ready("W1", {"m.f"}, 2);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto tasks = h.serve("W1", 2, 2);
   REQUIRE(tasks.size() == 2);
   h.now += 2500ms;
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
@@ -175,7 +153,7 @@ TEST_CASE(
     "until it answers that task") {
   Harness h;
   h.ready("W1", {"m.f"}, 2);
-  for (std::uint64_t i = 0; i < 3; ++i) submit_timed(h, i, 500);
+  for (std::uint64_t i = 0; i < 3; ++i) h.submit_timed(i, 1, 500);
   const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 2);
   h.deliver("W1", wire::Heartbeat{0, 0, {}});
@@ -236,10 +214,7 @@ TEST_CASE(
   broker::Config config;
   config.max_attempts = 2;
   Harness h(config);
-  h.ready("W1", {"m.f"}, 1);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto first = h.serve("W1", 1, 2);
   REQUIRE(first.size() == 1);
   h.deliver("W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}});
   const auto again = h.sent_to<wire::Task>(h.drain(), "W1");
@@ -285,8 +260,8 @@ TEST_CASE(
     "B29: the first accepted SUBMIT creates the job and its client; its time limit is the job's") {
   Harness h;
   h.ready("W1", {"m.f"}, 1);
-  submit_timed(h, 0, 500);
-  submit_timed(h, 1, 0);  // a later chunk's limit does not change the job's
+  h.submit_timed(0, 1, 500);
+  h.submit_timed(1, 1, 0);  // a later chunk's limit does not change the job's
   CHECK(h.core.job_count() == 1);
   CHECK(h.core.client_count() == 1);
   const auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
@@ -353,10 +328,7 @@ TEST_CASE(
 
 TEST_CASE("B42: a single item charged for its lost worker goes back to the front of its queue") {
   Harness h;
-  h.ready("W1", {"m.f"}, 1);
-  h.submit("C1", 1, "m.f", 0, items(1), 1);
-  h.submit("C1", 1, "m.f", 1, items(2), 1);
-  const auto first = h.sent_to<wire::Task>(h.drain(), "W1");
+  const auto first = h.serve("W1", 1, 2);
   REQUIRE(first.size() == 1);
   h.core.on_disconnected("W1", h.now);
   CHECK(h.sent_to<wire::Failed>(h.drain(), "C1").empty());
@@ -364,6 +336,101 @@ TEST_CASE("B42: a single item charged for its lost worker goes back to the front
   const auto again = h.sent_to<wire::Task>(h.drain(), "W2");
   REQUIRE(again.size() == 1);  // alone: it is a suspect now
   CHECK(again[0].task_id == first[0].task_id);
+}
+
+namespace {
+
+// Three workers of capacity 2 kept busy by two clients' jobs of 20 single items each; W3 is then
+// lost, so the task it was running is a suspect (B39, B43) and its other task is queued again.
+// Returns the suspect's id.
+std::uint64_t busy_with_a_suspect(Harness& h, Held& held) {
+  for (const char* w : {"W1", "W2", "W3"}) h.ready(w, {"m.f"}, 2);
+  for (int i = 0; i < 20; ++i) {
+    h.submit("A", 1, "m.f", i, items(i), 1, 60000);
+    h.submit("B", 1, "m.f", i, items(100 + i), 1, 60000);
+  }
+  held.track(h.drain());
+  for (const char* w : {"W1", "W2", "W3"}) REQUIRE(held.tasks[w].size() == 2);
+  const std::uint64_t suspect = held.tasks["W3"].front();
+  h.core.on_disconnected("W3", h.now);
+  held.tasks.erase("W3");
+  REQUIRE(held.track(h.drain()).empty());  // nobody has credit: both wait
+  return suspect;
+}
+
+bool sent(const std::vector<Sent>& out, const std::string& worker, std::uint64_t task) {
+  for (const auto& t : Harness::sent_to<wire::Task>(out, worker)) {
+    if (t.task_id == task) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "B50: a suspect waiting while other jobs keep every worker busy gets a worker that drains for "
+    "it, not all their work") {
+  Harness h;
+  Held held;
+  const std::uint64_t suspect = busy_with_a_suspect(h, held);
+  // W1 answers first: it holds the fewest tasks then, so it stops getting work and drains.
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());
+  const auto w2 = held.answer(h, "W2");
+  CHECK(h.sent_to<wire::Task>(w2, "W2").size() == 1);  // the others' work goes on at W2
+  CHECK_FALSE(sent(w2, "W2", suspect));
+  const auto w1 = held.answer(h, "W1");  // W1 holds nothing now: the suspect, alone
+  REQUIRE(h.sent_to<wire::Task>(w1, "W1").size() == 1);
+  CHECK(sent(w1, "W1", suspect));
+  CHECK(h.core.inflight_count("W1") == 1);
+  // Answered, the suspect frees W1 for everyone's work again.
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);
+}
+
+TEST_CASE("B50: the reservation ends when the suspect is taken elsewhere, cancelled, or lost") {
+  Harness h;
+  Held held;
+  const std::uint64_t suspect = busy_with_a_suspect(h, held);
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").empty());  // W1 drains
+  SUBCASE("taken by another worker once it holds nothing and has spoken") {
+    h.ready("W4", {"m.f"}, 1);  // before it speaks, the other job's task
+    CHECK_FALSE(sent(held.track(h.drain()), "W4", suspect));
+    CHECK(sent(held.answer(h, "W4"), "W4", suspect));
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);  // works again
+  }
+  SUBCASE("its job cancelled by its client") {
+    // Task ids are given in SUBMIT order: A's chunks got the odd ones.
+    h.deliver(suspect % 2 == 1 ? "A" : "B", wire::Done{1});
+    held.track(h.drain());
+    CHECK(h.sent_to<wire::Task>(held.answer(h, "W1"), "W1").size() == 2);  // works again
+  }
+  SUBCASE("the reserved worker lost: another drains for it") {
+    h.deliver("W1", wire::Bye{"leaving"});  // its task goes back, uncharged
+    held.tasks.erase("W1");
+    held.track(h.drain());
+    // W2 may first run the task W1 handed back, if it went before the suspect in its job.
+    bool got = false;
+    for (int i = 0; i < 3 && !got; ++i) got = sent(held.answer(h, "W2"), "W2", suspect);
+    CHECK(got);
+    CHECK(h.core.inflight_count("W2") == 1);  // alone
+  }
+}
+
+TEST_CASE(
+    "B50: a reserved worker that hands back all it holds, putting a task before the suspect, works "
+    "again") {
+  Harness h;
+  Held held;
+  busy_with_a_suspect(h, held);
+  // New work was placed A0 W1, B0 W2, A1 W3, B1 W1, A2 W2, B2 W3: W3 ran A1, now the suspect.
+  CHECK(h.sent_to<wire::Task>(held.answer(h, "W2"), "W2").empty());  // W2 drains, holds A2
+  h.deliver("W2", wire::Return{{held.tasks["W2"].front()}});         // A2 goes before A1 again
+  held.tasks["W2"].clear();
+  // Handing back the first task it holds, W2 shows it runs something the broker does not count
+  // (§4.16, W24): nothing goes there until its HEARTBEAT lists no task.
+  CHECK(h.sent_to<wire::Task>(held.track(h.drain()), "W2").empty());
+  h.deliver("W2", wire::Heartbeat{0, 1, {}});
+  // No RESULT will come from W2 now: the reservation ends here, not never.
+  CHECK(h.sent_to<wire::Task>(held.track(h.drain()), "W2").size() == 2);
 }
 
 // ---- Review findings (not rows) ----

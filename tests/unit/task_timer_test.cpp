@@ -3,93 +3,18 @@
 // message by message with a fake clock.
 #include <doctest/doctest.h>
 
-#include <msgpack.hpp>
-
 #include "broker/core.hpp"
+#include "broker_harness.hpp"
 #include "protocol/wire.hpp"
 
 using namespace seppo;
-using namespace std::chrono_literals;
-using broker::TimePoint;
-
-namespace {
-
-std::string numbers(std::uint32_t count) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> p(buffer);
-  p.pack_array(count);
-  for (std::uint32_t i = 0; i < count; ++i) p.pack(i);
-  return std::string(buffer.data(), buffer.size());
-}
-
-struct Sent {
-  std::string peer;
-  wire::Message message;
-};
-
-struct Harness {
-  TimePoint now{std::chrono::seconds(1000)};
-  broker::Core core;
-
-  explicit Harness(broker::Config config = {}) : core(config, 42) {}
-
-  void deliver(const std::string& from, const wire::Message& m,
-               const std::string* payload = nullptr) {
-    const std::string header = wire::encode(m);
-    if (payload) {
-      Bytes frame(*payload);
-      core.on_message(from, header.data(), header.size(), &frame, now);
-    } else {
-      core.on_message(from, header.data(), header.size(), nullptr, now);
-    }
-  }
-  void ready(const std::string& worker, std::uint32_t capacity = 1) {
-    deliver(worker, wire::Ready{worker, "host", 1, capacity, {"m.f"}});
-    deliver(worker, wire::Heartbeat{0, 0, {}});  // spoken since READY: its death is evidence
-  }
-  void submit(std::uint64_t first, std::uint32_t count, std::uint32_t item_timeout_ms) {
-    const std::string payload = numbers(count);
-    deliver("C1", wire::Submit{1, "m.f", first, count, 60000, item_timeout_ms}, &payload);
-  }
-  void result(const std::string& worker, std::uint64_t task, std::uint32_t count) {
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> p(buffer);
-    p.pack_array(count);
-    for (std::uint32_t i = 0; i < count; ++i) p.pack_array(2).pack(0).pack(i);
-    const std::string payload(buffer.data(), buffer.size());
-    deliver(worker, wire::Result{task, 5}, &payload);
-  }
-  void advance(std::chrono::milliseconds d) {
-    now += d;
-    core.on_tick(now);
-  }
-  std::vector<Sent> drain() {
-    std::vector<Sent> out;
-    for (auto& o : core.outbox()) {
-      out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size())});
-    }
-    core.outbox().clear();
-    return out;
-  }
-  template <class T>
-  static std::vector<T> sent_to(const std::vector<Sent>& all, const std::string& peer) {
-    std::vector<T> out;
-    for (const auto& s : all) {
-      if (s.peer == peer && std::holds_alternative<T>(s.message)) {
-        out.push_back(std::get<T>(s.message));
-      }
-    }
-    return out;
-  }
-};
-
-}  // namespace
+using namespace seppo::broker_test;
 
 TEST_CASE(
     "B49: an item over the client's time limit fails with timeout and its worker must cancel it") {
   Harness h;
-  h.ready("W1");
-  h.submit(0, 1, 500);
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 1, 500);
   const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 1);
   h.advance(400ms);
@@ -112,8 +37,8 @@ TEST_CASE(
 
 TEST_CASE("B48: a chunk over its time limit runs again item by item, each with its own limit") {
   Harness h;
-  h.ready("W1");
-  h.submit(0, 2, 500);
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 2, 500);
   REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "W1").size() == 1);
   h.advance(900ms);
   CHECK(Harness::sent_to<wire::Cancel>(h.drain(), "W1").empty());  // 2 items: 1 s
@@ -123,7 +48,7 @@ TEST_CASE("B48: a chunk over its time limit runs again item by item, each with i
   CHECK(Harness::sent_to<wire::Failed>(out, "C1").empty());
   // W1 is abandoning the chunk: nothing more for it until it answers or leaves.
   CHECK(Harness::sent_to<wire::Task>(out, "W1").empty());
-  h.ready("W2");
+  h.ready("W2", {"m.f"});
   const auto single = Harness::sent_to<wire::Task>(h.drain(), "W2");
   REQUIRE(single.size() == 1);
   CHECK(single[0].count == 1);
@@ -139,8 +64,8 @@ TEST_CASE("B46: the broker's task timeout applies to jobs without a limit and ca
   config.task_timeout = 300ms;
   for (std::uint32_t asked : {0u, 1000u}) {
     Harness h(config);
-    h.ready("W1");
-    h.submit(0, 1, asked);
+    h.ready("W1", {"m.f"});
+    h.submit_timed(0, 1, asked);
     h.drain();
     h.advance(200ms);
     CHECK(Harness::sent_to<wire::Failed>(h.drain(), "C1").empty());
@@ -151,8 +76,8 @@ TEST_CASE("B46: the broker's task timeout applies to jobs without a limit and ca
 
 TEST_CASE("without a limit from the client or the broker, a task may run for ever") {
   Harness h;
-  h.ready("W1");
-  h.submit(0, 1, 0);
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 1, 0);
   h.drain();
   for (int i = 0; i < 10; ++i) {
     h.advance(1000ms);
@@ -166,9 +91,9 @@ TEST_CASE("without a limit from the client or the broker, a task may run for eve
 
 TEST_CASE("B47: a task's time limit counts from when it is the first its worker holds") {
   Harness h;
-  h.ready("W1", 2);
-  h.submit(0, 1, 500);
-  h.submit(1, 1, 500);
+  h.ready("W1", {"m.f"}, 2);
+  h.submit_timed(0, 1, 500);
+  h.submit_timed(1, 1, 500);
   const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 2);
   h.advance(400ms);
@@ -183,11 +108,11 @@ TEST_CASE("B47: a task's time limit counts from when it is the first its worker 
 
 TEST_CASE("B23: a job cancelled by its client has its running tasks cancelled at their workers") {
   Harness h;
-  h.ready("W1");
-  h.ready("W2");
-  h.submit(0, 1, 0);
-  h.submit(1, 1, 0);
-  h.submit(2, 1, 0);  // queued: no worker has credit
+  h.ready("W1", {"m.f"});
+  h.ready("W2", {"m.f"});
+  h.submit_timed(0, 1, 0);
+  h.submit_timed(1, 1, 0);
+  h.submit_timed(2, 1, 0);  // queued: no worker has credit
   auto out = h.drain();
   const auto t1 = Harness::sent_to<wire::Task>(out, "W1");
   const auto t2 = Harness::sent_to<wire::Task>(out, "W2");
@@ -207,13 +132,13 @@ TEST_CASE(
     "B22: RETURN puts tasks a worker has not started back in the queue, under new ids, for an idle "
     "worker") {
   Harness h;
-  h.ready("W1", 3);
-  h.submit(0, 1, 0);
-  h.submit(1, 1, 0);
-  h.submit(2, 1, 0);
+  h.ready("W1", {"m.f"}, 3);
+  h.submit_timed(0, 1, 0);
+  h.submit_timed(1, 1, 0);
+  h.submit_timed(2, 1, 0);
   const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 3);
-  h.ready("W2");
+  h.ready("W2", {"m.f"});
   CHECK(Harness::sent_to<wire::Task>(h.drain(), "W2").empty());  // nothing queued
   h.deliver("W1", wire::Credit{1});
   h.deliver("W1", wire::Return{{tasks[1].task_id, tasks[2].task_id}});
@@ -241,11 +166,11 @@ TEST_CASE(
 
 TEST_CASE("a worker whose connection closed is lost at once and its tasks run elsewhere") {
   Harness h;
-  h.ready("W1");
-  h.submit(0, 1, 0);
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 1, 0);
   const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 1);
-  h.ready("W2");
+  h.ready("W2", {"m.f"});
   h.drain();
   h.core.on_disconnected("W1", h.now);
   CHECK(h.core.worker_count() == 1);
@@ -263,7 +188,7 @@ TEST_CASE(
   config.max_attempts = 1;  // any charge would fail the item at once
   Harness h(config);
   h.deliver("GHOST", wire::Ready{"GHOST", "host", 1, 1, {"m.f"}});  // and nothing after
-  h.submit(0, 1, 0);
+  h.submit_timed(0, 1, 0);
   REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "GHOST").size() == 1);
   h.core.on_disconnected("GHOST", h.now);
   CHECK(Harness::sent_to<wire::Failed>(h.drain(), "C1").empty());
@@ -279,13 +204,13 @@ TEST_CASE("a TASK held back because its worker's connection had closed is not ch
   broker::Config config;
   config.max_attempts = 1;
   Harness h(config);
-  h.ready("W1");
-  h.submit(0, 1, 0);
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 1, 0);
   const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 1);
   h.core.on_disconnected("W1", h.now, {tasks[0].task_id});  // the loop never sent it
   CHECK(Harness::sent_to<wire::Failed>(h.drain(), "C1").empty());
-  h.ready("W2");
+  h.ready("W2", {"m.f"});
   CHECK(Harness::sent_to<wire::Task>(h.drain(), "W2").size() == 1);
 }
 
@@ -293,15 +218,15 @@ TEST_CASE("B45: a worker lost while abandoning a timed-out task charges no task 
   broker::Config config;
   config.max_attempts = 1;  // any charge would fail the item at once
   Harness h(config);
-  h.ready("W1", 2);
-  h.submit(0, 1, 500);
-  h.submit(1, 1, 500);
+  h.ready("W1", {"m.f"}, 2);
+  h.submit_timed(0, 1, 500);
+  h.submit_timed(1, 1, 500);
   REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "W1").size() == 2);
   h.advance(600ms);
   REQUIRE(Harness::sent_to<wire::Failed>(h.drain(), "C1").size() == 1);  // item 0: timeout
   h.core.on_disconnected("W1", h.now);  // its process is being replaced
   CHECK(Harness::sent_to<wire::Failed>(h.drain(), "C1").empty());
-  h.ready("W2");
+  h.ready("W2", {"m.f"});
   const auto moved = Harness::sent_to<wire::Task>(h.drain(), "W2");
   REQUIRE(moved.size() == 1);
 }
@@ -324,9 +249,9 @@ TEST_CASE("a time limit of weeks on a large chunk does not overflow into an inst
   broker::Config config;
   config.task_timeout = std::chrono::milliseconds(1'000'000'000'000LL);  // --task-timeout's top
   Harness h(config);
-  h.ready("W1");
-  h.submit(0, 10, 0);
-  h.submit(10, 2200, 0xffffffffu);  // the client's largest limit, on a large chunk
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 10, 0);
+  h.submit_timed(10, 2200, 0xffffffffu);  // the client's largest limit, on a large chunk
   h.drain();
   h.advance(10ms);
   const auto out = h.drain();
@@ -338,15 +263,15 @@ TEST_CASE("a task dropped by the held-task check does not leave its clock to the
   broker::Config config;
   config.task_timeout = 5000ms;
   Harness h(config);
-  h.ready("W1", 2);
-  h.submit(0, 1, 0);  // T1: lost on the way, the worker never lists it
+  h.ready("W1", {"m.f"}, 2);
+  h.submit_timed(0, 1, 0);  // T1: lost on the way, the worker never lists it
   REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "W1").size() == 1);
   std::uint64_t t2 = 0;
   std::vector<Sent> all;
   for (int step = 1; step <= 10; ++step) {  // 0.5 s each
     h.advance(500ms);
     if (step == 5) {  // 2.5 s: T2 is sent, and the worker starts it at once
-      h.submit(1, 1, 0);
+      h.submit_timed(1, 1, 0);
       const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
       REQUIRE(tasks.size() == 1);
       t2 = tasks[0].task_id;
@@ -367,8 +292,8 @@ TEST_CASE(
     "RETURN of the first task a worker holds: it runs a task the broker does not count, so "
     "nothing more is sent there until its HEARTBEAT lists no task") {
   Harness h;
-  h.ready("W1", 2);
-  h.submit(0, 1, 0);
+  h.ready("W1", {"m.f"}, 2);
+  h.submit_timed(0, 1, 0);
   const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 1);
   h.deliver("W1", wire::Credit{1});
@@ -393,8 +318,8 @@ TEST_CASE(
   config.heartbeat = 250ms;
   config.liveness = 3;
   Harness h(config);
-  h.ready("W1");
-  h.submit(0, 1, 500);
+  h.ready("W1", {"m.f"});
+  h.submit_timed(0, 1, 500);
   REQUIRE(Harness::sent_to<wire::Task>(h.drain(), "W1").size() == 1);
   std::vector<Sent> out;
   for (int i = 0; i < 16; ++i) {  // 800 ms of silence from W1: past its limit and its expiry
