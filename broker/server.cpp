@@ -371,8 +371,6 @@ int serve(const ServerOptions& options, Core& core) {
           continue;
         }
       }
-      // Only an admitted message says which connection a peer is on.
-      if (frames >= 2) connections->heard(peer, header);
       if (frames == 2) {
         core.on_message(peer, header.data(), header.size(), nullptr, at, role, key);
       } else if (frames == 3) {
@@ -381,6 +379,10 @@ int serve(const ServerOptions& options, Core& core) {
       } else {
         core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames - 1));
       }
+      // Only an admitted message says which connection a peer is on. After the core, since
+      // the frame may be taken: which connection a peer is on matters only when the outbox is
+      // sent (flush), not to the core.
+      if (frames >= 2) connections->heard(peer, header);
     }
     // Sending the replies to a whole batch at once lets ZeroMQ wake its I/O thread once and
     // coalesce the writes, instead of a wake-up and a syscall per message.
