@@ -110,14 +110,11 @@ void Connections::attribute(const std::string& peer, int fd) {
 }
 
 void Connections::heard(const std::string& peer, zmq::message_t& header) {
+  if (unchecked_.size() >= kMaxUnchecked) read_events();  // checks those kept
   auto w = where_.find(peer);
   if (w != where_.end() && unattributed_.empty()) {
-    if (unchecked_.size() >= kMaxUnchecked) read_events();  // checks those kept
-    if (unattributed_.empty()) {
-      unchecked_.emplace_back(peer, std::move(header));
-      return;
-    }
-    w = where_.find(peer);
+    unchecked_.emplace_back(peer, std::move(header));
+    return;
   }
   const int fd = zmq_msg_get(header.handle(), ZMQ_SRCFD);
   if (fd < 0) return;
