@@ -86,7 +86,7 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& p, const nlohmann::json& v) {
   }
 }
 
-void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& line) {
+void pack_line(msgpack::packer<msgpack::sbuffer>& packer, std::string_view line) {
   // Most shell inputs are plain integers: they skip the JSON parser.
   std::int64_t number = 0;
   const char* end = line.data() + line.size();
@@ -95,7 +95,7 @@ void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& lin
     packer.pack(number);
     return;
   }
-  pack_json(packer, parse_line(line));
+  pack_json(packer, parse_line(std::string(line)));
 }
 
 nlohmann::json parse_line(const std::string& line) {

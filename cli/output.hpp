@@ -26,6 +26,11 @@ class ResultPrinter {
   ResultPrinter(std::FILE* out, OutputFormat format,
                 std::function<void(std::uint64_t index)> released)
       : out_(out), format_(format), released_(std::move(released)) {}
+  // Hands what is formatted to the FILE, as stdio's own buffer would have held it: a job that
+  // ends with an error still prints the results it got.
+  ~ResultPrinter() { spill(); }
+  ResultPrinter(const ResultPrinter&) = delete;
+  ResultPrinter& operator=(const ResultPrinter&) = delete;
 
   // Item `index` (0-based, in submission order) from input line `line`; `value` is null for a
   // failed item, which prints nothing but lets later lines through.
@@ -37,8 +42,13 @@ class ResultPrinter {
   int write_error() const { return write_error_; }
 
  private:
-  std::string format(std::uint64_t line, const msgpack::object& value) const;
+  // Appends the result's line, without its newline, to `out`.
+  void format(std::string& out, std::uint64_t line, const msgpack::object& value) const;
+  // Ends the line that starts at `from` in pending_ (or drops it: an empty one with skip_empty).
+  void end_line(std::size_t from);
   void write(const std::string& text);
+  // Hands pending_ to the FILE once it is large: its memory stays bounded between flushes.
+  void spill();
 
   std::FILE* out_;
   OutputFormat format_;
@@ -47,6 +57,9 @@ class ResultPrinter {
   // is bounded by the client's window, not by the input's length.
   std::deque<std::optional<std::optional<std::string>>> waiting_;
   std::uint64_t next_ = 0;
+  // Lines formatted and not yet handed to the FILE: one fwrite per message (or 64 KiB) rather
+  // than two stdio calls per line.
+  std::string pending_;
   int write_error_ = 0;
 };
 
