@@ -3,8 +3,10 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -17,6 +19,36 @@ struct OutputFormat {
   bool json = false;        // every result as JSON (strings quoted), one per line: JSON Lines
   bool index = false;       // prefix each result with its input's line number
   bool skip_empty = false;  // an empty string prints nothing (a named command with no output)
+};
+
+// Bytes appended without std::string's out-of-line append per piece: lines are a few bytes.
+class OutputBuffer {
+ public:
+  // Room for `n` more bytes, to be written at the pointer and then commit()ed.
+  char* reserve(std::size_t n) {
+    if (capacity_ - size_ < n) grow(n);
+    return data_.get() + size_;
+  }
+  void commit(std::size_t n) { size_ += n; }
+  void append(const char* bytes, std::size_t n) {
+    if (n == 0) return;
+    std::memcpy(reserve(n), bytes, n);
+    size_ += n;
+  }
+  void push_back(char c) {
+    *reserve(1) = c;
+    ++size_;
+  }
+  void truncate(std::size_t size) { size_ = size; }
+  const char* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  void grow(std::size_t n);
+
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0, capacity_ = 0;
 };
 
 class ResultPrinter {
@@ -42,8 +74,8 @@ class ResultPrinter {
   int write_error() const { return write_error_; }
 
  private:
-  // Appends the result's line, without its newline, to `out`.
-  void format(std::string& out, std::uint64_t line, const msgpack::object& value) const;
+  // Appends the result's line, without its newline, to pending_.
+  void format(std::uint64_t line, const msgpack::object& value);
   // Ends the line that starts at `from` in pending_ (or drops it: an empty one with skip_empty).
   void end_line(std::size_t from);
   void write(const std::string& text);
@@ -59,7 +91,7 @@ class ResultPrinter {
   std::uint64_t next_ = 0;
   // Lines formatted and not yet handed to the FILE: one fwrite per message (or 64 KiB) rather
   // than two stdio calls per line.
-  std::string pending_;
+  OutputBuffer pending_;
   int write_error_ = 0;
 };
 
