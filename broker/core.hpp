@@ -70,7 +70,7 @@ const char* role_name(Role role);
 
 struct Outgoing {
   PeerId peer;
-  std::string header;
+  wire::Header header;  // in place when short: no allocation per TASK or DELIVER
   Bytes payload;
   bool has_payload = false;
   std::uint64_t task_id = 0;  // for a TASK: reported back by on_send_failed if it fails

@@ -3,7 +3,6 @@
 #include <signal.h>
 
 #include <zmq.hpp>
-#include <zmq_addon.hpp>
 
 #include <algorithm>
 #include <functional>
@@ -269,7 +268,9 @@ int serve(const ServerOptions& options, Core& core) {
     items.push_back({nullptr, options.stop_fd, ZMQ_POLLIN, 0});
   }
   items.push_back(connections->pollitem());
-  std::vector<zmq::message_t> frames;
+  // Frames are received into the same messages every time (a receive releases what the
+  // message held before): no vector of frames and no message objects made per frame.
+  zmq::message_t id_frame, header, payload_frame, extra;
   TimePoint next_tick = Clock::now();
   while (true) {
     const TimePoint now = Clock::now();
@@ -312,24 +313,36 @@ int serve(const ServerOptions& options, Core& core) {
       break;
     }
     for (int i = 0; i < kBatch; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-        break;
+      if (!router.recv(id_frame, zmq::recv_flags::dontwait)) break;
+      // The other frames of a message arrive with its first: these receives do not wait.
+      std::size_t frames = 1;
+      bool more = id_frame.more();
+      if (more && router.recv(header, zmq::recv_flags::dontwait)) {
+        ++frames;
+        more = header.more();
+      }
+      if (more && router.recv(payload_frame, zmq::recv_flags::dontwait)) {
+        ++frames;
+        more = payload_frame.more();
+      }
+      while (more && router.recv(extra, zmq::recv_flags::dontwait)) {
+        ++frames;
+        more = extra.more();
       }
       const TimePoint at = Clock::now();
-      const PeerId peer(frames[0].data<char>(), frames[0].size());
+      const PeerId peer(id_frame.data<char>(), id_frame.size());
       Role role = Role::Any;
       std::string_view key;
-      if (gate && frames.size() >= 2) {
+      if (gate && frames >= 2) {
         std::string refusal;
-        const auto sender = gate->admit(frames[1], peer, refusal);
+        const auto sender = gate->admit(header, peer, refusal);
         if (!sender) {
           if (!refusal.empty() && (!bindings || bindings->may_send(peer))) {
-            const std::string header = wire::encode(wire::Error{wire::Code::Forbidden, refusal});
+            const std::string reply = wire::encode(wire::Error{wire::Code::Forbidden, refusal});
             try {
               router.send(zmq::buffer(peer.data(), peer.size()),
                           zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-              router.send(zmq::buffer(header), zmq::send_flags::dontwait);
+              router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
             } catch (const zmq::error_t&) {
             }
           }
@@ -337,14 +350,14 @@ int serve(const ServerOptions& options, Core& core) {
         }
         std::tie(role, key) = *sender;
       }
-      if (bindings && frames.size() >= 2) {
+      if (bindings && frames >= 2) {
         watch_closed();
         const char* user = nullptr;
         try {
-          user = frames[1].gets("User-Id");
+          user = header.gets("User-Id");
         } catch (const zmq::error_t&) {
         }
-        const int fd = zmq_msg_get(frames[1].handle(), ZMQ_SRCFD);
+        const int fd = zmq_msg_get(header.handle(), ZMQ_SRCFD);
         if (!bindings->on_message(peer, user ? user : "", fd, at)) {
           if (refusals_logged.size() > 4096) refusals_logged.clear();
           auto [logged, first] = refusals_logged.try_emplace(peer, at);
@@ -358,16 +371,18 @@ int serve(const ServerOptions& options, Core& core) {
           continue;
         }
       }
-      // Only an admitted message says which connection a peer is on.
-      if (frames.size() >= 2) connections->heard(peer, frames[1]);
-      if (frames.size() == 2) {
-        core.on_message(peer, frames[1].data(), frames[1].size(), nullptr, at, role, key);
-      } else if (frames.size() == 3) {
-        Bytes payload = from_zmq(std::move(frames[2]));
-        core.on_message(peer, frames[1].data(), frames[1].size(), &payload, at, role, key);
+      if (frames == 2) {
+        core.on_message(peer, header.data(), header.size(), nullptr, at, role, key);
+      } else if (frames == 3) {
+        Bytes payload = from_zmq(std::move(payload_frame));
+        core.on_message(peer, header.data(), header.size(), &payload, at, role, key);
       } else {
-        core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames.size() - 1));
+        core.on_malformed(peer, "expected 1 or 2 frames, got " + std::to_string(frames - 1));
       }
+      // Only an admitted message says which connection a peer is on. After the core, since
+      // the frame may be taken: which connection a peer is on matters only when the outbox is
+      // sent (flush), not to the core.
+      if (frames >= 2) connections->heard(peer, header);
     }
     // Sending the replies to a whole batch at once lets ZeroMQ wake its I/O thread once and
     // coalesce the writes, instead of a wake-up and a syscall per message.

@@ -19,6 +19,9 @@
 namespace seppo::cli {
 namespace {
 
+// What one read() asks for; the buffer doubles for a longer line.
+constexpr std::size_t kReadSize = 64 << 10;
+
 bool is_regular(int fd) {
   struct stat st {};
   return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
@@ -54,41 +57,84 @@ std::string current_folder() {
   return error ? std::string() : here.string();
 }
 
-LineInput::LineInput(const std::string& path, InputFormat format) : format_(format) {
-  OpenedInput opened = open_input(path);
-  owned_ = std::move(opened.owned);
-  in_ = opened.in;
-  regular_fd_ = opened.regular_fd;
+LineInput::LineInput(const std::string& path, InputFormat format)
+    : name_(path.empty() || path == "-" ? "standard input" : path),
+      buffer_(kReadSize),
+      format_(format) {
+  if (path.empty() || path == "-") {
+    fd_ = STDIN_FILENO;
+  } else {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw Error("cannot read " + path + ": " + std::strerror(errno));
+    owns_fd_ = true;
+  }
+  // pread leaves the offset alone, so the progress count can share the reader's descriptor.
+  if (is_regular(fd_)) regular_fd_ = fd_;
   if (format_ == InputFormat::CommandRequest) cwd_ = current_folder();
 }
 
 LineInput::~LineInput() {
-  if (owned_ && regular_fd_ >= 0) ::close(regular_fd_);
+  if (owns_fd_) ::close(fd_);
+}
+
+bool LineInput::read_line(std::string_view& line) {
+  while (true) {
+    const char* from = buffer_.data() + begin_;
+    if (const void* nl = std::memchr(from + scanned_, '\n', end_ - begin_ - scanned_)) {
+      const std::size_t length = static_cast<std::size_t>(static_cast<const char*>(nl) - from);
+      line = std::string_view(from, length);
+      begin_ += length + 1;
+      scanned_ = 0;
+      return true;
+    }
+    scanned_ = end_ - begin_;
+    if (eof_) {
+      if (begin_ == end_) return false;
+      line = std::string_view(from, end_ - begin_);  // the last line, without its newline
+      begin_ = end_;
+      scanned_ = 0;
+      return true;
+    }
+    if (begin_ > 0) {  // the partial line to the front, so the buffer grows only for long lines
+      std::memmove(buffer_.data(), from, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    if (end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);
+    const ssize_t n = ::read(fd_, buffer_.data() + end_, buffer_.size() - end_);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error("cannot read " + name_ + ": " + std::strerror(errno));
+    if (n == 0) eof_ = true;
+    end_ += static_cast<std::size_t>(n);
+  }
 }
 
 bool LineInput::next(msgpack::packer<msgpack::sbuffer>& packer) {
-  while (std::getline(*in_, line_)) {
+  std::string_view line;
+  while (read_line(line)) {
     ++line_number_;
     switch (format_) {
       case InputFormat::Auto:
-        pack_line(packer, line_);
+        pack_line(packer, line);
         return true;
       case InputFormat::Raw:
-        packer.pack(line_);
+        packer.pack_str(static_cast<std::uint32_t>(line.size()));
+        packer.pack_str_body(line.data(), static_cast<std::uint32_t>(line.size()));
         return true;
       case InputFormat::CommandRequest:
-        wire::pack_command_request(packer, {line_}, line_number_, false, false, cwd_);
+        wire::pack_command_request(packer, {std::string(line)}, line_number_, false, false, cwd_);
         return true;
       case InputFormat::Json: {
-        const nlohmann::json value = nlohmann::json::parse(line_, nullptr, false);
+        const nlohmann::json value = nlohmann::json::parse(line, nullptr, false);
         if (!value.is_discarded()) {
           pack_json(packer, value);
           return true;
         }
         skipped_.push_back(line_number_);
         rejected_.push_back(
-            {line_number_, "not a JSON value (--json): " +
-                               (line_.size() > 60 ? line_.substr(0, 60) + "..." : line_)});
+            {line_number_,
+             "not a JSON value (--json): " +
+                 (line.size() > 60 ? std::string(line.substr(0, 60)) + "..." : std::string(line))});
         break;
       }
     }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <msgpack.hpp>
@@ -43,6 +44,7 @@ class LineInput {
 
   // Reads the next usable line and packs it; returns false at the end of the input. A line that
   // cannot be packed (--json and not JSON) is skipped: it gets no index, and rejected() says why.
+  // Throws seppo::Error when the input cannot be read.
   bool next(msgpack::packer<msgpack::sbuffer>& packer);
 
   // The 1-based line number of the item with this 0-based index.
@@ -60,10 +62,18 @@ class LineInput {
   int regular_file_fd() const { return regular_fd_; }
 
  private:
-  std::unique_ptr<std::istream> owned_;
-  std::istream* in_;
+  // The next line, without its newline, as a view into buffer_ valid until the next call;
+  // false at the end. Lines as std::getline splits them, without a string or a stream per line.
+  bool read_line(std::string_view& line);
+
+  std::string name_;  // for error messages
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  std::vector<char> buffer_;
+  std::size_t begin_ = 0, end_ = 0;  // the unread bytes in buffer_
+  std::size_t scanned_ = 0;          // bytes from begin_ known to hold no newline
+  bool eof_ = false;
   InputFormat format_;
-  std::string line_;
   std::string cwd_;  // for CommandRequest
   std::uint64_t line_number_ = 0;
   // Line numbers of rejected lines, ascending: they map item indexes back to line numbers.

@@ -86,8 +86,23 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& p, const nlohmann::json& v) {
   }
 }
 
-void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& line) {
-  // Most shell inputs are plain integers: they skip the JSON parser.
+void pack_line(msgpack::packer<msgpack::sbuffer>& packer, std::string_view line) {
+  // Most shell inputs are plain integers: they skip the JSON parser. Up to 18 digits cannot
+  // overflow, so they are read without from_chars' checks; longer ones take its path.
+  if (const std::size_t sign = !line.empty() && line[0] == '-' ? 1 : 0;
+      line.size() > sign && line.size() - sign <= 18) {
+    std::int64_t digits = 0;
+    std::size_t i = sign;
+    for (; i < line.size(); ++i) {
+      const unsigned d = static_cast<unsigned char>(line[i]) - static_cast<unsigned>('0');
+      if (d > 9) break;
+      digits = digits * 10 + static_cast<std::int64_t>(d);
+    }
+    if (i == line.size()) {
+      packer.pack(sign != 0 ? -digits : digits);
+      return;
+    }
+  }
   std::int64_t number = 0;
   const char* end = line.data() + line.size();
   const auto [ptr, ec] = std::from_chars(line.data(), end, number);
@@ -95,7 +110,7 @@ void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& lin
     packer.pack(number);
     return;
   }
-  pack_json(packer, parse_line(line));
+  pack_json(packer, parse_line(std::string(line)));
 }
 
 nlohmann::json parse_line(const std::string& line) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
@@ -17,7 +18,7 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& packer, const nlohmann::json& 
 // How an input line becomes a value: JSON when the line parses as JSON, a string otherwise.
 nlohmann::json parse_line(const std::string& line);
 // The same, packed straight into a chunk (with a fast path for integers).
-void pack_line(msgpack::packer<msgpack::sbuffer>& packer, const std::string& line);
+void pack_line(msgpack::packer<msgpack::sbuffer>& packer, std::string_view line);
 
 // How a result becomes an output line: strings raw, anything else as compact JSON.
 std::string format_result(const msgpack::object& value);

@@ -27,9 +27,13 @@ class ChunkSizer {
 
   void observe(std::uint32_t count, std::uint64_t elapsed_us) {
     // A chunk's time includes decoding and encoding; a floor keeps tiny costs from rounding
-    // to zero, and an average smooths one-off stalls.
-    const double sample = std::max(static_cast<double>(elapsed_us), 1.0) / count;
-    per_item_us_ = per_item_us_ <= 0 ? sample : 0.7 * per_item_us_ + 0.3 * sample;
+    // to zero. Time and items are summed with older chunks fading (0.7 per answer), so the
+    // estimate weighs each chunk by its items: the single-item chunks a job starts with,
+    // whose time is mostly per-chunk overhead, do not hold the size of the big ones down
+    // (hundreds of them answered while 10,000-item chunks were already running).
+    items_ = kFade * items_ + count;
+    time_us_ = kFade * time_us_ + std::max(static_cast<double>(elapsed_us), 1.0);
+    per_item_us_ = time_us_ / items_;
   }
 
   double per_item_us() const { return per_item_us_; }
@@ -37,6 +41,8 @@ class ChunkSizer {
  private:
   std::uint32_t fixed_;
   double target_us_;
+  static constexpr double kFade = 0.7;
+  double items_ = 0, time_us_ = 0;
   double per_item_us_ = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "seppo/client.hpp"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -284,13 +285,23 @@ class ClientJob {
   // With hold: the consumer took item `index`. Every few milliseconds of consumption, also a
   // step that does not wait: heartbeats go on and the freed room is filled.
   void consumed(std::uint64_t index) {
-    const auto now = Clock::now();
+    // Called for every item: the coarse clock (the kernel's tick, read without a system call
+    // or a hardware clock read) is enough to notice that kTendInterval has passed.
+    const auto now = coarse_now();
     if (hold_) core_.consumed(index, now);
     if (!finished_ && now - last_step_ >= kTendInterval) step(std::chrono::milliseconds(0));
   }
 
  private:
   static constexpr std::chrono::milliseconds kTendInterval{10};
+
+  // CLOCK_MONOTONIC, which steady_clock reads, at the resolution of the kernel's tick (1-10 ms).
+  static Clock::time_point coarse_now() {
+    timespec ts{};
+    if (::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return Clock::now();
+    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+  }
 
   static client::JobCoreOptions core_options(const Client::Impl& c, bool hold) {
     client::JobCoreOptions o;
@@ -479,8 +490,9 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
       // A key removed from the broker's lists is told so (docs/protocol.md §14.5).
       if (const auto* e = std::get_if<wire::Error>(&message);
           e && e->code == wire::Code::Forbidden) {
-        throw RefusedError(std::string(wire::code_name(e->code)),
-                           "the broker at " + impl_->endpoint + " refused this client: " + e->message);
+        throw RefusedError(
+            std::string(wire::code_name(e->code)),
+            "the broker at " + impl_->endpoint + " refused this client: " + e->message);
       }
     } catch (const ProtocolError&) {
     }

@@ -78,6 +78,10 @@ class JobCore {
     std::string worker;              // "host, process PID", or empty
     std::uint64_t elapsed_us = 0;    // the chunk's compute time (0 for failures)
     msgpack::object_handle entries;  // the decoded DELIVER payload, empty for failures
+    // Or, when every entry is a success with a scalar value (scalar_entries.hpp), the values
+    // alone, whose strings point into the payload kept here.
+    std::vector<msgpack::object> values;
+    Bytes payload;
     // A FAILED's code, or the client's own for items it fails (C22: "too_large"); empty for a
     // DELIVER, whose failed items are the function's own errors. Client::Item::code.
     std::string code;
@@ -85,7 +89,7 @@ class JobCore {
   // One item's outcome, handed over exactly once.
   struct ItemResult {
     std::uint64_t index = 0;
-    const msgpack::object* value = nullptr;  // into answer->entries; null on failure
+    const msgpack::object* value = nullptr;  // into answer's entries or values; null on failure
     std::string error;                       // why it failed, when value is null
     std::shared_ptr<const Answer> answer;
     bool last_in_message = false;  // the last item of its message: a moment to flush output
@@ -229,6 +233,9 @@ class JobCore {
   std::optional<Failure> failure_;
   std::vector<Outgoing> outbox_;
   std::vector<ItemResult> results_;
+  // The last DELIVER's Answer, used again for the next once no result refers to it: its
+  // values keep their capacity, instead of a new block of thousands of objects per message.
+  std::shared_ptr<Answer> spare_answer_;
 };
 
 }  // namespace seppo::client

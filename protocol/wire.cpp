@@ -26,6 +26,9 @@ class HeaderStream {
     spill_.append(data, size);
   }
   std::string take() { return spill_.empty() ? std::string(buffer_, used_) : std::move(spill_); }
+  Header take_header() {
+    return spill_.empty() ? Header(buffer_, used_) : Header(std::move(spill_));
+  }
 
  private:
   char buffer_[128];
@@ -440,19 +443,19 @@ std::string encode(const Message& message) {
   return stream.take();
 }
 
-std::string encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count) {
+Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count) {
   HeaderStream stream;
   Packer packer(stream);
   pack_task(packer, task_id, function, count);
-  return stream.take();
+  return stream.take_header();
 }
 
-std::string encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
-                           std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
+Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
+                      std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
   HeaderStream stream;
   Packer packer(stream);
   pack_deliver(packer, job_id, first, count, worker, elapsed_us, seq);
-  return stream.take();
+  return stream.take_header();
 }
 
 Message decode(const void* data, std::size_t size) {

@@ -42,7 +42,7 @@ inline void feed_broker(broker::Core& core, const std::string& from, const std::
 inline std::vector<BrokerOut> take_broker_outbox(broker::Core& core) {
   std::vector<BrokerOut> out;
   for (broker::Outgoing& o : std::exchange(core.outbox(), {})) {
-    BrokerOut b{std::move(o.peer), std::move(o.header), std::nullopt, o.task_id};
+    BrokerOut b{std::move(o.peer), std::string(o.header.view()), std::nullopt, o.task_id};
     if (o.has_payload) b.payload = std::move(o.payload);
     out.push_back(std::move(b));
   }
