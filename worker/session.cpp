@@ -135,9 +135,11 @@ class Session {
       if (fds[2].revents & POLLIN) {
         signals.take();
         core_.on_stop(Clock::now());
+        if (!stopping_since_) stopping_since_ = Clock::now();
       }
       if (fds[0].revents & POLLIN) receive();
       core_.on_tick(Clock::now());
+      if (stopping_since_) leave_if_orphaned();
     }
     const bool forbidden = core_.ending() == SessionCore::Ending::Forbidden;
     socket_->set(zmq::sockopt::linger, forbidden ? 0 : 1000);  // let BYE through, never hang
@@ -173,6 +175,18 @@ class Session {
       }
     }
     core_.outbox().clear();
+  }
+
+  // A stopping worker finishes its running task, and its supervisor kills it if that takes too
+  // long. With the supervisor gone (it was killed, and the kernel sent this process SIGTERM) no
+  // one would: a hung function would keep the process for ever. So an orphan gives its task a
+  // few seconds and then leaves; the broker re-runs what it held.
+  void leave_if_orphaned() {
+    if (Clock::now() - *stopping_since_ < kOrphanStopGrace || ::getppid() == parent_) return;
+    log::warning("stopping with no supervisor left: leaving the running task unfinished after " +
+                 std::to_string(kOrphanStopGrace.count()) + " ms");
+    std::fflush(nullptr);
+    ::_exit(kExitAbandoned);  // not exit(): the executor's thread is still inside the function
   }
 
   // The broker cancelled the running task (its time limit, or its job is gone), and a module
@@ -344,9 +358,12 @@ class Session {
   bool drained_ = false;          // the last operation on socket_ was a receive that found none
   bool monitor_pending_ = false;  // events may wait that its fd will not announce again
   std::uint64_t connections_ = 0;
-  int wake_fd_ = -1;              // eventfd: the executor's thread changed what the loop awaits
-  std::optional<Polled> polled_;  // set while the loop waits in poll, without the lock
-  std::mutex handoff_mutex_;      // guards the two below, and is never held for long:
+  int wake_fd_ = -1;  // eventfd: the executor's thread changed what the loop awaits
+  std::optional<Clock::time_point> stopping_since_;  // SIGTERM or SIGINT arrived
+  const pid_t parent_ = ::getppid();
+  static constexpr std::chrono::milliseconds kOrphanStopGrace{5000};
+  std::optional<Polled> polled_;           // set while the loop waits in poll, without the lock
+  std::mutex handoff_mutex_;               // guards the two below, and is never held for long:
   std::vector<Executor::Outcome> handed_;  // finished, for the loop to take
   bool waiting_ = false;                   // the loop waits in poll: wake it for handed_
   bool closed_ = false;                    // the loop ended: the socket is gone or going

@@ -333,3 +333,33 @@ TEST_CASE("under chaos, killed workers and a restarted broker lose and repeat no
   MESSAGE(items << " items, " << kills << " workers killed, broker restarted once");
   CHECK(cluster.wait_for_workers(4));  // the supervisor replaced every killed process
 }
+
+TEST_CASE("worker processes whose supervisor is SIGKILLed mid-task leave within seconds") {
+  Cluster cluster;
+  Process& supervisor = cluster.add_worker(2);
+  REQUIRE(cluster.wait_for_workers(2));
+  const auto pids = worker_pids(cluster);
+  REQUIRE(pids.size() == 2);
+  Process client({Paths::cli(), "--broker", cluster.endpoint(), "map", "--chunk-size", "1",
+                  "example_module.sleep_ms"},
+                 cluster.dir().path() / "client.log", {}, [&] {
+                   const auto input = cluster.dir().path() / "hung-input";
+                   std::ofstream(input) << "100000000\n100000000\n";
+                   return input.string();
+                 }());
+  REQUIRE(eventually([&] { return cluster.busy_count() == 2u; }));
+  supervisor.kill(SIGKILL);
+  REQUIRE(supervisor.wait(5s) == 128 + SIGKILL);
+  // Orphans are reparented, maybe to a PID 1 that never reaps: a zombie counts as gone.
+  const auto gone = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    const auto close = line.rfind(')');
+    return close != std::string::npos && line.size() > close + 2 && line[close + 2] == 'Z';
+  };
+  CHECK(eventually([&] { return gone(pids[0]) && gone(pids[1]); }, 20s));
+  for (pid_t pid : pids) {
+    if (!gone(pid)) ::kill(pid, SIGKILL);  // never leave one behind, even when the check fails
+  }
+}
