@@ -71,8 +71,7 @@ class Session {
         executor_(functions,
                   [this](Executor::Outcome&& outcome) { finished(std::move(outcome)); }) {
     identity_ = random_routing_id('W');
-    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    if (wake_.fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   }
 
   ~Session() {
@@ -80,7 +79,6 @@ class Session {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_ = true;  // the executor's thread, finishing a chunk, leaves the socket alone
     }
-    ::close(wake_fd_);
     // executor_, declared last, is destroyed first: its thread ends before what it uses.
   }
 
@@ -99,21 +97,24 @@ class Session {
       if (core_.ending() != SessionCore::Ending::Running) break;
       if (monitor_pending_) check_handshake();  // a new monitor: its fd may have fired
       pollfd fds[4] = {{socket_fd_, POLLIN, 0},
-                       {wake_fd_, POLLIN, 0},
+                       {wake_.fd, POLLIN, 0},
                        {signals.fd(), POLLIN, 0},
                        {monitor_fd_, POLLIN, 0}};
       const auto now = Clock::now();
       const auto deadline = std::min(core_.next_deadline(), now + core_.heartbeat());
       const auto wait = std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - now),
                                  std::chrono::milliseconds(0));
+      bool handed_meanwhile = false;  // since take_handed() above: look, but do not wait
       {
         std::lock_guard<std::mutex> handoff(handoff_mutex_);
-        if (!handed_.empty()) continue;  // handed over since take_handed() above
-        waiting_ = true;
+        handed_meanwhile = !handed_.empty();
+        waiting_ = !handed_meanwhile;
       }
       polled_ = Polled{deadline, connections_};
       lock.unlock();
-      const int ready = ::poll(fds, 4, static_cast<int>(wait.count()));
+      // Even then the signals and the monitor are polled: a steady stream of handed-over
+      // results must not keep SIGTERM waiting.
+      const int ready = ::poll(fds, 4, handed_meanwhile ? 0 : static_cast<int>(wait.count()));
       lock.lock();
       const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
       {
@@ -125,7 +126,7 @@ class Session {
       }
       if (fds[1].revents & POLLIN) {
         std::uint64_t count;
-        (void)!::read(wake_fd_, &count, sizeof count);
+        (void)!::read(wake_.fd, &count, sizeof count);
       }
       // Before the timers: a task that finished is not one that runs long (its waiting ones
       // are not returned).
@@ -337,7 +338,7 @@ class Session {
 
   void wake() {
     const std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    (void)!::write(wake_.fd, &one, sizeof one);
   }
 
   // What the socket loop waits for, while it does.
@@ -358,7 +359,12 @@ class Session {
   bool drained_ = false;          // the last operation on socket_ was a receive that found none
   bool monitor_pending_ = false;  // events may wait that its fd will not announce again
   std::uint64_t connections_ = 0;
-  int wake_fd_ = -1;  // eventfd: the executor's thread changed what the loop awaits
+  struct WakeFd {  // closed as a member, after executor_'s thread is joined
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ~WakeFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } wake_;  // the executor's thread changed what the loop awaits
   std::optional<Clock::time_point> stopping_since_;  // SIGTERM or SIGINT arrived
   const pid_t parent_ = ::getppid();
   static constexpr std::chrono::milliseconds kOrphanStopGrace{5000};
