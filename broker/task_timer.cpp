@@ -166,6 +166,15 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   const std::size_t returned = taken.size();
   // Tells the worker which it may drop: until then it keeps them, and runs them if it must.
   std::reverse(taken.begin(), taken.end());
+  // Listed ids not held here are refused too (a copy answered already, or sent again after a
+  // READY re-queued it): the worker keeps an offered task until CANCEL names it, and while it
+  // keeps one W24 never abandons what it runs, so a copy left unanswered behind a task that
+  // never returns held the worker, and the tasks kept from it, for ever (seppo-sim 34125).
+  const std::unordered_set<std::uint64_t> took(taken.begin(), taken.end());
+  std::unordered_set<std::uint64_t> refused;
+  for (std::uint64_t id : m.task_ids) {
+    if (!took.count(id) && refused.insert(id).second) taken.push_back(id);
+  }
   if (!taken.empty()) send(from, wire::Cancel{std::move(taken)});
   // A worker offers back only tasks waiting behind the one it runs: offering the first one we
   // held there, it runs something we do not count (a task taken back after it started, or one

@@ -125,17 +125,17 @@ TEST_CASE("B9: a SUBMIT from a registered worker is refused with bad_message") {
 
 TEST_CASE(
     "B11: RETURN refreshes the worker and re-queues the listed tasks it holds, without an "
-    "attempt, CANCELing them") {
+    "attempt, CANCELing them and every listed id it does not hold") {
   Harness h;
   const auto tasks = h.serve("W1", 2, 2);
   REQUIRE(tasks.size() == 2);
   h.now += 2500ms;
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
-  h.deliver("W1", wire::Return{{tasks[1].task_id, 999}});  // 999: not held, ignored
+  h.deliver("W1", wire::Return{{tasks[1].task_id, 999}});  // 999: not held, refused
   const auto out = h.drain();
   const auto cancels = h.sent_to<wire::Cancel>(out, "W1");
   REQUIRE(cancels.size() == 1);
-  CHECK(cancels[0].task_ids == std::vector<std::uint64_t>{tasks[1].task_id});
+  CHECK(cancels[0].task_ids == std::vector<std::uint64_t>{tasks[1].task_id, 999});
   // Its credit is still 2: without a CREDIT 1 first, the task comes straight back (§4.16), under
   // a new id, so that the CANCEL just sent cannot be taken for it.
   const auto back = h.sent_to<wire::Task>(out, "W1");
@@ -146,6 +146,26 @@ TEST_CASE(
   h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
   h.core.on_tick(h.now);
   CHECK(h.core.worker_count() == 1);
+}
+
+TEST_CASE(
+    "B11: RETURN of a copy the broker answered already is refused with CANCEL, so the worker "
+    "keeps no offered task that would stop W24 from abandoning the one it runs") {
+  // seppo-sim 34125: a READY sent twice re-queued T1 and T2, sent again; the first T1's RESULT
+  // completed T1, and the worker, running the first T2 for ever, offered back the second T1
+  // with what waited behind. Unanswered, that copy kept the worker (and the queue) waiting.
+  Harness h;
+  const auto tasks = h.serve("W1", 2, 2);
+  REQUIRE(tasks.size() == 2);
+  h.deliver("W1", wire::Heartbeat{0, 0, {}});
+  h.result("W1", tasks[0].task_id, 1);
+  h.drain();
+  // The worker runs another copy of tasks[1]; the one the broker counts and a stale copy of
+  // tasks[0] wait behind it.
+  h.deliver("W1", wire::Return{{tasks[0].task_id, tasks[1].task_id}});
+  const auto cancels = h.sent_to<wire::Cancel>(h.drain(), "W1");
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].task_ids == std::vector<std::uint64_t>{tasks[1].task_id, tasks[0].task_id});
 }
 
 TEST_CASE(
