@@ -55,18 +55,21 @@ void Connections::read_events() {
   }
   unchecked_.clear();
   // A peer that moved is attributed right after its connection's ACCEPTED: the events after
-  // it (its old connection closing, or its new one) come in their order.
+  // it (its old connection closing, or its new one) come in their order. Each later ACCEPTED
+  // of the same descriptor attributes it again: the kernel reuses the lowest free number, so
+  // a connection that came and went just before may have held it first.
+  std::vector<bool> attributed(moved_.size(), false);
   for (const auto& [event, fd] : events_) {
     apply(event, fd);
     if (event != ZMQ_EVENT_ACCEPTED) continue;
-    for (auto& [peer, moved_fd] : moved_) {
-      if (moved_fd != fd) continue;
-      attribute(peer, fd);
-      moved_fd = -1;
+    for (std::size_t i = 0; i < moved_.size(); ++i) {
+      if (moved_[i].second != fd) continue;
+      attribute(moved_[i].first, fd);
+      attributed[i] = true;
     }
   }
-  for (const auto& [peer, fd] : moved_) {
-    if (fd >= 0) attribute(peer, fd);
+  for (std::size_t i = 0; i < moved_.size(); ++i) {
+    if (!attributed[i]) attribute(moved_[i].first, moved_[i].second);
   }
 }
 

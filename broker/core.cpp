@@ -582,6 +582,8 @@ void Core::reserve(Service& service, std::uint64_t suspect) {
   Worker* pick = nullptr;
   for (Worker* w : service.provider_records) {
     if (!w->spoken || w->drained_for != nullptr) continue;
+    // Holding nothing yet blocked (it runs a task we do not count, §4.16) is not draining.
+    if (w->isolating != 0 && w->inflight.empty()) continue;
     // The fewest tasks held drains first; on a tie, one not abandoning or isolating a task.
     if (pick == nullptr || w->inflight.size() < pick->inflight.size() ||
         (w->inflight.size() == pick->inflight.size() && pick->isolating != 0 &&
@@ -606,7 +608,10 @@ void Core::unreserve(Service& service) {
 
 bool Core::reservation_live(const Service& service) const {
   auto t = tasks_.find(service.drain_for);
-  return t != tasks_.end() && t->second.holder.empty();
+  if (t == tasks_.end() || !t->second.holder.empty()) return false;
+  // A reserved worker that became blocked behind uncounted work would keep the suspect waiting.
+  const Worker* w = service.drain;
+  return w == nullptr || w->isolating == 0 || !w->inflight.empty();
 }
 
 bool Core::reservation_waits(const Service& service) const {
@@ -614,8 +619,7 @@ bool Core::reservation_waits(const Service& service) const {
   if (t == tasks_.end() || !t->second.holder.empty()) return false;
   auto j = jobs_.find(t->second.job);
   return j != jobs_.end() && !j->second.queue.empty() &&
-         j->second.queue.front() == service.drain_for &&
-         !delivery_backlogged(t->second.job.client);
+         j->second.queue.front() == service.drain_for && !delivery_backlogged(t->second.job.client);
 }
 
 // A client whose results wait unread in the broker's send queue beyond its byte limit gets
@@ -682,6 +686,17 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
         const std::vector<std::string> functions = w->second.functions;
         for (const std::string& f : functions) dispatch(f);
       }
+      // What it holds that we do not count there (§4.16): a task re-run elsewhere after two
+      // heartbeats left it out, which reached it after all. Nothing else would ever end it
+      // there, and while it is listed a worker that handed back its first task gets no work:
+      // cancel it (a worker ignores a CANCEL of an id it does not hold, W23).
+      std::vector<std::uint64_t> uncounted;
+      for (std::uint64_t id : m.open) {
+        if (std::find(inflight.begin(), inflight.end(), id) == inflight.end()) {
+          uncounted.push_back(id);
+        }
+      }
+      if (!uncounted.empty()) send(from, wire::Cancel{std::move(uncounted)});
       // It holds nothing, nor we anything there: what it ran that we did not count is over
       // (§4.16, W24), and it may take work again.
       if (m.open.empty() && w->second.inflight.empty() && w->second.isolating != 0) {

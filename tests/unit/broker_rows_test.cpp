@@ -3,6 +3,7 @@
 // (broker_core_test.cpp, task_timer_test.cpp): `unit-tests -tc='B*'` runs them all.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -499,4 +500,44 @@ TEST_CASE("a heavy client's fair-share debt persists when its tasks are placed a
     }
   }
   CHECK(order == "LLLLLLLL");
+}
+
+TEST_CASE(
+    "a worker that lists a task the broker re-ran elsewhere is told to cancel it, then works") {
+  Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 600000);
+  h.submit("C1", 1, "m.f", 1, items(2), 1, 600000);
+  auto sent = Harness::sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(sent.size() == 2);
+  const std::uint64_t x = sent[0].task_id, y = sent[1].task_id;
+  h.ready("W2", {"m.f"}, 1);
+  h.drain();
+  // X is slow on its way to W1: two heartbeats past the expiry leave it out, so it is re-run.
+  std::vector<Sent> out;
+  for (int i = 0; i < 5; ++i) {
+    h.advance(i == 0 ? 100ms : 1000ms);
+    h.deliver("W1", wire::Heartbeat{0, 1, {y}});
+    h.deliver("W2", wire::Heartbeat{0, 1, {x}});
+    h.deliver("C1", wire::Heartbeat{1, 0, {}});
+    auto o = h.drain();
+    out.insert(out.end(), o.begin(), o.end());
+  }
+  REQUIRE(Harness::sent_to<wire::Task>(out, "W2").size() == 1);
+  // X reaches W1 after all and hangs there; Y waits behind it and is handed back (W21).
+  h.deliver("W1", wire::Return{{y}});
+  h.drain();
+  for (int i = 2; i < 8; ++i) h.submit("C1", 1, "m.f", i, items(i + 1), 1, 600000);
+  h.drain();
+  h.advance(1000ms);
+  h.deliver("W1", wire::Heartbeat{0, 1, {x, y}});
+  bool cancelled_x = false;
+  for (const auto& c : Harness::sent_to<wire::Cancel>(h.drain(), "W1")) {
+    cancelled_x |= std::find(c.task_ids.begin(), c.task_ids.end(), x) != c.task_ids.end();
+  }
+  CHECK(cancelled_x);  // before, nothing ever ended X at W1, and W1 got no work for good
+  // W1 stops X (a command is killed; a module's process is replaced) and holds nothing.
+  h.advance(1000ms);
+  h.deliver("W1", wire::Heartbeat{0, 1, {}});
+  CHECK_FALSE(Harness::sent_to<wire::Task>(h.drain(), "W1").empty());
 }
