@@ -63,6 +63,14 @@ std::vector<std::pair<int, std::string>> entries(const Bytes& payload) {
   return out;
 }
 
+// Prefetch 4 and tasks waiting behind a running one offered back after 100 ms (W21).
+SessionCoreOptions returning() {
+  SessionCoreOptions options;
+  options.prefetch = 4;
+  options.return_after = 100ms;
+  return options;
+}
+
 }  // namespace
 
 TEST_CASE("W1 start: READY with the functions and the initial capacity, on the loop's socket") {
@@ -470,10 +478,7 @@ TEST_CASE("W20 CANCEL for the running task: abandoned, its answer says \"cancell
 TEST_CASE(
     "W21, W22 tasks waiting behind one running for return_after: CREDIT 1, RETURN, kept until "
     "CANCEL") {
-  SessionCoreOptions fixed;
-  fixed.prefetch = 4;
-  fixed.return_after = 100ms;
-  Harness h(fixed);
+  Harness h(returning());
   h.take();
   h.task(1, t0);
   h.task(2, t0);
@@ -508,10 +513,7 @@ TEST_CASE(
 TEST_CASE(
     "W22, W24 CANCEL taking back an offered copy of a task held twice: the broker forgot the id, "
     "so the running copy, which has run return_after, is abandoned without an answer") {
-  SessionCoreOptions fixed;
-  fixed.prefetch = 4;
-  fixed.return_after = 100ms;
-  Harness h(fixed);
+  Harness h(returning());
   h.take();
   h.task(1, t0);
   h.task(1, t0);  // sent again after a READY re-queued it
@@ -536,10 +538,7 @@ TEST_CASE(
 TEST_CASE(
     "W24 a task taken back just after it started is spared at first; once work sent after it "
     "is offered back and taken, it is abandoned") {
-  SessionCoreOptions fixed;
-  fixed.prefetch = 4;
-  fixed.return_after = 100ms;
-  Harness h(fixed);
+  Harness h(returning());
   h.take();
   h.task(1, t0);
   h.task(2, t0);
@@ -571,10 +570,7 @@ TEST_CASE(
 TEST_CASE(
     "W24 a task taken back after it started, with nothing waiting behind it, is abandoned once "
     "it has run return_after (the broker sends nothing more here meanwhile: seppo-sim 41988)") {
-  SessionCoreOptions fixed;
-  fixed.prefetch = 4;
-  fixed.return_after = 100ms;
-  Harness h(fixed);
+  Harness h(returning());
   h.take();
   h.task(1, t0);
   h.task(2, t0);
@@ -599,10 +595,7 @@ TEST_CASE(
 TEST_CASE(
     "W24 a task held from before the session started over is abandoned when the broker takes "
     "back the work waiting behind it") {
-  SessionCoreOptions fixed;
-  fixed.prefetch = 4;
-  fixed.return_after = 100ms;
-  Harness h(fixed);
+  Harness h(returning());
   h.take();
   h.task(1, t0);
   const auto first = h.starts().at(0);
