@@ -1,8 +1,17 @@
 #include "broker/connections.hpp"
 
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
+#include <cstdio>
 #include <cstring>
+
+#include "common/log.hpp"
 
 #include <zmq_addon.hpp>
 
@@ -13,7 +22,8 @@ Connections::Connections(zmq::context_t& context, zmq::socket_t& router)
   static std::atomic<unsigned> counter{0};
   const std::string endpoint = "inproc://seppo-connections-" + std::to_string(++counter);
   if (zmq_socket_monitor(router_.handle(), endpoint.c_str(),
-                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED) !=
+      0) {
     throw zmq::error_t();
   }
   pipe_.set(zmq::sockopt::linger, 0);
@@ -49,7 +59,7 @@ void Connections::read_events() {
       const int fd = zmq_msg_get(frame.handle(), ZMQ_SRCFD);
       if (fd < 0) continue;
       auto w = where_.find(peer);
-      if (w != where_.end() && w->second.first == fd) continue;
+      if (w != where_.end() && w->second.fd == fd) continue;
       moved_.emplace_back(peer, fd);
     }
   }
@@ -59,6 +69,7 @@ void Connections::read_events() {
   // of the same descriptor attributes it again: the kernel reuses the lowest free number, so
   // a connection that came and went just before may have held it first.
   std::vector<bool> attributed(moved_.size(), false);
+  over_cap_.clear();
   for (const auto& [event, fd] : events_) {
     apply(event, fd);
     if (event != ZMQ_EVENT_ACCEPTED) continue;
@@ -71,17 +82,51 @@ void Connections::read_events() {
   for (std::size_t i = 0; i < moved_.size(); ++i) {
     if (!attributed[i]) attribute(moved_[i].first, moved_[i].second);
   }
+  // Over the cap: the connections accepted last go, once the events read say they are still
+  // open (libzmq reports a DISCONNECTED before it closes the descriptor, so one not reported
+  // closed is still that connection's).
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [fd, connection] : over_cap_) {
+    if (close_connection(fd, connection)) ++refused_since_log_;
+  }
+  if (refused_since_log_ > 0 && now - cap_logged_ >= std::chrono::minutes(1)) {
+    cap_logged_ = now;
+    log::warning("at the connection cap (--max-connections " + std::to_string(max_connections_) +
+                 "): closed " + std::to_string(refused_since_log_) +
+                 " new connections (logged at most once a minute); the peers already connected "
+                 "are served");
+    refused_since_log_ = 0;
+  }
+  if (accept_failures_ > 0 && now - accept_logged_ >= std::chrono::minutes(1)) {
+    accept_logged_ = now;
+    log::error("could not accept " + std::to_string(accept_failures_) +
+               " connections (out of file descriptors or memory; logged at most once a "
+               "minute): lower --max-connections or raise the descriptor limit (ulimit -n)");
+    accept_failures_ = 0;
+  }
+}
+
+bool Connections::close_connection(int fd, std::uint64_t connection) {
+  auto c = by_fd_.find(fd);
+  if (c == by_fd_.end() || c->second != connection) return false;
+  return ::shutdown(fd, SHUT_RDWR) == 0;
 }
 
 void Connections::apply(std::uint16_t event, int fd) {
   if (event == ZMQ_EVENT_ACCEPTED) {
     by_fd_[fd] = next_connection_;
+    if (max_connections_ != 0 && by_fd_.size() > max_connections_) {
+      over_cap_.emplace_back(fd, next_connection_);
+    }
     unattributed_.insert(next_connection_++);
+  } else if (event == ZMQ_EVENT_ACCEPT_FAILED) {
+    ++accept_failures_;
   } else if (event == ZMQ_EVENT_DISCONNECTED) {
     closed_fds_.push_back(fd);
     auto c = by_fd_.find(fd);
     if (c == by_fd_.end()) return;
     unattributed_.erase(c->second);
+    watched_.erase(c->second);
     auto p = peers_.find(c->second);
     if (p != peers_.end()) {
       for (const std::string& peer : p->second) {
@@ -98,14 +143,16 @@ void Connections::attribute(const std::string& peer, int fd) {
   auto c = by_fd_.find(fd);
   if (c == by_fd_.end()) return;
   auto w = where_.find(peer);
+  std::uint64_t heard = 0;
   if (w != where_.end()) {
-    auto p = peers_.find(w->second.second);
+    heard = w->second.heard;
+    auto p = peers_.find(w->second.connection);
     if (p != peers_.end()) {
       p->second.erase(peer);
       if (p->second.empty()) peers_.erase(p);
     }
   }
-  where_[peer] = {fd, c->second};
+  where_[peer] = {fd, c->second, heard + 1};
   peers_[c->second].insert(peer);
   unattributed_.erase(c->second);
   // Its old connection may have closed in the events just read: it is not lost, it moved.
@@ -116,6 +163,7 @@ void Connections::heard(const std::string& peer, zmq::message_t& header) {
   if (unchecked_.size() >= kMaxUnchecked) read_events();  // checks those kept
   auto w = where_.find(peer);
   if (w != where_.end() && unattributed_.empty()) {
+    ++w->second.heard;
     unchecked_.emplace_back(peer, std::move(header));
     return;
   }
@@ -125,7 +173,10 @@ void Connections::heard(const std::string& peer, zmq::message_t& header) {
   // gets its old descriptor number back is attributed to its old connection until the next
   // event is read; its closing then presumes it lost, and it announces itself again when the
   // broker answers its next message with not_ready.)
-  if (w != where_.end() && w->second.first == fd) return;
+  if (w != where_.end() && w->second.fd == fd) {
+    ++w->second.heard;
+    return;
+  }
   read_events();  // this message's ACCEPTED, and any DISCONNECTED before it
   attribute(peer, fd);
 }
@@ -142,6 +193,67 @@ std::vector<int> Connections::take_closed_fds() {
   std::vector<int> closed;
   closed.swap(closed_fds_);
   return closed;
+}
+
+std::chrono::steady_clock::time_point Connections::guard(
+    std::chrono::steady_clock::time_point now) {
+  constexpr auto kCheck = std::chrono::milliseconds(20);
+  if (max_unfinished_ == 0) return now + std::chrono::hours(1);
+  // The resident size, in pages: a peer feeding an unfinished message makes it grow.
+  std::uint64_t size = 0, resident = 0;
+  if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(statm, "%lu %lu", &size, &resident) != 2) resident = 0;
+    std::fclose(statm);
+  }
+  const std::uint64_t grown_pages = (8u << 20) / static_cast<std::uint64_t>(::getpagesize());
+  if (now - last_full_check_ >= std::chrono::seconds(1) || resident == 0 ||
+      resident >= rss_at_check_ + grown_pages) {
+    last_full_check_ = now;
+    rss_at_check_ = resident;
+    check_unfinished();
+  } else if (resident < rss_at_check_) {
+    rss_at_check_ = resident;
+  }
+  return now + kCheck;
+}
+
+void Connections::check_unfinished() {
+  read_events();
+  for (const auto& [fd, connection] : by_fd_) {
+    Watched& watched = watched_[connection];
+    if (!watched.tcp) continue;
+    tcp_info info{};
+    socklen_t length = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+        length < offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received) {
+      watched.tcp = false;  // ipc://: only the broker's own user (or group) connects there
+      continue;
+    }
+    std::uint64_t heard = 0;
+    if (auto p = peers_.find(connection); p != peers_.end()) {
+      for (const std::string& peer : p->second) {
+        if (auto w = where_.find(peer); w != where_.end()) heard += w->second.heard;
+      }
+    }
+    const std::uint64_t received = info.tcpi_bytes_received;
+    if (heard != watched.heard) {
+      watched.heard = heard;
+      watched.baseline = received;
+      continue;
+    }
+    if (received - watched.baseline <= max_unfinished_) continue;
+    if (::shutdown(fd, SHUT_RDWR) != 0) continue;
+    ++unfinished_closed_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - unfinished_logged_ >= std::chrono::minutes(1)) {
+      unfinished_logged_ = now;
+      log::warning("closed " + std::to_string(unfinished_closed_) +
+                   " connections that sent more than " + std::to_string(max_unfinished_) +
+                   " bytes without completing a message (--max-message-bytes plus the header "
+                   "and buffers; logged at most once a minute)");
+      unfinished_closed_ = 0;
+    }
+  }
 }
 
 }  // namespace seppo::broker

@@ -16,8 +16,15 @@
 // is taken as coming from that peer's connection and kept unchecked; the next reading of the
 // events checks the kept messages only if it finds a connection accepted meanwhile, before
 // applying the events, in the order heard() would have.
+//
+// The same events let the broker bound what connections can cost it (issue 26): a cap on the
+// number open (--max-connections: each costs a descriptor, and libzmq spins on accept() once
+// they run out), and a bound on the bytes a TCP connection may send without completing a
+// message (libzmq's ZMQ_MAXMSGSIZE limits each frame, not the message: a peer sending frames
+// marked MORE and never the last held the broker's memory without bound).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -49,11 +56,38 @@ class Connections {
   // last call, oldest first (routing ids bound to users are released by descriptor, §14.6).
   std::vector<int> take_closed_fds();
 
+  // Connections accepted beyond `max_connections` open are closed at once (shutdown(2) of
+  // their descriptor: libzmq then closes it as for a peer that left), logged at most once a
+  // minute. 0: no cap.
+  void set_max_connections(std::size_t max_connections) { max_connections_ = max_connections; }
+  // A TCP connection that has received more than `bytes` since a message of it was last read
+  // (or since it opened) is closed: `bytes` must exceed the largest message plus what the
+  // kernel buffers. 0: no bound.
+  void set_max_unfinished_bytes(std::uint64_t bytes) { max_unfinished_ = bytes; }
+  // Checks the bound above: cheap (one read of /proc/self/statm) unless the process grew by
+  // 8 MiB since the last full check or a second has passed, when every TCP connection is asked
+  // for its received byte count (TCP_INFO). Returns when to call it again.
+  std::chrono::steady_clock::time_point guard(std::chrono::steady_clock::time_point now);
+
  private:
   void read_events();
   void apply(std::uint16_t event, int fd);
   // The message of `peer` came on descriptor `fd`, whose connection is the latest ACCEPTED.
   void attribute(const std::string& peer, int fd);
+  // Closes the connection on `fd` if it is still `connection`; false if it is not.
+  bool close_connection(int fd, std::uint64_t connection);
+  void check_unfinished();
+
+  struct Where {
+    int fd = -1;
+    std::uint64_t connection = 0;
+    std::uint64_t heard = 0;  // messages attributed to it (the guard's sign of progress)
+  };
+  struct Watched {
+    bool tcp = true;             // TCP_INFO answered (ipc:// peers are the broker's own users)
+    std::uint64_t baseline = 0;  // bytes received when a message of it was last seen
+    std::uint64_t heard = 0;     // the sum of its peers' `heard` then
+  };
 
   // Messages kept unchecked at most: more are checked at once (the socket loop reads the events
   // after every batch, so this is only a bound).
@@ -64,7 +98,7 @@ class Connections {
   std::uint64_t next_connection_ = 1;
   std::unordered_map<int, std::uint64_t> by_fd_;  // open descriptor -> its connection
   std::unordered_map<std::uint64_t, std::unordered_set<std::string>> peers_;  // connection ->
-  std::unordered_map<std::string, std::pair<int, std::uint64_t>> where_;      // peer -> fd, conn
+  std::unordered_map<std::string, Where> where_;                              // peer ->
   // Open connections no message has been attributed to yet: while there is one, any peer may
   // be moving to it, so every message is checked.
   std::unordered_set<std::uint64_t> unattributed_;
@@ -74,6 +108,15 @@ class Connections {
   std::vector<std::pair<std::string, int>> moved_;     // checked: (peer, descriptor) (reused)
   std::vector<std::string> lost_;
   std::vector<int> closed_fds_;
+
+  std::size_t max_connections_ = 0;
+  std::uint64_t max_unfinished_ = 0;
+  std::vector<std::pair<int, std::uint64_t>> over_cap_;  // accepted beyond the cap (reused)
+  std::uint64_t refused_since_log_ = 0, accept_failures_ = 0, unfinished_closed_ = 0;
+  std::chrono::steady_clock::time_point cap_logged_{}, accept_logged_{}, unfinished_logged_{};
+  std::unordered_map<std::uint64_t, Watched> watched_;  // connection ->
+  std::chrono::steady_clock::time_point last_full_check_{};
+  std::uint64_t rss_at_check_ = 0;  // pages
 };
 
 }  // namespace seppo::broker

@@ -1,5 +1,6 @@
 // seppo-broker: the name service and task queue that clients and workers connect to.
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <optional>
 
@@ -39,24 +39,69 @@ seppo::log::Level convert(seppo::broker::LogLevel level) {
   return seppo::log::Level::Info;
 }
 
+// A new temporary file next to `path` (mkstemp: O_CREAT|O_EXCL, so never through a link
+// someone planted, and a name nobody can predict), readable as a file the user creates
+// normally would be (0666 less the umask), or -1.
+int make_temporary(const std::string& path, std::string& name) {
+  std::string pattern = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(pattern.data());
+  if (fd < 0) return -1;
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  if (::fchmod(fd, 0666 & ~mask) != 0) {
+    ::close(fd);
+    ::unlink(pattern.c_str());
+    return -1;
+  }
+  name = pattern;
+  return fd;
+}
+
 // Writes the endpoints, one per line, to `path` through a temporary file and a rename, so a
 // reader polling for the file never sees half of it.
 bool write_endpoint_file(const std::string& path, const std::vector<std::string>& bound) {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    for (const std::string& endpoint : bound) {
-      out << seppo::connectable_endpoint(endpoint, host) << "\n";
-    }
-    out.flush();
-    if (!out) return false;
+  std::string text;
+  for (const std::string& endpoint : bound) {
+    text += seppo::connectable_endpoint(endpoint, host) + "\n";
   }
+  std::string temporary;
+  const int fd = make_temporary(path, temporary);
+  if (fd < 0) return false;
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  const bool written = ::close(fd) == 0 && done == text.size();
   std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) std::filesystem::remove(temporary, error);
-  return !error;
+  if (written) std::filesystem::rename(temporary, path, error);
+  if (!written || error) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+  }
+  return written && !error;
+}
+
+// Raises the soft descriptor limit to the hard one (a broker holds one per connection) and
+// returns how many connections fit: the limit less `kReserved` for the broker's own (libzmq's
+// signalling descriptors, listeners, the ZAP handler, logs). libzmq retries accept() at once
+// when descriptors run out, spinning a core, so the cap must stay below it.
+std::size_t descriptor_room() {
+  constexpr rlim_t kReserved = 64;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return 0;
+  return limit.rlim_cur > 2 * kReserved ? static_cast<std::size_t>(limit.rlim_cur - kReserved)
+                                        : static_cast<std::size_t>(limit.rlim_cur / 2);
 }
 
 }  // namespace
@@ -116,6 +161,13 @@ int main(int argc, char** argv) {
                  "payload bytes one client may have queued before its chunks are refused; "
                  "also bounds its results awaiting delivery")
       ->capture_default_str();
+  std::size_t max_connections = 16384;
+  app.add_option("--max-connections", max_connections,
+                 "connections open at once (workers, clients, status probes); new ones beyond "
+                 "are closed at once and logged. Lowered to the descriptor limit (ulimit -n, "
+                 "raised to its hard limit at start) less 64")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
   std::string worker_grace = "60s";
   app.add_option("--worker-grace", worker_grace,
                  "how long jobs wait for workers of their function to come back after the last "
@@ -188,6 +240,13 @@ int main(int argc, char** argv) {
                                                          : default_broker_endpoint());
   }
   server.endpoints = endpoints;
+  server.max_connections = max_connections;
+  if (const std::size_t room = descriptor_room(); room != 0 && room < max_connections) {
+    server.max_connections = room;
+    log::warning("--max-connections lowered to " + std::to_string(room) +
+                 " to fit the descriptor limit (ulimit -n), less the descriptors the broker "
+                 "keeps for itself");
+  }
   server.heartbeat = config.heartbeat;
   server.liveness = config.liveness;
 
@@ -264,10 +323,11 @@ int main(int argc, char** argv) {
   bool wrote_endpoint_file = false;
   if (!endpoint_file.empty()) {
     // Checked before binding: a script polling for the file should hear at once that it won't come.
-    const std::string probe = endpoint_file + ".tmp." + std::to_string(::getpid());
-    if (!std::ofstream(probe)) return fail(1, "cannot write the endpoint file " + endpoint_file);
-    std::error_code ignored;
-    std::filesystem::remove(probe, ignored);
+    std::string probe;
+    const int fd = make_temporary(endpoint_file, probe);
+    if (fd < 0) return fail(1, "cannot write the endpoint file " + endpoint_file);
+    ::close(fd);
+    ::unlink(probe.c_str());
     server.on_ready = [&](const std::vector<std::string>& bound, const std::string& error) {
       if (!error.empty()) return;
       wrote_endpoint_file = write_endpoint_file(endpoint_file, bound);

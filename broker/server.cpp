@@ -22,6 +22,11 @@ namespace {
 // under a flood without a syscall per message.
 constexpr int kBatch = 512;
 
+// What a connection may send beyond --max-message-bytes before a message of it is read: the
+// header frame (64 KiB), ZMTP's framing and handshake, and what the kernel holds for libzmq
+// to read (its receive buffer grows to 6 MiB by default).
+constexpr std::uint64_t kUnfinishedAllowance = 8u << 20;
+
 // Sends the core's outbox. `connections` (may be null) says whose connection has closed:
 // nothing is sent to those peers, and their TASKs count as never received, since the close was
 // known before the send. (A send into a closing connection can still succeed and be lost; the
@@ -212,6 +217,13 @@ int serve(const ServerOptions& options, Core& core) {
   // binding, so that no connection goes unseen.
   std::optional<Connections> connections;
   connections.emplace(context, router);
+  connections->set_max_connections(options.max_connections);
+  // libzmq's ZMQ_MAXMSGSIZE (below) bounds each frame, not a message: a peer may send frames
+  // marked MORE for ever, and libzmq holds them all until the last. So a TCP connection that
+  // sends more than a whole message may hold (the largest payload, a 64 KiB header, ZMTP's
+  // framing) plus what the kernel may buffer, without a message of it being read, is closed.
+  connections->set_max_unfinished_bytes(static_cast<std::uint64_t>(options.max_message_bytes) +
+                                        kUnfinishedAllowance);
   // A close is taken in before any later message or send: the descriptor of a closed
   // connection may serve the next one, and the id of a closed one may be taken by another.
   const auto watch_closed = [&] {
@@ -272,6 +284,7 @@ int serve(const ServerOptions& options, Core& core) {
   // message held before): no vector of frames and no message objects made per frame.
   zmq::message_t id_frame, header, payload_frame, extra;
   TimePoint next_tick = Clock::now();
+  TimePoint next_guard = next_tick;
   while (true) {
     const TimePoint now = Clock::now();
     if (now >= next_tick) {
@@ -280,7 +293,9 @@ int serve(const ServerOptions& options, Core& core) {
       if (bindings) bindings->expire(now);
       send_all(now);
     }
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
+    if (now >= next_guard) next_guard = connections->guard(now);
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::min(next_tick, next_guard) - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
     bool stop = false;
     if (stop_item != 0 && (items[stop_item].revents & ZMQ_POLLIN)) {

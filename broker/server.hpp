@@ -14,6 +14,9 @@ namespace seppo::broker {
 struct ServerOptions {
   std::vector<std::string> endpoints;
   std::int64_t max_message_bytes = 256ll << 20;
+  // Connections open at once, beyond which new ones are closed (seppo-broker --max-connections,
+  // lowered to fit the descriptor limit); 0: no cap.
+  std::size_t max_connections = 0;
   std::chrono::milliseconds shutdown_grace{2000};
   // CurveZMQ: on when `curve` is set. `lists` were loaded from `authorized` and are read again
   // from there on SIGHUP.

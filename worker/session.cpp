@@ -210,6 +210,11 @@ class Session {
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::rcvhwm, 0);
     socket_->set(zmq::sockopt::sndhwm, 0);
+    // No frame from a broker can exceed what it accepts (§4.9), plus a header: once it said,
+    // ZeroMQ drops the connection of one that sends more (a new socket on each reconnection).
+    if (const std::uint64_t limit = core_.max_message_bytes(); limit != 0) {
+      socket_->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit + (64u << 10)));
+    }
     if (!options_.curve_secret_key.empty()) {
       socket_->set(zmq::sockopt::curve_serverkey,
                    zmq::buffer(curve::decode(options_.curve_server_key)));

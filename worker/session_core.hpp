@@ -90,6 +90,8 @@ class SessionCore {
   std::uint32_t liveness() const { return liveness_; }
   std::uint64_t instance() const { return instance_; }
   bool leaving() const { return leaving_; }
+  // The broker's --max-message-bytes from its ALIVE (§4.9); 0 until announced.
+  std::uint64_t max_message_bytes() const { return max_message_bytes_; }
 
  private:
   struct Submitted {
