@@ -690,12 +690,22 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       // heartbeats left it out, which reached it after all. Nothing else would ever end it
       // there, and while it is listed a worker that handed back its first task gets no work:
       // cancel it (a worker ignores a CANCEL of an id it does not hold, W23).
+      // Once per liveness per id: the worker keeps listing one that started before the CANCEL
+      // arrived until it ends or is abandoned (W24), and a CANCEL lost on a connection that
+      // broke is sent again.
       std::vector<std::uint64_t> uncounted;
+      std::unordered_map<std::uint64_t, TimePoint> cancelled;
       for (std::uint64_t id : m.open) {
-        if (std::find(inflight.begin(), inflight.end(), id) == inflight.end()) {
-          uncounted.push_back(id);
+        if (std::find(inflight.begin(), inflight.end(), id) != inflight.end()) continue;
+        auto c = w->second.cancelled_listed.find(id);
+        if (c != w->second.cancelled_listed.end() && now - c->second <= expiry()) {
+          cancelled.insert(*c);
+          continue;
         }
+        uncounted.push_back(id);
+        cancelled.emplace(id, now);
       }
+      w->second.cancelled_listed = std::move(cancelled);
       if (!uncounted.empty()) send(from, wire::Cancel{std::move(uncounted)});
       // It holds nothing, nor we anything there: what it ran that we did not count is over
       // (§4.16, W24), and it may take work again.
@@ -722,7 +732,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       send(from, alive());
       return;
     }
-    send(from, wire::Resync{m.job_id});  // we restarted, or gave the client up for dead
+    send(from, wire::Resync{m.job_id, instance_});  // we restarted, or gave the client up for dead
     return;
   }
   Job& job = j->second;
@@ -745,7 +755,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;
-    send(from, wire::Resync{m.job_id});
+    send(from, wire::Resync{m.job_id, instance_});
     return;
   }
   send(from, alive());

@@ -163,6 +163,10 @@ class Core {
     // Held tasks its last listing HEARTBEAT left out, a liveness after they were sent: a second
     // such HEARTBEAT shows them lost (§4.8).
     std::unordered_set<std::uint64_t> unlisted;
+    // Listed ids it holds that we do not count there, and when we last sent CANCEL for each:
+    // CANCEL goes once per heartbeat_ms x liveness while it lists one, not at every heartbeat
+    // (a task that started before its CANCEL arrived runs on, listed, §4.16).
+    std::unordered_map<std::uint64_t, TimePoint> cancelled_listed;
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;

@@ -175,6 +175,9 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   for (std::uint64_t id : m.task_ids) {
     if (!took.count(id) && refused.insert(id).second) taken.push_back(id);
   }
+  // A task that started before this CANCEL arrives runs on and is listed: its HEARTBEATs need
+  // not draw the same CANCEL again within a liveness (§4.16).
+  for (std::uint64_t id : taken) worker.cancelled_listed[id] = now;
   if (!taken.empty()) send(from, wire::Cancel{std::move(taken)});
   // A worker offers back only tasks waiting behind the one it runs: offering the first one we
   // held there, it runs something we do not count (a task taken back after it started, or one

@@ -138,10 +138,20 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return text;
 }
 
-// "FUNCTION killed after the --timeout of 2 s (on node1, process 42)".
+// "FUNCTION stopped: it ran longer than its time limit of 2 s (on node1, process 42)". The
+// limit is the broker's ("ran longer than L at worker"): its --task-timeout may be lower than
+// --timeout. Neither the broker nor this client knows how the worker stopped it (a command is
+// killed, a function interrupted by replacing its process), so the text says neither.
 std::string killed_after_timeout(const std::string& error, const MapOptions& o) {
   const std::string at = worker_in(error);
-  return o.function + " killed after the --timeout of " + seconds_text(o.control.timeout) + " s" +
+  const std::string longer = "ran longer than ";
+  std::string limit = seconds_text(o.control.timeout) + " s";
+  if (const auto from = error.find(longer); from != std::string::npos) {
+    const auto begin = from + longer.size();
+    const auto end = error.find(" at worker ", begin);
+    if (end != std::string::npos) limit = error.substr(begin, end - begin);
+  }
+  return o.function + " stopped: it ran longer than its time limit of " + limit +
          (at.empty() ? "" : " (on " + at + ")");
 }
 

@@ -123,6 +123,9 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
         resynced_at_ = now;
         resubmit_all(now);
       }
+      // The instance this RESYNC comes from has what we resubmitted (or will have at the next
+      // RESYNC): its ALIVE must not make us resubmit it again (§4.10).
+      if (r->instance != 0) instance_ = r->instance;
       if (!heard_alive_) {
         // C21: a broker that answers RESYNC while we hold our chunks back does not announce
         // its limits (an older one): stop waiting for them.

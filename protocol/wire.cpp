@@ -316,8 +316,9 @@ struct Encoder {
     if (m.max_message_bytes != 0) p.pack(m.max_message_bytes);
   }
   void operator()(const Resync& m) {
-    start(p, Type::Resync, 1);
+    start(p, Type::Resync, m.instance != 0 ? 2 : 1);
     p.pack(m.job_id);
+    if (m.instance != 0) p.pack(m.instance);
   }
   void operator()(const Bye& m) {
     start(p, Type::Bye, 1);
@@ -380,7 +381,7 @@ Message decode_fields(Type type, const Fields& f) {
                    f.has(5) ? f.u64(5, "max_message_bytes") : 0};
     case Type::Resync:
       f.need(3);
-      return Resync{f.u64(2, "job_id")};
+      return Resync{f.u64(2, "job_id"), f.has(3) ? f.u64(3, "instance") : 0};
     case Type::Bye:
       f.need(3);
       return Bye{f.str(2, "reason")};

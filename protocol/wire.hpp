@@ -114,6 +114,10 @@ struct Alive {
 struct Resync {
   static constexpr Type kType = Type::Resync;
   std::uint64_t job_id = 0;
+  // Optional trailing field (§4.10): the broker's instance, as in ALIVE; 0 when not sent (an
+  // older broker). A client that resubmits on RESYNC takes it as seen, so that the next ALIVE
+  // of the same instance does not make it resubmit again.
+  std::uint64_t instance = 0;
 };
 struct Bye {
   static constexpr Type kType = Type::Bye;

@@ -174,11 +174,17 @@ void World::client_pump(int i) {
   if (p.job) {
     for (auto& out : core.take_outbox()) {
       if (trace_) tracef(p.name + " sends " + describe(out.message));
+      count_resubmission(job, out.message);
       peer_send(i, Frame{wire::encode(out.message), std::move(out.payload), {}});
     }
     if (auto at = global_of(p, core.next_deadline()))
       schedule(*at, make_event(Ev::Tick, i, ++p.tick_gen));
   }
+}
+
+void World::count_resubmission(JobRecord& job, const wire::Message& message) {
+  const auto* submit = std::get_if<wire::Submit>(&message);
+  if (submit != nullptr && !job.submitted.insert(submit->first).second) ++report_.resubmits;
 }
 
 void World::end_job(int i, JobRecord::State state) {
@@ -189,6 +195,7 @@ void World::end_job(int i, JobRecord::State state) {
     p.job->close(local_tp(p));
     for (auto& out : p.job->take_outbox()) {
       if (trace_) tracef(p.name + " sends " + describe(out.message));
+      count_resubmission(job, out.message);
       peer_send(i, Frame{wire::encode(out.message), std::move(out.payload), {}});
     }
     p.broker_heartbeat = p.job->broker_heartbeat();

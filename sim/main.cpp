@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
         "seed %llu: %s after %llu steps, %.3f s of virtual time; %llu jobs completed, "
         "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
         "%llu worker reconnects, %llu heartbeat gaps, %llu over_limit; %llu timeouts, "
-        "%llu abandons, %llu returns, %llu close notices, %llu ghosts\n",
+        "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions\n",
         static_cast<unsigned long long>(seed), r.finished ? "ok" : "stopped",
         static_cast<unsigned long long>(r.steps), r.end_us / 1e6,
         static_cast<unsigned long long>(r.jobs_completed),
@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.heartbeat_gaps),
         static_cast<unsigned long long>(r.over_limit), static_cast<unsigned long long>(r.timeouts),
         static_cast<unsigned long long>(r.abandons), static_cast<unsigned long long>(r.returns),
-        static_cast<unsigned long long>(r.notices), static_cast<unsigned long long>(r.ghosts));
+        static_cast<unsigned long long>(r.notices), static_cast<unsigned long long>(r.ghosts),
+        static_cast<unsigned long long>(r.resubmits));
     return 0;
   }
 
@@ -154,6 +155,7 @@ int main(int argc, char** argv) {
       total.returns += r.returns;
       total.notices += r.notices;
       total.ghosts += r.ghosts;
+      total.resubmits += r.resubmits;
       if (r.heartbeat_gaps) ++gap_seeds;
       total.max_job_lag_us = std::max(total.max_job_lag_us, r.max_job_lag_us);
     }
@@ -168,7 +170,7 @@ int main(int argc, char** argv) {
       "%llu seeds (%llu..%llu, faults %s): %llu failed; %llu steps, %llu jobs completed, "
       "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
       "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; %llu timeouts, "
-      "%llu abandons, %llu returns, %llu close notices, %llu ghosts; "
+      "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions; "
       "slowest job %.1f s past its faults; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(last), seppo::sim::fault_names(faults).c_str(),
@@ -185,6 +187,6 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.abandons),
       static_cast<unsigned long long>(total.returns),
       static_cast<unsigned long long>(total.notices), static_cast<unsigned long long>(total.ghosts),
-      total.max_job_lag_us / 1e6, seconds);
+      static_cast<unsigned long long>(total.resubmits), total.max_job_lag_us / 1e6, seconds);
   return failures ? 1 : 0;
 }

@@ -136,6 +136,7 @@ void World::broker_flush() {
           rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
       const Us at = std::max(now_ + delay, p->link.last_to_peer);
       p->link.last_to_peer = at;
+      note_cancels(o.peer, o.header);
       Event e = make_event(Ev::ToPeer, it->second, p->link.router_epoch);
       e.frame = Frame{std::move(o.header), std::move(o.payload), {}};
       schedule(at, std::move(e));
@@ -165,6 +166,28 @@ void World::broker_flush() {
   broker_tick_schedule();
 }
 
+void World::note_cancels(const std::string& peer, const std::string& header) {
+  if (header.size() < 3 ||
+      static_cast<unsigned char>(header[2]) != static_cast<int>(wire::Type::Cancel)) {
+    return;
+  }
+  const wire::Message message = wire::decode(header.data(), header.size());
+  const auto* cancel = std::get_if<wire::Cancel>(&message);
+  if (cancel == nullptr) return;
+  // The broker's clock may run 2 % off the world's: a liveness less a tenth.
+  const Us window = kExpiry * 9 / 10;
+  for (std::uint64_t id : cancel->task_ids) {
+    std::vector<Us>& at = cancels_[{peer, id}];
+    at.erase(std::remove_if(at.begin(), at.end(), [&](Us t) { return now_ - t > window; }),
+             at.end());
+    at.push_back(now_);
+    if (at.size() > 2) {
+      violate("the broker sent CANCEL of task " + std::to_string(id) + " to " + printable(peer) +
+              " " + std::to_string(at.size()) + " times within a liveness");
+    }
+  }
+}
+
 void World::broker_tick_schedule() {
   if (!broker_) return;
   const TimePoint next = broker_->next_deadline(broker_tp());
@@ -182,6 +205,12 @@ void World::deliver_to_broker(int i, Event& e) {
     return;
   }
   if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));
+  if (!cancels_.empty() && e.frame.header.size() > 2 &&
+      static_cast<unsigned char>(e.frame.header[2]) == static_cast<int>(wire::Type::Ready)) {
+    // A new registration: what the worker held is forgotten on both sides.
+    cancels_.erase(cancels_.lower_bound({p.link.id, 0}),
+                   cancels_.upper_bound({p.link.id, ~std::uint64_t{0}}));
+  }
   heard(p.link.id, e.tag);
   feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp());
   broker_flush();

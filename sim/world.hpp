@@ -64,6 +64,8 @@ struct RunReport {
   std::uint64_t returns = 0;   // RETURNs the workers sent
   std::uint64_t notices = 0;   // on_disconnected calls (closed connections noticed)
   std::uint64_t ghosts = 0;    // peers that sent READY and closed
+  // Issue 26: SUBMITs of a chunk its job had sent already (RESYNC, a new broker instance).
+  std::uint64_t resubmits = 0;
 };
 
 RunReport run(const RunOptions& options);

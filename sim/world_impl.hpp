@@ -148,6 +148,7 @@ struct ItemCheck {
 
 struct JobRecord {
   std::uint64_t id = 0;
+  std::set<std::uint64_t> submitted;  // firsts sent: another SUBMIT of one is a resubmission
   std::vector<ItemCheck> items;
   std::uint64_t next_input = 0;  // items packed so far
   std::uint64_t emitted = 0;     // items handed on in order (the reorder buffer's front)
@@ -251,6 +252,11 @@ class World {
   void deliver_to_broker(int i, Event& e);
   void deliver_to_peer(int i, Event& e);
   void broker_flush();
+  // Invariant 14 (issue 26): a CANCEL of one task id to one worker registration goes at most
+  // twice within a liveness (one for its RETURN, its time limit or its job; one for a HEARTBEAT
+  // listing it), not at every heartbeat.
+  void note_cancels(const std::string& peer, const std::string& header);
+  void count_resubmission(JobRecord& job, const wire::Message& message);
   void heard(const std::string& id, std::uint64_t connection);
   void router_closed(const std::string& id, std::uint64_t connection);
   void excuse_task(const Frame& frame);
@@ -310,6 +316,7 @@ class World {
   // ids whose connection closed since the last flush (server.cpp hands them to the core).
   std::map<std::string, std::uint64_t> where_;
   std::vector<std::string> lost_;
+  std::map<std::pair<std::string, std::uint64_t>, std::vector<Us>> cancels_;  // invariant 14
   std::map<std::int64_t, ItemRun> runs_;  // by item (x), for the time-limit check
   // Added to kJobBound: a hung item holds a worker for its chunk's limit (a chunk of n items
   // runs n times the limit before it is split, docs/protocol.md §10.1), and with few workers

@@ -340,8 +340,8 @@ TEST_CASE(
                           "5\n600000\n7\n", 30s);
   CHECK(r.status == 1);
   CHECK(r.out == "5\n7\n");
-  CHECK(r.err.find("seppo: line 2: example_module.sleep_ms killed after the --timeout of 0.5 s") !=
-        std::string::npos);
+  CHECK(r.err.find("seppo: line 2: example_module.sleep_ms stopped: it ran longer than its time "
+                   "limit of 0.5 s (on ") != std::string::npos);
   // The worker process that could not be interrupted was replaced: both serve again.
   CHECK(cluster.wait_for_workers(2));
 }

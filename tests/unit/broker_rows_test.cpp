@@ -541,3 +541,74 @@ TEST_CASE(
   h.deliver("W1", wire::Heartbeat{0, 1, {}});
   CHECK_FALSE(Harness::sent_to<wire::Task>(h.drain(), "W1").empty());
 }
+
+TEST_CASE("a listed task the broker does not count is cancelled once per liveness, not per beat") {
+  Harness h;  // heartbeat 1 s, liveness 3
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 1, "m.f", 0, items(1), 1, 600000);
+  const auto sent = Harness::sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(sent.size() == 1);
+  const std::uint64_t x = sent[0].task_id, stray = x + 1000;
+  // W1 lists a task the broker does not count there (one that started before the CANCEL of
+  // its RETURN arrived runs on, listed, §4.16): cancelled at the first listing...
+  const auto cancels = [&] {
+    std::size_t n = 0;
+    for (const auto& c : Harness::sent_to<wire::Cancel>(h.drain(), "W1")) {
+      n += static_cast<std::size_t>(std::count(c.task_ids.begin(), c.task_ids.end(), stray));
+    }
+    return n;
+  };
+  h.advance(1000ms);
+  h.deliver("W1", wire::Heartbeat{0, 1, {x, stray}});
+  CHECK(cancels() == 1);
+  // ...not at each heartbeat that still lists it (before: a CANCEL every heartbeat)...
+  for (int i = 0; i < 3; ++i) {
+    h.advance(1000ms);
+    h.deliver("W1", wire::Heartbeat{0, 1, {x, stray}});
+    CHECK(cancels() == 0);
+  }
+  // ...but again after a liveness, in case that CANCEL was lost.
+  h.advance(1000ms);
+  h.deliver("W1", wire::Heartbeat{0, 1, {x, stray}});
+  CHECK(cancels() == 1);
+  // Listed again after a heartbeat left it out: a new task of that id, cancelled at once.
+  h.advance(1000ms);
+  h.deliver("W1", wire::Heartbeat{0, 1, {x}});
+  CHECK(cancels() == 0);
+  h.advance(1000ms);
+  h.deliver("W1", wire::Heartbeat{0, 1, {x, stray}});
+  CHECK(cancels() == 1);
+}
+
+TEST_CASE(
+    "B49 and §4.15: a task cancelled while it ran is freed by two seen=1 heartbeats, not seen=0") {
+  for (const std::uint64_t seen : {0, 1}) {
+    CAPTURE(seen);
+    Harness h;
+    h.ready("W1", {"m.f"}, 1);
+    h.submit_timed(0, 1, 500);
+    const auto tasks = Harness::sent_to<wire::Task>(h.drain(), "W1");
+    REQUIRE(tasks.size() == 1);
+    h.submit_timed(1, 1, 500);  // waits: W1's capacity is 1
+    h.drain();
+    // W1 lists the task while it runs; past its limit the broker cancels it.
+    h.advance(600ms);
+    h.deliver("W1", wire::Heartbeat{0, seen,
+                                    seen == 1 ? std::vector<std::uint64_t>{tasks[0].task_id}
+                                              : std::vector<std::uint64_t>{}});
+    h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+    const auto out = h.drain();
+    REQUIRE(Harness::sent_to<wire::Cancel>(out, "W1").size() == 1);
+    // It never answers (a worker that does not follow §4.15). Its heartbeats leave the task out.
+    std::size_t sent = 0;
+    for (int i = 0; i < 5; ++i) {
+      h.advance(1000ms);
+      h.deliver("W1", wire::Heartbeat{0, seen, {}});
+      h.deliver("C1", wire::Heartbeat{1, 1, {1}});
+      sent += Harness::sent_to<wire::Task>(h.drain(), "W1").size();
+    }
+    // seen = 1 says what it holds: the cancelled task is over there, W1 is free. seen = 0 says
+    // nothing: only the RESULT (or W1's loss) frees it.
+    CHECK(sent == (seen == 1 ? 1u : 0u));
+  }
+}

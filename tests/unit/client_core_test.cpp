@@ -429,6 +429,29 @@ TEST_CASE("C14 a broker instance change resubmits; the first ALIVE only sets it"
   CHECK(firsts(h.take()) == std::vector<std::uint64_t>{0, 2});
 }
 
+TEST_CASE("C14 a RESYNC that names the new instance resubmits once, not again at its ALIVE") {
+  Harness h;
+  h.fill(t0, 2);
+  h.take();
+  h.core.feed(wire::Alive{5, 250, 3}, std::nullopt, t0 + 1ms);
+  CHECK(h.take().empty());
+  // The broker restarted: the first answer is a RESYNC (it knows no job), then an ALIVE.
+  h.core.feed(wire::Resync{kJob, 6}, std::nullopt, t0 + 1s);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{0, 2});
+  CHECK(h.core.instance() == 6);
+  h.core.feed(wire::Alive{6, 250, 3}, std::nullopt, t0 + 2s);
+  CHECK(sent<wire::Submit>(h.take()).empty());
+  // From an older broker (no instance in RESYNC) the ALIVE still tells the restart.
+  Harness old;
+  old.fill(t0, 2);
+  old.take();
+  old.core.feed(wire::Alive{5, 250, 3}, std::nullopt, t0 + 1ms);
+  old.core.feed(wire::Resync{kJob}, std::nullopt, t0 + 1s);
+  CHECK(firsts(old.take()) == std::vector<std::uint64_t>{0, 2});
+  old.core.feed(wire::Alive{6, 250, 3}, std::nullopt, t0 + 2s);
+  CHECK(firsts(old.take()) == std::vector<std::uint64_t>{0, 2});
+}
+
 TEST_CASE("C15 ERROR forbidden fails the job as refused, any other as a protocol error") {
   Harness h;
   h.fill(t0, 1);

@@ -41,6 +41,11 @@ TEST_CASE("every message type survives encoding and decoding") {
   CHECK(round_trip(wire::Heartbeat{8, 9, {1, 2}}).open == std::vector<std::uint64_t>{1, 2});
   CHECK(round_trip(wire::Alive{42, 1000, 3}).instance == 42);
   CHECK(round_trip(wire::Resync{8}).job_id == 8);
+  CHECK(round_trip(wire::Resync{8}).instance == 0);
+  CHECK(round_trip(wire::Resync{8, 0x8f3b2c1d4e5f6a7b}).instance == 0x8f3b2c1d4e5f6a7b);
+  // Without an instance RESYNC is byte for byte what it was; with one, a trailing uint64.
+  CHECK(wire::encode(wire::Resync{8}) == std::string("\x93\x01\x0a\x08", 4));
+  CHECK(wire::encode(wire::Resync{8, 9}) == std::string("\x94\x01\x0a\x08\x09", 5));
   CHECK(round_trip(wire::Bye{"bye"}).reason == "bye");
   CHECK(round_trip(wire::Error{wire::Code::BadMessage, "x"}).code == wire::Code::BadMessage);
   round_trip(wire::StatusRequest{});
