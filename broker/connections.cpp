@@ -214,7 +214,13 @@ std::chrono::steady_clock::time_point Connections::guard(
   } else if (resident < rss_at_check_) {
     rss_at_check_ = resident;
   }
-  return now + kCheck;
+  // Without a TCP connection (none, or ipc:// only) nothing needs the frequent check: a new
+  // connection's ACCEPTED wakes the socket loop, which calls again at once.
+  const bool tcp = std::any_of(by_fd_.begin(), by_fd_.end(), [&](const auto& c) {
+    auto w = watched_.find(c.second);
+    return w == watched_.end() || w->second.tcp;
+  });
+  return now + (tcp ? kCheck : std::chrono::seconds(1));
 }
 
 void Connections::check_unfinished() {

@@ -66,7 +66,8 @@ class Connections {
   void set_max_unfinished_bytes(std::uint64_t bytes) { max_unfinished_ = bytes; }
   // Checks the bound above: cheap (one read of /proc/self/statm) unless the process grew by
   // 8 MiB since the last full check or a second has passed, when every TCP connection is asked
-  // for its received byte count (TCP_INFO). Returns when to call it again.
+  // for its received byte count (TCP_INFO). Returns when to call it again: in 20 ms while a TCP
+  // connection is open, else in a second (call it at once when the monitor's events come).
   std::chrono::steady_clock::time_point guard(std::chrono::steady_clock::time_point now);
 
  private:

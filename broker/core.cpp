@@ -697,6 +697,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       std::unordered_map<std::uint64_t, TimePoint> cancelled;
       for (std::uint64_t id : m.open) {
         if (std::find(inflight.begin(), inflight.end(), id) != inflight.end()) continue;
+        if (cancelled.count(id)) continue;  // listed twice: it holds two copies (§4.2)
         auto c = w->second.cancelled_listed.find(id);
         if (c != w->second.cancelled_listed.end() && now - c->second <= expiry()) {
           cancelled.insert(*c);

@@ -297,6 +297,8 @@ int serve(const ServerOptions& options, Core& core) {
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::min(next_tick, next_guard) - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
+    // A connection event (a new TCP connection, perhaps): the guard looks again at once.
+    if (items.back().revents & ZMQ_POLLIN) next_guard = std::min(next_guard, Clock::now());
     bool stop = false;
     if (stop_item != 0 && (items[stop_item].revents & ZMQ_POLLIN)) {
       log::info("asked to stop");
