@@ -87,22 +87,18 @@ void Connections::read_events() {
   // closed is still that connection's).
   const auto now = std::chrono::steady_clock::now();
   for (const auto& [fd, connection] : over_cap_) {
-    if (close_connection(fd, connection)) ++refused_since_log_;
+    if (close_connection(fd, connection)) ++over_cap_closed_.count;
   }
-  if (refused_since_log_ > 0 && now - cap_logged_ >= std::chrono::minutes(1)) {
-    cap_logged_ = now;
+  if (const std::uint64_t n = over_cap_closed_.take(now)) {
     log::warning("at the connection cap (--max-connections " + std::to_string(max_connections_) +
-                 "): closed " + std::to_string(refused_since_log_) +
+                 "): closed " + std::to_string(n) +
                  " new connections (logged at most once a minute); the peers already connected "
                  "are served");
-    refused_since_log_ = 0;
   }
-  if (accept_failures_ > 0 && now - accept_logged_ >= std::chrono::minutes(1)) {
-    accept_logged_ = now;
-    log::error("could not accept " + std::to_string(accept_failures_) +
+  if (const std::uint64_t n = accept_failures_.take(now)) {
+    log::error("could not accept " + std::to_string(n) +
                " connections (out of file descriptors or memory; logged at most once a "
                "minute): lower --max-connections or raise the descriptor limit (ulimit -n)");
-    accept_failures_ = 0;
   }
 }
 
@@ -120,7 +116,7 @@ void Connections::apply(std::uint16_t event, int fd) {
     }
     unattributed_.insert(next_connection_++);
   } else if (event == ZMQ_EVENT_ACCEPT_FAILED) {
-    ++accept_failures_;
+    ++accept_failures_.count;
   } else if (event == ZMQ_EVENT_DISCONNECTED) {
     closed_fds_.push_back(fd);
     auto c = by_fd_.find(fd);
@@ -249,15 +245,12 @@ void Connections::check_unfinished() {
     }
     if (received - watched.baseline <= max_unfinished_) continue;
     if (::shutdown(fd, SHUT_RDWR) != 0) continue;
-    ++unfinished_closed_;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - unfinished_logged_ >= std::chrono::minutes(1)) {
-      unfinished_logged_ = now;
-      log::warning("closed " + std::to_string(unfinished_closed_) +
-                   " connections that sent more than " + std::to_string(max_unfinished_) +
+    ++unfinished_closed_.count;
+    if (const std::uint64_t n = unfinished_closed_.take(std::chrono::steady_clock::now())) {
+      log::warning("closed " + std::to_string(n) + " connections that sent more than " +
+                   std::to_string(max_unfinished_) +
                    " bytes without completing a message (--max-message-bytes plus the header "
                    "and buffers; logged at most once a minute)");
-      unfinished_closed_ = 0;
     }
   }
 }

@@ -113,8 +113,18 @@ class Connections {
   std::size_t max_connections_ = 0;
   std::uint64_t max_unfinished_ = 0;
   std::vector<std::pair<int, std::uint64_t>> over_cap_;  // accepted beyond the cap (reused)
-  std::uint64_t refused_since_log_ = 0, accept_failures_ = 0, unfinished_closed_ = 0;
-  std::chrono::steady_clock::time_point cap_logged_{}, accept_logged_{}, unfinished_logged_{};
+  // Events counted since they were last logged, at most once a minute each.
+  struct Tally {
+    std::uint64_t count = 0;
+    std::chrono::steady_clock::time_point logged{};
+    // The count to log now (and start again from 0), or 0.
+    std::uint64_t take(std::chrono::steady_clock::time_point now) {
+      if (count == 0 || now - logged < std::chrono::minutes(1)) return 0;
+      logged = now;
+      return std::exchange(count, 0);
+    }
+  };
+  Tally over_cap_closed_, accept_failures_, unfinished_closed_;
   std::unordered_map<std::uint64_t, Watched> watched_;  // connection ->
   std::chrono::steady_clock::time_point last_full_check_{};
   std::uint64_t rss_at_check_ = 0;  // pages

@@ -94,6 +94,7 @@ std::size_t descriptor_room() {
   constexpr rlim_t kReserved = 64;
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  // (Under systemd the unit sets both alike: its sandbox forbids setrlimit.)
   if (limit.rlim_cur < limit.rlim_max) {
     rlimit raised = limit;
     raised.rlim_cur = limit.rlim_max;
