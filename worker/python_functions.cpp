@@ -232,6 +232,16 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
 
 }  // namespace
 
+void import_python_modules(const std::vector<std::string>& modules) {
+  if (modules.empty()) return;
+  Runtime& r = runtime();
+  py::gil_scoped_acquire gil;
+  for (const std::string& module : modules) {
+    std::string failure;
+    imported(r, module, failure);
+  }
+}
+
 std::vector<Function> python_functions(const std::string& module) {
   std::vector<Function> out;
   for (const std::string& fn : discover(module)) {
