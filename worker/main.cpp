@@ -237,7 +237,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::set<std::string> names(probe.functions.begin(), probe.functions.end());
-  // Python functions start their interpreter in each process on first use; their names are
+  // Python functions start their interpreter in each process when it starts; their names are
   // read by a throw-away child process (python_functions), at start and again on SIGHUP, which
   // so checks a changed module before any running process is replaced.
   const auto load_python = [&](std::set<std::string> taken) {

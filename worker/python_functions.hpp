@@ -12,8 +12,9 @@ namespace seppo::worker {
 // folders, then PYTHONPATH and sys.path, then the current folder), named "module.fn".
 //
 // The names are read by a short-lived child process, so the supervisor itself never starts
-// an interpreter (forking one is unsafe); each worker process starts its own on first call.
-// Throws std::runtime_error naming the module when it cannot be imported or has no functions.
+// an interpreter (forking one is unsafe); each worker process starts its own
+// (import_python_modules). Throws std::runtime_error naming the module when it cannot be imported
+// or has no functions.
 std::vector<Function> python_functions(const std::string& module);
 
 // Imports `modules` in this worker process now, starting its interpreter, rather than on each

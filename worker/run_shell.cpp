@@ -222,6 +222,7 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   // short while for their end, which a process that escaped the guard could hold off for ever.
   constexpr std::chrono::milliseconds kDrainGrace{200};
   std::chrono::steady_clock::time_point drain_until{};
+  unsigned reads_past_grace = 0;
   const auto stop = [&](bool& why) {
     why = true;
     ::kill(-guard_pid, SIGKILL);
@@ -245,16 +246,24 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
       stop(run.cancelled);
       break;
     }
+    // Past the grace, what is ready is still read (this thread may have been descheduled for
+    // all of it), without waiting, and a bounded number of times.
+    bool past_grace = false;
     if (reported) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                             drain_until - std::chrono::steady_clock::now())
                             .count();
-      if (left <= 0) break;
-      wait_ms = wait_ms < 0 ? static_cast<int>(left)
-                            : static_cast<int>(std::min<long long>(left, wait_ms));
+      past_grace = left <= 0;
+      if (past_grace && ++reads_past_grace > 1024) break;
+      wait_ms = past_grace    ? 0
+                : wait_ms < 0 ? static_cast<int>(left)
+                              : static_cast<int>(std::min<long long>(left, wait_ms));
     }
     const int ready = ::poll(fds, 3, wait_ms);
-    if (ready == 0) continue;
+    if (ready == 0) {
+      if (past_grace) break;
+      continue;
+    }
     if (ready < 0) {
       if (errno == EINTR) continue;
       ::kill(-guard_pid, SIGKILL);
