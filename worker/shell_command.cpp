@@ -155,19 +155,38 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     unsigned parens = 0;  // unmatched ( inside this frame
     std::string delimiter;
     bool strip_tabs = false;  // <<-
+    // Bare frames: where the current simple command starts. Here-documents: the command that
+    // reads the body (the text before its <<).
+    std::size_t command_start = 0;
+    std::string reader;
   };
   struct PendingHeredoc {
     std::string delimiter;
     bool strip_tabs;
     bool quoted;
+    std::string reader;
   };
-  std::vector<Frame> stack{Frame{Context::Bare, 0, 0, {}, false}};
+  std::vector<Frame> stack{Frame{Context::Bare, 0, 0, {}, false, 0, {}}};
+  // The text of the simple command a replacement string at `i` stands in, for the lint
+  // (runs_input_as_code): from its innermost enclosing bare frame's command start.
+  const auto command_at = [&](std::size_t i) -> std::pair<std::string, std::string> {
+    for (auto frame = stack.rbegin(); frame != stack.rend(); ++frame) {
+      if (frame->context == Context::Heredoc || frame->context == Context::HeredocLiteral) {
+        return {std::string(), frame->reader};
+      }
+      if (frame->context == Context::Bare) {
+        return {std::string(text_.substr(frame->command_start, i - frame->command_start)), {}};
+      }
+    }
+    return {};
+  };
   std::vector<PendingHeredoc> pending;  // here-documents whose bodies start at the next newline
   const std::string_view all = text_;
   std::string literal;
   bool replaced = false;
   const auto flush = [&] {
-    if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
+    if (!literal.empty())
+      pieces_.push_back(Piece{Kind::Literal, std::move(literal), 0, Context::Bare, {}, {}});
     literal.clear();
   };
   const auto copy = [&](std::size_t& i, std::size_t n) {
@@ -179,7 +198,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     const PendingHeredoc next = pending.front();
     pending.erase(pending.begin());
     stack.push_back(Frame{next.quoted ? Context::HeredocLiteral : Context::Heredoc, 0, 0,
-                          next.delimiter, next.strip_tabs});
+                          next.delimiter, next.strip_tabs, 0, next.reader});
   };
   // At the start of a line of a here-document's body: its end, when the line is the delimiter.
   const auto at_heredoc_end = [&](std::size_t i) {
@@ -239,7 +258,13 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
               "shell expands nothing there; quote no part of the delimiter (<<END)");
         }
         flush();
-        pieces_.push_back(Piece{static_cast<Kind>(found.kind), {}, found.position, context});
+        auto [command, reader] = command_at(i);
+        pieces_.push_back(Piece{static_cast<Kind>(found.kind),
+                                {},
+                                found.position,
+                                context,
+                                std::move(command),
+                                std::move(reader)});
         if (!number) replaced = true;
         i += found.length;
         continue;
@@ -287,12 +312,12 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
       continue;
     }
     if (rest.starts_with("$((")) {
-      stack.push_back(Frame{Context::Arithmetic, 0, 0, {}, false});
+      stack.push_back(Frame{Context::Arithmetic, 0, 0, {}, false, 0, {}});
       copy(i, 3);
       continue;
     }
     if (rest.starts_with("$(")) {
-      stack.push_back(Frame{Context::Bare, ')', 0, {}, false});
+      stack.push_back(Frame{Context::Bare, ')', 0, {}, false, i + 2, {}});
       copy(i, 2);
       continue;
     }
@@ -300,7 +325,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
       if (frame.closer == '`') {
         stack.pop_back();
       } else {
-        stack.push_back(Frame{Context::Bare, '`', 0, {}, false});
+        stack.push_back(Frame{Context::Bare, '`', 0, {}, false, i + 1, {}});
       }
       copy(i, 1);
       continue;
@@ -317,15 +342,24 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     }
     // Bare.
     if (c == '\'') {
-      stack.push_back(Frame{Context::Single, 0, 0, {}, false});
+      stack.push_back(Frame{Context::Single, 0, 0, {}, false, 0, {}});
     } else if (rest.starts_with("$'")) {
-      stack.push_back(Frame{Context::Ansi, 0, 0, {}, false});
+      stack.push_back(Frame{Context::Ansi, 0, 0, {}, false, 0, {}});
       copy(i, 2);
       continue;
     } else if (c == '"') {
-      stack.push_back(Frame{Context::Double, 0, 0, {}, false});
+      stack.push_back(Frame{Context::Double, 0, 0, {}, false, 0, {}});
+    } else if (c == ';' || c == '|' || c == '&' || c == '\n') {
+      frame.command_start = i + 1;  // the next simple command (or a group's first) starts
+      if (c == '\n' && !pending.empty()) {
+        copy(i, 1);
+        start_heredoc();
+        line_start = true;
+        continue;
+      }
     } else if (c == '(') {
       ++frame.parens;
+      frame.command_start = i + 1;
     } else if (c == ')') {
       if (frame.parens > 0) {
         --frame.parens;
@@ -366,13 +400,12 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
           delimiter += d;
         }
       }
-      if (!delimiter.empty()) pending.push_back(PendingHeredoc{delimiter, strip_tabs, quoted});
+      if (!delimiter.empty()) {
+        pending.push_back(
+            PendingHeredoc{delimiter, strip_tabs, quoted,
+                           std::string(all.substr(frame.command_start, i - frame.command_start))});
+      }
       copy(i, j - i);
-      continue;
-    } else if (c == '\n' && !pending.empty()) {
-      copy(i, 1);
-      start_heredoc();
-      line_start = true;
       continue;
     }
     copy(i, 1);
@@ -387,8 +420,10 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   }
   flush();
   if (!replaced) {
-    pieces_.push_back(Piece{Kind::Literal, " "});
-    pieces_.push_back(Piece{Kind::Input, {}});
+    auto [command, reader] = command_at(all.size());
+    pieces_.push_back(Piece{Kind::Literal, " ", 0, Context::Bare, {}, {}});
+    pieces_.push_back(
+        Piece{Kind::Input, {}, 0, Context::Bare, std::move(command) + " ", std::move(reader)});
   }
 }
 
@@ -565,10 +600,11 @@ bool takes_script_first(std::string_view program) {
 // Programs that only start another one (with their own options and arguments): `timeout 10
 // sh -c {}` is `sh -c {}`.
 bool is_wrapper(std::string_view program) {
-  return one_of(program,
-                {"env",     "exec",   "nice",   "nohup",    "command", "time",    "builtin",
-                 "timeout", "stdbuf", "setsid", "ionice",   "chrt",    "taskset", "flock",
-                 "sudo",    "doas",   "xargs",  "unbuffer", "chroot",  "runuser"});
+  return one_of(
+      program, {"env",    "exec",     "nice",   "nohup",   "command", "time",  "builtin", "timeout",
+                "stdbuf", "setsid",   "ionice", "chrt",    "taskset", "flock", "sudo",    "doas",
+                "xargs",  "unbuffer", "chroot", "runuser", "then",    "do",    "else",    "elif",
+                "if",     "while",    "until",  "!",       "{"});
 }
 
 // -c, -e, -lc, -ec, -E, --eval, --command, -p (node): the next operand is code.
@@ -580,7 +616,7 @@ bool is_code_option(std::string_view word) {
 
 // The words of `text` as the shell would split them, roughly: quotes removed, enough to name a
 // program and its options.
-std::vector<std::string> rough_words(std::string_view text) {
+std::vector<std::string> rough_words(std::string_view text, bool* open = nullptr) {
   std::vector<std::string> words;
   std::string word;
   bool in_word = false;
@@ -605,30 +641,41 @@ std::vector<std::string> rough_words(std::string_view text) {
     }
   }
   if (in_word) words.push_back(std::move(word));
+  if (open != nullptr) *open = in_word || quote != 0;
   return words;
 }
 
 }  // namespace
 
 std::string CommandTemplate::runs_input_as_code() const {
-  // The literal text of the current simple command: what follows the last ; | & ( or newline.
-  std::string command;
   for (const Piece& piece : pieces_) {
-    if (piece.kind == Kind::Literal) {
-      for (const char c : piece.literal) {
-        if (c == ';' || c == '|' || c == '&' || c == '(' || c == '\n' || c == '`') {
-          command.clear();
-        } else {
-          command += c;
-        }
+    if (piece.kind == Kind::Literal || piece.kind == Kind::Seq || piece.kind == Kind::Slot) {
+      continue;
+    }
+    if (piece.context == Context::Heredoc) {
+      // The body is the reader's stdin: code when the reader is an interpreter reading its
+      // script from there (`sh <<EOF`, `python3 - <<EOF`), not with `-c` or a script file.
+      std::vector<std::string> words = rough_words(piece.reader);
+      std::size_t first = 0;
+      while (first < words.size() &&
+             (is_wrapper(base_name(words[first])) || words[first].find('=') != std::string::npos)) {
+        ++first;
+      }
+      if (first == words.size()) continue;
+      const std::string program = base_name(words[first]);
+      const bool script_named =
+          std::any_of(words.begin() + static_cast<std::ptrdiff_t>(first) + 1, words.end(),
+                      [](const std::string& w) { return w != "-" && w[0] != '-'; });
+      if ((is_interpreter(program) && !script_named) || program == "eval" || program == "source" ||
+          program == "." || program == "ssh" || program == "su") {
+        return program + " reads the here-document holding the input as its script";
       }
       continue;
     }
-    if (piece.kind == Kind::Seq || piece.kind == Kind::Slot) {
-      command += '0';
-      continue;
-    }
-    const std::vector<std::string> words = rough_words(command);
+    bool open = false;  // the value joins the word before it (`'echo {}'`, `x{}`)
+    std::vector<std::string> words = rough_words(piece.command, &open);
+    if (open && !words.empty()) words.pop_back();
+
     // `env X=1 sh -c {}`, `timeout 10 nice -n 5 sh -c {}`, `exec {}`: look past what only
     // starts a program, with its options and their values (words that are options, numbers or
     // assignments).
@@ -678,7 +725,6 @@ std::string CommandTemplate::runs_input_as_code() const {
                     [](const std::string& w) { return w[0] == '-'; })) {
       return program + " {} runs the input as its script";
     }
-    command += "x";  // the value: one word
   }
   return {};
 }

@@ -143,6 +143,10 @@ class CommandTemplate {
     std::string literal;
     unsigned position = 0;  // 0: every argument; N: the N-th
     Context context = Context::Bare;
+    // For the lint: the template text of the simple command it stands in, up to it; for a
+    // here-document's body, the command that reads the body instead (`reader`).
+    std::string command;
+    std::string reader;
   };
   template <class Emit>
   void fill(const std::vector<std::string>& args, std::uint64_t seq, unsigned slot, Emit&& emit,

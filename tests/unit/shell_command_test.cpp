@@ -441,27 +441,20 @@ TEST_CASE("a command's process tree dies with the process that runs it") {
 }
 
 TEST_CASE("templates that run their input as code are refused unless allowed, with the reason") {
-  for (const char* bad : {"run=sh -c {}",
-                          "run=bash -c {}",
-                          "run=eval {}",
-                          "run={}",
-                          "run={} --version",
-                          "run=env A=1 bash -lc {}",
-                          "run=cd /tmp; {}",
-                          "run=python3 -c {}",
-                          "run=. {}",
-                          "run=timeout 10 sh -c {}",
-                          "run=env -i sh -c {}",
-                          "run=nice -n 5 sh -c {}",
-                          "run=sh -c -- {}",
-                          "run=sh -c -x {}",
-                          "run=perl -E {}",
-                          "run=node --eval {}",
-                          "run=node -p {}",
-                          "run=awk {}",
-                          "run=ssh host cat {}",
-                          "run=sed -n {} file",
-                          "run=xargs -0 sh -c {}"}) {
+  for (const char* bad :
+       {"run=sh -c {}", "run=bash -c {}", "run=eval {}", "run={}", "run={} --version",
+        "run=env A=1 bash -lc {}", "run=cd /tmp; {}", "run=python3 -c {}", "run=. {}",
+        "run=timeout 10 sh -c {}", "run=env -i sh -c {}", "run=nice -n 5 sh -c {}",
+        "run=sh -c -- {}", "run=sh -c -x {}", "run=perl -E {}", "run=node --eval {}",
+        "run=node -p {}", "run=awk {}", "run=ssh host cat {}", "run=sed -n {} file",
+        "run=xargs -0 sh -c {}",
+        // Issue 26: quoted and here-document values are the code of the
+        // program they go to.
+        "run=sh -c 'echo {}'", "run=bash -c \"echo {}\"", "run=sh -c 'x; echo {}'",
+        "run=awk '{print \"{}\"}'", "run=trap {} EXIT", "run=trap 'echo {}' EXIT",
+        "run=if true; then sh -c {}; fi", "run=sh <<EOF\n{}\nEOF",
+        "run=python3 - <<EOF\nprint({})\nEOF", "run=ssh host <<EOF\ncat {}\nEOF",
+        "run=echo \"$(eval {})\""}) {
     CAPTURE(bad);
     CHECK_THROWS_WITH_AS(parse_command_option(bad), doctest::Contains("--allow-any-command"),
                          std::invalid_argument);
@@ -473,7 +466,9 @@ TEST_CASE("templates that run their input as code are refused unless allowed, wi
   for (const char* good :
        {"ok=sh -c 'wc -c \"$1\"' sh {}", "ok=gzip {}", "ok=echo eval {}", "ok=bash script.sh {}",
         "ok=convert {} {.}.png", "ok=timeout 10 gzip {}", "ok=awk '{print}' {}", "ok=sed -n 1p {}",
-        "ok=python3 -c 'import sys' {}"}) {
+        "ok=python3 -c 'import sys' {}", "ok=cat <<EOF\n{}\nEOF", "ok=printf '%s' \"[{}]\"",
+        "ok=echo 'x {}'", "ok=bash script.sh <<EOF\n{}\nEOF", "ok=if [ -f {} ]; then cat {}; fi",
+        "ok=echo \"$(basename {})\""}) {
     CAPTURE(good);
     CHECK(parse_command_option(good).name == "ok");
   }
