@@ -138,6 +138,7 @@ int run_local_command(JobSource& source, const std::string& name,
   limits.stderr_tail = limits.max_stdout;  // all of it: passed on, and kept by --results
   limits.timeout = control.timeout;
   limits.cancel = &cancel;
+  limits.shell = worker::parallel_shell();  // GNU parallel's choice: issue 23
 
   Progress::Options meter;
   meter.enabled = control.progress;
@@ -164,9 +165,9 @@ int run_local_command(JobSource& source, const std::string& name,
       Outcome outcome;
       outcome.slot = slot;
       outcome.job = std::move(*job);
-      std::string line;
+      worker::ShellScript script;
       try {
-        line = tmpl.expand(outcome.job.args, outcome.job.seq, slot);
+        script = tmpl.script(outcome.job.args, outcome.job.seq, slot);
         outcome.display = tmpl.expand(outcome.job.args, outcome.job.seq, slot, true);
       } catch (const std::exception& e) {
         outcome.error = e.what();
@@ -177,7 +178,7 @@ int run_local_command(JobSource& source, const std::string& name,
                 .count();
         const auto start = Clock::now();
         try {
-          outcome.run = worker::run_shell(line, limits);
+          outcome.run = worker::run_shell(script, limits);
         } catch (const std::exception& e) {
           outcome.error = std::string("could not start: ") + e.what();
         }

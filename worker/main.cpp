@@ -12,8 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include "common/curve.hpp"
-#include "common/endpoint.hpp"
 #include "common/duration.hpp"
+#include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
 #include "worker/executor.hpp"
@@ -68,9 +68,12 @@ int main(int argc, char** argv) {
       "Without CurveZMQ keys the worker connects only to a broker on this machine (loopback or\n"
       "ipc://), unless --insecure.\n"
       "Commands: {} is the input, {.} without its extension, {/} its basename, {//} its\n"
-      "directory, {/.} its basename without extension; each is substituted as one shell-quoted\n"
-      "word, and ' {}' is appended when the template has none; {#} is the item's job number\n"
-      "(sent by seppo map), {%} this process's slot (1 to -j). The command runs with /bin/sh -c;\n"
+      "directory, {/.} its basename without extension; ' {}' is appended when the template\n"
+      "has none; {#} is the item's job number (sent by seppo map), {%} this process's slot (1\n"
+      "to -j). Input is never code: each replacement string becomes a quoted reference to a\n"
+      "positional parameter (\"$1\", inside quotes too) and the values are the shell's\n"
+      "arguments, so only what the template itself runs as code (eval {}, sh -c {}) can run\n"
+      "them. The command runs with the --shell (default /bin/sh) as SHELL -c SCRIPT SHELL ARGS;\n"
       "its stdout, less one trailing newline, is the result; a non-zero exit status or a signal\n"
       "is an error for that item, with the end of its stderr.\n"
       "SIGHUP reloads the modules: the files are read again, what changed is logged, and the\n"
@@ -92,8 +95,9 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
-                                              std::string(kDefaultEndpointHelp) + ")");
+  app.add_option(
+      "-b,--broker", endpoint,
+      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpointHelp) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
 #ifdef SEPPO_WITH_PYTHON
   app.add_option("--python", python_modules,
@@ -108,6 +112,11 @@ int main(int argc, char** argv) {
                "serve --command templates that run their input as code (sh -c {}, eval {}, {} as "
                "the program): any client may then run anything as this worker's user");
   worker::CommandLimits command_limits;
+  app.add_option("--shell", command_limits.shell,
+                 "the shell that runs --command templates (absolute path), e.g. /bin/bash for "
+                 "[[ ]], {a,b} and echo -e as bash has them")
+      ->capture_default_str()
+      ->check(CLI::ExistingFile);
   app.add_flag("--client-folders", command_limits.client_folders,
                "run each --command item in the client's folder (seppo map sends it), so relative "
                "file names work on a shared file system; clients then choose the folder, and so "
@@ -227,25 +236,35 @@ int main(int argc, char** argv) {
     std::cerr << "seppo-worker: " << probe.error << "\n";
     return 1;
   }
-  std::vector<worker::Function> functions;
   std::set<std::string> names(probe.functions.begin(), probe.functions.end());
+  // Python functions start their interpreter in each process when it starts; their names are
+  // read by a throw-away child process (python_functions), at start and again on SIGHUP, which
+  // so checks a changed module before any running process is replaced.
+  const auto load_python = [&](std::set<std::string> taken) {
+    std::vector<worker::Function> loaded;
 #ifdef SEPPO_WITH_PYTHON
-  // Python functions start their interpreter in each process on first use, so listing them
-  // once here is enough; SIGHUP does not reload them.
-  try {
     for (const std::string& module : python_modules) {
       for (worker::Function& f : worker::python_functions(module)) {
-        if (!names.insert(f.name).second) {
+        if (!taken.insert(f.name).second) {
           throw std::runtime_error("function " + f.name + " is provided by two modules");
         }
-        functions.push_back(std::move(f));
+        loaded.push_back(std::move(f));
       }
     }
+#else
+    (void)taken;
+#endif
+    return loaded;
+  };
+  std::vector<worker::Function> functions;
+  try {
+    functions = load_python(names);
   } catch (const std::exception& e) {
     std::cerr << "seppo-worker: " << e.what() << "\n";
     return 1;
   }
-#endif
+  for (const worker::Function& f : functions) names.insert(f.name);
+  const std::size_t python_count = functions.size();
   for (const worker::CommandSpec& spec : command_specs) {
     if (!names.insert(spec.name).second) {
       std::cerr << "seppo-worker: --command " << spec.name
@@ -273,27 +292,50 @@ int main(int argc, char** argv) {
   supervisor.no_restart_status = worker::kExitForbidden;
   supervisor.replace_status = worker::kExitAbandoned;
   if (!idle_text.empty()) supervisor.done_status = worker::kExitIdle;
-  std::vector<std::string> served = probe.functions;
+  const auto names_of = [](std::vector<std::string> modules_served,
+                           const std::vector<worker::Function>& python) {
+    for (const worker::Function& f : python) modules_served.push_back(f.name);
+    return modules_served;
+  };
+  std::vector<std::string> served = names_of(
+      probe.functions,
+      std::vector<worker::Function>(functions.begin(),
+                                    functions.begin() + static_cast<std::ptrdiff_t>(python_count)));
+  const std::vector<worker::Function> command_functions(
+      functions.begin() + static_cast<std::ptrdiff_t>(python_count), functions.end());
   supervisor.reload = [&] {
     worker::ProbeResult now = worker::probe_modules(modules);
     if (!now.error.empty()) {
       log::error("received SIGHUP: keeping the running processes: " + now.error);
       return false;
     }
-    // The same rule as at start: a module may not take the name of a command or a Python
-    // function, which each process would otherwise silently replace by the module's.
-    for (const std::string& name : now.functions) {
-      if (std::any_of(functions.begin(), functions.end(),
+    // The Python modules are imported afresh in a child: one that no longer imports keeps the
+    // running processes, as a C++ module that no longer loads does.
+    std::vector<worker::Function> python;
+    try {
+      python = load_python(std::set<std::string>(now.functions.begin(), now.functions.end()));
+    } catch (const std::exception& e) {
+      log::error(std::string("received SIGHUP: keeping the running processes: ") + e.what());
+      return false;
+    }
+    // The same rule as at start: a module may not take the name of a command, which each
+    // process would otherwise silently replace by the module's.
+    for (const std::string& name : names_of(now.functions, python)) {
+      if (std::any_of(command_functions.begin(), command_functions.end(),
                       [&](const worker::Function& f) { return f.name == name; })) {
         log::error("received SIGHUP: keeping the running processes: " + name +
-                   " is also served by a --command or --python module");
+                   " is also served by a --command");
         return false;
       }
     }
-    const std::string change = worker::describe_change(served, now.functions);
+    const std::vector<std::string> serving = names_of(now.functions, python);
+    const std::string change = worker::describe_change(served, serving);
     log::info("received SIGHUP: modules reloaded: " +
               (change.empty() ? std::string("no function added or removed") : change));
-    served = now.functions;
+    served = serving;
+    // What the next processes serve: fork copies this list into each.
+    functions = std::move(python);
+    functions.insert(functions.end(), command_functions.begin(), command_functions.end());
     return true;
   };
   // systemd (Type=notify, NotifyAccess=all): ready once a worker process runs, so the
@@ -311,6 +353,9 @@ int main(int argc, char** argv) {
       log::error(e.what());
       return 1;
     }
+#ifdef SEPPO_WITH_PYTHON
+    worker::import_python_modules(python_modules);
+#endif
     for (const worker::Function& f : functions) {
       if (std::none_of(all.begin(), all.end(), [&](const auto& g) { return g.name == f.name; })) {
         all.push_back(f);

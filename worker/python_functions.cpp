@@ -135,9 +135,9 @@ std::vector<std::string> discover(const std::string& module) {
   return names;
 }
 
-// This worker process' interpreter: started on the first call (after the fork), then kept, with
-// every module this process serves imported on its own first call. The GIL is released between
-// chunks, so any thread may call.
+// This worker process' interpreter: started on first use (after the fork), then kept, with
+// every module this process serves imported at start (import_python_modules) or on its first call.
+// The GIL is released between chunks, so any thread may call.
 struct Runtime {
   std::unique_ptr<py::scoped_interpreter> interpreter;
   PyThreadState* saved = nullptr;
@@ -231,6 +231,16 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
 }
 
 }  // namespace
+
+void import_python_modules(const std::vector<std::string>& modules) {
+  if (modules.empty()) return;
+  Runtime& r = runtime();
+  py::gil_scoped_acquire gil;
+  for (const std::string& module : modules) {
+    std::string failure;
+    imported(r, module, failure);
+  }
+}
 
 std::vector<Function> python_functions(const std::string& module) {
   std::vector<Function> out;

@@ -1,10 +1,11 @@
 // Running one command line: fork, a guard process, pipes read with poll.
 //
-// Process tree:  worker thread -> guard (new process group) -> /bin/sh -c LINE -> ...
+// Process tree:  worker thread -> guard (new process group) -> SHELL -c SCRIPT SHELL ARGS -> ...
 // The guard exists so that a worker killed with SIGKILL leaves nothing behind: the kernel sends
 // the guard SIGTERM when the worker's thread dies (PR_SET_PDEATHSIG), and the guard then kills
 // its whole process group, which holds the shell and everything the shell started. The guard
-// reports the shell's exact wait status through a pipe of its own.
+// reports the shell's exact wait status through a pipe of its own. It is also the subreaper of
+// everything the shell starts, so what left the group (`setsid cmd &`) is found and killed too.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "worker/shell_command.hpp"
 
@@ -63,13 +65,48 @@ void kill_own_group(int) {
   ::kill(0, SIGKILL);
 }
 
-[[noreturn]] void guard(const char* const argv[], int fds[4], pid_t worker, const char* cwd) {
+// The guard's children once the shell has exited: orphans of the shell's tree, which the
+// kernel hands to the guard as their subreaper, whichever session or group they moved to.
+// Killed and reaped, a few generations deep (a killed orphan's own children come next).
+// Async-signal-safe: /proc read with open/read, numbers parsed by hand.
+void kill_orphans() {
+  char path[64] = "/proc/self/task/";
+  char* p = path + std::strlen(path);
+  char digits[16];
+  int n = 0;
+  for (pid_t self = ::getpid(); self > 0 && n < 15; self /= 10) digits[n++] = '0' + self % 10;
+  while (n > 0) *p++ = digits[--n];
+  std::memcpy(p, "/children", 10);
+  for (int round = 0; round < 16; ++round) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char text[4096];
+    const ssize_t got = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (got <= 0) return;
+    pid_t pid = 0;
+    for (ssize_t i = 0; i <= got; ++i) {
+      if (i < got && text[i] >= '0' && text[i] <= '9') {
+        pid = pid * 10 + (text[i] - '0');
+      } else if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        int status;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        pid = 0;
+      }
+    }
+  }
+}
+
+[[noreturn]] void guard(const char* const* argv, int fds[4], pid_t worker, const char* cwd) {
   struct sigaction action {};
   action.sa_handler = SIG_DFL;
   sigemptyset(&action.sa_mask);
   // The worker's handlers write to its signal pipe: none of that here.
   for (int s = 1; s < NSIG; ++s) ::sigaction(s, &action, nullptr);
   ::setpgid(0, 0);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   struct sigaction on_worker_death = action;
   on_worker_death.sa_handler = kill_own_group;
   ::sigaction(SIGTERM, &on_worker_death, nullptr);
@@ -104,15 +141,17 @@ void kill_own_group(int) {
       write_text(2, "\n");
       ::_exit(127);
     }
-    ::execv("/bin/sh", const_cast<char* const*>(argv));
-    write_text(2, "seppo-worker: cannot run /bin/sh: ");
+    ::execv(argv[0], const_cast<char* const*>(argv));
+    write_text(2, "seppo-worker: cannot run the shell ");
+    write_text(2, argv[0]);
+    write_text(2, ": ");
     const char* why = ::strerrordesc_np(errno);  // untranslated: no locale, no locks
     write_text(2, why ? why : "unknown error");
     write_text(2, "\n");
     ::_exit(127);
   }
   int status = 127 << 8;
-  if (shell < 0) write_text(2, "seppo-worker: cannot start /bin/sh: fork failed\n");
+  if (shell < 0) write_text(2, "seppo-worker: cannot start the shell: fork failed\n");
   // Only the shell's tree holds stdout and stderr now, so the worker sees them close with it.
   ::close(1);
   ::close(2);
@@ -121,7 +160,9 @@ void kill_own_group(int) {
   [[maybe_unused]] ssize_t n = ::write(3, &status, sizeof status);
   // The item ends with its shell: what the command left running in the background would hold
   // stdout open (the worker would wait for it forever) and outlive the item. The status is
-  // written, so the group's end, the guard's included, is no one's error.
+  // written, so the group's end, the guard's included, is no one's error. First what left the
+  // group (setsid), which kill(0) would miss; then the group.
+  kill_orphans();
   ::kill(0, SIGKILL);
   ::_exit(0);
 }
@@ -134,11 +175,20 @@ void wait_for(pid_t pid, int* status) {
 }  // namespace
 
 CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
+  return run_shell(ShellScript{line, {}}, limits);
+}
+
+CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
   Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (devnull.get() < 0)
     throw std::runtime_error(std::string("/dev/null: ") + std::strerror(errno));
-  const char* argv[] = {"/bin/sh", "-c", line.c_str(), nullptr};
+  // SHELL -c SCRIPT SHELL VALUES...: the values are $1, $2... ($0 is the shell, as with -c alone).
+  std::vector<const char*> argv_list = {limits.shell.c_str(), "-c", script.text.c_str(),
+                                        limits.shell.c_str()};
+  for (const std::string& value : script.parameters) argv_list.push_back(value.c_str());
+  argv_list.push_back(nullptr);
+  const char* const* argv = argv_list.data();
   int child_fds[4] = {devnull.get(), out.write.get(), err.write.get(), status.write.get()};
   const pid_t worker = ::getpid();
 
@@ -168,6 +218,11 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
   bool reported = false;
   char buffer[65536];
   const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
+  // Once the shell has exited, what it wrote is in the pipes already: read it, and wait only a
+  // short while for their end, which a process that escaped the guard could hold off for ever.
+  constexpr std::chrono::milliseconds kDrainGrace{200};
+  std::chrono::steady_clock::time_point drain_until{};
+  unsigned reads_past_grace = 0;
   const auto stop = [&](bool& why) {
     why = true;
     ::kill(-guard_pid, SIGKILL);
@@ -191,8 +246,24 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
       stop(run.cancelled);
       break;
     }
+    // Past the grace, what is ready is still read (this thread may have been descheduled for
+    // all of it), without waiting, and a bounded number of times.
+    bool past_grace = false;
+    if (reported) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            drain_until - std::chrono::steady_clock::now())
+                            .count();
+      past_grace = left <= 0;
+      if (past_grace && ++reads_past_grace > 1024) break;
+      wait_ms = past_grace    ? 0
+                : wait_ms < 0 ? static_cast<int>(left)
+                              : static_cast<int>(std::min<long long>(left, wait_ms));
+    }
     const int ready = ::poll(fds, 3, wait_ms);
-    if (ready == 0) continue;
+    if (ready == 0) {
+      if (past_grace) break;
+      continue;
+    }
     if (ready < 0) {
       if (errno == EINTR) continue;
       ::kill(-guard_pid, SIGKILL);
@@ -203,6 +274,7 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
       if (!(n < 0 && errno == EINTR)) {
         reported = n == static_cast<ssize_t>(sizeof shell_status);
         fds[2].fd = -1;
+        if (reported) drain_until = std::chrono::steady_clock::now() + kDrainGrace;
       }
     }
     for (int i = 0; i < 2; ++i) {

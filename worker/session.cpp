@@ -26,6 +26,7 @@
 #include "seppo/error.hpp"
 #include "worker/executor.hpp"
 #include "worker/session_core.hpp"
+#include "worker/supervisor.hpp"
 
 namespace seppo::worker {
 namespace {
@@ -187,7 +188,7 @@ class Session {
     log::warning("stopping with no supervisor left: leaving the running task unfinished after " +
                  std::to_string(kOrphanStopGrace.count()) + " ms");
     std::fflush(nullptr);
-    ::_exit(kExitAbandoned);  // not exit(): the executor's thread is still inside the function
+    exit_process(kExitAbandoned);  // _exit(): the executor's thread is still inside the function
   }
 
   // The broker cancelled the running task (its time limit, or its job is gone), and a module
@@ -200,7 +201,7 @@ class Session {
         "replacing this worker process");
     std::fflush(nullptr);
     // Not exit(): the executor's thread is still inside the function.
-    ::_exit(kExitAbandoned);
+    exit_process(kExitAbandoned);
   }
 
   void connect() {

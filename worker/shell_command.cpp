@@ -6,8 +6,10 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <initializer_list>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 
 #include <sys/wait.h>
@@ -106,90 +108,322 @@ struct Found {
   std::size_t length = 0;
 };
 
+// {N} before the suffixes, longest suffix first: "{//}" before "{/}".
+Found find_token(std::string_view rest, int seq_kind, int slot_kind,
+                 const std::array<std::pair<std::string_view, int>, 5>& suffixes) {
+  if (rest.starts_with("{#}")) return Found{seq_kind, 0, 3};
+  if (rest.starts_with("{%}")) return Found{slot_kind, 0, 3};
+  std::size_t i = 1;
+  unsigned position = 0;
+  while (i < rest.size() && i < 6 && rest[i] >= '0' && rest[i] <= '9') {
+    position = position * 10 + static_cast<unsigned>(rest[i] - '0');
+    ++i;
+  }
+  if (i > 1 && position == 0) return {};  // {0} is the command's own text
+  for (const auto& [suffix, kind] : suffixes) {
+    if (rest.substr(i).starts_with(suffix)) return Found{kind, position, i + suffix.size()};
+  }
+  return {};
+}
+
+bool is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
+
+// Where a shell word may start, so `#` begins a comment.
+bool starts_word_after(char previous) {
+  return is_blank(previous) || previous == '\n' || previous == ';' || previous == '&' ||
+         previous == '|' || previous == '(' || previous == ')';
+}
+
 }  // namespace
 
+// The template is read as the shell reads it, as far as quoting goes: the context of each
+// replacement string decides how its parameter reference is written (see script()). Contexts
+// are a stack: $( ) and ` ` open a new command inside quotes or a here-document's body.
 CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
-  // {N} before the suffixes, longest suffix first: "{//}" before "{/}".
-  const auto find_token = [](std::string_view rest) {
-    Found found;
-    if (rest.starts_with("{#}")) return Found{static_cast<int>(Kind::Seq), 0, 3};
-    if (rest.starts_with("{%}")) return Found{static_cast<int>(Kind::Slot), 0, 3};
-    std::size_t i = 1;
-    unsigned position = 0;
-    while (i < rest.size() && i < 6 && rest[i] >= '0' && rest[i] <= '9') {
-      position = position * 10 + static_cast<unsigned>(rest[i] - '0');
-      ++i;
-    }
-    if (i > 1 && position == 0) return found;  // {0} is the command's own text
-    static constexpr std::array<std::pair<std::string_view, Kind>, 5> suffixes = {{
-        {"//}", Kind::Dir},
-        {"/.}", Kind::BaseNoExtension},
-        {"/}", Kind::Base},
-        {".}", Kind::NoExtension},
-        {"}", Kind::Input},
-    }};
-    for (const auto& [suffix, kind] : suffixes) {
-      if (rest.substr(i).starts_with(suffix)) {
-        return Found{static_cast<int>(kind), position, i + suffix.size()};
+  static constexpr std::array<std::pair<std::string_view, int>, 5> suffixes = {{
+      {"//}", static_cast<int>(Kind::Dir)},
+      {"/.}", static_cast<int>(Kind::BaseNoExtension)},
+      {"/}", static_cast<int>(Kind::Base)},
+      {".}", static_cast<int>(Kind::NoExtension)},
+      {"}", static_cast<int>(Kind::Input)},
+  }};
+  struct Frame {
+    Context context;
+    char closer = 0;      // ')' for $( ), '`' for backquotes, 0 for the whole template
+    unsigned parens = 0;  // unmatched ( inside this frame
+    std::string delimiter;
+    bool strip_tabs = false;  // <<-
+    // Bare frames: where the current simple command starts. Here-documents: the command that
+    // reads the body (the text before its <<).
+    std::size_t command_start = 0;
+    std::string reader;
+  };
+  struct PendingHeredoc {
+    std::string delimiter;
+    bool strip_tabs;
+    bool quoted;
+    std::string reader;
+  };
+  std::vector<Frame> stack{Frame{Context::Bare, 0, 0, {}, false, 0, {}}};
+  // The text of the simple command a replacement string at `i` stands in, for the lint
+  // (runs_input_as_code): from its innermost enclosing bare frame's command start.
+  const auto command_at = [&](std::size_t i) -> std::pair<std::string, std::string> {
+    for (auto frame = stack.rbegin(); frame != stack.rend(); ++frame) {
+      if (frame->context == Context::Heredoc || frame->context == Context::HeredocLiteral) {
+        return {std::string(), frame->reader};
+      }
+      if (frame->context == Context::Bare) {
+        return {std::string(text_.substr(frame->command_start, i - frame->command_start)), {}};
       }
     }
-    return found;
+    return {};
   };
+  std::vector<PendingHeredoc> pending;  // here-documents whose bodies start at the next newline
   const std::string_view all = text_;
   std::string literal;
   bool replaced = false;
-  // The shell's quoting state: a value is one single-quoted word only where the shell reads a
-  // new word. Inside the operator's own quotes, or after a $, an input's quote characters would
-  // end the quoting and run as code; after a backslash the brace is the command's own.
-  char quote = 0;        // ' or " while inside such quotes
-  bool escaped = false;  // the previous character was a backslash outside single quotes
+  const auto flush = [&] {
+    if (!literal.empty())
+      pieces_.push_back(Piece{Kind::Literal, std::move(literal), 0, Context::Bare, {}, {}});
+    literal.clear();
+  };
+  const auto copy = [&](std::size_t& i, std::size_t n) {
+    n = std::min(n, all.size() - i);
+    literal.append(all.substr(i, n));
+    i += n;
+  };
+  const auto start_heredoc = [&] {
+    const PendingHeredoc next = pending.front();
+    pending.erase(pending.begin());
+    stack.push_back(Frame{next.quoted ? Context::HeredocLiteral : Context::Heredoc, 0, 0,
+                          next.delimiter, next.strip_tabs, 0, next.reader});
+  };
+  // At the start of a line of a here-document's body: its end, when the line is the delimiter.
+  const auto at_heredoc_end = [&](std::size_t i) {
+    const Frame& frame = stack.back();
+    if (frame.strip_tabs) {
+      while (i < all.size() && all[i] == '\t') ++i;
+    }
+    const std::string_view rest = all.substr(i);
+    return rest.starts_with(frame.delimiter) &&
+           (rest.size() == frame.delimiter.size() || rest[frame.delimiter.size()] == '\n');
+  };
+  bool line_start = false;  // inside a here-document's body, at the start of a line
   for (std::size_t i = 0; i < all.size();) {
-    if (all[i] == '{' && !escaped) {
-      const std::string_view rest = all.substr(i);
-      const Found found = find_token(rest);
-      const bool numbering_token =
-          found.kind == static_cast<int>(Kind::Seq) || found.kind == static_cast<int>(Kind::Slot);
-      if (rest.starts_with("{=")) {
-        throw std::invalid_argument(
-            "{= =} is not supported: no Perl runs; use {} {.} {/} {//} {/.} {N} {#} {%}");
-      }
-      if (found.kind >= 0) {
-        const std::string_view token = rest.substr(0, found.length);
-        if (quote != 0 || (i > 0 && all[i - 1] == '$')) {
-          throw std::invalid_argument(
-              std::string(token) +
-              " inside quotes or after $ would let an input end the quoting and run as shell "
-              "code: write it bare, each value is passed as one quoted word already");
+    Frame& frame = stack.back();
+    const Context context = frame.context;
+    const bool in_heredoc = context == Context::Heredoc || context == Context::HeredocLiteral;
+    if (in_heredoc && line_start) {
+      line_start = false;
+      if (at_heredoc_end(i)) {
+        const std::size_t end = all.find('\n', i);
+        copy(i, end == std::string_view::npos ? all.size() : end - i + 1);
+        stack.pop_back();
+        if (!pending.empty()) {
+          start_heredoc();
+          line_start = true;
         }
-        if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
-        literal.clear();
-        pieces_.push_back(Piece{static_cast<Kind>(found.kind), {}, found.position});
-        if (!numbering_token) replaced = true;
-        i += found.length;
         continue;
       }
     }
     const char c = all[i];
-    if (escaped) {
-      escaped = false;
-    } else if (quote == '\'') {
-      if (c == '\'') quote = 0;
-    } else if (c == '\\') {
-      escaped = true;
-    } else if (quote == '"') {
-      if (c == '"') quote = 0;
-    } else if (c == '\'' || c == '"') {
-      quote = c;
+    if (c == '{') {
+      const std::string_view rest = all.substr(i);
+      if (rest.starts_with("{=")) {
+        throw std::invalid_argument(
+            "{= =} is not supported: no Perl runs; use {} {.} {/} {//} {/.} {N} {#} {%}");
+      }
+      const Found found =
+          find_token(rest, static_cast<int>(Kind::Seq), static_cast<int>(Kind::Slot), suffixes);
+      if (found.kind >= 0) {
+        const std::string token(rest.substr(0, found.length));
+        const bool number =
+            found.kind == static_cast<int>(Kind::Seq) || found.kind == static_cast<int>(Kind::Slot);
+        if (i > 0 && all[i - 1] == '$' && context != Context::Single && context != Context::Ansi) {
+          throw std::invalid_argument(token + " right after $ is refused: the shell would read " +
+                                      "$" + token + " as its own expansion");
+        }
+        if (!number && context == Context::Arithmetic) {
+          throw std::invalid_argument(
+              token +
+              " inside $(( )) is refused: the shell evaluates the text of an "
+              "arithmetic expression, so an input there would be code");
+        }
+        if (!number && context == Context::HeredocLiteral) {
+          throw std::invalid_argument(
+              token +
+              " in the body of a quoted here-document (<<'END') is refused: the "
+              "shell expands nothing there; quote no part of the delimiter (<<END)");
+        }
+        flush();
+        auto [command, reader] = command_at(i);
+        pieces_.push_back(Piece{static_cast<Kind>(found.kind),
+                                {},
+                                found.position,
+                                context,
+                                std::move(command),
+                                std::move(reader)});
+        if (!number) replaced = true;
+        i += found.length;
+        continue;
+      }
     }
-    literal += all[i++];
+    const std::string_view rest = all.substr(i);
+    switch (context) {
+      case Context::Single:
+        if (c == '\'') stack.pop_back();
+        copy(i, 1);
+        continue;
+      case Context::Ansi:
+        if (c == '\\') {
+          copy(i, 2);
+          continue;
+        }
+        if (c == '\'') stack.pop_back();
+        copy(i, 1);
+        continue;
+      case Context::HeredocLiteral:
+        if (c == '\n') line_start = true;
+        copy(i, 1);
+        continue;
+      case Context::Arithmetic:
+        if (c == '(') {
+          ++frame.parens;
+        } else if (c == ')' && frame.parens > 0) {
+          --frame.parens;
+        } else if (rest.starts_with("))")) {
+          stack.pop_back();
+          copy(i, 2);
+          continue;
+        }
+        copy(i, 1);
+        continue;
+      default:
+        break;
+    }
+    // Bare, Double and Heredoc: backslashes, command substitutions and their ends.
+    if (c == '\\') {
+      if (context == Context::Heredoc && i + 1 < all.size() && all[i + 1] == '\n') {
+        line_start = true;
+      }
+      copy(i, 2);
+      continue;
+    }
+    if (rest.starts_with("$((")) {
+      stack.push_back(Frame{Context::Arithmetic, 0, 0, {}, false, 0, {}});
+      copy(i, 3);
+      continue;
+    }
+    if (rest.starts_with("$(")) {
+      stack.push_back(Frame{Context::Bare, ')', 0, {}, false, i + 2, {}});
+      copy(i, 2);
+      continue;
+    }
+    if (c == '`') {
+      if (frame.closer == '`') {
+        stack.pop_back();
+      } else {
+        stack.push_back(Frame{Context::Bare, '`', 0, {}, false, i + 1, {}});
+      }
+      copy(i, 1);
+      continue;
+    }
+    if (context == Context::Double) {
+      if (c == '"') stack.pop_back();
+      copy(i, 1);
+      continue;
+    }
+    if (context == Context::Heredoc) {
+      if (c == '\n') line_start = true;
+      copy(i, 1);
+      continue;
+    }
+    // Bare.
+    if (c == '\'') {
+      stack.push_back(Frame{Context::Single, 0, 0, {}, false, 0, {}});
+    } else if (rest.starts_with("$'")) {
+      stack.push_back(Frame{Context::Ansi, 0, 0, {}, false, 0, {}});
+      copy(i, 2);
+      continue;
+    } else if (c == '"') {
+      stack.push_back(Frame{Context::Double, 0, 0, {}, false, 0, {}});
+    } else if (c == ';' || c == '|' || c == '&' || c == '\n') {
+      frame.command_start = i + 1;  // the next simple command (or a group's first) starts
+      if (c == '\n' && !pending.empty()) {
+        copy(i, 1);
+        start_heredoc();
+        line_start = true;
+        continue;
+      }
+    } else if (c == '(') {
+      ++frame.parens;
+      frame.command_start = i + 1;
+    } else if (c == ')') {
+      if (frame.parens > 0) {
+        --frame.parens;
+      } else if (frame.closer == ')') {
+        stack.pop_back();
+      }
+    } else if (c == '#' && (i == 0 || starts_word_after(all[i - 1]))) {
+      const std::size_t end = all.find('\n', i);
+      copy(i, end == std::string_view::npos ? all.size() : end - i);
+      continue;
+    } else if (rest.starts_with("<<") && !rest.starts_with("<<<")) {
+      // A here-document: its delimiter word, quoted in any part or not.
+      std::size_t j = i + 2;
+      const bool strip_tabs = j < all.size() && all[j] == '-';
+      if (strip_tabs) ++j;
+      while (j < all.size() && is_blank(all[j])) ++j;
+      std::string delimiter;
+      bool quoted = false;
+      char quote = 0;
+      for (; j < all.size(); ++j) {
+        const char d = all[j];
+        if (quote != 0) {
+          if (d == quote) {
+            quote = 0;
+          } else {
+            delimiter += d;
+          }
+        } else if (d == '\'' || d == '"') {
+          quote = d;
+          quoted = true;
+        } else if (d == '\\' && j + 1 < all.size()) {
+          quoted = true;
+          delimiter += all[++j];
+        } else if (is_blank(d) || d == '\n' || d == ';' || d == '&' || d == '|' || d == '<' ||
+                   d == '>' || d == '(' || d == ')') {
+          break;
+        } else {
+          delimiter += d;
+        }
+      }
+      if (!delimiter.empty()) {
+        pending.push_back(
+            PendingHeredoc{delimiter, strip_tabs, quoted,
+                           std::string(all.substr(frame.command_start, i - frame.command_start))});
+      }
+      copy(i, j - i);
+      continue;
+    }
+    copy(i, 1);
   }
-  if (quote != 0) {
-    throw std::invalid_argument(std::string("the command has an unterminated ") + quote + " quote");
+  for (const Frame& frame : stack) {
+    if (frame.context == Context::Single || frame.context == Context::Ansi) {
+      throw std::invalid_argument("the command has an unterminated ' quote");
+    }
+    if (frame.context == Context::Double) {
+      throw std::invalid_argument("the command has an unterminated \" quote");
+    }
   }
-  if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
+  flush();
   if (!replaced) {
-    pieces_.push_back(Piece{Kind::Literal, " "});
-    pieces_.push_back(Piece{Kind::Input, {}});
+    auto [command, reader] = command_at(all.size());
+    pieces_.push_back(Piece{Kind::Literal, " ", 0, Context::Bare, {}, {}});
+    pieces_.push_back(
+        Piece{Kind::Input, {}, 0, Context::Bare, std::move(command) + " ", std::move(reader)});
   }
 }
 
@@ -209,16 +443,68 @@ std::string display_quote(std::string_view value) {
   return plain ? std::string(value) : shell_quote(value);
 }
 
-std::string CommandTemplate::expand(const std::vector<std::string>& args, std::uint64_t seq,
-                                    unsigned slot, bool for_display) const {
+namespace {
+
+void reject_nul(const std::vector<std::string>& args) {
   for (const std::string& arg : args) {
     if (arg.find('\0') != std::string::npos) {
       throw std::invalid_argument("argument contains a NUL byte, which no command line can carry");
     }
   }
-  const auto quote = [for_display](std::string_view v) {
-    return for_display ? display_quote(v) : shell_quote(v);
-  };
+}
+
+// `value` written so that the shell, in `context`, reads it back unchanged and as data.
+std::string quote_in(CommandTemplate::Context context, std::string_view value, bool for_display) {
+  std::string out;
+  switch (context) {
+    case CommandTemplate::Context::Double:
+    case CommandTemplate::Context::Heredoc:
+      for (const char c : value) {
+        if (c == '\\' || c == '$' || c == '`' ||
+            (c == '"' && context == CommandTemplate::Context::Double)) {
+          out += '\\';
+        }
+        out += c;
+      }
+      return out;
+    case CommandTemplate::Context::Single:
+      return shell_quote(value).substr(1, shell_quote(value).size() - 2);
+    case CommandTemplate::Context::Ansi:
+      for (const char c : value) {
+        if (c == '\\' || c == '\'') out += '\\';
+        out += c;
+      }
+      return out;
+    default:
+      return for_display ? display_quote(value) : shell_quote(value);
+  }
+}
+
+// References to positional parameters `first`.. `first + count - 1`, one word each (several
+// separated by spaces), written for `context`: the shell expands them once, as data.
+std::string references_in(CommandTemplate::Context context, std::size_t first, std::size_t count) {
+  std::string refs;
+  for (std::size_t k = first; k < first + count; ++k) {
+    if (k > first) refs += ' ';
+    const std::string ref = "${" + std::to_string(k) + "}";
+    refs += context == CommandTemplate::Context::Bare ? "\"" + ref + "\"" : ref;
+  }
+  if (count == 0) return refs;
+  switch (context) {
+    case CommandTemplate::Context::Single:
+      return "'\"" + refs + "\"'";  // close, the references in double quotes, reopen
+    case CommandTemplate::Context::Ansi:
+      return "'\"" + refs + "\"$'";
+    default:
+      return refs;
+  }
+}
+
+}  // namespace
+
+template <class Emit>
+void CommandTemplate::fill(const std::vector<std::string>& args, std::uint64_t seq, unsigned slot,
+                           Emit&& emit, std::string& line) const {
   const auto transform = [](Kind kind, const std::string& input) -> std::string {
     switch (kind) {
       case Kind::NoExtension:
@@ -233,7 +519,6 @@ std::string CommandTemplate::expand(const std::vector<std::string>& args, std::u
         return input;
     }
   };
-  std::string line;
   for (const Piece& piece : pieces_) {
     switch (piece.kind) {
       case Kind::Literal:
@@ -245,20 +530,49 @@ std::string CommandTemplate::expand(const std::vector<std::string>& args, std::u
       case Kind::Slot:
         line += std::to_string(slot);
         break;
-      default:
+      default: {
+        std::vector<std::string> values;
         if (piece.position > 0) {
-          line +=
-              quote(piece.position <= args.size() ? transform(piece.kind, args[piece.position - 1])
-                                                  : std::string());
+          values.push_back(piece.position <= args.size()
+                               ? transform(piece.kind, args[piece.position - 1])
+                               : std::string());
         } else {
-          for (std::size_t a = 0; a < args.size(); ++a) {
-            if (a > 0) line += ' ';
-            line += quote(transform(piece.kind, args[a]));
-          }
+          for (const std::string& arg : args) values.push_back(transform(piece.kind, arg));
         }
+        emit(piece.context, std::move(values));
+      }
     }
   }
+}
+
+std::string CommandTemplate::expand(const std::vector<std::string>& args, std::uint64_t seq,
+                                    unsigned slot, bool for_display) const {
+  reject_nul(args);
+  std::string line;
+  fill(
+      args, seq, slot,
+      [&](Context context, std::vector<std::string> values) {
+        for (std::size_t v = 0; v < values.size(); ++v) {
+          if (v > 0) line += ' ';
+          line += quote_in(context, values[v], for_display);
+        }
+      },
+      line);
   return line;
+}
+
+ShellScript CommandTemplate::script(const std::vector<std::string>& args, std::uint64_t seq,
+                                    unsigned slot) const {
+  reject_nul(args);
+  ShellScript out;
+  fill(
+      args, seq, slot,
+      [&](Context context, std::vector<std::string> values) {
+        out.text += references_in(context, out.parameters.size() + 1, values.size());
+        for (std::string& value : values) out.parameters.push_back(std::move(value));
+      },
+      out.text);
+  return out;
 }
 
 namespace {
@@ -286,10 +600,11 @@ bool takes_script_first(std::string_view program) {
 // Programs that only start another one (with their own options and arguments): `timeout 10
 // sh -c {}` is `sh -c {}`.
 bool is_wrapper(std::string_view program) {
-  return one_of(program,
-                {"env",     "exec",   "nice",   "nohup",    "command", "time",    "builtin",
-                 "timeout", "stdbuf", "setsid", "ionice",   "chrt",    "taskset", "flock",
-                 "sudo",    "doas",   "xargs",  "unbuffer", "chroot",  "runuser"});
+  return one_of(
+      program, {"env",    "exec",     "nice",   "nohup",   "command", "time",  "builtin", "timeout",
+                "stdbuf", "setsid",   "ionice", "chrt",    "taskset", "flock", "sudo",    "doas",
+                "xargs",  "unbuffer", "chroot", "runuser", "then",    "do",    "else",    "elif",
+                "if",     "while",    "until",  "!",       "{"});
 }
 
 // -c, -e, -lc, -ec, -E, --eval, --command, -p (node): the next operand is code.
@@ -301,7 +616,7 @@ bool is_code_option(std::string_view word) {
 
 // The words of `text` as the shell would split them, roughly: quotes removed, enough to name a
 // program and its options.
-std::vector<std::string> rough_words(std::string_view text) {
+std::vector<std::string> rough_words(std::string_view text, bool* open = nullptr) {
   std::vector<std::string> words;
   std::string word;
   bool in_word = false;
@@ -326,30 +641,41 @@ std::vector<std::string> rough_words(std::string_view text) {
     }
   }
   if (in_word) words.push_back(std::move(word));
+  if (open != nullptr) *open = in_word || quote != 0;
   return words;
 }
 
 }  // namespace
 
 std::string CommandTemplate::runs_input_as_code() const {
-  // The literal text of the current simple command: what follows the last ; | & ( or newline.
-  std::string command;
   for (const Piece& piece : pieces_) {
-    if (piece.kind == Kind::Literal) {
-      for (const char c : piece.literal) {
-        if (c == ';' || c == '|' || c == '&' || c == '(' || c == '\n' || c == '`') {
-          command.clear();
-        } else {
-          command += c;
-        }
+    if (piece.kind == Kind::Literal || piece.kind == Kind::Seq || piece.kind == Kind::Slot) {
+      continue;
+    }
+    if (piece.context == Context::Heredoc) {
+      // The body is the reader's stdin: code when the reader is an interpreter reading its
+      // script from there (`sh <<EOF`, `python3 - <<EOF`), not with `-c` or a script file.
+      std::vector<std::string> words = rough_words(piece.reader);
+      std::size_t first = 0;
+      while (first < words.size() &&
+             (is_wrapper(base_name(words[first])) || words[first].find('=') != std::string::npos)) {
+        ++first;
+      }
+      if (first == words.size()) continue;
+      const std::string program = base_name(words[first]);
+      const bool script_named =
+          std::any_of(words.begin() + static_cast<std::ptrdiff_t>(first) + 1, words.end(),
+                      [](const std::string& w) { return w != "-" && w[0] != '-'; });
+      if ((is_interpreter(program) && !script_named) || program == "eval" || program == "source" ||
+          program == "." || program == "ssh" || program == "su") {
+        return program + " reads the here-document holding the input as its script";
       }
       continue;
     }
-    if (piece.kind == Kind::Seq || piece.kind == Kind::Slot) {
-      command += '0';
-      continue;
-    }
-    const std::vector<std::string> words = rough_words(command);
+    bool open = false;  // the value joins the word before it (`'echo {}'`, `x{}`)
+    std::vector<std::string> words = rough_words(piece.command, &open);
+    if (open && !words.empty()) words.pop_back();
+
     // `env X=1 sh -c {}`, `timeout 10 nice -n 5 sh -c {}`, `exec {}`: look past what only
     // starts a program, with its options and their values (words that are options, numbers or
     // assignments).
@@ -373,7 +699,7 @@ std::string CommandTemplate::runs_input_as_code() const {
       return "a replacement string is the command word: the input would name the program to run";
     }
     const std::string program = base_name(words[first]);
-    if (program == "eval" || program == "source" || program == ".") {
+    if (program == "eval" || program == "source" || program == "." || program == "trap") {
       return program + " runs the input as shell code";
     }
     if (program == "ssh" || program == "su") {
@@ -399,7 +725,6 @@ std::string CommandTemplate::runs_input_as_code() const {
                     [](const std::string& w) { return w[0] == '-'; })) {
       return program + " {} runs the input as its script";
     }
-    command += "x";  // the value: one word
   }
   return {};
 }
@@ -479,27 +804,55 @@ std::vector<std::string> ShellCommand::arguments(const msgpack::object& input) c
   return args;
 }
 
-std::string ShellCommand::line_for(const std::vector<std::string>& args, std::uint64_t seq,
-                                   bool for_display) const {
+void ShellCommand::check_seq(std::uint64_t seq) const {
   // Job numbers start at 1: 0 is an item that came without one (a plain item).
   if (seq == 0 && template_.uses_seq()) {
     throw std::runtime_error("command " + name_ +
                              ": its template uses {#}, the job number, which this item does not "
                              "carry (send {\"args\": [...], \"seq\": N} as seppo map does)");
   }
+}
+
+std::string ShellCommand::line_for(const std::vector<std::string>& args, std::uint64_t seq) const {
+  check_seq(seq);
   try {
-    return template_.expand(args, seq, worker_slot(), for_display);
+    return template_.expand(args, seq, worker_slot(), true);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("command " + name_ + ": " + e.what());
   }
 }
 
+ShellScript ShellCommand::script_for(const std::vector<std::string>& args,
+                                     std::uint64_t seq) const {
+  check_seq(seq);
+  try {
+    return template_.script(args, seq, worker_slot());
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("command " + name_ + ": " + e.what());
+  }
+}
+
+CommandLimits ShellCommand::limits_for(const std::string& cwd) const {
+  CommandLimits limits = limits_;
+  if (!limits.client_folders || cwd.empty()) return limits;
+  // docs/protocol.md §5.2: an absolute path. Anything else (a relative path would mean the
+  // worker's own folder, a NUL would cut the path short) is the item's error.
+  if (cwd.front() != '/' || cwd.find('\0') != std::string::npos) {
+    throw std::runtime_error("command " + name_ + ": the item's cwd " +
+                             (cwd.find('\0') != std::string::npos ? std::string("holds a NUL byte")
+                                                                  : "\"" + cwd + "\" is relative") +
+                             "; it must be an absolute path");
+  }
+  limits.cwd = cwd;
+  return limits;
+}
+
 namespace {
 
-CommandRun start_run(const std::string& name, const std::string& line,
+CommandRun start_run(const std::string& name, const ShellScript& script,
                      const CommandLimits& limits) {
   try {
-    return run_shell(line, limits);
+    return run_shell(script, limits);
   } catch (const std::exception& e) {
     throw std::runtime_error("command " + name + " could not start: " + e.what());
   }
@@ -539,9 +892,8 @@ std::string ShellCommand::run_text(std::string_view input) const {
 
 std::string ShellCommand::run_args(const std::vector<std::string>& args, std::uint64_t seq,
                                    const std::string& cwd) const {
-  CommandLimits limits = limits_;
-  if (limits.client_folders && !cwd.empty()) limits.cwd = cwd;
-  CommandRun outcome = start_run(name_, line_for(args, seq), limits);
+  const CommandLimits limits = limits_for(cwd);
+  CommandRun outcome = start_run(name_, script_for(args, seq), limits);
   const std::string why = failure(name_, outcome, limits_);
   if (!why.empty()) throw std::runtime_error(why);
   // One line per result in `seppo map`: the line's own newline is not part of the value.
@@ -564,7 +916,7 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   const std::vector<std::string> args = arguments(*request->args);
   const std::uint64_t seq = request->seq.value_or(0);
   if (request->dry_run) {
-    packer.pack(line_for(args, seq, true));
+    packer.pack(line_for(args, seq));
     return;
   }
   if (!request->record) {
@@ -573,17 +925,16 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   }
   // A record keeps stderr too (for --results), and a failed run is a record as well: the
   // client wants its exit status and output, as parallel's --joblog and --results show them.
-  const std::string line = line_for(args, seq);
-  CommandLimits limits = limits_;
+  const ShellScript script = script_for(args, seq);
+  CommandLimits limits = limits_for(request->cwd);
   limits.stderr_tail = std::max<std::size_t>(limits.stderr_tail, std::size_t{1} << 20);
-  if (limits.client_folders && !request->cwd.empty()) limits.cwd = request->cwd;
   wire::CommandRecord record;
   record.start_us =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
   const auto started = std::chrono::steady_clock::now();
-  CommandRun outcome = start_run(name_, line, limits);
+  CommandRun outcome = start_run(name_, script, limits);
   record.runtime_us =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                      std::chrono::steady_clock::now() - started)
@@ -595,7 +946,7 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   record.exit = WIFEXITED(outcome.wait_status) ? WEXITSTATUS(outcome.wait_status) : -1;
   record.signal = WIFSIGNALED(outcome.wait_status) ? WTERMSIG(outcome.wait_status) : 0;
   record.host = host_name();
-  record.command = line_for(args, seq, true);
+  record.command = line_for(args, seq);
   wire::pack_command_record(packer, record);
 }
 
@@ -622,6 +973,69 @@ int ShellCommand::call_chunk(const char* input, std::size_t size,
         entry::begin_value(packer);
         buffer.write(one.data(), one.size());
       });
+}
+
+namespace {
+
+// `name` found as an executable on PATH, as which(1) would; empty when not found.
+std::string on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string_view folders = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    const auto colon = folders.find(':');
+    std::string folder(folders.substr(0, colon));
+    if (folder.empty()) folder = ".";
+    const std::string candidate = folder + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string_view::npos) return {};
+    folders.remove_prefix(colon + 1);
+  }
+}
+
+// The shell `pid` runs, when its argv[0] names one ("-bash", "/bin/zsh", "dash"), as parallel
+// recognises a parent shell; empty otherwise.
+std::string shell_of(pid_t pid) {
+  std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string first;
+  if (!std::getline(cmdline, first, '\0')) return {};
+  if (first.starts_with("-")) first.erase(0, 1);
+  std::string name = base_name(first);
+  if (!one_of(name, {"ash",  "bash",  "bsd-csh", "csh",  "dash",      "fdsh", "fish",  "fizsh",
+                     "ksh",  "ksh93", "lksh",    "mksh", "pdksh",     "posh", "rbash", "rc",
+                     "rush", "rzsh",  "sash",    "sh",   "static-sh", "tcsh", "yash",  "zsh"})) {
+    return {};
+  }
+  return on_path(name);
+}
+
+pid_t parent_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  // pid (comm) state ppid ...: comm may hold spaces and parentheses, so after the last ')'.
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(text.substr(close + 1));
+  std::string state;
+  long ppid = 0;
+  rest >> state >> ppid;
+  return static_cast<pid_t>(ppid);
+}
+
+}  // namespace
+
+std::string parallel_shell() {
+  if (const char* shell = std::getenv("PARALLEL_SHELL"); shell != nullptr && *shell != '\0') {
+    return shell;
+  }
+  // Bounded: a process tree is not deeper than this in practice, and /proc could change under us.
+  pid_t pid = ::getppid();
+  for (int depth = 0; pid > 1 && depth < 64; ++depth) {
+    if (std::string shell = shell_of(pid); !shell.empty()) return shell;
+    pid = parent_of(pid);
+  }
+  if (const char* shell = std::getenv("SHELL"); shell != nullptr && *shell != '\0') return shell;
+  return "/bin/sh";
 }
 
 unsigned worker_slot() {

@@ -37,7 +37,15 @@ struct CommandLimits {
   // systems). Off by default: a client choosing the folder chooses what `./tool` or a
   // Makefile there runs.
   bool client_folders = false;
+  // The shell that runs the script: seppo-worker --shell, or GNU parallel's choice for
+  // `seppo map --local` (parallel_shell()). Run as SHELL -c SCRIPT SHELL PARAMETERS...
+  std::string shell = "/bin/sh";
 };
+
+// The shell GNU parallel would run commands with: $PARALLEL_SHELL, else the nearest ancestor
+// process that is a shell (bash, dash, zsh...; found on PATH by name, as parallel does), else
+// $SHELL, else /bin/sh.
+std::string parallel_shell();
 
 // `NAME=TEMPLATE` as given to --command. Throws std::invalid_argument with a one-line message
 // when NAME is not 1..256 letters, digits, `_`, `-`, `.`, or the template is empty or uses a
@@ -59,18 +67,46 @@ std::string without_extension(std::string_view path);  // {.}: "dir/a.jpg" -> "d
 std::string base_name(std::string_view path);          // {/}: "dir/a.jpg" -> "a.jpg"
 std::string dir_name(std::string_view path);           // {//}: as dirname(1), "a.jpg" -> "."
 
+// What a shell runs for one item: the script (the template with each replacement string
+// rewritten as a quoted reference to a positional parameter) and the parameters' values, which
+// the shell receives as $1, $2, ... and never parses (see CommandTemplate).
+struct ShellScript {
+  std::string text;
+  std::vector<std::string> parameters;
+};
+
 // A command template split into literal text and replacement strings: {} {.} {/} {//} {/.},
 // and the positional {N} {N.} {N/} {N//} {N/.} for the N-th argument of an item with several
 // (`seppo map ... ::: a b ::: 1 2`, --colsep). Other braces are literal (awk '{print $1}' stays
 // as written). {#} is the job number (seppo map sends it with each item, §5.2 of
 // docs/protocol.md), {%} the job slot (a worker process's number, 1..-j). {= =} is refused: no
 // Perl runs. A template without any replacement string gets " {}" appended, as GNU parallel does.
+//
+// Input is never code: the template is read as the shell reads its quoting, and each
+// replacement string becomes a quoted reference to a positional parameter, written for the
+// context it stands in: "${1}" bare, ${1} inside double quotes or an unquoted here-document's
+// body, '"${1}"' (close, reference, reopen) inside single quotes. The shell expands it once, as
+// data, whatever the input holds. Refused, because no reference there is data: a replacement
+// string right after $, inside $(( )), or in the body of a quoted here-document (<<'END').
+// What a command does with its argument is the operator's: `eval {}`, `trap {} EXIT`,
+// `sh -c {}` hand the input to a shell as code because the template says so.
 class CommandTemplate {
  public:
+  // Where a replacement string stands, as the shell's quoting goes.
+  enum class Context : unsigned char {
+    Bare,
+    Double,          // "..."
+    Single,          // '...'
+    Ansi,            // $'...'
+    Heredoc,         // the body of <<END
+    HeredocLiteral,  // the body of <<'END'
+    Arithmetic,      // $(( ))
+  };
   explicit CommandTemplate(std::string text);
   const std::string& text() const { return text_; }
-  // The command line for /bin/sh -c, each substituted value one quoted word. Throws
-  // std::invalid_argument for an input with a NUL byte, which no command line can carry.
+  // The command line with each value written in, quoted for its context: what `seppo map
+  // --dry-run` prints (GNU parallel's form where parallel accepts the template), and a line
+  // that runs like script() does. Throws std::invalid_argument for an input with a NUL byte.
   std::string expand(std::string_view input) const;
   // Several arguments: {} and {.} etc. stand for all of them, each one word, space-separated
   // (GNU parallel's meaning); {N} for the N-th (empty beyond the last). `seq` fills {#}, `slot`
@@ -78,10 +114,15 @@ class CommandTemplate {
   // line runs the same either way.
   std::string expand(const std::vector<std::string>& args, std::uint64_t seq = 0, unsigned slot = 0,
                      bool for_display = false) const;
+  // What runs: the values as parameters. Throws std::invalid_argument for a NUL byte (no
+  // argument vector can carry one).
+  ShellScript script(const std::vector<std::string>& args, std::uint64_t seq = 0,
+                     unsigned slot = 0) const;
 
-  // Why this template hands an input to a shell or interpreter as code (`sh -c {}`, `eval {}`,
-  // `{}` as the command word), or empty when it does not. A worker refuses such templates unless
-  // started with --allow-any-command: any client could run anything as the worker's user.
+  // Why this template hands an input to a program that runs it as code (`sh -c {}`,
+  // `eval {}`, `{}` as the command word), or empty when it does not. A lint for the usual
+  // mistakes, not a proof: a worker refuses such templates unless started with
+  // --allow-any-command.
   std::string runs_input_as_code() const;
   // Whether {#} appears: such a template needs each item's job number.
   bool uses_seq() const;
@@ -101,7 +142,15 @@ class CommandTemplate {
     Kind kind;
     std::string literal;
     unsigned position = 0;  // 0: every argument; N: the N-th
+    Context context = Context::Bare;
+    // For the lint: the template text of the simple command it stands in, up to it; for a
+    // here-document's body, the command that reads the body instead (`reader`).
+    std::string command;
+    std::string reader;
   };
+  template <class Emit>
+  void fill(const std::vector<std::string>& args, std::uint64_t seq, unsigned slot, Emit&& emit,
+            std::string& line) const;
   std::string text_;
   std::vector<Piece> pieces_;
 };
@@ -109,7 +158,7 @@ class CommandTemplate {
 // One word for a command line shown to a person: bare when the shell would read it unchanged.
 std::string display_quote(std::string_view value);
 
-// How one run of /bin/sh -c LINE ended.
+// How one run of a script ended.
 struct CommandRun {
   std::string out;
   std::string err_tail;         // the last CommandLimits::stderr_tail bytes of stderr
@@ -119,10 +168,13 @@ struct CommandRun {
   bool cancelled = false;       // killed because CommandLimits::cancel was set
 };
 
-// Runs LINE with /bin/sh -c, stdin from /dev/null, stdout and stderr captured through poll so
-// neither can fill up and stall the other. The command's whole process tree runs in a process
-// group of its own under a small guard process that kills the group when this process dies, by
-// any signal, so no command outlives its worker. Throws std::runtime_error when it cannot start.
+// Runs the script with limits.shell (SHELL -c TEXT SHELL PARAMETERS...), stdin from /dev/null,
+// stdout and stderr captured through poll so neither can fill up and stall the other. The command's
+// whole process tree runs in a process group of its own under a small guard process that kills the
+// group when this process dies, by any signal, so no command outlives its worker. Throws
+// std::runtime_error when it cannot start.
+CommandRun run_shell(const ShellScript& script, const CommandLimits& limits = {});
+// A whole command line, no parameters.
 CommandRun run_shell(const std::string& line, const CommandLimits& limits = {});
 
 // "exited with status 3", "killed by signal 9 (SIGKILL)".
@@ -151,8 +203,13 @@ class ShellCommand {
 
  private:
   std::vector<std::string> arguments(const msgpack::object& input) const;
-  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq,
-                       bool for_display = false) const;
+  void check_seq(std::uint64_t seq) const;
+  // The command line as shown (dry runs, records), and the script that runs.
+  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq) const;
+  ShellScript script_for(const std::vector<std::string>& args, std::uint64_t seq) const;
+  // The limits for one item, in the client's folder `cwd` under --client-folders. Throws
+  // std::runtime_error when `cwd` is not an absolute path.
+  CommandLimits limits_for(const std::string& cwd) const;
 
   std::string name_;
   CommandTemplate template_;

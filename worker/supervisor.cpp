@@ -1,5 +1,6 @@
 #include "worker/supervisor.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -26,9 +27,35 @@ struct Child {
   Clock::time_point started;
   unsigned generation = 0;  // of the configuration it started with; SIGHUP makes a new one
   unsigned slot = 1;        // {%} of named commands: 1..processes, reused by its replacement
+  int told = -1;            // the read end of the pipe the child tells its exit status on
 };
 
+// In a supervised child: the write end of its pipe to the supervisor.
+int told_fd = -1;
+
+void tell(int status) {
+  if (told_fd < 0) return;
+  const unsigned char byte = static_cast<unsigned char>(status);
+  while (::write(told_fd, &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
+// The status the child told before it exited, or -1 when it told none.
+int told_status(int fd) {
+  unsigned char byte = 0;
+  ssize_t n;
+  while ((n = ::read(fd, &byte, 1)) < 0 && errno == EINTR) {
+  }
+  ::close(fd);
+  return n == 1 ? byte : -1;
+}
+
 }  // namespace
+
+void exit_process(int status) {
+  tell(status);
+  ::_exit(status);
+}
 
 int supervise(const SupervisorOptions& options, const std::function<int()>& child) {
   SignalPipe signals({SIGINT, SIGTERM, SIGCHLD, SIGHUP});
@@ -51,14 +78,24 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     sigset_t previous;
     sigemptyset(&blocked);
     for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP}) sigaddset(&blocked, s);
+    int told[2];
+    if (::pipe2(told, O_CLOEXEC | O_NONBLOCK) != 0) {
+      log::error(std::string("pipe failed: ") + std::strerror(errno));
+      return false;
+    }
     ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
     const pid_t pid = ::fork();
     if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     if (pid < 0) {
       log::error(std::string("fork failed: ") + std::strerror(errno));
+      ::close(told[0]);
+      ::close(told[1]);
       return false;
     }
     if (pid == 0) {
+      for (const auto& [other, c] : children) ::close(c.told);
+      ::close(told[0]);
+      told_fd = told[1];
       // The child must not outlive its supervisor, even when the supervisor is SIGKILLed.
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(0);
@@ -70,9 +107,11 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
       ::sigaction(SIGHUP, &reset, nullptr);
       ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
       ::setenv("SEPPO_WORKER_SLOT", std::to_string(slot).c_str(), 1);
-      ::_exit(child());
+      // Returning is the session's own decision (stopped, forbidden, idle): told as such.
+      exit_process(child());
     }
-    children[pid] = Child{Clock::now(), generation, slot};
+    ::close(told[1]);
+    children[pid] = Child{Clock::now(), generation, slot, told[0]};
     return true;
   };
 
@@ -110,31 +149,41 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     int status = 0;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      children.erase(pid);
+      const auto found = children.find(pid);
+      if (found == children.end()) continue;
+      const int told = told_status(found->second.told);
+      children.erase(found);
       if (stopping) continue;
+      // Its own decision only when it told it and exits with it: a function's exit is a crash.
+      const auto own = [&](int wanted) {
+        return wanted >= 0 && told == wanted && WIFEXITED(status) && WEXITSTATUS(status) == wanted;
+      };
       if (pid == retiring) {
         retiring = 0;
         if (!spawn()) ++owed;
         continue;
       }
-      if (WIFEXITED(status) && WEXITSTATUS(status) == options.no_restart_status) {
+      if (own(options.no_restart_status)) {
         log::error("worker process " + std::to_string(pid) +
                    " cannot serve this broker; not "
                    "restarting it");
         given_up = true;
         continue;
       }
-      if (WIFEXITED(status) && WEXITSTATUS(status) == options.replace_status) {
+      if (own(options.replace_status)) {
         log::info("worker process " + std::to_string(pid) +
                   " abandoned a cancelled task; replacing it");
         if (!spawn()) ++owed;
         continue;
       }
-      if (WIFEXITED(status) && WEXITSTATUS(status) == options.done_status) {
+      if (own(options.done_status)) {
         log::info("worker process " + std::to_string(pid) + " is done");
         continue;
       }
       log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
+                   (told < 0 && WIFEXITED(status)
+                        ? " without the worker deciding it (a function ended the process)"
+                        : "") +
                    "; restarting it");
       const auto now = Clock::now();
       recent_deaths.push_back(now);

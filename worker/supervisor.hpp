@@ -7,19 +7,22 @@
 
 namespace seppo::worker {
 
+// A worker process's own reasons to exit reach its supervisor over a pipe, told just before it
+// exits: an exit status alone could be a function's (Python's os._exit(78), a module's exit(0)),
+// and a function's exit is a crash, restarted like any other.
 struct SupervisorOptions {
   unsigned processes = 1;
   // Restarts within this window count towards the crash-loop backoff.
   std::chrono::milliseconds restart_window{10000};
   std::chrono::milliseconds stop_grace{30000};  // after SIGTERM, before children are killed
-  // A child exiting with this status can never serve (the broker refuses its key as a
-  // worker's): it is not restarted, and the supervisor then exits with status 1.
+  // A child that told this status and exits with it can never serve (the broker refuses its key as
+  // a worker's): it is not restarted, and the supervisor then exits with status 1.
   int no_restart_status = -1;
-  // A child exiting with this status is done (seppo-worker --exit-when-idle): it is not
-  // restarted, and the supervisor exits 0 once all children are done. -1: restart every child.
+  // A child that told this status and exits with it is done (seppo-worker --exit-when-idle): it is
+  // not restarted, and the supervisor exits 0 once all children are done. -1: restart every child.
   int done_status = -1;
-  // A child exiting with this status asked to be replaced (it abandoned a task the broker
-  // cancelled): restarted at once, without counting towards the crash-loop backoff.
+  // A child that told this status and exits with it asked to be replaced (it abandoned a task the
+  // broker cancelled): restarted at once, without counting towards the crash-loop backoff.
   int replace_status = -1;
   // SIGHUP: called to check the new configuration (say, module files replaced) and log what
   // changed; when it returns true, the children are replaced one at a time: each is sent SIGTERM
@@ -32,5 +35,10 @@ struct SupervisorOptions {
 // forwards SIGINT/SIGTERM and waits for them, replaces them on SIGHUP (see `reload`). Call before
 // any ZeroMQ context exists: contexts must not cross fork(). Returns the exit status.
 int supervise(const SupervisorOptions& options, const std::function<int()>& child);
+
+// In a supervised child: tells the supervisor `status` is this process's own decision, then
+// exits with it (_exit: no destructors, another thread may be inside a function). Outside a
+// supervised child it only exits.
+[[noreturn]] void exit_process(int status);
 
 }  // namespace seppo::worker

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <msgpack.hpp>
 #include <seppo/seppo.hpp>
 
 #include "tests/support/cluster.hpp"
@@ -19,9 +20,11 @@ namespace {
 
 // A worker serving only the given commands: no module at all.
 std::unique_ptr<Process> command_worker(Cluster& cluster, const std::vector<std::string>& commands,
-                                        const std::string& log_name = "command-worker.log") {
+                                        const std::string& log_name = "command-worker.log",
+                                        const std::vector<std::string>& options = {}) {
   std::vector<std::string> argv = {Paths::worker(),  "--broker", cluster.endpoint(), "-j",   "1",
                                    "--heartbeat-ms", "100",      "--log-level",      "debug"};
+  argv.insert(argv.end(), options.begin(), options.end());
   for (const std::string& c : commands) {
     argv.push_back("--command");
     argv.push_back(c);
@@ -185,4 +188,120 @@ TEST_CASE("a worker stopped with SIGTERM finishes its running command and return
   CHECK(worker->wait(20s) == 0);
   CHECK(map.wait(20s) == 0);
   CHECK(map.output().find("finished\n") != std::string::npos);
+}
+
+TEST_CASE("inputs reach here-documents and quoted templates as data, never as shell code") {
+  // Issue 26, defect 3: these templates passed the old start-up check and ran `$(touch F)`.
+  Cluster cluster;
+  const std::string f = (cluster.dir().path() / "F").string();
+  auto worker = command_worker(cluster, {"note=cat <<EOF\nnote: {}\nEOF",
+                                         "dq=printf '%s\\n' \"[{}]\"", "sq=printf '<%s>' '{}'"});
+  REQUIRE(cluster.wait_for_workers(1));
+  const std::vector<std::string> inputs = {"$(touch " + f + ")", "`touch " + f + "`",
+                                           "; touch " + f, "'; touch " + f + " #",
+                                           "\"; touch " + f + " #"};
+  std::string lines;
+  for (const std::string& input : inputs) lines += input + "\n";
+  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::string>>{
+           {"note", "note: %"}, {"dq", "[%]"}, {"sq", "<%>"}}) {
+    CAPTURE(name);
+    const Completed r =
+        run({Paths::cli(), "--broker", cluster.endpoint(), "map", name}, lines, 30s);
+    CHECK_MESSAGE(r.status == 0, r.err);
+    std::string expected;
+    for (const std::string& input : inputs) {
+      const auto at = shape.find('%');
+      expected += shape.substr(0, at) + input + shape.substr(at + 1) + "\n";
+    }
+    CHECK(r.out == expected);
+  }
+  CHECK_FALSE(std::filesystem::exists(f));
+  // trap runs its argument as code: the lint names it, as it does eval.
+  const Completed trap = run(
+      {Paths::worker(), "--broker", cluster.endpoint(), "--command", "t=trap {} EXIT"}, "", 10s);
+  CHECK(trap.status == 2);
+  CHECK(trap.err.find("trap runs the input as shell code") != std::string::npos);
+}
+
+namespace {
+
+// A request item (docs/protocol.md §5.2) with a folder of the client's choosing.
+struct FolderRequest {
+  std::vector<std::string> args;
+  std::string cwd;
+  MSGPACK_DEFINE_MAP(args, cwd);
+};
+
+}  // namespace
+
+TEST_CASE("--client-folders refuses a relative folder or one with a NUL as the item's error") {
+  // Issue 26, defect 9: "tmp" and "/tmp\0/etc" both ran the command in /tmp.
+  Cluster cluster;
+  auto worker = command_worker(cluster, {"where=pwd; : {}"}, "folders.log", {"--client-folders"});
+  REQUIRE(cluster.wait_for_workers(1));
+  Client client = cluster.client();
+  const std::vector<FolderRequest> requests = {
+      {{"x"}, "/tmp"}, {{"x"}, "tmp"}, {{"x"}, std::string("/tmp\0/etc", 9)}, {{"x"}, "./"}};
+  const auto results = client.map_results<std::string>("where", requests);
+  REQUIRE(results.size() == 4);
+  CHECK(results[0].value() == "/tmp");
+  REQUIRE_FALSE(results[1].ok());
+  CHECK(results[1].error().remote_message().find("\"tmp\" is relative") != std::string::npos);
+  REQUIRE_FALSE(results[2].ok());
+  CHECK(results[2].error().remote_message().find("holds a NUL byte") != std::string::npos);
+  REQUIRE_FALSE(results[3].ok());
+  CHECK(results[3].error().remote_message().find("must be an absolute path") != std::string::npos);
+}
+
+TEST_CASE("an item ends with its shell, even when it left a process in a session of its own") {
+  // Issue 26, defect 10: `setsid sleep 25 &` held the item until the sleep ended.
+  Cluster cluster;
+  const auto pid_file = cluster.dir().path() / "escaped.pid";
+  auto worker = command_worker(cluster, {"bg=setsid sh -c 'echo $$ > " + pid_file.string() +
+                                         "; exec sleep 300' & "
+                                         "while [ ! -s " +
+                                         pid_file.string() + " ]; do sleep 0.01; done; echo {}"});
+  REQUIRE(cluster.wait_for_workers(1));
+  // Bounded well below the sleep: with the old code this run timed out.
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "bg"}, "x\n", 60s);
+  CHECK_MESSAGE(r.status == 0, r.err);
+  CHECK(r.out == "x\n");
+  // And the escaped process is gone with the item.
+  const pid_t escaped = std::stoi(read_file(pid_file));
+  CHECK(eventually([&] { return ::kill(escaped, 0) != 0; }));
+}
+
+TEST_CASE("the shell that runs templates: --shell for a worker, parallel's rule for --local") {
+  // Issue 23, item 3.
+  Cluster cluster;
+  auto worker = command_worker(cluster,
+                               {"glob=[[ {} == a* ]] && echo yes || echo no", "brace=echo {1,2} {}",
+                                "esc=echo -e 'a\\tb' {}"},
+                               "shell.log", {"--shell", "/bin/bash"});
+  REQUIRE(cluster.wait_for_workers(1));
+  const auto broker_map = [&](const std::string& name, const std::string& input) {
+    return run({Paths::cli(), "--broker", cluster.endpoint(), "map", name}, input, 30s).out;
+  };
+  CHECK(broker_map("glob", "ab\nba\na*\n") == "yes\nno\nyes\n");
+  CHECK(broker_map("brace", "x\n") == "1 2 x\n");
+  CHECK(broker_map("esc", "x\n") == "a\tb x\n");
+
+  const auto local = [&](const std::string& shell, const std::string& tmpl) {
+    return run({Paths::cli(), "map", "--local", "--command", "t=" + tmpl, "t", ":::", "ab", "ba"},
+               "", 30s, {"PARALLEL_SHELL=" + shell});
+  };
+  CHECK(local("/bin/bash", "[[ {} == a* ]] && echo yes || echo no").out == "yes\nno\n");
+  CHECK(local("/bin/bash", "echo {1,2} {}").out == "1 2 ab\n1 2 ba\n");
+  CHECK(local("/bin/sh", "echo {1,2} {}").out == "{1,2} ab\n{1,2} ba\n");
+  // Byte for byte with GNU parallel under the same shell, where it is installed.
+  if (::access("/usr/bin/parallel", X_OK) == 0) {
+    for (const std::string tmpl :
+         {"[[ {} == a* ]] && echo yes || echo no", "echo {1,2} {}", "echo -e 'a\\tb' {}"}) {
+      CAPTURE(tmpl);
+      const Completed parallel =
+          run({"/usr/bin/parallel", "--will-cite", "-k", tmpl, ":::", "ab", "ba"}, "", 60s,
+              {"PARALLEL_SHELL=/bin/bash"});
+      CHECK(local("/bin/bash", tmpl).out == parallel.out);
+    }
+  }
 }

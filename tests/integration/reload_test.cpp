@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <sstream>
 
@@ -55,7 +56,8 @@ TEST_CASE("SIGHUP makes seppo-worker serve a replaced module while a running job
   CHECK(worker.running());         // SIGHUP no longer kills it (exit 129)
   CHECK(cluster.wait_for_workers(2));
   const std::string log = worker.output();
-  CHECK(log.find("modules reloaded: added swap.histogram, swap.mirror") != std::string::npos);
+  CHECK(log.find("modules reloaded: added swap.exit_now, swap.histogram, swap.mirror") !=
+        std::string::npos);
   CHECK(log.find("removed ") != std::string::npos);
 }
 
@@ -71,4 +73,51 @@ TEST_CASE("SIGHUP with a module that no longer loads keeps the running worker pr
       eventually([&] { return worker.output().find("keeping the running") != std::string::npos; }));
   CHECK(worker.running());
   CHECK(status_json(cluster).find("swap.square") != std::string::npos);
+}
+
+TEST_CASE("SIGHUP reloads --python modules: added functions are announced, a broken one is kept") {
+  // Issue 26, defect 4: an added function was never announced, and a module with a syntax error
+  // replaced every process, whose items then all failed with "cannot import".
+  if (run({Paths::worker(), "--help"}, "", 10s).out.find("--python") == std::string::npos) return;
+  Cluster cluster;
+  const auto module = cluster.dir().path() / "reloaded.py";
+  const auto write_module = [&](const std::string& text) {
+    const auto fresh = cluster.dir().path() / "reloaded.py.new";
+    std::ofstream(fresh) << text;
+    std::filesystem::rename(fresh, module);
+    // A stale bytecode cache must not stand for the new file.
+    std::filesystem::remove_all(cluster.dir().path() / "__pycache__");
+  };
+  write_module("def double(x):\n    return 2 * x\n");
+  Process worker({Paths::worker(), "--broker", cluster.endpoint(), "-j", "2", "--heartbeat-ms",
+                  "100", "--python", "reloaded"},
+                 cluster.dir().path() / "python-worker.log",
+                 {"SEPPO_MODULE_PATH=" + cluster.dir().path().string()});
+  REQUIRE(cluster.wait_for_workers(2));
+  seppo::Client client = cluster.client();
+  CHECK(client.map_parallel<int>("reloaded.double", std::vector<int>{1, 2}) ==
+        std::vector<int>{2, 4});
+
+  write_module("def double(x):\n    return 2 * x\ndef triple(x):\n    return 3 * x\n");
+  worker.kill(SIGHUP);
+  CHECK(eventually([&] {
+    return worker.output().find("modules reloaded: added reloaded.triple") != std::string::npos;
+  }));
+  CHECK(eventually(
+      [&] { return status_json(cluster).find("reloaded.triple") != std::string::npos; }, 30s));
+  CHECK(client.map_parallel<int>("reloaded.triple", std::vector<int>{1, 2}) ==
+        std::vector<int>{3, 6});
+
+  write_module("def double(x):\n    return 2 *\n");  // a syntax error
+  worker.kill(SIGHUP);
+  CHECK(eventually([&] {
+    return worker.output().find(
+               "keeping the running processes: cannot import Python module "
+               "reloaded") != std::string::npos;
+  }));
+  CHECK(worker.running());
+  CHECK(cluster.wait_for_workers(2));
+  std::vector<int> many(8, 5);
+  CHECK(client.map_parallel<int>("reloaded.triple", many) == std::vector<int>(8, 15));
+  CHECK(worker.output().find("replacing worker process") != std::string::npos);  // once, above
 }

@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include <seppo/module.hpp>
 
 #include "tests/modules/point.hpp"
@@ -34,5 +36,11 @@ std::int64_t slow_square(std::int64_t x) {
   return x * x;
 }
 
+// Ends the worker process with the given status, as a function calling exit would: a crash,
+// whichever status it picks (issue 26, defect 2).
+std::int64_t exit_now(std::int64_t status) {
+  ::_exit(static_cast<int>(status));
+}
+
 SEPPO_MODULE(SEPPO_FUNCTION(mirror), SEPPO_FUNCTION(histogram), SEPPO_FUNCTION(poison),
-             SEPPO_FUNCTION(slow_square))
+             SEPPO_FUNCTION(slow_square), SEPPO_FUNCTION(exit_now))

@@ -118,21 +118,137 @@ TEST_CASE("Perl replacement strings are refused at start-up") {
                        std::invalid_argument);
 }
 
-TEST_CASE("a replacement string inside the operator's quotes or after $ is refused at start-up") {
-  // Each would let an input's own quote characters end the quoting: "$(id)" inside "...",
-  // a quote inside '...'.
-  for (const char* text :
-       {"echo \"{}\"", "echo '{}'", "echo \"x {/.} y\"", "echo ${}", "echo $'{}'"}) {
+TEST_CASE("a replacement string in any quoting context is a parameter reference, never code") {
+  // Issue 26, defect 3: each context gets the reference the shell reads as data there.
+  CHECK(CommandTemplate("echo {} {.}.png").script({"a.jpg"}).text == "echo \"${1}\" \"${2}\".png");
+  CHECK(CommandTemplate("echo \"x {} y\"").script({"a"}).text == "echo \"x ${1} y\"");
+  CHECK(CommandTemplate("echo 'x {} y'").script({"a"}).text == "echo 'x '\"${1}\"' y'");
+  CHECK(CommandTemplate("echo $'x {} y'").script({"a"}).text == "echo $'x '\"${1}\"$' y'");
+  CHECK(CommandTemplate("cat <<EOF\nnote: {}\nEOF\necho {}").script({"a"}).text ==
+        "cat <<EOF\nnote: ${1}\nEOF\necho \"${2}\"");
+  CHECK(CommandTemplate("echo \"$(basename {})\"").script({"a"}).text ==
+        "echo \"$(basename \"${1}\")\"");
+  const ShellScript two = CommandTemplate("printf '<%s>' {} '{1}'").script({"a", "b"});
+  CHECK(two.text == "printf '<%s>' \"${1}\" \"${2}\" ''\"${3}\"''");
+  CHECK(two.parameters == std::vector<std::string>{"a", "b", "a"});
+  // The command line as shown puts each value in, quoted for where it stands.
+  CHECK(CommandTemplate("echo \"x {}\" 'y {}'").expand("$a'b\"") ==
+        "echo \"x \\$a'b\\\"\" 'y $a'\\''b\"'");
+
+  // Where no reference would be data: refused at start-up, saying why.
+  for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
+           {"echo ${}", "right after $"},
+           {"echo \"${1}\"", "right after $"},
+           {"echo $(( {} + 1 ))", "inside $(( ))"},
+           {"cat <<'EOF'\n{}\nEOF", "quoted here-document"},
+           {"cat <<\\EOF\n{}\nEOF", "quoted here-document"}}) {
     CAPTURE(text);
-    CHECK_THROWS_WITH_AS(CommandTemplate{text}, doctest::Contains("write it bare"),
+    CHECK_THROWS_WITH_AS(CommandTemplate{text}, doctest::Contains(why.c_str()),
                          std::invalid_argument);
   }
+  // Numbers seppo makes are no one's input: allowed anywhere.
+  CHECK(CommandTemplate("echo $(( {#} * 2 )) {}").expand({"a"}, 3) == "echo $(( 3 * 2 )) 'a'");
   CHECK_THROWS_WITH_AS(CommandTemplate("echo 'open"), doctest::Contains("unterminated ' quote"),
                        std::invalid_argument);
-  // Braces that are the command's own, quoted or escaped, stay as they are.
+  // Braces that are the command's own, quoted or escaped, stay as they are; so do quotes in a
+  // comment or a here-document's body.
   CHECK(ShellCommand("t", "echo {} | awk '{print $2}'").run_text("a b") == "b");
   CHECK(ShellCommand("t", "echo \\{} {}").run_text("$(id)") == "{} $(id)");
   CHECK(ShellCommand("t", "echo \"it's\" {}").run_text("'") == "it's '");
+  CHECK(ShellCommand("t", "printf %s {} # it's").run_text("x") == "x");
+  CHECK(ShellCommand("t", "cat <<EOF\nit's \"{}\"\nEOF").run_text("x") == "it's \"x\"");
+}
+
+TEST_CASE("hostile inputs never run, whatever context the template puts them in") {
+  // Issue 26, defect 3: `cat <<EOF ... {}` and quoted {} ran `$(touch F)` as code before.
+  char folder[] = "/tmp/seppo-hostile-XXXXXX";
+  REQUIRE(::mkdtemp(folder) != nullptr);
+  const std::string f = std::string(folder) + "/F";
+  const std::vector<std::string> inputs = {
+      "$(touch " + f + ")",
+      "`touch " + f + "`",
+      "; touch " + f,
+      "x\ntouch " + f + "\n",
+      "'; touch " + f + "; '",
+      "\"; touch " + f + "; \"",
+      "'$(touch " + f + ")'",
+      "\"$(touch " + f + ")\"",
+      "$'\\x27'; touch " + f,
+      "\\\"; touch " + f + " #",
+      "EOF\ntouch " + f + "\nEOF",
+      "${x:-$(touch " + f + ")}",
+      "*",
+  };
+  const std::vector<std::pair<std::string, std::string>> templates = {
+      {"printf %s {}", "%"},
+      {"printf %s \"{}\"", "%"},
+      {"printf %s '{}'", "%"},
+      {"printf '%s' \"<{}>\"", "<%>"},
+      {"printf %s 'a'{}'b'", "a%b"},
+      {"printf %s \"$(printf %s {})\"", "%"},
+      {"printf %s \"`printf %s {}`\"", "%"},
+      {"cat <<EOF\n{}\nEOF", "%\n"},
+      {"cat <<-EOF\n\t[{}]\n\tEOF", "[%]\n"},
+      {"x={}; printf %s \"$x\"", "%"},
+      {"printf %s {1}{1.}", "%&"},
+  };
+  for (const std::string& shell : {std::string("/bin/sh"), std::string("/bin/bash")}) {
+    CommandLimits limits;
+    limits.shell = shell;
+    for (const auto& [text, shape] : templates) {
+      for (const std::string& input : inputs) {
+        CAPTURE(shell);
+        CAPTURE(text);
+        CAPTURE(input);
+        const ShellCommand command("t", text, limits);
+        std::string expected;
+        for (const char c : shape) {
+          expected += c == '%' ? input : c == '&' ? without_extension(input) : std::string(1, c);
+        }
+        // The backquoted form loses trailing newlines, as command substitution does.
+        if (text.find('`') != std::string::npos || text.find("$(printf") != std::string::npos) {
+          while (!expected.empty() && expected.back() == '\n') expected.pop_back();
+        }
+        std::string out;
+        try {
+          out = command.run_text(input);
+        } catch (const std::exception& e) {
+          out = std::string("error: ") + e.what();
+        }
+        if (!expected.empty() && expected.back() == '\n') expected.pop_back();
+        CHECK(out == expected);
+        REQUIRE_FALSE(std::filesystem::exists(f));
+      }
+    }
+  }
+  // A NUL cannot be a parameter: the item fails and nothing runs.
+  CHECK(error_of(ShellCommand("t", "touch " + f + "; printf %s {}"), std::string("a\0b", 3))
+            .find("NUL byte") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(f));
+  std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("the operator's shell runs the template: bash idioms behave as under GNU parallel") {
+  // Issue 23, item 3: --shell for a worker, parallel's rule for seppo map --local.
+  CommandLimits bash;
+  bash.shell = "/bin/bash";
+  CHECK(ShellCommand("t", "[[ {} == a* ]] && echo yes || echo no", bash).run_text("ab") == "yes");
+  CHECK(ShellCommand("t", "[[ {} == a* ]] && echo yes || echo no", bash).run_text("a*") == "yes");
+  CHECK(ShellCommand("t", "[[ {} == a* ]] && echo yes || echo no", bash).run_text("ba") == "no");
+  CHECK(ShellCommand("t", "echo {1,2} {}", bash).run_text("x") == "1 2 x");
+  CHECK(ShellCommand("t", "echo -e 'a\\tb' {}", bash).run_text("x") == "a\tb x");
+  CHECK(ShellCommand("t", "echo {1,2} {}").run_text("x") == "{1,2} x");  // /bin/sh: dash
+  CommandLimits missing;
+  missing.shell = "/nonexistent/shell";
+  CHECK(error_of(ShellCommand("t", "echo {}", missing), "x")
+            .find("cannot run the shell "
+                  "/nonexistent/shell") != std::string::npos);
+
+  ::setenv("PARALLEL_SHELL", "/bin/bash", 1);
+  CHECK(parallel_shell() == "/bin/bash");
+  ::unsetenv("PARALLEL_SHELL");
+  // Else the nearest ancestor that is a shell, else $SHELL, else /bin/sh: always one that runs.
+  CHECK(::access(parallel_shell().c_str(), X_OK) == 0);
 }
 
 TEST_CASE("what a command leaves running in the background ends with its item") {
@@ -140,6 +256,14 @@ TEST_CASE("what a command leaves running in the background ends with its item") 
   const CommandRun run = run_shell("sleep 600 & echo started");
   CHECK(run.wait_status == 0);
   CHECK(run.out == "started\n");
+  // Issue 26, defect 10: nor does a process moved to a session of its own, which the group's
+  // kill misses: it is killed too, and the item does not wait for the pipe it holds.
+  CommandLimits limits;
+  limits.timeout = std::chrono::seconds(60);
+  const CommandRun escaped = run_shell("setsid sleep 600 & echo started", limits);
+  CHECK_FALSE(escaped.timed_out);
+  CHECK(escaped.wait_status == 0);
+  CHECK(escaped.out == "started\n");
 }
 
 TEST_CASE("a chunk's results are bounded like one command's output") {
@@ -317,27 +441,20 @@ TEST_CASE("a command's process tree dies with the process that runs it") {
 }
 
 TEST_CASE("templates that run their input as code are refused unless allowed, with the reason") {
-  for (const char* bad : {"run=sh -c {}",
-                          "run=bash -c {}",
-                          "run=eval {}",
-                          "run={}",
-                          "run={} --version",
-                          "run=env A=1 bash -lc {}",
-                          "run=cd /tmp; {}",
-                          "run=python3 -c {}",
-                          "run=. {}",
-                          "run=timeout 10 sh -c {}",
-                          "run=env -i sh -c {}",
-                          "run=nice -n 5 sh -c {}",
-                          "run=sh -c -- {}",
-                          "run=sh -c -x {}",
-                          "run=perl -E {}",
-                          "run=node --eval {}",
-                          "run=node -p {}",
-                          "run=awk {}",
-                          "run=ssh host cat {}",
-                          "run=sed -n {} file",
-                          "run=xargs -0 sh -c {}"}) {
+  for (const char* bad :
+       {"run=sh -c {}", "run=bash -c {}", "run=eval {}", "run={}", "run={} --version",
+        "run=env A=1 bash -lc {}", "run=cd /tmp; {}", "run=python3 -c {}", "run=. {}",
+        "run=timeout 10 sh -c {}", "run=env -i sh -c {}", "run=nice -n 5 sh -c {}",
+        "run=sh -c -- {}", "run=sh -c -x {}", "run=perl -E {}", "run=node --eval {}",
+        "run=node -p {}", "run=awk {}", "run=ssh host cat {}", "run=sed -n {} file",
+        "run=xargs -0 sh -c {}",
+        // Issue 26: quoted and here-document values are the code of the
+        // program they go to.
+        "run=sh -c 'echo {}'", "run=bash -c \"echo {}\"", "run=sh -c 'x; echo {}'",
+        "run=awk '{print \"{}\"}'", "run=trap {} EXIT", "run=trap 'echo {}' EXIT",
+        "run=if true; then sh -c {}; fi", "run=sh <<EOF\n{}\nEOF",
+        "run=python3 - <<EOF\nprint({})\nEOF", "run=ssh host <<EOF\ncat {}\nEOF",
+        "run=echo \"$(eval {})\""}) {
     CAPTURE(bad);
     CHECK_THROWS_WITH_AS(parse_command_option(bad), doctest::Contains("--allow-any-command"),
                          std::invalid_argument);
@@ -349,7 +466,9 @@ TEST_CASE("templates that run their input as code are refused unless allowed, wi
   for (const char* good :
        {"ok=sh -c 'wc -c \"$1\"' sh {}", "ok=gzip {}", "ok=echo eval {}", "ok=bash script.sh {}",
         "ok=convert {} {.}.png", "ok=timeout 10 gzip {}", "ok=awk '{print}' {}", "ok=sed -n 1p {}",
-        "ok=python3 -c 'import sys' {}"}) {
+        "ok=python3 -c 'import sys' {}", "ok=cat <<EOF\n{}\nEOF", "ok=printf '%s' \"[{}]\"",
+        "ok=echo 'x {}'", "ok=bash script.sh <<EOF\n{}\nEOF", "ok=if [ -f {} ]; then cat {}; fi",
+        "ok=echo \"$(basename {})\""}) {
     CAPTURE(good);
     CHECK(parse_command_option(good).name == "ok");
   }
