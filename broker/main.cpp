@@ -20,8 +20,11 @@
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
+#include "common/journal.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "common/version.hpp"
+#include "protocol/wire.hpp"
 
 namespace {
 
@@ -64,6 +67,7 @@ bool write_endpoint_file(const std::string& path, const std::vector<std::string>
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-broker");
+  journal::install();
   CLI::App app{
       "seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
       "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
@@ -86,7 +90,7 @@ int main(int argc, char** argv) {
       "endpoint workers and clients connect to, when the broker can bind it as it is);\n"
       "SEPPO_CURVE_SECRET_KEY for --curve-secret-key; SEPPO_RUNTIME_DIR for the folder of the\n"
       "default endpoint (/tmp/seppo-$UID).");
-  app.set_version_flag("--version", std::string("seppo-broker ") + SEPPO_VERSION);
+  app.set_version_flag("--version", version_line("seppo-broker", wire::kVersion));
 
   std::vector<std::string> endpoints;
   std::string level = "info";
@@ -162,6 +166,9 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // bad usage
   }
   log::set_level(log::parse_level(level));
+  // The log's first line: which build runs (mixed versions in a cluster show in the logs).
+  log::info(version_line("seppo-broker", wire::kVersion) + ", process " +
+            std::to_string(::getpid()));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.max_message_bytes = static_cast<std::uint64_t>(server.max_message_bytes);
   if (const auto grace = parse_duration(worker_grace)) {
@@ -258,9 +265,16 @@ int main(int argc, char** argv) {
     for (const std::string& w : server.lists->warnings()) log::warning(w);
   }
 
+  config.version = build_version();
   broker::Core core(config, random_u64(), [](broker::LogLevel l, const std::string& text) {
     log::write(convert(l), text);
   });
+  core.set_fields_log(
+      [](broker::LogLevel l, const std::string& text, const broker::Core::LogFields& f) {
+        log::write_with(
+            convert(l), text,
+            {{"SEPPO_JOB", f.job}, {"SEPPO_WORKER", f.worker}, {"SEPPO_FUNCTION", f.function}});
+      });
   bool wrote_endpoint_file = false;
   if (!endpoint_file.empty()) {
     // Checked before binding: a script polling for the file should hear at once that it won't come.

@@ -12,10 +12,13 @@
 #include <CLI/CLI.hpp>
 
 #include "common/curve.hpp"
-#include "common/endpoint.hpp"
 #include "common/duration.hpp"
+#include "common/endpoint.hpp"
+#include "common/journal.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "common/version.hpp"
+#include "protocol/wire.hpp"
 #include "worker/executor.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/module_probe.hpp"
@@ -52,6 +55,7 @@ unsigned default_processes() {
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
+  journal::install();
   CLI::App app{
       "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
       "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
@@ -82,7 +86,7 @@ int main(int argc, char** argv) {
       "or one named like a module's function.\n"
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
-  app.set_version_flag("--version", std::string("seppo-worker ") + SEPPO_VERSION);
+  app.set_version_flag("--version", version_line("seppo-worker", wire::kVersion));
 
   std::string endpoint = default_broker_endpoint();
   std::vector<std::string> modules;
@@ -92,8 +96,9 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option("-b,--broker", endpoint, "broker endpoint (default $SEPPO_BROKER or " +
-                                              std::string(kDefaultEndpointHelp) + ")");
+  app.add_option(
+      "-b,--broker", endpoint,
+      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpointHelp) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
 #ifdef SEPPO_WITH_PYTHON
   app.add_option("--python", python_modules,
@@ -156,6 +161,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // bad usage
   }
   log::set_level(log::parse_level(level));
+  // The log's first line: which build runs (mixed versions in a cluster show in the logs).
+  if (!list_functions) {
+    log::info(version_line("seppo-worker", wire::kVersion) + ", process " +
+              std::to_string(::getpid()));
+  }
   if (modules.empty() && commands.empty() && python_modules.empty()) {
     std::cerr
         << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
