@@ -166,9 +166,6 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // bad usage
   }
   log::set_level(log::parse_level(level));
-  // The log's first line: which build runs (mixed versions in a cluster show in the logs).
-  log::info(version_line("seppo-broker", wire::kVersion) + ", process " +
-            std::to_string(::getpid()));
   config.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   config.max_message_bytes = static_cast<std::uint64_t>(server.max_message_bytes);
   if (const auto grace = parse_duration(worker_grace)) {
@@ -325,6 +322,10 @@ int main(int argc, char** argv) {
     for (const std::string& e : bound) list += (list.empty() ? "" : " ") + e;
     notify::send("READY=1\nSTATUS=listening on " + list);
   };
+  // The log's first line, once the options are known to be good (a bad one is a one-line
+  // error): which build runs, so mixed versions in a cluster show in the logs.
+  log::info(version_line("seppo-broker", wire::kVersion) + ", process " +
+            std::to_string(::getpid()));
   const int status = broker::serve(server, core);
   notify::send("STOPPING=1");
   if (wrote_endpoint_file) {

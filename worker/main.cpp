@@ -161,11 +161,6 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // bad usage
   }
   log::set_level(log::parse_level(level));
-  // The log's first line: which build runs (mixed versions in a cluster show in the logs).
-  if (!list_functions) {
-    log::info(version_line("seppo-worker", wire::kVersion) + ", process " +
-              std::to_string(::getpid()));
-  }
   if (modules.empty() && commands.empty() && python_modules.empty()) {
     std::cerr
         << "seppo-worker: nothing to serve: give at least one --module, --python or --command\n";
@@ -262,11 +257,19 @@ int main(int argc, char** argv) {
                 << ": that name is already served (by a module or another --command)\n";
       return 2;
     }
-    log::info("command " + spec.name + ": " + spec.command_template);
     // The broker's CANCEL (a time limit, a cancelled job) kills the running command's group.
     worker::CommandLimits limits = command_limits;
     limits.cancel = &worker::Executor::abandon_flag();
     functions.push_back(worker::command_function(spec, limits));
+  }
+  // The log's first line, once the options are known to be good (a bad one is a one-line
+  // error): which build runs, so mixed versions in a cluster show in the logs.
+  if (!list_functions) {
+    log::info(version_line("seppo-worker", wire::kVersion) + ", process " +
+              std::to_string(::getpid()));
+    for (const worker::CommandSpec& spec : command_specs) {
+      log::info("command " + spec.name + ": " + spec.command_template);
+    }
   }
   if (list_functions) {
     for (const auto& name : probe.functions) std::cout << name << "\n";
