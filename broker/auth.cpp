@@ -375,7 +375,8 @@ void Authenticator::answer(zmq::socket_t& zap) {
       status = "200";
       text = "OK";
       user = user_id(*role, key);
-      log(LogLevel::Info,
+      // A worker's admission is news; a client's comes with every seppo status and map.
+      log(*role == Role::Client ? LogLevel::Debug : LogLevel::Info,
           std::string("admitted ") + role_name(*role) + " key " + who + " from " + address);
     } else {
       text = "key not authorised";

@@ -74,6 +74,14 @@ void Core::log(LogLevel level, const std::string& text) const {
   if (log_) log_(level, text);
 }
 
+void Core::log(LogLevel level, const std::string& text, const LogFields& fields) const {
+  if (fields_log_) {
+    fields_log_(level, text, fields);
+  } else {
+    log(level, text);
+  }
+}
+
 wire::Alive Core::alive() const {
   return wire::Alive{instance_, static_cast<std::uint32_t>(config_.heartbeat.count()),
                      config_.liveness, config_.max_message_bytes};
@@ -229,8 +237,10 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     w.services.push_back(&s);
     unserved_since_.erase(f);
   }
-  log(LogLevel::Info, "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
-                          " functions, capacity " + std::to_string(w.capacity));
+  log(LogLevel::Info,
+      "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
+          " functions, capacity " + std::to_string(w.capacity),
+      LogFields{{}, w.name, {}});
   send(from, alive());
   dispatch_worker(from);
 }
@@ -363,8 +373,10 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.service = &s;
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
-    log(LogLevel::Info, "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
-                            " started: " + m.function);
+    log(LogLevel::Info,
+        "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
+            " started: " + m.function,
+        LogFields{client_label(from) + "/" + std::to_string(m.job_id), {}, m.function});
   }
   Job& job = j->second;
   job.chunks.emplace(m.first, m.count);
@@ -841,8 +853,10 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     c->second.unread_bytes -= std::min(c->second.unread_bytes, unread - kJobOverhead);
   }
   dequeued(key.client, job.queue.size());
-  log(LogLevel::Info, "job " + std::to_string(key.id) + " of client " + client_label(key.client) +
-                          " (" + job.function + ") " + why);
+  log(LogLevel::Info,
+      "job " + std::to_string(key.id) + " of client " + client_label(key.client) + " (" +
+          job.function + ") " + why,
+      LogFields{client_label(key.client) + "/" + std::to_string(key.id), {}, job.function});
   if (auto s = services_.find(job.function); s != services_.end() && s->second.jobs > 0) {
     --s->second.jobs;
   }
@@ -1101,8 +1115,9 @@ std::string Core::status_payload(TimePoint now) const {
     return static_cast<std::int64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count());
   };
-  p.pack_map(5);
+  p.pack_map(config_.version.empty() ? 5 : 6);
   p.pack("protocol").pack(wire::kVersion);
+  if (!config_.version.empty()) p.pack("version").pack(config_.version);
   p.pack("instance").pack(instance_);
   p.pack("workers").pack_array(static_cast<std::uint32_t>(workers_.size()));
   for (const auto& [id, w] : workers_) {

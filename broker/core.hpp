@@ -53,6 +53,9 @@ struct Config {
   // Time limit per item: the default for jobs that set none, and a cap for those that do.
   // 0: none (docs/protocol.md §10.1).
   std::chrono::milliseconds task_timeout{0};
+  // The build version STATUS reports as `version` (issue 24: mixed versions in a cluster are
+  // visible); empty: not reported.
+  std::string version;
 };
 
 // What a client's chunk and job cost the broker beyond their payload bytes (records, map
@@ -81,6 +84,15 @@ class Core {
   using LogSink = std::function<void(LogLevel, const std::string&)>;
 
   Core(Config config, std::uint64_t instance, LogSink log = {});
+
+  // Journal fields of a line about a job or a worker (issue 24): SEPPO_JOB ("client/job"),
+  // SEPPO_WORKER, SEPPO_FUNCTION; empty ones are left out.
+  struct LogFields {
+    std::string job, worker, function;
+  };
+  using FieldsLogSink = std::function<void(LogLevel, const std::string&, const LogFields&)>;
+  // Such lines go here, with their fields, when set; otherwise to the LogSink.
+  void set_fields_log(FieldsLogSink sink) { fields_log_ = std::move(sink); }
 
   // One message from a peer: its header frame and, for types that carry one, its payload.
   // Malformed input is answered with ERROR (or dropped) and logged; it never throws.
@@ -291,12 +303,14 @@ class Core {
   void send(const PeerId& to, const wire::Message& message);
   void send(const PeerId& to, const wire::Message& message, Bytes payload);
   void log(LogLevel level, const std::string& text) const;
+  void log(LogLevel level, const std::string& text, const LogFields& fields) const;
   Duration expiry() const { return config_.heartbeat * config_.liveness; }
   wire::Alive alive() const;
 
   Config config_;
   std::uint64_t instance_;
   LogSink log_;
+  FieldsLogSink fields_log_;
   std::uint64_t next_task_id_ = 1;
   std::unordered_map<PeerId, Worker> workers_;
   std::map<std::string, Service> services_;

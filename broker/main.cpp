@@ -20,8 +20,11 @@
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
+#include "common/journal.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "common/version.hpp"
+#include "protocol/wire.hpp"
 
 namespace {
 
@@ -110,6 +113,7 @@ std::size_t descriptor_room() {
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-broker");
+  journal::install();
   CLI::App app{
       "seppo-broker: the central broker of seppo (simple embarrassingly parallel).\n"
       "Workers announce functions to it; clients submit jobs; it hands tasks to idle\n"
@@ -132,7 +136,7 @@ int main(int argc, char** argv) {
       "endpoint workers and clients connect to, when the broker can bind it as it is);\n"
       "SEPPO_CURVE_SECRET_KEY for --curve-secret-key; SEPPO_RUNTIME_DIR for the folder of the\n"
       "default endpoint (/tmp/seppo-$UID).");
-  app.set_version_flag("--version", std::string("seppo-broker ") + SEPPO_VERSION);
+  app.set_version_flag("--version", version_line("seppo-broker", wire::kVersion));
 
   std::vector<std::string> endpoints;
   std::string level = "info";
@@ -318,9 +322,16 @@ int main(int argc, char** argv) {
     for (const std::string& w : server.lists->warnings()) log::warning(w);
   }
 
+  config.version = build_version();
   broker::Core core(config, random_u64(), [](broker::LogLevel l, const std::string& text) {
     log::write(convert(l), text);
   });
+  core.set_fields_log(
+      [](broker::LogLevel l, const std::string& text, const broker::Core::LogFields& f) {
+        log::write_with(
+            convert(l), text,
+            {{"SEPPO_JOB", f.job}, {"SEPPO_WORKER", f.worker}, {"SEPPO_FUNCTION", f.function}});
+      });
   bool wrote_endpoint_file = false;
   if (!endpoint_file.empty()) {
     // Checked before binding: a script polling for the file should hear at once that it won't come.
@@ -372,6 +383,10 @@ int main(int argc, char** argv) {
     for (const std::string& e : bound) list += (list.empty() ? "" : " ") + e;
     notify::send("READY=1\nSTATUS=listening on " + list);
   };
+  // The log's first line, once the options are known to be good (a bad one is a one-line
+  // error): which build runs, so mixed versions in a cluster show in the logs.
+  log::info(version_line("seppo-broker", wire::kVersion) + ", process " +
+            std::to_string(::getpid()));
   const int status = broker::serve(server, core);
   notify::send("STOPPING=1");
   if (wrote_endpoint_file) {

@@ -11,12 +11,15 @@
 #include <seppo/seppo.hpp>
 
 #include "cli/json.hpp"
+#include "cli/keygen_command.hpp"
 #include "cli/local_commands.hpp"
 #include "cli/map_command.hpp"
 #include "cli/sources.hpp"
 #include "cli/status_command.hpp"
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
+#include "common/version.hpp"
+#include "protocol/wire.hpp"
 
 namespace {
 
@@ -39,15 +42,15 @@ int main(int argc, char** argv) {
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key; SEPPO_MODULE_PATH\n"
       "lists the folders where seppo map --local finds modules.");
-  app.set_version_flag("--version", std::string("seppo ") + seppo::version);
+  app.set_version_flag("--version", seppo::version_line("seppo", seppo::wire::kVersion));
   app.require_subcommand(1);
   app.fallthrough();  // seppo map --broker X works as well as seppo --broker X map
 
   std::string endpoint = seppo::default_endpoint();
   double timeout_s = 30;
-  app.add_option(
-      "-b,--broker", endpoint,
-      "broker endpoint (default $SEPPO_BROKER or " + std::string(seppo::kDefaultEndpointHelp) + ")");
+  app.add_option("-b,--broker", endpoint,
+                 "broker endpoint (default $SEPPO_BROKER or " +
+                     std::string(seppo::kDefaultEndpointHelp) + ")");
   app.add_option("--broker-timeout", timeout_s,
                  "seconds of broker silence after which the command fails (for a per-item "
                  "limit see seppo map --timeout)")
@@ -211,7 +214,9 @@ int main(int argc, char** argv) {
       "NAME.key_secret stays with its owner (a broker, a worker host, a user); NAME.key is the\n"
       "public half: workers' and clients' go into the broker's --authorized-workers and\n"
       "--authorized-clients lists, the broker's goes to every worker and client as\n"
-      "--curve-server-key. Existing files are kept unless --force.");
+      "--curve-server-key. Existing files are kept unless --force. Missing folders of NAME are\n"
+      "made, mode 0700 (they hold a secret key): seppo keygen /etc/seppo/broker works on a\n"
+      "fresh machine.");
   keygen_cmd->add_option("name", key_name, "path and name of the pair, e.g. keys/alice")
       ->required();
   keygen_cmd->add_flag("--force", force, "replace existing files");
@@ -230,12 +235,7 @@ int main(int argc, char** argv) {
 
   if (*keygen_cmd) {
     try {
-      const seppo::curve::KeyPair keys = seppo::curve::generate();
-      const auto paths = seppo::curve::write_key_files(key_name, keys, force);
-      std::printf("wrote %s (secret: keep it private) and %s (public: share it)\n",
-                  paths[0].c_str(), paths[1].c_str());
-      std::printf("public key %s, fingerprint %s\n", keys.public_key.c_str(),
-                  seppo::curve::fingerprint(keys.public_key).c_str());
+      seppo::cli::run_keygen(key_name, force, stdout);
       return 0;
     } catch (const std::exception& e) {
       std::cerr << "seppo: " << e.what() << "\n";

@@ -13,8 +13,10 @@ int run_status(Client& client, std::chrono::milliseconds timeout, bool json, std
     std::fprintf(out, "%s\n", s.dump().c_str());
     return 0;
   }
-  std::fprintf(out, "broker %s (protocol %s)\n", client.endpoint().c_str(),
-               s.value("protocol", nlohmann::json()).dump().c_str());
+  const std::string version = s.value("version", std::string());
+  std::fprintf(out, "broker %s (protocol %s%s)\n", client.endpoint().c_str(),
+               s.value("protocol", nlohmann::json()).dump().c_str(),
+               version.empty() ? "" : (", version " + version).c_str());
   const auto& workers = s.value("workers", nlohmann::json::array());
   std::fprintf(out, "\nworkers: %zu\n", workers.size());
   for (const auto& w : workers) {

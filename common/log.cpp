@@ -1,6 +1,7 @@
 #include "common/log.hpp"
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,7 +19,22 @@ struct State {
   Level level = Level::Info;
   // Under systemd, journald adds its own timestamps and reads <N> priority prefixes.
   bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
+  // ...and stderr is that stream itself (its device:inode), not a file it was redirected to:
+  // then lines may go to the journal natively, with fields.
+  bool journal_stream = stderr_is_journal();
+  JournalSink sink = nullptr;
+  Fields process_fields;
   std::mutex mutex;
+
+  static bool stderr_is_journal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    struct stat st {};
+    if (stream == nullptr || ::fstat(STDERR_FILENO, &st) != 0) return false;
+    unsigned long long dev = 0, ino = 0;
+    return std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 &&
+           dev == static_cast<unsigned long long>(st.st_dev) &&
+           ino == static_cast<unsigned long long>(st.st_ino);
+  }
 };
 
 State& state() {
@@ -165,13 +181,34 @@ bool enabled(Level level) {
   return level >= state().level;
 }
 
+void set_process_fields(Fields fields) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.process_fields = std::move(fields);
+}
+
+void set_journal_sink(JournalSink sink) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.sink = sink;
+}
+
 void write(Level level, const std::string& text) {
+  write_with(level, text, Fields{});
+}
+
+void write_with(Level level, const std::string& text, const Fields& fields) {
   State& s = state();
   if (level < s.level) return;
   // Escaped before the lock: the line is built once, and a forged "\n<3>..." stays on its line.
   const std::string line = escape(text);
   std::lock_guard<std::mutex> lock(s.mutex);
   if (s.journal) {
+    if (s.journal_stream && s.sink != nullptr) {
+      Fields all = s.process_fields;
+      all.insert(all.end(), fields.begin(), fields.end());
+      if (s.sink(syslog_priority(level), s.program, line, all)) return;
+    }
     std::fprintf(stderr, "<%d>%s\n", syslog_priority(level), line.c_str());
     return;
   }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The main job, from a fresh Debian 12 machine: install what is missing, build, then run a local
-# broker, two workers and the hello_world map of the 2008 original. Usage: scripts/demo.sh
+# broker, two workers and the hello_world map of the 2008 original. It installs only what
+# building and running need (no test bench: scripts/test.sh installs that) and builds without
+# the tests and benchmarks. Usage: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
-[[ -d build ]] || meson setup build >/dev/null
+scripts/install-deps.sh --build
+[[ -d build ]] || meson setup build -Dtests=false -Dbench=false >/dev/null
 meson compile -C build >/dev/null
 
 workdir=$(mktemp -d)

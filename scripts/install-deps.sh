@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages seppo needs to build and test, and nothing when all are present.
-# Runs apt-get as root, through sudo when not root. Usage: scripts/install-deps.sh [--fuzz]
+# Installs the Debian 12 packages seppo needs, and nothing when all are present. Runs apt-get as
+# root, through sudo when not root.
+# Usage: scripts/install-deps.sh [--build] [--fuzz]
+#   --build  only what building and running seppo needs (scripts/demo.sh): compilers, meson and
+#            the libraries. Without it, the test bench too (scripts/test.sh): GNU parallel, an
+#            ssh server, single-node Slurm and munge, debhelper and lintian, valgrind...
+#   --fuzz   also clang for the fuzz targets.
 set -euo pipefail
 
+build_only=false fuzz=false
+for arg in "$@"; do
+  case "$arg" in
+    --build) build_only=true ;;
+    --fuzz) fuzz=true ;;
+    *) echo "usage: scripts/install-deps.sh [--build] [--fuzz]" >&2; exit 2 ;;
+  esac
+done
+
+# Building and running: the programs, the library, the Python package, the man pages.
 packages=(g++ meson ninja-build pkg-config cmake libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
-          doctest-dev libcli11-dev nlohmann-json3-dev)
-packages+=(python3-dev pybind11-dev python3-pytest)  # issue 13: the seppo Python package, its tests
-packages+=(parallel)  # issue 15: tests compare seppo map with GNU parallel
-packages+=(slurmd slurmctld slurm-client munge)  # issue 14: the single-node Slurm test
-packages+=(iproute2)  # issue 14: tests across hosts in network namespaces
+          libcli11-dev nlohmann-json3-dev)
+packages+=(python3-dev pybind11-dev)  # issue 13: the seppo Python package, seppo-worker --python
+packages+=(libsystemd-dev)  # issue 14: sd_notify; issue 24: journal fields
 packages+=(scdoc)  # issue 14: man pages from man/*.scd
-packages+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
-packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for the unit test
-packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
-packages+=(valgrind)  # issue 16: bench/ counts instructions per task under callgrind
-packages+=(dh-python)  # issue 13: the python3-seppo Debian package (dh_python3)
-if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
+
+# Testing: what the test suite (meson test) and the package build exercise.
+tests=(doctest-dev python3-pytest)
+tests+=(parallel)  # issue 15: tests compare seppo map with GNU parallel
+tests+=(slurmd slurmctld slurm-client munge)  # issue 14: the single-node Slurm test
+tests+=(iproute2)  # issue 14: tests across hosts in network namespaces
+tests+=(openssh-server openssh-client jq)  # issue 14: seppo-ssh-workers and its sshd test
+tests+=(systemd)  # issue 14: systemd-analyze for the unit test
+tests+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
+tests+=(valgrind)  # issue 16: bench/ counts instructions per task under callgrind
+tests+=(dh-python)  # issue 13: the python3-seppo Debian package (dh_python3)
+$build_only || packages+=("${tests[@]}")
+if $fuzz; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do

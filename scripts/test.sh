@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 quick=false
 [[ "${1:-}" == "--quick" ]] && quick=true
 
-scripts/install-deps.sh $($quick || echo --fuzz)
+scripts/install-deps.sh $($quick || echo --fuzz)  # the build set and the test set
 
 stage() { echo "== $* (at ${SECONDS}s)"; }
 

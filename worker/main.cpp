@@ -14,8 +14,11 @@
 #include "common/curve.hpp"
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
+#include "common/journal.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
+#include "common/version.hpp"
+#include "protocol/wire.hpp"
 #include "worker/executor.hpp"
 #include "worker/module_loader.hpp"
 #include "worker/module_probe.hpp"
@@ -52,6 +55,7 @@ unsigned default_processes() {
 int main(int argc, char** argv) {
   using namespace seppo;
   log::set_program("seppo-worker");
+  journal::install();
   CLI::App app{
       "seppo-worker: runs functions from modules (shared objects), and shell commands\n"
       "its operator names, for a seppo broker. Each function of path/to/libNAME.so is\n"
@@ -85,7 +89,7 @@ int main(int argc, char** argv) {
       "or one named like a module's function.\n"
       "Environment: SEPPO_BROKER is the default for --broker, SEPPO_CURVE_SECRET_KEY for\n"
       "--curve-secret-key, SEPPO_CURVE_SERVER_KEY for --curve-server-key.");
-  app.set_version_flag("--version", std::string("seppo-worker ") + SEPPO_VERSION);
+  app.set_version_flag("--version", version_line("seppo-worker", wire::kVersion));
 
   std::string endpoint = default_broker_endpoint();
   std::vector<std::string> modules;
@@ -271,11 +275,19 @@ int main(int argc, char** argv) {
                 << ": that name is already served (by a module or another --command)\n";
       return 2;
     }
-    log::info("command " + spec.name + ": " + spec.command_template);
     // The broker's CANCEL (a time limit, a cancelled job) kills the running command's group.
     worker::CommandLimits limits = command_limits;
     limits.cancel = &worker::Executor::abandon_flag();
     functions.push_back(worker::command_function(spec, limits));
+  }
+  // The log's first line, once the options are known to be good (a bad one is a one-line
+  // error): which build runs, so mixed versions in a cluster show in the logs.
+  if (!list_functions) {
+    log::info(version_line("seppo-worker", wire::kVersion) + ", process " +
+              std::to_string(::getpid()));
+    for (const worker::CommandSpec& spec : command_specs) {
+      log::info("command " + spec.name + ": " + spec.command_template);
+    }
   }
   if (list_functions) {
     for (const auto& name : probe.functions) std::cout << name << "\n";

@@ -59,6 +59,19 @@ std::vector<std::string> names(const std::vector<Function>& functions) {
   return list;
 }
 
+// Calls `call` again when a signal interrupted it (EINTR): the signal itself is seen through the
+// signal pipe, so nothing else needs doing. Other errors are thrown as before.
+template <typename Call>
+auto retry_eintr(Call&& call) -> decltype(call()) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return call();
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR || attempt >= 100) throw;
+    }
+  }
+}
+
 // The socket loop around SessionCore: poll the broker's socket, the signals and the handshake
 // monitor; feed what arrives to the core; carry out what it asks. The executor's thread may
 // feed it a finished task itself, under the same lock, and send its result: the loop holds
@@ -167,17 +180,29 @@ class Session {
     }
     core_.abandons().clear();
     if (!core_.outbox().empty()) drained_ = false;  // see run()
-    for (const SessionCore::Outgoing& out : core_.outbox()) {
-      const std::string header = wire::encode(out.message);
-      if (out.payload) {
-        socket_->send(zmq::buffer(header), zmq::send_flags::sndmore);
-        socket_->send(to_zmq(*out.payload), zmq::send_flags::none);
-      } else {
-        socket_->send(zmq::buffer(header), zmq::send_flags::none);
-      }
-    }
+    for (const SessionCore::Outgoing& out : core_.outbox()) send(out);
     core_.outbox().clear();
   }
+
+  // Never waits: with no connection at all a DEALER's send would block until one comes up, and
+  // a connection whose handshake the broker refused (a key not yet authorised) is given up by
+  // ZeroMQ for good, so it would block for ever, deaf to SIGTERM and to the reconnect that the
+  // core asks for once the broker has been silent for its expiry. What cannot go now is
+  // dropped: it was for a connection that is gone, and the next one starts with READY.
+  void send(const SessionCore::Outgoing& out) {
+    const std::string header = wire::encode(out.message);
+    const auto more = out.payload ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    if (!retry_eintr([&] { return socket_->send(zmq::buffer(header), more | kNoWait); })) {
+      if (!send_dropped_) log::debug("no connection to the broker: dropped what was to be sent");
+      send_dropped_ = true;
+      return;
+    }
+    send_dropped_ = false;
+    // A multipart message's later frames go where its first went: they never wait.
+    if (out.payload) retry_eintr([&] { return socket_->send(to_zmq(*out.payload), kNoWait); });
+  }
+
+  static constexpr zmq::send_flags kNoWait = zmq::send_flags::dontwait;
 
   // A stopping worker finishes its running task, and its supervisor kills it if that takes too
   // long. With the supervisor gone (it was killed, and the kernel sent this process SIGTERM) no
@@ -234,8 +259,10 @@ class Session {
     ++connections_;
   }
 
-  // ZeroMQ retries a refused handshake every 100 ms without a word: say why, once, and keep
-  // trying, so the worker joins as soon as the broker's operator authorises its key.
+  // ZeroMQ gives up a connection whose handshake was refused, without a word: say why, once.
+  // The core, hearing nothing from the broker, starts a fresh connection after its expiry and
+  // again with a delay growing to max_reconnect_delay (4 s), so the worker joins within
+  // seconds once the broker's operator authorises its key (and sends the broker SIGHUP).
   void check_handshake() {
     monitor_pending_ = false;  // take() below reads until nothing is left
     const bool curve = !options_.curve_secret_key.empty();
@@ -274,7 +301,11 @@ class Session {
     std::vector<zmq::message_t> frames;
     while (core_.ending() == SessionCore::Ending::Running) {
       frames.clear();
-      if (!zmq::recv_multipart(*socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      if (!retry_eintr([&] {
+            frames.clear();
+            return zmq::recv_multipart(*socket_, std::back_inserter(frames),
+                                       zmq::recv_flags::dontwait);
+          })) {
         drained_ = true;  // until the next send: the fd now signals the next message
         return;
       }
@@ -364,6 +395,7 @@ class Session {
   int socket_fd_ = -1, monitor_fd_ = -1;     // their ZMQ_FDs
   bool drained_ = false;          // the last operation on socket_ was a receive that found none
   bool monitor_pending_ = false;  // events may wait that its fd will not announce again
+  bool send_dropped_ = false;     // the last send found no connection (logged once)
   std::uint64_t connections_ = 0;
   struct WakeFd {  // closed as a member, after executor_'s thread is joined
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -385,6 +417,8 @@ class Session {
 }  // namespace
 
 int run_session(const SessionOptions& options, const std::vector<Function>& functions) {
+  // Under journald each line of this process carries its name, as the broker's lines do.
+  log::set_process_fields({{"SEPPO_WORKER", identity().name}});
   Session session(options, functions);
   return session.run();
 }

@@ -2,7 +2,9 @@
 # The Debian packages: dpkg-buildpackage -us -uc -b builds seppo, libseppo0, libseppo-dev and
 # python3-seppo from a copy of the sources, lintian finds no errors, dpkg -i installs them, the
 # installed seppo maps with its example module, Debian's python3 imports seppo and maps C++ and
-# Python functions on a local cluster, and dpkg -P (purge) leaves the machine as it was.
+# Python functions on a local cluster, /etc/seppo's folders, docs, versions and maintainer
+# scripts are as docs/operating.md says, and dpkg -P (purge) leaves the machine as it was, the
+# broker's keys included.
 # Root only and slow (a full build), so it runs when SEPPO_TEST_DEB=1 (scripts/test.sh sets
 # it in CI). Usage: deb_package.sh SOURCE_DIR
 set -uo pipefail
@@ -70,7 +72,68 @@ print(seppo.map_parallel(example_module_py.square, [1, 2, 3]),
 man -w seppo-broker >/dev/null 2>&1 || [[ -f /usr/share/man/man8/seppo-broker.8.gz ]] ||
   fail "seppo-broker(8) is not installed"
 pkg-config --exists seppo || fail "seppo.pc is not found by pkg-config"
+
+# issue 24: the folders of /etc/seppo, the documented first step, the docs, the version.
+for folder in /etc/seppo /etc/seppo/workers /etc/seppo/clients /etc/seppo/worker.d; do
+  [[ -d $folder ]] || fail "the package does not ship $folder"
+done
+seppo keygen /etc/seppo/broker >"$dir/keygen.log" 2>&1 || fail "seppo keygen /etc/seppo/broker: $(cat "$dir/keygen.log")"
+[[ $(stat -c %a /etc/seppo/broker.key_secret) == 600 ]] || fail "broker.key_secret is not mode 0600"
+for doc in operating.md slurm.md; do
+  [[ -e /usr/share/doc/seppo/$doc || -e /usr/share/doc/seppo/$doc.gz ]] ||
+    fail "docs/$doc is not installed in /usr/share/doc/seppo: $(ls /usr/share/doc/seppo)"
+done
+version=$(dpkg-query -W -f='${Version}' seppo)
+for program in seppo seppo-broker seppo-worker; do
+  [[ $("$program" --version) == "$program $version (protocol "* ]] ||
+    fail "$program --version does not give the package version $version: $("$program" --version)"
+done
+# The maintainer scripts' policy (docs/operating.md), run against a stand-in systemd in a
+# mount namespace of their own (a tmpfs /run with /run/systemd/system, and systemctl,
+# deb-systemd-invoke and deb-systemd-helper that log what they are asked): stop the broker and
+# the worker instances on remove, nothing on upgrade's prerm, try-restart after an upgrade,
+# start nothing on a first install.
+if command -v unshare >/dev/null && unshare -m true 2>/dev/null; then
+  mkdir -p "$dir/fake"
+  for tool in systemctl deb-systemd-invoke deb-systemd-helper; do
+    cat >"$dir/fake/$tool" <<SH
+#!/bin/sh
+echo "$tool \$*" >>"$dir/calls"
+case "$tool \$*" in
+  "systemctl list-units"*) echo "seppo-worker@a.service loaded active running seppo worker a" ;;
+  deb-systemd-helper*) exit 1 ;;
+esac
+exit 0
+SH
+    chmod +x "$dir/fake/$tool"
+  done
+  script() {  # script NAME ARGS...: runs /var/lib/dpkg/info/seppo.NAME in the stand-in
+    rm -f "$dir/calls"; touch "$dir/calls"
+    unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs none /run &&
+      mkdir -p /run/systemd/system && PATH="$0:$PATH" exec sh "$@"' "$dir/fake" \
+      "/var/lib/dpkg/info/seppo.$@" || fail "seppo.$1 $2 failed"
+  }
+  script prerm remove
+  grep -q "deb-systemd-invoke stop seppo-broker.service" "$dir/calls" &&
+    grep -q "deb-systemd-invoke stop seppo-worker@a.service" "$dir/calls" ||
+    fail "prerm remove does not stop the broker and the workers: $(cat "$dir/calls")"
+  script prerm upgrade 0.1.1
+  grep -q "deb-systemd-invoke" "$dir/calls" && fail "prerm upgrade stops units: $(cat "$dir/calls")"
+  script postinst configure 0.0.9
+  grep -q "deb-systemd-invoke try-restart .*seppo-broker.service" "$dir/calls" &&
+    grep -q "deb-systemd-invoke try-restart seppo-worker@a.service" "$dir/calls" ||
+    fail "postinst after an upgrade does not try-restart: $(cat "$dir/calls")"
+  script postinst configure
+  grep -E -q "deb-systemd-invoke (start|restart|try-restart)" "$dir/calls" &&
+    fail "a first install starts units: $(cat "$dir/calls")"
+else
+  echo "unshare -m is not available: the maintainer scripts were not run"
+fi
+
 dpkg -P "${installed[@]}" >"$dir/dpkg.log" 2>&1 || fail "dpkg -P: $(cat "$dir/dpkg.log")"
 installed=()
 [[ ! -e /usr/bin/seppo && ! -e /etc/default/seppo ]] || fail "files are left after dpkg -P"
+[[ ! -e /etc/seppo/broker.key_secret && ! -e /etc/seppo/broker.key ]] ||
+  fail "dpkg -P left the broker's keys in /etc/seppo"
+[[ ! -e /etc/seppo ]] || fail "dpkg -P left /etc/seppo: $(ls -R /etc/seppo)"
 echo "packages built, installed, used and removed in ${SECONDS}s"

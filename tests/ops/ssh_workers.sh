@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# seppo-ssh-workers against a real sshd on 127.0.0.1, started here on a free port with its own
+# seppo-ssh-workers against a real sshd on 127.0.0.1 and 127.0.0.2, started here on a free port with its own
 # host key and an authorised key made in a temp dir, killed by PID after. A broker on ipc://.
 # Usage: ssh_workers.sh SSH_WORKERS SEPPO SEPPO_BROKER SEPPO_WORKER MODULE
 set -uo pipefail
@@ -15,7 +15,7 @@ cleanup() {
   # Should stop have failed (a failing test), the workers this test started name its broker
   # endpoint, a path under its own temp dir: stop those processes by pid.
   for cmdline in /proc/[0-9]*/cmdline; do
-    if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qF -- "--broker ipc://$dir/broker"; then
+    if tr '\0' ' ' 2>/dev/null <"$cmdline" | grep -qF -- "--broker ipc://$dir/broker"; then
       p=${cmdline#/proc/}; kill "${p%/cmdline}" 2>/dev/null
     fi
   done
@@ -42,6 +42,7 @@ for attempt in $(seq 1 20); do
   cat >"$dir/sshd_config" <<CONF
 Port $port
 ListenAddress 127.0.0.1
+ListenAddress 127.0.0.2
 HostKey $dir/host_key
 AuthorizedKeysFile $dir/authorized_keys
 PidFile $dir/sshd.pid
@@ -60,7 +61,7 @@ done
 [[ -n "$sshd_pid" ]] || fail "sshd did not start: $(cat "$dir/sshd.log")"
 
 cat >"$dir/ssh_config" <<CONF
-Host 127.0.0.1
+Host 127.0.0.1 127.0.0.2
   Port $port
 Host deadhost
   HostName 127.0.0.1
@@ -73,6 +74,22 @@ Host *
   StrictHostKeyChecking no
   LogLevel ERROR
 CONF
+# An ssh in front of the real one that counts logins and the most at once (for --fanout).
+mkdir -p "$dir/bin" "$dir/inflight"
+real_ssh=$(command -v ssh)
+cat >"$dir/bin/ssh" <<SH
+#!/bin/bash
+mkdir "$dir/inflight/\$\$"
+{ printf "%q " "\$@"; echo; } >>"$dir/ssh-calls"  # one line each
+now=\$(ls "$dir/inflight" | wc -l)
+max=\$(cat "$dir/ssh-max" 2>/dev/null || echo 0)
+[[ \$now -gt \$max ]] && echo "\$now" >"$dir/ssh-max"
+"$real_ssh" "\$@"; status=\$?
+rmdir "$dir/inflight/\$\$"
+exit \$status
+SH
+chmod +x "$dir/bin/ssh"
+export PATH=$dir/bin:$PATH
 endpoint="ipc://$dir/broker"
 common=(--broker "$endpoint" -F "$dir/ssh_config" --state "$dir/state" --timeout 20
         --worker-program "$worker_program" --seppo-program "$seppo")
@@ -118,6 +135,47 @@ result=$(seq 1 5 | "$seppo" --broker "$endpoint" map example_module.square | tr 
 "$tool" "${common[@]}" stop "$dir/hosts" >"$dir/out" 2>&1 || fail "stop: $(cat "$dir/out")"
 deadline_poll 10 test "$(workers)" -eq 0 || fail "workers still registered after stop"
 "$tool" "${common[@]}" status "$dir/hosts" >"$dir/out" 2>&1 && fail "status after stop should fail"
+grep -q 'No such file' "$dir/out" && fail "status of stopped workers is noisy: $(cat "$dir/out")"
+grep -q '127.0.0.1 (line 2): not started by seppo-ssh-workers' "$dir/out" ||
+  fail "status does not say the workers are not started: $(cat "$dir/out")"
+
+# Hostlists as pdsh/clush/Slurm write them, and at most --fanout ssh sessions at once: four
+# workers on two addresses, one ssh login each for start (the wait for registration asks the
+# broker only), never two at once.
+printf '1/127.0.0.[1-2]\n1/127.0.0.2,127.0.0.1\n' >"$dir/hostlist"
+rm -f "$dir/ssh-calls" "$dir/ssh-max"
+"$tool" "${common[@]}" --fanout 1 start "$dir/hostlist" -- --module "$module" >"$dir/out" 2>&1 ||
+  fail "start of a hostlist: $(cat "$dir/out")"
+[[ $(workers) -eq 4 ]] || fail "a hostlist of 4 workers registered $(workers)"
+for w in '127.0.0.1 (line 1)' '127.0.0.2 (line 1)' '127.0.0.2 (line 2)' '127.0.0.1 (line 2)'; do
+  grep -qF "$w: started" "$dir/out" || fail "$w not started: $(cat "$dir/out")"
+done
+[[ $(wc -l <"$dir/ssh-calls") -eq 4 ]] ||
+  fail "start of 4 workers made $(wc -l <"$dir/ssh-calls") ssh logins, not 4: $(cat "$dir/ssh-calls")"
+[[ $(cat "$dir/ssh-max") -eq 1 ]] || fail "--fanout 1 ran $(cat "$dir/ssh-max") ssh at once"
+grep -v -- ' -- 127.0.0.[12] ' "$dir/ssh-calls" && fail "ssh called without -- before the host"
+"$tool" "${common[@]}" stop "$dir/hostlist" >"$dir/out" 2>&1 || fail "stop: $(cat "$dir/out")"
+deadline_poll 10 test "$(workers)" -eq 0 || fail "hostlist workers still registered after stop"
+printf 'node[3-1]\n' >"$dir/badlist"
+"$tool" "${common[@]}" start "$dir/badlist" >"$dir/out" 2>&1; status=$?
+[[ $status -eq 2 ]] && grep -q 'line 1.*not a host list' "$dir/out" ||
+  fail "a bad hostlist should exit 2 naming its line (got $status: $(cat "$dir/out"))"
+# A host name is never an ssh option: a line "-oProxyCommand=..." would otherwise run a command.
+printf -- '-oProxyCommand=touch%s\n' "$dir/pwned" >"$dir/evil"
+"$tool" "${common[@]}" start "$dir/evil" >"$dir/out" 2>&1; status=$?
+[[ $status -eq 2 && ! -e "$dir/pwned" ]] ||
+  fail "a host name like an ssh option was not refused (got $status: $(cat "$dir/out"))"
+
+# A start that fails (no broker listens there) stops the workers it started: none is left.
+rm -f "$dir/ssh-calls"
+"$tool" "${common[@]}" --broker "ipc://$dir/nobroker" --timeout 3 start "$dir/one_host" -- \
+  --module "$module" >"$dir/out" 2>&1 && fail "start against a missing broker succeeded"
+grep -q '127.0.0.1 (line 1): FAILED' "$dir/out" || fail "no FAILED line: $(cat "$dir/out")"
+grep -q 'stopped (pid [0-9]*) again' "$dir/out" || fail "the failed worker was not stopped: $(cat "$dir/out")"
+for cmdline in /proc/[0-9]*/cmdline; do
+  tr '\0' ' ' 2>/dev/null <"$cmdline" | grep -qF -- "--broker ipc://$dir/nobroker" &&
+    fail "a worker of the failed start still runs: $cmdline"
+done
 
 # A worker that dies at once, and a host that cannot be reached: start fails and says where.
 printf '1/127.0.0.1\ndeadhost\n' >"$dir/bad-hosts"

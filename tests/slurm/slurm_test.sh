@@ -105,17 +105,28 @@ export SEPPO_MODULES=$build/examples/libexample_module.so
 export SEPPO_IDLE=3s
 seq 1 100 >"$tmp/job/input"
 cd "$tmp/job"
-job=$(sbatch --parsable --nodes=1 --exclusive --chdir="$tmp/job" \
-  "$source/examples/slurm/seppo-job.sbatch" example_module.square "$tmp/job/input" \
-  "$tmp/job/output")
-echo "submitted job $job" >&2
 
-# Done when squeue no longer lists it (bounded: the job itself takes a few seconds).
-for _ in $(seq 1 600); do
-  [[ -z $(squeue -h -j "$job" 2>/dev/null) ]] && break
-  sleep 0.2
-done
-[[ -z $(squeue -h -j "$job" 2>/dev/null) ]] || { echo "job $job did not finish in 120 s" >&2; exit 1; }
+submit() {  # submit SBATCH-ARGS...: prints the job id
+  sbatch --parsable --nodes=1 --exclusive --chdir="$tmp/job" \
+    "$source/examples/slurm/seppo-job.sbatch" "$@"
+}
+wait_job() {  # wait_job JOB SECONDS: until squeue no longer lists it, or fail
+  local end=$((SECONDS + $2))
+  while [[ -n $(squeue -h -j "$1" 2>/dev/null) ]]; do
+    [[ $SECONDS -lt $end ]] || { echo "job $1 did not finish in $2 s" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+no_secret_keys() {  # no_secret_keys JOB: the job deleted its secret keys when it ended
+  local left
+  left=$(find "$tmp/job/seppo-$1" -name '*.key_secret' 2>/dev/null)
+  [[ -z $left ]] || { echo "job $1 left its secret keys: $left" >&2; exit 1; }
+  [[ -s $tmp/job/seppo-$1/broker.key ]] || { echo "job $1 made no keys at all" >&2; exit 1; }
+}
+
+job=$(submit example_module.square "$tmp/job/input" "$tmp/job/output")
+echo "submitted job $job" >&2
+wait_job "$job" 120
 
 [[ -f $tmp/job/output ]] || { echo "job $job wrote no output" >&2; exit 1; }
 lines=$(wc -l <"$tmp/job/output")
@@ -131,4 +142,34 @@ grep -q "started $cpus worker processes" "$tmp/job/seppo-$job/workers.log" ||
 grep -q "broker is shutting down; stopping" "$tmp/job/seppo-$job/workers.log" ||
   { echo "the workers did not leave on the broker's BYE" >&2; exit 1; }
 [[ ! -e $tmp/job/seppo-$job/endpoint ]] || { echo "the broker left its endpoint file" >&2; exit 1; }
+no_secret_keys "$job"
 echo "slurm test: job $job mapped 100 items through Slurm, squares sum to $sum" >&2
+
+# Worker options with quotes, as docs/slurm.md shows them: SEPPO_WORKER_ARGS is split into
+# arguments as xargs does (size='wc -c < {}' is one), and options after -- go through as they are.
+mkdir -p "$tmp/job/files"
+printf 'abc' >"$tmp/job/files/three bytes"
+printf 'one two\n' >"$tmp/job/files/it's two words"
+printf '%s\n' "$tmp/job/files/three bytes" "$tmp/job/files/it's two words" >"$tmp/job/names"
+job=$(SEPPO_WORKER_ARGS="--command size='wc -c < {}'" \
+  submit size "$tmp/job/names" "$tmp/job/sizes" -- --command "words=wc -w < {}")
+wait_job "$job" 120
+[[ $(paste -sd, "$tmp/job/sizes" 2>/dev/null) == 3,8 ]] ||
+  { echo "job $job (SEPPO_WORKER_ARGS with quotes) gave '$(cat "$tmp/job/sizes" 2>&1)'" >&2; exit 1; }
+grep -q "command words: wc -w < {}" "$tmp/job/seppo-$job/workers.log" ||
+  { echo "job $job: the option after -- did not reach the workers" >&2; exit 1; }
+no_secret_keys "$job"
+echo "slurm test: job $job ran a quoted --command from SEPPO_WORKER_ARGS and one after --" >&2
+
+# A worker step that ends at once (a bad option): the job fails at once, saying why, instead of
+# waiting SEPPO_WORKER_WAIT (300 s) for workers that never come.
+start=$SECONDS
+job=$(SEPPO_WORKER_ARGS="--no-such-option" submit example_module.square "$tmp/job/input" \
+  "$tmp/job/never")
+wait_job "$job" 60
+grep -q "the worker step (srun seppo-worker) ended with status" "$tmp/job/seppo-$job.out" ||
+  { echo "job $job: no word of the worker step's end: $(cat "$tmp/job/seppo-$job.out")" >&2; exit 1; }
+grep -q "no-such-option" "$tmp/job/seppo-$job.out" ||
+  { echo "job $job: the workers' log is not shown: $(cat "$tmp/job/seppo-$job.out")" >&2; exit 1; }
+no_secret_keys "$job"
+echo "slurm test: job $job with a failing worker step ended after $((SECONDS - start)) s" >&2
