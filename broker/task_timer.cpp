@@ -62,6 +62,7 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
   Task& task = tasks_.at(task_id);
   Job& job = jobs_.at(task.job);
   const Duration limit = time_limit(job);
+  stats_.timed_out(job.function, task.count);
   // The worker abandons the task (a module function: its process is replaced). Its id stays
   // first in `inflight` until the worker answers or leaves, and nothing else is sent there
   // meanwhile: the worker's loss then charges no innocent task behind it.
