@@ -954,11 +954,10 @@ void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& m
     log(LogLevel::Warning, message);
     stats_.failed(j->second.function, wire::to_wire(why), task.count);
     j->second.items_failed += task.count;
-    if (stats_.recording()) {
-      const auto holder = workers_.find(task.holder);
-      stats_.recent({now_, 0, holder == workers_.end() ? std::string() : holder->second.name,
-                     j->second.function, client_label(task.job.client), task.job.id, task.first,
-                     task.count, false});
+    // A timed-out task is recorded by time_out, with its worker; others have none by now.
+    if (stats_.recording() && why != wire::Code::Timeout) {
+      stats_.recent({now_, 0, std::string(), j->second.function, client_label(task.job.client),
+                     task.job.id, task.first, task.count, false});
     }
     const std::uint64_t seq = j->second.next_seq++;
     send(task.job.client,

@@ -27,7 +27,9 @@ const char* const kDashboardPage = R"html(<!DOCTYPE html>
   h2 { font-size: 14px; margin: 0 0 8px; text-transform: uppercase; letter-spacing: .04em; color: var(--dim); }
   table { border-collapse: collapse; width: 100%; }
   th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line); vertical-align: top;
-           white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 360px; }
+           white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 260px; }
+  td.wide { max-width: none; }
+  td.bar { width: 40%; }
   th { font-weight: 600; color: var(--dim); font-size: 12px; }
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
   .progress { position: relative; height: 14px; min-width: 160px; background: #e8e8e4; border-radius: 3px; overflow: hidden; }
@@ -58,8 +60,8 @@ const char* const kDashboardPage = R"html(<!DOCTYPE html>
   <section class="wide" id="stream"><h2>Task stream (last 2 minutes)</h2><div id="stream-plot" class="empty">no tasks yet</div>
     <div class="legend" id="legend"></div></section>
   <section class="wide" id="workers"><h2>Workers</h2><div id="workers-table" class="empty">no workers</div></section>
-  <section id="jobs"><h2>Jobs</h2><div id="jobs-table" class="empty">no jobs</div></section>
-  <section id="functions"><h2>Functions and queues</h2><div id="functions-table" class="empty">no functions</div></section>
+  <section class="wide" id="jobs"><h2>Jobs</h2><div id="jobs-table" class="empty">no jobs</div></section>
+  <section class="wide" id="functions"><h2>Functions and queues</h2><div id="functions-table" class="empty">no functions</div></section>
 </main>
 <script>
 "use strict";
@@ -95,7 +97,8 @@ function table(headers, rows) {
   if (!rows.length) return null;
   return "<table><tr>" + headers.map(h => h.startsWith("#") ? "<th class=num>" + esc(h.slice(1)) + "</th>"
                                                               : "<th>" + esc(h) + "</th>").join("") +
-         "</tr>" + rows.map(r => "<tr>" + r.map(c => c.num !== undefined ? "<td class=num>" + c.num + "</td>"
+         "</tr>" + rows.map(r => "<tr>" + r.map(c => c.num !== undefined ? "<td class=num>" + c.num + "</td>" :
+                                                          c.cls !== undefined ? "<td class=" + c.cls + ">" + c.html + "</td>"
                                                                           : "<td>" + c + "</td>").join("") +
                             "</tr>").join("") + "</table>";
 }
@@ -124,9 +127,9 @@ function render(s) {
 
   fill("workers-table", table(["worker", "host", "functions", "#held", "running now", "#done", "#up"],
     workers.map(w => [esc(w.name), esc(w.host), esc(w.functions.join(", ")), {num: w.busy},
-      (w.running || []).slice(0, 1).map(r =>
+      {cls: "wide", html: (w.running || []).slice(0, 1).map(r =>
         "<span class=run>" + esc(r.function) + " job " + esc(r.client) + "/" + r.job + " item " +
-        items(r.first, r.count) + " for " + duration(r.elapsed_ms) + "</span>").join("<br>") || "<span class=empty>idle</span>",
+        items(r.first, r.count) + " for " + duration(r.elapsed_ms) + "</span>").join("<br>") || "<span class=empty>idle</span>"},
       {num: w.tasks_done}, {num: duration(w.uptime_ms || 0)}])), "no workers");
 
   const done = new Map();
@@ -142,9 +145,9 @@ function render(s) {
         rate = (j.items_done - previous.done.get(key)) / ((now - previous.t) / 1000);
       }
       return [esc(key), esc((j.owner || "?").replace(/^uid:/, "uid ")), esc(j.function),
-        "<div class=progress title='" + j.items_done + " of " + total + " items'><div style='width:" + ok.toFixed(1) +
+        {cls: "bar", html: "<div class=progress title='" + j.items_done + " of " + total + " items'><div style='width:" + ok.toFixed(1) +
         "%'></div><div class=failed style='left:" + ok.toFixed(1) + "%;width:" + bad.toFixed(1) + "%'></div></div>" +
-        "<small>" + j.items_done + " / " + total + (j.items_failed ? ", " + j.items_failed + " failed" : "") + "</small>",
+        "<small>" + j.items_done + " / " + total + (j.items_failed ? ", " + j.items_failed + " failed" : "") + "</small>"},
         {num: rate.toFixed(1) + "/s"}];
     })), "no jobs");
   previous = {t: now, done};
@@ -167,7 +170,10 @@ function stream(s, workers) {
   const recent = s.recent || [];
   const lanes = new Map();
   for (const w of workers) lanes.set(w.name, lanes.size);
-  for (const r of recent) if (r[2] && !lanes.has(r[2])) lanes.set(r[2], lanes.size);
+  for (const r of recent) {
+    if (!r[2]) r[2] = "(worker lost)";
+    if (!lanes.has(r[2])) lanes.set(r[2], lanes.size);
+  }
   const bars = [];
   for (const r of recent) {
     const end = -r[0], start = end - r[1] / 1000;
