@@ -126,7 +126,7 @@ function render(s) {
   document.getElementById("n-bytes").textContent = bytes(s.bytes_held || 0);
 
   fill("workers-table", table(["worker", "host", "functions", "#held", "running now", "#done", "#up"],
-    workers.map(w => [esc(w.name), esc(w.host), esc(w.functions.join(", ")), {num: w.busy},
+    workers.map(w => [esc(w.name) + (w.version ? " <small>v" + esc(w.version) + "</small>" : ""), esc(w.host), esc(w.functions.join(", ")), {num: w.busy},
       {cls: "wide", html: (w.running || []).slice(0, 1).map(r =>
         "<span class=run>" + esc(r.function) + " job " + esc(r.client) + "/" + r.job + " item " +
         items(r.first, r.count) + " for " + duration(r.elapsed_ms) + "</span>").join("<br>") || "<span class=empty>idle</span>"},

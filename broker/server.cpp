@@ -406,6 +406,8 @@ int serve(const ServerOptions& options, Core& core) {
     // coalesce the writes, instead of a wake-up and a syscall per message.
     send_all(Clock::now());
   }
+  // The owner source refers to this function's frames and handler.
+  core.set_owner_source({});
   connections.reset();  // it monitors the router
   router.close();       // linger bounds how long the goodbyes may take
   auth.reset();

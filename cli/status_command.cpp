@@ -103,7 +103,9 @@ std::string render(const nlohmann::json& s, const std::string& endpoint) {
       names += (names.empty() ? "" : ", ") + f.get<std::string>();
     }
     if (names.size() > 60) names = names.substr(0, 57) + "...";
-    const std::string up = w.contains("uptime_ms") ? "up " + duration(num(w, "uptime_ms")) : "";
+    std::string up = w.contains("uptime_ms") ? "up " + duration(num(w, "uptime_ms")) : "";
+    // A worker's version, once READY carries one (a key STATUS readers ignore until then).
+    if (!str(w, "version").empty()) up = "v" + str(w, "version") + " " + up;
     line(out, "  %-32s %-8s done %-8lld heard %5lld ms ago  %-10s %s\n", str(w, "name").c_str(),
          state.c_str(), static_cast<long long>(num(w, "tasks_done")),
          static_cast<long long>(num(w, "last_heard_ms")), up.c_str(), names.c_str());
