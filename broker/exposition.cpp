@@ -79,7 +79,40 @@ void each_entry(const msgpack::object* o, F&& f) {
   }
 }
 
-void json_string(std::string& out, std::string_view s) {
+// The length of the well-formed UTF-8 sequence at s[i], 0 if there is none: peers choose worker
+// and function names, and a stray byte must not make the JSON or the metrics unreadable.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const std::size_t n = c < 0x80         ? 1
+                        : (c >> 5) == 6  ? 2
+                        : (c >> 4) == 14 ? 3
+                        : (c >> 3) == 30 ? 4
+                                         : 0;
+  if (n == 0 || i + n > s.size() || (n == 2 && c < 0xc2)) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
+  }
+  return n;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_length(s, i);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+void json_string(std::string& out, std::string_view raw) {
+  const std::string s = valid_utf8(raw);
   out += '"';
   for (const char c : s) {
     switch (c) {
@@ -174,7 +207,8 @@ void json_value(std::string& out, const msgpack::object& o, int depth) {
   }
 }
 
-std::string label_value(std::string_view v) {
+std::string label_value(std::string_view raw) {
+  const std::string v = valid_utf8(raw);
   std::string out;
   for (const char c : v) {
     if (c == '\\') {

@@ -124,3 +124,12 @@ TEST_CASE("--http takes loopback and numeric addresses; others are flagged") {
   CHECK_THROWS_AS(broker::parse_http_address("127.0.0.1"), seppo::Error);
   CHECK_THROWS_AS(broker::parse_http_address("127.0.0.1:99999"), seppo::Error);
 }
+
+TEST_CASE("a stray byte in a peer's name leaves the JSON and the metrics valid UTF-8") {
+  Harness h;
+  h.ready("W1", {"m.\xff"});
+  const std::string status = h.core.status_payload(h.now);
+  CHECK(broker::status_json(status).find("\"m.\xef\xbf\xbd\"") != std::string::npos);
+  CHECK(broker::status_json(status).find('\xff') == std::string::npos);
+  CHECK(broker::status_metrics(status).find("function=\"m.\xef\xbf\xbd\"") != std::string::npos);
+}
