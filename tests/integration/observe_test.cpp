@@ -298,3 +298,53 @@ TEST_CASE("seppo status shows the running items, the job's owner, versions and u
   }
   CHECK(redraws == 3);
 }
+
+TEST_CASE("with CurveZMQ a job's owner is its client key's name in the authorised list") {
+  TempDir keys;
+  for (const char* name : {"broker", "node1", "alice"}) {
+    REQUIRE(run({Paths::cli(), "keygen", (keys.path() / name).string()}).status == 0);
+  }
+  std::filesystem::create_directory(keys.path() / "workers");
+  std::filesystem::create_directory(keys.path() / "clients");
+  std::filesystem::copy_file(keys.path() / "node1.key", keys.path() / "workers" / "node1.key");
+  std::filesystem::copy_file(keys.path() / "alice.key", keys.path() / "clients" / "alice.key");
+  seppo::ClientOptions alice;
+  alice.curve_secret_key_file = (keys.path() / "alice.key_secret").string();
+  alice.curve_server_key_file = (keys.path() / "broker.key").string();
+  std::vector<std::string> broker_args =
+      with_http({"--curve-secret-key", (keys.path() / "broker.key_secret").string(),
+                 "--authorized-workers", (keys.path() / "workers").string(), "--authorized-clients",
+                 (keys.path() / "clients").string()});
+  Cluster cluster(broker_args, alice,
+                  {"--curve-secret-key", (keys.path() / "node1.key_secret").string(),
+                   "--curve-server-key", (keys.path() / "broker.key").string()});
+  const int port = http_port(cluster);
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  const auto items = cluster.dir().path() / "items";
+  { std::ofstream(items) << "30000\n"; }
+  const std::vector<std::string> as_alice = {Paths::cli(),
+                                             "--broker",
+                                             cluster.endpoint(),
+                                             "--curve-secret-key",
+                                             alice.curve_secret_key_file,
+                                             "--curve-server-key",
+                                             alice.curve_server_key_file};
+  std::vector<std::string> map = as_alice;
+  map.insert(map.end(), {"map", "example_module.sleep_ms"});
+  Process job(map, cluster.dir().path() / "job.log", {}, items.string());
+  std::vector<std::string> status = as_alice;
+  status.push_back("status");
+  std::string out;
+  const bool shown = eventually(
+      [&] {
+        out = run(status).out;
+        return out.find("running: 1") != std::string::npos;
+      },
+      20s);
+  INFO(out, job.output());
+  REQUIRE(shown);
+  CHECK(std::regex_search(out, std::regex("[0-9a-f]{8}/[0-9]+ +alice +example_module.sleep_ms")));
+  CHECK(http(port, "GET /api/status HTTP/1.1").body.find("\"owner\":\"alice\"") !=
+        std::string::npos);
+}
