@@ -88,6 +88,9 @@ wire::Alive Core::alive() const {
 }
 
 void Core::send(const PeerId& to, const wire::Message& message) {
+  if (const auto* error = std::get_if<wire::Error>(&message)) {
+    stats_.refused(error->code ? wire::to_wire(*error->code) : "unknown");
+  }
   outbox_.push_back(Outgoing{to, wire::encode(message), Bytes(), false});
 }
 
@@ -272,6 +275,11 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     auto j = jobs_.find(task.job);
     if (j != jobs_.end()) {
       Job& job = j->second;
+      stats_.finished(job.function, task.count, m.elapsed_us);
+      if (stats_.recording()) {
+        stats_.recent({now, m.elapsed_us, w->second.name, job.function,
+                       client_label(task.job.client), task.job.id, task.first, task.count, true});
+      }
       const std::uint64_t seq = job.next_seq++;
       // Counted until the client says it read it: a client that never reads its results
       // stops getting its tasks run (dispatch_worker) instead of filling the send queue.
@@ -315,6 +323,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     return;
   }
   auto fail = [&](wire::Code why, const std::string& message) {
+    stats_.refused(wire::to_wire(why));
     send(from, wire::Failed{m.job_id, m.first, m.count, code(why), message, 0});
   };
   if (m.count == 0 || m.count > config_.max_chunk_items || m.function.empty() ||
@@ -361,6 +370,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   }
   Client& client = clients_[from];
   client.last_heard = now;
+  if (client.owner.empty() && owner_source_) client.owner = owner_source_();
   if (j == jobs_.end()) {
     j = jobs_.emplace(key, Job{}).first;
     j->second.function = m.function;
@@ -944,6 +954,7 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
     return;
   }
   Job& job = j->second;
+  stats_.retried(job.function, task.count);
   if (task.attempts >= config_.max_attempts) {
     fail_task(task_id, wire::Code::WorkerLost,
               "worker lost while running " + job.function + " on item " +
@@ -966,6 +977,13 @@ void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& m
   auto j = jobs_.find(task.job);
   if (j != jobs_.end()) {
     log(LogLevel::Warning, message);
+    stats_.failed(j->second.function, wire::to_wire(why), task.count);
+    j->second.items_failed += task.count;
+    // A timed-out task is recorded by time_out, with its worker; others have none by now.
+    if (stats_.recording() && why != wire::Code::Timeout) {
+      stats_.recent({now_, 0, std::string(), j->second.function, client_label(task.job.client),
+                     task.job.id, task.first, task.count, false});
+    }
     const std::uint64_t seq = j->second.next_seq++;
     send(task.job.client,
          wire::Failed{task.job.id, task.first, task.count, code(why), message, seq});
@@ -1019,6 +1037,7 @@ void Core::on_send_failed(const PeerId& peer, TimePoint now,
 
 void Core::on_tick(TimePoint now) {
   now_ = now;
+  stats_.start(now);
   check_timeouts(now);
   std::vector<PeerId> silent;
   for (const auto& [id, w] : workers_) {
@@ -1108,6 +1127,8 @@ std::size_t Core::inflight_count(const PeerId& worker) const {
   return w == workers_.end() ? 0 : w->second.inflight.size();
 }
 
+// The snapshot STATUS answers with, and seppo-broker --http serves (docs/protocol.md §4.13).
+// One pass over workers, functions and jobs: linear in the broker's state.
 std::string Core::status_payload(TimePoint now) const {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> p(buffer);
@@ -1115,13 +1136,19 @@ std::string Core::status_payload(TimePoint now) const {
     return static_cast<std::int64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count());
   };
-  p.pack_map(config_.version.empty() ? 5 : 6);
+  std::uint64_t bytes_held = 0;
+  for (const auto& [id, c] : clients_) bytes_held += c.queued_bytes;
+  p.pack_map(9 + stats_.entries());
   p.pack("protocol").pack(wire::kVersion);
-  if (!config_.version.empty()) p.pack("version").pack(config_.version);
   p.pack("instance").pack(instance_);
+  // Set by seppo-broker from seppo::build_version(); the project version in tests.
+  p.pack("version").pack(config_.version.empty() ? std::string(SEPPO_VERSION) : config_.version);
+  p.pack("uptime_ms").pack(stats_.started() == TimePoint{} ? 0 : ms_since(stats_.started()));
+  p.pack("clients").pack(static_cast<std::uint64_t>(clients_.size()));
+  p.pack("bytes_held").pack(bytes_held);
   p.pack("workers").pack_array(static_cast<std::uint32_t>(workers_.size()));
   for (const auto& [id, w] : workers_) {
-    p.pack_map(8);
+    p.pack_map(10);
     p.pack("name").pack(w.name);
     p.pack("host").pack(w.host);
     p.pack("pid").pack(w.pid);
@@ -1130,8 +1157,29 @@ std::string Core::status_payload(TimePoint now) const {
     p.pack("busy").pack(static_cast<std::uint32_t>(w.inflight.size()));
     p.pack("tasks_done").pack(w.tasks_done);
     p.pack("last_heard_ms").pack(ms_since(w.last_heard));
+    p.pack("uptime_ms").pack(ms_since(w.joined));
+    // The tasks it holds, in the order sent: it runs the first; the others wait there.
+    p.pack("running").pack_array(static_cast<std::uint32_t>(w.inflight.size()));
+    bool head = true;
+    for (const std::uint64_t task_id : w.inflight) {
+      const auto t = tasks_.find(task_id);
+      p.pack_map(6);
+      if (t == tasks_.end()) {
+        p.pack("client").pack("").pack("job").pack(0).pack("function").pack("");
+        p.pack("first").pack(0).pack("count").pack(0).pack("elapsed_ms").pack(0);
+      } else {
+        const Task& task = t->second;
+        const auto j = jobs_.find(task.job);
+        p.pack("client").pack(client_label(task.job.client));
+        p.pack("job").pack(task.job.id);
+        p.pack("function").pack(j == jobs_.end() ? std::string() : j->second.function);
+        p.pack("first").pack(task.first);
+        p.pack("count").pack(task.count);
+        p.pack("elapsed_ms").pack(ms_since(head ? std::max(w.head_since, task.sent) : task.sent));
+      }
+      head = false;
+    }
   }
-  // One pass over the jobs, not one per function: linear in the broker's state (§4.13).
   std::unordered_map<std::string_view, std::size_t> queued_by_function;
   for (const auto& [key, job] : jobs_) queued_by_function[job.function] += job.queue.size();
   p.pack("functions").pack_map(static_cast<std::uint32_t>(services_.size()));
@@ -1144,14 +1192,22 @@ std::string Core::status_payload(TimePoint now) const {
   }
   p.pack("jobs").pack_array(static_cast<std::uint32_t>(jobs_.size()));
   for (const auto& [key, job] : jobs_) {
-    p.pack_map(6);
+    std::uint64_t open_items = 0;
+    for (const auto& [first, left] : job.chunks) open_items += left;
+    const auto c = clients_.find(key.client);
+    p.pack_map(10);
     p.pack("client").pack(client_label(key.client));
     p.pack("job").pack(key.id);
     p.pack("function").pack(job.function);
     p.pack("queued").pack(static_cast<std::uint64_t>(job.queue.size()));
     p.pack("chunks_open").pack(static_cast<std::uint64_t>(job.chunks.size()));
     p.pack("items_done").pack(job.items_delivered);
+    p.pack("items_failed").pack(job.items_failed);
+    p.pack("items_open").pack(open_items);
+    p.pack("age_ms").pack(ms_since(job.started));
+    p.pack("owner").pack(c == clients_.end() ? std::string() : c->second.owner);
   }
+  stats_.pack(p, now);
   return std::string(buffer.data(), buffer.size());
 }
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "broker/fair_share.hpp"
+#include "broker/stats.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/wire.hpp"
@@ -134,6 +135,12 @@ class Core {
     return c == clients_.end() ? 0 : c->second.queued_bytes;
   }
   std::string status_payload(TimePoint now) const;  // msgpack map, see docs/protocol.md
+  // What operators see (docs/operating.md): counters, and the task stream when recording.
+  Stats& stats() { return stats_; }
+  const Stats& stats() const { return stats_; }
+  // Names the sender of the message being handled (a key's file name, "uid:1000"): asked once
+  // per client, when its first job starts, and shown in STATUS as the job's owner.
+  void set_owner_source(std::function<std::string()> source) { owner_source_ = std::move(source); }
   std::uint64_t instance() const { return instance_; }
 
  private:
@@ -218,6 +225,7 @@ class Core {
     // losing answers, so the liveness counts from here too.
     TimePoint read_at{};
     std::uint64_t items_delivered = 0;
+    std::uint64_t items_failed = 0;  // of items_delivered: failed by the broker (FAILED)
     // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
     // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unread;
@@ -244,6 +252,7 @@ class Core {
     std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
     std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
     ShareTag share;
+    std::string owner;  // from owner_source_, for STATUS
   };
 
   void handle(const PeerId& from, wire::Message&& message, Bytes* payload, TimePoint now);
@@ -323,6 +332,8 @@ class Core {
   // Functions whose last provider left, and when: waited for during config_.worker_grace.
   std::unordered_map<std::string, TimePoint> unserved_since_;
   TimePoint now_{};  // of the event being handled: for code paths that take no time argument
+  Stats stats_;
+  std::function<std::string()> owner_source_;
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

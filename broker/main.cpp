@@ -10,11 +10,13 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include <CLI/CLI.hpp>
 
 #include "broker/core.hpp"
+#include "broker/http.hpp"
 #include "broker/server.hpp"
 #include "common/curve.hpp"
 #include "common/duration.hpp"
@@ -25,6 +27,7 @@
 #include "common/notify.hpp"
 #include "common/version.hpp"
 #include "protocol/wire.hpp"
+#include "seppo/error.hpp"
 
 namespace {
 
@@ -210,6 +213,16 @@ int main(int argc, char** argv) {
                  "one per line (a wildcard address replaced by this host's name, a port 0 or * "
                  "by the port chosen) to FILE; removed again when the broker stops")
       ->type_name("FILE");
+  std::string http_text;
+  bool http_public = false;
+  app.add_option("--http", http_text,
+                 "serve read-only information over HTTP at HOST:PORT: a dashboard at /, "
+                 "Prometheus metrics at /metrics, the status as JSON at /api/status (default: "
+                 "off; a loopback address unless --http-public)")
+      ->type_name("HOST:PORT");
+  app.add_flag("--http-public", http_public,
+               "allow --http on an address other than loopback: anyone who reaches it can read "
+               "the workers, jobs, owners and functions (nothing can be changed through it)");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -332,6 +345,26 @@ int main(int argc, char** argv) {
             convert(l), text,
             {{"SEPPO_JOB", f.job}, {"SEPPO_WORKER", f.worker}, {"SEPPO_FUNCTION", f.function}});
       });
+  std::unique_ptr<broker::HttpServer> http;
+  if (!http_text.empty()) {
+    try {
+      const broker::HttpAddress address = broker::parse_http_address(http_text);
+      if (!address.loopback && !http_public) {
+        return fail(2, "refusing to serve HTTP on " + address.text() +
+                           ": it shows every worker, job and owner to anyone who reaches it. "
+                           "Give a loopback address (127.0.0.1:9090) or add --http-public");
+      }
+      http = std::make_unique<broker::HttpServer>(address, std::chrono::milliseconds(500));
+    } catch (const Error& e) {
+      return fail(1, e.what());
+    }
+    core.stats().record_tasks(true);
+    log::info("serving HTTP on http://" + http->address().text() +
+              "/ (read-only: /, /metrics, /api/status)");
+    server.on_turn = [&http](broker::Core& c, broker::TimePoint now) {
+      if (http->due(now)) http->publish(c.status_payload(now), now);
+    };
+  }
   bool wrote_endpoint_file = false;
   if (!endpoint_file.empty()) {
     // Checked before binding: a script polling for the file should hear at once that it won't come.

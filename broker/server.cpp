@@ -283,6 +283,21 @@ int serve(const ServerOptions& options, Core& core) {
   // Frames are received into the same messages every time (a receive releases what the
   // message held before): no vector of frames and no message objects made per frame.
   zmq::message_t id_frame, header, payload_frame, extra;
+  // Who owns a client's jobs, for STATUS (asked once per client): its key's file name under
+  // CurveZMQ, its uid over ipc:// (the ZAP handler's User-Id).
+  core.set_owner_source([&]() -> std::string {
+    const char* user = nullptr;
+    try {
+      user = header.gets("User-Id");
+    } catch (const zmq::error_t&) {
+    }
+    if (user == nullptr) return {};
+    if (const auto admitted = parse_user_id(user)) {
+      const std::string label = options.curve ? auth->lists()->label_of(admitted->key) : "";
+      return label.empty() ? "key " + curve::fingerprint(admitted->key) : label;
+    }
+    return user;  // "uid:1000"
+  });
   TimePoint next_tick = Clock::now();
   TimePoint next_guard = next_tick;
   while (true) {
@@ -294,6 +309,7 @@ int serve(const ServerOptions& options, Core& core) {
       send_all(now);
     }
     if (now >= next_guard) next_guard = connections->guard(now);
+    if (options.on_turn) options.on_turn(core, now);
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::min(next_tick, next_guard) - now);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
@@ -354,6 +370,7 @@ int serve(const ServerOptions& options, Core& core) {
         std::string refusal;
         const auto sender = gate->admit(header, peer, refusal);
         if (!sender) {
+          core.stats().refused("unauthorised_key");
           if (!refusal.empty() && (!bindings || bindings->may_send(peer))) {
             const std::string reply = wire::encode(wire::Error{wire::Code::Forbidden, refusal});
             try {
@@ -376,6 +393,7 @@ int serve(const ServerOptions& options, Core& core) {
         }
         const int fd = zmq_msg_get(header.handle(), ZMQ_SRCFD);
         if (!bindings->on_message(peer, user ? user : "", fd, at)) {
+          core.stats().refused("routing_id_taken");
           if (refusals_logged.size() > 4096) refusals_logged.clear();
           auto [logged, first] = refusals_logged.try_emplace(peer, at);
           if (first || at - logged->second >= std::chrono::minutes(1)) {
@@ -405,6 +423,8 @@ int serve(const ServerOptions& options, Core& core) {
     // coalesce the writes, instead of a wake-up and a syscall per message.
     send_all(Clock::now());
   }
+  // The owner source refers to this function's frames and handler.
+  core.set_owner_source({});
   connections.reset();  // it monitors the router
   router.close();       // linger bounds how long the goodbyes may take
   auth.reset();

@@ -38,6 +38,9 @@ struct ServerOptions {
   // and an empty error, or with why binding failed, before serve() returns 1. Lets a caller
   // running serve() on a thread start synchronously.
   std::function<void(const std::vector<std::string>& bound, const std::string& error)> on_ready;
+  // Called at every turn of the loop, on its thread: seppo-broker --http hands its server a
+  // STATUS snapshot from here when one is due. Must be cheap when nothing is due.
+  std::function<void(Core& core, TimePoint now)> on_turn;
 };
 
 // Runs until SIGINT or SIGTERM (SIGHUP reloads the key lists), or until `stop_fd` is readable;

@@ -62,6 +62,7 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
   Task& task = tasks_.at(task_id);
   Job& job = jobs_.at(task.job);
   const Duration limit = time_limit(job);
+  stats_.timed_out(job.function, task.count);
   // The worker abandons the task (a module function: its process is replaced). Its id stays
   // first in `inflight` until the worker answers or leaves, and nothing else is sent there
   // meanwhile: the worker's loss then charges no innocent task behind it.
@@ -79,6 +80,13 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
     return;
   }
   // Not retried: a function that overran its limit once would most likely do so again.
+  if (stats_.recording()) {  // the task stream's red bar, in this worker's lane
+    const auto ran =
+        std::chrono::duration_cast<std::chrono::microseconds>(now_ - worker.head_since);
+    stats_.recent({now_, static_cast<std::uint64_t>(std::max<std::int64_t>(ran.count(), 0)),
+                   worker.name, job.function, client_label(task.job.client), task.job.id,
+                   task.first, task.count, false});
+  }
   fail_task(task_id, wire::Code::Timeout,
             job.function + " on item " + std::to_string(task.first) + " ran longer than " +
                 limit_text(limit) + " at worker " + worker.name + "; abandoned");

@@ -203,6 +203,17 @@ int main(int argc, char** argv) {
   CLI::App* status_cmd =
       app.add_subcommand("status", "show the broker's workers, functions and jobs");
   status_cmd->add_flag("--json", json, "print the status as one JSON object");
+  seppo::cli::StatusOptions status_options;
+  double watch_interval = 2;
+  status_cmd->add_flag("-w,--watch", status_options.watch,
+                       "redraw the status in place every --interval seconds, as top does, until "
+                       "q or Ctrl-C");
+  status_cmd->add_option("--interval", watch_interval, "seconds between redraws with --watch")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  status_cmd->add_option("--count", status_options.count,
+                         "with --watch, stop after this many redraws (default: until q)")
+      ->type_name("N");
   CLI::App* ping_cmd = app.add_subcommand(
       "ping", "check that the broker answers (exit status 0 if it does, 1 if not)");
 
@@ -371,7 +382,12 @@ int main(int argc, char** argv) {
       if (no_progress) map.progress = seppo::cli::ProgressMode::Off;
       return seppo::cli::run_map(client, map, stdout);
     }
-    if (*status_cmd) return seppo::cli::run_status(client, options.timeout, json, stdout);
+    if (*status_cmd) {
+      status_options.timeout = options.timeout;
+      status_options.json = json;
+      status_options.interval = std::chrono::milliseconds(static_cast<long>(watch_interval * 1000));
+      return seppo::cli::run_status(client, status_options, stdout);
+    }
     if (*ping_cmd) {
       const auto ping_timeout = std::min(options.timeout, std::chrono::milliseconds(5000));
       try {

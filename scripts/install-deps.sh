@@ -34,6 +34,8 @@ tests+=(systemd)  # issue 14: systemd-analyze for the unit test
 tests+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
 tests+=(valgrind)  # issue 16: bench/ counts instructions per task under callgrind
 tests+=(dh-python)  # issue 13: the python3-seppo Debian package (dh_python3)
+tests+=(chromium)  # issue 24: the dashboard in a real browser (tests/ops/dashboard_browser.sh)
+tests+=(prometheus)  # issue 24: its promtool checks seppo-broker --http's /metrics
 $build_only || packages+=("${tests[@]}")
 if $fuzz; then packages+=(clang-14 libclang-rt-14-dev); fi
 

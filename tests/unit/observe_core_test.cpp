@@ -1,0 +1,135 @@
+// Issue 24: what the broker's STATUS snapshot tells operators (seppo status, seppo-broker
+// --http): running tasks, owners, counters per function, refusals and the task stream.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+
+#include "broker/core.hpp"
+#include "broker/http.hpp"
+#include "broker_harness.hpp"
+#include "protocol/wire.hpp"
+#include "seppo/error.hpp"
+
+using namespace seppo;
+using namespace std::chrono_literals;
+using namespace seppo::broker_test;
+
+namespace {
+
+const msgpack::object& at(const msgpack::object& map, const std::string& key) {
+  REQUIRE(map.type == msgpack::type::MAP);
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    if (map.via.map.ptr[i].key.as<std::string>() == key) return map.via.map.ptr[i].val;
+  }
+  FAIL("no key " << key);
+  throw 0;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "STATUS shows each worker's tasks, the job's owner and progress, and counts by function") {
+  Harness h;
+  h.core.stats().record_tasks(true);
+  h.core.set_owner_source([] { return std::string("alice.key"); });
+  h.advance(0ms);  // the broker's clock starts
+  h.ready("W1", {"m.f"}, 2);
+  h.submit("C1", 7, "m.f", 0, items(1, 2), 2);
+  h.submit("C1", 7, "m.f", 2, items(3, 4), 2);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 2);
+  h.advance(50ms);
+
+  {
+    const std::string status = h.core.status_payload(h.now);
+    const auto handle = msgpack::unpack(status.data(), status.size());
+    const msgpack::object& s = handle.get();
+    CHECK(at(s, "uptime_ms").as<std::int64_t>() == 50);
+    CHECK(at(s, "version").as<std::string>() == std::string(SEPPO_VERSION));
+    CHECK(at(s, "clients").as<int>() == 1);
+    const msgpack::object& worker = at(s, "workers").via.array.ptr[0];
+    const msgpack::object& running = at(worker, "running");
+    REQUIRE(running.via.array.size == 2);
+    CHECK(at(running.via.array.ptr[0], "first").as<int>() == 0);
+    CHECK(at(running.via.array.ptr[0], "count").as<int>() == 2);
+    CHECK(at(running.via.array.ptr[0], "job").as<int>() == 7);
+    CHECK(at(running.via.array.ptr[0], "function").as<std::string>() == "m.f");
+    CHECK(at(running.via.array.ptr[0], "elapsed_ms").as<int>() == 50);
+    CHECK(at(running.via.array.ptr[1], "first").as<int>() == 2);
+    const msgpack::object& job = at(s, "jobs").via.array.ptr[0];
+    CHECK(at(job, "owner").as<std::string>() == "alice.key");
+    CHECK(at(job, "items_open").as<int>() == 4);
+    CHECK(at(job, "items_done").as<int>() == 0);
+  }
+
+  h.result("W1", tasks[0].task_id, 2);  // 5 µs of run time
+  // A RESULT from a peer that is not a worker: refused, and counted by reason.
+  h.deliver("X", wire::Result{99, 1}, nullptr);
+  h.drain();
+  const std::string status = h.core.status_payload(h.now);
+  const auto handle = msgpack::unpack(status.data(), status.size());
+  const msgpack::object& s = handle.get();
+  const msgpack::object& f = at(at(s, "counters"), "m.f");
+  CHECK(at(f, "finished").as<int>() == 2);
+  CHECK(at(f, "tasks").as<int>() == 1);
+  CHECK(at(f, "retried").as<int>() == 0);
+  CHECK(at(at(s, "refused"), "bad_message").as<int>() == 1);  // a RESULT without its payload
+  const msgpack::object& recent = at(s, "recent");
+  REQUIRE(recent.via.array.size == 1);
+  CHECK(recent.via.array.ptr[0].via.array.ptr[2].as<std::string>() == "W1");
+  CHECK(recent.via.array.ptr[0].via.array.ptr[6].as<int>() == 0);  // first item
+  const msgpack::object& job = at(s, "jobs").via.array.ptr[0];
+  CHECK(at(job, "items_done").as<int>() == 2);
+  CHECK(at(job, "items_open").as<int>() == 2);
+
+  // The same snapshot as metrics: the histogram's +Inf bucket holds the one task.
+  const std::string metrics = broker::status_metrics(status);
+  CHECK(metrics.find("seppo_items_finished_total{function=\"m.f\"} 2\n") != std::string::npos);
+  CHECK(metrics.find("seppo_task_run_seconds_bucket{function=\"m.f\",le=\"0.001\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("seppo_task_run_seconds_bucket{function=\"m.f\",le=\"+Inf\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("seppo_messages_refused_total{reason=\"bad_message\"} 1\n") !=
+        std::string::npos);
+  CHECK(broker::status_json(status).find("\"owner\":\"alice.key\"") != std::string::npos);
+}
+
+TEST_CASE("the task stream is kept only when asked (seppo-broker --http)") {
+  Harness h;
+  h.ready("W1", {"m.f"});
+  h.submit("C1", 1, "m.f", 0, items(1), 1);
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  h.result("W1", tasks[0].task_id, 1);
+  const std::string status = h.core.status_payload(h.now);
+  CHECK(status.find("recent") == std::string::npos);
+  CHECK(status.find("counters") != std::string::npos);
+}
+
+TEST_CASE("metrics label values are escaped; a function name cannot break the text format") {
+  Harness h;
+  h.ready("W1", {"m.\"odd\\\nname"});
+  const std::string metrics = broker::status_metrics(h.core.status_payload(h.now));
+  CHECK(metrics.find("function=\"m.\\\"odd\\\\\\nname\"") != std::string::npos);
+}
+
+TEST_CASE("--http takes loopback and numeric addresses; others are flagged") {
+  CHECK(broker::parse_http_address("127.0.0.1:9090").loopback);
+  CHECK(broker::parse_http_address("localhost:0").host == "127.0.0.1");
+  CHECK(broker::parse_http_address("[::1]:80").loopback);
+  CHECK(broker::parse_http_address("[::1]:80").text() == "[::1]:80");
+  CHECK_FALSE(broker::parse_http_address("0.0.0.0:9090").loopback);
+  CHECK_FALSE(broker::parse_http_address("10.1.2.3:9090").loopback);
+  CHECK_THROWS_AS(broker::parse_http_address("head:9090"), seppo::Error);
+  CHECK_THROWS_AS(broker::parse_http_address("127.0.0.1"), seppo::Error);
+  CHECK_THROWS_AS(broker::parse_http_address("127.0.0.1:99999"), seppo::Error);
+}
+
+TEST_CASE("a stray byte in a peer's name leaves the JSON and the metrics valid UTF-8") {
+  Harness h;
+  h.ready("W1", {"m.\xff"});
+  const std::string status = h.core.status_payload(h.now);
+  CHECK(broker::status_json(status).find("\"m.\xef\xbf\xbd\"") != std::string::npos);
+  CHECK(broker::status_json(status).find('\xff') == std::string::npos);
+  CHECK(broker::status_metrics(status).find("function=\"m.\xef\xbf\xbd\"") != std::string::npos);
+}
