@@ -147,8 +147,6 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     if (all[i] == '{' && !escaped) {
       const std::string_view rest = all.substr(i);
       const Found found = find_token(rest);
-      const bool numbering_token =
-          found.kind == static_cast<int>(Kind::Seq) || found.kind == static_cast<int>(Kind::Slot);
       if (rest.starts_with("{=")) {
         throw std::invalid_argument(
             "{= =} is not supported: no Perl runs; use {} {.} {/} {//} {/.} {N} {#} {%}");
@@ -164,7 +162,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
         if (!literal.empty()) pieces_.push_back(Piece{Kind::Literal, std::move(literal)});
         literal.clear();
         pieces_.push_back(Piece{static_cast<Kind>(found.kind), {}, found.position});
-        if (!numbering_token) replaced = true;
+        replaced = true;  // any replacement string, {#} and {%} too: parallel appends nothing
         i += found.length;
         continue;
       }
