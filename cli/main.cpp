@@ -183,6 +183,10 @@ int main(int argc, char** argv) {
                    "with --local: ':' makes the first value of each source (with --colsep, its "
                    "columns) the names of its columns: {NAME} in the --command template")
       ->type_name(":");
+  bool shuffle = false;
+  map_cmd->add_flag("--shuf", shuffle,
+                    "run the jobs in a random order, numbered ({#}) in that order (the input is "
+                    "read whole first)");
   bool resume = false, resume_failed = false;
   map_cmd->add_flag("--resume", resume,
                     "with --joblog: skip the jobs the log lists, run the others, append to it");
@@ -220,8 +224,8 @@ int main(int argc, char** argv) {
   map_cmd
       ->add_option("--timeout", timeout_text,
                    "per item: kill an item's command (or restart its module function's "
-                   "worker process) after DURATION (seconds, or with s/m/h); for the broker's "
-                   "silence see --broker-timeout")
+                   "worker process) after DURATION (2, 1.5, 500ms, 30s, 2m, 1h; below 1 ms is "
+                   "1 ms); for the broker's silence see --broker-timeout")
       ->type_name("DURATION");
   map_cmd
       ->add_option("--halt", halt_text,
@@ -379,11 +383,12 @@ int main(int argc, char** argv) {
         throw seppo::Error("--header with --results is not supported; see docs/parallel.md");
       }
       so.header = !header.empty();
-      const char* local_only = !header.empty()         ? "--header"
+      so.shuffle = shuffle;
+      const char* local_only = !header.empty()           ? "--header"
                                : !replace_string.empty() ? "-I"
-                               : !delay_text.empty()   ? "--delay"
-                               : nice_opt->count() > 0 ? "--nice"
-                                                       : nullptr;
+                               : !delay_text.empty()     ? "--delay"
+                               : nice_opt->count() > 0   ? "--nice"
+                                                         : nullptr;
       if (local_only != nullptr && local_commands.empty()) {
         throw seppo::Error(std::string("seppo map does not support ") + local_only +
                            " through a broker: a worker's operator sets its commands and how "

@@ -62,7 +62,7 @@ bool plain_lines(const MapOptions& o, bool named_commands_too = false) {
   }
   if (!o.sources) return true;
   const SourcesOptions& s = *o.sources;
-  return s.separator == '\n' && !s.colsep && s.args_per_job <= 1 && s.sources.size() <= 1 &&
+  return s.separator == '\n' && !s.colsep && !s.shuffle && s.args_per_job <= 1 && s.sources.size() <= 1 &&
          (s.sources.empty() || s.sources[0].kind == Source::Kind::File);
 }
 

@@ -31,7 +31,6 @@ const std::vector<RefusedOption>& refused_parallel_options() {
        kCluster},
       {"--env|--recordenv|--record-env", "a worker's commands run in the worker's environment"},
       {"-q|--quote", "a --command template is one string: quote inside it"},
-      {"--shuf", "seppo runs items in input order"},
       {"--retry-failed|--retryfailed",
        "the commands are not read back from the job log: use --resume-failed with the same "
        "inputs"},

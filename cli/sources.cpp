@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -45,6 +46,7 @@ std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sou
 }
 
 JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
+  if (options_.shuffle) options_.read_whole = true;
   if (options_.sources.empty()) options_.sources.push_back(Source{Source::Kind::File, {}, "-"});
   const auto open = [this](const std::string& path, bool keep_fd) -> std::istream* {
     OpenedInput opened = open_input(path, keep_fd);
@@ -105,7 +107,8 @@ std::string with_column_numbers(std::string text, const std::vector<std::string>
     for (const char* suffix : {"}", ".}", "/}", "//}", "/.}"}) {
       const std::string from = "{" + names[i] + suffix;
       const std::string to = "{" + std::to_string(i + 1) + suffix;
-      for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+      for (auto at = text.find(from); at != std::string::npos;
+           at = text.find(from, at + to.size())) {
         text.replace(at, from.size(), to);
       }
     }
@@ -132,6 +135,22 @@ std::vector<std::string> JobSource::split(std::string value) const {
 }
 
 std::optional<Job> JobSource::next() {
+  if (!options_.shuffle) return next_in_order();
+  if (!shuffled_filled_) {
+    while (auto job = next_in_order()) shuffled_.push_back(std::move(*job));
+    std::mt19937_64 random(std::random_device{}());
+    std::shuffle(shuffled_.begin(), shuffled_.end(), random);
+    shuffled_filled_ = true;
+    jobs_ = 0;
+  }
+  if (shuffled_.empty()) return std::nullopt;
+  Job job = std::move(shuffled_.back());
+  shuffled_.pop_back();
+  job.seq = ++jobs_;  // parallel numbers the jobs in their shuffled order
+  return job;
+}
+
+std::optional<Job> JobSource::next_in_order() {
   const std::size_t per_job = std::max<std::size_t>(1, options_.args_per_job);
   std::optional<Job> job = next_input();
   if (!job) return std::nullopt;

@@ -26,7 +26,8 @@ struct SourcesOptions {
   char separator = '\n';        // -0: '\0'
   std::optional<std::regex> colsep;
   std::size_t args_per_job = 0;  // -N: that many inputs per job (0 or 1: one)
-  bool header = false;  // --header : : each source's first value names its columns
+  bool header = false;
+  bool shuffle = false;  // --shuf: every job first, in a random order, numbered in that order           // --header : : each source's first value names its columns
   bool read_whole = false;  // read a single stream whole first, so total() is known (--halt 30%)
 };
 
@@ -58,7 +59,10 @@ class JobSource {
   int regular_file_fd() const { return regular_fd_; }
 
  private:
-  std::optional<Job> next_input();  // one input's job, before -N groups them
+  std::optional<Job> next_input();    // one input's job, before -N groups them
+  std::optional<Job> next_in_order();  // the next job before --shuf
+  std::vector<Job> shuffled_;          // --shuf: the jobs left, last first
+  bool shuffled_filled_ = false;
   std::vector<std::string> split(std::string value) const;
   bool read_one(std::istream& in, std::string& value) const;
 

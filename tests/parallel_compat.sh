@@ -322,5 +322,14 @@ both "--header : --colsep" "par --header : --colsep , echo {b}-{a}-{#}-{b.} ::::
   "L --header : --colsep , --command e='echo {b}-{a}-{#}-{b.}' e :::: hc"
 both "--header : with sources" "par --header : echo {x}-{y} ::: x 1 2 ::: y 3" \
   "L --header : --command e='echo {x}-{y}' e ::: x 1 2 ::: y 3"
+# 30. --shuf: the same jobs in a random order, numbered in that order
+both "--shuf: {#} in output order" "par --shuf echo {#} ::: a b c d" \
+  "L --shuf --command e='echo {#}' e ::: a b c d"
+both "--shuf through a broker: {#} in output order" "par --shuf echo {#} ::: a b c d" \
+  "B --shuf seqonly ::: a b c d"
+both "--shuf: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
+  "L --shuf --command e=echo e ::: a b c d ::: 1 2 | sort"
+both "--shuf through a broker: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
+  "B --shuf e ::: a b c d ::: 1 2 | sort"
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]
