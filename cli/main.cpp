@@ -1,6 +1,7 @@
 // seppo: the command line of seppo. Submit from shell scripts, ask the broker how it is.
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -373,6 +374,18 @@ int main(int argc, char** argv) {
           throw seppo::Error("--command " + option + ": expected NAME=TEMPLATE");
         }
         if (option.substr(0, equals) == map.function) map.command = option.substr(equals + 1);
+      }
+      {
+        // parallel's --results -.csv (the table on stdout) and x.json are not written: refused
+        // rather than made into a folder or a file of that name.
+        std::string lower = map.control.results;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const bool json = lower.size() >= 5 && lower.compare(lower.size() - 5, 5, ".json") == 0;
+        if (json || lower == "-.csv" || lower == "-.tsv") {
+          throw seppo::Error("--results " + map.control.results +
+                             ": not supported (a folder, or a FILE.csv or FILE.tsv table); see "
+                             "docs/parallel.md");
+        }
       }
       if (!header.empty() && header != ":") {
         throw seppo::Error("--header " + header +

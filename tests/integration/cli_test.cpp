@@ -456,6 +456,19 @@ TEST_CASE("no template or input aborts seppo map --local: hostile ones are refus
   CHECK(perl.err.find("{= =} is not supported") != std::string::npos);
 }
 
+TEST_CASE("--results -.csv and x.json are refused, not written under that name") {
+  TempDir dir;
+  for (const std::string name : {"-.csv", "-.tsv", "out.json", "OUT.JSON"}) {
+    const Completed r = run({"/bin/sh", "-c",
+                             "cd '" + dir.path().string() + "' && '" + Paths::cli() +
+                                 "' map --local --results " + name + " --command e=echo e ::: a"});
+    CAPTURE(name);
+    CHECK(r.status == 255);
+    CHECK(r.err.find("--results " + name + ": not supported") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / name));
+  }
+}
+
 TEST_CASE("seppo map --local with a name that is not a module function suggests --command") {
   const Completed r = run({Paths::cli(), "map", "--local", "echo", ":::", "a"});
   CHECK(r.status == 255);
