@@ -237,15 +237,15 @@ int main(int argc, char** argv) {
   if (const auto grace = parse_duration(worker_grace)) {
     config.worker_grace = *grace;
   } else {
-    std::cerr << "seppo-broker: --worker-grace: expected a duration such as 60s, 5m or 0, got "
-              << worker_grace << "\n";
+    std::cerr << "seppo-broker: --worker-grace " << worker_grace << ": not a duration ("
+              << kDurationForms << ", or 0)\n";
     return 2;
   }
   if (!task_timeout_text.empty()) {
     const std::optional<std::chrono::milliseconds> limit = parse_duration(task_timeout_text);
     if (!limit || limit->count() == 0) {
       std::cerr << "seppo-broker: --task-timeout " << task_timeout_text
-                << ": not a positive duration (say 30s, 500ms or 5m)\n";
+                << ": not a positive duration (" << kDurationForms << ")\n";
       return 2;
     }
     config.task_timeout = *limit;

@@ -1,5 +1,6 @@
 #include "cli/local_commands.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -16,6 +17,7 @@
 
 #include <seppo/error.hpp>
 
+#include "cli/interrupt.hpp"
 #include "cli/job_records.hpp"
 #include "cli/progress.hpp"
 #include "worker/shell_command.hpp"
@@ -30,7 +32,8 @@ struct Outcome {
   unsigned slot = 0;
   std::string display;  // the command line as parallel prints it
   worker::CommandRun run;
-  std::string error;  // could not run at all (a NUL in an argument, fork failed)
+  std::string error;     // could not run at all (a NUL in an argument, fork failed)
+  bool skipped = false;  // --resume: done in an earlier run, not run again
   double start_epoch = 0, runtime_s = 0;
   bool ok() const {
     return error.empty() && run.wait_status == 0 && !run.timed_out && !run.cancelled &&
@@ -120,13 +123,24 @@ int run_local_command(JobSource& source, const std::string& name,
                       std::FILE* out) {
   const worker::CommandTemplate tmpl(command_template);
   if (control.dry_run) {
+    std::uint64_t failed = 0;
     while (const auto job = source.next()) {
-      const std::string line = tmpl.expand(job->args, job->seq, 1, true);
-      std::fprintf(out, "%s\n", line.c_str());
+      try {
+        const std::string line = tmpl.expand(job->args, job->seq, 1, true);
+        std::fprintf(out, "%s\n", line.c_str());
+      } catch (const std::exception& e) {  // an input no command line can carry (a NUL)
+        ++failed;
+        std::fflush(out);
+        std::fprintf(stderr, "seppo: job %llu: %s: %s\n", static_cast<unsigned long long>(job->seq),
+                     name.c_str(), e.what());
+      }
     }
-    return std::fflush(out) == 0 ? 0 : 255;
+    if (std::fflush(out) != 0) return 255;
+    return failed > 100 ? 101 : static_cast<int>(failed);
   }
-  JobLog joblog(control.joblog);
+  const Resume resume(control.joblog, control.resume);
+  JobLog joblog(control.joblog, resume.enabled());
+  Results results(control.results);
 
   std::mutex mutex;
   std::condition_variable changed;
@@ -147,6 +161,12 @@ int run_local_command(JobSource& source, const std::string& name,
   meter.total = source.total();
   Progress progress(stderr, meter);
 
+  // --nice: this process and so every command it starts (parallel runs them under nice).
+  if (control.nice && ::setpriority(PRIO_PROCESS, 0, *control.nice) != 0) {
+    throw Error(std::string("--nice: ") + std::strerror(errno));
+  }
+  std::mutex pace;  // --delay: starts at least this far apart
+  Clock::time_point next_start = Clock::now();
   std::uint64_t read = 0;  // jobs taken from the source, under `mutex`
   const auto work = [&](unsigned slot) {
     while (true) {
@@ -165,12 +185,24 @@ int run_local_command(JobSource& source, const std::string& name,
       Outcome outcome;
       outcome.slot = slot;
       outcome.job = std::move(*job);
+      if (resume.skip(outcome.job.seq)) {
+        outcome.skipped = true;
+        std::lock_guard lock(mutex);
+        finished.push_back(std::move(outcome));
+        changed.notify_all();
+        continue;
+      }
       worker::ShellScript script;
       try {
         script = tmpl.script(outcome.job.args, outcome.job.seq, slot);
         outcome.display = tmpl.expand(outcome.job.args, outcome.job.seq, slot, true);
       } catch (const std::exception& e) {
         outcome.error = e.what();
+      }
+      if (control.delay.count() > 0) {
+        std::lock_guard paced(pace);
+        std::this_thread::sleep_until(next_start);
+        next_start = Clock::now() + control.delay;
       }
       for (unsigned attempt = 0; outcome.error.empty() && attempt <= control.retries; ++attempt) {
         outcome.start_epoch =
@@ -200,19 +232,35 @@ int run_local_command(JobSource& source, const std::string& name,
   std::map<std::uint64_t, std::optional<std::string>> waiting;  // ordered output held back
   int write_error = 0;
   const auto write = [&](const std::string& text) {
-    if (write_error == 0 && !text.empty() &&
-        std::fwrite(text.data(), 1, text.size(), out) != text.size()) {
+    if (write_error != 0 || text.empty()) return;
+    const auto guard = progress.before_output(out);  // --bar on the same terminal: cleared
+    if (std::fwrite(text.data(), 1, text.size(), out) != text.size()) {
       write_error = errno != 0 ? errno : EIO;
     }
+    if (guard.owns_lock()) std::fflush(out);
   };
   const auto handle = [&](Outcome& o) {
+    if (o.skipped) {  // --resume: nothing to print or count, but later output may follow it
+      if (!control.ordered) return;
+      waiting[o.job.seq] = std::nullopt;
+      for (auto it = waiting.begin(); it != waiting.end() && it->first == next_print;
+           it = waiting.erase(it), ++next_print) {
+        if (it->second) write(*it->second);
+      }
+      std::fflush(out);
+      return;
+    }
     const bool ok = o.ok();
     if (!o.run.cancelled) {
       progress.done_one(!ok);
       ok ? ++succeeded : ++failed;
     }
-    std::string text = control.tag ? tag_lines(o.run.out, joined(o.job.args)) : o.run.out;
-    if (!o.run.err_tail.empty()) {
+    std::string text =
+        !control.tagstring.empty()
+            ? tag_lines(o.run.out, expand_tag(control.tagstring, o.job.args, o.job.seq, o.slot))
+        : control.tag ? tag_lines(o.run.out, joined(o.job.args))
+                      : o.run.out;
+    if (!o.run.err_tail.empty() && !results.enabled()) {  // with --results: in its files
       progress.message(o.run.err_tail.back() == '\n'
                            ? o.run.err_tail.substr(0, o.run.err_tail.size() - 1)
                            : o.run.err_tail);
@@ -240,12 +288,11 @@ int run_local_command(JobSource& source, const std::string& name,
       line.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       line.command = o.display;
       joblog.write(line);
-    }
-    if (!control.results.empty() && !o.run.cancelled) {
-      write_results(control.results, o.job.args, o.job.seq, o.run.out, o.run.err_tail);
+      results.write(line, o.job.args, o.run.out, o.run.err_tail);
     }
     std::optional<std::string> shown;
-    if (!o.run.cancelled) shown = std::move(text);
+    // parallel: with --results the output goes to the files only.
+    if (!o.run.cancelled && !results.enabled()) shown = std::move(text);
     if (!control.ordered) {
       if (shown) write(*shown);
       std::fflush(out);
@@ -267,8 +314,12 @@ int run_local_command(JobSource& source, const std::string& name,
   std::unique_lock lock(mutex);
   try {
     while (true) {
-      changed.wait(lock, [&] { return !finished.empty() || running_threads == 0; });
+      changed.wait_for(lock, std::chrono::milliseconds(100), [&] {
+        return !finished.empty() || running_threads == 0 || interrupt::pending() != 0;
+      });
+      interrupt::check();  // Ctrl-C, SIGTERM: what runs is killed below, nothing more starts
       if (finished.empty() && running_threads == 0) break;
+      if (finished.empty()) continue;
       Outcome outcome = std::move(finished.front());
       finished.pop_front();
       lock.unlock();

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 
+#include "cli/job_records.hpp"
 #include "cli/sources.hpp"
 
 namespace seppo::cli {
@@ -37,10 +39,14 @@ struct JobControl {
   std::chrono::milliseconds timeout{0};  // per job, 0: none
   unsigned retries = 0;                  // extra attempts for a failed job
   Halt halt;
-  std::string joblog;   // a file, or empty
-  std::string results;  // a folder, or empty
+  std::string joblog;                       // a file, or empty
+  Resume::Mode resume = Resume::Mode::Off;  // --resume, --resume-failed (with --joblog)
+  std::string results;                      // a folder, or empty
   bool dry_run = false;
   bool tag = false;
+  std::chrono::milliseconds delay{0};  // --delay: between the starts of two commands
+  std::optional<int> nice;             // --nice: the commands' niceness
+  std::string tagstring;  // --tagstring: the tag instead of the arguments (implies --tag)
   bool ordered = true;
   bool progress = false;
 };

@@ -1,6 +1,7 @@
 // seppo: the command line of seppo. Submit from shell scripts, ask the broker how it is.
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -10,21 +11,54 @@
 #include <CLI/CLI.hpp>
 #include <seppo/seppo.hpp>
 
+#include "cli/interrupt.hpp"
 #include "cli/json.hpp"
 #include "cli/keygen_command.hpp"
 #include "cli/local_commands.hpp"
 #include "cli/map_command.hpp"
+#include "cli/parallel_options.hpp"
 #include "cli/sources.hpp"
 #include "cli/status_command.hpp"
 #include "common/curve.hpp"
+#include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/version.hpp"
 #include "protocol/wire.hpp"
+#include "worker/shell_command.hpp"
 
 namespace {
 
 // Any failure that is not an item's own: unreachable broker, unknown function, bad usage.
 constexpr int kExitError = 255;
+
+// `seppo map` with an option it does not take: GNU parallel's are refused by name, with why
+// (cli/parallel_options.cpp), any other by name too: never the option parser's generic text.
+// Throws seppo::Error.
+void refuse_unknown_options(CLI::App& app, CLI::App& map, const std::vector<char*>& head) {
+  std::size_t i = 1;
+  while (i < head.size() && std::string_view(head[i]) != "map") {
+    // Global options before the subcommand: skip their values.
+    const std::string_view word = head[i++];
+    const CLI::Option* opt = app.get_option_no_throw(std::string(word.substr(0, word.find('='))));
+    if (opt != nullptr && word.find('=') == std::string_view::npos && opt->get_expected_min() > 0)
+      ++i;
+  }
+  for (++i; i < head.size(); ++i) {
+    const std::string_view word = head[i];
+    if (word.size() < 2 || word[0] != '-' || word == "--") continue;
+    if (word == "-h" || word == "--help") continue;
+    if (const auto refused = seppo::cli::refusal_for(word)) throw seppo::Error(*refused);
+    const bool long_name = word[1] == '-';
+    const std::string name(long_name ? word.substr(0, word.find('=')) : word.substr(0, 2));
+    const CLI::Option* opt = map.get_option_no_throw(name);
+    if (opt == nullptr) opt = app.get_option_no_throw(name);
+    if (opt == nullptr) throw seppo::Error(seppo::cli::unknown_option_message(word));
+    // An option's value may start with a dash (-j -1, --halt -1): not an option.
+    const bool value_attached =
+        long_name ? word.find('=') != std::string_view::npos : word.size() > 2;
+    if (!value_attached && opt->get_expected_min() > 0) ++i;
+  }
+}
 
 }  // namespace
 
@@ -111,7 +145,7 @@ int main(int argc, char** argv) {
       ->required();
   std::vector<std::string> input_files;
   map_cmd
-      ->add_option("-a,--input", input_files,
+      ->add_option("-a,--input,--arg-file,--argfile", input_files,
                    "read inputs from FILE instead of stdin (repeatable: every combination, as "
                    "with ::::)")
       ->check(CLI::ExistingFile | CLI::IsMember({"-"}))
@@ -119,17 +153,74 @@ int main(int argc, char** argv) {
   bool null_separated = false, link = false, dry_run = false, keep_order = false;
   std::string colsep, halt_text, timeout_text;
   std::vector<std::string> local_commands;
+  std::string jobs_text;
   unsigned jobs = 0;
   map_cmd->add_flag("-0,--null", null_separated, "inputs end with a NUL byte, not a newline");
   map_cmd
-      ->add_option("--colsep", colsep,
-                   "split each input at REGEX into {1} {2}... (a function gets an array)")
+      ->add_option("-C,--colsep,--col-sep", colsep,
+                   "split each input at REGEX (Perl-like: \\t, \\s+, [,;]) into {1} {2}... (a "
+                   "function gets an array)")
       ->type_name("REGEX");
-  map_cmd->add_flag("--link", link,
+  map_cmd->add_flag("--link,--xapply", link,
                     "with several sources: the i-th of each together, not "
                     "every combination");
   map_cmd->add_flag("--tag", map.tag, "prefix each output line with its input and a tab");
-  map_cmd->add_flag("-k,--keep-order", keep_order, "accepted for parallel: order is the default");
+  map_cmd
+      ->add_option("--tagstring,--tag-string", map.control.tagstring,
+                   "prefix each output line with STR and a tab, its replacement strings ({} {1} "
+                   "{.} {#}...) filled in as text")
+      ->type_name("STR");
+  map_cmd->add_flag("-k,--keep-order,--keeporder", keep_order,
+                    "accepted for parallel: order is the default");
+  bool ignored = false;
+  map_cmd->add_flag("--will-cite,--willcite,--nn,--nonotice,--no-notice,-g,--group", ignored,
+                    "accepted for parallel, and ignored: seppo prints no notice, and each item's "
+                    "output prints whole");
+  std::string tmpdir;
+  map_cmd
+      ->add_option("--tmpdir,--tempdir", tmpdir,
+                   "accepted for parallel, and ignored: seppo map writes no temporary files")
+      ->type_name("DIR");
+  std::string header;
+  map_cmd
+      ->add_option("--header", header,
+                   "with --local: ':' makes the first value of each source (with --colsep, its "
+                   "columns) the names of its columns: {NAME} in the --command template")
+      ->type_name(":");
+  bool shuffle = false;
+  map_cmd->add_flag("--shuf", shuffle,
+                    "run the jobs in a random order, numbered ({#}) in that order (the input is "
+                    "read whole first)");
+  bool resume = false, resume_failed = false;
+  map_cmd->add_flag("--resume", resume,
+                    "with --joblog: skip the jobs the log lists, run the others, append to it");
+  map_cmd->add_flag("--resume-failed,--resumefailed", resume_failed,
+                    "with --joblog: skip the jobs the log lists as succeeded, run the others "
+                    "(failed ones again), append to it");
+  std::string replace_string, delay_text;
+  int nice_value = 0;
+  map_cmd
+      ->add_option("-I,--replace", replace_string,
+                   "with --local: R stands for the input in the --command template ({} then "
+                   "works too)")
+      ->type_name("R");
+  map_cmd
+      ->add_option("--delay", delay_text,
+                   "with --local: start commands at least DURATION apart (2, 0.5, 500ms, 1m)")
+      ->type_name("DURATION");
+  CLI::Option* nice_opt =
+      map_cmd
+          ->add_option("--nice", nice_value,
+                       "with --local: run the commands at this niceness (as nice -n N)")
+          ->check(CLI::Range(-20, 19))
+          ->type_name("N");
+  std::size_t args_per_job = 0;
+  map_cmd
+      ->add_option("-N,-n,--max-replace-args,--max-args", args_per_job,
+                   "N inputs per command: {} is all of them, {1}..{N} each (the last job may get "
+                   "fewer)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{65536}))
+      ->type_name("N");
   map_cmd
       ->add_option("--retries", map.retries,
                    "run a failed item up to N more times (also through a broker: resubmitted)")
@@ -137,8 +228,8 @@ int main(int argc, char** argv) {
   map_cmd
       ->add_option("--timeout", timeout_text,
                    "per item: kill an item's command (or restart its module function's "
-                   "worker process) after DURATION (seconds, or with s/m/h); for the broker's "
-                   "silence see --broker-timeout")
+                   "worker process) after DURATION (2, 1.5, 500ms, 30s, 2m, 1h; below 1 ms is "
+                   "1 ms); for the broker's silence see --broker-timeout")
       ->type_name("DURATION");
   map_cmd
       ->add_option("--halt", halt_text,
@@ -146,16 +237,17 @@ int main(int argc, char** argv) {
                    "also cancels the running ones (commands killed, also on a broker's workers)")
       ->type_name("WHEN,WHAT=N");
   map_cmd
-      ->add_option("--joblog", map.control.joblog,
+      ->add_option("--joblog,--jl", map.control.joblog,
                    "write parallel's job log (Seq Host Starttime JobRuntime Send Receive "
                    "Exitval Signal Command) to FILE: --local commands and workers' named commands")
       ->type_name("FILE");
   map_cmd
-      ->add_option("--results", map.control.results,
-                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., as parallel: "
-                   "--local commands and workers' named commands")
+      ->add_option("--results,--res,--result", map.control.results,
+                   "keep each item's stdout, stderr and seq in DIR/1/ARG/..., or one CSV (TSV) "
+                   "file for a name ending in .csv (.tsv), as parallel, and print nothing: --local "
+                   "commands and workers' named commands")
       ->type_name("DIR");
-  map_cmd->add_flag("--dry-run", dry_run,
+  map_cmd->add_flag("--dry-run,--dryrun,--dr", dry_run,
                     "print the command lines instead of running them: --local commands and "
                     "workers' named commands (the worker expands its template)");
   map_cmd
@@ -163,13 +255,18 @@ int main(int argc, char** argv) {
                    "with --local: NAME=TEMPLATE, a shell command this command runs itself, in "
                    "this folder (e.g. gz='gzip {}')")
       ->type_name("NAME=TEMPLATE");
-  map_cmd->add_option("-j,--jobs", jobs, "--local commands: N at once (default: one per core)")
-      ->check(CLI::Range(1u, 4096u));
+  map_cmd
+      ->add_option("-j,-P,--jobs,--max-procs", jobs_text,
+                   "N items at once (default: one per core with --local, as many as the workers "
+                   "take through a broker); N% of the cores, +N or -N cores plus or minus N, 0 as "
+                   "many as possible (256)")
+      ->type_name("N");
   bool raw = false, json_lines = false;
   auto* raw_flag = map_cmd->add_flag("--raw", raw, "every input line is a string, never JSON");
   map_cmd->add_flag("--json", json_lines, "JSON Lines: every input line and every result is JSON")
       ->excludes(raw_flag);
-  map_cmd->add_flag("--unordered", unordered, "print results as they complete, not in input order");
+  map_cmd->add_flag("--unordered,--no-keep-order,--nok,--no-k", unordered,
+                    "print results as they complete, not in input order");
   map_cmd->add_flag("--index", map.output.index,
                     "prefix each result with its input line number and a tab (with --json: "
                     "print {\"line\": N, \"result\": R})");
@@ -177,7 +274,7 @@ int main(int argc, char** argv) {
                     "stop at the first failed item and cancel the running ones");
   bool progress = false, no_progress = false;
   auto* progress_flag =
-      map_cmd->add_flag("--progress,--bar", progress,
+      map_cmd->add_flag("--progress,--bar,--eta", progress,
                         "show a progress line on stderr (default: when stderr is a terminal)");
   map_cmd->add_flag("--no-progress", no_progress, "never show the progress line")
       ->excludes(progress_flag);
@@ -235,6 +332,7 @@ int main(int argc, char** argv) {
   std::vector<seppo::cli::Source> sources;
   try {
     std::vector<char*> head = seppo::cli::split_sources(argc, argv, sources);
+    refuse_unknown_options(app, *map_cmd, head);
     app.parse(static_cast<int>(head.size()), head.data());
   } catch (const seppo::Error& e) {
     std::cerr << "seppo: " << e.what() << "\n";
@@ -264,13 +362,23 @@ int main(int argc, char** argv) {
       for (auto& source : sources) so.sources.push_back(std::move(source));
       so.link = link;
       if (null_separated) so.separator = '\0';
-      if (!colsep.empty()) so.colsep.emplace(colsep, std::regex::extended);
+      // ECMAScript regular expressions are the closest to parallel's Perl ones: \t, \s, \d.
+      if (!colsep.empty()) {
+        try {
+          so.colsep.emplace(colsep, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+          throw seppo::Error("--colsep " + colsep + ": not a regular expression: " + e.what());
+        }
+      }
+      so.args_per_job = args_per_job;
       map.control.timeout = seppo::cli::parse_duration(timeout_text);
       if (!halt_text.empty()) map.control.halt = seppo::cli::parse_halt(halt_text);
       map.control.dry_run = dry_run;
-      map.control.jobs = jobs > 0            ? jobs
-                         : local_workers > 0 ? local_workers
-                                             : std::max(1u, std::thread::hardware_concurrency());
+      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+      jobs = jobs_text.empty() ? 0 : seppo::cli::parse_jobs(jobs_text, cores);
+      map.control.jobs = jobs > 0 ? jobs : local_workers > 0 ? local_workers : cores;
+      // --local with module functions: -j is the number of worker processes.
+      if (local_opt->count() > 0 && local_workers == 0 && jobs > 0) local_workers = jobs;
       for (const std::string& option : local_commands) {
         const auto equals = option.find('=');
         if (equals == std::string::npos) {
@@ -278,6 +386,61 @@ int main(int argc, char** argv) {
         }
         if (option.substr(0, equals) == map.function) map.command = option.substr(equals + 1);
       }
+      {
+        // parallel's --results -.csv (the table on stdout) and x.json are not written: refused
+        // rather than made into a folder or a file of that name.
+        std::string lower = map.control.results;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const bool json = lower.size() >= 5 && lower.compare(lower.size() - 5, 5, ".json") == 0;
+        if (json || lower == "-.csv" || lower == "-.tsv") {
+          throw seppo::Error("--results " + map.control.results +
+                             ": not supported (a folder, or a FILE.csv or FILE.tsv table); see "
+                             "docs/parallel.md");
+        }
+      }
+      if (!header.empty() && header != ":") {
+        throw seppo::Error("--header " + header +
+                           ": only --header : (the first value of each source) is supported; "
+                           "see docs/parallel.md");
+      }
+      if (!header.empty() && !map.control.results.empty()) {
+        throw seppo::Error("--header with --results is not supported; see docs/parallel.md");
+      }
+      so.header = !header.empty();
+      so.shuffle = shuffle;
+      const char* local_only = !header.empty()           ? "--header"
+                               : !replace_string.empty() ? "-I"
+                               : !delay_text.empty()     ? "--delay"
+                               : nice_opt->count() > 0   ? "--nice"
+                                                         : nullptr;
+      if (local_only != nullptr && local_commands.empty()) {
+        throw seppo::Error(std::string("seppo map does not support ") + local_only +
+                           " through a broker: a worker's operator sets its commands and how "
+                           "they run; it works with --local --command; see docs/parallel.md");
+      }
+      if (!replace_string.empty() && map.command) {
+        std::string& t = *map.command;
+        for (auto at = t.find(replace_string); at != std::string::npos;
+             at = t.find(replace_string, at + 2)) {
+          t.replace(at, replace_string.size(), "{}");
+        }
+      }
+      if (!delay_text.empty()) {
+        const auto delay = seppo::parse_duration(delay_text);
+        if (!delay) {
+          throw seppo::Error("--delay " + delay_text + ": not a duration (" +
+                             seppo::kDurationForms + ")");
+        }
+        map.control.delay = *delay;
+      }
+      if (nice_opt->count() > 0) map.control.nice = nice_value;
+      if ((resume || resume_failed) && map.control.joblog.empty()) {
+        throw seppo::Error(std::string(resume ? "--resume" : "--resume-failed") +
+                           " needs --joblog FILE: the log of the earlier run");
+      }
+      map.control.resume = resume_failed ? seppo::cli::Resume::Mode::Succeeded
+                           : resume      ? seppo::cli::Resume::Mode::Done
+                                         : seppo::cli::Resume::Mode::Off;
       if (!local_commands.empty() && local_opt->count() == 0) {
         throw seppo::Error(
             "seppo map --command needs --local: a broker's workers run only the commands their "
@@ -285,6 +448,27 @@ int main(int argc, char** argv) {
       }
       if (!local_commands.empty() && !map.command) {
         throw seppo::Error(map.function + " is none of the --command names given");
+      }
+      if (local_opt->count() > 0 && !map.command && map.function.find('.') == std::string::npos) {
+        throw seppo::Error(
+            "seppo map --local runs module functions (MODULE.FUNCTION) and the "
+            "commands given with --command NAME=TEMPLATE: to run " +
+            map.function + ", say seppo map --local --command " + map.function + "='" +
+            map.function + " {}' " + map.function);
+      }
+      if (!map.command && map.control.tagstring.find("{%}") != std::string::npos) {
+        throw seppo::Error("--tagstring " + map.control.tagstring +
+                           ": through a broker {%} is a worker's slot, which seppo map does not "
+                           "know; see docs/parallel.md");
+      }
+      if (map.command) {
+        // Checked before anything runs: a template that cannot be used fails the command with
+        // one line (the worker's own check, docs/parallel.md "Safety" and "Templates").
+        try {
+          seppo::worker::CommandTemplate check(*map.command);
+        } catch (const std::exception& e) {
+          throw seppo::Error("--command " + map.function + "=" + *map.command + ": " + e.what());
+        }
       }
       const bool local_command = map.command.has_value();
       if (!local_command) {
@@ -321,13 +505,22 @@ int main(int argc, char** argv) {
         map.function.find('.') == std::string::npos) {
       options.chunk_size = 1;
     }
+    // -j N through a broker: at most N items of this job at once (in flight: queued or running).
+    if (!map.command && local_opt->count() == 0 && jobs > 0) {
+      if (options.chunk_size == 0) options.chunk_size = 1;
+      options.window = std::max<std::size_t>(1, jobs / options.chunk_size);
+    }
   }
+  if (*map_cmd) seppo::cli::interrupt::install();  // Ctrl-C, SIGTERM: cancel the job first
   try {
     // A local cluster lives as long as its client: declared first, it goes last.
     std::optional<seppo::LocalCluster> local;
     if (*map_cmd && map.command) {
       // No cluster, no broker: this process runs the commands, in this folder.
       seppo::cli::JobSource source(std::move(*job_sources));
+      if (!source.header().empty()) {
+        map.command = seppo::cli::with_column_numbers(*map.command, source.header());
+      }
       map.control.tag = map.tag;
       map.control.ordered = !unordered;
       map.control.retries = map.retries;
@@ -359,7 +552,7 @@ int main(int argc, char** argv) {
                                                : std::max(1u, std::thread::hardware_concurrency()))
               : seppo::cli::workers_serving(client, map.function);
       if (slots && *slots > 0) {
-        options.window = *slots;
+        options.window = std::min(options.window, *slots);
         client = local ? local->client(options) : seppo::Client(endpoint, options);
       }
     }
@@ -397,7 +590,10 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
-  } catch (const seppo::Error& e) {
+  } catch (const seppo::cli::Interrupted& interrupted) {
+    // The job is cancelled (the broker told, local commands killed): die of the signal.
+    seppo::cli::interrupt::die(interrupted.signal);
+  } catch (const std::exception& e) {
     std::cerr << "seppo: " << e.what() << "\n";
     return kExitError;
   } catch (const seppo::cli::OutputClosed&) {

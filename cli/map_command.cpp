@@ -7,9 +7,11 @@
 #include <cstring>
 #include <map>
 
+#include "cli/interrupt.hpp"
 #include "cli/job_records.hpp"
 #include "cli/json.hpp"
 #include "cli/progress.hpp"
+#include "common/duration.hpp"
 #include "protocol/codes.hpp"
 #include "protocol/command_record.hpp"
 
@@ -39,44 +41,28 @@ bool progress_wanted(ProgressMode mode) {
 
 std::chrono::milliseconds parse_duration(const std::string& text) {
   if (text.empty()) return std::chrono::milliseconds(0);
-  double unit = 1;
-  std::string number = text;
-  switch (text.back()) {
-    case 's':
-      number.pop_back();
-      break;
-    case 'm':
-      unit = 60;
-      number.pop_back();
-      break;
-    case 'h':
-      unit = 3600;
-      number.pop_back();
-      break;
-    default:
-      break;
+  const std::optional<std::chrono::milliseconds> d = seppo::parse_duration(text);
+  if (!d || d->count() == 0) {
+    throw Error("--timeout " + text + ": not a positive duration (" + kDurationForms + ")");
   }
-  char* end = nullptr;
-  const double value = std::strtod(number.c_str(), &end);
-  if (number.empty() || end != number.c_str() + number.size() || !(value > 0) ||
-      value * unit > 1e9) {
-    throw Error("--timeout " + text + ": expected a positive duration: 2, 1.5, 30s, 2m, 1h");
-  }
-  return std::chrono::milliseconds(static_cast<long long>(value * unit * 1000 + 0.5));
+  return *d;
 }
 
 namespace {
 
 // Sources a LineInput reads as well, with its line numbers and --json rejections: one file or
 // stdin, lines, no columns.
-bool plain_lines(const MapOptions& o) {
-  if (o.tag || o.retries > 0 || o.halt || !o.control.joblog.empty() || !o.control.results.empty() ||
+bool plain_lines(const MapOptions& o, bool named_commands_too = false) {
+  // A named command answers with its run's record (its stderr too): it goes as a job.
+  if (o.command_requests && !named_commands_too) return false;
+  if (o.tag || !o.control.tagstring.empty() || o.control.resume != Resume::Mode::Off ||
+      o.retries > 0 || o.halt || !o.control.joblog.empty() || !o.control.results.empty() ||
       o.control.dry_run) {
     return false;
   }
   if (!o.sources) return true;
   const SourcesOptions& s = *o.sources;
-  return s.separator == '\n' && !s.colsep && s.sources.size() <= 1 &&
+  return s.separator == '\n' && !s.colsep && !s.shuffle && s.args_per_job <= 1 && s.sources.size() <= 1 &&
          (s.sources.empty() || s.sources[0].kind == Source::Kind::File);
 }
 
@@ -170,11 +156,16 @@ std::string ran_how(const std::string& name, const wire::CommandRecord& r) {
 int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   const bool command = options.command_requests;
   const bool dry_run = options.control.dry_run;
+  // Lines into a named command without parallel's options: one result per line as before (a
+  // missing last newline added), errors by line number, the command's stderr on stderr.
+  const bool lines = command && plain_lines(options, true);
   const std::string cwd = command ? current_folder() : std::string();
   SourcesOptions sources = options.sources.value_or(SourcesOptions{});
   if (options.halt && options.halt->percent > 0) sources.read_whole = true;  // the total
   JobSource source(std::move(sources));
-  JobLog joblog(options.control.joblog);
+  const Resume resume(options.control.joblog, options.control.resume);
+  JobLog joblog(options.control.joblog, resume.enabled());
+  Results results(options.control.results);
   Progress::Options meter;
   meter.enabled = progress_wanted(options.progress);
   meter.label = options.function;
@@ -193,9 +184,11 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
   int write_error = 0;
   const auto write = [&](const std::optional<std::string>& text) {
     if (!text || text->empty() || write_error != 0) return;
+    const auto guard = progress.before_output(out);  // --bar on the same terminal: cleared
     if (std::fwrite(text->data(), 1, text->size(), out) != text->size()) {
       write_error = errno != 0 ? errno : EIO;
     }
+    if (guard.owns_lock()) std::fflush(out);
   };
   const auto settle = [&](std::uint64_t seq, std::optional<std::string> text) {
     if (!options.output.ordered) {
@@ -229,6 +222,10 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           Pending p;
           if (first_pass) {
             auto job = source.next();
+            while (job && resume.skip(job->seq)) {  // --resume: done in an earlier run
+              settle(job->seq, std::nullopt);
+              job = source.next();
+            }
             if (!job) {
               progress.seen(index, true);
               return false;
@@ -270,17 +267,24 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           }
           ok ? ++succeeded : ++failed;
           progress.done_one(!ok);
-          const std::string where = "seppo: job " + std::to_string(p.job.seq) + ": ";
+          const std::string where = std::string(lines ? "seppo: line " : "seppo: job ") +
+                                    std::to_string(p.job.seq) + ": ";
           const std::string on = item.worker->empty() ? "" : " (on " + *item.worker + ")";
           std::optional<std::string> text;
           if (record) {
-            if (!record->err.empty()) {
-              progress.message(record->err.back() == '\n'
-                                   ? record->err.substr(0, record->err.size() - 1)
-                                   : record->err);
+            const std::string err = !record->err.empty() && record->err.back() == '\n'
+                                        ? record->err.substr(0, record->err.size() - 1)
+                                        : record->err;
+            if (lines && !ok) {
+              progress.message(where + options.function + ": " +
+                               ran_how(options.function, *record) +
+                               (err.empty() ? "" : ": " + err) + on);
+            } else {
+              if (!err.empty() && !results.enabled()) progress.message(err);  // --results: files
+              if (!ok) progress.message(where + ran_how(options.function, *record) + on);
             }
-            if (!ok) progress.message(where + ran_how(options.function, *record) + on);
             text = std::move(record->out);
+            if (lines && !text->empty() && text->back() != '\n') *text += '\n';
           } else if (killed) {
             progress.message(where + killed_after_timeout(error, options));
           } else if (!error.empty()) {
@@ -315,12 +319,19 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
               line.exitval = 255;
             }
             if (!dry_run) joblog.write(line);
-            if (!options.control.results.empty() && !dry_run) {
-              write_results(options.control.results, p.job.args, p.job.seq, text.value_or(""),
+            if (results.enabled() && !dry_run) {
+              results.write(line, p.job.args, text.value_or(""),
                             record ? record->err : error + "\n");
+              text.reset();  // parallel: with --results the output goes to the files only
             }
           }
-          if (text && options.tag) text = tag_lines(*text, joined(p.job.args));
+          if (text && !options.control.tagstring.empty()) {
+            // {%} is a worker's slot, which this side does not know: 0.
+            text =
+                tag_lines(*text, expand_tag(options.control.tagstring, p.job.args, p.job.seq, 0));
+          } else if (text && options.tag) {
+            text = tag_lines(*text, joined(p.job.args));
+          }
           settle(p.job.seq, std::move(text));
           if (item.last_in_message && write_error == 0 && std::fflush(out) != 0) {
             write_error = errno != 0 ? errno : EIO;
@@ -335,8 +346,11 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           return write_error == 0 && !cancel;
         },
         false);
-    while (engine.step()) {
+    // Ctrl-C, SIGTERM: leaving destroys the engine, whose DONE ends the job at the broker now.
+    while (engine.step(interrupt::fd())) {
+      interrupt::check();
     }
+    interrupt::check();
     if (write_error != 0) break;
     first_pass = false;
     retry_now.swap(retry_next);
@@ -369,6 +383,11 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
   meter.count_fd = input.regular_file_fd();
   meter.workers = [&client, &options] { return workers_serving(client, options.function); };
   Progress progress(stderr, meter);
+  printer.before_write([&progress, out] { return progress.before_output(out); });
+  struct Unhook {  // before progress goes: the printer's destructor writes what is left
+    ResultPrinter& printer;
+    ~Unhook() { printer.before_write(nullptr); }
+  } unhook{printer};
 
   std::uint64_t failed = 0;
   const auto report = [&](std::uint64_t line, const std::string& what) {
@@ -425,8 +444,10 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
       batch.swap(released);
       for (const std::uint64_t index : batch) engine.consumed(index);
     }
-    if (!engine.step()) break;
+    if (!engine.step(interrupt::fd())) break;
+    interrupt::check();  // Ctrl-C, SIGTERM: the engine's DONE ends the job at the broker now
   }
+  interrupt::check();
   report_rejected();
   printer.flush();
   std::signal(SIGPIPE, SIG_DFL);

@@ -40,7 +40,7 @@ struct MapOptions {
 // so that a job's is not disturbed); nullopt when the broker does not answer within a second.
 std::optional<std::size_t> workers_serving(const Client& client, const std::string& function);
 
-// "2", "1.5", "30s", "2m", "1h" as milliseconds; empty is 0 (none). Throws seppo::Error.
+// --timeout: common/duration.hpp's grammar, positive; empty is 0 (none). Throws seppo::Error.
 std::chrono::milliseconds parse_duration(const std::string& text);
 
 // Thrown when stdout's reader went away: the caller closes the connection, then dies of SIGPIPE

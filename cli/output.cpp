@@ -118,10 +118,13 @@ void ResultPrinter::write(const std::string& text) {
 
 void ResultPrinter::spill() {
   if (pending_.empty()) return;
+  std::unique_lock<std::mutex> guard;
+  if (before_write_) guard = before_write_();
   if (write_error_ == 0 &&
       std::fwrite(pending_.data(), 1, pending_.size(), out_) != pending_.size()) {
     write_error_ = errno != 0 ? errno : EIO;
   }
+  if (guard.owns_lock()) std::fflush(out_);
   pending_.truncate(0);
 }
 

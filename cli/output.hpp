@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -72,6 +73,11 @@ class ResultPrinter {
   bool flush();
   // The errno of the first failed write (EPIPE when the reader went away), or 0.
   int write_error() const { return write_error_; }
+  // Called before each write to the FILE, holding what it returns until the bytes are flushed:
+  // the progress line is cleared first (Progress::before_output).
+  void before_write(std::function<std::unique_lock<std::mutex>()> hook) {
+    before_write_ = std::move(hook);
+  }
 
  private:
   // Appends the result's line, without its newline, to pending_.
@@ -93,6 +99,7 @@ class ResultPrinter {
   // than two stdio calls per line.
   OutputBuffer pending_;
   int write_error_ = 0;
+  std::function<std::unique_lock<std::mutex>()> before_write_;
 };
 
 }  // namespace seppo::cli

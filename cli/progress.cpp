@@ -113,6 +113,15 @@ void Progress::message(const std::string& line) {
   std::fflush(err_);
 }
 
+std::unique_lock<std::mutex> Progress::before_output(std::FILE* out) {
+  if (!thread_.joinable() || !tty_ || ::isatty(::fileno(out)) != 1) return {};
+  std::unique_lock lock(mutex_);
+  if (drawn_) clear();
+  drawn_ = false;
+  std::fflush(err_);
+  return lock;
+}
+
 void Progress::clear() {
   if (escapes_) {
     std::fputs("\r\033[K", err_);

@@ -45,6 +45,10 @@ class Progress {
   }
   // A line for stderr (an item's error) that must not be torn by the progress line.
   void message(const std::string& line);
+  // Results are about to be written to `out`: when it is the terminal the progress line is on,
+  // the line is cleared first and not redrawn until the returned lock is released (flush `out`
+  // before). An empty lock otherwise.
+  std::unique_lock<std::mutex> before_output(std::FILE* out);
 
   // The line as drawn, for tests of its format.
   static std::string render(std::uint64_t done, std::optional<std::uint64_t> total,

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <random>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -19,15 +21,16 @@ std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sou
   int i = 0;
   for (; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == ":::" || a == "::::") break;
+    if (a == ":::" || a == "::::" || a == ":::+" || a == "::::+") break;
     head.push_back(argv[i]);
   }
   for (; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == ":::") {
-      sources.push_back(Source{Source::Kind::Values, {}, {}});
-    } else if (a == "::::") {
-      sources.push_back(Source{Source::Kind::File, {}, "\x01"});  // the next word is the path
+    if (a == ":::" || a == ":::+") {
+      sources.push_back(Source{Source::Kind::Values, {}, {}, a == ":::+" && !sources.empty()});
+    } else if (a == "::::" || a == "::::+") {
+      // The next word is the path.
+      sources.push_back(Source{Source::Kind::File, {}, "\x01", a == "::::+" && !sources.empty()});
     } else if (sources.back().kind == Source::Kind::File && sources.back().path == "\x01") {
       sources.back().path = argv[i];
     } else if (sources.back().kind == Source::Kind::File) {
@@ -43,6 +46,7 @@ std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sou
 }
 
 JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
+  if (options_.shuffle) options_.read_whole = true;
   if (options_.sources.empty()) options_.sources.push_back(Source{Source::Kind::File, {}, "-"});
   const auto open = [this](const std::string& path, bool keep_fd) -> std::istream* {
     OpenedInput opened = open_input(path, keep_fd);
@@ -53,6 +57,8 @@ JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
   if (options_.sources.size() == 1 && options_.sources[0].kind == Source::Kind::File &&
       !options_.read_whole) {
     stream_ = open(options_.sources[0].path, options_.separator == '\n');
+    std::string first;
+    if (options_.header && read_one(*stream_, first)) header_ = split(std::move(first));
     return;
   }
   for (const Source& source : options_.sources) {
@@ -65,21 +71,49 @@ JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
       while (read_one(*in, value)) list.push_back(value);
       owned_.reset();
     }
+    if (options_.header && !list.empty()) {
+      for (std::string& name : split(list.front())) header_.push_back(std::move(name));
+      list.erase(list.begin());
+    }
     lists_.push_back(std::move(list));
   }
-  std::uint64_t total = options_.link ? 0 : 1;
-  for (const auto& list : lists_) {
-    if (options_.link) {
-      total = std::max<std::uint64_t>(total, list.size());
-    } else {
-      total *= list.size();
+  // Groups: a linked source joins the previous one's group; --link makes one group of all.
+  for (std::size_t s = 0; s < lists_.size(); ++s) {
+    if (s == 0 || !(options_.link || options_.sources[s].linked)) groups_.push_back(Group{});
+    groups_.back().lists.push_back(s);
+  }
+  std::uint64_t total = 1;
+  for (Group& group : groups_) {
+    group.length = lists_[group.lists[0]].size();
+    for (const std::size_t s : group.lists) {
+      // parallel: --link wraps the shorter sources; :::+ stops at the shortest.
+      group.length = options_.link ? std::max(group.length, lists_[s].size())
+                                   : std::min(group.length, lists_[s].size());
+    }
+    for (const std::size_t s : group.lists) {
+      if (lists_[s].empty()) group.length = 0;  // nothing to combine with
+    }
+    total *= group.length;
+  }
+  const std::uint64_t per_job = std::max<std::size_t>(1, options_.args_per_job);
+  inputs_total_ = total;
+  total_ = (total + per_job - 1) / per_job;
+  odometer_.assign(groups_.size(), 0);
+}
+
+std::string with_column_numbers(std::string text, const std::vector<std::string>& names) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) continue;
+    for (const char* suffix : {"}", ".}", "/}", "//}", "/.}"}) {
+      const std::string from = "{" + names[i] + suffix;
+      const std::string to = "{" + std::to_string(i + 1) + suffix;
+      for (auto at = text.find(from); at != std::string::npos;
+           at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+      }
     }
   }
-  for (const auto& list : lists_) {
-    if (list.empty()) total = 0;  // nothing to combine with
-  }
-  total_ = total;
-  odometer_.assign(lists_.size(), 0);
+  return text;
 }
 
 JobSource::~JobSource() {
@@ -101,22 +135,55 @@ std::vector<std::string> JobSource::split(std::string value) const {
 }
 
 std::optional<Job> JobSource::next() {
+  if (!options_.shuffle) return next_in_order();
+  if (!shuffled_filled_) {
+    while (auto job = next_in_order()) shuffled_.push_back(std::move(*job));
+    std::mt19937_64 random(std::random_device{}());
+    std::shuffle(shuffled_.begin(), shuffled_.end(), random);
+    shuffled_filled_ = true;
+    jobs_ = 0;
+  }
+  if (shuffled_.empty()) return std::nullopt;
+  Job job = std::move(shuffled_.back());
+  shuffled_.pop_back();
+  job.seq = ++jobs_;  // parallel numbers the jobs in their shuffled order
+  return job;
+}
+
+std::optional<Job> JobSource::next_in_order() {
+  const std::size_t per_job = std::max<std::size_t>(1, options_.args_per_job);
+  std::optional<Job> job = next_input();
+  if (!job) return std::nullopt;
+  // -N: the next inputs join this job, each with its columns.
+  for (std::size_t n = 1; n < per_job; ++n) {
+    std::optional<Job> more = next_input();
+    if (!more) break;
+    for (std::string& arg : more->args) job->args.push_back(std::move(arg));
+  }
+  job->seq = ++jobs_;
+  return job;
+}
+
+std::optional<Job> JobSource::next_input() {
   Job job;
   if (stream_ != nullptr) {
     std::string value;
     if (!read_one(*stream_, value)) return std::nullopt;
     job.args = split(std::move(value));
   } else {
-    if (emitted_ >= *total_) return std::nullopt;
-    for (std::size_t s = 0; s < lists_.size(); ++s) {
-      const auto& list = lists_[s];
-      const std::size_t i = options_.link ? emitted_ % list.size() : odometer_[s];
-      for (std::string& column : split(list[i])) job.args.push_back(std::move(column));
+    if (emitted_ >= inputs_total_) return std::nullopt;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      for (const std::size_t s : groups_[g].lists) {
+        const auto& list = lists_[s];
+        for (std::string& column : split(list[odometer_[g] % list.size()])) {
+          job.args.push_back(std::move(column));
+        }
+      }
     }
     // The last source turns fastest, as in parallel: `::: a b ::: 1 2` is a 1, a 2, b 1, b 2.
-    for (std::size_t s = lists_.size(); !options_.link && s-- > 0;) {
-      if (++odometer_[s] < lists_[s].size()) break;
-      odometer_[s] = 0;
+    for (std::size_t g = groups_.size(); g-- > 0;) {
+      if (++odometer_[g] < groups_[g].length) break;
+      odometer_[g] = 0;
     }
   }
   job.seq = ++emitted_;

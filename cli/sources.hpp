@@ -17,6 +17,7 @@ struct Source {
   Kind kind = Kind::File;
   std::vector<std::string> values;
   std::string path;
+  bool linked = false;  // `:::+`, `::::+`: the i-th value goes with the previous source's i-th
 };
 
 struct SourcesOptions {
@@ -24,6 +25,9 @@ struct SourcesOptions {
   bool link = false;            // --link: the i-th of each source together, shorter ones wrap
   char separator = '\n';        // -0: '\0'
   std::optional<std::regex> colsep;
+  std::size_t args_per_job = 0;  // -N: that many inputs per job (0 or 1: one)
+  bool header = false;
+  bool shuffle = false;  // --shuf: every job first, in a random order, numbered in that order           // --header : : each source's first value names its columns
   bool read_whole = false;  // read a single stream whole first, so total() is known (--halt 30%)
 };
 
@@ -33,8 +37,8 @@ struct Job {
   std::vector<std::string> args;
 };
 
-// Splits `argv` at the first `:::`/`::::`: what comes before is for the option parser, what
-// comes after becomes sources (appended to `sources`, in order).
+// Splits `argv` at the first `:::`/`::::`/`:::+`/`::::+`: what comes before is for the option
+// parser, what comes after becomes sources (appended to `sources`, in order).
 std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sources);
 
 class JobSource {
@@ -49,10 +53,16 @@ class JobSource {
   std::optional<Job> next();
   // The number of jobs when known in advance (sources read whole), for the progress line.
   std::optional<std::uint64_t> total() const { return total_; }
+  // --header :: the column names, in the order of {1} {2}...
+  const std::vector<std::string>& header() const { return header_; }
   // A regular file the single streamed source reads, to count lines for progress; else -1.
   int regular_file_fd() const { return regular_fd_; }
 
  private:
+  std::optional<Job> next_input();    // one input's job, before -N groups them
+  std::optional<Job> next_in_order();  // the next job before --shuf
+  std::vector<Job> shuffled_;          // --shuf: the jobs left, last first
+  bool shuffled_filled_ = false;
   std::vector<std::string> split(std::string value) const;
   bool read_one(std::istream& in, std::string& value) const;
 
@@ -60,10 +70,25 @@ class JobSource {
   std::unique_ptr<std::istream> owned_;
   std::istream* stream_ = nullptr;  // the streamed single source, or null
   std::vector<std::vector<std::string>> lists_;
-  std::vector<std::size_t> odometer_;
-  std::uint64_t emitted_ = 0;
+  // Sources linked together (`:::+`, or all of them with --link) turn as one: each group is a
+  // list of indexes into lists_, with its length (the shortest list, or the longest with --link,
+  // whose shorter lists wrap).
+  struct Group {
+    std::vector<std::size_t> lists;
+    std::size_t length = 0;
+  };
+  std::vector<Group> groups_;
+  std::vector<std::size_t> odometer_;  // per group
+  std::uint64_t emitted_ = 0;          // inputs
+  std::uint64_t jobs_ = 0;             // jobs (-N: groups of inputs)
+  std::uint64_t inputs_total_ = 0;     // inputs from lists_
   std::optional<std::uint64_t> total_;
   int regular_fd_ = -1;
+  std::vector<std::string> header_;
 };
+
+// --header :: `text` with {NAME} (and {NAME.} {NAME/} {NAME//} {NAME/.}) as {N}, N the
+// column's place among `names`.
+std::string with_column_numbers(std::string text, const std::vector<std::string>& names);
 
 }  // namespace seppo::cli

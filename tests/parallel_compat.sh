@@ -31,7 +31,8 @@ same() {
     failures=$((failures + 1))
   fi
 }
-# both NAME 'parallel args' 'seppo args' : runs both through eval, compares stdout and status.
+# both NAME 'parallel args' 'seppo args' : runs both through eval, compares stdout and status
+# (and stderr too when BOTH_STDERR=1: parallel's is deterministic for that idiom).
 # parallel's side runs once per distinct command line (its start-up is most of this test's time):
 # the --local and the broker variant of an idiom compare with the same run.
 declare -A expected_file=() expected_status=()
@@ -41,13 +42,14 @@ both() {
   if [[ -z ${expected_status[$2]+set} ]]; then
     runs=$((runs + 1))
     expected_file[$2]=expected.$runs
-    eval "$2" >"${expected_file[$2]}" 2>/dev/null
+    eval "$2" >"${expected_file[$2]}" 2>"${expected_file[$2]}.err"
     expected_status[$2]=$?
   fi
   local e=${expected_status[$2]}
   eval "$3" >actual 2>actual.err
   local a=$?
   same "$name" "${expected_file[$2]}" actual
+  if [[ ${BOTH_STDERR:-0} == 1 ]]; then same "$name: stderr" "${expected_file[$2]}.err" actual.err; fi
   if [[ $e -ne $a ]]; then
     echo "FAIL $name: exit status parallel $e, seppo $a"; cat actual.err
     failures=$((failures + 1))
@@ -87,7 +89,9 @@ mkdir -p state-broker state-parallel state-local
   --command num='echo {#} {}' --command x='exit {}' --command gz='gzip {}' \
   --command slot='echo {%} {}' --command wc='wc -c' \
   --command flaky="sh $work/flaky.sh {}" --command halt="sh $work/halt.sh {}" \
-  --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" &
+  --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" \
+  --command seqonly='echo {#}' --command err='echo out {}; echo err {} >&2' \
+  --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' &
 pids+=($!)
 for _ in $(seq 1 100); do
   "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
@@ -220,5 +224,112 @@ both "no output through a broker" "par true ::: a b" "B nothing ::: a b"
 # 17. --dry-run prints the command lines; through a broker the worker expands its template
 both "--dry-run" "par --dry-run gzip {} ::: a 'b c'" "L --dry-run --command gz='gzip {}' gz ::: a 'b c'"
 both "--dry-run through a broker" "par --dry-run gzip {} ::: a 'b c'" "B --dry-run gz ::: a 'b c'"
+# Issue 23: never silently different.
+# 18. :::+ and ::::+ link a source to the one before; the others still combine
+both ":::+" "par echo ::: a b c :::+ 1 2 ::: x y" "L --command e=echo e ::: a b c :::+ 1 2 ::: x y"
+both ":::+ through a broker" "par echo ::: a b c :::+ 1 2 ::: x y" "B e ::: a b c :::+ 1 2 ::: x y"
+both "::::+" "par echo :::: f1 ::::+ f2 ::: z" "L --command e=echo e :::: f1 ::::+ f2 ::: z"
+both "::::+ through a broker" "par echo :::: f1 ::::+ f2 ::: z" "B e :::: f1 ::::+ f2 ::: z"
+# 19. {#} or {%} alone: nothing appended
+both "{#} alone" "par echo {#} ::: a b" "L --command n='echo {#}' n ::: a b"
+both "{#} alone through a broker" "par echo {#} ::: a b" "B seqonly ::: a b"
+both "{%} alone" "par -j1 echo {%} ::: a b" "L -j1 --command s='echo {%}' s ::: a b"
+# 20. a named command's stderr with lines on stdin, through a broker too
+BOTH_STDERR=1 both "stdout and stderr, lines on stdin" "echo a | par 'echo out {}; echo err {} >&2'" \
+  "echo a | L --command err='echo out {}; echo err {} >&2' err"
+BOTH_STDERR=1 both "stdout and stderr, lines on stdin, through a broker" \
+  "echo a | par 'echo out {}; echo err {} >&2'" "echo a | B err"
+# 21. --results DIR prints nothing; --results FILE.csv / .tsv is parallel's table
+both "--results DIR prints nothing" "par --results rq.par 'echo out {}; echo err {} >&2' ::: a b" \
+  "L --results rq.seppo --command err='echo out {}; echo err {} >&2' err ::: a b"
+both "--results DIR prints nothing through a broker" \
+  "par --results rq.par 'echo out {}; echo err {} >&2' ::: a b" "B --results rq.broker err ::: a b"
+tree_of rq.par >expected; tree_of rq.seppo >actual
+same "--results DIR with stderr: tree" expected actual
+# Host, Starttime and JobRuntime (columns 2-4) vary; rows sorted by Seq under the header.
+table_of() {
+  python3 -c '
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline=""), delimiter=sys.argv[2]))
+print(rows[0])
+for r in sorted(rows[1:], key=lambda r: int(r[0])): print([r[0]] + r[4:])' "$1" "$2"
+}
+for kind in csv tsv; do
+  sep=,; [[ $kind == tsv ]] && sep=$'\t'
+  both "--results x.$kind" "par --results r.par.$kind echo ::: a 'b,\"c' ::: 1 'x y'" \
+    "L --results r.seppo.$kind --command e=echo e ::: a 'b,\"c' ::: 1 'x y'"
+  both "--results x.$kind through a broker" "par --results r.par.$kind echo ::: a 'b,\"c' ::: 1 'x y'" \
+    "B --results r.broker.$kind e ::: a 'b,\"c' ::: 1 'x y'"
+  table_of "r.par.$kind" "$sep" >expected; table_of "r.seppo.$kind" "$sep" >actual
+  same "--results x.$kind: the table" expected actual
+  table_of "r.broker.$kind" "$sep" >actual
+  same "--results x.$kind through a broker: the table" expected actual
+  # Quoted as parallel quotes: the header and a row's fixed columns byte for byte.
+  head -1 "r.par.$kind" >expected; head -1 "r.seppo.$kind" >actual
+  same "--results x.$kind: the header line" expected actual
+done
+# 22. --colsep as a Perl-like regular expression
+printf 'a\tb\nc\td\n' >tabs
+both "--colsep '\\t'" "par --colsep '\t' echo {2} {1} :::: tabs" \
+  "L --colsep '\t' --command e='echo {2} {1}' e :::: tabs"
+both "--colsep '\\t' through a broker" "par --colsep '\t' echo {2} {1} :::: tabs" \
+  "B --colsep '\t' swap :::: tabs"
+both "--colsep with empty columns" "par --colsep , echo {1}-{2}-{3} ::: a,b, ,x a,,b" \
+  "L --colsep , --command e='echo {1}-{2}-{3}' e ::: a,b, ,x a,,b"
+both "--colsep with empty columns through a broker" \
+  "par --colsep , echo {1}-{2}-{3} ::: a,b, ,x a,,b" "B --colsep , e3 ::: a,b, ,x a,,b"
+# 23. -j forms
+for j in 50% +0 -1 0 1; do
+  both "-j $j" "par -j $j echo ::: a b c" "L -j $j --command e=echo e ::: a b c"
+  both "-j $j through a broker" "par -j $j echo ::: a b c" "B -j $j e ::: a b c"
+done
+# 24. -N / -n: several inputs per command
+both "-N2" "par -N2 echo {1}-{2} ::: a b c" "L -N2 --command e='echo {1}-{2}' e ::: a b c"
+both "-N2 through a broker" "par -N2 echo {1}-{2} ::: a b c" "B -N2 e12 ::: a b c"
+both "-n2" "par -n2 echo ::: a b c" "L -n2 --command e=echo e ::: a b c"
+both "-n2 through a broker" "par -n2 echo ::: a b c" "B -n2 e ::: a b c"
+both "-N2 lines on stdin" "printf '1\n2\n3\n' | par -N2 echo" "printf '1\n2\n3\n' | L -N2 --command e=echo e"
+# 25. parallel's spellings: --will-cite, -P, -C, --jl, --res, --xapply, --tmpdir, --eta
+both "--will-cite -P1 -C" "par --will-cite -P1 -C , echo {2} ::: a,b" \
+  "L --will-cite -P1 -C , --command e='echo {2}' e ::: a,b"
+both "--xapply --tmpdir" "par --xapply --tmpdir /tmp echo ::: a b ::: 1 2" \
+  "L --xapply --tmpdir /tmp --command e=echo e ::: a b ::: 1 2"
+both "--eta" "par --eta echo ::: a b" "L --eta --command e=echo e ::: a b"
+# 26. --tagstring
+both "--tagstring" "par --tagstring '{}-{#}-{1.}' echo ::: a.x b" \
+  "L --tagstring '{}-{#}-{1.}' --command e=echo e ::: a.x b"
+both "--tagstring through a broker" "par --tagstring '{}-{#}-{1.}' echo ::: a.x b" \
+  "B --tagstring '{}-{#}-{1.}' e ::: a.x b"
+# 27. -I, --delay, --nice with --local
+both "-I" "par -I ,, echo ,,-x ::: a b" "L -I ,, --command e='echo ,,-x' e ::: a b"
+both "--delay --nice" "par --delay 0.1 --nice 5 echo ::: a b" "L --delay 0.1 --nice 5 --command e=echo e ::: a b"
+both "--delay 100ms" "par --delay 0.1 echo ::: a b" "L --delay 100ms --command e=echo e ::: a b"
+# 28. --resume and --resume-failed with --joblog: what the log lists is not run again
+both "--resume" "par --joblog jr.par echo ::: a b; par --resume --joblog jr.par echo ::: a b c d" \
+  "L --joblog jr.seppo --command e=echo e ::: a b; L --resume --joblog jr.seppo --command e=echo e ::: a b c d"
+both "--resume through a broker" "par --joblog jr.par2 echo ::: a b; par --resume --joblog jr.par2 echo ::: a b c d" \
+  "B --joblog jr.broker e ::: a b; B --resume --joblog jr.broker e ::: a b c d"
+both "--resume-failed" "par --joblog jf.par exit ::: 0 1 0; par --resume-failed --joblog jf.par echo ::: 0 1 0 5" \
+  "L --joblog jf.seppo --command x=exit x ::: 0 1 0; L --resume-failed --joblog jf.seppo --command e=echo e ::: 0 1 0 5"
+both "--resume-failed through a broker" \
+  "par --joblog jf.par2 exit ::: 0 1 0; par --resume-failed --joblog jf.par2 echo ::: 0 1 0 5" \
+  "B --joblog jf.broker x ::: 0 1 0; B --resume-failed --joblog jf.broker e ::: 0 1 0 5"
+joblog_columns jf.par 1,5-7 >expected; joblog_columns jf.seppo 1,5-7 >actual
+same "--resume-failed: the job log appended" expected actual
+# 29. --header : names columns
+printf 'a,b\n1,2\n3,4\n' >hc
+both "--header : --colsep" "par --header : --colsep , echo {b}-{a}-{#}-{b.} :::: hc" \
+  "L --header : --colsep , --command e='echo {b}-{a}-{#}-{b.}' e :::: hc"
+both "--header : with sources" "par --header : echo {x}-{y} ::: x 1 2 ::: y 3" \
+  "L --header : --command e='echo {x}-{y}' e ::: x 1 2 ::: y 3"
+# 30. --shuf: the same jobs in a random order, numbered in that order
+both "--shuf: {#} in output order" "par --shuf echo {#} ::: a b c d" \
+  "L --shuf --command e='echo {#}' e ::: a b c d"
+both "--shuf through a broker: {#} in output order" "par --shuf echo {#} ::: a b c d" \
+  "B --shuf seqonly ::: a b c d"
+both "--shuf: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
+  "L --shuf --command e=echo e ::: a b c d ::: 1 2 | sort"
+both "--shuf through a broker: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
+  "B --shuf e ::: a b c d ::: 1 2 | sort"
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

@@ -187,8 +187,8 @@ int main(int argc, char** argv) {
   if (!idle_text.empty()) {
     const std::optional<std::chrono::milliseconds> idle = parse_duration(idle_text);
     if (!idle) {
-      std::cerr << "seppo-worker: --exit-when-idle " << idle_text
-                << ": not a duration (say 30s, 500ms or 5m)\n";
+      std::cerr << "seppo-worker: --exit-when-idle " << idle_text << ": not a duration ("
+                << kDurationForms << ")\n";
       return 2;
     }
     // For batch jobs (Slurm): leave when the work is done, or at once when the broker leaves.

@@ -265,7 +265,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
                                 context,
                                 std::move(command),
                                 std::move(reader)});
-        if (!number) replaced = true;
+        replaced = true;  // any replacement string, {#} and {%} too: parallel appends nothing
         i += found.length;
         continue;
       }

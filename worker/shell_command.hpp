@@ -80,7 +80,8 @@ struct ShellScript {
 // (`seppo map ... ::: a b ::: 1 2`, --colsep). Other braces are literal (awk '{print $1}' stays
 // as written). {#} is the job number (seppo map sends it with each item, §5.2 of
 // docs/protocol.md), {%} the job slot (a worker process's number, 1..-j). {= =} is refused: no
-// Perl runs. A template without any replacement string gets " {}" appended, as GNU parallel does.
+// Perl runs. A template without any replacement string ({#} and {%} count) gets " {}" appended,
+// as GNU parallel does.
 //
 // Input is never code: the template is read as the shell reads its quoting, and each
 // replacement string becomes a quoted reference to a positional parameter, written for the

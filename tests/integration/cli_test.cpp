@@ -87,9 +87,9 @@ TEST_CASE("seppo status --json lists the workers and their functions") {
   CHECK(r.out.find("\"example_module.square\"") != std::string::npos);
   CHECK(r.out.find("\"workers\":[{") != std::string::npos);
   // What an operator's script reads of each worker, and of each function and job.
-  for (const char* field : {"\"host\":", "\"pid\":", "\"functions\":[", "\"busy\":",
-                            "\"tasks_done\":", "\"last_heard_ms\":", "\"queued\":",
-                            "\"jobs\":[", "\"protocol\":1"}) {
+  for (const char* field :
+       {"\"host\":", "\"pid\":", "\"functions\":[", "\"busy\":", "\"tasks_done\":",
+        "\"last_heard_ms\":", "\"queued\":", "\"jobs\":[", "\"protocol\":1"}) {
     CHECK_MESSAGE(r.out.find(field) != std::string::npos, field);
   }
 }
@@ -153,7 +153,8 @@ namespace {
 // pseudo-terminal, as a user at a terminal would see it; returns what the terminal showed.
 std::string run_with_terminal_stderr(const std::vector<std::string>& argv,
                                      const std::string& input_file,
-                                     std::chrono::milliseconds timeout = 30s) {
+                                     std::chrono::milliseconds timeout = 30s,
+                                     bool stdout_too = false) {
   int master = -1, slave = -1;
   REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
   const pid_t pid = ::fork();
@@ -162,7 +163,7 @@ std::string run_with_terminal_stderr(const std::vector<std::string>& argv,
     const int in = ::open(input_file.c_str(), O_RDONLY);
     const int null = ::open("/dev/null", O_WRONLY);
     ::dup2(in, 0);
-    ::dup2(null, 1);
+    ::dup2(stdout_too ? slave : null, 1);
     ::dup2(slave, 2);
     ::close(master);
     std::vector<char*> args;
@@ -357,4 +358,233 @@ TEST_CASE("seppo map --halt now,fail=1 through a broker cancels the item still r
   CHECK(r.status == 1);
   CHECK(r.out.empty());
   CHECK(r.err.find("seppo: job 2: example_module.sleep_ms: argument") != std::string::npos);
+}
+
+// Issue 23: every GNU parallel option seppo map does not take is refused by its own name, with
+// a pointer to docs/parallel.md: never the option parser's generic text, never run silently.
+#include "cli/parallel_options.cpp"  // NOLINT: the table itself, so no row is forgotten
+
+TEST_CASE("every refused parallel option is refused by name, pointing at docs/parallel.md") {
+  int checked = 0;
+  for (const seppo::cli::RefusedOption& option : seppo::cli::refused_parallel_options()) {
+    std::string_view names = option.names;
+    while (!names.empty()) {
+      const auto bar = names.find('|');
+      const std::string name(names.substr(0, bar));
+      names = bar == std::string_view::npos ? std::string_view() : names.substr(bar + 1);
+      // With a value after it, as most take one: the refusal comes first either way.
+      const Completed r =
+          run({Paths::cli(), "map", "--local", "--command", "e=echo", name, "1", "e", ":::", "a"});
+      CAPTURE(name);
+      CHECK(r.status == 255);
+      CHECK(r.out.empty());
+      CHECK(lines(r.err) == 1);
+      CHECK(r.err.find("seppo map does not support " + name + ": ") != std::string::npos);
+      CHECK(r.err.find("docs/parallel.md") != std::string::npos);
+      ++checked;
+    }
+  }
+  CHECK(checked > 100);
+  // An option neither seppo nor parallel knows is named too.
+  const Completed unknown = run({Paths::cli(), "map", "--frobnicate", "x.y"});
+  CHECK(unknown.status == 255);
+  CHECK(unknown.err ==
+        "seppo: seppo map: no option --frobnicate (seppo map --help lists its options; GNU "
+        "parallel's are in docs/parallel.md)\n");
+}
+
+TEST_CASE("no template or input aborts seppo map --local: hostile ones are refused or run") {
+  // Quotes of every kind, {= =}, unbalanced braces, newlines: each either runs or is refused
+  // with one line (status 255), never an uncaught exception (SIGABRT, 134).
+  const std::vector<std::string> templates = {"echo {= s/a/A/ =}",
+                                              "echo \"{}\"",
+                                              "echo '{}'",
+                                              "echo {",
+                                              "echo }",
+                                              "echo {{}",
+                                              "echo {}}",
+                                              "echo {1",
+                                              "echo {=",
+                                              "echo =}",
+                                              "echo \"",
+                                              "echo '",
+                                              "echo `{}`",
+                                              "echo $({})",
+                                              "echo ${}",
+                                              "echo \\{}",
+                                              "echo {}\necho {}",
+                                              "echo '\n{}'",
+                                              "{}",
+                                              "echo {0}",
+                                              "echo {-1}",
+                                              "echo {99999999999999999999}",
+                                              "echo {#}{%}{}",
+                                              "",
+                                              "echo {//}{/.}{.}{/}",
+                                              "echo \"a\"{}'b'",
+                                              "echo {} #{}",
+                                              "echo $'{}'"};
+  const std::vector<std::string> inputs = {"a", "'", "\"", "$(touch x)", "{}", "a\nb", "-n", ""};
+  for (const std::string& t : templates) {
+    for (const bool dry_run : {false, true}) {
+      std::vector<std::string> argv = {Paths::cli(), "map", "--local", "--command", "t=" + t, "t"};
+      if (dry_run) argv.insert(argv.begin() + 3, "--dry-run");
+      argv.emplace_back(":::");
+      argv.insert(argv.end(), inputs.begin(), inputs.end());
+      const Completed r = run(argv);
+      CAPTURE(t);
+      CAPTURE(dry_run);
+      CHECK(r.err.find("terminate called") == std::string::npos);
+      CHECK(((r.status >= 0 && r.status <= 101) || r.status == 255));
+    }
+  }
+  // A NUL byte in an input (lines on stdin): that job fails with a message, the others run.
+  const Completed nul = run({Paths::cli(), "map", "--local", "--command", "e=echo {}", "e"},
+                            std::string("a\nb\0c\nd\n", 8));
+  CHECK(nul.status == 1);
+  CHECK(nul.out == "a\nd\n");
+  CHECK(nul.err.find("NUL") != std::string::npos);
+  const Completed nul_dry =
+      run({Paths::cli(), "map", "--local", "--dry-run", "--command", "e=echo {}", "e"},
+          std::string("a\nb\0c\n", 6));
+  CHECK(nul_dry.status == 1);
+  CHECK(nul_dry.out == "echo a\n");
+  // {= =} is refused clearly, by what it is.
+  const Completed perl =
+      run({Paths::cli(), "map", "--local", "--command", "e=echo {= s/a/A/ =}", "e", ":::", "a"});
+  CHECK(perl.status == 255);
+  CHECK(perl.err.find("{= =} is not supported") != std::string::npos);
+}
+
+TEST_CASE("--results -.csv and x.json are refused, not written under that name") {
+  TempDir dir;
+  for (const std::string name : {"-.csv", "-.tsv", "out.json", "OUT.JSON"}) {
+    const Completed r = run({"/bin/sh", "-c",
+                             "cd '" + dir.path().string() + "' && '" + Paths::cli() +
+                                 "' map --local --results " + name + " --command e=echo e ::: a"});
+    CAPTURE(name);
+    CHECK(r.status == 255);
+    CHECK(r.err.find("--results " + name + ": not supported") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / name));
+  }
+}
+
+TEST_CASE("seppo map --local with a name that is not a module function suggests --command") {
+  const Completed r = run({Paths::cli(), "map", "--local", "echo", ":::", "a"});
+  CHECK(r.status == 255);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find("--local --command echo='echo {}' echo") != std::string::npos);
+}
+
+TEST_CASE("durations: seppo map --timeout takes the common grammar and never rounds to none") {
+  // 0.0004 s is 1 ms, not 0 ("none"): the sleep is killed.
+  const Completed tiny = run({Paths::cli(), "map", "--local", "--timeout", "0.0004", "--command",
+                              "s=sleep 5; echo {}", "s", ":::", "a"},
+                             "", 30s);
+  CHECK(tiny.status == 1);
+  CHECK(tiny.out.empty());
+  const Completed ms = run({Paths::cli(), "map", "--local", "--timeout", "500ms", "--command",
+                            "e=echo {}", "e", ":::", "a"});
+  CHECK(ms.status == 0);
+  CHECK(ms.out == "a\n");
+  for (const char* bad : {"0x10", "1e3", "-1", "inf", "0", "2d"}) {
+    const Completed r = run({Paths::cli(), "map", "--local", "--timeout", bad, "--command",
+                             "e=echo {}", "e", ":::", "a"});
+    CAPTURE(bad);
+    CHECK(r.status == 255);
+    CHECK(r.err.find("not a positive duration") != std::string::npos);
+  }
+  // The broker and the worker take the same grammar.
+  const Completed broker = run({Paths::broker(), "--task-timeout", "0x10"});
+  CHECK(broker.status == 2);
+  CHECK(broker.err.find("not a positive duration") != std::string::npos);
+  const Completed worker =
+      run({Paths::worker(), "--module", Paths::example_module(), "--exit-when-idle", "0x10"});
+  CHECK(worker.status == 2);
+  CHECK(worker.err.find("not a duration") != std::string::npos);
+}
+
+namespace {
+
+bool alive(pid_t pid) {
+  return ::kill(pid, 0) == 0;
+}
+
+pid_t pid_in(const std::filesystem::path& file) {
+  try {
+    return static_cast<pid_t>(std::stol(read_file(file)));
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SIGTERM or Ctrl-C to seppo map through a broker cancels the job at its workers at once") {
+  // The broker's default heartbeat: without the cancel it would notice the client gone only
+  // after several seconds, and the command would run on until then.
+  Cluster cluster(std::vector<std::string>{});
+  const auto pid_file = cluster.dir().path() / "pid";
+  cluster.add_worker(1, {"--command", "s=echo $$ > {}; exec sleep 60"});
+  REQUIRE(cluster.wait_for_workers(1));
+  for (const int signal : {SIGTERM, SIGINT}) {
+    std::filesystem::remove(pid_file);
+    Process map(
+        {Paths::cli(), "--broker", cluster.endpoint(), "map", "s", ":::", pid_file.string()},
+        cluster.dir().path() / "map.log");
+    REQUIRE(eventually([&] { return pid_in(pid_file) > 0; }, 20s));
+    const pid_t command = pid_in(pid_file);
+    REQUIRE(alive(command));
+    map.kill(signal);
+    CHECK(map.wait(5s) == 128 + signal);  // it dies of the signal, as any program
+    // The DONE reached the broker, which cancelled the task at the worker: the sleep is gone
+    // well before the broker's presumption of a dead client (heartbeat x liveness).
+    CHECK(eventually([&] { return !alive(command); }, 2s));
+  }
+}
+
+TEST_CASE("SIGTERM to seppo map --local kills its commands and dies of the signal") {
+  TempDir dir;
+  const auto pid_file = dir.path() / "pid";
+  Process map({Paths::cli(), "map", "--local", "--command", "s=echo $$ > {}; exec sleep 60", "s",
+               ":::", pid_file.string()},
+              dir.path() / "map.log");
+  REQUIRE(eventually([&] { return pid_in(pid_file) > 0; }, 20s));
+  const pid_t command = pid_in(pid_file);
+  map.kill(SIGTERM);
+  CHECK(map.wait(5s) == 128 + SIGTERM);
+  CHECK(eventually([&] { return !alive(command); }, 2s));
+}
+
+TEST_CASE("-j through a broker runs at most N items of the job at once") {
+  Cluster cluster;
+  const auto folder = cluster.dir().path();
+  // Each item notes how many run beside it (files present while it runs).
+  cluster.add_worker(
+      4, {"--command", "c=touch " + folder.string() + "/run.{}; sleep 0.3; ls " + folder.string() +
+                           " | grep -c '^run\\.'; rm " + folder.string() + "/run.{}"});
+  REQUIRE(cluster.wait_for_workers(4));
+  const Completed r = run({Paths::cli(), "--broker", cluster.endpoint(), "map", "-j", "2", "c",
+                           ":::", "1", "2", "3", "4", "5", "6"},
+                          "", 60s);
+  CHECK(r.status == 0);
+  for (const std::string& line : sorted_lines(r.out)) CHECK((line == "1" || line == "2"));
+}
+
+TEST_CASE("--bar on the terminal results print to: the progress line is cleared before a result") {
+  // One item at a time, each taking longer than a redraw: the line is drawn before each result.
+  const std::string shown =
+      run_with_terminal_stderr({Paths::cli(), "map", "--local", "-j", "1", "--bar", "--command",
+                                "s=sleep 0.4; echo {}", "s", ":::", "r1", "r2", "r3"},
+                               "/dev/null", 30s, true);
+  for (const std::string result : {"r1", "r2", "r3"}) {
+    const auto at = shown.find(result + "\r\n");
+    REQUIRE(at != std::string::npos);
+    CAPTURE(shown.substr(at < 40 ? 0 : at - 40, 50));
+    // Right after a clear (or at the start of a line): never after the progress line's text.
+    const bool cleared = at >= 4 && shown.compare(at - 4, 4, "\r\x1b[K") == 0;
+    const bool line_start = at == 0 || shown[at - 1] == '\n';
+    CHECK((cleared || line_start));
+  }
 }

@@ -111,6 +111,9 @@ TEST_CASE("a template without a replacement string gets the input appended") {
   // Braces that are not replacement strings are the command's own.
   CHECK(CommandTemplate("awk '{print $1}'").expand("f") == "awk '{print $1}' 'f'");
   CHECK(CommandTemplate("echo {}{}").expand("x") == "echo 'x''x'");
+  // Issue 23: {#} and {%} are replacement strings too: parallel appends nothing.
+  CHECK(CommandTemplate("echo {#}").expand({"a"}, 7) == "echo 7");
+  CHECK(CommandTemplate("echo {%}").expand({"a"}, 7, 2) == "echo 2");
 }
 
 TEST_CASE("Perl replacement strings are refused at start-up") {
