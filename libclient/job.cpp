@@ -14,6 +14,7 @@
 namespace seppo::detail {
 
 struct JobThread::Impl {
+  const pid_t owner = ::getpid();
   std::optional<Client> client;
   std::string function;
   Engine::Next next;
@@ -70,6 +71,12 @@ JobThread::JobThread(Client client, std::string function, Engine::Next next, Eng
 }
 
 JobThread::~JobThread() {
+  if (impl_->owner != ::getpid()) {
+    // A fork() child: the thread (and the ZeroMQ context it used) exist only in the parent;
+    // joining would wait for ever. Leaked on purpose, as Client does.
+    [[maybe_unused]] Impl* leaked = impl_.release();
+    return;
+  }
   cancel();
   if (impl_->thread.joinable()) impl_->thread.join();
   for (int fd : impl_->wake) {

@@ -15,6 +15,7 @@ packages+=(libsystemd-dev systemd)  # issue 14: sd_notify; systemd-analyze for t
 packages+=(debhelper dpkg-dev lintian)  # issue 14: dpkg-buildpackage and lintian for debian/
 packages+=(valgrind)  # issue 16: bench/ counts instructions per task under callgrind
 packages+=(dh-python)  # issue 13: the python3-seppo Debian package (dh_python3)
+packages+=(python3-hypothesis)  # issue 22: the property test of values crossing the wire
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()

@@ -16,6 +16,8 @@ BROKER = os.path.join(BUILD, "broker", "seppo-broker")
 WORKER = os.path.join(BUILD, "worker", "seppo-worker")
 CLI = os.path.join(BUILD, "cli", "seppo")
 CPP_MODULE = os.path.join(BUILD, "examples", "libexample_module.so")
+TEST_MODULE = os.environ.get("SEPPO_TEST_MODULE",
+                             os.path.join(BUILD, "tests", "libtest_module.so"))
 EXAMPLES = os.path.join(HERE, "..", "..", "examples", "python")
 
 
@@ -78,10 +80,13 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    """A broker, C++ workers serving example_module and Python workers serving pyfuncs."""
+    """A broker, C++ workers serving example_module and test_module, and Python workers serving
+    pyfuncs."""
     c = Cluster(tmp_path_factory.mktemp("seppo"))
     try:
-        c.worker("--module", CPP_MODULE, wait_for="example_module.square")
+        c.worker("--module", CPP_MODULE, "--module", TEST_MODULE,
+                 wait_for="example_module.square")
+        wait_until(lambda: "test_module.identity" in c.functions(), what="test_module announced")
         c.worker("--python", "pyfuncs", wait_for="pyfuncs.square")
         os.environ["SEPPO_BROKER"] = c.endpoint
         yield c

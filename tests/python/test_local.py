@@ -58,8 +58,8 @@ def test_local_cluster_reports_a_missing_python_function_or_a_failed_import(tmp_
                 print("broken:", e)
             try:
                 cluster.map_parallel(pyfuncs.fail, [3])
-            except seppo.RemoteError as e:
-                print("remote:", e.message.splitlines()[0])
+            except ValueError as e:
+                print("remote:", e.__cause__.message.splitlines()[0])
             pids = cluster.worker_pids()
         try:
             cluster.map_parallel(pyfuncs.square, [1])
