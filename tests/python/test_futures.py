@@ -87,7 +87,7 @@ def test_job_is_a_future_for_as_completed_and_wait(client):
 
 
 def test_a_cancelled_job_is_cancelled_for_futures_too(client):
-    job = client.submit(pyfuncs.nap, [5.0] * 4)
+    job = client.submit(pyfuncs.nap, [2.0] * 4)
     assert job.cancel()
     assert job.cancelled() and job.done()
     with pytest.raises(concurrent.futures.CancelledError):
