@@ -46,8 +46,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <msgpack.hpp>
 #include <zmq.hpp>
-#include "seppo/msgpack.hpp"
 
 namespace {
 
