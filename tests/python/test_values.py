@@ -36,12 +36,12 @@ def test_whole_number_floats_stay_floats_through_python(client):
 
 
 def test_whole_number_floats_stay_floats_through_cpp(client):
-    out = client.map_parallel("test_module.identity", FLOATS + [math.nan])
+    out = client.map_parallel("test_module.same", FLOATS + [math.nan])
     assert all(same(a, b) for a, b in zip(out, FLOATS + [math.nan])), out
-    halves = client.map_parallel("test_module.half", [4.0, 5.0, -0.0])
+    halves = client.map_parallel("test_module.over_two", [4.0, 5.0, -0.0])
     assert all(same(a, b) for a, b in zip(halves, [2.0, 2.5, -0.0])), halves
     nested = [[1.0, {"x": 2.0}], {"k": [-0.0]}]
-    assert same(client.map_parallel("test_module.identity", [nested])[0], nested)
+    assert same(client.map_parallel("test_module.same", [nested])[0], nested)
 
 
 def test_seppo_map_prints_floats_as_floats(cluster):
@@ -51,8 +51,8 @@ def test_seppo_map_prints_floats_as_floats(cluster):
         assert out.returncode == 0, out.stderr
         return out.stdout.splitlines()
 
-    assert json_map("test_module.half", "4\n5\n4.0\n") == ["2.0", "2.5", "2.0"]
-    assert json_map("test_module.identity", '2.0\n2\n[1.0, -0.0, 3]\n{"a": 1.0}\n') == [
+    assert json_map("test_module.over_two", "4\n5\n4.0\n") == ["2.0", "2.5", "2.0"]
+    assert json_map("test_module.same", '2.0\n2\n[1.0, -0.0, 3]\n{"a": 1.0}\n') == [
         "2.0", "2", "[1.0,-0.0,3]", '{"a":1.0}']
     assert json_map("pyfuncs.echo", "2.0\n") == ["2.0"]
 
@@ -73,7 +73,7 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5)
                      suppress_health_check=list(hypothesis.HealthCheck))
 @hypothesis.given(st.lists(VALUES, min_size=1, max_size=20))
 def test_values_round_trip_exactly_through_python_and_cpp_identity(client, values):
-    for function in (pyfuncs.echo, "test_module.identity"):
+    for function in (pyfuncs.echo, "test_module.same"):
         out = client.map_parallel(function, values)
         assert len(out) == len(values)
         for got, sent in zip(out, values):
