@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,74 +38,79 @@ int exit_status_within(pid_t child, std::chrono::milliseconds limit) {
   return -1;
 }
 
-}  // namespace
-
-TEST_CASE("a child forked after a Client was used exits at once, destroying its copy") {
+// A cluster with one worker, and a Client that has run a map on it (its context is running).
+struct UsedClient {
   Cluster cluster;
-  cluster.add_worker(1);
-  Client client = cluster.client();
-  REQUIRE(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{3}) ==
-          std::vector<std::int64_t>{9});
-  auto job = client.submit<std::int64_t>("example_module.square", std::vector<int>{1, 2});
-  REQUIRE(job.get() == std::vector<std::int64_t>{1, 4});
+  Client client = used();
+
+  Client used() {
+    cluster.add_worker(1);
+    Client c = cluster.client();
+    REQUIRE(c.map_parallel<std::int64_t>("example_module.square", std::vector<int>{3}) ==
+            std::vector<std::int64_t>{9});
+    return c;
+  }
+};
+
+// Forks; the child runs `body` and exits with what it returns (static destructors run too). The
+// child's exit status, or -1 when it did not end within `limit`.
+int in_child(const std::function<int()>& body, std::chrono::milliseconds limit) {
   std::fflush(nullptr);
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    {
-      Client moved = std::move(client);  // ~Client of the parent's connection, in the child
-      Client other = cluster.client();
-      other = std::move(moved);  // move-assignment drops the child's own connection
+    int status = 99;
+    try {
+      status = body();
+    } catch (...) {
     }
-    std::exit(0);  // static destructors too
+    std::exit(status);
   }
-  CHECK(exit_status_within(child, std::chrono::seconds(5)) == 0);
+  return exit_status_within(child, limit);
+}
+
+}  // namespace
+
+TEST_CASE("a child forked after a Client was used exits at once, destroying its copy") {
+  UsedClient used;
+  auto job = used.client.submit<std::int64_t>("example_module.square", std::vector<int>{1, 2});
+  REQUIRE(job.get() == std::vector<std::int64_t>{1, 4});
+  CHECK(in_child(
+            [&] {
+              Client moved = std::move(used.client);  // ~Client of the parent's connection
+              Client other = used.cluster.client();
+              other = std::move(moved);  // move-assignment drops the child's own connection
+              return 0;
+            },
+            std::chrono::seconds(5)) == 0);
   // The parent's connection is unharmed.
-  CHECK(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{4}) ==
+  CHECK(used.client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{4}) ==
         std::vector<std::int64_t>{16});
 }
 
 TEST_CASE("a child forked after a Client was used can map with a Client of its own") {
-  Cluster cluster;
-  cluster.add_worker(1);
-  Client client = cluster.client();
-  REQUIRE(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{3}) ==
-          std::vector<std::int64_t>{9});
-  std::fflush(nullptr);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    int status = 1;
-    try {
-      Client fresh = cluster.client();
-      const auto out =
-          fresh.map_parallel<std::int64_t>("example_module.square", std::vector<int>{5, 6});
-      status = out == std::vector<std::int64_t>{25, 36} ? 0 : 2;
-    } catch (...) {
-      status = 3;
-    }
-    std::exit(status);
-  }
-  CHECK(exit_status_within(child, std::chrono::seconds(20)) == 0);
+  UsedClient used;
+  CHECK(in_child(
+            [&] {
+              Client fresh = used.cluster.client();
+              const auto out =
+                  fresh.map_parallel<std::int64_t>("example_module.square", std::vector<int>{5, 6});
+              return out == std::vector<std::int64_t>{25, 36} ? 0 : 2;
+            },
+            std::chrono::seconds(20)) == 0);
 }
 
 TEST_CASE("a Client made before fork() refuses calls in the child instead of hanging") {
-  Cluster cluster;
-  cluster.add_worker(1);
-  Client client = cluster.client();
-  REQUIRE(client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{3}) ==
-          std::vector<std::int64_t>{9});
-  std::fflush(nullptr);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    int status = 1;
-    try {
-      client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{5});
-    } catch (const seppo::Error& e) {
-      status = std::string(e.what()).find("fork()") != std::string::npos ? 0 : 2;
-    }
-    std::exit(status);
-  }
-  CHECK(exit_status_within(child, std::chrono::seconds(5)) == 0);
+  UsedClient used;
+  CHECK(in_child(
+            [&] {
+              try {
+                used.client.map_parallel<std::int64_t>("example_module.square",
+                                                       std::vector<int>{5});
+              } catch (const seppo::Error& e) {
+                return std::string(e.what()).find("fork()") != std::string::npos ? 0 : 2;
+              }
+              return 1;
+            },
+            std::chrono::seconds(5)) == 0);
 }

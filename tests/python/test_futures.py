@@ -4,17 +4,15 @@ standard library itself where the two can run the same calls (a differential tes
 import concurrent.futures
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import seppo
 import pyfuncs
-from conftest import EXAMPLES, HERE
+from conftest import run_python
 
 
 def outcomes(iterator):
@@ -158,17 +156,6 @@ def test_a_thousand_submits_are_batched_into_few_jobs(cluster):
         assert [f.result(timeout=60) for f in futures] == [i * i for i in range(1000)]
         # One seppo job per round of the dispatcher: far fewer than the calls.
         assert ex.jobs_started < 100
-
-
-def run_python(script, timeout=60, **env):
-    environment = {k: v for k, v in os.environ.items() if k not in ("SEPPO_BROKER",
-                                                                    "SEPPO_MODULE_PATH")}
-    environment.update(env)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        + [os.path.abspath(EXAMPLES), HERE])
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=environment,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_submit_as_the_first_call_loads_the_module_on_the_default_local_cluster():

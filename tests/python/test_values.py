@@ -1,13 +1,10 @@
 """Issue 22: values cross the wire exactly (type and value), in every direction."""
 
-import json
 import math
-import struct
 import subprocess
 
 import pytest
 
-import seppo
 import pyfuncs
 from conftest import CLI
 
