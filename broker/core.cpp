@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "protocol/codes.hpp"
 #include "protocol/payload.hpp"

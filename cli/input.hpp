@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::cli {
 

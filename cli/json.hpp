@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
-#include <msgpack.hpp>
 #include <nlohmann/json.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::cli {
 

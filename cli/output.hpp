@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::cli {
 

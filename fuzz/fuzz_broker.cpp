@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
 #include "protocol/wire.hpp"

@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "protocol/payload.hpp"
 #include "seppo/convert.hpp"

@@ -45,6 +45,9 @@ std::string default_endpoint() {
 }
 
 struct Client::Impl {
+  // The process that made the context: in a fork() child (docs/client.md, "fork") the context's
+  // I/O threads do not exist, and zmq_ctx_term would wait for them for ever.
+  const pid_t owner = ::getpid();
   std::string endpoint;
   ClientOptions options;
   zmq::context_t context{1};
@@ -98,8 +101,18 @@ struct Client::Impl {
     }
   }
 
+  // Its context's I/O threads stayed in the parent of a fork(): any call would wait for them.
+  void check_owner() const {
+    if (owner != ::getpid()) {
+      throw Error(
+          "this seppo::Client was made before fork(): a forked child must make a Client "
+          "of its own");
+    }
+  }
+
   // Throws unless the socket is free for a job or a status request.
   void claim(const char* what) {
+    check_owner();
     if (busy) {
       throw Error(std::string("this seppo::Client is running a job already, so it cannot ") + what +
                   ": finish or destroy the stream first, or use another Client or submit()");
@@ -233,6 +246,7 @@ class ClientJob {
         sink_(std::move(sink)),
         hold_(hold),
         core_(++client.next_job, std::move(function), core_options(client, hold), Clock::now()) {
+    c_.check_owner();
     if (c_.before_submit) c_.before_submit(core_.function());  // before we are busy
     c_.claim("start another");
     c_.busy = true;
@@ -439,9 +453,34 @@ class ClientJob {
 
 Client::Client(std::string endpoint, ClientOptions options)
     : impl_(std::make_unique<Impl>(std::move(endpoint), options)) {}
-Client::~Client() = default;
+// In a child forked after the Client was made, the ZeroMQ context's threads are gone: closing
+// the socket and terminating the context would wait for them for ever (100% CPU in
+// zmq_ctx_term). The child leaks the connection instead, deliberately (a little memory, and the
+// parent's file descriptors, which the child's exit closes).
+void Client::release() noexcept {
+  if (impl_ && impl_->owner != ::getpid()) {
+    // Kept reachable, so leak checkers (LeakSanitizer, valgrind) do not report it.
+    static auto* kept = new std::vector<Impl*>;
+    try {
+      kept->push_back(impl_.get());
+    } catch (...) {
+    }
+    [[maybe_unused]] Impl* leaked = impl_.release();
+  }
+  impl_.reset();
+}
+
+Client::~Client() {
+  release();
+}
 Client::Client(Client&&) noexcept = default;
-Client& Client::operator=(Client&&) noexcept = default;
+Client& Client::operator=(Client&& other) noexcept {
+  if (this != &other) {
+    release();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
 
 const std::string& Client::endpoint() const {
   return impl_->endpoint;
@@ -451,7 +490,11 @@ const ClientOptions& Client::options() const {
 }
 
 Client Client::sibling() const {
-  Client copy(impl_->endpoint, impl_->options);
+  return sibling(impl_->options);
+}
+
+Client Client::sibling(ClientOptions options) const {
+  Client copy(impl_->endpoint, std::move(options));
   copy.impl_->before_submit = impl_->before_submit;
   return copy;
 }

@@ -8,12 +8,14 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "seppo/job.hpp"
 
 namespace seppo::detail {
 
 struct JobThread::Impl {
+  const pid_t owner = ::getpid();
   std::optional<Client> client;
   std::string function;
   Engine::Next next;
@@ -70,6 +72,17 @@ JobThread::JobThread(Client client, std::string function, Engine::Next next, Eng
 }
 
 JobThread::~JobThread() {
+  if (impl_->owner != ::getpid()) {
+    // A fork() child: the thread (and the ZeroMQ context it used) exist only in the parent;
+    // joining would wait for ever. Leaked on purpose, as Client does.
+    static auto* kept = new std::vector<Impl*>;  // reachable: no leak checker reports it
+    try {
+      kept->push_back(impl_.get());
+    } catch (...) {
+    }
+    [[maybe_unused]] Impl* leaked = impl_.release();
+    return;
+  }
   cancel();
   if (impl_->thread.joinable()) impl_->thread.join();
   for (int fd : impl_->wake) {

@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "libclient/chunk_sizer.hpp"
 #include "protocol/bytes.hpp"

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::client {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "worker/module_loader.hpp"
 #include "worker/session.hpp"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::wire {
 

@@ -1,6 +1,6 @@
 #include "protocol/payload.hpp"
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"

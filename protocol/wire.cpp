@@ -4,7 +4,7 @@
 #include <cstring>
 #include <new>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"

@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstring>
 
+#include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 
 namespace py = pybind11;
@@ -104,6 +105,22 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
     }
     out.via.map.size = static_cast<std::uint32_t>(i);
     bytes += n * sizeof(msgpack::object_kv);
+  } else if (py::hasattr(value, "__seppo_ext__")) {
+    // seppo's own extension values (docs/protocol.md §5.4), e.g. a call with several
+    // arguments: (code, payload), the payload packed as the ext's data.
+    const py::tuple ext = value.attr("__seppo_ext__");
+    const auto code = ext[0].cast<std::int8_t>();
+    msgpack::zone scratch;
+    const msgpack::object payload = convert(ext[1], scratch, item, bytes, depth + 1);
+    msgpack::sbuffer packed;
+    msgpack::pack(packed, payload);
+    char* data = static_cast<char*>(zone.allocate_align(packed.size() + 1));
+    data[0] = static_cast<char>(code);
+    std::memcpy(data + 1, packed.data(), packed.size());
+    out.type = msgpack::type::EXT;
+    out.via.ext.size = static_cast<std::uint32_t>(packed.size());
+    out.via.ext.ptr = data;
+    bytes += packed.size();
   } else {
     unconvertible(value, item,
                   "; seppo carries None, bool, int, float, str, bytes, list, "
@@ -169,6 +186,24 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
 
 py::object from_msgpack(const msgpack::object& object) {
   return decode(object, false);
+}
+
+py::object call_with(py::handle function, const msgpack::object& item) {
+  if (item.type == msgpack::type::EXT && item.via.ext.type() == kCallExt) {
+    const msgpack::object_handle call = unpack_untrusted(item.via.ext.data(), item.via.ext.size);
+    const msgpack::object& o = call.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 ||
+        o.via.array.ptr[0].type != msgpack::type::ARRAY ||
+        (o.via.array.ptr[1].type != msgpack::type::MAP &&
+         o.via.array.ptr[1].type != msgpack::type::NIL)) {
+      throw ProtocolError("a call (ext 1) is not [args array, kwargs map]");
+    }
+    const py::tuple args = py::tuple(decode(o.via.array.ptr[0], false));
+    if (o.via.array.ptr[1].type == msgpack::type::NIL) return function(*args);
+    const py::dict kwargs = decode(o.via.array.ptr[1], false);
+    return function(*args, **kwargs);
+  }
+  return function(decode(item, false));
 }
 
 }  // namespace seppo::python

@@ -11,10 +11,11 @@
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::python {
 
@@ -23,6 +24,14 @@ namespace seppo::python {
 // the size of its strings, so callers can bound batches. Throws seppo::TypeError. Needs the GIL.
 msgpack::object to_msgpack(pybind11::handle value, msgpack::zone& zone,
                            const std::function<std::string()>& item, std::size_t& bytes);
+
+// msgpack ext type of a call with several arguments (docs/protocol.md §5.4): the data is the
+// msgpack array [args, kwargs] (kwargs a map with str keys, or nil).
+constexpr std::int8_t kCallExt = 1;
+
+// function(value) for an item; function(*args, **kwargs) for a call ext. Throws
+// pybind11::error_already_set (the function's exception) or seppo::ProtocolError. Needs the GIL.
+pybind11::object call_with(pybind11::handle function, const msgpack::object& item);
 
 // The Python value of a decoded msgpack object: list for arrays, dict for maps, bytes for bin
 // and ext. Throws pybind11::error_already_set (a map key that is not hashable). Needs the GIL.

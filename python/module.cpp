@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -20,6 +21,7 @@
 
 #include "python/convert.hpp"
 #include "seppo/seppo.hpp"
+#include "seppo/version.hpp"
 
 namespace py = pybind11;
 
@@ -327,12 +329,25 @@ class PyClient {
 
   // Every result in input order; fail_fast raises the first failed item's RemoteError,
   // otherwise failed items are RemoteError instances in the list.
-  py::list map(const std::string& function, py::object iterable, bool fail_fast) {
+  // chunk_size (items per chunk, 0: adaptive) and item_timeout_s (per-item time limit, 0:
+  // none) when given run the map on a sibling connection with those options.
+  py::list map(const std::string& function, py::object iterable, bool fail_fast,
+               std::optional<std::size_t> chunk_size, std::optional<double> item_timeout_s) {
+    std::optional<Client> other;
+    if (chunk_size || item_timeout_s) {
+      ClientOptions options = client_.options();
+      if (chunk_size) options.chunk_size = *chunk_size;
+      if (item_timeout_s) {
+        options.item_timeout =
+            std::chrono::milliseconds(static_cast<long>(std::ceil(*item_timeout_s * 1000)));
+      }
+      other.emplace(client_.sibling(std::move(options)));
+    }
     std::vector<py::object> slots;
     if (py::hasattr(iterable, "__len__")) slots.reserve(py::len(iterable));
     // Held windows, released item by item as results are converted: submissions keep going
     // while this thread turns results into Python objects, so workers are not left idle.
-    Run run(client_, function, std::move(iterable), true);
+    Run run(other ? *other : client_, function, std::move(iterable), true);
     while (!run.finished()) {
       const Batch& batch = run.step();
       for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -380,8 +395,8 @@ class PyStream {
         ordered_(ordered),
         results_(results) {}
 
-  // The next result; raises StopIteration at the end, RemoteError for a failed item (which
-  // ends the stream, unless results were asked for).
+  // The next result; raises StopIteration at the end, RemoteError for a failed item (unless
+  // results were asked for), after which the next call goes on with the following items.
   py::object next() {
     if (!run_) throw py::stop_iteration();
     while (true) {
@@ -426,7 +441,8 @@ class PyStream {
     }
     run_->consumed(index);
     if (o.failed && !results_) {
-      run_.reset();  // a failed item ends the map, as in C++
+      // Raised at its position; the job goes on, so iterating further yields the items after
+      // it, as multiprocessing.Pool's imap does. Dropping the iterator cancels the job.
       PyErr_SetObject(o.value.get_type().ptr(), o.value.ptr());
       throw py::error_already_set();
     }
@@ -456,9 +472,9 @@ class PyJob {
     }
     Inputs* in = inputs_.get();
     Outcomes* out = outcomes_.get();
-    Client copy(client.client().endpoint(), client.client().options());
+    // sibling(): a local cluster's client loads the function's module first, as map does.
     thread_ = std::make_unique<detail::JobThread>(
-        std::move(copy), function_, [in](Client::Packer& p) { return in->next(p); },
+        client.client().sibling(), function_, [in](Client::Packer& p) { return in->next(p); },
         [out](const Client::Item& item) { return out->accept(item); });
   }
   ~PyJob() {
@@ -572,6 +588,7 @@ void raise_as(const char* name, const std::string& message) {
 PYBIND11_MODULE(_seppo, m) {
   using namespace seppo::python;
   m.doc() = "seppo's C++ client, bound for the seppo package; use `import seppo`.";
+  m.attr("__version__") = seppo::version;
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -609,7 +626,8 @@ PYBIND11_MODULE(_seppo, m) {
            py::arg("endpoint") = py::none(), py::arg("curve_secret_key_file") = py::none(),
            py::arg("curve_server_key_file") = py::none(), py::arg("insecure") = false,
            py::arg("timeout") = py::none(), py::arg("worker_wait") = py::none())
-      .def("map", &PyClient::map)
+      .def("map", &PyClient::map, py::arg("function"), py::arg("iterable"), py::arg("fail_fast"),
+           py::arg("chunk_size") = py::none(), py::arg("item_timeout") = py::none())
       .def("status", &PyClient::status, py::arg("timeout") = 5.0)
       .def_property_readonly("endpoint", &PyClient::endpoint)
       .def(

@@ -15,7 +15,7 @@
 #include <sstream>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
 #include "libclient/job_core.hpp"

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "python/convert.hpp"
 #include "seppo/convert.hpp"
@@ -210,7 +210,7 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   for (std::uint32_t i = 0; i < items.size; ++i) {
     std::size_t bytes = 0;
     try {
-      const py::object result = function(python::from_msgpack(items.ptr[i]));
+      const py::object result = python::call_with(function, items.ptr[i]);
       const msgpack::object packed = python::to_msgpack(
           result, zone, [] { return std::string("result"); }, bytes);
       packer.pack_array(2);

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "seppo/module_abi.h"
 #include "worker/module_loader.hpp"

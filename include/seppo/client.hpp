@@ -20,7 +20,7 @@
 #include <variant>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
@@ -114,6 +114,12 @@ class SEPPO_API Client {
 
   const std::string& endpoint() const;
   const ClientOptions& options() const;
+
+  // A new Client (connection) like this one, for a job on a thread of its own: same endpoint and
+  // options (or `options`), and a local cluster's client still loads the function's module
+  // before a job.
+  Client sibling() const;
+  Client sibling(ClientOptions options) const;
 
   // The broker's view of the cluster (workers, functions, jobs) as a msgpack map; the fields
   // are listed in docs/protocol.md under STATUS. Throws ConnectionError after `timeout`, or
@@ -260,8 +266,8 @@ class SEPPO_API Client {
     return slots;
   }
 
-  // A new Client (connection) like this one, for a job on a thread of its own.
-  Client sibling() const;
+  // Closes the connection; in a fork() child of the process that made it, leaks it instead.
+  void release() noexcept;
 
   struct SEPPO_HIDDEN Impl;  // libclient/client.cpp; not part of the API
   friend class ClientJob;

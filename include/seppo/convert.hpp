@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "seppo/error.hpp"
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <type_traits>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "seppo/convert.hpp"
 #include "seppo/module_abi.h"

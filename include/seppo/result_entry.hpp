@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::entry {
 

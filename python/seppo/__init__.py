@@ -8,6 +8,9 @@ windows and heartbeats as C++ programs and `seppo map`. See docs/python.md.
 """
 
 import atexit
+import builtins
+import concurrent.futures
+import importlib
 import os
 import sys
 import threading
@@ -15,6 +18,7 @@ import threading
 from seppo._errors import (CancelledError, ConnectionError, Error, RefusedError, RemoteError,
                            TypeError, UnknownFunctionError)
 from seppo import _seppo
+from seppo._executor import call_value
 
 try:  # a build tree's package: its own seppo-worker serves Python functions in local clusters
     from seppo import _build
@@ -23,13 +27,21 @@ try:  # a build tree's package: its own seppo-worker serves Python functions in 
 except ImportError:
     pass
 
-__all__ = ["module_path", "map_parallel", "map_results", "imap", "imap_unordered", "submit", "Client",
+__version__ = _seppo.__version__
+
+__all__ = ["module_path", "map_parallel", "map_results", "imap", "imap_unordered", "starmap",
+           "submit", "Client", "Executor",
            "LocalCluster", "Job", "Error", "RemoteError", "ConnectionError",
            "UnknownFunctionError", "RefusedError", "TypeError", "CancelledError"]
 
 
 def function_name(function):
-    """The name workers announce: a str as given, a function as "module.qualname"."""
+    """The name workers announce: a str as given, a function as "module.qualname".
+
+    A function of a script's __main__ is named after the script's file ("myscript.f" for
+    myscript.py), which workers import by that name, as multiprocessing's spawn does: code
+    under `if __name__ == "__main__":` does not run there. Lambdas, nested functions and
+    functions typed into an interactive session have no file to import: TypeError."""
     if isinstance(function, str):
         return function
     module = getattr(function, "__module__", None)
@@ -37,42 +49,182 @@ def function_name(function):
     if not module or not qualname:
         raise TypeError(f"cannot name {function!r}: give a str 'module.function' or a "
                         "module-level function")
-    if module == "__main__" or "<locals>" in qualname:
-        raise TypeError(f"{module}.{qualname} cannot be served by workers: put it in a "
-                        "module that workers import (seppo-worker --python MODULE)")
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise TypeError(f"{module}.{qualname} cannot be served by workers: a lambda or a "
+                        "function defined inside another has no name to import; define it "
+                        "at the top level of a module (or of your script)")
+    if module == "__main__":
+        return f"{_main_module_name(qualname)}.{qualname}"
     return f"{module}.{qualname}"
 
 
-class Job:
-    """A map running in the background (Client.submit); like concurrent.futures.Future."""
+def _main_module_name(qualname):
+    # The name under which workers can import this process' __main__: its file's name.
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    stem = os.path.splitext(os.path.basename(path))[0] if path else ""
+    if not path or not path.endswith(".py") or not stem.isidentifier():
+        raise TypeError(f"__main__.{qualname} cannot be served by workers: it was defined "
+                        "in an interactive session (or a script that is not a .py file), "
+                        "which workers cannot import; put it in a module file and import it")
+    other = sys.modules.get(stem)
+    if other is not None and os.path.abspath(getattr(other, "__file__", "") or "") != \
+            os.path.abspath(path):
+        raise TypeError(f"__main__.{qualname}: the script {path} would be imported as "
+                        f"'{stem}', which is another module here; rename the script")
+    return stem
 
-    def __init__(self, job):
+
+def _native_error(error):
+    """The exception a Python function raised, rebuilt as its own type when the caller can have
+    that type (a builtin, or a class importable here) and build it from its message, with the
+    RemoteError (the remote traceback and where it ran) as __cause__, as multiprocessing.Pool
+    does. Anything else (a C++ function's error, a timeout, a lost worker) stays RemoteError."""
+    if not isinstance(error, RemoteError) or error.code is not None:
+        return error
+    lines = (error.message or "").split("\n")
+    if len(lines) < 2 or lines[1] != "Traceback (most recent call last):":
+        return error
+    head = lines[0]
+    name, _, text = head.partition(": ")
+    module, _, qualname = name.rpartition(".")
+    try:
+        if module:
+            cls = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+        else:
+            cls = getattr(builtins, name)
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            return error
+        native = cls(text) if text else cls()
+    except Exception:  # not importable here, or not built from its message
+        return error
+    native.__cause__ = error
+    return native
+
+
+def _raise_native(error):
+    native = _native_error(error)
+    if native is error:
+        raise error
+    raise native from error
+
+
+class Job(concurrent.futures.Future):
+    """A map running in the background (Client.submit): a concurrent.futures.Future whose
+    result is the list of results in input order, so as_completed, wait, add_done_callback,
+    exception() and cancel() work. Its exception is the lowest-index failed item's."""
+
+    def __init__(self, job, function=""):
+        super().__init__()
         self._job = job
+        self._function = function
+        self.set_running_or_notify_cancel()
+        threading.Thread(target=self._watch, name="seppo-job", daemon=True).start()
+
+    def _watch(self):
+        try:
+            values = self._job.result(False, -1.0)
+        except BaseException as e:  # the job failed as a whole (connection, cancelled...)
+            self._settle(exception=e)
+            return
+        for value in values:
+            if isinstance(value, RemoteError):
+                self._settle(exception=_native_error(value))
+                return
+        self._settle(result=values)
+
+    def _settle(self, result=None, exception=None):
+        with self._condition:
+            if self._state != concurrent.futures._base.RUNNING:
+                return  # cancelled meanwhile
+        if exception is not None:
+            self.set_exception(exception)
+        else:
+            self.set_result(result)
 
     def result(self, timeout=None):
-        """Every result in input order; raises the first failed item's RemoteError."""
-        return self._job.result(True, -1.0 if timeout is None else float(timeout))
+        """Every result in input order; raises the lowest-index failed item's exception, or
+        TimeoutError. Ctrl-C while waiting cancels the job."""
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        except concurrent.futures.CancelledError as e:
+            if isinstance(e, CancelledError):
+                raise
+            raise CancelledError(f"the seppo job of {self._function} was cancelled") from None
 
     def results(self, timeout=None):
         """Every item's value, or its RemoteError instance."""
         return self._job.result(False, -1.0 if timeout is None else float(timeout))
-
-    def done(self):
-        return self._job.done()
 
     def wait(self, timeout):
         """True when the job has ended within `timeout` seconds."""
         return self._job.wait(float(timeout))
 
     def cancel(self):
-        """Stops the job; the broker drops its queued tasks. result() then raises
-        CancelledError."""
+        """Stops the job (the broker drops its queued tasks); result() then raises
+        concurrent.futures.CancelledError. False when it had finished already."""
+        base = concurrent.futures._base
+        with self._condition:
+            if self._state == base.FINISHED:
+                return False
+            if self._state in (base.CANCELLED, base.CANCELLED_AND_NOTIFIED):
+                return True
+            self._state = base.CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
         self._job.cancel()
+        self._invoke_callbacks()
+        return True
 
     @property
     def completed(self):
         """Items finished so far."""
         return self._job.completed
+
+
+def _zipped(inputs, iterables):
+    # Several iterables: one call per tuple of their items (ext "call", protocol.md §5.4).
+    if not iterables:
+        return inputs
+    return (call_value(args, None) for args in zip(inputs, *iterables))
+
+
+def _starred(iterable):
+    return (call_value(tuple(args), None) for args in iterable)
+
+
+class _Results:
+    """imap's iterator: the C++ stream, with a Python function's exceptions as their own type."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return self._stream.__next__()
+        except RemoteError as e:
+            _raise_native(e)
+
+    def close(self):
+        """Ends the stream; the broker drops the job's queued tasks."""
+        self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Client:
@@ -86,6 +238,10 @@ class Client:
 
     def __init__(self, endpoint=None, curve_secret_key_file=None, curve_server_key_file=None,
                  insecure=False, timeout=None, worker_wait=None, _client=None):
+        if _client is None and endpoint is None and not os.environ.get("SEPPO_BROKER"):
+            # This process' default local cluster, the one map_parallel uses (it searches
+            # sys.path), not a second one.
+            _client = _default_local_cluster().client()._client
         self._client = _client if _client is not None else _seppo.Client(
             endpoint, curve_secret_key_file, curve_server_key_file, insecure, timeout,
             worker_wait)
@@ -94,24 +250,52 @@ class Client:
     def endpoint(self):
         return self._client.endpoint
 
-    def map_parallel(self, function, inputs):
-        """A list of function(x) for x in inputs, in input order. Raises RemoteError for the
-        first item that fails (the job is then cancelled)."""
-        return self._client.map(function_name(function), inputs, True)
+    def map_parallel(self, function, inputs, *iterables, chunksize=None, timeout=None):
+        """A list of function(x) for x in inputs, in input order; with several iterables,
+        function(x, y, ...) for their items in parallel (zip), as the built-in map. Raises the
+        first failed item's exception (the job is then cancelled): a Python function's own
+        exception type when it can be had here, with the RemoteError as __cause__;
+        RemoteError otherwise.
+
+        chunksize: items per task (default: adapted to the function's measured cost).
+        timeout: seconds one item may run; a slower item fails with RemoteError code
+        "timeout" (and is not retried)."""
+        if chunksize is not None and chunksize < 1:
+            raise ValueError("chunksize must be at least 1")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        try:
+            return self._client.map(function_name(function), _zipped(inputs, iterables), True,
+                                    chunksize, timeout)
+        except RemoteError as e:
+            _raise_native(e)
+
+    map = map_parallel
+
+    def starmap(self, function, iterable, chunksize=None, timeout=None):
+        """function(*args) for args in iterable, in order, as multiprocessing.Pool.starmap."""
+        return self.map_parallel(function, _starred(iterable), chunksize=chunksize,
+                                 timeout=timeout)
 
     def map_results(self, function, inputs):
         """Like map_parallel, but a failed item does not stop the others: each entry is the
         item's value or its RemoteError instance."""
-        return self._client.map(function_name(function), inputs, False)
+        return self._client.map(function_name(function), inputs, False, None, None)
 
     def imap(self, function, inputs):
         """An iterator of results in input order, reading `inputs` lazily (any iterable, an
-        endless generator too) with bounded memory. Closing it early cancels the job."""
-        return self._client.stream(function_name(function), inputs, True, False)
+        endless generator too) with bounded memory. A failed item raises its exception (as
+        map_parallel) at its position, and iterating further yields the items after it, as
+        multiprocessing.Pool.imap does. Closing it early (or dropping it) cancels the job."""
+        return _Results(self._client.stream(function_name(function), inputs, True, False))
+
+    def istarmap(self, function, iterable):
+        """Like imap, calling function(*args) for args in iterable."""
+        return self.imap(function, _starred(iterable))
 
     def imap_unordered(self, function, inputs):
         """Like imap, in the order results complete."""
-        return self._client.stream(function_name(function), inputs, False, False)
+        return _Results(self._client.stream(function_name(function), inputs, False, False))
 
     def imap_results(self, function, inputs, ordered=True):
         """Like imap, but failed items are yielded as RemoteError instances; unordered, each
@@ -120,7 +304,8 @@ class Client:
 
     def submit(self, function, inputs):
         """Starts the map in the background and returns a Job at once. `inputs` is read now."""
-        return Job(self._client.submit(function_name(function), inputs))
+        name = function_name(function)
+        return Job(self._client.submit(name, inputs), name)
 
     def status(self, timeout=5.0):
         """The broker's view of the cluster as a dict (docs/protocol.md, STATUS)."""
@@ -188,19 +373,49 @@ _default_lock = threading.Lock()
 _default_cluster = None
 
 
-def _new_default_client():
-    # SEPPO_BROKER's broker, or else one local cluster for the process, started on first use
-    # and stopped at exit, as C++'s seppo::default_client().
+def _default_local_cluster():
+    # One local cluster for the process, started on first use and stopped at exit, as C++'s
+    # seppo::default_client(); it searches module_path() (sys.path too).
     global _default_cluster
-    if os.environ.get("SEPPO_BROKER"):
-        return Client()
     with _default_lock:
         if _default_cluster is None:
             _default_cluster = LocalCluster()
             atexit.register(_default_cluster.close)
             print("seppo: no broker configured (SEPPO_BROKER is unset): running on a local "
                   f"cluster of {_default_cluster.workers} worker processes", file=sys.stderr)
-    return _default_cluster.client()
+        return _default_cluster
+
+
+def _new_default_client():
+    # SEPPO_BROKER's broker, or else this process' local cluster.
+    if os.environ.get("SEPPO_BROKER"):
+        return Client()
+    return _default_local_cluster().client()
+
+
+# Objects made before a fork(), kept for ever in the child: their connections belong to the
+# parent (libseppo leaks them in a child rather than waiting for the parent's threads).
+_forked_away = []
+
+
+def _after_fork_in_child():
+    # As Python's own libraries do: the child starts afresh. A local cluster is its parent's
+    # (its workers and broker stay with the parent, which stops them); the child's first call
+    # starts one of its own, or connects to SEPPO_BROKER's broker.
+    global _default, _default_lock, _default_cluster
+    _forked_away.append((_default, _default_cluster))
+    if _default_cluster is not None:
+        try:
+            atexit.unregister(_default_cluster.close)
+        except Exception:
+            pass
+    _default = threading.local()
+    _default_lock = threading.Lock()
+    _default_cluster = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _default_client():
@@ -211,23 +426,37 @@ def _default_client():
     return client
 
 
-def map_parallel(function, inputs):
-    """function(x) for x in inputs on SEPPO_BROKER's broker (or a local cluster), in order."""
-    return _default_client().map_parallel(function, inputs)
+def map_parallel(function, inputs, *iterables, chunksize=None, timeout=None):
+    """function(x) for x in inputs on SEPPO_BROKER's broker (or a local cluster), in order;
+    see Client.map_parallel."""
+    return _default_client().map_parallel(function, inputs, *iterables, chunksize=chunksize,
+                                          timeout=timeout)
 
 
 def map_results(function, inputs):
+    """Like map_parallel, but each entry is the item's value or its RemoteError."""
     return _default_client().map_results(function, inputs)
 
 
 def imap(function, inputs):
+    """Results in input order as they come; see Client.imap."""
     # A stream holds its Client until it ends: a Client of its own leaves the default free.
     return _new_default_client().imap(function, inputs)
 
 
 def imap_unordered(function, inputs):
+    """Results in completion order; see Client.imap."""
     return _new_default_client().imap_unordered(function, inputs)
 
 
+def starmap(function, iterable, chunksize=None, timeout=None):
+    """function(*args) for args in iterable, in order, as multiprocessing.Pool.starmap."""
+    return _default_client().starmap(function, iterable, chunksize=chunksize, timeout=timeout)
+
+
 def submit(function, inputs):
+    """Starts the map in the background: a Job (a concurrent.futures.Future)."""
     return _default_client().submit(function, inputs)
+
+
+from seppo._executor import Executor  # noqa: E402  (uses the names above)

@@ -5,6 +5,7 @@ the built-in TypeError and ConnectionError, so code that catches those keeps wor
 """
 
 import builtins
+import concurrent.futures
 
 
 class Error(Exception):
@@ -36,8 +37,9 @@ class TypeError(Error, builtins.TypeError):
     does not convert."""
 
 
-class CancelledError(Error):
-    """Job.result() after the job was cancelled before it finished."""
+class CancelledError(Error, concurrent.futures.CancelledError):
+    """Job.result() after the job was cancelled before it finished; also the standard
+    library's concurrent.futures.CancelledError."""
 
 
 class RemoteError(Error):

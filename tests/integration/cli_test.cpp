@@ -247,8 +247,8 @@ TEST_CASE("seppo map --json reads and writes JSON Lines, and a line that is not 
                           "{\"x\": 3, \"y\": 4.5, \"label\": \"b\"}\n");
   CHECK(r.status == 1);
   CHECK(r.out ==
-        "{\"line\":1,\"result\":{\"label\":\"a'\",\"x\":2.5,\"y\":1}}\n"
-        "{\"line\":3,\"result\":{\"label\":\"b'\",\"x\":4.5,\"y\":3}}\n");
+        "{\"line\":1,\"result\":{\"label\":\"a'\",\"x\":2.5,\"y\":1.0}}\n"  // Point's y is a double
+        "{\"line\":3,\"result\":{\"label\":\"b'\",\"x\":4.5,\"y\":3.0}}\n");
   CHECK(r.err == "seppo: line 2: not a JSON value (--json): not json\n");
 }
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 struct Point {
   double x = 0;

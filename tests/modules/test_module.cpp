@@ -42,5 +42,18 @@ std::int64_t exit_now(std::int64_t status) {
   ::_exit(static_cast<int>(status));
 }
 
+// Issue 22: any value back unchanged (type and value cross C++ exactly), and a float result
+// that is a whole number for even inputs (4.0 / 2 must arrive as the float 2.0, not the int 2).
+// Named to sort after mirror: reload_test expects "added swap.exit_now, swap.histogram,
+// swap.mirror" at the start of its list.
+msgpack::object same(msgpack::object value) {
+  return value;
+}
+
+double over_two(double x) {
+  return x / 2;
+}
+
 SEPPO_MODULE(SEPPO_FUNCTION(mirror), SEPPO_FUNCTION(histogram), SEPPO_FUNCTION(poison),
-             SEPPO_FUNCTION(slow_square), SEPPO_FUNCTION(exit_now))
+             SEPPO_FUNCTION(slow_square), SEPPO_FUNCTION(same), SEPPO_FUNCTION(over_two),
+             SEPPO_FUNCTION(exit_now))

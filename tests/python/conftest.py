@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -16,7 +18,23 @@ BROKER = os.path.join(BUILD, "broker", "seppo-broker")
 WORKER = os.path.join(BUILD, "worker", "seppo-worker")
 CLI = os.path.join(BUILD, "cli", "seppo")
 CPP_MODULE = os.path.join(BUILD, "examples", "libexample_module.so")
+TEST_MODULE = os.environ.get("SEPPO_TEST_MODULE",
+                             os.path.join(BUILD, "tests", "libtest_module.so"))
 EXAMPLES = os.path.join(HERE, "..", "..", "examples", "python")
+
+
+def run_python(script, cwd=None, timeout=60, **env):
+    """Runs `script` in a new python3 without SEPPO_BROKER and SEPPO_MODULE_PATH (unless given
+    in `env`), importing the built package, the examples and pyfuncs."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("SEPPO_BROKER",
+                                                                    "SEPPO_MODULE_PATH")}
+    environment.update(env)
+    # Absolute: the child may run in `cwd`, whose modules the script may import.
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        + [os.path.abspath(EXAMPLES), HERE])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=environment,
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def wait_until(condition, timeout=20.0, what="condition"):
@@ -78,10 +96,13 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    """A broker, C++ workers serving example_module and Python workers serving pyfuncs."""
+    """A broker, C++ workers serving example_module and test_module, and Python workers serving
+    pyfuncs."""
     c = Cluster(tmp_path_factory.mktemp("seppo"))
     try:
-        c.worker("--module", CPP_MODULE, wait_for="example_module.square")
+        c.worker("--module", CPP_MODULE, "--module", TEST_MODULE,
+                 wait_for="example_module.square")
+        wait_until(lambda: "test_module.same" in c.functions(), what="test_module announced")
         c.worker("--python", "pyfuncs", wait_for="pyfuncs.square")
         os.environ["SEPPO_BROKER"] = c.endpoint
         yield c

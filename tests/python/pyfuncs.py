@@ -36,3 +36,24 @@ def unsendable(x):
 
 def _private(x):
     return x
+
+
+def half(x):
+    return x / 2
+
+
+def add(x, y):
+    return x + y
+
+
+def power(x, exponent=2):
+    return x ** exponent
+
+
+def fail_on_3(x):
+    """x * 10, except that 3 raises ValueError and 5 ZeroDivisionError."""
+    if x == 3:
+        raise ValueError(f"three is bad: {x}")
+    if x == 5:
+        return x // 0
+    return x * 10

@@ -5,24 +5,10 @@ cluster forks its manager, which must not copy this test process' client threads
 import os
 import re
 import subprocess
-import sys
-import textwrap
 
-from conftest import BUILD, CLI, EXAMPLES, HERE
+from conftest import BUILD, CLI, EXAMPLES, run_python
 
 HELLO = re.compile(r"hello world from \S+, process (\d+) \(input=(\S+), value\*value=(\S+)\)")
-
-
-def run_python(script, tmp_path, **env):
-    environment = {k: v for k, v in os.environ.items() if k not in ("SEPPO_BROKER",
-                                                                    "SEPPO_MODULE_PATH")}
-    environment.update(env)
-    # Absolute: the child runs in tmp_path, whose broken_mod.py the script may import.
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        + [os.path.abspath(EXAMPLES), HERE])
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=environment,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
 
 def test_default_local_mode_serves_the_seeds_python_example_and_cpp_functions(tmp_path):
@@ -58,8 +44,8 @@ def test_local_cluster_reports_a_missing_python_function_or_a_failed_import(tmp_
                 print("broken:", e)
             try:
                 cluster.map_parallel(pyfuncs.fail, [3])
-            except seppo.RemoteError as e:
-                print("remote:", e.message.splitlines()[0])
+            except ValueError as e:
+                print("remote:", e.__cause__.message.splitlines()[0])
             pids = cluster.worker_pids()
         try:
             cluster.map_parallel(pyfuncs.square, [1])

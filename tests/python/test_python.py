@@ -52,9 +52,12 @@ def test_cpp_caller_and_seppo_map_reach_python_workers(cluster):
 
 
 def test_remote_python_error_carries_fields_and_traceback(client, cluster):
-    with pytest.raises(seppo.RemoteError) as caught:
+    # The function's own ValueError, with the RemoteError (fields, traceback) as its cause.
+    with pytest.raises(ValueError) as caught:
         client.map_parallel(pyfuncs.fail, [7])
-    e = caught.value
+    assert type(caught.value) is ValueError and str(caught.value) == "bad input 7"
+    e = caught.value.__cause__
+    assert isinstance(e, seppo.RemoteError)
     assert e.function == "pyfuncs.fail" and e.index == 0
     assert "ValueError: bad input 7" in e.message
     assert "Traceback (most recent call last)" in e.message and "pyfuncs.py" in e.message

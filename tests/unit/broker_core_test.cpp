@@ -5,7 +5,7 @@
 #include <map>
 #include <set>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
 #include "broker_harness.hpp"

@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
 #include "protocol/wire.hpp"

@@ -2,7 +2,7 @@
 // socket, no broker, no sleeps. Each test is named after the row it checks.
 #include <doctest/doctest.h>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "libclient/job_core.hpp"
 #include "seppo/result_entry.hpp"

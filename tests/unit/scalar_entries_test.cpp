@@ -6,7 +6,7 @@
 #include <limits>
 #include <random>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "libclient/scalar_entries.hpp"
 #include "seppo/convert.hpp"

@@ -2,7 +2,7 @@
 // no executor thread, no sleeps. Each test is named after the row it checks.
 #include <doctest/doctest.h>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "protocol/bytes_zmq.hpp"
 #include "worker/session_core.hpp"

@@ -1,0 +1,116 @@
+// Issue 26 item 11 / issue 22: a child forked after the program used seppo::Client must be able
+// to exit (it used to spin at 100% CPU in zmq_ctx_term from ~Client), and must be able to use
+// seppo with a Client of its own.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <seppo/seppo.hpp>
+
+#include "tests/support/cluster.hpp"
+
+using namespace seppo;
+using namespace seppo::test;
+
+namespace {
+
+// The child's exit status, or -1 when it is still running after `limit` (it is then killed).
+int exit_status_within(pid_t child, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    const pid_t got = ::waitpid(child, &status, WNOHANG);
+    if (got == child) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  return -1;
+}
+
+// A cluster with one worker, and a Client that has run a map on it (its context is running).
+struct UsedClient {
+  Cluster cluster;
+  Client client = used();
+
+  Client used() {
+    cluster.add_worker(1);
+    Client c = cluster.client();
+    REQUIRE(c.map_parallel<std::int64_t>("example_module.square", std::vector<int>{3}) ==
+            std::vector<std::int64_t>{9});
+    return c;
+  }
+};
+
+// Forks; the child runs `body` and exits with what it returns (static destructors run too). The
+// child's exit status, or -1 when it did not end within `limit`.
+int in_child(const std::function<int()>& body, std::chrono::milliseconds limit) {
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int status = 99;
+    try {
+      status = body();
+    } catch (...) {
+    }
+    std::exit(status);
+  }
+  return exit_status_within(child, limit);
+}
+
+}  // namespace
+
+TEST_CASE("a child forked after a Client was used exits at once, destroying its copy") {
+  UsedClient used;
+  auto job = used.client.submit<std::int64_t>("example_module.square", std::vector<int>{1, 2});
+  REQUIRE(job.get() == std::vector<std::int64_t>{1, 4});
+  CHECK(in_child(
+            [&] {
+              Client moved = std::move(used.client);  // ~Client of the parent's connection
+              Client other = used.cluster.client();
+              other = std::move(moved);  // move-assignment drops the child's own connection
+              return 0;
+            },
+            std::chrono::seconds(5)) == 0);
+  // The parent's connection is unharmed.
+  CHECK(used.client.map_parallel<std::int64_t>("example_module.square", std::vector<int>{4}) ==
+        std::vector<std::int64_t>{16});
+}
+
+TEST_CASE("a child forked after a Client was used can map with a Client of its own") {
+  UsedClient used;
+  CHECK(in_child(
+            [&] {
+              Client fresh = used.cluster.client();
+              const auto out =
+                  fresh.map_parallel<std::int64_t>("example_module.square", std::vector<int>{5, 6});
+              return out == std::vector<std::int64_t>{25, 36} ? 0 : 2;
+            },
+            std::chrono::seconds(20)) == 0);
+}
+
+TEST_CASE("a Client made before fork() refuses calls in the child instead of hanging") {
+  UsedClient used;
+  CHECK(in_child(
+            [&] {
+              try {
+                used.client.map_parallel<std::int64_t>("example_module.square",
+                                                       std::vector<int>{5});
+              } catch (const seppo::Error& e) {
+                return std::string(e.what()).find("fork()") != std::string::npos ? 0 : 2;
+              }
+              return 1;
+            },
+            std::chrono::seconds(5)) == 0);
+}
