@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "broker/http.hpp"
 #include "seppo/error.hpp"

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 namespace seppo::broker {
 

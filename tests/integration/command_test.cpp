@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include <msgpack.hpp>
 #include <seppo/seppo.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "tests/support/cluster.hpp"
 

@@ -2,7 +2,7 @@
 // --http): running tasks, owners, counters per function, refusals and the task stream.
 #include <doctest/doctest.h>
 
-#include <msgpack.hpp>
+#include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
 #include "broker/http.hpp"
