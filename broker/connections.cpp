@@ -10,6 +10,9 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <utility>
+#include <vector>
 
 #include "common/log.hpp"
 
@@ -202,8 +205,10 @@ std::chrono::steady_clock::time_point Connections::guard(
     std::fclose(statm);
   }
   const std::uint64_t grown_pages = (8u << 20) / static_cast<std::uint64_t>(::getpagesize());
-  if (now - last_full_check_ >= std::chrono::seconds(1) || resident == 0 ||
-      resident >= rss_at_check_ + grown_pages) {
+  // An unreadable statm (descriptors exhausted) counts as no growth: the 1 s check still runs,
+  // and a full pass on every turn would cost most when the loop can least afford it.
+  if (now - last_full_check_ >= std::chrono::seconds(1) ||
+      (resident != 0 && resident >= rss_at_check_ + grown_pages)) {
     last_full_check_ = now;
     rss_at_check_ = resident;
     check_unfinished();
@@ -221,6 +226,10 @@ std::chrono::steady_clock::time_point Connections::guard(
 
 void Connections::check_unfinished() {
   read_events();
+  // Unfinished bytes per TCP connection: each is held to max_unfinished_, and all of them
+  // together to four times that, so many connections cannot add up what one may not hold.
+  std::vector<std::pair<std::uint64_t, int>> holding;  // (bytes, fd)
+  std::uint64_t total = 0;
   for (const auto& [fd, connection] : by_fd_) {
     Watched& watched = watched_[connection];
     if (!watched.tcp) continue;
@@ -243,7 +252,18 @@ void Connections::check_unfinished() {
       watched.baseline = received;
       continue;
     }
-    if (received - watched.baseline <= max_unfinished_) continue;
+    if (received < watched.baseline) {  // the number now names a new connection
+      watched.baseline = received;
+      continue;
+    }
+    holding.emplace_back(received - watched.baseline, fd);
+    total += holding.back().first;
+  }
+  // The largest holders first: past either bound, they are the ones feeding memory.
+  std::sort(holding.begin(), holding.end(), std::greater<>());
+  for (const auto& [bytes, fd] : holding) {
+    if (bytes <= max_unfinished_ && total <= 4 * max_unfinished_) break;
+    total -= bytes;
     if (::shutdown(fd, SHUT_RDWR) != 0) continue;
     ++unfinished_closed_.count;
     if (const std::uint64_t n = unfinished_closed_.take(std::chrono::steady_clock::now())) {

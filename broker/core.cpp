@@ -954,13 +954,13 @@ void Core::requeue(std::uint64_t task_id, bool count_attempt) {
     return;
   }
   Job& job = j->second;
-  stats_.retried(job.function, task.count);
   if (task.attempts >= config_.max_attempts) {
     fail_task(task_id, wire::Code::WorkerLost,
               "worker lost while running " + job.function + " on item " +
                   std::to_string(task.first) + ", " + std::to_string(task.attempts) + " attempts");
     return;
   }
+  stats_.retried(job.function, task.count);  // queued again: not an item failed just above
   // A chunk that killed its worker may hold one poison item: re-run its items one by one so
   // only that item uses up its attempts and is reported lost.
   if (count_attempt && task.count > 1) {

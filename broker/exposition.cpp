@@ -88,7 +88,14 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
                         : (c >> 4) == 14 ? 3
                         : (c >> 3) == 30 ? 4
                                          : 0;
-  if (n == 0 || i + n > s.size() || (n == 2 && c < 0xc2)) return 0;
+  if (n == 0 || i + n > s.size() || (n == 2 && c < 0xc2) || c > 0xf4) return 0;
+  // The second byte's range depends on the first (Unicode table 3-7): no overlong forms, no
+  // surrogates, nothing above U+10FFFF.
+  const auto second = static_cast<unsigned char>(s[i + 1 < s.size() ? i + 1 : i]);
+  if ((c == 0xe0 && second < 0xa0) || (c == 0xed && second > 0x9f) ||
+      (c == 0xf0 && second < 0x90) || (c == 0xf4 && second > 0x8f)) {
+    return 0;
+  }
   for (std::size_t k = 1; k < n; ++k) {
     if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
   }

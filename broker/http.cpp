@@ -19,11 +19,12 @@ namespace seppo::broker {
 namespace {
 
 constexpr std::size_t kMaxRequestBytes = 8192;
-// How long one HTTP client may take to send its request or read the answer: the server talks to
-// one at a time, and none of this touches the broker's loop.
-constexpr int kIoTimeoutMs = 2000;
+// How long one HTTP connection may take, its request and the answer together: the server talks
+// to one at a time, so a slow (or deliberately slow) client must not hold it longer. None of
+// this touches the broker's loop.
+constexpr auto kConnectionTime = std::chrono::milliseconds(2000);
 // How long a request waits for the loop to publish a newer snapshot before the last one serves.
-constexpr auto kFreshWait = std::chrono::milliseconds(1000);
+constexpr auto kFreshWait = std::chrono::milliseconds(1500);  // > the loop's longest idle wait (1 s)
 
 bool is_loopback(const std::string& host) {
   in_addr v4{};
@@ -36,10 +37,37 @@ void close_fd(int& fd) {
   fd = -1;
 }
 
-bool write_all(int fd, std::string_view data) {
+// One accepted connection: non-blocking, with its deadline, and the server's stop pipe, which
+// ends every wait at once (the broker is stopping).
+struct Connection {
+  int fd;
+  int stop_fd;
+  std::chrono::steady_clock::time_point deadline;
+
+  // Whether `fd` is ready for `events` before the deadline and before a stop.
+  bool ready(short events) const {
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) return false;
+      pollfd fds[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
+      const int n = ::poll(fds, 2, static_cast<int>(left));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 || fds[1].revents != 0) return false;
+      if (fds[0].revents != 0) return true;
+    }
+  }
+};
+
+bool write_all(const Connection& c, std::string_view data) {
   while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    const ssize_t n = ::send(c.fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!c.ready(POLLOUT)) return false;
+      continue;
+    }
     if (n <= 0) return false;
     data.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -180,8 +208,16 @@ void HttpServer::run() {
     }
     if (fds[1].revents != 0) return;
     if ((fds[0].revents & POLLIN) == 0) continue;
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      // Out of descriptors or memory: the listener stays readable, so wait a little (or for
+      // the stop) instead of spinning on accept.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pollfd stop{stop_pipe_[0], POLLIN, 0};
+        if (::poll(&stop, 1, 100) > 0) return;
+      }
+      continue;
+    }
     try {
       serve_connection(fd);
     } catch (const std::exception& e) {
@@ -192,20 +228,22 @@ void HttpServer::run() {
 }
 
 void HttpServer::serve_connection(int fd) {
-  const timeval timeout{kIoTimeoutMs / 1000, (kIoTimeoutMs % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  const Connection c{fd, stop_pipe_[0], std::chrono::steady_clock::now() + kConnectionTime};
   std::string request;
   char buffer[2048];
   while (request.find("\r\n\r\n") == std::string::npos) {
     if (request.size() > kMaxRequestBytes) {
       write_all(
-          fd, response(431, "Request Header Fields Too Large", "text/plain", "too large\n", false));
+          c, response(431, "Request Header Fields Too Large", "text/plain", "too large\n", false));
       return;
     }
     const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // closed, or too slow
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!c.ready(POLLIN)) return;  // too slow, or the broker is stopping
+      continue;
+    }
+    if (n <= 0) return;  // closed
     request.append(buffer, static_cast<std::size_t>(n));
   }
   const std::string_view text(request);
@@ -213,7 +251,7 @@ void HttpServer::serve_connection(int fd) {
   const auto space1 = line.find(' ');
   const auto space2 = line.find(' ', space1 == line.npos ? line.npos : space1 + 1);
   if (space1 == line.npos || space2 == line.npos) {
-    write_all(fd, response(400, "Bad Request", "text/plain", "bad request\n", false));
+    write_all(c, response(400, "Bad Request", "text/plain", "bad request\n", false));
     return;
   }
   const std::string_view method = line.substr(0, space1);
@@ -221,7 +259,7 @@ void HttpServer::serve_connection(int fd) {
   target = target.substr(0, target.find('?'));
   const bool head = method == "HEAD";
   if (method != "GET" && !head) {
-    write_all(fd, response(405, "Method Not Allowed", "text/plain",
+    write_all(c, response(405, "Method Not Allowed", "text/plain",
                            "read-only: GET /, /metrics or /api/status\n", false));
     return;
   }
@@ -239,32 +277,32 @@ void HttpServer::serve_connection(int fd) {
       }
     }
     if (!host.empty() && host != "localhost" && !is_loopback(host)) {
-      write_all(fd,
+      write_all(c,
                 response(403, "Forbidden", "text/plain",
                          "this server answers requests for a loopback host name only\n", false));
       return;
     }
   }
   if (target == "/" || target == "/index.html") {
-    write_all(fd, response(200, "OK", "text/html; charset=utf-8", kDashboardPage, head));
+    write_all(c, response(200, "OK", "text/html; charset=utf-8", kDashboardPage, head));
     return;
   }
   if (target != "/metrics" && target != "/api/status") {
-    write_all(fd, response(404, "Not Found", "text/plain",
+    write_all(c, response(404, "Not Found", "text/plain",
                            "not found: this server has /, /metrics and /api/status\n", head));
     return;
   }
   const std::shared_ptr<const Snapshot> snapshot = fresh_snapshot();
   if (!snapshot) {
-    write_all(fd, response(503, "Service Unavailable", "text/plain",
+    write_all(c, response(503, "Service Unavailable", "text/plain",
                            "no snapshot yet: the broker's loop has not answered\n", head));
     return;
   }
   if (target == "/metrics") {
-    write_all(fd, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+    write_all(c, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
                            status_metrics(snapshot->status), head));
   } else {
-    write_all(fd, response(200, "OK", "application/json", status_json(snapshot->status), head));
+    write_all(c, response(200, "OK", "application/json", status_json(snapshot->status), head));
   }
 }
 

@@ -10,7 +10,6 @@ windows and heartbeats as C++ programs and `seppo map`. See docs/python.md.
 import atexit
 import builtins
 import concurrent.futures
-import importlib
 import os
 import sys
 import threading
@@ -77,7 +76,8 @@ def _main_module_name(qualname):
 
 def _native_error(error):
     """The exception a Python function raised, rebuilt as its own type when the caller can have
-    that type (a builtin, or a class importable here) and build it from its message, with the
+    that type (a builtin, or a class of a module this process has imported already: a name read
+    from a remote message never makes it import anything) and build it from its message, with the
     RemoteError (the remote traceback and where it ran) as __cause__, as multiprocessing.Pool
     does. Anything else (a C++ function's error, a timeout, a lost worker) stays RemoteError."""
     if not isinstance(error, RemoteError) or error.code is not None:
@@ -90,7 +90,7 @@ def _native_error(error):
     module, _, qualname = name.rpartition(".")
     try:
         if module:
-            cls = importlib.import_module(module)
+            cls = sys.modules[module]  # KeyError: not imported here, stays RemoteError
             for part in qualname.split("."):
                 cls = getattr(cls, part)
         else:
@@ -98,7 +98,7 @@ def _native_error(error):
         if not (isinstance(cls, type) and issubclass(cls, Exception)):
             return error
         native = cls(text) if text else cls()
-    except Exception:  # not importable here, or not built from its message
+    except Exception:  # not imported here, or not built from its message
         return error
     native.__cause__ = error
     return native
@@ -136,13 +136,13 @@ class Job(concurrent.futures.Future):
         self._settle(result=values)
 
     def _settle(self, result=None, exception=None):
-        with self._condition:
-            if self._state != concurrent.futures._base.RUNNING:
-                return  # cancelled meanwhile
-        if exception is not None:
-            self.set_exception(exception)
-        else:
-            self.set_result(result)
+        try:
+            if exception is not None:
+                self.set_exception(exception)
+            else:
+                self.set_result(result)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled meanwhile (checking first would race with cancel())
 
     def result(self, timeout=None):
         """Every result in input order; raises the lowest-index failed item's exception, or

@@ -10,6 +10,7 @@ import concurrent.futures
 import os
 import queue
 import threading
+import weakref
 
 from seppo import _errors
 
@@ -78,6 +79,16 @@ class Executor(concurrent.futures.Executor):
         self._dispatcher = threading.Thread(target=self._dispatch, name="seppo-executor",
                                             daemon=True)
         self._dispatcher.start()
+        # As ProcessPoolExecutor: calls still pending when the interpreter exits are finished,
+        # not dropped with the daemon threads (a weak reference: no executor kept alive by it).
+        me = weakref.ref(self)
+
+        def finish_at_exit():
+            executor = me()
+            if executor is not None:
+                executor.shutdown(wait=True)
+
+        threading._register_atexit(finish_at_exit)
 
     def _client(self):
         if self._cluster is not None:

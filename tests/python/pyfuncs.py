@@ -57,3 +57,9 @@ def fail_on_3(x):
     if x == 5:
         return x // 0
     return x * 10
+
+
+def fail_with_unimported_type(x):
+    """Raises a class of a module the caller has not imported (pyfuncs_errors)."""
+    import pyfuncs_errors
+    raise pyfuncs_errors.Boom(f"boom {x}")

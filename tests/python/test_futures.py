@@ -60,6 +60,15 @@ def test_exceptions_keep_their_type_with_the_remote_traceback_as_cause(client, p
         client.map_parallel("example_module.fail", [1])
 
 
+def test_an_exception_of_a_module_the_caller_never_imported_stays_remote_error(client):
+    # The module name comes from a worker's message: importing it would run its code here.
+    assert "pyfuncs_errors" not in sys.modules
+    with pytest.raises(seppo.RemoteError) as caught:
+        client.map_parallel(pyfuncs.fail_with_unimported_type, [1])
+    assert "pyfuncs_errors.Boom: boom 1" in caught.value.message
+    assert "pyfuncs_errors" not in sys.modules
+
+
 def test_map_with_several_iterables_and_starmap_match_pool(client, pool):
     xs, ys = list(range(20)), list(range(100, 117))  # zip stops at the shorter
     assert client.map_parallel(pyfuncs.add, xs, ys) == list(map(pyfuncs.add, xs, ys))

@@ -133,3 +133,15 @@ TEST_CASE("a stray byte in a peer's name leaves the JSON and the metrics valid U
   CHECK(broker::status_json(status).find('\xff') == std::string::npos);
   CHECK(broker::status_metrics(status).find("function=\"m.\xef\xbf\xbd\"") != std::string::npos);
 }
+
+TEST_CASE("surrogates, overlong forms and code points past U+10FFFF are not passed as UTF-8") {
+  Harness h;
+  // ED A0 80 (a surrogate), E0 80 80 (overlong), F4 90 80 80 (past U+10FFFF): each byte
+  // replaced; E2 82 AC (the euro sign) kept.
+  h.ready("W1", {"m.\xed\xa0\x80.\xe0\x80\x80.\xf4\x90\x80\x80.\xe2\x82\xac"});
+  const std::string json = broker::status_json(h.core.status_payload(h.now));
+  CHECK(json.find("\xed\xa0") == std::string::npos);
+  CHECK(json.find("\xe0\x80") == std::string::npos);
+  CHECK(json.find("\xf4\x90") == std::string::npos);
+  CHECK(json.find("\xe2\x82\xac") != std::string::npos);
+}
