@@ -614,3 +614,19 @@ TEST_CASE("a request item's bytes are those of protocol.md's example, and decode
   CHECK_THROWS_AS(seppo::wire::decode_command_request(msgpack::object(no_args, zone)),
                   std::invalid_argument);
 }
+
+TEST_CASE("kill_orphans takes only whole pids from a /proc children read: a cut one waits") {
+  using seppo::worker::whole_pids;
+  int out[8] = {};
+  // The buffer ended inside "123456": acting on "1234" would kill an unrelated process.
+  const std::string cut = "101 202 1234";
+  REQUIRE(whole_pids(cut.data(), cut.size(), false, out, 8) == 2);
+  CHECK(out[0] == 101);
+  CHECK(out[1] == 202);
+  // At the end of the file the last pid is whole, with or without its separator.
+  CHECK(whole_pids(cut.data(), cut.size(), true, out, 8) == 3);
+  CHECK(out[2] == 1234);
+  const std::string kernel = "101 202 ";
+  CHECK(whole_pids(kernel.data(), kernel.size(), false, out, 8) == 2);
+  CHECK(whole_pids(kernel.data(), kernel.size(), false, out, 1) == 1);
+}
