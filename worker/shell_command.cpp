@@ -194,10 +194,16 @@ std::string operand_refusal(std::string_view command) {
 }
 
 // Inside `name[ ]` in the word that ends at `i`: an array subscript, arithmetic in bash.
-bool in_subscript(std::string_view all, std::size_t i) {
+// `quoted` when `i` is inside double quotes, whose own brackets are text (`"a[{}]"`).
+bool in_subscript(std::string_view all, std::size_t i, bool quoted) {
   unsigned depth = 0;
   for (std::size_t k = i; k > 0; --k) {
     const char d = all[k - 1];
+    if (d == '"' && (k < 2 || all[k - 2] != '\\')) {
+      quoted = !quoted;
+      continue;
+    }
+    if (quoted) continue;
     if (is_blank(d) || d == '\n' || d == ';' || d == '&' || d == '|' || d == '(' || d == ')') {
       return false;
     }
@@ -385,7 +391,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
               "arithmetic expression, so an input there would be code");
         }
         if (!number && (context == Context::Bare || context == Context::Double)) {
-          if (in_subscript(all, i)) {
+          if (in_subscript(all, i, context == Context::Double)) {
             throw std::invalid_argument(token +
                                         " in an array subscript name[ ] is refused: bash "
                                         "evaluates a subscript as arithmetic, so an input there "

@@ -167,6 +167,8 @@ TEST_CASE("a replacement string in any quoting context is a parameter reference,
   CHECK_NOTHROW(CommandTemplate("[[ {} == a* ]] && echo yes"));
   CHECK_NOTHROW(CommandTemplate("declare x={}; export Y={}; read -r x <<< {}; printf -v x %s {}"));
   CHECK_NOTHROW(CommandTemplate("(( {#} > 1 )) && echo ${s:{%}} {}"));
+  CHECK_NOTHROW(CommandTemplate("echo \"list[{}]\" '[{}]'"));
+  CHECK_THROWS_AS(CommandTemplate("a[\"{}\"]=1"), std::invalid_argument);
   CHECK(CommandTemplate("echo a\\\nb {}").script({"x"}).text == "echo ab \"${1}\"");
   // Numbers seppo makes are no one's input: allowed anywhere.
   CHECK(CommandTemplate("echo $(( {#} * 2 )) {}").expand({"a"}, 3) == "echo $(( 3 * 2 )) 'a'");
