@@ -1,10 +1,14 @@
 #include "worker/python_functions.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <pybind11/embed.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,13 +82,31 @@ std::string python_error_text(py::error_already_set& e) {
   }
 }
 
+// How long a module may take to import in discover(): on SIGHUP the supervisor waits for it, and
+// must not freeze (no restarts, no SIGTERM) on a module whose import hangs.
+constexpr int kDiscoverSeconds = 30;
+
 // Reads the function names in a child process: "name\n" lines, or "!message" on failure.
+// Bounded: a child that has not finished within kDiscoverSeconds is killed and the module
+// refused, as a broken one is (on SIGHUP the running processes are kept).
 std::vector<std::string> discover(const std::string& module) {
   int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("--python " + module + ": no pipe");
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("--python " + module + ": no pipe");
   const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("--python " + module + ": cannot fork");
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw std::runtime_error("--python " + module + ": cannot fork");
+  }
   if (pid == 0) {
+    // The supervisor's handlers and mask are not the child's: SIGKILL/SIGTERM act plainly.
+    struct sigaction plain {};
+    plain.sa_handler = SIG_DFL;
+    sigemptyset(&plain.sa_mask);
+    for (int s = 1; s < NSIG; ++s) ::sigaction(s, &plain, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::close(fds[0]);
     std::string out;
     int status = 0;
@@ -110,7 +132,20 @@ std::vector<std::string> discover(const std::string& module) {
   ::close(fds[1]);
   std::string text;
   char buffer[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kDiscoverSeconds);
+  bool timed_out = false;
   while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) break;
+    if (ready == 0) continue;  // the deadline is checked above
     const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
     if (n > 0) {
       text.append(buffer, static_cast<std::size_t>(n));
@@ -119,8 +154,13 @@ std::vector<std::string> discover(const std::string& module) {
     }
   }
   ::close(fds[0]);
+  if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    throw std::runtime_error("--python " + module + ": importing it took longer than " +
+                             std::to_string(kDiscoverSeconds) + " s; killed, module refused");
   }
   if (!text.empty() && text[0] == '!') throw std::runtime_error(text.substr(1));
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

@@ -80,22 +80,33 @@ void kill_orphans() {
   for (int round = 0; round < 16; ++round) {
     const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
+    // Read to the end of the file or of the buffer. A pid is acted on only once the separator
+    // after it was read: one cut by the buffer's end ("123456" read as "1234") would name an
+    // unrelated process; it is read whole in the next round, once those before it are gone.
     char text[4096];
-    const ssize_t got = ::read(fd, text, sizeof text - 1);
+    ssize_t got = 0;
+    bool whole = false;
+    while (got < static_cast<ssize_t>(sizeof text)) {
+      const ssize_t r = ::read(fd, text + got, sizeof text - static_cast<std::size_t>(got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        whole = r == 0;
+        break;
+      }
+      got += r;
+    }
     ::close(fd);
     if (got <= 0) return;
-    pid_t pid = 0;
-    for (ssize_t i = 0; i <= got; ++i) {
-      if (i < got && text[i] >= '0' && text[i] <= '9') {
-        pid = pid * 10 + (text[i] - '0');
-      } else if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        int status;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        pid = 0;
+    int pids[1024];
+    const std::size_t count =
+        whole_pids(text, static_cast<std::size_t>(got), whole, pids, std::size(pids));
+    for (std::size_t k = 0; k < count; ++k) {
+      ::kill(pids[k], SIGKILL);
+      int status;
+      while (::waitpid(pids[k], &status, 0) < 0 && errno == EINTR) {
       }
     }
+    if (count == 0) return;
   }
 }
 
@@ -173,6 +184,24 @@ void wait_for(pid_t pid, int* status) {
 }
 
 }  // namespace
+
+std::size_t whole_pids(const char* text, std::size_t size, bool at_end, int* out,
+                       std::size_t capacity) {
+  std::size_t count = 0;
+  int pid = 0;
+  bool digits = false;
+  for (std::size_t i = 0; i <= size && count < capacity; ++i) {
+    if (i < size && text[i] >= '0' && text[i] <= '9') {
+      pid = pid * 10 + (text[i] - '0');
+      digits = true;
+      continue;
+    }
+    if (digits && pid > 0 && (i < size || at_end)) out[count++] = pid;
+    pid = 0;
+    digits = false;
+  }
+  return count;
+}
 
 CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
   return run_shell(ShellScript{line, {}}, limits);

@@ -136,6 +136,103 @@ bool starts_word_after(char previous) {
          previous == '|' || previous == '(' || previous == ')';
 }
 
+std::vector<std::string> rough_words(std::string_view text, bool* open);
+bool one_of(std::string_view word, std::initializer_list<std::string_view> names);
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// Why a replacement string that ends `command` (the simple command's text before it) would
+// reach bash, ksh or zsh as a variable name or an arithmetic expression, where a value like
+// `a[$(cmd)]` runs cmd; empty when it is a plain word.
+std::string operand_refusal(std::string_view command) {
+  const std::vector<std::string> words = rough_words(command, nullptr);
+  const bool attached = !command.empty() && !is_blank(command.back()) && command.back() != '\n';
+  std::size_t p = 0;
+  while (p < words.size()) {
+    const std::string& w = words[p];
+    const std::size_t eq = w.find('=');
+    const bool assignment =
+        eq != std::string::npos && eq > 0 &&
+        std::all_of(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(eq),
+                    [](char c) { return is_name_char(c) || c == '[' || c == ']'; });
+    if (assignment || w == "builtin" || w == "command") {
+      ++p;
+    } else {
+      break;
+    }
+  }
+  if (p >= words.size() || (attached && p + 1 == words.size())) return {};
+  const std::string& program = words[p];
+  const std::size_t own = attached ? words.size() - 1 : words.size();  // the token's word starts
+  const std::string previous = own > p + 1 ? words[own - 1] : std::string();
+  const std::string current = attached ? words.back() : std::string();
+  const bool redirection = !previous.empty() && (previous.back() == '<' || previous.back() == '>');
+  if (program == "let") return "as an operand of let (an arithmetic expression)";
+  if (program == "declare" || program == "typeset" || program == "local" || program == "readonly" ||
+      program == "export") {
+    for (std::size_t k = p + 1; k < own; ++k) {
+      if (words[k].starts_with('-') && words[k].find('i') != std::string::npos) {
+        return "as an operand of " + program + " -i (an arithmetic expression)";
+      }
+    }
+    if (current.find('=') == std::string::npos && !redirection) {
+      return "as a name for " + program;
+    }
+    return {};
+  }
+  if ((program == "test" || program == "[" || program == "[[") && previous == "-v") {
+    return "after " + program + " -v (a variable name)";
+  }
+  if (program == "printf" && previous == "-v") return "after printf -v (a variable name)";
+  if (program == "read" && previous != "-p" && previous != "-d" && !redirection) {
+    return "as an operand of read (a variable name)";
+  }
+  if (program == "unset" && !redirection) return "as an operand of unset (a variable name)";
+  return {};
+}
+
+// Inside `name[ ]` in the word that ends at `i`: an array subscript, arithmetic in bash.
+// `quoted` when `i` is inside double quotes, whose own brackets are text (`"a[{}]"`).
+bool in_subscript(std::string_view all, std::size_t i, bool quoted) {
+  unsigned depth = 0;
+  for (std::size_t k = i; k > 0; --k) {
+    const char d = all[k - 1];
+    if (d == '"' && (k < 2 || all[k - 2] != '\\')) {
+      quoted = !quoted;
+      continue;
+    }
+    if (quoted) continue;
+    if (is_blank(d) || d == '\n' || d == ';' || d == '&' || d == '|' || d == '(' || d == ')') {
+      return false;
+    }
+    if (d == ']') {
+      ++depth;
+    } else if (d == '[') {
+      if (depth == 0) return k >= 2 && is_name_char(all[k - 2]);
+      --depth;
+    }
+  }
+  return false;
+}
+
+// The index of the `close` that matches an `open` before `from` (nesting counted, backslash
+// pairs skipped); all.size() when there is none.
+std::size_t matching(std::string_view all, std::size_t from, char open, char close) {
+  unsigned depth = 1;
+  for (std::size_t k = from; k < all.size(); ++k) {
+    if (all[k] == '\\') {
+      ++k;
+    } else if (all[k] == open) {
+      ++depth;
+    } else if (all[k] == close && --depth == 0) {
+      return k;
+    }
+  }
+  return all.size();
+}
+
 }  // namespace
 
 // The template is read as the shell reads it, as far as quoting goes: the context of each
@@ -167,6 +264,10 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     std::string reader;
   };
   std::vector<Frame> stack{Frame{Context::Bare, 0, 0, {}, false, 0, {}}};
+  // The text is read after the shell's own first step: line continuations (backslash-newline)
+  // outside single quotes are removed, so `$\<newline>((` is seen as the `$((` it is.
+  std::string source = text_;
+  std::string_view all = source;
   // The text of the simple command a replacement string at `i` stands in, for the lint
   // (runs_input_as_code): from its innermost enclosing bare frame's command start.
   const auto command_at = [&](std::size_t i) -> std::pair<std::string, std::string> {
@@ -175,13 +276,47 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
         return {std::string(), frame->reader};
       }
       if (frame->context == Context::Bare) {
-        return {std::string(text_.substr(frame->command_start, i - frame->command_start)), {}};
+        return {std::string(all.substr(frame->command_start, i - frame->command_start)), {}};
       }
     }
     return {};
   };
   std::vector<PendingHeredoc> pending;  // here-documents whose bodies start at the next newline
-  const std::string_view all = text_;
+  // Removes the line continuations among the next few characters from `i`, up to a quote, a
+  // comment or a newline (where they may not be continuations).
+  const auto join_lines = [&](std::size_t i) {
+    std::size_t j = i;
+    for (int seen = 0; j + 1 < source.size() && seen < 4;) {
+      const char d = source[j];
+      if (d == '\\' && source[j + 1] == '\n') {
+        source.erase(j, 2);
+        all = source;
+        continue;
+      }
+      if (d == '\'' || d == '#' || d == '\n') break;
+      j += d == '\\' ? 2 : 1;
+      ++seen;
+    }
+  };
+  // A replacement string other than {#} and {%} in all[from, to): refused, saying where.
+  const auto refuse_in = [&](std::size_t from, std::size_t to, const std::string& where) {
+    for (std::size_t k = from; k < to && k < all.size(); ++k) {
+      if (all[k] == '\\') {
+        ++k;
+        continue;
+      }
+      if (all[k] != '{') continue;
+      const Found found = find_token(all.substr(k), static_cast<int>(Kind::Seq),
+                                     static_cast<int>(Kind::Slot), suffixes);
+      if (found.kind < 0 || found.kind == static_cast<int>(Kind::Seq) ||
+          found.kind == static_cast<int>(Kind::Slot)) {
+        continue;
+      }
+      throw std::invalid_argument(std::string(all.substr(k, found.length)) + " " + where +
+                                  " is refused: bash, ksh and zsh evaluate that text as " +
+                                  "arithmetic or a variable name, so an input there would be code");
+    }
+  };
   std::string literal;
   bool replaced = false;
   const auto flush = [&] {
@@ -214,6 +349,10 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   for (std::size_t i = 0; i < all.size();) {
     Frame& frame = stack.back();
     const Context context = frame.context;
+    if (context == Context::Bare || context == Context::Double || context == Context::Arithmetic) {
+      join_lines(i);
+      if (i >= all.size()) break;
+    }
     const bool in_heredoc = context == Context::Heredoc || context == Context::HeredocLiteral;
     if (in_heredoc && line_start) {
       line_start = false;
@@ -250,6 +389,20 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
               token +
               " inside $(( )) is refused: the shell evaluates the text of an "
               "arithmetic expression, so an input there would be code");
+        }
+        if (!number && (context == Context::Bare || context == Context::Double)) {
+          if (in_subscript(all, i, context == Context::Double)) {
+            throw std::invalid_argument(token +
+                                        " in an array subscript name[ ] is refused: bash "
+                                        "evaluates a subscript as arithmetic, so an input there "
+                                        "would be code");
+          }
+          const std::string why = operand_refusal(command_at(i).first);
+          if (!why.empty()) {
+            throw std::invalid_argument(token + " " + why +
+                                        " is refused: bash evaluates that text as code when it "
+                                        "holds a subscript like a[$(cmd)]");
+          }
         }
         if (!number && context == Context::HeredocLiteral) {
           throw std::invalid_argument(
@@ -310,6 +463,23 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
       }
       copy(i, 2);
       continue;
+    }
+    if (rest.starts_with("${")) {
+      refuse_in(i + 2, matching(all, i + 2, '{', '}'), "inside ${ }");
+    } else if (rest.starts_with("$[")) {
+      refuse_in(i + 2, matching(all, i + 2, '[', ']'), "inside $[ ]");
+    } else if (context == Context::Bare && rest.starts_with("((") &&
+               (i == 0 || all[i - 1] != '$')) {
+      refuse_in(i + 2, matching(all, i + 1, '(', ')'), "inside (( ))");
+    } else if (context == Context::Bare && rest.starts_with("[[") &&
+               (i == 0 || !is_name_char(all[i - 1]))) {
+      const std::size_t end = std::min(all.find("]]", i + 2), all.size());
+      for (const std::string& word : rough_words(all.substr(i + 2, end - i - 2), nullptr)) {
+        if (one_of(word, {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})) {
+          refuse_in(i + 2, end, "inside [[ ]] with " + word);
+          break;
+        }
+      }
     }
     if (rest.starts_with("$((")) {
       stack.push_back(Frame{Context::Arithmetic, 0, 0, {}, false, 0, {}});
@@ -616,7 +786,7 @@ bool is_code_option(std::string_view word) {
 
 // The words of `text` as the shell would split them, roughly: quotes removed, enough to name a
 // program and its options.
-std::vector<std::string> rough_words(std::string_view text, bool* open = nullptr) {
+std::vector<std::string> rough_words(std::string_view text, bool* open) {
   std::vector<std::string> words;
   std::string word;
   bool in_word = false;
@@ -655,7 +825,7 @@ std::string CommandTemplate::runs_input_as_code() const {
     if (piece.context == Context::Heredoc) {
       // The body is the reader's stdin: code when the reader is an interpreter reading its
       // script from there (`sh <<EOF`, `python3 - <<EOF`), not with `-c` or a script file.
-      std::vector<std::string> words = rough_words(piece.reader);
+      std::vector<std::string> words = rough_words(piece.reader, nullptr);
       std::size_t first = 0;
       while (first < words.size() &&
              (is_wrapper(base_name(words[first])) || words[first].find('=') != std::string::npos)) {

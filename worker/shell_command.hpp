@@ -174,6 +174,13 @@ struct CommandRun {
 // whole process tree runs in a process group of its own under a small guard process that kills the
 // group when this process dies, by any signal, so no command outlives its worker. Throws
 // std::runtime_error when it cannot start.
+// The pids in `text` (a /proc/<pid>/task/<tid>/children read of `size` bytes) into `out`, at
+// most `capacity`; `at_end` when the read reached the end of the file. A pid is taken only when
+// its separator follows, or the file ended: one cut by the buffer's end is left for the next
+// read. Async-signal-safe. Returns how many were stored.
+std::size_t whole_pids(const char* text, std::size_t size, bool at_end, int* out,
+                       std::size_t capacity);
+
 CommandRun run_shell(const ShellScript& script, const CommandLimits& limits = {});
 // A whole command line, no parameters.
 CommandRun run_shell(const std::string& line, const CommandLimits& limits = {});

@@ -120,4 +120,18 @@ TEST_CASE("SIGHUP reloads --python modules: added functions are announced, a bro
   std::vector<int> many(8, 5);
   CHECK(client.map_parallel<int>("reloaded.triple", many) == std::vector<int>(8, 15));
   CHECK(worker.output().find("replacing worker process") != std::string::npos);  // once, above
+
+  // A module whose import hangs froze the supervisor in discover(): no restarts, no SIGTERM.
+  // Now the reading child is killed at its deadline (30 s) and the reload refused.
+  write_module("import time\ntime.sleep(600)\ndef double(x):\n    return 2 * x\n");
+  worker.kill(SIGHUP);
+  CHECK(eventually(
+      [&] {
+        return worker.output().find(
+                   "keeping the running processes: --python reloaded: importing "
+                   "it took longer than 30 s") != std::string::npos;
+      },
+      60s));
+  CHECK(worker.running());
+  CHECK(client.map_parallel<int>("reloaded.triple", many) == std::vector<int>(8, 15));
 }

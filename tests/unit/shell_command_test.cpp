@@ -149,6 +149,27 @@ TEST_CASE("a replacement string in any quoting context is a parameter reference,
     CHECK_THROWS_WITH_AS(CommandTemplate{text}, doctest::Contains(why.c_str()),
                          std::invalid_argument);
   }
+  // Where bash reads the text as arithmetic or a variable name: refused, saying where.
+  for (const auto& [text, why] :
+       std::vector<std::pair<std::string, std::string>>{{"[[ {} -gt 3 ]]", "inside [[ ]] with -gt"},
+                                                        {"(( 1 + {} ))", "inside (( ))"},
+                                                        {"echo $[{}]", "inside $[ ]"},
+                                                        {"echo ${s:{}}", "inside ${ }"},
+                                                        {"a[{}]=x", "array subscript"},
+                                                        {"let x={}", "let"},
+                                                        {"printf -v {} x", "printf -v"},
+                                                        {"$\\\n(( {} + 1 ))", "inside $(( ))"}}) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH_AS(CommandTemplate{text}, doctest::Contains(why.c_str()),
+                         std::invalid_argument);
+  }
+  // Strings, plain values and names with values stay allowed; numbers anywhere.
+  CHECK_NOTHROW(CommandTemplate("[[ {} == a* ]] && echo yes"));
+  CHECK_NOTHROW(CommandTemplate("declare x={}; export Y={}; read -r x <<< {}; printf -v x %s {}"));
+  CHECK_NOTHROW(CommandTemplate("(( {#} > 1 )) && echo ${s:{%}} {}"));
+  CHECK_NOTHROW(CommandTemplate("echo \"list[{}]\" '[{}]'"));
+  CHECK_THROWS_AS(CommandTemplate("a[\"{}\"]=1"), std::invalid_argument);
+  CHECK(CommandTemplate("echo a\\\nb {}").script({"x"}).text == "echo ab \"${1}\"");
   // Numbers seppo makes are no one's input: allowed anywhere.
   CHECK(CommandTemplate("echo $(( {#} * 2 )) {}").expand({"a"}, 3) == "echo $(( 3 * 2 )) 'a'");
   CHECK_THROWS_WITH_AS(CommandTemplate("echo 'open"), doctest::Contains("unterminated ' quote"),
@@ -180,6 +201,7 @@ TEST_CASE("hostile inputs never run, whatever context the template puts them in"
       "\\\"; touch " + f + " #",
       "EOF\ntouch " + f + "\nEOF",
       "${x:-$(touch " + f + ")}",
+      "a[$(touch " + f + ")]",
       "*",
   };
   const std::vector<std::pair<std::string, std::string>> templates = {
@@ -223,6 +245,24 @@ TEST_CASE("hostile inputs never run, whatever context the template puts them in"
         REQUIRE_FALSE(std::filesystem::exists(f));
       }
     }
+  }
+  // Bash evaluates a variable's value as arithmetic or as a name in these places, and a
+  // subscript there runs command substitution: each refused at start-up, or nothing runs.
+  CommandLimits bash;
+  bash.shell = "/bin/bash";
+  for (const std::string text :
+       {"[[ {} -gt 3 ]]; echo ok", "(( 1 + {} )); echo x", "echo $[{}]", "s=abc; echo ${s:{}}",
+        "echo ${a[{}]}", "a[{}]=x", "let x={}", "declare -i x={}", "test -v {}", "[ -v {} ]",
+        "printf -v {} x", "read {} </dev/null", "unset {}", "export {}", "local -i x=\"{}\"",
+        "$\\\n(( {} ))", "echo $\\\n(( {} ))", "(\\\n( {} ))"}) {
+    CAPTURE(text);
+    try {
+      const ShellCommand command("t", text, bash);
+      (void)command.run_text("a[$(touch " + f + ")]");
+    } catch (const std::exception&) {
+    }
+    CHECK_FALSE(std::filesystem::exists(f));
+    CHECK_THROWS_AS(CommandTemplate{text}, std::invalid_argument);
   }
   // A NUL cannot be a parameter: the item fails and nothing runs.
   CHECK(error_of(ShellCommand("t", "touch " + f + "; printf %s {}"), std::string("a\0b", 3))
@@ -613,4 +653,20 @@ TEST_CASE("a request item's bytes are those of protocol.md's example, and decode
   std::map<std::string, int> no_args{{"seq", 1}};
   CHECK_THROWS_AS(seppo::wire::decode_command_request(msgpack::object(no_args, zone)),
                   std::invalid_argument);
+}
+
+TEST_CASE("kill_orphans takes only whole pids from a /proc children read: a cut one waits") {
+  using seppo::worker::whole_pids;
+  int out[8] = {};
+  // The buffer ended inside "123456": acting on "1234" would kill an unrelated process.
+  const std::string cut = "101 202 1234";
+  REQUIRE(whole_pids(cut.data(), cut.size(), false, out, 8) == 2);
+  CHECK(out[0] == 101);
+  CHECK(out[1] == 202);
+  // At the end of the file the last pid is whole, with or without its separator.
+  CHECK(whole_pids(cut.data(), cut.size(), true, out, 8) == 3);
+  CHECK(out[2] == 1234);
+  const std::string kernel = "101 202 ";
+  CHECK(whole_pids(kernel.data(), kernel.size(), false, out, 8) == 2);
+  CHECK(whole_pids(kernel.data(), kernel.size(), false, out, 1) == 1);
 }
