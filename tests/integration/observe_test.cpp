@@ -12,6 +12,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "tests/support/cluster.hpp"
 
@@ -243,6 +244,36 @@ TEST_CASE("seppo-broker --http: /api/status, the dashboard page, and what it ref
   // DNS rebinding: a page of another site whose name resolves to 127.0.0.1 cannot read it.
   CHECK(http(port, "GET /api/status HTTP/1.1", "evil.example:80").code == 403);
   CHECK(http(port, "GET /api/status HTTP/1.1", "localhost:" + std::to_string(port)).code == 200);
+}
+
+TEST_CASE("seppo-broker --http: a client trickling its request holds the server 2 s at most") {
+  Cluster cluster(with_http());
+  const int port = http_port(cluster);
+  REQUIRE(http(port, "GET /metrics HTTP/1.1").code == 200);
+  // One byte every 300 ms for 6 s: each byte within any per-read timeout, the whole far past
+  // the connection's 2 s.
+  const int slow = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(slow >= 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(slow, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  std::thread trickle([slow] {
+    const std::string request = "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX: ";
+    for (std::size_t i = 0; i < 20; ++i) {
+      if (::send(slow, request.data() + i % request.size(), 1, MSG_NOSIGNAL) != 1) break;
+      std::this_thread::sleep_for(300ms);
+    }
+  });
+  std::this_thread::sleep_for(100ms);  // the trickler is the connection being served
+  const auto asked = std::chrono::steady_clock::now();
+  const HttpReply reply = http(port, "GET /metrics HTTP/1.1");
+  const auto waited = std::chrono::steady_clock::now() - asked;
+  trickle.join();
+  ::close(slow);
+  CHECK(reply.code == 200);
+  CHECK(waited < 4500ms);  // served once the trickler's 2 s ran out, not after its 6 s
 }
 
 TEST_CASE("seppo-broker --http: a non-loopback address needs --http-public; a bad one is usage") {
