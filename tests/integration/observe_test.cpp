@@ -266,7 +266,7 @@ TEST_CASE("seppo-broker --http: a client trickling its request holds the server 
       std::this_thread::sleep_for(300ms);
     }
   });
-  std::this_thread::sleep_for(100ms);  // the trickler is the connection being served
+  // Connected first, the trickler is accepted first: the request below waits behind it.
   const auto asked = std::chrono::steady_clock::now();
   const HttpReply reply = http(port, "GET /metrics HTTP/1.1");
   const auto waited = std::chrono::steady_clock::now() - asked;

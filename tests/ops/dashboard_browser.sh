@@ -15,15 +15,7 @@ if [[ -z $chromium ]]; then
   echo "SKIP: chromium is not installed (scripts/install-deps.sh installs it)"
   exit 77
 fi
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/harness.sh"
 browser() {
   timeout 90 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
     --user-data-dir="$dir/profile" "$@"

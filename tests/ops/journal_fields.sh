@@ -12,21 +12,9 @@ if [[ "${SEPPO_IN_NAMESPACE:-}" != 1 ]]; then
   exec unshare -m env SEPPO_IN_NAMESPACE=1 "$0" "$@"
 fi
 seppo=$1 broker_program=$2 worker_program=$3 module=$4
-fail() { echo "FAIL (after ${SECONDS}s): $*"; exit 1; }
+source "$(dirname "$0")/harness.sh"
 mount --make-rprivate / && mkdir -p /run/systemd && mount -t tmpfs none /run/systemd &&
   mkdir -p /run/systemd/journal || fail "cannot make a private /run/systemd"
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-deadline_poll() {  # deadline_poll SECONDS COMMAND...: until COMMAND succeeds, or fail
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do [[ $SECONDS -lt $end ]] || return 1; sleep 0.2; done
-}
 
 # The stand-in journal: every datagram, one entry, ends with a line "--".
 python3 -c '

@@ -6,19 +6,7 @@
 # Usage: worker_key_retry.sh SEPPO SEPPO_BROKER SEPPO_WORKER MODULE
 set -uo pipefail
 seppo=$1 broker_program=$2 worker_program=$3 module=$4
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL (after ${SECONDS}s): $*"; exit 1; }
-deadline_poll() {  # deadline_poll SECONDS COMMAND...: until COMMAND succeeds, or fail
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do [[ $SECONDS -lt $end ]] || return 1; sleep 0.2; done
-}
+source "$(dirname "$0")/harness.sh"
 
 mkdir -m 0700 "$dir/keys"
 for who in broker worker other client; do
