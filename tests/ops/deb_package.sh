@@ -6,41 +6,80 @@
 # scripts are as docs/operating.md says, and dpkg -P (purge) leaves the machine as it was, the
 # broker's keys included.
 # Root only and slow (a full build), so it runs when SEPPO_TEST_DEB=1 (scripts/test.sh sets
-# it in CI). Usage: deb_package.sh SOURCE_DIR
+# it in CI). Usage:
+#   deb_package.sh SOURCE_DIR                     build, then install, use and remove
+#   deb_package.sh --build-only SOURCE_DIR OUT    only build, into OUT; OUT/status says how it went
+# With SEPPO_DEB_PREBUILT=OUT, the first form waits for such a build (up to 30 min) instead of
+# building: scripts/test.sh starts the build in the background when the plain build is done, so
+# that its compiling overlaps the other tests (which mostly wait on real processes) and only
+# the install checks, which change the machine, run alone.
+# The packages are built with DEB_BUILD_OPTIONS=noopt: what is checked here is the packaging,
+# and -O0 compiles about twice as fast.
 set -uo pipefail
-src=$1
+build_only=false
+if [[ "${1:-}" == --build-only ]]; then
+  build_only=true
+  src=$2 out=$3
+  mkdir -p "$out" && rm -f "$out"/status "$out"/*.deb "$out"/*.changes "$out"/*.buildinfo
+  say() { echo "$*" >"$out/status.tmp" && mv "$out/status.tmp" "$out/status"; echo "$*"; }
+else
+  src=$1
+fi
+skip() { $build_only && say "SKIP: $*"; echo "SKIP: $*"; exit 77; }
 [[ "${SEPPO_TEST_DEB:-}" == 1 || "${SEPPO_TEST_DEB:-}" == true ]] ||
-  { echo "SKIP: set SEPPO_TEST_DEB=1 to build and install the .debs (scripts/test.sh does in CI)"; exit 77; }
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: installing .debs needs root"; exit 77; }
+  skip "set SEPPO_TEST_DEB=1 to build and install the .debs (scripts/test.sh does in CI)"
+[[ $(id -u) -eq 0 ]] || skip "installing .debs needs root"
 command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null ||
-  { echo "SKIP: dpkg-dev and debhelper are not installed"; exit 77; }
+  skip "dpkg-dev and debhelper are not installed"
 for p in seppo libseppo0 libseppo-dev python3-seppo; do
   if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
-    echo "SKIP: $p is already installed here; this test would remove it"; exit 77
+    skip "$p is already installed here; this test would remove it"
   fi
 done
 dir=$(mktemp -d)
 installed=()
 cleanup() {
+  if $build_only && [[ ! -f "$out/status" ]]; then say "FAIL: the build stopped before it ended"; fi
   [[ ${#installed[@]} -gt 0 ]] && dpkg -P "${installed[@]}" >/dev/null 2>&1
   rm -rf "$dir"
 }
 trap cleanup EXIT
 fail() { echo "FAIL (after ${SECONDS}s): $*"; exit 1; }
 
-# A copy of the sources (committed and new files, not build folders): dpkg-buildpackage
-# writes next to the source folder and into it.
-mkdir -p "$dir/seppo"
-if git -C "$src" rev-parse >/dev/null 2>&1; then
-  (cd "$src" && git ls-files -z --cached --others --exclude-standard |
-     xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -T - -cf -) |
-    tar -xf - -C "$dir/seppo"
+build_debs() {  # into $dir: a copy of the sources (committed and new files, not build
+  # folders), built there, since dpkg-buildpackage writes next to the source folder and into it
+  mkdir -p "$dir/seppo"
+  if git -C "$src" rev-parse >/dev/null 2>&1; then
+    (cd "$src" && git ls-files -z --cached --others --exclude-standard |
+       xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -T - -cf -) |
+      tar -xf - -C "$dir/seppo"
+  else
+    tar -C "$src" --exclude='./build*' --exclude='./obj-*' -cf - . | tar -xf - -C "$dir/seppo"
+  fi
+  (cd "$dir/seppo" && DEB_BUILD_OPTIONS="noopt ${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -us -uc -b) \
+    >"$dir/build.log" 2>&1
+}
+
+if $build_only; then
+  build_debs || { say "FAIL: dpkg-buildpackage: $(tail -n 30 "$dir/build.log")"; exit 1; }
+  cp "$dir"/*.deb "$dir"/*.changes "$dir"/*.buildinfo "$out"/
+  say "OK: built in ${SECONDS}s"
+  exit 0
+elif [[ -n "${SEPPO_DEB_PREBUILT:-}" ]]; then
+  for ((i = 0; i < 1800 * 5; i++)); do [[ -f "$SEPPO_DEB_PREBUILT/status" ]] && break; sleep 0.2; done
+  status=$(cat "$SEPPO_DEB_PREBUILT/status" 2>/dev/null) ||
+    fail "no build in $SEPPO_DEB_PREBUILT within 30 min"
+  case "$status" in
+    OK*) cp "$SEPPO_DEB_PREBUILT"/*.deb "$SEPPO_DEB_PREBUILT"/*.changes \
+            "$SEPPO_DEB_PREBUILT"/*.buildinfo "$dir"/ ;;
+    SKIP*) echo "$status"; exit 77 ;;
+    *) fail "the background build: $status" ;;
+  esac
+  echo "built in the background ($status)"
 else
-  tar -C "$src" --exclude='./build*' --exclude='./obj-*' -cf - . | tar -xf - -C "$dir/seppo"
+  build_debs || fail "dpkg-buildpackage: $(tail -n 30 "$dir/build.log")"
 fi
-(cd "$dir/seppo" && dpkg-buildpackage -us -uc -b) >"$dir/build.log" 2>&1 ||
-  fail "dpkg-buildpackage: $(tail -n 30 "$dir/build.log")"
-echo "built in ${SECONDS}s: $(cd "$dir" && ls ./*.deb | tr '\n' ' ')"
+echo "packages (at ${SECONDS}s): $(cd "$dir" && ls ./*.deb | tr '\n' ' ')"
 if command -v lintian >/dev/null; then
   lintian --fail-on error "$dir"/*.changes >"$dir/lintian.log" 2>&1 ||
     fail "lintian: $(cat "$dir/lintian.log")"
