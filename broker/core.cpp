@@ -70,11 +70,11 @@ Core::Core(Config config, std::uint64_t instance, LogSink log)
       // matches a task of this one.
       next_task_id_(((instance >> 24) << 20) | 1) {}
 
-void Core::log(LogLevel level, const std::string& text) const {
+void Core::log(log::Level level, const std::string& text) const {
   if (log_) log_(level, text);
 }
 
-void Core::log(LogLevel level, const std::string& text, const LogFields& fields) const {
+void Core::log(log::Level level, const std::string& text, const LogFields& fields) const {
   if (fields_log_) {
     fields_log_(level, text, fields);
   } else {
@@ -91,15 +91,15 @@ void Core::send(const PeerId& to, const wire::Message& message) {
   if (const auto* error = std::get_if<wire::Error>(&message)) {
     stats_.refused(error->code ? wire::to_wire(*error->code) : "unknown");
   }
-  outbox_.push_back(Outgoing{to, wire::encode(message), Bytes(), false});
+  outbox_.push_back(Outgoing{to, wire::encode(message), std::nullopt});
 }
 
 void Core::send(const PeerId& to, const wire::Message& message, Bytes payload) {
-  outbox_.push_back(Outgoing{to, wire::encode(message), std::move(payload), true});
+  outbox_.push_back(Outgoing{to, wire::encode(message), std::move(payload)});
 }
 
 void Core::on_malformed(const PeerId& from, const std::string& why) {
-  log(LogLevel::Warning, "dropped a malformed message from " + printable_id(from) + ": " + why);
+  log(log::Level::Warning, "dropped a malformed message from " + printable_id(from) + ": " + why);
   send(from, wire::Error{code(wire::Code::BadMessage), why});
 }
 
@@ -151,9 +151,9 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
   std::string what = wire::type_name(type);
   if (type == wire::Type::Heartbeat)
     what += needed == Role::Worker ? " without a job" : " for a job";
-  log(LogLevel::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
-                             std::string(key) + ": the key is authorised as a " + role_name(role) +
-                             ", not a " + role_name(needed));
+  log(log::Level::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
+                               std::string(key) + ": the key is authorised as a " +
+                               role_name(role) + ", not a " + role_name(needed));
   send(from, wire::Error{code(wire::Code::Forbidden),
                          what + " needs a " + role_name(needed) +
                              " key; this peer's key is authorised as a " + role_name(role)});
@@ -240,7 +240,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     w.services.push_back(&s);
     unserved_since_.erase(f);
   }
-  log(LogLevel::Info,
+  log(log::Level::Info,
       "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
           " functions, capacity " + std::to_string(w.capacity),
       LogFields{{}, w.name, {}});
@@ -267,8 +267,8 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
     // taken back from this worker and queued or running elsewhere: that run will answer.
-    log(LogLevel::Debug, "dropped a result for task " + std::to_string(m.task_id) +
-                             " that is no longer outstanding at " + w->second.name);
+    log(log::Level::Debug, "dropped a result for task " + std::to_string(m.task_id) +
+                               " that is no longer outstanding at " + w->second.name);
   } else {
     Task& task = t->second;
     ++w->second.tasks_done;
@@ -291,7 +291,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
       outbox_.push_back(Outgoing{task.job.client,
                                  wire::encode_deliver(task.job.id, task.first, task.count,
                                                       w->second.name, m.elapsed_us, seq),
-                                 std::move(*payload), true});
+                                 std::move(*payload)});
       chunk_finished(job, task, seq);
     }
     release(task);
@@ -354,15 +354,15 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
                                 " bytes (" + std::to_string(m.count) +
                                 " items) exceeds the broker's --max-client-bytes of " +
                                 std::to_string(config_.max_client_bytes);
-    log(LogLevel::Warning, "refused " + message + ", job " + std::to_string(m.job_id) +
-                               " of client " + client_label(from));
+    log(log::Level::Warning, "refused " + message + ", job " + std::to_string(m.job_id) +
+                                 " of client " + client_label(from));
     fail(wire::Code::TooLarge, message);
     return;
   }
   if (queued_bytes + cost + job_cost > config_.max_client_bytes) {
-    log(LogLevel::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
-                             client_label(from) + ": over its limit of " +
-                             std::to_string(config_.max_client_bytes) + " queued bytes");
+    log(log::Level::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
+                               client_label(from) + ": over its limit of " +
+                               std::to_string(config_.max_client_bytes) + " queued bytes");
     fail(wire::Code::OverLimit, "client has " + std::to_string(queued_bytes) +
                                     " bytes queued; the broker's limit is " +
                                     std::to_string(config_.max_client_bytes));
@@ -383,7 +383,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.service = &s;
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
-    log(LogLevel::Info,
+    log(log::Level::Info,
         "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
             " started: " + m.function,
         LogFields{client_label(from) + "/" + std::to_string(m.job_id), {}, m.function});
@@ -499,8 +499,8 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   worker.inflight.push_back(task_id);
   charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
-  outbox_.push_back(Outgoing{worker_id, wire::encode_task(task_id, function, task.count),
-                             task.payload, true, task_id});
+  outbox_.push_back(
+      Outgoing{worker_id, wire::encode_task(task_id, function, task.count), task.payload, task_id});
 }
 
 // Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of
@@ -617,9 +617,9 @@ void Core::reserve(Service& service, std::uint64_t suspect) {
   service.drain = pick;
   service.drain_for = suspect;
   pick->drained_for = &service;
-  log(LogLevel::Debug, "worker " + pick->name + " drains its " +
-                           std::to_string(pick->inflight.size()) + " tasks to run suspect task " +
-                           std::to_string(suspect) + " alone");
+  log(log::Level::Debug, "worker " + pick->name + " drains its " +
+                             std::to_string(pick->inflight.size()) + " tasks to run suspect task " +
+                             std::to_string(suspect) + " alone");
 }
 
 void Core::unreserve(Service& service) {
@@ -863,7 +863,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     c->second.unread_bytes -= std::min(c->second.unread_bytes, unread - kJobOverhead);
   }
   dequeued(key.client, job.queue.size());
-  log(LogLevel::Info,
+  log(log::Level::Info,
       "job " + std::to_string(key.id) + " of client " + client_label(key.client) + " (" +
           job.function + ") " + why,
       LogFields{client_label(key.client) + "/" + std::to_string(key.id), {}, job.function});
@@ -937,7 +937,7 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
       ++requeued;
     }
   }
-  log(count_attempt ? LogLevel::Warning : LogLevel::Info,
+  log(count_attempt ? log::Level::Warning : log::Level::Info,
       "worker " + worker.name + " " + why +
           (requeued ? "; " + std::to_string(requeued) + " tasks requeued" : std::string()));
   for (const std::string& f : worker.functions) dispatch(f);
@@ -976,7 +976,7 @@ void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& m
   Task& task = t->second;
   auto j = jobs_.find(task.job);
   if (j != jobs_.end()) {
-    log(LogLevel::Warning, message);
+    log(log::Level::Warning, message);
     stats_.failed(j->second.function, wire::to_wire(why), task.count);
     j->second.items_failed += task.count;
     // A timed-out task is recorded by time_out, with its worker; others have none by now.
@@ -1017,6 +1017,14 @@ bool Core::received_running(const Worker& worker, const std::vector<std::uint64_
   // attempts of the innocent items sent to it).
   const auto& held = worker.inflight;
   return !held.empty() && std::find(unsent.begin(), unsent.end(), held.front()) == unsent.end();
+}
+
+void Core::on_delivery(const wire::DeliveryReport& report, TimePoint now) {
+  if (report.disconnected) {
+    on_disconnected(report.peer, now, report.unsent_tasks);
+  } else {
+    on_send_failed(report.peer, now, report.unsent_tasks);
+  }
 }
 
 void Core::on_send_failed(const PeerId& peer, TimePoint now,
@@ -1112,8 +1120,8 @@ void Core::shutdown() {
   for (const auto& [id, c] : clients_) {
     if (!c.jobs.empty()) send(id, wire::Bye{"broker shutting down"});
   }
-  log(LogLevel::Info, "shutting down: told " + std::to_string(workers_.size()) + " workers and " +
-                          std::to_string(clients_.size()) + " clients");
+  log(log::Level::Info, "shutting down: told " + std::to_string(workers_.size()) + " workers and " +
+                            std::to_string(clients_.size()) + " clients");
 }
 
 std::size_t Core::queued_count() const {

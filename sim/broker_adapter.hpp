@@ -14,18 +14,11 @@
 
 namespace seppo::sim {
 
-struct BrokerOut {
-  std::string peer;
-  std::string header;
-  std::optional<Bytes> payload;
-  std::uint64_t task_id = 0;  // a TASK's: what on_send_failed and on_disconnected are told
-};
-
 inline std::unique_ptr<broker::Core> make_broker(const broker::Config& config,
                                                  std::uint64_t instance,
                                                  std::function<void(const std::string&)> log) {
   broker::Core::LogSink sink;
-  if (log) sink = [log](broker::LogLevel, const std::string& line) { log(line); };
+  if (log) sink = [log](log::Level, const std::string& line) { log(line); };
   return std::make_unique<broker::Core>(config, instance, sink);
 }
 
@@ -37,16 +30,6 @@ inline void feed_broker(broker::Core& core, const std::string& from, const std::
   } else {
     core.on_message(from, header.data(), header.size(), nullptr, now);
   }
-}
-
-inline std::vector<BrokerOut> take_broker_outbox(broker::Core& core) {
-  std::vector<BrokerOut> out;
-  for (broker::Outgoing& o : std::exchange(core.outbox(), {})) {
-    BrokerOut b{std::move(o.peer), std::string(o.header.view()), std::nullopt, o.task_id};
-    if (o.has_payload) b.payload = std::move(o.payload);
-    out.push_back(std::move(b));
-  }
-  return out;
 }
 
 inline std::uint64_t broker_queued_bytes(const broker::Core& core, const std::string& client) {

@@ -95,72 +95,66 @@ void World::peer_send(int i, Frame frame) {
   schedule(at, std::move(e));
 }
 
-// As broker/server.cpp's flush(): the peers whose connection closed since the last flush are
-// reported to the core (on_disconnected) with the TASKs to them held back, unsent; sends the
-// ROUTER cannot make fail, reported per peer with their TASKs (on_send_failed).
+// The broker's flush (broker/delivery.hpp), through the world's pipes: the peers whose
+// connection closed since the last flush are reported to the core with the TASKs to them held
+// back, unsent; a send to an id the ROUTER has no pipe for fails.
 void World::broker_flush() {
   if (!broker_) return;
-  using PerPeer = std::vector<std::pair<std::string, std::vector<std::uint64_t>>>;
-  auto note = [](PerPeer& list, const BrokerOut& m) {
-    auto f =
-        std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == m.peer; });
-    if (f == list.end()) f = list.insert(list.end(), {m.peer, {}});
-    if (m.task_id != 0) f->second.push_back(m.task_id);
-  };
-  // What the core queues in answer may queue more: until empty, bounded.
-  for (int round = 0; round < 16; ++round) {
-    std::vector<std::string> lost;
-    if (options_.faults & kCloseNotice) lost.swap(lost_);
-    std::vector<BrokerOut> out = take_broker_outbox(*broker_);
-    if (out.empty() && lost.empty()) break;
-    PerPeer failed, held_back;
-    for (const std::string& id : lost) held_back.push_back({id, {}});
-    for (BrokerOut& o : out) {
-      if (std::find(lost.begin(), lost.end(), o.peer) != lost.end()) {
-        if (trace_)
-          tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
-                 ": held back (its connection closed)");
-        note(held_back, o);
-        continue;
-      }
-      auto it = by_id_.find(o.peer);
-      Peer* p = it == by_id_.end() ? nullptr : &peers_[it->second];
+  struct Pipes final : broker::Link {
+    World& w;
+    std::vector<std::string> told_closed;
+    explicit Pipes(World& world) : w(world) {}
+    std::vector<std::string> take_lost() override {
+      std::vector<std::string> lost;
+      if (w.options_.faults & kCloseNotice) lost.swap(w.lost_);
+      return lost;
+    }
+    bool send(broker::Outgoing& o) override {
+      auto it = w.by_id_.find(o.peer);
+      Peer* p = it == w.by_id_.end() ? nullptr : &w.peers_[it->second];
       if (p == nullptr || !p->link.router_knows) {
-        if (trace_)
-          tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
-                 ": send failed (peer gone)");
-        note(failed, o);
-        continue;
+        if (w.trace_)
+          w.tracef("B -> " + printable(o.peer) + " " + header_of(o) + ": send failed (peer gone)");
+        return false;
       }
       const Us delay =
-          rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
-      const Us at = std::max(now_ + delay, p->link.last_to_peer);
+          w.rng_.chance(950) ? w.rng_.between(20, 2 * kMs) : w.rng_.between(2 * kMs, 40 * kMs);
+      const Us at = std::max(w.now_ + delay, p->link.last_to_peer);
       p->link.last_to_peer = at;
-      note_cancels(o.peer, o.header);
+      std::string header(o.header.view());
+      w.note_cancels(o.peer, header);
       Event e = make_event(Ev::ToPeer, it->second, p->link.router_epoch);
-      e.frame = Frame{std::move(o.header), std::move(o.payload), {}};
-      schedule(at, std::move(e));
+      e.frame = Frame{std::move(header), std::move(o.payload), {}};
+      w.schedule(at, std::move(e));
+      return true;
     }
-    for (const auto& [peer, tasks] : held_back) {
-      ++report_.notices;
-      if (trace_)
-        tracef("B is told " + printable(peer) + "'s connection closed (" +
-               std::to_string(tasks.size()) + " TASKs held back)");
-      broker_->on_disconnected(peer, broker_tp(), tasks);
-      if (std::any_of(out.begin(), out.end(), [&](const BrokerOut& m) { return m.peer == peer; }))
-        broker_->on_send_failed(peer, broker_tp(), tasks);
+    void held_back(const broker::Outgoing& o) override {
+      if (w.trace_)
+        w.tracef("B -> " + printable(o.peer) + " " + header_of(o) +
+                 ": held back (its connection closed)");
     }
-    for (const auto& [peer, tasks] : failed) broker_->on_send_failed(peer, broker_tp(), tasks);
-    // A worker process that is gone, noticed by its connection closing, holds nothing at the
-    // broker any more: its tasks run elsewhere now, not after heartbeat x liveness (issue 12).
-    for (const auto& [peer, tasks] : held_back) {
-      auto it = by_id_.find(peer);
-      const bool gone = it == by_id_.end() || !peers_[it->second].alive ||
-                        peers_[it->second].link.id != peer || !peers_[it->second].link.wanted;
-      if (gone && broker_->inflight_count(peer) > 0) {
-        violate("the broker still holds " + std::to_string(broker_->inflight_count(peer)) +
-                " tasks at " + printable(peer) + " after it was told its connection closed");
-      }
+    void reporting(const wire::DeliveryReport& r) override {
+      if (!r.disconnected) return;
+      ++w.report_.notices;
+      told_closed.push_back(r.peer);
+      if (w.trace_)
+        w.tracef("B is told " + printable(r.peer) + "'s connection closed (" +
+                 std::to_string(r.unsent_tasks.size()) + " TASKs held back)");
+    }
+    static std::string header_of(const broker::Outgoing& o) {
+      return describe_header(std::string(o.header.view()));
+    }
+  } pipes(*this);
+  broker::flush(*broker_, pipes, broker_tp());
+  // A worker process that is gone, noticed by its connection closing, holds nothing at the
+  // broker any more: its tasks run elsewhere now, not after heartbeat x liveness (issue 12).
+  for (const std::string& peer : pipes.told_closed) {
+    auto it = by_id_.find(peer);
+    const bool gone = it == by_id_.end() || !peers_[it->second].alive ||
+                      peers_[it->second].link.id != peer || !peers_[it->second].link.wanted;
+    if (gone && broker_->inflight_count(peer) > 0) {
+      violate("the broker still holds " + std::to_string(broker_->inflight_count(peer)) +
+              " tasks at " + printable(peer) + " after it was told its connection closed");
     }
   }
   broker_tick_schedule();

@@ -18,6 +18,7 @@
 #include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
+#include "broker/delivery.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/result_entry.hpp"

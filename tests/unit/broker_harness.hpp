@@ -121,11 +121,12 @@ struct Harness {
   }
   std::vector<Sent> drain() {
     std::vector<Sent> out;
-    for (auto& o : core.outbox()) {
+    std::vector<broker::Outgoing> batch;
+    core.take_outbox(batch);
+    for (auto& o : batch) {
       out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size()),
-                         o.has_payload ? o.payload.str() : std::string()});
+                         o.payload ? o.payload->str() : std::string()});
     }
-    core.outbox().clear();
     return out;
   }
   // Messages of type T sent to `peer`, in order.
