@@ -23,12 +23,13 @@ inline std::unique_ptr<broker::Core> make_broker(const broker::Config& config,
 }
 
 inline void feed_broker(broker::Core& core, const std::string& from, const std::string& header,
-                        const std::optional<Bytes>& payload, broker::TimePoint now) {
+                        const std::optional<Bytes>& payload, broker::TimePoint now,
+                        broker::Role role = broker::Role::Any, std::string_view key = {}) {
   if (payload) {
     Bytes frame = *payload;
-    core.on_message(from, header.data(), header.size(), &frame, now);
+    core.on_message(from, header.data(), header.size(), &frame, now, role, key);
   } else {
-    core.on_message(from, header.data(), header.size(), nullptr, now);
+    core.on_message(from, header.data(), header.size(), nullptr, now, role, key);
   }
 }
 

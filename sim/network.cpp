@@ -54,6 +54,7 @@ void World::schedule_close(int i, Us after) {
   if (!(options_.faults & kCloseNotice)) return;
   Event e = make_event(Ev::Closed, i, peers_[i].link.router_epoch);
   e.id = peers_[i].link.id;
+  e.arg = static_cast<std::uint64_t>(peers_[i].link.connection);
   // The monitor's event reaches the broker's poll loop a little after the close.
   schedule(now_ + after + rng12_.between(10, 2 * kMs), std::move(e));
 }
@@ -110,6 +111,21 @@ void World::broker_flush() {
       return lost;
     }
     bool send(broker::Outgoing& o) override {
+      // broker/server.cpp's veto (§14.6): nothing goes to an id another key's connection took,
+      // nor to one whose owner's connection closed, until its owner speaks again.
+      if (!w.admission_->may_send(o.peer)) {
+        if (w.trace_)
+          w.tracef("B -> " + printable(o.peer) + " " + header_of(o) +
+                   ": vetoed (the id is not its owner's now)");
+        return false;
+      }
+      // Invariant 11 (issue 27): a routing id bound to one key is never used for another's.
+      if (auto s = w.stolen_.find(o.peer);
+          s != w.stolen_.end() && w.peers_[s->second].link.router_knows) {
+        w.violate("the broker sent " + header_of(o) + " to routing id " + printable(o.peer) +
+                  " while " + w.peers_[s->second].name +
+                  "'s connection, under another key, held it");
+      }
       auto it = w.by_id_.find(o.peer);
       Peer* p = it == w.by_id_.end() ? nullptr : &w.peers_[it->second];
       if (p == nullptr || !p->link.router_knows) {
@@ -117,15 +133,7 @@ void World::broker_flush() {
           w.tracef("B -> " + printable(o.peer) + " " + header_of(o) + ": send failed (peer gone)");
         return false;
       }
-      const Us delay =
-          w.rng_.chance(950) ? w.rng_.between(20, 2 * kMs) : w.rng_.between(2 * kMs, 40 * kMs);
-      const Us at = std::max(w.now_ + delay, p->link.last_to_peer);
-      p->link.last_to_peer = at;
-      std::string header(o.header.view());
-      w.note_cancels(o.peer, header);
-      Event e = make_event(Ev::ToPeer, it->second, p->link.router_epoch);
-      e.frame = Frame{std::move(header), std::move(o.payload), {}};
-      w.schedule(at, std::move(e));
+      w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
       return true;
     }
     void held_back(const broker::Outgoing& o) override {
@@ -158,6 +166,17 @@ void World::broker_flush() {
     }
   }
   broker_tick_schedule();
+}
+
+void World::broker_send(int i, std::string header, std::optional<Bytes> payload) {
+  Peer& p = peers_[i];
+  const Us delay = rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
+  const Us at = std::max(now_ + delay, p.link.last_to_peer);
+  p.link.last_to_peer = at;
+  note_cancels(p.link.id, header);
+  Event e = make_event(Ev::ToPeer, i, p.link.router_epoch);
+  e.frame = Frame{std::move(header), std::move(payload), {}};
+  schedule(at, std::move(e));
 }
 
 void World::note_cancels(const std::string& peer, const std::string& header) {
@@ -199,14 +218,18 @@ void World::deliver_to_broker(int i, Event& e) {
     return;
   }
   if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));
+  const broker::Admission::Verdict admitted = admit(i);
+  if (!admitted.accepted) return;
   if (!cancels_.empty() && e.frame.header.size() > 2 &&
       static_cast<unsigned char>(e.frame.header[2]) == static_cast<int>(wire::Type::Ready)) {
     // A new registration: what the worker held is forgotten on both sides.
     cancels_.erase(cancels_.lower_bound({p.link.id, 0}),
                    cancels_.upper_bound({p.link.id, ~std::uint64_t{0}}));
   }
+  // Only an admitted message says which connection a peer is on (server.cpp).
   heard(p.link.id, e.tag);
-  feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp());
+  feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp(), admitted.role,
+              admitted.key);
   broker_flush();
 }
 
@@ -225,6 +248,18 @@ void World::deliver_to_peer(int i, Event& e) {
     return;
   }
   wire::Message message = wire::decode(e.frame.header.data(), e.frame.header.size());
+  if (p.kind == Peer::Kind::Impostor || p.kind == Peer::Kind::Intruder) {
+    // Invariants 11 and 12 (issue 27): an impostor gets nothing; a revoked client's key gets
+    // nothing but ERROR forbidden.
+    if (trace_) tracef("B -> " + p.name + " " + describe(message));
+    const auto* error = std::get_if<wire::Error>(&message);
+    const bool forbidden = error && error->code == wire::Code::Forbidden;
+    if (p.kind == Peer::Kind::Impostor || !forbidden || !revoked_) {
+      violate("the broker sent " + describe(message) + " to " + p.name + ", " +
+              (p.kind == Peer::Kind::Impostor ? "an impostor" : "a client whose key is revoked"));
+    }
+    return;
+  }
   if (trace_) {
     std::string items;
     if (std::holds_alternative<wire::Task>(message) && e.frame.payload) {

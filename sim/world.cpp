@@ -19,7 +19,21 @@ void World::step(Event& e) {
           now_ < p.link.partitioned_until) {
         break;
       }
+      // ROUTER_HANDOVER off (kKeys): while an impostor's connection holds the id, ZeroMQ
+      // refuses this one; its DEALER tries again. A revoked key is refused by the ZAP handler.
+      if (auto s = stolen_.find(p.link.id);
+          s != stolen_.end() && s->second != e.peer && peers_[s->second].link.router_knows) {
+        if (trace_) tracef(p.name + " cannot connect: " + peers_[s->second].name + " holds its id");
+        try_connect(e.peer, rng27_.between(50 * kMs, 200 * kMs));
+        break;
+      }
+      if (p.kind == Peer::Kind::Intruder && revoked_) {
+        if (trace_) tracef(p.name + "'s connection is refused: its key is no longer listed");
+        break;
+      }
       p.link.up = true;
+      p.link.connection = ++next_connection_;
+      p.link.close_noticed = false;
       // The ROUTER takes the new pipe for this id (the old one, if any, is gone or handed over).
       p.link.router_knows = true;
       p.link.router_epoch = p.link.epoch;
@@ -61,6 +75,9 @@ void World::step(Event& e) {
       start_job(e.peer);
       break;
     case Ev::Closed:
+      // The monitor reports the connection's descriptor: its routing id's binding learns first.
+      if (admission_) admission_->on_closed(static_cast<int>(e.arg));
+      if (peers_[e.peer].link.router_epoch == e.tag) peers_[e.peer].link.close_noticed = true;
       router_closed(e.id, e.tag);
       break;
   }
@@ -164,6 +181,7 @@ RunReport World::run() {
     p.kind = k < worker_count ? Peer::Kind::Worker : Peer::Kind::Client;
     p.name = (k < worker_count ? "W" : "C") +
              std::to_string(k < worker_count ? k + 1 : k - worker_count + 1);
+    p.user = user_of(p);
     if (options_.faults & kDrift) {
       p.ppm = rng_.between(-20000, 20000);
       p.offset = rng_.between(0, 1000 * kSecond);
@@ -200,6 +218,7 @@ RunReport World::run() {
            std::to_string(config_.task_timeout.count()) + " ms");
   }
   plan_faults();
+  make_admission();
   broker_tick_schedule();
   for (int i : workers_) start_worker(i, false);
   for (int i : clients_) {
