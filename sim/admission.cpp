@@ -44,7 +44,7 @@ void World::make_admission() {
   broker::Admission::Options o;
   if (options_.faults & kKeys) {
     o.lists = key_lists();
-    // As broker/server.cpp: four times the expiry.
+    // Four times the expiry, the period broker/server.cpp binds ids for.
     o.bind_for =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds(kBindFor));
   }
