@@ -45,6 +45,7 @@
 #include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
+#include "broker/driver.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
@@ -215,12 +216,9 @@ class Driver {
     const broker::Role role = role_of(from);
     const std::string key = "key of " + broker::printable_id(from);
     try {
-      if (payload) {
-        seppo::Bytes frame(*payload);
-        core_.on_message(from, header.data(), header.size(), &frame, now_, role, key);
-      } else {
-        core_.on_message(from, header.data(), header.size(), nullptr, now_, role, key);
-      }
+      broker::feed(core_, from, header,
+                   payload ? std::optional<seppo::Bytes>(seppo::Bytes(*payload)) : std::nullopt,
+                   now_, role, key);
     } catch (const std::exception& e) {
       fail(std::string("on_message threw: ") + e.what());
     }

@@ -124,9 +124,7 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
     }
     case FaultKind::BrokerRestart: {
       const std::uint64_t instance = rng_.next() | 1;
-      broker_ = make_broker(config_, instance,
-                            trace_ ? [this](const std::string& line) { tracef("B log: " + line); }
-                                   : std::function<void(const std::string&)>());
+      make_broker(instance);
       make_admission();
       broker_disturbed_at_ = now_;
       if (trace_) tracef("B restarts empty, instance " + std::to_string(instance));

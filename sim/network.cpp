@@ -228,8 +228,8 @@ void World::deliver_to_broker(int i, Event& e) {
   }
   // Only an admitted message says which connection a peer is on (server.cpp).
   heard(p.link.id, e.tag);
-  feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp(), admitted.role,
-              admitted.key);
+  broker::feed(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp(), admitted.role,
+               admitted.key);
   broker_flush();
 }
 

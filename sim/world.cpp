@@ -131,7 +131,7 @@ void World::check_step() {
   }
   for (int i : clients_) {
     const Peer& p = peers_[i];
-    const std::uint64_t held = broker_queued_bytes(*broker_, p.link.id);
+    const std::uint64_t held = broker_->queued_bytes(p.link.id);
     if (held > config_.max_client_bytes) {
       violate("the broker holds " + std::to_string(held) + " bytes of " + p.name +
               ", over its limit of " + std::to_string(config_.max_client_bytes));
@@ -152,12 +152,18 @@ void World::check_end() {
     }
   }
   if (!broker_) return;
-  if (broker_->task_count() || broker_->job_count() || broker_client_count(*broker_)) {
+  if (broker_->task_count() || broker_->job_count() || broker_->client_count()) {
     violate("after every job ended the broker still holds " +
             std::to_string(broker_->task_count()) + " tasks, " +
             std::to_string(broker_->job_count()) + " jobs and " +
-            std::to_string(broker_client_count(*broker_)) + " clients");
+            std::to_string(broker_->client_count()) + " clients");
   }
+}
+
+void World::make_broker(std::uint64_t instance) {
+  broker::Core::LogSink sink;
+  if (trace_) sink = [this](log::Level, const std::string& line) { tracef("B log: " + line); };
+  broker_ = std::make_unique<broker::Core>(config_, instance, sink);
 }
 
 RunReport World::run() {
@@ -207,9 +213,7 @@ RunReport World::run() {
   }
   for (int i : clients_) by_id_[peers_[i].link.id] = i;
   const std::uint64_t instance = rng_.next() | 1;
-  broker_ = make_broker(config_, instance,
-                        trace_ ? [this](const std::string& line) { tracef("B log: " + line); }
-                               : std::function<void(const std::string&)>());
+  make_broker(instance);
   if (trace_) {
     tracef("seed " + std::to_string(options_.seed) + ": " + std::to_string(worker_count) +
            " workers, " + std::to_string(client_count) + " clients, faults " +

@@ -20,10 +20,10 @@
 #include "broker/admission.hpp"
 #include "broker/core.hpp"
 #include "broker/delivery.hpp"
+#include "broker/driver.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/result_entry.hpp"
-#include "sim/broker_adapter.hpp"
 #include "sim/describe.hpp"
 #include "sim/random.hpp"
 #include "worker/session_core.hpp"
@@ -285,6 +285,7 @@ class World {
   void broker_send(int i, std::string header, std::optional<Bytes> payload);
 
   // --- admission (issue 27, kKeys) ---
+  void make_broker(std::uint64_t instance);
   void make_admission();
   std::shared_ptr<const broker::KeyLists> key_lists() const;
   void plan_keys(Us window);
