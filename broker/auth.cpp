@@ -25,68 +25,6 @@ std::string describe(const std::string& fingerprint, const std::string& label) {
 
 }  // namespace
 
-std::shared_ptr<const KeyLists> KeyLists::load(const AuthConfig& config) {
-  auto lists = std::make_shared<KeyLists>();
-  for (const auto& [path, role] :
-       {std::pair{config.workers, Role::Worker}, std::pair{config.clients, Role::Client}}) {
-    if (path.empty()) continue;
-    for (curve::AuthorizedKey& k : curve::read_authorized(path)) {
-      auto [entry, added] = lists->keys_.try_emplace(k.key, Entry{role, k.label});
-      if (!added && entry->second.role != role && entry->second.role != Role::Any) {
-        entry->second.role = Role::Any;
-        lists->warnings_.push_back("key " + describe(curve::fingerprint(k.key), k.label) +
-                                   " is authorised both as a worker and as a client (" + k.origin +
-                                   "): it may do both");
-      }
-    }
-  }
-  for (const auto& [key, entry] : lists->keys_) {
-    if (entry.role != Role::Client) ++lists->workers_;
-    if (entry.role != Role::Worker) ++lists->clients_;
-  }
-  return lists;
-}
-
-std::optional<Role> KeyLists::role_of(std::string_view key) const {
-  auto it = keys_.find(key);
-  if (it == keys_.end()) return std::nullopt;
-  return it->second.role;
-}
-
-const std::string& KeyLists::label_of(std::string_view key) const {
-  static const std::string none;
-  auto it = keys_.find(key);
-  return it == keys_.end() ? none : it->second.label;
-}
-
-std::string KeyLists::summary() const {
-  return std::to_string(workers_) + " worker key" + (workers_ == 1 ? "" : "s") + ", " +
-         std::to_string(clients_) + " client key" + (clients_ == 1 ? "" : "s");
-}
-
-std::string user_id(Role role, std::string_view key) {
-  return std::string(role_name(role)) + ":" + std::string(key);
-}
-
-std::optional<Admitted> parse_user_id(std::string_view text) {
-  const auto colon = text.find(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  const std::string_view role = text.substr(0, colon);
-  const std::string_view key = text.substr(colon + 1);
-  if (key.size() != curve::kZ85Chars) return std::nullopt;
-  for (Role r : {Role::Worker, Role::Client, Role::Any}) {
-    if (role == role_name(r)) return Admitted{r, key};
-  }
-  return std::nullopt;
-}
-
-std::optional<Role> still_permitted(Role admitted, std::optional<Role> current) {
-  if (!current) return std::nullopt;
-  if (admitted == Role::Any) return current;
-  if (*current == Role::Any || *current == admitted) return admitted;
-  return std::nullopt;
-}
-
 std::optional<unsigned> peer_uid(std::string_view address) {
   // libzmq 4.3 on Linux gives an ipc peer as "localhost:UID:GID:PID", a TCP peer as its
   // numeric address: "localhost" keeps an IPv6 address ending in three decimal groups out.
@@ -127,70 +65,6 @@ bool in_group(unsigned uid, unsigned gid, unsigned group) {
   return std::find(groups.begin(), groups.end(), static_cast<gid_t>(group)) != groups.end();
 }
 
-bool RoutingBindings::on_message(std::string_view peer, std::string_view user, int fd,
-                                 std::chrono::steady_clock::time_point now) {
-  auto [it, added] = by_peer_.try_emplace(std::string(peer));
-  Binding& b = it->second;
-  if (added) b.user = std::string(user);
-  if (b.user != user) {
-    b.refused = true;
-    return false;
-  }
-  if (b.fd != fd) {
-    if (b.fd >= 0) {
-      if (auto old = by_fd_.find(b.fd); old != by_fd_.end() && old->second == peer)
-        by_fd_.erase(old);
-    }
-    // A descriptor serves one connection, hence one id: a stale entry is an id whose close
-    // came after the next connection reused the number (not seen, but harmless to drop).
-    if (fd >= 0) {
-      auto [entry, fresh] = by_fd_.try_emplace(fd, std::string(peer));
-      if (!fresh && entry->second != peer) {
-        if (auto other = by_peer_.find(entry->second); other != by_peer_.end())
-          other->second.fd = -1;
-        entry->second = std::string(peer);
-      }
-    }
-    b.fd = fd;
-  }
-  b.refused = false;
-  b.heard = now;
-  return true;
-}
-
-void RoutingBindings::on_closed(int fd) {
-  auto it = by_fd_.find(fd);
-  if (it == by_fd_.end()) return;
-  if (auto b = by_peer_.find(it->second); b != by_peer_.end()) b->second.fd = -1;
-  by_fd_.erase(it);
-}
-
-bool RoutingBindings::may_send(std::string_view peer) const {
-  auto it = by_peer_.find(std::string(peer));
-  // An id never heard under authentication (the broker's own sends before any message) is
-  // not anyone's yet.
-  if (it == by_peer_.end()) return true;
-  return it->second.fd >= 0 && !it->second.refused;
-}
-
-std::string RoutingBindings::owner(std::string_view peer) const {
-  auto it = by_peer_.find(std::string(peer));
-  return it == by_peer_.end() ? std::string() : it->second.user;
-}
-
-void RoutingBindings::expire(std::chrono::steady_clock::time_point now) {
-  for (auto it = by_peer_.begin(); it != by_peer_.end();) {
-    if (now - it->second.heard > forget_after_) {
-      if (auto f = by_fd_.find(it->second.fd); f != by_fd_.end() && f->second == it->first) {
-        by_fd_.erase(f);
-      }
-      it = by_peer_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
 Authenticator::Authenticator(zmq::context_t& context, AuthConfig config,
                              std::shared_ptr<const KeyLists> lists, LogSink log)
     : config_(std::move(config)),
@@ -224,8 +98,8 @@ void Authenticator::start(zmq::context_t& context) {
       run(child, zap);
     } catch (const std::exception& e) {
       // Without a handler libzmq would admit every key: never carry on without one.
-      this->log(LogLevel::Error, std::string("authentication handler failed: ") + e.what() +
-                                     "; stopping the broker");
+      this->log(log::Level::Error, std::string("authentication handler failed: ") + e.what() +
+                                       "; stopping the broker");
       std::_Exit(1);
     }
   });
@@ -248,7 +122,7 @@ void Authenticator::run(zmq::socket_t& pipe, zmq::socket_t& zap) {
       Reload result;
       try {
         std::shared_ptr<const KeyLists> fresh = KeyLists::load(config_);
-        for (const std::string& w : fresh->warnings()) log(LogLevel::Warning, w);
+        for (const std::string& w : fresh->warnings()) log(log::Level::Warning, w);
         result = Reload{true, fresh->summary()};
         std::lock_guard<std::mutex> lock(mutex_);
         lists_ = std::move(fresh);
@@ -327,7 +201,7 @@ void Authenticator::judge_local(const std::string& address, std::string& status,
   unsigned since = 0;
   if (should_log_refusal("uid:" + std::to_string(*uid), since)) {
     const std::string pid = address.substr(address.rfind(':') + 1);
-    log(LogLevel::Warning,
+    log(log::Level::Warning,
         "refused a connection from " + name + ", process " + pid + ": without keys only uid " +
             std::to_string(policy_->uid) +
             (policy_->group ? " and group " + policy_->group_name : std::string()) +
@@ -337,7 +211,7 @@ void Authenticator::judge_local(const std::string& address, std::string& status,
   }
 }
 
-void Authenticator::log(LogLevel level, const std::string& text) const {
+void Authenticator::log(log::Level level, const std::string& text) const {
   if (log_) log_(level, text);
 }
 
@@ -376,13 +250,13 @@ void Authenticator::answer(zmq::socket_t& zap) {
       text = "OK";
       user = user_id(*role, key);
       // A worker's admission is news; a client's comes with every seppo status and map.
-      log(*role == Role::Client ? LogLevel::Debug : LogLevel::Info,
+      log(*role == Role::Client ? log::Level::Debug : log::Level::Info,
           std::string("admitted ") + role_name(*role) + " key " + who + " from " + address);
     } else {
       text = "key not authorised";
       unsigned since = 0;
       if (should_log_refusal(key, since)) {
-        log(LogLevel::Warning,
+        log(log::Level::Warning,
             "refused a connection from " + address + ": key " + who + " is not authorised" +
                 (since ? " (and " + std::to_string(since) + " more attempts in the last minute)"
                        : std::string()));

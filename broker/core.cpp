@@ -70,11 +70,11 @@ Core::Core(Config config, std::uint64_t instance, LogSink log)
       // matches a task of this one.
       next_task_id_(((instance >> 24) << 20) | 1) {}
 
-void Core::log(LogLevel level, const std::string& text) const {
+void Core::log(log::Level level, const std::string& text) const {
   if (log_) log_(level, text);
 }
 
-void Core::log(LogLevel level, const std::string& text, const LogFields& fields) const {
+void Core::log(log::Level level, const std::string& text, const LogFields& fields) const {
   if (fields_log_) {
     fields_log_(level, text, fields);
   } else {
@@ -91,15 +91,15 @@ void Core::send(const PeerId& to, const wire::Message& message) {
   if (const auto* error = std::get_if<wire::Error>(&message)) {
     stats_.refused(error->code ? wire::to_wire(*error->code) : "unknown");
   }
-  outbox_.push_back(Outgoing{to, wire::encode(message), Bytes(), false});
+  outbox_.push_back(Outgoing{to, wire::encode(message), std::nullopt});
 }
 
 void Core::send(const PeerId& to, const wire::Message& message, Bytes payload) {
-  outbox_.push_back(Outgoing{to, wire::encode(message), std::move(payload), true});
+  outbox_.push_back(Outgoing{to, wire::encode(message), std::move(payload)});
 }
 
 void Core::on_malformed(const PeerId& from, const std::string& why) {
-  log(LogLevel::Warning, "dropped a malformed message from " + printable_id(from) + ": " + why);
+  log(log::Level::Warning, "dropped a malformed message from " + printable_id(from) + ": " + why);
   send(from, wire::Error{code(wire::Code::BadMessage), why});
 }
 
@@ -151,9 +151,9 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
   std::string what = wire::type_name(type);
   if (type == wire::Type::Heartbeat)
     what += needed == Role::Worker ? " without a job" : " for a job";
-  log(LogLevel::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
-                             std::string(key) + ": the key is authorised as a " + role_name(role) +
-                             ", not a " + role_name(needed));
+  log(log::Level::Warning, "refused " + what + " from " + printable_id(from) + ", key " +
+                               std::string(key) + ": the key is authorised as a " +
+                               role_name(role) + ", not a " + role_name(needed));
   send(from, wire::Error{code(wire::Code::Forbidden),
                          what + " needs a " + role_name(needed) +
                              " key; this peer's key is authorised as a " + role_name(role)});
@@ -240,7 +240,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     w.services.push_back(&s);
     unserved_since_.erase(f);
   }
-  log(LogLevel::Info,
+  log(log::Level::Info,
       "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
           " functions, capacity " + std::to_string(w.capacity),
       LogFields{{}, w.name, {}});
@@ -267,8 +267,8 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
     // taken back from this worker and queued or running elsewhere: that run will answer.
-    log(LogLevel::Debug, "dropped a result for task " + std::to_string(m.task_id) +
-                             " that is no longer outstanding at " + w->second.name);
+    log(log::Level::Debug, "dropped a result for task " + std::to_string(m.task_id) +
+                               " that is no longer outstanding at " + w->second.name);
   } else {
     Task& task = t->second;
     ++w->second.tasks_done;
@@ -291,7 +291,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
       outbox_.push_back(Outgoing{task.job.client,
                                  wire::encode_deliver(task.job.id, task.first, task.count,
                                                       w->second.name, m.elapsed_us, seq),
-                                 std::move(*payload), true});
+                                 std::move(*payload)});
       chunk_finished(job, task, seq);
     }
     release(task);
@@ -354,15 +354,15 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
                                 " bytes (" + std::to_string(m.count) +
                                 " items) exceeds the broker's --max-client-bytes of " +
                                 std::to_string(config_.max_client_bytes);
-    log(LogLevel::Warning, "refused " + message + ", job " + std::to_string(m.job_id) +
-                               " of client " + client_label(from));
+    log(log::Level::Warning, "refused " + message + ", job " + std::to_string(m.job_id) +
+                                 " of client " + client_label(from));
     fail(wire::Code::TooLarge, message);
     return;
   }
   if (queued_bytes + cost + job_cost > config_.max_client_bytes) {
-    log(LogLevel::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
-                             client_label(from) + ": over its limit of " +
-                             std::to_string(config_.max_client_bytes) + " queued bytes");
+    log(log::Level::Debug, "refused a chunk of job " + std::to_string(m.job_id) + " of client " +
+                               client_label(from) + ": over its limit of " +
+                               std::to_string(config_.max_client_bytes) + " queued bytes");
     fail(wire::Code::OverLimit, "client has " + std::to_string(queued_bytes) +
                                     " bytes queued; the broker's limit is " +
                                     std::to_string(config_.max_client_bytes));
@@ -383,7 +383,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.service = &s;
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
-    log(LogLevel::Info,
+    log(log::Level::Info,
         "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
             " started: " + m.function,
         LogFields{client_label(from) + "/" + std::to_string(m.job_id), {}, m.function});
@@ -400,255 +400,6 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   charge(task, cost);
   enqueue(id, task, job, false);
   dispatch(*job.service, job.function);
-}
-
-void Core::enqueue(std::uint64_t task_id, Task& task, Job& job, bool front) {
-  task.holder.clear();
-  const bool was_idle = job.queue.empty();
-  if (auto c = clients_.find(task.job.client); c != clients_.end()) ++c->second.queued_tasks;
-  if (front) {
-    job.queue.push_front(task_id);
-  } else {
-    job.queue.push_back(task_id);
-  }
-  if (was_idle) job.service->ready.push_back(task.job);
-}
-
-void Core::dispatch(const std::string& function) {
-  auto s = services_.find(function);
-  if (s != services_.end()) dispatch(s->second, s->first);
-}
-
-void Core::dispatch(Service& service, const std::string& function) {
-  std::size_t blocked = 0;  // jobs in a row whose next task waits for an idle worker
-  while (!service.ready.empty() && blocked < service.ready.size()) {
-    // Join the shortest queue: the provider holding the fewest tasks (idle ones first), the most
-    // free credit on a tie. By free credit alone, a job of slow items went mostly to the one
-    // worker whose credit a job of fast items had raised (bench (k)).
-    Worker* best = nullptr;
-    const PeerId* best_id = nullptr;
-    std::uint32_t best_free = 0, best_used = 0;
-    Worker* idle = nullptr;
-    const PeerId* idle_id = nullptr;
-    for (std::size_t i = 0; i < service.providers.size(); ++i) {
-      const PeerId& id = service.providers[i];
-      Worker& w = *service.provider_records[i];
-      if (w.isolating != 0) continue;
-      const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
-      if (used == 0 && w.spoken && idle == nullptr) {
-        idle = &w;
-        idle_id = &id;
-      }
-      if (w.drained_for != nullptr) {  // kept for a suspect (B50)
-        if (used != 0 || reservation_waits(*w.drained_for)) continue;
-        // It holds nothing (tasks handed back, or found lost) and its suspect cannot go now:
-        // no RESULT will come from it to end the reservation, so it ends here.
-        unreserve(*w.drained_for);
-      }
-      const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
-      if (free > 0 &&
-          (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
-        best = &w;
-        best_id = &id;
-        best_free = free;
-        best_used = used;
-      }
-    }
-    if (best == nullptr && idle == nullptr) return;
-    const JobKey key = service.ready.front();
-    service.ready.pop_front();
-    auto j = jobs_.find(key);
-    if (j == jobs_.end() || j->second.queue.empty()) continue;
-    Job& job = j->second;
-    const std::uint64_t task_id = job.queue.front();
-    Task& task = tasks_.at(task_id);
-    if (delivery_backlogged(key.client)) {  // acknowledge() dispatches again
-      service.ready.push_back(key);
-      ++blocked;
-      continue;
-    }
-    if (task.suspect()) {
-      if (idle == nullptr) {  // wait for a worker with nothing else to run, one drains for it
-        reserve(service, task_id);
-        service.ready.push_back(key);
-        ++blocked;
-        continue;
-      }
-      best = idle;
-      best_id = idle_id;
-      best->isolating = task_id;
-      took_suspect(service, task_id);
-    } else if (best == nullptr) {  // only a worker kept for a suspect has credit
-      service.ready.push_back(key);
-      ++blocked;
-      continue;
-    }
-    blocked = 0;
-    job.queue.pop_front();
-    dequeued(key.client, 1);
-    if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
-    send_task(*best_id, *best, task_id, task, function);
-  }
-}
-
-void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
-                     const std::string& function) {
-  task.holder = worker_id;
-  if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
-  task.sent = now_;
-  worker.inflight.push_back(task_id);
-  charge_share(task.job.client);
-  // Shares the buffer: the task keeps it for a re-run if the worker dies.
-  outbox_.push_back(Outgoing{worker_id, wire::encode_task(task_id, function, task.count),
-                             task.payload, true, task_id});
-}
-
-// Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of
-// each function it serves is a candidate, and the client served least goes first. Called when
-// this worker's credit frees, which is when jobs compete for it; dispatch() places new work.
-void Core::dispatch_worker(const PeerId& id) {
-  auto w = workers_.find(id);
-  if (w == workers_.end()) return;
-  Worker& worker = w->second;
-  // Reserved for a suspect (B50): nothing new while it drains; once it holds nothing, only a
-  // suspect, unless none is there to take (then the reservation is over).
-  bool only_suspects = false;
-  if (worker.drained_for != nullptr) {
-    if (!reservation_live(*worker.drained_for)) {
-      unreserve(*worker.drained_for);
-    } else if (!worker.inflight.empty()) {
-      return;
-    } else {
-      only_suspects = true;
-    }
-  }
-  while (worker.isolating == 0 && worker.inflight.size() < worker.capacity) {
-    Service* best = nullptr;
-    const std::string* best_function = nullptr;
-    const Client* best_client = nullptr;
-    Job* best_job = nullptr;  // what was looked up for the candidate, not looked up again
-    for (std::size_t n = 0; n < worker.functions.size(); ++n) {
-      const std::string& f = worker.functions[n];
-      Service& service = *worker.services[n];
-      // Forget finished jobs at the front; skip those whose turn cannot come here now.
-      while (!service.ready.empty()) {
-        auto j = jobs_.find(service.ready.front());
-        if (j != jobs_.end() && !j->second.queue.empty()) break;
-        service.ready.pop_front();
-      }
-      for (std::size_t i = 0; i < service.ready.size(); ++i) {
-        const JobKey& key = service.ready[i];
-        auto j = jobs_.find(key);
-        if (j == jobs_.end() || j->second.queue.empty()) continue;
-        const Task& task = tasks_.at(j->second.queue.front());
-        if (only_suspects && !task.suspect()) continue;
-        auto c = clients_.find(key.client);
-        // delivery_backlogged(), with the lookup done once
-        if (c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes) continue;
-        // A suspect runs alone, on a worker known to receive what it is sent.
-        if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) {
-          reserve(service, j->second.queue.front());
-          if (worker.drained_for != nullptr) return;  // this one drains for it
-          continue;
-        }
-        static const Client kNobody{};
-        const Client& client = c == clients_.end() ? kNobody : c->second;
-        if (best == nullptr || fair_.before(client.share, best_client->share)) {
-          best = &service;
-          best_function = &f;
-          best_client = &client;
-          best_job = &j->second;
-          // Rotate so the chosen job is at the front: within a function, round robin.
-          if (i != 0) {
-            const JobKey chosen = service.ready[i];
-            service.ready.erase(service.ready.begin() + static_cast<std::ptrdiff_t>(i));
-            service.ready.push_front(chosen);
-          }
-        }
-        break;  // the first eligible job of a function is its candidate
-      }
-    }
-    if (best == nullptr) {
-      if (!only_suspects) return;
-      // Its suspect is not first in its job's queue (tasks handed back went before it): the
-      // worker works meanwhile, and is reserved again when the suspect is first and waits.
-      unreserve(*worker.drained_for);
-      only_suspects = false;
-      continue;
-    }
-    const JobKey key = best->ready.front();
-    best->ready.pop_front();
-    Job& job = *best_job;
-    const std::uint64_t task_id = job.queue.front();
-    Task& task = tasks_.at(task_id);
-    job.queue.pop_front();
-    dequeued(key.client, 1);
-    if (!job.queue.empty()) best->ready.push_back(key);
-    if (task.suspect()) {
-      worker.isolating = task_id;
-      took_suspect(*best, task_id);
-    }
-    send_task(id, worker, task_id, task, *best_function);
-  }
-}
-
-// A suspect runs only on a worker holding nothing, and workers that keep their credit filled
-// never hold nothing while other jobs have work: without a reservation it would wait for all
-// other work of its function to drain (B50). One provider therefore stops getting new tasks and
-// runs the suspect when it has finished those it holds: a wait bounded by one worker's queue.
-void Core::reserve(Service& service, std::uint64_t suspect) {
-  if (service.drain != nullptr) {
-    if (reservation_live(service)) return;
-    unreserve(service);
-  }
-  Worker* pick = nullptr;
-  for (Worker* w : service.provider_records) {
-    if (!w->spoken || w->drained_for != nullptr) continue;
-    // Holding nothing yet blocked (it runs a task we do not count, §4.16) is not draining.
-    if (w->isolating != 0 && w->inflight.empty()) continue;
-    // The fewest tasks held drains first; on a tie, one not abandoning or isolating a task.
-    if (pick == nullptr || w->inflight.size() < pick->inflight.size() ||
-        (w->inflight.size() == pick->inflight.size() && pick->isolating != 0 &&
-         w->isolating == 0)) {
-      pick = w;
-    }
-  }
-  if (pick == nullptr) return;  // every provider is kept for another function's suspect
-  service.drain = pick;
-  service.drain_for = suspect;
-  pick->drained_for = &service;
-  log(LogLevel::Debug, "worker " + pick->name + " drains its " +
-                           std::to_string(pick->inflight.size()) + " tasks to run suspect task " +
-                           std::to_string(suspect) + " alone");
-}
-
-void Core::unreserve(Service& service) {
-  if (service.drain != nullptr) service.drain->drained_for = nullptr;
-  service.drain = nullptr;
-  service.drain_for = 0;
-}
-
-bool Core::reservation_live(const Service& service) const {
-  auto t = tasks_.find(service.drain_for);
-  if (t == tasks_.end() || !t->second.holder.empty()) return false;
-  // A reserved worker that became blocked behind uncounted work would keep the suspect waiting.
-  const Worker* w = service.drain;
-  return w == nullptr || w->isolating == 0 || !w->inflight.empty();
-}
-
-bool Core::reservation_waits(const Service& service) const {
-  auto t = tasks_.find(service.drain_for);
-  if (t == tasks_.end() || !t->second.holder.empty()) return false;
-  auto j = jobs_.find(t->second.job);
-  return j != jobs_.end() && !j->second.queue.empty() &&
-         j->second.queue.front() == service.drain_for && !delivery_backlogged(t->second.job.client);
-}
-
-// A client whose results wait unread in the broker's send queue beyond its byte limit gets
-// no more tasks run until it reads them (its HEARTBEAT's `seen` acknowledges them).
-bool Core::delivery_backlogged(const PeerId& client) const {
-  auto c = clients_.find(client);
-  return c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes;
 }
 
 void Core::acknowledge(const JobKey& key, Job& job, std::uint64_t seen) {
@@ -797,52 +548,6 @@ void Core::on_done(const PeerId& from, std::uint64_t job_id, TimePoint now) {
   if (c != clients_.end() && c->second.jobs.empty()) clients_.erase(c);
 }
 
-void Core::dequeued(const PeerId& client_id, std::uint64_t tasks) {
-  auto c = clients_.find(client_id);
-  if (c != clients_.end()) c->second.queued_tasks -= std::min(c->second.queued_tasks, tasks);
-}
-
-// A task of this client was sent. Whether chosen by fair share or placed as new work, the
-// client's tag moves on; the virtual time moves only as far as the clients still waiting allow
-// (fair_share.hpp), so a heavy client's debt persists however its tasks were sent.
-void Core::charge_share(const PeerId& client_id) {
-  auto c = clients_.find(client_id);
-  if (c == clients_.end()) return;
-  std::uint64_t floor = ~std::uint64_t{0};
-  // Only a task starting ahead of the virtual time can move it past someone: look then only.
-  if (fair_.start(c->second.share) > fair_.virtual_time()) {
-    for (const auto& entry : clients_) {
-      const PeerId& id = entry.first;  // not a structured binding: clang 14 cannot capture one
-      const Client& other = entry.second;
-      if (id == client_id || other.queued_tasks == 0 || delivery_backlogged(id)) continue;
-      // One waiting for a function nobody serves now cannot hold the virtual time back: a
-      // client arriving later would otherwise start far behind those served meanwhile.
-      const bool servable = std::any_of(other.jobs.begin(), other.jobs.end(), [&](auto job_id) {
-        auto j = jobs_.find(JobKey{id, job_id});
-        if (j == jobs_.end() || j->second.queue.empty()) return false;
-        auto s = services_.find(j->second.function);
-        return s != services_.end() && !s->second.providers.empty();
-      });
-      if (servable) floor = std::min(floor, fair_.start(other.share));
-    }
-  }
-  fair_.charge(c->second.share, floor);
-}
-
-void Core::charge(Task& task, std::uint64_t bytes) {
-  task.charged = bytes;
-  auto c = clients_.find(task.job.client);
-  if (c != clients_.end()) c->second.queued_bytes += bytes;
-}
-
-void Core::release(Task& task) {
-  auto c = clients_.find(task.job.client);
-  if (c != clients_.end()) {
-    c->second.queued_bytes -= std::min<std::uint64_t>(c->second.queued_bytes, task.charged);
-  }
-  task.charged = 0;
-}
-
 void Core::remove_job(const JobKey& key, const std::string& why) {
   auto j = jobs_.find(key);
   if (j == jobs_.end()) return;
@@ -863,7 +568,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     c->second.unread_bytes -= std::min(c->second.unread_bytes, unread - kJobOverhead);
   }
   dequeued(key.client, job.queue.size());
-  log(LogLevel::Info,
+  log(log::Level::Info,
       "job " + std::to_string(key.id) + " of client " + client_label(key.client) + " (" +
           job.function + ") " + why,
       LogFields{client_label(key.client) + "/" + std::to_string(key.id), {}, job.function});
@@ -937,7 +642,7 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
       ++requeued;
     }
   }
-  log(count_attempt ? LogLevel::Warning : LogLevel::Info,
+  log(count_attempt ? log::Level::Warning : log::Level::Info,
       "worker " + worker.name + " " + why +
           (requeued ? "; " + std::to_string(requeued) + " tasks requeued" : std::string()));
   for (const std::string& f : worker.functions) dispatch(f);
@@ -976,7 +681,7 @@ void Core::fail_task(std::uint64_t task_id, wire::Code why, const std::string& m
   Task& task = t->second;
   auto j = jobs_.find(task.job);
   if (j != jobs_.end()) {
-    log(LogLevel::Warning, message);
+    log(log::Level::Warning, message);
     stats_.failed(j->second.function, wire::to_wire(why), task.count);
     j->second.items_failed += task.count;
     // A timed-out task is recorded by time_out, with its worker; others have none by now.
@@ -1017,6 +722,14 @@ bool Core::received_running(const Worker& worker, const std::vector<std::uint64_
   // attempts of the innocent items sent to it).
   const auto& held = worker.inflight;
   return !held.empty() && std::find(unsent.begin(), unsent.end(), held.front()) == unsent.end();
+}
+
+void Core::on_delivery(const wire::DeliveryReport& report, TimePoint now) {
+  if (report.disconnected) {
+    on_disconnected(report.peer, now, report.unsent_tasks);
+  } else {
+    on_send_failed(report.peer, now, report.unsent_tasks);
+  }
 }
 
 void Core::on_send_failed(const PeerId& peer, TimePoint now,
@@ -1112,103 +825,8 @@ void Core::shutdown() {
   for (const auto& [id, c] : clients_) {
     if (!c.jobs.empty()) send(id, wire::Bye{"broker shutting down"});
   }
-  log(LogLevel::Info, "shutting down: told " + std::to_string(workers_.size()) + " workers and " +
-                          std::to_string(clients_.size()) + " clients");
-}
-
-std::size_t Core::queued_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, job] : jobs_) n += job.queue.size();
-  return n;
-}
-
-std::size_t Core::inflight_count(const PeerId& worker) const {
-  auto w = workers_.find(worker);
-  return w == workers_.end() ? 0 : w->second.inflight.size();
-}
-
-// The snapshot STATUS answers with, and seppo-broker --http serves (docs/protocol.md §4.13).
-// One pass over workers, functions and jobs: linear in the broker's state.
-std::string Core::status_payload(TimePoint now) const {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> p(buffer);
-  auto ms_since = [&](TimePoint t) {
-    return static_cast<std::int64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count());
-  };
-  std::uint64_t bytes_held = 0;
-  for (const auto& [id, c] : clients_) bytes_held += c.queued_bytes;
-  p.pack_map(9 + stats_.entries());
-  p.pack("protocol").pack(wire::kVersion);
-  p.pack("instance").pack(instance_);
-  // Set by seppo-broker from seppo::build_version(); the project version in tests.
-  p.pack("version").pack(config_.version.empty() ? std::string(SEPPO_VERSION) : config_.version);
-  p.pack("uptime_ms").pack(stats_.started() == TimePoint{} ? 0 : ms_since(stats_.started()));
-  p.pack("clients").pack(static_cast<std::uint64_t>(clients_.size()));
-  p.pack("bytes_held").pack(bytes_held);
-  p.pack("workers").pack_array(static_cast<std::uint32_t>(workers_.size()));
-  for (const auto& [id, w] : workers_) {
-    p.pack_map(10);
-    p.pack("name").pack(w.name);
-    p.pack("host").pack(w.host);
-    p.pack("pid").pack(w.pid);
-    p.pack("functions").pack(w.functions);
-    p.pack("capacity").pack(w.capacity);
-    p.pack("busy").pack(static_cast<std::uint32_t>(w.inflight.size()));
-    p.pack("tasks_done").pack(w.tasks_done);
-    p.pack("last_heard_ms").pack(ms_since(w.last_heard));
-    p.pack("uptime_ms").pack(ms_since(w.joined));
-    // The tasks it holds, in the order sent: it runs the first; the others wait there.
-    p.pack("running").pack_array(static_cast<std::uint32_t>(w.inflight.size()));
-    bool head = true;
-    for (const std::uint64_t task_id : w.inflight) {
-      const auto t = tasks_.find(task_id);
-      p.pack_map(6);
-      if (t == tasks_.end()) {
-        p.pack("client").pack("").pack("job").pack(0).pack("function").pack("");
-        p.pack("first").pack(0).pack("count").pack(0).pack("elapsed_ms").pack(0);
-      } else {
-        const Task& task = t->second;
-        const auto j = jobs_.find(task.job);
-        p.pack("client").pack(client_label(task.job.client));
-        p.pack("job").pack(task.job.id);
-        p.pack("function").pack(j == jobs_.end() ? std::string() : j->second.function);
-        p.pack("first").pack(task.first);
-        p.pack("count").pack(task.count);
-        p.pack("elapsed_ms").pack(ms_since(head ? std::max(w.head_since, task.sent) : task.sent));
-      }
-      head = false;
-    }
-  }
-  std::unordered_map<std::string_view, std::size_t> queued_by_function;
-  for (const auto& [key, job] : jobs_) queued_by_function[job.function] += job.queue.size();
-  p.pack("functions").pack_map(static_cast<std::uint32_t>(services_.size()));
-  for (const auto& [name, s] : services_) {
-    auto q = queued_by_function.find(name);
-    const std::size_t queued = q == queued_by_function.end() ? 0 : q->second;
-    p.pack(name).pack_map(2);
-    p.pack("workers").pack(static_cast<std::uint32_t>(s.providers.size()));
-    p.pack("queued").pack(static_cast<std::uint64_t>(queued));
-  }
-  p.pack("jobs").pack_array(static_cast<std::uint32_t>(jobs_.size()));
-  for (const auto& [key, job] : jobs_) {
-    std::uint64_t open_items = 0;
-    for (const auto& [first, left] : job.chunks) open_items += left;
-    const auto c = clients_.find(key.client);
-    p.pack_map(10);
-    p.pack("client").pack(client_label(key.client));
-    p.pack("job").pack(key.id);
-    p.pack("function").pack(job.function);
-    p.pack("queued").pack(static_cast<std::uint64_t>(job.queue.size()));
-    p.pack("chunks_open").pack(static_cast<std::uint64_t>(job.chunks.size()));
-    p.pack("items_done").pack(job.items_delivered);
-    p.pack("items_failed").pack(job.items_failed);
-    p.pack("items_open").pack(open_items);
-    p.pack("age_ms").pack(ms_since(job.started));
-    p.pack("owner").pack(c == clients_.end() ? std::string() : c->second.owner);
-  }
-  stats_.pack(p, now);
-  return std::string(buffer.data(), buffer.size());
+  log(log::Level::Info, "shutting down: told " + std::to_string(workers_.size()) + " workers and " +
+                            std::to_string(clients_.size()) + " clients");
 }
 
 }  // namespace seppo::broker

@@ -27,8 +27,10 @@
 
 #include "broker/fair_share.hpp"
 #include "broker/stats.hpp"
+#include "common/log.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/codes.hpp"
+#include "protocol/core_io.hpp"
 #include "protocol/wire.hpp"
 
 namespace seppo::broker {
@@ -65,24 +67,20 @@ struct Config {
 inline constexpr std::uint64_t kChunkOverhead = 256;
 inline constexpr std::uint64_t kJobOverhead = 1024;
 
-enum class LogLevel { Debug, Info, Warning, Error };
-
 // What a peer's key allows it to send (docs/protocol.md §14). The socket loop learns it from
 // the CurveZMQ handshake; without CURVE every peer is Any and may send everything.
 enum class Role { Any, Worker, Client };
 const char* role_name(Role role);
 
-struct Outgoing {
-  PeerId peer;
-  wire::Header header;  // in place when short: no allocation per TASK or DELIVER
-  Bytes payload;
-  bool has_payload = false;
-  std::uint64_t task_id = 0;  // for a TASK: reported back by on_send_failed if it fails
-};
+// What the core sends (protocol/core_io.hpp): its header in place when short, so no allocation
+// per TASK or DELIVER; a TASK names its task id, reported back by on_delivery if it never left.
+using Outgoing = wire::Outgoing;
 
 class Core {
  public:
-  using LogSink = std::function<void(LogLevel, const std::string&)>;
+  // Where the core's lines go. None by default: the core writes nowhere of its own (the
+  // broker's program gives it log::write, tests and the simulator what they keep).
+  using LogSink = std::function<void(log::Level, const std::string&)>;
 
   Core(Config config, std::uint64_t instance, LogSink log = {});
 
@@ -91,7 +89,7 @@ class Core {
   struct LogFields {
     std::string job, worker, function;
   };
-  using FieldsLogSink = std::function<void(LogLevel, const std::string&, const LogFields&)>;
+  using FieldsLogSink = std::function<void(log::Level, const std::string&, const LogFields&)>;
   // Such lines go here, with their fields, when set; otherwise to the LogSink.
   void set_fields_log(FieldsLogSink sink) { fields_log_ = std::move(sink); }
 
@@ -105,6 +103,10 @@ class Core {
   void on_malformed(const PeerId& from, const std::string& why);
   // Expires silent workers and clients, fails jobs nobody can run. Call by next_deadline().
   void on_tick(TimePoint now);
+  // What the socket loop could not deliver (protocol/core_io.hpp): a report with
+  // `disconnected` is on_disconnected, one without on_send_failed. broker/delivery.hpp's
+  // flush() makes the reports; tests may call the two below directly.
+  void on_delivery(const wire::DeliveryReport& report, TimePoint now);
   // The socket loop could not send to this peer (ROUTER_MANDATORY: gone, or at its HWM).
   // `unsent_tasks` are the TASKs to it that failed: a worker never received them, so the task
   // it was running is charged an attempt only if its TASK was not among them (§10).
@@ -120,7 +122,17 @@ class Core {
   void shutdown();
 
   TimePoint next_deadline(TimePoint now) const;
-  std::vector<Outgoing>& outbox() { return outbox_; }
+  // Moves what the core queued, in order, into `out` (whose old contents are dropped): the core
+  // keeps `out`'s former buffer, so a caller that hands back an emptied vector lends its
+  // capacity to the next batch (no reallocation per batch).
+  void take_outbox(std::vector<Outgoing>& out) {
+    out.clear();
+    out.swap(outbox_);
+  }
+  bool outbox_empty() const { return outbox_.empty(); }
+  std::size_t outbox_size() const { return outbox_.size(); }
+  // The queued messages, for checks that look before taking (fuzz/fuzz_broker.cpp).
+  const std::vector<Outgoing>& queued() const { return outbox_; }
 
   // Introspection, for status replies and tests.
   std::size_t worker_count() const { return workers_.size(); }
@@ -311,8 +323,8 @@ class Core {
 
   void send(const PeerId& to, const wire::Message& message);
   void send(const PeerId& to, const wire::Message& message, Bytes payload);
-  void log(LogLevel level, const std::string& text) const;
-  void log(LogLevel level, const std::string& text, const LogFields& fields) const;
+  void log(log::Level level, const std::string& text) const;
+  void log(log::Level level, const std::string& text, const LogFields& fields) const;
   Duration expiry() const { return config_.heartbeat * config_.liveness; }
   wire::Alive alive() const;
 

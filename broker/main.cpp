@@ -31,20 +31,6 @@
 
 namespace {
 
-seppo::log::Level convert(seppo::broker::LogLevel level) {
-  switch (level) {
-    case seppo::broker::LogLevel::Debug:
-      return seppo::log::Level::Debug;
-    case seppo::broker::LogLevel::Info:
-      return seppo::log::Level::Info;
-    case seppo::broker::LogLevel::Warning:
-      return seppo::log::Level::Warning;
-    case seppo::broker::LogLevel::Error:
-      return seppo::log::Level::Error;
-  }
-  return seppo::log::Level::Info;
-}
-
 // A new temporary file next to `path` (mkstemp: O_CREAT|O_EXCL, so never through a link
 // someone planted, and a name nobody can predict), readable as a file the user creates
 // normally would be (0666 less the umask), or -1.
@@ -336,15 +322,12 @@ int main(int argc, char** argv) {
   }
 
   config.version = build_version();
-  broker::Core core(config, random_u64(), [](broker::LogLevel l, const std::string& text) {
-    log::write(convert(l), text);
+  broker::Core core(config, random_u64(), log::write);
+  core.set_fields_log([](log::Level l, const std::string& text, const broker::Core::LogFields& f) {
+    log::write_with(
+        l, text,
+        {{"SEPPO_JOB", f.job}, {"SEPPO_WORKER", f.worker}, {"SEPPO_FUNCTION", f.function}});
   });
-  core.set_fields_log(
-      [](broker::LogLevel l, const std::string& text, const broker::Core::LogFields& f) {
-        log::write_with(
-            convert(l), text,
-            {{"SEPPO_JOB", f.job}, {"SEPPO_WORKER", f.worker}, {"SEPPO_FUNCTION", f.function}});
-      });
   std::unique_ptr<broker::HttpServer> http;
   if (!http_text.empty()) {
     try {

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <functional>
-#include <map>
-#include <set>
 
+#include "broker/admission.hpp"
 #include "broker/connections.hpp"
+#include "broker/delivery.hpp"
 #include "common/log.hpp"
 #include "common/poll.hpp"
 #include "common/signals.hpp"
@@ -27,149 +27,40 @@ constexpr int kBatch = 512;
 // to read (its receive buffer grows to 6 MiB by default).
 constexpr std::uint64_t kUnfinishedAllowance = 8u << 20;
 
-// Sends the core's outbox. `connections` (may be null) says whose connection has closed:
-// nothing is sent to those peers, and their TASKs count as never received, since the close was
-// known before the send. (A send into a closing connection can still succeed and be lost; the
-// order of the monitor's event and our send is all that tells "never received" apart.)
+// The ROUTER as broker/delivery.hpp's Link. `connections` says whose connection has closed;
 // `may_send`, when given, vetoes a routing id (§14.6): such a send counts as failed.
-void flush(zmq::socket_t& router, Core& core, TimePoint now, Connections* connections,
-           const std::function<bool(const PeerId&)>& may_send = {}) {
-  std::vector<PeerId> lost;
-  if (connections) lost = connections->take_lost();
-  std::vector<Outgoing> out;
-  out.swap(core.outbox());
-  // Per peer that could not be reached, the TASKs that did not leave: the core charges no
-  // attempt for a task its worker never received.
-  std::vector<std::pair<PeerId, std::vector<std::uint64_t>>> failed, held_back;
-  auto note = [](auto& list, const Outgoing& m) {
-    auto f =
-        std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == m.peer; });
-    if (f == list.end()) f = list.insert(list.end(), {m.peer, {}});
-    if (m.task_id != 0) f->second.push_back(m.task_id);
-  };
-  for (const PeerId& peer : lost) held_back.push_back({peer, {}});
-  for (Outgoing& m : out) {
-    if (!lost.empty() && std::find(lost.begin(), lost.end(), m.peer) != lost.end()) {
-      note(held_back, m);
-      continue;
-    }
-    if (may_send && !may_send(m.peer)) {
-      note(failed, m);
-      continue;
-    }
+class RouterLink final : public Link {
+ public:
+  RouterLink(zmq::socket_t& router, Connections& connections,
+             std::function<bool(const PeerId&)> may_send)
+      : router_(router), connections_(connections), may_send_(std::move(may_send)) {}
+
+  std::vector<PeerId> take_lost() override { return connections_.take_lost(); }
+
+  bool send(Outgoing& m) override {
+    if (may_send_ && !may_send_(m.peer)) return false;
     try {
       zmq::message_t id(m.peer.data(), m.peer.size());
-      if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        note(failed, m);
-        continue;
-      }
+      if (!router_.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
       zmq::message_t header(m.header.data(), m.header.size());
-      if (m.has_payload) {
-        router.send(header, zmq::send_flags::sndmore);
-        router.send(to_zmq(m.payload), zmq::send_flags::none);
+      if (m.payload) {
+        router_.send(header, zmq::send_flags::sndmore);
+        router_.send(to_zmq(*m.payload), zmq::send_flags::none);
       } else {
-        router.send(header, zmq::send_flags::none);
+        router_.send(header, zmq::send_flags::none);
       }
+      return true;
     } catch (const zmq::error_t& e) {
       if (e.num() != EHOSTUNREACH) log::warning(std::string("send failed: ") + e.what());
-      note(failed, m);
+      return false;
     }
-  }
-  for (const auto& [peer, tasks] : held_back) {
-    core.on_disconnected(peer, now, tasks);
-    // A client's closed connection changes nothing, but what it was not sent must be resent
-    // (RESYNC), as for a send that failed; for a worker just removed this does nothing.
-    if (std::any_of(out.begin(), out.end(), [&](const Outgoing& m) { return m.peer == peer; })) {
-      core.on_send_failed(peer, now, tasks);
-    }
-  }
-  for (const auto& [peer, tasks] : failed) core.on_send_failed(peer, now, tasks);
-  if (core.outbox().empty()) {
-    // The emptied vector goes back with its capacity: the next batch's outbox grows without
-    // reallocating (large reallocations also made malloc consolidate its free lists).
-    out.clear();
-    core.outbox().swap(out);
-    return;
-  }
-  flush(router, core, now, connections, may_send);
-}
-
-log::Level level_of(LogLevel level) {
-  switch (level) {
-    case LogLevel::Debug:
-      return log::Level::Debug;
-    case LogLevel::Info:
-      return log::Level::Info;
-    case LogLevel::Warning:
-      return log::Level::Warning;
-    case LogLevel::Error:
-      return log::Level::Error;
-  }
-  return log::Level::Info;
-}
-
-// Who sent a message, under CURVE: the role and key its connection was admitted with (the
-// User-Id the ZAP handler answered), narrowed to what the current lists still allow.
-class Gate {
- public:
-  explicit Gate(std::shared_ptr<const KeyLists> lists) : lists_(std::move(lists)) {}
-
-  void reloaded(std::shared_ptr<const KeyLists> lists) {
-    lists_ = std::move(lists);
-    warned_.clear();
-    answered_.clear();
-  }
-
-  // The sender's role and key, or nothing when its key is no longer authorised: its message
-  // is dropped. A client's is answered once per connection and reload, in `refusal`, so it
-  // fails at once rather than after its timeout (§14.5); a worker stops for good on ERROR
-  // forbidden, and its key may be authorised again, so it is left to reconnect and be refused.
-  std::optional<std::pair<Role, std::string_view>> admit(zmq::message_t& frame, const PeerId& peer,
-                                                         std::string& refusal) {
-    const char* user = nullptr;
-    try {
-      user = frame.gets("User-Id");
-    } catch (const zmq::error_t&) {
-    }
-    const std::optional<Admitted> admitted = user ? parse_user_id(user) : std::optional<Admitted>();
-    if (!admitted) {
-      warn("?", "dropped a message that carries no authenticated key");
-      return std::nullopt;
-    }
-    const std::optional<Role> role =
-        still_permitted(admitted->role, lists_->role_of(admitted->key));
-    if (!role) {
-      warn(std::string(admitted->key),
-           "dropped messages from key " + curve::fingerprint(admitted->key) + ", admitted as " +
-               role_name(admitted->role) +
-               " but no longer authorised so since the lists were reloaded");
-      if (admitted->role != Role::Worker && answered_.size() < kMaxAnswered &&
-          answered_.insert(peer).second) {
-        refusal = "this client's key " + curve::fingerprint(admitted->key) +
-                  " is no longer authorised (the broker's lists were reloaded)";
-      }
-      return std::nullopt;
-    }
-    return std::pair{*role, admitted->key.substr(0, 8)};
   }
 
  private:
-  void warn(const std::string& key, const std::string& text) {
-    if (warned_.insert(key).second) log::warning(text);
-  }
-
-  static constexpr std::size_t kMaxAnswered = 65536;
-  std::shared_ptr<const KeyLists> lists_;
-  std::set<std::string> warned_;  // once per key and reload: a dropped peer keeps sending
-  std::set<PeerId> answered_;     // routing ids told ERROR forbidden since the reload
+  zmq::socket_t& router_;
+  Connections& connections_;
+  std::function<bool(const PeerId&)> may_send_;
 };
-
-// How a log line names the user behind a User-Id: "key FINGERPRINT" or "uid N".
-std::string describe_user(std::string_view user) {
-  if (const auto admitted = parse_user_id(user)) return "key " + curve::fingerprint(admitted->key);
-  if (user.rfind("uid:", 0) == 0) return "uid " + std::string(user.substr(4));
-  return user.empty() ? std::string("no user") : std::string(user);
-}
 
 }  // namespace
 
@@ -178,17 +69,11 @@ int serve(const ServerOptions& options, Core& core) {
   // The ZAP handler comes first and goes last: with no handler bound, libzmq would admit any
   // CURVE client that knows the broker's public key.
   std::unique_ptr<Authenticator> auth;
-  std::optional<Gate> gate;
   if (options.curve) {
-    auth = std::make_unique<Authenticator>(
-        context, options.authorized, options.lists,
-        [](LogLevel level, const std::string& text) { log::write(level_of(level), text); });
-    gate.emplace(options.lists);
+    auth = std::make_unique<Authenticator>(context, options.authorized, options.lists, log::write);
   } else if (options.local) {
     // Without keys too: the handler admits this user's ipc:// peers by uid (§14.9).
-    auth = std::make_unique<Authenticator>(
-        context, *options.local,
-        [](LogLevel level, const std::string& text) { log::write(level_of(level), text); });
+    auth = std::make_unique<Authenticator>(context, *options.local, log::write);
   }
   zmq::socket_t router(context, zmq::socket_type::router);
   if (options.curve) {
@@ -206,13 +91,16 @@ int serve(const ServerOptions& options, Core& core) {
   // connection is not ignored for long.
   const bool tell_apart = options.curve || (options.local && options.local->group);
   router.set(zmq::sockopt::router_handover, tell_apart ? 0 : 1);
-  std::optional<RoutingBindings> bindings;
+  // The key gate and the routing-id bindings (broker/admission.hpp).
+  Admission::Options admit;
+  if (options.curve) admit.lists = options.lists;
   if (tell_apart) {
     const auto expiry = options.heartbeat * options.liveness;
     router.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(options.heartbeat.count()));
     router.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(expiry.count()));
-    bindings.emplace(expiry * 4);
+    admit.bind_for = expiry * 4;
   }
+  Admission admission(admit, log::write);
   // Which connection each peer is on, and which closed (a ROUTER allows one monitor). Before
   // binding, so that no connection goes unseen.
   std::optional<Connections> connections;
@@ -227,19 +115,19 @@ int serve(const ServerOptions& options, Core& core) {
   // A close is taken in before any later message or send: the descriptor of a closed
   // connection may serve the next one, and the id of a closed one may be taken by another.
   const auto watch_closed = [&] {
-    for (int fd : connections->take_closed_fds()) {
-      if (bindings) bindings->on_closed(fd);
-    }
+    for (int fd : connections->take_closed_fds()) admission.on_closed(fd);
   };
   const std::function<bool(const PeerId&)> may_send =
-      tell_apart ? std::function<bool(const PeerId&)>(
-                       [&](const PeerId& peer) { return bindings->may_send(peer); })
-                 : std::function<bool(const PeerId&)>();
+      admission.binds() ? std::function<bool(const PeerId&)>(
+                              [&](const PeerId& peer) { return admission.may_send(peer); })
+                        : std::function<bool(const PeerId&)>();
+  RouterLink link(router, *connections, may_send);
+  // What a flush left queued (more rounds than flush() takes at once) goes at the next turn.
+  bool flushed = true;
   const auto send_all = [&](TimePoint now) {
     watch_closed();
-    flush(router, core, now, &*connections, may_send);
+    flushed = flush(core, link, now);
   };
-  std::map<PeerId, TimePoint> refusals_logged;  // once a minute per routing id
   router.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
   router.set(zmq::sockopt::linger, static_cast<int>(options.shutdown_grace.count()));
   // Credits bound what is queued per peer; the high-water marks are only a backstop.
@@ -303,13 +191,14 @@ int serve(const ServerOptions& options, Core& core) {
     if (now >= next_tick) {
       core.on_tick(now);
       next_tick = core.next_deadline(now);
-      if (bindings) bindings->expire(now);
+      admission.expire(now);
       send_all(now);
     }
     if (now >= next_guard) next_guard = connections->guard(now);
     if (options.on_turn) options.on_turn(core, now);
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::min(next_tick, next_guard) - now);
+    const auto wait = flushed ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::min(next_tick, next_guard) - now)
+                              : std::chrono::milliseconds(0);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
     // A connection event (a new TCP connection, perhaps): the guard looks again at once.
     if (items.back().revents & ZMQ_POLLIN) next_guard = std::min(next_guard, Clock::now());
@@ -330,7 +219,7 @@ int serve(const ServerOptions& options, Core& core) {
           // keep only what the new lists still grant their key.
           const Authenticator::Reload result = auth->reload();
           if (result.ok) {
-            gate->reloaded(auth->lists());
+            admission.reloaded(auth->lists());
             log::info("received SIGHUP: reloaded the key lists; authorised: " + result.message);
           } else {
             log::error("received SIGHUP: kept the previous key lists: " + result.message);
@@ -364,13 +253,21 @@ int serve(const ServerOptions& options, Core& core) {
       const PeerId peer(id_frame.data<char>(), id_frame.size());
       Role role = Role::Any;
       std::string_view key;
-      if (gate && frames >= 2) {
-        std::string refusal;
-        const auto sender = gate->admit(header, peer, refusal);
-        if (!sender) {
-          core.stats().refused("unauthorised_key");
-          if (!refusal.empty() && (!bindings || bindings->may_send(peer))) {
-            const std::string reply = wire::encode(wire::Error{wire::Code::Forbidden, refusal});
+      if ((admission.gates() || admission.binds()) && frames >= 2) {
+        // zmq_msg_gets, not cppzmq's gets(): without keys over TCP there is no User-Id.
+        const char* user = zmq_msg_gets(header.handle(), "User-Id");
+        int fd = -1;
+        if (admission.binds()) {
+          // A close is taken in first: the descriptor may serve a new connection now.
+          watch_closed();
+          fd = zmq_msg_get(header.handle(), ZMQ_SRCFD);
+        }
+        Admission::Verdict verdict = admission.on_message(peer, user, fd, at);
+        if (!verdict.accepted) {
+          core.stats().refused(verdict.reason);
+          if (!verdict.refusal.empty()) {
+            const std::string reply =
+                wire::encode(wire::Error{wire::Code::Forbidden, verdict.refusal});
             try {
               router.send(zmq::buffer(peer.data(), peer.size()),
                           zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -380,29 +277,8 @@ int serve(const ServerOptions& options, Core& core) {
           }
           continue;
         }
-        std::tie(role, key) = *sender;
-      }
-      if (bindings && frames >= 2) {
-        watch_closed();
-        const char* user = nullptr;
-        try {
-          user = header.gets("User-Id");
-        } catch (const zmq::error_t&) {
-        }
-        const int fd = zmq_msg_get(header.handle(), ZMQ_SRCFD);
-        if (!bindings->on_message(peer, user ? user : "", fd, at)) {
-          core.stats().refused("routing_id_taken");
-          if (refusals_logged.size() > 4096) refusals_logged.clear();
-          auto [logged, first] = refusals_logged.try_emplace(peer, at);
-          if (first || at - logged->second >= std::chrono::minutes(1)) {
-            logged->second = at;
-            log::warning("refused a message with routing id " + printable_id(peer) + " from " +
-                         describe_user(user ? user : "") + ": the id belongs to " +
-                         describe_user(bindings->owner(peer)) +
-                         " (nothing goes to the id until its owner speaks again)");
-          }
-          continue;
-        }
+        role = verdict.role;
+        key = verdict.key;
       }
       if (frames == 2) {
         core.on_message(peer, header.data(), header.size(), nullptr, at, role, key);

@@ -71,7 +71,7 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
   task.holder.clear();
   if (task.count > 1) {
     // Which item overran is unknown: each runs again alone, with its own limit.
-    log(LogLevel::Info, "task of " + std::to_string(task.count) + " items of " + job.function +
+    log(log::Level::Info, "task of " + std::to_string(task.count) + " items of " + job.function +
                             " at worker " + worker.name + " over its time limit of " +
                             limit_text(chunk_limit(limit, task.count)) +
                             "; running its items one by one");
@@ -196,7 +196,7 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   if (worker.inflight.empty()) worker.isolating = runs_uncounted ? head : 0;
   if (!worker.inflight.empty() && worker.inflight.front() != head) worker.head_since = now;
   if (returned > 0) {
-    log(LogLevel::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +
+    log(log::Level::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +
                              " tasks it had not started");
   }
   for (const std::string& f : worker.functions) dispatch(f);

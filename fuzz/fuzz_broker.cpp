@@ -16,7 +16,7 @@
 // Checked after every operation, through the public interface only:
 //   - nothing throws out of on_message (documented never to throw), on_tick, on_send_failed,
 //     on_malformed or shutdown: server.cpp does not catch, so a throw kills the broker;
-//   - every message in outbox() has a header that seppo::wire::decode accepts (peers enforce the
+//   - every message in the outbox has a header that seppo::wire::decode accepts (peers enforce the
 //     same kMaxHeaderBytes limit) and a payload frame exactly when its type carries one;
 //   - a TASK goes to a peer whose READY the broker accepted, for a function that READY announced,
 //     with at least one item, and never to a client's key; DELIVER, RESYNC and per-chunk FAILED
@@ -45,6 +45,7 @@
 #include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
+#include "broker/driver.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
@@ -175,7 +176,7 @@ class Driver {
     return c;
   }
 
-  static void log(broker::LogLevel, const std::string& text) {
+  static void log(seppo::log::Level, const std::string& text) {
     std::fprintf(stderr, "  log: %s\n", text.c_str());
   }
 
@@ -211,16 +212,13 @@ class Driver {
                      : ("undecodable header of " + std::to_string(header.size()) + " bytes").c_str(),
                    payload ? (" + payload of " + std::to_string(payload->size())).c_str() : "");
     }
-    const std::size_t before = core_.outbox().size();
+    const std::size_t before = core_.outbox_size();
     const broker::Role role = role_of(from);
     const std::string key = "key of " + broker::printable_id(from);
     try {
-      if (payload) {
-        seppo::Bytes frame(*payload);
-        core_.on_message(from, header.data(), header.size(), &frame, now_, role, key);
-      } else {
-        core_.on_message(from, header.data(), header.size(), nullptr, now_, role, key);
-      }
+      broker::feed(core_, from, header,
+                   payload ? std::optional<seppo::Bytes>(seppo::Bytes(*payload)) : std::nullopt,
+                   now_, role, key);
     } catch (const std::exception& e) {
       fail(std::string("on_message threw: ") + e.what());
     }
@@ -232,7 +230,7 @@ class Driver {
   // CREDIT it accepted (not answered with ERROR).
   void account(const broker::PeerId& from, const wire::Message& m, bool has_payload,
                std::size_t outbox_before) {
-    const auto& outbox = core_.outbox();
+    const auto& outbox = core_.queued();
     auto answered = [&](wire::Type type) {
       return std::any_of(outbox.begin() + static_cast<std::ptrdiff_t>(outbox_before),
                          outbox.end(), [&](const broker::Outgoing& o) {
@@ -473,8 +471,8 @@ class Driver {
 
   // Takes everything out of the outbox, as the socket loop would send it, checking each message.
   void drain() {
-    auto& outbox = core_.outbox();
-    for (broker::Outgoing& out : outbox) {
+    core_.take_outbox(outbox_);
+    for (broker::Outgoing& out : outbox_) {
       wire::Message m;
       try {
         m = wire::decode(out.header.data(), out.header.size());
@@ -485,16 +483,16 @@ class Driver {
       const wire::Type type = wire::type_of(m);
       if (trace) {
         std::fprintf(stderr, "broker -> %s: %s%s\n", broker::printable_id(out.peer).c_str(),
-                     wire::type_name(type), out.has_payload ? " + payload" : "");
+                     wire::type_name(type), out.payload ? " + payload" : "");
       }
-      if (wire::has_payload(type) != out.has_payload) {
+      if (wire::has_payload(type) != out.payload.has_value()) {
         fail(std::string("the broker sent ") + wire::type_name(type) +
-             (out.has_payload ? " with" : " without") + " a payload frame");
+             (out.payload ? " with" : " without") + " a payload frame");
       }
-      if (type == wire::Type::Status && out.has_payload) {
+      if (type == wire::Type::Status && out.payload) {
         try {
           const msgpack::object_handle status =
-              seppo::unpack_untrusted(out.payload.data(), out.payload.size());
+              seppo::unpack_untrusted(out.payload->data(), out.payload->size());
           if (status.get().type != msgpack::type::MAP) fail("the STATUS payload is not a map");
         } catch (const seppo::Error& e) {
           fail(std::string("the STATUS payload does not decode: ") + e.what());
@@ -530,7 +528,7 @@ class Driver {
         if (held.size() > 256) held.erase(held.begin());
       }
     }
-    outbox.clear();
+    outbox_.clear();
   }
 
   void check() {
@@ -562,6 +560,7 @@ class Driver {
   broker::Config config_;
   bool roles_ = false;  // set by make_config, before core_ exists
   broker::Core core_;
+  std::vector<broker::Outgoing> outbox_;  // drain()'s batch, reused
   broker::TimePoint now_{std::chrono::hours(1)};  // any time but the clock's epoch
   std::uint64_t submits_ = 0;
   std::uint64_t submitted_items_ = 0;

@@ -23,20 +23,6 @@
 namespace seppo {
 namespace {
 
-log::Level level_of(broker::LogLevel level) {
-  switch (level) {
-    case broker::LogLevel::Debug:
-      return log::Level::Debug;
-    case broker::LogLevel::Info:
-      return log::Level::Info;
-    case broker::LogLevel::Warning:
-      return log::Level::Warning;
-    case broker::LogLevel::Error:
-      return log::Level::Error;
-  }
-  return log::Level::Info;
-}
-
 // A private folder for the broker's ipc:// socket: mode 0700, so no other user can connect.
 std::string private_folder() {
   const char* tmp = std::getenv("TMPDIR");
@@ -77,9 +63,7 @@ struct __attribute__((visibility("hidden"))) LocalCluster::State {
       throw Error(std::string("cannot start a local broker: ") + std::strerror(errno));
     broker::Config config;
     config.heartbeat = options.heartbeat;
-    core = std::make_unique<broker::Core>(
-        config, random_u64(),
-        [](broker::LogLevel level, const std::string& text) { log::write(level_of(level), text); });
+    core = std::make_unique<broker::Core>(config, random_u64(), log::write);
     auto ready = std::make_shared<std::promise<std::string>>();
     std::future<std::string> bound = ready->get_future();
     broker::ServerOptions server;

@@ -43,6 +43,7 @@ void World::plan_faults() {
     }
   }
   plan_churn(window);
+  plan_keys(window);
 }
 
 // Issue 12 case 5: a burst of peers that send READY and close before anything else (a port
@@ -55,6 +56,7 @@ void World::plan_churn(Us window) {
     Peer p;
     p.kind = Peer::Kind::Ghost;
     p.name = "G" + std::to_string(peers_.size() + 1);
+    p.user = user_of(p);
     p.link.id = p.name;
     by_id_[p.link.id] = static_cast<int>(peers_.size());
     peers_.push_back(std::move(p));
@@ -103,6 +105,13 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       ++report_.faults_injected;
       if (trace_) tracef("B crashes");
       broker_.reset();
+      admission_.reset();
+      // An impostor's connection goes with the broker's socket; it does not come back.
+      for (Peer& p : peers_) {
+        if (p.kind == Peer::Kind::Impostor) p.alive = p.link.wanted = false;
+      }
+      stolen_.clear();
+      bound_.clear();
       where_.clear();  // the new instance's monitor knows no connection
       lost_.clear();
       broker_disturbed_at_ = now_;
@@ -115,9 +124,8 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
     }
     case FaultKind::BrokerRestart: {
       const std::uint64_t instance = rng_.next() | 1;
-      broker_ = make_broker(config_, instance,
-                            trace_ ? [this](const std::string& line) { tracef("B log: " + line); }
-                                   : std::function<void(const std::string&)>());
+      make_broker(instance);
+      make_admission();
       broker_disturbed_at_ = now_;
       if (trace_) tracef("B restarts empty, instance " + std::to_string(instance));
       for (std::size_t k = 0; k < peers_.size(); ++k) {
@@ -201,6 +209,12 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       break_link(i, (options_.faults & kCloseNotice) && rng12_.chance(100) ? -1 : 0);
       break;
     }
+    case FaultKind::ImpostorStart:
+    case FaultKind::ImpostorClose:
+    case FaultKind::Revoke:
+    case FaultKind::IntruderSend:
+      keys_fault(kind, i, arg);
+      break;
     case FaultKind::Cancel: {
       Peer& p = peers_[i];
       if (!p.alive || !p.job || p.job->job_id() != arg) return;
@@ -219,6 +233,7 @@ std::optional<std::uint32_t> parse_faults(const std::string& text) {
   static const std::pair<const char*, Fault> names[] = {{"hang", kHang},
                                                         {"close-notice", kCloseNotice},
                                                         {"churn", kChurn},
+                                                        {"keys", kKeys},
                                                         {"worker-crash", kWorkerCrash},
                                                         {"broker-crash", kBrokerCrash},
                                                         {"client-vanish", kClientVanish},
@@ -252,9 +267,9 @@ std::string fault_names(std::uint32_t faults) {
   if (faults == 0) return "none";
   static const char* names[] = {"worker-crash", "broker-crash", "client-vanish", "partition",
                                 "freeze",       "raise",        "poison",        "drift",
-                                "hang",         "close-notice", "churn"};
+                                "hang",         "close-notice", "churn",         "keys"};
   std::string out;
-  for (int k = 0; k < 11; ++k) {
+  for (int k = 0; k < 12; ++k) {
     if (faults & (1u << k)) out += (out.empty() ? "" : ",") + std::string(names[k]);
   }
   return out;

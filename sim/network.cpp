@@ -54,6 +54,7 @@ void World::schedule_close(int i, Us after) {
   if (!(options_.faults & kCloseNotice)) return;
   Event e = make_event(Ev::Closed, i, peers_[i].link.router_epoch);
   e.id = peers_[i].link.id;
+  e.arg = static_cast<std::uint64_t>(peers_[i].link.connection);
   // The monitor's event reaches the broker's poll loop a little after the close.
   schedule(now_ + after + rng12_.between(10, 2 * kMs), std::move(e));
 }
@@ -95,75 +96,87 @@ void World::peer_send(int i, Frame frame) {
   schedule(at, std::move(e));
 }
 
-// As broker/server.cpp's flush(): the peers whose connection closed since the last flush are
-// reported to the core (on_disconnected) with the TASKs to them held back, unsent; sends the
-// ROUTER cannot make fail, reported per peer with their TASKs (on_send_failed).
+// The broker's flush (broker/delivery.hpp), through the world's pipes: the peers whose
+// connection closed since the last flush are reported to the core with the TASKs to them held
+// back, unsent; a send to an id the ROUTER has no pipe for fails.
 void World::broker_flush() {
   if (!broker_) return;
-  using PerPeer = std::vector<std::pair<std::string, std::vector<std::uint64_t>>>;
-  auto note = [](PerPeer& list, const BrokerOut& m) {
-    auto f =
-        std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == m.peer; });
-    if (f == list.end()) f = list.insert(list.end(), {m.peer, {}});
-    if (m.task_id != 0) f->second.push_back(m.task_id);
-  };
-  // What the core queues in answer may queue more: until empty, bounded.
-  for (int round = 0; round < 16; ++round) {
-    std::vector<std::string> lost;
-    if (options_.faults & kCloseNotice) lost.swap(lost_);
-    std::vector<BrokerOut> out = take_broker_outbox(*broker_);
-    if (out.empty() && lost.empty()) break;
-    PerPeer failed, held_back;
-    for (const std::string& id : lost) held_back.push_back({id, {}});
-    for (BrokerOut& o : out) {
-      if (std::find(lost.begin(), lost.end(), o.peer) != lost.end()) {
-        if (trace_)
-          tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
-                 ": held back (its connection closed)");
-        note(held_back, o);
-        continue;
+  struct Pipes final : broker::Link {
+    World& w;
+    std::vector<std::string> told_closed;
+    explicit Pipes(World& world) : w(world) {}
+    std::vector<std::string> take_lost() override {
+      std::vector<std::string> lost;
+      if (w.options_.faults & kCloseNotice) lost.swap(w.lost_);
+      return lost;
+    }
+    bool send(broker::Outgoing& o) override {
+      // broker/server.cpp's veto (§14.6): nothing goes to an id another key's connection took,
+      // nor to one whose owner's connection closed, until its owner speaks again.
+      if (!w.admission_->may_send(o.peer)) {
+        if (w.trace_)
+          w.tracef("B -> " + printable(o.peer) + " " + header_of(o) +
+                   ": vetoed (the id is not its owner's now)");
+        return false;
       }
-      auto it = by_id_.find(o.peer);
-      Peer* p = it == by_id_.end() ? nullptr : &peers_[it->second];
+      // Invariant 11 (issue 27): a routing id bound to one key is never used for another's.
+      if (auto s = w.stolen_.find(o.peer);
+          s != w.stolen_.end() && w.peers_[s->second].link.router_knows) {
+        w.violate("the broker sent " + header_of(o) + " to routing id " + printable(o.peer) +
+                  " while " + w.peers_[s->second].name +
+                  "'s connection, under another key, held it");
+      }
+      auto it = w.by_id_.find(o.peer);
+      Peer* p = it == w.by_id_.end() ? nullptr : &w.peers_[it->second];
       if (p == nullptr || !p->link.router_knows) {
-        if (trace_)
-          tracef("B -> " + printable(o.peer) + " " + describe_header(o.header) +
-                 ": send failed (peer gone)");
-        note(failed, o);
-        continue;
+        if (w.trace_)
+          w.tracef("B -> " + printable(o.peer) + " " + header_of(o) + ": send failed (peer gone)");
+        return false;
       }
-      const Us delay =
-          rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
-      const Us at = std::max(now_ + delay, p->link.last_to_peer);
-      p->link.last_to_peer = at;
-      note_cancels(o.peer, o.header);
-      Event e = make_event(Ev::ToPeer, it->second, p->link.router_epoch);
-      e.frame = Frame{std::move(o.header), std::move(o.payload), {}};
-      schedule(at, std::move(e));
+      w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
+      return true;
     }
-    for (const auto& [peer, tasks] : held_back) {
-      ++report_.notices;
-      if (trace_)
-        tracef("B is told " + printable(peer) + "'s connection closed (" +
-               std::to_string(tasks.size()) + " TASKs held back)");
-      broker_->on_disconnected(peer, broker_tp(), tasks);
-      if (std::any_of(out.begin(), out.end(), [&](const BrokerOut& m) { return m.peer == peer; }))
-        broker_->on_send_failed(peer, broker_tp(), tasks);
+    void held_back(const broker::Outgoing& o) override {
+      if (w.trace_)
+        w.tracef("B -> " + printable(o.peer) + " " + header_of(o) +
+                 ": held back (its connection closed)");
     }
-    for (const auto& [peer, tasks] : failed) broker_->on_send_failed(peer, broker_tp(), tasks);
-    // A worker process that is gone, noticed by its connection closing, holds nothing at the
-    // broker any more: its tasks run elsewhere now, not after heartbeat x liveness (issue 12).
-    for (const auto& [peer, tasks] : held_back) {
-      auto it = by_id_.find(peer);
-      const bool gone = it == by_id_.end() || !peers_[it->second].alive ||
-                        peers_[it->second].link.id != peer || !peers_[it->second].link.wanted;
-      if (gone && broker_->inflight_count(peer) > 0) {
-        violate("the broker still holds " + std::to_string(broker_->inflight_count(peer)) +
-                " tasks at " + printable(peer) + " after it was told its connection closed");
-      }
+    void reporting(const wire::DeliveryReport& r) override {
+      if (!r.disconnected) return;
+      ++w.report_.notices;
+      told_closed.push_back(r.peer);
+      if (w.trace_)
+        w.tracef("B is told " + printable(r.peer) + "'s connection closed (" +
+                 std::to_string(r.unsent_tasks.size()) + " TASKs held back)");
+    }
+    static std::string header_of(const broker::Outgoing& o) {
+      return describe_header(std::string(o.header.view()));
+    }
+  } pipes(*this);
+  broker::flush(*broker_, pipes, broker_tp());
+  // A worker process that is gone, noticed by its connection closing, holds nothing at the
+  // broker any more: its tasks run elsewhere now, not after heartbeat x liveness (issue 12).
+  for (const std::string& peer : pipes.told_closed) {
+    auto it = by_id_.find(peer);
+    const bool gone = it == by_id_.end() || !peers_[it->second].alive ||
+                      peers_[it->second].link.id != peer || !peers_[it->second].link.wanted;
+    if (gone && broker_->inflight_count(peer) > 0) {
+      violate("the broker still holds " + std::to_string(broker_->inflight_count(peer)) +
+              " tasks at " + printable(peer) + " after it was told its connection closed");
     }
   }
   broker_tick_schedule();
+}
+
+void World::broker_send(int i, std::string header, std::optional<Bytes> payload) {
+  Peer& p = peers_[i];
+  const Us delay = rng_.chance(950) ? rng_.between(20, 2 * kMs) : rng_.between(2 * kMs, 40 * kMs);
+  const Us at = std::max(now_ + delay, p.link.last_to_peer);
+  p.link.last_to_peer = at;
+  note_cancels(p.link.id, header);
+  Event e = make_event(Ev::ToPeer, i, p.link.router_epoch);
+  e.frame = Frame{std::move(header), std::move(payload), {}};
+  schedule(at, std::move(e));
 }
 
 void World::note_cancels(const std::string& peer, const std::string& header) {
@@ -205,14 +218,18 @@ void World::deliver_to_broker(int i, Event& e) {
     return;
   }
   if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));
+  const broker::Admission::Verdict admitted = admit(i);
+  if (!admitted.accepted) return;
   if (!cancels_.empty() && e.frame.header.size() > 2 &&
       static_cast<unsigned char>(e.frame.header[2]) == static_cast<int>(wire::Type::Ready)) {
     // A new registration: what the worker held is forgotten on both sides.
     cancels_.erase(cancels_.lower_bound({p.link.id, 0}),
                    cancels_.upper_bound({p.link.id, ~std::uint64_t{0}}));
   }
+  // Only an admitted message says which connection a peer is on (server.cpp).
   heard(p.link.id, e.tag);
-  feed_broker(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp());
+  broker::feed(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp(), admitted.role,
+               admitted.key);
   broker_flush();
 }
 
@@ -231,6 +248,18 @@ void World::deliver_to_peer(int i, Event& e) {
     return;
   }
   wire::Message message = wire::decode(e.frame.header.data(), e.frame.header.size());
+  if (p.kind == Peer::Kind::Impostor || p.kind == Peer::Kind::Intruder) {
+    // Invariants 11 and 12 (issue 27): an impostor gets nothing; a revoked client's key gets
+    // nothing but ERROR forbidden.
+    if (trace_) tracef("B -> " + p.name + " " + describe(message));
+    const auto* error = std::get_if<wire::Error>(&message);
+    const bool forbidden = error && error->code == wire::Code::Forbidden;
+    if (p.kind == Peer::Kind::Impostor || !forbidden || !revoked_) {
+      violate("the broker sent " + describe(message) + " to " + p.name + ", " +
+              (p.kind == Peer::Kind::Impostor ? "an impostor" : "a client whose key is revoked"));
+    }
+    return;
+  }
   if (trace_) {
     std::string items;
     if (std::holds_alternative<wire::Task>(message) && e.frame.payload) {

@@ -19,7 +19,21 @@ void World::step(Event& e) {
           now_ < p.link.partitioned_until) {
         break;
       }
+      // ROUTER_HANDOVER off (kKeys): while an impostor's connection holds the id, ZeroMQ
+      // refuses this one; its DEALER tries again. A revoked key is refused by the ZAP handler.
+      if (auto s = stolen_.find(p.link.id);
+          s != stolen_.end() && s->second != e.peer && peers_[s->second].link.router_knows) {
+        if (trace_) tracef(p.name + " cannot connect: " + peers_[s->second].name + " holds its id");
+        try_connect(e.peer, rng27_.between(50 * kMs, 200 * kMs));
+        break;
+      }
+      if (p.kind == Peer::Kind::Intruder && revoked_) {
+        if (trace_) tracef(p.name + "'s connection is refused: its key is no longer listed");
+        break;
+      }
       p.link.up = true;
+      p.link.connection = ++next_connection_;
+      p.link.close_noticed = false;
       // The ROUTER takes the new pipe for this id (the old one, if any, is gone or handed over).
       p.link.router_knows = true;
       p.link.router_epoch = p.link.epoch;
@@ -61,6 +75,9 @@ void World::step(Event& e) {
       start_job(e.peer);
       break;
     case Ev::Closed:
+      // The monitor reports the connection's descriptor: its routing id's binding learns first.
+      if (admission_) admission_->on_closed(static_cast<int>(e.arg));
+      if (peers_[e.peer].link.router_epoch == e.tag) peers_[e.peer].link.close_noticed = true;
       router_closed(e.id, e.tag);
       break;
   }
@@ -114,7 +131,7 @@ void World::check_step() {
   }
   for (int i : clients_) {
     const Peer& p = peers_[i];
-    const std::uint64_t held = broker_queued_bytes(*broker_, p.link.id);
+    const std::uint64_t held = broker_->queued_bytes(p.link.id);
     if (held > config_.max_client_bytes) {
       violate("the broker holds " + std::to_string(held) + " bytes of " + p.name +
               ", over its limit of " + std::to_string(config_.max_client_bytes));
@@ -135,12 +152,18 @@ void World::check_end() {
     }
   }
   if (!broker_) return;
-  if (broker_->task_count() || broker_->job_count() || broker_client_count(*broker_)) {
+  if (broker_->task_count() || broker_->job_count() || broker_->client_count()) {
     violate("after every job ended the broker still holds " +
             std::to_string(broker_->task_count()) + " tasks, " +
             std::to_string(broker_->job_count()) + " jobs and " +
-            std::to_string(broker_client_count(*broker_)) + " clients");
+            std::to_string(broker_->client_count()) + " clients");
   }
+}
+
+void World::make_broker(std::uint64_t instance) {
+  broker::Core::LogSink sink;
+  if (trace_) sink = [this](log::Level, const std::string& line) { tracef("B log: " + line); };
+  broker_ = std::make_unique<broker::Core>(config_, instance, sink);
 }
 
 RunReport World::run() {
@@ -164,6 +187,7 @@ RunReport World::run() {
     p.kind = k < worker_count ? Peer::Kind::Worker : Peer::Kind::Client;
     p.name = (k < worker_count ? "W" : "C") +
              std::to_string(k < worker_count ? k + 1 : k - worker_count + 1);
+    p.user = user_of(p);
     if (options_.faults & kDrift) {
       p.ppm = rng_.between(-20000, 20000);
       p.offset = rng_.between(0, 1000 * kSecond);
@@ -189,9 +213,7 @@ RunReport World::run() {
   }
   for (int i : clients_) by_id_[peers_[i].link.id] = i;
   const std::uint64_t instance = rng_.next() | 1;
-  broker_ = make_broker(config_, instance,
-                        trace_ ? [this](const std::string& line) { tracef("B log: " + line); }
-                               : std::function<void(const std::string&)>());
+  make_broker(instance);
   if (trace_) {
     tracef("seed " + std::to_string(options_.seed) + ": " + std::to_string(worker_count) +
            " workers, " + std::to_string(client_count) + " clients, faults " +
@@ -200,6 +222,7 @@ RunReport World::run() {
            std::to_string(config_.task_timeout.count()) + " ms");
   }
   plan_faults();
+  make_admission();
   broker_tick_schedule();
   for (int i : workers_) start_worker(i, false);
   for (int i : clients_) {

@@ -26,13 +26,17 @@ enum Fault : std::uint32_t {
   kHang = 1u << 8,         // items that never return, under per-item and broker time limits
   kCloseNotice = 1u << 9,  // the ROUTER's monitor reports closed connections (on_disconnected)
   kChurn = 1u << 10,       // peers that send READY and close before saying anything else
+  // Issue 27 (a third random stream): the broker judges every message as under CurveZMQ
+  // (broker::Admission: keys and routing-id bindings); impostors present another peer's routing
+  // id under their own key, and a client key is revoked by a reload while its peer talks on.
+  kKeys = 1u << 11,
   kIssue11Faults = (1u << 8) - 1,
-  kAllFaults = (1u << 11) - 1,
+  kAllFaults = (1u << 12) - 1,
 };
 
 // "all", "none", "issue11" (the first eight), or a comma list of names (worker-crash,
 // broker-crash, client-vanish, partition, freeze, raise, poison, drift, hang, close-notice,
-// churn); empty on an unknown name.
+// churn, keys); empty on an unknown name.
 std::optional<std::uint32_t> parse_faults(const std::string& text);
 std::string fault_names(std::uint32_t faults);
 
@@ -66,6 +70,8 @@ struct RunReport {
   std::uint64_t ghosts = 0;    // peers that sent READY and closed
   // Issue 26: SUBMITs of a chunk its job had sent already (RESYNC, a new broker instance).
   std::uint64_t resubmits = 0;
+  // Issue 27: messages broker::Admission refused (impostors, revoked keys).
+  std::uint64_t refused = 0;
 };
 
 RunReport run(const RunOptions& options);

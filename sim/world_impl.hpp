@@ -17,11 +17,13 @@
 
 #include "seppo/msgpack.hpp"
 
+#include "broker/admission.hpp"
 #include "broker/core.hpp"
+#include "broker/delivery.hpp"
+#include "broker/driver.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/result_entry.hpp"
-#include "sim/broker_adapter.hpp"
 #include "sim/describe.hpp"
 #include "sim/random.hpp"
 #include "worker/session_core.hpp"
@@ -54,6 +56,9 @@ constexpr Us kSettle = kExpiry + 2 * kSecond;
 // needlessly: it heard nothing although the broker was there (the heartbeat gap).
 constexpr Us kCalmWindow = kExpiry + kMaxReconnectDelay.count() * kMs + kExpiry;
 constexpr std::uint64_t kDefaultStepLimit = 3'000'000;
+// How long a routing id stays bound to its user after the broker last heard it (as
+// broker/server.cpp: four times the expiry).
+constexpr Us kBindFor = 4 * kExpiry;
 
 // Items are integers; what a worker does with one is a function of the integer alone, so the
 // checker knows every right answer. x % 1000 >= 900 is a poison item, 800 to 899 an item that
@@ -102,6 +107,7 @@ enum class Ev {
   Fault,
   JobStart,
   Closed  // the ROUTER's monitor reports a connection closed (ZMQ_EVENT_DISCONNECTED)
+          // (arg: the connection's number)
 };
 enum class FaultKind {
   WorkerCrash,
@@ -115,7 +121,12 @@ enum class FaultKind {
   Thaw,
   Cancel,
   GhostStart,  // a peer connects and sends READY (churn)
-  GhostClose   // and closes before saying anything else
+  GhostClose,  // and closes before saying anything else
+  // Issue 27 (kKeys):
+  ImpostorStart,  // a peer connects under another's routing id with its own key
+  ImpostorClose,
+  IntruderSend,  // a client whose key is revoked keeps sending (arg: the message)
+  Revoke         // the broker reloads its lists without the intruders' keys
 };
 
 struct Event {
@@ -139,6 +150,8 @@ struct Link {
   Us partitioned_until = 0;
   std::vector<Frame> queued;  // sent while not connected: ZeroMQ keeps them for the connection
   Us last_to_broker = 0, last_to_peer = 0;  // arrival times, to keep each direction in order
+  int connection = -1;         // the connection's number (ZMQ_SRCFD for broker::Admission)
+  bool close_noticed = false;  // the broker's monitor reported its last connection closed
 };
 
 struct ItemCheck {
@@ -159,8 +172,12 @@ struct JobRecord {
 };
 
 struct Peer {
-  enum class Kind { Worker, Client, Ghost } kind;
+  // Impostor and Intruder (kKeys): a peer that presents another's routing id, and a client
+  // whose key the broker's lists stop granting; neither must ever have a message taken.
+  enum class Kind { Worker, Client, Ghost, Impostor, Intruder } kind;
   std::string name;  // "W1", "C2": the slot; the routing id may change across restarts
+  std::string user;  // the ZAP User-Id its connections are admitted as ("worker:KEY")
+  int victim = -1;   // an impostor's: the peer whose routing id it presents
   Link link;
   std::int64_t ppm = 0;  // clock drift
   Us offset = 0;
@@ -228,6 +245,7 @@ class World {
       : options_(options),
         rng_(options.seed),
         rng12_(options.seed ^ 0x5eb0'12'12'5eb0'1212ull),
+        rng27_(options.seed ^ 0x5eb0'27'27'5eb0'2727ull),
         trace_(options.trace) {}
 
   RunReport run();
@@ -263,6 +281,18 @@ class World {
   void excuse_inputs(const Frame& frame);
   void schedule_close(int i, Us after);
   void broker_tick_schedule();
+  // Schedules a frame from the broker to peer i, in order on its connection.
+  void broker_send(int i, std::string header, std::optional<Bytes> payload);
+
+  // --- admission (issue 27, kKeys) ---
+  void make_broker(std::uint64_t instance);
+  void make_admission();
+  std::shared_ptr<const broker::KeyLists> key_lists() const;
+  void plan_keys(Us window);
+  void keys_fault(FaultKind kind, int i, std::uint64_t arg);
+  std::string user_of(const Peer& p) const;
+  // The broker judges a message of peer i, as broker/server.cpp does; a refused one is dropped.
+  broker::Admission::Verdict admit(int i);
 
   // --- workers ---
   void start_worker(int i, bool new_id);
@@ -295,6 +325,7 @@ class World {
   RunOptions options_;
   Random rng_;
   Random rng12_;  // issue 12's choices: without those faults, rng_ draws as before
+  Random rng27_;  // issue 27's (kKeys)
   std::ostream* trace_;
   Us now_ = 0;
   std::uint64_t steps_ = 0;
@@ -303,6 +334,14 @@ class World {
 
   broker::Config config_;
   std::unique_ptr<broker::Core> broker_;
+  // The broker's key gate and routing-id bindings (open, taking everything, without kKeys).
+  std::unique_ptr<broker::Admission> admission_;
+  int next_connection_ = 0;
+  std::map<std::string, int> stolen_;  // routing id -> the impostor whose connection has it
+  bool revoked_ = false;               // the intruders' keys were taken out of the lists
+  // The world's truth for invariant 15: each routing id's user and when the broker last took
+  // a message under it (a binding lives kBindFor from there), for the broker's instance.
+  std::map<std::string, std::pair<std::string, Us>> bound_;
   std::uint64_t broker_tick_gen_ = 0;
   Us broker_disturbed_at_ = 0;
   std::vector<Peer> peers_;

@@ -14,6 +14,7 @@
 #include "seppo/msgpack.hpp"
 
 #include "broker/core.hpp"
+#include "broker/driver.hpp"
 #include "protocol/wire.hpp"
 
 namespace seppo::broker_test {
@@ -67,13 +68,9 @@ struct Harness {
   // As the socket loop does with CURVE on: the sender's role comes with every message.
   void deliver_as(broker::Role role, const std::string& from, const wire::Message& m,
                   const std::string* payload = nullptr) {
-    const std::string header = wire::encode(m);
-    if (payload) {
-      Bytes frame(*payload);
-      core.on_message(from, header.data(), header.size(), &frame, now, role, "KeyPrint");
-    } else {
-      core.on_message(from, header.data(), header.size(), nullptr, now, role, "KeyPrint");
-    }
+    broker::feed(core, from, wire::encode(m),
+                 payload ? std::optional<Bytes>(Bytes(*payload)) : std::nullopt, now, role,
+                 "KeyPrint");
   }
   void ready(const std::string& worker, std::vector<std::string> functions,
              std::uint32_t capacity = 1) {
@@ -121,11 +118,10 @@ struct Harness {
   }
   std::vector<Sent> drain() {
     std::vector<Sent> out;
-    for (auto& o : core.outbox()) {
+    for (auto& o : broker::drain(core)) {
       out.push_back(Sent{o.peer, wire::decode(o.header.data(), o.header.size()),
-                         o.has_payload ? o.payload.str() : std::string()});
+                         o.payload ? o.payload->str() : std::string()});
     }
-    core.outbox().clear();
     return out;
   }
   // Messages of type T sent to `peer`, in order.

@@ -212,7 +212,7 @@ struct ZapRig {
     const broker::AuthConfig config{dir / "workers", dir / "clients"};
     auth =
         std::make_unique<broker::Authenticator>(context, config, broker::KeyLists::load(config),
-                                                [this](broker::LogLevel, const std::string& text) {
+                                                [this](log::Level, const std::string& text) {
                                                   std::lock_guard<std::mutex> lock(log_mutex);
                                                   logged.push_back(text);
                                                 });

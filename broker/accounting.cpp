@@ -1,0 +1,55 @@
+// Byte and share accounting (split from core.cpp, issue 27 §3): the payload bytes each client
+// has queued (--max-client-bytes), its queued tasks, and its fair-share tag.
+#include <algorithm>
+
+#include "broker/core.hpp"
+
+namespace seppo::broker {
+
+void Core::dequeued(const PeerId& client_id, std::uint64_t tasks) {
+  auto c = clients_.find(client_id);
+  if (c != clients_.end()) c->second.queued_tasks -= std::min(c->second.queued_tasks, tasks);
+}
+
+// A task of this client was sent. Whether chosen by fair share or placed as new work, the
+// client's tag moves on; the virtual time moves only as far as the clients still waiting allow
+// (fair_share.hpp), so a heavy client's debt persists however its tasks were sent.
+void Core::charge_share(const PeerId& client_id) {
+  auto c = clients_.find(client_id);
+  if (c == clients_.end()) return;
+  std::uint64_t floor = ~std::uint64_t{0};
+  // Only a task starting ahead of the virtual time can move it past someone: look then only.
+  if (fair_.start(c->second.share) > fair_.virtual_time()) {
+    for (const auto& entry : clients_) {
+      const PeerId& id = entry.first;  // not a structured binding: clang 14 cannot capture one
+      const Client& other = entry.second;
+      if (id == client_id || other.queued_tasks == 0 || delivery_backlogged(id)) continue;
+      // One waiting for a function nobody serves now cannot hold the virtual time back: a
+      // client arriving later would otherwise start far behind those served meanwhile.
+      const bool servable = std::any_of(other.jobs.begin(), other.jobs.end(), [&](auto job_id) {
+        auto j = jobs_.find(JobKey{id, job_id});
+        if (j == jobs_.end() || j->second.queue.empty()) return false;
+        auto s = services_.find(j->second.function);
+        return s != services_.end() && !s->second.providers.empty();
+      });
+      if (servable) floor = std::min(floor, fair_.start(other.share));
+    }
+  }
+  fair_.charge(c->second.share, floor);
+}
+
+void Core::charge(Task& task, std::uint64_t bytes) {
+  task.charged = bytes;
+  auto c = clients_.find(task.job.client);
+  if (c != clients_.end()) c->second.queued_bytes += bytes;
+}
+
+void Core::release(Task& task) {
+  auto c = clients_.find(task.job.client);
+  if (c != clients_.end()) {
+    c->second.queued_bytes -= std::min<std::uint64_t>(c->second.queued_bytes, task.charged);
+  }
+  task.charged = 0;
+}
+
+}  // namespace seppo::broker

@@ -1,0 +1,259 @@
+// Dispatch and reservations (split from core.cpp, issue 27 §3): which queued task goes to which
+// worker, and the drain a queued suspect waits for (B50). Fair share picks the client
+// (fair_share.hpp, accounting.cpp); here the chosen task leaves as a TASK.
+#include <algorithm>
+
+#include "broker/core.hpp"
+
+namespace seppo::broker {
+
+void Core::enqueue(std::uint64_t task_id, Task& task, Job& job, bool front) {
+  task.holder.clear();
+  const bool was_idle = job.queue.empty();
+  if (auto c = clients_.find(task.job.client); c != clients_.end()) ++c->second.queued_tasks;
+  if (front) {
+    job.queue.push_front(task_id);
+  } else {
+    job.queue.push_back(task_id);
+  }
+  if (was_idle) job.service->ready.push_back(task.job);
+}
+
+void Core::dispatch(const std::string& function) {
+  auto s = services_.find(function);
+  if (s != services_.end()) dispatch(s->second, s->first);
+}
+
+void Core::dispatch(Service& service, const std::string& function) {
+  std::size_t blocked = 0;  // jobs in a row whose next task waits for an idle worker
+  while (!service.ready.empty() && blocked < service.ready.size()) {
+    // Join the shortest queue: the provider holding the fewest tasks (idle ones first), the most
+    // free credit on a tie. By free credit alone, a job of slow items went mostly to the one
+    // worker whose credit a job of fast items had raised (bench (k)).
+    Worker* best = nullptr;
+    const PeerId* best_id = nullptr;
+    std::uint32_t best_free = 0, best_used = 0;
+    Worker* idle = nullptr;
+    const PeerId* idle_id = nullptr;
+    for (std::size_t i = 0; i < service.providers.size(); ++i) {
+      const PeerId& id = service.providers[i];
+      Worker& w = *service.provider_records[i];
+      if (w.isolating != 0) continue;
+      const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
+      if (used == 0 && w.spoken && idle == nullptr) {
+        idle = &w;
+        idle_id = &id;
+      }
+      if (w.drained_for != nullptr) {  // kept for a suspect (B50)
+        if (used != 0 || reservation_waits(*w.drained_for)) continue;
+        // It holds nothing (tasks handed back, or found lost) and its suspect cannot go now:
+        // no RESULT will come from it to end the reservation, so it ends here.
+        unreserve(*w.drained_for);
+      }
+      const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
+      if (free > 0 &&
+          (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
+        best = &w;
+        best_id = &id;
+        best_free = free;
+        best_used = used;
+      }
+    }
+    if (best == nullptr && idle == nullptr) return;
+    const JobKey key = service.ready.front();
+    service.ready.pop_front();
+    auto j = jobs_.find(key);
+    if (j == jobs_.end() || j->second.queue.empty()) continue;
+    Job& job = j->second;
+    const std::uint64_t task_id = job.queue.front();
+    Task& task = tasks_.at(task_id);
+    if (delivery_backlogged(key.client)) {  // acknowledge() dispatches again
+      service.ready.push_back(key);
+      ++blocked;
+      continue;
+    }
+    if (task.suspect()) {
+      if (idle == nullptr) {  // wait for a worker with nothing else to run, one drains for it
+        reserve(service, task_id);
+        service.ready.push_back(key);
+        ++blocked;
+        continue;
+      }
+      best = idle;
+      best_id = idle_id;
+      best->isolating = task_id;
+      took_suspect(service, task_id);
+    } else if (best == nullptr) {  // only a worker kept for a suspect has credit
+      service.ready.push_back(key);
+      ++blocked;
+      continue;
+    }
+    blocked = 0;
+    job.queue.pop_front();
+    dequeued(key.client, 1);
+    if (!job.queue.empty()) service.ready.push_back(key);  // round robin between jobs
+    send_task(*best_id, *best, task_id, task, function);
+  }
+}
+
+void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
+                     const std::string& function) {
+  task.holder = worker_id;
+  if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
+  task.sent = now_;
+  worker.inflight.push_back(task_id);
+  charge_share(task.job.client);
+  // Shares the buffer: the task keeps it for a re-run if the worker dies.
+  outbox_.push_back(
+      Outgoing{worker_id, wire::encode_task(task_id, function, task.count), task.payload, task_id});
+}
+
+// Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of
+// each function it serves is a candidate, and the client served least goes first. Called when
+// this worker's credit frees, which is when jobs compete for it; dispatch() places new work.
+void Core::dispatch_worker(const PeerId& id) {
+  auto w = workers_.find(id);
+  if (w == workers_.end()) return;
+  Worker& worker = w->second;
+  // Reserved for a suspect (B50): nothing new while it drains; once it holds nothing, only a
+  // suspect, unless none is there to take (then the reservation is over).
+  bool only_suspects = false;
+  if (worker.drained_for != nullptr) {
+    if (!reservation_live(*worker.drained_for)) {
+      unreserve(*worker.drained_for);
+    } else if (!worker.inflight.empty()) {
+      return;
+    } else {
+      only_suspects = true;
+    }
+  }
+  while (worker.isolating == 0 && worker.inflight.size() < worker.capacity) {
+    Service* best = nullptr;
+    const std::string* best_function = nullptr;
+    const Client* best_client = nullptr;
+    Job* best_job = nullptr;  // what was looked up for the candidate, not looked up again
+    for (std::size_t n = 0; n < worker.functions.size(); ++n) {
+      const std::string& f = worker.functions[n];
+      Service& service = *worker.services[n];
+      // Forget finished jobs at the front; skip those whose turn cannot come here now.
+      while (!service.ready.empty()) {
+        auto j = jobs_.find(service.ready.front());
+        if (j != jobs_.end() && !j->second.queue.empty()) break;
+        service.ready.pop_front();
+      }
+      for (std::size_t i = 0; i < service.ready.size(); ++i) {
+        const JobKey& key = service.ready[i];
+        auto j = jobs_.find(key);
+        if (j == jobs_.end() || j->second.queue.empty()) continue;
+        const Task& task = tasks_.at(j->second.queue.front());
+        if (only_suspects && !task.suspect()) continue;
+        auto c = clients_.find(key.client);
+        // delivery_backlogged(), with the lookup done once
+        if (c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes) continue;
+        // A suspect runs alone, on a worker known to receive what it is sent.
+        if (task.suspect() && (!worker.inflight.empty() || !worker.spoken)) {
+          reserve(service, j->second.queue.front());
+          if (worker.drained_for != nullptr) return;  // this one drains for it
+          continue;
+        }
+        static const Client kNobody{};
+        const Client& client = c == clients_.end() ? kNobody : c->second;
+        if (best == nullptr || fair_.before(client.share, best_client->share)) {
+          best = &service;
+          best_function = &f;
+          best_client = &client;
+          best_job = &j->second;
+          // Rotate so the chosen job is at the front: within a function, round robin.
+          if (i != 0) {
+            const JobKey chosen = service.ready[i];
+            service.ready.erase(service.ready.begin() + static_cast<std::ptrdiff_t>(i));
+            service.ready.push_front(chosen);
+          }
+        }
+        break;  // the first eligible job of a function is its candidate
+      }
+    }
+    if (best == nullptr) {
+      if (!only_suspects) return;
+      // Its suspect is not first in its job's queue (tasks handed back went before it): the
+      // worker works meanwhile, and is reserved again when the suspect is first and waits.
+      unreserve(*worker.drained_for);
+      only_suspects = false;
+      continue;
+    }
+    const JobKey key = best->ready.front();
+    best->ready.pop_front();
+    Job& job = *best_job;
+    const std::uint64_t task_id = job.queue.front();
+    Task& task = tasks_.at(task_id);
+    job.queue.pop_front();
+    dequeued(key.client, 1);
+    if (!job.queue.empty()) best->ready.push_back(key);
+    if (task.suspect()) {
+      worker.isolating = task_id;
+      took_suspect(*best, task_id);
+    }
+    send_task(id, worker, task_id, task, *best_function);
+  }
+}
+
+// A suspect runs only on a worker holding nothing, and workers that keep their credit filled
+// never hold nothing while other jobs have work: without a reservation it would wait for all
+// other work of its function to drain (B50). One provider therefore stops getting new tasks and
+// runs the suspect when it has finished those it holds: a wait bounded by one worker's queue.
+void Core::reserve(Service& service, std::uint64_t suspect) {
+  if (service.drain != nullptr) {
+    if (reservation_live(service)) return;
+    unreserve(service);
+  }
+  Worker* pick = nullptr;
+  for (Worker* w : service.provider_records) {
+    if (!w->spoken || w->drained_for != nullptr) continue;
+    // Holding nothing yet blocked (it runs a task we do not count, §4.16) is not draining.
+    if (w->isolating != 0 && w->inflight.empty()) continue;
+    // The fewest tasks held drains first; on a tie, one not abandoning or isolating a task.
+    if (pick == nullptr || w->inflight.size() < pick->inflight.size() ||
+        (w->inflight.size() == pick->inflight.size() && pick->isolating != 0 &&
+         w->isolating == 0)) {
+      pick = w;
+    }
+  }
+  if (pick == nullptr) return;  // every provider is kept for another function's suspect
+  service.drain = pick;
+  service.drain_for = suspect;
+  pick->drained_for = &service;
+  log(log::Level::Debug, "worker " + pick->name + " drains its " +
+                             std::to_string(pick->inflight.size()) + " tasks to run suspect task " +
+                             std::to_string(suspect) + " alone");
+}
+
+void Core::unreserve(Service& service) {
+  if (service.drain != nullptr) service.drain->drained_for = nullptr;
+  service.drain = nullptr;
+  service.drain_for = 0;
+}
+
+bool Core::reservation_live(const Service& service) const {
+  auto t = tasks_.find(service.drain_for);
+  if (t == tasks_.end() || !t->second.holder.empty()) return false;
+  // A reserved worker that became blocked behind uncounted work would keep the suspect waiting.
+  const Worker* w = service.drain;
+  return w == nullptr || w->isolating == 0 || !w->inflight.empty();
+}
+
+bool Core::reservation_waits(const Service& service) const {
+  auto t = tasks_.find(service.drain_for);
+  if (t == tasks_.end() || !t->second.holder.empty()) return false;
+  auto j = jobs_.find(t->second.job);
+  return j != jobs_.end() && !j->second.queue.empty() &&
+         j->second.queue.front() == service.drain_for && !delivery_backlogged(t->second.job.client);
+}
+
+// A client whose results wait unread in the broker's send queue beyond its byte limit gets
+// no more tasks run until it reads them (its HEARTBEAT's `seen` acknowledges them).
+bool Core::delivery_backlogged(const PeerId& client) const {
+  auto c = clients_.find(client);
+  return c != clients_.end() && c->second.unread_bytes >= config_.max_client_bytes;
+}
+
+}  // namespace seppo::broker
