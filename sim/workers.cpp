@@ -18,6 +18,7 @@ void World::start_worker(int i, bool new_id) {
   p.exec.clear();
   p.exec_at.clear();
   p.skipped.clear();
+  p.skip_through = 0;
   p.running = false;
   p.running_hangs = false;
   p.busy_since = now_;
@@ -104,39 +105,63 @@ void World::worker_pump(int i) {
   Peer& p = peers_[i];
   if (!p.alive || p.frozen) return;
   worker::SessionCore& core = *p.core;
-  // Skipped tasks answer at once and may queue more: until nothing moves (bounded).
-  for (int round = 0;
-       round < 64 && (!core.outbox().empty() || !core.starts().empty() || round == 0); ++round) {
-    // What the core queued after deciding to start over belongs to the new socket.
-    if (core.take_reconnect()) {
-      ++report_.worker_reconnects;
-      const Us calm_since = std::max({p.disturbed_at, broker_disturbed_at_});
-      if (trace_) tracef(p.name + " reconnects (a fresh socket, same id)");
+  // The simulated process's socket and executor, as worker/session.cpp's are the real ones':
+  // the core's carry_out decides what is done and in which order.
+  struct Effects final : worker::SessionCore::Effects {
+    World& w;
+    int i;
+    Effects(World& world, int peer) : w(world), i(peer) {}
+    void reconnect() override {
+      Peer& p = w.peers_[i];
+      ++w.report_.worker_reconnects;
+      const Us calm_since = std::max({p.disturbed_at, w.broker_disturbed_at_});
+      if (w.trace_) w.tracef(p.name + " reconnects (a fresh socket, same id)");
       // What it queued is forgotten (skipped); the broker times it until it learns so.
       for (const auto& start : p.exec)
-        excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
-      if (now_ - calm_since > kCalmWindow) {
-        violate(p.name +
-                " reconnected although neither its connection nor the broker was "
-                "disturbed for " +
-                std::to_string((now_ - calm_since) / kMs) +
-                " ms: it heard nothing from a broker that was there (the heartbeat gap)");
+        w.excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
+      if (w.now_ - calm_since > kCalmWindow) {
+        w.violate(p.name +
+                  " reconnected although neither its connection nor the broker was "
+                  "disturbed for " +
+                  std::to_string((w.now_ - calm_since) / kMs) +
+                  " ms: it heard nothing from a broker that was there (the heartbeat gap)");
       }
-      break_link(i, 0);
-      for (const Frame& f : p.link.queued) excuse_inputs(f);
+      w.break_link(i, 0);
+      for (const Frame& f : p.link.queued) w.excuse_inputs(f);
       p.link.queued.clear();
-      try_connect(i, rng_.between(100, 3 * kMs));
+      w.try_connect(i, w.rng_.between(100, 3 * kMs));
     }
-    // As worker/session.cpp's carry_out, before anything is sent: the process may end here.
-    for (auto& start : std::exchange(core.starts(), {})) {
+    // As worker/executor.cpp: skip_through and cancel mark queued tasks, skipped in their turn.
+    void skip_through(std::uint64_t sequence) override { w.peers_[i].skip_through = sequence; }
+    void start(worker::SessionCore::Start start) override {
+      Peer& p = w.peers_[i];
       p.exec.push_back(std::move(start));
-      p.exec_at.push_back(now_);
+      p.exec_at.push_back(w.now_);
     }
-    if (skip_or_abandon(i)) return;
-    for (auto& out : std::exchange(core.outbox(), {})) {
-      if (trace_) tracef(p.name + " sends " + describe(out.message));
-      if (std::holds_alternative<wire::Return>(out.message)) ++report_.returns;
-      if (std::holds_alternative<wire::Result>(out.message)) {
+    // A cancelled task running is a module function (m.square), which cannot be stopped inside
+    // the process.
+    bool cancel(std::uint64_t sequence, bool abandon) override {
+      Peer& p = w.peers_[i];
+      const bool queued =
+          std::any_of(p.exec.begin(), p.exec.end(),
+                      [&](const worker::SessionCore::Start& s) { return s.sequence == sequence; });
+      if (queued) p.skipped.insert(sequence);
+      return !queued && abandon && p.running && sequence == p.running_sequence;
+    }
+  } effects(*this, i);
+  std::vector<wire::Outgoing> out;
+  // Skipped tasks answer at once and may queue more: until nothing moves (bounded).
+  for (int round = 0; round < 64 && (core.pending() || round == 0); ++round) {
+    core.carry_out(effects, out);
+    if (core.ending() == worker::SessionCore::Ending::Abandoned) {
+      abandon(i);
+      return;
+    }
+    for (auto& o : std::exchange(out, {})) {
+      const wire::Message message = wire::decode(o.header.data(), o.header.size());
+      if (trace_) tracef(p.name + " sends " + describe(message));
+      if (std::holds_alternative<wire::Return>(message)) ++report_.returns;
+      if (std::holds_alternative<wire::Result>(message)) {
         if (now_ - p.last_result_at >= kHeartbeat.count() * kMs) p.busy_since = now_;
         p.last_result_at = now_;
         if (now_ - p.busy_since > kExpiry && !p.gap_counted && p.link.up) {
@@ -148,8 +173,8 @@ void World::worker_pump(int i) {
                    " ms and nothing but ALIVE from the broker");
         }
       }
-      Frame frame{wire::encode(out.message), std::move(out.payload), {}};
-      if (std::holds_alternative<wire::Result>(out.message))
+      Frame frame{std::string(o.header), std::move(o.payload), {}};
+      if (std::holds_alternative<wire::Result>(message))
         frame.inputs = std::exchange(p.finished_inputs, {});
       peer_send(i, std::move(frame));
     }
@@ -160,42 +185,21 @@ void World::worker_pump(int i) {
     kill_worker(i, "its core stopped");
     return;
   }
-  if (auto at = global_of(p, core.next_deadline()))
+  if (auto at = global_of(p, core.next_deadline(local_tp(p))))
     schedule(*at, make_event(Ev::Tick, i, ++p.tick_gen));
 }
 
-// The tasks the broker cancelled or took back (docs/protocol.md W19 to W22), as the real
-// executor treats them: one not started is skipped in its turn; one taken back that started
-// runs on; a cancelled one running is a module function (m.square), which cannot be stopped
-// inside the process: the process exits (status 75) and its supervisor forks a new one at once,
-// with a new routing id (worker/session.cpp abandon_process, worker/supervisor.cpp). Returns
-// true when the process ended.
-bool World::skip_or_abandon(int i) {
-  Peer& p = peers_[i];
-  worker::SessionCore& core = *p.core;
-  auto queued = [&](std::uint64_t sequence) {
-    return std::any_of(p.exec.begin(), p.exec.end(),
-                       [&](const worker::SessionCore::Start& s) { return s.sequence == sequence; });
-  };
-  for (std::uint64_t sequence : std::exchange(core.skips(), {})) {
-    if (queued(sequence)) p.skipped.insert(sequence);
-  }
-  bool abandon = false;
-  for (std::uint64_t sequence : std::exchange(core.abandons(), {})) {
-    if (queued(sequence)) {
-      p.skipped.insert(sequence);
-    } else if (p.running && sequence == p.running_sequence) {
-      abandon = true;
-    }
-  }
-  if (!abandon) return false;
+// The core abandoned the task its process runs (docs/protocol.md W20): a cancelled module
+// function cannot be stopped inside the process, which exits (status 75), and its supervisor
+// forks a new one at once, with a new routing id (worker/session.cpp abandon_process,
+// worker/supervisor.cpp).
+void World::abandon(int i) {
   ++report_.abandons;
   kill_worker(i, "abandoned the cancelled task it was running (exit status 75)");
   Event e = make_event(Ev::Fault, i, 0);
   e.fault = FaultKind::WorkerRestart;
   e.arg = 1;  // a new process: a new routing id
   schedule(now_ + rng_.between(1 * kMs, 20 * kMs), std::move(e));
-  return true;
 }
 
 void World::exec_next(int i) {
@@ -205,7 +209,7 @@ void World::exec_next(int i) {
     p.exec.pop_front();
     const Us arrived = p.exec_at.front();
     p.exec_at.pop_front();
-    if (start.sequence <= p.core->skip_through() || p.skipped.erase(start.sequence) > 0) {
+    if (start.sequence <= p.skip_through || p.skipped.erase(start.sequence) > 0) {
       p.core->on_finished(start.sequence, worker::SessionCore::Outcome::Skipped, 0, Bytes(),
                           local_tp(p));
       continue;  // the caller's pump sends what this queued

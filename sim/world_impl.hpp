@@ -180,6 +180,7 @@ struct Peer {
   // Queued sequences the core told it to skip (tasks the broker cancelled or took back), as
   // worker/executor.cpp's cancelled_: they never start, and are reported Skipped in their turn.
   std::set<std::uint64_t> skipped;
+  std::uint64_t skip_through = 0;  // as worker/executor.cpp's: queued ones up to it are skipped
   bool running = false;
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
@@ -268,7 +269,7 @@ class World {
   void start_worker(int i, bool new_id);
   void kill_worker(int i, const std::string& why, bool host_vanished = false);
   void worker_pump(int i);
-  bool skip_or_abandon(int i);
+  void abandon(int i);
   void exec_next(int i);
   void exec_done(int i);
   void ran(std::int64_t x, Us how_long);
