@@ -43,6 +43,7 @@ void World::plan_faults() {
     }
   }
   plan_churn(window);
+  plan_orphans(window);
 }
 
 // Issue 12 case 5: a burst of peers that send READY and close before anything else (a port
@@ -201,6 +202,12 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       break_link(i, (options_.faults & kCloseNotice) && rng12_.chance(100) ? -1 : 0);
       break;
     }
+    case FaultKind::SupervisorDies:
+      orphan(i);
+      break;
+    case FaultKind::OrphanCheck:
+      check_orphan(i, arg);
+      break;
     case FaultKind::Cancel: {
       Peer& p = peers_[i];
       if (!p.alive || !p.job || p.job->job_id() != arg) return;

@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
         "seed %llu: %s after %llu steps, %.3f s of virtual time; %llu jobs completed, "
         "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
         "%llu worker reconnects, %llu heartbeat gaps, %llu over_limit; %llu timeouts, "
-        "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions\n",
+        "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
+        "%llu orphans\n",
         static_cast<unsigned long long>(seed), r.finished ? "ok" : "stopped",
         static_cast<unsigned long long>(r.steps), r.end_us / 1e6,
         static_cast<unsigned long long>(r.jobs_completed),
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.over_limit), static_cast<unsigned long long>(r.timeouts),
         static_cast<unsigned long long>(r.abandons), static_cast<unsigned long long>(r.returns),
         static_cast<unsigned long long>(r.notices), static_cast<unsigned long long>(r.ghosts),
-        static_cast<unsigned long long>(r.resubmits));
+        static_cast<unsigned long long>(r.resubmits), static_cast<unsigned long long>(r.orphans));
     return 0;
   }
 
@@ -156,6 +157,7 @@ int main(int argc, char** argv) {
       total.notices += r.notices;
       total.ghosts += r.ghosts;
       total.resubmits += r.resubmits;
+      total.orphans += r.orphans;
       if (r.heartbeat_gaps) ++gap_seeds;
       total.max_job_lag_us = std::max(total.max_job_lag_us, r.max_job_lag_us);
     }
@@ -170,7 +172,8 @@ int main(int argc, char** argv) {
       "%llu seeds (%llu..%llu, faults %s): %llu failed; %llu steps, %llu jobs completed, "
       "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
       "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; %llu timeouts, "
-      "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions; "
+      "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
+      "%llu orphans; "
       "slowest job %.1f s past its faults; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(last), seppo::sim::fault_names(faults).c_str(),
@@ -187,6 +190,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.abandons),
       static_cast<unsigned long long>(total.returns),
       static_cast<unsigned long long>(total.notices), static_cast<unsigned long long>(total.ghosts),
-      static_cast<unsigned long long>(total.resubmits), total.max_job_lag_us / 1e6, seconds);
+      static_cast<unsigned long long>(total.resubmits),
+      static_cast<unsigned long long>(total.orphans), total.max_job_lag_us / 1e6, seconds);
   return failures ? 1 : 0;
 }

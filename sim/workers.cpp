@@ -19,6 +19,7 @@ void World::start_worker(int i, bool new_id) {
   p.exec_at.clear();
   p.skipped.clear();
   p.skip_through = 0;
+  p.orphaned_at = -1;  // a process forked by a live supervisor
   p.running = false;
   p.running_hangs = false;
   p.busy_since = now_;
@@ -154,7 +155,11 @@ void World::worker_pump(int i) {
   for (int round = 0; round < 64 && (core.pending() || round == 0); ++round) {
     core.carry_out(effects, out);
     if (core.ending() == worker::SessionCore::Ending::Abandoned) {
-      abandon(i);
+      if (p.orphaned_at >= 0) {
+        orphan_ended(i, "left its unfinished task (exit status 75)");
+      } else {
+        abandon(i);
+      }
       return;
     }
     for (auto& o : std::exchange(out, {})) {
@@ -182,7 +187,11 @@ void World::worker_pump(int i) {
   }
   if (!p.alive) return;  // a poison item killed it
   if (core.ending() != worker::SessionCore::Ending::Running) {
-    kill_worker(i, "its core stopped");
+    if (p.orphaned_at >= 0) {
+      orphan_ended(i, "finished its task and said BYE");
+    } else {
+      kill_worker(i, "its core stopped");
+    }
     return;
   }
   if (auto at = global_of(p, core.next_deadline(local_tp(p))))
@@ -202,6 +211,79 @@ void World::abandon(int i) {
   schedule(now_ + rng_.between(1 * kMs, 20 * kMs), std::move(e));
 }
 
+// --- orphans (issue 27) ------------------------------------------------------------------------
+// A worker's supervisor is killed (SIGKILL, the OOM killer): the kernel sends its process
+// SIGTERM (PR_SET_PDEATHSIG, worker/supervisor.cpp) and the process sees its parent change. It
+// finishes its running task and says BYE, but no supervisor will kill it if that task never
+// returns: the core's orphan rule must end it within orphan_grace. Later a new supervisor
+// (systemd restarting the unit) forks a fresh process.
+
+constexpr std::chrono::milliseconds kOrphanGrace = worker::SessionCoreOptions{}.orphan_grace;
+// Its grace on its own clock (2% drift at most), and a tick's slack.
+constexpr Us kOrphanBound = kOrphanGrace.count() * kMs * 102 / 100 + 50 * kMs;
+
+void World::plan_orphans(Us window) {
+  // With hang only: a run of issue 11's faults stays the run its seeds describe.
+  if (!(options_.faults & kWorkerCrash) || !(options_.faults & kHang) || !rng27_.chance(300))
+    return;
+  for (int n = static_cast<int>(rng27_.between(1, 2)); n-- > 0;) {
+    Event e = make_event(Ev::Fault, workers_[rng27_.below(workers_.size())], 0);
+    e.fault = FaultKind::SupervisorDies;
+    const Us t = rng27_.between(0, window);
+    schedule(t, std::move(e));
+    calm_at_ = std::max(calm_at_, t);
+  }
+}
+
+void World::orphan(int i) {
+  Peer& p = peers_[i];
+  if (!p.alive || p.orphaned_at >= 0) return;
+  if (p.frozen) {  // the signal waits for SIGCONT
+    Event e = make_event(Ev::Fault, i, 0);
+    e.fault = FaultKind::SupervisorDies;
+    p.deferred.push_back(std::move(e));
+    return;
+  }
+  ++report_.faults_injected;
+  ++report_.orphans;
+  if (trace_) tracef(p.name + "'s supervisor dies: SIGTERM, and no parent left");
+  p.orphaned_at = now_;
+  p.core->on_stop(local_tp(p));
+  p.core->on_parent_gone(local_tp(p));
+  Event check = make_event(Ev::Fault, i, 0);
+  check.fault = FaultKind::OrphanCheck;
+  check.arg = p.incarnation;
+  schedule(now_ + kOrphanBound, std::move(check));
+  calm_at_ = std::max(calm_at_, now_ + kOrphanBound);
+  worker_pump(i);
+}
+
+// Invariant: no worker process outlives its supervisor by more than its grace (a hung function
+// would otherwise hold the host's slot, and its memory, for ever).
+void World::check_orphan(int i, std::uint64_t incarnation) {
+  Peer& p = peers_[i];
+  if (!p.alive || p.incarnation != incarnation) return;
+  if (p.frozen || now_ - p.disturbed_at < kOrphanBound) {
+    // Stopped (SIGSTOP) meanwhile: its clock did not run; give it its grace again.
+    Event check = make_event(Ev::Fault, i, 0);
+    check.fault = FaultKind::OrphanCheck;
+    check.arg = incarnation;
+    schedule(now_ + kOrphanBound, std::move(check));
+    return;
+  }
+  violate(p.name + " outlived its supervisor by " + std::to_string((now_ - p.orphaned_at) / kMs) +
+          " ms, past its grace of " + std::to_string(kOrphanGrace.count()) +
+          " ms: a stopping orphan must leave");
+}
+
+void World::orphan_ended(int i, const std::string& how) {
+  kill_worker(i, "an orphan, " + how);
+  Event e = make_event(Ev::Fault, i, 0);
+  e.fault = FaultKind::WorkerRestart;
+  e.arg = 1;  // a new supervisor's process: a new routing id
+  schedule(now_ + rng27_.between(100 * kMs, 2 * kSecond), std::move(e));
+}
+
 void World::exec_next(int i) {
   Peer& p = peers_[i];
   while (p.alive && !p.running && !p.exec.empty()) {
@@ -210,6 +292,9 @@ void World::exec_next(int i) {
     const Us arrived = p.exec_at.front();
     p.exec_at.pop_front();
     if (start.sequence <= p.skip_through || p.skipped.erase(start.sequence) > 0) {
+      // A stopping worker hands it back with its BYE, which its exit may lose (the simulated
+      // process has no linger): the broker's clock on it runs on until it learns.
+      if (p.core->leaving()) excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
       p.core->on_finished(start.sequence, worker::SessionCore::Outcome::Skipped, 0, Bytes(),
                           local_tp(p));
       continue;  // the caller's pump sends what this queued

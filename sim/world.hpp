@@ -66,6 +66,8 @@ struct RunReport {
   std::uint64_t ghosts = 0;    // peers that sent READY and closed
   // Issue 26: SUBMITs of a chunk its job had sent already (RESYNC, a new broker instance).
   std::uint64_t resubmits = 0;
+  // Issue 27: worker processes whose supervisor died while they ran (worker-crash).
+  std::uint64_t orphans = 0;
 };
 
 RunReport run(const RunOptions& options);

@@ -114,8 +114,10 @@ enum class FaultKind {
   Freeze,
   Thaw,
   Cancel,
-  GhostStart,  // a peer connects and sends READY (churn)
-  GhostClose   // and closes before saying anything else
+  GhostStart,      // a peer connects and sends READY (churn)
+  GhostClose,      // and closes before saying anything else
+  SupervisorDies,  // a worker's supervisor is killed: its process gets SIGTERM (issue 27)
+  OrphanCheck      // its orphan must have ended by now
 };
 
 struct Event {
@@ -181,6 +183,7 @@ struct Peer {
   // worker/executor.cpp's cancelled_: they never start, and are reported Skipped in their turn.
   std::set<std::uint64_t> skipped;
   std::uint64_t skip_through = 0;  // as worker/executor.cpp's: queued ones up to it are skipped
+  Us orphaned_at = -1;  // its supervisor died then (SIGTERM, on_parent_gone); -1: it has one
   bool running = false;
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
@@ -229,6 +232,7 @@ class World {
       : options_(options),
         rng_(options.seed),
         rng12_(options.seed ^ 0x5eb0'12'12'5eb0'1212ull),
+        rng27_(options.seed ^ 0x5eb0'27'27'5eb0'2727ull),
         trace_(options.trace) {}
 
   RunReport run();
@@ -285,6 +289,10 @@ class World {
   void plan_faults();
   void fault(FaultKind kind, int i, std::uint64_t arg);
   void plan_churn(Us window);
+  void plan_orphans(Us window);
+  void orphan(int i);
+  void check_orphan(int i, std::uint64_t incarnation);
+  void orphan_ended(int i, const std::string& how);
 
   // --- invariants ---
   void check_step();
@@ -296,6 +304,7 @@ class World {
   RunOptions options_;
   Random rng_;
   Random rng12_;  // issue 12's choices: without those faults, rng_ draws as before
+  Random rng27_;  // issue 27's orphans: rng_ and rng12_ draw as before
   std::ostream* trace_;
   Us now_ = 0;
   std::uint64_t steps_ = 0;
