@@ -106,7 +106,7 @@ void World::worker_pump(int i) {
   Peer& p = peers_[i];
   if (!p.alive || p.frozen) return;
   worker::SessionCore& core = *p.core;
-  // The simulated process's socket and executor, as worker/session.cpp's are the real ones':
+  // The simulated process's socket and executor (worker/session.cpp holds the real ones):
   // the core's carry_out decides what is done and in which order.
   struct Effects final : worker::SessionCore::Effects {
     World& w;
@@ -132,7 +132,7 @@ void World::worker_pump(int i) {
       p.link.queued.clear();
       w.try_connect(i, w.rng_.between(100, 3 * kMs));
     }
-    // As worker/executor.cpp: skip_through and cancel mark queued tasks, skipped in their turn.
+    // The virtual executor: skip_through and cancel mark queued tasks, skipped in their turn.
     void skip_through(std::uint64_t sequence) override { w.peers_[i].skip_through = sequence; }
     void start(worker::SessionCore::Start start) override {
       Peer& p = w.peers_[i];

@@ -182,7 +182,7 @@ struct Peer {
   // Queued sequences the core told it to skip (tasks the broker cancelled or took back), as
   // worker/executor.cpp's cancelled_: they never start, and are reported Skipped in their turn.
   std::set<std::uint64_t> skipped;
-  std::uint64_t skip_through = 0;  // as worker/executor.cpp's: queued ones up to it are skipped
+  std::uint64_t skip_through = 0;  // the virtual executor skips queued ones up to it
   Us orphaned_at = -1;  // its supervisor died then (SIGTERM, on_parent_gone); -1: it has one
   bool running = false;
   std::uint64_t running_sequence = 0;
