@@ -44,6 +44,7 @@ void World::plan_faults() {
   }
   plan_churn(window);
   plan_keys(window);
+  plan_orphans(window);
 }
 
 // Issue 12 case 5: a burst of peers that send READY and close before anything else (a port
@@ -214,6 +215,12 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
     case FaultKind::Revoke:
     case FaultKind::IntruderSend:
       keys_fault(kind, i, arg);
+      break;
+    case FaultKind::SupervisorDies:
+      orphan(i);
+      break;
+    case FaultKind::OrphanCheck:
+      check_orphan(i, arg);
       break;
     case FaultKind::Cancel: {
       Peer& p = peers_[i];

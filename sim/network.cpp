@@ -273,7 +273,8 @@ void World::deliver_to_peer(int i, Event& e) {
       p.busy_since = now_;
       p.gap_counted = false;
     }
-    p.core->on_message(message, e.frame.payload, local_tp(p));
+    p.core->on_message({}, e.frame.header.data(), e.frame.header.size(),
+                       e.frame.payload ? &*e.frame.payload : nullptr, local_tp(p));
     worker_pump(i);
   } else {
     if (p.job) p.job->feed(message, e.frame.payload, local_tp(p));

@@ -18,6 +18,8 @@ void World::start_worker(int i, bool new_id) {
   p.exec.clear();
   p.exec_at.clear();
   p.skipped.clear();
+  p.skip_through = 0;
+  p.orphaned_at = -1;  // a process forked by a live supervisor
   p.running = false;
   p.running_hangs = false;
   p.busy_since = now_;
@@ -104,39 +106,67 @@ void World::worker_pump(int i) {
   Peer& p = peers_[i];
   if (!p.alive || p.frozen) return;
   worker::SessionCore& core = *p.core;
-  // Skipped tasks answer at once and may queue more: until nothing moves (bounded).
-  for (int round = 0;
-       round < 64 && (!core.outbox().empty() || !core.starts().empty() || round == 0); ++round) {
-    // What the core queued after deciding to start over belongs to the new socket.
-    if (core.take_reconnect()) {
-      ++report_.worker_reconnects;
-      const Us calm_since = std::max({p.disturbed_at, broker_disturbed_at_});
-      if (trace_) tracef(p.name + " reconnects (a fresh socket, same id)");
+  // The simulated process's socket and executor (worker/session.cpp holds the real ones):
+  // the core's carry_out decides what is done and in which order.
+  struct Effects final : worker::SessionCore::Effects {
+    World& w;
+    int i;
+    Effects(World& world, int peer) : w(world), i(peer) {}
+    void reconnect() override {
+      Peer& p = w.peers_[i];
+      ++w.report_.worker_reconnects;
+      const Us calm_since = std::max({p.disturbed_at, w.broker_disturbed_at_});
+      if (w.trace_) w.tracef(p.name + " reconnects (a fresh socket, same id)");
       // What it queued is forgotten (skipped); the broker times it until it learns so.
       for (const auto& start : p.exec)
-        excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
-      if (now_ - calm_since > kCalmWindow) {
-        violate(p.name +
-                " reconnected although neither its connection nor the broker was "
-                "disturbed for " +
-                std::to_string((now_ - calm_since) / kMs) +
-                " ms: it heard nothing from a broker that was there (the heartbeat gap)");
+        w.excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
+      if (w.now_ - calm_since > kCalmWindow) {
+        w.violate(p.name +
+                  " reconnected although neither its connection nor the broker was "
+                  "disturbed for " +
+                  std::to_string((w.now_ - calm_since) / kMs) +
+                  " ms: it heard nothing from a broker that was there (the heartbeat gap)");
       }
-      break_link(i, 0);
-      for (const Frame& f : p.link.queued) excuse_inputs(f);
+      w.break_link(i, 0);
+      for (const Frame& f : p.link.queued) w.excuse_inputs(f);
       p.link.queued.clear();
-      try_connect(i, rng_.between(100, 3 * kMs));
+      w.try_connect(i, w.rng_.between(100, 3 * kMs));
     }
-    // As worker/session.cpp's carry_out, before anything is sent: the process may end here.
-    for (auto& start : std::exchange(core.starts(), {})) {
+    // The virtual executor: skip_through and cancel mark queued tasks, skipped in their turn.
+    void skip_through(std::uint64_t sequence) override { w.peers_[i].skip_through = sequence; }
+    void start(worker::SessionCore::Start start) override {
+      Peer& p = w.peers_[i];
       p.exec.push_back(std::move(start));
-      p.exec_at.push_back(now_);
+      p.exec_at.push_back(w.now_);
     }
-    if (skip_or_abandon(i)) return;
-    for (auto& out : std::exchange(core.outbox(), {})) {
-      if (trace_) tracef(p.name + " sends " + describe(out.message));
-      if (std::holds_alternative<wire::Return>(out.message)) ++report_.returns;
-      if (std::holds_alternative<wire::Result>(out.message)) {
+    // A cancelled task running is a module function (m.square), which cannot be stopped inside
+    // the process.
+    bool cancel(std::uint64_t sequence, bool abandon) override {
+      Peer& p = w.peers_[i];
+      const bool queued =
+          std::any_of(p.exec.begin(), p.exec.end(),
+                      [&](const worker::SessionCore::Start& s) { return s.sequence == sequence; });
+      if (queued) p.skipped.insert(sequence);
+      return !queued && abandon && p.running && sequence == p.running_sequence;
+    }
+  } effects(*this, i);
+  std::vector<wire::Outgoing> out;
+  // Skipped tasks answer at once and may queue more: until nothing moves (bounded).
+  for (int round = 0; round < 64 && (core.pending() || round == 0); ++round) {
+    core.carry_out(effects, out);
+    if (core.ending() == worker::SessionCore::Ending::Abandoned) {
+      if (p.orphaned_at >= 0) {
+        orphan_ended(i, "left its unfinished task (exit status 75)");
+      } else {
+        abandon(i);
+      }
+      return;
+    }
+    for (auto& o : std::exchange(out, {})) {
+      const wire::Message message = wire::decode(o.header.data(), o.header.size());
+      if (trace_) tracef(p.name + " sends " + describe(message));
+      if (std::holds_alternative<wire::Return>(message)) ++report_.returns;
+      if (std::holds_alternative<wire::Result>(message)) {
         if (now_ - p.last_result_at >= kHeartbeat.count() * kMs) p.busy_since = now_;
         p.last_result_at = now_;
         if (now_ - p.busy_since > kExpiry && !p.gap_counted && p.link.up) {
@@ -148,8 +178,8 @@ void World::worker_pump(int i) {
                    " ms and nothing but ALIVE from the broker");
         }
       }
-      Frame frame{wire::encode(out.message), std::move(out.payload), {}};
-      if (std::holds_alternative<wire::Result>(out.message))
+      Frame frame{std::string(o.header), std::move(o.payload), {}};
+      if (std::holds_alternative<wire::Result>(message))
         frame.inputs = std::exchange(p.finished_inputs, {});
       peer_send(i, std::move(frame));
     }
@@ -157,45 +187,101 @@ void World::worker_pump(int i) {
   }
   if (!p.alive) return;  // a poison item killed it
   if (core.ending() != worker::SessionCore::Ending::Running) {
-    kill_worker(i, "its core stopped");
+    if (p.orphaned_at >= 0) {
+      orphan_ended(i, "finished its task and said BYE");
+    } else {
+      kill_worker(i, "its core stopped");
+    }
     return;
   }
-  if (auto at = global_of(p, core.next_deadline()))
+  if (auto at = global_of(p, core.next_deadline(local_tp(p))))
     schedule(*at, make_event(Ev::Tick, i, ++p.tick_gen));
 }
 
-// The tasks the broker cancelled or took back (docs/protocol.md W19 to W22), as the real
-// executor treats them: one not started is skipped in its turn; one taken back that started
-// runs on; a cancelled one running is a module function (m.square), which cannot be stopped
-// inside the process: the process exits (status 75) and its supervisor forks a new one at once,
-// with a new routing id (worker/session.cpp abandon_process, worker/supervisor.cpp). Returns
-// true when the process ended.
-bool World::skip_or_abandon(int i) {
-  Peer& p = peers_[i];
-  worker::SessionCore& core = *p.core;
-  auto queued = [&](std::uint64_t sequence) {
-    return std::any_of(p.exec.begin(), p.exec.end(),
-                       [&](const worker::SessionCore::Start& s) { return s.sequence == sequence; });
-  };
-  for (std::uint64_t sequence : std::exchange(core.skips(), {})) {
-    if (queued(sequence)) p.skipped.insert(sequence);
-  }
-  bool abandon = false;
-  for (std::uint64_t sequence : std::exchange(core.abandons(), {})) {
-    if (queued(sequence)) {
-      p.skipped.insert(sequence);
-    } else if (p.running && sequence == p.running_sequence) {
-      abandon = true;
-    }
-  }
-  if (!abandon) return false;
+// The core abandoned the task its process runs (docs/protocol.md W20): a cancelled module
+// function cannot be stopped inside the process, which exits (status 75), and its supervisor
+// forks a new one at once, with a new routing id (worker/session.cpp abandon_process,
+// worker/supervisor.cpp).
+void World::abandon(int i) {
   ++report_.abandons;
   kill_worker(i, "abandoned the cancelled task it was running (exit status 75)");
   Event e = make_event(Ev::Fault, i, 0);
   e.fault = FaultKind::WorkerRestart;
   e.arg = 1;  // a new process: a new routing id
   schedule(now_ + rng_.between(1 * kMs, 20 * kMs), std::move(e));
-  return true;
+}
+
+// --- orphans (issue 27) ------------------------------------------------------------------------
+// A worker's supervisor is killed (SIGKILL, the OOM killer): the kernel sends its process
+// SIGTERM (PR_SET_PDEATHSIG, worker/supervisor.cpp) and the process sees its parent change. It
+// finishes its running task and says BYE, but no supervisor will kill it if that task never
+// returns: the core's orphan rule must end it within orphan_grace. Later a new supervisor
+// (systemd restarting the unit) forks a fresh process.
+
+constexpr std::chrono::milliseconds kOrphanGrace = worker::SessionCoreOptions{}.orphan_grace;
+// Its grace on its own clock (2% drift at most), and a tick's slack.
+constexpr Us kOrphanBound = kOrphanGrace.count() * kMs * 102 / 100 + 50 * kMs;
+
+void World::plan_orphans(Us window) {
+  // With hang only: a run of issue 11's faults stays the run its seeds describe.
+  if (!(options_.faults & kWorkerCrash) || !(options_.faults & kHang) || !rng27o_.chance(300))
+    return;
+  for (int n = static_cast<int>(rng27o_.between(1, 2)); n-- > 0;) {
+    Event e = make_event(Ev::Fault, workers_[rng27o_.below(workers_.size())], 0);
+    e.fault = FaultKind::SupervisorDies;
+    const Us t = rng27o_.between(0, window);
+    schedule(t, std::move(e));
+    calm_at_ = std::max(calm_at_, t);
+  }
+}
+
+void World::orphan(int i) {
+  Peer& p = peers_[i];
+  if (!p.alive || p.orphaned_at >= 0) return;
+  if (p.frozen) {  // the signal waits for SIGCONT
+    Event e = make_event(Ev::Fault, i, 0);
+    e.fault = FaultKind::SupervisorDies;
+    p.deferred.push_back(std::move(e));
+    return;
+  }
+  ++report_.faults_injected;
+  ++report_.orphans;
+  if (trace_) tracef(p.name + "'s supervisor dies: SIGTERM, and no parent left");
+  p.orphaned_at = now_;
+  p.core->on_stop(local_tp(p));
+  p.core->on_parent_gone(local_tp(p));
+  Event check = make_event(Ev::Fault, i, 0);
+  check.fault = FaultKind::OrphanCheck;
+  check.arg = p.incarnation;
+  schedule(now_ + kOrphanBound, std::move(check));
+  calm_at_ = std::max(calm_at_, now_ + kOrphanBound);
+  worker_pump(i);
+}
+
+// Invariant: no worker process outlives its supervisor by more than its grace (a hung function
+// would otherwise hold the host's slot, and its memory, for ever).
+void World::check_orphan(int i, std::uint64_t incarnation) {
+  Peer& p = peers_[i];
+  if (!p.alive || p.incarnation != incarnation) return;
+  if (p.frozen || now_ - p.disturbed_at < kOrphanBound) {
+    // Stopped (SIGSTOP) meanwhile: its clock did not run; give it its grace again.
+    Event check = make_event(Ev::Fault, i, 0);
+    check.fault = FaultKind::OrphanCheck;
+    check.arg = incarnation;
+    schedule(now_ + kOrphanBound, std::move(check));
+    return;
+  }
+  violate(p.name + " outlived its supervisor by " + std::to_string((now_ - p.orphaned_at) / kMs) +
+          " ms, past its grace of " + std::to_string(kOrphanGrace.count()) +
+          " ms: a stopping orphan must leave");
+}
+
+void World::orphan_ended(int i, const std::string& how) {
+  kill_worker(i, "an orphan, " + how);
+  Event e = make_event(Ev::Fault, i, 0);
+  e.fault = FaultKind::WorkerRestart;
+  e.arg = 1;  // a new supervisor's process: a new routing id
+  schedule(now_ + rng27o_.between(100 * kMs, 2 * kSecond), std::move(e));
 }
 
 void World::exec_next(int i) {
@@ -205,7 +291,10 @@ void World::exec_next(int i) {
     p.exec.pop_front();
     const Us arrived = p.exec_at.front();
     p.exec_at.pop_front();
-    if (start.sequence <= p.core->skip_through() || p.skipped.erase(start.sequence) > 0) {
+    if (start.sequence <= p.skip_through || p.skipped.erase(start.sequence) > 0) {
+      // A stopping worker hands it back with its BYE, which its exit may lose (the simulated
+      // process has no linger): the broker's clock on it runs on until it learns.
+      if (p.core->leaving()) excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
       p.core->on_finished(start.sequence, worker::SessionCore::Outcome::Skipped, 0, Bytes(),
                           local_tp(p));
       continue;  // the caller's pump sends what this queued

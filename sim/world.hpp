@@ -72,6 +72,8 @@ struct RunReport {
   std::uint64_t resubmits = 0;
   // Issue 27: messages broker::Admission refused (impostors, revoked keys).
   std::uint64_t refused = 0;
+  // Issue 27: worker processes whose supervisor died while they ran (worker-crash).
+  std::uint64_t orphans = 0;
 };
 
 RunReport run(const RunOptions& options);

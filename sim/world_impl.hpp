@@ -126,7 +126,9 @@ enum class FaultKind {
   ImpostorStart,  // a peer connects under another's routing id with its own key
   ImpostorClose,
   IntruderSend,  // a client whose key is revoked keeps sending (arg: the message)
-  Revoke         // the broker reloads its lists without the intruders' keys
+  Revoke,        // the broker reloads its lists without the intruders' keys
+  SupervisorDies,  // a worker's supervisor is killed: its process gets SIGTERM (issue 27)
+  OrphanCheck      // its orphan must have ended by now
 };
 
 struct Event {
@@ -197,6 +199,8 @@ struct Peer {
   // Queued sequences the core told it to skip (tasks the broker cancelled or took back), as
   // worker/executor.cpp's cancelled_: they never start, and are reported Skipped in their turn.
   std::set<std::uint64_t> skipped;
+  std::uint64_t skip_through = 0;  // the virtual executor skips queued ones up to it
+  Us orphaned_at = -1;  // its supervisor died then (SIGTERM, on_parent_gone); -1: it has one
   bool running = false;
   std::uint64_t running_sequence = 0;
   std::vector<std::int64_t> running_inputs;
@@ -246,6 +250,7 @@ class World {
         rng_(options.seed),
         rng12_(options.seed ^ 0x5eb0'12'12'5eb0'1212ull),
         rng27_(options.seed ^ 0x5eb0'27'27'5eb0'2727ull),
+        rng27o_(options.seed ^ 0x0a0a'27'27'0a0a'2727ull),
         trace_(options.trace) {}
 
   RunReport run();
@@ -298,7 +303,7 @@ class World {
   void start_worker(int i, bool new_id);
   void kill_worker(int i, const std::string& why, bool host_vanished = false);
   void worker_pump(int i);
-  bool skip_or_abandon(int i);
+  void abandon(int i);
   void exec_next(int i);
   void exec_done(int i);
   void ran(std::int64_t x, Us how_long);
@@ -314,6 +319,10 @@ class World {
   void plan_faults();
   void fault(FaultKind kind, int i, std::uint64_t arg);
   void plan_churn(Us window);
+  void plan_orphans(Us window);
+  void orphan(int i);
+  void check_orphan(int i, std::uint64_t incarnation);
+  void orphan_ended(int i, const std::string& how);
 
   // --- invariants ---
   void check_step();
@@ -326,6 +335,7 @@ class World {
   Random rng_;
   Random rng12_;  // issue 12's choices: without those faults, rng_ draws as before
   Random rng27_;  // issue 27's (kKeys)
+  Random rng27o_;  // issue 27's orphans: rng_ and rng12_ draw as before
   std::ostream* trace_;
   Us now_ = 0;
   std::uint64_t steps_ = 0;

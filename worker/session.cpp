@@ -33,18 +33,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-SessionCoreOptions core_options(const SessionOptions& options) {
-  SessionCoreOptions core;
-  core.endpoint = options.endpoint;
-  core.prefetch = options.prefetch;
-  core.heartbeat = options.heartbeat;
-  core.liveness = options.liveness;
-  core.max_reconnect_delay = options.max_reconnect_delay;
-  core.exit_when_idle = options.exit_when_idle;
-  core.exit_on_broker_bye = options.exit_on_broker_bye;
-  return core;
-}
-
 wire::Ready identity() {
   wire::Ready ready;
   ready.host = fqdn();
@@ -77,11 +65,11 @@ auto retry_eintr(Call&& call) -> decltype(call()) {
 // feed it a finished task itself, under the same lock, and send its result: the loop holds
 // the lock except while it waits, so the socket is used by one thread at a time (ZeroMQ
 // allows a socket to change threads across a full memory barrier, which the lock is).
-class Session {
+class Session final : SessionCore::Effects {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
       : options_(options),
-        core_(core_options(options), identity(), names(functions), Clock::now()),
+        core_(options, identity(), names(functions), Clock::now(), log::write),
         executor_(functions,
                   [this](Executor::Outcome&& outcome) { finished(std::move(outcome)); }) {
     identity_ = random_routing_id('W');
@@ -115,7 +103,7 @@ class Session {
                        {signals.fd(), POLLIN, 0},
                        {monitor_fd_, POLLIN, 0}};
       const auto now = Clock::now();
-      const auto deadline = std::min(core_.next_deadline(), now + core_.heartbeat());
+      const auto deadline = std::min(core_.next_deadline(now), now + core_.heartbeat());
       const auto wait = std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - now),
                                  std::chrono::milliseconds(0));
       bool handed_meanwhile = false;  // since take_handed() above: look, but do not wait
@@ -150,11 +138,15 @@ class Session {
       if (fds[2].revents & POLLIN) {
         signals.take();
         core_.on_stop(Clock::now());
-        if (!stopping_since_) stopping_since_ = Clock::now();
       }
       if (fds[0].revents & POLLIN) receive();
+      // A stopping worker's supervisor may be gone (it was killed, and the kernel sent this
+      // process SIGTERM): the core then gives the running task its grace, and leaves.
+      if (core_.leaving() && !parent_gone_ && ::getppid() != parent_) {
+        parent_gone_ = true;
+        core_.on_parent_gone(Clock::now());
+      }
       core_.on_tick(Clock::now());
-      if (stopping_since_) leave_if_orphaned();
     }
     const bool forbidden = core_.ending() == SessionCore::Ending::Forbidden;
     socket_->set(zmq::sockopt::linger, forbidden ? 0 : 1000);  // let BYE through, never hang
@@ -165,23 +157,24 @@ class Session {
   }
 
  private:
-  // What the core decided: a fresh connection, tasks to start or skip, messages to send.
+  // What the core decided, in its order (SessionCore::carry_out): a fresh connection, tasks
+  // to start or skip, messages to send; or the end of this process.
   void carry_out() {
-    if (core_.take_reconnect()) connect();
-    executor_.skip_through(core_.skip_through());
-    for (SessionCore::Start& start : core_.starts()) {
-      executor_.submit(start.sequence, start.function_index, std::move(start.payload));
-    }
-    core_.starts().clear();
-    for (std::uint64_t sequence : core_.skips()) executor_.cancel(sequence, false);
-    core_.skips().clear();
-    for (std::uint64_t sequence : core_.abandons()) {
-      if (executor_.cancel(sequence, true)) abandon_process();
-    }
-    core_.abandons().clear();
-    if (!core_.outbox().empty()) drained_ = false;  // see run()
-    for (const SessionCore::Outgoing& out : core_.outbox()) send(out);
-    core_.outbox().clear();
+    core_.carry_out(*this, out_);
+    if (core_.ending() == SessionCore::Ending::Abandoned) abandon_process();
+    if (!out_.empty()) drained_ = false;  // see run()
+    for (const wire::Outgoing& out : out_) send(out);
+    out_.clear();
+  }
+
+  // SessionCore::Effects
+  void reconnect() override { connect(); }
+  void skip_through(std::uint64_t sequence) override { executor_.skip_through(sequence); }
+  void start(SessionCore::Start start) override {
+    executor_.submit(start.sequence, start.function_index, std::move(start.payload));
+  }
+  bool cancel(std::uint64_t sequence, bool abandon) override {
+    return executor_.cancel(sequence, abandon);
   }
 
   // Never waits: with no connection at all a DEALER's send would block until one comes up, and
@@ -189,10 +182,11 @@ class Session {
   // ZeroMQ for good, so it would block for ever, deaf to SIGTERM and to the reconnect that the
   // core asks for once the broker has been silent for its expiry. What cannot go now is
   // dropped: it was for a connection that is gone, and the next one starts with READY.
-  void send(const SessionCore::Outgoing& out) {
-    const std::string header = wire::encode(out.message);
+  void send(const wire::Outgoing& out) {
     const auto more = out.payload ? zmq::send_flags::sndmore : zmq::send_flags::none;
-    if (!retry_eintr([&] { return socket_->send(zmq::buffer(header), more | kNoWait); })) {
+    if (!retry_eintr([&] {
+          return socket_->send(zmq::buffer(out.header.data(), out.header.size()), more | kNoWait);
+        })) {
       if (!send_dropped_) log::debug("no connection to the broker: dropped what was to be sent");
       send_dropped_ = true;
       return;
@@ -204,26 +198,12 @@ class Session {
 
   static constexpr zmq::send_flags kNoWait = zmq::send_flags::dontwait;
 
-  // A stopping worker finishes its running task, and its supervisor kills it if that takes too
-  // long. With the supervisor gone (it was killed, and the kernel sent this process SIGTERM) no
-  // one would: a hung function would keep the process for ever. So an orphan gives its task a
-  // few seconds and then leaves; the broker re-runs what it held.
-  void leave_if_orphaned() {
-    if (Clock::now() - *stopping_since_ < kOrphanStopGrace || ::getppid() == parent_) return;
-    log::warning("stopping with no supervisor left: leaving the running task unfinished after " +
-                 std::to_string(kOrphanStopGrace.count()) + " ms");
-    std::fflush(nullptr);
-    exit_process(kExitAbandoned);  // _exit(): the executor's thread is still inside the function
-  }
-
-  // The broker cancelled the running task (its time limit, or its job is gone), and a module
-  // function cannot be stopped inside this process: the process goes, and its supervisor starts
-  // a fresh one. The broker sees the connection close and hands back what this worker held
-  // (docs/protocol.md §4.15, W20).
+  // The core abandoned the running task: the broker cancelled it (its time limit, or its job
+  // is gone) and a module function cannot be stopped inside this process, or this stopping
+  // orphan's task ran past its grace (the core logged which). The process goes, and its
+  // supervisor, if any, starts a fresh one. The broker sees the connection close and hands back
+  // what this worker held (docs/protocol.md §4.15, W20).
   [[noreturn]] void abandon_process() {
-    log::warning(
-        "the broker cancelled the running task, which cannot be interrupted: "
-        "replacing this worker process");
     std::fflush(nullptr);
     // Not exit(): the executor's thread is still inside the function.
     exit_process(kExitAbandoned);
@@ -309,16 +289,10 @@ class Session {
         drained_ = true;  // until the next send: the fd now signals the next message
         return;
       }
-      wire::Message message;
-      try {
-        message = wire::decode(frames[0].data(), frames[0].size());
-      } catch (const Error& e) {
-        log::warning(std::string("dropped a malformed message from the broker: ") + e.what());
-        continue;
-      }
       std::optional<Bytes> payload;
       if (frames.size() == 2) payload = from_zmq(std::move(frames[1]));
-      core_.on_message(message, std::move(payload), Clock::now());
+      core_.on_message({}, frames[0].data(), frames[0].size(), payload ? &*payload : nullptr,
+                       Clock::now());
       carry_out();  // a TASK starts at once, before the rest of the batch is read
     }
   }
@@ -338,9 +312,9 @@ class Session {
         on_finished(std::move(outcome));
         carry_out();
         if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
-        if (polled_ &&
-            (core_.ending() != SessionCore::Ending::Running || !drained_ ||
-             connections_ != polled_->connections || core_.next_deadline() < polled_->until)) {
+        if (polled_ && (core_.ending() != SessionCore::Ending::Running || !drained_ ||
+                        connections_ != polled_->connections ||
+                        core_.next_deadline(Clock::now()) < polled_->until)) {
           wake();
         }
         return;
@@ -402,10 +376,10 @@ class Session {
     ~WakeFd() {
       if (fd >= 0) ::close(fd);
     }
-  } wake_;  // the executor's thread changed what the loop awaits
-  std::optional<Clock::time_point> stopping_since_;  // SIGTERM or SIGINT arrived
+  } wake_;                           // the executor's thread changed what the loop awaits
+  std::vector<wire::Outgoing> out_;  // carry_out's, kept for its capacity
   const pid_t parent_ = ::getppid();
-  static constexpr std::chrono::milliseconds kOrphanStopGrace{5000};
+  bool parent_gone_ = false;               // told the core
   std::optional<Polled> polled_;           // set while the loop waits in poll, without the lock
   std::mutex handoff_mutex_;               // guards the two below, and is never held for long:
   std::vector<Executor::Outcome> handed_;  // finished, for the loop to take

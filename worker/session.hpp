@@ -8,19 +8,13 @@
 #include <vector>
 
 #include "worker/module_loader.hpp"
+#include "worker/session_core.hpp"
 
 namespace seppo::worker {
 
-struct SessionOptions {
-  std::string endpoint;
-  std::uint32_t prefetch = 0;  // tasks held at once; 0 adapts it to the tasks' duration
-  std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
-  std::uint32_t liveness = 3;
-  std::chrono::milliseconds max_reconnect_delay{4000};
-  // Leave (BYE "worker idle") after holding no task for this long; 0: never.
-  std::chrono::milliseconds exit_when_idle{0};
-  // Stop when the broker says BYE instead of waiting for it to come back.
-  bool exit_on_broker_bye = false;
+// The core's options (the endpoint, prefetch, heartbeat, ...: worker/session_core.hpp), and what
+// only the socket loop uses.
+struct SessionOptions : SessionCoreOptions {
   // CurveZMQ, when all three are set (Z85): this worker's key pair and the broker's public key.
   std::string curve_public_key, curve_secret_key, curve_server_key;
 };

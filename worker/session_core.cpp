@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "protocol/result_entry.hpp"
+#include "seppo/error.hpp"
 
 namespace seppo::worker {
 namespace {
@@ -60,20 +61,38 @@ void SessionCore::send(wire::Message message, TimePoint now, std::optional<Bytes
       std::holds_alternative<wire::Ready>(message)) {
     last_beat_ = now;
   }
-  outbox_.push_back(Outgoing{std::move(message), std::move(payload)});
+  outbox_.push_back(wire::Outgoing{{}, wire::encode(message), std::move(payload)});
 }
 
 void SessionCore::finish(Ending ending) {
   if (ending_ == Ending::Running) ending_ = ending;
 }
 
-void SessionCore::on_message(const wire::Message& message, std::optional<Bytes> payload,
-                             TimePoint now) {
+void SessionCore::abandon_process(const std::string& why) {
+  log_(log::Level::Warning, why);
+  finish(Ending::Abandoned);
+  outbox_.clear();  // the process ends before sending it: the closed connection says enough
+}
+
+void SessionCore::on_message(const wire::PeerId&, const void* header, std::size_t header_size,
+                             Bytes* payload, TimePoint now) {
+  wire::Message message;
+  try {
+    message = wire::decode(header, header_size);
+  } catch (const Error& e) {
+    log_(log::Level::Warning,
+         std::string("dropped a malformed message from the broker: ") + e.what());
+    return;
+  }
+  on_message(message, payload, now);
+}
+
+void SessionCore::on_message(const wire::Message& message, Bytes* payload, TimePoint now) {
   if (ending_ != Ending::Running) return;
   last_heard_ = now;  // only a message we understand shows the broker is there
   reconnect_delay_ = std::chrono::milliseconds(0);
   if (auto* task = std::get_if<wire::Task>(&message)) {
-    on_task(*task, std::move(payload));
+    on_task(*task, payload ? std::optional<Bytes>(std::move(*payload)) : std::nullopt);
   } else if (auto* alive = std::get_if<wire::Alive>(&message)) {
     if (instance_ != 0 && alive->instance != instance_) {
       log_(log::Level::Info, "broker restarted (new instance); serving it");
@@ -111,9 +130,8 @@ void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) 
   }
   auto f = index_.find(task.function);
   if (f == index_.end()) {
-    outbox_.push_back(
-        Outgoing{wire::Result{task.task_id, 0},
-                 all_failed(task.count, "this worker does not provide " + task.function)});
+    send(wire::Result{task.task_id, 0}, last_heard_,
+         all_failed(task.count, "this worker does not provide " + task.function));
   } else if (!leaving_) {
     // Straight to the executor's queue: tiny tasks then run back to back.
     if (submitted_.empty()) front_since_ = last_heard_;
@@ -264,7 +282,14 @@ void SessionCore::on_stop(TimePoint now) {
   if (!leaving_)
     log_(log::Level::Info, "stopping: finishing the running chunk, returning the rest");
   leaving_ = true;
+  if (!stopping_since_) stopping_since_ = now;
   skip_through_ = sequence_;
+  step(now);
+}
+
+void SessionCore::on_parent_gone(TimePoint now) {
+  if (ending_ != Ending::Running) return;
+  parent_gone_ = true;
   step(now);
 }
 
@@ -278,6 +303,15 @@ void SessionCore::step(TimePoint now) {
   if (leaving_ && submitted_.empty()) {
     send(wire::Bye{"worker stopping"}, now);  // the broker re-queues what we did not answer
     finish(Ending::Stopped);
+    return;
+  }
+  // A stopping worker finishes its running task, and its supervisor kills it if that takes too
+  // long. With the supervisor gone (it was killed, and the kernel sent this process SIGTERM) no
+  // one would: a hung function would keep the process for ever. So an orphan gives its task
+  // orphan_grace and then leaves; the broker re-runs what it held.
+  if (leaving_ && parent_gone_ && now - *stopping_since_ >= options_.orphan_grace) {
+    abandon_process("stopping with no supervisor left: leaving the running task unfinished after " +
+                    std::to_string(options_.orphan_grace.count()) + " ms");
     return;
   }
   if (options_.exit_when_idle.count() > 0 && submitted_.empty() &&
@@ -322,7 +356,40 @@ void SessionCore::step(TimePoint now) {
   }
 }
 
-SessionCore::TimePoint SessionCore::next_deadline() const {
+void SessionCore::carry_out(Effects& effects, std::vector<wire::Outgoing>& out) {
+  // What the core queued after deciding to start over belongs to the new socket.
+  if (std::exchange(reconnect_, false)) effects.reconnect();
+  if (skip_through_ != skip_through_told_) {
+    skip_through_told_ = skip_through_;
+    effects.skip_through(skip_through_);
+  }
+  for (Start& start : starts_) effects.start(std::move(start));
+  starts_.clear();
+  for (std::uint64_t sequence : skips_) effects.cancel(sequence, false);
+  skips_.clear();
+  // Before anything is sent: the process may end here (W20).
+  for (std::uint64_t sequence : abandons_) {
+    if (effects.cancel(sequence, true)) {
+      abandon_process(
+          "the broker cancelled the running task, which cannot be interrupted: "
+          "replacing this worker process");
+      break;
+    }
+  }
+  abandons_.clear();
+  take_outbox(out);
+}
+
+void SessionCore::take_outbox(std::vector<wire::Outgoing>& out) {
+  if (out.empty()) {
+    out.swap(outbox_);
+  } else {
+    for (wire::Outgoing& o : outbox_) out.push_back(std::move(o));
+    outbox_.clear();
+  }
+}
+
+SessionCore::TimePoint SessionCore::next_deadline(TimePoint) const {
   if (ending_ != Ending::Running) return TimePoint::min();
   TimePoint deadline = last_beat_ + heartbeat_;
   // "More than the expiry": the first instant after it.
@@ -335,6 +402,9 @@ SessionCore::TimePoint SessionCore::next_deadline() const {
     deadline = std::min(deadline, front_since_ + options_.return_after);
   }
   if (orphan_front()) deadline = std::min(deadline, front_since_ + options_.return_after);
+  if (leaving_ && parent_gone_) {
+    deadline = std::min(deadline, *stopping_since_ + options_.orphan_grace);
+  }
   return deadline;
 }
 

@@ -1,7 +1,10 @@
 // The worker's side of the protocol (docs/protocol.md §8, §9), with no socket, thread or clock
-// of its own: feed it the broker's decoded messages, the executor's finished tasks and the
-// time; drain the messages to send, the tasks to start and its next deadline. worker/session.cpp
-// is the thin socket loop around it; tests/unit/worker_core_test.cpp drives it with a fake clock.
+// of its own (docs/design-worker.md). It keeps the contract of protocol/core_io.hpp: feed it
+// the broker's frames as received, the executor's finished tasks and the time; carry_out()
+// then hands the executor its tasks and the socket loop its messages, in the one order that is
+// safe. worker/session.cpp is the thin socket loop around it, sim/workers.cpp the simulator's,
+// tests/unit/worker_core_test.cpp drives it with a fake clock. Built into seppo_worker_rules,
+// which has no ZeroMQ, thread or executor (worker/meson.build refuses zmq.h there).
 #pragma once
 
 #include <chrono>
@@ -15,6 +18,7 @@
 
 #include "common/log.hpp"
 #include "protocol/bytes.hpp"
+#include "protocol/core_io.hpp"
 #include "protocol/wire.hpp"
 #include "worker/credit.hpp"
 
@@ -33,6 +37,9 @@ struct SessionCoreOptions {
   // Tasks waiting behind one that has run this long go back to the broker (RETURN), so an
   // idle worker can take them (docs/protocol.md §4.16, W21).
   std::chrono::milliseconds return_after{100};
+  // A stopping worker whose supervisor is gone (on_parent_gone) gives its running task this
+  // long, then leaves it unfinished: no one else would ever end a function that hangs.
+  std::chrono::milliseconds orphan_grace{5000};
 };
 
 class SessionCore {
@@ -41,10 +48,6 @@ class SessionCore {
   using TimePoint = Clock::time_point;
   using LogSink = std::function<void(log::Level, const std::string&)>;
 
-  struct Outgoing {
-    wire::Message message;
-    std::optional<Bytes> payload;  // TASK-like types only: RESULT here
-  };
   // A task for the executor: it runs these one at a time in order and reports each back with
   // on_finished, in the same order, with the same sequence number.
   struct Start {
@@ -53,35 +56,68 @@ class SessionCore {
     Bytes payload;
   };
   enum class Outcome { Ok, Failed, Skipped };  // Failed: output is one message for every item
-  enum class Ending { Running, Stopped, Forbidden };
+  // Stopped: BYE was queued, or the broker's BYE ends it; Forbidden: the broker refuses this
+  // key as a worker's; Abandoned: the process must end at once, sending nothing more (a
+  // cancelled task that cannot be stopped, or an orphan's task past orphan_grace): what it held
+  // goes back to the broker when the connection closes.
+  enum class Ending { Running, Stopped, Forbidden, Abandoned };
+
+  // What carries out the core's decisions: worker/executor.cpp's thread and the socket in a
+  // process, virtual ones in the simulator and the tests.
+  class Effects {
+   public:
+    // Start over on a fresh socket with the same routing id, before anything more is sent.
+    virtual void reconnect() = 0;
+    // Tasks with a sequence up to this that have not started are skipped in their turn.
+    virtual void skip_through(std::uint64_t sequence) = 0;
+    // Queue a task: run one at a time, in order, each reported back with on_finished.
+    virtual void start(Start start) = 0;
+    // The broker no longer wants this task: one not started is skipped in its turn. With
+    // `abandon`, a running one is stopped if its function can be; returns true when it runs and
+    // cannot be stopped inside this process (which must then end).
+    virtual bool cancel(std::uint64_t sequence, bool abandon) = 0;
+
+   protected:
+    ~Effects() = default;
+  };
 
   // `ready` names this worker (name, host, pid); its functions are `functions`, its capacity
-  // the credit policy's. Queues the first connection and READY.
+  // the credit policy's. Queues the first connection and READY. Log lines go to `log` (the
+  // process passes log::write; the simulator its trace).
   SessionCore(SessionCoreOptions options, wire::Ready ready, std::vector<std::string> functions,
-              TimePoint now, LogSink log = log::write);
+              TimePoint now, LogSink log);
 
-  // A message from the broker, decoded; `payload` is its second frame, if it had one.
-  void on_message(const wire::Message& message, std::optional<Bytes> payload, TimePoint now);
+  // A message from the broker (`from` is empty: a worker has one peer): its header frame as
+  // received, and its payload frame if it had one (the core may move from it). A header that
+  // does not decode is logged and dropped.
+  void on_message(const wire::PeerId& from, const void* header, std::size_t header_size,
+                  Bytes* payload, TimePoint now);
   // The executor finished (or skipped) the task started with this sequence number.
   void on_finished(std::uint64_t sequence, Outcome outcome, std::uint64_t elapsed_us, Bytes output,
                    TimePoint now);
   // SIGINT or SIGTERM: finish the running task, hand back the rest, say BYE.
   void on_stop(TimePoint now);
-  // Time passed: heartbeats, the broker's liveness, leaving. Call by next_deadline().
+  // The supervisor that started this process is gone (a process's parent changed): a
+  // stopping orphan leaves after orphan_grace even if its task has not finished.
+  void on_parent_gone(TimePoint now);
+  // Time passed: heartbeats, the broker's liveness, leaving. Call by next_deadline(now).
   void on_tick(TimePoint now);
 
-  // True once after the core decided to start over: close the socket, open a new one with the
-  // same routing id, connect, then send the outbox (it starts with READY).
-  bool take_reconnect() { return std::exchange(reconnect_, false); }
-  std::vector<Outgoing>& outbox() { return outbox_; }
-  std::vector<Start>& starts() { return starts_; }
-  // Sequences the executor must not start (tasks the broker took back): skip, never abort.
-  std::vector<std::uint64_t>& skips() { return skips_; }
-  // Sequences the broker cancelled: skip them, and abandon the one running (W19, W20).
-  std::vector<std::uint64_t>& abandons() { return abandons_; }
-  // The executor skips tasks with a sequence up to this that have not started.
-  std::uint64_t skip_through() const { return skip_through_; }
-  TimePoint next_deadline() const;
+  // The one drain, after every input: first a fresh connection if the core started over, then
+  // the executor's work (tasks skipped, started, and the ones the broker cancelled, W19 to
+  // W22), then the messages to send, appended to `out` in order (Outgoing::peer empty: the
+  // broker). A cancelled task that cannot be stopped ends the session there (ending()
+  // Abandoned): nothing more is sent, and the caller ends the process.
+  void carry_out(Effects& effects, std::vector<wire::Outgoing>& out);
+  // The messages alone (protocol/core_io.hpp): for a caller with no executor work pending.
+  void take_outbox(std::vector<wire::Outgoing>& out);
+  // Something waits for carry_out().
+  bool pending() const {
+    return reconnect_ || !outbox_.empty() || !starts_.empty() || !skips_.empty() ||
+           !abandons_.empty() || skip_through_ != skip_through_told_;
+  }
+  // When on_tick wants calling next; TimePoint::min() once the session ended.
+  TimePoint next_deadline(TimePoint now) const;
   Ending ending() const { return ending_; }
 
   // Introspection, for tests.
@@ -110,6 +146,7 @@ class SessionCore {
   void on_task(const wire::Task& task, std::optional<Bytes> payload);
   void on_error(const wire::Error& error, TimePoint now);
   void on_cancel(const wire::Cancel& cancel);
+  void on_message(const wire::Message& message, Bytes* payload, TimePoint now);
   bool orphan_front() const;
   bool orphan_running(TimePoint now) const;
   void return_waiting(TimePoint now);
@@ -117,6 +154,7 @@ class SessionCore {
   void step(TimePoint now);
   void send(wire::Message message, TimePoint now, std::optional<Bytes> payload = std::nullopt);
   void finish(Ending ending);
+  void abandon_process(const std::string& why);
   std::chrono::steady_clock::duration expiry() const { return heartbeat_ * liveness_; }
 
   SessionCoreOptions options_;
@@ -132,6 +170,7 @@ class SessionCore {
   std::deque<Submitted> submitted_;
   std::uint64_t sequence_ = 0;
   std::uint64_t skip_through_ = 0;
+  std::uint64_t skip_through_told_ = 0;  // to the executor, by carry_out
   std::uint64_t epoch_ = 0;
   std::uint64_t instance_ = 0;
   bool leaving_ = false;
@@ -142,10 +181,12 @@ class SessionCore {
   TimePoint idle_since_{};   // when the worker last held nothing
   TimePoint front_since_{};  // when the first held task became first: it has run since
   TimePoint next_reconnect_{};
+  std::optional<TimePoint> stopping_since_;  // on_stop
+  bool parent_gone_ = false;
   std::chrono::milliseconds reconnect_delay_{0};
 
   bool reconnect_ = false;
-  std::vector<Outgoing> outbox_;
+  std::vector<wire::Outgoing> outbox_;
   std::vector<Start> starts_;
   std::vector<std::uint64_t> skips_;
   std::vector<std::uint64_t> abandons_;

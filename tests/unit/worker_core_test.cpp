@@ -17,24 +17,84 @@ namespace {
 
 const TimePoint t0 = TimePoint{} + 1h;
 
+// A message the core queued, decoded back from the header frame it encoded.
+struct Sent {
+  wire::Message message;
+  std::optional<Bytes> payload;
+};
+
+// The executor and the socket as the core's carry_out() reaches them, recording what it asked.
+struct Recorder final : SessionCore::Effects {
+  int reconnects = 0;
+  std::uint64_t skip_through_to = 0;
+  std::vector<SessionCore::Start> started;
+  std::vector<std::uint64_t> skips, abandons;
+  bool unstoppable = false;  // cancel(…, true) finds the task running and unstoppable
+  void reconnect() override { ++reconnects; }
+  void skip_through(std::uint64_t sequence) override { skip_through_to = sequence; }
+  void start(SessionCore::Start start) override { started.push_back(std::move(start)); }
+  bool cancel(std::uint64_t sequence, bool abandon) override {
+    (abandon ? abandons : skips).push_back(sequence);
+    return abandon && unstoppable;
+  }
+};
+
 struct Harness {
   std::vector<std::string> logs;
   SessionCore core;
+  Recorder effects;
+  std::vector<Sent> sent;
 
   explicit Harness(SessionCoreOptions options = {}, TimePoint now = t0)
       : core(options, wire::Ready{"w", "host", 42, 0, {}}, {"m.square", "m.sleep"}, now,
              [this](log::Level, const std::string& line) { logs.push_back(line); }) {}
 
-  std::vector<SessionCore::Outgoing> take() { return std::exchange(core.outbox(), {}); }
-  std::vector<SessionCore::Start> starts() { return std::exchange(core.starts(), {}); }
+  // The one drain, as worker/session.cpp and sim/workers.cpp call it.
+  void carry_out() {
+    std::vector<wire::Outgoing> out;
+    core.carry_out(effects, out);
+    for (wire::Outgoing& o : out) {
+      CHECK(o.peer.empty());
+      sent.push_back(Sent{wire::decode(o.header.data(), o.header.size()), std::move(o.payload)});
+    }
+  }
+  std::vector<Sent> take() {
+    carry_out();
+    return std::exchange(sent, {});
+  }
+  std::vector<SessionCore::Start> starts() {
+    carry_out();
+    return std::exchange(effects.started, {});
+  }
+  bool take_reconnect() {
+    carry_out();
+    return std::exchange(effects.reconnects, 0) > 0;
+  }
+  std::uint64_t skip_through() {
+    carry_out();
+    return effects.skip_through_to;
+  }
+  std::vector<std::uint64_t>& skips() {
+    carry_out();
+    return effects.skips;
+  }
+  std::vector<std::uint64_t>& abandons() {
+    carry_out();
+    return effects.abandons;
+  }
 
+  // A message from the broker, as its frames arrive.
+  void message(const wire::Message& message, TimePoint now, std::optional<Bytes> payload = {}) {
+    const std::string header = wire::encode(message);
+    core.on_message({}, header.data(), header.size(), payload ? &*payload : nullptr, now);
+  }
   void task(std::uint64_t id, TimePoint now, const std::string& function = "m.square",
             std::uint32_t count = 1) {
-    core.on_message(wire::Task{id, function, count}, Bytes(std::string("\x91\x05", 2)), now);
+    message(wire::Task{id, function, count}, now, Bytes(std::string("\x91\x05", 2)));
   }
   void alive(TimePoint now, std::uint32_t heartbeat_ms = 100, std::uint32_t liveness = 3,
              std::uint64_t instance = 7) {
-    core.on_message(wire::Alive{instance, heartbeat_ms, liveness}, std::nullopt, now);
+    message(wire::Alive{instance, heartbeat_ms, liveness}, now);
   }
   bool logged(const std::string& text) const {
     for (const auto& line : logs) {
@@ -45,7 +105,7 @@ struct Harness {
 };
 
 template <class T>
-std::size_t count_of(const std::vector<SessionCore::Outgoing>& out) {
+std::size_t count_of(const std::vector<Sent>& out) {
   return static_cast<std::size_t>(std::count_if(
       out.begin(), out.end(), [](const auto& o) { return std::holds_alternative<T>(o.message); }));
 }
@@ -81,7 +141,7 @@ TEST_CASE("W1 start: READY with the functions and the initial capacity, on the l
   CHECK(ready.functions == std::vector<std::string>{"m.square", "m.sleep"});
   CHECK(ready.capacity == 2);
   CHECK(ready.name == "w");
-  CHECK_FALSE(h.core.take_reconnect());  // the first connection is the socket loop's own
+  CHECK_FALSE(h.take_reconnect());  // the first connection is the socket loop's own
 
   SessionCoreOptions fixed;
   fixed.prefetch = 24;
@@ -186,7 +246,7 @@ TEST_CASE("W7 an idle worker sends HEARTBEAT every heartbeat_ms, and its deadlin
   Harness h;
   h.alive(t0);
   h.take();
-  CHECK(h.core.next_deadline() == t0 + 100ms);
+  CHECK(h.core.next_deadline(t0) == t0 + 100ms);
   h.core.on_tick(t0 + 99ms);
   CHECK(h.take().empty());
   h.core.on_tick(t0 + 100ms);
@@ -196,7 +256,7 @@ TEST_CASE("W7 an idle worker sends HEARTBEAT every heartbeat_ms, and its deadlin
   CHECK(beat.job_id == 0);
   CHECK(beat.seen == 1);  // `open` lists the tasks held: none
   CHECK(beat.open.empty());
-  CHECK(h.core.next_deadline() == t0 + 200ms);
+  CHECK(h.core.next_deadline(t0) == t0 + 200ms);
 }
 
 TEST_CASE(
@@ -219,7 +279,7 @@ TEST_CASE(
         h.alive(now + 1ms);
       }
     }
-    CHECK_FALSE(h.core.take_reconnect());
+    CHECK_FALSE(h.take_reconnect());
   }
   CHECK(heartbeats >= 19);
   CHECK_FALSE(h.logged("reconnecting"));
@@ -231,15 +291,15 @@ TEST_CASE("W8 any message from the broker counts as hearing it and resets the ba
   h.alive(t0);
   h.take();
   h.core.on_tick(t0 + 301ms);  // silent: first reconnection
-  CHECK(h.core.take_reconnect());
+  CHECK(h.take_reconnect());
   h.core.on_tick(t0 + 402ms);  // silent again, after the 100 ms delay: second, delay now 200 ms
-  CHECK(h.core.take_reconnect());
+  CHECK(h.take_reconnect());
   h.task(1, t0 + 450ms);  // heard: delay back to 0
   h.take();
   h.core.on_tick(t0 + 450ms + 300ms);
-  CHECK_FALSE(h.core.take_reconnect());
+  CHECK_FALSE(h.take_reconnect());
   h.core.on_tick(t0 + 450ms + 301ms);
-  CHECK(h.core.take_reconnect());
+  CHECK(h.take_reconnect());
 }
 
 TEST_CASE("W9 ALIVE: heartbeat and liveness adopted, zeros ignored, a new instance logged") {
@@ -264,12 +324,12 @@ TEST_CASE("W10 ERROR not_ready: held tasks dropped (the running one's RESULT too
   h.task(1, t0);
   h.task(2, t0);
   const auto starts = h.starts();
-  h.core.on_message(wire::Error{wire::Code::NotReady, "unknown worker"}, std::nullopt, t0 + 1ms);
-  CHECK(h.core.skip_through() >= starts[1].sequence);  // not started: never run
+  h.message(wire::Error{wire::Code::NotReady, "unknown worker"}, t0 + 1ms);
+  CHECK(h.skip_through() >= starts[1].sequence);  // not started: never run
   auto out = h.take();
   REQUIRE(out.size() == 1);
   CHECK(std::holds_alternative<wire::Ready>(out[0].message));
-  CHECK_FALSE(h.core.take_reconnect());  // same connection
+  CHECK_FALSE(h.take_reconnect());  // same connection
   h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2ms);
   h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 2ms);
   CHECK(count_of<wire::Result>(h.take()) == 0);
@@ -283,8 +343,7 @@ TEST_CASE("W10 ERROR not_ready: held tasks dropped (the running one's RESULT too
 TEST_CASE("W11 ERROR forbidden: the worker stops for good") {
   Harness h;
   h.take();
-  h.core.on_message(wire::Error{wire::Code::Forbidden, "READY needs a worker key"}, std::nullopt,
-                    t0);
+  h.message(wire::Error{wire::Code::Forbidden, "READY needs a worker key"}, t0);
   CHECK(h.core.ending() == SessionCore::Ending::Forbidden);
   CHECK(h.logged("not as a worker's"));
   h.core.on_tick(t0 + 10s);
@@ -295,7 +354,7 @@ TEST_CASE("W12 another ERROR is logged and changes nothing") {
   Harness h;
   h.take();
   h.task(1, t0);
-  h.core.on_message(wire::Error{wire::Code::BadMessage, "what"}, std::nullopt, t0);
+  h.message(wire::Error{wire::Code::BadMessage, "what"}, t0);
   CHECK(h.logged("bad_message: what"));
   CHECK(h.take().empty());
   CHECK(h.core.held() == 1);
@@ -308,11 +367,11 @@ TEST_CASE("W13 BYE from the broker: held tasks dropped, reconnection at once, th
   h.take();
   h.task(1, t0);
   const auto start = h.starts().at(0);
-  h.core.on_message(wire::Bye{"broker shutting down"}, std::nullopt, t0 + 10ms);
+  h.message(wire::Bye{"broker shutting down"}, t0 + 10ms);
   CHECK(h.logged("waiting for it to come back"));
-  CHECK(h.core.skip_through() >= start.sequence);
+  CHECK(h.skip_through() >= start.sequence);
   h.core.on_tick(t0 + 10ms + 1us);
-  CHECK(h.core.take_reconnect());
+  CHECK(h.take_reconnect());
   CHECK(count_of<wire::Ready>(h.take()) == 1);
   CHECK(h.core.ending() == SessionCore::Ending::Running);
 }
@@ -329,12 +388,13 @@ TEST_CASE(
   const auto start = h.starts().at(0);
   h.take();
   h.core.on_tick(t0 + 400ms);  // exactly the expiry: not more
-  CHECK_FALSE(h.core.take_reconnect());
-  CHECK(h.core.next_deadline() <= t0 + 400ms + 1us);
+  CHECK_FALSE(h.take_reconnect());
+  h.take();  // the HEARTBEAT it sent meanwhile
+  CHECK(h.core.next_deadline(t0) <= t0 + 400ms + 1us);
   h.core.on_tick(t0 + 400ms + 1us);
-  CHECK(h.core.take_reconnect());
+  CHECK(h.take_reconnect());
   CHECK(h.logged("reconnecting"));
-  CHECK(h.core.skip_through() >= start.sequence);
+  CHECK(h.skip_through() >= start.sequence);
   auto out = h.take();
   REQUIRE_FALSE(out.empty());
   CHECK(std::holds_alternative<wire::Ready>(out[0].message));
@@ -346,7 +406,7 @@ TEST_CASE(
   TimePoint last = t0 + 400ms + 1us;
   for (TimePoint now = last; now < t0 + 3s; now += 1ms) {
     h.core.on_tick(now);
-    if (h.core.take_reconnect()) {
+    if (h.take_reconnect()) {
       gaps.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(now - last));
       last = now;
     }
@@ -369,7 +429,7 @@ TEST_CASE(
   const auto starts = h.starts();
   h.core.on_stop(t0 + 1ms);
   CHECK(h.core.leaving());
-  CHECK(h.core.skip_through() >= starts[1].sequence);
+  CHECK(h.skip_through() >= starts[1].sequence);
   CHECK(h.take().empty());  // no BYE while a task is held
   h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2ms);
   auto out = h.take();
@@ -411,7 +471,7 @@ TEST_CASE("W17 exit_when_idle: BYE \"worker idle\" after holding nothing for D, 
   h.core.on_finished(h.starts().at(0).sequence, Outcome::Ok, 10, Bytes(std::string("\x90")),
                      t0 + 800ms);
   h.take();
-  CHECK(h.core.next_deadline() <= t0 + 1300ms);
+  CHECK(h.core.next_deadline(t0) <= t0 + 1300ms);
   h.core.on_tick(t0 + 1299ms);
   CHECK(h.core.ending() == SessionCore::Ending::Running);
   h.core.on_tick(t0 + 1300ms);
@@ -428,11 +488,11 @@ TEST_CASE("W18 exit_on_broker_bye: BYE from the broker stops the worker, held ta
   h.take();
   h.task(1, t0);
   const auto start = h.starts().at(0);
-  h.core.on_message(wire::Bye{"broker shutting down"}, std::nullopt, t0 + 1ms);
+  h.message(wire::Bye{"broker shutting down"}, t0 + 1ms);
   CHECK(h.core.ending() == SessionCore::Ending::Stopped);
-  CHECK(h.core.skip_through() >= start.sequence);
+  CHECK(h.skip_through() >= start.sequence);
   CHECK(h.take().empty());  // nothing to say to a broker that is leaving
-  CHECK_FALSE(h.core.take_reconnect());
+  CHECK_FALSE(h.take_reconnect());
 }
 
 TEST_CASE("W19 CANCEL for a held task not started: skipped, answered \"cancelled\"") {
@@ -443,9 +503,9 @@ TEST_CASE("W19 CANCEL for a held task not started: skipped, answered \"cancelled
   h.task(1, t0);
   h.task(2, t0);
   const auto starts = h.starts();
-  h.core.on_message(wire::Cancel{{2}}, std::nullopt, t0 + 1ms);
-  CHECK(h.core.abandons() == std::vector<std::uint64_t>{starts[1].sequence});
-  h.core.abandons().clear();
+  h.message(wire::Cancel{{2}}, t0 + 1ms);
+  CHECK(h.abandons() == std::vector<std::uint64_t>{starts[1].sequence});
+  h.abandons().clear();
   h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x91\x92\x00\x19", 4)),
                      t0 + 2ms);
   h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 2ms);
@@ -464,10 +524,10 @@ TEST_CASE("W20 CANCEL for the running task: abandoned, its answer says \"cancell
   h.take();
   h.task(1, t0);
   const auto start = h.starts().at(0);
-  h.core.on_message(wire::Cancel{{1}}, std::nullopt, t0 + 1ms);
+  h.message(wire::Cancel{{1}}, t0 + 1ms);
   // The socket loop stops it: a command's process group is killed, a module function's process
   // replaced (then no answer is sent at all).
-  CHECK(h.core.abandons() == std::vector<std::uint64_t>{start.sequence});
+  CHECK(h.abandons() == std::vector<std::uint64_t>{start.sequence});
   h.core.on_finished(start.sequence, Outcome::Failed, 30, Bytes(std::string("killed")), t0 + 50ms);
   auto out = h.take();
   REQUIRE(count_of<wire::Result>(out) == 1);
@@ -484,7 +544,7 @@ TEST_CASE(
   h.task(2, t0);
   h.task(3, t0);
   const auto starts = h.starts();
-  CHECK(h.core.next_deadline() <= t0 + 100ms);
+  CHECK(h.core.next_deadline(t0) <= t0 + 100ms);
   h.core.on_tick(t0 + 99ms);
   CHECK(count_of<wire::Return>(h.take()) == 0);
   h.core.on_tick(t0 + 100ms);
@@ -492,12 +552,12 @@ TEST_CASE(
   REQUIRE(out.size() == 2);
   CHECK(std::get<wire::Credit>(out[0].message).capacity == 1);
   CHECK(std::get<wire::Return>(out[1].message).task_ids == std::vector<std::uint64_t>{2, 3});
-  CHECK(h.core.skips().empty());  // an offer: a broker that predates RETURN refuses it
+  CHECK(h.skips().empty());  // an offer: a broker that predates RETURN refuses it
   h.core.on_tick(t0 + 200ms);
-  CHECK(count_of<wire::Return>(h.take()) == 0);                       // offered once
-  h.core.on_message(wire::Cancel{{2, 3}}, std::nullopt, t0 + 201ms);  // the broker took them
-  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[1].sequence, starts[2].sequence});
-  CHECK(h.core.abandons().empty());
+  CHECK(count_of<wire::Return>(h.take()) == 0);  // offered once
+  h.message(wire::Cancel{{2, 3}}, t0 + 201ms);   // the broker took them
+  CHECK(h.skips() == std::vector<std::uint64_t>{starts[1].sequence, starts[2].sequence});
+  CHECK(h.abandons().empty());
   // The running one still answers; the returned ones never do, whatever the executor says.
   h.core.on_finished(starts[0].sequence, Outcome::Ok, 300000,
                      Bytes(std::string("\x91\x92\x00\x19", 4)), t0 + 300ms);
@@ -522,12 +582,12 @@ TEST_CASE(
   auto out = h.take();
   REQUIRE(count_of<wire::Return>(out) == 1);
   CHECK(std::get<wire::Return>(out.back().message).task_ids == std::vector<std::uint64_t>{1});
-  h.core.on_message(wire::Cancel{{1}}, std::nullopt, t0 + 101ms);  // the broker took it back
+  h.message(wire::Cancel{{1}}, t0 + 101ms);  // the broker took it back
   // Neither copy is wanted: the executor skips the one not started.
-  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[0].sequence, starts[1].sequence});
+  CHECK(h.skips() == std::vector<std::uint64_t>{starts[0].sequence, starts[1].sequence});
   // The broker re-queued the task under a new id and sends nothing more here meanwhile: the
   // running copy would hold this worker, for ever if it never returns (seppo-sim seed 700).
-  CHECK(h.core.abandons() == std::vector<std::uint64_t>{starts[0].sequence});
+  CHECK(h.abandons() == std::vector<std::uint64_t>{starts[0].sequence});
   h.core.on_finished(starts[0].sequence, Outcome::Failed, 0, Bytes(std::string("killed")),
                      t0 + 102ms);
   h.core.on_finished(starts[1].sequence, Outcome::Skipped, 0, Bytes(), t0 + 102ms);
@@ -550,9 +610,9 @@ TEST_CASE(
   h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x91\x92\x00\x19", 4)),
                      t0 + 101ms);
   h.take();
-  h.core.on_message(wire::Cancel{{2}}, std::nullopt, t0 + 103ms);
-  CHECK(h.core.abandons().empty());
-  h.core.skips().clear();  // 2 is running: the executor skips only what has not started
+  h.message(wire::Cancel{{2}}, t0 + 103ms);
+  CHECK(h.abandons().empty());
+  h.skips().clear();  // 2 is running: the executor skips only what has not started
   // It runs on (it never returns); the broker sends work, which waits behind it and is offered
   // back; once the broker takes it, 2 is abandoned: nobody waits for it.
   h.task(3, t0 + 250ms);
@@ -560,10 +620,10 @@ TEST_CASE(
   const auto out = h.take();
   REQUIRE(count_of<wire::Return>(out) == 1);
   CHECK(std::get<wire::Return>(out.back().message).task_ids == std::vector<std::uint64_t>{3});
-  h.core.on_message(wire::Cancel{{3}}, std::nullopt, t0 + 252ms);
-  CHECK(h.core.skips() == std::vector<std::uint64_t>{starts[0].sequence});
-  REQUIRE(h.core.abandons().size() == 1);
-  CHECK(h.core.abandons()[0] == starts[0].sequence - 1);  // task 2's
+  h.message(wire::Cancel{{3}}, t0 + 252ms);
+  CHECK(h.skips() == std::vector<std::uint64_t>{starts[0].sequence});
+  REQUIRE(h.abandons().size() == 1);
+  CHECK(h.abandons()[0] == starts[0].sequence - 1);  // task 2's
   CHECK(h.logged("although no broker waits for it"));
 }
 
@@ -579,14 +639,14 @@ TEST_CASE(
   REQUIRE(count_of<wire::Return>(h.take()) == 1);
   h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x91\x92\x00\x19", 4)),
                      t0 + 101ms);
-  h.take();                                                        // 1's RESULT
-  h.core.on_message(wire::Cancel{{2}}, std::nullopt, t0 + 103ms);  // 2 started at 101 ms
-  CHECK(h.core.abandons().empty());
-  CHECK(h.core.next_deadline() <= t0 + 201ms);
+  h.take();                                  // 1's RESULT
+  h.message(wire::Cancel{{2}}, t0 + 103ms);  // 2 started at 101 ms
+  CHECK(h.abandons().empty());
+  CHECK(h.core.next_deadline(t0) <= t0 + 201ms);
   h.core.on_tick(t0 + 200ms);
-  CHECK(h.core.abandons().empty());
+  CHECK(h.abandons().empty());
   h.core.on_tick(t0 + 201ms);
-  CHECK(h.core.abandons() == std::vector<std::uint64_t>{starts[1].sequence});
+  CHECK(h.abandons() == std::vector<std::uint64_t>{starts[1].sequence});
   h.core.on_finished(starts[1].sequence, Outcome::Failed, 0, Bytes(std::string("killed")),
                      t0 + 202ms);
   CHECK(count_of<wire::Result>(h.take()) == 0);
@@ -600,21 +660,106 @@ TEST_CASE(
   h.task(1, t0);
   const auto first = h.starts().at(0);
   // The broker restarted and does not know us: task 1 runs on, its answer will be dropped.
-  h.core.on_message(wire::Error{wire::Code::NotReady, "unknown worker"}, std::nullopt, t0 + 1ms);
+  h.message(wire::Error{wire::Code::NotReady, "unknown worker"}, t0 + 1ms);
   h.take();
   h.task(5, t0 + 200ms);
   const auto out = h.take();
   REQUIRE(count_of<wire::Return>(out) == 1);
-  h.core.on_message(wire::Cancel{{5}}, std::nullopt, t0 + 202ms);
-  CHECK(h.core.abandons() == std::vector<std::uint64_t>{first.sequence});
+  h.message(wire::Cancel{{5}}, t0 + 202ms);
+  CHECK(h.abandons() == std::vector<std::uint64_t>{first.sequence});
 }
 
 TEST_CASE("W23 CANCEL for a task not held: ignored") {
   Harness h;
   h.take();
-  h.core.on_message(wire::Cancel{{99}}, std::nullopt, t0);
-  CHECK(h.core.abandons().empty());
+  h.message(wire::Cancel{{99}}, t0);
+  CHECK(h.abandons().empty());
   CHECK(h.take().empty());
+}
+
+TEST_CASE("W20 a cancelled task that cannot be stopped ends the session before anything is sent") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  const auto starts = h.starts();
+  REQUIRE(starts.size() == 2);
+  h.take();
+  h.task(3, t0 + 1ms, "m.other");  // answered at once, but the drain ends before the messages
+  h.message(wire::Cancel{{1}}, t0 + 1ms);
+  h.effects.unstoppable = true;  // a module function: the process must go
+  auto out = h.take();
+  CHECK(out.empty());  // the RESULT for task 3 dies with the process: the connection says enough
+  CHECK(h.core.ending() == SessionCore::Ending::Abandoned);
+  CHECK(h.logged("cannot be interrupted"));
+  CHECK(h.core.next_deadline(t0) == TimePoint::min());
+  // Nothing more: the process is going.
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2ms);
+  h.core.on_tick(t0 + 10s);
+  CHECK(h.take().empty());
+}
+
+TEST_CASE("Frames are decoded by the core: a header that does not decode is logged and dropped") {
+  Harness h;
+  h.alive(t0);
+  h.take();
+  const std::string junk("\x93\x07\xff", 3);
+  h.core.on_message({}, junk.data(), junk.size(), nullptr, t0 + 200ms);
+  CHECK(h.logged("dropped a malformed message from the broker"));
+  // Not a sign of life: the broker's silence still counts from its ALIVE.
+  h.core.on_tick(t0 + 301ms);
+  CHECK(h.take_reconnect());
+  // A TASK without its payload frame is refused too.
+  Harness t;
+  t.take();
+  t.message(wire::Task{1, "m.square", 1}, t0);
+  CHECK(t.starts().empty());
+  CHECK(t.logged("TASK without its payload frame"));
+}
+
+TEST_CASE("Orphan: a stopping worker whose supervisor is gone leaves its task after the grace") {
+  SessionCoreOptions options;
+  options.orphan_grace = 5000ms;
+  Harness h(options);
+  h.alive(t0, 1000, 3);
+  h.take();
+  h.task(1, t0);
+  h.starts();
+  h.core.on_stop(t0 + 1s);  // SIGTERM: finish the running task first
+  h.take();
+  CHECK(h.core.leaving());
+  // With its supervisor there, a stopping worker waits for its task (the supervisor kills it
+  // after its own grace).
+  h.core.on_tick(t0 + 20s);
+  h.alive(t0 + 20s, 1000, 3);
+  CHECK(h.core.ending() == SessionCore::Ending::Running);
+  Harness o(options);
+  o.alive(t0, 1000, 3);
+  o.take();
+  o.task(1, t0);
+  o.starts();
+  o.core.on_stop(t0 + 1s);
+  o.core.on_parent_gone(t0 + 2s);
+  CHECK(o.core.next_deadline(t0 + 2s) <= t0 + 6s);
+  o.core.on_tick(t0 + 6s - 1ms);
+  CHECK(o.core.ending() == SessionCore::Ending::Running);
+  o.core.on_tick(t0 + 6s);  // 5 s after SIGTERM
+  CHECK(o.core.ending() == SessionCore::Ending::Abandoned);
+  CHECK(o.logged("no supervisor left"));
+  // No BYE: the closed connection hands back what it held.
+  CHECK(count_of<wire::Bye>(o.take()) == 0);
+  // An orphan whose task finishes in time says BYE as any stopping worker.
+  Harness f(options);
+  f.take();
+  f.task(1, t0);
+  const auto start = f.starts().at(0);
+  f.core.on_stop(t0 + 1s);
+  f.core.on_parent_gone(t0 + 1s);
+  f.core.on_finished(start.sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 2s);
+  CHECK(f.core.ending() == SessionCore::Ending::Stopped);
+  CHECK(count_of<wire::Bye>(f.take()) == 1);
 }
 
 TEST_CASE("Bytes shared with a zmq::message_t and back point at the same bytes, never copied") {
