@@ -25,8 +25,8 @@ Connections::Connections(zmq::context_t& context, zmq::socket_t& router)
   static std::atomic<unsigned> counter{0};
   const std::string endpoint = "inproc://seppo-connections-" + std::to_string(++counter);
   if (zmq_socket_monitor(router_.handle(), endpoint.c_str(),
-                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED) !=
-      0) {
+                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
     throw zmq::error_t();
   }
   pipe_.set(zmq::sockopt::linger, 0);
@@ -98,6 +98,21 @@ void Connections::read_events() {
                  " new connections (logged at most once a minute); the peers already connected "
                  "are served");
   }
+  // A peer without keys never reaches the ZAP handler, which logs unknown keys: ZeroMQ refuses
+  // it in the handshake, and only the monitor hears of it.
+  if (const std::uint64_t n = without_keys_.take(now)) {
+    const bool keys = router_.get(zmq::sockopt::curve_server) != 0;
+    log::warning(
+        "refused " + std::to_string(n) + (n == 1 ? " connection" : " connections") +
+        (keys ? " without CurveZMQ keys" : " with CurveZMQ keys, which this broker has not") +
+        " (logged at most once a minute): a peer's keys and the broker's go together "
+        "(docs/operating.md)");
+  }
+  if (const std::uint64_t n = broken_handshakes_.take(now)) {
+    log::warning("refused " + std::to_string(n) + (n == 1 ? " connection" : " connections") +
+                 " whose CurveZMQ handshake failed (logged at most once a minute): a peer "
+                 "with another server key than this broker's, or not speaking ZMTP");
+  }
   if (const std::uint64_t n = accept_failures_.take(now)) {
     log::error("could not accept " + std::to_string(n) +
                " connections (out of file descriptors or memory; logged at most once a "
@@ -120,6 +135,12 @@ void Connections::apply(std::uint16_t event, int fd) {
     unattributed_.insert(next_connection_++);
   } else if (event == ZMQ_EVENT_ACCEPT_FAILED) {
     ++accept_failures_.count;
+  } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {  // `fd` is the protocol error here
+    if (fd == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+      ++without_keys_.count;
+    } else {
+      ++broken_handshakes_.count;
+    }
   } else if (event == ZMQ_EVENT_DISCONNECTED) {
     closed_fds_.push_back(fd);
     auto c = by_fd_.find(fd);

@@ -125,6 +125,9 @@ class Connections {
     }
   };
   Tally over_cap_closed_, accept_failures_, unfinished_closed_;
+  // Handshakes ZeroMQ refused: a peer without keys at a broker with keys (mechanism mismatch),
+  // and others (a wrong server key, garbage).
+  Tally without_keys_, broken_handshakes_;
   std::unordered_map<std::uint64_t, Watched> watched_;  // connection ->
   std::chrono::steady_clock::time_point last_full_check_{};
   std::uint64_t rss_at_check_ = 0;  // pages

@@ -45,8 +45,11 @@ std::string printable_id(const PeerId& id) {
 std::string client_label(const PeerId& id) {
   std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a: stable across runs and platforms
   for (unsigned char c : id) h = (h ^ c) * 0x100000001b3ull;
-  char text[17];
-  std::snprintf(text, sizeof text, "%08llx", static_cast<unsigned long long>(h >> 32));
+  // The upper half as 8 hex digits, without snprintf's 1,000 instructions: with --http every
+  // task's label goes to the task stream (bench/http_cost.sh).
+  std::string text(8, '0');
+  std::uint64_t upper = h >> 32;
+  for (int i = 7; i >= 0; --i, upper >>= 4) text[i] = "0123456789abcdef"[upper & 0xf];
   return text;
 }
 
@@ -214,7 +217,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     return;
   }
   if (m.functions.empty() || m.functions.size() > kMaxFunctions || m.name.size() > kMaxNameBytes ||
-      m.host.size() > kMaxNameBytes ||
+      m.host.size() > kMaxNameBytes || m.version.size() > kMaxNameBytes ||
       std::any_of(m.functions.begin(), m.functions.end(),
                   [](const std::string& f) { return f.empty() || f.size() > kMaxNameBytes; })) {
     on_malformed(from, "READY: needs 1 to 4096 functions with names of 1 to 256 bytes");
@@ -225,6 +228,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   Worker& w = workers_[from];
   w.name = m.name.empty() ? printable_id(from) : std::move(m.name);
   w.host = std::move(m.host);
+  w.version = std::move(m.version);  // empty from a worker that predates it (§4.1)
   w.pid = m.pid;
   w.capacity = std::clamp<std::uint32_t>(m.capacity, 1, config_.max_capacity);
   std::sort(m.functions.begin(), m.functions.end());
@@ -242,7 +246,8 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   }
   log(log::Level::Info,
       "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
-          " functions, capacity " + std::to_string(w.capacity),
+          " functions, capacity " + std::to_string(w.capacity) +
+          (w.version.empty() ? std::string() : ", version " + w.version),
       LogFields{{}, w.name, {}});
   send(from, alive());
   dispatch_worker(from);
@@ -276,9 +281,14 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     if (j != jobs_.end()) {
       Job& job = j->second;
       stats_.finished(job.function, task.count, m.elapsed_us);
+      // Items the function failed, as the worker counted them (RESULT's items_failed, §4.3).
+      const std::uint32_t failed = std::min(m.items_failed, task.count);
+      if (failed != 0) stats_.failed(job.function, Stats::kFunctionError, failed);
+      job.items_failed += failed;
       if (stats_.recording()) {
         stats_.recent({now, m.elapsed_us, w->second.name, job.function,
-                       client_label(task.job.client), task.job.id, task.first, task.count, true});
+                       client_label(task.job.client), task.job.id, task.first, task.count,
+                       failed == 0});
       }
       const std::uint64_t seq = job.next_seq++;
       // Counted until the client says it read it: a client that never reads its results
@@ -541,7 +551,8 @@ void Core::on_done(const PeerId& from, std::uint64_t job_id, TimePoint now) {
   if (j == jobs_.end()) return;
   const Job& job = j->second;
   const bool complete = job.chunks.empty();
-  remove_job(key, complete ? "finished: " + std::to_string(job.items_delivered) + " items in " +
+  remove_job(key, complete ? "finished: " + std::to_string(job.items_delivered) + " items (" +
+                                 std::to_string(job.items_failed) + " failed) in " +
                                  seconds(now - job.started)
                            : "cancelled by its client");
   auto c = clients_.find(from);

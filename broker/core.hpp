@@ -169,6 +169,7 @@ class Core {
   struct Service;
   struct Worker {
     std::string name, host;
+    std::string version;  // its build version (READY, §4.1); empty from an older worker
     std::int64_t pid = 0;
     std::uint32_t capacity = 1;
     std::vector<std::string> functions;
@@ -237,7 +238,7 @@ class Core {
     // losing answers, so the liveness counts from here too.
     TimePoint read_at{};
     std::uint64_t items_delivered = 0;
-    std::uint64_t items_failed = 0;  // of items_delivered: failed by the broker (FAILED)
+    std::uint64_t items_failed = 0;  // of items_delivered: FAILED, or failed by the function
     // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
     // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unread;

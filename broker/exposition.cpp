@@ -294,8 +294,11 @@ std::string status_metrics(const std::string& status) {
   std::map<std::pair<std::string, std::string>, double> workers;
   std::map<std::string, std::pair<double, double>> slots;  // host -> busy, free
   std::map<std::string, double> held;                      // host -> tasks sent, unanswered
+  std::map<std::string, double> versions;                  // build version -> workers
   each(find(s, "workers"), [&](const msgpack::object& w) {
     const std::string host = text_of(find(w, "host"));
+    const std::string version = text_of(find(w, "version"));
+    versions[version.empty() ? "unknown" : version] += 1;
     each(find(w, "functions"), [&](const msgpack::object& f) {
       workers[{std::string(str(f)), host}] += 1;
     });
@@ -309,6 +312,11 @@ std::string status_metrics(const std::string& status) {
            "Worker processes connected, by function they provide and host.");
   for (const auto& [key, n] : workers) {
     e.sample("seppo_workers", {{"function", key.first}, {"host", key.second}}, n);
+  }
+  e.family("seppo_worker_versions", "gauge",
+           "Worker processes connected, by build version (\"unknown\": a worker predating it).");
+  for (const auto& [version, n] : versions) {
+    e.sample("seppo_worker_versions", {{"version", version}}, n);
   }
   e.family("seppo_slots", "gauge",
            "Worker processes (one task at a time each) running a task or free, by host.");
@@ -341,7 +349,8 @@ std::string status_metrics(const std::string& status) {
              number(find(f, "finished")));
   });
   e.family("seppo_items_failed_total", "counter",
-           "Items the broker failed (worker_lost, timeout, bad_request), by function and reason.");
+           "Items failed, by function and reason: error (the function failed them) or the "
+           "broker's (worker_lost, timeout, bad_request).");
   each_entry(counters, [&](std::string_view name, const msgpack::object& f) {
     each_entry(find(f, "failed"), [&](std::string_view reason, const msgpack::object& n) {
       e.sample("seppo_items_failed_total",

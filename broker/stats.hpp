@@ -32,12 +32,16 @@ class Stats {
   // The task stream keeps this many of the latest tasks, and none older than kRecentAge.
   static constexpr std::size_t kRecentMax = 2000;
   static constexpr std::chrono::minutes kRecentAge{5};
+  // The reason items failed by their function (RESULT's items_failed) count under, beside the
+  // FAILED codes of the items the broker failed.
+  static constexpr std::string_view kFunctionError = "error";
 
   struct Function {
     std::uint64_t finished = 0;   // items whose results a worker returned
     std::uint64_t retried = 0;    // items queued again after their worker was lost
     std::uint64_t timed_out = 0;  // items of tasks that overran their time limit
-    std::map<std::string, std::uint64_t, std::less<>> failed;  // items failed, by code
+    // Items failed, by FAILED code, or kFunctionError for those their function failed.
+    std::map<std::string, std::uint64_t, std::less<>> failed;
     std::array<std::uint64_t, kBuckets.size() + 1> buckets{};  // tasks per bucket (not cumulative)
     double seconds = 0;                                        // run time of all tasks
     std::uint64_t tasks = 0;                                   // tasks returned
@@ -48,7 +52,7 @@ class Stats {
     std::string worker, function, client;
     std::uint64_t job = 0, first = 0;
     std::uint32_t count = 0;
-    bool ok = true;  // false: the broker failed it (worker lost, timeout)
+    bool ok = true;  // false: the broker failed it (worker lost, timeout) or some items failed
   };
 
   void start(TimePoint now) {

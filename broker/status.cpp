@@ -38,9 +38,10 @@ std::string Core::status_payload(TimePoint now) const {
   p.pack("bytes_held").pack(bytes_held);
   p.pack("workers").pack_array(static_cast<std::uint32_t>(workers_.size()));
   for (const auto& [id, w] : workers_) {
-    p.pack_map(10);
+    p.pack_map(11);
     p.pack("name").pack(w.name);
     p.pack("host").pack(w.host);
+    p.pack("version").pack(w.version);
     p.pack("pid").pack(w.pid);
     p.pack("functions").pack(w.functions);
     p.pack("capacity").pack(w.capacity);

@@ -279,13 +279,17 @@ void pack_deliver(Packer& p, std::uint64_t job_id, std::uint64_t first, std::uin
 struct Encoder {
   Packer& p;
   void operator()(const Ready& m) {
-    start(p, Type::Ready, 5);
+    // Optional trailing fields are appended only when set, so a message without them is byte for
+    // byte what peers that predate them send.
+    start(p, Type::Ready, m.version.empty() ? 5 : 6);
     p.pack(m.name).pack(m.host).pack(m.pid).pack(m.capacity).pack(m.functions);
+    if (!m.version.empty()) p.pack(m.version);
   }
   void operator()(const Task& m) { pack_task(p, m.task_id, m.function, m.count); }
   void operator()(const Result& m) {
-    start(p, Type::Result, 2);
+    start(p, Type::Result, m.items_failed != 0 ? 3 : 2);
     p.pack(m.task_id).pack(m.elapsed_us);
+    if (m.items_failed != 0) p.pack(m.items_failed);
   }
   void operator()(const Submit& m) {
     // The time limit is appended only when set, so a SUBMIT without one is byte for byte
@@ -349,13 +353,14 @@ Message decode_fields(Type type, const Fields& f) {
     case Type::Ready:
       f.need(7);
       return Ready{f.str(2, "name"), f.str(3, "host"), f.i64(4, "pid"), f.u32(5, "capacity"),
-                   f.strings(6, "functions")};
+                   f.strings(6, "functions"), f.has(7) ? f.str(7, "version") : std::string()};
     case Type::Task:
       f.need(5);
       return Task{f.u64(2, "task_id"), f.str(3, "function"), f.u32(4, "count")};
     case Type::Result:
       f.need(4);
-      return Result{f.u64(2, "task_id"), f.u64(3, "elapsed_us")};
+      return Result{f.u64(2, "task_id"), f.u64(3, "elapsed_us"),
+                    f.has(4) ? f.u32(4, "items_failed") : 0};
     case Type::Submit:
       f.need(7);
       return Submit{f.u64(2, "job_id"), f.str(3, "function"), f.u64(4, "first"),

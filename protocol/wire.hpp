@@ -50,6 +50,9 @@ struct Ready {
   std::int64_t pid = 0;
   std::uint32_t capacity = 1;  // tasks the broker may have outstanding at this worker
   std::vector<std::string> functions;
+  // Optional trailing field (§4.1): the worker's build version, shown in STATUS; empty when not
+  // sent (an older worker).
+  std::string version{};
 };
 struct Task {
   static constexpr Type kType = Type::Task;
@@ -61,6 +64,10 @@ struct Result {
   static constexpr Type kType = Type::Result;
   std::uint64_t task_id = 0;
   std::uint64_t elapsed_us = 0;  // time the worker spent running the chunk
+  // Optional trailing field (§4.3, absent when 0): how many of the chunk's entries are not
+  // successes, so the broker can count failed items without reading payloads. 0 from an older
+  // worker.
+  std::uint32_t items_failed = 0;
 };
 struct Submit {
   static constexpr Type kType = Type::Submit;

@@ -21,6 +21,7 @@
 #include "common/log.hpp"
 #include "common/monitor.hpp"
 #include "common/signals.hpp"
+#include "common/version.hpp"
 #include "protocol/bytes_zmq.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/error.hpp"
@@ -38,6 +39,7 @@ wire::Ready identity() {
   ready.host = fqdn();
   ready.pid = ::getpid();
   ready.name = ready.host + ", process " + std::to_string(ready.pid);
+  ready.version = build_version();  // shown in the broker's STATUS (§4.1)
   return ready;
 }
 

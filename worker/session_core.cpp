@@ -130,7 +130,7 @@ void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) 
   }
   auto f = index_.find(task.function);
   if (f == index_.end()) {
-    send(wire::Result{task.task_id, 0}, last_heard_,
+    send(wire::Result{task.task_id, 0, task.count}, last_heard_,
          all_failed(task.count, "this worker does not provide " + task.function));
   } else if (!leaving_) {
     // Straight to the executor's queue: tiny tasks then run back to back.
@@ -253,10 +253,15 @@ void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint
     // The broker runs it elsewhere, or no longer knows it.
   } else if (task.cancelled) {
     // The broker forgot it already; the answer only gives it back the credit (W19, W20).
-    send(wire::Result{task.task_id, 0}, now, all_failed(task.count, "cancelled by the broker"));
+    send(wire::Result{task.task_id, 0, task.count}, now,
+         all_failed(task.count, "cancelled by the broker"));
   } else if (outcome != Outcome::Skipped) {
     Bytes payload =
         outcome == Outcome::Ok ? std::move(output) : all_failed(task.count, output.str());
+    // RESULT's items_failed (§4.3): the broker counts failed items without reading payloads.
+    std::uint32_t failed = outcome == Outcome::Ok
+                               ? wire::count_failed(payload.data(), payload.size(), task.count)
+                               : task.count;
     if (max_message_bytes_ != 0 && payload.size() > max_message_bytes_) {
       // The broker would drop the connection, and the task would run again and again: each
       // item fails instead, the task is answered and this worker freed.
@@ -265,8 +270,9 @@ void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint
                                   ", the broker's --max-message-bytes)";
       log_(log::Level::Warning, "task " + std::to_string(task.task_id) + ": " + message);
       payload = all_failed(task.count, message);
+      failed = task.count;
     }
-    send(wire::Result{task.task_id, elapsed_us}, now, std::move(payload));
+    send(wire::Result{task.task_id, elapsed_us, failed}, now, std::move(payload));
     credit_.observe(elapsed_us);
     const std::uint32_t wanted = credit_.wanted();
     if (CreditPolicy::worth_announcing(announced_credit_, wanted)) {

@@ -206,6 +206,48 @@ TEST_CASE("seppo-broker --http: /metrics is valid text format and counts the job
   CHECK(reply.body.find("# TYPE seppo_messages_refused_total counter") != std::string::npos);
 }
 
+TEST_CASE("items a function failed count in /metrics and the finished line; worker versions") {
+  Cluster cluster(with_http());
+  const int port = http_port(cluster);
+  cluster.add_worker(1);
+  REQUIRE(cluster.wait_for_workers(1));
+  // 10 items, 3 whose square overflows int64: the function throws for those, item by item.
+  std::string input;
+  for (int i = 1; i <= 10; ++i) input += (i % 3 == 0 ? "3037000500" : std::to_string(i)) + "\n";
+  const Completed squares = run({Paths::cli(), "--broker", cluster.endpoint(), "map",
+                                 "--chunk-size", "4", "example_module.square"},
+                                input);
+  CHECK(squares.status != 0);
+  CHECK(squares.err.find("overflows int64") != std::string::npos);
+
+  HttpReply reply;
+  std::map<std::string, double> m;
+  const std::string sq = "function=\"example_module.square\"";
+  const bool counted = eventually([&] {
+    reply = http(port, "GET /metrics HTTP/1.1");
+    if (reply.code != 200) return false;
+    m = parse_metrics(reply.body);
+    return sample(m, "seppo_items_finished_total{" + sq + "}") == 10;
+  });
+  INFO(reply.body);
+  REQUIRE(counted);
+  CHECK(sample(m, "seppo_items_failed_total{" + sq + ",reason=\"error\"}") == 3);
+  // The worker's build version, as READY carried it: the same build as the broker's.
+  CHECK(sample(m, "seppo_worker_versions{version=\"" SEPPO_VERSION) == 1);
+  CHECK(sample(m, "seppo_worker_versions{version=\"unknown\"}") == -1);
+  const HttpReply status = http(port, "GET /api/status HTTP/1.1");
+  CHECK(std::regex_search(status.body,
+                          std::regex("\"workers\":\\[\\{\"name\":\"[^\"]*\",\"host\":\"[^\"]*\","
+                                     "\"version\":\"" SEPPO_VERSION)));
+  const std::string shown = run({Paths::cli(), "--broker", cluster.endpoint(), "status"}).out;
+  CHECK(shown.find(" v" SEPPO_VERSION) != std::string::npos);
+  // The job's end in the broker's log, with the items that failed.
+  CHECK(eventually([&] {
+    return cluster.broker().output().find(
+               "(example_module.square) finished: 10 items (3 failed)") != std::string::npos;
+  }));
+}
+
 TEST_CASE("seppo-broker --http: /api/status, the dashboard page, and what it refuses") {
   Cluster cluster(with_http());
   const int port = http_port(cluster);

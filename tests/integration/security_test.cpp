@@ -251,6 +251,20 @@ TEST_CASE("with CurveZMQ an authorised client and worker complete a job; others 
     Client anonymous(endpoint, as(*cluster, ClientOptions{}));
     CHECK_THROWS_WITH_AS(anonymous.status(10s), doctest::Contains("requires CurveZMQ"),
                          ConnectionError);
+    // ZeroMQ refused it in the handshake, where the ZAP handler never hears of it: the broker's
+    // monitor does, and says so (issue 24) at its next turn, at most once a minute. (The client
+    // above gives up at its first refusal, perhaps before the broker read its greeting; a plain
+    // ZeroMQ peer without keys retries, as a misconfigured worker would.)
+    zmq::context_t context;
+    zmq::socket_t plain(context, zmq::socket_type::dealer);
+    plain.set(zmq::sockopt::linger, 0);
+    plain.connect(endpoint);
+    CHECK(eventually(
+        [&] {
+          return cluster->broker().output().find("without CurveZMQ keys (logged at most once") !=
+                 std::string::npos;
+        },
+        30s));
   }
   {
     INFO("a worker's key cannot submit work");

@@ -55,3 +55,29 @@ TEST_CASE("a payload of all-failed entries holds one error entry per item") {
     CHECK(entry::decode(handle.get().via.array.ptr[i]).error == "cannot run");
   }
 }
+
+TEST_CASE("count_failed counts the entries a client reads as failed, in one pass") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(7);
+  entry::begin_value(packer);
+  packer.pack(42);
+  entry::pack_error(packer, "boom");
+  entry::begin_value(packer);  // a value that is itself an array holding [1, "x"]
+  packer.pack_array(2).pack(1).pack("x");
+  packer.pack_array(2).pack(1).pack(7);          // an error without a message
+  packer.pack(3);                                // not an entry at all
+  packer.pack_array(3).pack(0).pack(1).pack(2);  // three elements: malformed
+  entry::begin_value(packer);                    // a map value
+  packer.pack_map(1).pack(1).pack(1);
+  CHECK(wire::count_failed(buffer.data(), buffer.size(), 7) == 4);
+  // Not `count` entries, truncated, trailing bytes, not an array: every item counts as failed.
+  CHECK(wire::count_failed(buffer.data(), buffer.size(), 6) == 6);
+  CHECK(wire::count_failed(buffer.data(), buffer.size() - 1, 7) == 7);
+  const std::string trailing = std::string(buffer.data(), buffer.size()) + '\x01';
+  CHECK(wire::count_failed(trailing.data(), trailing.size(), 7) == 7);
+  CHECK(wire::count_failed("\x05", 1, 2) == 2);
+  const std::string all = wire::all_failed(3, "cannot run");
+  CHECK(wire::count_failed(all.data(), all.size(), 3) == 3);
+  CHECK(wire::count_failed("\x92\x92\x00\xc0\x92\x00\x01", 7, 2) == 0);
+}

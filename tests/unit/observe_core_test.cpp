@@ -94,6 +94,59 @@ TEST_CASE(
   CHECK(broker::status_json(status).find("\"owner\":\"alice.key\"") != std::string::npos);
 }
 
+TEST_CASE("items a function failed (RESULT's items_failed) count per job, function and metrics") {
+  Harness h;
+  h.core.stats().record_tasks(true);
+  h.deliver("W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}, "0.1.0-7-gfeed"});
+  h.deliver("W2", wire::Ready{"W2", "host", 2, 1, {"m.f"}});  // an older worker: no version
+  h.submit("C1", 7, "m.f", 0, items(1, 2, 3), 3);
+  h.submit("C1", 7, "m.f", 3, items(4), 1);
+  const auto out = h.drain();
+  auto w1 = h.sent_to<wire::Task>(out, "W1");
+  auto w2 = h.sent_to<wire::Task>(out, "W2");
+  REQUIRE(w1.size() == 1);
+  REQUIRE(w2.size() == 1);
+  const std::string three = ok_results(3);  // the count is the worker's word, not re-read
+  h.deliver("W1", wire::Result{w1[0].task_id, 5, 2}, &three);
+  const std::string one = ok_results(1);
+  h.deliver("W2", wire::Result{w2[0].task_id, 5, 9}, &one);  // more than the task: at most 1
+  h.drain();
+  const std::string status = h.core.status_payload(h.now);
+  const auto handle = msgpack::unpack(status.data(), status.size());
+  const msgpack::object& s = handle.get();
+  const msgpack::object& f = at(at(s, "counters"), "m.f");
+  CHECK(at(f, "finished").as<int>() == 4);
+  CHECK(at(at(f, "failed"), "error").as<int>() == 3);
+  const msgpack::object& job = at(s, "jobs").via.array.ptr[0];
+  CHECK(at(job, "items_done").as<int>() == 4);
+  CHECK(at(job, "items_failed").as<int>() == 3);
+  const msgpack::object& recent = at(s, "recent");
+  REQUIRE(recent.via.array.size == 2);
+  CHECK_FALSE(recent.via.array.ptr[0].via.array.ptr[8].as<bool>());  // drawn red
+  const msgpack::object& workers = at(s, "workers");
+  REQUIRE(workers.via.array.size == 2);
+  for (std::uint32_t i = 0; i < 2; ++i) {
+    const msgpack::object& w = workers.via.array.ptr[i];
+    CHECK(at(w, "version").as<std::string>() ==
+          (at(w, "name").as<std::string>() == "W1" ? "0.1.0-7-gfeed" : ""));
+  }
+  const std::string metrics = broker::status_metrics(status);
+  CHECK(metrics.find("seppo_items_failed_total{function=\"m.f\",reason=\"error\"} 3\n") !=
+        std::string::npos);
+  CHECK(metrics.find("seppo_worker_versions{version=\"0.1.0-7-gfeed\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("seppo_worker_versions{version=\"unknown\"} 1\n") != std::string::npos);
+  CHECK(broker::status_json(status).find("\"version\":\"0.1.0-7-gfeed\"") != std::string::npos);
+}
+
+TEST_CASE("a READY whose version is longer than 256 bytes is refused") {
+  Harness h;
+  h.deliver("W1", wire::Ready{"W1", "host", 1, 1, {"m.f"}, std::string(257, 'v')});
+  const auto out = h.drain();
+  REQUIRE(out.size() == 1);
+  REQUIRE(std::holds_alternative<wire::Error>(out[0].message));
+  CHECK(std::get<wire::Error>(out[0].message).code == wire::Code::BadMessage);
+}
+
 TEST_CASE("the task stream is kept only when asked (seppo-broker --http)") {
   Harness h;
   h.ready("W1", {"m.f"});

@@ -31,6 +31,17 @@ TEST_CASE("every message type survives encoding and decoding") {
   CHECK(ready.capacity == 2);
   CHECK(round_trip(wire::Task{5, "m.a", 3}).count == 3);
   CHECK(round_trip(wire::Result{5, 77}).elapsed_us == 77);
+  CHECK(round_trip(wire::Result{5, 77}).items_failed == 0);
+  CHECK(round_trip(wire::Result{5, 77, 3}).items_failed == 3);
+  // Optional trailing fields (§4.1, §4.3): left out when empty or 0, so such a READY or RESULT is
+  // byte for byte what an older peer sends; decoded as empty or 0 when absent.
+  CHECK(wire::encode(wire::Result{17, 842}) == std::string("\x94\x01\x03\x11\xcd\x03\x4a", 7));
+  CHECK(wire::encode(wire::Result{17, 842, 1}) ==
+        std::string("\x95\x01\x03\x11\xcd\x03\x4a\x01", 8));
+  CHECK(round_trip(wire::Ready{"n", "h", 1, 1, {"m.f"}, "0.1.0-3-gabc"}).version == "0.1.0-3-gabc");
+  CHECK(round_trip(wire::Ready{"n", "h", 1, 1, {"m.f"}}).version.empty());
+  CHECK(wire::encode(wire::Ready{"n", "h", 1, 1, {"m.f"}, "v"}).size() ==
+        wire::encode(wire::Ready{"n", "h", 1, 1, {"m.f"}}).size() + 2);
   const auto submit = round_trip(wire::Submit{1ull << 40, "m.a", 1ull << 33, 9, 500});
   CHECK(submit.job_id == 1ull << 40);
   CHECK(submit.first == 1ull << 33);

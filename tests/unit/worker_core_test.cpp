@@ -216,10 +216,32 @@ TEST_CASE(
   CHECK(std::get<wire::Result>(failed.message).task_id == 2);
   CHECK(entries(*failed.payload) ==
         std::vector<std::pair<int, std::string>>{{1, "bad chunk"}, {1, "bad chunk"}});
+  // RESULT's items_failed (§4.3): none of task 1's entries, both of the rejected chunk's.
+  CHECK(std::get<wire::Result>(out[0].message).items_failed == 0);
+  CHECK(std::get<wire::Result>(failed.message).items_failed == 2);
   // A skipped task (dropped, W10/W15) sends nothing.
   h.core.on_finished(starts[2].sequence, Outcome::Skipped, 0, Bytes(), t0 + 3ms);
   CHECK(count_of<wire::Result>(h.take()) == 0);
   CHECK(h.core.held() == 0);
+}
+
+TEST_CASE("W5 RESULT's items_failed counts the error entries of a chunk that ran") {
+  SessionCoreOptions fixed;
+  fixed.prefetch = 4;
+  Harness h(fixed);
+  h.take();
+  h.task(1, t0, "m.square", 3);
+  const auto starts = h.starts();
+  // [[0, 1], [1, "boom"], [1, "bang"]]: two items the function failed.
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10,
+                     Bytes(std::string("\x93\x92\x00\x01\x92\x01\xa4"
+                                       "boom\x92\x01\xa4"
+                                       "bang",
+                                       18)),
+                     t0 + 1ms);
+  const auto out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 1);
+  CHECK(std::get<wire::Result>(out[0].message).items_failed == 2);
 }
 
 TEST_CASE("W6 adaptive capacity: CREDIT when tiny tasks double it, none with a fixed prefetch") {
