@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "common/crash_backoff.hpp"
 #include "common/exit_status.hpp"
 #include "common/log.hpp"
 #include "localcluster/module_path.hpp"
@@ -376,14 +377,8 @@ class Keeper {
       }
       log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
                    "; restarting it");
-      const auto now = Clock::now();
-      deaths_.push_back(now);
-      std::erase_if(deaths_, [&](auto t) { return now - t > std::chrono::seconds(10); });
       // A module that kills every worker at once must not make this loop fork without pause.
-      const std::size_t recent = deaths_.size();
-      const auto delay = std::chrono::milliseconds(
-          recent <= 3u * wanted_ ? 0 : std::min<long>(5000, 100L * static_cast<long>(recent)));
-      respawn_at_ = std::max(respawn_at_, now + delay);
+      respawn_at_ = std::max(respawn_at_, backoff_.died(Clock::now(), wanted_));
       if (child.python) {
         python_owed_ = true;
       } else {
@@ -459,7 +454,7 @@ class Keeper {
   unsigned wanted_ = 0;
   unsigned owed_ = 0;
   Clock::time_point respawn_at_{};
-  std::vector<Clock::time_point> deaths_;
+  CrashBackoff backoff_;  // common/crash_backoff.hpp, as seppo-worker's supervisor
 };
 
 // The fresh manager process: drop what it inherited from the program that it must not use.

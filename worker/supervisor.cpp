@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "common/crash_backoff.hpp"
 #include "common/exit_status.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
@@ -60,7 +61,7 @@ void exit_process(int status) {
 int supervise(const SupervisorOptions& options, const std::function<int()>& child) {
   SignalPipe signals({SIGINT, SIGTERM, SIGCHLD, SIGHUP});
   std::map<pid_t, Child> children;
-  std::vector<Clock::time_point> recent_deaths;
+  CrashBackoff backoff(options.restart_window);
   const pid_t parent = ::getpid();
   unsigned generation = 0;
   pid_t retiring = 0;  // the child being replaced after a SIGHUP, one at a time
@@ -185,15 +186,8 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
                         ? " without the worker deciding it (a function ended the process)"
                         : "") +
                    "; restarting it");
-      const auto now = Clock::now();
-      recent_deaths.push_back(now);
-      std::erase_if(recent_deaths, [&](auto t) { return now - t > options.restart_window; });
       // Crash loops back off: a module that dies on load must not fork thousands of times.
-      const auto delay = std::chrono::milliseconds(
-          recent_deaths.size() <= options.processes * 3u
-              ? 0
-              : std::min<long>(5000, 100L * static_cast<long>(recent_deaths.size())));
-      respawn_at = std::max(respawn_at, now + delay);
+      respawn_at = std::max(respawn_at, backoff.died(Clock::now(), options.processes));
       ++owed;
     }
     if (stopping && Clock::now() >= kill_at && !children.empty()) {
