@@ -24,6 +24,7 @@
 #include "localcluster/module_path.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
+#include "worker/supervisor.hpp"
 
 namespace seppo::local {
 namespace {
@@ -72,6 +73,7 @@ class Keeper {
     bool leaving = false;
     Clock::time_point kill_at{};
     bool python = false;  // a seppo-worker --python supervisor, not a fork of the program
+    int told = -1;        // the read end of the pipe a fork tells its own exit status on (issue 26)
   };
 
   struct PythonModule {
@@ -314,14 +316,30 @@ class Keeper {
   }
 
   bool spawn() {
-    const pid_t pid = ::fork();
-    if (pid < 0) {
+    int told[2];
+    if (!worker::open_status_pipe(told)) {
       log::error(std::string("cannot start a worker process: ") + std::strerror(errno));
       respawn_at_ = Clock::now() + std::chrono::seconds(1);
       return false;
     }
-    if (pid == 0) work();
-    children_[pid] = Child{generation_, false, {}, false};
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      log::error(std::string("cannot start a worker process: ") + std::strerror(errno));
+      ::close(told[0]);
+      ::close(told[1]);
+      respawn_at_ = Clock::now() + std::chrono::seconds(1);
+      return false;
+    }
+    if (pid == 0) {
+      for (const auto& [other, c] : children_) {
+        if (c.told >= 0) ::close(c.told);
+      }
+      ::close(told[0]);
+      worker::tell_status_on(told[1]);
+      work();
+    }
+    ::close(told[1]);
+    children_[pid] = Child{generation_, false, {}, false, told[0]};
     return true;
   }
 
@@ -370,8 +388,11 @@ class Keeper {
       if (it == children_.end()) continue;
       const Child child = it->second;
       children_.erase(it);
+      const int told = child.told >= 0 ? worker::told_status(child.told) : -1;
       if (child.leaving || child.generation != generation_) continue;
-      if (WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAbandoned) {
+      // Only the process's own decision, told on its pipe: a function's exit(75) is a crash.
+      if (told == worker::kExitAbandoned && WIFEXITED(status) &&
+          WEXITSTATUS(status) == worker::kExitAbandoned) {
         ++owed_;  // it abandoned a cancelled task: replaced at once, not a crash
         continue;
       }

@@ -41,7 +41,8 @@ void tell(int status) {
   }
 }
 
-// The status the child told before it exited, or -1 when it told none.
+}  // namespace
+
 int told_status(int fd) {
   unsigned char byte = 0;
   ssize_t n;
@@ -51,7 +52,13 @@ int told_status(int fd) {
   return n == 1 ? byte : -1;
 }
 
-}  // namespace
+bool open_status_pipe(int fds[2]) {
+  return ::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0;
+}
+
+void tell_status_on(int fd) {
+  told_fd = fd;
+}
 
 void exit_process(int status) {
   tell(status);
@@ -80,7 +87,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     sigemptyset(&blocked);
     for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP}) sigaddset(&blocked, s);
     int told[2];
-    if (::pipe2(told, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (!open_status_pipe(told)) {
       log::error(std::string("pipe failed: ") + std::strerror(errno));
       return false;
     }
@@ -96,7 +103,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     if (pid == 0) {
       for (const auto& [other, c] : children) ::close(c.told);
       ::close(told[0]);
-      told_fd = told[1];
+      tell_status_on(told[1]);
       // The child must not outlive its supervisor, even when the supervisor is SIGKILLed.
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(0);
