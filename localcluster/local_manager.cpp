@@ -18,11 +18,13 @@
 #include <set>
 #include <thread>
 
+#include "common/crash_backoff.hpp"
 #include "common/exit_status.hpp"
 #include "common/log.hpp"
 #include "localcluster/module_path.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
+#include "worker/supervisor.hpp"
 
 namespace seppo::local {
 namespace {
@@ -71,6 +73,7 @@ class Keeper {
     bool leaving = false;
     Clock::time_point kill_at{};
     bool python = false;  // a seppo-worker --python supervisor, not a fork of the program
+    int told = -1;        // the read end of the pipe a fork tells its own exit status on (issue 26)
   };
 
   struct PythonModule {
@@ -313,14 +316,30 @@ class Keeper {
   }
 
   bool spawn() {
-    const pid_t pid = ::fork();
-    if (pid < 0) {
+    int told[2];
+    if (!worker::open_status_pipe(told)) {
       log::error(std::string("cannot start a worker process: ") + std::strerror(errno));
       respawn_at_ = Clock::now() + std::chrono::seconds(1);
       return false;
     }
-    if (pid == 0) work();
-    children_[pid] = Child{generation_, false, {}, false};
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      log::error(std::string("cannot start a worker process: ") + std::strerror(errno));
+      ::close(told[0]);
+      ::close(told[1]);
+      respawn_at_ = Clock::now() + std::chrono::seconds(1);
+      return false;
+    }
+    if (pid == 0) {
+      for (const auto& [other, c] : children_) {
+        if (c.told >= 0) ::close(c.told);
+      }
+      ::close(told[0]);
+      worker::tell_status_on(told[1]);
+      work();
+    }
+    ::close(told[1]);
+    children_[pid] = Child{generation_, false, {}, false, told[0]};
     return true;
   }
 
@@ -369,21 +388,18 @@ class Keeper {
       if (it == children_.end()) continue;
       const Child child = it->second;
       children_.erase(it);
+      const int told = child.told >= 0 ? worker::told_status(child.told) : -1;
       if (child.leaving || child.generation != generation_) continue;
-      if (WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAbandoned) {
+      // Only the process's own decision, told on its pipe: a function's exit(75) is a crash.
+      if (told == worker::kExitAbandoned && WIFEXITED(status) &&
+          WEXITSTATUS(status) == worker::kExitAbandoned) {
         ++owed_;  // it abandoned a cancelled task: replaced at once, not a crash
         continue;
       }
       log::warning("worker process " + std::to_string(pid) + " " + describe_exit(status) +
                    "; restarting it");
-      const auto now = Clock::now();
-      deaths_.push_back(now);
-      std::erase_if(deaths_, [&](auto t) { return now - t > std::chrono::seconds(10); });
       // A module that kills every worker at once must not make this loop fork without pause.
-      const std::size_t recent = deaths_.size();
-      const auto delay = std::chrono::milliseconds(
-          recent <= 3u * wanted_ ? 0 : std::min<long>(5000, 100L * static_cast<long>(recent)));
-      respawn_at_ = std::max(respawn_at_, now + delay);
+      respawn_at_ = std::max(respawn_at_, backoff_.died(Clock::now(), wanted_));
       if (child.python) {
         python_owed_ = true;
       } else {
@@ -459,7 +475,7 @@ class Keeper {
   unsigned wanted_ = 0;
   unsigned owed_ = 0;
   Clock::time_point respawn_at_{};
-  std::vector<Clock::time_point> deaths_;
+  CrashBackoff backoff_;  // common/crash_backoff.hpp, as seppo-worker's supervisor
 };
 
 // The fresh manager process: drop what it inherited from the program that it must not use.

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "common/crash_backoff.hpp"
 #include "common/exit_status.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
@@ -40,7 +41,8 @@ void tell(int status) {
   }
 }
 
-// The status the child told before it exited, or -1 when it told none.
+}  // namespace
+
 int told_status(int fd) {
   unsigned char byte = 0;
   ssize_t n;
@@ -50,7 +52,13 @@ int told_status(int fd) {
   return n == 1 ? byte : -1;
 }
 
-}  // namespace
+bool open_status_pipe(int fds[2]) {
+  return ::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0;
+}
+
+void tell_status_on(int fd) {
+  told_fd = fd;
+}
 
 void exit_process(int status) {
   tell(status);
@@ -60,7 +68,7 @@ void exit_process(int status) {
 int supervise(const SupervisorOptions& options, const std::function<int()>& child) {
   SignalPipe signals({SIGINT, SIGTERM, SIGCHLD, SIGHUP});
   std::map<pid_t, Child> children;
-  std::vector<Clock::time_point> recent_deaths;
+  CrashBackoff backoff(options.restart_window);
   const pid_t parent = ::getpid();
   unsigned generation = 0;
   pid_t retiring = 0;  // the child being replaced after a SIGHUP, one at a time
@@ -79,7 +87,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     sigemptyset(&blocked);
     for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP}) sigaddset(&blocked, s);
     int told[2];
-    if (::pipe2(told, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (!open_status_pipe(told)) {
       log::error(std::string("pipe failed: ") + std::strerror(errno));
       return false;
     }
@@ -95,7 +103,7 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
     if (pid == 0) {
       for (const auto& [other, c] : children) ::close(c.told);
       ::close(told[0]);
-      told_fd = told[1];
+      tell_status_on(told[1]);
       // The child must not outlive its supervisor, even when the supervisor is SIGKILLed.
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(0);
@@ -185,15 +193,8 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
                         ? " without the worker deciding it (a function ended the process)"
                         : "") +
                    "; restarting it");
-      const auto now = Clock::now();
-      recent_deaths.push_back(now);
-      std::erase_if(recent_deaths, [&](auto t) { return now - t > options.restart_window; });
       // Crash loops back off: a module that dies on load must not fork thousands of times.
-      const auto delay = std::chrono::milliseconds(
-          recent_deaths.size() <= options.processes * 3u
-              ? 0
-              : std::min<long>(5000, 100L * static_cast<long>(recent_deaths.size())));
-      respawn_at = std::max(respawn_at, now + delay);
+      respawn_at = std::max(respawn_at, backoff.died(Clock::now(), options.processes));
       ++owed;
     }
     if (stopping && Clock::now() >= kill_at && !children.empty()) {

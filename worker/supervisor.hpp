@@ -41,4 +41,13 @@ int supervise(const SupervisorOptions& options, const std::function<int()>& chil
 // supervised child it only exits.
 [[noreturn]] void exit_process(int status);
 
+// The same channel for a keeper that forks worker processes itself (the local cluster's): a
+// pipe per child, made before the fork. In the child: tell_status_on(its write end), after
+// closing the read end; in the keeper: close the write end and, once the child was reaped,
+// told_status(the read end), which closes it. Returns -1 when the child told nothing (a
+// function ended the process, whatever status it chose).
+bool open_status_pipe(int fds[2]);
+void tell_status_on(int fd);
+int told_status(int fd);
+
 }  // namespace seppo::worker

@@ -256,6 +256,16 @@ TEST_CASE("killing the program leaves no worker process behind") {
   CHECK(eventually([&] { return !fs::exists(socket.parent_path()); }, 10s));
 }
 
+// Issue 26's status pipe, which the local cluster's keeper now reads too (issue 27): only the
+// worker process itself can say "I abandoned a task, replace me"; a function's exit(75) is a
+// crash, logged and counted towards the crash-loop backoff.
+TEST_CASE("a function's exit(75) in a local cluster is a crash, not the worker abandoning a task") {
+  const Completed r = run({SEPPO_TEST_LOCAL_PROGRAM, "exit", SEPPO_TEST_MODULE}, "", 120s);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("failed: ") == 0);
+  CHECK(r.err.find("exited with status 75; restarting it") != std::string::npos);
+}
+
 TEST_CASE("without SEPPO_BROKER the free map_parallel runs on a local cluster and says so once") {
   const Completed r = run({SEPPO_TEST_LOCAL_PROGRAM, "default"}, "", 60s,
                           {"SEPPO_MODULE_PATH=" + example_folder()});

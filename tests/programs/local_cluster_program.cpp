@@ -3,6 +3,8 @@
 //                                            endpoint and "pids MANAGER WORKER...", then
 //                                            waits to be killed
 //   local-cluster-program default            maps twice with the free seppo::map_parallel
+//   local-cluster-program exit MODULE_FILE   maps MODULE.exit_now over {75} on one worker and
+//                                            prints how the item ended (the manager logs)
 #include <unistd.h>
 
 #include <chrono>
@@ -37,6 +39,18 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  std::cerr << "usage: local-cluster-program hold MODULE_FILE | default\n";
+  if (argc == 3 && std::strcmp(argv[1], "exit") == 0) {
+    seppo::LocalClusterOptions options;
+    options.modules = {argv[2]};
+    seppo::LocalCluster cluster{1, options};
+    try {
+      cluster.map_parallel<std::int64_t>("test_module.exit_now", std::vector<int>{75});
+      std::cout << "returned\n";
+    } catch (const std::exception& e) {
+      std::cout << "failed: " << e.what() << "\n";
+    }
+    return 0;
+  }
+  std::cerr << "usage: local-cluster-program hold MODULE_FILE | default | exit MODULE_FILE\n";
   return 2;
 }

@@ -4,6 +4,7 @@
 
 #include "seppo/msgpack.hpp"
 
+#include "common/crash_backoff.hpp"
 #include "protocol/bytes_zmq.hpp"
 #include "worker/session_core.hpp"
 
@@ -806,4 +807,17 @@ TEST_CASE("Small Bytes are copied into their zmq::message_t, cheaper than sharin
   CHECK(frame.to_string_view() == "payload bytes");
   CHECK(frame.data<char>() != original.data());
   CHECK(original.owner().use_count() == 1);
+}
+
+// seppo-worker's supervisor and the local cluster's keeper restart crashed workers by this one
+// rule (common/crash_backoff.hpp).
+TEST_CASE("Crash-loop backoff: at once for three deaths per process in the window, then slower") {
+  seppo::CrashBackoff backoff(10s);
+  const auto now = seppo::CrashBackoff::Clock::time_point{} + 1h;
+  for (int i = 0; i < 6; ++i) CHECK(backoff.died(now, 2) == now);  // 2 processes: 6 at once
+  CHECK(backoff.died(now, 2) == now + 700ms);                      // the 7th: 100 ms each
+  for (int i = 0; i < 60; ++i) backoff.died(now, 2);
+  CHECK(backoff.died(now, 2) == now + 5s);  // at most 5 s
+  // Deaths older than the window are forgotten.
+  CHECK(backoff.died(now + 10s + 1ms, 2) == now + 10s + 1ms);
 }
