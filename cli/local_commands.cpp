@@ -35,6 +35,7 @@ struct Outcome {
   std::string error;     // could not run at all (a NUL in an argument, fork failed)
   bool skipped = false;  // --resume: done in an earlier run, not run again
   double start_epoch = 0, runtime_s = 0;
+  std::uint64_t sent = 0;  // --pipe: the block's bytes
   bool ok() const {
     return error.empty() && run.wait_status == 0 && !run.timed_out && !run.cancelled &&
            !run.out_over_limit;
@@ -121,7 +122,7 @@ int Halt::exit_status(std::uint64_t failed, std::uint64_t total, int trigger) co
 int run_local_command(JobSource& source, const std::string& name,
                       const std::string& command_template, const JobControl& control,
                       std::FILE* out) {
-  const worker::CommandTemplate tmpl(command_template);
+  const worker::CommandTemplate tmpl(command_template, !control.pipe);
   if (control.dry_run) {
     std::uint64_t failed = 0;
     while (const auto job = source.next()) {
@@ -195,6 +196,8 @@ int run_local_command(JobSource& source, const std::string& name,
       worker::ShellScript script;
       try {
         script = tmpl.script(outcome.job.args, outcome.job.seq, slot);
+        outcome.sent = outcome.job.stdin_data ? outcome.job.stdin_data->size() : 0;
+        script.stdin_data = std::move(outcome.job.stdin_data);  // --pipe: the block
         outcome.display = tmpl.expand(outcome.job.args, outcome.job.seq, slot, true);
       } catch (const std::exception& e) {
         outcome.error = e.what();
@@ -283,6 +286,7 @@ int run_local_command(JobSource& source, const std::string& name,
       line.seq = o.job.seq;
       line.start_epoch = o.start_epoch;
       line.runtime_s = o.runtime_s;
+      line.sent = o.sent;
       line.received = o.run.out.size();
       line.exitval = !o.error.empty() ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       line.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;

@@ -214,6 +214,28 @@ int main(int argc, char** argv) {
                        "with --local: run the commands at this niceness (as nice -n N)")
           ->check(CLI::Range(-20, 19))
           ->type_name("N");
+  bool pipe = false;
+  std::string block_text, recstart, recend;
+  map_cmd->add_flag("--pipe,--spreadstdin", pipe,
+                    "stdin in blocks (of about --block bytes, cut at record ends): each block is "
+                    "one command's stdin; -N N: N records a block");
+  CLI::Option* block_opt =
+      map_cmd
+          ->add_option("--block,--block-size,--blocksize", block_text,
+                       "with --pipe: the block size (default 1M; K M G T powers of 1024, k m g t "
+                       "of 1000)")
+          ->type_name("SIZE");
+  CLI::Option* recstart_opt =
+      map_cmd
+          ->add_option("--recstart", recstart,
+                       "with --pipe: a record starts with STR (\\n \\t \\0 escapes)")
+          ->type_name("STR");
+  CLI::Option* recend_opt =
+      map_cmd
+          ->add_option("--recend", recend,
+                       "with --pipe: a record ends with STR (default \\n; with --recstart "
+                       "alone, none)")
+          ->type_name("STR");
   std::size_t args_per_job = 0;
   map_cmd
       ->add_option("-N,-n,--max-replace-args,--max-args", args_per_job,
@@ -308,8 +330,9 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--interval", watch_interval, "seconds between redraws with --watch")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
-  status_cmd->add_option("--count", status_options.count,
-                         "with --watch, stop after this many redraws (default: until q)")
+  status_cmd
+      ->add_option("--count", status_options.count,
+                   "with --watch, stop after this many redraws (default: until q)")
       ->type_name("N");
   CLI::App* ping_cmd = app.add_subcommand(
       "ping", "check that the broker answers (exit status 0 if it does, 1 if not)");
@@ -371,6 +394,38 @@ int main(int argc, char** argv) {
         }
       }
       so.args_per_job = args_per_job;
+      if (!pipe && block_opt->count() + recstart_opt->count() + recend_opt->count() > 0) {
+        throw seppo::Error("--block, --recstart and --recend go with --pipe; see docs/parallel.md");
+      }
+      if (pipe) {
+        seppo::cli::PipeOptions blocks;
+        if (block_opt->count() > 0) blocks.block = seppo::cli::parse_block_size(block_text);
+        if (recstart_opt->count() + recend_opt->count() > 0) {
+          // parallel: with only one of them given, the other is empty.
+          blocks.recstart = seppo::cli::unescape_record_separator(recstart);
+          blocks.recend = seppo::cli::unescape_record_separator(recend);
+        }
+        so.pipe = blocks;
+        map.control.pipe = true;
+        // What --pipe is checked with; the rest is refused rather than guessed.
+        const char* with = !so.sources.empty()              ? "::: or :::: or -a sources"
+                           : !colsep.empty()                ? "--colsep"
+                           : null_separated                 ? "-0"
+                           : link                           ? "--link"
+                           : !header.empty()                ? "--header"
+                           : shuffle                        ? "--shuf"
+                           : map.tag                        ? "--tag"
+                           : !map.control.tagstring.empty() ? "--tagstring"
+                           : !map.control.results.empty()   ? "--results"
+                           : resume || resume_failed        ? "--resume"
+                           : !replace_string.empty()        ? "-I"
+                           : map.function.find('.') != std::string::npos ? "a module function"
+                                                                         : nullptr;
+        if (with != nullptr) {
+          throw seppo::Error(std::string("seppo map does not support --pipe with ") + with +
+                             ": each block is a command's stdin; see docs/parallel.md");
+        }
+      }
       map.control.timeout = seppo::cli::parse_duration(timeout_text);
       if (!halt_text.empty()) map.control.halt = seppo::cli::parse_halt(halt_text);
       map.control.dry_run = dry_run;

@@ -13,15 +13,13 @@ constexpr std::string_view kCluster =
 
 const std::vector<RefusedOption>& refused_parallel_options() {
   static const std::vector<RefusedOption> table = {
-      {"--pipe|--spreadstdin", "each item is one input (a line, ::: value or -0 record)"},
-      {"--pipe-part|--pipepart", "each item is one input (a line, ::: value or -0 record)"},
-      {"--block|--block-size|--blocksize", "--pipe is not supported"},
-      {"--block-timeout|--blocktimeout|--bt", "--pipe is not supported"},
-      {"--recstart|--recend|--regexp|--regex|--remove-rec-sep|--removerecsep|--rrs",
-       "--pipe is not supported"},
+      {"--pipe-part|--pipepart", "--pipe reads stdin; give the file on stdin (< FILE)"},
+      {"--block-timeout|--blocktimeout|--bt", "--pipe blocks end at a size or a record count"},
+      {"--regexp|--regex|--remove-rec-sep|--removerecsep|--rrs",
+       "--recstart and --recend are plain strings, kept in the blocks"},
       {"--round-robin|--roundrobin|--round|--tee|--shard|--bin|--group-by|--groupby|--cat|--fifo",
-       "--pipe is not supported"},
-      {"-L|--max-lines|--maxlines|-l", "--pipe is not supported"},
+       "each --pipe block is one command's stdin"},
+      {"-L|--max-lines|--maxlines|-l", "--pipe -N N counts records; use --recend"},
       {"-X|-m|--xargs|-s|--max-chars|--maxchars",
        "as many arguments as fit on a command line depend on the machine; use -N N"},
       {"-S|--sshlogin|--slf|--sshloginfile|--ssh|--controlmaster|-M|--ssh-delay|--sshdelay|"

@@ -91,7 +91,8 @@ mkdir -p state-broker state-parallel state-local
   --command flaky="sh $work/flaky.sh {}" --command halt="sh $work/halt.sh {}" \
   --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" \
   --command seqonly='echo {#}' --command err='echo out {}; echo err {} >&2' \
-  --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' &
+  --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' \
+  --command blk='echo "#{#}"; cat' --allow-stdin &
 pids+=($!)
 for _ in $(seq 1 100); do
   "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
@@ -331,5 +332,31 @@ both "--shuf: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
   "L --shuf --command e=echo e ::: a b c d ::: 1 2 | sort"
 both "--shuf through a broker: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
   "B --shuf e ::: a b c d ::: 1 2 | sort"
+# 31. --pipe: stdin in blocks, each one command's stdin ({#} the block's number, {} empty)
+seq 1 30 >lines
+printf '>a\nACGT\n>b\nGG\nTT\n>c\nA\n' >fasta
+printf 'a;b;c;d;e' >semi
+# IDIOM (options, then the command's name) : INPUT FILE
+for pair in "--block 20 wc:lines" "-N7 wc:lines" "--block 8 --recstart '>' blk:fasta" \
+  "-N1 --recstart '>' blk:fasta" "--recend ';' -N2 blk:semi" "--block 3 --recend '\\n' blk:lines" \
+  "--block 10 blk:fasta" "--dry-run e:semi" "e:semi"; do
+  idiom=${pair%:*} input=${pair##*:}
+  cmd=${idiom##* } opts=
+  [[ $idiom == *" "* ]] && opts=${idiom% *}
+  case $cmd in wc) t='wc -c' ;; blk) t='echo "#{#}"; cat' ;; e) t='echo {}' ;; esac
+  both "--pipe $idiom <$input" "par --pipe $opts '$t' <$input" \
+    "L --pipe $opts --command $cmd='$t' $cmd <$input"
+  both "--pipe $idiom <$input through a broker" "par --pipe $opts '$t' <$input" \
+    "B --pipe $opts $cmd <$input"
+done
+both "--pipe, no input: no job" "par --pipe wc -c </dev/null" "L --pipe --command wc='wc -c' wc </dev/null"
+both "--pipe --joblog" "par --pipe -N10 --joblog jp.par wc -c <lines" \
+  "L --pipe -N10 --joblog jp.seppo --command wc='wc -c' wc <lines"
+both "--pipe --joblog through a broker" "par --pipe -N10 --joblog jp.par wc -c <lines" \
+  "B --pipe -N10 --joblog jp.broker wc <lines"
+joblog_columns jp.par 1,5-9 >expected; joblog_columns jp.seppo 1,5-9 >actual
+same "--pipe --joblog: the log" expected actual
+joblog_columns jp.broker 1,5-9 >actual
+same "--pipe --joblog through a broker: the log" expected actual
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

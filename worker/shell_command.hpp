@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,10 @@ struct CommandLimits {
   // The shell that runs the script: seppo-worker --shell, or GNU parallel's choice for
   // `seppo map --local` (parallel_shell()). Run as SHELL -c SCRIPT SHELL PARAMETERS...
   std::string shell = "/bin/sh";
+  // seppo-worker --allow-stdin: a request item may carry a block for its command's stdin
+  // (`seppo map --pipe`, docs/protocol.md §5.2). Off by default: a command that reads stdin as
+  // code (`python3` with no file) would run the client's block.
+  bool allow_stdin = false;
 };
 
 // The shell GNU parallel would run commands with: $PARALLEL_SHELL, else the nearest ancestor
@@ -73,6 +78,8 @@ std::string dir_name(std::string_view path);           // {//}: as dirname(1), "
 struct ShellScript {
   std::string text;
   std::vector<std::string> parameters;
+  std::optional<std::string>
+      stdin_data;  // the command's stdin (seppo map --pipe); unset: /dev/null
 };
 
 // A command template split into literal text and replacement strings: {} {.} {/} {//} {/.},
@@ -103,7 +110,9 @@ class CommandTemplate {
     HeredocLiteral,  // the body of <<'END'
     Arithmetic,      // $(( ))
   };
-  explicit CommandTemplate(std::string text);
+  // `append_input` false: nothing is appended to a template without replacement strings (GNU
+  // parallel's --pipe, where the input is stdin).
+  explicit CommandTemplate(std::string text, bool append_input = true);
   const std::string& text() const { return text_; }
   // The command line with each value written in, quoted for its context: what `seppo map
   // --dry-run` prints (GNU parallel's form where parallel accepts the template), and a line
@@ -200,7 +209,7 @@ class ShellCommand {
   std::string run(const msgpack::object& input) const;
   std::string run_text(std::string_view input) const;
   std::string run_args(const std::vector<std::string>& args, std::uint64_t seq = 0,
-                       const std::string& cwd = {}) const;
+                       const std::string& cwd = {}, const std::string* stdin_data = nullptr) const;
   // One item as a result entry's value: `input` is a plain item (as run) or a request map
   // (docs/protocol.md §5.2), which may ask for the command line only (dry_run) or for a
   // wire::CommandRecord, packed even when the command fails. Throws std::runtime_error as run.
@@ -213,14 +222,18 @@ class ShellCommand {
   std::vector<std::string> arguments(const msgpack::object& input) const;
   void check_seq(std::uint64_t seq) const;
   // The command line as shown (dry runs, records), and the script that runs.
-  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq) const;
-  ShellScript script_for(const std::vector<std::string>& args, std::uint64_t seq) const;
+  // `stdin_data`: a piped item (seppo map --pipe), run by the template without an appended {}.
+  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq,
+                       bool piped = false) const;
+  ShellScript script_for(const std::vector<std::string>& args, std::uint64_t seq,
+                         const std::string* stdin_data = nullptr) const;
   // The limits for one item, in the client's folder `cwd` under --client-folders. Throws
   // std::runtime_error when `cwd` is not an absolute path.
   CommandLimits limits_for(const std::string& cwd) const;
 
   std::string name_;
   CommandTemplate template_;
+  CommandTemplate piped_template_;  // the same, nothing appended
   CommandLimits limits_;
 };
 

@@ -393,6 +393,29 @@ TEST_CASE("every refused parallel option is refused by name, pointing at docs/pa
         "parallel's are in docs/parallel.md)\n");
 }
 
+TEST_CASE("--pipe is refused by name with what it cannot go with, and its options without it") {
+  const std::vector<std::vector<std::string>> refused = {
+      {"--pipe", "e", ":::", "a"},         {"--pipe", "--colsep", ",", "e"},
+      {"--pipe", "-0", "e"},               {"--pipe", "--tag", "e"},
+      {"--pipe", "--results", "r", "e"},   {"--pipe", "--shuf", "e"},
+      {"--block", "1k", "e"},              {"--recend", ";", "e"},
+      {"--pipe", "--block", "-1", "e"},    {"--pipe", "--block", "1x", "e"},
+  };
+  for (const std::vector<std::string>& options : refused) {
+    std::vector<std::string> argv = {Paths::cli(), "map", "--local", "--command", "e=cat"};
+    argv.insert(argv.end(), options.begin(), options.end());
+    const Completed r = run(argv, "a\n");
+    CAPTURE(options);
+    CHECK(r.status == 255);
+    CHECK(r.out.empty());
+    CHECK(lines(r.err) == 1);
+  }
+  const Completed function =
+      run({Paths::cli(), "map", "--local", "1", "--pipe", "example_module.square"}, "1\n");
+  CHECK(function.status == 255);
+  CHECK(function.err.find("--pipe with a module function") != std::string::npos);
+}
+
 TEST_CASE("no template or input aborts seppo map --local: hostile ones are refused or run") {
   // Quotes of every kind, {= =}, unbalanced braces, newlines: each either runs or is refused
   // with one line (status 255), never an uncaught exception (SIGABRT, 134).

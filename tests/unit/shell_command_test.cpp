@@ -589,6 +589,28 @@ TEST_CASE("a request's folder is where the command runs only when the worker all
         std::string::npos);
 }
 
+TEST_CASE("a request's stdin block is its command's stdin, only when the worker allows it") {
+  // seppo map --pipe: nothing appended to the template ({} is an empty word), the block on stdin.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  const std::string block("a\0b\nc\n", 6);
+  seppo::wire::pack_command_request(p, {""}, 7, false, false, {}, &block);
+  const std::string chunk(buffer.data(), buffer.size());
+  CommandLimits allowed;
+  allowed.allow_stdin = true;
+  int status = -1;
+  msgpack::object_handle h =
+      only_entry(call(ShellCommand("t", "echo {#}; wc -c", allowed), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "7\n6");
+  // By default a worker refuses it: a command reading stdin as code would run the client's.
+  h = only_entry(call(ShellCommand("t", "wc -c"), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).error.find("seppo-worker --allow-stdin") !=
+        std::string::npos);
+  CHECK(CommandTemplate("wc -c", false).expand(std::vector<std::string>{""}) == "wc -c");
+  CHECK(CommandTemplate("echo {}", false).expand(std::vector<std::string>{""}) == "echo ''");
+}
+
 TEST_CASE("a dry-run request answers the command line and runs nothing") {
   const ShellCommand t("t", "touch {}; echo {#}");
   int status = -1;
