@@ -122,12 +122,18 @@ int Halt::exit_status(std::uint64_t failed, std::uint64_t total, int trigger) co
 int run_local_command(JobSource& source, const std::string& name,
                       const std::string& command_template, const JobControl& control,
                       std::FILE* out) {
-  const worker::CommandTemplate tmpl(command_template, !control.pipe);
+  const worker::CommandTemplate plain(command_template, !control.pipe);
+  // -X: each job's own template, its words with {} repeated once per argument.
+  const auto template_for = [&](const Job& job) {
+    return control.context_replace ? worker::CommandTemplate(worker::context_replaced(
+                                         command_template, job.args.size()))
+                                   : plain;
+  };
   if (control.dry_run) {
     std::uint64_t failed = 0;
     while (const auto job = source.next()) {
       try {
-        const std::string line = tmpl.expand(job->args, job->seq, 1, true);
+        const std::string line = template_for(*job).expand(job->args, job->seq, 1, true);
         std::fprintf(out, "%s\n", line.c_str());
       } catch (const std::exception& e) {  // an input no command line can carry (a NUL)
         ++failed;
@@ -195,6 +201,7 @@ int run_local_command(JobSource& source, const std::string& name,
       }
       worker::ShellScript script;
       try {
+        const worker::CommandTemplate tmpl = template_for(outcome.job);
         script = tmpl.script(outcome.job.args, outcome.job.seq, slot);
         outcome.sent = outcome.job.stdin_data ? outcome.job.stdin_data->size() : 0;
         script.stdin_data = std::move(outcome.job.stdin_data);  // --pipe: the block

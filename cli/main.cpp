@@ -236,6 +236,13 @@ int main(int argc, char** argv) {
                        "with --pipe: a record ends with STR (default \\n; with --recstart "
                        "alone, none)")
           ->type_name("STR");
+  bool fill_words = false, fill_context = false;
+  map_cmd->add_flag("-m", fill_words,
+                    "as many inputs a command as fit (at most 1024, 64 KiB), {} all of them; the "
+                    "last ones spread over -j commands");
+  map_cmd->add_flag("-X", fill_context,
+                    "as -m, and each word holding {} is repeated once per input (pic{}.jpg: "
+                    "pic1.jpg pic2.jpg)");
   std::size_t args_per_job = 0;
   map_cmd
       ->add_option("-N,-n,--max-replace-args,--max-args", args_per_job,
@@ -394,6 +401,40 @@ int main(int argc, char** argv) {
         }
       }
       so.args_per_job = args_per_job;
+      if (fill_words || fill_context) {
+        const char* name = fill_context ? "-X" : "-m";
+        const char* with = fill_words && fill_context                    ? "-m and -X together"
+                           : args_per_job > 0                            ? "-N"
+                           : pipe                                        ? "--pipe"
+                           : so.sources.size() > 1                       ? "several sources"
+                           : !colsep.empty()                             ? "--colsep"
+                           : link                                        ? "--link"
+                           : !header.empty()                             ? "--header"
+                           : shuffle                                     ? "--shuf"
+                           : map.tag                                     ? "--tag"
+                           : !map.control.tagstring.empty()              ? "--tagstring"
+                           : !map.control.results.empty()                ? "--results"
+                           : resume || resume_failed                     ? "--resume"
+                           : !replace_string.empty()                     ? "-I"
+                           : !halt_text.empty()                          ? "--halt"
+                           : map.function.find('.') != std::string::npos ? "a module function"
+                                                                         : nullptr;
+        if (with != nullptr) {
+          throw seppo::Error(std::string("seppo map does not support ") + name + " with " + with +
+                             "; see docs/parallel.md");
+        }
+        for (const std::string& option : local_commands) {
+          const auto equals = option.find('=');
+          if (option.substr(0, equals) != map.function) continue;
+          if (std::regex_search(option.substr(equals + 1), std::regex("\\{-?[0-9]+[./]*\\}"))) {
+            throw seppo::Error(std::string("seppo map does not support ") + name +
+                               " with positional replacement strings ({1}); see "
+                               "docs/parallel.md");
+          }
+        }
+        so.fill = true;
+        map.control.context_replace = fill_context;
+      }
       if (!pipe && block_opt->count() + recstart_opt->count() + recend_opt->count() > 0) {
         throw seppo::Error("--block, --recstart and --recend go with --pipe; see docs/parallel.md");
       }
@@ -432,6 +473,7 @@ int main(int argc, char** argv) {
       const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
       jobs = jobs_text.empty() ? 0 : seppo::cli::parse_jobs(jobs_text, cores);
       map.control.jobs = jobs > 0 ? jobs : local_workers > 0 ? local_workers : cores;
+      so.spread = map.control.jobs;  // -m, -X: the last inputs over this many jobs
       // --local with module functions: -j is the number of worker processes.
       if (local_opt->count() > 0 && local_workers == 0 && jobs > 0) local_workers = jobs;
       for (const std::string& option : local_commands) {

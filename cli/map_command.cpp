@@ -62,8 +62,9 @@ bool plain_lines(const MapOptions& o, bool named_commands_too = false) {
   }
   if (!o.sources) return true;
   const SourcesOptions& s = *o.sources;
-  return s.separator == '\n' && !s.pipe && !s.colsep && !s.shuffle && s.args_per_job <= 1 &&
-         s.sources.size() <= 1 && (s.sources.empty() || s.sources[0].kind == Source::Kind::File);
+  return s.separator == '\n' && !s.pipe && !s.fill && !s.colsep && !s.shuffle &&
+         s.args_per_job <= 1 && s.sources.size() <= 1 &&
+         (s.sources.empty() || s.sources[0].kind == Source::Kind::File);
 }
 
 void pack_arg(Client::Packer& packer, const std::string& arg, InputFormat format) {
@@ -238,7 +239,8 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           }
           if (command) {
             wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run, cwd,
-                                       p.job.stdin_data ? &*p.job.stdin_data : nullptr);
+                                       p.job.stdin_data ? &*p.job.stdin_data : nullptr,
+                                       options.control.context_replace);
           } else if (p.job.args.size() == 1) {
             pack_arg(packer, p.job.args[0], options.input_format);
           } else {

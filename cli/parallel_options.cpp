@@ -20,8 +20,8 @@ const std::vector<RefusedOption>& refused_parallel_options() {
       {"--round-robin|--roundrobin|--round|--tee|--shard|--bin|--group-by|--groupby|--cat|--fifo",
        "each --pipe block is one command's stdin"},
       {"-L|--max-lines|--maxlines|-l", "--pipe -N N counts records; use --recend"},
-      {"-X|-m|--xargs|-s|--max-chars|--maxchars",
-       "as many arguments as fit on a command line depend on the machine; use -N N"},
+      {"--xargs|-s|--max-chars|--maxchars",
+       "-m and -X fill a command line up to seppo's own limit; use -N N for a fixed number"},
       {"-S|--sshlogin|--slf|--sshloginfile|--ssh|--controlmaster|-M|--ssh-delay|--sshdelay|"
        "--filter-hosts|--filterhosts|--onall|--nonall|--basefile|--bf|--transferfile|--tf|"
        "--transfer-file|--transfer|--return|--trc|--cleanup|--workdir|--wd|--work-dir|"

@@ -96,7 +96,7 @@ std::string unescape_record_separator(const std::string& text) {
 }
 
 JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
-  if (options_.shuffle) options_.read_whole = true;
+  if (options_.shuffle || options_.fill) options_.read_whole = true;
   if (options_.sources.empty()) options_.sources.push_back(Source{Source::Kind::File, {}, "-"});
   if (options_.pipe) {
     // One stream, read with read(2) in blocks (the caller allows no other source).
@@ -157,6 +157,7 @@ JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
   const std::uint64_t per_job = std::max<std::size_t>(1, options_.args_per_job);
   inputs_total_ = total;
   total_ = (total + per_job - 1) / per_job;
+  if (options_.fill) total_.reset();  // known only as jobs are made
   odometer_.assign(groups_.size(), 0);
 }
 
@@ -285,7 +286,44 @@ std::optional<Job> JobSource::next() {
   return job;
 }
 
+std::optional<Job> JobSource::next_filled() {
+  Job job;
+  std::size_t bytes = 0;
+  while (job.args.size() < (fill_cap_ > 0 ? fill_cap_ : kFillArgs)) {
+    std::string arg;
+    if (!returned_.empty()) {
+      arg = std::move(returned_.front());
+      returned_.pop_front();
+    } else if (auto input = next_input()) {
+      arg = std::move(input->args[0]);  // one column: -m and -X go with one source, no --colsep
+    } else {
+      break;
+    }
+    if (!job.args.empty() && bytes + arg.size() + 1 > kFillBytes) {
+      returned_.push_front(std::move(arg));
+      break;
+    }
+    bytes += arg.size() + 1;
+    job.args.push_back(std::move(arg));
+  }
+  if (job.args.empty()) return std::nullopt;
+  // parallel: the first job that takes the last input spreads its inputs over the job slots,
+  // and no later job takes more than that.
+  const bool rest = returned_.empty() && emitted_ >= inputs_total_;
+  if (rest && fill_cap_ == 0 && job.args.size() > 1) {
+    const std::size_t slots = std::max(1u, options_.spread);
+    fill_cap_ = (job.args.size() + slots - 1) / slots;
+    while (job.args.size() > fill_cap_) {
+      returned_.push_front(std::move(job.args.back()));
+      job.args.pop_back();
+    }
+  }
+  job.seq = ++jobs_;
+  return job;
+}
+
 std::optional<Job> JobSource::next_in_order() {
+  if (options_.fill) return next_filled();
   if (options_.pipe) return next_block();
   const std::size_t per_job = std::max<std::size_t>(1, options_.args_per_job);
   std::optional<Job> job = next_input();

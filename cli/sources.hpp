@@ -40,7 +40,15 @@ struct SourcesOptions {
   bool shuffle = false;     // --shuf: every job first, in a random order, numbered in that order
   bool read_whole = false;  // read a single stream whole first, so total() is known (--halt 30%)
   std::optional<PipeOptions> pipe;  // --pipe: blocks of the single stream, not its lines
+  // -m, -X: as many inputs a job as fit (kFillArgs, kFillBytes); once the rest fits in one
+  // job, it is spread over `spread` jobs (-j), as GNU parallel does.
+  bool fill = false;
+  unsigned spread = 1;
 };
+
+// -m, -X: at most this many arguments, of at most this many bytes (each plus a space), a job.
+inline constexpr std::size_t kFillArgs = 1024;
+inline constexpr std::size_t kFillBytes = 64 << 10;
 
 // One job: its 1-based number ({#}) and its arguments ({1} {2}...; {} is all of them).
 struct Job {
@@ -77,9 +85,12 @@ class JobSource {
   int regular_file_fd() const { return regular_fd_; }
 
  private:
-  std::optional<Job> next_block();  // --pipe
-  void read_block();                // --pipe: adds up to the next multiple of the block size
-  void cut_blocks();                // --pipe: moves whole blocks from pipe_buffer_ to blocks_
+  std::optional<Job> next_filled();   // -m, -X
+  std::deque<std::string> returned_;  // -m, -X: inputs given back by the spreading job
+  std::size_t fill_cap_ = 0;          // -m, -X: the spread's arguments a job, 0 before it
+  std::optional<Job> next_block();    // --pipe
+  void read_block();                  // --pipe: adds up to the next multiple of the block size
+  void cut_blocks();                  // --pipe: moves whole blocks from pipe_buffer_ to blocks_
   std::string pipe_buffer_;
   std::deque<std::string> blocks_;
   std::size_t block_size_ = 0;

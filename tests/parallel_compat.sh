@@ -92,7 +92,8 @@ mkdir -p state-broker state-parallel state-local
   --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" \
   --command seqonly='echo {#}' --command err='echo out {}; echo err {} >&2' \
   --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' \
-  --command blk='echo "#{#}"; cat' --allow-stdin &
+  --command blk='echo "#{#}"; cat' --allow-stdin \
+  --command pic='echo pic{}.jpg' --command xyz='echo x{}y{}z {#}' &
 pids+=($!)
 for _ in $(seq 1 100); do
   "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
@@ -358,5 +359,21 @@ joblog_columns jp.par 1,5-9 >expected; joblog_columns jp.seppo 1,5-9 >actual
 same "--pipe --joblog: the log" expected actual
 joblog_columns jp.broker 1,5-9 >actual
 same "--pipe --joblog through a broker: the log" expected actual
+# 32. -X and -m: as many arguments as fit, the last ones spread over the -j job slots; -X
+# repeats each word holding {} once per argument
+for f in X m; do
+  for j in 1 3; do
+    both "-$f -j$j" "par -j$j -$f echo pic{}.jpg ::: 1 2 3 4 5 6 7" \
+      "L -j$j -$f --command pic='echo pic{}.jpg' pic ::: 1 2 3 4 5 6 7"
+    both "-$f -j$j through a broker" "par -j$j -$f echo pic{}.jpg ::: 1 2 3 4 5 6 7" \
+      "B -j$j -$f pic ::: 1 2 3 4 5 6 7"
+  done
+  both "-$f, lines on stdin, -j as the cores" "seq 1 5 | par -$f echo" "seq 1 5 | L -$f --command e=echo e"
+  both "-$f, lines on stdin, through a broker" "seq 1 5 | par -$f echo" "seq 1 5 | B -$f e"
+  both "-$f --dry-run" "par -j2 -$f --dry-run 'echo x{}y{}z {#}' ::: 1 'a b' 3" \
+    "L -j2 -$f --dry-run --command xyz='echo x{}y{}z {#}' xyz ::: 1 'a b' 3"
+  both "-$f --dry-run through a broker" "par -j2 -$f --dry-run 'echo x{}y{}z {#}' ::: 1 'a b' 3" \
+    "B -j2 -$f --dry-run xyz ::: 1 'a b' 3"
+done
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

@@ -606,6 +606,44 @@ std::string CommandTemplate::expand(std::string_view input) const {
   return expand(std::vector<std::string>{std::string(input)});
 }
 
+std::string context_replaced(const std::string& text, std::size_t args) {
+  std::string t = text;
+  const std::vector<std::string> probe = {"x"};
+  if (CommandTemplate(t).expand(probe) != CommandTemplate(t, false).expand(probe)) t += " {}";
+  static constexpr std::array<std::string_view, 5> tokens = {"{}", "{.}", "{/}", "{//}", "{/.}"};
+  const auto token_at = [](std::string_view word, std::size_t at) -> std::size_t {
+    for (const std::string_view token : tokens) {
+      if (word.substr(at).starts_with(token)) return token.size();
+    }
+    return 0;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < t.size();) {
+    if (t[i] == ' ' || t[i] == '\t') {
+      out += t[i++];
+      continue;
+    }
+    const std::size_t end = std::min(t.find_first_of(" \t", i), t.size());
+    const std::string_view word(t.data() + i, end - i);
+    bool replaced = false;
+    for (std::size_t at = 0; at < word.size() && !replaced; ++at) replaced = token_at(word, at) > 0;
+    for (std::size_t k = 1; k <= (replaced ? args : 1); ++k) {
+      if (k > 1) out += ' ';
+      for (std::size_t at = 0; at < word.size();) {
+        const std::size_t n = replaced ? token_at(word, at) : 0;
+        if (n == 0) {
+          out += word[at++];
+          continue;
+        }
+        out += '{' + std::to_string(k) + std::string(word.substr(at + 1, n - 1));
+        at += n;
+      }
+    }
+    i = end;
+  }
+  return out;
+}
+
 std::string display_quote(std::string_view value) {
   const bool plain = !value.empty() && value.find_first_not_of(
                                            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -1097,6 +1135,17 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   }
   const std::vector<std::string> args = arguments(*request->args);
   const std::uint64_t seq = request->seq.value_or(0);
+  if (request->context_replace && !context_replaced_) {  // seppo map -X: this item's template
+    std::optional<ShellCommand> replaced;
+    try {
+      replaced.emplace(name_, context_replaced(template_.text(), args.size()), limits_);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("command " + name_ + ": " + e.what());
+    }
+    replaced->context_replaced_ = true;
+    replaced->run_item(packer, input);
+    return;
+  }
   const std::string* stdin_data = request->stdin_data ? &*request->stdin_data : nullptr;
   if (request->dry_run) {
     packer.pack(line_for(args, seq, stdin_data != nullptr));

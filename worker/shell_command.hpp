@@ -165,6 +165,12 @@ class CommandTemplate {
   std::vector<Piece> pieces_;
 };
 
+// GNU parallel's -X (context replace) for an item of `args` arguments: each blank-separated word
+// of `text` holding {} {.} {/} {//} {/.} is repeated once per argument, the k-th copy's with {k}
+// {k.}...; a template without replacement strings gets " {}" first, as CommandTemplate appends
+// it. Throws std::invalid_argument as CommandTemplate does.
+std::string context_replaced(const std::string& text, std::size_t args);
+
 // One word for a command line shown to a person: bare when the shell would read it unchanged.
 std::string display_quote(std::string_view value);
 
@@ -235,6 +241,7 @@ class ShellCommand {
   CommandTemplate template_;
   CommandTemplate piped_template_;  // the same, nothing appended
   CommandLimits limits_;
+  bool context_replaced_ = false;  // made for one item's "context_replace" request
 };
 
 // This process's job slot, {%}: SEPPO_WORKER_SLOT as seppo-worker's supervisor sets it for each

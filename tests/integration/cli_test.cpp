@@ -393,13 +393,22 @@ TEST_CASE("every refused parallel option is refused by name, pointing at docs/pa
         "parallel's are in docs/parallel.md)\n");
 }
 
-TEST_CASE("--pipe is refused by name with what it cannot go with, and its options without it") {
+TEST_CASE("--pipe, -X and -m are refused by name with what they cannot go with") {
   const std::vector<std::vector<std::string>> refused = {
-      {"--pipe", "e", ":::", "a"},         {"--pipe", "--colsep", ",", "e"},
-      {"--pipe", "-0", "e"},               {"--pipe", "--tag", "e"},
-      {"--pipe", "--results", "r", "e"},   {"--pipe", "--shuf", "e"},
-      {"--block", "1k", "e"},              {"--recend", ";", "e"},
-      {"--pipe", "--block", "-1", "e"},    {"--pipe", "--block", "1x", "e"},
+      {"--pipe", "e", ":::", "a"},
+      {"--pipe", "--colsep", ",", "e"},
+      {"--pipe", "-0", "e"},
+      {"--pipe", "--tag", "e"},
+      {"--pipe", "--results", "r", "e"},
+      {"--pipe", "--shuf", "e"},
+      {"--block", "1k", "e"},
+      {"--recend", ";", "e"},
+      {"--pipe", "--block", "-1", "e"},
+      {"--pipe", "--block", "1x", "e"},
+      {"-X", "-N2", "e"},
+      {"-m", "--colsep", ",", "e"},
+      {"-X", "-m", "e"},
+      {"-m", "e", ":::", "a", ":::", "b"},
   };
   for (const std::vector<std::string>& options : refused) {
     std::vector<std::string> argv = {Paths::cli(), "map", "--local", "--command", "e=cat"};

@@ -611,6 +611,23 @@ TEST_CASE("a request's stdin block is its command's stdin, only when the worker 
   CHECK(CommandTemplate("echo {}", false).expand(std::vector<std::string>{""}) == "echo ''");
 }
 
+TEST_CASE("context replace (-X) repeats each word holding {} once per argument") {
+  CHECK(seppo::worker::context_replaced("echo pic{}.jpg", 2) == "echo pic{1}.jpg pic{2}.jpg");
+  CHECK(seppo::worker::context_replaced("echo x{}y{.}z {#}", 2) ==
+        "echo x{1}y{1.}z x{2}y{2.}z {#}");
+  CHECK(seppo::worker::context_replaced("echo", 3) == "echo {1} {2} {3}");  // {} appended first
+  CHECK(seppo::worker::context_replaced("echo {/} {//}", 1) == "echo {1/} {1//}");
+  // Through a broker: a request item asking for it.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  seppo::wire::pack_command_request(p, {"a", "b c"}, 1, false, false, {}, nullptr, true);
+  int status = -1;
+  const msgpack::object_handle h = only_entry(
+      call(ShellCommand("t", "echo x{}y"), std::string(buffer.data(), buffer.size()), &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "xay xb cy");
+}
+
 TEST_CASE("a dry-run request answers the command line and runs nothing") {
   const ShellCommand t("t", "touch {}; echo {#}");
   int status = -1;
