@@ -211,10 +211,17 @@ int run_local_command(JobSource& source, const std::string& name,
       }
       if (control.delay.count() > 0) {
         std::lock_guard paced(pace);
-        std::this_thread::sleep_until(next_start);
+        // In short steps: Ctrl-C and --halt now (cancel) do not wait for the delay.
+        while (!cancel.load() && Clock::now() < next_start) {
+          std::this_thread::sleep_for(
+              std::min<Clock::duration>(next_start - Clock::now(), std::chrono::milliseconds(20)));
+        }
         next_start = Clock::now() + control.delay;
+        if (cancel.load()) outcome.run.cancelled = true;  // never started
       }
-      for (unsigned attempt = 0; outcome.error.empty() && attempt <= control.retries; ++attempt) {
+      for (unsigned attempt = 0;
+           outcome.error.empty() && !outcome.run.cancelled && attempt <= control.retries;
+           ++attempt) {
         outcome.start_epoch =
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                 .count();

@@ -236,6 +236,12 @@ int main(int argc, char** argv) {
                        "with --pipe: a record ends with STR (default \\n; with --recstart "
                        "alone, none)")
           ->type_name("STR");
+  std::vector<std::string> env_names;
+  map_cmd
+      ->add_option("--env", env_names,
+                   "with --local: accepted for parallel (the commands run in this environment, "
+                   "NAME included); refused through a broker")
+      ->type_name("NAME");
   bool fill_words = false, fill_context = false;
   map_cmd->add_flag("-m", fill_words,
                     "as many inputs a command as fit (at most 1024, 64 KiB), {} all of them; the "
@@ -509,6 +515,7 @@ int main(int argc, char** argv) {
                                : !replace_string.empty() ? "-I"
                                : !delay_text.empty()     ? "--delay"
                                : nice_opt->count() > 0   ? "--nice"
+                               : !env_names.empty()      ? "--env"
                                                          : nullptr;
       if (local_only != nullptr && local_commands.empty()) {
         throw seppo::Error(std::string("seppo map does not support ") + local_only +

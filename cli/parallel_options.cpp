@@ -27,7 +27,7 @@ const std::vector<RefusedOption>& refused_parallel_options() {
        "--transfer-file|--transfer|--return|--trc|--cleanup|--workdir|--wd|--work-dir|"
        "--rsync-opts|--hgrp|--hostgroups|--template|--tmpl",
        kCluster},
-      {"--env|--recordenv|--record-env", "a worker's commands run in the worker's environment"},
+      {"--recordenv|--record-env", "a worker's commands run in the worker's environment"},
       {"-q|--quote", "a --command template is one string: quote inside it"},
       {"--retry-failed|--retryfailed",
        "the commands are not read back from the job log: use --resume-failed with the same "

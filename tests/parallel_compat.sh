@@ -375,5 +375,8 @@ for f in X m; do
   both "-$f --dry-run through a broker" "par -j2 -$f --dry-run 'echo x{}y{}z {#}' ::: 1 'a b' 3" \
     "B -j2 -$f --dry-run xyz ::: 1 'a b' 3"
 done
+# 33. --env NAME with --local: the commands have the variable (they run in this environment)
+both "--env" "FOO='x y' par --env FOO 'echo \"\$FOO\" {}' ::: a" \
+  "FOO='x y' L --env FOO --command e='echo \"\$FOO\" {}' e ::: a"
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

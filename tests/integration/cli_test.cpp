@@ -589,6 +589,18 @@ TEST_CASE("SIGTERM to seppo map --local kills its commands and dies of the signa
   CHECK(eventually([&] { return !alive(command); }, 2s));
 }
 
+TEST_CASE("Ctrl-C to seppo map --local --delay does not wait for the delay") {
+  // Issue 23: the second job waited out its 60 s --delay before the signal took effect.
+  TempDir dir;
+  const auto pid_file = dir.path() / "pid";
+  Process map({Paths::cli(), "map", "--local", "-j", "2", "--delay", "60s", "--command",
+               "s=echo $$ > {}; exec sleep 60", "s", ":::", pid_file.string(), "second"},
+              dir.path() / "map.log");
+  REQUIRE(eventually([&] { return pid_in(pid_file) > 0; }, 20s));
+  map.kill(SIGINT);
+  CHECK(map.wait(5s) == 128 + SIGINT);
+}
+
 TEST_CASE("-j through a broker runs at most N items of the job at once") {
   Cluster cluster;
   const auto folder = cluster.dir().path();
