@@ -407,24 +407,29 @@ int main(int argc, char** argv) {
         }
       }
       so.args_per_job = args_per_job;
+      // --pipe, -X and -m are checked with these of parallel's options: the rest are refused
+      // rather than guessed. The first one given, or null.
+      const auto untested = [&]() -> const char* {
+        return !colsep.empty()                               ? "--colsep"
+               : link                                        ? "--link"
+               : !header.empty()                             ? "--header"
+               : shuffle                                     ? "--shuf"
+               : map.tag                                     ? "--tag"
+               : !map.control.tagstring.empty()              ? "--tagstring"
+               : !map.control.results.empty()                ? "--results"
+               : resume || resume_failed                     ? "--resume"
+               : !replace_string.empty()                     ? "-I"
+               : map.function.find('.') != std::string::npos ? "a module function"
+                                                             : nullptr;
+      };
       if (fill_words || fill_context) {
         const char* name = fill_context ? "-X" : "-m";
-        const char* with = fill_words && fill_context                    ? "-m and -X together"
-                           : args_per_job > 0                            ? "-N"
-                           : pipe                                        ? "--pipe"
-                           : so.sources.size() > 1                       ? "several sources"
-                           : !colsep.empty()                             ? "--colsep"
-                           : link                                        ? "--link"
-                           : !header.empty()                             ? "--header"
-                           : shuffle                                     ? "--shuf"
-                           : map.tag                                     ? "--tag"
-                           : !map.control.tagstring.empty()              ? "--tagstring"
-                           : !map.control.results.empty()                ? "--results"
-                           : resume || resume_failed                     ? "--resume"
-                           : !replace_string.empty()                     ? "-I"
-                           : !halt_text.empty()                          ? "--halt"
-                           : map.function.find('.') != std::string::npos ? "a module function"
-                                                                         : nullptr;
+        const char* with = fill_words && fill_context ? "-m and -X together"
+                           : args_per_job > 0         ? "-N"
+                           : pipe                     ? "--pipe"
+                           : so.sources.size() > 1    ? "several sources"
+                           : !halt_text.empty()       ? "--halt"
+                                                      : untested();
         if (with != nullptr) {
           throw seppo::Error(std::string("seppo map does not support ") + name + " with " + with +
                              "; see docs/parallel.md");
@@ -454,20 +459,9 @@ int main(int argc, char** argv) {
         }
         so.pipe = blocks;
         map.control.pipe = true;
-        // What --pipe is checked with; the rest is refused rather than guessed.
-        const char* with = !so.sources.empty()              ? "::: or :::: or -a sources"
-                           : !colsep.empty()                ? "--colsep"
-                           : null_separated                 ? "-0"
-                           : link                           ? "--link"
-                           : !header.empty()                ? "--header"
-                           : shuffle                        ? "--shuf"
-                           : map.tag                        ? "--tag"
-                           : !map.control.tagstring.empty() ? "--tagstring"
-                           : !map.control.results.empty()   ? "--results"
-                           : resume || resume_failed        ? "--resume"
-                           : !replace_string.empty()        ? "-I"
-                           : map.function.find('.') != std::string::npos ? "a module function"
-                                                                         : nullptr;
+        const char* with = !so.sources.empty() ? "::: or :::: or -a sources"
+                           : null_separated    ? "-0"
+                                               : untested();
         if (with != nullptr) {
           throw seppo::Error(std::string("seppo map does not support --pipe with ") + with +
                              ": each block is a command's stdin; see docs/parallel.md");
