@@ -66,9 +66,10 @@ JobLog::~JobLog() {
 
 void JobLog::write(const JobLogLine& l) {
   if (file_ == nullptr) return;
-  std::fprintf(file_, "%llu\t%s\t%.3f\t%10.3f\t0\t%llu\t%d\t%d\t%s\n",
+  std::fprintf(file_, "%llu\t%s\t%.3f\t%10.3f\t%llu\t%llu\t%d\t%d\t%s\n",
                static_cast<unsigned long long>(l.seq), l.host.c_str(), l.start_epoch, l.runtime_s,
-               static_cast<unsigned long long>(l.received), l.exitval, l.signal, l.command.c_str());
+               static_cast<unsigned long long>(l.sent), static_cast<unsigned long long>(l.received),
+               l.exitval, l.signal, l.command.c_str());
   std::fflush(file_);
 }
 
@@ -177,7 +178,7 @@ void Results::write(const JobLogLine& l, const std::vector<std::string>& args,
                                   l.host,
                                   start,
                                   runtime,
-                                  "0",
+                                  std::to_string(l.sent),
                                   std::to_string(l.received),
                                   std::to_string(l.exitval),
                                   std::to_string(l.signal),

@@ -16,6 +16,7 @@ struct JobLogLine {
   std::string host = ":";  // parallel's name for this machine
   double start_epoch = 0;  // seconds since the Unix epoch
   double runtime_s = 0;
+  std::uint64_t sent = 0;      // bytes given on stdin (--pipe)
   std::uint64_t received = 0;  // bytes of stdout
   int exitval = 0;             // -1 when killed by a signal, 255 when it could not run
   int signal = 0;

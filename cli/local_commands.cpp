@@ -35,6 +35,7 @@ struct Outcome {
   std::string error;     // could not run at all (a NUL in an argument, fork failed)
   bool skipped = false;  // --resume: done in an earlier run, not run again
   double start_epoch = 0, runtime_s = 0;
+  std::uint64_t sent = 0;  // --pipe: the block's bytes
   bool ok() const {
     return error.empty() && run.wait_status == 0 && !run.timed_out && !run.cancelled &&
            !run.out_over_limit;
@@ -121,12 +122,18 @@ int Halt::exit_status(std::uint64_t failed, std::uint64_t total, int trigger) co
 int run_local_command(JobSource& source, const std::string& name,
                       const std::string& command_template, const JobControl& control,
                       std::FILE* out) {
-  const worker::CommandTemplate tmpl(command_template);
+  const worker::CommandTemplate plain(command_template, !control.pipe);
+  // -X: each job's own template, its words with {} repeated once per argument.
+  const auto template_for = [&](const Job& job) {
+    return control.context_replace ? worker::CommandTemplate(worker::context_replaced(
+                                         command_template, job.args.size()))
+                                   : plain;
+  };
   if (control.dry_run) {
     std::uint64_t failed = 0;
     while (const auto job = source.next()) {
       try {
-        const std::string line = tmpl.expand(job->args, job->seq, 1, true);
+        const std::string line = template_for(*job).expand(job->args, job->seq, 1, true);
         std::fprintf(out, "%s\n", line.c_str());
       } catch (const std::exception& e) {  // an input no command line can carry (a NUL)
         ++failed;
@@ -194,17 +201,27 @@ int run_local_command(JobSource& source, const std::string& name,
       }
       worker::ShellScript script;
       try {
+        const worker::CommandTemplate tmpl = template_for(outcome.job);
         script = tmpl.script(outcome.job.args, outcome.job.seq, slot);
+        outcome.sent = outcome.job.stdin_data ? outcome.job.stdin_data->size() : 0;
+        script.stdin_data = std::move(outcome.job.stdin_data);  // --pipe: the block
         outcome.display = tmpl.expand(outcome.job.args, outcome.job.seq, slot, true);
       } catch (const std::exception& e) {
         outcome.error = e.what();
       }
       if (control.delay.count() > 0) {
         std::lock_guard paced(pace);
-        std::this_thread::sleep_until(next_start);
+        // In short steps: Ctrl-C and --halt now (cancel) do not wait for the delay.
+        while (!cancel.load() && Clock::now() < next_start) {
+          std::this_thread::sleep_for(
+              std::min<Clock::duration>(next_start - Clock::now(), std::chrono::milliseconds(20)));
+        }
         next_start = Clock::now() + control.delay;
+        if (cancel.load()) outcome.run.cancelled = true;  // never started
       }
-      for (unsigned attempt = 0; outcome.error.empty() && attempt <= control.retries; ++attempt) {
+      for (unsigned attempt = 0;
+           outcome.error.empty() && !outcome.run.cancelled && attempt <= control.retries;
+           ++attempt) {
         outcome.start_epoch =
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
@@ -283,6 +300,7 @@ int run_local_command(JobSource& source, const std::string& name,
       line.seq = o.job.seq;
       line.start_epoch = o.start_epoch;
       line.runtime_s = o.runtime_s;
+      line.sent = o.sent;
       line.received = o.run.out.size();
       line.exitval = !o.error.empty() ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       line.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;

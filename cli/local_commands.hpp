@@ -49,6 +49,8 @@ struct JobControl {
   std::string tagstring;  // --tagstring: the tag instead of the arguments (implies --tag)
   bool ordered = true;
   bool progress = false;
+  bool context_replace = false;  // -X: each word with {} once per argument
+  bool pipe = false;  // --pipe: each job's block is its stdin; nothing appended to the template
 };
 
 // Exit status as parallel's: the number of failed jobs, 101 for more than 100.

@@ -214,6 +214,41 @@ int main(int argc, char** argv) {
                        "with --local: run the commands at this niceness (as nice -n N)")
           ->check(CLI::Range(-20, 19))
           ->type_name("N");
+  bool pipe = false;
+  std::string block_text, recstart, recend;
+  map_cmd->add_flag("--pipe,--spreadstdin", pipe,
+                    "stdin in blocks (of about --block bytes, cut at record ends): each block is "
+                    "one command's stdin; -N N: N records a block");
+  CLI::Option* block_opt =
+      map_cmd
+          ->add_option("--block,--block-size,--blocksize", block_text,
+                       "with --pipe: the block size (default 1M; K M G T powers of 1024, k m g t "
+                       "of 1000)")
+          ->type_name("SIZE");
+  CLI::Option* recstart_opt =
+      map_cmd
+          ->add_option("--recstart", recstart,
+                       "with --pipe: a record starts with STR (\\n \\t \\0 escapes)")
+          ->type_name("STR");
+  CLI::Option* recend_opt =
+      map_cmd
+          ->add_option("--recend", recend,
+                       "with --pipe: a record ends with STR (default \\n; with --recstart "
+                       "alone, none)")
+          ->type_name("STR");
+  std::vector<std::string> env_names;
+  map_cmd
+      ->add_option("--env", env_names,
+                   "with --local: accepted for parallel (the commands run in this environment, "
+                   "NAME included); refused through a broker")
+      ->type_name("NAME");
+  bool fill_words = false, fill_context = false;
+  map_cmd->add_flag("-m", fill_words,
+                    "as many inputs a command as fit (at most 1024, 64 KiB), {} all of them; the "
+                    "last ones spread over -j commands");
+  map_cmd->add_flag("-X", fill_context,
+                    "as -m, and each word holding {} is repeated once per input (pic{}.jpg: "
+                    "pic1.jpg pic2.jpg)");
   std::size_t args_per_job = 0;
   map_cmd
       ->add_option("-N,-n,--max-replace-args,--max-args", args_per_job,
@@ -308,8 +343,9 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--interval", watch_interval, "seconds between redraws with --watch")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
-  status_cmd->add_option("--count", status_options.count,
-                         "with --watch, stop after this many redraws (default: until q)")
+  status_cmd
+      ->add_option("--count", status_options.count,
+                   "with --watch, stop after this many redraws (default: until q)")
       ->type_name("N");
   CLI::App* ping_cmd = app.add_subcommand(
       "ping", "check that the broker answers (exit status 0 if it does, 1 if not)");
@@ -371,12 +407,73 @@ int main(int argc, char** argv) {
         }
       }
       so.args_per_job = args_per_job;
+      // --pipe, -X and -m are checked with these of parallel's options: the rest are refused
+      // rather than guessed. The first one given, or null.
+      const auto untested = [&]() -> const char* {
+        return !colsep.empty()                               ? "--colsep"
+               : link                                        ? "--link"
+               : !header.empty()                             ? "--header"
+               : shuffle                                     ? "--shuf"
+               : map.tag                                     ? "--tag"
+               : !map.control.tagstring.empty()              ? "--tagstring"
+               : !map.control.results.empty()                ? "--results"
+               : resume || resume_failed                     ? "--resume"
+               : !replace_string.empty()                     ? "-I"
+               : map.function.find('.') != std::string::npos ? "a module function"
+                                                             : nullptr;
+      };
+      if (fill_words || fill_context) {
+        const char* name = fill_context ? "-X" : "-m";
+        const char* with = fill_words && fill_context ? "-m and -X together"
+                           : args_per_job > 0         ? "-N"
+                           : pipe                     ? "--pipe"
+                           : so.sources.size() > 1    ? "several sources"
+                           : !halt_text.empty()       ? "--halt"
+                                                      : untested();
+        if (with != nullptr) {
+          throw seppo::Error(std::string("seppo map does not support ") + name + " with " + with +
+                             "; see docs/parallel.md");
+        }
+        for (const std::string& option : local_commands) {
+          const auto equals = option.find('=');
+          if (option.substr(0, equals) != map.function) continue;
+          if (std::regex_search(option.substr(equals + 1), std::regex("\\{-?[0-9]+[./]*\\}"))) {
+            throw seppo::Error(std::string("seppo map does not support ") + name +
+                               " with positional replacement strings ({1}); see "
+                               "docs/parallel.md");
+          }
+        }
+        so.fill = true;
+        map.control.context_replace = fill_context;
+      }
+      if (!pipe && block_opt->count() + recstart_opt->count() + recend_opt->count() > 0) {
+        throw seppo::Error("--block, --recstart and --recend go with --pipe; see docs/parallel.md");
+      }
+      if (pipe) {
+        seppo::cli::PipeOptions blocks;
+        if (block_opt->count() > 0) blocks.block = seppo::cli::parse_block_size(block_text);
+        if (recstart_opt->count() + recend_opt->count() > 0) {
+          // parallel: with only one of them given, the other is empty.
+          blocks.recstart = seppo::cli::unescape_record_separator(recstart);
+          blocks.recend = seppo::cli::unescape_record_separator(recend);
+        }
+        so.pipe = blocks;
+        map.control.pipe = true;
+        const char* with = !so.sources.empty() ? "::: or :::: or -a sources"
+                           : null_separated    ? "-0"
+                                               : untested();
+        if (with != nullptr) {
+          throw seppo::Error(std::string("seppo map does not support --pipe with ") + with +
+                             ": each block is a command's stdin; see docs/parallel.md");
+        }
+      }
       map.control.timeout = seppo::cli::parse_duration(timeout_text);
       if (!halt_text.empty()) map.control.halt = seppo::cli::parse_halt(halt_text);
       map.control.dry_run = dry_run;
       const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
       jobs = jobs_text.empty() ? 0 : seppo::cli::parse_jobs(jobs_text, cores);
       map.control.jobs = jobs > 0 ? jobs : local_workers > 0 ? local_workers : cores;
+      so.spread = map.control.jobs;  // -m, -X: the last inputs over this many jobs
       // --local with module functions: -j is the number of worker processes.
       if (local_opt->count() > 0 && local_workers == 0 && jobs > 0) local_workers = jobs;
       for (const std::string& option : local_commands) {
@@ -412,6 +509,7 @@ int main(int argc, char** argv) {
                                : !replace_string.empty() ? "-I"
                                : !delay_text.empty()     ? "--delay"
                                : nice_opt->count() > 0   ? "--nice"
+                               : !env_names.empty()      ? "--env"
                                                          : nullptr;
       if (local_only != nullptr && local_commands.empty()) {
         throw seppo::Error(std::string("seppo map does not support ") + local_only +

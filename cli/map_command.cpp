@@ -62,7 +62,8 @@ bool plain_lines(const MapOptions& o, bool named_commands_too = false) {
   }
   if (!o.sources) return true;
   const SourcesOptions& s = *o.sources;
-  return s.separator == '\n' && !s.colsep && !s.shuffle && s.args_per_job <= 1 && s.sources.size() <= 1 &&
+  return s.separator == '\n' && !s.pipe && !s.fill && !s.colsep && !s.shuffle &&
+         s.args_per_job <= 1 && s.sources.size() <= 1 &&
          (s.sources.empty() || s.sources[0].kind == Source::Kind::File);
 }
 
@@ -237,7 +238,9 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
             p = std::move(retry_now[retry_at++]);
           }
           if (command) {
-            wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run, cwd);
+            wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run, cwd,
+                                       p.job.stdin_data ? &*p.job.stdin_data : nullptr,
+                                       options.control.context_replace);
           } else if (p.job.args.size() == 1) {
             pack_arg(packer, p.job.args[0], options.input_format);
           } else {
@@ -296,6 +299,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           if (command) {
             JobLogLine line;
             line.seq = p.job.seq;
+            line.sent = p.job.stdin_data ? p.job.stdin_data->size() : 0;
             line.host = record ? record->host : host_of(*item.worker);
             if (record) {
               line.start_epoch = static_cast<double>(record->start_us) / 1e6;

@@ -13,23 +13,21 @@ constexpr std::string_view kCluster =
 
 const std::vector<RefusedOption>& refused_parallel_options() {
   static const std::vector<RefusedOption> table = {
-      {"--pipe|--spreadstdin", "each item is one input (a line, ::: value or -0 record)"},
-      {"--pipe-part|--pipepart", "each item is one input (a line, ::: value or -0 record)"},
-      {"--block|--block-size|--blocksize", "--pipe is not supported"},
-      {"--block-timeout|--blocktimeout|--bt", "--pipe is not supported"},
-      {"--recstart|--recend|--regexp|--regex|--remove-rec-sep|--removerecsep|--rrs",
-       "--pipe is not supported"},
+      {"--pipe-part|--pipepart", "--pipe reads stdin; give the file on stdin (< FILE)"},
+      {"--block-timeout|--blocktimeout|--bt", "--pipe blocks end at a size or a record count"},
+      {"--regexp|--regex|--remove-rec-sep|--removerecsep|--rrs",
+       "--recstart and --recend are plain strings, kept in the blocks"},
       {"--round-robin|--roundrobin|--round|--tee|--shard|--bin|--group-by|--groupby|--cat|--fifo",
-       "--pipe is not supported"},
-      {"-L|--max-lines|--maxlines|-l", "--pipe is not supported"},
-      {"-X|-m|--xargs|-s|--max-chars|--maxchars",
-       "as many arguments as fit on a command line depend on the machine; use -N N"},
+       "each --pipe block is one command's stdin"},
+      {"-L|--max-lines|--maxlines|-l", "--pipe -N N counts records; use --recend"},
+      {"--xargs|-s|--max-chars|--maxchars",
+       "-m and -X fill a command line up to seppo's own limit; use -N N for a fixed number"},
       {"-S|--sshlogin|--slf|--sshloginfile|--ssh|--controlmaster|-M|--ssh-delay|--sshdelay|"
        "--filter-hosts|--filterhosts|--onall|--nonall|--basefile|--bf|--transferfile|--tf|"
        "--transfer-file|--transfer|--return|--trc|--cleanup|--workdir|--wd|--work-dir|"
        "--rsync-opts|--hgrp|--hostgroups|--template|--tmpl",
        kCluster},
-      {"--env|--recordenv|--record-env", "a worker's commands run in the worker's environment"},
+      {"--recordenv|--record-env", "a worker's commands run in the worker's environment"},
       {"-q|--quote", "a --command template is one string: quote inside it"},
       {"--retry-failed|--retryfailed",
        "the commands are not read back from the job log: use --resume-failed with the same "

@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <random>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <random>
 
 #include <seppo/error.hpp>
 
@@ -45,9 +48,65 @@ std::vector<char*> split_sources(int argc, char** argv, std::vector<Source>& sou
   return head;
 }
 
+std::size_t parse_block_size(const std::string& text) {
+  const auto fail = [&text]() -> std::size_t {
+    throw Error("--block " + text +
+                ": expected a size in bytes, with K M G T P (powers of 1024) or k m g t p "
+                "(powers of 1000): 1M, 512k, 65536");
+  };
+  std::size_t digits = 0;
+  while (digits < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[digits])) != 0 || text[digits] == '.')) {
+    ++digits;
+  }
+  if (digits == 0 || digits > 15 || std::count(text.begin(), text.begin() + digits, '.') > 1) {
+    return fail();
+  }
+  double size = std::stod(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) {
+    unit = std::string(1, static_cast<char>(std::toupper(static_cast<unsigned char>(unit[0]))));
+  }
+  if (unit.size() > 1) return fail();
+  if (!unit.empty()) {
+    const std::string binary = "KMGTP", decimal = "kmgtp";
+    const auto b = binary.find(unit[0]), d = decimal.find(unit[0]);
+    if (b == std::string::npos && d == std::string::npos) return fail();
+    const double base = b != std::string::npos ? 1024.0 : 1000.0;
+    for (std::size_t k = 0; k <= (b != std::string::npos ? b : d); ++k) size *= base;
+  }
+  // parallel: at most 2G-1 (it warns and uses that).
+  size = std::min(size, 2147483647.0);
+  if (size < 1) return fail();
+  return static_cast<std::size_t>(size);
+}
+
+std::string unescape_record_separator(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const std::string_view escapes = "0rnt'\"\\";
+    if (text[i] == '\\' && i + 1 < text.size() && escapes.find(text[i + 1]) != std::string::npos) {
+      const char c = text[++i];
+      out += c == '0' ? '\0' : c == 'r' ? '\r' : c == 'n' ? '\n' : c == 't' ? '\t' : c;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
-  if (options_.shuffle) options_.read_whole = true;
+  if (options_.shuffle || options_.fill) options_.read_whole = true;
   if (options_.sources.empty()) options_.sources.push_back(Source{Source::Kind::File, {}, "-"});
+  if (options_.pipe) {
+    // One stream, read with read(2) in blocks (the caller allows no other source).
+    const std::string& path = options_.sources[0].path;
+    pipe_fd_ =
+        path.empty() || path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (pipe_fd_ < 0) throw Error(path + ": " + std::strerror(errno));
+    block_size_ = options_.pipe->block;
+    return;
+  }
   const auto open = [this](const std::string& path, bool keep_fd) -> std::istream* {
     OpenedInput opened = open_input(path, keep_fd);
     if (opened.regular_fd >= 0) regular_fd_ = opened.regular_fd;
@@ -98,6 +157,7 @@ JobSource::JobSource(SourcesOptions options) : options_(std::move(options)) {
   const std::uint64_t per_job = std::max<std::size_t>(1, options_.args_per_job);
   inputs_total_ = total;
   total_ = (total + per_job - 1) / per_job;
+  if (options_.fill) total_.reset();  // known only as jobs are made
   odometer_.assign(groups_.size(), 0);
 }
 
@@ -118,6 +178,82 @@ std::string with_column_numbers(std::string text, const std::vector<std::string>
 
 JobSource::~JobSource() {
   if (regular_fd_ > STDIN_FILENO) ::close(regular_fd_);
+  if (pipe_fd_ > STDIN_FILENO) ::close(pipe_fd_);
+}
+
+// As parallel's spreadstdin: read up to the next multiple of the block size (or the end), cut
+// what holds whole records, and when nothing could be cut make the block 30% larger.
+void JobSource::read_block() {
+  std::size_t want = block_size_ - pipe_buffer_.size() % block_size_;
+  ssize_t got = 0;
+  do {
+    const std::size_t at = pipe_buffer_.size();
+    pipe_buffer_.resize(at + want);
+    got = ::read(pipe_fd_, pipe_buffer_.data() + at, want);
+    pipe_buffer_.resize(at + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
+    if (got < 0 && errno == EINTR) {
+      got = 1;  // read again
+      continue;
+    }
+    if (got < 0) throw Error(std::string("cannot read the input: ") + std::strerror(errno));
+    want -= static_cast<std::size_t>(got);
+  } while (want > 0 && got > 0);
+  pipe_eof_ = got == 0;
+}
+
+void JobSource::cut_blocks() {
+  const PipeOptions& pipe = *options_.pipe;
+  const std::string boundary = pipe.recend + pipe.recstart;
+  const auto cut = [this](std::size_t end) {
+    blocks_.push_back(pipe_buffer_.substr(0, end));
+    pipe_buffer_.erase(0, end);
+  };
+  if (options_.args_per_job > 0) {
+    // -N: N records a block. parallel's nindex: each search starts one past the previous match
+    // (the first at 1), so a boundary at the very start is not a record's end.
+    while (!pipe_buffer_.empty()) {
+      std::size_t at = 0;
+      for (std::size_t k = 0; k < options_.args_per_job && at != std::string::npos; ++k) {
+        at = pipe_buffer_.find(boundary, at + 1);
+      }
+      if (at == std::string::npos) return;
+      cut(at + pipe.recend.size());
+    }
+    return;
+  }
+  if (pipe_eof_) return;  // the rest goes whole
+  const auto at = pipe_buffer_.rfind(boundary);
+  if (at != std::string::npos && at + pipe.recend.size() > 0) cut(at + pipe.recend.size());
+}
+
+std::optional<Job> JobSource::next_block() {
+  while (blocks_.empty() && !pipe_done_) {
+    if (pipe_eof_) {
+      pipe_done_ = true;
+      if (!pipe_buffer_.empty()) blocks_.push_back(std::move(pipe_buffer_));
+      pipe_buffer_.clear();
+      break;
+    }
+    read_block();
+    const std::size_t before = blocks_.size();
+    cut_blocks();
+    if (!pipe_eof_ && blocks_.size() == before && block_size_ < 2147483647) {
+      const std::size_t old = block_size_;
+      block_size_ = static_cast<std::size_t>(
+          std::min(std::ceil(static_cast<double>(old) * 1.3 + 1), 2147483647.0));
+      std::fprintf(stderr,
+                   "seppo: Warning: A record was longer than %zu. Increasing to --blocksize "
+                   "%zu.\n",
+                   old, block_size_);
+    }
+  }
+  if (blocks_.empty()) return std::nullopt;
+  Job job;
+  job.args = {std::string()};  // parallel: {} is an empty word
+  job.stdin_data = std::move(blocks_.front());
+  blocks_.pop_front();
+  job.seq = ++jobs_;
+  return job;
 }
 
 bool JobSource::read_one(std::istream& in, std::string& value) const {
@@ -150,7 +286,45 @@ std::optional<Job> JobSource::next() {
   return job;
 }
 
+std::optional<Job> JobSource::next_filled() {
+  Job job;
+  std::size_t bytes = 0;
+  while (job.args.size() < (fill_cap_ > 0 ? fill_cap_ : kFillArgs)) {
+    std::string arg;
+    if (!returned_.empty()) {
+      arg = std::move(returned_.front());
+      returned_.pop_front();
+    } else if (auto input = next_input()) {
+      arg = std::move(input->args[0]);  // one column: -m and -X go with one source, no --colsep
+    } else {
+      break;
+    }
+    if (!job.args.empty() && bytes + arg.size() + 1 > kFillBytes) {
+      returned_.push_front(std::move(arg));
+      break;
+    }
+    bytes += arg.size() + 1;
+    job.args.push_back(std::move(arg));
+  }
+  if (job.args.empty()) return std::nullopt;
+  // parallel: the first job that takes the last input spreads its inputs over the job slots,
+  // and no later job takes more than that.
+  const bool rest = returned_.empty() && emitted_ >= inputs_total_;
+  if (rest && fill_cap_ == 0 && job.args.size() > 1) {
+    const std::size_t slots = std::max(1u, options_.spread);
+    fill_cap_ = (job.args.size() + slots - 1) / slots;
+    while (job.args.size() > fill_cap_) {
+      returned_.push_front(std::move(job.args.back()));
+      job.args.pop_back();
+    }
+  }
+  job.seq = ++jobs_;
+  return job;
+}
+
 std::optional<Job> JobSource::next_in_order() {
+  if (options_.fill) return next_filled();
+  if (options_.pipe) return next_block();
   const std::size_t per_job = std::max<std::size_t>(1, options_.args_per_job);
   std::optional<Job> job = next_input();
   if (!job) return std::nullopt;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <istream>
 #include <memory>
 #include <optional>
@@ -20,22 +21,47 @@ struct Source {
   bool linked = false;  // `:::+`, `::::+`: the i-th value goes with the previous source's i-th
 };
 
+// GNU parallel's --pipe: stdin cut into blocks of about `block` bytes at record boundaries (a
+// `recend` followed by a `recstart`), or of `args_per_job` records each (-N); each block is one
+// job's stdin.
+struct PipeOptions {
+  std::size_t block = std::size_t{1} << 20;  // --block, parallel's default 1M
+  std::string recstart;                      // --recstart
+  std::string recend = "\n";                 // --recend (empty when only --recstart is given)
+};
+
 struct SourcesOptions {
   std::vector<Source> sources;  // none: stdin
   bool link = false;            // --link: the i-th of each source together, shorter ones wrap
   char separator = '\n';        // -0: '\0'
   std::optional<std::regex> colsep;
   std::size_t args_per_job = 0;  // -N: that many inputs per job (0 or 1: one)
-  bool header = false;
-  bool shuffle = false;  // --shuf: every job first, in a random order, numbered in that order           // --header : : each source's first value names its columns
+  bool header = false;           // --header : : each source's first value names its columns
+  bool shuffle = false;     // --shuf: every job first, in a random order, numbered in that order
   bool read_whole = false;  // read a single stream whole first, so total() is known (--halt 30%)
+  std::optional<PipeOptions> pipe;  // --pipe: blocks of the single stream, not its lines
+  // -m, -X: as many inputs a job as fit (kFillArgs, kFillBytes); once the rest fits in one
+  // job, it is spread over `spread` jobs (-j), as GNU parallel does.
+  bool fill = false;
+  unsigned spread = 1;
 };
+
+// -m, -X: at most this many arguments, of at most this many bytes (each plus a space), a job.
+inline constexpr std::size_t kFillArgs = 1024;
+inline constexpr std::size_t kFillBytes = 64 << 10;
 
 // One job: its 1-based number ({#}) and its arguments ({1} {2}...; {} is all of them).
 struct Job {
   std::uint64_t seq = 0;
   std::vector<std::string> args;
+  std::optional<std::string> stdin_data;  // --pipe: the block, the command's stdin
 };
+
+// --block SIZE as parallel reads it: a number with an optional unit, K M G T P (powers of 1024,
+// also Ki Mi... in either case) or k m g t p (powers of 1000). Throws seppo::Error.
+std::size_t parse_block_size(const std::string& text);
+// --recstart/--recend: parallel's escapes \0 \r \n \t \' \" \\ are bytes.
+std::string unescape_record_separator(const std::string& text);
 
 // Splits `argv` at the first `:::`/`::::`/`:::+`/`::::+`: what comes before is for the option
 // parser, what comes after becomes sources (appended to `sources`, in order).
@@ -59,7 +85,18 @@ class JobSource {
   int regular_file_fd() const { return regular_fd_; }
 
  private:
-  std::optional<Job> next_input();    // one input's job, before -N groups them
+  std::optional<Job> next_filled();   // -m, -X
+  std::deque<std::string> returned_;  // -m, -X: inputs given back by the spreading job
+  std::size_t fill_cap_ = 0;          // -m, -X: the spread's arguments a job, 0 before it
+  std::optional<Job> next_block();    // --pipe
+  void read_block();                  // --pipe: adds up to the next multiple of the block size
+  void cut_blocks();                  // --pipe: moves whole blocks from pipe_buffer_ to blocks_
+  std::string pipe_buffer_;
+  std::deque<std::string> blocks_;
+  std::size_t block_size_ = 0;
+  int pipe_fd_ = -1;
+  bool pipe_eof_ = false, pipe_done_ = false;
+  std::optional<Job> next_input();     // one input's job, before -N groups them
   std::optional<Job> next_in_order();  // the next job before --shuf
   std::vector<Job> shuffled_;          // --shuf: the jobs left, last first
   bool shuffled_filled_ = false;

@@ -29,8 +29,10 @@ std::optional<std::int64_t> integer_of(const msgpack::object& value) {
 
 void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
                           const std::vector<std::string>& args, std::uint64_t seq, bool record,
-                          bool dry_run, const std::string& cwd) {
-  packer.pack_map(2 + (record ? 1 : 0) + (dry_run ? 1 : 0) + (cwd.empty() ? 0 : 1));
+                          bool dry_run, const std::string& cwd, const std::string* stdin_data,
+                          bool context_replace) {
+  packer.pack_map(2 + (record ? 1 : 0) + (dry_run ? 1 : 0) + (cwd.empty() ? 0 : 1) +
+                  (stdin_data != nullptr ? 1 : 0) + (context_replace ? 1 : 0));
   packer.pack("args");
   packer.pack_array(static_cast<std::uint32_t>(args.size()));
   for (const std::string& arg : args) packer.pack(arg);
@@ -38,6 +40,12 @@ void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
   if (record) packer.pack("record").pack(true);
   if (dry_run) packer.pack("dry_run").pack(true);
   if (!cwd.empty()) packer.pack("cwd").pack(cwd);
+  if (context_replace) packer.pack("context_replace").pack(true);
+  if (stdin_data != nullptr) {
+    packer.pack("stdin");
+    packer.pack_bin(static_cast<std::uint32_t>(stdin_data->size()));
+    packer.pack_bin_body(stdin_data->data(), static_cast<std::uint32_t>(stdin_data->size()));
+  }
 }
 
 std::optional<CommandRequest> decode_command_request(const msgpack::object& item) {
@@ -53,16 +61,23 @@ std::optional<CommandRequest> decode_command_request(const msgpack::object& item
         throw std::invalid_argument("request: \"seq\" must be an unsigned integer");
       }
       request.seq = value.via.u64;
-    } else if (key == "record" || key == "dry_run") {
+    } else if (key == "record" || key == "dry_run" || key == "context_replace") {
       if (value.type != msgpack::type::BOOLEAN) {
         throw std::invalid_argument("request: \"" + std::string(key) + "\" must be true or false");
       }
-      (key == "record" ? request.record : request.dry_run) = value.via.boolean;
+      (key == "record"    ? request.record
+       : key == "dry_run" ? request.dry_run
+                          : request.context_replace) = value.via.boolean;
     } else if (key == "cwd") {
       if (value.type != msgpack::type::STR) {
         throw std::invalid_argument("request: \"cwd\" must be a string");
       }
       request.cwd.assign(value.via.str.ptr, value.via.str.size);
+    } else if (key == "stdin") {
+      if (value.type != msgpack::type::BIN && value.type != msgpack::type::STR) {
+        throw std::invalid_argument("request: \"stdin\" must be bytes (bin or str)");
+      }
+      request.stdin_data = text_of(value);
     }
   }
   if (request.args == nullptr) {

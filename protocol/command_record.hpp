@@ -21,11 +21,14 @@ struct CommandRequest {
   bool record = false;                    // answer with a CommandRecord, even for a failed run
   bool dry_run = false;                   // answer with the command line, run nothing
   std::string cwd;  // the client's folder (absolute), for workers that run commands there
+  std::optional<std::string> stdin_data;  // "stdin": the command's stdin (seppo map --pipe)
+  bool context_replace = false;           // each word with {} once per argument (seppo map -X)
 };
 
 void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
                           const std::vector<std::string>& args, std::uint64_t seq,
-                          bool record = false, bool dry_run = false, const std::string& cwd = {});
+                          bool record = false, bool dry_run = false, const std::string& cwd = {},
+                          const std::string* stdin_data = nullptr, bool context_replace = false);
 
 // Null when `item` is not a map (a plain item: a string, a number, an array of them). Throws
 // std::invalid_argument with a one-line reason for a map without `args` or with a key of the

@@ -91,7 +91,9 @@ mkdir -p state-broker state-parallel state-local
   --command flaky="sh $work/flaky.sh {}" --command halt="sh $work/halt.sh {}" \
   --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" \
   --command seqonly='echo {#}' --command err='echo out {}; echo err {} >&2' \
-  --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' &
+  --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' \
+  --command blk='echo "#{#}"; cat' --allow-stdin \
+  --command pic='echo pic{}.jpg' --command xyz='echo x{}y{}z {#}' &
 pids+=($!)
 for _ in $(seq 1 100); do
   "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
@@ -331,5 +333,50 @@ both "--shuf: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
   "L --shuf --command e=echo e ::: a b c d ::: 1 2 | sort"
 both "--shuf through a broker: the same jobs" "par --shuf echo ::: a b c d ::: 1 2 | sort" \
   "B --shuf e ::: a b c d ::: 1 2 | sort"
+# 31. --pipe: stdin in blocks, each one command's stdin ({#} the block's number, {} empty)
+seq 1 30 >lines
+printf '>a\nACGT\n>b\nGG\nTT\n>c\nA\n' >fasta
+printf 'a;b;c;d;e' >semi
+# IDIOM (options, then the command's name) : INPUT FILE
+for pair in "--block 20 wc:lines" "-N7 wc:lines" "--block 8 --recstart '>' blk:fasta" \
+  "-N1 --recstart '>' blk:fasta" "--recend ';' -N2 blk:semi" "--block 3 --recend '\\n' blk:lines" \
+  "--block 10 blk:fasta" "--dry-run e:semi" "e:semi"; do
+  idiom=${pair%:*} input=${pair##*:}
+  cmd=${idiom##* } opts=
+  [[ $idiom == *" "* ]] && opts=${idiom% *}
+  case $cmd in wc) t='wc -c' ;; blk) t='echo "#{#}"; cat' ;; e) t='echo {}' ;; esac
+  both "--pipe $idiom <$input" "par --pipe $opts '$t' <$input" \
+    "L --pipe $opts --command $cmd='$t' $cmd <$input"
+  both "--pipe $idiom <$input through a broker" "par --pipe $opts '$t' <$input" \
+    "B --pipe $opts $cmd <$input"
+done
+both "--pipe, no input: no job" "par --pipe wc -c </dev/null" "L --pipe --command wc='wc -c' wc </dev/null"
+both "--pipe --joblog" "par --pipe -N10 --joblog jp.par wc -c <lines" \
+  "L --pipe -N10 --joblog jp.seppo --command wc='wc -c' wc <lines"
+both "--pipe --joblog through a broker" "par --pipe -N10 --joblog jp.par wc -c <lines" \
+  "B --pipe -N10 --joblog jp.broker wc <lines"
+joblog_columns jp.par 1,5-9 >expected; joblog_columns jp.seppo 1,5-9 >actual
+same "--pipe --joblog: the log" expected actual
+joblog_columns jp.broker 1,5-9 >actual
+same "--pipe --joblog through a broker: the log" expected actual
+# 32. -X and -m: as many arguments as fit, the last ones spread over the -j job slots; -X
+# repeats each word holding {} once per argument
+for f in X m; do
+  for j in 1 3; do
+    both "-$f -j$j" "par -j$j -$f echo pic{}.jpg ::: 1 2 3 4 5 6 7" \
+      "L -j$j -$f --command pic='echo pic{}.jpg' pic ::: 1 2 3 4 5 6 7"
+    both "-$f -j$j through a broker" "par -j$j -$f echo pic{}.jpg ::: 1 2 3 4 5 6 7" \
+      "B -j$j -$f pic ::: 1 2 3 4 5 6 7"
+  done
+  both "-$f, lines on stdin, -j as the cores" "seq 1 5 | par -$f echo" "seq 1 5 | L -$f --command e=echo e"
+  both "-$f, lines on stdin, through a broker" "seq 1 5 | par -$f echo" "seq 1 5 | B -$f e"
+  both "-$f --dry-run" "par -j2 -$f --dry-run 'echo x{}y{}z {#}' ::: 1 'a b' 3" \
+    "L -j2 -$f --dry-run --command xyz='echo x{}y{}z {#}' xyz ::: 1 'a b' 3"
+  both "-$f --dry-run through a broker" "par -j2 -$f --dry-run 'echo x{}y{}z {#}' ::: 1 'a b' 3" \
+    "B -j2 -$f --dry-run xyz ::: 1 'a b' 3"
+done
+# 33. --env NAME with --local: the commands have the variable (they run in this environment)
+both "--env" "FOO='x y' par --env FOO 'echo \"\$FOO\" {}' ::: a" \
+  "FOO='x y' L --env FOO --command e='echo \"\$FOO\" {}' e ::: a"
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

@@ -227,7 +227,7 @@ std::size_t matching(std::string_view all, std::size_t from, char open, char clo
 // The template is read as the shell reads it, as far as quoting goes: the context of each
 // replacement string decides how its parameter reference is written (see script()). Contexts
 // are a stack: $( ) and ` ` open a new command inside quotes or a here-document's body.
-CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
+CommandTemplate::CommandTemplate(std::string text, bool append_input) : text_(std::move(text)) {
   static constexpr std::array<std::pair<std::string_view, int>, 5> suffixes = {{
       {"//}", static_cast<int>(Kind::Dir)},
       {"/.}", static_cast<int>(Kind::BaseNoExtension)},
@@ -578,7 +578,7 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
     }
   }
   flush();
-  if (!replaced) {
+  if (!replaced && append_input) {
     auto [command, reader] = command_at(all.size());
     pieces_.push_back(Piece{Kind::Literal, " ", 0, Context::Bare, {}, {}});
     pieces_.push_back(
@@ -593,6 +593,44 @@ bool CommandTemplate::uses_seq() const {
 
 std::string CommandTemplate::expand(std::string_view input) const {
   return expand(std::vector<std::string>{std::string(input)});
+}
+
+std::string context_replaced(const std::string& text, std::size_t args) {
+  std::string t = text;
+  const std::vector<std::string> probe = {"x"};
+  if (CommandTemplate(t).expand(probe) != CommandTemplate(t, false).expand(probe)) t += " {}";
+  static constexpr std::array<std::string_view, 5> tokens = {"{}", "{.}", "{/}", "{//}", "{/.}"};
+  const auto token_at = [](std::string_view word, std::size_t at) -> std::size_t {
+    for (const std::string_view token : tokens) {
+      if (word.substr(at).starts_with(token)) return token.size();
+    }
+    return 0;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < t.size();) {
+    if (t[i] == ' ' || t[i] == '\t') {
+      out += t[i++];
+      continue;
+    }
+    const std::size_t end = std::min(t.find_first_of(" \t", i), t.size());
+    const std::string_view word(t.data() + i, end - i);
+    bool replaced = false;
+    for (std::size_t at = 0; at < word.size() && !replaced; ++at) replaced = token_at(word, at) > 0;
+    for (std::size_t k = 1; k <= (replaced ? args : 1); ++k) {
+      if (k > 1) out += ' ';
+      for (std::size_t at = 0; at < word.size();) {
+        const std::size_t n = replaced ? token_at(word, at) : 0;
+        if (n == 0) {
+          out += word[at++];
+          continue;
+        }
+        out += '{' + std::to_string(k) + std::string(word.substr(at + 1, n - 1));
+        at += n;
+      }
+    }
+    i = end;
+  }
+  return out;
 }
 
 std::string display_quote(std::string_view value) {

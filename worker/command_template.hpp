@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,8 @@ std::string dir_name(std::string_view path);           // {//}: as dirname(1), "
 struct ShellScript {
   std::string text;
   std::vector<std::string> parameters;
+  std::optional<std::string>
+      stdin_data;  // the command's stdin (seppo map --pipe); unset: /dev/null
 };
 
 // A command template split into literal text and replacement strings: {} {.} {/} {//} {/.},
@@ -71,7 +74,9 @@ class CommandTemplate {
     HeredocLiteral,  // the body of <<'END'
     Arithmetic,      // $(( ))
   };
-  explicit CommandTemplate(std::string text);
+  // `append_input` false: nothing is appended to a template without replacement strings (GNU
+  // parallel's --pipe, where the input is stdin).
+  explicit CommandTemplate(std::string text, bool append_input = true);
   const std::string& text() const { return text_; }
   // The command line with each value written in, quoted for its context: what `seppo map
   // --dry-run` prints (GNU parallel's form where parallel accepts the template), and a line
@@ -123,6 +128,12 @@ class CommandTemplate {
   std::string text_;
   std::vector<Piece> pieces_;
 };
+
+// GNU parallel's -X (context replace) for an item of `args` arguments: each blank-separated word
+// of `text` holding {} {.} {/} {//} {/.} is repeated once per argument, the k-th copy's with {k}
+// {k.}...; a template without replacement strings gets " {}" first, as CommandTemplate appends
+// it. Throws std::invalid_argument as CommandTemplate does.
+std::string context_replaced(const std::string& text, std::size_t args);
 
 // One word for a command line shown to a person: bare when the shell would read it unchanged.
 std::string display_quote(std::string_view value);

@@ -125,6 +125,9 @@ int main(int argc, char** argv) {
                "run each --command item in the client's folder (seppo map sends it), so relative "
                "file names work on a shared file system; clients then choose the folder, and so "
                "what ./tool or a Makefile there runs");
+  app.add_flag("--allow-stdin", command_limits.allow_stdin,
+               "let clients give each --command item a block on stdin (seppo map --pipe); a "
+               "command that reads stdin as code (python3 with no file) then runs theirs");
   app.add_option("-j,--jobs", processes,
                  "worker processes to run (default: one per CPU in this process' affinity "
                  "mask, at most $SLURM_CPUS_ON_NODE)")

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -204,14 +205,31 @@ std::size_t whole_pids(const char* text, std::size_t size, bool at_end, int* out
 }
 
 CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
-  return run_shell(ShellScript{line, {}}, limits);
+  return run_shell(ShellScript{line, {}, std::nullopt}, limits);
 }
 
 CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
-  Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (devnull.get() < 0)
-    throw std::runtime_error(std::string("/dev/null: ") + std::strerror(errno));
+  // stdin: /dev/null, or the item's block (seppo map --pipe) in an anonymous file, written
+  // whole before the command starts: no pipe to feed while its output is read.
+  Fd devnull(script.stdin_data ? ::memfd_create("seppo-stdin", MFD_CLOEXEC)
+                               : ::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (devnull.get() < 0) {
+    throw std::runtime_error(std::string(script.stdin_data ? "stdin block" : "/dev/null") + ": " +
+                             std::strerror(errno));
+  }
+  if (script.stdin_data) {
+    const std::string& data = *script.stdin_data;
+    for (std::size_t done = 0; done < data.size();) {
+      const ssize_t n = ::write(devnull.get(), data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw std::runtime_error(std::string("stdin block: ") + std::strerror(errno));
+      done += static_cast<std::size_t>(n);
+    }
+    if (::lseek(devnull.get(), 0, SEEK_SET) != 0) {
+      throw std::runtime_error(std::string("stdin block: ") + std::strerror(errno));
+    }
+  }
   // SHELL -c SCRIPT SHELL VALUES...: the values are $1, $2... ($0 is the shell, as with -c alone).
   std::vector<const char*> argv_list = {limits.shell.c_str(), "-c", script.text.c_str(),
                                         limits.shell.c_str()};

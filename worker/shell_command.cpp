@@ -78,7 +78,10 @@ std::string one_line(std::string_view tail, bool cut) {
 }  // namespace
 
 ShellCommand::ShellCommand(std::string name, std::string command_template, CommandLimits limits)
-    : name_(std::move(name)), template_(std::move(command_template)), limits_(limits) {}
+    : name_(std::move(name)),
+      template_(command_template),
+      piped_template_(std::move(command_template), false),
+      limits_(limits) {}
 
 std::vector<std::string> ShellCommand::arguments(const msgpack::object& input) const {
   std::vector<std::string> args;
@@ -106,20 +109,29 @@ void ShellCommand::check_seq(std::uint64_t seq) const {
   }
 }
 
-std::string ShellCommand::line_for(const std::vector<std::string>& args, std::uint64_t seq) const {
+std::string ShellCommand::line_for(const std::vector<std::string>& args, std::uint64_t seq,
+                                   bool piped) const {
   check_seq(seq);
   try {
-    return template_.expand(args, seq, worker_slot(), true);
+    return (piped ? piped_template_ : template_).expand(args, seq, worker_slot(), true);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("command " + name_ + ": " + e.what());
   }
 }
 
-ShellScript ShellCommand::script_for(const std::vector<std::string>& args,
-                                     std::uint64_t seq) const {
+ShellScript ShellCommand::script_for(const std::vector<std::string>& args, std::uint64_t seq,
+                                     const std::string* stdin_data) const {
   check_seq(seq);
+  if (stdin_data != nullptr && !limits_.allow_stdin) {
+    throw std::runtime_error("command " + name_ +
+                             ": this worker takes no stdin blocks (seppo map --pipe); its "
+                             "operator allows them with seppo-worker --allow-stdin");
+  }
   try {
-    return template_.script(args, seq, worker_slot());
+    if (stdin_data == nullptr) return template_.script(args, seq, worker_slot());
+    ShellScript script = piped_template_.script(args, seq, worker_slot());
+    script.stdin_data = *stdin_data;
+    return script;
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("command " + name_ + ": " + e.what());
   }
@@ -184,9 +196,9 @@ std::string ShellCommand::run_text(std::string_view input) const {
 }
 
 std::string ShellCommand::run_args(const std::vector<std::string>& args, std::uint64_t seq,
-                                   const std::string& cwd) const {
+                                   const std::string& cwd, const std::string* stdin_data) const {
   const CommandLimits limits = limits_for(cwd);
-  CommandRun outcome = start_run(name_, script_for(args, seq), limits);
+  CommandRun outcome = start_run(name_, script_for(args, seq, stdin_data), limits);
   const std::string why = failure(name_, outcome, limits_);
   if (!why.empty()) throw std::runtime_error(why);
   // One line per result in `seppo map`: the line's own newline is not part of the value.
@@ -208,17 +220,29 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   }
   const std::vector<std::string> args = arguments(*request->args);
   const std::uint64_t seq = request->seq.value_or(0);
+  if (request->context_replace && !context_replaced_) {  // seppo map -X: this item's template
+    std::optional<ShellCommand> replaced;
+    try {
+      replaced.emplace(name_, context_replaced(template_.text(), args.size()), limits_);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("command " + name_ + ": " + e.what());
+    }
+    replaced->context_replaced_ = true;
+    replaced->run_item(packer, input);
+    return;
+  }
+  const std::string* stdin_data = request->stdin_data ? &*request->stdin_data : nullptr;
   if (request->dry_run) {
-    packer.pack(line_for(args, seq));
+    packer.pack(line_for(args, seq, stdin_data != nullptr));
     return;
   }
   if (!request->record) {
-    packer.pack(run_args(args, seq, request->cwd));
+    packer.pack(run_args(args, seq, request->cwd, stdin_data));
     return;
   }
   // A record keeps stderr too (for --results), and a failed run is a record as well: the
   // client wants its exit status and output, as parallel's --joblog and --results show them.
-  const ShellScript script = script_for(args, seq);
+  const ShellScript script = script_for(args, seq, stdin_data);
   CommandLimits limits = limits_for(request->cwd);
   limits.stderr_tail = std::max<std::size_t>(limits.stderr_tail, std::size_t{1} << 20);
   wire::CommandRecord record;
@@ -239,7 +263,7 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   record.exit = WIFEXITED(outcome.wait_status) ? WEXITSTATUS(outcome.wait_status) : -1;
   record.signal = WIFSIGNALED(outcome.wait_status) ? WTERMSIG(outcome.wait_status) : 0;
   record.host = host_name();
-  record.command = line_for(args, seq);
+  record.command = line_for(args, seq, stdin_data != nullptr);
   wire::pack_command_record(packer, record);
 }
 

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,10 @@ struct CommandLimits {
   // The shell that runs the script: seppo-worker --shell, or GNU parallel's choice for
   // `seppo map --local` (parallel_shell()). Run as SHELL -c SCRIPT SHELL PARAMETERS...
   std::string shell = "/bin/sh";
+  // seppo-worker --allow-stdin: a request item may carry a block for its command's stdin
+  // (`seppo map --pipe`, docs/protocol.md §5.2). Off by default: a command that reads stdin as
+  // code (`python3` with no file) would run the client's block.
+  bool allow_stdin = false;
 };
 
 // The shell GNU parallel would run commands with: $PARALLEL_SHELL, else the nearest ancestor
@@ -89,7 +94,7 @@ class ShellCommand {
   std::string run(const msgpack::object& input) const;
   std::string run_text(std::string_view input) const;
   std::string run_args(const std::vector<std::string>& args, std::uint64_t seq = 0,
-                       const std::string& cwd = {}) const;
+                       const std::string& cwd = {}, const std::string* stdin_data = nullptr) const;
   // One item as a result entry's value: `input` is a plain item (as run) or a request map
   // (docs/protocol.md §5.2), which may ask for the command line only (dry_run) or for a
   // wire::CommandRecord, packed even when the command fails. Throws std::runtime_error as run.
@@ -102,15 +107,20 @@ class ShellCommand {
   std::vector<std::string> arguments(const msgpack::object& input) const;
   void check_seq(std::uint64_t seq) const;
   // The command line as shown (dry runs, records), and the script that runs.
-  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq) const;
-  ShellScript script_for(const std::vector<std::string>& args, std::uint64_t seq) const;
+  // `stdin_data`: a piped item (seppo map --pipe), run by the template without an appended {}.
+  std::string line_for(const std::vector<std::string>& args, std::uint64_t seq,
+                       bool piped = false) const;
+  ShellScript script_for(const std::vector<std::string>& args, std::uint64_t seq,
+                         const std::string* stdin_data = nullptr) const;
   // The limits for one item, in the client's folder `cwd` under --client-folders. Throws
   // std::runtime_error when `cwd` is not an absolute path.
   CommandLimits limits_for(const std::string& cwd) const;
 
   std::string name_;
   CommandTemplate template_;
+  CommandTemplate piped_template_;  // the same, nothing appended
   CommandLimits limits_;
+  bool context_replaced_ = false;  // made for one item's "context_replace" request
 };
 
 // This process's job slot, {%}: SEPPO_WORKER_SLOT as seppo-worker's supervisor sets it for each

@@ -393,6 +393,38 @@ TEST_CASE("every refused parallel option is refused by name, pointing at docs/pa
         "parallel's are in docs/parallel.md)\n");
 }
 
+TEST_CASE("--pipe, -X and -m are refused by name with what they cannot go with") {
+  const std::vector<std::vector<std::string>> refused = {
+      {"--pipe", "e", ":::", "a"},
+      {"--pipe", "--colsep", ",", "e"},
+      {"--pipe", "-0", "e"},
+      {"--pipe", "--tag", "e"},
+      {"--pipe", "--results", "r", "e"},
+      {"--pipe", "--shuf", "e"},
+      {"--block", "1k", "e"},
+      {"--recend", ";", "e"},
+      {"--pipe", "--block", "-1", "e"},
+      {"--pipe", "--block", "1x", "e"},
+      {"-X", "-N2", "e"},
+      {"-m", "--colsep", ",", "e"},
+      {"-X", "-m", "e"},
+      {"-m", "e", ":::", "a", ":::", "b"},
+  };
+  for (const std::vector<std::string>& options : refused) {
+    std::vector<std::string> argv = {Paths::cli(), "map", "--local", "--command", "e=cat"};
+    argv.insert(argv.end(), options.begin(), options.end());
+    const Completed r = run(argv, "a\n");
+    CAPTURE(options);
+    CHECK(r.status == 255);
+    CHECK(r.out.empty());
+    CHECK(lines(r.err) == 1);
+  }
+  const Completed function =
+      run({Paths::cli(), "map", "--local", "1", "--pipe", "example_module.square"}, "1\n");
+  CHECK(function.status == 255);
+  CHECK(function.err.find("--pipe with a module function") != std::string::npos);
+}
+
 TEST_CASE("no template or input aborts seppo map --local: hostile ones are refused or run") {
   // Quotes of every kind, {= =}, unbalanced braces, newlines: each either runs or is refused
   // with one line (status 255), never an uncaught exception (SIGABRT, 134).
@@ -555,6 +587,18 @@ TEST_CASE("SIGTERM to seppo map --local kills its commands and dies of the signa
   map.kill(SIGTERM);
   CHECK(map.wait(5s) == 128 + SIGTERM);
   CHECK(eventually([&] { return !alive(command); }, 2s));
+}
+
+TEST_CASE("Ctrl-C to seppo map --local --delay does not wait for the delay") {
+  // Issue 23: the second job waited out its 60 s --delay before the signal took effect.
+  TempDir dir;
+  const auto pid_file = dir.path() / "pid";
+  Process map({Paths::cli(), "map", "--local", "-j", "2", "--delay", "60s", "--command",
+               "s=echo $$ > {}; exec sleep 60", "s", ":::", pid_file.string(), "second"},
+              dir.path() / "map.log");
+  REQUIRE(eventually([&] { return pid_in(pid_file) > 0; }, 20s));
+  map.kill(SIGINT);
+  CHECK(map.wait(5s) == 128 + SIGINT);
 }
 
 TEST_CASE("-j through a broker runs at most N items of the job at once") {

@@ -589,6 +589,45 @@ TEST_CASE("a request's folder is where the command runs only when the worker all
         std::string::npos);
 }
 
+TEST_CASE("a request's stdin block is its command's stdin, only when the worker allows it") {
+  // seppo map --pipe: nothing appended to the template ({} is an empty word), the block on stdin.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  const std::string block("a\0b\nc\n", 6);
+  seppo::wire::pack_command_request(p, {""}, 7, false, false, {}, &block);
+  const std::string chunk(buffer.data(), buffer.size());
+  CommandLimits allowed;
+  allowed.allow_stdin = true;
+  int status = -1;
+  msgpack::object_handle h =
+      only_entry(call(ShellCommand("t", "echo {#}; wc -c", allowed), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "7\n6");
+  // By default a worker refuses it: a command reading stdin as code would run the client's.
+  h = only_entry(call(ShellCommand("t", "wc -c"), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).error.find("seppo-worker --allow-stdin") !=
+        std::string::npos);
+  CHECK(CommandTemplate("wc -c", false).expand(std::vector<std::string>{""}) == "wc -c");
+  CHECK(CommandTemplate("echo {}", false).expand(std::vector<std::string>{""}) == "echo ''");
+}
+
+TEST_CASE("context replace (-X) repeats each word holding {} once per argument") {
+  CHECK(seppo::worker::context_replaced("echo pic{}.jpg", 2) == "echo pic{1}.jpg pic{2}.jpg");
+  CHECK(seppo::worker::context_replaced("echo x{}y{.}z {#}", 2) ==
+        "echo x{1}y{1.}z x{2}y{2.}z {#}");
+  CHECK(seppo::worker::context_replaced("echo", 3) == "echo {1} {2} {3}");  // {} appended first
+  CHECK(seppo::worker::context_replaced("echo {/} {//}", 1) == "echo {1/} {1//}");
+  // Through a broker: a request item asking for it.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  seppo::wire::pack_command_request(p, {"a", "b c"}, 1, false, false, {}, nullptr, true);
+  int status = -1;
+  const msgpack::object_handle h = only_entry(
+      call(ShellCommand("t", "echo x{}y"), std::string(buffer.data(), buffer.size()), &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "xay xb cy");
+}
+
 TEST_CASE("a dry-run request answers the command line and runs nothing") {
   const ShellCommand t("t", "touch {}; echo {#}");
   int status = -1;
