@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "seppo/convert.hpp"
+
 namespace seppo::cli {
 
 nlohmann::json to_json(const msgpack::object& o) {
@@ -44,6 +46,16 @@ nlohmann::json to_json(const msgpack::object& o) {
       return map;
     }
     case msgpack::type::EXT:
+      // A Python tuple (ext 2) prints as its array, an ndarray (ext 3) as nested arrays; other
+      // extensions as null.
+      if (o.via.ext.type() == kTupleExt || o.via.ext.type() == kNdarrayExt) {
+        msgpack::zone zone;
+        try {
+          return to_json(as_plain(o, zone));
+        } catch (const ProtocolError&) {
+          return nullptr;
+        }
+      }
       return nullptr;
   }
   return nullptr;

@@ -97,6 +97,7 @@ struct __attribute__((visibility("hidden"))) LocalCluster::State {
     } catch (const ConnectionError&) {
       throw;
     } catch (const Error& e) {
+      if (source.by_name) throw UnknownFunctionError(source.function, source.missing);
       throw UnknownFunctionError(source.function, source.function + ": " + e.what());
     }
     modules[source.module] = names;
@@ -174,7 +175,7 @@ LocalCluster::LocalCluster(unsigned workers, LocalClusterOptions options)
     std::vector<std::string> names;
     for (const worker::Function& f : m.functions) names.push_back(f.name);
     s.modules[m.name] = names;
-    s.sources[m.name] = local::ModuleSource{"", m.name, true, "", false, ""};
+    s.sources[m.name] = local::ModuleSource{"", m.name, true, "", false, "", false, ""};
     manager.functions.insert(manager.functions.end(), m.functions.begin(), m.functions.end());
   }
   // Forked before the broker's thread exists: the manager must be a single-threaded process.
@@ -184,7 +185,8 @@ LocalCluster::LocalCluster(unsigned workers, LocalClusterOptions options)
   for (const std::string& wanted : s.options.modules) {
     local::ModuleSource source;
     if (wanted.find('/') != std::string::npos) {
-      source = local::ModuleSource{wanted, worker::module_name(wanted), false, wanted, false, ""};
+      source = local::ModuleSource{
+          wanted, worker::module_name(wanted), false, wanted, false, "", false, ""};
     } else {
       source = local::locate_module(wanted, wanted, s.options.module_path);
     }

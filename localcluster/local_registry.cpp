@@ -35,7 +35,7 @@ ModuleSource locate(std::string_view function, const std::string& module_path) {
 
 ModuleSource locate_module(const std::string& module, const std::string& function,
                            const std::string& module_path) {
-  ModuleSource source{function, module, false, "", false, ""};
+  ModuleSource source{function, module, false, "", false, "", false, ""};
   for (const RegisteredModule& m : registered_modules()) {
     if (m.name == module) {
       source.registered = true;
@@ -47,8 +47,15 @@ ModuleSource locate_module(const std::string& module, const std::string& functio
   if (!file) {
     // A compiled module wins over a Python one of the same name, as a C++ worker's would.
     std::optional<PythonModule> python = find_python_module(module, folders);
-    if (!python) throw module_not_found(function, module, folders);
     source.python = true;
+    if (!python) {
+      // Perhaps a module Python has without a file of its own (builtins, time, math): the
+      // Python workers import it by name; if they cannot, this is the error.
+      source.by_name = true;
+      source.file = "imported by name";
+      source.missing = module_not_found(function, module, folders).what();
+      return source;
+    }
     source.file = std::move(python->file);
     source.folder = std::move(python->folder);
     return source;

@@ -30,12 +30,16 @@ struct ModuleSource {
   // A Python module (file is its .py), served by seppo-worker --python importing from folder.
   bool python = false;
   std::string folder;
+  // A Python module found in no folder (builtins, the standard library: time, math...), which
+  // seppo-worker --python imports by name; `missing` is the error if it cannot.
+  bool by_name = false;
+  std::string missing;
 };
 
 // Resolves `function`'s module: registered in this program, else found in the folders of
 // `module_path` (a SEPPO_MODULE_PATH value), then the installed module folder; failing those,
-// a Python module (<mod>.py) in the same folders. Throws
-// UnknownFunctionError naming the folders searched.
+// a Python module (<mod>.py) in the same folders, else a Python module imported by name
+// (by_name), whose failure to load is the UnknownFunctionError naming the folders searched.
 ModuleSource locate(std::string_view function, const std::string& module_path);
 // The same for a module named without a function; `function` is only for messages.
 ModuleSource locate_module(const std::string& module, const std::string& function,

@@ -21,6 +21,7 @@ std::vector<worker::Function> functions_of(const local::ModuleSource& source) {
     }
     return {};
   }
+  if (source.by_name) throw UnknownFunctionError(source.function, source.missing);
   if (source.python) {
     throw UnknownFunctionError(source.function, source.function + ": " + source.module +
                                                     " is a Python module (" + source.file +

@@ -1,5 +1,6 @@
 #include "python/convert.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -28,6 +29,115 @@ const char* copy_into(msgpack::zone& zone, const char* data, std::size_t size) {
   char* out = static_cast<char*>(zone.allocate_align(size == 0 ? 1 : size));
   if (size != 0) std::memcpy(out, data, size);
   return out;
+}
+
+msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item, std::size_t& bytes,
+                        int depth);
+
+// ext `code` whose data is `payload` packed, in `zone`.
+msgpack::object as_ext(std::int8_t code, const msgpack::object& payload, msgpack::zone& zone,
+                       std::size_t& bytes) {
+  msgpack::sbuffer packed;
+  msgpack::pack(packed, payload);
+  char* data = static_cast<char*>(zone.allocate_align(packed.size() + 1));
+  data[0] = static_cast<char>(code);
+  std::memcpy(data + 1, packed.data(), packed.size());
+  msgpack::object out;
+  out.type = msgpack::type::EXT;
+  out.via.ext.size = static_cast<std::uint32_t>(packed.size());
+  out.via.ext.ptr = data;
+  bytes += packed.size();
+  return out;
+}
+
+// A list's or tuple's items as a msgpack array in `zone`.
+msgpack::object convert_sequence(py::handle value, msgpack::zone& zone, const Item& item,
+                                 std::size_t& bytes, int depth) {
+  PyObject* p = value.ptr();
+  const bool is_list = PyList_Check(p);
+  const std::size_t n =
+      static_cast<std::size_t>(is_list ? PyList_GET_SIZE(p) : PyTuple_GET_SIZE(p));
+  msgpack::object out;
+  out.type = msgpack::type::ARRAY;
+  out.via.array.size = static_cast<std::uint32_t>(n);
+  out.via.array.ptr = static_cast<msgpack::object*>(
+      zone.allocate_align(sizeof(msgpack::object) * (n == 0 ? 1 : n)));
+  for (std::size_t i = 0; i < n; ++i) {
+    // A list may shrink while converting (a __del__, another thread): re-read its size.
+    if (is_list && static_cast<std::size_t>(PyList_GET_SIZE(p)) <= i) {
+      out.via.array.size = static_cast<std::uint32_t>(i);
+      break;
+    }
+    PyObject* element = is_list ? PyList_GET_ITEM(p, i) : PyTuple_GET_ITEM(p, i);
+    out.via.array.ptr[i] = convert(element, zone, item, bytes, depth + 1);
+  }
+  bytes += n * sizeof(msgpack::object);
+  return out;
+}
+
+// A numpy value: "numpy.ndarray", or a scalar (numpy.int64, numpy.bool_...: "numpy.*" with
+// .item()); found by type name, so numpy is never imported for values that are not its own.
+enum class Numpy { kNone, kArray, kScalar };
+Numpy numpy_kind(PyObject* p) {
+  const char* name = Py_TYPE(p)->tp_name;
+  if (std::strncmp(name, "numpy.", 6) != 0) return Numpy::kNone;
+  if (std::strcmp(name, "numpy.ndarray") == 0) return Numpy::kArray;
+  return PyObject_HasAttrString(p, "item") != 0 ? Numpy::kScalar : Numpy::kNone;
+}
+
+// An ndarray as ext 3: [dtype.str, shape, the C-contiguous bytes]: one copy of its buffer, no
+// Python object per element. Only numbers and bools: an object array holds pointers.
+msgpack::object ndarray(py::handle value, msgpack::zone& zone, const Item& item,
+                        std::size_t& bytes) {
+  py::object array = py::reinterpret_borrow<py::object>(value);
+  py::object dtype = array.attr("dtype");
+  const std::string kind = dtype.attr("kind").cast<std::string>();
+  if (kind.size() != 1 || std::string("biufc").find(kind[0]) == std::string::npos) {
+    unconvertible(value, item,
+                  (" of dtype " + py::str(dtype).cast<std::string>() +
+                   "; seppo carries arrays of bools and numbers (use .tolist())")
+                      .c_str());
+  }
+  if (dtype.attr("byteorder").cast<std::string>() == ">") {
+    dtype = dtype.attr("newbyteorder")("<");
+  }
+  // The same array when it is C-contiguous and little-endian already (0-d stays 0-d).
+  array = array.attr("astype")(dtype, py::arg("order") = "C", py::arg("copy") = false);
+  const std::string dtype_str = dtype.attr("str").cast<std::string>();
+  Py_buffer view;
+  if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    unconvertible(value, item, " (its buffer cannot be read)");
+  }
+  struct Release {
+    Py_buffer* view;
+    ~Release() { PyBuffer_Release(view); }
+  } release{&view};
+  if (static_cast<std::uint64_t>(view.len) > UINT32_MAX) {
+    unconvertible(value, item, " (over 4 GiB: msgpack's limit for one value)");
+  }
+  msgpack::zone scratch;
+  const py::tuple shape = array.attr("shape");
+  msgpack::object parts[3];
+  parts[0].type = msgpack::type::STR;
+  parts[0].via.str.size = static_cast<std::uint32_t>(dtype_str.size());
+  parts[0].via.str.ptr = dtype_str.data();
+  parts[1].type = msgpack::type::ARRAY;
+  parts[1].via.array.size = static_cast<std::uint32_t>(shape.size());
+  parts[1].via.array.ptr = static_cast<msgpack::object*>(
+      scratch.allocate_align(sizeof(msgpack::object) * (shape.size() + 1)));
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    parts[1].via.array.ptr[i].type = msgpack::type::POSITIVE_INTEGER;
+    parts[1].via.array.ptr[i].via.u64 = shape[i].cast<std::uint64_t>();
+  }
+  parts[2].type = msgpack::type::BIN;
+  parts[2].via.bin.size = static_cast<std::uint32_t>(view.len);
+  parts[2].via.bin.ptr = static_cast<const char*>(view.buf);
+  msgpack::object payload;
+  payload.type = msgpack::type::ARRAY;
+  payload.via.array.size = 3;
+  payload.via.array.ptr = parts;
+  return as_ext(kNdarrayExt, payload, zone, bytes);
 }
 
 msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item, std::size_t& bytes,
@@ -79,17 +189,14 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
     out.via.bin.size = static_cast<std::uint32_t>(size);
     out.via.bin.ptr = copy_into(zone, data, static_cast<std::size_t>(size));
     bytes += static_cast<std::size_t>(size);
-  } else if (PyList_Check(p) || PyTuple_Check(p)) {
-    const py::sequence seq = py::reinterpret_borrow<py::sequence>(value);
-    const std::size_t n = py::len(seq);
-    out.type = msgpack::type::ARRAY;
-    out.via.array.size = static_cast<std::uint32_t>(n);
-    out.via.array.ptr = static_cast<msgpack::object*>(
-        zone.allocate_align(sizeof(msgpack::object) * (n == 0 ? 1 : n)));
-    for (std::size_t i = 0; i < n; ++i) {
-      out.via.array.ptr[i] = convert(seq[i], zone, item, bytes, depth + 1);
-    }
-    bytes += n * sizeof(msgpack::object);
+  } else if (PyTuple_Check(p)) {
+    // A tuple is ext 2 around its array (docs/protocol.md §5.4): a Python receiver gets a
+    // tuple back, C++ conversions see the array.
+    msgpack::zone scratch;
+    const msgpack::object array = convert_sequence(value, scratch, item, bytes, depth);
+    out = as_ext(kTupleExt, array, zone, bytes);
+  } else if (PyList_Check(p)) {
+    out = convert_sequence(value, zone, item, bytes, depth);
   } else if (PyDict_Check(p)) {
     const std::size_t n = static_cast<std::size_t>(PyDict_Size(p));
     out.type = msgpack::type::MAP;
@@ -105,6 +212,13 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
     }
     out.via.map.size = static_cast<std::uint32_t>(i);
     bytes += n * sizeof(msgpack::object_kv);
+  } else if (const Numpy numpy = numpy_kind(p); numpy == Numpy::kArray) {
+    out = ndarray(value, zone, item, bytes);
+  } else if (numpy == Numpy::kScalar) {
+    // numpy.int64(3), numpy.bool_(True), numpy.float32(0.5): their Python value.
+    const py::object plain = value.attr("item")();
+    if (numpy_kind(plain.ptr()) != Numpy::kNone) unconvertible(value, item, "");
+    out = convert(plain, zone, item, bytes, depth + 1);
   } else if (py::hasattr(value, "__seppo_ext__")) {
     // seppo's own extension values (docs/protocol.md §5.4), e.g. a call with several
     // arguments: (code, payload), the payload packed as the ext's data.
@@ -112,21 +226,74 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
     const auto code = ext[0].cast<std::int8_t>();
     msgpack::zone scratch;
     const msgpack::object payload = convert(ext[1], scratch, item, bytes, depth + 1);
-    msgpack::sbuffer packed;
-    msgpack::pack(packed, payload);
-    char* data = static_cast<char*>(zone.allocate_align(packed.size() + 1));
-    data[0] = static_cast<char>(code);
-    std::memcpy(data + 1, packed.data(), packed.size());
-    out.type = msgpack::type::EXT;
-    out.via.ext.size = static_cast<std::uint32_t>(packed.size());
-    out.via.ext.ptr = data;
-    bytes += packed.size();
+    out = as_ext(code, payload, zone, bytes);
   } else {
     unconvertible(value, item,
                   "; seppo carries None, bool, int, float, str, bytes, list, "
-                  "tuple and dict");
+                  "tuple, dict and numpy arrays and scalars");
   }
   return out;
+}
+
+// dtype.str as ndarray() sends it: '<' or '|', a kind of "biufc", a size of 1 to 16 bytes.
+bool plain_dtype(const std::string& dtype) {
+  if (dtype.size() < 3 || dtype.size() > 4 || (dtype[0] != '<' && dtype[0] != '|')) return false;
+  if (std::string("biufc").find(dtype[1]) == std::string::npos) return false;
+  for (std::size_t i = 2; i < dtype.size(); ++i) {
+    if (dtype[i] < '0' || dtype[i] > '9') return false;
+  }
+  return true;
+}
+
+// An ndarray (ext 3): a numpy array with one copy of the bytes, or without numpy a dict
+// {"dtype", "shape", "data"}. The dtype is checked first: numpy.dtype() of a string from the
+// network could otherwise make an object array out of bytes.
+py::object decode_ndarray(const msgpack::object& o) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 ||
+      o.via.array.ptr[0].type != msgpack::type::STR ||
+      o.via.array.ptr[1].type != msgpack::type::ARRAY ||
+      o.via.array.ptr[2].type != msgpack::type::BIN) {
+    throw ProtocolError("an ndarray (ext 3) is not [dtype, shape, data]");
+  }
+  const std::string dtype(o.via.array.ptr[0].via.str.ptr, o.via.array.ptr[0].via.str.size);
+  if (!plain_dtype(dtype)) throw ProtocolError("an ndarray (ext 3) of dtype " + dtype);
+  const msgpack::object_array& dims = o.via.array.ptr[1].via.array;
+  const msgpack::object_bin& data = o.via.array.ptr[2].via.bin;
+  // Sizes checked before numpy allocates anything: a shape from the network is untrusted.
+  const std::uint64_t itemsize = std::stoull(dtype.substr(2));
+  std::uint64_t count = 1;
+  py::tuple shape(dims.size);
+  for (std::uint32_t i = 0; i < dims.size; ++i) {
+    if (dims.ptr[i].type != msgpack::type::POSITIVE_INTEGER || dims.ptr[i].via.u64 > UINT32_MAX) {
+      throw ProtocolError("an ndarray (ext 3) with a bad shape");
+    }
+    count = std::min<std::uint64_t>(count * dims.ptr[i].via.u64, std::uint64_t{UINT32_MAX} + 1);
+    shape[i] = py::int_(dims.ptr[i].via.u64);
+  }
+  if (itemsize == 0 || count * itemsize != data.size) {
+    throw ProtocolError("an ndarray (ext 3) holds fewer or more bytes than its shape");
+  }
+  py::object numpy;
+  try {
+    numpy = py::module_::import("numpy");
+  } catch (py::error_already_set&) {
+    PyErr_Clear();
+    py::dict d;
+    d["dtype"] = py::str(dtype);
+    d["shape"] = shape;
+    d["data"] = py::bytes(data.ptr, data.size);
+    return d;
+  }
+  py::object array = numpy.attr("empty")(shape, numpy.attr("dtype")(dtype));
+  Py_buffer view;
+  if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) != 0) {
+    throw py::error_already_set();
+  }
+  const bool fits = static_cast<std::uint64_t>(view.len) == data.size;
+  if (fits && data.size != 0) std::memcpy(view.buf, data.ptr, data.size);
+  PyBuffer_Release(&view);
+  if (!fits) throw ProtocolError("an ndarray (ext 3) holds fewer or more bytes than its shape");
+  return array;
 }
 
 py::object decode(const msgpack::object& o, bool as_key) {
@@ -150,8 +317,23 @@ py::object decode(const msgpack::object& o, bool as_key) {
     }
     case msgpack::type::BIN:
       return py::bytes(o.via.bin.ptr, o.via.bin.size);
-    case msgpack::type::EXT:
+    case msgpack::type::EXT: {
+      if (o.via.ext.type() == kTupleExt) {
+        const msgpack::object_handle inner = unpack_untrusted(o.via.ext.data(), o.via.ext.size);
+        const msgpack::object& a = inner.get();
+        if (a.type != msgpack::type::ARRAY) throw ProtocolError("a tuple (ext 2) is not an array");
+        py::tuple t(a.via.array.size);
+        for (std::uint32_t i = 0; i < a.via.array.size; ++i) {
+          PyTuple_SET_ITEM(t.ptr(), i, decode(a.via.array.ptr[i], as_key).release().ptr());
+        }
+        return t;
+      }
+      if (o.via.ext.type() == kNdarrayExt) {
+        const msgpack::object_handle inner = unpack_untrusted(o.via.ext.data(), o.via.ext.size);
+        return decode_ndarray(inner.get());
+      }
       return py::bytes(o.via.ext.ptr, o.via.ext.size);
+    }
     case msgpack::type::ARRAY: {
       // A map key must be hashable: an array there becomes a tuple.
       if (as_key) {

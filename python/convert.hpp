@@ -2,7 +2,7 @@
 // seppo-worker's Python functions, so both directions accept and produce the same types.
 //
 //   None <-> nil, bool <-> bool, int (64-bit) <-> integer, float <-> float, str <-> str,
-//   bytes/bytearray -> bin -> bytes, list/tuple -> array -> list, dict <-> map.
+//   bytes/bytearray -> bin -> bytes, list <-> array, tuple <-> ext 2 (its array), dict <-> map.
 //
 // Anything else (a set, an object, an int over 64 bits, a cycle) is a seppo::TypeError that
 // names the type and the item, never a crash.
@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 
+#include "seppo/convert.hpp"
 #include "seppo/msgpack.hpp"
 
 namespace seppo::python {
@@ -25,9 +26,9 @@ namespace seppo::python {
 msgpack::object to_msgpack(pybind11::handle value, msgpack::zone& zone,
                            const std::function<std::string()>& item, std::size_t& bytes);
 
-// msgpack ext type of a call with several arguments (docs/protocol.md §5.4): the data is the
-// msgpack array [args, kwargs] (kwargs a map with str keys, or nil).
-constexpr std::int8_t kCallExt = 1;
+// msgpack ext types (docs/protocol.md §5.4, seppo/convert.hpp): kCallExt, a call with several
+// arguments, whose data is [args, kwargs] (kwargs a map with str keys, or nil); kTupleExt, a
+// tuple, whose data is its array.
 
 // function(value) for an item; function(*args, **kwargs) for a call ext. Throws
 // pybind11::error_already_set (the function's exception) or seppo::ProtocolError. Needs the GIL.

@@ -322,10 +322,32 @@ class Run {
   std::optional<detail::Engine> engine_;  // last: goes first
 };
 
+// Per-call options (Pool's chunksize=, a per-item timeout=): chunk_size in items (0: adaptive),
+// item_timeout_s in seconds (0: none).
+struct CallOptions {
+  std::optional<std::size_t> chunk_size;
+  std::optional<double> item_timeout_s;
+  bool any() const { return chunk_size || item_timeout_s; }
+  ClientOptions applied(ClientOptions options) const {
+    if (chunk_size) options.chunk_size = *chunk_size;
+    if (item_timeout_s) {
+      options.item_timeout =
+          std::chrono::milliseconds(static_cast<long>(std::ceil(*item_timeout_s * 1000)));
+    }
+    return options;
+  }
+};
+
 // Python-facing client: seppo.Client in python/seppo/__init__.py wraps it.
 class PyClient {
  public:
   explicit PyClient(Client client) : client_(std::move(client)) {}
+
+  // A sibling connection with the call's options, or nothing when there are none.
+  std::optional<Client> with(const CallOptions& call) const {
+    if (!call.any()) return std::nullopt;
+    return client_.sibling(call.applied(client_.options()));
+  }
 
   // Every result in input order; fail_fast raises the first failed item's RemoteError,
   // otherwise failed items are RemoteError instances in the list.
@@ -333,16 +355,7 @@ class PyClient {
   // none) when given run the map on a sibling connection with those options.
   py::list map(const std::string& function, py::object iterable, bool fail_fast,
                std::optional<std::size_t> chunk_size, std::optional<double> item_timeout_s) {
-    std::optional<Client> other;
-    if (chunk_size || item_timeout_s) {
-      ClientOptions options = client_.options();
-      if (chunk_size) options.chunk_size = *chunk_size;
-      if (item_timeout_s) {
-        options.item_timeout =
-            std::chrono::milliseconds(static_cast<long>(std::ceil(*item_timeout_s * 1000)));
-      }
-      other.emplace(client_.sibling(std::move(options)));
-    }
+    std::optional<Client> other = with({chunk_size, item_timeout_s});
     std::vector<py::object> slots;
     if (py::hasattr(iterable, "__len__")) slots.reserve(py::len(iterable));
     // Held windows, released item by item as results are converted: submissions keep going
@@ -389,9 +402,11 @@ class PyClient {
 // imap / imap_unordered: a Python iterator over a Run with held windows.
 class PyStream {
  public:
-  PyStream(PyClient& client, std::string function, py::object iterable, bool ordered, bool results)
-      : run_(
-            std::make_unique<Run>(client.client(), std::move(function), std::move(iterable), true)),
+  PyStream(PyClient& client, std::string function, py::object iterable, bool ordered, bool results,
+           const CallOptions& call)
+      : own_(client.with(call)),
+        run_(std::make_unique<Run>(own_ ? *own_ : client.client(), std::move(function),
+                                   std::move(iterable), true)),
         ordered_(ordered),
         results_(results) {}
 
@@ -450,6 +465,7 @@ class PyStream {
     return o.value;
   }
 
+  std::optional<Client> own_;  // the connection with the call's options, if any
   std::unique_ptr<Run> run_;
   bool ordered_;
   bool results_;
@@ -461,7 +477,7 @@ class PyStream {
 // submit: the map runs on a thread of its own (libseppo's JobThread) over inputs read now.
 class PyJob {
  public:
-  PyJob(PyClient& client, std::string function, py::object iterable)
+  PyJob(PyClient& client, std::string function, py::object iterable, const CallOptions& call)
       : function_(std::move(function)),
         inputs_(std::make_unique<Inputs>(std::move(iterable))),
         outcomes_(std::make_unique<Outcomes>()) {
@@ -474,7 +490,8 @@ class PyJob {
     Outcomes* out = outcomes_.get();
     // sibling(): a local cluster's client loads the function's module first, as map does.
     thread_ = std::make_unique<detail::JobThread>(
-        client.client().sibling(), function_, [in](Client::Packer& p) { return in->next(p); },
+        client.client().sibling(call.applied(client.client().options())), function_,
+        [in](Client::Packer& p) { return in->next(p); },
         [out](const Client::Item& item) { return out->accept(item); });
   }
   ~PyJob() {
@@ -633,13 +650,23 @@ PYBIND11_MODULE(_seppo, m) {
       .def(
           "stream",
           [](PyClient& c, const std::string& function, py::object iterable, bool ordered,
-             bool results) {
-            return std::make_unique<PyStream>(c, function, std::move(iterable), ordered, results);
+             bool results, std::optional<std::size_t> chunk_size,
+             std::optional<double> item_timeout) {
+            return std::make_unique<PyStream>(c, function, std::move(iterable), ordered, results,
+                                              CallOptions{chunk_size, item_timeout});
           },
+          py::arg("function"), py::arg("iterable"), py::arg("ordered"), py::arg("results"),
+          py::arg("chunk_size") = py::none(), py::arg("item_timeout") = py::none(),
           py::keep_alive<0, 1>())
-      .def("submit", [](PyClient& c, const std::string& function, py::object iterable) {
-        return std::make_unique<PyJob>(c, function, std::move(iterable));
-      });
+      .def(
+          "submit",
+          [](PyClient& c, const std::string& function, py::object iterable,
+             std::optional<std::size_t> chunk_size, std::optional<double> item_timeout) {
+            return std::make_unique<PyJob>(c, function, std::move(iterable),
+                                           CallOptions{chunk_size, item_timeout});
+          },
+          py::arg("function"), py::arg("iterable"), py::arg("chunk_size") = py::none(),
+          py::arg("item_timeout") = py::none());
 
   py::class_<PyStream>(m, "Stream")
       .def("__iter__", [](py::object self) { return self; })

@@ -37,6 +37,7 @@ tests+=(dh-python)  # issue 13: the python3-seppo Debian package (dh_python3)
 tests+=(chromium)  # issue 24: the dashboard in a real browser (tests/ops/dashboard_browser.sh)
 tests+=(prometheus)  # issue 24: its promtool checks seppo-broker --http's /metrics
 tests+=(python3-hypothesis)  # issue 22: the property test of values crossing the wire
+tests+=(python3-numpy)  # issue 22: numpy arrays and scalars cross the wire (tests/python)
 $build_only || packages+=("${tests[@]}")
 if $fuzz; then packages+=(clang-14 libclang-rt-14-dev); fi
 

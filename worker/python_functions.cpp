@@ -43,11 +43,23 @@ py::module_ import_module(const std::string& module) {
   return py::module_::import(module.c_str());
 }
 
+// What `--python builtins` serves: functions of values only. Never exec, eval, compile, open,
+// input, __import__, getattr and the like: a client may call what a worker serves, and those
+// would run a client's code or reach the worker's files (docs/python.md, "Builtins").
+constexpr const char* kServedBuiltins[] = {
+    "abs",    "all",  "any",   "ascii",  "bin", "bool", "bytes", "chr", "divmod", "float",
+    "format", "hash", "hex",   "int",    "len", "list", "max",   "min", "oct",    "ord",
+    "pow",    "repr", "round", "sorted", "str", "sum",  "tuple", "dict"};
+
 // Public functions defined in the module itself (not ones it imported), in source order.
 std::vector<std::string> public_functions(const py::module_& module) {
   const py::object inspect = py::module_::import("inspect");
   const std::string name = module.attr("__name__").cast<std::string>();
   std::vector<std::string> out;
+  if (name == "builtins") {
+    for (const char* fn : kServedBuiltins) out.emplace_back(fn);
+    return out;
+  }
   for (auto item : module.attr("__dict__").cast<py::dict>()) {
     const std::string fn = item.first.cast<std::string>();
     if (fn.empty() || fn[0] == '_') continue;

@@ -86,7 +86,12 @@ ShellCommand::ShellCommand(std::string name, std::string command_template, Comma
 std::vector<std::string> ShellCommand::arguments(const msgpack::object& input) const {
   std::vector<std::string> args;
   try {
-    // An array is an item of several arguments ({1} {2}, `seppo map ... ::: a b ::: 1 2`).
+    // An array is an item of several arguments ({1} {2}, `seppo map ... ::: a b ::: 1 2`);
+    // so is a Python tuple (ext 2).
+    if (input.type == msgpack::type::EXT && input.via.ext.type() == kTupleExt) {
+      msgpack::zone zone;
+      return arguments(as_plain(input, zone));
+    }
     if (input.type == msgpack::type::ARRAY) {
       for (std::uint32_t i = 0; i < input.via.array.size; ++i) {
         args.push_back(argument_text(input.via.array.ptr[i]));

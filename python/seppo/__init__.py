@@ -83,7 +83,11 @@ def _native_error(error):
     if not isinstance(error, RemoteError) or error.code is not None:
         return error
     lines = (error.message or "").split("\n")
-    if len(lines) < 2 or lines[1] != "Traceback (most recent call last):":
+    traced = len(lines) >= 2 and lines[1] == "Traceback (most recent call last):"
+    # A builtin (divmod) or a C function of a Python module raises with no Python frame, so
+    # no traceback: a one-line "Type: text" from a function of a module imported here.
+    untraced = len(lines) == 1 and (error.function or "").rpartition(".")[0] in sys.modules
+    if not traced and not untraced:
         return error
     head = lines[0]
     name, _, text = head.partition(": ")
@@ -227,6 +231,14 @@ class _Results:
         self.close()
 
 
+def _check(chunksize, timeout):
+    # chunksize: items per task (None: adaptive); timeout: seconds one item may run (None: none).
+    if chunksize is not None and chunksize < 1:
+        raise ValueError("chunksize must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be positive")
+
+
 class Client:
     """A connection to a seppo broker.
 
@@ -248,6 +260,7 @@ class Client:
 
     @property
     def endpoint(self):
+        """The broker's endpoint this client talks to (a local cluster's private ipc:// one)."""
         return self._client.endpoint
 
     def map_parallel(self, function, inputs, *iterables, chunksize=None, timeout=None):
@@ -260,10 +273,7 @@ class Client:
         chunksize: items per task (default: adapted to the function's measured cost).
         timeout: seconds one item may run; a slower item fails with RemoteError code
         "timeout" (and is not retried)."""
-        if chunksize is not None and chunksize < 1:
-            raise ValueError("chunksize must be at least 1")
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive")
+        _check(chunksize, timeout)
         try:
             return self._client.map(function_name(function), _zipped(inputs, iterables), True,
                                     chunksize, timeout)
@@ -277,35 +287,45 @@ class Client:
         return self.map_parallel(function, _starred(iterable), chunksize=chunksize,
                                  timeout=timeout)
 
-    def map_results(self, function, inputs):
+    def map_results(self, function, inputs, chunksize=None, timeout=None):
         """Like map_parallel, but a failed item does not stop the others: each entry is the
         item's value or its RemoteError instance."""
-        return self._client.map(function_name(function), inputs, False, None, None)
+        _check(chunksize, timeout)
+        return self._client.map(function_name(function), inputs, False, chunksize, timeout)
 
-    def imap(self, function, inputs):
+    def imap(self, function, inputs, chunksize=None, timeout=None):
         """An iterator of results in input order, reading `inputs` lazily (any iterable, an
         endless generator too) with bounded memory. A failed item raises its exception (as
         map_parallel) at its position, and iterating further yields the items after it, as
-        multiprocessing.Pool.imap does. Closing it early (or dropping it) cancels the job."""
-        return _Results(self._client.stream(function_name(function), inputs, True, False))
+        multiprocessing.Pool.imap does. Closing it early (or dropping it) cancels the job.
+        chunksize and timeout: as map_parallel's."""
+        return _Results(self._stream(function, inputs, True, False, chunksize, timeout))
 
-    def istarmap(self, function, iterable):
+    def istarmap(self, function, iterable, chunksize=None, timeout=None):
         """Like imap, calling function(*args) for args in iterable."""
-        return self.imap(function, _starred(iterable))
+        return self.imap(function, _starred(iterable), chunksize, timeout)
 
-    def imap_unordered(self, function, inputs):
+    def imap_unordered(self, function, inputs, chunksize=None, timeout=None):
         """Like imap, in the order results complete."""
-        return _Results(self._client.stream(function_name(function), inputs, False, False))
+        return _Results(self._stream(function, inputs, False, False, chunksize, timeout))
 
-    def imap_results(self, function, inputs, ordered=True):
+    def imap_results(self, function, inputs, ordered=True, chunksize=None, timeout=None):
         """Like imap, but failed items are yielded as RemoteError instances; unordered, each
         entry is (index, value)."""
-        return self._client.stream(function_name(function), inputs, ordered, True)
+        return self._stream(function, inputs, ordered, True, chunksize, timeout)
 
-    def submit(self, function, inputs):
-        """Starts the map in the background and returns a Job at once. `inputs` is read now."""
+    def _stream(self, function, inputs, ordered, results, chunksize, timeout):
+        _check(chunksize, timeout)
+        return self._client.stream(function_name(function), inputs, ordered, results, chunksize,
+                                   timeout)
+
+    def submit(self, function, inputs, chunksize=None, timeout=None):
+        """Starts the map in the background and returns a Job at once (a
+        concurrent.futures.Future of the list of results). `inputs` is read now.
+        chunksize and timeout: as map_parallel's."""
+        _check(chunksize, timeout)
         name = function_name(function)
-        return Job(self._client.submit(name, inputs), name)
+        return Job(self._client.submit(name, inputs, chunksize, timeout), name)
 
     def status(self, timeout=5.0):
         """The broker's view of the cluster as a dict (docs/protocol.md, STATUS)."""
@@ -336,16 +356,21 @@ class LocalCluster:
         self._cluster = _seppo.LocalCluster(workers, list(modules), module_path)
 
     def client(self):
+        """A new Client of this cluster."""
         return Client(_client=self._cluster.client())
 
-    def map_parallel(self, function, inputs):
-        return self.client().map_parallel(function, inputs)
+    def map_parallel(self, function, inputs, *iterables, chunksize=None, timeout=None):
+        """Client.map_parallel on this cluster."""
+        return self.client().map_parallel(function, inputs, *iterables, chunksize=chunksize,
+                                          timeout=timeout)
 
-    def map_results(self, function, inputs):
-        return self.client().map_results(function, inputs)
+    def map_results(self, function, inputs, chunksize=None, timeout=None):
+        """Client.map_results on this cluster."""
+        return self.client().map_results(function, inputs, chunksize, timeout)
 
     @property
     def endpoint(self):
+        """The cluster's private broker endpoint (ipc://)."""
         return self._cluster.endpoint
 
     @property
@@ -354,6 +379,7 @@ class LocalCluster:
         return self._cluster.workers
 
     def worker_pids(self):
+        """The process ids of the cluster's worker processes."""
         return self._cluster.worker_pids()
 
     def close(self):
@@ -433,20 +459,20 @@ def map_parallel(function, inputs, *iterables, chunksize=None, timeout=None):
                                           timeout=timeout)
 
 
-def map_results(function, inputs):
+def map_results(function, inputs, chunksize=None, timeout=None):
     """Like map_parallel, but each entry is the item's value or its RemoteError."""
-    return _default_client().map_results(function, inputs)
+    return _default_client().map_results(function, inputs, chunksize, timeout)
 
 
-def imap(function, inputs):
+def imap(function, inputs, chunksize=None, timeout=None):
     """Results in input order as they come; see Client.imap."""
     # A stream holds its Client until it ends: a Client of its own leaves the default free.
-    return _new_default_client().imap(function, inputs)
+    return _new_default_client().imap(function, inputs, chunksize, timeout)
 
 
-def imap_unordered(function, inputs):
+def imap_unordered(function, inputs, chunksize=None, timeout=None):
     """Results in completion order; see Client.imap."""
-    return _new_default_client().imap_unordered(function, inputs)
+    return _new_default_client().imap_unordered(function, inputs, chunksize, timeout)
 
 
 def starmap(function, iterable, chunksize=None, timeout=None):
@@ -454,9 +480,9 @@ def starmap(function, iterable, chunksize=None, timeout=None):
     return _default_client().starmap(function, iterable, chunksize=chunksize, timeout=timeout)
 
 
-def submit(function, inputs):
+def submit(function, inputs, chunksize=None, timeout=None):
     """Starts the map in the background: a Job (a concurrent.futures.Future)."""
-    return _default_client().submit(function, inputs)
+    return _default_client().submit(function, inputs, chunksize, timeout)
 
 
 from seppo._executor import Executor  # noqa: E402  (uses the names above)

@@ -54,6 +54,13 @@ double over_two(double x) {
   return x / 2;
 }
 
+// Issue 22: a numpy float64 array (msgpack ext 3) arrives as the std::vector<double> it holds.
+double total(std::vector<double> xs) {
+  double sum = 0;
+  for (double x : xs) sum += x;
+  return sum;
+}
+
 SEPPO_MODULE(SEPPO_FUNCTION(mirror), SEPPO_FUNCTION(histogram), SEPPO_FUNCTION(poison),
              SEPPO_FUNCTION(slow_square), SEPPO_FUNCTION(same), SEPPO_FUNCTION(over_two),
-             SEPPO_FUNCTION(exit_now))
+             SEPPO_FUNCTION(exit_now), SEPPO_FUNCTION(total))

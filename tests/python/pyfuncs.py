@@ -63,3 +63,19 @@ def fail_with_unimported_type(x):
     """Raises a class of a module the caller has not imported (pyfuncs_errors)."""
     import pyfuncs_errors
     raise pyfuncs_errors.Boom(f"boom {x}")
+
+
+def pair(x):
+    """(x, [x]): a tuple result, holding a list."""
+    return (x, [x])
+
+
+def pid(x):
+    """The worker process' id (chunks run whole on one process)."""
+    return os.getpid()
+
+
+def as_array(values):
+    """A numpy float64 array of the values."""
+    import numpy
+    return numpy.array(values, dtype=numpy.float64)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -260,6 +261,36 @@ def test_map_takes_chunksize_and_a_per_item_timeout(client):
         client.map_parallel(pyfuncs.square, [1], chunksize=0)
 
 
+def test_every_call_takes_chunksize_and_a_per_item_timeout_as_pool(client):
+    # A chunk runs whole on one worker process: with chunksize=5, each run of 5 shares a pid.
+    for pids in (client.map_results(pyfuncs.pid, range(20), chunksize=5),
+                 list(client.imap(pyfuncs.pid, range(20), chunksize=5)),
+                 client.submit(pyfuncs.pid, range(20), chunksize=5).result(timeout=60)):
+        assert all(len(set(pids[i:i + 5])) == 1 for i in range(0, 20, 5)), pids
+    assert sorted(client.imap_unordered(pyfuncs.square, range(30), chunksize=4)) == sorted(
+        i * i for i in range(30))
+    assert list(client.istarmap(pyfuncs.add, [(1, 2)] * 6, chunksize=2)) == [3] * 6
+    naps = [0.01, 5.0, 0.01]
+    timed_out = client.map_results(pyfuncs.nap, naps, timeout=0.5)
+    assert timed_out[0] == 0.01 and timed_out[2] == 0.01 and timed_out[1].code == "timeout"
+    assert [type(v) for v in client.imap_results(pyfuncs.nap, naps, timeout=0.5)] == [
+        float, seppo.RemoteError, float]
+    with pytest.raises(seppo.RemoteError) as caught:
+        list(client.imap(pyfuncs.nap, naps, timeout=0.5))
+    assert caught.value.code == "timeout"
+    with pytest.raises(seppo.RemoteError) as caught:
+        list(seppo.imap_unordered(pyfuncs.nap, naps, timeout=0.5))
+    assert caught.value.code == "timeout"
+    with pytest.raises(seppo.RemoteError) as caught:
+        client.submit(pyfuncs.nap, naps, timeout=0.5).result(timeout=60)
+    assert caught.value.code == "timeout"
+    for call in (client.imap, client.submit, client.map_results, seppo.imap):
+        with pytest.raises(ValueError):
+            call(pyfuncs.square, [1], chunksize=0)
+        with pytest.raises(ValueError):
+            call(pyfuncs.square, [1], timeout=0)
+
+
 def test_a_function_of_the_scripts_main_runs_on_the_local_cluster(tmp_path):
     script = tmp_path / "my_script.py"
     script.write_text(textwrap.dedent("""
@@ -300,3 +331,38 @@ def test_a_function_typed_interactively_gets_a_clear_error():
 def test_version_and_typed_marker():
     assert seppo.__version__.count(".") == 2
     assert os.path.exists(os.path.join(os.path.dirname(seppo.__file__), "py.typed"))
+
+
+def test_builtins_and_standard_library_functions_run_on_the_default_local_cluster():
+    out = run_python("""
+        import math, time, seppo
+        print(seppo.map_parallel(pow, [2, 3], [10, 2]))
+        print(seppo.map_parallel(divmod, [7, 9], [2, 4]))
+        print(seppo.map_parallel(str, [1, 2.5]), seppo.map_parallel(math.sqrt, [4.0]))
+        print(seppo.map_parallel(time.sleep, [0.01]))
+        try:
+            seppo.map_parallel(divmod, [1], [0])
+        except ZeroDivisionError as e:
+            print("ZeroDivisionError", type(e.__cause__).__name__)
+        try:
+            seppo.map_parallel(exec, ["print(1)"])
+        except seppo.UnknownFunctionError as e:
+            print("refused", e.function)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "[1024, 9]", "[(3, 1), (2, 1)]", "['1', '2.5'] [2.0]", "[None]",
+        "ZeroDivisionError RemoteError", "refused builtins.exec"]
+
+
+def test_a_broker_serves_the_builtins_a_worker_exposes_and_never_exec(cluster):
+    cluster.worker("--python", "builtins", "--python", "time", wait_for="builtins.pow")
+    client = seppo.Client(cluster.endpoint)
+    assert client.map_parallel(pow, [2, 3], [3, 3]) == [8, 27]
+    assert client.map_parallel(divmod, [7], [2]) == [(3, 1)]
+    assert client.map_parallel(str, [3]) == ["3"]
+    assert client.map_parallel(time.sleep, [0.0]) == [None]
+    functions = cluster.functions()
+    assert "time.sleep" in functions
+    assert not {"builtins.exec", "builtins.eval", "builtins.open", "builtins.compile",
+                "builtins.getattr", "builtins.__import__"} & functions

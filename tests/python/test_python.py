@@ -41,7 +41,7 @@ def test_values_cross_both_ways_unchanged(client):
     values = [None, True, False, 0, -5, 2**63 - 1, -2**63, 1.5, "text", "ünïcode", b"\x00\xff",
               [1, [2, "x"]], {"a": 1, "b": [None]}, {}, []]
     assert client.map_parallel(pyfuncs.echo, values) == values
-    assert client.map_parallel(pyfuncs.echo, [(1, 2)]) == [[1, 2]]  # tuples travel as arrays
+    assert client.map_parallel(pyfuncs.echo, [(1, 2)]) == [(1, 2)]  # tuples stay tuples (ext 2)
 
 
 def test_cpp_caller_and_seppo_map_reach_python_workers(cluster):

@@ -6,15 +6,19 @@ import subprocess
 import pytest
 
 import pyfuncs
+import seppo
 from conftest import CLI
 
 FLOATS = [2.0, -0.0, 0.0, 1.0, -3.0, 1e15, 2.0**63, -2.0**63, 2.0**64, 0.5, math.inf, -math.inf]
 
 
 def same(a, b):
-    """Equal in type and value, nan equal to nan and -0.0 told from 0.0."""
+    """Equal in type and value, nan equal to nan and -0.0 told from 0.0; numpy arrays equal
+    in dtype, shape and bytes."""
     if type(a) is not type(b):
         return False
+    if type(a).__name__ == "ndarray":
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     if isinstance(a, float):
         return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) ==
                                                       math.copysign(1, b))
@@ -54,6 +58,66 @@ def test_seppo_map_prints_floats_as_floats(cluster):
     assert json_map("pyfuncs.echo", "2.0\n") == ["2.0"]
 
 
+def test_tuples_come_back_as_tuples_and_cpp_sees_arrays(client, cluster):
+    # Python to Python, as multiprocessing.Pool gives them: a tuple result stays a tuple.
+    assert client.map_parallel(pyfuncs.pair, [1, "a"]) == [(1, [1]), ("a", ["a"])]
+    assert [type(v) for v in client.map_parallel(pyfuncs.pair, [1])] == [tuple]
+    values = [(), (1,), (1, 2.0, "x"), ((1, 2), [3, (4,)]), {(1, 2): (3,)}, [(1, 2)]]
+    out = client.map_parallel(pyfuncs.echo, values)
+    assert all(same(a, b) for a, b in zip(out, values)), out
+    # A tuple argument is a tuple in the Python function, as with Pool.map.
+    assert client.map_parallel(pyfuncs.add, [(1, 2)], [(3,)]) == [(1, 2, 3)]
+    # C++: a typed parameter takes a tuple as the array it holds; msgpack::object gets it as sent.
+    assert client.map_parallel("test_module.histogram", [("a", "b", "a")]) == [{"a": 2, "b": 1}]
+    out = client.map_parallel("test_module.same", values)
+    assert all(same(a, b) for a, b in zip(out, values)), out
+    # seppo map prints a tuple result as a JSON array.
+    result = subprocess.run([CLI, "map", "--json", "pyfuncs.pair"], input="1\n",
+                            env=cluster.env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[1,[1]]\n"
+
+
+def test_numpy_arrays_cross_with_dtype_and_shape_and_scalars_as_python_values(client, cluster):
+    np = pytest.importorskip("numpy")
+    arrays = [np.arange(6, dtype=np.float64).reshape(2, 3), np.array([1, -2, 3], dtype=np.int8),
+              np.array([True, False]), np.zeros((0, 4), dtype=np.uint32), np.float32([0.5, -0.0]),
+              np.array(7, dtype=np.int64), np.array([1 + 2j]),
+              np.arange(12, dtype=">i4").reshape(3, 4).T]  # big-endian, not contiguous
+    for function in (pyfuncs.echo, "test_module.same"):
+        out = client.map_parallel(function, arrays)
+        for got, sent in zip(out, arrays):
+            expected = sent.astype(sent.dtype.newbyteorder("<"))
+            assert same(got, expected) and got.flags.writeable, (function, sent, got)
+    # A Python function gets an ndarray and may return one.
+    assert same(client.map_parallel(pyfuncs.half, [np.array([2.0, 3.0])])[0], np.array([1.0, 1.5]))
+    # C++: a std::vector<double> parameter takes a float64 (or int) array; nested arrays map
+    # to nested vectors; JSON prints the numbers.
+    assert client.map_parallel("test_module.total", [np.array([1.5, 2.5]), np.arange(4)]) == [
+        4.0, 6.0]
+    # numpy scalars are their Python values.
+    scalars = [np.int64(3), np.int8(-2), np.uint64(5), np.float32(0.5), np.bool_(True),
+               np.float64(2.0)]
+    out = client.map_parallel(pyfuncs.echo, scalars)
+    assert [(type(v), v) for v in out] == [(int, 3), (int, -2), (int, 5), (float, 0.5),
+                                           (bool, True), (float, 2.0)]
+    assert client.map_parallel("example_module.square", [np.int32(4)]) == [16]
+    # An object array holds pointers, not values: refused before sending.
+    with pytest.raises(seppo.TypeError, match="dtype object"):
+        client.map_parallel(pyfuncs.echo, [np.array([{}], dtype=object)])
+    result = subprocess.run([CLI, "map", "--json", "pyfuncs.as_array"], input="[1, 2]\n",
+                            env=cluster.env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[1.0,2.0]\n"
+
+
+def test_a_numpy_array_costs_no_python_object_per_element(client):
+    np = pytest.importorskip("numpy")
+    big = np.arange(2_000_000, dtype=np.float64)
+    out = client.map_parallel(pyfuncs.echo, [big])[0]
+    assert same(out, big)
+
+
 hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 
@@ -61,9 +125,20 @@ SCALARS = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
            | st.floats(allow_nan=True, allow_infinity=True)
            | st.sampled_from([0.0, -0.0, 1.0, 2.0, -3.0, 1e15, 2.0**53, math.nan])
            | st.text() | st.binary())
+try:  # numpy arrays of every dtype seppo carries, when numpy is there
+    import numpy
+    from hypothesis.extra import numpy as hnp
+    SCALARS = SCALARS | hnp.arrays(
+        st.sampled_from([numpy.float64, numpy.float32, numpy.int64, numpy.int16, numpy.uint8,
+                         numpy.bool_, numpy.complex128]),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+except ImportError:
+    pass
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5)
-                      | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5), inner,
-                                        max_size=5), max_leaves=20)
+                      | st.lists(inner, max_size=5).map(tuple)
+                      | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5)
+                                        | st.tuples(st.integers(-5, 5), st.text(max_size=3)),
+                                        inner, max_size=5), max_leaves=20)
 
 
 @hypothesis.settings(max_examples=150, deadline=None, database=None,

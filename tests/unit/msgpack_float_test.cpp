@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "seppo/convert.hpp"
@@ -50,4 +51,36 @@ TEST_CASE("floats round-trip with their type and bits") {
     const double back = h.get().via.f64;
     CHECK(std::memcmp(&back, &d, sizeof d) == 0);
   }
+}
+
+// Issue 22: Python's tuples (ext 2) and numpy arrays (ext 3) as C++ reads them (protocol.md §5.4).
+TEST_CASE("seppo::convert reads a tuple as its array and an ndarray as nested numbers") {
+  auto unpacked = [](const std::string& b) { return seppo::unpack_untrusted(b.data(), b.size()); };
+  // (1, "a") = d6 02 92 01 a1 61, the example of docs/protocol.md §5.4.
+  const auto tuple = unpacked(bytes({0xd6, 0x02, 0x92, 0x01, 0xa1, 0x61}));
+  CHECK(seppo::holds_python_ext(tuple.get()));
+  const auto pair = seppo::convert<std::tuple<int, std::string>>(tuple.get(), "argument");
+  CHECK(std::get<0>(pair) == 1);
+  CHECK(std::get<1>(pair) == "a");
+  // float64 [1.0, 2.0] = ext 3 ["<f8", [2], bin 16], the example of §5.4.
+  std::string array = bytes({0xc7, 0x19, 0x03, 0x93, 0xa3, '<', 'f', '8', 0x91, 0x02, 0xc4, 0x10});
+  array += bytes({0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0x40});
+  const auto floats = unpacked(array);
+  CHECK(seppo::convert<std::vector<double>>(floats.get(), "argument") ==
+        std::vector<double>{1.0, 2.0});
+  // int8 2x2 [[1, -2], [3, -4]].
+  const auto ints = unpacked(bytes({0xc7, 0x0e, 0x03, 0x93, 0xa3, '|', 'i', '1', 0x92, 0x02, 0x02,
+                                    0xc4, 0x04, 0x01, 0xfe, 0x03, 0xfc}));
+  CHECK(seppo::convert<std::vector<std::vector<int>>>(ints.get(), "argument") ==
+        std::vector<std::vector<int>>{{1, -2}, {3, -4}});
+  // A shape that does not match the bytes, or an object dtype, is a TypeError, not a crash.
+  const auto lying = unpacked(bytes({0xc7, 0x0e, 0x03, 0x93, 0xa3, '|', 'i', '1', 0x92, 0x7f, 0x7f,
+                                     0xc4, 0x04, 0x01, 0xfe, 0x03, 0xfc}));
+  CHECK_THROWS_AS(seppo::convert<std::vector<std::vector<int>>>(lying.get(), "argument"),
+                  seppo::TypeError);
+  const auto objects = unpacked(bytes({0xc7, 0x11, 0x03, 0x93, 0xa3, '|', 'O', '8', 0x91, 0x01,
+                                       0xc4, 0x08, 1,    2,    3,    4,   5,   6,   7,    8}));
+  CHECK_THROWS_AS(seppo::convert<std::vector<int>>(objects.get(), "argument"), seppo::TypeError);
+  // msgpack::object gets the value as sent.
+  CHECK(seppo::convert<msgpack::object>(tuple.get(), "argument").type == msgpack::type::EXT);
 }
