@@ -14,6 +14,7 @@
 #include "common/poll.hpp"
 #include "common/signals.hpp"
 #include "protocol/bytes_zmq.hpp"
+#include "seppo/error.hpp"
 
 namespace seppo::broker {
 namespace {
@@ -93,7 +94,12 @@ int serve(const ServerOptions& options, Core& core) {
   router.set(zmq::sockopt::router_handover, tell_apart ? 0 : 1);
   // The key gate and the routing-id bindings (broker/admission.hpp).
   Admission::Options admit;
-  if (options.curve) admit.lists = options.lists;
+  if (options.curve) {
+    // Without lists the gate would be open: refuse to serve rather than admit every key.
+    if (!options.lists)
+      throw seppo::Error("seppo-broker: CurveZMQ is on but no key lists were given");
+    admit.lists = options.lists;
+  }
   if (tell_apart) {
     const auto expiry = options.heartbeat * options.liveness;
     router.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(options.heartbeat.count()));
@@ -229,7 +235,12 @@ int serve(const ServerOptions& options, Core& core) {
     }
     if (stop) {
       core.shutdown();
-      send_all(Clock::now());
+      // Every BYE out: flush stops after a bounded number of rounds, which the loop would
+      // otherwise resume on its next turn.
+      for (int round = 0; round < 64; ++round) {
+        send_all(Clock::now());
+        if (flushed) break;
+      }
       break;
     }
     for (int i = 0; i < kBatch; ++i) {

@@ -78,6 +78,11 @@ std::optional<CommandRequest> decode_command_request(const msgpack::object& item
         throw std::invalid_argument("request: \"stdin\" must be bytes (bin or str)");
       }
       request.stdin_data = text_of(value);
+    } else {
+      // An answer that ignored what a later client asked for (its stdin, say) would be wrong
+      // with no error: refuse what this worker cannot honour.
+      throw std::invalid_argument("request: unknown key \"" + std::string(key) +
+                                  "\" (this worker predates it)");
     }
   }
   if (request.args == nullptr) {

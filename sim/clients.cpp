@@ -104,6 +104,15 @@ void World::check_result(int i, const client::JobCore::ItemResult& r) {
               std::find(q.running_inputs.begin(), q.running_inputs.end(), x) !=
                   q.running_inputs.end())
             longest = std::max(longest, now_ - q.running_since);
+          // Still waiting in the worker's queue (behind a task that never returns, say): that
+          // wait is on the broker's clock too.
+          for (std::size_t k = 0; q.alive && k < q.exec.size(); ++k) {
+            const msgpack::object_handle h =
+                msgpack::unpack(q.exec[k].payload.data(), q.exec[k].payload.size());
+            const auto queued = h.get().as<std::vector<std::int64_t>>();
+            if (std::find(queued.begin(), queued.end(), x) != queued.end())
+              longest = std::max(longest, now_ - q.exec_at[k]);
+          }
         }
         if (!run.excused && !answer_waits && longest < job.limit - 50 * kMs) {
           violate(where + ": timed out (\"" + r.error + "\") although it ran or waited at most " +

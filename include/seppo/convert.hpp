@@ -47,17 +47,26 @@ inline msgpack::object_handle unpack_untrusted(const char* data, std::size_t siz
 // The name a user would use for a msgpack type in an error message.
 inline const char* type_name(msgpack::type::object_type type) {
   switch (type) {
-    case msgpack::type::NIL: return "nil";
-    case msgpack::type::BOOLEAN: return "boolean";
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "boolean";
     case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "integer";
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return "float";
-    case msgpack::type::STR: return "string";
-    case msgpack::type::BIN: return "binary";
-    case msgpack::type::ARRAY: return "array";
-    case msgpack::type::MAP: return "map";
-    case msgpack::type::EXT: return "extension";
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "string";
+    case msgpack::type::BIN:
+      return "binary";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    case msgpack::type::EXT:
+      return "extension";
   }
   return "unknown";
 }
@@ -176,6 +185,15 @@ inline msgpack::object ndarray_as_arrays(const msgpack::object& value, msgpack::
     if (count > limit) throw bad("has a bad shape");
   }
   if (count * size != bin.size) throw bad("holds fewer or more bytes than its shape");
+  // The nested arrays cost one msgpack::object each, element or array: bound them by the
+  // elements there are, or a shape of empty arrays ((65536, 0), (65536, 1, ..., 1, 0)) in a few
+  // bytes would build millions of them.
+  std::uint64_t objects = 1, level = 1;
+  for (const std::uint32_t n : shape) {
+    level *= n;  // at most count, or 0 after a 0
+    objects += level;
+  }
+  if (objects > 4 * count + 4 * shape.size() + 16) throw bad("has a shape too big for its bytes");
   std::size_t at = 0;
   return ndarray_dimension(shape, 0, dtype[1], size,
                            reinterpret_cast<const unsigned char*>(bin.ptr), at, zone);
@@ -218,10 +236,14 @@ inline msgpack::object as_plain(const msgpack::object& object, msgpack::zone& zo
 }
 
 namespace detail {
-template <class T> struct is_vector : std::false_type {};
-template <class T, class A> struct is_vector<std::vector<T, A>> : std::true_type {};
-template <class T> struct is_map : std::false_type {};
-template <class K, class V, class C, class A> struct is_map<std::map<K, V, C, A>> : std::true_type {};
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct is_map : std::false_type {};
+template <class K, class V, class C, class A>
+struct is_map<std::map<K, V, C, A>> : std::true_type {};
 template <class K, class V, class H, class E, class A>
 struct is_map<std::unordered_map<K, V, H, E, A>> : std::true_type {};
 }  // namespace detail
@@ -230,13 +252,20 @@ struct is_map<std::unordered_map<K, V, H, E, A>> : std::true_type {};
 template <class T>
 const char* expected_name() {
   using U = std::remove_cv_t<std::remove_reference_t<T>>;
-  if constexpr (std::is_same_v<U, bool>) return "boolean";
-  else if constexpr (std::is_integral_v<U>) return "integer";
-  else if constexpr (std::is_floating_point_v<U>) return "number";
-  else if constexpr (std::is_same_v<U, std::string>) return "string";
-  else if constexpr (detail::is_vector<U>::value) return "array";
-  else if constexpr (detail::is_map<U>::value) return "map";
-  else return "a value of the declared type";
+  if constexpr (std::is_same_v<U, bool>)
+    return "boolean";
+  else if constexpr (std::is_integral_v<U>)
+    return "integer";
+  else if constexpr (std::is_floating_point_v<U>)
+    return "number";
+  else if constexpr (std::is_same_v<U, std::string>)
+    return "string";
+  else if constexpr (detail::is_vector<U>::value)
+    return "array";
+  else if constexpr (detail::is_map<U>::value)
+    return "map";
+  else
+    return "a value of the declared type";
 }
 
 // Converts a decoded value to T; on a mismatch throws TypeError "<what>: expected X, got Y",
@@ -270,8 +299,7 @@ T convert(const msgpack::object& object, const What& what) {
   } else {
     context = std::string(what);
   }
-  throw TypeError(context + ": expected " + expected_name<T>() + ", got " +
-                  type_name(object.type));
+  throw TypeError(context + ": expected " + expected_name<T>() + ", got " + type_name(object.type));
 }
 
 }  // namespace seppo

@@ -78,6 +78,10 @@ TEST_CASE("seppo::convert reads a tuple as its array and an ndarray as nested nu
                                      0xc4, 0x04, 0x01, 0xfe, 0x03, 0xfc}));
   CHECK_THROWS_AS(seppo::convert<std::vector<std::vector<int>>>(lying.get(), "argument"),
                   seppo::TypeError);
+  // Empty arrays cost an object each: (65536, 0) in 14 bytes would build 65,537 of them.
+  const auto empties = unpacked(bytes({0xc7, 0x0e, 0x03, 0x93, 0xa3, '|', 'i', '1', 0x92, 0xce,
+                                       0x00, 0x01, 0x00, 0x00, 0x00, 0xc4, 0x00}));
+  CHECK_THROWS(seppo::convert<std::vector<std::vector<int>>>(empties.get(), "argument"));
   const auto objects = unpacked(bytes({0xc7, 0x11, 0x03, 0x93, 0xa3, '|', 'O', '8', 0x91, 0x01,
                                        0xc4, 0x08, 1,    2,    3,    4,   5,   6,   7,    8}));
   CHECK_THROWS_AS(seppo::convert<std::vector<int>>(objects.get(), "argument"), seppo::TypeError);
