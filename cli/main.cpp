@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
                  "limit see seppo map --timeout)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  seppo::ClientOptions options;  // the key files default to $SEPPO_CURVE_*
+  seppo::ClientOptions options = seppo::ClientOptions::from_env();  // keys: $SEPPO_CURVE_*
   app.add_option("--curve-secret-key", options.curve_secret_key_file,
                  "this user's secret key file: talk to the broker over CurveZMQ "
                  "(default $SEPPO_CURVE_SECRET_KEY)");

@@ -15,6 +15,7 @@
 #include "common/host.hpp"
 #include "common/monitor.hpp"
 #include "common/poll.hpp"
+#include "libclient/client_access.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/bytes_zmq.hpp"
 #include "protocol/payload.hpp"
@@ -42,6 +43,13 @@ std::uint32_t item_timeout_ms(const ClientOptions& options) {
 
 std::string default_endpoint() {
   return default_broker_endpoint();
+}
+
+ClientOptions ClientOptions::from_env() {
+  ClientOptions options;
+  options.curve_secret_key_file = detail::environment("SEPPO_CURVE_SECRET_KEY");
+  options.curve_server_key_file = detail::environment("SEPPO_CURVE_SERVER_KEY");
+  return options;
 }
 
 struct Client::Impl {
@@ -214,13 +222,12 @@ struct Client::Impl {
            (public_key.empty() ? "" : " (is the server key the broker's public key?)");
   }
 
-  void send(const wire::Message& message) {
-    const std::string header = wire::encode(message);
-    socket.send(zmq::buffer(header), zmq::send_flags::dontwait);
+  void send(const wire::Header& header) {
+    socket.send(zmq::buffer(header.data(), header.size()), zmq::send_flags::dontwait);
   }
-  void send(const wire::Message& message, zmq::message_t&& payload) {
-    const std::string header = wire::encode(message);
-    socket.send(zmq::buffer(header), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+  void send(const wire::Header& header, zmq::message_t&& payload) {
+    socket.send(zmq::buffer(header.data(), header.size()),
+                zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     socket.send(payload, zmq::send_flags::dontwait);
   }
 };
@@ -233,6 +240,10 @@ struct Client::Impl {
 // consumer that pauses longer than the broker's client expiry (heartbeat × liveness) has its
 // job dropped there; its next step heartbeats, the broker answers RESYNC and the unanswered
 // chunks are sent again. The pause itself never counts as the broker's silence.
+namespace {
+
+using ClientImpl = detail::ClientAccess::Impl;
+
 class ClientJob {
  public:
   using Next = std::function<bool(Client::Packer&)>;
@@ -240,7 +251,7 @@ class ClientJob {
 
   // With `hold`, a chunk counts against the window until consumed() was called for all its
   // items, not only until its results arrived: results waiting for the consumer are bounded.
-  ClientJob(Client::Impl& client, std::string function, Next next, Sink sink, bool hold = false)
+  ClientJob(ClientImpl& client, std::string function, Next next, Sink sink, bool hold = false)
       : c_(client),
         next_(std::move(next)),
         sink_(std::move(sink)),
@@ -288,7 +299,7 @@ class ClientJob {
       finished_ = true;
       return false;
     }
-    core_.tick(Clock::now());
+    core_.on_tick(Clock::now());
     check();
     flush();
     last_step_ = Clock::now();
@@ -317,7 +328,7 @@ class ClientJob {
         std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
   }
 
-  static client::JobCoreOptions core_options(const Client::Impl& c, bool hold) {
+  static client::JobCoreOptions core_options(const ClientImpl& c, bool hold) {
     client::JobCoreOptions o;
     o.endpoint = c.endpoint;
     o.window = c.options.window;
@@ -338,7 +349,7 @@ class ClientJob {
   // Until the core's next deadline, rounded up so that the tick after it finds it passed.
   std::chrono::milliseconds wait_for(std::chrono::milliseconds max_wait, Clock::time_point now) {
     std::chrono::milliseconds wait = std::min(max_wait, kMaxWait);
-    const auto deadline = core_.next_deadline();
+    const auto deadline = core_.next_deadline(now);
     if (deadline != Clock::time_point::max()) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
       wait = std::min(wait, std::max(left, std::chrono::milliseconds(0)));
@@ -348,34 +359,25 @@ class ClientJob {
   static constexpr std::chrono::milliseconds kMaxWait{60000};
 
   void fill(Clock::time_point now) {
-    while (const std::uint32_t want = core_.wanted()) {
-      // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
-      buffer_.clear();
-      char header[wire::kArray32HeaderSize] = {};
-      buffer_.write(header, sizeof header);
-      Client::Packer packer(buffer_);
-      std::uint32_t count = 0;
-      while (count < want && buffer_.size() < kMaxChunk && next_(packer)) ++count;
-      const bool ended = count < want && buffer_.size() < kMaxChunk;
-      if (count > 0) {
-        wire::write_array32_header(buffer_.data(), count);
-        core_.add_chunk(Bytes::copy(buffer_.data(), buffer_.size()), count, now);
-      }
-      if (ended || count == 0) {
-        core_.end_input(now);
-        break;
-      }
-    }
+    core_.fill(
+        [this](msgpack::sbuffer& buffer) {
+          Packer packer(buffer);
+          return next_(packer);
+        },
+        now);
   }
 
   void flush() {
-    for (client::JobCore::Outgoing& out : core_.take_outbox()) {
+    outbox_.clear();
+    core_.take_outbox(outbox_);
+    for (wire::Outgoing& out : outbox_) {
       if (out.payload) {
-        c_.send(out.message, to_zmq(*out.payload));
+        c_.send(out.header, to_zmq(*out.payload));
       } else {
-        c_.send(out.message);
+        c_.send(out.header);
       }
     }
+    outbox_.clear();
   }
 
   // Throws what the core's failure means to the caller.
@@ -403,29 +405,14 @@ class ClientJob {
       if (!zmq::recv_multipart(c_.socket, std::back_inserter(frames_), zmq::recv_flags::dontwait)) {
         return true;
       }
-      wire::Message message;
-      try {
-        message = wire::decode(frames_[0].data(), frames_[0].size());
-      } catch (const ProtocolError&) {
-        continue;  // not from a broker we understand: ignore, and it does not count as one
-      }
       std::optional<Bytes> payload;
       if (frames_.size() == 2) payload = from_zmq(std::move(frames_[1]));
-      core_.feed(message, std::move(payload), Clock::now());
+      core_.on_message({}, frames_[0].data(), frames_[0].size(), payload ? &*payload : nullptr,
+                       Clock::now());
       core_.take_results(results_);
       const bool handed = !results_.empty();
       for (const client::JobCore::ItemResult& r : results_) {
-        Client::Item item;
-        item.index = r.index;
-        item.value = r.value;
-        if (r.value == nullptr) {
-          item.error = &r.error;
-          item.code = r.answer->code;
-        }
-        item.worker = &r.answer->worker;
-        item.last_in_message = r.last_in_message;
-        item.chunk_elapsed_us = r.value != nullptr ? r.answer->elapsed_us : 0;
-        if (!sink_(item)) return false;
+        if (!sink_(r)) return false;
       }
       results_.clear();  // frees the message's payload; keeps the capacity
       check();
@@ -436,10 +423,7 @@ class ClientJob {
     }
   }
 
-  static constexpr std::size_t kMaxChunk = client::JobCore::kMaxChunkBytes;
-  msgpack::sbuffer buffer_{kMaxChunk + 4096};
-
-  Client::Impl& c_;
+  ClientImpl& c_;
   const Next next_;
   const Sink sink_;
   const bool hold_;
@@ -448,8 +432,11 @@ class ClientJob {
   std::vector<zmq::pollitem_t> poll_items_;
   std::vector<zmq::message_t> frames_;
   std::vector<client::JobCore::ItemResult> results_;
+  std::vector<wire::Outgoing> outbox_;
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
+
+}  // namespace
 
 Client::Client(std::string endpoint, ClientOptions options)
     : impl_(std::make_unique<Impl>(std::move(endpoint), options)) {}
@@ -499,13 +486,14 @@ Client Client::sibling(ClientOptions options) const {
   return copy;
 }
 
-void detail::set_before_submit(Client& client, std::function<void(const std::string&)> hook) {
+void detail::ClientAccess::set_before_submit(Client& client,
+                                             std::function<void(const std::string&)> hook) {
   client.impl_->before_submit = std::move(hook);
 }
 
-msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
+std::string Client::status_bytes(std::chrono::milliseconds timeout) {
   impl_->claim("ask for the broker's status");
-  impl_->send(wire::StatusRequest{});
+  impl_->send(wire::encode(wire::StatusRequest{}));
   const auto deadline = Clock::now() + timeout;
   std::vector<zmq::message_t> frames;
   while (true) {
@@ -528,7 +516,7 @@ msgpack::object_handle Client::status(std::chrono::milliseconds timeout) {
     try {
       const wire::Message message = wire::decode(frames[0].data(), frames[0].size());
       if (std::holds_alternative<wire::Status>(message) && frames.size() == 2) {
-        return unpack_untrusted(frames[1].data<char>(), frames[1].size());
+        return frames[1].to_string();
       }
       // A key removed from the broker's lists is told so (docs/protocol.md §14.5).
       if (const auto* e = std::get_if<wire::Error>(&message);
@@ -551,16 +539,20 @@ void Client::run(const std::string& function, const std::function<bool(Packer&)>
 
 namespace detail {
 
+struct Engine::Impl {
+  ClientJob job;
+};
+
 Engine::Engine(Client& client, std::string function, Next next, Sink sink, bool hold)
-    : job_(std::make_unique<ClientJob>(*client.impl_, std::move(function), std::move(next),
-                                       std::move(sink), hold)) {}
+    : impl_(new Impl{ClientJob(ClientAccess::impl(client), std::move(function), std::move(next),
+                               std::move(sink), hold)}) {}
 Engine::~Engine() = default;
 
 bool Engine::step(int wake_fd) {
-  return job_->step(std::chrono::milliseconds::max(), wake_fd);
+  return impl_->job.step(std::chrono::milliseconds::max(), wake_fd);
 }
 void Engine::consumed(std::uint64_t index) {
-  job_->consumed(index);
+  impl_->job.consumed(index);
 }
 
 }  // namespace detail

@@ -79,20 +79,24 @@ void JobCore::end_input(TimePoint) {
   input_done_ = true;
 }
 
-Bytes JobCore::pack_chunk(const std::vector<Bytes>& items) {
-  std::string out(wire::kArray32HeaderSize, '\0');
-  wire::write_array32_header(out.data(), static_cast<std::uint32_t>(items.size()));
-  for (const Bytes& item : items) out.append(item.view());
-  return Bytes(std::move(out));
-}
-
 // --- events ---
 
-void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, TimePoint now) {
+void JobCore::on_message(const wire::PeerId&, const void* header, std::size_t header_size,
+                         Bytes* payload, TimePoint now) {
   if (over()) return;
+  wire::Message message;
+  try {
+    message = wire::decode(header, header_size);
+  } catch (const ProtocolError&) {
+    return;  // not from a broker we understand: ignored, and no sign of its life
+  }
+  on_decoded(message, payload, now);
+}
+
+void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint now) {
   last_heard_ = now;  // C4: anything that decodes is a sign of the broker's life
   if (const auto* d = std::get_if<wire::Deliver>(&message)) {
-    if (d->job_id != id_ || !payload) return;  // C20: a late answer for an old job
+    if (d->job_id != id_ || payload == nullptr) return;  // C20: a late answer for an old job
     seen_ = d->seq;
     ++answers_;
     on_deliver(*d, *payload, now);
@@ -160,7 +164,7 @@ void JobCore::feed(const wire::Message& message, std::optional<Bytes> payload, T
   fail_oversized(now);
 }
 
-void JobCore::tick(TimePoint now) {
+void JobCore::on_tick(TimePoint now) {
   if (over() || paused_at_) return;
   if (now - last_sent_ >= heartbeat_) send_heartbeat(now);
   if (now - last_heard_ >= options_.timeout) {
@@ -193,8 +197,15 @@ void JobCore::close(TimePoint now) {
 
 // --- drained ---
 
-std::vector<JobCore::Outgoing> JobCore::take_outbox() {
-  return std::exchange(outbox_, {});
+void JobCore::on_delivery(const wire::DeliveryReport&, TimePoint) {}
+
+void JobCore::take_outbox(std::vector<wire::Outgoing>& out) {
+  if (out.empty()) {
+    std::swap(out, outbox_);
+  } else {
+    for (wire::Outgoing& o : outbox_) out.push_back(std::move(o));
+  }
+  outbox_.clear();
 }
 
 std::vector<JobCore::ItemResult> JobCore::take_results() {
@@ -206,7 +217,7 @@ void JobCore::take_results(std::vector<ItemResult>& out) {
   std::swap(out, results_);
 }
 
-JobCore::TimePoint JobCore::next_deadline() const {
+JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
   if (over() || done() || paused_at_) return TimePoint::max();
   return std::min(last_sent_ + heartbeat_, last_heard_ + options_.timeout);
 }
@@ -217,8 +228,8 @@ bool JobCore::done() const {
 
 // --- rules ---
 
-void JobCore::send(wire::Message message, TimePoint now, std::optional<Bytes> payload) {
-  outbox_.push_back(Outgoing{std::move(message), std::move(payload)});
+void JobCore::send(const wire::Message& message, TimePoint now, std::optional<Bytes> payload) {
+  outbox_.push_back(wire::Outgoing{{}, wire::encode(message), std::move(payload), 0});
   last_sent_ = now;  // C17: any message counts, HEARTBEAT goes when nothing else did
 }
 
@@ -335,6 +346,7 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
     answer = std::move(spare_answer_);
     answer->payload = Bytes();
     answer->entries = msgpack::object_handle();
+    answer->errors.clear();
   } else {
     answer = std::make_shared<Answer>();
   }
@@ -346,7 +358,7 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
     if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
     std::shared_ptr<const Answer> shared = std::move(answer);
     for (std::uint32_t i = 0; i < d.count; ++i) {
-      accept(it, ItemResult{d.first + i, &shared->values[i], {}, shared, i + 1 == d.count});
+      accept(it, success(d.first + i, &shared->values[i], shared, i + 1 == d.count));
     }
     forget_if_complete(it, now);
     return;
@@ -365,11 +377,24 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
     return;
   }
   if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
-  std::shared_ptr<const Answer> shared = std::move(answer);
+  // Decoded first, into the answer: the items point to their errors there.
+  std::vector<entry::Decoded> decoded(d.count);
+  std::size_t failures = 0;
   for (std::uint32_t i = 0; i < d.count; ++i) {
-    entry::Decoded decoded = entry::decode(array.via.array.ptr[i]);
-    accept(it, ItemResult{d.first + i, decoded.value, std::move(decoded.error), shared,
-                          i + 1 == d.count});
+    decoded[i] = entry::decode(array.via.array.ptr[i]);
+    if (decoded[i].value == nullptr) ++failures;
+  }
+  answer->errors.reserve(failures);
+  for (entry::Decoded& e : decoded) {
+    if (e.value == nullptr) answer->errors.push_back(std::move(e.error));
+  }
+  std::shared_ptr<const Answer> shared = std::move(answer);
+  std::size_t failure = 0;
+  for (std::uint32_t i = 0; i < d.count; ++i) {
+    const bool last = i + 1 == d.count;
+    accept(it, decoded[i].value != nullptr
+                   ? success(d.first + i, decoded[i].value, shared, last)
+                   : failed_item(d.first + i, &shared->errors[failure++], shared, last));
   }
   forget_if_complete(it, now);
 }
@@ -381,11 +406,36 @@ void JobCore::fail_range(std::uint64_t first, std::uint32_t count, std::string_v
   auto answer = std::make_shared<Answer>();
   answer->worker = worker;
   answer->code = code;
+  answer->error = message;
   std::shared_ptr<const Answer> shared = std::move(answer);
   for (std::uint32_t i = 0; i < count; ++i) {
-    accept(it, ItemResult{first + i, nullptr, message, shared, i + 1 == count});
+    accept(it, failed_item(first + i, &shared->error, shared, i + 1 == count));
   }
   forget_if_complete(it, now);
+}
+
+JobCore::ItemResult JobCore::success(std::uint64_t index, const msgpack::object* value,
+                                     const std::shared_ptr<const Answer>& answer, bool last) {
+  ItemResult r;
+  r.index = index;
+  r.value = value;
+  r.worker = &answer->worker;
+  r.last_in_message = last;
+  r.chunk_elapsed_us = answer->elapsed_us;
+  r.answer = answer;
+  return r;
+}
+
+JobCore::ItemResult JobCore::failed_item(std::uint64_t index, const std::string* error,
+                                         const std::shared_ptr<const Answer>& answer, bool last) {
+  ItemResult r;
+  r.index = index;
+  r.error = error;
+  r.worker = &answer->worker;
+  r.code = answer->code;
+  r.last_in_message = last;
+  r.answer = answer;
+  return r;
 }
 
 // Finds the open chunk that holds [first, first+count): split re-runs deliver parts.

@@ -2,17 +2,15 @@
 // thread or clock of its own. libclient/client.cpp is the thin socket loop around it;
 // tests/unit/client_core_test.cpp and the simulator drive it with a fake clock.
 //
-// How a driver uses it:
+// It follows the contract of the three cores (protocol/core_io.hpp, docs/design.md). How a
+// driver uses it:
 //   JobCore core(job_id, "m.square", options, now);
 //   loop:
-//     while (std::uint32_t n = core.wanted()) {     // room in the window for a chunk of n items
-//       pack up to n arguments (and at most kMaxChunkBytes) into a msgpack array;
-//       if (some) core.add_chunk(payload, count, now);
-//       if (the input ran out) { core.end_input(now); break; }
-//     }
-//     send every core.take_outbox() entry (header frame, plus the payload frame if any);
-//     wait for a message from the broker, but not past core.next_deadline();
-//     on a message: core.feed(decoded, payload, now);  on the deadline: core.tick(now);
+//     core.fill(next, now);   // packs inputs into chunks while the window has room (the one
+//                             // packing rule: the client and the simulator both use it)
+//     core.take_outbox(out); send each (header frame, plus the payload frame if any);
+//     wait for a message from the broker, but not past core.next_deadline(now);
+//     on a message: core.on_message("", header, size, payload, now);  then core.on_tick(now);
 //     hand every core.take_results() entry to the caller (exactly once each, already deduped);
 //     stop when core.done() (every item answered) or core.failed() (see failure());
 //   finally: core.close(now) and send the outbox: it holds DONE when anything was submitted.
@@ -34,7 +32,10 @@
 #include "libclient/chunk_sizer.hpp"
 #include "protocol/bytes.hpp"
 #include "protocol/codes.hpp"
+#include "protocol/core_io.hpp"
+#include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
+#include "seppo/item.hpp"
 
 namespace seppo::client {
 
@@ -69,10 +70,6 @@ class JobCore {
   // (results are about twice their arguments' size): a driver closes a chunk at this size.
   static constexpr std::size_t kMaxChunkBytes = 48 << 10;
 
-  struct Outgoing {
-    wire::Message message;
-    std::optional<Bytes> payload;  // SUBMIT only
-  };
   // What one DELIVER or FAILED carried; shared by the items it answered, kept alive by them.
   struct Answer {
     std::string worker;              // "host, process PID", or empty
@@ -83,16 +80,17 @@ class JobCore {
     std::vector<msgpack::object> values;
     Bytes payload;
     // A FAILED's code, or the client's own for items it fails (C22: "too_large"); empty for a
-    // DELIVER, whose failed items are the function's own errors. Client::Item::code.
+    // DELIVER, whose failed items are the function's own errors. Item::code.
     std::string code;
+    // Why its items failed: one message for a whole range (FAILED, an unreadable DELIVER), or
+    // each failed entry's own (a DELIVER's), which Item::error points to.
+    std::string error;
+    std::vector<std::string> errors;
   };
-  // One item's outcome, handed over exactly once.
-  struct ItemResult {
-    std::uint64_t index = 0;
-    const msgpack::object* value = nullptr;  // into answer's entries or values; null on failure
-    std::string error;                       // why it failed, when value is null
+  // One item's outcome, handed over exactly once: the Item the caller's sink receives (its
+  // value, error, worker and code point into `answer`), with what keeps it alive.
+  struct ItemResult : Item {
     std::shared_ptr<const Answer> answer;
-    bool last_in_message = false;  // the last item of its message: a moment to flush output
   };
   // Why the job failed as a whole; the driver turns it into the matching seppo:: exception.
   struct Failure {
@@ -114,18 +112,28 @@ class JobCore {
   // are full, a chunk refused over_limit waits to be sent again, the input ended, the job is
   // over).
   std::uint32_t wanted() const;
+  // The chunk packing rule: while wanted() > 0, packs a chunk of up to wanted() arguments and
+  // at most kMaxChunkBytes, calling `next(buffer)` for each, which appends one packed argument
+  // to the msgpack::sbuffer and returns true, or returns false at the end of the input (then
+  // end_input()). Stops early, the input not ended, after `max_items` arguments in all.
+  template <class Next>
+  void fill(Next&& next, TimePoint now, std::uint64_t max_items = UINT64_MAX);
   // The next chunk: `payload` is a msgpack array of `count` (≥ 1) arguments. Queues its SUBMIT.
   void add_chunk(Bytes payload, std::uint32_t count, TimePoint now);
   // No more input: the job is done once every open chunk is answered.
   void end_input(TimePoint now);
-  // A payload of the given packed arguments (array32 header, then each item's bytes).
-  static Bytes pack_chunk(const std::vector<Bytes>& items);
 
-  // --- events ---
-  // A message from the broker, decoded; `payload` is its second frame, if it had one.
-  void feed(const wire::Message& message, std::optional<Bytes> payload, TimePoint now);
+  // --- events (protocol/core_io.hpp) ---
+  // A message from the broker as received: its header frame, and its payload frame if it had
+  // one (taken). A header that does not decode is ignored, and is no sign of the broker's life.
+  // `from` is empty: a client has one peer.
+  void on_message(const wire::PeerId& from, const void* header, std::size_t header_size,
+                  Bytes* payload, TimePoint now);
   // Time passed: heartbeats (C17) and the broker's silence (C18). Call by next_deadline().
-  void tick(TimePoint now);
+  void on_tick(TimePoint now);
+  // What the socket could not send: nothing for a client, whose DEALER queues every message
+  // (its high-water mark is unlimited) and resends after a broker restart by its own rules.
+  void on_delivery(const wire::DeliveryReport& report, TimePoint now);
   // With hold: the caller took item `index`; its chunk's window place frees with its last item.
   void consumed(std::uint64_t index, TimePoint now);
   // The caller stops reading for a while and comes back: that time is not the broker's silence.
@@ -135,12 +143,13 @@ class JobCore {
   void close(TimePoint now);
 
   // --- drained by the driver ---
-  std::vector<Outgoing> take_outbox();
+  // What to send to the broker, in order, appended to `out` (peer empty: the broker).
+  void take_outbox(std::vector<wire::Outgoing>& out);
   std::vector<ItemResult> take_results();
   // The same into `out`, cleared first, whose capacity is reused: a chunk may answer thousands
   // of items, and a fresh vector per message would be allocated (and paged in) anew each time.
   void take_results(std::vector<ItemResult>& out);
-  TimePoint next_deadline() const;  // TimePoint::max() once the job is over
+  TimePoint next_deadline(TimePoint now) const;  // TimePoint::max() once the job is over
 
   // --- state ---
   bool done() const;  // the input ended and every item of it was handed over
@@ -181,7 +190,9 @@ class JobCore {
   };
   using Open = std::map<std::uint64_t, Chunk>;
 
-  void send(wire::Message message, TimePoint now, std::optional<Bytes> payload = std::nullopt);
+  void on_decoded(const wire::Message& message, Bytes* payload, TimePoint now);
+  void send(const wire::Message& message, TimePoint now,
+            std::optional<Bytes> payload = std::nullopt);
   void submit(std::uint64_t first, Chunk& chunk, TimePoint now);
   void send_heartbeat(TimePoint now);
   void resubmit_all(TimePoint now);
@@ -195,6 +206,10 @@ class JobCore {
   Open::iterator chunk_of(std::uint64_t first, std::uint32_t count);
   void forget_if_complete(Open::iterator it, TimePoint now);
   bool accept(Open::iterator it, ItemResult&& item);
+  static ItemResult success(std::uint64_t index, const msgpack::object* value,
+                            const std::shared_ptr<const Answer>& answer, bool last);
+  static ItemResult failed_item(std::uint64_t index, const std::string* error,
+                                const std::shared_ptr<const Answer>& answer, bool last);
   void release(std::uint64_t index);
   void fail(Failure::Kind kind, std::string code, std::string message);
   bool over() const { return closed_ || failure_.has_value(); }
@@ -231,11 +246,43 @@ class JobCore {
   TimePoint last_heard_{};
   std::optional<TimePoint> paused_at_;
   std::optional<Failure> failure_;
-  std::vector<Outgoing> outbox_;
+  std::vector<wire::Outgoing> outbox_;
+  msgpack::sbuffer chunk_buffer_{kMaxChunkBytes +
+                                 4096};  // fill()'s, reused for every chunk of the job
   std::vector<ItemResult> results_;
   // The last DELIVER's Answer, used again for the next once no result refers to it: its
   // values keep their capacity, instead of a new block of thousands of objects per message.
   std::shared_ptr<Answer> spare_answer_;
 };
+
+template <class Next>
+void JobCore::fill(Next&& next, TimePoint now, std::uint64_t max_items) {
+  while (max_items > 0) {
+    const std::uint32_t want = wanted();
+    if (want == 0) return;
+    // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
+    chunk_buffer_.clear();
+    const char header[wire::kArray32HeaderSize] = {};
+    chunk_buffer_.write(header, sizeof header);
+    std::uint32_t count = 0;
+    bool ended = false;
+    while (count < want && count < max_items && chunk_buffer_.size() < kMaxChunkBytes) {
+      if (!next(chunk_buffer_)) {
+        ended = true;
+        break;
+      }
+      ++count;
+    }
+    max_items -= count;
+    if (count > 0) {
+      wire::write_array32_header(chunk_buffer_.data(), count);
+      add_chunk(Bytes::copy(chunk_buffer_.data(), chunk_buffer_.size()), count, now);
+    }
+    if (ended) {
+      end_input(now);
+      return;
+    }
+  }
+}
 
 }  // namespace seppo::client

@@ -16,6 +16,7 @@
 #include "broker/server.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
+#include "libclient/client_access.hpp"
 #include "localcluster/local_manager.hpp"
 #include "localcluster/local_registry.hpp"
 #include "localcluster/module_path.hpp"
@@ -68,6 +69,10 @@ struct __attribute__((visibility("hidden"))) LocalCluster::State {
     std::future<std::string> bound = ready->get_future();
     broker::ServerOptions server;
     server.endpoints = {endpoint};
+    // As seppo-broker does: the socket's ZMTP heartbeats and routing-id bindings follow the
+    // core's heartbeat and liveness (they kept the 1 s default while the core used ours).
+    server.heartbeat = config.heartbeat;
+    server.liveness = config.liveness;
     server.handle_signals = false;
     server.stop_fd = stop_fd;
     server.shutdown_grace = std::chrono::milliseconds(200);
@@ -209,7 +214,7 @@ Client LocalCluster::client(ClientOptions options) const {
   if (options.worker_wait.count() == 0) options.worker_wait = std::chrono::seconds(10);
   std::weak_ptr<State> weak = state_;
   Client client(state_->endpoint, std::move(options));
-  detail::set_before_submit(client, [weak](const std::string& function) {
+  detail::ClientAccess::set_before_submit(client, [weak](const std::string& function) {
     const std::shared_ptr<State> state = weak.lock();
     if (!state) throw ConnectionError("the local cluster of this client was stopped");
     state->require(function);

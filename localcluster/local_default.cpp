@@ -39,10 +39,10 @@ LocalCluster& default_local_cluster() {
 
 }  // namespace
 
-Client default_client() {
+Client default_client(ClientOptions options) {
   const std::string broker = detail::environment(kBrokerVariable);
-  if (!broker.empty()) return Client(broker);
-  return default_local_cluster().client();
+  if (!broker.empty()) return Client(broker, std::move(options));
+  return default_local_cluster().client(std::move(options));
 }
 
 }  // namespace seppo

@@ -584,7 +584,7 @@ class PyLocalCluster {
 ClientOptions make_options(const std::optional<std::string>& secret,
                            const std::optional<std::string>& server, bool insecure,
                            std::optional<double> timeout_s, std::optional<double> worker_wait_s) {
-  ClientOptions options;
+  ClientOptions options = ClientOptions::from_env();
   if (secret) options.curve_secret_key_file = *secret;
   if (server) options.curve_server_key_file = *server;
   options.insecure = insecure;

@@ -83,7 +83,8 @@ void World::check_result(int i, const client::JobCore::ItemResult& r) {
   } else {
     ++report_.error_items;
     const std::string code = r.answer ? r.answer->code : std::string();
-    const bool lost = r.error.rfind("worker lost", 0) == 0;
+    const std::string& error = *r.error;
+    const bool lost = error.rfind("worker lost", 0) == 0;
     const bool hangs = (options_.faults & kHang) && is_hang(x);
     if (code == "timeout") {
       ++report_.timeouts;
@@ -115,26 +116,26 @@ void World::check_result(int i, const client::JobCore::ItemResult& r) {
           }
         }
         if (!run.excused && !answer_waits && longest < job.limit - 50 * kMs) {
-          violate(where + ": timed out (\"" + r.error + "\") although it ran or waited at most " +
+          violate(where + ": timed out (\"" + error + "\") although it ran or waited at most " +
                   std::to_string(longest / kMs) + " ms of its " + std::to_string(job.limit / kMs) +
                   " ms limit");
         }
       }
     } else if (hangs && !lost) {
-      violate(where + ": an item that never returns ended \"" + r.error + "\" (code \"" + code +
+      violate(where + ": an item that never returns ended \"" + error + "\" (code \"" + code +
               "\"), expected timeout");
     } else if ((options_.faults & kRaise) && raises(x) && !lost) {
       // Lost workers may use up an item's attempts before it ever raises: worker_lost then.
-      if (r.error != raise_message(x))
-        violate(where + ": error \"" + r.error + "\", expected the raise");
+      if (error != raise_message(x))
+        violate(where + ": error \"" + error + "\", expected the raise");
     } else if (!lost) {
-      violate(where + ": unexpected error \"" + r.error + "\"");
+      violate(where + ": unexpected error \"" + error + "\"");
     } else if ((options_.faults & kChurn) && !is_poison(x) && runs_[x].starts == 0 &&
                !runs_[x].excused) {
       // Issue 12 case 5: charged for peers that never ran it (READY, then closed). A TASK lost
       // on a worker's broken connection, or held by a stopped or dying one, looks to the broker
       // like a crash while it ran: that may be charged.
-      violate(where + ": \"" + r.error + "\" although no worker ever started it");
+      violate(where + ": \"" + error + "\" although no worker ever started it");
     }
   }
   // The caller reads in order: a reorder buffer hands on the run of items now complete.
@@ -150,18 +151,17 @@ void World::client_pump(int i) {
     const std::uint32_t wanted = core.wanted();
     if (wanted == 0) break;
     const std::uint64_t left = job.items.size() - job.next_input;
+    // A caller whose input comes in bursts: chunks of any size the window allows.
     const std::uint32_t count = static_cast<std::uint32_t>(
         rng_.between(1, static_cast<std::int64_t>(std::min<std::uint64_t>(wanted, left))));
-    std::vector<Bytes> items;
-    for (std::uint32_t k = 0; k < count; ++k) {
-      msgpack::sbuffer b;
-      msgpack::pack(b, job.items[job.next_input + k].input);
-      items.push_back(Bytes::copy(b.data(), b.size()));
-    }
-    Bytes payload = client::JobCore::pack_chunk(items);
-    p.max_chunk_bytes = std::max(p.max_chunk_bytes, payload.size());
-    core.add_chunk(std::move(payload), count, local_tp(p));
-    job.next_input += count;
+    core.fill(
+        [&](msgpack::sbuffer& buffer) {
+          if (job.next_input == job.items.size()) return false;
+          msgpack::pack(buffer, job.items[job.next_input++].input);
+          p.max_chunk_bytes = std::max(p.max_chunk_bytes, buffer.size());
+          return true;
+        },
+        local_tp(p), count);
   }
   if (job.next_input == job.items.size()) core.end_input(local_tp(p));
   for (const auto& r : core.take_results()) check_result(i, r);
@@ -181,12 +181,15 @@ void World::client_pump(int i) {
     violate(p.name + " job " + std::to_string(job.id) + " failed: " + core.failure()->message);
   }
   if (p.job) {
-    for (auto& out : core.take_outbox()) {
-      if (trace_) tracef(p.name + " sends " + describe(out.message));
-      count_resubmission(job, out.message);
-      peer_send(i, Frame{wire::encode(out.message), std::move(out.payload), {}});
+    std::vector<wire::Outgoing> out;
+    core.take_outbox(out);
+    for (wire::Outgoing& o : out) {
+      const wire::Message message = wire::decode(o.header.data(), o.header.size());
+      if (trace_) tracef(p.name + " sends " + describe(message));
+      count_resubmission(job, message);
+      peer_send(i, Frame{std::string(o.header.view()), std::move(o.payload), {}});
     }
-    if (auto at = global_of(p, core.next_deadline()))
+    if (auto at = global_of(p, core.next_deadline(local_tp(p))))
       schedule(*at, make_event(Ev::Tick, i, ++p.tick_gen));
   }
 }
@@ -202,10 +205,13 @@ void World::end_job(int i, JobRecord::State state) {
   job.state = state;
   if (state == JobRecord::State::Completed || state == JobRecord::State::Cancelled) {
     p.job->close(local_tp(p));
-    for (auto& out : p.job->take_outbox()) {
-      if (trace_) tracef(p.name + " sends " + describe(out.message));
-      count_resubmission(job, out.message);
-      peer_send(i, Frame{wire::encode(out.message), std::move(out.payload), {}});
+    std::vector<wire::Outgoing> out;
+    p.job->take_outbox(out);
+    for (wire::Outgoing& o : out) {
+      const wire::Message message = wire::decode(o.header.data(), o.header.size());
+      if (trace_) tracef(p.name + " sends " + describe(message));
+      count_resubmission(job, message);
+      peer_send(i, Frame{std::string(o.header.view()), std::move(o.payload), {}});
     }
     p.broker_heartbeat = p.job->broker_heartbeat();
   }

@@ -277,7 +277,10 @@ void World::deliver_to_peer(int i, Event& e) {
                        e.frame.payload ? &*e.frame.payload : nullptr, local_tp(p));
     worker_pump(i);
   } else {
-    if (p.job) p.job->feed(message, e.frame.payload, local_tp(p));
+    if (p.job) {
+      p.job->on_message({}, e.frame.header.data(), e.frame.header.size(),
+                        e.frame.payload ? &*e.frame.payload : nullptr, local_tp(p));
+    }
     if (const auto* f = std::get_if<wire::Failed>(&message); f && is_over_limit(*f)) {
       ++report_.over_limit;
     }

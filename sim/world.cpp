@@ -54,7 +54,7 @@ void World::step(Event& e) {
         p.core->on_tick(local_tp(p));
         worker_pump(e.peer);
       } else if (p.job) {
-        p.job->tick(local_tp(p));
+        p.job->on_tick(local_tp(p));
         client_pump(e.peer);
       }
       break;

@@ -2,7 +2,8 @@
 //
 //   seppo::Client client{"tcp://127.0.0.1:5555"};
 //   std::vector<std::string> out =
-//       client.map_parallel<std::string>("example_module.hello_world", std::vector<double>{1, 2, 3});
+//       client.map_parallel<std::string>("example_module.hello_world", std::vector<double>{1, 2,
+//       3});
 //
 // Results come back in input order whichever worker finished first.
 #pragma once
@@ -24,10 +25,10 @@
 
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
+#include "seppo/item.hpp"
 
 namespace seppo {
 class Client;
-class ClientJob;
 template <class T>
 class Stream;
 template <class T>
@@ -36,10 +37,8 @@ template <class R>
 class Job;
 namespace detail {
 class Engine;
-// For the local cluster only (localcluster/local_cluster.cpp), not exported: called with the
-// function's name before each job of this Client starts; may throw to fail the call.
-void set_before_submit(Client& client, std::function<void(const std::string&)> hook);
-}
+struct ClientAccess;  // libclient/client_access.hpp: the library's own way in, not API
+}  // namespace detail
 
 // SEPPO_BROKER when set, otherwise ipc:///tmp/seppo-UID/broker (this user's alone).
 SEPPO_API std::string default_endpoint();
@@ -70,9 +69,10 @@ struct ClientOptions {
   std::chrono::milliseconds heartbeat{1000};
   // CurveZMQ (README.md, "Running on a network"): paths of this client's secret key file and
   // of the broker's public key file, as `seppo keygen` writes them. Both or neither; with them
-  // all traffic is encrypted and the broker admits the client by its key.
-  std::string curve_secret_key_file = detail::environment("SEPPO_CURVE_SECRET_KEY");
-  std::string curve_server_key_file = detail::environment("SEPPO_CURVE_SERVER_KEY");
+  // all traffic is encrypted and the broker admits the client by its key. Empty by default;
+  // from_env() sets them from SEPPO_CURVE_SECRET_KEY and SEPPO_CURVE_SERVER_KEY.
+  std::string curve_secret_key_file;
+  std::string curve_server_key_file;
   // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
   // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
   bool insecure = false;
@@ -80,14 +80,18 @@ struct ClientOptions {
   // An item running longer ends as an item error with code "timeout", and the worker process
   // running it is replaced (docs/protocol.md §10.1).
   std::chrono::milliseconds item_timeout{0};
+
+  // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and
+  // SEPPO_CURVE_SERVER_KEY. What a Client constructed without options uses.
+  SEPPO_API static ClientOptions from_env();
 };
 
 // One item's outcome: its value, or the error its function raised.
 template <class R>
 class Result {
  public:
-  Result(R value) : state_(std::move(value)) {}                // NOLINT: implicit on purpose
-  Result(RemoteError error) : state_(std::move(error)) {}      // NOLINT
+  Result(R value) : state_(std::move(value)) {}            // NOLINT: implicit on purpose
+  Result(RemoteError error) : state_(std::move(error)) {}  // NOLINT
   bool ok() const noexcept { return state_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
   // The value; throws the item's RemoteError if it failed.
@@ -107,7 +111,8 @@ class Result {
 
 class SEPPO_API Client {
  public:
-  explicit Client(std::string endpoint = default_endpoint(), ClientOptions options = {});
+  explicit Client(std::string endpoint = default_endpoint(),
+                  ClientOptions options = ClientOptions::from_env());
   ~Client();
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
@@ -124,7 +129,12 @@ class SEPPO_API Client {
   // The broker's view of the cluster (workers, functions, jobs) as a msgpack map; the fields
   // are listed in docs/protocol.md under STATUS. Throws ConnectionError after `timeout`, or
   // at once when the broker refuses this client's key.
-  msgpack::object_handle status(std::chrono::milliseconds timeout);
+  msgpack::object_handle status(std::chrono::milliseconds timeout) {
+    const std::string map = status_bytes(timeout);
+    return unpack_untrusted(map.data(), map.size());
+  }
+  // The same, as the msgpack bytes the broker sent.
+  std::string status_bytes(std::chrono::milliseconds timeout);
 
   // Calls `function` on every input and returns the results in input order. Throws
   // RemoteError for the first item that fails (the job is then cancelled), UnknownFunctionError,
@@ -149,8 +159,7 @@ class SEPPO_API Client {
     run(name, encoder(it, end), [&](const Item& item) {
       if (slots.size() <= item.index) slots.resize(item.index + 1);
       if (item.error != nullptr) {
-        slots[item.index].emplace(
-            RemoteError(name, item.index, *item.error, *item.worker, std::string(item.code)));
+        slots[item.index].emplace(remote_error(name, item));
       } else {
         slots[item.index].emplace(convert_result<R>(name, item));
       }
@@ -210,20 +219,8 @@ class SEPPO_API Client {
   // The type-erased engine under the templates. `next` packs the next input and returns true,
   // or returns false at the end. `sink` receives each item's outcome once, in completion order;
   // returning false cancels the job.
-  using Packer = msgpack::packer<msgpack::sbuffer>;
-  struct Item {
-    std::uint64_t index = 0;
-    const msgpack::object* value = nullptr;  // set on success
-    const std::string* error = nullptr;      // set on failure
-    const std::string* worker = nullptr;     // "host, process PID", or empty
-    // On failure: empty when the function raised the error, else why seppo failed the item,
-    // a code of docs/protocol.md §6.1 ("timeout", "worker_lost", ...): RemoteError::code().
-    std::string_view code;
-    // The last item of a message from the broker: a good moment to flush streamed output.
-    bool last_in_message = false;
-    // Microseconds the worker spent on the chunk this item came in (0 for failures).
-    std::uint64_t chunk_elapsed_us = 0;
-  };
+  using Packer = seppo::Packer;
+  using Item = seppo::Item;
   void run(const std::string& function, const std::function<bool(Packer&)>& next,
            const std::function<bool(const Item&)>& sink);
 
@@ -240,9 +237,8 @@ class SEPPO_API Client {
 
   template <class R>
   static R convert_result(const std::string& function, const Item& item) {
-    return convert<R>(*item.value, [&] {
-      return function + ": result of item " + std::to_string(item.index);
-    });
+    return convert<R>(*item.value,
+                      [&] { return function + ": result of item " + std::to_string(item.index); });
   }
 
   template <class R, class Range>
@@ -255,8 +251,7 @@ class SEPPO_API Client {
     const std::string name(function);
     run(name, encoder(it, end), [&](const Item& item) {
       if (item.error != nullptr) {
-        if (fail_fast)
-          throw RemoteError(name, item.index, *item.error, *item.worker, std::string(item.code));
+        if (fail_fast) throw remote_error(name, item);
         return true;
       }
       if (slots.size() <= item.index) slots.resize(item.index + 1);
@@ -270,16 +265,14 @@ class SEPPO_API Client {
   void release() noexcept;
 
   struct SEPPO_HIDDEN Impl;  // libclient/client.cpp; not part of the API
-  friend class ClientJob;
-  friend void detail::set_before_submit(Client&, std::function<void(const std::string&)>);
-  friend class detail::Engine;
+  friend struct detail::ClientAccess;
   std::unique_ptr<Impl> impl_;
 };
 
 // A client of the broker named by SEPPO_BROKER; when it is unset, of this process' local
 // cluster (seppo/local_cluster.hpp), started on first use, stopped at exit, announced once on
-// stderr.
-SEPPO_API Client default_client();
+// stderr. With `options` (CurveZMQ keys are ignored for the local cluster: it is private).
+SEPPO_API Client default_client(ClientOptions options = ClientOptions::from_env());
 
 // map_parallel on default_client(): SEPPO_BROKER's broker, or worker processes on this machine.
 template <class R, class Range>

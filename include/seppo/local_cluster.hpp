@@ -123,8 +123,7 @@ std::vector<R> map_parallel_serial(std::string_view function, const Range& input
   if constexpr (requires { std::size(inputs); }) out.reserve(std::size(inputs));
   const std::string name(function);
   detail::serial_each(name, inputs, [&](const Client::Item& item) {
-    if (item.error != nullptr)
-      throw RemoteError(name, item.index, *item.error, *item.worker, std::string(item.code));
+    if (item.error != nullptr) throw remote_error(name, item);
     out.push_back(detail::value_from<R>(name, item));
   });
   return out;
@@ -137,8 +136,7 @@ std::vector<Result<R>> map_results_serial(std::string_view function, const Range
   const std::string name(function);
   detail::serial_each(name, inputs, [&](const Client::Item& item) {
     if (item.error != nullptr) {
-      out.emplace_back(
-          RemoteError(name, item.index, *item.error, *item.worker, std::string(item.code)));
+      out.emplace_back(remote_error(name, item));
     } else {
       out.emplace_back(detail::value_from<R>(name, item));
     }

@@ -25,9 +25,21 @@
 
 namespace seppo::detail {
 
-template <class F> struct function_traits;
+template <class F>
+struct function_traits {
+  // Anything but a plain function of one argument: one error that says what to do, instead
+  // of screens of failed substitutions.
+  static_assert(sizeof(F) == 0,
+                "SEPPO_FUNCTION(f): f must be a plain function of exactly one argument; for "
+                "several values take one std::tuple<A, B, ...> (or a struct with "
+                "MSGPACK_DEFINE) and pass each input as such a tuple");
+  static constexpr bool valid = false;
+  using result = void;
+  using argument = int;
+};
 template <class R, class A>
 struct function_traits<R (*)(A)> {
+  static constexpr bool valid = true;
   using result = R;
   using argument = std::remove_cv_t<std::remove_reference_t<A>>;
 };
@@ -36,8 +48,10 @@ struct function_traits<R (*)(A) noexcept> : function_traits<R (*)(A)> {};
 
 template <class T>
 const char* signature_part() {
-  if constexpr (std::is_same_v<T, msgpack::object>) return "any";
-  else return expected_name<T>();
+  if constexpr (std::is_same_v<T, msgpack::object>)
+    return "any";
+  else
+    return expected_name<T>();
 }
 
 // The frame of every seppo_call_chunk: decodes the chunk, packs one entry per item into a buffer,
@@ -100,12 +114,15 @@ int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
 template <auto Function>
 seppo_function_v1 make_function(const char* name) {
   using traits = function_traits<decltype(Function)>;
-  static const std::string signature = std::string("(") +
-                                       signature_part<typename traits::argument>() + ") -> " +
-                                       (std::is_void_v<typename traits::result>
-                                            ? "nil"
-                                            : signature_part<typename traits::result>());
-  return seppo_function_v1{name, signature.c_str(), &call_chunk<Function>};
+  if constexpr (!traits::valid) {
+    return seppo_function_v1{name, "", nullptr};  // never built: the static_assert stopped it
+  } else {
+    static const std::string signature =
+        std::string("(") + signature_part<typename traits::argument>() + ") -> " +
+        (std::is_void_v<typename traits::result> ? "nil"
+                                                 : signature_part<typename traits::result>());
+    return seppo_function_v1{name, signature.c_str(), &call_chunk<Function>};
+  }
 }
 
 }  // namespace seppo::detail
@@ -114,10 +131,11 @@ seppo_function_v1 make_function(const char* name) {
 #define SEPPO_FUNCTION(function) ::seppo::detail::make_function<&function>(#function)
 
 // The module's table; use exactly once per shared object.
-#define SEPPO_MODULE(...)                                                                  \
-  extern "C" __attribute__((visibility("default"))) const seppo_module_v1* seppo_module_v1_entry() { \
-    static const seppo_function_v1 functions[] = {__VA_ARGS__};                            \
-    static const seppo_module_v1 module = {SEPPO_MODULE_ABI_VERSION,                     \
-                                             sizeof functions / sizeof functions[0], functions}; \
-    return &module;                                                                        \
+#define SEPPO_MODULE(...)                                                                      \
+  extern "C" __attribute__((visibility("default"))) const seppo_module_v1*                     \
+  seppo_module_v1_entry() {                                                                    \
+    static const seppo_function_v1 functions[] = {__VA_ARGS__};                                \
+    static const seppo_module_v1 module = {SEPPO_MODULE_ABI_VERSION,                           \
+                                           sizeof functions / sizeof functions[0], functions}; \
+    return &module;                                                                            \
   }

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "seppo/export.hpp"  // first: says so when the compiler is not in C++20 mode
+
 #include <msgpack.hpp>
 
 namespace msgpack {

@@ -105,8 +105,7 @@ std::unique_ptr<Source> make_source(Range&& range) {
 
 // An item's value as R, or the exception to raise at its position (RemoteError, TypeError).
 inline std::exception_ptr failure_of(const std::string& function, const Client::Item& item) {
-  return std::make_exception_ptr(
-      RemoteError(function, item.index, *item.error, *item.worker, std::string(item.code)));
+  return std::make_exception_ptr(remote_error(function, item));
 }
 template <class R>
 R value_from(const std::string& function, const Client::Item& item) {
@@ -155,7 +154,8 @@ class SEPPO_API Engine {
   void consumed(std::uint64_t index);
 
  private:
-  std::unique_ptr<ClientJob> job_;
+  struct SEPPO_HIDDEN Impl;  // libclient/client.cpp
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace detail
