@@ -47,14 +47,11 @@ nlohmann::json to_json(const msgpack::object& o) {
     }
     case msgpack::type::EXT:
       // A Python tuple (ext 2) prints as its array, an ndarray (ext 3) as nested arrays; other
-      // extensions as null.
+      // extensions as null. One that cannot be shown (a complex or float16 array, a malformed
+      // one) is an error, never a silent null: as_plain's ProtocolError says which and why.
       if (o.via.ext.type() == kTupleExt || o.via.ext.type() == kNdarrayExt) {
         msgpack::zone zone;
-        try {
-          return to_json(as_plain(o, zone));
-        } catch (const ProtocolError&) {
-          return nullptr;
-        }
+        return to_json(as_plain(o, zone));
       }
       return nullptr;
   }

@@ -296,7 +296,11 @@ py::object decode_ndarray(const msgpack::object& o) {
   return array;
 }
 
-py::object decode(const msgpack::object& o, bool as_key) {
+// `depth`: the nesting so far. msgpack's own limit restarts inside each extension (a tuple's
+// bytes are unpacked anew), so a tuple of a tuple of ... is counted here.
+py::object decode(const msgpack::object& o, bool as_key, std::size_t depth) {
+  if (depth > static_cast<std::size_t>(kMaxDepth))
+    throw ProtocolError("msgpack value nested too deep");
   switch (o.type) {
     case msgpack::type::NIL:
       return py::none();
@@ -324,7 +328,8 @@ py::object decode(const msgpack::object& o, bool as_key) {
         if (a.type != msgpack::type::ARRAY) throw ProtocolError("a tuple (ext 2) is not an array");
         py::tuple t(a.via.array.size);
         for (std::uint32_t i = 0; i < a.via.array.size; ++i) {
-          PyTuple_SET_ITEM(t.ptr(), i, decode(a.via.array.ptr[i], as_key).release().ptr());
+          PyTuple_SET_ITEM(t.ptr(), i,
+                           decode(a.via.array.ptr[i], as_key, depth + 1).release().ptr());
         }
         return t;
       }
@@ -339,19 +344,20 @@ py::object decode(const msgpack::object& o, bool as_key) {
       if (as_key) {
         py::tuple t(o.via.array.size);
         for (std::uint32_t i = 0; i < o.via.array.size; ++i)
-          t[i] = decode(o.via.array.ptr[i], true);
+          t[i] = decode(o.via.array.ptr[i], true, depth + 1);
         return t;
       }
       py::list l(o.via.array.size);
       for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
-        PyList_SET_ITEM(l.ptr(), i, decode(o.via.array.ptr[i], false).release().ptr());
+        PyList_SET_ITEM(l.ptr(), i, decode(o.via.array.ptr[i], false, depth + 1).release().ptr());
       }
       return l;
     }
     case msgpack::type::MAP: {
       py::dict d;
       for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
-        d[decode(o.via.map.ptr[i].key, true)] = decode(o.via.map.ptr[i].val, false);
+        d[decode(o.via.map.ptr[i].key, true, depth + 1)] =
+            decode(o.via.map.ptr[i].val, false, depth + 1);
       }
       return d;
     }
@@ -367,7 +373,7 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
 }
 
 py::object from_msgpack(const msgpack::object& object) {
-  return decode(object, false);
+  return decode(object, false, 0);
 }
 
 py::object call_with(py::handle function, const msgpack::object& item) {
@@ -380,12 +386,12 @@ py::object call_with(py::handle function, const msgpack::object& item) {
          o.via.array.ptr[1].type != msgpack::type::NIL)) {
       throw ProtocolError("a call (ext 1) is not [args array, kwargs map]");
     }
-    const py::tuple args = py::tuple(decode(o.via.array.ptr[0], false));
+    const py::tuple args = py::tuple(decode(o.via.array.ptr[0], false, 1));
     if (o.via.array.ptr[1].type == msgpack::type::NIL) return function(*args);
-    const py::dict kwargs = decode(o.via.array.ptr[1], false);
+    const py::dict kwargs = decode(o.via.array.ptr[1], false, 1);
     return function(*args, **kwargs);
   }
-  return function(decode(item, false));
+  return function(decode(item, false, 0));
 }
 
 }  // namespace seppo::python

@@ -92,7 +92,7 @@ mkdir -p state-broker state-parallel state-local
   --command sleepy="sh $work/sleepy.sh {}" --command soon="sh $work/soon.sh {}" \
   --command seqonly='echo {#}' --command err='echo out {}; echo err {} >&2' \
   --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' \
-  --command blk='echo "#{#}"; cat' --allow-stdin \
+  --command blk='echo "#{#}"; cat' --allow-stdin --command wcp='wc' --command hw='head -n1; wc -l' \
   --command pic='echo pic{}.jpg' --command xyz='echo x{}y{}z {#}' &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -337,14 +337,16 @@ both "--shuf through a broker: the same jobs" "par --shuf echo ::: a b c d ::: 1
 seq 1 30 >lines
 printf '>a\nACGT\n>b\nGG\nTT\n>c\nA\n' >fasta
 printf 'a;b;c;d;e' >semi
+seq 1 1000 >lines1000  # a pipe, never a file: wc pads its counts, head cannot seek back
 # IDIOM (options, then the command's name) : INPUT FILE
 for pair in "--block 20 wc:lines" "-N7 wc:lines" "--block 8 --recstart '>' blk:fasta" \
   "-N1 --recstart '>' blk:fasta" "--recend ';' -N2 blk:semi" "--block 3 --recend '\\n' blk:lines" \
-  "--block 10 blk:fasta" "--dry-run e:semi" "e:semi"; do
+  "--block 10 blk:fasta" "--dry-run e:semi" "e:semi" "--block 2k wcp:lines1000" \
+  "--block 2k hw:lines1000"; do
   idiom=${pair%:*} input=${pair##*:}
   cmd=${idiom##* } opts=
   [[ $idiom == *" "* ]] && opts=${idiom% *}
-  case $cmd in wc) t='wc -c' ;; blk) t='echo "#{#}"; cat' ;; e) t='echo {}' ;; esac
+  case $cmd in wc) t='wc -c' ;; wcp) t='wc' ;; hw) t='head -n1; wc -l' ;; blk) t='echo "#{#}"; cat' ;; e) t='echo {}' ;; esac
   both "--pipe $idiom <$input" "par --pipe $opts '$t' <$input" \
     "L --pipe $opts --command $cmd='$t' $cmd <$input"
   both "--pipe $idiom <$input through a broker" "par --pipe $opts '$t' <$input" \

@@ -18,7 +18,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "worker/shell_command.hpp"
@@ -208,27 +210,53 @@ CommandRun run_shell(const std::string& line, const CommandLimits& limits) {
   return run_shell(ShellScript{line, {}, std::nullopt}, limits);
 }
 
+// Writes to the command's stdin what the pipe has room for, from `done` on. False once there is
+// no more to write: all of it, or the command stopped reading (EPIPE, as `head` does; the rest is
+// not its to read). SIGPIPE is held back in this thread meanwhile and the one EPIPE raises
+// taken, so it cannot kill the worker.
+bool feed_stdin(int fd, const std::string& data, std::size_t& done) {
+  sigset_t pipe_signal, previous;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous);
+  bool more = true;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && errno == EPIPE) {
+      const timespec now{};
+      ::sigtimedwait(&pipe_signal, nullptr, &now);
+    }
+    more = false;
+    break;
+  }
+  if (done >= data.size()) more = false;
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return more;
+}
+
 CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
-  // stdin: /dev/null, or the item's block (seppo map --pipe) in an anonymous file, written
-  // whole before the command starts: no pipe to feed while its output is read.
-  Fd devnull(script.stdin_data ? ::memfd_create("seppo-stdin", MFD_CLOEXEC)
-                               : ::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (devnull.get() < 0) {
-    throw std::runtime_error(std::string(script.stdin_data ? "stdin block" : "/dev/null") + ": " +
-                             std::strerror(errno));
-  }
+  // stdin: /dev/null, or the item's block (seppo map --pipe) through a pipe, as GNU parallel
+  // gives it: a seekable file would change what commands do (wc pads its counts only for a
+  // pipe, head seeks back to the end of what it printed). Fed from the loop below as the command
+  // reads it.
+  std::optional<Pipe> in;
+  std::optional<Fd> devnull;
   if (script.stdin_data) {
-    const std::string& data = *script.stdin_data;
-    for (std::size_t done = 0; done < data.size();) {
-      const ssize_t n = ::write(devnull.get(), data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw std::runtime_error(std::string("stdin block: ") + std::strerror(errno));
-      done += static_cast<std::size_t>(n);
-    }
-    if (::lseek(devnull.get(), 0, SEEK_SET) != 0) {
+    in.emplace(make_pipe());
+    if (::fcntl(in->write.get(), F_SETFL, O_NONBLOCK) != 0) {
       throw std::runtime_error(std::string("stdin block: ") + std::strerror(errno));
     }
+  } else {
+    devnull.emplace(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (devnull->get() < 0)
+      throw std::runtime_error(std::string("/dev/null: ") + std::strerror(errno));
   }
   // SHELL -c SCRIPT SHELL VALUES...: the values are $1, $2... ($0 is the shell, as with -c alone).
   std::vector<const char*> argv_list = {limits.shell.c_str(), "-c", script.text.c_str(),
@@ -236,7 +264,8 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   for (const std::string& value : script.parameters) argv_list.push_back(value.c_str());
   argv_list.push_back(nullptr);
   const char* const* argv = argv_list.data();
-  int child_fds[4] = {devnull.get(), out.write.get(), err.write.get(), status.write.get()};
+  int child_fds[4] = {in ? in->read.get() : devnull->get(), out.write.get(), err.write.get(),
+                      status.write.get()};
   const pid_t worker = ::getpid();
 
   // No signal handler may run in the child before it resets them.
@@ -250,7 +279,8 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   if (guard_pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(fork_error));
   // Also here, so killing the group cannot race the guard's own setpgid.
   ::setpgid(guard_pid, guard_pid);
-  devnull.reset();
+  devnull.reset();  // the optional: closes it
+  if (in) in->read.reset();
   out.write.reset();
   err.write.reset();
   status.write.reset();
@@ -259,8 +289,16 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   std::string err_all;
   // The status pipe is polled with the output: a command that closes its stdout and stderr
   // early must still be subject to the deadline and to cancelling while it runs on.
-  pollfd fds[3] = {
-      {out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}, {status.read.get(), POLLIN, 0}};
+  pollfd fds[4] = {{out.read.get(), POLLIN, 0},
+                   {err.read.get(), POLLIN, 0},
+                   {status.read.get(), POLLIN, 0},
+                   {in ? in->write.get() : -1, POLLOUT, 0}};
+  std::size_t fed = 0;
+  const auto end_stdin = [&] {
+    fds[3].fd = -1;
+    if (in) in->write.reset();  // the command reads the end of its input
+  };
+  if (in && script.stdin_data->empty()) end_stdin();
   int shell_status = 0;
   bool reported = false;
   char buffer[65536];
@@ -274,6 +312,7 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
     why = true;
     ::kill(-guard_pid, SIGKILL);
     fds[0].fd = fds[1].fd = fds[2].fd = -1;  // a process that left the group could hold them
+    end_stdin();
   };
   while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) {
     // Woken at least every 50 ms when someone may cancel, at the deadline when there is one.
@@ -306,7 +345,7 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
                 : wait_ms < 0 ? static_cast<int>(left)
                               : static_cast<int>(std::min<long long>(left, wait_ms));
     }
-    const int ready = ::poll(fds, 3, wait_ms);
+    const int ready = ::poll(fds, 4, wait_ms);
     if (ready == 0) {
       if (past_grace) break;
       continue;
@@ -316,6 +355,8 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
       ::kill(-guard_pid, SIGKILL);
       break;
     }
+    if (fds[3].fd >= 0 && fds[3].revents != 0 && !feed_stdin(fds[3].fd, *script.stdin_data, fed))
+      end_stdin();
     if (fds[2].fd >= 0 && fds[2].revents != 0) {
       const ssize_t n = ::read(fds[2].fd, &shell_status, sizeof shell_status);
       if (!(n < 0 && errno == EINTR)) {

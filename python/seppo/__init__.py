@@ -235,8 +235,9 @@ def _check(chunksize, timeout):
     # chunksize: items per task (None: adaptive); timeout: seconds one item may run (None: none).
     if chunksize is not None and chunksize < 1:
         raise ValueError("chunksize must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise ValueError("timeout must be positive")
+    # NaN, inf and absurd values would overflow the milliseconds the engine takes.
+    if timeout is not None and not 0 < timeout <= 1e12:
+        raise ValueError("timeout must be a positive number of seconds (None: no limit)")
 
 
 class Client:
