@@ -358,7 +358,7 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
     if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
     std::shared_ptr<const Answer> shared = std::move(answer);
     for (std::uint32_t i = 0; i < d.count; ++i) {
-      accept(it, success(d.first + i, &shared->values[i], shared, i + 1 == d.count));
+      accept(it, answered(d.first + i, &shared->values[i], nullptr, shared, i + 1 == d.count));
     }
     forget_if_complete(it, now);
     return;
@@ -393,8 +393,8 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
   for (std::uint32_t i = 0; i < d.count; ++i) {
     const bool last = i + 1 == d.count;
     accept(it, decoded[i].value != nullptr
-                   ? success(d.first + i, decoded[i].value, shared, last)
-                   : failed_item(d.first + i, &shared->errors[failure++], shared, last));
+                   ? answered(d.first + i, decoded[i].value, nullptr, shared, last)
+                   : answered(d.first + i, nullptr, &shared->errors[failure++], shared, last));
   }
   forget_if_complete(it, now);
 }
@@ -409,31 +409,25 @@ void JobCore::fail_range(std::uint64_t first, std::uint32_t count, std::string_v
   answer->error = message;
   std::shared_ptr<const Answer> shared = std::move(answer);
   for (std::uint32_t i = 0; i < count; ++i) {
-    accept(it, failed_item(first + i, &shared->error, shared, i + 1 == count));
+    accept(it, answered(first + i, nullptr, &shared->error, shared, i + 1 == count));
   }
   forget_if_complete(it, now);
 }
 
-JobCore::ItemResult JobCore::success(std::uint64_t index, const msgpack::object* value,
-                                     const std::shared_ptr<const Answer>& answer, bool last) {
+JobCore::ItemResult JobCore::answered(std::uint64_t index, const msgpack::object* value,
+                                      const std::string* error,
+                                      const std::shared_ptr<const Answer>& answer, bool last) {
   ItemResult r;
   r.index = index;
   r.value = value;
-  r.worker = &answer->worker;
-  r.last_in_message = last;
-  r.chunk_elapsed_us = answer->elapsed_us;
-  r.answer = answer;
-  return r;
-}
-
-JobCore::ItemResult JobCore::failed_item(std::uint64_t index, const std::string* error,
-                                         const std::shared_ptr<const Answer>& answer, bool last) {
-  ItemResult r;
-  r.index = index;
   r.error = error;
   r.worker = &answer->worker;
-  r.code = answer->code;
   r.last_in_message = last;
+  if (error != nullptr) {
+    r.code = answer->code;
+  } else {
+    r.chunk_elapsed_us = answer->elapsed_us;
+  }
   r.answer = answer;
   return r;
 }

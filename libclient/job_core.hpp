@@ -206,10 +206,10 @@ class JobCore {
   Open::iterator chunk_of(std::uint64_t first, std::uint32_t count);
   void forget_if_complete(Open::iterator it, TimePoint now);
   bool accept(Open::iterator it, ItemResult&& item);
-  static ItemResult success(std::uint64_t index, const msgpack::object* value,
-                            const std::shared_ptr<const Answer>& answer, bool last);
-  static ItemResult failed_item(std::uint64_t index, const std::string* error,
-                                const std::shared_ptr<const Answer>& answer, bool last);
+  // One item of a DELIVER or FAILED: its value, or its error (with the answer's code).
+  static ItemResult answered(std::uint64_t index, const msgpack::object* value,
+                             const std::string* error, const std::shared_ptr<const Answer>& answer,
+                             bool last);
   void release(std::uint64_t index);
   void fail(Failure::Kind kind, std::string code, std::string message);
   bool over() const { return closed_ || failure_.has_value(); }

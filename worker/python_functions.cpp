@@ -80,15 +80,20 @@ std::vector<std::string> public_functions(const py::module_& module) {
 std::string python_error_text(py::error_already_set& e) {
   // The whole traceback: the caller sees where in their Python the item failed.
   try {
-    const py::object format = py::module_::import("traceback").attr("format_exception");
-    std::string text;
-    for (auto line : format(e.type(), e.value(), e.trace())) text += line.cast<std::string>();
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    // The exception's own line first: one-line displays (seppo map's error lines, logs) show
-    // what went wrong before where.
-    const auto last = text.rfind('\n');
-    if (last == std::string::npos) return text;
-    return text.substr(last + 1) + "\n" + text;
+    const py::module_ traceback = py::module_::import("traceback");
+    const auto joined = [](const py::object& lines) {
+      std::string text;
+      for (auto line : lines) text += line.cast<std::string>();
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      return text;
+    };
+    // The exception itself first, whole ("Type: message", every line of a message that has
+    // several): one-line displays (seppo map's error lines, logs) show what went wrong before
+    // where, and the Python client rebuilds the exception from it (its type, its message).
+    const std::string head = joined(traceback.attr("format_exception_only")(e.type(), e.value()));
+    const std::string text =
+        joined(traceback.attr("format_exception")(e.type(), e.value(), e.trace()));
+    return text == head ? text : head + "\n" + text;
   } catch (const std::exception&) {
     return e.what();
   }

@@ -82,15 +82,19 @@ def _native_error(error):
     does. Anything else (a C++ function's error, a timeout, a lost worker) stays RemoteError."""
     if not isinstance(error, RemoteError) or error.code is not None:
         return error
+    # The worker sends the exception whole ("Type: message", on as many lines as the message
+    # has), then the traceback.
     lines = (error.message or "").split("\n")
-    traced = len(lines) >= 2 and lines[1] == "Traceback (most recent call last):"
+    try:
+        at = lines.index("Traceback (most recent call last):")
+    except ValueError:
+        at = None
     # A builtin (divmod) or a C function of a Python module raises with no Python frame, so
-    # no traceback: a one-line "Type: text" from a function of a module imported here.
-    untraced = len(lines) == 1 and (error.function or "").rpartition(".")[0] in sys.modules
-    if not traced and not untraced:
+    # no traceback: "Type: text" alone, from a function of a module imported here.
+    untraced = at is None and (error.function or "").rpartition(".")[0] in sys.modules
+    if not at and not untraced:
         return error
-    head = lines[0]
-    name, _, text = head.partition(": ")
+    name, _, text = "\n".join(lines[:at]).partition(": ")
     module, _, qualname = name.rpartition(".")
     try:
         if module:

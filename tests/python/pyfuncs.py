@@ -59,6 +59,11 @@ def fail_on_3(x):
     return x * 10
 
 
+def fail_on_two_lines(x):
+    """Raises a ValueError whose message's last line reads like another exception."""
+    raise ValueError(f"bad input {x}\nKeyError: {x}")
+
+
 def fail_with_unimported_type(x):
     """Raises a class of a module the caller has not imported (pyfuncs_errors)."""
     import pyfuncs_errors

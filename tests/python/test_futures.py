@@ -56,6 +56,14 @@ def test_exceptions_keep_their_type_with_the_remote_traceback_as_cause(client, p
     assert "Traceback (most recent call last)" in cause.message
     with pytest.raises(ZeroDivisionError):
         client.map_parallel(pyfuncs.fail_on_3, [5])
+    # A message of several lines keeps its type and its whole text (its last line once made
+    # the caller raise KeyError).
+    with pytest.raises(ValueError) as pool_caught:
+        pool.map(pyfuncs.fail_on_two_lines, ["k"])
+    with pytest.raises(ValueError) as caught:
+        client.map_parallel(pyfuncs.fail_on_two_lines, ["k"])
+    assert type(caught.value) is type(pool_caught.value)
+    assert str(caught.value) == str(pool_caught.value) == "bad input k\nKeyError: k"
     # A C++ function's error has no Python type: RemoteError as before.
     with pytest.raises(seppo.RemoteError):
         client.map_parallel("example_module.fail", [1])
