@@ -26,50 +26,15 @@
 
 #include "protocol/wire.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/raw_peer.hpp"
 
 using namespace seppo::test;
 
 namespace {
 
-int port_of(const std::string& endpoint) {
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
-// A plain TCP connection to 127.0.0.1:port (blocking, sends time out after 10 s), or -1.
-int connect_tcp(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // ZMTP 3.0 by hand: the greeting of a NULL-mechanism client, and its READY as a DEALER.
 std::string zmtp_hello() {
-  std::string greeting(64, '\0');
-  greeting[0] = '\xff';
-  greeting[8] = '\x01';
-  greeting[9] = '\x7f';
-  greeting[10] = '\x03';  // version 3.0
-  greeting.replace(12, 4, "NULL");
+  const std::string greeting = null_greeting();
   const std::string body =
       std::string("\x05READY") + "\x0bSocket-Type" + std::string("\x00\x00\x00\x06", 4) + "DEALER";
   return greeting + '\x04' + static_cast<char>(body.size()) + body;

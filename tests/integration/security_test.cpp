@@ -27,6 +27,7 @@
 #include "protocol/wire.hpp"
 #include "tests/modules/point.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/raw_peer.hpp"
 
 using namespace seppo;
 using namespace seppo::test;
@@ -210,48 +211,6 @@ class Relay {
   mutable std::mutex mutex_;
   std::string bytes_;
 };
-
-int port_of(const std::string& endpoint) {
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
-// A plain TCP connection to 127.0.0.1:port (sends time out after 10 s), or -1.
-int connect_tcp(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// A ZMTP 3.0 greeting of the NULL mechanism (a peer without keys), whole.
-std::string null_greeting() {
-  std::string greeting(64, '\0');
-  greeting[0] = '\xff';
-  greeting[8] = '\x01';
-  greeting[9] = '\x7f';
-  greeting[10] = '\x03';
-  greeting.replace(12, 4, "NULL");
-  return greeting;
-}
 
 std::string broker_log(Cluster& cluster) {
   return cluster.broker().output();
