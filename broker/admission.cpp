@@ -154,10 +154,25 @@ Admission::Admission(Options options, LogSink log)
   if (options.bind_for.count() > 0) bindings_.emplace(options.bind_for);
 }
 
-void Admission::reloaded(std::shared_ptr<const KeyLists> lists) {
+std::vector<Admission::Revoked> Admission::reloaded(std::shared_ptr<const KeyLists> lists) {
   lists_ = std::move(lists);
   warned_.clear();
   answered_.clear();
+  revoked_.clear();
+  std::vector<Revoked> revoked;
+  if (!bindings_ || !lists_) return revoked;
+  bindings_->for_each([&](const std::string& peer, const std::string& user, int fd) {
+    const std::optional<Admitted> admitted = parse_user_id(user);
+    if (!admitted) return;  // "uid:1000": no key to revoke
+    const std::optional<Role> role =
+        still_permitted(admitted->role, lists_->role_of(admitted->key));
+    const bool was_worker = admitted->role != Role::Client;
+    const bool worker = was_worker && (!role || *role == Role::Client);
+    if (!worker && role) return;
+    revoked.push_back(Revoked{peer, user, fd, worker, !role});
+    if (!role) revoked_.insert(peer);
+  });
+  return revoked;
 }
 
 void Admission::warn_once(const std::string& key, const std::string& text) {
@@ -188,7 +203,7 @@ Admission::Verdict Admission::on_message(const PeerId& peer, const char* user, i
                     " but no longer authorised so since the lists were reloaded");
       v.reason = "unauthorised_key";
       if (admitted->role != Role::Worker && answered_.size() < kMaxAnswered &&
-          answered_.insert(peer).second && may_send(peer)) {
+          answered_.insert(peer).second && (!bindings_ || bindings_->may_send(peer))) {
         v.refusal = "this client's key " + curve::fingerprint(admitted->key) +
                     " is no longer authorised (the broker's lists were reloaded)";
       }
@@ -210,6 +225,9 @@ Admission::Verdict Admission::on_message(const PeerId& peer, const char* user, i
     }
     return v;
   }
+  // The id is taken under a key the lists grant (perhaps again, or by another after its
+  // binding expired): it may be sent to.
+  if (!revoked_.empty()) revoked_.erase(peer);
   v.accepted = true;
   return v;
 }
@@ -219,11 +237,16 @@ void Admission::on_closed(int connection) {
 }
 
 bool Admission::may_send(const PeerId& peer) const {
+  if (!revoked_.empty() && revoked_.count(peer) != 0) return false;
   return !bindings_ || bindings_->may_send(peer);
 }
 
 void Admission::expire(TimePoint now) {
-  if (bindings_) bindings_->expire(now);
+  if (!bindings_) return;
+  bindings_->expire(now);
+  for (auto it = revoked_.begin(); it != revoked_.end();) {
+    it = bindings_->owner(*it).empty() ? revoked_.erase(it) : std::next(it);
+  }
 }
 
 std::string describe_user(std::string_view user) {

@@ -91,6 +91,11 @@ class RoutingBindings {
   bool may_send(std::string_view peer) const;
   // The user `peer` is bound to, or empty.
   std::string owner(std::string_view peer) const;
+  // Calls f(peer, user, fd) for every binding (fd -1: its connection closed).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [peer, b] : by_peer_) f(peer, b.user, b.fd);
+  }
   // Forgets ids not heard from for `forget_after` (longer than the broker keeps any peer it
   // has not heard from), so memory follows the peers alive.
   void expire(std::chrono::steady_clock::time_point now);
@@ -142,8 +147,20 @@ class Admission {
   void on_closed(int connection);
   // Whether messages for `peer` may go out now.
   bool may_send(const PeerId& peer) const;
+  // A peer bound (§14.6) to a key that reloaded lists no longer grant what it had.
+  struct Revoked {
+    PeerId peer;
+    std::string user;     // the User-Id it is bound to ("worker:KEY")
+    int connection = -1;  // its connection (ZMQ_SRCFD), -1 when that closed
+    bool worker = false;  // it may no longer serve as a worker (its key granted that before)
+    bool all = false;     // its key is granted nothing now: nothing may be sent to it
+  };
   // The key lists were read again (SIGHUP): messages are judged by `lists` from now on.
-  void reloaded(std::shared_ptr<const KeyLists> lists);
+  // Returns the peers whose keys lost rights: nothing goes to those that lost all (may_send),
+  // and the caller drops the workers among them (the core forgets them, their connections
+  // close): else the core would send TASKs to a worker whose answers the gate drops until it
+  // presumed it dead (issue 26). Needs the bindings (a peer's key is known through them).
+  std::vector<Revoked> reloaded(std::shared_ptr<const KeyLists> lists);
   // Forgets bindings not heard from for bind_for; call by the core's ticks.
   void expire(TimePoint now);
 
@@ -161,6 +178,7 @@ class Admission {
   LogSink log_;
   std::set<std::string> warned_;  // keys warned about since the reload (once each)
   std::set<PeerId> answered_;     // routing ids told ERROR forbidden since the reload
+  std::set<PeerId> revoked_;      // ids bound to a key granted nothing since the last reload
   std::map<PeerId, TimePoint> refusals_logged_;  // taken ids: logged once a minute per id
 };
 

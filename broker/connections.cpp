@@ -26,7 +26,8 @@ Connections::Connections(zmq::context_t& context, zmq::socket_t& router)
   const std::string endpoint = "inproc://seppo-connections-" + std::to_string(++counter);
   if (zmq_socket_monitor(router_.handle(), endpoint.c_str(),
                          ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED |
-                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
     throw zmq::error_t();
   }
   pipe_.set(zmq::sockopt::linger, 0);
@@ -108,6 +109,18 @@ void Connections::read_events() {
         " (logged at most once a minute): a peer's keys and the broker's go together "
         "(docs/operating.md)");
   }
+  // Which side reads the other's whole greeting first sees the mismatch first, and closes
+  // before sending the rest of its own: when the peer does, the broker sees a connection
+  // closed in the greeting, never its mechanism (and libzmq does not reconnect a socket after
+  // its own protocol error, so a keyless DEALER may knock only once).
+  if (const std::uint64_t n = closed_in_handshake_.take(now)) {
+    const bool keys = router_.get(zmq::sockopt::curve_server) != 0;
+    log::warning("refused " + std::to_string(n) + (n == 1 ? " connection" : " connections") +
+                 " that closed during the ZeroMQ handshake (logged at most once a minute): " +
+                 (keys ? "a peer without CurveZMQ keys" : "a peer with CurveZMQ keys") +
+                 " does so when it reads the broker's greeting before the broker reads its "
+                 "own; so does a port probe (docs/operating.md)");
+  }
   if (const std::uint64_t n = broken_handshakes_.take(now)) {
     log::warning("refused " + std::to_string(n) + (n == 1 ? " connection" : " connections") +
                  " whose CurveZMQ handshake failed (logged at most once a minute): a peer "
@@ -126,6 +139,12 @@ bool Connections::close_connection(int fd, std::uint64_t connection) {
   return ::shutdown(fd, SHUT_RDWR) == 0;
 }
 
+bool Connections::drop(int fd) {
+  read_events();
+  auto c = by_fd_.find(fd);
+  return c != by_fd_.end() && close_connection(fd, c->second);
+}
+
 void Connections::apply(std::uint16_t event, int fd) {
   if (event == ZMQ_EVENT_ACCEPTED) {
     by_fd_[fd] = next_connection_;
@@ -141,6 +160,8 @@ void Connections::apply(std::uint16_t event, int fd) {
     } else {
       ++broken_handshakes_.count;
     }
+  } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {  // `fd` is errno here
+    ++closed_in_handshake_.count;
   } else if (event == ZMQ_EVENT_DISCONNECTED) {
     closed_fds_.push_back(fd);
     auto c = by_fd_.find(fd);

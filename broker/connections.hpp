@@ -56,6 +56,9 @@ class Connections {
   // last call, oldest first (routing ids bound to users are released by descriptor, §14.6).
   std::vector<int> take_closed_fds();
 
+  // Closes the open connection on descriptor `fd` (shutdown(2): libzmq then closes it as for
+  // a peer that left); false if no open connection has it. Reads the waiting events first.
+  bool drop(int fd);
   // Connections accepted beyond `max_connections` open are closed at once (shutdown(2) of
   // their descriptor: libzmq then closes it as for a peer that left), logged at most once a
   // minute. 0: no cap.
@@ -128,6 +131,9 @@ class Connections {
   // Handshakes ZeroMQ refused: a peer without keys at a broker with keys (mechanism mismatch),
   // and others (a wrong server key, garbage).
   Tally without_keys_, broken_handshakes_;
+  // Connections that closed during the handshake (HANDSHAKE_FAILED_NO_DETAIL): a peer whose
+  // mechanism is not the broker's that saw the mismatch first, or a probe that said nothing.
+  Tally closed_in_handshake_;
   std::unordered_map<std::uint64_t, Watched> watched_;  // connection ->
   std::chrono::steady_clock::time_point last_full_check_{};
   std::uint64_t rss_at_check_ = 0;  // pages

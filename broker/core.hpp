@@ -118,6 +118,10 @@ class Core {
   // with on_send_failed, the worker never received them.
   void on_disconnected(const PeerId& peer, TimePoint now,
                        const std::vector<std::uint64_t>& unsent_tasks = {});
+  // A worker whose key reloaded lists no longer grant (broker/admission.hpp): forgotten at
+  // once, its tasks requeued without an attempt (it did not fail them), instead of being sent
+  // TASKs whose answers the key gate drops until it is presumed dead.
+  void on_revoked(const PeerId& peer, TimePoint now);
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 

@@ -225,8 +225,20 @@ int serve(const ServerOptions& options, Core& core) {
           // keep only what the new lists still grant their key.
           const Authenticator::Reload result = auth->reload();
           if (result.ok) {
-            admission.reloaded(auth->lists());
             log::info("received SIGHUP: reloaded the key lists; authorised: " + result.message);
+            // A worker whose key went is forgotten and its connection closed at once (its
+            // DEALER reconnects and is refused by the ZAP handler); a client's is told ERROR
+            // forbidden at its next message. Nothing more is sent to either.
+            watch_closed();
+            const TimePoint at = Clock::now();
+            for (const Admission::Revoked& r : admission.reloaded(auth->lists())) {
+              if (!r.worker) continue;
+              core.on_revoked(r.peer, at);
+              if (r.connection >= 0 && connections->drop(r.connection)) {
+                log::info("closed the connection of routing id " + printable_id(r.peer) + " (" +
+                          describe_user(r.user) + "): its key no longer serves as a worker's");
+              }
+            }
           } else {
             log::error("received SIGHUP: kept the previous key lists: " + result.message);
           }

@@ -26,7 +26,8 @@ std::string key_of(const std::string& name) {
 }  // namespace
 
 std::string World::user_of(const Peer& p) const {
-  const bool client = p.kind == Peer::Kind::Client || p.kind == Peer::Kind::Intruder;
+  const bool client =
+      p.kind == Peer::Kind::Client || (p.kind == Peer::Kind::Intruder && !p.revoked_worker);
   return (client ? "client:" : "worker:") + key_of(p.name);
 }
 
@@ -34,7 +35,8 @@ std::shared_ptr<const broker::KeyLists> World::key_lists() const {
   std::vector<std::pair<std::string, broker::Role>> keys;
   for (const Peer& p : peers_) {
     if (p.kind == Peer::Kind::Intruder && revoked_) continue;
-    const bool client = p.kind == Peer::Kind::Client || p.kind == Peer::Kind::Intruder;
+    const bool client =
+        p.kind == Peer::Kind::Client || (p.kind == Peer::Kind::Intruder && !p.revoked_worker);
     keys.emplace_back(key_of(p.name), client ? broker::Role::Client : broker::Role::Worker);
   }
   return broker::KeyLists::of(keys);
@@ -114,19 +116,38 @@ void World::plan_keys(Us window) {
       add(rng27_.between(0, window + 2 * kSecond), FaultKind::ImpostorStart, i);
     }
   }
-  if (rng27_.chance(500)) {
-    const int i = new_peer(Peer::Kind::Intruder, "X");
+  auto connect = [&](int i) {
     Peer& p = peers_[i];
     p.link.id = p.name;
     by_id_[p.link.id] = i;
     p.alive = true;
     p.link.wanted = true;
     try_connect(i, rng27_.between(100, 5 * kMs));
-    const Us revoke = rng27_.between(window / 4, window);
+  };
+  Us revoke = -1;
+  if (rng27_.chance(500)) {
+    const int i = new_peer(Peer::Kind::Intruder, "X");
+    connect(i);
+    revoke = rng27_.between(window / 4, window);
     add(revoke, FaultKind::Revoke, -1);
     for (std::uint64_t k = 0; k < 3; ++k) {
       add(revoke + rng27_.between(kMs, 500 * kMs), FaultKind::IntruderSend, i, k);
     }
+  }
+  // Issue 26: a worker registered before the reload that revokes its key. It announces itself
+  // 20-300 ms before (so the broker counts it then, and may send it TASKs) and never answers:
+  // from the reload on, the broker must hold nothing at it and send it nothing.
+  if (rng27_.chance(500)) {
+    const int i = new_peer(Peer::Kind::Intruder, "Y");
+    peers_[i].revoked_worker = true;
+    peers_[i].user = user_of(peers_[i]);
+    connect(i);
+    if (revoke < 0) {
+      revoke = rng27_.between(window / 4, window);
+      add(revoke, FaultKind::Revoke, -1);
+    }
+    add(std::max<Us>(kMs, revoke - rng27_.between(20 * kMs, 300 * kMs)), FaultKind::IntruderReady,
+        i);
   }
 }
 
@@ -180,11 +201,33 @@ void World::keys_fault(FaultKind kind, int i, std::uint64_t arg) {
       if (admission_) admission_->on_closed(p.link.connection);
       break;
     }
-    case FaultKind::Revoke:
+    case FaultKind::Revoke: {
       revoked_ = true;
       if (trace_) tracef("B reloads its key lists: the intruders' keys are gone");
-      if (admission_) admission_->reloaded(key_lists());
+      if (!admission_) break;
+      // As broker/server.cpp: a worker whose key went is forgotten, its connection closed.
+      for (const broker::Admission::Revoked& r : admission_->reloaded(key_lists())) {
+        if (!r.worker || !broker_) continue;
+        broker_->on_revoked(r.peer, broker_tp());
+        auto it = by_id_.find(r.peer);
+        if (it == by_id_.end() || peers_[it->second].link.connection != r.connection) continue;
+        Peer& p = peers_[it->second];
+        if (trace_) tracef("B closes " + p.name + "'s connection");
+        p.alive = false;
+        p.link.wanted = false;
+        p.link.queued.clear();
+        break_link(it->second, 0);
+      }
+      broker_flush();
       break;
+    }
+    case FaultKind::IntruderReady: {
+      Peer& p = peers_[i];
+      if (!p.alive || revoked_) return;
+      const wire::Ready ready{p.name, "intruderhost", 668, 2, {"m.square"}};
+      peer_send(i, Frame{wire::encode(ready), std::nullopt, {}});
+      break;
+    }
     case FaultKind::IntruderSend: {
       Peer& p = peers_[i];
       if (!p.alive) return;

@@ -214,6 +214,7 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
     case FaultKind::ImpostorClose:
     case FaultKind::Revoke:
     case FaultKind::IntruderSend:
+    case FaultKind::IntruderReady:
       keys_fault(kind, i, arg);
       break;
     case FaultKind::SupervisorDies:

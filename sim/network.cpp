@@ -133,6 +133,23 @@ void World::broker_flush() {
           w.tracef("B -> " + printable(o.peer) + " " + header_of(o) + ": send failed (peer gone)");
         return false;
       }
+      // Invariant 15 (issue 26 item 7): a job whose client said DONE (it ended or was
+      // cancelled) has nothing more sent to workers.
+      if (!w.done_jobs_.empty() && o.payload && o.header.view().size() > 2 &&
+          static_cast<unsigned char>(o.header.view()[2]) == static_cast<int>(wire::Type::Task)) {
+        msgpack::object_handle h = msgpack::unpack(o.payload->data(), o.payload->size());
+        const auto inputs = h.get().as<std::vector<std::int64_t>>();
+        if (!inputs.empty() && inputs.front() >= 0 &&
+            w.done_jobs_.count(static_cast<std::uint64_t>(inputs.front() / 1000)) != 0) {
+          w.violate("the broker sent " + header_of(o) + " of job " +
+                    std::to_string(inputs.front() / 1000) + " after it took the job's DONE");
+        }
+      }
+      // Invariant 12 (issue 26): nothing goes to a worker once its key was revoked.
+      if (p->revoked_worker && w.revoked_) {
+        w.violate("the broker sent " + header_of(o) + " to " + p->name +
+                  ", a worker whose key was revoked");
+      }
       w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
       return true;
     }
@@ -156,6 +173,13 @@ void World::broker_flush() {
   broker::flush(*broker_, pipes, broker_tp());
   // A worker process that is gone, noticed by its connection closing, holds nothing at the
   // broker any more: its tasks run elsewhere now, not after heartbeat x liveness (issue 12).
+  if (revoked_) {
+    for (const Peer& p : peers_) {
+      if (!p.revoked_worker || broker_->inflight_count(p.link.id) == 0) continue;
+      violate("the broker still holds " + std::to_string(broker_->inflight_count(p.link.id)) +
+              " tasks at " + p.name + ", a worker whose key was revoked");
+    }
+  }
   for (const std::string& peer : pipes.told_closed) {
     auto it = by_id_.find(peer);
     const bool gone = it == by_id_.end() || !peers_[it->second].alive ||
@@ -226,6 +250,12 @@ void World::deliver_to_broker(int i, Event& e) {
     cancels_.erase(cancels_.lower_bound({p.link.id, 0}),
                    cancels_.upper_bound({p.link.id, ~std::uint64_t{0}}));
   }
+  if (e.frame.header.size() > 2 &&
+      static_cast<unsigned char>(e.frame.header[2]) == static_cast<int>(wire::Type::Done)) {
+    const wire::Message message = wire::decode(e.frame.header.data(), e.frame.header.size());
+    if (const auto* done = std::get_if<wire::Done>(&message))
+      done_jobs_.insert(done->job_id & 0xffffff);
+  }
   // Only an admitted message says which connection a peer is on (server.cpp).
   heard(p.link.id, e.tag);
   broker::feed(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp(), admitted.role,
@@ -248,6 +278,12 @@ void World::deliver_to_peer(int i, Event& e) {
     return;
   }
   wire::Message message = wire::decode(e.frame.header.data(), e.frame.header.size());
+  if (p.revoked_worker) {
+    // What it was sent before its key went may arrive after; what the broker sent after is
+    // checked when sent (invariant 12). It answers nothing.
+    if (trace_) tracef("B -> " + p.name + " " + describe(message) + ": never answered");
+    return;
+  }
   if (p.kind == Peer::Kind::Impostor || p.kind == Peer::Kind::Intruder) {
     // Invariants 11 and 12 (issue 27): an impostor gets nothing; a revoked client's key gets
     // nothing but ERROR forbidden.

@@ -125,8 +125,9 @@ enum class FaultKind {
   // Issue 27 (kKeys):
   ImpostorStart,  // a peer connects under another's routing id with its own key
   ImpostorClose,
-  IntruderSend,  // a client whose key is revoked keeps sending (arg: the message)
-  Revoke,        // the broker reloads its lists without the intruders' keys
+  IntruderSend,    // a client whose key is revoked keeps sending (arg: the message)
+  IntruderReady,   // a worker whose key will be revoked announces itself
+  Revoke,          // the broker reloads its lists without the intruders' keys
   SupervisorDies,  // a worker's supervisor is killed: its process gets SIGTERM (issue 27)
   OrphanCheck      // its orphan must have ended by now
 };
@@ -180,6 +181,9 @@ struct Peer {
   std::string name;  // "W1", "C2": the slot; the routing id may change across restarts
   std::string user;  // the ZAP User-Id its connections are admitted as ("worker:KEY")
   int victim = -1;   // an impostor's: the peer whose routing id it presents
+  // An intruder that registered as a worker (READY, then silent) before its key was revoked
+  // (issue 26): from the reload on, the broker holds no task at it and sends it nothing.
+  bool revoked_worker = false;
   Link link;
   std::int64_t ppm = 0;  // clock drift
   Us offset = 0;
@@ -348,6 +352,9 @@ class World {
   std::unique_ptr<broker::Admission> admission_;
   int next_connection_ = 0;
   std::map<std::string, int> stolen_;  // routing id -> the impostor whose connection has it
+  // Jobs whose DONE the broker took, by the low 24 bits of their id (a TASK's inputs name
+  // them): from then on no TASK of theirs may be sent (invariant 15, issue 26 item 7).
+  std::set<std::uint64_t> done_jobs_;
   bool revoked_ = false;               // the intruders' keys were taken out of the lists
   // The world's truth for invariant 15: each routing id's user and when the broker last took
   // a message under it (a binding lives kBindFor from there), for the broker's instance.

@@ -327,7 +327,9 @@ void SessionCore::step(TimePoint now) {
     finish(Ending::Stopped);
     return;
   }
-  if (!leaving_ && waiting_behind() && now - front_since_ >= options_.return_after) {
+  // Leaving too (W15): the tasks behind a long one would wait for it, their time limits
+  // running at the broker, until the BYE hands them back; offered, they run elsewhere now.
+  if (waiting_behind() && now - front_since_ >= options_.return_after) {
     return_waiting(now);
   }
   if (orphan_running(now)) {
@@ -404,7 +406,7 @@ SessionCore::TimePoint SessionCore::next_deadline(TimePoint) const {
   if (options_.exit_when_idle.count() > 0 && submitted_.empty()) {
     deadline = std::min(deadline, idle_since_ + options_.exit_when_idle);
   }
-  if (!leaving_ && waiting_behind()) {
+  if (waiting_behind()) {
     deadline = std::min(deadline, front_since_ + options_.return_after);
   }
   if (orphan_front()) deadline = std::min(deadline, front_since_ + options_.return_after);

@@ -17,51 +17,24 @@
 #include <string>
 #include <vector>
 
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <cstring>
+#include <optional>
+#include <variant>
+
+#include "protocol/wire.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/raw_peer.hpp"
 
 using namespace seppo::test;
 
 namespace {
 
-int port_of(const std::string& endpoint) {
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
-// A plain TCP connection to 127.0.0.1:port (blocking, sends time out after 10 s), or -1.
-int connect_tcp(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // ZMTP 3.0 by hand: the greeting of a NULL-mechanism client, and its READY as a DEALER.
 std::string zmtp_hello() {
-  std::string greeting(64, '\0');
-  greeting[0] = '\xff';
-  greeting[8] = '\x01';
-  greeting[9] = '\x7f';
-  greeting[10] = '\x03';  // version 3.0
-  greeting.replace(12, 4, "NULL");
+  const std::string greeting = null_greeting();
   const std::string body =
       std::string("\x05READY") + "\x0bSocket-Type" + std::string("\x00\x00\x00\x06", 4) + "DEALER";
   return greeting + '\x04' + static_cast<char>(body.size()) + body;
@@ -210,4 +183,110 @@ TEST_CASE("--endpoint-file never writes through a link planted at a temporary na
   CHECK(broker.wait() == 0);
   CHECK(!std::filesystem::exists(file));
   CHECK(read_file(victim) == "precious\n");
+}
+
+namespace {
+
+// A message from the worker at a fake broker's ROUTER: (routing id, decoded header), or none
+// within `timeout`.
+std::optional<std::pair<std::string, seppo::wire::Message>> receive(
+    zmq::socket_t& router, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, std::chrono::milliseconds(100));
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait) ||
+        frames.size() < 2) {
+      continue;
+    }
+    return std::make_pair(frames[0].to_string(),
+                          seppo::wire::decode(frames[1].data(), frames[1].size()));
+  }
+  return std::nullopt;
+}
+
+// The next READY the worker sends (its HEARTBEATs skipped): its routing id, or empty.
+std::string next_ready(zmq::socket_t& router) {
+  for (int i = 0; i < 100; ++i) {
+    const auto m = receive(router, 20s);
+    if (!m) return "";
+    if (std::holds_alternative<seppo::wire::Ready>(m->second)) return m->first;
+  }
+  return "";
+}
+
+// Whether the monitor reports `event` within `timeout`.
+bool monitor_sees(zmq::socket_t& monitor, std::uint16_t wanted, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::vector<zmq::pollitem_t> items = {{monitor.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, std::chrono::milliseconds(100));
+    std::vector<zmq::message_t> frames;
+    while (zmq::recv_multipart(monitor, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      std::uint16_t event = 0;
+      if (!frames.empty() && frames[0].size() >= 2) std::memcpy(&event, frames[0].data(), 2);
+      if (event == wanted) return true;
+      frames.clear();
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a worker drops a broker's connection whose frame exceeds the limit it announced") {
+  // Issue 26 defect 1, the worker's side: a broker (or whoever answers at its endpoint) that
+  // announced --max-message-bytes 1024 and then sends a 4 MiB frame is disconnected by ZeroMQ,
+  // instead of the worker holding whatever it is sent.
+  zmq::context_t context;
+  zmq::socket_t router(context, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::router_handover, 1);  // the worker's next connection takes its id
+  REQUIRE(zmq_socket_monitor(router.handle(), "inproc://fake-broker",
+                             ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0);
+  zmq::socket_t monitor(context, zmq::socket_type::pair);
+  monitor.set(zmq::sockopt::linger, 0);
+  monitor.connect("inproc://fake-broker");
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  TempDir dir;
+  Process worker(
+      {Paths::worker(), "--broker", endpoint, "--module", Paths::example_module(), "-j", "1"},
+      dir.path() / "worker.log");
+  const auto send = [&](const std::string& id, const std::string& header,
+                        const std::string* payload = nullptr) {
+    router.send(zmq::buffer(id), zmq::send_flags::sndmore);
+    if (payload == nullptr) {
+      router.send(zmq::buffer(header));
+    } else {
+      router.send(zmq::buffer(header), zmq::send_flags::sndmore);
+      router.send(zmq::buffer(*payload));
+    }
+  };
+  std::string id = next_ready(router);
+  REQUIRE(!id.empty());
+  // The limit, then a BYE: the worker reconnects at once (W13), on a socket that knows it.
+  send(id, seppo::wire::encode(seppo::wire::Alive{42, 60000, 3, 1024}));
+  send(id, seppo::wire::encode(seppo::wire::Bye{"restarting"}));
+  REQUIRE(monitor_sees(monitor, ZMQ_EVENT_DISCONNECTED, 20s));
+  id = next_ready(router);
+  REQUIRE(!id.empty());
+  send(id, seppo::wire::encode(seppo::wire::Alive{42, 60000, 3, 1024}));
+  // Until the worker is quiet (it may announce itself once more as the old connection's close
+  // settles), each READY answered; then the events of the old connection are read.
+  for (int i = 0; i < 10; ++i) {
+    const auto m = receive(router, 500ms);
+    if (!m) break;
+    if (!std::holds_alternative<seppo::wire::Ready>(m->second)) continue;
+    id = m->first;
+    send(id, seppo::wire::encode(seppo::wire::Alive{42, 60000, 3, 1024}));
+  }
+  monitor_sees(monitor, ZMQ_EVENT_DISCONNECTED, 300ms);
+  const std::string big(4u << 20, 'x');
+  send(id, seppo::wire::encode(seppo::wire::Task{7, "example_module.square", 1}), &big);
+  CHECK(monitor_sees(monitor, ZMQ_EVENT_DISCONNECTED, 10s));
+  CHECK(worker.running());
+  zmq_socket_monitor(router.handle(), nullptr, 0);
 }

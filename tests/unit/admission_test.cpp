@@ -159,3 +159,42 @@ TEST_CASE(
   CHECK(admission.on_message("W1", a.c_str(), 9, t0 + 3s).accepted);
   CHECK(admission.may_send("W1"));
 }
+
+TEST_CASE("Admission: a reload names the bound peers whose keys lost the worker role or all") {
+  // Issue 26: the core does not know peers' keys; the bindings do, so a reload says which
+  // registered workers to forget, and nothing more goes to a key granted nothing.
+  using namespace std::chrono_literals;
+  const std::string worker = "worker:" + key('w'), both = "any:" + key('a'),
+                    client = "client:" + key('c');
+  broker::Admission admission(
+      {broker::KeyLists::of(
+           {{key('w'), Role::Worker}, {key('a'), Role::Any}, {key('c'), Role::Client}}),
+       10s});
+  const TimePoint t0{std::chrono::hours(1)};
+  REQUIRE(admission.on_message("W1", worker.c_str(), 7, t0).accepted);
+  REQUIRE(admission.on_message("A1", both.c_str(), 8, t0).accepted);
+  REQUIRE(admission.on_message("C1", client.c_str(), 9, t0).accepted);
+  // The worker key goes; the key of both roles keeps only the client's; the client's stays.
+  const auto revoked = admission.reloaded(
+      broker::KeyLists::of({{key('a'), Role::Client}, {key('c'), Role::Client}}));
+  REQUIRE(revoked.size() == 2);
+  for (const auto& r : revoked) {
+    CHECK(r.worker);
+    CHECK(r.all == (r.peer == "W1"));
+    CHECK(r.connection == (r.peer == "W1" ? 7 : 8));
+    CHECK(r.user == (r.peer == "W1" ? worker : both));
+  }
+  CHECK_FALSE(admission.may_send("W1"));
+  CHECK(admission.may_send("A1"));  // still a client
+  CHECK(admission.may_send("C1"));
+  // Authorised again: sent to again; the others' keys are granted nothing now.
+  CHECK(admission.reloaded(broker::KeyLists::of({{key('w'), Role::Worker}})).size() == 2);
+  CHECK(admission.may_send("W1"));
+  CHECK_FALSE(admission.may_send("A1"));
+  CHECK_FALSE(admission.may_send("C1"));
+  CHECK(admission.on_message("W1", worker.c_str(), 7, t0 + 1s).accepted);
+  // A client's revoked key is still answered ERROR forbidden once (§14.5), the veto aside.
+  CHECK(
+      admission.on_message("C1", client.c_str(), 9, t0 + 1s).refusal.find("no longer authorised") !=
+      std::string::npos);
+}

@@ -461,6 +461,23 @@ TEST_CASE(
   CHECK(h.core.ending() == SessionCore::Ending::Running);
 }
 
+TEST_CASE("W21 leaving (W15): tasks waiting behind the running one are still offered back") {
+  // Issue 26: a stopping worker kept them until its long task ended and its BYE handed them
+  // back, their time limits running at the broker all the while.
+  Harness h(returning());
+  h.take();
+  h.task(1, t0);
+  h.task(2, t0);
+  h.task(3, t0);
+  h.core.on_stop(t0 + 10ms);
+  CHECK(h.core.next_deadline(t0 + 10ms) <= t0 + 100ms);
+  h.core.on_tick(t0 + 100ms);
+  auto out = h.take();
+  REQUIRE(count_of<wire::Return>(out) == 1);
+  CHECK(std::get<wire::Return>(out.back().message).task_ids == std::vector<std::uint64_t>{2, 3});
+  CHECK(count_of<wire::Bye>(out) == 0);  // the running task is still held
+}
+
 TEST_CASE("W16 leaving with nothing held: BYE \"worker stopping\", then stopped") {
   SessionCoreOptions fixed;
   fixed.prefetch = 4;  // no CREDIT in between
@@ -742,7 +759,8 @@ TEST_CASE("Frames are decoded by the core: a header that does not decode is logg
   CHECK(t.logged("TASK without its payload frame"));
 }
 
-TEST_CASE("Orphan: a stopping worker whose supervisor is gone leaves its task after the grace") {
+TEST_CASE(
+    "W25 orphan: a stopping worker whose supervisor is gone leaves its task after the grace") {
   SessionCoreOptions options;
   options.orphan_grace = 5000ms;
   Harness h(options);
