@@ -158,6 +158,9 @@ class Core {
   // per client, when its first job starts, and shown in STATUS as the job's owner.
   void set_owner_source(std::function<std::string()> source) { owner_source_ = std::move(source); }
   std::uint64_t instance() const { return instance_; }
+  // What it was made with: the socket loop follows its heartbeat and liveness (ZMTP heartbeats,
+  // how long a routing id stays bound), so they are set in one place.
+  const Config& config() const { return config_; }
 
  private:
   struct JobKey {

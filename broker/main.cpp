@@ -251,8 +251,6 @@ int main(int argc, char** argv) {
                  " to fit the descriptor limit (ulimit -n), less the descriptors the broker "
                  "keeps for itself");
   }
-  server.heartbeat = config.heartbeat;
-  server.liveness = config.liveness;
 
   auto fail = [](int status, const std::string& text) {
     std::cerr << "seppo-broker: " << text << "\n";

@@ -2,20 +2,17 @@
 // handler in broker::Core and the unit-test file whose test case "Bn: ..." checks it (after
 // zeromq/malamute, whose state machines are data). tests/unit/rows_table_test.cpp checks that the
 // table and docs/protocol.md list the same rows, that each handler is a Core member defined in
-// broker/, and that each test exists; a new row needs its line here, its handler and its test.
+// broker/, and that each test exists; a new row needs its line here, its handler and its test
+// (protocol/rows.hpp).
 #pragma once
 
-#include <array>
+#include "protocol/rows.hpp"
 
 namespace seppo::broker {
 
-struct Row {
-  const char* id;       // "B1"
-  const char* handler;  // the Core member that carries the row out
-  const char* test;     // tests/unit/<file>, holding TEST_CASE("B1: ...")
-};
+using rows::Row;
 
-inline constexpr std::array<Row, 50> kRows = {{
+inline constexpr Row kRows[] = {
     {"B1", "on_ready", "broker_rows_test.cpp"},
     {"B2", "handle", "broker_core_test.cpp"},
     {"B3", "handle", "broker_rows_test.cpp"},
@@ -66,6 +63,6 @@ inline constexpr std::array<Row, 50> kRows = {{
     {"B48", "time_out", "task_timer_test.cpp"},
     {"B49", "time_out", "task_timer_test.cpp"},
     {"B50", "reserve", "broker_rows_test.cpp"},
-}};
+};
 
 }  // namespace seppo::broker

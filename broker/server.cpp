@@ -101,8 +101,9 @@ int serve(const ServerOptions& options, Core& core) {
     admit.lists = options.lists;
   }
   if (tell_apart) {
-    const auto expiry = options.heartbeat * options.liveness;
-    router.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(options.heartbeat.count()));
+    const Config& config = core.config();
+    const auto expiry = config.heartbeat * config.liveness;
+    router.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(config.heartbeat.count()));
     router.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(expiry.count()));
     admit.bind_for = expiry * 4;
   }

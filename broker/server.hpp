@@ -26,10 +26,8 @@ struct ServerOptions {
   // Without keys: who may connect over ipc:// (a ZAP handler checks the peer's uid). Set by
   // seppo-broker; a local cluster's broker, in a private folder, needs none.
   std::optional<LocalPolicy> local;
-  // The core's heartbeat and liveness: with users told apart (§14.6), the socket's ZMTP
-  // heartbeats and how long a routing id stays bound follow them.
-  std::chrono::milliseconds heartbeat{1000};
-  unsigned liveness = 3;
+  // (The socket's ZMTP heartbeats and how long a routing id stays bound, with users told apart
+  // (§14.6), follow the core's Config::heartbeat and liveness: set there, read from there.)
   // Embedded in another program (libseppo's LocalCluster), the broker must leave the process'
   // signal handlers alone: it then stops when `stop_fd` becomes readable instead.
   bool handle_signals = true;

@@ -32,13 +32,6 @@ std::string seconds(std::chrono::milliseconds d) {
   return text;
 }
 
-// SUBMIT's optional item_timeout_ms (docs/protocol.md §4.4), clamped to what the field holds.
-std::uint32_t item_timeout_ms(const ClientOptions& options) {
-  const auto ms = options.item_timeout.count();
-  if (ms <= 0) return 0;
-  return static_cast<std::uint32_t>(std::min<long long>(ms, UINT32_MAX));
-}
-
 }  // namespace
 
 std::string default_endpoint() {
@@ -330,16 +323,9 @@ class ClientJob {
 
   static client::JobCoreOptions core_options(const ClientImpl& c, bool hold) {
     client::JobCoreOptions o;
+    o.client = c.options;
     o.endpoint = c.endpoint;
-    o.window = c.options.window;
-    o.max_inflight_bytes = c.options.max_inflight_bytes;
-    o.chunk_size = c.options.chunk_size;
-    o.target_chunk_time = c.options.target_chunk_time;
-    o.heartbeat = c.options.heartbeat;
     o.broker_heartbeat = c.broker_heartbeat;
-    o.timeout = c.options.timeout;
-    o.worker_wait = c.options.worker_wait;
-    o.item_timeout_ms = item_timeout_ms(c.options);
     o.heard_alive = c.heard_alive;
     o.broker_max_message = c.broker_max_message;
     o.hold = hold;

@@ -12,6 +12,8 @@
 
 #include "seppo/job.hpp"
 
+#include "libclient/client_access.hpp"
+
 namespace seppo::detail {
 
 struct JobThread::Impl {
@@ -57,7 +59,7 @@ struct JobThread::Impl {
   }
 };
 
-JobThread::JobThread(Client client, std::string function, Engine::Next next, Engine::Sink sink)
+JobThread::JobThread(Client&& client, std::string function, Engine::Next next, Engine::Sink sink)
     : impl_(std::make_unique<Impl>()) {
   impl_->client.emplace(std::move(client));
   impl_->function = std::move(function);

@@ -25,16 +25,23 @@ std::string seconds(std::chrono::milliseconds d) {
   return text;
 }
 
+// SUBMIT's optional item_timeout_ms (docs/protocol.md §4.4), clamped to what the field holds.
+std::uint32_t item_timeout_ms(const ClientOptions& options) {
+  const auto ms = options.item_timeout.count();
+  if (ms <= 0) return 0;
+  return static_cast<std::uint32_t>(std::min<long long>(ms, UINT32_MAX));
+}
+
 }  // namespace
 
 JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions options, TimePoint now)
     : id_(job_id),
       function_(std::move(function)),
       options_(std::move(options)),
-      sizer_(options_.chunk_size, options_.target_chunk_time),
-      byte_window_(options_.max_inflight_bytes),
+      sizer_(options_.client.chunk_size, options_.client.target_chunk_time),
+      byte_window_(options_.client.max_inflight_bytes),
       heartbeat_(options_.broker_heartbeat.count() > 0 ? options_.broker_heartbeat
-                                                       : options_.heartbeat),
+                                                       : options_.client.heartbeat),
       broker_heartbeat_(options_.broker_heartbeat),
       last_sent_(now),
       last_heard_(now) {
@@ -49,9 +56,10 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
 
 std::uint32_t JobCore::wanted() const {
   if (over() || input_done_ || refused_ > 0 || deferred_ > 0) return 0;
-  const bool room = options_.hold
-                        ? outstanding_.size() < options_.window && outstanding_bytes_ < byte_window_
-                        : pending_.size() < options_.window && inflight_bytes_ < byte_window_;
+  const bool room =
+      options_.hold
+          ? outstanding_.size() < options_.client.window && outstanding_bytes_ < byte_window_
+          : pending_.size() < options_.client.window && inflight_bytes_ < byte_window_;
   return room ? sizer_.next_size() : 0;
 }
 
@@ -167,11 +175,11 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
 void JobCore::on_tick(TimePoint now) {
   if (over() || paused_at_) return;
   if (now - last_sent_ >= heartbeat_) send_heartbeat(now);
-  if (now - last_heard_ >= options_.timeout) {
+  if (now - last_heard_ >= options_.client.timeout) {
     fail(Failure::Kind::Timeout, "",
-         "no reply from the broker at " + options_.endpoint + " for " + seconds(options_.timeout) +
-             " (is seppo-broker running there?); " + std::to_string(pending_.size()) +
-             " chunks of " + function_ + " unanswered");
+         "no reply from the broker at " + options_.endpoint + " for " +
+             seconds(options_.client.timeout) + " (is seppo-broker running there?); " +
+             std::to_string(pending_.size()) + " chunks of " + function_ + " unanswered");
   }
 }
 
@@ -219,7 +227,7 @@ void JobCore::take_results(std::vector<ItemResult>& out) {
 
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
   if (over() || done() || paused_at_) return TimePoint::max();
-  return std::min(last_sent_ + heartbeat_, last_heard_ + options_.timeout);
+  return std::min(last_sent_ + heartbeat_, last_heard_ + options_.client.timeout);
 }
 
 bool JobCore::done() const {
@@ -246,10 +254,10 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
   }
   chunk.answers_at_send = answers_;
   // Only a job's first SUBMIT sets the wait for workers; after a restart they need a moment.
-  const auto wait =
-      resubmitting_ ? std::max(options_.worker_wait, kRestartWait) : options_.worker_wait;
+  const auto wait = resubmitting_ ? std::max(options_.client.worker_wait, kRestartWait)
+                                  : options_.client.worker_wait;
   send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count()),
-                    options_.item_timeout_ms},
+                    item_timeout_ms(options_.client)},
        now, chunk.payload);
 }
 

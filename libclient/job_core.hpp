@@ -35,25 +35,23 @@
 #include "protocol/core_io.hpp"
 #include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
+#include "seppo/client_options.hpp"
 #include "seppo/item.hpp"
 
 namespace seppo::client {
 
 struct JobCoreOptions {
-  std::string endpoint;                       // the broker's, for error messages only
-  std::size_t window = 256;                   // chunks open at once
-  std::size_t max_inflight_bytes = 8u << 20;  // payload bytes of open chunks
-  std::size_t chunk_size = 0;                 // items per chunk; 0 adapts (chunk_sizer.hpp)
-  std::chrono::microseconds target_chunk_time{10000};
-  std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
-  // The heartbeat of the last ALIVE this client (connection) saw, 0 if none yet: then a
-  // HEARTBEAT follows the first SUBMITs, so the broker's ALIVE says how often to beat (C3).
+  // The caller's: window, max_inflight_bytes, chunk_size, target_chunk_time, heartbeat (until
+  // the broker announces its own), timeout (the broker's silence that fails the job, C18),
+  // worker_wait (SUBMIT's wait_ms) and item_timeout (SUBMIT's item_timeout_ms). The core reads
+  // them where the caller set them: no field-by-field copy to drift apart.
+  ClientOptions client;
+  std::string endpoint;  // the broker's, for error messages only
+  // What this client (connection) learnt from earlier jobs. The heartbeat of the last ALIVE it
+  // saw, 0 if none yet: then a HEARTBEAT follows the first SUBMITs, so the broker's ALIVE says
+  // how often to beat (C3).
   std::chrono::milliseconds broker_heartbeat{0};
-  std::chrono::milliseconds timeout{30000};      // the broker's silence that fails the job (C18)
-  std::chrono::milliseconds worker_wait{10000};  // SUBMIT's wait_ms
-  std::uint32_t item_timeout_ms = 0;             // SUBMIT's item_timeout_ms (0: none)
-  // What this client (connection) learnt from an earlier ALIVE: whether one came, and the
-  // largest message the broker accepts (0: not announced).
+  // Whether an ALIVE came, and the largest message the broker accepts (0: not announced).
   bool heard_alive = false;
   std::uint64_t broker_max_message = 0;
   // A chunk keeps its window place until consumed() was called for all its items, not only

@@ -69,10 +69,6 @@ struct __attribute__((visibility("hidden"))) LocalCluster::State {
     std::future<std::string> bound = ready->get_future();
     broker::ServerOptions server;
     server.endpoints = {endpoint};
-    // As seppo-broker does: the socket's ZMTP heartbeats and routing-id bindings follow the
-    // core's heartbeat and liveness (they kept the 1 s default while the core used ours).
-    server.heartbeat = config.heartbeat;
-    server.liveness = config.liveness;
     server.handle_signals = false;
     server.stop_fd = stop_fd;
     server.shutdown_grace = std::chrono::milliseconds(200);

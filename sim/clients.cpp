@@ -47,7 +47,7 @@ void World::start_job(int i) {
   }
   client::JobCoreOptions o = p.job_options;
   o.broker_heartbeat = p.broker_heartbeat;
-  o.item_timeout_ms = item_timeout_ms;
+  o.client.item_timeout = std::chrono::milliseconds(item_timeout_ms);
   p.job = std::make_unique<client::JobCore>(job.id, "m.square", o, local_tp(p));
   if (trace_)
     tracef(p.name + " starts job " + std::to_string(job.id) + " of " + std::to_string(count) +
@@ -165,10 +165,10 @@ void World::client_pump(int i) {
   }
   if (job.next_input == job.items.size()) core.end_input(local_tp(p));
   for (const auto& r : core.take_results()) check_result(i, r);
-  if (core.inflight_bytes() > p.job_options.max_inflight_bytes + p.max_chunk_bytes) {
+  if (core.inflight_bytes() > p.job_options.client.max_inflight_bytes + p.max_chunk_bytes) {
     violate(p.name + " holds " + std::to_string(core.inflight_bytes()) +
             " bytes in flight, over its limit of " +
-            std::to_string(p.job_options.max_inflight_bytes));
+            std::to_string(p.job_options.client.max_inflight_bytes));
   }
   if (core.done()) {
     if (job.emitted != job.items.size()) {

@@ -200,13 +200,13 @@ RunReport World::run() {
       p.link.id = p.name;
       p.jobs_planned = static_cast<std::size_t>(rng_.between(1, 3));
       p.job_options.endpoint = "sim";
-      p.job_options.window = static_cast<std::size_t>(rng_.between(1, 8));
-      p.job_options.max_inflight_bytes =
+      p.job_options.client.window = static_cast<std::size_t>(rng_.between(1, 8));
+      p.job_options.client.max_inflight_bytes =
           rng_.chance(300) ? static_cast<std::size_t>(rng_.between(60, 400)) : 8u << 20;
-      p.job_options.chunk_size =
+      p.job_options.client.chunk_size =
           !tight && rng_.chance(500) ? 0 : static_cast<std::size_t>(rng_.between(1, 6));
-      p.job_options.timeout = kClientTimeout;
-      p.job_options.worker_wait = kWorkerWait;
+      p.job_options.client.timeout = kClientTimeout;
+      p.job_options.client.worker_wait = kWorkerWait;
       clients_.push_back(k);
     }
     peers_.push_back(std::move(p));

@@ -18,96 +18,25 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "seppo/msgpack.hpp"
 
+#include "seppo/client_options.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 #include "seppo/item.hpp"
+#include "seppo/job.hpp"
+#include "seppo/result.hpp"
+#include "seppo/stream.hpp"
 
 namespace seppo {
-class Client;
-template <class T>
-class Stream;
-template <class T>
-class UnorderedStream;
-template <class R>
-class Job;
 namespace detail {
-class Engine;
 struct ClientAccess;  // libclient/client_access.hpp: the library's own way in, not API
 }  // namespace detail
 
 // SEPPO_BROKER when set, otherwise ipc:///tmp/seppo-UID/broker (this user's alone).
 SEPPO_API std::string default_endpoint();
-
-namespace detail {
-inline std::string environment(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::string(value) : std::string();
-}
-}  // namespace detail
-
-struct ClientOptions {
-  // A call fails with ConnectionError when the broker has been silent this long.
-  std::chrono::milliseconds timeout{30000};
-  // How long the broker waits for a worker providing the function before failing the call
-  // with UnknownFunctionError. 0: fail at once if no worker serves it, unless workers that
-  // did are only briefly away (the broker's --worker-grace).
-  std::chrono::milliseconds worker_wait{0};
-  // Items per chunk; 0 adapts it to the function's measured cost (see docs/design.md).
-  std::size_t chunk_size = 0;
-  // Chunks in flight at once; bounds the memory of client and broker whatever the input size.
-  std::size_t window = 256;
-  // Bytes of submitted chunks not yet answered; the other bound on memory.
-  std::size_t max_inflight_bytes = 8u << 20;
-  // Chunks are aimed at this much compute each when chunk_size is 0.
-  std::chrono::microseconds target_chunk_time{10000};
-  // Until the broker announces its own.
-  std::chrono::milliseconds heartbeat{1000};
-  // CurveZMQ (README.md, "Running on a network"): paths of this client's secret key file and
-  // of the broker's public key file, as `seppo keygen` writes them. Both or neither; with them
-  // all traffic is encrypted and the broker admits the client by its key. Empty by default;
-  // from_env() sets them from SEPPO_CURVE_SECRET_KEY and SEPPO_CURVE_SERVER_KEY.
-  std::string curve_secret_key_file;
-  std::string curve_server_key_file;
-  // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
-  // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
-  bool insecure = false;
-  // Time limit per item; 0: none (the broker's --task-timeout, if any, applies, and caps this).
-  // An item running longer ends as an item error with code "timeout", and the worker process
-  // running it is replaced (docs/protocol.md §10.1).
-  std::chrono::milliseconds item_timeout{0};
-
-  // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and
-  // SEPPO_CURVE_SERVER_KEY. What a Client constructed without options uses.
-  SEPPO_API static ClientOptions from_env();
-};
-
-// One item's outcome: its value, or the error its function raised.
-template <class R>
-class Result {
- public:
-  Result(R value) : state_(std::move(value)) {}            // NOLINT: implicit on purpose
-  Result(RemoteError error) : state_(std::move(error)) {}  // NOLINT
-  bool ok() const noexcept { return state_.index() == 0; }
-  explicit operator bool() const noexcept { return ok(); }
-  // The value; throws the item's RemoteError if it failed.
-  const R& value() const& {
-    if (!ok()) throw std::get<1>(state_);
-    return std::get<0>(state_);
-  }
-  R&& value() && {
-    if (!ok()) throw std::get<1>(state_);
-    return std::get<0>(std::move(state_));
-  }
-  const RemoteError& error() const { return std::get<1>(state_); }
-
- private:
-  std::variant<R, RemoteError> state_;
-};
 
 class SEPPO_API Client {
  public:
@@ -282,7 +211,3 @@ std::vector<R> map_parallel(std::string_view function, const Range& inputs) {
 }
 
 }  // namespace seppo
-
-// The types the streaming and background calls return; they need Client complete.
-#include "seppo/job.hpp"
-#include "seppo/stream.hpp"

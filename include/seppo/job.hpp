@@ -20,10 +20,15 @@
 #include <utility>
 #include <vector>
 
-#include "seppo/client.hpp"
-#include "seppo/stream.hpp"
+#include "seppo/error.hpp"
+#include "seppo/export.hpp"
+#include "seppo/item.hpp"
+#include "seppo/result.hpp"
+#include "seppo/stream.hpp"  // detail::Source, make_source, failure_of, value_from, Engine
 
 namespace seppo {
+
+class Client;  // seppo/client.hpp, which includes this header: a job owns a Client of its own
 
 namespace detail {
 
@@ -31,7 +36,7 @@ namespace detail {
 class SEPPO_API JobThread {
  public:
   // Starts the thread; `next` and `sink` are called on it, and nowhere else.
-  JobThread(Client client, std::string function, Engine::Next next, Engine::Sink sink);
+  JobThread(Client&& client, std::string function, Engine::Next next, Engine::Sink sink);
   // Cancels the job if it still runs, and waits for the thread.
   ~JobThread();
   JobThread(const JobThread&) = delete;
@@ -65,7 +70,7 @@ class Job {
     std::atomic<std::uint64_t> completed{0};
     bool taken = false;
 
-    bool accept(const Client::Item& item) {
+    bool accept(const Item& item) {
       if (values.size() <= item.index) values.resize(item.index + 1);
       if (item.error != nullptr) {
         failures.emplace(item.index, detail::failure_of(function, item));
@@ -85,15 +90,15 @@ class Job {
   // The range is owned by the job (copied from an lvalue, moved from an rvalue): the job's
   // thread reads it. Pass std::views::all(range) to share one that outlives the job.
   template <class Range>
-  Job(Client client, std::string_view function, Range&& inputs)
+  Job(Client&& client, std::string_view function, Range&& inputs)
       : storage_(std::make_unique<Storage>()) {
     storage_->function = std::string(function);
     if constexpr (requires { std::size(inputs); }) storage_->values.reserve(std::size(inputs));
     storage_->source = detail::make_source(std::decay_t<Range>(std::forward<Range>(inputs)));
     Storage* s = storage_.get();
     thread_ = std::make_unique<detail::JobThread>(
-        std::move(client), s->function, [s](Client::Packer& p) { return s->source->next(p); },
-        [s](const Client::Item& item) { return s->accept(item); });
+        std::move(client), s->function, [s](Packer& p) { return s->source->next(p); },
+        [s](const Item& item) { return s->accept(item); });
   }
   Job(Job&&) noexcept = default;
   Job& operator=(Job&& other) noexcept {

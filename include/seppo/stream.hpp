@@ -25,9 +25,15 @@
 #include <type_traits>
 #include <utility>
 
-#include "seppo/client.hpp"
+#include "seppo/convert.hpp"
+#include "seppo/error.hpp"
+#include "seppo/export.hpp"
+#include "seppo/item.hpp"
+#include "seppo/result.hpp"
 
 namespace seppo {
+
+class Client;  // seppo/client.hpp, which includes this header: a stream refers to its Client
 
 // One result of an unordered stream: the input's position (from 0) and its outcome.
 template <class T>
@@ -70,7 +76,7 @@ struct value_of<Result<R>> {
 class SEPPO_API Source {
  public:
   virtual ~Source() = default;
-  virtual bool next(Client::Packer& packer) = 0;
+  virtual bool next(Packer& packer) = 0;
 };
 
 // Range is a reference type for an lvalue argument (the range must outlive the stream) and a
@@ -84,7 +90,7 @@ class RangeSource final : public Source {
   RangeSource(const RangeSource&) = delete;
   RangeSource& operator=(const RangeSource&) = delete;
 
-  bool next(Client::Packer& packer) override {
+  bool next(Packer& packer) override {
     if (it_ == end_) return false;
     packer.pack(*it_);
     ++it_;
@@ -104,11 +110,11 @@ std::unique_ptr<Source> make_source(Range&& range) {
 }
 
 // An item's value as R, or the exception to raise at its position (RemoteError, TypeError).
-inline std::exception_ptr failure_of(const std::string& function, const Client::Item& item) {
+inline std::exception_ptr failure_of(const std::string& function, const Item& item) {
   return std::make_exception_ptr(remote_error(function, item));
 }
 template <class R>
-R value_from(const std::string& function, const Client::Item& item) {
+R value_from(const std::string& function, const Item& item) {
   return convert<R>(*item.value,
                     [&] { return function + ": result of item " + std::to_string(item.index); });
 }
@@ -130,8 +136,8 @@ T failed_outcome(const std::exception_ptr& failure) {
 // One job on a Client, stepped by its consumer (libclient/client.cpp).
 class SEPPO_API Engine {
  public:
-  using Next = std::function<bool(Client::Packer&)>;
-  using Sink = std::function<bool(const Client::Item&)>;
+  using Next = std::function<bool(Packer&)>;
+  using Sink = std::function<bool(const Item&)>;
 
   // With `hold`, a chunk keeps its place in the client's window (ClientOptions::window and
   // max_inflight_bytes) until consumed() was called for each of its items, so results waiting
@@ -166,8 +172,8 @@ namespace detail {
 template <class State>
 void start_engine(State& state, Client& client) {
   state.engine.emplace(
-      client, state.function, [&state](Client::Packer& p) { return state.source->next(p); },
-      [&state](const Client::Item& item) {
+      client, state.function, [&state](Packer& p) { return state.source->next(p); },
+      [&state](const Item& item) {
         state.accept(item);
         return true;
       },
@@ -196,7 +202,7 @@ struct OrderedState {
     start_engine(*this, client);
   }
 
-  void accept(const Client::Item& item) {
+  void accept(const Item& item) {
     const std::uint64_t offset = item.index - base;
     if (slots.size() <= offset) slots.resize(offset + 1);
     if (item.error != nullptr) {
@@ -269,7 +275,7 @@ struct UnorderedState {
     start_engine(*this, client);
   }
 
-  void accept(const Client::Item& item) {
+  void accept(const Item& item) {
     if (item.error != nullptr) {
       failed.push_back(Failed{item.index, failure_of(function, item)});
       return;

@@ -20,7 +20,8 @@ constexpr std::uint64_t kJob = 77;
 JobCoreOptions options() {
   JobCoreOptions o;
   o.endpoint = "tcp://127.0.0.1:5555";
-  o.chunk_size = 2;
+  o.client.chunk_size = 2;
+  o.client.worker_wait = 10s;
   o.broker_heartbeat = 1000ms;  // as if an earlier job heard ALIVE: no extra HEARTBEAT (C3)
   return o;
 }
@@ -119,7 +120,7 @@ std::vector<std::uint64_t> indexes(const std::vector<JobCore::ItemResult>& resul
 
 TEST_CASE("C1 start: chunks are submitted while the window has room, and no more") {
   JobCoreOptions o = options();
-  o.window = 3;
+  o.client.window = 3;
   Harness h(o);
   CHECK(h.core.wanted() == 2);
   CHECK(h.fill(t0) == 3);
@@ -130,7 +131,7 @@ TEST_CASE("C1 start: chunks are submitted while the window has room, and no more
 
   // The window's bytes bound it too: one chunk of a few bytes fills a 1-byte window.
   JobCoreOptions small = options();
-  small.max_inflight_bytes = 1;
+  small.client.max_inflight_bytes = 1;
   Harness b(small);
   CHECK(b.fill(t0) == 1);
   CHECK(b.core.inflight_bytes() > 0);
@@ -138,7 +139,7 @@ TEST_CASE("C1 start: chunks are submitted while the window has room, and no more
 
 TEST_CASE("C1 with hold, a chunk keeps its window slot until the caller took all its items") {
   JobCoreOptions o = options();
-  o.window = 1;
+  o.client.window = 1;
   o.hold = true;
   Harness h(o);
   CHECK(h.fill(t0) == 1);
@@ -298,7 +299,7 @@ TEST_CASE("C8 a FAILED fails the items of its range with its message, or its cod
 
 TEST_CASE("C8 a failed item carries its FAILED's code; a function's own error carries none") {
   JobCoreOptions o = options();
-  o.chunk_size = 1;
+  o.client.chunk_size = 1;
   Harness h(o);
   h.fill(t0, 3);
   h.failed(0, 1, wire::Code::Timeout, 1, t0 + 1ms, "ran longer than 2 s");
@@ -316,6 +317,35 @@ TEST_CASE("C8 a failed item carries its FAILED's code; a function's own error ca
   CHECK(results[2].value == nullptr);
   CHECK(*results[2].error == "boom");
   CHECK(results[2].answer->code.empty());
+}
+
+TEST_CASE("C21 a chunk over 1,024 bytes waits for the first ALIVE, or a RESYNC, to be sent") {
+  for (const bool by_alive : {true, false}) {
+    CAPTURE(by_alive);
+    Harness h;  // has never heard ALIVE
+    const std::string big(600, 'x');
+    h.core.fill(
+        [&](msgpack::sbuffer& buffer) {
+          msgpack::pack(buffer, big);
+          return true;
+        },
+        t0, 2);
+    CHECK(h.core.submitted_items() == 2);
+    CHECK(sent<wire::Submit>(h.take()).empty());  // held back
+    CHECK(h.core.wanted() == 0);                  // and no further input meanwhile
+    h.core.on_tick(t0 + 1s);
+    const auto beats = sent<wire::Heartbeat>(h.take());
+    REQUIRE(beats.size() == 1);
+    CHECK(beats[0].open.empty());  // not in HEARTBEAT's open
+    if (by_alive) {
+      h.feed(wire::Alive{9, 1000, 3, 1 << 20}, std::nullopt, t0 + 1s + 1ms);
+    } else {
+      h.feed(wire::Resync{kJob, 9}, std::nullopt, t0 + 1s + 1ms);  // an older broker
+    }
+    const auto out = h.take();
+    CHECK(firsts(out) == std::vector<std::uint64_t>{0});
+    CHECK(h.core.wanted() > 0);
+  }
 }
 
 TEST_CASE("C22 items of a chunk over the broker's message limit fail with code too_large") {
@@ -521,7 +551,7 @@ TEST_CASE("C17 a HEARTBEAT goes when nothing was sent for an interval, with seen
 
 TEST_CASE("C18 the broker-silence timeout fails the job with a clear error") {
   JobCoreOptions o = options();
-  o.timeout = 5s;
+  o.client.timeout = 5s;
   Harness h(o);
   h.fill(t0, 3);
   h.core.on_tick(t0 + 4999ms);
@@ -536,7 +566,7 @@ TEST_CASE("C18 the broker-silence timeout fails the job with a clear error") {
 
 TEST_CASE("C18 time in which the caller does not read is not the broker's silence") {
   JobCoreOptions o = options();
-  o.timeout = 5s;
+  o.client.timeout = 5s;
   Harness h(o);
   h.fill(t0, 1);
   h.core.pause(t0 + 1s);
@@ -593,8 +623,8 @@ TEST_CASE("C20 messages for other jobs are ignored") {
 
 TEST_CASE("§10 a chunk split after a worker loss arrives item by item and closes with the last") {
   JobCoreOptions o = options();
-  o.chunk_size = 3;
-  o.window = 1;
+  o.client.chunk_size = 3;
+  o.client.window = 1;
   Harness h(o);
   h.fill(t0);
   h.take();
@@ -610,7 +640,7 @@ TEST_CASE("§10 a chunk split after a worker loss arrives item by item and close
 
 TEST_CASE("§10 a poison item's worker_lost fails that item alone; its chunk's others arrive") {
   JobCoreOptions o = options();
-  o.chunk_size = 3;
+  o.client.chunk_size = 3;
   Harness h(o);
   h.fill(t0, 1);
   h.take();

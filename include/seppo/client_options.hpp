@@ -1,0 +1,57 @@
+// What a Client is configured with. Its own header so that the job's rules (libclient/job_core.hpp)
+// read the same struct the caller set: one home per option.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdlib>
+#include <string>
+
+#include "seppo/export.hpp"
+
+namespace seppo {
+
+namespace detail {
+inline std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::string(value) : std::string();
+}
+}  // namespace detail
+
+struct ClientOptions {
+  // A call fails with ConnectionError when the broker has been silent this long.
+  std::chrono::milliseconds timeout{30000};
+  // How long the broker waits for a worker providing the function before failing the call
+  // with UnknownFunctionError. 0: fail at once if no worker serves it, unless workers that
+  // did are only briefly away (the broker's --worker-grace).
+  std::chrono::milliseconds worker_wait{0};
+  // Items per chunk; 0 adapts it to the function's measured cost (see docs/design.md).
+  std::size_t chunk_size = 0;
+  // Chunks in flight at once; bounds the memory of client and broker whatever the input size.
+  std::size_t window = 256;
+  // Bytes of submitted chunks not yet answered; the other bound on memory.
+  std::size_t max_inflight_bytes = 8u << 20;
+  // Chunks are aimed at this much compute each when chunk_size is 0.
+  std::chrono::microseconds target_chunk_time{10000};
+  // Until the broker announces its own.
+  std::chrono::milliseconds heartbeat{1000};
+  // CurveZMQ (README.md, "Running on a network"): paths of this client's secret key file and
+  // of the broker's public key file, as `seppo keygen` writes them. Both or neither; with them
+  // all traffic is encrypted and the broker admits the client by its key. Empty by default;
+  // from_env() sets them from SEPPO_CURVE_SECRET_KEY and SEPPO_CURVE_SERVER_KEY.
+  std::string curve_secret_key_file;
+  std::string curve_server_key_file;
+  // Without keys, the client connects only to a broker on this machine (loopback or ipc://)
+  // and throws seppo::Error otherwise; true allows any broker, in plaintext, unauthenticated.
+  bool insecure = false;
+  // Time limit per item; 0: none (the broker's --task-timeout, if any, applies, and caps this).
+  // An item running longer ends as an item error with code "timeout", and the worker process
+  // running it is replaced (docs/protocol.md §10.1).
+  std::chrono::milliseconds item_timeout{0};
+
+  // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and
+  // SEPPO_CURVE_SERVER_KEY. What a Client constructed without options uses.
+  SEPPO_API static ClientOptions from_env();
+};
+
+}  // namespace seppo
