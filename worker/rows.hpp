@@ -33,6 +33,7 @@ inline constexpr rows::Row kRows[] = {
     {"W22", "on_cancel", "worker_core_test.cpp"},
     {"W23", "on_cancel", "worker_core_test.cpp"},
     {"W24", "step", "worker_core_test.cpp"},
+    {"W25", "on_parent_gone", "worker_core_test.cpp"},
 };
 
 }  // namespace seppo::worker
