@@ -116,16 +116,33 @@ void reap(pid_t pid, std::chrono::milliseconds limit) {
 }  // namespace
 
 std::string ssh_login_lines(const std::vector<std::string>& sshlogins,
-                            const std::vector<std::string>& files, unsigned jobs) {
+                            const std::vector<std::string>& slf, unsigned jobs) {
   std::string lines;
+  std::vector<std::string> files = slf;
   for (const std::string& value : sshlogins) {
     std::stringstream list(value);
     for (std::string login; std::getline(list, login, ',');) {
-      if (trim(login).empty()) continue;
+      login = trim(login);
+      if (login.empty()) continue;
+      if (login == "..") {  // parallel: the logins of ~/.parallel/sshloginfile
+        files.push_back(login);
+        continue;
+      }
+      if (login == "-") {
+        throw Error("-S -: reading the logins from stdin is not supported (stdin holds the "
+                    "inputs); give --slf FILE; see docs/parallel.md");
+      }
       lines += login_line(login, jobs, "-S ") + "\n";
     }
   }
-  for (const std::string& file : files) {
+  for (std::size_t f = 0; f < files.size(); ++f) {  // files may grow: by index
+    const std::string file = files[f];
+    const char* config = std::getenv("XDG_CONFIG_HOME");
+    if (file == ".." && !fs::exists(home_file("sshloginfile")) && config != nullptr &&
+        fs::exists(std::string(config) + "/parallel/sshloginfile")) {
+      files.push_back(std::string(config) + "/parallel/sshloginfile");
+      continue;
+    }
     std::string path = file == ".."  ? home_file("sshloginfile")
                        : file == "." ? std::string("/etc/parallel/sshloginfile")
                                      : file;

@@ -11,9 +11,10 @@
 
 namespace seppo::cli {
 
-// The logins of -S values (comma-separated, repeatable) and --slf files (one a line, # comments;
-// ".." is ~/.parallel/sshloginfile, "." /etc/parallel/sshloginfile, a missing FILE is looked for
-// in ~/.parallel as parallel does), as seppo-ssh-workers' host file lines: "host",
+// The logins of -S values (comma-separated, repeatable; ".." reads ~/.parallel/sshloginfile, or
+// $XDG_CONFIG_HOME/parallel/sshloginfile) and --slf files (one a line, # comments; ".." as for
+// -S, "." /etc/parallel/sshloginfile, a missing FILE is looked for in ~/.parallel as parallel
+// does), as seppo-ssh-workers' host file lines: "host",
 // "user@host", "N/host", ":" (this host, no ssh). With `jobs` > 0 (seppo map -j N) a login
 // without N/ gets N/. Throws seppo::Error for a login parallel's forms seppo does not take
 // ("ssh -p 2222 host", "@group/host").
