@@ -129,8 +129,9 @@ std::string ssh_login_lines(const std::vector<std::string>& sshlogins,
         continue;
       }
       if (login == "-") {
-        throw Error("-S -: reading the logins from stdin is not supported (stdin holds the "
-                    "inputs); give --slf FILE; see docs/parallel.md");
+        throw Error(
+            "-S -: reading the logins from stdin is not supported (stdin holds the "
+            "inputs); give --slf FILE; see docs/parallel.md");
       }
       lines += login_line(login, jobs, "-S ") + "\n";
     }
@@ -238,6 +239,9 @@ SshWorkers::SshWorkers(const std::string& login_lines, const SshWorkersOptions& 
       throw Error("-S: the workers did not all start (seppo-ssh-workers says why above)");
     }
   } catch (...) {
+    // Interrupted or failed while starting: the runner stops its sessions at once (SIGTERM),
+    // rather than waiting for registrations that will not come.
+    if (runner_ > 0) ::kill(runner_, SIGTERM);
     stop();
     throw;
   }
