@@ -227,7 +227,9 @@ unset FOO
 seq 1 400 >"$dir/lines"
 compare "--pipe" "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" \
   "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" 'wc -l' <"$dir/lines"
-compare "-X" "-S 127.0.0.1 -j1 -X" "-S 127.0.0.1 -j1 -X" 'echo pic{}.jpg' ::: 1 2 3
+# ...in the folder parallel's run in: the login's home folder
+compare "-X, the home folder" "-S 127.0.0.1 -j1 -X" "-S 127.0.0.1 -j1 -X" 'echo pic{}.jpg ; pwd' \
+  ::: 1 2 3
 # A host that cannot be reached fails the command before anything runs, naming it; nothing of
 # the job is left running (its other host's worker, its broker).
 out=$("$seppo" map --ssh "$sshcmd" -S 127.0.0.1,deadhost --command n='echo {}' n ::: a 2>&1)
