@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cli/job_records.hpp"
 #include "cli/sources.hpp"
@@ -51,6 +53,8 @@ struct JobControl {
   bool progress = false;
   bool context_replace = false;  // -X: each word with {} once per argument
   bool pipe = false;  // --pipe: each job's block is its stdin; nothing appended to the template
+  // --env NAME through a broker: NAME and its value here, sent with each item.
+  std::vector<std::pair<std::string, std::string>> env;
 };
 
 // Exit status as parallel's: the number of failed jobs, 101 for more than 100.

@@ -1,6 +1,7 @@
 // seppo: the command line of seppo. Submit from shell scripts, ask the broker how it is.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include "cli/map_command.hpp"
 #include "cli/parallel_options.hpp"
 #include "cli/sources.hpp"
+#include "cli/ssh_logins.hpp"
 #include "cli/status_command.hpp"
 #include "common/curve.hpp"
 #include "common/duration.hpp"
@@ -239,9 +241,29 @@ int main(int argc, char** argv) {
   std::vector<std::string> env_names;
   map_cmd
       ->add_option("--env", env_names,
-                   "with --local: accepted for parallel (the commands run in this environment, "
-                   "NAME included); refused through a broker")
+                   "give the command variable NAME as set here: --local commands run in this "
+                   "environment; through a broker each item carries it to a worker's named "
+                   "command, whose operator must allow it (seppo-worker --allow-env NAME)")
+      ->expected(1)
       ->type_name("NAME");
+  std::vector<std::string> sshlogins, sshloginfiles;
+  std::string ssh_program;
+  map_cmd
+      ->add_option("-S,--sshlogin", sshlogins,
+                   "run the --command NAME=TEMPLATE on these hosts ([N/][user@]host, "
+                   "comma-separated, : for this one): seppo-worker started there over ssh for "
+                   "this job, reaching its private broker through the ssh session")
+      ->expected(1)
+      ->type_name("LOGINS");
+  map_cmd
+      ->add_option("--slf,--sshloginfile", sshloginfiles,
+                   "as -S, the logins one a line in FILE (.. is ~/.parallel/sshloginfile)")
+      ->expected(1)
+      ->type_name("FILE");
+  map_cmd
+      ->add_option("--ssh", ssh_program,
+                   "with -S: the ssh program and its options (default $PARALLEL_SSH, else ssh)")
+      ->type_name("COMMAND");
   bool fill_words = false, fill_context = false;
   map_cmd->add_flag("-m", fill_words,
                     "as many inputs a command as fit (at most 1024, 64 KiB), {} all of them; the "
@@ -288,7 +310,7 @@ int main(int argc, char** argv) {
   map_cmd
       ->add_option("--command", local_commands,
                    "with --local: NAME=TEMPLATE, a shell command this command runs itself, in "
-                   "this folder (e.g. gz='gzip {}')")
+                   "this folder (e.g. gz='gzip {}'); with -S: on those hosts")
       ->type_name("NAME=TEMPLATE");
   map_cmd
       ->add_option("-j,-P,--jobs,--max-procs", jobs_text,
@@ -389,6 +411,9 @@ int main(int argc, char** argv) {
   }
 
   std::optional<seppo::cli::SourcesOptions> job_sources;
+  // -S, --slf: the hosts' login lines and the workers' options, started below.
+  std::optional<std::pair<std::string, seppo::cli::SshWorkersOptions>> ssh_setup;
+  const bool ssh = !sshlogins.empty() || !sshloginfiles.empty();
   if (*map_cmd) {
     try {
       seppo::cli::SourcesOptions so;
@@ -509,7 +534,6 @@ int main(int argc, char** argv) {
                                : !replace_string.empty() ? "-I"
                                : !delay_text.empty()     ? "--delay"
                                : nice_opt->count() > 0   ? "--nice"
-                               : !env_names.empty()      ? "--env"
                                                          : nullptr;
       if (local_only != nullptr && local_commands.empty()) {
         throw seppo::Error(std::string("seppo map does not support ") + local_only +
@@ -532,6 +556,30 @@ int main(int argc, char** argv) {
         map.control.delay = *delay;
       }
       if (nice_opt->count() > 0) map.control.nice = nice_value;
+      if (!env_names.empty() && local_opt->count() == 0) {
+        // Through a broker each item carries the variables to a worker's named command, which
+        // sets them only if its operator allows those names (seppo-worker --allow-env).
+        if (map.function.find('.') != std::string::npos) {
+          throw seppo::Error(
+              "--env is for commands: a worker's named command, or --local "
+              "--command; see docs/parallel.md");
+        }
+        for (const std::string& name : env_names) {
+          const bool ok = !name.empty() &&
+                          (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_') &&
+                          name != "_" && std::all_of(name.begin(), name.end(), [](char c) {
+                            return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                          });
+          if (!ok) {
+            throw seppo::Error("--env " + name +
+                               ": expected a variable's name (parallel's --env _ and patterns "
+                               "are not supported); see docs/parallel.md");
+          }
+          if (const char* value = std::getenv(name.c_str()); value != nullptr) {
+            map.control.env.emplace_back(name, value);
+          }
+        }
+      }
       if ((resume || resume_failed) && map.control.joblog.empty()) {
         throw seppo::Error(std::string(resume ? "--resume" : "--resume-failed") +
                            " needs --joblog FILE: the log of the earlier run");
@@ -539,10 +587,10 @@ int main(int argc, char** argv) {
       map.control.resume = resume_failed ? seppo::cli::Resume::Mode::Succeeded
                            : resume      ? seppo::cli::Resume::Mode::Done
                                          : seppo::cli::Resume::Mode::Off;
-      if (!local_commands.empty() && local_opt->count() == 0) {
+      if (!local_commands.empty() && local_opt->count() == 0 && !ssh) {
         throw seppo::Error(
-            "seppo map --command needs --local: a broker's workers run only the commands their "
-            "operator gave them");
+            "seppo map --command needs --local or -S: a broker's workers run only the commands "
+            "their operator gave them");
       }
       if (!local_commands.empty() && !map.command) {
         throw seppo::Error(map.function + " is none of the --command names given");
@@ -583,6 +631,37 @@ int main(int argc, char** argv) {
                              "through a broker, or seppo map --local --command NAME=TEMPLATE NAME");
         }
       }
+      if (ssh) {
+        // -S: this job's own workers on those hosts serve the --command template as a worker's
+        // named command; from here on it is a job through a broker.
+        const char* with = local_opt->count() > 0  ? "--local"
+                           : !map.command          ? "a module function or a name without "
+                                                     "--command NAME=TEMPLATE"
+                           : !header.empty()       ? "--header"
+                           : !delay_text.empty()   ? "--delay"
+                           : nice_opt->count() > 0 ? "--nice"
+                                                   : nullptr;
+        if (with != nullptr) {
+          throw seppo::Error(std::string("seppo map does not support -S with ") + with +
+                             "; see docs/parallel.md");
+        }
+        seppo::cli::SshWorkersOptions workers;
+        workers.ssh = ssh_program;
+        if (workers.ssh.empty()) {
+          if (const char* env = std::getenv("PARALLEL_SSH"); env != nullptr) workers.ssh = env;
+        }
+        // The user starts these workers for their own job, as parallel runs the command itself:
+        // the template is theirs (as with --local), run by the shell parallel would choose.
+        workers.worker_args = {"--command", map.function + "=" + *map.command,
+                               "--allow-any-command", "--shell", seppo::worker::parallel_shell()};
+        if (pipe) workers.worker_args.push_back("--allow-stdin");
+        if (fill_context) workers.worker_args.push_back("--allow-context-replace");
+        for (const std::string& name : env_names) {
+          workers.worker_args.insert(workers.worker_args.end(), {"--allow-env", name});
+        }
+        ssh_setup.emplace(seppo::cli::ssh_login_lines(sshlogins, sshloginfiles, jobs), workers);
+        map.command.reset();
+      }
       if (map.control.halt.percent > 0) so.read_whole = true;  // the total comes first
       job_sources = std::move(so);
     } catch (const std::exception& e) {
@@ -604,7 +683,8 @@ int main(int argc, char** argv) {
       options.chunk_size = 1;
     }
     // -j N through a broker: at most N items of this job at once (in flight: queued or running).
-    if (!map.command && local_opt->count() == 0 && jobs > 0) {
+    // With -S, -j N is each host's number of commands at once, as parallel's.
+    if (!map.command && local_opt->count() == 0 && jobs > 0 && !ssh) {
       if (options.chunk_size == 0) options.chunk_size = 1;
       options.window = std::max<std::size_t>(1, jobs / options.chunk_size);
     }
@@ -613,6 +693,11 @@ int main(int argc, char** argv) {
   try {
     // A local cluster lives as long as its client: declared first, it goes last.
     std::optional<seppo::LocalCluster> local;
+    std::optional<seppo::cli::SshWorkers> ssh_workers;
+    if (ssh_setup) {
+      ssh_workers.emplace(ssh_setup->first, ssh_setup->second);
+      endpoint = ssh_workers->endpoint();
+    }
     if (*map_cmd && map.command) {
       // No cluster, no broker: this process runs the commands, in this folder.
       seppo::cli::JobSource source(std::move(*job_sources));

@@ -240,7 +240,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
           if (command) {
             wire::pack_command_request(packer, p.job.args, p.job.seq, !dry_run, dry_run, cwd,
                                        p.job.stdin_data ? &*p.job.stdin_data : nullptr,
-                                       options.control.context_replace);
+                                       options.control.context_replace, options.control.env);
           } else if (p.job.args.size() == 1) {
             pack_arg(packer, p.job.args[0], options.input_format);
           } else {

@@ -7,7 +7,8 @@ namespace {
 
 constexpr std::string_view kDocs = "see docs/parallel.md";
 constexpr std::string_view kCluster =
-    "seppo runs on a broker's workers instead (seppo-worker on each host)";
+    "seppo runs on a broker's workers instead (seppo-worker on each host, or -S for one job), "
+    "and copies no files";
 
 }  // namespace
 
@@ -22,7 +23,7 @@ const std::vector<RefusedOption>& refused_parallel_options() {
       {"-L|--max-lines|--maxlines|-l", "--pipe -N N counts records; use --recend"},
       {"--xargs|-s|--max-chars|--maxchars",
        "-m and -X fill a command line up to seppo's own limit; use -N N for a fixed number"},
-      {"-S|--sshlogin|--slf|--sshloginfile|--ssh|--controlmaster|-M|--ssh-delay|--sshdelay|"
+      {"--controlmaster|-M|--ssh-delay|--sshdelay|"
        "--filter-hosts|--filterhosts|--onall|--nonall|--basefile|--bf|--transferfile|--tf|"
        "--transfer-file|--transfer|--return|--trc|--cleanup|--workdir|--wd|--work-dir|"
        "--rsync-opts|--hgrp|--hostgroups|--template|--tmpl",

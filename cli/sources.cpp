@@ -182,14 +182,17 @@ JobSource::~JobSource() {
 }
 
 // As parallel's spreadstdin: read up to the next multiple of the block size (or the end), cut
-// what holds whole records, and when nothing could be cut make the block 30% larger.
+// what holds whole records, and when nothing could be cut make the block 30% larger. Read in
+// pieces of at most 64 KiB, so memory follows the data read, not --block (1G on a 2-byte input).
 void JobSource::read_block() {
+  constexpr std::size_t kPiece = std::size_t{64} << 10;
   std::size_t want = block_size_ - pipe_buffer_.size() % block_size_;
   ssize_t got = 0;
   do {
     const std::size_t at = pipe_buffer_.size();
-    pipe_buffer_.resize(at + want);
-    got = ::read(pipe_fd_, pipe_buffer_.data() + at, want);
+    const std::size_t piece = std::min(want, kPiece);
+    pipe_buffer_.resize(at + piece);
+    got = ::read(pipe_fd_, pipe_buffer_.data() + at, piece);
     pipe_buffer_.resize(at + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
     if (got < 0 && errno == EINTR) {
       got = 1;  // read again

@@ -30,9 +30,11 @@ std::optional<std::int64_t> integer_of(const msgpack::object& value) {
 void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
                           const std::vector<std::string>& args, std::uint64_t seq, bool record,
                           bool dry_run, const std::string& cwd, const std::string* stdin_data,
-                          bool context_replace) {
+                          bool context_replace,
+                          const std::vector<std::pair<std::string, std::string>>& env) {
   packer.pack_map(2 + (record ? 1 : 0) + (dry_run ? 1 : 0) + (cwd.empty() ? 0 : 1) +
-                  (stdin_data != nullptr ? 1 : 0) + (context_replace ? 1 : 0));
+                  (stdin_data != nullptr ? 1 : 0) + (context_replace ? 1 : 0) +
+                  (env.empty() ? 0 : 1));
   packer.pack("args");
   packer.pack_array(static_cast<std::uint32_t>(args.size()));
   for (const std::string& arg : args) packer.pack(arg);
@@ -41,6 +43,11 @@ void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
   if (dry_run) packer.pack("dry_run").pack(true);
   if (!cwd.empty()) packer.pack("cwd").pack(cwd);
   if (context_replace) packer.pack("context_replace").pack(true);
+  if (!env.empty()) {
+    packer.pack("env");
+    packer.pack_map(static_cast<std::uint32_t>(env.size()));
+    for (const auto& [name, value] : env) packer.pack(name).pack(value);
+  }
   if (stdin_data != nullptr) {
     packer.pack("stdin");
     packer.pack_bin(static_cast<std::uint32_t>(stdin_data->size()));
@@ -78,6 +85,18 @@ std::optional<CommandRequest> decode_command_request(const msgpack::object& item
         throw std::invalid_argument("request: \"stdin\" must be bytes (bin or str)");
       }
       request.stdin_data = text_of(value);
+    } else if (key == "env") {
+      if (value.type != msgpack::type::MAP) {
+        throw std::invalid_argument("request: \"env\" must be a map of strings");
+      }
+      for (std::uint32_t k = 0; k < value.via.map.size; ++k) {
+        const msgpack::object& name = value.via.map.ptr[k].key;
+        const msgpack::object& text = value.via.map.ptr[k].val;
+        if (name.type != msgpack::type::STR || text.type != msgpack::type::STR) {
+          throw std::invalid_argument("request: \"env\" must be a map of strings");
+        }
+        request.env.emplace_back(text_of(name), text_of(text));
+      }
     } else {
       // An answer that ignored what a later client asked for (its stdin, say) would be wrong
       // with no error: refuse what this worker cannot honour.

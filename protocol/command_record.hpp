@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "seppo/msgpack.hpp"
@@ -23,12 +24,15 @@ struct CommandRequest {
   std::string cwd;  // the client's folder (absolute), for workers that run commands there
   std::optional<std::string> stdin_data;  // "stdin": the command's stdin (seppo map --pipe)
   bool context_replace = false;           // each word with {} once per argument (seppo map -X)
+  // "env": NAME -> value, the client's variables for the command (seppo map --env NAME).
+  std::vector<std::pair<std::string, std::string>> env;
 };
 
 void pack_command_request(msgpack::packer<msgpack::sbuffer>& packer,
                           const std::vector<std::string>& args, std::uint64_t seq,
                           bool record = false, bool dry_run = false, const std::string& cwd = {},
-                          const std::string* stdin_data = nullptr, bool context_replace = false);
+                          const std::string* stdin_data = nullptr, bool context_replace = false,
+                          const std::vector<std::pair<std::string, std::string>>& env = {});
 
 // Null when `item` is not a map (a plain item: a string, a number, an array of them). Throws
 // std::invalid_argument with a one-line reason for a map without `args` or with a key of the

@@ -93,7 +93,8 @@ mkdir -p state-broker state-parallel state-local
   --command seqonly='echo {#}' --command err='echo out {}; echo err {} >&2' \
   --command e3='echo {1}-{2}-{3}' --command e12='echo {1}-{2}' \
   --command blk='echo "#{#}"; cat' --allow-stdin --command wcp='wc' --command hw='head -n1; wc -l' \
-  --command pic='echo pic{}.jpg' --command xyz='echo x{}y{}z {#}' &
+  --command pic='echo pic{}.jpg' --command xyz='echo x{}y{}z {#}' --allow-context-replace \
+  --command ev='echo "$FOO" {}' --allow-env FOO &
 pids+=($!)
 for _ in $(seq 1 100); do
   "$seppo" --broker "$endpoint" status --json 2>/dev/null | grep -q '"sleepy"' && break
@@ -380,5 +381,19 @@ done
 # 33. --env NAME with --local: the commands have the variable (they run in this environment)
 both "--env" "FOO='x y' par --env FOO 'echo \"\$FOO\" {}' ::: a" \
   "FOO='x y' L --env FOO --command e='echo \"\$FOO\" {}' e ::: a"
+# ...and through a broker: each item carries FOO to a worker that allows it (--allow-env FOO)
+both "--env through a broker" "FOO='x y' par --env FOO 'echo \"\$FOO\" {}' ::: a b" \
+  "FOO='x y' B --env FOO ev ::: a b"
+# 34. --pipe --block 1G on a small input: memory follows the data, not the flag (the whole block
+# was allocated before reading). Not under AddressSanitizer, which reserves terabytes.
+if ! ldd "$seppo" | grep -q libasan; then
+  checks=$((checks + 1))
+  if out=$(printf 'ab\ncd\n' | (ulimit -v 400000; "$seppo" map --local --pipe --block 1G \
+      --command wc='wc -c' wc) 2>&1) && [[ $out == 6 ]]; then
+    echo "ok   --pipe --block 1G in 400 MB of address space"
+  else
+    echo "FAIL --pipe --block 1G in 400 MB of address space: $out"; failures=$((failures + 1))
+  fi
+fi
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]

@@ -44,6 +44,8 @@ struct ShellScript {
   std::vector<std::string> parameters;
   std::optional<std::string>
       stdin_data;  // the command's stdin (seppo map --pipe); unset: /dev/null
+  // NAME=VALUE set for the command (seppo map --env NAME), over the worker's own.
+  std::vector<std::string> environment = {};
 };
 
 // A command template split into literal text and replacement strings: {} {.} {/} {//} {/.},

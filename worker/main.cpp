@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -128,6 +129,24 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-stdin", command_limits.allow_stdin,
                "let clients give each --command item a block on stdin (seppo map --pipe); a "
                "command that reads stdin as code (python3 with no file) then runs theirs");
+  app.add_flag("--allow-context-replace", command_limits.allow_context_replace,
+               "let clients ask for GNU parallel's -X on --command items (seppo map -X): each "
+               "word holding {} repeated per argument, which changes what a template such as "
+               "cp {} /out/{/} does");
+  app.add_option("--allow-env", command_limits.allow_env,
+                 "let clients set these variables for --command items (seppo map --env NAME): "
+                 "NAME,... (repeatable); PATH, LD_PRELOAD and the like then let a client choose "
+                 "what runs")
+      ->delimiter(',')
+      ->type_name("NAME,...")
+      ->check([](const std::string& name) {
+        const bool ok = !name.empty() &&
+                        (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_') &&
+                        std::all_of(name.begin(), name.end(), [](char c) {
+                          return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                        });
+        return ok ? std::string() : "not a variable name: " + name;
+      });
   app.add_option("-j,--jobs", processes,
                  "worker processes to run (default: one per CPU in this process' affinity "
                  "mask, at most $SLURM_CPUS_ON_NODE)")

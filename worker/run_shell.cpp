@@ -113,7 +113,8 @@ void kill_orphans() {
   }
 }
 
-[[noreturn]] void guard(const char* const* argv, int fds[4], pid_t worker, const char* cwd) {
+[[noreturn]] void guard(const char* const* argv, const char* const* envp, int fds[4], pid_t worker,
+                        const char* cwd) {
   struct sigaction action {};
   action.sa_handler = SIG_DFL;
   sigemptyset(&action.sa_mask);
@@ -155,7 +156,7 @@ void kill_orphans() {
       write_text(2, "\n");
       ::_exit(127);
     }
-    ::execv(argv[0], const_cast<char* const*>(argv));
+    ::execve(argv[0], const_cast<char* const*>(argv), const_cast<char* const*>(envp));
     write_text(2, "seppo-worker: cannot run the shell ");
     write_text(2, argv[0]);
     write_text(2, ": ");
@@ -264,6 +265,20 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   for (const std::string& value : script.parameters) argv_list.push_back(value.c_str());
   argv_list.push_back(nullptr);
   const char* const* argv = argv_list.data();
+  // The environment: this process's, with the item's variables (seppo map --env, allowed by the
+  // worker's operator) in place of any of the same name. Built before fork: no allocation there.
+  std::vector<const char*> env_list;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const std::string& set : script.environment) {
+      replaced = replaced || std::string_view(set).substr(0, set.find('=')) == name;
+    }
+    if (!replaced) env_list.push_back(*e);
+  }
+  for (const std::string& set : script.environment) env_list.push_back(set.c_str());
+  env_list.push_back(nullptr);
   int child_fds[4] = {in ? in->read.get() : devnull->get(), out.write.get(), err.write.get(),
                       status.write.get()};
   const pid_t worker = ::getpid();
@@ -273,7 +288,7 @@ CommandRun run_shell(const ShellScript& script, const CommandLimits& limits) {
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &previous);
   const pid_t guard_pid = ::fork();
-  if (guard_pid == 0) guard(argv, child_fds, worker, limits.cwd.c_str());
+  if (guard_pid == 0) guard(argv, env_list.data(), child_fds, worker, limits.cwd.c_str());
   const int fork_error = errno;
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (guard_pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(fork_error));

@@ -200,10 +200,16 @@ std::string ShellCommand::run_text(std::string_view input) const {
   return run_args({std::string(input)});
 }
 
-std::string ShellCommand::run_args(const std::vector<std::string>& args, std::uint64_t seq,
-                                   const std::string& cwd, const std::string* stdin_data) const {
+std::string ShellCommand::run_args(
+    const std::vector<std::string>& args, std::uint64_t seq, const std::string& cwd,
+    const std::string* stdin_data,
+    const std::vector<std::pair<std::string, std::string>>* env) const {
   const CommandLimits limits = limits_for(cwd);
-  CommandRun outcome = start_run(name_, script_for(args, seq, stdin_data), limits);
+  ShellScript script = script_for(args, seq, stdin_data);
+  if (env != nullptr) {
+    for (const auto& [variable, value] : *env) script.environment.push_back(variable + "=" + value);
+  }
+  CommandRun outcome = start_run(name_, script, limits);
   const std::string why = failure(name_, outcome, limits_);
   if (!why.empty()) throw std::runtime_error(why);
   // One line per result in `seppo map`: the line's own newline is not part of the value.
@@ -225,6 +231,26 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
   }
   const std::vector<std::string> args = arguments(*request->args);
   const std::uint64_t seq = request->seq.value_or(0);
+  if (request->context_replace && !limits_.allow_context_replace) {
+    throw std::runtime_error("command " + name_ +
+                             ": this worker does not repeat the template's words per argument "
+                             "(seppo map -X); its operator allows it with seppo-worker "
+                             "--allow-context-replace");
+  }
+  for (const auto& [variable, value] : request->env) {
+    if (std::find(limits_.allow_env.begin(), limits_.allow_env.end(), variable) ==
+        limits_.allow_env.end()) {
+      throw std::runtime_error("command " + name_ + ": this worker does not take the variable " +
+                               variable +
+                               " from clients (seppo map --env); its operator allows "
+                               "it with seppo-worker --allow-env " +
+                               variable);
+    }
+    if (value.find('\0') != std::string::npos) {
+      throw std::runtime_error("command " + name_ + ": the value of " + variable +
+                               " holds a NUL byte");
+    }
+  }
   if (request->context_replace && !context_replaced_) {  // seppo map -X: this item's template
     std::optional<ShellCommand> replaced;
     try {
@@ -242,12 +268,14 @@ void ShellCommand::run_item(msgpack::packer<msgpack::sbuffer>& packer,
     return;
   }
   if (!request->record) {
-    packer.pack(run_args(args, seq, request->cwd, stdin_data));
+    packer.pack(run_args(args, seq, request->cwd, stdin_data, &request->env));
     return;
   }
   // A record keeps stderr too (for --results), and a failed run is a record as well: the
   // client wants its exit status and output, as parallel's --joblog and --results show them.
-  const ShellScript script = script_for(args, seq, stdin_data);
+  ShellScript script = script_for(args, seq, stdin_data);
+  for (const auto& [variable, value] : request->env)
+    script.environment.push_back(variable + "=" + value);
   CommandLimits limits = limits_for(request->cwd);
   limits.stderr_tail = std::max<std::size_t>(limits.stderr_tail, std::size_t{1} << 20);
   wire::CommandRecord record;

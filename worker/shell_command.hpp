@@ -46,6 +46,14 @@ struct CommandLimits {
   // (`seppo map --pipe`, docs/protocol.md §5.2). Off by default: a command that reads stdin as
   // code (`python3` with no file) would run the client's block.
   bool allow_stdin = false;
+  // seppo-worker --allow-context-replace: a request item may ask for GNU parallel's -X
+  // ("context_replace"), which repeats each word holding {} once per argument: `cp {} /out/{/}`
+  // then copies every argument's file to /out/ and more. Off by default: the template's
+  // meaning is the operator's.
+  bool allow_context_replace = false;
+  // seppo-worker --allow-env NAME,...: the variables a request item's "env" may set for its
+  // command (seppo map --env NAME). Only these names: none by default.
+  std::vector<std::string> allow_env;
 };
 
 // The shell GNU parallel would run commands with: $PARALLEL_SHELL, else the nearest ancestor
@@ -94,7 +102,8 @@ class ShellCommand {
   std::string run(const msgpack::object& input) const;
   std::string run_text(std::string_view input) const;
   std::string run_args(const std::vector<std::string>& args, std::uint64_t seq = 0,
-                       const std::string& cwd = {}, const std::string* stdin_data = nullptr) const;
+                       const std::string& cwd = {}, const std::string* stdin_data = nullptr,
+                       const std::vector<std::pair<std::string, std::string>>* env = nullptr) const;
   // One item as a result entry's value: `input` is a plain item (as run) or a request map
   // (docs/protocol.md §5.2), which may ask for the command line only (dry_run) or for a
   // wire::CommandRecord, packed even when the command fails. Throws std::runtime_error as run.

@@ -185,4 +185,69 @@ grep -q '127.0.0.1 (line 1): FAILED.*not running' "$dir/out" || fail "no reason 
 grep -q 'nothing' "$dir/out" || fail "the worker's log is not shown: $(cat "$dir/out")"
 grep -q 'deadhost (line 2): FAILED: ssh failed' "$dir/out" || fail "no reason for line 2: $(cat "$dir/out")"
 "$tool" "${common[@]}" stop "$dir/bad-hosts" >/dev/null 2>&1
-echo "seppo-ssh-workers: start, idempotent start, status, map, restart, stop, failures: ok"
+
+# seppo map -S / --slf (GNU parallel's --sshlogin): the job starts its own broker and a worker on
+# each host over ssh, each reaching the broker through a reverse tunnel of its session, and stops
+# them at its end. The same bytes as parallel -S with the same ssh (or, without parallel, as
+# seppo map --local).
+export SEPPO_WORKER_PROGRAM=$worker_program SEPPO_SSH_WORKERS=$tool
+sshcmd="ssh -F $dir/ssh_config"
+have_parallel=0
+command -v parallel >/dev/null && command -v perl >/dev/null && have_parallel=1
+leftover() {  # the -S workers, runners and brokers of this test that still run
+  grep -laE 'seppo-S\.[A-Za-z0-9]+/broker|ipc:///tmp/seppo-[0-9a-f-]+\.sock' /proc/[0-9]*/cmdline 2>/dev/null
+}
+printf '# two hosts\n1/127.0.0.1\n\n2/127.0.0.2\n' >"$dir/slf"
+# compare NAME 'parallel options and command' 'seppo map options' 'template' INPUT-OPTIONS...
+compare() {
+  local name=$1 popts=$2 sopts=$3 template=$4; shift 4
+  if [[ $have_parallel -eq 1 ]]; then
+    eval "parallel --will-cite -k --ssh \"\$sshcmd\" $popts \"\$template\" \"\$@\"" \
+      >"$dir/expected" 2>"$dir/expected.err" </dev/null
+  else
+    eval "\"\$seppo\" map --local --command n=\"\$template\" n \"\$@\"" >"$dir/expected" \
+      2>"$dir/expected.err" </dev/null
+  fi
+  local e=$?
+  eval "\"\$seppo\" map --ssh \"\$sshcmd\" $sopts --command n=\"\$template\" n \"\$@\"" \
+    >"$dir/actual" 2>"$dir/actual.err" </dev/null
+  local a=$?
+  cmp -s "$dir/expected" "$dir/actual" ||
+    fail "-S $name: not the same bytes: $(diff "$dir/expected" "$dir/actual" | head -5) $(cat "$dir/actual.err")"
+  [[ $e -eq $a ]] || fail "-S $name: exit status $a, expected $e: $(cat "$dir/actual.err")"
+  [[ -z "$(leftover)" ]] || fail "-S $name: workers left running: $(leftover)"
+  echo "ok   -S $name"
+}
+compare "--slf: two hosts, a failing item" "--slf $dir/slf" "--slf $dir/slf" \
+  'test {} != 3 && echo {#} {} $(( {#} * 2 ))' ::: 1 2 3 4 'b c'
+export FOO='a b'
+compare "-S : (this host) and a host, --env carried to both" "-S :,1/127.0.0.2 --env FOO" \
+  "-S :,1/127.0.0.2 --env FOO" 'echo "$FOO" {}' ::: x y z
+unset FOO
+seq 1 400 >"$dir/lines"
+compare "--pipe" "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" \
+  "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" 'wc -l' <"$dir/lines"
+# ...in the folder parallel's run in: the login's home folder
+compare "-X, the home folder" "-S 127.0.0.1 -j1 -X" "-S 127.0.0.1 -j1 -X" 'echo pic{}.jpg ; pwd' \
+  ::: 1 2 3
+# A host that cannot be reached fails the command before anything runs, naming it; nothing of
+# the job is left running (its other host's worker, its broker).
+out=$("$seppo" map --ssh "$sshcmd" -S 127.0.0.1,deadhost --command n='echo {}' n ::: a 2>&1)
+status=$?
+[[ $status -eq 255 && "$out" == *"deadhost"*"FAILED"* && "$out" != *"a"$'\n'* ]] ||
+  fail "-S with an unreachable host: status $status: $out"
+# The started worker stops as its session is closed, a moment after seppo map returns.
+no_leftover() { [[ -z "$(leftover)" ]]; }
+deadline_poll 20 no_leftover || fail "-S with an unreachable host left workers: $(leftover)"
+for login in 'ssh -p 2222 host' '@group/host' '-' 'x/host'; do
+  "$seppo" map -S "$login" --command n='echo {}' n ::: a >"$dir/out" 2>&1
+  [[ $? -eq 255 ]] && grep -q -- "-S" "$dir/out" ||
+    fail "-S $login should be refused with a reason: $(cat "$dir/out")"
+done
+# -S .. reads ~/.parallel/sshloginfile, as parallel
+mkdir -p "$dir/home/.parallel" && echo 1/127.0.0.2 >"$dir/home/.parallel/sshloginfile"
+out=$(HOME=$dir/home "$seppo" map --ssh "$sshcmd" -S .. --command n='echo {} $(hostname)' n ::: a 2>&1) ||
+  fail "-S ..: $out"
+[[ "$out" == "a $(hostname)" ]] || fail "-S .. printed $out"
+[[ -z "$(leftover)" ]] || fail "-S .. left workers: $(leftover)"
+echo "seppo-ssh-workers: start, idempotent start, status, map, restart, stop, failures, seppo map -S: ok"

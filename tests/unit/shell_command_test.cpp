@@ -623,9 +623,48 @@ TEST_CASE("context replace (-X) repeats each word holding {} once per argument")
   p.pack_array(1);
   seppo::wire::pack_command_request(p, {"a", "b c"}, 1, false, false, {}, nullptr, true);
   int status = -1;
-  const msgpack::object_handle h = only_entry(
-      call(ShellCommand("t", "echo x{}y"), std::string(buffer.data(), buffer.size()), &status));
+  CommandLimits allowed;
+  allowed.allow_context_replace = true;
+  msgpack::object_handle h = only_entry(call(ShellCommand("t", "echo x{}y", allowed),
+                                             std::string(buffer.data(), buffer.size()), &status));
   CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "xay xb cy");
+  // By default a worker refuses it: `cp {} /out/{/}` would copy more than its operator wrote.
+  h = only_entry(
+      call(ShellCommand("t", "echo x{}y"), std::string(buffer.data(), buffer.size()), &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0])
+            .error.find("seppo-worker --allow-context-replace") != std::string::npos);
+}
+
+TEST_CASE("a request's env sets the variables its worker allows, and fails for any other") {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(1);
+  seppo::wire::pack_command_request(p, {"a"}, 1, false, false, {}, nullptr, false,
+                                    {{"SEPPO_TEST_FOO", "x y"}});
+  const std::string chunk(buffer.data(), buffer.size());
+  ::setenv("SEPPO_TEST_FOO", "the worker's", 1);
+  CommandLimits allowed;
+  allowed.allow_env = {"SEPPO_TEST_FOO"};
+  int status = -1;
+  msgpack::object_handle h =
+      only_entry(call(ShellCommand("t", "echo \"$SEPPO_TEST_FOO\" {}", allowed), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).value->as<std::string>() == "x y a");
+  // Not allowed: the item fails, naming the option; the worker's own value is not used.
+  h = only_entry(call(ShellCommand("t", "echo \"$SEPPO_TEST_FOO\" {}"), chunk, &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0])
+            .error.find("seppo-worker --allow-env SEPPO_TEST_FOO") != std::string::npos);
+  ::unsetenv("SEPPO_TEST_FOO");
+  // A request whose env is not a map of strings fails as a bad request.
+  msgpack::sbuffer bad;
+  msgpack::packer<msgpack::sbuffer> q(bad);
+  q.pack_array(1);
+  q.pack_map(2);
+  q.pack("args").pack(std::vector<std::string>{"a"});
+  q.pack("env").pack(std::vector<std::string>{"X=1"});
+  h = only_entry(
+      call(ShellCommand("t", "echo {}", allowed), std::string(bad.data(), bad.size()), &status));
+  CHECK(seppo::entry::decode(h.get().via.array.ptr[0]).error.find("\"env\" must be a map") !=
+        std::string::npos);
 }
 
 TEST_CASE("a dry-run request answers the command line and runs nothing") {
@@ -693,9 +732,9 @@ TEST_CASE("a request item's bytes are those of protocol.md's example, and decode
   CHECK_THROWS_AS(seppo::wire::decode_command_request(msgpack::object(no_args, zone)),
                   std::invalid_argument);
   // A key this worker does not know is refused, not ignored: its answer would be wrong.
-  std::map<std::string, std::vector<int>> later{{"args", {1}}, {"env", {}}};
+  std::map<std::string, std::vector<int>> later{{"args", {1}}, {"umask", {}}};
   CHECK_THROWS_WITH_AS(seppo::wire::decode_command_request(msgpack::object(later, zone)),
-                       doctest::Contains("unknown key \"env\""), std::invalid_argument);
+                       doctest::Contains("unknown key \"umask\""), std::invalid_argument);
 }
 
 TEST_CASE("kill_orphans takes only whole pids from a /proc children read: a cut one waits") {
