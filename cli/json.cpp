@@ -49,7 +49,8 @@ nlohmann::json to_json(const msgpack::object& o) {
       // A Python tuple (ext 2) prints as its array, an ndarray (ext 3) as nested arrays; other
       // extensions as null. One that cannot be shown (a complex or float16 array, a malformed
       // one) is an error, never a silent null: as_plain's ProtocolError says which and why.
-      if (o.via.ext.type() == kTupleExt || o.via.ext.type() == kNdarrayExt) {
+      if (o.via.ext.type() == kTupleExt || o.via.ext.type() == kNdarrayExt ||
+          o.via.ext.type() == kNamedTupleExt) {
         msgpack::zone zone;
         return to_json(as_plain(o, zone));
       }

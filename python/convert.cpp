@@ -1,5 +1,7 @@
 #include "python/convert.hpp"
 
+#include <pybind11/eval.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -14,6 +16,77 @@ namespace {
 
 // Deeper than any real data, shallow enough that a self-containing list fails cleanly.
 constexpr int kMaxDepth = 64;
+
+// The names of module `code` run once in this process' interpreter (a worker has one, made after
+// its fork; a client has its own), kept for ever in `*cache`. Needs the GIL.
+py::dict& python_namespace(const char* code, py::dict*& cache) {
+  if (cache == nullptr) {
+    auto* names = new py::dict();
+    (*names)["__builtins__"] = py::module_::import("builtins");
+    py::exec(code, *names);
+    cache = names;
+  }
+  return *cache;
+}
+
+// Namedtuples (ext 4, docs/python.md "Namedtuples"): a sender names the class "module.qualname"
+// (a script's __main__ by the script's name, as functions are named); a receiver makes one of
+// that class only when a module this process has imported already holds it (looked up in
+// module and class dictionaries: nothing is imported, no __getattr__ runs), it is a tuple class
+// with `_fields` of the same length, and then by tuple.__new__ (no __new__ or __init__ of the
+// class runs). Otherwise the receiver gets a plain tuple.
+constexpr const char* kNamedTuples = R"PY(
+import os as _os, sys as _sys
+
+_classes = {}
+
+def _script_name():
+    path = getattr(_sys.modules.get("__main__"), "__file__", None) or ""
+    return _os.path.splitext(_os.path.basename(path))[0] if path.endswith(".py") else None
+
+def _fields(cls):
+    for k in cls.__mro__:
+        if "_fields" in vars(k):
+            return vars(k)["_fields"]
+    return None
+
+def name_of(value):
+    cls = type(value)
+    if not isinstance(_fields(cls), tuple):
+        return None  # a tuple subclass of another kind (os.stat_result): a plain tuple
+    module = cls.__module__
+    if module == "__main__":
+        module = _script_name() or module
+    return f"{module}.{cls.__qualname__}"
+
+def _find(name):
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        found = _sys.modules.get(module_name)
+        if found is None and module_name == _script_name():
+            found = _sys.modules.get("__main__")
+        for part in parts[i:] if found is not None else ():
+            found = vars(found).get(part) if isinstance(found, type) or \
+                type(found) is type(_sys) else None
+        if isinstance(found, type) and issubclass(found, tuple) and \
+                isinstance(_fields(found), tuple):
+            return found
+    return None
+
+def make(name, values):
+    cls = _classes.get(name)
+    if cls is None:
+        cls = _find(name)
+        if cls is None:
+            return values
+        _classes[name] = cls
+    if len(_fields(cls)) != len(values):
+        return values
+    return tuple.__new__(cls, values)
+)PY";
+
+py::dict* named_tuples = nullptr;
 
 using Item = std::function<std::string()>;
 
@@ -191,10 +264,28 @@ msgpack::object convert(py::handle value, msgpack::zone& zone, const Item& item,
     bytes += static_cast<std::size_t>(size);
   } else if (PyTuple_Check(p)) {
     // A tuple is ext 2 around its array (docs/protocol.md §5.4): a Python receiver gets a
-    // tuple back, C++ conversions see the array.
+    // tuple back, C++ conversions see the array. A namedtuple is ext 4, [its class's name,
+    // the array].
+    py::object name;
+    if (!PyTuple_CheckExact(p))
+      name = python_namespace(kNamedTuples, named_tuples)["name_of"](value);
     msgpack::zone scratch;
     const msgpack::object array = convert_sequence(value, scratch, item, bytes, depth);
-    out = as_ext(kTupleExt, array, zone, bytes);
+    if (name && !name.is_none()) {
+      const std::string text = name.cast<std::string>();
+      msgpack::object parts[2];
+      parts[0].type = msgpack::type::STR;
+      parts[0].via.str.size = static_cast<std::uint32_t>(text.size());
+      parts[0].via.str.ptr = text.data();
+      parts[1] = array;
+      msgpack::object named;
+      named.type = msgpack::type::ARRAY;
+      named.via.array.size = 2;
+      named.via.array.ptr = parts;
+      out = as_ext(kNamedTupleExt, named, zone, bytes);
+    } else {
+      out = as_ext(kTupleExt, array, zone, bytes);
+    }
   } else if (PyList_Check(p)) {
     out = convert_sequence(value, zone, item, bytes, depth);
   } else if (PyDict_Check(p)) {
@@ -337,6 +428,22 @@ py::object decode(const msgpack::object& o, bool as_key, std::size_t depth) {
         const msgpack::object_handle inner = unpack_untrusted(o.via.ext.data(), o.via.ext.size);
         return decode_ndarray(inner.get());
       }
+      if (o.via.ext.type() == kNamedTupleExt) {
+        const msgpack::object_handle inner = unpack_untrusted(o.via.ext.data(), o.via.ext.size);
+        const msgpack::object& n = inner.get();
+        if (n.type != msgpack::type::ARRAY || n.via.array.size != 2 ||
+            n.via.array.ptr[0].type != msgpack::type::STR ||
+            n.via.array.ptr[1].type != msgpack::type::ARRAY) {
+          throw ProtocolError("a namedtuple (ext 4) is not [class name, array]");
+        }
+        const msgpack::object_array& a = n.via.array.ptr[1].via.array;
+        py::tuple t(a.size);
+        for (std::uint32_t i = 0; i < a.size; ++i) {
+          PyTuple_SET_ITEM(t.ptr(), i, decode(a.ptr[i], as_key, depth + 1).release().ptr());
+        }
+        const py::str name(n.via.array.ptr[0].via.str.ptr, n.via.array.ptr[0].via.str.size);
+        return python_namespace(kNamedTuples, named_tuples)["make"](name, t);
+      }
       return py::bytes(o.via.ext.ptr, o.via.ext.size);
     }
     case msgpack::type::ARRAY: {
@@ -365,7 +472,57 @@ py::object decode(const msgpack::object& o, bool as_key, std::size_t depth) {
   return py::none();
 }
 
+// `seppo-worker --python builtins` (docs/python.md, "Builtins"): the builtins that a tiny
+// argument can make allocate without bound, wrapped to refuse that first. The limit is on what
+// one call may build: bytes(n) and a format spec's width or precision at most kBuiltinBytes;
+// pow of two ints without a modulus only when the result can fit the 64 bits seppo carries back
+// (bits(a**b) >= b * (bits(a) - 1), so a result refused here would fail anyway, after gigabytes);
+// round(int, -n) for n over 20 is 0 for every 64-bit int, computed without 10**n.
+constexpr const char* kBoundedBuiltins = R"PY(
+import builtins as _b, re as _re
+
+LIMIT = 16 << 20  # bytes one call may build: 16 MiB
+
+def _refuse(what):
+    raise ValueError(f"{what}: over the {LIMIT} bytes (16 MiB) one call of a builtin served by "
+                     "seppo-worker --python builtins may build")
+
+def bytes(*args, **kwargs):
+    n = args[0] if args else kwargs.get("source")
+    if isinstance(n, int) and n > LIMIT:
+        _refuse(f"bytes({n})")
+    return _b.bytes(*args, **kwargs)
+
+def format(value, format_spec=""):
+    if isinstance(format_spec, str):
+        for digits in _re.findall(r"[0-9]+", format_spec):
+            if len(digits) > 9 or int(digits) > LIMIT:
+                _refuse(f"format spec {format_spec!r}: a width or precision of {digits}")
+    return _b.format(value, format_spec)
+
+def pow(base, exp, mod=None):
+    if (mod is None and isinstance(base, int) and isinstance(exp, int) and exp > 0
+            and abs(base) > 1 and exp * (abs(base).bit_length() - 1) > 64):
+        raise ValueError(f"pow({base}, {exp}): the result has over 64 bits, more than seppo "
+                         "carries (int64), so seppo-worker --python builtins refuses to compute it")
+    return _b.pow(base, exp, mod)
+
+def round(number, ndigits=None):
+    if (isinstance(number, int) and isinstance(ndigits, int) and ndigits < -20
+            and number.bit_length() <= 64):
+        ndigits = -20  # the same 0: |number| < 2**64 < 10**20 / 2
+    return _b.round(number, ndigits)
+)PY";
+
 }  // namespace
+
+py::object served_builtin(const std::string& name, py::object function) {
+  static py::dict* bounded = nullptr;
+  if (name == "bytes" || name == "format" || name == "pow" || name == "round") {
+    return python_namespace(kBoundedBuiltins, bounded)[name.c_str()];
+  }
+  return function;
+}
 
 msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& item,
                            std::size_t& bytes) {

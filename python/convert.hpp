@@ -38,4 +38,9 @@ pybind11::object call_with(pybind11::handle function, const msgpack::object& ite
 // and ext. Throws pybind11::error_already_set (a map key that is not hashable). Needs the GIL.
 pybind11::object from_msgpack(const msgpack::object& object);
 
+// The function seppo-worker --python builtins calls for builtins.`name` (`function`): the builtin
+// itself, or for bytes, format, pow and round a wrapper that refuses an argument that would make
+// it allocate without bound (a ValueError naming the limit). Needs the GIL.
+pybind11::object served_builtin(const std::string& name, pybind11::object function);
+
 }  // namespace seppo::python

@@ -606,6 +606,28 @@ PYBIND11_MODULE(_seppo, m) {
   using namespace seppo::python;
   m.doc() = "seppo's C++ client, bound for the seppo package; use `import seppo`.";
   m.attr("__version__") = seppo::version;
+  // The wire's value conversion alone, for tests (tests/python/test_values.py): what a value
+  // becomes as msgpack bytes, and what msgpack bytes (from a peer) become here.
+  m.def(
+      "_pack",
+      [](py::handle value) {
+        msgpack::zone zone;
+        std::size_t bytes = 0;
+        const msgpack::object object = to_msgpack(
+            value, zone, [] { return std::string("value"); }, bytes);
+        msgpack::sbuffer buffer;
+        msgpack::pack(buffer, object);
+        return py::bytes(buffer.data(), buffer.size());
+      },
+      py::arg("value"));
+  m.def(
+      "_unpack",
+      [](const py::bytes& data) {
+        const std::string_view view = data;
+        const msgpack::object_handle handle = seppo::unpack_untrusted(view.data(), view.size());
+        return from_msgpack(handle.get());
+      },
+      py::arg("data"));
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

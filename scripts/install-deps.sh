@@ -38,6 +38,7 @@ tests+=(chromium)  # issue 24: the dashboard in a real browser (tests/ops/dashbo
 tests+=(prometheus)  # issue 24: its promtool checks seppo-broker --http's /metrics
 tests+=(python3-hypothesis)  # issue 22: the property test of values crossing the wire
 tests+=(python3-numpy)  # issue 22: numpy arrays and scalars cross the wire (tests/python)
+tests+=(python3-mesonpy python3-venv python3-pip)  # issue 22: pip install . in a venv, offline
 $build_only || packages+=("${tests[@]}")
 if $fuzz; then packages+=(clang-14 libclang-rt-14-dev); fi
 

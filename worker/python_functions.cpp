@@ -258,6 +258,7 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   py::object function;
   try {
     function = python_module->attr(fn.c_str());
+    if (module == "builtins") function = python::served_builtin(fn, function);
   } catch (py::error_already_set& e) {
     return fail(python_error_text(e));
   }

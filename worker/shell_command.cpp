@@ -88,7 +88,8 @@ std::vector<std::string> ShellCommand::arguments(const msgpack::object& input) c
   try {
     // An array is an item of several arguments ({1} {2}, `seppo map ... ::: a b ::: 1 2`);
     // so is a Python tuple (ext 2).
-    if (input.type == msgpack::type::EXT && input.via.ext.type() == kTupleExt) {
+    if (input.type == msgpack::type::EXT &&
+        (input.via.ext.type() == kTupleExt || input.via.ext.type() == kNamedTupleExt)) {
       msgpack::zone zone;
       return arguments(as_plain(input, zone));
     }

@@ -72,16 +72,18 @@ inline const char* type_name(msgpack::type::object_type type) {
 }
 
 // msgpack extension types seppo defines (docs/protocol.md §5.4).
-inline constexpr std::int8_t kCallExt = 1;     // a call f(*args, **kwargs): [args, kwargs]
-inline constexpr std::int8_t kTupleExt = 2;    // a Python tuple: its data is the msgpack array
-inline constexpr std::int8_t kNdarrayExt = 3;  // a numpy array: [dtype, shape, bin]
+inline constexpr std::int8_t kCallExt = 1;        // a call f(*args, **kwargs): [args, kwargs]
+inline constexpr std::int8_t kTupleExt = 2;       // a Python tuple: its data is the msgpack array
+inline constexpr std::int8_t kNdarrayExt = 3;     // a numpy array: [dtype, shape, bin]
+inline constexpr std::int8_t kNamedTupleExt = 4;  // a Python namedtuple: [class name, array]
 
 // True when `object` is or holds a tuple (ext 2) or an ndarray (ext 3).
 inline bool holds_python_ext(const msgpack::object& object, std::size_t depth = 0) {
   if (depth > kMaxDepth) return false;
   switch (object.type) {
     case msgpack::type::EXT:
-      return object.via.ext.type() == kTupleExt || object.via.ext.type() == kNdarrayExt;
+      return object.via.ext.type() == kTupleExt || object.via.ext.type() == kNdarrayExt ||
+             object.via.ext.type() == kNamedTupleExt;
     case msgpack::type::ARRAY:
       for (std::uint32_t i = 0; i < object.via.array.size; ++i)
         if (holds_python_ext(object.via.array.ptr[i], depth + 1)) return true;
@@ -208,10 +210,19 @@ inline msgpack::object as_plain(const msgpack::object& object, msgpack::zone& zo
   if (depth > kMaxDepth) throw ProtocolError("msgpack value nested too deep");
   msgpack::object out = object;
   if (object.type == msgpack::type::EXT &&
-      (object.via.ext.type() == kTupleExt || object.via.ext.type() == kNdarrayExt)) {
+      (object.via.ext.type() == kTupleExt || object.via.ext.type() == kNdarrayExt ||
+       object.via.ext.type() == kNamedTupleExt)) {
     const msgpack::object_handle inner =
         unpack_untrusted(object.via.ext.data(), object.via.ext.size);
     if (object.via.ext.type() == kNdarrayExt) return detail::ndarray_as_arrays(inner.get(), zone);
+    if (object.via.ext.type() == kNamedTupleExt) {
+      const msgpack::object& named = inner.get();
+      if (named.type != msgpack::type::ARRAY || named.via.array.size != 2 ||
+          named.via.array.ptr[0].type != msgpack::type::STR ||
+          named.via.array.ptr[1].type != msgpack::type::ARRAY)
+        throw ProtocolError("a namedtuple (ext 4) is not [class name, array]");
+      return as_plain(named.via.array.ptr[1], zone, depth + 1);
+    }
     if (inner.get().type != msgpack::type::ARRAY)
       throw ProtocolError("a tuple (ext 2) is not an array");
     return as_plain(inner.get(), zone, depth + 1);

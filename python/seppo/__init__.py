@@ -19,12 +19,40 @@ from seppo._errors import (CancelledError, ConnectionError, Error, RefusedError,
 from seppo import _seppo
 from seppo._executor import call_value
 
-try:  # a build tree's package: its own seppo-worker serves Python functions in local clusters
-    from seppo import _build
-    if os.access(_build.WORKER, os.X_OK):
-        os.environ.setdefault("SEPPO_WORKER", _build.WORKER)
-except ImportError:
-    pass
+def _installed_worker():
+    # The seppo-worker installed with this package: a build tree's own (PYTHONPATH=build/python),
+    # else the one pip put in this environment's scripts folder (venv/bin, ~/.local/bin), found
+    # from the package's own record (or, in a venv, its bin/); else None, and
+    # libseppo looks in its install prefix and PATH.
+    try:
+        from seppo import _build
+        return _build.WORKER
+    except ImportError:
+        pass
+    candidates = []
+    try:
+        import importlib.metadata
+        here = os.path.dirname(os.path.abspath(__file__))
+        dist = importlib.metadata.distribution("seppo")
+        # Only this package's own record: another seppo on sys.path is not this one.
+        if os.path.abspath(str(dist.locate_file("seppo"))) == here:
+            candidates += [str(dist.locate_file(f)) for f in dist.files or ()
+                           if f.name == "seppo-worker"]
+    except Exception:  # no record (a Debian package, a copied folder): not pip's install
+        pass
+    if sys.prefix != sys.base_prefix:  # a virtual environment: its own bin/
+        import sysconfig
+        candidates.append(os.path.join(sysconfig.get_path("scripts"), "seppo-worker"))
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return os.path.abspath(candidate)
+    return None
+
+
+if not os.environ.get("SEPPO_WORKER"):  # the user's choice stays
+    _worker = _installed_worker()
+    if _worker and os.access(_worker, os.X_OK):
+        os.environ["SEPPO_WORKER"] = _worker
 
 __version__ = _seppo.__version__
 

@@ -5,6 +5,9 @@ from typing import Any, Iterable, Iterator, Optional
 
 __version__: str
 
+def _pack(value: Any) -> bytes: ...
+def _unpack(data: bytes) -> Any: ...
+
 class Client:
     def __init__(self, endpoint: Optional[str] = ..., curve_secret_key_file: Optional[str] = ...,
                  curve_server_key_file: Optional[str] = ..., insecure: bool = ...,

@@ -84,3 +84,24 @@ def as_array(values):
     """A numpy float64 array of the values."""
     import numpy
     return numpy.array(values, dtype=numpy.float64)
+
+
+# Namedtuples (issue 22): classes both the tests and the workers import from this module.
+import collections  # noqa: E402
+import typing  # noqa: E402
+
+Point = collections.namedtuple("Point", "x y")
+
+
+class Pair(typing.NamedTuple):
+    left: int
+    right: str = ""
+
+
+def make_point(x):
+    return Point(x, -x)
+
+
+def point_sum(point):
+    """The sum of a Point's fields, and its type's name as the function received it."""
+    return [point.x + point.y, type(point).__name__]

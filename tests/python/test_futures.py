@@ -374,3 +374,27 @@ def test_a_broker_serves_the_builtins_a_worker_exposes_and_never_exec(cluster):
     assert "time.sleep" in functions
     assert not {"builtins.exec", "builtins.eval", "builtins.open", "builtins.compile",
                 "builtins.getattr", "builtins.__import__"} & functions
+
+
+def test_builtins_that_a_tiny_argument_would_make_allocate_without_bound_are_refused(cluster):
+    # bytes(10**12), pow(10, 10**9), format(1, '1000000000') would each build gigabytes (or run
+    # for minutes) on every worker from a few bytes: refused with the limit named. The item
+    # timeout keeps a worker without the bounds from hanging the test.
+    if "builtins.pow" not in cluster.functions():
+        cluster.worker("--python", "builtins", wait_for="builtins.pow")
+    client = seppo.Client(cluster.endpoint)
+    for function, args, limit in [(bytes, [[10**12]], "16777216 bytes"),
+                                  (pow, [[10], [10**9]], "64 bits"),
+                                  (format, [[1], ["1000000000"]], "16777216 bytes"),
+                                  (format, [[1.5], [".99999999999f"]], "16777216 bytes")]:
+        with pytest.raises(ValueError, match=limit):
+            client.map_parallel(function, *args, timeout=20)
+    # Within the bounds, each is the builtin itself.
+    assert client.map_parallel(bytes, [3, [65, 66]]) == [b"\0\0\0", b"AB"]
+    assert client.map_parallel(pow, [3, -2, 4.0, 7], [39, 63, 0.5, -1]) == [
+        3**39, -2**63, 2.0, 7**-1]
+    assert client.starmap(pow, [(2, 10**9, 7)]) == [pow(2, 10**9, 7)]
+    assert client.map_parallel(format, [1.5, 42], ["10.3f", ">5"]) == ["     1.500", "   42"]
+    # round(int, -n) builds 10**n: answered as 0 without it (every 64-bit int rounds to 0).
+    assert client.map_parallel(round, [1234, 2**63 - 1, 7], [-2, -10**9, -19],
+                               timeout=20) == [1200, 0, 0]

@@ -1,13 +1,16 @@
 """Issue 22: values cross the wire exactly (type and value), in every direction."""
 
 import math
+import os
 import subprocess
+import sys
+import textwrap
 
 import pytest
 
 import pyfuncs
 import seppo
-from conftest import CLI
+from conftest import CLI, run_python
 
 FLOATS = [2.0, -0.0, 0.0, 1.0, -3.0, 1e15, 2.0**63, -2.0**63, 2.0**64, 0.5, math.inf, -math.inf]
 
@@ -118,6 +121,110 @@ def test_a_numpy_array_costs_no_python_object_per_element(client):
     assert same(out, big)
 
 
+def test_namedtuples_come_back_as_their_class_when_it_is_imported_here(client, cluster):
+    # As Pool gives them: a namedtuple a Python function returns is one in the caller, and one
+    # sent is one in the function, when both sides have imported its module.
+    assert client.map_parallel(pyfuncs.make_point, [2]) == [pyfuncs.Point(2, -2)]
+    assert type(client.map_parallel(pyfuncs.make_point, [2])[0]) is pyfuncs.Point
+    assert client.map_parallel(pyfuncs.point_sum, [pyfuncs.Point(3, 4)]) == [[7, "Point"]]
+    values = [pyfuncs.Point(1, "a"), pyfuncs.Pair(3), [pyfuncs.Point((1, 2), [3])],
+              {pyfuncs.Point(1, 2): pyfuncs.Pair(1, "b")}]
+    for function in (pyfuncs.echo, "test_module.same"):
+        out = client.map_parallel(function, values)
+        assert all(same(a, b) for a, b in zip(out, values)), (function, out)
+    # C++ and seppo map see the array, as for any tuple.
+    assert client.map_parallel("test_module.histogram", [pyfuncs.Point("a", "a")]) == [{"a": 2}]
+    result = subprocess.run([CLI, "map", "--json", "pyfuncs.make_point"], input="1\n",
+                            env=cluster.env, capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (0, "[1,-1]\n"), result.stderr
+
+
+def test_a_namedtuple_of_a_module_not_imported_here_is_a_plain_tuple():
+    # The caller never imported pyfuncs: the class is not looked for (nothing is imported on a
+    # name a peer sent), and the values come as a tuple.
+    out = run_python("""
+        import sys, seppo
+        print(seppo.map_parallel("pyfuncs.make_point", [1]), "pyfuncs" in sys.modules)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[(1,", "-1)]", "False"]
+
+
+def ext(code, data):
+    return bytes([0xc7, len(data), code]) + data
+
+
+def mp_str(text):
+    return bytes([0xa0 | len(text)]) + text.encode()
+
+
+def test_a_namedtuple_name_from_a_peer_never_imports_or_calls_anything():
+    values = bytes([0x92, 0x01, 0x02])  # [1, 2]
+    for name in ["os.system", "subprocess.Popen", "antigravity.Point", "pyfuncs.make_point",
+                 "collections.OrderedDict", "pyfuncs", "pyfuncs.Point.x", "zzz"]:
+        got = seppo._seppo._unpack(ext(4, bytes([0x92]) + mp_str(name) + values))
+        assert type(got) is tuple and got == (1, 2), name
+    assert "antigravity" not in sys.modules
+    # The class named, but a different number of fields: a tuple too.
+    got = seppo._seppo._unpack(ext(4, bytes([0x92]) + mp_str("pyfuncs.Point") + b"\x91\x01"))
+    assert type(got) is tuple
+    got = seppo._seppo._unpack(ext(4, bytes([0x92]) + mp_str("pyfuncs.Point") + values))
+    assert type(got) is pyfuncs.Point and got == (1, 2)
+    with pytest.raises(seppo.Error, match="namedtuple"):
+        seppo._seppo._unpack(ext(4, b"\x91\x01"))
+
+
+def test_a_script_namedtuple_crosses_as_the_scripts_class(tmp_path):
+    script = tmp_path / "shapes.py"
+    script.write_text(textwrap.dedent("""
+        import collections, seppo
+        Box = collections.namedtuple("Box", "w h")
+        def grow(box):
+            return Box(box.w + 1, box.h + 1), type(box).__name__
+        if __name__ == "__main__":
+            (box, seen), = seppo.map_parallel(grow, [Box(1, 2)])
+            print(type(box) is Box, box, seen)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path,
+                         env={k: v for k, v in os.environ.items() if k != "SEPPO_BROKER"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True Box(w=2, h=3) Box"
+
+
+def nested_tuples(depth):
+    """msgpack bytes of a tuple of a tuple of ... `depth` levels of ext 2 around [], built in
+    linear time (each level's header holds the size of all below it)."""
+    headers = []
+    size = 1  # b"\x90", the [] at the bottom
+    for _ in range(depth):
+        data = size + 1  # b"\x91" then the level below
+        if data < 256:
+            header = bytes([0xc7, data, 2])
+        elif data < 65536:
+            header = bytes([0xc8]) + data.to_bytes(2, "big") + bytes([2])
+        else:
+            header = bytes([0xc9]) + data.to_bytes(4, "big") + bytes([2])
+        headers.append(header + b"\x91")
+        size = len(header) + data
+    return b"".join(reversed(headers)) + b"\x90"
+
+
+def test_a_deeply_nested_tuple_is_a_clear_error_not_a_stack_overflow():
+    assert seppo._seppo._unpack(nested_tuples(3)) == ((([],),),)
+    # Each tuple's bytes are unpacked anew, so msgpack's own depth limit never sees the whole:
+    # the decoder counts. A separate process, so that an overflow would show as its crash.
+    out = run_python("""
+        import seppo, test_values
+        try:
+            seppo._seppo._unpack(test_values.nested_tuples(30000))
+        except seppo.Error as e:
+            print("refused:", e)
+    """)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.startswith("refused:") and "nested too deep" in out.stdout, out.stdout
+
+
 hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 
@@ -136,6 +243,7 @@ except ImportError:
     pass
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5)
                       | st.lists(inner, max_size=5).map(tuple)
+                      | st.builds(pyfuncs.Point, inner, inner)
                       | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5)
                                         | st.tuples(st.integers(-5, 5), st.text(max_size=3)),
                                         inner, max_size=5), max_leaves=20)
