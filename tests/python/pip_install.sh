@@ -7,6 +7,8 @@
 # Usage: pip_install.sh SOURCE_DIR WHEEL_BUILD_DIR
 #   WHEEL_BUILD_DIR is kept between runs (beside the build tree), so a rerun rebuilds only what
 #   changed; ccache serves the first build's compiles.
+# The wheel is built unoptimised here (-O0 compiles about twice as fast; what is tested is what
+# pip installs and where, not speed). Users' pip builds keep pyproject.toml's release build.
 set -euo pipefail
 source_dir=$(cd "$1" && pwd)
 wheel_build=$2
@@ -19,7 +21,8 @@ start=$SECONDS
 # No index, no build isolation: nothing is fetched; pip needs only what Debian installed.
 env -u SEPPO_WORKER -u PYTHONPATH PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
   "$tmp/venv/bin/pip" install --no-build-isolation --no-index --no-cache-dir --quiet \
-  --config-settings=builddir="$wheel_build" "$source_dir" >"$tmp/pip.log" 2>&1 ||
+  --config-settings=builddir="$wheel_build" \
+  --config-settings=setup-args=-Doptimization=0 "$source_dir" >"$tmp/pip.log" 2>&1 ||
   { cat "$tmp/pip.log" >&2; echo "FAIL: pip install" >&2; exit 1; }
 echo "pip install: $((SECONDS - start)) s"
 
