@@ -1,4 +1,4 @@
-// The worker's rules (docs/protocol.md §9, rows W1..W23), driven with a fake clock: no socket,
+// The worker's rules (docs/protocol.md §9, rows W1..W28), driven with a fake clock: no socket,
 // no executor thread, no sleeps. Each test is named after the row it checks.
 #include <doctest/doctest.h>
 
