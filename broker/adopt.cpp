@@ -17,10 +17,11 @@ namespace seppo::broker {
 void Core::begin(TimePoint now) {
   if (started_) return;
   started_ = true;
-  // Workers and clients find a restarted broker within a heartbeat or two (a worker's next
-  // HEARTBEAT is answered not_ready and it announces itself, with what it kept): the window is
-  // their liveness, at least a second.
-  adopt_until_ = now + std::max<Duration>(expiry(), std::chrono::seconds(1));
+  // Workers find a restarted broker within a heartbeat (a worker's next HEARTBEAT is answered
+  // not_ready and it announces itself, with what it kept; after a BYE its READY waits in its
+  // socket for the broker): the window is two heartbeats, at least a second. Longer would
+  // delay the resubmitted work no worker kept.
+  adopt_until_ = now + std::max<Duration>(2 * config_.heartbeat, std::chrono::seconds(1));
 }
 
 // A worker listed the tasks it kept (READY: all of them; a HEARTBEAT: all it still holds, so

@@ -389,7 +389,7 @@ class Core {
   TimePoint now_{};  // of the event being handled: for code paths that take no time argument
   Stats stats_;
   std::function<std::string()> owner_source_;
-  // Adoption (§9.1): open for heartbeat x liveness from the first event this core handles.
+  // Adoption (§9.1): open for two heartbeats (at least 1 s) from the first event this core handles.
   bool started_ = false;
   bool window_open_ = true;
   TimePoint adopt_until_{};
