@@ -659,9 +659,9 @@ TEST_CASE("B51: READY listing kept tasks: a queued chunk is adopted, an unknown 
   CHECK(h.core.queued_count() == 0);
   // HEARTBEATs listing them keep them: not lost (B5), not cancelled, until the window closes
   // (78 was never resubmitted).
-  pass(h, 2, {{"W1", kept_beat({{77, kTag, 0, 2}, {78, kTag, 2, 2}})}, {"C1", {1, 0, {0, 2}}}});
+  pass(h, 1, {{"W1", kept_beat({{77, kTag, 0, 2}, {78, kTag, 2, 2}})}, {"C1", {1, 0, {0, 2}}}});
   CHECK(h.sent_to<wire::Cancel>(h.drain(), "W1").empty());
-  pass(h, 2, {{"W1", kept_beat({{77, kTag, 0, 2}})}, {"C1", {1, 0, {0, 2}}}});
+  pass(h, 2, {{"W1", kept_beat({{77, kTag, 0, 2}})}, {"C1", {1, 0, {0, 2}}}});  // 2 s: closed
   CHECK(h.core.inflight_count("W1") == 1);
   out = h.drain();
   const auto cancel = h.sent_to<wire::Cancel>(out, "W1");
@@ -758,8 +758,8 @@ TEST_CASE("B55: a job resubmitted on RESYNC in the window waits for it; a new jo
   auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
   REQUIRE(tasks.size() == 1);
   CHECK(tasks[0].job == wire::job_tag("C2", 1));
-  pass(h, 2, {{"W1", {0, 1, {tasks[0].task_id}}}, {"C1", {1, 0, {0}}}, {"C2", {1, 0, {0}}}});
-  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());
+  pass(h, 1, {{"W1", {0, 1, {tasks[0].task_id}}}, {"C1", {1, 0, {0}}}, {"C2", {1, 0, {0}}}});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());  // the window is 2 heartbeats
   pass(h, 2, {{"W1", {0, 1, {tasks[0].task_id}}}, {"C1", {1, 0, {0}}}, {"C2", {1, 0, {0}}}});
   CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
 }
