@@ -211,21 +211,7 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       if (!broker_) return;
       ++report_.faults_injected;
       if (trace_) tracef("B crashes");
-      broker_.reset();
-      admission_.reset();
-      // An impostor's connection goes with the broker's socket; it does not come back.
-      for (Peer& p : peers_) {
-        if (p.kind == Peer::Kind::Impostor) p.alive = p.link.wanted = false;
-      }
-      stolen_.clear();
-      bound_.clear();
-      where_.clear();  // the new instance's monitor knows no connection
-      lost_.clear();
-      broker_disturbed_at_ = now_;
-      for (std::size_t k = 0; k < peers_.size(); ++k) {
-        break_link(static_cast<int>(k), 0);
-        peers_[k].link.router_knows = false;
-      }
+      tear_down_broker();
       later(rng_.between(100 * kMs, 4 * kSecond), FaultKind::BrokerRestart, -1);
       break;
     }
