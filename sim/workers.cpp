@@ -369,7 +369,7 @@ void World::exec_done(int i) {
   worker_pump(i);
 }
 
-// Invariant 15 (issue 25): an item a worker was running when the broker restarted, and still
+// Invariant 16 (issue 25): an item a worker was running when the broker restarted, and still
 // runs as a task kept for the new broker (which it told within the broker's adoption window),
 // never starts at another worker meanwhile: the new broker adopted it instead of running it
 // again. Excused: a worker that a fault touched since (crash, partition, freeze...), or that

@@ -192,7 +192,7 @@ struct Peer {
   std::vector<Event> deferred;  // what happened to it while stopped, in order
   std::uint64_t tick_gen = 0;
   Us disturbed_at = 0;   // last event that could make the broker look silent to it
-  Us faulted_at = -1;    // last fault that concerned it (issue 25's invariant 15 excuses it)
+  Us faulted_at = -1;    // last fault that concerned it (issue 25's invariant 16 excuses it)
   Us cancelled_at = -1;  // last CANCEL the broker sent it
   // Issue 25: it listed kept tasks to this broker generation while its adoption window was
   // open; the highest sequence its executor got, and what it was at the last restart.
@@ -348,7 +348,7 @@ class World {
   void restart_fault(FaultKind kind, std::uint64_t arg);
   void tear_down_broker();
   void start_broker(Random& rng);
-  // Invariant 15 (issue 25): item x starts at worker i.
+  // Invariant 16 (issue 25): item x starts at worker i.
   void check_kept_start(int i, std::int64_t x, std::uint64_t sequence);
   void note_listing(int i, const std::string& header);
 

@@ -1,4 +1,4 @@
-// The worker's rules (docs/protocol.md §9, rows W1..W28), driven with a fake clock: no socket,
+// The worker's rules (docs/protocol.md §9, rows W1..W29), driven with a fake clock: no socket,
 // no executor thread, no sleeps. Each test is named after the row it checks.
 #include <doctest/doctest.h>
 
@@ -822,7 +822,7 @@ TEST_CASE("Crash-loop backoff: at once for three deaths per process in the windo
   CHECK(backoff.died(now + 10s + 1ms, 2) == now + 10s + 1ms);
 }
 
-// Issue 25: work kept across a broker's restart (docs/protocol.md §9.1, rows W25 to W28).
+// Issue 25: work kept across a broker's restart (docs/protocol.md §9.1, rows W26 to W29).
 namespace {
 
 // A TASK carrying its identity outliving the broker (TASK's job and first, "adopt").
@@ -837,7 +837,7 @@ void adopting_alive(Harness& h, TimePoint now, std::uint64_t instance = 7) {
 
 }  // namespace
 
-TEST_CASE("W25 broker lost with tasks that carry their identity: they run on, READY lists them") {
+TEST_CASE("W26 broker lost with tasks that carry their identity: they run on, READY lists them") {
   Harness h;
   auto first = h.take();
   REQUIRE(first.size() == 1);
@@ -880,7 +880,7 @@ TEST_CASE("W25 broker lost with tasks that carry their identity: they run on, RE
 }
 
 TEST_CASE(
-    "W26 a kept task finished while no broker adopts: its result kept, handed over on ALIVE") {
+    "W27 a kept task finished while no broker adopts: its result kept, handed over on ALIVE") {
   SessionCoreOptions options;
   options.keep_result_bytes = 40;
   Harness h(options);
@@ -912,7 +912,7 @@ TEST_CASE(
   CHECK(h.core.results_held() == 0);
 }
 
-TEST_CASE("W27 ALIVE of a broker that does not adopt: kept tasks and results dropped, as before") {
+TEST_CASE("W28 ALIVE of a broker that does not adopt: kept tasks and results dropped, as before") {
   Harness h;
   h.take();
   adopting_alive(h, t0);
@@ -930,7 +930,7 @@ TEST_CASE("W27 ALIVE of a broker that does not adopt: kept tasks and results dro
   CHECK(count_of<wire::Result>(h.take()) == 0);
 }
 
-TEST_CASE("W28 CANCEL naming a kept task or result: dropped without an answer") {
+TEST_CASE("W29 CANCEL naming a kept task or result: dropped without an answer") {
   Harness h;
   h.take();
   adopting_alive(h, t0);
