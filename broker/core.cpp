@@ -86,8 +86,11 @@ void Core::log(log::Level level, const std::string& text, const LogFields& field
 }
 
 wire::Alive Core::alive() const {
-  return wire::Alive{instance_, static_cast<std::uint32_t>(config_.heartbeat.count()),
-                     config_.liveness, config_.max_message_bytes};
+  return wire::Alive{instance_,
+                     static_cast<std::uint32_t>(config_.heartbeat.count()),
+                     config_.liveness,
+                     config_.max_message_bytes,
+                     {std::string(wire::kFeatureAdopt)}};
 }
 
 void Core::send(const PeerId& to, const wire::Message& message) {
@@ -109,6 +112,7 @@ void Core::on_malformed(const PeerId& from, const std::string& why) {
 void Core::on_message(const PeerId& from, const void* header, std::size_t header_size,
                       Bytes* payload, TimePoint now, Role role, std::string_view key) {
   now_ = now;
+  begin(now);
   wire::Message message;
   try {
     message = wire::decode(header, header_size);
@@ -229,6 +233,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   w.name = m.name.empty() ? printable_id(from) : std::move(m.name);
   w.host = std::move(m.host);
   w.version = std::move(m.version);  // empty from a worker that predates it (§4.1)
+  w.adopts = wire::has_feature(m.features, wire::kFeatureAdopt);
   w.pid = m.pid;
   w.capacity = std::clamp<std::uint32_t>(m.capacity, 1, config_.max_capacity);
   std::sort(m.functions.begin(), m.functions.end());
@@ -249,6 +254,9 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
           " functions, capacity " + std::to_string(w.capacity) +
           (w.version.empty() ? std::string() : ", version " + w.version),
       LogFields{{}, w.name, {}});
+  // What it kept from a broker it lost (§9.1): adopted, waited for, or cancelled (before the
+  // ALIVE, on which it hands over the results it kept).
+  take_listing(from, w, m.held, false);
   send(from, alive());
   dispatch_worker(from);
 }
@@ -272,42 +280,48 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
     // taken back from this worker and queued or running elsewhere: that run will answer.
-    log(log::Level::Debug, "dropped a result for task " + std::to_string(m.task_id) +
-                               " that is no longer outstanding at " + w->second.name);
+    // A task it kept from a broker it lost, not adopted yet: kept until its client resubmits.
+    if (w->second.pending == 0 || !stash_result(from, w->second, m, payload)) {
+      log(log::Level::Debug, "dropped a result for task " + std::to_string(m.task_id) +
+                                 " that is no longer outstanding at " + w->second.name);
+    }
   } else {
     Task& task = t->second;
     ++w->second.tasks_done;
     auto j = jobs_.find(task.job);
     if (j != jobs_.end()) {
-      Job& job = j->second;
-      stats_.finished(job.function, task.count, m.elapsed_us);
-      // Items the function failed, as the worker counted them (RESULT's items_failed, §4.3).
-      const std::uint32_t failed = std::min(m.items_failed, task.count);
-      if (failed != 0) stats_.failed(job.function, Stats::kFunctionError, failed);
-      job.items_failed += failed;
-      if (stats_.recording()) {
-        stats_.recent({now, m.elapsed_us, w->second.name, job.function,
-                       client_label(task.job.client), task.job.id, task.first, task.count,
-                       failed == 0});
-      }
-      const std::uint64_t seq = job.next_seq++;
-      // Counted until the client says it read it: a client that never reads its results
-      // stops getting its tasks run (dispatch_worker) instead of filling the send queue.
-      const std::uint64_t bytes = payload->size() + kChunkOverhead;
-      job.unread.emplace_back(seq, bytes);
-      if (auto c = clients_.find(task.job.client); c != clients_.end()) {
-        c->second.unread_bytes += bytes;
-      }
-      outbox_.push_back(Outgoing{task.job.client,
-                                 wire::encode_deliver(task.job.id, task.first, task.count,
-                                                      w->second.name, m.elapsed_us, seq),
-                                 std::move(*payload)});
-      chunk_finished(job, task, seq);
+      deliver(j->second, task, w->second.name, m.elapsed_us, m.items_failed, std::move(*payload));
     }
     release(task);
     erase_task(m.task_id);
   }
   dispatch_worker(from);
+}
+
+void Core::deliver(Job& job, Task& task, const std::string& worker, std::uint64_t elapsed_us,
+                   std::uint32_t items_failed, Bytes payload) {
+  stats_.finished(job.function, task.count, elapsed_us);
+  // Items the function failed, as the worker counted them (RESULT's items_failed, §4.3).
+  const std::uint32_t failed = std::min(items_failed, task.count);
+  if (failed != 0) stats_.failed(job.function, Stats::kFunctionError, failed);
+  job.items_failed += failed;
+  if (stats_.recording()) {
+    stats_.recent({now_, elapsed_us, worker, job.function, client_label(task.job.client),
+                   task.job.id, task.first, task.count, failed == 0});
+  }
+  const std::uint64_t seq = job.next_seq++;
+  // Counted until the client says it read it: a client that never reads its results
+  // stops getting its tasks run (dispatch_worker) instead of filling the send queue.
+  const std::uint64_t bytes = payload.size() + kChunkOverhead;
+  job.unread.emplace_back(seq, bytes);
+  if (auto c = clients_.find(task.job.client); c != clients_.end()) {
+    c->second.unread_bytes += bytes;
+  }
+  outbox_.push_back(
+      Outgoing{task.job.client,
+               wire::encode_deliver(task.job.id, task.first, task.count, worker, elapsed_us, seq),
+               std::move(payload)});
+  chunk_finished(job, task, seq);
 }
 
 void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
@@ -387,6 +401,11 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     j->second.wait_ms = m.wait_ms;
     j->second.started = now;
     j->second.item_timeout_ms = m.item_timeout_ms;
+    j->second.tag = wire::job_tag(from, m.job_id);
+    tags_[j->second.tag] = key;
+    // Resubmitted on our RESYNC just after we started: its chunks may still run at workers that
+    // have not spoken yet, so they wait for the adoption window (§9.1).
+    j->second.resuming = window_open_ && resynced_.count(key) != 0;
     client.jobs.push_back(m.job_id);
     client.queued_bytes += kJobOverhead;
     Service& s = services_[m.function];
@@ -407,8 +426,10 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   task.first = m.first;
   task.count = m.count;
   task.payload = std::move(*payload);
+  task.tag = job.tag;
   charge(task, cost);
   enqueue(id, task, job, false);
+  adopt_chunk(job, id);  // a worker may keep it running from before we started (§9.1)
   dispatch(*job.service, job.function);
 }
 
@@ -442,6 +463,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       // Two heartbeats in a row must leave it out, both past a liveness since it was sent: a
       // TASK still on its way on a slow link would otherwise be sent again at every liveness.
       std::unordered_set<std::uint64_t> held(m.open.begin(), m.open.end());
+      for (const wire::HeldTask& h : wire::held_tasks(m.held)) held.insert(h.task_id);
       std::vector<std::uint64_t> lost;
       std::unordered_set<std::uint64_t> unlisted;
       for (std::uint64_t id : w->second.inflight) {
@@ -498,6 +520,12 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
         dispatch_worker(from);
       }
     }
+    // What it kept from a broker it lost, and still holds (§9.1).
+    if (auto again = workers_.find(from); again != workers_.end()) {
+      const std::size_t pending = again->second.pending;
+      take_listing(from, again->second, m.held, true);
+      if (pending != 0 && again->second.pending == 0) dispatch_worker(from);
+    }
     send(from, alive());
     if (first_words) dispatch_worker(from);  // suspect tasks may wait for a worker like it
     return;
@@ -516,6 +544,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       send(from, alive());
       return;
     }
+    if (window_open_) resynced_.insert(JobKey{from, m.job_id});  // its SUBMITs wait (§9.1)
     send(from, wire::Resync{m.job_id, instance_});  // we restarted, or gave the client up for dead
     return;
   }
@@ -539,6 +568,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;
+    if (window_open_ && lost) job.resuming = true;  // resubmissions may be kept at workers
     send(from, wire::Resync{m.job_id, instance_});
     return;
   }
@@ -587,6 +617,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     --s->second.jobs;
   }
   Service* service = job.service;
+  tags_.erase(job.tag);
   jobs_.erase(j);
   if (auto c = clients_.find(key.client); c != clients_.end()) {
     auto& ids = c->second.jobs;
@@ -625,6 +656,7 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   if (w->second.drained_for != nullptr) unreserve(*w->second.drained_for);
   Worker worker = std::move(w->second);
   workers_.erase(w);
+  if (worker.pending != 0) forget_pending(id);
   for (const std::string& f : worker.functions) {
     Service& s = services_[f];
     for (std::size_t i = s.providers.size(); i-- > 0;) {
@@ -761,6 +793,8 @@ void Core::on_send_failed(const PeerId& peer, TimePoint now,
 
 void Core::on_tick(TimePoint now) {
   now_ = now;
+  begin(now);
+  if (window_open_ && now >= adopt_until_) close_window();
   stats_.start(now);
   check_timeouts(now);
   std::vector<PeerId> silent;

@@ -161,6 +161,8 @@ class Core {
   // What it was made with: the socket loop follows its heartbeat and liveness (ZMTP heartbeats,
   // how long a routing id stays bound), so they are set in one place.
   const Config& config() const { return config_; }
+  // The adoption window (§9.1) is still open: kept tasks listed now may yet be adopted.
+  bool adoption_open() const { return window_open_; }
 
  private:
   struct JobKey {
@@ -209,6 +211,15 @@ class Core {
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;
+    // It announced "adopt" (READY's features, §13.1): its TASKs carry their job tag and first.
+    bool adopts = false;
+    // Tasks it kept from a broker it lost, in its order (READY's and HEARTBEAT's `held`):
+    // adopted ones go into `inflight` in this order. `pending`: how many wait in pending_ for
+    // their client's resubmission; it gets no new task meanwhile (it runs those first).
+    std::vector<std::uint64_t> listed;
+    std::size_t pending = 0;
+    // Kept tasks we told it to drop, and when: once per heartbeat_ms x liveness while listed.
+    std::unordered_map<std::uint64_t, TimePoint> cancelled_kept;
   };
   struct Task {
     JobKey job;
@@ -224,6 +235,7 @@ class Core {
     TimePoint sent{};  // when its TASK last left: a worker not holding it after expiry lost it
     PeerId holder;     // the worker running it; empty while queued
     std::uint64_t charged = 0;  // bytes counted against the client's limit
+    std::uint64_t tag = 0;      // its job's wire::job_tag: with `first`, outlives the broker
   };
   struct Job {
     std::string function;
@@ -251,6 +263,10 @@ class Core {
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unread;
     std::unordered_set<std::uint64_t> tasks;  // every task of the job, queued or running
     bool needs_resync = false;
+    // Resubmitted after this broker started (a RESYNC for it during the adoption window): its
+    // tasks wait for the window's end unless a worker that kept them adopts them (§9.1).
+    bool resuming = false;
+    std::uint64_t tag = 0;  // wire::job_tag(client, id)
     TimePoint started{};
     std::uint32_t item_timeout_ms = 0;  // the client's limit per item (SUBMIT), 0 for none
   };
@@ -319,6 +335,32 @@ class Core {
   void dequeued(const PeerId& client_id, std::uint64_t tasks);
   void release(Task& task);
 
+  // Adopting the work workers kept from a broker they lost (adopt.cpp, docs/protocol.md §9.1).
+  using ItemKey = std::pair<std::uint64_t, std::uint64_t>;  // (job tag, first item)
+  struct Pending {
+    wire::HeldTask task;
+    PeerId worker;
+  };
+  struct Stashed {
+    wire::HeldTask task;
+    std::string worker;  // its name, for the DELIVER
+    std::uint64_t elapsed_us = 0;
+    std::uint32_t items_failed = 0;
+    Bytes payload;
+  };
+  void begin(TimePoint now);
+  bool held_back(const Job& job) const { return job.resuming && window_open_; }
+  void take_listing(const PeerId& id, Worker& worker, const std::vector<std::uint64_t>& flat,
+                    bool complete);
+  void adopt(const PeerId& id, Worker& worker, std::uint64_t task_id);
+  void adopt_chunk(Job& job, std::uint64_t task_id);
+  bool stash_result(const PeerId& from, Worker& worker, const wire::Result& m, Bytes* payload);
+  void deliver(Job& job, Task& task, const std::string& worker, std::uint64_t elapsed_us,
+               std::uint32_t items_failed, Bytes payload);
+  std::uint64_t rekey(std::uint64_t task_id, std::uint64_t new_id);
+  void forget_pending(const PeerId& worker);
+  void close_window();
+
   // Time limits, cancel and returned tasks (task_timer.cpp, docs/protocol.md §10.1).
   void on_return(const PeerId& from, const wire::Return& m, TimePoint now);
   void check_timeouts(TimePoint now);
@@ -354,6 +396,16 @@ class Core {
   TimePoint now_{};  // of the event being handled: for code paths that take no time argument
   Stats stats_;
   std::function<std::string()> owner_source_;
+  // Adoption (§9.1): open for two heartbeats (at least 1 s) from the first event this core handles.
+  bool started_ = false;
+  bool window_open_ = true;
+  TimePoint adopt_until_{};
+  std::map<ItemKey, Pending> pending_;  // listed kept tasks waiting for their resubmission
+  std::map<ItemKey, Stashed> stashed_;  // their results, when they finished first
+  std::uint64_t stashed_bytes_ = 0;
+  std::unordered_map<std::uint64_t, JobKey> tags_;   // job tag -> job
+  std::unordered_set<JobKey, JobKeyHash> resynced_;  // unknown jobs answered RESYNC, in the window
+  std::uint64_t adopted_ = 0;  // tasks adopted, for the log line closing the window
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

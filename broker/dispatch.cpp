@@ -25,6 +25,9 @@ void Core::dispatch(const std::string& function) {
 }
 
 void Core::dispatch(Service& service, const std::string& function) {
+  // A broker shutting down sends no more work: the workers keep what they run for the next one
+  // (§9.1), and a task handed out now would run there twice (seppo-sim seed 1473).
+  if (shutting_down_) return;
   std::size_t blocked = 0;  // jobs in a row whose next task waits for an idle worker
   while (!service.ready.empty() && blocked < service.ready.size()) {
     // Join the shortest queue: the provider holding the fewest tasks (idle ones first), the most
@@ -38,7 +41,8 @@ void Core::dispatch(Service& service, const std::string& function) {
     for (std::size_t i = 0; i < service.providers.size(); ++i) {
       const PeerId& id = service.providers[i];
       Worker& w = *service.provider_records[i];
-      if (w.isolating != 0) continue;
+      // Running what it kept from a broker it lost, not adopted yet (§9.1): it runs that first.
+      if (w.isolating != 0 || w.pending != 0) continue;
       const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
       if (used == 0 && w.spoken && idle == nullptr) {
         idle = &w;
@@ -67,7 +71,7 @@ void Core::dispatch(Service& service, const std::string& function) {
     Job& job = j->second;
     const std::uint64_t task_id = job.queue.front();
     Task& task = tasks_.at(task_id);
-    if (delivery_backlogged(key.client)) {  // acknowledge() dispatches again
+    if (held_back(job) || delivery_backlogged(key.client)) {  // acknowledge() dispatches again
       service.ready.push_back(key);
       ++blocked;
       continue;
@@ -104,8 +108,11 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   worker.inflight.push_back(task_id);
   charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
-  outbox_.push_back(
-      Outgoing{worker_id, wire::encode_task(task_id, function, task.count), task.payload, task_id});
+  // Its identity outliving us goes to workers that keep tasks for the next broker (§9.1).
+  outbox_.push_back(Outgoing{
+      worker_id,
+      wire::encode_task(task_id, function, task.count, worker.adopts ? task.tag : 0, task.first),
+      task.payload, task_id});
 }
 
 // Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of
@@ -113,7 +120,7 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
 // this worker's credit frees, which is when jobs compete for it; dispatch() places new work.
 void Core::dispatch_worker(const PeerId& id) {
   auto w = workers_.find(id);
-  if (w == workers_.end()) return;
+  if (w == workers_.end() || shutting_down_) return;
   Worker& worker = w->second;
   // Reserved for a suspect (B50): nothing new while it drains; once it holds nothing, only a
   // suspect, unless none is there to take (then the reservation is over).
@@ -127,7 +134,7 @@ void Core::dispatch_worker(const PeerId& id) {
       only_suspects = true;
     }
   }
-  while (worker.isolating == 0 && worker.inflight.size() < worker.capacity) {
+  while (worker.isolating == 0 && worker.pending == 0 && worker.inflight.size() < worker.capacity) {
     Service* best = nullptr;
     const std::string* best_function = nullptr;
     const Client* best_client = nullptr;
@@ -144,7 +151,7 @@ void Core::dispatch_worker(const PeerId& id) {
       for (std::size_t i = 0; i < service.ready.size(); ++i) {
         const JobKey& key = service.ready[i];
         auto j = jobs_.find(key);
-        if (j == jobs_.end() || j->second.queue.empty()) continue;
+        if (j == jobs_.end() || j->second.queue.empty() || held_back(j->second)) continue;
         const Task& task = tasks_.at(j->second.queue.front());
         if (only_suspects && !task.suspect()) continue;
         auto c = clients_.find(key.client);
@@ -208,7 +215,7 @@ void Core::reserve(Service& service, std::uint64_t suspect) {
   }
   Worker* pick = nullptr;
   for (Worker* w : service.provider_records) {
-    if (!w->spoken || w->drained_for != nullptr) continue;
+    if (!w->spoken || w->drained_for != nullptr || w->pending != 0) continue;
     // Holding nothing yet blocked (it runs a task we do not count, §4.16) is not draining.
     if (w->isolating != 0 && w->inflight.empty()) continue;
     // The fewest tasks held drains first; on a tie, one not abandoning or isolating a task.

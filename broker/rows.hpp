@@ -1,4 +1,4 @@
-// The broker's rows of docs/protocol.md (B1..B50, §7.2-§7.4, §10, §10.1) as data: each row's
+// The broker's rows of docs/protocol.md (B1..B55, §7.2-§7.4, §10, §10.1) as data: each row's
 // handler in broker::Core and the unit-test file whose test case "Bn: ..." checks it (after
 // zeromq/malamute, whose state machines are data). tests/unit/rows_table_test.cpp checks that the
 // table and docs/protocol.md list the same rows, that each handler is a Core member defined in
@@ -63,6 +63,11 @@ inline constexpr Row kRows[] = {
     {"B48", "time_out", "task_timer_test.cpp"},
     {"B49", "time_out", "task_timer_test.cpp"},
     {"B50", "reserve", "broker_rows_test.cpp"},
+    {"B51", "take_listing", "broker_rows_test.cpp"},
+    {"B52", "adopt_chunk", "broker_rows_test.cpp"},
+    {"B53", "stash_result", "broker_rows_test.cpp"},
+    {"B54", "close_window", "broker_rows_test.cpp"},
+    {"B55", "dispatch", "broker_rows_test.cpp"},
 };
 
 }  // namespace seppo::broker

@@ -72,9 +72,9 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
   if (task.count > 1) {
     // Which item overran is unknown: each runs again alone, with its own limit.
     log(log::Level::Info, "task of " + std::to_string(task.count) + " items of " + job.function +
-                            " at worker " + worker.name + " over its time limit of " +
-                            limit_text(chunk_limit(limit, task.count)) +
-                            "; running its items one by one");
+                              " at worker " + worker.name + " over its time limit of " +
+                              limit_text(chunk_limit(limit, task.count)) +
+                              "; running its items one by one");
     split(task_id, job);
     dispatch(job.function);
     return;
@@ -110,6 +110,7 @@ void Core::split(std::uint64_t task_id, Job& job) {
     const std::uint64_t id = new_task(job);
     Task& single = tasks_[id];
     single.job = task.job;
+    single.tag = task.tag;
     single.chunk_first = task.chunk_first;
     single.first = task.first + i;
     single.count = 1;
@@ -165,7 +166,10 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
     auto j = jobs_.find(t->second.job);
     if (j == jobs_.end()) continue;
     Task moved = std::move(t->second);
-    erase_task(*it);
+    // Not erase_task(): it finds the job by the task's key, moved from just now, and left the
+    // old id in the job's set of tasks.
+    j->second.tasks.erase(*it);
+    tasks_.erase(t);
     const std::uint64_t fresh = new_task(j->second);
     Task& task = tasks_[fresh] = std::move(moved);
     enqueue(fresh, task, j->second, true);
@@ -197,7 +201,7 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   if (!worker.inflight.empty() && worker.inflight.front() != head) worker.head_since = now;
   if (returned > 0) {
     log(log::Level::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +
-                             " tasks it had not started");
+                               " tasks it had not started");
   }
   for (const std::string& f : worker.functions) dispatch(f);
 }

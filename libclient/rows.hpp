@@ -31,6 +31,7 @@ inline constexpr rows::Row kRows[] = {
     {"C20", "on_decoded", "client_core_test.cpp"},
     {"C21", "send_deferred", "client_core_test.cpp"},
     {"C22", "fail_oversized", "client_core_test.cpp"},
+    {"C23", "resubmit_all", "client_core_test.cpp"},
 };
 
 }  // namespace seppo::client

@@ -81,7 +81,8 @@ class Fields {
     out.reserve(o.via.array.size);
     for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
       const msgpack::object& v = o.via.array.ptr[i];
-      if (v.type != msgpack::type::POSITIVE_INTEGER) fail(index, name, "array of unsigned integers", v);
+      if (v.type != msgpack::type::POSITIVE_INTEGER)
+        fail(index, name, "array of unsigned integers", v);
       out.push_back(v.via.u64);
     }
     return out;
@@ -261,11 +262,13 @@ void pack_str(Packer& p, std::string_view text) {
   p.pack_str_body(text.data(), static_cast<std::uint32_t>(text.size()));
 }
 
-void pack_task(Packer& p, std::uint64_t task_id, std::string_view function, std::uint32_t count) {
-  start(p, Type::Task, 3);
+void pack_task(Packer& p, std::uint64_t task_id, std::string_view function, std::uint32_t count,
+               std::uint64_t job, std::uint64_t first) {
+  start(p, Type::Task, job != 0 ? 5 : 3);
   p.pack(task_id);
   pack_str(p, function);
   p.pack(count);
+  if (job != 0) p.pack(job).pack(first);
 }
 
 void pack_deliver(Packer& p, std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
@@ -281,11 +284,17 @@ struct Encoder {
   void operator()(const Ready& m) {
     // Optional trailing fields are appended only when set, so a message without them is byte for
     // byte what peers that predate them send.
-    start(p, Type::Ready, m.version.empty() ? 5 : 6);
+    const std::uint32_t fields = !m.held.empty()       ? 8
+                                 : !m.features.empty() ? 7
+                                 : !m.version.empty()  ? 6
+                                                       : 5;
+    start(p, Type::Ready, fields);
     p.pack(m.name).pack(m.host).pack(m.pid).pack(m.capacity).pack(m.functions);
-    if (!m.version.empty()) p.pack(m.version);
+    if (fields > 5) p.pack(m.version);
+    if (fields > 6) p.pack(m.features);
+    if (fields > 7) p.pack(m.held);
   }
-  void operator()(const Task& m) { pack_task(p, m.task_id, m.function, m.count); }
+  void operator()(const Task& m) { pack_task(p, m.task_id, m.function, m.count, m.job, m.first); }
   void operator()(const Result& m) {
     start(p, Type::Result, m.items_failed != 0 ? 3 : 2);
     p.pack(m.task_id).pack(m.elapsed_us);
@@ -311,13 +320,16 @@ struct Encoder {
     p.pack(m.job_id);
   }
   void operator()(const Heartbeat& m) {
-    start(p, Type::Heartbeat, 3);
+    start(p, Type::Heartbeat, m.held.empty() ? 3 : 4);
     p.pack(m.job_id).pack(m.seen).pack(m.open);
+    if (!m.held.empty()) p.pack(m.held);
   }
   void operator()(const Alive& m) {
-    start(p, Type::Alive, m.max_message_bytes != 0 ? 4 : 3);
+    const std::uint32_t fields = !m.features.empty() ? 5 : m.max_message_bytes != 0 ? 4 : 3;
+    start(p, Type::Alive, fields);
     p.pack(m.instance).pack(m.heartbeat_ms).pack(m.liveness);
-    if (m.max_message_bytes != 0) p.pack(m.max_message_bytes);
+    if (fields > 3) p.pack(m.max_message_bytes);
+    if (fields > 4) p.pack(m.features);
   }
   void operator()(const Resync& m) {
     start(p, Type::Resync, m.instance != 0 ? 2 : 1);
@@ -352,38 +364,48 @@ Message decode_fields(Type type, const Fields& f) {
   switch (type) {
     case Type::Ready:
       f.need(7);
-      return Ready{f.str(2, "name"), f.str(3, "host"), f.i64(4, "pid"), f.u32(5, "capacity"),
-                   f.strings(6, "functions"), f.has(7) ? f.str(7, "version") : std::string()};
+      return Ready{f.str(2, "name"),
+                   f.str(3, "host"),
+                   f.i64(4, "pid"),
+                   f.u32(5, "capacity"),
+                   f.strings(6, "functions"),
+                   f.has(7) ? f.str(7, "version") : std::string(),
+                   f.has(8) ? f.strings(8, "features") : std::vector<std::string>(),
+                   f.has(9) ? f.u64s(9, "held") : std::vector<std::uint64_t>()};
     case Type::Task:
       f.need(5);
-      return Task{f.u64(2, "task_id"), f.str(3, "function"), f.u32(4, "count")};
+      return Task{f.u64(2, "task_id"), f.str(3, "function"), f.u32(4, "count"),
+                  f.has(6) ? f.u64(5, "job") : 0, f.has(6) ? f.u64(6, "first") : 0};
     case Type::Result:
       f.need(4);
       return Result{f.u64(2, "task_id"), f.u64(3, "elapsed_us"),
                     f.has(4) ? f.u32(4, "items_failed") : 0};
     case Type::Submit:
       f.need(7);
-      return Submit{f.u64(2, "job_id"), f.str(3, "function"), f.u64(4, "first"),
-                    f.u32(5, "count"), f.u32(6, "wait_ms"),
-                    f.has(7) ? f.u32(7, "item_timeout_ms") : 0};
+      return Submit{f.u64(2, "job_id"),  f.str(3, "function"),
+                    f.u64(4, "first"),   f.u32(5, "count"),
+                    f.u32(6, "wait_ms"), f.has(7) ? f.u32(7, "item_timeout_ms") : 0};
     case Type::Deliver:
       f.need(8);
-      return Deliver{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"),
+      return Deliver{f.u64(2, "job_id"), f.u64(3, "first"),      f.u32(4, "count"),
                      f.str(5, "worker"), f.u64(6, "elapsed_us"), f.u64(7, "seq")};
     case Type::Failed:
       f.need(8);
-      return Failed{f.u64(2, "job_id"), f.u64(3, "first"), f.u32(4, "count"),
-                    code_from_wire(f.str(5, "code")), f.str(6, "message"), f.u64(7, "seq")};
+      return Failed{f.u64(2, "job_id"),  f.u64(3, "first"),
+                    f.u32(4, "count"),   code_from_wire(f.str(5, "code")),
+                    f.str(6, "message"), f.u64(7, "seq")};
     case Type::Done:
       f.need(3);
       return Done{f.u64(2, "job_id")};
     case Type::Heartbeat:
       f.need(5);
-      return Heartbeat{f.u64(2, "job_id"), f.u64(3, "seen"), f.u64s(4, "open")};
+      return Heartbeat{f.u64(2, "job_id"), f.u64(3, "seen"), f.u64s(4, "open"),
+                       f.has(5) ? f.u64s(5, "held") : std::vector<std::uint64_t>()};
     case Type::Alive:
       f.need(5);
       return Alive{f.u64(2, "instance"), f.u32(3, "heartbeat_ms"), f.u32(4, "liveness"),
-                   f.has(5) ? f.u64(5, "max_message_bytes") : 0};
+                   f.has(5) ? f.u64(5, "max_message_bytes") : 0,
+                   f.has(6) ? f.strings(6, "features") : std::vector<std::string>()};
     case Type::Resync:
       f.need(3);
       return Resync{f.u64(2, "job_id"), f.has(3) ? f.u64(3, "instance") : 0};
@@ -393,8 +415,10 @@ Message decode_fields(Type type, const Fields& f) {
     case Type::Error:
       f.need(4);
       return Error{code_from_wire(f.str(2, "code")), f.str(3, "message")};
-    case Type::StatusRequest: return StatusRequest{};
-    case Type::Status: return Status{};
+    case Type::StatusRequest:
+      return StatusRequest{};
+    case Type::Status:
+      return Status{};
     case Type::Credit:
       f.need(3);
       return Credit{f.u32(2, "capacity")};
@@ -421,23 +445,40 @@ Type type_of(const Message& message) {
 
 const char* type_name(Type type) {
   switch (type) {
-    case Type::Ready: return "READY";
-    case Type::Task: return "TASK";
-    case Type::Result: return "RESULT";
-    case Type::Submit: return "SUBMIT";
-    case Type::Deliver: return "DELIVER";
-    case Type::Failed: return "FAILED";
-    case Type::Done: return "DONE";
-    case Type::Heartbeat: return "HEARTBEAT";
-    case Type::Alive: return "ALIVE";
-    case Type::Resync: return "RESYNC";
-    case Type::Bye: return "BYE";
-    case Type::Error: return "ERROR";
-    case Type::StatusRequest: return "STATUS_REQUEST";
-    case Type::Status: return "STATUS";
-    case Type::Credit: return "CREDIT";
-    case Type::Cancel: return "CANCEL";
-    case Type::Return: return "RETURN";
+    case Type::Ready:
+      return "READY";
+    case Type::Task:
+      return "TASK";
+    case Type::Result:
+      return "RESULT";
+    case Type::Submit:
+      return "SUBMIT";
+    case Type::Deliver:
+      return "DELIVER";
+    case Type::Failed:
+      return "FAILED";
+    case Type::Done:
+      return "DONE";
+    case Type::Heartbeat:
+      return "HEARTBEAT";
+    case Type::Alive:
+      return "ALIVE";
+    case Type::Resync:
+      return "RESYNC";
+    case Type::Bye:
+      return "BYE";
+    case Type::Error:
+      return "ERROR";
+    case Type::StatusRequest:
+      return "STATUS_REQUEST";
+    case Type::Status:
+      return "STATUS";
+    case Type::Credit:
+      return "CREDIT";
+    case Type::Cancel:
+      return "CANCEL";
+    case Type::Return:
+      return "RETURN";
   }
   return "UNKNOWN";
 }
@@ -449,10 +490,43 @@ std::string encode(const Message& message) {
   return stream.take();
 }
 
-Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count) {
+bool has_feature(const std::vector<std::string>& features, std::string_view name) {
+  for (const std::string& f : features) {
+    if (f == name) return true;
+  }
+  return false;
+}
+
+std::vector<HeldTask> held_tasks(const std::vector<std::uint64_t>& flat) {
+  std::vector<HeldTask> out;
+  out.reserve(flat.size() / 4);
+  for (std::size_t i = 0; i + 4 <= flat.size(); i += 4) {
+    if (flat[i + 3] > UINT32_MAX) continue;
+    out.push_back(
+        HeldTask{flat[i], flat[i + 1], flat[i + 2], static_cast<std::uint32_t>(flat[i + 3])});
+  }
+  return out;
+}
+
+void append_held(std::vector<std::uint64_t>& flat, const HeldTask& task) {
+  flat.insert(flat.end(), {task.task_id, task.job, task.first, task.count});
+}
+
+std::uint64_t job_tag(std::string_view client, std::uint64_t job_id) {
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the id, then the job id's 8 bytes
+  for (unsigned char c : client) h = (h ^ c) * 0x100000001b3ull;
+  for (int i = 0; i < 8; ++i) h = (h ^ ((job_id >> (8 * i)) & 0xff)) * 0x100000001b3ull;
+  h ^= h >> 33;  // and a finaliser (murmur3's), so that near ids give unrelated tags
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h != 0 ? h : 1;
+}
+
+Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count,
+                   std::uint64_t job, std::uint64_t first) {
   HeaderStream stream;
   Packer packer(stream);
-  pack_task(packer, task_id, function, count);
+  pack_task(packer, task_id, function, count, job, first);
   return stream.take_header();
 }
 

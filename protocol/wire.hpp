@@ -24,23 +24,23 @@ inline constexpr std::uint32_t kVersion = 1;
 inline constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
 
 enum class Type : std::uint8_t {
-  Ready = 1,     // worker -> broker: announce functions and capacity
-  Task = 2,      // broker -> worker: run a chunk (payload: array of arguments)
-  Result = 3,    // worker -> broker: a chunk's outcome (payload: array of [status, value])
-  Submit = 4,    // client -> broker: a chunk of a job (payload: array of arguments)
-  Deliver = 5,   // broker -> client: a chunk's outcome, as the worker sent it
-  Failed = 6,    // broker -> client: a chunk (or whole job) that will not run, and why
-  Done = 7,      // client -> broker: the job is finished or cancelled; forget it
-  Heartbeat = 8, // worker/client -> broker: I am alive (and, for a client, my job's state)
-  Alive = 9,     // broker -> worker/client: answer to READY and HEARTBEAT
-  Resync = 10,   // broker -> client: resubmit every chunk of the job not yet delivered
-  Bye = 11,      // any direction: the sender is leaving
-  Error = 12,    // broker -> any: the last message was refused, and why
+  Ready = 1,           // worker -> broker: announce functions and capacity
+  Task = 2,            // broker -> worker: run a chunk (payload: array of arguments)
+  Result = 3,          // worker -> broker: a chunk's outcome (payload: array of [status, value])
+  Submit = 4,          // client -> broker: a chunk of a job (payload: array of arguments)
+  Deliver = 5,         // broker -> client: a chunk's outcome, as the worker sent it
+  Failed = 6,          // broker -> client: a chunk (or whole job) that will not run, and why
+  Done = 7,            // client -> broker: the job is finished or cancelled; forget it
+  Heartbeat = 8,       // worker/client -> broker: I am alive (and, for a client, my job's state)
+  Alive = 9,           // broker -> worker/client: answer to READY and HEARTBEAT
+  Resync = 10,         // broker -> client: resubmit every chunk of the job not yet delivered
+  Bye = 11,            // any direction: the sender is leaving
+  Error = 12,          // broker -> any: the last message was refused, and why
   StatusRequest = 13,  // anyone -> broker: describe yourself
-  Status = 14,   // broker -> requester: payload is a msgpack map (see docs/protocol.md)
-  Credit = 15,   // worker -> broker: from now on, hold this many of my tasks outstanding
-  Cancel = 16,   // broker -> worker: these tasks are no longer wanted; abandon a running one
-  Return = 17,   // worker -> broker: these tasks were not started; run them elsewhere
+  Status = 14,         // broker -> requester: payload is a msgpack map (see docs/protocol.md)
+  Credit = 15,         // worker -> broker: from now on, hold this many of my tasks outstanding
+  Cancel = 16,         // broker -> worker: these tasks are no longer wanted; abandon a running one
+  Return = 17,         // worker -> broker: these tasks were not started; run them elsewhere
 };
 
 struct Ready {
@@ -53,12 +53,22 @@ struct Ready {
   // Optional trailing field (§4.1): the worker's build version, shown in STATUS; empty when not
   // sent (an older worker).
   std::string version{};
+  // Optional trailing fields (§4.1, §13.1): the protocol features this worker speaks
+  // (kFeatureAdopt...), and the tasks it kept from a broker it lost (detached, §9.1), flat:
+  // [task_id, job, first, count] per task. Encoded only when set (version then too, maybe empty).
+  std::vector<std::string> features{};
+  std::vector<std::uint64_t> held{};
 };
 struct Task {
   static constexpr Type kType = Type::Task;
   std::uint64_t task_id = 0;
   std::string function;
   std::uint32_t count = 0;
+  // Optional trailing fields (§4.2), sent only to a worker that announced kFeatureAdopt: the
+  // task's identity that outlives the broker: its job's tag (job_tag(), never 0) and its first
+  // item. 0: not sent.
+  std::uint64_t job = 0;
+  std::uint64_t first = 0;
 };
 struct Result {
   static constexpr Type kType = Type::Result;
@@ -105,9 +115,11 @@ struct Done {
 };
 struct Heartbeat {
   static constexpr Type kType = Type::Heartbeat;
-  std::uint64_t job_id = 0;  // a client's running job, 0 for none and for workers
-  std::uint64_t seen = 0;    // seq of the last DELIVER or FAILED of that job received
+  std::uint64_t job_id = 0;         // a client's running job, 0 for none and for workers
+  std::uint64_t seen = 0;           // seq of the last DELIVER or FAILED of that job received
   std::vector<std::uint64_t> open;  // firsts of the chunks still awaited
+  // Optional trailing field (§4.8), from a worker only: its detached tasks, as READY's `held`.
+  std::vector<std::uint64_t> held{};
 };
 struct Alive {
   static constexpr Type kType = Type::Alive;
@@ -117,6 +129,9 @@ struct Alive {
   // Optional trailing field (§4.9): the largest message the broker accepts; 0 when not sent
   // (an older broker). Peers refuse to send anything larger instead of being disconnected.
   std::uint64_t max_message_bytes = 0;
+  // Optional trailing field (§4.9, §13.1): the protocol features this broker speaks; a peer
+  // uses a feature only once both announced it. Encoded only when set.
+  std::vector<std::string> features{};
 };
 struct Resync {
   static constexpr Type kType = Type::Resync;
@@ -169,6 +184,30 @@ static_assert(detail::types_in_order(std::make_index_sequence<std::variant_size_
 // The highest type number: the decoder refuses any above it.
 inline constexpr Type kLastType =
     std::variant_alternative_t<std::variant_size_v<Message> - 1, Message>::kType;
+
+// Protocol features negotiated within version 1 (§13.1): a peer names those it speaks in READY
+// (worker) and ALIVE (broker); a feature is used only when both sides named it.
+// "adopt": tasks carry an identity that outlives the broker (TASK's job and first), a worker
+// keeps running its tasks while no broker is there, lists them (`held`) to the next one, and
+// that broker adopts them when their client resubmits (§9.1).
+inline constexpr std::string_view kFeatureAdopt = "adopt";
+bool has_feature(const std::vector<std::string>& features, std::string_view name);
+
+// A task a worker kept from a broker it lost (READY's and HEARTBEAT's `held`, 4 numbers each).
+struct HeldTask {
+  std::uint64_t task_id = 0;
+  std::uint64_t job = 0;    // TASK's job tag
+  std::uint64_t first = 0;  // TASK's first item
+  std::uint32_t count = 0;
+};
+// The flat array to records; a trailing incomplete group or a count over 2^32 is ignored.
+std::vector<HeldTask> held_tasks(const std::vector<std::uint64_t>& flat);
+void append_held(std::vector<std::uint64_t>& flat, const HeldTask& task);
+
+// The tag of a client's job in a TASK's identity: a hash of the client's routing id and its
+// job id, the same in every broker instance (not a secret, and not the id: STATUS shows a
+// hash too). Never 0.
+std::uint64_t job_tag(std::string_view client, std::uint64_t job_id);
 
 // The wire name of a decoded code: "unknown" for one this program does not know.
 constexpr std::string_view code_name(const std::optional<Code>& code) {
@@ -225,7 +264,8 @@ class Header {
 
 // The broker's hot path: the same bytes as encode(Task{...}) and encode(Deliver{...}), from
 // views, so that no string is copied into a message just to be encoded (issue 16).
-Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count);
+Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count,
+                   std::uint64_t job = 0, std::uint64_t first = 0);
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq);
 

@@ -45,6 +45,111 @@ void World::plan_faults() {
   plan_churn(window);
   plan_keys(window);
   plan_orphans(window);
+  plan_restarts(window);
+}
+
+// Issue 25: the broker restarts while workers run tasks: they keep running them, tell the new
+// broker, which adopts them when the clients resubmit their chunks (docs/protocol.md §9.1).
+void World::plan_restarts(Us window) {
+  if (!(options_.faults & kBrokerRestart)) return;
+  for (int n = static_cast<int>(rng25_.below(3)); n-- > 0;) {
+    Event e = make_event(Ev::Fault, -1, 0);
+    e.fault = FaultKind::RestartRunning;
+    const Us t = rng25_.between(0, window);
+    schedule(t, std::move(e));
+    calm_at_ = std::max(calm_at_, t + 2 * kSecond);
+  }
+}
+
+void World::tear_down_broker() {
+  broker_.reset();
+  admission_.reset();
+  // An impostor's connection goes with the broker's socket; it does not come back.
+  for (Peer& p : peers_) {
+    if (p.kind == Peer::Kind::Impostor) p.alive = p.link.wanted = false;
+  }
+  stolen_.clear();
+  bound_.clear();
+  where_.clear();  // the new instance's monitor knows no connection
+  lost_.clear();
+  broker_disturbed_at_ = now_;
+  for (std::size_t k = 0; k < peers_.size(); ++k) {
+    break_link(static_cast<int>(k), 0);
+    peers_[k].link.router_knows = false;
+  }
+}
+
+void World::start_broker(Random& rng) {
+  const std::uint64_t instance = rng.next() | 1;
+  make_broker(instance);
+  make_admission();
+  ++broker_generation_;
+  broker_disturbed_at_ = now_;
+  if (trace_) tracef("B restarts empty, instance " + std::to_string(instance));
+  for (std::size_t k = 0; k < peers_.size(); ++k) {
+    try_connect(static_cast<int>(k), rng.between(kMs, 200 * kMs));
+  }
+  broker_tick_schedule();
+}
+
+void World::restart_fault(FaultKind kind, std::uint64_t arg) {
+  auto later = [&](Us delay, FaultKind k, std::uint64_t a = 0) {
+    Event e = make_event(Ev::Fault, -1, 0);
+    e.fault = k;
+    e.arg = a;
+    schedule(now_ + delay, std::move(e));
+    calm_at_ = std::max(calm_at_, now_ + delay + 2 * kSecond);
+  };
+  switch (kind) {
+    case FaultKind::RestartRunning: {
+      if (!broker_) return;  // down already (broker-crash)
+      bool running = false;
+      for (int i : workers_) {
+        const Peer& p = peers_[i];
+        running = running || (p.alive && !p.frozen && p.running);
+      }
+      if (!running) {
+        if (arg < 40) later(rng25_.between(20 * kMs, 200 * kMs), kind, arg + 1);
+        return;
+      }
+      ++report_.faults_injected;
+      ++report_.restarts_running;
+      kept_.clear();
+      for (int i : workers_) {
+        Peer& p = peers_[i];
+        p.sequence_at_restart = p.max_sequence;
+        p.incarnation_at_restart = p.incarnation;
+        if (!p.alive || p.frozen || !p.running) continue;
+        for (std::int64_t x : p.running_inputs) {
+          kept_[x].push_back(KeptRun{i, p.incarnation, p.running_sequence, now_});
+        }
+      }
+      if (rng25_.chance(500)) {
+        // SIGTERM: BYE to every peer, flushed, then the process exits.
+        if (trace_) tracef("B stops (SIGTERM) while tasks run");
+        broker_disturbed_at_ = now_;  // its BYE makes workers reconnect
+        broker_->shutdown();
+        broker_flush();
+        later(rng25_.between(2 * kMs, 20 * kMs), FaultKind::BrokerStop);
+      } else {
+        if (trace_) tracef("B is killed while tasks run");
+        tear_down_broker();
+        later(rng25_.between(50 * kMs, kSecond), FaultKind::BrokerBack);
+      }
+      break;
+    }
+    case FaultKind::BrokerStop:
+      if (!broker_) return;
+      tear_down_broker();
+      later(rng25_.between(50 * kMs, kSecond), FaultKind::BrokerBack);
+      break;
+    case FaultKind::BrokerBack:
+      if (broker_) return;
+      start_broker(rng25_);
+      break;
+    default:
+      break;
+  }
 }
 
 // Issue 12 case 5: a burst of peers that send READY and close before anything else (a port
@@ -70,6 +175,7 @@ void World::plan_churn(Us window) {
 }
 
 void World::fault(FaultKind kind, int i, std::uint64_t arg) {
+  if (i >= 0 && static_cast<std::size_t>(i) < peers_.size()) peers_[i].faulted_at = now_;
   auto later = [&](Us delay, FaultKind k, int peer, std::uint64_t a = 0) {
     Event e = make_event(Ev::Fault, peer, 0);
     e.fault = k;
@@ -105,36 +211,19 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
       if (!broker_) return;
       ++report_.faults_injected;
       if (trace_) tracef("B crashes");
-      broker_.reset();
-      admission_.reset();
-      // An impostor's connection goes with the broker's socket; it does not come back.
-      for (Peer& p : peers_) {
-        if (p.kind == Peer::Kind::Impostor) p.alive = p.link.wanted = false;
-      }
-      stolen_.clear();
-      bound_.clear();
-      where_.clear();  // the new instance's monitor knows no connection
-      lost_.clear();
-      broker_disturbed_at_ = now_;
-      for (std::size_t k = 0; k < peers_.size(); ++k) {
-        break_link(static_cast<int>(k), 0);
-        peers_[k].link.router_knows = false;
-      }
+      tear_down_broker();
       later(rng_.between(100 * kMs, 4 * kSecond), FaultKind::BrokerRestart, -1);
       break;
     }
-    case FaultKind::BrokerRestart: {
-      const std::uint64_t instance = rng_.next() | 1;
-      make_broker(instance);
-      make_admission();
-      broker_disturbed_at_ = now_;
-      if (trace_) tracef("B restarts empty, instance " + std::to_string(instance));
-      for (std::size_t k = 0; k < peers_.size(); ++k) {
-        try_connect(static_cast<int>(k), rng_.between(kMs, 200 * kMs));
-      }
-      broker_tick_schedule();
+    case FaultKind::BrokerRestart:
+      if (broker_) return;  // started again already (broker-restart)
+      start_broker(rng_);
       break;
-    }
+    case FaultKind::RestartRunning:
+    case FaultKind::BrokerStop:
+    case FaultKind::BrokerBack:
+      restart_fault(kind, arg);
+      break;
     case FaultKind::ClientVanish: {
       Peer& p = peers_[i];
       if (!p.alive) return;
@@ -242,6 +331,7 @@ std::optional<std::uint32_t> parse_faults(const std::string& text) {
                                                         {"close-notice", kCloseNotice},
                                                         {"churn", kChurn},
                                                         {"keys", kKeys},
+                                                        {"broker-restart", kBrokerRestart},
                                                         {"worker-crash", kWorkerCrash},
                                                         {"broker-crash", kBrokerCrash},
                                                         {"client-vanish", kClientVanish},
@@ -273,11 +363,12 @@ std::string fault_names(std::uint32_t faults) {
   if (faults == kAllFaults) return "all";
   if (faults == kIssue11Faults) return "issue11";
   if (faults == 0) return "none";
-  static const char* names[] = {"worker-crash", "broker-crash", "client-vanish", "partition",
-                                "freeze",       "raise",        "poison",        "drift",
-                                "hang",         "close-notice", "churn",         "keys"};
+  static const char* names[] = {"worker-crash",  "broker-crash", "client-vanish", "partition",
+                                "freeze",        "raise",        "poison",        "drift",
+                                "hang",          "close-notice", "churn",         "keys",
+                                "broker-restart"};
   std::string out;
-  for (int k = 0; k < 12; ++k) {
+  for (int k = 0; k < 13; ++k) {
     if (faults & (1u << k)) out += (out.empty() ? "" : ",") + std::string(names[k]);
   }
   return out;

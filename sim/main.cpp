@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
         "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
         "%llu worker reconnects, %llu heartbeat gaps, %llu over_limit; %llu timeouts, "
         "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
-        "%llu refused, %llu orphans\n",
+        "%llu refused, %llu orphans, %llu restarts with running tasks (%llu items kept)\n",
         static_cast<unsigned long long>(seed), r.finished ? "ok" : "stopped",
         static_cast<unsigned long long>(r.steps), r.end_us / 1e6,
         static_cast<unsigned long long>(r.jobs_completed),
@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.abandons), static_cast<unsigned long long>(r.returns),
         static_cast<unsigned long long>(r.notices), static_cast<unsigned long long>(r.ghosts),
         static_cast<unsigned long long>(r.resubmits), static_cast<unsigned long long>(r.refused),
-        static_cast<unsigned long long>(r.orphans));
+        static_cast<unsigned long long>(r.orphans),
+        static_cast<unsigned long long>(r.restarts_running),
+        static_cast<unsigned long long>(r.kept_items));
     return 0;
   }
 
@@ -160,6 +162,8 @@ int main(int argc, char** argv) {
       total.resubmits += r.resubmits;
       total.refused += r.refused;
       total.orphans += r.orphans;
+      total.restarts_running += r.restarts_running;
+      total.kept_items += r.kept_items;
       if (r.heartbeat_gaps) ++gap_seeds;
       total.max_job_lag_us = std::max(total.max_job_lag_us, r.max_job_lag_us);
     }
@@ -175,7 +179,8 @@ int main(int argc, char** argv) {
       "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
       "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; %llu timeouts, "
       "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
-      "%llu refused, %llu orphans; slowest job %.1f s past its faults; %.1f s\n",
+      "%llu refused, %llu orphans, %llu restarts with running tasks (%llu items kept); "
+      "slowest job %.1f s past its faults; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(last), seppo::sim::fault_names(faults).c_str(),
       static_cast<unsigned long long>(failures), static_cast<unsigned long long>(steps_total),
@@ -193,6 +198,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.notices), static_cast<unsigned long long>(total.ghosts),
       static_cast<unsigned long long>(total.resubmits),
       static_cast<unsigned long long>(total.refused),
-      static_cast<unsigned long long>(total.orphans), total.max_job_lag_us / 1e6, seconds);
+      static_cast<unsigned long long>(total.orphans),
+      static_cast<unsigned long long>(total.restarts_running),
+      static_cast<unsigned long long>(total.kept_items), total.max_job_lag_us / 1e6, seconds);
   return failures ? 1 : 0;
 }

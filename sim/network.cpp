@@ -198,6 +198,10 @@ void World::broker_send(int i, std::string header, std::optional<Bytes> payload)
   const Us at = std::max(now_ + delay, p.link.last_to_peer);
   p.link.last_to_peer = at;
   note_cancels(p.link.id, header);
+  if (header.size() > 2 &&
+      static_cast<unsigned char>(header[2]) == static_cast<int>(wire::Type::Cancel)) {
+    p.cancelled_at = now_;
+  }
   Event e = make_event(Ev::ToPeer, i, p.link.router_epoch);
   e.frame = Frame{std::move(header), std::move(payload), {}};
   schedule(at, std::move(e));
@@ -258,6 +262,7 @@ void World::deliver_to_broker(int i, Event& e) {
   }
   // Only an admitted message says which connection a peer is on (server.cpp).
   heard(p.link.id, e.tag);
+  if (p.kind == Peer::Kind::Worker && !kept_.empty()) note_listing(i, e.frame.header);
   broker::feed(*broker_, p.link.id, e.frame.header, e.frame.payload, broker_tp(), admitted.role,
                admitted.key);
   broker_flush();

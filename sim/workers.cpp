@@ -136,6 +136,7 @@ void World::worker_pump(int i) {
     void skip_through(std::uint64_t sequence) override { w.peers_[i].skip_through = sequence; }
     void start(worker::SessionCore::Start start) override {
       Peer& p = w.peers_[i];
+      p.max_sequence = std::max(p.max_sequence, start.sequence);
       p.exec.push_back(std::move(start));
       p.exec_at.push_back(w.now_);
     }
@@ -305,6 +306,7 @@ void World::exec_next(int i) {
     for (std::int64_t x : p.running_inputs) {
       ran(x, now_ - arrived);  // its wait in this worker's queue
       ++runs_[x].starts;
+      if (!kept_.empty()) check_kept_start(i, x, start.sequence);
       if ((options_.faults & kHang) && is_hang(x)) p.running_hangs = true;
     }
     p.running = true;
@@ -352,10 +354,62 @@ void World::exec_done(int i) {
   // Elapsed as the worker's own clock measured it.
   const Us elapsed = (now_ - p.running_since) + ((now_ - p.running_since) * p.ppm) / 1'000'000;
   p.finished_inputs = p.running_inputs;
+  if (!kept_.empty() && p.core->keeps(p.running_sequence)) {
+    for (std::int64_t x : p.running_inputs) {
+      auto k = kept_.find(x);
+      if (k == kept_.end()) continue;
+      for (const KeptRun& run : k->second) {
+        if (run.peer == i && run.sequence == p.running_sequence) ++report_.kept_items;
+      }
+    }
+  }
   p.core->on_finished(p.running_sequence, worker::SessionCore::Outcome::Ok,
                       static_cast<std::uint64_t>(std::max<Us>(elapsed, 1)),
                       Bytes::copy(buffer.data(), buffer.size()), local_tp(p));
   worker_pump(i);
+}
+
+// Invariant 16 (issue 25): an item a worker was running when the broker restarted, and still
+// runs as a task kept for the new broker (which it told within the broker's adoption window),
+// never starts at another worker meanwhile: the new broker adopted it instead of running it
+// again. Excused: a worker that a fault touched since (crash, partition, freeze...), or that
+// the broker sent a CANCEL since (a time limit, a cancelled job, a copy it does not adopt), and
+// tasks a worker received before the restart (a copy it held already).
+void World::check_kept_start(int i, std::int64_t x, std::uint64_t sequence) {
+  auto k = kept_.find(x);
+  if (k == kept_.end()) return;
+  const Peer& starter = peers_[i];
+  if (starter.incarnation == starter.incarnation_at_restart &&
+      sequence <= starter.sequence_at_restart) {
+    return;
+  }
+  for (const KeptRun& run : k->second) {
+    const Peer& h = peers_[run.peer];
+    if (run.peer == i || !h.alive || h.incarnation != run.incarnation || !h.running ||
+        h.running_sequence != run.sequence || !h.core->keeps(run.sequence)) {
+      continue;
+    }
+    if (h.faulted_at >= run.at || h.cancelled_at >= run.at) continue;
+    if (h.listed_generation != broker_generation_) continue;  // told no broker in its window
+    violate("item " + std::to_string(x) + " started at " + starter.name + " while " + h.name +
+            " still runs it, kept across the broker restart at " + std::to_string(run.at / 1000) +
+            " ms and listed to the new broker in its adoption "
+            "window: the restart made it run twice");
+  }
+}
+
+void World::note_listing(int i, const std::string& header) {
+  if (!broker_ || !broker_->adoption_open() || header.size() < 3) return;
+  const int type = static_cast<unsigned char>(header[2]);
+  if (type != static_cast<int>(wire::Type::Ready) &&
+      type != static_cast<int>(wire::Type::Heartbeat)) {
+    return;
+  }
+  const wire::Message message = wire::decode(header.data(), header.size());
+  const std::vector<std::uint64_t>* held = nullptr;
+  if (const auto* ready = std::get_if<wire::Ready>(&message)) held = &ready->held;
+  if (const auto* beat = std::get_if<wire::Heartbeat>(&message)) held = &beat->held;
+  if (held != nullptr && !held->empty()) peers_[i].listed_generation = broker_generation_;
 }
 
 }  // namespace seppo::sim::detail

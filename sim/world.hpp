@@ -30,13 +30,16 @@ enum Fault : std::uint32_t {
   // (broker::Admission: keys and routing-id bindings); impostors present another peer's routing
   // id under their own key, and a client key is revoked by a reload while its peer talks on.
   kKeys = 1u << 11,
+  // Issue 25 (a fourth random stream): the broker is restarted (SIGTERM: BYE first, or killed)
+  // while workers run tasks, which they keep running for the new broker to adopt.
+  kBrokerRestart = 1u << 12,
   kIssue11Faults = (1u << 8) - 1,
-  kAllFaults = (1u << 12) - 1,
+  kAllFaults = (1u << 13) - 1,
 };
 
 // "all", "none", "issue11" (the first eight), or a comma list of names (worker-crash,
 // broker-crash, client-vanish, partition, freeze, raise, poison, drift, hang, close-notice,
-// churn, keys); empty on an unknown name.
+// churn, keys, broker-restart); empty on an unknown name.
 std::optional<std::uint32_t> parse_faults(const std::string& text);
 std::string fault_names(std::uint32_t faults);
 
@@ -74,6 +77,10 @@ struct RunReport {
   std::uint64_t refused = 0;
   // Issue 27: worker processes whose supervisor died while they ran (worker-crash).
   std::uint64_t orphans = 0;
+  // Issue 25: broker restarts while tasks ran, and the items running then that a worker kept
+  // and whose work the new broker adopted (not started again elsewhere).
+  std::uint64_t restarts_running = 0;
+  std::uint64_t kept_items = 0;
 };
 
 RunReport run(const RunOptions& options);

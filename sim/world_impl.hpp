@@ -129,7 +129,11 @@ enum class FaultKind {
   IntruderReady,   // a worker whose key will be revoked announces itself
   Revoke,          // the broker reloads its lists without the intruders' keys
   SupervisorDies,  // a worker's supervisor is killed: its process gets SIGTERM (issue 27)
-  OrphanCheck      // its orphan must have ended by now
+  OrphanCheck,     // its orphan must have ended by now
+  // Issue 25 (kBrokerRestart):
+  RestartRunning,  // restart the broker once a worker runs a task (arg: tries so far)
+  BrokerStop,      // a broker told to stop (SIGTERM) has said BYE and exits
+  BrokerBack       // and starts again empty
 };
 
 struct Event {
@@ -191,7 +195,15 @@ struct Peer {
   bool frozen = false;
   std::vector<Event> deferred;  // what happened to it while stopped, in order
   std::uint64_t tick_gen = 0;
-  Us disturbed_at = 0;  // last event that could make the broker look silent to it
+  Us disturbed_at = 0;   // last event that could make the broker look silent to it
+  Us faulted_at = -1;    // last fault that concerned it (issue 25's invariant 16 excuses it)
+  Us cancelled_at = -1;  // last CANCEL the broker sent it
+  // Issue 25: it listed kept tasks to this broker generation while its adoption window was
+  // open; the highest sequence its executor got, and what it was at the last restart.
+  std::uint64_t listed_generation = 0;
+  std::uint64_t max_sequence = 0;
+  std::uint64_t sequence_at_restart = 0;
+  std::uint64_t incarnation_at_restart = 0;
   std::uint64_t incarnation = 0;
   int restarts = 0;
 
@@ -243,6 +255,14 @@ struct ItemRun {
   std::uint32_t starts = 0;
 };
 
+// Issue 25: an item running at a worker when the broker restarted.
+struct KeptRun {
+  int peer = -1;
+  std::uint64_t incarnation = 0;
+  std::uint64_t sequence = 0;
+  Us at = 0;
+};
+
 struct Violation {
   std::string what;
 };
@@ -255,6 +275,7 @@ class World {
         rng12_(options.seed ^ 0x5eb0'12'12'5eb0'1212ull),
         rng27_(options.seed ^ 0x5eb0'27'27'5eb0'2727ull),
         rng27o_(options.seed ^ 0x0a0a'27'27'0a0a'2727ull),
+        rng25_(options.seed ^ 0x5eb0'25'25'5eb0'2525ull),
         trace_(options.trace) {}
 
   RunReport run();
@@ -327,6 +348,13 @@ class World {
   void orphan(int i);
   void check_orphan(int i, std::uint64_t incarnation);
   void orphan_ended(int i, const std::string& how);
+  void plan_restarts(Us window);
+  void restart_fault(FaultKind kind, std::uint64_t arg);
+  void tear_down_broker();
+  void start_broker(Random& rng);
+  // Invariant 16 (issue 25): item x starts at worker i.
+  void check_kept_start(int i, std::int64_t x, std::uint64_t sequence);
+  void note_listing(int i, const std::string& header);
 
   // --- invariants ---
   void check_step();
@@ -337,9 +365,10 @@ class World {
 
   RunOptions options_;
   Random rng_;
-  Random rng12_;  // issue 12's choices: without those faults, rng_ draws as before
-  Random rng27_;  // issue 27's (kKeys)
+  Random rng12_;   // issue 12's choices: without those faults, rng_ draws as before
+  Random rng27_;   // issue 27's (kKeys)
   Random rng27o_;  // issue 27's orphans: rng_ and rng12_ draw as before
+  Random rng25_;   // issue 25's broker restarts with running tasks
   std::ostream* trace_;
   Us now_ = 0;
   std::uint64_t steps_ = 0;
@@ -378,6 +407,9 @@ class World {
   // runs n times the limit before it is split, docs/protocol.md §10.1), and with few workers
   // every job waits for that. The sum of (items + 1) x limit over the jobs with one.
   Us hang_allowance_ = 0;
+  // Issue 25: the broker's generation (each start), and the items running at the last restart.
+  std::uint64_t broker_generation_ = 1;
+  std::map<std::int64_t, std::vector<KeptRun>> kept_;
 };
 
 }  // namespace seppo::sim::detail

@@ -34,6 +34,10 @@ inline constexpr rows::Row kRows[] = {
     {"W23", "on_cancel", "worker_core_test.cpp"},
     {"W24", "step", "worker_core_test.cpp"},
     {"W25", "on_parent_gone", "worker_core_test.cpp"},
+    {"W26", "forget_tasks", "worker_core_test.cpp"},
+    {"W27", "on_finished", "worker_core_test.cpp"},
+    {"W28", "drop_detached", "worker_core_test.cpp"},
+    {"W29", "on_cancel", "worker_core_test.cpp"},
 };
 
 }  // namespace seppo::worker

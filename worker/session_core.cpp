@@ -29,6 +29,7 @@ SessionCore::SessionCore(SessionCoreOptions options, wire::Ready ready,
       credit_(options.prefetch) {
   for (std::uint32_t i = 0; i < functions.size(); ++i) index_.emplace(functions[i], i);
   ready_.functions = std::move(functions);
+  ready_.features = {std::string(wire::kFeatureAdopt)};  // §13.1
   idle_since_ = now;
   connect(now);
   reconnect_ = false;  // the first connection is the socket loop's own
@@ -44,14 +45,84 @@ void SessionCore::connect(TimePoint now) {
 void SessionCore::announce(TimePoint now) {
   ready_.capacity = credit_.wanted();
   announced_credit_ = ready_.capacity;
+  ready_.held = held_listing();  // what we kept from a broker that went away (§9.1)
   send(ready_, now);
 }
 
-// Whatever the executor holds belongs to a broker that no longer knows us: skip what has not
-// started and drop the results of what has.
+// Whatever the executor holds belongs to a broker that no longer knows us. A task that carries
+// an identity outliving the broker (its TASK had `job`, "adopt") is kept: it runs on, and the
+// next broker adopts it when its client resubmits its chunk (§9.1). The others are skipped if
+// they have not started, and the results of those that have are dropped.
 void SessionCore::forget_tasks() {
-  ++epoch_;
-  skip_through_ = sequence_;
+  const std::uint64_t lost = epoch_++;
+  broker_adopts_ = false;
+  std::size_t kept = 0;
+  for (Submitted& t : submitted_) {
+    if (t.epoch != lost || t.cancelled || t.returned || t.job == 0) continue;
+    t.detached = true;
+    t.offered = false;  // no broker took it back: it is ours to run
+    t.epoch = epoch_;
+    ++kept;
+  }
+  if (kept == 0) {
+    skip_through_ = sequence_;
+    return;
+  }
+  for (const Submitted& t : submitted_) {
+    if (t.epoch == lost) skips_.push_back(t.sequence);
+  }
+  log_(log::Level::Info,
+       "keeping " + std::to_string(kept) + " tasks running for the next broker to adopt");
+}
+
+// The broker does not adopt (it predates it), or we may not keep them: as before "adopt", the
+// tasks are forgotten (W24 abandons the running one) and their results dropped.
+void SessionCore::drop_detached(const std::string& why) {
+  std::size_t dropped = kept_.size();
+  for (Submitted& t : submitted_) {
+    if (!t.detached) continue;
+    t.detached = false;
+    t.returned = true;
+    skips_.push_back(t.sequence);
+    ++dropped;
+  }
+  kept_.clear();
+  kept_bytes_ = 0;
+  if (dropped != 0) {
+    log_(log::Level::Info,
+         "dropped " + std::to_string(dropped) + " kept tasks and results: " + why);
+  }
+}
+
+// Results finished while no broker that adopts was there go to the one that now is.
+void SessionCore::hand_over_kept(TimePoint now) {
+  if (kept_.empty()) return;
+  log_(log::Level::Info, "handing " + std::to_string(kept_.size()) + " kept results (" +
+                             std::to_string(kept_bytes_) + " bytes) to the broker");
+  for (Kept& k : kept_) {
+    send(wire::Result{k.task.task_id, k.elapsed_us, k.failed}, now, std::move(k.payload));
+  }
+  kept_.clear();
+  kept_bytes_ = 0;
+}
+
+std::vector<std::uint64_t> SessionCore::held_listing() const {
+  std::vector<std::uint64_t> flat;
+  for (const Submitted& t : submitted_) {
+    if (t.detached) wire::append_held(flat, wire::HeldTask{t.task_id, t.job, t.first, t.count});
+  }
+  for (const Kept& k : kept_) wire::append_held(flat, k.task);
+  return flat;
+}
+
+bool SessionCore::keeps(std::uint64_t sequence) const {
+  return std::any_of(submitted_.begin(), submitted_.end(),
+                     [&](const Submitted& t) { return t.sequence == sequence && t.detached; });
+}
+
+std::size_t SessionCore::detached() const {
+  return static_cast<std::size_t>(std::count_if(submitted_.begin(), submitted_.end(),
+                                                [](const Submitted& t) { return t.detached; }));
 }
 
 void SessionCore::send(wire::Message message, TimePoint now, std::optional<Bytes> payload) {
@@ -101,6 +172,12 @@ void SessionCore::on_message(const wire::Message& message, Bytes* payload, TimeP
     if (alive->heartbeat_ms > 0) heartbeat_ = std::chrono::milliseconds(alive->heartbeat_ms);
     if (alive->liveness > 0) liveness_ = alive->liveness;
     max_message_bytes_ = alive->max_message_bytes;
+    broker_adopts_ = wire::has_feature(alive->features, wire::kFeatureAdopt);
+    if (broker_adopts_) {
+      hand_over_kept(now);
+    } else {
+      drop_detached("the broker does not adopt running work (it predates it)");
+    }
   } else if (auto* error = std::get_if<wire::Error>(&message)) {
     on_error(*error, now);
   } else if (auto* cancel = std::get_if<wire::Cancel>(&message)) {
@@ -135,7 +212,10 @@ void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) 
   } else if (!leaving_) {
     // Straight to the executor's queue: tiny tasks then run back to back.
     if (submitted_.empty()) front_since_ = last_heard_;
-    submitted_.push_back(Submitted{++sequence_, task.task_id, task.count, epoch_});
+    Submitted held{++sequence_, task.task_id, task.count, epoch_};
+    held.job = task.job;
+    held.first = task.first;
+    submitted_.push_back(held);
     starts_.push_back(Start{sequence_, f->second, std::move(*payload)});
   }
   // A leaving worker ignores new tasks: its BYE hands them back.
@@ -161,6 +241,25 @@ void SessionCore::on_error(const wire::Error& error, TimePoint now) {
 
 void SessionCore::on_cancel(const wire::Cancel& cancel) {
   for (std::uint64_t id : cancel.task_ids) {
+    // A kept task or result the new broker will not adopt (its client did not resubmit it, or
+    // another worker runs it): no one waits for it, so it ends here without an answer (§9.1).
+    kept_.erase(std::remove_if(kept_.begin(), kept_.end(),
+                               [&](const Kept& k) {
+                                 if (k.task.task_id != id) return false;
+                                 kept_bytes_ -=
+                                     std::min(kept_bytes_, std::uint64_t{k.payload.size()});
+                                 return true;
+                               }),
+                kept_.end());
+    bool was_detached = false;
+    for (Submitted& task : submitted_) {
+      if (task.task_id != id || !task.detached) continue;
+      task.detached = false;
+      task.cancelled = task.returned = true;
+      abandons_.push_back(task.sequence);
+      was_detached = true;
+    }
+    if (was_detached) continue;
     auto live = [&](const Submitted& t) {
       return t.task_id == id && t.epoch == epoch_ && !t.cancelled && !t.returned;
     };
@@ -211,9 +310,10 @@ bool SessionCore::orphan_front() const {
 
 // Tasks of the current connection waiting behind the first one, still ours to run.
 bool SessionCore::waiting_behind() const {
-  return std::any_of(
-      submitted_.begin() + (submitted_.empty() ? 0 : 1), submitted_.end(),
-      [&](const Submitted& t) { return t.epoch == epoch_ && !t.cancelled && !t.offered; });
+  return std::any_of(submitted_.begin() + (submitted_.empty() ? 0 : 1), submitted_.end(),
+                     [&](const Submitted& t) {
+                       return t.epoch == epoch_ && !t.cancelled && !t.offered && !t.detached;
+                     });
 }
 
 // The first task runs long: what waits behind it could run at an idle worker meanwhile. Less
@@ -223,7 +323,7 @@ bool SessionCore::waiting_behind() const {
 void SessionCore::return_waiting(TimePoint now) {
   wire::Return back;
   for (auto t = submitted_.begin() + 1; t != submitted_.end(); ++t) {
-    if (t->epoch != epoch_ || t->cancelled || t->offered) continue;
+    if (t->epoch != epoch_ || t->cancelled || t->offered || t->detached) continue;
     t->offered = true;
     back.task_ids.push_back(t->task_id);
   }
@@ -272,7 +372,22 @@ void SessionCore::on_finished(std::uint64_t sequence, Outcome outcome, std::uint
       payload = all_failed(task.count, message);
       failed = task.count;
     }
-    send(wire::Result{task.task_id, elapsed_us, failed}, now, std::move(payload));
+    if (task.detached && !broker_adopts_) {
+      // No broker to take it now: kept for the next one, within the bound (§9.1).
+      if (kept_bytes_ + payload.size() > options_.keep_result_bytes) {
+        log_(log::Level::Warning,
+             "dropped the result of task " + std::to_string(task.task_id) + " (" +
+                 std::to_string(payload.size()) + " bytes): no broker to take it, and " +
+                 std::to_string(kept_bytes_) + " bytes of results are kept already (limit " +
+                 std::to_string(options_.keep_result_bytes) + "); its items will run again");
+      } else {
+        kept_bytes_ += payload.size();
+        kept_.push_back(Kept{wire::HeldTask{task.task_id, task.job, task.first, task.count},
+                             elapsed_us, failed, std::move(payload)});
+      }
+    } else {
+      send(wire::Result{task.task_id, elapsed_us, failed}, now, std::move(payload));
+    }
     credit_.observe(elapsed_us);
     const std::uint32_t wanted = credit_.wanted();
     if (CreditPolicy::worth_announcing(announced_credit_, wanted)) {
@@ -320,7 +435,7 @@ void SessionCore::step(TimePoint now) {
                     std::to_string(options_.orphan_grace.count()) + " ms");
     return;
   }
-  if (options_.exit_when_idle.count() > 0 && submitted_.empty() &&
+  if (options_.exit_when_idle.count() > 0 && submitted_.empty() && kept_.empty() &&
       now - idle_since_ >= options_.exit_when_idle) {
     log_(log::Level::Info, "idle for " + milliseconds(now - idle_since_) + " ms; leaving");
     send(wire::Bye{"worker idle"}, now);
@@ -344,11 +459,12 @@ void SessionCore::step(TimePoint now) {
   if (now - last_beat_ >= heartbeat_) {
     // The tasks we hold (seen = 1 says `open` lists them), so the broker can tell those it
     // sent that never arrived: a connection that broke and came back lost them (§8).
+    // Those kept from a broker that went away go apart, with their identity (`held`, §9.1).
     std::vector<std::uint64_t> held;
     for (const Submitted& t : submitted_) {
-      if (t.epoch == epoch_) held.push_back(t.task_id);
+      if (t.epoch == epoch_ && !t.detached) held.push_back(t.task_id);
     }
-    send(wire::Heartbeat{0, 1, std::move(held)}, now);
+    send(wire::Heartbeat{0, 1, std::move(held), held_listing()}, now);
   }
   if (now - last_heard_ > expiry() && now >= next_reconnect_) {
     // The broker went silent: start over on a fresh socket so nothing stale is queued, with a

@@ -40,6 +40,10 @@ struct SessionCoreOptions {
   // A stopping worker whose supervisor is gone (on_parent_gone) gives its running task this
   // long, then leaves it unfinished: no one else would ever end a function that hangs.
   std::chrono::milliseconds orphan_grace{5000};
+  // Results of tasks kept from a broker that went away (docs/protocol.md §9.1, "adopt"), held
+  // until the next broker takes them: at most this many payload bytes in all. A result beyond
+  // is dropped (logged), and its items run again when their client resubmits them.
+  std::uint64_t keep_result_bytes = 64ull << 20;
 };
 
 class SessionCore {
@@ -128,6 +132,13 @@ class SessionCore {
   bool leaving() const { return leaving_; }
   // The broker's --max-message-bytes from its ALIVE (§4.9); 0 until announced.
   std::uint64_t max_message_bytes() const { return max_message_bytes_; }
+  // Tasks kept from a broker that went away (running or waiting), and results of such tasks
+  // held for the next broker, with their bytes (§9.1).
+  std::size_t detached() const;
+  // Whether the task started with this sequence number is one kept for the next broker.
+  bool keeps(std::uint64_t sequence) const;
+  std::size_t results_held() const { return kept_.size(); }
+  std::uint64_t result_bytes_held() const { return kept_bytes_; }
 
  private:
   struct Submitted {
@@ -138,11 +149,27 @@ class SessionCore {
     bool cancelled = false;   // by the broker: answered "cancelled", whatever the outcome
     bool offered = false;     // offered back with RETURN, which the broker may not understand
     bool returned = false;    // the broker took it back (its CANCEL after our RETURN): no answer
+    // Its identity that outlives the broker (TASK's job and first; job 0: none sent), and
+    // whether it is kept from a broker that went away, for the next one to adopt (§9.1).
+    std::uint64_t job = 0;
+    std::uint64_t first = 0;
+    bool detached = false;
+  };
+  // A result of a detached task, finished while no broker that adopts was there.
+  struct Kept {
+    wire::HeldTask task;
+    std::uint64_t elapsed_us = 0;
+    std::uint32_t failed = 0;
+    Bytes payload;
   };
 
   void connect(TimePoint now);
   void announce(TimePoint now);
   void forget_tasks();
+  void drop_detached(const std::string& why);
+  void hand_over_kept(TimePoint now);
+  std::vector<std::uint64_t> held_listing() const;
+
   void on_task(const wire::Task& task, std::optional<Bytes> payload);
   void on_error(const wire::Error& error, TimePoint now);
   void on_cancel(const wire::Cancel& cancel);
@@ -173,6 +200,10 @@ class SessionCore {
   std::uint64_t skip_through_told_ = 0;  // to the executor, by carry_out
   std::uint64_t epoch_ = 0;
   std::uint64_t instance_ = 0;
+  // The broker of this connection announced "adopt" in its ALIVE: detached results go to it.
+  bool broker_adopts_ = false;
+  std::deque<Kept> kept_;
+  std::uint64_t kept_bytes_ = 0;
   bool leaving_ = false;
   Ending ending_ = Ending::Running;
 

@@ -614,3 +614,152 @@ TEST_CASE(
     CHECK(sent == (seen == 1 ? 1u : 0u));
   }
 }
+
+// Issue 25: adopting the work workers kept from a broker they lost (§9.1, rows B51 to B55).
+namespace {
+
+// READY of worker `id` (function m.f, capacity 1, announcing "adopt") listing kept tasks.
+wire::Ready kept_ready(const std::string& id, const std::vector<wire::HeldTask>& kept) {
+  wire::Ready ready{id, "host", 1, 1, {"m.f"}, "", {std::string(wire::kFeatureAdopt)}, {}};
+  for (const auto& k : kept) wire::append_held(ready.held, k);
+  return ready;
+}
+
+const std::uint64_t kTag = wire::job_tag("C1", 1);
+
+// Lets `seconds` seconds pass, one at a time, while the given peers keep beating.
+void pass(Harness& h, int seconds,
+          const std::vector<std::pair<std::string, wire::Heartbeat>>& beats) {
+  for (int i = 0; i < seconds; ++i) {
+    h.advance(1000ms);
+    for (const auto& [peer, beat] : beats) h.deliver(peer, beat);
+  }
+}
+
+wire::Heartbeat kept_beat(const std::vector<wire::HeldTask>& kept) {
+  wire::Heartbeat beat{0, 1, {}};
+  for (const auto& k : kept) wire::append_held(beat.held, k);
+  return beat;
+}
+
+}  // namespace
+
+TEST_CASE("B51: READY listing kept tasks: a queued chunk is adopted, an unknown one waits") {
+  Harness h;
+  // The client resubmitted chunk 0 (RESYNC) before the worker came back.
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 2}});
+  CHECK(h.sent_to<wire::Resync>(h.drain(), "C1").size() == 1);
+  h.submit("C1", 1, "m.f", 0, numbers(2), 2);
+  h.drain();
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}, {78, kTag, 2, 2}}));
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Task>(out, "W1").empty());    // it runs 77 already
+  CHECK(h.sent_to<wire::Cancel>(out, "W1").empty());  // 78 waits for its resubmission
+  CHECK(h.core.inflight_count("W1") == 1);
+  CHECK(h.core.queued_count() == 0);
+  // HEARTBEATs listing them keep them: not lost (B5), not cancelled, until the window closes
+  // (78 was never resubmitted).
+  pass(h, 1, {{"W1", kept_beat({{77, kTag, 0, 2}, {78, kTag, 2, 2}})}, {"C1", {1, 0, {0, 2}}}});
+  CHECK(h.sent_to<wire::Cancel>(h.drain(), "W1").empty());
+  pass(h, 2, {{"W1", kept_beat({{77, kTag, 0, 2}})}, {"C1", {1, 0, {0, 2}}}});  // 2 s: closed
+  CHECK(h.core.inflight_count("W1") == 1);
+  out = h.drain();
+  const auto cancel = h.sent_to<wire::Cancel>(out, "W1");
+  REQUIRE(cancel.size() == 1);
+  CHECK(cancel[0].task_ids == std::vector<std::uint64_t>{78});
+  h.result("W1", 77, 2);
+  out = h.drain();
+  const auto delivered = h.sent_to<wire::Deliver>(out, "C1");
+  REQUIRE(delivered.size() == 1);
+  CHECK(delivered[0].first == 0);
+  CHECK(delivered[0].count == 2);
+}
+
+TEST_CASE("B52: SUBMIT of a chunk a worker keeps: bound to that worker, not queued or sent") {
+  Harness h;
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}}));
+  h.deliver("W2", wire::Ready{"W2", "host", 2, 1, {"m.f"}, "", {"adopt"}, {}});
+  h.deliver("W2", wire::Heartbeat{0, 1, {}});
+  h.drain();
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 2}});
+  h.drain();
+  h.submit("C1", 1, "m.f", 0, numbers(2), 2);
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Task>(out, "W1").empty());
+  CHECK(h.sent_to<wire::Task>(out, "W2").empty());
+  CHECK(h.core.inflight_count("W1") == 1);
+  // The other chunk is held back for the window (a worker that kept it may not have spoken
+  // yet), then runs; its TASK carries the identity.
+  h.submit("C1", 1, "m.f", 2, numbers(2), 2);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W2").empty());
+  pass(h, 4, {{"W1", kept_beat({{77, kTag, 0, 2}})}, {"W2", {0, 1, {}}}, {"C1", {1, 0, {0, 2}}}});
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W2");
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0].job == kTag);
+  CHECK(tasks[0].first == 2);
+  // A chunk split before the restart is kept item by item: adopted item by item.
+  Harness s;
+  s.deliver("W1", kept_ready("W1", {{90, kTag, 5, 1}}));
+  s.drain();
+  s.deliver("C1", wire::Heartbeat{1, 0, {4}});
+  s.drain();
+  s.submit("C1", 1, "m.f", 4, numbers(3), 3);
+  s.drain();
+  CHECK(s.core.inflight_count("W1") == 1);
+  CHECK(s.core.queued_count() == 2);  // items 4 and 6
+  s.result("W1", 90, 1);
+  const auto delivered = s.sent_to<wire::Deliver>(s.drain(), "C1");
+  REQUIRE(delivered.size() == 1);
+  CHECK(delivered[0].first == 5);
+}
+
+TEST_CASE("B53: RESULT of a kept task before its resubmission: kept, delivered on the SUBMIT") {
+  Harness h;
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}}));
+  h.drain();
+  h.result("W1", 77, 2);
+  CHECK(h.sent_to<wire::Deliver>(h.drain(), "C1").empty());
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  h.drain();
+  h.submit("C1", 1, "m.f", 0, numbers(2), 2);
+  const auto out = h.drain();
+  const auto delivered = h.sent_to<wire::Deliver>(out, "C1");
+  REQUIRE(delivered.size() == 1);
+  CHECK(delivered[0].first == 0);
+  CHECK(delivered[0].worker == "W1");
+  CHECK(h.core.task_count() == 0);
+  CHECK(h.sent_to<wire::Task>(out, "W1").empty());
+}
+
+TEST_CASE("B54: the adoption window closes: kept tasks no one resubmitted are cancelled") {
+  Harness h;
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}}));
+  h.drain();
+  // It runs what it kept first: no new task meanwhile.
+  h.submit("C2", 5, "m.f", 0, numbers(1), 1);
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());
+  pass(h, 4, {{"W1", kept_beat({{77, kTag, 0, 2}})}, {"C2", {5, 0, {0}}}});
+  const auto out = h.drain();
+  const auto cancel = h.sent_to<wire::Cancel>(out, "W1");
+  REQUIRE(cancel.size() == 1);
+  CHECK(cancel[0].task_ids == std::vector<std::uint64_t>{77});
+  CHECK(h.sent_to<wire::Task>(out, "W1").size() == 1);  // and then takes work
+}
+
+TEST_CASE("B55: a job resubmitted on RESYNC in the window waits for it; a new job does not") {
+  Harness h;
+  h.deliver("W1", wire::Ready{"W1", "host", 1, 2, {"m.f"}, "", {"adopt"}, {}});
+  h.deliver("W1", wire::Heartbeat{0, 1, {}});
+  h.drain();
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  h.drain();
+  h.submit("C1", 1, "m.f", 0, numbers(1), 1);  // a resubmission: held back
+  h.submit("C2", 1, "m.f", 0, numbers(1), 1);  // a new job: at once
+  auto tasks = h.sent_to<wire::Task>(h.drain(), "W1");
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0].job == wire::job_tag("C2", 1));
+  pass(h, 1, {{"W1", {0, 1, {tasks[0].task_id}}}, {"C1", {1, 0, {0}}}, {"C2", {1, 0, {0}}}});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").empty());  // the window is 2 heartbeats
+  pass(h, 2, {{"W1", {0, 1, {tasks[0].task_id}}}, {"C1", {1, 0, {0}}}, {"C2", {1, 0, {0}}}});
+  CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
+}

@@ -688,3 +688,25 @@ TEST_CASE(
   h.feed(wire::Resync{kJob}, std::nullopt, t0 + 3ms);
   CHECK(sent<wire::Heartbeat>(h.take()).empty());  // now it knows the interval
 }
+
+TEST_CASE("C23 a resubmission after a restart keeps job, first, count and payload; answers once") {
+  Harness h;
+  h.fill(t0, 3);
+  const auto original = sent<wire::Submit>(h.take());
+  h.feed(wire::Alive{5, 250, 3}, std::nullopt, t0 + 1ms);
+  h.take();
+  // The broker restarted: a new broker binds the resubmitted chunks to the workers that kept
+  // them running (docs/protocol.md §9.1) by exactly these fields.
+  h.feed(wire::Resync{kJob, 6}, std::nullopt, t0 + 1s);
+  const auto again = sent<wire::Submit>(h.take());
+  REQUIRE(again.size() == original.size());
+  for (std::size_t i = 0; i < again.size(); ++i) {
+    CHECK(again[i].job_id == original[i].job_id);
+    CHECK(again[i].first == original[i].first);
+    CHECK(again[i].count == original[i].count);
+  }
+  // The kept run's answer, then a duplicate (a run crossing it): each item once.
+  h.deliver(0, 2, 1, t0 + 2s);
+  h.deliver(0, 2, 2, t0 + 2s);
+  CHECK(h.results().size() == 2);
+}

@@ -1,4 +1,4 @@
-// The worker's rules (docs/protocol.md §9, rows W1..W23), driven with a fake clock: no socket,
+// The worker's rules (docs/protocol.md §9, rows W1..W29), driven with a fake clock: no socket,
 // no executor thread, no sleeps. Each test is named after the row it checks.
 #include <doctest/doctest.h>
 
@@ -838,4 +838,138 @@ TEST_CASE("Crash-loop backoff: at once for three deaths per process in the windo
   CHECK(backoff.died(now, 2) == now + 5s);  // at most 5 s
   // Deaths older than the window are forgotten.
   CHECK(backoff.died(now + 10s + 1ms, 2) == now + 10s + 1ms);
+}
+
+// Issue 25: work kept across a broker's restart (docs/protocol.md §9.1, rows W26 to W29).
+namespace {
+
+// A TASK carrying its identity outliving the broker (TASK's job and first, "adopt").
+void keyed_task(Harness& h, std::uint64_t id, std::uint64_t job, std::uint64_t first,
+                TimePoint now) {
+  h.message(wire::Task{id, "m.square", 1, job, first}, now, Bytes(std::string("\x91\x05", 2)));
+}
+
+void adopting_alive(Harness& h, TimePoint now, std::uint64_t instance = 7) {
+  h.message(wire::Alive{instance, 100, 3, 0, {std::string(wire::kFeatureAdopt)}}, now);
+}
+
+}  // namespace
+
+TEST_CASE("W26 broker lost with tasks that carry their identity: they run on, READY lists them") {
+  Harness h;
+  auto first = h.take();
+  REQUIRE(first.size() == 1);
+  CHECK(wire::has_feature(std::get<wire::Ready>(first[0].message).features, wire::kFeatureAdopt));
+  adopting_alive(h, t0);
+  keyed_task(h, 11, 0xabc, 4, t0);
+  keyed_task(h, 12, 0xabc, 5, t0);
+  h.task(13, t0);  // without an identity: dropped as before
+  const auto starts = h.starts();
+  REQUIRE(starts.size() == 3);
+  h.message(wire::Bye{"broker shutting down"}, t0 + 10ms);
+  CHECK(h.core.detached() == 2);
+  // Only the task without an identity is skipped; the others are not.
+  CHECK(h.skips() == std::vector<std::uint64_t>{starts[2].sequence});
+  CHECK(h.skip_through() < starts[0].sequence);
+  h.core.on_tick(t0 + 10ms + 1us);
+  CHECK(h.take_reconnect());
+  auto out = h.take();
+  REQUIRE(count_of<wire::Ready>(out) == 1);
+  const auto& ready = std::get<wire::Ready>(out.back().message);
+  const auto held = wire::held_tasks(ready.held);
+  REQUIRE(held.size() == 2);
+  CHECK(held[0].task_id == 11);
+  CHECK(held[0].job == 0xabc);
+  CHECK(held[0].first == 4);
+  CHECK(held[0].count == 1);
+  CHECK(held[1].task_id == 12);
+  // HEARTBEATs list them apart from the tasks of this broker, with their identity.
+  adopting_alive(h, t0 + 20ms, 8);
+  h.core.on_tick(t0 + 200ms);
+  out = h.take();
+  REQUIRE(count_of<wire::Heartbeat>(out) == 1);
+  for (const auto& o : out) {
+    if (const auto* beat = std::get_if<wire::Heartbeat>(&o.message)) {
+      CHECK(beat->open.empty());
+      CHECK(wire::held_tasks(beat->held).size() == 2);
+    }
+  }
+  CHECK_FALSE(h.logged("abandoning it"));  // W24 leaves a kept task alone
+}
+
+TEST_CASE(
+    "W27 a kept task finished while no broker adopts: its result kept, handed over on ALIVE") {
+  SessionCoreOptions options;
+  options.keep_result_bytes = 40;
+  Harness h(options);
+  h.take();
+  adopting_alive(h, t0);
+  keyed_task(h, 11, 0xabc, 4, t0);
+  keyed_task(h, 12, 0xabc, 5, t0);
+  const auto starts = h.starts();
+  h.message(wire::Error{wire::Code::NotReady, "unknown worker"}, t0 + 1ms);
+  h.take();
+  const std::string result = "\x91\x92\x00\x19";  // [[0, 25]]
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(result), t0 + 2ms);
+  CHECK(count_of<wire::Result>(h.take()) == 0);  // no broker has said it adopts
+  CHECK(h.core.results_held() == 1);
+  CHECK(h.core.result_bytes_held() == result.size());
+  // Over the bound: dropped, its items run again.
+  h.core.on_finished(starts[1].sequence, Outcome::Ok, 10, Bytes(std::string(40, '\x90')), t0 + 3ms);
+  CHECK(h.logged("its items will run again"));
+  CHECK(h.core.results_held() == 1);
+  adopting_alive(h, t0 + 4ms, 8);
+  const auto out = h.take();
+  REQUIRE(count_of<wire::Result>(out) == 1);
+  for (const auto& o : out) {
+    if (const auto* r = std::get_if<wire::Result>(&o.message)) {
+      CHECK(r->task_id == 11);
+      CHECK(o.payload->str() == result);
+    }
+  }
+  CHECK(h.core.results_held() == 0);
+}
+
+TEST_CASE("W28 ALIVE of a broker that does not adopt: kept tasks and results dropped, as before") {
+  Harness h;
+  h.take();
+  adopting_alive(h, t0);
+  keyed_task(h, 11, 0xabc, 4, t0);
+  keyed_task(h, 12, 0xabc, 5, t0);
+  const auto starts = h.starts();
+  h.message(wire::Error{wire::Code::NotReady, "unknown worker"}, t0 + 1ms);
+  h.take();
+  h.alive(t0 + 2ms, 100, 3, 9);  // no features: an older broker
+  CHECK(h.core.detached() == 0);
+  CHECK(h.logged("does not adopt"));
+  const auto& skips = h.skips();
+  CHECK(std::find(skips.begin(), skips.end(), starts[1].sequence) != skips.end());
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 3ms);
+  CHECK(count_of<wire::Result>(h.take()) == 0);
+}
+
+TEST_CASE("W29 CANCEL naming a kept task or result: dropped without an answer") {
+  Harness h;
+  h.take();
+  adopting_alive(h, t0);
+  keyed_task(h, 11, 0xabc, 4, t0);
+  keyed_task(h, 12, 0xabc, 5, t0);
+  keyed_task(h, 13, 0xabc, 6, t0);
+  const auto starts = h.starts();
+  h.message(wire::Error{wire::Code::NotReady, "unknown worker"}, t0 + 1ms);
+  h.core.on_finished(starts[0].sequence, Outcome::Ok, 10, Bytes(std::string("\x91\x92\x00\x19")),
+                     t0 + 2ms);
+  h.take();
+  CHECK(h.core.results_held() == 1);
+  // The new broker will not adopt 11 (kept result), 12 (running now) nor 13 (waiting).
+  h.message(wire::Cancel{{11, 12, 13}}, t0 + 3ms);
+  CHECK(h.core.results_held() == 0);
+  CHECK(h.core.detached() == 0);
+  const auto& abandons = h.abandons();
+  CHECK(std::find(abandons.begin(), abandons.end(), starts[1].sequence) != abandons.end());
+  CHECK(std::find(abandons.begin(), abandons.end(), starts[2].sequence) != abandons.end());
+  h.core.on_finished(starts[1].sequence, Outcome::Ok, 10, Bytes(std::string("\x90")), t0 + 4ms);
+  h.core.on_finished(starts[2].sequence, Outcome::Skipped, 0, Bytes(), t0 + 4ms);
+  adopting_alive(h, t0 + 5ms, 8);
+  CHECK(count_of<wire::Result>(h.take()) == 0);
 }
