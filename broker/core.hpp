@@ -154,6 +154,9 @@ class Core {
   // per client, when its first job starts, and shown in STATUS as the job's owner.
   void set_owner_source(std::function<std::string()> source) { owner_source_ = std::move(source); }
   std::uint64_t instance() const { return instance_; }
+  // Checks every dispatch's choice against a scan over every provider, the rule the provider
+  // indexes stand in for (the simulator's seeds and the unit tests turn it on; O(workers)).
+  void set_self_check(bool on) { self_check_ = on; }
 
  private:
   struct JobKey {
@@ -202,6 +205,25 @@ class Core {
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;
+    // Its place in its services' provider indexes (dispatch.cpp, reindex()): its key in
+    // workers_, its order of joining, and the state it is indexed under.
+    const PeerId* id = nullptr;
+    std::uint64_t joined_seq = 0;
+    bool indexed_open = false, indexed_idle = false;
+    std::uint32_t indexed_used = 0, indexed_free = 0;
+  };
+  // A provider dispatch() may choose, in its order of choice: the fewest tasks held, then the
+  // most free credit, then the first to join.
+  struct Slot {
+    std::uint32_t used = 0;
+    std::uint32_t not_free = 0;  // ~free credit
+    std::uint64_t seq = 0;
+    Worker* worker = nullptr;
+    bool operator<(const Slot& o) const {
+      if (used != o.used) return used < o.used;
+      if (not_free != o.not_free) return not_free < o.not_free;
+      return seq < o.seq;
+    }
   };
   struct Task {
     JobKey job;
@@ -257,10 +279,19 @@ class Core {
     // its credit filled none ever holds nothing, so one stops getting work and drains for it.
     Worker* drain = nullptr;
     std::uint64_t drain_for = 0;
+    // The providers dispatch() chooses from, so that it does not visit every provider per task
+    // (issue 28: 10,000 workers): `open`, those not isolating a task that have free credit,
+    // in order of choice; `idle`, those not isolating that hold nothing and have spoken, by
+    // order of joining (the first is the one a suspect goes to).
+    std::set<Slot> open;
+    std::set<std::pair<std::uint64_t, Worker*>> idle;
   };
   struct Client {
     TimePoint last_heard{};
     std::vector<std::uint64_t> jobs;
+    // jobs_ entries of `jobs`, in the same order: charge_share() reads them per task, for every
+    // client with tasks queued, without looking each up (issue 28).
+    std::vector<Job*> job_records;
     std::uint64_t queued_bytes = 0;
     std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
     std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
@@ -276,6 +307,15 @@ class Core {
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
+  // Keeps a worker's entries in its services' provider indexes up to date: called wherever its
+  // tasks held, credit, isolation or first words change (cheap when nothing did).
+  void reindex(Worker& worker);
+  void unindex(Worker& worker);
+  // Ends the reservations of providers of `service` that hold nothing while their suspect
+  // cannot go now (B50), as a dispatch finds them.
+  void release_drained(Service& service);
+  // With self_check_: the providers the scan over every provider would choose.
+  void check_choice(const Service& service, const Worker* best, const Worker* idle) const;
   void dispatch(const std::string& function);
   void dispatch(Service& service, const std::string& function);
   void dispatch_worker(const PeerId& id);
@@ -347,6 +387,9 @@ class Core {
   TimePoint now_{};  // of the event being handled: for code paths that take no time argument
   Stats stats_;
   std::function<std::string()> owner_source_;
+  std::uint64_t next_join_seq_ = 1;
+  std::vector<Service*> draining_;  // services with a provider kept for a suspect (drain set)
+  bool self_check_ = false;
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

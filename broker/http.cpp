@@ -24,7 +24,8 @@ constexpr std::size_t kMaxRequestBytes = 8192;
 // this touches the broker's loop.
 constexpr auto kConnectionTime = std::chrono::milliseconds(2000);
 // How long a request waits for the loop to publish a newer snapshot before the last one serves.
-constexpr auto kFreshWait = std::chrono::milliseconds(1500);  // > the loop's longest idle wait (1 s)
+constexpr auto kFreshWait =
+    std::chrono::milliseconds(1500);  // > the loop's longest idle wait (1 s)
 
 bool is_loopback(const std::string& host) {
   in_addr v4{};
@@ -260,7 +261,7 @@ void HttpServer::serve_connection(int fd) {
   const bool head = method == "HEAD";
   if (method != "GET" && !head) {
     write_all(c, response(405, "Method Not Allowed", "text/plain",
-                           "read-only: GET /, /metrics or /api/status\n", false));
+                          "read-only: GET /, /metrics or /api/status\n", false));
     return;
   }
   // On loopback, only pages that name the host as loopback may read: a web page elsewhere
@@ -277,9 +278,8 @@ void HttpServer::serve_connection(int fd) {
       }
     }
     if (!host.empty() && host != "localhost" && !is_loopback(host)) {
-      write_all(c,
-                response(403, "Forbidden", "text/plain",
-                         "this server answers requests for a loopback host name only\n", false));
+      write_all(c, response(403, "Forbidden", "text/plain",
+                            "this server answers requests for a loopback host name only\n", false));
       return;
     }
   }
@@ -289,18 +289,18 @@ void HttpServer::serve_connection(int fd) {
   }
   if (target != "/metrics" && target != "/api/status") {
     write_all(c, response(404, "Not Found", "text/plain",
-                           "not found: this server has /, /metrics and /api/status\n", head));
+                          "not found: this server has /, /metrics and /api/status\n", head));
     return;
   }
   const std::shared_ptr<const Snapshot> snapshot = fresh_snapshot();
   if (!snapshot) {
     write_all(c, response(503, "Service Unavailable", "text/plain",
-                           "no snapshot yet: the broker's loop has not answered\n", head));
+                          "no snapshot yet: the broker's loop has not answered\n", head));
     return;
   }
   if (target == "/metrics") {
     write_all(c, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                           status_metrics(snapshot->status), head));
+                          status_metrics(snapshot->status), head));
   } else {
     write_all(c, response(200, "OK", "application/json", status_json(snapshot->status), head));
   }

@@ -68,13 +68,14 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
   // meanwhile: the worker's loss then charges no innocent task behind it.
   send(worker_id, wire::Cancel{{task_id}});
   worker.isolating = task_id;
+  reindex(worker);
   task.holder.clear();
   if (task.count > 1) {
     // Which item overran is unknown: each runs again alone, with its own limit.
     log(log::Level::Info, "task of " + std::to_string(task.count) + " items of " + job.function +
-                            " at worker " + worker.name + " over its time limit of " +
-                            limit_text(chunk_limit(limit, task.count)) +
-                            "; running its items one by one");
+                              " at worker " + worker.name + " over its time limit of " +
+                              limit_text(chunk_limit(limit, task.count)) +
+                              "; running its items one by one");
     split(task_id, job);
     dispatch(job.function);
     return;
@@ -195,9 +196,10 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   const bool runs_uncounted = head != 0 && listed.count(head) > 0;
   if (worker.inflight.empty()) worker.isolating = runs_uncounted ? head : 0;
   if (!worker.inflight.empty() && worker.inflight.front() != head) worker.head_since = now;
+  reindex(worker);
   if (returned > 0) {
     log(log::Level::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +
-                             " tasks it had not started");
+                               " tasks it had not started");
   }
   for (const std::string& f : worker.functions) dispatch(f);
 }

@@ -137,6 +137,12 @@ void World::broker_flush() {
                    ": vetoed (the id is not its owner's now)");
         return false;
       }
+      // The rest is the simulator's: its pipes and its checks.
+      bool sent = false;
+      within(seppo_sim_transport, [&] { sent = deliver(o); });
+      return sent;
+    }
+    bool deliver(broker::Outgoing& o) {
       // Invariant 11 (issue 27): a routing id bound to one key is never used for another's.
       if (auto s = w.stolen_.find(o.peer);
           s != w.stolen_.end() && w.peers_[s->second].link.router_knows) {
@@ -155,9 +161,7 @@ void World::broker_flush() {
           static_cast<unsigned char>(o.header.data()[2]) == static_cast<int>(wire::Type::Task)) {
         ++w.report_.scale.tasks;
       }
-      within(seppo_sim_transport, [&] {
-        w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
-      });
+      w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
       return true;
     }
     void held_back(const broker::Outgoing& o) override {

@@ -201,6 +201,9 @@ void World::make_broker(std::uint64_t instance) {
   broker::Core::LogSink sink;
   if (trace_) sink = [this](log::Level, const std::string& line) { tracef("B log: " + line); };
   broker_ = std::make_unique<broker::Core>(config_, instance, sink);
+  // The seeds' small worlds check every dispatch's choice against the scan over every provider
+  // (issue 28's provider indexes); the scale world, where that scan is what it avoids, does not.
+  broker_->set_self_check(options_.workers == 0);
 }
 
 // The scale world (issue 28): `workers` workers with adaptive credit, `clients` clients with
