@@ -14,7 +14,8 @@
 #   STATUS          one STATUS snapshot, taken when half the items are in (the task stream
 #                   holds its 2,000 latest tasks, as under --http)
 #   /metrics        the snapshot the loop takes for a /metrics scrape, and rendering the text
-#                   from it on the HTTP server's thread
+#                   from it on the HTTP server's thread; "from STATUS": rendering it from the
+#                   full map instead, as every scrape did before issue 28
 #
 # The last column is each size's cost per task against the 2-worker figure of the same run.
 #
@@ -78,17 +79,17 @@ for n in sizes:
     rows.append((int(n), per("task", "tasks"), per("worker_heartbeat", "worker_heartbeats"),
                  per("client_heartbeat", "client_heartbeats"), per("tick", "ticks"),
                  costs.get("status", 0), costs.get("metrics_snapshot", 0), costs.get("metrics", 0),
-                 counts))
+                 costs.get("metrics_full", 0), counts))
 base = rows[0][1]
 print(f"broker core instructions, seppo-sim scale world: {clients} clients, {items} items in "
       f"chunks of 1 (callgrind, inside the core's frames only)")
 print("| workers | per task | vs 2 workers | worker HB | client HB | per tick | STATUS | "
-      "/metrics snapshot | /metrics render |")
-print("|---|---|---|---|---|---|---|---|---|")
-for n, task, whb, chb, tick, status, msnap, render, counts in rows:
+      "/metrics snapshot | /metrics render | render from STATUS |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for n, task, whb, chb, tick, status, msnap, render, full, counts in rows:
     print(f"| {n:,} | {task:,.0f} | {task / base:.2f}x | {whb:,.0f} | {chb:,.0f} | {tick:,.0f} | "
-          f"{status:,} | {msnap:,} | {render:,} |")
-print(f"(tasks sent: {', '.join(str(r[8].get('tasks')) for r in rows)}; "
-      f"STATUS sizes: {', '.join(str(r[8].get('status_bytes')) for r in rows)} bytes; "
-      f"/metrics snapshot sizes: {', '.join(str(r[8].get('metrics_snapshot_bytes')) for r in rows)} bytes)")
+          f"{status:,} | {msnap:,} | {render:,} | {full:,} |")
+print(f"(tasks sent: {', '.join(str(r[-1].get('tasks')) for r in rows)}; "
+      f"STATUS sizes: {', '.join(str(r[-1].get('status_bytes')) for r in rows)} bytes; "
+      f"/metrics snapshot sizes: {', '.join(str(r[-1].get('metrics_snapshot_bytes')) for r in rows)} bytes)")
 EOF

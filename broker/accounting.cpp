@@ -26,7 +26,7 @@ void Core::charge_share(const PeerId& client_id) {
     for (const auto& entry : clients_) {
       const Client& other = entry.second;
       if (other.queued_tasks == 0 || other.unread_bytes >= config_.max_client_bytes) continue;
-      if (entry.first == client_id) continue;
+      if (&other == &c->second) continue;  // the client charged: its own entry, not its id
       // One waiting for a function nobody serves now cannot hold the virtual time back: a
       // client arriving later would otherwise start far behind those served meanwhile.
       const bool servable =

@@ -147,6 +147,9 @@ class Core {
     return c == clients_.end() ? 0 : c->second.queued_bytes;
   }
   std::string status_payload(TimePoint now) const;  // msgpack map, see docs/protocol.md
+  // What a /metrics scrape reads of that map (seppo-broker --http): the same shape without the
+  // task stream, the tasks each worker holds, and the fields /metrics does not show.
+  std::string metrics_payload(TimePoint now) const;
   // What operators see (docs/operating.md): counters, and the task stream when recording.
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
@@ -299,6 +302,7 @@ class Core {
     std::string owner;  // from owner_source_, for STATUS
   };
 
+  std::string snapshot(TimePoint now, bool full) const;
   void handle(const PeerId& from, wire::Message&& message, Bytes* payload, TimePoint now);
   bool permitted(const PeerId& from, const wire::Message& message, Role role, std::string_view key);
   void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);

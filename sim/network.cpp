@@ -16,6 +16,7 @@ SEPPO_SIM_FRAME(seppo_sim_core_tick)
 SEPPO_SIM_FRAME(seppo_sim_core_status)
 SEPPO_SIM_FRAME(seppo_sim_core_metrics_snapshot)
 SEPPO_SIM_FRAME(seppo_sim_core_metrics)
+SEPPO_SIM_FRAME(seppo_sim_core_metrics_full)
 SEPPO_SIM_FRAME(seppo_sim_transport)
 #undef SEPPO_SIM_FRAME
 

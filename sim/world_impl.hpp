@@ -41,6 +41,7 @@ void seppo_sim_core_tick(void (*fn)(void*), void* arg);              // on_tick
 void seppo_sim_core_status(void (*fn)(void*), void* arg);            // one STATUS snapshot
 void seppo_sim_core_metrics_snapshot(void (*fn)(void*), void* arg);  // the snapshot /metrics uses
 void seppo_sim_core_metrics(void (*fn)(void*), void* arg);           // rendering /metrics from it
+void seppo_sim_core_metrics_full(void (*fn)(void*), void* arg);  // rendering it from STATUS's map
 void seppo_sim_transport(void (*fn)(void*), void* arg);
 }
 
@@ -401,6 +402,7 @@ class World {
   // runs n times the limit before it is split, docs/protocol.md §10.1), and with few workers
   // every job waits for that. The sum of (items + 1) x limit over the jobs with one.
   Us hang_allowance_ = 0;
+  Us scale_allowance_ = 0;             // added to kJobBound in the scale world
   std::uint64_t scale_next_item_ = 0;  // a scale world's items so far, over all its jobs
 };
 
