@@ -135,9 +135,19 @@ void Core::reindex(Worker& w) {
       (!open || (used == w.indexed_used && free == w.indexed_free))) {
     return;
   }
+  const Slot was{w.indexed_used, ~w.indexed_free, w.joined_seq, &w};
+  const Slot now{used, ~free, w.joined_seq, &w};
   for (Service* s : w.services) {
-    if (w.indexed_open) s->open.erase(Slot{w.indexed_used, ~w.indexed_free, w.joined_seq, &w});
-    if (open) s->open.insert(Slot{used, ~free, w.joined_seq, &w});
+    if (w.indexed_open && open) {
+      // Moved, not freed and allocated again: a task sent or answered changes one slot.
+      auto node = s->open.extract(was);
+      node.value() = now;
+      s->open.insert(std::move(node));
+    } else if (w.indexed_open) {
+      s->open.erase(was);
+    } else if (open) {
+      s->open.insert(now);
+    }
     if (idle && !w.indexed_idle) s->idle.emplace(w.joined_seq, &w);
     if (!idle && w.indexed_idle) s->idle.erase({w.joined_seq, &w});
   }
