@@ -295,6 +295,13 @@ RunReport World::run() {
   }
   plan_faults();
   make_admission();
+  start_peers(2 * kSecond);
+  return loop();
+}
+
+// The broker ticks; workers start and connect; each client connects and starts its first job
+// within `jobs_within`.
+void World::start_peers(Us jobs_within) {
   broker_tick_schedule();
   for (int i : workers_) start_worker(i, false);
   for (int i : clients_) {
@@ -303,10 +310,8 @@ RunReport World::run() {
     p.link.wanted = true;
     try_connect(i, rng_.between(100, 5 * kMs));
     p.job_pending = true;
-    schedule(rng_.between(0, 2 * kSecond), make_event(Ev::JobStart, i, 0));
+    schedule(rng_.between(0, jobs_within), make_event(Ev::JobStart, i, 0));
   }
-
-  return loop();
 }
 
 RunReport World::run_scale() {
@@ -319,16 +324,7 @@ RunReport World::run_scale() {
   // As seppo-broker --http: the task stream is recorded, so that the snapshots hold it.
   broker_->stats().record_tasks(true);
   make_admission();
-  broker_tick_schedule();
-  for (int i : workers_) start_worker(i, false);
-  for (int i : clients_) {
-    Peer& p = peers_[i];
-    p.alive = true;
-    p.link.wanted = true;
-    try_connect(i, rng_.between(100, 5 * kMs));
-    p.job_pending = true;
-    schedule(rng_.between(0, 10 * kMs), make_event(Ev::JobStart, i, 0));
-  }
+  start_peers(10 * kMs);
   return loop();
 }
 

@@ -282,6 +282,7 @@ class World {
  private:
   RunReport run_scale();
   void make_scale_world();
+  void start_peers(Us jobs_within);
   RunReport loop();
   // Half way through a scale run: one STATUS snapshot and one /metrics rendering, counted.
   void take_snapshots();
