@@ -5,6 +5,8 @@
 #   bench/run-all.sh            # everything: about 15-25 minutes on the 2-core machine
 #   bench/run-all.sh --quick    # smaller sizes, no callgrind at the scale rows (a smoke run)
 #   bench/run-all.sh --only m   # some scenarios (letters as in bench/README.md)
+#   bench/run-all.sh --only n   # (n) alone: the broker core at 2 to 10,000 simulated workers
+#                               # (bench/scale.sh, callgrind; a few minutes)
 #
 # Other arguments go to seppo-bench. Needs valgrind for (j)'s and (m)'s instruction counts.
 # Every process is started by seppo-bench and stopped by its pid; each step has a deadline.
@@ -20,10 +22,33 @@ meson compile -C "$build" >/dev/null
 keep=$(mktemp -d /tmp/seppo-callgrind-XXXXXX)
 trap 'rm -rf "$keep"' EXIT
 
+# (n), the scale rows, are bench/scale.sh's, not seppo-bench's: taken out of --only's letters.
+args=() scale=1 only=0 letters=0
+for arg in "$@"; do
+  if [[ $arg == --only ]]; then
+    only=1 scale=0
+  elif [[ $arg == --* ]]; then
+    only=0
+  elif ((only)) && [[ $arg == n ]]; then
+    scale=1
+    continue
+  elif ((only)); then
+    letters=1
+  fi
+  args+=("$arg")
+done
+[[ " $* " == *" --quick "* ]] && scale=0
+
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-"$build/bench/seppo-bench" --keep-callgrind "$keep" "$@"
-echo
+if [[ " $* " != *" --only "* ]] || ((letters)); then
+  "$build/bench/seppo-bench" --keep-callgrind "$keep" "${args[@]}"
+  echo
+fi
+if ((scale)); then
+  "$root/bench/scale.sh" "$build"
+  echo
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # The profiles, when (m) ran.

@@ -20,18 +20,20 @@ void Core::charge_share(const PeerId& client_id) {
   std::uint64_t floor = ~std::uint64_t{0};
   // Only a task starting ahead of the virtual time can move it past someone: look then only.
   if (fair_.start(c->second.share) > fair_.virtual_time()) {
+    // Per task, over every client (issue 28: 100 clients cost more than the rest of a task):
+    // the cheap tests first, the client's own records rather than look-ups by id
+    // (delivery_backlogged, its jobs) and the job's service rather than one by function name.
     for (const auto& entry : clients_) {
-      const PeerId& id = entry.first;  // not a structured binding: clang 14 cannot capture one
       const Client& other = entry.second;
-      if (id == client_id || other.queued_tasks == 0 || delivery_backlogged(id)) continue;
+      if (other.queued_tasks == 0 || other.unread_bytes >= config_.max_client_bytes) continue;
+      if (&other == &c->second) continue;  // the client charged: its own entry, not its id
       // One waiting for a function nobody serves now cannot hold the virtual time back: a
       // client arriving later would otherwise start far behind those served meanwhile.
-      const bool servable = std::any_of(other.jobs.begin(), other.jobs.end(), [&](auto job_id) {
-        auto j = jobs_.find(JobKey{id, job_id});
-        if (j == jobs_.end() || j->second.queue.empty()) return false;
-        auto s = services_.find(j->second.function);
-        return s != services_.end() && !s->second.providers.empty();
-      });
+      const bool servable =
+          std::any_of(other.job_records.begin(), other.job_records.end(), [](const Job* job) {
+            // A job counts in its service's `jobs`, which keeps the entry while the job lives.
+            return !job->queue.empty() && !job->service->providers.empty();
+          });
       if (servable) floor = std::min(floor, fair_.start(other.share));
     }
   }

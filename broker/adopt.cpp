@@ -78,6 +78,7 @@ void Core::take_listing(const PeerId& id, Worker& worker, const std::vector<std:
     } else if (match == 0 && window_open_ && !stashed_.count(key) && !tasks_.count(h.task_id)) {
       pending_.emplace(key, Pending{h, id});
       ++worker.pending;
+      reindex(worker);  // dispatch passes it by until its kept tasks are settled
     } else {
       cancel.push_back(h.task_id);
     }
@@ -89,6 +90,7 @@ void Core::take_listing(const PeerId& id, Worker& worker, const std::vector<std:
       if (p->second.worker == id &&
           !std::binary_search(listed_keys.begin(), listed_keys.end(), p->first)) {
         --worker.pending;
+        reindex(worker);
         p = pending_.erase(p);
       } else {
         ++p;
@@ -230,6 +232,7 @@ void Core::adopt_chunk(Job& job, std::uint64_t task_id) {
     auto w = workers_.find(kept.worker);
     if (w == workers_.end()) continue;
     --w->second.pending;
+    reindex(w->second);
     if (tasks_.count(kept.task.task_id)) {  // the id is taken here: it runs again
       send(kept.worker, wire::Cancel{{kept.task.task_id}});
     } else {
@@ -247,6 +250,7 @@ bool Core::stash_result(const PeerId& from, Worker& worker, const wire::Result& 
     const Pending kept = p->second;
     pending_.erase(p);
     --worker.pending;
+    reindex(worker);
     if (stashed_bytes_ + payload->size() > config_.max_client_bytes) {
       log(log::Level::Warning, "dropped a kept result of " + std::to_string(payload->size()) +
                                    " bytes from worker " + worker.name +
@@ -277,6 +281,7 @@ void Core::close_window() {
     dropped += ids.size();
     if (auto w = workers_.find(id); w != workers_.end()) {
       w->second.pending = 0;
+      reindex(w->second);
       for (std::uint64_t tid : ids) w->second.cancelled_kept[tid] = now_;
     }
     send(id, wire::Cancel{std::move(ids)});

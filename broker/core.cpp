@@ -197,6 +197,7 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
         w->second.heard(now);
         w->second.capacity = std::clamp<std::uint32_t>(std::get<wire::Credit>(message).capacity, 1,
                                                        config_.max_capacity);
+        reindex(w->second);
         dispatch_worker(from);
       } else {
         send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
@@ -229,7 +230,10 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   }
   // A READY from a known worker means it lost track of us: its tasks are not coming back.
   if (workers_.count(from)) remove_worker(from, false, "announced itself again", now);
-  Worker& w = workers_[from];
+  const auto slot = workers_.try_emplace(from).first;
+  Worker& w = slot->second;
+  w.id = &slot->first;
+  w.joined_seq = next_join_seq_++;
   w.name = m.name.empty() ? printable_id(from) : std::move(m.name);
   w.host = std::move(m.host);
   w.version = std::move(m.version);  // empty from a worker that predates it (§4.1)
@@ -249,6 +253,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     w.services.push_back(&s);
     unserved_since_.erase(f);
   }
+  reindex(w);
   log(log::Level::Info,
       "worker " + w.name + " joined with " + std::to_string(w.functions.size()) +
           " functions, capacity " + std::to_string(w.capacity) +
@@ -276,6 +281,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
   // The task it ran alone (a suspect) or was abandoning (a time limit, §10.1) is answered: it
   // may take work again, though tasks sent before the time limit passed still wait there.
   if (held.empty() || w->second.isolating == m.task_id) w->second.isolating = 0;
+  reindex(w->second);
   auto t = tasks_.find(m.task_id);
   if (t == tasks_.end() || t->second.holder != from) {
     // A duplicate (the task was re-run and delivered already), a job that is gone, or a task
@@ -407,6 +413,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     // have not spoken yet, so they wait for the adoption window (§9.1).
     j->second.resuming = window_open_ && resynced_.count(key) != 0;
     client.jobs.push_back(m.job_id);
+    client.job_records.push_back(&j->second);
     client.queued_bytes += kJobOverhead;
     Service& s = services_[m.function];
     j->second.service = &s;
@@ -457,6 +464,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   if (auto w = workers_.find(from); w != workers_.end()) {
     const bool first_words = !w->second.spoken;
     w->second.heard(now);
+    reindex(w->second);
     if (m.seen == 1) {
       // The worker lists the tasks it holds (§8; seppo-sim seed 414). One we sent it long enough
       // ago that it neither holds nor answered was lost on a connection that broke and came back.
@@ -487,6 +495,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
         auto t = tasks_.find(*it);
         if (t != tasks_.end() && t->second.holder == from) requeue(*it, false);
       }
+      reindex(w->second);
       if (!lost.empty()) {
         const std::vector<std::string> functions = w->second.functions;
         for (const std::string& f : functions) dispatch(f);
@@ -517,6 +526,7 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
       // (§4.16, W24), and it may take work again.
       if (m.open.empty() && w->second.inflight.empty() && w->second.isolating != 0) {
         w->second.isolating = 0;
+        reindex(w->second);
         dispatch_worker(from);
       }
     }
@@ -617,11 +627,13 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     --s->second.jobs;
   }
   Service* service = job.service;
-  tags_.erase(job.tag);
+  const Job* record = &job;
   jobs_.erase(j);
   if (auto c = clients_.find(key.client); c != clients_.end()) {
     auto& ids = c->second.jobs;
     ids.erase(std::remove(ids.begin(), ids.end(), key.id), ids.end());
+    auto& records = c->second.job_records;
+    records.erase(std::remove(records.begin(), records.end(), record), records.end());
   }
   // A worker kept for a suspect of this job works again (B50); one that drained already holds
   // nothing and waits for nothing, so it is given work here.
@@ -654,6 +666,7 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   // Its suspect waits again; the next dispatch of the function reserves another worker (B50).
   // Before the move: the service points at this record.
   if (w->second.drained_for != nullptr) unreserve(*w->second.drained_for);
+  unindex(w->second);
   Worker worker = std::move(w->second);
   workers_.erase(w);
   if (worker.pending != 0) forget_pending(id);

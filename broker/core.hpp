@@ -151,6 +151,9 @@ class Core {
     return c == clients_.end() ? 0 : c->second.queued_bytes;
   }
   std::string status_payload(TimePoint now) const;  // msgpack map, see docs/protocol.md
+  // What a /metrics scrape reads of that map (seppo-broker --http): the same shape without the
+  // task stream, the tasks each worker holds, and the fields /metrics does not show.
+  std::string metrics_payload(TimePoint now) const;
   // What operators see (docs/operating.md): counters, and the task stream when recording.
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
@@ -158,11 +161,9 @@ class Core {
   // per client, when its first job starts, and shown in STATUS as the job's owner.
   void set_owner_source(std::function<std::string()> source) { owner_source_ = std::move(source); }
   std::uint64_t instance() const { return instance_; }
-  // What it was made with: the socket loop follows its heartbeat and liveness (ZMTP heartbeats,
-  // how long a routing id stays bound), so they are set in one place.
-  const Config& config() const { return config_; }
-  // The adoption window (§9.1) is still open: kept tasks listed now may yet be adopted.
-  bool adoption_open() const { return window_open_; }
+  // Checks every dispatch's choice against a scan over every provider, the rule the provider
+  // indexes stand in for (the simulator's seeds and the unit tests turn it on; O(workers)).
+  void set_self_check(bool on) { self_check_ = on; }
 
  private:
   struct JobKey {
@@ -211,15 +212,25 @@ class Core {
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;
-    // It announced "adopt" (READY's features, §13.1): its TASKs carry their job tag and first.
-    bool adopts = false;
-    // Tasks it kept from a broker it lost, in its order (READY's and HEARTBEAT's `held`):
-    // adopted ones go into `inflight` in this order. `pending`: how many wait in pending_ for
-    // their client's resubmission; it gets no new task meanwhile (it runs those first).
-    std::vector<std::uint64_t> listed;
-    std::size_t pending = 0;
-    // Kept tasks we told it to drop, and when: once per heartbeat_ms x liveness while listed.
-    std::unordered_map<std::uint64_t, TimePoint> cancelled_kept;
+    // Its place in its services' provider indexes (dispatch.cpp, reindex()): its key in
+    // workers_, its order of joining, and the state it is indexed under.
+    const PeerId* id = nullptr;
+    std::uint64_t joined_seq = 0;
+    bool indexed_open = false, indexed_idle = false;
+    std::uint32_t indexed_used = 0, indexed_free = 0;
+  };
+  // A provider dispatch() may choose, in its order of choice: the fewest tasks held, then the
+  // most free credit, then the first to join.
+  struct Slot {
+    std::uint32_t used = 0;
+    std::uint32_t not_free = 0;  // ~free credit
+    std::uint64_t seq = 0;
+    Worker* worker = nullptr;
+    bool operator<(const Slot& o) const {
+      if (used != o.used) return used < o.used;
+      if (not_free != o.not_free) return not_free < o.not_free;
+      return seq < o.seq;
+    }
   };
   struct Task {
     JobKey job;
@@ -280,10 +291,19 @@ class Core {
     // its credit filled none ever holds nothing, so one stops getting work and drains for it.
     Worker* drain = nullptr;
     std::uint64_t drain_for = 0;
+    // The providers dispatch() chooses from, so that it does not visit every provider per task
+    // (issue 28: 10,000 workers): `open`, those not isolating a task that have free credit,
+    // in order of choice; `idle`, those not isolating that hold nothing and have spoken, by
+    // order of joining (the first is the one a suspect goes to).
+    std::set<Slot> open;
+    std::set<std::pair<std::uint64_t, Worker*>> idle;
   };
   struct Client {
     TimePoint last_heard{};
     std::vector<std::uint64_t> jobs;
+    // jobs_ entries of `jobs`, in the same order: charge_share() reads them per task, for every
+    // client with tasks queued, without looking each up (issue 28).
+    std::vector<Job*> job_records;
     std::uint64_t queued_bytes = 0;
     std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
     std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
@@ -291,6 +311,7 @@ class Core {
     std::string owner;  // from owner_source_, for STATUS
   };
 
+  std::string snapshot(TimePoint now, bool full) const;
   void handle(const PeerId& from, wire::Message&& message, Bytes* payload, TimePoint now);
   bool permitted(const PeerId& from, const wire::Message& message, Role role, std::string_view key);
   void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);
@@ -299,6 +320,15 @@ class Core {
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
+  // Keeps a worker's entries in its services' provider indexes up to date: called wherever its
+  // tasks held, credit, isolation or first words change (cheap when nothing did).
+  void reindex(Worker& worker);
+  void unindex(Worker& worker);
+  // Ends the reservations of providers of `service` that hold nothing while their suspect
+  // cannot go now (B50), as a dispatch finds them.
+  void release_drained(Service& service);
+  // With self_check_: the providers the scan over every provider would choose.
+  void check_choice(const Service& service, const Worker* best, const Worker* idle) const;
   void dispatch(const std::string& function);
   void dispatch(Service& service, const std::string& function);
   void dispatch_worker(const PeerId& id);
@@ -396,16 +426,9 @@ class Core {
   TimePoint now_{};  // of the event being handled: for code paths that take no time argument
   Stats stats_;
   std::function<std::string()> owner_source_;
-  // Adoption (§9.1): open for two heartbeats (at least 1 s) from the first event this core handles.
-  bool started_ = false;
-  bool window_open_ = true;
-  TimePoint adopt_until_{};
-  std::map<ItemKey, Pending> pending_;  // listed kept tasks waiting for their resubmission
-  std::map<ItemKey, Stashed> stashed_;  // their results, when they finished first
-  std::uint64_t stashed_bytes_ = 0;
-  std::unordered_map<std::uint64_t, JobKey> tags_;   // job tag -> job
-  std::unordered_set<JobKey, JobKeyHash> resynced_;  // unknown jobs answered RESYNC, in the window
-  std::uint64_t adopted_ = 0;  // tasks adopted, for the log line closing the window
+  std::uint64_t next_join_seq_ = 1;
+  std::vector<Service*> draining_;  // services with a provider kept for a suspect (drain set)
+  bool self_check_ = false;
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

@@ -2,6 +2,7 @@
 // worker, and the drain a queued suspect waits for (B50). Fair share picks the client
 // (fair_share.hpp, accounting.cpp); here the chosen task leaves as a TASK.
 #include <algorithm>
+#include <stdexcept>
 
 #include "broker/core.hpp"
 
@@ -32,37 +33,22 @@ void Core::dispatch(Service& service, const std::string& function) {
   while (!service.ready.empty() && blocked < service.ready.size()) {
     // Join the shortest queue: the provider holding the fewest tasks (idle ones first), the most
     // free credit on a tie. By free credit alone, a job of slow items went mostly to the one
-    // worker whose credit a job of fast items had raised (bench (k)).
+    // worker whose credit a job of fast items had raised (bench (k)). The service's indexes
+    // keep its providers in that order (issue 28), so no provider is visited to choose.
+    release_drained(service);
+    Worker* idle = service.idle.empty() ? nullptr : service.idle.begin()->second;
     Worker* best = nullptr;
-    const PeerId* best_id = nullptr;
-    std::uint32_t best_free = 0, best_used = 0;
-    Worker* idle = nullptr;
-    const PeerId* idle_id = nullptr;
-    for (std::size_t i = 0; i < service.providers.size(); ++i) {
-      const PeerId& id = service.providers[i];
-      Worker& w = *service.provider_records[i];
-      // Running what it kept from a broker it lost, not adopted yet (§9.1): it runs that first.
-      if (w.isolating != 0 || w.pending != 0) continue;
-      const std::uint32_t used = static_cast<std::uint32_t>(w.inflight.size());
-      if (used == 0 && w.spoken && idle == nullptr) {
-        idle = &w;
-        idle_id = &id;
-      }
-      if (w.drained_for != nullptr) {  // kept for a suspect (B50)
-        if (used != 0 || reservation_waits(*w.drained_for)) continue;
-        // It holds nothing (tasks handed back, or found lost) and its suspect cannot go now:
-        // no RESULT will come from it to end the reservation, so it ends here.
-        unreserve(*w.drained_for);
-      }
-      const std::uint32_t free = w.capacity > used ? w.capacity - used : 0;
-      if (free > 0 &&
-          (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
-        best = &w;
-        best_id = &id;
-        best_free = free;
-        best_used = used;
+    for (const Slot& slot : service.open) {
+      // A worker kept for a suspect (B50) whose reservation still holds is not chosen: at most
+      // one per reservation is skipped.
+      if (slot.worker->drained_for == nullptr) {
+        best = slot.worker;
+        break;
       }
     }
+    if (self_check_) check_choice(service, best, idle);
+    const PeerId* best_id = best == nullptr ? nullptr : best->id;
+    const PeerId* idle_id = idle == nullptr ? nullptr : idle->id;
     if (best == nullptr && idle == nullptr) return;
     const JobKey key = service.ready.front();
     service.ready.pop_front();
@@ -100,12 +86,98 @@ void Core::dispatch(Service& service, const std::string& function) {
   }
 }
 
+void Core::release_drained(Service& service) {
+  for (std::size_t k = 0; k < draining_.size();) {
+    Service& other = *draining_[k];
+    const Worker* w = other.drain;
+    // It holds nothing (tasks handed back, or found lost) and its suspect cannot go now: no
+    // RESULT will come from it to end the reservation, so it ends here.
+    if (w->isolating == 0 && w->inflight.empty() &&
+        std::find(w->services.begin(), w->services.end(), &service) != w->services.end() &&
+        !reservation_waits(other)) {
+      unreserve(other);  // erases draining_[k]
+      continue;
+    }
+    ++k;
+  }
+}
+
+void Core::check_choice(const Service& service, const Worker* best, const Worker* idle) const {
+  // The rule, as a scan over every provider in order of joining.
+  const Worker* scan_best = nullptr;
+  const Worker* scan_idle = nullptr;
+  std::uint32_t best_free = 0, best_used = 0;
+  for (const Worker* w : service.provider_records) {
+    // Running what it kept from a broker it lost, not adopted yet (§9.1): it runs that first.
+    if (w->isolating != 0 || w->pending != 0) continue;
+    const std::uint32_t used = static_cast<std::uint32_t>(w->inflight.size());
+    if (used == 0 && w->spoken && scan_idle == nullptr) scan_idle = w;
+    if (w->drained_for != nullptr) continue;  // release_drained() ended those it may end
+    const std::uint32_t free = w->capacity > used ? w->capacity - used : 0;
+    if (free > 0 &&
+        (scan_best == nullptr || used < best_used || (used == best_used && free > best_free))) {
+      scan_best = w;
+      best_free = free;
+      best_used = used;
+    }
+  }
+  if (scan_best != best || scan_idle != idle) {
+    throw std::logic_error("broker: the provider index chose " +
+                           (best ? best->name : std::string("none")) + " and idle " +
+                           (idle ? idle->name : std::string("none")) + ", the scan " +
+                           (scan_best ? scan_best->name : std::string("none")) + " and idle " +
+                           (scan_idle ? scan_idle->name : std::string("none")));
+  }
+}
+
+void Core::reindex(Worker& w) {
+  const auto used = static_cast<std::uint32_t>(w.inflight.size());
+  // One running what it kept from a broker it lost, not adopted yet (§9.1), runs that first.
+  const bool free_of_others = w.isolating == 0 && w.pending == 0;
+  const bool open = free_of_others && w.capacity > used;
+  const bool idle = free_of_others && used == 0 && w.spoken;
+  const std::uint32_t free = open ? w.capacity - used : 0;
+  if (open == w.indexed_open && idle == w.indexed_idle &&
+      (!open || (used == w.indexed_used && free == w.indexed_free))) {
+    return;
+  }
+  const Slot was{w.indexed_used, ~w.indexed_free, w.joined_seq, &w};
+  const Slot now{used, ~free, w.joined_seq, &w};
+  for (Service* s : w.services) {
+    if (w.indexed_open && open) {
+      // Moved, not freed and allocated again: a task sent or answered changes one slot.
+      auto node = s->open.extract(was);
+      node.value() = now;
+      s->open.insert(std::move(node));
+    } else if (w.indexed_open) {
+      s->open.erase(was);
+    } else if (open) {
+      s->open.insert(now);
+    }
+    if (idle && !w.indexed_idle) s->idle.emplace(w.joined_seq, &w);
+    if (!idle && w.indexed_idle) s->idle.erase({w.joined_seq, &w});
+  }
+  w.indexed_open = open;
+  w.indexed_idle = idle;
+  w.indexed_used = used;
+  w.indexed_free = free;
+}
+
+void Core::unindex(Worker& w) {
+  for (Service* s : w.services) {
+    if (w.indexed_open) s->open.erase(Slot{w.indexed_used, ~w.indexed_free, w.joined_seq, &w});
+    if (w.indexed_idle) s->idle.erase({w.joined_seq, &w});
+  }
+  w.indexed_open = w.indexed_idle = false;
+}
+
 void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
                      const std::string& function) {
   task.holder = worker_id;
   if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
   task.sent = now_;
   worker.inflight.push_back(task_id);
+  reindex(worker);
   charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
   // Its identity outliving us goes to workers that keep tasks for the next broker (§9.1).
@@ -229,13 +301,17 @@ void Core::reserve(Service& service, std::uint64_t suspect) {
   service.drain = pick;
   service.drain_for = suspect;
   pick->drained_for = &service;
+  draining_.push_back(&service);
   log(log::Level::Debug, "worker " + pick->name + " drains its " +
                              std::to_string(pick->inflight.size()) + " tasks to run suspect task " +
                              std::to_string(suspect) + " alone");
 }
 
 void Core::unreserve(Service& service) {
-  if (service.drain != nullptr) service.drain->drained_for = nullptr;
+  if (service.drain != nullptr) {
+    service.drain->drained_for = nullptr;
+    draining_.erase(std::find(draining_.begin(), draining_.end(), &service));
+  }
   service.drain = nullptr;
   service.drain_for = 0;
 }

@@ -24,7 +24,8 @@ constexpr std::size_t kMaxRequestBytes = 8192;
 // this touches the broker's loop.
 constexpr auto kConnectionTime = std::chrono::milliseconds(2000);
 // How long a request waits for the loop to publish a newer snapshot before the last one serves.
-constexpr auto kFreshWait = std::chrono::milliseconds(1500);  // > the loop's longest idle wait (1 s)
+constexpr auto kFreshWait =
+    std::chrono::milliseconds(1500);  // > the loop's longest idle wait (1 s)
 
 bool is_loopback(const std::string& host) {
   in_addr v4{};
@@ -175,27 +176,36 @@ HttpServer::~HttpServer() {
   close_fd(stop_pipe_[1]);
 }
 
-void HttpServer::publish(std::string status, Clock::time_point now) {
+void HttpServer::publish(std::string status, Clock::time_point now, bool full) {
   auto snapshot = std::make_shared<const Snapshot>(Snapshot{std::move(status), now});
   published_at_ = now;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    snapshot_ = std::move(snapshot);
-    wanted_.store(false, std::memory_order_relaxed);
+    (full ? snapshot_ : metrics_) = std::move(snapshot);
+    // A full map serves both pages; a metrics one leaves a dashboard's request waiting.
+    wanted_.fetch_and(full ? 0u : ~unsigned{kMetrics}, std::memory_order_relaxed);
   }
   published_.notify_all();
 }
 
-std::shared_ptr<const HttpServer::Snapshot> HttpServer::fresh_snapshot() {
+std::shared_ptr<const HttpServer::Snapshot> HttpServer::fresh_snapshot(bool full) {
   const Clock::time_point asked = Clock::now();
   std::unique_lock<std::mutex> lock(mutex_);
-  if (snapshot_ && asked - snapshot_->taken < refresh_) return snapshot_;
+  // The newest that serves: for /metrics either kind, for the others the full map only.
+  const auto best = [&]() -> std::shared_ptr<const Snapshot> {
+    if (full || !metrics_) return snapshot_;
+    if (!snapshot_) return metrics_;
+    return snapshot_->taken >= metrics_->taken ? snapshot_ : metrics_;
+  };
+  if (auto s = best(); s && asked - s->taken < refresh_) return s;
   // Older than `refresh`: ask the loop for a new one, and serve the last if none comes soon
   // (the loop turns at least every quarter heartbeat).
-  wanted_.store(true, std::memory_order_relaxed);
-  published_.wait_for(lock, kFreshWait,
-                      [&] { return snapshot_ && snapshot_->taken >= asked - refresh_; });
-  return snapshot_;
+  wanted_.fetch_or(full ? kFull : kMetrics, std::memory_order_relaxed);
+  published_.wait_for(lock, kFreshWait, [&] {
+    const auto s = best();
+    return s && s->taken >= asked - refresh_;
+  });
+  return best();
 }
 
 void HttpServer::run() {
@@ -260,7 +270,7 @@ void HttpServer::serve_connection(int fd) {
   const bool head = method == "HEAD";
   if (method != "GET" && !head) {
     write_all(c, response(405, "Method Not Allowed", "text/plain",
-                           "read-only: GET /, /metrics or /api/status\n", false));
+                          "read-only: GET /, /metrics or /api/status\n", false));
     return;
   }
   // On loopback, only pages that name the host as loopback may read: a web page elsewhere
@@ -277,9 +287,8 @@ void HttpServer::serve_connection(int fd) {
       }
     }
     if (!host.empty() && host != "localhost" && !is_loopback(host)) {
-      write_all(c,
-                response(403, "Forbidden", "text/plain",
-                         "this server answers requests for a loopback host name only\n", false));
+      write_all(c, response(403, "Forbidden", "text/plain",
+                            "this server answers requests for a loopback host name only\n", false));
       return;
     }
   }
@@ -289,18 +298,18 @@ void HttpServer::serve_connection(int fd) {
   }
   if (target != "/metrics" && target != "/api/status") {
     write_all(c, response(404, "Not Found", "text/plain",
-                           "not found: this server has /, /metrics and /api/status\n", head));
+                          "not found: this server has /, /metrics and /api/status\n", head));
     return;
   }
-  const std::shared_ptr<const Snapshot> snapshot = fresh_snapshot();
+  const std::shared_ptr<const Snapshot> snapshot = fresh_snapshot(target != "/metrics");
   if (!snapshot) {
     write_all(c, response(503, "Service Unavailable", "text/plain",
-                           "no snapshot yet: the broker's loop has not answered\n", head));
+                          "no snapshot yet: the broker's loop has not answered\n", head));
     return;
   }
   if (target == "/metrics") {
     write_all(c, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                           status_metrics(snapshot->status), head));
+                          status_metrics(snapshot->status), head));
   } else {
     write_all(c, response(200, "OK", "application/json", status_json(snapshot->status), head));
   }

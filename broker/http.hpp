@@ -43,32 +43,40 @@ class HttpServer {
 
   const HttpAddress& address() const { return address_; }  // with the port as bound
 
-  // Called by the broker's loop at every turn: whether it should publish a snapshot now (one
-  // was asked for and the last is at least `refresh` old). An atomic load when nobody asks.
-  bool due(Clock::time_point now) const {
-    return wanted_.load(std::memory_order_relaxed) && now - published_at_ >= refresh_;
+  // What the loop is asked for: /metrics reads only part of the STATUS map
+  // (Core::metrics_payload: no task stream, issue 28); the dashboard and /api/status read all
+  // of it (Core::status_payload), which serves /metrics too.
+  enum Want : unsigned { kNothing = 0, kMetrics = 1, kFull = 2 };
+  // Called by the broker's loop at every turn: what it should publish now (something was asked
+  // for and the last snapshot is at least `refresh` old). An atomic load when nobody asks.
+  Want due(Clock::time_point now) const {
+    const unsigned wanted = wanted_.load(std::memory_order_relaxed);
+    if (wanted == kNothing || now - published_at_ < refresh_) return kNothing;
+    return (wanted & kFull) ? kFull : kMetrics;
   }
-  void publish(std::string status, Clock::time_point now);
+  // `status` is Core::status_payload's when `full`, Core::metrics_payload's otherwise.
+  void publish(std::string status, Clock::time_point now, bool full = true);
 
   struct Snapshot {
-    std::string status;  // msgpack, as STATUS carries it
+    std::string status;  // msgpack, as STATUS carries it (or the part /metrics reads)
     Clock::time_point taken;
   };
 
  private:
   void run();
   void serve_connection(int fd);
-  std::shared_ptr<const Snapshot> fresh_snapshot();
+  std::shared_ptr<const Snapshot> fresh_snapshot(bool full);
 
   HttpAddress address_;
   std::chrono::milliseconds refresh_;
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};
-  std::atomic<bool> wanted_{false};
-  Clock::time_point published_at_{};  // the loop's alone
+  std::atomic<unsigned> wanted_{kNothing};  // Want bits
+  Clock::time_point published_at_{};        // the loop's alone
   std::mutex mutex_;
   std::condition_variable published_;
-  std::shared_ptr<const Snapshot> snapshot_;  // under mutex_
+  std::shared_ptr<const Snapshot> snapshot_;  // the full map; under mutex_
+  std::shared_ptr<const Snapshot> metrics_;   // the part /metrics reads; under mutex_
   std::thread thread_;
 };
 

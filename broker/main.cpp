@@ -343,7 +343,12 @@ int main(int argc, char** argv) {
     log::info("serving HTTP on http://" + http->address().text() +
               "/ (read-only: /, /metrics, /api/status)");
     server.on_turn = [&http](broker::Core& c, broker::TimePoint now) {
-      if (http->due(now)) http->publish(c.status_payload(now), now);
+      // /metrics alone gets the part of the map it reads, without the task stream (issue 28).
+      if (const auto want = http->due(now); want == broker::HttpServer::kFull) {
+        http->publish(c.status_payload(now), now, true);
+      } else if (want == broker::HttpServer::kMetrics) {
+        http->publish(c.metrics_payload(now), now, false);
+      }
     };
   }
   bool wrote_endpoint_file = false;

@@ -50,7 +50,7 @@ void Stats::recent(Recent&& task) {
   recent_.push_back(std::move(task));
 }
 
-void Stats::pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now) const {
+void Stats::pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now, bool recent) const {
   p.pack("counters").pack_map(static_cast<std::uint32_t>(functions_.size()));
   for (const auto& [name, f] : functions_) {
     p.pack(name).pack_map(7);
@@ -72,7 +72,7 @@ void Stats::pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now) const {
     }
   }
   p.pack("refused").pack(refused_);
-  if (!record_) return;
+  if (!record_ || !recent) return;
   // Oldest first: [ended_ms_ago, elapsed_us, worker, function, client, job, first, count, ok].
   std::size_t skip = 0;
   while (skip < recent_.size() && now - recent_[skip].ended > kRecentAge) ++skip;

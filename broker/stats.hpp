@@ -70,10 +70,10 @@ class Stats {
   // One task for the stream, when recording.
   void recent(Recent&& task);
 
-  // Adds "counters", "refused" and (when recording) "recent" to a STATUS map being packed:
-  // 2 or 3 entries, as `entries()` says.
-  std::uint32_t entries() const { return record_ ? 3 : 2; }
-  void pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now) const;
+  // Adds "counters", "refused" and (when recording and `recent`) "recent" to a STATUS map
+  // being packed: 2 or 3 entries, as `entries(recent)` says. /metrics has no use for "recent".
+  std::uint32_t entries(bool recent = true) const { return record_ && recent ? 3 : 2; }
+  void pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now, bool recent = true) const;
 
  private:
   Function& of(std::string_view function);

@@ -20,6 +20,18 @@ std::size_t Core::inflight_count(const PeerId& worker) const {
 // The snapshot STATUS answers with, and seppo-broker --http serves (docs/protocol.md §4.13).
 // One pass over workers, functions and jobs: linear in the broker's state.
 std::string Core::status_payload(TimePoint now) const {
+  return snapshot(now, true);
+}
+
+std::string Core::metrics_payload(TimePoint now) const {
+  return snapshot(now, false);
+}
+
+// `full`: the STATUS map; otherwise what /metrics reads of it (broker/exposition.cpp), in the
+// same shape: per worker its host, version, functions and busy count; jobs as an array of nil,
+// one per job; no task stream. At 10,000 workers and 100 clients it is about a quarter of the
+// full map, with no task stream to pack or to decode (bench/scale.sh).
+std::string Core::snapshot(TimePoint now, bool full) const {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> p(buffer);
   auto ms_since = [&](TimePoint t) {
@@ -28,7 +40,7 @@ std::string Core::status_payload(TimePoint now) const {
   };
   std::uint64_t bytes_held = 0;
   for (const auto& [id, c] : clients_) bytes_held += c.queued_bytes;
-  p.pack_map(9 + stats_.entries());
+  p.pack_map(9 + stats_.entries(full));
   p.pack("protocol").pack(wire::kVersion);
   p.pack("instance").pack(instance_);
   // Set by seppo-broker from seppo::build_version(); the project version in tests.
@@ -38,6 +50,14 @@ std::string Core::status_payload(TimePoint now) const {
   p.pack("bytes_held").pack(bytes_held);
   p.pack("workers").pack_array(static_cast<std::uint32_t>(workers_.size()));
   for (const auto& [id, w] : workers_) {
+    if (!full) {
+      p.pack_map(4);
+      p.pack("host").pack(w.host);
+      p.pack("version").pack(w.version);
+      p.pack("functions").pack(w.functions);
+      p.pack("busy").pack(static_cast<std::uint32_t>(w.inflight.size()));
+      continue;
+    }
     p.pack_map(11);
     p.pack("name").pack(w.name);
     p.pack("host").pack(w.host);
@@ -83,6 +103,10 @@ std::string Core::status_payload(TimePoint now) const {
   }
   p.pack("jobs").pack_array(static_cast<std::uint32_t>(jobs_.size()));
   for (const auto& [key, job] : jobs_) {
+    if (!full) {
+      p.pack_nil();
+      continue;
+    }
     std::uint64_t open_items = 0;
     for (const auto& [first, left] : job.chunks) open_items += left;
     const auto c = clients_.find(key.client);
@@ -98,7 +122,7 @@ std::string Core::status_payload(TimePoint now) const {
     p.pack("age_ms").pack(ms_since(job.started));
     p.pack("owner").pack(c == clients_.end() ? std::string() : c->second.owner);
   }
-  stats_.pack(p, now);
+  stats_.pack(p, now, full);
   return std::string(buffer.data(), buffer.size());
 }
 

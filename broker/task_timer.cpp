@@ -68,6 +68,7 @@ void Core::time_out(const PeerId& worker_id, Worker& worker, std::uint64_t task_
   // meanwhile: the worker's loss then charges no innocent task behind it.
   send(worker_id, wire::Cancel{{task_id}});
   worker.isolating = task_id;
+  reindex(worker);
   task.holder.clear();
   if (task.count > 1) {
     // Which item overran is unknown: each runs again alone, with its own limit.
@@ -199,6 +200,7 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   const bool runs_uncounted = head != 0 && listed.count(head) > 0;
   if (worker.inflight.empty()) worker.isolating = runs_uncounted ? head : 0;
   if (!worker.inflight.empty() && worker.inflight.front() != head) worker.head_since = now;
+  reindex(worker);
   if (returned > 0) {
     log(log::Level::Debug, "worker " + worker.name + " returned " + std::to_string(returned) +
                                " tasks it had not started");

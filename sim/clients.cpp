@@ -12,6 +12,10 @@ void World::start_job(int i) {
   JobRecord& job = p.jobs.emplace_back();
   job.id = (static_cast<std::uint64_t>(i) << 32) | next_job_id_++;
   job.started = now_;
+  if (options_.workers > 0) {
+    start_scale_job(i, job);
+    return;
+  }
   const std::size_t count = static_cast<std::size_t>(rng_.between(1, 40));
   const std::int64_t base = static_cast<std::int64_t>(job.id & 0xffffff) * 1000;
   const std::size_t poison_at =
@@ -57,6 +61,18 @@ void World::start_job(int i) {
   client_pump(i);
 }
 
+// A scale world's job: its share of the items, each a distinct integer (the jobs' ranges one
+// after the other, from 1,000,000), with no limit, poison or cancel.
+void World::start_scale_job(int i, JobRecord& job) {
+  Peer& p = peers_[i];
+  job.items.reserve(p.scale_items);
+  for (std::uint64_t k = 0; k < p.scale_items; ++k) {
+    job.items.push_back(ItemCheck{static_cast<std::int64_t>(1'000'000 + scale_next_item_++)});
+  }
+  p.job = std::make_unique<client::JobCore>(job.id, "m.square", p.job_options, local_tp(p));
+  client_pump(i);
+}
+
 void World::check_result(int i, const client::JobCore::ItemResult& r) {
   Peer& p = peers_[i];
   JobRecord& job = p.jobs.back();
@@ -67,6 +83,7 @@ void World::check_result(int i, const client::JobCore::ItemResult& r) {
   if (item.received) violate(where + ": received twice");
   item.received = true;
   ++report_.items;
+  if (options_.workers > 0 && report_.items == options_.items / 2) take_snapshots();
   const std::int64_t x = item.input;
   if (r.value != nullptr) {
     if ((options_.faults & kRaise) && raises(x))

@@ -1,6 +1,7 @@
 // seppo-sim: runs the deterministic simulation of broker, workers and clients (sim/world.hpp).
 //   seppo-sim --seed N [--steps M] [--faults all|none|LIST] [--trace]   one run, replayable
 //   seppo-sim --seeds A..B [--faults ...] [--jobs J]                      many runs, a summary
+//   seppo-sim --workers N --clients M --items K [--seed N] [--chunk-size C]  the scale world
 // Exits 1 when an invariant fails, printing the seed and the step; 2 on a usage error.
 #include <atomic>
 #include <chrono>
@@ -23,6 +24,9 @@ int usage(const std::string& why) {
   std::cerr << "seppo-sim: " << why << "\n"
             << "usage: seppo-sim --seed N [--steps M] [--faults all|none|LIST] [--trace]\n"
             << "       seppo-sim --seeds A..B [--faults all|none|LIST] [--jobs J]\n"
+            << "       seppo-sim --workers N --clients M --items K [--seed N] [--chunk-size C]\n"
+            << "         the scale world: N workers and M clients (one job each) sharing K items\n"
+            << "         in chunks of C (default 1), no faults; the broker is the real core\n"
             << "LIST: comma-separated worker-crash, broker-crash, client-vanish, partition,\n"
             << "      freeze, raise, poison, drift, hang, close-notice, churn, keys\n"
             << "      (issue11: the first eight, as seeds quoted before issue 12 ran)\n";
@@ -47,13 +51,54 @@ void print_failure(std::uint64_t seed, const RunReport& r, std::uint32_t faults)
               replay_hint(seed, r.failed_step, faults).c_str());
 }
 
+// One run of the scale world: a line of what it did, and what the bench divides by.
+int run_scale(std::uint64_t seed, std::uint64_t workers, std::uint64_t clients, std::uint64_t items,
+              std::uint64_t chunk_size, std::uint64_t steps, bool trace) {
+  RunOptions o;
+  o.seed = seed;
+  o.max_steps = steps;
+  o.faults = 0;
+  o.trace = trace ? &std::cout : nullptr;
+  o.workers = static_cast<std::uint32_t>(workers);
+  o.clients = static_cast<std::uint32_t>(clients);
+  o.items = items;
+  o.chunk_size = static_cast<std::uint32_t>(chunk_size);
+  const auto started = std::chrono::steady_clock::now();
+  const RunReport r = seppo::sim::run(o);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!r.ok) {
+    std::cout.flush();
+    std::printf("FAILED scale world seed %llu at step %llu (t=%.6f s): %s\n",
+                static_cast<unsigned long long>(seed),
+                static_cast<unsigned long long>(r.failed_step), r.failed_us / 1e6,
+                r.failure.c_str());
+    return 1;
+  }
+  const auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::printf(
+      "scale seed %llu: %s, %llu workers, %llu clients, %llu items in chunks of %llu: %llu steps, "
+      "%.3f s of virtual time, %.1f s; %llu jobs completed, %llu items received\n",
+      u(seed), r.finished ? "ok" : "stopped", u(workers), u(clients), u(items), u(chunk_size),
+      u(r.steps), r.end_us / 1e6, seconds, u(r.jobs_completed), u(r.items));
+  const seppo::sim::ScaleCounts& c = r.scale;
+  std::printf(
+      "counts tasks=%llu worker_heartbeats=%llu client_heartbeats=%llu ticks=%llu "
+      "snapshot_workers=%llu snapshot_clients=%llu status_bytes=%llu "
+      "metrics_snapshot_bytes=%llu metrics_bytes=%llu\n",
+      u(c.tasks), u(c.worker_heartbeats), u(c.client_heartbeats), u(c.ticks), u(c.snapshot_workers),
+      u(c.snapshot_clients), u(c.status_bytes), u(c.metrics_snapshot_bytes), u(c.metrics_bytes));
+  return r.finished || steps ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::uint64_t seed = 1, first = 0, last = 0, steps = 0, jobs = 1;
-  bool range = false, trace = false;
+  bool range = false, trace = false, faults_given = false;
   std::uint32_t faults = seppo::sim::kAllFaults;
+  std::uint64_t workers = 0, clients = 0, items = 0, chunk_size = 1;
   for (std::size_t k = 0; k < args.size(); ++k) {
     const std::string& a = args[k];
     auto value = [&]() -> std::string {
@@ -78,6 +123,19 @@ int main(int argc, char** argv) {
       const auto f = seppo::sim::parse_faults(value());
       if (!f) return usage("unknown fault in --faults");
       faults = *f;
+      faults_given = true;
+    } else if (a == "--workers") {
+      if (!number(value(), workers) || workers == 0 || workers > 1'000'000)
+        return usage("--workers needs 1 to 1000000");
+    } else if (a == "--clients") {
+      if (!number(value(), clients) || clients == 0 || clients > 100'000)
+        return usage("--clients needs 1 to 100000");
+    } else if (a == "--items") {
+      if (!number(value(), items) || items == 0 || items > 1'000'000'000)
+        return usage("--items needs 1 to 1000000000");
+    } else if (a == "--chunk-size") {
+      if (!number(value(), chunk_size) || chunk_size == 0 || chunk_size > 10'000)
+        return usage("--chunk-size needs 1 to 10000");
     } else if (a == "--trace") {
       trace = true;
     } else if (a == "--help" || a == "-h") {
@@ -86,6 +144,15 @@ int main(int argc, char** argv) {
     } else {
       return usage("unknown argument " + a);
     }
+  }
+
+  if (workers || clients || items) {
+    if (!workers || !clients || !items)
+      return usage("the scale world needs --workers, --clients and --items together");
+    if (range) return usage("the scale world runs one seed: --seed, not --seeds");
+    if (faults_given && faults != 0) return usage("the scale world has no faults (--faults none)");
+    if (items < clients) return usage("--items must be at least --clients (a job each)");
+    return run_scale(seed, workers, clients, items, chunk_size, steps, trace);
   }
 
   if (!range) {

@@ -1,6 +1,8 @@
 // The event loop, the invariants checked after every step and at the end, and run().
 #include "sim/world_impl.hpp"
 
+#include "broker/http.hpp"
+
 namespace seppo::sim::detail {
 
 // --- the loop ---------------------------------------------------------------------------------
@@ -61,8 +63,12 @@ void World::step(Event& e) {
     }
     case Ev::BrokerTick:
       if (broker_ && e.tag == broker_tick_gen_) {
-        broker_->on_tick(broker_tp());
-        broker_flush();
+        scale_tick_pending_ = false;
+        ++report_.scale.ticks;
+        within(seppo_sim_core_tick, [&] {
+          broker_->on_tick(broker_tp());
+          broker_flush();
+        });
       }
       break;
     case Ev::ExecDone:
@@ -108,12 +114,30 @@ bool World::all_jobs_ended() const {
   return true;
 }
 
-void World::check_step() {
+void World::check_step(int peer) {
+  // The scale world holds thousands of peers: there, each step checks the peer it concerned,
+  // and every 4096th step all of them.
+  if (options_.workers > 0 && (steps_ & 4095) != 0) {
+    if (peer < 0 || !broker_) return;
+    const Peer& p = peers_[peer];
+    if (p.kind == Peer::Kind::Worker && broker_->inflight_count(p.link.id) > config_.max_capacity) {
+      violate("the broker holds " + std::to_string(broker_->inflight_count(p.link.id)) +
+              " tasks at " + p.name + ", over the capacity cap");
+    }
+    if (p.kind == Peer::Kind::Client &&
+        broker_->queued_bytes(p.link.id) > config_.max_client_bytes) {
+      violate("the broker holds " + std::to_string(broker_->queued_bytes(p.link.id)) +
+              " bytes of " + p.name + ", over its limit of " +
+              std::to_string(config_.max_client_bytes));
+    }
+    return;
+  }
   for (int i : clients_) {
     const Peer& p = peers_[i];
     if (!p.job) continue;
     const JobRecord& job = p.jobs.back();
-    const Us deadline = std::max(job.started, calm_at_) + kJobBound + hang_allowance_;
+    const Us deadline =
+        std::max(job.started, calm_at_) + kJobBound + hang_allowance_ + scale_allowance_;
     if (now_ > deadline) {
       violate(p.name + " job " + std::to_string(job.id) + " has not completed " +
               std::to_string((now_ - std::max(job.started, calm_at_)) / kMs) +
@@ -160,10 +184,57 @@ void World::check_end() {
   }
 }
 
+void World::take_snapshots() {
+  if (!broker_) return;
+  ScaleCounts& c = report_.scale;
+  c.snapshot_workers = static_cast<std::uint32_t>(broker_->worker_count());
+  c.snapshot_clients = static_cast<std::uint32_t>(broker_->client_count());
+  std::string status, snapshot, metrics;
+  within(seppo_sim_core_status, [&] { status = broker_->status_payload(broker_tp()); });
+  within(seppo_sim_core_metrics_snapshot,
+         [&] { snapshot = broker_->metrics_payload(broker_tp()); });
+  within(seppo_sim_core_metrics, [&] { metrics = broker::status_metrics(snapshot); });
+  // What a scrape cost before /metrics had a snapshot of its own: rendering the full map.
+  within(seppo_sim_core_metrics_full, [&] { metrics = broker::status_metrics(status); });
+  c.status_bytes = status.size();
+  c.metrics_snapshot_bytes = snapshot.size();
+  c.metrics_bytes = metrics.size();
+}
+
 void World::make_broker(std::uint64_t instance) {
   broker::Core::LogSink sink;
   if (trace_) sink = [this](log::Level, const std::string& line) { tracef("B log: " + line); };
   broker_ = std::make_unique<broker::Core>(config_, instance, sink);
+  // The seeds' small worlds check every dispatch's choice against the scan over every provider
+  // (issue 28's provider indexes); the scale world, where that scan is what it avoids, does not.
+  broker_->set_self_check(options_.workers == 0);
+}
+
+// The scale world (issue 28): `workers` workers with adaptive credit, `clients` clients with
+// one job each sharing `items` items, the library's default window, no faults. Workers connect
+// within 5 ms, jobs start within 10 ms; every delay and duration is the seed's, as in any run.
+void World::make_scale_world() {
+  const std::uint32_t workers = options_.workers, clients = options_.clients;
+  for (std::uint32_t k = 0; k < workers + clients; ++k) {
+    Peer p;
+    p.kind = k < workers ? Peer::Kind::Worker : Peer::Kind::Client;
+    p.name = (k < workers ? "W" : "C") + std::to_string(k < workers ? k + 1 : k - workers + 1);
+    p.user = user_of(p);
+    if (p.kind == Peer::Kind::Worker) {
+      workers_.push_back(static_cast<int>(k));
+    } else {
+      p.link.id = p.name;
+      p.jobs_planned = 1;
+      const std::uint64_t c = k - workers;
+      p.scale_items = options_.items / clients + (c < options_.items % clients ? 1 : 0);
+      p.job_options.endpoint = "sim";
+      p.job_options.chunk_size = options_.chunk_size;
+      p.job_options.timeout = kClientTimeout;
+      p.job_options.worker_wait = kWorkerWait;
+      clients_.push_back(static_cast<int>(k));
+    }
+    peers_.push_back(std::move(p));
+  }
 }
 
 RunReport World::run() {
@@ -173,6 +244,7 @@ RunReport World::run() {
   config_.max_capacity = kMaxCapacity;
   // Sometimes small enough for FAILED over_limit; then chunks are small, since a chunk larger
   // than the limit can never run and fails its job (as it should).
+  if (options_.workers > 0) return run_scale();
   const bool tight = rng_.chance(300);
   config_.max_client_bytes =
       tight ? static_cast<std::uint64_t>(rng_.between(3000, 4500)) : 512ull << 20;
@@ -223,6 +295,13 @@ RunReport World::run() {
   }
   plan_faults();
   make_admission();
+  start_peers(2 * kSecond);
+  return loop();
+}
+
+// The broker ticks; workers start and connect; each client connects and starts its first job
+// within `jobs_within`.
+void World::start_peers(Us jobs_within) {
   broker_tick_schedule();
   for (int i : workers_) start_worker(i, false);
   for (int i : clients_) {
@@ -231,10 +310,31 @@ RunReport World::run() {
     p.link.wanted = true;
     try_connect(i, rng_.between(100, 5 * kMs));
     p.job_pending = true;
-    schedule(rng_.between(0, 2 * kSecond), make_event(Ev::JobStart, i, 0));
+    schedule(rng_.between(0, jobs_within), make_event(Ev::JobStart, i, 0));
   }
+}
 
-  const std::uint64_t step_limit = options_.max_steps ? options_.max_steps : kDefaultStepLimit;
+RunReport World::run_scale() {
+  make_scale_world();
+  // A job of the scale world may wait for all the others: their items, each at most 400 ms,
+  // shared by the workers.
+  scale_allowance_ = static_cast<Us>(options_.items) * 400 * kMs / options_.workers;
+  for (int i : clients_) by_id_[peers_[i].link.id] = i;
+  make_broker(rng_.next() | 1);
+  // As seppo-broker --http: the task stream is recorded, so that the snapshots hold it.
+  broker_->stats().record_tasks(true);
+  make_admission();
+  start_peers(10 * kMs);
+  return loop();
+}
+
+RunReport World::loop() {
+  // A scale run may take many more steps: its items' and its workers' heartbeats'.
+  const std::uint64_t default_limit =
+      options_.workers > 0
+          ? kDefaultStepLimit + 40 * options_.items + 2000 * std::uint64_t{options_.workers}
+          : kDefaultStepLimit;
+  const std::uint64_t step_limit = options_.max_steps ? options_.max_steps : default_limit;
   try {
     while (!events_.empty()) {
       if (steps_ >= step_limit) {
@@ -247,9 +347,17 @@ RunReport World::run() {
       now_ = node.key().first;
       if (e.peer >= 0 && defer(peers_[e.peer], e)) continue;
       ++steps_;
+      const int peer = e.peer;
       step(e);
-      check_step();
+      check_step(peer);
       if (all_ended_at_ < 0 && all_jobs_ended()) all_ended_at_ = now_;
+      // With no faults a scale run ends once the broker has forgotten every job and client.
+      if (all_ended_at_ >= 0 && options_.workers > 0 && broker_ && !broker_->task_count() &&
+          !broker_->job_count() && !broker_->client_count()) {
+        check_end();
+        report_.finished = true;
+        break;
+      }
       if (all_ended_at_ >= 0 && now_ >= std::max(all_ended_at_, calm_at_) + kSettle) {
         check_end();
         report_.finished = true;

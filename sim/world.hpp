@@ -48,6 +48,28 @@ struct RunOptions {
   std::uint64_t max_steps = 0;  // stop after this many steps (0: run to the end)
   std::uint32_t faults = kAllFaults;
   std::ostream* trace = nullptr;  // a readable line per step, when set
+  // The scale world (issue 28; seppo-sim --workers N --clients M --items K): instead of the
+  // seed's small world of 1-4 workers and 1-3 clients, `workers` workers and `clients` clients
+  // sharing `items` items (one job each, chunks of `chunk_size`), with no faults. The seed
+  // still draws every delay and duration. workers == 0: the seed's own world.
+  std::uint32_t workers = 0;
+  std::uint32_t clients = 0;
+  std::uint64_t items = 0;
+  std::uint32_t chunk_size = 1;
+};
+
+// What a scale run asked of the broker's core, to divide its instructions by (bench/scale.sh
+// counts them under callgrind, inside the functions named seppo_sim_core_* in sim/network.cpp).
+struct ScaleCounts {
+  std::uint64_t tasks = 0;                   // TASKs the broker sent
+  std::uint64_t worker_heartbeats = 0;       // HEARTBEATs from workers the core handled
+  std::uint64_t client_heartbeats = 0;       // and from clients
+  std::uint64_t ticks = 0;                   // on_tick calls
+  std::uint64_t status_bytes = 0;            // the STATUS snapshot taken half way (0: none taken)
+  std::uint64_t metrics_snapshot_bytes = 0;  // the snapshot /metrics renders from
+  std::uint64_t metrics_bytes = 0;           // the /metrics text rendered from it
+  std::uint32_t snapshot_workers = 0;        // workers and clients the broker held then
+  std::uint32_t snapshot_clients = 0;
 };
 
 struct RunReport {
@@ -81,6 +103,7 @@ struct RunReport {
   // and whose work the new broker adopted (not started again elsewhere).
   std::uint64_t restarts_running = 0;
   std::uint64_t kept_items = 0;
+  ScaleCounts scale;  // a scale run's (RunOptions::workers > 0)
 };
 
 RunReport run(const RunOptions& options);

@@ -28,7 +28,30 @@
 #include "sim/random.hpp"
 #include "worker/session_core.hpp"
 
+// The broker's work in a run, in frames that bench/scale.sh has callgrind count
+// (--toggle-collect='seppo_sim_core_*' --toggle-collect=seppo_sim_transport): each calls
+// fn(arg) and nothing else, and callgrind's inclusive cost of each is what the core spent on
+// that kind of work. seppo_sim_transport, inside them, is the simulator's pipes: not counted.
+extern "C" {
+void seppo_sim_core_task(void (*fn)(void*), void* arg);              // SUBMIT, RESULT, DONE, ...
+void seppo_sim_core_worker_heartbeat(void (*fn)(void*), void* arg);  // a worker's HEARTBEAT
+void seppo_sim_core_client_heartbeat(void (*fn)(void*), void* arg);  // a client's HEARTBEAT
+void seppo_sim_core_join(void (*fn)(void*), void* arg);              // READY, BYE
+void seppo_sim_core_tick(void (*fn)(void*), void* arg);              // on_tick
+void seppo_sim_core_status(void (*fn)(void*), void* arg);            // one STATUS snapshot
+void seppo_sim_core_metrics_snapshot(void (*fn)(void*), void* arg);  // the snapshot /metrics uses
+void seppo_sim_core_metrics(void (*fn)(void*), void* arg);           // rendering /metrics from it
+void seppo_sim_core_metrics_full(void (*fn)(void*), void* arg);  // rendering it from STATUS's map
+void seppo_sim_transport(void (*fn)(void*), void* arg);
+}
+
 namespace seppo::sim::detail {
+
+// Calls f() inside one of the frames above.
+template <typename F>
+void within(void (*frame)(void (*)(void*), void*), F&& f) {
+  frame([](void* arg) { (*static_cast<std::remove_reference_t<F>*>(arg))(); }, &f);
+}
 
 using namespace std::chrono_literals;
 using Us = std::int64_t;  // virtual microseconds since the run started
@@ -237,7 +260,8 @@ struct Peer {
   std::size_t jobs_planned = 0;
   std::size_t max_chunk_bytes = 0;
   std::chrono::milliseconds broker_heartbeat{0};
-  bool job_pending = false;  // a JobStart event is scheduled
+  bool job_pending = false;       // a JobStart event is scheduled
+  std::uint64_t scale_items = 0;  // a scale world's client: the items of its job
 };
 
 inline Event make_event(Ev kind, int peer, std::uint64_t tag) {
@@ -281,6 +305,12 @@ class World {
   RunReport run();
 
  private:
+  RunReport run_scale();
+  void make_scale_world();
+  void start_peers(Us jobs_within);
+  RunReport loop();
+  // Half way through a scale run: one STATUS snapshot and one /metrics rendering, counted.
+  void take_snapshots();
   // --- time ---
   Us local(const Peer& p) const { return now_ + (now_ * p.ppm) / 1'000'000 + p.offset; }
   TimePoint local_tp(const Peer& p) const { return kOrigin + std::chrono::microseconds(local(p)); }
@@ -338,6 +368,7 @@ class World {
   void start_job(int i);
   void client_pump(int i);
   void end_job(int i, JobRecord::State state);
+  void start_scale_job(int i, JobRecord& job);
   void check_result(int i, const client::JobCore::ItemResult& r);
 
   // --- faults ---
@@ -357,7 +388,7 @@ class World {
   void note_listing(int i, const std::string& header);
 
   // --- invariants ---
-  void check_step();
+  void check_step(int peer);  // after a step concerning `peer` (-1: the broker)
   void check_end();
   [[noreturn]] void violate(const std::string& what) { throw Violation{what}; }
   void tracef(const std::string& line);
@@ -389,6 +420,7 @@ class World {
   // a message under it (a binding lives kBindFor from there), for the broker's instance.
   std::map<std::string, std::pair<std::string, Us>> bound_;
   std::uint64_t broker_tick_gen_ = 0;
+  bool scale_tick_pending_ = false;  // the scale world's next BrokerTick is scheduled
   Us broker_disturbed_at_ = 0;
   std::vector<Peer> peers_;
   std::map<std::string, int> by_id_;  // routing id -> peer
@@ -410,6 +442,8 @@ class World {
   // Issue 25: the broker's generation (each start), and the items running at the last restart.
   std::uint64_t broker_generation_ = 1;
   std::map<std::int64_t, std::vector<KeptRun>> kept_;
+  Us scale_allowance_ = 0;             // added to kJobBound in the scale world
+  std::uint64_t scale_next_item_ = 0;  // a scale world's items so far, over all its jobs
 };
 
 }  // namespace seppo::sim::detail
