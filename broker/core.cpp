@@ -627,6 +627,7 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     --s->second.jobs;
   }
   Service* service = job.service;
+  tags_.erase(job.tag);
   const Job* record = &job;
   jobs_.erase(j);
   if (auto c = clients_.find(key.client); c != clients_.end()) {

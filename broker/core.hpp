@@ -161,6 +161,11 @@ class Core {
   // per client, when its first job starts, and shown in STATUS as the job's owner.
   void set_owner_source(std::function<std::string()> source) { owner_source_ = std::move(source); }
   std::uint64_t instance() const { return instance_; }
+  // What it was made with: the socket loop follows its heartbeat and liveness (ZMTP heartbeats,
+  // how long a routing id stays bound), so they are set in one place.
+  const Config& config() const { return config_; }
+  // The adoption window (§9.1) is still open: kept tasks listed now may yet be adopted.
+  bool adoption_open() const { return window_open_; }
   // Checks every dispatch's choice against a scan over every provider, the rule the provider
   // indexes stand in for (the simulator's seeds and the unit tests turn it on; O(workers)).
   void set_self_check(bool on) { self_check_ = on; }
@@ -212,6 +217,15 @@ class Core {
     // When the first task of `inflight` became the first: the clock of the time limit (§10.1).
     TimePoint head_since{};
     std::uint64_t tasks_done = 0;
+    // It announced "adopt" (READY's features, §13.1): its TASKs carry their job tag and first.
+    bool adopts = false;
+    // Tasks it kept from a broker it lost, in its order (READY's and HEARTBEAT's `held`):
+    // adopted ones go into `inflight` in this order. `pending`: how many wait in pending_ for
+    // their client's resubmission; it gets no new task meanwhile (it runs those first).
+    std::vector<std::uint64_t> listed;
+    std::size_t pending = 0;
+    // Kept tasks we told it to drop, and when: once per heartbeat_ms x liveness while listed.
+    std::unordered_map<std::uint64_t, TimePoint> cancelled_kept;
     // Its place in its services' provider indexes (dispatch.cpp, reindex()): its key in
     // workers_, its order of joining, and the state it is indexed under.
     const PeerId* id = nullptr;
@@ -426,6 +440,16 @@ class Core {
   TimePoint now_{};  // of the event being handled: for code paths that take no time argument
   Stats stats_;
   std::function<std::string()> owner_source_;
+  // Adoption (§9.1): open for two heartbeats (at least 1 s) from the first event this core handles.
+  bool started_ = false;
+  bool window_open_ = true;
+  TimePoint adopt_until_{};
+  std::map<ItemKey, Pending> pending_;  // listed kept tasks waiting for their resubmission
+  std::map<ItemKey, Stashed> stashed_;  // their results, when they finished first
+  std::uint64_t stashed_bytes_ = 0;
+  std::unordered_map<std::uint64_t, JobKey> tags_;   // job tag -> job
+  std::unordered_set<JobKey, JobKeyHash> resynced_;  // unknown jobs answered RESYNC, in the window
+  std::uint64_t adopted_ = 0;  // tasks adopted, for the log line closing the window
   std::uint64_t next_join_seq_ = 1;
   std::vector<Service*> draining_;  // services with a provider kept for a suspect (drain set)
   bool self_check_ = false;
