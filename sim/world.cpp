@@ -228,9 +228,9 @@ void World::make_scale_world() {
       const std::uint64_t c = k - workers;
       p.scale_items = options_.items / clients + (c < options_.items % clients ? 1 : 0);
       p.job_options.endpoint = "sim";
-      p.job_options.chunk_size = options_.chunk_size;
-      p.job_options.timeout = kClientTimeout;
-      p.job_options.worker_wait = kWorkerWait;
+      p.job_options.client.chunk_size = options_.chunk_size;
+      p.job_options.client.timeout = kClientTimeout;
+      p.job_options.client.worker_wait = kWorkerWait;
       clients_.push_back(static_cast<int>(k));
     }
     peers_.push_back(std::move(p));
