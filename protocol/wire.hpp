@@ -109,6 +109,12 @@ struct Heartbeat {
   std::uint64_t seen = 0;    // seq of the last DELIVER or FAILED of that job received
   std::vector<std::uint64_t> open;  // firsts of the chunks still awaited
 };
+// What a worker or client accepts from a broker before an ALIVE says otherwise (§4.9): the
+// broker's default --max-message-bytes, plus kFrameAllowance for a header. libzmq's
+// ZMQ_MAXMSGSIZE drops the connection of a broker that sends a frame over it.
+inline constexpr std::uint64_t kDefaultMaxMessageBytes = 256ull << 20;
+inline constexpr std::uint64_t kFrameAllowance = 64ull << 10;
+
 struct Alive {
   static constexpr Type kType = Type::Alive;
   std::uint64_t instance = 0;  // random per broker start: a change means the broker restarted
