@@ -11,7 +11,7 @@ namespace {
 
 constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED;
+                        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED;
 
 std::string address() {
   static std::atomic<unsigned> counter{0};
@@ -51,6 +51,9 @@ std::optional<HandshakeMonitor::Event> HandshakeMonitor::take() {
         continue;
       case ZMQ_EVENT_CONNECT_RETRIED:
         if (!ever_connected_ && !failing_since_) failing_since_ = std::chrono::steady_clock::now();
+        continue;
+      case ZMQ_EVENT_DISCONNECTED:
+        ++disconnections_;
         continue;
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         return Event{Outcome::Succeeded, "handshake succeeded"};

@@ -41,6 +41,8 @@ class HandshakeMonitor {
 
   // Whether a connection (for a connecting socket) ever came up, handshake or not.
   bool ever_connected() const { return ever_connected_; }
+  // Connections that closed (the peer went, or sent a frame over ZMQ_MAXMSGSIZE).
+  int disconnections() const { return disconnections_; }
   // For a connecting socket that never connected: when its first attempt failed (refused, no
   // such socket file, no permission), as ZeroMQ retries silently.
   std::optional<std::chrono::steady_clock::time_point> failing_since() const {
@@ -51,6 +53,7 @@ class HandshakeMonitor {
   zmq::socket_t& socket_;
   zmq::socket_t pipe_;
   bool ever_connected_ = false;
+  int disconnections_ = 0;
   std::optional<std::chrono::steady_clock::time_point> failing_since_;
 };
 

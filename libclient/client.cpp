@@ -79,6 +79,11 @@ struct Client::Impl {
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::sndhwm, 0);
     socket.set(zmq::sockopt::rcvhwm, 0);
+    // A broker's frame is at most its message limit plus a header (§4.9): ZeroMQ drops the
+    // connection of one that sends more, before holding any of it.
+    const std::uint64_t limit =
+        options.max_message_bytes != 0 ? options.max_message_bytes : wire::kDefaultMaxMessageBytes;
+    socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit + wire::kFrameAllowance));
     secure();
     try {
       check_private_endpoint(endpoint, false);
@@ -210,7 +215,16 @@ struct Client::Impl {
 
   // Appended to "no reply" messages: why the connection may not have come up.
   std::string handshake_hint() const {
-    if (handshake_failure.empty()) return "";
+    if (handshake_failure.empty()) {
+      if (monitor->disconnections() == 0) return "";
+      // ZeroMQ closes, without a word, the connection of a broker whose frame is over our limit.
+      return "; the connection closed " + std::to_string(monitor->disconnections()) +
+             " time(s): the broker went away, or sent a frame over this client's limit of " +
+             std::to_string(options.max_message_bytes != 0 ? options.max_message_bytes
+                                                           : wire::kDefaultMaxMessageBytes) +
+             " bytes (ClientOptions::max_message_bytes, to match a broker's larger "
+             "--max-message-bytes)";
+    }
     return "; the last handshake failed: " + handshake_failure +
            (public_key.empty() ? "" : " (is the server key the broker's public key?)");
   }

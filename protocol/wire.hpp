@@ -121,6 +121,12 @@ struct Heartbeat {
   // Optional trailing field (§4.8), from a worker only: its detached tasks, as READY's `held`.
   std::vector<std::uint64_t> held{};
 };
+// What a worker or client accepts from a broker before an ALIVE says otherwise (§4.9): the
+// broker's default --max-message-bytes, plus kFrameAllowance for a header. libzmq's
+// ZMQ_MAXMSGSIZE drops the connection of a broker that sends a frame over it.
+inline constexpr std::uint64_t kDefaultMaxMessageBytes = 256ull << 20;
+inline constexpr std::uint64_t kFrameAllowance = 64ull << 10;
+
 struct Alive {
   static constexpr Type kType = Type::Alive;
   std::uint64_t instance = 0;  // random per broker start: a change means the broker restarted

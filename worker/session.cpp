@@ -218,11 +218,13 @@ class Session final : SessionCore::Effects {
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::rcvhwm, 0);
     socket_->set(zmq::sockopt::sndhwm, 0);
-    // No frame from a broker can exceed what it accepts (§4.9), plus a header: once it said,
-    // ZeroMQ drops the connection of one that sends more (a new socket on each reconnection).
-    if (const std::uint64_t limit = core_.max_message_bytes(); limit != 0) {
-      socket_->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit + (64u << 10)));
-    }
+    // No frame from a broker can exceed what it accepts (§4.9), plus a header: ZeroMQ drops the
+    // connection of one that sends more. Until an ALIVE says, the default limit; a larger one
+    // announced holds from the next connection (a new socket on each).
+    std::uint64_t limit = core_.max_message_bytes();
+    if (limit == 0) limit = wire::kDefaultMaxMessageBytes;
+    socket_->set(zmq::sockopt::maxmsgsize,
+                 static_cast<std::int64_t>(limit + wire::kFrameAllowance));
     if (!options_.curve_secret_key.empty()) {
       socket_->set(zmq::sockopt::curve_serverkey,
                    zmq::buffer(curve::decode(options_.curve_server_key)));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <cstdlib>
 #include <string>
@@ -48,6 +49,10 @@ struct ClientOptions {
   // An item running longer ends as an item error with code "timeout", and the worker process
   // running it is replaced (docs/protocol.md §10.1).
   std::chrono::milliseconds item_timeout{0};
+  // The largest message this client accepts from the broker (docs/client.md, "Limits"): a
+  // broker that sends a larger frame is disconnected, and the call fails with ConnectionError.
+  // 0: 256 MiB, the broker's default --max-message-bytes; set it to a broker's larger limit.
+  std::uint64_t max_message_bytes = 0;
 
   // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and
   // SEPPO_CURVE_SERVER_KEY. What a Client constructed without options uses.
