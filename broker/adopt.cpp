@@ -143,6 +143,7 @@ void Core::adopt(const PeerId& id, Worker& worker, std::uint64_t task_id) {
                          [&](std::uint64_t other) { return rank(other) > mine; });
   if (at == worker.inflight.begin()) worker.head_since = now_;
   worker.inflight.insert(at, task_id);
+  reindex(worker);
   charge_share(task.job.client);
   ++adopted_;
   log(log::Level::Info, "adopted task " + std::to_string(task_id) + " (items " +
