@@ -79,11 +79,15 @@ struct Client::Impl {
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::sndhwm, 0);
     socket.set(zmq::sockopt::rcvhwm, 0);
-    // A broker's frame is at most its message limit plus a header (§4.9): ZeroMQ drops the
-    // connection of one that sends more, before holding any of it.
-    const std::uint64_t limit =
-        options.max_message_bytes != 0 ? options.max_message_bytes : wire::kDefaultMaxMessageBytes;
-    socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit + wire::kFrameAllowance));
+    // When asked (§4.9), a broker's frame is at most that limit plus a header: ZeroMQ drops the
+    // connection of one that sends more, before holding any of it. Not by default: this socket
+    // is never made again, so a broker's larger announced limit could not be followed, and a
+    // client talks only to the broker it was given.
+    if (const std::uint64_t limit = options.max_message_bytes;
+        limit != 0 && limit < (std::uint64_t{1} << 62)) {
+      socket.set(zmq::sockopt::maxmsgsize,
+                 static_cast<std::int64_t>(limit + wire::kFrameAllowance));
+    }
     secure();
     try {
       check_private_endpoint(endpoint, false);
@@ -219,11 +223,11 @@ struct Client::Impl {
       if (monitor->disconnections() == 0) return "";
       // ZeroMQ closes, without a word, the connection of a broker whose frame is over our limit.
       return "; the connection closed " + std::to_string(monitor->disconnections()) +
-             " time(s): the broker went away, or sent a frame over this client's limit of " +
-             std::to_string(options.max_message_bytes != 0 ? options.max_message_bytes
-                                                           : wire::kDefaultMaxMessageBytes) +
-             " bytes (ClientOptions::max_message_bytes, to match a broker's larger "
-             "--max-message-bytes)";
+             " time(s): the broker went away" +
+             (options.max_message_bytes == 0 ? std::string()
+                                             : ", or sent a frame over this client's limit of " +
+                                                   std::to_string(options.max_message_bytes) +
+                                                   " bytes (ClientOptions::max_message_bytes)");
     }
     return "; the last handshake failed: " + handshake_failure +
            (public_key.empty() ? "" : " (is the server key the broker's public key?)");

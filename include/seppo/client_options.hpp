@@ -3,8 +3,8 @@
 #pragma once
 
 #include <chrono>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -51,7 +51,8 @@ struct ClientOptions {
   std::chrono::milliseconds item_timeout{0};
   // The largest message this client accepts from the broker (docs/client.md, "Limits"): a
   // broker that sends a larger frame is disconnected, and the call fails with ConnectionError.
-  // 0: 256 MiB, the broker's default --max-message-bytes; set it to a broker's larger limit.
+  // 0: no limit of its own (the broker it was given is trusted, and bounds what it sends by its
+  // --max-message-bytes).
   std::uint64_t max_message_bytes = 0;
 
   // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and

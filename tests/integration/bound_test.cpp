@@ -116,6 +116,7 @@ TEST_CASE("a client fails with a clear error when its broker sends a frame over 
   ClientOptions options;
   options.timeout = 3s;
   options.heartbeat = 100ms;
+  options.max_message_bytes = wire::kDefaultMaxMessageBytes;  // a bound is asked for
   Client client(broker.endpoint, options);
   const auto start = std::chrono::steady_clock::now();
   std::string error;
