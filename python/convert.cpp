@@ -44,15 +44,25 @@ def _script_name():
     path = getattr(_sys.modules.get("__main__"), "__file__", None) or ""
     return _os.path.splitext(_os.path.basename(path))[0] if path.endswith(".py") else None
 
+# Dictionaries and MROs are read through type's and module's own descriptors, and a value is
+# classified by type(value) only: no __getattr__, __getattribute__ or __class__ of a value a
+# module holds runs (a proxy such as Django's LazyObject would import, werkzeug's would raise).
+_ModuleType = type(_sys)
+_type_dict = type.__dict__["__dict__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
+_module_dict = _ModuleType.__dict__["__dict__"].__get__
+_MAX_NAME, _MAX_PARTS, _MAX_CLASSES = 512, 32, 4096
+
 def _fields(cls):
-    for k in cls.__mro__:
-        if "_fields" in vars(k):
-            return vars(k)["_fields"]
+    for k in _type_mro(cls):
+        fields = _type_dict(k).get("_fields")
+        if fields is not None:
+            return fields
     return None
 
 def name_of(value):
     cls = type(value)
-    if not isinstance(_fields(cls), tuple):
+    if not issubclass(type(_fields(cls)), tuple):
         return None  # a tuple subclass of another kind (os.stat_result): a plain tuple
     module = cls.__module__
     if module == "__main__":
@@ -60,17 +70,26 @@ def name_of(value):
     return f"{module}.{cls.__qualname__}"
 
 def _find(name):
+    if len(name) > _MAX_NAME:
+        return None
     parts = name.split(".")
+    if len(parts) > _MAX_PARTS:
+        return None
+    prefixes = [parts[0]]
+    for part in parts[1:-1]:
+        prefixes.append(prefixes[-1] + "." + part)
     for i in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:i])
+        module_name = prefixes[i - 1]
         found = _sys.modules.get(module_name)
         if found is None and module_name == _script_name():
             found = _sys.modules.get("__main__")
-        for part in parts[i:] if found is not None else ():
-            found = vars(found).get(part) if isinstance(found, type) or \
-                type(found) is type(_sys) else None
-        if isinstance(found, type) and issubclass(found, tuple) and \
-                isinstance(_fields(found), tuple):
+        if not issubclass(type(found), _ModuleType):
+            continue
+        found = _module_dict(found).get(parts[i])
+        for part in parts[i + 1:]:
+            found = _type_dict(found).get(part) if issubclass(type(found), type) else None
+        if issubclass(type(found), type) and issubclass(found, tuple) and \
+                issubclass(type(_fields(found)), tuple):
             return found
     return None
 
@@ -80,7 +99,8 @@ def make(name, values):
         cls = _find(name)
         if cls is None:
             return values
-        _classes[name] = cls
+        if len(_classes) < _MAX_CLASSES:
+            _classes[name] = cls
     if len(_fields(cls)) != len(values):
         return values
     return tuple.__new__(cls, values)
@@ -495,7 +515,14 @@ def bytes(*args, **kwargs):
 
 def format(value, format_spec=""):
     if isinstance(format_spec, str):
-        for digits in _re.findall(r"[0-9]+", format_spec):
+        # CPython reads a width in any Unicode decimal digits (Arabic-Indic ones too): past a fill
+        # character (any one before an align), only ASCII, so the digits seen here are all.
+        rest = format_spec[2:] if format_spec[1:2] in ("<", ">", "=", "^") else format_spec
+        if not rest.isascii():
+            raise ValueError(f"format spec {format_spec!r}: a character that is not ASCII "
+                             "(other than a fill), which seppo-worker --python builtins "
+                             "refuses so that a width or precision stays under its limit")
+        for digits in _re.findall(r"[0-9]+", rest):
             if len(digits) > 9 or int(digits) > LIMIT:
                 _refuse(f"format spec {format_spec!r}: a width or precision of {digits}")
     return _b.format(value, format_spec)

@@ -386,7 +386,12 @@ def test_builtins_that_a_tiny_argument_would_make_allocate_without_bound_are_ref
     for function, args, limit in [(bytes, [[10**12]], "16777216 bytes"),
                                   (pow, [[10], [10**9]], "64 bits"),
                                   (format, [[1], ["1000000000"]], "16777216 bytes"),
-                                  (format, [[1.5], [".99999999999f"]], "16777216 bytes")]:
+                                  (format, [[1.5], [".99999999999f"]], "16777216 bytes"),
+                                  # CPython reads any Unicode digits: \u0662 is 2, a width
+                                  # of 20 million written in Arabic-Indic digits.
+                                  (format, [[1], ["\u0662" + "\u0660" * 7]], "not ASCII"),
+                                  (format, [["x"], ["\u2605^\u0662" + "\u0660" * 7]],
+                                   "not ASCII")]:
         with pytest.raises(ValueError, match=limit):
             client.map_parallel(function, *args, timeout=20)
     # Within the bounds, each is the builtin itself.
@@ -394,7 +399,8 @@ def test_builtins_that_a_tiny_argument_would_make_allocate_without_bound_are_ref
     assert client.map_parallel(pow, [3, -2, 4.0, 7], [39, 63, 0.5, -1]) == [
         3**39, -2**63, 2.0, 7**-1]
     assert client.starmap(pow, [(2, 10**9, 7)]) == [pow(2, 10**9, 7)]
-    assert client.map_parallel(format, [1.5, 42], ["10.3f", ">5"]) == ["     1.500", "   42"]
+    assert client.map_parallel(format, [1.5, 42, "x"], ["10.3f", ">5", "\u2605^5"]) == [
+        "     1.500", "   42", "\u2605\u2605x\u2605\u2605"]
     # round(int, -n) builds 10**n: answered as 0 without it (every 64-bit int rounds to 0).
     assert client.map_parallel(round, [1234, 2**63 - 1, 7], [-2, -10**9, -19],
                                timeout=20) == [1200, 0, 0]

@@ -174,6 +174,56 @@ def test_a_namedtuple_name_from_a_peer_never_imports_or_calls_anything():
         seppo._seppo._unpack(ext(4, b"\x91\x01"))
 
 
+def ext32(code, data):
+    return bytes([0xc9]) + len(data).to_bytes(4, "big") + bytes([code]) + data
+
+
+def mp_str32(text):
+    return bytes([0xdb]) + len(text.encode()).to_bytes(4, "big") + text.encode()
+
+
+def test_a_namedtuple_lookup_never_touches_a_value_a_module_holds(monkeypatch):
+    # A proxy a module holds (Django's LazyObject imports settings on any attribute access,
+    # werkzeug's LocalProxy raises outside a request) is classified by its type only: not even
+    # its __class__ is read, and the name just gives a tuple.
+    import types
+    touched = []
+
+    class Proxy:
+        def __getattribute__(self, name):
+            touched.append(name)
+            raise RuntimeError(f"proxy touched: {name}")
+
+    module = types.ModuleType("seppo_proxies")
+    module.proxy = Proxy()
+    module.Point = pyfuncs.Point
+    monkeypatch.setitem(sys.modules, "seppo_proxies", module)
+    monkeypatch.setitem(sys.modules, "seppo_proxy_module", Proxy())
+    values = bytes([0x92, 0x01, 0x02])  # [1, 2]
+    for name in ["seppo_proxies.proxy", "seppo_proxies.proxy.Point", "seppo_proxy_module.Point",
+                 "seppo_proxy_module.x.Point"]:
+        got = seppo._seppo._unpack(ext(4, bytes([0x92]) + mp_str(name) + values))
+        assert type(got) is tuple and got == (1, 2), name
+    assert touched == []
+    got = seppo._seppo._unpack(ext(4, bytes([0x92]) + mp_str("seppo_proxies.Point") + values))
+    assert type(got) is pyfuncs.Point and got == (1, 2)
+
+
+def test_a_huge_namedtuple_name_is_a_plain_tuple_at_once():
+    # Each dotted prefix of the name was joined and looked up: 80 KB of "a." took seconds per
+    # item, holding the GIL. A name over 512 characters or 32 parts is not looked for (a 1000x
+    # margin over what the whole loop now takes, so a loaded machine passes it).
+    import time
+    values = bytes([0x92, 0x01, 0x02])
+    names = ["a." * 40000 + "Point", "pyfuncs." * 10000 + "Point", "." * 80000,
+             "pyfuncs" + ".x" * 40 + ".Point"]
+    start = time.monotonic()
+    for name in names * 3:
+        got = seppo._seppo._unpack(ext32(4, bytes([0x92]) + mp_str32(name) + values))
+        assert type(got) is tuple and got == (1, 2)
+    assert time.monotonic() - start < 3
+
+
 def test_a_script_namedtuple_crosses_as_the_scripts_class(tmp_path):
     script = tmp_path / "shapes.py"
     script.write_text(textwrap.dedent("""
