@@ -228,10 +228,22 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     on_malformed(from, "READY: needs 1 to 4096 functions with names of 1 to 256 bytes");
     return;
   }
-  // A READY from a known worker means it lost track of us: its tasks are not coming back.
-  if (workers_.count(from)) remove_worker(from, false, "announced itself again", now);
+  // A READY from a known worker means it lost track of us: its tasks are not coming back,
+  // except those it lists as kept (W26). Those must stay with it: its requeued tasks are
+  // dispatched only after take_listing re-adopted them (B51), and the CANCELs it was sent
+  // recently still count (one READY per buffered message answered not_ready, W10).
+  std::vector<std::string> requeued_functions;
+  std::unordered_map<std::uint64_t, TimePoint> cancelled_kept, cancelled_listed;
+  if (auto known = workers_.find(from); known != workers_.end()) {
+    requeued_functions = known->second.functions;
+    cancelled_kept = std::move(known->second.cancelled_kept);
+    cancelled_listed = std::move(known->second.cancelled_listed);
+    remove_worker(from, false, "announced itself again", now, false);
+  }
   const auto slot = workers_.try_emplace(from).first;
   Worker& w = slot->second;
+  w.cancelled_kept = std::move(cancelled_kept);
+  w.cancelled_listed = std::move(cancelled_listed);
   w.id = &slot->first;
   w.joined_seq = next_join_seq_++;
   w.name = m.name.empty() ? printable_id(from) : std::move(m.name);
@@ -263,6 +275,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   // ALIVE, on which it hands over the results it kept).
   take_listing(from, w, m.held, false);
   send(from, alive());
+  for (const std::string& f : requeued_functions) dispatch(f);
   dispatch_worker(from);
 }
 
@@ -661,7 +674,7 @@ void Core::remove_client(const PeerId& id, const std::string& why) {
 }
 
 void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string& why,
-                         TimePoint now) {
+                         TimePoint now, bool redispatch) {
   auto w = workers_.find(id);
   if (w == workers_.end()) return;
   // Its suspect waits again; the next dispatch of the function reserves another worker (B50).
@@ -702,7 +715,9 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   log(count_attempt ? log::Level::Warning : log::Level::Info,
       "worker " + worker.name + " " + why +
           (requeued ? "; " + std::to_string(requeued) + " tasks requeued" : std::string()));
-  for (const std::string& f : worker.functions) dispatch(f);
+  if (redispatch) {
+    for (const std::string& f : worker.functions) dispatch(f);
+  }
 }
 
 void Core::requeue(std::uint64_t task_id, bool count_attempt) {

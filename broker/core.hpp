@@ -366,7 +366,8 @@ class Core {
   std::uint64_t new_task(Job& job);
   void erase_task(std::uint64_t task_id);
   void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
-  void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now);
+  void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now,
+                     bool redispatch = true);
   // Whether the task `worker` was running reached it: its TASK is not among `unsent`.
   static bool received_running(const Worker& worker, const std::vector<std::uint64_t>& unsent);
   void requeue(std::uint64_t task_id, bool count_attempt);

@@ -177,6 +177,8 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   if (worker.inflight.empty()) worker.head_since = now_;  // its time limit counts from now
   task.sent = now_;
   worker.inflight.push_back(task_id);
+  // A CANCEL of this id sent to it before no longer covers this copy (on_return's refusal).
+  worker.cancelled_listed.erase(task_id);
   reindex(worker);
   charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.

@@ -185,8 +185,14 @@ void Core::on_return(const PeerId& from, const wire::Return& m, TimePoint now) {
   // never returns held the worker, and the tasks kept from it, for ever (seppo-sim 34125).
   const std::unordered_set<std::uint64_t> took(taken.begin(), taken.end());
   std::unordered_set<std::uint64_t> refused;
+  // Not one cancelled here since its last TASK to this worker, within a liveness: that CANCEL
+  // reaches it after every copy it holds, so it drops them all; a worker that announced itself
+  // again RETURNs each copy sent to it, and would otherwise draw a CANCEL for each.
   for (std::uint64_t id : m.task_ids) {
-    if (!took.count(id) && refused.insert(id).second) taken.push_back(id);
+    if (took.count(id) || !refused.insert(id).second) continue;
+    auto c = worker.cancelled_listed.find(id);
+    if (c != worker.cancelled_listed.end() && now - c->second <= expiry()) continue;
+    taken.push_back(id);
   }
   // A task that started before this CANCEL arrives runs on and is listed: its HEARTBEATs need
   // not draw the same CANCEL again within a liveness (§4.16).

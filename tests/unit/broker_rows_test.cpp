@@ -763,3 +763,39 @@ TEST_CASE("B55: a job resubmitted on RESYNC in the window waits for it; a new jo
   pass(h, 2, {{"W1", {0, 1, {tasks[0].task_id}}}, {"C1", {1, 0, {0}}}, {"C2", {1, 0, {0}}}});
   CHECK(h.sent_to<wire::Task>(h.drain(), "W1").size() == 1);
 }
+
+TEST_CASE("B51: a known worker's READY again listing a kept task: it stays adopted there") {
+  Harness h;
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}}));
+  h.deliver("W2", wire::Ready{"W2", "host", 2, 1, {"m.f"}, "", {"adopt"}, {}});
+  h.drain();
+  h.deliver("C1", wire::Heartbeat{1, 0, {0}});
+  h.drain();
+  h.submit("C1", 1, "m.f", 0, numbers(2), 2);
+  h.drain();
+  REQUIRE(h.core.inflight_count("W1") == 1);  // adopted (B52)
+  pass(h, 4, {{"W1", kept_beat({{77, kTag, 0, 2}})}, {"W2", {0, 1, {}}}, {"C1", {1, 0, {0}}}});
+  h.drain();  // the window is closed
+  // W1 announces itself again (several buffered messages answered not_ready, W10), still
+  // running 77: requeued by the READY, it is adopted there again before W2 could take it.
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}}));
+  auto out = h.drain();
+  CHECK(h.sent_to<wire::Task>(out, "W2").empty());
+  CHECK(h.sent_to<wire::Task>(out, "W1").empty());
+  CHECK(h.sent_to<wire::Cancel>(out, "W1").empty());
+  CHECK(h.core.inflight_count("W1") == 1);
+  CHECK(h.core.inflight_count("W2") == 0);
+  CHECK(h.core.queued_count() == 0);
+  // A kept task no one waits for is cancelled once per liveness, not at every READY again.
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}, {99, kTag, 8, 1}}));
+  out = h.drain();
+  const auto cancel = h.sent_to<wire::Cancel>(out, "W1");
+  REQUIRE(cancel.size() == 1);
+  CHECK(cancel[0].task_ids == std::vector<std::uint64_t>{99});
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}, {99, kTag, 8, 1}}));
+  CHECK(h.sent_to<wire::Cancel>(h.drain(), "W1").empty());
+  h.result("W1", 77, 2);
+  const auto delivered = h.sent_to<wire::Deliver>(h.drain(), "C1");
+  REQUIRE(delivered.size() == 1);
+  CHECK(delivered[0].worker == "W1");
+}
