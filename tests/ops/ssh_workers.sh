@@ -224,6 +224,19 @@ export FOO='a b'
 compare "-S : (this host) and a host, --env carried to both" "-S :,1/127.0.0.2 --env FOO" \
   "-S :,1/127.0.0.2 --env FOO" 'echo "$FOO" {}' ::: x y z
 unset FOO
+# ":" with a host: each session its own stdin. ssh makes its stdin non-blocking (as this ssh
+# does at once, before the ":" session reads its stdin): a shared one passed that to the ":"
+# session, whose reader then failed with EAGAIN and stopped its worker ("0 of 2 registered").
+printf '#!/bin/sh\nperl -e %s\nexec ssh -F %s "$@"\n' \
+  "'use Fcntl; fcntl(STDIN, F_SETFL, fcntl(STDIN, F_GETFL, 0) | O_NONBLOCK) or die'" \
+  "$dir/ssh_config" >"$dir/nonblocking-ssh"
+chmod +x "$dir/nonblocking-ssh"
+for try in 1 2 3; do
+  out=$(timeout 60 "$seppo" map --ssh "$dir/nonblocking-ssh" -S 1/127.0.0.1,1/: --command n='echo {}' n \
+    ::: a b c 2>&1) || fail "-S 1/127.0.0.1,1/: (try $try): status $?: $out"
+  [[ "$out" == $'a\nb\nc' ]] || fail "-S 1/127.0.0.1,1/: (try $try) printed $out"
+done
+echo "ok   -S 1/127.0.0.1,1/: with an ssh that makes its stdin non-blocking"
 seq 1 400 >"$dir/lines"
 compare "--pipe" "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" \
   "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" 'wc -l' <"$dir/lines"
