@@ -252,7 +252,7 @@ status=$?
 # The started worker stops as its session is closed, a moment after seppo map returns.
 no_leftover() { [[ -z "$(leftover)" ]]; }
 deadline_poll 20 no_leftover || fail "-S with an unreachable host left workers: $(leftover)"
-for login in 'ssh -p 2222 host' '@group/host' '-' 'x/host'; do
+for login in 'ssh -p 2222 host' '@group/host' '-' 'x/host' ":,no'such" ':,a"b' ':,a\b'; do
   "$seppo" map -S "$login" --command n='echo {}' n ::: a >"$dir/out" 2>&1
   [[ $? -eq 255 ]] && grep -q -- "-S" "$dir/out" ||
     fail "-S $login should be refused with a reason: $(cat "$dir/out")"
