@@ -237,6 +237,11 @@ for try in 1 2 3; do
   [[ "$out" == $'a\nb\nc' ]] || fail "-S 1/127.0.0.1,1/: (try $try) printed $out"
 done
 echo "ok   -S 1/127.0.0.1,1/: with an ssh that makes its stdin non-blocking"
+# The worker's arguments reach sh -c (dash) in POSIX quotes: a newline in the template.
+out=$(timeout 60 "$seppo" map --ssh "$sshcmd" -S 1/127.0.0.1,1/: --command $'f=echo {}\necho done' f \
+  ::: a b 2>&1) || fail "-S with a newline in the template: status $?: $out"
+[[ "$out" == $'a\ndone\nb\ndone' ]] || fail "-S with a newline in the template printed $out"
+echo "ok   -S a template with a newline"
 seq 1 400 >"$dir/lines"
 compare "--pipe" "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" \
   "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" 'wc -l' <"$dir/lines"
