@@ -651,9 +651,11 @@ int main(int argc, char** argv) {
           if (const char* env = std::getenv("PARALLEL_SSH"); env != nullptr) workers.ssh = env;
         }
         // The user starts these workers for their own job, as parallel runs the command itself:
-        // the template is theirs (as with --local), run by the shell parallel would choose.
+        // the template is theirs (as with --local). Here (":") the shell parallel would choose;
+        // a remote worker keeps its own default, as this host's shell path may not exist there.
         workers.worker_args = {"--command", map.function + "=" + *map.command,
-                               "--allow-any-command", "--shell", seppo::worker::parallel_shell()};
+                               "--allow-any-command"};
+        workers.local_shell = seppo::worker::parallel_shell();
         if (pipe) workers.worker_args.push_back("--allow-stdin");
         if (fill_context) workers.worker_args.push_back("--allow-context-replace");
         for (const std::string& name : env_names) {

@@ -211,6 +211,8 @@ SshWorkers::SshWorkers(const std::string& login_lines, const SshWorkersOptions& 
       argv.insert(argv.end(), {"--worker-program", worker});
     }
     if (!options.ssh.empty()) argv.insert(argv.end(), {"--ssh", options.ssh});
+    if (!options.local_shell.empty())
+      argv.insert(argv.end(), {"--local-shell", options.local_shell});
     argv.insert(argv.end(), {"run", folder_ + "/sshlogins", "--"});
     argv.insert(argv.end(), options.worker_args.begin(), options.worker_args.end());
     int in[2], out[2];
