@@ -662,6 +662,15 @@ int main(int argc, char** argv) {
           workers.worker_args.insert(workers.worker_args.end(), {"--allow-env", name});
         }
         ssh_setup.emplace(seppo::cli::ssh_login_lines(sshlogins, sshloginfiles, jobs), workers);
+        // -m, -X: as parallel, the last inputs spread over the job slots of all the logins (the
+        // sum of their N/), not over this host's. A login without N/ (no -j) keeps the old count.
+        unsigned slots = 0;
+        std::stringstream login_lines(ssh_setup->first);
+        for (std::string line; std::getline(login_lines, line) && slots != 0u - 1;) {
+          const auto slash = line.find('/');
+          slots = slash == std::string::npos ? 0u - 1 : slots + std::stoul(line.substr(0, slash));
+        }
+        if (slots > 0 && slots != 0u - 1) so.spread = slots;
         map.command.reset();
       }
       if (map.control.halt.percent > 0) so.read_whole = true;  // the total comes first

@@ -245,6 +245,9 @@ echo "ok   -S a template with a newline"
 seq 1 400 >"$dir/lines"
 compare "--pipe" "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" \
   "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" 'wc -l' <"$dir/lines"
+# -X spreads the last inputs over the job slots of the hosts (2 + 3), not over this host's cores
+compare "-X over the hosts' job slots" "-S 2/127.0.0.1,3/127.0.0.2 -X" \
+  "-S 2/127.0.0.1,3/127.0.0.2 -X" 'echo {}' ::: $(seq 1 13)
 # ...in the folder parallel's run in: the login's home folder
 compare "-X, the home folder" "-S 127.0.0.1 -j1 -X" "-S 127.0.0.1 -j1 -X" 'echo pic{}.jpg ; pwd' \
   ::: 1 2 3
