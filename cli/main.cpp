@@ -651,15 +651,26 @@ int main(int argc, char** argv) {
           if (const char* env = std::getenv("PARALLEL_SSH"); env != nullptr) workers.ssh = env;
         }
         // The user starts these workers for their own job, as parallel runs the command itself:
-        // the template is theirs (as with --local), run by the shell parallel would choose.
+        // the template is theirs (as with --local). Here (":") the shell parallel would choose;
+        // a remote worker keeps its own default, as this host's shell path may not exist there.
         workers.worker_args = {"--command", map.function + "=" + *map.command,
-                               "--allow-any-command", "--shell", seppo::worker::parallel_shell()};
+                               "--allow-any-command"};
+        workers.local_shell = seppo::worker::parallel_shell();
         if (pipe) workers.worker_args.push_back("--allow-stdin");
         if (fill_context) workers.worker_args.push_back("--allow-context-replace");
         for (const std::string& name : env_names) {
           workers.worker_args.insert(workers.worker_args.end(), {"--allow-env", name});
         }
         ssh_setup.emplace(seppo::cli::ssh_login_lines(sshlogins, sshloginfiles, jobs), workers);
+        // -m, -X: as parallel, the last inputs spread over the job slots of all the logins (the
+        // sum of their N/), not over this host's. A login without N/ (no -j) keeps the old count.
+        unsigned slots = 0;
+        std::stringstream login_lines(ssh_setup->first);
+        for (std::string line; std::getline(login_lines, line) && slots != 0u - 1;) {
+          const auto slash = line.find('/');
+          slots = slash == std::string::npos ? 0u - 1 : slots + std::stoul(line.substr(0, slash));
+        }
+        if (slots > 0 && slots != 0u - 1) so.spread = slots;
         map.command.reset();
       }
       if (map.control.halt.percent > 0) so.read_whole = true;  // the total comes first

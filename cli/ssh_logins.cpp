@@ -47,6 +47,10 @@ std::string login_line(const std::string& login, unsigned jobs, const std::strin
                 "hostgroup or another ssh program per login is not supported: give --ssh and an "
                 "ssh configuration); see docs/parallel.md");
   }
+  if (text.find_first_of("'\"\\") != std::string::npos) {
+    throw Error(where + "'" + text +
+                "': a login with a quote or a backslash is not supported by seppo map -S");
+  }
   const auto slash = text.find('/');
   if (slash != std::string::npos) {
     const std::string count = text.substr(0, slash);
@@ -207,6 +211,8 @@ SshWorkers::SshWorkers(const std::string& login_lines, const SshWorkersOptions& 
       argv.insert(argv.end(), {"--worker-program", worker});
     }
     if (!options.ssh.empty()) argv.insert(argv.end(), {"--ssh", options.ssh});
+    if (!options.local_shell.empty())
+      argv.insert(argv.end(), {"--local-shell", options.local_shell});
     argv.insert(argv.end(), {"run", folder_ + "/sshlogins", "--"});
     argv.insert(argv.end(), options.worker_args.begin(), options.worker_args.end());
     int in[2], out[2];

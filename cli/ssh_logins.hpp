@@ -24,6 +24,7 @@ std::string ssh_login_lines(const std::vector<std::string>& sshlogins,
 struct SshWorkersOptions {
   std::string ssh;  // --ssh / $PARALLEL_SSH: the ssh program and options, or empty
   std::vector<std::string> worker_args;  // seppo-worker's options (--command NAME=TEMPLATE...)
+  std::string local_shell;               // --shell for the worker on this host (":") only, or empty
 };
 
 // The broker and the workers of one seppo map -S. Starting returns once every worker process

@@ -224,9 +224,30 @@ export FOO='a b'
 compare "-S : (this host) and a host, --env carried to both" "-S :,1/127.0.0.2 --env FOO" \
   "-S :,1/127.0.0.2 --env FOO" 'echo "$FOO" {}' ::: x y z
 unset FOO
+# ":" with a host: each session its own stdin. ssh makes its stdin non-blocking (as this ssh
+# does at once, before the ":" session reads its stdin): a shared one passed that to the ":"
+# session, whose reader then failed with EAGAIN and stopped its worker ("0 of 2 registered").
+printf '#!/bin/sh\nperl -e %s\nexec ssh -F %s "$@"\n' \
+  "'use Fcntl; fcntl(STDIN, F_SETFL, fcntl(STDIN, F_GETFL, 0) | O_NONBLOCK) or die'" \
+  "$dir/ssh_config" >"$dir/nonblocking-ssh"
+chmod +x "$dir/nonblocking-ssh"
+for try in 1 2 3; do
+  out=$(timeout 60 "$seppo" map --ssh "$dir/nonblocking-ssh" -S 1/127.0.0.1,1/: --command n='echo {}' n \
+    ::: a b c 2>&1) || fail "-S 1/127.0.0.1,1/: (try $try): status $?: $out"
+  [[ "$out" == $'a\nb\nc' ]] || fail "-S 1/127.0.0.1,1/: (try $try) printed $out"
+done
+echo "ok   -S 1/127.0.0.1,1/: with an ssh that makes its stdin non-blocking"
+# The worker's arguments reach sh -c (dash) in POSIX quotes: a newline in the template.
+out=$(timeout 60 "$seppo" map --ssh "$sshcmd" -S 1/127.0.0.1,1/: --command $'f=echo {}\necho done' f \
+  ::: a b 2>&1) || fail "-S with a newline in the template: status $?: $out"
+[[ "$out" == $'a\ndone\nb\ndone' ]] || fail "-S with a newline in the template printed $out"
+echo "ok   -S a template with a newline"
 seq 1 400 >"$dir/lines"
 compare "--pipe" "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" \
   "-S 1/127.0.0.1,1/127.0.0.2 --pipe --block 500" 'wc -l' <"$dir/lines"
+# -X spreads the last inputs over the job slots of the hosts (2 + 3), not over this host's cores
+compare "-X over the hosts' job slots" "-S 2/127.0.0.1,3/127.0.0.2 -X" \
+  "-S 2/127.0.0.1,3/127.0.0.2 -X" 'echo {}' ::: $(seq 1 13)
 # ...in the folder parallel's run in: the login's home folder
 compare "-X, the home folder" "-S 127.0.0.1 -j1 -X" "-S 127.0.0.1 -j1 -X" 'echo pic{}.jpg ; pwd' \
   ::: 1 2 3
@@ -239,7 +260,7 @@ status=$?
 # The started worker stops as its session is closed, a moment after seppo map returns.
 no_leftover() { [[ -z "$(leftover)" ]]; }
 deadline_poll 20 no_leftover || fail "-S with an unreachable host left workers: $(leftover)"
-for login in 'ssh -p 2222 host' '@group/host' '-' 'x/host'; do
+for login in 'ssh -p 2222 host' '@group/host' '-' 'x/host' ":,no'such" ':,a"b' ':,a\b'; do
   "$seppo" map -S "$login" --command n='echo {}' n ::: a >"$dir/out" 2>&1
   [[ $? -eq 255 ]] && grep -q -- "-S" "$dir/out" ||
     fail "-S $login should be refused with a reason: $(cat "$dir/out")"
