@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/support/cluster.hpp"
+#include "tests/support/raw_peer.hpp"
 
 using namespace seppo::test;
 
@@ -29,16 +30,8 @@ struct HttpReply {
 HttpReply http(int port, const std::string& request_line,
                const std::string& host_header = "127.0.0.1") {
   HttpReply reply;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return reply;
-  }
+  const int fd = connect_tcp(port);
+  if (fd < 0) return reply;
   const std::string request =
       request_line + "\r\nHost: " + host_header + "\r\nConnection: close\r\n\r\n";
   CHECK(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
