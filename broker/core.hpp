@@ -120,8 +120,9 @@ class Core {
                        const std::vector<std::uint64_t>& unsent_tasks = {});
   // A worker whose key reloaded lists no longer grant (broker/admission.hpp): forgotten at
   // once, its tasks requeued without an attempt (it did not fail them), instead of being sent
-  // TASKs whose answers the key gate drops until it is presumed dead.
-  void on_revoked(const PeerId& peer, TimePoint now);
+  // TASKs whose answers the key gate drops until it is presumed dead. True when it was a
+  // registered worker (a peer whose key stays a client's is left alone).
+  bool on_revoked(const PeerId& peer, TimePoint now);
   // Says BYE to every worker and client; the caller then flushes the outbox and exits.
   void shutdown();
 

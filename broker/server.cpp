@@ -234,7 +234,8 @@ int serve(const ServerOptions& options, Core& core) {
             const TimePoint at = Clock::now();
             for (const Admission::Revoked& r : admission.reloaded(auth->lists())) {
               if (!r.worker) continue;
-              core.on_revoked(r.peer, at);
+              // A key that stays a client's keeps its client's connection.
+              if (!core.on_revoked(r.peer, at) && !r.all) continue;
               if (r.connection >= 0 && connections->drop(r.connection)) {
                 log::info("closed the connection of routing id " + printable_id(r.peer) + " (" +
                           describe_user(r.user) + "): its key no longer serves as a worker's");

@@ -223,12 +223,12 @@ void Core::on_disconnected(const PeerId& peer, TimePoint now,
   }
 }
 
-void Core::on_revoked(const PeerId& peer, TimePoint now) {
+bool Core::on_revoked(const PeerId& peer, TimePoint now) {
   now_ = now;
-  if (workers_.count(peer) != 0) {
-    remove_worker(peer, false, "dropped: its key is no longer authorised (the lists were reloaded)",
-                  now);
-  }
+  if (workers_.count(peer) == 0) return false;
+  remove_worker(peer, false, "dropped: its key is no longer authorised (the lists were reloaded)",
+                now);
+  return true;
 }
 
 }  // namespace seppo::broker

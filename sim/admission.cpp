@@ -208,7 +208,7 @@ void World::keys_fault(FaultKind kind, int i, std::uint64_t arg) {
       // As broker/server.cpp: a worker whose key went is forgotten, its connection closed.
       for (const broker::Admission::Revoked& r : admission_->reloaded(key_lists())) {
         if (!r.worker || !broker_) continue;
-        broker_->on_revoked(r.peer, broker_tp());
+        if (!broker_->on_revoked(r.peer, broker_tp()) && !r.all) continue;
         auto it = by_id_.find(r.peer);
         if (it == by_id_.end() || peers_[it->second].link.connection != r.connection) continue;
         Peer& p = peers_[it->second];
