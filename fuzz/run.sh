@@ -8,6 +8,7 @@
 # $FUZZ_BUILD_DIR/fuzz-corpus/<target>/), writes crash reproducers to
 # $FUZZ_BUILD_DIR/fuzz-artifacts/<target>/ and full logs to $FUZZ_BUILD_DIR/fuzz-logs/.
 # Environment: CXX (default clang++-14, else clang++), FUZZ_BUILD_DIR, FUZZ_RSS_LIMIT_MB (2048),
+# FUZZ_BUILD_ONLY=1 to build the targets and stop (scripts/test.sh builds them in the background),
 # FUZZ_CLEAN=1 to rebuild the fuzz targets from scratch (after sources changed with an mtime older
 # than the last build, e.g. written from a machine whose clock is behind: a stale object next to
 # a newer header gives link errors or false sanitizer reports).
@@ -58,6 +59,7 @@ if [[ "${FUZZ_CLEAN:-0}" == 1 ]]; then
 fi
 echo "== building ${targets[*]}"
 meson compile -C "$build" "${targets[@]}"
+[[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]] && exit 0
 
 # --- run ---------------------------------------------------------------------------------------
 mkdir -p "$build/fuzz-logs"

@@ -19,38 +19,74 @@ configure() {  # configure DIR OPTIONS...: set up once, reconfigure after that
   else meson setup "$dir" "$@" >/dev/null; fi
 }
 
+# Builds started in the background (below) are stopped with this script, whatever ends it.
+background=()
+stop_background() {
+  local pid
+  for pid in "${background[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+}
+trap stop_background EXIT
+# in_background NICENESS LOG COMMAND...: run COMMAND in a process group of its own, niced, so
+# that it takes only the CPU time the tests leave idle while they wait on real processes.
+in_background() {
+  local niceness=$1 log=$2; shift 2
+  setsid nice -n "$niceness" "$@" >"$log" 2>&1 </dev/null &
+  background+=("$!")
+}
+
 stage "build (warnings are errors) and test"
-configure build-test --werror -Dbuildtype=debugoptimized
+# Optimised as users run it, with line tables only (-g1): full debug information costs a third
+# of every compile, and a backtrace needs only the lines.
+configure build-test --werror -Doptimization=2 -Ddebug=false -Dcpp_args=-g1
 meson compile -C build-test
-# issue 14: the .deb build-install-remove test runs once, here, in CI (it is slow and root only).
-# Its package build runs in the background while the other tests run (they mostly wait on real
-# processes); the deb-package test then only installs, uses and removes what it built.
-# (Only this stage: the sanitizer stage below skips it, as it has nothing to add there.)
+# Three builds overlap the tests, which mostly wait on real processes: the packages (issue 14:
+# the .deb build-install-remove test runs once, here, in CI: it is slow and root only), the
+# Python wheel (issue 22's pip test), and the sanitizer build of the next stage (the lowest
+# priority: it is needed last). The tests then only install and use what was built.
+# (Only this stage: the sanitizer stage below skips the deb and pip tests.)
 deb=${SEPPO_TEST_DEB:-${CI:-false}}
 debs=
 deb_pid=
 if [[ "$deb" == 1 || "$deb" == true ]]; then
   debs=$PWD/build-test/debs
-  SEPPO_TEST_DEB=$deb tests/ops/deb_package.sh --build-only "$PWD" "$debs" \
-    >build-test/deb-build.log 2>&1 &
+  SEPPO_TEST_DEB=$deb in_background 10 build-test/deb-build.log \
+    tests/ops/deb_package.sh --build-only "$PWD" "$debs"
   deb_pid=$!
 fi
+wheel=$PWD/build-test/wheel
+in_background 10 build-test/wheel-build.log \
+  tests/python/pip_install.sh --build-only "$PWD" "$PWD/build-test/wheel-build" "$wheel"
+wheel_pid=$!
+sanitize_options=(--werror -Doptimization=0 -Ddebug=false -Dcpp_args=-g1
+                  -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false)
+sanitize_pid=
+if ! $quick; then
+  configure build-sanitize "${sanitize_options[@]}"
+  in_background 19 build-sanitize.log meson compile -C build-sanitize
+  sanitize_pid=$!
+fi
 status=0
-SEPPO_TEST_DEB=$deb SEPPO_DEB_PREBUILT=$debs meson test -C build-test --print-errorlogs || status=$?
-[[ -z "$deb_pid" ]] || wait "$deb_pid" || true  # its outcome is the deb-package test's
+SEPPO_TEST_DEB=$deb SEPPO_DEB_PREBUILT=$debs SEPPO_WHEEL_PREBUILT=$wheel \
+  meson test -C build-test --print-errorlogs || status=$?
+# Their outcomes are the deb-package and python-pip tests'.
+[[ -z "$deb_pid" ]] || wait "$deb_pid" || true
+wait "$wheel_pid" || true
 [[ $status -eq 0 ]] || exit $status
 
 $quick && exit 0
 
 stage "address and undefined-behaviour sanitizers"
-configure build-sanitize --werror -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
-  -Dbench=false
-meson compile -C build-sanitize
+wait "$sanitize_pid" || true
+meson compile -C build-sanitize  # nothing left to do, or the errors of the background build
+# The fuzz targets build meanwhile (clang, libFuzzer), to run after these tests.
+FUZZ_BUILD_ONLY=1 in_background 10 build-fuzz.log fuzz/run.sh
+fuzz_build_pid=$!
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-sanitize --print-errorlogs --timeout-multiplier 3
 
 if [[ -x fuzz/run.sh ]]; then
   stage "fuzzing (bounded)"
+  wait "$fuzz_build_pid" || true  # fuzz/run.sh builds again what failed, and says why
   fuzz/run.sh "${SEPPO_FUZZ_SECONDS:-20}"
 fi
 stage "done"
