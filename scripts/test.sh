@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 quick=false
 [[ "${1:-}" == "--quick" ]] && quick=true
 
-scripts/install-deps.sh $($quick || echo --fuzz)  # the build set and the test set
+# What configuring needs now; the rest of the test bench (Slurm, sshd, Chromium, clang...)
+# installs while the first build compiles (apt is mostly downloading and unpacking).
+scripts/install-deps.sh --configure
 
 stage() { echo "== $* (at ${SECONDS}s)"; }
 
 configure() {  # configure DIR OPTIONS...: set up once, reconfigure after that
   local dir=$1; shift
-  if [[ -d "$dir" ]]; then meson setup --reconfigure "$dir" "$@" >/dev/null
+  if [[ -d "$dir/meson-private" ]]; then meson setup --reconfigure "$dir" "$@" >/dev/null
   else meson setup "$dir" "$@" >/dev/null; fi
 }
 
@@ -35,14 +37,18 @@ in_background() {
 }
 
 stage "build (warnings are errors) and test"
+mkdir -p build-test
+scripts/install-deps.sh $($quick || echo --fuzz) >build-test/install-deps.log 2>&1 &
+deps_pid=$!
 # Optimised as users run it, with line tables only (-g1): full debug information costs a third
 # of every compile, and a backtrace needs only the lines.
 configure build-test --werror -Doptimization=2 -Ddebug=false -Dcpp_args=-g1
 meson compile -C build-test
+wait "$deps_pid" || { cat build-test/install-deps.log >&2; echo "installing the test bench failed" >&2; exit 1; }
 # Three builds overlap the tests, which mostly wait on real processes: the packages (issue 14:
-# the .deb build-install-remove test runs once, here, in CI: it is slow and root only), the
-# Python wheel (issue 22's pip test), and the sanitizer build of the next stage (the lowest
-# priority: it is needed last). The tests then only install and use what was built.
+# the .deb build-install-remove test runs once, here, in CI: it is slow and root only), issue
+# 22's `pip install .` into a new venv, and the sanitizer build of the next stage (the lowest
+# priority: it is needed last). The deb and pip tests then check and use what was built.
 # (Only this stage: the sanitizer stage below skips the deb and pip tests.)
 deb=${SEPPO_TEST_DEB:-${CI:-false}}
 debs=
@@ -53,10 +59,10 @@ if [[ "$deb" == 1 || "$deb" == true ]]; then
     tests/ops/deb_package.sh --build-only "$PWD" "$debs"
   deb_pid=$!
 fi
-wheel=$PWD/build-test/wheel
-in_background 10 build-test/wheel-build.log \
-  tests/python/pip_install.sh --build-only "$PWD" "$PWD/build-test/wheel-build" "$wheel"
-wheel_pid=$!
+pip=$PWD/build-test/pip
+in_background 10 build-test/pip-install.log \
+  tests/python/pip_install.sh --install-only "$PWD" "$PWD/build-test/wheel-build" "$pip"
+pip_pid=$!
 sanitize_options=(--werror -Doptimization=0 -Ddebug=false -Dcpp_args=-g1
                   -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false)
 sanitize_pid=
@@ -66,11 +72,11 @@ if ! $quick; then
   sanitize_pid=$!
 fi
 status=0
-SEPPO_TEST_DEB=$deb SEPPO_DEB_PREBUILT=$debs SEPPO_WHEEL_PREBUILT=$wheel \
+SEPPO_TEST_DEB=$deb SEPPO_DEB_PREBUILT=$debs SEPPO_PIP_PREINSTALLED=$pip \
   meson test -C build-test --print-errorlogs || status=$?
 # Their outcomes are the deb-package and python-pip tests'.
 [[ -z "$deb_pid" ]] || wait "$deb_pid" || true
-wait "$wheel_pid" || true
+wait "$pip_pid" || true
 [[ $status -eq 0 ]] || exit $status
 
 $quick && exit 0
