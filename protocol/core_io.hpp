@@ -32,6 +32,8 @@ struct Outgoing {
   Header header;
   std::optional<Bytes> payload;
   std::uint64_t task_id = 0;  // a broker's TASK: named in the delivery report if it failed
+  // A broker's TASKS (§4.17): its tasks after `task_id`, named in the report too.
+  std::vector<std::uint64_t> batched_tasks{};
 };
 
 // What the socket loop could not deliver (ROUTER_MANDATORY: the peer is gone or at its high-water
