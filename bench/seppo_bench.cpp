@@ -104,20 +104,59 @@ Row throughput(std::uint64_t items) {
           "items/s, median of 3"};
 }
 
-Row unbatched(std::uint64_t items) {
+// Context switches, voluntary and not, of every thread of `root` and its descendants so far
+// (a seppo-worker supervisor and its worker processes): /proc/PID/task/TID/status.
+std::uint64_t context_switches(pid_t root) {
+  std::uint64_t total = 0;
+  std::vector<pid_t> pending = {root};
+  for (std::size_t n = 0; n < pending.size() && n < 4096; ++n) {
+    const std::filesystem::path tasks = "/proc/" + std::to_string(pending[n]) + "/task";
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream status(task.path() / "status");
+      std::string line;
+      while (std::getline(status, line)) {
+        if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+            line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+          total += std::stoull(line.substr(line.find(':') + 1));
+        }
+      }
+      std::ifstream children(task.path() / "children");
+      pid_t child = 0;
+      while (children >> child) pending.push_back(child);
+    }
+  }
+  return total;
+}
+
+// (b) at chunk size 1, with workers that batch (TASKS, RESULTS: issue 28) and, in the same
+// run, with workers started --no-batch (one task per message each way, as before); each with
+// the worker processes' context switches per task over the three timed runs.
+std::vector<Row> unbatched(std::uint64_t items) {
   auto base = baseline(
       {"--mode", "window", "--window", "1000", "--items", std::to_string(items), "--runs", "3"});
-  Cluster cluster(std::vector<std::string>{});
-  cluster.add_worker(2);
-  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
-  Client client(cluster.endpoint(), options(1));
-  stream_squares(client, items / 10);
-  std::vector<double> rates;
-  for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
-  std::sort(rates.begin(), rates.end());
-  return {"(b) " + std::to_string(items) + " squares, chunk size 1", rate(rates[1]),
-          rate(base["rate"]) + " (window 1000)", fmt("%.0f%%", 100 * rates[1] / base["rate"]),
-          "tasks/s, median of 3"};
+  std::vector<Row> rows;
+  for (const bool batch : {true, false}) {
+    Cluster cluster(std::vector<std::string>{});
+    Process& workers = cluster.add_worker(
+        2, batch ? std::vector<std::string>{} : std::vector<std::string>{"--no-batch"});
+    if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+    Client client(cluster.endpoint(), options(1));
+    stream_squares(client, items / 10);
+    const std::uint64_t switches_before = context_switches(workers.pid());
+    std::vector<double> rates;
+    for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
+    const double switches =
+        static_cast<double>(context_switches(workers.pid()) - switches_before) / (3.0 * items);
+    std::sort(rates.begin(), rates.end());
+    rows.push_back({"(b) " + std::to_string(items) + " squares, chunk size 1" +
+                        (batch ? "" : ", workers --no-batch"),
+                    rate(rates[1]), rate(base["rate"]) + " (window 1000)",
+                    fmt("%.0f%%", 100 * rates[1] / base["rate"]),
+                    "tasks/s, median of 3; worker processes' context switches per task " +
+                        fmt("%.2f", switches)});
+  }
+  return rows;
 }
 
 Row latency(int samples) {
@@ -317,7 +356,9 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   try {
     if (want("a")) rows.push_back(throughput(1000000 / scale));
-    if (want("b")) rows.push_back(unbatched(200000 / scale));
+    if (want("b")) {
+      for (Row& r : unbatched(200000 / scale)) rows.push_back(std::move(r));
+    }
     if (want("c")) rows.push_back(latency(quick ? 200 : 2000));
     if (want("d")) rows.push_back(efficiency(quick ? 200 : 2000, 1));
     if (want("e")) rows.push_back(memory(10000000 / scale, "run"));
