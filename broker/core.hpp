@@ -446,8 +446,8 @@ class Core {
   // The TASKs in outbox_ that may join a TASKS (to a worker that speaks "batch", a payload
   // within wire::kMaxBatchBytes), in outbox order.
   struct TaskNote {
-    std::size_t index = 0;  // in outbox_
-    const std::string* function = nullptr;
+    std::size_t index = 0;  // in outbox_ (its function is read from its header: a worker's
+                            // names may be gone by the time the outbox is taken)
     std::uint32_t count = 0;
     std::uint64_t job = 0, first = 0;
   };

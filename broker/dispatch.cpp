@@ -185,7 +185,7 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   // Its identity outliving us goes to workers that keep tasks for the next broker (§9.1).
   const std::uint64_t job = worker.adopts ? task.tag : 0;
   if (worker.batches && task.payload.size() <= wire::kMaxBatchBytes) {
-    task_notes_.push_back(TaskNote{outbox_.size(), &function, task.count, job, task.first});
+    task_notes_.push_back(TaskNote{outbox_.size(), task.count, job, task.first});
   }
   outbox_.push_back(Outgoing{worker_id,
                              wire::encode_task(task_id, function, task.count, job, task.first),
@@ -215,11 +215,11 @@ void Core::coalesce_tasks() {
     auto g = std::find_if(open.begin(), open.end(),
                           [&](std::size_t n) { return *groups[n].peer == o.peer; });
     if (k < task_notes_.size() && task_notes_[k].index == i) {
-      const TaskNote& note = task_notes_[k];
       if (g != open.end()) {
         Group& group = groups[*g];
-        const TaskNote& head = task_notes_[group.first];
-        if (*head.function == *note.function && group.notes < wire::kMaxBatch &&
+        const Outgoing& head = outbox_[task_notes_[group.first].index];
+        if (group.notes < wire::kMaxBatch &&
+            wire::task_function(head.header) == wire::task_function(o.header) &&
             group.bytes + o.payload->size() <= wire::kMaxBatchBytes) {
           ++group.notes;
           group.bytes += o.payload->size();
@@ -253,20 +253,14 @@ void Core::coalesce_tasks() {
       if (n != group.first) ids.push_back(o.task_id);
       ++taken;
     }
-    wire::Batch batch =
-        wire::encode_tasks(*task_notes_[group.first].function, parts.data(), parts.size());
+    wire::Batch batch = wire::encode_tasks(wire::task_function(outbox_[group.at].header),
+                                           parts.data(), parts.size());
     Outgoing& head = outbox_[group.at];
     head.header = wire::Header(std::move(batch.header));
     head.payload = Bytes(std::move(batch.payload));
     head.batched_tasks = std::move(ids);
   }
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < outbox_.size(); ++i) {
-    if (merged[i]) continue;
-    if (kept != i) outbox_[kept] = std::move(outbox_[i]);
-    ++kept;
-  }
-  outbox_.resize(kept);
+  wire::drop_merged(outbox_, merged);
 }
 
 // Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of

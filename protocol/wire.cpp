@@ -574,6 +574,36 @@ Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32
   return stream.take_header();
 }
 
+std::string_view task_function(const Header& task) {
+  const auto* p = reinterpret_cast<const unsigned char*>(task.data());
+  const std::size_t size = task.size();
+  // [array, version 1, type 2, task_id, function, ...], as pack_task writes it.
+  if (size < 5 || (p[0] & 0xf0) != 0x90 || p[1] != kVersion ||
+      p[2] != static_cast<unsigned char>(Type::Task)) {
+    return {};
+  }
+  std::size_t at = 3;
+  const unsigned id = p[at];
+  at += id <= 0x7f ? 1 : id == 0xcc ? 2 : id == 0xcd ? 3 : id == 0xce ? 5 : id == 0xcf ? 9 : size;
+  if (at >= size) return {};
+  std::size_t length = 0;
+  const unsigned marker = p[at];
+  if ((marker & 0xe0) == 0xa0) {
+    length = marker & 0x1f;
+    at += 1;
+  } else if (marker == 0xd9 && at + 1 < size) {
+    length = p[at + 1];
+    at += 2;
+  } else if (marker == 0xda && at + 2 < size) {
+    length = (std::size_t{p[at + 1]} << 8) | p[at + 2];
+    at += 3;
+  } else {
+    return {};
+  }
+  if (length > size - at) return {};
+  return {task.data() + at, length};
+}
+
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
   HeaderStream stream;

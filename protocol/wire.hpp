@@ -326,6 +326,9 @@ class Header {
 // views, so that no string is copied into a message just to be encoded (issue 16).
 Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count,
                    std::uint64_t job = 0, std::uint64_t first = 0);
+// The function a header from encode_task names, as a view into it (no decoding: the broker
+// merges TASKs into TASKS by function, B58). Empty for anything else.
+std::string_view task_function(const Header& task);
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq);
 

@@ -567,13 +567,7 @@ void SessionCore::coalesce_results() {
     previous = index;
   }
   close();
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < outbox_.size(); ++i) {
-    if (merged[i]) continue;
-    if (kept != i) outbox_[kept] = std::move(outbox_[i]);
-    ++kept;
-  }
-  outbox_.resize(kept);
+  wire::drop_merged(outbox_, merged);
 }
 
 void SessionCore::take_outbox(std::vector<wire::Outgoing>& out) {
