@@ -109,7 +109,8 @@ struct Pass {
 // single-item chunks (seppo-bench's streaming child); otherwise the broker alone does, and the
 // client, in this process, maps sleep_ms(ms) over n items.
 Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
-                const std::string& keep_dir, const std::string& name) {
+                const std::string& keep_dir, const std::string& name,
+                const std::vector<std::string>& worker_extra = {}) {
   TempDir dir;
   const fs::path endpoint_file = dir.path() / "endpoint";
   Process broker(under_callgrind(dir.path(), "broker",
@@ -130,6 +131,7 @@ Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
   std::vector<std::string> worker_argv = {
       Paths::worker(),        "--broker", endpoint, "--module", Paths::example_module(), "-j",
       std::to_string(workers)};
+  worker_argv.insert(worker_argv.end(), worker_extra.begin(), worker_extra.end());
   Process worker(everything ? under_callgrind(dir.path(), "worker", worker_argv) : worker_argv,
                  dir.path() / "worker.log");
   if (!eventually([&] { return joined_workers(broker) >= workers || !worker.running(); },
@@ -232,18 +234,26 @@ std::vector<Row> callgrind_rows(const CallgrindOptions& options) {
   const std::uint64_t n = options.tasks;
   const Pass s1 = seppo_pass(n, 2, true, 0, options.keep, "seppo-" + std::to_string(n));
   const Pass s2 = seppo_pass(2 * n, 2, true, 0, options.keep, "seppo-" + std::to_string(2 * n));
+  // The same with workers that keep one task per message (--no-batch, issue 28): before.
+  const std::vector<std::string> single = {"--no-batch"};
+  const Pass o1 = seppo_pass(n, 2, true, 0, "", "single-" + std::to_string(n), single);
+  const Pass o2 = seppo_pass(2 * n, 2, true, 0, "", "single-" + std::to_string(2 * n), single);
   const Pass b1 = baseline_pass(n, options.keep, "baseline-" + std::to_string(n));
   const Pass b2 = baseline_pass(2 * n, options.keep, "baseline-" + std::to_string(2 * n));
-  const auto row = [&](const std::string& what, std::uint64_t Pass::*field) {
-    const double seppo = per_task(s1.*field, s2.*field, n);
+  const auto row = [&](const std::string& what, std::uint64_t Pass::*field, const Pass& p1,
+                       const Pass& p2) {
+    const double seppo = per_task(p1.*field, p2.*field, n);
     const double base = per_task(b1.*field, b2.*field, n);
     return Row{"(m) callgrind, single-item tasks: " + what, count(seppo), count(base),
                fmt("%.2f×", seppo / base),
                "instructions per task, all threads; (pass of " + std::to_string(2 * n) +
                    " − pass of " + std::to_string(n) + ") / " + std::to_string(n)};
   };
-  return {row("broker (baseline: relay)", &Pass::broker),
-          row("worker processes, summed", &Pass::workers), row("client", &Pass::client)};
+  return {row("broker (baseline: relay)", &Pass::broker, s1, s2),
+          row("worker processes, summed", &Pass::workers, s1, s2),
+          row("client", &Pass::client, s1, s2),
+          row("broker, workers --no-batch", &Pass::broker, o1, o2),
+          row("worker processes --no-batch, summed", &Pass::workers, o1, o2)};
 }
 
 double broker_instructions_per_task(unsigned workers, std::uint64_t tasks, int ms,

@@ -104,42 +104,89 @@ Row throughput(std::uint64_t items) {
           "items/s, median of 3"};
 }
 
-Row unbatched(std::uint64_t items) {
+// Context switches, voluntary and not, of every thread of `root` and its descendants so far
+// (a seppo-worker supervisor and its worker processes): /proc/PID/task/TID/status.
+std::uint64_t context_switches(pid_t root) {
+  std::uint64_t total = 0;
+  std::vector<pid_t> pending = {root};
+  for (std::size_t n = 0; n < pending.size() && n < 4096; ++n) {
+    const std::filesystem::path tasks = "/proc/" + std::to_string(pending[n]) + "/task";
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream status(task.path() / "status");
+      std::string line;
+      while (std::getline(status, line)) {
+        if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+            line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+          total += std::stoull(line.substr(line.find(':') + 1));
+        }
+      }
+      std::ifstream children(task.path() / "children");
+      pid_t child = 0;
+      while (children >> child) pending.push_back(child);
+    }
+  }
+  return total;
+}
+
+// (b) at chunk size 1, with workers that batch (TASKS, RESULTS: issue 28) and, in the same
+// run, with workers started --no-batch (one task per message each way, as before); each with
+// the worker processes' context switches per task over the three timed runs.
+std::vector<Row> unbatched(std::uint64_t items) {
   auto base = baseline(
       {"--mode", "window", "--window", "1000", "--items", std::to_string(items), "--runs", "3"});
-  Cluster cluster(std::vector<std::string>{});
-  cluster.add_worker(2);
-  if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
-  Client client(cluster.endpoint(), options(1));
-  stream_squares(client, items / 10);
-  std::vector<double> rates;
-  for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
-  std::sort(rates.begin(), rates.end());
-  return {"(b) " + std::to_string(items) + " squares, chunk size 1", rate(rates[1]),
-          rate(base["rate"]) + " (window 1000)", fmt("%.0f%%", 100 * rates[1] / base["rate"]),
-          "tasks/s, median of 3"};
+  std::vector<Row> rows;
+  for (const bool batch : {true, false}) {
+    Cluster cluster(std::vector<std::string>{});
+    Process& workers = cluster.add_worker(
+        2, batch ? std::vector<std::string>{} : std::vector<std::string>{"--no-batch"});
+    if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
+    Client client(cluster.endpoint(), options(1));
+    stream_squares(client, items / 10);
+    const std::uint64_t switches_before = context_switches(workers.pid());
+    std::vector<double> rates;
+    for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
+    const double switches =
+        static_cast<double>(context_switches(workers.pid()) - switches_before) / (3.0 * items);
+    std::sort(rates.begin(), rates.end());
+    rows.push_back({"(b) " + std::to_string(items) + " squares, chunk size 1" +
+                        (batch ? "" : ", workers --no-batch"),
+                    rate(rates[1]), rate(base["rate"]) + " (window 1000)",
+                    fmt("%.0f%%", 100 * rates[1] / base["rate"]),
+                    "tasks/s, median of 3; worker processes' context switches per task " +
+                        fmt("%.2f", switches)});
+  }
+  return rows;
 }
 
 Row latency(int samples) {
   auto base = baseline({"--mode", "latency", "--samples", std::to_string(samples)});
   Cluster cluster(std::vector<std::string>{});
-  cluster.add_worker(2);
+  Process& workers = cluster.add_worker(2);
   if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
   Client client(cluster.endpoint(), options());
   const std::vector<std::int64_t> one{7};
   std::vector<double> us;
+  std::uint64_t switches_from = 0;
   for (int i = 0; i < samples + 100; ++i) {
+    if (i == 100) switches_from = context_switches(workers.pid());
     const auto start = Clock::now();
     client.map_parallel<std::int64_t>("example_module.square", one);
     if (i >= 100) us.push_back(seconds_since(start) * 1e6);
   }
+  // The worker processes' wake-ups per task (issue 28: the relay worker's are 2, receive and
+  // send): context switches of all their threads, one task in flight.
+  const double switches =
+      static_cast<double>(context_switches(workers.pid()) - switches_from) / samples;
   std::sort(us.begin(), us.end());
   const double p50 = us[us.size() / 2];
   const double p99 = us[us.size() * 99 / 100];
   return {"(c) one-item map_parallel round trip",
           fmt("p50 %.0f µs", p50) + fmt(", p99 %.0f µs", p99),
           fmt("p50 %.0f µs", base["p50_us"]) + fmt(", p99 %.0f µs", base["p99_us"]),
-          fmt("%.2f×", p50 / base["p50_us"]), "p50 ratio (lower is better)"};
+          fmt("%.2f×", p50 / base["p50_us"]),
+          "p50 ratio (lower is better); worker processes' context switches per task " +
+              fmt("%.2f", switches)};
 }
 
 Row efficiency(int items, int ms) {
@@ -317,7 +364,9 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   try {
     if (want("a")) rows.push_back(throughput(1000000 / scale));
-    if (want("b")) rows.push_back(unbatched(200000 / scale));
+    if (want("b")) {
+      for (Row& r : unbatched(200000 / scale)) rows.push_back(std::move(r));
+    }
     if (want("c")) rows.push_back(latency(quick ? 200 : 2000));
     if (want("d")) rows.push_back(efficiency(quick ? 200 : 2000, 1));
     if (want("e")) rows.push_back(memory(10000000 / scale, "run"));

@@ -90,7 +90,7 @@ wire::Alive Core::alive() const {
                      static_cast<std::uint32_t>(config_.heartbeat.count()),
                      config_.liveness,
                      config_.max_message_bytes,
-                     {std::string(wire::kFeatureAdopt)}};
+                     {std::string(wire::kFeatureAdopt), std::string(wire::kFeatureBatch)}};
 }
 
 void Core::send(const PeerId& to, const wire::Message& message) {
@@ -140,6 +140,7 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
   switch (type) {
     case wire::Type::Ready:
     case wire::Type::Result:
+    case wire::Type::Results:
     case wire::Type::Credit:
     case wire::Type::Return:
       needed = Role::Worker;
@@ -174,6 +175,9 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
       break;
     case wire::Type::Result:
       on_result(from, std::get<wire::Result>(message), payload, now);
+      break;
+    case wire::Type::Results:
+      on_results(from, std::get<wire::Results>(message), payload, now);
       break;
     case wire::Type::Submit:
       on_submit(from, std::get<wire::Submit>(std::move(message)), payload, now);
@@ -250,6 +254,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   w.host = std::move(m.host);
   w.version = std::move(m.version);  // empty from a worker that predates it (§4.1)
   w.adopts = wire::has_feature(m.features, wire::kFeatureAdopt);
+  w.batches = wire::has_feature(m.features, wire::kFeatureBatch);
   w.pid = m.pid;
   w.capacity = std::clamp<std::uint32_t>(m.capacity, 1, config_.max_capacity);
   std::sort(m.functions.begin(), m.functions.end());
@@ -315,6 +320,23 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
     erase_task(m.task_id);
   }
   dispatch_worker(from);
+}
+
+// B56, B57: a RESULTS is its RESULTs, in order, each as B6 (or B2) would take it; one whose
+// sizes do not add up to its payload is refused whole (nothing of it taken).
+void Core::on_results(const PeerId& from, const wire::Results& m, Bytes* payload, TimePoint now) {
+  if (workers_.find(from) == workers_.end()) {
+    send(from, wire::Error{code(wire::Code::NotReady), "unknown worker: send READY first"});
+    return;
+  }
+  std::vector<wire::BatchedResult> parts;
+  try {
+    parts = wire::split(m, *payload);
+  } catch (const Error& e) {
+    on_malformed(from, e.what());
+    return;
+  }
+  for (wire::BatchedResult& part : parts) on_result(from, part.result, &part.payload, now);
 }
 
 void Core::deliver(Job& job, Task& task, const std::string& worker, std::uint64_t elapsed_us,

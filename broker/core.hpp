@@ -130,7 +130,10 @@ class Core {
   // Moves what the core queued, in order, into `out` (whose old contents are dropped): the core
   // keeps `out`'s former buffer, so a caller that hands back an emptied vector lends its
   // capacity to the next batch (no reallocation per batch).
+  // TASKs queued for a worker that speaks "batch" leave as TASKS (coalesce_tasks(), B58).
   void take_outbox(std::vector<Outgoing>& out) {
+    if (task_notes_.size() > 1) coalesce_tasks();
+    task_notes_.clear();
     out.clear();
     out.swap(outbox_);
   }
@@ -220,6 +223,8 @@ class Core {
     std::uint64_t tasks_done = 0;
     // It announced "adopt" (READY's features, §13.1): its TASKs carry their job tag and first.
     bool adopts = false;
+    // It announced "batch" (§4.17): several TASKs queued for it at once leave as one TASKS.
+    bool batches = false;
     // Tasks it kept from a broker it lost, in its order (READY's and HEARTBEAT's `held`):
     // adopted ones go into `inflight` in this order. `pending`: how many wait in pending_ for
     // their client's resubmission; it gets no new task meanwhile (it runs those first).
@@ -331,6 +336,9 @@ class Core {
   bool permitted(const PeerId& from, const wire::Message& message, Role role, std::string_view key);
   void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);
   void on_result(const PeerId& from, const wire::Result& m, Bytes* payload, TimePoint now);
+  void on_results(const PeerId& from, const wire::Results& m, Bytes* payload, TimePoint now);
+  // Merges the TASKs in the outbox to each worker that speaks "batch" into TASKS (B58).
+  void coalesce_tasks();
   void on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now);
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
@@ -435,6 +443,15 @@ class Core {
   std::unordered_map<std::uint64_t, Task> tasks_;
   std::unordered_map<PeerId, Client> clients_;
   std::vector<Outgoing> outbox_;
+  // The TASKs in outbox_ that may join a TASKS (to a worker that speaks "batch", a payload
+  // within wire::kMaxBatchBytes), in outbox order.
+  struct TaskNote {
+    std::size_t index = 0;  // in outbox_ (its function is read from its header: a worker's
+                            // names may be gone by the time the outbox is taken)
+    std::uint32_t count = 0;
+    std::uint64_t job = 0, first = 0;
+  };
+  std::vector<TaskNote> task_notes_;
   bool shutting_down_ = false;
   FairShare fair_;
   // Functions whose last provider left, and when: waited for during config_.worker_grace.

@@ -19,6 +19,7 @@ void note(std::vector<Unreached>& list, const Outgoing& m) {
   if (f == list.end()) f = list.insert(list.end(), Unreached{m.peer, {}, false});
   f->messages = true;
   if (m.task_id != 0) f->tasks.push_back(m.task_id);
+  f->tasks.insert(f->tasks.end(), m.batched_tasks.begin(), m.batched_tasks.end());
 }
 
 void report(Core& core, Link& link, wire::DeliveryReport report, TimePoint now) {

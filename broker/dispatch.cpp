@@ -183,10 +183,84 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
   charge_share(task.job.client);
   // Shares the buffer: the task keeps it for a re-run if the worker dies.
   // Its identity outliving us goes to workers that keep tasks for the next broker (§9.1).
-  outbox_.push_back(Outgoing{
-      worker_id,
-      wire::encode_task(task_id, function, task.count, worker.adopts ? task.tag : 0, task.first),
-      task.payload, task_id});
+  const std::uint64_t job = worker.adopts ? task.tag : 0;
+  if (worker.batches && task.payload.size() <= wire::kMaxBatchBytes) {
+    task_notes_.push_back(TaskNote{outbox_.size(), task.count, job, task.first});
+  }
+  outbox_.push_back(Outgoing{worker_id,
+                             wire::encode_task(task_id, function, task.count, job, task.first),
+                             task.payload, task_id});
+}
+
+// B58: the TASKs one event queued for a worker that named "batch" leave as one TASKS, at the
+// place of the first, as long as nothing else to that worker comes between them, they name
+// the same function, and the batch stays within wire::kMaxBatch tasks and kMaxBatchBytes of
+// payload; otherwise a new batch starts. Each worker still receives its tasks in the order
+// they were sent (it runs them in that order, §4.2), and nothing waits for a batch to fill:
+// only what this event sends is merged.
+void Core::coalesce_tasks() {
+  struct Group {
+    const PeerId* peer;
+    std::size_t at;     // outbox index of its first TASK
+    std::size_t first;  // its first note
+    std::size_t notes;  // how many notes it merges
+    std::size_t bytes;
+  };
+  std::vector<Group> groups;
+  std::vector<std::size_t> open;  // per peer with an open group: its index in `groups`
+  std::vector<bool> merged(outbox_.size(), false);
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < outbox_.size(); ++i) {
+    const Outgoing& o = outbox_[i];
+    auto g = std::find_if(open.begin(), open.end(),
+                          [&](std::size_t n) { return *groups[n].peer == o.peer; });
+    if (k < task_notes_.size() && task_notes_[k].index == i) {
+      if (g != open.end()) {
+        Group& group = groups[*g];
+        const Outgoing& head = outbox_[task_notes_[group.first].index];
+        if (group.notes < wire::kMaxBatch &&
+            wire::task_function(head.header) == wire::task_function(o.header) &&
+            group.bytes + o.payload->size() <= wire::kMaxBatchBytes) {
+          ++group.notes;
+          group.bytes += o.payload->size();
+          merged[i] = true;
+          ++k;
+          continue;
+        }
+        open.erase(g);
+      }
+      open.push_back(groups.size());
+      groups.push_back(Group{&o.peer, i, k, 1, o.payload->size()});
+      ++k;
+    } else if (g != open.end()) {
+      open.erase(g);  // something else to this worker: what follows starts a new batch
+    }
+  }
+  if (groups.size() == task_notes_.size()) return;  // nothing merged
+  std::vector<wire::TaskPart> parts;
+  for (const Group& group : groups) {
+    if (group.notes < 2) continue;
+    parts.clear();
+    std::vector<std::uint64_t> ids;
+    ids.reserve(group.notes - 1);
+    for (std::size_t n = group.first, taken = 0; taken < group.notes; ++n) {
+      const TaskNote& note = task_notes_[n];
+      if (n != group.first && (!merged[note.index] || outbox_[note.index].peer != *group.peer)) {
+        continue;
+      }
+      const Outgoing& o = outbox_[note.index];
+      parts.push_back(wire::TaskPart{o.task_id, note.count, note.job, note.first, &*o.payload});
+      if (n != group.first) ids.push_back(o.task_id);
+      ++taken;
+    }
+    wire::Batch batch = wire::encode_tasks(wire::task_function(outbox_[group.at].header),
+                                           parts.data(), parts.size());
+    Outgoing& head = outbox_[group.at];
+    head.header = wire::Header(std::move(batch.header));
+    head.payload = Bytes(std::move(batch.payload));
+    head.batched_tasks = std::move(ids);
+  }
+  wire::drop_merged(outbox_, merged);
 }
 
 // Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of

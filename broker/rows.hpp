@@ -68,6 +68,9 @@ inline constexpr Row kRows[] = {
     {"B53", "stash_result", "broker_rows_test.cpp"},
     {"B54", "close_window", "broker_rows_test.cpp"},
     {"B55", "dispatch", "broker_rows_test.cpp"},
+    {"B56", "on_results", "batch_test.cpp"},
+    {"B57", "on_results", "batch_test.cpp"},
+    {"B58", "coalesce_tasks", "batch_test.cpp"},
 };
 
 }  // namespace seppo::broker

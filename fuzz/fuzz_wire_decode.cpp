@@ -19,6 +19,7 @@
 #include <string>
 #include <variant>
 
+#include "protocol/bytes.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/error.hpp"
 
@@ -41,6 +42,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;  // the documented way to refuse a header
   } catch (const std::exception& e) {
     fail("decode let a non-seppo exception escape", e.what());
+  }
+
+  // A batched message (§4.17, §4.18) is split against a payload: the input's own bytes, whose
+  // size the sizes it lists may or may not add up to. Parts, or seppo::ProtocolError; each
+  // part within the payload.
+  const seppo::Bytes payload = seppo::Bytes::copy(data, size);
+  try {
+    const auto check = [&](const seppo::Bytes& part) {
+      if (part.size() > 0 && (part.data() < payload.data() ||
+                              part.data() + part.size() > payload.data() + payload.size())) {
+        fail("a batched part lies outside its payload");
+      }
+    };
+    if (const auto* tasks = std::get_if<wire::Tasks>(&message)) {
+      for (const wire::BatchedTask& part : wire::split(*tasks, payload)) check(part.payload);
+    } else if (const auto* results = std::get_if<wire::Results>(&message)) {
+      for (const wire::BatchedResult& part : wire::split(*results, payload)) check(part.payload);
+    }
+  } catch (const seppo::Error&) {
+  } catch (const std::exception& e) {
+    fail("split let a non-seppo exception escape", e.what());
   }
 
   const wire::Type type = wire::type_of(message);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "protocol/bytes.hpp"
@@ -32,7 +33,21 @@ struct Outgoing {
   Header header;
   std::optional<Bytes> payload;
   std::uint64_t task_id = 0;  // a broker's TASK: named in the delivery report if it failed
+  // A broker's TASKS (§4.17): its tasks after `task_id`, named in the report too.
+  std::vector<std::uint64_t> batched_tasks{};
 };
+
+// Removes the messages a batch took in (TASKS, RESULTS: `merged[i]` for out[i]), keeping the
+// order of the others.
+inline void drop_merged(std::vector<Outgoing>& out, const std::vector<bool>& merged) {
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (merged[i]) continue;
+    if (kept != i) out[kept] = std::move(out[i]);
+    ++kept;
+  }
+  out.resize(kept);
+}
 
 // What the socket loop could not deliver (ROUTER_MANDATORY: the peer is gone or at its high-water
 // mark; a closed connection it already knew of), reported back so the core's rules, not the

@@ -137,7 +137,8 @@ class QuickReader {
   bool read(msgpack::object& root) { return value(root, 0) && p_ == end_; }
 
  private:
-  static constexpr std::size_t kSlots = 64;
+  // Room for a TASKS of kMaxBatch tasks (§4.17) beside its other fields.
+  static constexpr std::size_t kSlots = 8 + kMaxBatch * kTaskFields;
 
   // A big-endian unsigned integer of 1, 2, 4 or 8 bytes.
   bool take(std::size_t bytes, std::uint64_t& out) {
@@ -358,7 +359,33 @@ struct Encoder {
     start(p, Type::Return, 1);
     p.pack(m.task_ids);
   }
+  void operator()(const Tasks& m) {
+    start(p, Type::Tasks, 2);
+    pack_str(p, m.function);
+    p.pack(m.tasks);
+  }
+  void operator()(const Results& m) {
+    start(p, Type::Results, 1);
+    p.pack(m.results);
+  }
 };
+
+// A batched message's flat list: a whole number of groups, 1 to kMaxBatch of them. Checked
+// before anything is allocated for the parts (the list itself is bounded by the header's size).
+void check_batch(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields) {
+  const std::size_t n = flat.size() / fields;
+  if (flat.size() % fields != 0 || n == 0 || n > kMaxBatch) {
+    throw ProtocolError(std::string(type_name(type)) + ": expected 1 to " +
+                        std::to_string(kMaxBatch) + " groups of " + std::to_string(fields) +
+                        " numbers, got " + std::to_string(flat.size()) + " numbers");
+  }
+  for (std::size_t i = 0; i < flat.size(); i += fields) {
+    // TASKS' count, RESULTS' items_failed: uint32 fields.
+    if (flat[i + 1 + (type == Type::Results ? 1 : 0)] > UINT32_MAX) {
+      throw ProtocolError(std::string(type_name(type)) + ": a count out of range");
+    }
+  }
+}
 
 Message decode_fields(Type type, const Fields& f) {
   switch (type) {
@@ -428,6 +455,18 @@ Message decode_fields(Type type, const Fields& f) {
     case Type::Return:
       f.need(3);
       return Return{f.u64s(2, "task_ids")};
+    case Type::Tasks: {
+      f.need(4);
+      Tasks m{f.str(2, "function"), f.u64s(3, "tasks")};
+      check_batch(type, m.tasks, kTaskFields);
+      return m;
+    }
+    case Type::Results: {
+      f.need(3);
+      Results m{f.u64s(2, "results")};
+      check_batch(type, m.results, kResultFields);
+      return m;
+    }
   }
   throw ProtocolError("unknown message type " + std::to_string(static_cast<int>(type)));
 }
@@ -436,7 +475,8 @@ Message decode_fields(Type type, const Fields& f) {
 
 bool has_payload(Type type) {
   return type == Type::Task || type == Type::Result || type == Type::Submit ||
-         type == Type::Deliver || type == Type::Status;
+         type == Type::Deliver || type == Type::Status || type == Type::Tasks ||
+         type == Type::Results;
 }
 
 Type type_of(const Message& message) {
@@ -479,6 +519,10 @@ const char* type_name(Type type) {
       return "CANCEL";
     case Type::Return:
       return "RETURN";
+    case Type::Tasks:
+      return "TASKS";
+    case Type::Results:
+      return "RESULTS";
   }
   return "UNKNOWN";
 }
@@ -530,12 +574,129 @@ Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32
   return stream.take_header();
 }
 
+std::string_view task_function(const Header& task) {
+  const auto* p = reinterpret_cast<const unsigned char*>(task.data());
+  const std::size_t size = task.size();
+  // [array, version 1, type 2, task_id, function, ...], as pack_task writes it.
+  if (size < 5 || (p[0] & 0xf0) != 0x90 || p[1] != kVersion ||
+      p[2] != static_cast<unsigned char>(Type::Task)) {
+    return {};
+  }
+  std::size_t at = 3;
+  const unsigned id = p[at];
+  at += id <= 0x7f ? 1 : id == 0xcc ? 2 : id == 0xcd ? 3 : id == 0xce ? 5 : id == 0xcf ? 9 : size;
+  if (at >= size) return {};
+  std::size_t length = 0;
+  const unsigned marker = p[at];
+  if ((marker & 0xe0) == 0xa0) {
+    length = marker & 0x1f;
+    at += 1;
+  } else if (marker == 0xd9 && at + 1 < size) {
+    length = p[at + 1];
+    at += 2;
+  } else if (marker == 0xda && at + 2 < size) {
+    length = (std::size_t{p[at + 1]} << 8) | p[at + 2];
+    at += 3;
+  } else {
+    return {};
+  }
+  if (length > size - at) return {};
+  return {task.data() + at, length};
+}
+
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
   HeaderStream stream;
   Packer packer(stream);
   pack_deliver(packer, job_id, first, count, worker, elapsed_us, seq);
   return stream.take_header();
+}
+
+namespace {
+
+// The parts of a batched payload: `size` is the group's field at `at`; the sizes must add up.
+template <typename Part, typename Make>
+std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
+                              std::size_t at, const Bytes& payload, Make make) {
+  check_batch(type, flat, fields);
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < flat.size(); i += fields) {
+    if (flat[i + at] > payload.size() - total) {
+      throw ProtocolError(std::string(type_name(type)) + ": the sizes exceed the payload's " +
+                          std::to_string(payload.size()) + " bytes");
+    }
+    total += flat[i + at];
+  }
+  if (total != payload.size()) {
+    throw ProtocolError(std::string(type_name(type)) + ": the sizes add up to " +
+                        std::to_string(total) + " bytes, the payload has " +
+                        std::to_string(payload.size()));
+  }
+  std::vector<Part> parts;
+  parts.reserve(flat.size() / fields);
+  std::size_t offset = 0;
+  for (std::size_t i = 0; i < flat.size(); i += fields) {
+    const std::size_t size = flat[i + at];
+    parts.push_back(make(&flat[i], Bytes(payload.owner(), payload.data() + offset, size)));
+    offset += size;
+  }
+  return parts;
+}
+
+}  // namespace
+
+std::vector<BatchedTask> split(const Tasks& m, const Bytes& payload) {
+  return split_parts<BatchedTask>(
+      Type::Tasks, m.tasks, kTaskFields, 2, payload, [&](const std::uint64_t* g, Bytes bytes) {
+        return BatchedTask{Task{g[0], m.function, static_cast<std::uint32_t>(g[1]), g[3], g[4]},
+                           std::move(bytes)};
+      });
+}
+
+std::vector<BatchedResult> split(const Results& m, const Bytes& payload) {
+  return split_parts<BatchedResult>(
+      Type::Results, m.results, kResultFields, 3, payload, [](const std::uint64_t* g, Bytes bytes) {
+        return BatchedResult{Result{g[0], g[1], static_cast<std::uint32_t>(g[2])},
+                             std::move(bytes)};
+      });
+}
+
+Batch encode_tasks(std::string_view function, const TaskPart* parts, std::size_t n) {
+  HeaderStream stream;
+  Packer p(stream);
+  start(p, Type::Tasks, 2);
+  pack_str(p, function);
+  p.pack_array(static_cast<std::uint32_t>(n * kTaskFields));
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) bytes += parts[i].payload->size();
+  Batch batch;
+  batch.payload.reserve(bytes);
+  for (std::size_t i = 0; i < n; ++i) {
+    const TaskPart& t = parts[i];
+    p.pack(t.task_id).pack(t.count).pack(std::uint64_t{t.payload->size()}).pack(t.job);
+    p.pack(t.first);
+    batch.payload.append(t.payload->data(), t.payload->size());
+  }
+  batch.header = stream.take();
+  return batch;
+}
+
+Batch encode_results(const std::vector<BatchedResult>& parts) {
+  HeaderStream stream;
+  Packer p(stream);
+  start(p, Type::Results, 1);
+  p.pack_array(static_cast<std::uint32_t>(parts.size() * kResultFields));
+  std::size_t bytes = 0;
+  for (const BatchedResult& r : parts) bytes += r.payload.size();
+  Batch batch;
+  batch.payload.reserve(bytes);
+  for (const BatchedResult& r : parts) {
+    p.pack(r.result.task_id).pack(r.result.elapsed_us).pack(r.result.items_failed);
+    p.pack(std::uint64_t{r.payload.size()});
+    batch.payload.append(r.payload.data(), r.payload.size());
+  }
+  batch.header = stream.take();
+  return batch;
 }
 
 Message decode(const void* data, std::size_t size) {

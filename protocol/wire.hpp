@@ -3,7 +3,8 @@
 //
 // Every message is one or two ZeroMQ frames (after the routing id the ROUTER adds):
 //   frame 1: header, a msgpack array [version, type, fields...]
-//   frame 2: payload, opaque msgpack bytes, only for TASK, RESULT, SUBMIT, DELIVER and STATUS.
+//   frame 2: payload, opaque msgpack bytes, only for TASK, RESULT, SUBMIT, DELIVER, STATUS,
+//            TASKS and RESULTS.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "protocol/bytes.hpp"
 #include "protocol/codes.hpp"
 
 namespace seppo::wire {
@@ -41,6 +43,8 @@ enum class Type : std::uint8_t {
   Credit = 15,         // worker -> broker: from now on, hold this many of my tasks outstanding
   Cancel = 16,         // broker -> worker: these tasks are no longer wanted; abandon a running one
   Return = 17,         // worker -> broker: these tasks were not started; run them elsewhere
+  Tasks = 18,          // broker -> worker ("batch"): several tasks of one function, one message
+  Results = 19,        // worker -> broker ("batch"): several tasks' outcomes, one message
 };
 
 struct Ready {
@@ -175,8 +179,27 @@ struct Return {
   std::vector<std::uint64_t> task_ids;
 };
 
-using Message = std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive,
-                             Resync, Bye, Error, StatusRequest, Status, Credit, Cancel, Return>;
+// Batched framing (feature "batch", §4.17, §4.18): one header lists several tasks, flat, a
+// fixed number of uint64 per task, and the payload frame holds their payloads one after the
+// other, each `size` bytes (the sizes add up to the frame's). At most kMaxBatch tasks.
+inline constexpr std::size_t kMaxBatch = 64;
+// What the C++ programs put in one batched payload at most; a larger task goes alone.
+inline constexpr std::size_t kMaxBatchBytes = 64 * 1024;
+inline constexpr std::size_t kTaskFields = 5;    // task_id, count, size, job, first
+inline constexpr std::size_t kResultFields = 4;  // task_id, elapsed_us, items_failed, size
+struct Tasks {
+  static constexpr Type kType = Type::Tasks;
+  std::string function;
+  std::vector<std::uint64_t> tasks;  // kTaskFields per task; job 0: no identity sent
+};
+struct Results {
+  static constexpr Type kType = Type::Results;
+  std::vector<std::uint64_t> results;  // kResultFields per task
+};
+
+using Message =
+    std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive, Resync, Bye,
+                 Error, StatusRequest, Status, Credit, Cancel, Return, Tasks, Results>;
 
 // Each alternative sits at index kType - 1, and the last is the highest type: so type_of, the
 // decoder's switch and the variant cannot drift apart without this failing to compile.
@@ -197,6 +220,37 @@ inline constexpr Type kLastType =
 // keeps running its tasks while no broker is there, lists them (`held`) to the next one, and
 // that broker adopts them when their client resubmits (§9.1).
 inline constexpr std::string_view kFeatureAdopt = "adopt";
+// "batch": the broker may send TASKS instead of several TASKs, the worker RESULTS instead of
+// several RESULTs (§4.17, §4.18); each only to a peer that named it.
+inline constexpr std::string_view kFeatureBatch = "batch";
+
+// One part of a batched message, its payload a slice of the message's frame (no copy).
+struct BatchedTask {
+  Task task;
+  Bytes payload;
+};
+struct BatchedResult {
+  Result result;
+  Bytes payload;
+};
+// A TASKS or RESULTS message as its single messages, payloads sharing the frame's buffer.
+// Throws seppo::ProtocolError when the sizes do not add up to the payload's.
+std::vector<BatchedTask> split(const Tasks& tasks, const Bytes& payload);
+std::vector<BatchedResult> split(const Results& results, const Bytes& payload);
+// One task of a TASKS being built (the broker's hot path: views, no copies of names).
+struct TaskPart {
+  std::uint64_t task_id = 0;
+  std::uint32_t count = 0;
+  std::uint64_t job = 0, first = 0;
+  const Bytes* payload = nullptr;
+};
+// The header and the payload frame of a TASKS, or of a RESULTS from its parts.
+struct Batch {
+  std::string header;
+  std::string payload;
+};
+Batch encode_tasks(std::string_view function, const TaskPart* parts, std::size_t n);
+Batch encode_results(const std::vector<BatchedResult>& parts);
 bool has_feature(const std::vector<std::string>& features, std::string_view name);
 
 // A task a worker kept from a broker it lost (READY's and HEARTBEAT's `held`, 4 numbers each).
@@ -272,6 +326,9 @@ class Header {
 // views, so that no string is copied into a message just to be encoded (issue 16).
 Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count,
                    std::uint64_t job = 0, std::uint64_t first = 0);
+// The function a header from encode_task names, as a view into it (no decoding: the broker
+// merges TASKs into TASKS by function, B58). Empty for anything else.
+std::string_view task_function(const Header& task);
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq);
 

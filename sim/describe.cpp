@@ -61,6 +61,16 @@ std::string describe(const wire::Message& message) {
           o << " " << code_text(m.code) << " \"" << m.message << "\"";
         } else if constexpr (std::is_same_v<T, wire::Cancel> || std::is_same_v<T, wire::Return>) {
           o << " tasks=" << list(m.task_ids);
+        } else if constexpr (std::is_same_v<T, wire::Tasks>) {
+          std::vector<std::uint64_t> ids;
+          for (std::size_t k = 0; k < m.tasks.size(); k += wire::kTaskFields)
+            ids.push_back(m.tasks[k]);
+          o << " tasks=" << list(ids);
+        } else if constexpr (std::is_same_v<T, wire::Results>) {
+          std::vector<std::uint64_t> ids;
+          for (std::size_t k = 0; k < m.results.size(); k += wire::kResultFields)
+            ids.push_back(m.results[k]);
+          o << " tasks=" << list(ids);
         } else if constexpr (std::is_same_v<T, wire::Credit>) {
           o << " capacity=" << m.capacity;
         }

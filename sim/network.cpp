@@ -160,10 +160,9 @@ void World::broker_flush() {
       }
       // Invariant 15 (issue 26 item 7): a job whose client said DONE (it ended or was
       // cancelled) has nothing more sent to workers.
-      if (!w.done_jobs_.empty() && o.payload && o.header.view().size() > 2 &&
-          static_cast<unsigned char>(o.header.view()[2]) == static_cast<int>(wire::Type::Task)) {
-        msgpack::object_handle h = msgpack::unpack(o.payload->data(), o.payload->size());
-        const auto inputs = h.get().as<std::vector<std::int64_t>>();
+      const auto tasks = task_inputs(std::string(o.header.view()), o.payload);
+      for (const std::vector<std::int64_t>& inputs :
+           w.done_jobs_.empty() ? decltype(tasks){} : tasks) {
         if (!inputs.empty() && inputs.front() >= 0 &&
             w.done_jobs_.count(static_cast<std::uint64_t>(inputs.front() / 1000)) != 0) {
           w.violate("the broker sent " + header_of(o) + " of job " +
@@ -175,10 +174,7 @@ void World::broker_flush() {
         w.violate("the broker sent " + header_of(o) + " to " + p->name +
                   ", a worker whose key was revoked");
       }
-      if (o.header.size() > 2 &&
-          static_cast<unsigned char>(o.header.data()[2]) == static_cast<int>(wire::Type::Task)) {
-        ++w.report_.scale.tasks;
-      }
+      w.report_.scale.tasks += tasks.size();
       w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
       return true;
     }
@@ -351,9 +347,11 @@ void World::deliver_to_peer(int i, Event& e) {
   }
   if (trace_) {
     std::string items;
-    if (std::holds_alternative<wire::Task>(message) && e.frame.payload) {
-      // The inputs name the job and the index: x = job * 1000 + index (+900 if poison).
-      items = " items=" + inputs_of(*e.frame.payload);
+    // The inputs name the job and the index: x = job * 1000 + index (+900 if poison).
+    for (const std::vector<std::int64_t>& inputs : task_inputs(e.frame.header, e.frame.payload)) {
+      std::string list;
+      for (std::int64_t x : inputs) list += (list.empty() ? "" : ",") + std::to_string(x);
+      items += " items=[" + list + "]";
     }
     tracef("B -> " + p.name + " " + describe(message) + items);
   }

@@ -27,6 +27,9 @@ void World::start_worker(int i, bool new_id) {
   worker::SessionCoreOptions o;
   o.endpoint = "sim";
   o.prefetch = p.prefetch;
+  // Mixed framing (issue 28): every third worker speaks only single TASK and RESULT, as a
+  // worker that predates "batch".
+  o.batch = i % 3 != 2;
   o.heartbeat = kHeartbeat;
   o.liveness = kLiveness;
   o.max_reconnect_delay = kMaxReconnectDelay;
@@ -77,10 +80,9 @@ void World::kill_worker(int i, const std::string& why, bool host_vanished) {
 void World::excuse_task(const Frame& frame) {
   if (!frame.payload) return;
   try {
-    if (!std::holds_alternative<wire::Task>(wire::decode(frame.header.data(), frame.header.size())))
-      return;
-    msgpack::object_handle h = msgpack::unpack(frame.payload->data(), frame.payload->size());
-    for (std::int64_t x : h.get().as<std::vector<std::int64_t>>()) runs_[x].excused = true;
+    for (const std::vector<std::int64_t>& inputs : task_inputs(frame.header, frame.payload)) {
+      for (std::int64_t x : inputs) runs_[x].excused = true;
+    }
   } catch (const std::exception&) {
   }
 }
@@ -167,7 +169,9 @@ void World::worker_pump(int i) {
       const wire::Message message = wire::decode(o.header.data(), o.header.size());
       if (trace_) tracef(p.name + " sends " + describe(message));
       if (std::holds_alternative<wire::Return>(message)) ++report_.returns;
-      if (std::holds_alternative<wire::Result>(message)) {
+      const bool results = std::holds_alternative<wire::Result>(message) ||
+                           std::holds_alternative<wire::Results>(message);
+      if (results) {
         if (now_ - p.last_result_at >= kHeartbeat.count() * kMs) p.busy_since = now_;
         p.last_result_at = now_;
         if (now_ - p.busy_since > kExpiry && !p.gap_counted && p.link.up) {
@@ -180,8 +184,7 @@ void World::worker_pump(int i) {
         }
       }
       Frame frame{std::string(o.header), std::move(o.payload), {}};
-      if (std::holds_alternative<wire::Result>(message))
-        frame.inputs = std::exchange(p.finished_inputs, {});
+      if (results) frame.inputs = std::exchange(p.finished_inputs, {});
       peer_send(i, std::move(frame));
     }
     exec_next(i);

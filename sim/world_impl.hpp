@@ -113,6 +113,28 @@ inline std::string inputs_of(const Bytes& payload) {
   return "[" + out + "]";
 }
 
+// The inputs of each task a TASK or TASKS carries (none for other messages).
+inline std::vector<std::vector<std::int64_t>> task_inputs(const std::string& header,
+                                                          const std::optional<Bytes>& payload) {
+  std::vector<std::vector<std::int64_t>> out;
+  if (!payload || header.size() < 3) return out;
+  const auto type = static_cast<unsigned char>(header[2]);
+  if (type != static_cast<int>(wire::Type::Task) && type != static_cast<int>(wire::Type::Tasks))
+    return out;
+  const wire::Message message = wire::decode(header.data(), header.size());
+  std::vector<Bytes> parts;
+  if (const auto* tasks = std::get_if<wire::Tasks>(&message)) {
+    for (wire::BatchedTask& part : wire::split(*tasks, *payload)) parts.push_back(part.payload);
+  } else {
+    parts.push_back(*payload);
+  }
+  for (const Bytes& part : parts) {
+    msgpack::object_handle h = msgpack::unpack(part.data(), part.size());
+    out.push_back(h.get().as<std::vector<std::int64_t>>());
+  }
+  return out;
+}
+
 struct Frame {
   std::string header;
   std::optional<Bytes> payload;
@@ -415,7 +437,7 @@ class World {
   // Jobs whose DONE the broker took, by the low 24 bits of their id (a TASK's inputs name
   // them): from then on no TASK of theirs may be sent (invariant 15, issue 26 item 7).
   std::set<std::uint64_t> done_jobs_;
-  bool revoked_ = false;               // the intruders' keys were taken out of the lists
+  bool revoked_ = false;  // the intruders' keys were taken out of the lists
   // The world's truth for invariant 15: each routing id's user and when the broker last took
   // a message under it (a binding lives kBindFor from there), for the broker's instance.
   std::map<std::string, std::pair<std::string, Us>> bound_;

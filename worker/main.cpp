@@ -155,6 +155,11 @@ int main(int argc, char** argv) {
                  "tasks each process holds at once, one running and the rest waiting "
                  "(default: adapted to how long tasks take)")
       ->check(CLI::Range(1u, 1024u));
+  bool no_batch = false;
+  app.add_flag("--no-batch", no_batch,
+               "take one task per message and send one result per message, as workers before "
+               "0.1.0 did (the protocol feature \"batch\" is not announced); for comparisons "
+               "and tests of older workers");
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "heartbeat interval until the broker announces its own")
       ->capture_default_str()
@@ -218,6 +223,7 @@ int main(int argc, char** argv) {
     session.exit_on_broker_bye = true;
   }
   session.endpoint = endpoint;
+  session.batch = !no_batch;
   session.heartbeat = std::chrono::milliseconds(heartbeat_ms);
 
   try {

@@ -38,6 +38,9 @@ inline constexpr rows::Row kRows[] = {
     {"W27", "on_finished", "worker_core_test.cpp"},
     {"W28", "drop_detached", "worker_core_test.cpp"},
     {"W29", "on_cancel", "worker_core_test.cpp"},
+    {"W30", "on_tasks", "batch_test.cpp"},
+    {"W31", "coalesce_results", "batch_test.cpp"},
+    {"W32", "on_message", "batch_test.cpp"},
 };
 
 }  // namespace seppo::worker

@@ -30,6 +30,7 @@ SessionCore::SessionCore(SessionCoreOptions options, wire::Ready ready,
   for (std::uint32_t i = 0; i < functions.size(); ++i) index_.emplace(functions[i], i);
   ready_.functions = std::move(functions);
   ready_.features = {std::string(wire::kFeatureAdopt)};  // §13.1
+  if (options_.batch) ready_.features.emplace_back(wire::kFeatureBatch);
   idle_since_ = now;
   connect(now);
   reconnect_ = false;  // the first connection is the socket loop's own
@@ -37,6 +38,8 @@ SessionCore::SessionCore(SessionCoreOptions options, wire::Ready ready,
 
 void SessionCore::connect(TimePoint now) {
   outbox_.clear();  // whatever was not sent belongs to the connection being dropped
+  result_notes_.clear();
+  broker_batches_ = false;  // W32: until an ALIVE of the new connection says
   reconnect_ = true;
   last_heard_ = now;
   announce(now);
@@ -132,6 +135,9 @@ void SessionCore::send(wire::Message message, TimePoint now, std::optional<Bytes
       std::holds_alternative<wire::Ready>(message)) {
     last_beat_ = now;
   }
+  if (const auto* result = std::get_if<wire::Result>(&message)) {
+    result_notes_.emplace_back(outbox_.size(), *result);
+  }
   outbox_.push_back(wire::Outgoing{{}, wire::encode(message), std::move(payload)});
 }
 
@@ -143,6 +149,7 @@ void SessionCore::abandon_process(const std::string& why) {
   log_(log::Level::Warning, why);
   finish(Ending::Abandoned);
   outbox_.clear();  // the process ends before sending it: the closed connection says enough
+  result_notes_.clear();
 }
 
 void SessionCore::on_message(const wire::PeerId&, const void* header, std::size_t header_size,
@@ -164,6 +171,8 @@ void SessionCore::on_message(const wire::Message& message, Bytes* payload, TimeP
   reconnect_delay_ = std::chrono::milliseconds(0);
   if (auto* task = std::get_if<wire::Task>(&message)) {
     on_task(*task, payload ? std::optional<Bytes>(std::move(*payload)) : std::nullopt);
+  } else if (auto* tasks = std::get_if<wire::Tasks>(&message)) {
+    on_tasks(*tasks, payload);
   } else if (auto* alive = std::get_if<wire::Alive>(&message)) {
     if (instance_ != 0 && alive->instance != instance_) {
       log_(log::Level::Info, "broker restarted (new instance); serving it");
@@ -173,6 +182,7 @@ void SessionCore::on_message(const wire::Message& message, Bytes* payload, TimeP
     if (alive->liveness > 0) liveness_ = alive->liveness;
     max_message_bytes_ = alive->max_message_bytes;
     broker_adopts_ = wire::has_feature(alive->features, wire::kFeatureAdopt);
+    broker_batches_ = options_.batch && wire::has_feature(alive->features, wire::kFeatureBatch);
     if (broker_adopts_) {
       hand_over_kept(now);
     } else {
@@ -219,6 +229,26 @@ void SessionCore::on_task(const wire::Task& task, std::optional<Bytes> payload) 
     starts_.push_back(Start{sequence_, f->second, std::move(*payload)});
   }
   // A leaving worker ignores new tasks: its BYE hands them back.
+}
+
+// W30: a TASKS is its TASKs, in order, each taken as W2 to W4 take one; one whose sizes do
+// not add up to its payload is dropped whole, as a malformed message (the broker finds its
+// tasks lost by the heartbeats, B5).
+void SessionCore::on_tasks(const wire::Tasks& tasks, Bytes* payload) {
+  if (payload == nullptr) {
+    log_(log::Level::Warning,
+         "dropped a malformed message from the broker: TASKS without its payload frame");
+    return;
+  }
+  std::vector<wire::BatchedTask> parts;
+  try {
+    parts = wire::split(tasks, *payload);
+  } catch (const Error& e) {
+    log_(log::Level::Warning,
+         std::string("dropped a malformed message from the broker: ") + e.what());
+    return;
+  }
+  for (wire::BatchedTask& part : parts) on_task(part.task, std::move(part.payload));
 }
 
 void SessionCore::on_error(const wire::Error& error, TimePoint now) {
@@ -504,7 +534,45 @@ void SessionCore::carry_out(Effects& effects, std::vector<wire::Outgoing>& out) 
   take_outbox(out);
 }
 
+// W31: consecutive RESULTs leave as one RESULTS, up to wire::kMaxBatch of them and
+// kMaxBatchBytes of payload (and the broker's max_message_bytes); only what is queued now is
+// merged, nothing waits for more. Nothing else moves: the broker reads them in the same order.
+void SessionCore::coalesce_results() {
+  std::uint64_t limit = wire::kMaxBatchBytes;
+  if (max_message_bytes_ != 0) limit = std::min(limit, max_message_bytes_);
+  std::vector<wire::BatchedResult> run;
+  std::vector<bool> merged(outbox_.size(), false);
+  std::size_t run_at = 0, run_bytes = 0;
+  const auto close = [&] {
+    if (run.size() > 1) {
+      wire::Batch batch = wire::encode_results(run);
+      outbox_[run_at].header = wire::Header(std::move(batch.header));
+      outbox_[run_at].payload = Bytes(std::move(batch.payload));
+    }
+    run.clear();
+  };
+  std::size_t previous = 0;
+  for (auto& [index, result] : result_notes_) {
+    Bytes& payload = *outbox_[index].payload;
+    if (run.empty() || index != previous + 1 || run.size() >= wire::kMaxBatch ||
+        run_bytes + payload.size() > limit) {
+      close();
+      run_at = index;
+      run_bytes = 0;
+    } else {
+      merged[index] = true;
+    }
+    run.push_back(wire::BatchedResult{result, payload});
+    run_bytes += payload.size();
+    previous = index;
+  }
+  close();
+  wire::drop_merged(outbox_, merged);
+}
+
 void SessionCore::take_outbox(std::vector<wire::Outgoing>& out) {
+  if (broker_batches_ && result_notes_.size() > 1) coalesce_results();
+  result_notes_.clear();
   if (out.empty()) {
     out.swap(outbox_);
   } else {

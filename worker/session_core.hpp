@@ -44,6 +44,10 @@ struct SessionCoreOptions {
   // until the next broker takes them: at most this many payload bytes in all. A result beyond
   // is dropped (logged), and its items run again when their client resubmits them.
   std::uint64_t keep_result_bytes = 64ull << 20;
+  // Announce the feature "batch" (§4.17, §4.18): the broker may then send several tasks in one
+  // TASKS, and results finished together leave in one RESULTS. Off: one task per message, as
+  // a worker that predates it (seppo-worker --no-batch).
+  bool batch = true;
 };
 
 class SessionCore {
@@ -171,6 +175,9 @@ class SessionCore {
   std::vector<std::uint64_t> held_listing() const;
 
   void on_task(const wire::Task& task, std::optional<Bytes> payload);
+  void on_tasks(const wire::Tasks& tasks, Bytes* payload);
+  // W31: runs of RESULTs in the outbox leave as RESULTS when the broker speaks "batch".
+  void coalesce_results();
   void on_error(const wire::Error& error, TimePoint now);
   void on_cancel(const wire::Cancel& cancel);
   void on_message(const wire::Message& message, Bytes* payload, TimePoint now);
@@ -202,6 +209,10 @@ class SessionCore {
   std::uint64_t instance_ = 0;
   // The broker of this connection announced "adopt" in its ALIVE: detached results go to it.
   bool broker_adopts_ = false;
+  // ... and "batch": results finished together go in one RESULTS (W31, W32).
+  bool broker_batches_ = false;
+  // The RESULTs in outbox_, in order: (index in outbox_, the message).
+  std::vector<std::pair<std::size_t, wire::Result>> result_notes_;
   std::deque<Kept> kept_;
   std::uint64_t kept_bytes_ = 0;
   bool leaving_ = false;
