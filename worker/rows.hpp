@@ -38,6 +38,8 @@ inline constexpr rows::Row kRows[] = {
     {"W27", "on_finished", "worker_core_test.cpp"},
     {"W28", "drop_detached", "worker_core_test.cpp"},
     {"W29", "on_cancel", "worker_core_test.cpp"},
+    {"W40", "fail_over", "worker_core_test.cpp"},
+    {"W41", "on_not_active", "worker_core_test.cpp"},
 };
 
 }  // namespace seppo::worker
