@@ -346,16 +346,21 @@ int serve(const ServerOptions& options, Core& core) {
         key = verdict.key;
       }
       // A broker of a pair serves only while active (§15.1, H7, H8, H15).
-      if (pair && frames >= 2 && !pair->admit(header.data(), header.size(), at)) {
-        const std::string reply = pair->refusal();
-        core.stats().refused("not_active");
-        try {
-          router.send(zmq::buffer(peer.data(), peer.size()),
-                      zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-          router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
-        } catch (const zmq::error_t&) {
+      if (pair && frames >= 2) {
+        if (!pair->admit(header.data(), header.size(), at)) {
+          const std::string reply = pair->refusal();
+          core.stats().refused("not_active");
+          try {
+            router.send(zmq::buffer(peer.data(), peer.size()),
+                        zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+            router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+          } catch (const zmq::error_t&) {
+          }
+          continue;
         }
-        continue;
+        // Taken over on this very message (H6, H14): the window opens before the core reads
+        // it, so that a worker's kept tasks listed in it are adopted (§9.1).
+        if (pair->core().take_activated()) core.reopen_adoption(at);
       }
       if (frames == 2) {
         core.on_message(peer, header.data(), header.size(), nullptr, at, role, key);
