@@ -178,6 +178,16 @@ TEST_CASE("broker pair: with both up exactly one is active, and peers find it fr
   // Still one active: turning to the passive one while the primary is heard changes nothing.
   CHECK(pair.state(0) == "active");
   CHECK(pair.state(1) == "passive");
+  // seppo status given both shows each broker's role and state; seppo map works given both.
+  const Completed status = run({Paths::cli(), "--broker", pair.endpoints(), "status"});
+  CHECK(status.status == 0);
+  CHECK(status.out.find("pair: primary, active; peer passive") != std::string::npos);
+  CHECK(status.out.find("pair: backup, passive; peer active") != std::string::npos);
+  const Completed map =
+      run({Paths::cli(), "--broker", pair.endpoint(1) + "," + pair.endpoint(0), "map", "item"},
+          "x\ny\n");
+  CHECK(map.status == 0);
+  CHECK(map.out == "x\ny\n");
 }
 
 TEST_CASE(
