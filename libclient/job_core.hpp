@@ -252,7 +252,10 @@ class JobCore {
   std::size_t endpoints_ = 1;
   TimePoint next_switch_{};
   bool switch_ = false;
-  std::chrono::milliseconds failover_after() const { return heartbeat_ * 3 / 2; }
+  // heartbeat × 3/2, at least heartbeat + 250 ms (the margin against a loaded host's hiccups).
+  std::chrono::milliseconds failover_after() const {
+    return std::max(heartbeat_ * 3 / 2, heartbeat_ + std::chrono::milliseconds(250));
+  }
   std::chrono::milliseconds probe() const {
     return std::max(heartbeat_ / 2, std::chrono::milliseconds(1));
   }

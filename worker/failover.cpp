@@ -14,11 +14,15 @@ std::string ms(std::chrono::steady_clock::duration d) {
 }
 }  // namespace
 
-// With one endpoint, W14's heartbeat × liveness; with several, failover_after: heartbeat × 3/2
-// (the broker answers every HEARTBEAT, sent each heartbeat, so a longer silence means it is gone).
+// With one endpoint, W14's heartbeat × liveness; with several, failover_after: heartbeat × 3/2,
+// at least heartbeat + 250 ms (the broker answers every HEARTBEAT, sent each heartbeat, so a
+// longer silence means it is gone; the 250 ms keep a short heartbeat on a loaded host from
+// turning peers to the passive broker for a hiccup, §15.1).
 std::chrono::steady_clock::duration SessionCore::silence_limit() const {
   if (endpoints_.size() < 2) return expiry();
-  return std::min<std::chrono::steady_clock::duration>(heartbeat_ * 3 / 2, expiry());
+  const std::chrono::milliseconds after =
+      std::max(heartbeat_ * 3 / 2, heartbeat_ + std::chrono::milliseconds(250));
+  return std::min<std::chrono::steady_clock::duration>(after, expiry());
 }
 
 // W40: the broker fell silent (or refused, W41): start over at the next endpoint, as W14 does on
