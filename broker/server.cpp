@@ -215,6 +215,15 @@ int serve(const ServerOptions& options, Core& core) {
     }
     return user;  // "uid:1000"
   });
+  // An ERROR answered here, before the core: a peer the key gate or the pair's gate refused.
+  const auto refuse = [&](const PeerId& peer, const std::string& reply) {
+    try {
+      router.send(zmq::buffer(peer.data(), peer.size()),
+                  zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  };
   TimePoint next_tick = Clock::now();
   TimePoint next_guard = next_tick;
   int status = 0;
@@ -331,14 +340,7 @@ int serve(const ServerOptions& options, Core& core) {
         if (!verdict.accepted) {
           core.stats().refused(verdict.reason);
           if (!verdict.refusal.empty()) {
-            const std::string reply =
-                wire::encode(wire::Error{wire::Code::Forbidden, verdict.refusal});
-            try {
-              router.send(zmq::buffer(peer.data(), peer.size()),
-                          zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-              router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
-            } catch (const zmq::error_t&) {
-            }
+            refuse(peer, wire::encode(wire::Error{wire::Code::Forbidden, verdict.refusal}));
           }
           continue;
         }
@@ -348,14 +350,8 @@ int serve(const ServerOptions& options, Core& core) {
       // A broker of a pair serves only while active (§15.1, H7, H8, H15).
       if (pair && frames >= 2) {
         if (!pair->admit(header.data(), header.size(), at)) {
-          const std::string reply = pair->refusal();
           core.stats().refused("not_active");
-          try {
-            router.send(zmq::buffer(peer.data(), peer.size()),
-                        zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-            router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
-          } catch (const zmq::error_t&) {
-          }
+          refuse(peer, pair->refusal());
           continue;
         }
         // Taken over on this very message (H6, H14): the window opens before the core reads
