@@ -24,6 +24,13 @@ void Core::begin(TimePoint now) {
   adopt_until_ = now + std::max<Duration>(2 * config_.heartbeat, std::chrono::seconds(1));
 }
 
+void Core::reopen_adoption(TimePoint now) {
+  started_ = true;
+  window_open_ = true;
+  adopt_until_ = now + std::max<Duration>(2 * config_.heartbeat, std::chrono::seconds(1));
+  log(log::Level::Info, "adoption window opened: this broker became active (§15)");
+}
+
 // A worker listed the tasks it kept (READY: all of them; a HEARTBEAT: all it still holds, so
 // `complete`: pending ones it no longer lists are gone). For each: already adopted here, adopt
 // it now (its chunk is queued), wait for its client's resubmission (the window is open), or

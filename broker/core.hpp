@@ -12,12 +12,14 @@
 //   clients_   routing id -> Client: its jobs and when it was last heard
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -170,6 +172,12 @@ class Core {
   const Config& config() const { return config_; }
   // The adoption window (§9.1) is still open: kept tasks listed now may yet be adopted.
   bool adoption_open() const { return window_open_; }
+  // A broker of a pair that became active (§15.1) opens a new adoption window from `now`.
+  void reopen_adoption(TimePoint now);
+  // A broker of a pair: its role, state and its peer's, shown in STATUS as `ha` (§15.3).
+  void set_pair_state(std::string role, std::string state, std::string peer) {
+    pair_state_ = {std::move(role), std::move(state), std::move(peer)};
+  }
   // Checks every dispatch's choice against a scan over every provider, the rule the provider
   // indexes stand in for (the simulator's seeds and the unit tests turn it on; O(workers)).
   void set_self_check(bool on) { self_check_ = on; }
@@ -462,6 +470,7 @@ class Core {
   // Adoption (§9.1): open for two heartbeats (at least 1 s) from the first event this core handles.
   bool started_ = false;
   bool window_open_ = true;
+  std::optional<std::array<std::string, 3>> pair_state_;  // role, state, peer (§15.3)
   TimePoint adopt_until_{};
   std::map<ItemKey, Pending> pending_;  // listed kept tasks waiting for their resubmission
   std::map<ItemKey, Stashed> stashed_;  // their results, when they finished first

@@ -287,6 +287,15 @@ std::string status_metrics(const std::string& status) {
   e.sample("seppo_build_info",
            {{"version", text_of(find(s, "version"))}, {"protocol", text_of(find(s, "protocol"))}},
            1);
+  if (const msgpack::object* ha = find(s, "ha")) {  // one broker of a pair (§15.3)
+    e.family("seppo_ha_state", "gauge",
+             "This broker of a pair: its role and state, and its peer's last state; always 1.");
+    e.sample("seppo_ha_state",
+             {{"role", text_of(find(*ha, "role"))},
+              {"state", text_of(find(*ha, "state"))},
+              {"peer", text_of(find(*ha, "peer"))}},
+             1);
+  }
   e.family("seppo_uptime_seconds", "gauge", "Seconds since the broker started.");
   e.sample("seppo_uptime_seconds", {}, number(find(s, "uptime_ms")) / 1000);
 

@@ -119,8 +119,16 @@ int main(int argc, char** argv) {
       "unless --insecure; by default on ipc:///tmp/seppo-$UID/broker, in a folder of this\n"
       "user's alone, admitting no other user (but --allow-group). SIGHUP reloads the\n"
       "authorised key lists.\n"
+      "A pair of brokers (hot standby): give each --ha-role primary|backup, --ha-bind and\n"
+      "--ha-peer (the other's --ha-bind), and give clients and workers both endpoints:\n"
+      "  seppo-broker --bind tcp://127.0.0.1:5555 --ha-role primary \\\n"
+      "      --ha-bind tcp://127.0.0.1:5556 --ha-peer tcp://127.0.0.1:5566\n"
+      "  seppo-broker --bind tcp://127.0.0.1:5565 --ha-role backup \\\n"
+      "      --ha-bind tcp://127.0.0.1:5566 --ha-peer tcp://127.0.0.1:5556\n"
+      "  seppo-worker --broker tcp://127.0.0.1:5555,tcp://127.0.0.1:5565 ...\n"
       "Exit status: 0 after SIGINT/SIGTERM; 1 if an endpoint cannot be bound or a key file\n"
-      "cannot be read; 2 on bad usage, including a network endpoint without keys.\n"
+      "cannot be read; 2 on bad usage, including a network endpoint without keys; 3 for a\n"
+      "backup of a pair that found its primary active too (start it again: it stands by).\n"
       "Environment: SEPPO_BROKER_BIND is the default for --bind, else SEPPO_BROKER (the\n"
       "endpoint workers and clients connect to, when the broker can bind it as it is);\n"
       "SEPPO_CURVE_SECRET_KEY for --curve-secret-key; SEPPO_RUNTIME_DIR for the folder of the\n"
@@ -209,6 +217,16 @@ int main(int argc, char** argv) {
   app.add_flag("--http-public", http_public,
                "allow --http on an address other than loopback: anyone who reaches it can read "
                "the workers, jobs, owners and functions (nothing can be changed through it)");
+  std::string ha_role, ha_bind, ha_peer;
+  app.add_option("--ha-role", ha_role,
+                 "one broker of a pair (hot standby, docs/operating.md \"Running a pair of "
+                 "brokers\"): primary or backup; needs --ha-bind and --ha-peer")
+      ->check(CLI::IsMember({"primary", "backup"}));
+  app.add_option("--ha-bind", ha_bind,
+                 "endpoint on which this broker publishes its state to its peer (a pair only)");
+  app.add_option("--ha-peer", ha_peer,
+                 "the peer broker's --ha-bind endpoint (a pair only; with keys, the peer uses "
+                 "the same --curve-secret-key)");
   app.add_option("--log-level", level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
@@ -256,6 +274,28 @@ int main(int argc, char** argv) {
     std::cerr << "seppo-broker: " << text << "\n";
     return status;
   };
+  if (!ha_role.empty() || !ha_bind.empty() || !ha_peer.empty()) {
+    // All three or none: half a pair would run as a single broker nobody expects.
+    std::string missing;
+    if (ha_role.empty()) missing += " --ha-role";
+    if (ha_bind.empty()) missing += " --ha-bind";
+    if (ha_peer.empty()) missing += " --ha-peer";
+    if (!missing.empty()) {
+      return fail(
+          2, "a broker pair needs --ha-role, --ha-bind and --ha-peer together; missing" + missing);
+    }
+    if (ha_bind == ha_peer) return fail(2, "--ha-bind and --ha-peer must differ");
+    server.pair = broker::ha::PairOptions{*broker::ha::parse_role(ha_role), ha_bind, ha_peer};
+    if (secret_key_file.empty() && !insecure) {
+      for (const std::string& endpoint : {ha_bind, ha_peer}) {
+        if (!is_local_endpoint(endpoint)) {
+          return fail(2, "refusing the HA endpoint " + endpoint +
+                             " without CurveZMQ keys: give --curve-secret-key (the same for "
+                             "both brokers), use 127.0.0.1 or ipc://, or --insecure");
+        }
+      }
+    }
+  }
   if (secret_key_file.empty()) {
     if (!authorized.workers.empty() || !authorized.clients.empty()) {
       return fail(2, "--authorized-workers and --authorized-clients need --curve-secret-key");

@@ -161,6 +161,27 @@ int serve(const ServerOptions& options, Core& core) {
     bound.push_back(router.get(zmq::sockopt::last_endpoint));
     log::info("listening on " + bound.back());
   }
+  // One broker of a pair: the HA link, and the gate in front of the core (§15).
+  std::unique_ptr<ha::PairLink> pair;
+  if (options.pair) {
+    ha::Config ha_config;
+    ha_config.role = options.pair->role;
+    ha_config.expiry = core.config().heartbeat;
+    ha_config.interval =
+        std::max<Duration>(core.config().heartbeat / 4, std::chrono::milliseconds(5));
+    try {
+      pair = std::make_unique<ha::PairLink>(
+          *options.pair, ha_config, options.curve, Clock::now(),
+          [](log::Level level, const std::string& line) { log::write(level, line); });
+    } catch (const seppo::Error& e) {
+      log::error(e.what());
+      if (options.on_ready) options.on_ready(bound, e.what());
+      return 1;
+    }
+    log::info("broker pair: " + std::string(ha::name(options.pair->role)) + ", state on " +
+              pair->bound() + ", peer at " + options.pair->peer);
+    core.set_pair_state(ha::name(options.pair->role), ha::name(pair->core().state()), "silent");
+  }
   if (options.on_ready) options.on_ready(bound, "");
 
   // The signal pipe and the stop fd, when there are any, stand in the same poll set as the router.
@@ -174,7 +195,10 @@ int serve(const ServerOptions& options, Core& core) {
     stop_item = items.size();
     items.push_back({nullptr, options.stop_fd, ZMQ_POLLIN, 0});
   }
+  const std::size_t connections_item = items.size();
   items.push_back(connections->pollitem());
+  // The peer broker's state wakes the loop, whose turn takes it in.
+  if (pair) items.push_back(pair->pollitem());
   // Frames are received into the same messages every time (a receive releases what the
   // message held before): no vector of frames and no message objects made per frame.
   zmq::message_t id_frame, header, payload_frame, extra;
@@ -191,10 +215,28 @@ int serve(const ServerOptions& options, Core& core) {
     }
     return user;  // "uid:1000"
   });
+  // An ERROR answered here, before the core: a peer the key gate or the pair's gate refused.
+  const auto refuse = [&](const PeerId& peer, const std::string& reply) {
+    try {
+      router.send(zmq::buffer(peer.data(), peer.size()),
+                  zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  };
   TimePoint next_tick = Clock::now();
   TimePoint next_guard = next_tick;
+  int status = 0;
   while (true) {
     const TimePoint now = Clock::now();
+    if (pair) {
+      pair->turn(now);
+      const ha::HaCore& ha = pair->core();
+      if (pair->core().take_activated()) core.reopen_adoption(now);  // §15.1, §9.1
+      const auto peer = ha.peer(now);
+      core.set_pair_state(ha::name(ha.role()), ha::name(ha.state()),
+                          peer ? ha::name(*peer) : "silent");
+    }
     if (now >= next_tick) {
       core.on_tick(now);
       next_tick = core.next_deadline(now);
@@ -203,13 +245,20 @@ int serve(const ServerOptions& options, Core& core) {
     }
     if (now >= next_guard) next_guard = connections->guard(now);
     if (options.on_turn) options.on_turn(core, now);
-    const auto wait = flushed ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::min(next_tick, next_guard) - now)
+    TimePoint next = std::min(next_tick, next_guard);
+    if (pair) next = std::min(next, pair->next_deadline());
+    const auto wait = flushed ? std::chrono::duration_cast<std::chrono::milliseconds>(next - now)
                               : std::chrono::milliseconds(0);
     seppo::poll(items, std::max(wait, std::chrono::milliseconds(0)));
     // A connection event (a new TCP connection, perhaps): the guard looks again at once.
-    if (items.back().revents & ZMQ_POLLIN) next_guard = std::min(next_guard, Clock::now());
+    if (items[connections_item].revents & ZMQ_POLLIN)
+      next_guard = std::min(next_guard, Clock::now());
     bool stop = false;
+    if (pair && pair->core().must_yield()) {
+      log::error("broker pair: both brokers were active; this backup stops (start it again)");
+      stop = true;
+      status = 3;
+    }
     if (stop_item != 0 && (items[stop_item].revents & ZMQ_POLLIN)) {
       log::info("asked to stop");
       stop = true;
@@ -291,19 +340,23 @@ int serve(const ServerOptions& options, Core& core) {
         if (!verdict.accepted) {
           core.stats().refused(verdict.reason);
           if (!verdict.refusal.empty()) {
-            const std::string reply =
-                wire::encode(wire::Error{wire::Code::Forbidden, verdict.refusal});
-            try {
-              router.send(zmq::buffer(peer.data(), peer.size()),
-                          zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-              router.send(zmq::buffer(reply), zmq::send_flags::dontwait);
-            } catch (const zmq::error_t&) {
-            }
+            refuse(peer, wire::encode(wire::Error{wire::Code::Forbidden, verdict.refusal}));
           }
           continue;
         }
         role = verdict.role;
         key = verdict.key;
+      }
+      // A broker of a pair serves only while active (§15.1, H7, H8, H15).
+      if (pair && frames >= 2) {
+        if (!pair->admit(header.data(), header.size(), at)) {
+          core.stats().refused("not_active");
+          refuse(peer, pair->refusal());
+          continue;
+        }
+        // Taken over on this very message (H6, H14): the window opens before the core reads
+        // it, so that a worker's kept tasks listed in it are adopted (§9.1).
+        if (pair->core().take_activated()) core.reopen_adoption(at);
       }
       if (frames == 2) {
         core.on_message(peer, header.data(), header.size(), nullptr, at, role, key);
@@ -329,7 +382,7 @@ int serve(const ServerOptions& options, Core& core) {
   auth.reset();
   context.close();
   log::info("stopped");
-  return 0;
+  return status;
 }
 
 }  // namespace seppo::broker

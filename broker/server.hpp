@@ -7,6 +7,7 @@
 
 #include "broker/auth.hpp"
 #include "broker/core.hpp"
+#include "broker/ha_link.hpp"
 #include "common/curve.hpp"
 
 namespace seppo::broker {
@@ -39,10 +40,13 @@ struct ServerOptions {
   // Called at every turn of the loop, on its thread: seppo-broker --http hands its server a
   // STATUS snapshot from here when one is due. Must be cheap when nothing is due.
   std::function<void(Core& core, TimePoint now)> on_turn;
+  // One broker of a pair (docs/protocol.md §15): the HA link's endpoints and this broker's role.
+  // Its timers follow the core's heartbeat (interval heartbeat / 4, expiry heartbeat).
+  std::optional<ha::PairOptions> pair;
 };
 
 // Runs until SIGINT or SIGTERM (SIGHUP reloads the key lists), or until `stop_fd` is readable;
-// returns the exit status.
+// returns the exit status (3: a backup of a pair that found the primary active too, §15 H11).
 int serve(const ServerOptions& options, Core& core);
 
 }  // namespace seppo::broker

@@ -40,7 +40,13 @@ std::string Core::snapshot(TimePoint now, bool full) const {
   };
   std::uint64_t bytes_held = 0;
   for (const auto& [id, c] : clients_) bytes_held += c.queued_bytes;
-  p.pack_map(9 + stats_.entries(full));
+  p.pack_map(9 + stats_.entries(full) + (pair_state_ ? 1 : 0));
+  if (pair_state_) {  // a broker of a pair (§15.3)
+    p.pack("ha").pack_map(3);
+    p.pack("role").pack((*pair_state_)[0]);
+    p.pack("state").pack((*pair_state_)[1]);
+    p.pack("peer").pack((*pair_state_)[2]);
+  }
   p.pack("protocol").pack(wire::kVersion);
   p.pack("instance").pack(instance_);
   // Set by seppo-broker from seppo::build_version(); the project version in tests.

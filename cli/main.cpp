@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
   std::string endpoint = seppo::default_endpoint();
   double timeout_s = 30;
   app.add_option("-b,--broker", endpoint,
-                 "broker endpoint (default $SEPPO_BROKER or " +
+                 "broker endpoint, or a pair's two comma-separated, the primary first (default "
+                 "$SEPPO_BROKER or " +
                      std::string(seppo::kDefaultEndpointHelp) + ")");
   app.add_option("--broker-timeout", timeout_s,
                  "seconds of broker silence after which the command fails (for a per-item "

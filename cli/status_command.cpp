@@ -1,5 +1,7 @@
 #include "cli/status_command.hpp"
 
+#include "common/endpoint_list.hpp"
+
 #include <poll.h>
 #include <pwd.h>
 #include <termios.h>
@@ -88,6 +90,10 @@ std::string render(const nlohmann::json& s, const std::string& endpoint) {
   if (s.contains("version")) line(out, ", version %s", str(s, "version").c_str());
   if (s.contains("uptime_ms")) line(out, ", up %s", duration(num(s, "uptime_ms")).c_str());
   out += ")\n";
+  if (s.contains("ha") && s["ha"].is_object()) {  // one broker of a pair (docs/protocol.md §15.3)
+    line(out, "pair: %s, %s; peer %s\n", str(s["ha"], "role").c_str(),
+         str(s["ha"], "state").c_str(), str(s["ha"], "peer").c_str());
+  }
   if (s.contains("clients")) {
     line(out, "clients %lld, holding %s\n", static_cast<long long>(num(s, "clients")),
          bytes(static_cast<std::uint64_t>(num(s, "bytes_held"))).c_str());
@@ -183,18 +189,37 @@ class RawTerminal {
   bool active_ = false;
 };
 
+// One broker's status as text or a JSON line; for a pair's list (§15.4) each broker's in turn,
+// one that does not answer shown as an error line (and `status` set to 1). With one endpoint,
+// its error is thrown.
+std::string snapshot(Client& client, const StatusOptions& options, int& status) {
+  const auto one = [&](Client& asked) {
+    const msgpack::object_handle reply = asked.status(options.timeout);
+    const nlohmann::json s = to_json(reply.get());
+    return options.json ? s.dump() + "\n" : render(s, asked.endpoint());
+  };
+  const std::vector<std::string> endpoints = split_endpoints(client.endpoint());
+  if (endpoints.size() < 2) return one(client);
+  std::string text;
+  for (const std::string& endpoint : endpoints) {
+    try {
+      Client asked(endpoint, client.options());
+      text += one(asked);
+    } catch (const Error& e) {
+      text += std::string("seppo: ") + e.what() + "\n";
+      status = 1;
+    }
+  }
+  return text;
+}
+
 }  // namespace
 
 int run_status(Client& client, const StatusOptions& options, std::FILE* out) {
   if (!options.watch) {
-    const msgpack::object_handle status = client.status(options.timeout);
-    const nlohmann::json s = to_json(status.get());
-    if (options.json) {
-      std::fprintf(out, "%s\n", s.dump().c_str());
-    } else {
-      std::fputs(render(s, client.endpoint()).c_str(), out);
-    }
-    return 0;
+    int status = 0;
+    std::fputs(snapshot(client, options, status).c_str(), out);
+    return status;
   }
   // --watch: like top, the screen redrawn every interval until q, Ctrl-C or --count.
   struct sigaction action {};
@@ -212,9 +237,7 @@ int run_status(Client& client, const StatusOptions& options, std::FILE* out) {
          ++shown) {
       std::string text;
       try {
-        text = options.json
-                   ? to_json(client.status(options.timeout).get()).dump() + "\n"
-                   : render(to_json(client.status(options.timeout).get()), client.endpoint());
+        text = snapshot(client, options, status);
       } catch (const Error& e) {
         text = std::string("seppo: ") + e.what() + "\n";
         status = 1;

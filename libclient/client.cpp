@@ -2,6 +2,7 @@
 
 #include <time.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <cerrno>
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
+#include "common/endpoint_list.hpp"
 #include "common/host.hpp"
 #include "common/monitor.hpp"
 #include "common/poll.hpp"
@@ -49,7 +51,9 @@ struct Client::Impl {
   // The process that made the context: in a fork() child (docs/client.md, "fork") the context's
   // I/O threads do not exist, and zmq_ctx_term would wait for them for ever.
   const pid_t owner = ::getpid();
-  std::string endpoint;
+  std::string endpoint;                // as given: one endpoint, or a pair's list
+  std::vector<std::string> endpoints;  // the list (§15.4); `current` is the one connected
+  std::size_t current = 0;
   ClientOptions options;
   zmq::context_t context{1};
   zmq::socket_t socket{context, zmq::socket_type::dealer};
@@ -73,7 +77,8 @@ struct Client::Impl {
   bool heard_alive = false;
   std::uint64_t broker_max_message = 0;
 
-  Impl(std::string e, ClientOptions o) : endpoint(std::move(e)), options(std::move(o)) {
+  Impl(std::string e, ClientOptions o)
+      : endpoint(std::move(e)), endpoints(split_endpoints(endpoint)), options(std::move(o)) {
     const std::string id = random_routing_id('C');
     socket.set(zmq::sockopt::routing_id, zmq::buffer(id));
     socket.set(zmq::sockopt::linger, 0);
@@ -89,17 +94,31 @@ struct Client::Impl {
                  static_cast<std::int64_t>(limit + wire::kFrameAllowance));
     }
     secure();
-    try {
-      check_private_endpoint(endpoint, false);
-    } catch (const std::runtime_error& e) {
-      throw ConnectionError(std::string("will not connect to ") + endpoint + ": " + e.what());
+    for (const std::string& one : endpoints) {
+      try {
+        check_private_endpoint(one, false);
+      } catch (const std::runtime_error& e) {
+        throw ConnectionError(std::string("will not connect to ") + one + ": " + e.what());
+      }
     }
     monitor.emplace(context, socket);
     try {
-      socket.connect(endpoint);
+      socket.connect(endpoints[0]);
     } catch (const zmq::error_t& e) {
-      throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
+      throw ConnectionError("cannot connect to broker " + endpoints[0] + ": " + e.what());
     }
+  }
+
+  // A pair of brokers (§15.4, C30, C31): the socket moves to the next endpoint of the list,
+  // keeping its routing id; what was queued for the one left is dropped (resubmitted on RESYNC).
+  void next_endpoint() {
+    if (endpoints.size() < 2) return;
+    try {
+      socket.disconnect(endpoints[current]);
+    } catch (const zmq::error_t&) {
+    }
+    current = (current + 1) % endpoints.size();
+    socket.connect(endpoints[current]);
   }
 
   ~Impl() {
@@ -134,7 +153,9 @@ struct Client::Impl {
     const bool has_secret = !options.curve_secret_key_file.empty();
     const bool has_server = !options.curve_server_key_file.empty();
     if (!has_secret && !has_server) {
-      if (!options.insecure && !is_local_endpoint(endpoint)) {
+      if (!options.insecure &&
+          !std::all_of(endpoints.begin(), endpoints.end(),
+                       [](const std::string& e) { return is_local_endpoint(e); })) {
         throw Error("refusing to connect to " + endpoint +
                     " without CurveZMQ keys: set SEPPO_CURVE_SECRET_KEY and "
                     "SEPPO_CURVE_SERVER_KEY (or the ClientOptions curve_*_file fields), or "
@@ -204,7 +225,9 @@ struct Client::Impl {
       }
     }
     const auto failing = monitor->failing_since();
-    if (failing && std::chrono::steady_clock::now() - *failing >= kUnreachable) {
+    // With a pair's list, an unreachable endpoint is the next one's turn (C30), not an error.
+    if (failing && endpoints.size() < 2 &&
+        std::chrono::steady_clock::now() - *failing >= kUnreachable) {
       std::string reason = unreachable_reason(endpoint);
       if (reason.empty()) reason = "connection refused";
       throw ConnectionError("cannot reach the broker at " + endpoint + ": " + reason +
@@ -372,6 +395,7 @@ class ClientJob {
   }
 
   void flush() {
+    if (core_.take_switch()) c_.next_endpoint();  // before the HEARTBEAT meant for the next one
     outbox_.clear();
     core_.take_outbox(outbox_);
     for (wire::Outgoing& out : outbox_) {

@@ -1,5 +1,7 @@
 #include "libclient/job_core.hpp"
 
+#include "common/endpoint_list.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -50,6 +52,8 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
   first_beat_pending_ = broker_heartbeat_.count() == 0;
   heard_alive_ = options_.heard_alive;
   broker_max_message_ = options_.broker_max_message;
+  endpoints_ = split_endpoints(options_.endpoint).size();
+  next_switch_ = now + failover_after();
 }
 
 // --- input ---
@@ -103,6 +107,7 @@ void JobCore::on_message(const wire::PeerId&, const void* header, std::size_t he
 
 void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint now) {
   last_heard_ = now;  // C4: anything that decodes is a sign of the broker's life
+  next_switch_ = now + failover_after();
   if (const auto* d = std::get_if<wire::Deliver>(&message)) {
     if (d->job_id != id_ || payload == nullptr) return;  // C20: a late answer for an old job
     seen_ = d->seq;
@@ -161,7 +166,9 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
     send_deferred(now);
   } else if (const auto* e = std::get_if<wire::Error>(&message)) {
     const std::string code(wire::code_name(e->code));
-    if (e->code == wire::Code::Forbidden) {
+    if (e->code == wire::Code::NotActive) {
+      on_not_active(e->message, now);
+    } else if (e->code == wire::Code::Forbidden) {
       fail(Failure::Kind::Refused, code,
            "the broker at " + options_.endpoint + " refused this client: " + e->message);
     } else {
@@ -174,6 +181,7 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
 
 void JobCore::on_tick(TimePoint now) {
   if (over() || paused_at_) return;
+  if (endpoints_ > 1 && now >= next_switch_) fail_over(now);  // C30
   if (now - last_sent_ >= heartbeat_) send_heartbeat(now);
   if (now - last_heard_ >= options_.client.timeout) {
     fail(Failure::Kind::Timeout, "",
@@ -194,6 +202,7 @@ void JobCore::pause(TimePoint now) {
 void JobCore::resume(TimePoint now) {
   if (!paused_at_) return;
   last_heard_ += now - *paused_at_;
+  next_switch_ += now - *paused_at_;
   paused_at_.reset();
 }
 
@@ -227,7 +236,9 @@ void JobCore::take_results(std::vector<ItemResult>& out) {
 
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
   if (over() || done() || paused_at_) return TimePoint::max();
-  return std::min(last_sent_ + heartbeat_, last_heard_ + options_.client.timeout);
+  const TimePoint deadline =
+      std::min(last_sent_ + heartbeat_, last_heard_ + options_.client.timeout);
+  return endpoints_ > 1 ? std::min(deadline, next_switch_) : deadline;
 }
 
 bool JobCore::done() const {

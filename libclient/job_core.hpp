@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "seppo/msgpack.hpp"
@@ -46,7 +47,9 @@ struct JobCoreOptions {
   // worker_wait (SUBMIT's wait_ms) and item_timeout (SUBMIT's item_timeout_ms). The core reads
   // them where the caller set them: no field-by-field copy to drift apart.
   ClientOptions client;
-  std::string endpoint;  // the broker's, for error messages only
+  // The broker's, for error messages; or a pair's comma-separated list (§15.4): the core then
+  // asks the driver to move to the next endpoint (take_switch(), C30, C31).
+  std::string endpoint;
   // What this client (connection) learnt from earlier jobs. The heartbeat of the last ALIVE it
   // saw, 0 if none yet: then a HEARTBEAT follows the first SUBMITs, so the broker's ALIVE says
   // how often to beat (C3).
@@ -148,6 +151,9 @@ class JobCore {
   // of items, and a fresh vector per message would be allocated (and paged in) anew each time.
   void take_results(std::vector<ItemResult>& out);
   TimePoint next_deadline(TimePoint now) const;  // TimePoint::max() once the job is over
+  // True once per move to the next endpoint of a pair's list (C30, C31): the driver connects
+  // its socket there before sending the outbox, which then holds a HEARTBEAT for it.
+  bool take_switch() { return std::exchange(switch_, false); }
 
   // --- state ---
   bool done() const;  // the input ended and every item of it was handed over
@@ -242,6 +248,19 @@ class JobCore {
   bool first_beat_pending_ = false;  // C3: a HEARTBEAT goes after the first SUBMITs
   TimePoint last_sent_{};
   TimePoint last_heard_{};
+  // A pair of brokers (§15.4, libclient/failover.cpp): how many endpoints, and when to move.
+  std::size_t endpoints_ = 1;
+  TimePoint next_switch_{};
+  bool switch_ = false;
+  // heartbeat × 3/2, at least heartbeat + 250 ms (the margin against a loaded host's hiccups).
+  std::chrono::milliseconds failover_after() const {
+    return std::max(heartbeat_ * 3 / 2, heartbeat_ + std::chrono::milliseconds(250));
+  }
+  std::chrono::milliseconds probe() const {
+    return std::max(heartbeat_ / 2, std::chrono::milliseconds(1));
+  }
+  void on_not_active(const std::string& message, TimePoint now);
+  void fail_over(TimePoint now);
   std::optional<TimePoint> paused_at_;
   std::optional<Failure> failure_;
   std::vector<wire::Outgoing> outbox_;

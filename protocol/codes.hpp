@@ -21,9 +21,10 @@ enum class Code : unsigned char {
   BadMessage,  // undecodable, misframed or not acceptable: it had no effect
   NotReady,    // from a peer that is not a registered worker: send READY
   Forbidden,   // with CurveZMQ: the sender's key is not authorised for that message
+  NotActive,   // a broker of a pair that is not the active one: go to the next endpoint (§15)
 };
 
-inline constexpr std::array<std::pair<Code, std::string_view>, 9> kCodeNames = {{
+inline constexpr std::array<std::pair<Code, std::string_view>, 10> kCodeNames = {{
     {Code::UnknownFunction, "unknown_function"},
     {Code::WorkerLost, "worker_lost"},
     {Code::BadRequest, "bad_request"},
@@ -33,6 +34,7 @@ inline constexpr std::array<std::pair<Code, std::string_view>, 9> kCodeNames = {
     {Code::BadMessage, "bad_message"},
     {Code::NotReady, "not_ready"},
     {Code::Forbidden, "forbidden"},
+    {Code::NotActive, "not_active"},
 }};
 
 constexpr std::string_view to_wire(Code code) {

@@ -15,6 +15,7 @@
 #include "common/curve.hpp"
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
+#include "common/endpoint_list.hpp"
 #include "common/journal.hpp"
 #include "common/log.hpp"
 #include "common/notify.hpp"
@@ -100,9 +101,10 @@ int main(int argc, char** argv) {
   std::string level = "info";
   worker::SessionOptions session;
   std::int64_t heartbeat_ms = session.heartbeat.count();
-  app.add_option(
-      "-b,--broker", endpoint,
-      "broker endpoint (default $SEPPO_BROKER or " + std::string(kDefaultEndpointHelp) + ")");
+  app.add_option("-b,--broker", endpoint,
+                 "broker endpoint, or a pair's two, comma-separated, the primary first (default "
+                 "$SEPPO_BROKER or " +
+                     std::string(kDefaultEndpointHelp) + ")");
   app.add_option("-m,--module", modules, "module to serve: path to libNAME.so (repeatable)");
 #ifdef SEPPO_WITH_PYTHON
   app.add_option("--python", python_modules,
@@ -226,15 +228,21 @@ int main(int argc, char** argv) {
   session.batch = !no_batch;
   session.heartbeat = std::chrono::milliseconds(heartbeat_ms);
 
-  try {
-    // The default endpoint's folder must be ours: another user's could hold their broker.
-    check_private_endpoint(endpoint, false);
-  } catch (const std::exception& e) {
-    std::cerr << "seppo-worker: will not connect to " << endpoint << ": " << e.what() << "\n";
-    return 1;
+  // A pair of brokers (§15.4): every endpoint of the list passes the same checks.
+  const std::vector<std::string> endpoints = split_endpoints(endpoint);
+  for (const std::string& one : endpoints) {
+    try {
+      // The default endpoint's folder must be ours: another user's could hold their broker.
+      check_private_endpoint(one, false);
+    } catch (const std::exception& e) {
+      std::cerr << "seppo-worker: will not connect to " << one << ": " << e.what() << "\n";
+      return 1;
+    }
   }
+  const bool all_local = std::all_of(endpoints.begin(), endpoints.end(),
+                                     [](const std::string& e) { return is_local_endpoint(e); });
   if (secret_key_file.empty() && server_key_file.empty()) {
-    if (!is_local_endpoint(endpoint)) {
+    if (!all_local) {
       if (!insecure) {
         std::cerr << "seppo-worker: refusing to connect to " << endpoint
                   << " without CurveZMQ keys: the traffic would be plaintext and anyone posing "

@@ -41,6 +41,8 @@ inline constexpr rows::Row kRows[] = {
     {"W30", "on_tasks", "batch_test.cpp"},
     {"W31", "coalesce_results", "batch_test.cpp"},
     {"W32", "on_message", "batch_test.cpp"},
+    {"W40", "fail_over", "worker_core_test.cpp"},
+    {"W41", "on_not_active", "worker_core_test.cpp"},
 };
 
 }  // namespace seppo::worker

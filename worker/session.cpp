@@ -1,5 +1,7 @@
 #include "worker/session.hpp"
 
+#include "common/endpoint_list.hpp"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -234,7 +236,9 @@ class Session final : SessionCore::Effects {
                    zmq::buffer(curve::decode(options_.curve_secret_key)));
     }
     monitor_.emplace(context_, *socket_);
-    socket_->connect(options_.endpoint);
+    // One endpoint of a pair's list at a time, the one the core names (§15.4, W40).
+    const std::vector<std::string> endpoints = split_endpoints(options_.endpoint);
+    socket_->connect(endpoints[core_.endpoint_index() % endpoints.size()]);
     socket_fd_ = socket_->get(zmq::sockopt::fd);
     monitor_fd_ =
         zmq::socket_ref(zmq::from_handle, monitor_->pollitem().socket).get(zmq::sockopt::fd);

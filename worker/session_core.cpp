@@ -1,5 +1,7 @@
 #include "worker/session_core.hpp"
 
+#include "common/endpoint_list.hpp"
+
 #include <algorithm>
 
 #include "protocol/result_entry.hpp"
@@ -32,6 +34,7 @@ SessionCore::SessionCore(SessionCoreOptions options, wire::Ready ready,
   ready_.features = {std::string(wire::kFeatureAdopt)};  // §13.1
   if (options_.batch) ready_.features.emplace_back(wire::kFeatureBatch);
   idle_since_ = now;
+  endpoints_ = split_endpoints(options_.endpoint);
   connect(now);
   reconnect_ = false;  // the first connection is the socket loop's own
 }
@@ -200,7 +203,7 @@ void SessionCore::on_message(const wire::Message& message, Bytes* payload, TimeP
       return;
     }
     log_(log::Level::Info, "broker is shutting down; waiting for it to come back");
-    last_heard_ = now - expiry();  // reconnect with backoff from now
+    last_heard_ = now - silence_limit();  // reconnect with backoff from now
   } else {
     log_(log::Level::Warning,
          std::string("ignored unexpected ") + wire::type_name(wire::type_of(message)));
@@ -263,6 +266,8 @@ void SessionCore::on_error(const wire::Error& error, TimePoint now) {
     // re-queued there already, so forget ours and announce again.
     forget_tasks();
     announce(now);
+  } else if (error.code == wire::Code::NotActive) {
+    on_not_active(now);
   } else {
     log_(log::Level::Warning, "broker refused a message: " +
                                   std::string(wire::code_name(error.code)) + ": " + error.message);
@@ -496,7 +501,9 @@ void SessionCore::step(TimePoint now) {
     }
     send(wire::Heartbeat{0, 1, std::move(held), held_listing()}, now);
   }
-  if (now - last_heard_ > expiry() && now >= next_reconnect_) {
+  if (now - last_heard_ > silence_limit() && now >= next_reconnect_ && endpoints_.size() > 1) {
+    fail_over(now);  // W40
+  } else if (now - last_heard_ > expiry() && now >= next_reconnect_) {
     // The broker went silent: start over on a fresh socket so nothing stale is queued, with a
     // growing delay so a dead broker is not hammered.
     log_(log::Level::Warning, "no word from broker " + options_.endpoint + " for " +
@@ -585,8 +592,8 @@ SessionCore::TimePoint SessionCore::next_deadline(TimePoint) const {
   if (ending_ != Ending::Running) return TimePoint::min();
   TimePoint deadline = last_beat_ + heartbeat_;
   // "More than the expiry": the first instant after it.
-  deadline =
-      std::min(deadline, std::max(last_heard_ + expiry() + Clock::duration(1), next_reconnect_));
+  deadline = std::min(
+      deadline, std::max(last_heard_ + silence_limit() + Clock::duration(1), next_reconnect_));
   if (options_.exit_when_idle.count() > 0 && submitted_.empty()) {
     deadline = std::min(deadline, idle_since_ + options_.exit_when_idle);
   }

@@ -25,7 +25,9 @@
 namespace seppo::worker {
 
 struct SessionCoreOptions {
-  std::string endpoint;                       // the broker's, for log lines only
+  // The broker's, for log lines; or a comma-separated list of a pair's endpoints (§15.4): the
+  // core says which to use (endpoint_index()) and moves along the list (W40, W41).
+  std::string endpoint;
   std::uint32_t prefetch = 0;                 // tasks held at once; 0 adapts it (credit.hpp)
   std::chrono::milliseconds heartbeat{1000};  // until the broker announces its own
   std::uint32_t liveness = 3;
@@ -134,6 +136,8 @@ class SessionCore {
   std::uint32_t liveness() const { return liveness_; }
   std::uint64_t instance() const { return instance_; }
   bool leaving() const { return leaving_; }
+  // Which endpoint of the list the socket loop connects to (0 with one endpoint).
+  std::size_t endpoint_index() const { return endpoint_; }
   // The broker's --max-message-bytes from its ALIVE (§4.9); 0 until announced.
   std::uint64_t max_message_bytes() const { return max_message_bytes_; }
   // Tasks kept from a broker that went away (running or waiting), and results of such tasks
@@ -179,6 +183,11 @@ class SessionCore {
   // W31: runs of RESULTs in the outbox leave as RESULTS when the broker speaks "batch".
   void coalesce_results();
   void on_error(const wire::Error& error, TimePoint now);
+  // Several endpoints (§15.4): the broker's silence after which the next one is tried (W40),
+  // and the move itself (worker/failover.cpp).
+  std::chrono::steady_clock::duration silence_limit() const;
+  void fail_over(TimePoint now);
+  void on_not_active(TimePoint now);
   void on_cancel(const wire::Cancel& cancel);
   void on_message(const wire::Message& message, Bytes* payload, TimePoint now);
   bool orphan_front() const;
@@ -228,6 +237,8 @@ class SessionCore {
   std::chrono::milliseconds reconnect_delay_{0};
 
   bool reconnect_ = false;
+  std::vector<std::string> endpoints_;  // the list (§15.4), one entry without a comma
+  std::size_t endpoint_ = 0;
   std::vector<wire::Outgoing> outbox_;
   std::vector<Start> starts_;
   std::vector<std::uint64_t> skips_;

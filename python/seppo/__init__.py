@@ -278,6 +278,8 @@ class Client:
     Client() talks to SEPPO_BROKER's broker, or to this process' local cluster when it is
     unset. Client(endpoint, curve_secret_key_file=..., curve_server_key_file=...) uses
     CurveZMQ; without keys only a broker on this machine is accepted unless insecure=True.
+    A pair of brokers (a hot standby) is given as both endpoints, comma-separated, the
+    primary's first ("tcp://a:5555,tcp://b:5555"): the client moves to the active one.
     One map or stream at a time per Client; submit() runs on a connection of its own.
     """
 

@@ -710,3 +710,64 @@ TEST_CASE("C23 a resubmission after a restart keeps job, first, count and payloa
   h.deliver(0, 2, 2, t0 + 2s);
   CHECK(h.results().size() == 2);
 }
+
+namespace {
+// A pair of brokers (docs/protocol.md §15.4), heartbeat 1000 ms.
+JobCoreOptions pair_of_brokers() {
+  JobCoreOptions o = options();
+  o.endpoint = "tcp://127.0.0.1:5555,tcp://127.0.0.1:5565";
+  return o;
+}
+}  // namespace
+
+TEST_CASE("C30 with several endpoints, silence for heartbeat × 3/2 moves to the next one") {
+  Harness h(pair_of_brokers());
+  h.fill(t0, 2);
+  h.take();
+  h.deliver(0, 2, 1, t0 + 100ms);
+  CHECK(h.core.next_deadline(t0 + 100ms) <= t0 + 1600ms);
+  h.core.on_tick(t0 + 1599ms);
+  CHECK(!h.core.take_switch());
+  h.take();
+  h.core.on_tick(t0 + 1600ms);
+  CHECK(h.core.take_switch());
+  // A HEARTBEAT for the next broker at once: it does not know the job and answers RESYNC, on
+  // which the open chunk goes to it unchanged (C13).
+  const auto out = h.take();
+  REQUIRE(sent<wire::Heartbeat>(out).size() == 1);
+  CHECK(sent<wire::Heartbeat>(out)[0].open == std::vector<std::uint64_t>{2});
+  h.feed(wire::Resync{kJob, 99}, std::nullopt, t0 + 1601ms);
+  CHECK(firsts(h.take()) == std::vector<std::uint64_t>{2});
+  CHECK(!h.core.failed());
+  // An endpoint that does not answer gets heartbeat / 2 before the next one.
+  Harness quiet(pair_of_brokers());
+  quiet.fill(t0, 1);
+  quiet.core.on_tick(t0 + 1500ms);
+  CHECK(quiet.core.take_switch());
+  quiet.core.on_tick(t0 + 1999ms);
+  CHECK(!quiet.core.take_switch());
+  quiet.core.on_tick(t0 + 2000ms);
+  CHECK(quiet.core.take_switch());
+  // With one endpoint there is no list to move along.
+  Harness one;
+  one.fill(t0, 1);
+  one.core.on_tick(t0 + 5s);
+  CHECK(!one.core.take_switch());
+}
+
+TEST_CASE("C31 ERROR not_active moves to the next endpoint after heartbeat / 2, or fails alone") {
+  Harness h(pair_of_brokers());
+  h.fill(t0, 1);
+  h.take();
+  h.feed(wire::Error{wire::Code::NotActive, "backup, passive"}, std::nullopt, t0 + 10ms);
+  CHECK(!h.core.failed());
+  h.core.on_tick(t0 + 509ms);
+  CHECK(!h.core.take_switch());
+  h.core.on_tick(t0 + 510ms);
+  CHECK(h.core.take_switch());
+  Harness one;
+  one.fill(t0, 1);
+  one.feed(wire::Error{wire::Code::NotActive, "backup, passive"}, std::nullopt, t0 + 10ms);
+  REQUIRE(one.core.failed());
+  CHECK(one.core.failure()->message.find("give both brokers' endpoints") != std::string::npos);
+}

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "broker/ha_rows.hpp"
 #include "broker/rows.hpp"
 #include "libclient/rows.hpp"
 #include "worker/rows.hpp"
@@ -41,6 +42,7 @@ const Party kParties[] = {
     {"B", "broker/rows.hpp", "Core", "broker", seppo::broker::kRows},
     {"W", "worker/rows.hpp", "SessionCore", "worker", seppo::worker::kRows},
     {"C", "libclient/rows.hpp", "JobCore", "libclient", seppo::client::kRows},
+    {"H", "broker/ha_rows.hpp", "HaCore", "broker", seppo::broker::ha::kRows},
 };
 
 // A test case for `id`: its name starts with the row ("B1: ...", "W1 start ...") or with a list

@@ -973,3 +973,59 @@ TEST_CASE("W29 CANCEL naming a kept task or result: dropped without an answer") 
   adopting_alive(h, t0 + 5ms, 8);
   CHECK(count_of<wire::Result>(h.take()) == 0);
 }
+
+// A pair of brokers (docs/protocol.md §15.4): two endpoints, heartbeat 1000 ms (the default).
+SessionCoreOptions pair_of_brokers() {
+  SessionCoreOptions options;
+  options.endpoint = "tcp://127.0.0.1:1,tcp://127.0.0.1:2";
+  return options;
+}
+
+TEST_CASE("W40: with several endpoints, silence for heartbeat × 3/2 moves to the next one") {
+  Harness h(pair_of_brokers());
+  h.take();
+  CHECK(h.core.endpoint_index() == 0);
+  h.alive(t0, 1000);
+  h.task(5, t0 + 10ms);
+  REQUIRE(h.starts().size() == 1);
+  h.core.on_tick(t0 + 1510ms);  // not yet more than 1.5 s since the TASK
+  CHECK(!h.take_reconnect());
+  h.core.on_tick(t0 + 1511ms);
+  CHECK(h.take_reconnect());
+  CHECK(h.core.endpoint_index() == 1);
+  const auto out = h.take();
+  REQUIRE(count_of<wire::Ready>(out) == 1);
+  CHECK(h.logged("trying tcp://127.0.0.1:2"));
+  // The next endpoint has probe = heartbeat / 2 to answer, then the list wraps around.
+  h.core.on_tick(t0 + 2011ms);
+  CHECK(!h.take_reconnect());
+  h.core.on_tick(t0 + 2012ms);
+  CHECK(h.take_reconnect());
+  CHECK(h.core.endpoint_index() == 0);
+  // Heard: the delay resets, and the silence rule starts again from there.
+  h.alive(t0 + 2100ms, 1000);
+  h.core.on_tick(t0 + 3500ms);
+  CHECK(!h.take_reconnect());
+  CHECK(h.core.endpoint_index() == 0);
+}
+
+TEST_CASE("W41: ERROR not_active moves to the next endpoint after heartbeat / 2") {
+  Harness h(pair_of_brokers());
+  h.take();
+  h.message(wire::Error{wire::Code::NotActive, "passive"}, t0 + 5ms);
+  CHECK(h.logged("not the active one"));
+  h.core.on_tick(t0 + 504ms);
+  CHECK(!h.take_reconnect());
+  h.core.on_tick(t0 + 506ms);
+  CHECK(h.take_reconnect());
+  CHECK(h.core.endpoint_index() == 1);
+  CHECK(count_of<wire::Ready>(h.take()) == 1);
+  // With one endpoint the worker stays with it and tries it again (W14's timing).
+  Harness one;
+  one.take();
+  one.message(wire::Error{wire::Code::NotActive, "passive"}, t0 + 5ms);
+  CHECK(one.logged("give seppo-worker both endpoints"));
+  one.core.on_tick(t0 + 506ms);
+  CHECK(one.take_reconnect());
+  CHECK(one.core.endpoint_index() == 0);
+}

@@ -1,0 +1,93 @@
+#include "broker/ha_link.hpp"
+
+#include "protocol/wire.hpp"
+#include "seppo/error.hpp"
+
+namespace seppo::broker::ha {
+
+PairLink::PairLink(const PairOptions& options, Config config,
+                   const std::optional<curve::KeyPair>& curve, TimePoint now, HaCore::LogSink log)
+    : core_(config, now, std::move(log)),
+      pub_(context_, zmq::socket_type::pub),
+      sub_(context_, zmq::socket_type::sub) {
+  // Its own context: the broker's ZAP handler admits clients' and workers' keys, and the HA
+  // link is the pair's alone. State is published often; an old one is worth nothing.
+  for (zmq::socket_t* s : {&pub_, &sub_}) {
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::sndhwm, 16);
+    s->set(zmq::sockopt::rcvhwm, 16);
+    s->set(zmq::sockopt::maxmsgsize, std::int64_t{256});
+  }
+  if (curve) {
+    pub_.set(zmq::sockopt::curve_server, 1);
+    pub_.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(curve->secret_key)));
+    pub_.set(zmq::sockopt::curve_publickey, zmq::buffer(curve::decode(curve->public_key)));
+    sub_.set(zmq::sockopt::curve_serverkey, zmq::buffer(curve::decode(curve->public_key)));
+    sub_.set(zmq::sockopt::curve_publickey, zmq::buffer(curve::decode(curve->public_key)));
+    sub_.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(curve->secret_key)));
+  }
+  sub_.set(zmq::sockopt::subscribe, "");
+  try {
+    pub_.bind(options.bind);
+  } catch (const zmq::error_t& e) {
+    throw seppo::Error("cannot bind --ha-bind " + options.bind + ": " + e.what());
+  }
+  bound_ = pub_.get(zmq::sockopt::last_endpoint);
+  try {
+    sub_.connect(options.peer);
+  } catch (const zmq::error_t& e) {
+    throw seppo::Error("cannot connect --ha-peer " + options.peer + ": " + e.what());
+  }
+  publish();
+}
+
+PairLink::~PairLink() {
+  pub_.close();
+  sub_.close();
+  context_.close();
+}
+
+void PairLink::publish() {
+  for (const std::string& m : core_.take_outbox()) {
+    try {
+      pub_.send(zmq::buffer(m), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  }
+}
+
+void PairLink::turn(TimePoint now) {
+  for (int i = 0; i < 64; ++i) {
+    if (!sub_.recv(frame_, zmq::recv_flags::dontwait)) break;
+    if (frame_.more()) {
+      while (frame_.more() && sub_.recv(frame_, zmq::recv_flags::dontwait)) {
+      }
+      continue;  // one frame per message (§15.2)
+    }
+    core_.on_peer_state(frame_.data(), frame_.size(), now);
+  }
+  if (now >= core_.next_deadline()) core_.on_tick(now);
+  publish();
+}
+
+bool PairLink::admit(const void* header, std::size_t size, TimePoint now) {
+  // [1, type, ...]: a STATUS_REQUEST is answered in every state; anything else is a request. A
+  // header that does not decode is a request too: the active broker answers it bad_message.
+  const auto* b = static_cast<const unsigned char*>(header);
+  if (size >= 3 && (b[0] & 0xf0) == 0x90 && b[1] == 1 &&
+      b[2] == static_cast<unsigned char>(wire::Type::StatusRequest)) {
+    return true;
+  }
+  const bool serve = core_.on_request(now);
+  publish();
+  return serve;
+}
+
+std::string PairLink::refusal() const {
+  return wire::encode(wire::Error{
+      wire::Code::NotActive, std::string("this broker (") + name(core_.role()) + ", " +
+                                 name(core_.state()) +
+                                 ") is not the active one of its pair: try the other endpoint"});
+}
+
+}  // namespace seppo::broker::ha

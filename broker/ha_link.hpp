@@ -1,0 +1,57 @@
+// The socket side of a broker pair (docs/protocol.md §15.2): a PUB socket on --ha-bind that
+// publishes this broker's state, a SUB socket connected to the peer's --ha-peer that takes the
+// peer's, and the gate in front of broker::Core that asks broker::ha::HaCore whether a client's
+// or worker's message is served here. The server's loop polls pollitem() and calls turn().
+#pragma once
+
+#include <zmq.hpp>
+
+#include <optional>
+#include <string>
+
+#include "broker/ha_core.hpp"
+#include "common/curve.hpp"
+
+namespace seppo::broker::ha {
+
+struct PairOptions {
+  Role role = Role::Primary;
+  std::string bind;  // --ha-bind
+  std::string peer;  // --ha-peer
+};
+
+class PairLink {
+ public:
+  // Binds and connects; throws seppo::Error naming the endpoint that failed. With `curve`, the
+  // PUB is a CurveZMQ server with the pair's key and the SUB expects that key (§15.2).
+  PairLink(const PairOptions& options, Config config, const std::optional<curve::KeyPair>& curve,
+           TimePoint now, HaCore::LogSink log);
+  ~PairLink();
+  PairLink(const PairLink&) = delete;
+  PairLink& operator=(const PairLink&) = delete;
+
+  zmq::pollitem_t pollitem() { return {sub_.handle(), 0, ZMQ_POLLIN, 0}; }
+  // Takes in the peer's state messages, runs the timers, publishes.
+  void turn(TimePoint now);
+  TimePoint next_deadline() const { return core_.next_deadline(); }
+  // Whether the message whose header frame this is may reach the broker's core; STATUS_REQUEST
+  // always may (§15.3).
+  bool admit(const void* header, std::size_t size, TimePoint now);
+  // The refusal: an encoded ERROR not_active header.
+  std::string refusal() const;
+  const std::string& bound() const { return bound_; }
+
+  HaCore& core() { return core_; }
+
+ private:
+  void publish();
+
+  HaCore core_;
+  zmq::context_t context_{1};
+  zmq::socket_t pub_;
+  zmq::socket_t sub_;
+  zmq::message_t frame_;
+  std::string bound_;
+};
+
+}  // namespace seppo::broker::ha
