@@ -38,7 +38,7 @@ std::string example_folder() {
 }
 
 LocalClusterOptions with_examples() {
-  LocalClusterOptions options;
+  LocalClusterOptions options = LocalClusterOptions::from_env();
   options.module_path = example_folder();
   return options;
 }
