@@ -18,7 +18,60 @@
 
 #include "seppo/export.hpp"  // first: says so when the compiler is not in C++20 mode
 
-#include <msgpack.hpp>
+// Not all of <msgpack.hpp> (issue 27 §5): its object, packer, unpacker and the adaptors of the
+// types a user's inputs and results are made of, which cost little: their standard headers come
+// with seppo's own (or are small). Left out, for what they add to every program including seppo
+// (<seppo/seppo.hpp> was 137,406 preprocessed lines with all of it and is 119,410 without, with
+// g++ 12 and -DMSGPACK_NO_BOOST; tests/ops/public_headers.sh): std::complex (<complex> and <cmath>
+// alone were 10,000),
+// std::list, std::forward_list, std::set, std::unordered_set and std::span, and the parts no user
+// calls (vrefbuffer, iterator, tr1, boost). <seppo/msgpack_all.hpp> has them all.
+#include <msgpack/null_visitor.hpp>
+#include <msgpack/object.hpp>
+#include <msgpack/pack.hpp>
+#include <msgpack/sbuffer.hpp>
+#include <msgpack/unpack.hpp>
+#include <msgpack/version.hpp>
+#include <msgpack/zone.hpp>
+
+#include <msgpack/adaptor/array_ref.hpp>
+#include <msgpack/adaptor/bool.hpp>
+#include <msgpack/adaptor/carray.hpp>
+#include <msgpack/adaptor/char_ptr.hpp>
+#include <msgpack/adaptor/cpp11/array.hpp>
+#include <msgpack/adaptor/cpp11/array_char.hpp>
+#include <msgpack/adaptor/cpp11/array_unsigned_char.hpp>
+#include <msgpack/adaptor/cpp11/reference_wrapper.hpp>
+#include <msgpack/adaptor/cpp11/shared_ptr.hpp>
+#include <msgpack/adaptor/cpp11/timespec.hpp>
+#include <msgpack/adaptor/cpp11/tuple.hpp>
+#include <msgpack/adaptor/cpp11/unique_ptr.hpp>
+#include <msgpack/adaptor/cpp11/unordered_map.hpp>
+#include <msgpack/adaptor/cpp17/array_byte.hpp>
+#include <msgpack/adaptor/cpp17/byte.hpp>
+#include <msgpack/adaptor/cpp17/carray_byte.hpp>
+#include <msgpack/adaptor/cpp17/optional.hpp>
+#include <msgpack/adaptor/cpp17/string_view.hpp>
+#include <msgpack/adaptor/cpp17/vector_byte.hpp>
+#include <msgpack/adaptor/define.hpp>
+#include <msgpack/adaptor/deque.hpp>
+#include <msgpack/adaptor/ext.hpp>
+#include <msgpack/adaptor/fixint.hpp>
+#include <msgpack/adaptor/float.hpp>
+#include <msgpack/adaptor/int.hpp>
+#include <msgpack/adaptor/map.hpp>
+#include <msgpack/adaptor/msgpack_tuple.hpp>
+#include <msgpack/adaptor/nil.hpp>
+#include <msgpack/adaptor/pair.hpp>
+#include <msgpack/adaptor/raw.hpp>
+#include <msgpack/adaptor/size_equal_only.hpp>
+#include <msgpack/adaptor/string.hpp>
+#include <msgpack/adaptor/v4raw.hpp>
+#include <msgpack/adaptor/vector.hpp>
+#include <msgpack/adaptor/vector_bool.hpp>
+#include <msgpack/adaptor/vector_char.hpp>
+#include <msgpack/adaptor/vector_unsigned_char.hpp>
+#include <msgpack/adaptor/wstring.hpp>
 
 namespace msgpack {
 MSGPACK_API_VERSION_NAMESPACE(v1) {
