@@ -1,6 +1,5 @@
 // All of msgpack-cxx's adaptors, after seppo's float rules (seppo/msgpack.hpp): for inputs or
-// results of the types <seppo/seppo.hpp> leaves out to compile faster (std::complex, std::list,
-// std::forward_list, std::set, std::unordered_set, std::span). Include it first, or at least
+// results of the type <seppo/seppo.hpp> leaves out to compile faster (std::complex). Include it first, or at least
 // before any other msgpack header.
 #pragma once
 
