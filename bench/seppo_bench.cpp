@@ -265,7 +265,7 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
     // maps a vector of 100,000, then a generator of `items` through imap.
-    seppo::LocalClusterOptions cluster;
+    seppo::LocalClusterOptions cluster = seppo::LocalClusterOptions::from_env();
     cluster.module_path = std::filesystem::path(Paths::example_module()).parent_path().string();
     local.emplace(2, cluster);
     std::vector<std::uint64_t> small(100000);

@@ -175,6 +175,17 @@ std::vector<Admission::Revoked> Admission::reloaded(std::shared_ptr<const KeyLis
   return revoked;
 }
 
+std::vector<Admission::Revoked> reload(Admission& admission, Core* core,
+                                       std::shared_ptr<const KeyLists> lists, TimePoint now) {
+  std::vector<Admission::Revoked> closing;
+  for (Admission::Revoked& r : admission.reloaded(std::move(lists))) {
+    if (!r.worker || core == nullptr) continue;
+    if (!core->on_revoked(r.peer, now) && !r.all) continue;
+    closing.push_back(std::move(r));
+  }
+  return closing;
+}
+
 void Admission::warn_once(const std::string& key, const std::string& text) {
   // Once per key and reload: a dropped peer keeps sending.
   if (warned_.insert(key).second && log_) log_(log::Level::Warning, text);

@@ -182,6 +182,15 @@ class Admission {
   std::map<PeerId, TimePoint> refusals_logged_;  // taken ids: logged once a minute per id
 };
 
+// SIGHUP's rule (issue 26): messages are judged by `lists` from now on (Admission::reloaded),
+// `core` forgets each registered worker whose key no longer serves as a worker's, and the result
+// is the peers whose connections must close now: those workers, and any worker whose key is
+// granted nothing at all (a key that stays a client's keeps its client's connection). The
+// server and the simulator both call it. Without a core (the simulator's broker is down),
+// nothing closes.
+std::vector<Admission::Revoked> reload(Admission& admission, Core* core,
+                                       std::shared_ptr<const KeyLists> lists, TimePoint now);
+
 // How a log line names the user behind a User-Id: "key FINGERPRINT" or "uid N".
 std::string describe_user(std::string_view user);
 

@@ -281,10 +281,7 @@ int serve(const ServerOptions& options, Core& core) {
             // forbidden at its next message. Nothing more is sent to either.
             watch_closed();
             const TimePoint at = Clock::now();
-            for (const Admission::Revoked& r : admission.reloaded(auth->lists())) {
-              if (!r.worker) continue;
-              // A key that stays a client's keeps its client's connection.
-              if (!core.on_revoked(r.peer, at) && !r.all) continue;
+            for (const Admission::Revoked& r : reload(admission, &core, auth->lists(), at)) {
               if (r.connection >= 0 && connections->drop(r.connection)) {
                 log::info("closed the connection of routing id " + printable_id(r.peer) + " (" +
                           describe_user(r.user) + "): its key no longer serves as a worker's");

@@ -8,11 +8,14 @@
 #include <cstdlib>
 #include <initializer_list>
 
+#include "seppo/stream.hpp"
+
 namespace seppo::cli::interrupt {
 namespace {
 
 volatile sig_atomic_t arrived = 0;
 int pipe_fds[2] = {-1, -1};
+detail::Waker* engine_waker = nullptr;  // made by install(), never destroyed: the handler uses it
 
 void on_signal(int number) {
   if (arrived != 0) {  // the second one: no more waiting
@@ -25,6 +28,7 @@ void on_signal(int number) {
   const char byte = 1;
   [[maybe_unused]] const ssize_t n = ::write(pipe_fds[1], &byte, 1);
   errno = saved;
+  if (engine_waker != nullptr) engine_waker->wake();
 }
 
 }  // namespace
@@ -32,6 +36,10 @@ void on_signal(int number) {
 void install() {
   if (pipe_fds[0] >= 0) return;
   if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) return;  // then only the flag
+  try {
+    engine_waker = new detail::Waker;
+  } catch (const Error&) {  // then a step notices the signal after up to half a heartbeat
+  }
   struct sigaction action {};
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);
@@ -46,6 +54,10 @@ void install() {
 
 int fd() {
   return pipe_fds[0];
+}
+
+bool step(detail::Engine& engine) {
+  return engine_waker != nullptr ? engine.step(*engine_waker) : engine.step();
 }
 
 int pending() {

@@ -3,6 +3,10 @@
 // command dies of that signal as any program would. A second one kills at once.
 #pragma once
 
+namespace seppo::detail {
+class Engine;
+}
+
 namespace seppo::cli {
 
 // Thrown once the job was cancelled because of a signal; main() then dies of it.
@@ -14,8 +18,10 @@ namespace interrupt {
 
 // Installs the handlers (SIGINT, SIGTERM, SIGHUP). Idempotent.
 void install();
-// Readable once a signal arrived: for Engine::step's wake_fd.
+// Readable once a signal arrived: for a poll(2) that must end then.
 int fd();
+// engine.step(), woken when a signal arrives: call check() once it returns.
+bool step(detail::Engine& engine);
 // The signal that arrived, or 0.
 int pending();
 // Throws Interrupted when a signal arrived.

@@ -726,7 +726,7 @@ int main(int argc, char** argv) {
       return seppo::cli::run_local_command(source, map.function, *map.command, map.control, stdout);
     }
     if (*map_cmd && local_opt->count() > 0) {
-      seppo::LocalClusterOptions cluster;
+      seppo::LocalClusterOptions cluster = seppo::LocalClusterOptions::from_env();
       cluster.worker_stdout_to_stderr = true;  // stdout carries results only
       // A timed-out or cancelled module function's worker process is replaced on purpose and
       // seppo map reports each such item: the broker's and worker's warnings would repeat it.

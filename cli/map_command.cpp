@@ -351,7 +351,7 @@ int run_map_jobs(Client& client, const MapOptions& options, std::FILE* out) {
         },
         false);
     // Ctrl-C, SIGTERM: leaving destroys the engine, whose DONE ends the job at the broker now.
-    while (engine.step(interrupt::fd())) {
+    while (interrupt::step(engine)) {
       interrupt::check();
     }
     interrupt::check();
@@ -448,7 +448,7 @@ int run_map(Client& client, const MapOptions& options, std::FILE* out) {
       batch.swap(released);
       for (const std::uint64_t index : batch) engine.consumed(index);
     }
-    if (!engine.step(interrupt::fd())) break;
+    if (!interrupt::step(engine)) break;
     interrupt::check();  // Ctrl-C, SIGTERM: the engine's DONE ends the job at the broker now
   }
   interrupt::check();

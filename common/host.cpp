@@ -5,12 +5,18 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
 #include "common/host.hpp"
 
 namespace seppo {
+
+std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::string(value) : std::string();
+}
 
 std::string fqdn() {
   char name[256] = {};

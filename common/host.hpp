@@ -15,4 +15,7 @@ std::string random_routing_id(char role);
 
 std::uint64_t random_u64();
 
+// The environment variable's value; empty when it is unset.
+std::string environment(const char* name);
+
 }  // namespace seppo

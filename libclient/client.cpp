@@ -1,5 +1,6 @@
 #include "seppo/client.hpp"
 
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 #include <algorithm>
@@ -42,8 +43,8 @@ std::string default_endpoint() {
 
 ClientOptions ClientOptions::from_env() {
   ClientOptions options;
-  options.curve_secret_key_file = detail::environment("SEPPO_CURVE_SECRET_KEY");
-  options.curve_server_key_file = detail::environment("SEPPO_CURVE_SERVER_KEY");
+  options.curve_secret_key_file = environment("SEPPO_CURVE_SECRET_KEY");
+  options.curve_server_key_file = environment("SEPPO_CURVE_SERVER_KEY");
   return options;
 }
 
@@ -567,6 +568,33 @@ void Client::run(const std::string& function, const std::function<bool(Packer&)>
 
 namespace detail {
 
+struct Waker::Impl {
+  int read_fd = -1;
+  int write_fd = -1;
+};
+
+Waker::Waker() : impl_(new Impl) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    throw Error(std::string("cannot make a waker's pipe: ") + std::strerror(errno));
+  }
+  impl_->read_fd = fds[0];
+  impl_->write_fd = fds[1];
+}
+
+Waker::~Waker() {
+  ::close(impl_->read_fd);
+  ::close(impl_->write_fd);
+}
+
+void Waker::wake() noexcept {
+  // Only write(2) and errno: async-signal-safe. A full pipe is woken already.
+  const int saved = errno;
+  const char byte = 1;
+  [[maybe_unused]] const ssize_t n = ::write(impl_->write_fd, &byte, 1);
+  errno = saved;
+}
+
 struct Engine::Impl {
   ClientJob job;
 };
@@ -576,8 +604,16 @@ Engine::Engine(Client& client, std::string function, Next next, Sink sink, bool 
                                std::move(sink), hold)}) {}
 Engine::~Engine() = default;
 
-bool Engine::step(int wake_fd) {
-  return impl_->job.step(std::chrono::milliseconds::max(), wake_fd);
+bool Engine::step() {
+  return impl_->job.step(std::chrono::milliseconds::max());
+}
+bool Engine::step(Waker& waker) {
+  const bool more = impl_->job.step(std::chrono::milliseconds::max(), waker.impl_->read_fd);
+  // Takes the wakes so far: the next step waits again.
+  char bytes[64];
+  while (::read(waker.impl_->read_fd, bytes, sizeof bytes) > 0) {
+  }
+  return more;
 }
 void Engine::consumed(std::uint64_t index) {
   impl_->job.consumed(index);

@@ -1,12 +1,12 @@
 // The thread under seppo::Job: runs one engine on a Client of its own until the job ends or
-// is cancelled. A pipe wakes it from its wait for the broker, so cancel() takes effect at once
+// is cancelled. A Waker wakes it from its wait for the broker, so cancel() takes effect at once
 // rather than after the next heartbeat.
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -22,7 +22,7 @@ struct JobThread::Impl {
   std::string function;
   Engine::Next next;
   Engine::Sink sink;
-  int wake[2] = {-1, -1};
+  std::optional<Waker> waker;
   std::atomic<bool> cancel_requested{false};
 
   std::mutex mutex;
@@ -39,7 +39,7 @@ struct JobThread::Impl {
     try {
       Engine engine(*client, function, next, sink, false);
       while (!cancel_requested.load()) {
-        if (!engine.step(wake[0])) {
+        if (!engine.step(*waker)) {
           complete = true;
           break;
         }
@@ -65,7 +65,9 @@ JobThread::JobThread(Client&& client, std::string function, Engine::Next next, E
   impl_->function = std::move(function);
   impl_->next = std::move(next);
   impl_->sink = std::move(sink);
-  if (::pipe2(impl_->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+  try {
+    impl_->waker.emplace();
+  } catch (const Error&) {
     throw Error("cannot start a seppo::Job: no pipe for its thread");
   }
   // The Client's sockets move to the new thread; starting it is the memory barrier ZeroMQ
@@ -87,15 +89,11 @@ JobThread::~JobThread() {
   }
   cancel();
   if (impl_->thread.joinable()) impl_->thread.join();
-  for (int fd : impl_->wake) {
-    if (fd >= 0) ::close(fd);
-  }
 }
 
 void JobThread::cancel() {
   if (impl_->cancel_requested.exchange(true)) return;
-  const char byte = 1;
-  [[maybe_unused]] const ssize_t written = ::write(impl_->wake[1], &byte, 1);
+  impl_->waker->wake();
 }
 
 bool JobThread::wait_for(std::chrono::milliseconds timeout) {

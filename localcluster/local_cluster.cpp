@@ -152,6 +152,12 @@ struct __attribute__((visibility("hidden"))) LocalCluster::State {
   }
 };
 
+LocalClusterOptions LocalClusterOptions::from_env() {
+  LocalClusterOptions options;
+  options.module_path = environment(local::kModulePathVariable);
+  return options;
+}
+
 LocalCluster::LocalCluster(unsigned workers, LocalClusterOptions options)
     : state_(std::make_shared<State>()) {
   State& s = *state_;

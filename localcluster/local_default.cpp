@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "common/endpoint.hpp"
+#include "common/host.hpp"
 #include "seppo/local_cluster.hpp"
 
 namespace seppo {
@@ -40,7 +41,7 @@ LocalCluster& default_local_cluster() {
 }  // namespace
 
 Client default_client(ClientOptions options) {
-  const std::string broker = detail::environment(kBrokerVariable);
+  const std::string broker = environment(kBrokerVariable);
   if (!broker.empty()) return Client(broker, std::move(options));
   return default_local_cluster().client(std::move(options));
 }

@@ -50,7 +50,7 @@ void append(void* context, const char* data, std::size_t size) {
 void run_serial(const std::string& function, const std::function<bool(Client::Packer&)>& next,
                 const std::function<bool(const Client::Item&)>& sink) {
   const local::ModuleSource source =
-      local::locate(function, detail::environment(local::kModulePathVariable));
+      local::locate(function, environment(local::kModulePathVariable));
   const std::vector<worker::Function> functions = functions_of(source);
   std::vector<std::string> names;
   for (const worker::Function& f : functions) names.push_back(f.name);

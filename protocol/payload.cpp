@@ -2,6 +2,7 @@
 
 #include "seppo/msgpack.hpp"
 
+#include "protocol/msgpack_reader.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 
@@ -11,21 +12,11 @@ namespace {
 // Reads a msgpack array header; returns the element count and advances offset past the header.
 std::uint32_t read_array_header(const unsigned char* p, std::size_t size, std::size_t& offset) {
   if (size == 0) throw ProtocolError("empty payload");
-  const unsigned char tag = p[0];
-  if ((tag & 0xf0) == 0x90) {
-    offset = 1;
-    return tag & 0x0f;
-  }
-  if (tag == 0xdc && size >= 3) {
-    offset = 3;
-    return (std::uint32_t(p[1]) << 8) | p[2];
-  }
-  if (tag == 0xdd && size >= 5) {
-    offset = 5;
-    return (std::uint32_t(p[1]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[3]) << 8) |
-           p[4];
-  }
-  throw ProtocolError("payload is not a msgpack array");
+  MsgpackReader in(p, size);
+  std::uint32_t count = 0;
+  if (!in.array_header(count)) throw ProtocolError("payload is not a msgpack array");
+  offset = in.offset();
+  return count;
 }
 
 }  // namespace

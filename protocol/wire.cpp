@@ -1,11 +1,11 @@
 #include "protocol/wire.hpp"
 
-#include <bit>
 #include <cstring>
 #include <new>
 
 #include "seppo/msgpack.hpp"
 
+#include "protocol/msgpack_reader.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 
@@ -112,125 +112,29 @@ class Fields {
   Type type_;
 };
 
-template <typename T>
-T big_endian(T v) {
-  if constexpr (std::endian::native == std::endian::little) {
-    if constexpr (sizeof(T) == 2) return __builtin_bswap16(v);
-    if constexpr (sizeof(T) == 4) return __builtin_bswap32(v);
-    if constexpr (sizeof(T) == 8) return __builtin_bswap64(v);
-  }
-  return v;
-}
-
-// Reads a header of the usual shape (integers, strings, arrays of them; at most kSlots values)
-// without msgpack-c's parser, which allocates its two stacks and a zone on every call (issue 16):
-// strings point into the input and the values live here. Anything else, malformed input
-// included, makes read() return false and decode() falls back to unpack_untrusted, so that what
-// is accepted, and the errors peers see, stay msgpack-c's.
+// Reads a header of the usual shape (scalars, and arrays of them; at most kSlots values) with
+// protocol/msgpack_reader.hpp instead of msgpack-c's parser, which allocates its two stacks and a
+// zone on every call (issue 16): strings point into the input and the values live here. Anything
+// else, malformed input included, makes read() return false and decode() falls back to
+// unpack_untrusted, so that what is accepted, and the errors peers see, stay msgpack-c's.
 class QuickReader {
  public:
-  QuickReader(const void* data, std::size_t size)
-      : p_(static_cast<const unsigned char*>(data)), end_(p_ + size) {}
+  QuickReader(const void* data, std::size_t size) : in_(data, size) {}
   QuickReader(const QuickReader&) = delete;
   QuickReader& operator=(const QuickReader&) = delete;
 
-  bool read(msgpack::object& root) { return value(root, 0) && p_ == end_; }
+  bool read(msgpack::object& root) { return value(root, 0) && in_.at_end(); }
 
  private:
   // Room for a TASKS of kMaxBatch tasks (§4.17) beside its other fields.
   static constexpr std::size_t kSlots = 8 + kMaxBatch * kTaskFields;
 
-  // A big-endian unsigned integer of 1, 2, 4 or 8 bytes.
-  bool take(std::size_t bytes, std::uint64_t& out) {
-    if (static_cast<std::size_t>(end_ - p_) < bytes) return false;
-    switch (bytes) {
-      case 1:
-        out = p_[0];
-        break;
-      case 2: {
-        std::uint16_t v;
-        std::memcpy(&v, p_, 2);
-        out = big_endian(v);
-        break;
-      }
-      case 4: {
-        std::uint32_t v;
-        std::memcpy(&v, p_, 4);
-        out = big_endian(v);
-        break;
-      }
-      default: {
-        std::uint64_t v;
-        std::memcpy(&v, p_, 8);
-        out = big_endian(v);
-      }
-    }
-    p_ += bytes;
-    return true;
-  }
-  // As msgpack-c does: a signed encoding of a value >= 0 is a positive integer.
-  static void integer(msgpack::object& o, std::int64_t v) {
-    if (v >= 0) {
-      o.type = msgpack::type::POSITIVE_INTEGER;
-      o.via.u64 = static_cast<std::uint64_t>(v);
-    } else {
-      o.type = msgpack::type::NEGATIVE_INTEGER;
-      o.via.i64 = v;
-    }
-  }
   bool value(msgpack::object& o, int depth) {
-    if (p_ == end_) return false;
-    const unsigned b = *p_++;
-    std::uint64_t n = 0;
-    if (b <= 0x7f) {
-      o.type = msgpack::type::POSITIVE_INTEGER;
-      o.via.u64 = b;
-      return true;
-    }
-    if (b >= 0xe0) {
-      integer(o, static_cast<std::int8_t>(b));
-      return true;
-    }
-    if ((b & 0xf0) == 0x90) return array(o, b & 0x0f, depth);
-    if ((b & 0xe0) == 0xa0) return str(o, b & 0x1f);
-    switch (b) {
-      case 0xcc:
-      case 0xcd:
-      case 0xce:
-      case 0xcf:
-        if (!take(std::size_t{1} << (b - 0xcc), n)) return false;
-        o.type = msgpack::type::POSITIVE_INTEGER;
-        o.via.u64 = n;
-        return true;
-      case 0xd0:
-      case 0xd1:
-      case 0xd2:
-      case 0xd3: {
-        const std::size_t bytes = std::size_t{1} << (b - 0xd0);
-        if (!take(bytes, n)) return false;
-        const unsigned shift = static_cast<unsigned>(64 - 8 * bytes);
-        integer(o, static_cast<std::int64_t>(n << shift) >> shift);
-        return true;
-      }
-      case 0xd9:
-      case 0xda:
-      case 0xdb:
-        return take(std::size_t{1} << (b - 0xd9), n) && str(o, n);
-      case 0xdc:
-        return take(2, n) && array(o, n, depth);
-      case 0xdd:
-        return take(4, n) && array(o, n, depth);
-      default:
-        return false;
-    }
-  }
-  bool str(msgpack::object& o, std::uint64_t size) {
-    if (size > static_cast<std::uint64_t>(end_ - p_)) return false;
-    o.type = msgpack::type::STR;
-    o.via.str.ptr = reinterpret_cast<const char*>(p_);
-    o.via.str.size = static_cast<std::uint32_t>(size);
-    p_ += size;
-    return true;
+    unsigned char first = 0;
+    if (!in_.byte(first)) return false;
+    if (!MsgpackReader::is_array(first)) return in_.scalar(first, o);
+    std::uint32_t size = 0;
+    return in_.array_count(first, size) && array(o, size, depth);
   }
   bool array(msgpack::object& o, std::uint64_t size, int depth) {
     if (depth >= 2 || size > kSlots - used_) return false;
@@ -245,8 +149,7 @@ class QuickReader {
     return true;
   }
 
-  const unsigned char* p_;
-  const unsigned char* end_;
+  MsgpackReader in_;
   std::size_t used_ = 0;
   // Not value-initialised: only the slots used are constructed.
   alignas(msgpack::object) unsigned char slots_[kSlots * sizeof(msgpack::object)];

@@ -705,7 +705,7 @@ PYBIND11_MODULE(_seppo, m) {
   py::class_<PyLocalCluster>(m, "LocalCluster")
       .def(py::init([](unsigned workers, std::vector<std::string> modules,
                        std::optional<std::string> module_path) {
-             seppo::LocalClusterOptions options;
+             seppo::LocalClusterOptions options = seppo::LocalClusterOptions::from_env();
              options.modules = std::move(modules);
              if (module_path) options.module_path = *module_path;
              py::gil_scoped_release release;

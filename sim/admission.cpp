@@ -205,10 +205,10 @@ void World::keys_fault(FaultKind kind, int i, std::uint64_t arg) {
       revoked_ = true;
       if (trace_) tracef("B reloads its key lists: the intruders' keys are gone");
       if (!admission_) break;
-      // As broker/server.cpp: a worker whose key went is forgotten, its connection closed.
-      for (const broker::Admission::Revoked& r : admission_->reloaded(key_lists())) {
-        if (!r.worker || !broker_) continue;
-        if (!broker_->on_revoked(r.peer, broker_tp()) && !r.all) continue;
+      // broker::reload's rule, which the server runs too: the connections of workers whose key
+      // went close.
+      for (const broker::Admission::Revoked& r :
+           broker::reload(*admission_, broker_.get(), key_lists(), broker_tp())) {
         auto it = by_id_.find(r.peer);
         if (it == by_id_.end() || peers_[it->second].link.connection != r.connection) continue;
         Peer& p = peers_[it->second];

@@ -352,7 +352,7 @@ class World {
   void deliver_to_broker(int i, Event& e);
   void deliver_to_peer(int i, Event& e);
   void broker_flush();
-  // Invariant 14 (issue 26): a CANCEL of one task id to one worker registration goes at most
+  // Invariant 10 (issue 26): a CANCEL of one task id to one worker registration goes at most
   // twice within a liveness (one for its RETURN, its time limit or its job; one for a HEARTBEAT
   // listing it), not at every heartbeat.
   void note_cancels(const std::string& peer, const std::string& header);
@@ -438,7 +438,7 @@ class World {
   // them): from then on no TASK of theirs may be sent (invariant 15, issue 26 item 7).
   std::set<std::uint64_t> done_jobs_;
   bool revoked_ = false;  // the intruders' keys were taken out of the lists
-  // The world's truth for invariant 15: each routing id's user and when the broker last took
+  // The world's truth for invariant 11: each routing id's user and when the broker last took
   // a message under it (a binding lives kBindFor from there), for the broker's instance.
   std::map<std::string, std::pair<std::string, Us>> bound_;
   std::uint64_t broker_tick_gen_ = 0;
@@ -455,7 +455,7 @@ class World {
   // ids whose connection closed since the last flush (server.cpp hands them to the core).
   std::map<std::string, std::uint64_t> where_;
   std::vector<std::string> lost_;
-  std::map<std::pair<std::string, std::uint64_t>, std::vector<Us>> cancels_;  // invariant 14
+  std::map<std::pair<std::string, std::uint64_t>, std::vector<Us>> cancels_;  // invariant 10
   std::map<std::int64_t, ItemRun> runs_;  // by item (x), for the time-limit check
   // Added to kJobBound: a hung item holds a worker for its chunk's limit (a chunk of n items
   // runs n times the limit before it is split, docs/protocol.md §10.1), and with few workers

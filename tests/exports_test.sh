@@ -2,8 +2,9 @@
 # libseppo exports its public API and nothing else (issue 11): every defined dynamic symbol is
 # in seppo:: (or its typeinfo/vtable), and none of the internal namespaces shows. No exported
 # signature names a msgpack or ZeroMQ type, or the engine's own types (issue 27 §5): the ABI does
-# not depend on msgpack-c's version namespace. With SYMBOLS (debian/libseppo0.symbols), the
-# exported names are exactly the ones listed there, so an ABI change is seen before packaging.
+# not depend on msgpack-c's version namespace; nor does the engine take a raw descriptor. With
+# SYMBOLS (debian/libseppo0.symbols), the exported names are exactly the ones listed there, so an
+# ABI change is seen before packaging.
 # Usage: LIBSEPPO [SYMBOLS].
 set -eu
 lib=$1
@@ -18,6 +19,8 @@ internal=$(printf '%s\n' "$symbols" |
   grep -E 'seppo::(wire|curve|log|broker|worker|local|client)::|seppo::[A-Za-z:]*Impl\b|ClientJob|JobCore' ||
   true)
 foreign=$(printf '%s\n' "$symbols" | grep -Ei 'msgpack|zmq' || true)
+# The engine is woken through a detail::Waker, not a raw descriptor (issue 27 §5).
+raw_fd=$(printf '%s\n' "$symbols" | grep -E 'Engine::[A-Za-z_]+\((.*[(, ])?int[,)]' || true)
 if [ -n "$bad$internal" ]; then
   echo "FAIL: $lib exports symbols outside the public API:"
   printf '%s\n' "$bad" "$internal" | grep -v '^$'
@@ -26,6 +29,11 @@ fi
 if [ -n "$foreign" ]; then
   echo "FAIL: $lib exports signatures naming msgpack or ZeroMQ types:"
   printf '%s\n' "$foreign"
+  exit 1
+fi
+if [ -n "$raw_fd" ]; then
+  echo "FAIL: $lib exports an engine call that takes a raw descriptor:"
+  printf '%s\n' "$raw_fd"
   exit 1
 fi
 if [ $# -ge 2 ]; then

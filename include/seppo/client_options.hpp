@@ -5,19 +5,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "seppo/export.hpp"
 
 namespace seppo {
-
-namespace detail {
-inline std::string environment(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::string(value) : std::string();
-}
-}  // namespace detail
 
 struct ClientOptions {
   // A call fails with ConnectionError when the broker has been silent this long.

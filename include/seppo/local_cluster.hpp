@@ -28,7 +28,8 @@ namespace seppo {
 
 struct LocalClusterOptions {
   // Folders searched for lib<mod>.so before the installed module folder, colon-separated.
-  std::string module_path = detail::environment("SEPPO_MODULE_PATH");
+  // Empty by default; from_env() sets it from SEPPO_MODULE_PATH.
+  std::string module_path;
   // Modules served from the start rather than on first use: module names, resolved as above,
   // or paths to lib<mod>.so files (anything with a '/').
   std::vector<std::string> modules;
@@ -43,6 +44,10 @@ struct LocalClusterOptions {
   bool worker_stdout_to_stderr = false;
   // Heartbeat of the broker; a worker that dies is noticed within three of them.
   std::chrono::milliseconds heartbeat{1000};
+
+  // The defaults, with what the environment sets: module_path from SEPPO_MODULE_PATH. What a
+  // LocalCluster constructed without options uses.
+  SEPPO_API static LocalClusterOptions from_env();
 };
 
 class SEPPO_API LocalCluster {
@@ -50,7 +55,8 @@ class SEPPO_API LocalCluster {
   // Starts a broker on a private ipc:// endpoint in this process and `workers` worker
   // processes (0: one per core) serving the registered modules and `options.modules`; more
   // modules are added on first use. Throws seppo::Error when it cannot.
-  explicit LocalCluster(unsigned workers = 0, LocalClusterOptions options = {});
+  explicit LocalCluster(unsigned workers = 0,
+                        LocalClusterOptions options = LocalClusterOptions::from_env());
   // Stops the workers (SIGTERM, then SIGKILL after options.stop_grace) and the broker.
   ~LocalCluster();
   LocalCluster(LocalCluster&&) noexcept;

@@ -18,7 +18,63 @@
 
 #include "seppo/export.hpp"  // first: says so when the compiler is not in C++20 mode
 
-#include <msgpack.hpp>
+// Not all of <msgpack.hpp> (issue 27 §5): its object, packer, unpacker and the adaptors of the
+// types a user's inputs and results are made of. Left out, for what they add to every program
+// including seppo: std::complex (<complex> and <cmath> alone were 10,000 lines) and the parts no
+// user calls (vrefbuffer, iterator, tr1, boost). <seppo/seppo.hpp> is 126,471 preprocessed lines
+// with g++ 12 and -DMSGPACK_NO_BOOST (137,406 with all of it; tests/ops/public_headers.sh).
+// <seppo/msgpack_all.hpp> has them all.
+#include <msgpack/null_visitor.hpp>
+#include <msgpack/object.hpp>
+#include <msgpack/pack.hpp>
+#include <msgpack/sbuffer.hpp>
+#include <msgpack/unpack.hpp>
+#include <msgpack/version.hpp>
+#include <msgpack/zone.hpp>
+
+#include <msgpack/adaptor/array_ref.hpp>
+#include <msgpack/adaptor/bool.hpp>
+#include <msgpack/adaptor/carray.hpp>
+#include <msgpack/adaptor/char_ptr.hpp>
+#include <msgpack/adaptor/cpp11/array.hpp>
+#include <msgpack/adaptor/cpp11/array_char.hpp>
+#include <msgpack/adaptor/cpp11/array_unsigned_char.hpp>
+#include <msgpack/adaptor/cpp11/reference_wrapper.hpp>
+#include <msgpack/adaptor/cpp11/shared_ptr.hpp>
+#include <msgpack/adaptor/cpp11/timespec.hpp>
+#include <msgpack/adaptor/cpp11/tuple.hpp>
+#include <msgpack/adaptor/cpp11/unique_ptr.hpp>
+#include <msgpack/adaptor/cpp11/forward_list.hpp>
+#include <msgpack/adaptor/cpp11/unordered_map.hpp>
+#include <msgpack/adaptor/cpp11/unordered_set.hpp>
+#include <msgpack/adaptor/cpp17/array_byte.hpp>
+#include <msgpack/adaptor/cpp17/byte.hpp>
+#include <msgpack/adaptor/cpp17/carray_byte.hpp>
+#include <msgpack/adaptor/cpp17/optional.hpp>
+#include <msgpack/adaptor/cpp17/string_view.hpp>
+#include <msgpack/adaptor/cpp17/vector_byte.hpp>
+#include <msgpack/adaptor/define.hpp>
+#include <msgpack/adaptor/deque.hpp>
+#include <msgpack/adaptor/ext.hpp>
+#include <msgpack/adaptor/fixint.hpp>
+#include <msgpack/adaptor/float.hpp>
+#include <msgpack/adaptor/int.hpp>
+#include <msgpack/adaptor/list.hpp>
+#include <msgpack/adaptor/map.hpp>
+#include <msgpack/adaptor/msgpack_tuple.hpp>
+#include <msgpack/adaptor/nil.hpp>
+#include <msgpack/adaptor/pair.hpp>
+#include <msgpack/adaptor/raw.hpp>
+#include <msgpack/adaptor/set.hpp>
+#include <msgpack/adaptor/size_equal_only.hpp>
+#include <msgpack/adaptor/string.hpp>
+#include <msgpack/adaptor/v4raw.hpp>
+#include <msgpack/adaptor/vector.hpp>
+#include <msgpack/adaptor/vector_bool.hpp>
+#include <msgpack/adaptor/vector_char.hpp>
+#include <msgpack/adaptor/vector_unsigned_char.hpp>
+#include <msgpack/adaptor/wstring.hpp>
+#include <msgpack/adaptor/cpp20/span.hpp>
 
 namespace msgpack {
 MSGPACK_API_VERSION_NAMESPACE(v1) {

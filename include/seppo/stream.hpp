@@ -133,6 +133,25 @@ T failed_outcome(const std::exception_ptr& failure) {
   }
 }
 
+// Wakes an Engine waiting in step() (libclient/client.cpp): wake() may be called from another
+// thread or from a signal handler (it is async-signal-safe). The step waiting then, or else the
+// next one, returns without waiting for the broker, and takes the wake: later steps wait again
+// until the next wake(). Throws seppo::Error when the system has no pipe to spare.
+class SEPPO_API Waker {
+ public:
+  Waker();
+  ~Waker();
+  Waker(const Waker&) = delete;
+  Waker& operator=(const Waker&) = delete;
+
+  void wake() noexcept;
+
+ private:
+  friend class Engine;
+  struct SEPPO_HIDDEN Impl;  // libclient/client.cpp
+  std::unique_ptr<Impl> impl_;
+};
+
 // One job on a Client, stepped by its consumer (libclient/client.cpp).
 class SEPPO_API Engine {
  public:
@@ -150,10 +169,11 @@ class SEPPO_API Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Submits what the window allows, waits for the broker for about half a heartbeat at most
-  // (less when `wake_fd` becomes readable), and hands what arrived to the sink. False once
-  // every item was handed over (or the sink returned false); then call it no more. Throws
+  // (less when `waker` is woken), and hands what arrived to the sink. False once every item
+  // was handed over (or the sink returned false); then call it no more. Throws
   // ConnectionError, UnknownFunctionError, RefusedError, and what the input range throws.
-  bool step(int wake_fd = -1);
+  bool step();
+  bool step(Waker& waker);
 
   // The consumer took item `index`. Also keeps heartbeats and submissions going while the
   // consumer works through results already here, so it may call the sink.

@@ -38,7 +38,7 @@ std::string example_folder() {
 }
 
 LocalClusterOptions with_examples() {
-  LocalClusterOptions options;
+  LocalClusterOptions options = LocalClusterOptions::from_env();
   options.module_path = example_folder();
   return options;
 }
@@ -322,4 +322,18 @@ TEST_CASE("a client whose local cluster has stopped throws ConnectionError") {
   }
   CHECK_THROWS_AS(client->map_parallel<std::int64_t>("local_test.triple", std::vector<int>{1}),
                   ConnectionError);
+}
+
+TEST_CASE("LocalClusterOptions reads SEPPO_MODULE_PATH only through from_env()") {
+  // Issue 27 §5: no default member initialiser reads the environment (as ClientOptions).
+  const char* old = std::getenv("SEPPO_MODULE_PATH");
+  const std::string saved = old != nullptr ? old : "";
+  ::setenv("SEPPO_MODULE_PATH", "/nonexistent/seppo-modules", 1);
+  CHECK(LocalClusterOptions{}.module_path.empty());
+  CHECK(LocalClusterOptions::from_env().module_path == "/nonexistent/seppo-modules");
+  if (old != nullptr) {
+    ::setenv("SEPPO_MODULE_PATH", saved.c_str(), 1);
+  } else {
+    ::unsetenv("SEPPO_MODULE_PATH");
+  }
 }

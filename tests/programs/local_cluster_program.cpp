@@ -16,7 +16,7 @@
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "hold") == 0) {
-    seppo::LocalClusterOptions options;
+    seppo::LocalClusterOptions options = seppo::LocalClusterOptions::from_env();
     options.modules = {argv[2]};
     seppo::LocalCluster cluster{2, options};
     const auto out =
@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc == 3 && std::strcmp(argv[1], "exit") == 0) {
-    seppo::LocalClusterOptions options;
+    seppo::LocalClusterOptions options = seppo::LocalClusterOptions::from_env();
     options.modules = {argv[2]};
     seppo::LocalCluster cluster{1, options};
     try {

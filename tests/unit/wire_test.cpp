@@ -182,3 +182,29 @@ TEST_CASE("headers in every integer and string width decode as msgpack-c reads t
   REQUIRE_THROWS_WITH_AS(decode("\x93\x01\x07\x80"),
                          "DONE: field job_id: expected unsigned integer, got map", ProtocolError);
 }
+
+TEST_CASE("the quick header reader reads scalars as msgpack-c does") {
+  // protocol/msgpack_reader.hpp reads every scalar kind (issue 27 §4: one reader for headers,
+  // payloads and DELIVERs); a header field of the wrong kind is named as msgpack-c names it.
+  const std::pair<std::string, const char*> cases[] = {
+      {std::string("\x93\x01\x07\xc0", 4), "nil"},
+      {std::string("\x93\x01\x07\xc3", 4), "boolean"},
+      {std::string("\x93\x01\x07\xca\x3f\x80\x00\x00", 8), "float"},
+      {std::string("\x93\x01\x07\xcb\x40\x00\x00\x00\x00\x00\x00\x00", 12), "float"},
+      {std::string("\x93\x01\x07\xc4\x01\x61", 6), "binary"},
+      {std::string("\x93\x01\x07\xd9\x01\x61", 6), "string"},
+  };
+  for (const auto& [bytes, kind] : cases) {
+    const std::string expected =
+        std::string("DONE: field job_id: expected unsigned integer, got ") + kind;
+    REQUIRE_THROWS_WITH_AS(decode(bytes), expected.c_str(), ProtocolError);
+    // The same bytes through msgpack-c's parser alone.
+    const msgpack::object_handle slow = seppo::unpack_untrusted(bytes.data(), bytes.size());
+    CHECK(std::string(seppo::type_name(slow.get().via.array.ptr[2].type)) == kind);
+  }
+  // Truncated scalars are left to msgpack-c, which refuses them.
+  for (const std::string& bytes :
+       {std::string("\x93\x01\x07\xcb\x40", 5), std::string("\x93\x01\x07\xc4\x05\x61", 6)}) {
+    REQUIRE_THROWS_AS(decode(bytes), ProtocolError);
+  }
+}
