@@ -295,6 +295,12 @@ int main(int argc, char** argv) {
         }
       }
     }
+    if (secret_key_file.empty()) {
+      // docs/protocol.md §15.2: the link checks no user, unlike the broker's own ipc:// socket.
+      log::warning("the pair's HA link (" + ha_bind + ", " + ha_peer +
+                   ") has no keys: every user of this machine who can reach it can make this "
+                   "broker passive or active; give both brokers --curve-secret-key");
+    }
   }
   if (secret_key_file.empty()) {
     if (!authorized.workers.empty() || !authorized.clients.empty()) {

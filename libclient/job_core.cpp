@@ -46,6 +46,7 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
                                                        : options_.client.heartbeat),
       broker_heartbeat_(options_.broker_heartbeat),
       last_sent_(now),
+      last_beat_(now),
       last_heard_(now) {
   // A broker with a faster heartbeat than ours would take us for dead before our first
   // heartbeat: ask at once (C3), its ALIVE says how often it wants to hear from us.
@@ -182,7 +183,7 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
 void JobCore::on_tick(TimePoint now) {
   if (over() || paused_at_) return;
   if (endpoints_ > 1 && now >= next_switch_) fail_over(now);  // C30
-  if (now - last_sent_ >= heartbeat_) send_heartbeat(now);
+  if (now >= next_beat()) send_heartbeat(now);
   if (now - last_heard_ >= options_.client.timeout) {
     fail(Failure::Kind::Timeout, "",
          "no reply from the broker at " + options_.endpoint + " for " +
@@ -237,7 +238,7 @@ void JobCore::take_results(std::vector<ItemResult>& out) {
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
   if (over() || done() || paused_at_) return TimePoint::max();
   const TimePoint deadline =
-      std::min(last_sent_ + heartbeat_, last_heard_ + options_.client.timeout);
+      std::min(next_beat(), last_heard_ + options_.client.timeout);
   return endpoints_ > 1 ? std::min(deadline, next_switch_) : deadline;
 }
 
@@ -308,6 +309,7 @@ void JobCore::send_heartbeat(TimePoint now) {
     if (!chunk.refused && !chunk.deferred) beat.open.push_back(first);
   }
   send(std::move(beat), now);
+  last_beat_ = now;
 }
 
 void JobCore::resubmit_all(TimePoint now) {

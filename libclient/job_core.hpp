@@ -247,11 +247,18 @@ class JobCore {
   std::chrono::milliseconds broker_heartbeat_;
   bool first_beat_pending_ = false;  // C3: a HEARTBEAT goes after the first SUBMITs
   TimePoint last_sent_{};
+  TimePoint last_beat_{};  // the last HEARTBEAT: with a pair, one goes every heartbeat (C17)
   TimePoint last_heard_{};
   // A pair of brokers (§15.4, libclient/failover.cpp): how many endpoints, and when to move.
   std::size_t endpoints_ = 1;
   TimePoint next_switch_{};
   bool switch_ = false;
+  // When the next HEARTBEAT is due (C17). Only HEARTBEAT draws an answer (ALIVE) from a broker,
+  // so with several endpoints one goes every heartbeat even while SUBMITs flow: else a client
+  // that only submits hears nothing and C30 moves it to the passive broker for no reason.
+  TimePoint next_beat() const {
+    return (endpoints_ > 1 ? last_beat_ : last_sent_) + heartbeat_;
+  }
   // heartbeat × 3/2, at least heartbeat + 250 ms (the margin against a loaded host's hiccups).
   std::chrono::milliseconds failover_after() const {
     return std::max(heartbeat_ * 3 / 2, heartbeat_ + std::chrono::milliseconds(250));

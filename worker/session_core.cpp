@@ -545,6 +545,11 @@ void SessionCore::carry_out(Effects& effects, std::vector<wire::Outgoing>& out) 
 // kMaxBatchBytes of payload (and the broker's max_message_bytes); only what is queued now is
 // merged, nothing waits for more. Nothing else moves: the broker reads them in the same order.
 void SessionCore::coalesce_results() {
+  // A RESULTS header grows by at most this much per result (task id, elapsed_us, items_failed,
+  // size: msgpack integers of at most 9, 9, 5 and 5 bytes): counted in the limit, so that the
+  // header frame too stays within a small --max-message-bytes (the broker's ROUTER bounds every
+  // frame by it; a frame over it drops the connection).
+  constexpr std::size_t kResultHeaderBytes = 32;
   std::uint64_t limit = wire::kMaxBatchBytes;
   if (max_message_bytes_ != 0) limit = std::min(limit, max_message_bytes_);
   std::vector<wire::BatchedResult> run;
@@ -562,7 +567,7 @@ void SessionCore::coalesce_results() {
   for (auto& [index, result] : result_notes_) {
     Bytes& payload = *outbox_[index].payload;
     if (run.empty() || index != previous + 1 || run.size() >= wire::kMaxBatch ||
-        run_bytes + payload.size() > limit) {
+        run_bytes + payload.size() + kResultHeaderBytes * (run.size() + 1) > limit) {
       close();
       run_at = index;
       run_bytes = 0;

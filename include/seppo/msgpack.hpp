@@ -39,6 +39,7 @@
 #include <msgpack/adaptor/cpp11/array.hpp>
 #include <msgpack/adaptor/cpp11/array_char.hpp>
 #include <msgpack/adaptor/cpp11/array_unsigned_char.hpp>
+#include <msgpack/adaptor/cpp11/chrono.hpp>
 #include <msgpack/adaptor/cpp11/reference_wrapper.hpp>
 #include <msgpack/adaptor/cpp11/shared_ptr.hpp>
 #include <msgpack/adaptor/cpp11/timespec.hpp>

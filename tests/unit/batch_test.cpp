@@ -190,12 +190,12 @@ struct NullEffects final : worker::SessionCore::Effects {
 };
 
 struct Worker {
-  explicit Worker(bool batch = true)
-      : core(options(batch), wire::Ready{"w", "h", 1, 0, {}}, {"m.f"}, w0,
+  explicit Worker(bool batch = true, std::uint32_t prefetch = 8)
+      : core(options(batch, prefetch), wire::Ready{"w", "h", 1, 0, {}}, {"m.f"}, w0,
              [](log::Level, const std::string&) {}) {}
-  static worker::SessionCoreOptions options(bool batch) {
+  static worker::SessionCoreOptions options(bool batch, std::uint32_t prefetch) {
     worker::SessionCoreOptions o;
-    o.prefetch = 8;
+    o.prefetch = prefetch;
     o.batch = batch;
     return o;
   }
@@ -271,4 +271,38 @@ TEST_CASE("W32: without batch in the broker's ALIVE, or switched off, results go
       CHECK(std::holds_alternative<wire::Result>(wire::decode(o.header.data(), o.header.size())));
     }
   }
+}
+
+TEST_CASE("W31: a RESULTS header stays within a small --max-message-bytes, as its payload does") {
+  // The broker's ROUTER bounds every frame by its limit (1024 is the least it accepts): 64
+  // results with task ids near 2^59 and long elapsed times make a header of about 1.3 KB with a
+  // payload under 1 KB, which would cut the worker off.
+  Worker w(true, 64);
+  w.take();
+  w.message(wire::encode(wire::Alive{7, 1000, 3, 1024, {"adopt", "batch"}}));
+  const std::uint64_t base = std::uint64_t{1} << 59;
+  for (std::uint64_t i = 0; i < 64; ++i) {
+    w.message(wire::encode(wire::Task{base + i, "m.f", 1}), Bytes(items(i)));
+  }
+  w.take();
+  REQUIRE(!w.effects.started.empty());
+  std::size_t results = 0;
+  for (int round = 0; round < 10 && results < 64; ++round) {
+    const auto started = std::exchange(w.effects.started, {});
+    for (const auto& s : started) {
+      w.core.on_finished(s.sequence, worker::SessionCore::Outcome::Ok, std::uint64_t{1} << 40,
+                         Bytes(ok_results(1)), w0);
+    }
+    for (const auto& o : w.take()) {
+      CHECK(o.header.size() <= 1024);
+      const auto message = wire::decode(o.header.data(), o.header.size());
+      if (const auto* r = std::get_if<wire::Results>(&message)) {
+        CHECK(o.header.size() + o.payload->size() <= 1024);
+        results += wire::split(*r, *o.payload).size();
+      } else if (std::holds_alternative<wire::Result>(message)) {
+        ++results;
+      }
+    }
+  }
+  CHECK(results == 64);
 }

@@ -755,6 +755,30 @@ TEST_CASE("C30 with several endpoints, silence for heartbeat × 3/2 moves to the
   CHECK(!one.core.take_switch());
 }
 
+TEST_CASE("C17 with several endpoints a HEARTBEAT goes every interval even while SUBMITs flow") {
+  // Only a HEARTBEAT draws an answer: a client that only submits would hear nothing, and C30
+  // would move it to the passive broker of a pair for no reason (review finding).
+  Harness h(pair_of_brokers());
+  h.fill(t0, 1);
+  h.take();
+  h.fill(t0 + 900ms, 1);  // a SUBMIT late in the interval
+  h.take();
+  CHECK(h.core.next_deadline(t0 + 900ms) <= t0 + 1000ms);
+  h.core.on_tick(t0 + 1000ms);
+  CHECK(sent<wire::Heartbeat>(h.take()).size() == 1);
+  h.feed(wire::Alive{}, std::nullopt, t0 + 1001ms);
+  h.core.on_tick(t0 + 1600ms);  // heard within failover_after: no move
+  CHECK(!h.core.take_switch());
+  // With one endpoint the SUBMIT is the sign of life, as before.
+  Harness one;
+  one.fill(t0, 1);
+  one.take();
+  one.fill(t0 + 900ms, 1);
+  one.take();
+  one.core.on_tick(t0 + 1000ms);
+  CHECK(sent<wire::Heartbeat>(one.take()).empty());
+}
+
 TEST_CASE("C31 ERROR not_active moves to the next endpoint after heartbeat / 2, or fails alone") {
   Harness h(pair_of_brokers());
   h.fill(t0, 1);
