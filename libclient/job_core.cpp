@@ -237,8 +237,7 @@ void JobCore::take_results(std::vector<ItemResult>& out) {
 
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
   if (over() || done() || paused_at_) return TimePoint::max();
-  const TimePoint deadline =
-      std::min(next_beat(), last_heard_ + options_.client.timeout);
+  const TimePoint deadline = std::min(next_beat(), last_heard_ + options_.client.timeout);
   return endpoints_ > 1 ? std::min(deadline, next_switch_) : deadline;
 }
 

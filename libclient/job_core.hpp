@@ -256,9 +256,7 @@ class JobCore {
   // When the next HEARTBEAT is due (C17). Only HEARTBEAT draws an answer (ALIVE) from a broker,
   // so with several endpoints one goes every heartbeat even while SUBMITs flow: else a client
   // that only submits hears nothing and C30 moves it to the passive broker for no reason.
-  TimePoint next_beat() const {
-    return (endpoints_ > 1 ? last_beat_ : last_sent_) + heartbeat_;
-  }
+  TimePoint next_beat() const { return (endpoints_ > 1 ? last_beat_ : last_sent_) + heartbeat_; }
   // heartbeat × 3/2, at least heartbeat + 250 ms (the margin against a loaded host's hiccups).
   std::chrono::milliseconds failover_after() const {
     return std::max(heartbeat_ * 3 / 2, heartbeat_ + std::chrono::milliseconds(250));
