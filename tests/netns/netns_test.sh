@@ -39,21 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add "$sw" 2>"$tmp/netns.err" || skip "ip netns add failed: $(cat "$tmp/netns.err")"
-made+=("$sw")
-ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
-for h in "${hosts[@]}"; do
-  ns=$tag-$h
-  ip netns add "$ns"
-  made+=("$ns")
-  # Both ends are made inside the namespaces: nothing appears on the machine's own network.
-  ip -n "$sw" link add "port-$h" type veth peer name eth0 netns "$ns"
-  ip -n "$sw" link set "port-$h" master br0 up
-  ip -n "$ns" link set lo up
-  ip -n "$ns" addr add "${address[$h]}/24" dev eth0
-  ip -n "$ns" link set eth0 up
-done
+source "$(dirname "$0")/hosts.sh"
+make_hosts
 
 broker=tcp://${address[b]}:5555
 in_ns() { local h=$1; shift; ip netns exec "$tag-$h" "$@"; }
