@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/string_job.hpp"
 #include "tests/support/cluster.hpp"
 
 using namespace seppo;
@@ -127,21 +128,7 @@ std::vector<std::string> run_job(const std::string& endpoints,
   options.worker_wait = 10s;
   options.chunk_size = 1;
   Client client(endpoints, options);
-  std::vector<std::string> out(inputs.size());
-  auto it = inputs.begin();
-  client.run(
-      "item",
-      [&](Client::Packer& p) {
-        if (it == inputs.end()) return false;
-        p.pack(*it++);
-        return true;
-      },
-      [&](const Client::Item& item) {
-        REQUIRE_MESSAGE(!item.error, *item.error);
-        out[item.index] = item.value->as<std::string>();
-        return true;
-      });
-  return out;
+  return run_string_job(client, "item", inputs);
 }
 
 // 4 items of 3 s on 2 worker processes; broker `victim` (the active one) SIGKILLed at 1.5 s.

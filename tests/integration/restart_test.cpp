@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/string_job.hpp"
 #include "tests/support/cluster.hpp"
 
 using namespace seppo;
@@ -48,21 +49,7 @@ void restart_mid_item(int signal) {
   const auto began = std::chrono::steady_clock::now();
   auto job = std::async(std::launch::async, [&] {
     Client client(cluster.endpoint(), options);
-    std::vector<std::string> out(inputs.size());
-    auto it = inputs.begin();
-    client.run(
-        "item",
-        [&](Client::Packer& p) {
-          if (it == inputs.end()) return false;
-          p.pack(*it++);
-          return true;
-        },
-        [&](const Client::Item& item) {
-          REQUIRE_MESSAGE(!item.error, *item.error);
-          out[item.index] = item.value->as<std::string>();
-          return true;
-        });
-    return out;
+    return run_string_job(client, "item", inputs);
   });
   REQUIRE(eventually([&] { return lines_of(starts).size() >= 2; }));
   std::this_thread::sleep_until(began + kItem / 2);  // the fault's moment, not a readiness wait
