@@ -192,12 +192,13 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
                              task.payload, task_id});
 }
 
-// B58: the TASKs one event queued for a worker that named "batch" leave as one TASKS, at the
+// B58: the TASKs queued since the last take_outbox() for a worker that named "batch" (the
+// messages of one loop turn, a tick, a round of delivery reports) leave as one TASKS, at the
 // place of the first, as long as nothing else to that worker comes between them, they name
 // the same function, and the batch stays within wire::kMaxBatch tasks and kMaxBatchBytes of
 // payload; otherwise a new batch starts. Each worker still receives its tasks in the order
 // they were sent (it runs them in that order, §4.2), and nothing waits for a batch to fill:
-// only what this event sends is merged.
+// only what is queued now is merged.
 void Core::coalesce_tasks() {
   struct Group {
     const PeerId* peer;

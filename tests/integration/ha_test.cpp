@@ -25,13 +25,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::vector<std::string> lines_of(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
 std::string text_field(const msgpack::object& map, const std::string& name) {
   if (map.type != msgpack::type::MAP) return "";
   for (std::uint32_t i = 0; i < map.via.map.size; ++i) {

@@ -25,13 +25,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::vector<std::string> lines_of(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
 // 4 items of 3 s on 2 worker processes (one seppo-worker -j 2 serving a named command that
 // appends the item to `starts` and sleeps), the broker sent `signal` at 1.5 s and started again.
 void restart_mid_item(int signal) {
