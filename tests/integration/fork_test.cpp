@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -24,6 +25,22 @@ using namespace seppo::test;
 
 namespace {
 
+// "state S, in futex_wait_queue": the process's state letter (proc(5)) and its kernel wait channel.
+std::string child_state(pid_t child) {
+  const std::string proc = "/proc/" + std::to_string(child);
+  std::string stat;
+  std::string wchan;
+  std::ifstream stat_file(proc + "/stat");
+  std::getline(stat_file, stat);
+  std::ifstream wchan_file(proc + "/wchan");
+  std::getline(wchan_file, wchan);
+  const auto close = stat.rfind(')');  // the command name may hold spaces
+  const std::string letter = close != std::string::npos && close + 2 < stat.size()
+                                 ? stat.substr(close + 2, 1)
+                                 : std::string("?");
+  return "state " + letter + ", in " + (wchan.empty() ? std::string("?") : wchan);
+}
+
 // The child's exit status, or -1 when it is still running after `limit` (it is then killed).
 int exit_status_within(pid_t child, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -33,6 +50,9 @@ int exit_status_within(pid_t child, std::chrono::milliseconds limit) {
     if (got == child) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // What the child was doing, for the log: spinning ("R", as the old zmq_ctx_term bug) or asleep
+  // on a lock ("S" in futex_wait_queue, as a lock taken by a thread fork() left behind).
+  MESSAGE("the forked child " << child << " is still running: " << child_state(child));
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   return -1;
