@@ -213,10 +213,21 @@ Admission::Verdict Admission::on_message(const PeerId& peer, const char* user, i
                     ", admitted as " + role_name(admitted->role) +
                     " but no longer authorised so since the lists were reloaded");
       v.reason = "unauthorised_key";
-      if (admitted->role != Role::Worker && answered_.size() < kMaxAnswered &&
-          answered_.insert(peer).second && (!bindings_ || bindings_->may_send(peer))) {
-        v.refusal = "this client's key " + curve::fingerprint(admitted->key) +
-                    " is no longer authorised (the broker's lists were reloaded)";
+      // The answer goes back on the connection this message came by (no handover where keys
+      // are on: the id is that connection's), even when the id's bound connection closed and
+      // this is the client's next one; the binding only keeps it from another key's id. Again
+      // after kAnswerAgain: an ERROR on a connection that closes is lost without a word.
+      if (admitted->role != Role::Worker &&
+          (!bindings_ || bindings_->owner(peer).empty() || bindings_->owner(peer) == user)) {
+        auto answered = answered_.find(peer);
+        if (answered == answered_.end() && answered_.size() < kMaxAnswered) {
+          answered = answered_.emplace(peer, now - kAnswerAgain).first;
+        }
+        if (answered != answered_.end() && now - answered->second >= kAnswerAgain) {
+          answered->second = now;
+          v.refusal = "this client's key " + curve::fingerprint(admitted->key) +
+                      " is no longer authorised (the broker's lists were reloaded)";
+        }
       }
       return v;
     }

@@ -172,13 +172,14 @@ class Admission {
   void warn_once(const std::string& key, const std::string& text);
 
   static constexpr std::size_t kMaxAnswered = 65536;
+  static constexpr std::chrono::seconds kAnswerAgain{1};  // a revoked client's ERROR, at most
   static constexpr std::size_t kMaxLogged = 4096;
   std::shared_ptr<const KeyLists> lists_;
   std::optional<RoutingBindings> bindings_;
   LogSink log_;
-  std::set<std::string> warned_;  // keys warned about since the reload (once each)
-  std::set<PeerId> answered_;     // routing ids told ERROR forbidden since the reload
-  std::set<PeerId> revoked_;      // ids bound to a key granted nothing since the last reload
+  std::set<std::string> warned_;          // keys warned about since the reload (once each)
+  std::map<PeerId, TimePoint> answered_;  // ids told ERROR forbidden since the reload: when
+  std::set<PeerId> revoked_;  // ids bound to a key granted nothing since the last reload
   std::map<PeerId, TimePoint> refusals_logged_;  // taken ids: logged once a minute per id
 };
 

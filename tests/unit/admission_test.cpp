@@ -138,6 +138,33 @@ TEST_CASE("Admission: a key the reloaded lists no longer grant is dropped; a cli
 }
 
 TEST_CASE(
+    "Admission: a revoked client is told on the connection it speaks on, and again a second "
+    "later") {
+  // The client's connection closed before the reload (its id unbound from any descriptor) and
+  // it spoke next on a new one: it used to get no ERROR at all, and waited for its timeout.
+  using namespace std::chrono_literals;
+  const std::string client = "client:" + key('c'), other = "client:" + key('o');
+  broker::Admission admission(
+      {broker::KeyLists::of({{key('c'), Role::Client}, {key('o'), Role::Client}}), 10s});
+  const TimePoint t0{std::chrono::hours(1)};
+  REQUIRE(admission.on_message("C1", client.c_str(), 7, t0).accepted);
+  admission.on_closed(7);
+  admission.reloaded(broker::KeyLists::of({{key('o'), Role::Client}}));
+  const auto told = [&](const std::string& id, const std::string& user, TimePoint at) {
+    return admission.on_message(id, user.c_str(), 8, at).refusal.find("no longer authorised") !=
+           std::string::npos;
+  };
+  CHECK(told("C1", client, t0 + 100ms));
+  CHECK_FALSE(told("C1", client, t0 + 600ms));  // not for every message
+  CHECK(told("C1", client, t0 + 1100ms));       // in case the last one was lost
+  // Another key presenting the id is told nothing: the id is the first key's (§14.6).
+  REQUIRE(admission.on_message("C2", other.c_str(), 9, t0).accepted);
+  admission.reloaded(broker::KeyLists::of({}));
+  CHECK_FALSE(told("C2", client, t0 + 2s));
+  CHECK(told("C2", other, t0 + 2s));
+}
+
+TEST_CASE(
     "Admission: a routing id bound to one key is refused to another, and gets nothing "
     "until its owner speaks again") {
   using namespace std::chrono_literals;
