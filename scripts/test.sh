@@ -95,16 +95,25 @@ fi
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-sanitize --print-errorlogs --timeout-multiplier 3
 
-stage "packages: .deb build-install-remove, pip install"
-# Their outcomes are the deb-package and python-pip tests'.
+stage "packages (.deb build-install-remove, pip install) and fuzzing (bounded)"
+# The fuzz targets run beside the package tests, which mostly wait on dpkg and pip.
+fuzz_run_pid=
+if [[ -n "$fuzz_build_pid" ]]; then
+  wait "$fuzz_build_pid" || true  # fuzz/run.sh builds again what failed, and says why
+  in_background 0 fuzz-run.log fuzz/run.sh "${SEPPO_FUZZ_SECONDS:-20}"
+  fuzz_run_pid=$!
+fi
+# The package tests' outcomes are theirs to report (they check the background builds' status).
 [[ -z "$deb_pid" ]] || wait "$deb_pid" || true
 wait "$pip_pid" || true
+status=0
 SEPPO_TEST_DEB=$deb SEPPO_DEB_PREBUILT=$debs SEPPO_PIP_PREINSTALLED=$pip \
-  meson test -C build-test --no-rebuild --print-errorlogs --suite packages
-
-if [[ -n "$fuzz_build_pid" ]]; then
-  stage "fuzzing (bounded)"
-  wait "$fuzz_build_pid" || true  # fuzz/run.sh builds again what failed, and says why
-  fuzz/run.sh "${SEPPO_FUZZ_SECONDS:-20}"
+  meson test -C build-test --no-rebuild --print-errorlogs --suite packages || status=$?
+if [[ -n "$fuzz_run_pid" ]]; then
+  fuzz_status=0
+  wait "$fuzz_run_pid" || fuzz_status=$?
+  cat fuzz-run.log
+  [[ $fuzz_status -eq 0 ]] || { echo "fuzzing failed (status $fuzz_status)" >&2; status=1; }
 fi
+[[ $status -eq 0 ]] || exit $status
 stage "done"
