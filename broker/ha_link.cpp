@@ -11,12 +11,14 @@ PairLink::PairLink(const PairOptions& options, Config config,
       pub_(context_, zmq::socket_type::pub),
       sub_(context_, zmq::socket_type::sub) {
   // Its own context: the broker's ZAP handler admits clients' and workers' keys, and the HA
-  // link is the pair's alone. State is published often; an old one is worth nothing.
+  // link is the pair's alone. State is published often; an old one is worth nothing. The size
+  // limit applies to the handshake's commands too: CurveZMQ's INITIATE (its vouch and metadata)
+  // is over 256 bytes, so a smaller limit closed every keyed link before a state went over it.
   for (zmq::socket_t* s : {&pub_, &sub_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 16);
     s->set(zmq::sockopt::rcvhwm, 16);
-    s->set(zmq::sockopt::maxmsgsize, std::int64_t{256});
+    s->set(zmq::sockopt::maxmsgsize, std::int64_t{4096});
   }
   if (curve) {
     pub_.set(zmq::sockopt::curve_server, 1);
