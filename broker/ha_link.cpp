@@ -1,6 +1,6 @@
 #include "broker/ha_link.hpp"
 
-#include "protocol/wire.hpp"
+#include "broker/ha_gate.hpp"
 #include "seppo/error.hpp"
 
 namespace seppo::broker::ha {
@@ -72,24 +72,11 @@ void PairLink::turn(TimePoint now) {
   publish();
 }
 
-bool PairLink::admit(const void* header, std::size_t size, TimePoint now) {
-  // [1, type, ...]: a STATUS_REQUEST is answered in every state; anything else is a request. A
-  // header that does not decode is a request too: the active broker answers it bad_message.
-  const auto* b = static_cast<const unsigned char*>(header);
-  if (size >= 3 && (b[0] & 0xf0) == 0x90 && b[1] == 1 &&
-      b[2] == static_cast<unsigned char>(wire::Type::StatusRequest)) {
-    return true;
-  }
-  const bool serve = core_.on_request(now);
+std::optional<std::string> PairLink::admit(Core& core, const void* header, std::size_t size,
+                                           TimePoint now) {
+  std::optional<std::string> refused = gate(core_, core, header, size, now);
   publish();
-  return serve;
-}
-
-std::string PairLink::refusal() const {
-  return wire::encode(wire::Error{
-      wire::Code::NotActive, std::string("this broker (") + name(core_.role()) + ", " +
-                                 name(core_.state()) +
-                                 ") is not the active one of its pair: try the other endpoint"});
+  return refused;
 }
 
 }  // namespace seppo::broker::ha
