@@ -84,6 +84,8 @@ void HaCore::on_peer_state(const void* data, std::size_t size, TimePoint now) {
 }
 
 void HaCore::on_peer(State peer, TimePoint now) {
+  // Whether the peer was already heard active (within expiry): H11's primary side acts once.
+  const bool was_active = peer_ == State::Active && !peer_silent(now);
   peer_ = peer;
   peer_heard_ = now;
   switch (state_) {
@@ -109,6 +111,16 @@ void HaCore::on_peer(State peer, TimePoint now) {
       if (peer == State::Active) {
         // H11: both active (a partition between the brokers healed after peers turned to
         // each). The primary stays; the backup stops serving.
+        if (config_.role == Role::Primary && !was_active) {
+          // The backup's workers and clients come here next, the workers with the tasks they
+          // kept: a new adoption window, so that their work is adopted, not run again (§9.1).
+          activated_ = true;
+          if (log_) {
+            log_(log::Level::Warning,
+                 "broker pair: the backup is active too (a partition healed); it stops serving, "
+                 "its peers come here");
+          }
+        }
         if (config_.role == Role::Backup && !yield_) {
           yield_ = true;
           if (log_) {

@@ -71,7 +71,8 @@ class HaCore {
 
   // State messages to publish to the peer, in order.
   std::vector<std::string> take_outbox();
-  // True once after this broker became active: the server opens a new adoption window (§9.1).
+  // True once after this broker became active, or (H11, a primary) once it heard its backup
+  // active too, whose peers come here next: the server opens a new adoption window (§9.1).
   bool take_activated();
   // H11: two active brokers, and this is the backup: it must stop serving (the server shuts its
   // broker down and exits; started again, it finds its peer active and becomes passive).

@@ -1,6 +1,6 @@
 #include "broker/ha_link.hpp"
 
-#include "protocol/wire.hpp"
+#include "broker/ha_gate.hpp"
 #include "seppo/error.hpp"
 
 namespace seppo::broker::ha {
@@ -11,12 +11,14 @@ PairLink::PairLink(const PairOptions& options, Config config,
       pub_(context_, zmq::socket_type::pub),
       sub_(context_, zmq::socket_type::sub) {
   // Its own context: the broker's ZAP handler admits clients' and workers' keys, and the HA
-  // link is the pair's alone. State is published often; an old one is worth nothing.
+  // link is the pair's alone. State is published often; an old one is worth nothing. The size
+  // limit applies to the handshake's commands too: CurveZMQ's INITIATE (its vouch and metadata)
+  // is over 256 bytes, so a smaller limit closed every keyed link before a state went over it.
   for (zmq::socket_t* s : {&pub_, &sub_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 16);
     s->set(zmq::sockopt::rcvhwm, 16);
-    s->set(zmq::sockopt::maxmsgsize, std::int64_t{256});
+    s->set(zmq::sockopt::maxmsgsize, std::int64_t{4096});
   }
   if (curve) {
     pub_.set(zmq::sockopt::curve_server, 1);
@@ -70,24 +72,11 @@ void PairLink::turn(TimePoint now) {
   publish();
 }
 
-bool PairLink::admit(const void* header, std::size_t size, TimePoint now) {
-  // [1, type, ...]: a STATUS_REQUEST is answered in every state; anything else is a request. A
-  // header that does not decode is a request too: the active broker answers it bad_message.
-  const auto* b = static_cast<const unsigned char*>(header);
-  if (size >= 3 && (b[0] & 0xf0) == 0x90 && b[1] == 1 &&
-      b[2] == static_cast<unsigned char>(wire::Type::StatusRequest)) {
-    return true;
-  }
-  const bool serve = core_.on_request(now);
+std::optional<std::string> PairLink::admit(Core& core, const void* header, std::size_t size,
+                                           TimePoint now) {
+  std::optional<std::string> refused = gate(core_, core, header, size, now);
   publish();
-  return serve;
-}
-
-std::string PairLink::refusal() const {
-  return wire::encode(wire::Error{
-      wire::Code::NotActive, std::string("this broker (") + name(core_.role()) + ", " +
-                                 name(core_.state()) +
-                                 ") is not the active one of its pair: try the other endpoint"});
+  return refused;
 }
 
 }  // namespace seppo::broker::ha

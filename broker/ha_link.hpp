@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "broker/core.hpp"
 #include "broker/ha_core.hpp"
 #include "common/curve.hpp"
 
@@ -34,11 +35,9 @@ class PairLink {
   // Takes in the peer's state messages, runs the timers, publishes.
   void turn(TimePoint now);
   TimePoint next_deadline() const { return core_.next_deadline(); }
-  // Whether the message whose header frame this is may reach the broker's core; STATUS_REQUEST
-  // always may (§15.3).
-  bool admit(const void* header, std::size_t size, TimePoint now);
-  // The refusal: an encoded ERROR not_active header.
-  std::string refusal() const;
+  // The gate (broker/ha_gate.hpp) for the message whose header frame this is: nothing to pass
+  // it to `core`, or the ERROR not_active header to answer; then this broker's state goes out.
+  std::optional<std::string> admit(Core& core, const void* header, std::size_t size, TimePoint now);
   const std::string& bound() const { return bound_; }
 
   HaCore& core() { return core_; }

@@ -10,6 +10,7 @@
 #include "broker/admission.hpp"
 #include "broker/connections.hpp"
 #include "broker/delivery.hpp"
+#include "broker/ha_gate.hpp"
 #include "common/log.hpp"
 #include "common/poll.hpp"
 #include "common/signals.hpp"
@@ -231,11 +232,7 @@ int serve(const ServerOptions& options, Core& core) {
     const TimePoint now = Clock::now();
     if (pair) {
       pair->turn(now);
-      const ha::HaCore& ha = pair->core();
-      if (pair->core().take_activated()) core.reopen_adoption(now);  // §15.1, §9.1
-      const auto peer = ha.peer(now);
-      core.set_pair_state(ha::name(ha.role()), ha::name(ha.state()),
-                          peer ? ha::name(*peer) : "silent");
+      ha::sync(pair->core(), core, now);  // §15.1, §9.1, §15.3
     }
     if (now >= next_tick) {
       core.on_tick(now);
@@ -345,15 +342,13 @@ int serve(const ServerOptions& options, Core& core) {
         key = verdict.key;
       }
       // A broker of a pair serves only while active (§15.1, H7, H8, H15).
+      // Taken over on this very message (H6, H14), the adoption window opens before the core
+      // reads it (§9.1).
       if (pair && frames >= 2) {
-        if (!pair->admit(header.data(), header.size(), at)) {
-          core.stats().refused("not_active");
-          refuse(peer, pair->refusal());
+        if (const auto refusal = pair->admit(core, header.data(), header.size(), at)) {
+          refuse(peer, *refusal);
           continue;
         }
-        // Taken over on this very message (H6, H14): the window opens before the core reads
-        // it, so that a worker's kept tasks listed in it are adopted (§9.1).
-        if (pair->core().take_activated()) core.reopen_adoption(at);
       }
       if (frames == 2) {
         core.on_message(peer, header.data(), header.size(), nullptr, at, role, key);

@@ -190,9 +190,10 @@ class RawTerminal {
 };
 
 // One broker's status as text or a JSON line; for a pair's list (§15.4) each broker's in turn,
-// one that does not answer shown as an error line (and `status` set to 1). With one endpoint,
-// its error is thrown.
-std::string snapshot(Client& client, const StatusOptions& options, int& status) {
+// one that does not answer told by an error line in `errors` (and `status` set to 1), so that
+// --json's output stays one JSON object per line. With one endpoint, its error is thrown.
+std::string snapshot(Client& client, const StatusOptions& options, int& status,
+                     std::string& errors) {
   const auto one = [&](Client& asked) {
     const msgpack::object_handle reply = asked.status(options.timeout);
     const nlohmann::json s = to_json(reply.get());
@@ -206,7 +207,7 @@ std::string snapshot(Client& client, const StatusOptions& options, int& status) 
       Client asked(endpoint, client.options());
       text += one(asked);
     } catch (const Error& e) {
-      text += std::string("seppo: ") + e.what() + "\n";
+      errors += std::string("seppo: ") + e.what() + "\n";
       status = 1;
     }
   }
@@ -218,7 +219,10 @@ std::string snapshot(Client& client, const StatusOptions& options, int& status) 
 int run_status(Client& client, const StatusOptions& options, std::FILE* out) {
   if (!options.watch) {
     int status = 0;
-    std::fputs(snapshot(client, options, status).c_str(), out);
+    std::string errors;
+    std::fputs(snapshot(client, options, status, errors).c_str(), out);
+    std::fflush(out);
+    std::fputs(errors.c_str(), stderr);
     return status;
   }
   // --watch: like top, the screen redrawn every interval until q, Ctrl-C or --count.
@@ -235,12 +239,18 @@ int run_status(Client& client, const StatusOptions& options, std::FILE* out) {
     if (screen) std::fputs("\033[?1049h", out);  // the alternate screen, as top uses
     for (unsigned shown = 0; !interrupted && (options.count == 0 || shown < options.count);
          ++shown) {
-      std::string text;
+      std::string text, errors;
       try {
-        text = snapshot(client, options, status);
+        text = snapshot(client, options, status, errors);
       } catch (const Error& e) {
-        text = std::string("seppo: ") + e.what() + "\n";
+        errors = std::string("seppo: ") + e.what() + "\n";
         status = 1;
+      }
+      // On the screen an error shows in its place; with --json, stdout stays JSON lines.
+      if (options.json) {
+        std::fputs(errors.c_str(), stderr);
+      } else {
+        text += errors;
       }
       if (screen) std::fputs("\033[H\033[2J", out);
       std::fputs(text.c_str(), out);
@@ -264,13 +274,36 @@ int run_status(Client& client, const StatusOptions& options, std::FILE* out) {
   return status;
 }
 
+// With a pair's list (§15.4) each broker is asked and reported in turn (a line each on stdout,
+// its error on stderr); 0 only when every one answered. With one endpoint its error is thrown.
 int run_ping(Client& client, std::chrono::milliseconds timeout, std::FILE* out) {
-  const msgpack::object_handle status = client.status(timeout);
-  const nlohmann::json s = to_json(status.get());
-  std::fprintf(out, "broker at %s is alive: %zu workers, %zu jobs\n", client.endpoint().c_str(),
-               s.value("workers", nlohmann::json::array()).size(),
-               s.value("jobs", nlohmann::json::array()).size());
-  return 0;
+  const auto one = [&](Client& asked) {
+    const msgpack::object_handle status = asked.status(timeout);
+    const nlohmann::json s = to_json(status.get());
+    std::string state;
+    if (s.contains("ha") && s["ha"].is_object())
+      state = " (" + str(s["ha"], "role") + ", " + str(s["ha"], "state") + ")";
+    std::fprintf(out, "broker at %s is alive%s: %zu workers, %zu jobs\n", asked.endpoint().c_str(),
+                 state.c_str(), s.value("workers", nlohmann::json::array()).size(),
+                 s.value("jobs", nlohmann::json::array()).size());
+    std::fflush(out);
+  };
+  const std::vector<std::string> endpoints = split_endpoints(client.endpoint());
+  if (endpoints.size() < 2) {
+    one(client);
+    return 0;
+  }
+  int status = 0;
+  for (const std::string& endpoint : endpoints) {
+    try {
+      Client asked(endpoint, client.options());
+      one(asked);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "seppo: broker at %s: %s\n", endpoint.c_str(), e.what());
+      status = 1;
+    }
+  }
+  return status;
 }
 
 }  // namespace seppo::cli

@@ -12,18 +12,30 @@
 #include <future>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <zmq.hpp>
+
 #include "tests/integration/string_job.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/http.hpp"
 
 using namespace seppo;
 using namespace seppo::test;
 using namespace std::chrono_literals;
 
 namespace {
+
+// The lines of a command's output.
+std::vector<std::string> lines_of_text(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
 
 std::string text_field(const msgpack::object& map, const std::string& name) {
   if (map.type != msgpack::type::MAP) return "";
@@ -42,7 +54,9 @@ std::string text_field(const msgpack::object& map, const std::string& name) {
 // on the same endpoints.
 class Pair {
  public:
-  Pair() {
+  // `extra`: more arguments for both brokers; `client`: how the test's own clients connect.
+  explicit Pair(std::vector<std::string> extra = {}, ClientOptions client = {})
+      : extra_(std::move(extra)), client_(std::move(client)) {
     ha_[0] = "ipc://" + (dir_.path() / "ha-primary").string();
     ha_[1] = "ipc://" + (dir_.path() / "ha-backup").string();
     start(0, "tcp://127.0.0.1:*");
@@ -62,11 +76,19 @@ class Pair {
   void start(int i, const std::string& bind) {
     const auto log =
         dir_.path() / ("broker-" + std::to_string(i) + "-" + std::to_string(++starts_[i]) + ".log");
-    brokers_[i] = std::make_unique<Process>(
-        std::vector<std::string>{Paths::broker(), "--bind", bind, "--log-level", "debug",
-                                 "--ha-role", i == 0 ? "primary" : "backup", "--ha-bind", ha_[i],
-                                 "--ha-peer", ha_[1 - i]},
-        log);
+    std::vector<std::string> argv = {Paths::broker(),
+                                     "--bind",
+                                     bind,
+                                     "--log-level",
+                                     "debug",
+                                     "--ha-role",
+                                     i == 0 ? "primary" : "backup",
+                                     "--ha-bind",
+                                     ha_[i],
+                                     "--ha-peer",
+                                     ha_[1 - i]};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    brokers_[i] = std::make_unique<Process>(argv, log);
     const std::regex listening("listening on (tcp://[0-9.]+:[0-9]+)");
     std::smatch match;
     std::string text;
@@ -78,11 +100,26 @@ class Pair {
     endpoint_[i] = match[1];
   }
   void restart(int i) { start(i, endpoint_[i]); }
+  const std::string& ha(int i) const { return ha_[i]; }
+  const ClientOptions& client_options() const { return client_; }
+  // The port of broker i's --http server (from its log), 0 when it has none.
+  int http_port(int i) {
+    const std::regex serving("serving HTTP on http://127\\.0\\.0\\.1:([0-9]+)/");
+    std::smatch match;
+    std::string text;
+    if (!eventually([&] {
+          text = brokers_[i]->output();
+          return std::regex_search(text, match, serving);
+        })) {
+      return 0;
+    }
+    return std::stoi(match[1]);
+  }
 
   // STATUS's ha.state of broker i ("active", "passive", ...), or "" when it does not answer.
   std::string state(int i) {
     try {
-      ClientOptions options;
+      ClientOptions options = client_;
       options.timeout = 2s;
       Client client(endpoint_[i], options);
       auto status = client.status(1s);
@@ -106,6 +143,8 @@ class Pair {
   }
 
  private:
+  std::vector<std::string> extra_;
+  ClientOptions client_;
   TempDir dir_;
   std::string ha_[2], endpoint_[2];
   std::unique_ptr<Process> brokers_[2];
@@ -207,4 +246,185 @@ TEST_CASE(
   MESSAGE("job with the backup killed at 1.5 s took " << second << " s (ideal 6 s)");
   CHECK(second < 10.0);
   CHECK(pair.state(0) == "active");
+}
+
+TEST_CASE(
+    "broker pair: seppo ping and seppo status --json report each broker; a dead one on "
+    "stderr") {
+  Pair pair;
+  REQUIRE(eventually([&] { return pair.state(0) == "active" && pair.state(1) == "passive"; }));
+  const Completed ping = run({Paths::cli(), "--broker", pair.endpoints(), "ping"});
+  CHECK(ping.status == 0);
+  CHECK(ping.out.find("broker at " + pair.endpoint(0) + " is alive (primary, active)") !=
+        std::string::npos);
+  CHECK(ping.out.find("broker at " + pair.endpoint(1) + " is alive (backup, passive)") !=
+        std::string::npos);
+  pair.broker(1).kill(SIGKILL);
+  REQUIRE(pair.broker(1).wait(5s) == 128 + SIGKILL);
+  const Completed half =
+      run({Paths::cli(), "--broker", pair.endpoints(), "--broker-timeout", "2", "ping"});
+  INFO(half.out, half.err);
+  CHECK(half.status == 1);
+  CHECK(half.out.find("broker at " + pair.endpoint(0) + " is alive") != std::string::npos);
+  CHECK(half.out.find(pair.endpoint(1)) == std::string::npos);
+  CHECK(half.err.find("seppo: broker at " + pair.endpoint(1)) != std::string::npos);
+  // --json: stdout stays one JSON object per line; the dead broker's error goes to stderr.
+  const Completed json = run(
+      {Paths::cli(), "--broker", pair.endpoints(), "--broker-timeout", "2", "status", "--json"});
+  INFO(json.out, json.err);
+  CHECK(json.status == 1);
+  const std::vector<std::string> lines = lines_of_text(json.out);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].rfind("{", 0) == 0);
+  CHECK(lines[0].back() == '}');
+  CHECK(lines[0].find("\"state\":\"active\"") != std::string::npos);
+  CHECK(json.err.rfind("seppo: ", 0) == 0);
+}
+
+TEST_CASE("broker pair: /metrics shows each broker's role and state (seppo_ha_state)") {
+  Pair pair({"--http", "127.0.0.1:0"});
+  REQUIRE(eventually([&] { return pair.state(0) == "active" && pair.state(1) == "passive"; }));
+  const char* expected[2] = {"seppo_ha_state{role=\"primary\",state=\"active\",peer=\"passive\"} 1",
+                             "seppo_ha_state{role=\"backup\",state=\"passive\",peer=\"active\"} 1"};
+  for (int i = 0; i < 2; ++i) {
+    const int port = pair.http_port(i);
+    REQUIRE(port > 0);
+    std::string body;
+    CHECK_MESSAGE(eventually([&] {
+                    const HttpReply reply = http(port, "GET /metrics HTTP/1.1");
+                    body = reply.body;
+                    return reply.code == 200 && body.find(expected[i]) != std::string::npos;
+                  }),
+                  body);
+  }
+}
+
+TEST_CASE("seppo-broker refuses part of --ha-role, --ha-bind, --ha-peer, naming what is missing") {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--ha-role", "primary"}, "missing --ha-bind --ha-peer"},
+      {{"--ha-bind", "ipc:///tmp/x"}, "missing --ha-role --ha-peer"},
+      {{"--ha-role", "backup", "--ha-peer", "ipc:///tmp/y"}, "missing --ha-bind"},
+  };
+  for (const auto& [flags, missing] : cases) {
+    std::vector<std::string> argv = {Paths::broker(), "--bind", "tcp://127.0.0.1:*"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const Completed broker = run(argv, "", 10s);
+    INFO(broker.err);
+    CHECK(broker.status == 2);  // seppo-broker(8): 2, a usage error
+    CHECK(lines_of_text(broker.err).size() == 1);
+    CHECK(broker.err.find(missing) != std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "broker pair with CurveZMQ: the keyed HA link works, and state from a wrong key is "
+    "ignored") {
+  TempDir keys;
+  for (const char* name : {"broker", "node1", "alice", "rogue"}) {
+    REQUIRE(run({Paths::cli(), "keygen", (keys.path() / name).string()}).status == 0);
+  }
+  std::filesystem::create_directory(keys.path() / "workers");
+  std::filesystem::create_directory(keys.path() / "clients");
+  std::filesystem::copy_file(keys.path() / "node1.key", keys.path() / "workers" / "node1.key");
+  std::filesystem::copy_file(keys.path() / "alice.key", keys.path() / "clients" / "alice.key");
+  ClientOptions alice;
+  alice.curve_secret_key_file = (keys.path() / "alice.key_secret").string();
+  alice.curve_server_key_file = (keys.path() / "broker.key").string();
+  const std::vector<std::string> keyed = {
+      "--curve-secret-key",   (keys.path() / "broker.key_secret").string(),
+      "--authorized-workers", (keys.path() / "workers").string(),
+      "--authorized-clients", (keys.path() / "clients").string()};
+  {
+    // Both brokers with the pair's key: they hear each other over the keyed link.
+    Pair pair(keyed, alice);
+    REQUIRE(eventually([&] { return pair.state(0) == "active" && pair.state(1) == "passive"; }));
+    pair.add_worker({"-j", "1", "--command", "item=echo {}", "--curve-secret-key",
+                     (keys.path() / "node1.key_secret").string(), "--curve-server-key",
+                     (keys.path() / "broker.key").string()});
+    ClientOptions options = alice;
+    options.timeout = 30s;
+    options.worker_wait = 10s;
+    Client client(pair.endpoints(), options);
+    const std::vector<std::string> inputs = {"a", "b"};
+    CHECK(run_string_job(client, "item", inputs) == inputs);
+  }
+  // A broker alone (its peer's HA endpoint is the test's), fed "active" by a PUB socket: under
+  // another key it is never heard (the primary stays "primary": nobody turned to it); under the
+  // pair's key the same message makes it passive (H5), which shows the feed itself works.
+  TempDir dir;
+  const std::string peer = "ipc://" + (dir.path() / "ha-peer").string();
+  const auto feed = [&](const char* key_name) {
+    auto context = std::make_unique<zmq::context_t>(1);
+    auto pub = std::make_unique<zmq::socket_t>(*context, zmq::socket_type::pub);
+    // The secret key file's key line (its last line not a comment), Z85 as libzmq takes it.
+    std::string secret;
+    for (const std::string& line :
+         lines_of_text(read_file(keys.path() / (std::string(key_name) + ".key_secret")))) {
+      if (!line.empty() && line[0] != '#') secret = line;
+    }
+    REQUIRE(secret.size() == 40);
+    pub->set(zmq::sockopt::curve_server, 1);
+    REQUIRE(zmq_setsockopt(pub->handle(), ZMQ_CURVE_SECRETKEY, secret.c_str(), 41) == 0);
+    pub->set(zmq::sockopt::linger, 0);
+    pub->bind(peer);
+    return std::make_pair(std::move(context), std::move(pub));
+  };
+  std::vector<std::string> argv = {Paths::broker(),
+                                   "--bind",
+                                   "tcp://127.0.0.1:*",
+                                   "--ha-role",
+                                   "primary",
+                                   "--ha-bind",
+                                   "ipc://" + (dir.path() / "ha-self").string(),
+                                   "--ha-peer",
+                                   peer};
+  argv.insert(argv.end(), keyed.begin(), keyed.end());
+  const auto log = dir.path() / "broker.log";
+  Process broker(argv, log);
+  const std::regex listening("listening on (tcp://[0-9.]+:[0-9]+)");
+  std::smatch match;
+  std::string text;
+  REQUIRE(eventually([&] {
+    text = read_file(log);
+    return std::regex_search(text, match, listening) || !broker.running();
+  }));
+  const std::string endpoint = match[1];
+  const auto state = [&] {
+    try {
+      ClientOptions options = alice;
+      options.timeout = 2s;
+      Client client(endpoint, options);
+      auto status = client.status(1s);
+      const msgpack::object& map = status.get();
+      for (std::uint32_t k = 0; k < map.via.map.size; ++k) {
+        const auto& kv = map.via.map.ptr[k];
+        if (kv.key.as<std::string>() == "ha") return text_field(kv.val, "state");
+      }
+    } catch (const Error&) {
+    }
+    return std::string();
+  };
+  // The state message "active" as docs/protocol.md §15.2 writes it: the msgpack array [1, 3].
+  const std::string active = "\x92\x01\x03";
+  const auto publish_for = [&](zmq::socket_t& pub, std::chrono::milliseconds span,
+                               const std::function<bool()>& done) {
+    const auto end = std::chrono::steady_clock::now() + span;
+    while (std::chrono::steady_clock::now() < end) {
+      pub.send(zmq::buffer(active), zmq::send_flags::dontwait);
+      if (done()) return true;
+      std::this_thread::sleep_for(50ms);  // the peer's publishing interval, not a readiness wait
+    }
+    return false;
+  };
+  {
+    auto [context, pub] = feed("rogue");
+    // 3 s of "active" under the wrong key (three expiries): never taken in.
+    CHECK_FALSE(publish_for(*pub, 3000ms, [&] { return state() == "passive"; }));
+    CHECK(state() == "primary");
+    CHECK(read_file(log).find("primary -> passive") == std::string::npos);
+  }
+  {
+    auto [context, pub] = feed("broker");
+    CHECK(publish_for(*pub, 10000ms, [&] { return state() == "passive"; }));
+  }
 }

@@ -129,9 +129,16 @@ TEST_CASE("H10: an active broker serves every peer") {
 
 TEST_CASE("H11: two active brokers: the backup yields, the primary stays") {
   HaCore p = active_primary();
+  REQUIRE(p.take_activated());
+  p.on_peer(State::Passive, t0 + milliseconds(3));
   p.on_peer(State::Active, t0 + milliseconds(5));
   CHECK(p.state() == State::Active);
   CHECK(!p.must_yield());
+  // The backup's peers come here next, with the tasks their workers kept: the primary opens a
+  // new adoption window (once, not at each state message while both are active).
+  CHECK(p.take_activated());
+  p.on_peer(State::Active, t0 + milliseconds(10));
+  CHECK(!p.take_activated());
   HaCore b = passive_backup();
   CHECK(b.on_request(t0 + milliseconds(2000)));  // took over: the primary was not heard
   b.on_peer(State::Active, t0 + milliseconds(2100));
