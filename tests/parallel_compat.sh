@@ -384,16 +384,6 @@ both "--env" "FOO='x y' par --env FOO 'echo \"\$FOO\" {}' ::: a" \
 # ...and through a broker: each item carries FOO to a worker that allows it (--allow-env FOO)
 both "--env through a broker" "FOO='x y' par --env FOO 'echo \"\$FOO\" {}' ::: a b" \
   "FOO='x y' B --env FOO ev ::: a b"
-# 34. --pipe --block 1G on a small input: memory follows the data, not the flag (the whole block
-# was allocated before reading). Not under AddressSanitizer, which reserves terabytes.
-if ! ldd "$seppo" | grep -q libasan; then
-  checks=$((checks + 1))
-  if out=$(printf 'ab\ncd\n' | (ulimit -v 400000; "$seppo" map --local --pipe --block 1G \
-      --command wc='wc -c' wc) 2>&1) && [[ $out == 6 ]]; then
-    echo "ok   --pipe --block 1G in 400 MB of address space"
-  else
-    echo "FAIL --pipe --block 1G in 400 MB of address space: $out"; failures=$((failures + 1))
-  fi
-fi
+# 34. --pipe --block 1G in bounded memory: tests/pipe_block_memory.sh (uninstrumented builds).
 echo "$checks checks, $failures failed"
 [[ $failures -eq 0 ]]
