@@ -34,6 +34,28 @@ std::vector<std::int64_t> squares_of(Client& client, std::size_t n) {
   return out;
 }
 
+// Drives a raw peer's DEALER until `done()` or `limit`: the header `heartbeat()` makes every
+// `every`, and each message received, decoded, to `on_message(message, frames)`.
+template <typename Heartbeat, typename Done, typename OnMessage>
+void raw_loop(zmq::socket_t& dealer, Heartbeat heartbeat, std::chrono::milliseconds every,
+              std::chrono::seconds limit, Done done, OnMessage on_message) {
+  auto last_beat = std::chrono::steady_clock::now();
+  const auto deadline = last_beat + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    if (std::chrono::steady_clock::now() - last_beat > every) {
+      dealer.send(zmq::buffer(heartbeat()));
+      last_beat = std::chrono::steady_clock::now();
+    }
+    std::vector<zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 20ms);
+    std::vector<zmq::message_t> frames;
+    while (zmq::recv_multipart(dealer, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      on_message(wire::decode(frames[0].data(), frames[0].size()), frames);
+      frames.clear();
+    }
+  }
+}
+
 // A client written from docs/protocol.md on a raw DEALER: submits `n` one-item chunks of
 // example_module.square (items 1..n) naming `features` in each SUBMIT, heartbeats, and reads
 // every answer, checking each item once, each value exact and the seqs 1, 2, 3... in order.
@@ -79,37 +101,30 @@ RawClient raw_client(const std::string& endpoint, const std::vector<std::string>
     const auto x = static_cast<std::int64_t>(d.first + 1);
     CHECK(entries[0][1] == x * x);
   };
-  auto last_beat = std::chrono::steady_clock::now();
-  const auto deadline = last_beat + 60s;
-  while (received < n && std::chrono::steady_clock::now() < deadline) {
-    if (std::chrono::steady_clock::now() - last_beat > 200ms) {
-      dealer.send(zmq::buffer(wire::encode(wire::Heartbeat{1, last_seq, {}})));
-      last_beat = std::chrono::steady_clock::now();
-    }
-    std::vector<zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 20ms);
-    std::vector<zmq::message_t> frames;
-    while (zmq::recv_multipart(dealer, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-      const wire::Message m = wire::decode(frames[0].data(), frames[0].size());
-      if (const auto* d = std::get_if<wire::Deliver>(&m)) {
-        REQUIRE(frames.size() == 2);
-        ++seen.delivers;
-        answer(*d, frames[1].data<char>(), frames[1].size());
-      } else if (const auto* ds = std::get_if<wire::Delivers>(&m)) {
-        REQUIRE(frames.size() == 2);
-        ++seen.batched;
-        const Bytes payload = Bytes::copy(frames[1].data(), frames[1].size());
-        for (const wire::BatchedDeliver& part : wire::split(*ds, payload)) {
-          ++seen.parts;
-          answer(part.deliver, part.payload.data(), part.payload.size());
+  raw_loop(
+      dealer,
+      [&] {
+        return wire::encode(wire::Heartbeat{1, last_seq, {}});
+      },
+      200ms, 60s, [&] { return received >= n; },
+      [&](const wire::Message& m, std::vector<zmq::message_t>& frames) {
+        if (const auto* d = std::get_if<wire::Deliver>(&m)) {
+          REQUIRE(frames.size() == 2);
+          ++seen.delivers;
+          answer(*d, frames[1].data<char>(), frames[1].size());
+        } else if (const auto* ds = std::get_if<wire::Delivers>(&m)) {
+          REQUIRE(frames.size() == 2);
+          ++seen.batched;
+          const Bytes payload = Bytes::copy(frames[1].data(), frames[1].size());
+          for (const wire::BatchedDeliver& part : wire::split(*ds, payload)) {
+            ++seen.parts;
+            answer(part.deliver, part.payload.data(), part.payload.size());
+          }
+        } else {
+          CHECK_MESSAGE((std::holds_alternative<wire::Alive>(m)), "unexpected ",
+                        wire::type_name(wire::type_of(m)));
         }
-      } else {
-        CHECK_MESSAGE((std::holds_alternative<wire::Alive>(m)), "unexpected ",
-                      wire::type_name(wire::type_of(m)));
-      }
-      frames.clear();
-    }
-  }
+      });
   CHECK(received == n);
   dealer.send(zmq::buffer(wire::encode(wire::Done{1})));
   return seen;
@@ -167,37 +182,30 @@ TEST_CASE("a peer speaking only version-1 framing gets TASKs, never TASKS, and i
       wire::encode(wire::Ready{"raw peer", "localhost", 1, 16, {"example_module.square"}});
   dealer.send(zmq::buffer(ready));
   std::thread peer([&] {
-    auto last_beat = std::chrono::steady_clock::now();
-    const auto deadline = last_beat + 120s;
-    while (!stop && std::chrono::steady_clock::now() < deadline) {
-      if (std::chrono::steady_clock::now() - last_beat > 50ms) {
-        dealer.send(zmq::buffer(wire::encode(wire::Heartbeat{0, 0, {}})));
-        last_beat = std::chrono::steady_clock::now();
-      }
-      std::vector<zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 20ms);
-      std::vector<zmq::message_t> frames;
-      while (zmq::recv_multipart(dealer, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-        const wire::Message m = wire::decode(frames[0].data(), frames[0].size());
-        if (const auto* task = std::get_if<wire::Task>(&m); task && frames.size() == 2) {
-          ++tasks;
-          msgpack::object_handle h = msgpack::unpack(frames[1].data<char>(), frames[1].size());
-          msgpack::sbuffer out;
-          msgpack::packer<msgpack::sbuffer> p(out);
-          const auto args = h.get().as<std::vector<std::int64_t>>();
-          p.pack_array(static_cast<std::uint32_t>(args.size()));
-          for (std::int64_t x : args) p.pack_array(2).pack(0).pack(x * x);
-          dealer.send(zmq::buffer(wire::encode(wire::Result{task->task_id, 1})),
-                      zmq::send_flags::sndmore);
-          dealer.send(zmq::buffer(out.data(), out.size()));
-        } else if (std::holds_alternative<wire::Tasks>(m)) {
-          ++batched;
-        } else if (!std::holds_alternative<wire::Alive>(m)) {
-          ++other;
-        }
-        frames.clear();
-      }
-    }
+    raw_loop(
+        dealer,
+        [] {
+          return wire::encode(wire::Heartbeat{0, 0, {}});
+        },
+        50ms, 120s, [&] { return stop.load(); },
+        [&](const wire::Message& m, std::vector<zmq::message_t>& frames) {
+          if (const auto* task = std::get_if<wire::Task>(&m); task && frames.size() == 2) {
+            ++tasks;
+            msgpack::object_handle h = msgpack::unpack(frames[1].data<char>(), frames[1].size());
+            msgpack::sbuffer out;
+            msgpack::packer<msgpack::sbuffer> p(out);
+            const auto args = h.get().as<std::vector<std::int64_t>>();
+            p.pack_array(static_cast<std::uint32_t>(args.size()));
+            for (std::int64_t x : args) p.pack_array(2).pack(0).pack(x * x);
+            dealer.send(zmq::buffer(wire::encode(wire::Result{task->task_id, 1})),
+                        zmq::send_flags::sndmore);
+            dealer.send(zmq::buffer(out.data(), out.size()));
+          } else if (std::holds_alternative<wire::Tasks>(m)) {
+            ++batched;
+          } else if (!std::holds_alternative<wire::Alive>(m)) {
+            ++other;
+          }
+        });
   });
   REQUIRE(cluster.wait_for_workers(1));
   ClientOptions options = cluster.client_options();
