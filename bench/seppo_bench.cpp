@@ -267,7 +267,7 @@ Row local_memory(std::uint64_t items) {
 }
 
 int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint,
-                 std::size_t chunk_size) {
+                 std::size_t chunk_size, bool batch) {
   std::optional<seppo::LocalCluster> local;
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
@@ -285,8 +285,9 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
       }
     }
   }
-  Client client =
-      local ? local->client(options(chunk_size)) : Client(endpoint, options(chunk_size));
+  ClientOptions child_options = options(chunk_size);
+  child_options.batch = batch;  // (m): false for the pass of one DELIVER per answer (issue 28)
+  Client client = local ? local->client(child_options) : Client(endpoint, child_options);
   std::uint64_t sum = 0;
   // The inputs are generated as they are read: nothing of size `items` exists anywhere.
   const auto inputs = std::views::iota(std::uint64_t{0}, items);
@@ -360,8 +361,12 @@ int main(int argc, char** argv) {
   app.add_option("--stream-mode", child_mode)->group("");
   app.add_option("--chunk-size", child_chunk_size)->group("");
   app.add_option("--endpoint", endpoint)->group("");
+  bool child_batch = true;
+  app.add_option("--client-batch", child_batch)->group("");
   CLI11_PARSE(app, argc, argv);
-  if (child_items > 0) return stream_child(child_items, child_mode, endpoint, child_chunk_size);
+  if (child_items > 0) {
+    return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch);
+  }
   set_client_window(window);
 
   const auto want = [&](const std::string& s) {
