@@ -129,19 +129,24 @@ std::uint64_t context_switches(pid_t root) {
   return total;
 }
 
-// (b) at chunk size 1, with workers that batch (TASKS, RESULTS: issue 28) and, in the same
-// run, with workers started --no-batch (one task per message each way, as before); each with
-// the worker processes' context switches per task over the three timed runs.
+// (b) at chunk size 1, with workers and client that batch (TASKS, RESULTS, DELIVERS: issue 28)
+// and, in the same run, with a client that does not (ClientOptions::batch false: one DELIVER
+// per answer), and with workers started --no-batch too (one task per message each way, as
+// before issue 28); each with the worker processes' context switches per task over the three
+// timed runs.
 std::vector<Row> unbatched(std::uint64_t items) {
   auto base = baseline(
       {"--mode", "window", "--window", "1000", "--items", std::to_string(items), "--runs", "3"});
   std::vector<Row> rows;
-  for (const bool batch : {true, false}) {
+  for (const int mode : {0, 1, 2}) {
+    const bool batch = mode != 2;
     Cluster cluster(std::vector<std::string>{});
     Process& workers = cluster.add_worker(
         2, batch ? std::vector<std::string>{} : std::vector<std::string>{"--no-batch"});
     if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
-    Client client(cluster.endpoint(), options(1));
+    ClientOptions client_options = options(1);
+    client_options.batch = mode == 0;
+    Client client(cluster.endpoint(), client_options);
     stream_squares(client, items / 10);
     const std::uint64_t switches_before = context_switches(workers.pid());
     std::vector<double> rates;
@@ -150,7 +155,9 @@ std::vector<Row> unbatched(std::uint64_t items) {
         static_cast<double>(context_switches(workers.pid()) - switches_before) / (3.0 * items);
     std::sort(rates.begin(), rates.end());
     rows.push_back({"(b) " + std::to_string(items) + " squares, chunk size 1" +
-                        (batch ? "" : ", workers --no-batch"),
+                        (mode == 0   ? ""
+                         : mode == 1 ? ", client batch false"
+                                     : ", client batch false, workers --no-batch"),
                     rate(rates[1]), rate(base["rate"]) + " (window 1000)",
                     fmt("%.0f%%", 100 * rates[1] / base["rate"]),
                     "tasks/s, median of 3; worker processes' context switches per task " +
@@ -260,7 +267,7 @@ Row local_memory(std::uint64_t items) {
 }
 
 int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint,
-                 std::size_t chunk_size) {
+                 std::size_t chunk_size, bool batch) {
   std::optional<seppo::LocalCluster> local;
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
@@ -278,8 +285,9 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
       }
     }
   }
-  Client client =
-      local ? local->client(options(chunk_size)) : Client(endpoint, options(chunk_size));
+  ClientOptions child_options = options(chunk_size);
+  child_options.batch = batch;  // (m): false for the pass of one DELIVER per answer (issue 28)
+  Client client = local ? local->client(child_options) : Client(endpoint, child_options);
   std::uint64_t sum = 0;
   // The inputs are generated as they are read: nothing of size `items` exists anywhere.
   const auto inputs = std::views::iota(std::uint64_t{0}, items);
@@ -353,8 +361,12 @@ int main(int argc, char** argv) {
   app.add_option("--stream-mode", child_mode)->group("");
   app.add_option("--chunk-size", child_chunk_size)->group("");
   app.add_option("--endpoint", endpoint)->group("");
+  bool child_batch = true;
+  app.add_option("--client-batch", child_batch)->group("");
   CLI11_PARSE(app, argc, argv);
-  if (child_items > 0) return stream_child(child_items, child_mode, endpoint, child_chunk_size);
+  if (child_items > 0) {
+    return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch);
+  }
   set_client_window(window);
 
   const auto want = [&](const std::string& s) {

@@ -357,6 +357,10 @@ void Core::deliver(Job& job, Task& task, const std::string& worker, std::uint64_
   job.unread.emplace_back(seq, bytes);
   if (auto c = clients_.find(task.job.client); c != clients_.end()) {
     c->second.unread_bytes += bytes;
+    if (c->second.batches && payload.size() <= wire::kMaxBatchBytes) {
+      deliver_notes_.push_back(
+          DeliverNote{outbox_.size(), task.job.id, task.first, task.count, elapsed_us, seq});
+    }
   }
   outbox_.push_back(
       Outgoing{task.job.client,
@@ -400,7 +404,12 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   // Only an accepted SUBMIT creates the client's record (§7.4): a refused one (too_large,
   // over_limit) leaves nothing behind; it refreshes a record that exists.
   auto known = clients_.find(from);
-  if (known != clients_.end()) known->second.last_heard = now;
+  // The client's features are those of its last SUBMIT (B59: "batch", it takes DELIVERS).
+  const bool batches = wire::has_feature(m.features, wire::kFeatureBatch);
+  if (known != clients_.end()) {
+    known->second.last_heard = now;
+    known->second.batches = batches;
+  }
   const std::uint64_t queued_bytes = known == clients_.end() ? 0 : known->second.queued_bytes;
   const JobKey key{from, m.job_id};
   auto j = jobs_.find(key);
@@ -435,6 +444,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   }
   Client& client = clients_[from];
   client.last_heard = now;
+  client.batches = batches;
   if (client.owner.empty() && owner_source_) client.owner = owner_source_();
   if (j == jobs_.end()) {
     j = jobs_.emplace(key, Job{}).first;

@@ -133,9 +133,11 @@ class Core {
   // keeps `out`'s former buffer, so a caller that hands back an emptied vector lends its
   // capacity to the next batch (no reallocation per batch).
   // TASKs queued for a worker that speaks "batch" leave as TASKS (coalesce_tasks(), B58).
+  // DELIVERs queued for a client that speaks "batch" leave as DELIVERS (coalesce_delivers(), B59).
   void take_outbox(std::vector<Outgoing>& out) {
-    if (task_notes_.size() > 1) coalesce_tasks();
+    if (task_notes_.size() > 1 || deliver_notes_.size() > 1) coalesce();
     task_notes_.clear();
+    deliver_notes_.clear();
     out.clear();
     out.swap(outbox_);
   }
@@ -336,7 +338,8 @@ class Core {
     std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
     std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
     ShareTag share;
-    std::string owner;  // from owner_source_, for STATUS
+    std::string owner;     // from owner_source_, for STATUS
+    bool batches = false;  // its last SUBMIT named "batch": it takes DELIVERS (B59)
   };
 
   std::string snapshot(TimePoint now, bool full) const;
@@ -345,8 +348,11 @@ class Core {
   void on_ready(const PeerId& from, wire::Ready&& m, TimePoint now);
   void on_result(const PeerId& from, const wire::Result& m, Bytes* payload, TimePoint now);
   void on_results(const PeerId& from, const wire::Results& m, Bytes* payload, TimePoint now);
-  // Merges the TASKs in the outbox to each worker that speaks "batch" into TASKS (B58).
-  void coalesce_tasks();
+  // Merges the TASKs in the outbox to each worker that speaks "batch" into TASKS (B58), the
+  // DELIVERs to each client that does into DELIVERS (B59); `merged` marks what they took in.
+  void coalesce();
+  void coalesce_tasks(std::vector<bool>& merged);
+  void coalesce_delivers(std::vector<bool>& merged);
   void on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now);
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
@@ -460,6 +466,15 @@ class Core {
     std::uint64_t job = 0, first = 0;
   };
   std::vector<TaskNote> task_notes_;
+  // The DELIVERs in outbox_ that may join a DELIVERS (to a client that speaks "batch", a payload
+  // within wire::kMaxBatchBytes), in outbox order; the worker's name is read from the header.
+  struct DeliverNote {
+    std::size_t index = 0;  // in outbox_
+    std::uint64_t job_id = 0, first = 0;
+    std::uint32_t count = 0;
+    std::uint64_t elapsed_us = 0, seq = 0;
+  };
+  std::vector<DeliverNote> deliver_notes_;
   bool shutting_down_ = false;
   FairShare fair_;
   // Functions whose last provider left, and when: waited for during config_.worker_grace.

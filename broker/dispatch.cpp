@@ -192,38 +192,37 @@ void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task
                              task.payload, task_id});
 }
 
-// B58: the TASKs queued since the last take_outbox() for a worker that named "batch" (the
-// messages of one loop turn, a tick, a round of delivery reports) leave as one TASKS, at the
-// place of the first, as long as nothing else to that worker comes between them, they name
-// the same function, and the batch stays within wire::kMaxBatch tasks and kMaxBatchBytes of
-// payload; otherwise a new batch starts. Each worker still receives its tasks in the order
-// they were sent (it runs them in that order, §4.2), and nothing waits for a batch to fill:
-// only what is queued now is merged.
-void Core::coalesce_tasks() {
+namespace {
+
+// The groups of B58 and B59: the noted messages (`notes`, in outbox order, each naming its
+// outbox index) that go out as one. A note joins the open group of its peer if nothing else to
+// that peer came between and `joins(head, note, size, bytes)` says yes (head: the group's first
+// note; size, bytes: the group's so far); otherwise it opens a new group. Only groups of two or
+// more are returned, each its notes' indexes in order; `merged` marks the outbox entries they
+// take in, the first of each excepted (it becomes the batch).
+template <typename Note, typename Joins>
+std::vector<std::vector<std::size_t>> group_notes(const std::vector<Outgoing>& outbox,
+                                                  const std::vector<Note>& notes,
+                                                  std::vector<bool>& merged, Joins joins) {
   struct Group {
     const PeerId* peer;
-    std::size_t at;     // outbox index of its first TASK
-    std::size_t first;  // its first note
-    std::size_t notes;  // how many notes it merges
+    std::vector<std::size_t> notes;
     std::size_t bytes;
   };
   std::vector<Group> groups;
   std::vector<std::size_t> open;  // per peer with an open group: its index in `groups`
-  std::vector<bool> merged(outbox_.size(), false);
   std::size_t k = 0;
-  for (std::size_t i = 0; i < outbox_.size(); ++i) {
-    const Outgoing& o = outbox_[i];
+  for (std::size_t i = 0; i < outbox.size(); ++i) {
+    const Outgoing& o = outbox[i];
     auto g = std::find_if(open.begin(), open.end(),
                           [&](std::size_t n) { return *groups[n].peer == o.peer; });
-    if (k < task_notes_.size() && task_notes_[k].index == i) {
+    if (k < notes.size() && notes[k].index == i) {
+      const std::size_t bytes = o.payload->size();
       if (g != open.end()) {
         Group& group = groups[*g];
-        const Outgoing& head = outbox_[task_notes_[group.first].index];
-        if (group.notes < wire::kMaxBatch &&
-            wire::task_function(head.header) == wire::task_function(o.header) &&
-            group.bytes + o.payload->size() <= wire::kMaxBatchBytes) {
-          ++group.notes;
-          group.bytes += o.payload->size();
+        if (joins(notes[group.notes.front()], notes[k], group.notes.size(), group.bytes + bytes)) {
+          group.notes.push_back(k);
+          group.bytes += bytes;
           merged[i] = true;
           ++k;
           continue;
@@ -231,37 +230,96 @@ void Core::coalesce_tasks() {
         open.erase(g);
       }
       open.push_back(groups.size());
-      groups.push_back(Group{&o.peer, i, k, 1, o.payload->size()});
+      groups.push_back(Group{&o.peer, {k}, bytes});
       ++k;
     } else if (g != open.end()) {
-      open.erase(g);  // something else to this worker: what follows starts a new batch
+      open.erase(g);  // something else to this peer: what follows starts a new batch
     }
   }
-  if (groups.size() == task_notes_.size()) return;  // nothing merged
+  std::vector<std::vector<std::size_t>> out;
+  for (Group& group : groups) {
+    if (group.notes.size() > 1) out.push_back(std::move(group.notes));
+  }
+  return out;
+}
+
+}  // namespace
+
+// B58: the TASKs queued since the last take_outbox() for a worker that named "batch" (the
+// messages of one loop turn, a tick, a round of delivery reports) leave as one TASKS, at the
+// place of the first, as long as nothing else to that worker comes between them, they name
+// the same function, and the batch stays within wire::kMaxBatch tasks and kMaxBatchBytes of
+// payload; otherwise a new batch starts. Each worker still receives its tasks in the order
+// they were sent (it runs them in that order, §4.2), and nothing waits for a batch to fill:
+// only what is queued now is merged.
+void Core::coalesce_tasks(std::vector<bool>& merged) {
+  const auto groups = group_notes(
+      outbox_, task_notes_, merged,
+      [&](const TaskNote& head, const TaskNote& note, std::size_t size, std::size_t bytes) {
+        return size < wire::kMaxBatch && bytes <= wire::kMaxBatchBytes &&
+               wire::task_function(outbox_[head.index].header) ==
+                   wire::task_function(outbox_[note.index].header);
+      });
   std::vector<wire::TaskPart> parts;
-  for (const Group& group : groups) {
-    if (group.notes < 2) continue;
+  for (const std::vector<std::size_t>& group : groups) {
     parts.clear();
     std::vector<std::uint64_t> ids;
-    ids.reserve(group.notes - 1);
-    for (std::size_t n = group.first, taken = 0; taken < group.notes; ++n) {
+    ids.reserve(group.size() - 1);
+    for (std::size_t n : group) {
       const TaskNote& note = task_notes_[n];
-      if (n != group.first && (!merged[note.index] || outbox_[note.index].peer != *group.peer)) {
-        continue;
-      }
       const Outgoing& o = outbox_[note.index];
       parts.push_back(wire::TaskPart{o.task_id, note.count, note.job, note.first, &*o.payload});
-      if (n != group.first) ids.push_back(o.task_id);
-      ++taken;
+      if (n != group.front()) ids.push_back(o.task_id);
     }
-    wire::Batch batch = wire::encode_tasks(wire::task_function(outbox_[group.at].header),
-                                           parts.data(), parts.size());
-    Outgoing& head = outbox_[group.at];
+    Outgoing& head = outbox_[task_notes_[group.front()].index];
+    wire::Batch batch =
+        wire::encode_tasks(wire::task_function(head.header), parts.data(), parts.size());
     head.header = wire::Header(std::move(batch.header));
     head.payload = Bytes(std::move(batch.payload));
     head.batched_tasks = std::move(ids);
   }
-  wire::drop_merged(outbox_, merged);
+}
+
+// B59: the DELIVERs queued since the last take_outbox() for a client whose SUBMIT named "batch"
+// leave as one DELIVERS, at the place of the first, as long as nothing else to that client
+// comes between them, they are of the same job, and the batch stays within wire::kMaxBatch
+// chunks and kMaxBatchBytes of payload (and the --max-message-bytes announced: a client bounds
+// its frames by that plus 64 KiB, §4.9, so any limit it may set holds too). The client reads
+// its answers in the order they were queued, each with its own seq; nothing waits for a batch.
+void Core::coalesce_delivers(std::vector<bool>& merged) {
+  const std::uint64_t limit =
+      config_.max_message_bytes != 0
+          ? std::min<std::uint64_t>(wire::kMaxBatchBytes, config_.max_message_bytes)
+          : wire::kMaxBatchBytes;
+  const auto groups = group_notes(
+      outbox_, deliver_notes_, merged,
+      [&](const DeliverNote& head, const DeliverNote& note, std::size_t size, std::size_t bytes) {
+        return size < wire::kMaxBatch && bytes <= limit && head.job_id == note.job_id;
+      });
+  std::vector<wire::DeliverPart> parts;
+  for (const std::vector<std::size_t>& group : groups) {
+    parts.clear();
+    for (std::size_t n : group) {
+      const DeliverNote& note = deliver_notes_[n];
+      const Outgoing& o = outbox_[note.index];
+      parts.push_back(wire::DeliverPart{note.first, note.count, wire::deliver_worker(o.header),
+                                        note.elapsed_us, note.seq, &*o.payload});
+    }
+    Outgoing& head = outbox_[deliver_notes_[group.front()].index];
+    wire::Batch batch =
+        wire::encode_delivers(deliver_notes_[group.front()].job_id, parts.data(), parts.size());
+    head.header = wire::Header(std::move(batch.header));
+    head.payload = Bytes(std::move(batch.payload));
+  }
+}
+
+void Core::coalesce() {
+  std::vector<bool> merged(outbox_.size(), false);
+  if (task_notes_.size() > 1) coalesce_tasks(merged);
+  if (deliver_notes_.size() > 1) coalesce_delivers(merged);
+  if (std::find(merged.begin(), merged.end(), true) != merged.end()) {
+    wire::drop_merged(outbox_, merged);
+  }
 }
 
 // Fills one worker's free credit, fairly between clients (fair_share.hpp): the next task of

@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fail("decode let a non-seppo exception escape", e.what());
   }
 
-  // A batched message (§4.17, §4.18) is split against a payload: the input's own bytes, whose
+  // A batched message (§4.17-§4.19) is split against a payload: the input's own bytes, whose
   // size the sizes it lists may or may not add up to. Parts, or seppo::ProtocolError; each
   // part within the payload.
   const seppo::Bytes payload = seppo::Bytes::copy(data, size);
@@ -59,6 +59,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const wire::BatchedTask& part : wire::split(*tasks, payload)) check(part.payload);
     } else if (const auto* results = std::get_if<wire::Results>(&message)) {
       for (const wire::BatchedResult& part : wire::split(*results, payload)) check(part.payload);
+    } else if (const auto* delivers = std::get_if<wire::Delivers>(&message)) {
+      for (const wire::BatchedDeliver& part : wire::split(*delivers, payload)) {
+        check(part.payload);
+      }
     }
   } catch (const seppo::Error&) {
   } catch (const std::exception& e) {

@@ -20,6 +20,8 @@ constexpr std::size_t kSafeUnannounced = 1024;
 // A resubmission after a broker restart: the function had workers, which need a moment to
 // announce themselves to the new broker.
 constexpr std::chrono::milliseconds kRestartWait{60000};
+// The protocol features this client names in SUBMIT (§4.4, §13.1): it takes DELIVERS (C24).
+const std::vector<std::string> kFeatures{std::string(wire::kFeatureBatch)};
 
 std::string seconds(std::chrono::milliseconds d) {
   char text[32];
@@ -114,6 +116,21 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
     seen_ = d->seq;
     ++answers_;
     on_deliver(*d, *payload, now);
+  } else if (const auto* ds = std::get_if<wire::Delivers>(&message)) {
+    // C24: several chunks' answers in one message, each read as its own DELIVER, in order.
+    if (ds->job_id != id_ || payload == nullptr) return;  // C20
+    std::vector<wire::BatchedDeliver> parts;
+    try {
+      parts = wire::split(*ds, *payload);
+    } catch (const ProtocolError&) {
+      return;  // sizes that do not add up: none is read, so the broker resends them (RESYNC)
+    }
+    for (const wire::BatchedDeliver& part : parts) {
+      if (over()) return;
+      seen_ = part.deliver.seq;
+      ++answers_;
+      on_deliver(part.deliver, part.payload, now);
+    }
   } else if (const auto* f = std::get_if<wire::Failed>(&message)) {
     if (f->job_id != id_) return;
     if (f->seq != 0) seen_ = f->seq;
@@ -267,8 +284,10 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
   // Only a job's first SUBMIT sets the wait for workers; after a restart they need a moment.
   const auto wait = resubmitting_ ? std::max(options_.client.worker_wait, kRestartWait)
                                   : options_.client.worker_wait;
+  // Naming "batch" lets the broker send this client DELIVERS (C24, B59).
   send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count()),
-                    item_timeout_ms(options_.client)},
+                    item_timeout_ms(options_.client),
+                    options_.client.batch ? kFeatures : std::vector<std::string>{}},
        now, chunk.payload);
 }
 

@@ -1,5 +1,6 @@
 #include "protocol/wire.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -126,8 +127,10 @@ class QuickReader {
   bool read(msgpack::object& root) { return value(root, 0) && in_.at_end(); }
 
  private:
-  // Room for a TASKS of kMaxBatch tasks (§4.17) beside its other fields.
-  static constexpr std::size_t kSlots = 8 + kMaxBatch * kTaskFields;
+  // Room for a DELIVERS of kMaxBatch chunks and as many names (§4.19), the largest batched
+  // header, beside its other fields.
+  static constexpr std::size_t kSlots = 8 + kMaxBatch * (kDeliverFields + 1);
+  static_assert(kDeliverFields + 1 >= kTaskFields && kDeliverFields + 1 >= kResultFields);
 
   bool value(msgpack::object& o, int depth) {
     unsigned char first = 0;
@@ -205,11 +208,13 @@ struct Encoder {
     if (m.items_failed != 0) p.pack(m.items_failed);
   }
   void operator()(const Submit& m) {
-    // The time limit is appended only when set, so a SUBMIT without one is byte for byte
-    // what peers that predate it send.
-    start(p, Type::Submit, m.item_timeout_ms ? 6 : 5);
+    // The time limit and the features are appended only when set, so a SUBMIT without them is
+    // byte for byte what peers that predate them send.
+    const std::uint32_t fields = !m.features.empty() ? 7 : m.item_timeout_ms ? 6 : 5;
+    start(p, Type::Submit, fields);
     p.pack(m.job_id).pack(m.function).pack(m.first).pack(m.count).pack(m.wait_ms);
-    if (m.item_timeout_ms) p.pack(m.item_timeout_ms);
+    if (fields > 5) p.pack(m.item_timeout_ms);
+    if (fields > 6) p.pack(m.features);
   }
   void operator()(const Deliver& m) {
     pack_deliver(p, m.job_id, m.first, m.count, m.worker, m.elapsed_us, m.seq);
@@ -271,6 +276,10 @@ struct Encoder {
     start(p, Type::Results, 1);
     p.pack(m.results);
   }
+  void operator()(const Delivers& m) {
+    start(p, Type::Delivers, 3);
+    p.pack(m.job_id).pack(m.delivers).pack(m.workers);
+  }
 };
 
 // A batched message's flat list: a whole number of groups, 1 to kMaxBatch of them. Checked
@@ -283,7 +292,7 @@ void check_batch(Type type, const std::vector<std::uint64_t>& flat, std::size_t 
                         " numbers, got " + std::to_string(flat.size()) + " numbers");
   }
   for (std::size_t i = 0; i < flat.size(); i += fields) {
-    // TASKS' count, RESULTS' items_failed: uint32 fields.
+    // TASKS' and DELIVERS' count, RESULTS' items_failed: uint32 fields.
     if (flat[i + 1 + (type == Type::Results ? 1 : 0)] > UINT32_MAX) {
       throw ProtocolError(std::string(type_name(type)) + ": a count out of range");
     }
@@ -312,9 +321,13 @@ Message decode_fields(Type type, const Fields& f) {
                     f.has(4) ? f.u32(4, "items_failed") : 0};
     case Type::Submit:
       f.need(7);
-      return Submit{f.u64(2, "job_id"),  f.str(3, "function"),
-                    f.u64(4, "first"),   f.u32(5, "count"),
-                    f.u32(6, "wait_ms"), f.has(7) ? f.u32(7, "item_timeout_ms") : 0};
+      return Submit{f.u64(2, "job_id"),
+                    f.str(3, "function"),
+                    f.u64(4, "first"),
+                    f.u32(5, "count"),
+                    f.u32(6, "wait_ms"),
+                    f.has(7) ? f.u32(7, "item_timeout_ms") : 0,
+                    f.has(8) ? f.strings(8, "features") : std::vector<std::string>()};
     case Type::Deliver:
       f.need(8);
       return Deliver{f.u64(2, "job_id"), f.u64(3, "first"),      f.u32(4, "count"),
@@ -370,6 +383,21 @@ Message decode_fields(Type type, const Fields& f) {
       check_batch(type, m.results, kResultFields);
       return m;
     }
+    case Type::Delivers: {
+      f.need(5);
+      Delivers m{f.u64(2, "job_id"), f.u64s(3, "delivers"), f.strings(4, "workers")};
+      check_batch(type, m.delivers, kDeliverFields);
+      if (m.workers.empty() || m.workers.size() > kMaxBatch) {
+        throw ProtocolError("DELIVERS: expected 1 to " + std::to_string(kMaxBatch) +
+                            " worker names, got " + std::to_string(m.workers.size()));
+      }
+      for (std::size_t i = 0; i < m.delivers.size(); i += kDeliverFields) {
+        if (m.delivers[i + 2] >= m.workers.size()) {
+          throw ProtocolError("DELIVERS: a worker index out of range");
+        }
+      }
+      return m;
+    }
   }
   throw ProtocolError("unknown message type " + std::to_string(static_cast<int>(type)));
 }
@@ -379,7 +407,7 @@ Message decode_fields(Type type, const Fields& f) {
 bool has_payload(Type type) {
   return type == Type::Task || type == Type::Result || type == Type::Submit ||
          type == Type::Deliver || type == Type::Status || type == Type::Tasks ||
-         type == Type::Results;
+         type == Type::Results || type == Type::Delivers;
 }
 
 Type type_of(const Message& message) {
@@ -426,6 +454,8 @@ const char* type_name(Type type) {
       return "TASKS";
     case Type::Results:
       return "RESULTS";
+    case Type::Delivers:
+      return "DELIVERS";
   }
   return "UNKNOWN";
 }
@@ -477,17 +507,23 @@ Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32
   return stream.take_header();
 }
 
-std::string_view task_function(const Header& task) {
-  const auto* p = reinterpret_cast<const unsigned char*>(task.data());
-  const std::size_t size = task.size();
-  // [array, version 1, type 2, task_id, function, ...], as pack_task writes it.
+namespace {
+
+// The string after `skip` unsigned integers in a header [array, version 1, type, ...] that this
+// file packed (fixarray, shortest integers, str up to 16 bits), as a view; empty otherwise.
+std::string_view str_after(const Header& header, Type type, int skip) {
+  const auto* p = reinterpret_cast<const unsigned char*>(header.data());
+  const std::size_t size = header.size();
   if (size < 5 || (p[0] & 0xf0) != 0x90 || p[1] != kVersion ||
-      p[2] != static_cast<unsigned char>(Type::Task)) {
+      p[2] != static_cast<unsigned char>(type)) {
     return {};
   }
   std::size_t at = 3;
-  const unsigned id = p[at];
-  at += id <= 0x7f ? 1 : id == 0xcc ? 2 : id == 0xcd ? 3 : id == 0xce ? 5 : id == 0xcf ? 9 : size;
+  for (int i = 0; i < skip; ++i) {
+    if (at >= size) return {};
+    const unsigned n = p[at];
+    at += n <= 0x7f ? 1 : n == 0xcc ? 2 : n == 0xcd ? 3 : n == 0xce ? 5 : n == 0xcf ? 9 : size;
+  }
   if (at >= size) return {};
   std::size_t length = 0;
   const unsigned marker = p[at];
@@ -504,7 +540,19 @@ std::string_view task_function(const Header& task) {
     return {};
   }
   if (length > size - at) return {};
-  return {task.data() + at, length};
+  return {header.data() + at, length};
+}
+
+}  // namespace
+
+// [array, version 1, type 2, task_id, function, ...], as pack_task writes it.
+std::string_view task_function(const Header& task) {
+  return str_after(task, Type::Task, 1);
+}
+
+// [array, version 1, type 5, job_id, first, count, worker, ...], as pack_deliver writes it.
+std::string_view deliver_worker(const Header& deliver) {
+  return str_after(deliver, Type::Deliver, 3);
 }
 
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
@@ -564,6 +612,18 @@ std::vector<BatchedResult> split(const Results& m, const Bytes& payload) {
       });
 }
 
+std::vector<BatchedDeliver> split(const Delivers& m, const Bytes& payload) {
+  return split_parts<BatchedDeliver>(
+      Type::Delivers, m.delivers, kDeliverFields, 5, payload,
+      [&](const std::uint64_t* g, Bytes bytes) {
+        // decode() checked the index; a Delivers built otherwise is checked here.
+        if (g[2] >= m.workers.size()) throw ProtocolError("DELIVERS: a worker index out of range");
+        return BatchedDeliver{
+            Deliver{m.job_id, g[0], static_cast<std::uint32_t>(g[1]), m.workers[g[2]], g[3], g[4]},
+            std::move(bytes)};
+      });
+}
+
 Batch encode_tasks(std::string_view function, const TaskPart* parts, std::size_t n) {
   HeaderStream stream;
   Packer p(stream);
@@ -598,6 +658,36 @@ Batch encode_results(const std::vector<BatchedResult>& parts) {
     p.pack(std::uint64_t{r.payload.size()});
     batch.payload.append(r.payload.data(), r.payload.size());
   }
+  batch.header = stream.take();
+  return batch;
+}
+
+Batch encode_delivers(std::uint64_t job_id, const DeliverPart* parts, std::size_t n) {
+  // The table of names, in order of first use (a batch holds a few workers' results).
+  std::vector<std::string_view> names;
+  std::vector<std::size_t> index(n);
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto it = std::find(names.begin(), names.end(), parts[i].worker);
+    index[i] = static_cast<std::size_t>(it - names.begin());
+    if (it == names.end()) names.push_back(parts[i].worker);
+    bytes += parts[i].payload->size();
+  }
+  HeaderStream stream;
+  Packer p(stream);
+  start(p, Type::Delivers, 3);
+  p.pack(job_id);
+  p.pack_array(static_cast<std::uint32_t>(n * kDeliverFields));
+  Batch batch;
+  batch.payload.reserve(bytes);
+  for (std::size_t i = 0; i < n; ++i) {
+    const DeliverPart& d = parts[i];
+    p.pack(d.first).pack(d.count).pack(std::uint64_t{index[i]}).pack(d.elapsed_us).pack(d.seq);
+    p.pack(std::uint64_t{d.payload->size()});
+    batch.payload.append(d.payload->data(), d.payload->size());
+  }
+  p.pack_array(static_cast<std::uint32_t>(names.size()));
+  for (std::string_view name : names) pack_str(p, name);
   batch.header = stream.take();
   return batch;
 }

@@ -4,7 +4,7 @@
 // Every message is one or two ZeroMQ frames (after the routing id the ROUTER adds):
 //   frame 1: header, a msgpack array [version, type, fields...]
 //   frame 2: payload, opaque msgpack bytes, only for TASK, RESULT, SUBMIT, DELIVER, STATUS,
-//            TASKS and RESULTS.
+//            TASKS, RESULTS and DELIVERS.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +45,7 @@ enum class Type : std::uint8_t {
   Return = 17,         // worker -> broker: these tasks were not started; run them elsewhere
   Tasks = 18,          // broker -> worker ("batch"): several tasks of one function, one message
   Results = 19,        // worker -> broker ("batch"): several tasks' outcomes, one message
+  Delivers = 20,       // broker -> client ("batch"): several chunks' outcomes of a job, one message
 };
 
 struct Ready {
@@ -90,8 +91,12 @@ struct Submit {
   std::uint64_t first = 0;  // index of the chunk's first item within the job
   std::uint32_t count = 0;
   std::uint32_t wait_ms = 0;  // how long to wait for a worker providing the function
-  // Optional trailing field (absent when 0): the caller's time limit per item, 0 for none.
+  // Optional trailing field (absent when 0 and no features follow): the caller's time limit
+  // per item, 0 for none.
   std::uint32_t item_timeout_ms = 0;
+  // Optional trailing field (§4.4, §13.1): the protocol features this client speaks
+  // (kFeatureBatch: it takes DELIVERS). Encoded only when set.
+  std::vector<std::string> features{};
 };
 struct Deliver {
   static constexpr Type kType = Type::Deliver;
@@ -187,6 +192,8 @@ inline constexpr std::size_t kMaxBatch = 64;
 inline constexpr std::size_t kMaxBatchBytes = 64 * 1024;
 inline constexpr std::size_t kTaskFields = 5;    // task_id, count, size, job, first
 inline constexpr std::size_t kResultFields = 4;  // task_id, elapsed_us, items_failed, size
+// first, count, worker (an index into `workers`), elapsed_us, seq, size
+inline constexpr std::size_t kDeliverFields = 6;
 struct Tasks {
   static constexpr Type kType = Type::Tasks;
   std::string function;
@@ -196,10 +203,16 @@ struct Results {
   static constexpr Type kType = Type::Results;
   std::vector<std::uint64_t> results;  // kResultFields per task
 };
+struct Delivers {
+  static constexpr Type kType = Type::Delivers;
+  std::uint64_t job_id = 0;
+  std::vector<std::uint64_t> delivers;  // kDeliverFields per chunk
+  std::vector<std::string> workers;     // the names the chunks' `worker` fields index, 1 to 64
+};
 
 using Message =
     std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive, Resync, Bye,
-                 Error, StatusRequest, Status, Credit, Cancel, Return, Tasks, Results>;
+                 Error, StatusRequest, Status, Credit, Cancel, Return, Tasks, Results, Delivers>;
 
 // Each alternative sits at index kType - 1, and the last is the highest type: so type_of, the
 // decoder's switch and the variant cannot drift apart without this failing to compile.
@@ -221,7 +234,8 @@ inline constexpr Type kLastType =
 // that broker adopts them when their client resubmits (§9.1).
 inline constexpr std::string_view kFeatureAdopt = "adopt";
 // "batch": the broker may send TASKS instead of several TASKs, the worker RESULTS instead of
-// several RESULTs (§4.17, §4.18); each only to a peer that named it.
+// several RESULTs, the broker DELIVERS instead of several DELIVERs (§4.17-§4.19); each only to
+// a peer that named it (a client names it in SUBMIT).
 inline constexpr std::string_view kFeatureBatch = "batch";
 
 // One part of a batched message, its payload a slice of the message's frame (no copy).
@@ -233,10 +247,15 @@ struct BatchedResult {
   Result result;
   Bytes payload;
 };
+struct BatchedDeliver {
+  Deliver deliver;
+  Bytes payload;
+};
 // A TASKS or RESULTS message as its single messages, payloads sharing the frame's buffer.
 // Throws seppo::ProtocolError when the sizes do not add up to the payload's.
 std::vector<BatchedTask> split(const Tasks& tasks, const Bytes& payload);
 std::vector<BatchedResult> split(const Results& results, const Bytes& payload);
+std::vector<BatchedDeliver> split(const Delivers& delivers, const Bytes& payload);
 // One task of a TASKS being built (the broker's hot path: views, no copies of names).
 struct TaskPart {
   std::uint64_t task_id = 0;
@@ -251,6 +270,16 @@ struct Batch {
 };
 Batch encode_tasks(std::string_view function, const TaskPart* parts, std::size_t n);
 Batch encode_results(const std::vector<BatchedResult>& parts);
+// One chunk's results in a DELIVERS being built (the broker's hot path: views, no copies).
+struct DeliverPart {
+  std::uint64_t first = 0;
+  std::uint32_t count = 0;
+  std::string_view worker;
+  std::uint64_t elapsed_us = 0, seq = 0;
+  const Bytes* payload = nullptr;
+};
+// A DELIVERS of job_id's chunks, the worker names gathered into its table in order of first use.
+Batch encode_delivers(std::uint64_t job_id, const DeliverPart* parts, std::size_t n);
 bool has_feature(const std::vector<std::string>& features, std::string_view name);
 
 // A task a worker kept from a broker it lost (READY's and HEARTBEAT's `held`, 4 numbers each).
@@ -331,6 +360,9 @@ Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32
 std::string_view task_function(const Header& task);
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq);
+// The worker a header from encode_deliver names, as a view into it (the broker merges DELIVERs
+// into DELIVERS, B59). Empty for anything else.
+std::string_view deliver_worker(const Header& deliver);
 
 // Decodes a header frame. Throws seppo::ProtocolError naming what is wrong: wrong version,
 // unknown type, missing or mistyped field. Never trusts declared lengths.

@@ -46,6 +46,10 @@ struct ClientOptions {
   // 0: no limit of its own (the broker it was given is trusted, and bounds what it sends by its
   // --max-message-bytes).
   std::uint64_t max_message_bytes = 0;
+  // Name the protocol feature "batch" (docs/protocol.md §4.19): the broker may then send the
+  // answers of several chunks in one message. false: one message per answer, as before
+  // issue 28 (to compare the two, bench/README.md).
+  bool batch = true;
 
   // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and
   // SEPPO_CURVE_SERVER_KEY. What a Client constructed without options uses.

@@ -1,6 +1,7 @@
-// Several tasks per message (issue 28, feature "batch", docs/protocol.md §4.17, §4.18) against
-// workers that keep version 1's single-task framing: a seppo-worker started with --no-batch,
-// and a raw peer that speaks only TASK and RESULT (no features in its READY).
+// Several tasks per message (issue 28, feature "batch", docs/protocol.md §4.17-§4.19) against
+// peers that keep version 1's single-task framing: a seppo-worker started with --no-batch, a
+// raw peer that speaks only TASK and RESULT (no features in its READY), and raw clients whose
+// SUBMITs name the feature or not (DELIVERS or one DELIVER per answer).
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -33,7 +34,128 @@ std::vector<std::int64_t> squares_of(Client& client, std::size_t n) {
   return out;
 }
 
+// Drives a raw peer's DEALER until `done()` or `limit`: the header `heartbeat()` makes every
+// `every`, and each message received, decoded, to `on_message(message, frames)`.
+template <typename Heartbeat, typename Done, typename OnMessage>
+void raw_loop(zmq::socket_t& dealer, Heartbeat heartbeat, std::chrono::milliseconds every,
+              std::chrono::seconds limit, Done done, OnMessage on_message) {
+  auto last_beat = std::chrono::steady_clock::now();
+  const auto deadline = last_beat + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    if (std::chrono::steady_clock::now() - last_beat > every) {
+      dealer.send(zmq::buffer(heartbeat()));
+      last_beat = std::chrono::steady_clock::now();
+    }
+    std::vector<zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 20ms);
+    std::vector<zmq::message_t> frames;
+    while (zmq::recv_multipart(dealer, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      on_message(wire::decode(frames[0].data(), frames[0].size()), frames);
+      frames.clear();
+    }
+  }
+}
+
+// A client written from docs/protocol.md on a raw DEALER: submits `n` one-item chunks of
+// example_module.square (items 1..n) naming `features` in each SUBMIT, heartbeats, and reads
+// every answer, checking each item once, each value exact and the seqs 1, 2, 3... in order.
+struct RawClient {
+  int delivers = 0;  // DELIVER messages
+  int batched = 0;   // DELIVERS messages
+  std::size_t parts = 0;
+};
+
+RawClient raw_client(const std::string& endpoint, const std::vector<std::string>& features,
+                     std::uint64_t n) {
+  RawClient seen;
+  zmq::context_t context;
+  zmq::socket_t dealer(context, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::routing_id,
+             zmq::buffer(std::string(features.empty() ? "Cold" : "Cnew")));
+  dealer.connect(endpoint);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    msgpack::sbuffer args;
+    msgpack::packer<msgpack::sbuffer> p(args);
+    p.pack_array(1).pack(static_cast<std::int64_t>(i + 1));
+    dealer.send(zmq::buffer(wire::encode(
+                    wire::Submit{1, "example_module.square", i, 1, 10000, 0, features})),
+                zmq::send_flags::sndmore);
+    dealer.send(zmq::buffer(args.data(), args.size()));
+  }
+  std::vector<bool> got(n, false);
+  std::uint64_t received = 0, last_seq = 0;
+  auto answer = [&](const wire::Deliver& d, const char* data, std::size_t size) {
+    REQUIRE(d.job_id == 1);
+    REQUIRE(d.count == 1);
+    REQUIRE(d.first < n);
+    CHECK_FALSE(got[d.first]);
+    got[d.first] = true;
+    ++received;
+    CHECK(d.seq == last_seq + 1);
+    last_seq = d.seq;
+    msgpack::object_handle h = msgpack::unpack(data, size);
+    const auto entries = h.get().as<std::vector<std::vector<std::int64_t>>>();
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0][0] == 0);
+    const auto x = static_cast<std::int64_t>(d.first + 1);
+    CHECK(entries[0][1] == x * x);
+  };
+  raw_loop(
+      dealer,
+      [&] {
+        return wire::encode(wire::Heartbeat{1, last_seq, {}});
+      },
+      200ms, 60s, [&] { return received >= n; },
+      [&](const wire::Message& m, std::vector<zmq::message_t>& frames) {
+        if (const auto* d = std::get_if<wire::Deliver>(&m)) {
+          REQUIRE(frames.size() == 2);
+          ++seen.delivers;
+          answer(*d, frames[1].data<char>(), frames[1].size());
+        } else if (const auto* ds = std::get_if<wire::Delivers>(&m)) {
+          REQUIRE(frames.size() == 2);
+          ++seen.batched;
+          const Bytes payload = Bytes::copy(frames[1].data(), frames[1].size());
+          for (const wire::BatchedDeliver& part : wire::split(*ds, payload)) {
+            ++seen.parts;
+            answer(part.deliver, part.payload.data(), part.payload.size());
+          }
+        } else {
+          CHECK_MESSAGE((std::holds_alternative<wire::Alive>(m)), "unexpected ",
+                        wire::type_name(wire::type_of(m)));
+        }
+      });
+  CHECK(received == n);
+  dealer.send(zmq::buffer(wire::encode(wire::Done{1})));
+  return seen;
+}
+
 }  // namespace
+
+TEST_CASE("a client naming batch in SUBMIT gets DELIVERS; one naming nothing, DELIVERs only") {
+  Cluster cluster;
+  cluster.add_worker(2, {"--prefetch", "32"});
+  REQUIRE(cluster.wait_for_workers(2));
+  // Two thousand answers in bursts (RESULTS of a worker's finished tasks): some go together.
+  const RawClient batched = raw_client(cluster.endpoint(), {"batch"}, 2000);
+  CHECK(batched.batched > 0);
+  CHECK(batched.parts > static_cast<std::size_t>(batched.batched));
+  MESSAGE("DELIVERS: " << batched.batched << " for " << batched.parts
+                       << " answers, DELIVER: " << batched.delivers);
+  // SUBMIT as a client predating the feature sends it (no features, no item_timeout_ms): one
+  // DELIVER per answer, the same results.
+  const RawClient old = raw_client(cluster.endpoint(), {}, 2000);
+  CHECK(old.batched == 0);
+  CHECK(old.delivers == 2000);
+  // And the C++ client, which names batch, at chunk size 1: every item exact, in order.
+  ClientOptions options = cluster.client_options();
+  options.chunk_size = 1;
+  Client client(cluster.endpoint(), options);
+  squares_of(client, 5000);
+  options.batch = false;
+  Client plain(cluster.endpoint(), options);
+  squares_of(plain, 2000);
+}
 
 TEST_CASE("a --no-batch worker and a batching one serve one job of single-item chunks") {
   Cluster cluster;
@@ -60,37 +182,30 @@ TEST_CASE("a peer speaking only version-1 framing gets TASKs, never TASKS, and i
       wire::encode(wire::Ready{"raw peer", "localhost", 1, 16, {"example_module.square"}});
   dealer.send(zmq::buffer(ready));
   std::thread peer([&] {
-    auto last_beat = std::chrono::steady_clock::now();
-    const auto deadline = last_beat + 120s;
-    while (!stop && std::chrono::steady_clock::now() < deadline) {
-      if (std::chrono::steady_clock::now() - last_beat > 50ms) {
-        dealer.send(zmq::buffer(wire::encode(wire::Heartbeat{0, 0, {}})));
-        last_beat = std::chrono::steady_clock::now();
-      }
-      std::vector<zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 20ms);
-      std::vector<zmq::message_t> frames;
-      while (zmq::recv_multipart(dealer, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-        const wire::Message m = wire::decode(frames[0].data(), frames[0].size());
-        if (const auto* task = std::get_if<wire::Task>(&m); task && frames.size() == 2) {
-          ++tasks;
-          msgpack::object_handle h = msgpack::unpack(frames[1].data<char>(), frames[1].size());
-          msgpack::sbuffer out;
-          msgpack::packer<msgpack::sbuffer> p(out);
-          const auto args = h.get().as<std::vector<std::int64_t>>();
-          p.pack_array(static_cast<std::uint32_t>(args.size()));
-          for (std::int64_t x : args) p.pack_array(2).pack(0).pack(x * x);
-          dealer.send(zmq::buffer(wire::encode(wire::Result{task->task_id, 1})),
-                      zmq::send_flags::sndmore);
-          dealer.send(zmq::buffer(out.data(), out.size()));
-        } else if (std::holds_alternative<wire::Tasks>(m)) {
-          ++batched;
-        } else if (!std::holds_alternative<wire::Alive>(m)) {
-          ++other;
-        }
-        frames.clear();
-      }
-    }
+    raw_loop(
+        dealer,
+        [] {
+          return wire::encode(wire::Heartbeat{0, 0, {}});
+        },
+        50ms, 120s, [&] { return stop.load(); },
+        [&](const wire::Message& m, std::vector<zmq::message_t>& frames) {
+          if (const auto* task = std::get_if<wire::Task>(&m); task && frames.size() == 2) {
+            ++tasks;
+            msgpack::object_handle h = msgpack::unpack(frames[1].data<char>(), frames[1].size());
+            msgpack::sbuffer out;
+            msgpack::packer<msgpack::sbuffer> p(out);
+            const auto args = h.get().as<std::vector<std::int64_t>>();
+            p.pack_array(static_cast<std::uint32_t>(args.size()));
+            for (std::int64_t x : args) p.pack_array(2).pack(0).pack(x * x);
+            dealer.send(zmq::buffer(wire::encode(wire::Result{task->task_id, 1})),
+                        zmq::send_flags::sndmore);
+            dealer.send(zmq::buffer(out.data(), out.size()));
+          } else if (std::holds_alternative<wire::Tasks>(m)) {
+            ++batched;
+          } else if (!std::holds_alternative<wire::Alive>(m)) {
+            ++other;
+          }
+        });
   });
   REQUIRE(cluster.wait_for_workers(1));
   ClientOptions options = cluster.client_options();

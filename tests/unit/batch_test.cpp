@@ -1,5 +1,6 @@
-// Several tasks per message (issue 28, feature "batch", docs/protocol.md §4.17, §4.18): the
-// codec, the broker's rows B56–B58 and the worker's W30–W32, with fake clocks and no sockets.
+// Several tasks per message (issue 28, feature "batch", docs/protocol.md §4.17-§4.19): the
+// codec, the broker's rows B56–B59 and the worker's W30–W32, with fake clocks and no sockets
+// (the client's C24 is in client_core_test.cpp).
 #include <doctest/doctest.h>
 
 #include "seppo/error.hpp"
@@ -85,6 +86,199 @@ TEST_CASE("TASKS and RESULTS refuse counts and sizes that do not fit their messa
                   ProtocolError);
   CHECK_THROWS_AS(wire::split(wire::Results{{1, 0, 0, 2}}, payload), ProtocolError);
   CHECK(wire::split(wire::Results{{1, 0, 0, 2, 2, 0, 0, 2}}, payload).size() == 2);
+}
+
+TEST_CASE(
+    "DELIVERS round-trips: parts in order, names from its table, payloads sharing the frame") {
+  const std::string a = ok_results(1), b = ok_results(2), c = ok_results(1);
+  const Bytes pa(a), pb(b), pc(c);
+  const wire::DeliverPart parts[] = {
+      {0, 1, "w1", 7, 1, &pa}, {1, 2, "w2", 8, 2, &pb}, {3, 1, "w1", 9, 3, &pc}};
+  wire::Batch batch = wire::encode_delivers(5, parts, 3);
+  const auto m = std::get<wire::Delivers>(wire::decode(batch.header.data(), batch.header.size()));
+  CHECK(m.job_id == 5);
+  CHECK(m.workers == std::vector<std::string>{"w1", "w2"});  // each name once
+  CHECK(m.delivers == std::vector<std::uint64_t>{0, 1, 0, 7, 1, a.size(), 1, 2, 1, 8, 2, b.size(),
+                                                 3, 1, 0, 9, 3, c.size()});
+  const Bytes payload(batch.payload);
+  const auto split = wire::split(m, payload);
+  REQUIRE(split.size() == 3);
+  CHECK(split[1].deliver.job_id == 5);
+  CHECK(split[1].deliver.first == 1);
+  CHECK(split[1].deliver.count == 2);
+  CHECK(split[1].deliver.worker == "w2");
+  CHECK(split[2].deliver.worker == "w1");
+  CHECK(split[1].deliver.elapsed_us == 8);
+  CHECK(split[2].deliver.seq == 3);
+  CHECK(split[0].payload.view() == a);
+  CHECK(split[1].payload.view() == b);
+  CHECK(split[2].payload.owner() == payload.owner());  // a slice, not a copy
+  // The documented example (§4.19).
+  CHECK(wire::encode(wire::Delivers{7, {0, 1, 0, 842, 1, 2, 1, 1, 0, 3, 2, 2}, {"w"}}) ==
+        std::string("\x95\x01\x14\x07\x9c\x00\x01\x00\xcd\x03\x4a\x01\x02\x01\x01\x00\x03\x02\x02"
+                    "\x91\xa1w",
+                    22));
+  // SUBMIT's features (§4.4): appended, with the time limit before them, only when set.
+  const auto submit = std::get<wire::Submit>(reread(wire::Submit{1, "m.f", 0, 1, 0, 0, {"batch"}}));
+  CHECK(submit.features == std::vector<std::string>{"batch"});
+  CHECK(wire::encode(wire::Submit{1, "m.f", 0, 1, 0}).size() + 8 ==
+        wire::encode(wire::Submit{1, "m.f", 0, 1, 0, 0, {"batch"}}).size());
+  // The worker's name of a DELIVER, read from its header as the broker merges them (B59).
+  CHECK(wire::deliver_worker(wire::encode_deliver(1ull << 40, 70000, 3, "node, process 4242", 5,
+                                                  9)) == "node, process 4242");
+  CHECK(wire::deliver_worker(wire::encode_deliver(1, 2, 3, std::string(300, 'x'), 5, 9)) ==
+        std::string(300, 'x'));
+  CHECK(wire::deliver_worker(wire::encode_task(1, "m.f", 1)).empty());
+}
+
+TEST_CASE("DELIVERS refuses groups, names and sizes that do not fit its message") {
+  const std::vector<std::string> w{"w"};
+  CHECK_THROWS_AS(reread(wire::Delivers{1, {0, 1, 0, 0, 1}, w}), ProtocolError);  // 5 numbers
+  CHECK_THROWS_AS(reread(wire::Delivers{1, {}, w}), ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Delivers{1, std::vector<std::uint64_t>(6 * 65, 0), w}),
+                  ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Delivers{1, {0, 1ull << 32, 0, 0, 1, 0}, w}), ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Delivers{1, {0, 1, 1, 0, 1, 0}, w}), ProtocolError);  // index
+  CHECK_THROWS_AS(reread(wire::Delivers{1, {0, 1, 0, 0, 1, 0}, {}}), ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Delivers{1, {0, 1, 0, 0, 1, 0}, std::vector<std::string>(65, "w")}),
+                  ProtocolError);
+  CHECK_NOTHROW(reread(wire::Delivers{1, {0, 1, 0, 0, 1, 0}, w}));
+  const Bytes payload(std::string("\x91\x01\x91\x02", 4));
+  CHECK_THROWS_AS(
+      wire::split(wire::Delivers{1, {0, 1, 0, 0, 1, 2, 1, 1, 0, 0, 2, ~0ull}, w}, payload),
+      ProtocolError);
+  CHECK_THROWS_AS(wire::split(wire::Delivers{1, {0, 1, 0, 0, 1, 3}, w}, payload), ProtocolError);
+  CHECK_THROWS_AS(wire::split(wire::Delivers{1, {0, 1, 4, 0, 1, 4}, w}, payload), ProtocolError);
+  CHECK(wire::split(wire::Delivers{1, {0, 1, 0, 0, 1, 2, 1, 1, 0, 0, 2, 2}, w}, payload).size() ==
+        2);
+}
+
+namespace {
+
+// Answers every task `worker` was sent (TASK or TASKS) with one RESULTS, `per_result` bytes of
+// payload each (one item), and returns their ids in order.
+std::vector<std::uint64_t> answer_all(broker_test::Harness& h, const std::string& worker,
+                                      std::size_t per_result = 0) {
+  std::vector<std::uint64_t> ids;
+  for (const auto& o : raw_to(h.core, worker)) {
+    const auto m = wire::decode(o.header.data(), o.header.size());
+    if (const auto* t = std::get_if<wire::Task>(&m)) ids.push_back(t->task_id);
+    if (const auto* t = std::get_if<wire::Tasks>(&m)) {
+      for (std::size_t k = 0; k < t->tasks.size(); k += wire::kTaskFields)
+        ids.push_back(t->tasks[k]);
+    }
+  }
+  std::vector<wire::BatchedResult> answers;
+  for (std::uint64_t id : ids) {
+    std::string payload = ok_results(1);
+    if (per_result > 0) {
+      msgpack::sbuffer buffer;
+      msgpack::packer<msgpack::sbuffer> p(buffer);
+      p.pack_array(1);
+      p.pack_array(2);
+      p.pack(0);
+      p.pack(std::string(per_result, 'r'));
+      payload.assign(buffer.data(), buffer.size());
+    }
+    answers.push_back({wire::Result{id, 3, 0}, Bytes(payload)});
+  }
+  for (std::size_t at = 0; at < answers.size(); at += wire::kMaxBatch) {
+    std::vector<wire::BatchedResult> some(
+        answers.begin() + static_cast<std::ptrdiff_t>(at),
+        answers.begin() +
+            static_cast<std::ptrdiff_t>(std::min(answers.size(), at + wire::kMaxBatch)));
+    wire::Batch results = wire::encode_results(some);
+    broker::feed(h.core, worker, results.header, Bytes(results.payload), h.now);
+  }
+  return ids;
+}
+
+void batch_submit(broker_test::Harness& h, const std::string& client, std::uint64_t first,
+                  std::vector<std::string> features = {"batch"}) {
+  const std::string payload = items(first);
+  h.deliver(client, wire::Submit{1, "m.f", first, 1, 1000, 0, std::move(features)}, &payload);
+}
+
+}  // namespace
+
+TEST_CASE("B59: DELIVERs one event queues for a client that speaks batch leave as one DELIVERS") {
+  broker_test::Harness h;
+  batch_ready(h, "W1", 8);
+  h.drain();
+  // C1 names "batch" in its SUBMITs, C0 does not (an older client, or one written from the
+  // document that leaves the feature out).
+  for (std::uint32_t i = 0; i < 4; ++i) batch_submit(h, "C1", i);
+  for (std::uint32_t i = 0; i < 4; ++i) batch_submit(h, "C0", i, {});
+  CHECK(answer_all(h, "W1").size() == 8);
+  const auto out = h.drain();
+  // C1's four answers: one DELIVERS, in order, each its own seq; C0's: four DELIVERs.
+  CHECK(broker_test::Harness::sent_to<wire::Deliver>(out, "C1").empty());
+  const auto batched = broker_test::Harness::sent_to<wire::Delivers>(out, "C1");
+  REQUIRE(batched.size() == 1);
+  CHECK(batched[0].job_id == 1);
+  REQUIRE(batched[0].delivers.size() == 4 * wire::kDeliverFields);
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    CHECK(batched[0].delivers[i * wire::kDeliverFields] == i);          // first
+    CHECK(batched[0].delivers[i * wire::kDeliverFields + 4] == i + 1);  // seq
+  }
+  CHECK(batched[0].workers == std::vector<std::string>{"W1"});
+  CHECK(broker_test::Harness::sent_to<wire::Delivers>(out, "C0").empty());
+  const auto single = broker_test::Harness::sent_to<wire::Deliver>(out, "C0");
+  REQUIRE(single.size() == 4);
+  for (std::uint64_t i = 0; i < 4; ++i) CHECK(single[i].seq == i + 1);
+  // The client has read them: the job's chunks are all answered.
+  h.deliver("C1", wire::Heartbeat{1, 4, {}});
+  CHECK(broker_test::Harness::sent_to<wire::Alive>(h.drain(), "C1").size() == 1);
+
+  // One answer alone goes as DELIVER, also to a client that speaks batch: nothing waits.
+  batch_submit(h, "C1", 4);
+  CHECK(answer_all(h, "W1").size() == 1);
+  const auto lone = h.drain();
+  CHECK(broker_test::Harness::sent_to<wire::Deliver>(lone, "C1").size() == 1);
+  CHECK(broker_test::Harness::sent_to<wire::Delivers>(lone, "C1").empty());
+
+  // A client whose last SUBMIT leaves the feature out is one again to send DELIVERs.
+  batch_submit(h, "C1", 5, {});
+  batch_submit(h, "C1", 6, {});
+  CHECK(answer_all(h, "W1").size() == 2);
+  CHECK(broker_test::Harness::sent_to<wire::Deliver>(h.drain(), "C1").size() == 2);
+}
+
+TEST_CASE("B59: a DELIVERS stays within 64 chunks and the broker's --max-message-bytes") {
+  broker::Config config;
+  config.max_message_bytes = 1024;
+  broker_test::Harness h(config);
+  batch_ready(h, "W1", 256);
+  h.drain();
+  // 150 one-item answers in one burst: batches of 64, 64 and 22, in order.
+  for (std::uint32_t i = 0; i < 150; ++i) batch_submit(h, "C1", i);
+  CHECK(answer_all(h, "W1").size() == 150);
+  auto out = broker_test::Harness::sent_to<wire::Delivers>(h.drain(), "C1");
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].delivers.size() == 64 * wire::kDeliverFields);
+  CHECK(out[2].delivers.size() == 22 * wire::kDeliverFields);
+  CHECK(out[1].delivers[0] == 64);
+  CHECK(out[2].delivers.back() == ok_results(1).size());
+  // Answers of 300 bytes: at most three fit in 1,024, and no payload goes over it.
+  for (std::uint32_t i = 150; i < 160; ++i) batch_submit(h, "C1", i);
+  CHECK(answer_all(h, "W1", 290).size() == 10);
+  std::uint64_t chunks = 0, next = 150;
+  for (const auto& o : raw_to(h.core, "C1")) {
+    REQUIRE(o.payload);
+    CHECK(o.payload->size() <= 1024);
+    const auto m = wire::decode(o.header.data(), o.header.size());
+    if (const auto* d = std::get_if<wire::Delivers>(&m)) {
+      CHECK(d->delivers.size() <= 3 * wire::kDeliverFields);
+      for (std::size_t k = 0; k < d->delivers.size(); k += wire::kDeliverFields) {
+        CHECK(d->delivers[k] == next++);
+        ++chunks;
+      }
+    } else {
+      CHECK(std::get<wire::Deliver>(m).first == next++);
+      ++chunks;
+    }
+  }
+  CHECK(chunks == 10);
 }
 
 TEST_CASE("B58: TASKs one event queues for a worker that speaks batch leave as one TASKS") {

@@ -170,6 +170,60 @@ TEST_CASE("C2 a chunk built is one SUBMIT with the next first, the function and 
   CHECK(args.get().as<std::vector<int>>() == std::vector<int>{2, 3});
 }
 
+TEST_CASE("C24 SUBMIT names batch, and a DELIVERS is read as its DELIVERs in order") {
+  Harness h;
+  CHECK(h.fill(t0, 3) == 3);
+  const auto submits = sent<wire::Submit>(h.take());
+  REQUIRE(submits.size() == 3);
+  CHECK(submits[0].features == std::vector<std::string>{"batch"});
+  // Chunks [2, 4) and [0, 2) in one message, seqs 1 and 2, from two workers.
+  const Bytes a = values(2, 2), b = values(0, 2);
+  const wire::DeliverPart parts[] = {{2, 2, "w1", 5, 1, &a}, {0, 2, "w2", 6, 2, &b}};
+  wire::Batch batch = wire::encode_delivers(kJob, parts, 2);
+  h.core.on_message({}, batch.header.data(), batch.header.size(), nullptr, t0);  // no payload
+  CHECK(h.results().empty());
+  Bytes payload(batch.payload);
+  h.core.on_message({}, batch.header.data(), batch.header.size(), &payload, t0 + 1ms);
+  auto results = h.results();
+  CHECK(indexes(results) == std::vector<std::uint64_t>{2, 3, 0, 1});
+  CHECK(results[0].value->as<int>() == 20);
+  CHECK(results[2].value->as<int>() == 0);
+  CHECK(results[0].answer->worker == "w1");
+  CHECK(results[2].answer->worker == "w2");
+  CHECK(results[3].answer->elapsed_us == 6);
+  CHECK(h.core.seen() == 2);
+  CHECK(h.core.open_chunks() == 1);
+  // The same again (a resent copy): C6 drops its items.
+  h.core.on_message({}, batch.header.data(), batch.header.size(), &payload, t0 + 2ms);
+  CHECK(h.results().empty());
+  // Sizes that do not add up: none of its parts is read.
+  const Bytes c = values(4, 2);
+  const wire::DeliverPart bad[] = {{4, 2, "w1", 5, 3, &c}};
+  wire::Batch short_batch = wire::encode_delivers(kJob, bad, 1);
+  Bytes cut(short_batch.payload.substr(0, short_batch.payload.size() - 1));
+  h.core.on_message({}, short_batch.header.data(), short_batch.header.size(), &cut, t0 + 3ms);
+  CHECK(h.results().empty());
+  CHECK(h.core.seen() == 2);
+  // Another job's (C20): ignored.
+  wire::Batch other = wire::encode_delivers(kJob + 1, bad, 1);
+  Bytes other_payload(other.payload);
+  h.core.on_message({}, other.header.data(), other.header.size(), &other_payload, t0 + 4ms);
+  CHECK(h.results().empty());
+  Bytes whole(short_batch.payload);
+  h.core.on_message({}, short_batch.header.data(), short_batch.header.size(), &whole, t0 + 5ms);
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{4, 5});
+  CHECK(h.core.seen() == 3);
+
+  // A client told not to (ClientOptions::batch false) names no features: one DELIVER each.
+  JobCoreOptions o = options();
+  o.client.batch = false;
+  Harness plain(o);
+  plain.fill(t0, 1);
+  const auto plain_submits = sent<wire::Submit>(plain.take());
+  REQUIRE(plain_submits.size() == 1);
+  CHECK(plain_submits[0].features.empty());
+}
+
 TEST_CASE("C3 the first SUBMIT of a client that never heard ALIVE is followed by a HEARTBEAT") {
   JobCoreOptions o = options();
   o.broker_heartbeat = 0ms;
