@@ -196,7 +196,7 @@ Admission::Verdict Admission::on_message(const PeerId& peer, const char* user, i
   Verdict v;
   if (lists_) {
     // The role and key its connection was admitted with, narrowed to what the current lists
-    // still allow. A client's refusal is answered once per routing id and reload, so that it
+    // still allow. A client's refusal is answered (at most once a second per routing id) so that it
     // fails at once rather than after its timeout (§14.5); a worker stops for good on ERROR
     // forbidden, and its key may be authorised again, so it is left to reconnect and be refused.
     const std::optional<Admitted> admitted = user ? parse_user_id(user) : std::nullopt;
@@ -220,10 +220,13 @@ Admission::Verdict Admission::on_message(const PeerId& peer, const char* user, i
       if (admitted->role != Role::Worker &&
           (!bindings_ || bindings_->owner(peer).empty() || bindings_->owner(peer) == user)) {
         auto answered = answered_.find(peer);
-        if (answered == answered_.end() && answered_.size() < kMaxAnswered) {
+        if (answered == answered_.end()) {
+          // Full: start again (some ids may be answered a second early) rather than never
+          // answering a new one.
+          if (answered_.size() >= kMaxAnswered) answered_.clear();
           answered = answered_.emplace(peer, now - kAnswerAgain).first;
         }
-        if (answered != answered_.end() && now - answered->second >= kAnswerAgain) {
+        if (now - answered->second >= kAnswerAgain) {
           answered->second = now;
           v.refusal = "this client's key " + curve::fingerprint(admitted->key) +
                       " is no longer authorised (the broker's lists were reloaded)";

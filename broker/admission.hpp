@@ -134,7 +134,7 @@ class Admission {
     // Not accepted: why, as Stats::refused counts it ("unauthorised_key", "routing_id_taken").
     const char* reason = nullptr;
     // Not accepted: the text of an ERROR forbidden to answer with, when one is due (a client's
-    // revoked key, once per routing id and reload); empty: no answer.
+    // revoked key, at most once a second per routing id); empty: no answer.
     std::string refusal;
   };
   // A message from routing id `peer`, on connection `connection` (the socket loop's number for

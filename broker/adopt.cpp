@@ -28,7 +28,8 @@ void Core::reopen_adoption(TimePoint now) {
   started_ = true;
   window_open_ = true;
   adopt_until_ = now + std::max<Duration>(2 * config_.heartbeat, std::chrono::seconds(1));
-  log(log::Level::Info, "adoption window opened: this broker became active (§15)");
+  log(log::Level::Info,
+      "adoption window opened: this broker became active, or heard its peer active too (§15)");
 }
 
 // A worker listed the tasks it kept (READY: all of them; a HEARTBEAT: all it still holds, so

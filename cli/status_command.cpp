@@ -246,7 +246,8 @@ int run_status(Client& client, const StatusOptions& options, std::FILE* out) {
         errors = std::string("seppo: ") + e.what() + "\n";
         status = 1;
       }
-      // On the screen an error shows in its place; with --json, stdout stays JSON lines.
+      // On the screen errors follow the brokers that answered; with --json, stdout stays JSON
+      // lines and errors go to stderr.
       if (options.json) {
         std::fputs(errors.c_str(), stderr);
       } else {

@@ -29,11 +29,15 @@ stop_background() {
   for pid in "${background[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
 }
 trap stop_background EXIT
-# in_background NICENESS LOG COMMAND...: run COMMAND in a process group of its own, niced, so
-# that it takes only the CPU time the tests leave idle while they wait on real processes.
+# in_background NICENESS LOG COMMAND...: run COMMAND in a session of its own (so that it is
+# stopped whole), niced, so that it takes only the CPU time the tests leave idle while they wait
+# on real processes. A new session is a new scheduling autogroup (sched(7)), across which a
+# process's own nice value counts for nothing: the group's is set too, from inside it.
 in_background() {
   local niceness=$1 log=$2; shift 2
-  setsid nice -n "$niceness" "$@" >"$log" 2>&1 </dev/null &
+  setsid bash -c 'echo "$1" >/proc/self/autogroup 2>/dev/null || true
+                  n=$1; shift; exec nice -n "$n" "$@"' in_background "$niceness" "$@" \
+    >"$log" 2>&1 </dev/null &
   background+=("$!")
 }
 
@@ -68,20 +72,19 @@ in_background 5 build-sanitize.log meson compile -C build-sanitize
 sanitize_pid=$!
 deb=${SEPPO_TEST_DEB:-${CI:-false}}
 debs=
-deb_pid=
 if [[ "$deb" == 1 || "$deb" == true ]]; then
   debs=$PWD/build-test/debs
   SEPPO_TEST_DEB=$deb in_background 15 build-test/deb-build.log \
     tests/ops/deb_package.sh --build-only "$PWD" "$debs"
-  deb_pid=$!
 fi
 pip=$PWD/build-test/pip
 in_background 15 build-test/pip-install.log \
   tests/python/pip_install.sh --install-only "$PWD" "$PWD/build-test/wheel-build" "$pip"
-pip_pid=$!
 
+# A failing stage does not hide the later ones: the status is the last thing said.
+status=0
 stage "uninstrumented-only tests"
-meson test -C build-test --no-rebuild --print-errorlogs --suite plain
+meson test -C build-test --no-rebuild --print-errorlogs --suite plain || status=1
 
 stage "address and undefined-behaviour sanitizers: the whole suite"
 wait "$sanitize_pid" || true
@@ -93,7 +96,8 @@ if [[ -x fuzz/run.sh ]]; then
   fuzz_build_pid=$!
 fi
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  meson test -C build-sanitize --print-errorlogs --timeout-multiplier 3
+  meson test -C build-sanitize --print-errorlogs --timeout-multiplier 3 --no-suite packages ||
+  status=1
 
 stage "packages (.deb build-install-remove, pip install) and fuzzing (bounded)"
 # The fuzz targets run beside the package tests, which mostly wait on dpkg and pip.
@@ -103,17 +107,15 @@ if [[ -n "$fuzz_build_pid" ]]; then
   in_background 0 fuzz-run.log fuzz/run.sh "${SEPPO_FUZZ_SECONDS:-20}"
   fuzz_run_pid=$!
 fi
-# The package tests' outcomes are theirs to report (they check the background builds' status).
-[[ -z "$deb_pid" ]] || wait "$deb_pid" || true
-wait "$pip_pid" || true
-status=0
+# The package tests wait (bounded) for the background builds and report how they went.
 SEPPO_TEST_DEB=$deb SEPPO_DEB_PREBUILT=$debs SEPPO_PIP_PREINSTALLED=$pip \
-  meson test -C build-test --no-rebuild --print-errorlogs --suite packages || status=$?
+  meson test -C build-test --no-rebuild --print-errorlogs --suite packages || status=1
 if [[ -n "$fuzz_run_pid" ]]; then
   fuzz_status=0
   wait "$fuzz_run_pid" || fuzz_status=$?
   cat fuzz-run.log
   [[ $fuzz_status -eq 0 ]] || { echo "fuzzing failed (status $fuzz_status)" >&2; status=1; }
 fi
-[[ $status -eq 0 ]] || exit $status
 stage "done"
+[[ $status -eq 0 ]] || echo "FAILED: see the stages above" >&2
+exit $status

@@ -50,6 +50,37 @@ std::string text_field(const msgpack::object& map, const std::string& name) {
   return "";
 }
 
+// A job's time with a broker killed in it (ideal 6 s) stays under this. CI runs these tests
+// under AddressSanitizer on a loaded 2-core machine, where every process is several times
+// slower: the figure itself is the MESSAGE, for the closing note.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kJobLimit = 20.0;
+#else
+constexpr double kJobLimit = 10.0;
+#endif
+
+// STATUS's ha.state of the broker at `endpoint` ("active", "passive", ...), "none" without
+// one, or "" when it does not answer: asked three times, each allowed 3 s, since one slow
+// reply on a loaded machine is not a broker's state.
+std::string ha_state(const std::string& endpoint, const ClientOptions& base) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    try {
+      ClientOptions options = base;
+      options.timeout = 5s;
+      Client client(endpoint, options);
+      auto status = client.status(3s);
+      const msgpack::object& map = status.get();
+      for (std::uint32_t k = 0; k < map.via.map.size; ++k) {
+        const auto& kv = map.via.map.ptr[k];
+        if (kv.key.as<std::string>() == "ha") return text_field(kv.val, "state");
+      }
+      return "none";
+    } catch (const Error&) {
+    }
+  }
+  return "";
+}
+
 // Two brokers, primary and backup, with their HA link; each can be killed and started again
 // on the same endpoints.
 class Pair {
@@ -117,22 +148,7 @@ class Pair {
   }
 
   // STATUS's ha.state of broker i ("active", "passive", ...), or "" when it does not answer.
-  std::string state(int i) {
-    try {
-      ClientOptions options = client_;
-      options.timeout = 2s;
-      Client client(endpoint_[i], options);
-      auto status = client.status(1s);
-      const msgpack::object& map = status.get();
-      for (std::uint32_t k = 0; k < map.via.map.size; ++k) {
-        const auto& kv = map.via.map.ptr[k];
-        if (kv.key.as<std::string>() == "ha") return text_field(kv.val, "state");
-      }
-      return "none";
-    } catch (const Error&) {
-      return "";
-    }
-  }
+  std::string state(int i) { return ha_state(endpoint_[i], client_); }
 
   Process& add_worker(std::vector<std::string> args) {
     const auto log = dir_.path() / ("worker-" + std::to_string(workers_.size()) + ".log");
@@ -234,7 +250,7 @@ TEST_CASE(
   }));
   const double first = kill_mid_job(pair, 0, starts, {"a", "b", "c", "d"});
   MESSAGE("job with the primary killed at 1.5 s took " << first << " s (ideal 6 s)");
-  CHECK(first < 10.0);
+  CHECK(first < kJobLimit);
   CHECK(pair.state(1) == "active");
   // The primary returns and stands by: no flapping back.
   pair.restart(0);
@@ -244,7 +260,7 @@ TEST_CASE(
   std::filesystem::remove(starts);
   const double second = kill_mid_job(pair, 1, starts, {"e", "f", "g", "h"});
   MESSAGE("job with the backup killed at 1.5 s took " << second << " s (ideal 6 s)");
-  CHECK(second < 10.0);
+  CHECK(second < kJobLimit);
   CHECK(pair.state(0) == "active");
 }
 
@@ -262,7 +278,7 @@ TEST_CASE(
   pair.broker(1).kill(SIGKILL);
   REQUIRE(pair.broker(1).wait(5s) == 128 + SIGKILL);
   const Completed half =
-      run({Paths::cli(), "--broker", pair.endpoints(), "--broker-timeout", "2", "ping"});
+      run({Paths::cli(), "--broker", pair.endpoints(), "--broker-timeout", "5", "ping"});
   INFO(half.out, half.err);
   CHECK(half.status == 1);
   CHECK(half.out.find("broker at " + pair.endpoint(0) + " is alive") != std::string::npos);
@@ -270,7 +286,7 @@ TEST_CASE(
   CHECK(half.err.find("seppo: broker at " + pair.endpoint(1)) != std::string::npos);
   // --json: stdout stays one JSON object per line; the dead broker's error goes to stderr.
   const Completed json = run(
-      {Paths::cli(), "--broker", pair.endpoints(), "--broker-timeout", "2", "status", "--json"});
+      {Paths::cli(), "--broker", pair.endpoints(), "--broker-timeout", "5", "status", "--json"});
   INFO(json.out, json.err);
   CHECK(json.status == 1);
   const std::vector<std::string> lines = lines_of_text(json.out);
@@ -389,21 +405,7 @@ TEST_CASE(
     return std::regex_search(text, match, listening) || !broker.running();
   }));
   const std::string endpoint = match[1];
-  const auto state = [&] {
-    try {
-      ClientOptions options = alice;
-      options.timeout = 2s;
-      Client client(endpoint, options);
-      auto status = client.status(1s);
-      const msgpack::object& map = status.get();
-      for (std::uint32_t k = 0; k < map.via.map.size; ++k) {
-        const auto& kv = map.via.map.ptr[k];
-        if (kv.key.as<std::string>() == "ha") return text_field(kv.val, "state");
-      }
-    } catch (const Error&) {
-    }
-    return std::string();
-  };
+  const auto state = [&] { return ha_state(endpoint, alice); };
   // The state message "active" as docs/protocol.md §15.2 writes it: the msgpack array [1, 3].
   const std::string active = "\x92\x01\x03";
   const auto publish_for = [&](zmq::socket_t& pub, std::chrono::milliseconds span,
