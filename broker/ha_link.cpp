@@ -21,6 +21,13 @@ PairLink::PairLink(const PairOptions& options, Config config,
     s->set(zmq::sockopt::maxmsgsize, std::int64_t{4096});
   }
   if (curve) {
+    // Bound before the PUB, so that no handshake goes unjudged (without a handler, libzmq
+    // admits every key).
+    pair_key_ = curve::decode(curve->public_key);
+    zap_.emplace(context_, zmq::socket_type::rep);
+    zap_->set(zmq::sockopt::linger, 0);
+    zap_->bind("inproc://zeromq.zap.01");
+    pub_.set(zmq::sockopt::zap_domain, "seppo-ha");
     pub_.set(zmq::sockopt::curve_server, 1);
     pub_.set(zmq::sockopt::curve_secretkey, zmq::buffer(curve::decode(curve->secret_key)));
     pub_.set(zmq::sockopt::curve_publickey, zmq::buffer(curve::decode(curve->public_key)));
@@ -46,6 +53,7 @@ PairLink::PairLink(const PairOptions& options, Config config,
 PairLink::~PairLink() {
   pub_.close();
   sub_.close();
+  if (zap_) zap_->close();
   context_.close();
 }
 
@@ -58,7 +66,37 @@ void PairLink::publish() {
   }
 }
 
+std::vector<zmq::pollitem_t> PairLink::pollitems() {
+  std::vector<zmq::pollitem_t> items = {{sub_.handle(), 0, ZMQ_POLLIN, 0}};
+  if (zap_) items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
+  return items;
+}
+
+void PairLink::answer_zap() {
+  if (!zap_) return;
+  for (int i = 0; i < 16; ++i) {
+    zmq::message_t part;
+    if (!zap_->recv(part, zmq::recv_flags::dontwait)) return;
+    // version, request id, domain, address, routing id, mechanism, credentials (RFC 27).
+    std::vector<std::string> request{part.to_string()};
+    while (part.more()) {
+      if (!zap_->recv(part)) break;
+      if (request.size() < 8) request.push_back(part.to_string());
+    }
+    const bool pair = request.size() >= 7 && request[5] == "CURVE" && request[6] == pair_key_;
+    const std::string id = request.size() >= 2 ? request[1] : std::string();
+    zap_->send(zmq::buffer(std::string("1.0")), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(id), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(std::string(pair ? "200" : "400")), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(std::string(pair ? "OK" : "not the pair's key")),
+               zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(std::string()), zmq::send_flags::sndmore);  // user id
+    zap_->send(zmq::buffer(std::string()), zmq::send_flags::none);     // metadata
+  }
+}
+
 void PairLink::turn(TimePoint now) {
+  answer_zap();
   for (int i = 0; i < 64; ++i) {
     if (!sub_.recv(frame_, zmq::recv_flags::dontwait)) break;
     if (frame_.more()) {

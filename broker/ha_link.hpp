@@ -1,13 +1,14 @@
 // The socket side of a broker pair (docs/protocol.md §15.2): a PUB socket on --ha-bind that
 // publishes this broker's state, a SUB socket connected to the peer's --ha-peer that takes the
 // peer's, and the gate in front of broker::Core that asks broker::ha::HaCore whether a client's
-// or worker's message is served here. The server's loop polls pollitem() and calls turn().
+// or worker's message is served here. The server's loop polls pollitems() and calls turn().
 #pragma once
 
 #include <zmq.hpp>
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "broker/core.hpp"
 #include "broker/ha_core.hpp"
@@ -31,8 +32,9 @@ class PairLink {
   PairLink(const PairLink&) = delete;
   PairLink& operator=(const PairLink&) = delete;
 
-  zmq::pollitem_t pollitem() { return {sub_.handle(), 0, ZMQ_POLLIN, 0}; }
-  // Takes in the peer's state messages, runs the timers, publishes.
+  // The SUB socket, and with keys the link's authentication handler.
+  std::vector<zmq::pollitem_t> pollitems();
+  // Answers the handler, takes in the peer's state messages, runs the timers, publishes.
   void turn(TimePoint now);
   TimePoint next_deadline() const { return core_.next_deadline(); }
   // The gate (broker/ha_gate.hpp) for the message whose header frame this is: nothing to pass
@@ -44,11 +46,16 @@ class PairLink {
 
  private:
   void publish();
+  // With keys: admits to the PUB only the pair's own key (ZAP, RFC 27), so a client or worker,
+  // which all hold the broker's public key, cannot hold connections to the HA endpoint.
+  void answer_zap();
 
   HaCore core_;
   zmq::context_t context_{1};
   zmq::socket_t pub_;
   zmq::socket_t sub_;
+  std::optional<zmq::socket_t> zap_;  // with keys
+  std::string pair_key_;              // the pair's public key, 32 bytes
   zmq::message_t frame_;
   std::string bound_;
 };

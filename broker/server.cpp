@@ -199,7 +199,9 @@ int serve(const ServerOptions& options, Core& core) {
   const std::size_t connections_item = items.size();
   items.push_back(connections->pollitem());
   // The peer broker's state wakes the loop, whose turn takes it in.
-  if (pair) items.push_back(pair->pollitem());
+  if (pair) {
+    for (const zmq::pollitem_t& item : pair->pollitems()) items.push_back(item);
+  }
   // Frames are received into the same messages every time (a receive releases what the
   // message held before): no vector of frames and no message objects made per frame.
   zmq::message_t id_frame, header, payload_frame, extra;

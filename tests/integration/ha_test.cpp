@@ -369,31 +369,30 @@ TEST_CASE(
   // pair's key the same message makes it passive (H5), which shows the feed itself works.
   TempDir dir;
   const std::string peer = "ipc://" + (dir.path() / "ha-peer").string();
+  // A key file's key (its last line not a comment: the key, then a name in a public key's
+  // file), Z85 as libzmq takes it.
+  const auto key_line = [&](const std::string& file) {
+    std::string key;
+    for (const std::string& line : lines_of_text(read_file(keys.path() / file))) {
+      if (!line.empty() && line[0] != '#') key = line.substr(0, line.find(' '));
+    }
+    REQUIRE(key.size() == 40);
+    return key;
+  };
   const auto feed = [&](const char* key_name) {
     auto context = std::make_unique<zmq::context_t>(1);
     auto pub = std::make_unique<zmq::socket_t>(*context, zmq::socket_type::pub);
-    // The secret key file's key line (its last line not a comment), Z85 as libzmq takes it.
-    std::string secret;
-    for (const std::string& line :
-         lines_of_text(read_file(keys.path() / (std::string(key_name) + ".key_secret")))) {
-      if (!line.empty() && line[0] != '#') secret = line;
-    }
-    REQUIRE(secret.size() == 40);
+    const std::string secret = key_line(std::string(key_name) + ".key_secret");
     pub->set(zmq::sockopt::curve_server, 1);
     REQUIRE(zmq_setsockopt(pub->handle(), ZMQ_CURVE_SECRETKEY, secret.c_str(), 41) == 0);
     pub->set(zmq::sockopt::linger, 0);
     pub->bind(peer);
     return std::make_pair(std::move(context), std::move(pub));
   };
-  std::vector<std::string> argv = {Paths::broker(),
-                                   "--bind",
-                                   "tcp://127.0.0.1:*",
-                                   "--ha-role",
-                                   "primary",
-                                   "--ha-bind",
-                                   "ipc://" + (dir.path() / "ha-self").string(),
-                                   "--ha-peer",
-                                   peer};
+  const std::string self = "ipc://" + (dir.path() / "ha-self").string();
+  std::vector<std::string> argv = {
+      Paths::broker(), "--bind", "tcp://127.0.0.1:*", "--ha-role", "primary",
+      "--ha-bind",     self,     "--ha-peer",         peer};
   argv.insert(argv.end(), keyed.begin(), keyed.end());
   const auto log = dir.path() / "broker.log";
   Process broker(argv, log);
@@ -406,6 +405,28 @@ TEST_CASE(
   }));
   const std::string endpoint = match[1];
   const auto state = [&] { return ha_state(endpoint, alice); };
+  // The HA endpoint admits the pair's key only: a client's key (every client and worker holds
+  // the broker's public key) is refused at the handshake and hears nothing; the pair's hears
+  // the state published every 250 ms.
+  const auto hears_state = [&](const char* key_name, std::chrono::milliseconds within) {
+    zmq::context_t context(1);
+    zmq::socket_t sub(context, zmq::socket_type::sub);
+    const std::string secret = key_line(std::string(key_name) + ".key_secret");
+    char public_key[41] = {};
+    REQUIRE(zmq_curve_public(public_key, secret.c_str()) == 0);
+    const std::string server = key_line("broker.key");
+    REQUIRE(zmq_setsockopt(sub.handle(), ZMQ_CURVE_SERVERKEY, server.c_str(), 41) == 0);
+    REQUIRE(zmq_setsockopt(sub.handle(), ZMQ_CURVE_PUBLICKEY, public_key, 41) == 0);
+    REQUIRE(zmq_setsockopt(sub.handle(), ZMQ_CURVE_SECRETKEY, secret.c_str(), 41) == 0);
+    sub.set(zmq::sockopt::linger, 0);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.connect(self);
+    std::vector<zmq::pollitem_t> items = {{sub.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, within);
+    return (items[0].revents & ZMQ_POLLIN) != 0;
+  };
+  CHECK(hears_state("broker", 10000ms));
+  CHECK_FALSE(hears_state("alice", 3000ms));
   // The state message "active" as docs/protocol.md §15.2 writes it: the msgpack array [1, 3].
   const std::string active = "\x92\x01\x03";
   const auto publish_for = [&](zmq::socket_t& pub, std::chrono::milliseconds span,
