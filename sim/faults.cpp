@@ -184,6 +184,12 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
     calm_at_ = std::max(calm_at_, now_ + delay);
   };
   switch (kind) {
+    case FaultKind::HostLost:
+    case FaultKind::HostBack:
+    case FaultKind::HaCut:
+    case FaultKind::YieldRestart:
+      pair_fault(kind, arg);  // sim/pair.cpp
+      break;
     case FaultKind::WorkerCrash: {
       Peer& p = peers_[i];
       if (!p.alive) return;
@@ -332,6 +338,8 @@ std::optional<std::uint32_t> parse_faults(const std::string& text) {
                                                         {"churn", kChurn},
                                                         {"keys", kKeys},
                                                         {"broker-restart", kBrokerRestart},
+                                                        {"host-lost", kHostLost},
+                                                        {"ha-partition", kHaPartition},
                                                         {"worker-crash", kWorkerCrash},
                                                         {"broker-crash", kBrokerCrash},
                                                         {"client-vanish", kClientVanish},
@@ -363,12 +371,12 @@ std::string fault_names(std::uint32_t faults) {
   if (faults == kAllFaults) return "all";
   if (faults == kIssue11Faults) return "issue11";
   if (faults == 0) return "none";
-  static const char* names[] = {"worker-crash",  "broker-crash", "client-vanish", "partition",
-                                "freeze",        "raise",        "poison",        "drift",
-                                "hang",          "close-notice", "churn",         "keys",
-                                "broker-restart"};
+  static const char* names[] = {"worker-crash",   "broker-crash", "client-vanish", "partition",
+                                "freeze",         "raise",        "poison",        "drift",
+                                "hang",           "close-notice", "churn",         "keys",
+                                "broker-restart", "host-lost",    "ha-partition"};
   std::string out;
-  for (int k = 0; k < 13; ++k) {
+  for (int k = 0; k < 15; ++k) {
     if (faults & (1u << k)) out += (out.empty() ? "" : ",") + std::string(names[k]);
   }
   return out;
