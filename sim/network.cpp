@@ -306,7 +306,7 @@ void World::deliver_to_broker(int i, Event& e) {
         broker::ha::gate(*ha_, *broker_, e.frame.header.data(), e.frame.header.size(), broker_tp());
     const bool status = static_cast<unsigned char>(e.frame.header[2]) ==
                         static_cast<int>(wire::Type::StatusRequest);
-    if (!active && !status) last_turn_ = now_;
+    if (!active && !status) last_turn_ = slots_[current_].turned_at = now_;
     if (!status && !refusal) slots_[current_].served_at = now_;
     if (refusal) {
       if (trace_) tracef("B" + std::to_string(current_ + 1) + " refuses: not active");

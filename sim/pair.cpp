@@ -48,6 +48,7 @@ void World::make_pair_broker(int b, Random& rng) {
   ha_ = std::make_unique<broker::ha::HaCore>(c, broker_tp(), sink);
   slots_[b].active_since = -1;
   slots_[b].served_at = -1;
+  slots_[b].turned_at = -1;
   if (trace_)
     tracef(std::string(b == 0 ? "B1 (primary)" : "B2 (backup)") + " starts, state " +
            broker::ha::name(ha_->state()));
@@ -95,6 +96,13 @@ void World::ha_after() {
   const bool was_active = slots_[current_].active_since >= 0;
   broker::ha::sync(*ha_, *broker_, broker_tp());
   if (ha_->serving() && !was_active) {
+    // Invariant 19 (Binary Star's rule): a broker that takes over while its peer is silent does
+    // so only because a client or worker turned to it within the expiry (H6, H14, H16).
+    if (!ha_->peer(broker_tp()) && (slots_[current_].turned_at < 0 ||
+                                    now_ - slots_[current_].turned_at > kHeartbeat.count() * kMs)) {
+      violate("B" + std::to_string(current_ + 1) +
+              " became active while its peer was silent, and no client or worker had turned to it");
+    }
     slots_[current_].active_since = now_;
     ++report_.takeovers;
   }
@@ -169,6 +177,14 @@ void World::pair_fault(FaultKind kind, std::uint64_t arg) {
         if (broker_up(k) && ha_of(k)->serving()) b = k;
       }
       if (b < 0) return;
+      // A backup that never heard its primary does not take over (H8, Binary Star's rule): if
+      // the survivor has not (the HA link was cut from the start), nothing serves until the
+      // lost host is back, and an operator brings it back; the run does that in 1-6 s.
+      const broker::ha::HaCore* other = ha_of(1 - b);
+      if (!arg && other && other->state() == broker::ha::State::Backup) {
+        arg = static_cast<std::uint64_t>(rng25p_.between(kSecond, 6 * kSecond));
+        calm_at_ = std::max(calm_at_, now_ + static_cast<Us>(arg) + 2 * kSecond);
+      }
       use_broker(b);
       if (trace_)
         tracef(std::string(b == 0 ? "B1" : "B2") + "'s host is lost" +

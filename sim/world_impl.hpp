@@ -333,6 +333,7 @@ struct BrokerSlot {
   std::uint64_t tick_gen = 0;
   Us served_at = -1;     // the last client or worker message its gate let through
   Us active_since = -1;  // when it last became active
+  Us turned_at = -1;     // a client or worker last spoke to it while it was not active
   Us last_ha_arrival = 0;
 };
 
