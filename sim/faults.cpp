@@ -61,6 +61,21 @@ void World::plan_restarts(Us window) {
   }
 }
 
+// Invariant 16: the items running when the broker went (a restart, or a pair's host lost), which
+// their workers keep for the next broker to adopt.
+void World::note_running() {
+  kept_.clear();
+  for (int i : workers_) {
+    Peer& p = peers_[i];
+    p.sequence_at_restart = p.max_sequence;
+    p.incarnation_at_restart = p.incarnation;
+    if (!p.alive || p.frozen || !p.running) continue;
+    for (std::int64_t x : p.running_inputs) {
+      kept_[x].push_back(KeptRun{i, p.incarnation, p.running_sequence, now_});
+    }
+  }
+}
+
 void World::tear_down_broker() {
   broker_.reset();
   admission_.reset();
@@ -114,16 +129,7 @@ void World::restart_fault(FaultKind kind, std::uint64_t arg) {
       }
       ++report_.faults_injected;
       ++report_.restarts_running;
-      kept_.clear();
-      for (int i : workers_) {
-        Peer& p = peers_[i];
-        p.sequence_at_restart = p.max_sequence;
-        p.incarnation_at_restart = p.incarnation;
-        if (!p.alive || p.frozen || !p.running) continue;
-        for (std::int64_t x : p.running_inputs) {
-          kept_[x].push_back(KeptRun{i, p.incarnation, p.running_sequence, now_});
-        }
-      }
+      note_running();
       if (rng25_.chance(500)) {
         // SIGTERM: BYE to every peer, flushed, then the process exits.
         if (trace_) tracef("B stops (SIGTERM) while tasks run");

@@ -190,6 +190,10 @@ void World::pair_fault(FaultKind kind, std::uint64_t arg) {
         tracef(std::string(b == 0 ? "B1" : "B2") + "'s host is lost" +
                (arg ? ", back in " + std::to_string(arg / kMs) + " ms" : ", for good"));
       broker_disturbed_at_ = now_;
+      // Invariant 16 across a fail-over: what runs now is adopted by the survivor once it takes
+      // over (its adoption window opens then), not started again elsewhere.
+      note_running();
+      ++broker_generation_;
       broker_.reset();
       admission_.reset();
       ha_.reset();

@@ -446,6 +446,7 @@ class World {
   void orphan_ended(int i, const std::string& how);
   void plan_restarts(Us window);
   void restart_fault(FaultKind kind, std::uint64_t arg);
+  void note_running();
   void tear_down_broker();
   void start_broker(Random& rng);
   // Invariant 16 (issue 25): item x starts at worker i.
