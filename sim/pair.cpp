@@ -115,22 +115,28 @@ void World::ha_after() {
     broker_disturbed_at_ = now_;
     broker_->shutdown();
     broker_flush();
-    broker_.reset();
-    admission_.reset();
-    ha_.reset();
-    where_.clear();
-    lost_.clear();
-    bound_.clear();
-    slots_[b].active_since = -1;
-    for (std::size_t k = 0; k < peers_.size(); ++k) {
-      if (peers_[k].link.target != b) continue;
-      break_link(static_cast<int>(k), 0);
-      peers_[k].link.router_knows = false;
-    }
+    drop_broker(0);
     Event again = make_event(Ev::Fault, -1, 0);
     again.fault = FaultKind::YieldRestart;
     again.arg = static_cast<std::uint64_t>(b);
     schedule(now_ + rng25p_.between(200 * kMs, kSecond), std::move(again));
+  }
+}
+
+// The current broker's process is gone: every connection to it breaks (the peers notice at
+// once, router_notices_after 0, or only by its silence, -1: its host vanished).
+void World::drop_broker(Us router_notices_after) {
+  broker_.reset();
+  admission_.reset();
+  ha_.reset();
+  where_.clear();
+  lost_.clear();
+  bound_.clear();
+  slots_[current_].active_since = -1;
+  for (std::size_t k = 0; k < peers_.size(); ++k) {
+    if (peers_[k].link.target != current_) continue;
+    break_link(static_cast<int>(k), router_notices_after);
+    peers_[k].link.router_knows = false;
   }
 }
 
@@ -194,18 +200,7 @@ void World::pair_fault(FaultKind kind, std::uint64_t arg) {
       // over (its adoption window opens then), not started again elsewhere.
       note_running();
       ++broker_generation_;
-      broker_.reset();
-      admission_.reset();
-      ha_.reset();
-      where_.clear();
-      lost_.clear();
-      bound_.clear();
-      slots_[b].active_since = -1;
-      for (std::size_t k = 0; k < peers_.size(); ++k) {
-        if (peers_[k].link.target != b) continue;
-        break_link(static_cast<int>(k), -1);
-        peers_[k].link.router_knows = false;
-      }
+      drop_broker(-1);
       if (arg) {
         Event back = make_event(Ev::Fault, -1, 0);
         back.fault = FaultKind::HostBack;

@@ -370,6 +370,7 @@ class World {
   void pair_fault(FaultKind kind, std::uint64_t arg);
   void check_pair();
   void peer_moved(int i, int target);
+  void drop_broker(Us router_notices_after);
   RunReport run_scale();
   void make_scale_world();
   void start_peers(Us jobs_within);
