@@ -81,7 +81,9 @@ void World::ha_publish() {
 }
 
 void World::ha_receive(Event& e) {
-  if (!broker_ || !ha_ || !broker_up(1 - current_) || now_ < ha_cut_until_) {
+  // Lost while the link is cut or the receiver is down; a message on the wire arrives even if
+  // its sender exited since.
+  if (!broker_ || !ha_ || now_ < ha_cut_until_) {
     ++report_.ha_lost;
     return;
   }
@@ -184,10 +186,11 @@ void World::pair_fault(FaultKind kind, std::uint64_t arg) {
       }
       if (b < 0) return;
       // A backup that never heard its primary does not take over (H8, Binary Star's rule): if
-      // the survivor has not (the HA link was cut from the start), nothing serves until the
-      // lost host is back, and an operator brings it back; the run does that in 1-6 s.
+      // the survivor has not (the HA link was cut from the start), or is down itself (a backup
+      // that yielded, H11, and starts again as a backup), nothing serves until the lost host
+      // is back, and an operator brings it back; the run does that in 1-6 s.
       const broker::ha::HaCore* other = ha_of(1 - b);
-      if (!arg && other && other->state() == broker::ha::State::Backup) {
+      if (!arg && (!other || other->state() == broker::ha::State::Backup)) {
         arg = static_cast<std::uint64_t>(rng25p_.between(kSecond, 6 * kSecond));
         calm_at_ = std::max(calm_at_, now_ + static_cast<Us>(arg) + 2 * kSecond);
       }
