@@ -521,8 +521,6 @@ class World {
   Us ha_cut_since_ = -1;  // the HA link's last cut began then
   Us last_turn_ = -1;     // a client or worker last spoke to a broker that was not active
   std::uint64_t takeovers_seen_ = 0;
-  // Invariant 18: the broker that last delivered a RESULT of each job to its client, and when.
-  std::map<std::uint64_t, std::pair<int, Us>> delivered_by_;
 };
 
 }  // namespace seppo::sim::detail
