@@ -123,6 +123,10 @@ void HaCore::on_peer(State peer, TimePoint now) {
         }
         if (config_.role == Role::Backup && !yield_) {
           yield_ = true;
+          // Its state goes out now, before the server stops: a primary that heard no word from
+          // it since the partition healed learns that it was active, and opens the adoption
+          // window its peers (and their workers' kept tasks) need (seppo-sim --pair seed 16708).
+          publish(now);
           if (log_) {
             log_(log::Level::Error,
                  "broker pair: the primary is active too: this backup stops serving");

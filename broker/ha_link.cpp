@@ -51,6 +51,15 @@ PairLink::PairLink(const PairOptions& options, Config config,
 }
 
 PairLink::~PairLink() {
+  // A backup stopping because both were active (H11) published its state last: that one goes
+  // out (the primary opens its adoption window on it), within a short linger.
+  if (core_.must_yield()) {
+    try {
+      publish();
+      pub_.set(zmq::sockopt::linger, 200);
+    } catch (const zmq::error_t&) {
+    }
+  }
   pub_.close();
   sub_.close();
   if (zap_) zap_->close();

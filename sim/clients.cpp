@@ -198,6 +198,11 @@ void World::client_pump(int i) {
     violate(p.name + " job " + std::to_string(job.id) + " failed: " + core.failure()->message);
   }
   if (p.job) {
+    // libclient/client.cpp's flush: a move to the next endpoint (C30, C31) comes first.
+    if (core.take_switch()) {
+      peer_moved(i, 1 - p.link.target);
+      try_connect(i, rng25p_.between(100, 3 * kMs));
+    }
     std::vector<wire::Outgoing> out;
     core.take_outbox(out);
     for (wire::Outgoing& o : out) {

@@ -61,6 +61,21 @@ void World::plan_restarts(Us window) {
   }
 }
 
+// Invariant 16: the items running when the broker went (a restart, or a pair's host lost), which
+// their workers keep for the next broker to adopt.
+void World::note_running() {
+  kept_.clear();
+  for (int i : workers_) {
+    Peer& p = peers_[i];
+    p.sequence_at_restart = p.max_sequence;
+    p.incarnation_at_restart = p.incarnation;
+    if (!p.alive || p.frozen || !p.running) continue;
+    for (std::int64_t x : p.running_inputs) {
+      kept_[x].push_back(KeptRun{i, p.incarnation, p.running_sequence, now_});
+    }
+  }
+}
+
 void World::tear_down_broker() {
   broker_.reset();
   admission_.reset();
@@ -114,16 +129,7 @@ void World::restart_fault(FaultKind kind, std::uint64_t arg) {
       }
       ++report_.faults_injected;
       ++report_.restarts_running;
-      kept_.clear();
-      for (int i : workers_) {
-        Peer& p = peers_[i];
-        p.sequence_at_restart = p.max_sequence;
-        p.incarnation_at_restart = p.incarnation;
-        if (!p.alive || p.frozen || !p.running) continue;
-        for (std::int64_t x : p.running_inputs) {
-          kept_[x].push_back(KeptRun{i, p.incarnation, p.running_sequence, now_});
-        }
-      }
+      note_running();
       if (rng25_.chance(500)) {
         // SIGTERM: BYE to every peer, flushed, then the process exits.
         if (trace_) tracef("B stops (SIGTERM) while tasks run");
@@ -184,6 +190,12 @@ void World::fault(FaultKind kind, int i, std::uint64_t arg) {
     calm_at_ = std::max(calm_at_, now_ + delay);
   };
   switch (kind) {
+    case FaultKind::HostLost:
+    case FaultKind::HostBack:
+    case FaultKind::HaCut:
+    case FaultKind::YieldRestart:
+      pair_fault(kind, arg);  // sim/pair.cpp
+      break;
     case FaultKind::WorkerCrash: {
       Peer& p = peers_[i];
       if (!p.alive) return;
@@ -332,6 +344,8 @@ std::optional<std::uint32_t> parse_faults(const std::string& text) {
                                                         {"churn", kChurn},
                                                         {"keys", kKeys},
                                                         {"broker-restart", kBrokerRestart},
+                                                        {"host-lost", kHostLost},
+                                                        {"ha-partition", kHaPartition},
                                                         {"worker-crash", kWorkerCrash},
                                                         {"broker-crash", kBrokerCrash},
                                                         {"client-vanish", kClientVanish},
@@ -363,12 +377,12 @@ std::string fault_names(std::uint32_t faults) {
   if (faults == kAllFaults) return "all";
   if (faults == kIssue11Faults) return "issue11";
   if (faults == 0) return "none";
-  static const char* names[] = {"worker-crash",  "broker-crash", "client-vanish", "partition",
-                                "freeze",        "raise",        "poison",        "drift",
-                                "hang",          "close-notice", "churn",         "keys",
-                                "broker-restart"};
+  static const char* names[] = {"worker-crash",   "broker-crash", "client-vanish", "partition",
+                                "freeze",         "raise",        "poison",        "drift",
+                                "hang",           "close-notice", "churn",         "keys",
+                                "broker-restart", "host-lost",    "ha-partition"};
   std::string out;
-  for (int k = 0; k < 13; ++k) {
+  for (int k = 0; k < 15; ++k) {
     if (faults & (1u << k)) out += (out.empty() ? "" : ",") + std::string(names[k]);
   }
   return out;

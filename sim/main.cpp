@@ -1,6 +1,7 @@
 // seppo-sim: runs the deterministic simulation of broker, workers and clients (sim/world.hpp).
 //   seppo-sim --seed N [--steps M] [--faults all|none|LIST] [--trace]   one run, replayable
 //   seppo-sim --seeds A..B [--faults ...] [--jobs J]                      many runs, a summary
+//   --pair: a pair of brokers (issue 25 §2), for either of the two above
 //   seppo-sim --workers N --clients M --items K [--seed N] [--chunk-size C]  the scale world
 // Exits 1 when an invariant fails, printing the seed and the step; 2 on a usage error.
 #include <atomic>
@@ -24,11 +25,15 @@ int usage(const std::string& why) {
   std::cerr << "seppo-sim: " << why << "\n"
             << "usage: seppo-sim --seed N [--steps M] [--faults all|none|LIST] [--trace]\n"
             << "       seppo-sim --seeds A..B [--faults all|none|LIST] [--jobs J]\n"
+            << "         --pair (with either): two brokers, primary and backup, and the\n"
+            << "         faults host-lost and ha-partition (broker-crash, broker-restart and\n"
+            << "         keys are not simulated in a pair)\n"
             << "       seppo-sim --workers N --clients M --items K [--seed N] [--chunk-size C]\n"
             << "         the scale world: N workers and M clients (one job each) sharing K items\n"
             << "         in chunks of C (default 1), no faults; the broker is the real core\n"
             << "LIST: comma-separated worker-crash, broker-crash, client-vanish, partition,\n"
-            << "      freeze, raise, poison, drift, hang, close-notice, churn, keys\n"
+            << "      freeze, raise, poison, drift, hang, close-notice, churn, keys,\n"
+            << "      broker-restart, host-lost, ha-partition (the last two with --pair)\n"
             << "      (issue11: the first eight, as seeds quoted before issue 12 ran)\n";
   return 2;
 }
@@ -39,9 +44,17 @@ bool number(const std::string& text, std::uint64_t& out) {
   return true;
 }
 
+bool pair = false;  // --pair
+
 std::string replay_hint(std::uint64_t seed, std::uint64_t step, std::uint32_t faults) {
   return "seppo-sim --seed " + std::to_string(seed) + " --steps " + std::to_string(step) +
-         " --faults " + seppo::sim::fault_names(faults) + " --trace";
+         " --faults " + seppo::sim::fault_names(faults) + (pair ? " --pair" : "") + " --trace";
+}
+
+std::string pair_line(const RunReport& r) {
+  if (!pair) return "";
+  return "; pair: " + std::to_string(r.takeovers) + " takeovers, " + std::to_string(r.ha_lost) +
+         " HA state messages lost";
 }
 
 void print_failure(std::uint64_t seed, const RunReport& r, std::uint32_t faults) {
@@ -138,6 +151,8 @@ int main(int argc, char** argv) {
         return usage("--chunk-size needs 1 to 10000");
     } else if (a == "--trace") {
       trace = true;
+    } else if (a == "--pair") {
+      pair = true;
     } else if (a == "--help" || a == "-h") {
       usage("the deterministic simulation of seppo's broker, workers and clients");
       return 0;
@@ -151,6 +166,7 @@ int main(int argc, char** argv) {
       return usage("the scale world needs --workers, --clients and --items together");
     if (range) return usage("the scale world runs one seed: --seed, not --seeds");
     if (faults_given && faults != 0) return usage("the scale world has no faults (--faults none)");
+    if (pair) return usage("the scale world has one broker (no --pair)");
     if (items < clients) return usage("--items must be at least --clients (a job each)");
     return run_scale(seed, workers, clients, items, chunk_size, steps, trace);
   }
@@ -160,6 +176,7 @@ int main(int argc, char** argv) {
     o.seed = seed;
     o.max_steps = steps;
     o.faults = faults;
+    o.pair = pair;
     o.trace = trace ? &std::cout : nullptr;
     const RunReport r = seppo::sim::run(o);
     if (!r.ok) {
@@ -172,7 +189,7 @@ int main(int argc, char** argv) {
         "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
         "%llu worker reconnects, %llu heartbeat gaps, %llu over_limit; %llu timeouts, "
         "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
-        "%llu refused, %llu orphans, %llu restarts with running tasks (%llu items kept)\n",
+        "%llu refused, %llu orphans, %llu restarts with running tasks (%llu items kept)%s\n",
         static_cast<unsigned long long>(seed), r.finished ? "ok" : "stopped",
         static_cast<unsigned long long>(r.steps), r.end_us / 1e6,
         static_cast<unsigned long long>(r.jobs_completed),
@@ -188,7 +205,7 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.resubmits), static_cast<unsigned long long>(r.refused),
         static_cast<unsigned long long>(r.orphans),
         static_cast<unsigned long long>(r.restarts_running),
-        static_cast<unsigned long long>(r.kept_items));
+        static_cast<unsigned long long>(r.kept_items), pair_line(r).c_str());
     return 0;
   }
 
@@ -203,6 +220,7 @@ int main(int argc, char** argv) {
       RunOptions o;
       o.seed = s;
       o.faults = faults;
+      o.pair = pair;
       const RunReport r = seppo::sim::run(o);
       std::lock_guard<std::mutex> guard(lock);
       ++runs;
@@ -231,6 +249,8 @@ int main(int argc, char** argv) {
       total.orphans += r.orphans;
       total.restarts_running += r.restarts_running;
       total.kept_items += r.kept_items;
+      total.takeovers += r.takeovers;
+      total.ha_lost += r.ha_lost;
       if (r.heartbeat_gaps) ++gap_seeds;
       total.max_job_lag_us = std::max(total.max_job_lag_us, r.max_job_lag_us);
     }
@@ -247,7 +267,7 @@ int main(int argc, char** argv) {
       "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; %llu timeouts, "
       "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
       "%llu refused, %llu orphans, %llu restarts with running tasks (%llu items kept); "
-      "slowest job %.1f s past its faults; %.1f s\n",
+      "slowest job %.1f s past its faults%s; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(last), seppo::sim::fault_names(faults).c_str(),
       static_cast<unsigned long long>(failures), static_cast<unsigned long long>(steps_total),
@@ -267,6 +287,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.refused),
       static_cast<unsigned long long>(total.orphans),
       static_cast<unsigned long long>(total.restarts_running),
-      static_cast<unsigned long long>(total.kept_items), total.max_job_lag_us / 1e6, seconds);
+      static_cast<unsigned long long>(total.kept_items), total.max_job_lag_us / 1e6,
+      pair_line(total).c_str(), seconds);
   return failures ? 1 : 0;
 }

@@ -49,7 +49,8 @@ void World::tracef(const std::string& line) {
 // ZeroMQ connects (and reconnects, every reconnect_ivl) by itself while the socket exists.
 void World::try_connect(int i, Us delay) {
   Peer& p = peers_[i];
-  if (!p.link.wanted || p.link.up || !broker_ || now_ < p.link.partitioned_until || !p.alive) {
+  if (!p.link.wanted || p.link.up || !broker_up(p.link.target) || now_ < p.link.partitioned_until ||
+      !p.alive) {
     return;
   }
   schedule(now_ + delay, make_event(Ev::Connected, i, p.link.epoch));
@@ -64,7 +65,9 @@ void World::break_link(int i, Us router_notices_after) {
   ++p.link.epoch;
   p.disturbed_at = now_;
   if (was_up && p.link.router_knows && router_notices_after >= 0) {
-    schedule(now_ + router_notices_after, make_event(Ev::RouterDrop, i, p.link.router_epoch));
+    Event drop = make_event(Ev::RouterDrop, i, p.link.router_epoch);
+    drop.broker = p.link.target;
+    schedule(now_ + router_notices_after, std::move(drop));
     schedule_close(i, router_notices_after);
   }
 }
@@ -74,6 +77,7 @@ void World::schedule_close(int i, Us after) {
   Event e = make_event(Ev::Closed, i, peers_[i].link.router_epoch);
   e.id = peers_[i].link.id;
   e.arg = static_cast<std::uint64_t>(peers_[i].link.connection);
+  e.broker = peers_[i].link.target;
   // The monitor's event reaches the broker's poll loop a little after the close.
   schedule(now_ + after + rng12_.between(10, 2 * kMs), std::move(e));
 }
@@ -111,6 +115,7 @@ void World::peer_send(int i, Frame frame) {
   const Us at = std::max(now_ + delay, p.link.last_to_broker);
   p.link.last_to_broker = at;
   Event e = make_event(Ev::ToBroker, i, p.link.epoch);
+  e.broker = p.link.target;
   e.frame = std::move(frame);
   schedule(at, std::move(e));
 }
@@ -153,7 +158,9 @@ void World::broker_flush() {
       }
       auto it = w.by_id_.find(o.peer);
       Peer* p = it == w.by_id_.end() ? nullptr : &w.peers_[it->second];
-      if (p == nullptr || !p->link.router_knows) {
+      // A pair: this broker's ROUTER has no pipe to a peer whose connection went to the other.
+      if (p == nullptr || !p->link.router_knows ||
+          (w.options_.pair && p->link.target != w.current_)) {
         if (w.trace_)
           w.tracef("B -> " + printable(o.peer) + " " + header_of(o) + ": send failed (peer gone)");
         return false;
@@ -173,6 +180,14 @@ void World::broker_flush() {
       if (p->revoked_worker && w.revoked_) {
         w.violate("the broker sent " + header_of(o) + " to " + p->name +
                   ", a worker whose key was revoked");
+      }
+      // Invariant 18 (issue 25 §2): only the active broker of a pair hands out work and results.
+      if (w.options_.pair && (!w.ha_ || !w.ha_->serving())) {
+        const auto type = o.header.size() > 2 ? static_cast<unsigned char>(o.header.view()[2]) : 0;
+        if (type == static_cast<int>(wire::Type::Deliver) || !tasks.empty()) {
+          w.violate("broker " + std::to_string(w.current_ + 1) + ", not active, sent " +
+                    header_of(o) + " to " + p->name);
+        }
       }
       w.report_.scale.tasks += tasks.size();
       w.broker_send(it->second, std::string(o.header.view()), std::move(o.payload));
@@ -228,6 +243,7 @@ void World::broker_send(int i, std::string header, std::optional<Bytes> payload)
     p.cancelled_at = now_;
   }
   Event e = make_event(Ev::ToPeer, i, p.link.router_epoch);
+  e.broker = current_;
   e.frame = Frame{std::move(header), std::move(payload), {}};
   schedule(at, std::move(e));
 }
@@ -256,17 +272,21 @@ void World::note_cancels(const std::string& peer, const std::string& header) {
 
 void World::broker_tick_schedule() {
   if (!broker_) return;
+  TimePoint next = broker_->next_deadline(broker_tp());
+  // HaCore's deadline is TimePoint::min() when a change is to be told at once.
+  if (ha_) next = std::min(next, std::max(ha_->next_deadline(), broker_tp()));
   // The scale world ticks as broker/server.cpp does, every next_deadline() whatever the
   // traffic (the seeds' small worlds reschedule at every flush, as they always did).
   if (options_.workers > 0) {
     if (scale_tick_pending_) return;
     scale_tick_pending_ = true;
   }
-  const TimePoint next = broker_->next_deadline(broker_tp());
+  Event tick = make_event(Ev::BrokerTick, -1, ++broker_tick_gen_);
+  tick.broker = current_;
   schedule(
       std::max(now_, static_cast<Us>(
                          std::chrono::ceil<std::chrono::microseconds>(next - kOrigin).count())),
-      make_event(Ev::BrokerTick, -1, ++broker_tick_gen_));
+      std::move(tick));
 }
 
 void World::deliver_to_broker(int i, Event& e) {
@@ -279,6 +299,24 @@ void World::deliver_to_broker(int i, Event& e) {
   if (trace_) tracef(p.name + " -> B " + describe_header(e.frame.header));
   const broker::Admission::Verdict admitted = admit(i);
   if (!admitted.accepted) return;
+  // A pair (issue 25 §2): the gate broker/server.cpp uses, before the core reads the message.
+  if (ha_ && e.frame.header.size() > 2) {
+    const bool active = ha_->serving();
+    const auto refusal =
+        broker::ha::gate(*ha_, *broker_, e.frame.header.data(), e.frame.header.size(), broker_tp());
+    const bool status = static_cast<unsigned char>(e.frame.header[2]) ==
+                        static_cast<int>(wire::Type::StatusRequest);
+    if (!active && !status) last_turn_ = slots_[current_].turned_at = now_;
+    if (!status && !refusal) slots_[current_].served_at = now_;
+    if (refusal) {
+      if (trace_) tracef("B" + std::to_string(current_ + 1) + " refuses: not active");
+      broker_send(i, *refusal, std::nullopt);
+      excuse_inputs(e.frame);
+      ha_after();
+      return;
+    }
+    if (!active) ha_after();  // took over on this very message (H6, H14)
+  }
   if (!cancels_.empty() && e.frame.header.size() > 2 &&
       static_cast<unsigned char>(e.frame.header[2]) == static_cast<int>(wire::Type::Ready)) {
     // A new registration: what the worker held is forgotten on both sides.
@@ -314,7 +352,8 @@ void World::deliver_to_broker(int i, Event& e) {
 
 void World::deliver_to_peer(int i, Event& e) {
   Peer& p = peers_[i];
-  if (!p.alive || !p.link.up || e.tag != p.link.epoch) {
+  if (!p.alive || !p.link.up || e.tag != p.link.epoch ||
+      (options_.pair && e.broker != p.link.target)) {
     if (trace_)
       tracef("B -> " + p.name + " " + describe_header(e.frame.header) + ": lost in flight");
     // Lost on a worker's broken connection, the broker cannot tell it from a crash while it ran;

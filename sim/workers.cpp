@@ -25,7 +25,8 @@ void World::start_worker(int i, bool new_id) {
   p.busy_since = now_;
   p.disturbed_at = now_;
   worker::SessionCoreOptions o;
-  o.endpoint = "sim";
+  o.endpoint = options_.pair ? "b1,b2" : "sim";
+  p.link.target = 0;  // a new process starts at the first endpoint of its list
   o.prefetch = p.prefetch;
   // Mixed framing (issue 28): every third worker speaks only single TASK and RESULT, as a
   // worker that predates "batch".
@@ -122,7 +123,8 @@ void World::worker_pump(int i) {
       // What it queued is forgotten (skipped); the broker times it until it learns so.
       for (const auto& start : p.exec)
         w.excuse_task(Frame{wire::encode(wire::Task{}), start.payload, {}});
-      if (w.now_ - calm_since > kCalmWindow) {
+      const int target = static_cast<int>(p.core->endpoint_index());
+      if (w.now_ - calm_since > kCalmWindow && target == p.link.target) {
         w.violate(p.name +
                   " reconnected although neither its connection nor the broker was "
                   "disturbed for " +
@@ -130,6 +132,9 @@ void World::worker_pump(int i) {
                   " ms: it heard nothing from a broker that was there (the heartbeat gap)");
       }
       w.break_link(i, 0);
+      if (w.options_.pair && w.trace_ && target != p.link.target)
+        w.tracef(p.name + " turns to B" + std::to_string(target + 1));
+      p.link.target = target;
       for (const Frame& f : p.link.queued) w.excuse_inputs(f);
       p.link.queued.clear();
       w.try_connect(i, w.rng_.between(100, 3 * kMs));

@@ -8,7 +8,19 @@ namespace seppo::sim::detail {
 // --- the loop ---------------------------------------------------------------------------------
 
 void World::step(Event& e) {
+  // A pair: the broker the event concerns is the current one while it is handled.
+  if (options_.pair) {
+    if (e.kind == Ev::Connected) {
+      use_broker(peers_[e.peer].link.target);
+    } else if (e.kind == Ev::ToBroker || e.kind == Ev::BrokerTick || e.kind == Ev::Closed ||
+               e.kind == Ev::HaState) {
+      use_broker(e.broker);
+    }
+  }
   switch (e.kind) {
+    case Ev::HaState:
+      ha_receive(e);
+      break;
     case Ev::ToBroker:
       deliver_to_broker(e.peer, e);
       break;
@@ -64,6 +76,12 @@ void World::step(Event& e) {
     case Ev::BrokerTick:
       if (broker_ && e.tag == broker_tick_gen_) {
         scale_tick_pending_ = false;
+        if (ha_) {
+          // broker/server.cpp: HaCore's timers (H3, H16), then the glue and the state out.
+          ha_->on_tick(broker_tp());
+          ha_after();
+          if (!broker_) break;  // it yielded (H11)
+        }
         ++report_.scale.ticks;
         within(seppo_sim_core_tick, [&] {
           broker_->on_tick(broker_tp());
@@ -175,12 +193,19 @@ void World::check_end() {
       }
     }
   }
-  if (!broker_) return;
-  if (broker_->task_count() || broker_->job_count() || broker_->client_count()) {
-    violate("after every job ended the broker still holds " +
-            std::to_string(broker_->task_count()) + " tasks, " +
+  for (int b = options_.pair ? 1 : 0; b >= 0; --b) {
+    use_broker(b);
+    if (!broker_) continue;
+    if (!broker_->task_count() && !broker_->job_count() && !broker_->client_count()) continue;
+    violate("after every job ended " + std::string(options_.pair ? b ? "B2" : "B1" : "the broker") +
+            " still holds " + std::to_string(broker_->task_count()) + " tasks, " +
             std::to_string(broker_->job_count()) + " jobs and " +
             std::to_string(broker_->client_count()) + " clients");
+  }
+  // Invariant 17's end (issue 25 §2): once the faults are over, one broker of the pair serves.
+  if (options_.pair && broker_up(0) && broker_up(1) && ha_of(0)->serving() == ha_of(1)->serving()) {
+    violate(std::string("at the end the brokers of the pair are ") +
+            broker::ha::name(ha_of(0)->state()) + " and " + broker::ha::name(ha_of(1)->state()));
   }
 }
 
@@ -285,7 +310,13 @@ RunReport World::run() {
   }
   for (int i : clients_) by_id_[peers_[i].link.id] = i;
   const std::uint64_t instance = rng_.next() | 1;
-  make_broker(instance);
+  if (options_.pair) {
+    // Not simulated in a pair (yet): a lone broker's crash and restart, and the key gate.
+    options_.faults &= ~(kKeys | kBrokerCrash | kBrokerRestart);
+    for (Peer& p : peers_) p.job_options.endpoint = "b1,b2";
+  } else {
+    make_broker(instance);
+  }
   if (trace_) {
     tracef("seed " + std::to_string(options_.seed) + ": " + std::to_string(worker_count) +
            " workers, " + std::to_string(client_count) + " clients, faults " +
@@ -294,7 +325,13 @@ RunReport World::run() {
            std::to_string(config_.task_timeout.count()) + " ms");
   }
   plan_faults();
-  make_admission();
+  if (options_.pair) {
+    plan_pair_faults(rng25p_.between(2 * kSecond, 12 * kSecond));
+    make_pair_broker(1, rng25p_);
+    make_pair_broker(0, rng25p_);
+  } else {
+    make_admission();
+  }
   start_peers(2 * kSecond);
   return loop();
 }
@@ -350,6 +387,7 @@ RunReport World::loop() {
       const int peer = e.peer;
       step(e);
       check_step(peer);
+      if (options_.pair) check_pair();
       if (all_ended_at_ < 0 && all_jobs_ended()) all_ended_at_ = now_;
       // With no faults a scale run ends once the broker has forgotten every job and client.
       if (all_ended_at_ >= 0 && options_.workers > 0 && broker_ && !broker_->task_count() &&

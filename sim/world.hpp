@@ -33,8 +33,14 @@ enum Fault : std::uint32_t {
   // Issue 25 (a fourth random stream): the broker is restarted (SIGTERM: BYE first, or killed)
   // while workers run tasks, which they keep running for the new broker to adopt.
   kBrokerRestart = 1u << 12,
+  // Issue 25 §2, a pair of brokers (seppo-sim --pair; a fifth random stream): the active
+  // broker's host vanishes (its process and every link gone; it may come back, a returning
+  // primary that must stand by), and the link between the two brokers alone is cut, then healed.
+  // Without --pair they do nothing.
+  kHostLost = 1u << 13,
+  kHaPartition = 1u << 14,
   kIssue11Faults = (1u << 8) - 1,
-  kAllFaults = (1u << 13) - 1,
+  kAllFaults = (1u << 15) - 1,
 };
 
 // "all", "none", "issue11" (the first eight), or a comma list of names (worker-crash,
@@ -56,6 +62,10 @@ struct RunOptions {
   std::uint32_t clients = 0;
   std::uint64_t items = 0;
   std::uint32_t chunk_size = 1;
+  // A pair of brokers (issue 25 §2): two broker::Core, each with a broker::ha::HaCore, joined by
+  // a simulated HA link; workers and clients are given both endpoints (W40, W41, C30, C31).
+  // Faults broker-crash, broker-restart and keys are not simulated in a pair (yet).
+  bool pair = false;
 };
 
 // What a scale run asked of the broker's core, to divide its instructions by (bench/scale.sh
@@ -103,6 +113,9 @@ struct RunReport {
   // and whose work the new broker adopted (not started again elsewhere).
   std::uint64_t restarts_running = 0;
   std::uint64_t kept_items = 0;
+  // Issue 25 §2 (--pair): times a broker of the pair became active, and HA state messages lost.
+  std::uint64_t takeovers = 0;
+  std::uint64_t ha_lost = 0;
   ScaleCounts scale;  // a scale run's (RunOptions::workers > 0)
 };
 

@@ -21,6 +21,8 @@
 #include "broker/core.hpp"
 #include "broker/delivery.hpp"
 #include "broker/driver.hpp"
+#include "broker/ha_core.hpp"
+#include "broker/ha_gate.hpp"
 #include "libclient/job_core.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/result_entry.hpp"
@@ -151,8 +153,9 @@ enum class Ev {
   ExecDone,
   Fault,
   JobStart,
-  Closed  // the ROUTER's monitor reports a connection closed (ZMQ_EVENT_DISCONNECTED)
-          // (arg: the connection's number)
+  Closed,  // the ROUTER's monitor reports a connection closed (ZMQ_EVENT_DISCONNECTED)
+           // (arg: the connection's number)
+  HaState  // a pair's HA link: a state message reaches Event::broker (frame.header)
 };
 enum class FaultKind {
   WorkerCrash,
@@ -178,7 +181,12 @@ enum class FaultKind {
   // Issue 25 (kBrokerRestart):
   RestartRunning,  // restart the broker once a worker runs a task (arg: tries so far)
   BrokerStop,      // a broker told to stop (SIGTERM) has said BYE and exits
-  BrokerBack       // and starts again empty
+  BrokerBack,      // and starts again empty
+  // Issue 25 §2 (--pair):
+  HostLost,     // the active broker's host vanishes
+  HostBack,     // and comes back: its broker starts again (arg: which)
+  HaCut,        // the link between the brokers is cut (arg: for how long)
+  YieldRestart  // a backup that yielded (H11) is started again by its service manager (arg)
 };
 
 struct Event {
@@ -189,6 +197,7 @@ struct Event {
   FaultKind fault = FaultKind::WorkerCrash;
   std::uint64_t arg = 0;
   std::string id;  // Closed: the routing id whose connection closed
+  int broker = 0;  // a pair (--pair): the broker the event concerns (0 primary, 1 backup)
 };
 
 // A DEALER's connection to the broker's ROUTER.
@@ -204,6 +213,7 @@ struct Link {
   Us last_to_broker = 0, last_to_peer = 0;  // arrival times, to keep each direction in order
   int connection = -1;         // the connection's number (ZMQ_SRCFD for broker::Admission)
   bool close_noticed = false;  // the broker's monitor reported its last connection closed
+  int target = 0;  // a pair: the endpoint this connection goes to, as the peer's core chose it
 };
 
 struct ItemCheck {
@@ -309,6 +319,24 @@ struct KeptRun {
   Us at = 0;
 };
 
+// A pair (--pair): what each broker of the pair has of its own. The World's broker fields are
+// the current broker's; use_broker() swaps them with its slot (so that the single-broker code
+// serves either broker unchanged).
+struct BrokerSlot {
+  std::unique_ptr<broker::Core> core;
+  std::unique_ptr<broker::Admission> admission;
+  std::unique_ptr<broker::ha::HaCore> ha;
+  std::map<std::string, std::uint64_t> where;
+  std::vector<std::string> lost;
+  std::map<std::string, std::pair<std::string, Us>> bound;
+  std::map<std::pair<std::string, std::uint64_t>, std::vector<Us>> cancels;
+  std::uint64_t tick_gen = 0;
+  Us served_at = -1;     // the last client or worker message its gate let through
+  Us active_since = -1;  // when it last became active
+  Us turned_at = -1;     // a client or worker last spoke to it while it was not active
+  Us last_ha_arrival = 0;
+};
+
 struct Violation {
   std::string what;
 };
@@ -322,11 +350,27 @@ class World {
         rng27_(options.seed ^ 0x5eb0'27'27'5eb0'2727ull),
         rng27o_(options.seed ^ 0x0a0a'27'27'0a0a'2727ull),
         rng25_(options.seed ^ 0x5eb0'25'25'5eb0'2525ull),
-        trace_(options.trace) {}
+        trace_(options.trace),
+        rng25p_(options.seed ^ 0x0b0b'25'25'0b0b'2525ull) {}
 
   RunReport run();
 
  private:
+  // --- a pair of brokers (issue 25 §2, sim/pair.cpp) ---
+  void use_broker(int b);
+  bool broker_up(int b) const {
+    return b == current_ ? broker_ != nullptr : slots_[b].core != nullptr;
+  }
+  broker::ha::HaCore* ha_of(int b) { return b == current_ ? ha_.get() : slots_[b].ha.get(); }
+  void make_pair_broker(int b, Random& rng);
+  void ha_publish();  // the current broker's HaCore outbox, over the HA link
+  void ha_receive(Event& e);
+  void ha_after();  // after the current HaCore took something in: sync, yield
+  void plan_pair_faults(Us window);
+  void pair_fault(FaultKind kind, std::uint64_t arg);
+  void check_pair();
+  void peer_moved(int i, int target);
+  void drop_broker(Us router_notices_after);
   RunReport run_scale();
   void make_scale_world();
   void start_peers(Us jobs_within);
@@ -403,6 +447,7 @@ class World {
   void orphan_ended(int i, const std::string& how);
   void plan_restarts(Us window);
   void restart_fault(FaultKind kind, std::uint64_t arg);
+  void note_running();
   void tear_down_broker();
   void start_broker(Random& rng);
   // Invariant 16 (issue 25): item x starts at worker i.
@@ -466,6 +511,16 @@ class World {
   std::map<std::int64_t, std::vector<KeptRun>> kept_;
   Us scale_allowance_ = 0;             // added to kJobBound in the scale world
   std::uint64_t scale_next_item_ = 0;  // a scale world's items so far, over all its jobs
+  // A pair (--pair): the current broker's HaCore, the other's fields, the HA link.
+  std::unique_ptr<broker::ha::HaCore> ha_;
+  int current_ = 0;
+  BrokerSlot slots_[2];
+  Random rng25p_{0};  // the pair's choices (a fifth stream)
+  Us ha_cut_until_ = 0;
+  Us last_ha_send_[2] = {0, 0};
+  Us ha_cut_since_ = -1;  // the HA link's last cut began then
+  Us last_turn_ = -1;     // a client or worker last spoke to a broker that was not active
+  std::uint64_t takeovers_seen_ = 0;
 };
 
 }  // namespace seppo::sim::detail

@@ -145,6 +145,28 @@ TEST_CASE("H11: two active brokers: the backup yields, the primary stays") {
   CHECK(b.must_yield());
 }
 
+// seppo-sim --pair --seed 16708 (issue 25 §2): after a healed partition the backup heard the
+// primary first and stopped before its next state message, so the primary never learned that
+// the backup had been active, opened no adoption window, and the task a worker kept for the
+// backup ran again elsewhere. The yielding backup now tells its state at once, before it stops.
+TEST_CASE("H11: a yielding backup publishes its state at once, so the primary opens a window") {
+  HaCore b = passive_backup();
+  REQUIRE(b.on_request(t0 + milliseconds(2000)));  // took over: the primary was not heard
+  (void)b.take_outbox();
+  b.on_peer(State::Active, t0 + milliseconds(2010));  // before its next interval
+  REQUIRE(b.must_yield());
+  const std::vector<std::string> out = b.take_outbox();
+  REQUIRE(out.size() == 1);
+  const auto told = decode_state(out[0].data(), out[0].size());
+  REQUIRE(told);
+  CHECK(*told == State::Active);
+  HaCore p = active_primary();
+  REQUIRE(p.take_activated());
+  p.on_peer(State::Passive, t0 + milliseconds(3));
+  p.on_peer_state(out[0].data(), out[0].size(), t0 + milliseconds(2012));
+  CHECK(p.take_activated());
+}
+
 TEST_CASE("H12: a passive broker whose peer restarted becomes active") {
   HaCore b = passive_backup();
   b.on_peer(State::Primary, t0 + milliseconds(100));
