@@ -304,6 +304,10 @@ RunReport World::run() {
           !tight && rng_.chance(500) ? 0 : static_cast<std::size_t>(rng_.between(1, 6));
       p.job_options.client.timeout = kClientTimeout;
       p.job_options.client.worker_wait = kWorkerWait;
+      // Clients that name the feature batch (DELIVERS, B59) beside ones that do not (one
+      // DELIVER per answer, as older clients): C1, C3 do, C2 does not. No draw: the seeds'
+      // worlds stay as they were.
+      p.job_options.client.batch = (k - worker_count) % 2 == 0;
       clients_.push_back(k);
     }
     peers_.push_back(std::move(p));
