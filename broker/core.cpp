@@ -15,6 +15,14 @@ namespace {
 
 constexpr std::size_t kMaxFunctions = 4096;
 constexpr std::size_t kMaxNameBytes = 256;
+// A worker's name as DELIVER and DELIVERS carry it: its READY name (kMaxNameBytes), or
+// printable_id() of its routing id (ZeroMQ's are 1 to 255 bytes, in hex twice as long).
+constexpr std::size_t kMaxRoutingIdBytes = 255;
+constexpr std::size_t kMaxWorkerName = std::max(kMaxNameBytes, 2 * kMaxRoutingIdBytes);
+// B59: a DELIVERS may name kMaxBatch workers, each with the longest name; a client drops a
+// header over kMaxHeaderBytes (C24), so a longer name would make it drop every such DELIVERS.
+static_assert(wire::max_delivers_header(kMaxWorkerName) <= wire::kMaxHeaderBytes,
+              "a DELIVERS of the longest worker names would exceed the header limit");
 
 // Decoded messages carry the code itself; kept so the senders below read as before.
 wire::Code code(wire::Code c) {
@@ -404,12 +412,7 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   // Only an accepted SUBMIT creates the client's record (§7.4): a refused one (too_large,
   // over_limit) leaves nothing behind; it refreshes a record that exists.
   auto known = clients_.find(from);
-  // The client's features are those of its last SUBMIT (B59: "batch", it takes DELIVERS).
-  const bool batches = wire::has_feature(m.features, wire::kFeatureBatch);
-  if (known != clients_.end()) {
-    known->second.last_heard = now;
-    known->second.batches = batches;
-  }
+  if (known != clients_.end()) known->second.last_heard = now;
   const std::uint64_t queued_bytes = known == clients_.end() ? 0 : known->second.queued_bytes;
   const JobKey key{from, m.job_id};
   auto j = jobs_.find(key);
@@ -418,6 +421,10 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
                                      j->second.function + ", not " + m.function);
     return;
   }
+  // The client's features are those of its last SUBMIT not refused as bad_request (§4.4; B59:
+  // "batch", it takes DELIVERS): a resubmission, too_large and over_limit included.
+  const bool batches = wire::has_feature(m.features, wire::kFeatureBatch);
+  if (known != clients_.end()) known->second.batches = batches;
   if (j != jobs_.end() && j->second.chunks.count(m.first)) return;  // a resubmission we hold
   // A new job costs its overhead too: the limit holds however many jobs a client opens.
   const std::uint64_t cost = payload->size() + kChunkOverhead;

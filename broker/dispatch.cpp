@@ -286,6 +286,8 @@ void Core::coalesce_tasks(std::vector<bool>& merged) {
 // chunks and kMaxBatchBytes of payload (and the --max-message-bytes announced: a client bounds
 // its frames by that plus 64 KiB, §4.9, so any limit it may set holds too). The client reads
 // its answers in the order they were queued, each with its own seq; nothing waits for a batch.
+// A DELIVER is noted when queued if its client then took DELIVERS, and merged only if the
+// client still does now: a SUBMIT without "batch" read later in the same turn is its last.
 void Core::coalesce_delivers(std::vector<bool>& merged) {
   const std::uint64_t limit =
       config_.max_message_bytes != 0
@@ -294,7 +296,9 @@ void Core::coalesce_delivers(std::vector<bool>& merged) {
   const auto groups = group_notes(
       outbox_, deliver_notes_, merged,
       [&](const DeliverNote& head, const DeliverNote& note, std::size_t size, std::size_t bytes) {
-        return size < wire::kMaxBatch && bytes <= limit && head.job_id == note.job_id;
+        if (size >= wire::kMaxBatch || bytes > limit || head.job_id != note.job_id) return false;
+        auto c = clients_.find(outbox_[head.index].peer);
+        return c != clients_.end() && c->second.batches;
       });
   std::vector<wire::DeliverPart> parts;
   for (const std::vector<std::size_t>& group : groups) {

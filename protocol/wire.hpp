@@ -194,6 +194,13 @@ inline constexpr std::size_t kTaskFields = 5;    // task_id, count, size, job, f
 inline constexpr std::size_t kResultFields = 4;  // task_id, elapsed_us, items_failed, size
 // first, count, worker (an index into `workers`), elapsed_us, seq, size
 inline constexpr std::size_t kDeliverFields = 6;
+// The largest DELIVERS header (§4.19) whose worker names are at most `max_name` bytes (under
+// 64 KiB): kMaxBatch parts of kDeliverFields uint64 (9 bytes each at most) and as many names
+// (3 bytes of str16 header each), and fewer than 32 bytes around them. A client drops a header
+// over kMaxHeaderBytes, so the broker checks the names it may send against this (core.cpp).
+constexpr std::size_t max_delivers_header(std::size_t max_name) {
+  return 32 + kMaxBatch * (kDeliverFields * 9 + max_name + 3);
+}
 struct Tasks {
   static constexpr Type kType = Type::Tasks;
   std::string function;

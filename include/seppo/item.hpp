@@ -31,7 +31,8 @@ struct Item {
   // On failure: empty when the function raised the error, else why seppo failed the item,
   // a code of docs/protocol.md §6.1 ("timeout", "worker_lost", ...): RemoteError::code().
   std::string_view code;
-  // The last item of a message from the broker: a good moment to flush streamed output.
+  // The last item of a chunk's answer (a DELIVER or FAILED, or one chunk's part of a DELIVERS,
+  // which carries several; in local mode, each item): a good moment to flush streamed output.
   bool last_in_message = false;
   // Microseconds the worker spent on the chunk this item came in (0 for failures).
   std::uint64_t chunk_elapsed_us = 0;

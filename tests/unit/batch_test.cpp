@@ -155,10 +155,9 @@ TEST_CASE("DELIVERS refuses groups, names and sizes that do not fit its message"
 
 namespace {
 
-// Answers every task `worker` was sent (TASK or TASKS) with one RESULTS, `per_result` bytes of
-// payload each (one item), and returns their ids in order.
-std::vector<std::uint64_t> answer_all(broker_test::Harness& h, const std::string& worker,
-                                      std::size_t per_result = 0) {
+// The ids of the tasks `worker` was sent (TASK or TASKS) since the last drain, in order; what
+// went to other peers is drained too.
+std::vector<std::uint64_t> sent_tasks(broker_test::Harness& h, const std::string& worker) {
   std::vector<std::uint64_t> ids;
   for (const auto& o : raw_to(h.core, worker)) {
     const auto m = wire::decode(o.header.data(), o.header.size());
@@ -168,6 +167,14 @@ std::vector<std::uint64_t> answer_all(broker_test::Harness& h, const std::string
         ids.push_back(t->tasks[k]);
     }
   }
+  return ids;
+}
+
+// Answers every task `worker` was sent (TASK or TASKS) with one RESULTS, `per_result` bytes of
+// payload each (one item), and returns their ids in order.
+std::vector<std::uint64_t> answer_all(broker_test::Harness& h, const std::string& worker,
+                                      std::size_t per_result = 0) {
+  const std::vector<std::uint64_t> ids = sent_tasks(h, worker);
   std::vector<wire::BatchedResult> answers;
   for (std::uint64_t id : ids) {
     std::string payload = ok_results(1);
@@ -242,6 +249,222 @@ TEST_CASE("B59: DELIVERs one event queues for a client that speaks batch leave a
   batch_submit(h, "C1", 6, {});
   CHECK(answer_all(h, "W1").size() == 2);
   CHECK(broker_test::Harness::sent_to<wire::Deliver>(h.drain(), "C1").size() == 2);
+}
+
+// What went to `peer`, decoded, in order.
+std::vector<wire::Message> messages_to(const std::vector<broker_test::Sent>& all,
+                                       const std::string& peer) {
+  std::vector<wire::Message> out;
+  for (const auto& s : all) {
+    if (s.peer == peer) out.push_back(s.message);
+  }
+  return out;
+}
+
+// The (first, seq) of every chunk answered in `messages` (DELIVERs and DELIVERS' parts), in
+// order.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> answered(
+    const std::vector<wire::Message>& messages) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (const auto& m : messages) {
+    if (const auto* d = std::get_if<wire::Deliver>(&m)) out.emplace_back(d->first, d->seq);
+    if (const auto* d = std::get_if<wire::Delivers>(&m)) {
+      for (std::size_t k = 0; k < d->delivers.size(); k += wire::kDeliverFields)
+        out.emplace_back(d->delivers[k], d->delivers[k + 4]);
+    }
+  }
+  return out;
+}
+
+TEST_CASE("B59: DELIVERS never merges across other messages or jobs") {
+  broker_test::Harness h;
+  SUBCASE("answers of job 1, job 2, job 1 leave as three DELIVERs, in that order") {
+    batch_ready(h, "W1", 8);
+    h.drain();
+    const std::uint64_t jobs[] = {1, 2, 1}, firsts[] = {0, 0, 1};
+    for (int i = 0; i < 3; ++i) {
+      const std::string payload = items(i);
+      h.deliver("C1", wire::Submit{jobs[i], "m.f", firsts[i], 1, 1000, 0, {"batch"}}, &payload);
+    }
+    CHECK(answer_all(h, "W1").size() == 3);
+    const auto out = messages_to(h.drain(), "C1");
+    REQUIRE(out.size() == 3);
+    const std::uint64_t seqs[] = {1, 1, 2};
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE(std::holds_alternative<wire::Deliver>(out[i]));
+      const auto& d = std::get<wire::Deliver>(out[i]);
+      CHECK(d.job_id == jobs[i]);
+      CHECK(d.first == firsts[i]);
+      CHECK(d.seq == seqs[i]);
+    }
+  }
+  SUBCASE("DELIVER, FAILED (an item over its time limit), DELIVER: three messages, seqs in order") {
+    batch_ready(h, "W1", 2);
+    batch_ready(h, "W2", 1);
+    h.drain();
+    for (std::uint64_t i = 0; i < 3; ++i) {
+      const std::string payload = items(i);
+      h.deliver("C1", wire::Submit{1, "m.f", i, 1, 1000, 100, {"batch"}}, &payload);
+    }
+    // W1 holds two of the chunks, W2 one; all three started now.
+    const auto out0 = h.drain();
+    std::vector<std::uint64_t> w1, w2;
+    for (const auto& s : out0) {
+      if (const auto* t = std::get_if<wire::Task>(&s.message)) {
+        (s.peer == "W1" ? w1 : w2).push_back(t->task_id);
+      }
+      if (const auto* t = std::get_if<wire::Tasks>(&s.message)) {
+        for (std::size_t k = 0; k < t->tasks.size(); k += wire::kTaskFields)
+          (s.peer == "W1" ? w1 : w2).push_back(t->tasks[k]);
+      }
+    }
+    REQUIRE(w1.size() == 2);
+    REQUIRE(w2.size() == 1);
+    // In one turn: W1 answers its first at 50 ms (its second's limit counts from then), W2's
+    // is over its 100 ms at 120 ms and fails, W1 answers its second.
+    h.now += 50ms;
+    h.result("W1", w1[0], 1);
+    h.advance(70ms);
+    h.result("W1", w1[1], 1);
+    const auto out = messages_to(h.drain(), "C1");
+    REQUIRE(out.size() == 3);
+    REQUIRE(std::holds_alternative<wire::Deliver>(out[0]));
+    REQUIRE(std::holds_alternative<wire::Failed>(out[1]));
+    REQUIRE(std::holds_alternative<wire::Deliver>(out[2]));
+    CHECK(std::get<wire::Deliver>(out[0]).seq == 1);
+    CHECK(std::get<wire::Failed>(out[1]).code == wire::Code::Timeout);
+    CHECK(std::get<wire::Failed>(out[1]).seq == 2);
+    CHECK(std::get<wire::Deliver>(out[2]).seq == 3);
+  }
+  SUBCASE("DELIVER, the ALIVE or RESYNC answering a HEARTBEAT, DELIVER: three messages") {
+    batch_ready(h, "W1", 8);
+    h.drain();
+    std::uint64_t next = 0;
+    // Open chunks as they are, then one the broker never received (B32: RESYNC).
+    for (const bool lost : {false, true}) {
+      batch_submit(h, "C1", next);
+      batch_submit(h, "C1", next + 1);
+      const auto ids = sent_tasks(h, "W1");
+      REQUIRE(ids.size() == 2);
+      h.result("W1", ids[0], 1);
+      std::vector<std::uint64_t> open{next, next + 1};
+      if (lost) open.push_back(1000);
+      h.deliver("C1", wire::Heartbeat{1, next, open});
+      h.result("W1", ids[1], 1);
+      const auto out = messages_to(h.drain(), "C1");
+      REQUIRE(out.size() == 3);
+      CHECK(std::get<wire::Deliver>(out[0]).first == next);
+      if (lost) {
+        CHECK(std::holds_alternative<wire::Resync>(out[1]));
+      } else {
+        CHECK(std::holds_alternative<wire::Alive>(out[1]));
+      }
+      CHECK(std::get<wire::Deliver>(out[2]).first == next + 1);
+      next += 2;
+    }
+  }
+}
+
+TEST_CASE("B33 with DELIVERS: a DELIVERS that could not be sent is answered again, once each") {
+  broker_test::Harness h;
+  batch_ready(h, "W1", 8);
+  h.drain();
+  for (std::uint32_t i = 0; i < 4; ++i) batch_submit(h, "C1", i);
+  CHECK(answer_all(h, "W1").size() == 4);
+  REQUIRE(broker_test::Harness::sent_to<wire::Delivers>(h.drain(), "C1").size() == 1);
+  // The flush reports that it could not be sent: the client's next HEARTBEAT, still awaiting
+  // the four chunks, gets RESYNC.
+  h.core.on_send_failed("C1", h.now);
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1, 2, 3}});
+  const auto resync = h.drain();
+  CHECK(broker_test::Harness::sent_to<wire::Resync>(resync, "C1").size() == 1);
+  CHECK(broker_test::Harness::sent_to<wire::Alive>(resync, "C1").empty());
+  // It resubmits its open chunks: each runs again and is answered once, in a DELIVERS; its
+  // next HEARTBEAT, sent before it read them, gets ALIVE (they are on their way).
+  for (std::uint32_t i = 0; i < 4; ++i) batch_submit(h, "C1", i);
+  CHECK(answer_all(h, "W1").size() == 4);
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1, 2, 3}});
+  const auto again = messages_to(h.drain(), "C1");
+  REQUIRE(again.size() == 2);
+  CHECK(std::holds_alternative<wire::Delivers>(again[0]));
+  CHECK(std::holds_alternative<wire::Alive>(again[1]));
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>> expected{
+      {0, 5}, {1, 6}, {2, 7}, {3, 8}};
+  CHECK(answered(again) == expected);
+  // Read: all is well, nothing runs again.
+  h.deliver("C1", wire::Heartbeat{1, 8, {}});
+  const auto end = h.drain();
+  REQUIRE(end.size() == 1);
+  CHECK(end[0].peer == "C1");
+  CHECK(std::holds_alternative<wire::Alive>(end[0].message));
+}
+
+TEST_CASE("B59: the client's features when its answers leave decide, not when they were queued") {
+  broker_test::Harness h;
+  batch_ready(h, "W1", 8);
+  h.drain();
+  // Two answers queued while its last SUBMIT named batch, then, in the same turn, a SUBMIT
+  // without it: the two go as DELIVERs (§4.19: only to a client whose last SUBMIT named it).
+  batch_submit(h, "C1", 0);
+  batch_submit(h, "C1", 1);
+  CHECK(answer_all(h, "W1").size() == 2);
+  batch_submit(h, "C1", 2, {});
+  auto out = h.drain();
+  CHECK(broker_test::Harness::sent_to<wire::Delivers>(out, "C1").empty());
+  CHECK(broker_test::Harness::sent_to<wire::Deliver>(out, "C1").size() == 2);
+  // The other way: answers queued without the feature stay DELIVERs.
+  const auto second = broker_test::Harness::sent_to<wire::Task>(out, "W1");
+  REQUIRE(second.size() == 1);
+  batch_submit(h, "C1", 3, {});
+  const auto third = sent_tasks(h, "W1");
+  REQUIRE(third.size() == 1);
+  h.result("W1", second[0].task_id, 1);
+  h.result("W1", third[0], 1);
+  batch_submit(h, "C1", 4);
+  out = h.drain();
+  CHECK(broker_test::Harness::sent_to<wire::Delivers>(out, "C1").empty());
+  CHECK(broker_test::Harness::sent_to<wire::Deliver>(out, "C1").size() == 2);
+  const auto fourth = broker_test::Harness::sent_to<wire::Task>(out, "W1");
+  REQUIRE(fourth.size() == 1);
+  h.result("W1", fourth[0].task_id, 1);
+  h.drain();
+
+  // A SUBMIT refused as bad_request (§4.6: it changes nothing else) leaves them as they were.
+  batch_submit(h, "C1", 5);
+  batch_submit(h, "C1", 6);
+  const std::string payload = items(7);
+  const auto pending = sent_tasks(h, "W1");
+  REQUIRE(pending.size() == 2);
+  h.deliver("C1", wire::Submit{1, "m.g", 7, 1, 1000}, &payload);  // not the job's function
+  out = h.drain();
+  REQUIRE(broker_test::Harness::sent_to<wire::Failed>(out, "C1").size() == 1);
+  CHECK(broker_test::Harness::sent_to<wire::Failed>(out, "C1")[0].code == wire::Code::BadRequest);
+  h.result("W1", pending[0], 1);
+  h.result("W1", pending[1], 1);
+  CHECK(broker_test::Harness::sent_to<wire::Delivers>(h.drain(), "C1").size() == 1);
+}
+
+TEST_CASE("B59: the largest DELIVERS header stays within what a client decodes") {
+  // 64 parts, each of another worker whose name is as long as the broker lets one be (a
+  // routing id of 255 bytes in hex), every number as large as it may be: within the bound the
+  // broker checks its name limit against (broker/core.cpp), and decoded whole.
+  std::vector<std::string> names;
+  std::vector<Bytes> payloads;
+  std::vector<wire::DeliverPart> parts;
+  for (std::size_t i = 0; i < wire::kMaxBatch; ++i) {
+    names.push_back(std::string(510, 'a'));
+    names.back()[0] = static_cast<char>('A' + i % 26);
+    names.back()[1] = static_cast<char>('A' + i / 26);
+    payloads.emplace_back(ok_results(1));
+  }
+  for (std::size_t i = 0; i < wire::kMaxBatch; ++i) {
+    parts.push_back(wire::DeliverPart{~0ull, ~0u, names[i], ~0ull, ~0ull, &payloads[i]});
+  }
+  const wire::Batch batch = wire::encode_delivers(~0ull, parts.data(), parts.size());
+  CHECK(batch.header.size() <= wire::max_delivers_header(510));
+  CHECK(wire::max_delivers_header(510) <= wire::kMaxHeaderBytes);
+  const auto m = std::get<wire::Delivers>(wire::decode(batch.header.data(), batch.header.size()));
+  CHECK(m.workers.size() == wire::kMaxBatch);
 }
 
 TEST_CASE("B59: a DELIVERS stays within 64 chunks and the broker's --max-message-bytes") {
