@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -172,16 +173,22 @@ int run_local_command(JobSource& source, const std::string& name,
   if (control.nice && ::setpriority(PRIO_PROCESS, 0, *control.nice) != 0) {
     throw Error(std::string("--nice: ") + std::strerror(errno));
   }
-  std::mutex pace;  // --delay: starts at least this far apart
+  // --delay: starts at least this far apart, in input order: each job's start is booked as it
+  // is taken (under `mutex`), so a later job never takes an earlier one's turn.
   Clock::time_point next_start = Clock::now();
   std::uint64_t read = 0;  // jobs taken from the source, under `mutex`
   const auto work = [&](unsigned slot) {
     while (true) {
       std::optional<Job> job;
+      Clock::time_point start_at{};
       {
         std::lock_guard lock(mutex);
         if (!stop_starting) job = source.next();
         if (job) {
+          if (control.delay.count() > 0) {
+            start_at = std::max(Clock::now(), next_start);
+            next_start = start_at + control.delay;
+          }
           read = job->seq;
           progress.seen(read, false);
         } else if (!stop_starting) {
@@ -210,13 +217,11 @@ int run_local_command(JobSource& source, const std::string& name,
         outcome.error = e.what();
       }
       if (control.delay.count() > 0) {
-        std::lock_guard paced(pace);
         // In short steps: Ctrl-C and --halt now (cancel) do not wait for the delay.
-        while (!cancel.load() && Clock::now() < next_start) {
+        while (!cancel.load() && Clock::now() < start_at) {
           std::this_thread::sleep_for(
-              std::min<Clock::duration>(next_start - Clock::now(), std::chrono::milliseconds(20)));
+              std::min<Clock::duration>(start_at - Clock::now(), std::chrono::milliseconds(20)));
         }
-        next_start = Clock::now() + control.delay;
         if (cancel.load()) outcome.run.cancelled = true;  // never started
       }
       for (unsigned attempt = 0;

@@ -601,6 +601,20 @@ TEST_CASE("Ctrl-C to seppo map --local --delay does not wait for the delay") {
   CHECK(map.wait(5s) == 128 + SIGINT);
 }
 
+TEST_CASE("--delay starts --local jobs in input order, the first at once") {
+  // Each job booked its start only when it reached the pacing lock, so with -j N a later input
+  // could take the first turn and the first wait out the delay (CI: the pid file of the Ctrl-C
+  // case above never came). Eight jobs 0.2 s apart: their starts must follow the inputs.
+  TempDir dir;
+  const auto log = dir.path() / "starts";
+  const Completed r = run({Paths::cli(), "map", "--local", "-j", "8", "--delay", "0.2s",
+                           "--command", "s=echo {} >> '" + log.string() + "'", "s", ":::", "1",
+                           "2", "3", "4", "5", "6", "7", "8"},
+                          "", 60s);
+  REQUIRE(r.status == 0);
+  CHECK(read_file(log) == "1\n2\n3\n4\n5\n6\n7\n8\n");
+}
+
 TEST_CASE("-j through a broker runs at most N items of the job at once") {
   Cluster cluster;
   const auto folder = cluster.dir().path();
