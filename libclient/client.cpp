@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 
 #include <cerrno>
 #include <cstdio>
@@ -77,6 +78,9 @@ struct Client::Impl {
   // From its last ALIVE: whether one came, and the largest message it accepts (0: unknown).
   bool heard_alive = false;
   std::uint64_t broker_max_message = 0;
+  // A job's two result buffers (its core's and its own), kept for the next job: an answer holds
+  // thousands of items, and buffers grown anew for every job are paged in anew every time.
+  std::array<std::vector<client::JobCore::ItemResult>, 2> result_buffers;
 
   Impl(std::string e, ClientOptions o)
       : endpoint(std::move(e)), endpoints(split_endpoints(endpoint)), options(std::move(o)) {
@@ -296,9 +300,16 @@ class ClientJob {
     if (c_.before_submit) c_.before_submit(core_.function());  // before we are busy
     c_.claim("start another");
     c_.busy = true;
+    results_ = std::move(c_.result_buffers[0]);
+    core_.take_results(results_);  // the core takes this one's room, we get its empty one
+    results_ = std::move(c_.result_buffers[1]);
   }
 
   ~ClientJob() {
+    results_.clear();
+    c_.result_buffers[1] = std::move(results_);
+    core_.take_results(c_.result_buffers[0]);
+    c_.result_buffers[0].clear();
     c_.busy = false;
     if (core_.broker_heartbeat().count() > 0) c_.broker_heartbeat = core_.broker_heartbeat();
     c_.heard_alive = core_.heard_alive();

@@ -244,12 +244,16 @@ void JobCore::take_outbox(std::vector<wire::Outgoing>& out) {
 }
 
 std::vector<JobCore::ItemResult> JobCore::take_results() {
-  return std::exchange(results_, {});
+  std::vector<ItemResult> out;
+  take_results(out);
+  return out;
 }
 
 void JobCore::take_results(std::vector<ItemResult>& out) {
   out.clear();
   std::swap(out, results_);
+  taken_answers_.clear();  // the previous batch's answers may go now
+  std::swap(taken_answers_, held_answers_);
 }
 
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
@@ -380,24 +384,16 @@ void JobCore::resend_refused(TimePoint now) {
 void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now) {
   auto it = chunk_of(d.first, d.count);
   if (it == pending_.end()) return;  // C6: a duplicate of something already received
-  std::shared_ptr<Answer> answer;
-  if (spare_answer_ && spare_answer_.use_count() == 1) {
-    answer = std::move(spare_answer_);
-    answer->payload = Bytes();
-    answer->entries = msgpack::object_handle();
-    answer->errors.clear();
-  } else {
-    answer = std::make_shared<Answer>();
-  }
+  std::shared_ptr<Answer> answer = new_answer();
   answer->worker = d.worker;
   answer->elapsed_us = d.elapsed_us;
   if (decode_scalar_entries(payload.data(), payload.size(), d.count, answer->values)) {
     answer->payload = payload;  // the strings' bytes
-    spare_answer_ = answer;
     if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
-    std::shared_ptr<const Answer> shared = std::move(answer);
+    const Answer& a = *answer;
+    held_answers_.push_back(std::move(answer));
     for (std::uint32_t i = 0; i < d.count; ++i) {
-      accept(it, answered(d.first + i, &shared->values[i], nullptr, shared, i + 1 == d.count));
+      accept(it, answered(d.first + i, &a.values[i], nullptr, a, i + 1 == d.count));
     }
     forget_if_complete(it, now);
     return;
@@ -427,13 +423,14 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
   for (entry::Decoded& e : decoded) {
     if (e.value == nullptr) answer->errors.push_back(std::move(e.error));
   }
-  std::shared_ptr<const Answer> shared = std::move(answer);
+  const Answer& a = *answer;
+  held_answers_.push_back(std::move(answer));
   std::size_t failure = 0;
   for (std::uint32_t i = 0; i < d.count; ++i) {
     const bool last = i + 1 == d.count;
     accept(it, decoded[i].value != nullptr
-                   ? answered(d.first + i, decoded[i].value, nullptr, shared, last)
-                   : answered(d.first + i, nullptr, &shared->errors[failure++], shared, last));
+                   ? answered(d.first + i, decoded[i].value, nullptr, a, last)
+                   : answered(d.first + i, nullptr, &a.errors[failure++], a, last));
   }
   forget_if_complete(it, now);
 }
@@ -446,29 +443,45 @@ void JobCore::fail_range(std::uint64_t first, std::uint32_t count, std::string_v
   answer->worker = worker;
   answer->code = code;
   answer->error = message;
-  std::shared_ptr<const Answer> shared = std::move(answer);
+  const Answer& a = *answer;
+  held_answers_.push_back(std::move(answer));
   for (std::uint32_t i = 0; i < count; ++i) {
-    accept(it, answered(first + i, nullptr, &shared->error, shared, i + 1 == count));
+    accept(it, answered(first + i, nullptr, &a.error, a, i + 1 == count));
   }
   forget_if_complete(it, now);
 }
 
 JobCore::ItemResult JobCore::answered(std::uint64_t index, const msgpack::object* value,
-                                      const std::string* error,
-                                      const std::shared_ptr<const Answer>& answer, bool last) {
+                                      const std::string* error, const Answer& answer, bool last) {
   ItemResult r;
   r.index = index;
   r.value = value;
   r.error = error;
-  r.worker = &answer->worker;
+  r.worker = &answer.worker;
   r.last_in_message = last;
   if (error != nullptr) {
-    r.code = answer->code;
+    r.code = answer.code;
   } else {
-    r.chunk_elapsed_us = answer->elapsed_us;
+    r.chunk_elapsed_us = answer.elapsed_us;
   }
-  r.answer = answer;
+  r.answer = &answer;
   return r;
+}
+
+std::shared_ptr<JobCore::Answer> JobCore::new_answer() {
+  for (std::shared_ptr<Answer>& spare : spare_answers_) {
+    if (spare && spare.use_count() == 1) {
+      spare->payload = Bytes();
+      spare->entries = msgpack::object_handle();
+      spare->errors.clear();
+      return spare;
+    }
+  }
+  // None free: an empty slot, else the second one is given up (it goes with the last result
+  // that needs it); a DELIVERS of many chunks takes a fresh Answer for each part but the first.
+  std::shared_ptr<Answer>& slot = spare_answers_[0] ? spare_answers_[1] : spare_answers_[0];
+  slot = std::make_shared<Answer>();
+  return slot;
 }
 
 // Finds the open chunk that holds [first, first+count): split re-runs deliver parts.

@@ -18,6 +18,7 @@
 // pause(now) / resume(now): the broker's silence meanwhile is not held against it.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -89,9 +90,10 @@ class JobCore {
     std::vector<std::string> errors;
   };
   // One item's outcome, handed over exactly once: the Item the caller's sink receives (its
-  // value, error, worker and code point into `answer`), with what keeps it alive.
+  // value, error, worker and code point into `answer`). The core keeps the answers of the
+  // results last taken alive until the next take_results(): no reference count per item.
   struct ItemResult : Item {
-    std::shared_ptr<const Answer> answer;
+    const Answer* answer = nullptr;
   };
   // Why the job failed as a whole; the driver turns it into the matching seppo:: exception.
   struct Failure {
@@ -146,6 +148,7 @@ class JobCore {
   // --- drained by the driver ---
   // What to send to the broker, in order, appended to `out` (peer empty: the broker).
   void take_outbox(std::vector<wire::Outgoing>& out);
+  // Their pointers stay valid until the next take_results().
   std::vector<ItemResult> take_results();
   // The same into `out`, cleared first, whose capacity is reused: a chunk may answer thousands
   // of items, and a fresh vector per message would be allocated (and paged in) anew each time.
@@ -212,8 +215,9 @@ class JobCore {
   bool accept(Open::iterator it, ItemResult&& item);
   // One item of a DELIVER or FAILED: its value, or its error (with the answer's code).
   static ItemResult answered(std::uint64_t index, const msgpack::object* value,
-                             const std::string* error, const std::shared_ptr<const Answer>& answer,
-                             bool last);
+                             const std::string* error, const Answer& answer, bool last);
+  // A fresh or reused Answer, kept alive until the results that point into it were taken.
+  std::shared_ptr<Answer> new_answer();
   void release(std::uint64_t index);
   void fail(Failure::Kind kind, std::string code, std::string message);
   bool over() const { return closed_ || failure_.has_value(); }
@@ -272,9 +276,12 @@ class JobCore {
   msgpack::sbuffer chunk_buffer_{kMaxChunkBytes +
                                  4096};  // fill()'s, reused for every chunk of the job
   std::vector<ItemResult> results_;
-  // The last DELIVER's Answer, used again for the next once no result refers to it: its
-  // values keep their capacity, instead of a new block of thousands of objects per message.
-  std::shared_ptr<Answer> spare_answer_;
+  std::vector<std::shared_ptr<const Answer>> held_answers_;   // what results_ points into
+  std::vector<std::shared_ptr<const Answer>> taken_answers_;  // the same for the results taken
+  // The last DELIVERs' Answers, used again once no result refers to them: their values keep
+  // their capacity, instead of a new block of thousands of objects per message. Two, since
+  // the results last taken still hold one.
+  std::array<std::shared_ptr<Answer>, 2> spare_answers_;
 };
 
 template <class Next>

@@ -205,27 +205,41 @@ class Inputs {
   bool done_ = false;
 };
 
-// Results as the engine hands them over; filled without the GIL, drained with it.
+// Results as the engine hands them over; filled without the GIL, drained with it. Locked only
+// when the engine runs on a thread of its own (submit): a map's engine steps on the caller's
+// thread, and a lock per item is a good part of what an item costs there.
 class Outcomes {
  public:
+  explicit Outcomes(bool threaded) : threaded_(threaded) {}
+
   bool accept(const Client::Item& item) {
-    std::lock_guard lock(mutex_);
+    Lock lock(*this);
     arrived_.add(item);
     ++count_;
     return true;
   }
   // Everything that arrived since the last call, into `into` (whose room is reused).
   void take(Batch& into) {
-    std::lock_guard lock(mutex_);
+    Lock lock(*this);
     into.clear();
     std::swap(into, arrived_);
   }
   std::uint64_t count() {
-    std::lock_guard lock(mutex_);
+    Lock lock(*this);
     return count_;
   }
 
  private:
+  struct Lock {
+    explicit Lock(Outcomes& o) : o_(o) {
+      if (o_.threaded_) o_.mutex_.lock();
+    }
+    ~Lock() {
+      if (o_.threaded_) o_.mutex_.unlock();
+    }
+    Outcomes& o_;
+  };
+  const bool threaded_;
   std::mutex mutex_;  // only contended by submit's thread
   Batch arrived_;
   std::uint64_t count_ = 0;
@@ -245,8 +259,18 @@ Outcome to_outcome(const std::string& function, const Arrived& a) {
 // One job on a Client, stepped from Python.
 class Run {
  public:
-  Run(Client& client, std::string function, py::object iterable, bool hold)
-      : function_(std::move(function)), inputs_(std::move(iterable)) {
+  // Two batches' room, kept by a client from one map to the next: tens of thousands of
+  // entries each, which fresh vectors would page in again for every call.
+  struct Room {
+    Batch a, b;
+  };
+
+  Run(Client& client, std::string function, py::object iterable, bool hold, Room* room = nullptr)
+      : function_(std::move(function)), inputs_(std::move(iterable)), room_(room) {
+    if (room_) {
+      std::swap(batch_, room_->a);
+      outcomes_.take(room_->b);  // the outcomes take its room, it gets theirs (empty)
+    }
     engine_.emplace(
         client, function_, [this](Client::Packer& p) { return inputs_.next(p); },
         [this](const Client::Item& item) { return outcomes_.accept(item); }, hold);
@@ -311,13 +335,20 @@ class Run {
       py::gil_scoped_release release;
       engine_.reset();
     }
+    if (room_) {
+      batch_.clear();
+      std::swap(batch_, room_->a);
+      outcomes_.take(room_->b);
+      room_->b.clear();
+    }
   }
 
  private:
   std::string function_;
   Inputs inputs_;
-  Outcomes outcomes_;
-  Batch batch_;  // what the last step() returned
+  Outcomes outcomes_{false};  // the engine steps on the caller's thread
+  Batch batch_;               // what the last step() returned
+  Room* room_;
   bool finished_ = false;
   std::optional<detail::Engine> engine_;  // last: goes first
 };
@@ -356,11 +387,16 @@ class PyClient {
   py::list map(const std::string& function, py::object iterable, bool fail_fast,
                std::optional<std::size_t> chunk_size, std::optional<double> item_timeout_s) {
     std::optional<Client> other = with({chunk_size, item_timeout_s});
-    std::vector<py::object> slots;
-    if (py::hasattr(iterable, "__len__")) slots.reserve(py::len(iterable));
+    // Results go straight into the list when the input's length is known (most calls): no
+    // second array of as many references to fill, page in and copy.
+    const std::size_t expected =
+        py::hasattr(iterable, "__len__") ? static_cast<std::size_t>(py::len(iterable)) : 0;
+    py::list out(expected);
+    std::vector<py::object> beyond;  // items past a length that was wrong, or not known
+    std::size_t count = 0;
     // Held windows, released item by item as results are converted: submissions keep going
     // while this thread turns results into Python objects, so workers are not left idle.
-    Run run(other ? *other : client_, function, std::move(iterable), true);
+    Run run(other ? *other : client_, function, std::move(iterable), true, &room_);
     while (!run.finished()) {
       const Batch& batch = run.step();
       for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -372,14 +408,23 @@ class PyClient {
                           remote_error(function, a.index, *a.error, *a.worker, a.code).ptr());
           throw py::error_already_set();
         }
-        if (slots.size() <= a.index) slots.resize(a.index + 1);
-        slots[a.index] = to_outcome(function, a).value;
+        count = std::max<std::size_t>(count, a.index + 1);
+        py::object value = to_outcome(function, a).value;
+        if (a.index < expected) {
+          // Each index arrives once (the engine drops duplicates): the slot is still empty.
+          PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(a.index), value.release().ptr());
+        } else {
+          const std::size_t at = a.index - expected;
+          if (beyond.size() <= at) beyond.resize(at + 1);
+          beyond[at] = std::move(value);
+        }
       }
     }
-    py::list out(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      PyList_SET_ITEM(out.ptr(), i, slots[i].release().ptr());
+    if (count < expected) {  // the iterable gave fewer items than its length said
+      PyList_SetSlice(out.ptr(), static_cast<Py_ssize_t>(count), static_cast<Py_ssize_t>(expected),
+                      nullptr);
     }
+    for (py::object& value : beyond) out.append(std::move(value));
     return out;
   }
 
@@ -397,6 +442,7 @@ class PyClient {
 
  private:
   Client client_;
+  Run::Room room_;  // map's batches, kept for the next call
 };
 
 // imap / imap_unordered: a Python iterator over a Run with held windows.
@@ -480,7 +526,7 @@ class PyJob {
   PyJob(PyClient& client, std::string function, py::object iterable, const CallOptions& call)
       : function_(std::move(function)),
         inputs_(std::make_unique<Inputs>(std::move(iterable))),
-        outcomes_(std::make_unique<Outcomes>()) {
+        outcomes_(std::make_unique<Outcomes>(true)) {
     try {
       inputs_->read_all();
     } catch (const InputFailed&) {

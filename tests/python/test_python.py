@@ -26,6 +26,30 @@ def test_python_client_calls_cpp_functions_in_input_order(client):
         i * i for i in range(50)]
 
 
+class _Claims:
+    """An iterable whose __len__ is not what it yields."""
+
+    def __init__(self, claimed, items):
+        self.claimed, self.items = claimed, items
+
+    def __len__(self):
+        return self.claimed
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def test_map_parallel_trusts_what_the_input_yields_not_its_length(client):
+    # The results go straight into a list of the input's length: a wrong __len__ must not leave
+    # holes or drop results.
+    for claimed, n in [(10, 3), (3, 10), (0, 5), (5, 0), (1000, 1000)]:
+        out = client.map_parallel("example_module.square", _Claims(claimed, range(n)))
+        assert out == [i * i for i in range(n)], (claimed, n)
+    # Called again on the same client, with the room its buffers kept from the calls above.
+    assert client.map_parallel("example_module.square", range(20000)) == [
+        i * i for i in range(20000)]
+
+
 def test_module_level_map_parallel_uses_seppo_broker(cluster):
     lines = seppo.map_parallel("example_module.hello_world", [1, 2, 3, 4, 5])
     assert [HELLO.fullmatch(line).group(2) for line in lines] == [
