@@ -249,6 +249,14 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   const msgpack::object_array& items = args.get().via.array;
 
   py::gil_scoped_acquire gil;
+  // This thread keeps its Python thread state from one chunk to the next: pybind11 otherwise
+  // makes and deletes one per acquire, and with it CPython's frame stack, whose fresh pages were
+  // most of a trivial function's cost.
+  thread_local bool kept = false;
+  if (!kept) {
+    gil.inc_ref();
+    kept = true;
+  }
   std::string failure;
   const py::object* python_module = imported(r, module, failure);
   if (!python_module) return fail(failure);
