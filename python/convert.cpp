@@ -575,7 +575,11 @@ py::object call_with(py::handle function, const msgpack::object& item) {
     const py::dict kwargs = decode(o.via.array.ptr[1], false, 1);
     return function(*args, **kwargs);
   }
-  return function(decode(item, false, 0));
+  // One argument: a vectorcall, without the tuple pybind11's call operator builds for it.
+  const py::object argument = decode(item, false, 0);
+  PyObject* result = PyObject_CallOneArg(function.ptr(), argument.ptr());
+  if (result == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(result);
 }
 
 }  // namespace seppo::python

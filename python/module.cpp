@@ -136,24 +136,6 @@ class Batch {
   std::unique_ptr<msgpack::zone> zone_;  // owns the values' strings, arrays and maps
 };
 
-// One converted input into the chunk: scalars (most inputs) straight to the packer, which
-// writes the same bytes as msgpack's generic object walk at a fraction of its cost.
-void pack_item(Client::Packer& packer, const msgpack::object& item) {
-  switch (item.type) {
-    case msgpack::type::POSITIVE_INTEGER:
-      packer.pack_uint64(item.via.u64);
-      break;
-    case msgpack::type::NEGATIVE_INTEGER:
-      packer.pack_int64(item.via.i64);
-      break;
-    case msgpack::type::FLOAT64:
-      packer.pack_double(item.via.f64);
-      break;
-    default:
-      packer.pack(item);
-  }
-}
-
 // The inputs: a Python iterator read in batches, converted to msgpack with the GIL held.
 class Inputs {
  public:
@@ -175,7 +157,7 @@ class Inputs {
       py::gil_scoped_acquire gil;
       if (!refill(kBatchItems, kBatchBytes)) return false;
     }
-    pack_item(packer, items_[pos_++]);
+    pack_converted(packer, items_[pos_++]);
     return true;
   }
 

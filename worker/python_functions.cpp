@@ -281,7 +281,7 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
           result, zone, [] { return std::string("result"); }, bytes);
       packer.pack_array(2);
       packer.pack(0);
-      packer.pack(packed);
+      python::pack_converted(packer, packed);
     } catch (py::error_already_set& e) {
       packer.pack_array(2);
       packer.pack(1);
