@@ -553,6 +553,27 @@ py::object served_builtin(const std::string& name, py::object function) {
 
 msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& item,
                            std::size_t& bytes) {
+  // Exact ints and floats (most values) first: no type ladder, no depth check.
+  PyObject* p = value.ptr();
+  msgpack::object out;
+  if (PyLong_CheckExact(p)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(p, &overflow);
+    if (overflow == 0) {  // an exact int cannot fail otherwise; over 64 bits: convert's error
+      if (v < 0) {
+        out.type = msgpack::type::NEGATIVE_INTEGER;
+        out.via.i64 = v;
+      } else {
+        out.type = msgpack::type::POSITIVE_INTEGER;
+        out.via.u64 = static_cast<std::uint64_t>(v);
+      }
+      return out;
+    }
+  } else if (PyFloat_CheckExact(p)) {
+    out.type = msgpack::type::FLOAT64;
+    out.via.f64 = PyFloat_AS_DOUBLE(p);
+    return out;
+  }
   return convert(value, zone, item, bytes, 0);
 }
 
