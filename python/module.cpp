@@ -267,13 +267,14 @@ class Run {
 
   Run(Client& client, std::string function, py::object iterable, bool hold, Room* room = nullptr)
       : function_(std::move(function)), inputs_(std::move(iterable)), room_(room) {
+    engine_.emplace(
+        client, function_, [this](Client::Packer& p) { return inputs_.next(p); },
+        [this](const Client::Item& item) { return outcomes_.accept(item); }, hold);
+    // Once the engine stands (its constructor throws when the client runs a job already).
     if (room_) {
       std::swap(batch_, room_->a);
       outcomes_.take(room_->b);  // the outcomes take its room, it gets theirs (empty)
     }
-    engine_.emplace(
-        client, function_, [this](Client::Packer& p) { return inputs_.next(p); },
-        [this](const Client::Item& item) { return outcomes_.accept(item); }, hold);
   }
   Run(const Run&) = delete;
   Run& operator=(const Run&) = delete;
@@ -392,6 +393,9 @@ class PyClient {
     const std::size_t expected =
         py::hasattr(iterable, "__len__") ? static_cast<std::size_t>(py::len(iterable)) : 0;
     py::list out(expected);
+    // Out of the garbage collector's sight while it has empty slots: Python code runs meanwhile
+    // (the iterable, __del__, other threads) and gc.get_objects() would hand it out half made.
+    PyObject_GC_UnTrack(out.ptr());
     std::vector<py::object> beyond;  // items past a length that was wrong, or not known
     std::size_t count = 0;
     // Held windows, released item by item as results are converted: submissions keep going
@@ -420,10 +424,12 @@ class PyClient {
         }
       }
     }
-    if (count < expected) {  // the iterable gave fewer items than its length said
-      PyList_SetSlice(out.ptr(), static_cast<Py_ssize_t>(count), static_cast<Py_ssize_t>(expected),
-                      nullptr);
+    if (count < expected &&  // the iterable gave fewer items than its length said
+        PyList_SetSlice(out.ptr(), static_cast<Py_ssize_t>(count),
+                        static_cast<Py_ssize_t>(expected), nullptr) != 0) {
+      throw py::error_already_set();
     }
+    PyObject_GC_Track(out.ptr());  // every slot filled
     for (py::object& value : beyond) out.append(std::move(value));
     return out;
   }

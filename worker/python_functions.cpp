@@ -252,11 +252,15 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   // This thread keeps its Python thread state from one chunk to the next: pybind11 otherwise
   // makes and deletes one per acquire, and with it CPython's frame stack, whose fresh pages were
   // most of a trivial function's cost.
+  // (So threading.local, contextvars and the decimal context also last from chunk to chunk on
+  // it, as in any long-lived Python thread.)
+#ifndef PYBIND11_SIMPLE_GIL_MANAGEMENT
   thread_local bool kept = false;
   if (!kept) {
     gil.inc_ref();
     kept = true;
   }
+#endif
   std::string failure;
   const py::object* python_module = imported(r, module, failure);
   if (!python_module) return fail(failure);

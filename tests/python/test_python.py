@@ -50,6 +50,30 @@ def test_map_parallel_trusts_what_the_input_yields_not_its_length(client):
         i * i for i in range(20000)]
 
 
+class _Snooping:
+    """A sized iterable whose items, as they are read, walk every list the collector knows."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        import gc
+        for i in range(self.n):
+            for o in gc.get_objects():
+                if isinstance(o, list) and len(o) == self.n:
+                    for _ in o:  # an empty slot read here would crash the process
+                        pass
+            yield i
+
+
+def test_map_parallel_result_list_is_never_seen_half_filled(client):
+    assert client.map_parallel("example_module.square", _Snooping(300)) == [
+        i * i for i in range(300)]
+
+
 def test_module_level_map_parallel_uses_seppo_broker(cluster):
     lines = seppo.map_parallel("example_module.hello_world", [1, 2, 3, 4, 5])
     assert [HELLO.fullmatch(line).group(2) for line in lines] == [

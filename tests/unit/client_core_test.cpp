@@ -170,6 +170,39 @@ TEST_CASE("C2 a chunk built is one SUBMIT with the next first, the function and 
   CHECK(args.get().as<std::vector<int>>() == std::vector<int>{2, 3});
 }
 
+TEST_CASE("results taken stay readable until the next take, while later answers arrive") {
+  // The items point into their answers, which the core keeps for the batch last taken: no
+  // reference count per item (and the answers' room is reused once nothing points into it).
+  JobCoreOptions o = options();
+  o.client.window = 20;
+  Harness h(o);
+  CHECK(h.fill(t0, 6) == 6);
+  h.take();
+  const Bytes a = values(0, 2), b = values(2, 2), c = values(4, 2);
+  const wire::DeliverPart parts[] = {
+      {0, 2, "w1", 5, 1, &a}, {2, 2, "w2", 6, 2, &b}, {4, 2, "w3", 7, 3, &c}};
+  wire::Batch batch = wire::encode_delivers(kJob, parts, 3);
+  Bytes payload(batch.payload);
+  h.core.on_message({}, batch.header.data(), batch.header.size(), &payload, t0 + 1ms);
+  const auto first = h.results();
+  REQUIRE(first.size() == 6);
+  // Two more answers arrive (reusing what they can) before the first batch is read.
+  h.deliver(6, 2, 4, t0 + 2ms);
+  h.deliver(8, 2, 5, t0 + 3ms);
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    CHECK(first[i].value->as<int>() == static_cast<int>(i * 10));
+    CHECK(*first[i].worker == std::string("w") + std::to_string(i / 2 + 1));
+  }
+  const auto second = h.results();
+  REQUIRE(second.size() == 4);
+  h.deliver(10, 2, 6, t0 + 4ms);
+  for (std::size_t i = 0; i < second.size(); ++i) {
+    CHECK(second[i].value->as<int>() == static_cast<int>((i + 6) * 10));
+    CHECK(*second[i].worker == "w1");
+  }
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{10, 11});
+}
+
 TEST_CASE("C24 SUBMIT names batch, and a DELIVERS is read as its DELIVERs in order") {
   Harness h;
   CHECK(h.fill(t0, 3) == 3);
