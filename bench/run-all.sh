@@ -61,7 +61,7 @@ fi
 if ((python)); then
   # The Python package from the same build (meson builds python/ when pybind11 is installed).
   if compgen -G "$build/python/seppo/_seppo*.so" >/dev/null; then
-    sizes=(--items 100000,1000000 --repeat 3)
+    sizes=(--items "100000,1000000" --repeat 3)
     ((quick)) && sizes=(--items 100000 --repeat 1)
     PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}" SEPPO_BUILD_DIR="$build" \
       timeout 1800 python3 "$root/bench/python_bench.py" "${sizes[@]}" --json "$keep/python.json" ||
