@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include <seppo/seppo.hpp>
 
@@ -110,7 +111,8 @@ struct Pass {
 // client, in this process, maps sleep_ms(ms) over n items.
 Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
                 const std::string& keep_dir, const std::string& name,
-                const std::vector<std::string>& worker_extra = {}, bool client_batch = true) {
+                const std::vector<std::string>& worker_extra = {}, bool client_batch = true,
+                std::size_t client_window = 0) {
   TempDir dir;
   const fs::path endpoint_file = dir.path() / "endpoint";
   Process broker(under_callgrind(dir.path(), "broker",
@@ -145,7 +147,8 @@ Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
         run(under_callgrind(
                 dir.path(), "client",
                 {self, "--stream-child", std::to_string(n), "--stream-mode", "run", "--chunk-size",
-                 "1", "--endpoint", endpoint, "--client-batch", client_batch ? "1" : "0"}),
+                 "1", "--endpoint", endpoint, "--client-batch", client_batch ? "1" : "0",
+                 "--client-window", std::to_string(client_window)}),
             "", kStepTimeout);
     if (c.status != 0) throw std::runtime_error("client under callgrind failed: " + c.err);
   } else {
@@ -195,14 +198,17 @@ Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
   return pass;
 }
 
-// One pass of zmq-baseline in window mode (single-item requests, 2 workers), every process
-// under callgrind; the program says which pid is which.
-Pass baseline_pass(std::uint64_t n, const std::string& keep_dir, const std::string& name) {
+// One pass of zmq-baseline in window mode (single-item requests, 1,000 in flight, 2 workers)
+// or in latency mode (one request at a time: `latency`), every process under callgrind; the
+// program says which pid is which.
+Pass baseline_pass(std::uint64_t n, const std::string& keep_dir, const std::string& name,
+                   bool latency = false) {
   TempDir dir;
   const Completed r =
       run(under_callgrind(dir.path(), "baseline",
-                          {SEPPO_BENCH_BASELINE, "--mode", "window", "--items", std::to_string(n),
-                           "--warmup", "0", "--pids", "--timeout", "1100"}),
+                          {SEPPO_BENCH_BASELINE, "--mode", latency ? "latency" : "window",
+                           latency ? "--samples" : "--items", std::to_string(n), "--warmup", "0",
+                           "--pids", "--timeout", "1100"}),
           "", kStepTimeout);
   if (r.status != 0) throw std::runtime_error("zmq-baseline under callgrind failed: " + r.err);
   std::smatch m;
@@ -254,6 +260,9 @@ std::vector<Row> callgrind_rows(const CallgrindOptions& options) {
                "instructions per task, all threads; (pass of " + std::to_string(2 * n) +
                    " − pass of " + std::to_string(n) + ") / " + std::to_string(n)};
   };
+  record("m.broker", per_task(s1.broker, s2.broker, n), per_task(b1.broker, b2.broker, n));
+  record("m.workers", per_task(s1.workers, s2.workers, n), per_task(b1.workers, b2.workers, n));
+  record("m.client", per_task(s1.client, s2.client, n), per_task(b1.client, b2.client, n));
   return {row("broker (baseline: relay)", &Pass::broker, s1, s2),
           row("worker processes, summed", &Pass::workers, s1, s2),
           row("client", &Pass::client, s1, s2),
@@ -261,6 +270,34 @@ std::vector<Row> callgrind_rows(const CallgrindOptions& options) {
           row("client, client batch false", &Pass::client, d1, d2),
           row("broker, workers --no-batch", &Pass::broker, o1, o2),
           row("worker processes --no-batch, summed", &Pass::workers, o1, o2)};
+}
+
+std::vector<Row> in_flight_rows(const CallgrindOptions& options) {
+  const std::uint64_t n = options.in_flight_tasks;
+  // The client maps square over 0..n-1 in chunks of 1 with a window of 1 chunk: one task in
+  // flight, each sent when the one before is answered.
+  const Pass s1 = seppo_pass(n, 2, true, 0, options.keep, "one-" + std::to_string(n), {}, true, 1);
+  const Pass s2 =
+      seppo_pass(2 * n, 2, true, 0, options.keep, "one-" + std::to_string(2 * n), {}, true, 1);
+  const Pass b1 = baseline_pass(n, options.keep, "baseline-latency-" + std::to_string(n), true);
+  const Pass b2 =
+      baseline_pass(2 * n, options.keep, "baseline-latency-" + std::to_string(2 * n), true);
+  std::vector<Row> rows;
+  for (const auto& [what, key, field] :
+       {std::tuple{"broker (baseline: relay)", "broker", &Pass::broker},
+        std::tuple{"worker processes, summed", "workers", &Pass::workers},
+        std::tuple{"client", "client", &Pass::client}}) {
+    const double seppo = per_task(s1.*field, s2.*field, n);
+    const double base = per_task(b1.*field, b2.*field, n);
+    record(std::string("o.") + key, seppo, base);
+    rows.push_back({std::string("(o) callgrind, one task in flight: ") + what, count(seppo),
+                    count(base), fmt("%.2f×", seppo / base),
+                    "instructions per task, all threads; client window 1 chunk of 1 item, "
+                    "baseline zmq-baseline --mode latency; (pass of " +
+                        std::to_string(2 * n) + " − pass of " + std::to_string(n) + ") / " +
+                        std::to_string(n)});
+  }
+  return rows;
 }
 
 double broker_instructions_per_task(unsigned workers, std::uint64_t tasks, int ms,

@@ -13,13 +13,18 @@ namespace seppo::bench {
 
 struct CallgrindOptions {
   std::uint64_t tasks = 5000;  // N (well above the client's window of 256): N and 2N tasks
-  std::string keep;            // a folder to copy every callgrind file to, for profiles
+  std::uint64_t in_flight_tasks = 2000;  // N of (o): one task in flight, no burst to reach
+  std::string keep;                      // a folder to copy every callgrind file to, for profiles
 };
 
 // (m): broker against the zmq-baseline relay, seppo's worker processes against the baseline's,
 // seppo's client against the baseline's client; single-item `square` tasks, 2 workers, every
 // process under callgrind.
 std::vector<Row> callgrind_rows(const CallgrindOptions& options);
+
+// (o): the same with one task in flight (the client's window 1 chunk of 1 item) against
+// zmq-baseline's latency mode (one request at a time, echoed).
+std::vector<Row> in_flight_rows(const CallgrindOptions& options);
 
 // The broker's instructions per single-item `sleep_ms(ms)` task with `workers` worker
 // connections, the broker alone under callgrind.

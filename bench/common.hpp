@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <string>
+#include <vector>
 
 namespace seppo::bench {
 
@@ -12,6 +14,25 @@ using Clock = std::chrono::steady_clock;
 struct Row {
   std::string scenario, seppo, baseline, ratio, note;
 };
+
+// A figure for bench/targets.py, as well as the table's text: `key` names the measure (the
+// scenario's letter and what it is: "b.tasks_per_s", "m.broker"), `seppo` is seppo's figure and
+// `baseline` the one measured with it in the same run (NaN when there is none). seppo-bench
+// --results FILE writes them one a line, tab-separated: key, seppo, baseline.
+struct Figure {
+  std::string key;
+  double seppo, baseline;
+};
+
+inline std::vector<Figure>& figures() {
+  static std::vector<Figure> all;
+  return all;
+}
+
+inline void record(std::string key, double seppo,
+                   double baseline = std::numeric_limits<double>::quiet_NaN()) {
+  figures().push_back({std::move(key), seppo, baseline});
+}
 
 inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();

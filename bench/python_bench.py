@@ -9,7 +9,11 @@ to multiprocessing.Pool(2).map of the same Python square measured in that run:
     and C++ example_module.square;
   - a broker and 2 workers from build/ (or $SEPPO_BUILD_DIR) on a private ipc:// endpoint:
     C++ example_module.square, then a Python square (seppo-worker --python);
-  - the one-item round trip from Python: p50 vs the C++ client's (build/bench/seppo-roundtrip).
+  - the one-item round trip from Python: p50 vs the C++ client's (build/bench/seppo-roundtrip);
+  - the C++ client (build/bench/seppo-maprate: map_parallel over a std::vector of int64) mapping
+    example_module.square on a C++ LocalCluster of 2 and through the broker and its 2 C++
+    workers, against the same Pool(2).map (issue 28: C++ client vs Pool(2).map).
+--json FILE also writes every figure there, for bench/targets.py.
 Not a test: timings depend on the machine. See bench/README.md and docs/python.md.
 """
 
@@ -87,6 +91,7 @@ def main():
                         help="comma-separated item counts (default 100000,1000000)")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--json", help="also write the figures to this file (bench/targets.py)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.items.split(",")]
 
@@ -105,6 +110,18 @@ def main():
     rows = []
     pool_rates = {}
     seppo_rates = {}  # (scenario, n) -> items/s
+    maprate = program("bench", "seppo-maprate")
+    has_maprate = os.access(maprate, os.X_OK)
+
+    def measure_cpp(scenario, where, run_env):
+        """The C++ client's best items/s (seppo-maprate), at each size."""
+        for n in sizes:
+            out = subprocess.run([maprate, where, "example_module.square", str(n),
+                                  str(args.repeat)], env=run_env, capture_output=True,
+                                 text=True, timeout=600)
+            if out.returncode != 0:
+                sys.exit(f"python_bench: seppo-maprate failed: {out.stderr.strip()}")
+            seppo_rates[scenario, n] = float(out.stdout)
 
     def measure(scenario, function, map_function):
         map_function(function, range(1000))  # warm up: workers started, module imported
@@ -127,6 +144,11 @@ def main():
             measure("local cluster (2 workers), C++ example_module.square",
                     "example_module.square", c.map_parallel)
 
+        # The C++ client on a C++ LocalCluster of 2 (no broker), as a C++ program maps.
+        if has_maprate:
+            measure_cpp("C++ client, C++ LocalCluster of 2, example_module.square", "local",
+                        dict(env, SEPPO_MODULE_PATH=program("examples")))
+
         procs.start(program("broker", "seppo-broker"), "-b", endpoint, "--log-level", "warning")
         cpp = procs.start(program("worker", "seppo-worker"), "-b", endpoint, "-j", "2",
                           "--log-level", "warning", "--module",
@@ -135,6 +157,8 @@ def main():
         client = seppo.Client(endpoint)
         measure("broker, 2 C++ workers, example_module.square", "example_module.square",
                 client.map_parallel)
+        if has_maprate:
+            measure_cpp("C++ client, broker, 2 C++ workers, example_module.square", endpoint, env)
 
         # One-item round trips while the C++ workers are up: both clients, same broker.
         us = []
@@ -172,7 +196,16 @@ def main():
     else:
         print(f"one-item round trip from Python: p50 {py_p50:.0f} us; C++ client p50 "
               f"{cpp_p50:.0f} us ({py_p50 / cpp_p50:.2f}x, goal <= 1.3x)")
-    print("goals (issue 22): >= 1x Pool at 100,000 items, >= 2x at 1,000,000")
+    print("goals (issue 22): >= 1x Pool at 100,000 items, >= 2x at 1,000,000; issue 28: the "
+          "C++ client >= 2.5x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"repeat": args.repeat,
+                       "pool": {str(n): r for n, r in pool_rates.items()},
+                       "rows": [{"scenario": scenario, "items": n, "seppo": ours,
+                                 "pool": pool_rates[n]}
+                                for (scenario, n), ours in seppo_rates.items()],
+                       "roundtrip_p50_us": {"python": py_p50, "cpp": cpp_p50}}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@
 #   bench/scale.sh [BUILD_DIR] [ITEMS] [SIZES...]   # defaults: build-bench, 20000 items,
 #                                                   # 2 200 2000 10000 workers; a few minutes
 #   SCALE_KEEP=FOLDER keeps the callgrind files (callgrind_annotate --inclusive=yes FILE).
+#   SCALE_RESULTS=FILE also writes each size's cost per task there for bench/targets.py, one a
+#   line, tab-separated: n.per_task.WORKERS, the figure, the 2-worker (first size's) figure.
 set -euo pipefail
 
 build=${1:-build-bench}
@@ -57,7 +59,7 @@ for n in "${sizes[@]}"; do
 done
 
 python3 - "$dir" "$items" "$clients" "${sizes[@]}" <<'EOF'
-import re, sys
+import os, re, sys
 folder, items, clients, sizes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 
 def frames(n):
@@ -81,6 +83,10 @@ for n in sizes:
                  costs.get("status", 0), costs.get("metrics_snapshot", 0), costs.get("metrics", 0),
                  costs.get("metrics_full", 0), counts))
 base = rows[0][1]
+if os.environ.get("SCALE_RESULTS"):
+    with open(os.environ["SCALE_RESULTS"], "w") as f:
+        for row in rows:
+            f.write(f"n.per_task.{row[0]}\t{row[1]:.6g}\t{base:.6g}\n")
 print(f"broker core instructions, seppo-sim scale world: {clients} clients, {items} items in "
       f"chunks of 1 (callgrind, inside the core's frames only)")
 print("| workers | per task | vs 2 workers | worker HB | client HB | per tick | STATUS | "

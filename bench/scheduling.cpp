@@ -181,6 +181,7 @@ Row scale(unsigned workers, int items, int ms, std::uint64_t callgrind_tasks,
             std::to_string(2 * callgrind_tasks) + " − " + std::to_string(callgrind_tasks) +
             " tasks)";
   }
+  record(fmt("j.%.0f", workers) + fmt("x%.0fms.efficiency", ms), ideal / r.wall);
   return {"(j) " + std::to_string(items) + " items of " + std::to_string(ms) + " ms, " +
               std::to_string(workers) + " worker connections",
           fmt("%.2f s", r.wall), fmt("ideal %.2f s", ideal), fmt("%.1f%%", 100 * ideal / r.wall),
@@ -198,6 +199,7 @@ Row tiny_then_slow(unsigned workers, int tiny, int slow, int slow_ms) {
   int most = 0;
   for (const auto& [worker, n] : r.per_worker) most = std::max(most, n);
   const int fair = (slow + static_cast<int>(workers) - 1) / static_cast<int>(workers);
+  record("k.best_over_wall", lpt / r.wall);
   return {"(k) " + std::to_string(tiny) + " items of 0 ms, then " + std::to_string(slow) + " of " +
               std::to_string(slow_ms) + " ms, " + std::to_string(workers) + " worker connections",
           fmt("%.3f s", r.wall) + fmt(" (tiny job %.2f s)", fast.wall),
@@ -227,6 +229,7 @@ Row heavy_tail(unsigned workers, int items) {
   const double lpt = lpt_makespan_ms(ms, workers) / 1000;
   const double bound = lower_bound_ms(ms, workers) / 1000;
   const double allowed = std::max(r.busy_us / 1e6 / workers, 0.2);
+  record("l.best_over_wall", lpt / r.wall);
   return {"(l) " + std::to_string(items) + " items, 99% of 1 ms and 1% of 200 ms, " +
               std::to_string(workers) + " worker connections",
           fmt("%.3f s", r.wall), fmt("best %.3f s", lpt) + fmt(", bound %.3f s", bound),

@@ -99,6 +99,7 @@ Row throughput(std::uint64_t items) {
   for (int i = 0; i < 3; ++i) rates.push_back(items / stream_squares(client, items));
   std::sort(rates.begin(), rates.end());
   const double seppo = rates[1];
+  record("a.items_per_s", seppo, base["rate"]);
   return {"(a) " + std::to_string(items) + " squares, 2 workers, adaptive chunks", rate(seppo),
           rate(base["rate"]) + " (batches of 1000)", fmt("%.0f%%", 100 * seppo / base["rate"]),
           "items/s, median of 3"};
@@ -154,6 +155,10 @@ std::vector<Row> unbatched(std::uint64_t items) {
     const double switches =
         static_cast<double>(context_switches(workers.pid()) - switches_before) / (3.0 * items);
     std::sort(rates.begin(), rates.end());
+    record(mode == 0   ? "b.tasks_per_s"
+           : mode == 1 ? "b.tasks_per_s.client_batch_false"
+                       : "b.tasks_per_s.no_batch",
+           rates[1], base["rate"]);
     rows.push_back({"(b) " + std::to_string(items) + " squares, chunk size 1" +
                         (mode == 0   ? ""
                          : mode == 1 ? ", client batch false"
@@ -188,6 +193,8 @@ Row latency(int samples) {
   std::sort(us.begin(), us.end());
   const double p50 = us[us.size() / 2];
   const double p99 = us[us.size() * 99 / 100];
+  record("c.p50_us", p50, base["p50_us"]);
+  record("c.p99_us", p99, base["p99_us"]);
   return {"(c) one-item map_parallel round trip",
           fmt("p50 %.0f µs", p50) + fmt(", p99 %.0f µs", p99),
           fmt("p50 %.0f µs", base["p50_us"]) + fmt(", p99 %.0f µs", base["p99_us"]),
@@ -222,6 +229,7 @@ Row efficiency(int items, int ms) {
   // A sleep of 1 ms takes longer than 1 ms (timer slack, virtualisation): measured against
   // what the sleeps really took, the rest of the shortfall is seppo's.
   const double achievable = busy_us / 1e6 / 2;
+  record("d.efficiency", ideal / wall);
   return {"(d) " + std::to_string(items) + " items of " + std::to_string(ms) + " ms, 2 workers",
           fmt("%.2f s", wall), fmt("ideal %.2f s", ideal), fmt("%.1f%%", 100 * ideal / wall),
           "efficiency = ideal / wall; " +
@@ -243,6 +251,9 @@ Row memory(std::uint64_t items, const std::string& mode) {
   if (child.status != 0) throw std::runtime_error("streaming child failed: " + child.err);
   const std::uint64_t client_kib = std::stoull(child.out);
   const std::uint64_t broker_kib = vm_hwm_kib(cluster.broker().pid());
+  const std::string letter = mode == "run" ? "e" : mode == "imap" ? "g" : "h";
+  record(letter + ".client_mb", client_kib / 1024.0);
+  record(letter + ".broker_mb", broker_kib / 1024.0);
   const std::string what =
       mode == "run"    ? "(e) " + std::to_string(items) + " items streamed (Client::run)"
       : mode == "imap" ? "(g) " + std::to_string(items) + " items through imap, summed in order"
@@ -260,6 +271,7 @@ Row local_memory(std::uint64_t items) {
           std::chrono::minutes(5));
   const double wall = seconds_since(start);
   if (child.status != 0) throw std::runtime_error("local cluster child failed: " + child.err);
+  record("i.program_mb", std::stoull(child.out) / 1024.0);
   return {"(i) LocalCluster of 2: 100000 items by map_parallel, then " + std::to_string(items) +
               " generated through imap, summed",
           fmt("program %.1f MB (broker thread included)", std::stoull(child.out) / 1024.0), "-",
@@ -267,7 +279,7 @@ Row local_memory(std::uint64_t items) {
 }
 
 int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint,
-                 std::size_t chunk_size, bool batch) {
+                 std::size_t chunk_size, bool batch, std::size_t window) {
   std::optional<seppo::LocalCluster> local;
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
@@ -287,6 +299,7 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
   }
   ClientOptions child_options = options(chunk_size);
   child_options.batch = batch;  // (m): false for the pass of one DELIVER per answer (issue 28)
+  if (window > 0) child_options.window = window;  // (o): 1, one task in flight
   Client client = local ? local->client(child_options) : Client(endpoint, child_options);
   std::uint64_t sum = 0;
   // The inputs are generated as they are read: nothing of size `items` exists anywhere.
@@ -325,6 +338,7 @@ Row shell(std::uint64_t lines) {
   const Completed r = run({"/bin/sh", "-c", command}, "", std::chrono::minutes(5));
   const double wall = seconds_since(start);
   if (r.status != 0) throw std::runtime_error("seppo map failed: " + r.err);
+  record("f.lines_per_s", lines / wall, base["rate"]);
   return {"(f) seq 1 " + std::to_string(lines) + " \\| seppo map example_module.square",
           rate(lines / wall), rate(base["rate"]) + " (batches of 1000)",
           fmt("%.0f%%", 100 * lines / wall / base["rate"]), "lines/s"};
@@ -343,11 +357,15 @@ int main(int argc, char** argv) {
   std::size_t child_chunk_size = 0;
   CallgrindOptions callgrind;
   std::uint64_t scale_callgrind_tasks = 1000;
-  app.add_option("--only", only,
-                 "scenarios to run: a b c d e f g h i j k l m, or j2 j20 j200 j200s (default all)");
+  app.add_option(
+      "--only", only,
+      "scenarios to run: a b c d e f g h i j k l m o, or j2 j20 j200 j200s (default all)");
   app.add_flag("--quick", quick, "smaller sizes, for a smoke test");
   app.add_option("--callgrind-tasks", callgrind.tasks,
                  "(m): N, the passes run N and 2N single-item tasks under callgrind")
+      ->capture_default_str();
+  app.add_option("--in-flight-callgrind-tasks", callgrind.in_flight_tasks,
+                 "(o): N, the passes run N and 2N tasks one at a time under callgrind")
       ->capture_default_str();
   app.add_option("--scale-callgrind-tasks", scale_callgrind_tasks,
                  "(j): N for the broker's instructions per task at each size (0: skip)")
@@ -363,9 +381,16 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint", endpoint)->group("");
   bool child_batch = true;
   app.add_option("--client-batch", child_batch)->group("");
+  std::size_t child_window = 0;
+  app.add_option("--client-window", child_window)->group("");
+  std::string results;
+  app.add_option("--results", results,
+                 "also write every figure to this file, one a line: key, seppo, baseline "
+                 "(tab-separated; bench/targets.py reads it)");
   CLI11_PARSE(app, argc, argv);
   if (child_items > 0) {
-    return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch);
+    return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch,
+                        child_window);
   }
   set_client_window(window);
 
@@ -410,6 +435,11 @@ int main(int argc, char** argv) {
       if (quick) callgrind.tasks = std::min<std::uint64_t>(callgrind.tasks, 200);
       for (Row& r : callgrind_rows(callgrind)) rows.push_back(std::move(r));
     }
+    if (want("o")) {
+      if (quick)
+        callgrind.in_flight_tasks = std::min<std::uint64_t>(callgrind.in_flight_tasks, 200);
+      for (Row& r : in_flight_rows(callgrind)) rows.push_back(std::move(r));
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "seppo-bench: %s\n", e.what());
     return 1;
@@ -419,6 +449,16 @@ int main(int argc, char** argv) {
   for (const Row& r : rows) {
     std::printf("| %s | %s | %s | %s | %s |\n", r.scenario.c_str(), r.seppo.c_str(),
                 r.baseline.c_str(), r.ratio.c_str(), r.note.c_str());
+  }
+  if (!results.empty()) {
+    std::ofstream out(results);
+    for (const Figure& f : figures()) {
+      out << f.key << '\t' << fmt("%.6g", f.seppo) << '\t' << fmt("%.6g", f.baseline) << '\n';
+    }
+    if (!out) {
+      std::fprintf(stderr, "seppo-bench: could not write %s\n", results.c_str());
+      return 1;
+    }
   }
   return 0;
 }
