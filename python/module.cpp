@@ -139,7 +139,16 @@ class Batch {
 // The inputs: a Python iterator read in batches, converted to msgpack with the GIL held.
 class Inputs {
  public:
-  explicit Inputs(py::object iterable) : iterator_(py::iter(iterable)) {}
+  // A list, a tuple or a range of 64-bit ints (the usual inputs) is read by position, a range
+  // without making its ints at all; anything else through its iterator.
+  explicit Inputs(py::object iterable) : open_(true) {
+    PyObject* p = iterable.ptr();
+    if (PyList_CheckExact(p) || PyTuple_CheckExact(p)) {
+      sequence_ = std::move(iterable);
+    } else if (!(PyRange_Check(p) && read_range(p))) {
+      iterator_ = py::iter(iterable);
+    }
+  }
   // Pre-converted inputs (submit): no Python is touched afterwards.
   Inputs() = default;
 
@@ -148,6 +157,8 @@ class Inputs {
     while (refill(SIZE_MAX, SIZE_MAX)) {
     }
     iterator_ = py::object();
+    sequence_ = py::object();
+    open_ = false;
   }
 
   // The engine's Next: packs one input. Called with or without the GIL.
@@ -166,7 +177,7 @@ class Inputs {
  private:
   // Replaces the consumed batch by the next one; false at the end. Needs the GIL.
   bool refill(std::size_t max_items, std::size_t max_bytes) {
-    if (done_ || !iterator_) return false;
+    if (done_ || !open_) return false;
     if (max_items != SIZE_MAX) {  // streaming: the previous batch was packed, drop it
       items_.clear();
       pos_ = 0;
@@ -177,7 +188,17 @@ class Inputs {
     std::size_t count = 0;
     try {
       while (count < max_items && bytes < max_bytes) {
-        PyObject* next = PyIter_Next(iterator_.ptr());
+        if (range_) {
+          if (range_left_ == 0) {
+            done_ = true;
+            break;
+          }
+          items_.push_back(range_item());
+          ++read_;
+          ++count;
+          continue;
+        }
+        PyObject* next = next_object();
         if (next == nullptr) {
           if (PyErr_Occurred()) throw py::error_already_set();
           done_ = true;
@@ -197,7 +218,71 @@ class Inputs {
     return count > 0;
   }
 
-  py::object iterator_;
+  // The next item of the list, tuple or iterator (a new reference), or null at its end or on
+  // an error (set). A list is read as its iterator would: by position, its length read anew.
+  PyObject* next_object() {
+    if (!sequence_) return PyIter_Next(iterator_.ptr());
+    PyObject* p = sequence_.ptr();
+    const Py_ssize_t size = PyList_Check(p) ? PyList_GET_SIZE(p) : PyTuple_GET_SIZE(p);
+    if (at_ >= size) return nullptr;
+    PyObject* item = PyList_Check(p) ? PyList_GET_ITEM(p, at_) : PyTuple_GET_ITEM(p, at_);
+    ++at_;
+    Py_INCREF(item);
+    return item;
+  }
+
+  // A range whose bounds and length fit in 64 bits; false (no error set) for any other.
+  bool read_range(PyObject* p) {
+    long long bounds[3] = {};
+    const char* names[3] = {"start", "stop", "step"};
+    for (int i = 0; i < 3; ++i) {
+      PyObject* v = PyObject_GetAttrString(p, names[i]);
+      if (v == nullptr) {
+        PyErr_Clear();
+        return false;
+      }
+      int overflow = 0;
+      bounds[i] = PyLong_AsLongLongAndOverflow(v, &overflow);
+      Py_DECREF(v);
+      if (overflow != 0 || (bounds[i] == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return false;
+      }
+    }
+    const Py_ssize_t length = PyObject_Size(p);
+    if (length < 0) {  // longer than sys.maxsize
+      PyErr_Clear();
+      return false;
+    }
+    range_next_ = bounds[0];
+    range_step_ = bounds[2];
+    range_left_ = static_cast<std::uint64_t>(length);
+    range_ = true;
+    return true;
+  }
+
+  // The range's next value; the one after is computed only if it exists, so within 64 bits.
+  msgpack::object range_item() {
+    msgpack::object out;
+    const long long v = range_next_;
+    if (v < 0) {
+      out.type = msgpack::type::NEGATIVE_INTEGER;
+      out.via.i64 = v;
+    } else {
+      out.type = msgpack::type::POSITIVE_INTEGER;
+      out.via.u64 = static_cast<std::uint64_t>(v);
+    }
+    if (--range_left_ > 0) range_next_ += range_step_;
+    return out;
+  }
+
+  bool open_ = false;    // some input is left to read (not pre-converted)
+  py::object iterator_;  // the input's iterator, when it is not read by position
+  py::object sequence_;  // a list or tuple, read by position
+  Py_ssize_t at_ = 0;
+  bool range_ = false;                         // the input is a range, read by arithmetic
+  long long range_next_ = 0, range_step_ = 0;  // a range's next value and step
+  std::uint64_t range_left_ = 0;               // and how many values are left
   std::vector<msgpack::object> items_;
   std::vector<std::unique_ptr<msgpack::zone>> zones_;
   std::size_t pos_ = 0;

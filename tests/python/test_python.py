@@ -74,6 +74,16 @@ def test_map_parallel_result_list_is_never_seen_half_filled(client):
         i * i for i in range(300)]
 
 
+def test_ranges_lists_and_tuples_read_by_position_give_what_iterating_gives(client):
+    # Read without an iterator (a range without making its ints): the same items, the same
+    # errors, at the edges of 64 bits too.
+    for r in [range(0), range(7, -7, -3), range(-2**63, -2**63 + 3), range(2**63 - 3, 2**63),
+              range(2**63 - 1, -2**63, -2**62), [3, -4, 5.5, "x"], (1, (2, 3))]:
+        assert client.map_parallel("pyfuncs.echo", r) == list(r), r
+    with pytest.raises(TypeError, match="item 1: int 9223372036854775808 does not fit"):
+        client.map_parallel("pyfuncs.echo", range(2**63 - 1, 2**63 + 1))
+
+
 def test_module_level_map_parallel_uses_seppo_broker(cluster):
     lines = seppo.map_parallel("example_module.hello_world", [1, 2, 3, 4, 5])
     assert [HELLO.fullmatch(line).group(2) for line in lines] == [
