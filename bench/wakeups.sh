@@ -1,0 +1,101 @@
+#!/bin/bash
+# A worker's wake-ups per task with one task in flight (issue 28): one-item map_parallel round
+# trips (bench/roundtrip.cpp) against one broker and one seppo-worker -j 1, counting the context
+# switches, voluntary and not, of every thread of the worker's processes (the supervisor and its
+# worker process: /proc/PID/task/TID/status) over the timed round trips, per round trip, with
+# the round trip's p50 and the worker process's threads one by one.
+#
+#   bench/wakeups.sh [BUILD_DIR] [SAMPLES] [ROUNDS] [WORKER_BINARY...]
+#
+# Defaults: build-test, 2000 round trips, 1 round, BUILD_DIR's seppo-worker. With several
+# worker binaries (an old build's copy and the new one, say) each round runs each of them in
+# turn against a fresh broker, so that a shared machine's load falls on all of them alike.
+# Everything runs on ipc:// in a temporary folder.
+set -euo pipefail
+
+build=${1:-build-test}
+samples=${2:-2000}
+rounds=${3:-1}
+shift $(($# < 3 ? $# : 3))
+workers=("$@")
+((${#workers[@]})) || workers=("$build/worker/seppo-worker")
+broker=$build/broker/seppo-broker
+roundtrip=$build/bench/seppo-roundtrip
+module=$build/examples/libexample_module.so
+for program in "$broker" "$roundtrip" "$module" "${workers[@]}"; do
+  [[ -e $program ]] || { echo "wakeups.sh: $program not built (meson compile -C $build)" >&2; exit 2; }
+done
+
+dir=$(mktemp -d /tmp/seppo-wakeups-XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# The pids of PID and its descendants.
+tree() {
+  local pid=$1 child
+  echo "$pid"
+  for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree "$child"; done
+}
+
+# "TID COMM SWITCHES" for every thread of PID's tree.
+switches() {
+  local pid tid
+  for pid in $(tree "$1"); do
+    for tid in /proc/"$pid"/task/*; do
+      awk -v t="${tid##*/}" -v c="$(cat "$tid"/comm 2>/dev/null)" -v p="$pid" \
+        '/^voluntary_ctxt_switches:/ { v = $2 } /^nonvoluntary_ctxt_switches:/ { n = $2 }
+         END { print p "/" t, c, v + 0, n + 0 }' \
+        "$tid"/status 2>/dev/null || true
+    done
+  done
+}
+
+wait_for() {
+  local file=$1 pattern=$2 seconds=$3
+  local deadline=$((SECONDS + seconds))
+  until grep -qE "$pattern" "$file" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      echo "wakeups.sh: no \"$pattern\" in $file after $seconds s:" >&2
+      cat "$file" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+run=0
+for ((round = 1; round <= rounds; ++round)); do
+  for worker in "${workers[@]}"; do
+    run=$((run + 1))
+    endpoint=ipc://$dir/broker-$run
+    "$broker" --bind "$endpoint" --log-level info >"$dir/broker-$run.log" 2>&1 &
+    broker_pid=$!
+    pids+=("$broker_pid")
+    wait_for "$dir/broker-$run.log" "listening" 10
+    "$worker" -j 1 --broker "$endpoint" --module "$module" --log-level info \
+      >"$dir/worker-$run.log" 2>&1 &
+    worker_pid=$!
+    pids+=("$worker_pid")
+    wait_for "$dir/broker-$run.log" "worker .* joined" 20
+    # Warm up (connections, the module's first call) before counting.
+    "$roundtrip" "$endpoint" example_module.square 200 >/dev/null
+    switches "$worker_pid" >"$dir/before"
+    p50=$("$roundtrip" "$endpoint" example_module.square "$samples")
+    switches "$worker_pid" >"$dir/after"
+    # seppo-roundtrip makes samples + 20 round trips (its first 20 untimed).
+    # Fields: pid/tid, then comm, voluntary, non-voluntary before and the same after.
+    per_thread=$(join <(sort "$dir/before") <(sort "$dir/after") |
+      awk -v n=$((samples + 20)) '{ printf "%s %s %.2f+%.2f; ", $1, $2, ($6 - $3) / n, ($7 - $4) / n }')
+    total=$(join <(sort "$dir/before") <(sort "$dir/after") |
+      awk -v n=$((samples + 20)) '{ s += $6 - $3 + $7 - $4 } END { printf "%.2f", s / n }')
+    echo "round $round $worker: p50 ${p50} us, worker processes' context switches per task $total ($per_thread)"
+    kill "$worker_pid" "$broker_pid"
+    wait "$worker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+  done
+done
