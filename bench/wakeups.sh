@@ -10,7 +10,10 @@
 # Defaults: build-test, 2000 round trips, 1 round, BUILD_DIR's seppo-worker. With several
 # worker binaries (an old build's copy and the new one, say) each round runs each of them in
 # turn against a fresh broker, so that a shared machine's load falls on all of them alike.
-# Everything runs on ipc:// in a temporary folder.
+# Each round ends with the raw ZeroMQ relay's worker (bench/zmq_baseline.cpp, --mode latency,
+# one worker, 64-byte echo over loopback TCP): its threads' switches over the whole run (its
+# 1000 warm-up round trips too) per round trip.
+# seppo's processes run on ipc:// in a temporary folder.
 set -euo pipefail
 
 build=${1:-build-test}
@@ -21,8 +24,9 @@ workers=("$@")
 ((${#workers[@]})) || workers=("$build/worker/seppo-worker")
 broker=$build/broker/seppo-broker
 roundtrip=$build/bench/seppo-roundtrip
+baseline=$build/bench/zmq-baseline
 module=$build/examples/libexample_module.so
-for program in "$broker" "$roundtrip" "$module" "${workers[@]}"; do
+for program in "$broker" "$roundtrip" "$baseline" "$module" "${workers[@]}"; do
   [[ -e $program ]] || { echo "wakeups.sh: $program not built (meson compile -C $build)" >&2; exit 2; }
 done
 
@@ -98,4 +102,22 @@ for ((round = 1; round <= rounds; ++round)); do
     wait "$worker_pid" 2>/dev/null || true
     wait "$broker_pid" 2>/dev/null || true
   done
+  # The relay's worker exits with the run: its counters are read until it has gone.
+  "$baseline" --mode latency --workers 1 --samples "$samples" --warmup 1000 --pids \
+    >"$dir/relay.out" 2>&1 &
+  relay_pid=$!
+  pids+=("$relay_pid")
+  wait_for "$dir/relay.out" "pids " 20
+  relay_worker=$(grep -o 'workers=[0-9]*' "$dir/relay.out" | cut -d= -f2)
+  last=
+  while [[ -d /proc/$relay_worker ]]; do
+    now=$(switches "$relay_worker")
+    [[ -n $now ]] && last=$now
+    sleep 0.05
+  done
+  wait "$relay_pid" || true
+  p50=$(grep -o 'p50_us=[0-9.]*' "$dir/relay.out" | cut -d= -f2)
+  echo "round $round relay worker: p50 ${p50} us, context switches per round trip" \
+    "$(awk -v n=$((samples + 1000)) '{ s += $3 + $4 } END { printf "%.2f", s / n }' <<<"$last")" \
+    "($(awk -v n=$((samples + 1000)) '{ printf "%s %s %.2f+%.2f; ", $1, $2, $3 / n, $4 / n }' <<<"$last"))"
 done

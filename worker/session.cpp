@@ -166,12 +166,6 @@ class Session final : SessionCore::Effects {
     // Even then the signals and the monitor are polled: a steady stream of handed-over
     // results must not keep SIGTERM waiting.
     const int ready = ::poll(fds, 4, handed_meanwhile ? 0 : static_cast<int>(wait.count()));
-    lock.lock();
-    const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
-    {
-      std::lock_guard<std::mutex> handoff(handoff_mutex_);
-      waiting_ = false;
-    }
     if (ready < 0) {
       for (pollfd& fd : fds) fd.revents = 0;  // EINTR: a signal, seen through its pipe
     }
@@ -179,9 +173,16 @@ class Session final : SessionCore::Effects {
       std::uint64_t count;
       (void)!::read(fds[1].fd, &count, sizeof count);
     }
-    // The main thread is back from its task (run_inline): the socket is its again.
+    lock.lock();
+    // The main thread is back from its task (run_inline): the socket, and what the loop
+    // shares with the executor's thread (polled_, waiting_), are its again.
     if (standing_in && !inline_running_) return false;
     may_inline_ = !standing_in;
+    const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
+    {
+      std::lock_guard<std::mutex> handoff(handoff_mutex_);
+      waiting_ = false;
+    }
     // Before the timers: a task that finished is not one that runs long (its waiting ones
     // are not returned).
     take_handed();
