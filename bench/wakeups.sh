@@ -43,17 +43,20 @@ trap cleanup EXIT
 tree() {
   local pid=$1 child
   echo "$pid"
+  # shellcheck disable=SC2013  # the file holds pids separated by spaces
   for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree "$child"; done
 }
 
-# "TID COMM SWITCHES" for every thread of PID's tree.
+# "PID/TID COMM VOLUNTARY NONVOLUNTARY CPU_NS" for every thread of PID's tree (the time on a CPU
+# is the first field of /proc/PID/task/TID/schedstat).
 switches() {
   local pid tid
   for pid in $(tree "$1"); do
     for tid in /proc/"$pid"/task/*; do
       awk -v t="${tid##*/}" -v c="$(cat "$tid"/comm 2>/dev/null)" -v p="$pid" \
+        -v ns="$(cut -d' ' -f1 "$tid"/schedstat 2>/dev/null)" \
         '/^voluntary_ctxt_switches:/ { v = $2 } /^nonvoluntary_ctxt_switches:/ { n = $2 }
-         END { print p "/" t, c, v + 0, n + 0 }' \
+         END { print p "/" t, c, v + 0, n + 0, ns + 0 }' \
         "$tid"/status 2>/dev/null || true
     done
   done
@@ -92,12 +95,15 @@ for ((round = 1; round <= rounds; ++round)); do
     p50=$("$roundtrip" "$endpoint" example_module.square "$samples")
     switches "$worker_pid" >"$dir/after"
     # seppo-roundtrip makes samples + 20 round trips (its first 20 untimed).
-    # Fields: pid/tid, then comm, voluntary, non-voluntary before and the same after.
-    per_thread=$(join <(sort "$dir/before") <(sort "$dir/after") |
-      awk -v n=$((samples + 20)) '{ printf "%s %s %.2f+%.2f; ", $1, $2, ($6 - $3) / n, ($7 - $4) / n }')
-    total=$(join <(sort "$dir/before") <(sort "$dir/after") |
-      awk -v n=$((samples + 20)) '{ s += $6 - $3 + $7 - $4 } END { printf "%.2f", s / n }')
-    echo "round $round $worker: p50 ${p50} us, worker processes' context switches per task $total ($per_thread)"
+    # Fields: pid/tid, then comm, voluntary, non-voluntary, CPU before and the same after.
+    join <(sort "$dir/before") <(sort "$dir/after") >"$dir/both"
+    per_thread=$(awk -v n=$((samples + 20)) \
+      '{ printf "%s %s %.2f+%.2f; ", $1, $2, ($7 - $3) / n, ($8 - $4) / n }' "$dir/both")
+    total=$(awk -v n=$((samples + 20)) '{ s += $7 - $3 + $8 - $4 } END { printf "%.2f", s / n }' \
+      "$dir/both")
+    cpu=$(awk -v n=$((samples + 20)) '{ s += $9 - $5 } END { printf "%.1f", s / 1e3 / n }' \
+      "$dir/both")
+    echo "round $round $worker: p50 ${p50} us, worker processes' CPU ${cpu} us and context switches $total per task ($per_thread)"
     kill "$worker_pid" "$broker_pid"
     wait "$worker_pid" 2>/dev/null || true
     wait "$broker_pid" 2>/dev/null || true
@@ -109,15 +115,21 @@ for ((round = 1; round <= rounds; ++round)); do
   pids+=("$relay_pid")
   wait_for "$dir/relay.out" "pids " 20
   relay_worker=$(grep -o 'workers=[0-9]*' "$dir/relay.out" | cut -d= -f2)
-  last=
+  : >"$dir/relay.samples"
   while [[ -d /proc/$relay_worker ]]; do
-    now=$(switches "$relay_worker")
-    [[ -n $now ]] && last=$now
+    switches "$relay_worker" >>"$dir/relay.samples" || true
     sleep 0.05
   done
   wait "$relay_pid" || true
+  # Each thread's last figures (its threads end one by one as it stops).
+  awk '{ c[$1] = $2; v[$1] = $3; n[$1] = $4; ns[$1] = $5 }
+       END { for (t in c) print t, c[t], v[t], n[t], ns[t] }' \
+    "$dir/relay.samples" >"$dir/relay.last"
   p50=$(grep -o 'p50_us=[0-9.]*' "$dir/relay.out" | cut -d= -f2)
-  echo "round $round relay worker: p50 ${p50} us, context switches per round trip" \
-    "$(awk -v n=$((samples + 1000)) '{ s += $3 + $4 } END { printf "%.2f", s / n }' <<<"$last")" \
-    "($(awk -v n=$((samples + 1000)) '{ printf "%s %s %.2f+%.2f; ", $1, $2, $3 / n, $4 / n }' <<<"$last"))"
+  echo "round $round relay worker: p50 ${p50} us, CPU" \
+    "$(awk -v n=$((samples + 1000)) '{ s += $5 } END { printf "%.1f", s / 1e3 / n }' "$dir/relay.last") us" \
+    "and context switches" \
+    "$(awk -v n=$((samples + 1000)) '{ s += $3 + $4 } END { printf "%.2f", s / n }' "$dir/relay.last")" \
+    "per round trip" \
+    "($(awk -v n=$((samples + 1000)) '{ printf "%s %s %.2f+%.2f; ", $1, $2, $3 / n, $4 / n }' "$dir/relay.last"))"
 done
