@@ -121,11 +121,17 @@ for ((round = 1; round <= rounds; ++round)); do
     sleep 0.05
   done
   wait "$relay_pid" || true
-  # Each thread's last figures (its threads end one by one as it stops).
-  awk '{ c[$1] = $2; v[$1] = $3; n[$1] = $4; ns[$1] = $5 }
-       END { for (t in c) print t, c[t], v[t], n[t], ns[t] }' \
+  # Each thread's highest figures (its threads end one by one as it stops, and an exiting
+  # thread's may read as zero).
+  awk '{ c[$1] = $2; if ($3 > v[$1]) v[$1] = $3; if ($4 > n[$1]) n[$1] = $4
+         if ($5 > ns[$1]) ns[$1] = $5 }
+       END { for (t in c) print t, c[t], v[t] + 0, n[t] + 0, ns[t] + 0 }' \
     "$dir/relay.samples" >"$dir/relay.last"
-  p50=$(grep -o 'p50_us=[0-9.]*' "$dir/relay.out" | cut -d= -f2)
+  p50=$(grep -o 'p50_us=[0-9.]*' "$dir/relay.out" | cut -d= -f2 || true)
+  if [[ -z $p50 ]]; then
+    echo "round $round relay worker: the run failed:" "$(cat "$dir/relay.out")"
+    continue
+  fi
   echo "round $round relay worker: p50 ${p50} us, CPU" \
     "$(awk -v n=$((samples + 1000)) '{ s += $5 } END { printf "%.1f", s / 1e3 / n }' "$dir/relay.last") us" \
     "and context switches" \
