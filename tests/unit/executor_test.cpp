@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -128,4 +129,66 @@ TEST_CASE("the executor's callback may submit the next chunk itself") {
   REQUIRE(collected.wait_for(3));
   std::lock_guard<std::mutex> lock(collected.mutex);
   CHECK(collected.outcomes[2].output.str() == "3");
+}
+
+// Issue 28: a lone chunk runs on the caller's thread (the socket loop's); once it has run for
+// stand_in_after the executor's idle thread is called to stand in for the caller, and what is
+// submitted meanwhile waits for the chunk. A running chunk is cancelled as a queued one is.
+TEST_CASE("run_here runs a chunk on the caller's thread; a long one calls stand_in on the other") {
+  Functions functions;
+  functions.open = false;
+  Collected collected;
+  Executor* self = nullptr;
+  std::thread::id stood_in;
+  bool cannot_stop = false;
+  Executor executor(
+      functions.list, collected.callback(),
+      [&] {
+        stood_in = std::this_thread::get_id();
+        cannot_stop = self->cancel(1, true);  // a module's function: the process must go
+        self->submit(2, 0, Bytes(std::string("b")));
+        {
+          std::lock_guard<std::mutex> lock(functions.mutex);
+          functions.open = true;
+        }
+        functions.changed.notify_all();
+      },
+      1ms);
+  self = &executor;
+  const std::optional<Executor::Outcome> here = executor.run_here(1, 0, Bytes(std::string("wait")));
+  REQUIRE(here);
+  CHECK(here->sequence == 1);
+  CHECK(here->status == Executor::Status::Ok);
+  CHECK(here->output.str() == "wait");
+  CHECK(cannot_stop);
+  REQUIRE(collected.wait_for(1));
+  std::lock_guard<std::mutex> lock(collected.mutex);
+  CHECK(collected.outcomes[0].sequence == 2);
+  CHECK(collected.threads[0] == stood_in);
+  CHECK(stood_in != std::this_thread::get_id());
+  std::lock_guard<std::mutex> ran(functions.mutex);
+  CHECK(functions.ran == std::vector<std::string>{"wait", "b"});
+}
+
+TEST_CASE("run_here queues the chunk when the executor's thread runs one") {
+  Functions functions;
+  functions.open = false;
+  Collected collected;
+  Executor executor(functions.list, collected.callback());
+  executor.submit(1, 0, Bytes(std::string("wait")));
+  {
+    std::unique_lock<std::mutex> lock(functions.mutex);
+    REQUIRE(functions.changed.wait_for(lock, 10s, [&] { return functions.entered == 1; }));
+  }
+  CHECK_FALSE(executor.run_here(2, 0, Bytes(std::string("b"))));
+  {
+    std::lock_guard<std::mutex> lock(functions.mutex);
+    functions.open = true;
+  }
+  functions.changed.notify_all();
+  REQUIRE(collected.wait_for(2));
+  std::lock_guard<std::mutex> lock(collected.mutex);
+  CHECK(collected.outcomes[0].sequence == 1);
+  CHECK(collected.outcomes[1].sequence == 2);
+  CHECK(collected.outcomes[1].output.str() == "b");
 }
