@@ -5,7 +5,9 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <exception>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -73,8 +75,9 @@ void Executor::submit(std::uint64_t sequence, std::uint32_t function_index, Byte
   if (sleeping) wake(wake_fd_);
 }
 
-std::optional<Executor::Outcome> Executor::run_here(std::uint64_t sequence,
-                                                    std::uint32_t function_index, Bytes payload) {
+std::optional<Executor::Outcome> Executor::run_here(
+    std::uint64_t sequence, std::uint32_t function_index, Bytes payload,
+    std::optional<std::chrono::microseconds> after) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (!queued_.empty() || running_ != 0 || busy_ || here_) {
     lock.unlock();
@@ -82,17 +85,28 @@ std::optional<Executor::Outcome> Executor::run_here(std::uint64_t sequence,
     return std::nullopt;
   }
   here_ = true;
+  // However run_here leaves (execute does not throw, but a guard costs nothing): the timer
+  // disarmed, here_ cleared under the lock, and the executor's thread woken for what was
+  // queued meanwhile (by the executor's thread standing in for the caller): its turn now.
+  struct Leave {
+    Executor& executor;
+    std::unique_lock<std::mutex>& lock;
+    ~Leave() {
+      if (executor.stand_in_) set_timer(executor.timer_fd_, std::chrono::microseconds(0));
+      if (!lock.owns_lock()) lock.lock();
+      executor.here_ = false;
+      const bool sleeping = executor.sleeping_ && !executor.queued_.empty();
+      if (sleeping) executor.sleeping_ = false;
+      lock.unlock();
+      if (sleeping) executor.wake(executor.wake_fd_);
+    }
+  } leave{*this, lock};
   Queued task{sequence, function_index, std::move(payload)};
-  if (stand_in_) set_timer(timer_fd_, stand_in_after_);
-  Outcome outcome = execute(task, lock);
-  if (stand_in_) set_timer(timer_fd_, std::chrono::microseconds(0));
-  here_ = false;
-  // Queued meanwhile (by the executor's thread standing in for the caller): its turn now.
-  const bool sleeping = sleeping_ && !queued_.empty();
-  if (sleeping) sleeping_ = false;
-  lock.unlock();
-  if (sleeping) wake(wake_fd_);
-  return outcome;
+  // A zero delay would disarm the timer: a deadline already due calls stand_in at once.
+  if (stand_in_) {
+    set_timer(timer_fd_, std::max(after.value_or(stand_in_after_), std::chrono::microseconds(1)));
+  }
+  return execute(task, lock);
 }
 
 std::atomic<bool>& Executor::abandon_flag() {
@@ -126,8 +140,18 @@ Executor::Outcome Executor::execute(Queued& task, std::unique_lock<std::mutex>& 
   std::string output;
   seppo_sink sink{&output, append};
   const auto started = std::chrono::steady_clock::now();
-  const int status =
-      functions_.at(task.function_index).invoke(task.payload.data(), task.payload.size(), &sink);
+  int status = 1;
+  // A function that throws fails its chunk, as one that returns non-zero does, with the
+  // exception's message: it must not unwind through the executor's thread (std::terminate) nor
+  // through the socket loop's, which runs a lone chunk (run_here) with the executor's state set.
+  try {
+    status =
+        functions_.at(task.function_index).invoke(task.payload.data(), task.payload.size(), &sink);
+  } catch (const std::exception& e) {
+    output = std::string("the function threw an exception: ") + e.what();
+  } catch (...) {
+    output = "the function threw an exception that is not a std::exception";
+  }
   outcome.elapsed_us =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                      std::chrono::steady_clock::now() - started)

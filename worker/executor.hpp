@@ -61,8 +61,15 @@ class Executor {
   // Runs a chunk on the calling thread and returns its outcome, when nothing is queued or runs
   // (the executor's thread starts nothing meanwhile, and the chunk is cancelled, skipped and
   // abandoned as a queued one is); otherwise queues it as submit() does and returns nothing.
-  std::optional<Outcome> run_here(std::uint64_t sequence, std::uint32_t function_index,
-                                  Bytes payload);
+  // `stand_in_after`, when given, replaces the constructor's for this chunk (the caller's next
+  // deadline may be nearer). A function that throws fails the chunk (execute), here as on the
+  // executor's thread.
+  std::optional<Outcome> run_here(
+      std::uint64_t sequence, std::uint32_t function_index, Bytes payload,
+      std::optional<std::chrono::microseconds> stand_in_after = std::nullopt);
+
+  // The constructor's stand_in_after.
+  std::chrono::microseconds stand_in_after() const { return stand_in_after_; }
 
   // Chunks with a sequence number up to this one that have not started are skipped, not run:
   // how a stopping worker hands back its queue, and a reset one forgets it.

@@ -11,8 +11,10 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <exception>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <system_error>
 #include <utility>
 
@@ -84,9 +86,11 @@ class Session final : SessionCore::Effects {
     if (wake_.fd < 0 || kick_.fd < 0) {
       throw std::system_error(errno, std::generic_category(), "eventfd");
     }
-    // A --command's task runs in a process of its own (its start takes milliseconds) and may
-    // be stopped: it always goes to the executor's thread.
-    for (const Function& f : functions) in_process_.push_back(!f.interruptible);
+    // Only a C++ module's function may run on this thread (Function::inline_ok): a --command's
+    // task runs in a process of its own (its start takes milliseconds), and a --python
+    // function stays on the executor's thread, always the same Python thread. --no-inline
+    // keeps every task on the executor's thread.
+    for (const Function& f : functions) inline_ok_.push_back(f.inline_ok && !options.no_inline);
   }
 
   ~Session() {
@@ -99,8 +103,23 @@ class Session final : SessionCore::Effects {
 
   int run() {
     SignalPipe signals({SIGINT, SIGTERM});
-    signals_ = &signals;
     std::unique_lock<std::mutex> lock(mutex_);
+    signals_ = &signals;
+    // However run() leaves (an exception from the socket, or from the executor's thread
+    // standing in, rethrown here): the executor's thread stops standing in for this one, and
+    // signals_ is cleared under the lock, before the signal pipe goes.
+    struct Leave {
+      Session& session;
+      std::unique_lock<std::mutex>& lock;
+      ~Leave() {
+        if (!lock.owns_lock()) lock.lock();
+        session.may_inline_ = false;
+        session.inline_.reset();
+        if (session.standing_in_) notify(session.kick_.fd);
+        session.left_.wait(lock, [this] { return !session.standing_in_; });
+        session.signals_ = nullptr;
+      }
+    } leave{*this, lock};
     connect();
     may_inline_ = true;
     while (turn(lock, false)) {
@@ -114,7 +133,6 @@ class Session final : SessionCore::Effects {
     monitor_.reset();
     socket_.reset();
     closed_ = true;
-    signals_ = nullptr;
     return forbidden ? kExitForbidden : 0;
   }
 
@@ -206,7 +224,8 @@ class Session final : SessionCore::Effects {
   // A lone task runs on the socket loop's thread (issue 28): the TASK's wake-up of this thread
   // is then the task's only one, as in a worker with no executor, where a hand-off to the
   // executor's thread woke that thread and then this one again for its result. Should it run
-  // longer than the executor's stand_in_after (5 ms), the executor's thread, idle meanwhile,
+  // longer than the executor's stand_in_after (5 ms), or past the loop's next deadline
+  // should that come sooner, the executor's thread, idle meanwhile,
   // keeps the socket loop going (stand_in): heartbeats, CANCEL (a running module function is
   // abandoned as ever), more TASKs (queued for after it), signals.
   void run_inline(std::unique_lock<std::mutex>& lock) {
@@ -214,29 +233,58 @@ class Session final : SessionCore::Effects {
     inline_.reset();
     inline_running_ = true;
     may_inline_ = false;
-    lock.unlock();  // the socket is the executor thread's to use should it stand in
-    std::optional<Executor::Outcome> outcome =
-        executor_.run_here(start.sequence, start.function_index, std::move(start.payload));
-    lock.lock();
-    inline_running_ = false;
-    may_inline_ = true;
-    if (standing_in_) notify(kick_.fd);  // it leaves the socket alone from its next look
+    // The stand-in starts no later than the next deadline (a heartbeat due sooner than
+    // stand_in_after must not wait for it).
+    const auto now = Clock::now();
+    stand_in_after_ = std::clamp(
+        std::chrono::duration_cast<std::chrono::microseconds>(core_.next_deadline(now) - now),
+        std::chrono::microseconds(0), executor_.stand_in_after());
+    const std::chrono::microseconds after = stand_in_after_;
+    std::optional<Executor::Outcome> outcome;
+    {
+      // However the task ends (Executor::execute turns a function's exception into a failed
+      // outcome, but a guard costs nothing): the socket is this thread's again, and the
+      // executor's thread, standing in, is told to leave it.
+      struct Back {
+        Session& session;
+        std::unique_lock<std::mutex>& lock;
+        ~Back() {
+          if (!lock.owns_lock()) lock.lock();
+          session.inline_running_ = false;
+          session.may_inline_ = true;
+          if (session.standing_in_) notify(session.kick_.fd);  // it leaves from its next look
+        }
+      } back{*this, lock};
+      lock.unlock();  // the socket is the executor thread's to use should it stand in
+      outcome =
+          executor_.run_here(start.sequence, start.function_index, std::move(start.payload), after);
+    }
+    // The executor's thread, standing in, failed (a ZeroMQ error): this thread fails as it
+    // would have had the error been its own.
+    if (stand_in_error_) std::rethrow_exception(std::exchange(stand_in_error_, nullptr));
     if (outcome) on_finished(std::move(*outcome));
   }
 
   // On the executor's thread: the task run_inline started has run for stand_in_after. The
   // socket moves to this thread under mutex_ (a full memory barrier, as ZeroMQ requires) and
   // back when the main thread, its task done, takes mutex_ again (turn() then returns false).
+  // An exception (from ZeroMQ) must not end the process here (std::terminate): it is kept for
+  // the main thread, which throws it once its task ends.
   void stand_in() {
     std::unique_lock<std::mutex> lock(mutex_);
     if (!inline_running_ || closed_ || signals_ == nullptr) return;
     standing_in_ = true;
-    log::debug(
-        "a task runs on the socket loop's thread past 5 ms: the executor's thread keeps "
-        "the connection until it ends");
+    log::debug("a task runs on the socket loop's thread past " +
+               std::to_string(stand_in_after_.count()) +
+               " us: the executor's thread keeps the connection until it ends");
     std::uint64_t count;
     (void)!::read(kick_.fd, &count, sizeof count);  // a kick for an earlier stand-in
-    while (turn(lock, true)) {
+    try {
+      while (turn(lock, true)) {
+      }
+    } catch (...) {
+      if (!lock.owns_lock()) lock.lock();
+      stand_in_error_ = std::current_exception();
     }
     standing_in_ = false;
     lock.unlock();
@@ -254,7 +302,7 @@ class Session final : SessionCore::Effects {
     // The only task held (none runs or waits in the executor), of a function that runs in
     // this process, and come to the main thread's own loop: it runs there once all that
     // arrived is read (turn()). Another task, a CANCEL or a skip before then queues it.
-    if (may_inline_ && core_.held() == 1 && in_process_.at(start.function_index)) {
+    if (may_inline_ && core_.held() == 1 && inline_ok_.at(start.function_index)) {
       inline_ = std::move(start);
       return;
     }
@@ -484,10 +532,12 @@ class Session final : SessionCore::Effects {
   std::optional<SessionCore::Start> inline_;
   bool inline_running_ = false;
   bool standing_in_ = false;
-  std::condition_variable left_;  // standing_in_ became false
+  std::chrono::microseconds stand_in_after_{0};  // for the task run_inline runs
+  std::exception_ptr stand_in_error_;            // what ended a stand-in, for the main thread
+  std::condition_variable left_;                 // standing_in_ became false
   // mutex_ is held by the main thread in its own loop (run()): start() may keep a task for it.
   bool may_inline_ = false;
-  std::vector<bool> in_process_;     // by function index: may run on the main thread
+  std::vector<bool> inline_ok_;      // by function index: may run on the main thread
   std::vector<wire::Outgoing> out_;  // carry_out's, kept for its capacity
   const pid_t parent_ = ::getppid();
   bool parent_gone_ = false;               // told the core
