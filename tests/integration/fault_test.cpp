@@ -314,6 +314,22 @@ TEST_CASE("a lone task longer than the liveness runs on the loop's thread; the w
   CHECK(map.result.get() == std::vector<std::int64_t>{800});
 }
 
+// --no-inline: the lone task goes to the executor's thread as any other, so no thread stands in
+// for the loop; the task still runs past the liveness without the worker losing its broker.
+TEST_CASE("with --no-inline a lone task runs on the executor's thread") {
+  Cluster cluster;
+  Process& worker = cluster.add_worker(1, {"--log-level", "debug", "--no-inline"});
+  REQUIRE(cluster.wait_for_workers(1));
+  Client client = cluster.client();
+  CHECK(client.map_parallel<std::int64_t>("example_module.sleep_ms",
+                                          std::vector<std::int64_t>{600}) ==
+        std::vector<std::int64_t>{600});
+  const std::string log = worker.output();
+  CHECK_MESSAGE(log.find("the executor's thread keeps the connection") == std::string::npos, log);
+  CHECK_MESSAGE(log.find("reconnecting") == std::string::npos, log);
+  CHECK(cluster.worker_count() == 1u);
+}
+
 // Issue 12's chaos round: worker processes SIGKILLed at a steady pace while a job runs, and the
 // broker killed and restarted halfway. Every item must come back exactly once, in order, with
 // its own value. SEPPO_CHAOS_ITEMS and SEPPO_CHAOS_KILL_MS scale it up by hand (20,000 items at
