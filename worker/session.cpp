@@ -236,9 +236,12 @@ class Session final : SessionCore::Effects {
     // The stand-in starts no later than the next deadline (a heartbeat due sooner than
     // stand_in_after must not wait for it).
     const auto now = Clock::now();
-    stand_in_after_ = std::clamp(
-        std::chrono::duration_cast<std::chrono::microseconds>(core_.next_deadline(now) - now),
-        std::chrono::microseconds(0), executor_.stand_in_after());
+    const auto deadline = core_.next_deadline(now);  // TimePoint::min() once ending: no sums
+    stand_in_after_ =
+        deadline <= now
+            ? std::chrono::microseconds(0)
+            : std::min(std::chrono::duration_cast<std::chrono::microseconds>(deadline - now),
+                       executor_.stand_in_after());
     const std::chrono::microseconds after = stand_in_after_;
     std::optional<Executor::Outcome> outcome;
     {
