@@ -85,6 +85,7 @@ bool detail::register_local_module(const char* module, const seppo_function_v1* 
       m.functions.push_back(worker::Function{m.name + "." + functions[i].name,
                                              functions[i].signature ? functions[i].signature : "",
                                              functions[i].call_chunk});
+      m.functions.back().inline_ok = true;  // a C++ module's: may run on the loop's thread
     }
     local::Registry& r = local::registry();
     std::lock_guard lock(r.mutex);

@@ -162,6 +162,10 @@ int main(int argc, char** argv) {
                "take one task per message and send one result per message, as workers before "
                "0.1.0 did (the protocol feature \"batch\" is not announced); for comparisons "
                "and tests of older workers");
+  app.add_flag("--no-inline", session.no_inline,
+               "run every task on each process' executor thread: by default a lone task of a "
+               "C++ module function runs on the process' main thread (fewer wake-ups), so a "
+               "module's thread_local state and per-thread pools (OpenMP) may exist twice");
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "heartbeat interval until the broker announces its own")
       ->capture_default_str()

@@ -23,8 +23,8 @@ std::vector<Function> load_module(const std::string& path) {
   }
   auto entry = reinterpret_cast<seppo_module_entry>(::dlsym(handle, SEPPO_MODULE_ENTRY));
   if (entry == nullptr) {
-    throw std::runtime_error(path + " is not a seppo module (it exports no " +
-                             SEPPO_MODULE_ENTRY + "; see SEPPO_MODULE in seppo/module.hpp)");
+    throw std::runtime_error(path + " is not a seppo module (it exports no " + SEPPO_MODULE_ENTRY +
+                             "; see SEPPO_MODULE in seppo/module.hpp)");
   }
   const seppo_module_v1* module = entry();
   if (module == nullptr || module->abi_version != SEPPO_MODULE_ABI_VERSION) {
@@ -42,6 +42,7 @@ std::vector<Function> load_module(const std::string& path) {
       throw std::runtime_error(path + ": function " + std::to_string(i) + " has no name or code");
     }
     functions.push_back(Function{prefix + f.name, f.signature ? f.signature : "", f.call_chunk});
+    functions.back().inline_ok = true;  // a C++ module's: may run on the socket loop's thread
   }
   // The handle is kept open for the life of the process: the functions point into it.
   return functions;

@@ -20,6 +20,11 @@ struct Function {
   // True when the function stops soon after Executor::abandon_flag() is set (a --command: its
   // process group is killed); a module function cannot be stopped inside its process.
   bool interruptible = false;
+  // True only for a C++ module's function: it may run on the socket loop's thread as well as on
+  // the executor's (a lone task, worker/session.cpp). A --command runs in a process of its own
+  // and goes to the executor's thread; a --python function stays on the executor's thread, so
+  // that it always runs on the same Python thread whatever the load.
+  bool inline_ok = false;
 
   int invoke(const char* input, std::size_t size, seppo_sink* output) const {
     return call ? call(input, size, output) : call_chunk(input, size, output);

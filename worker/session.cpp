@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
+#include <exception>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <system_error>
 #include <utility>
 
@@ -69,15 +72,25 @@ auto retry_eintr(Call&& call) -> decltype(call()) {
 // feed it a finished task itself, under the same lock, and send its result: the loop holds
 // the lock except while it waits, so the socket is used by one thread at a time (ZeroMQ
 // allows a socket to change threads across a full memory barrier, which the lock is).
+// A lone task runs on the loop's own thread, the executor's thread standing in for the loop
+// should it run long (run_inline, stand_in): the same lock hands the socket over.
 class Session final : SessionCore::Effects {
  public:
   Session(const SessionOptions& options, const std::vector<Function>& functions)
       : options_(options),
         core_(options, identity(), names(functions), Clock::now(), log::write),
-        executor_(functions,
-                  [this](Executor::Outcome&& outcome) { finished(std::move(outcome)); }) {
+        executor_(
+            functions, [this](Executor::Outcome&& outcome) { finished(std::move(outcome)); },
+            [this] { stand_in(); }) {
     identity_ = random_routing_id('W');
-    if (wake_.fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    if (wake_.fd < 0 || kick_.fd < 0) {
+      throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    // Only a C++ module's function may run on this thread (Function::inline_ok): a --command's
+    // task runs in a process of its own (its start takes milliseconds), and a --python
+    // function stays on the executor's thread, always the same Python thread. --no-inline
+    // keeps every task on the executor's thread.
+    for (const Function& f : functions) inline_ok_.push_back(f.inline_ok && !options.no_inline);
   }
 
   ~Session() {
@@ -91,67 +104,30 @@ class Session final : SessionCore::Effects {
   int run() {
     SignalPipe signals({SIGINT, SIGTERM});
     std::unique_lock<std::mutex> lock(mutex_);
+    signals_ = &signals;
+    // However run() leaves (an exception from the socket, or from the executor's thread
+    // standing in, rethrown here): the executor's thread stops standing in for this one, and
+    // signals_ is cleared under the lock, before the signal pipe goes.
+    struct Leave {
+      Session& session;
+      std::unique_lock<std::mutex>& lock;
+      ~Leave() {
+        if (!lock.owns_lock()) lock.lock();
+        session.may_inline_ = false;
+        session.inline_.reset();
+        if (session.standing_in_) notify(session.kick_.fd);
+        session.left_.wait(lock, [this] { return !session.standing_in_; });
+        session.signals_ = nullptr;
+      }
+    } leave{*this, lock};
     connect();
-    while (true) {
-      take_handed();
-      carry_out();
-      // The sockets' ZMQ_FDs only say "something changed": they are polled raw below (a
-      // zmq_poll costs a dozen syscalls for three sockets), and only once the last operation
-      // on the broker's socket was a receive that found nothing, after which a new message
-      // makes its fd readable again. A send may take that signal: read until nothing is left.
-      if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
-      if (core_.ending() != SessionCore::Ending::Running) break;
-      if (monitor_pending_) check_handshake();  // a new monitor: its fd may have fired
-      pollfd fds[4] = {{socket_fd_, POLLIN, 0},
-                       {wake_.fd, POLLIN, 0},
-                       {signals.fd(), POLLIN, 0},
-                       {monitor_fd_, POLLIN, 0}};
-      const auto now = Clock::now();
-      const auto deadline = std::min(core_.next_deadline(now), now + core_.heartbeat());
-      const auto wait = std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - now),
-                                 std::chrono::milliseconds(0));
-      bool handed_meanwhile = false;  // since take_handed() above: look, but do not wait
-      {
-        std::lock_guard<std::mutex> handoff(handoff_mutex_);
-        handed_meanwhile = !handed_.empty();
-        waiting_ = !handed_meanwhile;
-      }
-      polled_ = Polled{deadline, connections_};
-      lock.unlock();
-      // Even then the signals and the monitor are polled: a steady stream of handed-over
-      // results must not keep SIGTERM waiting.
-      const int ready = ::poll(fds, 4, handed_meanwhile ? 0 : static_cast<int>(wait.count()));
-      lock.lock();
-      const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
-      {
-        std::lock_guard<std::mutex> handoff(handoff_mutex_);
-        waiting_ = false;
-      }
-      if (ready < 0) {
-        for (pollfd& fd : fds) fd.revents = 0;  // EINTR: a signal, seen through its pipe
-      }
-      if (fds[1].revents & POLLIN) {
-        std::uint64_t count;
-        (void)!::read(wake_.fd, &count, sizeof count);
-      }
-      // Before the timers: a task that finished is not one that runs long (its waiting ones
-      // are not returned).
-      take_handed();
-      if (connections_ != polled->connections) continue;  // the executor's thread reconnected
-      if (fds[3].revents & POLLIN) check_handshake();
-      if (fds[2].revents & POLLIN) {
-        signals.take();
-        core_.on_stop(Clock::now());
-      }
-      if (fds[0].revents & POLLIN) receive();
-      // A stopping worker's supervisor may be gone (it was killed, and the kernel sent this
-      // process SIGTERM): the core then gives the running task its grace, and leaves.
-      if (core_.leaving() && !parent_gone_ && ::getppid() != parent_) {
-        parent_gone_ = true;
-        core_.on_parent_gone(Clock::now());
-      }
-      core_.on_tick(Clock::now());
+    may_inline_ = true;
+    while (turn(lock, false)) {
     }
+    may_inline_ = false;
+    // The executor's thread may still stand in for this one (a task run here ended as the
+    // session did): it leaves at its next look, before the socket and the signals go.
+    left_.wait(lock, [this] { return !standing_in_; });
     const bool forbidden = core_.ending() == SessionCore::Ending::Forbidden;
     socket_->set(zmq::sockopt::linger, forbidden ? 0 : 1000);  // let BYE through, never hang
     monitor_.reset();
@@ -166,19 +142,184 @@ class Session final : SessionCore::Effects {
   void carry_out() {
     core_.carry_out(*this, out_);
     if (core_.ending() == SessionCore::Ending::Abandoned) abandon_process();
-    if (!out_.empty()) drained_ = false;  // see run()
+    if (!out_.empty()) drained_ = false;  // see turn()
     for (const wire::Outgoing& out : out_) send(out);
     out_.clear();
   }
 
+  // One turn of the socket loop, with `lock` held: on this process's main thread (run), or on
+  // the executor's thread standing in for it while the main thread runs a task (stand_in).
+  // False when the loop ends there: the session ended, or, standing in, the task ended.
+  bool turn(std::unique_lock<std::mutex>& lock, bool standing_in) {
+    take_handed();
+    carry_out();
+    // The sockets' ZMQ_FDs only say "something changed": they are polled raw below (a
+    // zmq_poll costs a dozen syscalls for three sockets), and only once the last operation
+    // on the broker's socket was a receive that found nothing, after which a new message
+    // makes its fd readable again. A send may take that signal: read until nothing is left.
+    if (!drained_ && core_.ending() == SessionCore::Ending::Running) receive();
+    if (core_.ending() != SessionCore::Ending::Running) return false;
+    if (inline_) {  // a lone task, with all that arrived read: it runs here (start())
+      run_inline(lock);
+      return true;
+    }
+    if (monitor_pending_) check_handshake();  // a new monitor: its fd may have fired
+    pollfd fds[4] = {{socket_fd_, POLLIN, 0},
+                     {standing_in ? kick_.fd : wake_.fd, POLLIN, 0},
+                     {signals_->fd(), POLLIN, 0},
+                     {monitor_fd_, POLLIN, 0}};
+    const auto now = Clock::now();
+    const auto deadline = std::min(core_.next_deadline(now), now + core_.heartbeat());
+    const auto wait = std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - now),
+                               std::chrono::milliseconds(0));
+    bool handed_meanwhile = false;  // since take_handed() above: look, but do not wait
+    {
+      std::lock_guard<std::mutex> handoff(handoff_mutex_);
+      handed_meanwhile = !handed_.empty();
+      waiting_ = !handed_meanwhile;
+    }
+    polled_ = Polled{deadline, connections_};
+    may_inline_ = false;
+    lock.unlock();
+    // Even then the signals and the monitor are polled: a steady stream of handed-over
+    // results must not keep SIGTERM waiting.
+    const int ready = ::poll(fds, 4, handed_meanwhile ? 0 : static_cast<int>(wait.count()));
+    if (ready < 0) {
+      for (pollfd& fd : fds) fd.revents = 0;  // EINTR: a signal, seen through its pipe
+    }
+    if (fds[1].revents & POLLIN) {
+      std::uint64_t count;
+      (void)!::read(fds[1].fd, &count, sizeof count);
+    }
+    lock.lock();
+    // The main thread is back from its task (run_inline): the socket, and what the loop
+    // shares with the executor's thread (polled_, waiting_), are its again.
+    if (standing_in && !inline_running_) return false;
+    may_inline_ = !standing_in;
+    const std::optional<Polled> polled = std::exchange(polled_, std::nullopt);
+    {
+      std::lock_guard<std::mutex> handoff(handoff_mutex_);
+      waiting_ = false;
+    }
+    // Before the timers: a task that finished is not one that runs long (its waiting ones
+    // are not returned).
+    take_handed();
+    if (connections_ != polled->connections) return true;  // the executor's thread reconnected
+    if (fds[3].revents & POLLIN) check_handshake();
+    if (fds[2].revents & POLLIN) {
+      signals_->take();
+      core_.on_stop(Clock::now());
+    }
+    if (fds[0].revents & POLLIN) receive();
+    // A stopping worker's supervisor may be gone (it was killed, and the kernel sent this
+    // process SIGTERM): the core then gives the running task its grace, and leaves.
+    if (core_.leaving() && !parent_gone_ && ::getppid() != parent_) {
+      parent_gone_ = true;
+      core_.on_parent_gone(Clock::now());
+    }
+    core_.on_tick(Clock::now());
+    return true;
+  }
+
+  // A lone task runs on the socket loop's thread (issue 28): the TASK's wake-up of this thread
+  // is then the task's only one, as in a worker with no executor, where a hand-off to the
+  // executor's thread woke that thread and then this one again for its result. Should it run
+  // longer than the executor's stand_in_after (5 ms), or past the loop's next deadline
+  // should that come sooner, the executor's thread, idle meanwhile,
+  // keeps the socket loop going (stand_in): heartbeats, CANCEL (a running module function is
+  // abandoned as ever), more TASKs (queued for after it), signals.
+  void run_inline(std::unique_lock<std::mutex>& lock) {
+    SessionCore::Start start = std::move(*inline_);
+    inline_.reset();
+    inline_running_ = true;
+    may_inline_ = false;
+    // The stand-in starts no later than the next deadline (a heartbeat due sooner than
+    // stand_in_after must not wait for it).
+    const auto now = Clock::now();
+    const auto deadline = core_.next_deadline(now);  // TimePoint::min() once ending: no sums
+    stand_in_after_ =
+        deadline <= now
+            ? std::chrono::microseconds(0)
+            : std::min(std::chrono::duration_cast<std::chrono::microseconds>(deadline - now),
+                       executor_.stand_in_after());
+    const std::chrono::microseconds after = stand_in_after_;
+    std::optional<Executor::Outcome> outcome;
+    {
+      // However the task ends (Executor::execute turns a function's exception into a failed
+      // outcome, but a guard costs nothing): the socket is this thread's again, and the
+      // executor's thread, standing in, is told to leave it.
+      struct Back {
+        Session& session;
+        std::unique_lock<std::mutex>& lock;
+        ~Back() {
+          if (!lock.owns_lock()) lock.lock();
+          session.inline_running_ = false;
+          session.may_inline_ = true;
+          if (session.standing_in_) notify(session.kick_.fd);  // it leaves from its next look
+        }
+      } back{*this, lock};
+      lock.unlock();  // the socket is the executor thread's to use should it stand in
+      outcome =
+          executor_.run_here(start.sequence, start.function_index, std::move(start.payload), after);
+    }
+    // The executor's thread, standing in, failed (a ZeroMQ error): this thread fails as it
+    // would have had the error been its own.
+    if (stand_in_error_) std::rethrow_exception(std::exchange(stand_in_error_, nullptr));
+    if (outcome) on_finished(std::move(*outcome));
+  }
+
+  // On the executor's thread: the task run_inline started has run for stand_in_after. The
+  // socket moves to this thread under mutex_ (a full memory barrier, as ZeroMQ requires) and
+  // back when the main thread, its task done, takes mutex_ again (turn() then returns false).
+  // An exception (from ZeroMQ) must not end the process here (std::terminate): it is kept for
+  // the main thread, which throws it once its task ends.
+  void stand_in() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!inline_running_ || closed_ || signals_ == nullptr) return;
+    standing_in_ = true;
+    log::debug("a task runs on the socket loop's thread past " +
+               std::to_string(stand_in_after_.count()) +
+               " us: the executor's thread keeps the connection until it ends");
+    std::uint64_t count;
+    (void)!::read(kick_.fd, &count, sizeof count);  // a kick for an earlier stand-in
+    try {
+      while (turn(lock, true)) {
+      }
+    } catch (...) {
+      if (!lock.owns_lock()) lock.lock();
+      stand_in_error_ = std::current_exception();
+    }
+    standing_in_ = false;
+    lock.unlock();
+    left_.notify_all();
+  }
+
   // SessionCore::Effects
   void reconnect() override { connect(); }
-  void skip_through(std::uint64_t sequence) override { executor_.skip_through(sequence); }
+  void skip_through(std::uint64_t sequence) override {
+    flush_inline();
+    executor_.skip_through(sequence);
+  }
   void start(SessionCore::Start start) override {
+    flush_inline();  // queued first: the executor runs tasks in order
+    // The only task held (none runs or waits in the executor), of a function that runs in
+    // this process, and come to the main thread's own loop: it runs there once all that
+    // arrived is read (turn()). Another task, a CANCEL or a skip before then queues it.
+    if (may_inline_ && core_.held() == 1 && inline_ok_.at(start.function_index)) {
+      inline_ = std::move(start);
+      return;
+    }
     executor_.submit(start.sequence, start.function_index, std::move(start.payload));
   }
   bool cancel(std::uint64_t sequence, bool abandon) override {
+    flush_inline();
     return executor_.cancel(sequence, abandon);
+  }
+
+  void flush_inline() {
+    if (!inline_) return;
+    executor_.submit(inline_->sequence, inline_->function_index, std::move(inline_->payload));
+    inline_.reset();
   }
 
   // Never waits: with no connection at all a DEALER's send would block until one comes up, and
@@ -355,9 +496,10 @@ class Session final : SessionCore::Effects {
                       Clock::now());
   }
 
-  void wake() {
+  void wake() { notify(wake_.fd); }
+  static void notify(int eventfd) {
     const std::uint64_t one = 1;
-    (void)!::write(wake_.fd, &one, sizeof one);
+    (void)!::write(eventfd, &one, sizeof one);
   }
 
   // What the socket loop waits for, while it does.
@@ -384,7 +526,21 @@ class Session final : SessionCore::Effects {
     ~WakeFd() {
       if (fd >= 0) ::close(fd);
     }
-  } wake_;                           // the executor's thread changed what the loop awaits
+  };
+  WakeFd wake_;  // the executor's thread changed what the loop awaits
+  WakeFd kick_;  // the main thread is back from its task: the one standing in leaves
+  SignalPipe* signals_ = nullptr;  // run()'s, while it runs
+  // A task start() kept for the main thread, which runs it (run_inline) once it read all
+  // that arrived; true while it runs it; true while the executor's thread stands in for it.
+  std::optional<SessionCore::Start> inline_;
+  bool inline_running_ = false;
+  bool standing_in_ = false;
+  std::chrono::microseconds stand_in_after_{0};  // for the task run_inline runs
+  std::exception_ptr stand_in_error_;            // what ended a stand-in, for the main thread
+  std::condition_variable left_;                 // standing_in_ became false
+  // mutex_ is held by the main thread in its own loop (run()): start() may keep a task for it.
+  bool may_inline_ = false;
+  std::vector<bool> inline_ok_;      // by function index: may run on the main thread
   std::vector<wire::Outgoing> out_;  // carry_out's, kept for its capacity
   const pid_t parent_ = ::getppid();
   bool parent_gone_ = false;               // told the core

@@ -17,6 +17,9 @@ namespace seppo::worker {
 struct SessionOptions : SessionCoreOptions {
   // CurveZMQ, when all three are set (Z85): this worker's key pair and the broker's public key.
   std::string curve_public_key, curve_secret_key, curve_server_key;
+  // Every task runs on the executor's thread, a lone one too (--no-inline): a module function
+  // then always runs on one thread of the process.
+  bool no_inline = false;
 };
 
 // The exit status of a worker process that left under exit_when_idle: it is done, not crashed,

@@ -280,6 +280,56 @@ TEST_CASE("a worker busy with a backlog longer than the liveness keeps its conne
   CHECK_MESSAGE(log.find("reconnecting") == std::string::npos, log);
 }
 
+// Issue 28: a lone task runs on the worker's socket-loop thread, and the executor's thread,
+// idle meanwhile, keeps the loop going once it has run 5 ms. Here it runs four times the
+// broker's liveness (300 ms): the worker keeps its connection and answers once; then a second
+// lone task is running when SIGTERM arrives, which the standing-in thread takes: the task
+// finishes, its result goes back, and the worker leaves with status 0.
+TEST_CASE("a lone task longer than the liveness runs on the loop's thread; the worker stays") {
+  Cluster cluster;
+  Process& worker = cluster.add_worker(1, {"--log-level", "debug"});
+  REQUIRE(cluster.wait_for_workers(1));
+  Client client = cluster.client();
+  CHECK(client.map_parallel<std::int64_t>("example_module.sleep_ms",
+                                          std::vector<std::int64_t>{1200}) ==
+        std::vector<std::int64_t>{1200});
+  std::string log = worker.output();
+  CHECK_MESSAGE(log.find("the executor's thread keeps the connection") != std::string::npos, log);
+  CHECK_MESSAGE(log.find("reconnecting") == std::string::npos, log);
+  CHECK_MESSAGE(cluster.broker().output().find("lost: no heartbeat") == std::string::npos,
+                cluster.broker().output());
+  CHECK(cluster.worker_count() == 1u);
+
+  BackgroundMap map(cluster.endpoint(), cluster.client_options(), "example_module.sleep_ms",
+                    std::vector<std::int64_t>{800});
+  const std::string standing_in = "the executor's thread keeps the connection";
+  REQUIRE(eventually([&] {  // the second task runs, and the executor's thread stands in
+    log = worker.output();
+    const std::size_t first = log.find(standing_in);
+    return first != std::string::npos &&
+           log.find(standing_in, first + standing_in.size()) != std::string::npos;
+  }));
+  worker.kill(SIGTERM);
+  CHECK(worker.wait(10s) == 0);
+  CHECK(map.result.get() == std::vector<std::int64_t>{800});
+}
+
+// --no-inline: the lone task goes to the executor's thread as any other, so no thread stands in
+// for the loop; the task still runs past the liveness without the worker losing its broker.
+TEST_CASE("with --no-inline a lone task runs on the executor's thread") {
+  Cluster cluster;
+  Process& worker = cluster.add_worker(1, {"--log-level", "debug", "--no-inline"});
+  REQUIRE(cluster.wait_for_workers(1));
+  Client client = cluster.client();
+  CHECK(client.map_parallel<std::int64_t>("example_module.sleep_ms",
+                                          std::vector<std::int64_t>{600}) ==
+        std::vector<std::int64_t>{600});
+  const std::string log = worker.output();
+  CHECK_MESSAGE(log.find("the executor's thread keeps the connection") == std::string::npos, log);
+  CHECK_MESSAGE(log.find("reconnecting") == std::string::npos, log);
+  CHECK(cluster.worker_count() == 1u);
+}
+
 // Issue 12's chaos round: worker processes SIGKILLed at a steady pace while a job runs, and the
 // broker killed and restarted halfway. Every item must come back exactly once, in order, with
 // its own value. SEPPO_CHAOS_ITEMS and SEPPO_CHAOS_KILL_MS scale it up by hand (20,000 items at

@@ -1,6 +1,7 @@
 """Python functions the tests serve with seppo-worker --python pyfuncs."""
 
 import os
+import threading  # here, when the worker imports this module: on its main thread
 import time
 
 
@@ -105,3 +106,9 @@ def make_point(x):
 def point_sum(point):
     """The sum of a Point's fields, and its type's name as the function received it."""
     return [point.x + point.y, type(point).__name__]
+
+
+def thread_of(x):
+    """[name of the Python thread the call runs on, whether it is the main thread]."""
+    return [threading.current_thread().name,
+            threading.get_ident() == threading.main_thread().ident]

@@ -102,6 +102,16 @@ def test_values_cross_both_ways_unchanged(client):
     assert client.map_parallel(pyfuncs.echo, [(1, 2)]) == [(1, 2)]  # tuples stay tuples (ext 2)
 
 
+def test_a_python_function_runs_on_one_thread_whatever_the_load(client):
+    # A worker runs a lone C++ module task on its socket loop's thread, the process's main
+    # thread; a Python function must not: the interpreter's MainThread would then run a lone
+    # item and another thread queued ones (threading, asyncio and signal behave differently).
+    lone = [client.map_parallel(pyfuncs.thread_of, [i])[0] for i in range(5)]
+    queued = client.map_parallel(pyfuncs.thread_of, range(200))
+    assert all(not on_main for _, on_main in lone + queued), lone
+    assert {name for name, _ in lone} <= {name for name, _ in queued}, (lone, queued)
+
+
 def test_cpp_caller_and_seppo_map_reach_python_workers(cluster):
     out = subprocess.run([CLI, "map", "pyfuncs.square"], input="1\n2\n3\n", env=cluster.env,
                          capture_output=True, text=True, timeout=30)

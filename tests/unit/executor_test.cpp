@@ -5,6 +5,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,7 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Echoes its input; "fail" fails the chunk; "wait" blocks until the gate opens.
+// Echoes its input; "fail" fails the chunk; "throw" throws; "wait" blocks until the gate opens.
 struct Functions {
   std::mutex mutex;
   std::condition_variable changed;
@@ -36,6 +38,7 @@ struct Functions {
       changed.notify_all();
       changed.wait_for(lock, 10s, [&] { return open || text != "wait"; });
       ran.push_back(text);
+      if (text == "throw") throw std::runtime_error("no good");
       out->write(out->context, input, size);
       return text == "fail" ? 1 : 0;
     };
@@ -128,4 +131,97 @@ TEST_CASE("the executor's callback may submit the next chunk itself") {
   REQUIRE(collected.wait_for(3));
   std::lock_guard<std::mutex> lock(collected.mutex);
   CHECK(collected.outcomes[2].output.str() == "3");
+}
+
+// Issue 28: a lone chunk runs on the caller's thread (the socket loop's); once it has run for
+// stand_in_after the executor's idle thread is called to stand in for the caller, and what is
+// submitted meanwhile waits for the chunk. A running chunk is cancelled as a queued one is.
+TEST_CASE("run_here runs a chunk on the caller's thread; a long one calls stand_in on the other") {
+  Functions functions;
+  functions.open = false;
+  Collected collected;
+  Executor* self = nullptr;
+  std::thread::id stood_in;
+  bool cannot_stop = false;
+  Executor executor(
+      functions.list, collected.callback(),
+      [&] {
+        stood_in = std::this_thread::get_id();
+        cannot_stop = self->cancel(1, true);  // a module's function: the process must go
+        self->submit(2, 0, Bytes(std::string("b")));
+        {
+          std::lock_guard<std::mutex> lock(functions.mutex);
+          functions.open = true;
+        }
+        functions.changed.notify_all();
+      },
+      1ms);
+  self = &executor;
+  const std::optional<Executor::Outcome> here = executor.run_here(1, 0, Bytes(std::string("wait")));
+  REQUIRE(here);
+  CHECK(here->sequence == 1);
+  CHECK(here->status == Executor::Status::Ok);
+  CHECK(here->output.str() == "wait");
+  CHECK(cannot_stop);
+  REQUIRE(collected.wait_for(1));
+  std::lock_guard<std::mutex> lock(collected.mutex);
+  CHECK(collected.outcomes[0].sequence == 2);
+  CHECK(collected.threads[0] == stood_in);
+  CHECK(stood_in != std::this_thread::get_id());
+  std::lock_guard<std::mutex> ran(functions.mutex);
+  CHECK(functions.ran == std::vector<std::string>{"wait", "b"});
+}
+
+TEST_CASE("run_here queues the chunk when the executor's thread runs one") {
+  Functions functions;
+  functions.open = false;
+  Collected collected;
+  Executor executor(functions.list, collected.callback());
+  executor.submit(1, 0, Bytes(std::string("wait")));
+  {
+    std::unique_lock<std::mutex> lock(functions.mutex);
+    REQUIRE(functions.changed.wait_for(lock, 10s, [&] { return functions.entered == 1; }));
+  }
+  CHECK_FALSE(executor.run_here(2, 0, Bytes(std::string("b"))));
+  {
+    std::lock_guard<std::mutex> lock(functions.mutex);
+    functions.open = true;
+  }
+  functions.changed.notify_all();
+  REQUIRE(collected.wait_for(2));
+  std::lock_guard<std::mutex> lock(collected.mutex);
+  CHECK(collected.outcomes[0].sequence == 1);
+  CHECK(collected.outcomes[1].sequence == 2);
+  CHECK(collected.outcomes[1].output.str() == "b");
+}
+
+// A function that throws fails its chunk with the exception's message, on the caller's thread
+// (run_here) as on the executor's: before, run_here left the executor marked busy with the
+// timer armed, and a throw on the executor's thread ended the process (std::terminate).
+TEST_CASE("a function that throws fails its chunk; the executor goes on, run_here too") {
+  Functions functions;
+  Collected collected;
+  int stood_in = 0;
+  Executor executor(
+      functions.list, collected.callback(), [&] { ++stood_in; }, 10s);
+  const std::optional<Executor::Outcome> thrown =
+      executor.run_here(1, 0, Bytes(std::string("throw")));
+  REQUIRE(thrown);
+  CHECK(thrown->status == Executor::Status::Failed);
+  CHECK(thrown->output.str().find("no good") != std::string::npos);
+  // Not left running: the next lone chunk runs here again, not queued behind a ghost.
+  const std::optional<Executor::Outcome> next = executor.run_here(2, 0, Bytes(std::string("b")));
+  REQUIRE(next);
+  CHECK(next->status == Executor::Status::Ok);
+  CHECK(next->output.str() == "b");
+  executor.submit(3, 0, Bytes(std::string("throw")));
+  executor.submit(4, 0, Bytes(std::string("d")));
+  REQUIRE(collected.wait_for(2));
+  std::lock_guard<std::mutex> lock(collected.mutex);
+  CHECK(collected.outcomes[0].sequence == 3);
+  CHECK(collected.outcomes[0].status == Executor::Status::Failed);
+  CHECK(collected.outcomes[0].output.str().find("no good") != std::string::npos);
+  CHECK(collected.outcomes[1].sequence == 4);
+  CHECK(collected.outcomes[1].output.str() == "d");
+  CHECK(stood_in == 0);
 }
