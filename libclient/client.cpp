@@ -77,6 +77,7 @@ struct Client::Impl {
   // From its last ALIVE: whether one came, and the largest message it accepts (0: unknown).
   bool heard_alive = false;
   std::uint64_t broker_max_message = 0;
+  bool broker_submits = false;  // and whether it named "submits" (SUBMITS, C25)
 
   Impl(std::string e, ClientOptions o)
       : endpoint(std::move(e)), endpoints(split_endpoints(endpoint)), options(std::move(o)) {
@@ -303,6 +304,7 @@ class ClientJob {
     if (core_.broker_heartbeat().count() > 0) c_.broker_heartbeat = core_.broker_heartbeat();
     c_.heard_alive = core_.heard_alive();
     c_.broker_max_message = core_.broker_max_message();
+    c_.broker_submits = core_.broker_submits();
     // Finished, failed or abandoned by an exception: the broker forgets the job either way.
     core_.close(Clock::now());
     try {
@@ -370,6 +372,7 @@ class ClientJob {
     o.broker_heartbeat = c.broker_heartbeat;
     o.heard_alive = c.heard_alive;
     o.broker_max_message = c.broker_max_message;
+    o.broker_submits = c.broker_submits;
     o.hold = hold;
     return o;
   }
