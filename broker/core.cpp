@@ -130,6 +130,7 @@ void Core::on_message(const PeerId& from, const void* header, std::size_t header
     return;
   }
   const wire::Type type = wire::type_of(message);
+  stats_.received(static_cast<std::uint8_t>(type));
   if (wire::has_payload(type) != (payload != nullptr)) {
     on_malformed(from,
                  std::string(wire::type_name(type)) +
