@@ -138,14 +138,15 @@ std::vector<Row> unbatched(std::uint64_t items) {
   auto base = baseline(
       {"--mode", "window", "--window", "1000", "--items", std::to_string(items), "--runs", "3"});
   std::vector<Row> rows;
-  for (const int mode : {0, 1, 2}) {
+  for (const int mode : {0, 3, 1, 2}) {
     const bool batch = mode != 2;
     Cluster cluster(std::vector<std::string>{});
     Process& workers = cluster.add_worker(
         2, batch ? std::vector<std::string>{} : std::vector<std::string>{"--no-batch"});
     if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
     ClientOptions client_options = options(1);
-    client_options.batch = mode == 0;
+    client_options.batch = mode == 0 || mode == 3;
+    client_options.submits = mode == 0;  // 3: DELIVERS, but one SUBMIT per chunk
     Client client(cluster.endpoint(), client_options);
     stream_squares(client, items / 10);
     const std::uint64_t switches_before = context_switches(workers.pid());
@@ -156,6 +157,7 @@ std::vector<Row> unbatched(std::uint64_t items) {
     std::sort(rates.begin(), rates.end());
     rows.push_back({"(b) " + std::to_string(items) + " squares, chunk size 1" +
                         (mode == 0   ? ""
+                         : mode == 3 ? ", client submits false"
                          : mode == 1 ? ", client batch false"
                                      : ", client batch false, workers --no-batch"),
                     rate(rates[1]), rate(base["rate"]) + " (window 1000)",
@@ -267,7 +269,7 @@ Row local_memory(std::uint64_t items) {
 }
 
 int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint,
-                 std::size_t chunk_size, bool batch) {
+                 std::size_t chunk_size, bool batch, bool submits) {
   std::optional<seppo::LocalCluster> local;
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
@@ -286,7 +288,8 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
     }
   }
   ClientOptions child_options = options(chunk_size);
-  child_options.batch = batch;  // (m): false for the pass of one DELIVER per answer (issue 28)
+  child_options.batch = batch;      // (m): false for the pass of one DELIVER per answer (issue 28)
+  child_options.submits = submits;  // false: one SUBMIT per chunk (before SUBMITS, issue 28)
   Client client = local ? local->client(child_options) : Client(endpoint, child_options);
   std::uint64_t sum = 0;
   // The inputs are generated as they are read: nothing of size `items` exists anywhere.
@@ -363,9 +366,12 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint", endpoint)->group("");
   bool child_batch = true;
   app.add_option("--client-batch", child_batch)->group("");
+  bool child_submits = true;
+  app.add_option("--client-submits", child_submits)->group("");
   CLI11_PARSE(app, argc, argv);
   if (child_items > 0) {
-    return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch);
+    return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch,
+                        child_submits);
   }
   set_client_window(window);
 

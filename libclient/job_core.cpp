@@ -289,7 +289,7 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
   const auto wait = resubmitting_ ? std::max(options_.client.worker_wait, kRestartWait)
                                   : options_.client.worker_wait;
   const auto wait_ms = static_cast<std::uint32_t>(wait.count());
-  if (options_.client.batch && broker_submits_) {
+  if (options_.client.batch && options_.client.submits && broker_submits_) {
     // C25: the chunks this turn sends leave together as SUBMITS (flush_submits).
     if (!chunk.queued) queued_.push_back(Queued{first, wait_ms});
     chunk.queued = true;
