@@ -339,7 +339,12 @@ void JobCore::flush_submits() {
     Chunk& chunk = it->second;
     chunk.queued = false;
     const std::size_t size = chunk.payload.size();
-    if (n == wire::kMaxBatch || (n > 0 && (bytes + size > limit || q.wait_ms != wait_ms))) emit();
+    // A broker that no longer names the feature (the client moved to the other of a pair, or
+    // an ALIVE without it came this turn) gets the queued chunks as SUBMITs.
+    if (n == wire::kMaxBatch ||
+        (n > 0 && (!broker_submits_ || bytes + size > limit || q.wait_ms != wait_ms))) {
+      emit();
+    }
     parts[n++] = wire::SubmitPart{q.first, chunk.count, &chunk.payload};
     bytes += size;
     wait_ms = q.wait_ms;

@@ -1040,8 +1040,15 @@ TEST_CASE(
   Harness moved(pair);
   moved.fill(t0);
   CHECK(submitted(moved.take()).submits == 1);
+  // Chunks queued in the turn that moves: they go to the next broker as SUBMITs.
+  moved.deliver(0, 2, 1, t0 + 1ms);
+  moved.deliver(2, 2, 2, t0 + 1ms);
+  moved.fill(t0 + 1ms);
   moved.core.on_tick(t0 + 10s);  // silence: C30 moves on
   CHECK(moved.core.take_switch());
+  s = submitted(moved.take());
+  CHECK(s.submit == 2);
+  CHECK(s.submits == 0);
   CHECK_FALSE(moved.core.broker_submits());
   moved.feed(wire::Resync{kJob, 0}, std::nullopt, t0 + 10s + 1ms);
   s = submitted(moved.take());
