@@ -112,7 +112,7 @@ struct Pass {
 Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
                 const std::string& keep_dir, const std::string& name,
                 const std::vector<std::string>& worker_extra = {}, bool client_batch = true,
-                std::size_t client_window = 0) {
+                std::size_t client_window = 0, bool client_submits = true) {
   TempDir dir;
   const fs::path endpoint_file = dir.path() / "endpoint";
   Process broker(under_callgrind(dir.path(), "broker",
@@ -143,13 +143,13 @@ Pass seppo_pass(std::uint64_t n, unsigned workers, bool everything, int ms,
   }
   if (everything) {
     const std::string self = fs::read_symlink("/proc/self/exe").string();
-    const Completed c =
-        run(under_callgrind(
-                dir.path(), "client",
-                {self, "--stream-child", std::to_string(n), "--stream-mode", "run", "--chunk-size",
-                 "1", "--endpoint", endpoint, "--client-batch", client_batch ? "1" : "0",
-                 "--client-window", std::to_string(client_window)}),
-            "", kStepTimeout);
+    const Completed c = run(
+        under_callgrind(
+            dir.path(), "client",
+            {self, "--stream-child", std::to_string(n), "--stream-mode", "run", "--chunk-size", "1",
+             "--endpoint", endpoint, "--client-batch", client_batch ? "1" : "0", "--client-submits",
+             client_submits ? "1" : "0", "--client-window", std::to_string(client_window)}),
+        "", kStepTimeout);
     if (c.status != 0) throw std::runtime_error("client under callgrind failed: " + c.err);
   } else {
     ClientOptions o;
@@ -249,6 +249,11 @@ std::vector<Row> callgrind_rows(const CallgrindOptions& options) {
   // answer, as before DELIVERS (issue 28).
   const Pass d1 = seppo_pass(n, 2, true, 0, "", "deliver-" + std::to_string(n), {}, false);
   const Pass d2 = seppo_pass(2 * n, 2, true, 0, "", "deliver-" + std::to_string(2 * n), {}, false);
+  // With a client that sends one SUBMIT per chunk (ClientOptions::submits false), as before
+  // SUBMITS (issue 28), DELIVERS still on.
+  const Pass u1 = seppo_pass(n, 2, true, 0, "", "submit-" + std::to_string(n), {}, true, 0, false);
+  const Pass u2 =
+      seppo_pass(2 * n, 2, true, 0, "", "submit-" + std::to_string(2 * n), {}, true, 0, false);
   const Pass b1 = baseline_pass(n, options.keep, "baseline-" + std::to_string(n));
   const Pass b2 = baseline_pass(2 * n, options.keep, "baseline-" + std::to_string(2 * n));
   const auto row = [&](const std::string& what, std::uint64_t Pass::*field, const Pass& p1,
@@ -266,6 +271,8 @@ std::vector<Row> callgrind_rows(const CallgrindOptions& options) {
   return {row("broker (baseline: relay)", &Pass::broker, s1, s2),
           row("worker processes, summed", &Pass::workers, s1, s2),
           row("client", &Pass::client, s1, s2),
+          row("broker, client submits false", &Pass::broker, u1, u2),
+          row("client, client submits false", &Pass::client, u1, u2),
           row("broker, client batch false", &Pass::broker, d1, d2),
           row("client, client batch false", &Pass::client, d1, d2),
           row("broker, workers --no-batch", &Pass::broker, o1, o2),

@@ -139,14 +139,15 @@ std::vector<Row> unbatched(std::uint64_t items) {
   auto base = baseline(
       {"--mode", "window", "--window", "1000", "--items", std::to_string(items), "--runs", "3"});
   std::vector<Row> rows;
-  for (const int mode : {0, 1, 2}) {
+  for (const int mode : {0, 3, 1, 2}) {
     const bool batch = mode != 2;
     Cluster cluster(std::vector<std::string>{});
     Process& workers = cluster.add_worker(
         2, batch ? std::vector<std::string>{} : std::vector<std::string>{"--no-batch"});
     if (!cluster.wait_for_workers(2)) throw std::runtime_error("workers did not start");
     ClientOptions client_options = options(1);
-    client_options.batch = mode == 0;
+    client_options.batch = mode == 0 || mode == 3;
+    client_options.submits = mode == 0;  // 3: DELIVERS, but one SUBMIT per chunk
     Client client(cluster.endpoint(), client_options);
     stream_squares(client, items / 10);
     const std::uint64_t switches_before = context_switches(workers.pid());
@@ -156,11 +157,13 @@ std::vector<Row> unbatched(std::uint64_t items) {
         static_cast<double>(context_switches(workers.pid()) - switches_before) / (3.0 * items);
     std::sort(rates.begin(), rates.end());
     record(mode == 0   ? "b.tasks_per_s"
+           : mode == 3 ? "b.tasks_per_s.client_submits_false"
            : mode == 1 ? "b.tasks_per_s.client_batch_false"
                        : "b.tasks_per_s.no_batch",
            rates[1], base["rate"]);
     rows.push_back({"(b) " + std::to_string(items) + " squares, chunk size 1" +
                         (mode == 0   ? ""
+                         : mode == 3 ? ", client submits false"
                          : mode == 1 ? ", client batch false"
                                      : ", client batch false, workers --no-batch"),
                     rate(rates[1]), rate(base["rate"]) + " (window 1000)",
@@ -279,7 +282,7 @@ Row local_memory(std::uint64_t items) {
 }
 
 int stream_child(std::uint64_t items, const std::string& mode, const std::string& endpoint,
-                 std::size_t chunk_size, bool batch, std::size_t window) {
+                 std::size_t chunk_size, bool batch, bool submits, std::size_t window) {
   std::optional<seppo::LocalCluster> local;
   if (mode == "local") {
     // Issue 7's program: a local cluster (broker thread in this process, 2 worker processes)
@@ -298,7 +301,8 @@ int stream_child(std::uint64_t items, const std::string& mode, const std::string
     }
   }
   ClientOptions child_options = options(chunk_size);
-  child_options.batch = batch;  // (m): false for the pass of one DELIVER per answer (issue 28)
+  child_options.batch = batch;      // (m): false for the pass of one DELIVER per answer (issue 28)
+  child_options.submits = submits;  // false: one SUBMIT per chunk (before SUBMITS, issue 28)
   if (window > 0) child_options.window = window;  // (o): 1, one task in flight
   Client client = local ? local->client(child_options) : Client(endpoint, child_options);
   std::uint64_t sum = 0;
@@ -381,6 +385,8 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint", endpoint)->group("");
   bool child_batch = true;
   app.add_option("--client-batch", child_batch)->group("");
+  bool child_submits = true;
+  app.add_option("--client-submits", child_submits)->group("");
   std::size_t child_window = 0;
   app.add_option("--client-window", child_window)->group("");
   std::string results;
@@ -390,7 +396,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (child_items > 0) {
     return stream_child(child_items, child_mode, endpoint, child_chunk_size, child_batch,
-                        child_window);
+                        child_submits, child_window);
   }
   set_client_window(window);
 

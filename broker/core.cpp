@@ -98,7 +98,8 @@ wire::Alive Core::alive() const {
                      static_cast<std::uint32_t>(config_.heartbeat.count()),
                      config_.liveness,
                      config_.max_message_bytes,
-                     {std::string(wire::kFeatureAdopt), std::string(wire::kFeatureBatch)}};
+                     {std::string(wire::kFeatureAdopt), std::string(wire::kFeatureBatch),
+                      std::string(wire::kFeatureSubmits)}};
 }
 
 void Core::send(const PeerId& to, const wire::Message& message) {
@@ -129,6 +130,7 @@ void Core::on_message(const PeerId& from, const void* header, std::size_t header
     return;
   }
   const wire::Type type = wire::type_of(message);
+  stats_.received(static_cast<std::uint8_t>(type));
   if (wire::has_payload(type) != (payload != nullptr)) {
     on_malformed(from,
                  std::string(wire::type_name(type)) +
@@ -154,6 +156,7 @@ bool Core::permitted(const PeerId& from, const wire::Message& message, Role role
       needed = Role::Worker;
       break;
     case wire::Type::Submit:
+    case wire::Type::Submits:
     case wire::Type::Done:
       needed = Role::Client;
       break;
@@ -189,6 +192,9 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
       break;
     case wire::Type::Submit:
       on_submit(from, std::get<wire::Submit>(std::move(message)), payload, now);
+      break;
+    case wire::Type::Submits:
+      on_submits(from, std::get<wire::Submits>(message), payload, now);
       break;
     case wire::Type::Heartbeat:
       on_heartbeat(from, std::get<wire::Heartbeat>(message), now);
@@ -490,6 +496,33 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   enqueue(id, task, job, false);
   adopt_chunk(job, id);  // a worker may keep it running from before we started (§9.1)
   dispatch(*job.service, job.function);
+}
+
+// B60: a SUBMITS is its SUBMITs, in order, each as on_submit takes it (its own refusals,
+// a resubmitted first ignored, the features of each); one whose sizes do not add up to its
+// payload is refused whole (nothing of it taken). Each chunk's bytes are copied out of the
+// frame: a slice would keep the whole frame alive for the chunks the broker accepted, while
+// the client is charged for those alone.
+void Core::on_submits(const PeerId& from, const wire::Submits& m, Bytes* payload, TimePoint now) {
+  if (shutting_down_) {
+    send(from, wire::Bye{"broker shutting down"});
+    return;
+  }
+  if (workers_.count(from)) {
+    on_malformed(from, "SUBMITS from a peer registered as a worker");
+    return;
+  }
+  std::vector<wire::BatchedSubmit> parts;
+  try {
+    parts = wire::split(m, *payload);
+  } catch (const Error& e) {
+    on_malformed(from, e.what());
+    return;
+  }
+  for (wire::BatchedSubmit& part : parts) {
+    Bytes bytes = Bytes::copy(part.payload.data(), part.payload.size());
+    on_submit(from, std::move(part.submit), &bytes, now);
+  }
 }
 
 void Core::acknowledge(const JobKey& key, Job& job, std::uint64_t seen) {

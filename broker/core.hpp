@@ -354,6 +354,7 @@ class Core {
   void coalesce_tasks(std::vector<bool>& merged);
   void coalesce_delivers(std::vector<bool>& merged);
   void on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now);
+  void on_submits(const PeerId& from, const wire::Submits& m, Bytes* payload, TimePoint now);
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 

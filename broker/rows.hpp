@@ -1,4 +1,4 @@
-// The broker's rows of docs/protocol.md (B1..B59, §7.2-§7.4, §10, §10.1) as data: each row's
+// The broker's rows of docs/protocol.md (B1..B60, §7.2-§7.4, §10, §10.1) as data: each row's
 // handler in broker::Core and the unit-test file whose test case "Bn: ..." checks it (after
 // zeromq/malamute, whose state machines are data). tests/unit/rows_table_test.cpp checks that the
 // table and docs/protocol.md list the same rows, that each handler is a Core member defined in
@@ -72,6 +72,7 @@ inline constexpr Row kRows[] = {
     {"B57", "on_results", "batch_test.cpp"},
     {"B58", "coalesce_tasks", "batch_test.cpp"},
     {"B59", "coalesce_delivers", "batch_test.cpp"},
+    {"B60", "on_submits", "batch_test.cpp"},
 };
 
 }  // namespace seppo::broker

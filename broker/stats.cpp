@@ -1,5 +1,7 @@
 #include "broker/stats.hpp"
 
+#include "protocol/wire.hpp"
+
 #include <algorithm>
 
 namespace seppo::broker {
@@ -72,6 +74,14 @@ void Stats::pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now, bool recen
     }
   }
   p.pack("refused").pack(refused_);
+  std::uint32_t types = 0;
+  for (std::uint64_t n : received_) types += n != 0 ? 1 : 0;
+  p.pack("messages").pack_map(types);
+  for (std::size_t t = 0; t < received_.size(); ++t) {
+    if (received_[t] != 0) {
+      p.pack(wire::type_name(static_cast<wire::Type>(t))).pack(received_[t]);
+    }
+  }
   if (!record_ || !recent) return;
   // Oldest first: [ended_ms_ago, elapsed_us, worker, function, client, job, first, count, ok].
   std::size_t skip = 0;

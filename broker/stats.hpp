@@ -67,12 +67,16 @@ class Stats {
   void retried(std::string_view function, std::uint32_t count);
   void timed_out(std::string_view function, std::uint32_t count);
   void refused(std::string_view reason);
+  // A message read (decoded), by its type number: STATUS's "messages" (issue 28: how many
+  // SUBMITs and SUBMITS carried a client's chunks).
+  void received(std::uint8_t type) { ++received_[type % received_.size()]; }
   // One task for the stream, when recording.
   void recent(Recent&& task);
 
-  // Adds "counters", "refused" and (when recording and `recent`) "recent" to a STATUS map
-  // being packed: 2 or 3 entries, as `entries(recent)` says. /metrics has no use for "recent".
-  std::uint32_t entries(bool recent = true) const { return record_ && recent ? 3 : 2; }
+  // Adds "counters", "refused", "messages" and (when recording and `recent`) "recent" to a
+  // STATUS map being packed: 3 or 4 entries, as `entries(recent)` says. /metrics has no use for
+  // "recent".
+  std::uint32_t entries(bool recent = true) const { return record_ && recent ? 4 : 3; }
   void pack(msgpack::packer<msgpack::sbuffer>& p, TimePoint now, bool recent = true) const;
 
  private:
@@ -82,6 +86,7 @@ class Stats {
   bool record_ = false;
   std::map<std::string, Function, std::less<>> functions_;
   std::map<std::string, std::uint64_t, std::less<>> refused_;
+  std::array<std::uint64_t, 32> received_{};
   std::deque<Recent> recent_;
 };
 

@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fail("decode let a non-seppo exception escape", e.what());
   }
 
-  // A batched message (§4.17-§4.19) is split against a payload: the input's own bytes, whose
+  // A batched message (§4.17-§4.20) is split against a payload: the input's own bytes, whose
   // size the sizes it lists may or may not add up to. Parts, or seppo::ProtocolError; each
   // part within the payload.
   const seppo::Bytes payload = seppo::Bytes::copy(data, size);
@@ -62,6 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (const auto* delivers = std::get_if<wire::Delivers>(&message)) {
       for (const wire::BatchedDeliver& part : wire::split(*delivers, payload)) {
         check(part.payload);
+      }
+    } else if (const auto* submits = std::get_if<wire::Submits>(&message)) {
+      for (const wire::BatchedSubmit& part : wire::split(*submits, payload)) {
+        check(part.payload);
+        if (part.submit.count == 0 || part.submit.count > wire::kMaxChunkItems) {
+          fail("a SUBMITS part's count is outside 1..2^20");
+        }
       }
     }
   } catch (const seppo::Error&) {

@@ -81,6 +81,7 @@ struct Client::Impl {
   // A job's two result buffers (its core's and its own), kept for the next job: an answer holds
   // thousands of items, and buffers grown anew for every job are paged in anew every time.
   std::array<std::vector<client::JobCore::ItemResult>, 2> result_buffers;
+  bool broker_submits = false;  // and whether it named "submits" (SUBMITS, C25)
 
   Impl(std::string e, ClientOptions o)
       : endpoint(std::move(e)), endpoints(split_endpoints(endpoint)), options(std::move(o)) {
@@ -314,6 +315,7 @@ class ClientJob {
     if (core_.broker_heartbeat().count() > 0) c_.broker_heartbeat = core_.broker_heartbeat();
     c_.heard_alive = core_.heard_alive();
     c_.broker_max_message = core_.broker_max_message();
+    c_.broker_submits = core_.broker_submits();
     // Finished, failed or abandoned by an exception: the broker forgets the job either way.
     core_.close(Clock::now());
     try {
@@ -381,6 +383,7 @@ class ClientJob {
     o.broker_heartbeat = c.broker_heartbeat;
     o.heard_alive = c.heard_alive;
     o.broker_max_message = c.broker_max_message;
+    o.broker_submits = c.broker_submits;
     o.hold = hold;
     return o;
   }

@@ -11,6 +11,7 @@ namespace seppo::client {
 // heartbeat), or C31's probe ran out: the next endpoint, `probe` (heartbeat / 2) to answer.
 void JobCore::fail_over(TimePoint now) {
   switch_ = true;
+  broker_submits_ = false;  // C25: the next broker's ALIVE says whether it takes SUBMITS
   next_switch_ = now + probe();
   send_heartbeat(now);
 }

@@ -55,6 +55,7 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
   first_beat_pending_ = broker_heartbeat_.count() == 0;
   heard_alive_ = options_.heard_alive;
   broker_max_message_ = options_.broker_max_message;
+  broker_submits_ = options_.broker_submits;
   endpoints_ = split_endpoints(options_.endpoint).size();
   next_switch_ = now + failover_after();
 }
@@ -175,6 +176,7 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
   } else if (const auto* a = std::get_if<wire::Alive>(&message)) {
     // A restarted broker's limit applies to what is resubmitted to it.
     broker_max_message_ = a->max_message_bytes;
+    broker_submits_ = wire::has_feature(a->features, wire::kFeatureSubmits);
     heard_alive_ = true;
     // The first ALIVE of a job only sets the instance: a change means the broker restarted.
     if (instance_ != 0 && a->instance != instance_) resubmit_all(now);
@@ -235,6 +237,7 @@ void JobCore::close(TimePoint now) {
 void JobCore::on_delivery(const wire::DeliveryReport&, TimePoint) {}
 
 void JobCore::take_outbox(std::vector<wire::Outgoing>& out) {
+  flush_submits();
   if (out.empty()) {
     std::swap(out, outbox_);
   } else {
@@ -269,6 +272,7 @@ bool JobCore::done() const {
 // --- rules ---
 
 void JobCore::send(const wire::Message& message, TimePoint now, std::optional<Bytes> payload) {
+  flush_submits();  // queued SUBMITs were sent before this message
   outbox_.push_back(wire::Outgoing{{}, wire::encode(message), std::move(payload), 0});
   last_sent_ = now;  // C17: any message counts, HEARTBEAT goes when nothing else did
 }
@@ -288,11 +292,68 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
   // Only a job's first SUBMIT sets the wait for workers; after a restart they need a moment.
   const auto wait = resubmitting_ ? std::max(options_.client.worker_wait, kRestartWait)
                                   : options_.client.worker_wait;
+  const auto wait_ms = static_cast<std::uint32_t>(wait.count());
+  if (options_.client.batch && options_.client.submits && broker_submits_) {
+    // C25: the chunks this turn sends leave together as SUBMITS (flush_submits).
+    if (!chunk.queued) queued_.push_back(Queued{first, wait_ms});
+    chunk.queued = true;
+    last_sent_ = now;  // C17: it leaves with this turn's outbox
+    return;
+  }
   // Naming "batch" lets the broker send this client DELIVERS (C24, B59).
-  send(wire::Submit{id_, function_, first, chunk.count, static_cast<std::uint32_t>(wait.count()),
-                    item_timeout_ms(options_.client),
+  send(wire::Submit{id_, function_, first, chunk.count, wait_ms, item_timeout_ms(options_.client),
                     options_.client.batch ? kFeatures : std::vector<std::string>{}},
        now, chunk.payload);
+}
+
+// C25: the SUBMITs queued this turn, in order, as SUBMITS of at most kMaxBatch chunks and
+// kMaxBatchBytes of payload (or the broker's limit, when lower); a chunk alone, or one whose
+// payload alone exceeds that, goes as SUBMIT. Chunks answered or failed meanwhile are left out.
+void JobCore::flush_submits() {
+  if (queued_.empty()) return;
+  std::vector<Queued> queued;
+  std::swap(queued, queued_);
+  std::size_t limit = wire::kMaxBatchBytes;
+  if (broker_max_message_ != 0) limit = std::min<std::uint64_t>(limit, broker_max_message_);
+  const std::vector<std::string> features =
+      options_.client.batch ? kFeatures : std::vector<std::string>{};
+  wire::SubmitPart parts[wire::kMaxBatch];
+  std::size_t n = 0, bytes = 0;
+  std::uint32_t wait_ms = 0;
+  auto emit = [&] {
+    if (n == 1) {
+      outbox_.push_back(wire::Outgoing{
+          {},
+          wire::encode(wire::Submit{id_, function_, parts[0].first, parts[0].count, wait_ms,
+                                    item_timeout_ms(options_.client), features}),
+          *parts[0].payload,
+          0});
+    } else if (n > 1) {
+      wire::Batch batch = wire::encode_submits(
+          wire::Submit{id_, function_, 0, 0, wait_ms, item_timeout_ms(options_.client), features},
+          parts, n);
+      outbox_.push_back(
+          wire::Outgoing{{}, std::move(batch.header), Bytes(std::move(batch.payload)), 0});
+    }
+    n = bytes = 0;
+  };
+  for (const Queued& q : queued) {
+    auto it = pending_.find(q.first);
+    if (it == pending_.end() || !it->second.queued) continue;
+    Chunk& chunk = it->second;
+    chunk.queued = false;
+    const std::size_t size = chunk.payload.size();
+    // A broker that no longer names the feature (the client moved to the other of a pair, or
+    // an ALIVE without it came this turn) gets the queued chunks as SUBMITs.
+    if (n == wire::kMaxBatch ||
+        (n > 0 && (!broker_submits_ || bytes + size > limit || q.wait_ms != wait_ms))) {
+      emit();
+    }
+    parts[n++] = wire::SubmitPart{q.first, chunk.count, &chunk.payload};
+    bytes += size;
+    wait_ms = q.wait_ms;
+  }
+  emit();
 }
 
 void JobCore::send_deferred(TimePoint now) {

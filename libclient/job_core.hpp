@@ -58,6 +58,8 @@ struct JobCoreOptions {
   // Whether an ALIVE came, and the largest message the broker accepts (0: not announced).
   bool heard_alive = false;
   std::uint64_t broker_max_message = 0;
+  // Whether that ALIVE named the feature "submits" (§4.20): chunks may then go as SUBMITS.
+  bool broker_submits = false;
   // A chunk keeps its window place until consumed() was called for all its items, not only
   // until they arrived: results waiting for a slow consumer are bounded too.
   bool hold = false;
@@ -176,6 +178,7 @@ class JobCore {
   std::chrono::milliseconds broker_heartbeat() const { return broker_heartbeat_; }
   bool heard_alive() const { return heard_alive_; }
   std::uint64_t broker_max_message() const { return broker_max_message_; }
+  bool broker_submits() const { return broker_submits_; }
   std::uint64_t submitted_items() const { return next_index_; }
   std::uint64_t delivered_items() const { return delivered_; }
 
@@ -189,6 +192,7 @@ class JobCore {
     bool refused = false;   // over the broker's per-client limit: waits to be resent
     bool deferred = false;  // larger than any broker surely accepts: waits for its ALIVE (C21)
     std::uint64_t answers_at_send = 0;  // the job's answer count when this chunk was last sent
+    bool queued = false;  // its SUBMIT waits in queued_ to leave within a SUBMITS (C25)
   };
   struct Held {
     std::uint32_t count = 0;
@@ -201,6 +205,7 @@ class JobCore {
   void send(const wire::Message& message, TimePoint now,
             std::optional<Bytes> payload = std::nullopt);
   void submit(std::uint64_t first, Chunk& chunk, TimePoint now);
+  void flush_submits();
   void send_heartbeat(TimePoint now);
   void resubmit_all(TimePoint now);
   void over_limit(const wire::Failed& f, TimePoint now);
@@ -237,6 +242,14 @@ class JobCore {
   std::vector<std::uint64_t> oversized_;  // chunks over the broker's message limit, to fail
   bool heard_alive_ = false;
   std::uint64_t broker_max_message_ = 0;
+  bool broker_submits_ = false;  // an ALIVE of this connection named "submits" (C25)
+  // Chunks whose SUBMIT this turn queued (C25): they leave together, as SUBMITS, before any
+  // other message (send() and take_outbox() flush them), each with the wait_ms it was given.
+  struct Queued {
+    std::uint64_t first = 0;
+    std::uint32_t wait_ms = 0;
+  };
+  std::vector<Queued> queued_;
   bool resubmitting_ = false;  // chunks were sent again after a RESYNC or a broker restart
   // When a RESYNC last made us resend (C13): RESYNCs soon after answer heartbeats sent before.
   std::optional<TimePoint> resynced_at_;

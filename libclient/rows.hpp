@@ -33,6 +33,7 @@ inline constexpr rows::Row kRows[] = {
     {"C22", "fail_oversized", "client_core_test.cpp"},
     {"C23", "resubmit_all", "client_core_test.cpp"},
     {"C24", "on_decoded", "client_core_test.cpp"},
+    {"C25", "flush_submits", "client_core_test.cpp"},
     {"C30", "fail_over", "client_core_test.cpp"},
     {"C31", "on_not_active", "client_core_test.cpp"},
 };

@@ -280,6 +280,11 @@ struct Encoder {
     start(p, Type::Delivers, 3);
     p.pack(m.job_id).pack(m.delivers).pack(m.workers);
   }
+  void operator()(const Submits& m) {
+    start(p, Type::Submits, 6);
+    p.pack(m.job_id).pack(m.function).pack(m.wait_ms).pack(m.item_timeout_ms).pack(m.features);
+    p.pack(m.chunks);
+  }
 };
 
 // A batched message's flat list: a whole number of groups, 1 to kMaxBatch of them. Checked
@@ -292,9 +297,13 @@ void check_batch(Type type, const std::vector<std::uint64_t>& flat, std::size_t 
                         " numbers, got " + std::to_string(flat.size()) + " numbers");
   }
   for (std::size_t i = 0; i < flat.size(); i += fields) {
-    // TASKS' and DELIVERS' count, RESULTS' items_failed: uint32 fields.
+    // TASKS', DELIVERS' and SUBMITS' count, RESULTS' items_failed: uint32 fields.
     if (flat[i + 1 + (type == Type::Results ? 1 : 0)] > UINT32_MAX) {
       throw ProtocolError(std::string(type_name(type)) + ": a count out of range");
+    }
+    if (type == Type::Submits && (flat[i + 1] == 0 || flat[i + 1] > kMaxChunkItems)) {
+      throw ProtocolError("SUBMITS: a chunk of " + std::to_string(flat[i + 1]) + " items (1 to " +
+                          std::to_string(kMaxChunkItems) + ")");
     }
   }
 }
@@ -398,6 +407,13 @@ Message decode_fields(Type type, const Fields& f) {
       }
       return m;
     }
+    case Type::Submits: {
+      f.need(8);
+      Submits m{f.u64(2, "job_id"),          f.str(3, "function"),     f.u32(4, "wait_ms"),
+                f.u32(5, "item_timeout_ms"), f.strings(6, "features"), f.u64s(7, "chunks")};
+      check_batch(type, m.chunks, kSubmitFields);
+      return m;
+    }
   }
   throw ProtocolError("unknown message type " + std::to_string(static_cast<int>(type)));
 }
@@ -407,7 +423,7 @@ Message decode_fields(Type type, const Fields& f) {
 bool has_payload(Type type) {
   return type == Type::Task || type == Type::Result || type == Type::Submit ||
          type == Type::Deliver || type == Type::Status || type == Type::Tasks ||
-         type == Type::Results || type == Type::Delivers;
+         type == Type::Results || type == Type::Delivers || type == Type::Submits;
 }
 
 Type type_of(const Message& message) {
@@ -456,6 +472,8 @@ const char* type_name(Type type) {
       return "RESULTS";
     case Type::Delivers:
       return "DELIVERS";
+    case Type::Submits:
+      return "SUBMITS";
   }
   return "UNKNOWN";
 }
@@ -622,6 +640,36 @@ std::vector<BatchedDeliver> split(const Delivers& m, const Bytes& payload) {
             Deliver{m.job_id, g[0], static_cast<std::uint32_t>(g[1]), m.workers[g[2]], g[3], g[4]},
             std::move(bytes)};
       });
+}
+
+std::vector<BatchedSubmit> split(const Submits& m, const Bytes& payload) {
+  return split_parts<BatchedSubmit>(
+      Type::Submits, m.chunks, kSubmitFields, 2, payload, [&](const std::uint64_t* g, Bytes bytes) {
+        return BatchedSubmit{Submit{m.job_id, m.function, g[0], static_cast<std::uint32_t>(g[1]),
+                                    m.wait_ms, m.item_timeout_ms, m.features},
+                             std::move(bytes)};
+      });
+}
+
+Batch encode_submits(const Submit& submit, const SubmitPart* parts, std::size_t n) {
+  HeaderStream stream;
+  Packer p(stream);
+  start(p, Type::Submits, 6);
+  p.pack(submit.job_id);
+  pack_str(p, submit.function);
+  p.pack(submit.wait_ms).pack(submit.item_timeout_ms).pack(submit.features);
+  p.pack_array(static_cast<std::uint32_t>(n * kSubmitFields));
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) bytes += parts[i].payload->size();
+  Batch batch;
+  batch.payload.reserve(bytes);
+  for (std::size_t i = 0; i < n; ++i) {
+    const SubmitPart& c = parts[i];
+    p.pack(c.first).pack(c.count).pack(std::uint64_t{c.payload->size()});
+    batch.payload.append(c.payload->data(), c.payload->size());
+  }
+  batch.header = stream.take();
+  return batch;
 }
 
 Batch encode_tasks(std::string_view function, const TaskPart* parts, std::size_t n) {

@@ -4,7 +4,7 @@
 // Every message is one or two ZeroMQ frames (after the routing id the ROUTER adds):
 //   frame 1: header, a msgpack array [version, type, fields...]
 //   frame 2: payload, opaque msgpack bytes, only for TASK, RESULT, SUBMIT, DELIVER, STATUS,
-//            TASKS, RESULTS and DELIVERS.
+//            TASKS, RESULTS, DELIVERS and SUBMITS.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +46,7 @@ enum class Type : std::uint8_t {
   Tasks = 18,          // broker -> worker ("batch"): several tasks of one function, one message
   Results = 19,        // worker -> broker ("batch"): several tasks' outcomes, one message
   Delivers = 20,       // broker -> client ("batch"): several chunks' outcomes of a job, one message
+  Submits = 21,        // client -> broker ("submits"): several chunks of a job, one message
 };
 
 struct Ready {
@@ -216,10 +217,24 @@ struct Delivers {
   std::vector<std::uint64_t> delivers;  // kDeliverFields per chunk
   std::vector<std::string> workers;     // the names the chunks' `worker` fields index, 1 to 64
 };
+// first, count, size per chunk of a SUBMITS (§4.20)
+inline constexpr std::size_t kSubmitFields = 3;
+// The items one chunk may hold (§4.4, §12): a SUBMITS with a count outside 1..this is refused
+// whole when decoded (a SUBMIT's is refused by the broker, FAILED bad_request).
+inline constexpr std::uint64_t kMaxChunkItems = 1u << 20;
+struct Submits {
+  static constexpr Type kType = Type::Submits;
+  std::uint64_t job_id = 0;
+  std::string function;
+  std::uint32_t wait_ms = 0;
+  std::uint32_t item_timeout_ms = 0;
+  std::vector<std::string> features;  // as SUBMIT's
+  std::vector<std::uint64_t> chunks;  // kSubmitFields per chunk
+};
 
-using Message =
-    std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive, Resync, Bye,
-                 Error, StatusRequest, Status, Credit, Cancel, Return, Tasks, Results, Delivers>;
+using Message = std::variant<Ready, Task, Result, Submit, Deliver, Failed, Done, Heartbeat, Alive,
+                             Resync, Bye, Error, StatusRequest, Status, Credit, Cancel, Return,
+                             Tasks, Results, Delivers, Submits>;
 
 // Each alternative sits at index kType - 1, and the last is the highest type: so type_of, the
 // decoder's switch and the variant cannot drift apart without this failing to compile.
@@ -244,6 +259,9 @@ inline constexpr std::string_view kFeatureAdopt = "adopt";
 // several RESULTs, the broker DELIVERS instead of several DELIVERs (§4.17-§4.19); each only to
 // a peer that named it (a client names it in SUBMIT).
 inline constexpr std::string_view kFeatureBatch = "batch";
+// "submits": the client may send SUBMITS instead of several SUBMITs (§4.20), once an ALIVE of
+// its connection named it; the broker names it, a client does not need to.
+inline constexpr std::string_view kFeatureSubmits = "submits";
 
 // One part of a batched message, its payload a slice of the message's frame (no copy).
 struct BatchedTask {
@@ -263,6 +281,12 @@ struct BatchedDeliver {
 std::vector<BatchedTask> split(const Tasks& tasks, const Bytes& payload);
 std::vector<BatchedResult> split(const Results& results, const Bytes& payload);
 std::vector<BatchedDeliver> split(const Delivers& delivers, const Bytes& payload);
+// A SUBMITS as its SUBMITs, each with the message's job, function, waits and features.
+struct BatchedSubmit {
+  Submit submit;
+  Bytes payload;
+};
+std::vector<BatchedSubmit> split(const Submits& submits, const Bytes& payload);
 // One task of a TASKS being built (the broker's hot path: views, no copies of names).
 struct TaskPart {
   std::uint64_t task_id = 0;
@@ -287,6 +311,14 @@ struct DeliverPart {
 };
 // A DELIVERS of job_id's chunks, the worker names gathered into its table in order of first use.
 Batch encode_delivers(std::uint64_t job_id, const DeliverPart* parts, std::size_t n);
+// One chunk of a SUBMITS being built (the client's: views of the chunks it keeps).
+struct SubmitPart {
+  std::uint64_t first = 0;
+  std::uint32_t count = 0;
+  const Bytes* payload = nullptr;
+};
+// A SUBMITS of job_id's chunks, `submit` giving its other fields (its first and count unused).
+Batch encode_submits(const Submit& submit, const SubmitPart* parts, std::size_t n);
 bool has_feature(const std::vector<std::string>& features, std::string_view name);
 
 // A task a worker kept from a broker it lost (READY's and HEARTBEAT's `held`, 4 numbers each).

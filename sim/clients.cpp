@@ -219,6 +219,14 @@ void World::client_pump(int i) {
 void World::count_resubmission(JobRecord& job, const wire::Message& message) {
   const auto* submit = std::get_if<wire::Submit>(&message);
   if (submit != nullptr && !job.submitted.insert(submit->first).second) ++report_.resubmits;
+  if (const auto* submits = std::get_if<wire::Submits>(&message)) {
+    ++report_.submits;
+    report_.submits_chunks += submits->chunks.size() / wire::kSubmitFields;
+    for (std::size_t i = 0; i + wire::kSubmitFields <= submits->chunks.size();
+         i += wire::kSubmitFields) {
+      if (!job.submitted.insert(submits->chunks[i]).second) ++report_.resubmits;
+    }
+  }
 }
 
 void World::end_job(int i, JobRecord::State state) {

@@ -43,6 +43,8 @@ std::string describe(const wire::Message& message) {
           o << " task=" << m.task_id << " elapsed=" << m.elapsed_us << "us";
         } else if constexpr (std::is_same_v<T, wire::Submit>) {
           o << " job=" << m.job_id << " first=" << m.first << " count=" << m.count;
+        } else if constexpr (std::is_same_v<T, wire::Submits>) {
+          o << " job=" << m.job_id << " chunks=" << m.chunks.size() / wire::kSubmitFields;
         } else if constexpr (std::is_same_v<T, wire::Deliver>) {
           o << " job=" << m.job_id << " first=" << m.first << " count=" << m.count
             << " seq=" << m.seq;

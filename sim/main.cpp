@@ -245,6 +245,8 @@ int main(int argc, char** argv) {
       total.notices += r.notices;
       total.ghosts += r.ghosts;
       total.resubmits += r.resubmits;
+      total.submits += r.submits;
+      total.submits_chunks += r.submits_chunks;
       total.refused += r.refused;
       total.orphans += r.orphans;
       total.restarts_running += r.restarts_running;
@@ -266,7 +268,8 @@ int main(int argc, char** argv) {
       "%llu cancelled, %llu vanished, %llu items (%llu errors), %llu faults, "
       "%llu worker reconnects, heartbeat gaps in %llu seeds, %llu over_limit; %llu timeouts, "
       "%llu abandons, %llu returns, %llu close notices, %llu ghosts, %llu resubmissions, "
-      "%llu refused, %llu orphans, %llu restarts with running tasks (%llu items kept); "
+      "%llu SUBMITS (%llu chunks), %llu refused, %llu orphans, %llu restarts with running tasks "
+      "(%llu items kept); "
       "slowest job %.1f s past its faults%s; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(last), seppo::sim::fault_names(faults).c_str(),
@@ -284,6 +287,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.returns),
       static_cast<unsigned long long>(total.notices), static_cast<unsigned long long>(total.ghosts),
       static_cast<unsigned long long>(total.resubmits),
+      static_cast<unsigned long long>(total.submits),
+      static_cast<unsigned long long>(total.submits_chunks),
       static_cast<unsigned long long>(total.refused),
       static_cast<unsigned long long>(total.orphans),
       static_cast<unsigned long long>(total.restarts_running),

@@ -105,6 +105,9 @@ struct RunReport {
   std::uint64_t ghosts = 0;    // peers that sent READY and closed
   // Issue 26: SUBMITs of a chunk its job had sent already (RESYNC, a new broker instance).
   std::uint64_t resubmits = 0;
+  // Issue 28: SUBMITS the clients sent (C25), and the chunks they carried.
+  std::uint64_t submits = 0;
+  std::uint64_t submits_chunks = 0;
   // Issue 27: messages broker::Admission refused (impostors, revoked keys).
   std::uint64_t refused = 0;
   // Issue 27: worker processes whose supervisor died while they ran (worker-crash).

@@ -50,6 +50,10 @@ struct ClientOptions {
   // answers of several chunks in one message. false: one message per answer, as before
   // issue 28 (to compare the two, bench/README.md).
   bool batch = true;
+  // With batch: send the chunks one turn submits as one SUBMITS message once the broker names
+  // the feature "submits" (docs/protocol.md §4.20). false: one SUBMIT per chunk, as before
+  // SUBMITS (issue 28; to compare the two, bench/README.md). batch false sends no SUBMITS either.
+  bool submits = true;
 
   // The defaults, with what the environment sets: the key files from SEPPO_CURVE_SECRET_KEY and
   // SEPPO_CURVE_SERVER_KEY. What a Client constructed without options uses.

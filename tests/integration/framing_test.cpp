@@ -1,10 +1,12 @@
 // Several tasks per message (issue 28, feature "batch", docs/protocol.md §4.17-§4.19) against
 // peers that keep version 1's single-task framing: a seppo-worker started with --no-batch, a
 // raw peer that speaks only TASK and RESULT (no features in its READY), and raw clients whose
-// SUBMITs name the feature or not (DELIVERS or one DELIVER per answer).
+// SUBMITs name the feature or not (DELIVERS or one DELIVER per answer), or that send SUBMITS
+// (feature "submits", §4.20).
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <map>
 #include <numeric>
 #include <thread>
 
@@ -66,15 +68,30 @@ struct RawClient {
 };
 
 RawClient raw_client(const std::string& endpoint, const std::vector<std::string>& features,
-                     std::uint64_t n) {
+                     std::uint64_t n, bool as_submits = false) {
   RawClient seen;
   zmq::context_t context;
   zmq::socket_t dealer(context, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
-  dealer.set(zmq::sockopt::routing_id,
-             zmq::buffer(std::string(features.empty() ? "Cold" : "Cnew")));
+  dealer.set(zmq::sockopt::routing_id, zmq::buffer(std::string(as_submits         ? "Csub"
+                                                               : features.empty() ? "Cold"
+                                                                                  : "Cnew")));
   dealer.connect(endpoint);
-  for (std::uint64_t i = 0; i < n; ++i) {
+  // SUBMITS (§4.20): the chunks 64 at a time, sizes in the header, payloads back to back.
+  for (std::uint64_t i = 0; as_submits && i < n;) {
+    wire::Submits m{1, "example_module.square", 10000, 0, features, {}};
+    std::string payload;
+    for (; i < n && m.chunks.size() < 64 * wire::kSubmitFields; ++i) {
+      msgpack::sbuffer args;
+      msgpack::packer<msgpack::sbuffer> p(args);
+      p.pack_array(1).pack(static_cast<std::int64_t>(i + 1));
+      m.chunks.insert(m.chunks.end(), {i, 1, args.size()});
+      payload.append(args.data(), args.size());
+    }
+    dealer.send(zmq::buffer(wire::encode(m)), zmq::send_flags::sndmore);
+    dealer.send(zmq::buffer(payload));
+  }
+  for (std::uint64_t i = 0; !as_submits && i < n; ++i) {
     msgpack::sbuffer args;
     msgpack::packer<msgpack::sbuffer> p(args);
     p.pack_array(1).pack(static_cast<std::int64_t>(i + 1));
@@ -158,6 +175,55 @@ TEST_CASE("a client naming batch in SUBMIT gets DELIVERS; one naming nothing, DE
   options.batch = false;
   Client plain(cluster.endpoint(), options);
   squares_of(plain, 2000);
+}
+
+// STATUS's "messages": how many SUBMITs and SUBMITS the broker has read.
+std::pair<std::uint64_t, std::uint64_t> submit_messages(const Cluster& cluster) {
+  Client probe = cluster.client();
+  const msgpack::object_handle status = probe.status(10s);
+  std::pair<std::uint64_t, std::uint64_t> counts{0, 0};
+  const auto map = status.get().as<std::map<std::string, msgpack::object>>();
+  const auto m = map.find("messages");
+  REQUIRE(m != map.end());
+  const auto by_type = m->second.as<std::map<std::string, std::uint64_t>>();
+  if (auto one = by_type.find("SUBMIT"); one != by_type.end()) counts.first = one->second;
+  if (auto many = by_type.find("SUBMITS"); many != by_type.end()) counts.second = many->second;
+  return counts;
+}
+
+TEST_CASE(
+    "SUBMITS: a raw client's chunks are answered once each; the C++ client sends fewer "
+    "messages than chunks, and one SUBMIT per chunk with batch off") {
+  Cluster cluster({"--heartbeat-ms", "100", "--liveness", "10"});
+  cluster.add_worker(2, {"--prefetch", "32"});
+  REQUIRE(cluster.wait_for_workers(2));
+  // 2000 one-item chunks in 32 SUBMITS (raw_client checks each item once and exact).
+  const RawClient raw = raw_client(cluster.endpoint(), {"batch"}, 2000, true);
+  CHECK(raw.delivers + raw.parts == 2000);
+  auto before = submit_messages(cluster);
+  CHECK(before.first == 0);
+  CHECK(before.second == 32);
+  // The C++ client at chunk size 1: after the broker's first ALIVE (which names submits), the
+  // chunks each refill sends leave together.
+  ClientOptions options = cluster.client_options();
+  options.chunk_size = 1;
+  Client client(cluster.endpoint(), options);
+  squares_of(client, 5000);
+  squares_of(client, 5000);  // a second job: it knows the broker's features from the start
+  auto after = submit_messages(cluster);
+  const std::uint64_t messages = (after.first - before.first) + (after.second - before.second);
+  MESSAGE("10000 chunks in " << after.first - before.first << " SUBMIT and "
+                             << after.second - before.second << " SUBMITS");
+  CHECK(after.second > before.second);
+  CHECK(messages < 10000);
+  // ClientOptions::batch false: one SUBMIT per chunk, as before the feature.
+  before = after;
+  options.batch = false;
+  Client plain(cluster.endpoint(), options);
+  squares_of(plain, 2000);
+  after = submit_messages(cluster);
+  CHECK(after.first - before.first == 2000);
+  CHECK(after.second == before.second);
 }
 
 TEST_CASE("a --no-batch worker and a batching one serve one job of single-item chunks") {

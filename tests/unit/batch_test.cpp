@@ -3,6 +3,8 @@
 // (the client's C24 is in client_core_test.cpp).
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "seppo/error.hpp"
 #include "seppo/msgpack.hpp"
 
@@ -722,4 +724,195 @@ TEST_CASE("W31: a RESULTS header stays within a small --max-message-bytes, as it
     }
   }
   CHECK(results == 64);
+}
+
+// --- SUBMITS (feature "submits", §4.20, B60, C25 in client_core_test.cpp) ---
+
+namespace {
+
+// A SUBMITS of job 1 (m.f) of the chunks given as (first, count, payload).
+struct Chunk {
+  std::uint64_t first;
+  std::uint32_t count;
+  std::string payload;
+};
+wire::Batch submits_of(const std::vector<Chunk>& chunks,
+                       std::vector<std::string> features = {"batch"}) {
+  std::vector<Bytes> payloads;
+  for (const Chunk& c : chunks) payloads.emplace_back(c.payload);
+  std::vector<wire::SubmitPart> parts;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    parts.push_back(wire::SubmitPart{chunks[i].first, chunks[i].count, &payloads[i]});
+  }
+  return wire::encode_submits(wire::Submit{1, "m.f", 0, 0, 1000, 0, std::move(features)},
+                              parts.data(), parts.size());
+}
+
+// What the broker sent, raw: peer, header and payload bytes.
+std::vector<std::string> raw(broker::Core& core) {
+  std::vector<std::string> out;
+  for (auto& o : broker::drain(core)) {
+    out.push_back(o.peer + "|" + std::string(o.header.view()) + "|" +
+                  (o.payload ? o.payload->str() : std::string("-")));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("SUBMITS round-trips: its chunks become SUBMITs of its job, in order") {
+  const std::string a = items(1), b = items(2, 3);
+  const Bytes pa(a), pb(b);
+  const wire::SubmitPart parts[] = {{0, 1, &pa}, {1, 2, &pb}};
+  const wire::Batch batch =
+      wire::encode_submits(wire::Submit{7, "m.f", 99, 99, 500, 20, {"batch"}}, parts, 2);
+  const auto m = std::get<wire::Submits>(wire::decode(batch.header.data(), batch.header.size()));
+  CHECK(m.job_id == 7);
+  CHECK(m.function == "m.f");
+  CHECK(m.wait_ms == 500);
+  CHECK(m.item_timeout_ms == 20);
+  CHECK(m.features == std::vector<std::string>{"batch"});
+  CHECK(m.chunks == std::vector<std::uint64_t>{0, 1, a.size(), 1, 2, b.size()});
+  CHECK(batch.payload == a + b);
+  const Bytes payload(batch.payload);
+  const auto split = wire::split(m, payload);
+  REQUIRE(split.size() == 2);
+  CHECK(split[0].submit.job_id == 7);
+  CHECK(split[0].submit.first == 0);
+  CHECK(split[1].submit.first == 1);
+  CHECK(split[1].submit.count == 2);
+  CHECK(split[1].submit.function == "m.f");
+  CHECK(split[1].submit.wait_ms == 500);
+  CHECK(split[1].submit.item_timeout_ms == 20);
+  CHECK(split[1].submit.features == std::vector<std::string>{"batch"});
+  CHECK(split[0].payload.view() == a);
+  CHECK(split[1].payload.view() == b);
+  CHECK(wire::has_payload(wire::Type::Submits));
+  // The documented example (§4.20).
+  CHECK(wire::encode(wire::Submits{7, "m.f", 1000, 0, {"batch"}, {0, 1, 2, 1, 1, 2}}) ==
+        std::string("\x98\x01\x15\x07\xa3m.f\xcd\x03\xe8\x00\x91\xa5"
+                    "batch\x96\x00\x01\x02\x01\x01\x02",
+                    26));
+}
+
+TEST_CASE("SUBMITS refuses hostile shapes when decoded, before anything is allocated") {
+  // Not a whole number of groups, none, more than kMaxBatch, counts outside 1..2^20.
+  CHECK_THROWS_AS(reread(wire::Submits{1, "m.f", 0, 0, {}, {0, 1}}), ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Submits{1, "m.f", 0, 0, {}, {}}), ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Submits{1, "m.f", 0, 0, {}, std::vector<std::uint64_t>(3 * 65, 1)}),
+                  ProtocolError);
+  CHECK_NOTHROW(reread(wire::Submits{1, "m.f", 0, 0, {}, std::vector<std::uint64_t>(3 * 64, 1)}));
+  CHECK_THROWS_AS(reread(wire::Submits{1, "m.f", 0, 0, {}, {0, 0, 1}}), ProtocolError);
+  CHECK_THROWS_AS(reread(wire::Submits{1, "m.f", 0, 0, {}, {0, (1u << 20) + 1, 1}}), ProtocolError);
+  CHECK_NOTHROW(reread(wire::Submits{1, "m.f", 0, 0, {}, {0, 1u << 20, 1}}));
+  CHECK_THROWS_AS(reread(wire::Submits{1, "m.f", 0, 0, {}, {0, 1ull << 32, 1}}), ProtocolError);
+  try {
+    reread(wire::Submits{1, "m.f", 0, 0, {}, {0, 0, 1}});
+  } catch (const ProtocolError& e) {
+    CHECK(std::string(e.what()).find("SUBMITS") != std::string::npos);
+  }
+  // Missing or mistyped fields.
+  const std::string short_header("\x97\x01\x15\x07\xa3m.f\x00\x00\x90", 11);
+  CHECK_THROWS_AS(wire::decode(short_header.data(), short_header.size()), ProtocolError);
+  const std::string bad_features("\x98\x01\x15\x07\xa3m.f\x00\x00\x91\x01\x93\x00\x01\x01", 17);
+  CHECK_THROWS_AS(wire::decode(bad_features.data(), bad_features.size()), ProtocolError);
+  // A chunk list declaring 2^32-1 entries in a few bytes: refused, not allocated.
+  const std::string huge("\x98\x01\x15\x07\xa3m.f\x00\x00\x90\xdd\xff\xff\xff\xff", 16);
+  CHECK_THROWS_AS(wire::decode(huge.data(), huge.size()), ProtocolError);
+  // Sizes beyond the payload (one near 2^64 included) or short of it.
+  const Bytes payload(std::string("\x91\x01\x91\x02", 4));
+  CHECK_THROWS_AS(wire::split(wire::Submits{1, "m.f", 0, 0, {}, {0, 1, 2, 1, 1, ~0ull}}, payload),
+                  ProtocolError);
+  CHECK_THROWS_AS(wire::split(wire::Submits{1, "m.f", 0, 0, {}, {0, 1, 2, 1, 1, 1}}, payload),
+                  ProtocolError);
+  CHECK_THROWS_AS(wire::split(wire::Submits{1, "m.f", 0, 0, {}, {0, 1, 5}}, payload),
+                  ProtocolError);
+  CHECK(wire::split(wire::Submits{1, "m.f", 0, 0, {}, {0, 1, 2, 1, 1, 2}}, payload).size() == 2);
+}
+
+TEST_CASE(
+    "B60: a SUBMITS is taken as its SUBMITs one by one: refusals per chunk, resubmission "
+    "ignored") {
+  broker::Config config;
+  config.max_chunk_items = 4;
+  config.max_client_bytes = broker::kJobOverhead + 3 * 300;
+  // Accepted, too many items (bad_request), too large, a resubmission of 0 (ignored), accepted
+  // twice, then over the client's limit (over_limit), and one more once a worker freed room.
+  const std::vector<Chunk> chunks = {{0, 1, items(1)},
+                                     {1, 5, broker_test::numbers(5)},
+                                     {6, 1, items(std::string(2000, 'x'))},
+                                     {0, 1, items(1)},
+                                     {7, 1, items(8)},
+                                     {8, 1, items(9)},
+                                     {9, 1, items(10)}};
+  broker_test::Harness one(config), many(config);
+  for (broker_test::Harness* h : {&one, &many}) {
+    h->ready("W1", {"m.f"}, 2);
+    h->drain();
+  }
+  for (const Chunk& c : chunks) {
+    one.deliver("C1", wire::Submit{1, "m.f", c.first, c.count, 1000, 0, {"batch"}}, &c.payload);
+  }
+  const wire::Batch batch = submits_of(chunks);
+  broker::feed(many.core, "C1", batch.header, Bytes(batch.payload), many.now);
+  const auto sent_one = raw(one.core), sent_many = raw(many.core);
+  CHECK(sent_many == sent_one);
+  // The same STATUS, but for the messages read by type (7 SUBMITs, 1 SUBMITS).
+  const std::string status_one = one.core.status_payload(one.now),
+                    status_many = many.core.status_payload(many.now);
+  const auto h1 = msgpack::unpack(status_one.data(), status_one.size());
+  const auto h2 = msgpack::unpack(status_many.data(), status_many.size());
+  auto m1 = h1.get().as<std::map<std::string, msgpack::object>>();
+  auto m2 = h2.get().as<std::map<std::string, msgpack::object>>();
+  CHECK(m1.erase("messages") == 1);
+  CHECK(m2.erase("messages") == 1);
+  CHECK(m1 == m2);
+  // What that was: two TASKs to W1, FAILED bad_request, too_large and over_limit to C1.
+  broker_test::Harness check(config);
+  check.ready("W1", {"m.f"}, 2);
+  check.drain();
+  broker::feed(check.core, "C1", batch.header, Bytes(batch.payload), check.now);
+  const auto out = check.drain();
+  CHECK(broker_test::Harness::sent_to<wire::Task>(out, "W1").size() == 2);
+  const auto failed = broker_test::Harness::sent_to<wire::Failed>(out, "C1");
+  REQUIRE(failed.size() == 3);
+  CHECK(failed[0].first == 1);
+  CHECK(failed[0].code == wire::Code::BadRequest);
+  CHECK(failed[1].first == 6);
+  CHECK(failed[1].code == wire::Code::TooLarge);
+  CHECK(failed[2].first == 9);
+  CHECK(failed[2].code == wire::Code::OverLimit);
+}
+
+TEST_CASE("B60: SUBMITS from a worker, or whose sizes do not add up, is refused whole") {
+  broker_test::Harness h;
+  h.ready("W1", {"m.f"}, 2);
+  h.drain();
+  const wire::Batch batch = submits_of({{0, 1, items(1)}, {1, 1, items(2)}});
+  broker::feed(h.core, "W1", batch.header, Bytes(batch.payload), h.now);
+  auto errors = broker_test::Harness::sent_to<wire::Error>(h.drain(), "W1");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].code == wire::Code::BadMessage);
+  CHECK(errors[0].message == "SUBMITS from a peer registered as a worker");
+  broker::feed(h.core, "C1", batch.header, Bytes(batch.payload.substr(1)), h.now);
+  auto out = h.drain();
+  errors = broker_test::Harness::sent_to<wire::Error>(out, "C1");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].code == wire::Code::BadMessage);
+  CHECK(errors[0].message.find("SUBMITS: the sizes") == 0);
+  CHECK(broker_test::Harness::sent_to<wire::Task>(out, "W1").empty());
+  // A worker key may not send it (§14.3); a client key may.
+  const std::string one = items(1);
+  h.deliver_as(broker::Role::Worker, "C2", wire::Submits{1, "m.f", 0, 0, {}, {0, 1, one.size()}},
+               &one);
+  errors = broker_test::Harness::sent_to<wire::Error>(h.drain(), "C2");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].code == wire::Code::Forbidden);
+  broker::feed(h.core, "C1", batch.header, Bytes(batch.payload), h.now);
+  CHECK(broker_test::Harness::sent_to<wire::Task>(h.drain(), "W1").size() == 2);
+  // The broker names the feature in ALIVE.
+  h.deliver("C1", wire::Heartbeat{1, 0, {0, 1}});
+  const auto alive = broker_test::Harness::sent_to<wire::Alive>(h.drain(), "C1");
+  REQUIRE(alive.size() == 1);
+  CHECK(wire::has_feature(alive[0].features, wire::kFeatureSubmits));
 }

@@ -882,3 +882,209 @@ TEST_CASE("C31 ERROR not_active moves to the next endpoint after heartbeat / 2, 
   REQUIRE(one.core.failed());
   CHECK(one.core.failure()->message.find("give both brokers' endpoints") != std::string::npos);
 }
+
+// --- C25: SUBMITS (feature "submits", §4.20) ---
+
+namespace {
+
+// The chunks (first, count) the core sent, SUBMIT or SUBMITS, in order; and how many messages.
+struct Submitted {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks;
+  std::size_t submit = 0, submits = 0;
+};
+Submitted submitted(const std::vector<Sent>& out) {
+  Submitted s;
+  for (const Sent& o : out) {
+    if (const auto* m = std::get_if<wire::Submit>(&o.message)) {
+      ++s.submit;
+      s.chunks.emplace_back(m->first, m->count);
+    } else if (const auto* ms = std::get_if<wire::Submits>(&o.message)) {
+      ++s.submits;
+      REQUIRE(o.payload);
+      const auto parts = wire::split(*ms, *o.payload);
+      for (const auto& p : parts) s.chunks.emplace_back(p.submit.first, p.submit.count);
+    }
+  }
+  return s;
+}
+
+wire::Alive alive_with(std::vector<std::string> features, std::uint64_t max_message = 1 << 20) {
+  return wire::Alive{9, 1000, 3, max_message, std::move(features)};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "C25 SUBMIT per chunk until an ALIVE names submits, then the chunks of a turn as one "
+    "SUBMITS") {
+  JobCoreOptions o = options();
+  o.client.window = 4;
+  Harness h(o);
+  CHECK(h.fill(t0) == 4);
+  auto s = submitted(h.take());
+  CHECK(s.submit == 4);
+  CHECK(s.submits == 0);
+  // An ALIVE without the feature (an older broker): still one SUBMIT per chunk.
+  h.feed(alive_with({"adopt", "batch"}), std::nullopt, t0 + 1ms);
+  h.deliver(0, 2, 1, t0 + 2ms);
+  h.deliver(2, 2, 2, t0 + 2ms);
+  h.fill(t0 + 2ms);
+  s = submitted(h.take());
+  CHECK(s.submit == 2);
+  CHECK(s.submits == 0);
+  // One that names it: the refill after several answers leaves as one SUBMITS.
+  h.feed(alive_with({"adopt", "batch", "submits"}), std::nullopt, t0 + 3ms);
+  CHECK(h.core.broker_submits());
+  h.deliver(4, 2, 3, t0 + 4ms);
+  h.deliver(6, 2, 4, t0 + 4ms);
+  h.deliver(8, 2, 5, t0 + 4ms);
+  h.fill(t0 + 4ms);
+  const auto out = h.take();
+  s = submitted(out);
+  CHECK(s.submit == 0);
+  CHECK(s.submits == 1);
+  CHECK(s.chunks ==
+        std::vector<std::pair<std::uint64_t, std::uint64_t>>{{12, 2}, {14, 2}, {16, 2}});
+  const auto m = sent<wire::Submits>(out);
+  REQUIRE(m.size() == 1);
+  CHECK(m[0].job_id == kJob);
+  CHECK(m[0].function == "m.square");
+  CHECK(m[0].wait_ms == 10000);
+  CHECK(m[0].features == std::vector<std::string>{"batch"});
+  // A lone chunk still goes as SUBMIT: nothing waits to fill a batch.
+  h.deliver(10, 2, 6, t0 + 5ms);
+  h.fill(t0 + 5ms);
+  s = submitted(h.take());
+  CHECK(s.submit == 1);
+  CHECK(s.submits == 0);
+  // A RESYNC's resubmission of every open chunk: one SUBMITS too.
+  h.feed(wire::Resync{kJob, 9}, std::nullopt, t0 + 6ms);
+  s = submitted(h.take());
+  CHECK(s.submits == 1);
+  CHECK(s.chunks.size() == 4);
+  // Items arrive once each, as before.
+  CHECK(h.core.delivered_items() == 12);
+}
+
+TEST_CASE("C25 a SUBMITS holds at most 64 chunks and 64 KiB, or the broker's limit") {
+  JobCoreOptions o = options();
+  o.client.window = 200;
+  o.client.chunk_size = 1;
+  o.heard_alive = true;
+  o.broker_submits = true;
+  Harness h(o);
+  CHECK(h.fill(t0) == 200);
+  auto out = h.take();
+  auto s = submitted(out);
+  CHECK(s.submits == 4);  // 64 + 64 + 64 + 8
+  CHECK(s.submit == 0);
+  CHECK(s.chunks.size() == 200);
+  for (std::size_t i = 0; i < s.chunks.size(); ++i) CHECK(s.chunks[i].first == i);
+  for (const auto& m : sent<wire::Submits>(out)) {
+    CHECK(m.chunks.size() <= wire::kMaxBatch * wire::kSubmitFields);
+  }
+  // A broker that takes at most 64 bytes a frame: each SUBMITS's payload within it.
+  o.broker_max_message = 64;
+  o.client.window = 40;
+  Harness small(o);
+  small.fill(t0);
+  out = small.take();
+  s = submitted(out);
+  CHECK(s.chunks.size() == 40);
+  CHECK(s.submits > 1);
+  for (const Sent& sent_one : out) {
+    if (std::holds_alternative<wire::Submits>(sent_one.message))
+      CHECK(sent_one.payload->size() <= 64);
+  }
+  // A chunk larger than 64 KiB goes alone as SUBMIT.
+  JobCoreOptions big = options();
+  big.heard_alive = true;
+  big.broker_submits = true;
+  big.client.window = 3;
+  Harness large(big);
+  const std::string text(70000, 'x');
+  for (int i = 0; i < 3; ++i) {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> p(buffer);
+    p.pack_array(1);
+    p.pack(i == 1 ? text : std::string("y"));
+    large.core.add_chunk(Bytes::copy(buffer.data(), buffer.size()), 1, t0);
+  }
+  s = submitted(large.take());
+  CHECK(s.submit == 3);
+  CHECK(s.chunks == std::vector<std::pair<std::uint64_t, std::uint64_t>>{{0, 1}, {1, 1}, {2, 1}});
+}
+
+TEST_CASE(
+    "C25 per-chunk rules stay per chunk: deferral before ALIVE, a HEARTBEAT after its "
+    "chunks, no SUBMITS with batch off, and a move to the other broker relearns") {
+  // Before any ALIVE (C21, C3): small chunks go at once as SUBMIT, large ones wait.
+  JobCoreOptions o = options();
+  o.broker_heartbeat = 0ms;
+  o.client.window = 3;
+  o.client.chunk_size = 1;
+  Harness h(o);
+  const std::string text(2000, 'x');
+  for (int i = 0; i < 3; ++i) {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> p(buffer);
+    p.pack_array(1);
+    p.pack(i == 0 ? std::string("y") : text);
+    h.core.add_chunk(Bytes::copy(buffer.data(), buffer.size()), 1, t0);
+  }
+  auto out = h.take();
+  auto s = submitted(out);
+  CHECK(s.submit == 1);
+  CHECK(s.submits == 0);
+  // The ALIVE naming submits releases the two deferred ones together, as one SUBMITS.
+  h.feed(alive_with({"batch", "submits"}), std::nullopt, t0 + 1ms);
+  out = h.take();
+  s = submitted(out);
+  CHECK(s.submits == 1);
+  CHECK(s.chunks == std::vector<std::pair<std::uint64_t, std::uint64_t>>{{1, 1}, {2, 1}});
+  // A HEARTBEAT sent in the turn that queued chunks leaves after them.
+  h.deliver(0, 1, 1, t0 + 2ms);
+  h.deliver(1, 1, 2, t0 + 2ms);
+  h.fill(t0 + 2ms);
+  h.core.on_tick(t0 + 5s);
+  out = h.take();
+  REQUIRE(out.size() == 2);
+  CHECK(std::holds_alternative<wire::Submits>(out[0].message));
+  CHECK(std::get<wire::Heartbeat>(out[1].message).open == std::vector<std::uint64_t>{2, 3, 4});
+
+  // ClientOptions::batch false: neither DELIVERS nor SUBMITS.
+  JobCoreOptions off = options();
+  off.client.batch = false;
+  off.client.window = 4;
+  off.heard_alive = true;
+  off.broker_submits = true;
+  Harness plain(off);
+  plain.fill(t0);
+  s = submitted(plain.take());
+  CHECK(s.submit == 4);
+  CHECK(s.submits == 0);
+
+  // A pair: after a move to the other broker, SUBMIT again until its ALIVE names submits.
+  JobCoreOptions pair = options();
+  pair.endpoint = "tcp://127.0.0.1:5555,tcp://127.0.0.1:5556";
+  pair.client.window = 4;
+  pair.heard_alive = true;
+  pair.broker_submits = true;
+  Harness moved(pair);
+  moved.fill(t0);
+  CHECK(submitted(moved.take()).submits == 1);
+  // Chunks queued in the turn that moves: they go to the next broker as SUBMITs.
+  moved.deliver(0, 2, 1, t0 + 1ms);
+  moved.deliver(2, 2, 2, t0 + 1ms);
+  moved.fill(t0 + 1ms);
+  moved.core.on_tick(t0 + 10s);  // silence: C30 moves on
+  CHECK(moved.core.take_switch());
+  s = submitted(moved.take());
+  CHECK(s.submit == 2);
+  CHECK(s.submits == 0);
+  CHECK_FALSE(moved.core.broker_submits());
+  moved.feed(wire::Resync{kJob, 0}, std::nullopt, t0 + 10s + 1ms);
+  s = submitted(moved.take());
+  CHECK(s.submit == 4);
+  CHECK(s.submits == 0);
+}

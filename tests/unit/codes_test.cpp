@@ -24,7 +24,7 @@ TEST_CASE("type_of names the type each message is encoded with") {
   const std::string bytes = wire::encode(wire::Credit{4});
   CHECK(wire::type_of(wire::decode(bytes.data(), bytes.size())) == wire::Type::Credit);
   CHECK(wire::type_of(wire::Ready{}) == wire::Type::Ready);
-  CHECK(wire::kLastType == wire::Type::Delivers);  // TASKS, RESULTS and DELIVERS, issue 28
+  CHECK(wire::kLastType == wire::Type::Submits);  // TASKS, RESULTS, DELIVERS, SUBMITS: issue 28
 }
 
 TEST_CASE("result entries decode to a value, an item error, or a malformed entry") {
