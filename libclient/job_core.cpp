@@ -155,6 +155,9 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
       // and fill the client's byte limit (seppo-sim seed 21918). Within a heartbeat of the
       // last resend, a RESYNC answers a heartbeat sent before it; a real need shows again at
       // the next heartbeat.
+      // C25: a broker that restarted (or one too old to name its instance) may not take
+      // SUBMITS: until its ALIVE says so, chunks go one a message.
+      if (r->instance == 0 || (instance_ != 0 && r->instance != instance_)) broker_submits_ = false;
       if (!resynced_at_ || now - *resynced_at_ >= heartbeat_) {
         resynced_at_ = now;
         resubmit_all(now);
@@ -188,6 +191,12 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
     const std::string code(wire::code_name(e->code));
     if (e->code == wire::Code::NotActive) {
       on_not_active(e->message, now);
+    } else if (e->code == wire::Code::BadMessage && broker_submits_) {
+      // C25: a broker that does not take SUBMITS after all (one replaced by an older version
+      // under the same connection, before its ALIVE): everything open goes again one chunk a
+      // message; the broker ignores what it holds already. Once: then it is an error.
+      broker_submits_ = false;
+      resubmit_all(now);
     } else if (e->code == wire::Code::Forbidden) {
       fail(Failure::Kind::Refused, code,
            "the broker at " + options_.endpoint + " refused this client: " + e->message);

@@ -966,6 +966,40 @@ TEST_CASE(
   CHECK(h.core.delivered_items() == 12);
 }
 
+TEST_CASE("C25 after a broker restart, chunks go one a message until its ALIVE names submits") {
+  JobCoreOptions o = options();
+  o.client.window = 10;
+  o.client.chunk_size = 1;
+  Harness h(o);
+  h.feed(wire::Alive{9, 1000, 3, 1 << 20, {"batch", "submits"}}, std::nullopt, t0);
+  CHECK(h.fill(t0) == 10);
+  auto s = submitted(h.take());
+  CHECK(s.submits == 1);
+  CHECK(s.chunks.size() == 10);
+  // A RESYNC from another instance (the broker restarted, maybe an older one): the chunks go
+  // again, one SUBMIT each.
+  h.feed(wire::Resync{kJob, 10}, std::nullopt, t0 + 10ms);
+  s = submitted(h.take());
+  CHECK(s.submits == 0);
+  CHECK(s.submit == 10);
+  // Its ALIVE names submits: SUBMITS again for what is resent next.
+  h.feed(wire::Alive{10, 1000, 3, 1 << 20, {"batch", "submits"}}, std::nullopt, t0 + 20ms);
+  h.feed(wire::Resync{kJob, 10}, std::nullopt, t0 + 2s);
+  s = submitted(h.take());
+  CHECK(s.submits == 1);
+  CHECK(s.submit == 0);
+  // A broker that refuses SUBMITS as a bad message after all (replaced by an older one before
+  // its ALIVE): the job goes on, everything open sent again one chunk a message.
+  h.feed(wire::Error{wire::Code::BadMessage, "unknown message type 21"}, std::nullopt, t0 + 3s);
+  CHECK_FALSE(h.core.failed());
+  s = submitted(h.take());
+  CHECK(s.submits == 0);
+  CHECK(s.submit == 10);
+  // Once: a second bad_message is an error of the job.
+  h.feed(wire::Error{wire::Code::BadMessage, "still"}, std::nullopt, t0 + 4s);
+  CHECK(h.core.failed());
+}
+
 TEST_CASE("C25 a SUBMITS holds at most 64 chunks and 64 KiB, or the broker's limit") {
   JobCoreOptions o = options();
   o.client.window = 200;
