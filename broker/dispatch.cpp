@@ -293,13 +293,21 @@ void Core::coalesce_delivers(std::vector<bool>& merged) {
       config_.max_message_bytes != 0
           ? std::min<std::uint64_t>(wire::kMaxBatchBytes, config_.max_message_bytes)
           : wire::kMaxBatchBytes;
-  const auto groups = group_notes(
-      outbox_, deliver_notes_, merged,
-      [&](const DeliverNote& head, const DeliverNote& note, std::size_t size, std::size_t bytes) {
-        if (size >= wire::kMaxBatch || bytes > limit || head.job_id != note.job_id) return false;
-        auto c = clients_.find(outbox_[head.index].peer);
-        return c != clients_.end() && c->second.batches;
-      });
+  const auto groups =
+      group_notes(outbox_, deliver_notes_, merged,
+                  [&, head_seen = std::size_t(-1), batches = false](
+                      const DeliverNote& head, const DeliverNote& note, std::size_t size,
+                      std::size_t bytes) mutable {
+                    if (size >= wire::kMaxBatch || bytes > limit || head.job_id != note.job_id)
+                      return false;
+                    // The client looked up once per group, not once per answer joining it.
+                    if (head.index != head_seen) {
+                      head_seen = head.index;
+                      auto c = clients_.find(outbox_[head.index].peer);
+                      batches = c != clients_.end() && c->second.batches;
+                    }
+                    return batches;
+                  });
   std::vector<wire::DeliverPart> parts;
   for (const std::vector<std::size_t>& group : groups) {
     parts.clear();

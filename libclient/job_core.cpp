@@ -309,10 +309,20 @@ void JobCore::submit(std::uint64_t first, Chunk& chunk, TimePoint now) {
     last_sent_ = now;  // C17: it leaves with this turn's outbox
     return;
   }
-  // Naming "batch" lets the broker send this client DELIVERS (C24, B59).
-  send(wire::Submit{id_, function_, first, chunk.count, wait_ms, item_timeout_ms(options_.client),
-                    options_.client.batch ? kFeatures : std::vector<std::string>{}},
-       now, chunk.payload);
+  send(submit_message(first, chunk.count, wait_ms), now, chunk.payload);
+}
+
+// A SUBMIT of this job, or a SUBMITS' common fields (first and count 0). Naming "batch" lets the
+// broker send this client DELIVERS (C24, B59).
+wire::Submit JobCore::submit_message(std::uint64_t first, std::uint32_t count,
+                                     std::uint32_t wait_ms) const {
+  return wire::Submit{id_,
+                      function_,
+                      first,
+                      count,
+                      wait_ms,
+                      item_timeout_ms(options_.client),
+                      options_.client.batch ? kFeatures : std::vector<std::string>{}};
 }
 
 // C25: the SUBMITs queued this turn, in order, as SUBMITS of at most kMaxBatch chunks and
@@ -324,23 +334,18 @@ void JobCore::flush_submits() {
   std::swap(queued, queued_);
   std::size_t limit = wire::kMaxBatchBytes;
   if (broker_max_message_ != 0) limit = std::min<std::uint64_t>(limit, broker_max_message_);
-  const std::vector<std::string> features =
-      options_.client.batch ? kFeatures : std::vector<std::string>{};
   wire::SubmitPart parts[wire::kMaxBatch];
   std::size_t n = 0, bytes = 0;
   std::uint32_t wait_ms = 0;
   auto emit = [&] {
     if (n == 1) {
-      outbox_.push_back(wire::Outgoing{
-          {},
-          wire::encode(wire::Submit{id_, function_, parts[0].first, parts[0].count, wait_ms,
-                                    item_timeout_ms(options_.client), features}),
-          *parts[0].payload,
-          0});
+      outbox_.push_back(
+          wire::Outgoing{{},
+                         wire::encode(submit_message(parts[0].first, parts[0].count, wait_ms)),
+                         *parts[0].payload,
+                         0});
     } else if (n > 1) {
-      wire::Batch batch = wire::encode_submits(
-          wire::Submit{id_, function_, 0, 0, wait_ms, item_timeout_ms(options_.client), features},
-          parts, n);
+      wire::Batch batch = wire::encode_submits(submit_message(0, 0, wait_ms), parts, n);
       outbox_.push_back(
           wire::Outgoing{{}, std::move(batch.header), Bytes(std::move(batch.payload)), 0});
     }

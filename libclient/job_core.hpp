@@ -210,6 +210,8 @@ class JobCore {
   void resubmit_all(TimePoint now);
   void over_limit(const wire::Failed& f, TimePoint now);
   void resend_refused(TimePoint now);
+  wire::Submit submit_message(std::uint64_t first, std::uint32_t count,
+                              std::uint32_t wait_ms) const;
   void send_deferred(TimePoint now);
   void fail_oversized(TimePoint now);
   void on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now);
