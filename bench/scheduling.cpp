@@ -64,6 +64,7 @@ JobRun sleep_job(Client& client, const std::vector<int>& ms) {
 }
 
 std::size_t g_window = 0;
+std::uint32_t g_prefetch = 0;
 
 ClientOptions client_options() {
   ClientOptions o;
@@ -75,7 +76,9 @@ ClientOptions client_options() {
 // A broker and `workers` worker connections (one seppo-worker with -j), all connected.
 std::unique_ptr<Cluster> cluster_of(unsigned workers) {
   auto cluster = std::make_unique<Cluster>(std::vector<std::string>{});
-  cluster->add_worker(workers);
+  std::vector<std::string> extra;
+  if (g_prefetch > 0) extra = {"--prefetch", std::to_string(g_prefetch)};
+  cluster->add_worker(workers, extra);
   if (!cluster->wait_for_workers(workers, std::chrono::minutes(3))) {
     throw std::runtime_error(std::to_string(workers) + " workers did not connect");
   }
@@ -136,6 +139,10 @@ double lower_bound_ms(const std::vector<int>& ms, unsigned workers) {
 
 void set_client_window(std::size_t chunks) {
   g_window = chunks;
+}
+
+void set_worker_prefetch(std::uint32_t tasks) {
+  g_prefetch = tasks;
 }
 
 double lpt_makespan_ms(std::vector<int> ms, unsigned workers) {

@@ -12,6 +12,8 @@ namespace seppo::bench {
 
 // The client's window (chunks in flight) for (j), (k) and (l); 0 keeps ClientOptions' default.
 void set_client_window(std::size_t chunks);
+// (j), (k), (l): the workers' --prefetch; 0: adapted (the default).
+void set_worker_prefetch(std::uint32_t tasks);
 
 // The makespan of the Longest-Processing-Time-first schedule of `ms` on `workers` machines:
 // within 4/3 of the optimum, and usually equal to it for many small items and few large ones.

@@ -377,6 +377,9 @@ int main(int argc, char** argv) {
   std::size_t window = 0;
   app.add_option("--window", window,
                  "(j), (k), (l): the client's window in chunks (default: ClientOptions' 256)");
+  std::uint32_t prefetch = 0;
+  app.add_option("--prefetch", prefetch,
+                 "(j), (k), (l): the workers' --prefetch (default: adapted to the tasks' time)");
   app.add_option("--keep-callgrind", callgrind.keep,
                  "copy every callgrind file of (j) and (m) to this folder (for bench/profile.sh)");
   app.add_option("--stream-child", child_items)->group("");
@@ -399,6 +402,7 @@ int main(int argc, char** argv) {
                         child_submits, child_window);
   }
   set_client_window(window);
+  set_worker_prefetch(prefetch);
 
   const auto want = [&](const std::string& s) {
     return only.empty() || std::find(only.begin(), only.end(), s) != only.end();
