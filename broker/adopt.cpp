@@ -107,8 +107,11 @@ void Core::take_listing(const PeerId& id, Worker& worker, const std::vector<std:
   }
   // Once per liveness per id, as B5's CANCEL (the worker lists one it is abandoning until then).
   std::unordered_map<std::uint64_t, TimePoint> told;
+  // A worker that was sent a task twice (a TASK repeated after a READY, §4.2) lists each copy:
+  // the CANCEL names it once.
   cancel.erase(std::remove_if(cancel.begin(), cancel.end(),
                               [&](std::uint64_t tid) {
+                                if (told.count(tid)) return true;
                                 auto c = worker.cancelled_kept.find(tid);
                                 const bool recent = c != worker.cancelled_kept.end() &&
                                                     now_ - c->second <= expiry();

@@ -746,6 +746,25 @@ TEST_CASE("B54: the adoption window closes: kept tasks no one resubmitted are ca
   CHECK(h.sent_to<wire::Task>(out, "W1").size() == 1);  // and then takes work
 }
 
+TEST_CASE(
+    "B54: a kept task listed several times (copies of one TASK) is cancelled once, by one id") {
+  // seppo-sim seed 3879: a worker that got one TASKS three times listed each task three times,
+  // and the READY's CANCEL named each id three times.
+  Harness h;
+  h.deliver("C2", wire::Heartbeat{5, 0, {}});
+  pass(h, 4, {{"C2", {5, 0, {}}}});  // the adoption window is closed: no one waits for them
+  h.drain();
+  h.deliver(
+      "W1",
+      kept_ready("W1", {{77, kTag, 0, 2}, {77, kTag, 0, 2}, {78, kTag, 2, 1}, {77, kTag, 0, 2}}));
+  const auto cancel = h.sent_to<wire::Cancel>(h.drain(), "W1");
+  REQUIRE(cancel.size() == 1);
+  CHECK(cancel[0].task_ids == std::vector<std::uint64_t>{77, 78});
+  // Listed again at its next READY, within a liveness: nothing more.
+  h.deliver("W1", kept_ready("W1", {{77, kTag, 0, 2}, {77, kTag, 0, 2}}));
+  CHECK(h.sent_to<wire::Cancel>(h.drain(), "W1").empty());
+}
+
 TEST_CASE("B55: a job resubmitted on RESYNC in the window waits for it; a new job does not") {
   Harness h;
   h.deliver("W1", wire::Ready{"W1", "host", 1, 2, {"m.f"}, "", {"adopt"}, {}});
