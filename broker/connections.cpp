@@ -222,8 +222,8 @@ void Connections::heard(const std::string& peer, zmq::message_t& header) {
   attribute(peer, fd);
 }
 
-std::vector<std::string> Connections::take_lost() {
-  read_events();
+std::vector<std::string> Connections::take_lost(bool read) {
+  if (read) read_events();
   std::vector<std::string> lost;
   lost.swap(lost_);
   return lost;

@@ -50,8 +50,9 @@ class Connections {
   // May take the frame (leaving `header` empty) to check it later: call it once the frame's
   // bytes are no longer needed.
   void heard(const std::string& peer, zmq::message_t& header);
-  // Reads the waiting events; returns the peers whose last connection closed.
-  std::vector<std::string> take_lost();
+  // Reads the waiting events (unless `read` is false: the caller read them just now); returns
+  // the peers whose last connection closed.
+  std::vector<std::string> take_lost(bool read = true);
   // Reads the waiting events; returns the descriptors of connections that closed since the
   // last call, oldest first (routing ids bound to users are released by descriptor, §14.6).
   std::vector<int> take_closed_fds();

@@ -32,8 +32,12 @@ void report(Core& core, Link& link, wire::DeliveryReport report, TimePoint now) 
 bool flush(Core& core, Link& link, TimePoint now) {
   std::vector<Outgoing> out;
   for (int round = 0; round < kMaxFlushRounds; ++round) {
-    const std::vector<PeerId> lost = link.take_lost();
     core.take_outbox(out);
+    // A later round sends only what the reports queued: with nothing queued, the closes are
+    // not read again (one that came meanwhile is read at the next turn, as if it came a moment
+    // later; reading costs libzmq two syscalls).
+    if (round > 0 && out.empty()) break;
+    const std::vector<PeerId> lost = link.take_lost();
     if (out.empty() && lost.empty()) break;
     std::vector<Unreached> failed, held_back;
     for (const PeerId& peer : lost) held_back.push_back(Unreached{peer, {}, false});

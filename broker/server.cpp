@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <utility>
 
 #include "broker/admission.hpp"
 #include "broker/connections.hpp"
@@ -37,7 +38,12 @@ class RouterLink final : public Link {
              std::function<bool(const PeerId&)> may_send)
       : router_(router), connections_(connections), may_send_(std::move(may_send)) {}
 
-  std::vector<PeerId> take_lost() override { return connections_.take_lost(); }
+  std::vector<PeerId> take_lost() override {
+    return connections_.take_lost(!std::exchange(events_read_, false));
+  }
+  // The connection events were read just now (take_closed_fds): the next take_lost need not
+  // read them again.
+  void events_read() { events_read_ = true; }
 
   bool send(Outgoing& m) override {
     if (may_send_ && !may_send_(m.peer)) return false;
@@ -62,6 +68,7 @@ class RouterLink final : public Link {
   zmq::socket_t& router_;
   Connections& connections_;
   std::function<bool(const PeerId&)> may_send_;
+  bool events_read_ = false;
 };
 
 }  // namespace
@@ -134,6 +141,7 @@ int serve(const ServerOptions& options, Core& core) {
   bool flushed = true;
   const auto send_all = [&](TimePoint now) {
     watch_closed();
+    link.events_read();
     flushed = flush(core, link, now);
   };
   router.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
