@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstring>
 
+#include "protocol/msgpack_reader.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 
@@ -579,6 +580,63 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
 
 py::object from_msgpack(const msgpack::object& object) {
   return decode(object, false, 0);
+}
+
+namespace {
+
+// A scalar's Python value as decode() makes it, or null with the Python error set.
+PyObject* scalar_to_python(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL:
+      Py_RETURN_NONE;
+    case msgpack::type::BOOLEAN:
+      if (o.via.boolean) Py_RETURN_TRUE;
+      Py_RETURN_FALSE;
+    case msgpack::type::POSITIVE_INTEGER:
+      return o.via.u64 <= static_cast<std::uint64_t>(INT64_MAX)
+                 ? PyLong_FromLongLong(static_cast<long long>(o.via.u64))
+                 : PyLong_FromUnsignedLongLong(o.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER:
+      return PyLong_FromLongLong(o.via.i64);
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      return PyFloat_FromDouble(o.via.f64);
+    case msgpack::type::STR:
+      return PyUnicode_DecodeUTF8(o.via.str.ptr, o.via.str.size, "surrogateescape");
+    case msgpack::type::BIN:
+      return PyBytes_FromStringAndSize(o.via.bin.ptr, o.via.bin.size);
+    default:
+      PyErr_SetString(PyExc_SystemError, "seppo: not a scalar");
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+bool scalar_entries_to_python(const char* data, std::size_t size, std::uint32_t count,
+                              PyObject** out) {
+  wire::MsgpackReader in(data, size);
+  std::uint32_t n = 0;
+  std::uint32_t made = 0;
+  bool ok = in.array_header(n) && n == count;
+  while (ok && made < count) {
+    unsigned char array = 0, success = 0, first = 0;
+    msgpack::object value;
+    // [0, value]: a fixarray of two whose first element is the positive fixint 0.
+    ok = in.byte(array) && array == 0x92 && in.byte(success) && success == 0x00 && in.byte(first) &&
+         in.scalar(first, value);
+    if (!ok) break;
+    PyObject* object = scalar_to_python(value);
+    if (object == nullptr) {
+      PyErr_Clear();  // read again item by item, which reports it
+      ok = false;
+      break;
+    }
+    out[made++] = object;
+  }
+  if (ok && in.at_end()) return true;
+  for (std::uint32_t i = 0; i < made; ++i) Py_CLEAR(out[i]);
+  return false;
 }
 
 py::object call_with(py::handle function, const msgpack::object& item) {
