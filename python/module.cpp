@@ -170,6 +170,7 @@ class Inputs {
   void read_all() {
     while (refill(SIZE_MAX, SIZE_MAX)) {
     }
+    range_ = false;  // read: next() takes them from items_
     iterator_ = py::object();
     sequence_ = py::object();
     open_ = false;
@@ -177,6 +178,16 @@ class Inputs {
 
   // The engine's Next: packs one input. Called with or without the GIL.
   bool next(Client::Packer& packer) {
+    if (range_) {
+      // A range's ints are computed, not read: no GIL, no batch to hold them.
+      if (range_left_ == 0) {
+        done_ = true;
+        return false;
+      }
+      pack_converted(packer, range_item());
+      ++read_;
+      return true;
+    }
     if (pos_ == items_.size()) {
       if (done_) return false;
       py::gil_scoped_acquire gil;

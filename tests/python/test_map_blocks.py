@@ -74,3 +74,11 @@ def test_a_chunk_answered_in_several_parts_fills_every_slot(tmp_path):
         assert (tmp_path / "died").exists()
     finally:
         c.stop()
+
+
+def test_ranges_are_read_by_arithmetic_to_their_last_item(client):
+    for r in (range(0), range(5), range(10, -10, -3), range(2**63 - 5, 2**63 - 1),
+              range(-2**63, -2**63 + 4), range(0, 3000, 7), range(5, 0)):
+        assert client.map_parallel("test_module.same", r) == list(r), r
+    # submit reads its inputs at once, on the caller's thread
+    assert client.submit(pyfuncs.square, range(-3, 3)).result() == [9, 4, 1, 0, 1, 4]
