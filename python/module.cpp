@@ -526,8 +526,9 @@ class PyClient {
     PyObject_GC_UnTrack(out.ptr());
     std::vector<py::object> beyond;  // items past a length that was wrong, or not known
     std::size_t count = 0;
-    // Held windows, released item by item as results are converted: submissions keep going
-    // while this thread turns results into Python objects, so workers are not left idle.
+    // Held windows, released item by item (a chunk answered whole: at once) as results are
+    // converted: submissions keep going while this thread turns results into Python objects,
+    // so workers are not left idle.
     Run run(other ? *other : client_, function, std::move(iterable), true, &room_, true);
     auto place = [&](const Arrived& a) {
       if (a.error && fail_fast) {
