@@ -184,7 +184,11 @@ class Inputs {
         done_ = true;
         return false;
       }
-      pack_converted(packer, range_item());
+      // Signed or not, msgpack-c writes a value in its shortest form: the bytes to_msgpack's
+      // object would make.
+      const long long v = range_next_;
+      if (--range_left_ > 0) range_next_ += range_step_;
+      packer.pack_int64(v);
       ++read_;
       return true;
     }
