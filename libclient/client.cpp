@@ -288,15 +288,20 @@ class ClientJob {
  public:
   using Next = std::function<bool(Client::Packer&)>;
   using Sink = std::function<bool(const Client::Item&)>;
+  using BlockSink = detail::Engine::BlockSink;
 
   // With `hold`, a chunk counts against the window until consumed() was called for all its
   // items, not only until its results arrived: results waiting for the consumer are bounded.
-  ClientJob(ClientImpl& client, std::string function, Next next, Sink sink, bool hold = false)
+  // With `blocks`, answers not handed over before go to it whole (detail::Block).
+  ClientJob(ClientImpl& client, std::string function, Next next, Sink sink, bool hold = false,
+            BlockSink blocks = nullptr)
       : c_(client),
         next_(std::move(next)),
         sink_(std::move(sink)),
+        block_sink_(std::move(blocks)),
         hold_(hold),
-        core_(++client.next_job, std::move(function), core_options(client, hold), Clock::now()) {
+        core_(++client.next_job, std::move(function),
+              core_options(client, hold, static_cast<bool>(block_sink_)), Clock::now()) {
     c_.check_owner();
     if (c_.before_submit) c_.before_submit(core_.function());  // before we are busy
     c_.claim("start another");
@@ -364,6 +369,11 @@ class ClientJob {
     if (hold_) core_.consumed(index, now);
     if (!finished_ && now - last_step_ >= kTendInterval) step(std::chrono::milliseconds(0));
   }
+  void consumed(std::uint64_t first, std::uint32_t count) {
+    const auto now = coarse_now();
+    if (hold_) core_.consumed(first, count, now);
+    if (!finished_ && now - last_step_ >= kTendInterval) step(std::chrono::milliseconds(0));
+  }
 
  private:
   static constexpr std::chrono::milliseconds kTendInterval{10};
@@ -376,7 +386,7 @@ class ClientJob {
         std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
   }
 
-  static client::JobCoreOptions core_options(const ClientImpl& c, bool hold) {
+  static client::JobCoreOptions core_options(const ClientImpl& c, bool hold, bool blocks) {
     client::JobCoreOptions o;
     o.client = c.options;
     o.endpoint = c.endpoint;
@@ -385,6 +395,7 @@ class ClientJob {
     o.broker_max_message = c.broker_max_message;
     o.broker_submits = c.broker_submits;
     o.hold = hold;
+    o.blocks = blocks;
     return o;
   }
 
@@ -453,11 +464,19 @@ class ClientJob {
       core_.on_message({}, frames_[0].data(), frames_[0].size(), payload ? &*payload : nullptr,
                        Clock::now());
       core_.take_results(results_);
-      const bool handed = !results_.empty();
+      bool handed = !results_.empty();
       for (const client::JobCore::ItemResult& r : results_) {
         if (!sink_(r)) return false;
       }
       results_.clear();  // frees the message's payload; keeps the capacity
+      if (block_sink_) {
+        core_.take_blocks(blocks_);
+        handed = handed || !blocks_.empty();
+        for (const detail::Block& b : blocks_) {
+          if (!block_sink_(b)) return false;
+        }
+        blocks_.clear();
+      }
       check();
       flush();
       // A held job's consumer takes results one by one: the rest wait in ZeroMQ's queue as
@@ -469,12 +488,14 @@ class ClientJob {
   ClientImpl& c_;
   const Next next_;
   const Sink sink_;
+  const BlockSink block_sink_;
   const bool hold_;
   client::JobCore core_;
   bool finished_ = false;
   std::vector<zmq::pollitem_t> poll_items_;
   std::vector<zmq::message_t> frames_;
   std::vector<client::JobCore::ItemResult> results_;
+  std::vector<detail::Block> blocks_;
   std::vector<wire::Outgoing> outbox_;
   Clock::time_point last_step_{};  // when the last step returned; none yet when zero
 };
@@ -616,6 +637,10 @@ struct Engine::Impl {
 Engine::Engine(Client& client, std::string function, Next next, Sink sink, bool hold)
     : impl_(new Impl{ClientJob(ClientAccess::impl(client), std::move(function), std::move(next),
                                std::move(sink), hold)}) {}
+Engine::Engine(Client& client, std::string function, Next next, Sink sink, BlockSink blocks,
+               bool hold)
+    : impl_(new Impl{ClientJob(ClientAccess::impl(client), std::move(function), std::move(next),
+                               std::move(sink), hold, std::move(blocks))}) {}
 Engine::~Engine() = default;
 
 bool Engine::step() {
@@ -631,6 +656,12 @@ bool Engine::step(Waker& waker) {
 }
 void Engine::consumed(std::uint64_t index) {
   impl_->job.consumed(index);
+}
+void Engine::consumed(std::uint64_t first, std::uint64_t count) {
+  impl_->job.consumed(first, static_cast<std::uint32_t>(count));
+}
+void Engine::each_item(const Block& block, const std::function<void(const Item&)>& item) {
+  client::each_item(block, item);
 }
 
 }  // namespace detail

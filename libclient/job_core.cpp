@@ -224,6 +224,10 @@ void JobCore::consumed(std::uint64_t index, TimePoint) {
   if (options_.hold) release(index);
 }
 
+void JobCore::consumed(std::uint64_t first, std::uint32_t count, TimePoint) {
+  if (options_.hold && count > 0) release(first, count);
+}
+
 void JobCore::pause(TimePoint now) {
   if (!paused_at_) paused_at_ = now;
 }
@@ -266,6 +270,11 @@ void JobCore::take_results(std::vector<ItemResult>& out) {
   std::swap(out, results_);
   taken_answers_.clear();  // the previous batch's answers may go now
   std::swap(taken_answers_, held_answers_);
+}
+
+void JobCore::take_blocks(std::vector<detail::Block>& out) {
+  out.clear();
+  std::swap(out, blocks_);
 }
 
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
@@ -459,6 +468,11 @@ void JobCore::resend_refused(TimePoint now) {
 void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint now) {
   auto it = chunk_of(d.first, d.count);
   if (it == pending_.end()) return;  // C6: a duplicate of something already received
+  if (options_.blocks && deliver_block(it, d, payload)) {
+    if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
+    forget_if_complete(it, now);
+    return;
+  }
   std::shared_ptr<Answer> answer = new_answer();
   answer->worker = d.worker;
   answer->elapsed_us = d.elapsed_us;
@@ -474,40 +488,80 @@ void JobCore::on_deliver(const wire::Deliver& d, const Bytes& payload, TimePoint
     return;
   }
   answer->values.clear();
-  try {
-    answer->entries = unpack_untrusted(payload.data(), payload.size());
-  } catch (const ProtocolError& e) {
-    fail_range(d.first, d.count, "", std::string("unreadable result: ") + e.what(), d.worker, now);
-    return;
-  }
-  const msgpack::object& array = answer->entries.get();
-  if (array.type != msgpack::type::ARRAY || array.via.array.size != d.count) {
-    fail_range(d.first, d.count, "", "result does not hold " + std::to_string(d.count) + " entries",
-               d.worker, now);
+  std::vector<const msgpack::object*> values;
+  if (!read_entries(payload.data(), payload.size(), d.count, *answer, values)) {
+    fail_range(d.first, d.count, "", answer->error, d.worker, now);
     return;
   }
   if (d.count > 0 && d.elapsed_us > 0) sizer_.observe(d.count, d.elapsed_us);
-  // Decoded first, into the answer: the items point to their errors there.
-  std::vector<entry::Decoded> decoded(d.count);
-  std::size_t failures = 0;
-  for (std::uint32_t i = 0; i < d.count; ++i) {
-    decoded[i] = entry::decode(array.via.array.ptr[i]);
-    if (decoded[i].value == nullptr) ++failures;
-  }
-  answer->errors.reserve(failures);
-  for (entry::Decoded& e : decoded) {
-    if (e.value == nullptr) answer->errors.push_back(std::move(e.error));
-  }
   const Answer& a = *answer;
   held_answers_.push_back(std::move(answer));
   std::size_t failure = 0;
   for (std::uint32_t i = 0; i < d.count; ++i) {
     const bool last = i + 1 == d.count;
-    accept(it, decoded[i].value != nullptr
-                   ? answered(d.first + i, decoded[i].value, nullptr, a, last)
+    accept(it, values[i] != nullptr
+                   ? answered(d.first + i, values[i], nullptr, a, last)
                    : answered(d.first + i, nullptr, &a.errors[failure++], a, last));
   }
   forget_if_complete(it, now);
+}
+
+bool JobCore::read_entries(const char* data, std::size_t size, std::uint32_t count, Answer& answer,
+                           std::vector<const msgpack::object*>& values) {
+  values.clear();
+  try {
+    answer.entries = unpack_untrusted(data, size);
+  } catch (const ProtocolError& e) {
+    answer.error = std::string("unreadable result: ") + e.what();
+    return false;
+  }
+  const msgpack::object& array = answer.entries.get();
+  if (array.type != msgpack::type::ARRAY || array.via.array.size != count) {
+    answer.error = "result does not hold " + std::to_string(count) + " entries";
+    return false;
+  }
+  // Decoded first, into the answer: the items point to their errors there.
+  std::vector<entry::Decoded> decoded(count);
+  std::size_t failures = 0;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    decoded[i] = entry::decode(array.via.array.ptr[i]);
+    if (decoded[i].value == nullptr) ++failures;
+  }
+  answer.errors.reserve(answer.errors.size() + failures);
+  values.reserve(count);
+  for (entry::Decoded& e : decoded) {
+    values.push_back(e.value);
+    if (e.value == nullptr) answer.errors.push_back(std::move(e.error));
+  }
+  return true;
+}
+
+// The common case of a map: a chunk answered once, whole. Its items are marked received (C6)
+// here; the caller reads them, and Engine::each_item() reads them as the core would have.
+bool JobCore::deliver_block(Open::iterator it, const wire::Deliver& d, const Bytes& payload) {
+  Chunk& chunk = it->second;
+  if (d.count == 0) return false;
+  const std::uint64_t offset = d.first - it->first;
+  const auto begin = chunk.received.begin() + static_cast<std::ptrdiff_t>(offset);
+  const auto end = begin + static_cast<std::ptrdiff_t>(d.count);
+  // A whole chunk not answered before is the usual case: no bit to look at.
+  if (!(d.count == chunk.count && chunk.remaining == chunk.count) &&
+      std::find(begin, end, true) != end) {
+    return false;
+  }
+  std::fill(begin, end, true);
+  chunk.remaining -= d.count;
+  delivered_ += d.count;
+  detail::Block block;
+  block.first = d.first;
+  block.count = d.count;
+  block.data = payload.data();
+  block.size = payload.size();
+  block.keep = payload.owner();
+  block.worker = d.worker;
+  block.chunk_elapsed_us = d.elapsed_us;
+  blocks_.push_back(std::move(block));
+  return true;
 }
 
 void JobCore::fail_range(std::uint64_t first, std::uint32_t count, std::string_view code,
@@ -589,7 +643,7 @@ bool JobCore::accept(Open::iterator it, ItemResult&& item) {
   return true;
 }
 
-void JobCore::release(std::uint64_t index) {
+void JobCore::release(std::uint64_t index, std::uint32_t count) {
   auto& it = release_hint_;  // items are mostly taken chunk by chunk
   if (it == outstanding_.end() || index < it->first || index >= it->first + it->second.count) {
     it = outstanding_.upper_bound(index);
@@ -603,7 +657,8 @@ void JobCore::release(std::uint64_t index) {
       return;
     }
   }
-  if (--it->second.unconsumed == 0) {
+  it->second.unconsumed -= std::min(count, it->second.unconsumed);
+  if (it->second.unconsumed == 0) {
     outstanding_bytes_ -= it->second.bytes;
     outstanding_.erase(it);
     it = outstanding_.end();
@@ -613,6 +668,31 @@ void JobCore::release(std::uint64_t index) {
 void JobCore::fail(Failure::Kind kind, std::string code, std::string message) {
   if (failure_) return;
   failure_ = Failure{kind, std::move(code), std::move(message)};
+}
+
+// Here, beside the core's own reading of answers, which it shares.
+void each_item(const detail::Block& block, const std::function<void(const Item&)>& item) {
+  client::JobCore::Answer answer;
+  answer.worker = block.worker;
+  std::vector<const msgpack::object*> values;
+  const bool readable =
+      client::JobCore::read_entries(block.data, block.size, block.count, answer, values);
+  std::size_t failure = 0;
+  for (std::uint32_t i = 0; i < block.count; ++i) {
+    Item one;
+    one.index = block.first + i;
+    one.worker = &answer.worker;
+    one.last_in_message = i + 1 == block.count;
+    if (!readable) {
+      one.error = &answer.error;
+    } else if (values[i] != nullptr) {
+      one.value = values[i];
+      one.chunk_elapsed_us = block.chunk_elapsed_us;
+    } else {
+      one.error = &answer.errors[failure++];
+    }
+    item(one);
+  }
 }
 
 }  // namespace seppo::client

@@ -21,6 +21,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -63,6 +64,9 @@ struct JobCoreOptions {
   // A chunk keeps its window place until consumed() was called for all its items, not only
   // until they arrived: results waiting for a slow consumer are bounded too.
   bool hold = false;
+  // A DELIVER (or DELIVERS part) whose items none was handed over yet goes whole, unread, to
+  // take_blocks(), not item by item to take_results(): the caller decodes it in one pass.
+  bool blocks = false;
 };
 
 class JobCore {
@@ -141,6 +145,8 @@ class JobCore {
   void on_delivery(const wire::DeliveryReport& report, TimePoint now);
   // With hold: the caller took item `index`; its chunk's window place frees with its last item.
   void consumed(std::uint64_t index, TimePoint now);
+  // The same for items [first, first + count), which lie in one chunk (a block's).
+  void consumed(std::uint64_t first, std::uint32_t count, TimePoint now);
   // The caller stops reading for a while and comes back: that time is not the broker's silence.
   void pause(TimePoint now);
   void resume(TimePoint now);
@@ -155,6 +161,14 @@ class JobCore {
   // The same into `out`, cleared first, whose capacity is reused: a chunk may answer thousands
   // of items, and a fresh vector per message would be allocated (and paged in) anew each time.
   void take_results(std::vector<ItemResult>& out);
+  // With blocks: the answers handed over whole since the last call, into `out` (cleared first).
+  void take_blocks(std::vector<detail::Block>& out);
+  // A DELIVER payload of `count` entries read one by one, as the core reads any that is not
+  // handed over whole: each item's value (null for a failed entry, whose error is the next of
+  // answer.errors), pointing into answer.entries. False when the payload is unreadable as a
+  // whole: answer.error then says why, and every item fails with it.
+  static bool read_entries(const char* data, std::size_t size, std::uint32_t count, Answer& answer,
+                           std::vector<const msgpack::object*>& values);
   TimePoint next_deadline(TimePoint now) const;  // TimePoint::max() once the job is over
   // True once per move to the next endpoint of a pair's list (C30, C31): the driver connects
   // its socket there before sending the outbox, which then holds a HEARTBEAT for it.
@@ -225,7 +239,9 @@ class JobCore {
                              const std::string* error, const Answer& answer, bool last);
   // A fresh or reused Answer, kept alive until the results that point into it were taken.
   std::shared_ptr<Answer> new_answer();
-  void release(std::uint64_t index);
+  void release(std::uint64_t index, std::uint32_t count = 1);
+  // With blocks: hands [first, first + d.count) over whole if none of it was handed over yet.
+  bool deliver_block(Open::iterator it, const wire::Deliver& d, const Bytes& payload);
   void fail(Failure::Kind kind, std::string code, std::string message);
   bool over() const { return closed_ || failure_.has_value(); }
 
@@ -291,6 +307,7 @@ class JobCore {
   msgpack::sbuffer chunk_buffer_{kMaxChunkBytes +
                                  4096};  // fill()'s, reused for every chunk of the job
   std::vector<ItemResult> results_;
+  std::vector<detail::Block> blocks_;
   std::vector<std::shared_ptr<const Answer>> held_answers_;   // what results_ points into
   std::vector<std::shared_ptr<const Answer>> taken_answers_;  // the same for the results taken
   // The last DELIVERs' Answers, used again once no result refers to them: their values keep
@@ -298,6 +315,10 @@ class JobCore {
   // the results last taken still hold one.
   std::array<std::shared_ptr<Answer>, 2> spare_answers_;
 };
+
+// Each item of a block the core handed over whole, in order, as take_results() would have
+// handed it (pointers valid for the call): detail::Engine::each_item().
+void each_item(const detail::Block& block, const std::function<void(const Item&)>& item);
 
 template <class Next>
 void JobCore::fill(Next&& next, TimePoint now, std::uint64_t max_items) {

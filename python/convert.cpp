@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <type_traits>
 
+#include "protocol/msgpack_reader.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 
@@ -579,6 +581,133 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
 
 py::object from_msgpack(const msgpack::object& object) {
   return decode(object, false, 0);
+}
+
+namespace {
+
+// A scalar's Python value as decode() makes it, or null with the Python error set.
+PyObject* scalar_to_python(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL:
+      Py_RETURN_NONE;
+    case msgpack::type::BOOLEAN:
+      if (o.via.boolean) Py_RETURN_TRUE;
+      Py_RETURN_FALSE;
+    case msgpack::type::POSITIVE_INTEGER:
+      return o.via.u64 <= static_cast<std::uint64_t>(INT64_MAX)
+                 ? PyLong_FromLongLong(static_cast<long long>(o.via.u64))
+                 : PyLong_FromUnsignedLongLong(o.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER:
+      return PyLong_FromLongLong(o.via.i64);
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      return PyFloat_FromDouble(o.via.f64);
+    case msgpack::type::STR:
+      return PyUnicode_DecodeUTF8(o.via.str.ptr, o.via.str.size, "surrogateescape");
+    case msgpack::type::BIN:
+      return PyBytes_FromStringAndSize(o.via.bin.ptr, o.via.bin.size);
+    default:
+      PyErr_SetString(PyExc_SystemError, "seppo: not a scalar");
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The integer of sizeof(T) big-endian bytes at `p`.
+template <class T>
+T big_endian(const unsigned char* p) {
+  using U = std::make_unsigned_t<T>;
+  U v;
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (sizeof v == 2) v = __builtin_bswap16(v);
+  if constexpr (sizeof v == 4) v = __builtin_bswap32(v);
+  if constexpr (sizeof v == 8) v = __builtin_bswap64(v);
+  return static_cast<T>(v);
+}
+
+}  // namespace
+
+bool scalar_entries_to_python(const char* data, std::size_t size, std::uint32_t count,
+                              PyObject** out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data);
+  const unsigned char* const end = p + size;
+  std::uint32_t n = 0;
+  std::uint32_t made = 0;
+  {
+    wire::MsgpackReader header(p, size);
+    if (!header.array_header(n) || n != count) return false;
+    p += header.offset();
+  }
+  bool ok = true;
+  while (made < count) {
+    // [0, value]: a fixarray of two whose first element is the positive fixint 0.
+    if (end - p < 3 || p[0] != 0x92 || p[1] != 0x00) {
+      ok = false;
+      break;
+    }
+    const unsigned char b = p[2];
+    p += 3;
+    PyObject* object = nullptr;
+    // The usual results inline: fixints, 8- to 64-bit integers, float64.
+    if (b <= 0x7f) {
+      object = PyLong_FromLong(b);
+    } else if (b >= 0xe0) {
+      object = PyLong_FromLong(static_cast<std::int8_t>(b));
+    } else if (b >= 0xcc && b <= 0xd3) {
+      const std::size_t bytes = std::size_t{1} << ((b - 0xcc) & 3);
+      if (static_cast<std::size_t>(end - p) < bytes) {
+        ok = false;
+        break;
+      }
+      if (b <= 0xcf) {
+        const std::uint64_t v = bytes == 1   ? big_endian<std::uint8_t>(p)
+                                : bytes == 2 ? big_endian<std::uint16_t>(p)
+                                : bytes == 4 ? big_endian<std::uint32_t>(p)
+                                             : big_endian<std::uint64_t>(p);
+        object = v <= static_cast<std::uint64_t>(INT64_MAX)
+                     ? PyLong_FromLongLong(static_cast<long long>(v))
+                     : PyLong_FromUnsignedLongLong(v);
+      } else {
+        const std::int64_t v = bytes == 1   ? big_endian<std::int8_t>(p)
+                               : bytes == 2 ? big_endian<std::int16_t>(p)
+                               : bytes == 4 ? big_endian<std::int32_t>(p)
+                                            : big_endian<std::int64_t>(p);
+        object = PyLong_FromLongLong(v);
+      }
+      p += bytes;
+    } else if (b == 0xcb) {
+      if (end - p < 8) {
+        ok = false;
+        break;
+      }
+      const std::uint64_t bits = big_endian<std::uint64_t>(p);
+      double d = 0;
+      std::memcpy(&d, &bits, sizeof d);
+      object = PyFloat_FromDouble(d);
+      p += 8;
+    } else {
+      wire::MsgpackReader in(p, static_cast<std::size_t>(end - p));
+      msgpack::object value;
+      if (!in.scalar(b, value)) {
+        ok = false;
+        break;
+      }
+      p += in.offset();
+      object = scalar_to_python(value);
+    }
+    if (object == nullptr) {
+      PyErr_Clear();  // read again item by item, which reports it
+      ok = false;
+      break;
+    }
+    out[made++] = object;
+  }
+  if (ok && p == end) return true;
+  for (std::uint32_t i = 0; i < made; ++i) Py_CLEAR(out[i]);
+  return false;
 }
 
 py::object call_with(py::handle function, const msgpack::object& item) {

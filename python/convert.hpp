@@ -57,6 +57,14 @@ pybind11::object call_with(pybind11::handle function, const msgpack::object& ite
 // and ext. Throws pybind11::error_already_set (a map key that is not hashable). Needs the GIL.
 pybind11::object from_msgpack(const msgpack::object& object);
 
+// A result payload (docs/protocol.md §5.2) of `count` entries that all succeeded with a scalar
+// value (None, bool, int, float, str, bytes), decoded in one pass straight into out[0..count) as
+// new references: a map's list slots. False, every slot left null and no Python error set, for
+// anything else (an error entry, a list, a tuple, malformed bytes): the caller then reads the
+// entries one by one. Needs the GIL.
+bool scalar_entries_to_python(const char* data, std::size_t size, std::uint32_t count,
+                              PyObject** out);
+
 // The function seppo-worker --python builtins calls for builtins.`name` (`function`): the builtin
 // itself, or for bytes, format, pow and round a wrapper that refuses an argument that would make
 // it allocate without bound (a ValueError naming the limit). Needs the GIL.

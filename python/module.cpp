@@ -75,6 +75,7 @@ struct Arrived {
   const std::string* error = nullptr;      // set on failure
   const std::string* worker = nullptr;     // set on failure
   std::string_view code;                   // on failure: Client::Item::code
+  const detail::Block* block = nullptr;    // or several items' answer, unread (map)
 };
 
 // Outcomes copied out of the engine's buffers without the GIL, for conversion with it. Compact
@@ -85,6 +86,10 @@ class Batch {
   Arrived operator[](std::size_t i) const {
     const Entry& e = entries_[i];
     if (e.failure == kNone) return {e.index, &e.value, nullptr, nullptr, {}};
+    if (e.failure == kBlock) {
+      const detail::Block& b = blocks_[e.index];
+      return {b.first, nullptr, nullptr, nullptr, {}, &b};
+    }
     const Failure& f = failures_[e.failure];
     return {e.index, nullptr, &f.error, &f.worker, f.code};
   }
@@ -93,7 +98,14 @@ class Batch {
   void clear() {
     entries_.clear();
     failures_.clear();
+    blocks_.clear();
     zone_.reset();
+  }
+
+  // In arrival order among the items: a map raises the first failure that arrived.
+  void add(const detail::Block& block) {
+    blocks_.push_back(block);
+    entries_.push_back({blocks_.size() - 1, {}, kBlock});
   }
 
   void add(const Client::Item& item) {
@@ -121,8 +133,9 @@ class Batch {
 
  private:
   static constexpr std::uint32_t kNone = UINT32_MAX;
+  static constexpr std::uint32_t kBlock = UINT32_MAX - 1;
   struct Entry {
-    std::uint64_t index;
+    std::uint64_t index;  // with kBlock: into blocks_
     msgpack::object value;
     std::uint32_t failure;  // into failures_, or kNone
   };
@@ -133,6 +146,7 @@ class Batch {
   };
   std::vector<Entry> entries_;
   std::vector<Failure> failures_;
+  std::vector<detail::Block> blocks_;
   std::unique_ptr<msgpack::zone> zone_;  // owns the values' strings, arrays and maps
 };
 
@@ -156,6 +170,7 @@ class Inputs {
   void read_all() {
     while (refill(SIZE_MAX, SIZE_MAX)) {
     }
+    range_ = false;  // read: next() takes them from items_
     iterator_ = py::object();
     sequence_ = py::object();
     open_ = false;
@@ -163,6 +178,20 @@ class Inputs {
 
   // The engine's Next: packs one input. Called with or without the GIL.
   bool next(Client::Packer& packer) {
+    if (range_) {
+      // A range's ints are computed, not read: no GIL, no batch to hold them.
+      if (range_left_ == 0) {
+        done_ = true;
+        return false;
+      }
+      // Signed or not, msgpack-c writes a value in its shortest form: the bytes to_msgpack's
+      // object would make.
+      const long long v = range_next_;
+      if (--range_left_ > 0) range_next_ += range_step_;
+      packer.pack_int64(v);
+      ++read_;
+      return true;
+    }
     if (pos_ == items_.size()) {
       if (done_) return false;
       py::gil_scoped_acquire gil;
@@ -303,6 +332,12 @@ class Outcomes {
     ++count_;
     return true;
   }
+  bool accept(const detail::Block& block) {
+    Lock lock(*this);
+    arrived_.add(block);
+    count_ += block.count;
+    return true;
+  }
   // Everything that arrived since the last call, into `into` (whose room is reused).
   void take(Batch& into) {
     Lock lock(*this);
@@ -350,11 +385,19 @@ class Run {
     Batch a, b;
   };
 
-  Run(Client& client, std::string function, py::object iterable, bool hold, Room* room = nullptr)
+  // With `blocks` (map), a chunk's answer may arrive whole and unread (Arrived::block).
+  Run(Client& client, std::string function, py::object iterable, bool hold, Room* room = nullptr,
+      bool blocks = false)
       : function_(std::move(function)), inputs_(std::move(iterable)), room_(room) {
-    engine_.emplace(
-        client, function_, [this](Client::Packer& p) { return inputs_.next(p); },
-        [this](const Client::Item& item) { return outcomes_.accept(item); }, hold);
+    auto next = [this](Client::Packer& p) { return inputs_.next(p); };
+    auto sink = [this](const Client::Item& item) { return outcomes_.accept(item); };
+    if (blocks) {
+      engine_.emplace(
+          client, function_, next, sink,
+          [this](const detail::Block& block) { return outcomes_.accept(block); }, hold);
+    } else {
+      engine_.emplace(client, function_, next, sink, hold);
+    }
     // Once the engine stands (its constructor throws when the client runs a job already).
     if (room_) {
       std::swap(batch_, room_->a);
@@ -395,10 +438,14 @@ class Run {
   }
 
   // The consumer took item `index` (streams hold their window until then).
-  void consumed(std::uint64_t index) {
+  void consumed(std::uint64_t index, std::uint32_t count = 1) {
     if (!engine_) return;
     try {
-      engine_->consumed(index);
+      if (count == 1) {
+        engine_->consumed(index);
+      } else {
+        engine_->consumed(index, count);
+      }
     } catch (const InputFailed&) {
       end();
       throw std::move(*inputs_.failure);
@@ -483,30 +530,48 @@ class PyClient {
     PyObject_GC_UnTrack(out.ptr());
     std::vector<py::object> beyond;  // items past a length that was wrong, or not known
     std::size_t count = 0;
-    // Held windows, released item by item as results are converted: submissions keep going
-    // while this thread turns results into Python objects, so workers are not left idle.
-    Run run(other ? *other : client_, function, std::move(iterable), true, &room_);
+    // Held windows, released item by item (a chunk answered whole: at once) as results are
+    // converted: submissions keep going while this thread turns results into Python objects,
+    // so workers are not left idle.
+    Run run(other ? *other : client_, function, std::move(iterable), true, &room_, true);
+    auto place = [&](const Arrived& a) {
+      if (a.error && fail_fast) {
+        run.end();
+        PyErr_SetObject(error_class("RemoteError").ptr(),
+                        remote_error(function, a.index, *a.error, *a.worker, a.code).ptr());
+        throw py::error_already_set();
+      }
+      count = std::max<std::size_t>(count, a.index + 1);
+      py::object value = to_outcome(function, a).value;
+      if (a.index < expected) {
+        // Each index arrives once (the engine drops duplicates): the slot is still empty.
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(a.index), value.release().ptr());
+      } else {
+        const std::size_t at = a.index - expected;
+        if (beyond.size() <= at) beyond.resize(at + 1);
+        beyond[at] = std::move(value);
+      }
+    };
+    PyObject** slots = reinterpret_cast<PyListObject*>(out.ptr())->ob_item;
     while (!run.finished()) {
       const Batch& batch = run.step();
       for (std::size_t i = 0; i < batch.size(); ++i) {
         const Arrived a = batch[i];
+        if (const detail::Block* b = a.block) {
+          run.consumed(b->first, b->count);
+          // The usual answer, all scalars, decoded straight into its slots; else item by item.
+          if (b->first + b->count <= expected &&
+              scalar_entries_to_python(b->data, b->size, b->count, slots + b->first)) {
+            count = std::max<std::size_t>(count, b->first + b->count);
+          } else {
+            detail::Engine::each_item(*b, [&](const Client::Item& item) {
+              place({item.index, item.value, item.error, item.worker, item.code});
+            });
+          }
+          continue;
+        }
         run.consumed(a.index);
-        if (a.error && fail_fast) {
-          run.end();
-          PyErr_SetObject(error_class("RemoteError").ptr(),
-                          remote_error(function, a.index, *a.error, *a.worker, a.code).ptr());
-          throw py::error_already_set();
-        }
-        count = std::max<std::size_t>(count, a.index + 1);
-        py::object value = to_outcome(function, a).value;
-        if (a.index < expected) {
-          // Each index arrives once (the engine drops duplicates): the slot is still empty.
-          PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(a.index), value.release().ptr());
-        } else {
-          const std::size_t at = a.index - expected;
-          if (beyond.size() <= at) beyond.resize(at + 1);
-          beyond[at] = std::move(value);
-        }
+        place(a);
       }
     }
     if (count < expected &&  // the iterable gave fewer items than its length said

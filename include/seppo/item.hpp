@@ -4,7 +4,9 @@
 // MSGPACK_DEFINE types are packed by templates in these headers, compiled in the user's program.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -37,6 +39,26 @@ struct Item {
   // Microseconds the worker spent on the chunk this item came in (0 for failures).
   std::uint64_t chunk_elapsed_us = 0;
 };
+
+namespace detail {
+
+// Several successive items' answer handed over whole, unread: the msgpack array of `count`
+// result entries (docs/protocol.md §5.2) of a DELIVER (or of one part of a DELIVERS) as the
+// worker sent it, none of whose items was handed over before. What an engine made with a block
+// sink hands it instead of the items one by one (python/module.cpp decodes a map's scalars
+// straight into its list); Engine::each_item() reads it item by item, as the sink would have
+// received them.
+struct Block {
+  std::uint64_t first = 0;  // the index of its first item
+  std::uint32_t count = 0;
+  const char* data = nullptr;  // the entries, valid while `keep` is held
+  std::size_t size = 0;
+  std::shared_ptr<const void> keep;
+  std::string worker;  // "host, process PID", or empty
+  std::uint64_t chunk_elapsed_us = 0;
+};
+
+}  // namespace detail
 
 // The RemoteError of a failed item (item.error set) of `function`.
 inline RemoteError remote_error(const std::string& function, const Item& item) {

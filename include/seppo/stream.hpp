@@ -157,12 +157,17 @@ class SEPPO_API Engine {
  public:
   using Next = std::function<bool(Packer&)>;
   using Sink = std::function<bool(const Item&)>;
+  using BlockSink = std::function<bool(const Block&)>;
 
   // With `hold`, a chunk keeps its place in the client's window (ClientOptions::window and
   // max_inflight_bytes) until consumed() was called for each of its items, so results waiting
   // for a slow consumer bound what is submitted. Throws seppo::Error when the client already
   // runs a job.
   Engine(Client& client, std::string function, Next next, Sink sink, bool hold);
+  // The same, but a chunk's answer whose items none was handed over yet goes to `blocks`
+  // whole, unread (Block); duplicates, failed ranges and partly answered ranges still go to
+  // `sink` item by item.
+  Engine(Client& client, std::string function, Next next, Sink sink, BlockSink blocks, bool hold);
   // Sends DONE: the broker forgets the job, finished or not, and drops its queued tasks.
   ~Engine();
   Engine(const Engine&) = delete;
@@ -178,6 +183,13 @@ class SEPPO_API Engine {
   // The consumer took item `index`. Also keeps heartbeats and submissions going while the
   // consumer works through results already here, so it may call the sink.
   void consumed(std::uint64_t index);
+  // The consumer took items [first, first + count), which lie in one Block.
+  void consumed(std::uint64_t first, std::uint64_t count);
+
+  // Each item of `block`, in order, as a sink would have received it (pointers valid for the
+  // call): its value, or its error (an entry that failed, or every item of an unreadable
+  // payload, as the engine itself reads it).
+  static void each_item(const Block& block, const std::function<void(const Item&)>& item);
 
  private:
   struct SEPPO_HIDDEN Impl;  // libclient/client.cpp

@@ -112,3 +112,14 @@ def thread_of(x):
     """[name of the Python thread the call runs on, whether it is the main thread]."""
     return [threading.current_thread().name,
             threading.get_ident() == threading.main_thread().ident]
+
+
+def die_once(args):
+    """x * x for [x, marker, poison]; the first call with x == poison (while the file `marker`
+    does not exist) ends its worker process at once, as a crash would."""
+    x, marker, poison = args
+    if x == poison and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(3)
+    return x * x

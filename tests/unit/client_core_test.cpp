@@ -745,6 +745,108 @@ TEST_CASE("§10 a poison item's worker_lost fails that item alone; its chunk's o
   CHECK_FALSE(h.core.failed());
 }
 
+// What a block sink's reader sees: each item's value (or -1 for an error) by index.
+std::map<std::uint64_t, std::int64_t> block_items(const std::vector<detail::Block>& blocks) {
+  std::map<std::uint64_t, std::int64_t> out;
+  for (const detail::Block& b : blocks) {
+    client::each_item(b, [&](const Item& item) {
+      CHECK(out.count(item.index) == 0);
+      out[item.index] = item.value != nullptr ? item.value->as<std::int64_t>() : -1;
+    });
+  }
+  return out;
+}
+
+TEST_CASE("with blocks, a chunk answered whole goes over unread; parts and duplicates as before") {
+  JobCoreOptions o = options();
+  o.client.chunk_size = 3;
+  o.client.window = 2;
+  o.blocks = true;
+  o.hold = true;
+  Harness h(o);
+  h.fill(t0, 2);  // items 0-2 and 3-5
+  h.take();
+  std::vector<detail::Block> blocks;
+
+  // A whole chunk: one block, no item, the window place kept until it is consumed.
+  h.deliver(3, 3, 1, t0 + 1ms);
+  CHECK(h.results().empty());
+  h.core.take_blocks(blocks);
+  REQUIRE(blocks.size() == 1);
+  CHECK(blocks[0].first == 3);
+  CHECK(blocks[0].count == 3);
+  CHECK(blocks[0].worker == "w1");
+  CHECK(blocks[0].chunk_elapsed_us == 500);
+  CHECK(block_items(blocks) == std::map<std::uint64_t, std::int64_t>{{3, 30}, {4, 40}, {5, 50}});
+  CHECK(h.core.delivered_items() == 3);
+  CHECK(h.core.open_chunks() == 1);
+  CHECK(h.core.wanted() == 0);
+  h.core.consumed(3, 3, t0 + 1ms);
+  CHECK(h.core.wanted() == 3);
+  // Its duplicate: nothing.
+  h.deliver(3, 3, 2, t0 + 2ms);
+  h.core.take_blocks(blocks);
+  CHECK(blocks.empty());
+  CHECK(h.results().empty());
+
+  // A chunk split after a worker loss: each part not answered before is a block of its own...
+  h.deliver(1, 1, 3, t0 + 3ms);
+  h.core.take_blocks(blocks);
+  CHECK(block_items(blocks) == std::map<std::uint64_t, std::int64_t>{{1, 10}});
+  // ...and an answer overlapping what arrived goes item by item, without the duplicate.
+  h.deliver(0, 3, 4, t0 + 4ms);
+  h.core.take_blocks(blocks);
+  CHECK(blocks.empty());
+  CHECK(indexes(h.results()) == std::vector<std::uint64_t>{0, 2});
+  CHECK(h.core.delivered_items() == 6);
+  CHECK(h.core.open_chunks() == 0);
+}
+
+TEST_CASE("each_item reads a block as the core reads an answer: errors, unreadable") {
+  detail::Block b;
+  b.first = 10;
+  b.count = 3;
+  b.worker = "w9";
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_array(3);
+  entry::begin_value(p);
+  p.pack(std::int64_t{-7});
+  entry::pack_error(p, "boom");
+  entry::begin_value(p);
+  p.pack_array(1);
+  p.pack(1);
+  b.data = buffer.data();
+  b.size = buffer.size();
+  std::vector<std::string> seen;
+  client::each_item(b, [&](const Item& item) {
+    CHECK(*item.worker == "w9");
+    CHECK(item.last_in_message == (item.index == 12));
+    if (item.value == nullptr) {
+      seen.push_back(std::to_string(item.index) + ":" + *item.error);
+    } else {
+      seen.push_back(std::to_string(item.index) + "=" +
+                     std::to_string(item.value->type == msgpack::type::ARRAY
+                                        ? 100
+                                        : item.value->as<std::int64_t>()));
+    }
+  });
+  CHECK(seen == std::vector<std::string>{"10=-7", "11:boom", "12=100"});
+
+  b.count = 4;  // not an array of count entries: every item fails
+  seen.clear();
+  client::each_item(b, [&](const Item& item) { seen.push_back(*item.error); });
+  CHECK(seen == std::vector<std::string>(4, "result does not hold 4 entries"));
+  const char bad[] = "\xc1";
+  b.data = bad;
+  b.size = 1;
+  b.count = 1;
+  seen.clear();
+  client::each_item(b, [&](const Item& item) { seen.push_back(*item.error); });
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].rfind("unreadable result", 0) == 0);
+}
+
 TEST_CASE("C10 a refused chunk answered anyway closes and no longer blocks the input") {
   Harness h;
   h.fill(t0, 2);
