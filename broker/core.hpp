@@ -248,6 +248,7 @@ class Core {
     std::uint64_t joined_seq = 0;
     bool indexed_open = false, indexed_idle = false;
     std::uint32_t indexed_used = 0, indexed_free = 0;
+    bool reindex_due = false;  // listed in reindex_due_
   };
   // A provider dispatch() may choose, in its order of choice: the fewest tasks held, then the
   // most free credit, then the first to join.
@@ -358,9 +359,18 @@ class Core {
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
-  // Keeps a worker's entries in its services' provider indexes up to date: called wherever its
-  // tasks held, credit, isolation or first words change (cheap when nothing did).
-  void reindex(Worker& worker);
+  // Notes that a worker's entries in its services' provider indexes may be out of date: called
+  // wherever its tasks held, credit, isolation or first words change. The indexes are brought
+  // up to date (index_pending()) only where they are read, at dispatch(): a task answered and
+  // the next sent to the same worker leave it where it was, and cost no index update (issue 28).
+  void reindex(Worker& worker) {
+    if (!worker.reindex_due) {
+      worker.reindex_due = true;
+      reindex_due_.push_back(&worker);
+    }
+  }
+  void index_pending();
+  void index_now(Worker& worker);
   void unindex(Worker& worker);
   // Ends the reservations of providers of `service` that hold nothing while their suspect
   // cannot go now (B50), as a dispatch finds them.
@@ -495,7 +505,8 @@ class Core {
   std::unordered_set<JobKey, JobKeyHash> resynced_;  // unknown jobs answered RESYNC, in the window
   std::uint64_t adopted_ = 0;  // tasks adopted, for the log line closing the window
   std::uint64_t next_join_seq_ = 1;
-  std::vector<Service*> draining_;  // services with a provider kept for a suspect (drain set)
+  std::vector<Service*> draining_;    // services with a provider kept for a suspect (drain set)
+  std::vector<Worker*> reindex_due_;  // workers whose provider index entries may be stale
   bool self_check_ = false;
 };
 
