@@ -391,8 +391,9 @@ void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
   if (c->second == 0) {
     job.chunks.erase(c);
     job.unseen.emplace_back(seq, task.chunk_first);
-    job.unseen_firsts.insert(task.chunk_first);
-    job.answered_at[task.chunk_first] = now_;
+    Job::Answered& answered = job.answered[task.chunk_first];
+    ++answered.unseen;
+    answered.at = now_;
   }
 }
 
@@ -647,8 +648,9 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   while (!job.unseen.empty() && job.unseen.front().first <= m.seen) {
     job.read_at = now;
     const std::uint64_t first = job.unseen.front().second;
-    job.unseen_firsts.erase(job.unseen_firsts.find(first));
-    if (!job.unseen_firsts.count(first)) job.answered_at.erase(first);
+    if (auto a = job.answered.find(first); a != job.answered.end() && --a->second.unseen == 0) {
+      job.answered.erase(a);
+    }
     job.unseen.pop_front();
   }
   acknowledge(j->first, job, m.seen);
@@ -657,9 +659,8 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
     if (job.chunks.count(first)) return false;
     // An answer is on its way for a liveness, not forever: one sent on a connection that then
     // broke (the ROUTER had not noticed) never arrives (seppo-sim seed 1190).
-    auto a = job.answered_at.find(first);
-    return !job.unseen_firsts.count(first) || a == job.answered_at.end() ||
-           now - std::max(a->second, job.read_at) > expiry();
+    auto a = job.answered.find(first);
+    return a == job.answered.end() || now - std::max(a->second.at, job.read_at) > expiry();
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;

@@ -291,10 +291,14 @@ class Core {
     // heartbeat listing one of these as open is not a loss, just a message in flight.
     std::uint64_t next_seq = 1;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unseen;  // (seq, chunk first)
-    std::unordered_multiset<std::uint64_t> unseen_firsts;
-    // When each unseen chunk was answered: an answer is "on its way" only for a liveness, since
-    // one sent on a connection that then broke (unnoticed by the ROUTER) never arrives.
-    std::unordered_map<std::uint64_t, TimePoint> answered_at;
+    // Per chunk first in `unseen`: how many times it is there, and when it was last answered (an
+    // answer is "on its way" only for a liveness, since one sent on a connection that then broke,
+    // unnoticed by the ROUTER, never arrives). One record, one node per chunk (issue 28).
+    struct Answered {
+      std::uint32_t unseen = 0;
+      TimePoint at{};
+    };
+    std::unordered_map<std::uint64_t, Answered> answered;
     // When the client last acknowledged an answer: one reading a long backlog slowly is not
     // losing answers, so the liveness counts from here too.
     TimePoint read_at{};
