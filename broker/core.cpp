@@ -190,9 +190,13 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
     case wire::Type::Results:
       on_results(from, std::get<wire::Results>(message), payload, now);
       break;
-    case wire::Type::Submit:
-      on_submit(from, std::get<wire::Submit>(std::move(message)), payload, now);
-      break;
+    case wire::Type::Submit: {
+      const auto& m = std::get<wire::Submit>(message);
+      on_submit(from,
+                SubmitView{m.job_id, m.function, m.first, m.count, m.wait_ms, m.item_timeout_ms,
+                           wire::has_feature(m.features, wire::kFeatureBatch)},
+                payload, now);
+    } break;
     case wire::Type::Submits:
       on_submits(from, std::get<wire::Submits>(message), payload, now);
       break;
@@ -397,7 +401,7 @@ void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
   }
 }
 
-void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now) {
+void Core::on_submit(const PeerId& from, const SubmitView& m, Bytes* payload, TimePoint now) {
   if (shutting_down_) {
     send(from, wire::Bye{"broker shutting down"});
     return;
@@ -425,12 +429,12 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   auto j = jobs_.find(key);
   if (j != jobs_.end() && j->second.function != m.function) {
     fail(wire::Code::BadRequest, "job " + std::to_string(m.job_id) + " is for " +
-                                     j->second.function + ", not " + m.function);
+                                     j->second.function + ", not " + std::string(m.function));
     return;
   }
   // The client's features are those of its last SUBMIT not refused as bad_request (§4.4; B59:
   // "batch", it takes DELIVERS): a resubmission, too_large and over_limit included.
-  const bool batches = wire::has_feature(m.features, wire::kFeatureBatch);
+  const bool batches = m.batches;
   if (known != clients_.end()) known->second.batches = batches;
   if (j != jobs_.end() && j->second.chunks.count(m.first)) return;  // a resubmission we hold
   // A new job costs its overhead too: the limit holds however many jobs a client opens.
@@ -474,14 +478,15 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     client.jobs.push_back(m.job_id);
     client.job_records.push_back(&j->second);
     client.queued_bytes += kJobOverhead;
-    Service& s = services_[m.function];
+    Service& s = services_[std::string(m.function)];
     j->second.service = &s;
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
     log(log::Level::Info,
         "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
-            " started: " + m.function,
-        LogFields{client_label(from) + "/" + std::to_string(m.job_id), {}, m.function});
+            " started: " + std::string(m.function),
+        LogFields{
+            client_label(from) + "/" + std::to_string(m.job_id), {}, std::string(m.function)});
   }
   Job& job = j->second;
   job.chunks.emplace(m.first, m.count);
@@ -513,16 +518,27 @@ void Core::on_submits(const PeerId& from, const wire::Submits& m, Bytes* payload
     on_malformed(from, "SUBMITS from a peer registered as a worker");
     return;
   }
-  std::vector<wire::BatchedSubmit> parts;
   try {
-    parts = wire::split(m, *payload);
+    wire::check_split(m, *payload);
   } catch (const Error& e) {
     on_malformed(from, e.what());
     return;
   }
-  for (wire::BatchedSubmit& part : parts) {
-    Bytes bytes = Bytes::copy(part.payload.data(), part.payload.size());
-    on_submit(from, std::move(part.submit), &bytes, now);
+  SubmitView chunk{m.job_id,
+                   m.function,
+                   0,
+                   0,
+                   m.wait_ms,
+                   m.item_timeout_ms,
+                   wire::has_feature(m.features, wire::kFeatureBatch)};
+  std::size_t offset = 0;
+  for (std::size_t i = 0; i < m.chunks.size(); i += wire::kSubmitFields) {
+    chunk.first = m.chunks[i];
+    chunk.count = static_cast<std::uint32_t>(m.chunks[i + 1]);
+    const std::size_t size = m.chunks[i + 2];
+    Bytes bytes = Bytes::copy(payload->data() + offset, size);
+    offset += size;
+    on_submit(from, chunk, &bytes, now);
   }
 }
 

@@ -358,7 +358,18 @@ class Core {
   void coalesce();
   void coalesce_tasks(std::vector<bool>& merged);
   void coalesce_delivers(std::vector<bool>& merged);
-  void on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now);
+  // A SUBMIT, or one chunk of a SUBMITS with its message's fields: views, so that a SUBMITS
+  // copies no name or feature list per chunk (issue 28).
+  struct SubmitView {
+    std::uint64_t job_id = 0;
+    std::string_view function;
+    std::uint64_t first = 0;
+    std::uint32_t count = 0;
+    std::uint32_t wait_ms = 0;
+    std::uint32_t item_timeout_ms = 0;
+    bool batches = false;  // it names "batch" (B59)
+  };
+  void on_submit(const PeerId& from, const SubmitView& m, Bytes* payload, TimePoint now);
   void on_submits(const PeerId& from, const wire::Submits& m, Bytes* payload, TimePoint now);
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);

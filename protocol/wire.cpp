@@ -689,9 +689,8 @@ Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t c
 namespace {
 
 // The parts of a batched payload: `size` is the group's field at `at`; the sizes must add up.
-template <typename Part, typename Make>
-std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
-                              std::size_t at, const Bytes& payload, Make make) {
+void check_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
+                 std::size_t at, const Bytes& payload) {
   check_batch(type, flat, fields);
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < flat.size(); i += fields) {
@@ -706,6 +705,12 @@ std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat,
                         std::to_string(total) + " bytes, the payload has " +
                         std::to_string(payload.size()));
   }
+}
+
+template <typename Part, typename Make>
+std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
+                              std::size_t at, const Bytes& payload, Make make) {
+  check_parts(type, flat, fields, at, payload);
   std::vector<Part> parts;
   parts.reserve(flat.size() / fields);
   std::size_t offset = 0;
@@ -754,6 +759,10 @@ std::vector<BatchedSubmit> split(const Submits& m, const Bytes& payload) {
                                     m.wait_ms, m.item_timeout_ms, m.features},
                              std::move(bytes)};
       });
+}
+
+void check_split(const Submits& submits, const Bytes& payload) {
+  check_parts(Type::Submits, submits.chunks, kSubmitFields, 2, payload);
 }
 
 Batch encode_submits(const Submit& submit, const SubmitPart* parts, std::size_t n) {
