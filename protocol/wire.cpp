@@ -48,7 +48,7 @@ class Direct {
   static constexpr std::size_t kMaxUint = 9;
   static constexpr std::size_t kMaxLength = 5;
 
-  Direct& uint(std::uint64_t v) {
+  [[gnu::always_inline]] Direct& uint(std::uint64_t v) {
     if (v < 0x80) {
       *at_++ = static_cast<unsigned char>(v);
     } else if (v < 0x100) {
@@ -66,7 +66,7 @@ class Direct {
     }
     return *this;
   }
-  Direct& array(std::uint32_t n) {
+  [[gnu::always_inline]] Direct& array(std::uint32_t n) {
     if (n < 16) {
       *at_++ = static_cast<unsigned char>(0x90u | n);
     } else if (n < 0x10000) {
@@ -78,7 +78,7 @@ class Direct {
     }
     return *this;
   }
-  Direct& str(std::string_view text) {
+  [[gnu::always_inline]] Direct& str(std::string_view text) {
     const std::size_t n = text.size();
     if (n < 32) {
       *at_++ = static_cast<unsigned char>(0xa0u | n);
@@ -107,7 +107,7 @@ class Direct {
   }
 
  private:
-  void big(std::uint64_t v, int bytes) {
+  [[gnu::always_inline]] void big(std::uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) *at_++ = static_cast<unsigned char>(v >> (8 * i));
   }
   unsigned char* at_;
