@@ -190,9 +190,13 @@ void Core::handle(const PeerId& from, wire::Message&& message, Bytes* payload, T
     case wire::Type::Results:
       on_results(from, std::get<wire::Results>(message), payload, now);
       break;
-    case wire::Type::Submit:
-      on_submit(from, std::get<wire::Submit>(std::move(message)), payload, now);
-      break;
+    case wire::Type::Submit: {
+      const auto& m = std::get<wire::Submit>(message);
+      on_submit(from,
+                SubmitView{m.job_id, m.function, m.first, m.count, m.wait_ms, m.item_timeout_ms,
+                           wire::has_feature(m.features, wire::kFeatureBatch)},
+                payload, now);
+    } break;
     case wire::Type::Submits:
       on_submits(from, std::get<wire::Submits>(message), payload, now);
       break;
@@ -391,12 +395,13 @@ void Core::chunk_finished(Job& job, const Task& task, std::uint64_t seq) {
   if (c->second == 0) {
     job.chunks.erase(c);
     job.unseen.emplace_back(seq, task.chunk_first);
-    job.unseen_firsts.insert(task.chunk_first);
-    job.answered_at[task.chunk_first] = now_;
+    Job::Answered& answered = job.answered[task.chunk_first];
+    ++answered.unseen;
+    answered.at = now_;
   }
 }
 
-void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now) {
+void Core::on_submit(const PeerId& from, const SubmitView& m, Bytes* payload, TimePoint now) {
   if (shutting_down_) {
     send(from, wire::Bye{"broker shutting down"});
     return;
@@ -424,12 +429,12 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
   auto j = jobs_.find(key);
   if (j != jobs_.end() && j->second.function != m.function) {
     fail(wire::Code::BadRequest, "job " + std::to_string(m.job_id) + " is for " +
-                                     j->second.function + ", not " + m.function);
+                                     j->second.function + ", not " + std::string(m.function));
     return;
   }
   // The client's features are those of its last SUBMIT not refused as bad_request (§4.4; B59:
   // "batch", it takes DELIVERS): a resubmission, too_large and over_limit included.
-  const bool batches = wire::has_feature(m.features, wire::kFeatureBatch);
+  const bool batches = m.batches;
   if (known != clients_.end()) known->second.batches = batches;
   if (j != jobs_.end() && j->second.chunks.count(m.first)) return;  // a resubmission we hold
   // A new job costs its overhead too: the limit holds however many jobs a client opens.
@@ -473,14 +478,15 @@ void Core::on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimeP
     client.jobs.push_back(m.job_id);
     client.job_records.push_back(&j->second);
     client.queued_bytes += kJobOverhead;
-    Service& s = services_[m.function];
+    Service& s = services_[std::string(m.function)];
     j->second.service = &s;
     ++s.jobs;
     if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
     log(log::Level::Info,
         "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
-            " started: " + m.function,
-        LogFields{client_label(from) + "/" + std::to_string(m.job_id), {}, m.function});
+            " started: " + std::string(m.function),
+        LogFields{
+            client_label(from) + "/" + std::to_string(m.job_id), {}, std::string(m.function)});
   }
   Job& job = j->second;
   job.chunks.emplace(m.first, m.count);
@@ -512,16 +518,27 @@ void Core::on_submits(const PeerId& from, const wire::Submits& m, Bytes* payload
     on_malformed(from, "SUBMITS from a peer registered as a worker");
     return;
   }
-  std::vector<wire::BatchedSubmit> parts;
   try {
-    parts = wire::split(m, *payload);
+    wire::check_split(m, *payload);
   } catch (const Error& e) {
     on_malformed(from, e.what());
     return;
   }
-  for (wire::BatchedSubmit& part : parts) {
-    Bytes bytes = Bytes::copy(part.payload.data(), part.payload.size());
-    on_submit(from, std::move(part.submit), &bytes, now);
+  SubmitView chunk{m.job_id,
+                   m.function,
+                   0,
+                   0,
+                   m.wait_ms,
+                   m.item_timeout_ms,
+                   wire::has_feature(m.features, wire::kFeatureBatch)};
+  std::size_t offset = 0;
+  for (std::size_t i = 0; i < m.chunks.size(); i += wire::kSubmitFields) {
+    chunk.first = m.chunks[i];
+    chunk.count = static_cast<std::uint32_t>(m.chunks[i + 1]);
+    const std::size_t size = m.chunks[i + 2];
+    Bytes bytes = Bytes::copy(payload->data() + offset, size);
+    offset += size;
+    on_submit(from, chunk, &bytes, now);
   }
 }
 
@@ -647,8 +664,9 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
   while (!job.unseen.empty() && job.unseen.front().first <= m.seen) {
     job.read_at = now;
     const std::uint64_t first = job.unseen.front().second;
-    job.unseen_firsts.erase(job.unseen_firsts.find(first));
-    if (!job.unseen_firsts.count(first)) job.answered_at.erase(first);
+    if (auto a = job.answered.find(first); a != job.answered.end() && --a->second.unseen == 0) {
+      job.answered.erase(a);
+    }
     job.unseen.pop_front();
   }
   acknowledge(j->first, job, m.seen);
@@ -657,9 +675,8 @@ void Core::on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint 
     if (job.chunks.count(first)) return false;
     // An answer is on its way for a liveness, not forever: one sent on a connection that then
     // broke (the ROUTER had not noticed) never arrives (seppo-sim seed 1190).
-    auto a = job.answered_at.find(first);
-    return !job.unseen_firsts.count(first) || a == job.answered_at.end() ||
-           now - std::max(a->second, job.read_at) > expiry();
+    auto a = job.answered.find(first);
+    return a == job.answered.end() || now - std::max(a->second.at, job.read_at) > expiry();
   });
   if (lost || job.needs_resync) {
     job.needs_resync = false;

@@ -248,6 +248,7 @@ class Core {
     std::uint64_t joined_seq = 0;
     bool indexed_open = false, indexed_idle = false;
     std::uint32_t indexed_used = 0, indexed_free = 0;
+    bool reindex_due = false;  // listed in reindex_due_
   };
   // A provider dispatch() may choose, in its order of choice: the fewest tasks held, then the
   // most free credit, then the first to join.
@@ -290,10 +291,14 @@ class Core {
     // heartbeat listing one of these as open is not a loss, just a message in flight.
     std::uint64_t next_seq = 1;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unseen;  // (seq, chunk first)
-    std::unordered_multiset<std::uint64_t> unseen_firsts;
-    // When each unseen chunk was answered: an answer is "on its way" only for a liveness, since
-    // one sent on a connection that then broke (unnoticed by the ROUTER) never arrives.
-    std::unordered_map<std::uint64_t, TimePoint> answered_at;
+    // Per chunk first in `unseen`: how many times it is there, and when it was last answered (an
+    // answer is "on its way" only for a liveness, since one sent on a connection that then broke,
+    // unnoticed by the ROUTER, never arrives). One record, one node per chunk (issue 28).
+    struct Answered {
+      std::uint32_t unseen = 0;
+      TimePoint at{};
+    };
+    std::unordered_map<std::uint64_t, Answered> answered;
     // When the client last acknowledged an answer: one reading a long backlog slowly is not
     // losing answers, so the liveness counts from here too.
     TimePoint read_at{};
@@ -353,14 +358,34 @@ class Core {
   void coalesce();
   void coalesce_tasks(std::vector<bool>& merged);
   void coalesce_delivers(std::vector<bool>& merged);
-  void on_submit(const PeerId& from, wire::Submit&& m, Bytes* payload, TimePoint now);
+  // A SUBMIT, or one chunk of a SUBMITS with its message's fields: views, so that a SUBMITS
+  // copies no name or feature list per chunk (issue 28).
+  struct SubmitView {
+    std::uint64_t job_id = 0;
+    std::string_view function;
+    std::uint64_t first = 0;
+    std::uint32_t count = 0;
+    std::uint32_t wait_ms = 0;
+    std::uint32_t item_timeout_ms = 0;
+    bool batches = false;  // it names "batch" (B59)
+  };
+  void on_submit(const PeerId& from, const SubmitView& m, Bytes* payload, TimePoint now);
   void on_submits(const PeerId& from, const wire::Submits& m, Bytes* payload, TimePoint now);
   void on_heartbeat(const PeerId& from, const wire::Heartbeat& m, TimePoint now);
   void on_done(const PeerId& from, std::uint64_t job_id, TimePoint now);
 
-  // Keeps a worker's entries in its services' provider indexes up to date: called wherever its
-  // tasks held, credit, isolation or first words change (cheap when nothing did).
-  void reindex(Worker& worker);
+  // Notes that a worker's entries in its services' provider indexes may be out of date: called
+  // wherever its tasks held, credit, isolation or first words change. The indexes are brought
+  // up to date (index_pending()) only where they are read, at dispatch(): a task answered and
+  // the next sent to the same worker leave it where it was, and cost no index update (issue 28).
+  void reindex(Worker& worker) {
+    if (!worker.reindex_due) {
+      worker.reindex_due = true;
+      reindex_due_.push_back(&worker);
+    }
+  }
+  void index_pending();
+  void index_now(Worker& worker);
   void unindex(Worker& worker);
   // Ends the reservations of providers of `service` that hold nothing while their suspect
   // cannot go now (B50), as a dispatch finds them.
@@ -495,7 +520,8 @@ class Core {
   std::unordered_set<JobKey, JobKeyHash> resynced_;  // unknown jobs answered RESYNC, in the window
   std::uint64_t adopted_ = 0;  // tasks adopted, for the log line closing the window
   std::uint64_t next_join_seq_ = 1;
-  std::vector<Service*> draining_;  // services with a provider kept for a suspect (drain set)
+  std::vector<Service*> draining_;    // services with a provider kept for a suspect (drain set)
+  std::vector<Worker*> reindex_due_;  // workers whose provider index entries may be stale
   bool self_check_ = false;
 };
 

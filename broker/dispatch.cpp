@@ -36,6 +36,7 @@ void Core::dispatch(Service& service, const std::string& function) {
     // worker whose credit a job of fast items had raised (bench (k)). The service's indexes
     // keep its providers in that order (issue 28), so no provider is visited to choose.
     release_drained(service);
+    index_pending();
     Worker* idle = service.idle.empty() ? nullptr : service.idle.begin()->second;
     Worker* best = nullptr;
     for (const Slot& slot : service.open) {
@@ -130,7 +131,15 @@ void Core::check_choice(const Service& service, const Worker* best, const Worker
   }
 }
 
-void Core::reindex(Worker& w) {
+void Core::index_pending() {
+  for (Worker* w : reindex_due_) {
+    w->reindex_due = false;
+    index_now(*w);
+  }
+  reindex_due_.clear();
+}
+
+void Core::index_now(Worker& w) {
   const auto used = static_cast<std::uint32_t>(w.inflight.size());
   // One running what it kept from a broker it lost, not adopted yet (§9.1), runs that first.
   const bool free_of_others = w.isolating == 0 && w.pending == 0;
@@ -164,6 +173,10 @@ void Core::reindex(Worker& w) {
 }
 
 void Core::unindex(Worker& w) {
+  if (w.reindex_due) {
+    reindex_due_.erase(std::find(reindex_due_.begin(), reindex_due_.end(), &w));
+    w.reindex_due = false;
+  }
   for (Service* s : w.services) {
     if (w.indexed_open) s->open.erase(Slot{w.indexed_used, ~w.indexed_free, w.joined_seq, &w});
     if (w.indexed_idle) s->idle.erase({w.joined_seq, &w});

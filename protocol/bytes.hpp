@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,8 +28,13 @@ class Bytes {
   Bytes(std::shared_ptr<const void> owner, const char* data, std::size_t size)
       : owner_(std::move(owner)), data_(data), size_(size) {}
 
+  // One allocation, the buffer and its count together (issue 28).
   static Bytes copy(const void* data, std::size_t size) {
-    return Bytes(std::string(static_cast<const char*>(data), size));
+    if (size == 0) return Bytes();
+    std::shared_ptr<char[]> owned = std::make_shared_for_overwrite<char[]>(size);
+    std::memcpy(owned.get(), data, size);
+    const char* at = owned.get();
+    return Bytes(std::move(owned), at, size);
   }
 
   const char* data() const { return size_ == 0 ? "" : data_; }

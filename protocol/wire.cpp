@@ -38,6 +38,102 @@ class HeaderStream {
 };
 using Packer = msgpack::packer<HeaderStream>;
 
+// The broker's hot path (issue 28): msgpack written straight into a buffer sized beforehand
+// (at most 9 bytes an integer, 5 a length), in the forms msgpack::packer chooses (the shortest
+// integer; fixarray, array 16, array 32; fixstr, str 8, str 16, str 32), so the bytes are the
+// packer's, without a call into a stream for every byte or two written.
+class Direct {
+ public:
+  explicit Direct(char* at) : at_(reinterpret_cast<unsigned char*>(at)) {}
+  static constexpr std::size_t kMaxUint = 9;
+  static constexpr std::size_t kMaxLength = 5;
+
+  [[gnu::always_inline]] Direct& uint(std::uint64_t v) {
+    if (v < 0x80) {
+      *at_++ = static_cast<unsigned char>(v);
+    } else if (v < 0x100) {
+      *at_++ = 0xcc;
+      *at_++ = static_cast<unsigned char>(v);
+    } else if (v < 0x10000) {
+      *at_++ = 0xcd;
+      big(v, 2);
+    } else if (v < 0x100000000ull) {
+      *at_++ = 0xce;
+      big(v, 4);
+    } else {
+      *at_++ = 0xcf;
+      big(v, 8);
+    }
+    return *this;
+  }
+  [[gnu::always_inline]] Direct& array(std::uint32_t n) {
+    if (n < 16) {
+      *at_++ = static_cast<unsigned char>(0x90u | n);
+    } else if (n < 0x10000) {
+      *at_++ = 0xdc;
+      big(n, 2);
+    } else {
+      *at_++ = 0xdd;
+      big(n, 4);
+    }
+    return *this;
+  }
+  [[gnu::always_inline]] Direct& str(std::string_view text) {
+    const std::size_t n = text.size();
+    if (n < 32) {
+      *at_++ = static_cast<unsigned char>(0xa0u | n);
+    } else if (n < 0x100) {
+      *at_++ = 0xd9;
+      *at_++ = static_cast<unsigned char>(n);
+    } else if (n < 0x10000) {
+      *at_++ = 0xda;
+      big(n, 2);
+    } else {
+      *at_++ = 0xdb;
+      big(n, 4);
+    }
+    if (n != 0) std::memcpy(at_, text.data(), n);
+    at_ += n;
+    return *this;
+  }
+  // [version, type, ...fields], as start() packs it.
+  Direct& start(Type type, std::uint32_t fields) {
+    array(2 + fields);
+    uint(kVersion);
+    return uint(static_cast<std::uint8_t>(type));
+  }
+  std::size_t written(const char* from) const {
+    return static_cast<std::size_t>(reinterpret_cast<const char*>(at_) - from);
+  }
+
+ private:
+  [[gnu::always_inline]] void big(std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) *at_++ = static_cast<unsigned char>(v >> (8 * i));
+  }
+  unsigned char* at_;
+};
+
+// A header of at most `bound` bytes, written by `write(char*) -> bytes written`: on the stack
+// and then in place in the Header when short, else in a string.
+template <typename Write>
+Header direct_header(std::size_t bound, Write write) {
+  if (bound <= 256) {
+    char buffer[256];
+    return Header(buffer, write(buffer));
+  }
+  std::string text(bound, '\0');
+  text.resize(write(text.data()));
+  return Header(std::move(text));
+}
+
+// A batched header of at most `bound` bytes, written the same way.
+template <typename Write>
+std::string direct_string(std::size_t bound, Write write) {
+  std::string text(bound, '\0');
+  text.resize(write(text.data()));
+  return text;
+}
+
 // Reads header fields by position, with errors that name the message and field.
 class Fields {
  public:
@@ -519,10 +615,15 @@ std::uint64_t job_tag(std::string_view client, std::uint64_t job_id) {
 
 Header encode_task(std::uint64_t task_id, std::string_view function, std::uint32_t count,
                    std::uint64_t job, std::uint64_t first) {
-  HeaderStream stream;
-  Packer packer(stream);
-  pack_task(packer, task_id, function, count, job, first);
-  return stream.take_header();
+  // pack_task's bytes.
+  return direct_header(8 + 4 * Direct::kMaxUint + Direct::kMaxLength + function.size(),
+                       [&](char* buffer) {
+                         Direct d(buffer);
+                         d.start(Type::Task, job != 0 ? 5 : 3).uint(task_id).str(function);
+                         d.uint(count);
+                         if (job != 0) d.uint(job).uint(first);
+                         return d.written(buffer);
+                       });
 }
 
 namespace {
@@ -575,18 +676,21 @@ std::string_view deliver_worker(const Header& deliver) {
 
 Header encode_deliver(std::uint64_t job_id, std::uint64_t first, std::uint32_t count,
                       std::string_view worker, std::uint64_t elapsed_us, std::uint64_t seq) {
-  HeaderStream stream;
-  Packer packer(stream);
-  pack_deliver(packer, job_id, first, count, worker, elapsed_us, seq);
-  return stream.take_header();
+  // pack_deliver's bytes.
+  return direct_header(8 + 5 * Direct::kMaxUint + Direct::kMaxLength + worker.size(),
+                       [&](char* buffer) {
+                         Direct d(buffer);
+                         d.start(Type::Deliver, 6).uint(job_id).uint(first).uint(count);
+                         d.str(worker).uint(elapsed_us).uint(seq);
+                         return d.written(buffer);
+                       });
 }
 
 namespace {
 
 // The parts of a batched payload: `size` is the group's field at `at`; the sizes must add up.
-template <typename Part, typename Make>
-std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
-                              std::size_t at, const Bytes& payload, Make make) {
+void check_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
+                 std::size_t at, const Bytes& payload) {
   check_batch(type, flat, fields);
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < flat.size(); i += fields) {
@@ -601,6 +705,12 @@ std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat,
                         std::to_string(total) + " bytes, the payload has " +
                         std::to_string(payload.size()));
   }
+}
+
+template <typename Part, typename Make>
+std::vector<Part> split_parts(Type type, const std::vector<std::uint64_t>& flat, std::size_t fields,
+                              std::size_t at, const Bytes& payload, Make make) {
+  check_parts(type, flat, fields, at, payload);
   std::vector<Part> parts;
   parts.reserve(flat.size() / fields);
   std::size_t offset = 0;
@@ -651,6 +761,10 @@ std::vector<BatchedSubmit> split(const Submits& m, const Bytes& payload) {
       });
 }
 
+void check_split(const Submits& submits, const Bytes& payload) {
+  check_parts(Type::Submits, submits.chunks, kSubmitFields, 2, payload);
+}
+
 Batch encode_submits(const Submit& submit, const SubmitPart* parts, std::size_t n) {
   HeaderStream stream;
   Packer p(stream);
@@ -673,40 +787,42 @@ Batch encode_submits(const Submit& submit, const SubmitPart* parts, std::size_t 
 }
 
 Batch encode_tasks(std::string_view function, const TaskPart* parts, std::size_t n) {
-  HeaderStream stream;
-  Packer p(stream);
-  start(p, Type::Tasks, 2);
-  pack_str(p, function);
-  p.pack_array(static_cast<std::uint32_t>(n * kTaskFields));
   std::size_t bytes = 0;
   for (std::size_t i = 0; i < n; ++i) bytes += parts[i].payload->size();
   Batch batch;
+  batch.header = direct_string(
+      8 + 2 * Direct::kMaxLength + function.size() + n * kTaskFields * Direct::kMaxUint,
+      [&](char* buffer) {
+        Direct d(buffer);
+        d.start(Type::Tasks, 2).str(function).array(static_cast<std::uint32_t>(n * kTaskFields));
+        for (std::size_t i = 0; i < n; ++i) {
+          const TaskPart& t = parts[i];
+          d.uint(t.task_id).uint(t.count).uint(t.payload->size()).uint(t.job).uint(t.first);
+        }
+        return d.written(buffer);
+      });
   batch.payload.reserve(bytes);
-  for (std::size_t i = 0; i < n; ++i) {
-    const TaskPart& t = parts[i];
-    p.pack(t.task_id).pack(t.count).pack(std::uint64_t{t.payload->size()}).pack(t.job);
-    p.pack(t.first);
-    batch.payload.append(t.payload->data(), t.payload->size());
-  }
-  batch.header = stream.take();
+  for (std::size_t i = 0; i < n; ++i)
+    batch.payload.append(parts[i].payload->data(), parts[i].payload->size());
   return batch;
 }
 
 Batch encode_results(const std::vector<BatchedResult>& parts) {
-  HeaderStream stream;
-  Packer p(stream);
-  start(p, Type::Results, 1);
-  p.pack_array(static_cast<std::uint32_t>(parts.size() * kResultFields));
   std::size_t bytes = 0;
   for (const BatchedResult& r : parts) bytes += r.payload.size();
   Batch batch;
+  batch.header = direct_string(
+      8 + Direct::kMaxLength + parts.size() * kResultFields * Direct::kMaxUint, [&](char* buffer) {
+        Direct d(buffer);
+        d.start(Type::Results, 1).array(static_cast<std::uint32_t>(parts.size() * kResultFields));
+        for (const BatchedResult& r : parts) {
+          d.uint(r.result.task_id).uint(r.result.elapsed_us).uint(r.result.items_failed);
+          d.uint(r.payload.size());
+        }
+        return d.written(buffer);
+      });
   batch.payload.reserve(bytes);
-  for (const BatchedResult& r : parts) {
-    p.pack(r.result.task_id).pack(r.result.elapsed_us).pack(r.result.items_failed);
-    p.pack(std::uint64_t{r.payload.size()});
-    batch.payload.append(r.payload.data(), r.payload.size());
-  }
-  batch.header = stream.take();
+  for (const BatchedResult& r : parts) batch.payload.append(r.payload.data(), r.payload.size());
   return batch;
 }
 
@@ -721,22 +837,25 @@ Batch encode_delivers(std::uint64_t job_id, const DeliverPart* parts, std::size_
     if (it == names.end()) names.push_back(parts[i].worker);
     bytes += parts[i].payload->size();
   }
-  HeaderStream stream;
-  Packer p(stream);
-  start(p, Type::Delivers, 3);
-  p.pack(job_id);
-  p.pack_array(static_cast<std::uint32_t>(n * kDeliverFields));
+  std::size_t bound =
+      8 + Direct::kMaxUint + 2 * Direct::kMaxLength + n * kDeliverFields * Direct::kMaxUint;
+  for (std::string_view name : names) bound += Direct::kMaxLength + name.size();
   Batch batch;
+  batch.header = direct_string(bound, [&](char* buffer) {
+    Direct w(buffer);
+    w.start(Type::Delivers, 3).uint(job_id).array(static_cast<std::uint32_t>(n * kDeliverFields));
+    for (std::size_t i = 0; i < n; ++i) {
+      const DeliverPart& d = parts[i];
+      w.uint(d.first).uint(d.count).uint(index[i]).uint(d.elapsed_us).uint(d.seq);
+      w.uint(d.payload->size());
+    }
+    w.array(static_cast<std::uint32_t>(names.size()));
+    for (std::string_view name : names) w.str(name);
+    return w.written(buffer);
+  });
   batch.payload.reserve(bytes);
-  for (std::size_t i = 0; i < n; ++i) {
-    const DeliverPart& d = parts[i];
-    p.pack(d.first).pack(d.count).pack(std::uint64_t{index[i]}).pack(d.elapsed_us).pack(d.seq);
-    p.pack(std::uint64_t{d.payload->size()});
-    batch.payload.append(d.payload->data(), d.payload->size());
-  }
-  p.pack_array(static_cast<std::uint32_t>(names.size()));
-  for (std::string_view name : names) pack_str(p, name);
-  batch.header = stream.take();
+  for (std::size_t i = 0; i < n; ++i)
+    batch.payload.append(parts[i].payload->data(), parts[i].payload->size());
   return batch;
 }
 

@@ -287,6 +287,9 @@ struct BatchedSubmit {
   Bytes payload;
 };
 std::vector<BatchedSubmit> split(const Submits& submits, const Bytes& payload);
+// What split() checks of a SUBMITS, without making its parts (the broker reads the chunks from
+// `chunks` itself, issue 28): throws seppo::ProtocolError as split() does.
+void check_split(const Submits& submits, const Bytes& payload);
 // One task of a TASKS being built (the broker's hot path: views, no copies of names).
 struct TaskPart {
   std::uint64_t task_id = 0;

@@ -916,3 +916,54 @@ TEST_CASE("B60: SUBMITS from a worker, or whose sizes do not add up, is refused 
   REQUIRE(alive.size() == 1);
   CHECK(wire::has_feature(alive[0].features, wire::kFeatureSubmits));
 }
+
+// Issue 28: the broker's headers are written by wire.cpp's direct writer, not msgpack's packer;
+// their bytes must stay the packer's (encode()) at every boundary of msgpack's forms.
+TEST_CASE("the broker's directly written headers are the packer's bytes") {
+  const std::vector<std::uint64_t> numbers{0,     1,     127,        128,        255,        256,
+                                           65535, 65536, UINT32_MAX, 1ull << 32, ~0ull >> 1, ~0ull};
+  const std::vector<std::string> names{"",
+                                       "m.f",
+                                       std::string(31, 'a'),
+                                       std::string(32, 'b'),
+                                       std::string(255, 'c'),
+                                       std::string(256, 'd'),
+                                       std::string(65535, 'e'),
+                                       std::string(65536, 'f')};
+  for (const std::string& name : names) {
+    for (std::uint64_t n : numbers) {
+      const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, UINT32_MAX));
+      CHECK(wire::encode_task(n, name, count).view() == wire::encode(wire::Task{n, name, count}));
+      CHECK(wire::encode_task(n, name, count, n | 1, n).view() ==
+            wire::encode(wire::Task{n, name, count, n | 1, n}));
+      CHECK(wire::encode_deliver(n, n, count, name, n, n).view() ==
+            wire::encode(wire::Deliver{n, n, count, name, n, n}));
+    }
+  }
+  // The batched ones, with 1, 3 and 64 parts (the flat arrays fixarray, then array 16).
+  const Bytes payload(std::string("\x91\x01"));
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}, wire::kMaxBatch}) {
+    std::vector<wire::TaskPart> tasks;
+    std::vector<wire::DeliverPart> delivers;
+    std::vector<wire::BatchedResult> results;
+    std::vector<std::uint64_t> task_flat, deliver_flat, result_flat;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t v = numbers[i % numbers.size()];
+      const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
+      tasks.push_back(wire::TaskPart{v, count, v, ~v, &payload});
+      task_flat.insert(task_flat.end(), {v, count, payload.size(), v, ~v});
+      delivers.push_back(wire::DeliverPart{v, count, names[i % 2], ~v, v, &payload});
+      deliver_flat.insert(deliver_flat.end(),
+                          {v, count, i % 2 == 0 || n == 1 ? 0u : 1u, ~v, v, payload.size()});
+      results.push_back(wire::BatchedResult{wire::Result{v, ~v, count}, payload});
+      result_flat.insert(result_flat.end(), {v, ~v, count, payload.size()});
+    }
+    std::vector<std::string> workers{names[0]};
+    if (n > 1) workers.push_back(names[1]);
+    CHECK(wire::encode_tasks(names[3], tasks.data(), n).header ==
+          wire::encode(wire::Tasks{names[3], task_flat}));
+    CHECK(wire::encode_delivers(~0ull, delivers.data(), n).header ==
+          wire::encode(wire::Delivers{~0ull, deliver_flat, workers}));
+    CHECK(wire::encode_results(results).header == wire::encode(wire::Results{result_flat}));
+  }
+}
