@@ -940,9 +940,10 @@ TEST_CASE("the broker's directly written headers are the packer's bytes") {
             wire::encode(wire::Deliver{n, n, count, name, n, n}));
     }
   }
-  // The batched ones, with 1, 3 and 64 parts (the flat arrays fixarray, then array 16).
+  // The batched ones, with 1, 3, 4 and 64 parts (the flat arrays fixarray, then array 16: four
+  // RESULTS parts are exactly 16 numbers).
   const Bytes payload(std::string("\x91\x01"));
-  for (std::size_t n : {std::size_t{1}, std::size_t{3}, wire::kMaxBatch}) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{4}, wire::kMaxBatch}) {
     std::vector<wire::TaskPart> tasks;
     std::vector<wire::DeliverPart> delivers;
     std::vector<wire::BatchedResult> results;
@@ -965,5 +966,19 @@ TEST_CASE("the broker's directly written headers are the packer's bytes") {
     CHECK(wire::encode_delivers(~0ull, delivers.data(), n).header ==
           wire::encode(wire::Delivers{~0ull, deliver_flat, workers}));
     CHECK(wire::encode_results(results).header == wire::encode(wire::Results{result_flat}));
+  }
+  // A DELIVERS of 15, 16 and 17 workers: its names' array fixarray, then array 16.
+  for (std::size_t n : {std::size_t{15}, std::size_t{16}, std::size_t{17}}) {
+    std::vector<std::string> workers;
+    for (std::size_t i = 0; i < n; ++i) workers.push_back("node" + std::to_string(i));
+    std::vector<wire::DeliverPart> delivers;
+    std::vector<std::uint64_t> flat;
+    for (std::size_t i = 0; i < n; ++i) {
+      delivers.push_back(wire::DeliverPart{i, 1, workers[i], 7, i + 1, &payload});
+      flat.insert(flat.end(), {i, 1, i, 7, i + 1, payload.size()});
+    }
+    CAPTURE(n);
+    CHECK(wire::encode_delivers(5, delivers.data(), n).header ==
+          wire::encode(wire::Delivers{5, flat, workers}));
   }
 }
