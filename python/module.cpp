@@ -565,6 +565,9 @@ class PyClient {
             count = std::max<std::size_t>(count, b->first + b->count);
           } else {
             detail::Engine::each_item(*b, [&](const Client::Item& item) {
+              // Releases nothing (the block's place went above): keeps heartbeats going while
+              // a long answer of large values converts, as the per-item path's consumed() did.
+              run.consumed(item.index, 0);
               place({item.index, item.value, item.error, item.worker, item.code});
             });
           }
