@@ -196,6 +196,7 @@ class Core {
     }
   };
   struct Service;
+  static constexpr std::size_t kNotDue = ~std::size_t{0};
   struct Worker {
     std::string name, host;
     std::string version;  // its build version (READY, §4.1); empty from an older worker
@@ -248,7 +249,8 @@ class Core {
     std::uint64_t joined_seq = 0;
     bool indexed_open = false, indexed_idle = false;
     std::uint32_t indexed_used = 0, indexed_free = 0;
-    bool reindex_due = false;  // listed in reindex_due_
+    // Its place in reindex_due_, or kNotDue: removed in O(1) when the worker goes.
+    std::size_t reindex_at = kNotDue;
   };
   // A provider dispatch() may choose, in its order of choice: the fewest tasks held, then the
   // most free credit, then the first to join.
@@ -379,8 +381,8 @@ class Core {
   // up to date (index_pending()) only where they are read, at dispatch(): a task answered and
   // the next sent to the same worker leave it where it was, and cost no index update (issue 28).
   void reindex(Worker& worker) {
-    if (!worker.reindex_due) {
-      worker.reindex_due = true;
+    if (worker.reindex_at == kNotDue) {
+      worker.reindex_at = reindex_due_.size();
       reindex_due_.push_back(&worker);
     }
   }

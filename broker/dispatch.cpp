@@ -133,7 +133,7 @@ void Core::check_choice(const Service& service, const Worker* best, const Worker
 
 void Core::index_pending() {
   for (Worker* w : reindex_due_) {
-    w->reindex_due = false;
+    w->reindex_at = kNotDue;
     index_now(*w);
   }
   reindex_due_.clear();
@@ -173,9 +173,12 @@ void Core::index_now(Worker& w) {
 }
 
 void Core::unindex(Worker& w) {
-  if (w.reindex_due) {
-    reindex_due_.erase(std::find(reindex_due_.begin(), reindex_due_.end(), &w));
-    w.reindex_due = false;
+  if (w.reindex_at != kNotDue) {  // swap with the last: the order of the pending is no rule
+    Worker* last = reindex_due_.back();
+    reindex_due_[w.reindex_at] = last;
+    last->reindex_at = w.reindex_at;
+    reindex_due_.pop_back();
+    w.reindex_at = kNotDue;
   }
   for (Service* s : w.services) {
     if (w.indexed_open) s->open.erase(Slot{w.indexed_used, ~w.indexed_free, w.joined_seq, &w});
