@@ -40,6 +40,14 @@ GROUPS = [
 LINE = re.compile(r"^\s*([0-9,]+)\s+\([ 0-9.]+%\)\s+(?:\*\s+)?(.*)$")
 
 
+def grouped_name(name):
+    """The name a kind is matched on: the function without its parameter list (a seppo function
+    taking a std::string is seppo's code, not std::string's), then its object ("(libc.so.6)")."""
+    fn, lib = re.match(r"^(.*?)((?: \([^()]*\))?)$", name).groups()
+    fn = fn.replace("(anonymous namespace)", "anonymous").replace("operator()", "operator")
+    return fn.split("(", 1)[0] + lib
+
+
 def costs(path, inclusive):
     """function -> Ir in one callgrind file, and the program's total."""
     out = subprocess.run(
@@ -178,7 +186,7 @@ def main():
     if args.groups:
         sums = {g: 0.0 for g, _ in GROUPS}
         for name, cost in rows:
-            group = next(g for g, pattern in GROUPS if re.search(pattern, name))
+            group = next(g for g, pattern in GROUPS if re.search(pattern, grouped_name(name)))
             sums[group] += cost
         print(f"{args.role}: {per_task_total:,.0f} instructions per task "
               f"({passes[1].name} − {passes[0].name}) / {n}, by kind (exclusive)\n")
