@@ -194,12 +194,15 @@ TEST_CASE("one client runs several jobs one after another") {
 }
 
 TEST_CASE("a client with the default heartbeat keeps its job on a broker with a faster one") {
-  Cluster cluster;  // heartbeat 100 ms: a client silent for 300 ms is presumed dead
+  // Heartbeat 250 ms: a client silent for 750 ms is presumed dead, well before the default
+  // client's first heartbeat at 1000 ms, yet far from the 250 ms a loaded sanitizer build can
+  // take between two of its heartbeats (300 ms, with 100 ms, was not: a loaded run of the suite saw it vanish).
+  Cluster cluster({"--heartbeat-ms", "250", "--liveness", "3"});
   cluster.add_worker(1);
   REQUIRE(cluster.wait_for_workers(1));
   Client client(cluster.endpoint());  // 1000 ms until the broker says otherwise
   const auto out = client.map_parallel<std::int64_t>("example_module.sleep_ms",
-                                                      std::vector<std::int64_t>{800});
-  CHECK(out == std::vector<std::int64_t>{800});
+                                                      std::vector<std::int64_t>{1600});
+  CHECK(out == std::vector<std::int64_t>{1600});
   CHECK(cluster.broker().output().find("client vanished") == std::string::npos);
 }
