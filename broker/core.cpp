@@ -463,7 +463,10 @@ void Core::on_submit(const PeerId& from, const SubmitView& m, Bytes* payload, Ti
   Client& client = clients_[from];
   client.last_heard = now;
   client.batches = batches;
-  if (client.owner.empty() && owner_source_) client.owner = owner_source_();
+  if (!client.owner_asked && owner_source_) {
+    client.owner = owner_source_();
+    client.owner_asked = true;
+  }
   if (j == jobs_.end()) {
     j = jobs_.emplace(key, Job{}).first;
     j->second.function = m.function;

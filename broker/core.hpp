@@ -346,6 +346,7 @@ class Core {
     std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
     ShareTag share;
     std::string owner;     // from owner_source_, for STATUS
+    bool owner_asked = false;  // owner_source_ asked once, whatever it said (issue 28: per SUBMIT)
     bool batches = false;  // its last SUBMIT named "batch": it takes DELIVERS (B59)
   };
 

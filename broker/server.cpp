@@ -216,10 +216,11 @@ int serve(const ServerOptions& options, Core& core) {
   // Who owns a client's jobs, for STATUS (asked once per client): its key's file name under
   // CurveZMQ, its uid over ipc:// (the ZAP handler's User-Id).
   core.set_owner_source([&]() -> std::string {
-    // zmq_msg_gets, not cppzmq's gets(): over TCP without keys there is no User-Id, and a
-    // throw per SUBMIT would be the loop's cost. "?" so that the core asks once per client.
+    // zmq_msg_gets, not cppzmq's gets(): over TCP without keys there is no User-Id (or an
+    // empty one), and a throw would cost the loop. Empty then, as docs/protocol.md §4.13 says;
+    // the core asks once per client whatever the answer.
     const char* user = zmq_msg_gets(header.handle(), "User-Id");
-    if (user == nullptr) return "?";
+    if (user == nullptr || *user == '\0') return "";
     if (const auto admitted = parse_user_id(user)) {
       const std::string label = options.curve ? auth->lists()->label_of(admitted->key) : "";
       return label.empty() ? "key " + curve::fingerprint(admitted->key) : label;

@@ -27,6 +27,24 @@ const msgpack::object& at(const msgpack::object& map, const std::string& key) {
 
 }  // namespace
 
+TEST_CASE("a client's owner is asked once, even when it is unknown (TCP without keys)") {
+  // It was asked again at every SUBMIT while the answer was empty: a call into libzmq per chunk.
+  Harness h;
+  int asked = 0;
+  h.core.set_owner_source([&] {
+    ++asked;
+    return std::string();
+  });
+  h.advance(0ms);
+  h.ready("W1", {"m.f"}, 2);
+  for (std::uint64_t first = 0; first < 6; first += 2) h.submit("C1", 7, "m.f", first, items(1, 2), 2);
+  h.drain();
+  CHECK(asked == 1);
+  const std::string status = h.core.status_payload(h.now);
+  const auto handle = msgpack::unpack(status.data(), status.size());
+  CHECK(at(at(handle.get(), "jobs").via.array.ptr[0], "owner").as<std::string>().empty());
+}
+
 TEST_CASE(
     "STATUS shows each worker's tasks, the job's owner and progress, and counts by function") {
   Harness h;
