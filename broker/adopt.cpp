@@ -165,9 +165,8 @@ void Core::adopt(const PeerId& id, Worker& worker, std::uint64_t task_id) {
 
 // Gives a task another id (the one a worker kept it under), wherever the old one is recorded.
 std::uint64_t Core::rekey(std::uint64_t task_id, std::uint64_t new_id) {
-  auto node = tasks_.extract(task_id);
-  node.key() = new_id;
-  Task& task = node.mapped();
+  if (!tasks_.rekey(task_id, new_id)) return task_id;  // the callers check: it never happens
+  Task& task = tasks_.at(new_id);
   if (auto j = jobs_.find(task.job); j != jobs_.end()) {
     j->second.tasks.erase(task_id);
     j->second.tasks.insert(new_id);
@@ -176,7 +175,6 @@ std::uint64_t Core::rekey(std::uint64_t task_id, std::uint64_t new_id) {
       j->second.service->drain_for = new_id;
     }
   }
-  tasks_.insert(std::move(node));
   return new_id;
 }
 

@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "broker/fair_share.hpp"
+#include "broker/id_map.hpp"
+#include "broker/stable_id_map.hpp"
 #include "broker/stats.hpp"
 #include "common/log.hpp"
 #include "protocol/bytes.hpp"
@@ -288,7 +290,7 @@ class Core {
     Service* service = nullptr;
     std::uint32_t wait_ms = 0;
     std::deque<std::uint64_t> queue;                          // task ids, next to run first
-    std::unordered_map<std::uint64_t, std::uint32_t> chunks;  // chunk first -> items not delivered
+    IdMap<std::uint32_t> chunks;  // chunk first -> items not delivered
     // Chunks completed by a DELIVER or FAILED the client may not have read yet, by seq: a
     // heartbeat listing one of these as open is not a loss, just a message in flight.
     std::uint64_t next_seq = 1;
@@ -300,7 +302,7 @@ class Core {
       std::uint32_t unseen = 0;
       TimePoint at{};
     };
-    std::unordered_map<std::uint64_t, Answered> answered;
+    IdMap<Answered> answered;
     // When the client last acknowledged an answer: one reading a long backlog slowly is not
     // losing answers, so the liveness counts from here too.
     TimePoint read_at{};
@@ -309,7 +311,7 @@ class Core {
     // DELIVERs (seq, bytes) handed to the socket and not yet acknowledged by the client's
     // `seen`: they sit in ZeroMQ's send queue, whose high-water mark counts messages.
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unread;
-    std::unordered_set<std::uint64_t> tasks;  // every task of the job, queued or running
+    IdSet tasks;  // every task of the job, queued or running
     bool needs_resync = false;
     // Resubmitted after this broker started (a RESYNC for it during the adoption window): its
     // tasks wait for the window's end unless a worker that kept them adopts them (§9.1).
@@ -483,7 +485,7 @@ class Core {
   std::unordered_map<PeerId, Worker> workers_;
   std::map<std::string, Service> services_;
   std::unordered_map<JobKey, Job, JobKeyHash> jobs_;
-  std::unordered_map<std::uint64_t, Task> tasks_;
+  StableIdMap<Task> tasks_;
   std::unordered_map<PeerId, Client> clients_;
   std::vector<Outgoing> outbox_;
   // The TASKs in outbox_ that may join a TASKS (to a worker that speaks "batch", a payload

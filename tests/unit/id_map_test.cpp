@@ -1,0 +1,117 @@
+// The broker's flat record maps (broker/id_map.hpp, broker/stable_id_map.hpp) against
+// std::unordered_map under the same random operations: any difference is a lost or invented
+// task record.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/id_map.hpp"
+#include "broker/stable_id_map.hpp"
+
+using seppo::broker::IdMap;
+using seppo::broker::IdSet;
+using seppo::broker::StableIdMap;
+
+namespace {
+
+// Keys from a narrow range (collisions and long probe runs, deletions that wrap around the
+// table's end) or spread over all 64 bits, including 0 and the largest.
+std::uint64_t pick_key(std::mt19937_64& random, bool narrow) {
+  if (narrow) return random() % 64;
+  switch (random() % 4) {
+    case 0: return 0;
+    case 1: return ~std::uint64_t{0};
+    default: return random();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("an IdMap holds what an unordered_map holds after any mix of inserts and erases") {
+  for (int seed = 1; seed <= 40; ++seed) {
+    std::mt19937_64 random(seed);
+    const bool narrow = seed % 2 == 0;
+    IdMap<std::uint64_t> map;
+    std::unordered_map<std::uint64_t, std::uint64_t> model;
+    for (int step = 0; step < 4000; ++step) {
+      const std::uint64_t key = pick_key(random, narrow);
+      switch (random() % 5) {
+        case 0:
+        case 1: {
+          const auto [it, inserted] = map.emplace(key, step);
+          const bool model_inserted = model.emplace(key, step).second;
+          REQUIRE(inserted == model_inserted);
+          REQUIRE(it->first == key);
+          REQUIRE(it->second == model.at(key));
+          break;
+        }
+        case 2: map[key] += 1, model[key] += 1; break;
+        case 3: REQUIRE(map.erase(key) == model.erase(key)); break;
+        default: {
+          auto it = map.find(key);
+          if (it != map.end()) {
+            map.erase(it);
+            model.erase(key);
+          } else {
+            REQUIRE(model.count(key) == 0);
+          }
+        }
+      }
+      REQUIRE(map.size() == model.size());
+    }
+    std::unordered_map<std::uint64_t, std::uint64_t> walked;
+    for (const auto& [key, value] : map) REQUIRE(walked.emplace(key, value).second);
+    CHECK(walked == model);
+    for (const auto& [key, value] : model) CHECK(map.find(key)->second == value);
+  }
+}
+
+TEST_CASE("an IdSet counts each id once and forgets erased ones") {
+  IdSet set;
+  CHECK(set.insert(7));
+  CHECK_FALSE(set.insert(7));
+  CHECK(set.insert(0));
+  CHECK(set.size() == 2);
+  CHECK(set.erase(7) == 1);
+  CHECK(set.erase(7) == 0);
+  std::vector<std::uint64_t> ids;
+  for (std::uint64_t id : set) ids.push_back(id);
+  CHECK(ids == std::vector<std::uint64_t>{0});
+}
+
+TEST_CASE("a StableIdMap keeps each record in place while others come and go, and rekeys") {
+  StableIdMap<std::string> map;
+  std::string& first = map[1];
+  first = "one";
+  for (std::uint64_t id = 2; id < 2000; ++id) map[id] = std::to_string(id);
+  for (std::uint64_t id = 2; id < 2000; id += 2) CHECK(map.erase(id) == 1);
+  for (std::uint64_t id = 5000; id < 6000; ++id) map[id] = "again";
+  CHECK(&map.at(1) == &first);  // references held across inserts stay valid
+  CHECK(first == "one");
+  CHECK(map.size() == 1 + 999 + 1000);
+  CHECK(map.find(2) == map.end());
+  CHECK(map.find(3)->second == "3");
+  CHECK(map.rekey(3, 9000));
+  CHECK_FALSE(map.rekey(3, 9001));     // no record under 3 any more
+  CHECK_FALSE(map.rekey(9000, 5000));  // 5000 is taken: nothing moves
+  CHECK(map.at(9000) == "3");
+  CHECK(map.count(3) == 0);
+  CHECK_THROWS_AS(map.at(3), std::out_of_range);
+  // An erased record's buffers go at once; a place taken again starts from a fresh record.
+  map.erase(map.find(9000));
+  CHECK(map[9002].empty());
+}
+
+TEST_CASE("a StableIdMap emptied gives its blocks back and starts again") {
+  StableIdMap<std::string> map;
+  for (std::uint64_t id = 0; id < 1000; ++id) map[id] = "x";
+  for (std::uint64_t id = 0; id < 1000; ++id) map.erase(id);
+  CHECK(map.empty());
+  map[42] = "y";
+  CHECK(map.size() == 1);
+  CHECK(map.at(42) == "y");
+}
