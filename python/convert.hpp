@@ -89,6 +89,11 @@ inline std::size_t write_int(unsigned char* out, long long v) {
   return typed(0xd3, u);
 }
 
+// A success entry [0, value] for an exact int (within 64 bits) or float, appended to `buffer`
+// in one write, the bytes pack_converted's path writes: false, nothing written and no Python
+// error set, for any other value. Needs the GIL.
+bool pack_scalar_entry(msgpack::sbuffer& buffer, PyObject* value);
+
 // msgpack ext types (docs/protocol.md §5.4, seppo/convert.hpp): kCallExt, a call with several
 // arguments, whose data is [args, kwargs] (kwargs a map with str keys, or nil); kTupleExt, a
 // tuple, whose data is its array.
