@@ -85,7 +85,7 @@ TEST_CASE("count_failed counts the entries a client reads as failed, in one pass
   // answers, cut short, with a wrong count or trailing bytes too.
   msgpack::sbuffer scalars;
   msgpack::packer<msgpack::sbuffer> s(scalars);
-  s.pack_array(8);
+  s.pack_array(11);
   for (const std::int64_t v : {std::int64_t{0}, std::int64_t{-1}, std::int64_t{1} << 40}) {
     entry::begin_value(s);
     s.pack(v);
@@ -99,11 +99,17 @@ TEST_CASE("count_failed counts the entries a client reads as failed, in one pass
   s.pack(true);
   entry::begin_value(s);
   s.pack_bin(2).pack_bin_body("\x01\x02", 2);
-  CHECK(wire::count_failed(scalars.data(), scalars.size(), 8) == 0);
-  CHECK(wire::count_failed(scalars.data(), scalars.size(), 7) == 7);
-  CHECK(wire::count_failed(scalars.data(), scalars.size() - 1, 8) == 8);
+  for (const std::int64_t v : {std::int64_t{-200}, std::int64_t{40000}}) {
+    entry::begin_value(s);
+    s.pack(v);
+  }
+  entry::begin_value(s);
+  s.pack(std::string(40, 'y'));
+  CHECK(wire::count_failed(scalars.data(), scalars.size(), 11) == 0);
+  CHECK(wire::count_failed(scalars.data(), scalars.size(), 10) == 10);
+  CHECK(wire::count_failed(scalars.data(), scalars.size() - 1, 11) == 11);
   const std::string longer = std::string(scalars.data(), scalars.size()) + '\x00';
-  CHECK(wire::count_failed(longer.data(), longer.size(), 8) == 8);
+  CHECK(wire::count_failed(longer.data(), longer.size(), 11) == 11);
   // A string whose length runs past the payload's end.
   CHECK(wire::count_failed("\x91\x92\x00\xd9\x05"
                            "ab",
