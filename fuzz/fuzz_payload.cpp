@@ -3,7 +3,9 @@
 //     when a worker died running the chunk;
 //   - seppo::unpack_untrusted (include/seppo/convert.hpp): every msgpack decode of network bytes;
 //   - seppo::detail::call_chunk<F> (include/seppo/module.hpp): what a worker runs on a TASK
-//     payload, instantiated here for a few argument types as modules would write them.
+//     payload, instantiated here for a few argument types as modules would write them;
+//   - seppo::wire::count_failed (protocol/result_entry.cpp): what a worker reports of a RESULT
+//     payload, read by a fast path when every entry is [0, scalar].
 //
 // The module functions below cover integer, string, floating point, container, tuple, struct
 // (MSGPACK_DEFINE_MAP), msgpack::object and void signatures.
@@ -14,7 +16,9 @@
 // Checked: only seppo::Error leaves item_spans / unpack_untrusted; call_chunk never throws
 // (it is noexcept: an escape would std::terminate) and returns 0 with a msgpack array of one
 // [status, value] entry per item, or non-zero with a text message; spans tile the buffer; each
-// span decodes on its own; item_spans agrees with unpack_untrusted on which payloads are arrays.
+// span decodes on its own; item_spans agrees with unpack_untrusted on which payloads are arrays;
+// count_failed is at most the count, and on an array of that many entries that unpack_untrusted
+// accepts, it counts the entries entry::decode fails.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +35,7 @@
 #include "seppo/msgpack.hpp"
 
 #include "protocol/payload.hpp"
+#include "protocol/result_entry.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
 #include "seppo/module.hpp"
@@ -142,6 +147,22 @@ void check_call(seppo_call_chunk call, const char* name, const char* data, std::
   }
 }
 
+void check_count_failed(const char* data, std::size_t size, std::uint32_t expected) {
+  const std::uint32_t failed = seppo::wire::count_failed(data, size, expected);
+  if (failed > expected) fail("count_failed counts more entries than there are");
+  try {
+    const msgpack::object_handle handle = seppo::unpack_untrusted(data, size);
+    const msgpack::object& root = handle.get();
+    if (root.type != msgpack::type::ARRAY || root.via.array.size != expected) return;
+    std::uint32_t decoded = 0;
+    for (std::uint32_t i = 0; i < expected; ++i) {
+      if (seppo::entry::decode(root.via.array.ptr[i]).value == nullptr) ++decoded;
+    }
+    if (failed != decoded) fail("count_failed disagrees with entry::decode");
+  } catch (const seppo::Error&) {
+  }
+}
+
 void check_spans(const char* data, std::size_t size, std::uint32_t expected) {
   std::vector<seppo::wire::Span> spans;
   try {
@@ -193,6 +214,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t n = payload.size();
 
   check_spans(p, n, expected);
+  check_count_failed(p, n, expected);
 
   // unpack_untrusted, and the differential check: an array it accepts has spans item_spans finds.
   try {

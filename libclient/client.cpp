@@ -287,16 +287,19 @@ using ClientImpl = detail::ClientAccess::Impl;
 class ClientJob {
  public:
   using Next = std::function<bool(Client::Packer&)>;
+  using Fill = detail::Engine::Fill;
   using Sink = std::function<bool(const Client::Item&)>;
   using BlockSink = detail::Engine::BlockSink;
 
   // With `hold`, a chunk counts against the window until consumed() was called for all its
   // items, not only until its results arrived: results waiting for the consumer are bounded.
   // With `blocks`, answers not handed over before go to it whole (detail::Block).
+  // With `fill` (and no `next`), inputs are packed many a call.
   ClientJob(ClientImpl& client, std::string function, Next next, Sink sink, bool hold = false,
-            BlockSink blocks = nullptr)
+            BlockSink blocks = nullptr, Fill fill = nullptr)
       : c_(client),
         next_(std::move(next)),
+        fill_(std::move(fill)),
         sink_(std::move(sink)),
         block_sink_(std::move(blocks)),
         hold_(hold),
@@ -412,6 +415,15 @@ class ClientJob {
   static constexpr std::chrono::milliseconds kMaxWait{60000};
 
   void fill(Clock::time_point now) {
+    if (fill_) {
+      core_.fill_many(
+          [this](msgpack::sbuffer& buffer, std::uint32_t want, std::size_t max_bytes, bool& ended) {
+            Packer packer(buffer);
+            return fill_(packer, want, max_bytes, ended);
+          },
+          now);
+      return;
+    }
     core_.fill(
         [this](msgpack::sbuffer& buffer) {
           Packer packer(buffer);
@@ -487,6 +499,7 @@ class ClientJob {
 
   ClientImpl& c_;
   const Next next_;
+  const Fill fill_;
   const Sink sink_;
   const BlockSink block_sink_;
   const bool hold_;
@@ -641,6 +654,10 @@ Engine::Engine(Client& client, std::string function, Next next, Sink sink, Block
                bool hold)
     : impl_(new Impl{ClientJob(ClientAccess::impl(client), std::move(function), std::move(next),
                                std::move(sink), hold, std::move(blocks))}) {}
+Engine::Engine(Client& client, std::string function, Fill fill, Sink sink, BlockSink blocks,
+               bool hold)
+    : impl_(new Impl{ClientJob(ClientAccess::impl(client), std::move(function), nullptr,
+                               std::move(sink), hold, std::move(blocks), std::move(fill))}) {}
 Engine::~Engine() = default;
 
 bool Engine::step() {

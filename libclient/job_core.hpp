@@ -18,6 +18,7 @@
 // pause(now) / resume(now): the broker's silence meanwhile is not held against it.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -127,6 +128,12 @@ class JobCore {
   // end_input()). Stops early, the input not ended, after `max_items` arguments in all.
   template <class Next>
   void fill(Next&& next, TimePoint now, std::uint64_t max_items = UINT64_MAX);
+  // The same rule with a filler that packs many arguments a call: `fill(buffer, max_items,
+  // max_bytes, ended)` appends up to max_items packed arguments to the msgpack::sbuffer,
+  // stopping once it holds max_bytes or more (the check `next` gets before each argument), and
+  // returns how many, at least one unless it sets `ended` (the input's end: then end_input()).
+  template <class Fill>
+  void fill_many(Fill&& fill, TimePoint now, std::uint64_t max_items = UINT64_MAX);
   // The next chunk: `payload` is a msgpack array of `count` (≥ 1) arguments. Queues its SUBMIT.
   void add_chunk(Bytes payload, std::uint32_t count, TimePoint now);
   // No more input: the job is done once every open chunk is answered.
@@ -322,22 +329,33 @@ void each_item(const detail::Block& block, const std::function<void(const Item&)
 
 template <class Next>
 void JobCore::fill(Next&& next, TimePoint now, std::uint64_t max_items) {
+  fill_many(
+      [&next](msgpack::sbuffer& buffer, std::uint32_t want, std::size_t max_bytes, bool& ended) {
+        std::uint32_t count = 0;
+        while (count < want && buffer.size() < max_bytes) {
+          if (!next(buffer)) {
+            ended = true;
+            break;
+          }
+          ++count;
+        }
+        return count;
+      },
+      now, max_items);
+}
+
+template <class Fill>
+void JobCore::fill_many(Fill&& fill, TimePoint now, std::uint64_t max_items) {
   while (max_items > 0) {
-    const std::uint32_t want = wanted();
+    const std::uint32_t want =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(wanted(), max_items));
     if (want == 0) return;
     // One buffer for every chunk of the job: no allocation, no fresh pages per chunk.
     chunk_buffer_.clear();
     const char header[wire::kArray32HeaderSize] = {};
     chunk_buffer_.write(header, sizeof header);
-    std::uint32_t count = 0;
     bool ended = false;
-    while (count < want && count < max_items && chunk_buffer_.size() < kMaxChunkBytes) {
-      if (!next(chunk_buffer_)) {
-        ended = true;
-        break;
-      }
-      ++count;
-    }
+    const std::uint32_t count = fill(chunk_buffer_, want, kMaxChunkBytes, ended);
     max_items -= count;
     if (count > 0) {
       wire::write_array32_header(chunk_buffer_.data(), count);
@@ -347,6 +365,7 @@ void JobCore::fill(Next&& next, TimePoint now, std::uint64_t max_items) {
       end_input(now);
       return;
     }
+    if (count == 0) return;  // a filler that broke its contract: not a loop without end
   }
 }
 

@@ -156,7 +156,47 @@ class MsgpackReader {
     }
   }
 
+  // Steps over the scalar whose first byte `first` was read already, as scalar() reads it but
+  // keeping nothing: for a reader that only checks a payload's shape (wire::count_failed).
+  bool skip_scalar(unsigned char first) {
+    const unsigned b = first;
+    std::uint64_t n = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return true;
+    if ((b & 0xe0) == 0xa0) return skip(b & 0x1f);
+    switch (b) {
+      case 0xcc:
+      case 0xd0:
+        return skip(1);
+      case 0xcd:
+      case 0xd1:
+        return skip(2);
+      case 0xce:
+      case 0xd2:
+      case 0xca:
+        return skip(4);
+      case 0xcf:
+      case 0xd3:
+      case 0xcb:
+        return skip(8);
+      case 0xd9:
+      case 0xda:
+      case 0xdb:
+        return big_endian(std::size_t{1} << (b - 0xd9), n) && skip(n);
+      case 0xc4:
+      case 0xc5:
+      case 0xc6:
+        return big_endian(std::size_t{1} << (b - 0xc4), n) && skip(n);
+      default:
+        return false;  // maps, extensions, reserved
+    }
+  }
+
  private:
+  bool skip(std::uint64_t n) {
+    if (static_cast<std::uint64_t>(end_ - p_) < n) return false;
+    p_ += n;
+    return true;
+  }
   template <typename T>
   static T from_big(T v) {
     if constexpr (std::endian::native == std::endian::little) {

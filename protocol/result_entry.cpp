@@ -2,6 +2,8 @@
 
 #include <exception>
 
+#include "protocol/msgpack_reader.hpp"
+
 namespace seppo::wire {
 namespace {
 
@@ -62,6 +64,23 @@ struct FailedCounter : msgpack::null_visitor {
   }
 };
 
+// The usual payload, every entry a success with a scalar value ([0, scalar]), read with the fast
+// reader: true when it is one. Anything else (a failure, a list, a map...) is for the full walk.
+// msgpack-c's parser, even with a visitor that keeps nothing, costs about 200 instructions per
+// entry: as much as a trivial function's whole run on the worker.
+bool all_scalar_successes(const char* data, std::size_t size, std::uint32_t count) {
+  MsgpackReader in(data, size);
+  std::uint32_t n = 0;
+  if (!in.array_header(n) || n != count || !in.has(std::size_t{n} * 3)) return false;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    unsigned char array = 0, success = 0, first = 0;
+    // [0, value]: a fixarray of two whose first element is the positive fixint 0.
+    if (!in.byte(array) || array != 0x92 || !in.byte(success) || success != 0x00) return false;
+    if (!in.byte(first) || !in.skip_scalar(first)) return false;
+  }
+  return in.at_end();
+}
+
 }  // namespace
 
 std::string all_failed(std::uint32_t count, const std::string& message) {
@@ -73,6 +92,7 @@ std::string all_failed(std::uint32_t count, const std::string& message) {
 }
 
 std::uint32_t count_failed(const char* data, std::size_t size, std::uint32_t count) {
+  if (all_scalar_successes(data, size, count)) return 0;
   FailedCounter counter;
   std::size_t offset = 0;
   bool parsed = false;

@@ -579,6 +579,31 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
   return convert(value, zone, item, bytes, 0);
 }
 
+bool pack_scalar_entry(msgpack::sbuffer& buffer, PyObject* value) {
+  unsigned char entry[2 + kMaxIntBytes];
+  entry[0] = 0x92;  // [0, value]: a fixarray of two whose first element is the fixint 0
+  entry[1] = 0x00;
+  std::size_t size = 2;
+  if (PyLong_CheckExact(value)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow != 0) return false;  // over 64 bits: convert's error
+    size += write_int(entry + 2, v);
+  } else if (PyFloat_CheckExact(value)) {
+    const double d = PyFloat_AS_DOUBLE(value);
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &d, sizeof bits);
+    bits = to_big_endian(bits);
+    entry[size++] = 0xcb;  // always float64 (seppo/msgpack.hpp)
+    std::memcpy(entry + size, &bits, sizeof bits);
+    size += sizeof bits;
+  } else {
+    return false;
+  }
+  buffer.write(reinterpret_cast<const char*>(entry), size);
+  return true;
+}
+
 py::object from_msgpack(const msgpack::object& object) {
   return decode(object, false, 0);
 }

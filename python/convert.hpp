@@ -10,8 +10,10 @@
 
 #include <pybind11/pybind11.h>
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -44,6 +46,53 @@ void pack_converted(Packer& packer, const msgpack::object& value) {
       packer.pack(value);
   }
 }
+
+// `v` with its bytes in big-endian order (msgpack's).
+template <class T>
+T to_big_endian(T v) {
+  if constexpr (std::endian::native == std::endian::little) {
+    if constexpr (sizeof v == 2) return __builtin_bswap16(v);
+    if constexpr (sizeof v == 4) return __builtin_bswap32(v);
+    if constexpr (sizeof v == 8) return __builtin_bswap64(v);
+  }
+  return v;
+}
+
+// The most bytes write_int writes.
+inline constexpr std::size_t kMaxIntBytes = 9;
+
+// `v` packed as msgpack-c's packer packs an int64 (its shortest form, the unsigned forms for
+// values >= 0), written to `out` in place: for loops over many values, where a packer call and
+// a buffer write per value cost more than the value. Returns the bytes written.
+inline std::size_t write_int(unsigned char* out, long long v) {
+  // The type byte, then `u` big-endian: one byte swap and one store, not a loop over its bytes.
+  const auto typed = [out](unsigned char type, auto u) {
+    out[0] = type;
+    u = to_big_endian(u);
+    std::memcpy(out + 1, &u, sizeof u);
+    return 1 + sizeof u;
+  };
+  if (v >= -32 && v < 128) {  // a positive or negative fixint
+    out[0] = static_cast<unsigned char>(v);
+    return 1;
+  }
+  const auto u = static_cast<std::uint64_t>(v);  // two's complement: its low bytes are v's
+  if (v >= 0) {
+    if (u <= UINT8_MAX) return typed(0xcc, static_cast<std::uint8_t>(u));
+    if (u <= UINT16_MAX) return typed(0xcd, static_cast<std::uint16_t>(u));
+    if (u <= UINT32_MAX) return typed(0xce, static_cast<std::uint32_t>(u));
+    return typed(0xcf, u);
+  }
+  if (v >= INT8_MIN) return typed(0xd0, static_cast<std::uint8_t>(u));
+  if (v >= INT16_MIN) return typed(0xd1, static_cast<std::uint16_t>(u));
+  if (v >= INT32_MIN) return typed(0xd2, static_cast<std::uint32_t>(u));
+  return typed(0xd3, u);
+}
+
+// A success entry [0, value] for an exact int (within 64 bits) or float, appended to `buffer`
+// in one write, the bytes pack_converted's path writes: false, nothing written and no Python
+// error set, for any other value. Needs the GIL.
+bool pack_scalar_entry(msgpack::sbuffer& buffer, PyObject* value);
 
 // msgpack ext types (docs/protocol.md §5.4, seppo/convert.hpp): kCallExt, a call with several
 // arguments, whose data is [args, kwargs] (kwargs a map with str keys, or nil); kTupleExt, a

@@ -14,9 +14,11 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "seppo/msgpack.hpp"
 
+#include "protocol/msgpack_reader.hpp"
 #include "python/convert.hpp"
 #include "seppo/convert.hpp"
 #include "seppo/error.hpp"
@@ -232,6 +234,21 @@ const py::object* imported(Runtime& r, const std::string& module, std::string& f
   }
 }
 
+// A chunk's arguments into `out` when every one is a scalar (nil, bool, int, float, str, bin:
+// strings point into the input); false for anything else, malformed input included.
+bool read_scalars(const char* input, std::size_t size, std::vector<msgpack::object>& out) {
+  wire::MsgpackReader in(input, size);
+  std::uint32_t n = 0;
+  // Each argument takes a byte at least: a count the bytes cannot hold allocates nothing.
+  if (!in.array_header(n) || !in.has(n)) return false;
+  out.resize(n);
+  for (msgpack::object& o : out) {
+    unsigned char first = 0;
+    if (!in.byte(first) || !in.scalar(first, o)) return false;
+  }
+  return in.at_end();
+}
+
 int call_chunk(const std::string& module, const std::string& fn, const char* input,
                std::size_t size, seppo_sink* output) {
   Runtime& r = runtime();
@@ -239,14 +256,23 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
     output->write(output->context, message.data(), message.size());
     return 1;
   };
+  // The usual chunk, all scalars, read without msgpack-c's zone and object tree (which cost as
+  // much per item as the call); anything else unpacked whole.
+  thread_local std::vector<msgpack::object> scalars;
   msgpack::object_handle args;
-  try {
-    args = unpack_untrusted(input, size);
-  } catch (const std::exception& e) {
-    return fail(std::string("input is not valid msgpack: ") + e.what());
+  msgpack::object_array items{};
+  if (read_scalars(input, size, scalars)) {
+    items.size = static_cast<std::uint32_t>(scalars.size());
+    items.ptr = scalars.data();
+  } else {
+    try {
+      args = unpack_untrusted(input, size);
+    } catch (const std::exception& e) {
+      return fail(std::string("input is not valid msgpack: ") + e.what());
+    }
+    if (args.get().type != msgpack::type::ARRAY) return fail("input is not an array of arguments");
+    items = args.get().via.array;
   }
-  if (args.get().type != msgpack::type::ARRAY) return fail("input is not an array of arguments");
-  const msgpack::object_array& items = args.get().via.array;
 
   py::gil_scoped_acquire gil;
   // This thread keeps its Python thread state from one chunk to the next: pybind11 otherwise
@@ -281,6 +307,7 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
     std::size_t bytes = 0;
     try {
       const py::object result = python::call_with(function, items.ptr[i]);
+      if (python::pack_scalar_entry(buffer, result.ptr())) continue;  // an int or a float
       const msgpack::object packed = python::to_msgpack(
           result, zone, [] { return std::string("result"); }, bytes);
       packer.pack_array(2);

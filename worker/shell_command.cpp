@@ -306,7 +306,7 @@ int ShellCommand::call_chunk(const char* input, std::size_t size,
   return detail::call_each_item(
       input, size, output,
       [this](msgpack::packer<msgpack::sbuffer>& packer, msgpack::sbuffer& buffer,
-             const msgpack::object& item) {
+             msgpack::sbuffer& scratch, const msgpack::object& item) {
         // The results travel as one message: bounded like one command's output, so a chunk of
         // many chatty commands can neither exhaust the worker nor exceed the broker's limit.
         if (buffer.size() > limits_.max_stdout) {
@@ -318,11 +318,10 @@ int ShellCommand::call_chunk(const char* input, std::size_t size,
                                    "(seppo map --chunk-size)");
         }
         // Packed apart, so an item that throws cannot leave half an entry.
-        msgpack::sbuffer one;
-        msgpack::packer<msgpack::sbuffer> value(one);
+        msgpack::packer<msgpack::sbuffer> value(scratch);
         run_item(value, item);
         entry::begin_value(packer);
-        buffer.write(one.data(), one.size());
+        buffer.write(scratch.data(), scratch.size());
       });
 }
 

@@ -20,7 +20,14 @@ namespace seppo {
 // the engine's chunk buffer (floats packed as floats, seppo/msgpack.hpp).
 class Packer : public msgpack::packer<msgpack::sbuffer> {
  public:
-  explicit Packer(msgpack::sbuffer& buffer) : msgpack::packer<msgpack::sbuffer>(buffer) {}
+  explicit Packer(msgpack::sbuffer& buffer)
+      : msgpack::packer<msgpack::sbuffer>(buffer), buffer_(buffer) {}
+  // The buffer packed into: what a detail::Engine::Fill appends many packed inputs to at once
+  // and measures.
+  msgpack::sbuffer& buffer() const { return buffer_; }
+
+ private:
+  msgpack::sbuffer& buffer_;
 };
 
 // One item's outcome, handed to the engine's sink exactly once, in completion order. The

@@ -55,8 +55,11 @@ const char* signature_part() {
 }
 
 // The frame of every seppo_call_chunk: decodes the chunk, packs one entry per item into a buffer,
-// then hands it to the sink. `pack_item(packer, buffer, argument)` packs [0, result] for one
-// item, or throws: the exception becomes that item's [1, message], and the others go on.
+// then hands it to the sink. `pack_item(packer, buffer, scratch, argument)` packs [0, result]
+// for one item, or throws: the exception becomes that item's [1, message], and the others go on.
+// `scratch` is an empty buffer for packing the value apart (so a throwing pack cannot leave half
+// an entry), one for the whole chunk: a fresh msgpack::sbuffer per item would allocate (8 KB)
+// and free it again per item, most of a trivial function's cost.
 template <class PackItem>
 int call_each_item(const char* input, size_t size, seppo_sink* output,
                    const PackItem& pack_item) noexcept {
@@ -69,9 +72,11 @@ int call_each_item(const char* input, size_t size, seppo_sink* output,
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> packer(buffer);
     packer.pack_array(items.via.array.size);
+    msgpack::sbuffer scratch;
     for (uint32_t i = 0; i < items.via.array.size; ++i) {
       try {
-        pack_item(packer, buffer, items.via.array.ptr[i]);
+        scratch.clear();
+        pack_item(packer, buffer, scratch, items.via.array.ptr[i]);
       } catch (const std::exception& e) {
         entry::pack_error(packer, e.what());
       } catch (...) {
@@ -93,22 +98,20 @@ int call_each_item(const char* input, size_t size, seppo_sink* output,
 template <auto Function>
 int call_chunk(const char* input, size_t size, seppo_sink* output) noexcept {
   using traits = function_traits<decltype(Function)>;
-  return call_each_item(
-      input, size, output,
-      [](msgpack::packer<msgpack::sbuffer>& packer, msgpack::sbuffer& buffer,
-         const msgpack::object& item) {
-        auto argument = convert<typename traits::argument>(item, "argument");
-        if constexpr (std::is_void_v<typename traits::result>) {
-          Function(std::move(argument));
-          entry::pack_nil(packer);
-        } else {
-          auto result = Function(std::move(argument));
-          msgpack::sbuffer one;  // packed apart so a throwing pack cannot leave half an entry
-          msgpack::pack(one, result);
-          entry::begin_value(packer);
-          buffer.write(one.data(), one.size());
-        }
-      });
+  const auto pack_item = [](msgpack::packer<msgpack::sbuffer>& packer, msgpack::sbuffer& buffer,
+                            msgpack::sbuffer& scratch, const msgpack::object& item) {
+    auto argument = convert<typename traits::argument>(item, "argument");
+    if constexpr (std::is_void_v<typename traits::result>) {
+      Function(std::move(argument));
+      entry::pack_nil(packer);
+    } else {
+      auto result = Function(std::move(argument));
+      msgpack::pack(scratch, result);  // apart: a throwing pack leaves no half entry
+      entry::begin_value(packer);
+      buffer.write(scratch.data(), scratch.size());
+    }
+  };
+  return call_each_item(input, size, output, pack_item);
 }
 
 template <auto Function>

@@ -158,6 +158,12 @@ class SEPPO_API Engine {
   using Next = std::function<bool(Packer&)>;
   using Sink = std::function<bool(const Item&)>;
   using BlockSink = std::function<bool(const Block&)>;
+  // Packs several inputs a call, for inputs cheaper to pack in a loop than one call each (a
+  // Python range): appends up to `max_items` packed inputs to packer.buffer(), stopping once it
+  // holds `max_bytes` or more, as a Next would be asked for no more then; returns how many, at
+  // least one unless the input ended, and sets `ended` when the input has no more.
+  using Fill = std::function<std::uint32_t(Packer& packer, std::uint32_t max_items,
+                                           std::size_t max_bytes, bool& ended)>;
 
   // With `hold`, a chunk keeps its place in the client's window (ClientOptions::window and
   // max_inflight_bytes) until consumed() was called for each of its items, so results waiting
@@ -168,6 +174,8 @@ class SEPPO_API Engine {
   // whole, unread (Block); duplicates, failed ranges and partly answered ranges still go to
   // `sink` item by item.
   Engine(Client& client, std::string function, Next next, Sink sink, BlockSink blocks, bool hold);
+  // The same, packing inputs with `fill`.
+  Engine(Client& client, std::string function, Fill fill, Sink sink, BlockSink blocks, bool hold);
   // Sends DONE: the broker forgets the job, finished or not, and drops its queued tasks.
   ~Engine();
   Engine(const Engine&) = delete;

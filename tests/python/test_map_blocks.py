@@ -82,3 +82,24 @@ def test_ranges_are_read_by_arithmetic_to_their_last_item(client):
         assert client.map_parallel("test_module.same", r) == list(r), r
     # submit reads its inputs at once, on the caller's thread
     assert client.submit(pyfuncs.square, range(-3, 3)).result() == [9, 4, 1, 0, 1, 4]
+
+
+def test_a_range_is_packed_many_ints_a_call_across_every_int_encoding(client):
+    """A range's ints are written in a loop into the chunk (python/module.cpp, Inputs::fill):
+    every msgpack int form, either sign, both directions, chunks cut by items or by bytes."""
+    edges = [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1,
+             -1, -32, -33, -128, -129, -32768, -32769, -2**31, -2**31 - 1, -2**63]
+    ranges = [range(max(e - 3, -2**63), min(e + 4, 2**63 - 1)) for e in edges]
+    ranges += [range(2**63 - 2, -2**63, -(2**62)), range(-2**63, 2**63 - 1, 2**61 + 1),
+               range(7, -8, -1), range(300, -300, -7), range(0), range(3, 3), range(3, 0),
+               range(0, -5, -1), range(21)]
+    for r in ranges:
+        for chunksize in (None, 1, 7):
+            assert client.map_parallel("test_module.same", r, chunksize=chunksize) == list(r), \
+                (r, chunksize)
+    # 9-byte ints past a chunk's 48 KB and the fill's 4 KB block, through C++ and Python.
+    r = range(2**40, 2**40 + 3 * 20000, 3)
+    assert client.map_parallel("test_module.same", r) == list(r)
+    assert client.map_parallel(pyfuncs.echo, r, chunksize=len(r)) == list(r)
+    r = range(-2**31 + 3000, -2**31 - 3001, -1)  # 5- and 9-byte ints, squares within 64 bits
+    assert client.map_parallel(pyfuncs.square, r) == [x * x for x in r]

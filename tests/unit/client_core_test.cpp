@@ -170,6 +170,75 @@ TEST_CASE("C2 a chunk built is one SUBMIT with the next first, the function and 
   CHECK(args.get().as<std::vector<int>>() == std::vector<int>{2, 3});
 }
 
+TEST_CASE("C2 a filler packing many arguments a call makes the chunks fill makes") {
+  // The same rule as fill's: up to wanted() arguments a chunk, a chunk closed once it holds
+  // kMaxChunkBytes, the input ended by the filler; only the calls differ.
+  JobCoreOptions o = options();
+  o.client.chunk_size = 1000;
+  o.heard_alive = true;  // chunks over 1,024 bytes go at once (C21)
+  Harness h(o);
+  std::int64_t next = 0;
+  std::vector<std::uint32_t> asked;
+  auto ints = [&](msgpack::sbuffer& buffer, std::uint32_t max_items, std::size_t max_bytes,
+                  bool& ended) {
+    asked.push_back(max_items);
+    std::uint32_t count = 0;
+    while (count < max_items && buffer.size() < max_bytes) {
+      if (next == 2500) {
+        ended = true;
+        break;
+      }
+      msgpack::pack(buffer, next++);
+      ++count;
+    }
+    return count;
+  };
+  h.core.fill_many(ints, t0);
+  auto out = h.take();
+  auto submits = sent<wire::Submit>(out);
+  REQUIRE(submits.size() == 3);
+  CHECK(submits[0].count == 1000);
+  CHECK(submits[1].first == 1000);
+  CHECK(submits[2].first == 2000);
+  CHECK(submits[2].count == 500);
+  CHECK(asked == std::vector<std::uint32_t>{1000, 1000, 1000});
+  REQUIRE(out[2].payload);
+  const msgpack::object_handle args =
+      msgpack::unpack(out[2].payload->data(), out[2].payload->size());
+  CHECK(args.get().via.array.size == 500);
+  CHECK(args.get().via.array.ptr[499].as<int>() == 2499);
+  CHECK(h.core.wanted() == 0);  // the input ended
+  h.deliver(0, 1000, 1, t0 + 1ms);
+  h.deliver(1000, 1000, 2, t0 + 1ms);
+  h.deliver(2000, 500, 3, t0 + 1ms);
+  CHECK(h.core.done());
+
+  // A chunk closes at kMaxChunkBytes: 10,000-byte strings go five a chunk (the fifth crosses).
+  Harness big(o);
+  const std::string text(10000, 'x');
+  int strings = 0;
+  big.core.fill_many(
+      [&](msgpack::sbuffer& buffer, std::uint32_t max_items, std::size_t max_bytes, bool& ended) {
+        std::uint32_t count = 0;
+        while (count < max_items && buffer.size() < max_bytes) {
+          if (strings == 12) {
+            ended = true;
+            break;
+          }
+          msgpack::pack(buffer, text);
+          ++strings;
+          ++count;
+        }
+        return count;
+      },
+      t0);
+  submits = sent<wire::Submit>(big.take());
+  REQUIRE(submits.size() == 3);
+  CHECK(submits[0].count == 5);
+  CHECK(submits[1].count == 5);
+  CHECK(submits[2].count == 2);
+}
+
 TEST_CASE("results taken stay readable until the next take, while later answers arrive") {
   // The items point into their answers, which the core keeps for the batch last taken: no
   // reference count per item (and the answers' room is reused once nothing points into it).

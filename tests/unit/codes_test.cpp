@@ -80,4 +80,38 @@ TEST_CASE("count_failed counts the entries a client reads as failed, in one pass
   const std::string all = wire::all_failed(3, "cannot run");
   CHECK(wire::count_failed(all.data(), all.size(), 3) == 3);
   CHECK(wire::count_failed("\x92\x92\x00\xc0\x92\x00\x01", 7, 2) == 0);
+
+  // The usual payload, every entry a success with a scalar, is read by a fast path: the same
+  // answers, cut short, with a wrong count or trailing bytes too.
+  msgpack::sbuffer scalars;
+  msgpack::packer<msgpack::sbuffer> s(scalars);
+  s.pack_array(11);
+  for (const std::int64_t v : {std::int64_t{0}, std::int64_t{-1}, std::int64_t{1} << 40}) {
+    entry::begin_value(s);
+    s.pack(v);
+  }
+  entry::begin_value(s);
+  s.pack(2.5);
+  entry::begin_value(s);
+  s.pack(std::string(300, 'x'));
+  entry::pack_nil(s);
+  entry::begin_value(s);
+  s.pack(true);
+  entry::begin_value(s);
+  s.pack_bin(2).pack_bin_body("\x01\x02", 2);
+  for (const std::int64_t v : {std::int64_t{-200}, std::int64_t{40000}}) {
+    entry::begin_value(s);
+    s.pack(v);
+  }
+  entry::begin_value(s);
+  s.pack(std::string(40, 'y'));
+  CHECK(wire::count_failed(scalars.data(), scalars.size(), 11) == 0);
+  CHECK(wire::count_failed(scalars.data(), scalars.size(), 10) == 10);
+  CHECK(wire::count_failed(scalars.data(), scalars.size() - 1, 11) == 11);
+  const std::string longer = std::string(scalars.data(), scalars.size()) + '\x00';
+  CHECK(wire::count_failed(longer.data(), longer.size(), 11) == 11);
+  // A string whose length runs past the payload's end.
+  CHECK(wire::count_failed("\x91\x92\x00\xd9\x05"
+                           "ab",
+                           7, 1) == 1);
 }
