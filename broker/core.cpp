@@ -335,7 +335,9 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
       deliver(j->second, task, w->second.name, m.elapsed_us, m.items_failed, std::move(*payload));
     }
     release(task);
-    erase_task(m.task_id);
+    // The job found once above (its key hashed once per answer, not twice).
+    if (j != jobs_.end()) j->second.tasks.erase(m.task_id);
+    tasks_.erase(t);
   }
   dispatch_worker(from);
 }
