@@ -50,12 +50,9 @@ class RankSet {
 
   void insert(std::uint32_t rank, RankPages& pool) {
     const std::uint32_t b = rank >> 12;
-    if (b >= page_.size()) {
-      page_.resize(b + 1, npos);
-      words_.resize(b + 1, 0);
-      blocks_.resize((b >> 6) + 1, 0);
+    if (b >= page_.size() || page_[b] == npos) [[unlikely]] {
+      open_page(b, pool);
     }
-    if (page_[b] == npos) page_[b] = pool.take();
     std::uint64_t& word = pool.pages[page_[b]][(rank >> 6) & 63];
     const std::uint64_t bit = std::uint64_t{1} << (rank & 63);
     if (word & bit) return;
@@ -115,6 +112,16 @@ class RankSet {
   }
 
  private:
+  // Out of line, so that the common insert (its page in use) is inlined where it is called.
+  [[gnu::noinline]] void open_page(std::uint32_t b, RankPages& pool) {
+    if (b >= page_.size()) {
+      page_.resize(b + 1, npos);
+      words_.resize(b + 1, 0);
+      blocks_.resize((b >> 6) + 1, 0);
+    }
+    page_[b] = pool.take();
+  }
+
   std::vector<std::uint32_t> page_;    // per 4,096 ranks: its page in the pool, or npos
   std::vector<std::uint64_t> words_;   // per 4,096 ranks: bit w, word w of its page is not 0
   std::vector<std::uint64_t> blocks_;  // bit b of blocks_[i]: ranks 4,096 x (64i + b) on in use
@@ -131,32 +138,36 @@ class ProviderIndex {
   }
 
   void add_open(std::uint64_t key, std::uint32_t rank) {
-    auto c = open_.find(key);
-    if (c == open_.end()) {
+    Class* c = find(key);
+    if (c == nullptr) {
+      Classes::iterator i;
       if (spare_.empty()) {
-        c = open_.try_emplace(key).first;
+        i = open_.try_emplace(key).first;
       } else {  // an emptied class's node, its vectors' room kept: no allocation per change
         auto node = std::move(spare_.back());
         spare_.pop_back();
         node.key() = key;
-        c = open_.insert(std::move(node)).position;
+        i = open_.insert(std::move(node)).position;
       }
+      c = &*i;
+      hot(key) = c;
     }
     c->second.insert(rank, pages_);
   }
 
   void remove_open(std::uint64_t key, std::uint32_t rank) {
-    auto c = open_.find(key);
-    if (c == open_.end()) return;
+    Class* c = find(key);
+    if (c == nullptr) return;
     c->second.erase(rank, pages_);
+    if (!c->second.empty()) return;
+    hot(key) = nullptr;
     // Kept for reuse, a few: a class that empties and fills again as a task is answered and
     // the next sent costs no allocation.
-    if (c->second.empty()) {
-      if (spare_.size() < kSpareClasses) {
-        spare_.push_back(open_.extract(c));
-      } else {
-        open_.erase(c);
-      }
+    auto i = open_.find(key);
+    if (spare_.size() < kSpareClasses) {
+      spare_.push_back(open_.extract(i));
+    } else {
+      open_.erase(i);
     }
   }
 
@@ -177,10 +188,28 @@ class ProviderIndex {
   }
 
  private:
+  using Classes = std::map<std::uint64_t, RankSet>;
+  using Class = Classes::value_type;
   static constexpr std::size_t kSpareClasses = 8;
+  static constexpr std::size_t kHot = 32;
+
+  // The classes a task sent or answered moves providers between are few at a time, though the
+  // classes may be many (every load of every capacity): those found lately are remembered by
+  // their key's low bits, so that a move does not search the tree of classes.
+  Class*& hot(std::uint64_t key) { return hot_[(key ^ (key >> 32)) % kHot]; }
+  Class* find(std::uint64_t key) {
+    Class*& h = hot(key);
+    if (h != nullptr && h->first == key) return h;
+    auto i = open_.find(key);
+    if (i == open_.end()) return nullptr;
+    h = &*i;
+    return h;
+  }
+
   RankPages pages_;
-  std::map<std::uint64_t, RankSet> open_;  // only classes with ranks in them
-  std::vector<std::map<std::uint64_t, RankSet>::node_type> spare_;
+  Classes open_;  // only classes with ranks in them
+  std::vector<Classes::node_type> spare_;
+  std::array<Class*, kHot> hot_{};  // of open_'s entries (a node's address outlives moves)
   RankSet idle_;
 };
 
