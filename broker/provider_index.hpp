@@ -6,10 +6,12 @@
 // nothing. A provider is named by its rank, its place in the service's joining order (the
 // service's provider list, broker/core.hpp), so "first to join" is "least rank". Providers of
 // the same tasks held and free credit form a class; the classes are kept in order of choice
-// (few: their number depends on the capacities and loads, not on the number of workers), and
-// each class's ranks in a RankSet, where the least is found in three bit scans. A task sent or
-// answered moves one rank from one class to another: no tree of providers to rebalance, as the
-// std::set of every provider this replaces did (three operations of 14 levels at 10,000).
+// (their number depends on the capacities and loads, a few dozen under adaptive credit, not on
+// the number of workers), and each class's ranks in a RankSet, where the least is found in
+// three bit scans. A task sent or answered moves one rank from one class to another: no tree of
+// providers to rebalance, as the std::set of every provider this replaces did (three
+// operations of 14 levels at 10,000). The order of joining within a count is why this is not
+// a list per count: a provider coming back to a count goes back to its place, not to the end.
 #pragma once
 
 #include <array>
