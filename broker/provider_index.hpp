@@ -134,6 +134,13 @@ class ProviderIndex {
  public:
   static constexpr std::uint32_t npos = RankSet::npos;
 
+  ProviderIndex() = default;
+  // Not copied: its cache points into its own tree (a move keeps the tree's nodes).
+  ProviderIndex(const ProviderIndex&) = delete;
+  ProviderIndex& operator=(const ProviderIndex&) = delete;
+  ProviderIndex(ProviderIndex&&) = default;
+  ProviderIndex& operator=(ProviderIndex&&) = default;
+
   // A class's place in the order of choice: fewer tasks held first, then more free credit.
   static std::uint64_t key(std::uint32_t used, std::uint32_t free) {
     return (std::uint64_t{used} << 32) | static_cast<std::uint32_t>(~free);
