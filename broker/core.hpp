@@ -182,7 +182,12 @@ class Core {
   }
   // Checks every dispatch's choice against a scan over every provider, the rule the provider
   // indexes stand in for (the simulator's seeds and the unit tests turn it on; O(workers)).
-  void set_self_check(bool on) { self_check_ = on; }
+  // It also keeps every service's index, however few its providers, so that the seeds' small
+  // worlds check the index (without it a service of few providers is chosen from by the scan).
+  void set_self_check(bool on) {
+    self_check_ = on;
+    index_from_ = on ? 0 : kIndexFrom;
+  }
 
  private:
   struct JobKey {
@@ -327,8 +332,12 @@ class Core {
     // The providers dispatch() chooses from, so that it does not visit every provider per task
     // (issue 28: 10,000 workers): open, those not isolating a task that have free credit, in
     // order of choice; idle, those not isolating that hold nothing and have spoken, by order
-    // of joining (the first is the one a suspect goes to).
+    // of joining (the first is the one a suspect goes to). Kept only while `indexed`: from
+    // index_from_ providers on, until they fall below half that. With a few providers the scan
+    // of them costs less than keeping the index (a class per load and credit, which a few
+    // workers of changing credit rarely share: each move made a class and emptied one).
     ProviderIndex index;
+    bool indexed = false;
   };
   struct Client {
     TimePoint last_heard{};
@@ -390,6 +399,12 @@ class Core {
   // Closes the holes in `service.providers` (ranks change, order kept) once they outnumber the
   // providers: amortized O(1) per worker that left.
   static void compact(Service& service);
+  // Starts or ends keeping `service.index` (Service::indexed).
+  static void build_index(Service& service);
+  static void drop_index(Service& service);
+  // The rule's choice by a scan over every provider in order of joining: what dispatch() uses
+  // for a service not indexed, and what the self-check compares the index's choice with.
+  static void scan_choice(const Service& service, Worker*& best, Worker*& idle);
   // Ends the reservations of providers of `service` that hold nothing while their suspect
   // cannot go now (B50), as a dispatch finds them.
   void release_drained(Service& service);
@@ -525,6 +540,8 @@ class Core {
   std::vector<Service*> draining_;    // services with a provider kept for a suspect (drain set)
   std::vector<Worker*> reindex_due_;  // workers whose provider index entries may be stale
   bool self_check_ = false;
+  static constexpr std::size_t kIndexFrom = 32;
+  std::size_t index_from_ = kIndexFrom;  // providers from which a service keeps its index
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

@@ -37,15 +37,21 @@ void Core::dispatch(Service& service, const std::string& function) {
     // keep its providers in that order (issue 28), so no provider is visited to choose.
     release_drained(service);
     index_pending();
-    const std::vector<Provider>& providers = service.providers;
-    const std::uint32_t idle_rank = service.index.first_idle();
-    Worker* idle = idle_rank == ProviderIndex::npos ? nullptr : providers[idle_rank].worker;
-    // A worker kept for a suspect (B50) whose reservation still holds is not chosen: at most
-    // one per reservation is skipped.
-    const std::uint32_t best_rank = service.index.first_open(
-        [&](std::uint32_t rank) { return providers[rank].worker->drained_for == nullptr; });
-    Worker* best = best_rank == ProviderIndex::npos ? nullptr : providers[best_rank].worker;
-    if (self_check_) check_choice(service, best, idle);
+    Worker* idle = nullptr;
+    Worker* best = nullptr;
+    if (service.indexed) {
+      const std::vector<Provider>& providers = service.providers;
+      const std::uint32_t idle_rank = service.index.first_idle();
+      idle = idle_rank == ProviderIndex::npos ? nullptr : providers[idle_rank].worker;
+      // A worker kept for a suspect (B50) whose reservation still holds is not chosen: at most
+      // one per reservation is skipped.
+      const std::uint32_t best_rank = service.index.first_open(
+          [&](std::uint32_t rank) { return providers[rank].worker->drained_for == nullptr; });
+      best = best_rank == ProviderIndex::npos ? nullptr : providers[best_rank].worker;
+      if (self_check_) check_choice(service, best, idle);
+    } else {
+      scan_choice(service, best, idle);
+    }
     const PeerId* best_id = best == nullptr ? nullptr : best->id;
     const PeerId* idle_id = idle == nullptr ? nullptr : idle->id;
     if (best == nullptr && idle == nullptr) return;
@@ -101,27 +107,31 @@ void Core::release_drained(Service& service) {
   }
 }
 
-void Core::check_choice(const Service& service, const Worker* best, const Worker* idle) const {
-  // The rule, as a scan over every provider in order of joining.
-  const Worker* scan_best = nullptr;
-  const Worker* scan_idle = nullptr;
+void Core::scan_choice(const Service& service, Worker*& best, Worker*& idle) {
+  best = idle = nullptr;
   std::uint32_t best_free = 0, best_used = 0;
   for (const Provider& p : service.providers) {
-    const Worker* w = p.worker;
+    Worker* w = p.worker;
     if (w == nullptr) continue;  // it left
     // Running what it kept from a broker it lost, not adopted yet (§9.1): it runs that first.
     if (w->isolating != 0 || w->pending != 0) continue;
     const std::uint32_t used = static_cast<std::uint32_t>(w->inflight.size());
-    if (used == 0 && w->spoken && scan_idle == nullptr) scan_idle = w;
+    if (used == 0 && w->spoken && idle == nullptr) idle = w;
     if (w->drained_for != nullptr) continue;  // release_drained() ended those it may end
     const std::uint32_t free = w->capacity > used ? w->capacity - used : 0;
     if (free > 0 &&
-        (scan_best == nullptr || used < best_used || (used == best_used && free > best_free))) {
-      scan_best = w;
+        (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
+      best = w;
       best_free = free;
       best_used = used;
     }
   }
+}
+
+void Core::check_choice(const Service& service, const Worker* best, const Worker* idle) const {
+  Worker* scan_best = nullptr;
+  Worker* scan_idle = nullptr;
+  scan_choice(service, scan_best, scan_idle);
   if (scan_best != best || scan_idle != idle) {
     throw std::logic_error("broker: the provider index chose " +
                            (best ? best->name : std::string("none")) + " and idle " +
@@ -154,6 +164,7 @@ void Core::index_now(Worker& w) {
   const std::uint64_t now = ProviderIndex::key(used, free);
   const bool moved = w.indexed_open && open && was != now;
   for (std::size_t n = 0; n < w.services.size(); ++n) {
+    if (!w.services[n]->indexed) continue;
     ProviderIndex& index = w.services[n]->index;
     const std::uint32_t rank = w.ranks[n];
     if (w.indexed_open && (moved || !open)) index.remove_open(was, rank);
@@ -168,6 +179,7 @@ void Core::index_now(Worker& w) {
 }
 
 void Core::index_entries(Service& service, const Worker& w, std::uint32_t rank, bool add) {
+  if (!service.indexed) return;
   ProviderIndex& index = service.index;
   if (w.indexed_open) {
     const std::uint64_t key = ProviderIndex::key(w.indexed_used, w.indexed_free);
@@ -188,6 +200,26 @@ void Core::unindex(Worker& w) {
     index_entries(*w.services[n], w, w.ranks[n], false);
   }
   w.indexed_open = w.indexed_idle = false;
+}
+
+void Core::build_index(Service& s) {
+  // By the state each provider is indexed under elsewhere: one due for re-indexing is moved
+  // here too when index_pending() reaches it.
+  s.indexed = true;
+  for (std::size_t r = 0; r < s.providers.size(); ++r) {
+    if (s.providers[r].worker != nullptr) {
+      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), true);
+    }
+  }
+}
+
+void Core::drop_index(Service& s) {
+  for (std::size_t r = 0; r < s.providers.size(); ++r) {
+    if (s.providers[r].worker != nullptr) {
+      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), false);
+    }
+  }
+  s.indexed = false;
 }
 
 void Core::compact(Service& s) {

@@ -177,3 +177,29 @@ TEST_CASE("workers leaving in numbers keep the order of joining for those who st
   }());
   CHECK(h.core.worker_count() == 42);
 }
+
+TEST_CASE("a service starts and ends its index as its providers pass 32 and fall below 16") {
+  // Without the self-check a service of few providers is chosen from by the scan, and keeps
+  // the index only from 32 providers on: the choice is the same either side of both changes.
+  Harness h;
+  std::uint64_t first = 0;
+  auto sent_to = [&](int tasks) {
+    for (int i = 0; i < tasks; ++i) h.submit("C", 1, "m.f", first++, items(1), 1);
+    std::vector<std::string> peers;
+    for (const Sent& s : h.drain()) {
+      if (std::holds_alternative<wire::Task>(s.message)) peers.push_back(s.peer);
+    }
+    return peers;
+  };
+  for (int i = 0; i < 40; ++i) h.ready("W" + std::to_string(i), {"m.f"}, 1);
+  h.drain();
+  CHECK(sent_to(3) == std::vector<std::string>{"W0", "W1", "W2"});  // indexed (40)
+  for (int i = 3; i < 30; ++i) h.deliver("W" + std::to_string(i), wire::Bye{"gone"});
+  h.drain();
+  CHECK(sent_to(3) == std::vector<std::string>{"W30", "W31", "W32"});  // scanned (13)
+  for (int i = 0; i < 30; ++i) h.ready("X" + std::to_string(i), {"m.f"}, 1);
+  h.drain();
+  CHECK(sent_to(4) == std::vector<std::string>{"W33", "W34", "W35", "W36"});  // indexed (43)
+  // Every idle provider busy: the rest go to none until one answers.
+  CHECK(sent_to(40).size() == 33);
+}
