@@ -32,7 +32,7 @@ void Core::charge_share(const PeerId& client_id) {
       const bool servable =
           std::any_of(other.job_records.begin(), other.job_records.end(), [](const Job* job) {
             // A job counts in its service's `jobs`, which keeps the entry while the job lives.
-            return !job->queue.empty() && !job->service->providers.empty();
+            return !job->queue.empty() && job->service->provider_count != 0;
           });
       if (servable) floor = std::min(floor, fair_.start(other.share));
     }

@@ -267,7 +267,6 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   w.cancelled_kept = std::move(cancelled_kept);
   w.cancelled_listed = std::move(cancelled_listed);
   w.id = &slot->first;
-  w.joined_seq = next_join_seq_++;
   w.name = m.name.empty() ? printable_id(from) : std::move(m.name);
   w.host = std::move(m.host);
   w.version = std::move(m.version);  // empty from a worker that predates it (§4.1)
@@ -281,12 +280,15 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
   w.last_heard = now;
   w.joined = now;
   w.services.clear();
+  w.ranks.clear();
   for (const std::string& f : w.functions) {
     Service& s = services_[f];
-    s.providers.push_back(from);
-    s.provider_records.push_back(&w);
+    w.ranks.push_back(static_cast<std::uint32_t>(s.providers.size()));
+    s.providers.push_back(Provider{&w, static_cast<std::uint32_t>(w.services.size())});
+    ++s.provider_count;
     w.services.push_back(&s);
     unserved_since_.erase(f);
+    if (!s.indexed && s.provider_count >= index_from_) build_index(s);
   }
   reindex(w);
   log(log::Level::Info,
@@ -486,7 +488,7 @@ void Core::on_submit(const PeerId& from, const SubmitView& m, Bytes* payload, Ti
     Service& s = services_[std::string(m.function)];
     j->second.service = &s;
     ++s.jobs;
-    if (s.providers.empty() && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
+    if (s.provider_count == 0 && s.no_provider_since == TimePoint{}) s.no_provider_since = now;
     log(log::Level::Info,
         "job " + std::to_string(m.job_id) + " of client " + client_label(from) +
             " started: " + std::string(m.function),
@@ -749,12 +751,8 @@ void Core::remove_job(const JobKey& key, const std::string& why) {
     Worker* kept = service->drain;
     unreserve(*service);
     if (kept->inflight.empty()) {
-      for (std::size_t i = 0; i < service->provider_records.size(); ++i) {
-        if (service->provider_records[i] != kept) continue;
-        const PeerId id = service->providers[i];
-        dispatch_worker(id);
-        break;
-      }
+      const PeerId id = *kept->id;
+      dispatch_worker(id);
     }
   }
 }
@@ -775,19 +773,21 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   // Before the move: the service points at this record.
   if (w->second.drained_for != nullptr) unreserve(*w->second.drained_for);
   unindex(w->second);
+  for (std::size_t n = 0; n < w->second.services.size(); ++n) {
+    Service& s = *w->second.services[n];
+    s.providers[w->second.ranks[n]].worker = nullptr;
+    --s.provider_count;
+  }
   Worker worker = std::move(w->second);
   workers_.erase(w);
   if (worker.pending != 0) forget_pending(id);
-  for (const std::string& f : worker.functions) {
-    Service& s = services_[f];
-    for (std::size_t i = s.providers.size(); i-- > 0;) {
-      if (s.providers[i] != id) continue;
-      s.providers.erase(s.providers.begin() + static_cast<std::ptrdiff_t>(i));
-      s.provider_records.erase(s.provider_records.begin() + static_cast<std::ptrdiff_t>(i));
-    }
-    if (s.providers.empty()) {
+  for (std::size_t n = 0; n < worker.services.size(); ++n) {
+    Service& s = *worker.services[n];
+    if (s.indexed && s.provider_count < index_from_ / 2) drop_index(s);
+    if (s.providers.size() - s.provider_count > s.provider_count) compact(s);
+    if (s.provider_count == 0) {
       s.no_provider_since = now;
-      unserved_since_[f] = now;
+      unserved_since_[worker.functions[n]] = now;
     }
   }
   std::size_t requeued = 0;
@@ -938,7 +938,7 @@ void Core::on_tick(TimePoint now) {
   for (const auto& [key, job] : jobs_) {
     if (job.queue.empty()) continue;
     const Service& s = services_[job.function];
-    if (!s.providers.empty()) continue;
+    if (s.provider_count != 0) continue;
     // Workers that served the function may be back soon (a partition, a reboot, a rolling
     // upgrade): their jobs wait for them through the grace period (§8).
     if (in_grace(job.function, now)) continue;
@@ -954,7 +954,7 @@ void Core::on_tick(TimePoint now) {
   }
   // Names nobody provides and no job uses are forgotten: clients cannot grow this map.
   for (auto s = services_.begin(); s != services_.end();) {
-    if (s->second.providers.empty() && s->second.jobs == 0) {
+    if (s->second.provider_count == 0 && s->second.jobs == 0) {
       s = services_.erase(s);
     } else {
       ++s;
@@ -967,7 +967,7 @@ void Core::on_tick(TimePoint now) {
     constexpr std::size_t kListed = 20;
     std::size_t available = 0;
     for (const auto& [name, s] : services_) {
-      if (s.providers.empty()) continue;
+      if (s.provider_count == 0) continue;
       if (++available <= kListed) known += (known.empty() ? "" : ", ") + name;
     }
     if (available > kListed) known += " and " + std::to_string(available - kListed) + " more";

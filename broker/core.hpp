@@ -20,7 +20,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +29,7 @@
 #include "broker/fair_share.hpp"
 #include "broker/id_map.hpp"
 #include "broker/stable_id_map.hpp"
+#include "broker/provider_index.hpp"
 #include "broker/stats.hpp"
 #include "common/log.hpp"
 #include "protocol/bytes.hpp"
@@ -184,7 +184,12 @@ class Core {
   }
   // Checks every dispatch's choice against a scan over every provider, the rule the provider
   // indexes stand in for (the simulator's seeds and the unit tests turn it on; O(workers)).
-  void set_self_check(bool on) { self_check_ = on; }
+  // It also keeps every service's index, however few its providers, so that the seeds' small
+  // worlds check the index (without it a service of few providers is chosen from by the scan).
+  void set_self_check(bool on) {
+    self_check_ = on;
+    index_from_ = on ? 0 : kIndexFrom;
+  }
 
  private:
   struct JobKey {
@@ -207,6 +212,8 @@ class Core {
     std::vector<std::string> functions;
     // services_ entries of `functions`, same order: they live while this worker provides them.
     std::vector<Service*> services;
+    // Its rank in each of `services`, same order: its place in that service's `providers`.
+    std::vector<std::uint32_t> ranks;
     // Task ids sent and not yet answered, in the order sent. Workers run tasks in that order,
     // so the first is the one running: only it can have killed the worker.
     std::deque<std::uint64_t> inflight;
@@ -246,26 +253,12 @@ class Core {
     // Kept tasks we told it to drop, and when: once per heartbeat_ms x liveness while listed.
     std::unordered_map<std::uint64_t, TimePoint> cancelled_kept;
     // Its place in its services' provider indexes (dispatch.cpp, reindex()): its key in
-    // workers_, its order of joining, and the state it is indexed under.
+    // workers_, and the state it is indexed under.
     const PeerId* id = nullptr;
-    std::uint64_t joined_seq = 0;
     bool indexed_open = false, indexed_idle = false;
     std::uint32_t indexed_used = 0, indexed_free = 0;
     // Its place in reindex_due_, or kNotDue: removed in O(1) when the worker goes.
     std::size_t reindex_at = kNotDue;
-  };
-  // A provider dispatch() may choose, in its order of choice: the fewest tasks held, then the
-  // most free credit, then the first to join.
-  struct Slot {
-    std::uint32_t used = 0;
-    std::uint32_t not_free = 0;  // ~free credit
-    std::uint64_t seq = 0;
-    Worker* worker = nullptr;
-    bool operator<(const Slot& o) const {
-      if (used != o.used) return used < o.used;
-      if (not_free != o.not_free) return not_free < o.not_free;
-      return seq < o.seq;
-    }
   };
   struct Task {
     JobKey job;
@@ -320,22 +313,33 @@ class Core {
     TimePoint started{};
     std::uint32_t item_timeout_ms = 0;  // the client's limit per item (SUBMIT), 0 for none
   };
+  // A worker in a service's provider list, and which of its `services` that service is.
+  struct Provider {
+    Worker* worker = nullptr;  // null: it left (the list is compacted when those outnumber)
+    std::uint32_t slot = 0;
+  };
   struct Service {
-    std::vector<PeerId> providers;
-    std::vector<Worker*> provider_records;  // providers' workers_ entries, in the same order
-    std::deque<JobKey> ready;               // jobs with queued tasks, served round robin
-    std::size_t jobs = 0;                   // jobs for this function, queued or not
+    // Its providers in order of joining, with a hole where one left: a worker leaves each of
+    // its services in O(1), not by a scan and an erase of the list (20,000 workers leaving at
+    // once took a second). A provider's place here is its rank in `index`.
+    std::vector<Provider> providers;
+    std::size_t provider_count = 0;  // those not left
+    std::deque<JobKey> ready;        // jobs with queued tasks, served round robin
+    std::size_t jobs = 0;            // jobs for this function, queued or not
     TimePoint no_provider_since{};
     // The provider reserved for the queued suspect `drain_for` (B50): while every provider keeps
     // its credit filled none ever holds nothing, so one stops getting work and drains for it.
     Worker* drain = nullptr;
     std::uint64_t drain_for = 0;
     // The providers dispatch() chooses from, so that it does not visit every provider per task
-    // (issue 28: 10,000 workers): `open`, those not isolating a task that have free credit,
-    // in order of choice; `idle`, those not isolating that hold nothing and have spoken, by
-    // order of joining (the first is the one a suspect goes to).
-    std::set<Slot> open;
-    std::set<std::pair<std::uint64_t, Worker*>> idle;
+    // (issue 28: 10,000 workers): open, those not isolating a task that have free credit, in
+    // order of choice; idle, those not isolating that hold nothing and have spoken, by order
+    // of joining (the first is the one a suspect goes to). Kept only while `indexed`: from
+    // index_from_ providers on, until they fall below half that. With a few providers the scan
+    // of them costs less than keeping the index (a class per load and credit, which a few
+    // workers of changing credit rarely share: each move made a class and emptied one).
+    ProviderIndex index;
+    bool indexed = false;
   };
   struct Client {
     TimePoint last_heard{};
@@ -392,6 +396,18 @@ class Core {
   void index_pending();
   void index_now(Worker& worker);
   void unindex(Worker& worker);
+  // A worker's entries in one service's index, by the state it is indexed under: taken out
+  // (add false) or put back at `rank`.
+  static void index_entries(Service& service, const Worker& worker, std::uint32_t rank, bool add);
+  // Closes the holes in `service.providers` (ranks change, order kept) once they outnumber the
+  // providers: amortized O(1) per worker that left.
+  static void compact(Service& service);
+  // Starts or ends keeping `service.index` (Service::indexed).
+  static void build_index(Service& service);
+  static void drop_index(Service& service);
+  // The rule's choice by a scan over every provider in order of joining: what dispatch() uses
+  // for a service not indexed, and what the self-check compares the index's choice with.
+  static void scan_choice(const Service& service, Worker*& best, Worker*& idle);
   // Ends the reservations of providers of `service` that hold nothing while their suspect
   // cannot go now (B50), as a dispatch finds them.
   void release_drained(Service& service);
@@ -523,11 +539,12 @@ class Core {
   std::uint64_t stashed_bytes_ = 0;
   std::unordered_map<std::uint64_t, JobKey> tags_;   // job tag -> job
   std::unordered_set<JobKey, JobKeyHash> resynced_;  // unknown jobs answered RESYNC, in the window
-  std::uint64_t adopted_ = 0;  // tasks adopted, for the log line closing the window
-  std::uint64_t next_join_seq_ = 1;
+  std::uint64_t adopted_ = 0;         // tasks adopted, for the log line closing the window
   std::vector<Service*> draining_;    // services with a provider kept for a suspect (drain set)
   std::vector<Worker*> reindex_due_;  // workers whose provider index entries may be stale
   bool self_check_ = false;
+  static constexpr std::size_t kIndexFrom = 32;
+  std::size_t index_from_ = kIndexFrom;  // providers from which a service keeps its index
 };
 
 // Renders a routing id for logs: printable ids as text, others as hex.

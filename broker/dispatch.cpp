@@ -37,17 +37,21 @@ void Core::dispatch(Service& service, const std::string& function) {
     // keep its providers in that order (issue 28), so no provider is visited to choose.
     release_drained(service);
     index_pending();
-    Worker* idle = service.idle.empty() ? nullptr : service.idle.begin()->second;
+    Worker* idle = nullptr;
     Worker* best = nullptr;
-    for (const Slot& slot : service.open) {
+    if (service.indexed) {
+      const std::vector<Provider>& providers = service.providers;
+      const std::uint32_t idle_rank = service.index.first_idle();
+      idle = idle_rank == ProviderIndex::npos ? nullptr : providers[idle_rank].worker;
       // A worker kept for a suspect (B50) whose reservation still holds is not chosen: at most
       // one per reservation is skipped.
-      if (slot.worker->drained_for == nullptr) {
-        best = slot.worker;
-        break;
-      }
+      const std::uint32_t best_rank = service.index.first_open(
+          [&](std::uint32_t rank) { return providers[rank].worker->drained_for == nullptr; });
+      best = best_rank == ProviderIndex::npos ? nullptr : providers[best_rank].worker;
+      if (self_check_) check_choice(service, best, idle);
+    } else {
+      scan_choice(service, best, idle);
     }
-    if (self_check_) check_choice(service, best, idle);
     const PeerId* best_id = best == nullptr ? nullptr : best->id;
     const PeerId* idle_id = idle == nullptr ? nullptr : idle->id;
     if (best == nullptr && idle == nullptr) return;
@@ -103,25 +107,31 @@ void Core::release_drained(Service& service) {
   }
 }
 
-void Core::check_choice(const Service& service, const Worker* best, const Worker* idle) const {
-  // The rule, as a scan over every provider in order of joining.
-  const Worker* scan_best = nullptr;
-  const Worker* scan_idle = nullptr;
+void Core::scan_choice(const Service& service, Worker*& best, Worker*& idle) {
+  best = idle = nullptr;
   std::uint32_t best_free = 0, best_used = 0;
-  for (const Worker* w : service.provider_records) {
+  for (const Provider& p : service.providers) {
+    Worker* w = p.worker;
+    if (w == nullptr) continue;  // it left
     // Running what it kept from a broker it lost, not adopted yet (§9.1): it runs that first.
     if (w->isolating != 0 || w->pending != 0) continue;
     const std::uint32_t used = static_cast<std::uint32_t>(w->inflight.size());
-    if (used == 0 && w->spoken && scan_idle == nullptr) scan_idle = w;
+    if (used == 0 && w->spoken && idle == nullptr) idle = w;
     if (w->drained_for != nullptr) continue;  // release_drained() ended those it may end
     const std::uint32_t free = w->capacity > used ? w->capacity - used : 0;
     if (free > 0 &&
-        (scan_best == nullptr || used < best_used || (used == best_used && free > best_free))) {
-      scan_best = w;
+        (best == nullptr || used < best_used || (used == best_used && free > best_free))) {
+      best = w;
       best_free = free;
       best_used = used;
     }
   }
+}
+
+void Core::check_choice(const Service& service, const Worker* best, const Worker* idle) const {
+  Worker* scan_best = nullptr;
+  Worker* scan_idle = nullptr;
+  scan_choice(service, scan_best, scan_idle);
   if (scan_best != best || scan_idle != idle) {
     throw std::logic_error("broker: the provider index chose " +
                            (best ? best->name : std::string("none")) + " and idle " +
@@ -150,26 +160,32 @@ void Core::index_now(Worker& w) {
       (!open || (used == w.indexed_used && free == w.indexed_free))) {
     return;
   }
-  const Slot was{w.indexed_used, ~w.indexed_free, w.joined_seq, &w};
-  const Slot now{used, ~free, w.joined_seq, &w};
-  for (Service* s : w.services) {
-    if (w.indexed_open && open) {
-      // Moved, not freed and allocated again: a task sent or answered changes one slot.
-      auto node = s->open.extract(was);
-      node.value() = now;
-      s->open.insert(std::move(node));
-    } else if (w.indexed_open) {
-      s->open.erase(was);
-    } else if (open) {
-      s->open.insert(now);
-    }
-    if (idle && !w.indexed_idle) s->idle.emplace(w.joined_seq, &w);
-    if (!idle && w.indexed_idle) s->idle.erase({w.joined_seq, &w});
+  const std::uint64_t was = ProviderIndex::key(w.indexed_used, w.indexed_free);
+  const std::uint64_t now = ProviderIndex::key(used, free);
+  const bool moved = w.indexed_open && open && was != now;
+  for (std::size_t n = 0; n < w.services.size(); ++n) {
+    if (!w.services[n]->indexed) continue;
+    ProviderIndex& index = w.services[n]->index;
+    const std::uint32_t rank = w.ranks[n];
+    if (w.indexed_open && (moved || !open)) index.remove_open(was, rank);
+    if (open && (moved || !w.indexed_open)) index.add_open(now, rank);
+    if (idle && !w.indexed_idle) index.add_idle(rank);
+    if (!idle && w.indexed_idle) index.remove_idle(rank);
   }
   w.indexed_open = open;
   w.indexed_idle = idle;
   w.indexed_used = used;
   w.indexed_free = free;
+}
+
+void Core::index_entries(Service& service, const Worker& w, std::uint32_t rank, bool add) {
+  if (!service.indexed) return;
+  ProviderIndex& index = service.index;
+  if (w.indexed_open) {
+    const std::uint64_t key = ProviderIndex::key(w.indexed_used, w.indexed_free);
+    add ? index.add_open(key, rank) : index.remove_open(key, rank);
+  }
+  if (w.indexed_idle) add ? index.add_idle(rank) : index.remove_idle(rank);
 }
 
 void Core::unindex(Worker& w) {
@@ -180,11 +196,47 @@ void Core::unindex(Worker& w) {
     reindex_due_.pop_back();
     w.reindex_at = kNotDue;
   }
-  for (Service* s : w.services) {
-    if (w.indexed_open) s->open.erase(Slot{w.indexed_used, ~w.indexed_free, w.joined_seq, &w});
-    if (w.indexed_idle) s->idle.erase({w.joined_seq, &w});
+  for (std::size_t n = 0; n < w.services.size(); ++n) {
+    index_entries(*w.services[n], w, w.ranks[n], false);
   }
   w.indexed_open = w.indexed_idle = false;
+}
+
+void Core::build_index(Service& s) {
+  // By the state each provider is indexed under elsewhere: one due for re-indexing is moved
+  // here too when index_pending() reaches it.
+  s.indexed = true;
+  for (std::size_t r = 0; r < s.providers.size(); ++r) {
+    if (s.providers[r].worker != nullptr) {
+      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), true);
+    }
+  }
+}
+
+void Core::drop_index(Service& s) {
+  for (std::size_t r = 0; r < s.providers.size(); ++r) {
+    if (s.providers[r].worker != nullptr) {
+      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), false);
+    }
+  }
+  s.indexed = false;
+}
+
+void Core::compact(Service& s) {
+  // Taken out at their old ranks and put back at the new: the order of joining is kept, so the
+  // order of choice is the same.
+  std::size_t k = 0;
+  for (std::size_t r = 0; r < s.providers.size(); ++r) {
+    const Provider p = s.providers[r];
+    if (p.worker == nullptr) continue;
+    index_entries(s, *p.worker, static_cast<std::uint32_t>(r), false);
+    p.worker->ranks[p.slot] = static_cast<std::uint32_t>(k);
+    s.providers[k++] = p;
+  }
+  s.providers.resize(k);
+  for (std::size_t r = 0; r < k; ++r) {
+    index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), true);
+  }
 }
 
 void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,
@@ -449,7 +501,9 @@ void Core::reserve(Service& service, std::uint64_t suspect) {
     unreserve(service);
   }
   Worker* pick = nullptr;
-  for (Worker* w : service.provider_records) {
+  for (const Provider& p : service.providers) {
+    Worker* w = p.worker;
+    if (w == nullptr) continue;  // it left
     if (!w->spoken || w->drained_for != nullptr || w->pending != 0) continue;
     // Holding nothing yet blocked (it runs a task we do not count, §4.16) is not draining.
     if (w->isolating != 0 && w->inflight.empty()) continue;

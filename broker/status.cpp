@@ -104,7 +104,7 @@ std::string Core::snapshot(TimePoint now, bool full) const {
     auto q = queued_by_function.find(name);
     const std::size_t queued = q == queued_by_function.end() ? 0 : q->second;
     p.pack(name).pack_map(2);
-    p.pack("workers").pack(static_cast<std::uint32_t>(s.providers.size()));
+    p.pack("workers").pack(static_cast<std::uint32_t>(s.provider_count));
     p.pack("queued").pack(static_cast<std::uint64_t>(queued));
   }
   p.pack("jobs").pack_array(static_cast<std::uint32_t>(jobs_.size()));

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 
 #include "seppo/msgpack.hpp"
 
@@ -109,4 +110,96 @@ TEST_CASE("/metrics renders the same from its own snapshot, which holds no task 
   CHECK(part.find("recent") == std::string::npos);
   CHECK(part.find("running") == std::string::npos);
   CHECK(part.size() * 2 < full.size());
+}
+
+TEST_CASE("a RankSet finds the least rank from any point as a std::set does") {
+  // Ranks over three blocks' words of pages (past 262,144), sparse and dense, inserted and erased
+  // at random: every page taken and given back, and every level of the search crossed.
+  broker::RankPages pool;
+  broker::RankSet set;
+  std::set<std::uint32_t> model;
+  std::mt19937 rng(7);
+  const std::uint32_t spans[] = {70, 5000, 600000};
+  for (std::uint32_t span : spans) {
+    CAPTURE(span);
+    for (int step = 0; step < 20000; ++step) {
+      const std::uint32_t r = static_cast<std::uint32_t>(rng() % span);
+      if (rng() % 3 == 0) {
+        set.erase(r, pool);
+        model.erase(r);
+      } else {
+        set.insert(r, pool);
+        model.insert(r);
+      }
+      REQUIRE(set.size() == model.size());
+      const std::uint32_t from = static_cast<std::uint32_t>(rng() % (span + 100));
+      auto m = model.lower_bound(from);
+      REQUIRE(set.first(pool, from) == (m == model.end() ? broker::RankSet::npos : *m));
+      REQUIRE(set.first(pool) == (model.empty() ? broker::RankSet::npos : *model.begin()));
+    }
+    for (std::uint32_t r : model) set.erase(r, pool);
+    model.clear();
+    CHECK(set.empty());
+    CHECK(set.first(pool) == broker::RankSet::npos);
+    CHECK(pool.spare.size() == pool.pages.size());  // every page given back
+  }
+}
+
+TEST_CASE("workers leaving in numbers keep the order of joining for those who stay") {
+  // A service's provider list keeps a hole where a worker left and is compacted once the holes
+  // outnumber the providers: the ranks change, the order of choice must not (the self-check
+  // compares every choice with the scan in joining order).
+  Harness h;
+  h.core.set_self_check(true);
+  CHECK_NOTHROW([&] {
+    for (int i = 0; i < 300; ++i) h.ready("W" + std::to_string(i), {"m.f"}, 1);
+    // All but every seventh leave, from the front, so that the compaction moves those left.
+    for (int i = 0; i < 300; ++i) {
+      if (i % 7 != 6) h.deliver("W" + std::to_string(i), wire::Bye{"gone"});
+    }
+    h.drain();
+    for (std::uint64_t first = 0; first < 100; ++first) {
+      h.submit("C", 1, "m.f", first, items(1), 1);
+    }
+    std::map<std::string, int> tasks;
+    std::vector<std::string> order;
+    for (const Sent& s : h.drain()) {
+      if (!std::holds_alternative<wire::Task>(s.message)) continue;
+      if (tasks[s.peer]++ == 0) order.push_back(s.peer);
+    }
+    // 42 workers of capacity 1 stay: 42 tasks went, one to each, in their order of joining.
+    CHECK(tasks.size() == 42);
+    REQUIRE(order.size() == 42);
+    CHECK(order.front() == "W6");
+    CHECK(order[1] == "W13");
+    CHECK(order.back() == "W293");
+    CHECK(tasks.count("W0") == 0);
+  }());
+  CHECK(h.core.worker_count() == 42);
+}
+
+TEST_CASE("a service starts and ends its index as its providers pass 32 and fall below 16") {
+  // Without the self-check a service of few providers is chosen from by the scan, and keeps
+  // the index only from 32 providers on: the choice is the same either side of both changes.
+  Harness h;
+  std::uint64_t first = 0;
+  auto sent_to = [&](int tasks) {
+    for (int i = 0; i < tasks; ++i) h.submit("C", 1, "m.f", first++, items(1), 1);
+    std::vector<std::string> peers;
+    for (const Sent& s : h.drain()) {
+      if (std::holds_alternative<wire::Task>(s.message)) peers.push_back(s.peer);
+    }
+    return peers;
+  };
+  for (int i = 0; i < 40; ++i) h.ready("W" + std::to_string(i), {"m.f"}, 1);
+  h.drain();
+  CHECK(sent_to(3) == std::vector<std::string>{"W0", "W1", "W2"});  // indexed (40)
+  for (int i = 3; i < 30; ++i) h.deliver("W" + std::to_string(i), wire::Bye{"gone"});
+  h.drain();
+  CHECK(sent_to(3) == std::vector<std::string>{"W30", "W31", "W32"});  // scanned (13)
+  for (int i = 0; i < 30; ++i) h.ready("X" + std::to_string(i), {"m.f"}, 1);
+  h.drain();
+  CHECK(sent_to(4) == std::vector<std::string>{"W33", "W34", "W35", "W36"});  // indexed (43)
+  // Every idle provider busy: the rest go to none until one answers.
+  CHECK(sent_to(40).size() == 33);
 }
