@@ -80,6 +80,10 @@ TEST_CASE("count_failed counts the entries a client reads as failed, in one pass
   const std::string all = wire::all_failed(3, "cannot run");
   CHECK(wire::count_failed(all.data(), all.size(), 3) == 3);
   CHECK(wire::count_failed("\x92\x92\x00\xc0\x92\x00\x01", 7, 2) == 0);
+  // A tag 0 in a signed encoding (int8, int16: another msgpack library's choice) is a success,
+  // as entry::decode reads it; a signed -1 is not (it counted as failed before).
+  CHECK(wire::count_failed("\x92\x92\xd0\x00\xc0\x92\xd1\x00\x00\x01", 10, 2) == 0);
+  CHECK(wire::count_failed("\x91\x92\xd0\xff\xc0", 5, 1) == 1);
 
   // The usual payload, every entry a success with a scalar, is read by a fast path: the same
   // answers, cut short, with a wrong count or trailing bytes too.
