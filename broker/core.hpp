@@ -283,7 +283,7 @@ class Core {
     Service* service = nullptr;
     std::uint32_t wait_ms = 0;
     std::deque<std::uint64_t> queue;                          // task ids, next to run first
-    IdMap<std::uint32_t> chunks;  // chunk first -> items not delivered
+    IdMap<std::uint32_t, Keys::Theirs> chunks;  // chunk first -> items not delivered
     // Chunks completed by a DELIVER or FAILED the client may not have read yet, by seq: a
     // heartbeat listing one of these as open is not a loss, just a message in flight.
     std::uint64_t next_seq = 1;
@@ -295,7 +295,7 @@ class Core {
       std::uint32_t unseen = 0;
       TimePoint at{};
     };
-    IdMap<Answered> answered;
+    IdMap<Answered, Keys::Theirs> answered;
     // When the client last acknowledged an answer: one reading a long backlog slowly is not
     // losing answers, so the liveness counts from here too.
     TimePoint read_at{};

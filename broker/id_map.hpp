@@ -21,7 +21,15 @@
 
 namespace seppo::broker {
 
-template <typename V>
+// Keys a peer chooses (a client's chunk firsts) get a keyed hash: a fixed multiplier can be
+// inverted, and keys that all land in one slot would make every operation walk all of them
+// (a client stalling the broker). Ids the broker makes (task ids) keep the cheaper fixed hash,
+// and with it an order of iteration the simulator replays exactly.
+enum class Keys { Ours, Theirs };
+
+std::uint64_t id_map_secret();  // random, drawn once per process (id_map.cpp)
+
+template <typename V, Keys kKeys = Keys::Ours>
 class IdMap {
  public:
   struct Slot {
@@ -107,6 +115,14 @@ class IdMap {
     return const_iterator(slots_.data(), used_.data(), i, slots_.size());
   }
   std::size_t home(std::uint64_t key) const {
+    if constexpr (kKeys == Keys::Theirs) {
+      // A secret mixed in, then a full avalanche (SplitMix64's finaliser), so that which keys
+      // collide cannot be known from outside the process.
+      key ^= secret_;
+      key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ull;
+      key = (key ^ (key >> 27)) * 0x94d049bb133111ebull;
+      key ^= key >> 31;
+    }
     // Fibonacci hashing: ids are mostly sequential, and the product's high bits spread them.
     return static_cast<std::size_t>((key * 0x9e3779b97f4a7c15ull) >> shift_);
   }
@@ -163,6 +179,7 @@ class IdMap {
 
   std::vector<Slot> slots_;
   std::vector<std::uint8_t> used_;  // per slot: 1 when it holds a key
+  std::uint64_t secret_ = kKeys == Keys::Theirs ? id_map_secret() : 0;
   std::size_t size_ = 0;
   unsigned shift_ = 64;
 };

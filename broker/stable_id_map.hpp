@@ -68,7 +68,9 @@ class StableIdMap {
     return record(place);
   }
 
-  void erase(iterator it) { erase(it.id_); }
+  void erase(iterator it) {
+    if (it.value_ != nullptr) erase(it.id_);  // end() erases nothing (not id 0)
+  }
   std::size_t erase(std::uint64_t id) {
     auto at = index_.find(id);
     if (at == index_.end()) return 0;

@@ -31,11 +31,12 @@ std::uint64_t pick_key(std::mt19937_64& random, bool narrow) {
 
 }  // namespace
 
-TEST_CASE("an IdMap holds what an unordered_map holds after any mix of inserts and erases") {
+template <typename Map>
+void check_against_unordered_map() {
   for (int seed = 1; seed <= 40; ++seed) {
     std::mt19937_64 random(seed);
     const bool narrow = seed % 2 == 0;
-    IdMap<std::uint64_t> map;
+    Map map;
     std::unordered_map<std::uint64_t, std::uint64_t> model;
     for (int step = 0; step < 4000; ++step) {
       const std::uint64_t key = pick_key(random, narrow);
@@ -68,6 +69,25 @@ TEST_CASE("an IdMap holds what an unordered_map holds after any mix of inserts a
     CHECK(walked == model);
     for (const auto& [key, value] : model) CHECK(map.find(key)->second == value);
   }
+}
+
+TEST_CASE("an IdMap holds what an unordered_map holds after any mix of inserts and erases") {
+  check_against_unordered_map<IdMap<std::uint64_t>>();
+  // The keyed hash for keys a client chooses: the same map, other homes.
+  check_against_unordered_map<IdMap<std::uint64_t, seppo::broker::Keys::Theirs>>();
+}
+
+TEST_CASE("keys chosen to collide under the fixed hash are still found, and erased") {
+  // k * inverse(multiplier) all share one home under the fixed hash; a client could send such
+  // chunk firsts. The keyed map must hold them as any others.
+  std::uint64_t inverse = 1;
+  for (int i = 0; i < 6; ++i) inverse *= 2 - 0x9e3779b97f4a7c15ull * inverse;  // Newton, mod 2^64
+  REQUIRE(inverse * 0x9e3779b97f4a7c15ull == 1);
+  IdMap<std::uint32_t, seppo::broker::Keys::Theirs> map;
+  for (std::uint32_t k = 0; k < 2000; ++k) map.emplace(k * inverse, k);
+  CHECK(map.size() == 2000);
+  for (std::uint32_t k = 0; k < 2000; k += 2) CHECK(map.erase(k * inverse) == 1);
+  for (std::uint32_t k = 1; k < 2000; k += 2) CHECK(map.find(k * inverse)->second == k);
 }
 
 TEST_CASE("an IdSet counts each id once and forgets erased ones") {
