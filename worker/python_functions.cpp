@@ -259,6 +259,17 @@ int call_chunk(const std::string& module, const std::string& fn, const char* inp
   // The usual chunk, all scalars, read without msgpack-c's zone and object tree (which cost as
   // much per item as the call); anything else unpacked whole.
   thread_local std::vector<msgpack::object> scalars;
+  // Kept from chunk to chunk, but not at the size of the largest chunk ever read: one chunk of
+  // many tiny items would otherwise hold 24 bytes per item for the thread's life.
+  struct Trim {
+    std::vector<msgpack::object>& v;
+    ~Trim() {
+      if (v.capacity() > 65536) {
+        v.clear();
+        v.shrink_to_fit();
+      }
+    }
+  } trim{scalars};
   msgpack::object_handle args;
   msgpack::object_array items{};
   if (read_scalars(input, size, scalars)) {
