@@ -40,6 +40,7 @@
 #include "protocol/payload.hpp"
 #include "protocol/wire.hpp"
 #include "seppo/client_options.hpp"
+#include "seppo/error.hpp"
 #include "seppo/item.hpp"
 
 namespace seppo::client {
@@ -356,6 +357,11 @@ void JobCore::fill_many(Fill&& fill, TimePoint now, std::uint64_t max_items) {
     chunk_buffer_.write(header, sizeof header);
     bool ended = false;
     const std::uint32_t count = fill(chunk_buffer_, want, kMaxChunkBytes, ended);
+    // More than asked would overfill the window (and wrap max_items): a filler's bug, said so.
+    if (count > want) {
+      throw Error("an input filler packed " + std::to_string(count) + " items where " +
+                  std::to_string(want) + " were asked");
+    }
     max_items -= count;
     if (count > 0) {
       wire::write_array32_header(chunk_buffer_.data(), count);
