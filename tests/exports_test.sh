@@ -21,7 +21,7 @@ internal=$(printf '%s\n' "$symbols" |
 foreign=$(printf '%s\n' "$symbols" | grep -Ei 'msgpack|zmq' || true)
 # The engine is woken through a detail::Waker, not a raw descriptor (issue 27 §5).
 # A plain int parameter (an unsigned int is a count, never a descriptor).
-raw_fd=$(printf '%s\n' "$symbols" | grep -E 'Engine::[A-Za-z_]+\((.*, )?int[,)]' || true)
+raw_fd=$(printf '%s\n' "$symbols" | grep -E 'Engine::[A-Za-z_]+\((.*[(,] ?)?int[,)]' || true)
 if [ -n "$bad$internal" ]; then
   echo "FAIL: $lib exports symbols outside the public API:"
   printf '%s\n' "$bad" "$internal" | grep -v '^$'
