@@ -72,6 +72,7 @@ class IdMap {
   const_iterator end() const { return at(slots_.size()); }
 
   std::size_t size() const { return size_; }
+  std::size_t capacity() const { return slots_.size(); }  // slots, used or not
   bool empty() const { return size_ == 0; }
   void clear() {
     slots_.clear();

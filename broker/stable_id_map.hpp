@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -78,11 +79,13 @@ class StableIdMap {
     index_.erase(at);
     record(place) = T{};  // its buffers go now, not when the place is taken again
     if (index_.empty()) {
-      // Idle: the blocks go back too, so a burst of work leaves no standing memory behind.
-      index_.clear();
-      blocks_.clear();
+      // Idle: what a burst of work grew goes back, so it leaves no standing memory behind; the
+      // first block and a small index stay, or one task at a time would make and unmake them
+      // for every task ((o) in bench/README.md: 256 records constructed per task).
+      if (index_.capacity() > 4 * kBlock) index_.clear();
+      blocks_.resize(std::min<std::size_t>(blocks_.size(), 1));
       free_.clear();
-      free_.shrink_to_fit();
+      if (free_.capacity() > kBlock) free_.shrink_to_fit();
       used_ = 0;
     } else {
       free_.push_back(place);
