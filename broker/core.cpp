@@ -337,9 +337,7 @@ void Core::on_result(const PeerId& from, const wire::Result& m, Bytes* payload, 
       deliver(j->second, task, w->second.name, m.elapsed_us, m.items_failed, std::move(*payload));
     }
     release(task);
-    // The job found once above (its key hashed once per answer, not twice).
-    if (j != jobs_.end()) j->second.tasks.erase(m.task_id);
-    tasks_.erase(t);
+    erase_task(m.task_id, j == jobs_.end() ? nullptr : &j->second);
   }
   dispatch_worker(from);
 }
@@ -873,8 +871,13 @@ std::uint64_t Core::new_task(Job& job) {
 void Core::erase_task(std::uint64_t task_id) {
   auto t = tasks_.find(task_id);
   if (t == tasks_.end()) return;
-  if (auto j = jobs_.find(t->second.job); j != jobs_.end()) j->second.tasks.erase(task_id);
-  tasks_.erase(t);
+  auto j = jobs_.find(t->second.job);
+  erase_task(task_id, j == jobs_.end() ? nullptr : &j->second);
+}
+
+void Core::erase_task(std::uint64_t task_id, Job* job) {
+  if (job != nullptr) job->tasks.erase(task_id);
+  tasks_.erase(task_id);
 }
 
 bool Core::in_grace(const std::string& function, TimePoint now) const {

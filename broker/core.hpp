@@ -435,6 +435,9 @@ class Core {
   bool in_grace(const std::string& function, TimePoint now) const;
   std::uint64_t new_task(Job& job);
   void erase_task(std::uint64_t task_id);
+  // The same when the caller holds the task's job already (nullptr: it is gone): one look-up
+  // of the job's key fewer per answered task.
+  void erase_task(std::uint64_t task_id, Job* job);
   void enqueue(std::uint64_t task_id, Task& task, Job& job, bool front);
   void remove_worker(const PeerId& id, bool count_attempt, const std::string& why, TimePoint now,
                      bool redispatch = true);
