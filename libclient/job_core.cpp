@@ -42,7 +42,8 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
     : id_(job_id),
       function_(std::move(function)),
       options_(std::move(options)),
-      sizer_(options_.client.chunk_size, options_.client.target_chunk_time),
+      sizer_(options_.client.chunk_size, options_.client.target_chunk_time, options_.client.window,
+             now),
       byte_window_(options_.client.max_inflight_bytes),
       heartbeat_(options_.broker_heartbeat.count() > 0 ? options_.broker_heartbeat
                                                        : options_.client.heartbeat),
@@ -68,7 +69,7 @@ std::uint32_t JobCore::wanted() const {
       options_.hold
           ? outstanding_.size() < options_.client.window && outstanding_bytes_ < byte_window_
           : pending_.size() < options_.client.window && inflight_bytes_ < byte_window_;
-  return room ? sizer_.next_size() : 0;
+  return room && pending_.size() < sizer_.chunk_limit() ? sizer_.next_size() : 0;
 }
 
 void JobCore::add_chunk(Bytes payload, std::uint32_t count, TimePoint now) {
@@ -210,6 +211,7 @@ void JobCore::on_decoded(const wire::Message& message, Bytes* payload, TimePoint
 
 void JobCore::on_tick(TimePoint now) {
   if (over() || paused_at_) return;
+  sizer_.tick(now);
   if (endpoints_ > 1 && now >= next_switch_) fail_over(now);  // C30
   if (now >= next_beat()) send_heartbeat(now);
   if (now - last_heard_ >= options_.client.timeout) {
@@ -279,7 +281,8 @@ void JobCore::take_blocks(std::vector<detail::Block>& out) {
 
 JobCore::TimePoint JobCore::next_deadline(TimePoint) const {
   if (over() || done() || paused_at_) return TimePoint::max();
-  const TimePoint deadline = std::min(next_beat(), last_heard_ + options_.client.timeout);
+  TimePoint deadline = std::min(next_beat(), last_heard_ + options_.client.timeout);
+  if (!input_done_) deadline = std::min(deadline, sizer_.limit_grows_at());
   return endpoints_ > 1 ? std::min(deadline, next_switch_) : deadline;
 }
 

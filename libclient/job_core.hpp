@@ -121,7 +121,8 @@ class JobCore {
   // --- input ---
   // Items the next chunk should hold; 0 when no chunk may be added now (the window or its bytes
   // are full, a chunk refused over_limit waits to be sent again, the input ended, the job is
-  // over).
+  // over, or no item's cost is known yet and the sizer's chunk_limit() is reached: then
+  // next_deadline() is when that limit grows).
   std::uint32_t wanted() const;
   // The chunk packing rule: while wanted() > 0, packs a chunk of up to wanted() arguments and
   // at most kMaxChunkBytes, calling `next(buffer)` for each, which appends one packed argument
@@ -363,6 +364,7 @@ void JobCore::fill_many(Fill&& fill, TimePoint now, std::uint64_t max_items) {
                   std::to_string(want) + " were asked");
     }
     max_items -= count;
+    if (count > 0 && count < want && !ended) sizer_.cut(count);  // closed at kMaxChunkBytes
     if (count > 0) {
       wire::write_array32_header(chunk_buffer_.data(), count);
       add_chunk(Bytes::copy(chunk_buffer_.data(), chunk_buffer_.size()), count, now);

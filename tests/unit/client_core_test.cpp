@@ -1293,3 +1293,48 @@ TEST_CASE(
   CHECK(s.submit == 4);
   CHECK(s.submits == 0);
 }
+
+TEST_CASE(
+    "adaptive chunks: a job sends 8 chunks until their cost is known, and more as time passes") {
+  JobCoreOptions o = options();
+  o.client.chunk_size = 0;  // adaptive
+  o.client.target_chunk_time = 10ms;
+  o.client.window = 256;
+  Harness h(o);
+  CHECK(h.fill(t0) == 8);  // eight single items, not the whole window
+  CHECK(h.core.submitted_items() == 8);
+  CHECK(h.core.next_deadline(t0) == t0 + 1ms);  // when more may go, though nothing answered
+  h.core.on_tick(t0 + 1ms);
+  CHECK(h.fill(t0 + 1ms) == 8);  // 16 unanswered
+  h.core.on_tick(t0 + 5ms);
+  CHECK(h.fill(t0 + 5ms) == 256 - 16);  // after 5 ms the window is open, slow items or not
+  CHECK(h.core.next_deadline(t0 + 5ms) > t0 + 6ms);
+}
+
+TEST_CASE(
+    "adaptive chunks: sized from single items, they stay few until one of that size is measured") {
+  JobCoreOptions o = options();
+  o.client.chunk_size = 0;
+  o.client.target_chunk_time = 10ms;
+  o.client.window = 256;
+  o.heard_alive = true;  // no chunk waits for ALIVE's size limit
+  Harness h(o);
+  CHECK(h.fill(t0) == 8);
+  h.take();
+  // A single item took 20 µs: chunks of 500 are asked for, but only up to 8 unanswered.
+  h.feed(wire::Deliver{kJob, 0, 1, "w1", 20, 1}, values(0, 1), t0 + 100us);
+  CHECK(h.core.wanted() == 500);
+  CHECK(h.fill(t0 + 100us) == 1);
+  // It took 60 µs, 0.12 µs an item: the estimate now asks for the largest chunks, of which
+  // again one more may go (8 unanswered).
+  h.feed(wire::Deliver{kJob, 8, 500, "w1", 60, 2}, values(8, 500), t0 + 200us);
+  CHECK(h.core.wanted() == ChunkSizer::kMaxItems);
+  CHECK(h.fill(t0 + 200us) == 1);
+  CHECK(h.fill(t0 + 200us) == 0);
+  // That chunk, closed at its byte limit (16,383 items), took 800 µs: the estimate rests on
+  // a chunk as large as these items' chunks get; the window opens (before the time would).
+  const auto big = static_cast<std::uint32_t>(h.core.submitted_items() - 508);
+  CHECK(big < ChunkSizer::kMaxItems);
+  h.feed(wire::Deliver{kJob, 508, big, "w1", 800, 3}, values(508, big), t0 + 1100us);
+  CHECK(h.fill(t0 + 1100us) > 16);
+}

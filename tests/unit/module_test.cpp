@@ -97,3 +97,31 @@ TEST_CASE("chunks start with single items and grow as the measured cost is small
   fixed.observe(1, 1);
   CHECK(fixed.next_size() == 7);
 }
+
+TEST_CASE("the unanswered chunks of a job's start double every millisecond up to the window") {
+  using namespace std::chrono_literals;
+  const auto start = std::chrono::steady_clock::time_point{} + 1h;
+  ChunkSizer sizer(0, 10ms, 100, start);
+  CHECK(sizer.chunk_limit() == ChunkSizer::kBlindChunks);
+  CHECK(sizer.limit_grows_at() == start + 1ms);
+  sizer.tick(start + 999us);
+  CHECK(sizer.chunk_limit() == 8);
+  sizer.tick(start + 3ms);
+  CHECK(sizer.chunk_limit() == 64);
+  sizer.tick(start + 4ms);
+  CHECK(sizer.chunk_limit() == 100);  // the window, not 128
+  CHECK(sizer.limit_grows_at() == std::chrono::steady_clock::time_point::max());
+  ChunkSizer fixed(7, 10ms, 100, start);
+  CHECK(fixed.chunk_limit() == ChunkSizer::kUnlimited);
+  CHECK(fixed.limit_grows_at() == std::chrono::steady_clock::time_point::max());
+  ChunkSizer slow(0, 10ms, 100, start);
+  slow.observe(1, 50000);  // a single item over the target: chunks of one, measured
+  CHECK(slow.chunk_limit() == ChunkSizer::kUnlimited);
+  ChunkSizer cheap(0, 10ms, 100, start);
+  cheap.observe(1, 1);  // asks for 10,000 items: measured on one, the limit stays
+  CHECK(cheap.next_size() == 10000);
+  CHECK(cheap.chunk_limit() == 8);
+  cheap.cut(3000);  // but chunks of these items close at 3,000 (their bytes)
+  cheap.observe(3000, 300);
+  CHECK(cheap.chunk_limit() == ChunkSizer::kUnlimited);
+}
