@@ -266,12 +266,18 @@ struct RawClient {
     }
   }
   // Sends STATUS_REQUEST and reads until its answer: the broker has then read all sent before.
+  // Sent again every 2 s unanswered: behind a flood of refusals the broker's ROUTER drops what
+  // this socket's full pipe cannot take, the answer included (a loaded CI run lost it once).
   bool sync(std::chrono::milliseconds within) {
     const unsigned char request[] = {0x92, 0x01, 0x0d};
-    socket.send(zmq::buffer(request, sizeof request), zmq::send_flags::none);
     const auto deadline = std::chrono::steady_clock::now() + within;
+    auto resend = std::chrono::steady_clock::now();
     socket.set(zmq::sockopt::rcvtimeo, 200);
     while (std::chrono::steady_clock::now() < deadline) {
+      if (std::chrono::steady_clock::now() >= resend) {
+        socket.send(zmq::buffer(request, sizeof request), zmq::send_flags::none);
+        resend = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      }
       zmq::message_t header;
       if (!socket.recv(header)) continue;
       const bool status = header.size() == 3 && header.data<unsigned char>()[2] == 0x0e;
