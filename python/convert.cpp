@@ -579,28 +579,31 @@ msgpack::object to_msgpack(py::handle value, msgpack::zone& zone, const Item& it
   return convert(value, zone, item, bytes, 0);
 }
 
-bool pack_scalar_entry(msgpack::sbuffer& buffer, PyObject* value) {
-  unsigned char entry[2 + kMaxIntBytes];
-  entry[0] = 0x92;  // [0, value]: a fixarray of two whose first element is the fixint 0
-  entry[1] = 0x00;
-  std::size_t size = 2;
+std::size_t write_scalar(unsigned char* out, PyObject* value) {
   if (PyLong_CheckExact(value)) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (overflow != 0) return false;  // over 64 bits: convert's error
-    size += write_int(entry + 2, v);
-  } else if (PyFloat_CheckExact(value)) {
+    return overflow != 0 ? 0 : write_int(out, v);  // over 64 bits: convert's error
+  }
+  if (PyFloat_CheckExact(value)) {
     const double d = PyFloat_AS_DOUBLE(value);
     std::uint64_t bits = 0;
     std::memcpy(&bits, &d, sizeof bits);
     bits = to_big_endian(bits);
-    entry[size++] = 0xcb;  // always float64 (seppo/msgpack.hpp)
-    std::memcpy(entry + size, &bits, sizeof bits);
-    size += sizeof bits;
-  } else {
-    return false;
+    out[0] = 0xcb;  // always float64 (seppo/msgpack.hpp)
+    std::memcpy(out + 1, &bits, sizeof bits);
+    return 1 + sizeof bits;
   }
-  buffer.write(reinterpret_cast<const char*>(entry), size);
+  return 0;
+}
+
+bool pack_scalar_entry(msgpack::sbuffer& buffer, PyObject* value) {
+  unsigned char entry[2 + kMaxScalarBytes];
+  entry[0] = 0x92;  // [0, value]: a fixarray of two whose first element is the fixint 0
+  entry[1] = 0x00;
+  const std::size_t size = write_scalar(entry + 2, value);
+  if (size == 0) return false;
+  buffer.write(reinterpret_cast<const char*>(entry), 2 + size);
   return true;
 }
 

@@ -89,6 +89,14 @@ inline std::size_t write_int(unsigned char* out, long long v) {
   return typed(0xd3, u);
 }
 
+// The most bytes write_scalar writes: a float64.
+inline constexpr std::size_t kMaxScalarBytes = 9;
+
+// An exact int (within 64 bits) or float packed at `out` as convert() would pack it (ints in
+// their shortest form, floats always as float64): the bytes written, or 0, nothing written and
+// no Python error set, for any other value. Needs the GIL.
+std::size_t write_scalar(unsigned char* out, PyObject* value);
+
 // A success entry [0, value] for an exact int (within 64 bits) or float, appended to `buffer`
 // in one write, the bytes pack_converted's path writes: false, nothing written and no Python
 // error set, for any other value. Needs the GIL.

@@ -210,7 +210,10 @@ class Inputs {
                      bool& ended) {
     std::uint32_t count = 0;
     if (!range_) {
-      while (count < max_items && packer.buffer().size() < max_bytes) {
+      if (sequence_ && pos_ == items_.size() && !done_) {
+        count = fill_scalars(packer.buffer(), max_items, max_bytes, ended);
+      }
+      while (!ended && count < max_items && packer.buffer().size() < max_bytes) {
         if (!next(packer)) {
           ended = true;
           break;
@@ -248,6 +251,43 @@ class Inputs {
   std::optional<py::error_already_set> failure;
 
  private:
+  // A list's or tuple's exact ints and floats written straight from its objects, under one
+  // taking of the GIL per chunk: no msgpack::object per item and no second pass (the two were
+  // a tenth of the calling thread's time in a 100,000-int map). Stops at the end, at the
+  // limits, or at the first other value, which next() converts as any other.
+  std::uint32_t fill_scalars(msgpack::sbuffer& buffer, std::uint32_t max_items,
+                             std::size_t max_bytes, bool& ended) {
+    py::gil_scoped_acquire gil;
+    PyObject* p = sequence_.ptr();
+    unsigned char block[4096];
+    std::size_t used = 0;
+    std::size_t size = buffer.size();
+    std::uint32_t count = 0;
+    while (count < max_items && size + used < max_bytes) {
+      // Read anew each time, as next_object() does: the list may change between chunks.
+      const Py_ssize_t length = PyList_Check(p) ? PyList_GET_SIZE(p) : PyTuple_GET_SIZE(p);
+      if (at_ >= length) {
+        done_ = true;
+        ended = true;
+        break;
+      }
+      if (used > sizeof block - kMaxScalarBytes) {
+        buffer.write(reinterpret_cast<const char*>(block), used);
+        size += used;
+        used = 0;
+      }
+      PyObject* item = PyList_Check(p) ? PyList_GET_ITEM(p, at_) : PyTuple_GET_ITEM(p, at_);
+      const std::size_t written = write_scalar(block + used, item);
+      if (written == 0) break;
+      used += written;
+      ++at_;
+      ++read_;
+      ++count;
+    }
+    buffer.write(reinterpret_cast<const char*>(block), used);
+    return count;
+  }
+
   // Replaces the consumed batch by the next one; false at the end. Needs the GIL.
   bool refill(std::size_t max_items, std::size_t max_bytes) {
     if (done_ || !open_) return false;

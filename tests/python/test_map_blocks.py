@@ -40,6 +40,33 @@ def test_a_chunk_mixing_scalars_and_other_values_comes_back_exact(client):
     assert all(same(got, sent) for got, sent in zip(out, plain)), out
 
 
+def test_a_list_of_ints_and_floats_is_packed_straight_and_other_values_in_their_place(client):
+    # Exact ints and floats are written from the list itself; a bool, an int or float
+    # subclass, a str or None stops that and is converted as any value, in its place; runs
+    # past a chunk's 48 KB and the fill's 4 KB block, as a list and as a tuple.
+    import enum
+
+    class Small(enum.IntEnum):
+        ONE = 1
+
+    class Real(float):
+        pass
+
+    runs = [list(range(2**40, 2**40 + 3 * 20000, 3)), [True, False], [Small.ONE],
+            [x / 3 for x in range(9000)], ["s"], INTS, [Real(2.5)], FLOATS, [None], [7]]
+    values = [v for run in runs for v in run]
+    expected = [int(v) if isinstance(v, Small) else float(v) if isinstance(v, Real) else v
+                for v in values]
+    for sequence in (values, tuple(values)):
+        for function in (pyfuncs.echo, "test_module.same"):
+            out = client.map_parallel(function, sequence)
+            assert len(out) == len(expected)
+            for i, (got, sent) in enumerate(zip(out, expected)):
+                assert same(got, sent), (function, i, sent, got)
+    with pytest.raises(TypeError, match=r"item 20002: int .* does not fit in 64 bits"):
+        client.map_parallel("test_module.same", list(range(20002)) + [2**64, 1])
+
+
 def test_errors_in_the_middle_of_a_chunk_stay_at_their_items(client):
     out = client.map_results(pyfuncs.fail_on_3, range(10), chunksize=10)
     assert [v for i, v in enumerate(out) if i not in (3, 5)] == [0, 10, 20, 40, 60, 70, 80, 90]
