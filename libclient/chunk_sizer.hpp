@@ -20,13 +20,15 @@ class ChunkSizer {
   static constexpr std::size_t kBlindChunks = 8;
   static constexpr std::chrono::milliseconds kBlindDoubling{1};
 
-  // `window`: the most chunks the job may have unanswered; `start`: when the job began.
+  // `window`: the most chunks the job may have unanswered; `start`: when the job began;
+  // `start_chunks`: the limit at the start (the simulator lowers it, to have it bind there).
   ChunkSizer(std::size_t fixed, std::chrono::microseconds target, std::size_t window = kUnlimited,
-             TimePoint start = {})
+             TimePoint start = {}, std::size_t start_chunks = kBlindChunks)
       : fixed_(static_cast<std::uint32_t>(std::min<std::size_t>(fixed, kMaxItems))),
         target_us_(static_cast<double>(target.count())),
         window_(window),
-        start_(start) {}
+        start_(start),
+        blind_limit_(std::max<std::size_t>(start_chunks, 1)) {}
 
   // Until a first measurement arrives items go alone: a slow function must not be batched
   // blindly. Then each chunk aims at the target compute time.
@@ -58,6 +60,7 @@ class ChunkSizer {
     if (fixed_ > 0 || blind_limit_ >= window_) return TimePoint::max();
     return start_ + kBlindDoubling * (blind_steps_ + 1);
   }
+  // Time passed (the driver calls this before it fills and on each tick).
   void tick(TimePoint now) {
     while (now >= limit_grows_at()) {
       ++blind_steps_;
@@ -87,7 +90,7 @@ class ChunkSizer {
   double per_item_us_ = 0;
   std::size_t window_;
   TimePoint start_;
-  std::size_t blind_limit_ = kBlindChunks;
+  std::size_t blind_limit_;
   int blind_steps_ = 0;
   std::uint32_t largest_ = 0;
   std::uint32_t cut_at_ = kMaxItems;

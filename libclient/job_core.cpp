@@ -43,7 +43,7 @@ JobCore::JobCore(std::uint64_t job_id, std::string function, JobCoreOptions opti
       function_(std::move(function)),
       options_(std::move(options)),
       sizer_(options_.client.chunk_size, options_.client.target_chunk_time, options_.client.window,
-             now),
+             now, options_.start_chunks),
       byte_window_(options_.client.max_inflight_bytes),
       heartbeat_(options_.broker_heartbeat.count() > 0 ? options_.broker_heartbeat
                                                        : options_.client.heartbeat),

@@ -63,6 +63,9 @@ struct JobCoreOptions {
   std::uint64_t broker_max_message = 0;
   // Whether that ALIVE named the feature "submits" (§4.20): chunks may then go as SUBMITS.
   bool broker_submits = false;
+  // The chunk sizer's limit on unanswered chunks at a job's start (ChunkSizer::chunk_limit):
+  // the simulator lowers it, since its windows are smaller than the default.
+  std::size_t start_chunks = ChunkSizer::kBlindChunks;
   // A chunk keeps its window place until consumed() was called for all its items, not only
   // until they arrived: results waiting for a slow consumer are bounded too.
   bool hold = false;
@@ -121,8 +124,8 @@ class JobCore {
   // --- input ---
   // Items the next chunk should hold; 0 when no chunk may be added now (the window or its bytes
   // are full, a chunk refused over_limit waits to be sent again, the input ended, the job is
-  // over, or no item's cost is known yet and the sizer's chunk_limit() is reached: then
-  // next_deadline() is when that limit grows).
+  // over, or the sizer's chunk_limit() is reached, which holds until a chunk about the size
+  // the estimate asks for was measured: next_deadline() is then when that limit grows).
   std::uint32_t wanted() const;
   // The chunk packing rule: while wanted() > 0, packs a chunk of up to wanted() arguments and
   // at most kMaxChunkBytes, calling `next(buffer)` for each, which appends one packed argument
@@ -134,6 +137,8 @@ class JobCore {
   // max_bytes, ended)` appends up to max_items packed arguments to the msgpack::sbuffer,
   // stopping once it holds max_bytes or more (the check `next` gets before each argument), and
   // returns how many, at least one unless it sets `ended` (the input's end: then end_input()).
+  // Fewer than max_items without `ended` means max_bytes was reached: the sizer learns from it
+  // how large these items' chunks get (ChunkSizer::cut).
   template <class Fill>
   void fill_many(Fill&& fill, TimePoint now, std::uint64_t max_items = UINT64_MAX);
   // The next chunk: `payload` is a msgpack array of `count` (≥ 1) arguments. Queues its SUBMIT.
@@ -348,6 +353,7 @@ void JobCore::fill(Next&& next, TimePoint now, std::uint64_t max_items) {
 
 template <class Fill>
 void JobCore::fill_many(Fill&& fill, TimePoint now, std::uint64_t max_items) {
+  if (!paused_at_) sizer_.tick(now);  // a step may fill before its tick: the limit is current
   while (max_items > 0) {
     const std::uint32_t want =
         static_cast<std::uint32_t>(std::min<std::uint64_t>(wanted(), max_items));

@@ -308,6 +308,9 @@ RunReport World::run() {
       // DELIVER per answer, as older clients): C1, C3 do, C2 does not. No draw: the seeds'
       // worlds stay as they were.
       p.job_options.client.batch = (k - worker_count) % 2 == 0;
+      // The adaptive sizer's start limit, 8, never binds under windows of 1-8: one client in
+      // three starts at 1 (then 2, 4, 8 a millisecond apart). No draw, as above.
+      if ((k - worker_count) % 3 == 1) p.job_options.start_chunks = 1;
       clients_.push_back(k);
     }
     peers_.push_back(std::move(p));

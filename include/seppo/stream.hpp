@@ -161,7 +161,8 @@ class SEPPO_API Engine {
   // Packs several inputs a call, for inputs cheaper to pack in a loop than one call each (a
   // Python range): appends up to `max_items` packed inputs to packer.buffer(), stopping once it
   // holds `max_bytes` or more, as a Next would be asked for no more then; returns how many, at
-  // least one unless the input ended, and sets `ended` when the input has no more.
+  // least one unless the input ended, and sets `ended` when the input has no more. Fewer than
+  // `max_items` without `ended` must mean `max_bytes` was reached (chunk sizes learn from it).
   using Fill = std::function<std::uint32_t(Packer& packer, std::uint32_t max_items,
                                            std::size_t max_bytes, bool& ended)>;
 

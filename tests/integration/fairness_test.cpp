@@ -270,6 +270,7 @@ struct RawClient {
   // this socket's full pipe cannot take, the answer included (a loaded CI run lost it once).
   bool sync(std::chrono::milliseconds within) {
     const unsigned char request[] = {0x92, 0x01, 0x0d};
+    drain();  // an answer to an earlier sync's repeated request is not this one's
     const auto deadline = std::chrono::steady_clock::now() + within;
     auto resend = std::chrono::steady_clock::now();
     socket.set(zmq::sockopt::rcvtimeo, 200);

@@ -1309,6 +1309,22 @@ TEST_CASE(
   h.core.on_tick(t0 + 5ms);
   CHECK(h.fill(t0 + 5ms) == 256 - 16);  // after 5 ms the window is open, slow items or not
   CHECK(h.core.next_deadline(t0 + 5ms) > t0 + 6ms);
+
+  // A step fills before it ticks (and after a pause): fill itself reads the clock it is given.
+  Harness late(o);
+  CHECK(late.fill(t0) == 8);
+  std::int64_t next = 8;
+  late.core.fill(
+      [&](msgpack::sbuffer& buffer) {
+        msgpack::pack(buffer, next++);
+        return true;
+      },
+      t0 + 2ms);
+  CHECK(late.core.submitted_items() == 32);  // 32 unanswered at 2 ms, no on_tick between
+  // Once the input ended, the limit's growth wakes nobody.
+  Harness ended(o);
+  ended.core.fill([](msgpack::sbuffer&) { return false; }, t0);
+  CHECK(ended.core.next_deadline(t0) > t0 + 100ms);
 }
 
 TEST_CASE(

@@ -124,4 +124,9 @@ TEST_CASE("the unanswered chunks of a job's start double every millisecond up to
   cheap.cut(3000);  // but chunks of these items close at 3,000 (their bytes)
   cheap.observe(3000, 300);
   CHECK(cheap.chunk_limit() == ChunkSizer::kUnlimited);
+  // No window to stop at: the limit still stops doubling, at the largest size there is.
+  ChunkSizer endless(0, 10ms, ChunkSizer::kUnlimited, start);
+  endless.tick(start + 24h * 365 * 100);
+  CHECK(endless.chunk_limit() == ChunkSizer::kUnlimited);
+  CHECK(endless.limit_grows_at() == std::chrono::steady_clock::time_point::max());
 }
