@@ -152,6 +152,34 @@ class Batch {
   std::unique_ptr<msgpack::zone> zone_;  // owns the values' strings, arrays and maps
 };
 
+// Packed values gathered in a block on the stack and appended to the buffer a block at a time:
+// one buffer write per few hundred values, for loops where a write per value costs more than
+// the value.
+class BlockWriter {
+ public:
+  explicit BlockWriter(msgpack::sbuffer& buffer) : buffer_(buffer), size_(buffer.size()) {}
+  // The buffer's size with what the block holds.
+  std::size_t size() const { return size_ + used_; }
+  // Where the next value goes, with room for `most` bytes; then wrote() says how many it took.
+  unsigned char* room(std::size_t most) {
+    if (used_ > sizeof block_ - most) flush();
+    return block_ + used_;
+  }
+  void wrote(std::size_t bytes) { used_ += bytes; }
+  // Appends what the block holds: call before the buffer is read.
+  void flush() {
+    buffer_.write(reinterpret_cast<const char*>(block_), used_);
+    size_ += used_;
+    used_ = 0;
+  }
+
+ private:
+  msgpack::sbuffer& buffer_;
+  std::size_t size_;
+  std::size_t used_ = 0;
+  unsigned char block_[4096];
+};
+
 // The inputs: a Python iterator read in batches, converted to msgpack with the GIL held.
 class Inputs {
  public:
@@ -222,28 +250,19 @@ class Inputs {
       }
       return count;
     }
-    // Through a block on the stack: one buffer write per few hundred ints.
-    msgpack::sbuffer& buffer = packer.buffer();
-    unsigned char block[4096];
-    std::size_t used = 0;
-    std::size_t size = buffer.size();
-    while (count < max_items && size + used < max_bytes) {
+    BlockWriter out(packer.buffer());
+    while (count < max_items && out.size() < max_bytes) {
       if (range_left_ == 0) {
         done_ = true;
         ended = true;
         break;
       }
-      if (used > sizeof block - kMaxIntBytes) {
-        buffer.write(reinterpret_cast<const char*>(block), used);
-        size += used;
-        used = 0;
-      }
-      used += write_int(block + used, range_next_);
+      out.wrote(write_int(out.room(kMaxIntBytes), range_next_));
       // The value after is computed only if it exists, so within 64 bits.
       if (--range_left_ > 0) range_next_ += range_step_;
       ++count;
     }
-    buffer.write(reinterpret_cast<const char*>(block), used);
+    out.flush();
     read_ += count;
     return count;
   }
@@ -259,11 +278,9 @@ class Inputs {
                              std::size_t max_bytes, bool& ended) {
     py::gil_scoped_acquire gil;
     PyObject* p = sequence_.ptr();
-    unsigned char block[4096];
-    std::size_t used = 0;
-    std::size_t size = buffer.size();
+    BlockWriter out(buffer);
     std::uint32_t count = 0;
-    while (count < max_items && size + used < max_bytes) {
+    while (count < max_items && out.size() < max_bytes) {
       // Read anew each time, as next_object() does: the list may change between chunks.
       const Py_ssize_t length = PyList_Check(p) ? PyList_GET_SIZE(p) : PyTuple_GET_SIZE(p);
       if (at_ >= length) {
@@ -271,20 +288,15 @@ class Inputs {
         ended = true;
         break;
       }
-      if (used > sizeof block - kMaxScalarBytes) {
-        buffer.write(reinterpret_cast<const char*>(block), used);
-        size += used;
-        used = 0;
-      }
       PyObject* item = PyList_Check(p) ? PyList_GET_ITEM(p, at_) : PyTuple_GET_ITEM(p, at_);
-      const std::size_t written = write_scalar(block + used, item);
+      const std::size_t written = write_scalar(out.room(kMaxScalarBytes), item);
       if (written == 0) break;
-      used += written;
+      out.wrote(written);
       ++at_;
       ++read_;
       ++count;
     }
-    buffer.write(reinterpret_cast<const char*>(block), used);
+    out.flush();
     return count;
   }
 
