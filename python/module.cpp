@@ -233,15 +233,21 @@ class Inputs {
 
   // The engine's Fill (map): a range's ints written in a tight loop, no call per item (the
   // per-item Next, its packer and msgpack-c's buffer write were a quarter of the calling
-  // process's work per item); any other input one next() at a time.
+  // process's work per item); a list's or tuple's ints and floats likewise (fill_scalars), each
+  // value of another kind converted alone in its place; any other input one next() at a time.
   std::uint32_t fill(Client::Packer& packer, std::uint32_t max_items, std::size_t max_bytes,
                      bool& ended) {
     std::uint32_t count = 0;
     if (!range_) {
-      if (sequence_ && pos_ == items_.size() && !done_) {
-        count = fill_scalars(packer.buffer(), max_items, max_bytes, ended);
-      }
       while (!ended && count < max_items && packer.buffer().size() < max_bytes) {
+        if (sequence_ && pos_ == items_.size() && !done_) {
+          count += fill_scalars(packer.buffer(), max_items - count, max_bytes, ended);
+          if (ended || count == max_items || packer.buffer().size() >= max_bytes) break;
+          // Stopped at a value of another kind: that one alone the generic way (a batch would
+          // take the ints after it too), then back to the loop above.
+          py::gil_scoped_acquire gil;
+          refill(1, kBatchBytes);
+        }
         if (!next(packer)) {
           ended = true;
           break;
