@@ -288,7 +288,7 @@ void Core::on_ready(const PeerId& from, wire::Ready&& m, TimePoint now) {
     ++s.provider_count;
     w.services.push_back(&s);
     unserved_since_.erase(f);
-    if (!s.indexed && s.provider_count >= index_from_) build_index(s);
+    if (!s.indexed && s.provider_count >= index_from_) set_indexed(s, true);
   }
   reindex(w);
   log(log::Level::Info,
@@ -781,7 +781,7 @@ void Core::remove_worker(const PeerId& id, bool count_attempt, const std::string
   if (worker.pending != 0) forget_pending(id);
   for (std::size_t n = 0; n < worker.services.size(); ++n) {
     Service& s = *worker.services[n];
-    if (s.indexed && s.provider_count < index_from_ / 2) drop_index(s);
+    if (s.indexed && s.provider_count < index_from_ / 2) set_indexed(s, false);
     if (s.providers.size() - s.provider_count > s.provider_count) compact(s);
     if (s.provider_count == 0) {
       s.no_provider_since = now;

@@ -28,8 +28,8 @@
 
 #include "broker/fair_share.hpp"
 #include "broker/id_map.hpp"
-#include "broker/stable_id_map.hpp"
 #include "broker/provider_index.hpp"
+#include "broker/stable_id_map.hpp"
 #include "broker/stats.hpp"
 #include "common/log.hpp"
 #include "protocol/bytes.hpp"
@@ -282,7 +282,7 @@ class Core {
     // task.
     Service* service = nullptr;
     std::uint32_t wait_ms = 0;
-    std::deque<std::uint64_t> queue;                          // task ids, next to run first
+    std::deque<std::uint64_t> queue;            // task ids, next to run first
     IdMap<std::uint32_t, Keys::Theirs> chunks;  // chunk first -> items not delivered
     // Chunks completed by a DELIVER or FAILED the client may not have read yet, by seq: a
     // heartbeat listing one of these as open is not a loss, just a message in flight.
@@ -351,9 +351,9 @@ class Core {
     std::uint64_t unread_bytes = 0;  // sum of its jobs' unread DELIVER bytes
     std::uint64_t queued_tasks = 0;  // tasks of its jobs waiting in their queues
     ShareTag share;
-    std::string owner;     // from owner_source_, for STATUS
+    std::string owner;         // from owner_source_, for STATUS
     bool owner_asked = false;  // owner_source_ asked once, whatever it said (issue 28: per SUBMIT)
-    bool batches = false;  // its last SUBMIT named "batch": it takes DELIVERS (B59)
+    bool batches = false;      // its last SUBMIT named "batch": it takes DELIVERS (B59)
   };
 
   std::string snapshot(TimePoint now, bool full) const;
@@ -402,9 +402,10 @@ class Core {
   // Closes the holes in `service.providers` (ranks change, order kept) once they outnumber the
   // providers: amortized O(1) per worker that left.
   static void compact(Service& service);
+  // Every provider's entries in `service.index`, taken out or put back at their ranks.
+  static void index_all(Service& service, bool add);
   // Starts or ends keeping `service.index` (Service::indexed).
-  static void build_index(Service& service);
-  static void drop_index(Service& service);
+  static void set_indexed(Service& service, bool on);
   // The rule's choice by a scan over every provider in order of joining: what dispatch() uses
   // for a service not indexed, and what the self-check compares the index's choice with.
   static void scan_choice(const Service& service, Worker*& best, Worker*& idle);

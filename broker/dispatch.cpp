@@ -202,41 +202,34 @@ void Core::unindex(Worker& w) {
   w.indexed_open = w.indexed_idle = false;
 }
 
-void Core::build_index(Service& s) {
-  // By the state each provider is indexed under elsewhere: one due for re-indexing is moved
-  // here too when index_pending() reaches it.
-  s.indexed = true;
+void Core::index_all(Service& s, bool add) {
   for (std::size_t r = 0; r < s.providers.size(); ++r) {
     if (s.providers[r].worker != nullptr) {
-      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), true);
+      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), add);
     }
   }
 }
 
-void Core::drop_index(Service& s) {
-  for (std::size_t r = 0; r < s.providers.size(); ++r) {
-    if (s.providers[r].worker != nullptr) {
-      index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), false);
-    }
-  }
-  s.indexed = false;
+void Core::set_indexed(Service& s, bool on) {
+  // By the state each provider is indexed under elsewhere: one due for re-indexing is moved
+  // here too when index_pending() reaches it.
+  if (on) s.indexed = true;
+  index_all(s, on);
+  s.indexed = on;
 }
 
 void Core::compact(Service& s) {
   // Taken out at their old ranks and put back at the new: the order of joining is kept, so the
   // order of choice is the same.
+  index_all(s, false);
   std::size_t k = 0;
-  for (std::size_t r = 0; r < s.providers.size(); ++r) {
-    const Provider p = s.providers[r];
+  for (const Provider& p : s.providers) {
     if (p.worker == nullptr) continue;
-    index_entries(s, *p.worker, static_cast<std::uint32_t>(r), false);
     p.worker->ranks[p.slot] = static_cast<std::uint32_t>(k);
     s.providers[k++] = p;
   }
   s.providers.resize(k);
-  for (std::size_t r = 0; r < k; ++r) {
-    index_entries(s, *s.providers[r].worker, static_cast<std::uint32_t>(r), true);
-  }
+  index_all(s, true);
 }
 
 void Core::send_task(const PeerId& worker_id, Worker& worker, std::uint64_t task_id, Task& task,

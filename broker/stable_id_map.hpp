@@ -9,8 +9,8 @@
 // second) view of one record, not a slot of a sequence (no ++: the broker never walks the map).
 #pragma once
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>

@@ -26,7 +26,9 @@ struct FailedCounter : msgpack::null_visitor {
   bool visit_positive_integer(std::uint64_t v) { return tag(v == entry::kValue); }
   // msgpack-c calls this for every signed encoding (0xd0..0xd3), zero and positive values
   // included: a tag 0 packed as int8 is a success, as entry::decode reads it.
-  bool visit_negative_integer(std::int64_t v) { return tag(v == static_cast<std::int64_t>(entry::kValue)); }
+  bool visit_negative_integer(std::int64_t v) {
+    return tag(v == static_cast<std::int64_t>(entry::kValue));
+  }
   bool visit_float32(float) { return tag(false); }
   bool visit_float64(double) { return tag(false); }
   bool visit_str(const char*, std::uint32_t) { return tag(false); }
