@@ -243,10 +243,10 @@ class Inputs {
         if (sequence_ && pos_ == items_.size() && !done_) {
           count += fill_scalars(packer.buffer(), max_items - count, max_bytes, ended);
           if (ended || count == max_items || packer.buffer().size() >= max_bytes) break;
-          // Stopped at a value of another kind: that one alone the generic way (a batch would
-          // take the ints after it too), then back to the loop above.
+          // Stopped at a value of another kind: a batch of those the generic way, up to the
+          // next number (which the loop above then takes).
           py::gil_scoped_acquire gil;
-          refill(1, kBatchBytes);
+          refill(kBatchItems, kBatchBytes, true);
         }
         if (!next(packer)) {
           ended = true;
@@ -306,8 +306,10 @@ class Inputs {
     return count;
   }
 
-  // Replaces the consumed batch by the next one; false at the end. Needs the GIL.
-  bool refill(std::size_t max_items, std::size_t max_bytes) {
+  // Replaces the consumed batch by the next one; false at the end. With `until_number`, the
+  // batch ends before an exact int or float of a list or tuple (fill_scalars' values).
+  // Needs the GIL.
+  bool refill(std::size_t max_items, std::size_t max_bytes, bool until_number = false) {
     if (done_ || !open_) return false;
     if (max_items != SIZE_MAX) {  // streaming: the previous batch was packed, drop it
       items_.clear();
@@ -329,6 +331,7 @@ class Inputs {
           ++count;
           continue;
         }
+        if (until_number && count > 0 && sequence_ && next_is_number()) break;
         PyObject* next = next_object();
         if (next == nullptr) {
           if (PyErr_Occurred()) throw py::error_already_set();
@@ -347,6 +350,15 @@ class Inputs {
       throw InputFailed();
     }
     return count > 0;
+  }
+
+  // Whether the list's or tuple's next item is one fill_scalars writes (an exact int or float).
+  bool next_is_number() const {
+    PyObject* p = sequence_.ptr();
+    const Py_ssize_t size = PyList_Check(p) ? PyList_GET_SIZE(p) : PyTuple_GET_SIZE(p);
+    if (at_ >= size) return false;
+    PyObject* item = PyList_Check(p) ? PyList_GET_ITEM(p, at_) : PyTuple_GET_ITEM(p, at_);
+    return PyLong_CheckExact(item) || PyFloat_CheckExact(item);
   }
 
   // The next item of the list, tuple or iterator (a new reference), or null at its end or on
