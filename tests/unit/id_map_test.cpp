@@ -3,6 +3,7 @@
 // task record.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -23,9 +24,12 @@ namespace {
 std::uint64_t pick_key(std::mt19937_64& random, bool narrow) {
   if (narrow) return random() % 64;
   switch (random() % 4) {
-    case 0: return 0;
-    case 1: return ~std::uint64_t{0};
-    default: return random();
+    case 0:
+      return 0;
+    case 1:
+      return ~std::uint64_t{0};
+    default:
+      return random();
   }
 }
 
@@ -50,8 +54,12 @@ void check_against_unordered_map() {
           REQUIRE(it->second == model.at(key));
           break;
         }
-        case 2: map[key] += 1, model[key] += 1; break;
-        case 3: REQUIRE(map.erase(key) == model.erase(key)); break;
+        case 2:
+          map[key] += 1, model[key] += 1;
+          break;
+        case 3:
+          REQUIRE(map.erase(key) == model.erase(key));
+          break;
         default: {
           auto it = map.find(key);
           if (it != map.end()) {
@@ -86,6 +94,23 @@ TEST_CASE("keys chosen to collide under the fixed hash are still found, and eras
   IdMap<std::uint32_t, seppo::broker::Keys::Theirs> map;
   for (std::uint32_t k = 0; k < 2000; ++k) map.emplace(k * inverse, k);
   CHECK(map.size() == 2000);
+  // Spread, not one run of 2,000 slots that every operation walks: the longest run of
+  // occupied slots, which under the fixed hash (checked beside) is all of them.
+  const auto longest_run = [](const auto& m) {
+    std::size_t longest = 0, run = 0, last = 0;
+    bool any = false;
+    for (auto i = m.begin(); i != m.end(); ++i) {
+      run = any && i.index() == last + 1 ? run + 1 : 1;
+      longest = std::max(longest, run);
+      last = i.index();
+      any = true;
+    }
+    return longest;
+  };
+  IdMap<std::uint32_t> fixed;
+  for (std::uint32_t k = 0; k < 2000; ++k) fixed.emplace(k * inverse, k);
+  CHECK(longest_run(fixed) == 2000);
+  CHECK(longest_run(map) < 100);
   for (std::uint32_t k = 0; k < 2000; k += 2) CHECK(map.erase(k * inverse) == 1);
   for (std::uint32_t k = 1; k < 2000; k += 2) CHECK(map.find(k * inverse)->second == k);
 }
